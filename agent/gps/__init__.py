@@ -1,0 +1,6 @@
+"""GPS sources: NMEA 0183 over a serial port (sans-IO decoder + pyserial edge)."""
+
+from .nmea import NmeaDecoder
+from .serial_source import SerialGpsSource
+
+__all__ = ["NmeaDecoder", "SerialGpsSource"]

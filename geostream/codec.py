@@ -1,0 +1,237 @@
+"""Framing and CBOR encoding of geostream messages (docs/protocol.md §2–§4).
+
+`encode(message) -> bytes` and `FrameDecoder.feed(data) -> list[message]`; every way a peer can
+send something wrong ends in one `ProtocolError` with the documented code.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import struct
+from typing import Any
+
+import cbor2
+
+from .errors import ErrorCode, ProtocolError
+from .messages import Ack, Batch, Command, CommandAck, Error, Hello, Message, Unknown, Welcome
+
+# One message may hold a whole batch; 256 KiB leaves 4× room over the default 64 KiB batch
+# budget while bounding what a hostile peer can make us buffer per connection.
+MAX_MESSAGE_BYTES = 256 * 1024
+# A batch of 4096 positions is ~250 KiB encoded: the most one message can carry anyway.
+MAX_BATCH_READINGS = 4096
+DEFAULT_MAX_BATCH_BYTES = 64 * 1024
+MAX_UINT = 2**63 - 1
+_HEADER = struct.Struct(">I")
+_VEHICLE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}\Z")
+READING_KINDS = ("pos", "can", "evt")
+
+
+def _uint(m: dict, key: str) -> int:
+    value = m.get(key)
+    if type(value) is not int or not 0 <= value <= MAX_UINT:
+        raise ProtocolError(ErrorCode.MALFORMED, f"{key!r} must be an unsigned integer")
+    return value
+
+
+def _text(m: dict, key: str, max_len: int, default: str | None = None) -> str:
+    value = m.get(key, default)
+    if not isinstance(value, str) or len(value) > max_len:
+        raise ProtocolError(ErrorCode.MALFORMED, f"{key!r} must be text of at most {max_len}")
+    return value
+
+
+def _ranges(m: dict, key: str) -> tuple[tuple[int, int], ...]:
+    value = m.get(key, [])
+    if not isinstance(value, list):
+        raise ProtocolError(ErrorCode.MALFORMED, f"{key!r} must be an array of ranges")
+    out = []
+    prev_last = -2
+    for item in value:
+        if (
+            not isinstance(item, list)
+            or len(item) != 2
+            or not all(type(x) is int and 0 <= x <= MAX_UINT for x in item)
+            or item[0] > item[1]
+            or item[0] <= prev_last + 1
+        ):
+            raise ProtocolError(ErrorCode.MALFORMED, f"{key!r} holds an invalid range")
+        out.append((item[0], item[1]))
+        prev_last = item[1]
+    return tuple(out)
+
+
+def check_reading(r: Any) -> dict:
+    """Validate the envelope of one reading (q, ts, k); raises MALFORMED."""
+    if not isinstance(r, dict):
+        raise ProtocolError(ErrorCode.MALFORMED, "a reading must be a map")
+    q = _uint(r, "q")
+    if q == 0:
+        raise ProtocolError(ErrorCode.MALFORMED, "'q' starts at 1")
+    _uint(r, "ts")
+    if r.get("k") not in READING_KINDS:
+        raise ProtocolError(ErrorCode.MALFORMED, f"unknown reading kind {r.get('k')!r}")
+    return r
+
+
+def reading_problem(r: dict) -> str | None:
+    """Why a well-formed reading's content is unusable, or None (→ invalid-reading)."""
+    if r["k"] == "pos":
+        lat, lon = r.get("lat"), r.get("lon")
+        if not all(isinstance(x, int | float) and math.isfinite(x) for x in (lat, lon)):
+            return "position without finite lat/lon"
+        if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+            return f"position out of range: lat={lat} lon={lon}"
+        for key in ("alt", "spd", "crs", "hdop"):
+            v = r.get(key)
+            if v is not None and not (isinstance(v, int | float) and math.isfinite(v)):
+                return f"{key!r} is not a finite number"
+    elif r["k"] == "can":
+        if not isinstance(r.get("sig"), dict):
+            return "can reading without 'sig' map"
+    return None
+
+
+def _decode_map(m: dict) -> Message:
+    t = m.get("t")
+    if t == "batch":
+        readings = m.get("readings")
+        if not isinstance(readings, list) or not 1 <= len(readings) <= MAX_BATCH_READINGS:
+            raise ProtocolError(
+                ErrorCode.MALFORMED, f"'readings' must hold 1..{MAX_BATCH_READINGS} readings"
+            )
+        seen = set()
+        for r in readings:
+            q = check_reading(r)["q"]
+            if q in seen:
+                raise ProtocolError(ErrorCode.MALFORMED, f"sequence {q} twice in one batch")
+            seen.add(q)
+        return Batch(epoch=_uint(m, "epoch"), readings=tuple(readings))
+    if t == "ack":
+        return Ack(
+            epoch=_uint(m, "epoch"),
+            through=_uint(m, "through"),
+            ranges=_ranges(m, "ranges"),
+            credit=_uint(m, "credit"),
+        )
+    if t == "hello":
+        vehicle = _text(m, "vehicle", 64)
+        if not _VEHICLE_ID.match(vehicle):
+            raise ProtocolError(ErrorCode.MALFORMED, "vehicle id must match [A-Za-z0-9._-]{1,64}")
+        return Hello(
+            vehicle=vehicle,
+            token=_text(m, "token", 256),
+            epoch=_uint(m, "epoch"),
+            agent=_text(m, "agent", 64, ""),
+            acked=_uint(m, "acked") if "acked" in m else 0,
+            v=_uint(m, "v"),
+        )
+    if t == "welcome":
+        return Welcome(
+            credit=_uint(m, "credit"),
+            max_batch_bytes=_uint(m, "max_batch_bytes"),
+            time=_uint(m, "time"),
+            v=_uint(m, "v"),
+        )
+    if t == "error":
+        fatal = m.get("fatal")
+        if not isinstance(fatal, bool):
+            raise ProtocolError(ErrorCode.MALFORMED, "'fatal' must be a bool")
+        return Error(code=_uint(m, "code"), reason=_text(m, "reason", 256, ""), fatal=fatal)
+    if t == "command":
+        args = m.get("args", {})
+        if not isinstance(args, dict):
+            raise ProtocolError(ErrorCode.MALFORMED, "'args' must be a map")
+        return Command(id=_uint(m, "id"), name=_text(m, "name", 64), args=args)
+    if t == "command-ack":
+        ok = m.get("ok")
+        if not isinstance(ok, bool):
+            raise ProtocolError(ErrorCode.MALFORMED, "'ok' must be a bool")
+        return CommandAck(id=_uint(m, "id"), ok=ok, detail=_text(m, "detail", 256, ""))
+    if isinstance(t, str):
+        return Unknown(type=t[:32])
+    raise ProtocolError(ErrorCode.MALFORMED, "message without text 't'")
+
+
+def _to_map(msg: Message) -> dict:
+    if isinstance(msg, Batch):
+        return {"t": "batch", "epoch": msg.epoch, "readings": list(msg.readings)}
+    if isinstance(msg, Ack):
+        return {
+            "t": "ack",
+            "epoch": msg.epoch,
+            "through": msg.through,
+            "ranges": [list(r) for r in msg.ranges],
+            "credit": msg.credit,
+        }
+    if isinstance(msg, Hello):
+        return {"t": "hello", "v": msg.v, "vehicle": msg.vehicle, "token": msg.token,
+                "epoch": msg.epoch, "agent": msg.agent, "acked": msg.acked}
+    if isinstance(msg, Welcome):
+        return {"t": "welcome", "v": msg.v, "credit": msg.credit,
+                "max_batch_bytes": msg.max_batch_bytes, "time": msg.time}
+    if isinstance(msg, Error):
+        return {"t": "error", "code": int(msg.code), "reason": msg.reason, "fatal": msg.fatal}
+    if isinstance(msg, Command):
+        return {"t": "command", "id": msg.id, "name": msg.name, "args": msg.args}
+    if isinstance(msg, CommandAck):
+        return {"t": "command-ack", "id": msg.id, "ok": msg.ok, "detail": msg.detail}
+    raise TypeError(f"not a geostream message: {msg!r}")
+
+
+def encode_payload(msg: Message) -> bytes:
+    return cbor2.dumps(_to_map(msg))
+
+
+def encode(msg: Message) -> bytes:
+    """One framed message: 4-byte big-endian length + CBOR map."""
+    payload = encode_payload(msg)
+    if len(payload) > MAX_MESSAGE_BYTES:
+        raise ValueError(f"message of {len(payload)} bytes exceeds {MAX_MESSAGE_BYTES}")
+    return _HEADER.pack(len(payload)) + payload
+
+
+def decode_payload(payload: bytes) -> Message:
+    try:
+        m = cbor2.loads(payload)
+    except Exception as exc:  # cbor2 raises several types on garbage; all mean the same here
+        raise ProtocolError(ErrorCode.MALFORMED, f"undecodable CBOR: {exc}") from None
+    if not isinstance(m, dict):
+        raise ProtocolError(ErrorCode.MALFORMED, "message is not a CBOR map")
+    return _decode_map(m)
+
+
+def framed_size(n_payload: int) -> int:
+    return _HEADER.size + n_payload
+
+
+class FrameDecoder:
+    """Reassembles length-prefixed messages from stream bytes.
+
+    `feed(data)` returns the complete messages; it raises `ProtocolError` on the first bad one
+    (all such errors are fatal: framing can no longer be trusted). A message of unknown type is
+    returned as `Unknown` so the session can answer `unknown-type` and go on.
+    """
+
+    def __init__(self, max_message_bytes: int = MAX_MESSAGE_BYTES):
+        self._buf = bytearray()
+        self._max = max_message_bytes
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list[Message]:
+        self._buf += data
+        out: list[Message] = []
+        while len(self._buf) >= _HEADER.size:
+            (n,) = _HEADER.unpack_from(self._buf)
+            if not 1 <= n <= self._max:
+                raise ProtocolError(ErrorCode.TOO_LARGE, f"frame length {n} outside 1..{self._max}")
+            if len(self._buf) < _HEADER.size + n:
+                break
+            payload = bytes(self._buf[_HEADER.size : _HEADER.size + n])
+            del self._buf[: _HEADER.size + n]
+            out.append(decode_payload(payload))
+        return out

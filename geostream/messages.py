@@ -1,0 +1,71 @@
+"""geostream/1.0 messages as small immutable values (docs/protocol.md §3)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+Ranges = tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    vehicle: str
+    token: str
+    epoch: int
+    agent: str = ""
+    acked: int = 0
+    v: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome:
+    credit: int
+    max_batch_bytes: int
+    time: int
+    v: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    epoch: int
+    readings: tuple[dict[str, Any], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    epoch: int
+    through: int
+    ranges: Ranges = ()
+    credit: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    code: int
+    reason: str
+    fatal: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    id: int
+    name: str
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class CommandAck:
+    id: int
+    ok: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Unknown:
+    """A message whose type this side does not know (answered with `unknown-type`)."""
+
+    type: str
+
+
+Message = Unknown | Hello | Welcome | Batch | Ack | Error | Command | CommandAck

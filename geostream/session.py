@@ -1,0 +1,233 @@
+"""Session state machines for both ends of a geostream/1.0 session stream (sans-IO).
+
+Bytes go in with `receive_data(data)`, events come out; whatever the session wants to send
+accumulates in an outbox read with `data_to_send()`. A peer that breaks the protocol makes
+`receive_data` raise `ProtocolError`; the caller then calls `fail(exc)`, sends the outbox and,
+if the error is fatal, closes the QUIC connection with the error code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from . import PROTOCOL_VERSION
+from .codec import DEFAULT_MAX_BATCH_BYTES, FrameDecoder, encode, framed_size, encode_payload
+from .errors import ErrorCode, ProtocolError
+from .messages import Ack, Batch, Command, CommandAck, Error, Hello, Unknown, Welcome
+from .ranges import RangeSet
+
+# Default credit: ~10 s of a 10 Hz GPS + CAN stream per vehicle in flight is plenty to fill a
+# 50 ms-RTT link, and 4096 × ~64 bytes bounds gateway memory per vehicle at ~256 KiB.
+DEFAULT_CREDIT = 4096
+
+
+# --- events -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Welcomed:
+    credit: int
+    max_batch_bytes: int
+    server_time_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Acknowledged:
+    epoch: int
+    through: int
+    ranges: tuple[tuple[int, int], ...]
+    newly_acked: int
+
+
+@dataclass(frozen=True, slots=True)
+class CommandReceived:
+    command: Command
+
+
+@dataclass(frozen=True, slots=True)
+class PeerError:
+    code: int
+    reason: str
+    fatal: bool
+
+
+@dataclass(frozen=True, slots=True)
+class HelloReceived:
+    hello: Hello
+
+
+@dataclass(frozen=True, slots=True)
+class BatchReceived:
+    batch: Batch
+
+
+@dataclass(frozen=True, slots=True)
+class CommandAcked:
+    ack: CommandAck
+
+
+class _Session:
+    def __init__(self) -> None:
+        self._decoder = FrameDecoder()
+        self._out = bytearray()
+        self.closed = False
+
+    def data_to_send(self) -> bytes:
+        data = bytes(self._out)
+        self._out.clear()
+        return data
+
+    def _send(self, msg) -> None:
+        self._out += encode(msg)
+
+    def fail(self, exc: ProtocolError) -> None:
+        """Queue the `error` message for a protocol violation; fatal ones close the session."""
+        self._send(Error(code=int(exc.code), reason=exc.reason[:256], fatal=exc.code.fatal))
+        if exc.code.fatal:
+            self.closed = True
+
+    def _messages(self, data: bytes):
+        if self.closed:
+            raise ProtocolError(ErrorCode.UNEXPECTED, "data after the session was closed")
+        for msg in self._decoder.feed(data):
+            if isinstance(msg, Unknown):
+                self._send(Error(int(ErrorCode.UNKNOWN_TYPE), f"unknown type {msg.type!r}", False))
+                continue
+            yield msg
+
+
+class ClientSession(_Session):
+    """The agent's end: hello, batches within credit, acks applied to the in-flight set."""
+
+    def __init__(self, vehicle: str, token: str, epoch: int, acked_through: int = 0,
+                 agent: str = "fleet-agent"):
+        super().__init__()
+        self.epoch = epoch
+        self.ready = False
+        self.credit = 0
+        self.max_batch_bytes = DEFAULT_MAX_BATCH_BYTES
+        self.in_flight: set[int] = set()
+        self._hello = Hello(vehicle=vehicle, token=token, epoch=epoch, agent=agent,
+                            acked=acked_through)
+        self._send(self._hello)
+
+    @property
+    def credit_available(self) -> int:
+        return max(0, self.credit - len(self.in_flight)) if self.ready else 0
+
+    def receive_data(self, data: bytes) -> list:
+        events: list = []
+        for msg in self._messages(data):
+            if isinstance(msg, Welcome):
+                if self.ready:
+                    raise ProtocolError(ErrorCode.UNEXPECTED, "second welcome")
+                if msg.v != PROTOCOL_VERSION:
+                    raise ProtocolError(ErrorCode.UNSUPPORTED_VERSION, f"server speaks v{msg.v}")
+                self.ready = True
+                self.credit = msg.credit
+                self.max_batch_bytes = msg.max_batch_bytes
+                events.append(Welcomed(msg.credit, msg.max_batch_bytes, msg.time))
+            elif isinstance(msg, Ack):
+                if not self.ready:
+                    raise ProtocolError(ErrorCode.UNEXPECTED, "ack before welcome")
+                if msg.epoch != self.epoch:
+                    raise ProtocolError(ErrorCode.FORBIDDEN, f"ack for epoch {msg.epoch}")
+                acked = RangeSet(msg.ranges)
+                done = {q for q in self.in_flight if q <= msg.through or q in acked}
+                self.in_flight -= done
+                self.credit = msg.credit
+                events.append(Acknowledged(msg.epoch, msg.through, msg.ranges, len(done)))
+            elif isinstance(msg, Command):
+                events.append(CommandReceived(msg))
+            elif isinstance(msg, Error):
+                if msg.fatal:
+                    self.closed = True
+                events.append(PeerError(msg.code, msg.reason, msg.fatal))
+            else:
+                raise ProtocolError(ErrorCode.UNEXPECTED, f"{type(msg).__name__} from a server")
+        return events
+
+    def send_batch(self, readings: list[dict]) -> int:
+        """Queue one batch; returns its encoded size. The caller keeps within credit and budget."""
+        if not self.ready:
+            raise RuntimeError("send_batch before welcome")
+        frame = encode(Batch(epoch=self.epoch, readings=tuple(readings)))
+        self._out += frame
+        self.in_flight.update(r["q"] for r in readings)
+        return len(frame)
+
+    def acknowledge_command(self, command_id: int, ok: bool, detail: str = "") -> None:
+        self._send(CommandAck(id=command_id, ok=ok, detail=detail[:256]))
+
+    def batch_size(self, readings: list[dict]) -> int:
+        return framed_size(len(encode_payload(Batch(self.epoch, tuple(readings)))))
+
+
+class ServerSession(_Session):
+    """The gateway's end: one hello, then batches; acks reflect committed sequence numbers."""
+
+    def __init__(self, credit: int = DEFAULT_CREDIT,
+                 max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES):
+        super().__init__()
+        self.hello: Hello | None = None
+        self.authenticated = False
+        self.credit = credit
+        self.max_batch_bytes = max_batch_bytes
+        self.through = 0
+        self._committed = RangeSet()
+
+    def receive_data(self, data: bytes) -> list:
+        events: list = []
+        for msg in self._messages(data):
+            if isinstance(msg, Hello):
+                if self.hello is not None:
+                    raise ProtocolError(ErrorCode.UNEXPECTED, "second hello")
+                if msg.v != PROTOCOL_VERSION:
+                    raise ProtocolError(ErrorCode.UNSUPPORTED_VERSION,
+                                        f"version {msg.v} not supported (speaks {PROTOCOL_VERSION})")
+                self.hello = msg
+                self.through = msg.acked
+                events.append(HelloReceived(msg))
+            elif isinstance(msg, Batch):
+                if not self.authenticated:
+                    raise ProtocolError(ErrorCode.UNEXPECTED, "batch before welcome")
+                if msg.epoch != self.hello.epoch:
+                    raise ProtocolError(ErrorCode.FORBIDDEN,
+                                        f"batch for epoch {msg.epoch}, session is {self.hello.epoch}")
+                events.append(BatchReceived(msg))
+            elif isinstance(msg, CommandAck):
+                if not self.authenticated:
+                    raise ProtocolError(ErrorCode.UNEXPECTED, "command-ack before welcome")
+                events.append(CommandAcked(msg))
+            elif isinstance(msg, Error):
+                if msg.fatal:
+                    self.closed = True
+                events.append(PeerError(msg.code, msg.reason, msg.fatal))
+            else:
+                raise ProtocolError(ErrorCode.UNEXPECTED, f"{type(msg).__name__} from an agent")
+        return events
+
+    def accept(self, now_ms: int) -> None:
+        if self.hello is None or self.authenticated:
+            raise RuntimeError("accept() needs exactly one pending hello")
+        self.authenticated = True
+        self._send(Welcome(credit=self.credit, max_batch_bytes=self.max_batch_bytes, time=now_ms))
+
+    def reject(self, code: ErrorCode, reason: str) -> None:
+        self.fail(ProtocolError(code, reason))
+
+    def committed(self, seqs: Iterable[int], credit: int | None = None) -> None:
+        """Acknowledge sequence numbers whose transaction has committed."""
+        for q in seqs:
+            if q > self.through:
+                self._committed.add(q)
+        self.through = self._committed.contiguous_from(self.through)
+        self._committed.discard_through(self.through)
+        if credit is not None:
+            self.credit = credit
+        self._send(Ack(epoch=self.hello.epoch, through=self.through,
+                       ranges=tuple(self._committed), credit=self.credit))
+
+    def send_command(self, command: Command) -> None:
+        self._send(command)
