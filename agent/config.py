@@ -1,0 +1,101 @@
+"""Agent configuration: one TOML file (default /etc/fleet-agent/agent.toml).
+
+Each source package parses its own section (`agent.gps.config`, `agent.can.config`), so this
+module only knows the daemon's own settings. docs/configuration.md lists every key.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_CONFIG_PATH = "/etc/fleet-agent/agent.toml"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str
+    port: int = 4433
+    ca_file: str = ""
+    server_name: str | None = None  # TLS name to verify; defaults to host
+
+
+@dataclass(frozen=True)
+class JournalConfig:
+    path: str = "/var/lib/fleet-agent/journal.sqlite"
+    # group commit: one fsync at most every commit_interval_ms or commit_max_readings readings
+    commit_interval_ms: int = 200
+    commit_max_readings: int = 500
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    vehicle_id: str
+    token: str
+    server: ServerConfig
+    journal: JournalConfig = field(default_factory=JournalConfig)
+    gps: dict[str, Any] = field(default_factory=dict)
+    can: dict[str, Any] = field(default_factory=dict)
+    source_path: str = ""
+
+
+def _require(table: dict, key: str, kind: type, where: str):
+    if key not in table:
+        raise ConfigError(f"{where}: missing key {key!r}")
+    value = table[key]
+    if not isinstance(value, kind):
+        raise ConfigError(f"{where}: {key!r} must be {kind.__name__}")
+    return value
+
+
+def _section(raw: dict, name: str, where: str) -> dict:
+    value = raw.get(name, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: [{name}] must be a table")
+    return value
+
+
+def parse_config(raw: dict, where: str = "<config>") -> AgentConfig:
+    base = Path(where).parent if where != "<config>" else Path(".")
+
+    def rel(p: str) -> str:
+        return str(base / p) if p and not Path(p).is_absolute() else p
+
+    vehicle = _section(raw, "vehicle", where)
+    server = _section(raw, "server", where)
+    journal = _section(raw, "journal", where)
+    return AgentConfig(
+        vehicle_id=_require(vehicle, "id", str, f"{where} [vehicle]"),
+        token=_require(vehicle, "token", str, f"{where} [vehicle]"),
+        server=ServerConfig(
+            host=_require(server, "host", str, f"{where} [server]"),
+            port=int(server.get("port", 4433)),
+            ca_file=rel(_require(server, "ca_file", str, f"{where} [server]")),
+            server_name=server.get("server_name"),
+        ),
+        journal=JournalConfig(
+            path=rel(journal.get("path", JournalConfig.path)),
+            commit_interval_ms=int(journal.get("commit_interval_ms", 200)),
+            commit_max_readings=int(journal.get("commit_max_readings", 500)),
+        ),
+        gps=_section(raw, "gps", where),
+        can=_section(raw, "can", where),
+        source_path=where,
+    )
+
+
+def load_config(path: str) -> AgentConfig:
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return parse_config(raw, path)
