@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import select
 import time
 
 import serial
@@ -15,6 +17,12 @@ log = logging.getLogger(__name__)
 
 REOPEN_MIN_S = 0.5
 REOPEN_MAX_S = 10.0
+
+
+def _hung_up(fd: int) -> bool:
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return any(ev & (select.POLLHUP | select.POLLERR | select.POLLNVAL) for _, ev in poller.poll(0))
 
 
 class SerialGpsSource:
@@ -63,10 +71,16 @@ class SerialGpsSource:
             while True:
                 await readable.wait()
                 readable.clear()
-                data = port.read(4096)
+                try:
+                    data = os.read(port.fileno(), 4096)
+                except BlockingIOError:
+                    continue
                 if not data:
-                    # readable with no bytes: the other end hung up (pty closed, USB gone)
-                    raise serial.SerialException("device closed")
+                    # raw mode (VMIN=0) reads 0 bytes on a spurious wake-up too: only a
+                    # hang-up (pty master closed, USB gone) ends the port
+                    if _hung_up(port.fileno()):
+                        raise serial.SerialException("device closed")
+                    await asyncio.sleep(0.05)
                 for fix in self.decoder.feed(data, host_time_ms=time.time_ns() // 1_000_000):
                     self._set_state("fix")
                     emit(fix)
