@@ -67,7 +67,8 @@ class Proc:
         except subprocess.TimeoutExpired:
             self.popen.kill()
             self.popen.wait(5)
-            raise AssertionError(f"{self.popen.args[:4]} ignored signal {sig}; see {self.log}")
+            raise AssertionError(
+                f"{self.popen.args[:4]} ignored signal {sig}; see {self.log}") from None
 
     def kill9(self) -> None:
         self.popen.kill()

@@ -17,7 +17,7 @@ from .conftest import wait_for
 def assert_matches_sent(stored: list[tuple], sent: list[dict]) -> None:
     """Every stored position equals the fix the simulator encoded at that GNSS time."""
     by_time = {s["ts_ms"]: s for s in sent}
-    for epoch, seq, time_ms, lat, lon, speed, course, alt in stored:
+    for _epoch, seq, time_ms, lat, lon, speed, course, alt in stored:
         s = by_time.get(time_ms)
         assert s is not None, f"seq {seq}: stored time {time_ms} was never sent"
         assert (lat, lon) == (s["lat"], s["lon"]), f"seq {seq}"
