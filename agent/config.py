@@ -24,6 +24,9 @@ class ServerConfig:
     port: int = 4433
     ca_file: str = ""
     server_name: str | None = None  # TLS name to verify; defaults to host
+    # where the latest TLS session ticket is kept for resumption / 0-RTT (docs/protocol.md §8);
+    # empty: "session-ticket.json" next to the journal
+    ticket_file: str = ""
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ def parse_config(raw: dict, where: str = "<config>") -> AgentConfig:
             port=int(server.get("port", 4433)),
             ca_file=rel(_require(server, "ca_file", str, f"{where} [server]")),
             server_name=server.get("server_name"),
+            ticket_file=rel(server.get("ticket_file", "")),
         ),
         journal=JournalConfig(
             path=rel(journal.get("path", JournalConfig.path)),

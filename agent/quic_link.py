@@ -8,6 +8,7 @@ aioquic's `connect()` hides the socket inside its protocol; owning it around the
 from __future__ import annotations
 
 import asyncio
+import datetime
 import ipaddress
 import logging
 import socket
@@ -21,6 +22,7 @@ from aioquic.quic.events import (
     QuicEvent,
     StreamDataReceived,
 )
+from aioquic.tls import CipherSuite, SessionTicket
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,41 @@ def _v6(addr: tuple) -> tuple:
     if ip.version == 4:
         return (f"::ffff:{host}", port, 0, 0)
     return (host, port, 0, 0)
+
+
+def ticket_to_json(t: SessionTicket) -> dict:
+    """A session ticket as plain JSON (kept on disk for resumption after a restart)."""
+    return {"age_add": t.age_add, "cipher_suite": int(t.cipher_suite),
+            "not_valid_after": t.not_valid_after.isoformat(),
+            "not_valid_before": t.not_valid_before.isoformat(),
+            "resumption_secret": t.resumption_secret.hex(), "server_name": t.server_name,
+            "ticket": t.ticket.hex(), "max_early_data_size": t.max_early_data_size,
+            "other_extensions": [[k, v.hex()] for k, v in t.other_extensions]}
+
+
+def ticket_from_json(d: dict) -> SessionTicket:
+    return SessionTicket(
+        age_add=int(d["age_add"]), cipher_suite=CipherSuite(d["cipher_suite"]),
+        not_valid_after=datetime.datetime.fromisoformat(d["not_valid_after"]),
+        not_valid_before=datetime.datetime.fromisoformat(d["not_valid_before"]),
+        resumption_secret=bytes.fromhex(d["resumption_secret"]), server_name=d["server_name"],
+        ticket=bytes.fromhex(d["ticket"]), max_early_data_size=d["max_early_data_size"],
+        other_extensions=[(int(k), bytes.fromhex(v)) for k, v in d["other_extensions"]])
+
+
+def _plain(host: str) -> str:
+    return host.removeprefix("::ffff:") if host.startswith("::ffff:") and "." in host else host
+
+
+def route_source(server_addr: tuple) -> str | None:
+    """The local address the kernel would use to reach server_addr now (no packet is sent)."""
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        try:
+            s.connect(_v6(server_addr))
+        except OSError:  # no route: keep the current socket, QUIC's timers decide
+            return None
+        return _plain(s.getsockname()[0])
 
 
 def _udp_socket(local_host: str = "::") -> socket.socket:
@@ -56,9 +93,11 @@ class QuicLink(asyncio.DatagramProtocol):
         server_addr: tuple,
         on_stream_data: Callable[[int, bytes, bool], None],
         keepalive_s: float = KEEPALIVE_S,
+        session_ticket_handler: Callable | None = None,
     ):
         self._loop = asyncio.get_running_loop()
-        self.conn = QuicConnection(configuration=configuration)
+        self.conn = QuicConnection(configuration=configuration,
+                                   session_ticket_handler=session_ticket_handler)
         self.server_addr = _v6(server_addr)
         self._on_stream_data = on_stream_data
         self._keepalive_s = keepalive_s
@@ -73,19 +112,32 @@ class QuicLink(asyncio.DatagramProtocol):
         self.close_reason = ""
         self.handshakes = 0
         self.migrations = 0
+        self.session_resumed = False
+        self.local_host = "::"
+        self.last_receive = self._loop.time()
 
     # --- lifecycle ------------------------------------------------------------------------
 
     async def connect(self, local_host: str = "::") -> None:
+        await self.start(local_host)
+        await asyncio.shield(self.connected)
+
+    async def start(self, local_host: str = "::") -> None:
+        """Send the first flight; stream data sent before `connected` resolves goes as 0-RTT
+        when a session ticket is configured, else right after the handshake."""
         await self._bind(local_host)
         self.conn.connect(self.server_addr, now=self._loop.time())
         self.transmit()
         self._keepalive_task = self._loop.create_task(self._keepalive())
-        await asyncio.shield(self.connected)
+
+    def quiet_for(self) -> float:
+        """Seconds since the last datagram from the server."""
+        return self._loop.time() - self.last_receive
 
     async def _bind(self, local_host: str) -> None:
         sock = _udp_socket(local_host)
         transport, _ = await self._loop.create_datagram_endpoint(lambda: self, sock=sock)
+        self.local_host = local_host
         old, self._transport = self._transport, transport
         if old is not None:
             old.close()
@@ -95,7 +147,11 @@ class QuicLink(asyncio.DatagramProtocol):
         await self._bind(local_host)
         self.conn.change_connection_id()
         self.migrations += 1
+        # something ack-eliciting on the new path right away, so the gateway validates it now
+        self._ping_id += 1
+        self.conn.send_ping(self._ping_id)
         self.transmit()
+        log.info("connection migrated to %s (migration %d)", local_host, self.migrations)
 
     def close(self, error_code: int = 0, reason: str = "") -> None:
         if not self.closed.is_set():
@@ -149,6 +205,7 @@ class QuicLink(asyncio.DatagramProtocol):
         self.transmit()
 
     def datagram_received(self, data: bytes, addr: tuple) -> None:
+        self.last_receive = self._loop.time()
         self.conn.receive_datagram(data, addr, now=self._loop.time())
         self.transmit()
 
@@ -163,6 +220,9 @@ class QuicLink(asyncio.DatagramProtocol):
     def _event(self, event: QuicEvent) -> None:
         if isinstance(event, HandshakeCompleted):
             self.handshakes += 1
+            self.session_resumed = event.session_resumed
+            log.info("handshake completed (resumed=%s, early data=%s)", event.session_resumed,
+                     event.early_data_accepted)
             if not self.connected.done():
                 self.connected.set_result(event.session_resumed)
         elif isinstance(event, StreamDataReceived):

@@ -7,13 +7,20 @@ protocol lives in `geostream.session.ClientSession`; the socket in `QuicLink`.
 from __future__ import annotations
 
 import asyncio
+import datetime
+import json
 import logging
+import os
 import random
 import ssl
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from aioquic.quic.configuration import QuicConfiguration
+from aioquic.tls import SessionTicket
 
 from geostream import ALPN
 from geostream.errors import ErrorCode, ProtocolError
@@ -22,11 +29,19 @@ from geostream.session import Acknowledged, ClientSession, CommandReceived, Peer
 from . import __version__
 from .config import AgentConfig
 from .journal_worker import JournalWorker
-from .quic_link import QuicLink
+from .quic_link import QuicLink, route_source, ticket_from_json, ticket_to_json
 
 log = logging.getLogger(__name__)
 
-IDLE_TIMEOUT_S = 180.0  # docs/protocol.md §1: a 3-minute tunnel resumes the same connection
+# docs/protocol.md §1: a 3-minute tunnel (+ one keepalive interval) resumes the same connection
+IDLE_TIMEOUT_S = 240.0
+# docs/protocol.md §1 stall rule: with data in flight and nothing heard for this long, send no
+# new batches, so the congestion window stays free for the keepalive PINGs that find the path
+# again after a dead zone (the journal keeps the readings meanwhile).
+STALL_S = 5.0
+# How often the agent asks the kernel which local address reaches the gateway (migration, §8).
+ROUTE_CHECK_S = 0.5
+TICKET_FILE_NAME = "session-ticket.json"
 CONNECT_TIMEOUT_S = 10.0
 BACKOFF_MIN_S = 0.5
 BACKOFF_MAX_S = 30.0
@@ -49,17 +64,78 @@ class UplinkStats:
     extra: dict = field(default_factory=dict)
 
 
+def _ping(args: dict) -> tuple[bool, str]:
+    return True, "pong"
+
+
 class Uplink:
-    def __init__(self, config: AgentConfig, journal: JournalWorker):
+    def __init__(self, config: AgentConfig, journal: JournalWorker,
+                 route_check_s: float | None = ROUTE_CHECK_S):
         self.config = config
         self.journal = journal
         self.stats = UplinkStats()
         self._wakeup = asyncio.Event()
         self.link: QuicLink | None = None
+        self.route_check_s = route_check_s
+        # downlink commands by name: args -> (ok, detail); anything else is answered ok=false
+        self.command_handlers: dict[str, Callable[[dict], tuple[bool, str]]] = {"ping": _ping}
+        self.commands_run: list[tuple[int, str]] = []
+        self._answered: OrderedDict = OrderedDict()
+        self.ticket_path = Path(config.server.ticket_file or
+                                Path(config.journal.path).parent / TICKET_FILE_NAME)
 
     def notify(self) -> None:
         """New readings were committed to the journal."""
         self._wakeup.set()
+
+    # --- session tickets (docs/protocol.md §8) --------------------------------------------
+
+    def _save_ticket(self, ticket: SessionTicket) -> None:
+        try:
+            tmp = self.ticket_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(ticket_to_json(ticket)))
+            tmp.chmod(0o600)
+            os.replace(tmp, self.ticket_path)
+        except OSError as exc:
+            log.warning("cannot store session ticket in %s: %s", self.ticket_path, exc)
+
+    def _load_ticket(self) -> SessionTicket | None:
+        try:
+            ticket = ticket_from_json(json.loads(self.ticket_path.read_text()))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("ignoring unusable session ticket %s: %s", self.ticket_path, exc)
+            return None
+        now = datetime.datetime.now(datetime.UTC)
+        return ticket if ticket.not_valid_after > now else None
+
+    # --- migration (docs/protocol.md §8) -------------------------------------------------
+
+    async def check_path(self) -> bool:
+        """Migrate the live connection if the route to the gateway now uses another address."""
+        link = self.link
+        if link is None or link.closed.is_set():
+            return False
+        src = route_source(link.server_addr)
+        if src is None or src == link.local_host:
+            return False
+        await self.migrate(src)
+        return True
+
+    async def migrate(self, local_host: str) -> None:
+        """Move the live connection to a new socket on local_host and a new connection ID."""
+        if self.link is not None:
+            await self.link.migrate(local_host)
+            self.stats.extra["migrations"] = self.link.migrations
+
+    async def _watch_route(self) -> None:
+        while True:
+            await asyncio.sleep(self.route_check_s)
+            try:
+                await self.check_path()
+            except OSError as exc:
+                log.warning("migration failed: %s", exc)
 
     def quic_configuration(self) -> QuicConfiguration:
         server = self.config.server
@@ -71,6 +147,7 @@ class Uplink:
             verify_mode=ssl.CERT_REQUIRED,
         )
         cfg.load_verify_locations(cafile=server.ca_file)
+        cfg.session_ticket = self._load_ticket()
         return cfg
 
     async def run(self) -> None:
@@ -106,33 +183,43 @@ class Uplink:
         addr = infos[0][4]
         inbox: asyncio.Queue[tuple[bytes, bool]] = asyncio.Queue()
         link = QuicLink(
-            self.quic_configuration(), addr, lambda sid, data, end: inbox.put_nowait((data, end))
+            self.quic_configuration(), addr, lambda sid, data, end: inbox.put_nowait((data, end)),
+            session_ticket_handler=self._save_ticket,
         )
+        acked_through = await self.journal.call("acked_through")
+        session = ClientSession(
+            self.config.vehicle_id, self.config.token, self.journal.epoch, acked_through,
+            agent=f"fleet-agent/{__version__}",
+        )
+        session.remember_answers(self._answered)
         self._set_state("connecting")
         try:
-            await asyncio.wait_for(link.connect(), CONNECT_TIMEOUT_S)
+            # bind to the address the route uses now, so a change of it is visible (§8)
+            await link.start(route_source(addr) or "::")
+            stream_id = link.conn.get_next_available_stream_id()
+            # the hello goes as 0-RTT early data when a session ticket was offered
+            link.send(stream_id, session.data_to_send())
+            await asyncio.wait_for(asyncio.shield(link.connected), CONNECT_TIMEOUT_S)
         except BaseException:
             link.abort()
             raise
         self.link = link
         self.stats.connects += 1
-        stream_id = link.conn.get_next_available_stream_id()
+        self.stats.extra["session_resumed"] = link.session_resumed
+        watcher = (asyncio.get_running_loop().create_task(self._watch_route())
+                   if self.route_check_s else None)
         try:
-            await self._converse(link, stream_id, inbox)
+            await self._converse(link, stream_id, inbox, session)
         finally:
+            if watcher:
+                watcher.cancel()
             link.close()
             link.abort()
             self.link = None
 
-    async def _converse(self, link: QuicLink, stream_id: int, inbox: asyncio.Queue) -> None:
-        epoch = self.journal.epoch
-        acked_through = await self.journal.call("acked_through")
-        session = ClientSession(
-            self.config.vehicle_id, self.config.token, epoch, acked_through,
-            agent=f"fleet-agent/{__version__}",
-        )
-        link.send(stream_id, session.data_to_send())
-        cursor = acked_through  # highest seq sent on this connection
+    async def _converse(self, link: QuicLink, stream_id: int, inbox: asyncio.Queue,
+                        session: ClientSession) -> None:
+        cursor = session._hello.acked  # highest seq sent on this connection
 
         closed = asyncio.ensure_future(link.closed.wait())
         try:
@@ -176,10 +263,19 @@ class Uplink:
             self.stats.readings_acked += event.newly_acked
             self.stats.last_ack_monotonic = time.monotonic()
         elif isinstance(event, CommandReceived):
-            # no commands are implemented yet: refuse explicitly, as the protocol asks
             cmd = event.command
-            log.info("command %d %r refused: not supported", cmd.id, cmd.name)
-            session.acknowledge_command(cmd.id, False, f"unsupported command {cmd.name!r}")
+            handler = self.command_handlers.get(cmd.name)
+            if handler is None:
+                log.info("command %d %r refused: not supported", cmd.id, cmd.name)
+                session.acknowledge_command(cmd.id, False, f"unsupported command {cmd.name!r}")
+                return
+            try:
+                ok, detail = handler(cmd.args)
+            except Exception as exc:  # a failing command is answered, never kills the uplink
+                ok, detail = False, f"{type(exc).__name__}: {exc}"
+            self.commands_run.append((cmd.id, cmd.name))
+            log.info("command %d %r: ok=%s %s", cmd.id, cmd.name, ok, detail)
+            session.acknowledge_command(cmd.id, ok, detail)
         elif isinstance(event, PeerError):
             log.warning("server error %d: %s", event.code, event.reason)
             if event.code in (ErrorCode.AUTH_FAILED, ErrorCode.REVOKED):
@@ -189,6 +285,8 @@ class Uplink:
                     stream_id: int) -> int:
         """Send journal readings after `cursor` while credit lasts; returns the new cursor."""
         while (room := session.credit_available) > 0:
+            if session.in_flight and link.quiet_for() > STALL_S:
+                break  # stall rule (docs/protocol.md §1): keep the window for keepalives
             batch = await self.journal.call(
                 "batch_after", cursor, min(room, MAX_BATCH_READINGS),
                 session.max_batch_bytes - 64,

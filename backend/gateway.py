@@ -7,8 +7,10 @@ commit) → acknowledge → publish to the hub.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
+from collections import OrderedDict
 
 from aioquic.asyncio import QuicConnectionProtocol, serve
 from aioquic.quic.configuration import QuicConfiguration
@@ -17,8 +19,15 @@ from aioquic.quic.events import ConnectionTerminated, QuicEvent, StreamDataRecei
 from geostream import ALPN
 from geostream.codec import reading_problem
 from geostream.errors import ErrorCode, ProtocolError
-from geostream.messages import Batch
-from geostream.session import BatchReceived, HelloReceived, PeerError, ServerSession
+from geostream.messages import Batch, Command
+from geostream.session import (
+    DEFAULT_CREDIT,
+    BatchReceived,
+    CommandAcked,
+    HelloReceived,
+    PeerError,
+    ServerSession,
+)
 
 from .hub import Hub, position_feature
 from .store.base import AuthResult, DeadLetter, Store, StoredReading
@@ -26,7 +35,16 @@ from .writer import BatchWriter
 
 log = logging.getLogger(__name__)
 
-IDLE_TIMEOUT_S = 180.0
+# docs/protocol.md §1: a 3-minute dead zone plus one 15 s keepalive interval must fit.
+IDLE_TIMEOUT_S = 240.0
+# Flow control (docs/protocol.md §6): credit shrinks as the writer's backlog grows, so a slow
+# database slows the vehicles instead of growing gateway memory.
+BACKLOG_HIGH = 20_000
+MIN_CREDIT = 64
+MAX_CREDIT = DEFAULT_CREDIT
+# Session tickets kept for resumption / 0-RTT (docs/protocol.md §8); each is ~200 bytes and
+# used once (popped), which also makes a replayed 0-RTT ClientHello fall back to a handshake.
+MAX_TICKETS = 50_000
 # How often revocations made by `python -m backend vehicles revoke` reach open connections.
 REVOCATION_POLL_S = 2.0
 # Authentication must finish quickly: a peer that never sends hello is dropped.
@@ -35,6 +53,28 @@ HELLO_TIMEOUT_S = 10.0
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def credit_for(backlog_rows: int, vehicles: int) -> int:
+    """Credit per vehicle from the writer backlog (docs/protocol.md §6)."""
+    room = (BACKLOG_HIGH - backlog_rows) // max(1, vehicles)
+    return max(MIN_CREDIT, min(MAX_CREDIT, room))
+
+
+class TicketStore:
+    """In-memory TLS session tickets, each usable once (oldest dropped beyond MAX_TICKETS)."""
+
+    def __init__(self, limit: int = MAX_TICKETS):
+        self._tickets: OrderedDict[bytes, object] = OrderedDict()
+        self._limit = limit
+
+    def add(self, ticket) -> None:
+        self._tickets[ticket.ticket] = ticket
+        while len(self._tickets) > self._limit:
+            self._tickets.popitem(last=False)
+
+    def pop(self, label: bytes):
+        return self._tickets.pop(label, None)
 
 
 class Gateway:
@@ -49,6 +89,30 @@ class Gateway:
                       "batches": 0, "readings": 0, "invalid_readings": 0}
         self._server = None
         self._revocation_task: asyncio.Task | None = None
+        self.tickets = TicketStore()
+        # downlink (docs/protocol.md §3 command): sent, not yet acknowledged, per vehicle
+        self.pending_commands: dict[str, dict[int, Command]] = {}
+        self.command_results: dict[int, tuple[bool, str]] = {}
+        self._command_ids = itertools.count(_now_ms() * 1000)
+
+    def credit(self) -> int:
+        return credit_for(self.writer.stats.backlog_rows, len(self.connections))
+
+    def send_command(self, vehicle: str, name: str, args: dict | None = None) -> int:
+        """Queue a command for a vehicle; it is (re-)sent on each connection until acked."""
+        cmd = Command(id=next(self._command_ids), name=name, args=dict(args or {}))
+        self.pending_commands.setdefault(vehicle, {})[cmd.id] = cmd
+        for proto in self.connections.get(vehicle, ()):
+            proto.send_command(cmd)
+        return cmd.id
+
+    def command_acked(self, vehicle: str, command_id: int, ok: bool, detail: str) -> None:
+        pending = self.pending_commands.get(vehicle, {})
+        if pending.pop(command_id, None) is not None:
+            self.command_results[command_id] = (ok, detail)
+            log.info("vehicle %s answered command %d: ok=%s %s", vehicle, command_id, ok, detail)
+        if not pending:
+            self.pending_commands.pop(vehicle, None)
 
     async def start(self, host: str, port: int, certfile: str, keyfile: str) -> None:
         cfg = QuicConfiguration(is_client=False, alpn_protocols=[ALPN],
@@ -57,6 +121,8 @@ class Gateway:
         self._server = await serve(
             host, port, configuration=cfg,
             create_protocol=lambda *a, **kw: GatewayProtocol(*a, gateway=self, **kw),
+            session_ticket_fetcher=self.tickets.pop,
+            session_ticket_handler=self.tickets.add,
         )
         self._revocation_task = asyncio.get_running_loop().create_task(self._watch_revocations())
         log.info("gateway listening on udp %s:%d (ALPN %s)", host, port, ALPN)
@@ -134,6 +200,8 @@ class GatewayProtocol(QuicConnectionProtocol):
                 self._spawn(self._authenticate(ev.hello))
             elif isinstance(ev, BatchReceived):
                 self._spawn(self._store_batch(ev.batch))
+            elif isinstance(ev, CommandAcked):
+                self.gateway.command_acked(self.vehicle, ev.ack.id, ev.ack.ok, ev.ack.detail)
             elif isinstance(ev, PeerError):
                 log.info("%s reports error %d: %s", self.vehicle, ev.code, ev.reason)
         self._flush()
@@ -163,9 +231,13 @@ class GatewayProtocol(QuicConnectionProtocol):
             self.refuse(code, "credential revoked" if result is AuthResult.REVOKED
                         else "unknown vehicle or wrong token")
             return
+        if self._closing:
+            return
         self.vehicle = hello.vehicle
         self.gateway.register(hello.vehicle, self)
-        self.session.accept(_now_ms())
+        self.session.accept(_now_ms(), credit=self.gateway.credit())
+        for cmd in self.gateway.pending_commands.get(hello.vehicle, {}).values():
+            self.session.send_command(cmd)
         self._flush()
         log.info("vehicle %s connected (epoch %d, acked %d)", hello.vehicle, hello.epoch,
                  hello.acked)
@@ -189,7 +261,7 @@ class GatewayProtocol(QuicConnectionProtocol):
         self.gateway.stats["readings"] += len(good)
         if self._closing:
             return
-        self.session.committed(r["q"] for r in batch.readings)
+        self.session.committed((r["q"] for r in batch.readings), credit=self.gateway.credit())
         self._flush()
         self._publish(good)
 
@@ -218,6 +290,11 @@ class GatewayProtocol(QuicConnectionProtocol):
         self._flush()
         if exc.code.fatal:
             self.close_connection(int(exc.code), exc.reason)
+
+    def send_command(self, cmd: Command) -> None:
+        if self.session.authenticated and not self._closing:
+            self.session.send_command(cmd)
+            self._flush()
 
     def refuse(self, code: ErrorCode, reason: str) -> None:
         self._fail(ProtocolError(code, reason))

@@ -6,6 +6,7 @@ send something wrong ends in one `ProtocolError` with the documented code.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import struct
@@ -107,7 +108,8 @@ def _decode_map(m: dict) -> Message:
             if q in seen:
                 raise ProtocolError(ErrorCode.MALFORMED, f"sequence {q} twice in one batch")
             seen.add(q)
-        return Batch(epoch=_uint(m, "epoch"), readings=tuple(readings))
+        vehicle = _text(m, "vehicle", 64) if "vehicle" in m else None
+        return Batch(epoch=_uint(m, "epoch"), readings=tuple(readings), vehicle=vehicle)
     if t == "ack":
         return Ack(
             epoch=_uint(m, "epoch"),
@@ -156,7 +158,10 @@ def _decode_map(m: dict) -> Message:
 
 def _to_map(msg: Message) -> dict:
     if isinstance(msg, Batch):
-        return {"t": "batch", "epoch": msg.epoch, "readings": list(msg.readings)}
+        out = {"t": "batch", "epoch": msg.epoch, "readings": list(msg.readings)}
+        if msg.vehicle is not None:
+            out["vehicle"] = msg.vehicle
+        return out
     if isinstance(msg, Ack):
         return {
             "t": "ack",
@@ -233,5 +238,8 @@ class FrameDecoder:
                 break
             payload = bytes(self._buf[_HEADER.size : _HEADER.size + n])
             del self._buf[: _HEADER.size + n]
-            out.append(decode_payload(payload))
+            msg = decode_payload(payload)
+            if isinstance(msg, Batch):
+                msg = dataclasses.replace(msg, wire_size=_HEADER.size + n)
+            out.append(msg)
         return out

@@ -30,6 +30,8 @@ class Welcome:
 class Batch:
     epoch: int
     readings: tuple[dict[str, Any], ...]
+    vehicle: str | None = None  # optional; must equal the hello's vehicle
+    wire_size: int = field(default=0, compare=False)  # framed size as received (0 if built)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ if the error is fatal, closes the QUIC connection with the error code.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -20,6 +21,8 @@ from .ranges import RangeSet
 # Default credit: ~10 s of a 10 Hz GPS + CAN stream per vehicle in flight is plenty to fill a
 # 50 ms-RTT link, and 4096 × ~64 bytes bounds gateway memory per vehicle at ~256 KiB.
 DEFAULT_CREDIT = 4096
+# How many answered command ids an agent remembers to de-duplicate re-sent commands.
+COMMAND_MEMORY = 1024
 
 
 # --- events -----------------------------------------------------------------------------------
@@ -108,6 +111,7 @@ class ClientSession(_Session):
         self.credit = 0
         self.max_batch_bytes = DEFAULT_MAX_BATCH_BYTES
         self.in_flight: set[int] = set()
+        self._answered: OrderedDict[int, CommandAck] = OrderedDict()
         self._hello = Hello(vehicle=vehicle, token=token, epoch=epoch, agent=agent,
                             acked=acked_through)
         self._send(self._hello)
@@ -139,7 +143,11 @@ class ClientSession(_Session):
                 self.credit = msg.credit
                 events.append(Acknowledged(msg.epoch, msg.through, msg.ranges, len(done)))
             elif isinstance(msg, Command):
-                events.append(CommandReceived(msg))
+                answer = self._answered.get(msg.id)
+                if answer is not None:  # a re-sent command: answer again, never run it twice
+                    self._send(answer)
+                else:
+                    events.append(CommandReceived(msg))
             elif isinstance(msg, Error):
                 if msg.fatal:
                     self.closed = True
@@ -158,7 +166,15 @@ class ClientSession(_Session):
         return len(frame)
 
     def acknowledge_command(self, command_id: int, ok: bool, detail: str = "") -> None:
-        self._send(CommandAck(id=command_id, ok=ok, detail=detail[:256]))
+        ack = CommandAck(id=command_id, ok=ok, detail=detail[:256])
+        self._answered[command_id] = ack
+        while len(self._answered) > COMMAND_MEMORY:
+            self._answered.popitem(last=False)
+        self._send(ack)
+
+    def remember_answers(self, answered: OrderedDict[int, CommandAck]) -> None:
+        """Carry the de-duplication memory over from the previous session of this agent."""
+        self._answered = answered
 
     def batch_size(self, readings: list[dict]) -> int:
         return framed_size(len(encode_payload(Batch(self.epoch, tuple(readings)))))
@@ -176,6 +192,8 @@ class ServerSession(_Session):
         self.max_batch_bytes = max_batch_bytes
         self.through = 0
         self._committed = RangeSet()
+        self.max_credit_granted = credit
+        self.pending = 0  # readings received and not yet acknowledged (§3 batch, §6)
 
     def receive_data(self, data: bytes) -> list:
         events: list = []
@@ -192,9 +210,21 @@ class ServerSession(_Session):
             elif isinstance(msg, Batch):
                 if not self.authenticated:
                     raise ProtocolError(ErrorCode.UNEXPECTED, "batch before welcome")
+                if msg.vehicle is not None and msg.vehicle != self.hello.vehicle:
+                    raise ProtocolError(ErrorCode.FORBIDDEN,
+                                        f"batch as {msg.vehicle!r}, authenticated as "
+                                        f"{self.hello.vehicle!r}")
                 if msg.epoch != self.hello.epoch:
                     raise ProtocolError(ErrorCode.FORBIDDEN,
                                         f"batch for epoch {msg.epoch}, not {self.hello.epoch}")
+                if msg.wire_size > self.max_batch_bytes:
+                    raise ProtocolError(ErrorCode.TOO_LARGE,
+                                        f"batch of {msg.wire_size} bytes > {self.max_batch_bytes}")
+                if self.pending + len(msg.readings) > self.max_credit_granted:
+                    raise ProtocolError(ErrorCode.TOO_LARGE,
+                                        f"{self.pending + len(msg.readings)} readings in flight "
+                                        f"> credit {self.max_credit_granted}")
+                self.pending += len(msg.readings)
                 events.append(BatchReceived(msg))
             elif isinstance(msg, CommandAck):
                 if not self.authenticated:
@@ -208,24 +238,33 @@ class ServerSession(_Session):
                 raise ProtocolError(ErrorCode.UNEXPECTED, f"{type(msg).__name__} from an agent")
         return events
 
-    def accept(self, now_ms: int) -> None:
+    def accept(self, now_ms: int, credit: int | None = None) -> None:
         if self.hello is None or self.authenticated:
             raise RuntimeError("accept() needs exactly one pending hello")
         self.authenticated = True
+        if credit is not None:
+            self.set_credit(credit)
         self._send(Welcome(credit=self.credit, max_batch_bytes=self.max_batch_bytes, time=now_ms))
 
     def reject(self, code: ErrorCode, reason: str) -> None:
         self.fail(ProtocolError(code, reason))
 
+    def set_credit(self, credit: int) -> None:
+        self.credit = credit
+        self.max_credit_granted = max(self.max_credit_granted, credit)
+
     def committed(self, seqs: Iterable[int], credit: int | None = None) -> None:
-        """Acknowledge sequence numbers whose transaction has committed."""
+        """Acknowledge sequence numbers (of one received batch) whose transaction committed."""
+        n = 0
         for q in seqs:
+            n += 1
             if q > self.through:
                 self._committed.add(q)
+        self.pending = max(0, self.pending - n)
         self.through = self._committed.contiguous_from(self.through)
         self._committed.discard_through(self.through)
         if credit is not None:
-            self.credit = credit
+            self.set_credit(credit)
         self._send(Ack(epoch=self.hello.epoch, through=self.through,
                        ranges=tuple(self._committed), credit=self.credit))
 
