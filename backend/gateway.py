@@ -55,9 +55,9 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def credit_for(backlog_rows: int, vehicles: int) -> int:
+def credit_for(backlog_rows: int, vehicles: int, backlog_high: int = BACKLOG_HIGH) -> int:
     """Credit per vehicle from the writer backlog (docs/protocol.md §6)."""
-    room = (BACKLOG_HIGH - backlog_rows) // max(1, vehicles)
+    room = (backlog_high - backlog_rows) // max(1, vehicles)
     return max(MIN_CREDIT, min(MAX_CREDIT, room))
 
 
@@ -80,7 +80,9 @@ class TicketStore:
 class Gateway:
     """Shared state of all connections: store, writer, hub, open sessions per vehicle."""
 
-    def __init__(self, store: Store, writer: BatchWriter, hub: Hub):
+    def __init__(self, store: Store, writer: BatchWriter, hub: Hub,
+                 backlog_high: int = BACKLOG_HIGH):
+        self.backlog_high = backlog_high
         self.store = store
         self.writer = writer
         self.hub = hub
@@ -96,7 +98,8 @@ class Gateway:
         self._command_ids = itertools.count(_now_ms() * 1000)
 
     def credit(self) -> int:
-        return credit_for(self.writer.stats.backlog_rows, len(self.connections))
+        return credit_for(self.writer.stats.backlog_rows, len(self.connections),
+                          self.backlog_high)
 
     def send_command(self, vehicle: str, name: str, args: dict | None = None) -> int:
         """Queue a command for a vehicle; it is (re-)sent on each connection until acked."""
