@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import random
+import socket
 import ssl
 import time
 from collections import OrderedDict
@@ -39,8 +40,11 @@ IDLE_TIMEOUT_S = 240.0
 # new batches, so the congestion window stays free for the keepalive PINGs that find the path
 # again after a dead zone (the journal keeps the readings meanwhile).
 STALL_S = 5.0
-# How often the agent asks the kernel which local address reaches the gateway (migration, §8).
+# How often the agent asks the kernel which local address reaches the gateway (migration, §8);
+# on Linux a netlink subscription to address and route changes also triggers the check at once.
 ROUTE_CHECK_S = 0.5
+# rtnetlink multicast groups: IPv4/IPv6 addresses and routes, links
+_RTNL_GROUPS = 0x1 | 0x10 | 0x40 | 0x100 | 0x400
 TICKET_FILE_NAME = "session-ticket.json"
 CONNECT_TIMEOUT_S = 10.0
 BACKOFF_MIN_S = 0.5
@@ -130,12 +134,35 @@ class Uplink:
             self.stats.extra["migrations"] = self.link.migrations
 
     async def _watch_route(self) -> None:
-        while True:
-            await asyncio.sleep(self.route_check_s)
-            try:
-                await self.check_path()
-            except OSError as exc:
-                log.warning("migration failed: %s", exc)
+        changed = asyncio.Event()
+        nl = _netlink_socket()
+        loop = asyncio.get_running_loop()
+        if nl is not None:
+            def on_netlink() -> None:
+                try:
+                    while nl.recv(65536):
+                        pass
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    return
+                changed.set()
+            loop.add_reader(nl.fileno(), on_netlink)
+        try:
+            while True:
+                try:
+                    await asyncio.wait_for(changed.wait(), self.route_check_s)
+                except TimeoutError:
+                    pass
+                changed.clear()
+                try:
+                    await self.check_path()
+                except OSError as exc:
+                    log.warning("migration failed: %s", exc)
+        finally:
+            if nl is not None:
+                loop.remove_reader(nl.fileno())
+                nl.close()
 
     def quic_configuration(self) -> QuicConfiguration:
         server = self.config.server
@@ -299,6 +326,17 @@ class Uplink:
             self.stats.batches_sent += 1
             self.stats.readings_sent += len(batch)
         return cursor
+
+
+def _netlink_socket() -> socket.socket | None:
+    """A non-blocking rtnetlink socket subscribed to address/route changes (Linux), or None."""
+    try:
+        nl = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+        nl.bind((0, _RTNL_GROUPS))
+        nl.setblocking(False)
+        return nl
+    except (AttributeError, OSError):
+        return None
 
 
 class _AuthRefused(Exception):
