@@ -1,0 +1,233 @@
+"""Our UDP link emulator: delay, jitter, loss, blackouts and NAT rebinding, in user space.
+
+The machines have no netem qdisc, so a relay sits between agent and gateway:
+
+    agent ──udp──▶ [listen socket] LinkEmulator [upstream socket] ──udp──▶ gateway
+
+`LinkModel` is the sans-IO core: given the time and a direction it decides whether a datagram
+is lost and when it is delivered (time is an argument, randomness a seeded `random.Random`).
+`LinkEmulator` is the thin asyncio relay that moves bytes at those times. `rebind()` replaces
+the upstream socket, so the gateway sees the client's source port change exactly as after a
+carrier NAT rebinding; datagrams to the old port are lost as the old mapping is gone.
+
+    python -m hil.linkemu --listen 127.0.0.1:5000 --target 127.0.0.1:4433 --delay-ms 25 \\
+        --jitter-ms 5 --loss 0.01
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import sys
+from dataclasses import dataclass, field
+
+UP = "up"  # agent → gateway
+DOWN = "down"  # gateway → agent
+
+
+@dataclass
+class LinkStats:
+    forwarded: int = 0
+    lost: int = 0
+    blacked_out: int = 0
+    bytes_up: int = 0
+    bytes_down: int = 0
+    rebinds: int = 0
+
+
+@dataclass
+class LinkModel:
+    """One-way delay (each direction), uniform jitter, random loss, blackout windows.
+
+    Delivery order within a direction is kept (a datagram never overtakes the previous one), as
+    on a single radio bearer; jitter then shows as delay variation, not reordering.
+    """
+
+    delay_s: float = 0.0
+    jitter_s: float = 0.0
+    loss: float = 0.0
+    seed: int = 1
+    blackouts: list[tuple[float, float]] = field(default_factory=list)
+    stats: LinkStats = field(default_factory=LinkStats)
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+        self._last = {UP: 0.0, DOWN: 0.0}
+
+    def blackout(self, start: float, duration: float) -> None:
+        """Nothing passes in either direction during [start, start + duration)."""
+        self.blackouts.append((start, start + duration))
+
+    def dark(self, now: float) -> bool:
+        return any(a <= now < b for a, b in self.blackouts)
+
+    def decide(self, now: float, direction: str, size: int) -> float | None:
+        """When a datagram sent now is delivered, or None if it is lost."""
+        if self.dark(now):
+            self.stats.blacked_out += 1
+            return None
+        if self.loss and self._rng.random() < self.loss:
+            self.stats.lost += 1
+            return None
+        delay = self.delay_s
+        if self.jitter_s:
+            delay = max(0.0, delay + self._rng.uniform(-self.jitter_s, self.jitter_s))
+        at = max(now + delay, self._last[direction])
+        self._last[direction] = at
+        return at
+
+    def delivered(self, now: float, direction: str, size: int) -> bool:
+        """Final check at delivery time: a blackout also swallows datagrams in flight."""
+        if self.dark(now):
+            self.stats.blacked_out += 1
+            return False
+        self.stats.forwarded += 1
+        if direction == UP:
+            self.stats.bytes_up += size
+        else:
+            self.stats.bytes_down += size
+        return True
+
+
+class _Listen(asyncio.DatagramProtocol):
+    def __init__(self, emu: LinkEmulator):
+        self.emu = emu
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        self.emu._from_client(data, addr)
+
+
+class _Upstream(asyncio.DatagramProtocol):
+    def __init__(self, emu: LinkEmulator, client: tuple):
+        self.emu = emu
+        self.client = client
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        if self.emu._upstreams.get(self.client) is self:  # the old mapping is gone after rebind
+            self.emu._schedule(DOWN, data, lambda d: self.emu._listen.sendto(d, self.client))
+
+
+class LinkEmulator:
+    def __init__(self, target: tuple[str, int], model: LinkModel | None = None,
+                 listen: tuple[str, int] = ("127.0.0.1", 0)):
+        self.target = target
+        self.listen_addr = listen
+        self.model = model or LinkModel()
+        self._listen: asyncio.DatagramTransport | None = None
+        self._upstreams: dict[tuple, _Upstream] = {}
+        self._pending: dict[tuple, list[bytes]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self._listen.get_extra_info("sockname")[:2]
+
+    def now(self) -> float:
+        return self._loop.time()
+
+    async def start(self) -> LinkEmulator:
+        self._loop = asyncio.get_running_loop()
+        self._listen, _ = await self._loop.create_datagram_endpoint(
+            lambda: _Listen(self), local_addr=self.listen_addr)
+        return self
+
+    def blackout(self, duration: float, start_in: float = 0.0) -> None:
+        self.model.blackout(self.now() + start_in, duration)
+
+    async def rebind(self) -> None:
+        """NAT rebinding: every client gets a new upstream source port."""
+        for client in list(self._upstreams):
+            await self._open_upstream(client)
+        self.model.stats.rebinds += 1
+
+    async def _open_upstream(self, client: tuple) -> None:
+        host = self.target[0]
+        local = ("::", 0) if ":" in host else ("0.0.0.0", 0)
+        if host.startswith("127."):
+            local = ("127.0.0.1", 0)
+        transport, proto = await self._loop.create_datagram_endpoint(
+            lambda: _Upstream(self, client), local_addr=local, remote_addr=self.target)
+        old = self._upstreams.get(client)
+        self._upstreams[client] = proto
+        if old is not None:
+            old.transport.close()
+
+    def _from_client(self, data: bytes, client: tuple) -> None:
+        if client not in self._upstreams:
+            if client in self._pending:
+                self._pending[client].append(data)
+                return
+            self._pending[client] = [data]
+            self._loop.create_task(self._first(client))
+            return
+        self._schedule(UP, data, lambda d: self._send_up(client, d))
+
+    async def _first(self, client: tuple) -> None:
+        await self._open_upstream(client)
+        for data in self._pending.pop(client, []):
+            self._schedule(UP, data, lambda d: self._send_up(client, d))
+
+    def _send_up(self, client: tuple, data: bytes) -> None:
+        up = self._upstreams.get(client)
+        if up is not None and up.transport is not None and not up.transport.is_closing():
+            up.transport.sendto(data)
+
+    def _schedule(self, direction: str, data: bytes, send) -> None:
+        at = self.model.decide(self.now(), direction, len(data))
+        if at is None:
+            return
+
+        def deliver() -> None:
+            if self.model.delivered(self.now(), direction, len(data)):
+                send(data)
+
+        self._loop.call_at(at, deliver)
+
+    def close(self) -> None:
+        for up in self._upstreams.values():
+            if up.transport:
+                up.transport.close()
+        if self._listen:
+            self._listen.close()
+
+
+def _hostport(s: str) -> tuple[str, int]:
+    host, _, port = s.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+async def _serve(args) -> None:
+    model = LinkModel(args.delay_ms / 1000, args.jitter_ms / 1000, args.loss, args.seed)
+    emu = await LinkEmulator(_hostport(args.target), model, _hostport(args.listen)).start()
+    print(f"link emulator {emu.address} → {args.target}", flush=True)
+    try:
+        while True:
+            await asyncio.sleep(10)
+            print(model.stats, flush=True)
+    finally:
+        emu.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m hil.linkemu", description=__doc__.split("\n")[0])
+    p.add_argument("--listen", default="127.0.0.1:5000")
+    p.add_argument("--target", required=True)
+    p.add_argument("--delay-ms", type=float, default=0.0, help="one-way delay per direction")
+    p.add_argument("--jitter-ms", type=float, default=0.0)
+    p.add_argument("--loss", type=float, default=0.0, help="probability per datagram")
+    p.add_argument("--seed", type=int, default=1)
+    args = p.parse_args(argv)
+    try:
+        asyncio.run(_serve(args))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

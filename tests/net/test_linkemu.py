@@ -1,0 +1,87 @@
+"""The link emulator (hil/linkemu.py): sans-IO decisions, and the agent through it."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from hil.linkemu import DOWN, UP, LinkEmulator, LinkModel
+
+from .rig import AgentRig, until
+
+
+def test_model_delay_jitter_order_and_loss_are_deterministic():
+    m = LinkModel(delay_s=0.025, jitter_s=0.005, loss=0.1, seed=3)
+    times = [m.decide(i * 0.001, UP, 100) for i in range(2000)]
+    delivered = [t for t in times if t is not None]
+    assert 0.07 < 1 - len(delivered) / len(times) < 0.13
+    assert delivered == sorted(delivered), "no reordering within a direction"
+    assert all(t - i * 0.001 >= 0.02 - 1e-9 for i, t in enumerate(times) if t is not None)
+    again = LinkModel(delay_s=0.025, jitter_s=0.005, loss=0.1, seed=3)
+    assert [again.decide(i * 0.001, UP, 100) for i in range(2000)] == times
+
+
+def test_model_blackout_drops_both_directions_and_in_flight():
+    m = LinkModel(delay_s=0.5)
+    m.blackout(10.0, 5.0)
+    assert m.decide(9.0, UP, 1) == 9.5
+    assert m.decide(10.0, DOWN, 1) is None and m.decide(14.99, UP, 1) is None
+    assert m.decide(15.0, UP, 1) == 15.5
+    assert m.delivered(9.8, UP, 1) and not m.delivered(10.2, UP, 1)
+
+
+async def test_lossy_jittery_link_with_nat_rebinding_same_connection(gw, tmp_path):
+    token = await gw.provision("lossy")
+    emu = await LinkEmulator((gw.host, gw.port),
+                             LinkModel(delay_s=0.025, jitter_s=0.005, loss=0.03, seed=5)).start()
+    host, port = emu.address
+    agent = AgentRig(tmp_path / "a", "lossy", token, host, port, gw.pki["ca"]).start()
+    try:
+        await until(lambda: agent.uplink.stats.state == "connected", 15, "connected")
+        link = agent.uplink.link
+        streaming = asyncio.get_running_loop().create_task(agent.stream(10, 8))
+        for _ in range(3):
+            await asyncio.sleep(2)
+            await emu.rebind()  # the carrier NAT gives us a new source port
+        await streaming
+        n = agent.appended
+        await until(lambda: agent.uplink.stats.readings_acked >= n, 30, "all acked")
+        assert agent.uplink.link is link and link.handshakes == 1
+        assert gw.gateway.stats["connections"] == 1
+        assert await gw.seqs("lossy") == list(range(1, n + 1))
+        assert emu.model.stats.lost > 0 and emu.model.stats.rebinds == 3
+    finally:
+        await agent.stop()
+        emu.close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+async def test_blackouts_3min_resumes_10min_reconnects(gw, tmp_path):
+    """Both run at once against one gateway: real timers, ~11 minutes in total."""
+
+    async def drive(name: str, blackout_s: float) -> AgentRig:
+        token = await gw.provision(name)
+        emu = await LinkEmulator((gw.host, gw.port), LinkModel(delay_s=0.02, seed=9)).start()
+        agent = AgentRig(tmp_path / name, name, token, *emu.address, gw.pki["ca"]).start()
+        try:
+            await until(lambda: agent.uplink.stats.state == "connected", 15, "connected")
+            first = agent.uplink.link
+            await agent.stream(10, 5)
+            emu.blackout(blackout_s)
+            await agent.stream(10, blackout_s + 5)  # the GPS goes on; the journal keeps it
+            n = agent.appended
+            await until(lambda: agent.uplink.stats.readings_acked >= n, 120, f"{name} drained")
+            assert await gw.seqs(name) == list(range(1, n + 1)), "exactly once"
+            agent.first_link, agent.emu = first, emu
+            return agent
+        finally:
+            await agent.stop()
+            emu.close()
+
+    short, long = await asyncio.gather(drive("tunnel-3min", 180), drive("tunnel-10min", 600))
+    assert short.uplink.stats.connects == 1, "3 minutes: the same connection"
+    assert short.first_link.handshakes == 1 and short.first_link.migrations == 0
+    assert long.uplink.stats.connects >= 2, "10 minutes: reconnected"
+    assert long.uplink.stats.extra.get("session_resumed"), "resumed with the stored ticket"
