@@ -19,6 +19,7 @@ from aioquic.quic.connection import QuicConnection
 from aioquic.quic.events import (
     ConnectionTerminated,
     HandshakeCompleted,
+    PingAcknowledged,
     QuicEvent,
     StreamDataReceived,
 )
@@ -113,8 +114,10 @@ class QuicLink(asyncio.DatagramProtocol):
         self.handshakes = 0
         self.migrations = 0
         self.session_resumed = False
+        self.early_data_accepted = False
         self.local_host = "::"
         self.last_receive = self._loop.time()
+        self._pings: dict[int, float] = {}  # PINGs sent and not yet acknowledged → send time
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -129,6 +132,17 @@ class QuicLink(asyncio.DatagramProtocol):
         self.conn.connect(self.server_addr, now=self._loop.time())
         self.transmit()
         self._keepalive_task = self._loop.create_task(self._keepalive())
+
+    def ping(self) -> None:
+        """Send an ack-eliciting PING now (its answer shows the peer still has the connection)."""
+        self._ping_id += 1
+        self._pings[self._ping_id] = self._loop.time()
+        self.conn.send_ping(self._ping_id)
+        self.transmit()
+
+    def unanswered_for(self) -> float:
+        """Age of the oldest PING still waiting for its acknowledgement (0 if none)."""
+        return self._loop.time() - min(self._pings.values()) if self._pings else 0.0
 
     def quiet_for(self) -> float:
         """Seconds since the last datagram from the server."""
@@ -148,9 +162,7 @@ class QuicLink(asyncio.DatagramProtocol):
         self.conn.change_connection_id()
         self.migrations += 1
         # something ack-eliciting on the new path right away, so the gateway validates it now
-        self._ping_id += 1
-        self.conn.send_ping(self._ping_id)
-        self.transmit()
+        self.ping()
         log.info("connection migrated to %s (migration %d)", local_host, self.migrations)
 
     def close(self, error_code: int = 0, reason: str = "") -> None:
@@ -206,6 +218,7 @@ class QuicLink(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple) -> None:
         self.last_receive = self._loop.time()
+        self._pings: dict[int, float] = {}  # PINGs sent and not yet acknowledged → send time
         self.conn.receive_datagram(data, addr, now=self._loop.time())
         self.transmit()
 
@@ -221,10 +234,13 @@ class QuicLink(asyncio.DatagramProtocol):
         if isinstance(event, HandshakeCompleted):
             self.handshakes += 1
             self.session_resumed = event.session_resumed
+            self.early_data_accepted = event.early_data_accepted
             log.info("handshake completed (resumed=%s, early data=%s)", event.session_resumed,
                      event.early_data_accepted)
             if not self.connected.done():
                 self.connected.set_result(event.session_resumed)
+        elif isinstance(event, PingAcknowledged):
+            self._pings.pop(event.uid, None)
         elif isinstance(event, StreamDataReceived):
             self._on_stream_data(event.stream_id, event.data, event.end_stream)
         elif isinstance(event, ConnectionTerminated):
@@ -234,6 +250,4 @@ class QuicLink(asyncio.DatagramProtocol):
         while True:
             await asyncio.sleep(max(0.5, self._last_send + self._keepalive_s - self._loop.time()))
             if self._loop.time() - self._last_send >= self._keepalive_s:
-                self._ping_id += 1
-                self.conn.send_ping(self._ping_id)
-                self.transmit()
+                self.ping()

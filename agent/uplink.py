@@ -46,6 +46,12 @@ ROUTE_CHECK_S = 0.5
 # rtnetlink multicast groups: IPv4/IPv6 addresses and routes, links
 _RTNL_GROUPS = 0x1 | 0x10 | 0x40 | 0x100 | 0x400
 TICKET_FILE_NAME = "session-ticket.json"
+# Liveness (docs/protocol.md §8): a gateway restarted after kill -9 silently ignores packets of
+# the connection it forgot, which looks like a dead zone. When the gateway has been silent this
+# long with data or a PING unanswered, the agent tries a fresh handshake: if that succeeds while
+# the old connection still hears nothing, the old one is gone and the agent reconnects at once.
+PROBE_AFTER_S = 8.0
+PROBE_EVERY_S = 15.0
 CONNECT_TIMEOUT_S = 10.0
 BACKOFF_MIN_S = 0.5
 BACKOFF_MAX_S = 30.0
@@ -80,6 +86,7 @@ class Uplink:
         self.stats = UplinkStats()
         self._wakeup = asyncio.Event()
         self.link: QuicLink | None = None
+        self._started = 0.0
         self.route_check_s = route_check_s
         # downlink commands by name: args -> (ok, detail); anything else is answered ok=false
         self.command_handlers: dict[str, Callable[[dict], tuple[bool, str]]] = {"ping": _ping}
@@ -164,6 +171,40 @@ class Uplink:
                 loop.remove_reader(nl.fileno())
                 nl.close()
 
+    # --- liveness (docs/protocol.md §8) --------------------------------------------------
+
+    async def _watch_liveness(self, link: QuicLink, session: ClientSession, addr) -> None:
+        while not link.closed.is_set():
+            await asyncio.sleep(1.0)
+            silent = (link.unanswered_for() > PROBE_AFTER_S
+                      or (session.in_flight and link.quiet_for() > PROBE_AFTER_S))
+            if not silent:
+                continue
+            if await self._gateway_reachable(addr) and link.quiet_for() > 1.0:
+                link.ping()  # one last chance for the old connection, one RTT or so
+                await asyncio.sleep(1.0)
+                if link.quiet_for() > 1.0:
+                    log.warning("gateway answers new handshakes but not this connection "
+                                "(restarted?): reconnecting")
+                    self.stats.extra["dead_connections"] = (
+                        self.stats.extra.get("dead_connections", 0) + 1)
+                    link.abort()
+                    return
+            await asyncio.sleep(PROBE_EVERY_S)
+
+    async def _gateway_reachable(self, addr) -> bool:
+        """Does a fresh QUIC handshake with the gateway complete now?"""
+        probe = QuicLink(self.quic_configuration(), addr, lambda *a: None,
+                         session_ticket_handler=self._save_ticket)
+        try:
+            await asyncio.wait_for(probe.connect(route_source(addr) or "::"), CONNECT_TIMEOUT_S)
+            return True
+        except (OSError, ConnectionError, TimeoutError):
+            return False
+        finally:
+            probe.close()
+            probe.abort()
+
     def quic_configuration(self) -> QuicConfiguration:
         server = self.config.server
         cfg = QuicConfiguration(
@@ -220,6 +261,7 @@ class Uplink:
         )
         session.remember_answers(self._answered)
         self._set_state("connecting")
+        self._started = loop.time()
         try:
             # bind to the address the route uses now, so a change of it is visible (§8)
             await link.start(route_source(addr) or "::")
@@ -233,13 +275,16 @@ class Uplink:
         self.link = link
         self.stats.connects += 1
         self.stats.extra["session_resumed"] = link.session_resumed
-        watcher = (asyncio.get_running_loop().create_task(self._watch_route())
-                   if self.route_check_s else None)
+        self.stats.extra["early_data_accepted"] = link.early_data_accepted
+        loop = asyncio.get_running_loop()
+        watchers = [loop.create_task(self._watch_liveness(link, session, addr))]
+        if self.route_check_s:
+            watchers.append(loop.create_task(self._watch_route()))
         try:
             await self._converse(link, stream_id, inbox, session)
         finally:
-            if watcher:
-                watcher.cancel()
+            for w in watchers:
+                w.cancel()
             link.close()
             link.abort()
             self.link = None
@@ -284,6 +329,8 @@ class Uplink:
     async def _handle(self, event, session: ClientSession) -> None:
         if isinstance(event, Welcomed):
             self._set_state("connected")
+            # first packet → welcome: what a (re)connect costs before data flows
+            self.stats.extra["welcome_after_s"] = asyncio.get_running_loop().time() - self._started
             self.stats.server_clock_offset_ms = time.time_ns() // 1_000_000 - event.server_time_ms
         elif isinstance(event, Acknowledged):
             await self.journal.call("acknowledge", event.through, event.ranges)

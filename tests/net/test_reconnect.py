@@ -1,0 +1,58 @@
+"""Reconnects: gateway kill -9 and restart; resumption with the stored session ticket (0-RTT)."""
+
+from __future__ import annotations
+
+import signal
+
+from hil.linkemu import LinkEmulator, LinkModel
+
+from ..conftest import wait_for
+from ..test_e2e import assert_exactly_once, assert_matches_sent, journal_state
+from .rig import AgentRig, until
+
+RTT_S = 0.1
+
+
+def test_gateway_kill9_and_restart_agent_reconnects_and_drains(procs):
+    procs.provision("truck-k")
+    backend = procs.backend()
+    sim = procs.gps_sim("truck-k", rate=10, count=120)
+    agent = procs.agent("truck-k")
+    wait_for(lambda: len(procs.stored("truck-k")) >= 20, 30, "streaming")
+    backend.kill9()
+    wait_for(lambda: journal_state(procs.journal("truck-k"))[0] >= 20, 20, "journal grows")
+    backend = procs.backend()
+    wait_for(lambda: len(procs.sent("truck-k")) >= 120, 30, "simulator finished")
+    wait_for(lambda: len(procs.stored("truck-k")) >= 120, 60, "all drained after restart")
+    stored = procs.stored("truck-k")
+    assert len(stored) == 120
+    assert_exactly_once(stored)
+    assert_matches_sent(stored, procs.sent("truck-k"))
+    assert agent.alive() and sim.popen.wait(5) == 0
+    agent.stop(signal.SIGTERM)
+    assert agent.text().count("handshake completed") >= 2
+
+
+async def test_agent_restart_resumes_with_0rtt_in_one_round_trip(gw, tmp_path):
+    token = await gw.provision("resumer")
+    emu = await LinkEmulator((gw.host, gw.port), LinkModel(delay_s=RTT_S / 2)).start()
+    try:
+        costs = []
+        for run in range(2):  # the second run is an agent restart: same state directory
+            agent = AgentRig(tmp_path / "state", "resumer", token, *emu.address,
+                             gw.pki["ca"]).start()
+            try:
+                await agent.add(5)
+                await until(lambda a=agent: a.uplink.stats.readings_acked >= 5, 15, "acked")
+                extra = agent.uplink.stats.extra
+                costs.append(extra["welcome_after_s"])
+                assert extra["session_resumed"] == (run == 1)
+                assert extra["early_data_accepted"] == (run == 1)
+            finally:
+                await agent.stop()
+        full, resumed = costs
+        # full handshake: 1 RTT handshake + 1 RTT hello/welcome; resumed: hello in 0-RTT
+        assert full >= 2 * RTT_S and resumed < 1.5 * RTT_S, costs
+        assert await gw.seqs("resumer") == list(range(1, 11))
+    finally:
+        emu.close()
