@@ -45,6 +45,13 @@ def _parser() -> argparse.ArgumentParser:
     rev = vsub.add_parser("revoke", help="revoke a vehicle; open connections are closed")
     rev.add_argument("vehicle_id")
     vsub.add_parser("list", help="list vehicles as JSON lines")
+    cmd = sub.add_parser("command", help="send a downlink command to a vehicle through the "
+                         "running backend's HTTP API and wait for the agent's answer")
+    cmd.add_argument("vehicle_id")
+    cmd.add_argument("name", help="command name, e.g. ping")
+    cmd.add_argument("--args", default="{}", help="JSON object of arguments")
+    cmd.add_argument("--wait", type=float, default=30.0,
+                     help="seconds to wait for the answer (0: do not wait)")
     certs = sub.add_parser("gen-certs", help="create a private CA and a gateway certificate")
     certs.add_argument("--out", required=True, help="directory for ca.pem, server.pem/.key")
     certs.add_argument("--name", action="append", default=[],
@@ -73,6 +80,29 @@ async def _with_store(config: BackendConfig, action):
         await store.close()
 
 
+async def _send_command(config: BackendConfig, args: argparse.Namespace) -> int:
+    import aiohttp
+
+    host = "127.0.0.1" if config.http_host in ("0.0.0.0", "::") else config.http_host
+    base = f"http://{host}:{config.http_port}"
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+        async with http.post(f"{base}/api/vehicles/{args.vehicle_id}/commands",
+                             json={"name": args.name, "args": json.loads(args.args)}) as r:
+            body = await r.json()
+            if r.status != 202:
+                print(json.dumps(body), file=sys.stderr)
+                return 1
+        cid = body["id"]
+        deadline = asyncio.get_running_loop().time() + args.wait
+        while True:
+            async with http.get(f"{base}/api/commands/{cid}") as r:
+                state = await r.json()
+            if state.get("state") == "answered" or asyncio.get_running_loop().time() > deadline:
+                print(json.dumps({"id": cid, **state}))
+                return 0 if state.get("ok") else 1
+            await asyncio.sleep(0.2)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=args.log_level.upper(),
@@ -92,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         applied = asyncio.run(_with_store(config, lambda s: s.migrate()))
         print(f"migrations applied: {', '.join(applied) or 'none pending'}")
         return 0
+    if command == "command":
+        return asyncio.run(_send_command(config, args))
     if command == "gen-certs":
         from .pki import generate
 

@@ -48,8 +48,9 @@ class Backend:
                 r["seq"]))
         self.writer.start()
         await self.gateway.start(c.quic_host, c.quic_port, c.cert, c.key)
-        self._runner = web.AppRunner(make_app(self.hub, self.store, self.status),
-                                     access_log=None)
+        app = make_app(self.hub, self.store, self.status)
+        add_command_routes(app, self.gateway)
+        self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, c.http_host, c.http_port).start()
         host = "localhost" if c.http_host in ("127.0.0.1", "::1", "0.0.0.0", "::") else c.http_host
@@ -64,6 +65,39 @@ class Backend:
             await self._runner.cleanup()
         await self.store.close()
         log.info("backend stopped")
+
+
+def add_command_routes(app: web.Application, gateway: Gateway) -> None:
+    """Downlink commands over HTTP (docs/protocol.md §3 command), for `python -m backend command`:
+    POST /api/vehicles/{vehicle}/commands {"name": …, "args": {…}} → {"id": …};
+    GET /api/commands/{id} → {"state": "pending"} or {"state": "answered", "ok": …, "detail": …}.
+    """
+
+    async def post(request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            name, args = body["name"], body.get("args", {})
+            if not isinstance(name, str) or not 0 < len(name) <= 64 or not isinstance(args, dict):
+                raise ValueError("name must be text of 1..64, args a map")
+        except (ValueError, KeyError, TypeError) as exc:
+            return web.json_response({"error": f"bad command: {exc}"}, status=400)
+        cid = gateway.send_command(request.match_info["vehicle"], name, args)
+        return web.json_response({"id": cid}, status=202)
+
+    async def get(request: web.Request) -> web.Response:
+        try:
+            cid = int(request.match_info["id"])
+        except ValueError:
+            return web.json_response({"error": "id must be an integer"}, status=400)
+        if cid in gateway.command_results:
+            ok, detail = gateway.command_results[cid]
+            return web.json_response({"state": "answered", "ok": ok, "detail": detail})
+        if any(cid in p for p in gateway.pending_commands.values()):
+            return web.json_response({"state": "pending"})
+        return web.json_response({"error": "unknown command id"}, status=404)
+
+    app.router.add_post("/api/vehicles/{vehicle}/commands", post)
+    app.router.add_get("/api/commands/{id}", get)
 
 
 async def run(config: BackendConfig) -> None:
