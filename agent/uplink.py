@@ -92,6 +92,8 @@ class Uplink:
         self.command_handlers: dict[str, Callable[[dict], tuple[bool, str]]] = {"ping": _ping}
         self.commands_run: list[tuple[int, str]] = []
         self._answered: OrderedDict = OrderedDict()
+        # called with each Acknowledged event after the journal applied it (benchmarks, tests)
+        self.on_ack: Callable[[Acknowledged], None] | None = None
         self.ticket_path = Path(config.server.ticket_file or
                                 Path(config.journal.path).parent / TICKET_FILE_NAME)
 
@@ -336,6 +338,8 @@ class Uplink:
             await self.journal.call("acknowledge", event.through, event.ranges)
             self.stats.readings_acked += event.newly_acked
             self.stats.last_ack_monotonic = time.monotonic()
+            if self.on_ack is not None:
+                self.on_ack(event)
         elif isinstance(event, CommandReceived):
             cmd = event.command
             handler = self.command_handlers.get(cmd.name)
@@ -367,6 +371,9 @@ class Uplink:
             )
             if not batch:
                 break
+            # the journal's size estimate is approximate: trim to the welcome's exact limit
+            while len(batch) > 1 and session.batch_size(batch) > session.max_batch_bytes:
+                del batch[max(1, len(batch) * 9 // 10):]
             session.send_batch(batch)
             link.send(stream_id, session.data_to_send())
             cursor = batch[-1]["q"]

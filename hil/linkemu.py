@@ -33,6 +33,8 @@ class LinkStats:
     blacked_out: int = 0
     bytes_up: int = 0
     bytes_down: int = 0
+    datagrams_up: int = 0
+    datagrams_down: int = 0
     rebinds: int = 0
 
 
@@ -85,8 +87,10 @@ class LinkModel:
         self.stats.forwarded += 1
         if direction == UP:
             self.stats.bytes_up += size
+            self.stats.datagrams_up += 1
         else:
             self.stats.bytes_down += size
+            self.stats.datagrams_down += 1
         return True
 
 

@@ -178,13 +178,15 @@ class AgentRig:
         self.task = asyncio.get_running_loop().create_task(self.uplink.run())
         return self
 
-    async def add(self, n: int = 1) -> None:
+    async def add(self, n: int = 1, rich: bool = False) -> None:
+        """Append n positions; `rich` ones carry every optional field (~100 bytes of CBOR)."""
         batch = []
+        more = dict(alt_m=3.25, mode=3, sats=11, hdop=0.8, clock_offset_ms=-12) if rich else {}
         for _ in range(n):
             self.appended += 1
             i = self.appended
             batch.append(Position(ts_ms=self._t0 + 100 * i, lat=52.0 + i * 1e-6,
-                                  lon=4.0 + i * 1e-6, speed_kmh=50.0, course_deg=90.0))
+                                  lon=4.0 + i * 1e-6, speed_kmh=50.1, course_deg=90.3, **more))
         await self.journal.call("append", batch)
         self.uplink.notify()
 

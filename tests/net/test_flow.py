@@ -54,3 +54,16 @@ async def test_slow_database_slows_vehicles_with_bounded_backlog(tmp_path, pki):
         for a in agents:
             await a.stop()
         await gw.stop()
+
+
+async def test_large_backlog_batches_stay_within_max_batch_bytes(gw, tmp_path):
+    """Big positions drained in bulk: every batch fits the welcome's limit (no too-large)."""
+    token = await gw.provision("bulk")
+    agent = AgentRig(tmp_path / "a", "bulk", token, gw.host, gw.port, gw.pki["ca"])
+    await agent.add(3000, rich=True)
+    agent.start()
+    try:
+        await until(lambda: agent.uplink.stats.readings_acked >= 3000, 30, "drained")
+        assert gw.gateway.stats["protocol_errors"] == 0 and agent.uplink.stats.connects == 1
+    finally:
+        await agent.stop()
