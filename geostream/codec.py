@@ -10,6 +10,7 @@ import dataclasses
 import math
 import re
 import struct
+import zlib
 from typing import Any
 
 import cbor2
@@ -23,6 +24,10 @@ MAX_MESSAGE_BYTES = 256 * 1024
 # A batch of 4096 positions is ~250 KiB encoded: the most one message can carry anyway.
 MAX_BATCH_READINGS = 4096
 DEFAULT_MAX_BATCH_BYTES = 64 * 1024
+# Batches of at least this many readings are sent DEFLATE-compressed ("z", §3): consecutive
+# positions share keys and most digits, so backlog drains shrink ~2-3×; a live batch of one or
+# two readings would only grow.
+COMPRESS_MIN_READINGS = 8
 MAX_UINT = 2**63 - 1
 _HEADER = struct.Struct(">I")
 _VEHICLE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}\Z")
@@ -94,9 +99,32 @@ def reading_problem(r: dict) -> str | None:
     return None
 
 
+def _inflate_readings(z: Any) -> Any:
+    """The readings array of a compressed batch; never inflates beyond MAX_MESSAGE_BYTES."""
+    if not isinstance(z, bytes):
+        raise ProtocolError(ErrorCode.MALFORMED, "'z' must be a byte string")
+    d = zlib.decompressobj()
+    try:
+        raw = d.decompress(z, MAX_MESSAGE_BYTES + 1)
+    except zlib.error as exc:
+        raise ProtocolError(ErrorCode.MALFORMED, f"bad DEFLATE data: {exc}") from None
+    if len(raw) > MAX_MESSAGE_BYTES or d.unconsumed_tail:
+        raise ProtocolError(ErrorCode.TOO_LARGE, f"'z' inflates beyond {MAX_MESSAGE_BYTES}")
+    if not d.eof or d.unused_data:
+        raise ProtocolError(ErrorCode.MALFORMED, "'z' is not one complete DEFLATE stream")
+    try:
+        return cbor2.loads(raw)
+    except Exception as exc:  # cbor2 raises several types on garbage
+        raise ProtocolError(ErrorCode.MALFORMED, f"undecodable CBOR in 'z': {exc}") from None
+
+
 def _decode_map(m: dict) -> Message:
     t = m.get("t")
     if t == "batch":
+        if "z" in m:
+            if "readings" in m:
+                raise ProtocolError(ErrorCode.MALFORMED, "batch with both 'readings' and 'z'")
+            m = {**m, "readings": _inflate_readings(m["z"])}
         readings = m.get("readings")
         if not isinstance(readings, list) or not 1 <= len(readings) <= MAX_BATCH_READINGS:
             raise ProtocolError(
@@ -135,6 +163,7 @@ def _decode_map(m: dict) -> Message:
             max_batch_bytes=_uint(m, "max_batch_bytes"),
             time=_uint(m, "time"),
             v=_uint(m, "v"),
+            z=m.get("z") is True,
         )
     if t == "error":
         fatal = m.get("fatal")
@@ -156,9 +185,13 @@ def _decode_map(m: dict) -> Message:
     raise ProtocolError(ErrorCode.MALFORMED, "message without text 't'")
 
 
-def _to_map(msg: Message) -> dict:
+def _to_map(msg: Message, compress: bool = False) -> dict:
     if isinstance(msg, Batch):
-        out = {"t": "batch", "epoch": msg.epoch, "readings": list(msg.readings)}
+        out = {"t": "batch", "epoch": msg.epoch}
+        if compress and len(msg.readings) >= COMPRESS_MIN_READINGS:
+            out["z"] = zlib.compress(cbor2.dumps(list(msg.readings)), 6)
+        else:
+            out["readings"] = list(msg.readings)
         if msg.vehicle is not None:
             out["vehicle"] = msg.vehicle
         return out
@@ -174,8 +207,11 @@ def _to_map(msg: Message) -> dict:
         return {"t": "hello", "v": msg.v, "vehicle": msg.vehicle, "token": msg.token,
                 "epoch": msg.epoch, "agent": msg.agent, "acked": msg.acked}
     if isinstance(msg, Welcome):
-        return {"t": "welcome", "v": msg.v, "credit": msg.credit,
-                "max_batch_bytes": msg.max_batch_bytes, "time": msg.time}
+        out = {"t": "welcome", "v": msg.v, "credit": msg.credit,
+               "max_batch_bytes": msg.max_batch_bytes, "time": msg.time}
+        if msg.z:
+            out["z"] = True
+        return out
     if isinstance(msg, Error):
         return {"t": "error", "code": int(msg.code), "reason": msg.reason, "fatal": msg.fatal}
     if isinstance(msg, Command):
@@ -185,13 +221,13 @@ def _to_map(msg: Message) -> dict:
     raise TypeError(f"not a geostream message: {msg!r}")
 
 
-def encode_payload(msg: Message) -> bytes:
-    return cbor2.dumps(_to_map(msg))
+def encode_payload(msg: Message, compress: bool = False) -> bytes:
+    return cbor2.dumps(_to_map(msg, compress))
 
 
-def encode(msg: Message) -> bytes:
-    """One framed message: 4-byte big-endian length + CBOR map."""
-    payload = encode_payload(msg)
+def encode(msg: Message, compress: bool = False) -> bytes:
+    """One framed message: 4-byte big-endian length + CBOR map (`compress`: batches, §3)."""
+    payload = encode_payload(msg, compress)
     if len(payload) > MAX_MESSAGE_BYTES:
         raise ValueError(f"message of {len(payload)} bytes exceeds {MAX_MESSAGE_BYTES}")
     return _HEADER.pack(len(payload)) + payload

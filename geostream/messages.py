@@ -24,6 +24,7 @@ class Welcome:
     max_batch_bytes: int
     time: int
     v: int = 1
+    z: bool = False  # the gateway accepts compressed batches ("z", docs/protocol.md §3)
 
 
 @dataclass(frozen=True, slots=True)

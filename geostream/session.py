@@ -110,6 +110,7 @@ class ClientSession(_Session):
         self.ready = False
         self.credit = 0
         self.max_batch_bytes = DEFAULT_MAX_BATCH_BYTES
+        self.compress = False  # the welcome says whether the gateway takes compressed batches
         self.in_flight: set[int] = set()
         self._answered: OrderedDict[int, CommandAck] = OrderedDict()
         self._hello = Hello(vehicle=vehicle, token=token, epoch=epoch, agent=agent,
@@ -131,6 +132,7 @@ class ClientSession(_Session):
                 self.ready = True
                 self.credit = msg.credit
                 self.max_batch_bytes = msg.max_batch_bytes
+                self.compress = msg.z
                 events.append(Welcomed(msg.credit, msg.max_batch_bytes, msg.time))
             elif isinstance(msg, Ack):
                 if not self.ready:
@@ -160,7 +162,7 @@ class ClientSession(_Session):
         """Queue one batch; returns its encoded size. The caller keeps within credit and budget."""
         if not self.ready:
             raise RuntimeError("send_batch before welcome")
-        frame = encode(Batch(epoch=self.epoch, readings=tuple(readings)))
+        frame = encode(Batch(epoch=self.epoch, readings=tuple(readings)), compress=self.compress)
         self._out += frame
         self.in_flight.update(r["q"] for r in readings)
         return len(frame)
@@ -177,7 +179,8 @@ class ClientSession(_Session):
         self._answered = answered
 
     def batch_size(self, readings: list[dict]) -> int:
-        return framed_size(len(encode_payload(Batch(self.epoch, tuple(readings)))))
+        batch = Batch(self.epoch, tuple(readings))
+        return framed_size(len(encode_payload(batch, compress=self.compress)))
 
 
 class ServerSession(_Session):
@@ -244,7 +247,8 @@ class ServerSession(_Session):
         self.authenticated = True
         if credit is not None:
             self.set_credit(credit)
-        self._send(Welcome(credit=self.credit, max_batch_bytes=self.max_batch_bytes, time=now_ms))
+        self._send(Welcome(credit=self.credit, max_batch_bytes=self.max_batch_bytes, time=now_ms,
+                           z=True))
 
     def reject(self, code: ErrorCode, reason: str) -> None:
         self.fail(ProtocolError(code, reason))
