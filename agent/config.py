@@ -27,6 +27,9 @@ class ServerConfig:
     # where the latest TLS session ticket is kept for resumption / 0-RTT (docs/protocol.md §8);
     # empty: "session-ticket.json" next to the journal
     ticket_file: str = ""
+    # optional pinning: hex SHA-256 of the gateway certificate's public key (SubjectPublicKeyInfo,
+    # DER); when set, the CA check must pass *and* the key must be one of these
+    pin_sha256: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,15 @@ def _section(raw: dict, name: str, where: str) -> dict:
     return value
 
 
+def _pins(value, where: str) -> tuple[str, ...]:
+    values = [value] if isinstance(value, str) else value
+    if not isinstance(values, list) or not all(
+            isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdefABCDEF" for c in v)
+            for v in values):
+        raise ConfigError(f"{where} [server]: 'pin_sha256' must be 64-hex-digit SHA-256 values")
+    return tuple(v.lower() for v in values)
+
+
 def parse_config(raw: dict, where: str = "<config>") -> AgentConfig:
     base = Path(where).parent if where != "<config>" else Path(".")
 
@@ -82,6 +94,7 @@ def parse_config(raw: dict, where: str = "<config>") -> AgentConfig:
             ca_file=rel(_require(server, "ca_file", str, f"{where} [server]")),
             server_name=server.get("server_name"),
             ticket_file=rel(server.get("ticket_file", "")),
+            pin_sha256=_pins(server.get("pin_sha256", []), where),
         ),
         journal=JournalConfig(
             path=rel(journal.get("path", JournalConfig.path)),

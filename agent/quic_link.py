@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import hashlib
 import ipaddress
 import logging
 import socket
@@ -59,6 +60,15 @@ def ticket_from_json(d: dict) -> SessionTicket:
         resumption_secret=bytes.fromhex(d["resumption_secret"]), server_name=d["server_name"],
         ticket=bytes.fromhex(d["ticket"]), max_early_data_size=d["max_early_data_size"],
         other_extensions=[(int(k), bytes.fromhex(v)) for k, v in d["other_extensions"]])
+
+
+def spki_sha256(certificate) -> str:
+    """Pin of a certificate: hex SHA-256 of its DER SubjectPublicKeyInfo."""
+    from cryptography.hazmat.primitives import serialization
+
+    der = certificate.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).hexdigest()
 
 
 def _plain(host: str) -> str:
@@ -143,6 +153,12 @@ class QuicLink(asyncio.DatagramProtocol):
     def unanswered_for(self) -> float:
         """Age of the oldest PING still waiting for its acknowledgement (0 if none)."""
         return self._loop.time() - min(self._pings.values()) if self._pings else 0.0
+
+    def peer_pin(self) -> str | None:
+        """Pin of the certificate the server presented (None on a resumed session)."""
+        # aioquic exposes the verified certificate only on its TLS context
+        cert = getattr(getattr(self.conn, "tls", None), "_peer_certificate", None)
+        return spki_sha256(cert) if cert is not None else None
 
     def quiet_for(self) -> float:
         """Seconds since the last datagram from the server."""

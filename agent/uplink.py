@@ -268,9 +268,19 @@ class Uplink:
             # bind to the address the route uses now, so a change of it is visible (§8)
             await link.start(route_source(addr) or "::")
             stream_id = link.conn.get_next_available_stream_id()
-            # the hello goes as 0-RTT early data when a session ticket was offered
-            link.send(stream_id, session.data_to_send())
+            # the hello goes as 0-RTT early data when a session ticket was offered. With pinning it
+            # waits for the pin check instead (a rejected ticket would resend it as 1-RTT before
+            # the check), so the token never reaches a server with another key
+            pins = self.config.server.pin_sha256
+            early = not pins
+            if early:
+                link.send(stream_id, session.data_to_send())
             await asyncio.wait_for(asyncio.shield(link.connected), CONNECT_TIMEOUT_S)
+            if pins and not link.session_resumed and link.peer_pin() not in pins:
+                link.close(0, "certificate pin mismatch")
+                raise ConnectionError(f"gateway key {link.peer_pin()} is not pinned")
+            if not early:
+                link.send(stream_id, session.data_to_send())
         except BaseException:
             link.abort()
             raise

@@ -56,3 +56,32 @@ async def test_agent_restart_resumes_with_0rtt_in_one_round_trip(gw, tmp_path):
         assert await gw.seqs("resumer") == list(range(1, 11))
     finally:
         emu.close()
+
+
+async def test_certificate_pinning(gw, tmp_path):
+    import dataclasses
+
+    from cryptography import x509
+
+    from agent.quic_link import spki_sha256
+
+    token = await gw.provision("pinned")
+    with open(gw.pki["cert"], "rb") as f:
+        good = spki_sha256(x509.load_pem_x509_certificate(f.read()))
+    for pin, ok in (("0" * 64, False), (good, True)):
+        agent = AgentRig(tmp_path / f"pin-{ok}", "pinned", token, gw.host, gw.port, gw.pki["ca"])
+        agent.config = dataclasses.replace(
+            agent.config, server=dataclasses.replace(agent.config.server, pin_sha256=(pin,)))
+        agent.uplink.config = agent.config
+        agent.start()
+        try:
+            if ok:
+                await agent.add(3)
+                await until(lambda a=agent: a.uplink.stats.readings_acked >= 3, 10, "acked")
+            else:
+                await until(lambda a=agent: "not pinned" in a.uplink.stats.last_error, 10,
+                            "pin refused")
+                assert "pinned" not in gw.gateway.connections
+                assert gw.gateway.stats["auth_failures"] == 0  # the token was never sent
+        finally:
+            await agent.stop()
