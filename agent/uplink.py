@@ -52,6 +52,9 @@ TICKET_FILE_NAME = "session-ticket.json"
 # the old connection still hears nothing, the old one is gone and the agent reconnects at once.
 PROBE_AFTER_S = 8.0
 PROBE_EVERY_S = 15.0
+# A clock jump this large between two 1 s liveness ticks means the agent was suspended or stopped;
+# it then checks the connection at once, so it is back in < 2 s after resume (issue 7).
+SUSPEND_S = 2.0
 CONNECT_TIMEOUT_S = 10.0
 BACKOFF_MIN_S = 0.5
 BACKOFF_MAX_S = 30.0
@@ -176,23 +179,38 @@ class Uplink:
     # --- liveness (docs/protocol.md §8) --------------------------------------------------
 
     async def _watch_liveness(self, link: QuicLink, session: ClientSession, addr) -> None:
+        loop = asyncio.get_running_loop()
+        mono, boot = loop.time(), _boottime()
         while not link.closed.is_set():
             await asyncio.sleep(1.0)
+            # a suspend (laptop lid, vehicle power management) or a stopped process shows as a
+            # tick far too late, or as boot time running ahead of the monotonic clock (which
+            # stands still during system suspend): the gateway may have dropped us meanwhile
+            now_mono, now_boot = loop.time(), _boottime()
+            resumed = (now_mono - mono > 1.0 + SUSPEND_S
+                       or (now_boot - boot) - (now_mono - mono) > SUSPEND_S)
+            mono, boot = now_mono, now_boot
             silent = (link.unanswered_for() > PROBE_AFTER_S
                       or (session.in_flight and link.quiet_for() > PROBE_AFTER_S))
-            if not silent:
+            if resumed:
+                log.info("suspend or stall detected: checking the connection now")
+                link.ping()
+            elif not silent:
                 continue
-            if await self._gateway_reachable(addr) and link.quiet_for() > 1.0:
-                link.ping()  # one last chance for the old connection, one RTT or so
-                await asyncio.sleep(1.0)
-                if link.quiet_for() > 1.0:
+            grace = 0.5 if resumed else 1.0  # time for the old connection to answer a PING
+            if await self._gateway_reachable(addr) and link.quiet_for() > grace:
+                link.ping()  # one last chance for the old connection
+                await asyncio.sleep(grace)
+                if link.quiet_for() > grace:
                     log.warning("gateway answers new handshakes but not this connection "
-                                "(restarted?): reconnecting")
+                                "(restarted, or dropped it during a suspend): reconnecting")
                     self.stats.extra["dead_connections"] = (
                         self.stats.extra.get("dead_connections", 0) + 1)
                     link.abort()
                     return
-            await asyncio.sleep(PROBE_EVERY_S)
+            if not resumed:
+                await asyncio.sleep(PROBE_EVERY_S)
+            mono, boot = loop.time(), _boottime()
 
     async def _gateway_reachable(self, addr) -> bool:
         """Does a fresh QUIC handshake with the gateway complete now?"""
@@ -390,6 +408,12 @@ class Uplink:
             self.stats.batches_sent += 1
             self.stats.readings_sent += len(batch)
         return cursor
+
+
+def _boottime() -> float:
+    """CLOCK_BOOTTIME (counts system suspend) where available, else the monotonic clock."""
+    clock = getattr(time, "CLOCK_BOOTTIME", None)
+    return time.clock_gettime(clock) if clock is not None else time.monotonic()
 
 
 def _netlink_socket() -> socket.socket | None:

@@ -85,3 +85,30 @@ async def test_certificate_pinning(gw, tmp_path):
                 assert gw.gateway.stats["auth_failures"] == 0  # the token was never sent
         finally:
             await agent.stop()
+
+
+def test_resume_after_suspend_reconnects_within_2s(procs):
+    """The agent is stopped (SIGSTOP, as a suspended machine) while the gateway restarts and so
+    forgets the connection; after SIGCONT new readings flow again in < 2 s."""
+    import time
+
+    procs.provision("truck-s")
+    backend = procs.backend()
+    procs.gps_sim("truck-s", rate=10, count=400)
+    agent = procs.agent("truck-s")
+    wait_for(lambda: len(procs.stored("truck-s")) >= 20, 30, "streaming")
+    agent.popen.send_signal(signal.SIGSTOP)
+    try:
+        backend.kill9()
+        backend = procs.backend()
+        time.sleep(3)
+        before = max(r[1] for r in procs.stored("truck-s"))
+    finally:
+        agent.popen.send_signal(signal.SIGCONT)
+    t0 = time.monotonic()
+    wait_for(lambda: max(r[1] for r in procs.stored("truck-s")) > before, 10, "data again",
+             interval=0.02)
+    took = time.monotonic() - t0
+    print(f"data flowed again {took:.2f} s after resume")
+    assert took < 2.0, f"{took:.2f}s after resume"
+    assert "suspend or stall detected" in agent.text()
