@@ -321,7 +321,7 @@ class Uplink:
 
     async def _converse(self, link: QuicLink, stream_id: int, inbox: asyncio.Queue,
                         session: ClientSession) -> None:
-        cursor = session._hello.acked  # highest seq sent on this connection
+        cursor = session.acked_through  # highest seq sent on this connection
 
         closed = asyncio.ensure_future(link.closed.wait())
         try:

@@ -118,6 +118,11 @@ class ClientSession(_Session):
         self._send(self._hello)
 
     @property
+    def acked_through(self) -> int:
+        """The `acked` this session announced in its hello."""
+        return self._hello.acked
+
+    @property
     def credit_available(self) -> int:
         return max(0, self.credit - len(self.in_flight)) if self.ready else 0
 
