@@ -1,4 +1,4 @@
-"""GPS sources: NMEA 0183 over a serial port (sans-IO decoder + pyserial edge)."""
+"""GPS sources: NMEA 0183 over a serial port (sans-IO decoder + pyserial edge) and gpsd."""
 
 from .nmea import NmeaDecoder
 from .serial_source import SerialGpsSource
