@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import select
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -33,6 +35,16 @@ FIX_STALE_S = 3.0
 PROBE_S = 1.5
 # One read's upper bound; at 115200 baud this is ~0.35 s of output.
 READ_SIZE = 4096
+# Pause after a spurious wake-up (readable, zero bytes, no hang-up) so we never spin.
+SPURIOUS_WAKEUP_S = 0.05
+
+
+def hung_up(fd: int) -> bool:
+    """True if the tty's other end is gone (pty master closed, USB device removed)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return any(ev & (select.POLLHUP | select.POLLERR | select.POLLNVAL)
+               for _, ev in poller.poll(0))
 
 
 class SerialGpsSource:
@@ -113,8 +125,9 @@ class SerialGpsSource:
     async def _probe(self, port: serial.Serial) -> tuple[int, bytes] | None:
         samples: dict[int, bytes] = {}
         for rate in BAUD_RATES:
-            port.baudrate = rate
-            port.reset_input_buffer()
+            if port.baudrate != rate:
+                port.baudrate = rate
+                port.reset_input_buffer()  # bytes read at the old rate are garbage now
             sample = bytearray()
             deadline = time.monotonic() + self.probe_s
             while (left := deadline - time.monotonic()) > 0:
@@ -128,8 +141,8 @@ class SerialGpsSource:
         return None if rate is None else (rate, samples[rate])
 
     async def _read(self, port: serial.Serial, timeout: float) -> bytes | None:
-        """Bytes available within `timeout` s, None if none came; raises when the device
-        is gone (readable but no bytes: pty closed, USB unplugged)."""
+        """Bytes available within `timeout` s (maybe b"" after a spurious wake-up), None if
+        nothing came; raises when the device is gone (pty closed, USB unplugged)."""
         loop = asyncio.get_running_loop()
         ready = loop.create_future()
         fd = port.fileno()
@@ -140,9 +153,16 @@ class SerialGpsSource:
             return None
         finally:
             loop.remove_reader(fd)
-        data = port.read(READ_SIZE)
+        # os.read, not port.read: pyserial treats any zero-byte read as a disconnect, but a
+        # raw-mode tty (VMIN=0) also wakes up with nothing to read; only a hang-up is fatal.
+        try:
+            data = os.read(fd, READ_SIZE)
+        except BlockingIOError:
+            return b""
         if not data:
-            raise serial.SerialException("device closed")
+            if hung_up(fd):
+                raise serial.SerialException("device closed")
+            await asyncio.sleep(SPURIOUS_WAKEUP_S)
         return data
 
     def _feed(self, data: bytes, emit: Emit) -> bool:
