@@ -146,3 +146,15 @@ async def test_fix_goes_stale_and_decimation_applies(nmea):
         await stop(task)
         os.close(master)
         os.close(slave)
+
+
+def test_hang_up_detection_tells_a_spurious_wake_up_from_an_unplug():
+    from agent.gps.serial_source import hung_up
+
+    master, slave, _ = open_pty()
+    try:
+        assert not hung_up(slave)  # idle but connected: a zero-byte read is not fatal
+        os.close(master)
+        assert hung_up(slave)
+    finally:
+        os.close(slave)
