@@ -7,7 +7,7 @@ between parked and moving. The first fix always passes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..readings import Position
 from .sanity import distance_m
@@ -50,7 +50,7 @@ class Decimator:
 
     def _take(self, pos: Position, now: int, moving: bool) -> bool:
         # remember the decision time as the fix's timestamp so intervals use one clock
-        self._last = pos if now == pos.ts_ms else _at(pos, now)
+        self._last = pos if now == pos.ts_ms else replace(pos, ts_ms=now)
         self._last_moving = moving
         return True
 
@@ -59,9 +59,3 @@ def _turn(a: float, b: float) -> float:
     """Smallest angle between two headings, in degrees."""
     d = abs(a - b) % 360
     return 360 - d if d > 180 else d
-
-
-def _at(pos: Position, ts_ms: int) -> Position:
-    from dataclasses import replace
-
-    return replace(pos, ts_ms=ts_ms)

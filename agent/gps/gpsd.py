@@ -24,11 +24,13 @@ from .state import FIX, NO_DEVICE, NO_FIX, SourceState
 log = logging.getLogger(__name__)
 
 GPSD_PORT = 2947
+# Ask gpsd to stream JSON reports (TPV, SKY...) from all its devices.
 WATCH = b'?WATCH={"enable":true,"json":true}\n'
 # gpsd's SKY reports list every satellite; with four constellations they reach ~10 KB.
 MAX_REPORT = 65536
 # gpsd TPV status -> GGA-style quality (2 DGPS, 3 RTK fixed, 4 RTK float, 5/6 dead reckoning).
 STATUS_TO_QUALITY = {2: 2, 3: 4, 4: 5, 5: 6, 6: 6}
+# Reconnect backoff: quick after a gpsd restart, capped so a dead gpsd costs little.
 REOPEN_MIN_S = 0.5
 REOPEN_MAX_S = 10.0
 # No TPV with a fix for this long turns the state to "no fix".

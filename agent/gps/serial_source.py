@@ -26,6 +26,7 @@ from .state import FIX, NO_DEVICE, NO_FIX, SourceState
 
 log = logging.getLogger(__name__)
 
+# First reopen delay: quick enough to catch a USB re-enumeration (~0.3 s).
 REOPEN_MIN_S = 0.5
 # Cap on the reopen backoff: a replugged receiver is picked up within this long.
 REOPEN_MAX_S = 10.0
