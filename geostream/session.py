@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from . import PROTOCOL_VERSION
-from .codec import DEFAULT_MAX_BATCH_BYTES, FrameDecoder, encode, framed_size, encode_payload
+from .codec import DEFAULT_MAX_BATCH_BYTES, FrameDecoder, encode, encode_payload, framed_size
 from .errors import ErrorCode, ProtocolError
 from .messages import Ack, Batch, Command, CommandAck, Error, Hello, Unknown, Welcome
 from .ranges import RangeSet
@@ -185,7 +185,7 @@ class ServerSession(_Session):
                     raise ProtocolError(ErrorCode.UNEXPECTED, "second hello")
                 if msg.v != PROTOCOL_VERSION:
                     raise ProtocolError(ErrorCode.UNSUPPORTED_VERSION,
-                                        f"version {msg.v} not supported (speaks {PROTOCOL_VERSION})")
+                                        f"version {msg.v} not supported")
                 self.hello = msg
                 self.through = msg.acked
                 events.append(HelloReceived(msg))
@@ -194,7 +194,7 @@ class ServerSession(_Session):
                     raise ProtocolError(ErrorCode.UNEXPECTED, "batch before welcome")
                 if msg.epoch != self.hello.epoch:
                     raise ProtocolError(ErrorCode.FORBIDDEN,
-                                        f"batch for epoch {msg.epoch}, session is {self.hello.epoch}")
+                                        f"batch for epoch {msg.epoch}, not {self.hello.epoch}")
                 events.append(BatchReceived(msg))
             elif isinstance(msg, CommandAck):
                 if not self.authenticated:

@@ -1,0 +1,54 @@
+# fleet-agent — the two commands: `make demo` and `make test` (fresh Debian 12, as root).
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP_APT_DEMO := $(VENV)/.apt-demo
+STAMP_APT_TEST := $(VENV)/.apt-test
+STAMP_PIP := $(VENV)/.pip-installed
+
+# Debian packages: what the demo needs, and what the tests add (real PostgreSQL + PostGIS,
+# headless Chromium for the map test, systemd headers for systemd-python, qemu for the VM rig).
+APT_DEMO := python3 python3-venv python3-dev gcc
+APT_TEST := $(APT_DEMO) postgresql-15 postgresql-15-postgis-3 chromium libsystemd-dev \
+	pkg-config iproute2 mosquitto systemd debootstrap qemu-system-x86 can-utils
+
+.PHONY: demo test bench lint clean deps-demo deps-test
+
+define apt_install
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+		if [ -n "$$missing" ]; then \
+			echo "installing Debian packages: $$missing"; \
+			apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+		fi; \
+	else echo "not root or no apt-get: assuming these are installed: $(1)"; fi
+endef
+
+$(VENV)/bin/python:
+	python3 -m venv $(VENV)
+
+$(STAMP_PIP): pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install -q -U pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+deps-demo:
+	$(call apt_install,$(APT_DEMO))
+
+deps-test:
+	$(call apt_install,$(APT_TEST))
+
+demo: deps-demo $(STAMP_PIP)
+	$(PY) -m hil.demo
+
+test: deps-test $(STAMP_PIP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: deps-test $(STAMP_PIP)
+	$(PY) -m bench
+
+lint: $(STAMP_PIP)
+	$(PY) -m ruff check agent backend geostream hil tests bench
+
+clean:
+	rm -rf $(VENV) run .pytest_cache .hypothesis

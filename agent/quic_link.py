@@ -1,0 +1,179 @@
+"""One QUIC client connection over a UDP socket the agent owns.
+
+aioquic's `connect()` hides the socket inside its protocol; owning it around the sans-IO
+`QuicConnection` is what lets the agent move a live connection to a new local address
+(`migrate()`), and makes keepalive PINGs and timers explicit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+from collections.abc import Callable
+
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection
+from aioquic.quic.events import (
+    ConnectionTerminated,
+    HandshakeCompleted,
+    QuicEvent,
+    StreamDataReceived,
+)
+
+log = logging.getLogger(__name__)
+
+# A PING after 15 s of silence keeps carrier NAT mappings (often 20–30 s for UDP) alive while
+# the connection's idle timeout stays at 180 s (docs/protocol.md §1).
+KEEPALIVE_S = 15.0
+
+
+def _v6(addr: tuple) -> tuple:
+    """Address tuple for a dual-stack AF_INET6 socket (IPv4 as ::ffff:a.b.c.d)."""
+    host, port = addr[0], addr[1]
+    ip = ipaddress.ip_address(host)
+    if ip.version == 4:
+        return (f"::ffff:{host}", port, 0, 0)
+    return (host, port, 0, 0)
+
+
+def _udp_socket(local_host: str = "::") -> socket.socket:
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    sock.setblocking(False)
+    host = f"::ffff:{local_host}" if ipaddress.ip_address(local_host).version == 4 else local_host
+    sock.bind((host, 0, 0, 0))
+    return sock
+
+
+class QuicLink(asyncio.DatagramProtocol):
+    """Drives a `QuicConnection`: datagrams in/out, timers, keepalive, events to a callback."""
+
+    def __init__(
+        self,
+        configuration: QuicConfiguration,
+        server_addr: tuple,
+        on_stream_data: Callable[[int, bytes, bool], None],
+        keepalive_s: float = KEEPALIVE_S,
+    ):
+        self._loop = asyncio.get_running_loop()
+        self.conn = QuicConnection(configuration=configuration)
+        self.server_addr = _v6(server_addr)
+        self._on_stream_data = on_stream_data
+        self._keepalive_s = keepalive_s
+        self._transport: asyncio.DatagramTransport | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._last_send = self._loop.time()
+        self._ping_id = 0
+        self._keepalive_task: asyncio.Task | None = None
+        self.connected = self._loop.create_future()
+        self.closed = asyncio.Event()
+        self.close_reason = ""
+        self.handshakes = 0
+        self.migrations = 0
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def connect(self, local_host: str = "::") -> None:
+        await self._bind(local_host)
+        self.conn.connect(self.server_addr, now=self._loop.time())
+        self.transmit()
+        self._keepalive_task = self._loop.create_task(self._keepalive())
+        await asyncio.shield(self.connected)
+
+    async def _bind(self, local_host: str) -> None:
+        sock = _udp_socket(local_host)
+        transport, _ = await self._loop.create_datagram_endpoint(lambda: self, sock=sock)
+        old, self._transport = self._transport, transport
+        if old is not None:
+            old.close()
+
+    async def migrate(self, local_host: str = "::") -> None:
+        """Move the connection to a new local socket and a new connection ID."""
+        await self._bind(local_host)
+        self.conn.change_connection_id()
+        self.migrations += 1
+        self.transmit()
+
+    def close(self, error_code: int = 0, reason: str = "") -> None:
+        if not self.closed.is_set():
+            self.conn.close(error_code=error_code, reason_phrase=reason)
+            self.transmit()
+
+    def abort(self) -> None:
+        """Drop everything without telling the peer (used when the link is already gone)."""
+        self._finish("aborted")
+
+    def _finish(self, reason: str) -> None:
+        if self.closed.is_set():
+            return
+        self.close_reason = reason
+        self.closed.set()
+        if not self.connected.done():
+            self.connected.set_exception(ConnectionError(reason))
+            self.connected.exception()  # mark retrieved: the caller may be gone already
+        if self._timer:
+            self._timer.cancel()
+        if self._keepalive_task:
+            self._keepalive_task.cancel()
+        if self._transport:
+            self._transport.close()
+
+    # --- data -----------------------------------------------------------------------------
+
+    def send(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
+        if data or end_stream:
+            self.conn.send_stream_data(stream_id, data, end_stream)
+            self.transmit()
+
+    def transmit(self) -> None:
+        if self._transport is None:
+            return
+        now = self._loop.time()
+        for data, addr in self.conn.datagrams_to_send(now=now):
+            self._transport.sendto(data, addr)
+            self._last_send = now
+        self._process_events()
+        at = self.conn.get_timer()
+        if at != self._timer_at:
+            if self._timer:
+                self._timer.cancel()
+            self._timer = self._loop.call_at(at, self._on_timer) if at is not None else None
+            self._timer_at = at
+
+    def _on_timer(self) -> None:
+        self._timer = self._timer_at = None
+        self.conn.handle_timer(now=self._loop.time())
+        self.transmit()
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        self.conn.receive_datagram(data, addr, now=self._loop.time())
+        self.transmit()
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP unreachable and the like: QUIC's own timers decide when the path is dead
+        log.debug("udp error: %s", exc)
+
+    def _process_events(self) -> None:
+        while (event := self.conn.next_event()) is not None:
+            self._event(event)
+
+    def _event(self, event: QuicEvent) -> None:
+        if isinstance(event, HandshakeCompleted):
+            self.handshakes += 1
+            if not self.connected.done():
+                self.connected.set_result(event.session_resumed)
+        elif isinstance(event, StreamDataReceived):
+            self._on_stream_data(event.stream_id, event.data, event.end_stream)
+        elif isinstance(event, ConnectionTerminated):
+            self._finish(f"{event.reason_phrase or 'closed'} (code {event.error_code})")
+
+    async def _keepalive(self) -> None:
+        while True:
+            await asyncio.sleep(max(0.5, self._last_send + self._keepalive_s - self._loop.time()))
+            if self._loop.time() - self._last_send >= self._keepalive_s:
+                self._ping_id += 1
+                self.conn.send_ping(self._ping_id)
+                self.transmit()

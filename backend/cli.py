@@ -1,0 +1,114 @@
+"""`python -m backend` — serve (default), migrate, vehicles add|revoke|list, gen-certs."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import logging
+import sys
+
+from . import __version__
+from .config import BackendConfig, load_toml
+
+
+def _parser() -> argparse.ArgumentParser:
+    d = BackendConfig()
+    p = argparse.ArgumentParser(
+        prog="python -m backend",
+        description="fleet-agent backend: QUIC gateway (geostream/1.0), persistence and live "
+        "map. Settings come from flags, or from a TOML file (--config) with the same keys "
+        "(underscores for dashes); flags win.",
+    )
+    p.add_argument("--version", action="version", version=f"fleet-backend {__version__}")
+    p.add_argument("--config", help="TOML file with any of the settings below")
+    p.add_argument("--db", help=f"store URL: sqlite:///path or postgresql://… (default {d.db})")
+    p.add_argument("--quic-host", help=f"UDP address of the gateway (default {d.quic_host})")
+    p.add_argument("--quic-port", type=int, help=f"UDP port (default {d.quic_port})")
+    p.add_argument("--http-host", help=f"dashboard/WebSocket address (default {d.http_host})")
+    p.add_argument("--http-port", type=int, help=f"dashboard port (default {d.http_port})")
+    p.add_argument("--cert", help=f"gateway TLS certificate (default {d.cert})")
+    p.add_argument("--key", help=f"gateway TLS key (default {d.key})")
+    p.add_argument("--writer-max-rows", type=int,
+                   help=f"largest transaction in rows (default {d.writer_max_rows})")
+    p.add_argument("--writer-linger-ms", type=int,
+                   help=f"wait this long to grow a transaction (default {d.writer_linger_ms})")
+    p.add_argument("--log-level", default="INFO")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser("serve", help="run gateway, writer, hub and dashboard (the default)")
+    sub.add_parser("migrate", help="apply pending schema migrations and exit")
+    veh = sub.add_parser("vehicles", help="provision and revoke vehicle credentials")
+    vsub = veh.add_subparsers(dest="action", metavar="ACTION", required=True)
+    add = vsub.add_parser("add", help="create (or re-key) a vehicle; prints its token once")
+    add.add_argument("vehicle_id")
+    rev = vsub.add_parser("revoke", help="revoke a vehicle; open connections are closed")
+    rev.add_argument("vehicle_id")
+    vsub.add_parser("list", help="list vehicles as JSON lines")
+    certs = sub.add_parser("gen-certs", help="create a private CA and a gateway certificate")
+    certs.add_argument("--out", required=True, help="directory for ca.pem, server.pem/.key")
+    certs.add_argument("--name", action="append", default=[],
+                       help="DNS name or IP of the gateway (repeatable; default localhost, "
+                       "127.0.0.1, ::1)")
+    return p
+
+
+def build_config(args: argparse.Namespace) -> BackendConfig:
+    values = load_toml(args.config) if args.config else {}
+    for key in BackendConfig.keys():
+        flag = getattr(args, key, None)
+        if flag is not None:
+            values[key] = flag
+    return dataclasses.replace(BackendConfig(), **values)
+
+
+async def _with_store(config: BackendConfig, action):
+    from .store import open_store
+
+    store = open_store(config.db)
+    await store.open()
+    try:
+        return await action(store)
+    finally:
+        await store.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = build_config(args)
+    except (OSError, ValueError, TypeError) as exc:
+        print(f"backend: bad configuration: {exc}", file=sys.stderr)
+        return 2
+    command = args.command or "serve"
+    if command == "serve":
+        from .service import run
+
+        asyncio.run(run(config))
+        return 0
+    if command == "migrate":
+        applied = asyncio.run(_with_store(config, lambda s: s.migrate()))
+        print(f"migrations applied: {', '.join(applied) or 'none pending'}")
+        return 0
+    if command == "gen-certs":
+        from .pki import generate
+
+        files = generate(args.out, args.name or ["localhost", "127.0.0.1", "::1"])
+        print(json.dumps(files))
+        return 0
+    if command == "vehicles":
+        if args.action == "add":
+            token = asyncio.run(_with_store(config, lambda s: s.add_vehicle(args.vehicle_id)))
+            print(token)
+        elif args.action == "revoke":
+            ok = asyncio.run(_with_store(config, lambda s: s.revoke_vehicle(args.vehicle_id)))
+            if not ok:
+                print(f"no active vehicle {args.vehicle_id!r}", file=sys.stderr)
+                return 1
+        else:
+            for v in asyncio.run(_with_store(config, lambda s: s.list_vehicles())):
+                print(json.dumps(v))
+        return 0
+    return 2

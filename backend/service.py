@@ -1,0 +1,79 @@
+"""Runs gateway + writer + hub + web in one process until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from aiohttp import web
+
+from .config import BackendConfig
+from .gateway import Gateway
+from .hub import Hub, position_feature
+from .store import open_store
+from .writer import BatchWriter
+
+log = logging.getLogger(__name__)
+
+
+class Backend:
+    def __init__(self, config: BackendConfig):
+        self.config = config
+        self.store = open_store(config.db)
+        self.writer = BatchWriter(self.store, config.writer_max_rows,
+                                  config.writer_linger_ms / 1000)
+        self.hub = Hub()
+        self.gateway = Gateway(self.store, self.writer, self.hub)
+        self._runner: web.AppRunner | None = None
+
+    def status(self) -> dict:
+        w = self.writer.stats
+        return {"gateway": dict(self.gateway.stats),
+                "vehicles_connected": sorted(self.gateway.connections),
+                "writer": {"transactions": w.transactions, "rows": w.rows,
+                           "backlog_rows": w.backlog_rows, "failures": w.failures,
+                           "dead_letters": w.dead_letters},
+                "hub": {"subscribers": len(self.hub.subscribers),
+                        "published": self.hub.published}}
+
+    async def start(self) -> None:
+        from .web import make_app
+
+        c = self.config
+        await self.store.open()
+        for r in await self.store.last_positions():
+            self.hub.seed(r["vehicle_id"], r["time_ms"], position_feature(
+                r["vehicle_id"], r["time_ms"], r["lat"], r["lon"], r["speed_kmh"], r["course"],
+                r["seq"]))
+        self.writer.start()
+        await self.gateway.start(c.quic_host, c.quic_port, c.cert, c.key)
+        self._runner = web.AppRunner(make_app(self.hub, self.store, self.status),
+                                     access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, c.http_host, c.http_port).start()
+        host = "localhost" if c.http_host in ("127.0.0.1", "::1", "0.0.0.0", "::") else c.http_host
+        print(f"backend ready: dashboard http://{host}:{c.http_port}/ "
+              f"gateway udp {c.quic_host}:{c.quic_port}", flush=True)
+
+    async def stop(self) -> None:
+        """Stop accepting, commit everything in flight, then close."""
+        await self.gateway.stop()
+        await self.writer.stop()
+        if self._runner:
+            await self._runner.cleanup()
+        await self.store.close()
+        log.info("backend stopped")
+
+
+async def run(config: BackendConfig) -> None:
+    backend = Backend(config)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    await backend.start()
+    try:
+        await stopping.wait()
+    finally:
+        await backend.stop()

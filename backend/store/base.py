@@ -1,0 +1,120 @@
+"""The store interface the gateway, writer, hub and queries depend on."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+
+class AuthResult(enum.Enum):
+    OK = "ok"
+    UNKNOWN = "unknown"  # no such vehicle or wrong token: indistinguishable on purpose
+    REVOKED = "revoked"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredReading:
+    """One reading as persisted: the wire reading flattened into columns."""
+
+    vehicle_id: str
+    epoch: int
+    seq: int
+    time_ms: int
+    kind: str
+    lat: float | None = None
+    lon: float | None = None
+    alt: float | None = None
+    speed_kmh: float | None = None
+    course: float | None = None
+    fix: int | None = None
+    sats: int | None = None
+    hdop: float | None = None
+    data: dict | None = None
+    received_ms: int = 0
+
+    @classmethod
+    def from_wire(cls, vehicle_id: str, epoch: int, r: dict[str, Any],
+                  received_ms: int) -> StoredReading:
+        kind = r["k"]
+        data = r.get("sig") if kind == "can" else (
+            {"name": r.get("name"), **(r.get("data") or {})} if kind == "evt" else None)
+        if kind == "can" and r.get("bus") is not None:
+            data = {"bus": r["bus"], **data}
+        return cls(
+            vehicle_id=vehicle_id, epoch=epoch, seq=r["q"], time_ms=r["ts"], kind=kind,
+            lat=r.get("lat"), lon=r.get("lon"), alt=r.get("alt"), speed_kmh=r.get("spd"),
+            course=r.get("crs"), fix=r.get("fix"), sats=r.get("sat"), hdop=r.get("hdop"),
+            data=data, received_ms=received_ms,
+        )
+
+    def data_json(self) -> str | None:
+        return None if self.data is None else json.dumps(self.data, separators=(",", ":"),
+                                                         default=str)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    vehicle_id: str
+    epoch: int
+    seq: int
+    reading: dict
+    error: str
+    received_ms: int
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def token_matches(token: str, token_hash: str) -> bool:
+    return hmac.compare_digest(hash_token(token), token_hash)
+
+
+def sql_dir() -> Path:
+    """Where the versioned migrations live: $FLEET_SQL_DIR, the source tree, or the package."""
+    env = os.environ.get("FLEET_SQL_DIR")
+    candidates = [Path(env)] if env else []
+    candidates += [Path(__file__).resolve().parents[2] / "sql", Path("/usr/share/fleet-agent/sql")]
+    for c in candidates:
+        if c.is_dir():
+            return c
+    raise FileNotFoundError("no sql/ migrations directory found (set FLEET_SQL_DIR)")
+
+
+class Store(Protocol):
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    async def migrate(self) -> list[str]: ...
+    async def write(self, readings: list[StoredReading], dead: list[DeadLetter]) -> None:
+        """Store everything in one transaction; already-stored (vehicle, epoch, seq) are no-ops."""
+    async def add_vehicle(self, vehicle_id: str) -> str: ...
+    async def revoke_vehicle(self, vehicle_id: str) -> bool: ...
+    async def list_vehicles(self) -> list[dict]: ...
+    async def authenticate(self, vehicle_id: str, token: str) -> AuthResult: ...
+    async def revoked_vehicles(self) -> set[str]: ...
+    async def last_positions(self) -> list[dict]: ...
+    async def route(self, vehicle_id: str, start_ms: int, end_ms: int) -> list[dict]: ...
+    async def count_readings(self, vehicle_id: str | None = None) -> int: ...
+
+
+def open_store(url: str) -> Store:
+    """`sqlite:///path/file.db` (or a bare path) or `postgresql://…`."""
+    if url.startswith(("postgres://", "postgresql://")):
+        from .postgres import PostgresStore
+
+        return PostgresStore(url)
+    from .sqlite import SqliteStore
+
+    path = url.removeprefix("sqlite://") if url.startswith("sqlite://") else url
+    return SqliteStore(path)

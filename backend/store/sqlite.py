@@ -1,0 +1,227 @@
+"""Embedded SQLite store: the zero-setup default. All calls run on one worker thread."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from .base import (
+    AuthResult,
+    DeadLetter,
+    StoredReading,
+    hash_token,
+    new_token,
+    sql_dir,
+    token_matches,
+)
+
+_INSERT = """INSERT INTO vehicle_telemetry
+    (vehicle_id, epoch, seq, time_ms, kind, lat, lon, alt, speed_kmh, course, fix, sats, hdop,
+     data, received_ms)
+    VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+    ON CONFLICT (vehicle_id, epoch, seq) DO NOTHING"""
+_LAST = """INSERT INTO last_position VALUES (?,?,?,?,?,?,?,?)
+    ON CONFLICT (vehicle_id) DO UPDATE SET time_ms=excluded.time_ms, lat=excluded.lat,
+        lon=excluded.lon, speed_kmh=excluded.speed_kmh, course=excluded.course,
+        epoch=excluded.epoch, seq=excluded.seq
+    WHERE excluded.time_ms > last_position.time_ms"""
+_DEAD = """INSERT INTO dead_letter (vehicle_id, epoch, seq, reading, error, received_ms)
+    VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING"""
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class SqliteStore:
+    def __init__(self, path: str):
+        self.path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
+        self._db: sqlite3.Connection | None = None
+
+    async def _run(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        await self._run(self._open)
+
+    def _open(self) -> None:
+        if os.path.dirname(self.path):
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        # FULL: an ack promises the reading survives a backend power cut, not just a crash
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA busy_timeout=5000")
+        self._db = db
+        self._migrate()
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._run(self._db.close)
+            self._db = None
+        self._executor.shutdown(wait=True)
+
+    async def migrate(self) -> list[str]:
+        return await self._run(self._migrate)
+
+    def _migrate(self) -> list[str]:
+        db = self._db
+        db.execute("CREATE TABLE IF NOT EXISTS schema_migrations "
+                   "(version TEXT PRIMARY KEY, applied_ms INTEGER NOT NULL)")
+        done = {r[0] for r in db.execute("SELECT version FROM schema_migrations")}
+        applied = []
+        for f in sorted((sql_dir() / "sqlite").glob("*.sql")):
+            if f.stem in done:
+                continue
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _statements(f.read_text()):
+                    db.execute(statement)
+                db.execute("INSERT INTO schema_migrations VALUES (?, ?)", (f.stem, _now_ms()))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            applied.append(f.stem)
+        return applied
+
+    # --- writing --------------------------------------------------------------------------
+
+    async def write(self, readings: list[StoredReading], dead: list[DeadLetter]) -> None:
+        await self._run(self._write, readings, dead)
+
+    def _write(self, readings: list[StoredReading], dead: list[DeadLetter]) -> None:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany(_INSERT, [
+                (r.vehicle_id, r.epoch, r.seq, r.time_ms, r.kind, r.lat, r.lon, r.alt,
+                 r.speed_kmh, r.course, r.fix, r.sats, r.hdop, r.data_json(), r.received_ms)
+                for r in readings
+            ])
+            newest: dict[str, StoredReading] = {}
+            for r in readings:
+                if r.kind == "pos" and (r.vehicle_id not in newest
+                                        or r.time_ms > newest[r.vehicle_id].time_ms):
+                    newest[r.vehicle_id] = r
+            db.executemany(_LAST, [
+                (r.vehicle_id, r.time_ms, r.lat, r.lon, r.speed_kmh, r.course, r.epoch, r.seq)
+                for r in newest.values()
+            ])
+            db.executemany(_DEAD, [
+                (d.vehicle_id, d.epoch, d.seq, json.dumps(d.reading, default=str), d.error,
+                 d.received_ms) for d in dead
+            ])
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    # --- vehicles -------------------------------------------------------------------------
+
+    async def add_vehicle(self, vehicle_id: str) -> str:
+        token = new_token()
+
+        def add() -> None:
+            self._db.execute(
+                "INSERT INTO vehicles VALUES (?,?,?,NULL) ON CONFLICT (vehicle_id) DO UPDATE "
+                "SET token_hash=excluded.token_hash, revoked_ms=NULL",
+                (vehicle_id, hash_token(token), _now_ms()),
+            )
+
+        await self._run(add)
+        return token
+
+    async def revoke_vehicle(self, vehicle_id: str) -> bool:
+        def revoke() -> bool:
+            cur = self._db.execute(
+                "UPDATE vehicles SET revoked_ms=? WHERE vehicle_id=? AND revoked_ms IS NULL",
+                (_now_ms(), vehicle_id),
+            )
+            return cur.rowcount > 0
+
+        return await self._run(revoke)
+
+    async def list_vehicles(self) -> list[dict]:
+        def rows():
+            cur = self._db.execute(
+                "SELECT v.vehicle_id, v.created_ms, v.revoked_ms, p.time_ms FROM vehicles v "
+                "LEFT JOIN last_position p USING (vehicle_id) ORDER BY v.vehicle_id")
+            return [dict(vehicle_id=a, created_ms=b, revoked_ms=c, last_seen_ms=d)
+                    for a, b, c, d in cur]
+
+        return await self._run(rows)
+
+    async def authenticate(self, vehicle_id: str, token: str) -> AuthResult:
+        def check() -> AuthResult:
+            row = self._db.execute(
+                "SELECT token_hash, revoked_ms FROM vehicles WHERE vehicle_id=?", (vehicle_id,)
+            ).fetchone()
+            if row is None or not token_matches(token, row[0]):
+                return AuthResult.UNKNOWN
+            return AuthResult.REVOKED if row[1] is not None else AuthResult.OK
+
+        return await self._run(check)
+
+    async def revoked_vehicles(self) -> set[str]:
+        def rows():
+            cur = self._db.execute("SELECT vehicle_id FROM vehicles WHERE revoked_ms IS NOT NULL")
+            return {r[0] for r in cur}
+
+        return await self._run(rows)
+
+    # --- queries --------------------------------------------------------------------------
+
+    async def last_positions(self) -> list[dict]:
+        def rows():
+            cur = self._db.execute(
+                "SELECT vehicle_id, time_ms, lat, lon, speed_kmh, course, epoch, seq "
+                "FROM last_position ORDER BY vehicle_id")
+            keys = ("vehicle_id", "time_ms", "lat", "lon", "speed_kmh", "course", "epoch", "seq")
+            return [dict(zip(keys, r, strict=True)) for r in cur]
+
+        return await self._run(rows)
+
+    async def route(self, vehicle_id: str, start_ms: int, end_ms: int) -> list[dict]:
+        def rows():
+            cur = self._db.execute(
+                "SELECT time_ms, lat, lon, speed_kmh, course, epoch, seq FROM vehicle_telemetry "
+                "WHERE vehicle_id=? AND kind='pos' AND time_ms >= ? AND time_ms < ? "
+                "ORDER BY time_ms, epoch, seq", (vehicle_id, start_ms, end_ms))
+            keys = ("time_ms", "lat", "lon", "speed_kmh", "course", "epoch", "seq")
+            return [dict(zip(keys, r, strict=True)) for r in cur]
+
+        return await self._run(rows)
+
+    async def count_readings(self, vehicle_id: str | None = None) -> int:
+        def count() -> int:
+            if vehicle_id is None:
+                return self._db.execute("SELECT count(*) FROM vehicle_telemetry").fetchone()[0]
+            return self._db.execute("SELECT count(*) FROM vehicle_telemetry WHERE vehicle_id=?",
+                                    (vehicle_id,)).fetchone()[0]
+
+        return await self._run(count)
+
+
+def _statements(sql: str) -> list[str]:
+    """Split a migration file into statements (no semicolons inside our literals)."""
+    out, buf = [], []
+    for line in sql.splitlines():
+        stripped = line.split("--", 1)[0]
+        buf.append(stripped)
+        if stripped.rstrip().endswith(";"):
+            stmt = "\n".join(buf).strip()
+            if stmt.strip(";").strip():
+                out.append(stmt)
+            buf = []
+    tail = "\n".join(buf).strip()
+    if tail:
+        out.append(tail)
+    return out

@@ -1,0 +1,113 @@
+"""`make demo`: a backend on the embedded store plus simulated vehicles, each a real agent
+process reading its own pty GPS. Ctrl-C stops everything cleanly."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from backend.pki import generate
+from backend.store import open_store
+
+ROUTES = ["harbour", "ring", "airport"]
+
+
+def _agent_config(vehicle: str, token: str, ca: str, quic_port: int, run: Path) -> Path:
+    path = run / f"{vehicle}.toml"
+    path.write_text(
+        f'[vehicle]\nid = "{vehicle}"\ntoken = "{token}"\n\n'
+        f'[server]\nhost = "127.0.0.1"\nport = {quic_port}\nca_file = "{ca}"\n'
+        f'server_name = "localhost"\n\n'
+        f'[journal]\npath = "{run / (vehicle + ".journal.sqlite")}"\n\n'
+        f'[gps]\ndevice = "{run / (vehicle + ".tty")}"\nbaud = 9600\n'
+    )
+    return path
+
+
+async def _provision(db: str, vehicles: list[str]) -> dict[str, str]:
+    store = open_store(db)
+    await store.open()
+    try:
+        return {v: await store.add_vehicle(v) for v in vehicles}
+    finally:
+        await store.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m hil.demo", description=__doc__)
+    p.add_argument("--dir", default="run/demo", help="working directory (certs, db, journals)")
+    p.add_argument("--vehicles", type=int, default=3)
+    p.add_argument("--http-port", type=int, default=int(os.environ.get("DEMO_HTTP_PORT", 8080)))
+    p.add_argument("--http-host", default=os.environ.get("DEMO_HTTP_HOST", "127.0.0.1"))
+    p.add_argument("--quic-port", type=int, default=int(os.environ.get("DEMO_QUIC_PORT", 4433)))
+    p.add_argument("--rate", type=float, default=2.0, help="GPS fixes per second per vehicle")
+    args = p.parse_args(argv)
+    run = Path(args.dir).resolve()
+    run.mkdir(parents=True, exist_ok=True)
+    certs = generate(str(run / "pki"), ["localhost", "127.0.0.1", "::1"])
+    db = f"sqlite://{run / 'fleet.db'}"
+    vehicles = [f"truck-{i + 1}" for i in range(args.vehicles)]
+    tokens = asyncio.run(_provision(db, vehicles))
+    py = sys.executable
+    procs: list[subprocess.Popen] = []
+
+    def spawn(cmd: list[str], log_name: str, **kw) -> subprocess.Popen:
+        log = open(run / log_name, "ab")
+        proc = subprocess.Popen(cmd, stdout=kw.pop("stdout", log), stderr=log,
+                                start_new_session=True, **kw)
+        procs.append(proc)
+        return proc
+
+    def stop_all(*_):
+        for proc in reversed(procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for proc in procs:
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    backend = spawn([py, "-m", "backend", "--db", db, "--cert", certs["cert"],
+                     "--key", certs["key"], "--quic-host", "127.0.0.1",
+                     "--quic-port", str(args.quic_port), "--http-host", args.http_host,
+                     "--http-port", str(args.http_port)], "backend.log",
+                    stdout=subprocess.PIPE)
+    try:
+        line = backend.stdout.readline().decode()
+        if "backend ready" not in line:
+            print(f"backend did not start; see {run / 'backend.log'}", file=sys.stderr)
+            stop_all()
+            return 1
+        for i, vehicle in enumerate(vehicles):
+            spawn([py, "-m", "hil.gps_sim", "--link", str(run / f"{vehicle}.tty"),
+                   "--route", ROUTES[i % len(ROUTES)], "--start-fraction", str(i / 7),
+                   "--rate", str(args.rate), "--speed", str(35 + 10 * i)], f"{vehicle}.sim.log")
+            config = _agent_config(vehicle, tokens[vehicle], certs["ca"], args.quic_port, run)
+            spawn([py, "-m", "agent", "--config", str(config)], f"{vehicle}.agent.log")
+        url = line.split("dashboard ", 1)[1].split()[0]
+        print(f"\nfleet-agent demo: {len(vehicles)} vehicles driving.\n"
+              f"  dashboard: {url}\n  logs:      {run}/*.log\n  Ctrl-C stops everything.\n",
+              flush=True)
+        signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+        while all(proc.poll() is None for proc in procs):
+            time.sleep(0.5)
+        dead = [proc.args for proc in procs if proc.poll() is not None]
+        print(f"a demo process exited: {dead}; stopping", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nstopping demo…", flush=True)
+        return 0
+    finally:
+        stop_all()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

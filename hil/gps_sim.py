@@ -1,0 +1,237 @@
+"""GPS simulator: plays a route as NMEA 0183 (GGA + RMC) onto a pty, like a USB receiver.
+
+`python -m hil.gps_sim --link DEV` creates a pty, points the symlink DEV at its slave side (as
+udev would name /dev/ttyACM0) and writes one fix epoch per 1/rate seconds. `--record FILE`
+writes one JSON line per fix *as encoded in the NMEA* so tests can compare exactly what
+reached the database with what was sent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import os
+import signal
+import sys
+import time
+import tty
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+EARTH_R = 6_371_000.0
+
+# Closed loops (lat, lon) around a port city's streets; vehicle k starts k/N along the loop.
+ROUTES: dict[str, list[tuple[float, float]]] = {
+    "harbour": [(53.5461, 9.9665), (53.5440, 9.9840), (53.5392, 9.9930), (53.5330, 9.9890),
+                (53.5310, 9.9700), (53.5350, 9.9520), (53.5420, 9.9480)],
+    "ring": [(53.5600, 9.9300), (53.5690, 9.9620), (53.5650, 10.0050), (53.5520, 10.0220),
+             (53.5420, 10.0100), (53.5400, 9.9750), (53.5480, 9.9400)],
+    "airport": [(53.5860, 9.9920), (53.6230, 9.9880), (53.6380, 10.0060), (53.6240, 10.0300),
+                (53.5980, 10.0250), (53.5870, 10.0100)],
+}
+
+
+def _haversine(a: tuple[float, float], b: tuple[float, float]) -> float:
+    la1, lo1, la2, lo2 = map(math.radians, (*a, *b))
+    h = math.sin((la2 - la1) / 2) ** 2 + math.cos(la1) * math.cos(la2) * math.sin((lo2 - lo1) / 2) ** 2
+    return 2 * EARTH_R * math.asin(math.sqrt(h))
+
+
+def _bearing(a: tuple[float, float], b: tuple[float, float]) -> float:
+    la1, lo1, la2, lo2 = map(math.radians, (*a, *b))
+    y = math.sin(lo2 - lo1) * math.cos(la2)
+    x = math.cos(la1) * math.sin(la2) - math.sin(la1) * math.cos(la2) * math.cos(lo2 - lo1)
+    return math.degrees(math.atan2(y, x)) % 360
+
+
+@dataclass(frozen=True)
+class Fix:
+    time: dt.datetime
+    lat: float
+    lon: float
+    alt_m: float
+    speed_kmh: float
+    course_deg: float
+    sats: int = 9
+    hdop: float = 0.9
+
+
+class RoutePlayer:
+    """Position along a closed route at a varying speed (sans-IO: time is an argument)."""
+
+    def __init__(self, waypoints: list[tuple[float, float]], start_fraction: float = 0.0,
+                 base_speed_kmh: float = 40.0):
+        self.points = waypoints + [waypoints[0]]
+        self.legs = [_haversine(a, b) for a, b in zip(self.points, self.points[1:], strict=False)]
+        self.length = sum(self.legs)
+        self.distance = start_fraction * self.length
+        self.base_speed = base_speed_kmh
+
+    def speed_at(self, elapsed_s: float) -> float:
+        # traffic: speeds between ~40 % and ~160 % of the base, changing over a few minutes
+        return self.base_speed * (1 + 0.6 * math.sin(elapsed_s / 37.0))
+
+    def advance(self, dt_s: float, elapsed_s: float) -> tuple[float, float, float, float]:
+        """Move on by dt_s; returns (lat, lon, speed_kmh, course_deg)."""
+        speed = self.speed_at(elapsed_s)
+        self.distance = (self.distance + speed / 3.6 * dt_s) % self.length
+        d = self.distance
+        for (a, b), leg in zip(zip(self.points, self.points[1:], strict=False), self.legs,
+                               strict=True):
+            if d <= leg:
+                f = d / leg if leg else 0.0
+                return (a[0] + (b[0] - a[0]) * f, a[1] + (b[1] - a[1]) * f, speed, _bearing(a, b))
+            d -= leg
+        a, b = self.points[-2], self.points[-1]
+        return b[0], b[1], speed, _bearing(a, b)
+
+
+def _checksum(body: str) -> str:
+    c = 0
+    for ch in body.encode("ascii"):
+        c ^= ch
+    return f"{c:02X}"
+
+
+def sentence(body: str) -> bytes:
+    return f"${body}*{_checksum(body)}\r\n".encode("ascii")
+
+
+def _dm(value: float, deg_digits: int) -> tuple[str, float]:
+    """NMEA ddmm.mmmmm text and the exact value that text encodes."""
+    deg = int(abs(value))
+    minutes = round((abs(value) - deg) * 60, 5)
+    if minutes >= 60:
+        deg, minutes = deg + 1, 0.0
+    text = f"{deg:0{deg_digits}d}{minutes:08.5f}"
+    return text, deg + minutes / 60
+
+
+def encode_fix(fix: Fix, talker: str = "GP") -> tuple[bytes, dict]:
+    """GGA + RMC for one epoch, and the record of what they encode (what a parser must get)."""
+    lat_t, lat_v = _dm(fix.lat, 2)
+    lon_t, lon_v = _dm(fix.lon, 3)
+    ns, ew = ("N" if fix.lat >= 0 else "S"), ("E" if fix.lon >= 0 else "W")
+    hms = fix.time.strftime("%H%M%S") + f".{fix.time.microsecond // 10000:02d}"
+    knots = round(fix.speed_kmh / 1.852, 2)
+    course = round(fix.course_deg, 1)
+    alt = round(fix.alt_m, 1)
+    gga = (f"{talker}GGA,{hms},{lat_t},{ns},{lon_t},{ew},1,{fix.sats:02d},{fix.hdop:.1f},"
+           f"{alt:.1f},M,46.9,M,,")
+    rmc = (f"{talker}RMC,{hms},A,{lat_t},{ns},{lon_t},{ew},{knots:.2f},{course:.1f},"
+           f"{fix.time.strftime('%d%m%y')},,,A")
+    when = fix.time.replace(microsecond=(fix.time.microsecond // 10000) * 10000)
+    record = {
+        "ts_ms": round(when.timestamp() * 1000),
+        "lat": round(lat_v if ns == "N" else -lat_v, 7),
+        "lon": round(lon_v if ew == "E" else -lon_v, 7),
+        "alt_m": alt,
+        "speed_kmh": round(knots * 1.852, 2),
+        "course_deg": course,
+        "sats": fix.sats,
+        "hdop": round(fix.hdop, 1),
+    }
+    return sentence(gga) + sentence(rmc), record
+
+
+def fixes(route: str, start_fraction: float, rate_hz: float, start: dt.datetime,
+          base_speed_kmh: float = 40.0) -> Iterator[Fix]:
+    """Endless fixes every 1/rate_hz seconds of GNSS time starting at `start`."""
+    player = RoutePlayer(ROUTES[route], start_fraction, base_speed_kmh)
+    step = 1.0 / rate_hz
+    n = 0
+    while True:
+        elapsed = n * step
+        lat, lon, speed, course = player.advance(step if n else 0.0, elapsed)
+        yield Fix(start + dt.timedelta(seconds=elapsed), lat, lon, 12.0 + 3 * math.sin(n / 50),
+                  speed, course)
+        n += 1
+
+
+class PtyGps:
+    """The master side of a pty whose slave looks like a GPS receiver's serial port."""
+
+    def __init__(self, link: str | None = None):
+        self.master, slave = os.openpty()
+        tty.setraw(slave)  # no echo, no line editing: bytes pass as on a real UART
+        self.slave_path = os.ttyname(slave)
+        self._slave = slave  # keep it open so writes before the reader opens are buffered
+        os.set_blocking(self.master, False)
+        self.link = link
+        if link:
+            tmp = f"{link}.tmp{os.getpid()}"
+            os.symlink(self.slave_path, tmp)
+            os.replace(tmp, link)
+        self.dropped_bytes = 0
+
+    def write(self, data: bytes) -> bool:
+        """Write without blocking; a full buffer drops bytes, as a UART overrun would."""
+        try:
+            n = os.write(self.master, data)
+        except BlockingIOError:
+            n = 0
+        self.dropped_bytes += len(data) - n
+        return n == len(data)
+
+    def close(self) -> None:
+        for fd in (self.master, self._slave):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        if self.link and os.path.islink(self.link) and os.readlink(self.link) == self.slave_path:
+            os.unlink(self.link)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m hil.gps_sim", description=__doc__)
+    p.add_argument("--link", required=True, help="symlink to create for the pty slave")
+    p.add_argument("--route", choices=sorted(ROUTES), default="harbour")
+    p.add_argument("--start-fraction", type=float, default=0.0)
+    p.add_argument("--rate", type=float, default=1.0, help="fix epochs per second (1–10)")
+    p.add_argument("--speed", type=float, default=40.0, help="base speed km/h")
+    p.add_argument("--count", type=int, default=0, help="stop after N fixes (0: run forever)")
+    p.add_argument("--record", help="append one JSON line per fix sent")
+    p.add_argument("--garbage-every", type=int, default=0,
+                   help="every N epochs also write random bytes and a corrupt sentence")
+    args = p.parse_args(argv)
+    if not 0.1 <= args.rate <= 10:
+        p.error("--rate must be within 0.1..10")
+    stop = False
+
+    def on_signal(signum, frame):
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    gps = PtyGps(args.link)
+    record = open(args.record, "a", buffering=1) if args.record else None
+    print(f"gps_sim: {args.link} -> {gps.slave_path}", file=sys.stderr, flush=True)
+    step = 1.0 / args.rate
+    t0 = time.monotonic()
+    start = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    try:
+        for n, fix in enumerate(fixes(args.route, args.start_fraction, args.rate, start,
+                                      args.speed)):
+            if stop or (args.count and n >= args.count):
+                break
+            data, rec = encode_fix(fix)
+            if args.garbage_every and n % args.garbage_every == args.garbage_every - 1:
+                data = os.urandom(40) + b"\r\n$GPGGA,123519,4807.038,N,01131.000,E*00\r\n" + data
+            if gps.write(data) and record:
+                record.write(json.dumps(rec) + "\n")
+            delay = t0 + (n + 1) * step - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+    finally:
+        if record:
+            record.close()
+        gps.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
