@@ -15,8 +15,9 @@ from .sanity import distance_m
 
 @dataclass
 class Decimator:
-    min_interval_s_parked: float = 30.0
-    min_interval_s_moving: float = 1.0
+    # defaults as the issue puts it: 1 Hz while parked, full rate while moving
+    min_interval_s_parked: float = 1.0
+    min_interval_s_moving: float = 0.0
     min_distance_m: float = 0.0  # 0 disables the distance rule
     min_heading_change_deg: float = 15.0  # 0 disables the heading rule
     parked_speed_kmh: float = 3.0

@@ -40,14 +40,15 @@ def test_missing_checksums_only_with_the_flag(nmea, monkeypatch, capsys):
 
 
 def test_decimate_flag_thins_a_parked_vehicle(nmea, monkeypatch, capsys):
-    data = b"".join(
-        nmea(f"GPRMC,1015{s:02d}.00,A,5130.0000,N,00007.5000,W,0.0,90.0,010626,,,A")
-        for s in range(40))
+    data = b"".join(  # a 10 Hz receiver, parked for 4 s
+        nmea(f"GPRMC,1015{t // 10:02d}.{t % 10}0,A,5130.0000,N,00007.5000,W,0.0,90.0,010626,,,A")
+        for t in range(40))
     _, full, _ = run(["-"], data, monkeypatch, capsys)
     _, thin, err = run(["--decimate", "-"], data, monkeypatch, capsys)
     assert len(full.splitlines()) == 40
-    assert len(thin.splitlines()) == 2  # t=0 and t=30 s with the 30 s parked interval
-    assert json.loads(err)["decimated"] == 38
+    times = [json.loads(line)["time"][-10:] for line in thin.splitlines()]
+    assert times == ["15:00.000Z", "15:01.000Z", "15:02.000Z", "15:03.000Z"]  # 1 Hz parked
+    assert json.loads(err)["decimated"] == 36
 
 
 def test_module_entry_point(corpus):

@@ -44,7 +44,7 @@ max_speed_kmh = 250
 def test_defaults_are_auto_baud_checksums_and_decimation():
     src = make_source({"device": "/dev/ttyUSB0"}, "agent.toml")
     assert src.baud == "auto" and src.decoder.require_checksum is True
-    assert src.decimator.min_interval_s_parked == 30.0
+    assert src.decimator.min_interval_s_parked == 1.0 and src.decimator.min_interval_s_moving == 0
     assert make_source({"device": "/dev/ttyUSB0", "decimate": False}, "x").decimator is None
 
 

@@ -90,13 +90,13 @@ async def test_survives_unplug_and_re_enumeration(nmea, tmp_path, caplog):
         await until(lambda: src.state == "no fix")
         await pump(m1, epochs(nmea, 0, 5))
         await until(lambda: len(got) >= 4)
-        os.close(m1)  # unplug
+        os.close(m1)  # unplug: the device goes, and udev removes its symlink
         os.close(s1)
+        os.unlink(link)
         await until(lambda: src.state == "no device")
         await until(lambda: src.counts["open_failures"] >= 3)  # keeps retrying, quietly
         m2, s2, p2 = open_pty()  # the receiver comes back as a new device node
-        os.symlink(p2, tmp_path / "new")
-        os.replace(tmp_path / "new", link)
+        os.symlink(p2, link)
         await until(lambda: src.state == "no fix")
         await pump(m2, epochs(nmea, 10, 5))
         await until(lambda: any(p.ts_ms % 60_000 >= 13_000 for p in got))
