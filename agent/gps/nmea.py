@@ -24,6 +24,7 @@ class NmeaDecoder:
                  max_speed_kmh: float = MAX_SPEED_KMH) -> None:
         self.counts: Counter[str] = Counter()
         self.require_checksum = require_checksum
+        self.good_lines = 0  # lines that passed framing and checksum, whatever their type
         self._lines = LineAssembler(self.counts)
         self._epochs = EpochAssembler(self.counts)
         self._filter = FixFilter(self.counts, max_speed_kmh)
@@ -38,7 +39,9 @@ class NmeaDecoder:
         counts = self.counts
         for line in self._lines.feed(data):
             try:
-                sentence = parse_sentence(check_line(line, self.require_checksum))
+                text = check_line(line, self.require_checksum)
+                self.good_lines += 1
+                sentence = parse_sentence(text)
             except Reject as why:
                 counts[why.args[0]] += 1
                 continue

@@ -34,6 +34,9 @@ REOPEN_MAX_S = 10.0
 FIX_STALE_S = 3.0
 # Time listened at each rate when detecting: receivers talk at least once a second.
 PROBE_S = 1.5
+# With baud = "auto": bytes but no checksummed line for this long means the rate changed
+# (another receiver plugged in, or it was reconfigured), so detect again.
+REPROBE_S = 10.0
 # One read's upper bound; at 115200 baud this is ~0.35 s of output.
 READ_SIZE = 4096
 # Pause after a spurious wake-up (readable, zero bytes, no hang-up) so we never spin.
@@ -55,7 +58,7 @@ class SerialGpsSource:
                  decimator: Decimator | None = None, max_speed_kmh: float = MAX_SPEED_KMH,
                  reopen_min_s: float = REOPEN_MIN_S, reopen_max_s: float = REOPEN_MAX_S,
                  stale_s: float = FIX_STALE_S, probe_s: float = PROBE_S,
-                 clock: Callable[[], float] = time.time) -> None:
+                 reprobe_s: float = REPROBE_S, clock: Callable[[], float] = time.time) -> None:
         self.device = device
         self.baud = baud
         self.decoder = NmeaDecoder(require_checksum=require_checksum,
@@ -63,7 +66,7 @@ class SerialGpsSource:
         self.decimator = decimator
         self.counts: Counter[str] = Counter()
         self.reopen_min_s, self.reopen_max_s = reopen_min_s, reopen_max_s
-        self.stale_s, self.probe_s = stale_s, probe_s
+        self.stale_s, self.probe_s, self.reprobe_s = stale_s, probe_s, reprobe_s
         self._clock = clock
         self._state = SourceState(device, log)
         self._rate: int | None = baud if isinstance(baud, int) else None
@@ -107,8 +110,10 @@ class SerialGpsSource:
             await asyncio.sleep(delay)
 
     async def _session(self, port: serial.Serial, emit: Emit) -> bool:
-        """Read until the device fails (raises) or auto-baud finds nothing (returns False)."""
-        if self.baud == "auto" and self._rate is None:
+        """Read until the device fails (raises) or auto-baud must run again; returns whether
+        any data came."""
+        auto = self.baud == "auto"
+        if auto and self._rate is None:
             chosen = await self._probe(port)
             if chosen is None:
                 self.counts["autobaud_failures"] += 1
@@ -117,11 +122,20 @@ class SerialGpsSource:
             self._rate = rate
             log.info("gps %s: detected %d baud", self.device, rate)
             self._feed(sample, emit)
+        good, good_since = self.decoder.good_lines, time.monotonic()
         while True:
             data = await self._read(port, self.stale_s)
             if data is None or not self._feed(data, emit):
                 if self._clock() - self._last_fix_s > self.stale_s:
                     self._state.set(NO_FIX, "no fix recently")
+            if self.decoder.good_lines != good:
+                good, good_since = self.decoder.good_lines, time.monotonic()
+            elif auto and time.monotonic() - good_since > self.reprobe_s:
+                log.info("gps %s: no valid sentence at %s baud, detecting again",
+                         self.device, self._rate)
+                self.counts["reprobes"] += 1
+                self._rate = None
+                return True
 
     async def _probe(self, port: serial.Serial) -> tuple[int, bytes] | None:
         samples: dict[int, bytes] = {}

@@ -158,3 +158,28 @@ def test_hang_up_detection_tells_a_spurious_wake_up_from_an_unplug():
         assert hung_up(slave)
     finally:
         os.close(slave)
+
+
+async def test_auto_baud_detects_again_when_only_garbage_arrives(nmea):
+    master, slave, path = open_pty()
+    got = []
+    src = SerialGpsSource(path, "auto", probe_s=0.3, reprobe_s=0.5)
+    task = asyncio.create_task(src.run(got.append))
+    try:
+        await until(lambda: src.state == "no fix")
+        await pump(master, epochs(nmea, 0, 4))
+        await until(lambda: len(got) >= 3)
+        deadline = time.monotonic() + 1.5  # a receiver now talking at another rate
+        while time.monotonic() < deadline:
+            await pump(master, bytes(range(128, 256)))
+            await asyncio.sleep(0.05)
+        await until(lambda: src.counts["reprobes"] >= 1)
+        await until(lambda: src.counts["opens"] >= 2)
+        before = len(got)
+        await pump(master, epochs(nmea, 10, 5))
+        await until(lambda: len(got) > before)
+        assert src.status()["baud"] in (4800, 9600, 38400, 115200)  # any works on a pty
+    finally:
+        await stop(task)
+        os.close(master)
+        os.close(slave)
