@@ -27,6 +27,10 @@ _NUM = re.compile(r"-?(?:\d+\.?\d*|\.\d+)")
 _INT = re.compile(r"\d{1,3}")
 
 
+class Reject(Exception):
+    """A line or sentence is unusable; `args[0]` names the counter to increment."""
+
+
 @dataclass(slots=True)
 class Sentence:
     """What one sentence says about the current epoch; None means "not stated"."""
@@ -76,10 +80,6 @@ def check_line(line: bytes, require_checksum: bool = True) -> str:
         if nmea_checksum(body) != want:
             raise Reject("bad_checksum")
     return "$" + body.decode("ascii")
-
-
-class Reject(Exception):
-    """A line or sentence is unusable; `args[0]` names the counter to increment."""
 
 
 def parse_sentence(text: str) -> Sentence:
