@@ -21,6 +21,9 @@ MAX_RTCM_PAYLOAD = 1023
 _START = re.compile(rb"[$\xb5\xd3]")
 # A sentence body: printable ASCII except '$' (a '$' means the previous line was cut).
 _BODY = re.compile(rb"[\x20-\x23\x25-\x7e]*")
+# A complete checksummed sentence; one inside a claimed binary frame proves the frame fake.
+_SENTENCE = re.compile(rb"\$([\x20-\x23\x25-\x29\x2b-\x7e]{1,%d})\*([0-9A-F]{2})\r?\n"
+                       % MAX_LINE)
 
 
 def _crc24q_table() -> list[int]:
@@ -44,6 +47,16 @@ def crc24q(data: bytes) -> int:
     for byte in data:
         crc = ((crc << 8) & 0xFFFFFF) ^ _CRC24Q[(crc >> 16) ^ byte]
     return crc
+
+
+def nmea_checksum(body: bytes) -> int:
+    """XOR of all bytes, folded as one big integer (far faster than a Python loop)."""
+    x, n = int.from_bytes(body, "little"), len(body)
+    while n > 1:
+        half = (n + 1) // 2
+        x = (x & ((1 << (8 * half)) - 1)) ^ (x >> (8 * half))
+        n = half
+    return x
 
 
 def ubx_checksum(data: bytes) -> bytes:
@@ -121,6 +134,12 @@ class LineAssembler:
     def _binary(self, buf: bytearray, start: int, end: int, lead: int) -> int | None:
         """Bytes to skip at a UBX/RTCM candidate: frame length if valid, 1 if not,
         None if more bytes are needed to decide."""
+        skip = self._frame(buf, start, end, lead)
+        if skip is None and _has_sentence(buf, start + 1, end):
+            return 1  # random bytes looked like a frame header: do not hold NMEA behind it
+        return skip
+
+    def _frame(self, buf: bytearray, start: int, end: int, lead: int) -> int | None:
         avail = end - start
         if lead == 0xB5:
             if avail < 6:
@@ -159,3 +178,11 @@ def _count_noise(buf: bytearray, start: int, stop: int) -> int:
     if stop <= start:
         return 0
     return stop - start - buf.count(b"\r", start, stop) - buf.count(b"\n", start, stop)
+
+
+def _has_sentence(buf: bytearray, start: int, stop: int) -> bool:
+    """Is there a complete NMEA sentence with a correct checksum in buf[start:stop]?"""
+    for m in _SENTENCE.finditer(buf, start, stop):
+        if nmea_checksum(m[1]) == int(m[2], 16):
+            return True
+    return False

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import pynmea2
 
+from .framing import nmea_checksum
+
 # GNSS talkers we accept: GPS, multi-constellation, GLONASS, Galileo, BeiDou (both spellings).
 TALKERS = frozenset({"GP", "GN", "GL", "GA", "GB", "BD"})
 # Sentences that carry position, time, date, motion or fix quality; others are skipped unparsed.
@@ -49,16 +51,6 @@ class Sentence:
     alt_m: float | None = None
     speed_kmh: float | None = None
     course_deg: float | None = None
-
-
-def nmea_checksum(body: bytes) -> int:
-    """XOR of all bytes, folded as one big integer (far faster than a Python loop)."""
-    x, n = int.from_bytes(body, "little"), len(body)
-    while n > 1:
-        half = (n + 1) // 2
-        x = (x & ((1 << (8 * half)) - 1)) ^ (x >> (8 * half))
-        n = half
-    return x
 
 
 def check_line(line: bytes, require_checksum: bool = True) -> str:

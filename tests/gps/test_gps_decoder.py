@@ -145,3 +145,14 @@ def test_truck_moving_fast_is_not_a_jump(nmea):
     data = b"".join(epoch(nmea, s, lat=f"{4807 + 0.025 * s:.4f}") for s in range(5))
     fixes, dec = decode(data)
     assert len(fixes) == 5 and dec.counts["jump"] == 0
+
+
+@pytest.mark.parametrize("fake", [b"\xd3\x00\xff", b"\xb5\x62\x01\x07\x00\x07"])
+def test_a_fake_binary_header_does_not_hold_back_the_nmea_after_it(nmea, fake):
+    # random noise can look like an RTCM/UBX header announcing a long frame; the decoder
+    # must not wait for that many bytes while valid sentences are already there
+    data = b"".join(epoch(nmea, s) for s in range(3))
+    clean = NmeaDecoder().feed(data)
+    dec = NmeaDecoder()
+    assert dec.feed(b"\x00" + fake + data) == clean and len(clean) == 3
+    assert dec.counts["noise_bytes"] == 1 + len(fake)
