@@ -3,6 +3,7 @@ through python-can's readers. Bad lines are counted, never fatal."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -25,6 +26,8 @@ def parse_candump_line(line: str) -> can.Message | None:
     if len(parts) < 3 or not (parts[0].startswith("(") and parts[0].endswith(")")):
         raise ValueError("not a candump -L line")
     timestamp = float(parts[0][1:-1])
+    if not math.isfinite(timestamp):
+        raise ValueError("bad timestamp")
     channel = parts[1]
     ident, sep, rest = parts[2].partition("#")
     if not sep or len(ident) not in (3, 8):

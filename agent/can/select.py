@@ -75,6 +75,8 @@ class Selector:
             self._next_snapshot = ts_ms + self.snapshot_period_ms
             return None
         if ts_ms < nxt:
+            if ts_ms < nxt - 2 * self.snapshot_period_ms:  # time went back (replay loop)
+                self._next_snapshot = ts_ms + self.snapshot_period_ms
             return None
         nxt += self.snapshot_period_ms
         if nxt <= ts_ms:  # fell behind (replay jump, suspend): restart the grid from now

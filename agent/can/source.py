@@ -237,6 +237,7 @@ class ReplaySource(_StateMixin):
         self.counts = {"passes": 0, "bad_lines": 0}
         self._clock = clock
         self._sleep = sleep
+        self._last_ts_ms = 0
 
     def status(self) -> dict:
         return {"state": self.state, "file": str(self.path), **self.counts,
@@ -273,8 +274,8 @@ class ReplaySource(_StateMixin):
                 t = msg.timestamp
                 if first_log_s is None:
                     first_log_s = t
-                    if self.timestamps == "now":
-                        shift_ms = now_ms() - round(t * 1000)
+                    if self.timestamps == "now":  # later passes continue after the last
+                        shift_ms = max(now_ms(), self._last_ts_ms + 1) - round(t * 1000)
                 if self.speed > 0:
                     due = start + (t - first_log_s) / self.speed
                     wait = due - self._clock()
@@ -284,6 +285,8 @@ class ReplaySource(_StateMixin):
                     n += 1
                     if n % REPLAY_YIELD_EVERY == 0:
                         await asyncio.sleep(0)
-                feed(msg, round(t * 1000) + shift_ms, emit)
+                ts_ms = round(t * 1000) + shift_ms
+                self._last_ts_ms = ts_ms
+                feed(msg, ts_ms, emit)
         finally:
             self.counts["bad_lines"] += logfile.bad_lines

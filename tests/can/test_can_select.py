@@ -48,3 +48,12 @@ def test_no_snapshots_unless_asked():
     s = Selector()
     s.offer(0, {"a": 1})
     assert s.snapshot(0) is None and s.snapshot(10**9) is None
+
+
+def test_snapshot_grid_restarts_when_time_goes_back():
+    s = Selector(snapshot_hz=1)
+    s.snapshot(100_000)
+    s.offer(100_500, {"a": 1})
+    assert s.snapshot(101_000) == {"a": 1}
+    s.offer(5_000, {"a": 2})
+    assert s.snapshot(5_000) is None and s.snapshot(6_000) == {"a": 2}
