@@ -75,23 +75,35 @@ class Decoded:
 
 
 class _Entry:
-    __slots__ = ("message", "name", "length", "wanted", "bounds")
+    """A known message with its checks precomputed for the hot path."""
+
+    __slots__ = ("message", "name", "length", "wanted", "choice_sigs", "bounds", "nan_sigs")
 
     def __init__(self, message: DbcMessage, wanted: dict[str, str] | None):
         self.message = message
         self.name = message.name
         self.length = message.length
         # signal name -> key it is emitted under; None: every signal under its own name
-        self.wanted = wanted
-        self.bounds: dict[str, tuple[float, float]] = {}
+        self.wanted = tuple(wanted.items()) if wanted is not None else None
+        self.choice_sigs: list[tuple[str, float, float]] = []
+        self.bounds: list[tuple[str, float, float]] = []
+        self.nan_sigs: list[str] = []
         for sig in message.signals:
             if wanted is not None and sig.name not in wanted:
                 continue
             lo, hi = sig.minimum, sig.maximum
             if lo is None or hi is None or (lo == 0 and hi == 0) or hi < lo:
-                continue
-            slack = abs(sig.scale) / 2 if sig.scale else 0.0
-            self.bounds[sig.name] = (lo - slack, hi + slack)
+                lo, hi = float("-inf"), float("inf")
+                if sig.is_float:
+                    self.nan_sigs.append(sig.name)
+            else:
+                slack = abs(sig.scale) / 2 if sig.scale else 0.0
+                lo, hi = lo - slack, hi + slack
+            if sig.choices:  # values without a name still get the range check
+                self.choice_sigs.append((sig.name, lo, hi))
+            elif hi != float("inf") or lo != float("-inf"):
+                # a bounded check also rejects NaN (every comparison with NaN is false)
+                self.bounds.append((sig.name, lo, hi))
 
 
 class _TpSession:
@@ -223,29 +235,29 @@ class CanDecoder:
         except Exception:  # cantools raises several types for bad mux values / data
             counts["decode_errors"] += 1
             return None
-        wanted = entry.wanted
-        bounds = entry.bounds
-        values = {}
-        for name, value in raw.items():
-            if wanted is None:
-                out_key = name
-            else:
-                out_key = wanted.get(name)
-                if out_key is None:
-                    continue
+        # `raw` is a fresh dict from cantools: fix it up in place
+        for name, lo, hi in entry.choice_sigs:
+            value = raw.get(name)
             if type(value) is NamedSignalValue:
-                value = value.name
-            else:
-                b = bounds.get(name)
-                if (b is not None and not b[0] <= value <= b[1]) or value != value:
-                    counts["out_of_range"] += 1
-                    continue
-                if type(value) is float and math.isinf(value):
-                    counts["out_of_range"] += 1
-                    continue
-            values[out_key] = value
+                raw[name] = value.name
+            elif value is not None and not lo <= value <= hi:
+                del raw[name]
+                counts["out_of_range"] += 1
+        for name, lo, hi in entry.bounds:
+            if not lo <= raw.get(name, lo) <= hi:  # absent: another multiplexer value
+                del raw[name]
+                counts["out_of_range"] += 1
+        for name in entry.nan_sigs:
+            value = raw.get(name)
+            if value is not None and not math.isfinite(value):
+                del raw[name]
+                counts["out_of_range"] += 1
         counts["decoded"] += 1
-        return Decoded(frame_id, entry.name, values)
+        wanted = entry.wanted
+        if wanted is None:
+            return Decoded(frame_id, entry.name, raw)
+        return Decoded(frame_id, entry.name, {key: raw[name] for name, key in wanted
+                                              if name in raw})
 
     # --- J1939 transport protocol ---------------------------------------------------------
     def _transport(self, kind: int, arb: int, data, ts_ms: int) -> Decoded | None:

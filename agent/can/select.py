@@ -37,21 +37,34 @@ class Selector:
         self.snapshot_period_ms = 1000.0 / snapshot_hz if snapshot_hz > 0 else 0.0
         self.snapshot_max_age_ms = snapshot_max_age_ms
         self._next_snapshot = float("inf") if not self.snapshot_period_ms else None
+        self._track_latest = bool(self.snapshot_period_ms)
+        if self.default == DEFAULT_RULE:
+            self.default = DEFAULT_RULE
+        self.rules = {k: (DEFAULT_RULE if r == DEFAULT_RULE else r) for k, r in self.rules.items()}
+        self._passthrough = all(r is DEFAULT_RULE for r in self.rules.values()) and (
+            self.default is DEFAULT_RULE)
 
     def offer(self, ts_ms: int, values: dict) -> dict:
         """Values from one frame; returns those to record now (possibly empty)."""
+        if self._track_latest:
+            latest = self._latest
+            for key, value in values.items():
+                latest[key] = (ts_ms, value)
+        if self._passthrough:
+            return values
         out = {}
         rules = self.rules
         last = self._last
-        latest = self._latest
         for key, value in values.items():
-            latest[key] = (ts_ms, value)
+            rule = rules.get(key, self.default)
+            if rule is DEFAULT_RULE:  # every value, no state to keep
+                out[key] = value
+                continue
             state = last.get(key)
             if state is None:
                 last[key] = [ts_ms, value]
                 out[key] = value
                 continue
-            rule = rules.get(key, self.default)
             dt = ts_ms - state[0]
             if 0 <= dt < rule.min_interval_ms:
                 continue
