@@ -166,6 +166,25 @@ def open_pty() -> tuple[int, str]:
     return master, path
 
 
+def wait_for_open(master: int, timeout_s: float) -> bool:
+    """Read SLCAN commands from the host until the open command `O` arrives."""
+    import select
+
+    seen = b""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.1)
+        if not ready:
+            continue
+        try:
+            seen = (seen + os.read(master, 4096))[-64:]
+        except (BlockingIOError, OSError):
+            continue
+        if b"O\r" in seen.replace(b"\n", b"\r"):
+            return True
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Play a truck drive cycle onto a CAN bus")
     where = parser.add_mutually_exclusive_group(required=True)
@@ -177,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speed", type=float, default=1.0, help="pace; 0 = as fast as possible")
     parser.add_argument("--start", type=float, default=None, help="first timestamp (epoch s)")
     parser.add_argument("--iface-name", default="can0", help="interface name in candump lines")
+    parser.add_argument("--open-timeout", type=float, default=60.0,
+                        help="--pty: seconds to wait for the host to open the channel")
     args = parser.parse_args(argv)
     start = time.time() if args.start is None else args.start
     gen = frames(args.duration, start)
@@ -189,6 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.pty:
         master, path = open_pty()
         print(path, flush=True)
+        # like a real adapter, send nothing before the host opens the channel ("O\r")
+        if not wait_for_open(master, args.open_timeout):
+            print("can_gen: nobody opened the channel", file=sys.stderr)
+            return 1
 
         def send(msg: can.Message) -> None:
             try:

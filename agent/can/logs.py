@@ -91,7 +91,8 @@ class LogFile:
     def __iter__(self) -> Iterator[can.Message]:
         if self.path.suffix.lower() in self.PYTHON_CAN_SUFFIXES:
             try:
-                yield from can.LogReader(str(self.path))
+                kwargs = {"relative_timestamp": False} if self.path.suffix.lower() == ".asc" else {}
+                yield from can.LogReader(str(self.path), **kwargs)
             except (ValueError, OSError, can.CanError, EOFError) as exc:
                 raise OSError(f"{self.path}: {exc}") from exc
             return

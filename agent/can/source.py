@@ -17,7 +17,7 @@ import can
 
 from ..readings import Signals
 from ..sources import Emit
-from .decoder import CanDecoder
+from .decoder import CAN_ERR_BUSOFF, CanDecoder
 from .logs import LogFile
 from .select import Selector
 
@@ -187,10 +187,10 @@ class CanBusSource(_StateMixin):
                     ts, msg = queue.popleft()
                     feed(msg, ts, emit)
                     if msg.is_error_frame:
-                        self._set_state("bus-off" if pipeline.decoder.counts["bus_off"]
-                                        and msg.arbitration_id & 0x40 else self.state)
+                        if msg.arbitration_id & CAN_ERR_BUSOFF:
+                            self._set_state("bus-off")
                     elif self.state != "up":
-                        self._set_state("up")
+                        self._set_state("up")  # traffic again after bus-off
                 pipeline.tick(now_ms(), emit)
                 if failure:
                     exc = failure[0]

@@ -52,12 +52,17 @@ async def test_virtual_bus_every_truck_message_round_trips():
             tx.send(can.Message(arbitration_id=0x123, data=b"\x01"))
             tx.send(can.Message(arbitration_id=0x0CF00400, is_extended_id=True, data=b"\x01\x02"))
             await wait_for(lambda: src.status()["frames"] == len(expected) + 2, 5)
+            tx.send(can.Message(arbitration_id=0x40, is_error_frame=True, data=bytes(8)))
+            await wait_for(lambda: src.state == "bus-off", 5)
+            tx.send(can.Message(arbitration_id=0x123, data=b"\x01"))
+            await wait_for(lambda: src.state == "up", 5)
         assert len(out) == len(expected)
         for reading, expect in zip(out, expected, strict=True):
             assert reading.bus == "truck"
             assert_values_equal(reading.values, expect)
         st = src.status()
-        assert st["state"] == "up" and st["unknown_id"] == 1 and st["bad_dlc"] == 1
+        assert st["state"] == "up" and st["unknown_id"] == 2 and st["bad_dlc"] == 1
+        assert st["error_frames"] == 1 and st["bus_off"] == 1
         assert st["opens"] == 1 and st["readings"] == len(expected)
     finally:
         task.cancel()
@@ -80,13 +85,13 @@ async def test_open_failure_retries_with_backoff():
 async def test_slcan_from_another_process_then_device_gone():
     gen = subprocess.Popen(
         [sys.executable, str(REPO / "hil" / "can_gen.py"), "--pty", "--duration", "3",
-         "--speed", "1"],
+         "--speed", "1", "--open-timeout", "20"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         path = gen.stdout.readline().strip()
         assert path.startswith("/dev/")
         src = source("slcan", path, {"CCVS1": {"WheelBasedVehicleSpeed": "speed"}},
-                     bitrate=250000)
+                     bitrate=250000, sleep_after_open=0)
         out = []
         task = asyncio.create_task(src.run(out.append))
         try:

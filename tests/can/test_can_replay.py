@@ -63,16 +63,19 @@ def test_edge_log_counts():
     assert decoded[-1].message == "ET1" and decoded[-1].values == {}  # all "not available"
 
 
-def test_asc_file_via_python_can(tmp_path):
-    path = tmp_path / "drive.asc"
+@pytest.mark.parametrize("suffix, writer_class", [(".asc", can.ASCWriter), (".blf", can.BLFWriter)])
+def test_asc_and_blf_files_via_python_can(tmp_path, suffix, writer_class):
+    path = tmp_path / ("drive" + suffix)
     frames = list(LogFile(DRIVE))[:200]
-    with can.ASCWriter(str(path)) as writer:
+    with writer_class(str(path)) as writer:
         for msg in frames:
             writer.on_message_received(msg)
     back = list(LogFile(path))
     assert len(back) == 200
     assert [(m.arbitration_id, bytes(m.data)) for m in back] == [
         (m.arbitration_id, bytes(m.data)) for m in frames]
+    # absolute times, so replayed readings keep the recording's time
+    assert back[50].timestamp == pytest.approx(frames[50].timestamp, abs=0.002)
 
 
 def replay(speed, selection=None, rules=None, snapshot_hz=0.0, **kw):
@@ -178,3 +181,30 @@ def test_can_decode_bad_dbc_exits_2(tmp_path):
     assert "bad.dbc line 5" in r.stderr
     r = run_cli("--dbc", str(tmp_path / "none.dbc"), str(EDGE))
     assert r.returncode == 2 and "none.dbc" in r.stderr
+
+
+async def test_replay_source_built_from_config(tmp_path):
+    import shutil
+    import tomllib
+
+    from agent.can.config import make_sources
+
+    shutil.copy(DRIVE, tmp_path / "drive.log")
+    section = tomllib.loads('''
+[[can.bus]]
+name = "demo"
+interface = "replay"
+replay = "drive.log"
+speed = 0
+dbc = ["truck_j1939.dbc"]
+signals = ["EngSpeed", {name = "FuelLevel1", deadband = 0}, "TirePress_Steer_L"]
+''')["can"]
+    (src,) = make_sources(section, str(tmp_path / "agent.toml"), tmp_path)
+    out = []
+    await run_until(src, out, lambda: src.state == "finished")
+    keys = {k for r in out for k in r.values}
+    assert keys == {"EngSpeed", "FuelLevel1", "TirePress_Steer_L"}
+    assert sum("EngSpeed" in r.values for r in out) == 1000  # 50 Hz for 20 s
+    assert sum("FuelLevel1" in r.values for r in out) < 20  # on change only
+    assert 19 <= sum("TirePress_Steer_L" in r.values for r in out) <= 21  # 1 Hz
+    assert all(r.bus == "demo" for r in out)
