@@ -139,12 +139,10 @@ class CanDecoder:
         self._pgn_table: dict[int, object] = {}
         self._cache_left = MAX_CACHE
         self._tp: dict[tuple[int, int], _TpSession] = {}
-        self.messages: list[DbcMessage] = []
         seen_ids: set[int] = set()
         multi_packet = False
         for db in databases:
             for message in db.messages:
-                self.messages.append(message)
                 if selection is None:
                     entry: object = _Entry(message, None)
                 elif message.name in selection:
@@ -159,9 +157,9 @@ class CanDecoder:
                 j = is_j1939(message) if j1939 is None else (j1939 and message.is_extended_frame)
                 if j:
                     pkey = j1939_key(message.frame_id)
-                    if self._pgn_table.get(pkey, _UNSELECTED) is _UNSELECTED:
-                        self._pgn_table[pkey] = entry
-                    if entry is not _UNSELECTED and message.length > 8:
+                    if self._pgn_table.get(pkey, _UNSELECTED) == _UNSELECTED:
+                        self._pgn_table[pkey] = entry  # a selected message of the PGN wins
+                    if type(entry) is _Entry and message.length > 8:
                         multi_packet = True
         if multi_packet:
             self._pgn_table[PGN_TP_CM << 8] = _TP_CM
@@ -172,9 +170,9 @@ class CanDecoder:
     def can_filters(self) -> list[dict] | None:
         """python-can `can_filters` passing only frames of selected messages (None: all)."""
         filters = []
-        wanted_pgns = {k for k, e in self._pgn_table.items() if e is not _UNSELECTED}
+        wanted_pgns = {k for k, e in self._pgn_table.items() if e != _UNSELECTED}
         for key, entry in self._table.items():
-            if entry is _UNSELECTED or type(entry) is int:
+            if type(entry) is not _Entry:
                 continue
             if key & EXT:
                 frame_id = key & ~EXT

@@ -93,7 +93,7 @@ class LogFile:
             try:
                 kwargs = {"relative_timestamp": False} if self.path.suffix.lower() == ".asc" else {}
                 yield from can.LogReader(str(self.path), **kwargs)
-            except (ValueError, OSError, can.CanError, EOFError) as exc:
+            except Exception as exc:  # each python-can reader has its own parse errors
                 raise OSError(f"{self.path}: {exc}") from exc
             return
         with open(self.path, encoding="utf-8", errors="replace") as f:

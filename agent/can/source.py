@@ -26,7 +26,9 @@ log = logging.getLogger(__name__)
 REOPEN_MIN_S = 0.5
 REOPEN_MAX_S = 30.0
 RECV_TIMEOUT_S = 0.1
-QUEUE_MAX = 50_000  # frames waiting for the loop; beyond this the reader drops and counts
+QUEUE_MAX = 50_000  # frames waiting for the loop (~10 s of a full 500 kbit/s bus); beyond it
+# the reader drops and counts, so a stalled loop cannot eat the Pi's memory
+DRAIN_BATCH = 2_000  # frames decoded per turn before the loop lets other tasks run (~10 ms)
 REPLAY_YIELD_EVERY = 256  # as-fast-as-possible replay yields to the loop this often
 
 
@@ -42,7 +44,7 @@ class CanPipeline:
         self.decoder = decoder
         self.selector = selector
         self.counts = {"readings": 0, "selected": 0, "snapshots": 0}
-        self._snapshots = selector.snapshot_period_ms > 0
+        self.snapshots = selector.snapshot_period_ms > 0
 
     def feed(self, msg: can.Message, ts_ms: int, emit: Emit) -> None:
         decoded = self.decoder.feed(msg, ts_ms)
@@ -52,12 +54,12 @@ class CanPipeline:
                 self.counts["readings"] += 1
                 self.counts["selected"] += len(values)
                 emit(Signals(ts_ms, self.bus, values))
-        if self._snapshots and ts_ms >= self.selector.next_snapshot_ms:
+        if self.snapshots and ts_ms >= self.selector.next_snapshot_ms:
             self.tick(ts_ms, emit)
 
     def tick(self, ts_ms: int, emit: Emit) -> None:
         """Emit a snapshot if one is due at `ts_ms`."""
-        if not self._snapshots:
+        if not self.snapshots:
             return
         values = self.selector.snapshot(ts_ms)
         if values:
@@ -174,7 +176,7 @@ class CanBusSource(_StateMixin):
         try:
             while True:
                 timeout = None
-                if pipeline._snapshots:
+                if pipeline.snapshots:
                     timeout = max(0.0, (pipeline.selector.next_snapshot_ms - now_ms()) / 1000)
                     timeout = min(timeout, 1.0)
                 try:
@@ -183,7 +185,7 @@ class CanBusSource(_StateMixin):
                     pass
                 wake.clear()
                 pending[0] = False
-                while queue:
+                for _ in range(min(len(queue), DRAIN_BATCH)):
                     ts, msg = queue.popleft()
                     feed(msg, ts, emit)
                     if msg.is_error_frame:
@@ -192,7 +194,10 @@ class CanBusSource(_StateMixin):
                     elif self.state != "up":
                         self._set_state("up")  # traffic again after bus-off
                 pipeline.tick(now_ms(), emit)
-                if failure:
+                if queue:  # more than one batch waiting: let other tasks run, then go on
+                    wake.set()
+                    await asyncio.sleep(0)
+                elif failure:
                     exc = failure[0]
                     if isinstance(exc, (can.CanError, OSError, ValueError)):
                         raise exc

@@ -149,3 +149,35 @@ def test_first_database_wins_and_exact_id_beats_pgn():
     out = dec.feed(frame(0x104, bytes([0, 0, 0]), False), 0)
     assert out.message == "Gear"
     assert dec.feed(frame(0x18FEF100, bytes(8), True), 0).message == "CCVS1"
+
+
+def test_rts_cts_session_is_followed_passively_and_abort_ends_it():
+    db = load_dbc(BAM)
+    message = db.get_message_by_name("BigPGN")
+    pgn = pgn_of(message.frame_id)
+    payload = message.encode({"P_A": 100, "P_B": 7, "P_C": -3, "P_D": 2**40, "P_E": 0,
+                              "P_F": 9})
+    sa, da = 0x21, 0x00
+
+    def cm(control, src, dst, extra=b"\x10\x00\x03\x03"):
+        body = bytes([control]) + extra + bytes([pgn & 0xFF, pgn >> 8 & 0xFF, pgn >> 16])
+        return frame(0x1CEC0000 | dst << 8 | src, body, True)
+
+    def dt(seq, src=sa, dst=da):
+        chunk = payload[(seq - 1) * 7: seq * 7].ljust(7, b"\xff")
+        return frame(0x1CEB0000 | dst << 8 | src, bytes([seq]) + chunk, True)
+
+    rts = cm(16, sa, da, bytes([20, 0, 3, 3]))
+    cts = cm(17, da, sa, bytes([3, 1, 0xFF, 0xFF]))
+    dec = CanDecoder([db])
+    results = [dec.feed(f, 0) for f in (rts, cts, dt(1), dt(2), dt(3))]
+    assert results[-1].message == "BigPGN" and results[-1].values["P_D"] == 2**40
+    assert results[-1].frame_id & 0xFF == sa
+    # the receiver aborts half way: the rest is not decoded
+    abort = cm(255, da, sa, bytes([1, 0xFF, 0xFF, 0xFF]))
+    results = [dec.feed(f, 0) for f in (rts, cts, dt(1), abort, dt(2), dt(3))]
+    assert results == [None] * 6
+    # a BAM must go to the global address
+    bad_bam = cm(32, sa, 0x05, bytes([20, 0, 3, 0xFF]))
+    assert dec.feed(bad_bam, 0) is None
+    assert dec.counts["tp_complete"] == 1 and dec.counts["tp_errors"] == 1
