@@ -30,19 +30,21 @@ class Selector:
         snapshot_hz: float = 0.0,
         snapshot_max_age_ms: int = 5000,
     ):
-        self.rules = dict(rules or {})
-        self.default = default
+        # rules equal to DEFAULT_RULE become that very object: `is` marks "record every value"
+        # on the hot path, and a selector of such rules only passes values through
+        def canonical(rule: Rule) -> Rule:
+            return DEFAULT_RULE if rule == DEFAULT_RULE else rule
+
+        self.rules = {key: canonical(rule) for key, rule in (rules or {}).items()}
+        self.default = canonical(default)
+        self._passthrough = self.default is DEFAULT_RULE and all(
+            rule is DEFAULT_RULE for rule in self.rules.values())
         self._last: dict[str, list] = {}  # key -> [ts recorded, value recorded]
         self._latest: dict[str, tuple[int, object]] = {}  # key -> (ts seen, value)
         self.snapshot_period_ms = 1000.0 / snapshot_hz if snapshot_hz > 0 else 0.0
         self.snapshot_max_age_ms = snapshot_max_age_ms
-        self._next_snapshot = float("inf") if not self.snapshot_period_ms else None
         self._track_latest = bool(self.snapshot_period_ms)
-        if self.default == DEFAULT_RULE:
-            self.default = DEFAULT_RULE
-        self.rules = {k: (DEFAULT_RULE if r == DEFAULT_RULE else r) for k, r in self.rules.items()}
-        self._passthrough = all(r is DEFAULT_RULE for r in self.rules.values()) and (
-            self.default is DEFAULT_RULE)
+        self._next_snapshot = None if self._track_latest else float("inf")
 
     def offer(self, ts_ms: int, values: dict) -> dict:
         """Values from one frame; returns those to record now (possibly empty)."""

@@ -243,6 +243,7 @@ class ReplaySource(_StateMixin):
         self._clock = clock
         self._sleep = sleep
         self._last_ts_ms = 0
+        self._fed = 0  # frames played in the last pass
 
     def status(self) -> dict:
         return {"state": self.state, "file": str(self.path), **self.counts,
@@ -260,6 +261,12 @@ class ReplaySource(_StateMixin):
                 delay = min(delay * 2, REOPEN_MAX_S)
                 continue
             self.counts["passes"] += 1
+            if not self._fed:
+                # an empty log (or one with no frame of replay_channel) must not spin
+                self._set_state("error", "no frames in the log")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, REOPEN_MAX_S)
+                continue
             if not self.loop:
                 self._set_state("finished")
                 await asyncio.Event().wait()  # a source runs until cancelled
@@ -281,17 +288,18 @@ class ReplaySource(_StateMixin):
                     first_log_s = t
                     if self.timestamps == "now":  # later passes continue after the last
                         shift_ms = max(now_ms(), self._last_ts_ms + 1) - round(t * 1000)
+                n += 1
+                waited = False
                 if self.speed > 0:
-                    due = start + (t - first_log_s) / self.speed
-                    wait = due - self._clock()
+                    wait = start + (t - first_log_s) / self.speed - self._clock()
                     if wait > 0:
                         await self._sleep(wait)
-                else:
-                    n += 1
-                    if n % REPLAY_YIELD_EVERY == 0:
-                        await asyncio.sleep(0)
+                        waited = True
+                if not waited and n % REPLAY_YIELD_EVERY == 0:
+                    await asyncio.sleep(0)  # bursts and flat-out replay share the loop
                 ts_ms = round(t * 1000) + shift_ms
                 self._last_ts_ms = ts_ms
                 feed(msg, ts_ms, emit)
         finally:
+            self._fed = n
             self.counts["bad_lines"] += logfile.bad_lines

@@ -208,3 +208,22 @@ signals = ["EngSpeed", {name = "FuelLevel1", deadband = 0}, "TirePress_Steer_L"]
     assert sum("FuelLevel1" in r.values for r in out) < 20  # on change only
     assert 19 <= sum("TirePress_Steer_L" in r.values for r in out) <= 21  # 1 Hz
     assert all(r.bus == "demo" for r in out)
+
+
+async def test_empty_log_in_loop_mode_does_not_spin(tmp_path):
+    empty = tmp_path / "empty.log"
+    empty.write_text("# nothing recorded\nnot a frame\n")
+    db = load_dbc(TRUCK)
+    src = ReplaySource("can:x", CanPipeline("x", CanDecoder([db]), Selector()), empty,
+                       speed=0, loop=True)
+    ticks = []
+
+    async def ticker():  # runs only if the replay task gives the loop back
+        while True:
+            ticks.append(1)
+            await asyncio.sleep(0.01)
+
+    t = asyncio.create_task(ticker())
+    await run_until(src, [], lambda: src.state == "error" and len(ticks) > 20, timeout=5)
+    t.cancel()
+    assert src.counts["passes"] <= 2 and src.counts["bad_lines"] >= 1
