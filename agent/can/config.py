@@ -132,10 +132,13 @@ def make_bus_source(bus: dict, where: str, base_dir: Path, can_section: dict):
         timestamps = bus.get("timestamps", "log")
         if timestamps not in ("log", "now"):
             raise ConfigError(f"{where}: 'timestamps' must be \"log\" or \"now\"")
+        loop = bus.get("loop", False)
+        if not isinstance(loop, bool):
+            raise ConfigError(f"{where}: 'loop' must be true or false")
         return ReplaySource(
             source_name, pipeline, path,
             speed=_num(bus, "speed", where, 1.0),
-            loop=bool(bus.get("loop", False)),
+            loop=loop,
             timestamps=timestamps,
             channel=bus.get("replay_channel"),
         )

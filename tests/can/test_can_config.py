@@ -102,8 +102,11 @@ def test_dbc_semantic_error_points_at_signal_line(tmp_path):
     ('name="x"\ninterface="replay"\nreplay="nope.log"\ndbc=["truck_j1939.dbc"]', "nope.log"),
     ('name="x"\ninterface="virtual"\ndbc=["truck_j1939.dbc"]\nbogus=1', "bogus"),
     ('name="x"\ninterface="virtual"\ndbc=["truck_j1939.dbc"]\nj1939="maybe"', "'j1939'"),
+    ('name="x"\ninterface="replay"\nreplay="x.log"\nloop="yes"\ndbc=["truck_j1939.dbc"]',
+     "'loop'"),
 ])
 def test_bad_bus_config(tmp_path, body, message):
+    (tmp_path / "x.log").write_text("(1.0) can0 123#00\n")
     with pytest.raises(ConfigError) as err:
         build("[[can.bus]]\n" + body + "\n", tmp_path)
     assert WHERE in str(err.value) and message in str(err.value)

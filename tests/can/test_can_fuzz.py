@@ -68,3 +68,45 @@ def test_candump_parser_raises_only_value_error(line):
         parse_candump_line(line)
     except ValueError:
         pass
+
+
+line_parts = st.tuples(
+    st.sampled_from(["(1767225600.000000)", "(1.5)", "(x)", "1.0", "(nan)"]),
+    st.sampled_from(["can0", "vcan0", ""]),
+    st.one_of(
+        st.sampled_from(["0CF00400", "18FEF121", "18ECFF21", "18EBFF21", "7E8", "123", "20000040",
+                         "zz", "1FFFFFFFF"]),
+        st.integers(0, 0x1FFFFFFF).map(lambda i: f"{i:08X}")),
+    st.sampled_from(["#", "##1", "#R", "##"]),
+    st.binary(max_size=66).map(lambda b: b.hex().upper()),
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(line_parts, max_size=30))
+def test_replay_source_survives_random_logs(tmp_path_factory, parts):
+    import asyncio
+
+    from agent.can.source import ReplaySource
+
+    path = tmp_path_factory.mktemp("fuzz") / "random.log"
+    path.write_text("\n".join(f"{t} {i} {a}{sep}{d}" for t, i, a, sep, d in parts) + "\n")
+    src = ReplaySource("can:f", CanPipeline("f", CanDecoder(DBS), Selector(snapshot_hz=10)),
+                       path, speed=0)
+    out = []
+
+    async def play():
+        task = asyncio.create_task(src.run(out.append))
+        async with asyncio.timeout(5):
+            while src.state not in ("finished", "error"):
+                await asyncio.sleep(0.001)
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+
+    asyncio.run(play())
+    st_ = src.status()
+    assert st_["frames"] + st_["bad_lines"] == len(parts)
+    assert all(isinstance(r.ts_ms, int) for r in out)
