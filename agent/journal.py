@@ -397,7 +397,7 @@ class Journal:
                 if used <= self.max_bytes * LOW_WATER:
                     self._shedding = False
                 else:
-                    out.append(self._shed_step(db, before_seq))
+                    out.extend(self._shed_step(db, before_seq))
         return out
 
     def _drop_older_than(self, db: sqlite3.Connection, cutoff_ts: int,
@@ -409,47 +409,62 @@ class Journal:
             "ORDER BY seq LIMIT ?", (before_seq, DROP_STEP_ROWS)).fetchall()
         dropped = _Dropped("age")
         for seq, kind, ts in rows:
-            if ts >= cutoff_ts:
-                break
-            dropped.add(seq, kind, ts)
+            if ts < cutoff_ts:  # not a break: device time is not strictly ordered by seq
+                dropped.add(seq, kind, ts)
         if not dropped.seqs:
             return None
         _delete_seqs(db, dropped.seqs)
         return dropped
 
-    def _shed_step(self, db: sqlite3.Connection, before_seq: int) -> _Dropped | None:
-        """Thin old positions to one per THIN_BUCKET_MS, oldest first; when everything older
-        than this append is thinned, drop the oldest non-event readings outright."""
-        thinned = db.execute("SELECT value FROM meta WHERE key='thinned_through'").fetchone()[0]
+    def _shed_step(self, db: sqlite3.Connection, before_seq: int) -> list[_Dropped | None]:
+        """One bounded step of the size policy (docs/journal.md):
+
+        1. thin positions in the older half of the journal to one per THIN_BUCKET_MS, oldest
+           first (the newer half, where the dispatcher looks, is never thinned);
+        2. if the journal is still over its limit, drop the oldest non-event readings, about
+           as many as bring it to LOW_WATER, at most DROP_STEP_ROWS.
+        """
+        lowest = db.execute("SELECT min(seq) FROM readings").fetchone()[0] or before_seq
+        horizon = lowest + (before_seq - lowest) // 2
+        thinned = max(self._meta("thinned_through"), lowest - 1)
         rows = db.execute(
-            "SELECT seq, kind, ts_ms FROM readings WHERE seq > ? AND seq < ? "
-            "ORDER BY seq LIMIT ?", (thinned, before_seq, DROP_STEP_ROWS)).fetchall()
+            "SELECT seq, kind, ts_ms FROM readings WHERE seq > ? AND seq <= ? "
+            "ORDER BY seq LIMIT ?", (thinned, horizon, DROP_STEP_ROWS)).fetchall()
+        thin = None
         if rows:
-            dropped = _Dropped("size-thinned")
-            last_bucket = None
+            thin = _Dropped("size-thinned")
+            last_bucket = self._meta("thinned_bucket")
             for seq, kind, ts in rows:
                 if kind != "pos":
                     continue
                 bucket = ts // THIN_BUCKET_MS
                 if bucket == last_bucket:
-                    dropped.add(seq, kind, ts)
+                    thin.add(seq, kind, ts)
                 else:
                     last_bucket = bucket
-            db.execute("UPDATE meta SET value=? WHERE key='thinned_through'", (rows[-1][0],))
-            if dropped.seqs:
-                _delete_seqs(db, dropped.seqs)
-                return dropped
-            return None
+            db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                           (("thinned_through", rows[-1][0]), ("thinned_bucket", last_bucket)))
+            if thin.seqs:
+                _delete_seqs(db, thin.seqs)
+            else:
+                thin = None
+        used = self.used_bytes()
+        if used <= self.max_bytes or before_seq <= lowest:
+            return [thin]
+        # rows ≈ seq span (holes make this high, so the per-row size low: we drop too few,
+        # never too many, and the next append drops again)
+        per_row = used / max(before_seq - lowest, 1)
+        want = int((used - self.max_bytes * LOW_WATER) / per_row) + 1
         rows = db.execute(
             "SELECT seq, kind, ts_ms FROM readings WHERE seq < ? AND kind != 'evt' "
-            "ORDER BY seq LIMIT ?", (before_seq, DROP_STEP_ROWS // 4)).fetchall()
+            "ORDER BY seq LIMIT ?", (before_seq, min(want, DROP_STEP_ROWS))).fetchall()
         if not rows:
-            return None
+            return [thin]
         dropped = _Dropped("size")
         for seq, kind, ts in rows:
             dropped.add(seq, kind, ts)
         _delete_seqs(db, dropped.seqs)
-        return dropped
+        return [thin, dropped]
 
     # --- acknowledging --------------------------------------------------------------------
 
@@ -470,14 +485,16 @@ class Journal:
                     n += db.execute(
                         "DELETE FROM readings WHERE seq BETWEEN ? AND ?", (first, last)
                     ).rowcount
-                free = db.execute("PRAGMA freelist_count").fetchone()[0]
-                if free > VACUUM_KEEP_PAGES:
-                    step = min(VACUUM_STEP_PAGES, free - VACUUM_KEEP_PAGES)
-                    db.execute(f"PRAGMA incremental_vacuum({step})").fetchall()
                 db.execute("COMMIT")
             except BaseException:
                 _rollback(db)
                 raise
+            free = db.execute("PRAGMA freelist_count").fetchone()[0]
+            if free > VACUUM_KEEP_PAGES:
+                # its own short transaction; executescript steps it to completion (a plain
+                # execute() frees only one page)
+                step = min(VACUUM_STEP_PAGES, free - VACUUM_KEEP_PAGES)
+                db.executescript(f"PRAGMA incremental_vacuum({step})")
         except Exception as exc:
             if not is_disk_trouble(exc):
                 raise
