@@ -75,6 +75,10 @@ class JournalCorrupt(Exception):
     pass
 
 
+class EpochChanged(ConnectionError):
+    """The journal was recreated under a connection: reconnect and announce the new epoch."""
+
+
 @dataclass(frozen=True)
 class JournalStats:
     epoch: int
@@ -93,11 +97,13 @@ class DrainState:
     """Where the uplink is in the journal on one connection (see `next_batch`).
 
     `cursor`: every pending reading with seq ≤ cursor has been sent; `live`: seqs above the
-    cursor already sent ahead of the backlog (live-first), so the backlog skips them.
+    cursor already sent ahead of the backlog (live-first), so the backlog skips them; `epoch`:
+    the connection's epoch — `next_batch` raises EpochChanged if the journal's differs.
     """
 
     cursor: int
     live: set[int] = field(default_factory=set)
+    epoch: int = 0  # the epoch the connection announced; 0 = do not check
 
 
 def _new_epoch() -> int:
@@ -468,8 +474,12 @@ class Journal:
 
     # --- acknowledging --------------------------------------------------------------------
 
-    def acknowledge(self, through: int, ranges: Iterable[tuple[int, int]] = ()) -> int:
+    def acknowledge(self, through: int, ranges: Iterable[tuple[int, int]] = (),
+                    epoch: int | None = None) -> int:
         """Delete readings the backend committed; returns how many rows went.
+
+        With `epoch`, an ack for another epoch (the journal was recreated meanwhile) is
+        ignored: it must never delete the new journal's rows.
 
         Freed pages are reused by later appends; beyond VACUUM_KEEP_PAGES free pages, at most
         VACUUM_STEP_PAGES go back to the file system per call (bounded, no long stall).
@@ -477,6 +487,10 @@ class Journal:
         db = self._db
         if db is None:
             return 0  # degraded: the rows are sent (and acknowledged) again later
+        if epoch is not None and epoch != self.epoch:
+            log.warning("journal %s: ignoring an ack for epoch %d (journal epoch is %d)",
+                        self.path, epoch, self.epoch)
+            return 0
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -540,6 +554,8 @@ class Journal:
         Updates `drain` in place; start each connection with DrainState(acked_through()).
         Returns [] when nothing is left to send on this connection.
         """
+        if drain.epoch and drain.epoch != self.epoch:
+            raise EpochChanged(f"journal epoch is now {self.epoch}, connection has {drain.epoch}")
         if self._db is None or max_readings <= 0:
             return []
         try:

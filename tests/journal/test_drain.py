@@ -83,3 +83,26 @@ def test_batch_after_is_unchanged_oldest_first(jpath):
     j.append([pos(T0 + i) for i in range(10)])
     assert [r["q"] for r in j.batch_after(3, 4, 65536)] == [4, 5, 6, 7]
     j.close()
+
+
+def test_recreated_journal_is_detected_by_the_drain_and_acks(tmp_path):
+    import pytest
+
+    from agent.journal import EpochChanged
+
+    path = tmp_path / "journal.sqlite"
+    j = Journal(str(path))
+    j.append([pos(T0 + i) for i in range(5)])
+    old = j.epoch
+    drain = DrainState(0, epoch=old)
+    assert j.next_batch(drain, 10, 65536)
+    j.close()
+    path.write_bytes(b"garbage" * 1000)
+    j2 = Journal(str(path))
+    j2.append([pos(T0 + i) for i in range(5)])
+    with pytest.raises(EpochChanged):
+        j2.next_batch(drain, 10, 65536)
+    assert j2.acknowledge(5, [], epoch=old) == 0  # an old-epoch ack deletes nothing new
+    assert j2.stats().pending == 5
+    assert j2.acknowledge(5, [], epoch=j2.epoch) == 5
+    j2.close()
