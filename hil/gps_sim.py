@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import fcntl
 import json
 import math
 import os
 import signal
+import struct
 import sys
+import termios
 import time
 import tty
 from collections.abc import Iterator
@@ -35,7 +38,8 @@ ROUTES: dict[str, list[tuple[float, float]]] = {
 
 def _haversine(a: tuple[float, float], b: tuple[float, float]) -> float:
     la1, lo1, la2, lo2 = map(math.radians, (*a, *b))
-    h = math.sin((la2 - la1) / 2) ** 2 + math.cos(la1) * math.cos(la2) * math.sin((lo2 - lo1) / 2) ** 2
+    h = (math.sin((la2 - la1) / 2) ** 2
+         + math.cos(la1) * math.cos(la2) * math.sin((lo2 - lo1) / 2) ** 2)
     return 2 * EARTH_R * math.asin(math.sqrt(h))
 
 
@@ -175,6 +179,33 @@ class PtyGps:
         self.dropped_bytes += len(data) - n
         return n == len(data)
 
+    def _pending(self) -> int:
+        return struct.unpack("i", fcntl.ioctl(self._slave, termios.FIONREAD, b"\0" * 4))[0]
+
+    def wait_reader(self, timeout: float = 30.0) -> bool:
+        """Block until a reader has the port open and is reading (probing with empty lines).
+
+        Opening a serial port flushes its input (pyserial does), so fixes written before the
+        reader is there would be lost for reasons of the test, not of the agent.
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._pending() == 0:
+                self.write(b"\r\n")
+            time.sleep(0.05)
+            if self._pending() == 0:
+                return True
+        return False
+
+    def drain(self, timeout: float = 3.0) -> bool:
+        """Wait until the reader has taken every byte (closing the master discards the rest)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._pending() == 0:
+                return True
+            time.sleep(0.02)
+        return False
+
     def close(self) -> None:
         for fd in (self.master, self._slave):
             try:
@@ -194,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--speed", type=float, default=40.0, help="base speed km/h")
     p.add_argument("--count", type=int, default=0, help="stop after N fixes (0: run forever)")
     p.add_argument("--record", help="append one JSON line per fix sent")
+    p.add_argument("--wait-reader", action="store_true",
+                   help="start the route only once a reader is taking the bytes")
     p.add_argument("--garbage-every", type=int, default=0,
                    help="every N epochs also write random bytes and a corrupt sentence")
     args = p.parse_args(argv)
@@ -210,6 +243,10 @@ def main(argv: list[str] | None = None) -> int:
     gps = PtyGps(args.link)
     record = open(args.record, "a", buffering=1) if args.record else None
     print(f"gps_sim: {args.link} -> {gps.slave_path}", file=sys.stderr, flush=True)
+    if args.wait_reader and not gps.wait_reader():
+        print("gps_sim: no reader within 30 s", file=sys.stderr)
+        gps.close()
+        return 1
     step = 1.0 / args.rate
     t0 = time.monotonic()
     start = dt.datetime.now(dt.UTC).replace(microsecond=0)
@@ -229,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if record:
             record.close()
+        gps.drain()
         gps.close()
     return 0
 

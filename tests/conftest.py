@@ -1,0 +1,186 @@
+"""Shared fixtures: certificates, free ports, and real backend / agent / GPS simulator processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from backend.pki import generate
+from backend.store import open_store
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory) -> dict[str, str]:
+    return generate(str(tmp_path_factory.mktemp("pki")), ["localhost", "127.0.0.1", "::1"])
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@dataclass
+class Proc:
+    popen: subprocess.Popen
+    log: Path
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        if self.alive():
+            self.popen.send_signal(sig)
+        try:
+            return self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait(5)
+            raise AssertionError(
+                f"{self.popen.args[:4]} ignored signal {sig}; see {self.log}") from None
+
+    def kill9(self) -> None:
+        self.popen.kill()
+        self.popen.wait(5)
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+class Processes:
+    """Starts the project's programs as real processes; stops whatever is left at teardown."""
+
+    def __init__(self, tmp: Path, pki: dict[str, str]):
+        self.tmp = tmp
+        self.pki = pki
+        self.procs: list[Proc] = []
+        self.db_path = tmp / "fleet.db"
+        self.quic_port = free_port(socket.SOCK_DGRAM)
+        self.http_port = free_port()
+        self.tokens: dict[str, str] = {}
+
+    def _spawn(self, args: list[str], name: str, stdout=None) -> Proc:
+        log = self.tmp / f"{name}.log"
+        f = open(log, "ab")
+        popen = subprocess.Popen([sys.executable, *args], stdout=stdout or f, stderr=f,
+                                 env=_env(), cwd=REPO)
+        proc = Proc(popen, log)
+        self.procs.append(proc)
+        return proc
+
+    def provision(self, *vehicles: str) -> None:
+        async def add():
+            store = open_store(f"sqlite://{self.db_path}")
+            await store.open()
+            try:
+                for v in vehicles:
+                    self.tokens[v] = await store.add_vehicle(v)
+            finally:
+                await store.close()
+
+        asyncio.run(add())
+
+    def backend(self, *extra: str) -> Proc:
+        proc = self._spawn(
+            ["-m", "backend", "--db", f"sqlite://{self.db_path}", "--cert", self.pki["cert"],
+             "--key", self.pki["key"], "--quic-host", "127.0.0.1", "--quic-port",
+             str(self.quic_port), "--http-port", str(self.http_port), *extra],
+            "backend", stdout=subprocess.PIPE)
+        line = proc.popen.stdout.readline().decode()
+        assert "backend ready" in line, f"backend failed to start: {line!r}\n{proc.text()}"
+        return proc
+
+    def gps_sim(self, vehicle: str, rate: float = 10.0, count: int = 0,
+                garbage_every: int = 0, route: str = "harbour") -> Proc:
+        args = ["-m", "hil.gps_sim", "--link", str(self.tty(vehicle)), "--rate", str(rate),
+                "--record", str(self.record(vehicle)), "--route", route, "--wait-reader"]
+        if count:
+            args += ["--count", str(count)]
+        if garbage_every:
+            args += ["--garbage-every", str(garbage_every)]
+        proc = self._spawn(args, f"{vehicle}.sim")
+        wait_for(lambda: self.tty(vehicle).exists(), 10, "simulator pty")
+        return proc
+
+    def tty(self, vehicle: str) -> Path:
+        return self.tmp / f"{vehicle}.tty"
+
+    def record(self, vehicle: str) -> Path:
+        return self.tmp / f"{vehicle}.sent.jsonl"
+
+    def journal(self, vehicle: str) -> Path:
+        return self.tmp / f"{vehicle}.journal.sqlite"
+
+    def agent_config(self, vehicle: str, token: str | None = None) -> Path:
+        path = self.tmp / f"{vehicle}.toml"
+        path.write_text(
+            f'[vehicle]\nid = "{vehicle}"\ntoken = "{token or self.tokens[vehicle]}"\n\n'
+            f'[server]\nhost = "127.0.0.1"\nport = {self.quic_port}\n'
+            f'ca_file = "{self.pki["ca"]}"\nserver_name = "localhost"\n\n'
+            f'[journal]\npath = "{self.journal(vehicle)}"\ncommit_interval_ms = 100\n\n'
+            f'[gps]\ndevice = "{self.tty(vehicle)}"\nbaud = 9600\n')
+        return path
+
+    def agent(self, vehicle: str) -> Proc:
+        return self._spawn(["-m", "agent", "--config", str(self.agent_config(vehicle))],
+                           f"{vehicle}.agent")
+
+    def sent(self, vehicle: str) -> list[dict]:
+        path = self.record(vehicle)
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def stored(self, vehicle: str) -> list[tuple]:
+        """(epoch, seq, time_ms, lat, lon, speed_kmh, course, alt) rows of kind pos."""
+        if not self.db_path.exists():
+            return []
+        with sqlite3.connect(self.db_path, timeout=10) as db:
+            return db.execute(
+                "SELECT epoch, seq, time_ms, lat, lon, speed_kmh, course, alt "
+                "FROM vehicle_telemetry WHERE vehicle_id=? AND kind='pos' ORDER BY seq",
+                (vehicle,)).fetchall()
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.procs):
+            if proc.alive():
+                proc.popen.kill()
+                proc.popen.wait(5)
+
+
+@pytest.fixture
+def procs(tmp_path, pki):
+    p = Processes(tmp_path, pki)
+    yield p
+    p.stop_all()
