@@ -42,7 +42,7 @@ class Agent:
     def __init__(self, config: AgentConfig, sources: list[Source]):
         self.config = config
         self.sources = sources
-        self.journal = JournalWorker(config.journal.path)
+        self.journal = JournalWorker(config.journal)
         self.uplink = Uplink(config, self.journal)
         self.notifier = SystemdNotifier()
         self._pending: list[Reading] = []

@@ -21,6 +21,7 @@ from geostream.session import Acknowledged, ClientSession, CommandReceived, Peer
 
 from . import __version__
 from .config import AgentConfig
+from .journal import DrainState
 from .journal_worker import JournalWorker
 from .quic_link import QuicLink
 
@@ -100,6 +101,8 @@ class Uplink:
         self.stats.last_error = error
 
     async def _session(self) -> None:
+        if self.journal.epoch == 0:
+            raise OSError("journal not open yet (disk trouble)")
         server = self.config.server
         loop = asyncio.get_running_loop()
         infos = await loop.getaddrinfo(server.host, server.port, type=2)  # SOCK_DGRAM
@@ -132,7 +135,7 @@ class Uplink:
             agent=f"fleet-agent/{__version__}",
         )
         link.send(stream_id, session.data_to_send())
-        cursor = acked_through  # highest seq sent on this connection
+        drain = DrainState(acked_through, epoch=epoch)  # live-first (docs/journal.md §7)
 
         closed = asyncio.ensure_future(link.closed.wait())
         try:
@@ -163,7 +166,7 @@ class Uplink:
                     link.send(stream_id, session.data_to_send())
                     if end or session.closed:
                         raise ConnectionError("server ended the session")
-                cursor = await self._fill(session, cursor, link, stream_id)
+                await self._fill(session, drain, link, stream_id)
         finally:
             closed.cancel()
 
@@ -172,7 +175,7 @@ class Uplink:
             self._set_state("connected")
             self.stats.server_clock_offset_ms = time.time_ns() // 1_000_000 - event.server_time_ms
         elif isinstance(event, Acknowledged):
-            await self.journal.call("acknowledge", event.through, event.ranges)
+            await self.journal.call("acknowledge", event.through, event.ranges, event.epoch)
             self.stats.readings_acked += event.newly_acked
             self.stats.last_ack_monotonic = time.monotonic()
         elif isinstance(event, CommandReceived):
@@ -185,22 +188,20 @@ class Uplink:
             if event.code in (ErrorCode.AUTH_FAILED, ErrorCode.REVOKED):
                 raise _AuthRefused(f"{ErrorCode(event.code).label}: {event.reason}")
 
-    async def _fill(self, session: ClientSession, cursor: int, link: QuicLink,
-                    stream_id: int) -> int:
-        """Send journal readings after `cursor` while credit lasts; returns the new cursor."""
+    async def _fill(self, session: ClientSession, drain: DrainState, link: QuicLink,
+                    stream_id: int) -> None:
+        """Send journal readings, live-first, while credit lasts; `drain` tracks progress."""
         while (room := session.credit_available) > 0:
             batch = await self.journal.call(
-                "batch_after", cursor, min(room, MAX_BATCH_READINGS),
+                "next_batch", drain, min(room, MAX_BATCH_READINGS),
                 session.max_batch_bytes - 64,
             )
             if not batch:
                 break
             session.send_batch(batch)
             link.send(stream_id, session.data_to_send())
-            cursor = batch[-1]["q"]
             self.stats.batches_sent += 1
             self.stats.readings_sent += len(batch)
-        return cursor
 
 
 class _AuthRefused(Exception):
