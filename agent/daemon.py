@@ -75,8 +75,10 @@ class Agent:
         if not self._pending:
             return
         batch, self._pending = self._pending, []
-        await self.journal.call("append", batch)
-        self.accepted += len(batch)
+        # on disk trouble the journal holds readings in memory and returns fewer seqs: only
+        # committed readings are accepted (docs/journal.md)
+        seqs = await self.journal.call("append", batch)
+        self.accepted += len(seqs)
         self.uplink.notify()
 
     def status(self) -> dict:
