@@ -182,7 +182,11 @@ if pytest is not None:
             await store.open()
             await store.close()
 
-        asyncio.run(migrate())
+        # in a thread of its own: this may be requested from inside a running event loop
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, migrate()).result()
         return "fleet_template"
 
     _counter = iter(range(1, 1_000_000))
