@@ -33,6 +33,8 @@ POOL_MAX = 4
 # A dead server must not hang the writer: connect and each command give up after this.
 CONNECT_TIMEOUT_S = 5.0
 COMMAND_TIMEOUT_S = 60.0
+# Partition job period: partitions are made days ahead, so hourly is plenty.
+MAINTAIN_EVERY_S = 3600.0
 _MIGRATION_LOCK = 0x666C656574  # advisory lock id ("fleet") serialising concurrent migrators
 DAY_MS = 86_400_000
 
@@ -83,9 +85,12 @@ def _day(ms: int) -> int:
 
 
 class PostgresStore:
-    def __init__(self, url: str, pool_max: int = POOL_MAX):
+    def __init__(self, url: str, pool_max: int = POOL_MAX,
+                 maintain_every_s: float = MAINTAIN_EVERY_S):
         self.url = url
         self.pool_max = pool_max
+        self.maintain_every_s = maintain_every_s
+        self._job: asyncio.Task | None = None
         self._pool: asyncpg.Pool | None = None
         self._days: set[int] = set()  # UTC days known to have a partition (or a hypertable)
         self._lock = asyncio.Lock()
@@ -98,12 +103,30 @@ class PostgresStore:
             command_timeout=COMMAND_TIMEOUT_S, init=self._init_connection)
         if migrate:
             await self.migrate()
+        if self.maintain_every_s:
+            self._job = asyncio.get_running_loop().create_task(self._maintenance_job(),
+                                                               name="partition-job")
+
+    async def _maintenance_job(self) -> None:
+        while True:
+            try:
+                result = await self.maintain()
+                if result["created"] or result["dropped"]:
+                    log.info("partitions: %d created, dropped %s", result["created"],
+                             result["dropped"])
+            except Exception as exc:  # database away: the next round retries
+                log.warning("partition maintenance failed: %s", exc)
+            await asyncio.sleep(self.maintain_every_s)
 
     @staticmethod
     async def _init_connection(conn: asyncpg.Connection) -> None:
         await conn.execute(_CREATE_STAGING)
 
     async def close(self) -> None:
+        if self._job is not None:
+            self._job.cancel()
+            await asyncio.gather(self._job, return_exceptions=True)
+            self._job = None
         if self._pool is not None:
             await self._pool.close()
             self._pool = None

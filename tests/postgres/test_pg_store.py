@@ -1,6 +1,8 @@
 """PostgresStore against a real PostgreSQL 15 + PostGIS: schema, exactly-once, last position,
 dead letters, partitions."""
 
+import asyncio
+
 import asyncpg
 import pytest
 
@@ -20,7 +22,7 @@ def pos(seq, t, vehicle="v1", epoch=7, lat=52.0, lon=13.0, **kw):
 
 @pytest.fixture
 async def store(pg_url):
-    s = PostgresStore(pg_url)
+    s = PostgresStore(pg_url, maintain_every_s=0)  # partition job off: tests call maintain()
     await s.open()
     yield s
     await s.close()
@@ -124,3 +126,16 @@ async def test_out_of_range_value_fails_the_whole_batch(store):
     assert await store.count_readings() == 0
     await store.write([pos(1, T0)], [])  # the connection is still usable
     assert await store.count_readings() == 1
+
+
+async def test_partition_job_runs_at_open(pg_url):
+    s = PostgresStore(pg_url)
+    await s.open()
+    try:
+        for _ in range(50):
+            if len(await s.partitions()) >= 4:
+                break
+            await asyncio.sleep(0.1)
+        assert len(await s.partitions()) == 4  # today and three days ahead
+    finally:
+        await s.close()
