@@ -102,6 +102,13 @@ DECLARE
     part record;
     gone text[] := '{}';
 BEGIN
+    created := 0;
+    dropped := gone;
+    IF NOT EXISTS (SELECT 1 FROM pg_partitioned_table
+                   WHERE partrelid = 'vehicle_telemetry'::regclass) THEN
+        RETURN NEXT;                               -- hypertable: Timescale's policies apply
+        RETURN;
+    END IF;
     SELECT * INTO policy FROM telemetry_policy;
     created := telemetry_ensure_partitions(now_, now_ + policy.premake);
     FOR part IN

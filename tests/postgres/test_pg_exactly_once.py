@@ -144,3 +144,42 @@ async def test_bad_row_in_batch_is_dead_lettered_rest_committed(pg_url):
     assert letter["seq"] == 17 and "int16" in letter["error"]
     assert letter["reading"]["sats"] == 70_000
     await store.close()
+
+
+async def test_postgres_crash_during_a_large_batch_commits_it_exactly_once(pg_server, pg_url,
+                                                                           monkeypatch):
+    """Immediate shutdown (crash + recovery) while a 60k-row transaction is in flight."""
+    monkeypatch.setattr("backend.writer.RETRY_MIN_S", 0.05)
+    store = PostgresStore(pg_url, maintain_every_s=0)
+    await store.open()
+    writer = BatchWriter(store, max_rows=100_000)
+    writer.start()
+    rows = [StoredReading(vehicle_id="big", epoch=9, seq=q, time_ms=T0 + q * 10, kind="pos",
+                          lat=45.0, lon=7.0, speed_kmh=1.0, received_ms=T0)
+            for q in range(1, 60_001)]
+    submit = asyncio.create_task(writer.submit(rows, []))
+
+    async def in_flight():
+        conn = await asyncpg.connect(pg_url)
+        try:
+            for _ in range(200):
+                busy = await conn.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                    "'fleet-backend' AND state = 'active' AND query ILIKE '%telemetry_staging%'")
+                if busy:
+                    return True
+                await asyncio.sleep(0.005)
+            return False
+        finally:
+            await conn.close()
+
+    saw_it = await in_flight()
+    await asyncio.to_thread(pg_server.stop, "immediate")
+    await asyncio.sleep(0.5)
+    await asyncio.to_thread(pg_server.start)
+    await asyncio.wait_for(submit, 60)
+    await writer.stop()
+    assert saw_it, "the batch was not caught in flight"
+    assert writer.stats.failures >= 1
+    assert await key_stats(pg_url, "big") == (60_000, 60_000, 1, 60_000)
+    await store.close()
