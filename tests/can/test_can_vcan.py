@@ -83,8 +83,7 @@ def run_in_vm(tmp_path: Path) -> str:
     base = hilvm.ensure_base()
     disk = hilvm.make_payload_disk(payload, tmp_path / "payload.img", 128)
     lines: list[str] = []
-    with hilvm.Vm(base, disk, tmp_path, fast_init=True) as machine:
-        machine.start()
+    with hilvm.Vm(base, disk, tmp_path, fast_init=True) as machine:  # starts qemu
         machine.wait_exit(VM_BOOT_TIMEOUT_S)
         lines = machine.lines()
     return "\n".join(lines) + "\n--- serial ---\n" + hilvm.serial_tail(machine)
