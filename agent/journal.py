@@ -21,12 +21,15 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 import cbor2
 
 from .readings import Event, Reading
+from .wire_encode import KIND, encode
 
 log = logging.getLogger(__name__)
+_TS_MS = attrgetter("ts_ms")
 
 SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -342,13 +345,11 @@ class Journal:
         db = self._db
         assert db is not None
         first = self.next_seq
-        rows = []
-        newest_ts = 0
-        for i, r in enumerate(readings):
-            wire = r.to_wire()
-            ts = wire["ts"]
-            newest_ts = max(newest_ts, ts)
-            rows.append((first + i, ts, wire["k"], cbor2.dumps(wire)))
+        # the CBOR payload straight from the reading (agent/wire_encode.py, the same bytes as
+        # cbor2.dumps(r.to_wire())); ts and kind are the wire map's "ts" and "k"
+        rows = [(seq, r.ts_ms, KIND[type(r)], encode(r))
+                for seq, r in enumerate(readings, first)]
+        newest_ts = max(0, max(map(_TS_MS, readings), default=0))
         n = first + len(rows)
         db.execute("BEGIN IMMEDIATE")
         try:

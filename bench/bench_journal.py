@@ -4,7 +4,8 @@
 
 1. accepted readings/s: Journal.append in group commits of `commit_max_readings` (default 500,
    each one transaction with synchronous=FULL), vs raw sqlite3 `executemany` of the same rows
-   (already CBOR-encoded) in one transaction into the same schema, same run, same directory;
+   (already CBOR-encoded with cbor2: the same bytes the journal's hand encoder writes) in one
+   transaction into the same schema, same run, same directory;
 2. fsyncs/s at the default settings (200 ms / 500 readings) for a 10 Hz GPS + 100 Hz CAN
    vehicle, counted with strace when it is installed (else the commit count, one WAL fsync
    per commit);
