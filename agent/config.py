@@ -37,7 +37,12 @@ class JournalConfig:
     path: str = "/var/lib/fleet-agent/journal.sqlite"
     # group commit: one fsync at most every commit_interval_ms or commit_max_readings readings
     commit_interval_ms: int = 200
-    commit_max_readings: int = 500
+    commit_max_readings: int = 2000
+    # bounds (docs/journal.md): when full, old positions are thinned, then the oldest dropped
+    max_mb: float = 256.0
+    max_age_h: float = 168.0
+    # readings held in RAM while the disk fails (ENOSPC, EIO, read-only)
+    memory_readings: int = 20_000
 
 
 @dataclass(frozen=True)
@@ -99,7 +104,10 @@ def parse_config(raw: dict, where: str = "<config>") -> AgentConfig:
         journal=JournalConfig(
             path=rel(journal.get("path", JournalConfig.path)),
             commit_interval_ms=int(journal.get("commit_interval_ms", 200)),
-            commit_max_readings=int(journal.get("commit_max_readings", 500)),
+            commit_max_readings=int(journal.get("commit_max_readings", 2000)),
+            max_mb=float(journal.get("max_mb", JournalConfig.max_mb)),
+            max_age_h=float(journal.get("max_age_h", JournalConfig.max_age_h)),
+            memory_readings=int(journal.get("memory_readings", JournalConfig.memory_readings)),
         ),
         gps=_section(raw, "gps", where),
         can=_section(raw, "can", where),

@@ -42,7 +42,7 @@ class Agent:
     def __init__(self, config: AgentConfig, sources: list[Source]):
         self.config = config
         self.sources = sources
-        self.journal = JournalWorker(config.journal.path)
+        self.journal = JournalWorker(config.journal)
         self.uplink = Uplink(config, self.journal)
         self.notifier = SystemdNotifier()
         self._pending: list[Reading] = []
@@ -75,8 +75,10 @@ class Agent:
         if not self._pending:
             return
         batch, self._pending = self._pending, []
-        await self.journal.call("append", batch)
-        self.accepted += len(batch)
+        # on disk trouble the journal holds readings in memory and returns fewer seqs: only
+        # committed readings are accepted (docs/journal.md)
+        seqs = await self.journal.call("append", batch)
+        self.accepted += len(seqs)
         self.uplink.notify()
 
     def status(self) -> dict:

@@ -5,15 +5,25 @@ from __future__ import annotations
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
+from .config import JournalConfig
 from .journal import Journal
 
 
 class JournalWorker:
-    def __init__(self, path: str):
+    def __init__(self, config: str | JournalConfig):
+        if isinstance(config, str):
+            config = JournalConfig(path=config)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         # open on the worker thread too: one thread owns the connection for its whole life
-        self.journal: Journal = self._executor.submit(Journal, path).result()
-        self.epoch = self.journal.epoch
+        self.journal: Journal = self._executor.submit(
+            Journal, config.path, max_mb=config.max_mb, max_age_h=config.max_age_h,
+            memory_readings=config.memory_readings,
+        ).result()
+
+    @property
+    def epoch(self) -> int:
+        """The journal's epoch; 0 while it could not be opened (disk trouble at start-up)."""
+        return self.journal.epoch
 
     async def call(self, method: str, *args):
         loop = asyncio.get_running_loop()

@@ -1,9 +1,18 @@
-"""systemd notification (READY, WATCHDOG, STATUS) over $NOTIFY_SOCKET; silent without it."""
+"""systemd notification (READY, WATCHDOG, STATUS, STOPPING); silent outside systemd.
+
+Uses systemd-python's `daemon.notify` when it is installed (the Debian package has it) and
+the documented datagram protocol on $NOTIFY_SOCKET otherwise (development installs).
+"""
 
 from __future__ import annotations
 
 import os
 import socket
+
+try:
+    from systemd import daemon as _sd_daemon
+except ImportError:  # no libsystemd: speak the protocol ourselves
+    _sd_daemon = None
 
 
 class SystemdNotifier:
@@ -17,6 +26,9 @@ class SystemdNotifier:
 
     def notify(self, state: str) -> None:
         if not self._addr:
+            return
+        if _sd_daemon is not None:
+            _sd_daemon.notify(state)
             return
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
             try:

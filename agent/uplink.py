@@ -29,6 +29,7 @@ from geostream.session import Acknowledged, ClientSession, CommandReceived, Peer
 
 from . import __version__
 from .config import AgentConfig
+from .journal import DrainState
 from .journal_worker import JournalWorker
 from .quic_link import QuicLink, route_source, ticket_from_json, ticket_to_json
 
@@ -265,6 +266,8 @@ class Uplink:
         self.stats.last_error = error
 
     async def _session(self) -> None:
+        if self.journal.epoch == 0:
+            raise OSError("journal not open yet (disk trouble)")
         server = self.config.server
         loop = asyncio.get_running_loop()
         infos = await loop.getaddrinfo(server.host, server.port, type=2)  # SOCK_DGRAM
@@ -321,7 +324,8 @@ class Uplink:
 
     async def _converse(self, link: QuicLink, stream_id: int, inbox: asyncio.Queue,
                         session: ClientSession) -> None:
-        cursor = session.acked_through  # highest seq sent on this connection
+        # live-first draining (docs/journal.md §7)
+        drain = DrainState(session.acked_through, epoch=session.epoch)
 
         closed = asyncio.ensure_future(link.closed.wait())
         try:
@@ -352,7 +356,7 @@ class Uplink:
                     link.send(stream_id, session.data_to_send())
                     if end or session.closed:
                         raise ConnectionError("server ended the session")
-                cursor = await self._fill(session, cursor, link, stream_id)
+                await self._fill(session, drain, link, stream_id)
         finally:
             closed.cancel()
 
@@ -363,7 +367,7 @@ class Uplink:
             self.stats.extra["welcome_after_s"] = asyncio.get_running_loop().time() - self._started
             self.stats.server_clock_offset_ms = time.time_ns() // 1_000_000 - event.server_time_ms
         elif isinstance(event, Acknowledged):
-            await self.journal.call("acknowledge", event.through, event.ranges)
+            await self.journal.call("acknowledge", event.through, event.ranges, event.epoch)
             self.stats.readings_acked += event.newly_acked
             self.stats.last_ack_monotonic = time.monotonic()
             if self.on_ack is not None:
@@ -387,27 +391,36 @@ class Uplink:
             if event.code in (ErrorCode.AUTH_FAILED, ErrorCode.REVOKED):
                 raise _AuthRefused(f"{ErrorCode(event.code).label}: {event.reason}")
 
-    async def _fill(self, session: ClientSession, cursor: int, link: QuicLink,
-                    stream_id: int) -> int:
-        """Send journal readings after `cursor` while credit lasts; returns the new cursor."""
+    async def _next_batch(self, session: ClientSession, drain: DrainState,
+                          max_readings: int) -> list[dict]:
+        """The journal's next batch, within the welcome's exact `max_batch_bytes`.
+
+        The journal estimates sizes from its stored payloads; when the encoded batch is larger,
+        ask again with a smaller budget (on a copy of the drain state, so nothing is skipped).
+        """
+        budget = session.max_batch_bytes - 64
+        for _ in range(8):
+            trial = DrainState(drain.cursor, set(drain.live), drain.epoch)
+            batch = await self.journal.call("next_batch", trial, max_readings, budget)
+            if len(batch) <= 1 or session.batch_size(batch) <= session.max_batch_bytes:
+                break
+            budget = budget * 8 // 10
+        drain.cursor, drain.live = trial.cursor, trial.live
+        return batch
+
+    async def _fill(self, session: ClientSession, drain: DrainState, link: QuicLink,
+                    stream_id: int) -> None:
+        """Send journal readings, live-first, while credit lasts; `drain` tracks progress."""
         while (room := session.credit_available) > 0:
             if session.in_flight and link.quiet_for() > STALL_S:
                 break  # stall rule (docs/protocol.md §1): keep the window for keepalives
-            batch = await self.journal.call(
-                "batch_after", cursor, min(room, MAX_BATCH_READINGS),
-                session.max_batch_bytes - 64,
-            )
+            batch = await self._next_batch(session, drain, min(room, MAX_BATCH_READINGS))
             if not batch:
                 break
-            # the journal's size estimate is approximate: trim to the welcome's exact limit
-            while len(batch) > 1 and session.batch_size(batch) > session.max_batch_bytes:
-                del batch[max(1, len(batch) * 9 // 10):]
             session.send_batch(batch)
             link.send(stream_id, session.data_to_send())
-            cursor = batch[-1]["q"]
             self.stats.batches_sent += 1
             self.stats.readings_sent += len(batch)
-        return cursor
 
 
 def _boottime() -> float:

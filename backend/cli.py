@@ -52,12 +52,64 @@ def _parser() -> argparse.ArgumentParser:
     cmd.add_argument("--args", default="{}", help="JSON object of arguments")
     cmd.add_argument("--wait", type=float, default=30.0,
                      help="seconds to wait for the answer (0: do not wait)")
+    _query_parser(sub)
     certs = sub.add_parser("gen-certs", help="create a private CA and a gateway certificate")
     certs.add_argument("--out", required=True, help="directory for ca.pem, server.pem/.key")
     certs.add_argument("--name", action="append", default=[],
                        help="DNS name or IP of the gateway (repeatable; default localhost, "
                        "127.0.0.1, ::1)")
     return p
+
+
+def _query_parser(sub) -> None:
+    q = sub.add_parser("query", help="ask the store: route, last positions, geofence entries, "
+                       "trips; prints JSON (the same answers as the REST API)")
+    qsub = q.add_subparsers(dest="query", metavar="QUERY", required=True)
+    r = qsub.add_parser("route", help="route of a vehicle as a GeoJSON LineString Feature")
+    r.add_argument("vehicle_id")
+    r.add_argument("--from", dest="start", help="ISO-8601 or epoch ms (default: --to - 48 h)")
+    r.add_argument("--to", dest="end", help="ISO-8601 or epoch ms (default: now)")
+    r.add_argument("--step-s", type=float, help="downsample: first point per bucket of N s")
+    r.add_argument("--max-points", type=int, help="downsample to about N points")
+    qsub.add_parser("last", help="last position of every vehicle (GeoJSON FeatureCollection)")
+    e = qsub.add_parser("entered", help="vehicles that entered a geofence in a time window")
+    e.add_argument("geofence_id")
+    e.add_argument("--from", dest="start", help="ISO-8601 or epoch ms (default: yesterday)")
+    e.add_argument("--to", dest="end", help="ISO-8601 or epoch ms (default: yesterday's end)")
+    t = qsub.add_parser("trips", help="trips and stops of a vehicle on a UTC day")
+    t.add_argument("vehicle_id")
+    t.add_argument("--day", help="YYYY-MM-DD (default: today, UTC)")
+    g = qsub.add_parser("geofence-add", help="create or replace a geofence from GeoJSON")
+    g.add_argument("geofence_id")
+    g.add_argument("geojson", help="file with a GeoJSON Polygon (or a Feature of one); - = stdin")
+    g.add_argument("--name", help="display name (default: the id)")
+    qsub.add_parser("geofences", help="list geofences")
+
+
+async def _query(args, store):
+    from . import queries
+
+    if args.query == "route":
+        step = round(args.step_s * 1000) if args.step_s else None
+        return await queries.route(store, args.vehicle_id, queries.parse_time(args.start),
+                                   queries.parse_time(args.end), step_ms=step,
+                                   max_points=args.max_points)
+    if args.query == "last":
+        return await queries.last_positions(store)
+    if args.query == "entered":
+        return await queries.geofence_entries(store, args.geofence_id,
+                                              queries.parse_time(args.start),
+                                              queries.parse_time(args.end))
+    if args.query == "trips":
+        return await queries.trips(store, args.vehicle_id, args.day)
+    if args.query == "geofence-add":
+        with (sys.stdin if args.geojson == "-" else open(args.geojson)) as f:
+            shape = json.load(f)
+        if shape.get("type") == "Feature":
+            shape = shape["geometry"]
+        await store.put_geofence(args.geofence_id, args.name or args.geofence_id, shape)
+        return {"geofence_id": args.geofence_id, "stored": True}
+    return await store.geofences()
 
 
 def build_config(args: argparse.Namespace) -> BackendConfig:
@@ -119,11 +171,25 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(run(config))
         return 0
     if command == "migrate":
-        applied = asyncio.run(_with_store(config, lambda s: s.migrate()))
+        async def migrate(store):
+            applied = await store.migrate()
+            if hasattr(store, "maintain"):  # partitions ahead / retention, right away
+                await store.maintain()
+            return applied
+
+        applied = asyncio.run(_with_store(config, migrate))
         print(f"migrations applied: {', '.join(applied) or 'none pending'}")
         return 0
     if command == "command":
         return asyncio.run(_send_command(config, args))
+    if command == "query":
+        try:
+            answer = asyncio.run(_with_store(config, lambda s: _query(args, s)))
+        except (ValueError, OSError) as exc:
+            print(f"backend query: {exc}", file=sys.stderr)
+            return 2
+        print(json.dumps(answer, indent=None, separators=(",", ":")))
+        return 0
     if command == "gen-certs":
         from .pki import generate
 

@@ -28,12 +28,9 @@ class Backend:
         self._runner: web.AppRunner | None = None
 
     def status(self) -> dict:
-        w = self.writer.stats
         return {"gateway": dict(self.gateway.stats),
                 "vehicles_connected": sorted(self.gateway.connections),
-                "writer": {"transactions": w.transactions, "rows": w.rows,
-                           "backlog_rows": w.backlog_rows, "failures": w.failures,
-                           "dead_letters": w.dead_letters},
+                "writer": self.writer.status(),
                 "hub": {"subscribers": len(self.hub.subscribers),
                         "published": self.hub.published}}
 

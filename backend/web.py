@@ -6,18 +6,18 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
 from pathlib import Path
 
 from aiohttp import WSMsgType, web
 
+from . import queries
 from .hub import Hub, Subscriber, position_feature, valid_topic
 
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
 MAX_WS_MESSAGE = 4096  # browsers only send small subscribe/unsubscribe requests
-DEFAULT_ROUTE_HOURS = 48
+DEFAULT_ROUTE_HOURS = queries.DEFAULT_ROUTE_HOURS
 
 
 def make_app(hub: Hub, store, status) -> web.Application:
@@ -56,20 +56,45 @@ def make_app(hub: Hub, store, status) -> web.Application:
 
     @routes.get("/api/vehicles/{vehicle}/route")
     async def route(request):
-        now = time.time_ns() // 1_000_000
+        q = request.query
         try:
-            end = int(request.query.get("to_ms", now))
-            start = int(request.query.get("from_ms", end - DEFAULT_ROUTE_HOURS * 3600_000))
-        except ValueError:
-            raise web.HTTPBadRequest(text="from_ms/to_ms must be integers") from None
-        points = await store.route(request.match_info["vehicle"], start, end)
-        return web.json_response({
-            "type": "Feature",
-            "geometry": {"type": "LineString",
-                         "coordinates": [[p["lon"], p["lat"]] for p in points]},
-            "properties": {"vehicle": request.match_info["vehicle"], "points": len(points),
-                           "from_ms": start, "to_ms": end},
-        })
+            feature = await queries.route(
+                store, request.match_info["vehicle"],
+                queries.parse_time(q.get("from_ms") or q.get("from")),
+                queries.parse_time(q.get("to_ms") or q.get("to")),
+                step_ms=_int(q, "step_ms") or (_int(q, "step_s") or 0) * 1000 or None,
+                max_points=_int(q, "max_points"))
+        except ValueError as exc:
+            raise web.HTTPBadRequest(text=f"bad query: {exc}") from None
+        return web.json_response(feature)
+
+    @routes.get("/api/vehicles/{vehicle}/trips")
+    async def trips(request):
+        try:
+            day = queries.parse_day(request.query.get("day"))
+        except ValueError as exc:
+            raise web.HTTPBadRequest(text=f"day must be YYYY-MM-DD: {exc}") from None
+        return web.json_response(await queries.trips(store, request.match_info["vehicle"], day))
+
+    @routes.get("/api/positions")
+    async def positions(request):
+        return web.json_response(await queries.last_positions(store))
+
+    @routes.get("/api/geofences")
+    async def geofences(request):
+        return web.json_response(await store.geofences())
+
+    @routes.get("/api/geofences/{geofence}/entries")
+    async def geofence_entries(request):
+        q = request.query
+        try:
+            answer = await queries.geofence_entries(
+                store, request.match_info["geofence"],
+                queries.parse_time(q.get("from_ms") or q.get("from")),
+                queries.parse_time(q.get("to_ms") or q.get("to")))
+        except ValueError as exc:
+            raise web.HTTPBadRequest(text=f"bad query: {exc}") from None
+        return web.json_response(answer)
 
     @routes.get("/healthz")
     async def healthz(request):
@@ -78,6 +103,16 @@ def make_app(hub: Hub, store, status) -> web.Application:
     routes.static("/static", STATIC)
     app.add_routes(routes)
     return app
+
+
+def _int(query, key: str) -> int | None:
+    value = query.get(key)
+    if value in (None, ""):
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise web.HTTPBadRequest(text=f"{key} must be an integer") from None
 
 
 def _handle_request(hub: Hub, sub: Subscriber, text: str) -> None:

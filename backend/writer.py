@@ -1,13 +1,23 @@
 """Group-commit writer: batches from all vehicles share database transactions.
 
 A submission resolves only after the transaction holding it committed, which is what lets the
-gateway acknowledge. While one commit runs, new submissions queue and go in the next one, so
-an idle system commits at once and a busy one commits in large batches.
+gateway acknowledge. A transaction closes when it holds `max_rows` rows, or when the oldest
+waiting submission has lingered `linger_s` (0: as soon as the previous commit finished, so an
+idle system commits at once and a busy one commits in large batches).
+
+Failures are split in two (the store's `is_transient` decides):
+- the database is down or restarting: keep the batch, retry with exponential backoff; new
+  submissions wait in a bounded backlog, and `submit` blocks once it is full, so the gateway
+  stops acknowledging and vehicles keep their data in their journals;
+- the data is bad: the batch is bisected until the offending rows are alone; each of those goes
+  to the dead-letter table with its error and everything else is stored (and acknowledged).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -19,14 +29,26 @@ log = logging.getLogger(__name__)
 # Largest transaction: big enough to amortise the fsync, small enough to keep ack latency
 # under ~100 ms on an SD card or a busy PostgreSQL.
 DEFAULT_MAX_ROWS = 5000
+# Readings held in memory while the database is away (~300 bytes each: ~60 MB). Beyond this
+# `submit` blocks; vehicles keep the rest in their journals.
+DEFAULT_MAX_BACKLOG_ROWS = 200_000
 RETRY_MIN_S = 0.2
 RETRY_MAX_S = 10.0
+
+
+class WriterStopped(RuntimeError):
+    """The writer no longer accepts submissions (shutting down)."""
+
+
+class Unstorable(RuntimeError):
+    """Not even the dead-letter table accepts this data: the batch must not be acknowledged."""
 
 
 @dataclass
 class _Submission:
     readings: list[StoredReading]
     dead: list[DeadLetter]
+    since: float = field(default_factory=time.monotonic)
     done: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
@@ -35,74 +57,197 @@ class WriterStats:
     transactions: int = 0
     rows: int = 0
     dead_letters: int = 0
-    failures: int = 0
+    failures: int = 0           # failed write attempts (transient or not)
+    isolated_rows: int = 0      # rows that failed alone and went to the dead-letter table
     backlog_rows: int = 0
     last_commit_s: float = 0.0
+    connected: bool = True
+    last_error: str = ""
 
 
 class BatchWriter:
-    def __init__(self, store: Store, max_rows: int = DEFAULT_MAX_ROWS, linger_s: float = 0.0):
+    def __init__(self, store: Store, max_rows: int = DEFAULT_MAX_ROWS, linger_s: float = 0.0,
+                 max_backlog_rows: int = DEFAULT_MAX_BACKLOG_ROWS):
         self.store = store
         self.max_rows = max_rows
         self.linger_s = linger_s
+        self.max_backlog_rows = max_backlog_rows
         self.stats = WriterStats()
-        self._queue: asyncio.Queue[_Submission] = asyncio.Queue()
+        self._pending: collections.deque[_Submission] = collections.deque()
+        self._wakeup = asyncio.Event()
+        self._space = asyncio.Event()
+        self._space.set()
+        self._stopping = False
         self._task: asyncio.Task | None = None
 
+    # --- what the gateway sees ------------------------------------------------------------
+
+    @property
+    def backlog_rows(self) -> int:
+        return self.stats.backlog_rows
+
+    @property
+    def pressure(self) -> float:
+        """0 (idle) … 1 (backlog full): the gateway scales its credit down with this."""
+        return min(1.0, self.stats.backlog_rows / self.max_backlog_rows)
+
+    @property
+    def lag_s(self) -> float:
+        """Age of the oldest submission not yet committed."""
+        return time.monotonic() - self._pending[0].since if self._pending else 0.0
+
+    def status(self) -> dict:
+        return {**dataclasses.asdict(self.stats), "lag_s": round(self.lag_s, 3),
+                "pressure": round(self.pressure, 3)}
+
+    # --- lifecycle ------------------------------------------------------------------------
+
     def start(self) -> None:
+        self._stopping = False
         self._task = asyncio.get_running_loop().create_task(self._run(), name="writer")
 
-    async def stop(self) -> None:
-        """Commit everything already submitted, then stop."""
+    async def stop(self, timeout: float | None = None) -> None:
+        """Stop accepting, commit everything already submitted, then stop. After `timeout`
+        the rest is abandoned unacknowledged (the vehicles still hold it)."""
         if self._task is None:
             return
-        await self._queue.join()
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
-        self._task = None
+        self._stopping = True
+        self._wakeup.set()
+        self._space.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), timeout)
+        except TimeoutError:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        finally:
+            for sub in self._pending:
+                if not sub.done.done():
+                    sub.done.set_exception(WriterStopped("writer stopped before commit"))
+            self._pending.clear()
+            self._task = None
 
     async def submit(self, readings: list[StoredReading], dead: list[DeadLetter]) -> None:
-        """Returns once committed; raises if the writer is stopping."""
+        """Returns once committed. Blocks while the backlog is full; raises WriterStopped if
+        the writer is stopping and Unstorable if the database refuses even a dead letter."""
+        while not self._stopping and self.stats.backlog_rows >= self.max_backlog_rows:
+            self._space.clear()
+            await self._space.wait()
+        if self._stopping or self._task is None:
+            raise WriterStopped("writer is not running")
         sub = _Submission(readings, dead)
         self.stats.backlog_rows += len(readings)
-        self._queue.put_nowait(sub)
+        self._pending.append(sub)
+        self._wakeup.set()
         await sub.done
+
+    # --- the loop -------------------------------------------------------------------------
 
     async def _run(self) -> None:
         while True:
-            first = await self._queue.get()
-            if self.linger_s:
-                await asyncio.sleep(self.linger_s)
-            subs = [first]
-            rows = len(first.readings)
-            while rows < self.max_rows and not self._queue.empty():
-                sub = self._queue.get_nowait()
+            if not self._pending:
+                if self._stopping:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            if self.linger_s and not self._stopping:
+                await self._linger()
+            subs, rows = [], 0
+            for sub in self._pending:  # they stay queued while committing, for lag_s
+                if subs and rows + len(sub.readings) > self.max_rows:
+                    break
                 subs.append(sub)
                 rows += len(sub.readings)
-            await self._commit(subs)
+            await self._commit(subs)  # if cancelled, they stay queued and stop() fails them
+            for _ in subs:
+                self._pending.popleft()
             for sub in subs:
                 self.stats.backlog_rows -= len(sub.readings)
                 if not sub.done.done():
                     sub.done.set_result(None)
-                self._queue.task_done()
+            if self.stats.backlog_rows < self.max_backlog_rows:
+                self._space.set()
 
-    async def _commit(self, subs: list[_Submission]) -> None:
-        readings = [r for s in subs for r in s.readings]
-        dead = [d for s in subs for d in s.dead]
+    async def _linger(self) -> None:
+        deadline = self._pending[0].since + self.linger_s
+        while not self._stopping and sum(len(s.readings) for s in self._pending) < self.max_rows:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), left)
+            except TimeoutError:
+                return
+
+    def _transient(self, exc: BaseException) -> bool:
+        check = getattr(self.store, "is_transient", None)
+        return True if check is None else check(exc)
+
+    async def _write(self, readings: list[StoredReading],
+                     dead: list[DeadLetter]) -> BaseException | None:
+        """Write in one transaction, retrying transient failures forever with backoff.
+        Returns the error if the data itself was refused."""
         delay = RETRY_MIN_S
         while True:
             t0 = time.perf_counter()
             try:
                 await self.store.write(readings, dead)
-            except Exception as exc:  # database down or restarting: hold the batch and retry
+            except Exception as exc:
                 self.stats.failures += 1
+                self.stats.last_error = f"{type(exc).__name__}: {exc}"[:300]
+                if not self._transient(exc):
+                    return exc
+                self.stats.connected = False
                 log.warning("store write of %d rows failed (%s); retrying in %.1fs",
                             len(readings), exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
                 continue
+            if not self.stats.connected:
+                log.info("store writable again")
+            self.stats.connected = True
             self.stats.transactions += 1
             self.stats.rows += len(readings)
             self.stats.dead_letters += len(dead)
             self.stats.last_commit_s = time.perf_counter() - t0
+            return None
+
+    async def _commit(self, subs: list[_Submission]) -> None:
+        readings = [r for s in subs for r in s.readings]
+        dead = [d for s in subs for d in s.dead]
+        error = await self._write(readings, dead)
+        if error is None:
             return
+        log.warning("batch of %d rows refused (%s): isolating the bad rows", len(readings), error)
+        for sub in subs:
+            isolated: list[DeadLetter] = []
+            await self._isolate(sub.readings, isolated)
+            self.stats.isolated_rows += len(isolated)
+            for letter in sub.dead + isolated:
+                error = await self._write([], [letter])
+                if error is not None:
+                    log.error("cannot store dead letter %s/%s/%s: %s", letter.vehicle_id,
+                              letter.epoch, letter.seq, error)
+                    sub.done.set_exception(Unstorable(str(error)))
+                    break
+
+    async def _isolate(self, readings: list[StoredReading], out: list[DeadLetter]) -> None:
+        """Store what the database accepts; the rows refused on their own go to `out`."""
+        if not readings:
+            return
+        error = await self._write(readings, [])
+        if error is None:
+            return
+        if len(readings) == 1:
+            r = readings[0]
+            out.append(DeadLetter(r.vehicle_id, r.epoch, r.seq, _as_json(r),
+                                  f"{type(error).__name__}: {error}"[:1000], r.received_ms))
+            return
+        half = len(readings) // 2
+        await self._isolate(readings[:half], out)
+        await self._isolate(readings[half:], out)
+
+
+def _as_json(r: StoredReading) -> dict:
+    return {k: v for k, v in dataclasses.asdict(r).items() if v is not None}

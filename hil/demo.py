@@ -25,7 +25,11 @@ def _agent_config(vehicle: str, token: str, ca: str, quic_port: int, run: Path) 
         f'[server]\nhost = "127.0.0.1"\nport = {quic_port}\nca_file = "{ca}"\n'
         f'server_name = "localhost"\n\n'
         f'[journal]\npath = "{run / (vehicle + ".journal.sqlite")}"\n\n'
-        f'[gps]\ndevice = "{run / (vehicle + ".tty")}"\nbaud = 9600\n'
+        f'[gps]\ndevice = "{run / (vehicle + ".tty")}"\nbaud = 9600\n\n'
+        # engine, speed, fuel and tyre signals from a generated drive cycle, replayed in a loop
+        f'[[can.bus]]\nname = "truck"\ninterface = "replay"\nreplay = "{run / "drive.log"}"\n'
+        f'speed = 1.0\nloop = true\ntimestamps = "now"\ndbc = ["truck_j1939.dbc"]\n'
+        f'min_interval_ms = 1000\n'
     )
     return path
 
@@ -55,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     vehicles = [f"truck-{i + 1}" for i in range(args.vehicles)]
     tokens = asyncio.run(_provision(db, vehicles))
     py = sys.executable
+    subprocess.run([py, "-m", "hil.can_gen", "--candump", str(run / "drive.log"),
+                    "--duration", "300", "--speed", "0"], check=True, stdout=subprocess.DEVNULL)
     procs: list[subprocess.Popen] = []
 
     def spawn(cmd: list[str], log_name: str, **kw) -> subprocess.Popen:

@@ -142,19 +142,19 @@ class Processes:
     def journal(self, vehicle: str) -> Path:
         return self.tmp / f"{vehicle}.journal.sqlite"
 
-    def agent_config(self, vehicle: str, token: str | None = None) -> Path:
+    def agent_config(self, vehicle: str, token: str | None = None, extra: str = "") -> Path:
         path = self.tmp / f"{vehicle}.toml"
         path.write_text(
             f'[vehicle]\nid = "{vehicle}"\ntoken = "{token or self.tokens[vehicle]}"\n\n'
             f'[server]\nhost = "127.0.0.1"\nport = {self.quic_port}\n'
             f'ca_file = "{self.pki["ca"]}"\nserver_name = "localhost"\n\n'
             f'[journal]\npath = "{self.journal(vehicle)}"\ncommit_interval_ms = 100\n\n'
-            f'[gps]\ndevice = "{self.tty(vehicle)}"\nbaud = 9600\n')
+            f'[gps]\ndevice = "{self.tty(vehicle)}"\nbaud = 9600\n{extra}')
         return path
 
-    def agent(self, vehicle: str) -> Proc:
-        return self._spawn(["-m", "agent", "--config", str(self.agent_config(vehicle))],
-                           f"{vehicle}.agent")
+    def agent(self, vehicle: str, extra_config: str = "") -> Proc:
+        config = self.agent_config(vehicle, extra=extra_config)
+        return self._spawn(["-m", "agent", "--config", str(config)], f"{vehicle}.agent")
 
     def sent(self, vehicle: str) -> list[dict]:
         path = self.record(vehicle)

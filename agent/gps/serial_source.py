@@ -1,4 +1,9 @@
-"""Serial NMEA source: pyserial at the edge, NmeaDecoder inside."""
+"""Serial NMEA source: pyserial and asyncio at the edge, the sans-IO pieces inside.
+
+Opens the device (reopening with exponential backoff when it vanishes, as USB receivers do
+on re-enumeration), optionally detects the baud rate, feeds bytes to NmeaDecoder, passes
+fixes through the Decimator and emits them. Bad input is counted, never raised.
+"""
 
 from __future__ import annotations
 
@@ -7,82 +12,189 @@ import logging
 import os
 import select
 import time
+from collections import Counter
+from collections.abc import Callable
 
 import serial
 
 from ..sources import Emit
+from .autobaud import BAUD_RATES, choose_baud
+from .decimate import Decimator
 from .nmea import NmeaDecoder
+from .sanity import MAX_SPEED_KMH
+from .state import FIX, NO_DEVICE, NO_FIX, SourceState
 
 log = logging.getLogger(__name__)
 
+# First reopen delay: quick enough to catch a USB re-enumeration (~0.3 s).
 REOPEN_MIN_S = 0.5
+# Cap on the reopen backoff: a replugged receiver is picked up within this long.
 REOPEN_MAX_S = 10.0
+# No fix for this long (receiver silent or lost lock) turns the state to "no fix".
+FIX_STALE_S = 3.0
+# Time listened at each rate when detecting: receivers talk at least once a second.
+PROBE_S = 1.5
+# With baud = "auto": bytes but no checksummed line for this long means the rate changed
+# (another receiver plugged in, or it was reconfigured), so detect again.
+REPROBE_S = 10.0
+# One read's upper bound; at 115200 baud this is ~0.35 s of output.
+READ_SIZE = 4096
+# Pause after a spurious wake-up (readable, zero bytes, no hang-up) so we never spin.
+SPURIOUS_WAKEUP_S = 0.05
 
 
-def _hung_up(fd: int) -> bool:
+def hung_up(fd: int) -> bool:
+    """True if the tty's other end is gone (pty master closed, USB device removed)."""
     poller = select.poll()
     poller.register(fd, select.POLLIN)
-    return any(ev & (select.POLLHUP | select.POLLERR | select.POLLNVAL) for _, ev in poller.poll(0))
+    return any(ev & (select.POLLHUP | select.POLLERR | select.POLLNVAL)
+               for _, ev in poller.poll(0))
 
 
 class SerialGpsSource:
     name = "gps"
 
-    def __init__(self, device: str, baud: int = 9600):
+    def __init__(self, device: str, baud: int | str = 9600, *, require_checksum: bool = True,
+                 decimator: Decimator | None = None, max_speed_kmh: float = MAX_SPEED_KMH,
+                 reopen_min_s: float = REOPEN_MIN_S, reopen_max_s: float = REOPEN_MAX_S,
+                 stale_s: float = FIX_STALE_S, probe_s: float = PROBE_S,
+                 reprobe_s: float = REPROBE_S, clock: Callable[[], float] = time.time) -> None:
         self.device = device
         self.baud = baud
-        self.decoder = NmeaDecoder()
-        self.state = "no device"
+        self.decoder = NmeaDecoder(require_checksum=require_checksum,
+                                   max_speed_kmh=max_speed_kmh)
+        self.decimator = decimator
+        self.counts: Counter[str] = Counter()
+        self.reopen_min_s, self.reopen_max_s = reopen_min_s, reopen_max_s
+        self.stale_s, self.probe_s, self.reprobe_s = stale_s, probe_s, reprobe_s
+        self._clock = clock
+        self._state = SourceState(device, log)
+        self._rate: int | None = baud if isinstance(baud, int) else None
+        self._last_fix_s = 0.0
+
+    @property
+    def state(self) -> str:
+        return self._state.state
 
     def status(self) -> dict:
-        return {"state": self.state, "device": self.device, **self.decoder.counts}
-
-    def _set_state(self, state: str) -> None:
-        if state != self.state:
-            log.info("gps %s: %s", self.device, state)
-            self.state = state
+        return {"state": self.state, "device": self.device, "baud": self._rate,
+                **self.counts, **self.decoder.counts}
 
     async def run(self, emit: Emit) -> None:
-        delay = REOPEN_MIN_S
+        delay = self.reopen_min_s
         while True:
+            rates = [self._rate] if self._rate else list(BAUD_RATES)
             try:
-                port = serial.Serial(self.device, self.baud, timeout=0)
-            except (serial.SerialException, OSError) as exc:
-                self._set_state("no device")
-                log.debug("cannot open %s: %s", self.device, exc)
+                port = serial.Serial(self.device, rates[0], timeout=0)
+            except (serial.SerialException, OSError, ValueError) as exc:
+                self.counts["open_failures"] += 1
+                self._state.set(NO_DEVICE, str(exc))
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, REOPEN_MAX_S)
+                delay = min(delay * 2, self.reopen_max_s)
                 continue
-            delay = REOPEN_MIN_S
-            self._set_state("no fix")
+            self.counts["opens"] += 1
+            if self.state == NO_DEVICE:
+                self._state.set(NO_FIX, "device open")
+            got_data = False
             try:
-                await self._read(port, emit)
+                got_data = await self._session(port, emit)
             except (serial.SerialException, OSError) as exc:
-                log.warning("gps %s lost: %s", self.device, exc)
-                self._set_state("no device")
+                self._state.set(NO_DEVICE, str(exc))
+                self.counts["device_lost"] += 1
+                for pos in self.decoder.flush():
+                    self._out(pos, emit)
             finally:
                 port.close()
+            # a device that opens and dies at once must not make us spin
+            delay = self.reopen_min_s if got_data else min(delay * 2, self.reopen_max_s)
+            await asyncio.sleep(delay)
 
-    async def _read(self, port: serial.Serial, emit: Emit) -> None:
+    async def _session(self, port: serial.Serial, emit: Emit) -> bool:
+        """Read until the device fails (raises) or auto-baud must run again; returns whether
+        any data came."""
+        auto = self.baud == "auto"
+        if auto and self._rate is None:
+            chosen = await self._probe(port)
+            if chosen is None:
+                self.counts["autobaud_failures"] += 1
+                return False
+            rate, sample = chosen
+            self._rate = rate
+            log.info("gps %s: detected %d baud", self.device, rate)
+            self._feed(sample, emit)
+        good, good_since = self.decoder.good_lines, time.monotonic()
+        while True:
+            data = await self._read(port, self.stale_s)
+            if data is None or not self._feed(data, emit):
+                if self._clock() - self._last_fix_s > self.stale_s:
+                    self._state.set(NO_FIX, "no fix recently")
+            if self.decoder.good_lines != good:
+                good, good_since = self.decoder.good_lines, time.monotonic()
+            elif auto and time.monotonic() - good_since > self.reprobe_s:
+                log.info("gps %s: no valid sentence at %s baud, detecting again",
+                         self.device, self._rate)
+                self.counts["reprobes"] += 1
+                self._rate = None
+                return True
+
+    async def _probe(self, port: serial.Serial) -> tuple[int, bytes] | None:
+        samples: dict[int, bytes] = {}
+        for rate in BAUD_RATES:
+            if port.baudrate != rate:
+                port.baudrate = rate
+                port.reset_input_buffer()  # bytes read at the old rate are garbage now
+            sample = bytearray()
+            deadline = time.monotonic() + self.probe_s
+            while (left := deadline - time.monotonic()) > 0:
+                data = await self._read(port, left)
+                if data:
+                    sample += data
+                if choose_baud({rate: bytes(sample)}) is not None:
+                    return rate, bytes(sample)
+            samples[rate] = bytes(sample)
+        rate = choose_baud(samples)
+        return None if rate is None else (rate, samples[rate])
+
+    async def _read(self, port: serial.Serial, timeout: float) -> bytes | None:
+        """Bytes available within `timeout` s (maybe b"" after a spurious wake-up), None if
+        nothing came; raises when the device is gone (pty closed, USB unplugged)."""
         loop = asyncio.get_running_loop()
-        readable = asyncio.Event()
-        loop.add_reader(port.fileno(), readable.set)
+        ready = loop.create_future()
+        fd = port.fileno()
+        loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
         try:
-            while True:
-                await readable.wait()
-                readable.clear()
-                try:
-                    data = os.read(port.fileno(), 4096)
-                except BlockingIOError:
-                    continue
-                if not data:
-                    # raw mode (VMIN=0) reads 0 bytes on a spurious wake-up too: only a
-                    # hang-up (pty master closed, USB gone) ends the port
-                    if _hung_up(port.fileno()):
-                        raise serial.SerialException("device closed")
-                    await asyncio.sleep(0.05)
-                for fix in self.decoder.feed(data, host_time_ms=time.time_ns() // 1_000_000):
-                    self._set_state("fix")
-                    emit(fix)
+            await asyncio.wait_for(ready, timeout)
+        except TimeoutError:
+            return None
         finally:
-            loop.remove_reader(port.fileno())
+            loop.remove_reader(fd)
+        # os.read, not port.read: pyserial treats any zero-byte read as a disconnect, but a
+        # raw-mode tty (VMIN=0) also wakes up with nothing to read; only a hang-up is fatal.
+        try:
+            data = os.read(fd, READ_SIZE)
+        except BlockingIOError:
+            return b""
+        if not data:
+            if hung_up(fd):
+                raise serial.SerialException("device closed")
+            await asyncio.sleep(SPURIOUS_WAKEUP_S)
+        return data
+
+    def _feed(self, data: bytes, emit: Emit) -> bool:
+        """Decode and emit; True if a fix came out."""
+        fixes = self.decoder.feed(data, host_time_ms=round(self._clock() * 1000))
+        for pos in fixes:
+            self._out(pos, emit)
+        if fixes:
+            self._last_fix_s = self._clock()
+            self._state.set(FIX)
+        elif self.decoder.last_epoch_fix is False:
+            self._state.set(NO_FIX, "receiver reports no fix")
+        return bool(fixes)
+
+    def _out(self, pos, emit: Emit) -> None:
+        if self.decimator is not None and not self.decimator.offer(pos):
+            self.counts["decimated"] += 1
+            return
+        self.counts["emitted"] += 1
+        emit(pos)

@@ -3,6 +3,7 @@
 "use strict";
 
 const TRAIL_POINTS = 300;          // per vehicle: a few minutes of track at 1-2 Hz
+const HISTORY_MS = 10 * 60 * 1000; // track fetched from the REST route when a vehicle appears
 const COLORS = ["#1565c0", "#c62828", "#2e7d32", "#ef6c00", "#6a1b9a", "#00838f", "#ad1457", "#4e342e"];
 
 const canvas = document.getElementById("map");
@@ -109,12 +110,25 @@ function renderList() {
 function onFeature(f) {
   const id = f.properties.vehicle;
   let v = vehicles.get(id);
-  if (!v) { v = { trail: [], color: COLORS[vehicles.size % COLORS.length] }; vehicles.set(id, v); fitPending = true; }
+  if (!v) {
+    v = { trail: [], color: COLORS[vehicles.size % COLORS.length] };
+    vehicles.set(id, v); fitPending = true;
+    loadHistory(id, v, Date.parse(f.properties.time));
+  }
   v.feature = f;
   v.trail.push(f.geometry.coordinates);
   if (v.trail.length > TRAIL_POINTS) v.trail.shift();
   if (fitPending) { fit(); fitPending = false; }
   renderList(); draw();
+}
+
+async function loadHistory(id, v, untilMs) {
+  try {
+    const r = await fetch(`/api/vehicles/${encodeURIComponent(id)}/route?from_ms=${untilMs - HISTORY_MS}&to_ms=${untilMs}`);
+    const route = await r.json();
+    v.trail = route.geometry.coordinates.concat(v.trail).slice(-TRAIL_POINTS);
+    draw();
+  } catch (e) { /* live positions still arrive; the trail just starts later */ }
 }
 
 function connect(delay = 500) {

@@ -9,6 +9,9 @@ import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import shapely
+import shapely.geometry
+
 from .base import (
     AuthResult,
     DeadLetter,
@@ -189,16 +192,96 @@ class SqliteStore:
 
         return await self._run(rows)
 
-    async def route(self, vehicle_id: str, start_ms: int, end_ms: int) -> list[dict]:
+    async def route(self, vehicle_id: str, start_ms: int, end_ms: int,
+                    step_ms: int | None = None) -> list[dict]:
+        """Positions in [start, end) by device time; with `step_ms`, the first of each bucket."""
         def rows():
             cur = self._db.execute(
                 "SELECT time_ms, lat, lon, speed_kmh, course, epoch, seq FROM vehicle_telemetry "
-                "WHERE vehicle_id=? AND kind='pos' AND time_ms >= ? AND time_ms < ? "
+                "WHERE vehicle_id=? AND kind='pos' AND lat IS NOT NULL AND lon IS NOT NULL "
+                "AND time_ms >= ? AND time_ms < ? "
                 "ORDER BY time_ms, epoch, seq", (vehicle_id, start_ms, end_ms))
             keys = ("time_ms", "lat", "lon", "speed_kmh", "course", "epoch", "seq")
-            return [dict(zip(keys, r, strict=True)) for r in cur]
+            points = [dict(zip(keys, r, strict=True)) for r in cur]
+            return _first_per_bucket(points, step_ms) if step_ms else points
 
         return await self._run(rows)
+
+    async def geofence_entries(self, geofence_id: str, start_ms: int,
+                               end_ms: int) -> list[dict]:
+        """Outside→inside transitions in [start, end), on each vehicle's points ordered by
+        device time. The point before the window counts as the predecessor of the first."""
+        def entries():
+            row = self._db.execute("SELECT area FROM geofences WHERE geofence_id=?",
+                                   (geofence_id,)).fetchone()
+            if row is None:
+                return []
+            area = shapely.geometry.shape(json.loads(row[0]))
+            shapely.prepare(area)
+            out = []
+            vehicles = [r[0] for r in self._db.execute(
+                "SELECT DISTINCT vehicle_id FROM vehicle_telemetry WHERE kind='pos' "
+                "AND time_ms >= ? AND time_ms < ? ORDER BY 1", (start_ms, end_ms))]
+            for vehicle in vehicles:
+                before = self._db.execute(
+                    "SELECT time_ms, lat, lon, epoch, seq FROM vehicle_telemetry "
+                    "WHERE vehicle_id=? AND kind='pos' AND lat IS NOT NULL AND time_ms < ? "
+                    "ORDER BY time_ms DESC, epoch DESC, seq DESC LIMIT 1",
+                    (vehicle, start_ms)).fetchall()
+                window = self._db.execute(
+                    "SELECT time_ms, lat, lon, epoch, seq FROM vehicle_telemetry "
+                    "WHERE vehicle_id=? AND kind='pos' AND lat IS NOT NULL "
+                    "AND time_ms >= ? AND time_ms < ? ORDER BY time_ms, epoch, seq",
+                    (vehicle, start_ms, end_ms)).fetchall()
+                pts = before + window
+                inside = shapely.intersects_xy(area, [p[2] for p in pts], [p[1] for p in pts])
+                for i in range(len(before), len(pts)):
+                    if inside[i] and i > 0 and not inside[i - 1]:
+                        t, lat, lon, epoch, seq = pts[i]
+                        out.append(dict(vehicle_id=vehicle, time_ms=t, lat=lat, lon=lon,
+                                        epoch=epoch, seq=seq))
+            return out
+
+        return await self._run(entries)
+
+    # --- geofences ------------------------------------------------------------------------
+
+    async def put_geofence(self, geofence_id: str, name: str, polygon: dict) -> None:
+        """`polygon`: a GeoJSON Polygon in lon/lat."""
+        shape = shapely.geometry.shape(polygon)
+        if shape.geom_type != "Polygon" or not shape.is_valid:
+            raise ValueError("geofence must be a valid GeoJSON Polygon")
+
+        def put() -> None:
+            self._db.execute(
+                "INSERT INTO geofences VALUES (?,?,?,?) ON CONFLICT (geofence_id) DO UPDATE "
+                "SET name=excluded.name, area=excluded.area",
+                (geofence_id, name, json.dumps(polygon), _now_ms()))
+
+        await self._run(put)
+
+    async def geofences(self) -> list[dict]:
+        def rows():
+            cur = self._db.execute("SELECT geofence_id, name, area FROM geofences ORDER BY 1")
+            return [dict(geofence_id=a, name=b, area=json.loads(c)) for a, b, c in cur]
+
+        return await self._run(rows)
+
+    async def dead_letters(self) -> list[dict]:
+        def rows():
+            cur = self._db.execute(
+                "SELECT vehicle_id, epoch, seq, reading, error FROM dead_letter ORDER BY id")
+            return [dict(vehicle_id=a, epoch=b, seq=c, reading=json.loads(d), error=e)
+                    for a, b, c, d, e in cur]
+
+        return await self._run(rows)
+
+    async def maintain(self, now_ms: int | None = None) -> dict:
+        return {"created": 0, "dropped": []}  # one table, no partitions
+
+    def is_transient(self, exc: BaseException) -> bool:
+        """Locked/busy or I/O trouble is worth retrying; anything about the data is not."""
+        return isinstance(exc, (sqlite3.OperationalError, OSError))
 
     async def count_readings(self, vehicle_id: str | None = None) -> int:
         def count() -> int:
@@ -208,6 +291,16 @@ class SqliteStore:
                                     (vehicle_id,)).fetchone()[0]
 
         return await self._run(count)
+
+
+def _first_per_bucket(points: list[dict], step_ms: int) -> list[dict]:
+    out, last = [], None
+    for p in points:
+        bucket = p["time_ms"] // step_ms
+        if bucket != last:
+            out.append(p)
+            last = bucket
+    return out
 
 
 def _statements(sql: str) -> list[str]:

@@ -1,0 +1,185 @@
+"""Build CAN sources from the agent TOML's `[can]` table (keys: docs/can.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..config import ConfigError
+from .dbcload import DbcError, load_dbc, resolve_dbc
+from .decoder import CanDecoder
+from .select import Rule, Selector
+from .source import CanBusSource, CanPipeline, ReplaySource
+
+BUS_KEYS = {
+    "name", "interface", "channel", "dbc", "signals", "j1939", "snapshot_hz",
+    "snapshot_max_age_ms", "min_interval_ms", "deadband", "max_interval_ms", "replay", "speed",
+    "loop", "timestamps", "options", "bitrate", "kernel_filters", "replay_channel",
+}
+SIGNAL_KEYS = {"name", "min_interval_ms", "deadband", "max_interval_ms"}
+CAN_KEYS = {"bus", "snapshot_hz"}
+
+
+def _num(table: dict, key: str, where: str, default, kind=(int, float), minimum=0):
+    value = table.get(key, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise ConfigError(f"{where}: {key!r} must be a number")
+    if value < minimum:
+        raise ConfigError(f"{where}: {key!r} must be >= {minimum}")
+    return value
+
+
+def _rule(table: dict, where: str, default: Rule) -> Rule:
+    return Rule(
+        min_interval_ms=_num(table, "min_interval_ms", where, default.min_interval_ms),
+        deadband=_num(table, "deadband", where, default.deadband),
+        max_interval_ms=_num(table, "max_interval_ms", where, default.max_interval_ms),
+    )
+
+
+def _selection(signals: list, databases: list, where: str, default: Rule):
+    """[names or tables] → (decoder selection {message: {signal: key}}, rules {key: Rule})."""
+    by_signal: dict[str, list[str]] = {}
+    messages = {}
+    for db in databases:
+        for message in db.messages:
+            messages.setdefault(message.name, message)
+    for message in messages.values():
+        for sig in message.signals:
+            by_signal.setdefault(sig.name, []).append(message.name)
+    selection: dict[str, dict[str, str]] = {}
+    rules: dict[str, Rule] = {}
+    for i, item in enumerate(signals):
+        here = f"{where} signals[{i}]"
+        if isinstance(item, str):
+            item = {"name": item}
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise ConfigError(f"{here}: must be a signal name or a table with 'name'")
+        unknown = set(item) - SIGNAL_KEYS
+        if unknown:
+            raise ConfigError(f"{here}: unknown key(s) {', '.join(sorted(unknown))}")
+        key = item["name"]
+        msg_name, dot, sig_name = key.rpartition(".")
+        if dot:
+            message = messages.get(msg_name)
+            if message is None or all(s.name != sig_name for s in message.signals):
+                raise ConfigError(f"{here}: no signal {key!r} in this bus's DBC files")
+        else:
+            sig_name = key
+            owners = by_signal.get(key, [])
+            if not owners:
+                raise ConfigError(f"{here}: no signal {key!r} in this bus's DBC files")
+            if len(owners) > 1:
+                choices = ", ".join(f"{m}.{key}" for m in owners)
+                raise ConfigError(f"{here}: {key!r} is in several messages; write one of {choices}")
+            msg_name = owners[0]
+        if key in rules:
+            raise ConfigError(f"{here}: {key!r} listed twice")
+        selection.setdefault(msg_name, {})[sig_name] = key
+        rules[key] = _rule(item, here, default)
+    return selection, rules
+
+
+def make_bus_source(bus: dict, where: str, base_dir: Path, can_section: dict):
+    unknown = set(bus) - BUS_KEYS
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    name = bus.get("name")
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{where}: missing key 'name'")
+    interface = bus.get("interface", "socketcan")
+    if not isinstance(interface, str):
+        raise ConfigError(f"{where}: 'interface' must be a string")
+    dbc_names = bus.get("dbc")
+    if isinstance(dbc_names, str):
+        dbc_names = [dbc_names]
+    if not dbc_names or not all(isinstance(d, str) for d in dbc_names):
+        raise ConfigError(f"{where}: 'dbc' must list at least one DBC file")
+    databases = []
+    for dbc in dbc_names:
+        path = resolve_dbc(dbc, base_dir)
+        try:
+            databases.append(load_dbc(path))
+        except DbcError as exc:
+            raise ConfigError(f"{where} dbc: cannot load DBC {exc}") from None
+    default = _rule(bus, where, Rule())
+    signals = bus.get("signals")
+    if signals is None:
+        selection, rules = None, {}
+    elif isinstance(signals, list) and signals:
+        selection, rules = _selection(signals, databases, where, default)
+    else:
+        raise ConfigError(f"{where}: 'signals' must be a non-empty list (leave it out for all)")
+    j1939 = bus.get("j1939", "auto")
+    if j1939 not in ("auto", True, False):
+        raise ConfigError(f"{where}: 'j1939' must be true, false or \"auto\"")
+    decoder = CanDecoder(databases, selection, None if j1939 == "auto" else j1939)
+    snapshot_hz = _num(bus, "snapshot_hz", where, can_section.get("snapshot_hz", 0))
+    selector = Selector(
+        rules, default, snapshot_hz=snapshot_hz or 0,
+        snapshot_max_age_ms=_num(bus, "snapshot_max_age_ms", where, 5000),
+    )
+    pipeline = CanPipeline(name, decoder, selector)
+    source_name = f"can:{name}"
+    if interface == "replay":
+        replay = bus.get("replay")
+        if not isinstance(replay, str) or not replay:
+            raise ConfigError(f"{where}: interface \"replay\" needs 'replay' = log file")
+        path = Path(replay) if Path(replay).is_absolute() else base_dir / replay
+        if not path.exists():
+            raise ConfigError(f"{where}: replay file {str(path)!r} not found")
+        timestamps = bus.get("timestamps", "log")
+        if timestamps not in ("log", "now"):
+            raise ConfigError(f"{where}: 'timestamps' must be \"log\" or \"now\"")
+        loop = bus.get("loop", False)
+        if not isinstance(loop, bool):
+            raise ConfigError(f"{where}: 'loop' must be true or false")
+        return ReplaySource(
+            source_name, pipeline, path,
+            speed=_num(bus, "speed", where, 1.0),
+            loop=loop,
+            timestamps=timestamps,
+            channel=bus.get("replay_channel"),
+        )
+    channel = bus.get("channel")
+    if channel is not None and not isinstance(channel, str):
+        raise ConfigError(f"{where}: 'channel' must be a string")
+    if channel is None and interface in ("socketcan", "slcan"):
+        raise ConfigError(f"{where}: interface {interface!r} needs 'channel'")
+    options = bus.get("options", {})
+    if not isinstance(options, dict):
+        raise ConfigError(f"{where}: 'options' must be a table")
+    kwargs = dict(options)
+    if "bitrate" in bus:
+        kwargs["bitrate"] = _num(bus, "bitrate", where, None, kind=int, minimum=1)
+    kernel_filters = bus.get("kernel_filters")
+    if kernel_filters is not None and not isinstance(kernel_filters, bool):
+        raise ConfigError(f"{where}: 'kernel_filters' must be true or false")
+    return CanBusSource(source_name, pipeline, interface, channel, kwargs, kernel_filters)
+
+
+def make_sources(section: dict, where: str, base_dir: Path) -> list:
+    """`[can]` → sources; [] when empty. Raises ConfigError naming file and key."""
+    if not section:
+        return []
+    if not isinstance(section, dict):
+        raise ConfigError(f"{where}: [can] must be a table")
+    unknown = set(section) - CAN_KEYS
+    if unknown:
+        raise ConfigError(f"{where} [can]: unknown key(s) {', '.join(sorted(unknown))}")
+    _num(section, "snapshot_hz", f"{where} [can]", 0)
+    buses = section.get("bus", [])
+    if not isinstance(buses, list) or not all(isinstance(b, dict) for b in buses):
+        raise ConfigError(f"{where} [can]: 'bus' must be an array of tables ([[can.bus]])")
+    sources = []
+    names = set()
+    for i, bus in enumerate(buses):
+        label = bus.get("name") if isinstance(bus.get("name"), str) else i
+        here = f"{where} [[can.bus]] {label!r}" if label != i else f"{where} [[can.bus]] #{i + 1}"
+        source = make_bus_source(bus, here, Path(base_dir), section)
+        if source.pipeline.bus in names:
+            raise ConfigError(f"{here}: bus name used twice")
+        names.add(source.pipeline.bus)
+        sources.append(source)
+    return sources

@@ -1,0 +1,305 @@
+"""CAN sources: a live python-can bus or a replayed log, around the sans-IO `CanPipeline`.
+
+python-can's `recv()` blocks, so each live bus has one reader thread that only receives and
+stamps frames; decoding, selection and `emit` run on the event loop, in batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import threading
+import time
+from pathlib import Path
+
+import can
+
+from ..readings import Signals
+from ..sources import Emit
+from .decoder import CAN_ERR_BUSOFF, CanDecoder
+from .logs import LogFile
+from .select import Selector
+
+log = logging.getLogger(__name__)
+
+REOPEN_MIN_S = 0.5
+REOPEN_MAX_S = 30.0
+RECV_TIMEOUT_S = 0.1
+QUEUE_MAX = 50_000  # frames waiting for the loop (~10 s of a full 500 kbit/s bus); beyond it
+# the reader drops and counts, so a stalled loop cannot eat the Pi's memory
+DRAIN_BATCH = 2_000  # frames decoded per turn before the loop lets other tasks run (~10 ms)
+REPLAY_YIELD_EVERY = 256  # as-fast-as-possible replay yields to the loop this often
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class CanPipeline:
+    """Frame → decode → select → `Signals`, for one bus. Pure: time is an argument."""
+
+    def __init__(self, bus: str, decoder: CanDecoder, selector: Selector):
+        self.bus = bus
+        self.decoder = decoder
+        self.selector = selector
+        self.counts = {"readings": 0, "selected": 0, "snapshots": 0}
+        self.snapshots = selector.snapshot_period_ms > 0
+
+    def feed(self, msg: can.Message, ts_ms: int, emit: Emit) -> None:
+        decoded = self.decoder.feed(msg, ts_ms)
+        if decoded is not None and decoded.values:
+            values = self.selector.offer(ts_ms, decoded.values)
+            if values:
+                self.counts["readings"] += 1
+                self.counts["selected"] += len(values)
+                emit(Signals(ts_ms, self.bus, values))
+        if self.snapshots and ts_ms >= self.selector.next_snapshot_ms:
+            self.tick(ts_ms, emit)
+
+    def tick(self, ts_ms: int, emit: Emit) -> None:
+        """Emit a snapshot if one is due at `ts_ms`."""
+        if not self.snapshots:
+            return
+        values = self.selector.snapshot(ts_ms)
+        if values:
+            self.counts["snapshots"] += 1
+            emit(Signals(ts_ms, self.bus, values))
+
+    def status(self) -> dict:
+        return {**self.decoder.counts, **self.counts}
+
+
+class _StateMixin:
+    name: str
+    state: str
+
+    def _set_state(self, state: str, detail: str = "") -> None:
+        if state != self.state:
+            level = logging.WARNING if state in ("down", "bus-off", "error") else logging.INFO
+            log.log(level, "%s: %s%s", self.name, state, f" ({detail})" if detail else "")
+            self.state = state
+
+
+class CanBusSource(_StateMixin):
+    """A live bus: python-can `interface`/`channel` (+ kwargs), reopened with backoff."""
+
+    def __init__(
+        self,
+        name: str,
+        pipeline: CanPipeline,
+        interface: str,
+        channel: str | None,
+        bus_kwargs: dict | None = None,
+        kernel_filters: bool | None = None,
+    ):
+        self.name = name
+        self.pipeline = pipeline
+        self.interface = interface
+        self.channel = channel
+        self.bus_kwargs = dict(bus_kwargs or {})
+        # socketcan filters in the kernel; elsewhere python-can would filter in Python, which
+        # costs more per frame than the decoder's own id lookup
+        self.kernel_filters = interface == "socketcan" if kernel_filters is None else kernel_filters
+        self.state = "closed"
+        self.counts = {"opens": 0, "open_failures": 0, "dropped": 0}
+
+    def status(self) -> dict:
+        return {
+            "state": self.state, "interface": self.interface, "channel": self.channel,
+            **self.counts, **self.pipeline.status(),
+        }
+
+    def _open(self) -> can.BusABC:
+        kwargs = dict(self.bus_kwargs)
+        if self.kernel_filters:
+            kwargs["can_filters"] = self.pipeline.decoder.can_filters()
+        return can.Bus(interface=self.interface, channel=self.channel, **kwargs)
+
+    async def run(self, emit: Emit) -> None:
+        delay = REOPEN_MIN_S
+        while True:
+            try:
+                bus = await asyncio.to_thread(self._open)
+            except Exception as exc:  # python-can raises many types for a missing device
+                self.counts["open_failures"] += 1
+                self._set_state("down", f"cannot open: {exc}")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, REOPEN_MAX_S)
+                continue
+            self.counts["opens"] += 1
+            self._set_state("up")
+            opened = time.monotonic()
+            try:
+                await self._pump(bus, emit)
+            except (can.CanError, OSError, ValueError) as exc:
+                self._set_state("down", str(exc))
+            finally:
+                await asyncio.to_thread(_shutdown, bus)
+            if time.monotonic() - opened > 10:
+                delay = REOPEN_MIN_S  # it worked for a while: retry quickly
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, REOPEN_MAX_S)
+
+    async def _pump(self, bus: can.BusABC, emit: Emit) -> None:
+        loop = asyncio.get_running_loop()
+        queue: collections.deque = collections.deque()
+        wake = asyncio.Event()
+        stop = threading.Event()
+        failure: list[BaseException] = []
+        pending = [False]
+
+        def notify() -> None:
+            if not pending[0]:
+                pending[0] = True
+                loop.call_soon_threadsafe(wake.set)
+
+        def reader() -> None:
+            try:
+                while not stop.is_set():
+                    msg = bus.recv(RECV_TIMEOUT_S)
+                    if msg is None:
+                        continue
+                    if len(queue) >= QUEUE_MAX:
+                        self.counts["dropped"] += 1
+                        continue
+                    queue.append((time.time_ns() // 1_000_000, msg))
+                    notify()
+            except BaseException as exc:  # hand every failure to the loop, which reopens
+                failure.append(exc)
+                notify()
+
+        thread = threading.Thread(target=reader, name=f"{self.name}-reader", daemon=True)
+        thread.start()
+        pipeline = self.pipeline
+        feed = pipeline.feed
+        try:
+            while True:
+                timeout = None
+                if pipeline.snapshots:
+                    timeout = max(0.0, (pipeline.selector.next_snapshot_ms - now_ms()) / 1000)
+                    timeout = min(timeout, 1.0)
+                try:
+                    await asyncio.wait_for(wake.wait(), timeout)
+                except TimeoutError:
+                    pass
+                wake.clear()
+                pending[0] = False
+                for _ in range(min(len(queue), DRAIN_BATCH)):
+                    ts, msg = queue.popleft()
+                    feed(msg, ts, emit)
+                    if msg.is_error_frame:
+                        if msg.arbitration_id & CAN_ERR_BUSOFF:
+                            self._set_state("bus-off")
+                    elif self.state != "up":
+                        self._set_state("up")  # traffic again after bus-off
+                pipeline.tick(now_ms(), emit)
+                if queue:  # more than one batch waiting: let other tasks run, then go on
+                    wake.set()
+                    await asyncio.sleep(0)
+                elif failure:
+                    exc = failure[0]
+                    if isinstance(exc, (can.CanError, OSError, ValueError)):
+                        raise exc
+                    raise can.CanOperationError(f"reader failed: {exc!r}")
+        finally:
+            stop.set()
+            await asyncio.to_thread(thread.join, 2.0)
+
+
+def _shutdown(bus: can.BusABC) -> None:
+    try:
+        bus.shutdown()
+    except Exception as exc:  # a vanished device may fail to close; nothing left to do
+        log.debug("shutdown: %s", exc)
+
+
+class ReplaySource(_StateMixin):
+    """A log file as a bus. `speed` 1.0 = recorded pace, 2.0 twice as fast, 0 = as fast as
+    possible. `timestamps`: "log" keeps recorded times, "now" shifts them to start now.
+    `channel` keeps only frames recorded on that interface. `loop` replays forever."""
+
+    def __init__(
+        self,
+        name: str,
+        pipeline: CanPipeline,
+        path: Path | str,
+        speed: float = 1.0,
+        loop: bool = False,
+        timestamps: str = "log",
+        channel: str | None = None,
+        clock=time.monotonic,
+        sleep=asyncio.sleep,
+    ):
+        self.name = name
+        self.pipeline = pipeline
+        self.path = Path(path)
+        self.speed = speed
+        self.loop = loop
+        self.timestamps = timestamps
+        self.channel = channel
+        self.state = "closed"
+        self.counts = {"passes": 0, "bad_lines": 0}
+        self._clock = clock
+        self._sleep = sleep
+        self._last_ts_ms = 0
+        self._fed = 0  # frames played in the last pass
+
+    def status(self) -> dict:
+        return {"state": self.state, "file": str(self.path), **self.counts,
+                **self.pipeline.status()}
+
+    async def run(self, emit: Emit) -> None:
+        delay = REOPEN_MIN_S
+        while True:
+            try:
+                await self._play_once(emit)
+                delay = REOPEN_MIN_S
+            except OSError as exc:
+                self._set_state("error", str(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, REOPEN_MAX_S)
+                continue
+            self.counts["passes"] += 1
+            if not self._fed:
+                # an empty log (or one with no frame of replay_channel) must not spin
+                self._set_state("error", "no frames in the log")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, REOPEN_MAX_S)
+                continue
+            if not self.loop:
+                self._set_state("finished")
+                await asyncio.Event().wait()  # a source runs until cancelled
+
+    async def _play_once(self, emit: Emit) -> None:
+        logfile = LogFile(self.path)
+        self._set_state("replaying")
+        feed = self.pipeline.feed
+        first_log_s = None
+        start = self._clock()
+        shift_ms = 0
+        n = 0
+        try:
+            for msg in logfile:
+                if self.channel is not None and msg.channel != self.channel:
+                    continue
+                t = msg.timestamp
+                if first_log_s is None:
+                    first_log_s = t
+                    if self.timestamps == "now":  # later passes continue after the last
+                        shift_ms = max(now_ms(), self._last_ts_ms + 1) - round(t * 1000)
+                n += 1
+                waited = False
+                if self.speed > 0:
+                    wait = start + (t - first_log_s) / self.speed - self._clock()
+                    if wait > 0:
+                        await self._sleep(wait)
+                        waited = True
+                if not waited and n % REPLAY_YIELD_EVERY == 0:
+                    await asyncio.sleep(0)  # bursts and flat-out replay share the loop
+                ts_ms = round(t * 1000) + shift_ms
+                self._last_ts_ms = ts_ms
+                feed(msg, ts_ms, emit)
+        finally:
+            self._fed = n
+            self.counts["bad_lines"] += logfile.bad_lines

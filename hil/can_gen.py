@@ -1,0 +1,241 @@
+"""CAN generator: plays a truck drive cycle (J1939, agent/dbc/truck_j1939.dbc) onto a bus.
+
+    python hil/can_gen.py --candump drive.log --duration 120       # write a candump log
+    python hil/can_gen.py --bus virtual --channel demo              # python-can bus, real time
+    python hil/can_gen.py --bus socketcan --channel vcan0           # where vcan exists
+    python hil/can_gen.py --pty                                     # SLCAN on a pty; prints
+                                                                    # the slave path, then plays
+
+`frames()` is the sans-IO core: (time → frames) with no clock of its own, so tests and the
+benchmark use it directly. Values are a smooth drive cycle: idle, accelerate, cruise, brake.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import can
+
+if __package__ in (None, ""):  # run as a script: make the repo importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from agent.can.dbcload import BUILTIN_DIR, load_dbc  # noqa: E402
+from agent.can.logs import to_candump, to_lawicel  # noqa: E402
+
+TRUCK_DBC = BUILTIN_DIR / "truck_j1939.dbc"
+CYCLE_S = 180.0
+TIRES = (0x00, 0x01, 0x10, 0x11, 0x12, 0x13)
+TIRE_NAMES = {0x00: "Steer_L", 0x01: "Steer_R", 0x10: "Drive_LO", 0x11: "Drive_LI",
+              0x12: "Drive_RI", 0x13: "Drive_RO"}
+# (message, period ms, phase ms)
+SCHEDULE = (("EEC1", 20, 0), ("CCVS1", 100, 3), ("LFE1", 100, 7), ("ET1", 1000, 11),
+            ("DD1", 1000, 13), ("VDHR", 1000, 17), ("TIRE1", 1000 // len(TIRES), 19))
+
+
+def speed_kmh(t: float) -> float:
+    """Drive cycle: 15 s idle, 35 s accelerate to 85 km/h, 90 s cruise, 25 s brake, 15 s idle."""
+    c = t % CYCLE_S
+    if c < 15:
+        return 0.0
+    if c < 50:
+        x = (c - 15) / 35
+        return 85.0 * (1 - math.cos(math.pi * x)) / 2
+    if c < 140:
+        return 85.0 + 3.0 * math.sin((c - 50) / 9)
+    if c < 165:
+        return 85.0 * (1 - (c - 140) / 25)
+    return 0.0
+
+
+class DriveState:
+    """Integrated quantities (distance, fuel) advance with time passed to `at()`."""
+
+    def __init__(self, odometer_km: float = 123456.0, fuel_pct: float = 82.0):
+        self.t = 0.0
+        self.odometer_km = odometer_km
+        self.trip_km = 0.0
+        self.fuel_pct = fuel_pct
+
+    def at(self, t: float) -> dict:
+        dt = max(0.0, t - self.t)
+        self.t = t
+        v = speed_kmh(t)
+        accel = (speed_kmh(t + 0.5) - speed_kmh(t - 0.5))  # km/h per s
+        gear_ratio = (60, 40, 28, 21, 17, 14)[min(5, int(v // 15))] if v > 0 else 0
+        rpm = max(600.0, min(2100.0, 600 + v * gear_ratio * 0.9)) if v > 1 else 600.0
+        fuel_lph = 2.5 + 0.28 * v + max(0.0, accel) * 9.0
+        self.odometer_km += v * dt / 3600
+        self.trip_km += v * dt / 3600
+        self.fuel_pct = max(0.0, self.fuel_pct - fuel_lph * dt / 3600 / 400 * 100)
+        return {
+            "speed": v, "rpm": rpm, "fuel_lph": fuel_lph,
+            "coolant": min(88.0, 20 + t / 8), "accel": accel,
+        }
+
+
+def frames(duration_s: float, start_s: float = 0.0) -> Iterator[can.Message]:
+    """All frames of `duration_s` seconds of driving, timestamped from `start_s`."""
+    db = load_dbc(TRUCK_DBC)
+    msgs = {name: db.get_message_by_name(name) for name, _, _ in SCHEDULE}
+    events = []
+    for name, period, phase in SCHEDULE:
+        t = phase
+        while t < duration_s * 1000:
+            events.append((t, name))
+            t += period
+    events.sort()
+    state = DriveState()
+    tire_index = 0
+    for t_ms, name in events:
+        t = t_ms / 1000
+        s = state.at(t)
+        if name == "EEC1":
+            values = {"EngTorqueMode": 1 if s["speed"] > 0 else 0,
+                      "DriverDemandEngPercentTorque": min(125, max(0, 20 + s["accel"] * 8)),
+                      "ActualEngPercentTorque": min(125, max(0, 15 + s["accel"] * 8)),
+                      "EngSpeed": round(s["rpm"] * 8) / 8, "EngStarterMode": 3}
+        elif name == "CCVS1":
+            values = {"ParkingBrakeSwitch": 1 if s["speed"] == 0 else 0,
+                      "WheelBasedVehicleSpeed": round(s["speed"] * 256) / 256,
+                      "CruiseCtrlActive": 1 if 55 < t % CYCLE_S < 135 else 0,
+                      "BrakeSwitch": 1 if s["accel"] < -0.5 else 0, "ClutchSwitch": 0,
+                      "CruiseCtrlSetSpeed": 85}
+        elif name == "LFE1":
+            economy = min(125.0, s["speed"] / s["fuel_lph"])
+            values = {"EngFuelRate": round(s["fuel_lph"] * 20) / 20,
+                      "EngInstantaneousFuelEconomy": round(economy * 512) / 512,
+                      "EngAverageFuelEconomy": 3.0,
+                      "EngThrottleValve1Pos": round(min(100.0, 10 + max(0.0, s["accel"]) * 20)
+                                                    / 0.4) * 0.4}
+        elif name == "ET1":
+            values = {"EngCoolantTemp": round(s["coolant"]), "EngFuelTemp1": 35,
+                      "EngOilTemp1": round((s["coolant"] + 5) * 32) / 32}
+        elif name == "DD1":
+            values = {"WasherFluidLevel": 60, "FuelLevel1": round(state.fuel_pct / 0.4) * 0.4,
+                      "EngFuelFilterDiffPress": 20, "EngOilFilterDiffPress": 10,
+                      "CargoAmbientTemp": 4.0}
+        elif name == "VDHR":
+            values = {"HighResTotalVehicleDistance": round(state.odometer_km / 0.005) * 0.005,
+                      "HighResTripDistance": round(state.trip_km / 0.005) * 0.005}
+        else:
+            loc = TIRES[tire_index % len(TIRES)]
+            tire_index += 1
+            label = TIRE_NAMES[loc]
+            base = 830 if loc < 0x10 else 800
+            values = {"TireLocation": loc, f"TirePress_{label}": base + 4 * (tire_index % 3),
+                      f"TireTemp_{label}": 25.0 + s["speed"] / 10, "CTIWheelSensorStatus": 1,
+                      "TireAirLeakageRate": 0.0}
+        message = msgs[name]
+        data = message.encode(values, strict=False)
+        yield can.Message(timestamp=start_s + t, arbitration_id=message.frame_id,
+                          is_extended_id=True, data=data, dlc=len(data))
+
+
+def _play(frames_iter, send, speed: float) -> int:
+    """Send frames at their recorded pace (speed × real time; 0 = as fast as possible)."""
+    count = 0
+    start = time.monotonic()
+    first = None
+    for msg in frames_iter:
+        if first is None:
+            first = msg.timestamp
+        if speed > 0:
+            wait = start + (msg.timestamp - first) / speed - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+        send(msg)
+        count += 1
+    return count
+
+
+def open_pty() -> tuple[int, str]:
+    """A pty whose slave end a python-can `slcan` bus can open; returns (master fd, path)."""
+    import tty
+
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    path = os.ttyname(slave)
+    os.set_blocking(master, False)
+    # keep the slave fd open so the master does not see EIO before the reader opens it
+    return master, path
+
+
+def wait_for_open(master: int, timeout_s: float) -> bool:
+    """Read SLCAN commands from the host until the open command `O` arrives."""
+    import select
+
+    seen = b""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.1)
+        if not ready:
+            continue
+        try:
+            seen = (seen + os.read(master, 4096))[-64:]
+        except (BlockingIOError, OSError):
+            continue
+        if b"O\r" in seen.replace(b"\n", b"\r"):
+            return True
+    return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Play a truck drive cycle onto a CAN bus")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--candump", metavar="FILE", help="write a candump -L log (- = stdout)")
+    where.add_argument("--bus", metavar="INTERFACE", help="python-can interface to send on")
+    where.add_argument("--pty", action="store_true", help="SLCAN on a new pty (prints path)")
+    parser.add_argument("--channel", default="vcan0")
+    parser.add_argument("--duration", type=float, default=CYCLE_S, help="seconds of driving")
+    parser.add_argument("--speed", type=float, default=1.0, help="pace; 0 = as fast as possible")
+    parser.add_argument("--start", type=float, default=None, help="first timestamp (epoch s)")
+    parser.add_argument("--iface-name", default="can0", help="interface name in candump lines")
+    parser.add_argument("--open-timeout", type=float, default=60.0,
+                        help="--pty: seconds to wait for the host to open the channel")
+    args = parser.parse_args(argv)
+    start = time.time() if args.start is None else args.start
+    gen = frames(args.duration, start)
+    if args.candump:
+        out = sys.stdout if args.candump == "-" else open(args.candump, "w", encoding="utf-8")
+        with out if out is not sys.stdout else open(os.devnull, "w"):
+            for msg in gen:
+                out.write(to_candump(msg, args.iface_name) + "\n")
+        return 0
+    if args.pty:
+        master, path = open_pty()
+        print(path, flush=True)
+        # like a real adapter, send nothing before the host opens the channel ("O\r")
+        if not wait_for_open(master, args.open_timeout):
+            print("can_gen: nobody opened the channel", file=sys.stderr)
+            return 1
+
+        def send(msg: can.Message) -> None:
+            try:
+                os.read(master, 4096)  # the adapter commands slcan sends (C, S5, O): ignored
+            except (BlockingIOError, OSError):
+                pass
+            line = to_lawicel(msg)
+            for _ in range(200):  # bounded wait if the pty buffer is full
+                try:
+                    os.write(master, line)
+                    return
+                except BlockingIOError:
+                    time.sleep(0.005)
+
+        n = _play(gen, send, args.speed)
+        print(f"can_gen: {n} frames", file=sys.stderr)
+        return 0
+    with can.Bus(interface=args.bus, channel=args.channel) as bus:
+        n = _play(gen, bus.send, args.speed)
+    print(f"can_gen: {n} frames", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

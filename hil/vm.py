@@ -1,0 +1,345 @@
+"""A small Debian VM under qemu (software emulation) for power-cut and hardware-in-the-loop tests.
+
+One cached *base image* (debootstrap once, ~80 s; reused by every test) boots a oneshot systemd
+service, `fleet-hil.service`, which mounts a second disk, the *payload disk* (`/dev/vdb`,
+made per test from a host directory), runs its `run` script with stdout on the serial console,
+and powers off. Tests read the console, and may hard-reset the guest through the qemu monitor
+(`system_reset`, the same as pulling the power) or kill qemu. The payload disk survives resets,
+so the guest script resumes on each boot.
+
+Cache: `$FLEET_VM_CACHE`, else `.cache/vm/` in the repository (it ignores itself in git).
+Needs the Debian packages `debootstrap` and `qemu-system-x86`, and root for debootstrap.
+
+    python -m hil.vm build        # build the base image now (tests do it on first use)
+    python -m hil.vm smoke [fast] # boot once (systemd, or fast init) and time it
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import hashlib
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SUITE = "bookworm"
+# what a test guest needs: systemd as init, a kernel, Python with the agent's one non-stdlib
+# dependency (cbor2), SQLite's CLI for debugging, and CAN tools for the HIL rig
+PACKAGES = (
+    "linux-image-amd64", "systemd-sysv", "udev", "kmod", "iproute2", "can-utils",
+    "python3", "python3-cbor2", "sqlite3",
+)
+BASE_DISK_SIZE = "2G"
+# bump when the guest-side files below change, so the cached image is rebuilt
+BASE_LAYOUT_VERSION = 2
+SERIAL_PREFIX = "HIL:"  # guest lines meant for the host start with this
+
+_RUNNER = """#!/bin/sh
+# fleet-hil runner: mount the payload disk, run its script on the serial console, power off
+mkdir -p /hil
+if ! mount -o data=ordered /dev/vdb /hil; then
+    echo "HIL:ERROR no payload disk" > /dev/ttyS0
+    systemctl poweroff
+    exit 1
+fi
+cd /hil
+echo "HIL:BOOT" > /dev/ttyS0
+./run > /dev/ttyS0 2>&1
+echo "HIL:EXIT $?" > /dev/ttyS0
+cd /
+umount /hil
+sync
+systemctl poweroff
+"""
+
+# PID 1 for quick boots (kernel `init=`): no systemd, ~2x faster under TCG; for tests that
+# need only the kernel, a file system and Python (power cuts), not services
+_FAST_INIT = """#!/bin/sh
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev 2>/dev/null
+mkdir -p /hil
+if mount -o data=ordered /dev/vdb /hil; then
+    echo "HIL:BOOT" > /dev/ttyS0
+    cd /hil && ./run > /dev/ttyS0 2>&1
+    echo "HIL:EXIT $?" > /dev/ttyS0
+    cd /
+    umount /hil
+else
+    echo "HIL:ERROR no payload disk" > /dev/ttyS0
+fi
+sync
+echo o > /proc/sysrq-trigger
+sleep 30
+"""
+
+_SERVICE = """[Unit]
+Description=fleet-agent HIL test runner (payload disk /dev/vdb)
+After=local-fs.target systemd-udev-settle.service
+DefaultDependencies=yes
+
+[Service]
+Type=oneshot
+ExecStart=/usr/local/sbin/fleet-hil-run
+StandardOutput=journal
+TimeoutStartSec=infinity
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+class VmUnavailable(RuntimeError):
+    """A tool the VM needs is missing; the message says which package installs it."""
+
+
+def cache_dir() -> Path:
+    path = Path(os.environ.get("FLEET_VM_CACHE") or REPO / ".cache" / "vm")
+    path.mkdir(parents=True, exist_ok=True)
+    ignore = path / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("*\n")  # a cache inside the repository never shows up in git
+    return path
+
+
+def check_tools() -> None:
+    missing = [
+        pkg for tool, pkg in (
+            ("qemu-system-x86_64", "qemu-system-x86"), ("debootstrap", "debootstrap"),
+            ("mkfs.ext4", "e2fsprogs"),
+        )
+        if shutil.which(tool) is None and not os.path.exists(f"/usr/sbin/{tool}")
+    ]
+    if missing:
+        raise VmUnavailable(
+            "the VM test needs Debian packages " + " ".join(missing)
+            + " (apt-get install -y " + " ".join(missing) + "; `make test` installs them)"
+        )
+
+
+@dataclass(frozen=True)
+class BaseImage:
+    disk: Path
+    kernel: Path
+    initrd: Path
+
+
+def _rootfs_key() -> str:
+    return hashlib.sha256(f"{SUITE} {' '.join(PACKAGES)}".encode()).hexdigest()[:12]
+
+
+def _image_key() -> str:
+    text = f"{_rootfs_key()} {BASE_LAYOUT_VERSION} {_RUNNER} {_SERVICE} {_FAST_INIT}"
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _sbin(tool: str) -> str:
+    return shutil.which(tool) or f"/usr/sbin/{tool}"
+
+
+def _ensure_rootfs(log) -> Path:
+    """debootstrap once (about 1-2 minutes); kept, so a layout change costs only a mkfs."""
+    rootfs = cache_dir() / f"rootfs-{_rootfs_key()}"
+    if (rootfs / ".fleet-ready").exists():
+        return rootfs
+    if os.geteuid() != 0:
+        raise VmUnavailable("building the VM root file system needs root (debootstrap)")
+    shutil.rmtree(rootfs, ignore_errors=True)
+    log(f"debootstrap Debian {SUITE} into {rootfs} (once, about 1-2 minutes)")
+    t0 = time.monotonic()
+    cmd = [_sbin("debootstrap"), "--variant=minbase", "--include=" + ",".join(PACKAGES),
+           SUITE, str(rootfs)]
+    mirror = os.environ.get("FLEET_VM_MIRROR")
+    if mirror:
+        cmd.append(mirror)
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"debootstrap failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    subprocess.run(["chroot", str(rootfs), "passwd", "-d", "root"], check=True,
+                   capture_output=True)
+    (rootfs / ".fleet-ready").write_text("")
+    log(f"root file system ready in {time.monotonic() - t0:.0f} s")
+    return rootfs
+
+
+def ensure_base(log=print) -> BaseImage:
+    """Return the cached base image, building what is missing (needs root the first time)."""
+    check_tools()
+    root = cache_dir() / f"base-{_image_key()}"
+    image = BaseImage(root / "disk.img", root / "vmlinuz", root / "initrd.img")
+    if (root / "ready").exists():
+        return image
+    rootfs = _ensure_rootfs(log)
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    (rootfs / "etc/fstab").write_text("/dev/vda / ext4 defaults 0 1\n")
+    (rootfs / "etc/hostname").write_text("fleet-hil\n")
+    for name, text in (("fleet-hil-run", _RUNNER), ("fleet-hil-init", _FAST_INIT)):
+        script = rootfs / "usr/local/sbin" / name
+        script.write_text(text)
+        script.chmod(0o755)
+    (rootfs / "etc/systemd/system/fleet-hil.service").write_text(_SERVICE)
+    wants = rootfs / "etc/systemd/system/multi-user.target.wants"
+    wants.mkdir(parents=True, exist_ok=True)
+    link = wants / "fleet-hil.service"
+    if not link.is_symlink():
+        link.symlink_to("/etc/systemd/system/fleet-hil.service")
+    shutil.copy(sorted(glob.glob(str(rootfs / "boot/vmlinuz-*")))[-1], image.kernel)
+    shutil.copy(sorted(glob.glob(str(rootfs / "boot/initrd.img-*")))[-1], image.initrd)
+    subprocess.run(["truncate", "-s", BASE_DISK_SIZE, str(image.disk)], check=True)
+    subprocess.run([_sbin("mkfs.ext4"), "-q", "-F", "-d", str(rootfs), str(image.disk)],
+                   check=True, capture_output=True)
+    (root / "ready").write_text(time.strftime("%Y-%m-%dT%H:%M:%S\n"))
+    return image
+
+
+def make_payload_disk(src_dir: Path, out: Path, size_mb: int = 64) -> Path:
+    """An ext4 image holding `src_dir` (with an executable `run`) for the guest's /hil."""
+    if not (src_dir / "run").exists():
+        raise ValueError(f"{src_dir} has no run script")
+    out.unlink(missing_ok=True)
+    subprocess.run(["truncate", "-s", f"{size_mb}M", str(out)], check=True)
+    subprocess.run([_sbin("mkfs.ext4"), "-q", "-F", "-d", str(src_dir), str(out)],
+                   check=True, capture_output=True)
+    return out
+
+
+class Vm:
+    """One qemu process: start, read the serial console, hard-reset, stop."""
+
+    def __init__(self, base: BaseImage, payload: Path, workdir: Path, *,
+                 memory_mb: int = 512, cpus: int = 1, fast_init: bool = False):
+        self.base = base
+        self.payload = payload
+        self.workdir = workdir
+        self.serial_log = workdir / "serial.log"
+        self.monitor_path = workdir / "monitor.sock"
+        self.memory_mb = memory_mb
+        self.cpus = cpus
+        # fast_init: boot straight into the payload (no systemd); else fleet-hil.service
+        self.fast_init = fast_init
+        self.proc: subprocess.Popen | None = None
+        self._pos = 0
+        self._partial = ""
+
+    def command(self) -> list[str]:
+        return [
+            "qemu-system-x86_64", "-accel", "tcg", "-m", str(self.memory_mb),
+            "-smp", str(self.cpus), "-nic", "none", "-display", "none", "-no-user-config",
+            "-serial", f"file:{self.serial_log}",
+            "-monitor", f"unix:{self.monitor_path},server,nowait",
+            "-kernel", str(self.base.kernel), "-initrd", str(self.base.initrd),
+            # the root disk is never changed: writes go to a throw-away snapshot
+            "-drive", f"file={self.base.disk},format=raw,if=virtio,snapshot=on",
+            # the payload disk carries the test's data: flushes reach the host file honestly
+            "-drive", f"file={self.payload},format=raw,if=virtio,cache=writethrough",
+            "-append", "root=/dev/vda rw console=ttyS0 quiet panic=-1"
+            + (" init=/usr/local/sbin/fleet-hil-init" if self.fast_init else ""),
+        ]
+
+    def start(self) -> None:
+        self.serial_log.write_bytes(b"")
+        self.monitor_path.unlink(missing_ok=True)
+        self._pos = 0
+        self._partial = ""
+        self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL,
+                                     stderr=open(self.workdir / "qemu.stderr", "wb"))
+
+    def lines(self) -> list[str]:
+        """New complete serial lines that start with SERIAL_PREFIX (prefix removed)."""
+        with open(self.serial_log, "rb") as f:
+            f.seek(self._pos)
+            data = f.read()
+        self._pos += len(data)
+        text = self._partial + data.decode("utf-8", "replace")
+        *complete, self._partial = text.split("\n")
+        out = []
+        for line in complete:
+            idx = line.find(SERIAL_PREFIX)
+            if idx >= 0:
+                out.append(line[idx + len(SERIAL_PREFIX):].strip())
+        return out
+
+    def monitor(self, command: str) -> None:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                    s.connect(str(self.monitor_path))
+                    s.sendall(command.encode() + b"\n")
+                    time.sleep(0.2)
+                return
+            except (FileNotFoundError, ConnectionRefusedError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    def reset(self) -> None:
+        """Hard reset, like a power cut: the guest's caches are gone, the disk stays."""
+        self.monitor("system_reset")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait_exit(self, timeout: float) -> int | None:
+        assert self.proc is not None
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def __enter__(self) -> Vm:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.kill()
+
+
+def serial_tail(vm: Vm, n: int = 4000) -> str:
+    with contextlib.suppress(OSError):
+        return vm.serial_log.read_text("utf-8", "replace")[-n:]
+    return ""
+
+
+def _smoke(fast_init: bool) -> int:
+    """Build the base image and boot it once with a payload that prints and exits."""
+    base = ensure_base()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmpdir = Path(tmp)
+        src = tmpdir / "payload"
+        src.mkdir()
+        (src / "run").write_text("#!/bin/sh\necho HIL:HELLO $(uname -r) $(python3 -V)\n")
+        (src / "run").chmod(0o755)
+        payload = make_payload_disk(src, tmpdir / "payload.img", 16)
+        t0 = time.monotonic()
+        with Vm(base, payload, tmpdir, fast_init=fast_init) as vm:
+            code = vm.wait_exit(180)
+            seen = vm.lines()
+        print(f"boot to power-off: {time.monotonic() - t0:.1f} s, exit {code}, lines {seen}")
+        return 0 if any(re.match(r"HELLO ", line) for line in seen) else 1
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["build"]:
+        ensure_base()
+        sys.exit(0)
+    if sys.argv[1:2] == ["smoke"]:
+        sys.exit(_smoke(sys.argv[2:] == ["fast"]))
+    print(__doc__)
+    sys.exit(2)

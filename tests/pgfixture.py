@@ -1,0 +1,200 @@
+"""A real, throw-away PostgreSQL + PostGIS server for tests and benchmarks.
+
+`PgServer` runs initdb and pg_ctl in a temporary directory on a random port (TCP on 127.0.0.1
+plus a unix socket in the same directory). As root it runs the server as an unprivileged user,
+because initdb refuses to run as root. Binaries come from $FLEET_PG_BINDIR, else
+`pg_config --bindir`, else the newest /usr/lib/postgresql/*/bin (Debian's layout).
+
+Import it from a conftest (`from pgfixture import PgServer`, with tests/ on sys.path) or from
+a script; `tests/postgres/conftest.py` turns it into pytest fixtures.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+# An unprivileged account to own the data directory when we run as root.
+CANDIDATE_USERS = ("postgres", "nobody")
+START_TIMEOUT_S = 60
+
+
+class PgUnavailable(RuntimeError):
+    pass
+
+
+def find_bindir() -> Path:
+    env = os.environ.get("FLEET_PG_BINDIR")
+    candidates = [Path(env)] if env else []
+    if shutil.which("pg_config"):
+        out = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True)
+        if out.returncode == 0:
+            candidates.append(Path(out.stdout.strip()))
+    debian = sorted(glob.glob("/usr/lib/postgresql/*/bin"),
+                    key=lambda p: int(Path(p).parent.name) if Path(p).parent.name.isdigit()
+                    else 0, reverse=True)
+    candidates += [Path(p) for p in debian]
+    for c in candidates:
+        if (c / "initdb").exists() and (c / "pg_ctl").exists():
+            return c
+    raise PgUnavailable(
+        "PostgreSQL server binaries (initdb, pg_ctl) not found: install postgresql-15 and "
+        "postgresql-15-postgis-3 (`make deps-test`), or set FLEET_PG_BINDIR")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class PgServer:
+    def __init__(self, settings: dict[str, str] | None = None, keep: bool = False):
+        self.bindir = find_bindir()
+        self.settings = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off",
+                         "max_connections": "50", "shared_buffers": "128MB"}
+        self.settings.update(settings or {})
+        self.keep = keep
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="fleet-pg-"))
+        self.data = self.dir / "data"
+        self.log = self.dir / "server.log"
+        self.user = "fleet"
+        self._runas: list[str] = []
+        if os.geteuid() == 0:
+            account = next((u for u in CANDIDATE_USERS if _has_user(u)), None)
+            if account is None:
+                raise PgUnavailable("running as root and no unprivileged account to run "
+                                    f"PostgreSQL as (tried {CANDIDATE_USERS})")
+            pw = pwd.getpwnam(account)
+            os.chown(self.dir, pw.pw_uid, pw.pw_gid)
+            self._runas = ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}",
+                           "--clear-groups", "--"]
+
+    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        cmd = self._runas + [str(self.bindir / args[0]), *args[1:]]
+        out = subprocess.run(cmd, capture_output=True, text=True, cwd=self.dir,
+                             timeout=START_TIMEOUT_S)
+        if check and out.returncode != 0:
+            log = self.log.read_text()[-2000:] if self.log.exists() else ""
+            raise PgUnavailable(f"{' '.join(args[:2])} failed: {out.stderr.strip()}\n{log}")
+        return out
+
+    def url(self, dbname: str = "postgres") -> str:
+        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{dbname}"
+
+    def start(self) -> PgServer:
+        if not self.data.exists():
+            self._run("initdb", "-D", str(self.data), "-U", self.user, "--auth=trust",
+                      "-E", "UTF8", "--locale=C", "--no-sync")
+        opts = " ".join([f"-p {self.port}", "-c listen_addresses=127.0.0.1",
+                         f"-k {self.dir}"] + [f"-c {k}={v}" for k, v in self.settings.items()])
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", opts, "-w",
+                  "-t", str(START_TIMEOUT_S), "start")
+        return self
+
+    def stop(self, mode: str = "fast") -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop", check=False)
+
+    def restart(self, mode: str = "fast") -> None:
+        self.stop(mode)
+        self.start()
+
+    def kill9(self) -> None:
+        """Crash the postmaster (recovery happens on the next start)."""
+        pid = int((self.data / "postmaster.pid").read_text().split()[0])
+        os.kill(pid, 9)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
+
+    def psql(self, sql: str, dbname: str = "postgres") -> str:
+        out = self._run("psql", "-X", "-q", "-At", "-h", str(self.dir), "-p", str(self.port),
+                        "-U", self.user, "-d", dbname, "-v", "ON_ERROR_STOP=1", "-c", sql)
+        return out.stdout.strip()
+
+    def create_database(self, name: str, template: str = "template0") -> str:
+        self.psql(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        return self.url(name)
+
+    def close(self) -> None:
+        self.stop("immediate")
+        if not self.keep:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> PgServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _has_user(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+        return True
+    except KeyError:
+        return False
+
+
+# --- pytest fixtures (import these names into a conftest) -------------------------------------
+
+try:
+    import pytest
+except ImportError:  # used from a plain script
+    pytest = None
+
+if pytest is not None:
+    @pytest.fixture(scope="session")
+    def pg_server():
+        """One server per test session; a missing PostgreSQL is a failure, not a skip."""
+        try:
+            server = PgServer().start()
+        except PgUnavailable as exc:
+            pytest.fail(f"PostgreSQL test server unavailable: {exc}", pytrace=False)
+        try:
+            yield server
+        finally:
+            server.close()
+
+    @pytest.fixture(scope="session")
+    def pg_template(pg_server):
+        """A database with PostGIS and every migration applied, cloned by `pg_url`."""
+        import asyncio
+
+        from backend.store.postgres import PostgresStore
+
+        url = pg_server.create_database("fleet_template")
+
+        async def migrate():
+            store = PostgresStore(url)
+            await store.open()
+            await store.close()
+
+        # in a thread of its own: this may be requested from inside a running event loop
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, migrate()).result()
+        return "fleet_template"
+
+    _counter = iter(range(1, 1_000_000))
+
+    @pytest.fixture
+    def pg_url(pg_server, pg_template):
+        """A fresh migrated database for one test."""
+        name = f"t{os.getpid()}_{next(_counter)}"
+        url = pg_server.create_database(name, template=pg_template)
+        yield url
+        pg_server.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -1,0 +1,8 @@
+"""PostgreSQL fixtures: a real server per session, a fresh migrated database per test."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pgfixture import pg_server, pg_template, pg_url  # noqa: E402,F401

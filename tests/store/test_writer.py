@@ -1,0 +1,158 @@
+"""BatchWriter against a scripted in-memory store: batching, retry, isolation, backpressure."""
+
+import asyncio
+
+import pytest
+
+from backend.store.base import DeadLetter, StoredReading
+from backend.writer import BatchWriter, WriterStopped
+
+
+def reading(seq, vehicle="v1"):
+    return StoredReading(vehicle_id=vehicle, epoch=1, seq=seq, time_ms=1000 * seq, kind="pos",
+                         lat=1.0, lon=2.0, received_ms=0)
+
+
+class FakeStore:
+    """Stores rows by key; refuses any batch holding a `poison` seq; fails while `down`."""
+
+    def __init__(self):
+        self.rows: dict[tuple, StoredReading] = {}
+        self.dead: dict[tuple, DeadLetter] = {}
+        self.transactions: list[int] = []
+        self.poison: set[int] = set()
+        self.down = 0            # fail this many next writes with ConnectionError
+        self.gate: asyncio.Event | None = None
+
+    def is_transient(self, exc):
+        return isinstance(exc, ConnectionError)
+
+    async def write(self, readings, dead):
+        if self.gate is not None:
+            await self.gate.wait()
+        await asyncio.sleep(0)
+        if self.down:
+            self.down -= 1
+            raise ConnectionError("server closed the connection")
+        if any(r.seq in self.poison for r in readings):
+            raise ValueError("value out of range")
+        for r in readings:
+            self.rows.setdefault((r.vehicle_id, r.epoch, r.seq), r)
+        for d in dead:
+            self.dead.setdefault((d.vehicle_id, d.epoch, d.seq), d)
+        self.transactions.append(len(readings))
+
+
+@pytest.fixture
+def store():
+    return FakeStore()
+
+
+async def test_submissions_resolve_after_commit_and_share_transactions(store):
+    w = BatchWriter(store, max_rows=1000)
+    w.start()
+    store.gate = asyncio.Event()
+    tasks = [asyncio.create_task(w.submit([reading(i)], [])) for i in range(1, 51)]
+    await asyncio.sleep(0.01)
+    assert not any(t.done() for t in tasks) and store.rows == {}
+    store.gate.set()
+    await asyncio.gather(*tasks)
+    assert len(store.rows) == 50
+    assert len(store.transactions) <= 2  # the first alone, the other 49 grouped
+    assert w.backlog_rows == 0
+    await w.stop()
+
+
+async def test_max_rows_splits_transactions(store):
+    w = BatchWriter(store, max_rows=10)
+    w.start()
+    store.gate = asyncio.Event()
+    tasks = [asyncio.create_task(w.submit([reading(i * 4 + j) for j in range(4)], []))
+             for i in range(10)]
+    await asyncio.sleep(0.01)
+    store.gate.set()
+    await asyncio.gather(*tasks)
+    assert max(store.transactions) <= 10 and sum(store.transactions) == 40
+    await w.stop()
+
+
+async def test_linger_groups_small_submissions_until_time_or_size(store):
+    w = BatchWriter(store, max_rows=10, linger_s=0.3)
+    w.start()
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    await asyncio.gather(w.submit([reading(1)], []), w.submit([reading(2)], []))
+    assert loop.time() - t0 >= 0.25 and store.transactions == [2]
+    t0 = loop.time()
+    await w.submit([reading(i) for i in range(10, 20)], [])  # full: no lingering
+    assert loop.time() - t0 < 0.2
+    await w.stop()
+
+
+async def test_transient_failures_retry_until_stored(store, monkeypatch):
+    monkeypatch.setattr("backend.writer.RETRY_MIN_S", 0.01)
+    store.down = 3
+    w = BatchWriter(store)
+    w.start()
+    await w.submit([reading(1), reading(2)], [])
+    assert len(store.rows) == 2 and w.stats.failures == 3 and w.stats.connected
+    await w.stop()
+
+
+async def test_bad_rows_go_to_dead_letter_and_the_rest_commit(store):
+    store.poison = {7, 30}
+    w = BatchWriter(store)
+    w.start()
+    dead_in = DeadLetter("v1", 1, 99, {"q": 99}, "invalid", 0)
+    await asyncio.gather(w.submit([reading(i) for i in range(1, 21)], [dead_in]),
+                         w.submit([reading(i) for i in range(21, 41)], []))
+    assert sorted(k[2] for k in store.rows) == [i for i in range(1, 41) if i not in (7, 30)]
+    assert sorted(k[2] for k in store.dead) == [7, 30, 99]
+    assert "value out of range" in store.dead[("v1", 1, 7)].error
+    assert store.dead[("v1", 1, 7)].reading["seq"] == 7
+    assert w.stats.isolated_rows == 2
+    await w.stop()
+
+
+async def test_full_backlog_blocks_submit_and_reports_pressure_and_lag(store):
+    store.gate = asyncio.Event()
+    w = BatchWriter(store, max_rows=100, max_backlog_rows=10)
+    w.start()
+    first = asyncio.create_task(w.submit([reading(i) for i in range(10)], []))
+    await asyncio.sleep(0.05)
+    assert w.pressure == 1.0 and w.lag_s >= 0.04
+    blocked = asyncio.create_task(w.submit([reading(50)], []))
+    await asyncio.sleep(0.05)
+    assert not blocked.done() and w.backlog_rows == 10  # not even queued
+    store.gate.set()
+    await asyncio.gather(first, blocked)
+    assert len(store.rows) == 11 and w.pressure == 0 and w.lag_s == 0
+    await w.stop()
+
+
+async def test_stop_flushes_everything_submitted_then_refuses(store):
+    store.gate = asyncio.Event()
+    w = BatchWriter(store, max_rows=5)
+    w.start()
+    tasks = [asyncio.create_task(w.submit([reading(i)], [])) for i in range(1, 21)]
+    await asyncio.sleep(0.01)
+    stopping = asyncio.create_task(w.stop())
+    await asyncio.sleep(0.01)
+    with pytest.raises(WriterStopped):
+        await w.submit([reading(99)], [])
+    store.gate.set()
+    await stopping
+    await asyncio.gather(*tasks)
+    assert len(store.rows) == 20
+
+
+async def test_stop_timeout_abandons_unacknowledged(store):
+    store.gate = asyncio.Event()  # never opens: database gone for good
+    w = BatchWriter(store)
+    w.start()
+    task = asyncio.create_task(w.submit([reading(1)], []))
+    await asyncio.sleep(0.01)
+    await w.stop(timeout=0.1)
+    with pytest.raises(WriterStopped):
+        await task
+    assert store.rows == {}
