@@ -328,6 +328,7 @@ class Uplink:
         drain = DrainState(session.acked_through, epoch=session.epoch)
 
         closed = asyncio.ensure_future(link.closed.wait())
+        getter = woken = closed
         try:
             while True:
                 getter = asyncio.ensure_future(inbox.get())
@@ -358,7 +359,8 @@ class Uplink:
                         raise ConnectionError("server ended the session")
                 await self._fill(session, drain, link, stream_id)
         finally:
-            closed.cancel()
+            for f in (closed, getter, woken):  # never leave a waiter behind on cancellation
+                f.cancel()
 
     async def _handle(self, event, session: ClientSession) -> None:
         if isinstance(event, Welcomed):

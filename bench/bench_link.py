@@ -263,7 +263,15 @@ class TcpDelayRelay:
         self.loop.call_soon_threadsafe(cut)
 
     def stop(self) -> None:
-        self.drop_all()
+        async def shutdown():
+            for w in list(self._writers):
+                w.transport.abort()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(5)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(5)
 
