@@ -31,7 +31,7 @@ from geostream.session import (
 
 from .hub import Hub, position_feature
 from .store.base import AuthResult, DeadLetter, Store, StoredReading
-from .writer import BatchWriter
+from .writer import BatchWriter, WriterStopped
 
 log = logging.getLogger(__name__)
 
@@ -259,7 +259,12 @@ class GatewayProtocol(QuicConnectionProtocol):
             self.gateway.stats["invalid_readings"] += len(dead)
             self.session.fail(ProtocolError(ErrorCode.INVALID_READING,
                                             f"{len(dead)} invalid: {dead[0].error}"))
-        await self.gateway.writer.submit(good, dead)
+        try:
+            await self.gateway.writer.submit(good, dead)
+        except WriterStopped:
+            # shutting down: not committed, so not acknowledged; the agent re-sends it to the
+            # next gateway (Unstorable, by contrast, stays an internal error)
+            return
         self.gateway.stats["batches"] += 1
         self.gateway.stats["readings"] += len(good)
         if self._closing:
