@@ -45,6 +45,8 @@ MAX_CREDIT = DEFAULT_CREDIT
 # Session tickets kept for resumption / 0-RTT (docs/protocol.md §8); each is ~200 bytes and
 # used once (popped), which also makes a replayed 0-RTT ClientHello fall back to a handshake.
 MAX_TICKETS = 50_000
+# Time for the last acks to leave before connections close at shutdown (loopback to a few RTTs).
+ACK_GRACE_S = 0.3
 # How often revocations made by `python -m backend vehicles revoke` reach open connections.
 REVOCATION_POLL_S = 2.0
 # Authentication must finish quickly: a peer that never sends hello is dropped.
@@ -83,6 +85,7 @@ class Gateway:
     def __init__(self, store: Store, writer: BatchWriter, hub: Hub,
                  backlog_high: int = BACKLOG_HIGH):
         self.backlog_high = backlog_high
+        self.draining = False
         self.store = store
         self.writer = writer
         self.hub = hub
@@ -129,6 +132,19 @@ class Gateway:
         )
         self._revocation_task = asyncio.get_running_loop().create_task(self._watch_revocations())
         log.info("gateway listening on udp %s:%d (ALPN %s)", host, port, ALPN)
+
+    def stop_accepting(self) -> None:
+        """First step of a graceful stop: new sessions and new batches are ignored (agents keep
+        them in their journals); batches already submitted still commit and get their acks."""
+        self.draining = True
+
+    async def finish_in_flight(self, timeout: float = 5.0) -> None:
+        """Wait until every submitted batch has been acknowledged (or the timeout passed)."""
+        tasks = [t for conns in self.connections.values() for p in conns for t in p._tasks]
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
+        # one more loop turn per connection so the ack packets leave before CONNECTION_CLOSE
+        await asyncio.sleep(ACK_GRACE_S)
 
     async def stop(self) -> None:
         if self._revocation_task:
@@ -186,7 +202,7 @@ class GatewayProtocol(QuicConnectionProtocol):
                 t.cancel()
 
     def _stream_data(self, event: StreamDataReceived) -> None:
-        if self._closing:
+        if self._closing or self.gateway.draining:
             return
         if self.stream_id is None:
             self.stream_id = event.stream_id

@@ -55,9 +55,11 @@ class Backend:
               f"gateway udp {c.quic_host}:{c.quic_port}", flush=True)
 
     async def stop(self) -> None:
-        """Stop accepting, commit everything in flight, then close."""
-        await self.gateway.stop()
+        """Stop accepting, commit and acknowledge everything in flight, then close."""
+        self.gateway.stop_accepting()
         await self.writer.stop()
+        await self.gateway.finish_in_flight()
+        await self.gateway.stop()
         if self._runner:
             await self._runner.cleanup()
         await self.store.close()

@@ -174,3 +174,26 @@ def test_garbage_on_serial_line_does_not_stop_the_agent(procs):
     assert agent.alive(), agent.text()
     assert "Traceback" not in agent.text()
     assert agent.stop() == 0
+
+
+def test_backend_sigterm_acknowledges_what_it_committed(procs):
+    procs.provision("truck-5")
+    # a lingering writer keeps batches submitted-but-uncommitted at any moment, so SIGTERM
+    # always lands with work in flight
+    backend = procs.backend("--writer-linger-ms", "500")
+    procs.gps_sim("truck-5", rate=10, count=120)
+    agent = procs.agent("truck-5")
+    wait_for(lambda: len(procs.stored("truck-5")) >= 40, 30, "40 readings stored")
+    assert backend.stop() == 0, backend.text()
+    assert "Traceback" not in backend.text()
+    time.sleep(0.5)
+    stored = {r[1] for r in procs.stored("truck-5")}
+    with sqlite3.connect(procs.journal("truck-5"), timeout=10) as db:
+        pending = {r[0] for r in db.execute("SELECT seq FROM readings")}
+    # everything the backend committed before exiting was acknowledged (and so deleted)
+    assert stored and not (stored & pending), sorted(stored & pending)[:10]
+    procs.backend()
+    wait_for(lambda: journal_state(procs.journal("truck-5"))[0] == 0
+             and len(procs.stored("truck-5")) >= 110, 60, "drained after the restart")
+    assert_exactly_once(procs.stored("truck-5"))
+    assert agent.stop() == 0
