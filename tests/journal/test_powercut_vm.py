@@ -25,7 +25,8 @@ REPO = Path(__file__).resolve().parents[2]
 def _payload(tmp: Path) -> Path:
     src = tmp / "payload"
     (src / "agent").mkdir(parents=True)
-    for name in ("__init__.py", "journal.py", "readings.py"):
+    # the journal and the stdlib-plus-cbor2 modules it imports (the guest has python3-cbor2)
+    for name in ("__init__.py", "journal.py", "readings.py", "wire_encode.py"):
         shutil.copy(REPO / "agent" / name, src / "agent" / name)
     shutil.copy(REPO / "hil" / "vm" / "powercut_writer.py", src / "powercut_writer.py")
     (src / "data").mkdir()
