@@ -12,6 +12,8 @@ import math
 import time
 from datetime import UTC, date, datetime, timedelta
 
+from .hub import position_feature
+
 DEFAULT_ROUTE_HOURS = 48
 # Downsampling never returns more than this many points, whatever the request says.
 MAX_ROUTE_POINTS = 100_000
@@ -95,13 +97,11 @@ async def route(store, vehicle_id: str, start_ms: int | None = None, end_ms: int
 # --- last positions ---------------------------------------------------------------------------
 
 async def last_positions(store) -> dict:
+    """Newest position of every vehicle, as the hub's Feature shape (docs/protocol.md §9)."""
     rows = await store.last_positions()
     return {"type": "FeatureCollection", "features": [
-        {"type": "Feature", "id": r["vehicle_id"],
-         "geometry": {"type": "Point", "coordinates": [r["lon"], r["lat"]]},
-         "properties": {"vehicle": r["vehicle_id"], "time_ms": r["time_ms"],
-                        "speed_kmh": r["speed_kmh"], "course": r["course"],
-                        "epoch": r["epoch"], "seq": r["seq"]}}
+        {**position_feature(r["vehicle_id"], r["time_ms"], r["lat"], r["lon"], r["speed_kmh"],
+                            r["course"], r["seq"]), "id": r["vehicle_id"]}
         for r in rows]}
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from aiohttp import WSMsgType, web
 
 from . import queries
-from .hub import Hub, Subscriber, position_feature, valid_topic
+from .hub import Hub, Subscriber, valid_topic
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +49,7 @@ def make_app(hub: Hub, store, status) -> web.Application:
 
     @routes.get("/api/vehicles")
     async def vehicles(request):
-        rows = await store.last_positions()
-        return web.json_response({"type": "FeatureCollection", "features": [
-            position_feature(r["vehicle_id"], r["time_ms"], r["lat"], r["lon"], r["speed_kmh"],
-                             r["course"], r["seq"]) for r in rows]})
+        return web.json_response(await queries.last_positions(store))
 
     @routes.get("/api/vehicles/{vehicle}/route")
     async def route(request):
@@ -75,10 +72,6 @@ def make_app(hub: Hub, store, status) -> web.Application:
         except ValueError as exc:
             raise web.HTTPBadRequest(text=f"day must be YYYY-MM-DD: {exc}") from None
         return web.json_response(await queries.trips(store, request.match_info["vehicle"], day))
-
-    @routes.get("/api/positions")
-    async def positions(request):
-        return web.json_response(await queries.last_positions(store))
 
     @routes.get("/api/geofences")
     async def geofences(request):

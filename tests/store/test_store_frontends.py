@@ -71,7 +71,7 @@ def test_rest_and_cli_agree(url, capsys):
         f"/api/vehicles/v1/route?from_ms={start}&to_ms={end}&step_s=600",
         "/api/geofences/sq/entries?from=2025-11-23T00:00:00Z&to=2025-11-24T00:00:00Z",
         "/api/vehicles/v1/trips?day=2025-11-23",
-        "/api/positions"]))
+        "/api/vehicles"]))
     assert r_route == cli(capsys, url, "query", "route", "v1", "--from", str(start),
                           "--to", str(end))
     assert r_route["properties"]["points"] == 39
