@@ -38,6 +38,17 @@ def run_writer(url, first, count):
                             stdout=subprocess.PIPE, text=True, env={**os.environ})
 
 
+def write_to_completion(pg_url: str, n: int) -> None:
+    """Re-send a batch of n readings through a fresh writer process and see it committed."""
+    proc = run_writer(pg_url, 1, n)
+    try:
+        assert proc.stdout.readline().strip() == "submitting"
+        assert proc.stdout.readline().strip() == "committed"
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
 def test_kill9_after_commit_before_ack_then_resend_stores_once(pg_url):
     proc = run_writer(pg_url, 1, 500)
     try:
@@ -48,13 +59,7 @@ def test_kill9_after_commit_before_ack_then_resend_stores_once(pg_url):
         proc.wait(10)
     assert asyncio.run(key_stats(pg_url, "crash")) == (500, 500, 1, 500)
     # the agent never saw an ack: it re-sends the same batch to a new gateway process
-    proc = run_writer(pg_url, 1, 500)
-    try:
-        assert proc.stdout.readline().strip() == "submitting"
-        assert proc.stdout.readline().strip() == "committed"
-    finally:
-        proc.kill()
-        proc.wait(10)
+    write_to_completion(pg_url, 500)
     assert asyncio.run(key_stats(pg_url, "crash")) == (500, 500, 1, 500)
 
 
@@ -68,13 +73,7 @@ def test_kill9_at_random_moments_then_resend_stores_once(pg_url):
         proc.wait(10)
         n, distinct, _, _ = asyncio.run(key_stats(pg_url, "crash"))
         assert n == distinct and n in (0, 2000)  # a transaction: all or nothing
-    proc = run_writer(pg_url, 1, 2000)
-    try:
-        assert proc.stdout.readline().strip() == "submitting"
-        assert proc.stdout.readline().strip() == "committed"
-    finally:
-        proc.kill()
-        proc.wait(10)
+    write_to_completion(pg_url, 2000)
     assert asyncio.run(key_stats(pg_url, "crash")) == (2000, 2000, 1, 2000)
 
 
