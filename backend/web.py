@@ -56,9 +56,7 @@ def make_app(hub: Hub, store, status) -> web.Application:
         q = request.query
         try:
             feature = await queries.route(
-                store, request.match_info["vehicle"],
-                queries.parse_time(q.get("from_ms") or q.get("from")),
-                queries.parse_time(q.get("to_ms") or q.get("to")),
+                store, request.match_info["vehicle"], *_window(q),
                 step_ms=_int(q, "step_ms") or (_int(q, "step_s") or 0) * 1000 or None,
                 max_points=_int(q, "max_points"))
         except ValueError as exc:
@@ -82,9 +80,7 @@ def make_app(hub: Hub, store, status) -> web.Application:
         q = request.query
         try:
             answer = await queries.geofence_entries(
-                store, request.match_info["geofence"],
-                queries.parse_time(q.get("from_ms") or q.get("from")),
-                queries.parse_time(q.get("to_ms") or q.get("to")))
+                store, request.match_info["geofence"], *_window(q))
         except ValueError as exc:
             raise web.HTTPBadRequest(text=f"bad query: {exc}") from None
         return web.json_response(answer)
@@ -106,6 +102,12 @@ def _int(query, key: str) -> int | None:
         return int(value)
     except ValueError:
         raise web.HTTPBadRequest(text=f"{key} must be an integer") from None
+
+
+def _window(q) -> tuple[int | None, int | None]:
+    """The (from, to) of a time-window query: `from_ms`/`to_ms`, or ISO 8601 `from`/`to`."""
+    return (queries.parse_time(q.get("from_ms") or q.get("from")),
+            queries.parse_time(q.get("to_ms") or q.get("to")))
 
 
 def _handle_request(hub: Hub, sub: Subscriber, text: str) -> None:
