@@ -213,6 +213,9 @@ def make_payload_disk(src_dir: Path, out: Path, size_mb: int = 64) -> Path:
     return out
 
 
+MONITOR_PROMPT = b"(qemu) "
+
+
 class Vm:
     """One qemu process: start, read the serial console, hard-reset, stop."""
 
@@ -265,24 +268,47 @@ class Vm:
         *complete, self._partial = text.split("\n")
         out = []
         for line in complete:
-            idx = line.find(SERIAL_PREFIX)
-            if idx >= 0:
-                out.append(line[idx + len(SERIAL_PREFIX):].strip())
+            # a reset can cut a line short and the next boot's output continue it: every
+            # prefixed piece is its own line (a cut-short piece is the reader's to reject)
+            out.extend(piece.strip() for piece in line.split(SERIAL_PREFIX)[1:])
         return out
 
-    def monitor(self, command: str) -> None:
-        deadline = time.monotonic() + 10
+    def monitor(self, command: str, timeout: float = 30.0) -> str:
+        """Run one HMP command and return its output once qemu has executed it.
+
+        The human monitor prints a prompt when it is ready, echoes the command, runs it and
+        prints the next prompt: waiting for that second prompt is the receipt. (Closing the
+        socket right after sending may lose the command on a loaded host: qemu can see the
+        hang-up before it reads the line.)
+        """
+        deadline = time.monotonic() + timeout
         while True:
             try:
-                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-                    s.connect(str(self.monitor_path))
-                    s.sendall(command.encode() + b"\n")
-                    time.sleep(0.2)
-                return
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.connect(str(self.monitor_path))
+                break
             except (FileNotFoundError, ConnectionRefusedError):
+                s.close()
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
+        with s:
+            s.settimeout(max(0.1, deadline - time.monotonic()))
+            self._read_until_prompt(s, deadline)
+            s.sendall(command.encode() + b"\n")
+            return self._read_until_prompt(s, deadline)
+
+    @staticmethod
+    def _read_until_prompt(s: socket.socket, deadline: float) -> str:
+        buf = b""
+        while not buf.endswith(MONITOR_PROMPT):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"qemu monitor did not answer: {buf[-200:]!r}")
+            chunk = s.recv(4096)
+            if not chunk:
+                raise ConnectionError(f"qemu monitor closed: {buf[-200:]!r}")
+            buf += chunk
+        return buf[:-len(MONITOR_PROMPT)].decode("utf-8", "replace")
 
     def reset(self) -> None:
         """Hard reset, like a power cut: the guest's caches are gone, the disk stays."""
