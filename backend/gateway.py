@@ -331,5 +331,7 @@ class GatewayProtocol(QuicConnectionProtocol):
         if self._closing:
             return
         self._closing = True
+        # closed by us: no longer this vehicle's connection, even while QUIC drains (3 PTO)
+        self.gateway.unregister(self.vehicle, self)
         self._quic.close(error_code=code, reason_phrase=reason[:100])
         self.transmit()

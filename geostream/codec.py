@@ -10,11 +10,11 @@ import dataclasses
 import math
 import re
 import struct
-import zlib
 from typing import Any
 
 import cbor2
 
+from .deflate import Deflater, Inflater
 from .errors import ErrorCode, ProtocolError
 from .messages import Ack, Batch, Command, CommandAck, Error, Hello, Message, Unknown, Welcome
 
@@ -24,10 +24,6 @@ MAX_MESSAGE_BYTES = 256 * 1024
 # A batch of 4096 positions is ~250 KiB encoded: the most one message can carry anyway.
 MAX_BATCH_READINGS = 4096
 DEFAULT_MAX_BATCH_BYTES = 64 * 1024
-# Batches of at least this many readings are sent DEFLATE-compressed ("z", §3): consecutive
-# positions share keys and most digits, so backlog drains shrink ~2-3×; a live batch of one or
-# two readings would only grow.
-COMPRESS_MIN_READINGS = 8
 MAX_UINT = 2**63 - 1
 _HEADER = struct.Struct(">I")
 _VEHICLE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}\Z")
@@ -99,32 +95,26 @@ def reading_problem(r: dict) -> str | None:
     return None
 
 
-def _inflate_readings(z: Any) -> Any:
-    """The readings array of a compressed batch; never inflates beyond MAX_MESSAGE_BYTES."""
+def _inflate_readings(z: Any, inflater: Inflater | None) -> Any:
+    """The readings array of a compressed batch (§3.1)."""
+    if inflater is None:
+        raise ProtocolError(ErrorCode.MALFORMED, "compressed batch where none was offered")
     if not isinstance(z, bytes):
         raise ProtocolError(ErrorCode.MALFORMED, "'z' must be a byte string")
-    d = zlib.decompressobj()
-    try:
-        raw = d.decompress(z, MAX_MESSAGE_BYTES + 1)
-    except zlib.error as exc:
-        raise ProtocolError(ErrorCode.MALFORMED, f"bad DEFLATE data: {exc}") from None
-    if len(raw) > MAX_MESSAGE_BYTES or d.unconsumed_tail:
-        raise ProtocolError(ErrorCode.TOO_LARGE, f"'z' inflates beyond {MAX_MESSAGE_BYTES}")
-    if not d.eof or d.unused_data:
-        raise ProtocolError(ErrorCode.MALFORMED, "'z' is not one complete DEFLATE stream")
+    raw = inflater.piece(z)
     try:
         return cbor2.loads(raw)
     except Exception as exc:  # cbor2 raises several types on garbage
         raise ProtocolError(ErrorCode.MALFORMED, f"undecodable CBOR in 'z': {exc}") from None
 
 
-def _decode_map(m: dict) -> Message:
+def _decode_map(m: dict, inflater: Inflater | None = None) -> Message:
     t = m.get("t")
     if t == "batch":
         if "z" in m:
             if "readings" in m:
                 raise ProtocolError(ErrorCode.MALFORMED, "batch with both 'readings' and 'z'")
-            m = {**m, "readings": _inflate_readings(m["z"])}
+            m = {**m, "readings": _inflate_readings(m["z"], inflater)}
         readings = m.get("readings")
         if not isinstance(readings, list) or not 1 <= len(readings) <= MAX_BATCH_READINGS:
             raise ProtocolError(
@@ -185,11 +175,11 @@ def _decode_map(m: dict) -> Message:
     raise ProtocolError(ErrorCode.MALFORMED, "message without text 't'")
 
 
-def _to_map(msg: Message, compress: bool = False) -> dict:
+def _to_map(msg: Message, deflater: Deflater | None = None) -> dict:
     if isinstance(msg, Batch):
         out = {"t": "batch", "epoch": msg.epoch}
-        if compress and len(msg.readings) >= COMPRESS_MIN_READINGS:
-            out["z"] = zlib.compress(cbor2.dumps(list(msg.readings)), 6)
+        if deflater is not None:
+            out["z"] = deflater.piece(cbor2.dumps(list(msg.readings)))
         else:
             out["readings"] = list(msg.readings)
         if msg.vehicle is not None:
@@ -221,26 +211,30 @@ def _to_map(msg: Message, compress: bool = False) -> dict:
     raise TypeError(f"not a geostream message: {msg!r}")
 
 
-def encode_payload(msg: Message, compress: bool = False) -> bytes:
-    return cbor2.dumps(_to_map(msg, compress))
+def encode_payload(msg: Message, deflater: Deflater | None = None) -> bytes:
+    return cbor2.dumps(_to_map(msg, deflater))
 
 
-def encode(msg: Message, compress: bool = False) -> bytes:
-    """One framed message: 4-byte big-endian length + CBOR map (`compress`: batches, §3)."""
-    payload = encode_payload(msg, compress)
+def encode(msg: Message, deflater: Deflater | None = None) -> bytes:
+    """One framed message: 4-byte big-endian length + CBOR map.
+
+    With a `deflater` a batch's readings go as the next piece of the session's DEFLATE stream
+    (§3.1); the caller then must send the frame.
+    """
+    payload = encode_payload(msg, deflater)
     if len(payload) > MAX_MESSAGE_BYTES:
         raise ValueError(f"message of {len(payload)} bytes exceeds {MAX_MESSAGE_BYTES}")
     return _HEADER.pack(len(payload)) + payload
 
 
-def decode_payload(payload: bytes) -> Message:
+def decode_payload(payload: bytes, inflater: Inflater | None = None) -> Message:
     try:
         m = cbor2.loads(payload)
     except Exception as exc:  # cbor2 raises several types on garbage; all mean the same here
         raise ProtocolError(ErrorCode.MALFORMED, f"undecodable CBOR: {exc}") from None
     if not isinstance(m, dict):
         raise ProtocolError(ErrorCode.MALFORMED, "message is not a CBOR map")
-    return _decode_map(m)
+    return _decode_map(m, inflater)
 
 
 def framed_size(n_payload: int) -> int:
@@ -255,9 +249,12 @@ class FrameDecoder:
     returned as `Unknown` so the session can answer `unknown-type` and go on.
     """
 
-    def __init__(self, max_message_bytes: int = MAX_MESSAGE_BYTES):
+    def __init__(self, max_message_bytes: int = MAX_MESSAGE_BYTES,
+                 inflater: Inflater | None = None):
         self._buf = bytearray()
         self._max = max_message_bytes
+        # compressed batches (§3.1): only a decoder given the session's inflater accepts them
+        self.inflater = inflater
 
     @property
     def buffered(self) -> int:
@@ -274,7 +271,7 @@ class FrameDecoder:
                 break
             payload = bytes(self._buf[_HEADER.size : _HEADER.size + n])
             del self._buf[: _HEADER.size + n]
-            msg = decode_payload(payload)
+            msg = decode_payload(payload, self.inflater)
             if isinstance(msg, Batch):
                 msg = dataclasses.replace(msg, wire_size=_HEADER.size + n)
             out.append(msg)

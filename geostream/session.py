@@ -13,7 +13,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from . import PROTOCOL_VERSION
-from .codec import DEFAULT_MAX_BATCH_BYTES, FrameDecoder, encode, encode_payload, framed_size
+from .codec import (
+    DEFAULT_MAX_BATCH_BYTES,
+    MAX_MESSAGE_BYTES,
+    FrameDecoder,
+    encode,
+    encode_payload,
+    framed_size,
+)
+from .deflate import Deflater, Inflater
 from .errors import ErrorCode, ProtocolError
 from .messages import Ack, Batch, Command, CommandAck, Error, Hello, Unknown, Welcome
 from .ranges import RangeSet
@@ -110,7 +118,8 @@ class ClientSession(_Session):
         self.ready = False
         self.credit = 0
         self.max_batch_bytes = DEFAULT_MAX_BATCH_BYTES
-        self.compress = False  # the welcome says whether the gateway takes compressed batches
+        # the session's DEFLATE stream (§3.1), once the welcome says the gateway takes it
+        self.deflater: Deflater | None = None
         self.in_flight: set[int] = set()
         self._answered: OrderedDict[int, CommandAck] = OrderedDict()
         self._hello = Hello(vehicle=vehicle, token=token, epoch=epoch, agent=agent,
@@ -137,7 +146,7 @@ class ClientSession(_Session):
                 self.ready = True
                 self.credit = msg.credit
                 self.max_batch_bytes = msg.max_batch_bytes
-                self.compress = msg.z
+                self.deflater = Deflater() if msg.z else None
                 events.append(Welcomed(msg.credit, msg.max_batch_bytes, msg.time))
             elif isinstance(msg, Ack):
                 if not self.ready:
@@ -167,7 +176,7 @@ class ClientSession(_Session):
         """Queue one batch; returns its encoded size. The caller keeps within credit and budget."""
         if not self.ready:
             raise RuntimeError("send_batch before welcome")
-        frame = encode(Batch(epoch=self.epoch, readings=tuple(readings)), compress=self.compress)
+        frame = encode(Batch(epoch=self.epoch, readings=tuple(readings)), self.deflater)
         self._out += frame
         self.in_flight.update(r["q"] for r in readings)
         return len(frame)
@@ -185,7 +194,8 @@ class ClientSession(_Session):
 
     def batch_size(self, readings: list[dict]) -> int:
         batch = Batch(self.epoch, tuple(readings))
-        return framed_size(len(encode_payload(batch, compress=self.compress)))
+        probe = self.deflater.copy() if self.deflater is not None else None
+        return framed_size(len(encode_payload(batch, probe)))
 
 
 class ServerSession(_Session):
@@ -202,6 +212,7 @@ class ServerSession(_Session):
         self._committed = RangeSet()
         self.max_credit_granted = credit
         self.pending = 0  # readings received and not yet acknowledged (§3 batch, §6)
+        self._decoder.inflater = Inflater(MAX_MESSAGE_BYTES)  # offered in the welcome (§3.1)
 
     def receive_data(self, data: bytes) -> list:
         events: list = []
