@@ -30,6 +30,9 @@ class ServerConfig:
     # optional pinning: hex SHA-256 of the gateway certificate's public key (SubjectPublicKeyInfo,
     # DER); when set, the CA check must pass *and* the key must be one of these
     pin_sha256: tuple[str, ...] = ()
+    # live pacing (docs/link.md): once the backlog is sent, at most one batch per interval;
+    # 0 sends after every journal commit. Latency on the map against bytes on the air.
+    send_interval_ms: int = 1000
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,12 @@ def _section(raw: dict, name: str, where: str) -> dict:
     return value
 
 
+def _non_negative_int(value, where: str) -> int:
+    if type(value) is not int or value < 0:
+        raise ConfigError(f"{where}: must be a whole number ≥ 0")
+    return value
+
+
 def _pins(value, where: str) -> tuple[str, ...]:
     values = [value] if isinstance(value, str) else value
     if not isinstance(values, list) or not all(
@@ -100,6 +109,8 @@ def parse_config(raw: dict, where: str = "<config>") -> AgentConfig:
             server_name=server.get("server_name"),
             ticket_file=rel(server.get("ticket_file", "")),
             pin_sha256=_pins(server.get("pin_sha256", []), where),
+            send_interval_ms=_non_negative_int(server.get("send_interval_ms", 1000),
+                                               f"{where} [server] send_interval_ms"),
         ),
         journal=JournalConfig(
             path=rel(journal.get("path", JournalConfig.path)),

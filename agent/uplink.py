@@ -63,6 +63,9 @@ BACKOFF_MAX_S = 30.0
 AUTH_BACKOFF_S = 60.0
 # readings per batch: small enough that acks flow every few hundred ms on a slow link
 MAX_BATCH_READINGS = 1000
+# Live pacing (docs/link.md): a batch this small means the backlog is sent, so the next one waits
+# for `[server] send_interval_ms`; a larger one (backlog) is followed at once.
+LIVE_BATCH_READINGS = 64
 
 
 @dataclass
@@ -100,6 +103,11 @@ class Uplink:
         self.on_ack: Callable[[Acknowledged], None] | None = None
         self.ticket_path = Path(config.server.ticket_file or
                                 Path(config.journal.path).parent / TICKET_FILE_NAME)
+        # live pacing: when the last batch went, whether it was a live one, a pending timer
+        self._send_interval_s = config.server.send_interval_ms / 1000
+        self._last_send = -1e9
+        self._live = False
+        self._pace_timer: asyncio.TimerHandle | None = None
 
     def notify(self) -> None:
         """New readings were committed to the journal."""
@@ -145,6 +153,26 @@ class Uplink:
         if self.link is not None:
             await self.link.migrate(local_host)
             self.stats.extra["migrations"] = self.link.migrations
+            self._flush_now()  # what waits goes at once: the new path is confirmed by data
+
+    def _flush_now(self) -> None:
+        self._live = False
+        self._wakeup.set()
+
+    def _paced(self) -> bool:
+        """Live pacing: True (and a wake-up armed) while the next live batch must wait."""
+        if not self._live:
+            return False
+        loop = asyncio.get_running_loop()
+        wait = self._last_send + self._send_interval_s - loop.time()
+        if wait <= 0:
+            return False
+        if self._pace_timer is None or self._pace_timer.cancelled():
+            def due() -> None:
+                self._pace_timer = None
+                self._wakeup.set()
+            self._pace_timer = loop.call_later(wait, due)
+        return True
 
     async def _watch_route(self) -> None:
         changed = asyncio.Event()
@@ -278,6 +306,7 @@ class Uplink:
             session_ticket_handler=self._save_ticket,
         )
         acked_through = await self.journal.call("acked_through")
+        self._live = False  # a new session sends its backlog at once
         session = ClientSession(
             self.config.vehicle_id, self.config.token, self.journal.epoch, acked_through,
             agent=f"fleet-agent/{__version__}",
@@ -416,11 +445,15 @@ class Uplink:
         while (room := session.credit_available) > 0:
             if session.in_flight and link.quiet_for() > STALL_S:
                 break  # stall rule (docs/protocol.md §1): keep the window for keepalives
+            if self._paced():
+                break
             batch = await self._next_batch(session, drain, min(room, MAX_BATCH_READINGS))
             if not batch:
                 break
             session.send_batch(batch)
             link.send(stream_id, session.data_to_send())
+            self._last_send = asyncio.get_running_loop().time()
+            self._live = len(batch) < LIVE_BATCH_READINGS
             self.stats.batches_sent += 1
             self.stats.readings_sent += len(batch)
 

@@ -161,11 +161,12 @@ class AgentRig:
     """The real agent uplink and journal, fed positions by the test instead of a GPS."""
 
     def __init__(self, tmp: Path, vehicle: str, token: str, host: str, port: int, ca: str,
-                 route_check_s: float | None = None):
+                 route_check_s: float | None = None, send_interval_ms: int = 1000):
         tmp.mkdir(parents=True, exist_ok=True)
         self.config = AgentConfig(
             vehicle_id=vehicle, token=token,
-            server=ServerConfig(host=host, port=port, ca_file=ca, server_name="localhost"),
+            server=ServerConfig(host=host, port=port, ca_file=ca, server_name="localhost",
+                                send_interval_ms=send_interval_ms),
             journal=JournalConfig(path=str(tmp / f"{vehicle}.journal.sqlite")),
         )
         self.journal = JournalWorker(self.config.journal.path)
