@@ -101,12 +101,14 @@ class DrainState:
 
     `cursor`: every pending reading with seq ≤ cursor has been sent; `live`: seqs above the
     cursor already sent ahead of the backlog (live-first), so the backlog skips them; `epoch`:
-    the connection's epoch — `next_batch` raises EpochChanged if the journal's differs.
+    the connection's epoch — `next_batch` raises EpochChanged if the journal's differs;
+    `more`: set by `next_batch` when it stopped at a budget rather than at the last reading.
     """
 
     cursor: int
     live: set[int] = field(default_factory=set)
     epoch: int = 0  # the epoch the connection announced; 0 = do not check
+    more: bool = False  # the last batch stopped at its budget: readings are left to send
 
 
 def _new_epoch() -> int:
@@ -581,15 +583,23 @@ class Journal:
             budget_b -= len(live[1]) + 3
         backlog: list[tuple[int, bytes]] = []
         size = 0
+        # rows beyond the budget tell whether readings are left (`more`); the live row can be
+        # one of them, and goes anyway
         cur = db.execute("SELECT seq, payload FROM readings WHERE seq > ? ORDER BY seq LIMIT ?",
-                         (drain.cursor, budget_n + len(drain.live)))
+                         (drain.cursor, budget_n + len(drain.live) + 2))
+        drain.more = False
         for seq, payload in cur:
             if seq in drain.live:
                 continue
+            if live is not None and seq == live[0] and (
+                    len(backlog) >= budget_n or size + len(payload) + 3 > budget_b):
+                continue
             if len(backlog) >= budget_n:
+                drain.more = True
                 break
             size += len(payload) + 3
             if (backlog or live is not None) and size > budget_b:
+                drain.more = True
                 break
             backlog.append((seq, payload))
         rows = backlog

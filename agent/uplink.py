@@ -63,9 +63,6 @@ BACKOFF_MAX_S = 30.0
 AUTH_BACKOFF_S = 60.0
 # readings per batch: small enough that acks flow every few hundred ms on a slow link
 MAX_BATCH_READINGS = 1000
-# Live pacing (docs/link.md): a batch this small means the backlog is sent, so the next one waits
-# for `[server] send_interval_ms`; a larger one (backlog) is followed at once.
-LIVE_BATCH_READINGS = 64
 
 
 @dataclass
@@ -436,7 +433,7 @@ class Uplink:
             if len(batch) <= 1 or session.batch_size(batch) <= session.max_batch_bytes:
                 break
             budget = budget * 8 // 10
-        drain.cursor, drain.live = trial.cursor, trial.live
+        drain.cursor, drain.live, drain.more = trial.cursor, trial.live, trial.more
         return batch
 
     async def _fill(self, session: ClientSession, drain: DrainState, link: QuicLink,
@@ -453,7 +450,7 @@ class Uplink:
             session.send_batch(batch)
             link.send(stream_id, session.data_to_send())
             self._last_send = asyncio.get_running_loop().time()
-            self._live = len(batch) < LIVE_BATCH_READINGS
+            self._live = not drain.more  # caught up: what comes next is live
             self.stats.batches_sent += 1
             self.stats.readings_sent += len(batch)
 

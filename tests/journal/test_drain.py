@@ -106,3 +106,22 @@ def test_recreated_journal_is_detected_by_the_drain_and_acks(tmp_path):
     assert j2.stats().pending == 5
     assert j2.acknowledge(5, [], epoch=j2.epoch) == 5
     j2.close()
+
+
+def test_more_says_whether_a_budget_left_readings_behind(jpath):
+    j = Journal(jpath)
+    j.append([pos(T0 + i) for i in range(250)])
+    drain = DrainState(0)
+    j.next_batch(drain, 100, 65536)
+    assert drain.more  # stopped at the reading budget
+    j.next_batch(drain, 100, 65536)
+    assert drain.more
+    last = j.next_batch(drain, 100, 65536)
+    assert len(last) == 50 and not drain.more  # caught up: the uplink paces what follows
+    exact = DrainState(0)
+    j2_batch = j.next_batch(exact, 250, 65536)
+    assert len(j2_batch) == 250 and not exact.more  # exactly the budget, nothing left
+    small = DrainState(0)
+    j.next_batch(small, 1000, 2000)
+    assert small.more  # stopped at the byte budget
+    j.close()
