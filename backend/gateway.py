@@ -91,9 +91,12 @@ class Gateway:
         """Store a command for a vehicle and send it on its open connections; it is sent again
         after each new welcome until the agent acknowledges it."""
         command_id = await self.store.add_command(vehicle, name, dict(args or {}))
-        cmd = Command(id=command_id, name=name, args=dict(args or {}))
-        if any([proto.send_command(cmd) for proto in self.connections.get(vehicle, ())]):
+        if any(p.can_send for p in self.connections.get(vehicle, ())):
+            # counted first, so an answer is never on record with the command unsent
             await self._commands_sent(vehicle, [command_id])
+            cmd = Command(id=command_id, name=name, args=dict(args or {}))
+            for proto in list(self.connections.get(vehicle, ())):
+                proto.send_command(cmd)
         return command_id
 
     async def send_pending_commands(self, vehicle: str, proto: GatewayProtocol) -> None:
@@ -109,10 +112,11 @@ class Gateway:
                             exc)
                 await asyncio.sleep(delay)
                 delay = min(2 * delay, COMMAND_RETRY_MAX_S)
-        sent = [c.id for c in pending
-                if proto.send_command(Command(id=c.id, name=c.name, args=c.args))]
-        if sent:
-            await self._commands_sent(vehicle, sent)
+        if not pending or not proto.can_send:
+            return
+        await self._commands_sent(vehicle, [c.id for c in pending])
+        for c in pending:
+            proto.send_command(Command(id=c.id, name=c.name, args=c.args))
 
     async def _commands_sent(self, vehicle: str, ids: list[int]) -> None:
         try:
@@ -332,9 +336,14 @@ class GatewayProtocol(QuicConnectionProtocol):
         if exc.code.fatal:
             self.close_connection(int(exc.code), exc.reason)
 
+    @property
+    def can_send(self) -> bool:
+        """The session is authenticated and not closing."""
+        return self.session.authenticated and not self._closing
+
     def send_command(self, cmd: Command) -> bool:
         """Send a command on this session if it is up; True if it was sent."""
-        if self.session.authenticated and not self._closing:
+        if self.can_send:
             self.session.send_command(cmd)
             self._flush()
             return True

@@ -149,7 +149,8 @@ class Store(Protocol):
     async def pending_commands(self, vehicle_id: str) -> list[StoredCommand]:
         """The vehicle's commands without an answer, oldest first."""
     async def commands_sent(self, ids: list[int], now_ms: int) -> None:
-        """Count one more sending of each command and remember when."""
+        """Count one more sending of each command and remember when (the gateway counts just
+        before it sends, so an answered command always shows at least one)."""
     async def answer_command(self, vehicle_id: str, command_id: int, ok: bool, detail: str,
                              now_ms: int) -> bool:
         """Record the vehicle's first answer; False if unknown, another vehicle's or answered."""
