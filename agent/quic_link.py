@@ -8,7 +8,6 @@ aioquic's `connect()` hides the socket inside its protocol; owning it around the
 from __future__ import annotations
 
 import asyncio
-import datetime
 import hashlib
 import ipaddress
 import logging
@@ -24,7 +23,6 @@ from aioquic.quic.events import (
     QuicEvent,
     StreamDataReceived,
 )
-from aioquic.tls import CipherSuite, SessionTicket
 
 log = logging.getLogger(__name__)
 
@@ -40,26 +38,6 @@ def _v6(addr: tuple) -> tuple:
     if ip.version == 4:
         return (f"::ffff:{host}", port, 0, 0)
     return (host, port, 0, 0)
-
-
-def ticket_to_json(t: SessionTicket) -> dict:
-    """A session ticket as plain JSON (kept on disk for resumption after a restart)."""
-    return {"age_add": t.age_add, "cipher_suite": int(t.cipher_suite),
-            "not_valid_after": t.not_valid_after.isoformat(),
-            "not_valid_before": t.not_valid_before.isoformat(),
-            "resumption_secret": t.resumption_secret.hex(), "server_name": t.server_name,
-            "ticket": t.ticket.hex(), "max_early_data_size": t.max_early_data_size,
-            "other_extensions": [[k, v.hex()] for k, v in t.other_extensions]}
-
-
-def ticket_from_json(d: dict) -> SessionTicket:
-    return SessionTicket(
-        age_add=int(d["age_add"]), cipher_suite=CipherSuite(d["cipher_suite"]),
-        not_valid_after=datetime.datetime.fromisoformat(d["not_valid_after"]),
-        not_valid_before=datetime.datetime.fromisoformat(d["not_valid_before"]),
-        resumption_secret=bytes.fromhex(d["resumption_secret"]), server_name=d["server_name"],
-        ticket=bytes.fromhex(d["ticket"]), max_early_data_size=d["max_early_data_size"],
-        other_extensions=[(int(k), bytes.fromhex(v)) for k, v in d["other_extensions"]])
 
 
 def spki_sha256(certificate) -> str:

@@ -26,12 +26,13 @@ from aioquic.tls import SessionTicket
 from geostream import ALPN
 from geostream.errors import ErrorCode, ProtocolError
 from geostream.session import Acknowledged, ClientSession, CommandReceived, PeerError, Welcomed
+from geostream.tickets import ticket_from_json, ticket_to_json
 
 from . import __version__
 from .config import AgentConfig
 from .journal import DrainState
 from .journal_worker import JournalWorker
-from .quic_link import QuicLink, route_source, ticket_from_json, ticket_to_json
+from .quic_link import QuicLink, route_source
 
 log = logging.getLogger(__name__)
 

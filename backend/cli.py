@@ -34,6 +34,9 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"largest transaction in rows (default {d.writer_max_rows})")
     p.add_argument("--writer-linger-ms", type=int,
                    help=f"wait this long to grow a transaction (default {d.writer_linger_ms})")
+    p.add_argument("--ticket-file",
+                   help="SQLite file for the gateway's TLS session tickets, mode 0600 (default: "
+                   "gateway-tickets.sqlite next to an SQLite --db, else in /var/lib/fleet-backend)")
     p.add_argument("--log-level", default="INFO")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("serve", help="run gateway, writer, hub and dashboard (the default)")

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass, fields
+
+from .store.base import sqlite_path
+
+# The backend's own state (systemd StateDirectory=fleet-backend), also the embedded store's home.
+STATE_DIR = "/var/lib/fleet-backend"
+TICKET_FILE_NAME = "gateway-tickets.sqlite"
 
 
 @dataclass(frozen=True)
 class BackendConfig:
-    db: str = "sqlite:///var/lib/fleet-backend/fleet.db"
+    db: str = f"sqlite://{STATE_DIR}/fleet.db"
     quic_host: str = "::"
     quic_port: int = 4433
     http_host: str = "127.0.0.1"
@@ -17,10 +24,21 @@ class BackendConfig:
     key: str = "/etc/fleet-backend/server.key"
     writer_max_rows: int = 5000
     writer_linger_ms: int = 0
+    # the gateway's TLS session tickets (docs/protocol.md §8); empty: TICKET_FILE_NAME next to
+    # the embedded store's file, or in STATE_DIR with PostgreSQL
+    ticket_file: str = ""
 
     @classmethod
     def keys(cls) -> list[str]:
         return [f.name for f in fields(cls)]
+
+    def ticket_path(self) -> str:
+        """Where the gateway keeps its session tickets."""
+        if self.ticket_file:
+            return self.ticket_file
+        db_file = sqlite_path(self.db)
+        parent = os.path.dirname(db_file) if db_file and db_file != ":memory:" else STATE_DIR
+        return os.path.join(parent or ".", TICKET_FILE_NAME)
 
 
 def load_toml(path: str) -> dict:

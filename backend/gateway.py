@@ -7,10 +7,8 @@ commit) → acknowledge → publish to the hub.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import time
-from collections import OrderedDict
 
 from aioquic.asyncio import QuicConnectionProtocol, serve
 from aioquic.quic.configuration import QuicConfiguration
@@ -30,7 +28,8 @@ from geostream.session import (
 )
 
 from .hub import Hub, position_feature
-from .store.base import AuthResult, DeadLetter, Store, StoredReading
+from .store.base import AuthResult, DeadLetter, Store, StoredCommand, StoredReading
+from .tickets import TicketStore
 from .writer import BatchWriter, WriterStopped
 
 log = logging.getLogger(__name__)
@@ -42,15 +41,15 @@ IDLE_TIMEOUT_S = 240.0
 BACKLOG_HIGH = 20_000
 MIN_CREDIT = 64
 MAX_CREDIT = DEFAULT_CREDIT
-# Session tickets kept for resumption / 0-RTT (docs/protocol.md §8); each is ~200 bytes and
-# used once (popped), which also makes a replayed 0-RTT ClientHello fall back to a handshake.
-MAX_TICKETS = 50_000
 # Time for the last acks to leave before connections close at shutdown (loopback to a few RTTs).
 ACK_GRACE_S = 0.3
 # How often revocations made by `python -m backend vehicles revoke` reach open connections.
 REVOCATION_POLL_S = 2.0
 # Authentication must finish quickly: a peer that never sends hello is dropped.
 HELLO_TIMEOUT_S = 10.0
+# Reading a vehicle's pending commands after its welcome is retried while the store is away.
+COMMAND_RETRY_MIN_S = 1.0
+COMMAND_RETRY_MAX_S = 30.0
 
 
 def _now_ms() -> int:
@@ -63,27 +62,11 @@ def credit_for(backlog_rows: int, vehicles: int, backlog_high: int = BACKLOG_HIG
     return max(MIN_CREDIT, min(MAX_CREDIT, room))
 
 
-class TicketStore:
-    """In-memory TLS session tickets, each usable once (oldest dropped beyond MAX_TICKETS)."""
-
-    def __init__(self, limit: int = MAX_TICKETS):
-        self._tickets: OrderedDict[bytes, object] = OrderedDict()
-        self._limit = limit
-
-    def add(self, ticket) -> None:
-        self._tickets[ticket.ticket] = ticket
-        while len(self._tickets) > self._limit:
-            self._tickets.popitem(last=False)
-
-    def pop(self, label: bytes):
-        return self._tickets.pop(label, None)
-
-
 class Gateway:
     """Shared state of all connections: store, writer, hub, open sessions per vehicle."""
 
     def __init__(self, store: Store, writer: BatchWriter, hub: Hub,
-                 backlog_high: int = BACKLOG_HIGH):
+                 backlog_high: int = BACKLOG_HIGH, ticket_file: str = ":memory:"):
         self.backlog_high = backlog_high
         self.draining = False
         self.store = store
@@ -94,36 +77,69 @@ class Gateway:
                       "batches": 0, "readings": 0, "invalid_readings": 0}
         self._server = None
         self._revocation_task: asyncio.Task | None = None
-        self.tickets = TicketStore()
-        # downlink (docs/protocol.md §3 command): sent, not yet acknowledged, per vehicle
-        self.pending_commands: dict[str, dict[int, Command]] = {}
-        self.command_results: dict[int, tuple[bool, str]] = {}
-        self._command_ids = itertools.count(_now_ms() * 1000)
+        # session tickets for resumption / 0-RTT (docs/protocol.md §8), opened by start()
+        self.ticket_file = ticket_file
+        self.tickets: TicketStore | None = None
 
     def credit(self) -> int:
         return credit_for(self.writer.stats.backlog_rows, len(self.connections),
                           self.backlog_high)
 
-    def send_command(self, vehicle: str, name: str, args: dict | None = None) -> int:
-        """Queue a command for a vehicle; it is (re-)sent on each connection until acked."""
-        cmd = Command(id=next(self._command_ids), name=name, args=dict(args or {}))
-        self.pending_commands.setdefault(vehicle, {})[cmd.id] = cmd
-        for proto in self.connections.get(vehicle, ()):
-            proto.send_command(cmd)
-        return cmd.id
+    # --- downlink commands (docs/protocol.md §3 command) ----------------------------------
 
-    def command_acked(self, vehicle: str, command_id: int, ok: bool, detail: str) -> None:
-        pending = self.pending_commands.get(vehicle, {})
-        if pending.pop(command_id, None) is not None:
-            self.command_results[command_id] = (ok, detail)
+    async def send_command(self, vehicle: str, name: str, args: dict | None = None) -> int:
+        """Store a command for a vehicle and send it on its open connections; it is sent again
+        after each new welcome until the agent acknowledges it."""
+        command_id = await self.store.add_command(vehicle, name, dict(args or {}))
+        if any(p.can_send for p in self.connections.get(vehicle, ())):
+            # counted first, so an answer is never on record with the command unsent
+            await self._commands_sent(vehicle, [command_id])
+            cmd = Command(id=command_id, name=name, args=dict(args or {}))
+            for proto in list(self.connections.get(vehicle, ())):
+                proto.send_command(cmd)
+        return command_id
+
+    async def send_pending_commands(self, vehicle: str, proto: GatewayProtocol) -> None:
+        """After a welcome: every command of the vehicle not yet acknowledged, oldest first.
+        While the store is away this retries as long as the connection lasts."""
+        delay = COMMAND_RETRY_MIN_S
+        while True:
+            try:
+                pending: list[StoredCommand] = await self.store.pending_commands(vehicle)
+                break
+            except Exception as exc:
+                log.warning("cannot read commands for %s (retry in %.0fs): %s", vehicle, delay,
+                            exc)
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, COMMAND_RETRY_MAX_S)
+        if not pending or not proto.can_send:
+            return
+        await self._commands_sent(vehicle, [c.id for c in pending])
+        for c in pending:
+            proto.send_command(Command(id=c.id, name=c.name, args=c.args))
+
+    async def _commands_sent(self, vehicle: str, ids: list[int]) -> None:
+        try:
+            await self.store.commands_sent(ids, _now_ms())
+        except Exception as exc:  # bookkeeping only: the command itself is stored
+            log.warning("cannot count commands sent to %s: %s", vehicle, exc)
+
+    async def command_acked(self, vehicle: str, command_id: int, ok: bool, detail: str) -> None:
+        """Record the agent's answer; if the store fails, the command stays pending and its
+        next re-send is answered again by the agent (from its memory)."""
+        try:
+            first = await self.store.answer_command(vehicle, command_id, ok, detail, _now_ms())
+        except Exception as exc:
+            log.warning("cannot record answer of %s to command %d: %s", vehicle, command_id, exc)
+            return
+        if first:
             log.info("vehicle %s answered command %d: ok=%s %s", vehicle, command_id, ok, detail)
-        if not pending:
-            self.pending_commands.pop(vehicle, None)
 
     async def start(self, host: str, port: int, certfile: str, keyfile: str) -> None:
         cfg = QuicConfiguration(is_client=False, alpn_protocols=[ALPN],
                                 idle_timeout=IDLE_TIMEOUT_S)
         cfg.load_cert_chain(certfile, keyfile)
+        self.tickets = TicketStore(self.ticket_file)
         self._server = await serve(
             host, port, configuration=cfg,
             create_protocol=lambda *a, **kw: GatewayProtocol(*a, gateway=self, **kw),
@@ -154,6 +170,9 @@ class Gateway:
                 proto.close_connection(0, "server shutting down")
         if self._server:
             self._server.close()
+        if self.tickets is not None:
+            self.tickets.close()
+            self.tickets = None
 
     async def _watch_revocations(self) -> None:
         while True:
@@ -220,7 +239,8 @@ class GatewayProtocol(QuicConnectionProtocol):
             elif isinstance(ev, BatchReceived):
                 self._spawn(self._store_batch(ev.batch))
             elif isinstance(ev, CommandAcked):
-                self.gateway.command_acked(self.vehicle, ev.ack.id, ev.ack.ok, ev.ack.detail)
+                self._spawn(self.gateway.command_acked(self.vehicle, ev.ack.id, ev.ack.ok,
+                                                       ev.ack.detail))
             elif isinstance(ev, PeerError):
                 log.info("%s reports error %d: %s", self.vehicle, ev.code, ev.reason)
         self._flush()
@@ -255,11 +275,12 @@ class GatewayProtocol(QuicConnectionProtocol):
         self.vehicle = hello.vehicle
         self.gateway.register(hello.vehicle, self)
         self.session.accept(_now_ms(), credit=self.gateway.credit())
-        for cmd in self.gateway.pending_commands.get(hello.vehicle, {}).values():
-            self.session.send_command(cmd)
         self._flush()
         log.info("vehicle %s connected (epoch %d, acked %d)", hello.vehicle, hello.epoch,
                  hello.acked)
+        # after the welcome has left, so commands never delay data (registered first: a
+        # command stored meanwhile is sent by send_command, or here, or both)
+        await self.gateway.send_pending_commands(hello.vehicle, self)
 
     async def _store_batch(self, batch: Batch) -> None:
         vehicle, now = self.vehicle, _now_ms()
@@ -315,10 +336,18 @@ class GatewayProtocol(QuicConnectionProtocol):
         if exc.code.fatal:
             self.close_connection(int(exc.code), exc.reason)
 
-    def send_command(self, cmd: Command) -> None:
-        if self.session.authenticated and not self._closing:
+    @property
+    def can_send(self) -> bool:
+        """The session is authenticated and not closing."""
+        return self.session.authenticated and not self._closing
+
+    def send_command(self, cmd: Command) -> bool:
+        """Send a command on this session if it is up; True if it was sent."""
+        if self.can_send:
             self.session.send_command(cmd)
             self._flush()
+            return True
+        return False
 
     def refuse(self, code: ErrorCode, reason: str) -> None:
         self._fail(ProtocolError(code, reason))

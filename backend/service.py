@@ -24,7 +24,8 @@ class Backend:
         self.writer = BatchWriter(self.store, config.writer_max_rows,
                                   config.writer_linger_ms / 1000)
         self.hub = Hub()
-        self.gateway = Gateway(self.store, self.writer, self.hub)
+        self.gateway = Gateway(self.store, self.writer, self.hub,
+                               ticket_file=config.ticket_path())
         self._runner: web.AppRunner | None = None
 
     def status(self) -> dict:
@@ -69,7 +70,8 @@ class Backend:
 def add_command_routes(app: web.Application, gateway: Gateway) -> None:
     """Downlink commands over HTTP (docs/protocol.md §3 command), for `python -m backend command`:
     POST /api/vehicles/{vehicle}/commands {"name": …, "args": {…}} → {"id": …};
-    GET /api/commands/{id} → {"state": "pending"} or {"state": "answered", "ok": …, "detail": …}.
+    GET /api/commands/{id} → {"state": "pending"|"answered", "ok", "detail", "sent_count", …}.
+    Both go to the store, so a command and its answer outlive a backend restart.
     """
 
     async def post(request: web.Request) -> web.Response:
@@ -80,7 +82,11 @@ def add_command_routes(app: web.Application, gateway: Gateway) -> None:
                 raise ValueError("name must be text of 1..64, args a map")
         except (ValueError, KeyError, TypeError) as exc:
             return web.json_response({"error": f"bad command: {exc}"}, status=400)
-        cid = gateway.send_command(request.match_info["vehicle"], name, args)
+        try:
+            cid = await gateway.send_command(request.match_info["vehicle"], name, args)
+        except Exception as exc:
+            log.warning("cannot store command: %s", exc)
+            return web.json_response({"error": f"store unavailable: {exc}"}, status=503)
         return web.json_response({"id": cid}, status=202)
 
     async def get(request: web.Request) -> web.Response:
@@ -88,12 +94,10 @@ def add_command_routes(app: web.Application, gateway: Gateway) -> None:
             cid = int(request.match_info["id"])
         except ValueError:
             return web.json_response({"error": "id must be an integer"}, status=400)
-        if cid in gateway.command_results:
-            ok, detail = gateway.command_results[cid]
-            return web.json_response({"state": "answered", "ok": ok, "detail": detail})
-        if any(cid in p for p in gateway.pending_commands.values()):
-            return web.json_response({"state": "pending"})
-        return web.json_response({"error": "unknown command id"}, status=404)
+        command = await gateway.store.command(cid) if 0 <= cid < 2**63 else None
+        if command is None:
+            return web.json_response({"error": "unknown command id"}, status=404)
+        return web.json_response(command.as_json())
 
     app.router.add_post("/api/vehicles/{vehicle}/commands", post)
     app.router.add_get("/api/commands/{id}", get)

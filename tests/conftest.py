@@ -86,6 +86,7 @@ class Processes:
         self.pki = pki
         self.procs: list[Proc] = []
         self.db_path = tmp / "fleet.db"
+        self.ticket_file = tmp / "gateway-tickets.sqlite"
         self.quic_port = free_port(socket.SOCK_DGRAM)
         self.http_port = free_port()
         self.tokens: dict[str, str] = {}
@@ -115,7 +116,8 @@ class Processes:
         proc = self._spawn(
             ["-m", "backend", "--db", f"sqlite://{self.db_path}", "--cert", self.pki["cert"],
              "--key", self.pki["key"], "--quic-host", "127.0.0.1", "--quic-port",
-             str(self.quic_port), "--http-port", str(self.http_port), *extra],
+             str(self.quic_port), "--http-port", str(self.http_port),
+             "--ticket-file", str(self.ticket_file), *extra],
             "backend", stdout=subprocess.PIPE)
         line = proc.popen.stdout.readline().decode()
         assert "backend ready" in line, f"backend failed to start: {line!r}\n{proc.text()}"

@@ -69,6 +69,36 @@ class DeadLetter:
     received_ms: int
 
 
+@dataclass(frozen=True, slots=True)
+class StoredCommand:
+    """A downlink command (docs/protocol.md §3) and what became of it."""
+
+    id: int
+    vehicle_id: str
+    name: str
+    args: dict
+    created_ms: int
+    sent_count: int = 0
+    last_sent_ms: int | None = None
+    answered_ms: int | None = None
+    ok: bool | None = None
+    detail: str | None = None
+
+    def as_json(self) -> dict:
+        """The REST answer of GET /api/commands/{id}."""
+        return {"state": "pending" if self.answered_ms is None else "answered",
+                "id": self.id, "vehicle": self.vehicle_id, "name": self.name, "args": self.args,
+                "created_ms": self.created_ms, "sent_count": self.sent_count,
+                "last_sent_ms": self.last_sent_ms, "answered_ms": self.answered_ms,
+                "ok": self.ok, "detail": self.detail}
+
+
+def command_id_floor(now_ms: int) -> int:
+    """The smallest id a command stored now may get: ids grow with the clock (about 1000 per
+    ms), and a store also keeps them above every id it holds, so none is ever reused."""
+    return now_ms * 1000
+
+
 def new_token() -> str:
     return secrets.token_urlsafe(32)
 
@@ -114,6 +144,17 @@ class Store(Protocol):
     async def put_geofence(self, geofence_id: str, name: str, polygon: dict) -> None: ...
     async def geofences(self) -> list[dict]: ...
     async def dead_letters(self) -> list[dict]: ...
+    async def add_command(self, vehicle_id: str, name: str, args: dict) -> int:
+        """Store a new command; its id is above `command_id_floor(now)` and every stored id."""
+    async def pending_commands(self, vehicle_id: str) -> list[StoredCommand]:
+        """The vehicle's commands without an answer, oldest first."""
+    async def commands_sent(self, ids: list[int], now_ms: int) -> None:
+        """Count one more sending of each command and remember when (the gateway counts just
+        before it sends, so an answered command always shows at least one)."""
+    async def answer_command(self, vehicle_id: str, command_id: int, ok: bool, detail: str,
+                             now_ms: int) -> bool:
+        """Record the vehicle's first answer; False if unknown, another vehicle's or answered."""
+    async def command(self, command_id: int) -> StoredCommand | None: ...
     async def count_readings(self, vehicle_id: str | None = None) -> int: ...
     async def maintain(self, now_ms: int | None = None) -> dict:
         """Partition upkeep (create ahead, drop past retention); a no-op where not needed."""
@@ -121,13 +162,20 @@ class Store(Protocol):
         """True if the failure is the database's (retry later), False if the data's."""
 
 
+def sqlite_path(url: str) -> str | None:
+    """The file of an embedded-store URL (`sqlite:///path/file.db` or a bare path), else None."""
+    if url.startswith(("postgres://", "postgresql://")):
+        return None
+    return url.removeprefix("sqlite://") if url.startswith("sqlite://") else url
+
+
 def open_store(url: str) -> Store:
     """`sqlite:///path/file.db` (or a bare path) or `postgresql://…`."""
-    if url.startswith(("postgres://", "postgresql://")):
+    path = sqlite_path(url)
+    if path is None:
         from .postgres import PostgresStore
 
         return PostgresStore(url)
     from .sqlite import SqliteStore
 
-    path = url.removeprefix("sqlite://") if url.startswith("sqlite://") else url
     return SqliteStore(path)

@@ -19,7 +19,9 @@ import asyncpg
 from .base import (
     AuthResult,
     DeadLetter,
+    StoredCommand,
     StoredReading,
+    command_id_floor,
     hash_token,
     new_token,
     sql_dir,
@@ -36,6 +38,7 @@ COMMAND_TIMEOUT_S = 60.0
 # Partition job period: partitions are made days ahead, so hourly is plenty.
 MAINTAIN_EVERY_S = 3600.0
 _MIGRATION_LOCK = 0x666C656574  # advisory lock id ("fleet") serialising concurrent migrators
+_COMMAND_LOCK = 0x666C65657463  # advisory lock id serialising command id allocation
 DAY_MS = 86_400_000
 
 _STAGING_COLUMNS = ("time_ms", "vehicle_id", "epoch", "seq", "kind", "lon", "lat", "speed_kmh",
@@ -70,6 +73,10 @@ _DEAD = f"""INSERT INTO dead_letter (vehicle_id, epoch, seq, reading, error, rec
 _EPOCH_MS = "(extract(epoch FROM {}) * 1000)::bigint"
 _POINT_COLUMNS = (f"{_EPOCH_MS.format('time')} AS time_ms, ST_Y(location) AS lat, "
                   "ST_X(location) AS lon, speed_kmh, course, epoch, seq")
+
+_COMMAND_COLUMNS = (f"id, vehicle_id, name, args, {_EPOCH_MS.format('created_at')}, "
+                    f"sent_count, {_EPOCH_MS.format('last_sent_at')}, "
+                    f"{_EPOCH_MS.format('answered_at')}, ok, detail")
 
 # SQLSTATE classes that mean "the database, not the data": connection exceptions, operator
 # intervention (shutdown, restart), insufficient resources, transaction rollback (deadlock).
@@ -354,3 +361,47 @@ class PostgresStore:
         rows = await self._pool.fetch(
             "SELECT vehicle_id, epoch, seq, reading, error FROM dead_letter ORDER BY id")
         return [dict(r, reading=json.loads(r["reading"])) for r in rows]
+
+    # --- downlink commands ----------------------------------------------------------------
+
+    async def add_command(self, vehicle_id: str, name: str, args: dict) -> int:
+        async with self._pool.acquire() as conn, conn.transaction():
+            # backends sharing the database take turns, so max(id) + 1 cannot collide
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _COMMAND_LOCK)
+            now = time.time_ns() // 1_000_000
+            return await conn.fetchval(
+                "INSERT INTO commands (id, vehicle_id, name, args, created_at) "
+                f"SELECT greatest($1::bigint, coalesce(max(id), 0) + 1), $2, $3, $4::jsonb, "
+                f"{_MS.format('$5::bigint')} FROM commands RETURNING id",
+                command_id_floor(now), vehicle_id, name, json.dumps(args), now)
+
+    async def pending_commands(self, vehicle_id: str) -> list[StoredCommand]:
+        rows = await self._pool.fetch(
+            f"SELECT {_COMMAND_COLUMNS} FROM commands WHERE vehicle_id = $1 "
+            "AND answered_at IS NULL ORDER BY id", vehicle_id)
+        return [_command(r) for r in rows]
+
+    async def commands_sent(self, ids: list[int], now_ms: int) -> None:
+        await self._pool.execute(
+            "UPDATE commands SET sent_count = sent_count + 1, "
+            f"last_sent_at = {_MS.format('$2::bigint')} WHERE id = ANY($1::bigint[])",
+            ids, now_ms)
+
+    async def answer_command(self, vehicle_id: str, command_id: int, ok: bool, detail: str,
+                             now_ms: int) -> bool:
+        status = await self._pool.execute(
+            f"UPDATE commands SET answered_at = {_MS.format('$1::bigint')}, ok = $2, "
+            "detail = $3 WHERE id = $4 AND vehicle_id = $5 AND answered_at IS NULL",
+            now_ms, ok, detail, command_id, vehicle_id)
+        return status != "UPDATE 0"
+
+    async def command(self, command_id: int) -> StoredCommand | None:
+        row = await self._pool.fetchrow(
+            f"SELECT {_COMMAND_COLUMNS} FROM commands WHERE id = $1", command_id)
+        return None if row is None else _command(row)
+
+
+def _command(r) -> StoredCommand:
+    return StoredCommand(id=r[0], vehicle_id=r[1], name=r[2], args=json.loads(r[3]),
+                         created_ms=r[4], sent_count=r[5], last_sent_ms=r[6], answered_ms=r[7],
+                         ok=r[8], detail=r[9])

@@ -15,7 +15,9 @@ import shapely.geometry
 from .base import (
     AuthResult,
     DeadLetter,
+    StoredCommand,
     StoredReading,
+    command_id_floor,
     hash_token,
     new_token,
     sql_dir,
@@ -276,6 +278,54 @@ class SqliteStore:
 
         return await self._run(rows)
 
+    # --- downlink commands ----------------------------------------------------------------
+
+    async def add_command(self, vehicle_id: str, name: str, args: dict) -> int:
+        def add() -> int:
+            now = _now_ms()
+            # one statement on the store's only connection: the max() cannot race
+            return self._db.execute(
+                "INSERT INTO commands (id, vehicle_id, name, args, created_ms) "
+                "SELECT max(?, coalesce(max(id), 0) + 1), ?, ?, ?, ? FROM commands "
+                "RETURNING id", (command_id_floor(now), vehicle_id, name, json.dumps(args), now)
+            ).fetchall()[0][0]
+
+        return await self._run(add)
+
+    async def pending_commands(self, vehicle_id: str) -> list[StoredCommand]:
+        def rows():
+            return [_command(r) for r in self._db.execute(
+                f"SELECT {_COMMAND_COLUMNS} FROM commands "
+                "WHERE vehicle_id=? AND answered_ms IS NULL ORDER BY id", (vehicle_id,))]
+
+        return await self._run(rows)
+
+    async def commands_sent(self, ids: list[int], now_ms: int) -> None:
+        def sent() -> None:
+            self._db.executemany(
+                "UPDATE commands SET sent_count=sent_count+1, last_sent_ms=? WHERE id=?",
+                [(now_ms, i) for i in ids])
+
+        await self._run(sent)
+
+    async def answer_command(self, vehicle_id: str, command_id: int, ok: bool, detail: str,
+                             now_ms: int) -> bool:
+        def answer() -> bool:
+            return self._db.execute(
+                "UPDATE commands SET answered_ms=?, ok=?, detail=? "
+                "WHERE id=? AND vehicle_id=? AND answered_ms IS NULL",
+                (now_ms, int(ok), detail, command_id, vehicle_id)).rowcount > 0
+
+        return await self._run(answer)
+
+    async def command(self, command_id: int) -> StoredCommand | None:
+        def row():
+            r = self._db.execute(f"SELECT {_COMMAND_COLUMNS} FROM commands WHERE id=?",
+                                 (command_id,)).fetchone()
+            return None if r is None else _command(r)
+
+        return await self._run(row)
+
     async def maintain(self, now_ms: int | None = None) -> dict:
         return {"created": 0, "dropped": []}  # one table, no partitions
 
@@ -291,6 +341,16 @@ class SqliteStore:
                                     (vehicle_id,)).fetchone()[0]
 
         return await self._run(count)
+
+
+_COMMAND_COLUMNS = ("id, vehicle_id, name, args, created_ms, sent_count, last_sent_ms, "
+                    "answered_ms, ok, detail")
+
+
+def _command(r: tuple) -> StoredCommand:
+    return StoredCommand(id=r[0], vehicle_id=r[1], name=r[2], args=json.loads(r[3]),
+                         created_ms=r[4], sent_count=r[5], last_sent_ms=r[6], answered_ms=r[7],
+                         ok=None if r[8] is None else bool(r[8]), detail=r[9])
 
 
 def _first_per_bucket(points: list[dict], step_ms: int) -> list[dict]:

@@ -33,7 +33,7 @@ async def test_migrate_fresh_database_then_idempotent(pg_server):
     s = PostgresStore(url)
     await s.open(migrate=False)
     try:
-        assert await s.migrate() == ["0001_init"]
+        assert await s.migrate() == ["0001_init", "0002_commands"]
         assert await s.migrate() == []
         conn = await asyncpg.connect(url)
         try:

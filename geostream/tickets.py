@@ -1,0 +1,32 @@
+"""TLS session tickets as plain JSON, for both sides' ticket files (docs/protocol.md §8).
+
+Every field of aioquic's `SessionTicket` is written explicitly (bytes as hex, times as ISO 8601
+with their UTC offset), so a stored ticket never depends on pickling or on aioquic internals.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+from aioquic.tls import CipherSuite, SessionTicket
+
+
+def ticket_to_json(t: SessionTicket) -> dict:
+    """A session ticket as a JSON-ready dict."""
+    return {"age_add": t.age_add, "cipher_suite": int(t.cipher_suite),
+            "not_valid_after": t.not_valid_after.isoformat(),
+            "not_valid_before": t.not_valid_before.isoformat(),
+            "resumption_secret": t.resumption_secret.hex(), "server_name": t.server_name,
+            "ticket": t.ticket.hex(), "max_early_data_size": t.max_early_data_size,
+            "other_extensions": [[k, v.hex()] for k, v in t.other_extensions]}
+
+
+def ticket_from_json(d: dict) -> SessionTicket:
+    """The inverse of `ticket_to_json`; raises KeyError/ValueError/TypeError on bad input."""
+    return SessionTicket(
+        age_add=int(d["age_add"]), cipher_suite=CipherSuite(d["cipher_suite"]),
+        not_valid_after=datetime.datetime.fromisoformat(d["not_valid_after"]),
+        not_valid_before=datetime.datetime.fromisoformat(d["not_valid_before"]),
+        resumption_secret=bytes.fromhex(d["resumption_secret"]), server_name=d["server_name"],
+        ticket=bytes.fromhex(d["ticket"]), max_early_data_size=d["max_early_data_size"],
+        other_extensions=[(int(k), bytes.fromhex(v)) for k, v in d["other_extensions"]])
