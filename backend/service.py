@@ -82,8 +82,12 @@ def add_command_routes(app: web.Application, gateway: Gateway) -> None:
                 raise ValueError("name must be text of 1..64, args a map")
         except (ValueError, KeyError, TypeError) as exc:
             return web.json_response({"error": f"bad command: {exc}"}, status=400)
+        vehicle = request.match_info["vehicle"]
         try:
-            cid = await gateway.send_command(request.match_info["vehicle"], name, args)
+            known = {v["vehicle_id"] for v in await gateway.store.list_vehicles()}
+            if vehicle not in known:  # it would wait forever for a vehicle that never connects
+                return web.json_response({"error": f"unknown vehicle {vehicle!r}"}, status=404)
+            cid = await gateway.send_command(vehicle, name, args)
         except Exception as exc:
             log.warning("cannot store command: %s", exc)
             return web.json_response({"error": f"store unavailable: {exc}"}, status=503)

@@ -8,6 +8,7 @@ import json
 import signal
 import sqlite3
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -81,6 +82,9 @@ def test_backend_cli_command_round_trip(procs):
     answer = json.loads(out.stdout)
     assert (answer["state"], answer["ok"], answer["detail"]) == ("answered", True, "pong")
     assert answer["args"] == {"why": "test"} and answer["sent_count"] == 1
+    with pytest.raises(urllib.error.HTTPError) as exc:  # a command nobody could ever answer
+        http(procs, "POST", "/api/vehicles/no-such-truck/commands", {"name": "ping"})
+    assert exc.value.code == 404
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
