@@ -7,6 +7,11 @@ and powers off. Tests read the console, and may hard-reset the guest through the
 (`system_reset`, the same as pulling the power) or kill qemu. The payload disk survives resets,
 so the guest script resumes on each boot.
 
+A second serial port (guest `/dev/ttyS1`, a real 16550 UART to the guest's kernel) can be backed
+by a host unix socket: `Vm(..., uart_socket=PATH)`. The host connects to PATH once qemu runs
+(`Vm.connect_uart()`) and whatever it writes arrives on the guest's ttyS1, e.g. NMEA for a GPS
+receiver (tests/test_deb_vm.py). Still no network device: the VM keeps `-nic none`.
+
 Cache: `$FLEET_VM_CACHE`, else `.cache/vm/` in the repository (it ignores itself in git).
 Needs the Debian packages `debootstrap` and `qemu-system-x86`, and root for debootstrap.
 
@@ -33,14 +38,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 SUITE = "bookworm"
 # what a test guest needs: systemd as init, a kernel, Python with the agent's one non-stdlib
-# dependency (cbor2), SQLite's CLI for debugging, and CAN tools for the HIL rig
+# dependency (cbor2), SQLite's CLI for debugging, CAN tools for the HIL rig, and what the
+# fleet-agent .deb depends on beyond python3 (adduser, which minbase leaves out)
 PACKAGES = (
     "linux-image-amd64", "systemd-sysv", "udev", "kmod", "iproute2", "can-utils",
-    "python3", "python3-cbor2", "sqlite3",
+    "python3", "python3-cbor2", "sqlite3", "adduser",
 )
 BASE_DISK_SIZE = "2G"
 # bump when the guest-side files below change, so the cached image is rebuilt
-BASE_LAYOUT_VERSION = 2
+BASE_LAYOUT_VERSION = 3
 SERIAL_PREFIX = "HIL:"  # guest lines meant for the host start with this
 
 _RUNNER = """#!/bin/sh
@@ -188,6 +194,11 @@ def ensure_base(log=print) -> BaseImage:
         script.write_text(text)
         script.chmod(0o755)
     (rootfs / "etc/systemd/system/fleet-hil.service").write_text(_SERVICE)
+    # the serial console belongs to the test: a getty there would hang the line up (vhangup)
+    # while the runner writes to it, and every later write would fail with EIO
+    getty = rootfs / "etc/systemd/system/serial-getty@ttyS0.service"
+    if not getty.is_symlink():
+        getty.symlink_to("/dev/null")
     wants = rootfs / "etc/systemd/system/multi-user.target.wants"
     wants.mkdir(parents=True, exist_ok=True)
     link = wants / "fleet-hil.service"
@@ -220,7 +231,8 @@ class Vm:
     """One qemu process: start, read the serial console, hard-reset, stop."""
 
     def __init__(self, base: BaseImage, payload: Path, workdir: Path, *,
-                 memory_mb: int = 512, cpus: int = 1, fast_init: bool = False):
+                 memory_mb: int = 512, cpus: int = 1, fast_init: bool = False,
+                 uart_socket: Path | None = None, cpu_model: str | None = None):
         self.base = base
         self.payload = payload
         self.workdir = workdir
@@ -230,15 +242,26 @@ class Vm:
         self.cpus = cpus
         # fast_init: boot straight into the payload (no systemd); else fleet-hil.service
         self.fast_init = fast_init
+        # host end (unix socket, qemu listens) of the guest's second UART, /dev/ttyS1
+        self.uart_socket = uart_socket
+        # qemu's default model (qemu64) is older than x86-64-v2: binary wheels built for it
+        # (numpy >= 2.4, which shapely needs) die with SIGILL; "max" is all TCG can emulate
+        self.cpu_model = cpu_model
         self.proc: subprocess.Popen | None = None
         self._pos = 0
         self._partial = ""
 
     def command(self) -> list[str]:
+        uart = []
+        if self.uart_socket is not None:
+            # wait=off: the guest boots without a peer; bytes it sends before one connects drop
+            uart = ["-chardev", f"socket,id=uart1,path={self.uart_socket},server=on,wait=off",
+                    "-serial", "chardev:uart1"]
         return [
             "qemu-system-x86_64", "-accel", "tcg", "-m", str(self.memory_mb),
+            *(["-cpu", self.cpu_model] if self.cpu_model else []),
             "-smp", str(self.cpus), "-nic", "none", "-display", "none", "-no-user-config",
-            "-serial", f"file:{self.serial_log}",
+            "-serial", f"file:{self.serial_log}", *uart,
             "-monitor", f"unix:{self.monitor_path},server,nowait",
             "-kernel", str(self.base.kernel), "-initrd", str(self.base.initrd),
             # the root disk is never changed: writes go to a throw-away snapshot
@@ -252,6 +275,8 @@ class Vm:
     def start(self) -> None:
         self.serial_log.write_bytes(b"")
         self.monitor_path.unlink(missing_ok=True)
+        if self.uart_socket is not None:
+            self.uart_socket.unlink(missing_ok=True)
         self._pos = 0
         self._partial = ""
         self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
@@ -309,6 +334,28 @@ class Vm:
                 raise ConnectionError(f"qemu monitor closed: {buf[-200:]!r}")
             buf += chunk
         return buf[:-len(MONITOR_PROMPT)].decode("utf-8", "replace")
+
+    def connect_uart(self, timeout: float = 30.0) -> socket.socket:
+        """A stream socket to the guest's /dev/ttyS1 (Vm(uart_socket=...)); the caller closes it.
+
+        Bytes written to it are received by the guest's UART at once (qemu does not pace them
+        to the baud rate). Like a real receiver the host cannot see whether anything reads the
+        port: bytes sent before the guest program opens it may be lost (opening flushes the
+        input) or arrive late, so wait for the guest to say it is reading.
+        """
+        if self.uart_socket is None:
+            raise ValueError("this Vm has no uart_socket")
+        deadline = time.monotonic() + timeout
+        while True:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                s.connect(str(self.uart_socket))
+                return s
+            except (FileNotFoundError, ConnectionRefusedError):
+                s.close()
+                if time.monotonic() > deadline or not self.alive():
+                    raise
+                time.sleep(0.2)
 
     def reset(self) -> None:
         """Hard reset, like a power cut: the guest's caches are gone, the disk stays."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -37,6 +38,30 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str, interval:
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+@pytest.fixture(scope="session")
+def deb_package(tmp_path_factory) -> Path:
+    """The fleet-agent .deb, built once per session (dpkg-buildpackage -b, 1-3 minutes) from a
+    copy of the files git tracks; tests/test_packaging.py and tests/test_deb_vm.py share it."""
+    assert shutil.which("dpkg-buildpackage"), "dpkg-buildpackage missing: `make test` installs it"
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True,
+                           check=True).stdout.split(b"\0")
+    out = tmp_path_factory.mktemp("deb")
+    src = out / "src"
+    for f in filter(None, files):
+        rel = f.decode()
+        dest = src / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if (REPO / rel).is_symlink():
+            dest.symlink_to((REPO / rel).readlink())
+        else:
+            shutil.copy2(REPO / rel, dest)
+    build = subprocess.run(["dpkg-buildpackage", "-us", "-uc", "-b"], cwd=src,
+                           capture_output=True, text=True, timeout=900)
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    [deb] = out.glob("fleet-agent_*.deb")
+    return deb
 
 
 @pytest.fixture(scope="session")

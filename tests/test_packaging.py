@@ -47,23 +47,8 @@ def test_agent_unit_speaks_notify_and_watchdog():
 
 
 @pytest.mark.slow
-def test_debian_package_builds_with_units_venv_and_migrations(tmp_path):
-    _need("dpkg-buildpackage")
-    files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True,
-                           check=True).stdout.split(b"\0")
-    src = tmp_path / "src"
-    for f in filter(None, files):
-        rel = f.decode()
-        dest = src / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        if (REPO / rel).is_symlink():
-            dest.symlink_to((REPO / rel).readlink())
-        else:
-            shutil.copy2(REPO / rel, dest)
-    build = subprocess.run(["dpkg-buildpackage", "-us", "-uc", "-b"], cwd=src,
-                           capture_output=True, text=True, timeout=900)
-    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
-    [deb] = tmp_path.glob("fleet-agent_*.deb")
+def test_debian_package_builds_with_units_venv_and_migrations(deb_package):
+    deb = deb_package  # built once per session (tests/conftest.py)
     listing = subprocess.run(["dpkg-deb", "-c", str(deb)], capture_output=True, text=True,
                              check=True).stdout
     for path in ("./lib/systemd/system/fleet-agent.service",

@@ -13,11 +13,16 @@ class SourceState:
         self.state = NO_DEVICE
         self.changes = 0
         self._log = logger
+        # the first state is logged even when it is the initial one: a device that never
+        # opens (missing, or refused by the unit's DeviceAllow=/groups) must say why once
+        self._logged = False
 
     def set(self, state: str, detail: str = "") -> None:
-        if state == self.state:
+        if state == self.state and self._logged:
             return
-        self.state = state
-        self.changes += 1
+        if state != self.state:
+            self.state = state
+            self.changes += 1
+        self._logged = True
         level = logging.WARNING if state == NO_DEVICE else logging.INFO
         self._log.log(level, "gps %s: %s%s", self.label, state, f" ({detail})" if detail else "")

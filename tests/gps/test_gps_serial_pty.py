@@ -112,6 +112,20 @@ async def test_survives_unplug_and_re_enumeration(nmea, tmp_path, caplog):
         await stop(task)
 
 
+async def test_a_device_that_never_opens_is_logged_once_with_the_reason(tmp_path, caplog):
+    # the initial state is "no device" too: without this line an agent refused the port (a
+    # unit without DeviceAllow= for it, a missing group) would say nothing in its journal
+    caplog.set_level(logging.INFO, logger="agent.gps")
+    src = SerialGpsSource(str(tmp_path / "ttyNONE"), 9600, reopen_min_s=0.05, reopen_max_s=0.1)
+    task = asyncio.create_task(src.run(lambda reading: None))
+    try:
+        await until(lambda: src.counts["open_failures"] >= 3)
+    finally:
+        await stop(task)
+    said = [r.getMessage() for r in caplog.records if "no device" in r.getMessage()]
+    assert len(said) == 1 and "ttyNONE" in said[0] and "No such file" in said[0], said
+
+
 async def test_auto_baud_settles_and_decodes(nmea):
     master, slave, path = open_pty()
     got = []

@@ -1,0 +1,157 @@
+#!/bin/sh
+# Inside the Debian VM (real systemd), from the payload disk /hil: install the fleet-agent .deb
+# the way an operator would, provision and start the packaged backend, configure the agent for
+# the GPS on /dev/ttyS1 (fed by the host through qemu) and CAN on vcan0, and start it with
+# systemctl. Every fact the host checks is a serial line starting with HIL:.
+# tests/test_deb_vm.py runs it; /hil/params sets VEHICLE, FIXES and WAIT_S.
+set -u
+. /hil/params
+VENV=/opt/venvs/fleet-agent
+DB=/var/lib/fleet-backend/fleet.db
+
+say() { echo "HIL:$*"; }
+logs() {
+    journalctl --no-pager -o short-monotonic -u fleet-agent -u fleet-backend 2>&1 \
+        | tail -n 60 | sed 's/^/HIL:LOG /'
+}
+fail() { say "FAIL $*"; logs; exit 1; }
+# props TAG PROPERTY...: fleet-agent.service's properties as one line HIL:UNIT TAG {json}
+props() {
+    tag=$1; shift
+    systemctl show -p "$(echo "$@" | tr ' ' ,)" fleet-agent | python3 -c '
+import json, sys
+print("HIL:UNIT " + sys.argv[1] + " " + json.dumps(
+    dict(line.rstrip("\n").split("=", 1) for line in sys.stdin if "=" in line)))' "$tag"
+}
+# wait_until SECONDS COMMAND...: poll every 0.5 s
+wait_until() {
+    limit=$(( $1 * 2 )); shift
+    n=0
+    until "$@"; do
+        n=$((n + 1))
+        [ "$n" -ge "$limit" ] && return 1
+        sleep 0.5
+    done
+}
+
+# 1. apt install, as on a vehicle: no network, every dependency already in the image
+say "STEP install"
+DEBIAN_FRONTEND=noninteractive apt-get install -y -q /hil/fleet-agent_*.deb >/hil/apt.log 2>&1 \
+    || { sed 's/^/HIL:APT /' /hil/apt.log; fail "apt-get install"; }
+say "INSTALLED $(dpkg-query -W -f '${Version} ${db:Status-Status}' fleet-agent)"
+for unit in fleet-agent fleet-backend; do
+    say "ENABLED $unit $(systemctl is-enabled $unit 2>&1)"
+done
+# the package starts the enabled agent at once: with no agent.toml yet it must wait quietly
+sleep 3
+props installed ActiveState SubState Result NRestarts
+DBC=$(ls $VENV/lib/python3*/site-packages/agent/dbc/truck_j1939.dbc 2>/dev/null)
+say "DBC ${DBC:-missing}"
+
+# 2. the backend, provisioned with the packaged program and started by its unit
+say "STEP backend"
+install -d -m 0750 -o root -g fleet-backend /etc/fleet-backend
+cat > /etc/fleet-backend/backend.toml <<EOF
+db = "sqlite://$DB"
+quic_host = "127.0.0.1"
+quic_port = 4433
+http_port = 8080
+EOF
+BACKEND="$VENV/bin/fleet-backend --config /etc/fleet-backend/backend.toml"
+$BACKEND gen-certs --out /etc/fleet-backend --name localhost --name 127.0.0.1 >/dev/null \
+    || fail "gen-certs"
+chgrp fleet-backend /etc/fleet-backend/backend.toml /etc/fleet-backend/server.key
+chmod 0640 /etc/fleet-backend/backend.toml /etc/fleet-backend/server.key
+install -d -m 0750 -o fleet-backend -g fleet-backend /var/lib/fleet-backend
+runuser -u fleet-backend -- $BACKEND migrate >/dev/null || fail "migrate"
+say "SCHEMA $(sqlite3 "$DB" "SELECT group_concat(version, ' ') FROM (SELECT version FROM schema_migrations ORDER BY version)")"
+TOKEN=$(runuser -u fleet-backend -- $BACKEND vehicles add "$VEHICLE") || fail "vehicles add"
+systemctl start fleet-backend || fail "systemctl start fleet-backend"
+wait_until 120 python3 -c "import urllib.request as u; u.urlopen('http://127.0.0.1:8080/healthz')" \
+    2>/dev/null || fail "backend /healthz not answering"
+say "BACKEND up"
+
+# 3. the agent's configuration: GPS on the second UART, CAN on vcan0 with the packaged DBC
+say "STEP agent"
+install -m 0644 /etc/fleet-backend/ca.pem /etc/fleet-agent/ca.pem
+cat > /etc/fleet-agent/agent.toml <<EOF
+[vehicle]
+id = "$VEHICLE"
+token = "$TOKEN"
+
+[server]
+host = "127.0.0.1"
+port = 4433
+ca_file = "/etc/fleet-agent/ca.pem"
+server_name = "localhost"
+send_interval_ms = 500
+
+[journal]
+path = "/var/lib/fleet-agent/journal.sqlite"
+
+[gps]
+device = "/dev/ttyS1"
+baud = 9600
+decimate = false
+
+[[can.bus]]
+name = "truck"
+interface = "socketcan"
+channel = "vcan0"
+dbc = ["truck_j1939.dbc"]
+signals = ["EngSpeed", { name = "CCVS1.WheelBasedVehicleSpeed", min_interval_ms = 500 },
+           "EngCoolantTemp"]
+EOF
+chown root:fleet-agent /etc/fleet-agent/agent.toml
+chmod 0640 /etc/fleet-agent/agent.toml
+modprobe vcan && ip link add vcan0 type vcan && ip link set up vcan0 || fail "vcan0"
+say "TTYS1 $(stat -c '%U:%G %a' /dev/ttyS1)"
+
+systemctl start fleet-agent
+say "START rc=$?"
+PID=$(systemctl show -p MainPID --value fleet-agent)
+has_status() { [ -n "$(systemctl show -p StatusText --value fleet-agent)" ]; }
+wait_until 30 has_status
+props started Type ActiveState SubState NRestarts StatusText
+
+# the host starts sending NMEA once the agent holds the port open (opening flushes the input)
+has_tty() { ls -l /proc/"$PID"/fd 2>/dev/null | grep -q ' -> /dev/ttyS1$'; }
+wait_until 60 has_tty || fail "agent (pid $PID) never opened /dev/ttyS1"
+sleep 1
+canplayer -I /hil/drive.log vcan0=can0 &
+PLAYER=$!
+say "GPS-READY"
+
+# 4. wait for every fix the host sends to reach the database, then report what is stored
+positions() {
+    sqlite3 "file:$DB?mode=ro" \
+        "SELECT count(*) FROM vehicle_telemetry WHERE vehicle_id='$VEHICLE' AND kind='pos'" \
+        2>/dev/null || echo 0
+}
+all_stored() { [ "$(positions)" -ge "$FIXES" ]; }
+wait_until "$WAIT_S" all_stored || say "TIMEOUT $(positions) of $FIXES positions stored"
+wait "$PLAYER"
+say "CANPLAYER rc=$?"
+sleep 3  # anything stored twice would arrive now
+props running ActiveState SubState NRestarts StatusText
+python3 - "$DB" "$VEHICLE" <<'EOF'
+import json, sqlite3, sys
+db = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True)
+for row in db.execute("SELECT time_ms, lat, lon, epoch, seq FROM vehicle_telemetry "
+                      "WHERE vehicle_id=? AND kind='pos' ORDER BY seq", (sys.argv[2],)):
+    print("HIL:POS " + json.dumps(row))
+counts = {}
+for (data,) in db.execute("SELECT data FROM vehicle_telemetry WHERE vehicle_id=? "
+                          "AND kind='can'", (sys.argv[2],)):
+    for name in json.loads(data):
+        counts[name] = counts.get(name, 0) + 1
+print("HIL:CAN " + json.dumps(counts, sort_keys=True))
+EOF
+
+# 5. a clean stop
+say "STEP stop"
+systemctl stop fleet-agent
+say "STOP rc=$?"
+props stopped ActiveState Result ExecMainCode ExecMainStatus NRestarts
+logs
+say "DONE"
