@@ -26,6 +26,9 @@ import sys
 
 PREFIX = "fa-"
 BACKEND_ADDR = "10.201.3.2"
+# the router's address on the backend side: reachable from the vehicle over either uplink
+# (relays for delay emulation listen here, hil/linkemu.py and hil/tcplink.py)
+ROUTER_ADDR = "10.201.3.1"
 VEHICLE_ADDRS = {1: "10.201.1.2", 2: "10.201.2.2"}
 _ROUTER_ADDRS = {1: "10.201.1.1", 2: "10.201.2.1"}
 
@@ -50,11 +53,11 @@ def available() -> tuple[bool, str]:
 
 
 class NetnsRig:
-    def __init__(self, name: str | None = None):
+    def __init__(self, name: str | None = None, prefix: str = PREFIX):
         tag = name or str(os.getpid())
-        self.vehicle = f"{PREFIX}veh-{tag}"
-        self.router = f"{PREFIX}rtr-{tag}"
-        self.backend = f"{PREFIX}be-{tag}"
+        self.vehicle = f"{prefix}veh-{tag}"
+        self.router = f"{prefix}rtr-{tag}"
+        self.backend = f"{prefix}be-{tag}"
         self.active = 1
 
     def exec_args(self, ns: str) -> list[str]:
@@ -88,10 +91,14 @@ class NetnsRig:
         self._in(self.backend, "link", "set", "rb", "netns", self.router)
         self._in(self.backend, "addr", "add", f"{BACKEND_ADDR}/24", "dev", "be")
         self._in(self.backend, "link", "set", "be", "up")
-        self._in(self.backend, "route", "add", "default", "via", "10.201.3.1")
-        self._in(self.router, "addr", "add", "10.201.3.1/24", "dev", "rb")
+        self._in(self.backend, "route", "add", "default", "via", ROUTER_ADDR)
+        self._in(self.router, "addr", "add", f"{ROUTER_ADDR}/24", "dev", "rb")
         self._in(self.router, "link", "set", "rb", "up")
-        subprocess.run([*self.exec_args(self.router), "sysctl", "-qw", "net.ipv4.ip_forward=1"],
+        # strict reverse-path filter: a packet the vehicle still sends from the address of the
+        # uplink that went down (over the other uplink) is dropped, as a carrier drops spoofed
+        # sources, so the old path is really dead in both directions
+        subprocess.run([*self.exec_args(self.router), "sysctl", "-qw", "net.ipv4.ip_forward=1",
+                        "net.ipv4.conf.all.rp_filter=1"],
                        check=True, capture_output=True, timeout=10)
         self._in(self.vehicle, "link", "set", "up1", "up")
         self._in(self.vehicle, "route", "add", "default", "via", _ROUTER_ADDRS[1])
