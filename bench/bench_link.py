@@ -173,13 +173,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"handover gap, address change (median of {n}; both told at once): QUIC migration "
           f"{ms(quic['gaps_address'])}, MQTT/TLS reconnect {ms(mqtt['gaps_address'])} "
           f"-> ratio {ratio(quic['gaps_address'], mqtt['gaps_address']):.2f} (goal <= 0.3)")
-    print(f"handover gap, NAT rebinding (median of {n}; neither told): QUIC {ms(quic['gaps_rebind'])}"
-          f", MQTT/TLS paho defaults {ms(mqtt['gaps_rebind'])} "
+    print(f"handover gap, NAT rebinding (median of {n}; neither told): "
+          f"QUIC {ms(quic['gaps_rebind'])}, MQTT/TLS paho defaults {ms(mqtt['gaps_rebind'])} "
           f"-> ratio {ratio(quic['gaps_rebind'], mqtt['gaps_rebind']):.2f} (goal <= 0.3); "
           f"MQTT with reconnect delay 0 {ms(mqtt['gaps_rebind_no_backoff'])} "
           f"-> ratio {ratio(quic['gaps_rebind'], mqtt['gaps_rebind_no_backoff']):.2f}")
+    noticed = (f", the route watch had migrated before the reading in "
+               f"{quic['migrated_before_reading']} of {n} moves" if use_netns else "")
     print(f"  (QUIC: one connection throughout: {quic['handshakes']} handshake, "
-          f"{quic['migrations']} migrations)")
+          f"{quic['migrations']} migrations{noticed})")
     qb, mb = quic["bytes_per_reading"], mqtt["bytes_per_reading"]
     print(f"bytes per reading, live 10 Hz (agent: a batch per 200 ms journal commit; MQTT: a "
           f"publish per reading): geostream/QUIC {qb:.0f} "

@@ -100,6 +100,12 @@ class NetnsRig:
         subprocess.run([*self.exec_args(self.router), "sysctl", "-qw", "net.ipv4.ip_forward=1",
                         "net.ipv4.conf.all.rp_filter=1"],
                        check=True, capture_output=True, timeout=10)
+        # ARP requests from the vehicle carry the address of the uplink they leave on (not the
+        # source of the packet that triggered them, which may be the old uplink's address just
+        # after a move, and which the router's reverse-path filter would then ignore)
+        subprocess.run([*self.exec_args(self.vehicle), "sysctl", "-qw",
+                        "net.ipv4.conf.all.arp_announce=2"],
+                       check=True, capture_output=True, timeout=10)
         self._in(self.vehicle, "link", "set", "up1", "up")
         self._in(self.vehicle, "route", "add", "default", "via", _ROUTER_ADDRS[1])
         self.active = 1
