@@ -182,6 +182,14 @@ def main(argv: list[str] | None = None) -> int:
                f"{quic['migrated_before_reading']} of {n} moves" if use_netns else "")
     print(f"  (QUIC: one connection throughout: {quic['handshakes']} handshake, "
           f"{quic['migrations']} migrations{noticed})")
+    qa, ma = quic["parts_address"], mqtt["parts_address"]
+    print(f"  (address change, medians: QUIC move {qa['change'] * 1000:.0f} ms + journal commit "
+          f"{qa['commit'] * 1000:.0f} ms + to ack {qa['to_ack'] * 1000:.0f} ms; MQTT move "
+          f"{ma['change'] * 1000:.0f} ms + TCP/TLS connect {ma['tcp_tls'] * 1000:.0f} ms + "
+          f"publish to PUBACK {ma['to_ack'] * 1000:.0f} ms)")
+    qr = quic["parts_rebind"]
+    print(f"  (NAT rebinding, QUIC medians: rebind request {qr['change'] * 1000:.0f} ms + journal "
+          f"commit {qr['commit'] * 1000:.0f} ms + to ack {qr['to_ack'] * 1000:.0f} ms)")
     qb, mb = quic["bytes_per_reading"], mqtt["bytes_per_reading"]
     print(f"bytes per reading, live 10 Hz (agent: a batch per 200 ms journal commit; MQTT: a "
           f"publish per reading): geostream/QUIC {qb:.0f} "

@@ -25,6 +25,7 @@ import pwd
 import random
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -297,21 +298,27 @@ class Agent:
         self.journal.close()
 
 
-async def quic_handovers(agent: Agent, count: int, change) -> list[float]:
+async def quic_handovers(agent: Agent, count: int, change) -> tuple[list[float], dict]:
     """Handovers during the 10 Hz stream: right after an acknowledgement, change(i) happens, one
     reading is committed and sent at once (so the reading interval does not blur the figure),
-    and the gap to the next acknowledgement is taken."""
-    gaps = []
+    and the gap to the next acknowledgement is taken. Also returns where the time went."""
+    gaps, parts = [], {"change": [], "commit": [], "to_ack": []}
     for i in range(count):
         await asyncio.sleep(HANDOVER_EVERY_S)
         n = len(agent.acks)
         await until(lambda n=n: len(agent.acks) > n, 5, "an ack before the handover")
         last_old = agent.acks[-1]
         await change(i)
+        changed = time.monotonic()
         await agent.append(1)
+        committed = time.monotonic()
         await until(lambda t=last_old: agent.acks[-1] > t, ACK_TIMEOUT_S, "ack after handover")
-        gaps.append(next(a for a in agent.acks if a > last_old) - last_old)
-    return gaps
+        first_new = next(a for a in agent.acks if a > last_old)
+        gaps.append(first_new - last_old)
+        parts["change"].append(changed - last_old)
+        parts["commit"].append(committed - changed)
+        parts["to_ack"].append(first_new - committed)
+    return gaps, {k: statistics.median(v) for k, v in parts.items()}
 
 
 async def quic(cfg: dict) -> dict:
@@ -354,8 +361,10 @@ async def quic(cfg: dict) -> dict:
             await asyncio.to_thread(ctrl.call, "rebind", proto="udp")
 
         try:
-            out["gaps_address"] = await quic_handovers(live, cfg["handovers"], address_change)
-            out["gaps_rebind"] = await quic_handovers(live, cfg["handovers"], nat_rebinding)
+            out["gaps_address"], out["parts_address"] = await quic_handovers(
+                live, cfg["handovers"], address_change)
+            out["gaps_rebind"], out["parts_rebind"] = await quic_handovers(
+                live, cfg["handovers"], nat_rebinding)
         finally:
             stop.set()
             await streamer
@@ -441,7 +450,7 @@ def mqtt_manual(cfg: dict, ctrl: Control, rig) -> dict:
         raise TimeoutError("mqtt stream acked")
     out = {"bytes_per_reading": (ctrl.wire("tcp")[0] - b0) / cfg["readings"]}
 
-    gaps = []
+    gaps, parts = [], {"change": [], "tcp_tls": [], "to_ack": []}
     for i in range(cfg["handovers"]):
         stream(int(HANDOVER_EVERY_S * HZ))
         pump(time.monotonic() + 5, m.all_acked)
@@ -450,13 +459,20 @@ def mqtt_manual(cfg: dict, ctrl: Control, rig) -> dict:
             rig.use_uplink(2 if i % 2 == 0 else 1)  # the old path dies with the uplink
         else:
             ctrl.call("cut", proto="tcp")  # loopback: the relay cuts the old connection
-        c.reconnect()  # at once: told of the handover as soon as it happened
+        changed = time.monotonic()
+        c.reconnect()  # at once: told of the handover as soon as it happened (TCP + TLS)
+        connected = time.monotonic()
         m.publish()
         pump(time.monotonic() + ACK_TIMEOUT_S, lambda t=last_old: m.acks[-1] > t)
         if m.acks[-1] <= last_old:
             raise TimeoutError("mqtt ack after address change")
-        gaps.append(next(a for a in m.acks if a > last_old) - last_old)
+        first_new = next(a for a in m.acks if a > last_old)
+        gaps.append(first_new - last_old)
+        parts["change"].append(changed - last_old)
+        parts["tcp_tls"].append(connected - changed)
+        parts["to_ack"].append(first_new - connected)
     out["gaps_address"] = gaps
+    out["parts_address"] = {k: statistics.median(v) for k, v in parts.items()}
     c.disconnect()
     pump(time.monotonic() + 0.5)
     return out
