@@ -113,10 +113,13 @@ class NetnsRig:
     def use_uplink(self, n: int) -> str:
         """Make uplink n the vehicle's only working path; returns its address."""
         other = 2 if n == 1 else 1
-        self._in(self.vehicle, "link", "set", f"up{n}", "up")
-        self._in(self.vehicle, "route", "replace", "default", "via", _ROUTER_ADDRS[n],
-                 "dev", f"up{n}")
-        self._in(self.vehicle, "link", "set", f"up{other}", "down")
+        # one `ip` process for the three steps: the move takes ~3 ms instead of three process
+        # start-ups, which would otherwise dominate a handover measured in tens of milliseconds
+        subprocess.run(["ip", "-n", self.vehicle, "-batch", "-"], check=True, capture_output=True,
+                       text=True, timeout=10, input=(
+                           f"link set up{n} up\n"
+                           f"route replace default via {_ROUTER_ADDRS[n]} dev up{n}\n"
+                           f"link set up{other} down\n"))
         self.active = n
         return VEHICLE_ADDRS[n]
 
