@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
           f"-> ratio {ratio(quic['gaps_rebind'], mqtt['gaps_rebind']):.2f} (goal <= 0.3); "
           f"MQTT with reconnect delay 0 {ms(mqtt['gaps_rebind_no_backoff'])} "
           f"-> ratio {ratio(quic['gaps_rebind'], mqtt['gaps_rebind_no_backoff']):.2f}")
-    noticed = (f", the route watch had migrated before the reading in "
+    noticed = (f", the route watch had migrated when the move command returned in "
                f"{quic['migrated_before_reading']} of {n} moves" if use_netns else "")
     print(f"  (QUIC: one connection throughout: {quic['handshakes']} handshake, "
           f"{quic['migrations']} migrations{noticed})")

@@ -298,13 +298,16 @@ class Agent:
         self.journal.close()
 
 
-async def quic_handovers(agent: Agent, count: int, change) -> tuple[list[float], dict]:
+async def quic_handovers(agent: Agent, count: int, change, prepare=None
+                         ) -> tuple[list[float], dict]:
     """Handovers during the 10 Hz stream: right after an acknowledgement, change(i) happens, one
     reading is committed and sent at once (so the reading interval does not blur the figure),
     and the gap to the next acknowledgement is taken. Also returns where the time went."""
     gaps, parts = [], {"change": [], "commit": [], "to_ack": []}
     for i in range(count):
         await asyncio.sleep(HANDOVER_EVERY_S)
+        if prepare is not None:
+            await prepare(i)
         n = len(agent.acks)
         await until(lambda n=n: len(agent.acks) > n, 5, "an ack before the handover")
         last_old = agent.acks[-1]
@@ -348,9 +351,13 @@ async def quic(cfg: dict) -> dict:
 
         out["migrated_before_reading"] = 0
 
+        async def new_uplink_attached(i: int) -> None:  # the modem is up before the move
+            if rig is not None:
+                await asyncio.to_thread(rig.bring_up, 2 if i % 2 == 0 else 1)
+
         async def address_change(i: int) -> None:
             if rig is not None:  # the agent's route watch notices and migrates by itself
-                new = await asyncio.to_thread(rig.use_uplink, 2 if i % 2 == 0 else 1)
+                new = await asyncio.to_thread(rig.switch_to, 2 if i % 2 == 0 else 1)
                 link = live.uplink.link
                 # did the route watch migrate before the bench's reading was committed?
                 out["migrated_before_reading"] += link is not None and link.local_host == new
@@ -362,7 +369,7 @@ async def quic(cfg: dict) -> dict:
 
         try:
             out["gaps_address"], out["parts_address"] = await quic_handovers(
-                live, cfg["handovers"], address_change)
+                live, cfg["handovers"], address_change, new_uplink_attached)
             out["gaps_rebind"], out["parts_rebind"] = await quic_handovers(
                 live, cfg["handovers"], nat_rebinding)
         finally:
@@ -452,11 +459,13 @@ def mqtt_manual(cfg: dict, ctrl: Control, rig) -> dict:
 
     gaps, parts = [], {"change": [], "tcp_tls": [], "to_ack": []}
     for i in range(cfg["handovers"]):
+        if rig is not None:
+            rig.bring_up(2 if i % 2 == 0 else 1)  # the modem is up before the move
         stream(int(HANDOVER_EVERY_S * HZ))
         pump(time.monotonic() + 5, m.all_acked)
         last_old = m.acks[-1]
         if rig is not None:
-            rig.use_uplink(2 if i % 2 == 0 else 1)  # the old path dies with the uplink
+            rig.switch_to(2 if i % 2 == 0 else 1)  # the old path dies with the old uplink
         else:
             ctrl.call("cut", proto="tcp")  # loopback: the relay cuts the old connection
         changed = time.monotonic()
