@@ -23,11 +23,16 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 PREFIX = "fa-"
 BACKEND_ADDR = "10.201.3.2"
+# the router's address on the backend side: reachable from the vehicle over either uplink
+# (relays for delay emulation listen here, hil/linkemu.py and hil/tcplink.py)
+ROUTER_ADDR = "10.201.3.1"
 VEHICLE_ADDRS = {1: "10.201.1.2", 2: "10.201.2.2"}
 _ROUTER_ADDRS = {1: "10.201.1.1", 2: "10.201.2.1"}
+LINK_UP_TIMEOUT_S = 5.0
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -50,11 +55,11 @@ def available() -> tuple[bool, str]:
 
 
 class NetnsRig:
-    def __init__(self, name: str | None = None):
+    def __init__(self, name: str | None = None, prefix: str = PREFIX):
         tag = name or str(os.getpid())
-        self.vehicle = f"{PREFIX}veh-{tag}"
-        self.router = f"{PREFIX}rtr-{tag}"
-        self.backend = f"{PREFIX}be-{tag}"
+        self.vehicle = f"{prefix}veh-{tag}"
+        self.router = f"{prefix}rtr-{tag}"
+        self.backend = f"{prefix}be-{tag}"
         self.active = 1
 
     def exec_args(self, ns: str) -> list[str]:
@@ -88,24 +93,56 @@ class NetnsRig:
         self._in(self.backend, "link", "set", "rb", "netns", self.router)
         self._in(self.backend, "addr", "add", f"{BACKEND_ADDR}/24", "dev", "be")
         self._in(self.backend, "link", "set", "be", "up")
-        self._in(self.backend, "route", "add", "default", "via", "10.201.3.1")
-        self._in(self.router, "addr", "add", "10.201.3.1/24", "dev", "rb")
+        self._in(self.backend, "route", "add", "default", "via", ROUTER_ADDR)
+        self._in(self.router, "addr", "add", f"{ROUTER_ADDR}/24", "dev", "rb")
         self._in(self.router, "link", "set", "rb", "up")
-        subprocess.run([*self.exec_args(self.router), "sysctl", "-qw", "net.ipv4.ip_forward=1"],
+        # strict reverse-path filter: a packet the vehicle still sends from the address of the
+        # uplink that went down (over the other uplink) is dropped, as a carrier drops spoofed
+        # sources, so the old path is really dead in both directions
+        subprocess.run([*self.exec_args(self.router), "sysctl", "-qw", "net.ipv4.ip_forward=1",
+                        "net.ipv4.conf.all.rp_filter=1"],
+                       check=True, capture_output=True, timeout=10)
+        # ARP requests from the vehicle carry the address of the uplink they leave on (not the
+        # source of the packet that triggered them, which may be the old uplink's address just
+        # after a move, and which the router's reverse-path filter would then ignore)
+        subprocess.run([*self.exec_args(self.vehicle), "sysctl", "-qw",
+                        "net.ipv4.conf.all.arp_announce=2"],
                        check=True, capture_output=True, timeout=10)
         self._in(self.vehicle, "link", "set", "up1", "up")
         self._in(self.vehicle, "route", "add", "default", "via", _ROUTER_ADDRS[1])
         self.active = 1
 
-    def use_uplink(self, n: int) -> str:
-        """Make uplink n the vehicle's only working path; returns its address."""
-        other = 2 if n == 1 else 1
+    def bring_up(self, n: int) -> None:
+        """Bring uplink n's link up and wait until both ends carry traffic, like a modem that
+        has attached before the route moves to it. (A veth end that just got its carrier
+        drops what it sends until the kernel's link watch has activated it, about a
+        millisecond later; an ARP reply lost there costs the 1 s ARP retry.)"""
         self._in(self.vehicle, "link", "set", f"up{n}", "up")
-        self._in(self.vehicle, "route", "replace", "default", "via", _ROUTER_ADDRS[n],
-                 "dev", f"up{n}")
-        self._in(self.vehicle, "link", "set", f"up{other}", "down")
+        deadline = time.monotonic() + LINK_UP_TIMEOUT_S
+        while not (self._oper_up(self.vehicle, f"up{n}") and self._oper_up(self.router, f"r{n}")):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"uplink {n} did not come up")
+            time.sleep(0.001)
+
+    def _oper_up(self, ns: str, dev: str) -> bool:
+        return " state UP " in self._in(ns, "-o", "link", "show", dev).stdout
+
+    def switch_to(self, n: int) -> str:
+        """Move the default route to uplink n and take the other one down; returns n's address.
+        Both steps in one `ip` process (~2 ms), so the move itself stays small next to the
+        handovers the tests and benchmarks measure."""
+        other = 2 if n == 1 else 1
+        subprocess.run(["ip", "-n", self.vehicle, "-batch", "-"], check=True, capture_output=True,
+                       text=True, timeout=10, input=(
+                           f"route replace default via {_ROUTER_ADDRS[n]} dev up{n}\n"
+                           f"link set up{other} down\n"))
         self.active = n
         return VEHICLE_ADDRS[n]
+
+    def use_uplink(self, n: int) -> str:
+        """Make uplink n the vehicle's only working path; returns its address."""
+        self.bring_up(n)
+        return self.switch_to(n)
 
     def teardown(self) -> None:
         for ns in (self.vehicle, self.router, self.backend):
