@@ -36,9 +36,11 @@ from pathlib import Path
 from agent.readings import Position
 
 T0_MS = 1_700_000_000_000
-# The agent daemon group-commits its journal every 200 ms (JournalConfig.commit_interval_ms) and
-# the uplink sends after each commit: at 10 Hz that is two readings per batch.
+# The agent daemon group-commits its journal every 200 ms (JournalConfig.commit_interval_ms);
+# unpaced, the uplink sends after each commit: at 10 Hz that is two readings per batch.
 COMMIT_S = 0.2
+# the agent's default live pacing, `[server] send_interval_ms`
+DEFAULT_SEND_INTERVAL_MS = 1000
 HZ = 10.0
 # MQTT keepalive as a vehicle client would set it: often enough to keep NAT mappings alive
 MQTT_KEEPALIVE_S = 15
@@ -251,7 +253,8 @@ async def until(pred, timeout: float, what: str) -> None:
 class Agent:
     """Journal + uplink of one vehicle, with the acknowledgement times the uplink reports."""
 
-    def __init__(self, cfg: dict, name: str, route_watch: bool):
+    def __init__(self, cfg: dict, name: str, route_watch: bool,
+                 send_interval_ms: int = DEFAULT_SEND_INTERVAL_MS):
         from agent.config import AgentConfig, JournalConfig, ServerConfig
         from agent.journal_worker import JournalWorker
         from agent.uplink import ROUTE_CHECK_S, Uplink
@@ -259,7 +262,8 @@ class Agent:
         path = Path(cfg["tmp"]) / "vehicle" / name / "journal.sqlite"
         config = AgentConfig(vehicle_id=name, token=cfg["tokens"][name],
                              server=ServerConfig(host=cfg["relay_host"], port=cfg["udp_port"],
-                                                 ca_file=cfg["pki"]["ca"], server_name="localhost"),
+                                                 ca_file=cfg["pki"]["ca"], server_name="localhost",
+                                                 send_interval_ms=send_interval_ms),
                              journal=JournalConfig(path=str(path)))
         self.journal = JournalWorker(config.journal.path)
         # on loopback the bench migrates explicitly (the route to 127.0.0.1 never changes)
@@ -324,26 +328,38 @@ async def quic_handovers(agent: Agent, count: int, change, prepare=None
     return gaps, {k: statistics.median(v) for k, v in parts.items()}
 
 
+async def live_bytes(agent: Agent, ctrl: Control, readings: int) -> tuple[float, float]:
+    """UDP payload bytes and datagrams per reading of a 10 Hz stream, both directions."""
+    await until(lambda: agent.uplink.stats.state == "connected", 15, "quic connect")
+    await agent.stream(10)
+    await until(lambda: agent.uplink.stats.readings_acked >= 10, 10, "warm-up acked")
+    b0, d0 = ctrl.wire("udp")
+    await agent.stream(readings)
+    await until(lambda: agent.uplink.stats.readings_acked >= 10 + readings, 10, "stream acked")
+    await asyncio.sleep(0.5)  # trailing ACK frames of the last batch
+    b1, d1 = ctrl.wire("udp")
+    return (b1 - b0) / readings, (d1 - d0) / readings
+
+
 async def quic(cfg: dict) -> dict:
     ctrl = Control(cfg["control"])
     rig = rig_from(cfg)
     if rig is not None:
         await asyncio.to_thread(rig.use_uplink, 1)
-    live = Agent(cfg, "bench-live", route_watch=rig is not None).start()
     out: dict = {}
+    # bytes per reading at the default live pacing (a batch per second)
+    paced = Agent(cfg, "bench-paced", route_watch=rig is not None).start()
     try:
-        await until(lambda: live.uplink.stats.state == "connected", 15, "quic connect")
-        # bytes per reading, steady stream
-        await live.stream(10)
-        await until(lambda: live.uplink.stats.readings_acked >= 10, 10, "warm-up acked")
-        b0, d0 = ctrl.wire("udp")
-        await live.stream(cfg["readings"])
-        await until(lambda: live.uplink.stats.readings_acked >= 10 + cfg["readings"], 10,
-                    "stream acked")
-        await asyncio.sleep(0.5)  # trailing ACK frames of the last batch
-        b1, d1 = ctrl.wire("udp")
-        out["bytes_per_reading"] = (b1 - b0) / cfg["readings"]
-        out["datagrams_per_reading"] = (d1 - d0) / cfg["readings"]
+        out["bytes_per_reading"], out["datagrams_per_reading"] = await live_bytes(
+            paced, ctrl, cfg["readings"])
+    finally:
+        await paced.stop()
+    # unpaced (a batch per 200 ms journal commit), and the handovers: like the MQTT client,
+    # this agent sends every reading at once, so the gaps compare the protocols alone
+    live = Agent(cfg, "bench-live", route_watch=rig is not None, send_interval_ms=0).start()
+    try:
+        out["bytes_per_reading_unpaced"], out["datagrams_per_reading_unpaced"] = (
+            await live_bytes(live, ctrl, cfg["readings"]))
 
         stop = asyncio.Event()
         max_readings = int(2 * cfg["handovers"] * (HANDOVER_EVERY_S + 2 * ACK_TIMEOUT_S) * HZ)
