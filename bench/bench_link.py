@@ -127,7 +127,8 @@ def run(args, use_netns: bool) -> tuple[dict, dict]:
             return role
 
         be = start("backend", rig and rig.backend,
-                   {"host": backend_host, "vehicles": ["bench-paced", "bench-live", "bench-backlog"]})
+                   {"host": backend_host,
+                    "vehicles": ["bench-paced", "bench-live", "bench-backlog"]})
         ready = be.read(60)
         rl = start("relay", rig and rig.router,
                    {"host": relay_host, "target": backend_host, "rtt_s": args.rtt_ms / 1000,
