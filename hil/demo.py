@@ -23,7 +23,9 @@ def _agent_config(vehicle: str, token: str, ca: str, quic_port: int, run: Path) 
     path.write_text(
         f'[vehicle]\nid = "{vehicle}"\ntoken = "{token}"\n\n'
         f'[server]\nhost = "127.0.0.1"\nport = {quic_port}\nca_file = "{ca}"\n'
-        f'server_name = "localhost"\n\n'
+        f'server_name = "localhost"\n'
+        # one directory holds every truck's files here: one ticket file each, as on real vehicles
+        f'ticket_file = "{run / (vehicle + ".session-ticket.json")}"\n\n'
         f'[journal]\npath = "{run / (vehicle + ".journal.sqlite")}"\n\n'
         f'[gps]\ndevice = "{run / (vehicle + ".tty")}"\nbaud = 9600\n\n'
         # engine, speed, fuel and tyre signals from a generated drive cycle, replayed in a loop
