@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import random
 import sys
 from dataclasses import dataclass, field
@@ -200,37 +201,52 @@ class LinkEmulator:
             self._listen.close()
 
 
-def _hostport(s: str) -> tuple[str, int]:
+def hostport(s: str) -> tuple[str, int]:
     host, _, port = s.rpartition(":")
     return host.strip("[]"), int(port)
 
 
-async def _serve(args) -> None:
-    model = LinkModel(args.delay_ms / 1000, args.jitter_ms / 1000, args.loss, args.seed)
-    emu = await LinkEmulator(_hostport(args.target), model, _hostport(args.listen)).start()
-    print(f"link emulator {emu.address} → {args.target}", flush=True)
-    try:
-        while True:
-            await asyncio.sleep(10)
-            print(model.stats, flush=True)
-    finally:
-        emu.close()
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m hil.linkemu", description=__doc__.split("\n")[0])
-    p.add_argument("--listen", default="127.0.0.1:5000")
+def relay_main(argv: list[str] | None, prog: str, description: str, default_listen: str,
+               start, with_loss: bool = True) -> int:
+    """The command line of our relays (UDP here, TCP in hil.tcplink): parse the link flags,
+    `await start(args)` → (relay, model), print the model's counters every 10 s until Ctrl-C."""
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    p.add_argument("--listen", default=default_listen)
     p.add_argument("--target", required=True)
     p.add_argument("--delay-ms", type=float, default=0.0, help="one-way delay per direction")
     p.add_argument("--jitter-ms", type=float, default=0.0)
-    p.add_argument("--loss", type=float, default=0.0, help="probability per datagram")
+    if with_loss:
+        p.add_argument("--loss", type=float, default=0.0, help="probability per datagram")
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args(argv)
+
+    async def serve() -> None:
+        relay, model = await start(args)
+        print(f"{prog.split('.')[-1]} {relay.address} → {args.target}", flush=True)
+        try:
+            while True:
+                await asyncio.sleep(10)
+                print(model.stats, flush=True)
+        finally:
+            closing = relay.close()
+            if inspect.isawaitable(closing):
+                await closing
+
     try:
-        asyncio.run(_serve(args))
+        asyncio.run(serve())
     except KeyboardInterrupt:
         pass
     return 0
+
+
+async def _start(args) -> tuple[LinkEmulator, LinkModel]:
+    model = LinkModel(args.delay_ms / 1000, args.jitter_ms / 1000, args.loss, args.seed)
+    return await LinkEmulator(hostport(args.target), model, hostport(args.listen)).start(), model
+
+
+def main(argv: list[str] | None = None) -> int:
+    return relay_main(argv, "python -m hil.linkemu", __doc__.split("\n")[0], "127.0.0.1:5000",
+                      _start)
 
 
 if __name__ == "__main__":

@@ -22,14 +22,13 @@ sides reset), as when the vehicle's address disappears and the client is told.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import socket
 import struct
 import sys
 from dataclasses import dataclass
 
-from .linkemu import DOWN, UP, LinkModel, LinkStats
+from .linkemu import DOWN, UP, LinkModel, LinkStats, hostport, relay_main
 
 FORWARD = "forward"  # deliver the bytes at `at`
 RESET = "reset"  # the mapping is gone: reset the client side at `at`
@@ -210,36 +209,14 @@ class TcpLinkEmulator:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-def _hostport(s: str) -> tuple[str, int]:
-    host, _, port = s.rpartition(":")
-    return host.strip("[]"), int(port)
-
-
-async def _serve(args) -> None:
+async def _start(args) -> tuple[TcpLinkEmulator, TcpLinkModel]:
     model = TcpLinkModel(args.delay_ms / 1000, args.jitter_ms / 1000, args.seed)
-    emu = await TcpLinkEmulator(_hostport(args.target), model, _hostport(args.listen)).start()
-    print(f"tcp link emulator {emu.address} → {args.target}", flush=True)
-    try:
-        while True:
-            await asyncio.sleep(10)
-            print(model.stats, flush=True)
-    finally:
-        await emu.close()
+    return await TcpLinkEmulator(hostport(args.target), model, hostport(args.listen)).start(), model
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m hil.tcplink", description=__doc__.split("\n")[0])
-    p.add_argument("--listen", default="127.0.0.1:8884")
-    p.add_argument("--target", required=True)
-    p.add_argument("--delay-ms", type=float, default=0.0, help="one-way delay per direction")
-    p.add_argument("--jitter-ms", type=float, default=0.0)
-    p.add_argument("--seed", type=int, default=1)
-    args = p.parse_args(argv)
-    try:
-        asyncio.run(_serve(args))
-    except KeyboardInterrupt:
-        pass
-    return 0
+    return relay_main(argv, "python -m hil.tcplink", __doc__.split("\n")[0], "127.0.0.1:8884",
+                      _start, with_loss=False)
 
 
 if __name__ == "__main__":
