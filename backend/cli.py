@@ -124,11 +124,11 @@ def build_config(args: argparse.Namespace) -> BackendConfig:
     return dataclasses.replace(BackendConfig(), **values)
 
 
-async def _with_store(config: BackendConfig, action):
+async def _with_store(config: BackendConfig, action, migrate: bool = True):
     from .store import open_store
 
     store = open_store(config.db)
-    await store.open()
+    await store.open(migrate=migrate)
     try:
         return await action(store)
     finally:
@@ -180,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
                 await store.maintain()
             return applied
 
-        applied = asyncio.run(_with_store(config, migrate))
+        # opened without migrating, so the list says what this command applied
+        applied = asyncio.run(_with_store(config, migrate, migrate=False))
         print(f"migrations applied: {', '.join(applied) or 'none pending'}")
         return 0
     if command == "command":

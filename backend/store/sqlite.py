@@ -53,10 +53,10 @@ class SqliteStore:
 
     # --- lifecycle ------------------------------------------------------------------------
 
-    async def open(self) -> None:
-        await self._run(self._open)
+    async def open(self, migrate: bool = True) -> None:
+        await self._run(self._open, migrate)
 
-    def _open(self) -> None:
+    def _open(self, migrate: bool) -> None:
         if os.path.dirname(self.path):
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -65,7 +65,8 @@ class SqliteStore:
         db.execute("PRAGMA synchronous=FULL")
         db.execute("PRAGMA busy_timeout=5000")
         self._db = db
-        self._migrate()
+        if migrate:
+            self._migrate()
 
     async def close(self) -> None:
         if self._db is not None:
