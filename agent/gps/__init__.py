@@ -1,8 +1,9 @@
-"""GPS sources: NMEA 0183 over a serial port (sans-IO decoder + pyserial edge) and gpsd."""
+"""GPS sources: NMEA 0183 over a serial port or TCP (sans-IO decoder + asyncio edge) and gpsd."""
 
 from .decimate import Decimator
 from .gpsd import GpsdSource
 from .nmea import NmeaDecoder
 from .serial_source import SerialGpsSource
+from .tcp_source import TcpGpsSource
 
-__all__ = ["Decimator", "GpsdSource", "NmeaDecoder", "SerialGpsSource"]
+__all__ = ["Decimator", "GpsdSource", "NmeaDecoder", "SerialGpsSource", "TcpGpsSource"]

@@ -1,8 +1,9 @@
 """Serial NMEA source: pyserial and asyncio at the edge, the sans-IO pieces inside.
 
 Opens the device (reopening with exponential backoff when it vanishes, as USB receivers do
-on re-enumeration), optionally detects the baud rate, feeds bytes to NmeaDecoder, passes
-fixes through the Decimator and emits them. Bad input is counted, never raised.
+on re-enumeration), optionally detects the baud rate, and feeds bytes to an NmeaStream
+(decoder, decimator, fix state; shared with the TCP source). Bad input is counted, never
+raised.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from .autobaud import BAUD_RATES, choose_baud
 from .decimate import Decimator
 from .nmea import NmeaDecoder
 from .sanity import MAX_SPEED_KMH
-from .state import FIX, NO_DEVICE, NO_FIX, SourceState
+from .state import NO_DEVICE, NO_FIX, SourceState
+from .stream import NmeaStream
 
 log = logging.getLogger(__name__)
 
@@ -61,20 +63,26 @@ class SerialGpsSource:
                  reprobe_s: float = REPROBE_S, clock: Callable[[], float] = time.time) -> None:
         self.device = device
         self.baud = baud
-        self.decoder = NmeaDecoder(require_checksum=require_checksum,
-                                   max_speed_kmh=max_speed_kmh)
-        self.decimator = decimator
         self.counts: Counter[str] = Counter()
         self.reopen_min_s, self.reopen_max_s = reopen_min_s, reopen_max_s
         self.stale_s, self.probe_s, self.reprobe_s = stale_s, probe_s, reprobe_s
-        self._clock = clock
         self._state = SourceState(device, log)
         self._rate: int | None = baud if isinstance(baud, int) else None
-        self._last_fix_s = 0.0
+        self._stream = NmeaStream(
+            NmeaDecoder(require_checksum=require_checksum, max_speed_kmh=max_speed_kmh),
+            decimator, self.counts, self._state, stale_s, clock)
 
     @property
     def state(self) -> str:
         return self._state.state
+
+    @property
+    def decoder(self) -> NmeaDecoder:
+        return self._stream.decoder
+
+    @property
+    def decimator(self) -> Decimator | None:
+        return self._stream.decimator
 
     def status(self) -> dict:
         return {"state": self.state, "device": self.device, "baud": self._rate,
@@ -101,8 +109,7 @@ class SerialGpsSource:
             except (serial.SerialException, OSError) as exc:
                 self._state.set(NO_DEVICE, str(exc))
                 self.counts["device_lost"] += 1
-                for pos in self.decoder.flush():
-                    self._out(pos, emit)
+                self._stream.flush(emit)
             finally:
                 port.close()
             # a device that opens and dies at once must not make us spin
@@ -121,13 +128,12 @@ class SerialGpsSource:
             rate, sample = chosen
             self._rate = rate
             log.info("gps %s: detected %d baud", self.device, rate)
-            self._feed(sample, emit)
+            self._stream.feed(sample, emit)
         good, good_since = self.decoder.good_lines, time.monotonic()
         while True:
             data = await self._read(port, self.stale_s)
-            if data is None or not self._feed(data, emit):
-                if self._clock() - self._last_fix_s > self.stale_s:
-                    self._state.set(NO_FIX, "no fix recently")
+            if data is None or not self._stream.feed(data, emit):
+                self._stream.idle()
             if self.decoder.good_lines != good:
                 good, good_since = self.decoder.good_lines, time.monotonic()
             elif auto and time.monotonic() - good_since > self.reprobe_s:
@@ -179,22 +185,3 @@ class SerialGpsSource:
                 raise serial.SerialException("device closed")
             await asyncio.sleep(SPURIOUS_WAKEUP_S)
         return data
-
-    def _feed(self, data: bytes, emit: Emit) -> bool:
-        """Decode and emit; True if a fix came out."""
-        fixes = self.decoder.feed(data, host_time_ms=round(self._clock() * 1000))
-        for pos in fixes:
-            self._out(pos, emit)
-        if fixes:
-            self._last_fix_s = self._clock()
-            self._state.set(FIX)
-        elif self.decoder.last_epoch_fix is False:
-            self._state.set(NO_FIX, "receiver reports no fix")
-        return bool(fixes)
-
-    def _out(self, pos, emit: Emit) -> None:
-        if self.decimator is not None and not self.decimator.offer(pos):
-            self.counts["decimated"] += 1
-            return
-        self.counts["emitted"] += 1
-        emit(pos)

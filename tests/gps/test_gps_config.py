@@ -8,6 +8,7 @@ from agent.config import ConfigError
 from agent.gps import SerialGpsSource
 from agent.gps.config import make_source
 from agent.gps.gpsd import GpsdSource
+from agent.gps.tcp_source import TcpGpsSource
 
 
 def gps(text: str) -> dict:
@@ -55,7 +56,43 @@ def test_gpsd_source():
     assert (src.host, src.port) == ("10.0.0.2", 2948)
 
 
+def test_tcp_source():
+    src = make_source(gps("""
+[gps]
+tcp = "192.168.1.1:8500"
+require_checksum = false
+min_interval_s_moving = 5
+"""), "agent.toml")
+    assert isinstance(src, TcpGpsSource) and (src.host, src.port) == ("192.168.1.1", 8500)
+    assert src.decoder.require_checksum is False and src.decimator.min_interval_s_moving == 5
+    assert src.status()["state"] == "no device"
+    src = make_source({"tcp": "[fe80::1]:10110", "decimate": False}, "agent.toml")
+    assert (src.host, src.port) == ("fe80::1", 10110) and src.decimator is None
+    assert src.decoder.require_checksum is True
+
+
+@pytest.mark.parametrize("section, keys", [
+    ({"device": "/dev/ttyACM0", "tcp": "127.0.0.1:10110"}, ("device", "tcp")),
+    ({"gpsd": "localhost", "tcp": "127.0.0.1:10110"}, ("gpsd", "tcp")),
+    ({"device": "/dev/ttyACM0", "gpsd": "localhost", "tcp": "h:1"}, ("device", "gpsd", "tcp")),
+])
+def test_sources_are_mutually_exclusive(section, keys):
+    with pytest.raises(ConfigError) as err:
+        make_source(section, "agent.toml")
+    assert all(repr(key) in str(err.value) for key in keys)
+
+
 @pytest.mark.parametrize("section, key", [
+    ({"tcp": "127.0.0.1"}, "tcp"),
+    ({"tcp": "127.0.0.1:0"}, "tcp"),
+    ({"tcp": "127.0.0.1:65536"}, "tcp"),
+    ({"tcp": ":10110"}, "tcp"),
+    ({"tcp": "::1:10110"}, "tcp"),
+    ({"tcp": "[::1]"}, "tcp"),
+    ({"tcp": 10110}, "tcp"),
+    ({"tcp": ""}, "tcp"),
+    ({"tcp": "127.0.0.1:10110", "baud": 9600}, "baud"),
+    ({"tcp": "127.0.0.1:10110", "require_checksum": 1}, "require_checksum"),
     ({"device": "/dev/ttyACM0", "baud": 9601}, "baud"),
     ({"device": "/dev/ttyACM0", "baud": "fast"}, "baud"),
     ({"device": "/dev/ttyACM0", "baud": True}, "baud"),

@@ -1,0 +1,61 @@
+"""What every NMEA byte transport shares: bytes in -> decoded, decimated fixes emitted.
+
+The serial and TCP sources only move bytes and manage their connection; both hand what they
+read to one `NmeaStream`, which runs NmeaDecoder (framing, checksums, epochs, sanity), the
+Decimator, and the "fix" / "no fix" part of the source state.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+
+from ..readings import Position
+from ..sources import Emit
+from .decimate import Decimator
+from .nmea import NmeaDecoder
+from .state import FIX, NO_FIX, SourceState
+
+
+class NmeaStream:
+    """Counters: the decoder's in `decoder.counts`; `decimated` and `emitted` in `counts`."""
+
+    def __init__(self, decoder: NmeaDecoder, decimator: Decimator | None,
+                 counts: Counter[str], state: SourceState, stale_s: float,
+                 clock: Callable[[], float]) -> None:
+        self.decoder = decoder
+        self.decimator = decimator
+        self.counts = counts
+        self.stale_s = stale_s
+        self._state = state
+        self._clock = clock
+        self._last_fix_s = 0.0
+
+    def feed(self, data: bytes, emit: Emit) -> bool:
+        """Decode and emit; True if a fix came out."""
+        fixes = self.decoder.feed(data, host_time_ms=round(self._clock() * 1000))
+        for pos in fixes:
+            self._out(pos, emit)
+        if fixes:
+            self._last_fix_s = self._clock()
+            self._state.set(FIX)
+        elif self.decoder.last_epoch_fix is False:
+            self._state.set(NO_FIX, "receiver reports no fix")
+        return bool(fixes)
+
+    def idle(self) -> None:
+        """No fix in this read (or nothing read): after `stale_s` without one, "no fix"."""
+        if self._clock() - self._last_fix_s > self.stale_s:
+            self._state.set(NO_FIX, "no fix recently")
+
+    def flush(self, emit: Emit) -> None:
+        """The transport ended: close the open line and epoch, emit what they held."""
+        for pos in self.decoder.flush():
+            self._out(pos, emit)
+
+    def _out(self, pos: Position, emit: Emit) -> None:
+        if self.decimator is not None and not self.decimator.offer(pos):
+            self.counts["decimated"] += 1
+            return
+        self.counts["emitted"] += 1
+        emit(pos)
