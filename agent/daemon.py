@@ -63,7 +63,8 @@ class Agent:
         interval = self.config.journal.commit_interval_ms / 1000
         while True:
             try:
-                await asyncio.wait_for(self._flush_now.wait(), interval)
+                async with asyncio.timeout(interval):
+                    await self._flush_now.wait()
             except TimeoutError:
                 pass
             self._flush_now.clear()
@@ -107,7 +108,8 @@ class Agent:
                 self.notifier.notify("WATCHDOG=1")
                 self.notifier.notify(f"STATUS={self._status_line()}")
                 try:
-                    await asyncio.wait_for(stopping.wait(), self._tick)
+                    async with asyncio.timeout(self._tick):
+                        await stopping.wait()
                 except TimeoutError:
                     pass
         finally:

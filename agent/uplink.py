@@ -190,7 +190,8 @@ class Uplink:
         try:
             while True:
                 try:
-                    await asyncio.wait_for(changed.wait(), self.route_check_s)
+                    async with asyncio.timeout(self.route_check_s):
+                        await changed.wait()
                 except TimeoutError:
                     pass
                 changed.clear()
@@ -244,7 +245,8 @@ class Uplink:
         probe = QuicLink(self.quic_configuration(), addr, lambda *a: None,
                          session_ticket_handler=self._save_ticket)
         try:
-            await asyncio.wait_for(probe.connect(route_source(addr) or "::"), CONNECT_TIMEOUT_S)
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                await probe.connect(route_source(addr) or "::")
             return True
         except (OSError, ConnectionError, TimeoutError):
             return False
@@ -323,7 +325,8 @@ class Uplink:
             early = not pins
             if early:
                 link.send(stream_id, session.data_to_send())
-            await asyncio.wait_for(asyncio.shield(link.connected), CONNECT_TIMEOUT_S)
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                await asyncio.shield(link.connected)
             if pins and not link.session_resumed and link.peer_pin() not in pins:
                 link.close(0, "certificate pin mismatch")
                 raise ConnectionError(f"gateway key {link.peer_pin()} is not pinned")

@@ -115,7 +115,8 @@ class BatchWriter:
         self._wakeup.set()
         self._space.set()
         try:
-            await asyncio.wait_for(asyncio.shield(self._task), timeout)
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(self._task)
         except TimeoutError:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -176,7 +177,8 @@ class BatchWriter:
                 return
             self._wakeup.clear()
             try:
-                await asyncio.wait_for(self._wakeup.wait(), left)
+                async with asyncio.timeout(left):
+                    await self._wakeup.wait()
             except TimeoutError:
                 return
 

@@ -180,7 +180,8 @@ class CanBusSource(_StateMixin):
                     timeout = max(0.0, (pipeline.selector.next_snapshot_ms - now_ms()) / 1000)
                     timeout = min(timeout, 1.0)
                 try:
-                    await asyncio.wait_for(wake.wait(), timeout)
+                    async with asyncio.timeout(timeout):
+                        await wake.wait()
                 except TimeoutError:
                     pass
                 wake.clear()

@@ -181,7 +181,8 @@ class GpsdSource:
         last_fix = 0.0
         while True:
             try:
-                data = await asyncio.wait_for(reader.read(MAX_REPORT), self.stale_s)
+                async with asyncio.timeout(self.stale_s):
+                    data = await reader.read(MAX_REPORT)
             except TimeoutError:
                 data = None
             if data == b"":

@@ -169,7 +169,8 @@ class SerialGpsSource:
         fd = port.fileno()
         loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
         try:
-            await asyncio.wait_for(ready, timeout)
+            async with asyncio.timeout(timeout):
+                await ready
         except TimeoutError:
             return None
         finally:
