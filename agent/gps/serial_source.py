@@ -13,7 +13,6 @@ import logging
 import os
 import select
 import time
-from collections import Counter
 from collections.abc import Callable
 
 import serial
@@ -21,10 +20,9 @@ import serial
 from ..sources import Emit
 from .autobaud import BAUD_RATES, choose_baud
 from .decimate import Decimator
-from .nmea import NmeaDecoder
 from .sanity import MAX_SPEED_KMH
-from .state import NO_DEVICE, NO_FIX, SourceState
-from .stream import NmeaStream
+from .state import NO_DEVICE, NO_FIX
+from .stream import NmeaByteSource
 
 log = logging.getLogger(__name__)
 
@@ -53,36 +51,20 @@ def hung_up(fd: int) -> bool:
                for _, ev in poller.poll(0))
 
 
-class SerialGpsSource:
-    name = "gps"
+class SerialGpsSource(NmeaByteSource):
 
     def __init__(self, device: str, baud: int | str = 9600, *, require_checksum: bool = True,
                  decimator: Decimator | None = None, max_speed_kmh: float = MAX_SPEED_KMH,
                  reopen_min_s: float = REOPEN_MIN_S, reopen_max_s: float = REOPEN_MAX_S,
                  stale_s: float = FIX_STALE_S, probe_s: float = PROBE_S,
                  reprobe_s: float = REPROBE_S, clock: Callable[[], float] = time.time) -> None:
+        super().__init__(device, log, require_checksum=require_checksum, decimator=decimator,
+                         max_speed_kmh=max_speed_kmh, stale_s=stale_s, clock=clock)
         self.device = device
         self.baud = baud
-        self.counts: Counter[str] = Counter()
         self.reopen_min_s, self.reopen_max_s = reopen_min_s, reopen_max_s
-        self.stale_s, self.probe_s, self.reprobe_s = stale_s, probe_s, reprobe_s
-        self._state = SourceState(device, log)
+        self.probe_s, self.reprobe_s = probe_s, reprobe_s
         self._rate: int | None = baud if isinstance(baud, int) else None
-        self._stream = NmeaStream(
-            NmeaDecoder(require_checksum=require_checksum, max_speed_kmh=max_speed_kmh),
-            decimator, self.counts, self._state, stale_s, clock)
-
-    @property
-    def state(self) -> str:
-        return self._state.state
-
-    @property
-    def decoder(self) -> NmeaDecoder:
-        return self._stream.decoder
-
-    @property
-    def decimator(self) -> Decimator | None:
-        return self._stream.decimator
 
     def status(self) -> dict:
         return {"state": self.state, "device": self.device, "baud": self._rate,

@@ -7,6 +7,7 @@ Decimator, and the "fix" / "no fix" part of the source state.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Callable
 
@@ -59,3 +60,31 @@ class NmeaStream:
             return
         self.counts["emitted"] += 1
         emit(pos)
+
+
+class NmeaByteSource:
+    """Base of the sources that carry NMEA bytes (serial, TCP): counters, state, the stream."""
+
+    name = "gps"
+
+    def __init__(self, label: str, log: logging.Logger, *, require_checksum: bool,
+                 decimator: Decimator | None, max_speed_kmh: float, stale_s: float,
+                 clock: Callable[[], float]) -> None:
+        self.counts: Counter[str] = Counter()
+        self.stale_s = stale_s
+        self._state = SourceState(label, log)
+        self._stream = NmeaStream(
+            NmeaDecoder(require_checksum=require_checksum, max_speed_kmh=max_speed_kmh),
+            decimator, self.counts, self._state, stale_s, clock)
+
+    @property
+    def state(self) -> str:
+        return self._state.state
+
+    @property
+    def decoder(self) -> NmeaDecoder:
+        return self._stream.decoder
+
+    @property
+    def decimator(self) -> Decimator | None:
+        return self._stream.decimator

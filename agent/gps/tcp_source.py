@@ -11,16 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable
 
 from ..sources import Emit
 from .decimate import Decimator
-from .nmea import NmeaDecoder
 from .sanity import MAX_SPEED_KMH
 from .serial_source import FIX_STALE_S, READ_SIZE, REOPEN_MAX_S, REOPEN_MIN_S
-from .state import NO_DEVICE, NO_FIX, SourceState
-from .stream import NmeaStream
+from .state import NO_DEVICE, NO_FIX
+from .stream import NmeaByteSource
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +31,7 @@ CONNECT_TIMEOUT_S = 5.0
 # arrives as the read completes, and the source would then ignore the daemon's shutdown.
 
 
-class TcpGpsSource:
-    name = "gps"
+class TcpGpsSource(NmeaByteSource):
 
     def __init__(self, host: str, port: int, *, require_checksum: bool = True,
                  decimator: Decimator | None = None, max_speed_kmh: float = MAX_SPEED_KMH,
@@ -42,27 +39,13 @@ class TcpGpsSource:
                  stale_s: float = FIX_STALE_S, silence_s: float = SILENCE_S,
                  connect_timeout_s: float = CONNECT_TIMEOUT_S,
                  clock: Callable[[], float] = time.time) -> None:
+        super().__init__(f"tcp {host}:{port}", log, require_checksum=require_checksum,
+                         decimator=decimator, max_speed_kmh=max_speed_kmh, stale_s=stale_s,
+                         clock=clock)
         self.host, self.port = host, port
-        self.counts: Counter[str] = Counter()
         self.reopen_min_s, self.reopen_max_s = reopen_min_s, reopen_max_s
-        self.stale_s, self.silence_s = stale_s, silence_s
+        self.silence_s = silence_s
         self.connect_timeout_s = connect_timeout_s
-        self._state = SourceState(f"tcp {host}:{port}", log)
-        self._stream = NmeaStream(
-            NmeaDecoder(require_checksum=require_checksum, max_speed_kmh=max_speed_kmh),
-            decimator, self.counts, self._state, stale_s, clock)
-
-    @property
-    def state(self) -> str:
-        return self._state.state
-
-    @property
-    def decoder(self) -> NmeaDecoder:
-        return self._stream.decoder
-
-    @property
-    def decimator(self) -> Decimator | None:
-        return self._stream.decimator
 
     def status(self) -> dict:
         return {"state": self.state, "tcp": f"{self.host}:{self.port}",
