@@ -52,6 +52,7 @@ def hung_up(fd: int) -> bool:
 
 
 class SerialGpsSource(NmeaByteSource):
+    """NMEA from a serial device: open (auto-baud), read, reopen with backoff."""
 
     def __init__(self, device: str, baud: int | str = 9600, *, require_checksum: bool = True,
                  decimator: Decimator | None = None, max_speed_kmh: float = MAX_SPEED_KMH,

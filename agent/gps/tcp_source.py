@@ -32,6 +32,7 @@ CONNECT_TIMEOUT_S = 5.0
 
 
 class TcpGpsSource(NmeaByteSource):
+    """NMEA from a TCP server: connect, read, drop a silent connection, reconnect."""
 
     def __init__(self, host: str, port: int, *, require_checksum: bool = True,
                  decimator: Decimator | None = None, max_speed_kmh: float = MAX_SPEED_KMH,
