@@ -23,6 +23,7 @@ from .base import (
     sql_dir,
     token_matches,
 )
+from .sqlite_alerts import SqliteAlerts
 
 _INSERT = """INSERT INTO vehicle_telemetry
     (vehicle_id, epoch, seq, time_ms, kind, lat, lon, alt, speed_kmh, course, fix, sats, hdop,
@@ -42,7 +43,7 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class SqliteStore:
+class SqliteStore(SqliteAlerts):
     def __init__(self, path: str):
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
