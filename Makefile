@@ -8,11 +8,12 @@ STAMP_PIP := $(VENV)/.pip-installed
 
 # Debian packages: what the demo needs, and what the tests add (real PostgreSQL + PostGIS,
 # headless Chromium for the map test, systemd headers for systemd-python, qemu for the VM rig,
-# and the .deb's build tools: the packaging and install tests build it).
+# the .deb's build tools: the packaging and install tests build it; qemu-user-static for the
+# arm64 chroot that builds and tests the Raspberry Pi package).
 APT_DEMO := python3 python3-venv python3-dev gcc
 APT_TEST := $(APT_DEMO) postgresql-15 postgresql-15-postgis-3 chromium libsystemd-dev \
 	pkg-config iproute2 mosquitto systemd debootstrap qemu-system-x86 can-utils \
-	build-essential dpkg-dev debhelper dh-virtualenv
+	build-essential dpkg-dev debhelper dh-virtualenv qemu-user-static
 
 .PHONY: demo test bench lint clean deps-demo deps-test
 
