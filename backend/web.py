@@ -11,6 +11,7 @@ from pathlib import Path
 from aiohttp import WSMsgType, web
 
 from . import queries
+from .api import spec
 from .auth import AuthState, setup
 from .auth.middleware import origin_allowed
 from .authz import PRINCIPAL, Principal, Role, public, requires
@@ -123,6 +124,7 @@ def make_app(hub: Hub, store, status, auth: AuthState | None = None) -> web.Appl
 
     routes.static("/static", STATIC)
     app.add_routes(routes)
+    spec.add_routes(app)
     return app
 
 
