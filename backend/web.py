@@ -11,6 +11,7 @@ from pathlib import Path
 from aiohttp import WSMsgType, web
 
 from . import queries
+from .api import spec
 from .hub import Hub, Subscriber, valid_topic
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,7 @@ def make_app(hub: Hub, store, status) -> web.Application:
 
     routes.static("/static", STATIC)
     app.add_routes(routes)
+    spec.add_routes(app)
     return app
 
 

@@ -176,7 +176,8 @@ class PostgresStore:
         return applied
 
     async def maintain(self, now_ms: int | None = None) -> dict:
-        """Create partitions ahead and drop those past retention (no-op under Timescale)."""
+        """Create partitions ahead and drop those past retention (under Timescale: drop the
+        chunks past retention with drop_chunks)."""
         now = datetime.fromtimestamp((now_ms or time.time_ns() // 1_000_000) / 1000, UTC)
         async with self._pool.acquire() as conn:
             row = await conn.fetchrow("SELECT * FROM telemetry_maintain($1)", now)
