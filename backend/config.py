@@ -32,6 +32,17 @@ class BackendConfig:
     # how often the clock-driven alert rules (stale, offline) run
     alert_timer_s: float = 5.0
 
+    # TLS on the HTTP listener (dashboard, API, WebSocket); empty: plain HTTP (docs/operations.md)
+    http_cert: str = ""
+    http_key: str = ""
+    # browser sessions end after this long unused, and this long after login in any case
+    session_idle_s: float = 8 * 3600
+    session_max_s: float = 7 * 24 * 3600
+    # reverse proxies whose X-Forwarded-For / -Proto are believed (addresses or CIDR networks)
+    trusted_proxies: tuple[str, ...] = ()
+    # Origins besides the dashboard's own allowed to open /ws with a session cookie
+    allowed_origins: tuple[str, ...] = ()
+
     def __post_init__(self) -> None:
         self.alert_rules()  # a bad [alerts] table fails at start, naming the key
         if not 0.1 <= self.alert_timer_s <= 3600:

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 # One page of alerts: a dispatcher's list view; scripts page with to_ms.
 DEFAULT_LIMIT = 100
-MAX_LIMIT = 1000
+MAX_LIMIT = 10_000
 STATES = ("open", "closed", "retracted")
 
 
@@ -65,8 +65,8 @@ def _may_see(request: web.Request, vehicle: str) -> bool:
 def add_alert_routes(app: web.Application, store, rules: RuleSet,
                      publish: Callable[[dict], None] | None = None,
                      audit: Callable[..., Awaitable[None]] | None = None) -> None:
-    """`publish` pushes an acknowledged alert to the hub; `audit(principal, action, target,
-    detail)` records who acknowledged it (the auth helper's audit function)."""
+    """`publish` pushes an acknowledged alert to the hub; `audit(request, action, target,
+    detail)` records who acknowledged it (backend.audit.audit)."""
 
     @requires(Role.VIEWER)
     async def list_alerts(request: web.Request) -> web.Response:
@@ -95,7 +95,7 @@ def add_alert_routes(app: web.Application, store, rules: RuleSet,
         alert = await store.ack_alert(alert_id, user, time.time_ns() // 1_000_000)
         if first and alert is not None:
             if audit is not None:  # AUDIT: the one place an acknowledgement is recorded
-                await audit(principal, "alert.ack", f"alert:{alert_id}",
+                await audit(request, "alert.ack", f"alert:{alert_id}",
                             {"rule": alert.rule, "vehicle": alert.vehicle_id})
             if publish is not None:
                 publish(alert.as_json())
