@@ -27,6 +27,11 @@ class BackendConfig:
     # the gateway's TLS session tickets (docs/protocol.md §8); empty: TICKET_FILE_NAME next to
     # the embedded store's file, or in STATE_DIR with PostgreSQL
     ticket_file: str = ""
+    # the web app's basemap (backend/mapconfig.py): a MapLibre style URL, a local .pmtiles
+    # archive, a GeoJSON overlay of roads; all empty: the offline Natural Earth map
+    map_style: str = ""
+    map_pmtiles: str = ""
+    map_overlay: str = ""
 
     @classmethod
     def keys(cls) -> list[str]:

@@ -8,6 +8,7 @@ import signal
 
 from aiohttp import web
 
+from . import mapconfig
 from .config import BackendConfig
 from .gateway import Gateway
 from .hub import Hub, position_feature
@@ -48,6 +49,7 @@ class Backend:
         await self.gateway.start(c.quic_host, c.quic_port, c.cert, c.key)
         app = make_app(self.hub, self.store, self.status)
         add_command_routes(app, self.gateway)
+        mapconfig.add_routes(app, c.map_style, c.map_pmtiles, c.map_overlay)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, c.http_host, c.http_port).start()
