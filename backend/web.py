@@ -27,7 +27,7 @@ def make_app(hub: Hub, store, status) -> web.Application:
 
     @routes.get("/")
     async def index(request):
-        return web.FileResponse(STATIC / "app" / "index.html")
+        return web.FileResponse(STATIC / "index.html")
 
     @routes.get("/ws")
     async def ws_handler(request):
