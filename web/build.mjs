@@ -27,7 +27,8 @@ for (const f of ["index.html", "login.html", "app.css"]) {
 }
 // Natural Earth (public domain) land and borders, converted once here to GeoJSON assets
 const topo = JSON.parse(await readFile(nm("world-atlas/countries-50m.json"), "utf8"));
-const land = JSON.parse(await readFile(nm("world-atlas/land-50m.json"), "utf8"));
-await writeFile(new URL("land.geojson", OUT), JSON.stringify(feature(land, land.objects.land)));
+// land as one polygon per country: the single merged land polygon's rings span the whole world
+// and tile clipping then fills open sea in places
+await writeFile(new URL("land.geojson", OUT), JSON.stringify(feature(topo, topo.objects.countries)));
 await writeFile(new URL("borders.geojson", OUT),
   JSON.stringify(mesh(topo, topo.objects.countries, (a, b) => a !== b)));

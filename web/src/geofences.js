@@ -75,7 +75,8 @@ export class Geofences {
 
   async load() {
     try {
-      this.collection = await get("/api/geofences");
+      const answer = await get("/api/geofences");
+      this.collection = { type: "FeatureCollection", features: answer.features || [] };
     } catch (err) {
       toast(`Geofences: ${err.message}`, "error");
       return;

@@ -49,8 +49,8 @@ export function labelImage(text, { bg = "rgba(255,255,255,0.92)", fg = "#1d2330"
   return { data: image(c, ctx), options: { pixelRatio: RATIO } };
 }
 
-/** Fill in a missing image whose id is `label:<text>` or `count:<n>`. */
-export function onImageMissing(map, id) {
+/** Draw a missing image whose id is `label:<text>` or `count:<n>` (map.setMissingStyleImageResolver). */
+export function resolveImage(map, id) {
   let img = null;
   if (id.startsWith("label:")) img = labelImage(id.slice(6));
   else if (id.startsWith("count:")) img = labelImage(id.slice(6), { bg: "rgba(0,0,0,0)", fg: "#fff", bold: true });

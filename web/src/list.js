@@ -28,6 +28,7 @@ export class VehicleList {
       h("option", { value: "id" }, "Name"), h("option", { value: "state" }, "State"),
       h("option", { value: "speed" }, "Speed"), h("option", { value: "age" }, "Last fix"));
     this.ul = h("ul", { id: "vehicles", class: "vehicle-list" });
+    this.rows = new Map(); // vehicle id → its <li>
     this.more = h("p", { class: "muted small" });
     root.append(h("div", { class: "toolbar" }, this.search_, this.filter_, this.sort_), this.ul, this.more);
     this.counts = countsRoot;
@@ -40,11 +41,19 @@ export class VehicleList {
   redraw(now = Date.now()) {
     this.lastDraw = now;
     const counts = this.fleet.counts(now);
-    this.counts.replaceChildren(...STATES.map((s) => h("button", {
-      class: `count ${this.filter === s ? "active" : ""}`, dataset: { state: s },
-      title: `Show only ${s} vehicles`, "aria-pressed": String(this.filter === s),
-      onclick: () => { this.filter = this.filter === s ? "" : s; this.filter_.value = this.filter; this.redraw(); },
-    }, h("i", { class: "dot", style: `background:${STATE_COLORS[s]}` }), `${s} `, h("b", {}, counts[s]))));
+    if (!this.countButtons) {
+      this.countButtons = STATES.map((st) => h("button", {
+        class: "count", dataset: { state: st }, title: `Show only ${st} vehicles`,
+        onclick: () => { this.filter = this.filter === st ? "" : st; this.filter_.value = this.filter; this.redraw(); },
+      }, h("i", { class: "dot", style: `background:${STATE_COLORS[st]}` }), `${st} `, h("b")));
+      this.counts.replaceChildren(...this.countButtons);
+    }
+    this.countButtons.forEach((b, i) => {
+      const st = STATES[i];
+      b.classList.toggle("active", this.filter === st);
+      b.setAttribute("aria-pressed", String(this.filter === st));
+      b.querySelector("b").textContent = counts[st];
+    });
     const rows = [];
     const hidden = new Set();
     for (const v of this.fleet.vehicles.values()) {
@@ -64,15 +73,34 @@ export class VehicleList {
       const ka = key(a), kb = key(b);
       return ka < kb ? -1 : ka > kb ? 1 : a.v.id.localeCompare(b.v.id, undefined, { numeric: true });
     });
-    const focused = document.activeElement?.closest?.("#vehicles li")?.dataset.vehicle;
-    this.ul.replaceChildren(...rows.slice(0, MAX_ROWS).map(({ v, state }) => h("li", {
-      class: v.id === this.selected ? "selected" : "", dataset: { vehicle: v.id, state },
-    }, h("button", { class: "row", onclick: () => this.onSelect(v.id) },
-      h("i", { class: "dot", style: `background:${STATE_COLORS[state]}` }),
-      h("span", { class: "name" }, v.id),
-      v.openAlerts > 0 ? h("span", { class: "alert-badge", title: "open alerts" }, v.openAlerts) : null,
-      h("span", { class: "meta" }, `${state} · ${fmtNum(v.speed, 0, "km/h")} · ${fmtAge(v.timeMs == null ? null : (now - v.timeMs) / 1000)}`)))));
-    if (focused) this.ul.querySelector(`li[data-vehicle="${CSS.escape(focused)}"] button`)?.focus();
+    // rows are kept per vehicle and updated in place: a click never lands on a replaced node
+    const shown = rows.slice(0, MAX_ROWS);
+    const keep = new Set(shown.map((r) => r.v.id));
+    for (const [id, li] of this.rows) {
+      if (!keep.has(id)) {
+        li.remove();
+        this.rows.delete(id);
+      }
+    }
+    shown.forEach(({ v, state }, i) => {
+      let li = this.rows.get(v.id);
+      if (!li) {
+        li = h("li", { dataset: { vehicle: v.id } },
+          h("button", { class: "row", onclick: () => this.onSelect(v.id) },
+            h("i", { class: "dot" }), h("span", { class: "name" }, v.id),
+            h("span", { class: "alert-badge", title: "open alerts" }), h("span", { class: "meta" })));
+        this.rows.set(v.id, li);
+      }
+      li.className = v.id === this.selected ? "selected" : "";
+      li.dataset.state = state;
+      li.querySelector(".dot").style.background = STATE_COLORS[state];
+      const badge = li.querySelector(".alert-badge");
+      badge.hidden = !(v.openAlerts > 0);
+      badge.textContent = v.openAlerts > 0 ? v.openAlerts : "";
+      li.querySelector(".meta").textContent =
+        `${state} · ${fmtNum(v.speed, 0, "km/h")} · ${fmtAge(v.timeMs == null ? null : (now - v.timeMs) / 1000)}`;
+      if (this.ul.children[i] !== li) this.ul.insertBefore(li, this.ul.children[i] ?? null);
+    });
     this.more.textContent = rows.length > MAX_ROWS ? `showing ${MAX_ROWS} of ${rows.length}: search to narrow` : "";
   }
 

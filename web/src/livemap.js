@@ -4,7 +4,7 @@
 // the source at most once per frame; when building it costs more than a slice of the frame
 // (thousands of vehicles), updates are spaced out so the map stays responsive.
 import { classify } from "./fleet.js";
-import { arrowImage, onImageMissing } from "./icons.js";
+import { arrowImage, resolveImage } from "./icons.js";
 
 export const STATE_COLORS = {
   moving: "#1f9d55",
@@ -34,7 +34,7 @@ export class LiveLayer {
     this.frames = 0; // source updates sent (read by tests and the benchmark)
     this.dirty = true;
     map.addImage("arrow", arrowImage().data, arrowImage().options);
-    map.on("styleimagemissing", (e) => onImageMissing(map, e.id));
+    map.setMissingStyleImageResolver((id) => resolveImage(map, id));
     map.addSource("vehicles", {
       type: "geojson",
       data: { type: "FeatureCollection", features: [] },
@@ -117,8 +117,15 @@ export class LiveLayer {
     return { type: "FeatureCollection", features };
   }
 
-  select(id) {
+  select(id, { reveal = false } = {}) {
     this.selected = id;
+    const v = id && this.fleet.vehicles.get(id);
+    if (reveal && v && v.lon != null) {
+      const inView = this.map.getBounds().contains([v.lon, v.lat]);
+      if (!inView || this.map.getZoom() <= CLUSTER_MAX_ZOOM) {
+        this.map.easeTo({ center: [v.lon, v.lat], zoom: Math.max(this.map.getZoom(), CLUSTER_MAX_ZOOM + 2) });
+      }
+    }
     if (!id) this.map.getSource("selected").setData(empty());
     this.dirty = true;
   }

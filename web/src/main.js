@@ -106,14 +106,14 @@ async function main() {
   let live;
   let panel;
   let history;
-  const select = (id) => {
-    live.select(id);
+  const select = (id, opts) => {
+    live.select(id, opts);
     list.select(id);
     if (id) panel.open(id);
   };
   live = new LiveLayer(map, fleet, { onSelect: select });
   const list = new VehicleList($("#tab-vehicles"), $("#counts"), fleet, {
-    onSelect: select,
+    onSelect: (id) => select(id, { reveal: true }),
     onFilter: (hidden) => {
       live.hidden = hidden;
       live.dirty = true;
@@ -161,7 +161,6 @@ async function main() {
   };
   await pollVehicles();
   setInterval(pollVehicles, POLL_VEHICLES_MS);
-  live.fitAll();
   geofences.load();
   alerts.reload();
 
@@ -190,9 +189,14 @@ async function main() {
   socket.start();
 
   let lastSecond = 0;
+  let fitted = false;
   const frame = () => {
     const now = Date.now();
     live.frame(now);
+    if (!fitted && fleet.vehicles.size && [...fleet.vehicles.values()].some((v) => v.lon != null)) {
+      fitted = true; // the first positions decide the first view
+      live.fitAll();
+    }
     history.frame(performance.now());
     if (now - lastSecond >= 1000) {
       lastSecond = now;
