@@ -27,6 +27,8 @@ from .base import (
     sql_dir,
     token_matches,
 )
+from .postgres_accounts import PostgresAccounts
+from .postgres_alerts import PostgresAlerts
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +93,7 @@ def _day(ms: int) -> int:
     return ms // DAY_MS
 
 
-class PostgresStore:
+class PostgresStore(PostgresAccounts, PostgresAlerts):
     def __init__(self, url: str, pool_max: int = POOL_MAX,
                  maintain_every_s: float = MAINTAIN_EVERY_S):
         self.url = url
