@@ -83,3 +83,20 @@ async def test_forwarded_headers_only_from_a_trusted_proxy(tmp_path, pki):
         assert "127.0.0.1" in state.limiter.addresses.level
     finally:
         await backend.stop()
+
+
+def test_settings_from_flags_and_toml(tmp_path, capsys):
+    from backend.cli import _parser, build_config, main
+
+    toml = tmp_path / "backend.toml"
+    toml.write_text('trusted_proxies = ["10.0.0.0/8"]\nsession_idle_s = 600\n'
+                    'http_cert = "/etc/fleet-backend/https.pem"\n')
+    c = build_config(_parser().parse_args(["--config", str(toml)]))
+    assert (c.trusted_proxies, c.session_idle_s, c.http_cert) == (
+        ["10.0.0.0/8"], 600, "/etc/fleet-backend/https.pem")
+    c = build_config(_parser().parse_args(["--config", str(toml), "--trusted-proxy", "::1",
+                                           "--http-key", "k.pem", "--session-max-s", "3600"]))
+    assert (c.trusted_proxies, c.http_key, c.session_max_s) == (["::1"], "k.pem", 3600)
+    assert c.http_host == "127.0.0.1"  # nothing here opens the listener beyond loopback
+    assert main(["--trusted-proxy", "10.0.0.300", "migrate"]) == 2
+    assert "bad configuration" in capsys.readouterr().err
