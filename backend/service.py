@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 
 from aiohttp import web
 
+from .alerts import AlertEngine
+from .alerts.routes import add_alert_routes
 from .audit import audit
 from .authz import PRINCIPAL, Role, requires
 from .config import BackendConfig
@@ -19,6 +22,10 @@ from .writer import BatchWriter
 log = logging.getLogger(__name__)
 
 
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
 class Backend:
     def __init__(self, config: BackendConfig):
         self.config = config
@@ -26,14 +33,18 @@ class Backend:
         self.writer = BatchWriter(self.store, config.writer_max_rows,
                                   config.writer_linger_ms / 1000)
         self.hub = Hub()
+        self.alerts = AlertEngine(self.store, config.alert_rules(), self.hub.publish_alert)
         self.gateway = Gateway(self.store, self.writer, self.hub,
-                               ticket_file=config.ticket_path())
+                               ticket_file=config.ticket_path(), alerts=self.alerts)
         self._runner: web.AppRunner | None = None
+        self._alert_timer: asyncio.Task | None = None
 
     def status(self) -> dict:
         return {"gateway": dict(self.gateway.stats),
                 "vehicles_connected": sorted(self.gateway.connections),
                 "writer": self.writer.status(),
+                "alerts": {k: dict(v) if isinstance(v, dict) else v
+                           for k, v in self.alerts.stats.items()},
                 "hub": {"subscribers": len(self.hub.subscribers),
                         "published": self.hub.published}}
 
@@ -46,10 +57,14 @@ class Backend:
             self.hub.seed(r["vehicle_id"], r["time_ms"], position_feature(
                 r["vehicle_id"], r["time_ms"], r["lat"], r["lon"], r["speed_kmh"], r["course"],
                 r["seq"]))
+        await self.alerts.start(_now_ms())
         self.writer.start()
         await self.gateway.start(c.quic_host, c.quic_port, c.cert, c.key)
+        self._alert_timer = asyncio.get_running_loop().create_task(self._alert_clock(),
+                                                                   name="alert-timer")
         self.app = make_app(self.hub, self.store, self.status, auth_state(c, self.store))
         add_command_routes(self.app, self.gateway)
+        add_alert_routes(self.app, self.store, self.alerts.rules, self.hub.publish_alert, audit)
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
         tls = http_tls(c)
@@ -61,8 +76,16 @@ class Backend:
         print(f"backend ready: dashboard {scheme}://{host}:{self.http_port}/ "
               f"gateway udp {c.quic_host}:{c.quic_port}", flush=True)
 
+    async def _alert_clock(self) -> None:
+        """Clock-driven alert rules (stale, offline) every `alert_timer_s`."""
+        while True:
+            await asyncio.sleep(self.config.alert_timer_s)
+            await self.alerts.on_timer(_now_ms(), self.gateway.connections.keys())
+
     async def stop(self) -> None:
         """Stop accepting, commit and acknowledge everything in flight, then close."""
+        if self._alert_timer is not None:
+            self._alert_timer.cancel()
         self.gateway.stop_accepting()
         await self.writer.stop()
         await self.gateway.finish_in_flight()

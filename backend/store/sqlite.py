@@ -24,6 +24,7 @@ from .base import (
     token_matches,
 )
 from .sqlite_accounts import SqliteAccounts
+from .sqlite_alerts import SqliteAlerts
 
 _INSERT = """INSERT INTO vehicle_telemetry
     (vehicle_id, epoch, seq, time_ms, kind, lat, lon, alt, speed_kmh, course, fix, sats, hdop,
@@ -43,7 +44,7 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class SqliteStore(SqliteAccounts):
+class SqliteStore(SqliteAccounts, SqliteAlerts):
     def __init__(self, path: str):
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
