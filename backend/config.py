@@ -42,6 +42,11 @@ class BackendConfig:
     trusted_proxies: tuple[str, ...] = ()
     # Origins besides the dashboard's own allowed to open /ws with a session cookie
     allowed_origins: tuple[str, ...] = ()
+    # the web app's basemap (backend/mapconfig.py): a MapLibre style URL, a local .pmtiles
+    # archive, a GeoJSON overlay of roads; all empty: the offline Natural Earth map
+    map_style: str = ""
+    map_pmtiles: str = ""
+    map_overlay: str = ""
 
     def __post_init__(self) -> None:
         self.alert_rules()  # a bad [alerts] table fails at start, naming the key

@@ -29,6 +29,7 @@ from geostream.session import (
 
 from .alerts import NoAlerts
 from .hub import Hub, position_feature
+from .quic_tuning import delay_acks, enlarge_socket_buffers
 from .store.base import AuthResult, DeadLetter, Store, StoredCommand, StoredReading
 from .tickets import TicketStore
 from .writer import BatchWriter, WriterStopped
@@ -150,6 +151,7 @@ class Gateway:
             session_ticket_fetcher=self.tickets.pop,
             session_ticket_handler=self.tickets.add,
         )
+        enlarge_socket_buffers(self._server)
         self._revocation_task = asyncio.get_running_loop().create_task(self._watch_revocations())
         log.info("gateway listening on udp %s:%d (ALPN %s)", host, port, ALPN)
 
@@ -203,6 +205,7 @@ class Gateway:
 class GatewayProtocol(QuicConnectionProtocol):
     def __init__(self, *args, gateway: Gateway, **kwargs):
         super().__init__(*args, **kwargs)
+        delay_acks(self._quic)
         self.gateway = gateway
         self.session = ServerSession()
         self.stream_id: int | None = None

@@ -9,6 +9,7 @@ import time
 
 from aiohttp import web
 
+from . import mapconfig
 from .alerts import AlertEngine
 from .alerts.routes import add_alert_routes
 from .audit import audit
@@ -64,6 +65,7 @@ class Backend:
                                                                    name="alert-timer")
         self.app = make_app(self.hub, self.store, self.status, auth_state(c, self.store))
         add_command_routes(self.app, self.gateway)
+        mapconfig.add_routes(self.app, c.map_style, c.map_pmtiles, c.map_overlay)
         add_alert_routes(self.app, self.store, self.alerts.rules, self.hub.publish_alert, audit)
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()

@@ -36,7 +36,7 @@ def make_app(hub: Hub, store, status, auth: AuthState | None = None) -> web.Appl
     async def index(request):
         if request[PRINCIPAL] is None:
             raise web.HTTPFound("/login")
-        return web.FileResponse(STATIC / "index.html")
+        return web.FileResponse(STATIC / "app" / "index.html")
 
     @routes.get("/ws")
     @requires(Role.VIEWER)  # checked before the upgrade: 401 without a session or token

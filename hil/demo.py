@@ -17,6 +17,8 @@ from backend.pki import generate
 from backend.store import open_store
 from hil.lifeline import die_with_parent
 
+from . import roads
+
 ROUTES = ["harbour", "ring", "airport"]
 
 
@@ -106,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     backend = spawn([py, "-m", "backend", "--db", db, "--cert", certs["cert"],
                      "--key", certs["key"], "--quic-host", "127.0.0.1",
                      "--quic-port", str(args.quic_port), "--http-host", args.http_host,
-                     "--http-port", str(args.http_port)], "backend.log",
+                     "--http-port", str(args.http_port),
+                     "--map-overlay", roads.write(str(run / "roads.geojson"))], "backend.log",
                     stdout=subprocess.PIPE)
     try:
         line = backend.stdout.readline().decode()

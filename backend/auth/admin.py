@@ -18,6 +18,7 @@ from .passwords import MAX_PASSWORD
 DEFAULT_AUDIT_LIMIT = 200
 MAX_AUDIT_LIMIT = 10_000  # one page of the trail; ask again with an older to_ms for more
 MAX_GROUP_ITEMS = 10_000  # vehicles or members in one PUT
+MAX_TIME_MS = 10**15  # year ~33658: an open end that every store's time type holds
 
 
 async def _json(request: web.Request) -> dict:
@@ -178,9 +179,9 @@ async def audit_trail(request: web.Request) -> web.Response:
     q = request.query
     try:
         from_ms = int(q.get("from_ms") or 0)
-        to_ms = int(q.get("to_ms") or 2**62)
+        to_ms = min(int(q.get("to_ms") or MAX_TIME_MS), MAX_TIME_MS)
         limit = min(int(q.get("limit") or DEFAULT_AUDIT_LIMIT), MAX_AUDIT_LIMIT)
-        if limit < 1:
+        if limit < 1 or not 0 <= from_ms <= MAX_TIME_MS:
             raise ValueError
     except ValueError:
         return error(400, "from_ms, to_ms and limit must be positive integers")
