@@ -143,7 +143,13 @@ def build_config(args: argparse.Namespace) -> BackendConfig:
         flag = getattr(args, key, None)
         if flag is not None:
             values[key] = flag
-    return dataclasses.replace(BackendConfig(), **values)
+    config = dataclasses.replace(BackendConfig(), **values)
+    from .auth.addresses import parse_networks
+
+    parse_networks(config.trusted_proxies)  # a typo is a configuration error, not a crash later
+    if bool(config.http_cert) < bool(config.http_key):
+        raise ValueError("http_key without http_cert")
+    return config
 
 
 async def _with_store(config: BackendConfig, action, migrate: bool = True):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import sqlite3
@@ -249,3 +250,20 @@ async def test_websocket_needs_auth_before_the_upgrade_and_checks_origin(running
         async with http.ws_connect("/ws", headers={**bearer(running.tokens["viewer"]),
                                                    "Origin": "http://evil.example"}):
             pass
+
+
+async def test_open_websocket_ends_when_the_session_does(running, monkeypatch):
+    import backend.web
+
+    monkeypatch.setattr(backend.web, "WS_RECHECK_S", 0.2)
+    async with aiohttp.ClientSession(running.url, cookie_jar=cookie_jar()) as http:
+        assert (await login(http, "viewer"))[0] == 200
+        async with http.ws_connect("/ws") as ws:
+            await ws.send_json({"op": "subscribe", "topic": "live_updates:all"})
+            assert (await ws.receive_json(timeout=5))["event"] == "subscribed"
+            await asyncio.sleep(0.5)
+            assert not ws.closed  # still a valid session: the feed stays
+            await running.store.update_user("viewer", disabled=True)
+            msg = await ws.receive(timeout=5)
+            assert msg.type == aiohttp.WSMsgType.CLOSE
+            assert ws.close_code == aiohttp.WSCloseCode.POLICY_VIOLATION
