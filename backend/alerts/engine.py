@@ -39,8 +39,10 @@ def _same(a: StoredAlert, e: Episode) -> bool:
 
 
 class AlertEngine:
-    def __init__(self, store, rules: RuleSet, publish: Callable[[dict], None] | None = None):
+    def __init__(self, store, rules: RuleSet, publish: Callable[[dict], None] | None = None,
+                 checkpoint_every_ms: int = CHECKPOINT_EVERY_MS):
         self.store = store
+        self.checkpoint_every_ms = checkpoint_every_ms
         self.rules = rules
         self.publish = publish or (lambda alert: None)
         self.fences: list[Fence] = []
@@ -134,7 +136,7 @@ class AlertEngine:
             for r in group:
                 ev.feed(r)
             end = t
-            if last_cp is None or t - last_cp >= CHECKPOINT_EVERY_MS:
+            if last_cp is None or t - last_cp >= self.checkpoint_every_ms:
                 points.append((t, ev.state()))
                 last_cp = t
         episodes = {e.key: e for e in ev.episodes()}

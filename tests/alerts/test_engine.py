@@ -171,3 +171,17 @@ async def test_list_filters_and_ack(any_store):
     assert [x.id for x in await any_store.list_alerts(q(acknowledged=True))] == [a.id]
     assert a.id not in {x.id for x in await any_store.list_alerts(q(acknowledged=False))}
     assert await any_store.ack_alert(10**12, "dana", NOW) is None
+
+
+async def test_backfill_disproving_an_event_decided_after_the_checkpoint(any_store):
+    """A geofence entry starts before the checkpoint it is re-evaluated from, and was decided
+    after it: the backfill must still move it (the window goes by decision time)."""
+    await any_store.put_geofence("depot", "Depot", DEPOT)
+    rules = parse_rules({"geofence": {"dwell_s": 5}, "overspeed": {"enabled": False}})
+    engine = AlertEngine(any_store, rules, checkpoint_every_ms=1000)
+    await engine.start(NOW)
+    track = [pos(1, 0, 10, 53.58)] + [pos(i + 1, i, 10, 53.55) for i in range(1, 12)]
+    await deliver(any_store, engine, [track])
+    assert await alert_spans(any_store) == {("geofence-enter", "depot", 1, 1)}
+    await deliver(any_store, engine, [[pos(50, 3.5, 10, 53.58)]])  # was outside at 3.5 s
+    assert await alert_spans(any_store) == {("geofence-enter", "depot", 4, 4)}
