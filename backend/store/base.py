@@ -206,6 +206,8 @@ class Store(Protocol):
                              now_ms: int) -> bool:
         """Record the vehicle's first answer; False if unknown, another vehicle's or answered."""
     async def command(self, command_id: int) -> StoredCommand | None: ...
+    async def save_vehicle_status(self, vehicle_id: str, status: dict, now_ms: int) -> None:
+        """Keep the agent's latest status report (protocol.md §3 status), replacing the last."""
     # alerts (docs/alerts.md; backend/store/*_alerts.py)
     async def alert_readings(self, vehicle_id: str, after_ms: int | None) -> list[StoredReading]:
         """The vehicle's readings with time > after_ms (all if None) by (time, epoch, seq)."""

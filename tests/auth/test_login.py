@@ -185,6 +185,9 @@ async def test_token_revocation_and_admin_user_management(running):
                                                         "password": "new-secret-1"},
                               headers=admin) as r:
             assert r.status == 200
+            record = await r.json()
+        assert (record["name"], record["role"], record["disabled"]) == ("carol", "dispatcher",
+                                                                        False)
         assert (await login(http, "carol", password))[0] == 401
         status, body, _ = await login(http, "carol", "new-secret-1")
         assert status == 200 and body["user"]["role"] == "dispatcher"
@@ -206,6 +209,8 @@ async def test_secrets_never_logged_and_only_hashes_stored(running, caplog):
                              headers=admin) as r:
             password = (await r.json())["password"]
         async with http.post("/api/users/dave/tokens", json={}, headers=admin) as r:
+            assert r.status == 400  # a token says what it is for
+        async with http.post("/api/users/dave/tokens", json={"label": "x"}, headers=admin) as r:
             token = (await r.json())["token"]
         await login(http, "dave", "a-wrong-password-xyz")
         assert (await login(http, "dave", password))[0] == 200
