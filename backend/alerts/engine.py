@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 CHECKPOINT_EVERY_MS = 300_000
 # Geofence and vehicle lists are re-read this often by the timer (edits show within a minute).
 REFRESH_MS = 30_000
+# Checkpoints older than this are dropped (each vehicle keeps its newest): an agent never sends
+# readings older than its journal's max_age_h (168 h), so no backfill needs them.
+CHECKPOINT_RETAIN_MS = 8 * 86_400_000
+PRUNE_EVERY_MS = 3_600_000
 # Open clock-driven alerts loaded at start (at most one per rule and vehicle).
 OPEN_LIMIT = 1_000_000
 
@@ -87,6 +91,7 @@ class AlertEngine:
         self._known: set[str] = set()
         self._started_ms = 0
         self._refreshed_ms: int | None = None
+        self._pruned_ms: int | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -200,6 +205,10 @@ class AlertEngine:
     async def _on_timer(self, now_ms: int, connected: set[str]) -> None:
         if self._refreshed_ms is None or now_ms - self._refreshed_ms >= REFRESH_MS:
             await self._refresh(now_ms)
+        if self._pruned_ms is None or now_ms - self._pruned_ms >= PRUNE_EVERY_MS:
+            self._pruned_ms = now_ms
+            self.stats["checkpoints_pruned"] = self.stats.get("checkpoints_pruned", 0) + (
+                await self.store.prune_alert_checkpoints(now_ms - CHECKPOINT_RETAIN_MS))
         changes: list[Episode] = []
         stale, offline = self.rules.stale, self.rules.offline
         if stale is not None:
