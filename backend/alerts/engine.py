@@ -149,7 +149,8 @@ class AlertEngine:
 
     async def _evaluate(self, vehicle: str, t0: int | None, now_ms: int) -> None:
         cached = self._cache.get(vehicle)
-        if cached is not None and t0 is not None and t0 > cached[0]:
+        live = cached is not None and t0 is not None and t0 > cached[0]
+        if live:
             base, state, last_cp = cached
         else:
             cp = await self.store.alert_checkpoint(vehicle, t0)
@@ -177,8 +178,11 @@ class AlertEngine:
         episodes = {e.key: e for e in ev.episodes()}
         stored = {a.key: a for a in await self.store.alerts_in_window(vehicle, base)}
         upserts, moves, retract = _reconcile(stored, episodes)
-        saved = await self.store.save_alerts(upserts, retract, now_ms,
-                                             (vehicle, base, points), moves)
+        saved = []
+        # most live batches change nothing; a replay always replaces the checkpoints after base
+        if upserts or moves or retract or points or not live:
+            saved = await self.store.save_alerts(upserts, retract, now_ms,
+                                                 (vehicle, base, points), moves)
         if end is not None:
             self._cache[vehicle] = (end, ev.state(), last_cp)
         self._published(saved)
