@@ -17,9 +17,9 @@ from aioquic.quic.events import ConnectionTerminated, QuicEvent, StreamDataRecei
 from geostream import ALPN
 from geostream.codec import reading_problem
 from geostream.errors import ErrorCode, ProtocolError
+from geostream.limits import DEFAULT_CREDIT, IDLE_TIMEOUT_S
 from geostream.messages import Batch, Command
 from geostream.session import (
-    DEFAULT_CREDIT,
     BatchReceived,
     CommandAcked,
     HelloReceived,
@@ -34,8 +34,6 @@ from .writer import BatchWriter, WriterStopped
 
 log = logging.getLogger(__name__)
 
-# docs/protocol.md §1: a 3-minute dead zone plus one 15 s keepalive interval must fit.
-IDLE_TIMEOUT_S = 240.0
 # Flow control (docs/protocol.md §6): credit shrinks as the writer's backlog grows, so a slow
 # database slows the vehicles instead of growing gateway memory.
 BACKLOG_HIGH = 20_000
