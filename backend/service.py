@@ -5,9 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 
 from aiohttp import web
 
+from . import mapconfig
+from .alerts import AlertEngine
+from .alerts.routes import add_alert_routes
+from .audit import audit
+from .authz import PRINCIPAL, Role, requires
 from .config import BackendConfig
 from .gateway import Gateway
 from .hub import Hub, position_feature
@@ -17,6 +23,10 @@ from .writer import BatchWriter
 log = logging.getLogger(__name__)
 
 
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
 class Backend:
     def __init__(self, config: BackendConfig):
         self.config = config
@@ -24,14 +34,18 @@ class Backend:
         self.writer = BatchWriter(self.store, config.writer_max_rows,
                                   config.writer_linger_ms / 1000)
         self.hub = Hub()
+        self.alerts = AlertEngine(self.store, config.alert_rules(), self.hub.publish_alert)
         self.gateway = Gateway(self.store, self.writer, self.hub,
-                               ticket_file=config.ticket_path())
+                               ticket_file=config.ticket_path(), alerts=self.alerts)
         self._runner: web.AppRunner | None = None
+        self._alert_timer: asyncio.Task | None = None
 
     def status(self) -> dict:
         return {"gateway": dict(self.gateway.stats),
                 "vehicles_connected": sorted(self.gateway.connections),
                 "writer": self.writer.status(),
+                "alerts": {k: dict(v) if isinstance(v, dict) else v
+                           for k, v in self.alerts.stats.items()},
                 "hub": {"subscribers": len(self.hub.subscribers),
                         "published": self.hub.published}}
 
@@ -44,19 +58,36 @@ class Backend:
             self.hub.seed(r["vehicle_id"], r["time_ms"], position_feature(
                 r["vehicle_id"], r["time_ms"], r["lat"], r["lon"], r["speed_kmh"], r["course"],
                 r["seq"]))
+        await self.alerts.start(_now_ms())
         self.writer.start()
         await self.gateway.start(c.quic_host, c.quic_port, c.cert, c.key)
-        app = make_app(self.hub, self.store, self.status)
-        add_command_routes(app, self.gateway)
-        self._runner = web.AppRunner(app, access_log=None)
+        self._alert_timer = asyncio.get_running_loop().create_task(self._alert_clock(),
+                                                                   name="alert-timer")
+        self.app = make_app(self.hub, self.store, self.status, auth_state(c, self.store))
+        add_command_routes(self.app, self.gateway)
+        mapconfig.add_routes(self.app, c.map_style, c.map_pmtiles, c.map_overlay)
+        add_alert_routes(self.app, self.store, self.alerts.rules, self.hub.publish_alert, audit)
+        self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, c.http_host, c.http_port).start()
+        tls = http_tls(c)
+        site = web.TCPSite(self._runner, c.http_host, c.http_port, ssl_context=tls)
+        await site.start()
+        self.http_port = site._server.sockets[0].getsockname()[1]  # the real one, for port 0
         host = "localhost" if c.http_host in ("127.0.0.1", "::1", "0.0.0.0", "::") else c.http_host
-        print(f"backend ready: dashboard http://{host}:{c.http_port}/ "
+        scheme = "https" if tls else "http"
+        print(f"backend ready: dashboard {scheme}://{host}:{self.http_port}/ "
               f"gateway udp {c.quic_host}:{c.quic_port}", flush=True)
+
+    async def _alert_clock(self) -> None:
+        """Clock-driven alert rules (stale, offline) every `alert_timer_s`."""
+        while True:
+            await asyncio.sleep(self.config.alert_timer_s)
+            await self.alerts.on_timer(_now_ms(), self.gateway.connections.keys())
 
     async def stop(self) -> None:
         """Stop accepting, commit and acknowledge everything in flight, then close."""
+        if self._alert_timer is not None:
+            self._alert_timer.cancel()
         self.gateway.stop_accepting()
         await self.writer.stop()
         await self.gateway.finish_in_flight()
@@ -67,6 +98,30 @@ class Backend:
         log.info("backend stopped")
 
 
+def auth_state(c: BackendConfig, store):
+    """The access middleware's settings from the configuration."""
+    from .auth import AuthState
+    from .auth.addresses import parse_networks
+    from .auth.sessions import SessionPolicy
+
+    return AuthState(store=store,
+                     policy=SessionPolicy(idle_s=c.session_idle_s, absolute_s=c.session_max_s),
+                     trusted_proxies=parse_networks(c.trusted_proxies),
+                     allowed_origins=tuple(c.allowed_origins))
+
+
+def http_tls(c: BackendConfig):
+    """A server TLS context for the HTTP listener when a certificate is configured."""
+    if not c.http_cert:
+        return None
+    import ssl
+
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(c.http_cert, c.http_key or None)
+    return ctx
+
+
 def add_command_routes(app: web.Application, gateway: Gateway) -> None:
     """Downlink commands over HTTP (docs/protocol.md §3 command), for `python -m backend command`:
     POST /api/vehicles/{vehicle}/commands {"name": …, "args": {…}} → {"id": …};
@@ -74,6 +129,7 @@ def add_command_routes(app: web.Application, gateway: Gateway) -> None:
     Both go to the store, so a command and its answer outlive a backend restart.
     """
 
+    @requires(Role.DISPATCHER)
     async def post(request: web.Request) -> web.Response:
         try:
             body = await request.json()
@@ -85,21 +141,26 @@ def add_command_routes(app: web.Application, gateway: Gateway) -> None:
         vehicle = request.match_info["vehicle"]
         try:
             known = {v["vehicle_id"] for v in await gateway.store.list_vehicles()}
-            if vehicle not in known:  # it would wait forever for a vehicle that never connects
+            # it would wait forever for a vehicle that never connects; one the user may not
+            # see is answered the same, so ids do not leak
+            if vehicle not in known or not request[PRINCIPAL].may_see(vehicle):
                 return web.json_response({"error": f"unknown vehicle {vehicle!r}"}, status=404)
             cid = await gateway.send_command(vehicle, name, args)
+            await audit(request, "command.send", vehicle, {"id": cid, "name": name,
+                                                           "args": args})
         except Exception as exc:
             log.warning("cannot store command: %s", exc)
             return web.json_response({"error": f"store unavailable: {exc}"}, status=503)
         return web.json_response({"id": cid}, status=202)
 
+    @requires(Role.VIEWER)
     async def get(request: web.Request) -> web.Response:
         try:
             cid = int(request.match_info["id"])
         except ValueError:
             return web.json_response({"error": "id must be an integer"}, status=400)
         command = await gateway.store.command(cid) if 0 <= cid < 2**63 else None
-        if command is None:
+        if command is None or not request[PRINCIPAL].may_see(command.vehicle_id):
             return web.json_response({"error": "unknown command id"}, status=404)
         return web.json_response(command.as_json())
 

@@ -11,8 +11,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 UNITS = sorted((REPO / "systemd").glob("*.service"))
-# systemd-analyze security: 0 = fully locked down, 10 = exposed; ≤ 2.5 is "OK" or better
-MAX_EXPOSURE = 2.5
+# systemd-analyze security: 0 = fully locked down, 10 = exposed; issue 16 asks ≤ 1.5 for both
+# units (the rest is network access, AF_CAN and the serial devices the agent exists to use)
+MAX_EXPOSURE = 1.5
 
 
 def _need(tool: str) -> str:
@@ -56,7 +57,8 @@ def test_debian_package_builds_with_units_venv_and_migrations(deb_package):
                  "./opt/venvs/fleet-agent/bin/fleet-agent",
                  "./opt/venvs/fleet-agent/bin/fleet-backend",
                  "./usr/share/fleet-agent/sql/sqlite/0001_init.sql",
-                 "backend/static/map.js"):
+                 "backend/static/app/app.js", "backend/static/app/index.html",
+                 "backend/static/app/maplibre-gl-worker.mjs", "backend/openapi.yaml"):
         assert path in listing, f"{path} not in the package"
     control = subprocess.run(["dpkg-deb", "-I", str(deb)], capture_output=True, text=True,
                              check=True).stdout

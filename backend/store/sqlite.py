@@ -23,6 +23,8 @@ from .base import (
     sql_dir,
     token_matches,
 )
+from .sqlite_accounts import SqliteAccounts
+from .sqlite_alerts import SqliteAlerts
 
 _INSERT = """INSERT INTO vehicle_telemetry
     (vehicle_id, epoch, seq, time_ms, kind, lat, lon, alt, speed_kmh, course, fix, sats, hdop,
@@ -42,7 +44,7 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class SqliteStore:
+class SqliteStore(SqliteAccounts, SqliteAlerts):
     def __init__(self, path: str):
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
@@ -64,6 +66,7 @@ class SqliteStore:
         # FULL: an ack promises the reading survives a backend power cut, not just a crash
         db.execute("PRAGMA synchronous=FULL")
         db.execute("PRAGMA busy_timeout=5000")
+        db.execute("PRAGMA foreign_keys=ON")  # accounts: a deleted group takes its rows
         self._db = db
         if migrate:
             self._migrate()

@@ -12,6 +12,7 @@ from backend.hub import Hub
 from backend.store import open_store
 from backend.store.base import StoredReading
 from backend.web import make_app
+from tests.authhelp import add_user_token, bearer
 
 T0 = 1_763_856_000_000  # 2025-11-23T00:00:00Z
 SQUARE = {"type": "Polygon", "coordinates": [[[8, 50], [8.01, 50], [8.01, 50.01], [8, 50.01],
@@ -41,10 +42,11 @@ async def seed(url):
 async def rest(url, paths):
     store = open_store(url)
     await store.open()
+    headers = bearer(await add_user_token(store, role="viewer"))
     server = TestServer(make_app(Hub(), store, lambda: {}))
     await server.start_server()
     try:
-        async with ClientSession() as http:
+        async with ClientSession(headers=headers) as http:
             out = []
             for path in paths:
                 async with http.get(server.make_url(path)) as resp:
@@ -98,10 +100,11 @@ def test_bad_query_is_a_400(url):
     async def go():
         store = open_store(url)
         await store.open()
+        headers = bearer(await add_user_token(store, role="viewer"))
         server = TestServer(make_app(Hub(), store, lambda: {}))
         await server.start_server()
         try:
-            async with ClientSession() as http:
+            async with ClientSession(headers=headers) as http:
                 async with http.get(server.make_url("/api/vehicles/v1/route?from_ms=x")) as r:
                     return r.status
         finally:
