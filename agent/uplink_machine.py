@@ -253,7 +253,7 @@ class UplinkMachine:
             "state": self.state.value,
             "local_address": self.local_host if self._linked else None,
             "last_ack_age_s": None if s.last_ack_monotonic is None
-            else round(now - s.last_ack_monotonic, 3),
+            else round(now - s.last_ack_monotonic, 1),
             "last_error": self.last_failure,
             "in_flight": len(self.session.in_flight) if self.session else 0,
             "credit": self.session.credit if self.session else 0,

@@ -139,8 +139,8 @@ class _Session:
 
     def fail(self, exc: ProtocolError) -> None:
         """Queue the `error` message for a protocol violation; fatal ones close the session."""
-        if self.closed:
-            return
+        if self._close is not None:
+            return  # failed already: the first error is the one the peer gets
         self._send(Error(code=int(exc.code), reason=exc.reason[:256], fatal=exc.code.fatal))
         if exc.code.fatal:
             self.state = SessionState.CLOSED
