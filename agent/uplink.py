@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aioquic.quic.configuration import QuicConfiguration
 
 from geostream import ALPN
 from geostream.limits import IDLE_TIMEOUT_S
+from geostream.messages import Status
 from geostream.session import Acknowledged
 
 from . import __version__
@@ -59,6 +60,8 @@ class Uplink:
         self.link: QuicLink | None = None
         # called with each Acknowledged event after the journal applied it (benchmarks, tests)
         self.on_ack: Callable[[Acknowledged], None] | None = None
+        # status reports (docs/protocol.md §3 status): the daemon sets the provider
+        self.status_provider: Callable[[], Awaitable[Status]] | None = None
         self.tickets = TicketFile(config.server.ticket_file or
                                   Path(config.journal.path).parent / TICKET_FILE_NAME)
         self._inbox: asyncio.Queue[tuple] = asyncio.Queue()
@@ -73,6 +76,14 @@ class Uplink:
     @property
     def stats(self) -> UplinkStats:
         return self.machine.stats
+
+    @property
+    def status_interval_s(self) -> float:
+        return self.machine.status_interval_s
+
+    @status_interval_s.setter
+    def status_interval_s(self, seconds: float) -> None:
+        self.machine.status_interval_s = seconds
 
     @property
     def ticket_path(self) -> Path:
@@ -111,16 +122,16 @@ class Uplink:
                 at = m.get_timer()
                 if at is not None and at <= loop.time():  # due: before more input can starve it
                     await self._do(m.handle_timer(loop.time(), _boottime()))
-                    await self._fill()
-                    continue
-                try:
-                    async with asyncio.timeout_at(at):
-                        item = await self._inbox.get()
-                except TimeoutError:
-                    await self._do(m.handle_timer(loop.time(), _boottime()))
                 else:
-                    await self._input(item)
+                    try:
+                        async with asyncio.timeout_at(at):
+                            item = await self._inbox.get()
+                    except TimeoutError:
+                        await self._do(m.handle_timer(loop.time(), _boottime()))
+                    else:
+                        await self._input(item)
                 await self._fill()
+                await self._report()
         finally:
             self._drop_link()
 
@@ -299,6 +310,13 @@ class Uplink:
             if not batch or self.link is None:
                 break
             await self._do(m.batch_sent(loop.time(), batch, self._drain.more))
+
+    async def _report(self) -> None:
+        """A status report when one is due (the daemon's status tick wakes the loop)."""
+        m, now = self.machine, asyncio.get_running_loop().time()
+        if self.status_provider is None or self.link is None or not m.status_due(now):
+            return
+        await self._do(m.status_report(now, await self.status_provider()))
 
     async def _next_batch(self, drain: DrainState, max_readings: int) -> list[dict]:
         """The journal's next batch, within the welcome's exact `max_batch_bytes`.

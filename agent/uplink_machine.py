@@ -19,6 +19,7 @@ from collections.abc import Callable
 from geostream.backoff import Backoff
 from geostream.errors import ErrorCode
 from geostream.limits import SEND_BATCH_READINGS, STALL_S
+from geostream.messages import Status
 from geostream.session import (
     Acknowledged,
     ClientSession,
@@ -42,6 +43,8 @@ BACKOFF_MAX_S = 30.0
 BACKOFF_JITTER = 0.5
 # after auth-failed/revoked, retry slowly: an operator may re-provision the vehicle
 AUTH_BACKOFF_S = 60.0
+# how often the agent reports its status (the daemon sets [status] report_interval_s)
+STATUS_INTERVAL_S = 30.0
 # asyncio may fire a timer up to its clock resolution early
 _EARLY_S = 1e-3
 
@@ -88,6 +91,11 @@ class UplinkMachine:
         self._last_send = -1e9
         self._live = False
         self._pace_at: float | None = None
+        # status reports (docs/protocol.md §3 status): every interval, unless the gateway
+        # answered unknown-type (an older gateway: none on this session)
+        self.status_interval_s = STATUS_INTERVAL_S
+        self._next_status = 0.0
+        self._status_refused = False
         self.liveness = Liveness()
 
     # --- the link ----------------------------------------------------------------------
@@ -139,6 +147,7 @@ class UplinkMachine:
             if isinstance(event, Welcomed):
                 self._set(State.CONNECTED)
                 self.backoff.reset()
+                self._next_status, self._status_refused = 0.0, False  # report once at once
                 # first packet → welcome: what a (re)connect costs before data flows
                 self.stats.extra["welcome_after_s"] = now - self._started
                 self.stats.server_clock_offset_ms = self._wall_ms() - event.server_time_ms
@@ -150,6 +159,8 @@ class UplinkMachine:
                 ok, detail = self.commands.answer(event.command)
                 self.session.acknowledge_command(event.command.id, ok, detail)
             elif isinstance(event, PeerError):
+                if event.code == ErrorCode.UNKNOWN_TYPE:  # an older gateway: no status reports
+                    self._status_refused = True
                 log.warning("server error %d: %s", event.code, event.reason)
                 if event.code in (ErrorCode.AUTH_FAILED, ErrorCode.REVOKED):
                     return actions + self._refused(now, f"{ErrorCode(event.code).label}: "
@@ -187,6 +198,21 @@ class UplinkMachine:
         self._live = not more  # caught up: what comes next is live
         self.stats.batches_sent += 1
         self.stats.readings_sent += len(readings)
+        return [SendData(self.session.data_to_send())]
+
+    def status_due(self, now: float) -> bool:
+        """Whether a status report should go now (then the next one is an interval away)."""
+        s = self.session
+        if (s is None or self.state is not State.CONNECTED or self._status_refused
+                or now < self._next_status):
+            return False
+        self._next_status = now + self.status_interval_s
+        return True
+
+    def status_report(self, now: float, report: Status) -> list:
+        if self.session is None or self.state is not State.CONNECTED:
+            return []
+        self.session.send_status(report)
         return [SendData(self.session.data_to_send())]
 
     # --- the path ----------------------------------------------------------------------

@@ -26,7 +26,7 @@ from .codec import FrameDecoder, encode, encode_payload, framed_size
 from .deflate import Deflater, Inflater
 from .errors import ErrorCode, ProtocolError
 from .limits import DEFAULT_CREDIT, DEFAULT_MAX_BATCH_BYTES, MAX_MESSAGE_BYTES
-from .messages import Ack, Batch, Command, CommandAck, Error, Hello, Unknown, Welcome
+from .messages import Ack, Batch, Command, CommandAck, Error, Hello, Status, Unknown, Welcome
 from .ranges import RangeSet
 
 # How many answered command ids an agent remembers to de-duplicate re-sent commands.
@@ -90,6 +90,11 @@ class BatchReceived:
 @dataclass(frozen=True, slots=True)
 class CommandAcked:
     ack: CommandAck
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReceived:
+    status: Status
 
 
 class _Session:
@@ -234,6 +239,12 @@ class ClientSession(_Session):
         self.in_flight.update(r["q"] for r in readings)
         return len(frame)
 
+    def send_status(self, status: Status) -> None:
+        """Queue a status report (docs/protocol.md §3 status); only after welcome."""
+        if not self.ready:
+            raise RuntimeError("send_status before welcome")
+        self._send(status)
+
     def acknowledge_command(self, command_id: int, ok: bool, detail: str = "") -> None:
         ack = CommandAck(id=command_id, ok=ok, detail=detail[:256])
         self._answered[command_id] = ack
@@ -307,6 +318,10 @@ class ServerSession(_Session):
                 if not self.authenticated:
                     raise ProtocolError(ErrorCode.UNEXPECTED, "command-ack before welcome")
                 events.append(CommandAcked(msg))
+            elif isinstance(msg, Status):
+                if not self.authenticated:
+                    raise ProtocolError(ErrorCode.UNEXPECTED, "status before welcome")
+                events.append(StatusReceived(msg))
             elif isinstance(msg, Error):
                 if msg.fatal:
                     self._closed_by_peer()
