@@ -22,7 +22,7 @@ from aioquic.quic.events import (
 from geostream import ALPN
 from geostream.codec import reading_problem
 from geostream.errors import ErrorCode, ProtocolError
-from geostream.messages import Batch, Command
+from geostream.messages import Batch, Command, Status
 from geostream.session import (
     DEFAULT_CREDIT,
     BatchReceived,
@@ -30,6 +30,7 @@ from geostream.session import (
     HelloReceived,
     PeerError,
     ServerSession,
+    StatusReceived,
 )
 
 from .alerts import NoAlerts
@@ -133,6 +134,13 @@ class Gateway:
             await self.store.commands_sent(ids, _now_ms())
         except Exception as exc:  # bookkeeping only: the command itself is stored
             log.warning("cannot count commands sent to %s: %s", vehicle, exc)
+
+    async def status_received(self, vehicle: str, status: Status) -> None:
+        """The agent's report replaces its last one (protocol.md §3 status)."""
+        try:
+            await self.store.save_vehicle_status(vehicle, status.as_json(), _now_ms())
+        except Exception as exc:  # bookkeeping only: the next report comes in 30 s
+            log.warning("cannot keep the status of %s: %s", vehicle, exc)
 
     async def command_acked(self, vehicle: str, command_id: int, ok: bool, detail: str) -> None:
         """Record the agent's answer; if the store fails, the command stays pending and its
@@ -255,6 +263,8 @@ class GatewayProtocol(QuicConnectionProtocol):
             elif isinstance(ev, CommandAcked):
                 self._spawn(self.gateway.command_acked(self.vehicle, ev.ack.id, ev.ack.ok,
                                                        ev.ack.detail))
+            elif isinstance(ev, StatusReceived):
+                self._spawn(self.gateway.status_received(self.vehicle, ev.status))
             elif isinstance(ev, PeerError):
                 log.info("%s reports error %d: %s", self.vehicle, ev.code, ev.reason)
         self._flush()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import sqlite3
@@ -184,6 +185,9 @@ async def test_token_revocation_and_admin_user_management(running):
                                                         "password": "new-secret-1"},
                               headers=admin) as r:
             assert r.status == 200
+            record = await r.json()
+        assert (record["name"], record["role"], record["disabled"]) == ("carol", "dispatcher",
+                                                                        False)
         assert (await login(http, "carol", password))[0] == 401
         status, body, _ = await login(http, "carol", "new-secret-1")
         assert status == 200 and body["user"]["role"] == "dispatcher"
@@ -205,6 +209,8 @@ async def test_secrets_never_logged_and_only_hashes_stored(running, caplog):
                              headers=admin) as r:
             password = (await r.json())["password"]
         async with http.post("/api/users/dave/tokens", json={}, headers=admin) as r:
+            assert r.status == 400  # a token says what it is for
+        async with http.post("/api/users/dave/tokens", json={"label": "x"}, headers=admin) as r:
             token = (await r.json())["token"]
         await login(http, "dave", "a-wrong-password-xyz")
         assert (await login(http, "dave", password))[0] == 200
@@ -249,3 +255,20 @@ async def test_websocket_needs_auth_before_the_upgrade_and_checks_origin(running
         async with http.ws_connect("/ws", headers={**bearer(running.tokens["viewer"]),
                                                    "Origin": "http://evil.example"}):
             pass
+
+
+async def test_open_websocket_ends_when_the_session_does(running, monkeypatch):
+    import backend.auth.middleware
+
+    monkeypatch.setattr(backend.auth.middleware, "WS_RECHECK_S", 0.2)
+    async with aiohttp.ClientSession(running.url, cookie_jar=cookie_jar()) as http:
+        assert (await login(http, "viewer"))[0] == 200
+        async with http.ws_connect("/ws") as ws:
+            await ws.send_json({"op": "subscribe", "topic": "live_updates:all"})
+            assert (await ws.receive_json(timeout=5))["event"] == "subscribed"
+            await asyncio.sleep(0.5)
+            assert not ws.closed  # still a valid session: the feed stays
+            await running.store.update_user("viewer", disabled=True)
+            msg = await ws.receive(timeout=5)
+            assert msg.type == aiohttp.WSMsgType.CLOSE
+            assert ws.close_code == aiohttp.WSCloseCode.POLICY_VIOLATION

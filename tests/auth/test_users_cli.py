@@ -74,3 +74,12 @@ def test_users_cli(db_url, capsys, caplog, monkeypatch):
     assert actions[:3] == ["user.create", "user.create", "user.update"]
     for secret in (password, new_password, token, "bobs chosen pw"):
         assert secret not in caplog.text
+
+
+def test_vehicle_changes_from_the_cli_are_audited(tmp_path, capsys):
+    url = f"sqlite://{tmp_path / 'f.db'}"
+    assert main(["--db", url, "vehicles", "add", "truck-9"]) == 0
+    assert main(["--db", url, "vehicles", "revoke", "truck-9"]) == 0
+    assert main(["--db", url, "vehicles", "revoke", "truck-9"]) == 1  # nothing to revoke
+    assert db_rows(url, "SELECT user_name, action, target FROM audit ORDER BY id") == [
+        ("cli", "vehicle.create", "truck-9"), ("cli", "vehicle.revoke", "truck-9")]
