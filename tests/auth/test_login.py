@@ -258,9 +258,9 @@ async def test_websocket_needs_auth_before_the_upgrade_and_checks_origin(running
 
 
 async def test_open_websocket_ends_when_the_session_does(running, monkeypatch):
-    import backend.web
+    import backend.auth.middleware
 
-    monkeypatch.setattr(backend.web, "WS_RECHECK_S", 0.2)
+    monkeypatch.setattr(backend.auth.middleware, "WS_RECHECK_S", 0.2)
     async with aiohttp.ClientSession(running.url, cookie_jar=cookie_jar()) as http:
         assert (await login(http, "viewer"))[0] == 200
         async with http.ws_connect("/ws") as ws:
