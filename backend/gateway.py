@@ -12,7 +12,12 @@ import time
 
 from aioquic.asyncio import QuicConnectionProtocol, serve
 from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.events import ConnectionTerminated, QuicEvent, StreamDataReceived
+from aioquic.quic.events import (
+    ConnectionTerminated,
+    HandshakeCompleted,
+    QuicEvent,
+    StreamDataReceived,
+)
 
 from geostream import ALPN
 from geostream.codec import reading_problem
@@ -30,7 +35,7 @@ from geostream.session import (
 
 from .alerts import NoAlerts
 from .hub import Hub, position_feature
-from .quic_tuning import delay_acks, enlarge_socket_buffers
+from .quic_tuning import delay_acks, enlarge_socket_buffers, shrink_handshake_buffers
 from .store.base import AuthResult, DeadLetter, Store, StoredCommand, StoredReading
 from .tickets import TicketStore
 from .writer import BatchWriter, WriterStopped
@@ -229,6 +234,8 @@ class GatewayProtocol(QuicConnectionProtocol):
     def quic_event_received(self, event: QuicEvent) -> None:
         if isinstance(event, StreamDataReceived):
             self._stream_data(event)
+        elif isinstance(event, HandshakeCompleted):
+            shrink_handshake_buffers(self._quic)
         elif isinstance(event, ConnectionTerminated):
             self._hello_timer.cancel()
             self.gateway.unregister(self.vehicle, self)

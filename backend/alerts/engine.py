@@ -24,6 +24,8 @@ from .rules import RuleSet
 
 log = logging.getLogger(__name__)
 
+_PENDING = object()  # "the vehicle's pending earliest time", taken under its lock
+
 # A checkpoint per 5 minutes of device time: a backfill re-reads at most this much before its
 # earliest reading, and a vehicle costs ~300 checkpoint rows a day.
 CHECKPOINT_EVERY_MS = 300_000
@@ -84,6 +86,7 @@ class AlertEngine:
                             "readings_evaluated": 0, "failures": 0}
         self._cache: dict[str, tuple[int, dict, int | None]] = {}  # → (time, state, last cp)
         self._locks: dict[str, asyncio.Lock] = {}
+        self._pending: dict[str, int] = {}  # earliest committed, not yet evaluated, reading
         self._seen: dict[str, int] = {}  # newest device time per vehicle
         self._speed: dict[str, tuple[int, float | None, float, float]] = {}  # newest position
         self._connected_ms: dict[str, int] = {}
@@ -131,12 +134,20 @@ class AlertEngine:
                 self._note_position(r.vehicle_id, r.time_ms, r.speed_kmh, r.lat, r.lon)
             else:
                 self._seen[r.vehicle_id] = max(r.time_ms, self._seen.get(r.vehicle_id, r.time_ms))
-        for vehicle, t0 in sorted(earliest.items()):
-            await self._evaluate_safely(vehicle, t0, now_ms)
+        for vehicle, t0 in earliest.items():  # no await between commit and this mark
+            self._pending[vehicle] = min(t0, self._pending.get(vehicle, t0))
+        for vehicle in sorted(earliest):
+            await self._evaluate_safely(vehicle, _PENDING, now_ms)
 
-    async def _evaluate_safely(self, vehicle: str, t0: int | None, now_ms: int) -> None:
+    async def _evaluate_safely(self, vehicle: str, t0, now_ms: int) -> None:
         lock = self._locks.setdefault(vehicle, asyncio.Lock())
         async with lock:
+            if t0 is _PENDING:
+                # batches that committed while another evaluation ran are evaluated together;
+                # none left: an evaluation that started after our commit already read them
+                if vehicle not in self._pending:
+                    return
+                t0 = self._pending.pop(vehicle)
             try:
                 await self._evaluate(vehicle, t0, now_ms)
             except Exception as exc:
