@@ -8,21 +8,18 @@ import json
 import logging
 from pathlib import Path
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSMsgType, web
 
 from . import queries
 from .api import spec
 from .auth import AuthState, setup
-from .auth.middleware import origin_allowed, resolve
+from .auth.middleware import origin_allowed, watch_session
 from .authz import PRINCIPAL, Principal, Role, public, requires
 from .hub import Hub, Subscriber, valid_topic
 
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
-# An open WebSocket re-checks its session or token this often: a logout, an expiry or a
-# disabled account ends the live feed within this time (a check also counts as use).
-WS_RECHECK_S = 60.0
 MAX_WS_MESSAGE = 4096  # browsers only send small subscribe/unsubscribe requests
 DEFAULT_ROUTE_HOURS = queries.DEFAULT_ROUTE_HOURS
 
@@ -52,7 +49,7 @@ def make_app(hub: Hub, store, status, auth: AuthState | None = None) -> web.Appl
         sub = Subscriber()
         hub.add(sub)
         sender = asyncio.get_running_loop().create_task(_send_loop(ws, sub, principal))
-        checker = asyncio.get_running_loop().create_task(_recheck(ws, request))
+        checker = asyncio.get_running_loop().create_task(watch_session(ws, request))
         try:
             async for msg in ws:
                 if msg.type != WSMsgType.TEXT:
@@ -173,14 +170,6 @@ def _handle_request(hub: Hub, sub: Subscriber, text: str, principal: Principal) 
         hub.unsubscribe(sub, topic)
     else:
         sub.put({"error": f"unknown op {str(op)[:32]!r}"})
-
-
-async def _recheck(ws: web.WebSocketResponse, request: web.Request) -> None:
-    while not ws.closed:
-        await asyncio.sleep(WS_RECHECK_S)
-        if await resolve(request) is None:
-            await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"session ended")
-            return
 
 
 def _vehicle_of(message: dict) -> str | None:

@@ -218,10 +218,15 @@ class Store(Protocol):
         """Reading-driven alerts a re-evaluation from `after_ms` may change: open ones and
         those decided after it (all of the vehicle's if None)."""
     async def save_alerts(self, upserts: list, retract: list[tuple], now_ms: int,
-                          checkpoints: tuple | None = None) -> list[tuple[StoredAlert, bool]]:
-        """One transaction: upsert episodes by key, mark `retract` keys retracted, and with
-        `checkpoints = (vehicle, after_ms, [(time_ms, state)])` replace the vehicle's
-        checkpoints after `after_ms`. Returns each changed alert and whether it is new."""
+                          checkpoints: tuple | None = None,
+                          moves: list = ()) -> list[tuple[StoredAlert, bool]]:
+        """One transaction: upsert episodes by key, give the alert of each `(old key, episode)`
+        move the episode's key and values (a retracted row holding that key goes), mark
+        `retract` keys retracted, and with `checkpoints = (vehicle, after_ms, [(time_ms,
+        state)])` replace the vehicle's checkpoints after `after_ms`. Returns each changed
+        alert and whether it is new."""
+    async def prune_alert_checkpoints(self, before_ms: int) -> int:
+        """Drop checkpoints older than `before_ms`, except each vehicle's newest."""
     async def list_alerts(self, query: AlertQuery) -> list[StoredAlert]: ...
     async def alert(self, alert_id: int) -> StoredAlert | None: ...
     async def ack_alert(self, alert_id: int, user: str, now_ms: int) -> StoredAlert | None:
