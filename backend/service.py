@@ -46,8 +46,7 @@ class Backend:
                 r["seq"]))
         self.writer.start()
         await self.gateway.start(c.quic_host, c.quic_port, c.cert, c.key)
-        app = make_app(self.hub, self.store, self.status)
-        add_command_routes(app, self.gateway)
+        app = make_app(self.hub, self.store, self.status, gateway=self.gateway)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, c.http_host, c.http_port).start()
@@ -65,46 +64,6 @@ class Backend:
             await self._runner.cleanup()
         await self.store.close()
         log.info("backend stopped")
-
-
-def add_command_routes(app: web.Application, gateway: Gateway) -> None:
-    """Downlink commands over HTTP (docs/protocol.md §3 command), for `python -m backend command`:
-    POST /api/vehicles/{vehicle}/commands {"name": …, "args": {…}} → {"id": …};
-    GET /api/commands/{id} → {"state": "pending"|"answered", "ok", "detail", "sent_count", …}.
-    Both go to the store, so a command and its answer outlive a backend restart.
-    """
-
-    async def post(request: web.Request) -> web.Response:
-        try:
-            body = await request.json()
-            name, args = body["name"], body.get("args", {})
-            if not isinstance(name, str) or not 0 < len(name) <= 64 or not isinstance(args, dict):
-                raise ValueError("name must be text of 1..64, args a map")
-        except (ValueError, KeyError, TypeError) as exc:
-            return web.json_response({"error": f"bad command: {exc}"}, status=400)
-        vehicle = request.match_info["vehicle"]
-        try:
-            known = {v["vehicle_id"] for v in await gateway.store.list_vehicles()}
-            if vehicle not in known:  # it would wait forever for a vehicle that never connects
-                return web.json_response({"error": f"unknown vehicle {vehicle!r}"}, status=404)
-            cid = await gateway.send_command(vehicle, name, args)
-        except Exception as exc:
-            log.warning("cannot store command: %s", exc)
-            return web.json_response({"error": f"store unavailable: {exc}"}, status=503)
-        return web.json_response({"id": cid}, status=202)
-
-    async def get(request: web.Request) -> web.Response:
-        try:
-            cid = int(request.match_info["id"])
-        except ValueError:
-            return web.json_response({"error": "id must be an integer"}, status=400)
-        command = await gateway.store.command(cid) if 0 <= cid < 2**63 else None
-        if command is None:
-            return web.json_response({"error": "unknown command id"}, status=404)
-        return web.json_response(command.as_json())
-
-    app.router.add_post("/api/vehicles/{vehicle}/commands", post)
-    app.router.add_get("/api/commands/{id}", get)
 
 
 async def run(config: BackendConfig) -> None:

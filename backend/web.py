@@ -10,9 +10,11 @@ from pathlib import Path
 
 from aiohttp import WSMsgType, web
 
-from . import queries
-from .api import spec
+from . import api, queries
+from .authz import Role, public, requires
+from .gateway import Gateway
 from .hub import Hub, Subscriber, valid_topic
+from .writer import BatchWriter
 
 log = logging.getLogger(__name__)
 
@@ -21,15 +23,21 @@ MAX_WS_MESSAGE = 4096  # browsers only send small subscribe/unsubscribe requests
 DEFAULT_ROUTE_HOURS = queries.DEFAULT_ROUTE_HOURS
 
 
-def make_app(hub: Hub, store, status) -> web.Application:
+def make_app(hub: Hub, store, status, gateway=None) -> web.Application:
+    """The HTTP app: dashboard, live hub, REST API (backend/api/). Without a `gateway` (tests,
+    tools) commands are stored for the vehicles' next connection to a real one."""
     app = web.Application()
+    if gateway is None:
+        gateway = Gateway(store, BatchWriter(store), hub)
     routes = web.RouteTableDef()
 
     @routes.get("/")
+    @public  # the page shell holds no data
     async def index(request):
         return web.FileResponse(STATIC / "index.html")
 
     @routes.get("/ws")
+    @requires(Role.VIEWER)
     async def ws_handler(request):
         ws = web.WebSocketResponse(heartbeat=20, max_msg_size=MAX_WS_MESSAGE)
         await ws.prepare(request)
@@ -48,68 +56,20 @@ def make_app(hub: Hub, store, status) -> web.Application:
                 await sender
         return ws
 
-    @routes.get("/api/vehicles")
-    async def vehicles(request):
-        return web.json_response(await queries.last_positions(store))
-
-    @routes.get("/api/vehicles/{vehicle}/route")
-    async def route(request):
-        q = request.query
-        try:
-            feature = await queries.route(
-                store, request.match_info["vehicle"], *_window(q),
-                step_ms=_int(q, "step_ms") or (_int(q, "step_s") or 0) * 1000 or None,
-                max_points=_int(q, "max_points"))
-        except ValueError as exc:
-            raise web.HTTPBadRequest(text=f"bad query: {exc}") from None
-        return web.json_response(feature)
-
-    @routes.get("/api/vehicles/{vehicle}/trips")
-    async def trips(request):
-        try:
-            day = queries.parse_day(request.query.get("day"))
-        except ValueError as exc:
-            raise web.HTTPBadRequest(text=f"day must be YYYY-MM-DD: {exc}") from None
-        return web.json_response(await queries.trips(store, request.match_info["vehicle"], day))
-
-    @routes.get("/api/geofences")
-    async def geofences(request):
-        return web.json_response(await store.geofences())
-
-    @routes.get("/api/geofences/{geofence}/entries")
-    async def geofence_entries(request):
-        q = request.query
-        try:
-            answer = await queries.geofence_entries(
-                store, request.match_info["geofence"], *_window(q))
-        except ValueError as exc:
-            raise web.HTTPBadRequest(text=f"bad query: {exc}") from None
-        return web.json_response(answer)
-
     @routes.get("/healthz")
+    @public  # for load balancers and probes: says only that the process answers
     async def healthz(request):
+        return web.json_response({"ok": True})
+
+    @routes.get("/api/status")
+    @requires(Role.ADMIN)
+    async def api_status(request):
         return web.json_response(status())
 
     routes.static("/static", STATIC)
     app.add_routes(routes)
-    spec.add_routes(app)
+    api.add_routes(app, store, hub, gateway)
     return app
-
-
-def _int(query, key: str) -> int | None:
-    value = query.get(key)
-    if value in (None, ""):
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        raise web.HTTPBadRequest(text=f"{key} must be an integer") from None
-
-
-def _window(q) -> tuple[int | None, int | None]:
-    """The (from, to) of a time-window query: `from_ms`/`to_ms`, or ISO 8601 `from`/`to`."""
-    return (queries.parse_time(q.get("from_ms") or q.get("from")),
-            queries.parse_time(q.get("to_ms") or q.get("to")))
 
 
 def _handle_request(hub: Hub, sub: Subscriber, text: str) -> None:

@@ -135,7 +135,7 @@ def test_command_survives_backend_restarts(procs, db_url):
     _, after = http(procs, "GET", f"/api/commands/{cid}")
     assert after == state
     # the agent is back on the restarted backend: nothing is re-sent or run again
-    wait_for(lambda: "cmd-r" in http(procs, "GET", "/healthz")[1]["vehicles_connected"], 30,
+    wait_for(lambda: "cmd-r" in http(procs, "GET", "/api/status")[1]["vehicles_connected"], 30,
              "agent reconnected")
     time.sleep(0.5)
     assert http(procs, "GET", f"/api/commands/{cid}")[1]["sent_count"] == 1
