@@ -8,13 +8,24 @@ STAMP_PIP := $(VENV)/.pip-installed
 
 # Debian packages: what the demo needs, and what the tests add (real PostgreSQL + PostGIS,
 # headless Chromium for the map test, systemd headers for systemd-python, qemu for the VM rig,
-# and the .deb's build tools: the packaging and install tests build it).
+# the .deb's build tools: the packaging and install tests build it; qemu-user-static for the
+# arm64 chroot that builds and tests the Raspberry Pi package).
 APT_DEMO := python3 python3-venv python3-dev gcc
 APT_TEST := $(APT_DEMO) postgresql-15 postgresql-15-postgis-3 chromium libsystemd-dev \
 	pkg-config iproute2 mosquitto systemd debootstrap qemu-system-x86 can-utils \
-	build-essential dpkg-dev debhelper dh-virtualenv
+	build-essential dpkg-dev debhelper dh-virtualenv cmake postgresql-server-dev-15 \
+	qemu-user-static
 
-.PHONY: demo test bench lint clean deps-demo deps-test
+# TimescaleDB for the hypertable tests and benchmark: Debian has no package, so it is built from
+# the Apache-2.0 source in ../shared/vendor/ when that exists (about 15 s). Elsewhere install it
+# from Timescale's own packages (docs/persistence.md); the Timescale tests fail until it is there.
+PG_BINDIR := /usr/lib/postgresql/15/bin
+# (../shared/vendor/ next to this checkout, or next to the main checkout for a git worktree)
+TSDB_VENDOR := ../shared/vendor $(shell git rev-parse --path-format=absolute \
+	--git-common-dir 2>/dev/null)/../../shared/vendor
+TSDB_TARBALL := $(firstword $(wildcard $(addsuffix /timescaledb-*-apache.tar.gz,$(TSDB_VENDOR))))
+
+.PHONY: demo test bench lint clean deps-demo deps-test timescaledb
 
 define apt_install
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -43,10 +54,29 @@ deps-test:
 demo: deps-demo $(STAMP_PIP)
 	$(PY) -m hil.demo
 
-test: deps-test $(STAMP_PIP)
+timescaledb: deps-test
+	@if [ -e "$$($(PG_BINDIR)/pg_config --sharedir)/extension/timescaledb.control" ]; then \
+		echo "TimescaleDB is installed"; \
+	elif [ -n "$(TSDB_TARBALL)" ] && [ "$$(id -u)" = 0 ]; then \
+		echo "building TimescaleDB from $(TSDB_TARBALL)"; \
+		build=$$(mktemp -d) && tar xzf "$(TSDB_TARBALL)" -C "$$build" && \
+		cd "$$build"/timescaledb-* && \
+		{ ./bootstrap -DAPACHE_ONLY=1 -DREGRESS_CHECKS=OFF -DTAP_CHECKS=OFF \
+			-DWARNINGS_AS_ERRORS=OFF -DLINTER=OFF -DCMAKE_BUILD_TYPE=Release \
+			-DPG_CONFIG=$(PG_BINDIR)/pg_config && \
+		  $(MAKE) -C build -j2 && $(MAKE) -C build install; } >"$$build/log" 2>&1 || \
+		{ tail -30 "$$build/log"; exit 1; }; \
+		rm -rf "$$build" && echo "TimescaleDB installed"; \
+	else \
+		echo "TimescaleDB is not installed and ../shared/vendor/ has no source (or not root):"; \
+		echo ""; \
+		echo "install it from Timescale's packages (docs/persistence.md); its tests will fail."; \
+	fi
+
+test: deps-test timescaledb $(STAMP_PIP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: deps-test $(STAMP_PIP)
+bench: deps-test timescaledb $(STAMP_PIP)
 	$(PY) -m bench
 
 lint: $(STAMP_PIP)

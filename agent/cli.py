@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from . import __version__
@@ -13,6 +12,8 @@ TOOLS = {
     # name: (module, help) — each module has main(argv) -> int
     "nmea-decode": ("agent.gps.cli", "decode raw NMEA bytes to one JSON fix per line"),
     "can-decode": ("agent.can.cli", "decode a candump log with DBC files to JSON lines"),
+    "status": ("agent.status_cli", "ask the running agent for its link, journal and sources"),
+    "check-config": ("agent.check_config", "validate an agent.toml; errors as FILE:LINE"),
 }
 
 
@@ -29,19 +30,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("command", nargs="?", default="run", choices=["run", *TOOLS])
     parser.add_argument("--config", default=DEFAULT_CONFIG_PATH, help="agent TOML file")
-    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--log-level", help="debug, info, warning or error (default: [log] "
+                        "level of the config, else info)")
     parser.add_argument("--version", action="version", version=f"fleet-agent {__version__}")
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from . import logging_setup
     from .config import ConfigError, load_config
     from .daemon import run_daemon
 
     try:
         config = load_config(args.config)
+        level = logging_setup.parse_level(args.log_level or config.log.get("level", "info"),
+                                          f"{args.config} [log]")
     except ConfigError as exc:
         print(f"fleet-agent: {exc}", file=sys.stderr)
         return 2
-    return run_daemon(config)
+    logging_setup.setup(level, config.vehicle_id)
+    return run_daemon(config, config_path=args.config,
+                      level_pinned=args.log_level is not None)

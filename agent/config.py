@@ -56,6 +56,9 @@ class AgentConfig:
     journal: JournalConfig = field(default_factory=JournalConfig)
     gps: dict[str, Any] = field(default_factory=dict)
     can: dict[str, Any] = field(default_factory=dict)
+    # [log] level; [status] socket, prometheus_textfile, report_interval_s (agent/control.py)
+    log: dict[str, Any] = field(default_factory=dict)
+    status: dict[str, Any] = field(default_factory=dict)
     source_path: str = ""
 
 
@@ -122,6 +125,8 @@ def parse_config(raw: dict, where: str = "<config>") -> AgentConfig:
         ),
         gps=_section(raw, "gps", where),
         can=_section(raw, "can", where),
+        log=_section(raw, "log", where),
+        status=_section(raw, "status", where),
         source_path=where,
     )
 

@@ -7,7 +7,9 @@ import logging
 import signal
 import time
 
-from .config import AgentConfig, ConfigError
+from . import __version__, control, logging_setup, status
+from . import reload as reloading
+from .config import AgentConfig, ConfigError, load_config
 from .journal_worker import JournalWorker
 from .readings import Event, Reading
 from .sd_notify import SystemdNotifier
@@ -39,8 +41,16 @@ def build_sources(config: AgentConfig) -> list[Source]:
 
 
 class Agent:
-    def __init__(self, config: AgentConfig, sources: list[Source]):
+    def __init__(self, config: AgentConfig, sources: list[Source], config_path: str = "",
+                 level_pinned: bool = False):
         self.config = config
+        self.config_path = config_path or config.source_path
+        # --log-level on the command line wins over [log] level, also on SIGHUP
+        self.level_pinned = level_pinned
+        self.started = time.monotonic()
+        self.status_server = control.StatusServer(
+            control.default_socket_path(config.status), self.snapshot)
+        self.textfile = config.status.get("prometheus_textfile", "")
         self.sources = sources
         self.journal = JournalWorker(config.journal)
         self.uplink = Uplink(config, self.journal)
@@ -89,11 +99,54 @@ class Agent:
             "sources": {s.name: s.status() for s in self.sources},
         }
 
+    async def snapshot(self) -> dict:
+        """What `fleet-agent status` shows (agent/status.py)."""
+        mono, now_ms = status.now_pair()
+        journal = await self.journal.call("stats")
+        return status.snapshot(
+            vehicle=self.config.vehicle_id, version=__version__,
+            started_monotonic=self.started, now_monotonic=mono, now_ms=now_ms,
+            uplink=status.uplink_status(self.uplink, mono),
+            journal=status.journal_status(journal, now_ms),
+            sources={s.name: s.status() for s in self.sources}, accepted=self.accepted)
+
+    def reload(self) -> reloading.Plan | None:
+        """SIGHUP: re-read the config; take over what is safe, log what needs a restart."""
+        try:
+            new = load_config(self.config_path)
+            fresh = build_sources(new)
+            level = logging_setup.parse_level(new.log.get("level", "info"),
+                                              f"{self.config_path} [log]")
+        except ConfigError as exc:
+            log.error("SIGHUP: %s; keeping the running configuration", exc)
+            return None
+        plan = reloading.plan(self.config, new)
+        if "log.level" in plan.reload and not self.level_pinned:
+            logging_setup.set_level(level)
+        swapped = reloading.apply(self.sources, fresh)
+        log.info("SIGHUP: reloaded %s", ", ".join(plan.reload) or "nothing (no reloadable "
+                 "change)", extra={"RELOADED": " ".join(plan.reload),
+                                   "SWAPPED": "; ".join(swapped)})
+        if plan.restart:
+            log.warning("SIGHUP: changed but needs `systemctl restart fleet-agent`: %s",
+                        ", ".join(plan.restart), extra={"NEEDS_RESTART": " ".join(plan.restart)})
+        if not plan.restart:  # else the running config stays the reference: the next SIGHUP
+            self.config = new  # names the pending restart again
+        return plan
+
+    async def _write_textfile(self) -> None:
+        try:
+            control.write_textfile(self.textfile, await self.snapshot())
+        except OSError as exc:
+            log.warning("prometheus textfile %s: %s", self.textfile, exc)
+
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         stopping = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        await self.status_server.start()
         tasks = [loop.create_task(s.run(self.emit), name=f"source:{s.name}") for s in self.sources]
         uplink = loop.create_task(self.uplink.run(), name="uplink")
         committer = loop.create_task(self._commit_loop(stopping), name="journal")
@@ -107,6 +160,8 @@ class Agent:
                         raise t.exception()
                 self.notifier.notify("WATCHDOG=1")
                 self.notifier.notify(f"STATUS={self._status_line()}")
+                if self.textfile:
+                    await self._write_textfile()
                 try:
                     async with asyncio.timeout(self._tick):
                         await stopping.wait()
@@ -114,6 +169,8 @@ class Agent:
                     pass
         finally:
             self.notifier.notify("STOPPING=1")
+            loop.remove_signal_handler(signal.SIGHUP)
+            await self.status_server.close()
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -130,7 +187,7 @@ class Agent:
         return f"{states}; uplink {self.uplink.stats.state}; accepted {self.accepted}"
 
 
-def run_daemon(config: AgentConfig) -> int:
+def run_daemon(config: AgentConfig, config_path: str = "", level_pinned: bool = False) -> int:
     try:
         sources = build_sources(config)
     except ConfigError as exc:
@@ -138,7 +195,7 @@ def run_daemon(config: AgentConfig) -> int:
         return 2
 
     async def main() -> None:
-        await Agent(config, sources).run()
+        await Agent(config, sources, config_path, level_pinned).run()
 
     asyncio.run(main())
     return 0

@@ -1,4 +1,5 @@
-"""`python -m backend` — serve (default), migrate, vehicles add|revoke|list, gen-certs."""
+"""`python -m backend` — serve (default), migrate, vehicles add|revoke|list, users, groups,
+command, query, gen-certs."""
 
 from __future__ import annotations
 
@@ -30,6 +31,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--http-port", type=int, help=f"dashboard port (default {d.http_port})")
     p.add_argument("--cert", help=f"gateway TLS certificate (default {d.cert})")
     p.add_argument("--key", help=f"gateway TLS key (default {d.key})")
+    p.add_argument("--http-cert", help="TLS certificate (PEM chain) for the dashboard/API "
+                   "listener: HTTPS and Secure cookies (default: plain HTTP)")
+    p.add_argument("--http-key", help="its private key (default: in --http-cert)")
+    p.add_argument("--trusted-proxy", dest="trusted_proxies", action="append",
+                   help="address or CIDR of a reverse proxy whose X-Forwarded-For/-Proto are "
+                   "believed (repeatable; default none)")
+    p.add_argument("--session-idle-s", type=float,
+                   help=f"log a browser out after this long unused (default {d.session_idle_s:g})")
+    p.add_argument("--session-max-s", type=float,
+                   help=f"and this long after login in any case (default {d.session_max_s:g})")
     p.add_argument("--writer-max-rows", type=int,
                    help=f"largest transaction in rows (default {d.writer_max_rows})")
     p.add_argument("--writer-linger-ms", type=int,
@@ -55,6 +66,12 @@ def _parser() -> argparse.ArgumentParser:
     cmd.add_argument("--args", default="{}", help="JSON object of arguments")
     cmd.add_argument("--wait", type=float, default=30.0,
                      help="seconds to wait for the answer (0: do not wait)")
+    cmd.add_argument("--token-file", help="file holding an API token of a dispatcher "
+                     "(`users token NAME`); default: $FLEET_API_TOKEN")
+    cmd.add_argument("--url", help="the backend's base URL (default: http://HTTP_HOST:PORT)")
+    from .auth.cli import add_parsers
+
+    add_parsers(sub)
     _query_parser(sub)
     certs = sub.add_parser("gen-certs", help="create a private CA and a gateway certificate")
     certs.add_argument("--out", required=True, help="directory for ca.pem, server.pem/.key")
@@ -135,12 +152,32 @@ async def _with_store(config: BackendConfig, action, migrate: bool = True):
         await store.close()
 
 
+def _api_token(args: argparse.Namespace) -> str:
+    import os
+
+    if args.token_file:
+        with open(args.token_file) as f:
+            return f.read().strip()
+    token = os.environ.get("FLEET_API_TOKEN", "").strip()
+    if not token:
+        raise ValueError("no API token: set FLEET_API_TOKEN or --token-file "
+                         "(create one with `python -m backend users token NAME`)")
+    return token
+
+
 async def _send_command(config: BackendConfig, args: argparse.Namespace) -> int:
     import aiohttp
 
     host = "127.0.0.1" if config.http_host in ("0.0.0.0", "::") else config.http_host
-    base = f"http://{host}:{config.http_port}"
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+    scheme = "https" if config.http_cert else "http"
+    base = (args.url or f"{scheme}://{host}:{config.http_port}").rstrip("/")
+    try:
+        headers = {"Authorization": f"Bearer {_api_token(args)}"}
+    except (OSError, ValueError) as exc:
+        print(f"backend command: {exc}", file=sys.stderr)
+        return 2
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10),
+                                     headers=headers) as http:
         async with http.post(f"{base}/api/vehicles/{args.vehicle_id}/commands",
                              json={"name": args.name, "args": json.loads(args.args)}) as r:
             body = await r.json()
@@ -186,6 +223,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if command == "command":
         return asyncio.run(_send_command(config, args))
+    if command in ("users", "groups"):
+        from .auth.cli import run
+
+        return asyncio.run(_with_store(config, lambda s: run(args, s)))
     if command == "query":
         try:
             answer = asyncio.run(_with_store(config, lambda s: _query(args, s)))

@@ -27,6 +27,16 @@ class BackendConfig:
     # the gateway's TLS session tickets (docs/protocol.md §8); empty: TICKET_FILE_NAME next to
     # the embedded store's file, or in STATE_DIR with PostgreSQL
     ticket_file: str = ""
+    # TLS on the HTTP listener (dashboard, API, WebSocket); empty: plain HTTP (docs/operations.md)
+    http_cert: str = ""
+    http_key: str = ""
+    # browser sessions end after this long unused, and this long after login in any case
+    session_idle_s: float = 8 * 3600
+    session_max_s: float = 7 * 24 * 3600
+    # reverse proxies whose X-Forwarded-For / -Proto are believed (addresses or CIDR networks)
+    trusted_proxies: tuple[str, ...] = ()
+    # Origins besides the dashboard's own allowed to open /ws with a session cookie
+    allowed_origins: tuple[str, ...] = ()
 
     @classmethod
     def keys(cls) -> list[str]:

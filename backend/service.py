@@ -46,12 +46,17 @@ class Backend:
                 r["seq"]))
         self.writer.start()
         await self.gateway.start(c.quic_host, c.quic_port, c.cert, c.key)
-        app = make_app(self.hub, self.store, self.status, gateway=self.gateway)
-        self._runner = web.AppRunner(app, access_log=None)
+        self.app = make_app(self.hub, self.store, self.status, auth_state(c, self.store),
+                            gateway=self.gateway)
+        self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, c.http_host, c.http_port).start()
+        tls = http_tls(c)
+        site = web.TCPSite(self._runner, c.http_host, c.http_port, ssl_context=tls)
+        await site.start()
+        self.http_port = site._server.sockets[0].getsockname()[1]  # the real one, for port 0
         host = "localhost" if c.http_host in ("127.0.0.1", "::1", "0.0.0.0", "::") else c.http_host
-        print(f"backend ready: dashboard http://{host}:{c.http_port}/ "
+        scheme = "https" if tls else "http"
+        print(f"backend ready: dashboard {scheme}://{host}:{self.http_port}/ "
               f"gateway udp {c.quic_host}:{c.quic_port}", flush=True)
 
     async def stop(self) -> None:
@@ -64,6 +69,30 @@ class Backend:
             await self._runner.cleanup()
         await self.store.close()
         log.info("backend stopped")
+
+
+def auth_state(c: BackendConfig, store):
+    """The access middleware's settings from the configuration."""
+    from .auth import AuthState
+    from .auth.addresses import parse_networks
+    from .auth.sessions import SessionPolicy
+
+    return AuthState(store=store,
+                     policy=SessionPolicy(idle_s=c.session_idle_s, absolute_s=c.session_max_s),
+                     trusted_proxies=parse_networks(c.trusted_proxies),
+                     allowed_origins=tuple(c.allowed_origins))
+
+
+def http_tls(c: BackendConfig):
+    """A server TLS context for the HTTP listener when a certificate is configured."""
+    if not c.http_cert:
+        return None
+    import ssl
+
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(c.http_cert, c.http_key or None)
+    return ctx
 
 
 async def run(config: BackendConfig) -> None:

@@ -11,7 +11,9 @@ from pathlib import Path
 from aiohttp import WSMsgType, web
 
 from . import api, queries
-from .authz import Role, public, requires
+from .auth import AuthState, setup
+from .auth.middleware import origin_allowed
+from .authz import PRINCIPAL, Principal, Role, public, requires
 from .gateway import Gateway
 from .hub import Hub, Subscriber, valid_topic
 from .writer import BatchWriter
@@ -23,32 +25,40 @@ MAX_WS_MESSAGE = 4096  # browsers only send small subscribe/unsubscribe requests
 DEFAULT_ROUTE_HOURS = queries.DEFAULT_ROUTE_HOURS
 
 
-def make_app(hub: Hub, store, status, gateway=None) -> web.Application:
-    """The HTTP app: dashboard, live hub, REST API (backend/api/). Without a `gateway` (tests,
-    tools) commands are stored for the vehicles' next connection to a real one."""
+def make_app(hub: Hub, store, status, auth: AuthState | None = None,
+             gateway=None) -> web.Application:
+    """The HTTP app: dashboard, live hub, REST API (backend/api/). Every route declares its
+    access (backend/authz.py) and the access middleware (backend/auth/) enforces it. Without
+    a `gateway` (tests, tools) commands are stored for the vehicles' next connection."""
     app = web.Application()
+    setup(app, auth or AuthState(store=store))
     if gateway is None:
         gateway = Gateway(store, BatchWriter(store), hub)
     routes = web.RouteTableDef()
 
     @routes.get("/")
-    @public  # the page shell holds no data
+    @public  # the page shell holds no data; without a session it sends the browser to log in
     async def index(request):
+        if request[PRINCIPAL] is None:
+            raise web.HTTPFound("/login")
         return web.FileResponse(STATIC / "index.html")
 
     @routes.get("/ws")
-    @requires(Role.VIEWER)
+    @requires(Role.VIEWER)  # checked before the upgrade: 401 without a session or token
     async def ws_handler(request):
+        principal: Principal = request[PRINCIPAL]
+        if principal.via == "session" and not origin_allowed(request):
+            return web.json_response({"error": "origin not allowed"}, status=403)
         ws = web.WebSocketResponse(heartbeat=20, max_msg_size=MAX_WS_MESSAGE)
         await ws.prepare(request)
         sub = Subscriber()
         hub.add(sub)
-        sender = asyncio.get_running_loop().create_task(_send_loop(ws, sub))
+        sender = asyncio.get_running_loop().create_task(_send_loop(ws, sub, principal))
         try:
             async for msg in ws:
                 if msg.type != WSMsgType.TEXT:
                     continue
-                _handle_request(hub, sub, msg.data)
+                _handle_request(hub, sub, msg.data, principal)
         finally:
             hub.remove(sub)
             sender.cancel()
@@ -72,14 +82,15 @@ def make_app(hub: Hub, store, status, gateway=None) -> web.Application:
     return app
 
 
-def _handle_request(hub: Hub, sub: Subscriber, text: str) -> None:
+def _handle_request(hub: Hub, sub: Subscriber, text: str, principal: Principal) -> None:
     try:
         req = json.loads(text)
         op, topic = req.get("op"), req.get("topic")
     except (ValueError, AttributeError):
         sub.put({"error": "expected a JSON object {op, topic}"})
         return
-    if not valid_topic(topic):
+    if not valid_topic(topic) or (topic.startswith("vehicle:")
+                                  and not principal.may_see(topic.removeprefix("vehicle:"))):
         sub.put({"error": f"unknown topic {str(topic)[:80]!r}"})
     elif op == "subscribe":
         hub.subscribe(sub, topic)
@@ -89,8 +100,20 @@ def _handle_request(hub: Hub, sub: Subscriber, text: str) -> None:
         sub.put({"error": f"unknown op {str(op)[:32]!r}"})
 
 
-async def _send_loop(ws: web.WebSocketResponse, sub: Subscriber) -> None:
+def _vehicle_of(message: dict) -> str | None:
+    if "feature" in message:
+        return message["feature"].get("properties", {}).get("vehicle")
+    if "alert" in message:
+        return message["alert"].get("vehicle")
+    return None
+
+
+async def _send_loop(ws: web.WebSocketResponse, sub: Subscriber, principal: Principal) -> None:
+    # until the hub filters per subscriber (may_see), drop here what the principal may not see
     while not ws.closed:
         await sub.ready.wait()
         for message in sub.drain():
+            vehicle = _vehicle_of(message)
+            if vehicle is not None and not principal.may_see(vehicle):
+                continue
             await ws.send_str(json.dumps(message, separators=(",", ":")))

@@ -36,11 +36,29 @@ def _agent_config(vehicle: str, token: str, ca: str, quic_port: int, run: Path) 
     return path
 
 
-async def _provision(db: str, vehicles: list[str]) -> dict[str, str]:
+DEMO_ADMIN = "admin"
+
+
+async def _provision(db: str, vehicles: list[str],
+                     password_file: Path) -> tuple[dict[str, str], str]:
+    """Vehicle tokens, and the demo admin's password: generated on the first start, kept
+    (mode 0600) in the demo's directory so a restarted demo can show it again."""
+    from backend.auth import accounts
+
     store = open_store(db)
     await store.open()
     try:
-        return {v: await store.add_vehicle(v) for v in vehicles}
+        if await store.user(DEMO_ADMIN) is None or not password_file.exists():
+            password = accounts.generate_password()
+            if await store.user(DEMO_ADMIN) is None:
+                await accounts.add_user(store, DEMO_ADMIN, "admin", password)
+            else:
+                await accounts.set_password(store, DEMO_ADMIN, password)
+            fd = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(password + "\n")
+        return ({v: await store.add_vehicle(v) for v in vehicles},
+                password_file.read_text().strip())
     finally:
         await store.close()
 
@@ -59,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     certs = generate(str(run / "pki"), ["localhost", "127.0.0.1", "::1"])
     db = f"sqlite://{run / 'fleet.db'}"
     vehicles = [f"truck-{i + 1}" for i in range(args.vehicles)]
-    tokens = asyncio.run(_provision(db, vehicles))
+    tokens, admin_password = asyncio.run(_provision(db, vehicles, run / "admin-password"))
     py = sys.executable
     subprocess.run([py, "-m", "hil.can_gen", "--candump", str(run / "drive.log"),
                     "--duration", "300", "--speed", "0"], check=True, stdout=subprocess.DEVNULL)
@@ -102,7 +120,9 @@ def main(argv: list[str] | None = None) -> int:
             spawn([py, "-m", "agent", "--config", str(config)], f"{vehicle}.agent.log")
         url = line.split("dashboard ", 1)[1].split()[0]
         print(f"\nfleet-agent demo: {len(vehicles)} vehicles driving.\n"
-              f"  dashboard: {url}\n  logs:      {run}/*.log\n  Ctrl-C stops everything.\n",
+              f"  dashboard: {url}\n"
+              f"  log in:    user {DEMO_ADMIN}, password {admin_password}\n"
+              f"  logs:      {run}/*.log\n  Ctrl-C stops everything.\n",
               flush=True)
         signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
         while all(proc.poll() is None for proc in procs):

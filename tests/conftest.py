@@ -115,6 +115,7 @@ class Processes:
         self.quic_port = free_port(socket.SOCK_DGRAM)
         self.http_port = free_port()
         self.tokens: dict[str, str] = {}
+        self.token = ""  # an API token for HTTP calls, when a test makes one (api_token)
 
     def _spawn(self, args: list[str], name: str, stdout=None) -> Proc:
         log = self.tmp / f"{name}.log"
@@ -136,6 +137,12 @@ class Processes:
                 await store.close()
 
         asyncio.run(add())
+
+    def api_token(self, role: str = "admin", db: str | None = None) -> str:
+        """An API token of a user with `role` in the backend's store (tests/authhelp.py)."""
+        from .authhelp import api_token
+
+        return api_token(db or f"sqlite://{self.db_path}", f"test-{role}", role)
 
     def backend(self, *extra: str) -> Proc:
         proc = self._spawn(

@@ -5,6 +5,10 @@ plus a unix socket in the same directory). As root it runs the server as an unpr
 because initdb refuses to run as root. Binaries come from $FLEET_PG_BINDIR, else
 `pg_config --bindir`, else the newest /usr/lib/postgresql/*/bin (Debian's layout).
 
+`PgServer(timescale=True)` preloads TimescaleDB (`shared_preload_libraries`), so the first
+migration makes `vehicle_telemetry` a hypertable; `serve(flavour)` starts either kind, and a
+conftest parametrises `pg_server` over `FLAVOURS` to run the store tests on both.
+
 Import it from a conftest (`from pgfixture import PgServer`, with tests/ on sys.path) or from
 a script; `tests/postgres/conftest.py` turns it into pytest fixtures.
 """
@@ -24,6 +28,19 @@ from pathlib import Path
 # An unprivileged account to own the data directory when we run as root.
 CANDIDATE_USERS = ("postgres", "nobody")
 START_TIMEOUT_S = 60
+# "native": daily range partitions; "timescale": the same schema as a TimescaleDB hypertable.
+FLAVOURS = ("native", "timescale")
+# Preload TimescaleDB. Its telemetry would phone home (tests talk to loopback only), and its
+# per-database job schedulers hold connections that make CREATE DATABASE … TEMPLATE fail; the
+# Apache build has no policies for them to run anyway.
+TIMESCALE_SETTINGS = {"shared_preload_libraries": "timescaledb",
+                      "timescaledb.telemetry_level": "off",
+                      "timescaledb.max_background_workers": "0"}
+TIMESCALE_MISSING = (
+    "TimescaleDB is not installed for {pg}: `make test` builds it from ../shared/vendor/ when "
+    "that is there; otherwise install it from Timescale's packages "
+    "(https://docs.timescale.com/self-hosted/latest/install/installation-linux/, package "
+    "timescaledb-2-postgresql-15) and rerun")
 
 
 class PgUnavailable(RuntimeError):
@@ -49,6 +66,14 @@ def find_bindir() -> Path:
         "postgresql-15-postgis-3 (`make deps-test`), or set FLEET_PG_BINDIR")
 
 
+def timescale_installed(bindir: Path) -> bool:
+    """True if the server in `bindir` has the timescaledb extension files."""
+    out = subprocess.run([str(bindir / "pg_config"), "--sharedir"], capture_output=True,
+                         text=True)
+    return out.returncode == 0 and (Path(out.stdout.strip()) / "extension" /
+                                    "timescaledb.control").exists()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -56,10 +81,16 @@ def free_port() -> int:
 
 
 class PgServer:
-    def __init__(self, settings: dict[str, str] | None = None, keep: bool = False):
+    def __init__(self, settings: dict[str, str] | None = None, keep: bool = False,
+                 timescale: bool = False):
         self.bindir = find_bindir()
+        self.timescale = timescale
+        if timescale and not timescale_installed(self.bindir):
+            raise PgUnavailable(TIMESCALE_MISSING.format(pg=self.bindir))
         self.settings = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off",
                          "max_connections": "50", "shared_buffers": "128MB"}
+        if timescale:
+            self.settings.update(TIMESCALE_SETTINGS)
         self.settings.update(settings or {})
         self.keep = keep
         self.port = free_port()
@@ -156,26 +187,31 @@ except ImportError:  # used from a plain script
     pytest = None
 
 if pytest is not None:
-    @pytest.fixture(scope="session")
-    def pg_server():
-        """One server per test session; a missing PostgreSQL is a failure, not a skip."""
+    def serve(flavour: str = "native"):
+        """Generator body of a `pg_server` fixture; a missing PostgreSQL (or TimescaleDB, for
+        the "timescale" flavour) is a failure, not a skip."""
         try:
-            server = PgServer().start()
+            server = PgServer(timescale=flavour == "timescale").start()
         except PgUnavailable as exc:
-            pytest.fail(f"PostgreSQL test server unavailable: {exc}", pytrace=False)
+            pytest.fail(f"PostgreSQL test server ({flavour}) unavailable: {exc}", pytrace=False)
         try:
             yield server
         finally:
             server.close()
 
     @pytest.fixture(scope="session")
-    def pg_template(pg_server):
-        """A database with PostGIS and every migration applied, cloned by `pg_url`."""
+    def pg_server():
+        """One native-partitioning server per test session."""
+        yield from serve("native")
+
+    def make_template(server: PgServer) -> str:
+        """A database with PostGIS and every migration applied, to clone per test."""
         import asyncio
+        from concurrent.futures import ThreadPoolExecutor
 
         from backend.store.postgres import PostgresStore
 
-        url = pg_server.create_database("fleet_template")
+        url = server.create_database("fleet_template")
 
         async def migrate():
             store = PostgresStore(url)
@@ -183,18 +219,38 @@ if pytest is not None:
             await store.close()
 
         # in a thread of its own: this may be requested from inside a running event loop
-        from concurrent.futures import ThreadPoolExecutor
-
         with ThreadPoolExecutor(1) as pool:
             pool.submit(asyncio.run, migrate()).result()
         return "fleet_template"
 
     _counter = iter(range(1, 1_000_000))
 
+    def fresh_database(server: PgServer, template: str):
+        """Generator body of a per-test database fixture: a clone of `template`, dropped after."""
+        name = f"t{os.getpid()}_{next(_counter)}"
+        url = server.create_database(name, template=template)
+        yield url
+        server.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    @pytest.fixture(scope="session")
+    def pg_template(pg_server):
+        return make_template(pg_server)
+
     @pytest.fixture
     def pg_url(pg_server, pg_template):
         """A fresh migrated database for one test."""
-        name = f"t{os.getpid()}_{next(_counter)}"
-        url = pg_server.create_database(name, template=pg_template)
-        yield url
-        pg_server.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        yield from fresh_database(pg_server, pg_template)
+
+    @pytest.fixture(scope="session")
+    def ts_server():
+        """A TimescaleDB server (for fixtures that pick the flavour at run time)."""
+        yield from serve("timescale")
+
+    @pytest.fixture(scope="session")
+    def ts_template(ts_server):
+        return make_template(ts_server)
+
+    @pytest.fixture
+    def ts_url(ts_server, ts_template):
+        """A fresh migrated database (vehicle_telemetry a hypertable) for one test."""
+        yield from fresh_database(ts_server, ts_template)

@@ -48,9 +48,10 @@ def journal_state(path) -> tuple[int, int]:
 class WsCollector(threading.Thread):
     """A WebSocket client in its own thread, collecting hub messages for one topic."""
 
-    def __init__(self, port: int, topic: str):
+    def __init__(self, port: int, topic: str, token: str):
         super().__init__(daemon=True)
         self.url = f"http://127.0.0.1:{port}/ws"
+        self.headers = {"Authorization": f"Bearer {token}"}
         self.topic = topic
         self.messages: list[dict] = []
         self.subscribed = threading.Event()
@@ -60,7 +61,8 @@ class WsCollector(threading.Thread):
         asyncio.run(self._main())
 
     async def _main(self) -> None:
-        async with aiohttp.ClientSession() as http, http.ws_connect(self.url) as ws:
+        async with aiohttp.ClientSession(headers=self.headers) as http, \
+                http.ws_connect(self.url) as ws:
             await ws.send_str(json.dumps({"op": "subscribe", "topic": self.topic}))
             while not self._stopping:
                 try:
@@ -85,7 +87,7 @@ class WsCollector(threading.Thread):
 def test_gps_to_map_values_and_websocket(procs):
     procs.provision("truck-1")
     procs.backend()
-    ws = WsCollector(procs.http_port, "vehicle:truck-1")
+    ws = WsCollector(procs.http_port, "vehicle:truck-1", procs.api_token("viewer"))
     ws.start()
     assert ws.subscribed.wait(10)
     sim = procs.gps_sim("truck-1", rate=10, count=50)

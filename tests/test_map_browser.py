@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from .authhelp import TEST_PASSWORD
 from .conftest import wait_for
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -24,6 +25,7 @@ def test_map_shows_vehicles_moving(procs, tmp_path):
 
     assert Path(CHROMIUM).exists(), "chromium missing: `make test` installs Debian's chromium"
     procs.provision("truck-1", "truck-2")
+    procs.api_token("viewer")  # creates the user test-viewer with TEST_PASSWORD
     procs.backend()
     for i, v in enumerate(["truck-1", "truck-2"]):
         procs.gps_sim(v, rate=5, route=["harbour", "ring"][i])
@@ -34,6 +36,12 @@ def test_map_shows_vehicles_moving(procs, tmp_path):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1200, "height": 750})
         page.goto(f"http://127.0.0.1:{procs.http_port}/")
+        # no session: the map sends the browser to the login page
+        page.wait_for_url("**/login", timeout=10000)
+        page.fill("#username", "test-viewer")
+        page.fill("#password", TEST_PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(f"http://127.0.0.1:{procs.http_port}/", timeout=10000)
         page.wait_for_function("document.querySelectorAll('#vehicles li').length === 2",
                                timeout=15000)
         assert page.inner_text("#conn") == "live"

@@ -11,8 +11,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 UNITS = sorted((REPO / "systemd").glob("*.service"))
-# systemd-analyze security: 0 = fully locked down, 10 = exposed; ≤ 2.5 is "OK" or better
-MAX_EXPOSURE = 2.5
+# systemd-analyze security: 0 = fully locked down, 10 = exposed; issue 16 asks ≤ 1.5 for both
+# units (the rest is network access, AF_CAN and the serial devices the agent exists to use)
+MAX_EXPOSURE = 1.5
 
 
 def _need(tool: str) -> str:

@@ -1,7 +1,9 @@
 """`fleet-agent nmea-decode [FILE|-]`: raw NMEA bytes in, one JSON object per fix out.
 
-Exit status is 0 for any input (garbage included) and 1 only for an I/O error. Counters go
-to stderr as one JSON object. Decimation only with `--decimate`.
+By default it prints what the agent would journal with decimation off (the decoder and the
+plausibility filter); `--raw` prints what the decoder alone sees, without the filter. Exit
+status is 0 for any input (garbage included), 1 for an I/O error, 2 for a bad option.
+Counters go to stderr as one JSON object. Decimation only with `--decimate`.
 """
 
 from __future__ import annotations
@@ -39,8 +41,14 @@ def main(argv: list[str]) -> int:
                         help="accept sentences without *hh (default: reject them)")
     parser.add_argument("--decimate", action="store_true",
                         help="apply the agent's default decimation rules")
+    parser.add_argument("--raw", action="store_true",
+                        help="the decoder alone: no plausibility filter (time order, jumps)")
+    parser.add_argument("--pivot", type=dt.date.fromisoformat, metavar="YYYY-MM-DD",
+                        help="week-rollover pivot (default: the build date); for replaying "
+                             "captures recorded long ago")
     args = parser.parse_args(argv)
-    decoder = NmeaDecoder(require_checksum=not args.allow_missing_checksum)
+    decoder = NmeaDecoder(require_checksum=not args.allow_missing_checksum,
+                          plausibility=not args.raw, pivot=args.pivot)
     decimator = Decimator() if args.decimate else None
     out = sys.stdout
     try:

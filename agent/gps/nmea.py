@@ -7,6 +7,7 @@ Never raises on input; every rejected thing increments a counter in `counts`.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import Counter
 
 from ..readings import Position
@@ -18,23 +19,28 @@ from .sentence import Reject, check_line, parse_sentence
 
 class NmeaDecoder:
     """Feed bytes, get fixes. `counts` holds `sentences` (used and valid), `fixes` and one
-    counter per reject reason (see docs/gps.md)."""
+    counter per reject reason (see docs/gps.md). `plausibility=False` skips the FixFilter
+    (what the receiver's epochs alone say); `pivot` is the week-rollover pivot date."""
 
     def __init__(self, *, require_checksum: bool = True,
-                 max_speed_kmh: float = MAX_SPEED_KMH) -> None:
+                 max_speed_kmh: float = MAX_SPEED_KMH, plausibility: bool = True,
+                 pivot: dt.date | None = None) -> None:
         self.counts: Counter[str] = Counter()
         self.require_checksum = require_checksum
         self.good_lines = 0  # lines that passed framing and checksum, whatever their type
         self._lines = LineAssembler(self.counts)
-        self._epochs = EpochAssembler(self.counts)
-        self._filter = FixFilter(self.counts, max_speed_kmh)
+        self._epochs = EpochAssembler(self.counts, pivot)
+        self._filter = FixFilter(self.counts, max_speed_kmh) if plausibility else None
 
     @property
     def last_epoch_fix(self) -> bool | None:
         """Whether the most recent complete epoch had a fix (None before the first one)."""
         return self._epochs.last_epoch_fix
 
-    def feed(self, data: bytes, host_time_ms: int | None = None) -> list[Position]:
+    def feed(self, data: bytes, host_time_ms: int | None = None,
+             host_synced: bool = False) -> list[Position]:
+        """`host_synced`: `host_time_ms` comes from an NTP-synchronised clock, so epochs
+        before the receiver's first date may take their date from it."""
         out: list[Position] = []
         counts = self.counts
         for line in self._lines.feed(data):
@@ -46,7 +52,7 @@ class NmeaDecoder:
                 counts[why.args[0]] += 1
                 continue
             counts["sentences"] += 1
-            for pos in self._epochs.push(sentence, host_time_ms):
+            for pos in self._epochs.push(sentence, host_time_ms, host_synced):
                 self._keep(pos, out)
         return out
 
@@ -59,6 +65,6 @@ class NmeaDecoder:
         return out
 
     def _keep(self, pos: Position, out: list[Position]) -> None:
-        if self._filter.accept(pos):
+        if self._filter is None or self._filter.accept(pos):
             self.counts["fixes"] += 1
             out.append(pos)

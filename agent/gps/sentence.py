@@ -19,6 +19,9 @@ TALKERS = frozenset({"GP", "GN", "GL", "GA", "GB", "BD"})
 # Sentences that carry position, time, date, motion or fix quality; others are skipped unparsed.
 USED = frozenset({"GGA", "RMC", "GNS", "VTG", "GSA", "GLL", "ZDA"})
 KNOTS_TO_KMH = 1.852
+# RMC's two-digit year: GPS time began in 1980, so 80-99 are 1980-1999 (a receiver still on
+# its first week-number epoch); rollover.py moves such dates forward.
+GPS_EPOCH_YY = 80
 # GNS/RMC/GLL/VTG mode indicator -> GGA-style quality; N (no fix), M (manual), S (simulator)
 # are not positions a vehicle was really at.
 MODE_TO_QUALITY = {"A": 1, "D": 2, "P": 1, "R": 4, "F": 5, "E": 6}
@@ -163,8 +166,9 @@ def _gga(msg, s: Sentence) -> Sentence:
     s.quality = _int(_raw(msg, "gps_qual"))
     if s.quality is None or s.quality > 8:
         raise ValueError("quality")
-    s.valid = 1 <= s.quality <= 6
     s.sats = _int(_raw(msg, "num_sats"))
+    # a solution from zero satellites is a stale or dead-reckoned output, not a fix
+    s.valid = 1 <= s.quality <= 6 and s.sats != 0
     s.hdop = _num(_raw(msg, "horizontal_dil"), 0, 100)
     s.alt_m = _num(_raw(msg, "altitude"), -1000, 100_000)
     return s
@@ -195,7 +199,9 @@ def _rmc(msg, s: Sentence) -> Sentence:
     if date:
         if len(date) != 6 or not date.isdigit():
             raise ValueError(date)
-        s.date = dt.date(2000 + int(date[4:]), int(date[2:4]), int(date[:2]))
+        yy = int(date[4:])
+        s.date = dt.date(yy + (1900 if yy >= GPS_EPOCH_YY else 2000), int(date[2:4]),
+                         int(date[:2]))
     knots = _num(_raw(msg, "spd_over_grnd"), 0, 1000)
     s.speed_kmh = None if knots is None else round(knots * KNOTS_TO_KMH, 2)
     s.course_deg = _num(_raw(msg, "true_course"), 0, 360)

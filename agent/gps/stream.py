@@ -14,8 +14,12 @@ from collections.abc import Callable
 from ..readings import Position
 from ..sources import Emit
 from .decimate import Decimator
+from .hostclock import host_clock_synchronised
 from .nmea import NmeaDecoder
 from .state import FIX, NO_FIX, SourceState
+
+# How often the kernel is asked whether the host clock is synchronised; it changes rarely.
+SYNC_CHECK_S = 60.0
 
 
 class NmeaStream:
@@ -23,8 +27,12 @@ class NmeaStream:
 
     def __init__(self, decoder: NmeaDecoder, decimator: Decimator | None,
                  counts: Counter[str], state: SourceState, stale_s: float,
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float],
+                 synced: Callable[[], bool] = host_clock_synchronised) -> None:
         self.decoder = decoder
+        self._synced = synced
+        self._synced_at = -SYNC_CHECK_S
+        self._host_synced = False
         self.decimator = decimator
         self.counts = counts
         self.stale_s = stale_s
@@ -34,7 +42,11 @@ class NmeaStream:
 
     def feed(self, data: bytes, emit: Emit) -> bool:
         """Decode and emit; True if a fix came out."""
-        fixes = self.decoder.feed(data, host_time_ms=round(self._clock() * 1000))
+        now = self._clock()
+        if now - self._synced_at >= SYNC_CHECK_S:
+            self._synced_at, self._host_synced = now, self._synced()
+        fixes = self.decoder.feed(data, host_time_ms=round(now * 1000),
+                                  host_synced=self._host_synced)
         for pos in fixes:
             self._out(pos, emit)
         if fixes:

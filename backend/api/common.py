@@ -9,6 +9,7 @@ import json
 from aiohttp import web
 
 from .. import queries
+from ..audit import audit  # noqa: F401 (the route modules' one import)
 from ..authz import PRINCIPAL, Principal
 
 STORE = web.AppKey("fleet.store", object)
@@ -79,12 +80,3 @@ async def read_json(request: web.Request) -> object:
         return await request.json()
     except ValueError:
         raise error(web.HTTPBadRequest, "the body must be JSON") from None
-
-
-async def audit(request: web.Request, action: str, target: str, detail=None) -> None:
-    """Record who did what (backend/audit.py, the auth side), where it exists."""
-    try:
-        from ..audit import audit as record
-    except ImportError:  # before the accounts migration lands
-        return
-    await record(request, action, target, detail)

@@ -71,7 +71,7 @@ async def create_vehicle(request: web.Request) -> web.Response:
     if not isinstance(vid, str) or not VEHICLE_ID.match(vid):
         raise error(web.HTTPBadRequest, "id must be 1..64 of A-Z a-z 0-9 _ . : -")
     token = await request.app[STORE].add_vehicle(vid)
-    await audit(request, "vehicle.add", vid)
+    await audit(request, "vehicle.create", vid)
     return web.json_response({"id": vid, "token": token}, status=201)
 
 

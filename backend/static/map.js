@@ -141,6 +141,9 @@ function connect(delay = 500) {
   ws.onmessage = (e) => { const m = JSON.parse(e.data); if (m.feature) onFeature(m.feature); };
   ws.onclose = () => {
     conn.textContent = "reconnecting…"; conn.className = "conn down";
+    // a WebSocket refused for want of a session says nothing: ask, and go log in
+    fetch("/api/me").then((r) => { if (r.status === 401) location.assign("/login"); },
+                          () => {});
     setTimeout(() => connect(Math.min(delay * 2, 10000)), delay);
   };
 }

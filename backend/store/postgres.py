@@ -27,6 +27,7 @@ from .base import (
     sql_dir,
     token_matches,
 )
+from .postgres_accounts import PostgresAccounts
 from .postgres_api import PostgresApiQueries
 
 log = logging.getLogger(__name__)
@@ -99,7 +100,7 @@ def _day(ms: int) -> int:
     return ms // DAY_MS
 
 
-class PostgresStore(PostgresApiQueries):
+class PostgresStore(PostgresAccounts, PostgresApiQueries):
     def __init__(self, url: str, pool_max: int = POOL_MAX,
                  maintain_every_s: float = MAINTAIN_EVERY_S):
         self.url = url
@@ -184,7 +185,8 @@ class PostgresStore(PostgresApiQueries):
         return applied
 
     async def maintain(self, now_ms: int | None = None) -> dict:
-        """Create partitions ahead and drop those past retention (no-op under Timescale)."""
+        """Create partitions ahead and drop those past retention (under Timescale: drop the
+        chunks past retention with drop_chunks)."""
         now = datetime.fromtimestamp((now_ms or time.time_ns() // 1_000_000) / 1000, UTC)
         async with self._pool.acquire() as conn:
             row = await conn.fetchrow("SELECT * FROM telemetry_maintain($1)", now)

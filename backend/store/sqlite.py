@@ -24,6 +24,7 @@ from .base import (
     sql_dir,
     token_matches,
 )
+from .sqlite_accounts import SqliteAccounts
 from .sqlite_api import SqliteApiQueries
 
 _INSERT = """INSERT INTO vehicle_telemetry
@@ -47,7 +48,7 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class SqliteStore(SqliteApiQueries):
+class SqliteStore(SqliteAccounts, SqliteApiQueries):
     def __init__(self, path: str):
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
@@ -69,6 +70,7 @@ class SqliteStore(SqliteApiQueries):
         # FULL: an ack promises the reading survives a backend power cut, not just a crash
         db.execute("PRAGMA synchronous=FULL")
         db.execute("PRAGMA busy_timeout=5000")
+        db.execute("PRAGMA foreign_keys=ON")  # accounts: a deleted group takes its rows
         self._db = db
         if migrate:
             self._migrate()

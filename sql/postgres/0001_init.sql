@@ -43,12 +43,15 @@ BEGIN
         EXECUTE 'CREATE TABLE vehicle_telemetry ' || body;
         PERFORM create_hypertable('vehicle_telemetry', 'time',
                                   chunk_time_interval => INTERVAL '1 day');
-        ALTER TABLE vehicle_telemetry SET (
-            timescaledb.compress,
-            timescaledb.compress_segmentby = 'vehicle_id',
-            timescaledb.compress_orderby = 'time DESC, epoch, seq');
-        PERFORM add_compression_policy('vehicle_telemetry', INTERVAL '7 days');
-        PERFORM add_retention_policy('vehicle_telemetry', INTERVAL '400 days');
+        -- compression and background policies exist only in the Timescale-licensed build;
+        -- the Apache build keeps hypertables and drop_chunks (telemetry_maintain, 0006)
+        IF current_setting('timescaledb.license', true) = 'timescale' THEN
+            ALTER TABLE vehicle_telemetry SET (
+                timescaledb.compress,
+                timescaledb.compress_segmentby = 'vehicle_id',
+                timescaledb.compress_orderby = 'time DESC, epoch, seq');
+            PERFORM add_compression_policy('vehicle_telemetry', INTERVAL '7 days');
+        END IF;
     ELSE
         EXECUTE 'CREATE TABLE vehicle_telemetry ' || body || ' PARTITION BY RANGE (time)';
     END IF;
@@ -57,7 +60,8 @@ $$;
 CREATE INDEX vehicle_telemetry_vehicle_time ON vehicle_telemetry (vehicle_id, time DESC);
 CREATE INDEX vehicle_telemetry_location ON vehicle_telemetry USING gist (location);
 
--- Native partitioning policy (ignored under Timescale, which has its own policies).
+-- Partitioning policy: retention applies to native partitions and to Timescale chunks (0006);
+-- premake only to native partitions (Timescale creates chunks as rows arrive).
 CREATE TABLE telemetry_policy (
     only_row        boolean PRIMARY KEY DEFAULT true CHECK (only_row),
     retention       interval NOT NULL DEFAULT '400 days',  -- partitions wholly older are dropped

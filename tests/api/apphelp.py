@@ -1,50 +1,25 @@
-"""A real backend HTTP app on a real store, called as a given role, with every answer checked
-against backend/openapi.yaml by openapi-core."""
+"""A real backend HTTP app on a real store, called as a real user of a given role (an API token
+through the real access middleware; optionally in a group that sees only some vehicles), with
+every answer checked against backend/openapi.yaml by openapi-core."""
 
 from __future__ import annotations
 
 import json
 from urllib.parse import parse_qsl, urlsplit
 
-from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from openapi_core import OpenAPI
 from openapi_core.testing import MockRequest as SpecRequest  # plain data holders, no mocking
 from openapi_core.testing import MockResponse as SpecResponse
 
 from backend.api import spec
-from backend.authz import PRINCIPAL, PUBLIC, Principal, Role, access_of
 from backend.hub import Hub
 from backend.store import open_store
 from backend.web import make_app
 
+from ..authhelp import add_user_token, bearer
+
 _OPENAPI = OpenAPI.from_dict(spec.document())
-
-
-def principal_middleware():
-    """Stand-in for backend/auth's access middleware: the principal comes from test headers.
-    It applies the same rule (401 anonymous, 403 below the declared role, deny undeclared)."""
-
-    @web.middleware
-    async def middleware(request: web.Request, handler):
-        need = access_of(handler)
-        role = request.headers.get("X-Test-Role")
-        vehicles = request.headers.get("X-Test-Vehicles")
-        p = None if role is None else Principal(
-            1, "t", Role.parse(role),
-            None if vehicles is None else frozenset(filter(None, vehicles.split(","))), "token")
-        request[PRINCIPAL] = p
-        if need is None and request.match_info.route.resource is not None and not str(
-                request.path).startswith("/static/"):
-            return web.json_response({"error": "undeclared"}, status=403)
-        if need not in (None, PUBLIC):
-            if p is None:
-                return web.json_response({"error": "authentication required"}, status=401)
-            if not p.may(need):
-                return web.json_response({"error": "forbidden"}, status=403)
-        return await handler(request)
-
-    return middleware
 
 
 class Api:
@@ -56,12 +31,12 @@ class Api:
         self.hub = Hub()
         self.client: TestClient | None = None
         self.checked: set[tuple[str, str]] = set()  # (method, spec path) validated
+        self._tokens: dict[tuple[str, tuple[str, ...] | None], str] = {}
 
     async def __aenter__(self) -> Api:
         await self.store.open()
         app = make_app(self.hub, self.store, lambda: {"gateway": {}, "vehicles_connected": [],
                                                        "writer": {}, "hub": {}})
-        app.middlewares.append(principal_middleware())
         self.app = app
         self.client = TestClient(TestServer(app))
         await self.client.start_server()
@@ -71,14 +46,22 @@ class Api:
         await self.client.close()
         await self.store.close()
 
+    async def token(self, role: str, vehicles: list[str] | None = None) -> str:
+        """An API token of a user with `role`; with `vehicles`, the user is the only member of
+        a group of exactly those vehicles (so sees no others)."""
+        key = (role, None if vehicles is None else tuple(sorted(vehicles)))
+        if key not in self._tokens:
+            name = f"{role}{len(self._tokens)}"
+            self._tokens[key] = await add_user_token(self.store, name, role)
+            if vehicles is not None:
+                await self.store.put_group(f"g-{name}", vehicles=list(vehicles), members=[name])
+        return self._tokens[key]
+
     async def call(self, method: str, path: str, role: str | None = "viewer",
                    vehicles: list[str] | None = None, body=None, expect: int | None = None,
-                   raw: bool = False):
-        headers = {}
-        if role is not None:
-            headers["X-Test-Role"] = role
-        if vehicles is not None:
-            headers["X-Test-Vehicles"] = ",".join(vehicles)
+                   raw: bool = False, headers: dict | None = None):
+        headers = {**(headers or {}),
+                   **({} if role is None else bearer(await self.token(role, vehicles)))}
         data = None if body is None else json.dumps(body).encode()
         if data is not None:
             headers["Content-Type"] = "application/json"

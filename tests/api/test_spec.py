@@ -8,6 +8,7 @@ from backend.api import spec
 from backend.authz import PUBLIC, Role, access_of
 from backend.hub import Hub
 from backend.web import make_app
+from tests.authhelp import add_user_token, bearer
 
 ROLES = {"public", "metrics"} | {r.label for r in Role}
 METHODS = ("get", "put", "post", "delete", "patch")
@@ -41,8 +42,10 @@ async def test_served_json_is_the_yaml(tmp_path):
     store = open_store(f"sqlite://{tmp_path / 'f.db'}")
     await store.open()
     app = make_app(Hub(), store, lambda: {})
+    headers = bearer(await add_user_token(store, role="viewer"))
     async with TestClient(TestServer(app)) as client:
-        resp = await client.get("/api/openapi.json")
+        assert (await client.get("/api/openapi.json")).status == 401  # needs a login
+        resp = await client.get("/api/openapi.json", headers=headers)
         assert resp.status == 200 and resp.content_type == "application/json"
         served = await resp.json()
     await store.close()

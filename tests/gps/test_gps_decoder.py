@@ -123,8 +123,9 @@ def test_date_from_zda_carries_over_midnight(nmea):
 def test_no_date_yet_and_week_rollover_dates(nmea):
     fixes, dec = decode(nmea("GPGGA,101500.00,4807.0,N,01131.0,E,1,08,0.9,1.0,M,,M,,"))
     assert fixes == [] and dec.counts["no_date"] == 1
-    fixes, dec = decode(epoch(nmea, 0, date="061106"))  # 1999-era rollover -> 2006
-    assert fixes == [] and dec.counts["bad_time"] == 1
+    fixes, dec = decode(epoch(nmea, 0, date="061106"))  # 2006: 1024 weeks before 2026-06-22
+    assert dec.counts["rollover_corrected"] == 1
+    assert [p.ts_ms // 1000 for p in fixes] == [1782123300]  # 2026-06-22T10:15:00Z
 
 
 def test_time_going_backwards_is_dropped_then_reanchored(nmea):

@@ -70,6 +70,7 @@ def test_backend_cli_command_round_trip(procs):
     from ..conftest import REPO, _env
 
     procs.provision("cmd-cli")
+    procs.token = procs.api_token("dispatcher")
     procs.backend()
     procs.gps_sim("cmd-cli", rate=10, count=20)
     procs.agent("cmd-cli")
@@ -77,7 +78,8 @@ def test_backend_cli_command_round_trip(procs):
     out = subprocess.run(
         [sys.executable, "-m", "backend", "--http-port", str(procs.http_port), "command",
          "cmd-cli", "ping", "--args", '{"why": "test"}'],
-        capture_output=True, text=True, timeout=40, env=_env(), cwd=REPO)
+        capture_output=True, text=True, timeout=40, env={**_env(), "FLEET_API_TOKEN": procs.token},
+        cwd=REPO)
     assert out.returncode == 0, out.stderr
     answer = json.loads(out.stdout)
     assert (answer["state"], answer["ok"], answer["detail"]) == ("answered", True, "pong")
@@ -98,7 +100,8 @@ def http(procs, method: str, path: str, body: dict | None = None) -> tuple[int, 
     req = urllib.request.Request(
         f"http://127.0.0.1:{procs.http_port}{path}", method=method,
         data=None if body is None else json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"})
+        headers={"Content-Type": "application/json",
+                 "Authorization": f"Bearer {procs.token}"})
     with urllib.request.urlopen(req, timeout=10) as r:
         return r.status, json.load(r)
 
@@ -116,6 +119,7 @@ def test_command_survives_backend_restarts(procs, db_url):
             await store.close()
 
     procs.tokens["cmd-r"] = asyncio.run(provision())
+    procs.token = procs.api_token("admin", db=db_url)  # admin: /api/status
     backend = procs.backend("--db", db_url)
     status, body = http(procs, "POST", "/api/vehicles/cmd-r/commands",
                         {"name": "ping", "args": {"why": "restart"}})

@@ -33,6 +33,7 @@ def test_agent_to_postgres_through_the_gateway(procs, pg_url):
             await store.close()
 
     procs.tokens["truck-p"] = asyncio.run(provision())
+    token = procs.api_token("viewer", db=pg_url)
     procs.backend("--db", pg_url)  # the later --db wins over the fixture's SQLite default
     procs.gps_sim("truck-p", rate=10, count=40)
     agent = procs.agent("truck-p")
@@ -44,7 +45,9 @@ def test_agent_to_postgres_through_the_gateway(procs, pg_url):
         s = by_time[time_ms]
         assert (lat, lon) == pytest.approx((s["lat"], s["lon"]), abs=1e-9), seq
         assert speed == pytest.approx(s["speed_kmh"], abs=1e-6)
-    with urllib.request.urlopen(f"http://127.0.0.1:{procs.http_port}/api/vehicles") as r:
+    req = urllib.request.Request(f"http://127.0.0.1:{procs.http_port}/api/vehicles",
+                                 headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req) as r:
         [feature] = json.load(r)["features"]
     assert feature["geometry"]["coordinates"] == pytest.approx([sent[-1]["lon"], sent[-1]["lat"]])
     assert agent.stop() == 0

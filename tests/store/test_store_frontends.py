@@ -12,6 +12,7 @@ from backend.hub import Hub
 from backend.store import open_store
 from backend.store.base import StoredReading
 from backend.web import make_app
+from tests.authhelp import add_user_token, bearer
 
 T0 = 1_763_856_000_000  # 2025-11-23T00:00:00Z
 SQUARE = {"type": "Polygon", "coordinates": [[[8, 50], [8.01, 50], [8.01, 50.01], [8, 50.01],
@@ -41,10 +42,11 @@ async def seed(url):
 async def rest(url, paths):
     store = open_store(url)
     await store.open()
+    headers = bearer(await add_user_token(store, role="viewer"))
     server = TestServer(make_app(Hub(), store, lambda: {}))
     await server.start_server()
     try:
-        async with ClientSession() as http:
+        async with ClientSession(headers=headers) as http:
             out = []
             for path in paths:
                 async with http.get(server.make_url(path)) as resp:
@@ -87,8 +89,12 @@ def test_rest_and_cli_agree(url, capsys):
     assert r_entries["vehicles"] == ["v1"] and [e["seq"] for e in r_entries["entries"]] == [10]
     assert r_trips == cli(capsys, url, "query", "trips", "v1", "--day", "2025-11-23")
     assert len(r_trips["trips"]) == 1 and r_trips["stops"] == []
-    assert r_last == cli(capsys, url, "query", "last")
-    assert r_last["features"][0]["properties"]["seq"] == 39
+    last = cli(capsys, url, "query", "last")["features"]
+    assert [(v["id"], v["position"]["seq"], [v["position"]["lon"], v["position"]["lat"]],
+             v["position"]["time"]) for v in r_last["vehicles"]] == [
+        (f["id"], f["properties"]["seq"], f["geometry"]["coordinates"], f["properties"]["time"])
+        for f in last]
+    assert r_last["vehicles"][0]["position"]["seq"] == 39
     assert cli(capsys, url, "query", "geofences")[0]["geofence_id"] == "sq"
 
 
@@ -98,10 +104,11 @@ def test_bad_query_is_a_400(url):
     async def go():
         store = open_store(url)
         await store.open()
+        headers = bearer(await add_user_token(store, role="viewer"))
         server = TestServer(make_app(Hub(), store, lambda: {}))
         await server.start_server()
         try:
-            async with ClientSession() as http:
+            async with ClientSession(headers=headers) as http:
                 async with http.get(server.make_url("/api/vehicles/v1/route?from_ms=x")) as r:
                     return r.status
         finally:

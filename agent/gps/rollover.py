@@ -1,0 +1,43 @@
+"""Sans-IO GPS week-rollover correction of receiver dates.
+
+GPS broadcasts a 10-bit week number; receivers that resolve it against a fixed firmware epoch
+report dates exactly 1024 weeks (about 19.6 years) back once that epoch has passed. Like gpsd,
+we correct a date earlier than a pivot by whole multiples of 1024 weeks. The pivot is the later
+of the package's build date and the newest good (uncorrected) date seen.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+
+GPS_ROLLOVER = dt.timedelta(weeks=1024)
+# The package's build date: no live receiver reports a genuine date before it. Bumped with
+# each release; tests/gps/test_gps_rollover.py ties it to debian/changelog.
+BUILD_DATE = dt.date(2026, 11, 23)
+# A date up to this far before the pivot is taken as genuine: captures recorded in the year
+# before the build replay with their own dates, and a receiver stepping back a few seconds is
+# a time_backwards glitch. Rollover victims are 19.6 years back, far below it.
+PIVOT_SLACK = dt.timedelta(days=365)
+# A good date advances the pivot only if it is less than half a rollover period beyond it, so
+# one corrupt far-future date cannot push every later genuine date 1024 weeks ahead.
+MAX_PIVOT_STEP = GPS_ROLLOVER / 2
+
+
+class RolloverResolver:
+    """`resolve(date)` returns the corrected date; counts `rollover_corrected`."""
+
+    def __init__(self, counts: Counter[str] | None = None,
+                 pivot: dt.date | None = None) -> None:
+        self.counts: Counter[str] = counts if counts is not None else Counter()
+        self.pivot = BUILD_DATE if pivot is None else pivot
+
+    def resolve(self, date: dt.date) -> dt.date:
+        floor = self.pivot - PIVOT_SLACK
+        if date < floor:
+            periods = -((date - floor) // GPS_ROLLOVER)
+            self.counts["rollover_corrected"] += 1
+            return date + periods * GPS_ROLLOVER
+        if self.pivot < date < self.pivot + MAX_PIVOT_STEP:
+            self.pivot = date
+        return date

@@ -1,0 +1,204 @@
+"""Admin routes: users, their API tokens, vehicle groups, the audit trail (docs/operations.md).
+
+GET/POST /api/users, PATCH /api/users/{name}, POST /api/users/{name}/tokens,
+DELETE /api/users/{name}/tokens/{id}, GET/POST /api/groups, PUT/DELETE /api/groups/{name},
+GET /api/audit. Generated passwords and new tokens are in the answer once, never in a log.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..audit import audit
+from ..authz import Role, requires
+from . import accounts
+from .middleware import auth_state, error
+from .passwords import MAX_PASSWORD
+
+DEFAULT_AUDIT_LIMIT = 200
+MAX_AUDIT_LIMIT = 10_000  # one page of the trail; ask again with an older to_ms for more
+# the default end of the window: year 10000, within PostgreSQL's interval range (2**62 ms is not)
+AUDIT_END_MS = 253_402_300_800_000
+MAX_GROUP_ITEMS = 10_000  # vehicles or members in one PUT
+
+
+async def _json(request: web.Request) -> dict:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise web.HTTPBadRequest(text='{"error": "expected a JSON object"}',
+                                 content_type="application/json") from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text='{"error": "expected a JSON object"}',
+                                 content_type="application/json")
+    return body
+
+
+def _password(body: dict) -> str | None:
+    password = body.get("password")
+    if password is not None and (not isinstance(password, str)
+                                 or not 0 < len(password) <= MAX_PASSWORD):
+        raise ValueError(f"password must be text of 1..{MAX_PASSWORD}")
+    return password
+
+
+@requires(Role.ADMIN)
+async def list_users(request: web.Request) -> web.Response:
+    store = auth_state(request).store
+    users = await store.users()
+    for u in users:
+        u["tokens"] = await store.api_tokens(u["name"])
+    return web.json_response({"users": users})
+
+
+@requires(Role.ADMIN)
+async def create_user(request: web.Request) -> web.Response:
+    body = await _json(request)
+    try:
+        name, role = body.get("name"), body.get("role")
+        if not isinstance(role, str):
+            raise ValueError("role must be admin, dispatcher or viewer")
+        generated = await accounts.add_user(auth_state(request).store, name, role,
+                                            _password(body))
+    except ValueError as exc:
+        return error(409 if "exists" in str(exc) else 400, str(exc))
+    await audit(request, "user.create", name, {"role": role.lower()})
+    answer = {"name": name, "role": role.lower()}
+    if generated is not None:
+        answer["password"] = generated
+    return web.json_response(answer, status=201)
+
+
+@requires(Role.ADMIN)
+async def update_user(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    body = await _json(request)
+    store = auth_state(request).store
+    try:
+        role = body.get("role")
+        if role is not None:
+            if not isinstance(role, str):
+                raise ValueError("role must be admin, dispatcher or viewer")
+            role = Role.parse(role).label
+        disabled = body.get("disabled")
+        if disabled is not None and not isinstance(disabled, bool):
+            raise ValueError("disabled must be true or false")
+        password = _password(body)
+    except ValueError as exc:
+        return error(400, str(exc))
+    if not await store.update_user(name, role=role, disabled=disabled):
+        return error(404, f"no user {name!r}")
+    if password is not None:
+        await accounts.set_password(store, name, password)
+    await audit(request, "user.update", name,
+                {"role": role, "disabled": disabled, "password_changed": password is not None})
+    return web.json_response({"name": name, "updated": True})
+
+
+@requires(Role.ADMIN)
+async def create_token(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    body = await _json(request)
+    try:
+        token_id, token = await accounts.add_token(auth_state(request).store, name,
+                                                   body.get("label", ""))
+    except ValueError as exc:
+        return error(400, str(exc))
+    except KeyError:
+        return error(404, f"no user {name!r}")
+    await audit(request, "token.create", name, {"id": token_id})
+    return web.json_response({"id": token_id, "token": token}, status=201)
+
+
+@requires(Role.ADMIN)
+async def delete_token(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    try:
+        token_id = int(request.match_info["id"])
+    except ValueError:
+        return error(400, "id must be an integer")
+    if not 0 <= token_id < 2**63 or not await auth_state(request).store.delete_api_token(
+            name, token_id):
+        return error(404, "no such token")
+    await audit(request, "token.delete", name, {"id": token_id})
+    return web.Response(status=204)
+
+
+@requires(Role.ADMIN)
+async def list_groups(request: web.Request) -> web.Response:
+    return web.json_response({"groups": await auth_state(request).store.groups()})
+
+
+def _names(body: dict, key: str) -> list[str] | None:
+    items = body.get(key)
+    if items is None:
+        return None
+    if (not isinstance(items, list) or len(items) > MAX_GROUP_ITEMS
+            or not all(isinstance(i, str) and 0 < len(i) <= 128 for i in items)):
+        raise ValueError(f"{key} must be a list of names")
+    return items
+
+
+async def _put_group(request: web.Request, name: str, status: int) -> web.Response:
+    body = await _json(request)
+    try:
+        accounts.check_name(name, "group name")
+        vehicles, members = _names(body, "vehicles"), _names(body, "members")
+        await auth_state(request).store.put_group(name, vehicles, members)
+    except ValueError as exc:
+        return error(400, str(exc))
+    await audit(request, "group.put", name, {"vehicles": vehicles, "members": members})
+    group = next(g for g in await auth_state(request).store.groups() if g["name"] == name)
+    return web.json_response(group, status=status)
+
+
+@requires(Role.ADMIN)
+async def create_group(request: web.Request) -> web.Response:
+    body = await _json(request)
+    name = body.get("name")
+    if any(g["name"] == name for g in await auth_state(request).store.groups()):
+        return error(409, f"group {name!r} exists")
+    return await _put_group(request, name, 201)
+
+
+@requires(Role.ADMIN)
+async def put_group(request: web.Request) -> web.Response:
+    return await _put_group(request, request.match_info["name"], 200)
+
+
+@requires(Role.ADMIN)
+async def delete_group(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    if not await auth_state(request).store.delete_group(name):
+        return error(404, f"no group {name!r}")
+    await audit(request, "group.delete", name)
+    return web.Response(status=204)
+
+
+@requires(Role.ADMIN)
+async def audit_trail(request: web.Request) -> web.Response:
+    q = request.query
+    try:
+        from_ms = int(q.get("from_ms") or 0)
+        to_ms = int(q.get("to_ms") or AUDIT_END_MS)
+        limit = min(int(q.get("limit") or DEFAULT_AUDIT_LIMIT), MAX_AUDIT_LIMIT)
+        if limit < 1:
+            raise ValueError
+    except ValueError:
+        return error(400, "from_ms, to_ms and limit must be positive integers")
+    entries = await auth_state(request).store.audit_entries(from_ms, to_ms, limit)
+    return web.json_response({"entries": entries})
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/api/users", list_users)
+    r.add_post("/api/users", create_user)
+    r.add_patch("/api/users/{name}", update_user)
+    r.add_post("/api/users/{name}/tokens", create_token)
+    r.add_delete("/api/users/{name}/tokens/{id}", delete_token)
+    r.add_get("/api/groups", list_groups)
+    r.add_post("/api/groups", create_group)
+    r.add_put("/api/groups/{name}", put_group)
+    r.add_delete("/api/groups/{name}", delete_group)
+    r.add_get("/api/audit", audit_trail)

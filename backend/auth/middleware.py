@@ -1,0 +1,161 @@
+"""The access middleware: who is asking (session cookie or Bearer token), and may they.
+
+For every request: resolve the `Principal` (or None) into `request[PRINCIPAL]`, then apply the
+handler's declaration (backend/authz.py): `@public` passes; a role needs a principal (401)
+holding that role (403); a handler that declares nothing is refused (deny by default).
+Cookie-authenticated writes must carry `X-CSRF-Token`; Bearer requests need none (a browser
+never adds that header by itself). Static assets (`app.router.add_static`) are public: they
+are the page's code, not data.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from ..authz import PRINCIPAL, PUBLIC, Principal, Role, access_of
+from .addresses import Network, client_address, from_trusted_proxy
+from .passwords import csrf_for, hash_token
+from .ratelimit import LoginLimiter
+from .sessions import SessionPolicy
+
+log = logging.getLogger(__name__)
+
+COOKIE = "fleet_session"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@dataclass
+class AuthState:
+    """What the auth edge keeps per application."""
+
+    store: object
+    policy: SessionPolicy = field(default_factory=SessionPolicy)
+    trusted_proxies: tuple[Network, ...] = ()
+    # extra Origins allowed to open /ws with a cookie, besides the page's own host
+    allowed_origins: tuple[str, ...] = ()
+    clock: Callable[[], float] = time.time  # seconds since the epoch; tests pass a fake one
+    limiter: LoginLimiter = field(default_factory=LoginLimiter)
+    failed_logins: int = 0
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+
+AUTH = web.AppKey("fleet.auth", AuthState)
+
+
+def auth_state(request: web.Request) -> AuthState:
+    return request.app[AUTH]
+
+
+def client_of(request: web.Request) -> str:
+    state = auth_state(request)
+    return client_address(request.remote, request.headers.get("X-Forwarded-For"),
+                          state.trusted_proxies)
+
+
+def is_secure(request: web.Request) -> bool:
+    """TLS to the client: ours, or a trusted reverse proxy's (X-Forwarded-Proto: https)."""
+    if request.secure:
+        return True
+    return (from_trusted_proxy(request.remote, auth_state(request).trusted_proxies)
+            and request.headers.get("X-Forwarded-Proto", "").lower() == "https")
+
+
+def error(status: int, text: str, **headers) -> web.Response:
+    return web.json_response({"error": text}, status=status, headers=headers or None)
+
+
+def unauthorized() -> web.Response:
+    return error(401, "authentication required", **{"WWW-Authenticate": 'Bearer realm="fleet"'})
+
+
+async def principal_of(state: AuthState, user_id: int, via: str) -> Principal | None:
+    account = await state.store.account(user_id)
+    if account is None or account["disabled"]:
+        return None
+    vehicles = account["vehicles"]
+    return Principal(user_id=account["id"], name=account["name"], role=Role.parse(account["role"]),
+                     vehicles=None if vehicles is None else frozenset(vehicles), via=via)
+
+
+async def resolve(request: web.Request) -> Principal | None:
+    """The principal behind the request's Bearer token or session cookie, else None."""
+    state = auth_state(request)
+    header = request.headers.get("Authorization")
+    if header is not None:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return None
+        user_id = await state.store.token_user(hash_token(token.strip()))
+        return None if user_id is None else await principal_of(state, user_id, "token")
+    cookie = request.cookies.get(COOKIE)
+    if not cookie:
+        return None
+    digest = hash_token(cookie)
+    session = await state.store.session(digest)
+    if session is None:
+        return None
+    now = state.now_ms()
+    if not state.policy.alive(session["created_ms"], session["seen_ms"], now):
+        await state.store.delete_session(digest)
+        return None
+    if state.policy.needs_touch(session["seen_ms"], now):
+        await state.store.touch_session(digest, now)
+    return await principal_of(state, session["user_id"], "session")
+
+
+def _declared(request: web.Request):
+    route = request.match_info.route
+    if isinstance(getattr(route, "resource", None), web.StaticResource):
+        return PUBLIC
+    return access_of(request.match_info.handler)
+
+
+@web.middleware
+async def access_middleware(request: web.Request, handler):
+    principal = await resolve(request)
+    request[PRINCIPAL] = principal
+    if request.match_info.http_exception is not None:  # no such route / method
+        return unauthorized() if principal is None else await handler(request)
+    declared = _declared(request)
+    if declared == PUBLIC:
+        return await handler(request)
+    if principal is None:
+        return unauthorized()
+    if not isinstance(declared, Role):
+        log.error("refused %s %s: the handler declares no access (@requires or @public)",
+                  request.method, request.match_info.route.resource)
+        return error(403, "forbidden")
+    if not principal.may(declared):
+        return error(403, f"needs role {declared.label}")
+    if principal.via == "session" and request.method not in SAFE_METHODS:
+        sent = request.headers.get(CSRF_HEADER, "")
+        if not hmac.compare_digest(sent, csrf_for(request.cookies[COOKIE])):
+            return error(403, f"missing or wrong {CSRF_HEADER} header")
+    return await handler(request)
+
+
+def origin_allowed(request: web.Request) -> bool:
+    """A cookie-authenticated WebSocket must come from our own page (or a configured Origin):
+    SameSite keeps other sites' cookies off, this keeps other sites' scripts off."""
+    origin = request.headers.get("Origin")
+    if origin is None:  # not a browser: browsers always send Origin on a WebSocket
+        return True
+    if origin in auth_state(request).allowed_origins:
+        return True
+    scheme, _, host = origin.partition("://")
+    return scheme in ("http", "https") and host == request.host
+
+
+def install(app: web.Application, state: AuthState) -> None:
+    """Put the access middleware in front of every route of `app`."""
+    app[AUTH] = state
+    app.middlewares.append(access_middleware)

@@ -1,0 +1,110 @@
+"""Login, logout and "who am I": GET /login, POST /api/login, POST /api/logout, GET /api/me."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from pathlib import Path
+
+from aiohttp import web
+
+from ..authz import PRINCIPAL, Role, public, requires
+from .middleware import COOKIE, auth_state, client_of, error, is_secure
+from .passwords import csrf_for, hash_token, needs_rehash, new_token, verify_password
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).resolve().parents[1] / "static"
+MAX_LOGIN_BODY = 4096  # a name and a password; anything bigger is not a login
+
+
+def _body(user: dict, cookie: str, expires_ms: int) -> dict:
+    return {"user": {"name": user["name"], "role": user["role"], "groups": user["groups"]},
+            "csrf_token": csrf_for(cookie), "expires_ms": expires_ms}
+
+
+@public
+async def login_page(request: web.Request) -> web.StreamResponse:
+    return web.FileResponse(STATIC / "login.html")
+
+
+@public
+async def login(request: web.Request) -> web.Response:
+    # JSON only: a cross-site HTML form cannot send it, so nobody can log a browser in as
+    # someone else (login CSRF)
+    if request.content_type != "application/json":
+        return error(415, "send application/json")
+    if (request.content_length or 0) > MAX_LOGIN_BODY:
+        return error(413, "too large")
+    try:
+        body = await request.json()
+        name, password = body["username"], body["password"]
+        if not isinstance(name, str) or not isinstance(password, str):
+            raise TypeError
+    except (ValueError, KeyError, TypeError):
+        return error(400, 'expected {"username": text, "password": text}')
+    state = auth_state(request)
+    address = client_of(request)
+    now = state.clock()
+    wait = state.limiter.retry_after(name, address, now)
+    if wait:
+        return error(429, "too many failed logins; try later",
+                     **{"Retry-After": str(math.ceil(wait))})
+    user = await state.store.user(name)
+    ok = await asyncio.get_running_loop().run_in_executor(
+        None, verify_password, user["password_hash"] if user else None, password)
+    if not ok or user["disabled"]:
+        state.limiter.failed(name, address, now)
+        state.failed_logins += 1
+        log.info("login failed for %r from %s", name[:64], address)
+        return error(401, "invalid credentials")
+    state.limiter.succeeded(name)
+    if needs_rehash(user["password_hash"]):
+        from .accounts import hash_off_loop
+
+        await state.store.update_user(name, password_hash=await hash_off_loop(password))
+    cookie = new_token()
+    now_ms = state.now_ms()
+    await state.store.prune_sessions(*state.policy.prune_before(now_ms))
+    await state.store.add_session(hash_token(cookie), user["id"], now_ms)
+    log.info("login %r (%s) from %s", name, user["role"], address)
+    account = await state.store.account(user["id"])
+    response = web.json_response(_body(account, cookie, state.policy.expires_ms(now_ms, now_ms)))
+    response.set_cookie(COOKIE, cookie, httponly=True, samesite="Strict", path="/",
+                        secure=is_secure(request))
+    return response
+
+
+@requires(Role.VIEWER)
+async def logout(request: web.Request) -> web.Response:
+    cookie = request.cookies.get(COOKIE)
+    if cookie:
+        await auth_state(request).store.delete_session(hash_token(cookie))
+    response = web.Response(status=204)
+    response.del_cookie(COOKIE, path="/")
+    return response
+
+
+@requires(Role.VIEWER)
+async def me(request: web.Request) -> web.Response:
+    state = auth_state(request)
+    principal = request[PRINCIPAL]
+    account = await state.store.account(principal.user_id)
+    cookie = request.cookies.get(COOKIE)
+    if principal.via == "session" and cookie:
+        session = await state.store.session(hash_token(cookie))
+        if session is None:  # logged out by another request meanwhile
+            return error(401, "authentication required")
+        expires = state.policy.expires_ms(session["created_ms"], session["seen_ms"])
+        return web.json_response(_body(account, cookie, expires))
+    return web.json_response({"user": {"name": account["name"], "role": account["role"],
+                                       "groups": account["groups"]},
+                              "csrf_token": None, "expires_ms": None})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/login", login_page)
+    app.router.add_post("/api/login", login)
+    app.router.add_post("/api/logout", logout)
+    app.router.add_get("/api/me", me)

@@ -1,0 +1,115 @@
+"""Dates: week rollover, dateless (GGA-only) epochs, host clock, and nmea-decode's switches."""
+
+import datetime as dt
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+from agent.gps import NmeaDecoder
+from agent.gps.cli import main
+from agent.gps.epoch import MAX_HELD
+from agent.gps.hostclock import host_clock_synchronised
+from agent.gps.rollover import BUILD_DATE, GPS_ROLLOVER, PIVOT_SLACK, RolloverResolver
+
+ROOT = Path(__file__).parent.parent.parent
+GPSD = ROOT / "tests" / "data" / "gpsd"
+
+
+def ms(*args) -> int:
+    return int(dt.datetime(*args, tzinfo=dt.UTC).timestamp() * 1000)
+
+
+def gga(nmea, hhmmss: str) -> bytes:
+    return nmea(f"GPGGA,{hhmmss}.00,4807.0000,N,01131.0000,E,1,08,0.9,500.0,M,47.0,M,,")
+
+
+def rmc(nmea, hhmmss: str, ddmmyy: str) -> bytes:
+    return nmea(f"GPRMC,{hhmmss}.00,A,4807.0000,N,01131.0000,E,0.0,0.0,{ddmmyy},,,A")
+
+
+def test_build_date_is_not_older_than_the_newest_changelog_entry():
+    text = (ROOT / "debian" / "changelog").read_text()
+    dates = [dt.datetime.strptime(m, "%d %b %Y").date()
+             for m in re.findall(r"^ -- .*?, (\d\d? \w{3} \d{4})", text, re.M)]
+    assert dates and BUILD_DATE >= max(dates)
+
+
+def test_rollover_by_one_and_two_periods_and_pivot_advances():
+    counts = Counter()
+    r = RolloverResolver(counts, pivot=dt.date(2026, 1, 1))
+    assert r.resolve(dt.date(2026, 5, 1)) == dt.date(2026, 5, 1) and r.pivot == dt.date(2026, 5, 1)
+    assert r.resolve(dt.date(2006, 9, 15)) == dt.date(2006, 9, 15) + GPS_ROLLOVER
+    assert r.resolve(dt.date(1987, 1, 31)) == dt.date(1987, 1, 31) + 2 * GPS_ROLLOVER
+    assert counts["rollover_corrected"] == 2
+    # a date within the slack is genuine; a corrupt far-future date does not move the pivot
+    assert r.resolve(dt.date(2026, 5, 1) - PIVOT_SLACK) == dt.date(2026, 5, 1) - PIVOT_SLACK
+    r.resolve(dt.date(2090, 1, 1))
+    assert r.pivot == dt.date(2026, 5, 1)
+
+
+def test_gga_only_epochs_wait_for_the_first_date_across_midnight(nmea):
+    dec = NmeaDecoder()
+    data = gga(nmea, "235958") + gga(nmea, "235959") + gga(nmea, "000000")
+    assert dec.feed(data) == []
+    fixes = dec.feed(rmc(nmea, "000001", "020626") + gga(nmea, "000001")) + dec.flush()
+    assert [p.ts_ms for p in fixes] == [ms(2026, 6, 1, 23, 59, 58), ms(2026, 6, 1, 23, 59, 59),
+                                        ms(2026, 6, 2), ms(2026, 6, 2, 0, 0, 1)]
+    assert dec.counts["held"] == 3 and dec.counts["no_date"] == 0
+
+
+def test_a_receiver_that_never_sends_a_date_is_bounded_without_host_clock(nmea):
+    dec = NmeaDecoder()
+    data = b"".join(gga(nmea, f"1000{s:02d}") for s in range(MAX_HELD + 5))
+    assert dec.feed(data) + dec.flush() == []
+    assert dec.counts["no_date"] == MAX_HELD + 5
+
+
+def test_a_synchronised_host_clock_dates_gga_only_receivers(nmea):
+    dec = NmeaDecoder()
+    host = ms(2026, 6, 2, 0, 0, 0, 300)  # just after midnight: the fix is from yesterday
+    fixes = dec.feed(gga(nmea, "235959"), host_time_ms=host, host_synced=True)
+    fixes += dec.feed(gga(nmea, "000000"), host_time_ms=host + 1000, host_synced=True)
+    assert [p.ts_ms for p in fixes] == [ms(2026, 6, 1, 23, 59, 59)]
+    assert dec.counts["host_dated"] == 1
+    # an unsynchronised host clock is never used for the date
+    dec = NmeaDecoder()
+    assert dec.feed(gga(nmea, "235959") + gga(nmea, "000000"), host_time_ms=host) == []
+
+
+def test_the_receivers_date_wins_over_the_host_clock(nmea):
+    dec = NmeaDecoder()
+    host = ms(2026, 6, 9, 12)  # host clock a week off
+    data = rmc(nmea, "101500", "010626") + gga(nmea, "101500") + gga(nmea, "101501")
+    fixes = dec.feed(data, host_time_ms=host, host_synced=True) + dec.flush()
+    assert [p.ts_ms for p in fixes] == [ms(2026, 6, 1, 10, 15), ms(2026, 6, 1, 10, 15, 1)]
+    assert dec.counts["host_dated"] == 0
+
+
+def test_empty_void_sentences_do_not_veto_the_next_epoch(nmea):
+    data = (nmea("GPRMC,,V,,,,,,,,,,N") + nmea("GPGGA,,,,,,0,,,,,,,,")
+            + rmc(nmea, "101500", "010626") + gga(nmea, "101500"))
+    dec = NmeaDecoder()
+    assert len(dec.feed(data) + dec.flush()) == 1
+
+
+def test_zero_satellites_is_no_fix(nmea):
+    dec = NmeaDecoder()
+    data = rmc(nmea, "101500", "010626") + nmea(
+        "GPGGA,101500.00,4807.0000,N,01131.0000,E,1,00,3.3,500.0,M,47.0,M,,")
+    assert dec.feed(data) + dec.flush() == [] and dec.counts["no_fix"] == 1
+
+
+def test_host_clock_check_answers_a_bool():
+    assert host_clock_synchronised() in (True, False)
+
+
+def test_nmea_decode_default_filters_and_raw_does_not(capsys):
+    capture = str(GPSD / "telit-he910.log")
+    assert main(["--pivot", "2018-01-01", capture]) == 0
+    filtered, err = capsys.readouterr()
+    assert json.loads(err.splitlines()[-1])["time_backwards"] == 1
+    assert main(["--pivot", "2018-01-01", "--raw", capture]) == 0
+    raw, err = capsys.readouterr()
+    assert len(raw.splitlines()) == len(filtered.splitlines()) + 1
+    assert "time_backwards" not in json.loads(err.splitlines()[-1])
