@@ -25,7 +25,12 @@ TSDB_VENDOR := ../shared/vendor $(shell git rev-parse --path-format=absolute \
 	--git-common-dir 2>/dev/null)/../../shared/vendor
 TSDB_TARBALL := $(firstword $(wildcard $(addsuffix /timescaledb-*-apache.tar.gz,$(TSDB_VENDOR))))
 
-.PHONY: demo test bench lint clean deps-demo deps-test timescaledb
+# The web app (web/): bundled by esbuild into backend/static/app/, which the backend serves and
+# the .deb ships. Rebuilt when its sources change; Node.js and npm as installed, else Debian's.
+WEB_BUNDLE := backend/static/app/app.js
+WEB_SOURCES := $(wildcard web/src/*) web/package.json web/package-lock.json web/build.mjs
+
+.PHONY: demo test bench lint clean deps-demo deps-test deps-web deps-node timescaledb web
 
 define apt_install
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -51,7 +56,18 @@ deps-demo:
 deps-test:
 	$(call apt_install,$(APT_TEST))
 
-demo: deps-demo $(STAMP_PIP)
+deps-web:
+	@if ! command -v npm >/dev/null; then $(MAKE) --no-print-directory deps-node; fi
+
+deps-node:
+	$(call apt_install,nodejs npm)
+
+$(WEB_BUNDLE): $(WEB_SOURCES) | deps-web
+	cd web && npm ci --no-audit --no-fund && npm run build
+
+web: $(WEB_BUNDLE)
+
+demo: deps-demo $(STAMP_PIP) $(WEB_BUNDLE)
 	$(PY) -m hil.demo
 
 timescaledb: deps-test
@@ -73,14 +89,14 @@ timescaledb: deps-test
 		echo "install it from Timescale's packages (docs/persistence.md); its tests will fail."; \
 	fi
 
-test: deps-test timescaledb $(STAMP_PIP)
+test: deps-test timescaledb $(STAMP_PIP) $(WEB_BUNDLE)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: deps-test timescaledb $(STAMP_PIP)
+bench: deps-test timescaledb $(STAMP_PIP) $(WEB_BUNDLE)
 	$(PY) -m bench
 
 lint: $(STAMP_PIP)
 	$(PY) -m ruff check agent backend geostream hil tests bench
 
 clean:
-	rm -rf $(VENV) run .pytest_cache .hypothesis
+	rm -rf $(VENV) run .pytest_cache .hypothesis backend/static/app web/node_modules

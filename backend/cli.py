@@ -48,6 +48,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--ticket-file",
                    help="SQLite file for the gateway's TLS session tickets, mode 0600 (default: "
                    "gateway-tickets.sqlite next to an SQLite --db, else in /var/lib/fleet-backend)")
+    p.add_argument("--map-style", help="MapLibre style URL for the web app's basemap "
+                   "(default: the built-in offline map)")
+    p.add_argument("--map-pmtiles", help="local .pmtiles archive (raster or vector) served to "
+                   "the web app as its basemap")
+    p.add_argument("--map-overlay", help="GeoJSON file drawn over the basemap (roads, depots)")
     p.add_argument("--log-level", default="INFO")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("serve", help="run gateway, writer, hub and dashboard (the default)")

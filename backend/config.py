@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 from .store.base import sqlite_path
 
@@ -27,6 +27,11 @@ class BackendConfig:
     # the gateway's TLS session tickets (docs/protocol.md §8); empty: TICKET_FILE_NAME next to
     # the embedded store's file, or in STATE_DIR with PostgreSQL
     ticket_file: str = ""
+    # the `[alerts]` table: rules and their parameters (docs/alerts.md); TOML only, no flag
+    alerts: dict = field(default_factory=dict)
+    # how often the clock-driven alert rules (stale, offline) run
+    alert_timer_s: float = 5.0
+
     # TLS on the HTTP listener (dashboard, API, WebSocket); empty: plain HTTP (docs/operations.md)
     http_cert: str = ""
     http_key: str = ""
@@ -37,6 +42,21 @@ class BackendConfig:
     trusted_proxies: tuple[str, ...] = ()
     # Origins besides the dashboard's own allowed to open /ws with a session cookie
     allowed_origins: tuple[str, ...] = ()
+    # the web app's basemap (backend/mapconfig.py): a MapLibre style URL, a local .pmtiles
+    # archive, a GeoJSON overlay of roads; all empty: the offline Natural Earth map
+    map_style: str = ""
+    map_pmtiles: str = ""
+    map_overlay: str = ""
+
+    def __post_init__(self) -> None:
+        self.alert_rules()  # a bad [alerts] table fails at start, naming the key
+        if not 0.1 <= self.alert_timer_s <= 3600:
+            raise ValueError("alert_timer_s must be within 0.1..3600")
+
+    def alert_rules(self):
+        from .alerts.rules import parse_rules
+
+        return parse_rules(self.alerts)
 
     @classmethod
     def keys(cls) -> list[str]:

@@ -1,7 +1,7 @@
 """QUIC gateway: authenticates vehicles, validates batches, acks only after commit.
 
 The pipeline for one batch reads top to bottom in `_store_batch`: validate → write (group
-commit) → acknowledge → publish to the hub.
+commit) → acknowledge → publish to the hub → evaluate alert rules.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from geostream.session import (
     ServerSession,
 )
 
+from .alerts import NoAlerts
 from .hub import Hub, position_feature
 from .store.base import AuthResult, DeadLetter, Store, StoredCommand, StoredReading
 from .tickets import TicketStore
@@ -66,12 +67,15 @@ class Gateway:
     """Shared state of all connections: store, writer, hub, open sessions per vehicle."""
 
     def __init__(self, store: Store, writer: BatchWriter, hub: Hub,
-                 backlog_high: int = BACKLOG_HIGH, ticket_file: str = ":memory:"):
+                 backlog_high: int = BACKLOG_HIGH, ticket_file: str = ":memory:",
+                 alerts=None):
         self.backlog_high = backlog_high
         self.draining = False
         self.store = store
         self.writer = writer
         self.hub = hub
+        # alert rules run after each commit (backend/alerts/); NoAlerts where none are wanted
+        self.alerts = alerts if alerts is not None else NoAlerts()
         self.connections: dict[str, set[GatewayProtocol]] = {}
         self.stats = {"connections": 0, "auth_failures": 0, "protocol_errors": 0,
                       "batches": 0, "readings": 0, "invalid_readings": 0}
@@ -304,11 +308,13 @@ class GatewayProtocol(QuicConnectionProtocol):
             return
         self.gateway.stats["batches"] += 1
         self.gateway.stats["readings"] += len(good)
-        if self._closing:
-            return
-        self.session.committed((r["q"] for r in batch.readings), credit=self.gateway.credit())
-        self._flush()
-        self._publish(good)
+        if not self._closing:
+            self.session.committed((r["q"] for r in batch.readings),
+                                   credit=self.gateway.credit())
+            self._flush()
+            self._publish(good)
+        # after the ack has left, so rules never delay it; also while closing (committed)
+        await self.gateway.alerts.on_committed(good, now)
 
     def _publish(self, readings: list[StoredReading]) -> None:
         newest = None

@@ -100,6 +100,14 @@ class Hub:
         self.publish(feature, (ALL, vehicle_topic(vehicle_id)))
         return True
 
+    def publish_alert(self, alert: dict) -> None:
+        """An alert opened, changed or closed: to `alerts` and to `vehicle:<id>`."""
+        topics = (ALERTS, vehicle_topic(alert["vehicle"]))
+        for sub in self.subscribers:
+            for topic in topics:
+                if topic in sub.topics:
+                    sub.put({"topic": topic, "alert": alert})
+
     def publish(self, feature: dict, topics: tuple[str, ...]) -> None:
         self.published += 1
         for sub in self.subscribers:

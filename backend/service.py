@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 
 from aiohttp import web
 
+from .alerts import AlertEngine
 from .config import BackendConfig
 from .gateway import Gateway
 from .hub import Hub, position_feature
@@ -17,6 +19,10 @@ from .writer import BatchWriter
 log = logging.getLogger(__name__)
 
 
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
 class Backend:
     def __init__(self, config: BackendConfig):
         self.config = config
@@ -24,14 +30,18 @@ class Backend:
         self.writer = BatchWriter(self.store, config.writer_max_rows,
                                   config.writer_linger_ms / 1000)
         self.hub = Hub()
+        self.alerts = AlertEngine(self.store, config.alert_rules(), self.hub.publish_alert)
         self.gateway = Gateway(self.store, self.writer, self.hub,
-                               ticket_file=config.ticket_path())
+                               ticket_file=config.ticket_path(), alerts=self.alerts)
         self._runner: web.AppRunner | None = None
+        self._alert_timer: asyncio.Task | None = None
 
     def status(self) -> dict:
         return {"gateway": dict(self.gateway.stats),
                 "vehicles_connected": sorted(self.gateway.connections),
                 "writer": self.writer.status(),
+                "alerts": {k: dict(v) if isinstance(v, dict) else v
+                           for k, v in self.alerts.stats.items()},
                 "hub": {"subscribers": len(self.hub.subscribers),
                         "published": self.hub.published}}
 
@@ -44,10 +54,14 @@ class Backend:
             self.hub.seed(r["vehicle_id"], r["time_ms"], position_feature(
                 r["vehicle_id"], r["time_ms"], r["lat"], r["lon"], r["speed_kmh"], r["course"],
                 r["seq"]))
+        await self.alerts.start(_now_ms())
         self.writer.start()
         await self.gateway.start(c.quic_host, c.quic_port, c.cert, c.key)
+        self._alert_timer = asyncio.get_running_loop().create_task(self._alert_clock(),
+                                                                   name="alert-timer")
         self.app = make_app(self.hub, self.store, self.status, auth_state(c, self.store),
-                            gateway=self.gateway)
+                            gateway=self.gateway, alert_rules=self.alerts.rules,
+                            map_files=(c.map_style, c.map_pmtiles, c.map_overlay))
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
         tls = http_tls(c)
@@ -59,8 +73,16 @@ class Backend:
         print(f"backend ready: dashboard {scheme}://{host}:{self.http_port}/ "
               f"gateway udp {c.quic_host}:{c.quic_port}", flush=True)
 
+    async def _alert_clock(self) -> None:
+        """Clock-driven alert rules (stale, offline) every `alert_timer_s`."""
+        while True:
+            await asyncio.sleep(self.config.alert_timer_s)
+            await self.alerts.on_timer(_now_ms(), self.gateway.connections.keys())
+
     async def stop(self) -> None:
         """Stop accepting, commit and acknowledge everything in flight, then close."""
+        if self._alert_timer is not None:
+            self._alert_timer.cancel()
         self.gateway.stop_accepting()
         await self.writer.stop()
         await self.gateway.finish_in_flight()

@@ -10,7 +10,10 @@ from pathlib import Path
 
 from aiohttp import WSMsgType, web
 
-from . import api, queries
+from . import api, mapconfig, queries
+from .alerts.routes import add_alert_routes
+from .alerts.rules import RuleSet
+from .audit import audit
 from .auth import AuthState, setup
 from .auth.middleware import origin_allowed
 from .authz import PRINCIPAL, Principal, Role, public, requires
@@ -25,11 +28,13 @@ MAX_WS_MESSAGE = 4096  # browsers only send small subscribe/unsubscribe requests
 DEFAULT_ROUTE_HOURS = queries.DEFAULT_ROUTE_HOURS
 
 
-def make_app(hub: Hub, store, status, auth: AuthState | None = None,
-             gateway=None) -> web.Application:
-    """The HTTP app: dashboard, live hub, REST API (backend/api/). Every route declares its
-    access (backend/authz.py) and the access middleware (backend/auth/) enforces it. Without
-    a `gateway` (tests, tools) commands are stored for the vehicles' next connection."""
+def make_app(hub: Hub, store, status, auth: AuthState | None = None, gateway=None,
+             alert_rules=None, map_files: tuple[str, str, str] = ("", "", "")
+             ) -> web.Application:
+    """The HTTP app: web app, live hub, REST API (backend/api/), alerts, map settings. Every
+    route declares its access (backend/authz.py); the access middleware (backend/auth/)
+    enforces it. Without a `gateway` (tests, tools) commands wait in the store for the
+    vehicles' next connection; without `alert_rules`, the default rules are listed."""
     app = web.Application()
     setup(app, auth or AuthState(store=store))
     if gateway is None:
@@ -41,7 +46,7 @@ def make_app(hub: Hub, store, status, auth: AuthState | None = None,
     async def index(request):
         if request[PRINCIPAL] is None:
             raise web.HTTPFound("/login")
-        return web.FileResponse(STATIC / "index.html")
+        return web.FileResponse(STATIC / "app" / "index.html")
 
     @routes.get("/ws")
     @requires(Role.VIEWER)  # checked before the upgrade: 401 without a session or token
@@ -79,6 +84,8 @@ def make_app(hub: Hub, store, status, auth: AuthState | None = None,
     routes.static("/static", STATIC)
     app.add_routes(routes)
     api.add_routes(app, store, hub, gateway)
+    add_alert_routes(app, store, alert_rules or RuleSet(), hub.publish_alert, audit)
+    mapconfig.add_routes(app, *map_files)
     return app
 
 

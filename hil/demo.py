@@ -1,5 +1,6 @@
 """`make demo`: a backend on the embedded store plus simulated vehicles, each a real agent
-process reading its own pty GPS. Ctrl-C stops everything cleanly."""
+process reading its own pty GPS. Ctrl-C stops everything cleanly; if the demo itself is killed
+(even with SIGKILL), its children get SIGTERM from the kernel (hil/lifeline.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ from pathlib import Path
 
 from backend.pki import generate
 from backend.store import open_store
+from hil.lifeline import die_with_parent
+
+from . import roads
 
 ROUTES = ["harbour", "ring", "airport"]
 
@@ -86,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     def spawn(cmd: list[str], log_name: str, **kw) -> subprocess.Popen:
         log = open(run / log_name, "ab")
         proc = subprocess.Popen(cmd, stdout=kw.pop("stdout", log), stderr=log,
-                                start_new_session=True, **kw)
+                                start_new_session=True, preexec_fn=die_with_parent(), **kw)
         procs.append(proc)
         return proc
 
@@ -104,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     backend = spawn([py, "-m", "backend", "--db", db, "--cert", certs["cert"],
                      "--key", certs["key"], "--quic-host", "127.0.0.1",
                      "--quic-port", str(args.quic_port), "--http-host", args.http_host,
-                     "--http-port", str(args.http_port)], "backend.log",
+                     "--http-port", str(args.http_port),
+                     "--map-overlay", roads.write(str(run / "roads.geojson"))], "backend.log",
                     stdout=subprocess.PIPE)
     try:
         line = backend.stdout.readline().decode()

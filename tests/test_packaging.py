@@ -57,7 +57,8 @@ def test_debian_package_builds_with_units_venv_and_migrations(deb_package):
                  "./opt/venvs/fleet-agent/bin/fleet-agent",
                  "./opt/venvs/fleet-agent/bin/fleet-backend",
                  "./usr/share/fleet-agent/sql/sqlite/0001_init.sql",
-                 "backend/static/map.js", "backend/openapi.yaml"):
+                 "backend/static/app/app.js", "backend/static/app/index.html",
+                 "backend/static/app/maplibre-gl-worker.mjs", "backend/openapi.yaml"):
         assert path in listing, f"{path} not in the package"
     control = subprocess.run(["dpkg-deb", "-I", str(deb)], capture_output=True, text=True,
                              check=True).stdout

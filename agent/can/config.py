@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from ..config import ConfigError
-from .dbcload import DbcError, load_dbc, resolve_dbc
+from .dbcload import DbcError, load_dbc_checked, resolve_dbc
 from .decoder import CanDecoder
 from .select import Rule, Selector
 from .source import CanBusSource, CanPipeline, ReplaySource
@@ -14,7 +15,9 @@ BUS_KEYS = {
     "name", "interface", "channel", "dbc", "signals", "j1939", "snapshot_hz",
     "snapshot_max_age_ms", "min_interval_ms", "deadband", "max_interval_ms", "replay", "speed",
     "loop", "timestamps", "options", "bitrate", "kernel_filters", "replay_channel",
+    "range_check",
 }
+log = logging.getLogger("fleet_agent.can")
 SIGNAL_KEYS = {"name", "min_interval_ms", "deadband", "max_interval_ms"}
 CAN_KEYS = {"bus", "snapshot_hz"}
 
@@ -96,13 +99,17 @@ def make_bus_source(bus: dict, where: str, base_dir: Path, can_section: dict):
         dbc_names = [dbc_names]
     if not dbc_names or not all(isinstance(d, str) for d in dbc_names):
         raise ConfigError(f"{where}: 'dbc' must list at least one DBC file")
-    databases = []
+    databases, warnings = [], []
     for dbc in dbc_names:
         path = resolve_dbc(dbc, base_dir)
         try:
-            databases.append(load_dbc(path))
+            db, found = load_dbc_checked(path)
         except DbcError as exc:
             raise ConfigError(f"{where} dbc: cannot load DBC {exc}") from None
+        databases.append(db)
+        warnings += found
+    for warning in warnings:
+        log.warning("%s: DBC %s (loaded as cantools' non-strict mode does)", where, warning)
     default = _rule(bus, where, Rule())
     signals = bus.get("signals")
     if signals is None:
@@ -114,7 +121,12 @@ def make_bus_source(bus: dict, where: str, base_dir: Path, can_section: dict):
     j1939 = bus.get("j1939", "auto")
     if j1939 not in ("auto", True, False):
         raise ConfigError(f"{where}: 'j1939' must be true, false or \"auto\"")
-    decoder = CanDecoder(databases, selection, None if j1939 == "auto" else j1939)
+    range_check = bus.get("range_check", "keep")
+    if range_check not in ("keep", "drop"):
+        raise ConfigError(f"{where}: 'range_check' must be \"keep\" or \"drop\"")
+    decoder = CanDecoder(databases, selection, None if j1939 == "auto" else j1939,
+                         range_check=range_check)
+    decoder.counts["dbc_warnings"] = len(warnings)
     snapshot_hz = _num(bus, "snapshot_hz", where, can_section.get("snapshot_hz", 0))
     selector = Selector(
         rules, default, snapshot_hz=snapshot_hz or 0,

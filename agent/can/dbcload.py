@@ -1,8 +1,16 @@
-"""Load DBC files with errors that name the file and, whenever possible, the line."""
+"""Load DBC files as cantools' non-strict mode does, with warnings and errors that name the
+file and, whenever possible, the line.
+
+Many real DBC files have overlapping signals or a signal that does not fit its message;
+cantools decodes them with `strict=False`, and so do we. Each problem strict mode would raise
+becomes one `DbcWarning` per message (cantools stops at a message's first problem). Only a
+file cantools cannot parse at all raises `DbcError`.
+"""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import cantools
@@ -18,6 +26,19 @@ class DbcError(Exception):
         self.detail = detail
         where = f"{path} line {line}" if line else path
         super().__init__(f"{where}: {detail}")
+
+
+@dataclass(frozen=True)
+class DbcWarning:
+    """A problem strict mode would refuse; the file still loads."""
+
+    path: str
+    line: int | None
+    detail: str
+
+    def __str__(self) -> str:
+        where = f"{self.path} line {self.line}" if self.line else self.path
+        return f"{where}: {self.detail}"
 
 
 _LINE_RE = re.compile(r"line (\d+)")
@@ -49,6 +70,12 @@ def resolve_dbc(name: str, base_dir: Path) -> Path:
 
 
 def load_dbc(path: Path | str) -> Database:
+    """The database, warnings dropped (see `load_dbc_checked`)."""
+    return load_dbc_checked(path)[0]
+
+
+def load_dbc_checked(path: Path | str) -> tuple[Database, list[DbcWarning]]:
+    """Load non-strictly; the warnings list each message strict mode would have refused."""
     path = str(path)
     try:
         with open(path, encoding="cp1252", newline="") as f:
@@ -56,12 +83,24 @@ def load_dbc(path: Path | str) -> Database:
     except OSError as exc:
         raise DbcError(path, None, exc.strerror or str(exc)) from None
     try:
-        db = cantools.database.load_string(text, database_format="dbc", strict=True)
+        db = cantools.database.load_string(text, database_format="dbc", strict=False)
     except Exception as exc:  # cantools raises parse, value and key errors alike
-        detail = str(exc).replace('DBC: "', "").strip().strip('"') or type(exc).__name__
+        detail = _detail(exc)
         match = _LINE_RE.search(detail)
         line = int(match.group(1)) if match else _guess_line(text, detail)
         raise DbcError(path, line, detail) from None
     if not db.messages:
         raise DbcError(path, None, "no messages (BO_) defined")
-    return db
+    warnings = []
+    for message in db.messages:
+        try:
+            message.refresh(strict=True)  # runs strict mode's checks on this message only
+        except Exception as exc:  # cantools.database.Error, or what a bad mux tree raises
+            detail = _detail(exc)
+            warnings.append(DbcWarning(path, _guess_line(text, detail), detail))
+            message.refresh(strict=False)
+    return db, warnings
+
+
+def _detail(exc: Exception) -> str:
+    return str(exc).replace('DBC: "', "").strip().strip('"') or type(exc).__name__

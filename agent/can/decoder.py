@@ -11,13 +11,16 @@ Lookup order for a frame:
 3. J1939 transport protocol frames (TP.CM / TP.DT): BAM and, passively, RTS/CTS sessions are
    reassembled into the multi-packet PGN they carry.
 
-Values are checked before they leave: too few data bytes → `bad_dlc`, never decoded; a value
-outside the signal's DBC [min|max] (J1939 "error" and "not available" codes land there) or NaN
-→ dropped and counted in `out_of_range`. Choices come out as their names.
+Values are checked before they leave: too few data bytes → `bad_dlc`, never decoded. A value
+outside the signal's DBC [min|max] is kept (DBC ranges are often wrong) and counted
+`out_of_dbc_range`, or dropped with `range_check="drop"`. J1939 messages use SAE J1939-71
+instead: raw "error" / "not available" codes are never values (`j1939_error`,
+`j1939_not_available`). NaN/inf floats are dropped (`not_finite`). Choices come out as names.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -42,11 +45,17 @@ TP_ABORT = 255
 TP_TIMEOUT_MS = 1250  # longest J1939-21 gap (T1 750 ms for BAM, T1..T3 up to 1250 ms)
 TP_MAX_SIZE = 1785
 MAX_CACHE = 8192  # extended ids remembered after a PGN lookup (bounds memory under id floods)
+# A signal outside its DBC range is logged at most once per this interval (ranges in real DBC
+# files are often wrong: one line per frame would flood the log).
+RANGE_LOG_INTERVAL_MS = 600_000
+
+log = logging.getLogger("fleet_agent.can")
 
 COUNTERS = (
     "frames", "decoded", "unknown_id", "unselected", "bad_dlc", "decode_errors",
-    "out_of_range", "error_frames", "bus_off", "remote_frames",
-    "tp_packets", "tp_complete", "tp_errors",
+    "out_of_dbc_range", "j1939_error", "j1939_not_available", "not_finite",
+    "error_frames", "bus_off", "remote_frames", "tp_packets", "tp_complete", "tp_errors",
+    "dbc_warnings",
 )
 
 
@@ -74,36 +83,52 @@ class Decoded:
     values: dict
 
 
+def j1939_codes(length: int) -> tuple[int, int] | None:
+    """SAE J1939-71 (lowest "error", lowest "not available") raw code of an unsigned
+    parameter `length` bits long: the top two values of a 2..7-bit field, the top byte 0xFE /
+    0xFF of a wider one (0xFE00 / 0xFF00 for 16 bits...). None for a 1-bit field."""
+    if length < 2:
+        return None
+    if length < 8:
+        top = (1 << length) - 1
+        return top - 1, top
+    return 0xFE << (length - 8), 0xFF << (length - 8)
+
+
 class _Entry:
     """A known message with its checks precomputed for the hot path."""
 
-    __slots__ = ("message", "name", "length", "wanted", "choice_sigs", "bounds", "nan_sigs")
+    __slots__ = ("message", "name", "length", "wanted", "choice_sigs", "bounds", "nan_sigs",
+                 "j1939_sigs")
 
-    def __init__(self, message: DbcMessage, wanted: dict[str, str] | None):
+    def __init__(self, message: DbcMessage, wanted: dict[str, str] | None, j1939: bool):
         self.message = message
         self.name = message.name
         self.length = message.length
         # signal name -> key it is emitted under; None: every signal under its own name
         self.wanted = tuple(wanted.items()) if wanted is not None else None
-        self.choice_sigs: list[tuple[str, float, float]] = []
+        self.choice_sigs: list[str] = []
         self.bounds: list[tuple[str, float, float]] = []
         self.nan_sigs: list[str] = []
+        # (name, scale, offset, lowest error code, lowest not-available code)
+        self.j1939_sigs: list[tuple[str, float, float, int, int]] = []
         for sig in message.signals:
             if wanted is not None and sig.name not in wanted:
                 continue
+            if sig.choices:
+                self.choice_sigs.append(sig.name)
+            if sig.is_float:
+                self.nan_sigs.append(sig.name)
+            if j1939:
+                codes = None if sig.is_float or sig.is_signed else j1939_codes(sig.length)
+                if codes is not None and sig.scale:
+                    self.j1939_sigs.append((sig.name, sig.scale, sig.offset) + codes)
+                continue
             lo, hi = sig.minimum, sig.maximum
             if lo is None or hi is None or (lo == 0 and hi == 0) or hi < lo:
-                lo, hi = float("-inf"), float("inf")
-                if sig.is_float:
-                    self.nan_sigs.append(sig.name)
-            else:
-                slack = abs(sig.scale) / 2 if sig.scale else 0.0
-                lo, hi = lo - slack, hi + slack
-            if sig.choices:  # values without a name still get the range check
-                self.choice_sigs.append((sig.name, lo, hi))
-            elif hi != float("inf") or lo != float("-inf"):
-                # a bounded check also rejects NaN (every comparison with NaN is false)
-                self.bounds.append((sig.name, lo, hi))
+                continue
+            slack = abs(sig.scale) / 2 if sig.scale else 0.0
+            self.bounds.append((sig.name, lo - slack, hi + slack))
 
 
 class _TpSession:
@@ -133,8 +158,13 @@ class CanDecoder:
         databases: Iterable[Database],
         selection: dict[str, dict[str, str]] | None = None,
         j1939: bool | None = None,
+        range_check: str = "keep",
     ):
+        if range_check not in ("keep", "drop"):
+            raise ValueError(f"range_check must be 'keep' or 'drop', not {range_check!r}")
         self.counts = dict.fromkeys(COUNTERS, 0)
+        self.drop_out_of_range = range_check == "drop"
+        self._range_logged: dict[tuple[str, str], int] = {}
         self._table: dict[int, object] = {}
         self._pgn_table: dict[int, object] = {}
         self._cache_left = MAX_CACHE
@@ -143,10 +173,11 @@ class CanDecoder:
         multi_packet = False
         for db in databases:
             for message in db.messages:
+                j = is_j1939(message) if j1939 is None else (j1939 and message.is_extended_frame)
                 if selection is None:
-                    entry: object = _Entry(message, None)
+                    entry: object = _Entry(message, None, j)
                 elif message.name in selection:
-                    entry = _Entry(message, selection[message.name])
+                    entry = _Entry(message, selection[message.name], j)
                 else:
                     entry = _UNSELECTED
                 key = message.frame_id | (EXT if message.is_extended_frame else 0)
@@ -154,7 +185,6 @@ class CanDecoder:
                     continue  # first database wins, as in the config order
                 seen_ids.add(key)
                 self._table[key] = entry
-                j = is_j1939(message) if j1939 is None else (j1939 and message.is_extended_frame)
                 if j:
                     pkey = j1939_key(message.frame_id)
                     if self._pgn_table.get(pkey, _UNSELECTED) == _UNSELECTED:
@@ -212,7 +242,7 @@ class CanDecoder:
             else:
                 return self._transport(entry, arb, msg.data, ts_ms)
             return None
-        return self._decode(entry, arb, msg.data)
+        return self._decode(entry, arb, msg.data, ts_ms)
 
     def _resolve(self, key: int, arb: int, extended: bool) -> object:
         entry: object = _UNKNOWN
@@ -223,7 +253,7 @@ class CanDecoder:
             self._table[key] = entry
         return entry
 
-    def _decode(self, entry: _Entry, frame_id: int, data) -> Decoded | None:
+    def _decode(self, entry: _Entry, frame_id: int, data, ts_ms: int) -> Decoded | None:
         counts = self.counts
         if len(data) < entry.length:
             counts["bad_dlc"] += 1
@@ -234,28 +264,49 @@ class CanDecoder:
             counts["decode_errors"] += 1
             return None
         # `raw` is a fresh dict from cantools: fix it up in place
-        for name, lo, hi in entry.choice_sigs:
+        for name, scale, offset, error, not_available in entry.j1939_sigs:
+            value = raw.get(name)
+            if value is None:
+                continue  # another multiplexer value
+            code = value.value if type(value) is NamedSignalValue else round(
+                (value - offset) / scale)
+            if code >= error:
+                del raw[name]
+                counts["j1939_not_available" if code >= not_available else "j1939_error"] += 1
+        for name in entry.choice_sigs:
             value = raw.get(name)
             if type(value) is NamedSignalValue:
                 raw[name] = value.name
-            elif value is not None and not lo <= value <= hi:
-                del raw[name]
-                counts["out_of_range"] += 1
         for name, lo, hi in entry.bounds:
-            if not lo <= raw.get(name, lo) <= hi:  # absent: another multiplexer value
-                del raw[name]
-                counts["out_of_range"] += 1
+            value = raw.get(name, lo)  # absent: another multiplexer value
+            if type(value) is not str and not lo <= value <= hi:
+                counts["out_of_dbc_range"] += 1
+                self._note_range(entry.name, name, value, lo, hi, ts_ms)
+                if self.drop_out_of_range:
+                    del raw[name]
         for name in entry.nan_sigs:
             value = raw.get(name)
             if value is not None and not math.isfinite(value):
                 del raw[name]
-                counts["out_of_range"] += 1
+                counts["not_finite"] += 1
         counts["decoded"] += 1
         wanted = entry.wanted
         if wanted is None:
             return Decoded(frame_id, entry.name, raw)
         return Decoded(frame_id, entry.name, {key: raw[name] for name, key in wanted
                                               if name in raw})
+
+    def _note_range(self, message: str, signal: str, value, lo: float, hi: float,
+                    ts_ms: int) -> None:
+        key = (message, signal)
+        last = self._range_logged.get(key)
+        if last is not None and 0 <= ts_ms - last < RANGE_LOG_INTERVAL_MS:
+            return
+        self._range_logged[key] = ts_ms
+        log.info("%s.%s = %s outside its DBC range [%g|%g] (%s; logged once per %d s)",
+                 message, signal, value, lo, hi,
+                 "dropped" if self.drop_out_of_range else "kept",
+                 RANGE_LOG_INTERVAL_MS // 1000)
 
     # --- J1939 transport protocol ---------------------------------------------------------
     def _transport(self, kind: int, arb: int, data, ts_ms: int) -> Decoded | None:
@@ -307,4 +358,5 @@ class CanDecoder:
             return None
         del self._tp[(sa, da)]
         counts["tp_complete"] += 1
-        return self._decode(session.entry, session.frame_id, bytes(session.buf[: session.size]))
+        return self._decode(session.entry, session.frame_id, bytes(session.buf[: session.size]),
+                            ts_ms)

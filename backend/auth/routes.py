@@ -26,7 +26,7 @@ def _body(user: dict, cookie: str, expires_ms: int) -> dict:
 
 @public
 async def login_page(request: web.Request) -> web.StreamResponse:
-    return web.FileResponse(STATIC / "login.html")
+    return web.FileResponse(STATIC / "app" / "login.html")  # the web app's (web/src)
 
 
 @public

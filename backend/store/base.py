@@ -111,6 +111,57 @@ def newest_signals(readings: list[StoredReading]) -> dict[tuple[str, str], tuple
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class StoredAlert:
+    """An alert as stored (docs/alerts.md); `(rule, vehicle_id, subject, start_ms)` is unique."""
+
+    id: int
+    rule: str
+    vehicle_id: str
+    subject: str
+    start_ms: int
+    end_ms: int | None
+    peak: float | None
+    state: str  # open | closed | retracted (a backfill showed it did not happen)
+    lat: float | None
+    lon: float | None
+    detail: dict
+    decided_ms: int
+    acknowledged_by: str | None = None
+    acknowledged_ms: int | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str, int]:
+        return (self.rule, self.vehicle_id, self.subject, self.start_ms)
+
+    def as_json(self) -> dict:
+        """The REST and hub shape (docs/alerts.md, GET /api/alerts)."""
+        return {"id": self.id, "rule": self.rule, "vehicle": self.vehicle_id,
+                "subject": self.subject or None, "start_ms": self.start_ms,
+                "end_ms": self.end_ms, "peak": self.peak, "state": self.state,
+                "acknowledged_by": self.acknowledged_by,
+                "acknowledged_ms": self.acknowledged_ms, "lat": self.lat, "lon": self.lon,
+                "detail": self.detail}
+
+
+@dataclass(frozen=True, slots=True)
+class AlertQuery:
+    """Filters of GET /api/alerts; None means "any". Newest start first, at most `limit`."""
+
+    vehicle: str | None = None
+    vehicles: frozenset[str] | None = None  # only these (a principal's groups); None: all
+    rule: str | None = None
+    state: str | None = None  # None: open and closed (never retracted unless asked)
+    acknowledged: bool | None = None
+    from_ms: int | None = None  # alerts that overlap [from_ms, to_ms)
+    to_ms: int | None = None
+    limit: int = 100
+
+
+# Rules driven by the clock rather than by readings: kept out of re-evaluation windows.
+TIME_RULES = ("stale", "offline")
+
+
 def command_id_floor(now_ms: int) -> int:
     """The smallest id a command stored now may get: ids grow with the clock (about 1000 per
     ms), and a store also keeps them above every id it holds, so none is ever reused."""
@@ -186,6 +237,24 @@ class Store(Protocol):
                              now_ms: int) -> bool:
         """Record the vehicle's first answer; False if unknown, another vehicle's or answered."""
     async def command(self, command_id: int) -> StoredCommand | None: ...
+    # alerts (docs/alerts.md; backend/store/*_alerts.py)
+    async def alert_readings(self, vehicle_id: str, after_ms: int | None) -> list[StoredReading]:
+        """The vehicle's readings with time > after_ms (all if None) by (time, epoch, seq)."""
+    async def alert_checkpoint(self, vehicle_id: str,
+                               before_ms: int | None) -> tuple[int, dict] | None:
+        """The newest evaluator checkpoint with time < before_ms (None: the newest)."""
+    async def alerts_in_window(self, vehicle_id: str, after_ms: int | None) -> list[StoredAlert]:
+        """Reading-driven alerts a re-evaluation from `after_ms` may change: open ones and
+        those decided after it (all of the vehicle's if None)."""
+    async def save_alerts(self, upserts: list, retract: list[tuple], now_ms: int,
+                          checkpoints: tuple | None = None) -> list[tuple[StoredAlert, bool]]:
+        """One transaction: upsert episodes by key, mark `retract` keys retracted, and with
+        `checkpoints = (vehicle, after_ms, [(time_ms, state)])` replace the vehicle's
+        checkpoints after `after_ms`. Returns each changed alert and whether it is new."""
+    async def list_alerts(self, query: AlertQuery) -> list[StoredAlert]: ...
+    async def alert(self, alert_id: int) -> StoredAlert | None: ...
+    async def ack_alert(self, alert_id: int, user: str, now_ms: int) -> StoredAlert | None:
+        """Acknowledge once (a second ack keeps the first's user and time)."""
     async def count_readings(self, vehicle_id: str | None = None) -> int: ...
     async def maintain(self, now_ms: int | None = None) -> dict:
         """Partition upkeep (create ahead, drop past retention); a no-op where not needed."""

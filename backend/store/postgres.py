@@ -28,6 +28,7 @@ from .base import (
     token_matches,
 )
 from .postgres_accounts import PostgresAccounts
+from .postgres_alerts import PostgresAlerts
 from .postgres_api import PostgresApiQueries
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ def _day(ms: int) -> int:
     return ms // DAY_MS
 
 
-class PostgresStore(PostgresAccounts, PostgresApiQueries):
+class PostgresStore(PostgresAccounts, PostgresApiQueries, PostgresAlerts):
     def __init__(self, url: str, pool_max: int = POOL_MAX,
                  maintain_every_s: float = MAINTAIN_EVERY_S):
         self.url = url

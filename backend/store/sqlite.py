@@ -25,6 +25,7 @@ from .base import (
     token_matches,
 )
 from .sqlite_accounts import SqliteAccounts
+from .sqlite_alerts import SqliteAlerts
 from .sqlite_api import SqliteApiQueries
 
 _INSERT = """INSERT INTO vehicle_telemetry
@@ -48,7 +49,7 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class SqliteStore(SqliteAccounts, SqliteApiQueries):
+class SqliteStore(SqliteAccounts, SqliteApiQueries, SqliteAlerts):
     def __init__(self, path: str):
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")

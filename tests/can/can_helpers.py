@@ -25,10 +25,24 @@ def mux_variants(message) -> list[int | None]:
     return ids or [None]
 
 
-def signal_value(sig, rng: random.Random):
-    """A value the signal can carry exactly: (value to encode, value expected back)."""
+def j1939_reserved_from(sig) -> int | None:
+    """SAE J1939-71: the lowest raw code that is "error" or "not available" (never a value):
+    the top two codes of a short field, 0xFE.. of a field of 8 bits or more."""
+    if sig.is_signed or sig.is_float or sig.length < 2:
+        return None
+    return (1 << sig.length) - 2 if sig.length < 8 else 0xFE << (sig.length - 8)
+
+
+def is_j1939_message(message) -> bool:
+    return bool(message.is_extended_frame and (message.protocol or "").lower() == "j1939")
+
+
+def signal_value(sig, rng: random.Random, j1939: bool = False):
+    """A value the signal can carry exactly: (value to encode, value expected back). On a
+    J1939 message, never one of the reserved error / not-available codes."""
+    top = j1939_reserved_from(sig) if j1939 else None
     if sig.choices:
-        raw = rng.choice(sorted(sig.choices))
+        raw = rng.choice([r for r in sorted(sig.choices) if top is None or r < top])
         return raw, str(sig.choices[raw])
     if sig.is_float:
         lo = -1000 if sig.minimum is None else max(sig.minimum, -1000)
@@ -40,6 +54,8 @@ def signal_value(sig, rng: random.Random):
     if sig.minimum is not None and sig.maximum is not None and sig.scale > 0:
         raw_lo = max(raw_lo, math.ceil((sig.minimum - sig.offset) / sig.scale - 1e-9))
         raw_hi = min(raw_hi, math.floor((sig.maximum - sig.offset) / sig.scale + 1e-9))
+    if top is not None:
+        raw_hi = min(raw_hi, top - 1)
     raw = rng.randint(raw_lo, raw_hi)
     value = raw * sig.scale + sig.offset
     if isinstance(sig.scale, int) and isinstance(sig.offset, int):
@@ -50,6 +66,7 @@ def signal_value(sig, rng: random.Random):
 def message_values(message, mux: int | None, rng: random.Random):
     """(values to encode, values expected) for one message and multiplexer value."""
     encode, expect = {}, {}
+    j1939 = is_j1939_message(message)
     for sig in message.signals:
         if sig.is_multiplexer:
             encode[sig.name] = expect[sig.name] = mux
@@ -58,7 +75,7 @@ def message_values(message, mux: int | None, rng: random.Random):
             continue
         if sig.multiplexer_ids is not None and mux not in sig.multiplexer_ids:
             continue
-        encode[sig.name], expect[sig.name] = signal_value(sig, rng)
+        encode[sig.name], expect[sig.name] = signal_value(sig, rng, j1939)
     return encode, expect
 
 

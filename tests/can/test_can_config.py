@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import tomllib
 
@@ -77,12 +78,22 @@ def test_bad_dbc_names_file_and_line(tmp_path):
     assert WHERE in text and "broken.dbc line 6" in text and "'x'" in text
 
 
-def test_dbc_semantic_error_points_at_signal_line(tmp_path):
+def test_dbc_strict_mode_problem_is_a_warning_naming_file_and_line(tmp_path, caplog):
     (tmp_path / "overlap.dbc").write_text(
         'VERSION ""\n\nBU_: A\nBO_ 100 M: 2 A\n SG_ S : 0|8@1+ (1,0) [0|255] "" A\n'
         ' SG_ T : 4|8@1+ (1,0) [0|255] "" A\n')
-    with pytest.raises(ConfigError, match=r"overlap\.dbc line \d"):
-        build('[[can.bus]]\nname="x"\ninterface="virtual"\ndbc=["overlap.dbc"]\n', tmp_path)
+    (src,) = build('[[can.bus]]\nname="x"\ninterface="virtual"\ndbc=["overlap.dbc"]\n',
+                   tmp_path)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert re.search(r"overlap\.dbc line 6: The signals T and S", warnings[0])
+    assert src.pipeline.decoder.counts["dbc_warnings"] == 1
+
+
+def test_dbc_cantools_cannot_parse_is_refused(tmp_path):
+    (tmp_path / "broken.dbc").write_text('VERSION ""\n\nBU_: A\nBO_ 100 M 2 A\n')
+    with pytest.raises(ConfigError, match=r"broken\.dbc line 4"):
+        build('[[can.bus]]\nname="x"\ninterface="virtual"\ndbc=["broken.dbc"]\n', tmp_path)
 
 
 @pytest.mark.parametrize("body, message", [

@@ -45,16 +45,18 @@ def test_unknown_ids_counted_standard_and_extended():
 
 def test_j1939_not_available_and_error_values_are_dropped():
     dec = truck()
-    # EngSpeed 0xFFFF (not available) and 0xFE00 (error); torque bytes 0xFF; modes 0xF
-    out = dec.feed(frame(EEC1, bytes([0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]), True), 0)
-    assert "EngSpeed" not in out.values and "ActualEngPercentTorque" not in out.values
-    assert out.values["EngTorqueMode"] == "not available"
+    n_signals = len(load_dbc(TRUCK).get_message_by_name("EEC1").signals)
+    # every byte 0xFF: every parameter "not available" (EngSpeed 0xFFFF, modes 0xF...)
+    out = dec.feed(frame(EEC1, bytes([0xFF] * 8), True), 0)
+    assert out.values == {} and dec.counts["j1939_not_available"] == n_signals
+    # EngSpeed 0xFE00 is "error"; 0 in the others are values
     out = dec.feed(frame(EEC1, bytes([0, 125, 125, 0x00, 0xFE, 0, 0, 0]), True), 0)
     assert "EngSpeed" not in out.values and out.values["ActualEngPercentTorque"] == 0
+    assert dec.counts["j1939_error"] == 1
     # the top of the valid range (0xFAFF) is still a value
     out = dec.feed(frame(EEC1, bytes([0, 125, 125, 0xFF, 0xFA, 0, 0, 0]), True), 0)
     assert out.values["EngSpeed"] == 8031.875
-    assert dec.counts["out_of_range"] == 4
+    assert dec.counts["out_of_dbc_range"] == 0
 
 
 def test_error_and_remote_frames_counted():

@@ -1,0 +1,225 @@
+"""The alert engine: the async edge around the evaluator (store, checkpoints, hub, timer).
+
+Per vehicle, after each commit: continue from the state cached after the previous evaluation
+when every new reading is newer than it (the live path: it reads only the new rows back), or
+else restart from the newest stored checkpoint before the earliest new reading and read the
+vehicle's readings from there (the backfill path). The resulting episodes are reconciled with
+the stored alerts that evaluation could change, and only the differences are written (one
+transaction, with the new checkpoints) and pushed. Stale and offline are clock-driven and run
+in `on_timer(now)`. docs/alerts.md explains why this equals in-order delivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable
+from itertools import groupby
+
+from ..store.base import TIME_RULES, AlertQuery, StoredAlert, StoredReading
+from .evaluate import Episode, Evaluator, Fence, reading_order
+from .fences import fences_from_rows
+from .rules import RuleSet
+
+log = logging.getLogger(__name__)
+
+# A checkpoint per 5 minutes of device time: a backfill re-reads at most this much before its
+# earliest reading, and a vehicle costs ~300 checkpoint rows a day.
+CHECKPOINT_EVERY_MS = 300_000
+# Geofence and vehicle lists are re-read this often by the timer (edits show within a minute).
+REFRESH_MS = 30_000
+# Open clock-driven alerts loaded at start (at most one per rule and vehicle).
+OPEN_LIMIT = 1_000_000
+
+
+def _same(a: StoredAlert, e: Episode) -> bool:
+    return (a.end_ms, a.peak, a.state, a.lat, a.lon, a.detail, a.decided_ms) == (
+        e.end_ms, e.peak, e.state, e.lat, e.lon, e.detail, e.decided_ms)
+
+
+class AlertEngine:
+    def __init__(self, store, rules: RuleSet, publish: Callable[[dict], None] | None = None):
+        self.store = store
+        self.rules = rules
+        self.publish = publish or (lambda alert: None)
+        self.fences: list[Fence] = []
+        self.stats: dict = {"alerts_opened": Counter(), "evaluations": 0, "replays": 0,
+                            "readings_evaluated": 0, "failures": 0}
+        self._cache: dict[str, tuple[int, dict, int | None]] = {}  # → (time, state, last cp)
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._seen: dict[str, int] = {}  # newest device time per vehicle
+        self._speed: dict[str, tuple[int, float | None, float, float]] = {}  # newest position
+        self._connected_ms: dict[str, int] = {}
+        self._timed: dict[tuple[str, str], StoredAlert] = {}  # open stale/offline alerts
+        self._known: set[str] = set()
+        self._started_ms = 0
+        self._refreshed_ms: int | None = None
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def start(self, now_ms: int) -> None:
+        """Load geofences, vehicles and open clock-driven alerts, then evaluate what each
+        vehicle committed after its newest checkpoint (catch-up after a restart or crash)."""
+        self._started_ms = now_ms
+        await self._refresh(now_ms)
+        for rule in TIME_RULES:
+            for a in await self.store.list_alerts(AlertQuery(rule=rule, state="open",
+                                                             limit=OPEN_LIMIT)):
+                self._timed[(a.rule, a.vehicle_id)] = a
+        for p in await self.store.last_positions():
+            self._note_position(p["vehicle_id"], p["time_ms"], p["speed_kmh"], p["lat"], p["lon"])
+        for vehicle in sorted(self._known):
+            await self._evaluate_safely(vehicle, None, now_ms)
+
+    async def _refresh(self, now_ms: int) -> None:
+        self.fences = fences_from_rows(await self.store.geofences())
+        self._known = {v["vehicle_id"] for v in await self.store.list_vehicles()
+                       if v.get("revoked_ms") is None}
+        self._refreshed_ms = now_ms
+
+    def _note_position(self, vehicle: str, t: int, speed, lat, lon) -> None:
+        self._seen[vehicle] = max(t, self._seen.get(vehicle, t))
+        if vehicle not in self._speed or t > self._speed[vehicle][0]:
+            self._speed[vehicle] = (t, speed, lat, lon)
+
+    # --- reading-driven rules -------------------------------------------------------------
+
+    async def on_committed(self, rows: Iterable[StoredReading], now_ms: int) -> None:
+        """Evaluate after a commit: never raises (alerts must not cost a vehicle its acks)."""
+        earliest: dict[str, int] = {}
+        for r in rows:
+            earliest[r.vehicle_id] = min(r.time_ms, earliest.get(r.vehicle_id, r.time_ms))
+            if r.kind == "pos" and r.lat is not None:
+                self._note_position(r.vehicle_id, r.time_ms, r.speed_kmh, r.lat, r.lon)
+            else:
+                self._seen[r.vehicle_id] = max(r.time_ms, self._seen.get(r.vehicle_id, r.time_ms))
+        for vehicle, t0 in sorted(earliest.items()):
+            await self._evaluate_safely(vehicle, t0, now_ms)
+
+    async def _evaluate_safely(self, vehicle: str, t0: int | None, now_ms: int) -> None:
+        lock = self._locks.setdefault(vehicle, asyncio.Lock())
+        async with lock:
+            try:
+                await self._evaluate(vehicle, t0, now_ms)
+            except Exception as exc:
+                self._cache.pop(vehicle, None)  # the next evaluation starts from the store
+                self.stats["failures"] += 1
+                log.warning("alert evaluation for %s failed: %s", vehicle, exc)
+            except BaseException:
+                self._cache.pop(vehicle, None)
+                raise
+
+    async def _evaluate(self, vehicle: str, t0: int | None, now_ms: int) -> None:
+        cached = self._cache.get(vehicle)
+        if cached is not None and t0 is not None and t0 > cached[0]:
+            base, state, last_cp = cached
+        else:
+            cp = await self.store.alert_checkpoint(vehicle, t0)
+            if cp is None and t0 is None:
+                return  # catch-up, but never evaluated: its next batch evaluates everything
+            base, state = cp if cp else (None, None)
+            last_cp = base
+            self.stats["replays"] += 1
+        readings = await self.store.alert_readings(vehicle, base)
+        if not readings and cached is not None:
+            return
+        self.stats["evaluations"] += 1
+        self.stats["readings_evaluated"] += len(readings)
+        ev = Evaluator(vehicle, self.rules, self.fences, state)
+        points: list[tuple[int, dict]] = []
+        end = base
+        # readings of one device time are fed together: a checkpoint at t covers all of them
+        for t, group in groupby(sorted(readings, key=reading_order), key=lambda r: r.time_ms):
+            for r in group:
+                ev.feed(r)
+            end = t
+            if last_cp is None or t - last_cp >= CHECKPOINT_EVERY_MS:
+                points.append((t, ev.state()))
+                last_cp = t
+        episodes = {e.key: e for e in ev.episodes()}
+        stored = {a.key: a for a in await self.store.alerts_in_window(vehicle, base)}
+        upserts = [e for k, e in episodes.items() if k not in stored or not _same(stored[k], e)]
+        retract = [k for k, a in stored.items() if k not in episodes and a.state != "retracted"]
+        saved = await self.store.save_alerts(upserts, retract, now_ms,
+                                             (vehicle, base, points))
+        if end is not None:
+            self._cache[vehicle] = (end, ev.state(), last_cp)
+        self._published(saved)
+
+    def _published(self, saved: list[tuple[StoredAlert, bool]]) -> None:
+        for alert, created in saved:
+            if created:
+                self.stats["alerts_opened"][alert.rule] += 1
+            try:
+                self.publish(alert.as_json())
+            except Exception as exc:  # a hub problem must not undo stored alerts
+                log.warning("cannot publish alert %d: %s", alert.id, exc)
+
+    # --- clock-driven rules ---------------------------------------------------------------
+
+    async def on_timer(self, now_ms: int, connected: Iterable[str]) -> None:
+        """Stale (no reading for N s while not parked) and offline (no connection for N s)."""
+        try:
+            await self._on_timer(now_ms, set(connected))
+        except Exception as exc:
+            self.stats["failures"] += 1
+            log.warning("alert timer failed: %s", exc)
+
+    async def _on_timer(self, now_ms: int, connected: set[str]) -> None:
+        if self._refreshed_ms is None or now_ms - self._refreshed_ms >= REFRESH_MS:
+            await self._refresh(now_ms)
+        changes: list[Episode] = []
+        stale, offline = self.rules.stale, self.rules.offline
+        if stale is not None:
+            for vehicle, seen in sorted(self._seen.items()):
+                open_ = self._timed.get(("stale", vehicle))
+                if open_ is not None:
+                    if seen > open_.detail.get("last_reading_ms", seen):
+                        changes.append(self._close(open_, max(open_.start_ms, seen), seen))
+                    continue
+                _, speed, lat, lon = self._speed.get(vehicle, (0, None, None, None))
+                parked = speed is not None and speed < stale.parked_kmh
+                if not parked and now_ms - seen >= stale.after_s * 1000:
+                    start = seen + round(stale.after_s * 1000)
+                    changes.append(Episode("stale", vehicle, start, None, "", None, lat, lon,
+                                           {"last_reading_ms": seen}, start))
+        if offline is not None:
+            for vehicle in sorted(self._known | connected):
+                open_ = self._timed.get(("offline", vehicle))
+                if vehicle in connected:
+                    self._connected_ms[vehicle] = now_ms
+                    if open_ is not None:
+                        changes.append(self._close(open_, now_ms, now_ms))
+                    continue
+                since = self._connected_ms.get(vehicle, self._started_ms)
+                if open_ is None and now_ms - since >= offline.after_s * 1000:
+                    start = since + round(offline.after_s * 1000)
+                    _, _, lat, lon = self._speed.get(vehicle, (0, None, None, None))
+                    changes.append(Episode("offline", vehicle, start, None, "", None, lat, lon,
+                                           {"last_connected_ms": self._connected_ms.get(vehicle)},
+                                           start))
+        if not changes:
+            return
+        saved = await self.store.save_alerts(changes, [], now_ms)
+        for alert, _ in saved:
+            key = (alert.rule, alert.vehicle_id)
+            if alert.state == "open":
+                self._timed[key] = alert
+            else:
+                self._timed.pop(key, None)
+        self._published(saved)
+
+    @staticmethod
+    def _close(a: StoredAlert, end_ms: int, decided_ms: int) -> Episode:
+        return Episode(a.rule, a.vehicle_id, a.start_ms, end_ms, a.subject, a.peak, a.lat,
+                       a.lon, a.detail, decided_ms)
+
+
+class NoAlerts:
+    """Stand-in where no rules run (tests and benchmarks that build a bare Gateway)."""
+
+    stats: dict = {}
+
+    async def on_committed(self, rows, now_ms: int) -> None:
+        return None

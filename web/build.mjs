@@ -1,0 +1,34 @@
+// Bundles the dispatcher app into ../backend/static/app/ (served by the backend, shipped in
+// the .deb). Everything the browser loads comes from here: no CDN, nothing fetched at run time.
+import { build } from "esbuild";
+import { copyFile, mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { feature, mesh } from "topojson-client";
+
+const OUT = new URL("../backend/static/app/", import.meta.url);
+const nm = (p) => new URL(`node_modules/${p}`, import.meta.url);
+
+await rm(OUT, { recursive: true, force: true });
+await mkdir(OUT, { recursive: true });
+await build({
+  entryPoints: { app: "src/main.js", login: "src/login.js" },
+  bundle: true,
+  format: "esm",
+  minify: true,
+  sourcemap: false,
+  target: ["chrome110", "firefox115", "safari16"],
+  outdir: OUT.pathname,
+  logLevel: "warning",
+});
+// MapLibre runs its tile/GeoJSON work in a module worker loaded next to the bundle
+await copyFile(nm("maplibre-gl/dist/maplibre-gl-worker.mjs"), new URL("maplibre-gl-worker.mjs", OUT));
+await copyFile(nm("maplibre-gl/dist/maplibre-gl.css"), new URL("maplibre-gl.css", OUT));
+for (const f of ["index.html", "login.html", "app.css"]) {
+  await copyFile(new URL(`src/${f}`, import.meta.url), new URL(f, OUT));
+}
+// Natural Earth (public domain) land and borders, converted once here to GeoJSON assets
+const topo = JSON.parse(await readFile(nm("world-atlas/countries-50m.json"), "utf8"));
+// land as one polygon per country: the single merged land polygon's rings span the whole world
+// and tile clipping then fills open sea in places
+await writeFile(new URL("land.geojson", OUT), JSON.stringify(feature(topo, topo.objects.countries)));
+await writeFile(new URL("borders.geojson", OUT),
+  JSON.stringify(mesh(topo, topo.objects.countries, (a, b) => a !== b)));

@@ -1,0 +1,49 @@
+// HTTP client for the backend's API (backend/openapi.yaml): session cookie + X-CSRF-Token on
+// writes, JSON in and out, one error type carrying the status and the server's {"error"} text.
+
+let csrfToken = null;
+
+export class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+export function setCsrf(token) {
+  csrfToken = token;
+}
+
+const WRITE = new Set(["POST", "PUT", "PATCH", "DELETE"]);
+
+export async function api(method, path, body) {
+  const headers = { Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (WRITE.has(method) && csrfToken) headers["X-CSRF-Token"] = csrfToken;
+  const res = await fetch(path, {
+    method,
+    headers,
+    credentials: "same-origin",
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (res.status === 204) return null;
+  const type = res.headers.get("Content-Type") || "";
+  const data = type.includes("json") ? await res.json() : await res.text();
+  if (!res.ok) {
+    const text = (data && data.error) || (typeof data === "string" && data) || res.statusText;
+    throw new ApiError(res.status, text);
+  }
+  return data;
+}
+
+export const get = (path) => api("GET", path);
+export const post = (path, body) => api("POST", path, body ?? {});
+export const put = (path, body) => api("PUT", path, body);
+export const del = (path) => api("DELETE", path);
+
+export function query(params) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== null && v !== "") q.set(k, v);
+  const s = q.toString();
+  return s ? `?${s}` : "";
+}

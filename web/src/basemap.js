@@ -1,0 +1,81 @@
+// The offline basemap: Natural Earth land and borders (built into /app/*.geojson from the
+// world-atlas package) and the deployment's road overlay (GET /api/map/config → overlay URL).
+// A style URL, or a local PMTiles file, from the backend config replaces it for street maps.
+import { PMTiles, Protocol } from "pmtiles";
+import * as maplibregl from "maplibre-gl";
+
+export const COLORS = {
+  water: "#b9d3e6",
+  land: "#eef0e8",
+  border: "#9a9aa8",
+  road: "#ffffff",
+  roadCasing: "#c4c0b4",
+};
+
+function offlineStyle(base) {
+  return {
+    version: 8,
+    sources: {
+      land: { type: "geojson", data: `${base}land.geojson` },
+      borders: { type: "geojson", data: `${base}borders.geojson` },
+    },
+    layers: [
+      { id: "water", type: "background", paint: { "background-color": COLORS.water } },
+      { id: "land", type: "fill", source: "land", paint: { "fill-color": COLORS.land } },
+      { id: "borders", type: "line", source: "borders",
+        paint: { "line-color": COLORS.border, "line-width": 1, "line-dasharray": [3, 2] } },
+    ],
+  };
+}
+
+/** Road overlay (a GeoJSON of LineStrings) drawn as streets: casing + white fill. */
+export function addOverlay(map, url) {
+  if (!url) return;
+  map.addSource("overlay", { type: "geojson", data: url });
+  map.addLayer({ id: "overlay-casing", type: "line", source: "overlay",
+    layout: { "line-join": "round", "line-cap": "round" },
+    paint: { "line-color": COLORS.roadCasing,
+             "line-width": ["interpolate", ["linear"], ["zoom"], 10, 3, 16, 14] } });
+  map.addLayer({ id: "overlay-road", type: "line", source: "overlay",
+    layout: { "line-join": "round", "line-cap": "round" },
+    paint: { "line-color": COLORS.road,
+             "line-width": ["interpolate", ["linear"], ["zoom"], 10, 1.5, 16, 10] } });
+}
+
+/** A style for a PMTiles archive: raster tiles as one layer, vector tiles drawn generically. */
+async function pmtilesStyle(base, url) {
+  const archive = new PMTiles(url);
+  const header = await archive.getHeader();
+  const style = offlineStyle(base);
+  const src = `pmtiles://${url}`;
+  const RASTER = new Set([2, 3, 4, 5]); // png, jpeg, webp, avif (PMTiles v3 TileType)
+  if (RASTER.has(header.tileType)) {
+    style.sources.tiles = { type: "raster", url: src, tileSize: 256 };
+    style.layers.push({ id: "tiles", type: "raster", source: "tiles" });
+    return style;
+  }
+  const meta = await archive.getMetadata();
+  style.sources.tiles = { type: "vector", url: src };
+  for (const layer of meta?.vector_layers ?? []) {
+    style.layers.push({ id: `t-${layer.id}-fill`, type: "fill", source: "tiles", "source-layer": layer.id,
+      filter: ["==", ["geometry-type"], "Polygon"], paint: { "fill-color": "#e4e2da", "fill-opacity": 0.6 } });
+    style.layers.push({ id: `t-${layer.id}-line`, type: "line", source: "tiles", "source-layer": layer.id,
+      filter: ["==", ["geometry-type"], "LineString"], paint: { "line-color": "#ffffff", "line-width": 1.5 } });
+  }
+  return style;
+}
+
+/** The style to start with, from the backend's map config. */
+export async function initialStyle(base, config) {
+  const protocol = new Protocol();
+  maplibregl.addProtocol("pmtiles", protocol.tile);
+  if (config.style_url) return config.style_url;
+  if (config.pmtiles_url) {
+    try {
+      return await pmtilesStyle(base, new URL(config.pmtiles_url, location.href).href);
+    } catch (err) {
+      console.warn("PMTiles basemap unavailable, using the offline one:", err.message);
+    }
+  }
+  return offlineStyle(base);
+}

@@ -1,0 +1,112 @@
+// The vehicle list: search, state filter, sort, counts by state; rows open the vehicle panel.
+// Redrawn at most every REDRAW_MS and only the first MAX_ROWS matches are in the DOM, so a
+// fleet of 10,000 costs the same as one of 100.
+import { classify, STATES } from "./fleet.js";
+import { STATE_COLORS } from "./livemap.js";
+import { fmtAge, fmtNum, h } from "./dom.js";
+
+const REDRAW_MS = 1000;
+const MAX_ROWS = 200;
+
+export class VehicleList {
+  constructor(root, countsRoot, fleet, { onSelect, onFilter }) {
+    this.fleet = fleet;
+    this.onSelect = onSelect;
+    this.onFilter = onFilter;
+    this.lastDraw = 0;
+    this.filter = "";
+    this.search = "";
+    this.sort = "id";
+    this.selected = null;
+    this.search_ = h("input", { type: "search", id: "vehicle-search", placeholder: "Search vehicles",
+      "aria-label": "Search vehicles", oninput: (e) => { this.search = e.target.value.trim().toLowerCase(); this.redraw(); } });
+    this.filter_ = h("select", { id: "vehicle-filter", "aria-label": "Filter by state",
+      onchange: (e) => { this.filter = e.target.value; this.redraw(); } },
+      h("option", { value: "" }, "All states"), STATES.map((s) => h("option", { value: s }, s)));
+    this.sort_ = h("select", { id: "vehicle-sort", "aria-label": "Sort by",
+      onchange: (e) => { this.sort = e.target.value; this.redraw(); } },
+      h("option", { value: "id" }, "Name"), h("option", { value: "state" }, "State"),
+      h("option", { value: "speed" }, "Speed"), h("option", { value: "age" }, "Last fix"));
+    this.ul = h("ul", { id: "vehicles", class: "vehicle-list" });
+    this.rows = new Map(); // vehicle id → its <li>
+    this.more = h("p", { class: "muted small" });
+    root.append(h("div", { class: "toolbar" }, this.search_, this.filter_, this.sort_), this.ul, this.more);
+    this.counts = countsRoot;
+  }
+
+  tick(now) {
+    if (now - this.lastDraw >= REDRAW_MS) this.redraw(now);
+  }
+
+  redraw(now = Date.now()) {
+    this.lastDraw = now;
+    const counts = this.fleet.counts(now);
+    if (!this.countButtons) {
+      this.countButtons = STATES.map((st) => h("button", {
+        class: "count", dataset: { state: st }, title: `Show only ${st} vehicles`,
+        onclick: () => { this.filter = this.filter === st ? "" : st; this.filter_.value = this.filter; this.redraw(); },
+      }, h("i", { class: "dot", style: `background:${STATE_COLORS[st]}` }), `${st} `, h("b")));
+      this.counts.replaceChildren(...this.countButtons);
+    }
+    this.countButtons.forEach((b, i) => {
+      const st = STATES[i];
+      b.classList.toggle("active", this.filter === st);
+      b.setAttribute("aria-pressed", String(this.filter === st));
+      b.querySelector("b").textContent = counts[st];
+    });
+    const rows = [];
+    const hidden = new Set();
+    for (const v of this.fleet.vehicles.values()) {
+      const state = classify(v, now);
+      const match = (!this.filter || state === this.filter) && (!this.search || v.id.toLowerCase().includes(this.search));
+      if (match) rows.push({ v, state });
+      else hidden.add(v.id);
+    }
+    this.onFilter(hidden);
+    const key = {
+      id: (r) => r.v.id,
+      state: (r) => STATES.indexOf(r.state),
+      speed: (r) => -(r.v.speed ?? -1),
+      age: (r) => -(r.v.timeMs ?? 0),
+    }[this.sort];
+    rows.sort((a, b) => {
+      const ka = key(a), kb = key(b);
+      return ka < kb ? -1 : ka > kb ? 1 : a.v.id.localeCompare(b.v.id, undefined, { numeric: true });
+    });
+    // rows are kept per vehicle and updated in place: a click never lands on a replaced node
+    const shown = rows.slice(0, MAX_ROWS);
+    const keep = new Set(shown.map((r) => r.v.id));
+    for (const [id, li] of this.rows) {
+      if (!keep.has(id)) {
+        li.remove();
+        this.rows.delete(id);
+      }
+    }
+    shown.forEach(({ v, state }, i) => {
+      let li = this.rows.get(v.id);
+      if (!li) {
+        li = h("li", { dataset: { vehicle: v.id } },
+          h("button", { class: "row", onclick: () => this.onSelect(v.id) },
+            h("i", { class: "dot" }), h("span", { class: "name" }, v.id),
+            h("span", { class: "alert-badge", title: "open alerts" }), h("span", { class: "meta" })));
+        this.rows.set(v.id, li);
+      }
+      li.className = v.id === this.selected ? "selected" : "";
+      li.dataset.state = state;
+      li.querySelector(".dot").style.background = STATE_COLORS[state];
+      const badge = li.querySelector(".alert-badge");
+      badge.hidden = !(v.openAlerts > 0);
+      badge.textContent = v.openAlerts > 0 ? v.openAlerts : "";
+      li.querySelector(".meta").textContent =
+        `${state} · ${fmtNum(v.speed, 0, "km/h")} · ${fmtAge(v.timeMs == null ? null : (now - v.timeMs) / 1000)}`;
+      if (this.ul.children[i] !== li) this.ul.insertBefore(li, this.ul.children[i] ?? null);
+    });
+    this.more.textContent = rows.length > MAX_ROWS ? `showing ${MAX_ROWS} of ${rows.length}: search to narrow` : "";
+  }
+
+  select(id) {
+    this.selected = id;
+    this.redraw();
+  }
+}
+

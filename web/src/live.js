@@ -1,0 +1,50 @@
+// The hub's WebSocket (/ws, docs/protocol.md §9): subscribes to every vehicle and to alerts,
+// hands positions to the fleet (which coalesces them) and alerts to their handler, and
+// reconnects with a growing delay after a drop.
+
+const RETRY_MIN_MS = 500;
+const RETRY_MAX_MS = 15000; // a backend restart takes a few seconds; do not hammer it
+
+export class LiveSocket {
+  constructor({ topics, onFeature, onAlert, onState, onClosedUnauthorized }) {
+    this.topics = topics;
+    this.onFeature = onFeature;
+    this.onAlert = onAlert;
+    this.onState = onState;
+    this.onClosedUnauthorized = onClosedUnauthorized;
+    this.retryMs = RETRY_MIN_MS;
+    this.stopped = false;
+    this.received = 0;
+  }
+
+  start() {
+    const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
+    const ws = new WebSocket(url);
+    this.ws = ws;
+    this.onState("connecting");
+    ws.onopen = () => {
+      this.retryMs = RETRY_MIN_MS;
+      this.onState("live");
+      for (const topic of this.topics) ws.send(JSON.stringify({ op: "subscribe", topic }));
+    };
+    ws.onmessage = (e) => {
+      this.received++;
+      const m = JSON.parse(e.data);
+      if (m.feature) this.onFeature(m.feature);
+      else if (m.alert && m.topic === "alerts") this.onAlert(m.alert);
+      else if (m.error) console.warn("hub:", m.error);
+    };
+    ws.onclose = async () => {
+      if (this.stopped) return;
+      this.onState("offline");
+      if (await this.onClosedUnauthorized()) return;
+      setTimeout(() => this.start(), this.retryMs);
+      this.retryMs = Math.min(this.retryMs * 2, RETRY_MAX_MS);
+    };
+  }
+
+  stop() {
+    this.stopped = true;
+    if (this.ws) this.ws.close();
+  }
+}

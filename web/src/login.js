@@ -1,0 +1,29 @@
+// The login page (/login): POST /api/login, then on to the app (or the page asked for).
+const form = document.getElementById("login");
+const err = document.getElementById("login-error");
+
+function safeNext() {
+  const next = new URLSearchParams(location.search).get("next");
+  return next && next.startsWith("/") && !next.startsWith("//") ? next : "/";
+}
+
+form.addEventListener("submit", async (e) => {
+  e.preventDefault();
+  err.hidden = true;
+  const res = await fetch("/api/login", {
+    method: "POST",
+    credentials: "same-origin",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ username: form.username.value, password: form.password.value }),
+  });
+  if (res.ok) {
+    location.assign(safeNext());
+    return;
+  }
+  const retry = res.headers.get("Retry-After");
+  err.textContent = res.status === 429
+    ? `Too many attempts: try again in ${retry || "a few"} seconds.`
+    : "Wrong user name or password.";
+  err.hidden = false;
+  form.password.select();
+});

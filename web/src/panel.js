@@ -1,0 +1,193 @@
+// The vehicle panel: latest state (speed, heading, fix, CAN signals, link, backlog), its open
+// alerts, and the command form for roles that may send commands.
+import { get, post, query } from "./api.js";
+import { classify } from "./fleet.js";
+import { fmtAge, fmtNum, fmtTime, h, toast } from "./dom.js";
+
+const REFRESH_MS = 5000; // detail (CAN, link, backlog) comes from the REST API, not the hub
+const ANSWER_POLL_MS = 500;
+const ANSWER_WAIT_MS = 60000; // an agent behind a dead link answers when it reconnects
+const KNOWN_COMMANDS = ["ping"]; // what the agent handles today (agent/uplink.py)
+
+const COMPASS = ["N", "NE", "E", "SE", "S", "SW", "W", "NW"];
+
+export class VehiclePanel {
+  constructor(root, fleet, { may, onClose, onFollow, onHistory, onShowAlert }) {
+    this.root = root;
+    this.fleet = fleet;
+    this.may = may;
+    this.onClose = onClose;
+    this.onFollow = onFollow;
+    this.onHistory = onHistory;
+    this.onShowAlert = onShowAlert;
+    this.id = null;
+    this.timer = null;
+    this.alerts = [];
+    this.lastCommand = null;
+  }
+
+  async open(id) {
+    this.id = id;
+    this.root.hidden = false;
+    this.lastCommand = null;
+    this.render();
+    clearInterval(this.timer);
+    this.timer = setInterval(() => this.refresh(), REFRESH_MS);
+    await this.refresh();
+  }
+
+  close() {
+    this.id = null;
+    this.root.hidden = true;
+    clearInterval(this.timer);
+    this.onClose();
+  }
+
+  async refresh() {
+    const id = this.id;
+    if (!id) return;
+    try {
+      const [item, alerts] = await Promise.all([
+        get(`/api/vehicles/${encodeURIComponent(id)}`),
+        get(`/api/alerts${query({ vehicle: id, state: "open", limit: 20 })}`).catch(() => ({ alerts: [] })),
+      ]);
+      if (id !== this.id) return;
+      this.fleet.merge(item, Date.now());
+      this.alerts = alerts.alerts || [];
+    } catch (err) {
+      if (err.status === 404) toast(`${id}: no such vehicle`, "error");
+    }
+    this.render();
+  }
+
+  /** Called every second by the app so fix age and speed stay current. */
+  tick() {
+    if (this.id && !this.root.hidden && !this.root.contains(document.activeElement)) this.render();
+  }
+
+  render() {
+    const v = this.fleet.vehicles.get(this.id);
+    if (!v) return;
+    const now = Date.now();
+    const d = v.detail || {};
+    const pos = d.position || {};
+    const state = classify(v, now);
+    const course = v.course;
+    const rows = [
+      ["State", h("span", { class: `state-chip ${state}` }, state)],
+      ["Speed", fmtNum(v.speed, 1, "km/h")],
+      ["Heading", course == null ? "—" : `${Math.round(course)}° ${COMPASS[Math.round(course / 45) % 8]}`],
+      ["Last fix", `${fmtAge(v.timeMs == null ? null : (now - v.timeMs) / 1000)} ago`],
+      ["Fix quality", fixQuality(pos)],
+      ["Position", v.lat == null ? "—" : `${v.lat.toFixed(5)}, ${v.lon.toFixed(5)}`],
+      ["Link", linkText(d.link)],
+      ["Journal backlog", backlogText(d.status)],
+    ];
+    const can = Object.entries(d.can || {}).sort(([a], [b]) => a.localeCompare(b));
+    this.root.replaceChildren(
+      h("header", { class: "panel-head" },
+        h("h2", {}, v.id),
+        h("button", { class: "icon-btn", "aria-label": "Close vehicle panel", onclick: () => this.close() }, "✕")),
+      h("div", { class: "panel-actions" },
+        h("button", { id: "follow", onclick: () => this.onFollow(v.id) }, "Follow"),
+        h("button", { id: "open-history", onclick: () => this.onHistory(v.id) }, "History")),
+      h("dl", { class: "facts" }, rows.flatMap(([k, val]) => [h("dt", {}, k), h("dd", {}, val)])),
+      h("h3", {}, "CAN signals"),
+      can.length
+        ? h("table", { class: "signals" }, h("tbody", {}, can.map(([name, s]) => h("tr", {},
+            h("th", { scope: "row" }, name),
+            h("td", {}, fmtSignal(s)),
+            h("td", { class: "muted" }, s.time_ms ? `${fmtAge((now - s.time_ms) / 1000)} ago` : "")))))
+        : h("p", { class: "muted" }, "no CAN signals"),
+      h("h3", {}, `Open alerts (${this.alerts.length})`),
+      this.alerts.length
+        ? h("ul", { class: "mini-alerts" }, this.alerts.map((a) => h("li", {},
+            h("button", { class: "link", onclick: () => this.onShowAlert(a) },
+              `${a.rule} · ${fmtTime(a.start_ms)}`))))
+        : h("p", { class: "muted" }, "none"),
+      this.may("dispatcher") ? this.commandForm(v.id) : null,
+    );
+  }
+
+  commandForm(id) {
+    const name = h("input", { id: "command-name", list: "command-names", value: "ping", required: true,
+      maxlength: 64, "aria-label": "Command name" });
+    const args = h("input", { id: "command-args", value: "{}", "aria-label": "Command arguments (JSON)" });
+    const answer = h("output", { id: "command-answer", class: "answer" }, this.lastCommand ?? "");
+    const say = (text) => {
+      this.lastCommand = text;
+      const el = this.root.querySelector("#command-answer");
+      if (el) el.textContent = text;
+    };
+    const form = h("form", { class: "command", onsubmit: async (e) => {
+      e.preventDefault();
+      let parsed;
+      try {
+        parsed = JSON.parse(args.value || "{}");
+      } catch {
+        say("arguments must be a JSON object");
+        return;
+      }
+      say("sending…");
+      try {
+        const { id: cid } = await post(`/api/vehicles/${encodeURIComponent(id)}/commands`,
+          { name: name.value.trim(), args: parsed });
+        say(`#${cid} pending`);
+        say(await waitAnswer(cid, say));
+      } catch (err) {
+        say(`refused: ${err.message}`);
+      }
+    } },
+      h("h3", {}, "Send a command"),
+      h("datalist", { id: "command-names" }, KNOWN_COMMANDS.map((c) => h("option", { value: c }))),
+      h("div", { class: "row2" }, name, args, h("button", { type: "submit", id: "command-send" }, "Send")),
+      answer);
+    return form;
+  }
+}
+
+async function waitAnswer(cid, progress) {
+  const deadline = Date.now() + ANSWER_WAIT_MS;
+  while (Date.now() < deadline) {
+    const c = await get(`/api/commands/${cid}`);
+    if (c.state === "answered" || c.ok != null) {
+      return `#${cid} ${c.ok ? "ok" : "failed"}: ${c.detail ?? ""}`;
+    }
+    progress(`#${cid} ${c.state}${c.sent_count ? ` (sent ${c.sent_count}×)` : ""}`);
+    await new Promise((r) => setTimeout(r, ANSWER_POLL_MS));
+  }
+  return `#${cid} no answer yet (the vehicle answers when it is back online)`;
+}
+
+function fixQuality(p) {
+  const parts = [];
+  if (p.fix != null) parts.push(`fix ${p.fix}`);
+  if (p.sats != null) parts.push(`${p.sats} sats`);
+  if (p.hdop != null) parts.push(`HDOP ${fmtNum(p.hdop, 1)}`);
+  return parts.length ? parts.join(" · ") : "—";
+}
+
+function linkText(link) {
+  if (!link) return "—";
+  const parts = [link.connected ? "connected" : "disconnected"];
+  if (link.since_ms) parts.push(`since ${fmtTime(link.since_ms)}`);
+  if (link.address) parts.push(link.address);
+  return parts.join(" · ");
+}
+
+function backlogText(status) {
+  if (!status) return "not reported";
+  const pending = status.pending ?? status.backlog ?? status.journal_pending;
+  const parts = [];
+  if (pending != null) parts.push(`${pending} readings pending`);
+  if (status.dropped) parts.push(`${status.dropped} dropped`);
+  if (status.time_ms) parts.push(`reported ${fmtAge((Date.now() - status.time_ms) / 1000)} ago`);
+  return parts.length ? parts.join(" · ") : JSON.stringify(status);
+}
+
+function fmtSignal(s) {
+  if (s == null) return "—";
+  const value = typeof s.value === "number" ? (Number.isInteger(s.value) ? s.value : s.value.toFixed(2)) : String(s.value);
+  return s.unit ? `${value} ${s.unit}` : value;
+}
+
