@@ -42,8 +42,7 @@ class Backend:
                 "writer": self.writer.status(),
                 "alerts": {k: dict(v) if isinstance(v, dict) else v
                            for k, v in self.alerts.stats.items()},
-                "hub": {"subscribers": len(self.hub.subscribers),
-                        "published": self.hub.published}}
+                "hub": self.hub.stats()}
 
     async def start(self) -> None:
         from .web import make_app

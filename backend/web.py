@@ -1,30 +1,25 @@
-"""HTTP edge: the dispatcher map, the live WebSocket hub, and REST queries."""
+"""HTTP edge: composes the app (web app shell, live hub /ws, REST API, alerts, map)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
 import logging
 from pathlib import Path
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
-from . import api, mapconfig, queries
+from . import api, live, mapconfig, queries
 from .alerts.routes import add_alert_routes
 from .alerts.rules import RuleSet
 from .audit import audit
 from .auth import AuthState, setup
-from .auth.middleware import origin_allowed
-from .authz import PRINCIPAL, Principal, Role, public, requires
+from .authz import PRINCIPAL, Role, public, requires
 from .gateway import Gateway
-from .hub import Hub, Subscriber, valid_topic
+from .hub import Hub
 from .writer import BatchWriter
 
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
-MAX_WS_MESSAGE = 4096  # browsers only send small subscribe/unsubscribe requests
 DEFAULT_ROUTE_HOURS = queries.DEFAULT_ROUTE_HOURS
 
 
@@ -48,29 +43,6 @@ def make_app(hub: Hub, store, status, auth: AuthState | None = None, gateway=Non
             raise web.HTTPFound("/login")
         return web.FileResponse(STATIC / "app" / "index.html")
 
-    @routes.get("/ws")
-    @requires(Role.VIEWER)  # checked before the upgrade: 401 without a session or token
-    async def ws_handler(request):
-        principal: Principal = request[PRINCIPAL]
-        if principal.via == "session" and not origin_allowed(request):
-            return web.json_response({"error": "origin not allowed"}, status=403)
-        ws = web.WebSocketResponse(heartbeat=20, max_msg_size=MAX_WS_MESSAGE)
-        await ws.prepare(request)
-        sub = Subscriber()
-        hub.add(sub)
-        sender = asyncio.get_running_loop().create_task(_send_loop(ws, sub, principal))
-        try:
-            async for msg in ws:
-                if msg.type != WSMsgType.TEXT:
-                    continue
-                _handle_request(hub, sub, msg.data, principal)
-        finally:
-            hub.remove(sub)
-            sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sender
-        return ws
-
     @routes.get("/healthz")
     @public  # for load balancers and probes: says only that the process answers
     async def healthz(request):
@@ -84,43 +56,7 @@ def make_app(hub: Hub, store, status, auth: AuthState | None = None, gateway=Non
     routes.static("/static", STATIC)
     app.add_routes(routes)
     api.add_routes(app, store, hub, gateway)
+    live.add_routes(app, hub)
     add_alert_routes(app, store, alert_rules or RuleSet(), hub.publish_alert, audit)
     mapconfig.add_routes(app, *map_files)
     return app
-
-
-def _handle_request(hub: Hub, sub: Subscriber, text: str, principal: Principal) -> None:
-    try:
-        req = json.loads(text)
-        op, topic = req.get("op"), req.get("topic")
-    except (ValueError, AttributeError):
-        sub.put({"error": "expected a JSON object {op, topic}"})
-        return
-    if not valid_topic(topic) or (topic.startswith("vehicle:")
-                                  and not principal.may_see(topic.removeprefix("vehicle:"))):
-        sub.put({"error": f"unknown topic {str(topic)[:80]!r}"})
-    elif op == "subscribe":
-        hub.subscribe(sub, topic)
-    elif op == "unsubscribe":
-        hub.unsubscribe(sub, topic)
-    else:
-        sub.put({"error": f"unknown op {str(op)[:32]!r}"})
-
-
-def _vehicle_of(message: dict) -> str | None:
-    if "feature" in message:
-        return message["feature"].get("properties", {}).get("vehicle")
-    if "alert" in message:
-        return message["alert"].get("vehicle")
-    return None
-
-
-async def _send_loop(ws: web.WebSocketResponse, sub: Subscriber, principal: Principal) -> None:
-    # until the hub filters per subscriber (may_see), drop here what the principal may not see
-    while not ws.closed:
-        await sub.ready.wait()
-        for message in sub.drain():
-            vehicle = _vehicle_of(message)
-            if vehicle is not None and not principal.may_see(vehicle):
-                continue
-            await ws.send_str(json.dumps(message, separators=(",", ":")))

@@ -25,10 +25,10 @@ _OPENAPI = OpenAPI.from_dict(spec.document())
 class Api:
     """`await api.call(method, path, role=…)` → (status, body); validates against the spec."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, hub: Hub | None = None):
         self.url = url
         self.store = open_store(url)
-        self.hub = Hub()
+        self.hub = hub or Hub()
         self.client: TestClient | None = None
         self.checked: set[tuple[str, str]] = set()  # (method, spec path) validated
         self._tokens: dict[tuple[str, tuple[str, ...] | None], str] = {}
