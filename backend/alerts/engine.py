@@ -38,9 +38,41 @@ def _same(a: StoredAlert, e: Episode) -> bool:
         e.end_ms, e.peak, e.state, e.lat, e.lon, e.detail, e.decided_ms)
 
 
+def _overlap(a: StoredAlert, e: Episode) -> bool:
+    inf = float("inf")
+    a_end = inf if a.end_ms is None else a.end_ms
+    e_end = inf if e.end_ms is None else e.end_ms
+    return a.start_ms <= e_end and e.start_ms <= a_end
+
+
+def _reconcile(stored: dict[tuple, StoredAlert], episodes: dict[tuple, Episode]):
+    """Stored alerts vs computed episodes → (upserts, moves, retractions).
+
+    An episode whose start moved (a backfill showed it began earlier, or later) takes over the
+    stored alert it overlaps, keeping its id and acknowledgement: one alert per episode."""
+    upserts, moves = [], []
+    unmatched = {k: a for k, a in stored.items() if k not in episodes}
+    for key, e in episodes.items():
+        if key in stored:
+            if not _same(stored[key], e):
+                upserts.append(e)
+            continue
+        old = next((a for a in unmatched.values() if a.state != "retracted"
+                    and (a.rule, a.subject) == (e.rule, e.subject) and _overlap(a, e)), None)
+        if old is None:
+            upserts.append(e)
+        else:
+            moves.append((old.key, e))
+            del unmatched[old.key]
+    retract = [k for k, a in unmatched.items() if a.state != "retracted"]
+    return upserts, moves, retract
+
+
 class AlertEngine:
-    def __init__(self, store, rules: RuleSet, publish: Callable[[dict], None] | None = None):
+    def __init__(self, store, rules: RuleSet, publish: Callable[[dict], None] | None = None,
+                 checkpoint_every_ms: int = CHECKPOINT_EVERY_MS):
         self.store = store
+        self.checkpoint_every_ms = checkpoint_every_ms
         self.rules = rules
         self.publish = publish or (lambda alert: None)
         self.fences: list[Fence] = []
@@ -134,15 +166,14 @@ class AlertEngine:
             for r in group:
                 ev.feed(r)
             end = t
-            if last_cp is None or t - last_cp >= CHECKPOINT_EVERY_MS:
+            if last_cp is None or t - last_cp >= self.checkpoint_every_ms:
                 points.append((t, ev.state()))
                 last_cp = t
         episodes = {e.key: e for e in ev.episodes()}
         stored = {a.key: a for a in await self.store.alerts_in_window(vehicle, base)}
-        upserts = [e for k, e in episodes.items() if k not in stored or not _same(stored[k], e)]
-        retract = [k for k, a in stored.items() if k not in episodes and a.state != "retracted"]
+        upserts, moves, retract = _reconcile(stored, episodes)
         saved = await self.store.save_alerts(upserts, retract, now_ms,
-                                             (vehicle, base, points))
+                                             (vehicle, base, points), moves)
         if end is not None:
             self._cache[vehicle] = (end, ev.state(), last_cp)
         self._published(saved)
