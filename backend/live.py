@@ -10,7 +10,7 @@ import logging
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from .auth.middleware import origin_allowed, resolve
+from .auth.middleware import origin_allowed, watch_session
 from .authz import PRINCIPAL, Principal, Role, requires
 from .hub import Hub, Subscriber, valid_topic
 
@@ -21,9 +21,6 @@ MAX_WS_MESSAGE = 4096  # browsers only send small subscribe/unsubscribe requests
 HEARTBEAT_S = 20  # pings keep NAT/proxy mappings open and find dead peers
 # How often a quiet connection re-checks whether it has become hopeless (hub.HOPELESS_S).
 CHECK_EVERY_S = 1.0
-# An open WebSocket re-checks its session or token this often: a logout, an expiry or a
-# disabled account ends the live feed within this time (a check also counts as use).
-WS_RECHECK_S = 60.0
 # A client that cannot even take the close frame is cut off after this.
 CLOSE_TIMEOUT_S = 2.0
 
@@ -40,7 +37,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     loop = asyncio.get_running_loop()
     tasks = [loop.create_task(_send_loop(ws, sub, hub)),
              loop.create_task(_watch(ws, sub, hub, request)),
-             loop.create_task(_recheck(ws, request))]
+             loop.create_task(watch_session(ws, request))]  # logout, expiry
     try:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
@@ -97,14 +94,6 @@ async def _watch(ws: web.WebSocketResponse, sub: Subscriber, hub: Hub,
     except TimeoutError:
         if request.transport is not None:
             request.transport.abort()
-
-
-async def _recheck(ws: web.WebSocketResponse, request: web.Request) -> None:
-    while not ws.closed:
-        await asyncio.sleep(WS_RECHECK_S)
-        if await resolve(request) is None:
-            await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"session ended")
-            return
 
 
 def add_routes(app: web.Application, hub: Hub) -> None:

@@ -12,6 +12,11 @@
   to `ACK_DELAY_S` (within the advertised 25 ms) lets the QUIC ACK ride in the same datagram as
   the geostream ack. aioquic has no public setting for it, so this sets the attribute when it
   exists and leaves the connection alone otherwise.
+- **Handshake buffers.** aioquic gives every connection three 16 KiB TLS output buffers (one per
+  epoch) and keeps them for the connection's life: 48 KiB of the ~100 KiB of Python heap a
+  gateway connection holds (bench/bench_conn_memory.py, tracemalloc). After the handshake the
+  TLS layer writes nothing but the session ticket (a few hundred bytes, written as the
+  handshake completes), so the gateway swaps them for `POST_HANDSHAKE_BUFFER` bytes each.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ log = logging.getLogger(__name__)
 SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
 # Below the 25 ms max_ack_delay aioquic advertises in its transport parameters.
 ACK_DELAY_S = 0.020
+# After the handshake: room for a NewSessionTicket (~250 bytes) or a TLS alert, with margin.
+POST_HANDSHAKE_BUFFER = 1024
 
 
 def enlarge_socket_buffers(server) -> int:
@@ -49,3 +56,16 @@ def delay_acks(quic) -> None:
     """Let a `QuicConnection` hold its ACKs up to ACK_DELAY_S so they share datagrams."""
     if hasattr(quic, "_ack_delay"):
         quic._ack_delay = ACK_DELAY_S
+
+
+def shrink_handshake_buffers(quic) -> None:
+    """Call on HandshakeCompleted: replace the 16 KiB TLS output buffers by small ones (each
+    is empty then: aioquic moves their bytes to the crypto streams after every TLS step)."""
+    from aioquic.buffer import Buffer
+
+    buffers = getattr(quic, "_crypto_buffers", None)
+    if not isinstance(buffers, dict):
+        return
+    for epoch, buf in list(buffers.items()):
+        if buf.tell() == 0:
+            buffers[epoch] = Buffer(capacity=POST_HANDSHAKE_BUFFER)

@@ -16,6 +16,7 @@ import cbor2
 
 from .deflate import Deflater, Inflater
 from .errors import ErrorCode, ProtocolError
+from .limits import MAX_BATCH_READINGS, MAX_MESSAGE_BYTES
 from .messages import (
     Ack,
     Batch,
@@ -29,12 +30,6 @@ from .messages import (
     Welcome,
 )
 
-# One message may hold a whole batch; 256 KiB leaves 4× room over the default 64 KiB batch
-# budget while bounding what a hostile peer can make us buffer per connection.
-MAX_MESSAGE_BYTES = 256 * 1024
-# A batch of 4096 positions is ~250 KiB encoded: the most one message can carry anyway.
-MAX_BATCH_READINGS = 4096
-DEFAULT_MAX_BATCH_BYTES = 64 * 1024
 MAX_UINT = 2**63 - 1
 _HEADER = struct.Struct(">I")
 _VEHICLE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}\Z")

@@ -16,6 +16,10 @@ outside the signal's DBC [min|max] is kept (DBC ranges are often wrong) and coun
 `out_of_dbc_range`, or dropped with `range_check="drop"`. J1939 messages use SAE J1939-71
 instead: raw "error" / "not available" codes are never values (`j1939_error`,
 `j1939_not_available`). NaN/inf floats are dropped (`not_finite`). Choices come out as names.
+
+Longer than ~300 lines on purpose: the id tables, the per-frame checks and the J1939
+transport reassembly share the hot path's precomputed entries; split, every frame would pay
+for extra calls (see docs/benchmarks.md).
 """
 
 from __future__ import annotations

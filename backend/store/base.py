@@ -256,6 +256,8 @@ class Store(Protocol):
         `retract` keys retracted, and with `checkpoints = (vehicle, after_ms, [(time_ms,
         state)])` replace the vehicle's checkpoints after `after_ms`. Returns each changed
         alert and whether it is new."""
+    async def prune_alert_checkpoints(self, before_ms: int) -> int:
+        """Drop checkpoints older than `before_ms`, except each vehicle's newest."""
     async def list_alerts(self, query: AlertQuery) -> list[StoredAlert]: ...
     async def alert(self, alert_id: int) -> StoredAlert | None: ...
     async def ack_alert(self, alert_id: int, user: str, now_ms: int) -> StoredAlert | None:

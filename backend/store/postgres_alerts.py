@@ -103,6 +103,13 @@ class PostgresAlerts:
                     [(vehicle, t, json.dumps(state)) for t, state in points])
         return out
 
+    async def prune_alert_checkpoints(self, before_ms: int) -> int:
+        status = await self._pool.execute(
+            "DELETE FROM alert_checkpoints a WHERE time_ms < $1 AND time_ms < (SELECT "
+            "max(time_ms) FROM alert_checkpoints c WHERE c.vehicle_id = a.vehicle_id)",
+            before_ms)
+        return int(status.split()[-1])
+
     async def list_alerts(self, query: AlertQuery) -> list[StoredAlert]:
         where, args = [], []
 

@@ -113,6 +113,15 @@ class SqliteAlerts:
 
         return await self._run(save)
 
+    async def prune_alert_checkpoints(self, before_ms: int) -> int:
+        def prune() -> int:
+            return self._db.execute(
+                "DELETE FROM alert_checkpoints WHERE time_ms < ? AND time_ms < (SELECT "
+                "max(time_ms) FROM alert_checkpoints c WHERE c.vehicle_id = "
+                "alert_checkpoints.vehicle_id)", (before_ms,)).rowcount
+
+        return await self._run(prune)
+
     async def list_alerts(self, query: AlertQuery) -> list[StoredAlert]:
         where, args = [], []
         if query.vehicle is not None:

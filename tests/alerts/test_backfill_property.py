@@ -43,8 +43,9 @@ def readings(draw):
                 codes = draw(st.lists(st.sampled_from(["P0301", "P0420", "U0100"]),
                                       max_size=2, unique=True))
                 name = draw(st.sampled_from(["dtc", "dtc", "journal-dropped"]))
-                data = {"active": [{"code": c} for c in codes]} if name == "dtc" else {
-                    "reason": "full", "counts": {"pos": 3}}
+                data = {"proto": "obd2", "src": draw(st.sampled_from([0x7E8, 0x7E9])),
+                        "set": "stored", "dtcs": [{"code": c} for c in codes]} \
+                    if name == "dtc" else {"reason": "full", "counts": {"pos": 3}}
                 out.append(StoredReading(vehicle, 1, seq, t, "evt", received_ms=1,
                                          data={"name": name, **data}))
     return out

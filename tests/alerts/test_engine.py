@@ -201,3 +201,18 @@ async def test_backlog_moving_an_episode_start_keeps_the_alert_and_its_ack(any_s
     assert engine.stats["alerts_opened"] == {"overspeed": 1}
     assert published[-1]["id"] == live.id and published[-1]["start_ms"] == 0
     assert await any_store.list_alerts(AlertQuery(state="retracted")) == []
+
+
+async def test_old_checkpoints_are_pruned_but_each_vehicles_newest_stays(any_store):
+    from backend.alerts.engine import CHECKPOINT_RETAIN_MS
+
+    engine = AlertEngine(any_store, RULES, checkpoint_every_ms=60_000)
+    await engine.start(NOW)
+    old = [pos(i + 1, i * 60, 50) for i in range(10)]  # checkpoints at 0, 60, …, 540 s
+    other = [pos(1, 30, 50, vehicle="truck-2")]
+    await deliver(any_store, engine, [old, other])
+    await engine.on_timer(CHECKPOINT_RETAIN_MS + 300_000, set())
+    assert engine.stats["checkpoints_pruned"] == 5  # truck-1's 0..240 s
+    assert (await any_store.alert_checkpoint(V, 300_000)) is None
+    assert (await any_store.alert_checkpoint(V, None))[0] == 540_000
+    assert (await any_store.alert_checkpoint("truck-2", None))[0] == 30_000  # its only one
