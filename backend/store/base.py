@@ -87,6 +87,24 @@ class StoredCommand:
                 "ok": self.ok, "detail": self.detail}
 
 
+def entry_indexes(inside: list[bool], first: int) -> list[int]:
+    """Indexes i >= `first` where a time-ordered track goes from outside to inside."""
+    return [i for i in range(max(first, 1), len(inside)) if inside[i] and not inside[i - 1]]
+
+
+def newest_signals(readings: list[StoredReading]) -> dict[tuple[str, str], tuple[Any, int]]:
+    """{(vehicle, signal): (value, time_ms)}: each CAN signal's newest value in a batch."""
+    out: dict[tuple[str, str], tuple[Any, int]] = {}
+    for r in readings:
+        if r.kind != "can" or not isinstance(r.data, dict):
+            continue
+        for name, value in r.data.items():
+            key = (r.vehicle_id, name)
+            if name != "bus" and (key not in out or r.time_ms > out[key][1]):
+                out[key] = (value, r.time_ms)
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class StoredAlert:
     """An alert as stored (docs/alerts.md); `(rule, vehicle_id, subject, start_ms)` is unique."""
@@ -186,8 +204,21 @@ class Store(Protocol):
     async def geofence_entries(self, geofence_id: str, start_ms: int,
                                end_ms: int) -> list[dict]:
         """Outside→inside transitions in [start, end) in device-time order (queries.py)."""
-    async def put_geofence(self, geofence_id: str, name: str, polygon: dict) -> None: ...
+    async def put_geofence(self, geofence_id: str, name: str, area: dict,
+                           speed_limit_kmh: float | None = None, circle: dict | None = None,
+                           create_only: bool = False) -> bool:
+        """Create or replace (Polygon/MultiPolygon); True if created (store/*_api.py)."""
     async def geofences(self) -> list[dict]: ...
+    async def geofence(self, geofence_id: str) -> dict | None: ...
+    async def delete_geofence(self, geofence_id: str) -> bool: ...
+    async def inside(self, geofence_id: str) -> list[dict] | None:
+        """Last positions inside the geofence now; None if there is no such geofence."""
+    async def vehicle_geofence_entries(self, vehicle_id: str, start_ms: int,
+                                       end_ms: int) -> list[dict]: ...
+    async def last_signals(self) -> dict[str, dict[str, dict]]: ...
+    async def vehicle_statuses(self) -> dict[str, dict]: ...
+    async def commands_of(self, vehicle_id: str, limit: int) -> list[StoredCommand]:
+        """The vehicle's commands, newest first."""
     async def dead_letters(self) -> list[dict]: ...
     async def add_command(self, vehicle_id: str, name: str, args: dict) -> int:
         """Store a new command; its id is above `command_id_floor(now)` and every stored id."""
