@@ -24,10 +24,10 @@ from prometheus_client import Histogram
 
 from geostream import ALPN
 from geostream.backoff import Backoff
-from geostream.codec import reading_problem
 from geostream.errors import ErrorCode, ProtocolError
 from geostream.limits import DEFAULT_CREDIT, IDLE_TIMEOUT_S
 from geostream.messages import Batch, Command, Status
+from geostream.schema import reading_problem
 from geostream.session import (
     BatchReceived,
     CommandAcked,

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from geostream import schema
+
 
 class AuthResult(enum.Enum):
     OK = "ok"
@@ -42,17 +44,9 @@ class StoredReading:
     @classmethod
     def from_wire(cls, vehicle_id: str, epoch: int, r: dict[str, Any],
                   received_ms: int) -> StoredReading:
-        kind = r["k"]
-        data = r.get("sig") if kind == "can" else (
-            {"name": r.get("name"), **(r.get("data") or {})} if kind == "evt" else None)
-        if kind == "can" and r.get("bus") is not None:
-            data = {"bus": r["bus"], **data}
-        return cls(
-            vehicle_id=vehicle_id, epoch=epoch, seq=r["q"], time_ms=r["ts"], kind=kind,
-            lat=r.get("lat"), lon=r.get("lon"), alt=r.get("alt"), speed_kmh=r.get("spd"),
-            course=r.get("crs"), fix=r.get("fix"), sats=r.get("sat"), hdop=r.get("hdop"),
-            data=data, received_ms=received_ms,
-        )
+        return cls(vehicle_id=vehicle_id, epoch=epoch, seq=r[schema.SEQ],
+                   time_ms=r[schema.TIME], kind=r[schema.KIND], **schema.row_fields(r),
+                   received_ms=received_ms)
 
     def data_json(self) -> str | None:
         return None if self.data is None else json.dumps(self.data, separators=(",", ":"),
