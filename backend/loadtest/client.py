@@ -26,6 +26,7 @@ from aioquic.quic.configuration import QuicConfiguration
 from agent.quic_link import QuicLink
 from geostream import ALPN
 from geostream.errors import ProtocolError
+from geostream.limits import IDLE_TIMEOUT_S
 from geostream.session import Acknowledged, ClientSession, PeerError, Welcomed
 
 from .fleet import Histogram, SimVehicle
@@ -35,7 +36,6 @@ from .fleet import Histogram, SimVehicle
 CONNECT_CONCURRENCY = 32
 CONNECT_TIMEOUT_S = 30.0
 RECONNECT_DELAY_S = (0.2, 1.0)
-IDLE_TIMEOUT_S = 240.0  # as the agent (docs/protocol.md §1)
 
 
 class Driver:
