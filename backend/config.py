@@ -51,6 +51,9 @@ class BackendConfig:
     # (0..65535, -1: a single machine, no router) and the router's tunnel address HOST:PORT
     server_id: int = -1
     router: str = ""
+    # the bearer secret of GET /metrics (Prometheus `authorization: credentials`); empty: the
+    # endpoint refuses everyone. Config file only (a flag would show in `ps`).
+    metrics_token: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
         if (self.server_id >= 0) != bool(self.router):
