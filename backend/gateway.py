@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 from aioquic.asyncio import QuicConnectionProtocol, serve
 from aioquic.quic.configuration import QuicConfiguration
@@ -40,7 +39,15 @@ from geostream.session import (
 from .alerts import NoAlerts
 from .hub import Hub, position_feature
 from .quic_tuning import delay_acks, enlarge_socket_buffers, shrink_handshake_buffers
-from .store.base import AuthResult, DeadLetter, Store, StoredCommand, StoredReading
+from .store.base import (
+    AuthResult,
+    DeadLetter,
+    Store,
+    StoredCommand,
+    StoredReading,
+    newest_positions,
+)
+from .store.base import now_ms as _now_ms
 from .tickets import TicketStore
 from .writer import BatchWriter, WriterStopped
 
@@ -60,10 +67,6 @@ HELLO_TIMEOUT_S = 10.0
 # Reading a vehicle's pending commands after its welcome is retried while the store is away.
 COMMAND_RETRY_MIN_S = 1.0
 COMMAND_RETRY_MAX_S = 30.0
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def credit_for(backlog_rows: int, vehicles: int, backlog_high: int = BACKLOG_HIGH) -> int:
@@ -360,11 +363,7 @@ class GatewayProtocol(QuicConnectionProtocol):
         await self.gateway.alerts.on_committed(good, now)
 
     def _publish(self, readings: list[StoredReading]) -> None:
-        newest = None
-        for r in readings:
-            if r.kind == "pos" and (newest is None or r.time_ms > newest.time_ms):
-                newest = r
-        if newest is not None:
+        for newest in newest_positions(readings).values():
             self.gateway.hub.position(newest.vehicle_id, newest.time_ms, position_feature(
                 newest.vehicle_id, newest.time_ms, newest.lat, newest.lon, newest.speed_kmh,
                 newest.course, newest.seq))
