@@ -19,6 +19,7 @@ from aioquic.quic.events import (
     QuicEvent,
     StreamDataReceived,
 )
+from prometheus_client import Histogram
 
 from geostream import ALPN
 from geostream.backoff import Backoff
@@ -38,6 +39,7 @@ from geostream.session import (
 
 from .alerts import NoAlerts
 from .hub import Hub, position_feature
+from .metrics import ACK_BUCKETS_S
 from .quic_tuning import delay_acks, enlarge_socket_buffers, shrink_handshake_buffers
 from .store.base import (
     AuthResult,
@@ -91,6 +93,9 @@ class Gateway:
         self.connections: dict[str, set[GatewayProtocol]] = {}
         self.stats = {"connections": 0, "auth_failures": 0, "protocol_errors": 0,
                       "batches": 0, "readings": 0, "invalid_readings": 0}
+        # batch received → ack sent (GET /metrics); not in a global registry
+        self.ack_latency = Histogram("fleet_ack_latency_seconds", "Batch received to ack sent",
+                                     buckets=ACK_BUCKETS_S, registry=None)
         self._server = None
         self._revocation_task: asyncio.Task | None = None
         # session tickets for resumption / 0-RTT (docs/protocol.md §8), opened by start()
@@ -314,11 +319,12 @@ class GatewayProtocol(QuicConnectionProtocol):
 
     async def _store_batch(self, batch: Batch) -> None:
         """The pipeline of one batch; each step is named for what it does."""
-        now = _now_ms()
+        now, started = _now_ms(), time.monotonic()
         good, dead = self._validate(batch, now)  # validate → rows
         if not await self._store(good, dead):
             return
         if self._acknowledge(batch):
+            self.gateway.ack_latency.observe(time.monotonic() - started)
             self._publish(good)
         # after the ack has left, so rules never delay it; also while closing (committed)
         await self._alerts(good, now)

@@ -57,7 +57,8 @@ class Backend:
                                                                    name="alert-timer")
         self.app = make_app(self.hub, self.store, self.status, auth_state(c, self.store),
                             gateway=self.gateway, alert_rules=self.alerts.rules,
-                            map_files=(c.map_style, c.map_pmtiles, c.map_overlay))
+                            map_files=(c.map_style, c.map_pmtiles, c.map_overlay),
+                            metrics_token=c.metrics_token)
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
         tls = http_tls(c)

@@ -7,11 +7,11 @@ from pathlib import Path
 
 from aiohttp import web
 
-from . import api, live, mapconfig, queries
+from . import api, live, mapconfig, metrics, queries
 from .alerts.routes import add_alert_routes
 from .alerts.rules import RuleSet
 from .audit import audit
-from .auth import AuthState, setup
+from .auth import AUTH, AuthState, setup
 from .authz import PRINCIPAL, Role, public, requires
 from .gateway import Gateway
 from .hub import Hub
@@ -24,12 +24,13 @@ DEFAULT_ROUTE_HOURS = queries.DEFAULT_ROUTE_HOURS
 
 
 def make_app(hub: Hub, store, status, auth: AuthState | None = None, gateway=None,
-             alert_rules=None, map_files: tuple[str, str, str] = ("", "", "")
-             ) -> web.Application:
+             alert_rules=None, map_files: tuple[str, str, str] = ("", "", ""),
+             metrics_token: str = "") -> web.Application:
     """The HTTP app: web app, live hub, REST API (backend/api/), alerts, map settings. Every
     route declares its access (backend/authz.py); the access middleware (backend/auth/)
     enforces it. Without a `gateway` (tests, tools) commands wait in the store for the
-    vehicles' next connection; without `alert_rules`, the default rules are listed."""
+    vehicles' next connection; without `alert_rules`, the default rules are listed. /metrics
+    answers only `Authorization: Bearer <metrics_token>` (none set: nobody)."""
     app = web.Application()
     setup(app, auth or AuthState(store=store))
     if gateway is None:
@@ -59,4 +60,5 @@ def make_app(hub: Hub, store, status, auth: AuthState | None = None, gateway=Non
     live.add_routes(app, hub)
     add_alert_routes(app, store, alert_rules or RuleSet(), hub.publish_alert, audit)
     mapconfig.add_routes(app, *map_files)
+    metrics.add_routes(app, metrics.FleetCollector(gateway, hub, app[AUTH]), metrics_token)
     return app

@@ -25,8 +25,9 @@ _OPENAPI = OpenAPI.from_dict(spec.document())
 class Api:
     """`await api.call(method, path, role=…)` → (status, body); validates against the spec."""
 
-    def __init__(self, url: str, hub: Hub | None = None):
+    def __init__(self, url: str, hub: Hub | None = None, metrics_token: str = ""):
         self.url = url
+        self.metrics_token = metrics_token
         self.store = open_store(url)
         self.hub = hub or Hub()
         self.client: TestClient | None = None
@@ -36,7 +37,8 @@ class Api:
     async def __aenter__(self) -> Api:
         await self.store.open()
         app = make_app(self.hub, self.store, lambda: {"gateway": {}, "vehicles_connected": [],
-                                                       "writer": {}, "hub": {}})
+                                                       "writer": {}, "hub": {}},
+                       metrics_token=self.metrics_token)
         self.app = app
         self.client = TestClient(TestServer(app))
         await self.client.start_server()
