@@ -83,7 +83,7 @@ class Gateway:
 
     def __init__(self, store: Store, writer: BatchWriter, hub: Hub,
                  backlog_high: int = BACKLOG_HIGH, ticket_file: str = ":memory:",
-                 alerts=None):
+                 alerts=None, cluster=None):
         self.backlog_high = backlog_high
         self.draining = False
         self.store = store
@@ -102,6 +102,8 @@ class Gateway:
         # session tickets for resumption / 0-RTT (docs/protocol.md §8), opened by start()
         self.ticket_file = ticket_file
         self.tickets: TicketStore | None = None
+        # behind a router (backend/cluster/, docs/scaling.md): a ClusterNode, else None
+        self.cluster = cluster
 
     def credit(self) -> int:
         return credit_for(self.writer.stats.backlog_rows, len(self.connections),
@@ -169,12 +171,16 @@ class Gateway:
                                 idle_timeout=IDLE_TIMEOUT_S)
         cfg.load_cert_chain(certfile, keyfile)
         self.tickets = TicketStore(self.ticket_file)
-        self._server = await serve(
-            host, port, configuration=cfg,
+        server_kwargs = dict(
+            configuration=cfg,
             create_protocol=lambda *a, **kw: GatewayProtocol(*a, gateway=self, **kw),
             session_ticket_fetcher=self.tickets.pop,
             session_ticket_handler=self.tickets.add,
         )
+        if self.cluster is None:
+            self._server = await serve(host, port, **server_kwargs)
+        else:
+            self._server = await self.cluster.serve(host, port, **server_kwargs)
         enlarge_socket_buffers(self._server)
         self._revocation_task = asyncio.get_running_loop().create_task(self._watch_revocations())
         log.info("gateway listening on udp %s:%d (ALPN %s)", host, port, ALPN)
@@ -230,6 +236,8 @@ class GatewayProtocol(QuicConnectionProtocol):
     def __init__(self, *args, gateway: Gateway, **kwargs):
         super().__init__(*args, **kwargs)
         delay_acks(self._quic)
+        if gateway.cluster is not None:
+            gateway.cluster.adopt(self._quic)
         self.gateway = gateway
         self.session = ServerSession()
         self.stream_id: int | None = None

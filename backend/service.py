@@ -29,7 +29,8 @@ class Backend:
         self.hub = Hub()
         self.alerts = AlertEngine(self.store, config.alert_rules(), self.hub.publish_alert)
         self.gateway = Gateway(self.store, self.writer, self.hub,
-                               ticket_file=config.ticket_path(), alerts=self.alerts)
+                               ticket_file=config.ticket_path(), alerts=self.alerts,
+                               cluster=config.cluster_node())
         self._runner: web.AppRunner | None = None
         self._alert_timer: asyncio.Task | None = None
 
