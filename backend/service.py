@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import time
 
 from aiohttp import web
 
@@ -14,13 +13,11 @@ from .config import BackendConfig
 from .gateway import Gateway
 from .hub import Hub, position_feature
 from .store import open_store
+from .store.base import now_ms as _now_ms
 from .writer import BatchWriter
 
 log = logging.getLogger(__name__)
 
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class Backend:
@@ -32,7 +29,8 @@ class Backend:
         self.hub = Hub()
         self.alerts = AlertEngine(self.store, config.alert_rules(), self.hub.publish_alert)
         self.gateway = Gateway(self.store, self.writer, self.hub,
-                               ticket_file=config.ticket_path(), alerts=self.alerts)
+                               ticket_file=config.ticket_path(), alerts=self.alerts,
+                               cluster=config.cluster_node())
         self._runner: web.AppRunner | None = None
         self._alert_timer: asyncio.Task | None = None
 
