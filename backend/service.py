@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import time
 
 from aiohttp import web
 
@@ -14,13 +13,11 @@ from .config import BackendConfig
 from .gateway import Gateway
 from .hub import Hub, position_feature
 from .store import open_store
+from .store.base import now_ms as _now_ms
 from .writer import BatchWriter
 
 log = logging.getLogger(__name__)
 
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class Backend:
