@@ -29,6 +29,7 @@ from .base import (
 )
 from .postgres_accounts import PostgresAccounts
 from .postgres_alerts import PostgresAlerts
+from .postgres_maintenance import PostgresMaintenance
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ def _day(ms: int) -> int:
     return ms // DAY_MS
 
 
-class PostgresStore(PostgresAccounts, PostgresAlerts):
+class PostgresStore(PostgresAccounts, PostgresAlerts, PostgresMaintenance):
     def __init__(self, url: str, pool_max: int = POOL_MAX,
                  maintain_every_s: float = MAINTAIN_EVERY_S):
         self.url = url

@@ -25,6 +25,7 @@ from .base import (
 )
 from .sqlite_accounts import SqliteAccounts
 from .sqlite_alerts import SqliteAlerts
+from .sqlite_maintenance import SqliteMaintenance
 
 _INSERT = """INSERT INTO vehicle_telemetry
     (vehicle_id, epoch, seq, time_ms, kind, lat, lon, alt, speed_kmh, course, fix, sats, hdop,
@@ -44,7 +45,7 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class SqliteStore(SqliteAccounts, SqliteAlerts):
+class SqliteStore(SqliteAccounts, SqliteAlerts, SqliteMaintenance):
     def __init__(self, path: str):
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
