@@ -41,16 +41,19 @@ class ServiceStatus:
 
 
 def gps_km(points: list[dict]) -> float:
-    """Distance driven along time-ordered positions ({time_ms, lat, lon}), in km."""
-    total = 0.0
-    for a, b in zip(points, points[1:], strict=False):
-        d = haversine_m(a["lat"], a["lon"], b["lat"], b["lon"])
-        dt = b["time_ms"] - a["time_ms"]
-        if dt <= 0:
+    """Distance driven along time-ordered positions ({time_ms, lat, lon}), in km. A point
+    reached from the last accepted one at an implausible speed is an outlier and skipped."""
+    total, prev = 0.0, None
+    for b in points:
+        if prev is None:
+            prev = b
             continue
-        if dt <= MAX_GAP_MS and d / 1000 / (dt / 3_600_000) > MAX_PLAUSIBLE_KMH:
+        d = haversine_m(prev["lat"], prev["lon"], b["lat"], b["lon"])
+        dt = b["time_ms"] - prev["time_ms"]
+        if dt <= 0 or (dt <= MAX_GAP_MS and d / 1000 / (dt / 3_600_000) > MAX_PLAUSIBLE_KMH):
             continue
         total += d
+        prev = b
     return total / 1000
 
 

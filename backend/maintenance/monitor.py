@@ -33,12 +33,24 @@ HOUR_MS = 3_600_000
 async def _counter(store, vehicle: str, signal: str, since_ms: int, now_ms: int,
                    at_service: float | None) -> float | None:
     last = await store.signal_series(vehicle, signal, since_ms, now_ms + 1, 1, newest_first=True)
-    if not last:
-        return None
+    if not last:  # nothing since: no use yet when the service noted the counter
+        return None if at_service is None else 0.0
     if at_service is None:
         first = await store.signal_series(vehicle, signal, since_ms, now_ms + 1, 1)
         at_service = first[0][1]
     return intervals.counter_delta(at_service, last[0][1])
+
+
+async def _positions(store, vehicle: str, since: int, now_ms: int) -> list[dict]:
+    """Positions since `since`, at most MAX_ODOMETRY_POINTS: the first query (one point per
+    coarse bucket) finds where the data begins, the second buckets only the span with data."""
+    coarse = await store.route(vehicle, since, now_ms + 1,
+                               max(1, math.ceil((now_ms + 1 - since) / MAX_ODOMETRY_POINTS)))
+    if not coarse:
+        return []
+    first = coarse[0]["time_ms"]
+    step = max(MIN_ODOMETRY_STEP_MS, math.ceil((now_ms + 1 - first) / MAX_ODOMETRY_POINTS))
+    return await store.route(vehicle, first, now_ms + 1, step)
 
 
 async def service_status(store, cfg: MaintenanceConfig, vehicle: str, created_ms: int,
@@ -57,9 +69,7 @@ async def service_status(store, cfg: MaintenanceConfig, vehicle: str, created_ms
                                   last.get("odometer_km"))
             source = "can-odometer"
             if used is None:
-                step = max(MIN_ODOMETRY_STEP_MS,
-                           math.ceil((now_ms - since) / MAX_ODOMETRY_POINTS))
-                points = await store.route(vehicle, since, now_ms + 1, step)
+                points = await _positions(store, vehicle, since, now_ms)
                 used, source = (intervals.gps_km(points), "gps") if points else (None, "none")
         elif iv.by == "engine_h":
             used = await _counter(store, vehicle, cfg.engine_hours_signal, since, now_ms,
