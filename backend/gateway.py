@@ -20,13 +20,14 @@ from aioquic.quic.events import (
     QuicEvent,
     StreamDataReceived,
 )
+from prometheus_client import Histogram
 
 from geostream import ALPN
 from geostream.backoff import Backoff
-from geostream.codec import reading_problem
 from geostream.errors import ErrorCode, ProtocolError
 from geostream.limits import DEFAULT_CREDIT, IDLE_TIMEOUT_S
 from geostream.messages import Batch, Command, Status
+from geostream.schema import reading_problem
 from geostream.session import (
     BatchReceived,
     CommandAcked,
@@ -39,6 +40,7 @@ from geostream.session import (
 
 from .alerts import NoAlerts
 from .hub import Hub, position_feature
+from .metrics import ACK_BUCKETS_S
 from .quic_tuning import delay_acks, enlarge_socket_buffers, shrink_handshake_buffers
 from .store.base import AuthResult, DeadLetter, Store, StoredCommand, StoredReading
 from .tickets import TicketStore
@@ -77,7 +79,7 @@ class Gateway:
 
     def __init__(self, store: Store, writer: BatchWriter, hub: Hub,
                  backlog_high: int = BACKLOG_HIGH, ticket_file: str = ":memory:",
-                 alerts=None):
+                 alerts=None, cluster=None):
         self.backlog_high = backlog_high
         self.draining = False
         self.store = store
@@ -88,11 +90,16 @@ class Gateway:
         self.connections: dict[str, set[GatewayProtocol]] = {}
         self.stats = {"connections": 0, "auth_failures": 0, "protocol_errors": 0,
                       "batches": 0, "readings": 0, "invalid_readings": 0}
+        # batch received → ack sent (GET /metrics); not in a global registry
+        self.ack_latency = Histogram("fleet_ack_latency_seconds", "Batch received to ack sent",
+                                     buckets=ACK_BUCKETS_S, registry=None)
         self._server = None
         self._revocation_task: asyncio.Task | None = None
         # session tickets for resumption / 0-RTT (docs/protocol.md §8), opened by start()
         self.ticket_file = ticket_file
         self.tickets: TicketStore | None = None
+        # behind a router (backend/cluster/, docs/scaling.md): a ClusterNode, else None
+        self.cluster = cluster
 
     def credit(self) -> int:
         return credit_for(self.writer.stats.backlog_rows, len(self.connections),
@@ -160,12 +167,16 @@ class Gateway:
                                 idle_timeout=IDLE_TIMEOUT_S)
         cfg.load_cert_chain(certfile, keyfile)
         self.tickets = TicketStore(self.ticket_file)
-        self._server = await serve(
-            host, port, configuration=cfg,
+        server_kwargs = dict(
+            configuration=cfg,
             create_protocol=lambda *a, **kw: GatewayProtocol(*a, gateway=self, **kw),
             session_ticket_fetcher=self.tickets.pop,
             session_ticket_handler=self.tickets.add,
         )
+        if self.cluster is None:
+            self._server = await serve(host, port, **server_kwargs)
+        else:
+            self._server = await self.cluster.serve(host, port, **server_kwargs)
         enlarge_socket_buffers(self._server)
         self._revocation_task = asyncio.get_running_loop().create_task(self._watch_revocations())
         log.info("gateway listening on udp %s:%d (ALPN %s)", host, port, ALPN)
@@ -221,6 +232,8 @@ class GatewayProtocol(QuicConnectionProtocol):
     def __init__(self, *args, gateway: Gateway, **kwargs):
         super().__init__(*args, **kwargs)
         delay_acks(self._quic)
+        if gateway.cluster is not None:
+            gateway.cluster.adopt(self._quic)
         self.gateway = gateway
         self.session = ServerSession()
         self.stream_id: int | None = None
@@ -311,11 +324,12 @@ class GatewayProtocol(QuicConnectionProtocol):
 
     async def _store_batch(self, batch: Batch) -> None:
         """The pipeline of one batch; each step is named for what it does."""
-        now = _now_ms()
+        now, started = _now_ms(), time.monotonic()
         good, dead = self._validate(batch, now)  # validate → rows
         if not await self._store(good, dead):
             return
         if self._acknowledge(batch):
+            self.gateway.ack_latency.observe(time.monotonic() - started)
             self._publish(good)
         # after the ack has left, so rules never delay it; also while closing (committed)
         await self._alerts(good, now)
