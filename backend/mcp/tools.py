@@ -27,7 +27,6 @@ MAX_BUCKETS = 500  # signal_history buckets
 MAX_SIGNAL_SAMPLES = 200_000  # raw samples read to fill them
 MAX_TRIPS = 200
 MAX_CODES = 200
-LATEST_CAN_READINGS = 200  # newest CAN readings merged into a vehicle's current signals
 DAY_WORDS = ("today", "yesterday")
 
 
@@ -89,7 +88,7 @@ class FleetTools:
                 "position": None if pos is None else {
                     k: pos[k] for k in ("time_ms", "lat", "lon", "speed_kmh", "course")},
                 "fix_age_s": None if pos is None else round((now - pos["time_ms"]) / 1000, 1),
-                "can": await self.store.latest_signals(vehicle, LATEST_CAN_READINGS),
+                "can": (await self.store.last_signals()).get(vehicle, {}),
                 "open_alerts": [a.as_json() for a in open_alerts]}
 
     async def route(self, p: Principal, vehicle: str, since=None, until=None, day=None,

@@ -31,18 +31,6 @@ class PostgresMaintenance:
             "ORDER BY time LIMIT $5", vehicle_id, start_ms, end_ms, name, limit)
         return [(r[0], json.loads(r[1])) for r in rows]
 
-    async def latest_signals(self, vehicle_id: str, limit: int) -> dict[str, dict]:
-        """Each CAN signal's newest value among the vehicle's `limit` newest CAN readings."""
-        rows = await self._pool.fetch(
-            f"SELECT {_EPOCH_MS.format('time')}, signals::text FROM vehicle_telemetry "
-            "WHERE vehicle_id = $1 AND kind = 'can' ORDER BY time DESC LIMIT $2",
-            vehicle_id, limit)
-        out: dict[str, dict] = {}
-        for r in rows:
-            for k, v in (json.loads(r[1]) if r[1] else {}).items():
-                out.setdefault(k, {"value": v, "time_ms": r[0]})
-        return out
-
     async def add_service(self, vehicle_id: str, interval: str, done_ms: int,
                           odometer_km: float | None, engine_h: float | None, note: str = "",
                           recorded_by: str = "") -> int:

@@ -40,20 +40,6 @@ class SqliteMaintenance:
 
         return await self._run(rows)
 
-    async def latest_signals(self, vehicle_id: str, limit: int) -> dict[str, dict]:
-        """Each CAN signal's newest value among the vehicle's `limit` newest CAN readings."""
-        def rows():
-            cur = self._db.execute(
-                "SELECT time_ms, data FROM vehicle_telemetry WHERE vehicle_id=? AND kind='can' "
-                "ORDER BY time_ms DESC LIMIT ?", (vehicle_id, limit))
-            return [(t, json.loads(d)) for t, d in cur if d]
-
-        out: dict[str, dict] = {}
-        for t, data in await self._run(rows):
-            for k, v in data.items():
-                out.setdefault(k, {"value": v, "time_ms": t})
-        return out
-
     async def add_service(self, vehicle_id: str, interval: str, done_ms: int,
                           odometer_km: float | None, engine_h: float | None, note: str = "",
                           recorded_by: str = "") -> int:
