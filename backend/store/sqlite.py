@@ -47,15 +47,7 @@ _DEAD = """INSERT INTO dead_letter (vehicle_id, epoch, seq, reading, error, rece
     VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING"""
 
 
-<<<<<<< HEAD
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 class SqliteStore(SqliteAccounts, SqliteApiQueries, SqliteAlerts, SqliteMaintenance):
-=======
-class SqliteStore(SqliteAccounts, SqliteApiQueries, SqliteAlerts):
->>>>>>> main
     def __init__(self, path: str):
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
