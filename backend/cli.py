@@ -56,6 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--server-id", type=int, help="gateway node behind a router: its server id "
                    "in connection IDs, 0..65535 (docs/scaling.md; default: no router)")
     p.add_argument("--router", help="the router's tunnel address HOST:PORT (with --server-id)")
+    p.add_argument("--nats-url", help="NATS server for live fan-out between nodes, "
+                   "nats://HOST:4222 (docs/scaling.md; default: none, in-process hub)")
     p.add_argument("--log-level", default="INFO")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("serve", help="run gateway, writer, hub and dashboard (the default)")

@@ -51,6 +51,9 @@ class BackendConfig:
     # (0..65535, -1: a single machine, no router) and the router's tunnel address HOST:PORT
     server_id: int = -1
     router: str = ""
+    # NATS for live fan-out between nodes (backend/fanout.py, docs/scaling.md §5), e.g.
+    # nats://10.0.0.5:4222; empty: the gateway publishes straight into this process's hub
+    nats_url: str = ""
     # the bearer secret of GET /metrics (Prometheus `authorization: credentials`); empty: the
     # endpoint refuses everyone. Config file only (a flag would show in `ps`).
     metrics_token: str = field(default="", repr=False)

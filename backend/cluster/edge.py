@@ -90,6 +90,8 @@ class _NodeTransport(asyncio.DatagramTransport):
         self.endpoint = endpoint
 
     def sendto(self, data, addr=None) -> None:
+        if self.endpoint.transport.is_closing():
+            return  # the node is stopping: its connections' last packets go nowhere
         self.endpoint.transport.sendto(tunnel.wrap(addr[0], addr[1], data),
                                        self.endpoint.router)
 

@@ -24,6 +24,11 @@ class AuthResult(enum.Enum):
     REVOKED = "revoked"
 
 
+# the scalar columns of a stored reading, in the order the stores select them
+ROW_FIELDS = ("vehicle_id", "epoch", "seq", "time_ms", "kind", "lat", "lon", "alt",
+              "speed_kmh", "course", "fix", "sats", "hdop")
+
+
 @dataclass(frozen=True, slots=True)
 class StoredReading:
     """One reading as persisted: the wire reading flattened into columns."""
@@ -50,6 +55,12 @@ class StoredReading:
         return cls(vehicle_id=vehicle_id, epoch=epoch, seq=r[schema.SEQ],
                    time_ms=r[schema.TIME], kind=r[schema.KIND], **schema.row_fields(r),
                    received_ms=received_ms)
+
+    @classmethod
+    def from_row(cls, r) -> StoredReading:
+        """From a row of ROW_FIELDS, then the data JSON and received_ms."""
+        return cls(**dict(zip(ROW_FIELDS, r[:13], strict=True)),
+                   data=None if r[13] is None else json.loads(r[13]), received_ms=r[14])
 
     def data_json(self) -> str | None:
         return None if self.data is None else json.dumps(self.data, separators=(",", ":"),
