@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import time
 
 from aiohttp import web
 
@@ -14,13 +13,11 @@ from .config import BackendConfig
 from .gateway import Gateway
 from .hub import Hub, position_feature
 from .store import open_store
+from .store.base import now_ms as _now_ms
 from .writer import BatchWriter
 
 log = logging.getLogger(__name__)
 
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class Backend:
@@ -30,9 +27,17 @@ class Backend:
         self.writer = BatchWriter(self.store, config.writer_max_rows,
                                   config.writer_linger_ms / 1000)
         self.hub = Hub()
-        self.alerts = AlertEngine(self.store, config.alert_rules(), self.hub.publish_alert)
-        self.gateway = Gateway(self.store, self.writer, self.hub,
-                               ticket_file=config.ticket_path(), alerts=self.alerts)
+        # with NATS, committed positions and alerts go out on it and this hub is fed from it
+        self.fanout = None
+        if config.nats_url:
+            from .fanout import NatsFanout
+
+            self.fanout = NatsFanout(config.nats_url, self.hub)
+        live = self.fanout or self.hub
+        self.alerts = AlertEngine(self.store, config.alert_rules(), live.publish_alert)
+        self.gateway = Gateway(self.store, self.writer, live,
+                               ticket_file=config.ticket_path(), alerts=self.alerts,
+                               cluster=config.cluster_node())
         self._runner: web.AppRunner | None = None
         self._alert_timer: asyncio.Task | None = None
 
@@ -53,6 +58,8 @@ class Backend:
             self.hub.seed(r["vehicle_id"], r["time_ms"], position_feature(
                 r["vehicle_id"], r["time_ms"], r["lat"], r["lon"], r["speed_kmh"], r["course"],
                 r["seq"]))
+        if self.fanout is not None:
+            await self.fanout.start()
         await self.alerts.start(_now_ms())
         self.writer.start()
         await self.gateway.start(c.quic_host, c.quic_port, c.cert, c.key)
@@ -87,6 +94,8 @@ class Backend:
         await self.writer.stop()
         await self.gateway.finish_in_flight()
         await self.gateway.stop()
+        if self.fanout is not None:
+            await self.fanout.stop()
         if self._runner:
             await self._runner.cleanup()
         await self.store.close()
