@@ -90,6 +90,9 @@ def _parser() -> argparse.ArgumentParser:
 
     add_parsers(sub)
     _query_parser(sub)
+    mcp = sub.add_parser("mcp", help="MCP server over stdio for AI clients (docs/mcp.md)")
+    mcp.add_argument("--token-file", help="file holding a user's API token (`users token "
+                     "NAME`); default: $FLEET_API_TOKEN")
     certs = sub.add_parser("gen-certs", help="create a private CA and a gateway certificate")
     certs.add_argument("--out", required=True, help="directory for ca.pem, server.pem/.key")
     certs.add_argument("--name", action="append", default=[],
@@ -269,6 +272,10 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print(json.dumps(answer, indent=None, separators=(",", ":")))
         return 0
+    if command == "mcp":
+        from .mcp.stdio import serve_stdio
+
+        return asyncio.run(serve_stdio(config, args.token_file))
     if command == "gen-certs":
         from .pki import generate
 

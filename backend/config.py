@@ -29,6 +29,9 @@ class BackendConfig:
     ticket_file: str = ""
     # the `[alerts]` table: rules and their parameters (docs/alerts.md); TOML only, no flag
     alerts: dict = field(default_factory=dict)
+    # the `[maintenance]` table: service intervals and signal-health checks
+    # (docs/maintenance.md); TOML only
+    maintenance: dict = field(default_factory=dict)
     # how often the clock-driven alert rules (stale, offline) run
     alert_timer_s: float = 5.0
 
@@ -64,6 +67,7 @@ class BackendConfig:
         if self.server_id > 65535:
             raise ValueError("server_id must be within 0..65535")
         self.alert_rules()  # a bad [alerts] table fails at start, naming the key
+        self.maintenance_config()
         if not 0.1 <= self.alert_timer_s <= 3600:
             raise ValueError("alert_timer_s must be within 0.1..3600")
 
@@ -71,6 +75,11 @@ class BackendConfig:
         from .alerts.rules import parse_rules
 
         return parse_rules(self.alerts)
+
+    def maintenance_config(self):
+        from .maintenance.config import parse_maintenance
+
+        return parse_maintenance(self.maintenance)
 
     @classmethod
     def keys(cls) -> list[str]:

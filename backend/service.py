@@ -40,6 +40,7 @@ class Backend:
                                cluster=config.cluster_node())
         self._runner: web.AppRunner | None = None
         self._alert_timer: asyncio.Task | None = None
+        self._maintenance_timer: asyncio.Task | None = None
 
     def status(self) -> dict:
         return {"gateway": dict(self.gateway.stats),
@@ -69,6 +70,7 @@ class Backend:
                             gateway=self.gateway, alert_rules=self.alerts.rules,
                             map_files=(c.map_style, c.map_pmtiles, c.map_overlay),
                             metrics_token=c.metrics_token)
+        self._add_mcp_and_maintenance()
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
         tls = http_tls(c)
@@ -80,6 +82,29 @@ class Backend:
         print(f"backend ready: dashboard {scheme}://{host}:{self.http_port}/ "
               f"gateway udp {c.quic_host}:{c.quic_port}", flush=True)
 
+    def _add_mcp_and_maintenance(self) -> None:
+        """The MCP endpoint (/mcp) and the maintenance checks on their own timer."""
+        from .maintenance.monitor import MaintenanceMonitor
+        from .mcp.http import add_mcp_routes
+        from .mcp.tools import FleetTools
+
+        cfg = self.config.maintenance_config()
+        add_mcp_routes(self.app, FleetTools(self.store, self.alerts.rules, cfg,
+                                            self.gateway.send_command))
+        self.maintenance = MaintenanceMonitor(self.store, cfg, self.hub.publish_alert)
+        if cfg.intervals or cfg.health:
+            self._maintenance_timer = asyncio.get_running_loop().create_task(
+                self._maintenance_clock(cfg.check_every_s), name="maintenance-timer")
+
+    async def _maintenance_clock(self, every_s: float) -> None:
+        while True:
+            try:
+                await self.maintenance.check(_now_ms())
+            except Exception as exc:  # the store may be away; the next round retries
+                self.maintenance.stats["failures"] += 1
+                log.warning("maintenance check failed: %s", exc)
+            await asyncio.sleep(every_s)
+
     async def _alert_clock(self) -> None:
         """Clock-driven alert rules (stale, offline) every `alert_timer_s`."""
         while True:
@@ -88,8 +113,9 @@ class Backend:
 
     async def stop(self) -> None:
         """Stop accepting, commit and acknowledge everything in flight, then close."""
-        if self._alert_timer is not None:
-            self._alert_timer.cancel()
+        for timer in (self._alert_timer, self._maintenance_timer):
+            if timer is not None:
+                timer.cancel()
         self.gateway.stop_accepting()
         await self.writer.stop()
         await self.gateway.finish_in_flight()

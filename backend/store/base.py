@@ -189,7 +189,7 @@ class AlertQuery:
 
 
 # Rules driven by the clock rather than by readings: kept out of re-evaluation windows.
-TIME_RULES = ("stale", "offline")
+TIME_RULES = ("stale", "offline", "service", "signal_health")
 
 
 def command_id_floor(now_ms: int) -> int:

@@ -30,6 +30,7 @@ from .base import now_ms as clock_ms
 from .postgres_accounts import PostgresAccounts
 from .postgres_alerts import PostgresAlerts
 from .postgres_api import PostgresApiQueries
+from .postgres_maintenance import PostgresMaintenance
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ def _day(ms: int) -> int:
     return ms // DAY_MS
 
 
-class PostgresStore(PostgresAccounts, PostgresApiQueries, PostgresAlerts):
+class PostgresStore(PostgresAccounts, PostgresApiQueries, PostgresAlerts, PostgresMaintenance):
     def __init__(self, url: str, pool_max: int = POOL_MAX,
                  maintain_every_s: float = MAINTAIN_EVERY_S):
         self.url = url

@@ -28,6 +28,7 @@ from .base import now_ms as clock_ms
 from .sqlite_accounts import SqliteAccounts
 from .sqlite_alerts import SqliteAlerts
 from .sqlite_api import SqliteApiQueries
+from .sqlite_maintenance import SqliteMaintenance
 
 _INSERT = """INSERT INTO vehicle_telemetry
     (vehicle_id, epoch, seq, time_ms, kind, lat, lon, alt, speed_kmh, course, fix, sats, hdop,
@@ -46,7 +47,7 @@ _DEAD = """INSERT INTO dead_letter (vehicle_id, epoch, seq, reading, error, rece
     VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING"""
 
 
-class SqliteStore(SqliteAccounts, SqliteApiQueries, SqliteAlerts):
+class SqliteStore(SqliteAccounts, SqliteApiQueries, SqliteAlerts, SqliteMaintenance):
     def __init__(self, path: str):
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
