@@ -230,6 +230,7 @@ class Gateway:
 
     def register(self, vehicle: str, proto: GatewayProtocol) -> None:
         self.connections.setdefault(vehicle, set()).add(proto)
+        self.alerts.forget(vehicle)  # it may have sent through another backend meanwhile
 
     def unregister(self, vehicle: str | None, proto: GatewayProtocol) -> None:
         if vehicle and vehicle in self.connections:

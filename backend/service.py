@@ -120,6 +120,7 @@ class Backend:
         await self.writer.stop()
         await self.gateway.finish_in_flight()
         await self.gateway.stop()
+        await self.alerts.flush()  # deferred alert checkpoints
         if self.fanout is not None:
             await self.fanout.stop()
         if self._runner:

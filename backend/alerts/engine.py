@@ -1,7 +1,9 @@
 """The alert engine: the async edge around the evaluator (store, checkpoints, hub, timer).
 
 Per vehicle, after each commit: continue from the state cached after the previous evaluation
-when every new reading is newer than it (the live path: it reads only the new rows back), or
+when every new reading is newer than it (the live path: it evaluates the committed rows as the
+store would read them back and reconciles with the alerts it cached, so it costs no database
+round trip unless an alert changes or a checkpoint is due), or
 else restart from the newest stored checkpoint before the earliest new reading and read the
 vehicle's readings from there (the backfill path). The resulting episodes are reconciled with
 the stored alerts that evaluation could change, and only the differences are written (one
@@ -35,6 +37,10 @@ REFRESH_MS = 30_000
 # readings older than its journal's max_age_h (168 h), so no backfill needs them.
 CHECKPOINT_RETAIN_MS = 8 * 86_400_000
 PRUNE_EVERY_MS = 3_600_000
+# Live checkpoints that change no alert wait for one transaction across vehicles, at most this
+# long or this many: losing them (kill -9) only makes the restart catch-up start further back.
+FLUSH_EVERY_MS = 1_000
+FLUSH_MAX = 500
 # Open clock-driven alerts loaded at start (at most one per rule and vehicle).
 OPEN_LIMIT = 1_000_000
 
@@ -84,7 +90,11 @@ class AlertEngine:
         self.fences: list[Fence] = []
         self.stats: dict = {"alerts_opened": Counter(), "evaluations": 0, "replays": 0,
                             "readings_evaluated": 0, "failures": 0}
-        self._cache: dict[str, tuple[int, dict, int | None]] = {}  # → (time, state, last cp)
+        # → (time, state, last checkpoint, the stored alerts the next live evaluation can change)
+        self._cache: dict[str, tuple[int, dict, int | None, dict[tuple, object]]] = {}
+        self._rows: dict[str, dict[tuple, StoredReading]] = {}  # committed, not yet evaluated
+        view = getattr(store, "as_read_back", None)  # the store's types (float4 in PostgreSQL)
+        self._read_back: Callable[[StoredReading], StoredReading] = view or (lambda r: r)
         self._locks: dict[str, asyncio.Lock] = {}
         self._pending: dict[str, int] = {}  # earliest committed, not yet evaluated, reading
         self._seen: dict[str, int] = {}  # newest device time per vehicle
@@ -92,6 +102,9 @@ class AlertEngine:
         self._connected_ms: dict[str, int] = {}
         self._timed: dict[tuple[str, str], StoredAlert] = {}  # open stale/offline alerts
         self._known: set[str] = set()
+        self._deferred: dict[str, list[tuple[int, dict]]] = {}  # checkpoints not yet written
+        self._deferred_ms: int | None = None  # when the oldest of them was deferred
+        self._flush_lock = asyncio.Lock()
         self._started_ms = 0
         self._refreshed_ms: int | None = None
         self._pruned_ms: int | None = None
@@ -118,6 +131,11 @@ class AlertEngine:
                        if v.get("revoked_ms") is None}
         self._refreshed_ms = now_ms
 
+    def forget(self, vehicle: str) -> None:
+        """A vehicle (re)connected: its next evaluation starts from the store, which holds what
+        another backend sharing it may have evaluated meanwhile."""
+        self._cache.pop(vehicle, None)
+
     def _note_position(self, vehicle: str, t: int, speed, lat, lon) -> None:
         self._seen[vehicle] = max(t, self._seen.get(vehicle, t))
         if vehicle not in self._speed or t > self._speed[vehicle][0]:
@@ -130,6 +148,8 @@ class AlertEngine:
         earliest: dict[str, int] = {}
         for r in rows:
             earliest[r.vehicle_id] = min(r.time_ms, earliest.get(r.vehicle_id, r.time_ms))
+            # keyed like the table: a re-delivered reading is evaluated once
+            self._rows.setdefault(r.vehicle_id, {})[(r.epoch, r.seq)] = r
             if r.kind == "pos" and r.lat is not None:
                 self._note_position(r.vehicle_id, r.time_ms, r.speed_kmh, r.lat, r.lon)
             else:
@@ -138,6 +158,35 @@ class AlertEngine:
             self._pending[vehicle] = min(t0, self._pending.get(vehicle, t0))
         for vehicle in sorted(earliest):
             await self._evaluate_safely(vehicle, _PENDING, now_ms)
+        await self._flush_if_due(now_ms)
+
+    async def _flush_if_due(self, now_ms: int) -> None:
+        n = sum(map(len, self._deferred.values()))
+        if n and (n >= FLUSH_MAX or now_ms - self._deferred_ms >= FLUSH_EVERY_MS):
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Write the deferred checkpoints (one transaction); the service calls it on stop.
+        Never raises: a lost checkpoint costs a longer replay, not an alert."""
+        async with self._flush_lock:
+            points = [(v, t, s) for v, cps in self._deferred.items() for t, s in cps]
+            self._deferred, self._deferred_ms = {}, None
+            if not points:
+                return
+            try:
+                await self.store.save_alert_checkpoints(points)
+            except Exception as exc:
+                self.stats["failures"] += 1
+                log.warning("cannot write %d alert checkpoints: %s", len(points), exc)
+
+    async def _discard_deferred(self, vehicle: str, after_ms: int | None) -> None:
+        """A replay replaces the vehicle's checkpoints after `after_ms`: drop deferred ones
+        there, after any flush in flight has committed (it could otherwise write them back)."""
+        async with self._flush_lock:
+            kept = [(t, s) for t, s in self._deferred.pop(vehicle, [])
+                    if after_ms is not None and t <= after_ms]
+            if kept:
+                self._deferred[vehicle] = kept
 
     async def _evaluate_safely(self, vehicle: str, t0, now_ms: int) -> None:
         lock = self._locks.setdefault(vehicle, asyncio.Lock())
@@ -148,8 +197,9 @@ class AlertEngine:
                 if vehicle not in self._pending:
                     return
                 t0 = self._pending.pop(vehicle)
+            fresh = list(self._rows.pop(vehicle, {}).values())
             try:
-                await self._evaluate(vehicle, t0, now_ms)
+                await self._evaluate(vehicle, t0, now_ms, fresh)
             except Exception as exc:
                 self._cache.pop(vehicle, None)  # the next evaluation starts from the store
                 self.stats["failures"] += 1
@@ -158,11 +208,14 @@ class AlertEngine:
                 self._cache.pop(vehicle, None)
                 raise
 
-    async def _evaluate(self, vehicle: str, t0: int | None, now_ms: int) -> None:
+    async def _evaluate(self, vehicle: str, t0: int | None, now_ms: int,
+                        fresh: list[StoredReading] = ()) -> None:
         cached = self._cache.get(vehicle)
         live = cached is not None and t0 is not None and t0 > cached[0]
         if live:
-            base, state, last_cp = cached
+            # every committed reading after the cached state is in `fresh` (taken with t0)
+            base, state, last_cp, view = cached
+            readings = [self._read_back(r) for r in fresh if r.time_ms > base]
         else:
             cp = await self.store.alert_checkpoint(vehicle, t0)
             if cp is None and t0 is None:
@@ -170,7 +223,7 @@ class AlertEngine:
             base, state = cp if cp else (None, None)
             last_cp = base
             self.stats["replays"] += 1
-        readings = await self.store.alert_readings(vehicle, base)
+            readings = await self.store.alert_readings(vehicle, base)
         if not readings and cached is not None:
             return
         self.stats["evaluations"] += 1
@@ -187,15 +240,28 @@ class AlertEngine:
                 points.append((t, ev.state()))
                 last_cp = t
         episodes = {e.key: e for e in ev.episodes()}
-        stored = {a.key: a for a in await self.store.alerts_in_window(vehicle, base)}
+        if live:
+            stored = view
+        else:
+            stored = {a.key: a for a in await self.store.alerts_in_window(vehicle, base)}
         upserts, moves, retract = _reconcile(stored, episodes)
         saved = []
         # most live batches change nothing; a replay always replaces the checkpoints after base
-        if upserts or moves or retract or points or not live:
+        if live and points and not (upserts or moves or retract):
+            self._deferred.setdefault(vehicle, []).extend(points)
+            if self._deferred_ms is None:
+                self._deferred_ms = now_ms
+        elif upserts or moves or retract or points or not live:
+            if not live:
+                await self._discard_deferred(vehicle, base)
             saved = await self.store.save_alerts(upserts, retract, now_ms,
                                                  (vehicle, base, points), moves)
         if end is not None:
-            self._cache[vehicle] = (end, ev.state(), last_cp)
+            # after the save the window's stored alerts are the episodes; the next live window
+            # (open, or decided after `end`) is those of them (_same compares only their fields)
+            window = {k: e for k, e in episodes.items()
+                      if e.end_ms is None or e.decided_ms > end}
+            self._cache[vehicle] = (end, ev.state(), last_cp, window)
         self._published(saved)
 
     def _published(self, saved: list[tuple[StoredAlert, bool]]) -> None:
@@ -254,6 +320,7 @@ class AlertEngine:
                     changes.append(Episode("offline", vehicle, start, None, "", None, lat, lon,
                                            {"last_connected_ms": self._connected_ms.get(vehicle)},
                                            start))
+        await self._flush_if_due(now_ms)
         if not changes:
             return
         saved = await self.store.save_alerts(changes, [], now_ms)
@@ -277,4 +344,10 @@ class NoAlerts:
     stats: dict = {}
 
     async def on_committed(self, rows, now_ms: int) -> None:
+        return None
+
+    def forget(self, vehicle: str) -> None:
+        return None
+
+    async def flush(self) -> None:
         return None

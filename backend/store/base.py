@@ -286,6 +286,8 @@ class Store(Protocol):
         `retract` keys retracted, and with `checkpoints = (vehicle, after_ms, [(time_ms,
         state)])` replace the vehicle's checkpoints after `after_ms`. Returns each changed
         alert and whether it is new."""
+    async def save_alert_checkpoints(self, points: list[tuple[str, int, dict]]) -> None:
+        """Checkpoints of many vehicles, (vehicle, time_ms, state) each, in one transaction."""
     async def prune_alert_checkpoints(self, before_ms: int) -> int:
         """Drop checkpoints older than `before_ms`, except each vehicle's newest."""
     async def list_alerts(self, query: AlertQuery) -> list[StoredAlert]: ...

@@ -5,7 +5,9 @@ Times are timestamptz in the tables and epoch ms in the Store API, as elsewhere 
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import struct
 
 from .base import TIME_RULES, AlertQuery, StoredAlert, StoredReading
 
@@ -31,6 +33,16 @@ _KEY = f"rule = $1 AND vehicle_id = $2 AND subject = $3 AND start_time = {_MS.fo
 _LOW, _HIGH = -(2**45), 2**62  # "no bound" in epoch ms (_LOW: year ~855, within timestamptz)
 
 
+_FLOAT4 = struct.Struct("f")  # speed_kmh, course, alt and hdop are `real` columns
+
+
+def _real(v: float | None) -> float | None:
+    try:
+        return None if v is None else _FLOAT4.unpack(_FLOAT4.pack(v))[0]
+    except (OverflowError, struct.error):  # out of float4's range: PostgreSQL refused it
+        return v
+
+
 def _alert(r) -> StoredAlert:
     return StoredAlert(*r[:10], json.loads(r[10]), *r[11:14])
 
@@ -38,6 +50,12 @@ def _alert(r) -> StoredAlert:
 
 class PostgresAlerts:
     """Mixed into PostgresStore (uses its asyncpg pool)."""
+
+    @staticmethod
+    def as_read_back(r: StoredReading) -> StoredReading:
+        """A committed reading as alert_readings would return it (the engine's live path)."""
+        return dataclasses.replace(r, speed_kmh=_real(r.speed_kmh), course=_real(r.course),
+                                   alt=_real(r.alt), hdop=_real(r.hdop))
 
     async def alert_readings(self, vehicle_id: str, after_ms: int | None) -> list[StoredReading]:
         rows = await self._pool.fetch(
@@ -98,6 +116,14 @@ class PostgresAlerts:
                     "ON CONFLICT (vehicle_id, time_ms) DO UPDATE SET state = excluded.state",
                     [(vehicle, t, json.dumps(state)) for t, state in points])
         return out
+
+    async def save_alert_checkpoints(self, points: list[tuple[str, int, dict]]) -> None:
+        """Checkpoints of many vehicles, (vehicle, time_ms, state) each, in one transaction."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.executemany(
+                "INSERT INTO alert_checkpoints VALUES ($1, $2, $3::jsonb) "
+                "ON CONFLICT (vehicle_id, time_ms) DO UPDATE SET state = excluded.state",
+                [(v, t, json.dumps(state)) for v, t, state in points])
 
     async def prune_alert_checkpoints(self, before_ms: int) -> int:
         status = await self._pool.execute(

@@ -109,6 +109,21 @@ class SqliteAlerts:
 
         return await self._run(save)
 
+    async def save_alert_checkpoints(self, points: list[tuple[str, int, dict]]) -> None:
+        """Checkpoints of many vehicles, (vehicle, time_ms, state) each, in one transaction."""
+        def save():
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany("INSERT OR REPLACE INTO alert_checkpoints VALUES (?,?,?)",
+                               [(v, t, json.dumps(state)) for v, t, state in points])
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+        return await self._run(save)
+
     async def prune_alert_checkpoints(self, before_ms: int) -> int:
         def prune() -> int:
             return self._db.execute(
