@@ -71,10 +71,10 @@ class RouterEdge:
             self.router.heartbeat(sid, addr, self.loop.time())
             return
         try:
-            ip, port, payload = tunnel.unwrap(data)
+            host, port, payload = tunnel.unwrap(data)
         except ValueError:
             return
-        self.public.sendto(payload, (tunnel.socket_host(ip, self._public_v6), port))
+        self.public.sendto(payload, (tunnel.socket_host(host, self._public_v6), port))
 
     def close(self) -> None:
         for t in (self.public, self.tunnel):
@@ -121,10 +121,10 @@ class _NodeEndpoint(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr) -> None:
         try:
-            ip, port, payload = tunnel.unwrap(data)
+            host, port, payload = tunnel.unwrap(data)
         except ValueError:
             return
-        self.server.datagram_received(payload, (str(ip), port))
+        self.server.datagram_received(payload, (host, port))
 
     async def _heartbeats(self) -> None:
         beat = tunnel.heartbeat(self.server_id)

@@ -10,26 +10,33 @@ back to the router (which sends the payload to that address). No flow table anyw
 
 from __future__ import annotations
 
-import ipaddress
+import socket
 
 DATA = 0
 HEARTBEAT = 1
 HEADER_BYTES = 19
+_V4_MAPPED = bytes(10) + b"\xff\xff"
 
 
 def wrap(host: str, port: int, payload: bytes) -> bytes:
-    ip = ipaddress.ip_address(host.split("%")[0])
-    if ip.version == 4:
-        ip = ipaddress.IPv6Address(f"::ffff:{ip}")
-    return bytes([DATA]) + ip.packed + port.to_bytes(2, "big") + payload
+    """(socket.inet_pton, not ipaddress: the router does this per packet, ~10× cheaper.)"""
+    host = host.split("%")[0]
+    try:
+        packed = _V4_MAPPED + socket.inet_pton(socket.AF_INET, host)
+    except OSError:
+        packed = socket.inet_pton(socket.AF_INET6, host)
+    return bytes([DATA]) + packed + port.to_bytes(2, "big") + payload
 
 
-def unwrap(datagram: bytes) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int, bytes]:
-    """(client address, port, QUIC datagram); ValueError if it is not a data datagram."""
+def unwrap(datagram: bytes) -> tuple[str, int, bytes]:
+    """(client host, port, QUIC datagram), IPv4 unmapped; ValueError if not a data datagram."""
     if len(datagram) < HEADER_BYTES or datagram[0] != DATA:
         raise ValueError("not a tunnel data datagram")
-    ip = ipaddress.IPv6Address(datagram[1:17])
-    host = ip.ipv4_mapped or ip
+    raw = datagram[1:17]
+    if raw[:12] == _V4_MAPPED:
+        host = socket.inet_ntop(socket.AF_INET, raw[12:])
+    else:
+        host = socket.inet_ntop(socket.AF_INET6, raw)
     return host, int.from_bytes(datagram[17:19], "big"), datagram[HEADER_BYTES:]
 
 
@@ -43,8 +50,8 @@ def heartbeat_id(datagram: bytes) -> int | None:
     return int.from_bytes(datagram[1:3], "big")
 
 
-def socket_host(ip, ipv6_socket: bool) -> str:
+def socket_host(host: str, ipv6_socket: bool) -> str:
     """The address as a socket of that family wants it (dual-stack: IPv4 mapped)."""
-    if ipv6_socket and ip.version == 4:
-        return f"::ffff:{ip}"
-    return str(ip)
+    if ipv6_socket and ":" not in host:
+        return "::ffff:" + host
+    return host

@@ -84,3 +84,14 @@ def test_drops_without_live_nodes_or_for_unknown_server_ids():
     r = _router()
     assert r.route(short(CidLayout().encode(99)), 0.1) in (A, B, C), "unknown id: hashed"
     assert rendezvous(b"k", []) is None
+
+
+def test_tunnel_round_trip_both_families():
+    from backend.cluster import tunnel
+
+    for host in ("10.1.2.3", "fd00::7"):
+        assert tunnel.unwrap(tunnel.wrap(host, 4433, b"quic")) == (host, 4433, b"quic")
+    assert tunnel.unwrap(tunnel.wrap("::ffff:10.1.2.3", 9, b"x"))[0] == "10.1.2.3"
+    assert tunnel.socket_host("10.1.2.3", True) == "::ffff:10.1.2.3"
+    assert tunnel.heartbeat_id(tunnel.heartbeat(513)) == 513
+    assert tunnel.heartbeat_id(b"\x00\x02\x01") is None
