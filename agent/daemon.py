@@ -7,6 +7,8 @@ import logging
 import signal
 import time
 
+from geostream.messages import Status
+
 from . import __version__, control, logging_setup, status
 from . import reload as reloading
 from .config import AgentConfig, ConfigError, load_config
@@ -19,6 +21,8 @@ from .uplink import Uplink
 log = logging.getLogger(__name__)
 
 STATUS_INTERVAL_S = 10.0
+# status report to the backend (docs/protocol.md §3 status): ~100 bytes per 30 s
+REPORT_INTERVAL_S = 30.0
 
 
 def build_sources(config: AgentConfig) -> list[Source]:
@@ -54,6 +58,9 @@ class Agent:
         self.sources = sources
         self.journal = JournalWorker(config.journal)
         self.uplink = Uplink(config, self.journal)
+        self.uplink.status_provider = self.status_report
+        self.uplink.status_interval_s = float(config.status.get("report_interval_s",
+                                                                REPORT_INTERVAL_S))
         self.notifier = SystemdNotifier()
         self._pending: list[Reading] = []
         self._flush_now = asyncio.Event()
@@ -110,6 +117,20 @@ class Agent:
             journal=status.journal_status(journal, now_ms),
             sources={s.name: s.status() for s in self.sources}, accepted=self.accepted)
 
+    async def status_report(self) -> Status:
+        """The small report the backend keeps as this vehicle's latest status."""
+        snap = await self.snapshot()
+        journal, link = snap["journal"], snap["link"]
+        oldest = journal["oldest_unsent_age_s"]
+        return Status(
+            time=snap["time_ms"], backlog=journal["backlog"], journal_bytes=journal["file_bytes"],
+            oldest=None if oldest is None else snap["time_ms"] - int(oldest * 1000),
+            dropped=sum(journal["dropped"].values()),
+            rtt_ms=None if link.get("rtt_ms") is None else round(link["rtt_ms"]),
+            uptime_s=int(snap["uptime_s"]),
+            sources=tuple((name[:32], str(src.get("state", "?"))[:32])
+                          for name, src in list(snap["sources"].items())[:16]))
+
     def reload(self) -> reloading.Plan | None:
         """SIGHUP: re-read the config; take over what is safe, log what needs a restart."""
         try:
@@ -160,6 +181,7 @@ class Agent:
                         raise t.exception()
                 self.notifier.notify("WATCHDOG=1")
                 self.notifier.notify(f"STATUS={self._status_line()}")
+                self.uplink.notify()  # lets the uplink send a status report when one is due
                 if self.textfile:
                     await self._write_textfile()
                 try:

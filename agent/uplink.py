@@ -16,7 +16,7 @@ import socket
 import ssl
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from aioquic.tls import SessionTicket
 
 from geostream import ALPN
 from geostream.errors import ErrorCode, ProtocolError
+from geostream.messages import Status
 from geostream.session import Acknowledged, ClientSession, CommandReceived, PeerError, Welcomed
 from geostream.tickets import ticket_from_json, ticket_to_json
 
@@ -106,6 +107,11 @@ class Uplink:
         self._last_send = -1e9
         self._live = False
         self._pace_timer: asyncio.TimerHandle | None = None
+        # status reports (docs/protocol.md §3 status): the daemon sets the provider
+        self.status_provider: Callable[[], Awaitable[Status]] | None = None
+        self.status_interval_s = 30.0
+        self._next_status = 0.0
+        self._status_refused = False  # the gateway answered unknown-type: not on this session
 
     def notify(self) -> None:
         """New readings were committed to the journal."""
@@ -388,6 +394,7 @@ class Uplink:
                     if end or session.closed:
                         raise ConnectionError("server ended the session")
                 await self._fill(session, drain, link, stream_id)
+                await self._report(session, link, stream_id)
         finally:
             for f in (closed, getter, woken):  # never leave a waiter behind on cancellation
                 f.cancel()
@@ -395,6 +402,7 @@ class Uplink:
     async def _handle(self, event, session: ClientSession) -> None:
         if isinstance(event, Welcomed):
             self._set_state("connected")
+            self._next_status, self._status_refused = 0.0, False  # report once at once
             # first packet → welcome: what a (re)connect costs before data flows
             self.stats.extra["welcome_after_s"] = asyncio.get_running_loop().time() - self._started
             self.stats.server_clock_offset_ms = time.time_ns() // 1_000_000 - event.server_time_ms
@@ -419,6 +427,8 @@ class Uplink:
             log.info("command %d %r: ok=%s %s", cmd.id, cmd.name, ok, detail)
             session.acknowledge_command(cmd.id, ok, detail)
         elif isinstance(event, PeerError):
+            if event.code == ErrorCode.UNKNOWN_TYPE:  # an older gateway: no status reports
+                self._status_refused = True
             log.warning("server error %d: %s", event.code, event.reason)
             if event.code in (ErrorCode.AUTH_FAILED, ErrorCode.REVOKED):
                 raise _AuthRefused(f"{ErrorCode(event.code).label}: {event.reason}")
@@ -439,6 +449,16 @@ class Uplink:
             budget = budget * 8 // 10
         drain.cursor, drain.live, drain.more = trial.cursor, trial.live, trial.more
         return batch
+
+    async def _report(self, session: ClientSession, link: QuicLink, stream_id: int) -> None:
+        """A status report when one is due (the daemon's status tick wakes the loop)."""
+        now = asyncio.get_running_loop().time()
+        if (self.status_provider is None or self._status_refused or not session.ready
+                or now < self._next_status):
+            return
+        self._next_status = now + self.status_interval_s
+        session.send_status(await self.status_provider())
+        link.send(stream_id, session.data_to_send())
 
     async def _fill(self, session: ClientSession, drain: DrainState, link: QuicLink,
                     stream_id: int) -> None:

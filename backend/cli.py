@@ -74,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     cmd.add_argument("--token-file", help="file holding an API token of a dispatcher "
                      "(`users token NAME`); default: $FLEET_API_TOKEN")
     cmd.add_argument("--url", help="the backend's base URL (default: http://HTTP_HOST:PORT)")
+    cmd.add_argument("--ca", help="CA file to check an HTTPS backend's certificate with")
     from .auth.cli import add_parsers
 
     add_parsers(sub)
@@ -143,7 +144,13 @@ def build_config(args: argparse.Namespace) -> BackendConfig:
         flag = getattr(args, key, None)
         if flag is not None:
             values[key] = flag
-    return dataclasses.replace(BackendConfig(), **values)
+    config = dataclasses.replace(BackendConfig(), **values)
+    from .auth.addresses import parse_networks
+
+    parse_networks(config.trusted_proxies)  # a typo is a configuration error, not a crash later
+    if bool(config.http_cert) < bool(config.http_key):
+        raise ValueError("http_key without http_cert")
+    return config
 
 
 async def _with_store(config: BackendConfig, action, migrate: bool = True):
@@ -181,8 +188,13 @@ async def _send_command(config: BackendConfig, args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"backend command: {exc}", file=sys.stderr)
         return 2
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10),
-                                     headers=headers) as http:
+    ssl_ctx = True  # the system's CAs
+    if args.ca:
+        import ssl
+
+        ssl_ctx = ssl.create_default_context(cafile=args.ca)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10), headers=headers,
+                                     connector=aiohttp.TCPConnector(ssl=ssl_ctx)) as http:
         async with http.post(f"{base}/api/vehicles/{args.vehicle_id}/commands",
                              json={"name": args.name, "args": json.loads(args.args)}) as r:
             body = await r.json()
@@ -247,11 +259,15 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(files))
         return 0
     if command == "vehicles":
+        from .auth.cli import audited
+
         if args.action == "add":
-            token = asyncio.run(_with_store(config, lambda s: s.add_vehicle(args.vehicle_id)))
+            token = asyncio.run(_with_store(config, audited(
+                lambda s: s.add_vehicle(args.vehicle_id), "vehicle.create", args.vehicle_id)))
             print(token)
         elif args.action == "revoke":
-            ok = asyncio.run(_with_store(config, lambda s: s.revoke_vehicle(args.vehicle_id)))
+            ok = asyncio.run(_with_store(config, audited(
+                lambda s: s.revoke_vehicle(args.vehicle_id), "vehicle.revoke", args.vehicle_id)))
             if not ok:
                 print(f"no active vehicle {args.vehicle_id!r}", file=sys.stderr)
                 return 1

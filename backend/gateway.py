@@ -12,12 +12,17 @@ import time
 
 from aioquic.asyncio import QuicConnectionProtocol, serve
 from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.events import ConnectionTerminated, QuicEvent, StreamDataReceived
+from aioquic.quic.events import (
+    ConnectionTerminated,
+    HandshakeCompleted,
+    QuicEvent,
+    StreamDataReceived,
+)
 
 from geostream import ALPN
 from geostream.codec import reading_problem
 from geostream.errors import ErrorCode, ProtocolError
-from geostream.messages import Batch, Command
+from geostream.messages import Batch, Command, Status
 from geostream.session import (
     DEFAULT_CREDIT,
     BatchReceived,
@@ -25,10 +30,12 @@ from geostream.session import (
     HelloReceived,
     PeerError,
     ServerSession,
+    StatusReceived,
 )
 
 from .alerts import NoAlerts
 from .hub import Hub, position_feature
+from .quic_tuning import delay_acks, enlarge_socket_buffers, shrink_handshake_buffers
 from .store.base import AuthResult, DeadLetter, Store, StoredCommand, StoredReading
 from .tickets import TicketStore
 from .writer import BatchWriter, WriterStopped
@@ -128,6 +135,13 @@ class Gateway:
         except Exception as exc:  # bookkeeping only: the command itself is stored
             log.warning("cannot count commands sent to %s: %s", vehicle, exc)
 
+    async def status_received(self, vehicle: str, status: Status) -> None:
+        """The agent's report replaces its last one (protocol.md §3 status)."""
+        try:
+            await self.store.save_vehicle_status(vehicle, status.as_json(), _now_ms())
+        except Exception as exc:  # bookkeeping only: the next report comes in 30 s
+            log.warning("cannot keep the status of %s: %s", vehicle, exc)
+
     async def command_acked(self, vehicle: str, command_id: int, ok: bool, detail: str) -> None:
         """Record the agent's answer; if the store fails, the command stays pending and its
         next re-send is answered again by the agent (from its memory)."""
@@ -150,6 +164,7 @@ class Gateway:
             session_ticket_fetcher=self.tickets.pop,
             session_ticket_handler=self.tickets.add,
         )
+        enlarge_socket_buffers(self._server)
         self._revocation_task = asyncio.get_running_loop().create_task(self._watch_revocations())
         log.info("gateway listening on udp %s:%d (ALPN %s)", host, port, ALPN)
 
@@ -203,6 +218,7 @@ class Gateway:
 class GatewayProtocol(QuicConnectionProtocol):
     def __init__(self, *args, gateway: Gateway, **kwargs):
         super().__init__(*args, **kwargs)
+        delay_acks(self._quic)
         self.gateway = gateway
         self.session = ServerSession()
         self.stream_id: int | None = None
@@ -218,6 +234,8 @@ class GatewayProtocol(QuicConnectionProtocol):
     def quic_event_received(self, event: QuicEvent) -> None:
         if isinstance(event, StreamDataReceived):
             self._stream_data(event)
+        elif isinstance(event, HandshakeCompleted):
+            shrink_handshake_buffers(self._quic)
         elif isinstance(event, ConnectionTerminated):
             self._hello_timer.cancel()
             self.gateway.unregister(self.vehicle, self)
@@ -245,6 +263,8 @@ class GatewayProtocol(QuicConnectionProtocol):
             elif isinstance(ev, CommandAcked):
                 self._spawn(self.gateway.command_acked(self.vehicle, ev.ack.id, ev.ack.ok,
                                                        ev.ack.detail))
+            elif isinstance(ev, StatusReceived):
+                self._spawn(self.gateway.status_received(self.vehicle, ev.status))
             elif isinstance(ev, PeerError):
                 log.info("%s reports error %d: %s", self.vehicle, ev.code, ev.reason)
         self._flush()

@@ -13,7 +13,7 @@ from aiohttp import WSMsgType, web
 from . import queries
 from .api import spec
 from .auth import AuthState, setup
-from .auth.middleware import origin_allowed
+from .auth.middleware import origin_allowed, watch_session
 from .authz import PRINCIPAL, Principal, Role, public, requires
 from .hub import Hub, Subscriber, valid_topic
 
@@ -49,6 +49,7 @@ def make_app(hub: Hub, store, status, auth: AuthState | None = None) -> web.Appl
         sub = Subscriber()
         hub.add(sub)
         sender = asyncio.get_running_loop().create_task(_send_loop(ws, sub, principal))
+        checker = asyncio.get_running_loop().create_task(watch_session(ws, request))
         try:
             async for msg in ws:
                 if msg.type != WSMsgType.TEXT:
@@ -56,9 +57,10 @@ def make_app(hub: Hub, store, status, auth: AuthState | None = None) -> web.Appl
                 _handle_request(hub, sub, msg.data, principal)
         finally:
             hub.remove(sub)
-            sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sender
+            for task in (sender, checker):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         return ws
 
     @routes.get("/api/vehicles")

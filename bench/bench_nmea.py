@@ -1,8 +1,9 @@
 """Sentences per second through NmeaDecoder versus pynmea2.parse alone, on the same input.
 
 Run: python bench/bench_nmea.py  (about 10 s; prints a table). Inputs are the test corpus
-(tests/data/nmea/*.nmea, six receiver styles with binary noise) repeated, and the same with
-only the sentences the decoder uses (no GSV/TXT/proprietary). pynmea2 gets the lines already
+(tests/data/nmea/*.nmea, six receiver styles with binary noise) repeated, the same with
+only the sentences the decoder uses (no GSV/TXT/proprietary), and the 20 real receiver
+captures of tests/data/gpsd. pynmea2 gets the lines already
 split and decoded (its best case); NmeaDecoder gets raw bytes in 4 KiB reads and does framing,
 checksums, field validation, epoch assembly and plausibility checks on top.
 """
@@ -28,6 +29,11 @@ USED = (b"GGA,", b"RMC,", b"GNS,", b"VTG,", b"GSA,", b"GLL,", b"ZDA,")
 
 def corpus() -> bytes:
     return b"".join(p.read_bytes() for p in sorted((ROOT / "tests/data/nmea").glob("*.nmea")))
+
+
+def real_captures() -> bytes:
+    """The 20 real receiver captures of tests/data/gpsd (gpsd's regression logs)."""
+    return b"".join(p.read_bytes() for p in sorted((ROOT / "tests/data/gpsd").glob("*.log")))
 
 
 def used_only(data: bytes) -> bytes:
@@ -66,7 +72,8 @@ def run_decoder(data: bytes) -> float:
 def main() -> int:
     raw = corpus()
     rows = []
-    for label, sample in (("corpus mix", raw), ("used types only", used_only(raw))):
+    for label, sample in (("corpus mix", raw), ("used types only", used_only(raw)),
+                          ("gpsd captures", real_captures())):
         data, sentences = scale(sample)
         t_ref = min(run_pynmea2(data) for _ in range(REPEATS))
         t_dec = min(run_decoder(data) for _ in range(REPEATS))

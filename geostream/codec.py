@@ -16,7 +16,18 @@ import cbor2
 
 from .deflate import Deflater, Inflater
 from .errors import ErrorCode, ProtocolError
-from .messages import Ack, Batch, Command, CommandAck, Error, Hello, Message, Unknown, Welcome
+from .messages import (
+    Ack,
+    Batch,
+    Command,
+    CommandAck,
+    Error,
+    Hello,
+    Message,
+    Status,
+    Unknown,
+    Welcome,
+)
 
 # One message may hold a whole batch; 256 KiB leaves 4× room over the default 64 KiB batch
 # budget while bounding what a hostile peer can make us buffer per connection.
@@ -170,9 +181,33 @@ def _decode_map(m: dict, inflater: Inflater | None = None) -> Message:
         if not isinstance(ok, bool):
             raise ProtocolError(ErrorCode.MALFORMED, "'ok' must be a bool")
         return CommandAck(id=_uint(m, "id"), ok=ok, detail=_text(m, "detail", 256, ""))
+    if t == "status":
+        return _status(m)
     if isinstance(t, str):
         return Unknown(type=t[:32])
     raise ProtocolError(ErrorCode.MALFORMED, "message without text 't'")
+
+
+# docs/protocol.md §3 status: a report stays ~100 bytes
+MAX_STATUS_SOURCES = 16
+MAX_STATUS_TEXT = 32
+
+
+def _status(m: dict) -> Status:
+    sources = m.get("sources", {})
+    if not isinstance(sources, dict) or len(sources) > MAX_STATUS_SOURCES or not all(
+            isinstance(k, str) and isinstance(v, str) and len(k) <= MAX_STATUS_TEXT
+            and len(v) <= MAX_STATUS_TEXT for k, v in sources.items()):
+        raise ProtocolError(ErrorCode.MALFORMED,
+                            f"'sources' must map ≤ {MAX_STATUS_SOURCES} names to states")
+    return Status(
+        time=_uint(m, "time"), backlog=_uint(m, "backlog"),
+        journal_bytes=_uint(m, "journal_bytes"), sources=tuple(sorted(sources.items())),
+        oldest=_uint(m, "oldest") if "oldest" in m else None,
+        dropped=_uint(m, "dropped") if "dropped" in m else 0,
+        rtt_ms=_uint(m, "rtt_ms") if "rtt_ms" in m else None,
+        uptime_s=_uint(m, "uptime_s") if "uptime_s" in m else None,
+    )
 
 
 def _to_map(msg: Message, deflater: Deflater | None = None) -> dict:
@@ -208,6 +243,8 @@ def _to_map(msg: Message, deflater: Deflater | None = None) -> dict:
         return {"t": "command", "id": msg.id, "name": msg.name, "args": msg.args}
     if isinstance(msg, CommandAck):
         return {"t": "command-ack", "id": msg.id, "ok": msg.ok, "detail": msg.detail}
+    if isinstance(msg, Status):
+        return {"t": "status", **msg.as_json()}
     raise TypeError(f"not a geostream message: {msg!r}")
 
 

@@ -65,10 +65,32 @@ class CommandAck:
 
 
 @dataclass(frozen=True, slots=True)
+class Status:
+    """The agent's own health, now and then (docs/protocol.md §3 status); not a reading."""
+
+    time: int
+    backlog: int
+    journal_bytes: int
+    sources: tuple[tuple[str, str], ...] = ()
+    oldest: int | None = None
+    dropped: int = 0
+    rtt_ms: int | None = None
+    uptime_s: int | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        out = {"time": self.time, "backlog": self.backlog, "journal_bytes": self.journal_bytes,
+               "dropped": self.dropped, "sources": dict(self.sources)}
+        for key in ("oldest", "rtt_ms", "uptime_s"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
 class Unknown:
     """A message whose type this side does not know (answered with `unknown-type`)."""
 
     type: str
 
 
-Message = Unknown | Hello | Welcome | Batch | Ack | Error | Command | CommandAck
+Message = Unknown | Hello | Welcome | Batch | Ack | Error | Command | CommandAck | Status

@@ -23,7 +23,7 @@ from .codec import (
 )
 from .deflate import Deflater, Inflater
 from .errors import ErrorCode, ProtocolError
-from .messages import Ack, Batch, Command, CommandAck, Error, Hello, Unknown, Welcome
+from .messages import Ack, Batch, Command, CommandAck, Error, Hello, Status, Unknown, Welcome
 from .ranges import RangeSet
 
 # Default credit: ~10 s of a 10 Hz GPS + CAN stream per vehicle in flight is plenty to fill a
@@ -76,6 +76,11 @@ class BatchReceived:
 @dataclass(frozen=True, slots=True)
 class CommandAcked:
     ack: CommandAck
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReceived:
+    status: Status
 
 
 class _Session:
@@ -181,6 +186,12 @@ class ClientSession(_Session):
         self.in_flight.update(r["q"] for r in readings)
         return len(frame)
 
+    def send_status(self, status: Status) -> None:
+        """Queue a status report (docs/protocol.md §3 status); only after welcome."""
+        if not self.ready:
+            raise RuntimeError("send_status before welcome")
+        self._send(status)
+
     def acknowledge_command(self, command_id: int, ok: bool, detail: str = "") -> None:
         ack = CommandAck(id=command_id, ok=ok, detail=detail[:256])
         self._answered[command_id] = ack
@@ -249,6 +260,10 @@ class ServerSession(_Session):
                 if not self.authenticated:
                     raise ProtocolError(ErrorCode.UNEXPECTED, "command-ack before welcome")
                 events.append(CommandAcked(msg))
+            elif isinstance(msg, Status):
+                if not self.authenticated:
+                    raise ProtocolError(ErrorCode.UNEXPECTED, "status before welcome")
+                events.append(StatusReceived(msg))
             elif isinstance(msg, Error):
                 if msg.fatal:
                     self.closed = True

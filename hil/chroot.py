@@ -143,10 +143,18 @@ def copy_tree(root: Path, dest: str) -> Path:
     return target
 
 
+# the web app's bundle: architecture-independent, built on the host (`make web`, Node.js) so
+# the emulated build needs no npm (debian/rules builds it only when it is missing)
+WEB_BUNDLE = REPO / "backend" / "static" / "app"
+
+
 def build_deb(arch: str = "arm64", out_dir: Path | None = None, log=print) -> Path:
     """dpkg-buildpackage inside the `arch` chroot; returns the .deb (copied to out_dir)."""
     root = ensure_root(arch, log)
-    copy_tree(root, "/build/fleet-agent")
+    if not (WEB_BUNDLE / "app.js").exists():
+        subprocess.run(["make", "web"], cwd=REPO, check=True, capture_output=True)
+    tree = copy_tree(root, "/build/fleet-agent")
+    shutil.copytree(WEB_BUNDLE, tree / "backend" / "static" / "app", dirs_exist_ok=True)
     for old in (root / "build").glob("fleet-agent_*"):
         old.unlink()
     log(f"dpkg-buildpackage in the {arch} chroot (wheels are built or fetched for {arch})")

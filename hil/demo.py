@@ -20,6 +20,22 @@ from hil.lifeline import die_with_parent
 from . import roads
 
 ROUTES = ["harbour", "ring", "airport"]
+# The depot: a ~660 m square around the harbour route's second corner, so truck-1 drives in
+# about 1.5 minutes after the start and out a minute later (geofence-enter/-exit alerts).
+DEPOT_CENTER = (53.5440, 9.9840)  # lat, lon
+DEPOT_HALF = (0.003, 0.005)  # degrees of latitude, longitude
+DEPOT = {"type": "Polygon", "coordinates": [[
+    [DEPOT_CENTER[1] + dx * DEPOT_HALF[1], DEPOT_CENTER[0] + dy * DEPOT_HALF[0]]
+    for dx, dy in ((-1, -1), (1, -1), (1, 1), (-1, 1), (-1, -1))]]}
+# truck-1 speeds at 110 km/h for the last 40 s of every 4 minutes (an overspeed alert each time)
+OVERSPEED = "110:240:40"
+
+
+def sim_args(i: int, rate: float) -> list[str]:
+    """hil.gps_sim options of the demo's vehicle `i` (0-based)."""
+    args = ["--route", ROUTES[i % len(ROUTES)], "--start-fraction", str(i / 7),
+            "--rate", str(rate), "--speed", str(35 + 10 * i)]
+    return args + (["--overspeed", OVERSPEED] if i == 0 else [])
 
 
 def _agent_config(vehicle: str, token: str, ca: str, quic_port: int, run: Path) -> Path:
@@ -119,8 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         for i, vehicle in enumerate(vehicles):
             spawn([py, "-m", "hil.gps_sim", "--link", str(run / f"{vehicle}.tty"),
-                   "--route", ROUTES[i % len(ROUTES)], "--start-fraction", str(i / 7),
-                   "--rate", str(args.rate), "--speed", str(35 + 10 * i)], f"{vehicle}.sim.log")
+                   *sim_args(i, args.rate)], f"{vehicle}.sim.log")
             config = _agent_config(vehicle, tokens[vehicle], certs["ca"], args.quic_port, run)
             spawn([py, "-m", "agent", "--config", str(config)], f"{vehicle}.agent.log")
         url = line.split("dashboard ", 1)[1].split()[0]

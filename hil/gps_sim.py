@@ -62,11 +62,21 @@ class Fix:
     hdop: float = 0.9
 
 
+@dataclass(frozen=True)
+class Overspeed:
+    """A stretch of `for_s` seconds at `kmh` at the end of every `every_s` (alert demos)."""
+
+    kmh: float
+    every_s: float
+    for_s: float
+
+
 class RoutePlayer:
     """Position along a closed route at a varying speed (sans-IO: time is an argument)."""
 
     def __init__(self, waypoints: list[tuple[float, float]], start_fraction: float = 0.0,
-                 base_speed_kmh: float = 40.0):
+                 base_speed_kmh: float = 40.0, overspeed: Overspeed | None = None):
+        self.overspeed = overspeed
         self.points = waypoints + [waypoints[0]]
         self.legs = [_haversine(a, b) for a, b in zip(self.points, self.points[1:], strict=False)]
         self.length = sum(self.legs)
@@ -74,6 +84,9 @@ class RoutePlayer:
         self.base_speed = base_speed_kmh
 
     def speed_at(self, elapsed_s: float) -> float:
+        o = self.overspeed
+        if o is not None and elapsed_s % o.every_s >= o.every_s - o.for_s:
+            return o.kmh
         # traffic: speeds between ~40 % and ~160 % of the base, changing over a few minutes
         return self.base_speed * (1 + 0.6 * math.sin(elapsed_s / 37.0))
 
@@ -141,9 +154,9 @@ def encode_fix(fix: Fix, talker: str = "GP") -> tuple[bytes, dict]:
 
 
 def fixes(route: str, start_fraction: float, rate_hz: float, start: dt.datetime,
-          base_speed_kmh: float = 40.0) -> Iterator[Fix]:
+          base_speed_kmh: float = 40.0, overspeed: Overspeed | None = None) -> Iterator[Fix]:
     """Endless fixes every 1/rate_hz seconds of GNSS time starting at `start`."""
-    player = RoutePlayer(ROUTES[route], start_fraction, base_speed_kmh)
+    player = RoutePlayer(ROUTES[route], start_fraction, base_speed_kmh, overspeed)
     step = 1.0 / rate_hz
     n = 0
     while True:
@@ -223,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--start-fraction", type=float, default=0.0)
     p.add_argument("--rate", type=float, default=1.0, help="fix epochs per second (1–10)")
     p.add_argument("--speed", type=float, default=40.0, help="base speed km/h")
+    p.add_argument("--overspeed", metavar="KMH:EVERY_S:FOR_S",
+                   help="drive FOR_S seconds at KMH at the end of every EVERY_S (alert demo)")
     p.add_argument("--count", type=int, default=0, help="stop after N fixes (0: run forever)")
     p.add_argument("--record", help="append one JSON line per fix sent")
     p.add_argument("--wait-reader", action="store_true",
@@ -232,6 +247,15 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not 0.1 <= args.rate <= 10:
         p.error("--rate must be within 0.1..10")
+    overspeed = None
+    if args.overspeed:
+        try:
+            kmh, every, for_s = (float(x) for x in args.overspeed.split(":"))
+            if not 0 < for_s < every:
+                raise ValueError
+        except ValueError:
+            p.error("--overspeed must be KMH:EVERY_S:FOR_S with 0 < FOR_S < EVERY_S")
+        overspeed = Overspeed(kmh, every, for_s)
     stop = False
 
     def on_signal(signum, frame):
@@ -252,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     start = dt.datetime.now(dt.UTC).replace(microsecond=0)
     try:
         for n, fix in enumerate(fixes(args.route, args.start_fraction, args.rate, start,
-                                      args.speed)):
+                                      args.speed, overspeed)):
             if stop or (args.count and n >= args.count):
                 break
             data, rec = encode_fix(fix)

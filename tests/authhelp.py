@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 
 from backend.auth import accounts
+from backend.auth.passwords import hash_password
 from backend.store import open_store
 
 TEST_PASSWORD = "correct horse battery staple"
+
+
+@functools.cache
+def _hash(password: str) -> str:
+    return hash_password(password)  # Argon2 costs ~0.1-1 s: once per password per session
 
 
 async def add_user_token(store, name: str = "tester", role: str = "admin",
                          password: str = TEST_PASSWORD) -> str:
     """Create `name` with `role` (if missing) and return a new API token of theirs."""
     if await store.user(name) is None:
-        await accounts.add_user(store, name, role, password)
+        await store.add_user(name, role, _hash(password))
     _, token = await accounts.add_token(store, name, "tests")
     return token
 

@@ -36,6 +36,13 @@ def _pending_in_journal(path) -> int:
         return db.execute("SELECT count(*) FROM readings").fetchone()[0]
 
 
+def _backend_status(db_path, vehicle: str) -> dict | None:
+    with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=10) as db:
+        row = db.execute("SELECT status FROM vehicle_status WHERE vehicle_id=?",
+                         (vehicle,)).fetchone()
+    return None if row is None else json.loads(row[0])
+
+
 def test_status_answers_from_a_running_agent(procs, tmp_path):
     sock = tmp_path / "status.sock"
     prom = tmp_path / "agent.prom"
@@ -43,7 +50,7 @@ def test_status_answers_from_a_running_agent(procs, tmp_path):
     backend = procs.backend()
     procs.gps_sim("truck-st", rate=5)
     agent = procs.agent("truck-st", f'\n[status]\nsocket = "{sock}"\n'
-                        f'prometheus_textfile = "{prom}"\n')
+                        f'prometheus_textfile = "{prom}"\nreport_interval_s = 1\n')
     wait_for(sock.exists, 20, "status socket")
     assert stat.S_IMODE(sock.stat().st_mode) == 0o660  # group-readable, not world
 
@@ -60,6 +67,12 @@ def test_status_answers_from_a_running_agent(procs, tmp_path):
     gps = s["sources"]["gps"]
     assert gps["state"] == "fix" and gps["emitted"] > 0
     assert s["accepted"] >= s["link"]["readings_acked"]
+
+    # the agent reports its status to the backend, which keeps the latest (protocol.md §3)
+    reported = wait_for(lambda: _backend_status(procs.db_path, "truck-st"), 30,
+                        "a status row in the backend")
+    assert reported["sources"] == {"gps": "fix"} and reported["journal_bytes"] > 0
+    assert reported["backlog"] >= 0 and reported["uptime_s"] >= 0
 
     text = _status(sock)
     assert text.returncode == 0, text.stderr

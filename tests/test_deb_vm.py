@@ -12,7 +12,13 @@ from hil/gps_sim.py) into it. canplayer plays tests/data/can/drive_20s.log onto 
 Checked from the guest's HIL: lines: the unit became active through sd_notify READY=1
 (Type=notify, `systemctl start` returned 0), set a status text and never restarted; every fix
 sent is stored exactly once with the values sent; the selected CAN signals are stored; and
-`systemctl stop` ends the daemon with exit status 0.
+`systemctl stop` ends the daemon with exit status 0. Then the operator's side: `fleet-agent
+status` answers root over /run/fleet-agent/status.sock and refuses nobody; journald has the
+VEHICLE and COMPONENT fields; `systemctl reload` (SIGHUP) is logged. Then the package's life:
+with the backend stopped, CAN readings wait in the journal; an upgrade to the next version
+(the same .deb repacked as 0.1.0-2) keeps the conffile and the journal, and every waiting
+reading is delivered exactly once; `apt-get remove` keeps state, configuration and users,
+`apt-get purge` removes them.
 
 Slow: about 3-5 minutes once the base image and the .deb exist. Needs root and the Debian
 packages debootstrap, qemu-system-x86 and dpkg-dev/dh-virtualenv: without them it fails, it
@@ -24,6 +30,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+import subprocess
 import time
 from itertools import islice
 from pathlib import Path
@@ -47,18 +54,39 @@ SELECTED = {"EngSpeed", "CCVS1.WheelBasedVehicleSpeed", "EngCoolantTemp"}
 pytestmark = pytest.mark.slow
 
 
+NEXT_VERSION = "0.1.0-2"
+
+
+def _next_version(deb: Path, out: Path) -> Path:
+    """The same package as version N+1: unpacked, the control file's Version bumped, repacked
+    (dpkg-deb), so the upgrade runs the real maintainer scripts without a second build."""
+    tree = out / "tree"
+    subprocess.run(["dpkg-deb", "-R", str(deb), str(tree)], check=True)
+    control = tree / "DEBIAN" / "control"
+    text = control.read_text()
+    assert "Version: 0.1.0-1\n" in text
+    control.write_text(text.replace("Version: 0.1.0-1\n", f"Version: {NEXT_VERSION}\n"))
+    nxt = out / deb.name.replace("0.1.0-1", NEXT_VERSION)
+    subprocess.run(["dpkg-deb", "-Zxz", "-b", str(tree), str(nxt)], check=True,
+                   capture_output=True)
+    shutil.rmtree(tree)
+    return nxt
+
+
 def _payload(tmp: Path, deb: Path) -> Path:
     src = tmp / "payload"
     src.mkdir()
     shutil.copy(deb, src / deb.name)
+    (src / "next").mkdir()
+    _next_version(deb, src / "next")
     shutil.copy(REPO / "hil" / "vm" / "deb_install_check.sh", src / "check.sh")
     shutil.copy(REPO / "tests" / "data" / "can" / "drive_20s.log", src / "drive.log")
     (src / "params").write_text(f"VEHICLE={VEHICLE}\nFIXES={FIXES}\nWAIT_S={STORE_WAIT_S}\n")
     run = src / "run"
     run.write_text("#!/bin/sh\nexec sh /hil/check.sh\n")
     run.chmod(0o755)
-    # the .deb (~35 MB) and room for the guest's writes
-    return hilvm.make_payload_disk(src, tmp / "payload.img", 256)
+    # two .debs (~35 MB each) and room for the guest's writes
+    return hilvm.make_payload_disk(src, tmp / "payload.img", 320)
 
 
 class Guest:
@@ -156,9 +184,10 @@ def _check(guest: Guest, sent: list[dict]) -> None:
     migrations = sorted(f.stem for f in (REPO / "sql" / "sqlite").glob("*.sql"))
     assert guest.values("SCHEMA") == [" ".join(migrations)]
     assert guest.values("ENABLED") == ["fleet-agent enabled", "fleet-backend disabled"]
-    # installed, enabled, not configured yet: inactive, not failing and restarting
+    # installed, enabled, the conffile all comments: skipped by ExecCondition, not failing
     installed = guest.unit("installed")
-    assert (installed["ActiveState"], installed["Result"]) == ("inactive", "success"), installed
+    assert installed["ActiveState"] == "inactive", installed
+    assert installed["Result"] in ("success", "exec-condition"), installed
     assert installed["NRestarts"] == "0", installed
 
     # started: `systemctl start` of a Type=notify unit returns only after READY=1
@@ -192,3 +221,40 @@ def _check(guest: Guest, sent: list[dict]) -> None:
     assert (stopped["Result"], stopped["ExecMainCode"], stopped["ExecMainStatus"]) == (
         "success", "1", "0"), stopped
     assert stopped["NRestarts"] == "0", stopped
+    _check_operations(guest)
+    _check_package_life(guest)
+
+
+def _check_operations(guest: Guest) -> None:
+    [status] = [json.loads(text) for text in guest.values("STATUS")]
+    assert status["vehicle"] == VEHICLE and status["link"]["server"] == "127.0.0.1:4433"
+    assert isinstance(status["sources"]["gps"]["state"], str), status["sources"]
+    assert "can:truck" in status["sources"]
+    [sock] = guest.values("SOCKET")
+    assert sock == "fleet-agent:fleet-agent 660", sock
+    assert guest.values("STATUS-NOBODY") != ["rc=0"]  # not in group fleet-agent: refused
+    assert guest.values("RELOAD") == ["rc=0"]
+    [fields] = [json.loads(text) for text in guest.values("JOURNALD")]
+    assert fields["VEHICLE"] == [VEHICLE], fields
+    assert {"gps", "daemon"} <= set(fields["COMPONENT"]), fields
+    assert fields["reloaded"] >= 1, fields
+
+
+def _check_package_life(guest: Guest) -> None:
+    [pending] = guest.values("PENDING")
+    assert int(pending) > 0, "no readings waited in the journal while the backend was down"
+    assert guest.values("UPGRADED") == [f"{NEXT_VERSION} installed"]
+    [conffile] = guest.values("CONFFILE")
+    assert conffile == "1 root:fleet-agent 640", conffile  # the operator's file, its mode
+    [delivered] = [json.loads(text) for text in guest.values("DELIVERED")]
+    assert delivered == {"pending": int(pending), "once": int(pending), "missing": 0,
+                         "duplicated": 0}, delivered
+    [removed] = guest.values("REMOVE")
+    assert removed.startswith("rc=0"), removed
+    [after_remove] = guest.values("AFTER-REMOVE")
+    for kept in ("/var/lib/fleet-agent/journal.sqlite", "/etc/fleet-agent/agent.toml",
+                 "user:fleet-agent", "user:fleet-backend"):
+        assert kept in after_remove, after_remove
+    [purged] = guest.values("PURGE")
+    assert purged.startswith("rc=0"), purged
+    assert guest.values("AFTER-PURGE") == [""], guest.values("AFTER-PURGE")

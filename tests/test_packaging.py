@@ -63,3 +63,44 @@ def test_debian_package_builds_with_units_venv_and_migrations(deb_package):
     control = subprocess.run(["dpkg-deb", "-I", str(deb)], capture_output=True, text=True,
                              check=True).stdout
     assert "Package: fleet-agent" in control and "adduser" in control
+
+
+def _commented_keys(text: str) -> dict[str, set[str]]:
+    """{table: keys} of the `#key = ...` lines under each `#[table]` / `#[[table]]` header."""
+    keys: dict[str, set[str]] = {}
+    table = ""
+    for line in text.splitlines():
+        header = re.match(r"^#\[\[?([\w.]+)\]\]?\s*$", line)
+        if header:
+            table = header.group(1)
+            continue
+        key = re.match(r"^#(\w+) = ", line)
+        if key:
+            keys.setdefault(table, set()).add(key.group(1))
+    return keys
+
+
+def test_packaged_agent_toml_lists_every_option_commented():
+    import dataclasses
+    import tomllib
+
+    from agent.can.config import BUS_KEYS, CAN_KEYS
+    from agent.check_config import STATUS_KEYS
+    from agent.config import JournalConfig, ServerConfig
+    from agent.gps.config import KEYS as GPS_KEYS
+
+    text = (REPO / "debian" / "agent.toml").read_text()
+    assert tomllib.loads(text) == {}  # all comments: the unit's ExecCondition skips it
+    assert "debian/agent.toml etc/fleet-agent/" in (REPO / "debian" / "fleet-agent.install"
+                                                    ).read_text()
+    expected = {
+        "vehicle": {"id", "token"},
+        "server": {f.name for f in dataclasses.fields(ServerConfig)},
+        "journal": {f.name for f in dataclasses.fields(JournalConfig)},
+        "gps": set(GPS_KEYS),
+        "can": CAN_KEYS - {"bus"},
+        "can.bus": set(BUS_KEYS),
+        "log": {"level"},
+        "status": set(STATUS_KEYS),
+    }
+    assert _commented_keys(text) == expected

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from ..config import ConfigError
 from .dbcload import DbcError, load_dbc_checked, resolve_dbc
-from .decoder import CanDecoder
+from .decoder import CanDecoder, is_j1939
+from .obd import FUNCTIONAL_ID, ObdConfig, ObdPoller
 from .select import Rule, Selector
 from .source import CanBusSource, CanPipeline, ReplaySource
 
@@ -15,10 +16,11 @@ BUS_KEYS = {
     "name", "interface", "channel", "dbc", "signals", "j1939", "snapshot_hz",
     "snapshot_max_age_ms", "min_interval_ms", "deadband", "max_interval_ms", "replay", "speed",
     "loop", "timestamps", "options", "bitrate", "kernel_filters", "replay_channel",
-    "range_check",
+    "range_check", "dm1", "obd",
 }
 log = logging.getLogger("fleet_agent.can")
 SIGNAL_KEYS = {"name", "min_interval_ms", "deadband", "max_interval_ms"}
+OBD_KEYS = {"pids", "interval_ms", "dtc_interval_s", "request_id"}
 CAN_KEYS = {"bus", "snapshot_hz"}
 
 
@@ -84,6 +86,37 @@ def _selection(signals: list, databases: list, where: str, default: Rule):
     return selection, rules
 
 
+def _obd(table, where: str) -> ObdConfig | None:
+    """`[can.bus.obd]` → ObdConfig (None when absent)."""
+    if table is None:
+        return None
+    where = f"{where} obd"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: must be a table ([[can.bus]] ... [can.bus.obd])")
+    unknown = set(table) - OBD_KEYS
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    default = _num(table, "interval_ms", where, 1000, kind=int, minimum=100)
+    pids = []
+    for i, item in enumerate(table.get("pids", [])):
+        if isinstance(item, int) and not isinstance(item, bool):
+            item = {"pid": item}
+        if not isinstance(item, dict) or set(item) - {"pid", "interval_ms"}:
+            raise ConfigError(f"{where} pids[{i}]: a PID number or {{pid, interval_ms}}")
+        pid = item.get("pid")
+        if isinstance(pid, bool) or not isinstance(pid, int) or not 1 <= pid <= 0xFF:
+            raise ConfigError(f"{where} pids[{i}]: 'pid' must be 1..255")
+        pids.append((pid, _num(item, "interval_ms", f"{where} pids[{i}]", default, kind=int,
+                               minimum=100)))
+    dtc_s = _num(table, "dtc_interval_s", where, 60)
+    request_id = table.get("request_id", FUNCTIONAL_ID)
+    if isinstance(request_id, bool) or request_id not in (FUNCTIONAL_ID, *range(0x7E0, 0x7E8)):
+        raise ConfigError(f"{where}: 'request_id' must be 0x7DF or 0x7E0..0x7E7")
+    if not pids and not dtc_s:
+        raise ConfigError(f"{where}: nothing to poll (no 'pids', dtc_interval_s = 0)")
+    return ObdConfig(tuple(pids), round(dtc_s * 1000), request_id)
+
+
 def make_bus_source(bus: dict, where: str, base_dir: Path, can_section: dict):
     unknown = set(bus) - BUS_KEYS
     if unknown:
@@ -124,17 +157,27 @@ def make_bus_source(bus: dict, where: str, base_dir: Path, can_section: dict):
     range_check = bus.get("range_check", "keep")
     if range_check not in ("keep", "drop"):
         raise ConfigError(f"{where}: 'range_check' must be \"keep\" or \"drop\"")
+    dm1 = bus.get("dm1", "auto")
+    if dm1 not in ("auto", True, False):
+        raise ConfigError(f"{where}: 'dm1' must be true, false or \"auto\"")
+    if dm1 == "auto":
+        dm1 = j1939 is True or (j1939 == "auto" and any(
+            is_j1939(m) for db in databases for m in db.messages))
     decoder = CanDecoder(databases, selection, None if j1939 == "auto" else j1939,
-                         range_check=range_check)
+                         range_check=range_check, dm1=dm1)
     decoder.counts["dbc_warnings"] = len(warnings)
     snapshot_hz = _num(bus, "snapshot_hz", where, can_section.get("snapshot_hz", 0))
     selector = Selector(
         rules, default, snapshot_hz=snapshot_hz or 0,
         snapshot_max_age_ms=_num(bus, "snapshot_max_age_ms", where, 5000),
     )
-    pipeline = CanPipeline(name, decoder, selector)
+    obd = _obd(bus.get("obd"), where)
+    poller = ObdPoller(obd, 0) if obd is not None else None
+    pipeline = CanPipeline(name, decoder, selector, poller)
     source_name = f"can:{name}"
     if interface == "replay":
+        if obd is not None:
+            raise ConfigError(f"{where}: 'obd' polling needs a live bus, not a replay")
         replay = bus.get("replay")
         if not isinstance(replay, str) or not replay:
             raise ConfigError(f"{where}: interface \"replay\" needs 'replay' = log file")

@@ -16,6 +16,10 @@ outside the signal's DBC [min|max] is kept (DBC ranges are often wrong) and coun
 `out_of_dbc_range`, or dropped with `range_check="drop"`. J1939 messages use SAE J1939-71
 instead: raw "error" / "not available" codes are never values (`j1939_error`,
 `j1939_not_available`). NaN/inf floats are dropped (`not_finite`). Choices come out as names.
+
+Longer than ~300 lines on purpose: the id tables, the per-frame checks and the J1939
+transport reassembly share the hot path's precomputed entries; split, every frame would pay
+for extra calls (see docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from cantools.database.can import Database
 from cantools.database.can import Message as DbcMessage
 from cantools.database.namedsignalvalue import NamedSignalValue
 
+from .dtc import PGN_DM1, Dm1, parse_dm1
+
 EXT = 1 << 29  # key flag for extended ids (ids are 29 bits, so this bit is free)
 CAN_ERR_BUSOFF = 0x40  # socketcan error class bit in an error frame's id
 
@@ -36,6 +42,7 @@ _UNKNOWN = 0
 _UNSELECTED = 1
 _TP_CM = 2
 _TP_DT = 3
+_DM1 = 4
 
 PGN_TP_CM = 0xEC00
 PGN_TP_DT = 0xEB00
@@ -55,7 +62,7 @@ COUNTERS = (
     "frames", "decoded", "unknown_id", "unselected", "bad_dlc", "decode_errors",
     "out_of_dbc_range", "j1939_error", "j1939_not_available", "not_finite",
     "error_frames", "bus_off", "remote_frames", "tp_packets", "tp_complete", "tp_errors",
-    "dbc_warnings",
+    "dbc_warnings", "dm1",
 )
 
 
@@ -151,6 +158,7 @@ class CanDecoder:
     `selection`: message name → {signal name → emitted key}; None records every signal of
     every message under its own name. Messages not in the selection are "unselected".
     `j1939`: None = decide per message from the DBC (ProtocolType "J1939" / J1939PG), or force.
+    `dm1`: also parse J1939 DM1 (single frame and BAM); `feed` then returns `Dm1` objects too.
     """
 
     def __init__(
@@ -159,6 +167,7 @@ class CanDecoder:
         selection: dict[str, dict[str, str]] | None = None,
         j1939: bool | None = None,
         range_check: str = "keep",
+        dm1: bool = False,
     ):
         if range_check not in ("keep", "drop"):
             raise ValueError(f"range_check must be 'keep' or 'drop', not {range_check!r}")
@@ -191,6 +200,9 @@ class CanDecoder:
                         self._pgn_table[pkey] = entry  # a selected message of the PGN wins
                     if type(entry) is _Entry and message.length > 8:
                         multi_packet = True
+        if dm1:
+            self._pgn_table[PGN_DM1 << 8] = _DM1
+            multi_packet = True
         if multi_packet:
             self._pgn_table[PGN_TP_CM << 8] = _TP_CM
             self._pgn_table[PGN_TP_DT << 8] = _TP_DT
@@ -217,7 +229,7 @@ class CanDecoder:
         return filters or None
 
     # --- hot path -------------------------------------------------------------------------
-    def feed(self, msg, ts_ms: int) -> Decoded | None:
+    def feed(self, msg, ts_ms: int) -> Decoded | Dm1 | None:
         """Decode one python-can `Message`; None when there is nothing to record."""
         counts = self.counts
         counts["frames"] += 1
@@ -239,6 +251,8 @@ class CanDecoder:
                 counts["unselected"] += 1
             elif entry == _UNKNOWN:
                 counts["unknown_id"] += 1
+            elif entry == _DM1:
+                return self._dm1(arb, bytes(msg.data))
             else:
                 return self._transport(entry, arb, msg.data, ts_ms)
             return None
@@ -296,6 +310,11 @@ class CanDecoder:
         return Decoded(frame_id, entry.name, {key: raw[name] for name, key in wanted
                                               if name in raw})
 
+    def _dm1(self, frame_id: int, data: bytes) -> Dm1 | None:
+        report = parse_dm1(frame_id & 0xFF, data)
+        self.counts["dm1" if report is not None else "bad_dlc"] += 1
+        return report
+
     def _note_range(self, message: str, signal: str, value, lo: float, hi: float,
                     ts_ms: int) -> None:
         key = (message, signal)
@@ -334,7 +353,7 @@ class CanDecoder:
                     return None
                 frame_id = (arb & 0x1C000000) | (pgn << 8) | sa
                 entry = self._pgn_table.get(j1939_key(frame_id), _UNKNOWN)
-                if type(entry) is int:
+                if type(entry) is int and entry != _DM1:
                     counts["unselected" if entry == _UNSELECTED else "unknown_id"] += 1
                     return None
                 self._tp[(sa, da)] = _TpSession(pgn, entry, size, packets, ts_ms, frame_id)
@@ -358,5 +377,7 @@ class CanDecoder:
             return None
         del self._tp[(sa, da)]
         counts["tp_complete"] += 1
+        if session.entry == _DM1:
+            return self._dm1(session.frame_id, bytes(session.buf[: session.size]))
         return self._decode(session.entry, session.frame_id, bytes(session.buf[: session.size]),
                             ts_ms)

@@ -18,7 +18,9 @@ import can
 from ..readings import Signals
 from ..sources import Emit
 from .decoder import CAN_ERR_BUSOFF, CanDecoder
+from .dtc import Dm1, DtcTracker
 from .logs import LogFile
+from .obd import RESPONSE_IDS, ObdPoller
 from .select import Selector
 
 log = logging.getLogger(__name__)
@@ -39,16 +41,51 @@ def now_ms() -> int:
 class CanPipeline:
     """Frame → decode → select → `Signals`, for one bus. Pure: time is an argument."""
 
-    def __init__(self, bus: str, decoder: CanDecoder, selector: Selector):
+    def __init__(self, bus: str, decoder: CanDecoder, selector: Selector,
+                 poller: ObdPoller | None = None):
         self.bus = bus
         self.decoder = decoder
         self.selector = selector
+        self.poller = poller
+        self.outbox: list[can.Message] = []  # frames to send (OBD-II requests, flow control)
         self.counts = {"readings": 0, "selected": 0, "snapshots": 0}
         self.snapshots = selector.snapshot_period_ms > 0
+        self.dtcs = DtcTracker(bus)
+
+    def poll(self, ts_ms: int) -> None:
+        """Let the OBD-II poller queue its due requests in `outbox`."""
+        if self.poller is not None:
+            self.outbox += self.poller.on_timer(ts_ms)
+
+    def _obd(self, msg: can.Message, ts_ms: int, emit: Emit) -> None:
+        send, results = self.poller.on_frame(msg, ts_ms)
+        self.outbox += send
+        for result in results:
+            if result[0] == "signals":
+                _, src, values = result
+                if src != RESPONSE_IDS[0]:
+                    values = {f"{k}@{src:X}": v for k, v in values.items()}
+                self.counts["readings"] += 1
+                self.counts["selected"] += len(values)
+                emit(Signals(ts_ms, self.bus, values))
+            else:
+                _, src, which, dtcs = result
+                event = self.dtcs.update(ts_ms, "obd2", src, which, dtcs)
+                if event is not None:
+                    emit(event)
 
     def feed(self, msg: can.Message, ts_ms: int, emit: Emit) -> None:
+        if (self.poller is not None and not msg.is_extended_id
+                and msg.arbitration_id in RESPONSE_IDS):
+            self._obd(msg, ts_ms, emit)
+            return
         decoded = self.decoder.feed(msg, ts_ms)
-        if decoded is not None and decoded.values:
+        if type(decoded) is Dm1:
+            event = self.dtcs.update(ts_ms, "j1939", decoded.src, "active", decoded.dtcs,
+                                     decoded.lamps)
+            if event is not None:
+                emit(event)
+        elif decoded is not None and decoded.values:
             values = self.selector.offer(ts_ms, decoded.values)
             if values:
                 self.counts["readings"] += 1
@@ -67,7 +104,8 @@ class CanPipeline:
             emit(Signals(ts_ms, self.bus, values))
 
     def status(self) -> dict:
-        return {**self.decoder.counts, **self.counts}
+        obd = self.poller.counts if self.poller is not None else {}
+        return {**self.decoder.counts, **self.counts, **self.dtcs.counts, **obd}
 
 
 class _StateMixin:
@@ -102,7 +140,7 @@ class CanBusSource(_StateMixin):
         # costs more per frame than the decoder's own id lookup
         self.kernel_filters = interface == "socketcan" if kernel_filters is None else kernel_filters
         self.state = "closed"
-        self.counts = {"opens": 0, "open_failures": 0, "dropped": 0}
+        self.counts = {"opens": 0, "open_failures": 0, "dropped": 0, "sent": 0}
 
     def status(self) -> dict:
         return {
@@ -113,7 +151,10 @@ class CanBusSource(_StateMixin):
     def _open(self) -> can.BusABC:
         kwargs = dict(self.bus_kwargs)
         if self.kernel_filters:
-            kwargs["can_filters"] = self.pipeline.decoder.can_filters()
+            filters = self.pipeline.decoder.can_filters()
+            if filters is not None and self.pipeline.poller is not None:
+                filters.append({"can_id": 0x7E8, "can_mask": 0x7F8, "extended": False})
+            kwargs["can_filters"] = filters
         return can.Bus(interface=self.interface, channel=self.channel, **kwargs)
 
     async def run(self, emit: Emit) -> None:
@@ -179,6 +220,9 @@ class CanBusSource(_StateMixin):
                 if pipeline.snapshots:
                     timeout = max(0.0, (pipeline.selector.next_snapshot_ms - now_ms()) / 1000)
                     timeout = min(timeout, 1.0)
+                if pipeline.poller is not None:
+                    wait = max(0.0, (pipeline.poller.next_deadline() - now_ms()) / 1000)
+                    timeout = min(wait, 1.0) if timeout is None else min(timeout, wait)
                 try:
                     async with asyncio.timeout(timeout):
                         await wake.wait()
@@ -195,6 +239,10 @@ class CanBusSource(_StateMixin):
                     elif self.state != "up":
                         self._set_state("up")  # traffic again after bus-off
                 pipeline.tick(now_ms(), emit)
+                pipeline.poll(now_ms())
+                while pipeline.outbox:
+                    self.counts["sent"] += 1
+                    bus.send(pipeline.outbox.pop(0))
                 if queue:  # more than one batch waiting: let other tasks run, then go on
                     wake.set()
                     await asyncio.sleep(0)

@@ -24,11 +24,17 @@ from .rules import RuleSet
 
 log = logging.getLogger(__name__)
 
+_PENDING = object()  # "the vehicle's pending earliest time", taken under its lock
+
 # A checkpoint per 5 minutes of device time: a backfill re-reads at most this much before its
 # earliest reading, and a vehicle costs ~300 checkpoint rows a day.
 CHECKPOINT_EVERY_MS = 300_000
 # Geofence and vehicle lists are re-read this often by the timer (edits show within a minute).
 REFRESH_MS = 30_000
+# Checkpoints older than this are dropped (each vehicle keeps its newest): an agent never sends
+# readings older than its journal's max_age_h (168 h), so no backfill needs them.
+CHECKPOINT_RETAIN_MS = 8 * 86_400_000
+PRUNE_EVERY_MS = 3_600_000
 # Open clock-driven alerts loaded at start (at most one per rule and vehicle).
 OPEN_LIMIT = 1_000_000
 
@@ -38,9 +44,41 @@ def _same(a: StoredAlert, e: Episode) -> bool:
         e.end_ms, e.peak, e.state, e.lat, e.lon, e.detail, e.decided_ms)
 
 
+def _overlap(a: StoredAlert, e: Episode) -> bool:
+    inf = float("inf")
+    a_end = inf if a.end_ms is None else a.end_ms
+    e_end = inf if e.end_ms is None else e.end_ms
+    return a.start_ms <= e_end and e.start_ms <= a_end
+
+
+def _reconcile(stored: dict[tuple, StoredAlert], episodes: dict[tuple, Episode]):
+    """Stored alerts vs computed episodes → (upserts, moves, retractions).
+
+    An episode whose start moved (a backfill showed it began earlier, or later) takes over the
+    stored alert it overlaps, keeping its id and acknowledgement: one alert per episode."""
+    upserts, moves = [], []
+    unmatched = {k: a for k, a in stored.items() if k not in episodes}
+    for key, e in episodes.items():
+        if key in stored:
+            if not _same(stored[key], e):
+                upserts.append(e)
+            continue
+        old = next((a for a in unmatched.values() if a.state != "retracted"
+                    and (a.rule, a.subject) == (e.rule, e.subject) and _overlap(a, e)), None)
+        if old is None:
+            upserts.append(e)
+        else:
+            moves.append((old.key, e))
+            del unmatched[old.key]
+    retract = [k for k, a in unmatched.items() if a.state != "retracted"]
+    return upserts, moves, retract
+
+
 class AlertEngine:
-    def __init__(self, store, rules: RuleSet, publish: Callable[[dict], None] | None = None):
+    def __init__(self, store, rules: RuleSet, publish: Callable[[dict], None] | None = None,
+                 checkpoint_every_ms: int = CHECKPOINT_EVERY_MS):
         self.store = store
+        self.checkpoint_every_ms = checkpoint_every_ms
         self.rules = rules
         self.publish = publish or (lambda alert: None)
         self.fences: list[Fence] = []
@@ -48,6 +86,7 @@ class AlertEngine:
                             "readings_evaluated": 0, "failures": 0}
         self._cache: dict[str, tuple[int, dict, int | None]] = {}  # → (time, state, last cp)
         self._locks: dict[str, asyncio.Lock] = {}
+        self._pending: dict[str, int] = {}  # earliest committed, not yet evaluated, reading
         self._seen: dict[str, int] = {}  # newest device time per vehicle
         self._speed: dict[str, tuple[int, float | None, float, float]] = {}  # newest position
         self._connected_ms: dict[str, int] = {}
@@ -55,6 +94,7 @@ class AlertEngine:
         self._known: set[str] = set()
         self._started_ms = 0
         self._refreshed_ms: int | None = None
+        self._pruned_ms: int | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -94,12 +134,20 @@ class AlertEngine:
                 self._note_position(r.vehicle_id, r.time_ms, r.speed_kmh, r.lat, r.lon)
             else:
                 self._seen[r.vehicle_id] = max(r.time_ms, self._seen.get(r.vehicle_id, r.time_ms))
-        for vehicle, t0 in sorted(earliest.items()):
-            await self._evaluate_safely(vehicle, t0, now_ms)
+        for vehicle, t0 in earliest.items():  # no await between commit and this mark
+            self._pending[vehicle] = min(t0, self._pending.get(vehicle, t0))
+        for vehicle in sorted(earliest):
+            await self._evaluate_safely(vehicle, _PENDING, now_ms)
 
-    async def _evaluate_safely(self, vehicle: str, t0: int | None, now_ms: int) -> None:
+    async def _evaluate_safely(self, vehicle: str, t0, now_ms: int) -> None:
         lock = self._locks.setdefault(vehicle, asyncio.Lock())
         async with lock:
+            if t0 is _PENDING:
+                # batches that committed while another evaluation ran are evaluated together;
+                # none left: an evaluation that started after our commit already read them
+                if vehicle not in self._pending:
+                    return
+                t0 = self._pending.pop(vehicle)
             try:
                 await self._evaluate(vehicle, t0, now_ms)
             except Exception as exc:
@@ -112,7 +160,8 @@ class AlertEngine:
 
     async def _evaluate(self, vehicle: str, t0: int | None, now_ms: int) -> None:
         cached = self._cache.get(vehicle)
-        if cached is not None and t0 is not None and t0 > cached[0]:
+        live = cached is not None and t0 is not None and t0 > cached[0]
+        if live:
             base, state, last_cp = cached
         else:
             cp = await self.store.alert_checkpoint(vehicle, t0)
@@ -134,15 +183,17 @@ class AlertEngine:
             for r in group:
                 ev.feed(r)
             end = t
-            if last_cp is None or t - last_cp >= CHECKPOINT_EVERY_MS:
+            if last_cp is None or t - last_cp >= self.checkpoint_every_ms:
                 points.append((t, ev.state()))
                 last_cp = t
         episodes = {e.key: e for e in ev.episodes()}
         stored = {a.key: a for a in await self.store.alerts_in_window(vehicle, base)}
-        upserts = [e for k, e in episodes.items() if k not in stored or not _same(stored[k], e)]
-        retract = [k for k, a in stored.items() if k not in episodes and a.state != "retracted"]
-        saved = await self.store.save_alerts(upserts, retract, now_ms,
-                                             (vehicle, base, points))
+        upserts, moves, retract = _reconcile(stored, episodes)
+        saved = []
+        # most live batches change nothing; a replay always replaces the checkpoints after base
+        if upserts or moves or retract or points or not live:
+            saved = await self.store.save_alerts(upserts, retract, now_ms,
+                                                 (vehicle, base, points), moves)
         if end is not None:
             self._cache[vehicle] = (end, ev.state(), last_cp)
         self._published(saved)
@@ -169,6 +220,10 @@ class AlertEngine:
     async def _on_timer(self, now_ms: int, connected: set[str]) -> None:
         if self._refreshed_ms is None or now_ms - self._refreshed_ms >= REFRESH_MS:
             await self._refresh(now_ms)
+        if self._pruned_ms is None or now_ms - self._pruned_ms >= PRUNE_EVERY_MS:
+            self._pruned_ms = now_ms
+            self.stats["checkpoints_pruned"] = self.stats.get("checkpoints_pruned", 0) + (
+                await self.store.prune_alert_checkpoints(now_ms - CHECKPOINT_RETAIN_MS))
         changes: list[Episode] = []
         stale, offline = self.rules.stale, self.rules.offline
         if stale is not None:

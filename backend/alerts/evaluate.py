@@ -215,24 +215,30 @@ class Evaluator:
                                       r.time_ms)
 
     def _dtc(self, t: int, data: dict) -> None:
+        """docs/protocol.md §4: `dtcs` is a controller's complete set (per proto, src and set);
+        `active` is accepted alike, and `new`/`cleared` lists as changes."""
         open_ = self._s["dtc"]
-        if "active" in data:
-            active = _codes(data["active"])
-            gone = [c for c in open_ if c not in active]
+        scope = "/".join(str(data.get(k, "")) for k in ("proto", "src", "set"))
+        mine = {key.split("|", 1)[1]: key for key in open_ if key.split("|", 1)[0] == scope}
+        full = data.get("dtcs", data.get("active"))
+        if full is not None:
+            now = _codes(full)
+            gone = [c for c in mine if c not in now]
         else:
-            active = {**{c: {} for c in open_}, **_codes(data.get("new") or data.get("added"))}
-            gone = [c for c in _codes(data.get("cleared") or data.get("removed")) if c in open_]
+            now = {**{c: {} for c in mine}, **_codes(data.get("new") or data.get("added"))}
+            gone = [c for c in _codes(data.get("cleared") or data.get("removed")) if c in mine]
         for code in gone:
-            self._done.append(self._from_state("dtc", code, open_.pop(code), t, t))
+            self._done.append(self._from_state("dtc", code, open_.pop(mine[code]), t, t))
         pos = self._s["pos"] or [None, None]
-        for code, item in active.items():
-            if code not in open_:
+        for code, item in now.items():
+            if f"{scope}|{code}" not in open_:
                 detail = {k: v for k, v in item.items() if k != "code"}
-                for k in ("source", "bus", "ecu", "src"):
+                for k in ("proto", "src", "set", "bus", "source", "lamps"):
                     if k in data and k not in detail:
                         detail[k] = data[k]
-                open_[code] = {"start": t, "peak": None, "lat": pos[0], "lon": pos[1],
-                               "detail": {"code": code, **detail}}
+                open_[f"{scope}|{code}"] = {"start": t, "peak": _number(item.get("oc")),
+                                            "lat": pos[0], "lon": pos[1],
+                                            "detail": {"code": code, **detail}}
 
     # --- output ---------------------------------------------------------------------------
 
@@ -244,6 +250,6 @@ class Evaluator:
         for name, st in sorted(self._s["sig"].items()):
             if st and st["open"]:
                 out.append(self._from_state(name, "", st, None))
-        for code, st in sorted(self._s["dtc"].items()):
-            out.append(self._from_state("dtc", code, st, None))
+        for scoped, st in sorted(self._s["dtc"].items()):
+            out.append(self._from_state("dtc", scoped.split("|", 1)[1], st, None))
         return out

@@ -11,7 +11,7 @@ from .passwords import generate_password, hash_password, hash_token, new_token
 
 # User and group names: letters, digits and . _ @ - ; they appear in URLs and logs.
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
-MAX_LABEL = 100
+MAX_LABEL = 64
 
 
 def check_name(name: object, what: str = "name") -> str:

@@ -18,6 +18,7 @@ from .passwords import MAX_PASSWORD
 DEFAULT_AUDIT_LIMIT = 200
 MAX_AUDIT_LIMIT = 10_000  # one page of the trail; ask again with an older to_ms for more
 MAX_GROUP_ITEMS = 10_000  # vehicles or members in one PUT
+MAX_TIME_MS = 10**15  # year ~33658: an open end that every store's time type holds
 
 
 async def _json(request: web.Request) -> dict:
@@ -40,13 +41,17 @@ def _password(body: dict) -> str | None:
     return password
 
 
-@requires(Role.ADMIN)
-async def list_users(request: web.Request) -> web.Response:
-    store = auth_state(request).store
-    users = await store.users()
+async def _user_records(store, name: str | None = None) -> list[dict]:
+    """Users as GET /api/users lists them (with their tokens' ids and labels)."""
+    users = [u for u in await store.users() if name is None or u["name"] == name]
     for u in users:
         u["tokens"] = await store.api_tokens(u["name"])
-    return web.json_response({"users": users})
+    return users
+
+
+@requires(Role.ADMIN)
+async def list_users(request: web.Request) -> web.Response:
+    return web.json_response({"users": await _user_records(auth_state(request).store)})
 
 
 @requires(Role.ADMIN)
@@ -90,7 +95,8 @@ async def update_user(request: web.Request) -> web.Response:
         await accounts.set_password(store, name, password)
     await audit(request, "user.update", name,
                 {"role": role, "disabled": disabled, "password_changed": password is not None})
-    return web.json_response({"name": name, "updated": True})
+    [record] = await _user_records(store, name)
+    return web.json_response(record)
 
 
 @requires(Role.ADMIN)
@@ -98,8 +104,10 @@ async def create_token(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     body = await _json(request)
     try:
-        token_id, token = await accounts.add_token(auth_state(request).store, name,
-                                                   body.get("label", ""))
+        label = body.get("label")
+        if not isinstance(label, str) or not label:
+            raise ValueError("label (what the token is for) must be text of 1..64")
+        token_id, token = await accounts.add_token(auth_state(request).store, name, label)
     except ValueError as exc:
         return error(400, str(exc))
     except KeyError:
@@ -178,9 +186,9 @@ async def audit_trail(request: web.Request) -> web.Response:
     q = request.query
     try:
         from_ms = int(q.get("from_ms") or 0)
-        to_ms = int(q.get("to_ms") or 2**62)
+        to_ms = min(int(q.get("to_ms") or MAX_TIME_MS), MAX_TIME_MS)
         limit = min(int(q.get("limit") or DEFAULT_AUDIT_LIMIT), MAX_AUDIT_LIMIT)
-        if limit < 1:
+        if limit < 1 or not 0 <= from_ms <= MAX_TIME_MS:
             raise ValueError
     except ValueError:
         return error(400, "from_ms, to_ms and limit must be positive integers")

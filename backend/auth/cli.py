@@ -40,7 +40,7 @@ def add_parsers(sub) -> None:
     tok = u.add_parser("token", help="create an API token (Authorization: Bearer); prints it "
                        "once")
     tok.add_argument("name")
-    tok.add_argument("--label", default="", help="what the token is for")
+    tok.add_argument("--label", default="cli", help="what the token is for (default: cli)")
     u.add_parser("tokens", help="list a user's API tokens (ids and labels)").add_argument("name")
     rev = u.add_parser("revoke-token", help="delete one of a user's API tokens")
     rev.add_argument("name")
@@ -66,6 +66,17 @@ def _stdin_password() -> str:
 
 async def _audit(store, action: str, target: str, detail: dict | None = None) -> None:
     await store.add_audit(time.time_ns() // 1_000_000, CLI_USER, action, target, detail)
+
+
+def audited(action_fn, action: str, target: str):
+    """`action_fn(store)`, recorded in the audit trail when it returns a true value."""
+    async def go(store):
+        result = await action_fn(store)
+        if result:
+            await _audit(store, action, target)
+        return result
+
+    return go
 
 
 async def run(args: argparse.Namespace, store) -> int:

@@ -10,13 +10,14 @@ are the page's code, not data.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from aiohttp import web
+from aiohttp import WSCloseCode, web
 
 from ..authz import PRINCIPAL, PUBLIC, Principal, Role, access_of
 from .addresses import Network, client_address, from_trusted_proxy
@@ -153,6 +154,20 @@ def origin_allowed(request: web.Request) -> bool:
         return True
     scheme, _, host = origin.partition("://")
     return scheme in ("http", "https") and host == request.host
+
+
+# An open WebSocket re-checks its session or token this often: a logout, an expiry or a
+# disabled account ends the live feed within this time (a check also counts as use).
+WS_RECHECK_S = 60.0
+
+
+async def watch_session(ws: web.WebSocketResponse, request: web.Request) -> None:
+    """Run beside an open WebSocket: close it (1008) once its credentials no longer hold."""
+    while not ws.closed:
+        await asyncio.sleep(WS_RECHECK_S)
+        if await resolve(request) is None:
+            await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"session ended")
+            return
 
 
 def install(app: web.Application, state: AuthState) -> None:

@@ -3,6 +3,8 @@
 The session rows live in the store (table `sessions`: digest of the cookie, user, created,
 last seen), so a backend restart logs nobody out and a `users passwd|disable` from the CLI
 ends sessions at once. This object holds only the rules and takes the time as an argument.
+aiohttp-session is not used: its storages are an encrypted cookie (no server-side logout or
+revocation) or Redis/Memcached, and the store we already have does the job in four queries.
 """
 
 from __future__ import annotations

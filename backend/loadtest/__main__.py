@@ -38,14 +38,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--log-dir", default="", help="keep gateway and client logs here")
     p.add_argument("--json", help="also write the report as JSON to this file")
+    p.add_argument("--profile", action="store_true",
+                   help="py-spy the first gateway and client process into --log-dir")
     a = p.parse_args(argv)
+    if a.profile and not a.log_dir:
+        p.error("--profile needs --log-dir")
     if a.mode == "storm" and a.outage_at + a.outage >= a.duration:
         p.error("storm: --outage-at + --outage must end before --duration")
     opts = Options(vehicles=a.vehicles, rate_hz=a.rate, duration_s=a.duration, mode=a.mode,
                    db=a.db, workers=a.workers, gateways=a.gateways,
                    send_interval_s=a.send_interval, outage_at_s=a.outage_at,
                    outage_s=a.outage, churn_per_s=a.churn, drain_timeout_s=a.drain_timeout,
-                   seed=a.seed, log_dir=a.log_dir)
+                   seed=a.seed, log_dir=a.log_dir, profile=a.profile)
     rep = run(opts)
     print("\n".join(rep.lines()), flush=True)
     if a.json:

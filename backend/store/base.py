@@ -206,6 +206,8 @@ class Store(Protocol):
                              now_ms: int) -> bool:
         """Record the vehicle's first answer; False if unknown, another vehicle's or answered."""
     async def command(self, command_id: int) -> StoredCommand | None: ...
+    async def save_vehicle_status(self, vehicle_id: str, status: dict, now_ms: int) -> None:
+        """Keep the agent's latest status report (protocol.md §3 status), replacing the last."""
     # alerts (docs/alerts.md; backend/store/*_alerts.py)
     async def alert_readings(self, vehicle_id: str, after_ms: int | None) -> list[StoredReading]:
         """The vehicle's readings with time > after_ms (all if None) by (time, epoch, seq)."""
@@ -216,10 +218,15 @@ class Store(Protocol):
         """Reading-driven alerts a re-evaluation from `after_ms` may change: open ones and
         those decided after it (all of the vehicle's if None)."""
     async def save_alerts(self, upserts: list, retract: list[tuple], now_ms: int,
-                          checkpoints: tuple | None = None) -> list[tuple[StoredAlert, bool]]:
-        """One transaction: upsert episodes by key, mark `retract` keys retracted, and with
-        `checkpoints = (vehicle, after_ms, [(time_ms, state)])` replace the vehicle's
-        checkpoints after `after_ms`. Returns each changed alert and whether it is new."""
+                          checkpoints: tuple | None = None,
+                          moves: list = ()) -> list[tuple[StoredAlert, bool]]:
+        """One transaction: upsert episodes by key, give the alert of each `(old key, episode)`
+        move the episode's key and values (a retracted row holding that key goes), mark
+        `retract` keys retracted, and with `checkpoints = (vehicle, after_ms, [(time_ms,
+        state)])` replace the vehicle's checkpoints after `after_ms`. Returns each changed
+        alert and whether it is new."""
+    async def prune_alert_checkpoints(self, before_ms: int) -> int:
+        """Drop checkpoints older than `before_ms`, except each vehicle's newest."""
     async def list_alerts(self, query: AlertQuery) -> list[StoredAlert]: ...
     async def alert(self, alert_id: int) -> StoredAlert | None: ...
     async def ack_alert(self, alert_id: int, user: str, now_ms: int) -> StoredAlert | None:

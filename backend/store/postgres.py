@@ -398,6 +398,13 @@ class PostgresStore(PostgresAccounts, PostgresAlerts):
             now_ms, ok, detail, command_id, vehicle_id)
         return status != "UPDATE 0"
 
+    async def save_vehicle_status(self, vehicle_id: str, status: dict, now_ms: int) -> None:
+        await self._pool.execute(
+            "INSERT INTO vehicle_status (vehicle_id, time, status) "
+            f"VALUES ($1, {_MS.format('$2::bigint')}, $3::jsonb) ON CONFLICT (vehicle_id) "
+            "DO UPDATE SET time = excluded.time, status = excluded.status",
+            vehicle_id, now_ms, json.dumps(status))
+
     async def command(self, command_id: int) -> StoredCommand | None:
         row = await self._pool.fetchrow(
             f"SELECT {_COMMAND_COLUMNS} FROM commands WHERE id = $1", command_id)

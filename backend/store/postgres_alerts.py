@@ -66,13 +66,26 @@ class PostgresAlerts:
         return [_alert(r) for r in rows]
 
     async def save_alerts(self, upserts: list, retract: list[tuple], now_ms: int,
-                          checkpoints: tuple | None = None) -> list[tuple[StoredAlert, bool]]:
+                          checkpoints: tuple | None = None,
+                          moves: list = ()) -> list[tuple[StoredAlert, bool]]:
         out = []
         async with self._pool.acquire() as conn, conn.transaction():
             for e in upserts:
                 r = await conn.fetchrow(_UPSERT, *e.key, e.end_ms, e.peak, e.state, e.lat,
                                         e.lon, json.dumps(e.detail, default=str), e.decided_ms)
                 out.append((_alert(r), r["inserted"]))
+            for old_key, e in moves:
+                await conn.execute(f"DELETE FROM alerts WHERE {_KEY} AND state = 'retracted'",
+                                   *e.key)
+                r = await conn.fetchrow(
+                    f"UPDATE alerts SET start_time = {_MS.format('$5::bigint')}, "
+                    f"end_time = {_MS.format('$6::bigint')}, peak = $7, state = $8, lat = $9, "
+                    f"lon = $10, detail = $11::jsonb, "
+                    f"decided_time = {_MS.format('$12::bigint')}, updated_at = now() "
+                    f"WHERE {_KEY} RETURNING {_ALERT_COLUMNS}", *old_key, e.start_ms, e.end_ms,
+                    e.peak, e.state, e.lat, e.lon, json.dumps(e.detail, default=str),
+                    e.decided_ms)
+                out.append((_alert(r), False))
             for key in retract:
                 r = await conn.fetchrow(
                     f"UPDATE alerts SET state = 'retracted', updated_at = now() WHERE {_KEY} "
@@ -89,6 +102,13 @@ class PostgresAlerts:
                     "ON CONFLICT (vehicle_id, time_ms) DO UPDATE SET state = excluded.state",
                     [(vehicle, t, json.dumps(state)) for t, state in points])
         return out
+
+    async def prune_alert_checkpoints(self, before_ms: int) -> int:
+        status = await self._pool.execute(
+            "DELETE FROM alert_checkpoints a WHERE time_ms < $1 AND time_ms < (SELECT "
+            "max(time_ms) FROM alert_checkpoints c WHERE c.vehicle_id = a.vehicle_id)",
+            before_ms)
+        return int(status.split()[-1])
 
     async def list_alerts(self, query: AlertQuery) -> list[StoredAlert]:
         where, args = [], []

@@ -322,6 +322,15 @@ class SqliteStore(SqliteAccounts, SqliteAlerts):
 
         return await self._run(answer)
 
+    async def save_vehicle_status(self, vehicle_id: str, status: dict, now_ms: int) -> None:
+        def save() -> None:
+            self._db.execute(
+                "INSERT INTO vehicle_status (vehicle_id, time_ms, status) VALUES (?, ?, ?) "
+                "ON CONFLICT (vehicle_id) DO UPDATE SET time_ms=excluded.time_ms, "
+                "status=excluded.status", (vehicle_id, now_ms, json.dumps(status)))
+
+        await self._run(save)
+
     async def command(self, command_id: int) -> StoredCommand | None:
         def row():
             r = self._db.execute(f"SELECT {_COMMAND_COLUMNS} FROM commands WHERE id=?",

@@ -58,7 +58,8 @@ class SqliteAlerts:
         return await self._run(rows)
 
     async def save_alerts(self, upserts: list, retract: list[tuple], now_ms: int,
-                          checkpoints: tuple | None = None) -> list[tuple[StoredAlert, bool]]:
+                          checkpoints: tuple | None = None,
+                          moves: list = ()) -> list[tuple[StoredAlert, bool]]:
         def save():
             db = self._db
             out = []
@@ -81,6 +82,15 @@ class SqliteAlerts:
                     out.append((_alert(db.execute(f"SELECT {_ALERT_COLUMNS} FROM alerts "
                                                   f"WHERE {_KEY}", e.key).fetchone()),
                                 old is None))
+                for old_key, e in moves:
+                    db.execute(f"DELETE FROM alerts WHERE {_KEY} AND state='retracted'", e.key)
+                    db.execute(
+                        "UPDATE alerts SET start_ms=?, end_ms=?, peak=?, state=?, lat=?, lon=?, "
+                        f"detail=?, decided_ms=?, updated_ms=? WHERE {_KEY}",
+                        (e.start_ms, e.end_ms, e.peak, e.state, e.lat, e.lon,
+                         json.dumps(e.detail, default=str), e.decided_ms, now_ms, *old_key))
+                    out.append((_alert(db.execute(f"SELECT {_ALERT_COLUMNS} FROM alerts "
+                                                  f"WHERE {_KEY}", e.key).fetchone()), False))
                 for key in retract:
                     db.execute(f"UPDATE alerts SET state='retracted', updated_ms=? WHERE {_KEY}",
                                (now_ms, *key))
@@ -102,6 +112,15 @@ class SqliteAlerts:
             return out
 
         return await self._run(save)
+
+    async def prune_alert_checkpoints(self, before_ms: int) -> int:
+        def prune() -> int:
+            return self._db.execute(
+                "DELETE FROM alert_checkpoints WHERE time_ms < ? AND time_ms < (SELECT "
+                "max(time_ms) FROM alert_checkpoints c WHERE c.vehicle_id = "
+                "alert_checkpoints.vehicle_id)", (before_ms,)).rowcount
+
+        return await self._run(prune)
 
     async def list_alerts(self, query: AlertQuery) -> list[StoredAlert]:
         where, args = [], []

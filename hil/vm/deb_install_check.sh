@@ -153,5 +153,82 @@ say "STEP stop"
 systemctl stop fleet-agent
 say "STOP rc=$?"
 props stopped ActiveState Result ExecMainCode ExecMainStatus NRestarts
+
+# 6. the operator's view: status over the socket (root yes, others no), journald fields, reload
+say "STEP operate"
+systemctl start fleet-agent || fail "second start"
+status_json() { $VENV/bin/fleet-agent status --json 2>/dev/null | tr -d '\n'; }
+status_ok() { $VENV/bin/fleet-agent status >/dev/null 2>&1; }
+wait_until 30 status_ok
+say "STATUS $(status_json)"
+say "SOCKET $(stat -c '%U:%G %a' /run/fleet-agent/status.sock 2>&1)"
+runuser -u nobody -- $VENV/bin/fleet-agent status >/dev/null 2>&1
+say "STATUS-NOBODY rc=$?"
+systemctl reload fleet-agent
+say "RELOAD rc=$?"
+sleep 2
+journalctl --no-pager -o json -u fleet-agent | python3 -c '
+import json, sys
+fields = {"COMPONENT": set(), "VEHICLE": set(), "reloaded": 0}
+for line in sys.stdin:
+    e = json.loads(line)
+    for k in ("COMPONENT", "VEHICLE"):
+        if k in e:
+            fields[k].add(e[k])
+    fields["reloaded"] += "SIGHUP: reloaded" in str(e.get("MESSAGE", ""))
+print("HIL:JOURNALD " + json.dumps({k: sorted(v) if isinstance(v, set) else v
+                                    for k, v in fields.items()}))'
+
+# 7. offline: the backend stops, CAN readings pile up in the journal
+say "STEP offline"
+systemctl stop fleet-backend
+canplayer -I /hil/drive.log vcan0=can0
+sleep 2
+JOURNAL=/var/lib/fleet-agent/journal.sqlite
+sqlite3 "file:$JOURNAL?mode=ro" "SELECT seq FROM readings ORDER BY seq" > /hil/pending.txt
+EPOCH=$(sqlite3 "file:$JOURNAL?mode=ro" "SELECT value FROM meta WHERE key='epoch'")
+say "PENDING $(wc -l < /hil/pending.txt)"
+
+# 8. upgrade to the next version while readings wait: they survive and are delivered
+say "STEP upgrade"
+DEBIAN_FRONTEND=noninteractive apt-get install -y -q /hil/next/fleet-agent_*.deb \
+    >/hil/apt-upgrade.log 2>&1 || { sed 's/^/HIL:APT /' /hil/apt-upgrade.log; fail "upgrade"; }
+say "UPGRADED $(dpkg-query -W -f '${Version} ${db:Status-Status}' fleet-agent)"
+say "CONFFILE $(grep -c "^id = \"$VEHICLE\"" /etc/fleet-agent/agent.toml) $(stat -c '%U:%G %a' /etc/fleet-agent/agent.toml)"
+systemctl start fleet-backend || fail "backend after upgrade"
+backlog_empty() {
+    status_json | python3 -c 'import json, sys; sys.exit(json.load(sys.stdin)["journal"]["backlog"] != 0)' 2>/dev/null
+}
+wait_until 180 backlog_empty || say "TIMEOUT backlog not drained"
+sleep 2
+python3 - "$DB" "$VEHICLE" "$EPOCH" /hil/pending.txt <<'PYEOF'
+import json, sqlite3, sys
+db, vehicle, epoch, pending = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+seqs = [int(line) for line in open(pending) if line.strip()]
+con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+counts = dict(con.execute("SELECT seq, count(*) FROM vehicle_telemetry WHERE vehicle_id=? "
+                          "AND epoch=? GROUP BY seq", (vehicle, epoch)))
+print("HIL:DELIVERED " + json.dumps({
+    "pending": len(seqs), "once": sum(counts.get(s) == 1 for s in seqs),
+    "missing": sum(s not in counts for s in seqs),
+    "duplicated": sum(counts.get(s, 0) > 1 for s in seqs)}))
+PYEOF
+
+# 9. remove keeps state, configuration and users; purge removes them
+say "STEP remove"
+paths() {
+    for p in /var/lib/fleet-agent/journal.sqlite /etc/fleet-agent/agent.toml /var/lib/fleet-backend; do
+        [ -e "$p" ] && printf '%s ' "$p"
+    done
+    getent passwd fleet-agent >/dev/null && printf 'user:fleet-agent '
+    getent passwd fleet-backend >/dev/null && printf 'user:fleet-backend '
+    echo
+}
 logs
+DEBIAN_FRONTEND=noninteractive apt-get remove -y -q fleet-agent >/hil/apt-remove.log 2>&1
+say "REMOVE rc=$? $(dpkg-query -W -f '${db:Status-Status}' fleet-agent 2>&1)"
+say "AFTER-REMOVE $(paths)"
+DEBIAN_FRONTEND=noninteractive apt-get purge -y -q fleet-agent >/hil/apt-purge.log 2>&1
+say "PURGE rc=$? $(dpkg-query -W -f '${db:Status-Status}' fleet-agent 2>&1 | head -c 60)"
+say "AFTER-PURGE $(paths)"
 say "DONE"

@@ -171,3 +171,48 @@ async def test_list_filters_and_ack(any_store):
     assert [x.id for x in await any_store.list_alerts(q(acknowledged=True))] == [a.id]
     assert a.id not in {x.id for x in await any_store.list_alerts(q(acknowledged=False))}
     assert await any_store.ack_alert(10**12, "dana", NOW) is None
+
+
+async def test_backfill_disproving_an_event_decided_after_the_checkpoint(any_store):
+    """A geofence entry starts before the checkpoint it is re-evaluated from, and was decided
+    after it: the backfill must still move it (the window goes by decision time)."""
+    await any_store.put_geofence("depot", "Depot", DEPOT)
+    rules = parse_rules({"geofence": {"dwell_s": 5}, "overspeed": {"enabled": False}})
+    engine = AlertEngine(any_store, rules, checkpoint_every_ms=1000)
+    await engine.start(NOW)
+    track = [pos(1, 0, 10, 53.58)] + [pos(i + 1, i, 10, 53.55) for i in range(1, 12)]
+    await deliver(any_store, engine, [track])
+    assert await alert_spans(any_store) == {("geofence-enter", "depot", 1, 1)}
+    await deliver(any_store, engine, [[pos(50, 3.5, 10, 53.58)]])  # was outside at 3.5 s
+    assert await alert_spans(any_store) == {("geofence-enter", "depot", 4, 4)}
+
+
+async def test_backlog_moving_an_episode_start_keeps_the_alert_and_its_ack(any_store):
+    published = []
+    engine = await new_engine(any_store, published)
+    await deliver(any_store, engine, [[pos(100 + i, 100 + i, 120) for i in range(21)]])  # live
+    [live] = await any_store.list_alerts(AlertQuery())
+    assert (live.start_ms, live.end_ms) == (100_000, None)
+    await any_store.ack_alert(live.id, "dana", NOW)
+    await deliver(any_store, engine, [[pos(1 + i, i, 120) for i in range(99)]])  # the backlog
+    [moved] = await any_store.list_alerts(AlertQuery())
+    assert (moved.id, moved.start_ms, moved.end_ms, moved.acknowledged_by) == (
+        live.id, 0, None, "dana")
+    assert engine.stats["alerts_opened"] == {"overspeed": 1}
+    assert published[-1]["id"] == live.id and published[-1]["start_ms"] == 0
+    assert await any_store.list_alerts(AlertQuery(state="retracted")) == []
+
+
+async def test_old_checkpoints_are_pruned_but_each_vehicles_newest_stays(any_store):
+    from backend.alerts.engine import CHECKPOINT_RETAIN_MS
+
+    engine = AlertEngine(any_store, RULES, checkpoint_every_ms=60_000)
+    await engine.start(NOW)
+    old = [pos(i + 1, i * 60, 50) for i in range(10)]  # checkpoints at 0, 60, …, 540 s
+    other = [pos(1, 30, 50, vehicle="truck-2")]
+    await deliver(any_store, engine, [old, other])
+    await engine.on_timer(CHECKPOINT_RETAIN_MS + 300_000, set())
+    assert engine.stats["checkpoints_pruned"] == 5  # truck-1's 0..240 s
+    assert (await any_store.alert_checkpoint(V, 300_000)) is None
+    assert (await any_store.alert_checkpoint(V, None))[0] == 540_000
+    assert (await any_store.alert_checkpoint("truck-2", None))[0] == 30_000  # its only one

@@ -125,3 +125,26 @@ def test_defaults_and_describe():
     assert names[:4] == ["overspeed", "coolant-high", "engine-oil-high", "fuel-low"]
     assert {"geofence-enter", "geofence-exit", "stale", "offline", "dtc"} <= set(names)
     assert parse_rules({"overspeed": {"enabled": False}}).overspeed is None
+
+
+def test_dtc_events_as_the_agent_sends_them_per_controller_and_set():
+    """docs/protocol.md §4: `dtcs` is the complete set of one (proto, src, set)."""
+    def dm1(seq, t, src, *spns):
+        return evt(seq, t, "dtc", bus="truck", proto="j1939", src=src, set="active",
+                   dtcs=[{"spn": s, "fmi": 3, "oc": 1} for s in spns],
+                   lamps={"mil": 1, "rsl": 0, "awl": 0, "pl": 0})
+
+    readings = [dm1(1, 1, 0, 110), dm1(2, 2, 3, 520),  # engine ECU and transmission
+                evt(3, 3, "dtc", bus="truck", proto="obd2", src=0x7E8, set="stored",
+                    dtcs=[{"code": "P0301"}]),
+                dm1(4, 4, 0),  # the engine's code cleared: the transmission's stays
+                evt(5, 5, "dtc", bus="truck", proto="obd2", src=0x7E8, set="pending",
+                    dtcs=[])]  # another set of that ECU: its stored code stays
+    ev = run(readings)
+    assert sorted(spans(ev)) == [("dtc", "P0301", 3000, None), ("dtc", "SPN110-FMI3", 1000, 4000),
+                                 ("dtc", "SPN520-FMI3", 2000, None)]
+    engine = [e for e in ev.episodes() if e.subject == "SPN110-FMI3"][0]
+    assert engine.detail == {"code": "SPN110-FMI3", "spn": 110, "fmi": 3, "oc": 1,
+                             "proto": "j1939", "src": 0, "set": "active", "bus": "truck",
+                             "lamps": {"mil": 1, "rsl": 0, "awl": 0, "pl": 0}}
+    assert engine.peak == 1

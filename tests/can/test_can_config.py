@@ -64,7 +64,9 @@ snapshot_hz = 0
     assert rules["CCVS1.WheelBasedVehicleSpeed"].min_interval_ms == 500
     assert live.pipeline.selector.snapshot_period_ms == 1000
     assert replay.pipeline.selector.snapshot_period_ms == 0
-    assert len(live.pipeline.decoder.can_filters()) == 2
+    # the two selected PGNs, and (DM1 on by default on a J1939 bus) DM1 and the BAM frames
+    pgns = {f["can_id"] >> 8 for f in live.pipeline.decoder.can_filters()}
+    assert len(pgns) == 5 and {0xFECA, 0xEC00, 0xEB00} <= pgns
     assert live.status()["state"] == "closed"
 
 

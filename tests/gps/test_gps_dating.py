@@ -113,3 +113,28 @@ def test_nmea_decode_default_filters_and_raw_does_not(capsys):
     raw, err = capsys.readouterr()
     assert len(raw.splitlines()) == len(filtered.splitlines()) + 1
     assert "time_backwards" not in json.loads(err.splitlines()[-1])
+
+
+def test_stream_asks_the_kernel_once_a_minute_and_dates_gga_only_fixes(nmea):
+    from agent.gps.state import SourceState
+    from agent.gps.stream import SYNC_CHECK_S, NmeaStream
+
+    now = [1_780_000_000.0]  # 2026-05-28T20:26:40Z: the fixes below are that evening
+    asked = []
+
+    def synced() -> bool:
+        asked.append(now[0])
+        return True
+
+    import logging
+    stream = NmeaStream(NmeaDecoder(), None, Counter(), SourceState("gps", logging.getLogger()),
+                        3.0, lambda: now[0], synced=synced)
+    out = []
+    for s in range(5):
+        stream.feed(gga(nmea, f"2146{40 + s:02d}"), out.append)
+        now[0] += 1
+    assert [p.ts_ms for p in out] == [ms(2026, 5, 28, 21, 46, 40 + s) for s in range(5)]
+    assert asked == [1_780_000_000.0]  # once per SYNC_CHECK_S, not per read
+    now[0] += SYNC_CHECK_S
+    stream.feed(b"", out.append)
+    assert len(asked) == 2

@@ -1,0 +1,71 @@
+"""Two measured adjustments of aioquic for a gateway holding thousands of connections.
+
+- **Socket buffers.** All vehicles share the gateway's one UDP socket. Linux's default receive
+  buffer (212 KB, ~90 full-size datagrams) overflows whenever the process is off the CPU for a
+  few hundred ms with a few hundred vehicles sending: the load tester saw 7,500 of ~35,000
+  datagrams dropped (`RcvbufErrors` in /proc/net/snmp) with 300 vehicles at 1 Hz, and every
+  loss costs a retransmission and a loss-recovery timer. `SOCKET_BUFFER_BYTES` is asked for;
+  the kernel caps it at `net.core.rmem_max` / `wmem_max` (docs/operations.md).
+- **ACK delay.** aioquic acknowledges an ack-eliciting packet after 1 ms (`K_GRANULARITY`),
+  although it advertises `max_ack_delay` = 25 ms. A batch's commit takes longer than 1 ms, so
+  every batch cost an ACK-only datagram and a timer before the geostream `ack` left. Waiting up
+  to `ACK_DELAY_S` (within the advertised 25 ms) lets the QUIC ACK ride in the same datagram as
+  the geostream ack. aioquic has no public setting for it, so this sets the attribute when it
+  exists and leaves the connection alone otherwise.
+- **Handshake buffers.** aioquic gives every connection three 16 KiB TLS output buffers (one per
+  epoch) and keeps them for the connection's life: 48 KiB of the ~100 KiB of Python heap a
+  gateway connection holds (bench/bench_conn_memory.py, tracemalloc). After the handshake the
+  TLS layer writes nothing but the session ticket (a few hundred bytes, written as the
+  handshake completes), so the gateway swaps them for `POST_HANDSHAKE_BUFFER` bytes each.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+
+log = logging.getLogger(__name__)
+
+# 4 MiB: a second of 4,000 full-size datagrams; Debian's rmem_max/wmem_max default is 208 KiB.
+SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
+# Below the 25 ms max_ack_delay aioquic advertises in its transport parameters.
+ACK_DELAY_S = 0.020
+# After the handshake: room for a NewSessionTicket (~250 bytes) or a TLS alert, with margin.
+POST_HANDSHAKE_BUFFER = 1024
+
+
+def enlarge_socket_buffers(server) -> int:
+    """Grow the receive and send buffers of an aioquic server's UDP socket; returns the
+    receive buffer the kernel granted (it reports twice the usable size)."""
+    transport = getattr(server, "_transport", None)
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None:
+        return 0
+    for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER_BYTES)
+        except OSError as exc:
+            log.warning("cannot grow the UDP socket buffer: %s", exc)
+    granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    if granted < SOCKET_BUFFER_BYTES:
+        log.info("UDP receive buffer %d bytes (raise net.core.rmem_max for more)", granted // 2)
+    return granted
+
+
+def delay_acks(quic) -> None:
+    """Let a `QuicConnection` hold its ACKs up to ACK_DELAY_S so they share datagrams."""
+    if hasattr(quic, "_ack_delay"):
+        quic._ack_delay = ACK_DELAY_S
+
+
+def shrink_handshake_buffers(quic) -> None:
+    """Call on HandshakeCompleted: replace the 16 KiB TLS output buffers by small ones (each
+    is empty then: aioquic moves their bytes to the crypto streams after every TLS step)."""
+    from aioquic.buffer import Buffer
+
+    buffers = getattr(quic, "_crypto_buffers", None)
+    if not isinstance(buffers, dict):
+        return
+    for epoch, buf in list(buffers.items()):
+        if buf.tell() == 0:
+            buffers[epoch] = Buffer(capacity=POST_HANDSHAKE_BUFFER)

@@ -1,0 +1,147 @@
+"""Gateway memory per connected vehicle, by where it goes (Python heap, tracemalloc).
+
+    .venv/bin/python bench/bench_conn_memory.py [--connections 500]
+
+The load tester measures the gateway's RSS growth per connected vehicle, which includes what
+tracemalloc cannot see (OpenSSL's AEAD and header-protection contexts) and allocator slack.
+This script shows where the Python heap part goes: it runs N complete sessions in memory with
+aioquic's sans-IO `QuicConnection` on both ends (handshake, hello, welcome, one batch, its
+ack), as the gateway holds them, drops the client ends, and groups what the server ends still
+hold by source file. Baseline in the same run: the same N connections as bare QUIC (handshake
+only, no geostream session, aioquic as it comes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import sys
+import tempfile
+import tracemalloc
+from collections import defaultdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from aioquic.buffer import Buffer  # noqa: E402
+from aioquic.quic.configuration import QuicConfiguration  # noqa: E402
+from aioquic.quic.connection import QuicConnection  # noqa: E402
+from aioquic.quic.events import StreamDataReceived  # noqa: E402
+from aioquic.quic.packet import pull_quic_header  # noqa: E402
+
+from backend.pki import generate  # noqa: E402
+from backend.quic_tuning import delay_acks, shrink_handshake_buffers  # noqa: E402
+from geostream import ALPN  # noqa: E402
+from geostream.session import ClientSession, ServerSession  # noqa: E402
+
+SERVER = ("127.0.0.1", 4433)
+CLIENT = ("127.0.0.1", 50000)
+
+
+def _pump(a: QuicConnection, b: QuicConnection, a_addr, now: float) -> int:
+    n = 0
+    for data, _ in a.datagrams_to_send(now=now):
+        b.receive_datagram(data, a_addr, now=now)
+        n += 1
+    return n
+
+
+def one_session(server_cfg, client_cfg, now: float, geostream: bool):
+    client = QuicConnection(configuration=client_cfg)
+    client.connect(SERVER, now=now)
+    first = client.datagrams_to_send(now=now)
+    header = pull_quic_header(Buffer(data=first[0][0]), host_cid_length=8)
+    server = QuicConnection(configuration=server_cfg,
+                            original_destination_connection_id=header.destination_cid)
+    delay_acks(server)
+    for data, _ in first:
+        server.receive_datagram(data, CLIENT, now=now)
+    for _ in range(6):
+        now += 0.03  # past the delayed-ACK deadline, as the timers would fire
+        _pump(server, client, SERVER, now)
+        _pump(client, server, CLIENT, now)
+    session = None
+    if geostream:
+        shrink_handshake_buffers(server)  # what the gateway does on HandshakeCompleted
+        cs = ClientSession("veh-00001", "t" * 43, epoch=7)
+        sid = client.get_next_available_stream_id()
+        client.send_stream_data(sid, cs.data_to_send())
+        session = ServerSession()
+        for step in range(4):
+            now += 0.03
+            _pump(client, server, CLIENT, now)
+            while (ev := server.next_event()) is not None:
+                if isinstance(ev, StreamDataReceived):
+                    session.receive_data(ev.data)
+                    if session.hello is not None and not session.authenticated:
+                        session.accept(0, credit=512)
+                    elif session.pending:
+                        session.committed([1], credit=512)
+                    server.send_stream_data(ev.stream_id, session.data_to_send())
+            _pump(server, client, SERVER, now)
+            while (ev := client.next_event()) is not None:
+                if isinstance(ev, StreamDataReceived):
+                    cs.receive_data(ev.data)
+            if step == 0 and cs.ready:
+                cs.send_batch([{"q": 1, "ts": 1_790_000_000_000, "k": "pos", "lat": 53.5,
+                                "lon": 9.9, "alt": 12.5, "spd": 42.0, "crs": 90.0, "fix": 1,
+                                "sat": 9, "hdop": 0.9}])
+                client.send_stream_data(sid, cs.data_to_send())
+        assert session.through == 1, "the session did not complete"
+    return client, server, session
+
+
+def measure(n: int, geostream: bool, certs: dict) -> tuple[float, dict[str, float]]:
+    server_cfg = QuicConfiguration(is_client=False, alpn_protocols=[ALPN], idle_timeout=240)
+    server_cfg.load_cert_chain(certs["cert"], certs["key"])
+    client_cfg = QuicConfiguration(is_client=True, alpn_protocols=[ALPN], idle_timeout=240,
+                                   server_name="localhost")
+    client_cfg.load_verify_locations(cafile=certs["ca"])
+    gc.collect()
+    tracemalloc.start(8)
+    before = tracemalloc.take_snapshot()
+    base = tracemalloc.get_traced_memory()[0]
+    kept, clients = [], []
+    for i in range(n):
+        c, s, sess = one_session(server_cfg, client_cfg, now=1000.0 + i, geostream=geostream)
+        kept.append((s, sess))
+        clients.append(c)
+    del clients, c
+    gc.collect()
+    total = (tracemalloc.get_traced_memory()[0] - base) / n
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    by_file: dict[str, float] = defaultdict(float)
+    for stat in after.compare_to(before, "filename"):
+        name = stat.traceback[0].filename
+        for marker in ("aioquic/", "geostream/", "cryptography/", "backend/"):
+            if marker in name:
+                name = marker + name.split(marker, 1)[1]
+                break
+        else:
+            name = Path(name).name
+        by_file[name] += stat.size_diff / n
+    assert len(kept) == n
+    return total, dict(by_file)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--connections", type=int, default=500)
+    a = ap.parse_args()
+    with tempfile.TemporaryDirectory() as d:
+        certs = generate(d, ["localhost", "127.0.0.1"])
+        bare, _ = measure(a.connections, False, certs)
+        full, files = measure(a.connections, True, certs)
+    print(f"{a.connections} server-side connections held in memory (Python heap, tracemalloc)")
+    print(f"{'bare QUIC connection after handshake (baseline)':<52}{bare / 1024:8.1f} KB")
+    print(f"{'gateway: + geostream session, one batch acked':<52}{full / 1024:8.1f} KB"
+          f"   ratio {full / bare:.2f}")
+    print("where it goes (KB per connection):")
+    for name, size in sorted(files.items(), key=lambda kv: -kv[1])[:12]:
+        print(f"  {size / 1024:7.1f}  {name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""Load-tester benchmark: many vehicles against real gateway processes, and ingest vs COPY.
+
+    .venv/bin/python bench/bench_loadtest.py            # bounded: about 6 minutes
+    .venv/bin/python bench/bench_loadtest.py --reach    # also the 1 Hz vehicle ladder (long)
+
+1. Steady fleets at 1 Hz on SQLite, PostgreSQL and TimescaleDB, an outage storm and churn
+   (`python -m backend.loadtest` with the same options): readings acked/s, ack p50/p99, gateway
+   CPU and memory per connected vehicle, and the store check (0 lost / 0 duplicated).
+2. End-to-end ingest (QUIC + CBOR + DEFLATE + gateway + writer + PostgreSQL/PostGIS with its
+   indexes): a storm's backlog drained by many vehicles at once, against a direct COPY of as many
+   rows of the same shape into the same schema on the same server, in the same run.
+3. `--reach`: vehicles at 1 Hz in steps until ack p99 exceeds 500 ms or a reading is lost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
+
+from pgfixture import PgServer  # noqa: E402
+
+from backend.loadtest.fleet import SimVehicle  # noqa: E402
+from backend.loadtest.run import PG_DURABLE, Options, Report, run  # noqa: E402
+from backend.store.base import StoredReading  # noqa: E402
+from backend.store.postgres import PostgresStore  # noqa: E402
+
+COPY_CHUNK = 5000  # rows per COPY transaction, the writer's largest transaction
+DAY_MS = 86_400_000
+_COLUMNS = ("time", "vehicle_id", "epoch", "seq", "kind", "location", "speed_kmh", "course",
+            "alt", "fix", "sats", "hdop", "signals", "received_at")
+P99_GOAL_MS = 500.0
+REACH_STEPS = (500, 1000, 2000, 4000, 7000, 10000)
+
+
+def cmd(o: Options) -> str:
+    parts = [f"--vehicles {o.vehicles}", f"--rate {o.rate_hz:g}", f"--duration {o.duration_s:g}",
+             f"--mode {o.mode}", f"--db {o.db if '://' not in o.db else 'URL'}"]
+    if o.mode == "storm":
+        parts += [f"--outage-at {o.outage_at_s:g}", f"--outage {o.outage_s:g}"]
+    if o.mode == "churn":
+        parts.append(f"--churn {o.churn_per_s:g}")
+    if o.gateways != 1:
+        parts.append(f"--gateways {o.gateways}")
+    return "python -m backend.loadtest " + " ".join(parts)
+
+
+def row(name: str, o: Options, r: Report) -> str:
+    check = "0 lost / 0 dup" if r.ok else f"LOST {r.lost} DUP {r.duplicated}"
+    return (f"| {name} | `{cmd(o)}` | {r.acked_per_s:,.0f}/s of {o.vehicles * o.rate_hz:,.0f} | "
+            f"{_ms(r.ack_p50_ms)} / {_ms(r.ack_p99_ms)} | {r.gateway_cpu_pct:.0f} % | "
+            f"{r.gateway_kb_per_vehicle:.0f} KB | {check} |")
+
+
+def _ms(v: float | None) -> str:
+    return "-" if v is None else f"{v:.0f} ms"
+
+
+# --- ingest vs COPY ---------------------------------------------------------------------------
+
+
+def _ewkb(lon: float, lat: float) -> bytes:
+    import struct
+
+    return struct.pack("<BIIdd", 1, 0x20000001, 4326, lon, lat)
+
+
+def _dt(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def same_rows(vehicles: int, rate_hz: float, seconds: float) -> list[tuple]:
+    """Records of the shape the load test sends (positions and CAN snapshots), for COPY."""
+    now = time.time_ns() // 1_000_000
+    out = []
+    for v in range(vehicles):
+        sim = SimVehicle(f"copy-{v:05d}", "", v + 1, rate_hz, 0.0, now, seed=v)
+        sim.make_due(seconds)
+        for r in sim.unacked.values():
+            s = StoredReading.from_wire(sim.vehicle_id, sim.epoch, r, now)
+            loc = _ewkb(s.lon, s.lat) if s.lon is not None else None
+            out.append((_dt(s.time_ms), s.vehicle_id, s.epoch, s.seq, s.kind, loc, s.speed_kmh,
+                        s.course, s.alt, s.fix, s.sats, s.hdop, s.data_json(),
+                        _dt(s.received_ms)))
+    return out
+
+
+async def copy_rate(url: str, records: list[tuple]) -> float:
+    import asyncpg
+
+    store = PostgresStore(url, maintain_every_s=0)
+    await store.open()  # migrations
+    await store.close()
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.set_type_codec("geometry", schema="public", encoder=lambda b: b,
+                                  decoder=bytes, format="binary")
+        now = time.time_ns() // 1_000_000
+        await conn.execute("SELECT telemetry_ensure_partitions($1, $2)", _dt(now - DAY_MS),
+                           _dt(now + DAY_MS))
+        t0 = time.perf_counter()
+        for i in range(0, len(records), COPY_CHUNK):
+            async with conn.transaction():
+                await conn.copy_records_to_table("vehicle_telemetry", columns=_COLUMNS,
+                                                  records=records[i:i + COPY_CHUNK])
+        elapsed = time.perf_counter() - t0
+        assert await conn.fetchval("SELECT count(*) FROM vehicle_telemetry") == len(records)
+    finally:
+        await conn.close()
+    return len(records) / elapsed
+
+
+def ingest_vs_copy(flavour: str, vehicles: int, rate_hz: float, outage_s: float) -> str:
+    with PgServer(dict(PG_DURABLE), timescale=flavour == "timescale") as server:
+        url = server.create_database("ingest")
+        o = Options(vehicles=vehicles, rate_hz=rate_hz, duration_s=outage_s + 12, mode="storm",
+                    outage_at_s=1.0, outage_s=outage_s, db=url)
+        rep = run(o)
+        storm = rep.storm or {}
+        drain = storm.get("drain_max_s") or float("nan")
+        e2e = storm.get("backlog", 0) / drain
+        copy = asyncio.run(copy_rate(server.create_database("copy"),
+                                     same_rows(vehicles, rate_hz, storm.get("backlog", 0)
+                                               / vehicles / rate_hz)))
+    check = "0 lost / 0 dup" if rep.ok else f"LOST {rep.lost} DUP {rep.duplicated}"
+    return (f"| ingest, {flavour}: {storm.get('backlog', 0):,} backlog readings from {vehicles} "
+            f"vehicles reconnecting at once | `{cmd(o)}` | {e2e:,.0f}/s (drained in "
+            f"{drain:.1f} s) | COPY same rows: {copy:,.0f}/s | **{e2e / copy:.2f}×** | {check} |")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--vehicles", type=int, default=200, help="steady fleets")
+    ap.add_argument("--duration", type=float, default=20)
+    ap.add_argument("--reach", action="store_true", help="also the 1 Hz ladder (long)")
+    ap.add_argument("--json", help="write every report here")
+    a = ap.parse_args()
+    reports = {}
+    print("| run | command | acked | ack p50 / p99 | gateway CPU | gateway memory per vehicle "
+          "| store |\n|---|---|---:|---:|---:|---:|---|", flush=True)
+    runs = [(f"steady, {db}", Options(vehicles=a.vehicles, duration_s=a.duration, db=db))
+            for db in ("sqlite", "postgres", "timescale")]
+    runs.append(("outage storm, sqlite", Options(vehicles=100, rate_hz=10, duration_s=20,
+                                                 mode="storm", outage_at_s=2, outage_s=10)))
+    runs.append(("churn, sqlite", Options(vehicles=100, duration_s=a.duration, mode="churn",
+                                          churn_per_s=0.1)))
+    failed = False
+    for name, o in runs:
+        rep = run(o)
+        reports[name] = rep
+        failed |= not rep.ok
+        print(row(name, o, rep), flush=True)
+        if rep.storm:
+            print(f"|  storm drain | | backlog {rep.storm['backlog']:,} | drained in "
+                  f"{rep.storm['drain_max_s'] or float('nan'):.1f} s (p50 "
+                  f"{rep.storm['drain_p50_s'] or float('nan'):.1f} s) | | | |", flush=True)
+    print("\n| ingest | command | end to end | baseline | ratio | store |\n"
+          "|---|---|---:|---:|---:|---|", flush=True)
+    for flavour in ("postgres", "timescale"):
+        print(ingest_vs_copy(flavour, vehicles=100, rate_hz=50, outage_s=10), flush=True)
+    if a.reach:
+        print("\n| vehicles at 1 Hz | ack p50 / p99 | acked/s | gateway CPU | store |\n"
+              "|---:|---:|---:|---:|---|", flush=True)
+        for n in REACH_STEPS:
+            o = Options(vehicles=n, duration_s=30)
+            rep = run(o)
+            reports[f"reach {n}"] = rep
+            print(f"| {n} | {_ms(rep.ack_p50_ms)} / {_ms(rep.ack_p99_ms)} | "
+                  f"{rep.acked_per_s:,.0f} | {rep.gateway_cpu_pct:.0f} % | "
+                  f"{'ok' if rep.ok else 'LOST/DUP'} |", flush=True)
+            if not rep.ok or (rep.ack_p99_ms or 1e9) > P99_GOAL_MS:
+                break
+    if a.json:
+        Path(a.json).write_text(json.dumps({k: v.__dict__ for k, v in reports.items()},
+                                           indent=1, default=str))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,28 @@
+"""The backend keeps each vehicle's latest agent status (protocol.md §3 status) on both stores."""
+
+from __future__ import annotations
+
+import json
+
+
+async def _rows(store) -> list[tuple]:
+    """(vehicle, time_ms, status) read with each database's own SQL, not through the store."""
+    if hasattr(store, "_pool"):
+        rows = await store._pool.fetch(
+            "SELECT vehicle_id, (extract(epoch FROM time) * 1000)::bigint, status::text "
+            "FROM vehicle_status ORDER BY vehicle_id")
+        return [(r[0], r[1], json.loads(r[2])) for r in rows]
+    return [(v, t, json.loads(s)) for v, t, s in store._db.execute(
+        "SELECT vehicle_id, time_ms, status FROM vehicle_status ORDER BY vehicle_id")]
+
+
+async def test_the_latest_status_replaces_the_last(any_store):
+    store = any_store
+    first = {"time": 1, "backlog": 500, "journal_bytes": 4096, "dropped": 0,
+             "sources": {"gps": "no fix"}}
+    latest = {**first, "time": 2, "backlog": 0, "sources": {"gps": "fix"}}
+    await store.save_vehicle_status("truck-1", first, 1_700_000_000_000)
+    await store.save_vehicle_status("truck-2", first, 1_700_000_000_500)
+    await store.save_vehicle_status("truck-1", latest, 1_700_000_030_000)
+    assert await _rows(store) == [("truck-1", 1_700_000_030_000, latest),
+                                  ("truck-2", 1_700_000_000_500, first)]
