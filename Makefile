@@ -30,7 +30,7 @@ TSDB_TARBALL := $(firstword $(wildcard $(addsuffix /timescaledb-*-apache.tar.gz,
 WEB_BUNDLE := backend/static/app/app.js
 WEB_SOURCES := $(wildcard web/src/*) web/package.json web/package-lock.json web/build.mjs
 
-.PHONY: demo test bench lint clean deps-demo deps-test deps-web deps-node timescaledb web
+.PHONY: demo test bench hil lint clean deps-demo deps-test deps-web deps-node timescaledb web
 
 define apt_install
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -91,6 +91,14 @@ timescaledb: deps-test
 
 test: deps-test timescaledb $(STAMP_PIP) $(WEB_BUNDLE)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# the HIL scenarios for users (hil/scenarios.py), full length: a drive, 2- and 15-minute tunnels,
+# kill -9 of the agent at random; each prints its report. `make test` runs reduced versions.
+hil: deps-demo $(STAMP_PIP) $(WEB_BUNDLE)
+	$(PY) -m hil drive
+	$(PY) -m hil tunnel --blackout-s 120
+	$(PY) -m hil tunnel --blackout-s 900
+	$(PY) -m hil crash --crashes 10
 
 bench: deps-test timescaledb $(STAMP_PIP) $(WEB_BUNDLE)
 	$(PY) -m bench

@@ -11,7 +11,7 @@ from .config import DEFAULT_CONFIG_PATH
 TOOLS = {
     # name: (module, help) — each module has main(argv) -> int
     "nmea-decode": ("agent.gps.cli", "decode raw NMEA bytes to one JSON fix per line"),
-    "can-decode": ("agent.can.cli", "decode a candump log with DBC files to JSON lines"),
+    "can-decode": ("agent.can.cli", "decode a CAN log (candump, ASC, BLF, TRC) to JSON lines"),
     "status": ("agent.status_cli", "ask the running agent for its link, journal and sources"),
     "check-config": ("agent.check_config", "validate an agent.toml; errors as FILE:LINE"),
 }

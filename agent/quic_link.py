@@ -19,19 +19,15 @@ from aioquic.quic.connection import QuicConnection
 from aioquic.quic.events import (
     ConnectionTerminated,
     HandshakeCompleted,
-    PingAcknowledged,
     QuicEvent,
     StreamDataReceived,
 )
 
+from geostream.limits import KEEPALIVE_S
+
 log = logging.getLogger(__name__)
 
-# A PING after 15 s of silence keeps carrier NAT mappings (often 20–30 s for UDP) alive while
-# the connection's idle timeout stays at 180 s (docs/protocol.md §1).
-KEEPALIVE_S = 15.0
-
-
-def _v6(addr: tuple) -> tuple:
+def v6_address(addr: tuple) -> tuple:
     """Address tuple for a dual-stack AF_INET6 socket (IPv4 as ::ffff:a.b.c.d)."""
     host, port = addr[0], addr[1]
     ip = ipaddress.ip_address(host)
@@ -49,19 +45,9 @@ def spki_sha256(certificate) -> str:
     return hashlib.sha256(der).hexdigest()
 
 
-def _plain(host: str) -> str:
+def plain_host(host: str) -> str:
+    """An IPv4-mapped IPv6 address as plain IPv4; anything else unchanged."""
     return host.removeprefix("::ffff:") if host.startswith("::ffff:") and "." in host else host
-
-
-def route_source(server_addr: tuple) -> str | None:
-    """The local address the kernel would use to reach server_addr now (no packet is sent)."""
-    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
-        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        try:
-            s.connect(_v6(server_addr))
-        except OSError:  # no route: keep the current socket, QUIC's timers decide
-            return None
-        return _plain(s.getsockname()[0])
 
 
 def _udp_socket(local_host: str = "::") -> socket.socket:
@@ -87,7 +73,7 @@ class QuicLink(asyncio.DatagramProtocol):
         self._loop = asyncio.get_running_loop()
         self.conn = QuicConnection(configuration=configuration,
                                    session_ticket_handler=session_ticket_handler)
-        self.server_addr = _v6(server_addr)
+        self.server_addr = v6_address(server_addr)
         self._on_stream_data = on_stream_data
         self._keepalive_s = keepalive_s
         self._transport: asyncio.DatagramTransport | None = None
@@ -105,7 +91,9 @@ class QuicLink(asyncio.DatagramProtocol):
         self.early_data_accepted = False
         self.local_host = "::"
         self.last_receive = self._loop.time()
-        self._pings: dict[int, float] = {}  # PINGs sent and not yet acknowledged → send time
+        # observers (the uplink's liveness policy): a datagram arrived, a PING went out
+        self.on_datagram: Callable[[float], None] | None = None
+        self.on_ping: Callable[[float], None] | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -124,13 +112,18 @@ class QuicLink(asyncio.DatagramProtocol):
     def ping(self) -> None:
         """Send an ack-eliciting PING now (its answer shows the peer still has the connection)."""
         self._ping_id += 1
-        self._pings[self._ping_id] = self._loop.time()
         self.conn.send_ping(self._ping_id)
+        if self.on_ping is not None:
+            self.on_ping(self._loop.time())
         self.transmit()
 
-    def unanswered_for(self) -> float:
-        """Age of the oldest PING still waiting for its acknowledgement (0 if none)."""
-        return self._loop.time() - min(self._pings.values()) if self._pings else 0.0
+    def rtt_s(self) -> float | None:
+        """aioquic's smoothed round-trip time (None before the first sample)."""
+        # aioquic keeps it on its private loss-recovery object; there is no public accessor
+        loss = getattr(self.conn, "_loss", None)
+        if loss is None or not getattr(loss, "_rtt_initialized", False):
+            return None
+        return loss._rtt_smoothed
 
     def peer_pin(self) -> str | None:
         """Pin of the certificate the server presented (None on a resumed session)."""
@@ -212,7 +205,8 @@ class QuicLink(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple) -> None:
         self.last_receive = self._loop.time()
-        self._pings: dict[int, float] = {}  # PINGs sent and not yet acknowledged → send time
+        if self.on_datagram is not None:
+            self.on_datagram(self.last_receive)
         self.conn.receive_datagram(data, addr, now=self._loop.time())
         self.transmit()
 
@@ -233,8 +227,6 @@ class QuicLink(asyncio.DatagramProtocol):
                      event.early_data_accepted)
             if not self.connected.done():
                 self.connected.set_result(event.session_resumed)
-        elif isinstance(event, PingAcknowledged):
-            self._pings.pop(event.uid, None)
         elif isinstance(event, StreamDataReceived):
             self._on_stream_data(event.stream_id, event.data, event.end_stream)
         elif isinstance(event, ConnectionTerminated):

@@ -1,12 +1,17 @@
 """What the agent's sources produce: small immutable readings, and their wire form.
 
 The wire form is the reading map of docs/protocol.md §4 without `q`; the journal assigns `q`.
+Field names and wire keys are declared once, in `geostream.schema`: a Position's optional
+attributes are `POSITION_QUANTITIES`' names, in that order.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
+
+from geostream import schema
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,15 +31,7 @@ class Position:
     clock_offset_ms: int | None = None  # host clock minus GNSS time when the fix arrived
 
     def to_wire(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"ts": self.ts_ms, "k": "pos", "lat": self.lat, "lon": self.lon}
-        for key, value in (
-            ("alt", self.alt_m), ("spd", self.speed_kmh), ("crs", self.course_deg),
-            ("fix", self.fix), ("mode", self.mode), ("sat", self.sats), ("hdop", self.hdop),
-            ("clk", self.clock_offset_ms),
-        ):
-            if value is not None:
-                out[key] = value
-        return out
+        return schema.position_wire(self.ts_ms, self.lat, self.lon, position_values(self))
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +43,8 @@ class Signals:
     values: dict[str, float | int | str] = field(default_factory=dict)
 
     def to_wire(self) -> dict[str, Any]:
-        return {"ts": self.ts_ms, "k": "can", "bus": self.bus, "sig": dict(self.values)}
+        return {schema.TIME: self.ts_ms, schema.KIND: schema.SIGNALS, schema.BUS: self.bus,
+                schema.SIGNAL_VALUES: dict(self.values)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +56,10 @@ class Event:
     data: dict[str, Any] = field(default_factory=dict)
 
     def to_wire(self) -> dict[str, Any]:
-        return {"ts": self.ts_ms, "k": "evt", "name": self.name, "data": dict(self.data)}
+        return {schema.TIME: self.ts_ms, schema.KIND: schema.EVENT, schema.EVENT_NAME: self.name,
+                schema.EVENT_DATA: dict(self.data)}
 
 
 Reading = Position | Signals | Event
+# a Position's optional values, in the schema's order
+position_values = attrgetter(*(q.name for q in schema.POSITION_QUANTITIES))

@@ -16,7 +16,9 @@ import struct
 
 import cbor2
 
-from .readings import Event, Position, Reading, Signals
+from geostream import schema
+
+from .readings import Event, Position, Reading, Signals, position_values
 
 # A CBOR data item starts with one byte: major type in the top 3 bits, "additional info" in
 # the low 5. Additional info 0..23 is the argument itself; 24/25/26/27 say that a 1/2/4/8-byte
@@ -82,18 +84,17 @@ def _value(v: object) -> bytes:
     raise _Unsupported
 
 
-_TS, _LAT, _LON = _text("ts"), _text("lat"), _text("lon")
+_TS, _LAT, _LON = _text(schema.TIME), _text(schema.LAT), _text(schema.LON)
 _MAP4_TS = _BYTE[MAJOR_MAP | 4] + _TS  # a CAN reading is a map of 4: ts k bus sig
-_K_POS = _text("k") + _text("pos")
-_POS_OPTIONAL = [_text(k) for k in ("alt", "spd", "crs", "fix", "mode", "sat", "hdop", "clk")]
+_K_POS = _text(schema.KIND) + _text(schema.POSITION)
+_POS_OPTIONAL = [_text(q.wire) for q in schema.POSITION_QUANTITIES]
 
 
 def _position(p: Position) -> bytes:
     ts = p.ts_ms
     parts = [b"", _TS, _P8(MAJOR_UINT | ARG_8, ts) if U32_MAX < ts <= U64_MAX else _int(ts),
              _K_POS, _LAT, _value(p.lat), _LON, _value(p.lon)]
-    for key, v in zip(_POS_OPTIONAL, (p.alt_m, p.speed_kmh, p.course_deg, p.fix, p.mode,
-                                      p.sats, p.hdop, p.clock_offset_ms), strict=True):
+    for key, v in zip(_POS_OPTIONAL, position_values(p), strict=True):
         if v is not None:
             parts += (key, _F64(FLOAT64, v) if type(v) is float else _value(v))
     parts[0] = _BYTE[MAJOR_MAP | (len(parts) // 2)]  # 4 + optional pairs (_K_POS is one)
@@ -104,7 +105,8 @@ _CAN_HEAD: dict[str, bytes] = {}  # bus -> `k: "can", bus: <bus>, sig:` (all but
 
 
 def _can_head(bus: str) -> bytes:
-    head = _text("k") + _text("can") + _text("bus") + _text(bus) + _text("sig")
+    head = (_text(schema.KIND) + _text(schema.SIGNALS) + _text(schema.BUS) + _text(bus)
+            + _text(schema.SIGNAL_VALUES))
     if len(_CAN_HEAD) < _CACHE_MAX:
         _CAN_HEAD[bus] = head
     return head
@@ -125,7 +127,7 @@ def _signals(s: Signals) -> bytes:
 
 
 _ENCODERS = {Position: _position, Signals: _signals}
-KIND = {Position: "pos", Signals: "can", Event: "evt"}  # the wire "k" of each reading type
+KIND = {Position: schema.POSITION, Signals: schema.SIGNALS, Event: schema.EVENT}  # wire "k"
 
 
 def encode(r: Reading) -> bytes:

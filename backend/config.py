@@ -47,6 +47,9 @@ class BackendConfig:
     map_style: str = ""
     map_pmtiles: str = ""
     map_overlay: str = ""
+    # the bearer secret of GET /metrics (Prometheus `authorization: credentials`); empty: the
+    # endpoint refuses everyone. Config file only (a flag would show in `ps`).
+    metrics_token: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
         self.alert_rules()  # a bad [alerts] table fails at start, naming the key

@@ -1,7 +1,9 @@
 """QUIC gateway: authenticates vehicles, validates batches, acks only after commit.
 
-The pipeline for one batch reads top to bottom in `_store_batch`: validate → write (group
-commit) → acknowledge → publish to the hub → evaluate alert rules.
+The path of one batch is `_store_batch`, a pipeline of named steps, each taking `now`:
+validate → rows → store (group commit) → acknowledge → publish to the hub → alerts.
+Protocol errors go through the session's one close sequence (`ServerSession.fail`, then
+`_flush`: send what is queued, close the connection if the session expects it).
 """
 
 from __future__ import annotations
@@ -18,15 +20,18 @@ from aioquic.quic.events import (
     QuicEvent,
     StreamDataReceived,
 )
+from prometheus_client import Histogram
 
 from geostream import ALPN
-from geostream.codec import reading_problem
+from geostream.backoff import Backoff
 from geostream.errors import ErrorCode, ProtocolError
+from geostream.limits import DEFAULT_CREDIT, IDLE_TIMEOUT_S
 from geostream.messages import Batch, Command, Status
+from geostream.schema import reading_problem
 from geostream.session import (
-    DEFAULT_CREDIT,
     BatchReceived,
     CommandAcked,
+    Failed,
     HelloReceived,
     PeerError,
     ServerSession,
@@ -35,6 +40,7 @@ from geostream.session import (
 
 from .alerts import NoAlerts
 from .hub import Hub, position_feature
+from .metrics import ACK_BUCKETS_S
 from .quic_tuning import delay_acks, enlarge_socket_buffers, shrink_handshake_buffers
 from .store.base import AuthResult, DeadLetter, Store, StoredCommand, StoredReading
 from .tickets import TicketStore
@@ -42,8 +48,6 @@ from .writer import BatchWriter, WriterStopped
 
 log = logging.getLogger(__name__)
 
-# docs/protocol.md §1: a 3-minute dead zone plus one 15 s keepalive interval must fit.
-IDLE_TIMEOUT_S = 240.0
 # Flow control (docs/protocol.md §6): credit shrinks as the writer's backlog grows, so a slow
 # database slows the vehicles instead of growing gateway memory.
 BACKLOG_HIGH = 20_000
@@ -86,6 +90,9 @@ class Gateway:
         self.connections: dict[str, set[GatewayProtocol]] = {}
         self.stats = {"connections": 0, "auth_failures": 0, "protocol_errors": 0,
                       "batches": 0, "readings": 0, "invalid_readings": 0}
+        # batch received → ack sent (GET /metrics); not in a global registry
+        self.ack_latency = Histogram("fleet_ack_latency_seconds", "Batch received to ack sent",
+                                     buckets=ACK_BUCKETS_S, registry=None)
         self._server = None
         self._revocation_task: asyncio.Task | None = None
         # session tickets for resumption / 0-RTT (docs/protocol.md §8), opened by start()
@@ -113,16 +120,16 @@ class Gateway:
     async def send_pending_commands(self, vehicle: str, proto: GatewayProtocol) -> None:
         """After a welcome: every command of the vehicle not yet acknowledged, oldest first.
         While the store is away this retries as long as the connection lasts."""
-        delay = COMMAND_RETRY_MIN_S
+        backoff = Backoff(COMMAND_RETRY_MIN_S, COMMAND_RETRY_MAX_S)
         while True:
             try:
                 pending: list[StoredCommand] = await self.store.pending_commands(vehicle)
                 break
             except Exception as exc:
+                delay = backoff.next()
                 log.warning("cannot read commands for %s (retry in %.0fs): %s", vehicle, delay,
                             exc)
                 await asyncio.sleep(delay)
-                delay = min(2 * delay, COMMAND_RETRY_MAX_S)
         if not pending or not proto.can_send:
             return
         await self._commands_sent(vehicle, [c.id for c in pending])
@@ -250,10 +257,11 @@ class GatewayProtocol(QuicConnectionProtocol):
         elif event.stream_id != self.stream_id:
             self._fail(ProtocolError(ErrorCode.UNEXPECTED, "one session stream per connection"))
             return
-        try:
-            events = self.session.receive_data(event.data)
-        except ProtocolError as exc:
-            self._fail(exc)
+        events = self.session.receive(event.data)
+        if events and isinstance(events[-1], Failed):
+            # a chunk that breaks the protocol is dropped whole; the session queued the error
+            self._count_failure(events[-1].reason, events[-1].code)
+            self._flush()
             return
         for ev in events:
             if isinstance(ev, HelloReceived):
@@ -307,33 +315,54 @@ class GatewayProtocol(QuicConnectionProtocol):
         await self.gateway.send_pending_commands(hello.vehicle, self)
 
     async def _store_batch(self, batch: Batch) -> None:
-        vehicle, now = self.vehicle, _now_ms()
+        """The pipeline of one batch; each step is named for what it does."""
+        now, started = _now_ms(), time.monotonic()
+        good, dead = self._validate(batch, now)  # validate → rows
+        if not await self._store(good, dead):
+            return
+        if self._acknowledge(batch):
+            self.gateway.ack_latency.observe(time.monotonic() - started)
+            self._publish(good)
+        # after the ack has left, so rules never delay it; also while closing (committed)
+        await self._alerts(good, now)
+
+    def _validate(self, batch: Batch, now: int) -> tuple[list[StoredReading], list[DeadLetter]]:
+        """Rows to store, and the invalid readings as dead letters (answered invalid-reading,
+        stored apart and acknowledged, so the agent never re-sends them)."""
         good: list[StoredReading] = []
         dead: list[DeadLetter] = []
         for r in batch.readings:
             problem = reading_problem(r)
             if problem is None:
-                good.append(StoredReading.from_wire(vehicle, batch.epoch, r, now))
+                good.append(StoredReading.from_wire(self.vehicle, batch.epoch, r, now))
             else:
-                dead.append(DeadLetter(vehicle, batch.epoch, r["q"], r, problem, now))
+                dead.append(DeadLetter(self.vehicle, batch.epoch, r["q"], r, problem, now))
         if dead:
             self.gateway.stats["invalid_readings"] += len(dead)
             self.session.fail(ProtocolError(ErrorCode.INVALID_READING,
                                             f"{len(dead)} invalid: {dead[0].error}"))
+        return good, dead
+
+    async def _store(self, good: list[StoredReading], dead: list[DeadLetter]) -> bool:
+        """Group commit through the writer; False if the gateway is stopping (not committed,
+        so not acknowledged: the agent re-sends it to the next gateway)."""
         try:
             await self.gateway.writer.submit(good, dead)
         except WriterStopped:
-            # shutting down: not committed, so not acknowledged; the agent re-sends it to the
-            # next gateway (Unstorable, by contrast, stays an internal error)
-            return
+            return False  # (Unstorable, by contrast, stays an internal error)
         self.gateway.stats["batches"] += 1
         self.gateway.stats["readings"] += len(good)
-        if not self._closing:
-            self.session.committed((r["q"] for r in batch.readings),
-                                   credit=self.gateway.credit())
-            self._flush()
-            self._publish(good)
-        # after the ack has left, so rules never delay it; also while closing (committed)
+        return True
+
+    def _acknowledge(self, batch: Batch) -> bool:
+        """The ack for a committed batch, with the credit of the moment; False if closing."""
+        if self._closing:
+            return False
+        self.session.committed((r["q"] for r in batch.readings), credit=self.gateway.credit())
+        self._flush()
+        return True
+
+    async def _alerts(self, good: list[StoredReading], now: int) -> None:
         await self.gateway.alerts.on_committed(good, now)
 
     def _publish(self, readings: list[StoredReading]) -> None:
@@ -349,18 +378,24 @@ class GatewayProtocol(QuicConnectionProtocol):
     # --- output ---------------------------------------------------------------------------
 
     def _flush(self) -> None:
+        """Send what the session queued; close the connection if the session expects it."""
         data = self.session.data_to_send()
         if data and self.stream_id is not None:
             self._quic.send_stream_data(self.stream_id, data)
             self.transmit()
+        if (close := self.session.close_expected()) is not None:
+            self.close_connection(*close)
 
     def _fail(self, exc: ProtocolError) -> None:
-        self.gateway.stats["protocol_errors"] += 1
-        log.warning("protocol error from %s: %s", self.vehicle or "unauthenticated peer", exc)
+        """An error found here (refusal, second stream, timeout) takes the session's path."""
+        self._count_failure(exc.reason, exc.code)
         self.session.fail(exc)
         self._flush()
-        if exc.code.fatal:
-            self.close_connection(int(exc.code), exc.reason)
+
+    def _count_failure(self, reason: str, code: int) -> None:
+        self.gateway.stats["protocol_errors"] += 1
+        log.warning("protocol error from %s: %s: %s", self.vehicle or "unauthenticated peer",
+                    ErrorCode(code).label, reason)
 
     @property
     def can_send(self) -> bool:

@@ -1,20 +1,39 @@
-"""Live hub: topics, subscribers with bounded queues, and last-known positions (sans-IO).
+"""Live hub: topics, per-subscriber queues, last-known positions (sans-IO; docs/protocol.md §9).
 
-The WebSocket edge (web.py) moves JSON between browsers and `Subscriber` queues.
+Queue policy, per subscriber:
+- positions coalesce by (topic, vehicle): a queued position is replaced by a newer one, so a
+  slow client gets the latest of each vehicle, never a backlog of stale ones;
+- alerts and other messages are never coalesced or dropped: they queue in order, and a client
+  that lets `MAX_PENDING_MESSAGES` of them pile up, or takes nothing for `HOPELESS_S`, is
+  marked hopeless with a reason; the WebSocket edge (web.py) then closes it with that reason;
+- memory per client is bounded: at most `MAX_POSITION_KEYS` coalesced positions (beyond, the
+  oldest is dropped and counted; the vehicle's next update brings it back) plus the pending
+  messages above;
+- a subscriber only receives vehicles its `may_see` admits (the principal's groups).
+Time is passed in (`now`, monotonic seconds) or read from the hub's injectable clock.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections import deque
+import itertools
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 ALL = "live_updates:all"
 ALERTS = "alerts"
-# A browser tab that stops reading (sleeping laptop) loses its oldest updates beyond this,
-# never the server's memory: 256 positions is minutes of a busy fleet view.
-HUB_CLIENT_QUEUE = 256
+# Coalesced positions one client may hold: a whole fleet view of 4096 vehicles per topic.
+MAX_POSITION_KEYS = 4096
+# Alerts and replies waiting for one client: a storm's worth; beyond it the client is too far
+# behind to be told everything, so it is disconnected rather than silently shorn of alerts.
+MAX_PENDING_MESSAGES = 1024
+# A client that took nothing for this long while updates waited (a sleeping laptop, a dead
+# link the TCP stack has not noticed) is disconnected; it resubscribes and gets the snapshot.
+HOPELESS_S = 30.0
+_unique = itertools.count()
 
 
 def vehicle_topic(vehicle_id: str) -> str:
@@ -44,44 +63,138 @@ def position_feature(vehicle_id: str, time_ms: int, lat: float, lon: float,
     }
 
 
-class Subscriber:
-    def __init__(self, max_queue: int = HUB_CLIENT_QUEUE):
-        self.topics: set[str] = set()
-        self.queue: deque[dict] = deque(maxlen=max_queue)
-        self.dropped = 0
-        self.ready = asyncio.Event()
+def _everyone(vehicle_id: str) -> bool:
+    return True
 
-    def put(self, message: dict) -> None:
-        if len(self.queue) == self.queue.maxlen:
-            self.dropped += 1
-        self.queue.append(message)
+
+class Subscriber:
+    """One client's topics and queue. The edge waits on `ready`, takes `drain(now)`, and closes
+    the client when `hopeless` (with `reason`) is set."""
+
+    def __init__(self, may_see: Callable[[str], bool] = _everyone,
+                 max_positions: int = MAX_POSITION_KEYS,
+                 max_messages: int = MAX_PENDING_MESSAGES, hopeless_s: float = HOPELESS_S):
+        self.may_see = may_see
+        self.topics: set[str] = set()
+        self.max_positions = max_positions
+        self.max_messages = max_messages
+        self.hopeless_s = hopeless_s
+        self._queue: OrderedDict[tuple, dict] = OrderedDict()
+        self._positions = 0  # how many queue entries are coalescible positions
+        self.coalesced = 0  # positions replaced by a newer one before delivery
+        self.dropped = 0  # positions dropped beyond max_positions
+        self.waiting_since: float | None = None  # oldest undelivered put since the last drain
+        self.reason: str | None = None
+        self.ready = asyncio.Event()
+        self.hopeless = asyncio.Event()
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def put(self, message: dict, now: float, vehicle: str | None = None) -> None:
+        """Queue `message`; with `vehicle` it is a position that coalesces with a queued one of
+        the same topic and vehicle."""
+        if self.reason is not None:
+            return
+        if vehicle is not None:
+            key = ("pos", message.get("topic"), vehicle)
+            if key in self._queue:
+                self._queue[key] = message  # latest wins, in the place of the one it replaces
+                self.coalesced += 1
+            else:
+                if self._positions >= self.max_positions:
+                    oldest = next(k for k in self._queue if k[0] == "pos")
+                    del self._queue[oldest]
+                    self._positions -= 1
+                    self.dropped += 1
+                self._queue[key] = message
+                self._positions += 1
+        else:
+            if len(self._queue) - self._positions >= self.max_messages:
+                self.give_up(f"too slow: {self.max_messages} messages (alerts) undelivered")
+                return
+            self._queue[("msg", next(_unique))] = message
+        if self.waiting_since is None:
+            self.waiting_since = now
+        self.ready.set()
+        self.check(now)
+
+    def check(self, now: float) -> bool:
+        """Mark the subscriber hopeless if updates have waited `hopeless_s`; True if so."""
+        if (self.reason is None and self.waiting_since is not None
+                and now - self.waiting_since >= self.hopeless_s):
+            self.give_up(f"too slow: nothing taken for {self.hopeless_s:g} s")
+        return self.reason is not None
+
+    def give_up(self, reason: str) -> None:
+        self.reason = reason
+        self._queue.clear()
+        self._positions = 0
+        self.hopeless.set()
         self.ready.set()
 
-    def drain(self) -> list[dict]:
-        out = list(self.queue)
-        self.queue.clear()
+    def drain(self, now: float | None = None) -> list[dict]:
+        """Everything queued, oldest first; the client is keeping up again."""
+        out = list(self._queue.values())
+        self._queue.clear()
+        self._positions = 0
+        self.waiting_since = None
         self.ready.clear()
         return out
 
 
 class Hub:
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic,
+                 max_positions: int = MAX_POSITION_KEYS,
+                 max_messages: int = MAX_PENDING_MESSAGES, hopeless_s: float = HOPELESS_S):
+        self.clock = clock
+        self.limits = {"max_positions": max_positions, "max_messages": max_messages,
+                       "hopeless_s": hopeless_s}
         self.subscribers: set[Subscriber] = set()
         self.last: dict[str, tuple[int, dict]] = {}  # vehicle → (time_ms, feature)
         self.published = 0
+        self.alerts_published = 0
+        self.disconnected = 0  # subscribers given up as hopeless
+        self._gone_coalesced = 0  # counters of subscribers already removed
+        self._gone_dropped = 0
+
+    @property
+    def coalesced(self) -> int:
+        return self._gone_coalesced + sum(s.coalesced for s in self.subscribers)
+
+    @property
+    def dropped(self) -> int:
+        return self._gone_dropped + sum(s.dropped for s in self.subscribers)
+
+    def new_subscriber(self, may_see: Callable[[str], bool] = _everyone) -> Subscriber:
+        """A subscriber with this hub's limits, added."""
+        sub = Subscriber(may_see, **self.limits)
+        self.add(sub)
+        return sub
 
     def add(self, sub: Subscriber) -> None:
         self.subscribers.add(sub)
 
     def remove(self, sub: Subscriber) -> None:
-        self.subscribers.discard(sub)
+        if sub in self.subscribers:
+            self.subscribers.discard(sub)
+            self._gone_coalesced += sub.coalesced
+            self._gone_dropped += sub.dropped
+            self.disconnected += sub.reason is not None
 
-    def subscribe(self, sub: Subscriber, topic: str) -> None:
+    def subscribe(self, sub: Subscriber, topic: str) -> bool:
+        """Subscribe and send the topic's last known positions; False (and an error to the
+        client) for a vehicle it may not see, worded as for one that does not exist."""
+        now = self.clock()
+        if topic.startswith("vehicle:") and not sub.may_see(topic.removeprefix("vehicle:")):
+            sub.put({"error": f"unknown topic {topic[:80]!r}"}, now)
+            return False
         sub.topics.add(topic)
-        sub.put({"topic": topic, "event": "subscribed"})
+        sub.put({"topic": topic, "event": "subscribed"}, now)
         for vehicle, (_, feature) in sorted(self.last.items()):
-            if topic in (ALL, vehicle_topic(vehicle)):
-                sub.put({"topic": topic, "feature": feature})
+            if topic in (ALL, vehicle_topic(vehicle)) and sub.may_see(vehicle):
+                sub.put({"topic": topic, "feature": feature}, now, vehicle=vehicle)
+        return True
 
     def unsubscribe(self, sub: Subscriber, topic: str) -> None:
         sub.topics.discard(topic)
@@ -92,7 +205,8 @@ class Hub:
             self.last[vehicle_id] = (time_ms, feature)
 
     def position(self, vehicle_id: str, time_ms: int, feature: dict) -> bool:
-        """Publish a committed position if it is newer than the vehicle's last known one."""
+        """Publish a committed position if it is newer (device time) than the vehicle's last
+        known one: backfilled history never shows as live movement."""
         known = self.last.get(vehicle_id)
         if known is not None and time_ms <= known[0]:
             return False
@@ -100,17 +214,32 @@ class Hub:
         self.publish(feature, (ALL, vehicle_topic(vehicle_id)))
         return True
 
-    def publish_alert(self, alert: dict) -> None:
-        """An alert opened, changed or closed: to `alerts` and to `vehicle:<id>`."""
-        topics = (ALERTS, vehicle_topic(alert["vehicle"]))
-        for sub in self.subscribers:
-            for topic in topics:
-                if topic in sub.topics:
-                    sub.put({"topic": topic, "alert": alert})
-
     def publish(self, feature: dict, topics: tuple[str, ...]) -> None:
         self.published += 1
-        for sub in self.subscribers:
+        vehicle = feature["properties"]["vehicle"]
+        now = self.clock()
+        for sub in list(self.subscribers):
+            if not sub.may_see(vehicle):
+                continue
             for topic in topics:
                 if topic in sub.topics:
-                    sub.put({"topic": topic, "feature": feature})
+                    sub.put({"topic": topic, "feature": feature}, now, vehicle=vehicle)
+
+    def publish_alert(self, alert: dict) -> None:
+        """An alert opened, changed or closed: to `alerts` and to `vehicle:<id>`, for those
+        who may see the vehicle; never coalesced, never dropped silently."""
+        self.alerts_published += 1
+        vehicle = alert["vehicle"]
+        topics = (ALERTS, vehicle_topic(vehicle))
+        now = self.clock()
+        for sub in list(self.subscribers):
+            if not sub.may_see(vehicle):
+                continue
+            for topic in topics:
+                if topic in sub.topics:
+                    sub.put({"topic": topic, "alert": alert}, now)
+
+    def stats(self) -> dict:
+        return {"subscribers": len(self.subscribers), "published": self.published,
+                "alerts_published": self.alerts_published, "coalesced": self.coalesced,
+                "dropped": self.dropped, "disconnected": self.disconnected}

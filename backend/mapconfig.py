@@ -12,6 +12,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from .api.common import error
 from .authz import Role, requires
 
 CONFIG_PATH = "/api/map/config"
@@ -40,13 +41,13 @@ def add_routes(app: web.Application, style: str = "", pmtiles: str = "",
     @requires(Role.VIEWER)
     async def overlay_file(request: web.Request) -> web.StreamResponse:
         if not overlay:
-            raise web.HTTPNotFound(text="no map overlay configured")
+            raise error(web.HTTPNotFound, "no map overlay configured")
         return web.FileResponse(overlay, headers={"Content-Type": "application/geo+json"})
 
     @requires(Role.VIEWER)
     async def pmtiles_file(request: web.Request) -> web.StreamResponse:
         if not pmtiles:
-            raise web.HTTPNotFound(text="no PMTiles basemap configured")
+            raise error(web.HTTPNotFound, "no PMTiles basemap configured")
         return web.FileResponse(pmtiles)  # aiohttp answers Range requests (206) itself
 
     app.router.add_get(CONFIG_PATH, config)

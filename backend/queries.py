@@ -116,7 +116,8 @@ async def geofence_entries(store, geofence_id: str, start_ms: int | None = None,
         default_start, default_end = yesterday_bounds(now)
         start_ms = default_start if start_ms is None else start_ms
         end_ms = default_end if end_ms is None else end_ms
-    entries = await store.geofence_entries(geofence_id, start_ms, end_ms)
+    entries = [{**e, "geofence_id": geofence_id}
+               for e in await store.geofence_entries(geofence_id, start_ms, end_ms)]
     return {"geofence": geofence_id, "from_ms": start_ms, "to_ms": end_ms,
             "vehicles": sorted({e["vehicle_id"] for e in entries}), "entries": entries}
 
@@ -182,5 +183,18 @@ async def trips(store, vehicle_id: str, day: date | str | None = None,
     """Trips and stops of one vehicle on one UTC day (default today)."""
     d = day if isinstance(day, date) else parse_day(day, now)
     start, end = day_bounds(d)
-    points = await store.route(vehicle_id, start, end)
-    return {"vehicle": vehicle_id, "day": d.isoformat(), **summarize(points)}
+    return {**await trips_between(store, vehicle_id, start, end), "day": d.isoformat()}
+
+
+async def trips_between(store, vehicle_id: str, start_ms: int, end_ms: int) -> dict:
+    """Trips and stops of one vehicle in [start, end)."""
+    if end_ms <= start_ms:
+        raise ValueError("the end of the window must be after its start")
+    points = await store.route(vehicle_id, start_ms, end_ms)
+    return {"vehicle": vehicle_id, "from_ms": start_ms, "to_ms": end_ms, **summarize(points)}
+
+
+def iso(ms: int) -> str:
+    """ISO 8601 UTC with milliseconds, as in the GeoJSON `time` properties."""
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(
+        timespec="milliseconds").replace("+00:00", "Z")

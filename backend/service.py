@@ -9,11 +9,7 @@ import time
 
 from aiohttp import web
 
-from . import mapconfig
 from .alerts import AlertEngine
-from .alerts.routes import add_alert_routes
-from .audit import audit
-from .authz import PRINCIPAL, Role, requires
 from .config import BackendConfig
 from .gateway import Gateway
 from .hub import Hub, position_feature
@@ -46,8 +42,7 @@ class Backend:
                 "writer": self.writer.status(),
                 "alerts": {k: dict(v) if isinstance(v, dict) else v
                            for k, v in self.alerts.stats.items()},
-                "hub": {"subscribers": len(self.hub.subscribers),
-                        "published": self.hub.published}}
+                "hub": self.hub.stats()}
 
     async def start(self) -> None:
         from .web import make_app
@@ -63,10 +58,10 @@ class Backend:
         await self.gateway.start(c.quic_host, c.quic_port, c.cert, c.key)
         self._alert_timer = asyncio.get_running_loop().create_task(self._alert_clock(),
                                                                    name="alert-timer")
-        self.app = make_app(self.hub, self.store, self.status, auth_state(c, self.store))
-        add_command_routes(self.app, self.gateway)
-        mapconfig.add_routes(self.app, c.map_style, c.map_pmtiles, c.map_overlay)
-        add_alert_routes(self.app, self.store, self.alerts.rules, self.hub.publish_alert, audit)
+        self.app = make_app(self.hub, self.store, self.status, auth_state(c, self.store),
+                            gateway=self.gateway, alert_rules=self.alerts.rules,
+                            map_files=(c.map_style, c.map_pmtiles, c.map_overlay),
+                            metrics_token=c.metrics_token)
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
         tls = http_tls(c)
@@ -120,52 +115,6 @@ def http_tls(c: BackendConfig):
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(c.http_cert, c.http_key or None)
     return ctx
-
-
-def add_command_routes(app: web.Application, gateway: Gateway) -> None:
-    """Downlink commands over HTTP (docs/protocol.md §3 command), for `python -m backend command`:
-    POST /api/vehicles/{vehicle}/commands {"name": …, "args": {…}} → {"id": …};
-    GET /api/commands/{id} → {"state": "pending"|"answered", "ok", "detail", "sent_count", …}.
-    Both go to the store, so a command and its answer outlive a backend restart.
-    """
-
-    @requires(Role.DISPATCHER)
-    async def post(request: web.Request) -> web.Response:
-        try:
-            body = await request.json()
-            name, args = body["name"], body.get("args", {})
-            if not isinstance(name, str) or not 0 < len(name) <= 64 or not isinstance(args, dict):
-                raise ValueError("name must be text of 1..64, args a map")
-        except (ValueError, KeyError, TypeError) as exc:
-            return web.json_response({"error": f"bad command: {exc}"}, status=400)
-        vehicle = request.match_info["vehicle"]
-        try:
-            known = {v["vehicle_id"] for v in await gateway.store.list_vehicles()}
-            # it would wait forever for a vehicle that never connects; one the user may not
-            # see is answered the same, so ids do not leak
-            if vehicle not in known or not request[PRINCIPAL].may_see(vehicle):
-                return web.json_response({"error": f"unknown vehicle {vehicle!r}"}, status=404)
-            cid = await gateway.send_command(vehicle, name, args)
-            await audit(request, "command.send", vehicle, {"id": cid, "name": name,
-                                                           "args": args})
-        except Exception as exc:
-            log.warning("cannot store command: %s", exc)
-            return web.json_response({"error": f"store unavailable: {exc}"}, status=503)
-        return web.json_response({"id": cid}, status=202)
-
-    @requires(Role.VIEWER)
-    async def get(request: web.Request) -> web.Response:
-        try:
-            cid = int(request.match_info["id"])
-        except ValueError:
-            return web.json_response({"error": "id must be an integer"}, status=400)
-        command = await gateway.store.command(cid) if 0 <= cid < 2**63 else None
-        if command is None or not request[PRINCIPAL].may_see(command.vehicle_id):
-            return web.json_response({"error": "unknown command id"}, status=404)
-        return web.json_response(command.as_json())
-
-    app.router.add_post("/api/vehicles/{vehicle}/commands", post)
-    app.router.add_get("/api/commands/{id}", get)
 
 
 async def run(config: BackendConfig) -> None:

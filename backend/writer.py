@@ -22,6 +22,8 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from geostream.backoff import Backoff
+
 from .store.base import DeadLetter, Store, StoredReading
 
 log = logging.getLogger(__name__)
@@ -190,7 +192,7 @@ class BatchWriter:
                      dead: list[DeadLetter]) -> BaseException | None:
         """Write in one transaction, retrying transient failures forever with backoff.
         Returns the error if the data itself was refused."""
-        delay = RETRY_MIN_S
+        backoff = Backoff(RETRY_MIN_S, RETRY_MAX_S)
         while True:
             t0 = time.perf_counter()
             try:
@@ -201,10 +203,10 @@ class BatchWriter:
                 if not self._transient(exc):
                     return exc
                 self.stats.connected = False
+                delay = backoff.next()
                 log.warning("store write of %d rows failed (%s); retrying in %.1fs",
                             len(readings), exc, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX_S)
                 continue
             if not self.stats.connected:
                 log.info("store writable again")

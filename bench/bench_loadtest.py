@@ -54,7 +54,7 @@ def cmd(o: Options) -> str:
 
 
 def row(name: str, o: Options, r: Report) -> str:
-    check = "0 lost / 0 dup" if r.ok else f"LOST {r.lost} DUP {r.duplicated}"
+    check = r.verdict()
     return (f"| {name} | `{cmd(o)}` | {r.acked_per_s:,.0f}/s of {o.vehicles * o.rate_hz:,.0f} | "
             f"{_ms(r.ack_p50_ms)} / {_ms(r.ack_p99_ms)} | {r.gateway_cpu_pct:.0f} % | "
             f"{r.gateway_kb_per_vehicle:.0f} KB | {check} |")
@@ -121,7 +121,7 @@ async def copy_rate(url: str, records: list[tuple]) -> float:
 def ingest_vs_copy(flavour: str, vehicles: int, rate_hz: float, outage_s: float) -> str:
     with PgServer(dict(PG_DURABLE), timescale=flavour == "timescale") as server:
         url = server.create_database("ingest")
-        o = Options(vehicles=vehicles, rate_hz=rate_hz, duration_s=outage_s + 12, mode="storm",
+        o = Options(vehicles=vehicles, rate_hz=rate_hz, duration_s=outage_s + 20, mode="storm",
                     outage_at_s=1.0, outage_s=outage_s, db=url)
         rep = run(o)
         storm = rep.storm or {}
@@ -130,7 +130,7 @@ def ingest_vs_copy(flavour: str, vehicles: int, rate_hz: float, outage_s: float)
         copy = asyncio.run(copy_rate(server.create_database("copy"),
                                      same_rows(vehicles, rate_hz, storm.get("backlog", 0)
                                                / vehicles / rate_hz)))
-    check = "0 lost / 0 dup" if rep.ok else f"LOST {rep.lost} DUP {rep.duplicated}"
+    check = rep.verdict()
     return (f"| ingest, {flavour}: {storm.get('backlog', 0):,} backlog readings from {vehicles} "
             f"vehicles reconnecting at once | `{cmd(o)}` | {e2e:,.0f}/s (drained in "
             f"{drain:.1f} s) | COPY same rows: {copy:,.0f}/s | **{e2e / copy:.2f}×** | {check} |")
@@ -165,7 +165,10 @@ def main() -> int:
     print("\n| ingest | command | end to end | baseline | ratio | store |\n"
           "|---|---|---:|---:|---:|---|", flush=True)
     for flavour in ("postgres", "timescale"):
-        print(ingest_vs_copy(flavour, vehicles=100, rate_hz=50, outage_s=10), flush=True)
+        # live traffic (1,000/s) well below what the backend drains, so the drain is measured
+        line = ingest_vs_copy(flavour, vehicles=100, rate_hz=10, outage_s=30)
+        failed |= "OK" not in line
+        print(line, flush=True)
     if a.reach:
         print("\n| vehicles at 1 Hz | ack p50 / p99 | acked/s | gateway CPU | store |\n"
               "|---:|---:|---:|---:|---|", flush=True)

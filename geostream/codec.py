@@ -7,7 +7,6 @@ send something wrong ends in one `ProtocolError` with the documented code.
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 import struct
 from typing import Any
@@ -16,6 +15,7 @@ import cbor2
 
 from .deflate import Deflater, Inflater
 from .errors import ErrorCode, ProtocolError
+from .limits import MAX_BATCH_READINGS, MAX_MESSAGE_BYTES
 from .messages import (
     Ack,
     Batch,
@@ -28,24 +28,16 @@ from .messages import (
     Unknown,
     Welcome,
 )
+from .schema import (  # noqa: F401  (reading_problem, READING_KINDS: re-exported)
+    MAX_UINT,
+    READING_KINDS,
+    check_reading,
+    reading_problem,
+    uint,
+)
 
-# One message may hold a whole batch; 256 KiB leaves 4× room over the default 64 KiB batch
-# budget while bounding what a hostile peer can make us buffer per connection.
-MAX_MESSAGE_BYTES = 256 * 1024
-# A batch of 4096 positions is ~250 KiB encoded: the most one message can carry anyway.
-MAX_BATCH_READINGS = 4096
-DEFAULT_MAX_BATCH_BYTES = 64 * 1024
-MAX_UINT = 2**63 - 1
 _HEADER = struct.Struct(">I")
 _VEHICLE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}\Z")
-READING_KINDS = ("pos", "can", "evt")
-
-
-def _uint(m: dict, key: str) -> int:
-    value = m.get(key)
-    if type(value) is not int or not 0 <= value <= MAX_UINT:
-        raise ProtocolError(ErrorCode.MALFORMED, f"{key!r} must be an unsigned integer")
-    return value
 
 
 def _text(m: dict, key: str, max_len: int, default: str | None = None) -> str:
@@ -73,37 +65,6 @@ def _ranges(m: dict, key: str) -> tuple[tuple[int, int], ...]:
         out.append((item[0], item[1]))
         prev_last = item[1]
     return tuple(out)
-
-
-def check_reading(r: Any) -> dict:
-    """Validate the envelope of one reading (q, ts, k); raises MALFORMED."""
-    if not isinstance(r, dict):
-        raise ProtocolError(ErrorCode.MALFORMED, "a reading must be a map")
-    q = _uint(r, "q")
-    if q == 0:
-        raise ProtocolError(ErrorCode.MALFORMED, "'q' starts at 1")
-    _uint(r, "ts")
-    if r.get("k") not in READING_KINDS:
-        raise ProtocolError(ErrorCode.MALFORMED, f"unknown reading kind {r.get('k')!r}")
-    return r
-
-
-def reading_problem(r: dict) -> str | None:
-    """Why a well-formed reading's content is unusable, or None (→ invalid-reading)."""
-    if r["k"] == "pos":
-        lat, lon = r.get("lat"), r.get("lon")
-        if not all(isinstance(x, int | float) and math.isfinite(x) for x in (lat, lon)):
-            return "position without finite lat/lon"
-        if not (-90 <= lat <= 90 and -180 <= lon <= 180):
-            return f"position out of range: lat={lat} lon={lon}"
-        for key in ("alt", "spd", "crs", "hdop"):
-            v = r.get(key)
-            if v is not None and not (isinstance(v, int | float) and math.isfinite(v)):
-                return f"{key!r} is not a finite number"
-    elif r["k"] == "can":
-        if not isinstance(r.get("sig"), dict):
-            return "can reading without 'sig' map"
-    return None
 
 
 def _inflate_readings(z: Any, inflater: Inflater | None) -> Any:
@@ -138,13 +99,13 @@ def _decode_map(m: dict, inflater: Inflater | None = None) -> Message:
                 raise ProtocolError(ErrorCode.MALFORMED, f"sequence {q} twice in one batch")
             seen.add(q)
         vehicle = _text(m, "vehicle", 64) if "vehicle" in m else None
-        return Batch(epoch=_uint(m, "epoch"), readings=tuple(readings), vehicle=vehicle)
+        return Batch(epoch=uint(m, "epoch"), readings=tuple(readings), vehicle=vehicle)
     if t == "ack":
         return Ack(
-            epoch=_uint(m, "epoch"),
-            through=_uint(m, "through"),
+            epoch=uint(m, "epoch"),
+            through=uint(m, "through"),
             ranges=_ranges(m, "ranges"),
-            credit=_uint(m, "credit"),
+            credit=uint(m, "credit"),
         )
     if t == "hello":
         vehicle = _text(m, "vehicle", 64)
@@ -153,34 +114,34 @@ def _decode_map(m: dict, inflater: Inflater | None = None) -> Message:
         return Hello(
             vehicle=vehicle,
             token=_text(m, "token", 256),
-            epoch=_uint(m, "epoch"),
+            epoch=uint(m, "epoch"),
             agent=_text(m, "agent", 64, ""),
-            acked=_uint(m, "acked") if "acked" in m else 0,
-            v=_uint(m, "v"),
+            acked=uint(m, "acked") if "acked" in m else 0,
+            v=uint(m, "v"),
         )
     if t == "welcome":
         return Welcome(
-            credit=_uint(m, "credit"),
-            max_batch_bytes=_uint(m, "max_batch_bytes"),
-            time=_uint(m, "time"),
-            v=_uint(m, "v"),
+            credit=uint(m, "credit"),
+            max_batch_bytes=uint(m, "max_batch_bytes"),
+            time=uint(m, "time"),
+            v=uint(m, "v"),
             z=m.get("z") is True,
         )
     if t == "error":
         fatal = m.get("fatal")
         if not isinstance(fatal, bool):
             raise ProtocolError(ErrorCode.MALFORMED, "'fatal' must be a bool")
-        return Error(code=_uint(m, "code"), reason=_text(m, "reason", 256, ""), fatal=fatal)
+        return Error(code=uint(m, "code"), reason=_text(m, "reason", 256, ""), fatal=fatal)
     if t == "command":
         args = m.get("args", {})
         if not isinstance(args, dict):
             raise ProtocolError(ErrorCode.MALFORMED, "'args' must be a map")
-        return Command(id=_uint(m, "id"), name=_text(m, "name", 64), args=args)
+        return Command(id=uint(m, "id"), name=_text(m, "name", 64), args=args)
     if t == "command-ack":
         ok = m.get("ok")
         if not isinstance(ok, bool):
             raise ProtocolError(ErrorCode.MALFORMED, "'ok' must be a bool")
-        return CommandAck(id=_uint(m, "id"), ok=ok, detail=_text(m, "detail", 256, ""))
+        return CommandAck(id=uint(m, "id"), ok=ok, detail=_text(m, "detail", 256, ""))
     if t == "status":
         return _status(m)
     if isinstance(t, str):
@@ -201,12 +162,12 @@ def _status(m: dict) -> Status:
         raise ProtocolError(ErrorCode.MALFORMED,
                             f"'sources' must map ≤ {MAX_STATUS_SOURCES} names to states")
     return Status(
-        time=_uint(m, "time"), backlog=_uint(m, "backlog"),
-        journal_bytes=_uint(m, "journal_bytes"), sources=tuple(sorted(sources.items())),
-        oldest=_uint(m, "oldest") if "oldest" in m else None,
-        dropped=_uint(m, "dropped") if "dropped" in m else 0,
-        rtt_ms=_uint(m, "rtt_ms") if "rtt_ms" in m else None,
-        uptime_s=_uint(m, "uptime_s") if "uptime_s" in m else None,
+        time=uint(m, "time"), backlog=uint(m, "backlog"),
+        journal_bytes=uint(m, "journal_bytes"), sources=tuple(sorted(sources.items())),
+        oldest=uint(m, "oldest") if "oldest" in m else None,
+        dropped=uint(m, "dropped") if "dropped" in m else 0,
+        rtt_ms=uint(m, "rtt_ms") if "rtt_ms" in m else None,
+        uptime_s=uint(m, "uptime_s") if "uptime_s" in m else None,
     )
 
 

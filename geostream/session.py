@@ -1,9 +1,17 @@
 """Session state machines for both ends of a geostream/1.0 session stream (sans-IO).
 
-Bytes go in with `receive_data(data)`, events come out; whatever the session wants to send
-accumulates in an outbox read with `data_to_send()`. A peer that breaks the protocol makes
-`receive_data` raise `ProtocolError`; the caller then calls `fail(exc)`, sends the outbox and,
-if the error is fatal, closes the QUIC connection with the error code.
+Bytes go in, events come out; whatever the session wants to send accumulates in an outbox
+read with `data_to_send()`. The I/O layer's contract (as in websockets' sans-IO protocol):
+
+    events = session.receive(data)      # never raises; a violation ends in a `Failed` event
+    send(session.data_to_send())        # always, after each call that may queue something
+    if (close := session.close_expected()) is not None:
+        close the QUIC connection with close == (error code, reason)
+
+`fail(exc)` is the one place where a protocol error becomes that sequence (the `error`
+message queued, the session closed if the code is fatal); the I/O layer calls it too for
+errors it finds itself (a refused hello, a second stream). `receive_data` is the parser under
+`receive`: it raises `ProtocolError` and leaves the failing to the caller.
 """
 
 from __future__ import annotations
@@ -11,26 +19,24 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from enum import Enum
 
 from . import PROTOCOL_VERSION
-from .codec import (
-    DEFAULT_MAX_BATCH_BYTES,
-    MAX_MESSAGE_BYTES,
-    FrameDecoder,
-    encode,
-    encode_payload,
-    framed_size,
-)
+from .codec import FrameDecoder, encode, encode_payload, framed_size
 from .deflate import Deflater, Inflater
 from .errors import ErrorCode, ProtocolError
+from .limits import DEFAULT_CREDIT, DEFAULT_MAX_BATCH_BYTES, MAX_MESSAGE_BYTES
 from .messages import Ack, Batch, Command, CommandAck, Error, Hello, Status, Unknown, Welcome
 from .ranges import RangeSet
 
-# Default credit: ~10 s of a 10 Hz GPS + CAN stream per vehicle in flight is plenty to fill a
-# 50 ms-RTT link, and 4096 × ~64 bytes bounds gateway memory per vehicle at ~256 KiB.
-DEFAULT_CREDIT = 4096
 # How many answered command ids an agent remembers to de-duplicate re-sent commands.
 COMMAND_MEMORY = 1024
+
+
+class SessionState(Enum):
+    OPENING = "opening"  # hello sent (agent) or awaited / being authenticated (gateway)
+    OPEN = "open"  # welcome received (agent) or sent (gateway): batches, acks, commands flow
+    CLOSED = "closed"  # a fatal error was sent or received: nothing more is parsed
 
 
 # --- events -----------------------------------------------------------------------------------
@@ -64,6 +70,14 @@ class PeerError:
 
 
 @dataclass(frozen=True, slots=True)
+class Failed:
+    """The peer broke the protocol; the `error` is queued (and, if fatal, the session closed)."""
+    code: int
+    reason: str
+    fatal: bool
+
+
+@dataclass(frozen=True, slots=True)
 class HelloReceived:
     hello: Hello
 
@@ -87,7 +101,38 @@ class _Session:
     def __init__(self) -> None:
         self._decoder = FrameDecoder()
         self._out = bytearray()
-        self.closed = False
+        self.state = SessionState.OPENING
+        self._close: tuple[int, str] | None = None
+
+    @property
+    def closed(self) -> bool:
+        return self.state is SessionState.CLOSED
+
+    def _open(self) -> None:
+        self.state = SessionState.OPEN
+        self._opened = True
+
+    def _closed_by_peer(self) -> None:
+        self.state = SessionState.CLOSED
+
+    def receive(self, data: bytes) -> list:
+        """Events for `data`; never raises: a violation is `fail`ed and ends the list as a
+        `Failed` event. Nothing is parsed once the session is closed. Afterwards call
+        `data_to_send()` and `close_expected()`."""
+        if self.closed:
+            return []
+        try:
+            return self.receive_data(data)
+        except ProtocolError as exc:
+            self.fail(exc)
+            return [Failed(int(exc.code), exc.reason, exc.code.fatal)]
+
+    def receive_data(self, data: bytes) -> list:
+        raise NotImplementedError
+
+    def close_expected(self) -> tuple[int, str] | None:
+        """(error code, reason) to close the QUIC connection with after a fatal `fail`."""
+        return self._close
 
     def data_to_send(self) -> bytes:
         data = bytes(self._out)
@@ -99,9 +144,12 @@ class _Session:
 
     def fail(self, exc: ProtocolError) -> None:
         """Queue the `error` message for a protocol violation; fatal ones close the session."""
+        if self._close is not None:
+            return  # failed already: the first error is the one the peer gets
         self._send(Error(code=int(exc.code), reason=exc.reason[:256], fatal=exc.code.fatal))
         if exc.code.fatal:
-            self.closed = True
+            self.state = SessionState.CLOSED
+            self._close = (int(exc.code), exc.reason)
 
     def _messages(self, data: bytes):
         if self.closed:
@@ -120,7 +168,7 @@ class ClientSession(_Session):
                  agent: str = "fleet-agent"):
         super().__init__()
         self.epoch = epoch
-        self.ready = False
+        self._opened = False
         self.credit = 0
         self.max_batch_bytes = DEFAULT_MAX_BATCH_BYTES
         # the session's DEFLATE stream (§3.1), once the welcome says the gateway takes it
@@ -130,6 +178,11 @@ class ClientSession(_Session):
         self._hello = Hello(vehicle=vehicle, token=token, epoch=epoch, agent=agent,
                             acked=acked_through)
         self._send(self._hello)
+
+    @property
+    def ready(self) -> bool:
+        """The welcome came (stays True once the session closed)."""
+        return self._opened
 
     @property
     def acked_through(self) -> int:
@@ -148,7 +201,7 @@ class ClientSession(_Session):
                     raise ProtocolError(ErrorCode.UNEXPECTED, "second welcome")
                 if msg.v != PROTOCOL_VERSION:
                     raise ProtocolError(ErrorCode.UNSUPPORTED_VERSION, f"server speaks v{msg.v}")
-                self.ready = True
+                self._open()
                 self.credit = msg.credit
                 self.max_batch_bytes = msg.max_batch_bytes
                 self.deflater = Deflater() if msg.z else None
@@ -171,7 +224,7 @@ class ClientSession(_Session):
                     events.append(CommandReceived(msg))
             elif isinstance(msg, Error):
                 if msg.fatal:
-                    self.closed = True
+                    self._closed_by_peer()
                 events.append(PeerError(msg.code, msg.reason, msg.fatal))
             else:
                 raise ProtocolError(ErrorCode.UNEXPECTED, f"{type(msg).__name__} from a server")
@@ -216,7 +269,7 @@ class ServerSession(_Session):
                  max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES):
         super().__init__()
         self.hello: Hello | None = None
-        self.authenticated = False
+        self._opened = False
         self.credit = credit
         self.max_batch_bytes = max_batch_bytes
         self.through = 0
@@ -224,6 +277,11 @@ class ServerSession(_Session):
         self.max_credit_granted = credit
         self.pending = 0  # readings received and not yet acknowledged (§3 batch, §6)
         self._decoder.inflater = Inflater(MAX_MESSAGE_BYTES)  # offered in the welcome (§3.1)
+
+    @property
+    def authenticated(self) -> bool:
+        """The welcome was sent (stays True once the session closed)."""
+        return self._opened
 
     def receive_data(self, data: bytes) -> list:
         events: list = []
@@ -266,7 +324,7 @@ class ServerSession(_Session):
                 events.append(StatusReceived(msg))
             elif isinstance(msg, Error):
                 if msg.fatal:
-                    self.closed = True
+                    self._closed_by_peer()
                 events.append(PeerError(msg.code, msg.reason, msg.fatal))
             else:
                 raise ProtocolError(ErrorCode.UNEXPECTED, f"{type(msg).__name__} from an agent")
@@ -275,7 +333,7 @@ class ServerSession(_Session):
     def accept(self, now_ms: int, credit: int | None = None) -> None:
         if self.hello is None or self.authenticated:
             raise RuntimeError("accept() needs exactly one pending hello")
-        self.authenticated = True
+        self._open()
         if credit is not None:
             self.set_credit(credit)
         self._send(Welcome(credit=self.credit, max_batch_bytes=self.max_batch_bytes, time=now_ms,

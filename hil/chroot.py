@@ -115,12 +115,32 @@ class Mounted:
             subprocess.run(["umount", "-l", str(target)], check=False)
 
 
+# the host's network settings that pip inside the chroot needs too (a proxy, or a TLS-inspecting
+# proxy's CA bundle); files they name are copied to the same path inside
+PASS_ENV = ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
+            "PIP_INDEX_URL", "PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
+CERT_ENV = ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
+
+
+def _host_network_env(root: Path) -> dict[str, str]:
+    env = {k: os.environ[k] for k in PASS_ENV if os.environ.get(k)}
+    for key in CERT_ENV:
+        path = env.get(key)
+        if path and Path(path).is_file():
+            inside = root / path.lstrip("/")
+            inside.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, inside)
+        elif path:
+            env.pop(key)
+    return env
+
+
 def run(root: Path, script: str, timeout: float = 3600, env: dict | None = None,
         ) -> subprocess.CompletedProcess:
     """Run a shell script as root inside the chroot (mounts held for its duration)."""
     environ = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                "HOME": "/root", "LANG": "C.UTF-8", "DEBIAN_FRONTEND": "noninteractive",
-               **(env or {})}
+               **_host_network_env(root), **(env or {})}
     with Mounted(root):
         return subprocess.run(["chroot", str(root), "/bin/sh", "-ec", script], env=environ,
                               capture_output=True, text=True, timeout=timeout)
@@ -158,7 +178,8 @@ def build_deb(arch: str = "arm64", out_dir: Path | None = None, log=print) -> Pa
     for old in (root / "build").glob("fleet-agent_*"):
         old.unlink()
     log(f"dpkg-buildpackage in the {arch} chroot (wheels are built or fetched for {arch})")
-    out = run(root, "cd /build/fleet-agent && dpkg-buildpackage -us -uc -b")
+    # -d: the web bundle came built, so the chroot needs no nodejs/npm (Build-Depends)
+    out = run(root, "cd /build/fleet-agent && dpkg-buildpackage -us -uc -b -d")
     if out.returncode != 0:
         raise RuntimeError(f"build failed:\n{out.stdout[-4000:]}\n{out.stderr[-4000:]}")
     debs = sorted((root / "build").glob(f"fleet-agent_*_{arch}.deb"))

@@ -62,4 +62,13 @@ def test_simulated_ecu_to_agent_to_store(procs):
     assert dm1[0]["lamps"]["mil"] == 1
     obd = [r for r in rows(procs.db_path, "can") if "OBD_EngineRPM" in r]
     assert len(obd) >= 3 and all(800 <= r["OBD_EngineRPM"] <= 3200 for r in obd)
+
+    def dtc_alerts():  # the backend's alert rules turn each new code into an alert
+        with sqlite3.connect(procs.db_path, timeout=10) as db:
+            return {r[0] for r in db.execute(
+                "SELECT subject FROM alerts WHERE rule='dtc' AND vehicle_id='car-1'")}
+
+    codes = {d["code"] for d in stored["dtcs"]} | {f"SPN{d['spn']}-FMI{d['fmi']}"
+                                                    for d in dm1[1]["dtcs"]}
+    wait_for(lambda: codes <= dtc_alerts(), 20, f"dtc alerts for {sorted(codes)}")
     assert agent.alive() and agent.stop() == 0

@@ -1,12 +1,45 @@
-"""The live hub: topics, last-known positions, bounded subscriber queues."""
+"""The live hub's queue policy (sans-IO, fake clock): coalescing, alerts kept, bounded memory,
+hopeless clients, topic authorisation, backfill never live."""
 
 from __future__ import annotations
 
-from backend.hub import ALL, HUB_CLIENT_QUEUE, Hub, Subscriber, position_feature, valid_topic
+from backend.hub import (
+    ALERTS,
+    ALL,
+    HOPELESS_S,
+    MAX_PENDING_MESSAGES,
+    Hub,
+    Subscriber,
+    position_feature,
+    valid_topic,
+)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
 
 
 def feature(vehicle: str, t: int) -> dict:
     return position_feature(vehicle, t, 53.5, 9.9 + t / 1e6, 30.0, 90.0, t)
+
+
+def alert(n: int, vehicle: str = "a") -> dict:
+    return {"id": n, "rule": "overspeed", "vehicle": vehicle, "state": "open"}
+
+
+def hub_with(*subs: Subscriber, topics=(ALL, ALERTS)) -> tuple[Hub, Clock]:
+    clock = Clock()
+    hub = Hub(clock=clock)
+    for s in subs:
+        hub.add(s)
+        for t in topics:
+            hub.subscribe(s, t)
+        s.drain(clock())
+    return hub, clock
 
 
 def test_feature_is_rfc7946_lon_lat_with_iso_time():
@@ -16,17 +49,16 @@ def test_feature_is_rfc7946_lon_lat_with_iso_time():
 
 
 def test_topics_route_updates_and_backfill_never_moves_a_vehicle_back():
-    hub = Hub()
     everything, one = Subscriber(), Subscriber()
-    for s in (everything, one):
-        hub.add(s)
-    hub.subscribe(everything, ALL)
+    hub, _ = hub_with(everything)
+    hub.add(one)
     hub.subscribe(one, "vehicle:b")
+    one.drain()
     assert hub.position("a", 2000, feature("a", 2000))
     assert hub.position("b", 2000, feature("b", 2000))
     assert not hub.position("b", 1000, feature("b", 1000)), "older point must not publish"
-    got_all = [m["feature"]["properties"]["vehicle"] for m in everything.drain() if "feature" in m]
-    got_one = [m["feature"]["properties"]["seq"] for m in one.drain() if "feature" in m]
+    got_all = [m["feature"]["properties"]["vehicle"] for m in everything.drain()]
+    got_one = [m["feature"]["properties"]["seq"] for m in one.drain()]
     assert got_all == ["a", "b"] and got_one == [2000]
 
 
@@ -42,17 +74,88 @@ def test_new_subscriber_first_gets_last_known_positions():
     assert [m["feature"]["properties"]["vehicle"] for m in msgs[1:]] == ["a", "b"]
 
 
-def test_slow_subscriber_loses_oldest_not_server_memory():
-    hub = Hub()
-    s = Subscriber()
-    hub.add(s)
-    hub.subscribe(s, ALL)
-    s.drain()
-    for t in range(1, HUB_CLIENT_QUEUE + 51):
-        hub.position("a", t, feature("a", t))
-    msgs = s.drain()
-    assert len(msgs) == HUB_CLIENT_QUEUE and s.dropped == 50
-    assert msgs[-1]["feature"]["properties"]["seq"] == HUB_CLIENT_QUEUE + 50
+def test_positions_coalesce_per_vehicle_latest_wins():
+    slow = Subscriber()
+    hub, _ = hub_with(slow, topics=(ALL,))
+    for t in range(1, 1001):
+        for v in "abcdefghij":
+            hub.position(v, t, feature(v, t))
+    msgs = slow.drain()
+    assert [m["feature"]["properties"]["vehicle"] for m in msgs] == list("abcdefghij")
+    assert {m["feature"]["properties"]["seq"] for m in msgs} == {1000}
+    assert slow.coalesced == 9990 and slow.dropped == 0 and hub.coalesced == 9990
+
+
+def test_alerts_are_never_coalesced_and_keep_their_order():
+    slow = Subscriber()
+    hub, _ = hub_with(slow)
+    for n in range(50):
+        hub.position("a", n + 1, feature("a", n + 1))
+        hub.publish_alert(alert(n))
+    msgs = slow.drain()
+    alerts = [m["alert"]["id"] for m in msgs if "alert" in m and m["topic"] == ALERTS]
+    positions = [m["feature"]["properties"]["seq"] for m in msgs if "feature" in m]
+    assert alerts == list(range(50)) and positions == [50]
+
+
+def test_too_many_pending_alerts_make_the_client_hopeless_not_silently_short():
+    slow = Subscriber()
+    hub, _ = hub_with(slow, topics=(ALERTS,))
+    for n in range(MAX_PENDING_MESSAGES):
+        hub.publish_alert(alert(n))
+    assert slow.reason is None and len(slow) == MAX_PENDING_MESSAGES
+    hub.publish_alert(alert(MAX_PENDING_MESSAGES))
+    assert slow.hopeless.is_set() and "alerts" in slow.reason
+    assert len(slow) == 0  # its memory is released at once
+    hub.publish_alert(alert(0))
+    assert len(slow) == 0
+    hub.remove(slow)
+    assert hub.disconnected == 1 and hub.stats()["subscribers"] == 0
+
+
+def test_a_client_that_takes_nothing_for_hopeless_s_is_given_up():
+    slow, fast = Subscriber(), Subscriber()
+    hub, clock = hub_with(slow, fast)
+    for step in range(int(HOPELESS_S) * 2):
+        clock.t = float(step)
+        hub.position("a", step + 1, feature("a", step + 1))
+        assert len(fast.drain(clock())) == 1  # the fast one keeps up
+    assert slow.reason is not None and "nothing taken" in slow.reason
+    assert fast.reason is None and not fast.check(clock.t + HOPELESS_S - 1)
+    # quiet but empty is not slow: no updates waited
+    idle = Subscriber()
+    hub.add(idle)
+    assert not idle.check(clock.t + 10 * HOPELESS_S)
+
+
+def test_memory_is_bounded_by_the_position_cap():
+    slow = Subscriber(max_positions=3)
+    hub, _ = hub_with(slow, topics=(ALL,))
+    for v in "abcde":
+        hub.position(v, 1, feature(v, 1))
+    msgs = slow.drain()
+    assert [m["feature"]["properties"]["vehicle"] for m in msgs] == ["c", "d", "e"]
+    assert slow.dropped == 2 and hub.dropped == 2
+
+
+def test_subscribers_receive_only_vehicles_they_may_see():
+    mine = Subscriber(may_see=lambda v: v == "a")
+    hub, clock = hub_with(mine)
+    hub.position("a", 1, feature("a", 1))
+    hub.position("b", 1, feature("b", 1))
+    hub.publish_alert(alert(1, "b"))
+    hub.publish_alert(alert(2, "a"))
+    msgs = mine.drain()
+    assert [m["feature"]["properties"]["vehicle"] for m in msgs if "feature" in m] == ["a"]
+    assert [m["alert"]["id"] for m in msgs if "alert" in m] == [2]
+    assert not hub.subscribe(mine, "vehicle:b")
+    assert mine.drain() == [{"error": "unknown topic 'vehicle:b'"}]
+    assert "vehicle:b" not in mine.topics
+    # the snapshot on subscribe is filtered too
+    late = Subscriber(may_see=lambda v: v == "b")
+    hub.add(late)
+    hub.subscribe(late, ALL)
+    assert [m["feature"]["properties"]["vehicle"] for m in late.drain()[1:]] == ["b"]
 
 
 def test_topic_validation():

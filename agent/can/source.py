@@ -15,8 +15,11 @@ from pathlib import Path
 
 import can
 
+from geostream.backoff import Backoff
+
 from ..readings import Signals
 from ..sources import Emit
+from ..statelog import StateLog
 from .decoder import CAN_ERR_BUSOFF, CanDecoder
 from .dtc import Dm1, DtcTracker
 from .logs import LogFile
@@ -108,15 +111,20 @@ class CanPipeline:
         return {**self.decoder.counts, **self.counts, **self.dtcs.counts, **obd}
 
 
+_WARN_STATES = frozenset({"down", "bus-off", "error"})
+
+
 class _StateMixin:
-    name: str
-    state: str
+    """`state` of a CAN source, logged once per change."""
+
+    _state: StateLog
+
+    @property
+    def state(self) -> str:
+        return self._state.state
 
     def _set_state(self, state: str, detail: str = "") -> None:
-        if state != self.state:
-            level = logging.WARNING if state in ("down", "bus-off", "error") else logging.INFO
-            log.log(level, "%s: %s%s", self.name, state, f" ({detail})" if detail else "")
-            self.state = state
+        self._state.set(state, detail)
 
 
 class CanBusSource(_StateMixin):
@@ -139,7 +147,7 @@ class CanBusSource(_StateMixin):
         # socketcan filters in the kernel; elsewhere python-can would filter in Python, which
         # costs more per frame than the decoder's own id lookup
         self.kernel_filters = interface == "socketcan" if kernel_filters is None else kernel_filters
-        self.state = "closed"
+        self._state = StateLog(log, name, "closed", warn=_WARN_STATES)
         self.counts = {"opens": 0, "open_failures": 0, "dropped": 0, "sent": 0}
 
     def status(self) -> dict:
@@ -158,15 +166,14 @@ class CanBusSource(_StateMixin):
         return can.Bus(interface=self.interface, channel=self.channel, **kwargs)
 
     async def run(self, emit: Emit) -> None:
-        delay = REOPEN_MIN_S
+        backoff = Backoff(REOPEN_MIN_S, REOPEN_MAX_S)
         while True:
             try:
                 bus = await asyncio.to_thread(self._open)
             except Exception as exc:  # python-can raises many types for a missing device
                 self.counts["open_failures"] += 1
                 self._set_state("down", f"cannot open: {exc}")
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, REOPEN_MAX_S)
+                await asyncio.sleep(backoff.next())
                 continue
             self.counts["opens"] += 1
             self._set_state("up")
@@ -178,9 +185,8 @@ class CanBusSource(_StateMixin):
             finally:
                 await asyncio.to_thread(_shutdown, bus)
             if time.monotonic() - opened > 10:
-                delay = REOPEN_MIN_S  # it worked for a while: retry quickly
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, REOPEN_MAX_S)
+                backoff.reset()  # it worked for a while: retry quickly
+            await asyncio.sleep(backoff.next())
 
     async def _pump(self, bus: can.BusABC, emit: Emit) -> None:
         loop = asyncio.get_running_loop()
@@ -287,7 +293,7 @@ class ReplaySource(_StateMixin):
         self.loop = loop
         self.timestamps = timestamps
         self.channel = channel
-        self.state = "closed"
+        self._state = StateLog(log, name, "closed", warn=_WARN_STATES)
         self.counts = {"passes": 0, "bad_lines": 0}
         self._clock = clock
         self._sleep = sleep
@@ -299,22 +305,20 @@ class ReplaySource(_StateMixin):
                 **self.pipeline.status()}
 
     async def run(self, emit: Emit) -> None:
-        delay = REOPEN_MIN_S
+        backoff = Backoff(REOPEN_MIN_S, REOPEN_MAX_S)
         while True:
             try:
                 await self._play_once(emit)
-                delay = REOPEN_MIN_S
+                backoff.reset()
             except OSError as exc:
                 self._set_state("error", str(exc))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, REOPEN_MAX_S)
+                await asyncio.sleep(backoff.next())
                 continue
             self.counts["passes"] += 1
             if not self._fed:
                 # an empty log (or one with no frame of replay_channel) must not spin
                 self._set_state("error", "no frames in the log")
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, REOPEN_MAX_S)
+                await asyncio.sleep(backoff.next())
                 continue
             if not self.loop:
                 self._set_state("finished")

@@ -77,6 +77,8 @@ class EpochAssembler:
                 self._learn_cycle_end(self._last_kind)
             self._time, self._host_ms = s.time_ms, host_time_ms
             self._host_synced = host_synced and host_time_ms is not None
+            if self._host_synced:
+                self.rollover.host_date(_EPOCH_1970 + dt.timedelta(days=host_time_ms // DAY_MS))
             self._parts, self._pending, self._closed = self._pending, {}, False
         self._last_kind = s.kind
         if self._closed:

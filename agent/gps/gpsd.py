@@ -15,6 +15,8 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
+from geostream.backoff import Backoff
+
 from ..readings import Position
 from ..sources import Emit
 from .decimate import Decimator
@@ -150,15 +152,14 @@ class GpsdSource:
                 **self.counts, **self.decoder.counts}
 
     async def run(self, emit: Emit) -> None:
-        delay = self.reopen_min_s
+        backoff = Backoff(self.reopen_min_s, self.reopen_max_s)
         while True:
             try:
                 reader, writer = await asyncio.open_connection(self.host, self.port)
             except OSError as exc:
                 self.counts["connect_failures"] += 1
                 self._state.set(NO_DEVICE, str(exc))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.reopen_max_s)
+                await asyncio.sleep(backoff.next())
                 continue
             self.counts["connects"] += 1
             self._state.set(NO_FIX, "connected")
@@ -166,15 +167,14 @@ class GpsdSource:
                 writer.write(WATCH)
                 await writer.drain()
                 if await self._session(reader, emit):
-                    delay = self.reopen_min_s
+                    backoff.reset()
             except OSError as exc:
                 log.debug("gpsd connection error: %s", exc)
             finally:
                 writer.close()
             self.counts["disconnects"] += 1
             self._state.set(NO_DEVICE, "gpsd connection closed")
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self.reopen_max_s)
+            await asyncio.sleep(backoff.next())
 
     async def _session(self, reader: asyncio.StreamReader, emit: Emit) -> bool:
         got = False

@@ -3,7 +3,8 @@
 GPS broadcasts a 10-bit week number; receivers that resolve it against a fixed firmware epoch
 report dates exactly 1024 weeks (about 19.6 years) back once that epoch has passed. Like gpsd,
 we correct a date earlier than a pivot by whole multiples of 1024 weeks. The pivot is the later
-of the package's build date and the newest good (uncorrected) date seen.
+of the package's build date, the newest good (uncorrected) date seen, and the date of the
+host clock while the kernel says it is NTP-synchronised.
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ class RolloverResolver:
                  pivot: dt.date | None = None) -> None:
         self.counts: Counter[str] = counts if counts is not None else Counter()
         self.pivot = BUILD_DATE if pivot is None else pivot
+
+    def host_date(self, date: dt.date) -> None:
+        """The synchronised host clock's UTC date: a pivot as good as a receiver's."""
+        if date > self.pivot:
+            self.pivot = date
 
     def resolve(self, date: dt.date) -> dt.date:
         floor = self.pivot - PIVOT_SLACK

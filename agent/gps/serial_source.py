@@ -17,6 +17,8 @@ from collections.abc import Callable
 
 import serial
 
+from geostream.backoff import Backoff
+
 from ..sources import Emit
 from .autobaud import BAUD_RATES, choose_baud
 from .decimate import Decimator
@@ -72,7 +74,7 @@ class SerialGpsSource(NmeaByteSource):
                 **self.counts, **self.decoder.counts}
 
     async def run(self, emit: Emit) -> None:
-        delay = self.reopen_min_s
+        backoff = Backoff(self.reopen_min_s, self.reopen_max_s)
         while True:
             rates = [self._rate] if self._rate else list(BAUD_RATES)
             try:
@@ -80,8 +82,7 @@ class SerialGpsSource(NmeaByteSource):
             except (serial.SerialException, OSError, ValueError) as exc:
                 self.counts["open_failures"] += 1
                 self._state.set(NO_DEVICE, str(exc))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.reopen_max_s)
+                await asyncio.sleep(backoff.next())
                 continue
             self.counts["opens"] += 1
             if self.state == NO_DEVICE:
@@ -96,8 +97,9 @@ class SerialGpsSource(NmeaByteSource):
             finally:
                 port.close()
             # a device that opens and dies at once must not make us spin
-            delay = self.reopen_min_s if got_data else min(delay * 2, self.reopen_max_s)
-            await asyncio.sleep(delay)
+            if got_data:
+                backoff.reset()
+            await asyncio.sleep(backoff.next())
 
     async def _session(self, port: serial.Serial, emit: Emit) -> bool:
         """Read until the device fails (raises) or auto-baud must run again; returns whether

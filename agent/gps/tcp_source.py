@@ -13,6 +13,8 @@ import logging
 import time
 from collections.abc import Callable
 
+from geostream.backoff import Backoff
+
 from ..sources import Emit
 from .decimate import Decimator
 from .sanity import MAX_SPEED_KMH
@@ -53,7 +55,7 @@ class TcpGpsSource(NmeaByteSource):
                 **self.counts, **self.decoder.counts}
 
     async def run(self, emit: Emit) -> None:
-        delay = self.reopen_min_s
+        backoff = Backoff(self.reopen_min_s, self.reopen_max_s)
         while True:
             try:
                 async with asyncio.timeout(self.connect_timeout_s):
@@ -61,8 +63,7 @@ class TcpGpsSource(NmeaByteSource):
             except (OSError, TimeoutError) as exc:
                 self.counts["connect_failures"] += 1
                 self._state.set(NO_DEVICE, str(exc) or "connect timed out")
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.reopen_max_s)
+                await asyncio.sleep(backoff.next())
                 continue
             self.counts["connects"] += 1
             self._state.set(NO_FIX, "connected")
@@ -74,8 +75,9 @@ class TcpGpsSource(NmeaByteSource):
             self._stream.flush(emit)
             self._state.set(NO_DEVICE, reason)
             # a peer that accepts and hangs up at once must not make us spin
-            delay = self.reopen_min_s if got_data else min(delay * 2, self.reopen_max_s)
-            await asyncio.sleep(delay)
+            if got_data:
+                backoff.reset()
+            await asyncio.sleep(backoff.next())
 
     async def _session(self, reader: asyncio.StreamReader, emit: Emit) -> tuple[bool, str]:
         """Read until the peer closes, resets or falls silent; returns (any data came, why

@@ -1,1 +1,16 @@
-"""REST route modules (the contract is backend/openapi.yaml; docs/api.md shows how to call it)."""
+"""REST route modules. The contract is backend/openapi.yaml (served at /api/openapi.json);
+docs/api.md shows how to log in and call it. Each handler declares its role (backend/authz.py)
+and filters vehicles by `Principal.may_see`."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from . import commands, geofences, history, spec, vehicles
+from .common import GATEWAY, HUB, STORE
+
+
+def add_routes(app: web.Application, store, hub, gateway) -> None:
+    app[STORE], app[HUB], app[GATEWAY] = store, hub, gateway
+    for module in (spec, vehicles, history, geofences, commands):
+        module.add_routes(app)

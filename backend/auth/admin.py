@@ -89,6 +89,11 @@ async def update_user(request: web.Request) -> web.Response:
         password = _password(body)
     except ValueError as exc:
         return error(400, str(exc))
+    if role not in (None, "admin") or disabled:
+        admins = [u["name"] for u in await store.users()
+                  if u["role"] == "admin" and not u["disabled"]]
+        if admins == [name]:  # nobody could manage accounts over HTTP any more
+            return error(409, f"{name!r} is the last enabled admin")
     if not await store.update_user(name, role=role, disabled=disabled):
         return error(404, f"no user {name!r}")
     if password is not None:

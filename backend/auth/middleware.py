@@ -44,6 +44,7 @@ class AuthState:
     clock: Callable[[], float] = time.time  # seconds since the epoch; tests pass a fake one
     limiter: LoginLimiter = field(default_factory=LoginLimiter)
     failed_logins: int = 0
+    verifying: int = 0  # password checks running now (each ~0.1 s of CPU)
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)

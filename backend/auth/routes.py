@@ -17,6 +17,9 @@ log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).resolve().parents[1] / "static"
 MAX_LOGIN_BODY = 4096  # a name and a password; anything bigger is not a login
+# Argon2 checks at once: each takes ~0.1 s of a core and 64 MiB, so a flood of logins from
+# many addresses (past the per-address limit) gets 503 instead of the backend's CPU and memory.
+MAX_CONCURRENT_LOGINS = 4
 
 
 def _body(user: dict, cookie: str, expires_ms: int) -> dict:
@@ -51,9 +54,15 @@ async def login(request: web.Request) -> web.Response:
     if wait:
         return error(429, "too many failed logins; try later",
                      **{"Retry-After": str(math.ceil(wait))})
-    user = await state.store.user(name)
-    ok = await asyncio.get_running_loop().run_in_executor(
-        None, verify_password, user["password_hash"] if user else None, password)
+    if state.verifying >= MAX_CONCURRENT_LOGINS:
+        return error(503, "busy; try again", **{"Retry-After": "1"})
+    state.verifying += 1
+    try:
+        user = await state.store.user(name)
+        ok = await asyncio.get_running_loop().run_in_executor(
+            None, verify_password, user["password_hash"] if user else None, password)
+    finally:
+        state.verifying -= 1
     if not ok or user["disabled"]:
         state.limiter.failed(name, address, now)
         state.failed_logins += 1

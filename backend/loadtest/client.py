@@ -26,6 +26,7 @@ from aioquic.quic.configuration import QuicConfiguration
 from agent.quic_link import QuicLink
 from geostream import ALPN
 from geostream.errors import ProtocolError
+from geostream.limits import IDLE_TIMEOUT_S
 from geostream.session import Acknowledged, ClientSession, PeerError, Welcomed
 
 from .fleet import Histogram, SimVehicle
@@ -35,7 +36,6 @@ from .fleet import Histogram, SimVehicle
 CONNECT_CONCURRENCY = 32
 CONNECT_TIMEOUT_S = 30.0
 RECONNECT_DELAY_S = (0.2, 1.0)
-IDLE_TIMEOUT_S = 240.0  # as the agent (docs/protocol.md §1)
 
 
 class Driver:
@@ -76,9 +76,12 @@ class Driver:
                 await asyncio.shield(link.connected)
                 await self.welcomed
         except (OSError, ConnectionError, TimeoutError) as exc:
-            self.w.error(f"connect: {type(exc).__name__}")
             link.abort()
-            self._retry_later()
+            if link is self.link:  # not superseded by a churn reconnect meanwhile
+                self.w.error(f"connect: {type(exc).__name__}")
+                self._retry_later()
+            return
+        if link is not self.link:
             return
         self.w.connects += 1
         loop.create_task(self._watch(link))
@@ -216,7 +219,8 @@ class Worker:
         await asyncio.gather(*(one(d) for d in self.drivers))
 
     def on_tick(self, d: Driver, now: float) -> None:
-        if self.mode == "churn" and d.online and d.link is not None and not self.stopping:
+        if (self.mode == "churn" and d.online and d.session is not None and d.session.ready
+                and not self.stopping):  # only established sessions churn
             if self.rng.random() < self.churn_p:
                 if self.rng.random() < 0.5:
                     self.loop.create_task(d.migrate())
@@ -274,7 +278,8 @@ class Worker:
                          drain_max_s=drains[-1] if drains else None,
                          drain_p50_s=drains[len(drains) // 2] if drains else None)
         return {
-            "vehicles": {d.sim.vehicle_id: [d.sim.made, d.sim.acked] for d in self.drivers},
+            "vehicles": {d.sim.vehicle_id: [d.sim.made, d.sim.acked, list(d.sim.unacked)]
+                         for d in self.drivers},
             "acked_in_window": acked_in_window, "latency": lat.to_json(),
             "live_latency": live.to_json(), "errors": self.errors, "connects": self.connects,
             "migrations": self.migrations, "reconnects": self.reconnects,

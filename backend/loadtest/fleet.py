@@ -14,7 +14,7 @@ import random
 from collections import OrderedDict
 
 # Readings per batch: well under the 64 KiB batch budget even for CAN snapshots (~170 bytes
-# each before DEFLATE), and the agent's own bound (agent/uplink.py MAX_BATCH_READINGS).
+# each before DEFLATE), and below the agent's own bound (geostream.limits.SEND_BATCH_READINGS).
 MAX_BATCH_READINGS = 500
 # One reading in this many is a CAN snapshot; the rest are positions (a 1–10 Hz GPS and a
 # few CAN snapshots per second, as the agent's defaults produce).

@@ -77,7 +77,7 @@ class Report:
     lost: int = 0
     duplicated: int = 0
     unexpected: int = 0
-    unacked: int = 0
+    unacked: int = 0              # made, not acknowledged and not stored when the run ended
     errors: dict = field(default_factory=dict)
     connects: int = 0
     migrations: int = 0
@@ -91,7 +91,17 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        return self.lost == 0 and self.duplicated == 0 and self.unexpected == 0
+        """Exactly once for everything acknowledged, and the run drained."""
+        return (self.lost == 0 and self.duplicated == 0 and self.unexpected == 0
+                and self.unacked == 0)
+
+    def verdict(self) -> str:
+        if self.ok:
+            return "OK: 0 lost, 0 duplicated"
+        if self.lost or self.duplicated or self.unexpected:
+            return (f"FAILED: lost {self.lost}, duplicated {self.duplicated}, "
+                    f"unexpected {self.unexpected}")
+        return f"NOT DRAINED: 0 lost, 0 duplicated, {self.unacked} still in the vehicles"
 
     def lines(self) -> list[str]:
         o = self.options
@@ -113,13 +123,13 @@ class Report:
                f"  errors             {self.errors or 'none'}",
                f"  store              {self.stored:,} stored of {self.made:,} made: "
                f"lost {self.lost}, duplicated {self.duplicated}, unexpected {self.unexpected}, "
-               f"unacknowledged at the end {self.unacked}"]
+               f"still in the vehicles (not drained) {self.unacked}"]
         if self.storm:
             s = self.storm
             out.append(f"  outage storm       backlog {s['backlog']:,} readings, drained in "
                        f"max {_s(s['drain_max_s'])} (p50 {_s(s['drain_p50_s'])}), "
                        f"{s['drained']} of {self.vehicles} vehicles")
-        out.append("  RESULT " + ("OK: 0 lost, 0 duplicated" if self.ok else "FAILED"))
+        out.append("  RESULT " + self.verdict())
         return out
 
 
@@ -238,6 +248,33 @@ class Store:
 
             rows = asyncio.run(fetch())
         return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+    def seqs(self, vehicles: list[str]) -> dict[str, set[int]]:
+        """The stored sequence numbers of a few vehicles (those with readings unacknowledged)."""
+        if not vehicles:
+            return {}
+        out: dict[str, set[int]] = {v: set() for v in vehicles}
+        if self.url.startswith("sqlite://"):
+            import sqlite3
+
+            with sqlite3.connect(self.url.removeprefix("sqlite://"), timeout=30) as db:
+                for v in vehicles:
+                    out[v] = {r[0] for r in db.execute(
+                        "SELECT seq FROM vehicle_telemetry WHERE vehicle_id = ?", (v,))}
+            return out
+        import asyncpg
+
+        async def fetch():
+            conn = await asyncpg.connect(self.url)
+            try:
+                return await conn.fetch("SELECT vehicle_id, seq FROM vehicle_telemetry "
+                                        "WHERE vehicle_id = ANY($1::text[])", vehicles)
+            finally:
+                await conn.close()
+
+        for r in asyncio.run(fetch()):
+            out[r[0]].add(r[1])
+        return out
 
     def close(self) -> None:
         if self.server is not None:
@@ -368,23 +405,26 @@ def _run(opts: Options, tmp: Path, log_dir: Path, store: Store,
             g.wait(60)
         except subprocess.TimeoutExpired:
             g.kill()
-    rep = _report(opts, store.counts(prefix), results, gstats, rss_idle_kb, rss_connected_kb,
-                  connect_s, gateway_cpu, client_cpu)
+    pending = [v for r in results for v, (_, _, u) in r["vehicles"].items() if u]
+    rep = _report(opts, store.counts(prefix), store.seqs(pending), results, gstats,
+                  rss_idle_kb, rss_connected_kb, connect_s, gateway_cpu, client_cpu)
     rep.connected = connected
     return rep
 
 
-def _report(opts, counts, results, gstats, rss_idle_kb, rss_connected_kb, connect_s,
-            gateway_cpu, client_cpu) -> Report:
+def _report(opts, counts, pending_seqs, results, gstats, rss_idle_kb, rss_connected_kb,
+            connect_s, gateway_cpu, client_cpu) -> Report:
     rep = Report(options=asdict(opts), vehicles=opts.vehicles, connect_s=connect_s,
                  gateway_cpu_pct=gateway_cpu, client_cpu_pct=client_cpu,
                  gateway_rss_mb=gstats.peak_kb / 1024)
     lat, live = Histogram(), Histogram()
     made: dict[str, int] = {}
+    unacked: dict[str, list[int]] = {}
     acked_window = 0
     for r in results:
-        for vid, (m, a) in r["vehicles"].items():
+        for vid, (m, a, u) in r["vehicles"].items():
             made[vid] = m
+            unacked[vid] = u
             rep.made += m
             rep.acked += a
         acked_window += r["acked_in_window"]
@@ -407,13 +447,17 @@ def _report(opts, counts, results, gstats, rss_idle_kb, rss_connected_kb, connec
     rep.gateway_cpu_ms_per_reading = (gateway_cpu * 10 * opts.duration_s) / max(1, acked_window)
     rep.ack_p50_ms, rep.ack_p95_ms, rep.ack_p99_ms = (lat.percentile(p) for p in (50, 95, 99))
     rep.live_p99_ms = live.percentile(99)
-    rep.unacked = rep.made - rep.acked
     for vid, m in made.items():
         rows, distinct, top = counts.get(vid, (0, 0, 0))
         rep.stored += distinct
         rep.duplicated += rows - distinct
         rep.unexpected += max(0, (top or 0) - m)  # sequence numbers nobody made
-        rep.lost += m - min(distinct, m)
+        # lost: acknowledged (so gone from the vehicle) but not in the store; unacknowledged
+        # readings the store does not hold yet are still the vehicle's, not lost
+        u = unacked[vid]
+        u_stored = len(set(u) & pending_seqs.get(vid, set())) if u else 0
+        rep.lost += max(0, (m - len(u)) - (distinct - u_stored))
+        rep.unacked += len(u) - u_stored
     rep.unexpected += sum(r for v, (r, _, _) in counts.items() if v not in made)
     # connected before any reading: what connection state costs, without queued data
     rep.gateway_kb_per_vehicle = max(0, rss_connected_kb - rss_idle_kb) / max(1, opts.vehicles)

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from geostream import schema
+
 
 class AuthResult(enum.Enum):
     OK = "ok"
@@ -42,17 +44,9 @@ class StoredReading:
     @classmethod
     def from_wire(cls, vehicle_id: str, epoch: int, r: dict[str, Any],
                   received_ms: int) -> StoredReading:
-        kind = r["k"]
-        data = r.get("sig") if kind == "can" else (
-            {"name": r.get("name"), **(r.get("data") or {})} if kind == "evt" else None)
-        if kind == "can" and r.get("bus") is not None:
-            data = {"bus": r["bus"], **data}
-        return cls(
-            vehicle_id=vehicle_id, epoch=epoch, seq=r["q"], time_ms=r["ts"], kind=kind,
-            lat=r.get("lat"), lon=r.get("lon"), alt=r.get("alt"), speed_kmh=r.get("spd"),
-            course=r.get("crs"), fix=r.get("fix"), sats=r.get("sat"), hdop=r.get("hdop"),
-            data=data, received_ms=received_ms,
-        )
+        return cls(vehicle_id=vehicle_id, epoch=epoch, seq=r[schema.SEQ],
+                   time_ms=r[schema.TIME], kind=r[schema.KIND], **schema.row_fields(r),
+                   received_ms=received_ms)
 
     def data_json(self) -> str | None:
         return None if self.data is None else json.dumps(self.data, separators=(",", ":"),
@@ -91,6 +85,24 @@ class StoredCommand:
                 "created_ms": self.created_ms, "sent_count": self.sent_count,
                 "last_sent_ms": self.last_sent_ms, "answered_ms": self.answered_ms,
                 "ok": self.ok, "detail": self.detail}
+
+
+def entry_indexes(inside: list[bool], first: int) -> list[int]:
+    """Indexes i >= `first` where a time-ordered track goes from outside to inside."""
+    return [i for i in range(max(first, 1), len(inside)) if inside[i] and not inside[i - 1]]
+
+
+def newest_signals(readings: list[StoredReading]) -> dict[tuple[str, str], tuple[Any, int]]:
+    """{(vehicle, signal): (value, time_ms)}: each CAN signal's newest value in a batch."""
+    out: dict[tuple[str, str], tuple[Any, int]] = {}
+    for r in readings:
+        if r.kind != "can" or not isinstance(r.data, dict):
+            continue
+        for name, value in r.data.items():
+            key = (r.vehicle_id, name)
+            if name != "bus" and (key not in out or r.time_ms > out[key][1]):
+                out[key] = (value, r.time_ms)
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,8 +204,21 @@ class Store(Protocol):
     async def geofence_entries(self, geofence_id: str, start_ms: int,
                                end_ms: int) -> list[dict]:
         """Outside→inside transitions in [start, end) in device-time order (queries.py)."""
-    async def put_geofence(self, geofence_id: str, name: str, polygon: dict) -> None: ...
+    async def put_geofence(self, geofence_id: str, name: str, area: dict,
+                           speed_limit_kmh: float | None = None, circle: dict | None = None,
+                           create_only: bool = False) -> bool:
+        """Create or replace (Polygon/MultiPolygon); True if created (store/*_api.py)."""
     async def geofences(self) -> list[dict]: ...
+    async def geofence(self, geofence_id: str) -> dict | None: ...
+    async def delete_geofence(self, geofence_id: str) -> bool: ...
+    async def inside(self, geofence_id: str) -> list[dict] | None:
+        """Last positions inside the geofence now; None if there is no such geofence."""
+    async def vehicle_geofence_entries(self, vehicle_id: str, start_ms: int,
+                                       end_ms: int) -> list[dict]: ...
+    async def last_signals(self) -> dict[str, dict[str, dict]]: ...
+    async def vehicle_statuses(self) -> dict[str, dict]: ...
+    async def commands_of(self, vehicle_id: str, limit: int) -> list[StoredCommand]:
+        """The vehicle's commands, newest first."""
     async def dead_letters(self) -> list[dict]: ...
     async def add_command(self, vehicle_id: str, name: str, args: dict) -> int:
         """Store a new command; its id is above `command_id_floor(now)` and every stored id."""

@@ -29,6 +29,7 @@ from .base import (
 )
 from .postgres_accounts import PostgresAccounts
 from .postgres_alerts import PostgresAlerts
+from .postgres_api import PostgresApiQueries
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,13 @@ _LAST = f"""INSERT INTO last_position AS p
         speed_kmh = excluded.speed_kmh, course = excluded.course, epoch = excluded.epoch,
         seq = excluded.seq
     WHERE excluded.time > p.time"""
+_SIGNAL = f"""INSERT INTO last_signal AS s (vehicle_id, signal, value, time)
+    SELECT DISTINCT ON (vehicle_id, j.key) vehicle_id, j.key, j.value, {_MS.format('time_ms')}
+    FROM telemetry_staging, jsonb_each(signals::jsonb) j
+    WHERE kind = 'can' AND jsonb_typeof(signals::jsonb) = 'object' AND j.key <> 'bus'
+    ORDER BY vehicle_id, j.key, time_ms DESC
+    ON CONFLICT (vehicle_id, signal) DO UPDATE SET value = excluded.value, time = excluded.time
+    WHERE excluded.time > s.time"""
 _DEAD = f"""INSERT INTO dead_letter (vehicle_id, epoch, seq, reading, error, received_at)
     VALUES ($1, $2, $3, $4::jsonb, $5, {_MS.format('$6::bigint')})
     ON CONFLICT DO NOTHING"""
@@ -93,7 +101,7 @@ def _day(ms: int) -> int:
     return ms // DAY_MS
 
 
-class PostgresStore(PostgresAccounts, PostgresAlerts):
+class PostgresStore(PostgresAccounts, PostgresApiQueries, PostgresAlerts):
     def __init__(self, url: str, pool_max: int = POOL_MAX,
                  maintain_every_s: float = MAINTAIN_EVERY_S):
         self.url = url
@@ -237,6 +245,7 @@ class PostgresStore(PostgresAccounts, PostgresAlerts):
                              r.data_json(), r.received_ms) for r in readings])
                     await conn.execute(_INSERT)
                     await conn.execute(_LAST)
+                    await conn.execute(_SIGNAL)
                 if dead:
                     await conn.executemany(_DEAD, [
                         (d.vehicle_id, d.epoch, d.seq, json.dumps(d.reading, default=str),
@@ -276,21 +285,6 @@ class PostgresStore(PostgresAccounts, PostgresAlerts):
         rows = await self._pool.fetch(
             "SELECT vehicle_id FROM vehicles WHERE revoked_at IS NOT NULL")
         return {r[0] for r in rows}
-
-    # --- geofences ------------------------------------------------------------------------
-
-    async def put_geofence(self, geofence_id: str, name: str, polygon: dict) -> None:
-        """`polygon`: a GeoJSON Polygon in lon/lat."""
-        await self._pool.execute(
-            "INSERT INTO geofences (geofence_id, name, area) "
-            "VALUES ($1, $2, ST_SetSRID(ST_GeomFromGeoJSON($3), 4326)) "
-            "ON CONFLICT (geofence_id) DO UPDATE SET name = excluded.name, area = excluded.area",
-            geofence_id, name, json.dumps(polygon))
-
-    async def geofences(self) -> list[dict]:
-        rows = await self._pool.fetch(
-            "SELECT geofence_id, name, ST_AsGeoJSON(area) FROM geofences ORDER BY 1")
-        return [dict(geofence_id=r[0], name=r[1], area=json.loads(r[2])) for r in rows]
 
     # --- queries --------------------------------------------------------------------------
 
@@ -397,6 +391,12 @@ class PostgresStore(PostgresAccounts, PostgresAlerts):
             "detail = $3 WHERE id = $4 AND vehicle_id = $5 AND answered_at IS NULL",
             now_ms, ok, detail, command_id, vehicle_id)
         return status != "UPDATE 0"
+
+    async def commands_of(self, vehicle_id: str, limit: int) -> list[StoredCommand]:
+        rows = await self._pool.fetch(
+            f"SELECT {_COMMAND_COLUMNS} FROM commands WHERE vehicle_id = $1 "
+            "ORDER BY id DESC LIMIT $2", vehicle_id, limit)
+        return [_command(r) for r in rows]
 
     async def save_vehicle_status(self, vehicle_id: str, status: dict, now_ms: int) -> None:
         await self._pool.execute(

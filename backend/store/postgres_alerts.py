@@ -35,9 +35,13 @@ def _alert(r) -> StoredAlert:
     return StoredAlert(*r[:10], json.loads(r[10]), *r[11:14])
 
 
+_READING_FIELDS = ("vehicle_id", "epoch", "seq", "time_ms", "kind", "lat", "lon", "alt",
+                   "speed_kmh", "course", "fix", "sats", "hdop")
+
+
 def _reading(r) -> StoredReading:
-    return StoredReading(*r[:13], data=None if r[13] is None else json.loads(r[13]),
-                         received_ms=r[14])
+    return StoredReading(**dict(zip(_READING_FIELDS, r[:13], strict=True)),
+                         data=None if r[13] is None else json.loads(r[13]), received_ms=r[14])
 
 
 class PostgresAlerts:

@@ -20,11 +20,13 @@ from .base import (
     command_id_floor,
     hash_token,
     new_token,
+    newest_signals,
     sql_dir,
     token_matches,
 )
 from .sqlite_accounts import SqliteAccounts
 from .sqlite_alerts import SqliteAlerts
+from .sqlite_api import SqliteApiQueries
 
 _INSERT = """INSERT INTO vehicle_telemetry
     (vehicle_id, epoch, seq, time_ms, kind, lat, lon, alt, speed_kmh, course, fix, sats, hdop,
@@ -36,6 +38,9 @@ _LAST = """INSERT INTO last_position VALUES (?,?,?,?,?,?,?,?)
         lon=excluded.lon, speed_kmh=excluded.speed_kmh, course=excluded.course,
         epoch=excluded.epoch, seq=excluded.seq
     WHERE excluded.time_ms > last_position.time_ms"""
+_SIGNAL = """INSERT INTO last_signal VALUES (?,?,?,?)
+    ON CONFLICT (vehicle_id, signal) DO UPDATE SET value=excluded.value, time_ms=excluded.time_ms
+    WHERE excluded.time_ms > last_signal.time_ms"""
 _DEAD = """INSERT INTO dead_letter (vehicle_id, epoch, seq, reading, error, received_ms)
     VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING"""
 
@@ -44,7 +49,7 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class SqliteStore(SqliteAccounts, SqliteAlerts):
+class SqliteStore(SqliteAccounts, SqliteApiQueries, SqliteAlerts):
     def __init__(self, path: str):
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
@@ -124,6 +129,9 @@ class SqliteStore(SqliteAccounts, SqliteAlerts):
                 (r.vehicle_id, r.time_ms, r.lat, r.lon, r.speed_kmh, r.course, r.epoch, r.seq)
                 for r in newest.values()
             ])
+            db.executemany(_SIGNAL, [
+                (v, name, json.dumps(value, default=str), t)
+                for (v, name), (value, t) in newest_signals(readings).items()])
             db.executemany(_DEAD, [
                 (d.vehicle_id, d.epoch, d.seq, json.dumps(d.reading, default=str), d.error,
                  d.received_ms) for d in dead
@@ -250,29 +258,6 @@ class SqliteStore(SqliteAccounts, SqliteAlerts):
 
         return await self._run(entries)
 
-    # --- geofences ------------------------------------------------------------------------
-
-    async def put_geofence(self, geofence_id: str, name: str, polygon: dict) -> None:
-        """`polygon`: a GeoJSON Polygon in lon/lat."""
-        shape = shapely.geometry.shape(polygon)
-        if shape.geom_type != "Polygon" or not shape.is_valid:
-            raise ValueError("geofence must be a valid GeoJSON Polygon")
-
-        def put() -> None:
-            self._db.execute(
-                "INSERT INTO geofences VALUES (?,?,?,?) ON CONFLICT (geofence_id) DO UPDATE "
-                "SET name=excluded.name, area=excluded.area",
-                (geofence_id, name, json.dumps(polygon), _now_ms()))
-
-        await self._run(put)
-
-    async def geofences(self) -> list[dict]:
-        def rows():
-            cur = self._db.execute("SELECT geofence_id, name, area FROM geofences ORDER BY 1")
-            return [dict(geofence_id=a, name=b, area=json.loads(c)) for a, b, c in cur]
-
-        return await self._run(rows)
-
     async def dead_letters(self) -> list[dict]:
         def rows():
             cur = self._db.execute(
@@ -338,6 +323,14 @@ class SqliteStore(SqliteAccounts, SqliteAlerts):
             return None if r is None else _command(r)
 
         return await self._run(row)
+
+    async def commands_of(self, vehicle_id: str, limit: int) -> list[StoredCommand]:
+        def rows():
+            return [_command(r) for r in self._db.execute(
+                f"SELECT {_COMMAND_COLUMNS} FROM commands WHERE vehicle_id=? "
+                "ORDER BY id DESC LIMIT ?", (vehicle_id, limit))]
+
+        return await self._run(rows)
 
     async def maintain(self, now_ms: int | None = None) -> dict:
         return {"created": 0, "dropped": []}  # one table, no partitions

@@ -45,3 +45,19 @@ def test_bad_tables_fail_at_start_naming_the_key(tmp_path, text):
     with pytest.raises(ValueError) as err:
         _config(tmp_path, text)
     assert any(word in str(err.value) for word in ("limit", "after_s", "bogus", "alert_timer_s"))
+
+
+def test_the_documented_example_is_valid_and_shows_the_defaults():
+    import re
+    import tomllib
+    from pathlib import Path
+
+    from backend.alerts.rules import RuleSet, parse_rules
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    [block] = [b for b in re.findall(r"```toml\n(.*?)```", doc, re.S) if "[alerts." in b]
+    rules = parse_rules(tomllib.loads(block)["alerts"])
+    defaults = RuleSet()
+    assert (rules.overspeed, rules.geofence, rules.stale, rules.offline) == (
+        defaults.overspeed, defaults.geofence, defaults.stale, defaults.offline)
+    assert rules.signals == defaults.signals[:1]  # the example gives only coolant-high

@@ -1,6 +1,8 @@
 """GET /api/alerts, POST /api/alerts/{id}/ack, GET /api/alert-rules behind the real access
 middleware, with real users and tokens; group filtering; the audit entry of an ack."""
 
+import asyncio
+
 from aiohttp.test_utils import TestClient, TestServer
 
 from backend.alerts import parse_rules
@@ -75,3 +77,21 @@ async def test_roles_filters_groups_ack_and_audit(any_store):
     pushed = sub.drain()
     assert [(m["topic"], m["alert"]["id"], m["alert"]["acknowledged_by"]) for m in pushed] == [
         ("alerts", target, "dana")]
+
+
+async def test_websocket_alerts_topic_only_for_visible_vehicles(any_store):
+    hub = Hub()
+    alerts = await _seed(any_store)
+    grouped = bearer(await add_user_token(any_store, "gus", "viewer"))
+    await any_store.put_group("north", vehicles=["truck-2"], members=["gus"])
+    async with await _client(any_store, hub) as c:
+        ws = await c.ws_connect("/ws", headers=grouped)
+        await ws.send_json({"op": "subscribe", "topic": "alerts"})
+        assert (await ws.receive_json(timeout=5))["event"] == "subscribed"
+        while not any(ALERTS in s.topics for s in hub.subscribers):
+            await asyncio.sleep(0.01)
+        hub.publish_alert(alerts["truck-1overspeed"].as_json())  # not in gus's groups
+        hub.publish_alert(alerts["truck-2dtc"].as_json())
+        got = await ws.receive_json(timeout=5)
+        assert (got["topic"], got["alert"]["id"]) == (ALERTS, alerts["truck-2dtc"].id)
+        await ws.close()

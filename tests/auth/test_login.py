@@ -272,3 +272,34 @@ async def test_open_websocket_ends_when_the_session_does(running, monkeypatch):
             msg = await ws.receive(timeout=5)
             assert msg.type == aiohttp.WSMsgType.CLOSE
             assert ws.close_code == aiohttp.WSCloseCode.POLICY_VIOLATION
+
+
+async def test_logins_beyond_the_concurrent_checks_are_turned_away(running):
+    from backend.auth.routes import MAX_CONCURRENT_LOGINS
+
+    async with aiohttp.ClientSession(running.url) as http:
+        running.auth.verifying = MAX_CONCURRENT_LOGINS  # as if that many were being checked
+        status, _, r = await login(http, "viewer")
+        assert status == 503 and r.headers["Retry-After"] == "1"
+        running.auth.verifying = MAX_CONCURRENT_LOGINS - 1
+        assert (await login(http, "viewer"))[0] == 200
+        assert running.auth.verifying == MAX_CONCURRENT_LOGINS - 1  # released after the check
+    assert running.auth.failed_logins == 0  # turned away is not a failed guess
+
+
+async def test_the_last_admin_cannot_be_demoted_or_disabled(running):
+    admin = bearer(running.tokens["admin"])
+    async with aiohttp.ClientSession(running.url, headers=admin) as http:
+        for change in ({"role": "viewer"}, {"disabled": True}):
+            async with http.patch("/api/users/admin", json=change) as r:
+                assert r.status == 409, change
+        async with http.post("/api/users", json={"name": "second", "role": "admin"}) as r:
+            assert r.status == 201
+        async with http.patch("/api/users/second", json={"disabled": True}) as r:
+            assert r.status == 200  # another admin is left
+        async with http.patch("/api/users/admin", json={"role": "dispatcher"}) as r:
+            assert r.status == 409  # the other one is disabled
+        async with http.patch("/api/users/second", json={"disabled": False}) as r:
+            assert r.status == 200
+        async with http.patch("/api/users/admin", json={"role": "dispatcher"}) as r:
+            assert r.status == 200

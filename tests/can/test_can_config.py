@@ -150,3 +150,41 @@ def test_duplicate_bus_names_and_bad_tables(tmp_path):
     with pytest.raises(ConfigError, match="unknown"):
         make_sources({"buses": []}, WHERE, tmp_path)
     assert DATA.exists()
+
+
+OBD_BUS = '[[can.bus]]\nname="car"\ninterface="virtual"\nchannel="x"\ndbc=["obd2.dbc"]\n'
+
+
+def test_obd_polling_table(tmp_path):
+    (src,) = build(OBD_BUS + '[can.bus.obd]\npids = [0x0C, { pid = 0x0D, interval_ms = 500 }]\n'
+                   'interval_ms = 2000\ndtc_interval_s = 30\nrequest_id = 0x7E0\n', tmp_path)
+    cfg = src.pipeline.poller.cfg
+    assert cfg.pids == ((0x0C, 2000), (0x0D, 500)) and cfg.dtc_interval_ms == 30_000
+    assert cfg.request_id == 0x7E0
+    assert src.pipeline.decoder.j1939 is False  # obd2.dbc has no J1939: DM1 stays off
+
+
+@pytest.mark.parametrize("obd, message", [
+    ("pids = [0]", "'pid' must be 1..255"),
+    ("pids = [0x0C]\nrequest_id = 0x123", "'request_id'"),
+    ("pids = [0x0C]\ninterval_ms = 10", "'interval_ms'"),
+    ("pids = []\ndtc_interval_s = 0", "nothing to poll"),
+    ("pids = [0x0C]\nspeed = 1", "unknown key"),
+    ('pids = ["rpm"]', "a PID number"),
+])
+def test_obd_polling_errors(tmp_path, obd, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        build(OBD_BUS + "[can.bus.obd]\n" + obd + "\n", tmp_path)
+
+
+def test_obd_polling_needs_a_live_bus_and_bad_dm1_or_range_check_values(tmp_path):
+    (tmp_path / "d.log").write_text("(1.0) can0 104#0301\n")
+    replay = '[[can.bus]]\nname="r"\ninterface="replay"\nreplay="d.log"\ndbc=["obd2.dbc"]\n'
+    with pytest.raises(ConfigError, match="live bus"):
+        build(replay + "[can.bus.obd]\npids = [0x0C]\n", tmp_path)
+    with pytest.raises(ConfigError, match="'dm1'"):
+        build(OBD_BUS + 'dm1 = "yes"\n', tmp_path)
+    with pytest.raises(ConfigError, match="'range_check'"):
+        build(OBD_BUS + 'range_check = "clip"\n', tmp_path)
+    (src,) = build(OBD_BUS + 'range_check = "drop"\ndm1 = true\n', tmp_path)
+    assert src.pipeline.decoder.drop_out_of_range and src.pipeline.decoder.j1939

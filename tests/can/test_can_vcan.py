@@ -1,4 +1,5 @@
-"""socketcan on a real vcan0 (kernel filters, interface down/up, unplug/replug).
+"""socketcan on a real vcan0 (kernel filters, interface down/up, unplug/replug), and OBD-II
+polling and DM1 against the simulated ECU of hil/obd_ecu.py.
 
 Runs tests/can/vm_vcan_check.py directly where this kernel can create vcan interfaces, or else
 inside the cached Debian VM of hil/vm.py (this host's kernel has no vcan).
@@ -20,7 +21,7 @@ CHECK = Path(__file__).resolve().parent / "vm_vcan_check.py"
 VM_BOOT_TIMEOUT_S = 420  # measured ~40 s boot + ~60 s check; software emulation varies a lot
 # what the check imports, copied next to the code in the VM (python3 there has no pip packages)
 VM_PACKAGES = ("can", "cantools", "bitstruct", "textparser", "argparse_addons", "crccheck",
-               "wrapt", "packaging", "typing_extensions")
+               "wrapt", "packaging", "typing_extensions", "isotp")
 
 pytestmark = pytest.mark.slow
 
@@ -72,8 +73,9 @@ def run_in_vm(tmp_path: Path) -> str:
     (payload / "site").mkdir(parents=True)
     for name in VM_PACKAGES:
         copy_module(name, site, payload / "site")
-    shutil.copytree(REPO / "agent", payload / "src" / "agent",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    for package in ("agent", "hil"):
+        shutil.copytree(REPO / package, payload / "src" / package,
+                        ignore=shutil.ignore_patterns("__pycache__", "vm"))
     (payload / "src" / "tests" / "can").mkdir(parents=True)
     shutil.copy(CHECK, payload / "src" / "tests" / "can" / CHECK.name)
     run = payload / "run"

@@ -1,4 +1,5 @@
-"""socketcan check on a real vcan0: kernel filters, interface down/up and delete/re-create.
+"""socketcan check on a real vcan0: kernel filters, interface down/up and delete/re-create,
+then OBD-II polling and DM1 against hil/obd_ecu.py's simulated ECU.
 
 Needs root and a kernel with vcan (the Debian VM of docs/can.md, or a Pi). Run directly:
     python tests/can/vm_vcan_check.py
@@ -23,8 +24,10 @@ import can  # noqa: E402
 
 from agent.can.dbcload import BUILTIN_DIR, load_dbc  # noqa: E402
 from agent.can.decoder import CanDecoder  # noqa: E402
+from agent.can.obd import ObdConfig, ObdPoller  # noqa: E402
 from agent.can.select import Selector  # noqa: E402
 from agent.can.source import CanBusSource, CanPipeline  # noqa: E402
+from agent.readings import Event, Signals  # noqa: E402
 
 IFACE = "vcan0"
 
@@ -143,10 +146,66 @@ async def main() -> dict:
             await task
         except asyncio.CancelledError:
             pass
+    result.update(await diagnostics())
     result["ok"] = all(result[k] for k in (
         "up", "receiving", "filtered_in_kernel", "values_ok", "down_seen", "resumed_after_up",
-        "open_fails_while_gone", "resumed_after_recreate"))
+        "open_fails_while_gone", "resumed_after_recreate", "obd_values", "obd_dtcs", "dm1"))
     return result
+
+
+def run_ecu(stop: threading.Event) -> None:
+    """hil/obd_ecu.py's simulated ECU on its own vcan0 socket."""
+    from hil.obd_ecu import SimulatedEcu
+
+    ecu = SimulatedEcu()
+    with can.Bus(interface="socketcan", channel=IFACE) as bus:
+        later = []
+        while not stop.is_set():
+            now = int(time.time() * 1000)
+            later += ecu.dm1_due(now)
+            for _, msg in sorted((x for x in later if x[0] <= now), key=lambda x: x[0]):
+                bus.send(msg)
+            later = [x for x in later if x[0] > now]
+            msg = bus.recv(0.005)
+            if msg is not None:
+                for reply in ecu.on_frame(msg, now):
+                    bus.send(reply)
+
+
+async def diagnostics() -> dict:
+    """OBD-II polling and DM1 through kernel filters on vcan0, against the simulated ECU."""
+    ensure_vcan()
+    db = load_dbc(BUILTIN_DIR / "truck_j1939.dbc")
+    poller = ObdPoller(ObdConfig(pids=((0x0C, 200),), dtc_interval_ms=1000), 0)
+    pipe = CanPipeline("car", CanDecoder([db], {"EEC1": {"EngSpeed": "EngSpeed"}}, dm1=True),
+                       Selector(), poller)
+    src = CanBusSource("can:car", pipe, "socketcan", IFACE)
+    out = []
+    stop = threading.Event()
+    ecu = threading.Thread(target=run_ecu, args=(stop,), daemon=True)
+    ecu.start()
+    task = asyncio.create_task(src.run(out.append))
+
+    def sets():
+        return {r.data["set"]: r.data for r in out if isinstance(r, Event)}
+
+    res: dict = {}
+    try:
+        res["obd_values"] = await wait_for(lambda: len(
+            [r for r in out if isinstance(r, Signals) and "OBD_EngineRPM" in r.values]) >= 3, 20)
+        res["obd_dtcs"] = await wait_for(lambda: {"stored", "pending"} <= set(sets()), 20) and [
+            d["code"] for d in sets()["stored"]["dtcs"]] == ["P0301", "P0420", "C0123"]
+        res["dm1"] = await wait_for(lambda: "active" in sets(), 20) and sets()["active"][
+            "dtcs"] == [{"spn": 110, "fmi": 0, "oc": 1}]
+        res["obd_status"] = {k: v for k, v in src.status().items() if k.startswith("obd")}
+    finally:
+        stop.set()
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+    return res
 
 
 if __name__ == "__main__":

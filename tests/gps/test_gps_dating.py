@@ -138,3 +138,18 @@ def test_stream_asks_the_kernel_once_a_minute_and_dates_gga_only_fixes(nmea):
     now[0] += SYNC_CHECK_S
     stream.feed(b"", out.append)
     assert len(asked) == 2
+
+
+def test_a_synchronised_host_clock_is_a_rollover_pivot(nmea):
+    # in 2045 a receiver 1024 weeks behind reports 2026-02-01: within a year of the build date,
+    # so the build-date pivot alone takes it as genuine; a synchronised host clock does not
+    host = ms(2045, 9, 17, 10, 15)
+    dec = NmeaDecoder()
+    fixes = dec.feed(rmc(nmea, "101500", "010226") + gga(nmea, "101500"), host_time_ms=host,
+                     host_synced=True) + dec.flush()
+    day = dt.datetime.fromtimestamp(fixes[0].ts_ms / 1000, dt.UTC).date()
+    assert day == dt.date(2026, 2, 1) + GPS_ROLLOVER and dec.counts["rollover_corrected"] == 1
+    dec = NmeaDecoder()  # unsynchronised: the host clock is not trusted as a pivot
+    fixes = dec.feed(rmc(nmea, "101500", "010226") + gga(nmea, "101500"), host_time_ms=host)
+    fixes += dec.flush()
+    assert dt.datetime.fromtimestamp(fixes[0].ts_ms / 1000, dt.UTC).date() == dt.date(2026, 2, 1)

@@ -89,8 +89,12 @@ def test_rest_and_cli_agree(url, capsys):
     assert r_entries["vehicles"] == ["v1"] and [e["seq"] for e in r_entries["entries"]] == [10]
     assert r_trips == cli(capsys, url, "query", "trips", "v1", "--day", "2025-11-23")
     assert len(r_trips["trips"]) == 1 and r_trips["stops"] == []
-    assert r_last == cli(capsys, url, "query", "last")
-    assert r_last["features"][0]["properties"]["seq"] == 39
+    last = cli(capsys, url, "query", "last")["features"]
+    assert [(v["id"], v["position"]["seq"], [v["position"]["lon"], v["position"]["lat"]],
+             v["position"]["time"]) for v in r_last["vehicles"]] == [
+        (f["id"], f["properties"]["seq"], f["geometry"]["coordinates"], f["properties"]["time"])
+        for f in last]
+    assert r_last["vehicles"][0]["position"]["seq"] == 39
     assert cli(capsys, url, "query", "geofences")[0]["geofence_id"] == "sq"
 
 

@@ -1,0 +1,143 @@
+"""Liveness and suspend probing of the uplink's connection (docs/protocol.md §8), pure.
+
+A gateway restarted after kill -9 silently ignores packets of the connection it forgot, which
+looks like a dead zone; so does one that dropped us while the vehicle's computer was suspended.
+When the gateway has been silent with data or a PING unanswered, or a suspend is detected, the
+agent tries a fresh handshake (`Probe`): if that succeeds while the old connection still hears
+nothing, the old one is gone (`dead`) and the agent reconnects at once.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass
+
+log = logging.getLogger("agent.uplink")
+
+# silence (with data or a PING outstanding) that makes the agent probe
+PROBE_AFTER_S = 8.0
+# after a probe that found the connection alive, wait this long before the next one
+PROBE_EVERY_S = 15.0
+# The tick; a tick SUSPEND_S late, or boot time running SUSPEND_S ahead of the monotonic clock
+# (which stands still during system suspend), means the agent was suspended or stopped: it
+# checks the connection at once, so it is back in < 2 s after resume (issue 7).
+TICK_S = 1.0
+SUSPEND_S = 2.0
+# time the old connection gets to answer a last PING once a fresh handshake succeeded
+GRACE_S = 1.0
+GRACE_AFTER_SUSPEND_S = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """An ack-eliciting PING on the connection."""
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """Try a fresh handshake with the gateway; report with `probe_done()`."""
+
+
+class _Phase(enum.Enum):
+    OFF = 0
+    TICK = 1  # ticking every TICK_S
+    PROBING = 2  # a fresh handshake is under way
+    GRACE = 3  # the old connection has its grace to answer a last PING
+    HOLDOFF = 4  # PROBE_EVERY_S before the next probe
+
+
+class Liveness:
+    def __init__(self) -> None:
+        self.heard = 0.0  # when the last datagram came
+        self.dead = False  # the connection is gone: reconnect
+        self.deadline: float | None = None
+        self._ping_since: float | None = None  # oldest PING sent since the last datagram
+        self._phase = _Phase.OFF
+        self._tick_at = 0.0
+        self._tick_offset: float | None = None  # boot − monotonic at the last tick
+        self._offset: float | None = None  # boot − monotonic, latest known
+        self._resumed = False
+
+    def reset(self, now: float) -> None:
+        """A new connection: nothing heard yet, nothing outstanding, no ticking."""
+        self.heard, self._ping_since, self.dead = now, None, False
+        self.stop()
+
+    def start(self, now: float, boot: float | None = None) -> None:
+        """The connection is up: tick."""
+        self.clock(now, boot)
+        self._tick(now)
+
+    def stop(self) -> None:
+        self._phase, self.deadline = _Phase.OFF, None
+
+    def clock(self, now: float, boot: float | None) -> None:
+        """CLOCK_BOOTTIME at `now`, when known."""
+        if boot is not None:
+            self._offset = boot - now
+
+    def datagram(self, now: float) -> None:
+        self.heard, self._ping_since = now, None
+
+    def ping_sent(self, now: float) -> None:
+        if self._ping_since is None:
+            self._ping_since = now
+
+    def quiet_for(self, now: float) -> float:
+        return now - self.heard
+
+    def on_timer(self, now: float, in_flight: bool) -> list:
+        """The deadline passed; returns actions (Ping, Probe), or sets `dead`."""
+        self.deadline = None
+        if self._phase is _Phase.TICK:
+            late = now - self._tick_at > TICK_S + SUSPEND_S
+            ahead = (self._offset is not None and self._tick_offset is not None
+                     and self._offset - self._tick_offset > SUSPEND_S)
+            self._tick_at, self._tick_offset = now, self._offset
+            silent = ((self._ping_since is not None and now - self._ping_since > PROBE_AFTER_S)
+                      or (in_flight and now - self.heard > PROBE_AFTER_S))
+            actions: list = []
+            if late or ahead:
+                log.info("suspend or stall detected: checking the connection now")
+                actions.append(Ping())
+            elif not silent:
+                self.deadline = now + TICK_S
+                return []
+            self._resumed = late or ahead
+            self._phase = _Phase.PROBING
+            return actions + [Probe()]
+        if self._phase is _Phase.GRACE:
+            if now - self.heard > self._grace():
+                log.warning("gateway answers new handshakes but not this connection "
+                            "(restarted, or dropped it during a suspend): reconnecting")
+                self.dead = True
+                self.stop()
+                return []
+            self._probe_over(now)
+        elif self._phase is _Phase.HOLDOFF:
+            self._tick(now)
+        return []
+
+    def probe_done(self, now: float, reachable: bool) -> list:
+        """A fresh handshake with the gateway did (or did not) complete."""
+        if self._phase is not _Phase.PROBING:
+            return []
+        if reachable and now - self.heard > self._grace():
+            self._phase, self.deadline = _Phase.GRACE, now + self._grace()
+            return [Ping()]  # one last chance for the old connection
+        self._probe_over(now)
+        return []
+
+    def _grace(self) -> float:
+        return GRACE_AFTER_SUSPEND_S if self._resumed else GRACE_S
+
+    def _probe_over(self, now: float) -> None:
+        if self._resumed:
+            self._tick(now)
+        else:
+            self._phase, self.deadline = _Phase.HOLDOFF, now + PROBE_EVERY_S
+
+    def _tick(self, now: float) -> None:
+        self._phase, self.deadline = _Phase.TICK, now + TICK_S
+        self._tick_at, self._tick_offset = now, self._offset

@@ -1,0 +1,47 @@
+"""The agent's stored TLS session ticket (docs/protocol.md §8): 0-RTT after a restart.
+
+One JSON file, written atomically with mode 0600; an unusable or expired one is ignored.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+from pathlib import Path
+
+from aioquic.tls import SessionTicket
+
+from geostream.tickets import ticket_from_json, ticket_to_json
+
+log = logging.getLogger(__name__)
+
+TICKET_FILE_NAME = "session-ticket.json"
+
+
+class TicketFile:
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+
+    def save(self, ticket: SessionTicket) -> None:
+        """Store `ticket` (aioquic's session_ticket_handler); a failure is logged, not raised."""
+        try:
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(ticket_to_json(ticket)))
+            tmp.chmod(0o600)
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            log.warning("cannot store session ticket in %s: %s", self.path, exc)
+
+    def load(self, now: datetime.datetime | None = None) -> SessionTicket | None:
+        """The stored ticket if it is still valid at `now` (UTC; default: the wall clock)."""
+        try:
+            ticket = ticket_from_json(json.loads(self.path.read_text()))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("ignoring unusable session ticket %s: %s", self.path, exc)
+            return None
+        now = now or datetime.datetime.now(datetime.UTC)
+        return ticket if ticket.not_valid_after > now else None

@@ -1,0 +1,102 @@
+"""Geofences CRUD (GeoJSON Polygon/MultiPolygon or a circle; name; optional speed limit) and
+the vehicles inside one now."""
+
+from __future__ import annotations
+
+import secrets
+
+from aiohttp import web
+
+from .. import geofence as shapes
+from ..authz import Role, requires
+from .common import STORE, audit, error, principal, read_json
+from .vehicles import _position
+
+
+def _feature(request: web.Request, body) -> shapes.Geofence:
+    try:
+        return shapes.from_feature(body, request.match_info.get("geofence"))
+    except ValueError as exc:
+        raise error(web.HTTPBadRequest, f"bad geofence: {exc}") from None
+
+
+async def _store(request: web.Request, g: shapes.Geofence, gid: str, create_only: bool) -> bool:
+    try:
+        return await request.app[STORE].put_geofence(
+            gid, g.name, g.area, speed_limit_kmh=g.speed_limit_kmh, circle=g.circle,
+            create_only=create_only)
+    except ValueError as exc:
+        raise error(web.HTTPBadRequest, f"bad geofence: {exc}") from None
+
+
+async def _answer(request: web.Request, gid: str, status: int = 200) -> web.Response:
+    row = await request.app[STORE].geofence(gid)
+    if row is None:
+        raise error(web.HTTPNotFound, f"unknown geofence {gid!r}")
+    return web.json_response(shapes.to_feature(row), status=status)
+
+
+@requires(Role.VIEWER)
+async def list_geofences(request: web.Request) -> web.Response:
+    rows = await request.app[STORE].geofences()
+    return web.json_response({"type": "FeatureCollection",
+                              "features": [shapes.to_feature(r) for r in rows]})
+
+
+@requires(Role.DISPATCHER)
+async def create_geofence(request: web.Request) -> web.Response:
+    g = _feature(request, await read_json(request))
+    gid = g.id or f"gf-{secrets.token_hex(4)}"
+    if not await _store(request, g, gid, create_only=True):
+        raise error(web.HTTPConflict, f"geofence {gid!r} exists (PUT replaces it)")
+    await audit(request, "geofence.create", gid, {"name": g.name})
+    resp = await _answer(request, gid, status=201)
+    resp.headers["Location"] = f"/api/geofences/{gid}"
+    return resp
+
+
+@requires(Role.VIEWER)
+async def get_geofence(request: web.Request) -> web.Response:
+    return await _answer(request, request.match_info["geofence"])
+
+
+@requires(Role.DISPATCHER)
+async def put_geofence(request: web.Request) -> web.Response:
+    gid = request.match_info["geofence"]
+    if not shapes.ID_PATTERN.match(gid):
+        raise error(web.HTTPBadRequest, "id must be 1..64 of A-Z a-z 0-9 _ . -")
+    g = _feature(request, await read_json(request))
+    created = await _store(request, g, gid, create_only=False)
+    await audit(request, "geofence.create" if created else "geofence.update", gid,
+                {"name": g.name})
+    return await _answer(request, gid)
+
+
+@requires(Role.DISPATCHER)
+async def delete_geofence(request: web.Request) -> web.Response:
+    gid = request.match_info["geofence"]
+    if not await request.app[STORE].delete_geofence(gid):
+        raise error(web.HTTPNotFound, f"unknown geofence {gid!r}")
+    await audit(request, "geofence.delete", gid)
+    return web.Response(status=204)
+
+
+@requires(Role.VIEWER)
+async def inside(request: web.Request) -> web.Response:
+    gid = request.match_info["geofence"]
+    rows = await request.app[STORE].inside(gid)
+    if rows is None:
+        raise error(web.HTTPNotFound, f"unknown geofence {gid!r}")
+    who = principal(request)
+    return web.json_response({"geofence": gid, "vehicles": [
+        {"id": r["vehicle_id"], "position": _position(r)} for r in rows
+        if who.may_see(r["vehicle_id"])]})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/geofences", list_geofences)
+    app.router.add_post("/api/geofences", create_geofence)
+    app.router.add_get("/api/geofences/{geofence}", get_geofence)
+    app.router.add_put("/api/geofences/{geofence}", put_geofence)
+    app.router.add_delete("/api/geofences/{geofence}", delete_geofence)
+    app.router.add_get("/api/geofences/{geofence}/inside", inside)

@@ -1,0 +1,100 @@
+"""Vehicles with their last state; provisioning and revocation (admin)."""
+
+from __future__ import annotations
+
+import collections
+import re
+
+from aiohttp import web
+
+from .. import queries
+from ..authz import Role, requires
+from ..hub import position_feature
+from ..store.base import AlertQuery
+from .common import GATEWAY, STORE, audit, error, principal, read_json, visible
+
+# Open alerts counted per list: far above what a fleet has open at once (they close or get
+# acknowledged); beyond it the counts are a floor.
+MAX_OPEN_ALERTS = 10_000
+VEHICLE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")  # what the CLI and the agent config accept
+
+
+def _position(row: dict) -> dict:
+    props = position_feature(row["vehicle_id"], row["time_ms"], row["lat"], row["lon"],
+                             row["speed_kmh"], row["course"], row["seq"])["properties"]
+    return {"lat": row["lat"], "lon": row["lon"], "time_ms": row["time_ms"],
+            "time": props["time"], "speed_kmh": row["speed_kmh"],
+            "course_deg": row["course"], "epoch": row["epoch"], "seq": row["seq"]}
+
+
+async def vehicle_states(request: web.Request, only: str | None = None) -> list[dict]:
+    """The API's Vehicle objects (backend/openapi.yaml) the principal may see, by id."""
+    store, gateway = request.app[STORE], request.app[GATEWAY]
+    who = principal(request)
+    provisioned = {v["vehicle_id"]: v for v in await store.list_vehicles()}
+    last = {r["vehicle_id"]: r for r in await store.last_positions()}
+    signals = await store.last_signals()
+    statuses = await store.vehicle_statuses()
+    counts = collections.Counter(a.vehicle_id for a in await store.list_alerts(
+        AlertQuery(state="open", vehicles=who.vehicles, limit=MAX_OPEN_ALERTS)))
+    now = queries.now_ms()
+    out = []
+    for vid in sorted(provisioned.keys() | last.keys()):
+        if (only is not None and vid != only) or not who.may_see(vid):
+            continue
+        row, pos = provisioned.get(vid, {}), last.get(vid)
+        conns = gateway.connections.get(vid, ())
+        out.append({
+            "id": vid, "created_ms": row.get("created_ms"),
+            "revoked": row.get("revoked_ms") is not None,
+            "position": None if pos is None else _position(pos),
+            "fix_age_s": None if pos is None else max(0.0, (now - pos["time_ms"]) / 1000),
+            "can": signals.get(vid, {}),
+            "link": {"connected": bool(conns), "connections": len(conns)},
+            "status": statuses.get(vid),
+            "open_alerts": counts.get(vid, 0)})
+    return out
+
+
+@requires(Role.VIEWER)
+async def list_vehicles(request: web.Request) -> web.Response:
+    return web.json_response({"vehicles": await vehicle_states(request)})
+
+
+@requires(Role.VIEWER)
+async def get_vehicle(request: web.Request) -> web.Response:
+    vid = visible(request)
+    found = await vehicle_states(request, only=vid)
+    if not found:
+        raise error(web.HTTPNotFound, f"unknown vehicle {vid!r}")
+    return web.json_response(found[0])
+
+
+@requires(Role.ADMIN)
+async def create_vehicle(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    vid = body.get("id") if isinstance(body, dict) else None
+    if not isinstance(vid, str) or not VEHICLE_ID.match(vid):
+        raise error(web.HTTPBadRequest, "id must be 1..64 of A-Z a-z 0-9 _ . : -")
+    token = await request.app[STORE].add_vehicle(vid)
+    await audit(request, "vehicle.create", vid)
+    return web.json_response({"id": vid, "token": token}, status=201)
+
+
+@requires(Role.ADMIN)
+async def revoke_vehicle(request: web.Request) -> web.Response:
+    vid = request.match_info["vehicle"]
+    store = request.app[STORE]
+    if vid not in {v["vehicle_id"] for v in await store.list_vehicles()}:
+        raise error(web.HTTPNotFound, f"unknown vehicle {vid!r}")
+    if await store.revoke_vehicle(vid):
+        await audit(request, "vehicle.revoke", vid)
+    # open connections close on the gateway's next revocation poll (seconds)
+    return web.json_response({"id": vid, "revoked": True})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/vehicles", list_vehicles)
+    app.router.add_post("/api/vehicles", create_vehicle)
+    app.router.add_get("/api/vehicles/{vehicle}", get_vehicle)
+    app.router.add_post("/api/vehicles/{vehicle}/revoke", revoke_vehicle)

@@ -1,0 +1,87 @@
+"""`GET /metrics` in the Prometheus text format (prometheus-client), for a bearer token.
+
+The figures are read from the running parts at scrape time (a custom collector over the
+gateway, writer, hub, alert engine and login counters), so nothing is counted twice and the
+parts keep their plain counters. Protected by `Authorization: Bearer <metrics_token>` from the
+backend config rather than a user login, because scrapers hold one static secret; with no
+`metrics_token` set, every request is refused (docs/api.md).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from .authz import public
+
+# Ack latency buckets: from loopback group commits (ms) to a congested store (seconds).
+ACK_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # the text exposition format
+
+
+class FleetCollector(Collector):
+    def __init__(self, gateway, hub, auth=None):
+        self.gateway, self.hub, self.auth = gateway, hub, auth
+
+    def collect(self):
+        g, w, h = self.gateway, self.gateway.writer, self.hub
+        s = g.stats
+        yield CounterMetricFamily("fleet_readings", "Readings committed (rate() gives "
+                                  "readings/s)", value=s["readings"])
+        yield CounterMetricFamily("fleet_batches", "Batches committed and acknowledged",
+                                  value=s["batches"])
+        yield CounterMetricFamily("fleet_invalid_readings", "Readings refused as invalid",
+                                  value=s["invalid_readings"])
+        yield CounterMetricFamily("fleet_vehicle_auth_failures", "Vehicle hellos refused",
+                                  value=s["auth_failures"])
+        yield from g.ack_latency.collect()
+        yield GaugeMetricFamily("fleet_writer_lag_seconds", "Age of the oldest uncommitted "
+                                "submission", value=w.lag_s)
+        yield GaugeMetricFamily("fleet_writer_backlog_rows", "Rows waiting for the writer",
+                                value=w.stats.backlog_rows)
+        yield CounterMetricFamily("fleet_dead_letters", "Readings stored as dead letters",
+                                  value=w.stats.dead_letters)
+        yield CounterMetricFamily("fleet_writer_failures", "Failed write attempts",
+                                  value=w.stats.failures)
+        yield GaugeMetricFamily("fleet_vehicles_connected", "Vehicles with an open connection",
+                                value=len(g.connections))
+        hs = h.stats()
+        yield GaugeMetricFamily("fleet_hub_subscribers", "Live WebSocket clients",
+                                value=hs["subscribers"])
+        yield CounterMetricFamily("fleet_hub_coalesced", "Queued positions replaced by a "
+                                  "newer one", value=hs["coalesced"])
+        yield CounterMetricFamily("fleet_hub_dropped", "Queued positions dropped beyond a "
+                                  "client's cap", value=hs["dropped"])
+        yield CounterMetricFamily("fleet_hub_disconnected", "Live clients disconnected as "
+                                  "too slow", value=hs["disconnected"])
+        opened = CounterMetricFamily("fleet_alerts_opened", "Alerts opened, by rule",
+                                     labels=["rule"])
+        for rule, n in sorted(dict(getattr(g.alerts, "stats", {}).get("alerts_opened",
+                                                                        {})).items()):
+            opened.add_metric([rule], n)
+        yield opened
+        yield CounterMetricFamily("fleet_failed_logins", "Failed user logins",
+                                  value=getattr(self.auth, "failed_logins", 0))
+
+
+def add_routes(app: web.Application, collector: Collector, token: str) -> None:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    expected = f"Bearer {token}".encode()
+
+    @public  # not a user route: the scraper's own bearer secret, checked here
+    async def metrics(request: web.Request) -> web.Response:
+        sent = request.headers.get("Authorization", "").encode()
+        if not token or not hmac.compare_digest(sent, expected):
+            return web.Response(status=401, content_type="application/json",
+                                text=json.dumps({"error": "metrics token required"}),
+                                headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
+        return web.Response(body=generate_latest(registry), headers={
+            "Content-Type": CONTENT_TYPE})
+
+    app.router.add_get("/metrics", metrics)

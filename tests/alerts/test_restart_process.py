@@ -1,0 +1,35 @@
+"""A real backend process restarted in the middle of an overspeed episode opens no second
+alert: agent and GPS simulator as processes, SIGTERM and a new `python -m backend`."""
+
+import sqlite3
+
+from tests.conftest import wait_for
+
+
+def _overspeed(db_path) -> list[tuple]:
+    with sqlite3.connect(db_path, timeout=10) as db:
+        return db.execute("SELECT id, start_ms, end_ms, state FROM alerts "
+                          "WHERE rule='overspeed' ORDER BY id").fetchall()
+
+
+def test_backend_restart_mid_episode(procs):
+    procs.provision("truck-1")
+    backend = procs.backend()
+    # base 30 km/h (at most 48), 120 km/h from 15 s to 45 s of the run, once
+    procs._spawn(["-m", "hil.gps_sim", "--link", str(procs.tty("truck-1")), "--rate", "2",
+                  "--speed", "30", "--overspeed", "120:45:30", "--count", "140",
+                  "--record", str(procs.record("truck-1")), "--wait-reader"], "truck-1.sim")
+    wait_for(lambda: procs.tty("truck-1").exists(), 10, "simulator pty")
+    agent = procs.agent("truck-1")
+    wait_for(lambda: any(state == "open" for *_, state in _overspeed(procs.db_path)), 60,
+             "an open overspeed alert")
+    [(first_id, start, _, _)] = _overspeed(procs.db_path)
+    assert backend.stop() == 0
+    procs.backend()  # the agent journals meanwhile and drains into the new process
+    wait_for(lambda: any(state == "closed" for *_, state in _overspeed(procs.db_path)), 60,
+             "the overspeed alert closed")
+    sent = procs.sent("truck-1")
+    fast = [r["ts_ms"] for r in sent if r["speed_kmh"] > 90]
+    assert _overspeed(procs.db_path) == [(first_id, fast[0], fast[-1] + 500, "closed")]
+    assert start == fast[0]
+    assert agent.alive() and agent.stop() == 0

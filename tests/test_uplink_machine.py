@@ -1,0 +1,240 @@
+"""The uplink's policy with a fake clock: no sockets, no sleeps.
+
+The gateway's side is the real `ServerSession`; time is a number the test moves.
+"""
+
+from __future__ import annotations
+
+from agent.liveness import PROBE_AFTER_S, PROBE_EVERY_S, TICK_S
+from agent.uplink_actions import (
+    Abort,
+    ApplyAck,
+    Close,
+    Connect,
+    Migrate,
+    Ping,
+    Probe,
+    SendData,
+)
+from agent.uplink_machine import AUTH_BACKOFF_S, State, UplinkMachine
+from geostream.codec import FrameDecoder, encode
+from geostream.errors import ErrorCode
+from geostream.limits import SEND_BATCH_READINGS, STALL_S
+from geostream.messages import Command, Error
+from geostream.session import ServerSession
+
+INTERVAL_S = 1.0
+
+
+def readings(first: int, n: int) -> list[dict]:
+    return [{"k": "pos", "q": q, "ts": 1_700_000_000_000 + q, "lat": 52.0, "lon": 4.0}
+            for q in range(first, first + n)]
+
+
+def sent(actions) -> bytes:
+    return b"".join(a.data for a in actions if isinstance(a, SendData))
+
+
+class Pair:
+    """A machine and the gateway's session, connected at t = 0."""
+
+    def __init__(self, **kw) -> None:
+        self.m = UplinkMachine(INTERVAL_S, random=lambda: 1.0, wall_ms=lambda: 5_000, **kw)
+        self.server = ServerSession(credit=100)
+        self.now = 0.0
+        assert self.m.start(self.now) == [Connect()]
+        self.connect()
+
+    def connect(self) -> None:
+        hello = self.m.connecting(self.now, vehicle="v", token="t", epoch=7, acked_through=0,
+                                  agent="test")
+        self.m.handshake_done(self.now, local_host="10.0.0.2")
+        self.server = ServerSession(credit=100)
+        self.server.receive(sent(hello))
+        self.server.accept(now_ms=1_000)
+        self.feed(self.server.data_to_send())
+        assert self.m.state is State.CONNECTED
+
+    def feed(self, data: bytes) -> list:
+        self.m.datagram_received(self.now)
+        return self.m.stream_data(self.now, data)
+
+    def send(self, n: int, more: bool = False, first: int = 1) -> list[int]:
+        room = self.m.room(self.now)
+        assert room > 0
+        batch = readings(first, min(n, room))
+        events = self.server.receive(sent(self.m.batch_sent(self.now, batch, more)))
+        return [r["q"] for e in events for r in e.batch.readings]
+
+    def ack(self, seqs) -> list:
+        self.server.committed(seqs)
+        return self.feed(self.server.data_to_send())
+
+    def advance(self, seconds: float, boot_extra: float = 0.0) -> list:
+        """Move the clock, firing every deadline on the way, as the shell's timer would."""
+        end, actions = self.now + seconds, []
+        while (at := self.m.get_timer()) is not None and at <= end:
+            self.now = max(self.now, at)
+            actions += self.m.handle_timer(self.now, boot=self.now + boot_extra)
+        self.now = end
+        return actions
+
+
+def test_welcome_counts_and_clock_offset():
+    p = Pair()
+    assert p.m.stats.connects == 1 and p.m.stats.state == "connected"
+    assert p.m.stats.server_clock_offset_ms == 4_000
+    assert p.m.status(p.now)["state"] == "connected"
+
+
+def test_acks_go_to_the_journal_in_order():
+    p = Pair()
+    assert p.send(5) == [1, 2, 3, 4, 5]
+    actions = p.ack([1, 2, 3, 4, 5])
+    [apply] = [a for a in actions if isinstance(a, ApplyAck)]
+    assert apply.ack.through == 5 and apply.ack.newly_acked == 5
+    assert p.m.stats.readings_acked == 5 and p.m.session.in_flight == set()
+
+
+def test_live_pacing_waits_one_interval_and_a_backlog_does_not():
+    p = Pair()
+    p.send(3, more=True)  # a backlog: the next batch may go at once
+    assert p.m.room(p.now) > 0
+    p.send(1, more=False, first=4)  # caught up: what comes next is live and paced
+    assert p.m.room(p.now) == 0
+    assert p.m.get_timer() == INTERVAL_S
+    p.advance(INTERVAL_S - 0.01)
+    assert p.m.room(p.now) == 0
+    p.advance(0.01)
+    assert p.m.room(p.now) > 0
+
+
+def test_a_batch_holds_at_most_the_send_limit_and_the_credit():
+    p = Pair()
+    assert p.m.room(p.now) == 100  # the credit is below SEND_BATCH_READINGS
+    p.server.set_credit(50_000)
+    p.ack([])
+    assert p.m.room(p.now) == SEND_BATCH_READINGS
+
+
+def test_stall_rule_sends_nothing_new_while_the_gateway_is_silent():
+    p = Pair()
+    p.send(2, more=True)
+    p.now += STALL_S + 0.1
+    assert p.m.room(p.now) == 0, "data in flight, nothing heard"
+    p.m.datagram_received(p.now)
+    assert p.m.room(p.now) > 0
+
+
+def test_reconnect_backoff_doubles_and_a_welcome_resets_it():
+    p = Pair()
+    delays = []
+    for _ in range(4):
+        assert p.m.disconnected(p.now, "connection closed: idle") == [Abort()]
+        assert p.m.state is State.DISCONNECTED
+        delays.append(p.m.get_timer() - p.now)
+        assert p.advance(delays[-1]) == [Connect()]
+        assert p.m.state is State.CONNECTING and p.m.stats.last_error == ""
+    assert delays == [0.5, 1.0, 2.0, 4.0]
+    assert p.m.last_failure == "connection closed: idle"
+    p.connect()
+    p.m.disconnected(p.now, "again")
+    assert p.m.get_timer() - p.now == 0.5
+
+
+def test_auth_failure_waits_long():
+    p = Pair()
+    p.server.fail(__import__("geostream.errors").errors.ProtocolError(ErrorCode.REVOKED, "gone"))
+    assert p.feed(p.server.data_to_send()) == [Close()]
+    assert p.m.state is State.REFUSED and "revoked" in p.m.stats.last_error
+    assert p.m.get_timer() - p.now == AUTH_BACKOFF_S
+
+
+def test_a_server_breaking_the_protocol_gets_the_error_and_the_close():
+    p = Pair()
+    actions = p.feed(encode(Error(code=1, reason="x", fatal=False)) + b"\x00\x00\x00\x01\xff")
+    close = actions[-1]
+    assert isinstance(close, Close) and close.code == int(ErrorCode.MALFORMED)
+    [err] = FrameDecoder().feed(sent(actions))
+    assert err.code == ErrorCode.MALFORMED and err.fatal
+    assert p.m.state is State.DISCONNECTED
+
+
+def test_commands_run_once_and_a_resent_one_is_answered_from_memory():
+    p = Pair()
+    runs = []
+    p.m.commands.handlers["beep"] = lambda args: (runs.append(args) or True, "beeped")
+    for _ in range(2):
+        p.server.send_command(Command(id=3, name="beep", args={"n": 1}))
+        [ev] = p.server.receive(sent(p.feed(p.server.data_to_send())))
+        assert ev.ack.ok and ev.ack.detail == "beeped"
+    assert runs == [{"n": 1}]
+    p.server.send_command(Command(id=4, name="nope", args={}))
+    [ev] = p.server.receive(sent(p.feed(p.server.data_to_send())))
+    assert not ev.ack.ok and "unsupported" in ev.ack.detail
+
+
+def test_route_change_migrates_once_and_sends_what_waits():
+    p = Pair()
+    assert p.m.route_seen(p.now, "10.0.0.2") == []
+    assert p.m.route_seen(p.now, "10.0.9.9") == [Migrate("10.0.9.9")]
+    assert p.m.route_seen(p.now, "10.0.9.8") == [], "one move at a time"
+    p.send(1)
+    assert p.m.room(p.now) == 0  # paced
+    p.m.migrated(p.now, "10.0.9.9", 1)
+    assert p.m.room(p.now) > 0, "after a handover what waits goes at once"
+    assert p.m.stats.extra["migrations"] == 1 and p.m.local_host == "10.0.9.9"
+
+
+def test_a_quiet_healthy_link_is_never_probed():
+    p = Pair()
+    assert [a for a in p.advance(60) if not isinstance(a, Ping)] == []
+
+
+def test_silent_gateway_with_data_in_flight_is_probed_then_dropped():
+    p = Pair()
+    p.send(2, more=True)
+    actions = p.advance(PROBE_AFTER_S + TICK_S)
+    assert actions == [Probe()]
+    assert p.m.probe_done(p.now, True) == [Ping()], "a last chance for the old connection"
+    actions = p.advance(1.0)
+    assert actions == [Abort()]
+    assert p.m.state is State.DISCONNECTED and p.m.stats.extra["dead_connections"] == 1
+
+
+def test_probe_finds_the_old_connection_alive_then_waits_before_the_next():
+    p = Pair()
+    p.send(2, more=True)
+    assert p.advance(PROBE_AFTER_S + TICK_S) == [Probe()]
+    assert p.m.probe_done(p.now, True) == [Ping()]
+    p.m.datagram_received(p.now + 0.1)  # the old connection answers
+    assert p.advance(1.0) == []
+    assert p.m.state is State.CONNECTED
+    # the gateway stays silent: the next probe comes only after PROBE_EVERY_S
+    assert p.advance(PROBE_EVERY_S - 0.5) == []
+    assert p.advance(1.5) == [Probe()]
+
+
+def test_unreachable_gateway_is_a_dead_zone_not_a_dead_connection():
+    p = Pair()
+    p.send(2, more=True)
+    assert p.advance(PROBE_AFTER_S + TICK_S) == [Probe()]
+    assert p.m.probe_done(p.now, False) == []
+    assert p.m.state is State.CONNECTED
+
+
+def test_suspend_seen_in_boot_time_checks_at_once():
+    p = Pair()
+    p.advance(3.0)
+    actions = p.advance(1.0, boot_extra=30.0)  # boot time ran ahead: the system slept
+    assert actions == [Ping(), Probe()]
+    assert p.m.probe_done(p.now, True) == [Ping()]
+    assert p.advance(0.5) == [Abort()], "after a suspend the grace is shorter"
+
+
+def test_a_late_tick_is_a_stopped_process():
+    p = Pair()
+    p.advance(2.0)
+    at = p.m.get_timer()
+    p.now = at + 5.0  # the process was stopped: the tick comes 5 s late
+    assert p.m.handle_timer(p.now, boot=p.now) == [Ping(), Probe()]
