@@ -55,6 +55,12 @@ PROBE = """() => {
   requestAnimationFrame(tick);
   window.benchProbe = probe;
 }"""
+PAN = """() => {
+  window.benchPan = true;
+  const step = () => { if (!window.benchPan) return; fleetApp.map.panBy([2, 0], { duration: 0 });
+                       requestAnimationFrame(step); };
+  requestAnimationFrame(step);
+}"""
 TAKE = """() => {
   const p = window.benchProbe;
   const out = { frames: p.frames, lat: p.lat, received: p.received,
@@ -165,8 +171,16 @@ async def run(args) -> None:
             await page.evaluate("fleetApp.map.jumpTo({center: [10.0, 53.55], zoom: 9})")
             await page.evaluate(PROBE)
             await asyncio.sleep(args.seconds)
-            lines.append(summary("no vehicles (baseline)", await page.evaluate(TAKE),
+            lines.append(summary("no vehicles, idle map", await page.evaluate(TAKE),
                                  args.seconds))
+            # the baseline that matters: the same map redrawn every frame (SwiftShader renders
+            # on the CPU, so a full redraw is what a frame costs here)
+            await page.evaluate(PAN)
+            await asyncio.sleep(args.seconds)
+            lines.append(summary("no vehicles, panning (baseline)", await page.evaluate(TAKE),
+                                 args.seconds))
+            await page.evaluate("window.benchPan = false")
+            await page.evaluate("fleetApp.map.jumpTo({center: [10.0, 53.55], zoom: 9})")
             feeder = asyncio.get_running_loop().create_task(feed(backend, args.vehicles, stop,
                                                                  sent))
             await asyncio.sleep(5)  # warm-up: every vehicle known, clusters built

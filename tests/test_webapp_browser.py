@@ -18,8 +18,10 @@ from .conftest import wait_for
 pytestmark = pytest.mark.browser
 
 EARTH_R = 6_371_000.0
-FENCE_AHEAD_M = 380  # the geofence's centre, along the route ahead of the vehicle ...
-FENCE_RADIUS_M = 150  # ... so it is outside now and inside within ~20 s at 40-60 km/h
+# the geofence's centre, along the route ahead of the vehicle, so that it is outside now and
+# enters after the alert engine has re-read the geofences (every 30 s, backend/alerts/engine.py)
+FENCE_AHEAD_M = 800
+FENCE_RADIUS_M = 150
 ALERTS_TOML = "[alerts.geofence]\ndwell_s = 2.0\n"  # the default 20 s dwell would slow the test
 
 
@@ -72,7 +74,6 @@ def test_dispatcher_session(procs, tmp_path):
         browser = launch(p)
         page = browser.new_page(viewport={"width": 1366, "height": 768})
         errors = ConsoleErrors(page)
-        errors.allowed.append("status of 404")  # DEBUG ONLY
         login(page, base, "test-dispatcher")
         page.wait_for_function("document.querySelectorAll('#vehicles li').length === 2",
                                timeout=15000)
@@ -115,18 +116,18 @@ def test_dispatcher_session(procs, tmp_path):
         if page.evaluate("fleetApp.history.playback.playing"):
             page.click("#history-play")
 
-        # a circle geofence just ahead of truck-1 on its route
-        now = page.evaluate("(() => { const v = fleetApp.fleet.vehicles.get('truck-1'); "
-                            "return [v.lat, v.lon]; })()")
-        c_lat, c_lon = point_ahead("harbour", now[0], now[1], FENCE_AHEAD_M)
-        edge_lat = c_lat + math.degrees(FENCE_RADIUS_M / EARTH_R)
+        # a circle geofence just ahead of truck-1 on its route: the slow steps (clicks that
+        # wait for the page) first, then the position, and the drawing with raw mouse events
         page.click("[data-tab=geofences]")
-        page.evaluate(f"fleetApp.map.jumpTo({{center: [{c_lon}, {c_lat}], zoom: 15}})")
-        page.wait_for_timeout(500)
         page.click("#draw-circle")
+        last = procs.sent("truck-1")[-1]  # where the simulator has put it now
+        c_lat, c_lon = point_ahead("harbour", last["lat"], last["lon"], FENCE_AHEAD_M)
+        edge_lat = c_lat + math.degrees(FENCE_RADIUS_M / EARTH_R)
+        centre, edge = page.evaluate(f"""() => {{
+            fleetApp.map.jumpTo({{center: [{c_lon}, {c_lat}], zoom: 15}});
+            return [fleetApp.map.project([{c_lon}, {c_lat}]),
+                    fleetApp.map.project([{c_lon}, {edge_lat}])]; }}""")
         box = page.locator("#map").bounding_box()
-        centre = page.evaluate(f"fleetApp.map.project([{c_lon}, {c_lat}])")
-        edge = page.evaluate(f"fleetApp.map.project([{c_lon}, {edge_lat}])")
         page.mouse.click(box["x"] + centre["x"], box["y"] + centre["y"])
         page.mouse.move(box["x"] + edge["x"], box["y"] + edge["y"], steps=5)
         page.mouse.click(box["x"] + edge["x"], box["y"] + edge["y"])
@@ -144,7 +145,7 @@ def test_dispatcher_session(procs, tmp_path):
         # the enter alert arrives live; acknowledge it
         page.click("[data-tab=alerts]")
         entered = "#alert-list li[data-rule='geofence-enter'][data-vehicle='truck-1']"
-        page.wait_for_selector(entered, timeout=60000)
+        page.wait_for_selector(entered, timeout=120000)
         assert int(page.inner_text("#alert-count")) >= 1
         page.click(f"{entered} button.row")  # shows where and when
         page.wait_for_selector(".maplibregl-popup :text('geofence-enter')")
