@@ -53,6 +53,7 @@ class Report:
     lost: int = 0
     duplicated: int = 0
     unread: int = 0
+    backlog_after: int = 0  # readings waiting in the journal when the disturbance ended
     recover_s: float | None = None
     ok: bool = False
 
@@ -60,7 +61,7 @@ class Report:
         rec = "-" if self.recover_s is None else f"{self.recover_s:.1f} s"
         return (f"{self.scenario}: sent {self.sent}  accepted {self.accepted}  stored "
                 f"{self.stored}  lost {self.lost}  duplicated {self.duplicated}  "
-                f"unread {self.unread}  "
+                f"unread {self.unread}  backlog after {self.backlog_after}  "
                 f"time to recover {rec}  {'OK' if self.ok else 'FAILED'}")
 
 
@@ -221,6 +222,7 @@ async def run(scenario: str, args, workdir: Path) -> Report:
                 await asyncio.sleep(1.0)  # systemd's RestartSec=2, shortened
                 rig.start_agent()
             disturbed_until = time.monotonic()
+        report.backlog_after = max(0, rig.journal()[0])
         # recovered: the backlog is down to what one second of live readings leaves in flight
         live = max(2, int(args.rate) * 2)
         if await _until(lambda: 0 <= rig.journal()[0] <= live, RECOVER_LIMIT_S,

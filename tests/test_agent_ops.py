@@ -193,3 +193,34 @@ def test_journald_handler_under_systemd_with_vehicle_and_component_fields():
         root.setLevel(saved[1])
     assert logging_setup.component("agent.uplink") == "uplink"
     assert logging_setup.component("geostream.session") == "geostream"
+
+
+def test_reload_moves_the_new_can_selection_into_the_running_pipeline(tmp_path):
+    import can
+
+    from agent.daemon import build_sources
+    from agent.reload import apply
+
+    log = REPO / "tests" / "data" / "can" / "drive_20s.log"
+
+    def config(signals: list[str]):
+        return _config(can={"bus": [{"name": "truck", "interface": "replay",
+                                     "replay": str(log), "dbc": ["truck_j1939.dbc"],
+                                     "signals": signals}]})
+    [running] = build_sources(config(["EngSpeed"]))
+    pipeline = running.pipeline  # what the running pump holds on to
+    frames = [m for m in can.LogReader(str(log))][:200]
+    out: list = []
+    for m in frames[:100]:
+        pipeline.feed(m, round(m.timestamp * 1000), out.append)
+    before = {k for r in out for k in r.values}
+    frames_before = pipeline.decoder.counts["frames"]
+    assert before == {"EngSpeed"}
+    [fresh] = build_sources(config(["EngSpeed", "EngCoolantTemp"]))
+    assert apply([running], [fresh]) == ["can:truck: selection"]
+    assert running.pipeline is pipeline  # swapped inside, not replaced
+    assert pipeline.decoder.counts["frames"] == frames_before  # the counters carried over
+    out.clear()
+    for m in frames[100:]:
+        pipeline.feed(m, round(m.timestamp * 1000), out.append)
+    assert {k for r in out for k in r.values} == {"EngSpeed", "EngCoolantTemp"}
