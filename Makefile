@@ -14,7 +14,7 @@ APT_DEMO := python3 python3-venv python3-dev gcc
 APT_TEST := $(APT_DEMO) postgresql-15 postgresql-15-postgis-3 chromium libsystemd-dev \
 	pkg-config iproute2 mosquitto systemd debootstrap qemu-system-x86 can-utils \
 	build-essential dpkg-dev debhelper dh-virtualenv cmake postgresql-server-dev-15 \
-	qemu-user-static
+	qemu-user-static nats-server
 
 # TimescaleDB for the hypertable tests and benchmark: Debian has no package, so it is built from
 # the Apache-2.0 source in ../shared/vendor/ when that exists (about 15 s). Elsewhere install it

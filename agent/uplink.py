@@ -5,6 +5,9 @@ All decisions are `UplinkMachine`'s (agent/uplink_machine.py); this shell feeds 
 queue, arms one timer for `get_timer()`, and carries out the actions: connect, send, close,
 ping, probe, migrate, apply acks to the journal, fill batches. The socket is `QuicLink`'s, the
 ticket file `TicketFile`'s, route watching `agent.routes`'.
+
+About 340 lines: the connect sequence (resolve, bind, 0-RTT hello or pin check first) and the
+journal's batch budget retry are I/O that belongs to no other edge; the decisions are not here.
 """
 
 from __future__ import annotations

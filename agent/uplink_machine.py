@@ -6,6 +6,10 @@ Every input takes `now` (the monotonic clock, seconds) and returns a list of act
 I/O shell (`agent.uplink.Uplink`) to carry out in order; `get_timer()` is the next deadline,
 at which the shell calls `handle_timer(now)`. The geostream session (`ClientSession`) lives
 inside; the QUIC connection, the journal and the clock stay outside.
+
+Over 300 lines because it is the one place that holds the link's state: splitting the
+reconnect, pacing and command parts apart would spread one state machine over modules that
+each need all of its state (liveness, which needs none of it, is agent/liveness.py).
 """
 
 from __future__ import annotations

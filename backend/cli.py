@@ -53,9 +53,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--map-pmtiles", help="local .pmtiles archive (raster or vector) served to "
                    "the web app as its basemap")
     p.add_argument("--map-overlay", help="GeoJSON file drawn over the basemap (roads, depots)")
+    p.add_argument("--server-id", type=int, help="gateway node behind a router: its server id "
+                   "in connection IDs, 0..65535 (docs/scaling.md; default: no router)")
+    p.add_argument("--router", help="the router's tunnel address HOST:PORT (with --server-id)")
+    p.add_argument("--nats-url", help="NATS server for live fan-out between nodes, "
+                   "nats://HOST:4222 (docs/scaling.md; default: none, in-process hub)")
     p.add_argument("--log-level", default="INFO")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("serve", help="run gateway, writer, hub and dashboard (the default)")
+    rt = sub.add_parser("router", help="stateless UDP router to gateway nodes by connection "
+                        "ID (docs/scaling.md)")
+    rt.add_argument("--listen", default="[::]:4433", help="vehicles' UDP address (default "
+                    "[::]:4433)")
+    rt.add_argument("--tunnel", default="[::]:4434", help="UDP address the nodes talk to "
+                    "(default [::]:4434)")
     sub.add_parser("migrate", help="apply pending schema migrations and exit")
     veh = sub.add_parser("vehicles", help="provision and revoke vehicle credentials")
     vsub = veh.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -79,6 +90,9 @@ def _parser() -> argparse.ArgumentParser:
 
     add_parsers(sub)
     _query_parser(sub)
+    mcp = sub.add_parser("mcp", help="MCP server over stdio for AI clients (docs/mcp.md)")
+    mcp.add_argument("--token-file", help="file holding a user's API token (`users token "
+                     "NAME`); default: $FLEET_API_TOKEN")
     certs = sub.add_parser("gen-certs", help="create a private CA and a gateway certificate")
     certs.add_argument("--out", required=True, help="directory for ca.pem, server.pem/.key")
     certs.add_argument("--name", action="append", default=[],
@@ -227,6 +241,12 @@ def main(argv: list[str] | None = None) -> int:
 
         asyncio.run(run(config))
         return 0
+    if command == "router":
+        from .cluster.edge import run_router
+        from .cluster.node import parse_addr
+
+        asyncio.run(run_router(parse_addr(args.listen), parse_addr(args.tunnel)))
+        return 0
     if command == "migrate":
         async def migrate(store):
             applied = await store.migrate()
@@ -252,6 +272,10 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print(json.dumps(answer, indent=None, separators=(",", ":")))
         return 0
+    if command == "mcp":
+        from .mcp.stdio import serve_stdio
+
+        return asyncio.run(serve_stdio(config, args.token_file))
     if command == "gen-certs":
         from .pki import generate
 

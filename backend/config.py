@@ -29,6 +29,9 @@ class BackendConfig:
     ticket_file: str = ""
     # the `[alerts]` table: rules and their parameters (docs/alerts.md); TOML only, no flag
     alerts: dict = field(default_factory=dict)
+    # the `[maintenance]` table: service intervals and signal-health checks
+    # (docs/maintenance.md); TOML only
+    maintenance: dict = field(default_factory=dict)
     # how often the clock-driven alert rules (stale, offline) run
     alert_timer_s: float = 5.0
 
@@ -47,12 +50,24 @@ class BackendConfig:
     map_style: str = ""
     map_pmtiles: str = ""
     map_overlay: str = ""
+    # a gateway node behind `python -m backend router` (docs/scaling.md): its server id
+    # (0..65535, -1: a single machine, no router) and the router's tunnel address HOST:PORT
+    server_id: int = -1
+    router: str = ""
+    # NATS for live fan-out between nodes (backend/fanout.py, docs/scaling.md §5), e.g.
+    # nats://10.0.0.5:4222; empty: the gateway publishes straight into this process's hub
+    nats_url: str = ""
     # the bearer secret of GET /metrics (Prometheus `authorization: credentials`); empty: the
     # endpoint refuses everyone. Config file only (a flag would show in `ps`).
     metrics_token: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
+        if (self.server_id >= 0) != bool(self.router):
+            raise ValueError("server_id and router go together")
+        if self.server_id > 65535:
+            raise ValueError("server_id must be within 0..65535")
         self.alert_rules()  # a bad [alerts] table fails at start, naming the key
+        self.maintenance_config()
         if not 0.1 <= self.alert_timer_s <= 3600:
             raise ValueError("alert_timer_s must be within 0.1..3600")
 
@@ -61,9 +76,22 @@ class BackendConfig:
 
         return parse_rules(self.alerts)
 
+    def maintenance_config(self):
+        from .maintenance.config import parse_maintenance
+
+        return parse_maintenance(self.maintenance)
+
     @classmethod
     def keys(cls) -> list[str]:
         return [f.name for f in fields(cls)]
+
+    def cluster_node(self):
+        """The gateway's ClusterNode behind a router, or None on a single machine."""
+        if self.server_id < 0:
+            return None
+        from .cluster.node import ClusterNode, parse_addr
+
+        return ClusterNode(self.server_id, parse_addr(self.router))
 
     def ticket_path(self) -> str:
         """Where the gateway keeps its session tickets."""

@@ -91,6 +91,11 @@ class Subscriber:
     def __len__(self) -> int:
         return len(self._queue)
 
+    @property
+    def queue(self) -> list[dict]:
+        """What is queued, oldest first (a copy, for inspection)."""
+        return list(self._queue.values())
+
     def put(self, message: dict, now: float, vehicle: str | None = None) -> None:
         """Queue `message`; with `vehicle` it is a position that coalesces with a queued one of
         the same topic and vehicle."""

@@ -9,10 +9,10 @@ Times are epoch milliseconds; days are UTC days.
 from __future__ import annotations
 
 import math
-import time
 from datetime import UTC, date, datetime, timedelta
 
 from .hub import position_feature
+from .store.base import now_ms
 
 DEFAULT_ROUTE_HOURS = 48
 # Downsampling never returns more than this many points, whatever the request says.
@@ -24,9 +24,6 @@ MIN_STOP_S = 300
 EARTH_RADIUS_M = 6_371_008.8
 DAY_MS = 86_400_000
 
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def parse_time(value: str | int | None, default: int | None = None) -> int | None:

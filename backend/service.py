@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import time
 
 from aiohttp import web
 
@@ -14,13 +13,11 @@ from .config import BackendConfig
 from .gateway import Gateway
 from .hub import Hub, position_feature
 from .store import open_store
+from .store.base import now_ms as _now_ms
 from .writer import BatchWriter
 
 log = logging.getLogger(__name__)
 
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class Backend:
@@ -30,11 +27,23 @@ class Backend:
         self.writer = BatchWriter(self.store, config.writer_max_rows,
                                   config.writer_linger_ms / 1000)
         self.hub = Hub()
-        self.alerts = AlertEngine(self.store, config.alert_rules(), self.hub.publish_alert)
-        self.gateway = Gateway(self.store, self.writer, self.hub,
-                               ticket_file=config.ticket_path(), alerts=self.alerts)
+        # with NATS, committed positions and alerts go out on it and this hub is fed from it
+        self.fanout = None
+        if config.nats_url:
+            from .fanout import NatsFanout
+
+            self.fanout = NatsFanout(config.nats_url, self.hub)
+        live = self.fanout or self.hub
+        self.alerts = AlertEngine(self.store, config.alert_rules(), live.publish_alert)
+        self.gateway = Gateway(self.store, self.writer, live,
+                               ticket_file=config.ticket_path(), alerts=self.alerts,
+                               cluster=config.cluster_node())
+        if self.fanout is not None:
+            self.gateway.command_wake = self.fanout.wake
+            self.fanout.on_wake = self.gateway.wake_commands
         self._runner: web.AppRunner | None = None
         self._alert_timer: asyncio.Task | None = None
+        self._maintenance_timer: asyncio.Task | None = None
 
     def status(self) -> dict:
         return {"gateway": dict(self.gateway.stats),
@@ -53,6 +62,8 @@ class Backend:
             self.hub.seed(r["vehicle_id"], r["time_ms"], position_feature(
                 r["vehicle_id"], r["time_ms"], r["lat"], r["lon"], r["speed_kmh"], r["course"],
                 r["seq"]))
+        if self.fanout is not None:
+            await self.fanout.start()
         await self.alerts.start(_now_ms())
         self.writer.start()
         await self.gateway.start(c.quic_host, c.quic_port, c.cert, c.key)
@@ -62,6 +73,7 @@ class Backend:
                             gateway=self.gateway, alert_rules=self.alerts.rules,
                             map_files=(c.map_style, c.map_pmtiles, c.map_overlay),
                             metrics_token=c.metrics_token)
+        self._add_mcp_and_maintenance()
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
         tls = http_tls(c)
@@ -73,6 +85,29 @@ class Backend:
         print(f"backend ready: dashboard {scheme}://{host}:{self.http_port}/ "
               f"gateway udp {c.quic_host}:{c.quic_port}", flush=True)
 
+    def _add_mcp_and_maintenance(self) -> None:
+        """The MCP endpoint (/mcp) and the maintenance checks on their own timer."""
+        from .maintenance.monitor import MaintenanceMonitor
+        from .mcp.http import add_mcp_routes
+        from .mcp.tools import FleetTools
+
+        cfg = self.config.maintenance_config()
+        add_mcp_routes(self.app, FleetTools(self.store, self.alerts.rules, cfg,
+                                            self.gateway.send_command))
+        self.maintenance = MaintenanceMonitor(self.store, cfg, self.hub.publish_alert)
+        if cfg.intervals or cfg.health:
+            self._maintenance_timer = asyncio.get_running_loop().create_task(
+                self._maintenance_clock(cfg.check_every_s), name="maintenance-timer")
+
+    async def _maintenance_clock(self, every_s: float) -> None:
+        while True:
+            try:
+                await self.maintenance.check(_now_ms())
+            except Exception as exc:  # the store may be away; the next round retries
+                self.maintenance.stats["failures"] += 1
+                log.warning("maintenance check failed: %s", exc)
+            await asyncio.sleep(every_s)
+
     async def _alert_clock(self) -> None:
         """Clock-driven alert rules (stale, offline) every `alert_timer_s`."""
         while True:
@@ -81,12 +116,15 @@ class Backend:
 
     async def stop(self) -> None:
         """Stop accepting, commit and acknowledge everything in flight, then close."""
-        if self._alert_timer is not None:
-            self._alert_timer.cancel()
+        for timer in (self._alert_timer, self._maintenance_timer):
+            if timer is not None:
+                timer.cancel()
         self.gateway.stop_accepting()
         await self.writer.stop()
         await self.gateway.finish_in_flight()
         await self.gateway.stop()
+        if self.fanout is not None:
+            await self.fanout.stop()
         if self._runner:
             await self._runner.cleanup()
         await self.store.close()

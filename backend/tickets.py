@@ -16,11 +16,12 @@ import json
 import logging
 import os
 import sqlite3
-import time
 
 from aioquic.tls import SessionTicket
 
 from geostream.tickets import ticket_from_json, ticket_to_json
+
+from .store.base import now_ms as _now_ms
 
 log = logging.getLogger(__name__)
 
@@ -128,9 +129,6 @@ class TicketStore:
     def close(self) -> None:
         self._db.close()
 
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _create_private(path: str) -> None:

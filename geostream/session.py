@@ -12,6 +12,9 @@ read with `data_to_send()`. The I/O layer's contract (as in websockets' sans-IO 
 message queued, the session closed if the code is fatal); the I/O layer calls it too for
 errors it finds itself (a refused hello, a second stream). `receive_data` is the parser under
 `receive`: it raises `ProtocolError` and leaves the failing to the caller.
+
+Both ends live in this one module (over 300 lines) so that the shared outbox, decoder and
+close sequence (`_Session`) are written once and each end's rules read side by side.
 """
 
 from __future__ import annotations

@@ -57,6 +57,38 @@ def _agent_config(vehicle: str, token: str, ca: str, quic_port: int, run: Path) 
 
 
 DEMO_ADMIN = "admin"
+# Service intervals (docs/maintenance.md) and the service history that makes the demo's
+# "which vehicles are due for service" answer non-trivial: truck-1's oil change is 14 500 km
+# ago by its CAN odometer (hil/can_gen.py starts at 123 456 km), truck-3's inspection 350 days.
+MAINTENANCE_TOML = """[[maintenance.interval]]
+name = "oil"
+by = "km"
+every = 15000
+due_within = 1000
+
+[[maintenance.interval]]
+name = "inspection"
+by = "days"
+every = 365
+due_within = 30
+"""
+DAY_MS = 86_400_000
+CAN_GEN_ODOMETER_KM = 123_456.0
+SERVICE_HISTORY = {  # vehicle → (interval, days ago, odometer then)
+    "truck-1": [("oil", 200, CAN_GEN_ODOMETER_KM - 14_500), ("inspection", 100, None)],
+    "truck-2": [("oil", 20, CAN_GEN_ODOMETER_KM - 2_000), ("inspection", 40, None)],
+    "truck-3": [("oil", 30, CAN_GEN_ODOMETER_KM - 3_000), ("inspection", 350, None)],
+}
+
+
+async def _service_history(store, vehicles: list[str]) -> None:
+    now = time.time_ns() // 1_000_000
+    for v in vehicles:
+        done = await store.last_services(v)
+        for interval, days, odometer in SERVICE_HISTORY.get(v, []):
+            if interval not in done:
+                await store.add_service(v, interval, now - days * DAY_MS, odometer, None,
+                                        "demo history")
 
 
 async def _provision(db: str, vehicles: list[str],
@@ -77,7 +109,11 @@ async def _provision(db: str, vehicles: list[str],
             fd = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write(password + "\n")
-        return ({v: await store.add_vehicle(v) for v in vehicles},
+        tokens = {v: await store.add_vehicle(v) for v in vehicles}
+        if await store.geofence("depot") is None:
+            await store.put_geofence("depot", "Depot", DEPOT)
+        await _service_history(store, vehicles)
+        return (tokens,
                 password_file.read_text().strip())
     finally:
         await store.close()
@@ -121,7 +157,9 @@ def main(argv: list[str] | None = None) -> int:
             except subprocess.TimeoutExpired:
                 proc.kill()
 
-    backend = spawn([py, "-m", "backend", "--db", db, "--cert", certs["cert"],
+    (run / "backend.toml").write_text(MAINTENANCE_TOML)
+    backend = spawn([py, "-m", "backend", "--config", str(run / "backend.toml"), "--db", db,
+                     "--cert", certs["cert"],
                      "--key", certs["key"], "--quic-host", "127.0.0.1",
                      "--quic-port", str(args.quic_port), "--http-host", args.http_host,
                      "--http-port", str(args.http_port),

@@ -10,7 +10,7 @@ from aiohttp import web
 from .. import geofence as shapes
 from ..authz import Role, requires
 from .common import STORE, audit, error, principal, read_json
-from .vehicles import _position
+from .vehicles import position_of
 
 
 def _feature(request: web.Request, body) -> shapes.Geofence:
@@ -89,7 +89,7 @@ async def inside(request: web.Request) -> web.Response:
         raise error(web.HTTPNotFound, f"unknown geofence {gid!r}")
     who = principal(request)
     return web.json_response({"geofence": gid, "vehicles": [
-        {"id": r["vehicle_id"], "position": _position(r)} for r in rows
+        {"id": r["vehicle_id"], "position": position_of(r)} for r in rows
         if who.may_see(r["vehicle_id"])]})
 
 

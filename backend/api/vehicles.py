@@ -19,7 +19,7 @@ MAX_OPEN_ALERTS = 10_000
 VEHICLE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")  # what the CLI and the agent config accept
 
 
-def _position(row: dict) -> dict:
+def position_of(row: dict) -> dict:
     props = position_feature(row["vehicle_id"], row["time_ms"], row["lat"], row["lon"],
                              row["speed_kmh"], row["course"], row["seq"])["properties"]
     return {"lat": row["lat"], "lon": row["lon"], "time_ms": row["time_ms"],
@@ -47,7 +47,7 @@ async def vehicle_states(request: web.Request, only: str | None = None) -> list[
         out.append({
             "id": vid, "created_ms": row.get("created_ms"),
             "revoked": row.get("revoked_ms") is not None,
-            "position": None if pos is None else _position(pos),
+            "position": None if pos is None else position_of(pos),
             "fix_age_s": None if pos is None else max(0.0, (now - pos["time_ms"]) / 1000),
             "can": signals.get(vid, {}),
             "link": {"connected": bool(conns), "connections": len(conns)},

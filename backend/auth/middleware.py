@@ -88,6 +88,13 @@ async def principal_of(state: AuthState, user_id: int, via: str) -> Principal | 
                      vehicles=None if vehicles is None else frozenset(vehicles), via=via)
 
 
+async def token_principal(store, token: str) -> Principal | None:
+    """The principal behind an API token (HTTP Bearer, MCP over stdio), else None."""
+    user_id = await store.token_user(hash_token(token))
+    return None if user_id is None else await principal_of(AuthState(store=store), user_id,
+                                                           "token")
+
+
 async def resolve(request: web.Request) -> Principal | None:
     """The principal behind the request's Bearer token or session cookie, else None."""
     state = auth_state(request)
@@ -96,8 +103,7 @@ async def resolve(request: web.Request) -> Principal | None:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return None
-        user_id = await state.store.token_user(hash_token(token.strip()))
-        return None if user_id is None else await principal_of(state, user_id, "token")
+        return await token_principal(state.store, token.strip())
     cookie = request.cookies.get(COOKIE)
     if not cookie:
         return None

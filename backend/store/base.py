@@ -1,4 +1,6 @@
-"""The store interface the gateway, writer, hub and queries depend on."""
+"""The store interface the gateway, writer, hub and queries depend on, and the pieces every
+store shares (command rows, the newest position and signals of a batch, which migrations are
+pending, `now_ms`). It imports no store: the registry in `backend.store` picks one by URL."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import hmac
 import json
 import os
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -19,6 +22,11 @@ class AuthResult(enum.Enum):
     OK = "ok"
     UNKNOWN = "unknown"  # no such vehicle or wrong token: indistinguishable on purpose
     REVOKED = "revoked"
+
+
+# the scalar columns of a stored reading, in the order the stores select them
+ROW_FIELDS = ("vehicle_id", "epoch", "seq", "time_ms", "kind", "lat", "lon", "alt",
+              "speed_kmh", "course", "fix", "sats", "hdop")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +55,12 @@ class StoredReading:
         return cls(vehicle_id=vehicle_id, epoch=epoch, seq=r[schema.SEQ],
                    time_ms=r[schema.TIME], kind=r[schema.KIND], **schema.row_fields(r),
                    received_ms=received_ms)
+
+    @classmethod
+    def from_row(cls, r) -> StoredReading:
+        """From a row of ROW_FIELDS, then the data JSON and received_ms."""
+        return cls(**dict(zip(ROW_FIELDS, r[:13], strict=True)),
+                   data=None if r[13] is None else json.loads(r[13]), received_ms=r[14])
 
     def data_json(self) -> str | None:
         return None if self.data is None else json.dumps(self.data, separators=(",", ":"),
@@ -78,6 +92,14 @@ class StoredCommand:
     ok: bool | None = None
     detail: str | None = None
 
+    @classmethod
+    def from_row(cls, r) -> StoredCommand:
+        """From a row of (id, vehicle_id, name, args JSON, created_ms, sent_count,
+        last_sent_ms, answered_ms, ok, detail); `ok` may come as 0/1 (SQLite)."""
+        return cls(id=r[0], vehicle_id=r[1], name=r[2], args=json.loads(r[3]), created_ms=r[4],
+                   sent_count=r[5], last_sent_ms=r[6], answered_ms=r[7],
+                   ok=None if r[8] is None else bool(r[8]), detail=r[9])
+
     def as_json(self) -> dict:
         """The REST answer of GET /api/commands/{id}."""
         return {"state": "pending" if self.answered_ms is None else "answered",
@@ -90,6 +112,20 @@ class StoredCommand:
 def entry_indexes(inside: list[bool], first: int) -> list[int]:
     """Indexes i >= `first` where a time-ordered track goes from outside to inside."""
     return [i for i in range(max(first, 1), len(inside)) if inside[i] and not inside[i - 1]]
+
+
+def now_ms() -> int:
+    """The wall clock in ms since 1970 (store timestamps)."""
+    return time.time_ns() // 1_000_000
+
+
+def newest_positions(readings: list[StoredReading]) -> dict[str, StoredReading]:
+    """{vehicle: its newest position in a batch} (a later device time wins)."""
+    out: dict[str, StoredReading] = {}
+    for r in readings:
+        if r.kind == "pos" and (r.vehicle_id not in out or r.time_ms > out[r.vehicle_id].time_ms):
+            out[r.vehicle_id] = r
+    return out
 
 
 def newest_signals(readings: list[StoredReading]) -> dict[tuple[str, str], tuple[Any, int]]:
@@ -153,7 +189,7 @@ class AlertQuery:
 
 
 # Rules driven by the clock rather than by readings: kept out of re-evaluation windows.
-TIME_RULES = ("stale", "offline")
+TIME_RULES = ("stale", "offline", "service", "signal_health")
 
 
 def command_id_floor(now_ms: int) -> int:
@@ -270,13 +306,6 @@ def sqlite_path(url: str) -> str | None:
     return url.removeprefix("sqlite://") if url.startswith("sqlite://") else url
 
 
-def open_store(url: str) -> Store:
-    """`sqlite:///path/file.db` (or a bare path) or `postgresql://…`."""
-    path = sqlite_path(url)
-    if path is None:
-        from .postgres import PostgresStore
-
-        return PostgresStore(url)
-    from .sqlite import SqliteStore
-
-    return SqliteStore(path)
+def pending_migrations(dialect: str, done: set[str]) -> list[Path]:
+    """The migration files of `dialect` (sql/<dialect>/NNNN_name.sql) not in `done`, in order."""
+    return [f for f in sorted((sql_dir() / dialect).glob("*.sql")) if f.stem not in done]

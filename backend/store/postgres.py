@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from datetime import UTC, datetime
 
 import asyncpg
@@ -24,12 +23,14 @@ from .base import (
     command_id_floor,
     hash_token,
     new_token,
-    sql_dir,
+    pending_migrations,
     token_matches,
 )
+from .base import now_ms as clock_ms
 from .postgres_accounts import PostgresAccounts
 from .postgres_alerts import PostgresAlerts
 from .postgres_api import PostgresApiQueries
+from .postgres_maintenance import PostgresMaintenance
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ def _day(ms: int) -> int:
     return ms // DAY_MS
 
 
-class PostgresStore(PostgresAccounts, PostgresApiQueries, PostgresAlerts):
+class PostgresStore(PostgresAccounts, PostgresApiQueries, PostgresAlerts, PostgresMaintenance):
     def __init__(self, url: str, pool_max: int = POOL_MAX,
                  maintain_every_s: float = MAINTAIN_EVERY_S):
         self.url = url
@@ -170,9 +171,7 @@ class PostgresStore(PostgresAccounts, PostgresApiQueries, PostgresAlerts):
                                    "(version text PRIMARY KEY, applied_at timestamptz NOT NULL "
                                    "DEFAULT now())")
                 done = {r[0] for r in await conn.fetch("SELECT version FROM schema_migrations")}
-                for f in sorted((sql_dir() / "postgres").glob("*.sql")):
-                    if f.stem in done:
-                        continue
+                for f in pending_migrations("postgres", done):
                     async with conn.transaction():
                         await conn.execute(f.read_text())
                         await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)",
@@ -188,7 +187,7 @@ class PostgresStore(PostgresAccounts, PostgresApiQueries, PostgresAlerts):
     async def maintain(self, now_ms: int | None = None) -> dict:
         """Create partitions ahead and drop those past retention (under Timescale: drop the
         chunks past retention with drop_chunks)."""
-        now = datetime.fromtimestamp((now_ms or time.time_ns() // 1_000_000) / 1000, UTC)
+        now = datetime.fromtimestamp((now_ms or clock_ms()) / 1000, UTC)
         async with self._pool.acquire() as conn:
             row = await conn.fetchrow("SELECT * FROM telemetry_maintain($1)", now)
         self._days.clear()
@@ -365,7 +364,7 @@ class PostgresStore(PostgresAccounts, PostgresApiQueries, PostgresAlerts):
         async with self._pool.acquire() as conn, conn.transaction():
             # backends sharing the database take turns, so max(id) + 1 cannot collide
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _COMMAND_LOCK)
-            now = time.time_ns() // 1_000_000
+            now = clock_ms()
             return await conn.fetchval(
                 "INSERT INTO commands (id, vehicle_id, name, args, created_at) "
                 f"SELECT greatest($1::bigint, coalesce(max(id), 0) + 1), $2, $3, $4::jsonb, "
@@ -376,7 +375,7 @@ class PostgresStore(PostgresAccounts, PostgresApiQueries, PostgresAlerts):
         rows = await self._pool.fetch(
             f"SELECT {_COMMAND_COLUMNS} FROM commands WHERE vehicle_id = $1 "
             "AND answered_at IS NULL ORDER BY id", vehicle_id)
-        return [_command(r) for r in rows]
+        return [StoredCommand.from_row(r) for r in rows]
 
     async def commands_sent(self, ids: list[int], now_ms: int) -> None:
         await self._pool.execute(
@@ -396,7 +395,7 @@ class PostgresStore(PostgresAccounts, PostgresApiQueries, PostgresAlerts):
         rows = await self._pool.fetch(
             f"SELECT {_COMMAND_COLUMNS} FROM commands WHERE vehicle_id = $1 "
             "ORDER BY id DESC LIMIT $2", vehicle_id, limit)
-        return [_command(r) for r in rows]
+        return [StoredCommand.from_row(r) for r in rows]
 
     async def save_vehicle_status(self, vehicle_id: str, status: dict, now_ms: int) -> None:
         await self._pool.execute(
@@ -408,10 +407,5 @@ class PostgresStore(PostgresAccounts, PostgresApiQueries, PostgresAlerts):
     async def command(self, command_id: int) -> StoredCommand | None:
         row = await self._pool.fetchrow(
             f"SELECT {_COMMAND_COLUMNS} FROM commands WHERE id = $1", command_id)
-        return None if row is None else _command(row)
+        return None if row is None else StoredCommand.from_row(row)
 
-
-def _command(r) -> StoredCommand:
-    return StoredCommand(id=r[0], vehicle_id=r[1], name=r[2], args=json.loads(r[3]),
-                         created_ms=r[4], sent_count=r[5], last_sent_ms=r[6], answered_ms=r[7],
-                         ok=r[8], detail=r[9])

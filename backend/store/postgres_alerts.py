@@ -35,14 +35,6 @@ def _alert(r) -> StoredAlert:
     return StoredAlert(*r[:10], json.loads(r[10]), *r[11:14])
 
 
-_READING_FIELDS = ("vehicle_id", "epoch", "seq", "time_ms", "kind", "lat", "lon", "alt",
-                   "speed_kmh", "course", "fix", "sats", "hdop")
-
-
-def _reading(r) -> StoredReading:
-    return StoredReading(**dict(zip(_READING_FIELDS, r[:13], strict=True)),
-                         data=None if r[13] is None else json.loads(r[13]), received_ms=r[14])
-
 
 class PostgresAlerts:
     """Mixed into PostgresStore (uses its asyncpg pool)."""
@@ -52,7 +44,7 @@ class PostgresAlerts:
             f"SELECT {_READING_COLUMNS} FROM vehicle_telemetry WHERE vehicle_id = $1 "
             f"AND time > {_MS.format('$2::bigint')} ORDER BY time, epoch, seq",
             vehicle_id, _LOW if after_ms is None else after_ms)
-        return [_reading(r) for r in rows]
+        return [StoredReading.from_row(r) for r in rows]
 
     async def alert_checkpoint(self, vehicle_id: str,
                                before_ms: int | None) -> tuple[int, dict] | None:

@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import sqlite3
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import shapely
@@ -20,13 +19,16 @@ from .base import (
     command_id_floor,
     hash_token,
     new_token,
+    newest_positions,
     newest_signals,
-    sql_dir,
+    pending_migrations,
     token_matches,
 )
+from .base import now_ms as clock_ms
 from .sqlite_accounts import SqliteAccounts
 from .sqlite_alerts import SqliteAlerts
 from .sqlite_api import SqliteApiQueries
+from .sqlite_maintenance import SqliteMaintenance
 
 _INSERT = """INSERT INTO vehicle_telemetry
     (vehicle_id, epoch, seq, time_ms, kind, lat, lon, alt, speed_kmh, course, fix, sats, hdop,
@@ -45,11 +47,7 @@ _DEAD = """INSERT INTO dead_letter (vehicle_id, epoch, seq, reading, error, rece
     VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING"""
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-class SqliteStore(SqliteAccounts, SqliteApiQueries, SqliteAlerts):
+class SqliteStore(SqliteAccounts, SqliteApiQueries, SqliteAlerts, SqliteMaintenance):
     def __init__(self, path: str):
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
@@ -91,14 +89,12 @@ class SqliteStore(SqliteAccounts, SqliteApiQueries, SqliteAlerts):
                    "(version TEXT PRIMARY KEY, applied_ms INTEGER NOT NULL)")
         done = {r[0] for r in db.execute("SELECT version FROM schema_migrations")}
         applied = []
-        for f in sorted((sql_dir() / "sqlite").glob("*.sql")):
-            if f.stem in done:
-                continue
+        for f in pending_migrations("sqlite", done):
             db.execute("BEGIN IMMEDIATE")
             try:
                 for statement in _statements(f.read_text()):
                     db.execute(statement)
-                db.execute("INSERT INTO schema_migrations VALUES (?, ?)", (f.stem, _now_ms()))
+                db.execute("INSERT INTO schema_migrations VALUES (?, ?)", (f.stem, clock_ms()))
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
@@ -120,14 +116,9 @@ class SqliteStore(SqliteAccounts, SqliteApiQueries, SqliteAlerts):
                  r.speed_kmh, r.course, r.fix, r.sats, r.hdop, r.data_json(), r.received_ms)
                 for r in readings
             ])
-            newest: dict[str, StoredReading] = {}
-            for r in readings:
-                if r.kind == "pos" and (r.vehicle_id not in newest
-                                        or r.time_ms > newest[r.vehicle_id].time_ms):
-                    newest[r.vehicle_id] = r
             db.executemany(_LAST, [
                 (r.vehicle_id, r.time_ms, r.lat, r.lon, r.speed_kmh, r.course, r.epoch, r.seq)
-                for r in newest.values()
+                for r in newest_positions(readings).values()
             ])
             db.executemany(_SIGNAL, [
                 (v, name, json.dumps(value, default=str), t)
@@ -150,7 +141,7 @@ class SqliteStore(SqliteAccounts, SqliteApiQueries, SqliteAlerts):
             self._db.execute(
                 "INSERT INTO vehicles VALUES (?,?,?,NULL) ON CONFLICT (vehicle_id) DO UPDATE "
                 "SET token_hash=excluded.token_hash, revoked_ms=NULL",
-                (vehicle_id, hash_token(token), _now_ms()),
+                (vehicle_id, hash_token(token), clock_ms()),
             )
 
         await self._run(add)
@@ -160,7 +151,7 @@ class SqliteStore(SqliteAccounts, SqliteApiQueries, SqliteAlerts):
         def revoke() -> bool:
             cur = self._db.execute(
                 "UPDATE vehicles SET revoked_ms=? WHERE vehicle_id=? AND revoked_ms IS NULL",
-                (_now_ms(), vehicle_id),
+                (clock_ms(), vehicle_id),
             )
             return cur.rowcount > 0
 
@@ -271,7 +262,7 @@ class SqliteStore(SqliteAccounts, SqliteApiQueries, SqliteAlerts):
 
     async def add_command(self, vehicle_id: str, name: str, args: dict) -> int:
         def add() -> int:
-            now = _now_ms()
+            now = clock_ms()
             # one statement on the store's only connection: the max() cannot race
             return self._db.execute(
                 "INSERT INTO commands (id, vehicle_id, name, args, created_ms) "
@@ -283,7 +274,7 @@ class SqliteStore(SqliteAccounts, SqliteApiQueries, SqliteAlerts):
 
     async def pending_commands(self, vehicle_id: str) -> list[StoredCommand]:
         def rows():
-            return [_command(r) for r in self._db.execute(
+            return [StoredCommand.from_row(r) for r in self._db.execute(
                 f"SELECT {_COMMAND_COLUMNS} FROM commands "
                 "WHERE vehicle_id=? AND answered_ms IS NULL ORDER BY id", (vehicle_id,))]
 
@@ -320,13 +311,13 @@ class SqliteStore(SqliteAccounts, SqliteApiQueries, SqliteAlerts):
         def row():
             r = self._db.execute(f"SELECT {_COMMAND_COLUMNS} FROM commands WHERE id=?",
                                  (command_id,)).fetchone()
-            return None if r is None else _command(r)
+            return None if r is None else StoredCommand.from_row(r)
 
         return await self._run(row)
 
     async def commands_of(self, vehicle_id: str, limit: int) -> list[StoredCommand]:
         def rows():
-            return [_command(r) for r in self._db.execute(
+            return [StoredCommand.from_row(r) for r in self._db.execute(
                 f"SELECT {_COMMAND_COLUMNS} FROM commands WHERE vehicle_id=? "
                 "ORDER BY id DESC LIMIT ?", (vehicle_id, limit))]
 
@@ -352,11 +343,6 @@ class SqliteStore(SqliteAccounts, SqliteApiQueries, SqliteAlerts):
 _COMMAND_COLUMNS = ("id, vehicle_id, name, args, created_ms, sent_count, last_sent_ms, "
                     "answered_ms, ok, detail")
 
-
-def _command(r: tuple) -> StoredCommand:
-    return StoredCommand(id=r[0], vehicle_id=r[1], name=r[2], args=json.loads(r[3]),
-                         created_ms=r[4], sent_count=r[5], last_sent_ms=r[6], answered_ms=r[7],
-                         ok=None if r[8] is None else bool(r[8]), detail=r[9])
 
 
 def _first_per_bucket(points: list[dict], step_ms: int) -> list[dict]:

@@ -8,12 +8,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
+from .base import now_ms as clock_ms
 
 _USER = "id, name, role, password_hash, created_ms, disabled_ms"
 
@@ -32,7 +28,7 @@ class SqliteAccounts:
             try:
                 return self._db.execute(
                     "INSERT INTO users (name, role, password_hash, created_ms) VALUES (?,?,?,?) "
-                    "RETURNING id", (name, role, password_hash, _now_ms())).fetchall()[0][0]
+                    "RETURNING id", (name, role, password_hash, clock_ms())).fetchall()[0][0]
             except sqlite3.IntegrityError:
                 raise ValueError(f"user {name!r} exists") from None
 
@@ -75,7 +71,7 @@ class SqliteAccounts:
                                (password_hash, row[0]))
                 if disabled is not None:
                     db.execute("UPDATE users SET disabled_ms=? WHERE id=?",
-                               (_now_ms() if disabled else None, row[0]))
+                               (clock_ms() if disabled else None, row[0]))
                 if password_hash is not None or disabled:
                     db.execute("DELETE FROM sessions WHERE user_id=?", (row[0],))
                 db.execute("COMMIT")
@@ -120,7 +116,7 @@ class SqliteAccounts:
             return self._db.execute(
                 "INSERT INTO api_tokens (user_id, label, token_hash, created_ms) "
                 "VALUES (?,?,?,?) RETURNING id",
-                (row[0], label, token_hash, _now_ms())).fetchall()[0][0]
+                (row[0], label, token_hash, clock_ms())).fetchall()[0][0]
 
         return await self._run(add)
 
@@ -207,7 +203,7 @@ class SqliteAccounts:
             db.execute("BEGIN IMMEDIATE")
             try:
                 db.execute("INSERT INTO groups VALUES (?,?) ON CONFLICT DO NOTHING",
-                           (name, _now_ms()))
+                           (name, clock_ms()))
                 if vehicles is not None:
                     db.execute("DELETE FROM group_vehicles WHERE group_name=?", (name,))
                     db.executemany("INSERT OR IGNORE INTO group_vehicles VALUES (?,?)",

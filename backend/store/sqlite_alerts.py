@@ -18,14 +18,6 @@ def _alert(r: tuple) -> StoredAlert:
     return StoredAlert(*r[:10], json.loads(r[10]), *r[11:])
 
 
-_READING_FIELDS = ("vehicle_id", "epoch", "seq", "time_ms", "kind", "lat", "lon", "alt",
-                   "speed_kmh", "course", "fix", "sats", "hdop")
-
-
-def _reading(r) -> StoredReading:
-    return StoredReading(**dict(zip(_READING_FIELDS, r[:13], strict=True)),
-                         data=None if r[13] is None else json.loads(r[13]), received_ms=r[14])
-
 
 class SqliteAlerts:
     """Mixed into SqliteStore: every call runs on the store's one worker thread."""
@@ -36,7 +28,7 @@ class SqliteAlerts:
                 f"SELECT {_READING_COLUMNS} FROM vehicle_telemetry WHERE vehicle_id=? "
                 "AND time_ms > ? ORDER BY time_ms, epoch, seq",
                 (vehicle_id, -(2**63) if after_ms is None else after_ms))
-            return [_reading(r) for r in cur]
+            return [StoredReading.from_row(r) for r in cur]
 
         return await self._run(rows)
 

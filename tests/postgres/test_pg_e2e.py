@@ -48,6 +48,7 @@ def test_agent_to_postgres_through_the_gateway(procs, pg_url):
     req = urllib.request.Request(f"http://127.0.0.1:{procs.http_port}/api/vehicles",
                                  headers={"Authorization": f"Bearer {token}"})
     with urllib.request.urlopen(req) as r:
-        [feature] = json.load(r)["features"]
-    assert feature["geometry"]["coordinates"] == pytest.approx([sent[-1]["lon"], sent[-1]["lat"]])
+        [vehicle] = json.load(r)["vehicles"]
+    position = vehicle["position"]
+    assert (position["lon"], position["lat"]) == pytest.approx((sent[-1]["lon"], sent[-1]["lat"]))
     assert agent.stop() == 0

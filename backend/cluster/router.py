@@ -1,0 +1,85 @@
+"""The router's decision, sans-IO: which node a QUIC datagram goes to (docs/scaling.md §4).
+
+A CID of our layout naming a live node goes to that node; any other destination CID (the
+client's random first one) goes to the live node with the highest rendezvous hash of it, so
+every packet of one handshake lands on the same node and a node's death moves only the
+handshakes that hashed to it. Node liveness comes from heartbeats, passed in with `now`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from .cids import CID_LENGTH, CidLayout
+
+# Nodes send a heartbeat this often; after DEAD_AFTER_S without one a node gets no new packets.
+# Three missed beats: one lost datagram or a busy second is not a death.
+HEARTBEAT_S = 0.5
+DEAD_AFTER_S = 1.6
+# QUIC's long header: first byte, 4-byte version, DCID length byte (RFC 9000 §17.2)
+_LONG_DCID_AT = 6
+MAX_CID_LENGTH = 20
+
+
+def destination_cid(datagram: bytes, short_cid_length: int = CID_LENGTH) -> bytes | None:
+    """The destination connection ID of the first packet in a datagram, or None if it is not
+    a QUIC packet (RFC 9000 §17: the fixed bit is set)."""
+    if len(datagram) < 1 + short_cid_length or not datagram[0] & 0x40:
+        return None
+    if datagram[0] & 0x80:  # long header
+        if len(datagram) < _LONG_DCID_AT:
+            return None
+        n = datagram[5]
+        if n > MAX_CID_LENGTH or len(datagram) < _LONG_DCID_AT + n:
+            return None
+        return datagram[_LONG_DCID_AT:_LONG_DCID_AT + n]
+    return datagram[1:1 + short_cid_length]
+
+
+def rendezvous(key: bytes, nodes) -> int | None:
+    """The node (server id) with the highest hash of (node, key); None without nodes."""
+    best, best_score = None, b""
+    for sid in nodes:
+        score = hashlib.blake2b(key, digest_size=8, key=sid.to_bytes(2, "big")).digest()
+        if best is None or score > best_score:
+            best, best_score = sid, score
+    return best
+
+
+class Router:
+    """Live nodes (server id → address, last heartbeat) and the routing decision."""
+
+    def __init__(self, layout: CidLayout | None = None, dead_after_s: float = DEAD_AFTER_S):
+        self.layout = layout or CidLayout()
+        self.dead_after_s = dead_after_s
+        self._nodes: dict[int, tuple[tuple, float]] = {}
+        self.stats = {"forwarded": 0, "by_cid": 0, "by_hash": 0, "dropped": 0}
+
+    def heartbeat(self, server_id: int, addr: tuple, now: float) -> None:
+        self._nodes[server_id] = (addr, now)
+
+    def live(self, now: float) -> list[int]:
+        return sorted(sid for sid, (_, seen) in self._nodes.items()
+                      if now - seen <= self.dead_after_s)
+
+    def address(self, server_id: int) -> tuple:
+        return self._nodes[server_id][0]
+
+    def route(self, datagram: bytes, now: float) -> tuple | None:
+        """The address of the node this datagram goes to, or None (drop it)."""
+        dcid = destination_cid(datagram)
+        if dcid is None:
+            self.stats["dropped"] += 1
+            return None
+        sid = self.layout.server_id(dcid)
+        node = self._nodes.get(sid) if sid is not None else None
+        if node is not None and now - node[1] <= self.dead_after_s:
+            self.stats["by_cid"] += 1
+        else:
+            sid = rendezvous(dcid, self.live(now))
+            if sid is None:
+                self.stats["dropped"] += 1
+                return None
+            self.stats["by_hash"] += 1
+        self.stats["forwarded"] += 1
+        return self._nodes[sid][0]

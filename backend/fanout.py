@@ -1,0 +1,139 @@
+"""Live fan-out across nodes on NATS (docs/scaling.md §5): gateways publish committed positions
+and alerts, every node's in-process `Hub` is fed from the subscription.
+
+Core NATS, at most once: the map wants the newest position, and storage never depends on it.
+While NATS is away, nats-py keeps reconnecting and buffers up to `PENDING_BYTES` of publishes;
+beyond that a position is dropped (the next one replaces it). Off by default: one machine keeps
+the gateway publishing straight into its hub (`nats_url` empty).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+
+from .hub import Hub
+
+log = logging.getLogger(__name__)
+
+POS_SUBJECT = "fleet.pos."
+ALERT_SUBJECT = "fleet.alert."
+# a node stored a command for a vehicle; the node holding it sends it (docs/scaling.md §7)
+WAKE_SUBJECT = "fleet.cmd.wake"
+# A vehicle id may hold '.', NATS's token separator; '~' is outside the id alphabet.
+_DOT = "~"
+# Reconnect quickly: a NATS restart should cost the map a second or two, not a minute.
+RECONNECT_WAIT_S = 0.5
+CONNECT_TIMEOUT_S = 2.0
+# Publishes kept while disconnected: ~5 s of 1,000 vehicles' positions at ~400 bytes each.
+PENDING_BYTES = 2 * 1024 * 1024
+
+
+def subject(prefix: str, vehicle_id: str) -> str:
+    return prefix + vehicle_id.replace(".", _DOT)
+
+
+def vehicle_of(subject_name: str) -> str:
+    return subject_name.rsplit(".", 1)[1].replace(_DOT, ".")
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class NatsFanout:
+    """The gateway's publisher (`position`, `publish_alert`, as a `Hub` offers them) and the
+    subscription that feeds `hub`."""
+
+    def __init__(self, url: str, hub: Hub):
+        self.url = url
+        self.hub = hub
+        self.nc = None
+        # set before start(): async callable(vehicle) run when another node stored a command
+        self.on_wake = None
+        self.stats = {"published": 0, "received": 0, "dropped": 0, "reconnects": 0}
+        # publish-to-delivery, ms, of the last positions received (docs/scaling.md figures)
+        self.latencies_ms: list[int] = []
+
+    async def start(self) -> NatsFanout:
+        import nats
+
+        async def reconnected():
+            self.stats["reconnects"] += 1
+            log.info("NATS reconnected: %s", self.nc.connected_url.netloc)
+
+        async def disconnected():
+            log.warning("NATS disconnected; live fan-out paused (storage unaffected)")
+
+        async def error(exc):
+            log.debug("NATS: %s", exc)
+
+        self.nc = await nats.connect(
+            self.url, allow_reconnect=True, max_reconnect_attempts=-1,
+            reconnect_time_wait=RECONNECT_WAIT_S, connect_timeout=CONNECT_TIMEOUT_S,
+            pending_size=PENDING_BYTES, reconnected_cb=reconnected,
+            disconnected_cb=disconnected, error_cb=error, name="fleet-backend")
+        await self.nc.subscribe(POS_SUBJECT + "*", cb=self._on_position)
+        await self.nc.subscribe(ALERT_SUBJECT + "*", cb=self._on_alert)
+        if self.on_wake is not None:
+            await self.nc.subscribe(WAKE_SUBJECT, cb=self._on_wake)
+        await self.nc.flush()
+        return self
+
+    async def stop(self) -> None:
+        if self.nc is not None:
+            await self.nc.drain()
+            self.nc = None
+
+    # --- publishing (called synchronously by the gateway and the alert engine) ------------
+
+    def position(self, vehicle_id: str, time_ms: int, feature: dict) -> bool:
+        return self._publish(subject(POS_SUBJECT, vehicle_id),
+                             {"time_ms": time_ms, "feature": feature})
+
+    def publish_alert(self, alert: dict) -> None:
+        self._publish(subject(ALERT_SUBJECT, alert["vehicle"]), {"alert": alert})
+
+    def wake(self, vehicle_id: str) -> None:
+        """Tell every node that `vehicle_id` has a new command (at most once: a lost wake-up
+        leaves the command for the vehicle's next welcome)."""
+        self._publish(WAKE_SUBJECT, {"vehicle": vehicle_id})
+
+    def _publish(self, name: str, body: dict) -> bool:
+        if self.nc is None:
+            self.stats["dropped"] += 1
+            return False
+        body["published_ms"] = _now_ms()
+        task = asyncio.get_running_loop().create_task(
+            self.nc.publish(name, json.dumps(body, separators=(",", ":")).encode()))
+        task.add_done_callback(self._published)
+        return True
+
+    def _published(self, task: asyncio.Task) -> None:
+        if task.cancelled() or task.exception() is not None:
+            self.stats["dropped"] += 1  # outbound buffer full while disconnected
+        else:
+            self.stats["published"] += 1
+
+    # --- the subscription ------------------------------------------------------------------
+
+    async def _on_position(self, msg) -> None:
+        body = json.loads(msg.data)
+        self.stats["received"] += 1
+        self._latency(body)
+        self.hub.position(vehicle_of(msg.subject), body["time_ms"], body["feature"])
+
+    async def _on_alert(self, msg) -> None:
+        body = json.loads(msg.data)
+        self.stats["received"] += 1
+        self.hub.publish_alert(body["alert"])
+
+    async def _on_wake(self, msg) -> None:
+        await self.on_wake(json.loads(msg.data)["vehicle"])
+
+    def _latency(self, body: dict) -> None:
+        if len(self.latencies_ms) >= 100_000:
+            del self.latencies_ms[:50_000]
+        self.latencies_ms.append(_now_ms() - body["published_ms"])

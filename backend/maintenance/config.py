@@ -1,0 +1,75 @@
+"""The `[maintenance]` table of the backend TOML (docs/maintenance.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+# The demo's J1939 DBC names (hil/can_gen.py): total distance in km, coolant °C, load %.
+DEFAULT_ODOMETER_SIGNAL = "HighResTotalVehicleDistance"
+DEFAULT_ENGINE_HOURS_SIGNAL = "EngTotalHoursOfOperation"
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A service every `every` units of `by` (km, engine_h or days); "due" from `due_within`
+    units before that point, "overdue" past it."""
+
+    name: str
+    by: str  # "km" | "engine_h" | "days"
+    every: float
+    due_within: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.by not in ("km", "engine_h", "days"):
+            raise ValueError(f"maintenance interval {self.name!r}: by must be km, engine_h "
+                             "or days")
+        if not self.every > 0 or not 0 <= self.due_within < self.every:
+            raise ValueError(f"maintenance interval {self.name!r}: needs every > 0 and "
+                             "0 <= due_within < every")
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    """A signal's baseline: its values in `band_signal` bands of `band_width` (e.g. coolant per
+    10 % of engine load), or only while `rest_signal` < `rest_below` (battery at rest)."""
+
+    signal: str
+    band_signal: str = ""
+    band_width: float = 10.0
+    rest_signal: str = ""
+    rest_below: float = 1.0
+    max_z: float = 3.5  # robust z-score (median/MAD) beyond which a vehicle has drifted
+    min_samples: int = 20  # per band and window, fewer say nothing
+
+
+@dataclass(frozen=True)
+class MaintenanceConfig:
+    intervals: tuple[Interval, ...] = ()
+    health: tuple[HealthCheck, ...] = ()
+    odometer_signal: str = DEFAULT_ODOMETER_SIGNAL
+    engine_hours_signal: str = DEFAULT_ENGINE_HOURS_SIGNAL
+    # baselines are the `baseline_days` before the recent `recent_hours`
+    baseline_days: float = 14.0
+    recent_hours: float = 24.0
+    # how often the backend re-checks intervals and health
+    check_every_s: float = 300.0
+
+
+def _build(cls, raw: dict, where: str):
+    known = {f.name for f in fields(cls)}
+    unknown = set(raw) - known
+    if unknown:
+        raise ValueError(f"[{where}]: unknown keys {sorted(unknown)}")
+    return cls(**raw)
+
+
+def parse_maintenance(raw: dict | None) -> MaintenanceConfig:
+    raw = dict(raw or {})
+    intervals = tuple(_build(Interval, dict(i), "maintenance.interval")
+                      for i in raw.pop("interval", []))
+    health = tuple(_build(HealthCheck, dict(h), "maintenance.health")
+                   for h in raw.pop("health", []))
+    if len({i.name for i in intervals}) != len(intervals):
+        raise ValueError("[maintenance.interval]: names must be unique")
+    cfg = _build(MaintenanceConfig, raw, "maintenance")
+    return MaintenanceConfig(**{**cfg.__dict__, "intervals": intervals, "health": health})

@@ -1,0 +1,148 @@
+"""The MCP server (official `mcp` SDK, MCPServer): fleet tools and resources for AI agents.
+
+Each tool's input schema comes from its annotated parameters and its description from its
+docstring (docs/mcp.md lists them). Who is asking: over HTTP the principal the backend's access
+middleware resolved from the Bearer token (http.py puts it in the ASGI scope); over stdio the
+one resolved once at start from the token given to `python -m backend mcp`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import Field
+
+from ..authz import Principal
+from .tools import DAY_WORDS, MAX_ALERTS, MAX_BUCKETS, MAX_ROUTE_POINTS, FleetTools, Refused
+
+SCOPE_KEY = "fleet.principal"  # where http.py leaves the principal in the ASGI scope
+
+Vehicle = Annotated[str, Field(description="vehicle id, as list_vehicles shows it")]
+Since = Annotated[str | None, Field(description="window start: epoch ms or ISO 8601 (UTC "
+                                    "when naive); default 24 h before `until`")]
+Until = Annotated[str | None, Field(description="window end: epoch ms or ISO 8601; default now")]
+Day = Annotated[str | None, Field(description=f"a whole UTC day instead of since/until: "
+                                  f"{' or '.join(DAY_WORDS)} or YYYY-MM-DD")]
+
+
+def build_server(tools: FleetTools, stdio_principal: Principal | None = None) -> MCPServer:
+    mcp = MCPServer("fleet-agent", instructions=(
+        "Fleet telemetry: vehicles, positions, trips, geofences, alerts, CAN signals and "
+        "maintenance. Times are epoch milliseconds (UTC); days are UTC days."))
+
+    def who(ctx: Context) -> Principal:
+        request = ctx.request_context.request
+        principal = (request.scope.get(SCOPE_KEY) if request is not None
+                     and hasattr(request, "scope") else stdio_principal)
+        if principal is None:
+            raise ToolError("authentication required")
+        return principal
+
+    async def call(ctx: Context, fn, *args, **kwargs) -> dict[str, Any]:
+        try:
+            return await fn(who(ctx), *args, **kwargs)
+        except (Refused, ValueError) as exc:
+            raise ToolError(str(exc)) from None
+
+    @mcp.tool()
+    async def list_vehicles(ctx: Context) -> dict[str, Any]:
+        """The vehicles you may see. Returns {vehicles: [{id, revoked, last_seen_ms}],
+        truncated}."""
+        return await call(ctx, tools.list_vehicles)
+
+    @mcp.tool()
+    async def vehicle_state(vehicle: Vehicle, ctx: Context) -> dict[str, Any]:
+        """A vehicle now: {id, now_ms, position: {time_ms, lat, lon, speed_kmh, course}|null,
+        fix_age_s, can: {signal: {value, time_ms}}, open_alerts: [alert]}."""
+        return await call(ctx, tools.vehicle_state, vehicle)
+
+    @mcp.tool()
+    async def route(vehicle: Vehicle, ctx: Context, since: Since = None, until: Until = None,
+                    day: Day = None,
+                    max_points: Annotated[int, Field(ge=1, le=MAX_ROUTE_POINTS)] = 200
+                    ) -> dict[str, Any]:
+        """Where a vehicle drove in a window, downsampled to at most max_points (first
+        position per time bucket): {vehicle, from_ms, to_ms, points, step_ms,
+        coordinates: [[lon, lat]], times_ms, speeds_kmh}."""
+        return await call(ctx, tools.route, vehicle, since, until, day, max_points)
+
+    @mcp.tool()
+    async def trips(vehicle: Vehicle, ctx: Context, day: Day = None) -> dict[str, Any]:
+        """Trips and stops of a vehicle on one UTC day (default today): {vehicle, day,
+        trips: [{start_ms, end_ms, distance_km, max_speed_kmh, from, to}], stops:
+        [{start_ms, end_ms, duration_s, at}], distance_km, driving_s, stopped_s}."""
+        return await call(ctx, tools.trips, vehicle, day)
+
+    @mcp.tool()
+    async def who_was_in_geofence(
+            geofence: Annotated[str, Field(description="geofence name (e.g. Depot) or id")],
+            ctx: Context, since: Since = None, until: Until = None, day: Day = None
+    ) -> dict[str, Any]:
+        """Which vehicles were inside a geofence in a window (default: yesterday, UTC):
+        {geofence: {id, name}, from_ms, to_ms, vehicles: [id], presence: [{vehicle,
+        first_inside_ms, last_inside_ms, positions_inside}], entries: [{vehicle_id, time_ms,
+        …}] (outside→inside transitions)}."""
+        return await call(ctx, tools.who_was_in_geofence, geofence, since, until, day)
+
+    @mcp.tool()
+    async def alerts(ctx: Context, vehicle: str | None = None,
+                     rule: Annotated[str | None, Field(description="e.g. overspeed, geofence, "
+                                                       "dtc, service, signal_health")] = None,
+                     state: Annotated[str | None, Field(pattern="^(open|closed)$")] = None,
+                     limit: Annotated[int, Field(ge=1, le=MAX_ALERTS)] = 50) -> dict[str, Any]:
+        """Alerts, newest first: {alerts: [{id, rule, vehicle, subject, start_ms, end_ms,
+        peak, state, acknowledged_by, acknowledged_ms, lat, lon, detail}]}."""
+        return await call(ctx, tools.alerts, vehicle, rule, state, limit)
+
+    @mcp.tool()
+    async def acknowledge_alert(alert_id: int, ctx: Context) -> dict[str, Any]:
+        """Acknowledge an alert (role dispatcher); returns the alert. A second
+        acknowledgement keeps the first one's user and time."""
+        return await call(ctx, tools.acknowledge_alert, alert_id)
+
+    @mcp.tool()
+    async def signal_history(
+            vehicle: Vehicle,
+            signal: Annotated[str, Field(description="CAN signal name, e.g. EngCoolantTemp")],
+            ctx: Context, since: Since = None, until: Until = None, day: Day = None,
+            buckets: Annotated[int, Field(ge=1, le=MAX_BUCKETS)] = 48) -> dict[str, Any]:
+        """A CAN signal over time in equal buckets: {vehicle, signal, from_ms, to_ms,
+        bucket_ms, samples, truncated, buckets: [{start_ms, n, min, max, mean}]} (empty
+        buckets are left out)."""
+        return await call(ctx, tools.signal_history, vehicle, signal, since, until, day,
+                          buckets)
+
+    @mcp.tool()
+    async def send_command(vehicle: Vehicle,
+                           name: Annotated[str, Field(description="command name, e.g. ping",
+                                                      min_length=1, max_length=64)],
+                           ctx: Context, args: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Send a downlink command to a vehicle (role dispatcher; audited). Returns {id,
+        vehicle, name, state: pending}; the agent's answer shows in the HTTP API's
+        GET /api/commands/{id}."""
+        return await call(ctx, tools.send_command, vehicle, name, args)
+
+    @mcp.tool()
+    async def maintenance_status(ctx: Context, vehicle: str | None = None,
+                                 only_due: bool = False) -> dict[str, Any]:
+        """Service intervals, trouble codes and signal drift: {now_ms, due_for_service: [id],
+        vehicles: [{vehicle, due, services: [{interval, by, every, used, remaining,
+        state: ok|due|overdue|unknown, since_ms, source}], trouble_codes: [{code, controller,
+        state: open|closed, first_ms, last_ms, count}], open_codes}], signal_drift:
+        [{vehicle, signal, band, against: own|fleet, z, max_z, …statistics}]}."""
+        return await call(ctx, tools.maintenance_status, vehicle, only_due)
+
+    @mcp.resource("fleet://geofences", mime_type="application/json")
+    async def geofences() -> dict[str, Any]:
+        """Every geofence: id, name, area (GeoJSON) or circle, speed limit. (Resources hold no
+        vehicle data, so any authenticated principal — the transport checked — reads them.)"""
+        return await tools.geofences()
+
+    @mcp.resource("fleet://alert-rules", mime_type="application/json")
+    async def alert_rules() -> dict[str, Any]:
+        """The alert rules in force and the maintenance intervals and health checks."""
+        return await tools.alert_rules()
+
+    return mcp

@@ -1,0 +1,231 @@
+"""What the MCP tools answer, as plain async functions over a store and a principal.
+
+The MCP layer (server.py) only declares the tools; here each answer is computed with the same
+queries as the HTTP API (backend/queries.py) and bounded by a named constant, and every
+vehicle-scoped answer honours `Principal.may_see` (a vehicle the principal may not see is
+"unknown", as in the API, so ids do not leak).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from datetime import date, timedelta
+
+from .. import queries
+from ..alerts.fences import fences_from_rows
+from ..authz import Principal, Role
+from ..maintenance import monitor
+from ..store.base import AlertQuery
+
+# An MCP answer lands in a model's context window: every list is capped.
+MAX_VEHICLES = 500
+MAX_ROUTE_POINTS = 500  # a route's polyline; enough to draw and describe a day
+MAX_PRESENCE_POINTS = 20_000  # positions per vehicle examined for geofence presence
+MAX_ALERTS = 200
+MAX_BUCKETS = 500  # signal_history buckets
+MAX_SIGNAL_SAMPLES = 200_000  # raw samples read to fill them
+MAX_TRIPS = 200
+MAX_CODES = 200
+DAY_WORDS = ("today", "yesterday")
+
+
+class Refused(Exception):
+    """The principal may not do this (role), or the thing is unknown or invisible."""
+
+
+def need(principal: Principal, role: Role) -> None:
+    if not principal.may(role):
+        raise Refused(f"needs role {role.label}")
+
+
+def window(since: str | None, until: str | None, day: str | None, now: int,
+           default_hours: float = 24) -> tuple[int, int]:
+    """[start, end) in epoch ms from `day` ("today", "yesterday", "YYYY-MM-DD": a UTC day) or
+    `since`/`until` (epoch ms or ISO 8601; default the last `default_hours`)."""
+    if day:
+        today = queries.parse_day(None, now)
+        d = {"today": today, "yesterday": today - timedelta(days=1)}.get(day.strip().lower())
+        return queries.day_bounds(d or date.fromisoformat(day))
+    end = queries.parse_time(until, now)
+    start = queries.parse_time(since, end - round(default_hours * 3_600_000))
+    if end <= start:
+        raise ValueError("until must be after since")
+    return start, end
+
+
+class FleetTools:
+    def __init__(self, store, rules=None, maintenance=None, send_command=None, clock=None):
+        self.store = store
+        self.rules = rules  # alerts.rules.RuleSet, for the alert-rules resource
+        self.maintenance = maintenance  # maintenance.config.MaintenanceConfig
+        self._send = send_command or store.add_command  # gateway.send_command when serving
+        self.clock = clock or queries.now_ms
+
+    async def _vehicles(self, p: Principal) -> list[dict]:
+        return [v for v in await self.store.list_vehicles() if p.may_see(v["vehicle_id"])]
+
+    async def _vehicle(self, p: Principal, vehicle: str) -> dict:
+        for v in await self._vehicles(p):
+            if v["vehicle_id"] == vehicle:
+                return v
+        raise Refused(f"unknown vehicle {vehicle!r}")
+
+    async def list_vehicles(self, p: Principal) -> dict:
+        vs = await self._vehicles(p)
+        return {"vehicles": [{"id": v["vehicle_id"], "revoked": v.get("revoked_ms") is not None,
+                              "last_seen_ms": v.get("last_seen_ms")} for v in vs[:MAX_VEHICLES]],
+                "truncated": len(vs) > MAX_VEHICLES}
+
+    async def vehicle_state(self, p: Principal, vehicle: str) -> dict:
+        await self._vehicle(p, vehicle)
+        pos = next((r for r in await self.store.last_positions()
+                    if r["vehicle_id"] == vehicle), None)
+        now = self.clock()
+        open_alerts = await self.store.list_alerts(AlertQuery(vehicle=vehicle, state="open",
+                                                              limit=MAX_ALERTS))
+        return {"id": vehicle, "now_ms": now,
+                "position": None if pos is None else {
+                    k: pos[k] for k in ("time_ms", "lat", "lon", "speed_kmh", "course")},
+                "fix_age_s": None if pos is None else round((now - pos["time_ms"]) / 1000, 1),
+                "can": (await self.store.last_signals()).get(vehicle, {}),
+                "open_alerts": [a.as_json() for a in open_alerts]}
+
+    async def route(self, p: Principal, vehicle: str, since=None, until=None, day=None,
+                    max_points: int = MAX_ROUTE_POINTS) -> dict:
+        await self._vehicle(p, vehicle)
+        start, end = window(since, until, day, self.clock())
+        feature = await queries.route(self.store, vehicle, start, end,
+                                      max_points=max(1, min(max_points, MAX_ROUTE_POINTS)))
+        props = feature["properties"]
+        return {"vehicle": vehicle, "from_ms": start, "to_ms": end, "points": props["points"],
+                "step_ms": props["step_ms"],
+                "coordinates": feature["geometry"]["coordinates"],
+                "times_ms": props["times_ms"], "speeds_kmh": props["speeds_kmh"]}
+
+    async def trips(self, p: Principal, vehicle: str, day: str | None = None) -> dict:
+        await self._vehicle(p, vehicle)
+        d, _ = window(None, None, day or "today", self.clock())
+        out = await queries.trips(self.store, vehicle, queries.parse_day(None, d))
+        out["trips"], out["stops"] = out["trips"][:MAX_TRIPS], out["stops"][:MAX_TRIPS]
+        return out
+
+    async def _fence(self, geofence: str) -> dict:
+        rows = await self.store.geofences()
+        for r in rows:
+            if str(r["geofence_id"]) == geofence:
+                return r
+        named = [r for r in rows if str(r.get("name", "")).lower() == geofence.lower()]
+        if len(named) == 1:
+            return named[0]
+        raise Refused(f"unknown geofence {geofence!r}" if not named
+                      else f"several geofences are named {geofence!r}: use the id")
+
+    async def who_was_in_geofence(self, p: Principal, geofence: str, since=None, until=None,
+                                  day=None) -> dict:
+        row = await self._fence(geofence)
+        start, end = window(since, until, day if day or since else "yesterday", self.clock())
+        fence = fences_from_rows([row])[0]
+        step = max(1, math.ceil((end - start) / MAX_PRESENCE_POINTS))
+        present = []
+        for v in await self._vehicles(p):
+            inside = [q for q in await self.store.route(v["vehicle_id"], start, end, step)
+                      if fence.contains(q["lat"], q["lon"])]
+            if inside:
+                present.append({"vehicle": v["vehicle_id"], "first_inside_ms": inside[0]["time_ms"],
+                                "last_inside_ms": inside[-1]["time_ms"],
+                                "positions_inside": len(inside)})
+        entries = await self.store.geofence_entries(str(row["geofence_id"]), start, end)
+        return {"geofence": {"id": str(row["geofence_id"]), "name": row.get("name")},
+                "from_ms": start, "to_ms": end,
+                "vehicles": [x["vehicle"] for x in present][:MAX_VEHICLES],
+                "presence": present[:MAX_VEHICLES],
+                "entries": [e for e in entries if p.may_see(e["vehicle_id"])][:MAX_ALERTS]}
+
+    async def alerts(self, p: Principal, vehicle=None, rule=None, state=None,
+                     limit: int = 50) -> dict:
+        if vehicle is not None:
+            await self._vehicle(p, vehicle)
+        q = AlertQuery(vehicle=vehicle, vehicles=p.vehicles, rule=rule, state=state,
+                       limit=max(1, min(limit, MAX_ALERTS)))
+        return {"alerts": [a.as_json() for a in await self.store.list_alerts(q)
+                           if p.may_see(a.vehicle_id)]}
+
+    async def acknowledge_alert(self, p: Principal, alert_id: int) -> dict:
+        need(p, Role.DISPATCHER)
+        alert = await self.store.alert(alert_id) if 0 <= alert_id < 2**63 else None
+        if alert is None or not p.may_see(alert.vehicle_id):
+            raise Refused("unknown alert")
+        first = alert.acknowledged_ms is None
+        alert = await self.store.ack_alert(alert_id, p.name, self.clock())
+        if first:
+            await self.store.add_audit(self.clock(), p.name, "alert.ack", f"alert:{alert_id}",
+                                       {"rule": alert.rule, "vehicle": alert.vehicle_id,
+                                        "via": "mcp"})
+        return alert.as_json()
+
+    async def signal_history(self, p: Principal, vehicle: str, signal: str, since=None,
+                             until=None, day=None, buckets: int = 48) -> dict:
+        await self._vehicle(p, vehicle)
+        start, end = window(since, until, day, self.clock())
+        n = max(1, min(buckets, MAX_BUCKETS))
+        width = math.ceil((end - start) / n)
+        samples = await self.store.signal_series(vehicle, signal, start, end, MAX_SIGNAL_SAMPLES)
+        groups: dict[int, list[float]] = {}
+        for t, v in samples:
+            groups.setdefault((t - start) // width, []).append(v)
+        return {"vehicle": vehicle, "signal": signal, "from_ms": start, "to_ms": end,
+                "bucket_ms": width, "samples": len(samples),
+                "truncated": len(samples) >= MAX_SIGNAL_SAMPLES,
+                "buckets": [{"start_ms": start + i * width, "n": len(vs), "min": min(vs),
+                             "max": max(vs), "mean": round(statistics.fmean(vs), 4)}
+                            for i, vs in sorted(groups.items())]}
+
+    async def send_command(self, p: Principal, vehicle: str, name: str,
+                           args: dict | None = None) -> dict:
+        need(p, Role.DISPATCHER)
+        await self._vehicle(p, vehicle)
+        if not 0 < len(name) <= 64:
+            raise ValueError("name must be text of 1..64 characters")
+        cid = await self._send(vehicle, name, dict(args or {}))
+        await self.store.add_audit(self.clock(), p.name, "command.send", vehicle,
+                                   {"id": cid, "name": name, "args": args or {}, "via": "mcp"})
+        return {"id": cid, "vehicle": vehicle, "name": name, "state": "pending"}
+
+    async def maintenance_status(self, p: Principal, vehicle: str | None = None,
+                                 only_due: bool = False) -> dict:
+        cfg = self.maintenance
+        now = self.clock()
+        vs = [await self._vehicle(p, vehicle)] if vehicle else await self._vehicles(p)
+        out = []
+        for v in vs[:MAX_VEHICLES]:
+            vid = v["vehicle_id"]
+            services = [] if cfg is None else [
+                s.as_json() for s in await monitor.service_status(
+                    self.store, cfg, vid, v.get("created_ms") or 0, now)]
+            codes = await monitor.trouble_codes(self.store, vid, 0, now + 1)
+            due = [s for s in services if s["state"] in ("due", "overdue")]
+            if only_due and not due:
+                continue
+            out.append({"vehicle": vid, "services": services, "due": bool(due),
+                        "trouble_codes": codes[:MAX_CODES],
+                        "open_codes": sum(c["state"] == "open" for c in codes)})
+        health = [] if cfg is None or not cfg.health else [
+            f for f in await monitor.signal_health(self.store, cfg, [v["vehicle_id"] for v in vs],
+                                                   now) if f["drifted"]]
+        return {"now_ms": now, "vehicles": out,
+                "due_for_service": [x["vehicle"] for x in out if x["due"]],
+                "signal_drift": health[:MAX_ALERTS]}
+
+    async def geofences(self) -> dict:
+        return {"geofences": [{"id": str(r["geofence_id"]), "name": r.get("name"),
+                               "area": r.get("area"), "circle": r.get("circle"),
+                               "speed_limit_kmh": r.get("speed_limit_kmh")}
+                              for r in await self.store.geofences()]}
+
+    async def alert_rules(self) -> dict:
+        rules = self.rules.describe() if self.rules is not None else []
+        m = self.maintenance
+        return {"rules": rules, "maintenance": None if m is None else {
+            "intervals": [i.__dict__ for i in m.intervals],
+            "health": [h.__dict__ for h in m.health]}}

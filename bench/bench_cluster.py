@@ -1,0 +1,148 @@
+"""Cluster figures (docs/scaling.md §11): the router's cost per packet, against a plain UDP relay
+measured in the same run, and fan-out latency through a real nats-server.
+
+    python -m bench.bench_cluster [--packets 50000] [--rate 1000] [--seconds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from backend.cluster import tunnel
+from backend.cluster.cids import CidLayout
+from backend.cluster.edge import RouterEdge
+from backend.cluster.router import Router
+
+PACKET_BYTES = 1200  # aioquic's datagram size
+BURST = 64  # packets in flight: well below the socket buffers (~200 KB), none lost
+
+
+def _packets(n: int) -> list[bytes]:
+    cids = [CidLayout().encode(sid) for sid in (1, 2, 3)]
+    return [bytes([0x41]) + cids[i % 3] + os.urandom(PACKET_BYTES - 9) for i in range(n)]
+
+
+def decision_us(n: int) -> float:
+    r = Router()
+    for sid in (1, 2, 3):
+        r.heartbeat(sid, ("10.0.0.1", sid), 0.0)
+    pkts = _packets(n)
+    t0 = time.process_time()  # CPU time: the machine is shared, wall time counts others' work
+    for p in pkts:
+        node = r.route(p, 1.0)
+        tunnel.wrap("10.1.2.3", 5000, p)
+    assert node is not None
+    return (time.process_time() - t0) / n * 1e6
+
+
+class _Relay(asyncio.DatagramProtocol):
+    """The baseline: forward every datagram unchanged to one address."""
+
+    def __init__(self, to):
+        self.to = to
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def datagram_received(self, data, addr):
+        self.transport.sendto(data, self.to)
+
+
+async def _pump(target, sink: socket.socket, pkts: list[bytes]) -> float:
+    out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    got = 0
+    t0 = time.perf_counter()
+    for i in range(0, len(pkts), BURST):
+        for p in pkts[i:i + BURST]:
+            out.sendto(p, target)
+        want = min(i + BURST, len(pkts))
+        deadline = time.monotonic() + 5
+        while got < want and time.monotonic() < deadline:
+            try:
+                sink.recv(2048)
+                got += 1
+            except BlockingIOError:
+                await asyncio.sleep(0)
+    out.close()
+    if got < len(pkts):
+        raise RuntimeError(f"lost {len(pkts) - got} packets on loopback")
+    return (time.perf_counter() - t0) / len(pkts) * 1e6
+
+
+async def forward_us(n: int) -> tuple[float, float]:
+    loop = asyncio.get_running_loop()
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))
+    sink.setblocking(False)
+    pkts = _packets(n)
+    relay, _ = await loop.create_datagram_endpoint(lambda: _Relay(sink.getsockname()),
+                                                   local_addr=("127.0.0.1", 0))
+    base = await _pump(relay.get_extra_info("sockname"), sink, pkts)
+    relay.close()
+    edge = await RouterEdge().start(("127.0.0.1", 0), ("127.0.0.1", 0))
+    for sid in (1, 2, 3):  # every node is the sink: the router's full decision per packet
+        edge.router.heartbeat(sid, sink.getsockname(), loop.time() + 3600)
+    public, _ = edge.ports()
+    routed = await _pump(("127.0.0.1", public), sink, pkts)
+    edge.close()
+    sink.close()
+    return base, routed
+
+
+async def fanout_ms(rate: float, seconds: float) -> list[int]:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from backend.fanout import NatsFanout
+    from backend.hub import Hub, position_feature
+    from tests.cluster.natsfixture import NatsServer
+
+    server = NatsServer().start()
+    try:
+        gw = await NatsFanout(server.url, Hub()).start()
+        node = await NatsFanout(server.url, Hub()).start()
+        n = int(rate * seconds)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for i in range(n):
+            await asyncio.sleep(max(0.0, start + i / rate - loop.time()))
+            v = f"v{i % 1000}"
+            gw.position(v, 1_000 + i, position_feature(v, 1_000 + i, 52.0, 4.0, 50.0, 90.0, i))
+        deadline = loop.time() + 10
+        while node.stats["received"] < n and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        await gw.stop()
+        await node.stop()
+        return node.latencies_ms
+    finally:
+        server.kill()
+
+
+def _pct(xs: list, q: float):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--packets", type=int, default=50_000)
+    p.add_argument("--rate", type=float, default=1000.0, help="positions/s through NATS")
+    p.add_argument("--seconds", type=float, default=5.0)
+    a = p.parse_args(argv)
+    print(f"router decision + tunnel header: {decision_us(a.packets):.2f} µs/packet")
+    base, routed = asyncio.run(forward_us(a.packets))
+    print(f"plain UDP relay (baseline): {base:.1f} µs/packet; router: {routed:.1f} µs/packet; "
+          f"ratio {routed / base:.2f}")
+    lat = asyncio.run(fanout_ms(a.rate, a.seconds))
+    print(f"NATS fan-out, {a.rate:g} positions/s for {a.seconds:g} s: {len(lat)} received, "
+          f"p50 {statistics.median(lat):.0f} ms, p99 {_pct(lat, 0.99)} ms, max {max(lat)} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
