@@ -30,8 +30,6 @@ def test_map_shows_vehicles_moving(procs, tmp_path):
         browser = launch(p)
         page = browser.new_page(viewport={"width": 1366, "height": 768})
         errors = ConsoleErrors(page)
-        # TEMPORARY: until the API helper serves /api/vehicles/{id}
-        errors.allowed.append("status of 404")
         login(page, f"http://127.0.0.1:{procs.http_port}", "test-viewer")
         page.wait_for_function("document.querySelectorAll('#vehicles li').length === 2",
                                timeout=15000)

@@ -83,3 +83,21 @@ async def test_signal_drift_raises_signal_health(store):
     [a] = await _alerts(store, "signal_health")
     assert (a.vehicle_id, a.subject, a.state) == ("truck-7", "EngCoolantTemp all own", "open")
     assert a.detail["baseline"]["median"] == 88.5 and a.detail["recent"]["median"] == 95.5
+
+
+async def test_engine_hours_interval_from_the_can_counter(store):
+    await store.add_vehicle("truck-5")
+    rows = [StoredReading("truck-5", 1, i, NOW - (10 - i) * HOUR, "can", received_ms=NOW,
+                          data={"EngTotalHoursOfOperation": 4000.0 + 48 * i})
+            for i in range(10)]  # 4000 h … 4432 h
+    await store.write(rows, [])
+    await store.add_service("truck-5", "engine", NOW - 9 * HOUR, 4048.0 - 100, 3990.0)
+    cfg = parse_maintenance({"interval": [{"name": "engine", "by": "engine_h", "every": 500,
+                                           "due_within": 50}]})
+    [s] = await service_status(store, cfg, "truck-5", 0, NOW)
+    assert (s.source, s.used, s.remaining, s.state) == ("can-engine-hours", 442.0, 58.0, "ok")
+    rows = [StoredReading("truck-5", 1, 99, NOW - 1000, "can", received_ms=NOW,
+                          data={"EngTotalHoursOfOperation": 4445.0})]
+    await store.write(rows, [])
+    [s] = await service_status(store, cfg, "truck-5", 0, NOW)
+    assert (s.used, s.state) == (455.0, "due")

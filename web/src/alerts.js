@@ -16,7 +16,8 @@ export class Alerts {
     this.may = may;
     this.onCount = onCount;
     this.alerts = new Map(); // id → alert
-    this.filters = { state: "open", rule: "", vehicle: "", unacked: false };
+    // instant alerts (geofence enter/exit, DTCs) are closed as they open: show all by default
+    this.filters = { state: "", rule: "", vehicle: "", unacked: false };
     this.sound = false;
     this.popup = null;
     const f = this.filters;
@@ -26,7 +27,7 @@ export class Alerts {
     root.append(
       h("div", { class: "toolbar" },
         h("select", { id: "alert-state", "aria-label": "State", onchange: (e) => { f.state = e.target.value; this.reload(); } },
-          h("option", { value: "open" }, "Open"), h("option", { value: "closed" }, "Closed"), h("option", { value: "" }, "All")),
+          h("option", { value: "" }, "All"), h("option", { value: "open" }, "Open"), h("option", { value: "closed" }, "Closed")),
         this.rule,
         h("input", { type: "search", id: "alert-vehicle", placeholder: "Vehicle", "aria-label": "Vehicle",
           oninput: (e) => { f.vehicle = e.target.value.trim().toLowerCase(); this.render(); } })),
@@ -64,7 +65,7 @@ export class Alerts {
       v.openAlerts = [...this.alerts.values()].filter((a) => a.vehicle === alert.vehicle && a.state === "open").length;
       this.fleet.version++;
     }
-    if (isNew && alert.state === "open") {
+    if (isNew && !alert.acknowledged_by) {
       if (this.sound) this.beep();
       toast(`Alert: ${alert.rule} · ${alert.vehicle}`, "alert");
     }
@@ -82,8 +83,8 @@ export class Alerts {
   }
 
   render() {
-    const open = [...this.alerts.values()].filter((a) => a.state === "open" && !a.acknowledged_by).length;
-    this.onCount(open);
+    const unacked = [...this.alerts.values()].filter((a) => !a.acknowledged_by).length;
+    this.onCount(unacked);
     const canAck = this.may("dispatcher");
     this.ul.replaceChildren(...this.visible().map((a) => h("li", {
       class: `alert ${a.state} ${a.acknowledged_by ? "acked" : ""}`, dataset: { alert: a.id, rule: a.rule, vehicle: a.vehicle } },

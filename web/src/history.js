@@ -144,6 +144,7 @@ export class History {
 
   show(t) {
     const p = this.track.at(t);
+    this.markerAt = [p.lon, p.lat];
     this.map.getSource("history-marker").setData({ type: "Feature", properties: {},
       geometry: { type: "Point", coordinates: [p.lon, p.lat] } });
     if (this.slider) this.slider.value = t;

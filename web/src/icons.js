@@ -8,7 +8,8 @@ function canvas(w, h) {
   const c = document.createElement("canvas");
   c.width = Math.ceil(w * RATIO);
   c.height = Math.ceil(h * RATIO);
-  const ctx = c.getContext("2d");
+  // drawn once and read back at once: a CPU canvas spares a GPU readback per label
+  const ctx = c.getContext("2d", { willReadFrequently: true });
   ctx.scale(RATIO, RATIO);
   return { c, ctx };
 }
@@ -30,9 +31,10 @@ export function arrowImage() {
   return { data: image(c, ctx), options: { sdf: true, pixelRatio: RATIO } };
 }
 
+const probe = document.createElement("canvas").getContext("2d");
+
 export function labelImage(text, { bg = "rgba(255,255,255,0.92)", fg = "#1d2330", bold = false } = {}) {
   const font = `${bold ? "600 " : ""}12px system-ui, sans-serif`;
-  const probe = canvas(1, 1).ctx;
   probe.font = font;
   const w = Math.ceil(probe.measureText(text).width) + 10;
   const { c, ctx } = canvas(w, 18);
@@ -51,8 +53,9 @@ export function labelImage(text, { bg = "rgba(255,255,255,0.92)", fg = "#1d2330"
 
 /** Draw a missing image whose id is `label:<text>` or `count:<n>` (map.setMissingStyleImageResolver). */
 export function resolveImage(map, id) {
+  if (map.hasImage(id)) return;
   let img = null;
   if (id.startsWith("label:")) img = labelImage(id.slice(6));
   else if (id.startsWith("count:")) img = labelImage(id.slice(6), { bg: "rgba(0,0,0,0)", fg: "#fff", bold: true });
-  if (img && !map.hasImage(id)) map.addImage(id, img.data, img.options);
+  if (img) map.addImage(id, img.data, img.options);
 }

@@ -87,7 +87,10 @@ export class LiveLayer {
     const moved = this.fleet.apply(now) > 0;
     if (moved) this.dirty = true;
     const animating = this.fleet.animating(now);
-    if ((this.dirty || animating) && performance.now() >= this.nextAt) {
+    // back-pressure: a new update only once the map has finished tiling the previous one
+    // (MapLibre re-tiles the whole source in its worker on every setData)
+    const ready = this.map.isSourceLoaded("vehicles");
+    if ((this.dirty || animating) && ready && performance.now() >= this.nextAt) {
       const t0 = performance.now();
       this.map.getSource("vehicles").setData(this.collection(now));
       this.lastBuildMs = performance.now() - t0;

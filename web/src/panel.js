@@ -30,6 +30,7 @@ export class VehiclePanel {
     this.id = id;
     this.root.hidden = false;
     this.lastCommand = null;
+    this.builtFor = null;
     this.render();
     clearInterval(this.timer);
     this.timer = setInterval(() => this.refresh(), REFRESH_MS);
@@ -62,12 +63,31 @@ export class VehiclePanel {
 
   /** Called every second by the app so fix age and speed stay current. */
   tick() {
-    if (this.id && !this.root.hidden && !this.root.contains(document.activeElement)) this.render();
+    if (this.id && !this.root.hidden) this.render();
+  }
+
+  /** The panel's fixed parts (title, buttons, command form) are built once per vehicle;
+   * `render` only refills the values, so a click never lands on a replaced button. */
+  build(id) {
+    this.slots = { title: h("h2", {}, id), facts: h("dl", { class: "facts" }),
+                   can: h("div"), alertsTitle: h("h3"), alerts: h("div") };
+    this.root.replaceChildren(
+      h("header", { class: "panel-head" }, this.slots.title,
+        h("button", { class: "icon-btn", "aria-label": "Close vehicle panel", onclick: () => this.close() }, "✕")),
+      h("div", { class: "panel-actions" },
+        h("button", { id: "follow", onclick: () => this.onFollow(id) }, "Follow"),
+        h("button", { id: "open-history", onclick: () => this.onHistory(id) }, "History")),
+      this.slots.facts,
+      h("h3", {}, "CAN signals"), this.slots.can,
+      this.slots.alertsTitle, this.slots.alerts,
+      this.may("dispatcher") ? this.commandForm(id) : null);
+    this.builtFor = id;
   }
 
   render() {
     const v = this.fleet.vehicles.get(this.id);
     if (!v) return;
+    if (this.builtFor !== v.id) this.build(v.id);
     const now = Date.now();
     const d = v.detail || {};
     const pos = d.position || {};
@@ -83,30 +103,19 @@ export class VehiclePanel {
       ["Link", linkText(d.link)],
       ["Journal backlog", backlogText(d.status)],
     ];
+    this.slots.facts.replaceChildren(...rows.flatMap(([k, val]) => [h("dt", {}, k), h("dd", {}, val)]));
     const can = Object.entries(d.can || {}).sort(([a], [b]) => a.localeCompare(b));
-    this.root.replaceChildren(
-      h("header", { class: "panel-head" },
-        h("h2", {}, v.id),
-        h("button", { class: "icon-btn", "aria-label": "Close vehicle panel", onclick: () => this.close() }, "✕")),
-      h("div", { class: "panel-actions" },
-        h("button", { id: "follow", onclick: () => this.onFollow(v.id) }, "Follow"),
-        h("button", { id: "open-history", onclick: () => this.onHistory(v.id) }, "History")),
-      h("dl", { class: "facts" }, rows.flatMap(([k, val]) => [h("dt", {}, k), h("dd", {}, val)])),
-      h("h3", {}, "CAN signals"),
-      can.length
-        ? h("table", { class: "signals" }, h("tbody", {}, can.map(([name, s]) => h("tr", {},
-            h("th", { scope: "row" }, name),
-            h("td", {}, fmtSignal(s)),
-            h("td", { class: "muted" }, s.time_ms ? `${fmtAge((now - s.time_ms) / 1000)} ago` : "")))))
-        : h("p", { class: "muted" }, "no CAN signals"),
-      h("h3", {}, `Open alerts (${this.alerts.length})`),
-      this.alerts.length
-        ? h("ul", { class: "mini-alerts" }, this.alerts.map((a) => h("li", {},
-            h("button", { class: "link", onclick: () => this.onShowAlert(a) },
-              `${a.rule} · ${fmtTime(a.start_ms)}`))))
-        : h("p", { class: "muted" }, "none"),
-      this.may("dispatcher") ? this.commandForm(v.id) : null,
-    );
+    this.slots.can.replaceChildren(can.length
+      ? h("table", { class: "signals" }, h("tbody", {}, can.map(([name, sig]) => h("tr", {},
+          h("th", { scope: "row" }, name),
+          h("td", {}, fmtSignal(sig)),
+          h("td", { class: "muted" }, sig.time_ms ? `${fmtAge((now - sig.time_ms) / 1000)} ago` : "")))))
+      : h("p", { class: "muted" }, "no CAN signals"));
+    this.slots.alertsTitle.textContent = `Open alerts (${this.alerts.length})`;
+    this.slots.alerts.replaceChildren(this.alerts.length
+      ? h("ul", { class: "mini-alerts" }, this.alerts.map((a) => h("li", {},
+          h("button", { class: "link", onclick: () => this.onShowAlert(a) }, `${a.rule} · ${fmtTime(a.start_ms)}`))))
+      : h("p", { class: "muted" }, "none"));
   }
 
   commandForm(id) {
