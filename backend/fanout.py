@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 
 POS_SUBJECT = "fleet.pos."
 ALERT_SUBJECT = "fleet.alert."
+# a node stored a command for a vehicle; the node holding it sends it (docs/scaling.md §7)
+WAKE_SUBJECT = "fleet.cmd.wake"
 # A vehicle id may hold '.', NATS's token separator; '~' is outside the id alphabet.
 _DOT = "~"
 # Reconnect quickly: a NATS restart should cost the map a second or two, not a minute.
@@ -49,6 +51,8 @@ class NatsFanout:
         self.url = url
         self.hub = hub
         self.nc = None
+        # set before start(): async callable(vehicle) run when another node stored a command
+        self.on_wake = None
         self.stats = {"published": 0, "received": 0, "dropped": 0, "reconnects": 0}
         # publish-to-delivery, ms, of the last positions received (docs/scaling.md figures)
         self.latencies_ms: list[int] = []
@@ -73,6 +77,8 @@ class NatsFanout:
             disconnected_cb=disconnected, error_cb=error, name="fleet-backend")
         await self.nc.subscribe(POS_SUBJECT + "*", cb=self._on_position)
         await self.nc.subscribe(ALERT_SUBJECT + "*", cb=self._on_alert)
+        if self.on_wake is not None:
+            await self.nc.subscribe(WAKE_SUBJECT, cb=self._on_wake)
         await self.nc.flush()
         return self
 
@@ -89,6 +95,11 @@ class NatsFanout:
 
     def publish_alert(self, alert: dict) -> None:
         self._publish(subject(ALERT_SUBJECT, alert["vehicle"]), {"alert": alert})
+
+    def wake(self, vehicle_id: str) -> None:
+        """Tell every node that `vehicle_id` has a new command (at most once: a lost wake-up
+        leaves the command for the vehicle's next welcome)."""
+        self._publish(WAKE_SUBJECT, {"vehicle": vehicle_id})
 
     def _publish(self, name: str, body: dict) -> bool:
         if self.nc is None:
@@ -118,6 +129,9 @@ class NatsFanout:
         body = json.loads(msg.data)
         self.stats["received"] += 1
         self.hub.publish_alert(body["alert"])
+
+    async def _on_wake(self, msg) -> None:
+        await self.on_wake(json.loads(msg.data)["vehicle"])
 
     def _latency(self, body: dict) -> None:
         if len(self.latencies_ms) >= 100_000:

@@ -110,6 +110,8 @@ class Gateway:
         self.tickets: TicketStore | None = None
         # behind a router (backend/cluster/, docs/scaling.md): a ClusterNode, else None
         self.cluster = cluster
+        # in a cluster: tells the other nodes a vehicle has a new command (backend/fanout.py)
+        self.command_wake = None
 
     def credit(self) -> int:
         return credit_for(self.writer.stats.backlog_rows, len(self.connections),
@@ -127,7 +129,16 @@ class Gateway:
             cmd = Command(id=command_id, name=name, args=dict(args or {}))
             for proto in list(self.connections.get(vehicle, ())):
                 proto.send_command(cmd)
+        elif self.command_wake is not None:
+            self.command_wake(vehicle)  # another node may hold the vehicle (docs/scaling.md §7)
         return command_id
+
+    async def wake_commands(self, vehicle: str) -> None:
+        """Another node stored a command for `vehicle`: if this node holds its connection,
+        send what is pending (the agent answers a repeated command from its memory)."""
+        for proto in list(self.connections.get(vehicle, ())):
+            if proto.can_send:
+                await self.send_pending_commands(vehicle, proto)
 
     async def send_pending_commands(self, vehicle: str, proto: GatewayProtocol) -> None:
         """After a welcome: every command of the vehicle not yet acknowledged, oldest first.

@@ -38,6 +38,9 @@ class Backend:
         self.gateway = Gateway(self.store, self.writer, live,
                                ticket_file=config.ticket_path(), alerts=self.alerts,
                                cluster=config.cluster_node())
+        if self.fanout is not None:
+            self.gateway.command_wake = self.fanout.wake
+            self.fanout.on_wake = self.gateway.wake_commands
         self._runner: web.AppRunner | None = None
         self._alert_timer: asyncio.Task | None = None
         self._maintenance_timer: asyncio.Task | None = None

@@ -43,7 +43,11 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str, interval:
 @pytest.fixture(scope="session")
 def deb_package(tmp_path_factory) -> Path:
     """The fleet-agent .deb, built once per session (dpkg-buildpackage -b, 1-3 minutes) from a
-    copy of the files git tracks; tests/test_packaging.py and tests/test_deb_vm.py share it."""
+    copy of the files git tracks; tests/test_packaging.py and tests/test_deb_vm.py share it.
+    `FLEET_DEB=path` uses a .deb built beforehand instead (a loaded machine can take longer than
+    a test's timeout to build one)."""
+    if os.environ.get("FLEET_DEB"):
+        return Path(os.environ["FLEET_DEB"]).resolve()
     assert shutil.which("dpkg-buildpackage"), "dpkg-buildpackage missing: `make test` installs it"
     files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True,
                            check=True).stdout.split(b"\0")

@@ -7,6 +7,7 @@ from their heartbeats.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 
 from backend.cluster.cids import CidLayout
@@ -112,3 +113,39 @@ async def test_dead_node_vehicles_reconnect_to_a_live_one(tmp_path, pki):
         for a in agents:
             await a.stop()
         await _stop(edge, rig, nodes)
+
+
+async def test_command_reaches_the_vehicle_through_the_node_holding_it(tmp_path, pki):
+    """Stored through one node, woken on NATS, sent by the node that holds the connection."""
+    from backend.fanout import NatsFanout
+
+    from .natsfixture import NatsServer
+
+    server = NatsServer().start()
+    edge, rig, nodes, public = await _cluster(tmp_path, pki)
+    fanouts, agent = [], None
+    try:
+        for g in nodes.values():
+            f = NatsFanout(server.url, rig.hub)
+            f.on_wake = g.wake_commands
+            g.command_wake = f.wake
+            fanouts.append(await f.start())
+        token = await rig.provision("cmd-v")
+        agent = AgentRig(tmp_path / "agent", "cmd-v", token, HOST, public, pki["ca"]).start()
+        holder = await until(lambda: _holder(nodes, "cmd-v"), 15, "connected")
+        other = next(sid for sid in nodes if sid != holder)
+        cid = await nodes[other].send_command("cmd-v", "ping", {"n": 1})
+        await until(lambda: (cid, "ping") in agent.uplink.commands_run, 10, "command run")
+        for _ in range(50):  # bounded: the answer is recorded by the holding node
+            if await rig.store.pending_commands("cmd-v") == []:
+                break
+            await asyncio.sleep(0.1)
+        assert await rig.store.pending_commands("cmd-v") == []
+        assert agent.uplink.commands_run.count((cid, "ping")) == 1
+    finally:
+        if agent:
+            await agent.stop()
+        for f in fanouts:
+            await f.stop()
+        await _stop(edge, rig, nodes)
+        server.kill()
