@@ -1,7 +1,8 @@
 """The cluster as processes on loopback: `python -m backend router`, three
 `python -m backend --server-id N --router … --nats-url …` gateway nodes on one PostgreSQL, a
 real nats-server, real agents. kill -9 of the node holding a vehicle mid-stream → its vehicles
-continue through the others; PostgreSQL holds every reading once (docs/scaling.md §2, §4)."""
+continue through the others; then NATS restarts → fan-out to a hub node resumes, storage is
+unaffected: PostgreSQL holds every reading once (docs/scaling.md §2, §4, §5)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from pathlib import Path
 import asyncpg
 
 from backend.cluster.cids import CidLayout
+from backend.fanout import NatsFanout
+from backend.hub import Hub
 from backend.store import open_store
 from tests.net.rig import AgentRig, free_udp_port, until
 
@@ -56,10 +59,12 @@ async def _seqs(url: str, vehicle: str) -> list[int]:
     return [r["seq"] for r in rows]
 
 
-async def test_kill9_gateway_node_mid_stream_loses_and_duplicates_nothing(tmp_path, pki, pg_url):
+async def test_kill9_node_and_nats_restart_mid_stream_lose_and_duplicate_nothing(
+        tmp_path, pki, pg_url):
     nats = NatsServer().start()
     procs = []
     agents = []
+    hub_node = None
     try:
         public, tunnel = free_udp_port(), free_udp_port()
         router = _spawn(tmp_path, "router", ["router", "--listen", f"{HOST}:{public}",
@@ -95,25 +100,35 @@ async def test_kill9_gateway_node_mid_stream_loses_and_duplicates_nothing(tmp_pa
             return CidLayout().server_id(link.conn._peer_cid.cid)
 
         await until(lambda: all(node_of(a) for a in agents), 60, "all agents connected")
-        streams = [asyncio.get_running_loop().create_task(a.stream(10, 6)) for a in agents]
+        hub_node = await NatsFanout(nats.url, Hub()).start()  # a hub node's subscription
+        streams = [asyncio.get_running_loop().create_task(a.stream(10, 8)) for a in agents]
         await asyncio.sleep(2)
         victim = node_of(agents[0])
         moved = [a for a in agents if node_of(a) == victim]
         nodes[victim][0].kill()  # kill -9 mid-stream
         nodes[victim][0].wait(5)
+        await asyncio.sleep(1)
+        assert hub_node.stats["received"] > 0, "fan-out from the nodes to the hub node"
+        nats.kill()  # NATS restarts mid-stream
+        nats.start()
+        await until(lambda: hub_node.stats["reconnects"] >= 1, 20, "hub node reconnected")
+        seen = hub_node.stats["received"]
+        await until(lambda: hub_node.stats["received"] > seen, 20, "fan-out resumed")
         await asyncio.gather(*streams)
         await until(lambda: all(node_of(a) not in (None, victim) for a in moved), 60,
                     "the dead node's vehicles on live nodes")
         await until(lambda: all(a.uplink.stats.readings_acked >= a.appended for a in agents),
                     60, "everything acked")
         for a in agents:
-            assert a.appended == 60
-            assert await _seqs(pg_url, a.config.vehicle_id) == list(range(1, 61)), \
+            assert a.appended == 80
+            assert await _seqs(pg_url, a.config.vehicle_id) == list(range(1, 81)), \
                 f"{a.config.vehicle_id}: 0 lost, 0 duplicated"
         assert moved, "the killed node held at least one vehicle"
     finally:
         for a in agents:
             await a.stop()
+        if hub_node is not None:
+            await hub_node.stop()
         for p, _ in procs:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
