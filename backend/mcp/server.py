@@ -15,6 +15,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
 
 from ..authz import Principal
+from . import schemas
 from .tools import DAY_WORDS, MAX_ALERTS, MAX_BUCKETS, MAX_ROUTE_POINTS, FleetTools, Refused
 
 SCOPE_KEY = "fleet.principal"  # where http.py leaves the principal in the ASGI scope
@@ -40,20 +41,20 @@ def build_server(tools: FleetTools, stdio_principal: Principal | None = None) ->
             raise ToolError("authentication required")
         return principal
 
-    async def call(ctx: Context, fn, *args, **kwargs) -> dict[str, Any]:
+    async def call(ctx: Context, fn, *args, **kwargs) -> Any:
         try:
             return await fn(who(ctx), *args, **kwargs)
         except (Refused, ValueError) as exc:
             raise ToolError(str(exc)) from None
 
     @mcp.tool()
-    async def list_vehicles(ctx: Context) -> dict[str, Any]:
+    async def list_vehicles(ctx: Context) -> schemas.Vehicles:
         """The vehicles you may see. Returns {vehicles: [{id, revoked, last_seen_ms}],
         truncated}."""
         return await call(ctx, tools.list_vehicles)
 
     @mcp.tool()
-    async def vehicle_state(vehicle: Vehicle, ctx: Context) -> dict[str, Any]:
+    async def vehicle_state(vehicle: Vehicle, ctx: Context) -> schemas.VehicleState:
         """A vehicle now: {id, now_ms, position: {time_ms, lat, lon, speed_kmh, course}|null,
         fix_age_s, can: {signal: {value, time_ms}}, open_alerts: [alert]}."""
         return await call(ctx, tools.vehicle_state, vehicle)
@@ -62,14 +63,14 @@ def build_server(tools: FleetTools, stdio_principal: Principal | None = None) ->
     async def route(vehicle: Vehicle, ctx: Context, since: Since = None, until: Until = None,
                     day: Day = None,
                     max_points: Annotated[int, Field(ge=1, le=MAX_ROUTE_POINTS)] = 200
-                    ) -> dict[str, Any]:
+                    ) -> schemas.Route:
         """Where a vehicle drove in a window, downsampled to at most max_points (first
         position per time bucket): {vehicle, from_ms, to_ms, points, step_ms,
         coordinates: [[lon, lat]], times_ms, speeds_kmh}."""
         return await call(ctx, tools.route, vehicle, since, until, day, max_points)
 
     @mcp.tool()
-    async def trips(vehicle: Vehicle, ctx: Context, day: Day = None) -> dict[str, Any]:
+    async def trips(vehicle: Vehicle, ctx: Context, day: Day = None) -> schemas.Trips:
         """Trips and stops of a vehicle on one UTC day (default today): {vehicle, day,
         trips: [{start_ms, end_ms, distance_km, max_speed_kmh, from, to}], stops:
         [{start_ms, end_ms, duration_s, at}], distance_km, driving_s, stopped_s}."""
@@ -79,7 +80,7 @@ def build_server(tools: FleetTools, stdio_principal: Principal | None = None) ->
     async def who_was_in_geofence(
             geofence: Annotated[str, Field(description="geofence name (e.g. Depot) or id")],
             ctx: Context, since: Since = None, until: Until = None, day: Day = None
-    ) -> dict[str, Any]:
+    ) -> schemas.GeofencePresence:
         """Which vehicles were inside a geofence in a window (default: yesterday, UTC):
         {geofence: {id, name}, from_ms, to_ms, vehicles: [id], presence: [{vehicle,
         first_inside_ms, last_inside_ms, positions_inside}], entries: [{vehicle_id, time_ms,
@@ -91,13 +92,13 @@ def build_server(tools: FleetTools, stdio_principal: Principal | None = None) ->
                      rule: Annotated[str | None, Field(description="e.g. overspeed, geofence, "
                                                        "dtc, service, signal_health")] = None,
                      state: Annotated[str | None, Field(pattern="^(open|closed)$")] = None,
-                     limit: Annotated[int, Field(ge=1, le=MAX_ALERTS)] = 50) -> dict[str, Any]:
+                     limit: Annotated[int, Field(ge=1, le=MAX_ALERTS)] = 50) -> schemas.Alerts:
         """Alerts, newest first: {alerts: [{id, rule, vehicle, subject, start_ms, end_ms,
         peak, state, acknowledged_by, acknowledged_ms, lat, lon, detail}]}."""
         return await call(ctx, tools.alerts, vehicle, rule, state, limit)
 
     @mcp.tool()
-    async def acknowledge_alert(alert_id: int, ctx: Context) -> dict[str, Any]:
+    async def acknowledge_alert(alert_id: int, ctx: Context) -> schemas.Alert:
         """Acknowledge an alert (role dispatcher); returns the alert. A second
         acknowledgement keeps the first one's user and time."""
         return await call(ctx, tools.acknowledge_alert, alert_id)
@@ -107,7 +108,7 @@ def build_server(tools: FleetTools, stdio_principal: Principal | None = None) ->
             vehicle: Vehicle,
             signal: Annotated[str, Field(description="CAN signal name, e.g. EngCoolantTemp")],
             ctx: Context, since: Since = None, until: Until = None, day: Day = None,
-            buckets: Annotated[int, Field(ge=1, le=MAX_BUCKETS)] = 48) -> dict[str, Any]:
+            buckets: Annotated[int, Field(ge=1, le=MAX_BUCKETS)] = 48) -> schemas.SignalHistory:
         """A CAN signal over time in equal buckets: {vehicle, signal, from_ms, to_ms,
         bucket_ms, samples, truncated, buckets: [{start_ms, n, min, max, mean}]} (empty
         buckets are left out)."""
@@ -118,7 +119,7 @@ def build_server(tools: FleetTools, stdio_principal: Principal | None = None) ->
     async def send_command(vehicle: Vehicle,
                            name: Annotated[str, Field(description="command name, e.g. ping",
                                                       min_length=1, max_length=64)],
-                           ctx: Context, args: dict[str, Any] | None = None) -> dict[str, Any]:
+                           ctx: Context, args: dict[str, Any] | None = None) -> schemas.CommandSent:
         """Send a downlink command to a vehicle (role dispatcher; audited). Returns {id,
         vehicle, name, state: pending}; the agent's answer shows in the HTTP API's
         GET /api/commands/{id}."""
@@ -126,7 +127,7 @@ def build_server(tools: FleetTools, stdio_principal: Principal | None = None) ->
 
     @mcp.tool()
     async def maintenance_status(ctx: Context, vehicle: str | None = None,
-                                 only_due: bool = False) -> dict[str, Any]:
+                                 only_due: bool = False) -> schemas.MaintenanceStatus:
         """Service intervals, trouble codes and signal drift: {now_ms, due_for_service: [id],
         vehicles: [{vehicle, due, services: [{interval, by, every, used, remaining,
         state: ok|due|overdue|unknown, since_ms, source}], trouble_codes: [{code, controller,

@@ -62,7 +62,12 @@ async def call(client: Client, tool: str, **args) -> dict:
 
 async def exercise(client: Client, dispatcher: bool) -> None:
     """List and call every tool; the answers come from the stored readings."""
-    assert {t.name for t in (await client.list_tools()).tools} == TOOLS
+    listed = (await client.list_tools()).tools
+    assert {t.name for t in listed} == TOOLS
+    # each tool documents its input and its output (backend/mcp/schemas.py)
+    assert all(t.description and t.output_schema["properties"] for t in listed)
+    route_in = next(t for t in listed if t.name == "route").input_schema["properties"]
+    assert route_in["max_points"]["maximum"] == 500 and "UTC" in route_in["day"]["description"]
     vehicles = await call(client, "list_vehicles")
     assert [v["id"] for v in vehicles["vehicles"]] == ["truck-1", "truck-2", "truck-3"]
     depot = await call(client, "who_was_in_geofence", geofence="Depot", day="yesterday")
