@@ -46,7 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--writer-linger-ms", type=int,
                    help=f"wait this long to grow a transaction (default {d.writer_linger_ms})")
     p.add_argument("--ticket-file",
-                   help="SQLite file for the gateway's TLS session tickets, mode 0600 (default: "
+                   help="SQLite file for the gateway's TLS session tickets, mode 0600, or a "
+                   "postgresql:// URL shared by gateway nodes (docs/scaling.md) (default: "
                    "gateway-tickets.sqlite next to an SQLite --db, else in /var/lib/fleet-backend)")
     p.add_argument("--map-style", help="MapLibre style URL for the web app's basemap "
                    "(default: the built-in offline map)")

@@ -187,7 +187,12 @@ class Gateway:
         cfg = QuicConfiguration(is_client=False, alpn_protocols=[ALPN],
                                 idle_timeout=IDLE_TIMEOUT_S)
         cfg.load_cert_chain(certfile, keyfile)
-        self.tickets = TicketStore(self.ticket_file)
+        if self.ticket_file.startswith(("postgresql://", "postgres://")):
+            from .cluster.tickets import SharedTicketStore  # every node's (docs/scaling.md)
+
+            self.tickets = await SharedTicketStore(self.ticket_file).start()
+        else:
+            self.tickets = TicketStore(self.ticket_file)
         server_kwargs = dict(
             configuration=cfg,
             create_protocol=lambda *a, **kw: GatewayProtocol(*a, gateway=self, **kw),

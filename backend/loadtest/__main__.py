@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=d.workers, help="client processes")
     p.add_argument("--gateways", type=int, default=d.gateways,
                    help="gateway processes, one UDP port each")
+    p.add_argument("--router", action="store_true",
+                   help="put `python -m backend router` in front of the gateways (docs/scaling.md)")
     p.add_argument("--send-interval", type=float, default=d.send_interval_s,
                    help="seconds between a vehicle's live batches (agent default 1)")
     p.add_argument("--outage-at", type=float, default=d.outage_at_s, help="storm: start (s)")
@@ -46,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.mode == "storm" and a.outage_at + a.outage >= a.duration:
         p.error("storm: --outage-at + --outage must end before --duration")
     opts = Options(vehicles=a.vehicles, rate_hz=a.rate, duration_s=a.duration, mode=a.mode,
-                   db=a.db, workers=a.workers, gateways=a.gateways,
+                   db=a.db, workers=a.workers, gateways=a.gateways, router=a.router,
                    send_interval_s=a.send_interval, outage_at_s=a.outage_at,
                    outage_s=a.outage, churn_per_s=a.churn, drain_timeout_s=a.drain_timeout,
                    seed=a.seed, log_dir=a.log_dir, profile=a.profile)

@@ -50,6 +50,7 @@ class Options:
     db: str = "sqlite"            # sqlite | postgres | timescale | postgresql://…
     workers: int = 2
     gateways: int = 1
+    router: bool = False          # vehicles reach the gateways through `python -m backend router`
     send_interval_s: float = 1.0  # the agent's default live pacing
     outage_at_s: float = 2.0      # storm: when the outage starts (after go)
     outage_s: float = 5.0         # storm: how long every vehicle is offline
@@ -282,13 +283,13 @@ class Store:
 
 
 def _start_gateway(store_url: str, certs: dict, port: int, tmp: Path, k: int,
-                   log_dir: Path) -> subprocess.Popen:
+                   log_dir: Path, router: list[str] = ()) -> subprocess.Popen:
     log = open(log_dir / f"gateway{k}.log", "ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "backend", "--db", store_url, "--cert", certs["cert"],
          "--key", certs["key"], "--quic-host", "127.0.0.1", "--quic-port", str(port),
          "--http-port", str(_free_tcp_port()), "--ticket-file", str(tmp / f"tickets{k}.sqlite"),
-         "--log-level", "WARNING"],
+         "--log-level", "WARNING", *router],
         stdout=subprocess.PIPE, stderr=log, env=_env(), cwd=REPO)
     return proc
 
@@ -344,7 +345,19 @@ def _run(opts: Options, tmp: Path, log_dir: Path, store: Store,
         asyncio.run(store.provision([]))
     tokens = asyncio.run(store.provision(ids))
     ports = [_free_udp_port() for _ in range(opts.gateways)]
-    gateways = [_start_gateway(store.url, certs, port, tmp, k, log_dir)
+    node_args = [[] for _ in ports]
+    if opts.router:  # docs/scaling.md: every vehicle talks to the router, it picks the node
+        public, tunnel = _free_udp_port(), _free_udp_port()
+        router = subprocess.Popen(
+            [sys.executable, "-m", "backend", "router", "--listen", f"127.0.0.1:{public}",
+             "--tunnel", f"127.0.0.1:{tunnel}"], stdout=subprocess.PIPE,
+            stderr=open(log_dir / "router.log", "ab"), env=_env(), cwd=REPO)
+        procs.append(router)
+        if "router ready" not in _readline(router, READY_TIMEOUT_S, "router"):
+            raise RuntimeError(f"the router did not start; see {log_dir}")
+        node_args = [["--server-id", str(k + 1), "--router", f"127.0.0.1:{tunnel}"]
+                     for k in range(len(ports))]
+    gateways = [_start_gateway(store.url, certs, port, tmp, k, log_dir, node_args[k])
                 for k, port in enumerate(ports)]
     procs += gateways
     for k, g in enumerate(gateways):
@@ -357,7 +370,8 @@ def _run(opts: Options, tmp: Path, log_dir: Path, store: Store,
     for w in range(opts.workers):
         spec = {**asdict(opts), "ca": certs["ca"], "seed": opts.seed * 1000 + w,
                 "vehicles": [{"id": v, "token": tokens[v], "epoch": rng.randrange(1, 2**62),
-                              "server": ["127.0.0.1", ports[i % opts.gateways]]}
+                              "server": ["127.0.0.1", public if opts.router
+                                         else ports[i % opts.gateways]]}
                              for i, v in enumerate(ids) if i % opts.workers == w]}
         path = tmp / f"worker{w}.json"
         path.write_text(json.dumps(spec))

@@ -73,7 +73,7 @@ def run_in_vm(tmp_path: Path) -> str:
     (payload / "site").mkdir(parents=True)
     for name in VM_PACKAGES:
         copy_module(name, site, payload / "site")
-    for package in ("agent", "hil"):
+    for package in ("agent", "geostream", "hil"):
         shutil.copytree(REPO / package, payload / "src" / package,
                         ignore=shutil.ignore_patterns("__pycache__", "vm"))
     (payload / "src" / "tests" / "can").mkdir(parents=True)

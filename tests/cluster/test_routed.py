@@ -20,7 +20,7 @@ HOST = "127.0.0.1"
 MIGRATIONS = 10
 
 
-async def _cluster(tmp_path, pki):
+async def _cluster(tmp_path, pki, ticket_file=":memory:"):
     edge = await RouterEdge().start((HOST, free_udp_port()), (HOST, free_udp_port()))
     public, tunnel = edge.ports()
     rig = GatewayRig(tmp_path, pki)
@@ -29,6 +29,7 @@ async def _cluster(tmp_path, pki):
     nodes = {}
     for sid in (1, 2, 3):
         g = rig.gateway if sid == 1 else Gateway(rig.store, rig.writer, rig.hub)
+        g.ticket_file = ticket_file
         g.cluster = ClusterNode(sid, (HOST, tunnel))
         await g.start(HOST, free_udp_port(), pki["cert"], pki["key"])
         nodes[sid] = g

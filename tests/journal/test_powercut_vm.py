@@ -28,6 +28,10 @@ def _payload(tmp: Path) -> Path:
     # the journal and the stdlib-plus-cbor2 modules it imports (the guest has python3-cbor2)
     for name in ("__init__.py", "journal.py", "readings.py", "wire_encode.py"):
         shutil.copy(REPO / "agent" / name, src / "agent" / name)
+    # ... and the reading schema they share with the gateway
+    (src / "geostream").mkdir()
+    for name in ("__init__.py", "schema.py", "errors.py"):
+        shutil.copy(REPO / "geostream" / name, src / "geostream" / name)
     shutil.copy(REPO / "hil" / "vm" / "powercut_writer.py", src / "powercut_writer.py")
     (src / "data").mkdir()
     run = src / "run"

@@ -1,7 +1,0 @@
--- The agent's latest status report (protocol.md §3 status): one row per vehicle, replaced by
--- each new report. IF NOT EXISTS: the REST API's migration defines the same table.
-CREATE TABLE IF NOT EXISTS vehicle_status (
-    vehicle_id  text PRIMARY KEY,
-    time        timestamptz NOT NULL,   -- when the gateway received it
-    status      jsonb NOT NULL          -- as sent
-);
