@@ -222,27 +222,27 @@ class Hub:
     def publish(self, feature: dict, topics: tuple[str, ...]) -> None:
         self.published += 1
         vehicle = feature["properties"]["vehicle"]
-        now = self.clock()
-        for sub in list(self.subscribers):
-            if not sub.may_see(vehicle):
-                continue
-            for topic in topics:
-                if topic in sub.topics:
-                    sub.put({"topic": topic, "feature": feature}, now, vehicle=vehicle)
+        self._deliver(vehicle, topics, "feature", feature, coalesce=True)
 
     def publish_alert(self, alert: dict) -> None:
         """An alert opened, changed or closed: to `alerts` and to `vehicle:<id>`, for those
         who may see the vehicle; never coalesced, never dropped silently."""
         self.alerts_published += 1
         vehicle = alert["vehicle"]
-        topics = (ALERTS, vehicle_topic(vehicle))
+        self._deliver(vehicle, (ALERTS, vehicle_topic(vehicle)), "alert", alert, coalesce=False)
+
+    def _deliver(self, vehicle: str, topics: tuple[str, ...], field: str, payload: dict,
+                 coalesce: bool) -> None:
+        """Queue `{"topic": T, field: payload}` for every subscriber of T that may see the
+        vehicle; positions (`coalesce`) replace a queued one of the same topic and vehicle."""
         now = self.clock()
         for sub in list(self.subscribers):
             if not sub.may_see(vehicle):
                 continue
             for topic in topics:
                 if topic in sub.topics:
-                    sub.put({"topic": topic, "alert": alert}, now)
+                    sub.put({"topic": topic, field: payload}, now,
+                            vehicle=vehicle if coalesce else None)
 
     def stats(self) -> dict:
         return {"subscribers": len(self.subscribers), "published": self.published,

@@ -166,6 +166,17 @@ def open_pty() -> tuple[int, str]:
     return master, path
 
 
+def write_lawicel(master: int, msg: can.Message) -> None:
+    """Write one frame as an slcan adapter would, waiting (bounded) if the pty buffer is full."""
+    line = to_lawicel(msg)
+    for _ in range(200):
+        try:
+            os.write(master, line)
+            return
+        except BlockingIOError:
+            time.sleep(0.005)
+
+
 def wait_for_open(master: int, timeout_s: float) -> bool:
     """Read SLCAN commands from the host until the open command `O` arrives."""
     import select
@@ -220,13 +231,7 @@ def main(argv: list[str] | None = None) -> int:
                 os.read(master, 4096)  # the adapter commands slcan sends (C, S5, O): ignored
             except (BlockingIOError, OSError):
                 pass
-            line = to_lawicel(msg)
-            for _ in range(200):  # bounded wait if the pty buffer is full
-                try:
-                    os.write(master, line)
-                    return
-                except BlockingIOError:
-                    time.sleep(0.005)
+            write_lawicel(master, msg)
 
         n = _play(gen, send, args.speed)
         print(f"can_gen: {n} frames", file=sys.stderr)

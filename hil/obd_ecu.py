@@ -18,8 +18,7 @@ import time
 import can
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from agent.can.logs import to_lawicel  # noqa: E402
-from hil.can_gen import open_pty, wait_for_open  # noqa: E402
+from hil.can_gen import open_pty, wait_for_open, write_lawicel  # noqa: E402
 
 ENGINE_RX, ENGINE_TX = 0x7E0, 0x7E8
 FUNCTIONAL = 0x7DF
@@ -202,13 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         return out
 
     def send(msg: can.Message) -> None:
-        line = to_lawicel(msg)
-        for _ in range(200):  # bounded wait if the pty buffer is full
-            try:
-                os.write(master, line)
-                return
-            except BlockingIOError:
-                time.sleep(0.005)
+        write_lawicel(master, msg)
 
     _run(ecu, recv, send, args.duration, args.change_after)
     return 0
