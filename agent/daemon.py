@@ -97,6 +97,8 @@ class Agent:
         # committed readings are accepted (docs/journal.md)
         seqs = await self.journal.call("append", batch)
         self.accepted += len(seqs)
+        log.debug("journal: committed %d of %d readings (%d accepted since start)",
+                  len(seqs), len(batch), self.accepted)
         self.uplink.notify()
 
     def status(self) -> dict:

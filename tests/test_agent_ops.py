@@ -69,8 +69,11 @@ def test_status_answers_from_a_running_agent(procs, tmp_path):
     assert s["accepted"] >= s["link"]["readings_acked"]
 
     # the agent reports its status to the backend, which keeps the latest (protocol.md §3)
-    reported = wait_for(lambda: _backend_status(procs.db_path, "truck-st"), 30,
-                        "a status row in the backend")
+    # the first report may predate the first fix: a later one (every 1 s here) carries it
+    def reported_with_fix() -> dict | None:
+        row = _backend_status(procs.db_path, "truck-st")
+        return row if row is not None and row.get("sources") == {"gps": "fix"} else None
+    reported = wait_for(reported_with_fix, 30, "a status row with the GPS fix in the backend")
     assert reported["sources"] == {"gps": "fix"} and reported["journal_bytes"] > 0
     assert reported["backlog"] >= 0 and reported["uptime_s"] >= 0
 
