@@ -1,10 +1,13 @@
 """An arm64 (or armhf) Debian 12 chroot under qemu-user-static: build and smoke-test the .deb
 for a Raspberry Pi without one.
 
-The root file system is built once with debootstrap (~2 min for the base, more for the build
-tools: every package's scripts run under emulation) and cached in `$FLEET_CHROOT_CACHE`, else
-/var/tmp/fleet-agent-chroot/ (never in git). The .deb is built *inside* the chroot: dh-virtualenv
-installs wheels for the interpreter it runs, so a native (emulated) build gets aarch64 wheels.
+The root file system is built once with debootstrap (minbase plus the packaging tools, no
+compiler) and cached in `$FLEET_CHROOT_CACHE`, else /var/tmp/fleet-agent-chroot/ (never in git).
+The .deb is built *inside* the chroot, by the same debian/rules as on amd64, but nothing slow
+runs under emulation: the host's pip downloads the aarch64 wheels of every dependency once
+(`--only-binary=:all:`, cached next to the root), and pip inside installs only those
+(PIP_NO_INDEX, PIP_ONLY_BINARY: a missing wheel fails the build instead of compiling); the
+web bundle is built on the host; systemd's Python bindings come from Debian (python3-systemd).
 
     python -m hil.chroot build [arm64|armhf]   # the cached root (tests do it on first use)
     python -m hil.chroot deb [arm64|armhf]     # build the .deb from the git tree into run/
@@ -25,14 +28,27 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 SUITE = "bookworm"
 QEMU_NAMES = {"arm64": "qemu-aarch64", "armhf": "qemu-arm"}
-# what building the .deb needs (debian/control Build-Depends) plus what the smoke test runs
+# what building the .deb needs without compiling (debian/control Build-Depends less gcc,
+# python3-dev and nodejs/npm), the package's Depends, and what the smoke test runs (sqlite3)
 PACKAGES = (
-    "python3", "python3-venv", "python3-dev", "gcc", "pkg-config", "libsystemd-dev",
-    "debhelper", "dh-virtualenv", "dpkg-dev", "build-essential", "adduser", "ca-certificates",
-    "sqlite3", "git",
+    "python3", "python3-venv", "python3-systemd", "debhelper", "dh-virtualenv", "dpkg-dev",
+    "adduser", "sqlite3",
 )
 # bump when PACKAGES or the layout changes, so a cached root is rebuilt
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
+# the chroot's interpreter (Debian 12): the wheels downloaded on the host are for this one
+PYTHON_VERSION = "3.11"
+# pip's platform tags per Debian architecture, newest first (Debian 12 has glibc 2.36)
+WHEEL_PLATFORMS = {
+    "arm64": ("manylinux_2_28_aarch64", "manylinux_2_27_aarch64", "manylinux_2_26_aarch64",
+              "manylinux_2_24_aarch64", "manylinux_2_17_aarch64", "manylinux2014_aarch64",
+              "linux_aarch64"),
+    "armhf": ("manylinux_2_31_armv7l", "manylinux_2_28_armv7l", "manylinux_2_17_armv7l",
+              "manylinux2014_armv7l", "linux_armv7l"),
+}
+# besides the project's dependencies: the build backend (pip builds the project itself from
+# the tree) and pip (debian/rules upgrades the virtualenv's)
+BUILD_WHEELS = ("setuptools>=64", "wheel", "pip")
 
 
 class ChrootUnavailable(RuntimeError):
@@ -163,6 +179,42 @@ def copy_tree(root: Path, dest: str) -> Path:
     return target
 
 
+def requirements() -> list[str]:
+    """The project's runtime dependencies (pyproject.toml) plus what the build installs."""
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    return [*project["dependencies"], *BUILD_WHEELS]
+
+
+def wheelhouse(arch: str, log=print) -> Path:
+    """Binary wheels of every requirement for `arch`, downloaded by the host's pip (native
+    speed, pip's own cache) into a directory cached by the requirements' hash."""
+    import hashlib
+
+    reqs = requirements()
+    key = hashlib.sha256(" ".join([PYTHON_VERSION, *reqs]).encode()).hexdigest()[:12]
+    house = cache_dir() / f"wheels-{arch}-{key}"
+    if (house / ".complete").exists():
+        return house
+    shutil.rmtree(house, ignore_errors=True)
+    house.mkdir(parents=True)
+    log(f"downloading {arch} wheels into {house}")
+    cmd = [sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:",
+           "--python-version", PYTHON_VERSION, "--implementation", "cp",
+           "-d", str(house), *(f"--platform={tag}" for tag in WHEEL_PLATFORMS[arch]), *reqs]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"no {arch} wheels for every requirement:\n{out.stderr[-3000:]}")
+    (house / ".complete").write_text("\n".join(reqs) + "\n")
+    return house
+
+
+# pip inside the chroot: only the downloaded wheels, never an index or a compiler
+PIP_OFFLINE = {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": "/build/wheels",
+               "PIP_ONLY_BINARY": ":all:", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+
+
 # the web app's bundle: architecture-independent, built on the host (`make web`, Node.js) so
 # the emulated build needs no npm (debian/rules builds it only when it is missing)
 WEB_BUNDLE = REPO / "backend" / "static" / "app"
@@ -171,15 +223,19 @@ WEB_BUNDLE = REPO / "backend" / "static" / "app"
 def build_deb(arch: str = "arm64", out_dir: Path | None = None, log=print) -> Path:
     """dpkg-buildpackage inside the `arch` chroot; returns the .deb (copied to out_dir)."""
     root = ensure_root(arch, log)
+    house = wheelhouse(arch, log)
     if not (WEB_BUNDLE / "app.js").exists():
         subprocess.run(["make", "web"], cwd=REPO, check=True, capture_output=True)
     tree = copy_tree(root, "/build/fleet-agent")
     shutil.copytree(WEB_BUNDLE, tree / "backend" / "static" / "app", dirs_exist_ok=True)
+    shutil.rmtree(root / "build" / "wheels", ignore_errors=True)
+    shutil.copytree(house, root / "build" / "wheels")
     for old in (root / "build").glob("fleet-agent_*"):
         old.unlink()
-    log(f"dpkg-buildpackage in the {arch} chroot (wheels are built or fetched for {arch})")
-    # -d: the web bundle came built, so the chroot needs no nodejs/npm (Build-Depends)
-    out = run(root, "cd /build/fleet-agent && dpkg-buildpackage -us -uc -b -d")
+    log(f"dpkg-buildpackage in the {arch} chroot (from the {arch} wheels only)")
+    # -d: the web bundle came built and nothing compiles, so the chroot has none of the
+    # Build-Depends for those (nodejs, npm, gcc, python3-dev)
+    out = run(root, "cd /build/fleet-agent && dpkg-buildpackage -us -uc -b -d", env=PIP_OFFLINE)
     if out.returncode != 0:
         raise RuntimeError(f"build failed:\n{out.stdout[-4000:]}\n{out.stderr[-4000:]}")
     debs = sorted((root / "build").glob(f"fleet-agent_*_{arch}.deb"))

@@ -39,10 +39,10 @@ REPO = Path(__file__).resolve().parent.parent
 SUITE = "bookworm"
 # what a test guest needs: systemd as init, a kernel, Python with the agent's one non-stdlib
 # dependency (cbor2), SQLite's CLI for debugging, CAN tools for the HIL rig, and what the
-# fleet-agent .deb depends on beyond python3 (adduser, which minbase leaves out)
+# fleet-agent .deb depends on beyond python3 (adduser, which minbase leaves out; python3-systemd)
 PACKAGES = (
     "linux-image-amd64", "systemd-sysv", "udev", "kmod", "iproute2", "can-utils",
-    "python3", "python3-cbor2", "sqlite3", "adduser",
+    "python3", "python3-cbor2", "python3-systemd", "sqlite3", "adduser",
 )
 BASE_DISK_SIZE = "2G"
 # bump when the guest-side files below change, so the cached image is rebuilt

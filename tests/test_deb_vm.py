@@ -250,8 +250,11 @@ def _check_package_life(guest: Guest) -> None:
     [delivered] = [json.loads(text) for text in guest.values("DELIVERED")]
     assert delivered == {"pending": int(pending), "once": int(pending), "missing": 0,
                          "duplicated": 0}, delivered
+    # both services ran up to the remove; the package itself stops them (prerm)
+    assert guest.values("BEFORE-REMOVE") == ["active active"], guest.values("BEFORE-REMOVE")
     [removed] = guest.values("REMOVE")
     assert removed.startswith("rc=0"), removed
+    assert guest.values("REMOVED-PROCS") == ["0"], guest.values("REMOVED-PROCS")
     [after_remove] = guest.values("AFTER-REMOVE")
     for kept in ("/var/lib/fleet-agent/journal.sqlite", "/etc/fleet-agent/agent.toml",
                  "user:fleet-agent", "user:fleet-backend"):

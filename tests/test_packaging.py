@@ -63,6 +63,10 @@ def test_debian_package_builds_with_units_venv_and_migrations(deb_package):
     control = subprocess.run(["dpkg-deb", "-I", str(deb)], capture_output=True, text=True,
                              check=True).stdout
     assert "Package: fleet-agent" in control and "adduser" in control
+    # systemd's bindings are Debian's (no compiler in the build, on any architecture)
+    assert re.search(r"Depends:.*\bpython3-systemd\b", control), control
+    assert re.search(r"site-packages/systemd -> /usr/lib/python3/dist-packages/systemd$",
+                     listing, re.M), "the virtualenv does not link python3-systemd"
 
 
 def _commented_keys(text: str) -> dict[str, set[str]]:

@@ -225,12 +225,14 @@ paths() {
     echo
 }
 logs
-# the backend unit is installed --no-start, so dpkg does not stop it; a running backend would
-# keep its user from being deleted on purge (a known gap: docs in the session note)
-systemctl stop fleet-backend
+# both services are running here: the package's prerm stops them (the backend's unit is
+# installed --no-start, so debhelper alone would leave it running and its user undeletable)
+say "BEFORE-REMOVE $(systemctl is-active fleet-agent fleet-backend | paste -sd' ')"
 DEBIAN_FRONTEND=noninteractive apt-get remove -y -q fleet-agent >/hil/apt-remove.log 2>&1
 say "REMOVE rc=$? $(dpkg-query -W -f '${db:Status-Status}' fleet-agent 2>&1)"
 say "AFTER-REMOVE $(paths)"
+# processes of the system users left after remove (minbase has no ps: their /proc owners)
+say "REMOVED-PROCS $(stat -c %U /proc/[0-9]* 2>/dev/null | grep -c '^fleet-' || true)"
 DEBIAN_FRONTEND=noninteractive apt-get purge -y -q fleet-agent >/hil/apt-purge.log 2>&1
 say "PURGE rc=$? $(dpkg-query -W -f '${db:Status-Status}' fleet-agent 2>&1 | head -c 60)"
 say "AFTER-PURGE $(paths)"
