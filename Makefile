@@ -30,7 +30,7 @@ TSDB_TARBALL := $(firstword $(wildcard $(addsuffix /timescaledb-*-apache.tar.gz,
 WEB_BUNDLE := backend/static/app/app.js
 WEB_SOURCES := $(wildcard web/src/*) web/package.json web/package-lock.json web/build.mjs
 
-.PHONY: demo test bench hil lint clean deps-demo deps-test deps-web deps-node timescaledb web
+.PHONY: demo test bench hil lint clean deb-arm64 deps-demo deps-test deps-web deps-node timescaledb web
 
 define apt_install
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -99,6 +99,10 @@ hil: deps-demo $(STAMP_PIP) $(WEB_BUNDLE)
 	$(PY) -m hil tunnel --blackout-s 120
 	$(PY) -m hil tunnel --blackout-s 900
 	$(PY) -m hil crash --crashes 10
+
+# the Raspberry Pi package (hil/chroot.py: cross-built, its virtualenv made in an arm64 chroot)
+deb-arm64: deps-test $(STAMP_PIP) $(WEB_BUNDLE)
+	$(PY) -m hil.chroot deb arm64
 
 bench: deps-test timescaledb $(STAMP_PIP) $(WEB_BUNDLE)
 	$(PY) -m bench

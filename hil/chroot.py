@@ -1,13 +1,15 @@
 """An arm64 (or armhf) Debian 12 chroot under qemu-user-static: build and smoke-test the .deb
 for a Raspberry Pi without one.
 
-The root file system is built once with debootstrap (minbase plus the packaging tools, no
-compiler) and cached in `$FLEET_CHROOT_CACHE`, else /var/tmp/fleet-agent-chroot/ (never in git).
-The .deb is built *inside* the chroot, by the same debian/rules as on amd64, but nothing slow
-runs under emulation: the host's pip downloads the aarch64 wheels of every dependency once
-(`--only-binary=:all:`, cached next to the root), and pip inside installs only those
-(PIP_NO_INDEX, PIP_ONLY_BINARY: a missing wheel fails the build instead of compiling); the
-web bundle is built on the host; systemd's Python bindings come from Debian (python3-systemd).
+The root file system is built once with debootstrap (minbase, Python and dh-virtualenv: no
+compiler, no debhelper) and cached in `$FLEET_CHROOT_CACHE`, else /var/tmp/fleet-agent-chroot/
+(never in git). The .deb is built by the same debian/rules as on amd64, cross
+(`dpkg-buildpackage -a arm64` on the host), with only dh_virtualenv run inside the chroot (the
+virtualenv must be made by the target's Python). Nothing slow runs under emulation: the host's
+pip downloads the aarch64 wheels of every dependency once (`--only-binary=:all:`, cached next
+to the root), and pip inside installs only those (PIP_NO_INDEX, PIP_ONLY_BINARY: a missing
+wheel fails the build instead of compiling); the web bundle is built on the host; systemd's
+Python bindings come from Debian (python3-systemd).
 
     python -m hil.chroot build [arm64|armhf]   # the cached root (tests do it on first use)
     python -m hil.chroot deb [arm64|armhf]     # build the .deb from the git tree into run/
@@ -28,14 +30,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 SUITE = "bookworm"
 QEMU_NAMES = {"arm64": "qemu-aarch64", "armhf": "qemu-arm"}
-# what building the .deb needs without compiling (debian/control Build-Depends less gcc,
-# python3-dev and nodejs/npm), the package's Depends, and what the smoke test runs (sqlite3)
-PACKAGES = (
-    "python3", "python3-venv", "python3-systemd", "debhelper", "dh-virtualenv", "dpkg-dev",
-    "adduser", "sqlite3",
-)
+# what runs in the root: dh_virtualenv and the target's Python (debhelper and dpkg-dev run on
+# the host; in the root they would pull in perl's and gcc's packages, all configured under
+# emulation), the package's Depends, and sqlite3 for the smoke test
+PACKAGES = ("python3", "python3-venv", "python3-systemd", "dh-virtualenv", "adduser", "sqlite3")
 # bump when PACKAGES or the layout changes, so a cached root is rebuilt
-LAYOUT_VERSION = 2
+LAYOUT_VERSION = 3
 # the chroot's interpreter (Debian 12): the wheels downloaded on the host are for this one
 PYTHON_VERSION = "3.11"
 # pip's platform tags per Debian architecture, newest first (Debian 12 has glibc 2.36)
@@ -215,27 +215,40 @@ PIP_OFFLINE = {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": "/build/wheels",
                "PIP_ONLY_BINARY": ":all:", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
 
 
+# where the source tree is copied inside the root (dh_virtualenv runs there)
+SOURCE_DIR = "/build/fleet-agent"
 # the web app's bundle: architecture-independent, built on the host (`make web`, Node.js) so
 # the emulated build needs no npm (debian/rules builds it only when it is missing)
 WEB_BUNDLE = REPO / "backend" / "static" / "app"
 
 
 def build_deb(arch: str = "arm64", out_dir: Path | None = None, log=print) -> Path:
-    """dpkg-buildpackage inside the `arch` chroot; returns the .deb (copied to out_dir)."""
+    """The `arch` .deb: the host's dpkg-buildpackage cross-builds it (`-a arch`, debhelper is
+    architecture-independent) and runs only dh_virtualenv in the chroot (DH_VIRTUALENV_RUN in
+    debian/rules), from the `arch` wheels; returns the .deb (copied to out_dir)."""
     root = ensure_root(arch, log)
     house = wheelhouse(arch, log)
     if not (WEB_BUNDLE / "app.js").exists():
         subprocess.run(["make", "web"], cwd=REPO, check=True, capture_output=True)
-    tree = copy_tree(root, "/build/fleet-agent")
+    tree = copy_tree(root, SOURCE_DIR)
     shutil.copytree(WEB_BUNDLE, tree / "backend" / "static" / "app", dirs_exist_ok=True)
     shutil.rmtree(root / "build" / "wheels", ignore_errors=True)
     shutil.copytree(house, root / "build" / "wheels")
     for old in (root / "build").glob("fleet-agent_*"):
         old.unlink()
-    log(f"dpkg-buildpackage in the {arch} chroot (from the {arch} wheels only)")
-    # -d: the web bundle came built and nothing compiles, so the chroot has none of the
-    # Build-Depends for those (nodejs, npm, gcc, python3-dev)
-    out = run(root, "cd /build/fleet-agent && dpkg-buildpackage -us -uc -b -d", env=PIP_OFFLINE)
+    wrapper = root / "build" / "in-chroot"
+    wrapper.write_text(f"#!/bin/sh\n# run a command in the {arch} root, in the source tree\n"
+                       f"exec chroot {root} /bin/sh -c 'cd {SOURCE_DIR} && exec \"$@\"' "
+                       f"in-chroot \"$@\"\n")
+    wrapper.chmod(0o755)
+    env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+           "HOME": "/root", "LANG": "C.UTF-8", **PIP_OFFLINE, "DH_VIRTUALENV_RUN": str(wrapper)}
+    log(f"dpkg-buildpackage -a {arch} (dh_virtualenv in the {arch} chroot, wheels only)")
+    # -d: the web bundle came built and nothing compiles, so neither the host nor the chroot
+    # needs the Build-Depends for those (nodejs, npm, gcc, python3-dev for arm64)
+    with Mounted(root):
+        out = subprocess.run(["dpkg-buildpackage", "-us", "-uc", "-b", "-d", f"-a{arch}"],
+                             cwd=tree, env=env, capture_output=True, text=True, timeout=3600)
     if out.returncode != 0:
         raise RuntimeError(f"build failed:\n{out.stdout[-4000:]}\n{out.stderr[-4000:]}")
     debs = sorted((root / "build").glob(f"fleet-agent_*_{arch}.deb"))
