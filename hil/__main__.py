@@ -22,6 +22,9 @@ from pathlib import Path
 from hil.scenarios import as_json, run
 
 SCENARIOS = ("drive", "tunnel", "crash")
+# GPS time beyond a tunnel: the agent's start until its first stored reading (when the blackout
+# begins; a few seconds) and live readings after it (the agent is back within seconds)
+TUNNEL_TAIL_S = 15.0
 ELSEWHERE = {
     "handover": "tests/net/test_netns.py and `python -m bench.link_roles` (root, namespaces)",
     "reboot": "tests/test_deb_vm.py and the power-cut tests in tests/journal (Debian VM)",
@@ -51,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.candump and not args.dbc:
         p.error("--candump needs --dbc")
     if args.scenario == "tunnel":  # the simulator must outlast the disturbance
-        args.fixes = max(args.fixes, int((args.blackout_s + 30) * args.rate))
+        args.fixes = max(args.fixes, int((args.blackout_s + TUNNEL_TAIL_S) * args.rate))
     if args.scenario == "crash":
         args.fixes = max(args.fixes, int((4.5 * args.crashes + 10) * args.rate))
     with tempfile.TemporaryDirectory(prefix="hil-") as tmp:
