@@ -1,35 +1,34 @@
-"""The HIL rig for users: `python -m hil SCENARIO` drives a real backend and a real agent on
-loopback through a scenario and prints what happened to every reading.
+"""The processes of a HIL scenario (hil/scenarios.py) and the accounting of its report.
 
 Processes: the backend (`python -m backend`, embedded SQLite store), a GPS (hil.gps_sim on a pty,
 or the user's own NMEA capture played onto a pty with `--nmea`), optionally CAN (the user's
-`--candump` log replayed with `--dbc`), and the agent (`python -m agent`). Between agent and
-gateway sits hil.linkemu's emulator, in this process, so the scenario can black the link out.
+`--candump` log replayed with `--dbc`), and the agent (`python -m agent`, in its own process
+group, as systemd runs a service). Between agent and gateway sits hil.linkemu's emulator, in
+this process, so a scenario can black the link out or rebind its address.
 
 Report: `sent` fixes (the simulator's record, or what nmea-decode finds in the capture),
-`accepted` readings the agent's journal committed (sequence numbers handed out), `stored`
-readings in the backend, `lost` accepted readings never stored, `duplicated` readings stored
-twice (same epoch and seq), `unread` fixes the GPS sent that no agent took in (a serial line
-does not wait while the agent is down: expected in `crash`, nowhere else), and `recover_s`: from
-the end of the disturbance until every accepted reading was stored.
-
-Scenarios here: drive, tunnel (a blackout; `--blackout-s`, 120 and 900 in `make hil`), crash
-(kill -9 of the agent `--crashes` times at random moments, restarted as systemd would).
-handover, reboot, power-cut and disk-full run in namespaces or the VM: see `python -m hil`.
+`accepted` readings the agent's journal committed (sequence numbers handed out; for power cuts
+also what the agent logged as accepted, since a lost commit would roll the journal back),
+`stored` distinct readings in the backend, `lost` accepted readings never stored, `duplicated`
+readings stored twice (same epoch and seq, or the same fix twice), `unread` fixes the GPS sent
+that were never stored (a serial line does not wait while the agent is down: expected when the
+agent dies, nowhere else), and `recover_s`: from the end of the disturbance until the backlog
+was down to what live readings keep in flight.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
-import random
+import re
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from hil.lifeline import die_with_parent
@@ -37,11 +36,10 @@ from hil.linkemu import LinkEmulator
 
 REPO = Path(__file__).resolve().parent.parent
 VEHICLE = "hil-1"
-# the agent's liveness probe and backoff bring it back within seconds of the link's return;
-# past this the scenario reports a failure to recover instead of waiting forever
-RECOVER_LIMIT_S = 180.0
 STARTUP_S = 60.0
 NMEA_PLAY_BYTES_S = 960  # 9600 baud
+AGENT_START_MARK = "--- hil: agent start ---"  # written to agent.log before each start
+_ACCEPTED_LINE = re.compile(r"\((\d+) accepted since start\)")  # agent/daemon.py's DEBUG line
 
 
 @dataclass
@@ -56,13 +54,15 @@ class Report:
     backlog_after: int = 0  # readings waiting in the journal when the disturbance ended
     recover_s: float | None = None
     ok: bool = False
+    detail: dict = field(default_factory=dict)  # what the scenario did, its own figures
 
     def text(self) -> str:
         rec = "-" if self.recover_s is None else f"{self.recover_s:.1f} s"
+        extra = "".join(f"\n  {k}: {v}" for k, v in self.detail.items())
         return (f"{self.scenario}: sent {self.sent}  accepted {self.accepted}  stored "
                 f"{self.stored}  lost {self.lost}  duplicated {self.duplicated}  "
                 f"unread {self.unread}  backlog after {self.backlog_after}  "
-                f"time to recover {rec}  {'OK' if self.ok else 'FAILED'}")
+                f"time to recover {rec}  {'OK' if self.ok else 'FAILED'}{extra}")
 
 
 class Rig:
@@ -76,13 +76,22 @@ class Rig:
         self.db = workdir / "fleet.db"
         self.tty = workdir / "gps.tty"
         self.record = workdir / "sent.jsonl"
+        # the journal in a directory of its own: disk-full mounts a small file system there,
+        # power-cut rolls its files back to what was fsynced
+        self.journal_dir = workdir / "journal"
+        self.journal_dir.mkdir(exist_ok=True)
+        self.socket = workdir / "status.sock"
+        self.agent_env: dict[str, str] = {}  # e.g. LD_PRELOAD for power-cut (hil/powercut.py)
+        self.log_level = "info"
         self.emu: LinkEmulator | None = None
 
-    def spawn(self, name: str, *args: str, stdout=None) -> subprocess.Popen:
+    def spawn(self, name: str, *args: str, stdout=None, env: dict | None = None,
+              group: bool = False) -> subprocess.Popen:
         log = open(self.dir / f"{name}.log", "ab")
-        env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", **(env or {})}
         proc = subprocess.Popen([sys.executable, *args], stdout=stdout or log, stderr=log,
-                                env=env, cwd=REPO, preexec_fn=die_with_parent())
+                                env=env, cwd=REPO, preexec_fn=die_with_parent(),
+                                start_new_session=group)
         self.procs.append(proc)
         return proc
 
@@ -95,11 +104,11 @@ class Rig:
         await store.open()
         self.token = await store.add_vehicle(VEHICLE)
         await store.close()
-        quic = _free_port()
+        quic = free_port()
         backend = self.spawn("backend", "-m", "backend", "--db", f"sqlite://{self.db}",
                              "--cert", self.pki["cert"], "--key", self.pki["key"],
                              "--quic-host", "127.0.0.1", "--quic-port", str(quic),
-                             "--http-port", str(_free_port(tcp=True)),
+                             "--http-port", str(free_port(tcp=True)),
                              stdout=subprocess.PIPE)
         line = await asyncio.to_thread(backend.stdout.readline)
         if b"backend ready" not in line:
@@ -111,7 +120,7 @@ class Rig:
             self.spawn("gps", "-m", "hil.gps_sim", "--link", str(self.tty), "--rate",
                        str(self.args.rate), "--count", str(self.args.fixes), "--record",
                        str(self.record), "--wait-reader")
-        await _until(self.tty.exists, 10, "the GPS pty")
+        await until(self.tty.exists, 10, "the GPS pty")
         self.start_agent()
 
     def config(self) -> Path:
@@ -119,11 +128,12 @@ class Rig:
         host, port = self.emu.address
         text = (f'[vehicle]\nid = "{VEHICLE}"\ntoken = "{self.token}"\n\n'
                 f'[server]\nhost = "{host}"\nport = {port}\nca_file = "{self.pki["ca"]}"\n'
-                f'server_name = "localhost"\n\n[journal]\npath = "{self.dir / "journal.sqlite"}"'
+                f'server_name = "localhost"\n\n[journal]\npath = "{self.journal_path}"'
                 f'\ncommit_interval_ms = 100\n'
                 # a user's capture may be weeks old: keep it (the default drops after 168 h)
                 f'max_age_h = 1000000\n\n[gps]\ndevice = "{self.tty}"\nbaud = 9600\n'
-                'decimate = false\n')
+                f'decimate = false\n\n[status]\nsocket = "{self.socket}"\n\n'
+                f'[log]\nlevel = "{self.log_level}"\n')
         if self.args.candump:
             text += (f'\n[[can.bus]]\nname = "user"\ninterface = "replay"\n'
                      f'replay = "{Path(self.args.candump).resolve()}"\ntimestamps = "now"\n'
@@ -131,12 +141,49 @@ class Rig:
         path.write_text(text)
         return path
 
+    @property
+    def journal_path(self) -> Path:
+        return self.journal_dir / "journal.sqlite"
+
     def start_agent(self) -> None:
-        self.agent = self.spawn("agent", "-m", "agent", "--config", str(self.config()))
+        with open(self.dir / "agent.log", "ab") as log:  # where one run's lines begin
+            log.write(f"{AGENT_START_MARK}\n".encode())
+        self.agent = self.spawn("agent", "-m", "agent", "--config", str(self.config()),
+                                env=self.agent_env, group=True)
 
     def kill9_agent(self) -> None:
         self.agent.send_signal(signal.SIGKILL)
         self.agent.wait(10)
+
+    def kill_agent_group(self, sig: int = signal.SIGKILL, grace_s: float = 0.0) -> None:
+        """`sig` to the agent's whole process group; SIGKILL after grace_s if it still runs."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.agent.pid, sig)
+        try:
+            self.agent.wait(grace_s if sig != signal.SIGKILL else 10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.agent.pid, signal.SIGKILL)
+            self.agent.wait(10)
+
+    def claimed(self) -> int:
+        """Readings the agent said it accepted (its DEBUG line per commit), over all its runs."""
+        total, run = 0, 0
+        for line in (self.dir / "agent.log").read_text(errors="replace").splitlines():
+            if line == AGENT_START_MARK:
+                total, run = total + run, 0
+            elif (m := _ACCEPTED_LINE.search(line)) is not None:
+                run = int(m.group(1))
+        return total + run
+
+    def status(self) -> dict | None:
+        """The running agent's own snapshot (`fleet-agent status --json`), or None."""
+        from agent.control import query
+
+        try:
+            return query(str(self.socket))
+        except (OSError, ValueError):
+            return None
 
     async def _play_nmea(self, capture: Path) -> None:
         """The user's capture onto a pty at 9600 baud, once, as a receiver would send it."""
@@ -144,7 +191,7 @@ class Rig:
         os.symlink(os.ttyname(slave), self.tty)
         data = capture.read_bytes()
         # a port flushes its input when opened: start once the agent holds it open
-        await _until(lambda: self.agent is not None and _holds(self.agent.pid,
+        await until(lambda: self.agent is not None and _holds(self.agent.pid,
                                                                os.ttyname(slave)),
                      STARTUP_S, "the agent to open the GPS port")
         await asyncio.sleep(0.5)
@@ -159,7 +206,7 @@ class Rig:
             out = subprocess.run([sys.executable, "-m", "agent", "nmea-decode", self.args.nmea],
                                  capture_output=True, text=True, cwd=REPO, check=True)
             fixes = [json.loads(s) for s in out.stdout.splitlines() if s.strip()]
-            return [(_ms(f["time"]), f["lat"], f["lon"]) for f in fixes if "time" in f]
+            return [(ms(f["time"]), f["lat"], f["lon"]) for f in fixes if "time" in f]
         if not self.record.exists():
             return []
         rows = [json.loads(s) for s in self.record.read_text().splitlines() if s.strip()]
@@ -177,7 +224,7 @@ class Rig:
 
     def journal(self) -> tuple[int, int]:
         """(readings waiting, readings ever accepted) from the agent's own journal file."""
-        path = self.dir / "journal.sqlite"
+        path = self.journal_path
         if not path.exists():
             return -1, 0
         with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10) as db:
@@ -203,55 +250,6 @@ class Rig:
             self.emu.close()
 
 
-async def run(scenario: str, args, workdir: Path) -> Report:
-    rig = Rig(workdir, args)
-    report = Report(scenario)
-    rng = random.Random(args.seed)
-    try:
-        await rig.start()
-        await _until(lambda: rig.stored()[1] > 0, STARTUP_S, "the first stored reading")
-        disturbed_until = time.monotonic()
-        if scenario == "tunnel":
-            rig.emu.blackout(args.blackout_s)
-            await asyncio.sleep(args.blackout_s)
-            disturbed_until = time.monotonic()
-        elif scenario == "crash":
-            for _ in range(args.crashes):
-                await asyncio.sleep(rng.uniform(0.5, 3.0))
-                rig.kill9_agent()
-                await asyncio.sleep(1.0)  # systemd's RestartSec=2, shortened
-                rig.start_agent()
-            disturbed_until = time.monotonic()
-        report.backlog_after = max(0, rig.journal()[0])
-        # recovered: the backlog is down to what one second of live readings leaves in flight
-        live = max(2, int(args.rate) * 2)
-        if await _until(lambda: 0 <= rig.journal()[0] <= live, RECOVER_LIMIT_S,
-                        "the backlog to drain", quiet=True):
-            report.recover_s = time.monotonic() - disturbed_until
-        await _until(rig.gps_done, RECOVER_LIMIT_S + args.fixes / args.rate, "the GPS to end")
-        await asyncio.sleep(1.0)  # the last fix's commit
-        sent = rig.sent()
-        def drained() -> bool:
-            waiting, accepted = rig.journal()
-            return waiting == 0 and rig.stored()[1] >= accepted
-        if not await _until(drained, RECOVER_LIMIT_S, "the backlog to be stored", quiet=True):
-            report.recover_s = None
-        positions, distinct, dups = rig.stored()
-        stored = set(positions)
-        report.sent = len(sent)
-        report.accepted = rig.journal()[1]
-        report.stored = distinct
-        report.lost = max(0, report.accepted - distinct)
-        report.duplicated = dups + (len(positions) - len(stored))
-        report.unread = sum(1 for fix in set(sent) if fix not in stored)
-        report.ok = (report.lost == 0 and report.duplicated == 0 and report.sent > 0
-                     and report.recover_s is not None
-                     and (report.unread == 0 or scenario == "crash"))
-    finally:
-        rig.stop()
-    return report
-
-
 def _holds(pid: int, path: str) -> bool:
     """Whether process `pid` has `path` open (from /proc)."""
     try:
@@ -267,13 +265,13 @@ def _holds(pid: int, path: str) -> bool:
     return False
 
 
-def _ms(iso: str) -> int:
+def ms(iso: str) -> int:
     from datetime import datetime
 
     return round(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
 
 
-def _free_port(tcp: bool = False) -> int:
+def free_port(tcp: bool = False) -> int:
     import socket
 
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM) as s:
@@ -281,7 +279,7 @@ def _free_port(tcp: bool = False) -> int:
         return s.getsockname()[1]
 
 
-async def _until(predicate, timeout: float, what: str, quiet: bool = False) -> bool:
+async def until(predicate, timeout: float, what: str, quiet: bool = False) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
