@@ -24,7 +24,7 @@ TRACK = [(i, 7.9905 + i * 0.001) for i in range(1, 40)]
 def pos(vehicle, seq, lon, lat=50.005, minute=None, speed=30.0):
     return StoredReading(vehicle_id=vehicle, epoch=1, seq=seq,
                          time_ms=T0 + (minute if minute is not None else seq) * 60_000,
-                         kind="pos", lat=lat, lon=lon, speed_kmh=speed, course=90.0,
+                         kind="pos", lat=lat, lon=lon, speed_kmh=speed, course_deg=90.0,
                          received_ms=T0)
 
 
