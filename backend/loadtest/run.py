@@ -46,7 +46,7 @@ class Options:
     vehicles: int = 50
     rate_hz: float = 1.0
     duration_s: float = 10.0
-    mode: str = "steady"          # steady | storm | churn
+    mode: str = "steady"          # steady | storm | churn | migrate (churn without disconnects)
     db: str = "sqlite"            # sqlite | postgres | timescale | postgresql://…
     workers: int = 2
     gateways: int = 1
