@@ -102,6 +102,15 @@ class PostgresApiQueries:
         ORDER BY time, epoch, seq, geofence_id"""
         return [dict(r) for r in await self._pool.fetch(sql, vehicle_id, start_ms, end_ms)]
 
+    async def last_fixes(self) -> dict[str, dict]:
+        """{vehicle: {"fix", "sats", "hdop"}}: the quality of each vehicle's last position."""
+        rows = await self._pool.fetch(
+            "SELECT t.vehicle_id, t.fix, t.sats, t.hdop FROM last_position p "
+            "JOIN vehicle_telemetry t ON t.vehicle_id = p.vehicle_id AND t.epoch = p.epoch "
+            "AND t.seq = p.seq AND t.time = p.time")
+        return {r["vehicle_id"]: {"fix": r["fix"], "sats": r["sats"], "hdop": r["hdop"]}
+                for r in rows}
+
     async def last_signals(self) -> dict[str, dict[str, dict]]:
         """{vehicle: {signal: {"value", "time_ms"}}}: the newest value of each CAN signal."""
         out: dict[str, dict[str, dict]] = {}
