@@ -65,8 +65,9 @@ def test_blackouts_3min_resumes_10min_reconnects(tmp_path, pki):
     minutes take ~20 s (618 s in real time). Chosen over driving aioquic's sans-IO connections
     and the `UplinkMachine` in memory, which would leave out the uplink's shell (`QuicLink`,
     the ticket file, probes, the journal's threads) and the gateway's protocol, store and
-    ticket store: here every part that decides "same connection, reconnect, ticket, exactly once" is
-    the shipped code. Both vehicles run at once against one gateway. In real time:
+    ticket store: here every part that decides "same connection, reconnect, ticket, exactly
+    once" is the shipped code (with IDLE_TIMEOUT_S at 120 s the 3-minute run reconnects and
+    the test fails). Both vehicles run at once against one gateway. In real time:
     `python -m hil tunnel --blackout-s 180` (and 600), or `make hil`.
     """
     (short, long), loop = emuclock.run(_tunnels(tmp_path, pki))
