@@ -55,8 +55,11 @@ _BUDGET_TRIES = 8
 
 class Uplink:
     def __init__(self, config: AgentConfig, journal: JournalWorker,
-                 route_check_s: float | None = ROUTE_CHECK_S):
+                 route_check_s: float | None = ROUTE_CHECK_S,
+                 boottime: Callable[[], float] | None = None):
         self.config = config
+        # CLOCK_BOOTTIME, for suspend detection; a test on an emulated clock passes its own
+        self._boottime = boottime or _boottime
         self.journal = journal
         self.route_check_s = route_check_s
         self.machine = UplinkMachine(config.server.send_interval_ms / 1000)
@@ -124,13 +127,13 @@ class Uplink:
             while True:
                 at = m.get_timer()
                 if at is not None and at <= loop.time():  # due: before more input can starve it
-                    await self._do(m.handle_timer(loop.time(), _boottime()))
+                    await self._do(m.handle_timer(loop.time(), self._boottime()))
                 else:
                     try:
                         async with asyncio.timeout_at(at):
                             item = await self._inbox.get()
                     except TimeoutError:
-                        await self._do(m.handle_timer(loop.time(), _boottime()))
+                        await self._do(m.handle_timer(loop.time(), self._boottime()))
                     else:
                         await self._input(item)
                 await self._fill()
@@ -239,7 +242,7 @@ class Uplink:
                 self.route_check_s))
         await self._do(m.handshake_done(
             loop.time(), local_host=link.local_host, resumed=link.session_resumed,
-            early_data_accepted=link.early_data_accepted, boot=_boottime()))
+            early_data_accepted=link.early_data_accepted, boot=self._boottime()))
 
     async def _closed(self, link: QuicLink) -> None:
         await link.closed.wait()

@@ -238,12 +238,18 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    command = args.command or "serve"
+    if command == "serve":
+        from .web import bundle_problem
+
+        if (problem := bundle_problem()) is not None:
+            print(f"backend: {problem}", file=sys.stderr)
+            return 2
     try:
         config = build_config(args)
     except (OSError, ValueError, TypeError) as exc:
         print(f"backend: bad configuration: {exc}", file=sys.stderr)
         return 2
-    command = args.command or "serve"
     if command == "serve":
         from .service import run
 

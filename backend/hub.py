@@ -124,6 +124,21 @@ class Subscriber:
         self.ready.set()
         self.check(now)
 
+    def refilter(self, may_see: Callable[[str], bool], now: float) -> None:
+        """The principal's visibility changed: from now on only `may_see`; queued updates and
+        `vehicle:` topics of vehicles no longer visible go (the client is told it is
+        unsubscribed from such a topic)."""
+        self.may_see = may_see
+        for key, message in list(self._queue.items()):
+            vehicle = key[2] if key[0] == "pos" else (message.get("alert") or {}).get("vehicle")
+            if vehicle is not None and not may_see(vehicle):
+                del self._queue[key]
+                self._positions -= key[0] == "pos"
+        for topic in sorted(self.topics):
+            if topic.startswith("vehicle:") and not may_see(topic.removeprefix("vehicle:")):
+                self.topics.discard(topic)
+                self.put({"topic": topic, "event": "unsubscribed"}, now)
+
     def check(self, now: float) -> bool:
         """Mark the subscriber hopeless if updates have waited `hopeless_s`; True if so."""
         if (self.reason is None and self.waiting_since is not None

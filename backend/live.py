@@ -37,7 +37,9 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     loop = asyncio.get_running_loop()
     tasks = [loop.create_task(_send_loop(ws, sub, hub)),
              loop.create_task(_watch(ws, sub, hub, request)),
-             loop.create_task(watch_session(ws, request))]  # logout, expiry
+             # logout, expiry, revocation; a change of groups or role re-filters the feed
+             loop.create_task(watch_session(
+                 ws, request, lambda p: sub.refilter(p.may_see, hub.clock())))]
     try:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
