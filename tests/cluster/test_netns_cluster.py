@@ -36,6 +36,7 @@ import pytest
 from backend.loadtest.run import Options
 from backend.pki import generate
 from backend.store import open_store
+from geostream.limits import STALL_S
 from hil.netns import available
 from tests.authhelp import add_user_token, bearer
 from tests.pgfixture import PgServer
@@ -263,6 +264,7 @@ def _start_clients(c: Cluster, ca: str, tokens: dict[str, str]) -> list[subproce
     clients = []
     for w in range(WORKERS):
         spec = {**asdict(opts), "ca": ca, "seed": 1000 + w, "local_hosts": c.lan.members["veh"],
+                "stall_s": STALL_S,
                 "vehicles": [{"id": v, "token": tokens[v], "epoch": 7 + i,
                               "server": [c.lan.addr("router"), QUIC]}
                              for i, v in enumerate(ids) if i % WORKERS == w]}
