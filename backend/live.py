@@ -12,7 +12,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from .auth.middleware import origin_allowed, watch_session
 from .authz import PRINCIPAL, Principal, Role, requires
-from .hub import Hub, Subscriber, valid_topic
+from .hub import Hub, Subscriber, encode, valid_topic
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +75,12 @@ def _handle_request(hub: Hub, sub: Subscriber, text: str) -> None:
 async def _send_loop(ws: web.WebSocketResponse, sub: Subscriber, hub: Hub) -> None:
     while not ws.closed and sub.reason is None:
         await sub.ready.wait()
-        for message in sub.drain(hub.clock()):
-            # blocks while the client does not read (the transport's buffer is full)
-            await ws.send_str(json.dumps(message, separators=(",", ":")))
+        try:
+            for message in sub.drain(hub.clock()):
+                # blocks while the client does not read (the transport's buffer is full)
+                await ws.send_str(encode(message))
+        except ConnectionResetError:  # the client went away mid-send: the handler ends it
+            return
 
 
 async def _watch(ws: web.WebSocketResponse, sub: Subscriber, hub: Hub,

@@ -125,6 +125,12 @@ class AlertEngine:
         for vehicle in sorted(self._known):
             await self._evaluate_safely(vehicle, None, now_ms)
 
+    async def geofences_changed(self) -> None:
+        """A geofence was created, edited or deleted through this process's API: evaluate
+        with the new set from the next reading on (other nodes pick it up within REFRESH_MS)."""
+        self.fences = fences_from_rows(await self.store.geofences())
+        self.stats["fence_reloads"] = self.stats.get("fence_reloads", 0) + 1
+
     async def _refresh(self, now_ms: int) -> None:
         self.fences = fences_from_rows(await self.store.geofences())
         self._known = {v["vehicle_id"] for v in await self.store.list_vehicles()
@@ -350,4 +356,7 @@ class NoAlerts:
         return None
 
     async def flush(self) -> None:
+        return None
+
+    async def geofences_changed(self) -> None:
         return None

@@ -27,6 +27,7 @@ from agent.quic_link import QuicLink
 from geostream import ALPN
 from geostream.errors import ProtocolError
 from geostream.limits import IDLE_TIMEOUT_S
+from geostream.quic_acks import ack_delay_for
 from geostream.session import Acknowledged, ClientSession, PeerError, Welcomed
 
 from .fleet import Histogram, SimVehicle
@@ -55,6 +56,7 @@ class Driver:
         self.drain_target = 0  # storm: the backlog to drain after reconnecting
         self.drained_after: float | None = None
         self.reconnected_at = 0.0
+        self.links: list[QuicLink] = []  # every connection it made, for the datagram counts
         self.last_rx = 0.0  # when stream data last arrived (the agent's stall rule, STALL_S)
 
     # --- connection -----------------------------------------------------------------------
@@ -66,8 +68,10 @@ class Driver:
         acked_through = (next(iter(self.sim.unacked)) - 1) if self.sim.unacked else self.sim.made
         session = ClientSession(self.sim.vehicle_id, self.sim.token, self.sim.epoch,
                                 acked_through, agent="fleet-loadtest")
-        link = QuicLink(self.w.quic_config, self.server, self._on_data)
+        link = QuicLink(self.w.quic_config, self.server, self._on_data,
+                        ack_delay_s=ack_delay_for(self.w.send_interval_s))
         self.link, self.session = link, session
+        self.links.append(link)
         self.welcomed = loop.create_future()
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
@@ -198,6 +202,13 @@ class Driver:
             self._timer = self.w.loop.call_at(now + self.w.send_interval_s, self._tick)
 
 
+def datagrams(drivers) -> tuple[int, int]:
+    """Datagrams all vehicles sent and received so far (gateway in, gateway out)."""
+    links = [link for d in drivers for link in d.links]
+    return (sum(link.datagrams_sent for link in links),
+            sum(link.datagrams_received for link in links))
+
+
 class Worker:
     def __init__(self, spec: dict):
         self.spec = spec
@@ -265,6 +276,7 @@ class Worker:
             d.start_pacing(t0 + self.rng.uniform(0, self.send_interval_s))
         await asyncio.sleep(max(0.0, t0 - self.loop.time()))
         cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+        dg0 = datagrams(self.drivers)
         storm = None
         if self.mode == "storm":
             await asyncio.sleep(spec["outage_at_s"])
@@ -281,6 +293,7 @@ class Worker:
         await asyncio.sleep(max(0.0, t0 + spec["duration_s"] - self.loop.time()))
         acked_in_window = self.acked
         cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+        dg1 = datagrams(self.drivers)
         for d in self.drivers:
             d.sim.make_due(t0 + spec["duration_s"])
             d.sim.making = False
@@ -310,6 +323,7 @@ class Worker:
             "live_latency": live.to_json(), "errors": self.errors, "connects": self.connects,
             "migrations": self.migrations, "reconnects": self.reconnects,
             "batches": self.batches, "storm": storm,
+            "datagrams": [dg1[0] - dg0[0], dg1[1] - dg0[1]],
             "cpu_s": (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime),
             "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         }
