@@ -72,7 +72,7 @@ def _batch(vehicle: int, b: int, n: int) -> list[StoredReading]:
     now = int(time.time() * 1000)
     return [StoredReading(vehicle_id=f"bp{vehicle:04d}", epoch=1, seq=b * n + i + 1,
                           time_ms=now - 1000 + i, kind="pos", lat=53.5 + vehicle * 1e-4,
-                          lon=10.0 + i * 1e-5, speed_kmh=42.0, course=90.0, fix=1, sats=9,
+                          lon=10.0 + i * 1e-5, speed_kmh=42.0, course_deg=90.0, fix=1, sats=9,
                           hdop=0.9, received_ms=now) for i in range(n)]
 
 
