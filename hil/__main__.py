@@ -25,6 +25,9 @@ from hil.rig import as_json
 from hil.scenarios import DISTURB, run
 
 SCENARIOS = tuple(DISTURB)
+# GPS time beyond the disturbance: the agent's start until its first stored reading (when the
+# disturbance begins) and live readings after the drain (the agent is back within seconds)
+MARGIN_S = 15.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,8 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.candump and not args.dbc:
         p.error("--candump needs --dbc")
-    margin = 30 if args.scenario == "tunnel" else 15  # start-up and the drain after it
-    args.fixes = max(args.fixes, int((_disturbance_s(args) + margin) * args.rate))
+    args.fixes = max(args.fixes, int((_disturbance_s(args) + MARGIN_S) * args.rate))
     with tempfile.TemporaryDirectory(prefix="hil-") as tmp:
         workdir = Path(args.dir or tmp)
         workdir.mkdir(parents=True, exist_ok=True)

@@ -137,6 +137,9 @@ async def _disk_full(rig: Rig, rng: random.Random, report: Report) -> float:
         await asyncio.sleep(POLL_S)
     filler.unlink()
     back = time.monotonic()
+    journal = (rig.status() or {}).get("journal", {})
+    # what waits when the space returns: in the journal, and held in memory
+    report.backlog_after = journal.get("backlog", 0) + journal.get("held_in_memory", 0)
     ok = await until(lambda: (rig.status() or {}).get("journal", {}).get("state") == "ok",
                      RECOVER_LIMIT_S, "the journal to leave degraded", quiet=True)
     report.detail["journal states seen (agent's status)"] = ", ".join(sorted(states))
@@ -174,7 +177,7 @@ async def run(scenario: str, args, workdir) -> Report:
         await rig.start()
         await until(lambda: rig.stored()[1] > 0, STARTUP_S, "the first stored reading")
         since = await DISTURB[scenario](rig, rng, report) or time.monotonic()
-        report.backlog_after = max(0, rig.journal()[0])
+        report.backlog_after = report.backlog_after or max(0, rig.journal()[0])
         # recovered: the agent is connected again and the backlog is down to what one second
         # of live readings leaves in flight
         live = max(2, int(args.rate) * 2)
@@ -210,7 +213,10 @@ def _account(rig: Rig, report: Report, scenario: str) -> None:
     report.sent = len(sent)
     # a power cut that lost a commit would roll next_seq back and hide it: count what the
     # agent said it accepted too (its DEBUG line per commit)
-    report.accepted = max(rig.journal()[1], rig.claimed() if scenario == "power-cut" else 0)
+    claimed = rig.claimed() if scenario == "power-cut" else 0
+    report.accepted = max(rig.journal()[1], claimed)
+    if scenario == "power-cut":  # 0 would mean the agent's commit line changed: not counted
+        report.detail["accepted as the agent logged it"] = claimed
     report.stored = distinct
     report.lost = max(0, report.accepted - distinct)
     report.duplicated = dups + (len(positions) - len(stored))
@@ -218,7 +224,8 @@ def _account(rig: Rig, report: Report, scenario: str) -> None:
     report.ok = (report.lost == 0 and report.duplicated == 0 and report.sent > 0
                  and report.recover_s is not None
                  and (report.unread == 0 or scenario in AGENT_DIES)
-                 and getattr(rig, "disk_full_ok", True))
+                 and getattr(rig, "disk_full_ok", True)
+                 and (scenario != "power-cut" or claimed > 0))
     if scenario == "handover":
         report.ok = report.ok and report.detail.get(
             "agent connections (1: every change migrated)") == 1

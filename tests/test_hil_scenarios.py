@@ -64,6 +64,8 @@ def test_scenario_reports_no_loss_and_no_duplicate(tmp_path, args):
         assert detail["reboots"] == 2
     if args[0] == "power-cut":  # the cuts discarded unsynced pages (-shm at least)
         assert detail["power cuts"] == 3 and detail["journal pages not fsynced, discarded"] > 0
+        # the agent's own word (its log) agrees with the journal's count that survived
+        assert 0 < detail["accepted as the agent logged it"] <= report["accepted"]
     if args[0] == "disk-full":  # the agent said so while full, and held what came in
         assert "degraded" in detail["journal states seen (agent's status)"]
         assert detail["most readings held in memory"] >= 8 * 5 // 2
