@@ -23,6 +23,7 @@ from aioquic.quic.configuration import QuicConfiguration
 from geostream import ALPN
 from geostream.limits import IDLE_TIMEOUT_S
 from geostream.messages import Status
+from geostream.quic_acks import ack_delay_for
 from geostream.session import Acknowledged
 
 from . import __version__
@@ -214,7 +215,8 @@ class Uplink:
         acked_through = await self.journal.call("acked_through")
         link = QuicLink(self.quic_configuration(), addr,
                         lambda sid, data, end: self._inbox.put_nowait(("data", link, data, end)),
-                        session_ticket_handler=self.tickets.save)
+                        session_ticket_handler=self.tickets.save,
+                        ack_delay_s=ack_delay_for(self.machine.send_interval_s))
         link.on_datagram = m.datagram_received
         link.on_ping = m.ping_sent
         self.link = link

@@ -27,6 +27,7 @@ from geostream.backoff import Backoff
 from geostream.errors import ErrorCode, ProtocolError
 from geostream.limits import DEFAULT_CREDIT, IDLE_TIMEOUT_S
 from geostream.messages import Batch, Command, Status
+from geostream.quic_acks import ack_with_data
 from geostream.schema import reading_problem
 from geostream.session import (
     BatchReceived,
@@ -408,7 +409,7 @@ class GatewayProtocol(QuicConnectionProtocol):
         for newest in newest_positions(readings).values():
             self.gateway.hub.position(newest.vehicle_id, newest.time_ms, position_feature(
                 newest.vehicle_id, newest.time_ms, newest.lat, newest.lon, newest.speed_kmh,
-                newest.course, newest.seq))
+                newest.course_deg, newest.seq))
 
     # --- output ---------------------------------------------------------------------------
 
@@ -417,6 +418,7 @@ class GatewayProtocol(QuicConnectionProtocol):
         data = self.session.data_to_send()
         if data and self.stream_id is not None:
             self._quic.send_stream_data(self.stream_id, data)
+            ack_with_data(self._quic)  # the batch's QUIC ACK rides with its geostream ack
             self.transmit()
         if (close := self.session.close_expected()) is not None:
             self.close_connection(*close)

@@ -88,6 +88,8 @@ class Report:
     gateway_rss_mb: float = 0.0       # peak, summed over gateway processes
     gateway_kb_per_vehicle: float = 0.0
     client_cpu_pct: float = 0.0
+    datagrams_in_per_reading: float = 0.0   # to the gateway, per reading acked in the window
+    datagrams_out_per_reading: float = 0.0  # from the gateway
     storm: dict | None = None
 
     @property
@@ -121,6 +123,8 @@ class Report:
                f"{self.gateway_kb_per_vehicle:.1f} KB per connected vehicle, "
                f"{self.gateway_cpu_ms_per_reading:.2f} ms CPU per acked reading",
                f"  clients            {self.client_cpu_pct:.0f} % CPU",
+               f"  datagrams          {self.datagrams_in_per_reading:.2f} in + "
+               f"{self.datagrams_out_per_reading:.2f} out at the gateway per acked reading",
                f"  errors             {self.errors or 'none'}",
                f"  store              {self.stored:,} stored of {self.made:,} made: "
                f"lost {self.lost}, duplicated {self.duplicated}, unexpected {self.unexpected}, "
@@ -434,8 +438,10 @@ def _report(opts, counts, pending_seqs, results, gstats, rss_idle_kb, rss_connec
     lat, live = Histogram(), Histogram()
     made: dict[str, int] = {}
     unacked: dict[str, list[int]] = {}
-    acked_window = 0
+    acked_window = dg_in = dg_out = 0
     for r in results:
+        dg_in += r["datagrams"][0]
+        dg_out += r["datagrams"][1]
         for vid, (m, a, u) in r["vehicles"].items():
             made[vid] = m
             unacked[vid] = u
@@ -459,6 +465,8 @@ def _report(opts, counts, pending_seqs, results, gstats, rss_idle_kb, rss_connec
             rep.storm = s
     rep.acked_per_s = acked_window / opts.duration_s
     rep.gateway_cpu_ms_per_reading = (gateway_cpu * 10 * opts.duration_s) / max(1, acked_window)
+    rep.datagrams_in_per_reading = dg_in / max(1, acked_window)
+    rep.datagrams_out_per_reading = dg_out / max(1, acked_window)
     rep.ack_p50_ms, rep.ack_p95_ms, rep.ack_p99_ms = (lat.percentile(p) for p in (50, 95, 99))
     rep.live_p99_ms = live.percentile(99)
     for vid, m in made.items():
