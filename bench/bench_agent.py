@@ -3,13 +3,19 @@
     python bench/bench_agent.py [--seconds 30] [--frames-per-s 2000] [--gps-hz 10]
 
 Real processes on loopback: a backend (`python -m backend`, SQLite store), the GPS simulator
-writing NMEA at 10 Hz onto a pty (`hil.gps_sim`), the truck drive-cycle generator writing
-SLCAN lines onto a pty as a USB CAN adapter does (`hil.can_gen --pty`, played faster than real
-time to reach the frame rate; python-can's `virtual` bus does not cross processes), and the
-real agent (`python -m agent`) reading both, journaling and sending. After a warm-up the
-agent's CPU time (utime + stime of all its threads, /proc) over the window and its RSS (VmRSS
-at the end, VmHWM peak) are reported. Baseline in the same run: the same agent with the same
-sources configured but nothing playing (connected, idle), so the ratio is the price of the load.
+writing NMEA at 10 Hz onto a pty (`hil.gps_sim`), the truck drive cycle of `hil.can_gen`
+(played faster than real time to reach the frame rate), and the real agent (`agent.cli.main`)
+reading both, journaling and sending. CAN, `--can`:
+- `virtual` (default): python-can's `virtual` bus, which works inside one process only, so the
+  agent runs in a wrapper process (`bench_agent.py _agent`) whose extra thread plays the
+  frames; that thread's own CPU time (`time.thread_time`, written to a file) is subtracted;
+- `slcan`: `hil.can_gen --pty` writes SLCAN lines onto a pty as a USB adapter does and the
+  agent reads them with `interface = "slcan"`: python-can reads that byte by byte through
+  pyserial (a profile: 55 % of the agent's CPU), the cost of such an adapter, not the agent's.
+After a warm-up the agent's CPU time (utime + stime of all its threads, /proc) over the window
+and its RSS (VmRSS at the end, VmHWM peak) are reported. Baseline in the same run: the same
+agent with the same sources configured but nothing playing (connected, idle), so the ratio is
+the price of the load.
 """
 
 from __future__ import annotations
@@ -86,18 +92,24 @@ class Bench:
         if b"backend ready" not in line:
             raise RuntimeError(f"backend did not start; see {self.work / 'backend.log'}")
 
-    def agent(self, name: str, gps_tty: Path, can_tty: str) -> subprocess.Popen:
+    def agent(self, name: str, gps_tty: Path, can_tty: str, virtual: tuple | None = None
+              ) -> subprocess.Popen:
+        """virtual: (speed, duration) of the in-process generator, else `can_tty` is slcan."""
         cfg = self.work / f"{name}.toml"
+        iface = "virtual" if virtual else "slcan"
         cfg.write_text(
             f'[vehicle]\nid = "{VEHICLE}"\ntoken = "{self.token}"\n\n'
             f'[server]\nhost = "127.0.0.1"\nport = {self.quic_port}\n'
             f'ca_file = "{self.pki["ca"]}"\nserver_name = "localhost"\n\n'
             f'[journal]\npath = "{self.work / (name + ".journal.sqlite")}"\n\n'
             f'[gps]\ndevice = "{gps_tty}"\nbaud = 115200\n\n'
-            f'[[can.bus]]\nname = "truck"\ninterface = "slcan"\nchannel = "{can_tty}"\n'
+            f'[[can.bus]]\nname = "truck"\ninterface = "{iface}"\nchannel = "{can_tty}"\n'
             f'bitrate = 500000\ndbc = ["truck_j1939.dbc"]\n'
             f'min_interval_ms = {MIN_INTERVAL_MS}\n\n'
             f'[status]\nsocket = "{self.work / (name + ".sock")}"\n')
+        if virtual:
+            return self.spawn(name, __file__, "_agent", str(cfg), can_tty, str(virtual[0]),
+                              str(virtual[1]), str(self.work / f"{name}.gen-cpu"))
         return self.spawn(name, "-m", "agent", "--config", str(cfg))
 
     def stop(self) -> None:
@@ -111,14 +123,23 @@ class Bench:
                 p.kill()
 
 
-def measure(pid: int, seconds: float, sock: Path) -> dict:
-    s0, c0, t0 = status(sock), cpu_s(pid), time.monotonic()
+def gen_cpu(path: Path | None) -> float:
+    try:
+        return float(path.read_text()) if path else 0.0
+    except (OSError, ValueError):
+        return 0.0
+
+
+def measure(pid: int, seconds: float, sock: Path, gen: Path | None) -> dict:
+    s0, c0, g0, t0 = status(sock), cpu_s(pid), gen_cpu(gen), time.monotonic()
     time.sleep(seconds)
-    c1, t1, s1 = cpu_s(pid), time.monotonic(), status(sock)
+    c1, g1, t1, s1 = cpu_s(pid), gen_cpu(gen), time.monotonic(), status(sock)
+    c1 -= g1 - g0  # the generator thread is not the agent
     rss, hwm = rss_kb(pid)
     frames = s1["frames"] - s0["frames"]
     return {"cpu_pct": (c1 - c0) / (t1 - t0) * 100, "cpu_s": c1 - c0, "wall_s": t1 - t0,
-            "frames_per_s": frames / (t1 - t0), "fixes_per_s": (s1["fixes"] - s0["fixes"]) / (t1 - t0),
+            "frames_per_s": frames / (t1 - t0),
+            "fixes_per_s": (s1["fixes"] - s0["fixes"]) / (t1 - t0),
             "acked_per_s": (s1["acked"] - s0["acked"]) / (t1 - t0),
             "rss_mb": rss / 1024, "hwm_mb": hwm / 1024}
 
@@ -138,20 +159,35 @@ async def run(args) -> None:
                         "--rate", str(args.gps_hz if play else 0.2),
                         "--count", str(int(total_s * (args.gps_hz if play else 0.2))),
                         "--wait-reader")
-                can = b.spawn(f"can-{phase}", "-m", "hil.can_gen", "--pty",
-                              "--duration", str((total_s + 60) * speed if play else 1),
-                              "--speed", str(speed if play else 1.0), stdout=subprocess.PIPE)
-                can_tty = (await asyncio.to_thread(can.stdout.readline)).decode().strip()
+                duration = (total_s + 60) * speed if play else 1
+                virtual = (speed if play else 1.0, duration) if args.can == "virtual" else None
+                if virtual:
+                    can_tty = f"bench-{phase}"
+                else:
+                    can = b.spawn(f"can-{phase}", "-m", "hil.can_gen", "--pty",
+                                  "--duration", str(duration),
+                                  "--speed", str(speed if play else 1.0),
+                                  stdout=subprocess.PIPE)
+                    can_tty = (await asyncio.to_thread(can.stdout.readline)).decode().strip()
                 for _ in range(100):
                     if gps_tty.exists():
                         break
                     await asyncio.sleep(0.1)
-                agent = b.agent(f"agent-{phase}", gps_tty, can_tty)
+                agent = b.agent(f"agent-{phase}", gps_tty, can_tty, virtual)
                 await asyncio.sleep(WARMUP_S)
                 if agent.poll() is not None:
                     raise RuntimeError(f"agent exited; see {b.work / ('agent-' + phase + '.log')}")
+                spy = None
+                if args.profile and play:  # collapsed stacks: python -m backend.loadtest.profile
+                    spy = subprocess.Popen(
+                        [str(Path(sys.executable).with_name("py-spy")), "record", "--format",
+                         "raw", "--nonblocking", "-d", str(int(args.seconds)), "-p",
+                         str(agent.pid), "-o", args.profile], stdout=subprocess.DEVNULL)
                 results[phase] = await asyncio.to_thread(
-                    measure, agent.pid, args.seconds, b.work / f"agent-{phase}.sock")
+                    measure, agent.pid, args.seconds, b.work / f"agent-{phase}.sock",
+                    b.work / f"agent-{phase}.gen-cpu" if virtual else None)
+                if spy is not None:
+                    spy.wait(60)
                 agent.terminate()
                 agent.wait(15)
             print_table(args, speed, results)
@@ -171,8 +207,9 @@ def status(sock: Path) -> dict:
 
 def print_table(args, speed: float, r: dict) -> None:
     idle, load = r["idle"], r["loaded"]
-    print(f"agent at {args.gps_hz:g} Hz GPS + {args.frames_per_s:,} CAN frames/s "
-          f"(drive cycle × {speed:.1f}), {args.seconds:.0f} s window after {WARMUP_S:.0f} s warm-up")
+    print(f"agent at {args.gps_hz:g} Hz GPS + {args.frames_per_s:,} CAN frames/s ({args.can}) "
+          f"(drive cycle × {speed:.1f}), {args.seconds:.0f} s window after {WARMUP_S:.0f} s "
+          "warm-up")
     for phase in ("idle", "loaded"):
         x = r[phase]
         print(f"  {phase}: {x['frames_per_s']:,.0f} CAN frames/s and {x['fixes_per_s']:.1f} "
@@ -192,11 +229,41 @@ def print_table(args, speed: float, r: dict) -> None:
           f"{load['hwm_mb'] / idle['hwm_mb']:.2f}× | |")
 
 
+def agent_with_virtual_can(cfg: str, channel: str, speed: float, duration: float,
+                           cpu_file: str) -> int:
+    """The real agent, and a thread playing the drive cycle onto its `virtual` bus."""
+    import threading
+
+    import can
+
+    from agent.cli import main as agent_main
+    from hil.can_gen import _play
+
+    def play() -> None:
+        time.sleep(WARMUP_S / 2)  # the agent opens its bus first
+        next_write = [0.0]
+        with can.Bus(interface="virtual", channel=channel) as bus:
+            def send(msg) -> None:
+                bus.send(msg)
+                if time.monotonic() >= next_write[0]:
+                    next_write[0] = time.monotonic() + 0.5
+                    Path(cpu_file).write_text(f"{time.thread_time():.6f}")
+            _play(frames(duration, time.time()), send, speed)
+
+    threading.Thread(target=play, name="can-generator", daemon=True).start()
+    return agent_main(["--config", cfg])
+
+
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "_agent":
+        c, ch, sp, du, cpu = sys.argv[2:7]
+        sys.exit(agent_with_virtual_can(c, ch, float(sp), float(du), cpu))
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=30.0)
     p.add_argument("--frames-per-s", type=int, default=2000)
     p.add_argument("--gps-hz", type=float, default=10.0)
+    p.add_argument("--profile", metavar="FILE", help="py-spy the loaded agent into FILE")
+    p.add_argument("--can", choices=("virtual", "slcan"), default="virtual")
     asyncio.run(run(p.parse_args()))
 
 
