@@ -68,6 +68,13 @@ def _parser() -> argparse.ArgumentParser:
                     "[::]:4433)")
     rt.add_argument("--tunnel", default="[::]:4434", help="UDP address the nodes talk to "
                     "(default [::]:4434)")
+    rt.add_argument("--advertise", default="", help="the address vehicles reach this router "
+                    "at, published as its health on --nats-url (default: the --listen host)")
+    dns = sub.add_parser("dns", help="authoritative DNS for the routers' name: the healthy "
+                         "routers only, from their health on --nats-url (docs/scaling.md)")
+    dns.add_argument("--name", required=True, help="the name vehicles resolve, e.g. "
+                     "gw.fleet.example.")
+    dns.add_argument("--listen", default="[::]:53", help="UDP address (default [::]:53)")
     sub.add_parser("migrate", help="apply pending schema migrations and exit")
     veh = sub.add_parser("vehicles", help="provision and revoke vehicle credentials")
     vsub = veh.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -252,7 +259,16 @@ def main(argv: list[str] | None = None) -> int:
         from .cluster.edge import run_router
         from .cluster.node import parse_addr
 
-        asyncio.run(run_router(parse_addr(args.listen), parse_addr(args.tunnel)))
+        asyncio.run(run_router(parse_addr(args.listen), parse_addr(args.tunnel),
+                               args.nats_url or "", args.advertise))
+        return 0
+    if command == "dns":
+        from .cluster.discovery import run_dns
+        from .cluster.node import parse_addr
+
+        if not args.nats_url:
+            raise SystemExit("dns needs --nats-url (the routers' health)")
+        asyncio.run(run_dns(args.name, parse_addr(args.listen), args.nats_url))
         return 0
     if command == "migrate":
         async def migrate(store):

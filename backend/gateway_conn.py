@@ -212,7 +212,7 @@ class GatewayProtocol(QuicConnectionProtocol):
         for newest in newest_positions(readings).values():
             self.gateway.hub.position(newest.vehicle_id, newest.time_ms, position_feature(
                 newest.vehicle_id, newest.time_ms, newest.lat, newest.lon, newest.speed_kmh,
-                newest.course, newest.seq))
+                newest.course_deg, newest.seq))
 
     # --- output ---------------------------------------------------------------------------
 

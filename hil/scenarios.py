@@ -4,7 +4,9 @@ loopback (hil/rig.py) through one disturbance and prints what happened to every 
 - drive: nothing in the way.
 - tunnel: the link goes dark for `--blackout-s` (120 and 900 in `make hil`).
 - handover: the vehicle's address changes `--handovers` times mid-stream (hil.linkemu's NAT
-  rebinding: the gateway sees datagrams from a new port; QUIC migrates the connection).
+  rebinding: the gateway sees datagrams from a new port; QUIC migrates the connection). With
+  `--netns` (root) the backend and agent run in network namespaces and the vehicle itself
+  moves between two uplinks (hil/netns.py): the agent migrates to its new address.
 - crash: kill -9 of the agent `--crashes` times at random moments, restarted as systemd would.
 - reboot: `--reboots` times, the agent's process group is stopped as systemd stops a service
   (SIGTERM, SIGKILL after TimeoutStopSec), the link is down while the vehicle boots
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
 import random
 import signal
 import subprocess
@@ -47,11 +50,31 @@ async def _tunnel(rig: Rig, rng: random.Random, report: Report) -> None:
     await asyncio.sleep(rig.args.blackout_s)
 
 
+def _prepare_handover(rig: Rig) -> None:
+    if rig.args.netns:
+        from hil.netns import NetnsRig, available
+
+        ok, why = available()
+        if not ok:
+            raise RuntimeError(f"handover --netns needs network namespaces: {why}")
+        rig.net = NetnsRig(f"hil{os.getpid()}").build()
+
+
 async def _handover(rig: Rig, rng: random.Random, report: Report) -> None:
     for _ in range(rig.args.handovers):
         await asyncio.sleep(rng.uniform(0.5, 2.0))
-        await rig.emu.rebind()
-    report.detail["address changes"] = rig.emu.model.stats.rebinds
+        if rig.net:  # the vehicle's own address changes: the other uplink, the old one down
+            await asyncio.to_thread(rig.net.use_uplink, 2 if rig.net.active == 1 else 1)
+        else:  # the carrier's NAT gives the vehicle a new public port
+            await rig.emu.rebind()
+    report.detail["address changes"] = rig.args.handovers
+    report.detail["how"] = ("the vehicle moves between two uplinks (hil/netns.py)" if rig.net
+                            else "NAT rebinding in hil.linkemu")
+
+
+def _cleanup_handover(rig: Rig) -> None:
+    if rig.net:
+        rig.net.teardown()
 
 
 async def _crash(rig: Rig, rng: random.Random, report: Report) -> None:
@@ -137,6 +160,9 @@ async def _disk_full(rig: Rig, rng: random.Random, report: Report) -> float:
         await asyncio.sleep(POLL_S)
     filler.unlink()
     back = time.monotonic()
+    journal = (rig.status() or {}).get("journal", {})
+    # what waits when the space returns: in the journal, and held in memory
+    report.backlog_after = journal.get("backlog", 0) + journal.get("held_in_memory", 0)
     ok = await until(lambda: (rig.status() or {}).get("journal", {}).get("state") == "ok",
                      RECOVER_LIMIT_S, "the journal to leave degraded", quiet=True)
     report.detail["journal states seen (agent's status)"] = ", ".join(sorted(states))
@@ -161,8 +187,9 @@ async def _nothing(rig: Rig, rng: random.Random, report: Report) -> None:
 
 DISTURB = {"drive": _nothing, "tunnel": _tunnel, "handover": _handover, "crash": _crash,
            "reboot": _reboot, "power-cut": _power_cut, "disk-full": _disk_full}
-PREPARE = {"power-cut": _prepare_power_cut, "disk-full": _prepare_disk_full}
-CLEANUP = {"disk-full": _cleanup_disk_full}
+PREPARE = {"handover": _prepare_handover, "power-cut": _prepare_power_cut,
+           "disk-full": _prepare_disk_full}
+CLEANUP = {"handover": _cleanup_handover, "disk-full": _cleanup_disk_full}
 
 
 async def run(scenario: str, args, workdir) -> Report:
@@ -174,7 +201,7 @@ async def run(scenario: str, args, workdir) -> Report:
         await rig.start()
         await until(lambda: rig.stored()[1] > 0, STARTUP_S, "the first stored reading")
         since = await DISTURB[scenario](rig, rng, report) or time.monotonic()
-        report.backlog_after = max(0, rig.journal()[0])
+        report.backlog_after = report.backlog_after or max(0, rig.journal()[0])
         # recovered: the agent is connected again and the backlog is down to what one second
         # of live readings leaves in flight
         live = max(2, int(args.rate) * 2)
@@ -187,6 +214,9 @@ async def run(scenario: str, args, workdir) -> Report:
         if scenario == "handover":
             link = (rig.status() or {}).get("link", {})
             report.detail["agent connections (1: every change migrated)"] = link.get("connects")
+            if rig.net:  # after the recovery: the last change's migration is logged by now
+                log = (rig.dir / "agent.log").read_text(errors="replace")
+                report.detail["migrations the agent logged"] = log.count("connection migrated to")
         await until(rig.gps_done, RECOVER_LIMIT_S + args.fixes / args.rate, "the GPS to end")
         await asyncio.sleep(1.0)  # the last fix's commit
 
@@ -210,7 +240,10 @@ def _account(rig: Rig, report: Report, scenario: str) -> None:
     report.sent = len(sent)
     # a power cut that lost a commit would roll next_seq back and hide it: count what the
     # agent said it accepted too (its DEBUG line per commit)
-    report.accepted = max(rig.journal()[1], rig.claimed() if scenario == "power-cut" else 0)
+    claimed = rig.claimed() if scenario == "power-cut" else 0
+    report.accepted = max(rig.journal()[1], claimed)
+    if scenario == "power-cut":  # 0 would mean the agent's commit line changed: not counted
+        report.detail["accepted as the agent logged it"] = claimed
     report.stored = distinct
     report.lost = max(0, report.accepted - distinct)
     report.duplicated = dups + (len(positions) - len(stored))
@@ -218,7 +251,8 @@ def _account(rig: Rig, report: Report, scenario: str) -> None:
     report.ok = (report.lost == 0 and report.duplicated == 0 and report.sent > 0
                  and report.recover_s is not None
                  and (report.unread == 0 or scenario in AGENT_DIES)
-                 and getattr(rig, "disk_full_ok", True))
+                 and getattr(rig, "disk_full_ok", True)
+                 and (scenario != "power-cut" or claimed > 0))
     if scenario == "handover":
         report.ok = report.ok and report.detail.get(
             "agent connections (1: every change migrated)") == 1

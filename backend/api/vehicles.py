@@ -22,10 +22,10 @@ VEHICLE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")  # what the CLI and the agen
 
 def position_of(row: dict) -> dict:
     props = position_feature(row["vehicle_id"], row["time_ms"], row["lat"], row["lon"],
-                             row["speed_kmh"], row["course"], row["seq"])["properties"]
+                             row["speed_kmh"], row["course_deg"], row["seq"])["properties"]
     return {"lat": row["lat"], "lon": row["lon"], "time_ms": row["time_ms"],
             "time": props["time"], "speed_kmh": row["speed_kmh"],
-            "course_deg": row["course"], "epoch": row["epoch"], "seq": row["seq"]}
+            "course_deg": row["course_deg"], "epoch": row["epoch"], "seq": row["seq"]}
 
 
 async def vehicle_states(request: web.Request, only: str | None = None) -> list[dict]:

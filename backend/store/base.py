@@ -25,8 +25,8 @@ class AuthResult(enum.Enum):
 
 
 # the scalar columns of a stored reading, in the order the stores select them
-ROW_FIELDS = ("vehicle_id", "epoch", "seq", "time_ms", "kind", "lat", "lon", "alt",
-              "speed_kmh", "course", "fix", "sats", "hdop")
+ROW_FIELDS = ("vehicle_id", "epoch", "seq", "time_ms", "kind", "lat", "lon", "alt_m",
+              "speed_kmh", "course_deg", "fix", "sats", "hdop")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,9 +40,9 @@ class StoredReading:
     kind: str
     lat: float | None = None
     lon: float | None = None
-    alt: float | None = None
+    alt_m: float | None = None
     speed_kmh: float | None = None
-    course: float | None = None
+    course_deg: float | None = None
     fix: int | None = None
     sats: int | None = None
     hdop: float | None = None

@@ -12,7 +12,7 @@ _EPOCH_MS = "(extract(epoch FROM {}) * 1000)::bigint"
 _GEOFENCE_COLUMNS = (f"geofence_id, name, ST_AsGeoJSON(area), speed_limit_kmh, circle, "
                      f"{_EPOCH_MS.format('created_at')}, {_EPOCH_MS.format('updated_at')}")
 _POSITION_COLUMNS = (f"vehicle_id, {_EPOCH_MS.format('p.time')} AS time_ms, "
-                     "ST_Y(p.location) AS lat, ST_X(p.location) AS lon, p.speed_kmh, p.course, "
+                     "ST_Y(p.location) AS lat, ST_X(p.location) AS lon, p.speed_kmh, p.course_deg, "
                      "p.epoch, p.seq")
 
 

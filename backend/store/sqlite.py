@@ -31,18 +31,20 @@ from .sqlite_api import SqliteApiQueries
 from .sqlite_maintenance import SqliteMaintenance
 
 _INSERT = """INSERT INTO vehicle_telemetry
-    (vehicle_id, epoch, seq, time_ms, kind, lat, lon, alt, speed_kmh, course, fix, sats, hdop,
+    (vehicle_id, epoch, seq, time_ms, kind, lat, lon, alt_m, speed_kmh, course_deg, fix, sats, hdop,
      data, received_ms)
     VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
     ON CONFLICT (vehicle_id, epoch, seq) DO NOTHING"""
 _LAST = """INSERT INTO last_position VALUES (?,?,?,?,?,?,?,?)
     ON CONFLICT (vehicle_id) DO UPDATE SET time_ms=excluded.time_ms, lat=excluded.lat,
-        lon=excluded.lon, speed_kmh=excluded.speed_kmh, course=excluded.course,
+        lon=excluded.lon, speed_kmh=excluded.speed_kmh, course_deg=excluded.course_deg,
         epoch=excluded.epoch, seq=excluded.seq
     WHERE excluded.time_ms > last_position.time_ms"""
 _SIGNAL = """INSERT INTO last_signal VALUES (?,?,?,?)
     ON CONFLICT (vehicle_id, signal) DO UPDATE SET value=excluded.value, time_ms=excluded.time_ms
     WHERE excluded.time_ms > last_signal.time_ms"""
+# a position's columns as the queries return them
+_POINT = "time_ms, lat, lon, speed_kmh, course_deg, epoch, seq"
 _DEAD = """INSERT INTO dead_letter (vehicle_id, epoch, seq, reading, error, received_ms)
     VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING"""
 
@@ -112,12 +114,12 @@ class SqliteStore(SqliteAccounts, SqliteApiQueries, SqliteAlerts, SqliteMaintena
         db.execute("BEGIN IMMEDIATE")
         try:
             db.executemany(_INSERT, [
-                (r.vehicle_id, r.epoch, r.seq, r.time_ms, r.kind, r.lat, r.lon, r.alt,
-                 r.speed_kmh, r.course, r.fix, r.sats, r.hdop, r.data_json(), r.received_ms)
+                (r.vehicle_id, r.epoch, r.seq, r.time_ms, r.kind, r.lat, r.lon, r.alt_m,
+                 r.speed_kmh, r.course_deg, r.fix, r.sats, r.hdop, r.data_json(), r.received_ms)
                 for r in readings
             ])
             db.executemany(_LAST, [
-                (r.vehicle_id, r.time_ms, r.lat, r.lon, r.speed_kmh, r.course, r.epoch, r.seq)
+                (r.vehicle_id, r.time_ms, r.lat, r.lon, r.speed_kmh, r.course_deg, r.epoch, r.seq)
                 for r in newest_positions(readings).values()
             ])
             db.executemany(_SIGNAL, [
@@ -190,9 +192,8 @@ class SqliteStore(SqliteAccounts, SqliteApiQueries, SqliteAlerts, SqliteMaintena
     async def last_positions(self) -> list[dict]:
         def rows():
             cur = self._db.execute(
-                "SELECT vehicle_id, time_ms, lat, lon, speed_kmh, course, epoch, seq "
-                "FROM last_position ORDER BY vehicle_id")
-            keys = ("vehicle_id", "time_ms", "lat", "lon", "speed_kmh", "course", "epoch", "seq")
+                f"SELECT vehicle_id, {_POINT} FROM last_position ORDER BY vehicle_id")
+            keys = ("vehicle_id", *_POINT.split(", "))
             return [dict(zip(keys, r, strict=True)) for r in cur]
 
         return await self._run(rows)
@@ -202,12 +203,11 @@ class SqliteStore(SqliteAccounts, SqliteApiQueries, SqliteAlerts, SqliteMaintena
         """Positions in [start, end) by device time; with `step_ms`, the first of each bucket."""
         def rows():
             cur = self._db.execute(
-                "SELECT time_ms, lat, lon, speed_kmh, course, epoch, seq FROM vehicle_telemetry "
+                f"SELECT {_POINT} FROM vehicle_telemetry "
                 "WHERE vehicle_id=? AND kind='pos' AND lat IS NOT NULL AND lon IS NOT NULL "
                 "AND time_ms >= ? AND time_ms < ? "
                 "ORDER BY time_ms, epoch, seq", (vehicle_id, start_ms, end_ms))
-            keys = ("time_ms", "lat", "lon", "speed_kmh", "course", "epoch", "seq")
-            points = [dict(zip(keys, r, strict=True)) for r in cur]
+            points = [dict(zip(_POINT.split(", "), r, strict=True)) for r in cur]
             return _first_per_bucket(points, step_ms) if step_ms else points
 
         return await self._run(rows)

@@ -6,8 +6,8 @@ import json
 
 from .base import TIME_RULES, AlertQuery, StoredAlert, StoredReading
 
-_READING_COLUMNS = ("vehicle_id, epoch, seq, time_ms, kind, lat, lon, alt, speed_kmh, course, "
-                    "fix, sats, hdop, data, received_ms")
+_READING_COLUMNS = ("vehicle_id, epoch, seq, time_ms, kind, lat, lon, alt_m, speed_kmh, "
+                    "course_deg, fix, sats, hdop, data, received_ms")
 _ALERT_COLUMNS = ("id, rule, vehicle_id, subject, start_ms, end_ms, peak, state, lat, lon, "
                   "detail, decided_ms, acknowledged_by, acknowledged_ms")
 _KEY = "rule=? AND vehicle_id=? AND subject=? AND start_ms=?"

@@ -13,7 +13,7 @@ import shapely.geometry
 from .base import entry_indexes
 
 _GEOFENCE_COLUMNS = "geofence_id, name, area, speed_limit_kmh, circle, created_ms, updated_ms"
-_POSITION_COLUMNS = "vehicle_id, time_ms, lat, lon, speed_kmh, course, epoch, seq"
+_POSITION_COLUMNS = "vehicle_id, time_ms, lat, lon, speed_kmh, course_deg, epoch, seq"
 
 
 def _geofence(r: tuple) -> dict:

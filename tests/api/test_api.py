@@ -25,7 +25,7 @@ def pos(vehicle, seq, lon, lat=50.005, minute=None, speed=30.0, fix=None, sats=N
         hdop=None):
     return StoredReading(vehicle_id=vehicle, epoch=1, seq=seq,
                          time_ms=T0 + (minute if minute is not None else seq) * 60_000,
-                         kind="pos", lat=lat, lon=lon, speed_kmh=speed, course=90.0,
+                         kind="pos", lat=lat, lon=lon, speed_kmh=speed, course_deg=90.0,
                          fix=fix, sats=sats, hdop=hdop, received_ms=T0)
 
 
