@@ -75,6 +75,8 @@ async function main() {
   document.body.dataset.role = role;
   $("#whoami").textContent = `${me.user.name} (${role})`;
   $("#logout").addEventListener("click", async () => {
+    // the hub closes this session's socket at logout: that close is ours, not a lost session
+    socket.stop();
     try {
       await post("/api/logout");
     } finally {
