@@ -131,10 +131,10 @@ def _prepare_disk_full(rig: Rig) -> None:
     rig.mounted = True
 
 
-def _fill(path) -> None:
-    """Write until the file system says ENOSPC (bounded by its size); keep what was written."""
+def _fill(path, fs_mb: int) -> None:
+    """Write until the file system says ENOSPC (at most its size); keep what was written."""
     with open(path, "ab", buffering=0) as f:
-        while True:
+        for _ in range(fs_mb * 1024 * 1024 // FILL_CHUNK + 1):
             try:
                 f.write(b"\0" * FILL_CHUNK)
             except OSError as exc:
@@ -150,7 +150,7 @@ async def _disk_full(rig: Rig, rng: random.Random, report: Report) -> float:
     states, held = set(), 0
     degraded_at = None
     while time.monotonic() < deadline:
-        _fill(filler)  # like a runaway log: takes whatever space appears
+        _fill(filler, rig.args.fs_mb)  # like a runaway log: takes whatever space appears
         snap = rig.status() or {}
         journal = snap.get("journal", {})
         states.add(journal.get("state", "?"))
