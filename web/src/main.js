@@ -169,7 +169,10 @@ async function main() {
   const socket = new LiveSocket({
     topics: ["live_updates:all", "alerts"],
     onFeature: (f) => fleet.push(f),
-    onAlert: (a) => alerts.push(a),
+    onAlert: (a) => {
+      alerts.push(a);
+      if (a.vehicle === panel.id) panel.refresh(); // its open alerts now, not at the next poll
+    },
     onState: (s) => {
       const el = $("#conn");
       el.textContent = s;
