@@ -59,9 +59,17 @@ TIME_KEY = '"time":"'
 # in the page: frame intervals and positions received
 PROBE = """() => {
   const app = window.fleetApp;
-  const probe = { frames: [], received: 0 };
+  const probe = { frames: [], received: 0, wsMs: 0, appMs: 0 };
   const onFeature = app.socket.onFeature;
   app.socket.onFeature = (f) => { probe.received++; onFeature(f); };
+  // main-thread time in the app's own work: WebSocket messages (JSON.parse, coalescing) and
+  // its per-frame update (fold in positions, rebuild the source); the rest is MapLibre's
+  const ws = app.socket.ws, onmessage = ws.onmessage;
+  ws.onmessage = (e) => { const t = performance.now(); onmessage(e);
+                          probe.wsMs += performance.now() - t; };
+  const frame = app.live.frame.bind(app.live);
+  app.live.frame = (now) => { const t = performance.now(); frame(now);
+                              probe.appMs += performance.now() - t; };
   let last = performance.now();
   const tick = (t) => { probe.frames.push(t - last); last = t; requestAnimationFrame(tick); };
   requestAnimationFrame(tick);
@@ -76,8 +84,8 @@ PAN = """() => {
 TAKE = """() => {
   const p = window.benchProbe;
   const out = { frames: p.frames, received: p.received, build_ms: fleetApp.live.lastBuildMs,
-                vehicles: fleetApp.fleet.vehicles.size };
-  p.frames = []; p.received = 0;
+                vehicles: fleetApp.fleet.vehicles.size, ws_ms: p.wsMs, app_ms: p.appMs };
+  p.frames = []; p.received = 0; p.wsMs = 0; p.appMs = 0;
   return out;
 }"""
 
@@ -314,7 +322,8 @@ async def browser(args) -> list[str]:
     def summary(name: str, s: dict, seconds: float) -> str:
         f = s["frames"][3:]  # the first frames after a phase change are not steady
         return (f"| {name} | {len(f) / seconds:.1f} | {pct(f, 50):.0f} / {pct(f, 95):.0f} / "
-                f"{max(f, default=0):.0f} ms | {s['received']:,} | {s['vehicles']:,} |")
+                f"{max(f, default=0):.0f} ms | {s['received']:,} | {s['vehicles']:,} | "
+                f"{s['ws_ms'] / seconds:.0f} + {s['app_ms'] / seconds:.0f} ms/s |")
 
     async def step(coro):
         return await asyncio.wait_for(coro, STEP_TIMEOUT_S)
@@ -325,8 +334,9 @@ async def browser(args) -> list[str]:
         fleet = Fleet(args.vehicles)
         lines = [f"chromium 1366x768 SwiftShader, {args.vehicles} vehicles at 1 Hz, "
                  f"{args.seconds:g} s per phase", "",
-                 "| phase | fps | frame p50 / p95 / max | positions received | vehicles known |",
-                 "| --- | ---: | ---: | ---: | ---: |"]
+                 "| phase | fps | frame p50 / p95 / max | positions received | vehicles known | "
+                 "main thread in the app: WebSocket + frame work |",
+                 "| --- | ---: | ---: | ---: | ---: | ---: |"]
         try:
             async with async_playwright() as p:
                 b = await p.chromium.launch(executable_path="/usr/bin/chromium",

@@ -3,6 +3,7 @@
     python -m hil drive                      # a drive, nothing in the way
     python -m hil tunnel --blackout-s 120    # a 2-minute tunnel (900: 15 minutes)
     python -m hil handover --handovers 20    # the vehicle's address changes mid-stream
+    python -m hil handover --netns           # ... between two uplinks in namespaces (root)
     python -m hil crash --crashes 5          # kill -9 of the agent at random moments
     python -m hil reboot --reboots 5         # systemd stops it, the vehicle boots again
     python -m hil power-cut --cuts 20        # kill -9 + what was not fsynced is lost
@@ -38,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=2.0, help="simulated fixes per second")
     p.add_argument("--blackout-s", type=float, default=120.0, help="tunnel length")
     p.add_argument("--handovers", type=int, default=10, help="address changes (handover)")
+    p.add_argument("--netns", action="store_true",
+                   help="handover: between two uplinks in network namespaces (root)")
     p.add_argument("--crashes", type=int, default=3, help="kill -9 of the agent, this often")
     p.add_argument("--reboots", type=int, default=3, help="reboots of the vehicle")
     p.add_argument("--cuts", type=int, default=20, help="power cuts of the vehicle")
@@ -54,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.candump and not args.dbc:
         p.error("--candump needs --dbc")
+    if args.netns and args.scenario != "handover":
+        p.error("--netns is for handover (the other scenarios use the link emulator)")
     args.fixes = max(args.fixes, int((_disturbance_s(args) + MARGIN_S) * args.rate))
     with tempfile.TemporaryDirectory(prefix="hil-") as tmp:
         workdir = Path(args.dir or tmp)

@@ -27,17 +27,19 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from hil.lifeline import die_with_parent
 from hil.linkemu import LinkEmulator
+from hil.netns import BACKEND_ADDR
+from hil.waits import free_port, holds, ms, until
 
 REPO = Path(__file__).resolve().parent.parent
 VEHICLE = "hil-1"
 STARTUP_S = 60.0
 NMEA_PLAY_BYTES_S = 960  # 9600 baud
+BACKEND_PORT = 4433  # in the backend's own namespace (--netns): no other listener there
 AGENT_START_MARK = "--- hil: agent start ---"  # written to agent.log before each start
 _ACCEPTED_LINE = re.compile(r"\((\d+) accepted since start\)")  # agent/daemon.py's DEBUG line
 
@@ -84,12 +86,14 @@ class Rig:
         self.agent_env: dict[str, str] = {}  # e.g. LD_PRELOAD for power-cut (hil/powercut.py)
         self.log_level = "info"
         self.emu: LinkEmulator | None = None
+        self.net = None  # hil.netns.NetnsRig with --netns: backend and agent in namespaces
 
     def spawn(self, name: str, *args: str, stdout=None, env: dict | None = None,
-              group: bool = False) -> subprocess.Popen:
+              group: bool = False, ns: str | None = None) -> subprocess.Popen:
         log = open(self.dir / f"{name}.log", "ab")
         env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", **(env or {})}
-        proc = subprocess.Popen([sys.executable, *args], stdout=stdout or log, stderr=log,
+        prefix = self.net.exec_args(ns) if ns else []
+        proc = subprocess.Popen([*prefix, sys.executable, *args], stdout=stdout or log, stderr=log,
                                 env=env, cwd=REPO, preexec_fn=die_with_parent(),
                                 start_new_session=group)
         self.procs.append(proc)
@@ -104,16 +108,21 @@ class Rig:
         await store.open()
         self.token = await store.add_vehicle(VEHICLE)
         await store.close()
-        quic = free_port()
+        # with --netns the backend listens in its namespace and the agent reaches it over the
+        # vehicle's uplinks (hil/netns.py), without the link emulator
+        host, quic = (BACKEND_ADDR, BACKEND_PORT) if self.net else ("127.0.0.1", free_port())
         backend = self.spawn("backend", "-m", "backend", "--db", f"sqlite://{self.db}",
                              "--cert", self.pki["cert"], "--key", self.pki["key"],
-                             "--quic-host", "127.0.0.1", "--quic-port", str(quic),
-                             "--http-port", str(free_port(tcp=True)),
-                             stdout=subprocess.PIPE)
+                             "--quic-host", host, "--quic-port", str(quic),
+                             "--http-port", str(free_port(tcp=True)), stdout=subprocess.PIPE,
+                             ns=self.net.backend if self.net else None)
         line = await asyncio.to_thread(backend.stdout.readline)
         if b"backend ready" not in line:
             raise RuntimeError(f"backend did not start; see {self.dir / 'backend.log'}")
-        self.emu = await LinkEmulator(("127.0.0.1", quic)).start()
+        self.server = (host, quic)
+        if not self.net:
+            self.emu = await LinkEmulator((host, quic)).start()
+            self.server = self.emu.address
         if self.args.nmea:
             asyncio.get_running_loop().create_task(self._play_nmea(Path(self.args.nmea)))
         else:
@@ -125,7 +134,7 @@ class Rig:
 
     def config(self) -> Path:
         path = self.dir / "agent.toml"
-        host, port = self.emu.address
+        host, port = self.server
         text = (f'[vehicle]\nid = "{VEHICLE}"\ntoken = "{self.token}"\n\n'
                 f'[server]\nhost = "{host}"\nport = {port}\nca_file = "{self.pki["ca"]}"\n'
                 f'server_name = "localhost"\n\n[journal]\npath = "{self.journal_path}"'
@@ -149,7 +158,8 @@ class Rig:
         with open(self.dir / "agent.log", "ab") as log:  # where one run's lines begin
             log.write(f"{AGENT_START_MARK}\n".encode())
         self.agent = self.spawn("agent", "-m", "agent", "--config", str(self.config()),
-                                env=self.agent_env, group=True)
+                                env=self.agent_env, group=True,
+                                ns=self.net.vehicle if self.net else None)
 
     def kill9_agent(self) -> None:
         self.agent.send_signal(signal.SIGKILL)
@@ -191,7 +201,7 @@ class Rig:
         os.symlink(os.ttyname(slave), self.tty)
         data = capture.read_bytes()
         # a port flushes its input when opened: start once the agent holds it open
-        await until(lambda: self.agent is not None and _holds(self.agent.pid,
+        await until(lambda: self.agent is not None and holds(self.agent.pid,
                                                                os.ttyname(slave)),
                      STARTUP_S, "the agent to open the GPS port")
         await asyncio.sleep(0.5)
@@ -248,46 +258,6 @@ class Rig:
                 proc.kill()
         if self.emu:
             self.emu.close()
-
-
-def _holds(pid: int, path: str) -> bool:
-    """Whether process `pid` has `path` open (from /proc)."""
-    try:
-        fds = os.listdir(f"/proc/{pid}/fd")
-    except OSError:
-        return False
-    for fd in fds:
-        try:
-            if os.readlink(f"/proc/{pid}/fd/{fd}") == path:
-                return True
-        except OSError:
-            continue
-    return False
-
-
-def ms(iso: str) -> int:
-    from datetime import datetime
-
-    return round(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
-
-
-def free_port(tcp: bool = False) -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-async def until(predicate, timeout: float, what: str, quiet: bool = False) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        await asyncio.sleep(0.2)
-    if quiet:
-        return False
-    raise TimeoutError(f"no {what} within {timeout:.0f} s")
 
 
 def as_json(report: Report) -> str:

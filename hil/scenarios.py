@@ -4,7 +4,9 @@ loopback (hil/rig.py) through one disturbance and prints what happened to every 
 - drive: nothing in the way.
 - tunnel: the link goes dark for `--blackout-s` (120 and 900 in `make hil`).
 - handover: the vehicle's address changes `--handovers` times mid-stream (hil.linkemu's NAT
-  rebinding: the gateway sees datagrams from a new port; QUIC migrates the connection).
+  rebinding: the gateway sees datagrams from a new port; QUIC migrates the connection). With
+  `--netns` (root) the backend and agent run in network namespaces and the vehicle itself
+  moves between two uplinks (hil/netns.py): the agent migrates to its new address.
 - crash: kill -9 of the agent `--crashes` times at random moments, restarted as systemd would.
 - reboot: `--reboots` times, the agent's process group is stopped as systemd stops a service
   (SIGTERM, SIGKILL after TimeoutStopSec), the link is down while the vehicle boots
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
 import random
 import signal
 import subprocess
@@ -47,11 +50,31 @@ async def _tunnel(rig: Rig, rng: random.Random, report: Report) -> None:
     await asyncio.sleep(rig.args.blackout_s)
 
 
+def _prepare_handover(rig: Rig) -> None:
+    if rig.args.netns:
+        from hil.netns import NetnsRig, available
+
+        ok, why = available()
+        if not ok:
+            raise RuntimeError(f"handover --netns needs network namespaces: {why}")
+        rig.net = NetnsRig(f"hil{os.getpid()}").build()
+
+
 async def _handover(rig: Rig, rng: random.Random, report: Report) -> None:
     for _ in range(rig.args.handovers):
         await asyncio.sleep(rng.uniform(0.5, 2.0))
-        await rig.emu.rebind()
-    report.detail["address changes"] = rig.emu.model.stats.rebinds
+        if rig.net:  # the vehicle's own address changes: the other uplink, the old one down
+            await asyncio.to_thread(rig.net.use_uplink, 2 if rig.net.active == 1 else 1)
+        else:  # the carrier's NAT gives the vehicle a new public port
+            await rig.emu.rebind()
+    report.detail["address changes"] = rig.args.handovers
+    report.detail["how"] = ("the vehicle moves between two uplinks (hil/netns.py)" if rig.net
+                            else "NAT rebinding in hil.linkemu")
+
+
+def _cleanup_handover(rig: Rig) -> None:
+    if rig.net:
+        rig.net.teardown()
 
 
 async def _crash(rig: Rig, rng: random.Random, report: Report) -> None:
@@ -108,10 +131,10 @@ def _prepare_disk_full(rig: Rig) -> None:
     rig.mounted = True
 
 
-def _fill(path) -> None:
-    """Write until the file system says ENOSPC (bounded by its size); keep what was written."""
+def _fill(path, fs_mb: int) -> None:
+    """Write until the file system says ENOSPC (at most its size); keep what was written."""
     with open(path, "ab", buffering=0) as f:
-        while True:
+        for _ in range(fs_mb * 1024 * 1024 // FILL_CHUNK + 1):
             try:
                 f.write(b"\0" * FILL_CHUNK)
             except OSError as exc:
@@ -127,7 +150,7 @@ async def _disk_full(rig: Rig, rng: random.Random, report: Report) -> float:
     states, held = set(), 0
     degraded_at = None
     while time.monotonic() < deadline:
-        _fill(filler)  # like a runaway log: takes whatever space appears
+        _fill(filler, rig.args.fs_mb)  # like a runaway log: takes whatever space appears
         snap = rig.status() or {}
         journal = snap.get("journal", {})
         states.add(journal.get("state", "?"))
@@ -164,8 +187,9 @@ async def _nothing(rig: Rig, rng: random.Random, report: Report) -> None:
 
 DISTURB = {"drive": _nothing, "tunnel": _tunnel, "handover": _handover, "crash": _crash,
            "reboot": _reboot, "power-cut": _power_cut, "disk-full": _disk_full}
-PREPARE = {"power-cut": _prepare_power_cut, "disk-full": _prepare_disk_full}
-CLEANUP = {"disk-full": _cleanup_disk_full}
+PREPARE = {"handover": _prepare_handover, "power-cut": _prepare_power_cut,
+           "disk-full": _prepare_disk_full}
+CLEANUP = {"handover": _cleanup_handover, "disk-full": _cleanup_disk_full}
 
 
 async def run(scenario: str, args, workdir) -> Report:
@@ -190,6 +214,9 @@ async def run(scenario: str, args, workdir) -> Report:
         if scenario == "handover":
             link = (rig.status() or {}).get("link", {})
             report.detail["agent connections (1: every change migrated)"] = link.get("connects")
+            if rig.net:  # after the recovery: the last change's migration is logged by now
+                log = (rig.dir / "agent.log").read_text(errors="replace")
+                report.detail["migrations the agent logged"] = log.count("connection migrated to")
         await until(rig.gps_done, RECOVER_LIMIT_S + args.fixes / args.rate, "the GPS to end")
         await asyncio.sleep(1.0)  # the last fix's commit
 

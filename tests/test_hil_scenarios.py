@@ -43,6 +43,9 @@ def _db_check(tmp_path, report: dict) -> None:
     ("handover", "--handovers", "4", "--rate", "5"),
     ("reboot", "--reboots", "2", "--rate", "5", "--boot-s", "1"),
     ("power-cut", "--cuts", "3", "--rate", "5", "--boot-s", "1"),
+    pytest.param(("handover", "--netns", "--handovers", "4", "--rate", "5"),
+                 marks=pytest.mark.skipif(os.geteuid() != 0, reason="namespaces need root"),
+                 id="handover-netns"),
     pytest.param(("disk-full", "--full-s", "8", "--rate", "5"), marks=pytest.mark.skipif(
         os.geteuid() != 0, reason="disk-full mounts a small tmpfs: needs root")),
 ], ids=lambda a: a[0])
@@ -60,6 +63,8 @@ def test_scenario_reports_no_loss_and_no_duplicate(tmp_path, args):
     if args[0] == "handover":  # the address really changed, and the connection moved along
         assert detail["address changes"] == 4
         assert detail["agent connections (1: every change migrated)"] == 1
+        if "--netns" in args:  # the agent itself moved to each new address
+            assert detail["migrations the agent logged"] >= 4
     if args[0] == "reboot":
         assert detail["reboots"] == 2
     if args[0] == "power-cut":  # the cuts discarded unsynced pages (-shm at least)

@@ -39,6 +39,8 @@ READY_TIMEOUT_S = 60.0
 # (on a machine shared with other work, 200 handshakes took up to 40 s).
 CONNECT_BUDGET_S_PER_VEHICLE = 0.25
 PROVISION_CHUNK = 500
+# The machine the projection is for: the project's 2-core VM (docs/benchmarks.md, Reach).
+PROJECTION_CORES = 2.0
 
 
 @dataclass
@@ -88,9 +90,16 @@ class Report:
     gateway_rss_mb: float = 0.0       # peak, summed over gateway processes
     gateway_kb_per_vehicle: float = 0.0
     client_cpu_pct: float = 0.0
+    client_cpu_ms_per_reading: float = 0.0   # load generator CPU time / readings acked
     datagrams_in_per_reading: float = 0.0   # to the gateway, per reading acked in the window
     datagrams_out_per_reading: float = 0.0  # from the gateway
     storm: dict | None = None
+
+    def projected_vehicles(self, cores: float, with_clients: bool = False) -> float:
+        """Vehicles the measured CPU per reading allows on `cores` at the run's rate."""
+        ms = self.gateway_cpu_ms_per_reading + (self.client_cpu_ms_per_reading
+                                                if with_clients else 0.0)
+        return cores * 1000 / ms / self.options["rate_hz"] if ms > 0 else 0.0
 
     @property
     def ok(self) -> bool:
@@ -122,7 +131,13 @@ class Report:
                f"{self.gateway_rss_mb:.0f} MB RSS, "
                f"{self.gateway_kb_per_vehicle:.1f} KB per connected vehicle, "
                f"{self.gateway_cpu_ms_per_reading:.2f} ms CPU per acked reading",
-               f"  clients            {self.client_cpu_pct:.0f} % CPU",
+               f"  clients            {self.client_cpu_pct:.0f} % CPU, "
+               f"{self.client_cpu_ms_per_reading:.2f} ms CPU per acked reading",
+               f"  projection         {self.projected_vehicles(1.0):,.0f} vehicles at "
+               f"{o['rate_hz']} Hz on one gateway core, "
+               f"{self.projected_vehicles(PROJECTION_CORES, with_clients=True):,.0f} with the "
+               f"load generator on the same {PROJECTION_CORES:.0f} cores "
+               f"(CPU per reading only; not a measured rate)",
                f"  datagrams          {self.datagrams_in_per_reading:.2f} in + "
                f"{self.datagrams_out_per_reading:.2f} out at the gateway per acked reading",
                f"  errors             {self.errors or 'none'}",
@@ -465,6 +480,7 @@ def _report(opts, counts, pending_seqs, results, gstats, rss_idle_kb, rss_connec
             rep.storm = s
     rep.acked_per_s = acked_window / opts.duration_s
     rep.gateway_cpu_ms_per_reading = (gateway_cpu * 10 * opts.duration_s) / max(1, acked_window)
+    rep.client_cpu_ms_per_reading = (client_cpu * 10 * opts.duration_s) / max(1, acked_window)
     rep.datagrams_in_per_reading = dg_in / max(1, acked_window)
     rep.datagrams_out_per_reading = dg_out / max(1, acked_window)
     rep.ack_p50_ms, rep.ack_p95_ms, rep.ack_p99_ms = (lat.percentile(p) for p in (50, 95, 99))
