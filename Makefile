@@ -92,13 +92,20 @@ timescaledb: deps-test
 test: deps-test timescaledb $(STAMP_PIP) $(WEB_BUNDLE)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# the HIL scenarios for users (hil/scenarios.py), full length: a drive, 2- and 15-minute tunnels,
-# kill -9 of the agent at random; each prints its report. `make test` runs reduced versions.
+# the HIL scenarios for users (hil/scenarios.py, docs/hil.md), full length: a drive, 2- and
+# 15-minute tunnels, 20 handovers (NAT rebinding; between uplinks in namespaces, root), kill -9
+# of the agent at random, reboots, 20 power cuts and a full disk (root: it mounts a tmpfs);
+# each prints its report. `make test` runs reduced versions.
 hil: deps-demo $(STAMP_PIP) $(WEB_BUNDLE)
 	$(PY) -m hil drive
 	$(PY) -m hil tunnel --blackout-s 120
 	$(PY) -m hil tunnel --blackout-s 900
+	$(PY) -m hil handover --handovers 20
+	$(PY) -m hil handover --netns --handovers 20
 	$(PY) -m hil crash --crashes 10
+	$(PY) -m hil reboot --reboots 5
+	$(PY) -m hil power-cut --cuts 20
+	$(PY) -m hil disk-full --full-s 60
 
 # the Raspberry Pi package (hil/chroot.py: cross-built, its virtualenv made in an arm64 chroot)
 deb-arm64: deps-test $(STAMP_PIP) $(WEB_BUNDLE)

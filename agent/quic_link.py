@@ -24,6 +24,7 @@ from aioquic.quic.events import (
 )
 
 from geostream.limits import KEEPALIVE_S
+from geostream.quic_acks import ack_with_data, advertise_max_ack_delay, delay_acks_up_to
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +70,19 @@ class QuicLink(asyncio.DatagramProtocol):
         on_stream_data: Callable[[int, bytes, bool], None],
         keepalive_s: float = KEEPALIVE_S,
         session_ticket_handler: Callable | None = None,
+        ack_delay_s: float | None = None,
     ):
+        """`ack_delay_s`: how long the ACK of what the gateway sends may wait for the next
+        batch to ride in (the agent's send interval; None: aioquic's default, at once)."""
         self._loop = asyncio.get_running_loop()
         self.conn = QuicConnection(configuration=configuration,
                                    session_ticket_handler=session_ticket_handler)
         self.server_addr = v6_address(server_addr)
         self._on_stream_data = on_stream_data
+        self._ack_delay_s = ack_delay_s
+        if ack_delay_s:
+            advertise_max_ack_delay(self.conn, ack_delay_s)
+        self.datagrams_sent = self.datagrams_received = 0
         self._keepalive_s = keepalive_s
         self._transport: asyncio.DatagramTransport | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -113,6 +121,7 @@ class QuicLink(asyncio.DatagramProtocol):
         """Send an ack-eliciting PING now (its answer shows the peer still has the connection)."""
         self._ping_id += 1
         self.conn.send_ping(self._ping_id)
+        ack_with_data(self.conn)
         if self.on_ping is not None:
             self.on_ping(self._loop.time())
         self.transmit()
@@ -181,6 +190,7 @@ class QuicLink(asyncio.DatagramProtocol):
     def send(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
         if data or end_stream:
             self.conn.send_stream_data(stream_id, data, end_stream)
+            ack_with_data(self.conn)  # a pending ACK rides in this datagram
             self.transmit()
 
     def transmit(self) -> None:
@@ -189,6 +199,7 @@ class QuicLink(asyncio.DatagramProtocol):
         now = self._loop.time()
         for data, addr in self.conn.datagrams_to_send(now=now):
             self._transport.sendto(data, addr)
+            self.datagrams_sent += 1
             self._last_send = now
         self._process_events()
         at = self.conn.get_timer()
@@ -205,6 +216,7 @@ class QuicLink(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple) -> None:
         self.last_receive = self._loop.time()
+        self.datagrams_received += 1
         if self.on_datagram is not None:
             self.on_datagram(self.last_receive)
         self.conn.receive_datagram(data, addr, now=self._loop.time())
@@ -221,6 +233,8 @@ class QuicLink(asyncio.DatagramProtocol):
     def _event(self, event: QuicEvent) -> None:
         if isinstance(event, HandshakeCompleted):
             self.handshakes += 1
+            if self._ack_delay_s:
+                delay_acks_up_to(self.conn, self._ack_delay_s)
             self.session_resumed = event.session_resumed
             self.early_data_accepted = event.early_data_accepted
             log.info("handshake completed (resumed=%s, early data=%s)", event.session_resumed,

@@ -23,6 +23,7 @@ from aioquic.quic.configuration import QuicConfiguration
 from geostream import ALPN
 from geostream.limits import IDLE_TIMEOUT_S
 from geostream.messages import Status
+from geostream.quic_acks import ack_delay_for
 from geostream.session import Acknowledged
 
 from . import __version__
@@ -55,8 +56,11 @@ _BUDGET_TRIES = 8
 
 class Uplink:
     def __init__(self, config: AgentConfig, journal: JournalWorker,
-                 route_check_s: float | None = ROUTE_CHECK_S):
+                 route_check_s: float | None = ROUTE_CHECK_S,
+                 boottime: Callable[[], float] | None = None):
         self.config = config
+        # CLOCK_BOOTTIME, for suspend detection; a test on an emulated clock passes its own
+        self._boottime = boottime or _boottime
         self.journal = journal
         self.route_check_s = route_check_s
         self.machine = UplinkMachine(config.server.send_interval_ms / 1000)
@@ -124,13 +128,13 @@ class Uplink:
             while True:
                 at = m.get_timer()
                 if at is not None and at <= loop.time():  # due: before more input can starve it
-                    await self._do(m.handle_timer(loop.time(), _boottime()))
+                    await self._do(m.handle_timer(loop.time(), self._boottime()))
                 else:
                     try:
                         async with asyncio.timeout_at(at):
                             item = await self._inbox.get()
                     except TimeoutError:
-                        await self._do(m.handle_timer(loop.time(), _boottime()))
+                        await self._do(m.handle_timer(loop.time(), self._boottime()))
                     else:
                         await self._input(item)
                 await self._fill()
@@ -211,7 +215,8 @@ class Uplink:
         acked_through = await self.journal.call("acked_through")
         link = QuicLink(self.quic_configuration(), addr,
                         lambda sid, data, end: self._inbox.put_nowait(("data", link, data, end)),
-                        session_ticket_handler=self.tickets.save)
+                        session_ticket_handler=self.tickets.save,
+                        ack_delay_s=ack_delay_for(self.machine.send_interval_s))
         link.on_datagram = m.datagram_received
         link.on_ping = m.ping_sent
         self.link = link
@@ -239,7 +244,7 @@ class Uplink:
                 self.route_check_s))
         await self._do(m.handshake_done(
             loop.time(), local_host=link.local_host, resumed=link.session_resumed,
-            early_data_accepted=link.early_data_accepted, boot=_boottime()))
+            early_data_accepted=link.early_data_accepted, boot=self._boottime()))
 
     async def _closed(self, link: QuicLink) -> None:
         await link.closed.wait()

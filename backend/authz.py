@@ -12,7 +12,8 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 
-PRINCIPAL = "fleet.principal"
+from aiohttp import web
+
 ACCESS_ATTR = "fleet_access"
 PUBLIC = "public"
 
@@ -52,6 +53,11 @@ class Principal:
 
     def may_see(self, vehicle_id: str) -> bool:
         return self.vehicles is None or vehicle_id in self.vehicles
+
+
+# where the access middleware leaves the request's Principal (or None); a RequestKey, not a
+# string, so aiohttp does not warn (NotAppKeyWarning) and type checkers know what it holds
+PRINCIPAL: web.RequestKey[Principal | None] = web.RequestKey("fleet.principal", Principal)
 
 
 def requires(role: Role) -> Callable:

@@ -1,58 +1,34 @@
 """QUIC gateway: authenticates vehicles, validates batches, acks only after commit.
 
-The path of one batch is `_store_batch`, a pipeline of named steps, each taking `now`:
-validate → rows → store (group commit) → acknowledge → publish to the hub → alerts.
-Protocol errors go through the session's one close sequence (`ServerSession.fail`, then
-`_flush`: send what is queued, close the connection if the session expects it).
+`Gateway` is what all connections share: the server socket, store, writer, hub, credit,
+the open sessions per vehicle, commands and revocations. One connection and the pipeline of
+its batches is `backend.gateway_conn.GatewayProtocol`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
-from aioquic.asyncio import QuicConnectionProtocol, serve
+from aioquic.asyncio import serve
 from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.events import (
-    ConnectionTerminated,
-    HandshakeCompleted,
-    QuicEvent,
-    StreamDataReceived,
-)
 from prometheus_client import Histogram
 
 from geostream import ALPN
 from geostream.backoff import Backoff
-from geostream.errors import ErrorCode, ProtocolError
+from geostream.errors import ErrorCode
 from geostream.limits import DEFAULT_CREDIT, IDLE_TIMEOUT_S
-from geostream.messages import Batch, Command, Status
-from geostream.schema import reading_problem
-from geostream.session import (
-    BatchReceived,
-    CommandAcked,
-    Failed,
-    HelloReceived,
-    PeerError,
-    ServerSession,
-    StatusReceived,
-)
+from geostream.messages import Command, Status
 
 from .alerts import NoAlerts
-from .hub import Hub, position_feature
+from .gateway_conn import GatewayProtocol
+from .hub import Hub
 from .metrics import ACK_BUCKETS_S
-from .quic_tuning import delay_acks, enlarge_socket_buffers, shrink_handshake_buffers
-from .store.base import (
-    AuthResult,
-    DeadLetter,
-    Store,
-    StoredCommand,
-    StoredReading,
-    newest_positions,
-)
+from .quic_tuning import enlarge_socket_buffers
+from .store.base import Store, StoredCommand
 from .store.base import now_ms as _now_ms
 from .tickets import TicketStore
-from .writer import BatchWriter, WriterStopped
+from .writer import BatchWriter
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +41,6 @@ MAX_CREDIT = DEFAULT_CREDIT
 ACK_GRACE_S = 0.3
 # How often revocations made by `python -m backend vehicles revoke` reach open connections.
 REVOCATION_POLL_S = 2.0
-# Authentication must finish quickly: a peer that never sends hello is dropped. The time counts
-# from the end of the handshake: counted from the first packet, a gateway busy with a reconnect
-# storm dropped the handshakes it was itself slow to finish (the load tester saw 2,023 of 1,000
-# vehicles' attempts refused this way, each retried from scratch).
-HELLO_TIMEOUT_S = 10.0
-# A peer whose handshake does not complete is dropped after this (aioquic has no handshake
-# timeout of its own, only the 240 s idle timeout).
-HANDSHAKE_TIMEOUT_S = 60.0
 # Reading a vehicle's pending commands after its welcome is retried while the store is away.
 COMMAND_RETRY_MIN_S = 1.0
 COMMAND_RETRY_MAX_S = 30.0
@@ -253,210 +221,3 @@ class Gateway:
             self.connections[vehicle].discard(proto)
             if not self.connections[vehicle]:
                 del self.connections[vehicle]
-
-
-class GatewayProtocol(QuicConnectionProtocol):
-    def __init__(self, *args, gateway: Gateway, **kwargs):
-        super().__init__(*args, **kwargs)
-        delay_acks(self._quic)
-        if gateway.cluster is not None:
-            gateway.cluster.adopt(self._quic)
-        self.gateway = gateway
-        self.session = ServerSession()
-        self.stream_id: int | None = None
-        self.vehicle: str | None = None
-        self._tasks: set[asyncio.Task] = set()
-        self._closing = False
-        gateway.stats["connections"] += 1
-        self._hello_timer = asyncio.get_running_loop().call_later(
-            HANDSHAKE_TIMEOUT_S, self._hello_timeout)
-
-    # --- aioquic callback -----------------------------------------------------------------
-
-    def quic_event_received(self, event: QuicEvent) -> None:
-        if isinstance(event, StreamDataReceived):
-            self._stream_data(event)
-        elif isinstance(event, HandshakeCompleted):
-            shrink_handshake_buffers(self._quic)
-            if not self.session.authenticated:  # the hello deadline starts now
-                self._hello_timer.cancel()
-                self._hello_timer = asyncio.get_running_loop().call_later(
-                    HELLO_TIMEOUT_S, self._hello_timeout)
-        elif isinstance(event, ConnectionTerminated):
-            self._hello_timer.cancel()
-            self.gateway.unregister(self.vehicle, self)
-            for t in self._tasks:
-                t.cancel()
-
-    def _stream_data(self, event: StreamDataReceived) -> None:
-        if self._closing or self.gateway.draining:
-            return
-        if self.stream_id is None:
-            self.stream_id = event.stream_id
-        elif event.stream_id != self.stream_id:
-            self._fail(ProtocolError(ErrorCode.UNEXPECTED, "one session stream per connection"))
-            return
-        events = self.session.receive(event.data)
-        if events and isinstance(events[-1], Failed):
-            # a chunk that breaks the protocol is dropped whole; the session queued the error
-            self._count_failure(events[-1].reason, events[-1].code)
-            self._flush()
-            return
-        for ev in events:
-            if isinstance(ev, HelloReceived):
-                self._spawn(self._authenticate(ev.hello))
-            elif isinstance(ev, BatchReceived):
-                self._spawn(self._store_batch(ev.batch))
-            elif isinstance(ev, CommandAcked):
-                self._spawn(self.gateway.command_acked(self.vehicle, ev.ack.id, ev.ack.ok,
-                                                       ev.ack.detail))
-            elif isinstance(ev, StatusReceived):
-                self._spawn(self.gateway.status_received(self.vehicle, ev.status))
-            elif isinstance(ev, PeerError):
-                log.info("%s reports error %d: %s", self.vehicle, ev.code, ev.reason)
-        self._flush()
-        if event.end_stream:
-            self.close_connection(0, "session ended by agent")
-
-    def _spawn(self, coro) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("connection task failed", exc_info=task.exception())
-            self.refuse(ErrorCode.INTERNAL, "internal error")
-
-    # --- pipeline -------------------------------------------------------------------------
-
-    async def _authenticate(self, hello) -> None:
-        result = await self.gateway.store.authenticate(hello.vehicle, hello.token)
-        self._hello_timer.cancel()
-        if result is not AuthResult.OK:
-            self.gateway.stats["auth_failures"] += 1
-            log.warning("vehicle %r refused: %s", hello.vehicle, result.value)
-            code = ErrorCode.REVOKED if result is AuthResult.REVOKED else ErrorCode.AUTH_FAILED
-            self.refuse(code, "credential revoked" if result is AuthResult.REVOKED
-                        else "unknown vehicle or wrong token")
-            return
-        if self._closing:
-            return
-        self.vehicle = hello.vehicle
-        self.gateway.register(hello.vehicle, self)
-        self.session.accept(_now_ms(), credit=self.gateway.credit())
-        self._flush()
-        log.info("vehicle %s connected (epoch %d, acked %d)", hello.vehicle, hello.epoch,
-                 hello.acked)
-        # after the welcome has left, so commands never delay data (registered first: a
-        # command stored meanwhile is sent by send_command, or here, or both)
-        await self.gateway.send_pending_commands(hello.vehicle, self)
-
-    async def _store_batch(self, batch: Batch) -> None:
-        """The pipeline of one batch; each step is named for what it does."""
-        now, started = _now_ms(), time.monotonic()
-        good, dead = self._validate(batch, now)  # validate → rows
-        if not await self._store(good, dead):
-            return
-        if self._acknowledge(batch):
-            self.gateway.ack_latency.observe(time.monotonic() - started)
-            self._publish(good)
-        # after the ack has left, so rules never delay it; also while closing (committed)
-        await self._alerts(good, now)
-
-    def _validate(self, batch: Batch, now: int) -> tuple[list[StoredReading], list[DeadLetter]]:
-        """Rows to store, and the invalid readings as dead letters (answered invalid-reading,
-        stored apart and acknowledged, so the agent never re-sends them)."""
-        good: list[StoredReading] = []
-        dead: list[DeadLetter] = []
-        for r in batch.readings:
-            problem = reading_problem(r)
-            if problem is None:
-                good.append(StoredReading.from_wire(self.vehicle, batch.epoch, r, now))
-            else:
-                dead.append(DeadLetter(self.vehicle, batch.epoch, r["q"], r, problem, now))
-        if dead:
-            self.gateway.stats["invalid_readings"] += len(dead)
-            self.session.fail(ProtocolError(ErrorCode.INVALID_READING,
-                                            f"{len(dead)} invalid: {dead[0].error}"))
-        return good, dead
-
-    async def _store(self, good: list[StoredReading], dead: list[DeadLetter]) -> bool:
-        """Group commit through the writer; False if the gateway is stopping (not committed,
-        so not acknowledged: the agent re-sends it to the next gateway)."""
-        try:
-            await self.gateway.writer.submit(good, dead)
-        except WriterStopped:
-            return False  # (Unstorable, by contrast, stays an internal error)
-        self.gateway.stats["batches"] += 1
-        self.gateway.stats["readings"] += len(good)
-        return True
-
-    def _acknowledge(self, batch: Batch) -> bool:
-        """The ack for a committed batch, with the credit of the moment; False if closing."""
-        if self._closing:
-            return False
-        self.session.committed((r["q"] for r in batch.readings), credit=self.gateway.credit())
-        self._flush()
-        return True
-
-    async def _alerts(self, good: list[StoredReading], now: int) -> None:
-        await self.gateway.alerts.on_committed(good, now)
-
-    def _publish(self, readings: list[StoredReading]) -> None:
-        for newest in newest_positions(readings).values():
-            self.gateway.hub.position(newest.vehicle_id, newest.time_ms, position_feature(
-                newest.vehicle_id, newest.time_ms, newest.lat, newest.lon, newest.speed_kmh,
-                newest.course, newest.seq))
-
-    # --- output ---------------------------------------------------------------------------
-
-    def _flush(self) -> None:
-        """Send what the session queued; close the connection if the session expects it."""
-        data = self.session.data_to_send()
-        if data and self.stream_id is not None:
-            self._quic.send_stream_data(self.stream_id, data)
-            self.transmit()
-        if (close := self.session.close_expected()) is not None:
-            self.close_connection(*close)
-
-    def _fail(self, exc: ProtocolError) -> None:
-        """An error found here (refusal, second stream, timeout) takes the session's path."""
-        self._count_failure(exc.reason, exc.code)
-        self.session.fail(exc)
-        self._flush()
-
-    def _count_failure(self, reason: str, code: int) -> None:
-        self.gateway.stats["protocol_errors"] += 1
-        log.warning("protocol error from %s: %s: %s", self.vehicle or "unauthenticated peer",
-                    ErrorCode(code).label, reason)
-
-    @property
-    def can_send(self) -> bool:
-        """The session is authenticated and not closing."""
-        return self.session.authenticated and not self._closing
-
-    def send_command(self, cmd: Command) -> bool:
-        """Send a command on this session if it is up; True if it was sent."""
-        if self.can_send:
-            self.session.send_command(cmd)
-            self._flush()
-            return True
-        return False
-
-    def refuse(self, code: ErrorCode, reason: str) -> None:
-        self._fail(ProtocolError(code, reason))
-
-    def _hello_timeout(self) -> None:
-        if not self.session.authenticated:
-            self.refuse(ErrorCode.UNEXPECTED, f"no hello within {HELLO_TIMEOUT_S:.0f}s")
-
-    def close_connection(self, code: int, reason: str) -> None:
-        if self._closing:
-            return
-        self._closing = True
-        # closed by us: no longer this vehicle's connection, even while QUIC drains (3 PTO)
-        self.gateway.unregister(self.vehicle, self)
-        self._quic.close(error_code=code, reason_phrase=reason[:100])
-        self.transmit()

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import itertools
+import json
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -25,8 +27,10 @@ from typing import Any
 
 ALL = "live_updates:all"
 ALERTS = "alerts"
-# Coalesced positions one client may hold: a whole fleet view of 4096 vehicles per topic.
-MAX_POSITION_KEYS = 4096
+# Coalesced positions one client may hold: a whole fleet view of 16,384 vehicles per topic
+# (bench/bench_webapp.py: at 4096 a slow client of a 10,000-vehicle fleet dropped positions
+# instead of coalescing them); ~2.5 MB per client at most (key and reference per entry).
+MAX_POSITION_KEYS = 16_384
 # Alerts and replies waiting for one client: a storm's worth; beyond it the client is too far
 # behind to be told everything, so it is disconnected rather than silently shorn of alerts.
 MAX_PENDING_MESSAGES = 1024
@@ -34,6 +38,23 @@ MAX_PENDING_MESSAGES = 1024
 # link the TCP stack has not noticed) is disconnected; it resubscribes and gets the snapshot.
 HOPELESS_S = 30.0
 _unique = itertools.count()
+
+
+class Message(dict):
+    """One published message, shared by every subscriber it is queued for: encoded to JSON
+    once, not once per client (bench/bench_webapp.py: with 100 clients the per-client
+    `json.dumps` was most of the hub's send cost)."""
+
+    @functools.cached_property
+    def text(self) -> str:
+        return json.dumps(self, separators=(",", ":"))
+
+
+def encode(message: dict) -> str:
+    """The JSON text of a queued message (a shared `Message` is encoded only once)."""
+    if isinstance(message, Message):
+        return message.text
+    return json.dumps(message, separators=(",", ":"))
 
 
 def vehicle_topic(vehicle_id: str) -> str:
@@ -47,7 +68,7 @@ def valid_topic(topic: Any) -> bool:
 
 
 def position_feature(vehicle_id: str, time_ms: int, lat: float, lon: float,
-                     speed_kmh: float | None, course: float | None, seq: int) -> dict:
+                     speed_kmh: float | None, course_deg: float | None, seq: int) -> dict:
     """A GeoJSON Feature (RFC 7946: [lon, lat]) for one vehicle position."""
     when = dt.datetime.fromtimestamp(time_ms / 1000, dt.UTC)
     return {
@@ -58,7 +79,7 @@ def position_feature(vehicle_id: str, time_ms: int, lat: float, lon: float,
             "time": when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "seq": seq,
             "speed_kmh": speed_kmh,
-            "course_deg": course,
+            "course_deg": course_deg,
         },
     }
 
@@ -123,6 +144,21 @@ class Subscriber:
             self.waiting_since = now
         self.ready.set()
         self.check(now)
+
+    def refilter(self, may_see: Callable[[str], bool], now: float) -> None:
+        """The principal's visibility changed: from now on only `may_see`; queued updates and
+        `vehicle:` topics of vehicles no longer visible go (the client is told it is
+        unsubscribed from such a topic)."""
+        self.may_see = may_see
+        for key, message in list(self._queue.items()):
+            vehicle = key[2] if key[0] == "pos" else (message.get("alert") or {}).get("vehicle")
+            if vehicle is not None and not may_see(vehicle):
+                del self._queue[key]
+                self._positions -= key[0] == "pos"
+        for topic in sorted(self.topics):
+            if topic.startswith("vehicle:") and not may_see(topic.removeprefix("vehicle:")):
+                self.topics.discard(topic)
+                self.put({"topic": topic, "event": "unsubscribed"}, now)
 
     def check(self, now: float) -> bool:
         """Mark the subscriber hopeless if updates have waited `hopeless_s`; True if so."""
@@ -236,13 +272,13 @@ class Hub:
         """Queue `{"topic": T, field: payload}` for every subscriber of T that may see the
         vehicle; positions (`coalesce`) replace a queued one of the same topic and vehicle."""
         now = self.clock()
+        messages = {topic: Message(topic=topic, **{field: payload}) for topic in topics}
         for sub in list(self.subscribers):
             if not sub.may_see(vehicle):
                 continue
             for topic in topics:
                 if topic in sub.topics:
-                    sub.put({"topic": topic, field: payload}, now,
-                            vehicle=vehicle if coalesce else None)
+                    sub.put(messages[topic], now, vehicle=vehicle if coalesce else None)
 
     def stats(self) -> dict:
         return {"subscribers": len(self.subscribers), "published": self.published,

@@ -12,7 +12,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from .auth.middleware import origin_allowed, watch_session
 from .authz import PRINCIPAL, Principal, Role, requires
-from .hub import Hub, Subscriber, valid_topic
+from .hub import Hub, Subscriber, encode, valid_topic
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,9 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     loop = asyncio.get_running_loop()
     tasks = [loop.create_task(_send_loop(ws, sub, hub)),
              loop.create_task(_watch(ws, sub, hub, request)),
-             loop.create_task(watch_session(ws, request))]  # logout, expiry
+             # logout, expiry, revocation; a change of groups or role re-filters the feed
+             loop.create_task(watch_session(
+                 ws, request, lambda p: sub.refilter(p.may_see, hub.clock())))]
     try:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
@@ -73,9 +75,12 @@ def _handle_request(hub: Hub, sub: Subscriber, text: str) -> None:
 async def _send_loop(ws: web.WebSocketResponse, sub: Subscriber, hub: Hub) -> None:
     while not ws.closed and sub.reason is None:
         await sub.ready.wait()
-        for message in sub.drain(hub.clock()):
-            # blocks while the client does not read (the transport's buffer is full)
-            await ws.send_str(json.dumps(message, separators=(",", ":")))
+        try:
+            for message in sub.drain(hub.clock()):
+                # blocks while the client does not read (the transport's buffer is full)
+                await ws.send_str(encode(message))
+        except ConnectionResetError:  # the client went away mid-send: the handler ends it
+            return
 
 
 async def _watch(ws: web.WebSocketResponse, sub: Subscriber, hub: Hub,

@@ -98,7 +98,7 @@ async def last_positions(store) -> dict:
     rows = await store.last_positions()
     return {"type": "FeatureCollection", "features": [
         {**position_feature(r["vehicle_id"], r["time_ms"], r["lat"], r["lon"], r["speed_kmh"],
-                            r["course"], r["seq"]), "id": r["vehicle_id"]}
+                            r["course_deg"], r["seq"]), "id": r["vehicle_id"]}
         for r in rows]}
 
 

@@ -7,11 +7,11 @@
   loss costs a retransmission and a loss-recovery timer. `SOCKET_BUFFER_BYTES` is asked for;
   the kernel caps it at `net.core.rmem_max` / `wmem_max` (docs/operations.md).
 - **ACK delay.** aioquic acknowledges an ack-eliciting packet after 1 ms (`K_GRANULARITY`),
-  although it advertises `max_ack_delay` = 25 ms. A batch's commit takes longer than 1 ms, so
-  every batch cost an ACK-only datagram and a timer before the geostream `ack` left. Waiting up
-  to `ACK_DELAY_S` (within the advertised 25 ms) lets the QUIC ACK ride in the same datagram as
-  the geostream ack. aioquic has no public setting for it, so this sets the attribute when it
-  exists and leaves the connection alone otherwise.
+  and writes an ACK frame only once that delay expired, never into a packet it builds anyway.
+  A batch's commit takes longer than 1 ms, so every batch cost an ACK-only datagram and a
+  timer before the geostream `ack` left. The gateway waits up to `ACK_DELAY_S` (and says so in
+  its `max_ack_delay`), and its `ack` carries the pending ACK (geostream/quic_acks.py): one
+  datagram per batch instead of two while commits finish within `ACK_DELAY_S`.
 - **Handshake buffers.** aioquic gives every connection three 16 KiB TLS output buffers (one per
   epoch) and keeps them for the connection's life: 48 KiB of the ~100 KiB of Python heap a
   gateway connection holds (bench/bench_conn_memory.py, tracemalloc). After the handshake the
@@ -24,12 +24,15 @@ from __future__ import annotations
 import logging
 import socket
 
+from geostream.quic_acks import advertise_max_ack_delay, delay_acks_up_to
+
 log = logging.getLogger(__name__)
 
 # 4 MiB: a second of 4,000 full-size datagrams; Debian's rmem_max/wmem_max default is 208 KiB.
 SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
-# Below the 25 ms max_ack_delay aioquic advertises in its transport parameters.
-ACK_DELAY_S = 0.020
+# A group commit on SQLite (fsync) or PostgreSQL takes 5-50 ms under load; the vehicle's probe
+# timeout grows by as much, which delays only the re-sending of a lost batch.
+ACK_DELAY_S = 0.100
 # After the handshake: room for a NewSessionTicket (~250 bytes) or a TLS alert, with margin.
 POST_HANDSHAKE_BUFFER = 1024
 
@@ -53,9 +56,10 @@ def enlarge_socket_buffers(server) -> int:
 
 
 def delay_acks(quic) -> None:
-    """Let a `QuicConnection` hold its ACKs up to ACK_DELAY_S so they share datagrams."""
-    if hasattr(quic, "_ack_delay"):
-        quic._ack_delay = ACK_DELAY_S
+    """Let a new server `QuicConnection` hold its ACKs up to ACK_DELAY_S (advertised) so they
+    share datagrams with the geostream acks (call before its first packet)."""
+    advertise_max_ack_delay(quic, ACK_DELAY_S)
+    delay_acks_up_to(quic, ACK_DELAY_S)
 
 
 def shrink_handshake_buffers(quic) -> None:

@@ -60,7 +60,7 @@ class Backend:
         await self.store.open()
         for r in await self.store.last_positions():
             self.hub.seed(r["vehicle_id"], r["time_ms"], position_feature(
-                r["vehicle_id"], r["time_ms"], r["lat"], r["lon"], r["speed_kmh"], r["course"],
+                r["vehicle_id"], r["time_ms"], r["lat"], r["lon"], r["speed_kmh"], r["course_deg"],
                 r["seq"]))
         if self.fanout is not None:
             await self.fanout.start()

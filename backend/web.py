@@ -21,6 +21,17 @@ log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
 DEFAULT_ROUTE_HOURS = queries.DEFAULT_ROUTE_HOURS
+# what the web bundle (web/, built by `make web` into static/app/) must hold to be served
+BUNDLE_FILES = ("index.html", "login.html")
+
+
+def bundle_problem() -> str | None:
+    """Why the web app cannot be served (one line for the operator), or None."""
+    missing = [name for name in BUNDLE_FILES if not (STATIC / "app" / name).is_file()]
+    if missing:
+        return (f"the web app is not built ({STATIC / 'app'} has no {', '.join(missing)}): "
+                "run `make web` first (the Debian package ships it built)")
+    return None
 
 
 def make_app(hub: Hub, store, status, auth: AuthState | None = None, gateway=None,

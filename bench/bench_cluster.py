@@ -18,7 +18,7 @@ from pathlib import Path
 from backend.cluster import tunnel
 from backend.cluster.cids import CidLayout
 from backend.cluster.edge import RouterEdge
-from backend.cluster.router import Router
+from backend.cluster.router import HEARTBEAT_S, Router
 
 PACKET_BYTES = 1200  # aioquic's datagram size
 BURST = 64  # packets in flight: well below the socket buffers (~200 KB), none lost
@@ -96,6 +96,52 @@ async def forward_us(n: int) -> tuple[float, float]:
     return base, routed
 
 
+def router_process_cpu_us(n: int) -> float:
+    """CPU time (user + system, from /proc) of a real `python -m backend router` process per
+    datagram it forwards from a vehicle to a node: decision, tunnel header, both syscalls."""
+    import subprocess
+
+    def free() -> int:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    public, tun = free(), free()
+    proc = subprocess.Popen([sys.executable, "-m", "backend", "router", "--listen",
+                             f"127.0.0.1:{public}", "--tunnel", f"127.0.0.1:{tun}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    node = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    node.bind(("127.0.0.1", 0))
+    node.settimeout(5)
+    out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        assert b"router ready" in proc.stdout.readline()
+        node.sendto(tunnel.heartbeat(1), ("127.0.0.1", tun))
+        time.sleep(0.2)
+        pkt = bytes([0x41]) + CidLayout().encode(1) + os.urandom(PACKET_BYTES - 9)
+        tick = os.sysconf("SC_CLK_TCK")
+
+        def cpu() -> float:
+            f = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(f[11]) + int(f[12])) / tick
+
+        c0, beat = cpu(), time.monotonic()
+        for i in range(0, n, BURST):
+            for _ in range(min(BURST, n - i)):
+                out.sendto(pkt, ("127.0.0.1", public))
+            for _ in range(min(BURST, n - i)):
+                node.recv(2048)
+            if time.monotonic() - beat > HEARTBEAT_S:  # as a node does: it stays live
+                node.sendto(tunnel.heartbeat(1), ("127.0.0.1", tun))
+                beat = time.monotonic()
+        return (cpu() - c0) / n * 1e6
+    finally:
+        out.close()
+        node.close()
+        proc.terminate()
+        proc.wait(10)
+
+
 async def fanout_ms(rate: float, seconds: float) -> list[int]:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from backend.fanout import NatsFanout
@@ -135,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=5.0)
     a = p.parse_args(argv)
     print(f"router decision + tunnel header: {decision_us(a.packets):.2f} µs/packet")
+    print(f"router process CPU per forwarded packet: {router_process_cpu_us(a.packets):.1f} µs "
+          f"(load average {os.getloadavg()[0]:.1f})")
     base, routed = asyncio.run(forward_us(a.packets))
     print(f"plain UDP relay (baseline): {base:.1f} µs/packet; router: {routed:.1f} µs/packet; "
           f"ratio {routed / base:.2f}")

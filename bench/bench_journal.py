@@ -28,7 +28,8 @@ import cbor2
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agent.config import JournalConfig  # noqa: E402
-from agent.journal import _SCHEMA, Journal  # noqa: E402
+from agent.journal import Journal  # noqa: E402
+from agent.journal_file import _SCHEMA  # noqa: E402
 from agent.readings import Position, Signals  # noqa: E402
 
 N = 200_000

@@ -35,8 +35,8 @@ from backend.store.postgres import PostgresStore  # noqa: E402
 
 COPY_CHUNK = 5000  # rows per COPY transaction, the writer's largest transaction
 DAY_MS = 86_400_000
-_COLUMNS = ("time", "vehicle_id", "epoch", "seq", "kind", "location", "speed_kmh", "course",
-            "alt", "fix", "sats", "hdop", "signals", "received_at")
+_COLUMNS = ("time", "vehicle_id", "epoch", "seq", "kind", "location", "speed_kmh", "course_deg",
+            "alt_m", "fix", "sats", "hdop", "signals", "received_at")
 P99_GOAL_MS = 500.0
 REACH_STEPS = (500, 1000, 2000, 4000, 7000, 10000)
 
@@ -88,7 +88,7 @@ def same_rows(vehicles: int, rate_hz: float, seconds: float) -> list[tuple]:
             s = StoredReading.from_wire(sim.vehicle_id, sim.epoch, r, now)
             loc = _ewkb(s.lon, s.lat) if s.lon is not None else None
             out.append((_dt(s.time_ms), s.vehicle_id, s.epoch, s.seq, s.kind, loc, s.speed_kmh,
-                        s.course, s.alt, s.fix, s.sats, s.hdop, s.data_json(),
+                        s.course_deg, s.alt_m, s.fix, s.sats, s.hdop, s.data_json(),
                         _dt(s.received_ms)))
     return out
 

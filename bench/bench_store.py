@@ -46,8 +46,8 @@ COPY_CHUNK = 5000               # rows per raw COPY transaction (same as the wri
 CENTER = (13.4, 52.5)           # lon, lat
 DURABLE = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on",
            "shared_buffers": "256MB", "max_wal_size": "2GB", "checkpoint_timeout": "15min"}
-_RAW_COLUMNS = ("time", "vehicle_id", "epoch", "seq", "kind", "location", "speed_kmh", "course",
-                "alt", "fix", "sats", "hdop", "signals", "received_at")
+_RAW_COLUMNS = ("time", "vehicle_id", "epoch", "seq", "kind", "location", "speed_kmh", "course_deg",
+                "alt_m", "fix", "sats", "hdop", "signals", "received_at")
 
 
 def ewkb_point(lonlat: tuple[float, float]) -> bytes:
@@ -67,7 +67,7 @@ def fleet_rows(vehicles: int, per_vehicle: int, end_ms: int, seed: int = 1):
             lat += rng.uniform(-0.0013, 0.0013)
             yield StoredReading(vehicle_id=vid, epoch=1, seq=q, time_ms=start + q * INTERVAL_MS,
                                 kind="pos", lat=lat, lon=lon, speed_kmh=rng.uniform(0, 90),
-                                course=rng.uniform(0, 360), fix=1, sats=9,
+                                course_deg=rng.uniform(0, 360), fix=1, sats=9,
                                 received_ms=start + q * INTERVAL_MS + 800)
 
 
@@ -77,7 +77,7 @@ def _dt(ms: int) -> datetime:
 
 def raw_record(r: StoredReading) -> tuple:
     return (_dt(r.time_ms), r.vehicle_id, r.epoch, r.seq, r.kind, (r.lon, r.lat), r.speed_kmh,
-            r.course, r.alt, r.fix, r.sats, r.hdop, None, _dt(r.received_ms))
+            r.course_deg, r.alt_m, r.fix, r.sats, r.hdop, None, _dt(r.received_ms))
 
 
 async def raw_connection(url: str):

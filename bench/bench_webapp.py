@@ -1,23 +1,35 @@
-"""The web app under a big fleet: browser frame time with 10,000 vehicles moving at 1 Hz, and
-hub → client latency with N WebSocket clients.
+"""The web app under a big fleet: hub → WebSocket client latency with N clients, and the
+browser's frame time with the whole fleet on the map.
 
-A real backend (in this process: gateway, store, hub, aiohttp) gets synthetic positions straight
-into its hub (`Hub.position`, what the gateway calls after a commit), stamped with the time they
-were handed over; the app in Debian's chromium (SwiftShader WebGL, as the tests run it) and N
-plain aiohttp WebSocket clients on `live_updates:all` subtract that stamp on receipt.
-Baseline in the same run: the same map with no vehicles.
+    .venv/bin/python bench/bench_webapp.py [latency|browser|all] [--vehicles 10000]
+        [--clients 100] [--seconds 10]
 
-    .venv/bin/python bench/bench_webapp.py [--vehicles 10000] [--clients 20] [--seconds 15]
+Positions are injected where the gateway hands committed positions to the hub (`Hub.position`
+with `position_feature`, the call in backend/gateway.py), stamped with the wall clock at that
+call: real QUIC at 10,000 vehicles/s is bench_loadtest's job, not this 2-core machine's beside
+100 clients. The clients run in a child process (one asyncio loop, aiohttp) and subtract the
+stamp on receipt.
+
+latency: the real HTTP app (make_app: access middleware, /ws, hub) against a baseline in the
+same run: a plain WebSocket broadcast (no auth, no filtering, no coalescing: each position
+encoded once and queued to every client, unbounded). Reports latency p50/p99 of what arrived,
+how much arrived, what the hub coalesced or dropped, and CPU per message (the hub's
+`position()` fan-out alone, and the whole server process per delivered message).
+browser: Debian chromium (SwiftShader WebGL, as the tests run it), requestAnimationFrame
+intervals; baseline: the same map without vehicles, idle and panned every frame.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import json
 import math
 import random
+import resource
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -26,12 +38,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import aiohttp  # noqa: E402
+from aiohttp import web  # noqa: E402
 
 from backend.auth import accounts  # noqa: E402
-from backend.config import BackendConfig  # noqa: E402
-from backend.hub import position_feature  # noqa: E402
-from backend.pki import generate  # noqa: E402
-from backend.service import Backend  # noqa: E402
+from backend.hub import ALL, Hub, Message, position_feature  # noqa: E402
+from backend.store import open_store  # noqa: E402
+from backend.web import make_app  # noqa: E402
 
 CHROMIUM_ARGS = ["--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
                  "--disable-background-networking", "--disable-component-update",
@@ -39,17 +51,25 @@ CHROMIUM_ARGS = ["--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swi
 PASSWORD = "bench password 1234"
 FEED_SLICES = 10  # a tenth of the fleet every 100 ms: 1 Hz each, spread over the second
 CENTER = (53.55, 10.0)  # Hamburg, where the demo drives
+WARMUP_S = 2.0  # connections up, first snapshot delivered: not measured
+DRAIN_S = 3.0  # after the feed stops, late messages of the window still count
+STEP_TIMEOUT_S = 90  # bound on every browser call and on the clients' child process
+TIME_KEY = '"time":"'
 
-# in the page: frame intervals, source updates, and hub→browser latency of every position
+# in the page: frame intervals and positions received
 PROBE = """() => {
   const app = window.fleetApp;
-  const probe = { frames: [], lat: [], received: 0 };
+  const probe = { frames: [], received: 0, wsMs: 0, appMs: 0 };
   const onFeature = app.socket.onFeature;
-  app.socket.onFeature = (f) => {
-    probe.received++;
-    probe.lat.push(Date.now() - Date.parse(f.properties.time));
-    onFeature(f);
-  };
+  app.socket.onFeature = (f) => { probe.received++; onFeature(f); };
+  // main-thread time in the app's own work: WebSocket messages (JSON.parse, coalescing) and
+  // its per-frame update (fold in positions, rebuild the source); the rest is MapLibre's
+  const ws = app.socket.ws, onmessage = ws.onmessage;
+  ws.onmessage = (e) => { const t = performance.now(); onmessage(e);
+                          probe.wsMs += performance.now() - t; };
+  const frame = app.live.frame.bind(app.live);
+  app.live.frame = (now) => { const t = performance.now(); frame(now);
+                              probe.appMs += performance.now() - t; };
   let last = performance.now();
   const tick = (t) => { probe.frames.push(t - last); last = t; requestAnimationFrame(tick); };
   requestAnimationFrame(tick);
@@ -63,16 +83,15 @@ PAN = """() => {
 }"""
 TAKE = """() => {
   const p = window.benchProbe;
-  const out = { frames: p.frames, lat: p.lat, received: p.received,
-                updates: window.fleetApp.live.frames, build_ms: window.fleetApp.live.lastBuildMs,
-                vehicles: window.fleetApp.fleet.vehicles.size };
-  p.frames = []; p.lat = []; p.received = 0;
+  const out = { frames: p.frames, received: p.received, build_ms: fleetApp.live.lastBuildMs,
+                vehicles: fleetApp.fleet.vehicles.size, ws_ms: p.wsMs, app_ms: p.appMs };
+  p.frames = []; p.received = 0; p.wsMs = 0; p.appMs = 0;
   return out;
 }"""
 
 
-def free_port(kind=socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
+def free_port() -> int:
+    with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
@@ -84,157 +103,304 @@ def pct(values: list[float], p: float) -> float:
     return s[min(len(s) - 1, int(p / 100 * len(s)))]
 
 
-async def feed(backend: Backend, n: int, stop: asyncio.Event, sent: list[int]) -> None:
-    """n vehicles on small circles around CENTER, each at 1 Hz, stamped at hand-over."""
-    rnd = random.Random(7)
-    homes = [(CENTER[0] + rnd.uniform(-0.15, 0.15), CENTER[1] + rnd.uniform(-0.25, 0.25),
-              rnd.uniform(0, 2 * math.pi)) for _ in range(n)]
-    seq = 0
-    while not stop.is_set():
+def cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+class Fleet:
+    """n vehicles on small circles around CENTER, each at 1 Hz."""
+
+    def __init__(self, n: int):
+        rnd = random.Random(7)
+        self.homes = [(f"v{i:05d}", CENTER[0] + rnd.uniform(-0.15, 0.15),
+                       CENTER[1] + rnd.uniform(-0.25, 0.25), rnd.uniform(0, 2 * math.pi))
+                      for i in range(n)]
+        self.seq = 0
+
+    def features(self, part: int, now_ms: int):
+        self.seq += 1
+        for vid, lat, lon, phase in self.homes[part::FEED_SLICES]:
+            a = phase + now_ms / 60_000  # one lap of a ~300 m circle a minute
+            yield vid, position_feature(vid, now_ms, lat + 0.003 * math.sin(a),
+                                        lon + 0.005 * math.cos(a), 30.0,
+                                        (math.degrees(a) + 90) % 360, self.seq)
+
+
+async def feed(fleet: Fleet, hand_over, seconds: float) -> dict:
+    """Hand every vehicle's position over once a second for `seconds`; the CPU time spent
+    inside `hand_over` (the hub's fan-out, or the baseline's) is counted."""
+    handed, inside = 0, 0.0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
         for part in range(FEED_SLICES):
             t0 = time.monotonic()
-            now_ms = time.time_ns() // 1_000_000
-            seq += 1
-            for i in range(part, n, FEED_SLICES):
-                lat, lon, phase = homes[i]
-                a = phase + now_ms / 60_000  # one lap of a ~300 m circle a minute
-                vid = f"v{i:05d}"
-                backend.hub.position(vid, now_ms, position_feature(
-                    vid, now_ms, lat + 0.003 * math.sin(a), lon + 0.005 * math.cos(a),
-                    30.0, (math.degrees(a) + 90) % 360, seq))
-                sent[0] += 1
+            now_ms = time.time_ns() // 1_000_000  # the stamp: the moment of hand-over
+            for vid, feature in fleet.features(part, now_ms):
+                c0 = time.thread_time()
+                hand_over(vid, now_ms, feature)
+                inside += time.thread_time() - c0
+                handed += 1
             await asyncio.sleep(max(0.0, 1 / FEED_SLICES - (time.monotonic() - t0)))
-            if stop.is_set():
-                return
+    return {"handed": handed, "inside_s": inside}
 
 
-async def ws_client(url: str, token: str, lat: list[float], stop: asyncio.Event) -> None:
+# --- the clients' child process ---------------------------------------------------------------
+
+def _stamp_ms(text: str) -> float | None:
+    i = text.find(TIME_KEY)
+    if i < 0:
+        return None
+    return dt.datetime.fromisoformat(text[i + 8:i + 32]).timestamp() * 1000
+
+
+async def _client(url: str, token: str, window: list[float], lat: list[float],
+                  stop: asyncio.Event, ready: asyncio.Event, count: list[int]) -> None:
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
         async with http.ws_connect(url, max_msg_size=0) as ws:
-            await ws.send_json({"op": "subscribe", "topic": "live_updates:all"})
+            await ws.send_json({"op": "subscribe", "topic": ALL})
+            count[0] += 1
+            if count[0] == count[1]:
+                ready.set()
             while not stop.is_set():
                 try:
-                    msg = await asyncio.wait_for(ws.receive(), 1.0)
+                    msg = await asyncio.wait_for(ws.receive(), 0.5)
                 except TimeoutError:
                     continue
                 if msg.type != aiohttp.WSMsgType.TEXT:
                     return
-                m = json.loads(msg.data)
-                if "feature" in m:
-                    t = m["feature"]["properties"]["time"]
-                    sent_ms = _iso_ms(t)
-                    lat.append(time.time() * 1000 - sent_ms)
+                stamp = _stamp_ms(msg.data)
+                if stamp is not None and window and window[0] <= stamp < window[1]:
+                    lat.append(time.time() * 1000 - stamp)
 
 
-def _iso_ms(text: str) -> float:
-    from datetime import datetime
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000
+async def clients_main(url: str, token: str, n: int, seconds: float) -> None:
+    """Connect n clients, print "ready", measure the window [ready+WARMUP_S, +seconds),
+    print one JSON line of results."""
+    stop, ready = asyncio.Event(), asyncio.Event()
+    window: list[float] = []
+    lat: list[float] = []
+    count = [0, n]
+    tasks = [asyncio.get_running_loop().create_task(
+        _client(url, token, window, lat, stop, ready, count)) for _ in range(n)]
+    await asyncio.wait_for(ready.wait(), 60)
+    start = time.time() * 1000 + WARMUP_S * 1000
+    window[:] = [start, start + seconds * 1000]
+    print("ready", flush=True)
+    await asyncio.sleep(WARMUP_S + seconds + DRAIN_S)
+    stop.set()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    print(json.dumps({"received": len(lat), "p50": pct(lat, 50), "p99": pct(lat, 99),
+                      "max": max(lat, default=float("nan"))}), flush=True)
 
 
-def summary(name: str, sample: dict, seconds: float) -> str:
-    f = sample["frames"][5:]  # the first frames after a phase change are not steady
-    fps = len(f) / seconds if f else 0
-    lat = sample["lat"]
-    return (f"{name:<34} {fps:6.1f} fps  frame p50 {pct(f, 50):6.1f} ms  p95 {pct(f, 95):6.1f}"
-            f"  p99 {pct(f, 99):6.1f}  max {max(f, default=0):6.0f} ms | "
-            f"{sample['received']:>7} positions recv"
-            + (f", latency p50 {pct(lat, 50):5.0f} p99 {pct(lat, 99):5.0f} ms" if lat else ""))
+async def with_clients(url: str, token: str, n: int, seconds: float, fleet: Fleet,
+                       hand_over) -> dict:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "_clients", "--url", url, "--token", token,
+        "--clients", str(n), "--seconds", str(seconds), stdout=subprocess.PIPE)
+    try:
+        line = await asyncio.wait_for(proc.stdout.readline(), 60)
+        assert line.strip() == b"ready", line
+        c0, m0 = cpu_s(), time.monotonic()
+        fed = await feed(fleet, hand_over, WARMUP_S + seconds)
+        cpu = cpu_s() - c0
+        wall = time.monotonic() - m0
+        out = json.loads(await asyncio.wait_for(proc.stdout.readline(), STEP_TIMEOUT_S))
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()
+    return {**out, **fed, "cpu_s": cpu, "wall_s": wall,
+            "expected": len(fleet.homes) * seconds * n}
 
 
-async def run(args) -> None:
+# --- the baseline: a plain broadcast ---------------------------------------------------------
+
+class Broadcast:
+    """Every position encoded once and queued to every client: no auth, no per-client filter,
+    no coalescing, unbounded queues."""
+
+    def __init__(self):
+        self.queues: set[asyncio.Queue] = set()
+
+    def hand_over(self, vehicle: str, time_ms: int, feature: dict) -> None:
+        text = Message(topic=ALL, feature=feature).text
+        for q in self.queues:
+            q.put_nowait(text)
+
+    async def handler(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        q: asyncio.Queue = asyncio.Queue()
+        self.queues.add(q)
+
+        async def send():
+            while True:
+                await ws.send_str(await q.get())
+
+        sender = asyncio.get_running_loop().create_task(send())
+        try:
+            async for _ in ws:
+                pass
+        finally:
+            self.queues.discard(q)
+            sender.cancel()
+        return ws
+
+
+async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, f"127.0.0.1:{port}"
+
+
+async def fleet_app(tmp: Path):
+    store = open_store(f"sqlite://{tmp / 'fleet.db'}")
+    await store.open()
+    await accounts.add_user(store, "bench", "admin", PASSWORD)
+    _, token = await accounts.add_token(store, "bench", "bench")
+    hub = Hub()
+    app = make_app(hub, store, lambda: {"hub": hub.stats()})
+    return store, hub, app, token
+
+
+def row(name: str, r: dict, published: int) -> str:
+    pct_recv = 100 * r["received"] / r["expected"]
+    return (f"| {name} | {r['p50']:.0f} / {r['p99']:.0f} / {r['max']:.0f} ms | "
+            f"{r['received']:,} of {r['expected']:,.0f} ({pct_recv:.0f} %) | "
+            f"{1e6 * r['inside_s'] / max(1, published):.1f} µs | "
+            f"{1e6 * r['cpu_s'] / max(1, r['received']):.1f} µs | "
+            f"{100 * r['cpu_s'] / r['wall_s']:.0f} % |")
+
+
+async def latency(args) -> list[str]:
+    with tempfile.TemporaryDirectory() as d:
+        store, hub, app, token = await fleet_app(Path(d))
+        runner, addr = await serve(app)
+        bc = Broadcast()
+        base_app = web.Application()
+        base_app.router.add_get("/ws", bc.handler)
+        base_runner, base_addr = await serve(base_app)
+        fleet = Fleet(args.vehicles)
+        try:
+            base = await with_clients(f"ws://{base_addr}/ws", token, args.clients,
+                                      args.seconds, fleet, bc.hand_over)
+            await base_runner.cleanup()  # its backlog must not compete with the hub's phase
+            bc.queues.clear()
+            before = hub.stats()
+            got = await with_clients(f"ws://{addr}/ws", token, args.clients, args.seconds,
+                                     fleet, hub.position)
+            after = hub.stats()
+        finally:
+            await runner.cleanup()
+            await base_runner.cleanup()
+            await store.close()
+    published = after["published"] - before["published"]
+    return [
+        f"{args.vehicles} vehicles at 1 Hz handed to the hub, {args.clients} WebSocket clients "
+        f"on {ALL} (child process), {args.seconds:g} s measured after {WARMUP_S:g} s warm-up",
+        "",
+        "| server | latency p50 / p99 / max | positions received by the clients | "
+        "CPU in hand-over per position | server CPU per delivered message | server CPU |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        row("plain broadcast (baseline)", base, base["handed"]),
+        row("hub (make_app: auth, /ws, filter, coalescing)", got, published),
+        "",
+        f"hub: published {published:,}, coalesced "
+        f"{after['coalesced'] - before['coalesced']:,}, dropped "
+        f"{after['dropped'] - before['dropped']:,}, clients given up "
+        f"{after['disconnected'] - before['disconnected']}",
+    ]
+
+
+async def browser(args) -> list[str]:
     from playwright.async_api import async_playwright
 
+    def summary(name: str, s: dict, seconds: float) -> str:
+        f = s["frames"][3:]  # the first frames after a phase change are not steady
+        return (f"| {name} | {len(f) / seconds:.1f} | {pct(f, 50):.0f} / {pct(f, 95):.0f} / "
+                f"{max(f, default=0):.0f} ms | {s['received']:,} | {s['vehicles']:,} | "
+                f"{s['ws_ms'] / seconds:.0f} + {s['app_ms'] / seconds:.0f} ms/s |")
+
+    async def step(coro):
+        return await asyncio.wait_for(coro, STEP_TIMEOUT_S)
+
     with tempfile.TemporaryDirectory() as d:
-        tmp = Path(d)
-        certs = generate(str(tmp / "pki"), ["localhost", "127.0.0.1"])
-        port = free_port()
-        backend = Backend(BackendConfig(db=f"sqlite://{tmp / 'fleet.db'}", quic_host="127.0.0.1",
-                                        quic_port=free_port(socket.SOCK_DGRAM), http_port=port,
-                                        cert=certs["cert"], key=certs["key"]))
-        await backend.start()
-        await accounts.add_user(backend.store, "bench", "admin", PASSWORD)
-        _, token = await accounts.add_token(backend.store, "bench", "bench")
-        base = f"http://127.0.0.1:{port}"
-        stop = asyncio.Event()
-        sent = [0]
-        lines = [f"{args.vehicles} vehicles at 1 Hz into the hub, {args.seconds:.0f} s per phase,"
-                 " chromium 1366x768 SwiftShader"]
-        async with async_playwright() as p:
-            browser = await p.chromium.launch(executable_path="/usr/bin/chromium",
-                                              args=CHROMIUM_ARGS)
-            page = await browser.new_page(viewport={"width": 1366, "height": 768})
-            await page.goto(base + "/login")
-            await page.fill("#username", "bench")
-            await page.fill("#password", PASSWORD)
-            await page.click("button[type=submit]")
-            await page.wait_for_function("document.body.dataset.ready === 'true'", timeout=60000)
-            await page.evaluate("fleetApp.map.jumpTo({center: [10.0, 53.55], zoom: 9})")
-            await page.evaluate(PROBE)
-            await asyncio.sleep(args.seconds)
-            lines.append(summary("no vehicles, idle map", await page.evaluate(TAKE),
-                                 args.seconds))
-            # the baseline that matters: the same map redrawn every frame (SwiftShader renders
-            # on the CPU, so a full redraw is what a frame costs here)
-            await page.evaluate(PAN)
-            await asyncio.sleep(args.seconds)
-            lines.append(summary("no vehicles, panning (baseline)", await page.evaluate(TAKE),
-                                 args.seconds))
-            await page.evaluate("window.benchPan = false")
-            await page.evaluate("fleetApp.map.jumpTo({center: [10.0, 53.55], zoom: 9})")
-            feeder = asyncio.get_running_loop().create_task(feed(backend, args.vehicles, stop,
-                                                                 sent))
-            await asyncio.sleep(5)  # warm-up: every vehicle known, clusters built
-            await page.evaluate(TAKE)
-            await asyncio.sleep(args.seconds)
-            s = await page.evaluate(TAKE)
-            lines.append(summary("zoom 9, clustered", s, args.seconds))
-            updates0 = s["updates"]
-            await page.evaluate("fleetApp.map.jumpTo({center: [10.0, 53.55], zoom: 14})")
-            await asyncio.sleep(3)
-            await page.evaluate(TAKE)
-            await asyncio.sleep(args.seconds)
-            s = await page.evaluate(TAKE)
-            lines.append(summary("zoom 14, single vehicles", s, args.seconds))
-            lines.append(f"{'':<34} source updates {s['updates'] - updates0} in "
-                         f"{args.seconds + 3:.0f} s, last rebuild {s['build_ms']:.1f} ms for "
-                         f"{s['vehicles']} vehicles")
-            rendered = await page.evaluate(
-                "fleetApp.map.queryRenderedFeatures({layers: ['vehicle-arrow']}).length")
-            lines.append(f"{'':<34} {rendered} vehicles drawn in view")
-            if args.clients:
-                lat: list[float] = []
-                clients = [asyncio.get_running_loop().create_task(
-                    ws_client(base.replace("http", "ws") + "/ws", token, lat, stop))
-                    for _ in range(args.clients)]
-                await asyncio.sleep(3)
-                lat.clear()
-                await page.evaluate(TAKE)
+        store, hub, app, token = await fleet_app(Path(d))
+        runner, addr = await serve(app)
+        fleet = Fleet(args.vehicles)
+        lines = [f"chromium 1366x768 SwiftShader, {args.vehicles} vehicles at 1 Hz, "
+                 f"{args.seconds:g} s per phase", "",
+                 "| phase | fps | frame p50 / p95 / max | positions received | vehicles known | "
+                 "main thread in the app: WebSocket + frame work |",
+                 "| --- | ---: | ---: | ---: | ---: | ---: |"]
+        try:
+            async with async_playwright() as p:
+                b = await p.chromium.launch(executable_path="/usr/bin/chromium",
+                                            args=CHROMIUM_ARGS)
+                page = await b.new_page(viewport={"width": 1366, "height": 768})
+                errors: list[str] = []
+                page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+                await step(page.goto(f"http://{addr}/login"))
+                await page.fill("#username", "bench")
+                await page.fill("#password", PASSWORD)
+                await page.click("button[type=submit]")
+                await step(page.wait_for_function("document.body.dataset.ready === 'true'",
+                                                  timeout=60000))
+                await step(page.evaluate("fleetApp.map.jumpTo({center: [10.0, 53.55], "
+                                         "zoom: 9})"))
+                await step(page.evaluate(PROBE))
                 await asyncio.sleep(args.seconds)
-                s = await page.evaluate(TAKE)
-                lines.append(summary(f"zoom 14 + {args.clients} WebSocket clients", s,
+                lines.append(summary("no vehicles, idle", await step(page.evaluate(TAKE)),
                                      args.seconds))
-                expected = args.vehicles * args.seconds * args.clients
-                lines.append(f"{'':<34} {args.clients} clients: {len(lat)} positions received "
-                             f"of {expected:.0f} sent to them "
-                             f"({100 * len(lat) / expected:.0f} %), latency p50 "
-                             f"{pct(lat, 50):.0f} p99 {pct(lat, 99):.0f} ms")
-                for c in clients:
-                    c.cancel()
-            stop.set()
-            await feeder
-            hub = backend.status().get("hub", {})
-            lines.append(f"{'':<34} hub: {json.dumps(hub)}; fed {sent[0]} positions")
-            await browser.close()
-        await backend.stop()
-    print("\n".join(lines))
+                await step(page.evaluate(PAN))
+                await asyncio.sleep(args.seconds)
+                lines.append(summary("no vehicles, panned every frame (baseline)",
+                                     await step(page.evaluate(TAKE)), args.seconds))
+                await step(page.evaluate("window.benchPan = false"))
+                for zoom, name in ((9, "clustered"), (14, "single vehicles")):
+                    await step(page.evaluate(f"fleetApp.map.jumpTo({{center: [10.0, 53.55], "
+                                             f"zoom: {zoom}}})"))
+                    await feed(fleet, hub.position, 3)  # warm-up: every vehicle known
+                    await step(page.evaluate(TAKE))
+                    await feed(fleet, hub.position, args.seconds)
+                    s = await step(page.evaluate(TAKE))
+                    lines.append(summary(f"{args.vehicles:,} vehicles, zoom {zoom}, {name}", s,
+                                         args.seconds))
+                lines.append("")
+                lines.append(f"last source rebuild {s['build_ms']:.1f} ms; console errors: "
+                             f"{len(errors)}")
+                await b.close()
+        finally:
+            await runner.cleanup()
+            await store.close()
+    return lines
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("what", nargs="?", default="all",
+                    choices=["all", "latency", "browser", "_clients"])
     ap.add_argument("--vehicles", type=int, default=10_000)
-    ap.add_argument("--clients", type=int, default=20)
-    ap.add_argument("--seconds", type=float, default=15.0)
-    asyncio.run(run(ap.parse_args()))
+    ap.add_argument("--clients", type=int, default=100)
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--url")
+    ap.add_argument("--token")
+    a = ap.parse_args()
+    if a.what == "_clients":
+        asyncio.run(clients_main(a.url, a.token, a.clients, a.seconds))
+        return
+    load = Path("/proc/loadavg").read_text().split()[:3]
+    cores = subprocess.run(["nproc"], text=True, capture_output=True).stdout.strip()
+    print(f"load average before: {' '.join(load)} ({cores} cores)")
+    if a.what in ("all", "latency"):
+        print("\n".join(asyncio.run(latency(a))))
+    if a.what in ("all", "browser"):
+        print("\n".join(asyncio.run(browser(a))))
+    print(f"load average after: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
 
 
 if __name__ == "__main__":

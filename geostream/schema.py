@@ -40,11 +40,11 @@ class Quantity:
 
 
 # The optional quantities of a position, in the order the agent writes them. The store's
-# columns alt and course keep the names of the first schema (sql/*/0001_init.sql).
+# columns carry the code names (renamed from alt and course by sql/*/*_quantity_names.sql).
 POSITION_QUANTITIES = (
-    Quantity("alt_m", "alt", "alt", float),
+    Quantity("alt_m", "alt", "alt_m", float),
     Quantity("speed_kmh", "spd", "speed_kmh", float),
-    Quantity("course_deg", "crs", "course", float),
+    Quantity("course_deg", "crs", "course_deg", float),
     Quantity("fix", "fix", "fix", int),
     Quantity("mode", "mode", None, int),
     Quantity("sats", "sat", "sats", int),

@@ -201,12 +201,12 @@ class Processes:
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
     def stored(self, vehicle: str) -> list[tuple]:
-        """(epoch, seq, time_ms, lat, lon, speed_kmh, course, alt) rows of kind pos."""
+        """(epoch, seq, time_ms, lat, lon, speed_kmh, course_deg, alt_m) rows of kind pos."""
         if not self.db_path.exists():
             return []
         with sqlite3.connect(self.db_path, timeout=10) as db:
             return db.execute(
-                "SELECT epoch, seq, time_ms, lat, lon, speed_kmh, course, alt "
+                "SELECT epoch, seq, time_ms, lat, lon, speed_kmh, course_deg, alt_m "
                 "FROM vehicle_telemetry WHERE vehicle_id=? AND kind='pos' ORDER BY seq",
                 (vehicle,)).fetchall()
 

@@ -82,7 +82,8 @@ def free_port() -> int:
 
 class PgServer:
     def __init__(self, settings: dict[str, str] | None = None, keep: bool = False,
-                 timescale: bool = False):
+                 timescale: bool = False, host: str = "127.0.0.1"):
+        self.host = host  # listen address (a network namespace's in tests/cluster)
         self.bindir = find_bindir()
         self.timescale = timescale
         if timescale and not timescale_installed(self.bindir):
@@ -119,13 +120,13 @@ class PgServer:
         return out
 
     def url(self, dbname: str = "postgres") -> str:
-        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{dbname}"
+        return f"postgresql://{self.user}@{self.host}:{self.port}/{dbname}"
 
     def start(self) -> PgServer:
         if not self.data.exists():
             self._run("initdb", "-D", str(self.data), "-U", self.user, "--auth=trust",
                       "-E", "UTF8", "--locale=C", "--no-sync")
-        opts = " ".join([f"-p {self.port}", "-c listen_addresses=127.0.0.1",
+        opts = " ".join([f"-p {self.port}", f"-c listen_addresses={self.host}",
                          f"-k {self.dir}"] + [f"-c {k}={v}" for k, v in self.settings.items()])
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", opts, "-w",
                   "-t", str(START_TIMEOUT_S), "start")

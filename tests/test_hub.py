@@ -161,3 +161,26 @@ def test_subscribers_receive_only_vehicles_they_may_see():
 def test_topic_validation():
     assert valid_topic(ALL) and valid_topic("vehicle:x") and valid_topic("alerts")
     assert not valid_topic("vehicle:") and not valid_topic(5) and not valid_topic("other")
+
+
+def test_refilter_drops_what_is_no_longer_visible_and_says_so():
+    hub = Hub(clock=Clock())
+    sub = hub.new_subscriber()
+    for topic in (ALL, ALERTS, "vehicle:b"):
+        hub.subscribe(sub, topic)
+    sub.drain()
+    for v in ("a", "b"):
+        hub.position(v, 1, position_feature(v, 1, 50.0, 8.0, 10.0, 0.0, 1))
+        hub.publish_alert({"id": v, "vehicle": v, "rule": "overspeed"})
+    assert len(sub) == 6  # a and its alert; b and its alert, each on two topics
+    sub.refilter(lambda v: v == "a", hub.clock())
+    got = sub.drain()
+    assert [m.get("feature", {}).get("properties", {}).get("vehicle") or
+            m.get("alert", {}).get("vehicle") or m.get("event") for m in got] == [
+        "a", "a", "unsubscribed"]
+    assert sub.topics == {ALL, ALERTS}
+    hub.position("b", 2, position_feature("b", 2, 50.0, 8.0, 10.0, 0.0, 2))
+    assert len(sub) == 0
+    # the coalescing bound still counts right after removals
+    hub.position("a", 2, position_feature("a", 2, 50.0, 8.0, 10.0, 0.0, 2))
+    assert sub._positions == 1 and len(sub) == 1

@@ -21,7 +21,8 @@ def test_a_position_flattens_into_its_columns():
                        sats=9).to_wire(), "q": 3}
     row = StoredReading.from_wire("v", 7, wire, received_ms=10)
     assert (row.seq, row.time_ms, row.kind, row.lat, row.lon) == (3, 5, "pos", 1.5, 2.5)
-    assert (row.speed_kmh, row.course, row.sats, row.alt, row.hdop) == (4.0, 90.5, 9, None, None)
+    assert (row.speed_kmh, row.course_deg, row.sats, row.alt_m, row.hdop) == (
+        4.0, 90.5, 9, None, None)
     assert row.data is None and row.received_ms == 10
 
 

@@ -87,6 +87,11 @@ def test_dispatcher_session(procs, tmp_path):
         # follow truck-1: the map's centre stays on it while it drives on
         page.click("#vehicles li[data-vehicle='truck-1'] button")
         page.wait_for_selector("#panel:not([hidden]) h2:text('truck-1')")
+        # the panel's fix quality from the API's Vehicle.fix (the simulator's GGA: GPS fix,
+        # satellites, HDOP)
+        page.wait_for_function("""() => [...document.querySelectorAll('#panel dt')].some(
+            dt => dt.textContent === 'Fix quality' && /GPS .* sats .*HDOP/.test(
+                dt.nextElementSibling.textContent))""", timeout=15000)
         page.click("#follow")
         page.wait_for_timeout(3000)
         gap = page.evaluate("""() => {

@@ -1,4 +1,5 @@
-"""CAN sources: a live python-can bus or a replayed log, around the sans-IO `CanPipeline`.
+"""CAN sources: a live python-can bus or a replayed log, around the sans-IO `CanPipeline`
+(agent/can/pipeline.py).
 
 python-can's `recv()` blocks, so each live bus has one reader thread that only receives and
 stamps frames; decoding, selection and `emit` run on the event loop, in batches.
@@ -17,14 +18,13 @@ import can
 
 from geostream.backoff import Backoff
 
-from ..readings import Signals
 from ..sources import Emit
 from ..statelog import StateLog
-from .decoder import CAN_ERR_BUSOFF, CanDecoder
-from .dtc import Dm1, DtcTracker
+from .decoder import CAN_ERR_BUSOFF
 from .logs import LogFile
-from .obd import RESPONSE_IDS, ObdPoller
-from .select import Selector
+from .pipeline import CanPipeline
+
+__all__ = ["CanBusSource", "CanPipeline", "ReplaySource"]
 
 log = logging.getLogger(__name__)
 
@@ -39,76 +39,6 @@ REPLAY_YIELD_EVERY = 256  # as-fast-as-possible replay yields to the loop this o
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-class CanPipeline:
-    """Frame → decode → select → `Signals`, for one bus. Pure: time is an argument."""
-
-    def __init__(self, bus: str, decoder: CanDecoder, selector: Selector,
-                 poller: ObdPoller | None = None):
-        self.bus = bus
-        self.decoder = decoder
-        self.selector = selector
-        self.poller = poller
-        self.outbox: list[can.Message] = []  # frames to send (OBD-II requests, flow control)
-        self.counts = {"readings": 0, "selected": 0, "snapshots": 0}
-        self.snapshots = selector.snapshot_period_ms > 0
-        self.dtcs = DtcTracker(bus)
-
-    def poll(self, ts_ms: int) -> None:
-        """Let the OBD-II poller queue its due requests in `outbox`."""
-        if self.poller is not None:
-            self.outbox += self.poller.on_timer(ts_ms)
-
-    def _obd(self, msg: can.Message, ts_ms: int, emit: Emit) -> None:
-        send, results = self.poller.on_frame(msg, ts_ms)
-        self.outbox += send
-        for result in results:
-            if result[0] == "signals":
-                _, src, values = result
-                if src != RESPONSE_IDS[0]:
-                    values = {f"{k}@{src:X}": v for k, v in values.items()}
-                self.counts["readings"] += 1
-                self.counts["selected"] += len(values)
-                emit(Signals(ts_ms, self.bus, values))
-            else:
-                _, src, which, dtcs = result
-                event = self.dtcs.update(ts_ms, "obd2", src, which, dtcs)
-                if event is not None:
-                    emit(event)
-
-    def feed(self, msg: can.Message, ts_ms: int, emit: Emit) -> None:
-        if (self.poller is not None and not msg.is_extended_id
-                and msg.arbitration_id in RESPONSE_IDS):
-            self._obd(msg, ts_ms, emit)
-            return
-        decoded = self.decoder.feed(msg, ts_ms)
-        if type(decoded) is Dm1:
-            event = self.dtcs.update(ts_ms, "j1939", decoded.src, "active", decoded.dtcs,
-                                     decoded.lamps)
-            if event is not None:
-                emit(event)
-        elif decoded is not None and decoded.values:
-            values = self.selector.offer(ts_ms, decoded.values)
-            if values:
-                self.counts["readings"] += 1
-                self.counts["selected"] += len(values)
-                emit(Signals(ts_ms, self.bus, values))
-        if self.snapshots and ts_ms >= self.selector.next_snapshot_ms:
-            self.tick(ts_ms, emit)
-
-    def tick(self, ts_ms: int, emit: Emit) -> None:
-        """Emit a snapshot if one is due at `ts_ms`."""
-        if not self.snapshots:
-            return
-        values = self.selector.snapshot(ts_ms)
-        if values:
-            self.counts["snapshots"] += 1
-            emit(Signals(ts_ms, self.bus, values))
-
-    def status(self) -> dict:
-        obd = self.poller.counts if self.poller is not None else {}
-        return {**self.decoder.counts, **self.counts, **self.dtcs.counts, **obd}
 
 
 _WARN_STATES = frozenset({"down", "bus-off", "error"})

@@ -20,9 +20,11 @@ from collections.abc import Callable, Iterable
 from itertools import groupby
 
 from ..store.base import TIME_RULES, AlertQuery, StoredAlert, StoredReading
-from .evaluate import Episode, Evaluator, Fence, reading_order
+from .evaluate import Evaluator, Fence, reading_order
 from .fences import fences_from_rows
+from .reconcile import reconcile
 from .rules import RuleSet
+from .timed import offline_changes, stale_changes
 
 log = logging.getLogger(__name__)
 
@@ -43,41 +45,6 @@ FLUSH_EVERY_MS = 1_000
 FLUSH_MAX = 500
 # Open clock-driven alerts loaded at start (at most one per rule and vehicle).
 OPEN_LIMIT = 1_000_000
-
-
-def _same(a: StoredAlert, e: Episode) -> bool:
-    return (a.end_ms, a.peak, a.state, a.lat, a.lon, a.detail, a.decided_ms) == (
-        e.end_ms, e.peak, e.state, e.lat, e.lon, e.detail, e.decided_ms)
-
-
-def _overlap(a: StoredAlert, e: Episode) -> bool:
-    inf = float("inf")
-    a_end = inf if a.end_ms is None else a.end_ms
-    e_end = inf if e.end_ms is None else e.end_ms
-    return a.start_ms <= e_end and e.start_ms <= a_end
-
-
-def _reconcile(stored: dict[tuple, StoredAlert], episodes: dict[tuple, Episode]):
-    """Stored alerts vs computed episodes → (upserts, moves, retractions).
-
-    An episode whose start moved (a backfill showed it began earlier, or later) takes over the
-    stored alert it overlaps, keeping its id and acknowledgement: one alert per episode."""
-    upserts, moves = [], []
-    unmatched = {k: a for k, a in stored.items() if k not in episodes}
-    for key, e in episodes.items():
-        if key in stored:
-            if not _same(stored[key], e):
-                upserts.append(e)
-            continue
-        old = next((a for a in unmatched.values() if a.state != "retracted"
-                    and (a.rule, a.subject) == (e.rule, e.subject) and _overlap(a, e)), None)
-        if old is None:
-            upserts.append(e)
-        else:
-            moves.append((old.key, e))
-            del unmatched[old.key]
-    retract = [k for k, a in unmatched.items() if a.state != "retracted"]
-    return upserts, moves, retract
 
 
 class AlertEngine:
@@ -124,6 +91,12 @@ class AlertEngine:
             self._note_position(p["vehicle_id"], p["time_ms"], p["speed_kmh"], p["lat"], p["lon"])
         for vehicle in sorted(self._known):
             await self._evaluate_safely(vehicle, None, now_ms)
+
+    async def geofences_changed(self) -> None:
+        """A geofence was created, edited or deleted through this process's API: evaluate
+        with the new set from the next reading on (other nodes pick it up within REFRESH_MS)."""
+        self.fences = fences_from_rows(await self.store.geofences())
+        self.stats["fence_reloads"] = self.stats.get("fence_reloads", 0) + 1
 
     async def _refresh(self, now_ms: int) -> None:
         self.fences = fences_from_rows(await self.store.geofences())
@@ -244,7 +217,7 @@ class AlertEngine:
             stored = view
         else:
             stored = {a.key: a for a in await self.store.alerts_in_window(vehicle, base)}
-        upserts, moves, retract = _reconcile(stored, episodes)
+        upserts, moves, retract = reconcile(stored, episodes)
         saved = []
         # most live batches change nothing; a replay always replaces the checkpoints after base
         if live and points and not (upserts or moves or retract):
@@ -258,7 +231,8 @@ class AlertEngine:
                                                  (vehicle, base, points), moves)
         if end is not None:
             # after the save the window's stored alerts are the episodes; the next live window
-            # (open, or decided after `end`) is those of them (_same compares only their fields)
+            # (open, or decided after `end`) is those of them (reconcile compares only their
+            # fields)
             window = {k: e for k, e in episodes.items()
                       if e.end_ms is None or e.decided_ms > end}
             self._cache[vehicle] = (end, ev.state(), last_cp, window)
@@ -290,36 +264,10 @@ class AlertEngine:
             self._pruned_ms = now_ms
             self.stats["checkpoints_pruned"] = self.stats.get("checkpoints_pruned", 0) + (
                 await self.store.prune_alert_checkpoints(now_ms - CHECKPOINT_RETAIN_MS))
-        changes: list[Episode] = []
-        stale, offline = self.rules.stale, self.rules.offline
-        if stale is not None:
-            for vehicle, seen in sorted(self._seen.items()):
-                open_ = self._timed.get(("stale", vehicle))
-                if open_ is not None:
-                    if seen > open_.detail.get("last_reading_ms", seen):
-                        changes.append(self._close(open_, max(open_.start_ms, seen), seen))
-                    continue
-                _, speed, lat, lon = self._speed.get(vehicle, (0, None, None, None))
-                parked = speed is not None and speed < stale.parked_kmh
-                if not parked and now_ms - seen >= stale.after_s * 1000:
-                    start = seen + round(stale.after_s * 1000)
-                    changes.append(Episode("stale", vehicle, start, None, "", None, lat, lon,
-                                           {"last_reading_ms": seen}, start))
-        if offline is not None:
-            for vehicle in sorted(self._known | connected):
-                open_ = self._timed.get(("offline", vehicle))
-                if vehicle in connected:
-                    self._connected_ms[vehicle] = now_ms
-                    if open_ is not None:
-                        changes.append(self._close(open_, now_ms, now_ms))
-                    continue
-                since = self._connected_ms.get(vehicle, self._started_ms)
-                if open_ is None and now_ms - since >= offline.after_s * 1000:
-                    start = since + round(offline.after_s * 1000)
-                    _, _, lat, lon = self._speed.get(vehicle, (0, None, None, None))
-                    changes.append(Episode("offline", vehicle, start, None, "", None, lat, lon,
-                                           {"last_connected_ms": self._connected_ms.get(vehicle)},
-                                           start))
+        changes = stale_changes(self.rules.stale, now_ms, self._seen, self._speed, self._timed)
+        changes += offline_changes(self.rules.offline, now_ms, sorted(self._known | connected),
+                                   connected, self._connected_ms, self._started_ms,
+                                   self._speed, self._timed)
         await self._flush_if_due(now_ms)
         if not changes:
             return
@@ -331,11 +279,6 @@ class AlertEngine:
             else:
                 self._timed.pop(key, None)
         self._published(saved)
-
-    @staticmethod
-    def _close(a: StoredAlert, end_ms: int, decided_ms: int) -> Episode:
-        return Episode(a.rule, a.vehicle_id, a.start_ms, end_ms, a.subject, a.peak, a.lat,
-                       a.lon, a.detail, decided_ms)
 
 
 class NoAlerts:
@@ -350,4 +293,7 @@ class NoAlerts:
         return None
 
     async def flush(self) -> None:
+        return None
+
+    async def geofences_changed(self) -> None:
         return None

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from .. import geofence as shapes
 from ..authz import Role, requires
-from .common import STORE, audit, error, principal, read_json
+from .common import GATEWAY, STORE, audit, error, principal, read_json
 from .vehicles import position_of
 
 
@@ -27,6 +27,11 @@ async def _store(request: web.Request, g: shapes.Geofence, gid: str, create_only
             create_only=create_only)
     except ValueError as exc:
         raise error(web.HTTPBadRequest, f"bad geofence: {exc}") from None
+
+
+async def _changed(request: web.Request) -> None:
+    """Tell this process's alert engine at once (it also re-reads every 30 s)."""
+    await request.app[GATEWAY].alerts.geofences_changed()
 
 
 async def _answer(request: web.Request, gid: str, status: int = 200) -> web.Response:
@@ -49,6 +54,7 @@ async def create_geofence(request: web.Request) -> web.Response:
     gid = g.id or f"gf-{secrets.token_hex(4)}"
     if not await _store(request, g, gid, create_only=True):
         raise error(web.HTTPConflict, f"geofence {gid!r} exists (PUT replaces it)")
+    await _changed(request)
     await audit(request, "geofence.create", gid, {"name": g.name})
     resp = await _answer(request, gid, status=201)
     resp.headers["Location"] = f"/api/geofences/{gid}"
@@ -67,6 +73,7 @@ async def put_geofence(request: web.Request) -> web.Response:
         raise error(web.HTTPBadRequest, "id must be 1..64 of A-Z a-z 0-9 _ . -")
     g = _feature(request, await read_json(request))
     created = await _store(request, g, gid, create_only=False)
+    await _changed(request)
     await audit(request, "geofence.create" if created else "geofence.update", gid,
                 {"name": g.name})
     return await _answer(request, gid)
@@ -77,6 +84,7 @@ async def delete_geofence(request: web.Request) -> web.Response:
     gid = request.match_info["geofence"]
     if not await request.app[STORE].delete_geofence(gid):
         raise error(web.HTTPNotFound, f"unknown geofence {gid!r}")
+    await _changed(request)
     await audit(request, "geofence.delete", gid)
     return web.Response(status=204)
 

@@ -12,6 +12,7 @@ from ..authz import Role, requires
 from ..hub import position_feature
 from ..store.base import AlertQuery
 from .common import GATEWAY, STORE, audit, error, principal, read_json, visible
+from .units import signal_units
 
 # Open alerts counted per list: far above what a fleet has open at once (they close or get
 # acknowledged); beyond it the counts are a floor.
@@ -21,10 +22,10 @@ VEHICLE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")  # what the CLI and the agen
 
 def position_of(row: dict) -> dict:
     props = position_feature(row["vehicle_id"], row["time_ms"], row["lat"], row["lon"],
-                             row["speed_kmh"], row["course"], row["seq"])["properties"]
+                             row["speed_kmh"], row["course_deg"], row["seq"])["properties"]
     return {"lat": row["lat"], "lon": row["lon"], "time_ms": row["time_ms"],
             "time": props["time"], "speed_kmh": row["speed_kmh"],
-            "course_deg": row["course"], "epoch": row["epoch"], "seq": row["seq"]}
+            "course_deg": row["course_deg"], "epoch": row["epoch"], "seq": row["seq"]}
 
 
 async def vehicle_states(request: web.Request, only: str | None = None) -> list[dict]:
@@ -34,6 +35,8 @@ async def vehicle_states(request: web.Request, only: str | None = None) -> list[
     provisioned = {v["vehicle_id"]: v for v in await store.list_vehicles()}
     last = {r["vehicle_id"]: r for r in await store.last_positions()}
     signals = await store.last_signals()
+    fixes = await store.last_fixes()
+    units = signal_units()
     statuses = await store.vehicle_statuses()
     counts = collections.Counter(a.vehicle_id for a in await store.list_alerts(
         AlertQuery(state="open", vehicles=who.vehicles, limit=MAX_OPEN_ALERTS)))
@@ -49,7 +52,9 @@ async def vehicle_states(request: web.Request, only: str | None = None) -> list[
             "revoked": row.get("revoked_ms") is not None,
             "position": None if pos is None else position_of(pos),
             "fix_age_s": None if pos is None else max(0.0, (now - pos["time_ms"]) / 1000),
-            "can": signals.get(vid, {}),
+            "fix": fixes.get(vid) if pos is not None else None,
+            "can": {name: {**v, "unit": units.get(name)}
+                    for name, v in signals.get(vid, {}).items()},
             "link": {"connected": bool(conns), "connections": len(conns)},
             "status": statuses.get(vid),
             "open_alerts": counts.get(vid, 0)})

@@ -98,6 +98,7 @@ async def update_user(request: web.Request) -> web.Response:
         return error(404, f"no user {name!r}")
     if password is not None:
         await accounts.set_password(store, name, password)
+    auth_state(request).access_changed()
     await audit(request, "user.update", name,
                 {"role": role, "disabled": disabled, "password_changed": password is not None})
     [record] = await _user_records(store, name)
@@ -131,6 +132,7 @@ async def delete_token(request: web.Request) -> web.Response:
     if not 0 <= token_id < 2**63 or not await auth_state(request).store.delete_api_token(
             name, token_id):
         return error(404, "no such token")
+    auth_state(request).access_changed()
     await audit(request, "token.delete", name, {"id": token_id})
     return web.Response(status=204)
 
@@ -158,6 +160,7 @@ async def _put_group(request: web.Request, name: str, status: int) -> web.Respon
         await auth_state(request).store.put_group(name, vehicles, members)
     except ValueError as exc:
         return error(400, str(exc))
+    auth_state(request).access_changed()
     await audit(request, "group.put", name, {"vehicles": vehicles, "members": members})
     group = next(g for g in await auth_state(request).store.groups() if g["name"] == name)
     return web.json_response(group, status=status)
@@ -182,6 +185,7 @@ async def delete_group(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     if not await auth_state(request).store.delete_group(name):
         return error(404, f"no group {name!r}")
+    auth_state(request).access_changed()
     await audit(request, "group.delete", name)
     return web.Response(status=204)
 

@@ -11,6 +11,7 @@ are the page's code, not data.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import logging
 import time
@@ -45,9 +46,17 @@ class AuthState:
     limiter: LoginLimiter = field(default_factory=LoginLimiter)
     failed_logins: int = 0
     verifying: int = 0  # password checks running now (each ~0.1 s of CPU)
+    # one Event per open WebSocket, set when an admin changed accounts, groups or tokens or a
+    # session ended, so the socket re-checks its principal at once (not after WS_RECHECK_S)
+    watchers: set[asyncio.Event] = field(default_factory=set)
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
+
+    def access_changed(self) -> None:
+        """Who may see what may have changed: every open WebSocket re-checks now."""
+        for event in self.watchers:
+            event.set()
 
 
 AUTH = web.AppKey("fleet.auth", AuthState)
@@ -163,18 +172,35 @@ def origin_allowed(request: web.Request) -> bool:
     return scheme in ("http", "https") and host == request.host
 
 
-# An open WebSocket re-checks its session or token this often: a logout, an expiry or a
-# disabled account ends the live feed within this time (a check also counts as use).
+# An open WebSocket re-checks its session or token this often, and at once after
+# `AuthState.access_changed()`: an expiry, or a change made outside this process (the CLI,
+# another node), ends or narrows the live feed within this time (a check also counts as use).
 WS_RECHECK_S = 60.0
 
 
-async def watch_session(ws: web.WebSocketResponse, request: web.Request) -> None:
-    """Run beside an open WebSocket: close it (1008) once its credentials no longer hold."""
-    while not ws.closed:
-        await asyncio.sleep(WS_RECHECK_S)
-        if await resolve(request) is None:
-            await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"session ended")
-            return
+async def watch_session(ws: web.WebSocketResponse, request: web.Request,
+                        on_change: Callable[[Principal], None] | None = None) -> None:
+    """Run beside an open WebSocket: close it (1008) once its credentials no longer hold, and
+    hand a changed principal (role, groups) to `on_change` so the socket is re-filtered."""
+    state = auth_state(request)
+    changed = asyncio.Event()
+    state.watchers.add(changed)
+    try:
+        while not ws.closed:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(WS_RECHECK_S):
+                    await changed.wait()
+            changed.clear()
+            principal = await resolve(request)
+            if principal is None:
+                await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"session ended")
+                return
+            if principal != request[PRINCIPAL]:
+                request[PRINCIPAL] = principal
+                if on_change is not None:
+                    on_change(principal)
+    finally:
+        state.watchers.discard(changed)
 
 
 def install(app: web.Application, state: AuthState) -> None:

@@ -90,6 +90,7 @@ async def logout(request: web.Request) -> web.Response:
     cookie = request.cookies.get(COOKIE)
     if cookie:
         await auth_state(request).store.delete_session(hash_token(cookie))
+        auth_state(request).access_changed()  # this session's sockets close now
     response = web.Response(status=204)
     response.del_cookie(COOKIE, path="/")
     return response

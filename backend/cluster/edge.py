@@ -149,11 +149,25 @@ async def serve_behind_router(host: str, port: int, server_id: int, router: tupl
     return server
 
 
-async def run_router(listen: tuple[str, int], tunnel_addr: tuple[str, int]) -> None:
-    """`python -m backend router` until SIGTERM/SIGINT."""
+async def run_router(listen: tuple[str, int], tunnel_addr: tuple[str, int],
+                     nats_url: str = "", advertise: str = "") -> None:
+    """`python -m backend router` until SIGTERM/SIGINT; with `nats_url`, its health on NATS
+    (healthy while it hears a live node) under the address `advertise` (docs/scaling.md §9)."""
     import signal
 
+    from .discovery import publish_health
+    from .health import Report
+
     edge = await RouterEdge().start(listen, tunnel_addr)
+    health = None
+    if nats_url:
+        addr = advertise or listen[0]
+
+        def report() -> Report:
+            return Report(f"router-{addr}", "router", addr,
+                          bool(edge.router.live(edge.loop.time())))
+
+        health = edge.loop.create_task(publish_health(nats_url, report))
     stopping = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         edge.loop.add_signal_handler(sig, stopping.set)
@@ -163,4 +177,6 @@ async def run_router(listen: tuple[str, int], tunnel_addr: tuple[str, int]) -> N
     try:
         await stopping.wait()
     finally:
+        if health is not None:
+            health.cancel()
         edge.close()

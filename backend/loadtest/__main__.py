@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--vehicles", type=int, default=d.vehicles)
     p.add_argument("--rate", type=float, default=d.rate_hz, help="readings/s per vehicle")
     p.add_argument("--duration", type=float, default=d.duration_s, help="measured seconds")
-    p.add_argument("--mode", choices=("steady", "storm", "churn"), default=d.mode)
+    p.add_argument("--mode", choices=("steady", "storm", "churn", "migrate"), default=d.mode)
     p.add_argument("--db", default=d.db,
                    help="sqlite | postgres | timescale (throw-away stores) | postgresql://URL")
     p.add_argument("--workers", type=int, default=d.workers, help="client processes")

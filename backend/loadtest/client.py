@@ -27,6 +27,7 @@ from agent.quic_link import QuicLink
 from geostream import ALPN
 from geostream.errors import ProtocolError
 from geostream.limits import IDLE_TIMEOUT_S
+from geostream.quic_acks import ack_delay_for
 from geostream.session import Acknowledged, ClientSession, PeerError, Welcomed
 
 from .fleet import Histogram, SimVehicle
@@ -55,6 +56,8 @@ class Driver:
         self.drain_target = 0  # storm: the backlog to drain after reconnecting
         self.drained_after: float | None = None
         self.reconnected_at = 0.0
+        self.links: list[QuicLink] = []  # every connection it made, for the datagram counts
+        self.last_rx = 0.0  # when stream data last arrived (the agent's stall rule, STALL_S)
 
     # --- connection -----------------------------------------------------------------------
 
@@ -65,8 +68,10 @@ class Driver:
         acked_through = (next(iter(self.sim.unacked)) - 1) if self.sim.unacked else self.sim.made
         session = ClientSession(self.sim.vehicle_id, self.sim.token, self.sim.epoch,
                                 acked_through, agent="fleet-loadtest")
-        link = QuicLink(self.w.quic_config, self.server, self._on_data)
+        link = QuicLink(self.w.quic_config, self.server, self._on_data,
+                        ack_delay_s=ack_delay_for(self.w.send_interval_s))
         self.link, self.session = link, session
+        self.links.append(link)
         self.welcomed = loop.create_future()
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
@@ -84,6 +89,7 @@ class Driver:
         if link is not self.link:
             return
         self.w.connects += 1
+        self.last_rx = loop.time()
         loop.create_task(self._watch(link))
         self.pump()
 
@@ -110,7 +116,7 @@ class Driver:
 
     async def migrate(self) -> None:
         if self.link is not None and not self.link.closed.is_set():
-            await self.link.migrate(self.w.local_host)
+            await self.link.migrate(self.w.next_local_host())
             self.w.migrations += 1
 
     # --- data -----------------------------------------------------------------------------
@@ -119,6 +125,7 @@ class Driver:
         session, link = self.session, self.link
         if session is None or link is None:
             return
+        self.last_rx = self.w.loop.time()
         try:
             events = session.receive_data(data)
         except ProtocolError as exc:
@@ -167,6 +174,15 @@ class Driver:
             link.send(self.stream_id, session.data_to_send())
             self.w.batches += 1
 
+    def _stalled(self, now: float) -> bool:
+        """The agent's rule (docs/protocol.md §1): readings in flight, nothing heard for
+        STALL_S. Only when the spec asks (`stall_s`, the cluster tests: a killed node): the
+        load test's figures stay comparable with runs before the rule."""
+        stall_s = self.w.stall_s
+        return (stall_s is not None and self.link is not None and self.session is not None
+                and self.session.ready and bool(self.sim.sent_at)
+                and now - self.last_rx > stall_s)
+
     # --- pacing ---------------------------------------------------------------------------
 
     def start_pacing(self, first: float) -> None:
@@ -176,16 +192,33 @@ class Driver:
         now = self.w.loop.time()
         self.sim.make_due(now)
         self.w.on_tick(self, now)
+        if self._stalled(now):  # the node behind the address is gone: a fresh handshake
+            self.w.error("stalled")
+            self.disconnect(tell_peer=False)
+            self._closing = False
+            self._retry_later()
         self.pump()
         if self.sim.making:
             self._timer = self.w.loop.call_at(now + self.w.send_interval_s, self._tick)
+
+
+def datagrams(drivers) -> tuple[int, int]:
+    """Datagrams all vehicles sent and received so far (gateway in, gateway out)."""
+    links = [link for d in drivers for link in d.links]
+    return (sum(link.datagrams_sent for link in links),
+            sum(link.datagrams_received for link in links))
 
 
 class Worker:
     def __init__(self, spec: dict):
         self.spec = spec
         self.loop = asyncio.get_running_loop()
-        self.local_host = "127.0.0.1"
+        # addresses to bind (cluster tests in namespaces give more than one: a migration moves
+        # to the next, a new address as a vehicle's modem gets)
+        self.local_hosts = spec.get("local_hosts") or ["127.0.0.1"]
+        self.local_host = self.local_hosts[0]
+        self.stall_s = spec.get("stall_s")  # e.g. STALL_S: reconnect when a node went silent
+        self._next_host = 0
         self.send_interval_s = spec["send_interval_s"]
         cfg = QuicConfiguration(is_client=True, alpn_protocols=[ALPN], idle_timeout=IDLE_TIMEOUT_S,
                                 server_name="localhost", verify_mode=ssl.CERT_REQUIRED)
@@ -206,6 +239,10 @@ class Worker:
         for d in self.drivers:
             d.sim.making = False  # nothing is made before "go"
 
+    def next_local_host(self) -> str:
+        self._next_host += 1
+        return self.local_hosts[self._next_host % len(self.local_hosts)]
+
     def error(self, kind: str) -> None:
         self.errors[kind] = self.errors.get(kind, 0) + 1
 
@@ -219,10 +256,10 @@ class Worker:
         await asyncio.gather(*(one(d) for d in self.drivers))
 
     def on_tick(self, d: Driver, now: float) -> None:
-        if (self.mode == "churn" and d.online and d.session is not None and d.session.ready
-                and not self.stopping):  # only established sessions churn
+        if (self.mode in ("churn", "migrate") and d.online and d.session is not None
+                and d.session.ready and not self.stopping):  # only established sessions churn
             if self.rng.random() < self.churn_p:
-                if self.rng.random() < 0.5:
+                if self.mode == "migrate" or self.rng.random() < 0.5:
                     self.loop.create_task(d.migrate())
                 else:
                     self.reconnects += 1
@@ -239,6 +276,7 @@ class Worker:
             d.start_pacing(t0 + self.rng.uniform(0, self.send_interval_s))
         await asyncio.sleep(max(0.0, t0 - self.loop.time()))
         cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+        dg0 = datagrams(self.drivers)
         storm = None
         if self.mode == "storm":
             await asyncio.sleep(spec["outage_at_s"])
@@ -255,6 +293,7 @@ class Worker:
         await asyncio.sleep(max(0.0, t0 + spec["duration_s"] - self.loop.time()))
         acked_in_window = self.acked
         cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+        dg1 = datagrams(self.drivers)
         for d in self.drivers:
             d.sim.make_due(t0 + spec["duration_s"])
             d.sim.making = False
@@ -284,6 +323,7 @@ class Worker:
             "live_latency": live.to_json(), "errors": self.errors, "connects": self.connects,
             "migrations": self.migrations, "reconnects": self.reconnects,
             "batches": self.batches, "storm": storm,
+            "datagrams": [dg1[0] - dg0[0], dg1[1] - dg0[1]],
             "cpu_s": (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime),
             "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         }

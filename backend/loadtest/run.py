@@ -39,6 +39,8 @@ READY_TIMEOUT_S = 60.0
 # (on a machine shared with other work, 200 handshakes took up to 40 s).
 CONNECT_BUDGET_S_PER_VEHICLE = 0.25
 PROVISION_CHUNK = 500
+# The machine the projection is for: the project's 2-core VM (docs/benchmarks.md, Reach).
+PROJECTION_CORES = 2.0
 
 
 @dataclass
@@ -46,7 +48,7 @@ class Options:
     vehicles: int = 50
     rate_hz: float = 1.0
     duration_s: float = 10.0
-    mode: str = "steady"          # steady | storm | churn
+    mode: str = "steady"          # steady | storm | churn | migrate (churn without disconnects)
     db: str = "sqlite"            # sqlite | postgres | timescale | postgresql://…
     workers: int = 2
     gateways: int = 1
@@ -88,7 +90,16 @@ class Report:
     gateway_rss_mb: float = 0.0       # peak, summed over gateway processes
     gateway_kb_per_vehicle: float = 0.0
     client_cpu_pct: float = 0.0
+    client_cpu_ms_per_reading: float = 0.0   # load generator CPU time / readings acked
+    datagrams_in_per_reading: float = 0.0   # to the gateway, per reading acked in the window
+    datagrams_out_per_reading: float = 0.0  # from the gateway
     storm: dict | None = None
+
+    def projected_vehicles(self, cores: float, with_clients: bool = False) -> float:
+        """Vehicles the measured CPU per reading allows on `cores` at the run's rate."""
+        ms = self.gateway_cpu_ms_per_reading + (self.client_cpu_ms_per_reading
+                                                if with_clients else 0.0)
+        return cores * 1000 / ms / self.options["rate_hz"] if ms > 0 else 0.0
 
     @property
     def ok(self) -> bool:
@@ -120,7 +131,15 @@ class Report:
                f"{self.gateway_rss_mb:.0f} MB RSS, "
                f"{self.gateway_kb_per_vehicle:.1f} KB per connected vehicle, "
                f"{self.gateway_cpu_ms_per_reading:.2f} ms CPU per acked reading",
-               f"  clients            {self.client_cpu_pct:.0f} % CPU",
+               f"  clients            {self.client_cpu_pct:.0f} % CPU, "
+               f"{self.client_cpu_ms_per_reading:.2f} ms CPU per acked reading",
+               f"  projection         {self.projected_vehicles(1.0):,.0f} vehicles at "
+               f"{o['rate_hz']} Hz on one gateway core, "
+               f"{self.projected_vehicles(PROJECTION_CORES, with_clients=True):,.0f} with the "
+               f"load generator on the same {PROJECTION_CORES:.0f} cores "
+               f"(CPU per reading only; not a measured rate)",
+               f"  datagrams          {self.datagrams_in_per_reading:.2f} in + "
+               f"{self.datagrams_out_per_reading:.2f} out at the gateway per acked reading",
                f"  errors             {self.errors or 'none'}",
                f"  store              {self.stored:,} stored of {self.made:,} made: "
                f"lost {self.lost}, duplicated {self.duplicated}, unexpected {self.unexpected}, "
@@ -434,8 +453,10 @@ def _report(opts, counts, pending_seqs, results, gstats, rss_idle_kb, rss_connec
     lat, live = Histogram(), Histogram()
     made: dict[str, int] = {}
     unacked: dict[str, list[int]] = {}
-    acked_window = 0
+    acked_window = dg_in = dg_out = 0
     for r in results:
+        dg_in += r["datagrams"][0]
+        dg_out += r["datagrams"][1]
         for vid, (m, a, u) in r["vehicles"].items():
             made[vid] = m
             unacked[vid] = u
@@ -459,6 +480,9 @@ def _report(opts, counts, pending_seqs, results, gstats, rss_idle_kb, rss_connec
             rep.storm = s
     rep.acked_per_s = acked_window / opts.duration_s
     rep.gateway_cpu_ms_per_reading = (gateway_cpu * 10 * opts.duration_s) / max(1, acked_window)
+    rep.client_cpu_ms_per_reading = (client_cpu * 10 * opts.duration_s) / max(1, acked_window)
+    rep.datagrams_in_per_reading = dg_in / max(1, acked_window)
+    rep.datagrams_out_per_reading = dg_out / max(1, acked_window)
     rep.ack_p50_ms, rep.ack_p95_ms, rep.ack_p99_ms = (lat.percentile(p) for p in (50, 95, 99))
     rep.live_p99_ms = live.percentile(99)
     for vid, m in made.items():

@@ -47,7 +47,7 @@ class Position(TypedDict):
     lat: float
     lon: float
     speed_kmh: float | None
-    course: float | None
+    course_deg: float | None
 
 
 class VehicleState(TypedDict):

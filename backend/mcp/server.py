@@ -55,7 +55,7 @@ def build_server(tools: FleetTools, stdio_principal: Principal | None = None) ->
 
     @mcp.tool()
     async def vehicle_state(vehicle: Vehicle, ctx: Context) -> schemas.VehicleState:
-        """A vehicle now: {id, now_ms, position: {time_ms, lat, lon, speed_kmh, course}|null,
+        """A vehicle now: {id, now_ms, position: {time_ms, lat, lon, speed_kmh, course_deg}|null,
         fix_age_s, can: {signal: {value, time_ms}}, open_alerts: [alert]}."""
         return await call(ctx, tools.vehicle_state, vehicle)
 

@@ -86,7 +86,7 @@ class FleetTools:
                                                               limit=MAX_ALERTS))
         return {"id": vehicle, "now_ms": now,
                 "position": None if pos is None else {
-                    k: pos[k] for k in ("time_ms", "lat", "lon", "speed_kmh", "course")},
+                    k: pos[k] for k in ("time_ms", "lat", "lon", "speed_kmh", "course_deg")},
                 "fix_age_s": None if pos is None else round((now - pos["time_ms"]) / 1000, 1),
                 "can": (await self.store.last_signals()).get(vehicle, {}),
                 "open_alerts": [a.as_json() for a in open_alerts]}

@@ -46,29 +46,29 @@ _COMMAND_LOCK = 0x666C65657463  # advisory lock id serialising command id alloca
 DAY_MS = 86_400_000
 
 _STAGING_COLUMNS = ("time_ms", "vehicle_id", "epoch", "seq", "kind", "lon", "lat", "speed_kmh",
-                    "course", "alt", "fix", "sats", "hdop", "signals", "received_ms")
+                    "course_deg", "alt_m", "fix", "sats", "hdop", "signals", "received_ms")
 _CREATE_STAGING = """CREATE TEMP TABLE IF NOT EXISTS telemetry_staging (
     time_ms bigint, vehicle_id text, epoch bigint, seq bigint, kind text,
-    lon float8, lat float8, speed_kmh real, course real, alt real, fix smallint,
+    lon float8, lat float8, speed_kmh real, course_deg real, alt_m real, fix smallint,
     sats smallint, hdop real, signals text, received_ms bigint) ON COMMIT DELETE ROWS"""
 _MS = "(timestamptz 'epoch' + ({} * interval '1 millisecond'))"
 _INSERT = f"""INSERT INTO vehicle_telemetry (time, vehicle_id, epoch, seq, kind, location,
-        speed_kmh, course, alt, fix, sats, hdop, signals, received_at)
+        speed_kmh, course_deg, alt_m, fix, sats, hdop, signals, received_at)
     SELECT {_MS.format('time_ms')}, vehicle_id, epoch, seq, kind,
         CASE WHEN lon IS NULL OR lat IS NULL THEN NULL
              ELSE ST_SetSRID(ST_MakePoint(lon, lat), 4326) END,
-        speed_kmh, course, alt, fix, sats, hdop, signals::jsonb, {_MS.format('received_ms')}
+        speed_kmh, course_deg, alt_m, fix, sats, hdop, signals::jsonb, {_MS.format('received_ms')}
     FROM telemetry_staging
     ON CONFLICT DO NOTHING"""
 _LAST = f"""INSERT INTO last_position AS p
-        (vehicle_id, time, location, speed_kmh, course, epoch, seq)
+        (vehicle_id, time, location, speed_kmh, course_deg, epoch, seq)
     SELECT DISTINCT ON (vehicle_id) vehicle_id, {_MS.format('time_ms')},
-        ST_SetSRID(ST_MakePoint(lon, lat), 4326), speed_kmh, course, epoch, seq
+        ST_SetSRID(ST_MakePoint(lon, lat), 4326), speed_kmh, course_deg, epoch, seq
     FROM telemetry_staging
     WHERE kind = 'pos' AND lon IS NOT NULL AND lat IS NOT NULL
     ORDER BY vehicle_id, time_ms DESC, epoch DESC, seq DESC
     ON CONFLICT (vehicle_id) DO UPDATE SET time = excluded.time, location = excluded.location,
-        speed_kmh = excluded.speed_kmh, course = excluded.course, epoch = excluded.epoch,
+        speed_kmh = excluded.speed_kmh, course_deg = excluded.course_deg, epoch = excluded.epoch,
         seq = excluded.seq
     WHERE excluded.time > p.time"""
 _SIGNAL = f"""INSERT INTO last_signal AS s (vehicle_id, signal, value, time)
@@ -83,7 +83,7 @@ _DEAD = f"""INSERT INTO dead_letter (vehicle_id, epoch, seq, reading, error, rec
     ON CONFLICT DO NOTHING"""
 _EPOCH_MS = "(extract(epoch FROM {}) * 1000)::bigint"
 _POINT_COLUMNS = (f"{_EPOCH_MS.format('time')} AS time_ms, ST_Y(location) AS lat, "
-                  "ST_X(location) AS lon, speed_kmh, course, epoch, seq")
+                  "ST_X(location) AS lon, speed_kmh, course_deg, epoch, seq")
 
 _COMMAND_COLUMNS = (f"id, vehicle_id, name, args, {_EPOCH_MS.format('created_at')}, "
                     f"sent_count, {_EPOCH_MS.format('last_sent_at')}, "
@@ -240,7 +240,7 @@ class PostgresStore(PostgresAccounts, PostgresApiQueries, PostgresAlerts, Postgr
                     await conn.copy_records_to_table(
                         "telemetry_staging", columns=_STAGING_COLUMNS, records=[
                             (r.time_ms, r.vehicle_id, r.epoch, r.seq, r.kind, r.lon, r.lat,
-                             r.speed_kmh, r.course, r.alt, r.fix, r.sats, r.hdop,
+                             r.speed_kmh, r.course_deg, r.alt_m, r.fix, r.sats, r.hdop,
                              r.data_json(), r.received_ms) for r in readings])
                     await conn.execute(_INSERT)
                     await conn.execute(_LAST)
@@ -298,7 +298,7 @@ class PostgresStore(PostgresAccounts, PostgresApiQueries, PostgresAlerts, Postgr
         where = (f"vehicle_id = $1 AND kind = 'pos' AND location IS NOT NULL "
                  f"AND time >= {_MS.format('$2::bigint')} AND time < {_MS.format('$3::bigint')}")
         if step_ms:
-            sql = (f"SELECT time_ms, lat, lon, speed_kmh, course, epoch, seq FROM ("
+            sql = (f"SELECT time_ms, lat, lon, speed_kmh, course_deg, epoch, seq FROM ("
                    f"SELECT DISTINCT ON (bucket) * FROM (SELECT {_POINT_COLUMNS}, "
                    f"floor({_EPOCH_MS.format('time')}::numeric / $4) AS bucket "
                    f"FROM vehicle_telemetry WHERE {where}) b "

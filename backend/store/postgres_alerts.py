@@ -14,7 +14,8 @@ from .base import TIME_RULES, AlertQuery, StoredAlert, StoredReading
 _MS = "(timestamptz 'epoch' + ({} * interval '1 millisecond'))"
 _EPOCH_MS = "(extract(epoch FROM {}) * 1000)::bigint"
 _READING_COLUMNS = (f"vehicle_id, epoch, seq, {_EPOCH_MS.format('time')}, kind, "
-                    "ST_Y(location), ST_X(location), alt, speed_kmh, course, fix, sats, hdop, "
+                    "ST_Y(location), ST_X(location), alt_m, speed_kmh, course_deg, fix, sats, "
+                    "hdop, "
                     f"signals::text, {_EPOCH_MS.format('received_at')}")
 _ALERT_COLUMNS = (f"id, rule, vehicle_id, subject, {_EPOCH_MS.format('start_time')}, "
                   f"{_EPOCH_MS.format('end_time')}, peak, state, lat, lon, detail::text, "
@@ -33,7 +34,7 @@ _KEY = f"rule = $1 AND vehicle_id = $2 AND subject = $3 AND start_time = {_MS.fo
 _LOW, _HIGH = -(2**45), 2**62  # "no bound" in epoch ms (_LOW: year ~855, within timestamptz)
 
 
-_FLOAT4 = struct.Struct("f")  # speed_kmh, course, alt and hdop are `real` columns
+_FLOAT4 = struct.Struct("f")  # speed_kmh, course_deg, alt_m and hdop are `real` columns
 
 
 def _real(v: float | None) -> float | None:
@@ -54,8 +55,8 @@ class PostgresAlerts:
     @staticmethod
     def as_read_back(r: StoredReading) -> StoredReading:
         """A committed reading as alert_readings would return it (the engine's live path)."""
-        return dataclasses.replace(r, speed_kmh=_real(r.speed_kmh), course=_real(r.course),
-                                   alt=_real(r.alt), hdop=_real(r.hdop))
+        return dataclasses.replace(r, speed_kmh=_real(r.speed_kmh), course_deg=_real(r.course_deg),
+                                   alt_m=_real(r.alt_m), hdop=_real(r.hdop))
 
     async def alert_readings(self, vehicle_id: str, after_ms: int | None) -> list[StoredReading]:
         rows = await self._pool.fetch(

@@ -12,7 +12,7 @@ _EPOCH_MS = "(extract(epoch FROM {}) * 1000)::bigint"
 _GEOFENCE_COLUMNS = (f"geofence_id, name, ST_AsGeoJSON(area), speed_limit_kmh, circle, "
                      f"{_EPOCH_MS.format('created_at')}, {_EPOCH_MS.format('updated_at')}")
 _POSITION_COLUMNS = (f"vehicle_id, {_EPOCH_MS.format('p.time')} AS time_ms, "
-                     "ST_Y(p.location) AS lat, ST_X(p.location) AS lon, p.speed_kmh, p.course, "
+                     "ST_Y(p.location) AS lat, ST_X(p.location) AS lon, p.speed_kmh, p.course_deg, "
                      "p.epoch, p.seq")
 
 
@@ -101,6 +101,15 @@ class PostgresApiQueries:
         WHERE inside AND NOT was_inside AND time >= {lo}
         ORDER BY time, epoch, seq, geofence_id"""
         return [dict(r) for r in await self._pool.fetch(sql, vehicle_id, start_ms, end_ms)]
+
+    async def last_fixes(self) -> dict[str, dict]:
+        """{vehicle: {"fix", "sats", "hdop"}}: the quality of each vehicle's last position."""
+        rows = await self._pool.fetch(
+            "SELECT t.vehicle_id, t.fix, t.sats, t.hdop FROM last_position p "
+            "JOIN vehicle_telemetry t ON t.vehicle_id = p.vehicle_id AND t.epoch = p.epoch "
+            "AND t.seq = p.seq AND t.time = p.time")
+        return {r["vehicle_id"]: {"fix": r["fix"], "sats": r["sats"], "hdop": r["hdop"]}
+                for r in rows}
 
     async def last_signals(self) -> dict[str, dict[str, dict]]:
         """{vehicle: {signal: {"value", "time_ms"}}}: the newest value of each CAN signal."""

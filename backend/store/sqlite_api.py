@@ -13,7 +13,7 @@ import shapely.geometry
 from .base import entry_indexes
 
 _GEOFENCE_COLUMNS = "geofence_id, name, area, speed_limit_kmh, circle, created_ms, updated_ms"
-_POSITION_COLUMNS = "vehicle_id, time_ms, lat, lon, speed_kmh, course, epoch, seq"
+_POSITION_COLUMNS = "vehicle_id, time_ms, lat, lon, speed_kmh, course_deg, epoch, seq"
 
 
 def _geofence(r: tuple) -> dict:
@@ -123,6 +123,16 @@ class SqliteApiQueries:
             return out
 
         return await self._run(entries)
+
+    async def last_fixes(self) -> dict[str, dict]:
+        """{vehicle: {"fix", "sats", "hdop"}}: the quality of each vehicle's last position."""
+        def rows():
+            cur = self._db.execute(
+                "SELECT t.vehicle_id, t.fix, t.sats, t.hdop FROM last_position p "
+                "JOIN vehicle_telemetry t USING (vehicle_id, epoch, seq)")
+            return {r[0]: {"fix": r[1], "sats": r[2], "hdop": r[3]} for r in cur}
+
+        return await self._run(rows)
 
     async def last_signals(self) -> dict[str, dict[str, dict]]:
         """{vehicle: {signal: {"value", "time_ms"}}}: the newest value of each CAN signal."""

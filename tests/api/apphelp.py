@@ -25,8 +25,10 @@ _OPENAPI = OpenAPI.from_dict(spec.document())
 class Api:
     """`await api.call(method, path, role=…)` → (status, body); validates against the spec."""
 
-    def __init__(self, url: str, hub: Hub | None = None, metrics_token: str = ""):
+    def __init__(self, url: str, hub: Hub | None = None, metrics_token: str = "",
+                 mount=None):
         self.url = url
+        self.mount = mount  # callable(app, store): more routes, as the running backend adds
         self.metrics_token = metrics_token
         self.store = open_store(url)
         self.hub = hub or Hub()
@@ -40,6 +42,8 @@ class Api:
                                                        "writer": {}, "hub": {}},
                        metrics_token=self.metrics_token)
         self.app = app
+        if self.mount is not None:
+            self.mount(app, self.store)
         self.client = TestClient(TestServer(app))
         await self.client.start_server()
         return self

@@ -21,11 +21,12 @@ SQUARE = {"type": "Polygon", "coordinates": [[[8, 50], [8.01, 50], [8.01, 50.01]
 TRACK = [(i, 7.9905 + i * 0.001) for i in range(1, 40)]
 
 
-def pos(vehicle, seq, lon, lat=50.005, minute=None, speed=30.0):
+def pos(vehicle, seq, lon, lat=50.005, minute=None, speed=30.0, fix=None, sats=None,
+        hdop=None):
     return StoredReading(vehicle_id=vehicle, epoch=1, seq=seq,
                          time_ms=T0 + (minute if minute is not None else seq) * 60_000,
-                         kind="pos", lat=lat, lon=lon, speed_kmh=speed, course=90.0,
-                         received_ms=T0)
+                         kind="pos", lat=lat, lon=lon, speed_kmh=speed, course_deg=90.0,
+                         fix=fix, sats=sats, hdop=hdop, received_ms=T0)
 
 
 def can(vehicle, seq, minute, **signals):
@@ -37,10 +38,10 @@ async def seed(api: Api) -> None:
     s = api.store
     for v in ("v1", "v2"):
         await s.add_vehicle(v)
-    await s.write([pos("v1", q, lon) for q, lon in TRACK], [])
+    await s.write([pos("v1", q, lon, fix=1, sats=q % 12, hdop=1.5) for q, lon in TRACK], [])
     # v2 parks inside the square; its CAN arrives newest first (backfill after it)
     await s.write([pos("v2", 1, 8.005, 50.005, minute=5, speed=0.0),
-                   can("v2", 3, 30, coolant_c=91.5, gear="D")], [])
+                   can("v2", 3, 30, coolant_c=91.5, gear="D", OBD_CoolantTemp=88)], [])
     await s.write([can("v2", 2, 20, coolant_c=70.0, fuel_pct=40)], [])
 
 
@@ -57,9 +58,16 @@ async def test_vehicles_last_state(api):
     assert sorted(by_id) == ["v1", "v2"]
     v2 = by_id["v2"]
     # newest by device time per signal: the backfilled older batch did not overwrite coolant
-    assert v2["can"] == {"coolant_c": {"value": 91.5, "time_ms": T0 + 30 * 60_000},
-                         "gear": {"value": "D", "time_ms": T0 + 30 * 60_000},
-                         "fuel_pct": {"value": 40, "time_ms": T0 + 20 * 60_000}}
+    # with the unit of the agents' DBC (agent/dbc/obd2.dbc: OBD_CoolantTemp in degC); none
+    # for a signal no DBC defines
+    assert v2["can"] == {
+        "coolant_c": {"value": 91.5, "time_ms": T0 + 30 * 60_000, "unit": None},
+        "gear": {"value": "D", "time_ms": T0 + 30 * 60_000, "unit": None},
+        "OBD_CoolantTemp": {"value": 88, "time_ms": T0 + 30 * 60_000, "unit": "degC"},
+        "fuel_pct": {"value": 40, "time_ms": T0 + 20 * 60_000, "unit": None}}
+    # the quality of the last position (seq 39: 39 % 12 = 3 satellites); none reported for v2
+    assert by_id["v1"]["fix"] == {"fix": 1, "sats": 3, "hdop": 1.5}
+    assert v2["fix"] == {"fix": None, "sats": None, "hdop": None}
     assert "bus" not in v2["can"]
     assert v2["position"]["lon"] == 8.005 and v2["position"]["time_ms"] == T0 + 5 * 60_000
     assert by_id["v1"]["position"]["seq"] == 39 and by_id["v1"]["position"]["speed_kmh"] == 30

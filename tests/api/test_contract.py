@@ -16,8 +16,10 @@ from .apphelp import Api
 from .test_api import T0, seed
 
 METHODS = {"get", "put", "post", "delete", "patch"}
-# Spec paths not served (none: the check is exact both ways).
+# Spec paths not served by `make_app` (the check is exact both ways otherwise): /mcp is
+# mounted on the same app by the running backend (backend/service.py), checked below.
 NOT_YET_SERVED: set[tuple[str, str]] = set()
+MOUNTED_BY_SERVICE = {("post", "/mcp")}
 
 
 def _shape(path: str) -> str:
@@ -48,7 +50,8 @@ async def test_served_routes_are_the_spec_and_roles_match(tmp_path):
         routes = served(api.app)
     ops = specified()
     assert set(routes) - set(ops) == set(), "served but not in backend/openapi.yaml"
-    assert set(ops) - set(routes) - NOT_YET_SERVED == set(), "in the spec but not served"
+    assert set(ops) - set(routes) - NOT_YET_SERVED - MOUNTED_BY_SERVICE == set(), \
+        "in the spec but not served"
     for key, handler in routes.items():
         if handler is None:  # static files: public, data-free
             assert ops[key]["x-fleet-role"] == "public"
@@ -157,3 +160,29 @@ async def exercise_alerts_and_map(api: Api) -> None:
     # no overlay or PMTiles configured here: both answer 404
     await api.call("GET", "/api/map/overlay.geojson", expect=404)
     await api.call("GET", "/api/map/basemap.pmtiles", expect=404)
+
+
+def _mount_mcp(app, store) -> None:
+    from backend.config import BackendConfig
+    from backend.mcp.http import add_mcp_routes
+    from backend.mcp.tools import FleetTools
+
+    add_mcp_routes(app, FleetTools(store, RuleSet(), BackendConfig().maintenance_config()))
+
+
+async def test_mcp_is_served_as_the_spec_says(tmp_path):
+    """/mcp (mounted by the running backend on the same app) declares the spec's role, and
+    its answers (401, a JSON-RPC answer) validate against the spec."""
+    from backend.mcp.http import PATH, _Resource
+
+    [op] = [specified()[key] for key in MOUNTED_BY_SERVICE]
+    assert PATH == "/mcp" and access_of(_Resource._handle).label == op["x-fleet-role"]
+    async with Api(f"sqlite://{tmp_path / 'f.db'}", mount=_mount_mcp) as api:
+        body = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                           "clientInfo": {"name": "contract-test", "version": "1"}}}
+        accept = {"Accept": "application/json, text/event-stream"}
+        await api.call("POST", "/mcp", role=None, body=body, headers=accept, expect=401)
+        _, answer = await api.call("POST", "/mcp", body=body, headers=accept, expect=200)
+        assert answer["id"] == 1 and "serverInfo" in answer["result"], answer
+    assert ("post", "/mcp") in api.checked

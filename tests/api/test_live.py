@@ -4,8 +4,10 @@ memory and is then disconnected with a reason; group visibility holds on /ws."""
 
 import asyncio
 import time
+import warnings
 
 from aiohttp import WSMsgType
+from aiohttp.web import NotAppKeyWarning
 
 from backend.hub import ALL, Hub, position_feature
 
@@ -116,3 +118,38 @@ async def test_ws_needs_credentials_and_filters_by_group(tmp_path):
             api.hub.publish_alert({"id": 3, "vehicle": "a", "rule": "overspeed"})
             assert await ws.receive_json(timeout=5) == {
                 "topic": "alerts", "alert": {"id": 3, "vehicle": "a", "rule": "overspeed"}}
+
+
+async def test_open_socket_follows_group_changes_and_revocation(tmp_path):
+    """An admin narrows a viewer's group: the open socket stops carrying the vehicle at once
+    (not at the next periodic re-check); disabling the user closes it (1008)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        async with Api(f"sqlite://{tmp_path / 'f.db'}") as api:
+            viewer = bearer(await api.token("viewer", ["a", "b"]))
+            _, groups = await api.call("GET", "/api/groups", role="admin", expect=200)
+            [group] = [g for g in groups["groups"] if g["vehicles"] == ["a", "b"]]
+            async with api.client.ws_connect("/ws", headers=viewer) as ws:
+                for topic in (ALL, "vehicle:b"):
+                    await ws.send_json({"op": "subscribe", "topic": topic})
+                    await receive_until_subscribed(ws)
+                api.hub.position("b", 1, feature("b", 1))
+                assert {(await ws.receive_json(timeout=5))["topic"] for _ in range(2)} == {
+                    ALL, "vehicle:b"}
+                t0 = time.monotonic()
+                await api.call("PUT", f"/api/groups/{group['name']}", role="admin",
+                               body={"vehicles": ["a"], "members": group["members"]},
+                               expect=200)
+                assert await ws.receive_json(timeout=5) == {"topic": "vehicle:b",
+                                                            "event": "unsubscribed"}
+                api.hub.position("b", 2, feature("b", 2))
+                api.hub.position("a", 2, feature("a", 2))
+                got = await ws.receive_json(timeout=5)
+                assert got["topic"] == ALL and got["feature"]["properties"]["vehicle"] == "a"
+                await api.call("PATCH", f"/api/users/{group['members'][0]}", role="admin",
+                               body={"disabled": True}, expect=200)
+                msg = await ws.receive(timeout=5)
+                assert msg.type == WSMsgType.CLOSE and msg.data == 1008, msg
+                assert time.monotonic() - t0 < 10  # far below WS_RECHECK_S (60 s)
+    # the principal's request key is an aiohttp RequestKey, not a string
+    assert not [w for w in caught if issubclass(w.category, NotAppKeyWarning)]

@@ -8,7 +8,7 @@ from collections import Counter
 
 import cbor2
 
-from agent import journal as jmod
+from agent import journal_drain, journal_limits
 from agent.journal import Journal
 
 from .conftest import T0, integrity, pos, sig
@@ -93,7 +93,7 @@ def test_age_limit_drops_by_device_time_and_reports(jpath):
     old = [pos(T0 + i * 1000) for i in range(30)] + [sig(T0 + 31_000)]
     old_seqs = j.append(old)
     # two hours later (device time): the old readings are past the 1 h limit
-    now[0] += jmod.AGE_CHECK_INTERVAL_S + 1
+    now[0] += journal_limits.AGE_CHECK_INTERVAL_S + 1
     new = [pos(T0 + 2 * 3600_000 + i) for i in range(5)]
     seqs = j.append(new)
     assert len(seqs) == 6  # the 5 readings and one journal-dropped event
@@ -115,7 +115,7 @@ def test_age_check_is_rate_limited(jpath):
     j.append([pos(T0)])  # an old reading arrives, but the next check is a minute away
     j.append([pos(T0 + 2 * 3600_000 + 1)])
     assert j.stats().dropped == {}
-    now[0] += jmod.AGE_CHECK_INTERVAL_S
+    now[0] += journal_limits.AGE_CHECK_INTERVAL_S
     j.append([pos(T0 + 2 * 3600_000 + 2)])
     assert j.stats().dropped == {"pos": 1}
     j.close()
@@ -137,8 +137,8 @@ def test_steady_state_file_size_is_bounded_with_acks(jpath):
 
 
 def test_acked_backlog_is_given_back_in_bounded_steps(jpath, monkeypatch):
-    monkeypatch.setattr(jmod, "VACUUM_KEEP_PAGES", 16)
-    monkeypatch.setattr(jmod, "VACUUM_STEP_PAGES", 32)
+    monkeypatch.setattr(journal_drain, "VACUUM_KEEP_PAGES", 16)
+    monkeypatch.setattr(journal_drain, "VACUUM_STEP_PAGES", 32)
     j = Journal(jpath, max_mb=0)
     ts = T0
     for _ in range(40):
@@ -173,8 +173,8 @@ def test_dropped_counts_survive_restart(jpath):
 
 def test_event_ranges_are_capped_and_still_cover_everything():
     seqs = list(range(1, 400, 2))  # 200 separate runs
-    ranges = jmod._ranges(seqs)
-    assert len(ranges) == jmod.MAX_EVENT_RANGES
+    ranges = journal_limits.seq_ranges(seqs)
+    assert len(ranges) == journal_limits.MAX_EVENT_RANGES
     covered = Counter()
     for first, last in ranges:
         for q in range(first, last + 1):

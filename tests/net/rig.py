@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-import time
 from pathlib import Path
 
 from aioquic.quic.configuration import QuicConfiguration
@@ -33,9 +32,11 @@ def free_udp_port(host: str = "127.0.0.1") -> int:
 
 
 async def until(predicate, timeout: float, what: str, interval: float = 0.05):
-    """Await until predicate() is truthy (bounded in time)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """Await until predicate() is truthy (bounded in the loop's time: real, or emulated on
+    tests/emuclock.py's loop)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
         value = predicate()
         if value:
             return value
@@ -161,7 +162,8 @@ class AgentRig:
     """The real agent uplink and journal, fed positions by the test instead of a GPS."""
 
     def __init__(self, tmp: Path, vehicle: str, token: str, host: str, port: int, ca: str,
-                 route_check_s: float | None = None, send_interval_ms: int = 1000):
+                 route_check_s: float | None = None, send_interval_ms: int = 1000,
+                 boottime=None):
         tmp.mkdir(parents=True, exist_ok=True)
         self.config = AgentConfig(
             vehicle_id=vehicle, token=token,
@@ -170,7 +172,8 @@ class AgentRig:
             journal=JournalConfig(path=str(tmp / f"{vehicle}.journal.sqlite")),
         )
         self.journal = JournalWorker(self.config.journal.path)
-        self.uplink = Uplink(self.config, self.journal, route_check_s=route_check_s)
+        self.uplink = Uplink(self.config, self.journal, route_check_s=route_check_s,
+                             boottime=boottime)
         self.task: asyncio.Task | None = None
         self.appended = 0
         self._t0 = 1_700_000_000_000

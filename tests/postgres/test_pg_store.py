@@ -18,7 +18,7 @@ T0 = 1_763_900_000_000  # 2025-11-23
 
 def pos(seq, t, vehicle="v1", epoch=7, lat=52.0, lon=13.0, **kw):
     return StoredReading(vehicle_id=vehicle, epoch=epoch, seq=seq, time_ms=t, kind="pos",
-                         lat=lat, lon=lon, speed_kmh=kw.get("speed", 10.0), course=90.0,
+                         lat=lat, lon=lon, speed_kmh=kw.get("speed", 10.0), course_deg=90.0,
                          fix=1, sats=kw.get("sats", 8), received_ms=t + 5)
 
 

@@ -52,7 +52,7 @@ def make_data(rng):
                               CENTER[1] + 0.08)
                 rows.append(StoredReading(vehicle_id=v, epoch=epoch, seq=seq, time_ms=t,
                                           kind="pos", lat=lat, lon=lon, speed_kmh=speed,
-                                          course=rng.randint(0, 359), fix=1,
+                                          course_deg=rng.randint(0, 359), fix=1,
                                           received_ms=T0 + DAY))
                 if rng.random() < 0.05:
                     rows.append(StoredReading(vehicle_id=v, epoch=epoch, seq=seq + 1,

@@ -18,6 +18,13 @@ const FRAME_BUDGET_MS = 4;
 // Clusters above this zoom dissolve into single vehicles (a city district at zoom 12).
 const CLUSTER_MAX_ZOOM = 11;
 const CLUSTER_RADIUS_PX = 45;
+// Zoomed out, clusters show counts, not motion: rebuild the source at most this often and do
+// not animate (bench/bench_webapp.py: 10,000 animated vehicles re-clustered every frame took
+// ~1 s a frame on SwiftShader, 3x the empty map's redraw).
+const CLUSTERED_UPDATE_MS = 1000;
+// Zoomed in, only vehicles within the view (grown by this share of its size on every side)
+// go into the source: a city view holds hundreds of a 10,000-vehicle fleet, not all of them.
+const VIEW_MARGIN = 0.5;
 
 const stateColor = ["match", ["get", "state"],
   ...Object.entries(STATE_COLORS).flat(), "#555"];
@@ -75,6 +82,8 @@ export class LiveLayer {
       map.on("mouseenter", layer, () => { map.getCanvas().style.cursor = "pointer"; });
       map.on("mouseleave", layer, () => { map.getCanvas().style.cursor = ""; });
     }
+    // the view moved: vehicles that came into it (or clusters that dissolved) are drawn
+    map.on("moveend", () => { this.dirty = true; this.nextAt = 0; });
     map.on("click", "clusters", async (e) => {
       const f = e.features[0];
       const zoom = await map.getSource("vehicles").getClusterExpansionZoom(f.properties.cluster_id);
@@ -86,7 +95,8 @@ export class LiveLayer {
   frame(now) {
     const moved = this.fleet.apply(now) > 0;
     if (moved) this.dirty = true;
-    const animating = this.fleet.animating(now);
+    const clustered = this.map.getZoom() <= CLUSTER_MAX_ZOOM;
+    const animating = !clustered && this.fleet.animating(now);
     // back-pressure: a new update only once the map has finished tiling the previous one
     // (MapLibre re-tiles the whole source in its worker on every setData)
     const ready = this.map.isSourceLoaded("vehicles");
@@ -95,7 +105,8 @@ export class LiveLayer {
       this.map.getSource("vehicles").setData(this.collection(now));
       this.lastBuildMs = performance.now() - t0;
       // spend at most FRAME_BUDGET_MS per frame on average on rebuilding the source
-      this.nextAt = t0 + Math.max(0, (this.lastBuildMs / FRAME_BUDGET_MS) * 16.7 - 16.7);
+      this.nextAt = t0 + Math.max(clustered ? CLUSTERED_UPDATE_MS : 0,
+                                  (this.lastBuildMs / FRAME_BUDGET_MS) * 16.7 - 16.7);
       this.frames++;
       this.dirty = false;
     }
@@ -108,10 +119,19 @@ export class LiveLayer {
     }
   }
 
+  /** The source's features: every vehicle when clustered, else those in or near the view. */
   collection(now) {
     const features = [];
+    const view = this.map.getZoom() <= CLUSTER_MAX_ZOOM ? null : this.map.getBounds();
+    let w, e, sth, nth;
+    if (view) {
+      const dx = (view.getEast() - view.getWest()) * VIEW_MARGIN;
+      const dy = (view.getNorth() - view.getSouth()) * VIEW_MARGIN;
+      [w, e, sth, nth] = [view.getWest() - dx, view.getEast() + dx, view.getSouth() - dy, view.getNorth() + dy];
+    }
     for (const v of this.fleet.vehicles.values()) {
       if (v.lon == null || this.hidden.has(v.id)) continue;
+      if (view && v.id !== this.selected && (v.lon < w || v.lon > e || v.lat < sth || v.lat > nth)) continue;
       const p = this.fleet.shown(v, now);
       features.push({ type: "Feature",
         geometry: { type: "Point", coordinates: [p.lon, p.lat] },

@@ -75,6 +75,8 @@ async function main() {
   document.body.dataset.role = role;
   $("#whoami").textContent = `${me.user.name} (${role})`;
   $("#logout").addEventListener("click", async () => {
+    // the hub closes this session's socket at logout: that close is ours, not a lost session
+    socket.stop();
     try {
       await post("/api/logout");
     } finally {
@@ -167,7 +169,10 @@ async function main() {
   const socket = new LiveSocket({
     topics: ["live_updates:all", "alerts"],
     onFeature: (f) => fleet.push(f),
-    onAlert: (a) => alerts.push(a),
+    onAlert: (a) => {
+      alerts.push(a);
+      if (a.vehicle === panel.id) panel.refresh(); // its open alerts now, not at the next poll
+    },
     onState: (s) => {
       const el = $("#conn");
       el.textContent = s;

@@ -90,7 +90,6 @@ export class VehiclePanel {
     if (this.builtFor !== v.id) this.build(v.id);
     const now = Date.now();
     const d = v.detail || {};
-    const pos = d.position || {};
     const state = classify(v, now);
     const course = v.course;
     const rows = [
@@ -98,7 +97,7 @@ export class VehiclePanel {
       ["Speed", fmtNum(v.speed, 1, "km/h")],
       ["Heading", course == null ? "—" : `${Math.round(course)}° ${COMPASS[Math.round(course / 45) % 8]}`],
       ["Last fix", `${fmtAge(v.timeMs == null ? null : (now - v.timeMs) / 1000)} ago`],
-      ["Fix quality", fixQuality(pos)],
+      ["Fix quality", fixQuality(d.fix)],
       ["Position", v.lat == null ? "—" : `${v.lat.toFixed(5)}, ${v.lon.toFixed(5)}`],
       ["Link", linkText(d.link)],
       ["Journal backlog", backlogText(d.status)],
@@ -168,9 +167,15 @@ async function waitAnswer(cid, progress) {
   return `#${cid} no answer yet (the vehicle answers when it is back online)`;
 }
 
+// the fix kinds of docs/protocol.md §4 (the API's Vehicle.fix.fix)
+const FIX_KINDS = { 1: "GPS", 2: "DGPS", 4: "RTK fixed", 5: "RTK float", 6: "dead reckoning" };
+// DBC unit spellings shown the way people write them
+const UNIT_TEXT = { degC: "°C", degF: "°F", deg: "°" };
+
 function fixQuality(p) {
+  if (!p) return "—";
   const parts = [];
-  if (p.fix != null) parts.push(`fix ${p.fix}`);
+  if (p.fix != null) parts.push(FIX_KINDS[p.fix] || `fix ${p.fix}`);
   if (p.sats != null) parts.push(`${p.sats} sats`);
   if (p.hdop != null) parts.push(`HDOP ${fmtNum(p.hdop, 1)}`);
   return parts.length ? parts.join(" · ") : "—";
@@ -197,6 +202,6 @@ function backlogText(status) {
 function fmtSignal(s) {
   if (s == null) return "—";
   const value = typeof s.value === "number" ? (Number.isInteger(s.value) ? s.value : s.value.toFixed(2)) : String(s.value);
-  return s.unit ? `${value} ${s.unit}` : value;
+  return s.unit ? `${value} ${UNIT_TEXT[s.unit] || s.unit}` : value;
 }
 

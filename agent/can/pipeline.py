@@ -1,0 +1,83 @@
+"""The sans-IO path of one CAN bus: frame → decode (DBC, J1939, DM1) or OBD-II answer →
+select → `Signals` and DTC events. No bus, no clock: time is an argument."""
+
+from __future__ import annotations
+
+import can
+
+from ..readings import Signals
+from ..sources import Emit
+from .decoder import CanDecoder
+from .dtc import Dm1, DtcTracker
+from .obd import RESPONSE_IDS, ObdPoller
+from .select import Selector
+
+
+class CanPipeline:
+    """Frame → decode → select → `Signals`, for one bus. Pure: time is an argument."""
+
+    def __init__(self, bus: str, decoder: CanDecoder, selector: Selector,
+                 poller: ObdPoller | None = None):
+        self.bus = bus
+        self.decoder = decoder
+        self.selector = selector
+        self.poller = poller
+        self.outbox: list[can.Message] = []  # frames to send (OBD-II requests, flow control)
+        self.counts = {"readings": 0, "selected": 0, "snapshots": 0}
+        self.snapshots = selector.snapshot_period_ms > 0
+        self.dtcs = DtcTracker(bus)
+
+    def poll(self, ts_ms: int) -> None:
+        """Let the OBD-II poller queue its due requests in `outbox`."""
+        if self.poller is not None:
+            self.outbox += self.poller.on_timer(ts_ms)
+
+    def _obd(self, msg: can.Message, ts_ms: int, emit: Emit) -> None:
+        send, results = self.poller.on_frame(msg, ts_ms)
+        self.outbox += send
+        for result in results:
+            if result[0] == "signals":
+                _, src, values = result
+                if src != RESPONSE_IDS[0]:
+                    values = {f"{k}@{src:X}": v for k, v in values.items()}
+                self.counts["readings"] += 1
+                self.counts["selected"] += len(values)
+                emit(Signals(ts_ms, self.bus, values))
+            else:
+                _, src, which, dtcs = result
+                event = self.dtcs.update(ts_ms, "obd2", src, which, dtcs)
+                if event is not None:
+                    emit(event)
+
+    def feed(self, msg: can.Message, ts_ms: int, emit: Emit) -> None:
+        if (self.poller is not None and not msg.is_extended_id
+                and msg.arbitration_id in RESPONSE_IDS):
+            self._obd(msg, ts_ms, emit)
+            return
+        decoded = self.decoder.feed(msg, ts_ms)
+        if type(decoded) is Dm1:
+            event = self.dtcs.update(ts_ms, "j1939", decoded.src, "active", decoded.dtcs,
+                                     decoded.lamps)
+            if event is not None:
+                emit(event)
+        elif decoded is not None and decoded.values:
+            values = self.selector.offer(ts_ms, decoded.values)
+            if values:
+                self.counts["readings"] += 1
+                self.counts["selected"] += len(values)
+                emit(Signals(ts_ms, self.bus, values))
+        if self.snapshots and ts_ms >= self.selector.next_snapshot_ms:
+            self.tick(ts_ms, emit)
+
+    def tick(self, ts_ms: int, emit: Emit) -> None:
+        """Emit a snapshot if one is due at `ts_ms`."""
+        if not self.snapshots:
+            return
+        values = self.selector.snapshot(ts_ms)
+        if values:
+            self.counts["snapshots"] += 1
+            emit(Signals(ts_ms, self.bus, values))
+
+    def status(self) -> dict:
+        obd = self.poller.counts if self.poller is not None else {}
+        return {**self.decoder.counts, **self.counts, **self.dtcs.counts, **obd}

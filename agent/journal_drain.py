@@ -1,0 +1,132 @@
+"""The journal's uplink side (docs/journal.md §3): which pending readings go in the next
+batch, live-first, within a count and a byte budget, as wire maps with their "q"; and deleting
+what the backend acknowledged.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import cbor2
+
+from .journal_file import rollback
+
+# bytes a reading's batch entry adds to its stored payload: the "q" key and a small uint
+_Q_BYTES = 3
+# free pages kept for reuse after acks; beyond that, give pages back in bounded steps
+VACUUM_KEEP_PAGES = 2048
+VACUUM_STEP_PAGES = 512
+
+
+class EpochChanged(ConnectionError):
+    """The journal was recreated under a connection: reconnect and announce the new epoch."""
+
+
+@dataclass
+class DrainState:
+    """Where the uplink is in the journal on one connection (see `next_rows`).
+
+    `cursor`: every pending reading with seq ≤ cursor has been sent; `live`: seqs above the
+    cursor already sent ahead of the backlog (live-first), so the backlog skips them; `epoch`:
+    the connection's epoch — `Journal.next_batch` raises EpochChanged if the journal's differs;
+    `more`: set by `next_rows` when it stopped at a budget rather than at the last reading.
+    """
+
+    cursor: int
+    live: set[int] = field(default_factory=set)
+    epoch: int = 0  # the epoch the connection announced; 0 = do not check
+    more: bool = False  # the last batch stopped at its budget: readings are left to send
+
+
+def _wire(rows: list[tuple[int, bytes]]) -> list[dict]:
+    out = []
+    for seq, payload in rows:
+        wire = cbor2.loads(payload)
+        wire["q"] = seq
+        out.append(wire)
+    return out
+
+
+def rows_after(db: sqlite3.Connection, after_seq: int, max_readings: int,
+               max_bytes: int) -> list[dict]:
+    """Oldest-first pending readings with seq > after_seq; at least one if any is pending,
+    then stops before the payload would exceed max_bytes."""
+    rows: list[tuple[int, bytes]] = []
+    size = 0
+    for seq, payload in db.execute(
+            "SELECT seq, payload FROM readings WHERE seq > ? ORDER BY seq LIMIT ?",
+            (after_seq, max_readings)):
+        size += len(payload) + _Q_BYTES
+        if rows and size > max_bytes:
+            break
+        rows.append((seq, payload))
+    return _wire(rows)
+
+
+def next_rows(db: sqlite3.Connection, drain: DrainState, max_readings: int,
+              max_bytes: int) -> list[dict]:
+    """Live-first: the newest pending position first (if the backlog batch would not reach
+    it), then the backlog oldest-first, within max_readings and max_bytes; updates `drain`."""
+    live = db.execute(
+        "SELECT seq, payload FROM readings WHERE kind='pos' AND seq > ? "
+        "ORDER BY seq DESC LIMIT 1", (drain.cursor,)).fetchone()
+    if live is not None and live[0] in drain.live:
+        live = None
+    budget_n, budget_b = max_readings, max_bytes
+    if live is not None and max_readings > 1:
+        budget_n -= 1
+        budget_b -= len(live[1]) + _Q_BYTES
+    backlog: list[tuple[int, bytes]] = []
+    size = 0
+    # rows beyond the budget tell whether readings are left (`more`); the live row can be
+    # one of them, and goes anyway
+    cur = db.execute("SELECT seq, payload FROM readings WHERE seq > ? ORDER BY seq LIMIT ?",
+                     (drain.cursor, budget_n + len(drain.live) + 2))
+    drain.more = False
+    for seq, payload in cur:
+        if seq in drain.live:
+            continue
+        if live is not None and seq == live[0] and (
+                len(backlog) >= budget_n or size + len(payload) + _Q_BYTES > budget_b):
+            continue
+        if len(backlog) >= budget_n:
+            drain.more = True
+            break
+        size += len(payload) + _Q_BYTES
+        if (backlog or live is not None) and size > budget_b:
+            drain.more = True
+            break
+        backlog.append((seq, payload))
+    rows = backlog
+    if live is not None and not any(seq == live[0] for seq, _ in backlog):
+        rows = [live, *backlog]
+        drain.live.add(live[0])
+    if backlog:
+        drain.cursor = backlog[-1][0]
+        drain.live = {s for s in drain.live if s > drain.cursor}
+    return _wire(rows)
+
+
+def delete_acked(db: sqlite3.Connection, through: int,
+                 ranges: Iterable[tuple[int, int]]) -> int:
+    """Delete seqs ≤ through and those in the inclusive `ranges` in one transaction, then give
+    back at most VACUUM_STEP_PAGES of free pages beyond VACUUM_KEEP_PAGES; returns rows gone."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        n = db.execute("DELETE FROM readings WHERE seq <= ?", (through,)).rowcount
+        for first, last in ranges:
+            n += db.execute("DELETE FROM readings WHERE seq BETWEEN ? AND ?",
+                            (first, last)).rowcount
+        db.execute("COMMIT")
+    except BaseException:
+        rollback(db)
+        raise
+    free = db.execute("PRAGMA freelist_count").fetchone()[0]
+    if free > VACUUM_KEEP_PAGES:
+        # its own short transaction; executescript steps it to completion (a plain execute()
+        # frees only one page)
+        step = min(VACUUM_STEP_PAGES, free - VACUUM_KEEP_PAGES)
+        db.executescript(f"PRAGMA incremental_vacuum({step})")
+    return n

@@ -1,0 +1,93 @@
+"""The rename to one name per quantity (sql/*/*_quantity_names.sql): a store written under the
+old column names (alt, course) keeps its readings and serves them under the code names."""
+
+import sqlite3
+
+import asyncpg
+import pytest
+
+from backend.store import open_store
+from backend.store.base import sql_dir
+from geostream import schema
+
+T0 = 1_763_856_000_000  # 2025-11-23T00:00:00Z
+OLD = "_quantity_names"
+
+
+def before_rename(tmp_path, dialect):
+    """A copy of the migrations that stops before the rename."""
+    out = tmp_path / "sql"
+    (out / dialect).mkdir(parents=True)
+    for f in sorted((sql_dir() / dialect).glob("*.sql")):
+        if not f.stem.endswith(OLD):
+            (out / dialect / f.name).write_text(f.read_text())
+    return out
+
+
+def test_columns_carry_the_code_names():
+    stored = {q.column for q in schema.POSITION_QUANTITIES if q.column}
+    assert stored == {q.name for q in schema.POSITION_QUANTITIES if q.column}
+    assert {"alt_m", "course_deg"} <= stored
+
+
+async def check_renamed(store):
+    assert [(p["time_ms"], p["course_deg"]) for p in await store.route("v1", T0, T0 + 1)] == [
+        (T0, 91.5)]
+    (last,) = await store.last_positions()
+    assert last["course_deg"] == 91.5 and "course" not in last
+    (r,) = await store.alert_readings("v1", None)
+    assert (r.alt_m, r.course_deg, r.speed_kmh) == (512.25, 91.5, 40.0)
+
+
+async def test_sqlite_rename_keeps_rows(tmp_path, monkeypatch):
+    db_path = tmp_path / "fleet.db"
+    monkeypatch.setenv("FLEET_SQL_DIR", str(before_rename(tmp_path, "sqlite")))
+    store = open_store(str(db_path))
+    await store.open()
+    await store.close()
+    with sqlite3.connect(db_path) as db:
+        db.execute("INSERT INTO vehicle_telemetry (vehicle_id, epoch, seq, time_ms, kind, lat, "
+                   "lon, alt, speed_kmh, course, received_ms) "
+                   "VALUES ('v1', 1, 1, ?, 'pos', 50.0, 10.0, 512.25, 40.0, 91.5, ?)", (T0, T0))
+        db.execute("INSERT INTO last_position VALUES ('v1', ?, 50.0, 10.0, 40.0, 91.5, 1, 1)",
+                   (T0,))
+    monkeypatch.delenv("FLEET_SQL_DIR")
+    store = open_store(str(db_path))
+    await store.open()
+    try:
+        await check_renamed(store)
+    finally:
+        await store.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("flavour", ["pg_server", "ts_server"])
+async def test_postgres_rename_keeps_rows(tmp_path, monkeypatch, request, flavour):
+    server = request.getfixturevalue(flavour)
+    url = server.create_database(f"rename_{flavour}")
+    monkeypatch.setenv("FLEET_SQL_DIR", str(before_rename(tmp_path, "postgres")))
+    store = open_store(url)
+    await store.open()
+    await store.close()
+    conn = await asyncpg.connect(url)
+    try:
+        t = "to_timestamp($1::bigint / 1000.0)"
+        await conn.execute("SELECT telemetry_ensure_partitions(to_timestamp($1::bigint / 1000.0),"
+                           " to_timestamp($1::bigint / 1000.0))", T0)
+        await conn.execute(
+            "INSERT INTO vehicle_telemetry (time, vehicle_id, epoch, seq, kind, location, "
+            f"speed_kmh, course, alt, received_at) VALUES ({t}, 'v1', 1, 1, 'pos', "
+            f"ST_SetSRID(ST_MakePoint(10, 50), 4326), 40, 91.5, 512.25, {t})", T0)
+        await conn.execute(
+            "INSERT INTO last_position (vehicle_id, time, location, speed_kmh, course, epoch, "
+            f"seq) VALUES ('v1', {t}, ST_SetSRID(ST_MakePoint(10, 50), 4326), 40, 91.5, 1, 1)",
+            T0)
+    finally:
+        await conn.close()
+    monkeypatch.delenv("FLEET_SQL_DIR")
+    store = open_store(url)
+    await store.open()
+    try:
+        await check_renamed(store)
+    finally:
+        await store.close()
