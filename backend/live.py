@@ -33,13 +33,14 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     hub = request.app[HUB]
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MAX_WS_MESSAGE)
     await ws.prepare(request)
-    sub = hub.new_subscriber(may_see=principal.may_see, view=("vehicles", principal.vehicles))
+    # subscribers seeing the same vehicles share batch frames
+    sub = hub.new_subscriber(may_see=principal.may_see, view=_view(principal))
     loop = asyncio.get_running_loop()
     tasks = [loop.create_task(_send_loop(ws, sub, hub)),
              loop.create_task(_watch(ws, sub, hub, request)),
              # logout, expiry, revocation; a change of groups or role re-filters the feed
              loop.create_task(watch_session(
-                 ws, request, lambda p: sub.refilter(p.may_see, hub.clock(), ("vehicles", p.vehicles))))]
+                 ws, request, lambda p: sub.refilter(p.may_see, hub.clock(), _view(p))))]
     try:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
@@ -52,6 +53,11 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
     return ws
+
+
+def _view(principal: Principal) -> tuple:
+    """What a principal sees, as a hashable key (None: everything)."""
+    return ("vehicles", principal.vehicles)
 
 
 def _handle_request(hub: Hub, sub: Subscriber, text: str) -> None:
