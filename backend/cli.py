@@ -11,6 +11,8 @@ import logging
 import sys
 
 from . import __version__
+from .cli_command import send_command
+from .cli_query import query_parser, run_query
 from .config import BackendConfig, load_toml
 
 
@@ -97,7 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     from .auth.cli import add_parsers
 
     add_parsers(sub)
-    _query_parser(sub)
+    query_parser(sub)
     mcp = sub.add_parser("mcp", help="MCP server over stdio for AI clients (docs/mcp.md)")
     mcp.add_argument("--token-file", help="file holding a user's API token (`users token "
                      "NAME`); default: $FLEET_API_TOKEN")
@@ -107,57 +109,6 @@ def _parser() -> argparse.ArgumentParser:
                        help="DNS name or IP of the gateway (repeatable; default localhost, "
                        "127.0.0.1, ::1)")
     return p
-
-
-def _query_parser(sub) -> None:
-    q = sub.add_parser("query", help="ask the store: route, last positions, geofence entries, "
-                       "trips; prints JSON (the same answers as the REST API)")
-    qsub = q.add_subparsers(dest="query", metavar="QUERY", required=True)
-    r = qsub.add_parser("route", help="route of a vehicle as a GeoJSON LineString Feature")
-    r.add_argument("vehicle_id")
-    r.add_argument("--from", dest="start", help="ISO-8601 or epoch ms (default: --to - 48 h)")
-    r.add_argument("--to", dest="end", help="ISO-8601 or epoch ms (default: now)")
-    r.add_argument("--step-s", type=float, help="downsample: first point per bucket of N s")
-    r.add_argument("--max-points", type=int, help="downsample to about N points")
-    qsub.add_parser("last", help="last position of every vehicle (GeoJSON FeatureCollection)")
-    e = qsub.add_parser("entered", help="vehicles that entered a geofence in a time window")
-    e.add_argument("geofence_id")
-    e.add_argument("--from", dest="start", help="ISO-8601 or epoch ms (default: yesterday)")
-    e.add_argument("--to", dest="end", help="ISO-8601 or epoch ms (default: yesterday's end)")
-    t = qsub.add_parser("trips", help="trips and stops of a vehicle on a UTC day")
-    t.add_argument("vehicle_id")
-    t.add_argument("--day", help="YYYY-MM-DD (default: today, UTC)")
-    g = qsub.add_parser("geofence-add", help="create or replace a geofence from GeoJSON")
-    g.add_argument("geofence_id")
-    g.add_argument("geojson", help="file with a GeoJSON Polygon (or a Feature of one); - = stdin")
-    g.add_argument("--name", help="display name (default: the id)")
-    qsub.add_parser("geofences", help="list geofences")
-
-
-async def _query(args, store):
-    from . import queries
-
-    if args.query == "route":
-        step = round(args.step_s * 1000) if args.step_s else None
-        return await queries.route(store, args.vehicle_id, queries.parse_time(args.start),
-                                   queries.parse_time(args.end), step_ms=step,
-                                   max_points=args.max_points)
-    if args.query == "last":
-        return await queries.last_positions(store)
-    if args.query == "entered":
-        return await queries.geofence_entries(store, args.geofence_id,
-                                              queries.parse_time(args.start),
-                                              queries.parse_time(args.end))
-    if args.query == "trips":
-        return await queries.trips(store, args.vehicle_id, args.day)
-    if args.query == "geofence-add":
-        with (sys.stdin if args.geojson == "-" else open(args.geojson)) as f:
-            shape = json.load(f)
-        if shape.get("type") == "Feature":
-            shape = shape["geometry"]
-        await store.put_geofence(args.geofence_id, args.name or args.geofence_id, shape)
-        return {"geofence_id": args.geofence_id, "stored": True}
-    return await store.geofences()
 
 
 def build_config(args: argparse.Namespace) -> BackendConfig:
@@ -184,54 +135,6 @@ async def _with_store(config: BackendConfig, action, migrate: bool = True):
         return await action(store)
     finally:
         await store.close()
-
-
-def _api_token(args: argparse.Namespace) -> str:
-    import os
-
-    if args.token_file:
-        with open(args.token_file) as f:
-            return f.read().strip()
-    token = os.environ.get("FLEET_API_TOKEN", "").strip()
-    if not token:
-        raise ValueError("no API token: set FLEET_API_TOKEN or --token-file "
-                         "(create one with `python -m backend users token NAME`)")
-    return token
-
-
-async def _send_command(config: BackendConfig, args: argparse.Namespace) -> int:
-    import aiohttp
-
-    host = "127.0.0.1" if config.http_host in ("0.0.0.0", "::") else config.http_host
-    scheme = "https" if config.http_cert else "http"
-    base = (args.url or f"{scheme}://{host}:{config.http_port}").rstrip("/")
-    try:
-        headers = {"Authorization": f"Bearer {_api_token(args)}"}
-    except (OSError, ValueError) as exc:
-        print(f"backend command: {exc}", file=sys.stderr)
-        return 2
-    ssl_ctx = True  # the system's CAs
-    if args.ca:
-        import ssl
-
-        ssl_ctx = ssl.create_default_context(cafile=args.ca)
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10), headers=headers,
-                                     connector=aiohttp.TCPConnector(ssl=ssl_ctx)) as http:
-        async with http.post(f"{base}/api/vehicles/{args.vehicle_id}/commands",
-                             json={"name": args.name, "args": json.loads(args.args)}) as r:
-            body = await r.json()
-            if r.status != 202:
-                print(json.dumps(body), file=sys.stderr)
-                return 1
-        cid = body["id"]
-        deadline = asyncio.get_running_loop().time() + args.wait
-        while True:
-            async with http.get(f"{base}/api/commands/{cid}") as r:
-                state = await r.json()
-            if state.get("state") == "answered" or asyncio.get_running_loop().time() > deadline:
-                print(json.dumps({"id": cid, **state}))
-                return 0 if state.get("ok") else 1
-            await asyncio.sleep(0.2)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -282,14 +185,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"migrations applied: {', '.join(applied) or 'none pending'}")
         return 0
     if command == "command":
-        return asyncio.run(_send_command(config, args))
+        return asyncio.run(send_command(config, args))
     if command in ("users", "groups"):
         from .auth.cli import run
 
         return asyncio.run(_with_store(config, lambda s: run(args, s)))
     if command == "query":
         try:
-            answer = asyncio.run(_with_store(config, lambda s: _query(args, s)))
+            answer = asyncio.run(_with_store(config, lambda s: run_query(args, s)))
         except (ValueError, OSError) as exc:
             print(f"backend query: {exc}", file=sys.stderr)
             return 2

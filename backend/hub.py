@@ -79,7 +79,7 @@ def valid_topic(topic: Any) -> bool:
 
 
 def position_feature(vehicle_id: str, time_ms: int, lat: float, lon: float,
-                     speed_kmh: float | None, course: float | None, seq: int) -> dict:
+                     speed_kmh: float | None, course_deg: float | None, seq: int) -> dict:
     """A GeoJSON Feature (RFC 7946: [lon, lat]) for one vehicle position."""
     when = dt.datetime.fromtimestamp(time_ms / 1000, dt.UTC)
     return {
@@ -90,7 +90,7 @@ def position_feature(vehicle_id: str, time_ms: int, lat: float, lon: float,
             "time": when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "seq": seq,
             "speed_kmh": speed_kmh,
-            "course_deg": course,
+            "course_deg": course_deg,
         },
     }
 

@@ -1,21 +1,30 @@
 """The store interface the gateway, writer, hub and queries depend on, and the pieces every
-store shares (command rows, the newest position and signals of a batch, which migrations are
-pending, `now_ms`). It imports no store: the registry in `backend.store` picks one by URL."""
+store shares (which migrations are pending, tokens, `now_ms`; the values it stores are in
+`rows`). It imports no store: the registry in `backend.store` picks one by URL."""
 
 from __future__ import annotations
 
 import enum
 import hashlib
 import hmac
-import json
 import os
 import secrets
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
-from geostream import schema
+from .rows import (  # noqa: F401  (the interface's values, importable from here too)
+    ROW_FIELDS,
+    TIME_RULES,
+    AlertQuery,
+    DeadLetter,
+    StoredAlert,
+    StoredCommand,
+    StoredReading,
+    entry_indexes,
+    newest_positions,
+    newest_signals,
+)
 
 
 class AuthResult(enum.Enum):
@@ -24,172 +33,9 @@ class AuthResult(enum.Enum):
     REVOKED = "revoked"
 
 
-# the scalar columns of a stored reading, in the order the stores select them
-ROW_FIELDS = ("vehicle_id", "epoch", "seq", "time_ms", "kind", "lat", "lon", "alt_m",
-              "speed_kmh", "course_deg", "fix", "sats", "hdop")
-
-
-@dataclass(frozen=True, slots=True)
-class StoredReading:
-    """One reading as persisted: the wire reading flattened into columns."""
-
-    vehicle_id: str
-    epoch: int
-    seq: int
-    time_ms: int
-    kind: str
-    lat: float | None = None
-    lon: float | None = None
-    alt_m: float | None = None
-    speed_kmh: float | None = None
-    course_deg: float | None = None
-    fix: int | None = None
-    sats: int | None = None
-    hdop: float | None = None
-    data: dict | None = None
-    received_ms: int = 0
-
-    @classmethod
-    def from_wire(cls, vehicle_id: str, epoch: int, r: dict[str, Any],
-                  received_ms: int) -> StoredReading:
-        return cls(vehicle_id=vehicle_id, epoch=epoch, seq=r[schema.SEQ],
-                   time_ms=r[schema.TIME], kind=r[schema.KIND], **schema.row_fields(r),
-                   received_ms=received_ms)
-
-    @classmethod
-    def from_row(cls, r) -> StoredReading:
-        """From a row of ROW_FIELDS, then the data JSON and received_ms."""
-        return cls(**dict(zip(ROW_FIELDS, r[:13], strict=True)),
-                   data=None if r[13] is None else json.loads(r[13]), received_ms=r[14])
-
-    def data_json(self) -> str | None:
-        return None if self.data is None else json.dumps(self.data, separators=(",", ":"),
-                                                         default=str)
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    vehicle_id: str
-    epoch: int
-    seq: int
-    reading: dict
-    error: str
-    received_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class StoredCommand:
-    """A downlink command (docs/protocol.md §3) and what became of it."""
-
-    id: int
-    vehicle_id: str
-    name: str
-    args: dict
-    created_ms: int
-    sent_count: int = 0
-    last_sent_ms: int | None = None
-    answered_ms: int | None = None
-    ok: bool | None = None
-    detail: str | None = None
-
-    @classmethod
-    def from_row(cls, r) -> StoredCommand:
-        """From a row of (id, vehicle_id, name, args JSON, created_ms, sent_count,
-        last_sent_ms, answered_ms, ok, detail); `ok` may come as 0/1 (SQLite)."""
-        return cls(id=r[0], vehicle_id=r[1], name=r[2], args=json.loads(r[3]), created_ms=r[4],
-                   sent_count=r[5], last_sent_ms=r[6], answered_ms=r[7],
-                   ok=None if r[8] is None else bool(r[8]), detail=r[9])
-
-    def as_json(self) -> dict:
-        """The REST answer of GET /api/commands/{id}."""
-        return {"state": "pending" if self.answered_ms is None else "answered",
-                "id": self.id, "vehicle": self.vehicle_id, "name": self.name, "args": self.args,
-                "created_ms": self.created_ms, "sent_count": self.sent_count,
-                "last_sent_ms": self.last_sent_ms, "answered_ms": self.answered_ms,
-                "ok": self.ok, "detail": self.detail}
-
-
-def entry_indexes(inside: list[bool], first: int) -> list[int]:
-    """Indexes i >= `first` where a time-ordered track goes from outside to inside."""
-    return [i for i in range(max(first, 1), len(inside)) if inside[i] and not inside[i - 1]]
-
-
 def now_ms() -> int:
     """The wall clock in ms since 1970 (store timestamps)."""
     return time.time_ns() // 1_000_000
-
-
-def newest_positions(readings: list[StoredReading]) -> dict[str, StoredReading]:
-    """{vehicle: its newest position in a batch} (a later device time wins)."""
-    out: dict[str, StoredReading] = {}
-    for r in readings:
-        if r.kind == "pos" and (r.vehicle_id not in out or r.time_ms > out[r.vehicle_id].time_ms):
-            out[r.vehicle_id] = r
-    return out
-
-
-def newest_signals(readings: list[StoredReading]) -> dict[tuple[str, str], tuple[Any, int]]:
-    """{(vehicle, signal): (value, time_ms)}: each CAN signal's newest value in a batch."""
-    out: dict[tuple[str, str], tuple[Any, int]] = {}
-    for r in readings:
-        if r.kind != "can" or not isinstance(r.data, dict):
-            continue
-        for name, value in r.data.items():
-            key = (r.vehicle_id, name)
-            if name != "bus" and (key not in out or r.time_ms > out[key][1]):
-                out[key] = (value, r.time_ms)
-    return out
-
-
-@dataclass(frozen=True, slots=True)
-class StoredAlert:
-    """An alert as stored (docs/alerts.md); `(rule, vehicle_id, subject, start_ms)` is unique."""
-
-    id: int
-    rule: str
-    vehicle_id: str
-    subject: str
-    start_ms: int
-    end_ms: int | None
-    peak: float | None
-    state: str  # open | closed | retracted (a backfill showed it did not happen)
-    lat: float | None
-    lon: float | None
-    detail: dict
-    decided_ms: int
-    acknowledged_by: str | None = None
-    acknowledged_ms: int | None = None
-
-    @property
-    def key(self) -> tuple[str, str, str, int]:
-        return (self.rule, self.vehicle_id, self.subject, self.start_ms)
-
-    def as_json(self) -> dict:
-        """The REST and hub shape (docs/alerts.md, GET /api/alerts)."""
-        return {"id": self.id, "rule": self.rule, "vehicle": self.vehicle_id,
-                "subject": self.subject or None, "start_ms": self.start_ms,
-                "end_ms": self.end_ms, "peak": self.peak, "state": self.state,
-                "acknowledged_by": self.acknowledged_by,
-                "acknowledged_ms": self.acknowledged_ms, "lat": self.lat, "lon": self.lon,
-                "detail": self.detail}
-
-
-@dataclass(frozen=True, slots=True)
-class AlertQuery:
-    """Filters of GET /api/alerts; None means "any". Newest start first, at most `limit`."""
-
-    vehicle: str | None = None
-    vehicles: frozenset[str] | None = None  # only these (a principal's groups); None: all
-    rule: str | None = None
-    state: str | None = None  # None: open and closed (never retracted unless asked)
-    acknowledged: bool | None = None
-    from_ms: int | None = None  # alerts that overlap [from_ms, to_ms)
-    to_ms: int | None = None
-    limit: int = 100
-
-
-# Rules driven by the clock rather than by readings: kept out of re-evaluation windows.
-TIME_RULES = ("stale", "offline", "service", "signal_health")
 
 
 def command_id_floor(now_ms: int) -> int:

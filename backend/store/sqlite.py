@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 
@@ -14,9 +13,7 @@ import shapely.geometry
 from .base import (
     AuthResult,
     DeadLetter,
-    StoredCommand,
     StoredReading,
-    command_id_floor,
     hash_token,
     new_token,
     newest_positions,
@@ -28,6 +25,8 @@ from .base import now_ms as clock_ms
 from .sqlite_accounts import SqliteAccounts
 from .sqlite_alerts import SqliteAlerts
 from .sqlite_api import SqliteApiQueries
+from .sqlite_commands import SqliteCommands
+from .sqlite_db import connect, statements, transaction
 from .sqlite_maintenance import SqliteMaintenance
 
 _INSERT = """INSERT INTO vehicle_telemetry
@@ -49,7 +48,8 @@ _DEAD = """INSERT INTO dead_letter (vehicle_id, epoch, seq, reading, error, rece
     VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING"""
 
 
-class SqliteStore(SqliteAccounts, SqliteApiQueries, SqliteAlerts, SqliteMaintenance):
+class SqliteStore(SqliteAccounts, SqliteApiQueries, SqliteAlerts, SqliteMaintenance,
+                  SqliteCommands):
     def __init__(self, path: str):
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
@@ -64,15 +64,7 @@ class SqliteStore(SqliteAccounts, SqliteApiQueries, SqliteAlerts, SqliteMaintena
         await self._run(self._open, migrate)
 
     def _open(self, migrate: bool) -> None:
-        if os.path.dirname(self.path):
-            os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        # FULL: an ack promises the reading survives a backend power cut, not just a crash
-        db.execute("PRAGMA synchronous=FULL")
-        db.execute("PRAGMA busy_timeout=5000")
-        db.execute("PRAGMA foreign_keys=ON")  # accounts: a deleted group takes its rows
-        self._db = db
+        self._db = connect(self.path)
         if migrate:
             self._migrate()
 
@@ -92,15 +84,10 @@ class SqliteStore(SqliteAccounts, SqliteApiQueries, SqliteAlerts, SqliteMaintena
         done = {r[0] for r in db.execute("SELECT version FROM schema_migrations")}
         applied = []
         for f in pending_migrations("sqlite", done):
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in _statements(f.read_text()):
+            with transaction(db):
+                for statement in statements(f.read_text()):
                     db.execute(statement)
                 db.execute("INSERT INTO schema_migrations VALUES (?, ?)", (f.stem, clock_ms()))
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
             applied.append(f.stem)
         return applied
 
@@ -111,8 +98,7 @@ class SqliteStore(SqliteAccounts, SqliteApiQueries, SqliteAlerts, SqliteMaintena
 
     def _write(self, readings: list[StoredReading], dead: list[DeadLetter]) -> None:
         db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(db):
             db.executemany(_INSERT, [
                 (r.vehicle_id, r.epoch, r.seq, r.time_ms, r.kind, r.lat, r.lon, r.alt_m,
                  r.speed_kmh, r.course_deg, r.fix, r.sats, r.hdop, r.data_json(), r.received_ms)
@@ -129,10 +115,6 @@ class SqliteStore(SqliteAccounts, SqliteApiQueries, SqliteAlerts, SqliteMaintena
                 (d.vehicle_id, d.epoch, d.seq, json.dumps(d.reading, default=str), d.error,
                  d.received_ms) for d in dead
             ])
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
 
     # --- vehicles -------------------------------------------------------------------------
 
@@ -258,71 +240,6 @@ class SqliteStore(SqliteAccounts, SqliteApiQueries, SqliteAlerts, SqliteMaintena
 
         return await self._run(rows)
 
-    # --- downlink commands ----------------------------------------------------------------
-
-    async def add_command(self, vehicle_id: str, name: str, args: dict) -> int:
-        def add() -> int:
-            now = clock_ms()
-            # one statement on the store's only connection: the max() cannot race
-            return self._db.execute(
-                "INSERT INTO commands (id, vehicle_id, name, args, created_ms) "
-                "SELECT max(?, coalesce(max(id), 0) + 1), ?, ?, ?, ? FROM commands "
-                "RETURNING id", (command_id_floor(now), vehicle_id, name, json.dumps(args), now)
-            ).fetchall()[0][0]
-
-        return await self._run(add)
-
-    async def pending_commands(self, vehicle_id: str) -> list[StoredCommand]:
-        def rows():
-            return [StoredCommand.from_row(r) for r in self._db.execute(
-                f"SELECT {_COMMAND_COLUMNS} FROM commands "
-                "WHERE vehicle_id=? AND answered_ms IS NULL ORDER BY id", (vehicle_id,))]
-
-        return await self._run(rows)
-
-    async def commands_sent(self, ids: list[int], now_ms: int) -> None:
-        def sent() -> None:
-            self._db.executemany(
-                "UPDATE commands SET sent_count=sent_count+1, last_sent_ms=? WHERE id=?",
-                [(now_ms, i) for i in ids])
-
-        await self._run(sent)
-
-    async def answer_command(self, vehicle_id: str, command_id: int, ok: bool, detail: str,
-                             now_ms: int) -> bool:
-        def answer() -> bool:
-            return self._db.execute(
-                "UPDATE commands SET answered_ms=?, ok=?, detail=? "
-                "WHERE id=? AND vehicle_id=? AND answered_ms IS NULL",
-                (now_ms, int(ok), detail, command_id, vehicle_id)).rowcount > 0
-
-        return await self._run(answer)
-
-    async def save_vehicle_status(self, vehicle_id: str, status: dict, now_ms: int) -> None:
-        def save() -> None:
-            self._db.execute(
-                "INSERT INTO vehicle_status (vehicle_id, time_ms, status) VALUES (?, ?, ?) "
-                "ON CONFLICT (vehicle_id) DO UPDATE SET time_ms=excluded.time_ms, "
-                "status=excluded.status", (vehicle_id, now_ms, json.dumps(status)))
-
-        await self._run(save)
-
-    async def command(self, command_id: int) -> StoredCommand | None:
-        def row():
-            r = self._db.execute(f"SELECT {_COMMAND_COLUMNS} FROM commands WHERE id=?",
-                                 (command_id,)).fetchone()
-            return None if r is None else StoredCommand.from_row(r)
-
-        return await self._run(row)
-
-    async def commands_of(self, vehicle_id: str, limit: int) -> list[StoredCommand]:
-        def rows():
-            return [StoredCommand.from_row(r) for r in self._db.execute(
-                f"SELECT {_COMMAND_COLUMNS} FROM commands WHERE vehicle_id=? "
-                "ORDER BY id DESC LIMIT ?", (vehicle_id, limit))]
-
-        return await self._run(rows)
-
     async def maintain(self, now_ms: int | None = None) -> dict:
         return {"created": 0, "dropped": []}  # one table, no partitions
 
@@ -340,10 +257,6 @@ class SqliteStore(SqliteAccounts, SqliteApiQueries, SqliteAlerts, SqliteMaintena
         return await self._run(count)
 
 
-_COMMAND_COLUMNS = ("id, vehicle_id, name, args, created_ms, sent_count, last_sent_ms, "
-                    "answered_ms, ok, detail")
-
-
 
 def _first_per_bucket(points: list[dict], step_ms: int) -> list[dict]:
     out, last = [], None
@@ -354,19 +267,3 @@ def _first_per_bucket(points: list[dict], step_ms: int) -> list[dict]:
             last = bucket
     return out
 
-
-def _statements(sql: str) -> list[str]:
-    """Split a migration file into statements (no semicolons inside our literals)."""
-    out, buf = [], []
-    for line in sql.splitlines():
-        stripped = line.split("--", 1)[0]
-        buf.append(stripped)
-        if stripped.rstrip().endswith(";"):
-            stmt = "\n".join(buf).strip()
-            if stmt.strip(";").strip():
-                out.append(stmt)
-            buf = []
-    tail = "\n".join(buf).strip()
-    if tail:
-        out.append(tail)
-    return out

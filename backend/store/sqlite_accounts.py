@@ -10,6 +10,7 @@ import json
 import sqlite3
 
 from .base import now_ms as clock_ms
+from .sqlite_db import transaction
 
 _USER = "id, name, role, password_hash, created_ms, disabled_ms"
 
@@ -62,8 +63,7 @@ class SqliteAccounts:
             row = db.execute("SELECT id FROM users WHERE name=?", (name,)).fetchone()
             if row is None:
                 return False
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with transaction(db):
                 if role is not None:
                     db.execute("UPDATE users SET role=? WHERE id=?", (role, row[0]))
                 if password_hash is not None:
@@ -74,10 +74,6 @@ class SqliteAccounts:
                                (clock_ms() if disabled else None, row[0]))
                 if password_hash is not None or disabled:
                     db.execute("DELETE FROM sessions WHERE user_id=?", (row[0],))
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
             return True
 
         return await self._run(update)
@@ -200,8 +196,7 @@ class SqliteAccounts:
                 if r is None:
                     raise ValueError(f"no user {m!r}")
                 ids.append(r[0])
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with transaction(db):
                 db.execute("INSERT INTO groups VALUES (?,?) ON CONFLICT DO NOTHING",
                            (name, clock_ms()))
                 if vehicles is not None:
@@ -212,10 +207,6 @@ class SqliteAccounts:
                     db.execute("DELETE FROM group_members WHERE group_name=?", (name,))
                     db.executemany("INSERT OR IGNORE INTO group_members VALUES (?,?)",
                                    [(name, i) for i in ids])
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
 
         await self._run(put)
 

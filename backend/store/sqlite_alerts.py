@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from .base import TIME_RULES, AlertQuery, StoredAlert, StoredReading
+from .sqlite_db import transaction
 
 _READING_COLUMNS = ("vehicle_id, epoch, seq, time_ms, kind, lat, lon, alt_m, speed_kmh, "
                     "course_deg, fix, sats, hdop, data, received_ms")
@@ -59,8 +60,7 @@ class SqliteAlerts:
         def save():
             db = self._db
             out = []
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with transaction(db):
                 for e in upserts:
                     old = db.execute(f"SELECT id FROM alerts WHERE {_KEY}", e.key).fetchone()
                     values = (e.end_ms, e.peak, e.state, e.lat, e.lon,
@@ -101,10 +101,6 @@ class SqliteAlerts:
                     db.executemany(
                         "INSERT OR REPLACE INTO alert_checkpoints VALUES (?,?,?)",
                         [(vehicle, t, json.dumps(state)) for t, state in points])
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
             return out
 
         return await self._run(save)
@@ -113,14 +109,9 @@ class SqliteAlerts:
         """Checkpoints of many vehicles, (vehicle, time_ms, state) each, in one transaction."""
         def save():
             db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with transaction(db):
                 db.executemany("INSERT OR REPLACE INTO alert_checkpoints VALUES (?,?,?)",
                                [(v, t, json.dumps(state)) for v, t, state in points])
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
 
         return await self._run(save)
 

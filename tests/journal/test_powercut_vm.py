@@ -26,7 +26,8 @@ def _payload(tmp: Path) -> Path:
     src = tmp / "payload"
     (src / "agent").mkdir(parents=True)
     # the journal and the stdlib-plus-cbor2 modules it imports (the guest has python3-cbor2)
-    for name in ("__init__.py", "journal.py", "readings.py", "wire_encode.py"):
+    for name in ("__init__.py", "journal.py", "journal_file.py", "journal_limits.py",
+                 "journal_drain.py", "readings.py", "wire_encode.py"):
         shutil.copy(REPO / "agent" / name, src / "agent" / name)
     # ... and the reading schema they share with the gateway
     (src / "geostream").mkdir()

@@ -9,16 +9,27 @@ from __future__ import annotations
 import asyncio
 import itertools
 
-from .rig import AgentRig, until
+from .. import emuclock
+from .rig import AgentRig, GatewayRig, until
 
 HANDOVERS = 100
 
 
-async def test_100_handovers_during_10hz_stream_loopback(gw, tmp_path):
+def test_100_handovers_during_10hz_stream_loopback(tmp_path, pki):
+    """A handover every 0.2 s for 20 s of a 10 Hz stream, on the emulated clock
+    (tests/emuclock.py: the real agent, gateway and store over loopback; 20 s of waits take
+    none); real time: tests/net/test_netns.py."""
     print("migration over loopback: the agent rebinds to other 127.x addresses "
           "(tests/net/test_netns.py moves it between real uplinks)")
+    emuclock.run(_handovers(tmp_path, pki))
+
+
+async def _handovers(tmp_path, pki) -> None:
+    gw = await GatewayRig(tmp_path, pki).start()
     token = await gw.provision("mover")
-    agent = AgentRig(tmp_path / "agent", "mover", token, gw.host, gw.port, gw.pki["ca"]).start()
+    loop = asyncio.get_running_loop()
+    agent = AgentRig(tmp_path / "agent", "mover", token, gw.host, gw.port, gw.pki["ca"],
+                     boottime=loop.time).start()
     try:
         await until(lambda: agent.uplink.link and agent.uplink.stats.state == "connected",
                     10, "connected")
@@ -47,3 +58,4 @@ async def test_100_handovers_during_10hz_stream_loopback(gw, tmp_path):
         assert await agent.pending() == 0
     finally:
         await agent.stop()
+        await gw.stop()
