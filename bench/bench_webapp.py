@@ -2,7 +2,7 @@
 browser's frame time with the whole fleet on the map.
 
     .venv/bin/python bench/bench_webapp.py [latency|browser|all] [--vehicles 10000]
-        [--clients 100] [--seconds 10] [--skip-streamed]
+        [--clients 100] [--seconds 10] [--skip-streamed] [--deflate]
 
 Positions are injected where the gateway hands committed positions to the hub (`Hub.position`
 with `position_feature`, the call in backend/gateway.py), stamped with the wall clock at that
@@ -173,9 +173,10 @@ def _stamps_ms(text: str) -> tuple[float | None, int]:
 
 async def _client(url: str, token: str, window: list[float], lat: list[float],
                   stop: asyncio.Event, ready: asyncio.Event, count: list[int],
-                  batch: bool) -> None:
+                  batch: bool, deflate: bool) -> None:
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
-        async with http.ws_connect(url, max_msg_size=0) as ws:
+        # compress=15: offer permessage-deflate as browsers do
+        async with http.ws_connect(url, max_msg_size=0, compress=15 if deflate else 0) as ws:
             await ws.send_json({"op": "subscribe", "topic": ALL, "batch": batch})
             count[0] += 1
             if count[0] == count[1]:
@@ -192,7 +193,8 @@ async def _client(url: str, token: str, window: list[float], lat: list[float],
                     lat.extend([time.time() * 1000 - stamp] * n)
 
 
-async def clients_main(url: str, token: str, n: int, seconds: float, batch: bool) -> None:
+async def clients_main(url: str, token: str, n: int, seconds: float, batch: bool,
+                       deflate: bool = False) -> None:
     """Connect n clients, print "ready", measure the window [ready+WARMUP_S, +seconds),
     print one JSON line of results."""
     stop, ready = asyncio.Event(), asyncio.Event()
@@ -200,7 +202,7 @@ async def clients_main(url: str, token: str, n: int, seconds: float, batch: bool
     lat: list[float] = []
     count = [0, n]
     tasks = [asyncio.get_running_loop().create_task(
-        _client(url, token, window, lat, stop, ready, count, batch)) for _ in range(n)]
+        _client(url, token, window, lat, stop, ready, count, batch, deflate)) for _ in range(n)]
     await asyncio.wait_for(ready.wait(), 60)
     start = time.time() * 1000 + WARMUP_S * 1000
     window[:] = [start, start + seconds * 1000]
@@ -213,10 +215,11 @@ async def clients_main(url: str, token: str, n: int, seconds: float, batch: bool
 
 
 async def with_clients(url: str, token: str, n: int, seconds: float, fleet: Fleet,
-                       hand_over, batch: bool = False) -> dict:
+                       hand_over, batch: bool = False, deflate: bool = False) -> dict:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, __file__, "_clients", "--url", url, "--token", token,
         "--clients", str(n), "--seconds", str(seconds), *(["--batch"] if batch else []),
+        *(["--deflate"] if deflate else []),
         stdout=subprocess.PIPE)
     try:
         line = await asyncio.wait_for(proc.stdout.readline(), 60)
@@ -306,7 +309,7 @@ async def latency(args) -> list[str]:
         fleet = Fleet(args.vehicles)
         try:
             base = await with_clients(f"ws://{base_addr}/ws", token, args.clients,
-                                      args.seconds, fleet, bc.hand_over)
+                                      args.seconds, fleet, bc.hand_over, deflate=args.deflate)
             await base_runner.cleanup()  # its backlog must not compete with the hub's phase
             bc.queues.clear()
             runs = {}
@@ -316,7 +319,7 @@ async def latency(args) -> list[str]:
                 before = hub.stats()
                 got = await with_clients(f"ws://{addr}/ws", token, args.clients,
                                          args.seconds, fleet, hub.position,
-                                         batch=mode == "batched")
+                                         batch=mode == "batched", deflate=args.deflate)
                 runs[mode] = (got, before, hub.stats())
         finally:
             await runner.cleanup()
@@ -418,11 +421,13 @@ def main() -> None:
     ap.add_argument("--url")
     ap.add_argument("--token")
     ap.add_argument("--batch", action="store_true", help="(_clients) subscribe batched")
+    ap.add_argument("--deflate", action="store_true",
+                    help="clients offer permessage-deflate, as browsers do")
     ap.add_argument("--skip-streamed", action="store_true",
                     help="latency: measure the hub batched only (the streamed phase is slow)")
     a = ap.parse_args()
     if a.what == "_clients":
-        asyncio.run(clients_main(a.url, a.token, a.clients, a.seconds, a.batch))
+        asyncio.run(clients_main(a.url, a.token, a.clients, a.seconds, a.batch, a.deflate))
         return
     load = Path("/proc/loadavg").read_text().split()[:3]
     cores = subprocess.run(["nproc"], text=True, capture_output=True).stdout.strip()
