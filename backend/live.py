@@ -12,7 +12,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from .auth.middleware import origin_allowed, watch_session
 from .authz import PRINCIPAL, Principal, Role, requires
-from .hub import Hub, Subscriber, encode, valid_topic
+from .hub import TICK_S, Hub, Subscriber, encode, valid_topic
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +33,14 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     hub = request.app[HUB]
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MAX_WS_MESSAGE)
     await ws.prepare(request)
-    sub = hub.new_subscriber(may_see=principal.may_see)
+    # subscribers seeing the same vehicles share batch frames
+    sub = hub.new_subscriber(may_see=principal.may_see, view=_view(principal))
     loop = asyncio.get_running_loop()
     tasks = [loop.create_task(_send_loop(ws, sub, hub)),
              loop.create_task(_watch(ws, sub, hub, request)),
              # logout, expiry, revocation; a change of groups or role re-filters the feed
              loop.create_task(watch_session(
-                 ws, request, lambda p: sub.refilter(p.may_see, hub.clock())))]
+                 ws, request, lambda p: sub.refilter(p.may_see, hub.clock(), _view(p))))]
     try:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
@@ -54,18 +55,25 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     return ws
 
 
+def _view(principal: Principal) -> tuple:
+    """What a principal sees, as a hashable key (None: everything)."""
+    return ("vehicles", principal.vehicles)
+
+
 def _handle_request(hub: Hub, sub: Subscriber, text: str) -> None:
     now = hub.clock()
     try:
         req = json.loads(text)
-        op, topic = req.get("op"), req.get("topic")
+        op, topic, batch = req.get("op"), req.get("topic"), req.get("batch", False)
     except (ValueError, AttributeError):
         sub.put({"error": "expected a JSON object {op, topic}"}, now)
         return
     if not valid_topic(topic):
         sub.put({"error": f"unknown topic {str(topic)[:80]!r}"}, now)
+    elif op == "subscribe" and not isinstance(batch, bool):
+        sub.put({"error": "batch must be true or false"}, now)
     elif op == "subscribe":
-        hub.subscribe(sub, topic)  # refuses a vehicle the principal may not see
+        hub.subscribe(sub, topic, batch=batch)  # refuses a vehicle the principal may not see
     elif op == "unsubscribe":
         hub.unsubscribe(sub, topic)
     else:
@@ -101,6 +109,22 @@ async def _watch(ws: web.WebSocketResponse, sub: Subscriber, hub: Hub,
             request.transport.abort()
 
 
+async def _ticker(hub: Hub) -> None:
+    """Send the batch frames every `TICK_S` (hub.TICK_S gives the reason)."""
+    while True:
+        await asyncio.sleep(TICK_S)
+        hub.flush()
+
+
 def add_routes(app: web.Application, hub: Hub) -> None:
     app[HUB] = hub
     app.router.add_get("/ws", ws_handler)
+
+    async def ticking(app: web.Application):
+        task = asyncio.get_running_loop().create_task(_ticker(hub))
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    app.cleanup_ctx.append(ticking)

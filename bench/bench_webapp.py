@@ -2,19 +2,21 @@
 browser's frame time with the whole fleet on the map.
 
     .venv/bin/python bench/bench_webapp.py [latency|browser|all] [--vehicles 10000]
-        [--clients 100] [--seconds 10]
+        [--clients 100] [--seconds 10] [--skip-streamed] [--deflate]
 
 Positions are injected where the gateway hands committed positions to the hub (`Hub.position`
 with `position_feature`, the call in backend/gateway.py), stamped with the wall clock at that
 call: real QUIC at 10,000 vehicles/s is bench_loadtest's job, not this 2-core machine's beside
 100 clients. The clients run in a child process (one asyncio loop, aiohttp) and subtract the
-stamp on receipt.
+stamp on receipt (a batch frame's positions all with its oldest's stamp).
 
 latency: the real HTTP app (make_app: access middleware, /ws, hub) against a baseline in the
 same run: a plain WebSocket broadcast (no auth, no filtering, no coalescing: each position
-encoded once and queued to every client, unbounded). Reports latency p50/p99 of what arrived,
-how much arrived, what the hub coalesced or dropped, and CPU per message (the hub's
-`position()` fan-out alone, and the whole server process per delivered message).
+encoded once and queued to every client, unbounded), the hub streaming one message per
+position and the hub batching (`"batch": true`: one frame per tick per view). Reports
+latency p50/p99 of what arrived, how much arrived, what the hub coalesced or dropped, and
+CPU per message (the hub's `position()` fan-out alone, and the whole server process per
+delivered position).
 browser: Debian chromium (SwiftShader WebGL, as the tests run it), requestAnimationFrame
 intervals; baseline: the same map without vehicles, idle and panned every frame.
 """
@@ -27,6 +29,7 @@ import datetime as dt
 import json
 import math
 import random
+import re
 import resource
 import socket
 import subprocess
@@ -54,6 +57,7 @@ CENTER = (53.55, 10.0)  # Hamburg, where the demo drives
 WARMUP_S = 2.0  # connections up, first snapshot delivered: not measured
 DRAIN_S = 3.0  # after the feed stops, late messages of the window still count
 STEP_TIMEOUT_S = 90  # bound on every browser call and on the clients' child process
+TIME_RE = re.compile(r'"time":"([^"]{24})"')
 TIME_KEY = '"time":"'
 
 # in the page: frame intervals and positions received
@@ -147,18 +151,33 @@ async def feed(fleet: Fleet, hand_over, seconds: float) -> dict:
 
 # --- the clients' child process ---------------------------------------------------------------
 
-def _stamp_ms(text: str) -> float | None:
-    i = text.find(TIME_KEY)
-    if i < 0:
-        return None
-    return dt.datetime.fromisoformat(text[i + 8:i + 32]).timestamp() * 1000
+_STAMPS: dict[str, float] = {}  # the feed stamps a tenth of the fleet with one time
+
+
+def _stamps_ms(text: str) -> tuple[float | None, int]:
+    """The device time (ms) of the oldest position in a message and how many it holds. A batch
+    frame lists its vehicles in the order they changed, so each of its positions is counted
+    with the oldest's latency: an upper bound, and one search per frame rather than one per
+    position (with 100 clients in one process the per-position parse fell behind the feed)."""
+    m = TIME_RE.search(text)
+    if m is None:
+        return None, 0
+    iso = m.group(1)
+    ms = _STAMPS.get(iso)
+    if ms is None:
+        if len(_STAMPS) > 100_000:
+            _STAMPS.clear()
+        ms = _STAMPS[iso] = dt.datetime.fromisoformat(iso).timestamp() * 1000
+    return ms, text.count(TIME_KEY)
 
 
 async def _client(url: str, token: str, window: list[float], lat: list[float],
-                  stop: asyncio.Event, ready: asyncio.Event, count: list[int]) -> None:
+                  stop: asyncio.Event, ready: asyncio.Event, count: list[int],
+                  batch: bool, deflate: bool) -> None:
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
-        async with http.ws_connect(url, max_msg_size=0) as ws:
-            await ws.send_json({"op": "subscribe", "topic": ALL})
+        # compress=15: offer permessage-deflate as browsers do
+        async with http.ws_connect(url, max_msg_size=0, compress=15 if deflate else 0) as ws:
+            await ws.send_json({"op": "subscribe", "topic": ALL, "batch": batch})
             count[0] += 1
             if count[0] == count[1]:
                 ready.set()
@@ -169,12 +188,13 @@ async def _client(url: str, token: str, window: list[float], lat: list[float],
                     continue
                 if msg.type != aiohttp.WSMsgType.TEXT:
                     return
-                stamp = _stamp_ms(msg.data)
+                stamp, n = _stamps_ms(msg.data)
                 if stamp is not None and window and window[0] <= stamp < window[1]:
-                    lat.append(time.time() * 1000 - stamp)
+                    lat.extend([time.time() * 1000 - stamp] * n)
 
 
-async def clients_main(url: str, token: str, n: int, seconds: float) -> None:
+async def clients_main(url: str, token: str, n: int, seconds: float, batch: bool,
+                       deflate: bool = False) -> None:
     """Connect n clients, print "ready", measure the window [ready+WARMUP_S, +seconds),
     print one JSON line of results."""
     stop, ready = asyncio.Event(), asyncio.Event()
@@ -182,7 +202,7 @@ async def clients_main(url: str, token: str, n: int, seconds: float) -> None:
     lat: list[float] = []
     count = [0, n]
     tasks = [asyncio.get_running_loop().create_task(
-        _client(url, token, window, lat, stop, ready, count)) for _ in range(n)]
+        _client(url, token, window, lat, stop, ready, count, batch, deflate)) for _ in range(n)]
     await asyncio.wait_for(ready.wait(), 60)
     start = time.time() * 1000 + WARMUP_S * 1000
     window[:] = [start, start + seconds * 1000]
@@ -195,10 +215,12 @@ async def clients_main(url: str, token: str, n: int, seconds: float) -> None:
 
 
 async def with_clients(url: str, token: str, n: int, seconds: float, fleet: Fleet,
-                       hand_over) -> dict:
+                       hand_over, batch: bool = False, deflate: bool = False) -> dict:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, __file__, "_clients", "--url", url, "--token", token,
-        "--clients", str(n), "--seconds", str(seconds), stdout=subprocess.PIPE)
+        "--clients", str(n), "--seconds", str(seconds), *(["--batch"] if batch else []),
+        *(["--deflate"] if deflate else []),
+        stdout=subprocess.PIPE)
     try:
         line = await asyncio.wait_for(proc.stdout.readline(), 60)
         assert line.strip() == b"ready", line
@@ -287,33 +309,42 @@ async def latency(args) -> list[str]:
         fleet = Fleet(args.vehicles)
         try:
             base = await with_clients(f"ws://{base_addr}/ws", token, args.clients,
-                                      args.seconds, fleet, bc.hand_over)
+                                      args.seconds, fleet, bc.hand_over, deflate=args.deflate)
             await base_runner.cleanup()  # its backlog must not compete with the hub's phase
             bc.queues.clear()
-            before = hub.stats()
-            got = await with_clients(f"ws://{addr}/ws", token, args.clients, args.seconds,
-                                     fleet, hub.position)
-            after = hub.stats()
+            runs = {}
+            for mode in ("streamed", "batched"):
+                if mode == "streamed" and args.skip_streamed:
+                    continue
+                before = hub.stats()
+                got = await with_clients(f"ws://{addr}/ws", token, args.clients,
+                                         args.seconds, fleet, hub.position,
+                                         batch=mode == "batched", deflate=args.deflate)
+                runs[mode] = (got, before, hub.stats())
         finally:
             await runner.cleanup()
             await base_runner.cleanup()
             await store.close()
-    published = after["published"] - before["published"]
-    return [
+    lines = [
         f"{args.vehicles} vehicles at 1 Hz handed to the hub, {args.clients} WebSocket clients "
         f"on {ALL} (child process), {args.seconds:g} s measured after {WARMUP_S:g} s warm-up",
         "",
         "| server | latency p50 / p99 / max | positions received by the clients | "
-        "CPU in hand-over per position | server CPU per delivered message | server CPU |",
+        "CPU in hand-over per position | server CPU per delivered position | server CPU |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
         row("plain broadcast (baseline)", base, base["handed"]),
-        row("hub (make_app: auth, /ws, filter, coalescing)", got, published),
-        "",
-        f"hub: published {published:,}, coalesced "
-        f"{after['coalesced'] - before['coalesced']:,}, dropped "
-        f"{after['dropped'] - before['dropped']:,}, clients given up "
-        f"{after['disconnected'] - before['disconnected']}",
     ]
+    notes = [""]
+    for mode, (got, before, after) in runs.items():
+        published = after["published"] - before["published"]
+        lines.append(row(f"hub, {mode} (make_app: auth, /ws, filter, coalescing)", got,
+                         published))
+        notes.append(
+            f"hub {mode}: published {published:,}, frames {after['frames'] - before['frames']:,}"
+            f", coalesced {after['coalesced'] - before['coalesced']:,}, dropped "
+            f"{after['dropped'] - before['dropped']:,}, clients given up "
+            f"{after['disconnected'] - before['disconnected']}")
+    return lines + notes
 
 
 async def browser(args) -> list[str]:
@@ -389,9 +420,14 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--url")
     ap.add_argument("--token")
+    ap.add_argument("--batch", action="store_true", help="(_clients) subscribe batched")
+    ap.add_argument("--deflate", action="store_true",
+                    help="clients offer permessage-deflate, as browsers do")
+    ap.add_argument("--skip-streamed", action="store_true",
+                    help="latency: measure the hub batched only (the streamed phase is slow)")
     a = ap.parse_args()
     if a.what == "_clients":
-        asyncio.run(clients_main(a.url, a.token, a.clients, a.seconds))
+        asyncio.run(clients_main(a.url, a.token, a.clients, a.seconds, a.batch, a.deflate))
         return
     load = Path("/proc/loadavg").read_text().split()[:3]
     cores = subprocess.run(["nproc"], text=True, capture_output=True).stdout.strip()

@@ -184,3 +184,102 @@ def test_refilter_drops_what_is_no_longer_visible_and_says_so():
     # the coalescing bound still counts right after removals
     hub.position("a", 2, position_feature("a", 2, 50.0, 8.0, 10.0, 0.0, 2))
     assert sub._positions == 1 and len(sub) == 1
+
+
+# --- batch frames (subscribe with batch=True; docs/protocol.md §9) ----------------------------
+
+def batched(hub: Hub, clock: Clock, *subs: Subscriber, topic: str = ALL) -> None:
+    for s in subs:
+        hub.add(s)
+        assert hub.subscribe(s, topic, batch=True)
+        hub.subscribe(s, ALERTS, batch=True)  # alerts are never batched, whatever asked
+        s.drain(clock())
+
+
+def vehicles_of(frame: dict) -> list[str]:
+    return [f["properties"]["vehicle"] for f in frame["features"]]
+
+
+def test_a_tick_sends_one_frame_with_every_changed_vehicle_latest_wins():
+    clock = Clock()
+    hub = Hub(clock=clock)
+    admin1, admin2 = Subscriber(view="all"), Subscriber(view="all")
+    only_ab = Subscriber(may_see={"a", "b"}.__contains__, view="ab")
+    batched(hub, clock, admin1, admin2, only_ab)
+    names = [f"v{i}" for i in range(50)] + ["a", "b"]
+    for t in (1000, 2000):  # two updates of each vehicle within one tick
+        for v in names:
+            assert hub.position(v, t, feature(v, t))
+    assert all(len(s) == 0 for s in (admin1, admin2, only_ab)), "nothing before the tick"
+    assert hub.flush() == 2  # one frame per view, not per client
+    (frame1,), (frame2,), (frame_ab,) = admin1.drain(), admin2.drain(), only_ab.drain()
+    assert frame1 is frame2, "clients of one view share the frame (encoded once)"
+    assert frame1["topic"] == ALL and frame1["type"] == "FeatureCollection"
+    assert vehicles_of(frame1) == names
+    assert {f["properties"]["seq"] for f in frame1["features"]} == {2000}
+    assert vehicles_of(frame_ab) == ["a", "b"], "never a vehicle outside the groups"
+    assert hub.flush() == 0 and len(admin1) == 0, "nothing changed: no frame"
+
+
+def test_batched_snapshot_is_one_frame_and_alerts_stay_single_messages():
+    clock = Clock()
+    hub = Hub(clock=clock)
+    hub.seed("a", 1000, feature("a", 1000))
+    hub.seed("z", 1000, feature("z", 1000))
+    sub = Subscriber(may_see={"a"}.__contains__)
+    hub.add(sub)
+    hub.subscribe(sub, ALL, batch=True)
+    hub.subscribe(sub, ALERTS, batch=True)
+    msgs = sub.drain()
+    assert msgs[0] == {"topic": ALL, "event": "subscribed"}
+    assert vehicles_of(msgs[1]) == ["a"] and msgs[2] == {"topic": ALERTS, "event": "subscribed"}
+    hub.publish_alert(alert(1))
+    hub.publish_alert(alert(2))
+    assert [m["alert"]["id"] for m in sub.drain()] == [1, 2]
+
+
+def test_a_slow_batched_client_gets_frames_merged_latest_per_vehicle_and_bounded():
+    clock = Clock()
+    hub = Hub(clock=clock)
+    fast, slow = Subscriber(view="all"), Subscriber(view="all", max_positions=3)
+    batched(hub, clock, fast, slow)
+    for t, vs in ((1000, "abc"), (2000, "bd"), (3000, "e")):
+        for v in vs:
+            hub.position(v, t, feature(v, t))
+        hub.flush()
+        assert len(fast.drain()) == 1
+    (frame,) = slow.drain()
+    # a, b, c, then b again and d, then e: latest per vehicle, the oldest (a, c) dropped
+    assert vehicles_of(frame) == ["b", "d", "e"]
+    assert [f["properties"]["seq"] for f in frame["features"]] == [2000, 2000, 3000]
+    assert slow.coalesced == 1 and slow.dropped == 2
+
+
+def test_a_batched_client_that_takes_nothing_is_still_given_up():
+    clock = Clock()
+    hub = Hub(clock=clock)
+    sub = Subscriber()
+    batched(hub, clock, sub)
+    hub.position("a", 1000, feature("a", 1000))
+    hub.flush()
+    clock.t = HOPELESS_S
+    hub.position("a", 2000, feature("a", 2000))
+    hub.flush()
+    assert sub.reason is not None and sub.hopeless.is_set() and len(sub) == 0
+
+
+def test_refilter_removes_hidden_vehicles_from_a_queued_frame_and_changes_the_view():
+    clock = Clock()
+    hub = Hub(clock=clock)
+    sub, other = Subscriber(view="all"), Subscriber(view="all")
+    batched(hub, clock, sub, other)
+    for v in "abc":
+        hub.position(v, 1000, feature(v, 1000))
+    hub.flush()
+    sub.refilter({"b"}.__contains__, clock(), view="b")
+    assert vehicles_of(sub.drain()[0]) == ["b"]
+    assert vehicles_of(other.drain()[0]) == list("abc")
+    hub.position("a", 2000, feature("a", 2000))
+    hub.position("b", 2000, feature("b", 2000))
+    hub.flush()
+    assert vehicles_of(sub.drain()[0]) == ["b"] and vehicles_of(other.drain()[0]) == ["a", "b"]

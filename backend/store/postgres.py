@@ -34,8 +34,12 @@ from .postgres_maintenance import PostgresMaintenance
 
 log = logging.getLogger(__name__)
 
-# Connections per store: the writer uses one at a time; queries and the REST API share the rest.
+# Connections for queries, authentication, alerts and the REST API.
 POOL_MAX = 4
+# The writer's own connection (it commits one transaction at a time): in a shared pool its
+# commits queued behind 100 reconnecting vehicles' authentications and the alert engine's
+# replays, and acks waited seconds while the gateway idled (docs/benchmarks.md, ingest).
+WRITE_CONNECTIONS = 1
 # A dead server must not hang the writer: connect and each command give up after this.
 CONNECT_TIMEOUT_S = 5.0
 COMMAND_TIMEOUT_S = 60.0
@@ -110,20 +114,17 @@ class PostgresStore(PostgresAccounts, PostgresApiQueries, PostgresAlerts, Postgr
         self.maintain_every_s = maintain_every_s
         self._job: asyncio.Task | None = None
         self._pool: asyncpg.Pool | None = None
+        self._write_pool: asyncpg.Pool | None = None
         self._days: set[int] = set()  # UTC days known to have a partition (or a hypertable)
         self._lock = asyncio.Lock()
 
     # --- lifecycle ------------------------------------------------------------------------
 
     async def open(self, migrate: bool = True) -> None:
-        self._pool = await asyncpg.create_pool(
-            self.url, min_size=1, max_size=self.pool_max, timeout=CONNECT_TIMEOUT_S,
-            command_timeout=COMMAND_TIMEOUT_S, init=self._init_connection,
-            # PostGIS functions carry high cost estimates, which trigger JIT compilation that
-            # costs far more (~0.4 s measured) than these index-driven queries themselves
-            server_settings={"jit": "off", "application_name": "fleet-backend"})
+        self._pool = await self._create_pool(1, self.pool_max)
         if migrate:
             await self.migrate()
+        self._write_pool = await self._create_pool(1, WRITE_CONNECTIONS)
         if self.maintain_every_s:
             self._job = asyncio.get_running_loop().create_task(self._maintenance_job(),
                                                                name="partition-job")
@@ -139,6 +140,14 @@ class PostgresStore(PostgresAccounts, PostgresApiQueries, PostgresAlerts, Postgr
                 log.warning("partition maintenance failed: %s", exc)
             await asyncio.sleep(self.maintain_every_s)
 
+    def _create_pool(self, min_size: int, max_size: int):
+        return asyncpg.create_pool(
+            self.url, min_size=min_size, max_size=max_size, timeout=CONNECT_TIMEOUT_S,
+            command_timeout=COMMAND_TIMEOUT_S, init=self._init_connection,
+            # PostGIS functions carry high cost estimates, which trigger JIT compilation that
+            # costs far more (~0.4 s measured) than these index-driven queries themselves
+            server_settings={"jit": "off", "application_name": "fleet-backend"})
+
     @staticmethod
     async def _init_connection(conn: asyncpg.Connection) -> None:
         await conn.execute(_CREATE_STAGING)
@@ -148,9 +157,10 @@ class PostgresStore(PostgresAccounts, PostgresApiQueries, PostgresAlerts, Postgr
             self._job.cancel()
             await asyncio.gather(self._job, return_exceptions=True)
             self._job = None
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+        for pool in (self._write_pool, self._pool):
+            if pool is not None:
+                await pool.close()
+        self._pool = self._write_pool = None
 
     def is_transient(self, exc: BaseException) -> bool:
         """True if retrying the same batch later can succeed (the database, not the data)."""
@@ -233,7 +243,7 @@ class PostgresStore(PostgresAccounts, PostgresApiQueries, PostgresAlerts, Postgr
             await self._write(readings, dead)
 
     async def _write(self, readings: list[StoredReading], dead: list[DeadLetter]) -> None:
-        async with self._pool.acquire() as conn:
+        async with (self._write_pool or self._pool).acquire() as conn:
             await self._ensure_partitions(conn, readings)
             async with conn.transaction():
                 if readings:

@@ -153,3 +153,26 @@ async def test_open_socket_follows_group_changes_and_revocation(tmp_path):
                 assert time.monotonic() - t0 < 10  # far below WS_RECHECK_S (60 s)
     # the principal's request key is an aiohttp RequestKey, not a string
     assert not [w for w in caught if issubclass(w.category, NotAppKeyWarning)]
+
+
+async def test_batched_subscription_gets_one_frame_per_tick_only_visible_vehicles(tmp_path):
+    """`batch: true`: the positions of a tick arrive as one FeatureCollection (latest per
+    vehicle), filtered by the principal's groups; alerts still come one by one."""
+    async with Api(f"sqlite://{tmp_path / 'f.db'}") as api:
+        only_ab = bearer(await api.token("viewer", ["a", "b"]))
+        async with api.client.ws_connect("/ws", headers=only_ab) as ws:
+            await ws.send_json({"op": "subscribe", "topic": ALL, "batch": 1})
+            assert (await ws.receive_json(timeout=5)) == {"error": "batch must be true or false"}
+            for topic in (ALL, "alerts"):
+                await ws.send_json({"op": "subscribe", "topic": topic, "batch": True})
+                await receive_until_subscribed(ws)
+            for t in (1, 2):  # within one tick (no await between): one frame
+                for v in ("a", "b", "c"):
+                    api.hub.position(v, t, feature(v, t))
+            frame = await ws.receive_json(timeout=5)
+            assert frame["topic"] == ALL and frame["type"] == "FeatureCollection"
+            assert [(f["properties"]["vehicle"], f["properties"]["seq"])
+                    for f in frame["features"]] == [("a", 2), ("b", 2)]  # c's never came
+            api.hub.publish_alert({"id": 3, "vehicle": "a", "rule": "overspeed"})
+            assert await ws.receive_json(timeout=5) == {
+                "topic": "alerts", "alert": {"id": 3, "vehicle": "a", "rule": "overspeed"}}

@@ -1,5 +1,6 @@
-// The hub's WebSocket (/ws, docs/protocol.md §9): subscribes to every vehicle and to alerts,
-// hands positions to the fleet (which coalesces them) and alerts to their handler, and
+// The hub's WebSocket (/ws, docs/protocol.md §9): subscribes to every vehicle (batched: one
+// FeatureCollection frame per hub tick) and to alerts, hands positions to the fleet (which
+// coalesces them) and alerts to their handler, and
 // reconnects with a growing delay after a drop.
 
 const RETRY_MIN_MS = 500;
@@ -25,12 +26,13 @@ export class LiveSocket {
     ws.onopen = () => {
       this.retryMs = RETRY_MIN_MS;
       this.onState("live");
-      for (const topic of this.topics) ws.send(JSON.stringify({ op: "subscribe", topic }));
+      for (const topic of this.topics) ws.send(JSON.stringify({ op: "subscribe", topic, batch: true }));
     };
     ws.onmessage = (e) => {
       this.received++;
       const m = JSON.parse(e.data);
-      if (m.feature) this.onFeature(m.feature);
+      if (m.type === "FeatureCollection") for (const f of m.features) this.onFeature(f);
+      else if (m.feature) this.onFeature(m.feature);
       else if (m.alert && m.topic === "alerts") this.onAlert(m.alert);
       else if (m.error) console.warn("hub:", m.error);
     };
