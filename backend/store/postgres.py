@@ -18,9 +18,7 @@ import asyncpg
 from .base import (
     AuthResult,
     DeadLetter,
-    StoredCommand,
     StoredReading,
-    command_id_floor,
     hash_token,
     new_token,
     pending_migrations,
@@ -30,7 +28,10 @@ from .base import now_ms as clock_ms
 from .postgres_accounts import PostgresAccounts
 from .postgres_alerts import PostgresAlerts
 from .postgres_api import PostgresApiQueries
+from .postgres_commands import PostgresCommands
 from .postgres_maintenance import PostgresMaintenance
+from .postgres_routes import PostgresRoutes
+from .postgres_sql import MS as _MS
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,6 @@ COMMAND_TIMEOUT_S = 60.0
 # Partition job period: partitions are made days ahead, so hourly is plenty.
 MAINTAIN_EVERY_S = 3600.0
 _MIGRATION_LOCK = 0x666C656574  # advisory lock id ("fleet") serialising concurrent migrators
-_COMMAND_LOCK = 0x666C65657463  # advisory lock id serialising command id allocation
 DAY_MS = 86_400_000
 
 _STAGING_COLUMNS = ("time_ms", "vehicle_id", "epoch", "seq", "kind", "lon", "lat", "speed_kmh",
@@ -55,7 +55,6 @@ _CREATE_STAGING = """CREATE TEMP TABLE IF NOT EXISTS telemetry_staging (
     time_ms bigint, vehicle_id text, epoch bigint, seq bigint, kind text,
     lon float8, lat float8, speed_kmh real, course_deg real, alt_m real, fix smallint,
     sats smallint, hdop real, signals text, received_ms bigint) ON COMMIT DELETE ROWS"""
-_MS = "(timestamptz 'epoch' + ({} * interval '1 millisecond'))"
 _INSERT = f"""INSERT INTO vehicle_telemetry (time, vehicle_id, epoch, seq, kind, location,
         speed_kmh, course_deg, alt_m, fix, sats, hdop, signals, received_at)
     SELECT {_MS.format('time_ms')}, vehicle_id, epoch, seq, kind,
@@ -85,14 +84,6 @@ _SIGNAL = f"""INSERT INTO last_signal AS s (vehicle_id, signal, value, time)
 _DEAD = f"""INSERT INTO dead_letter (vehicle_id, epoch, seq, reading, error, received_at)
     VALUES ($1, $2, $3, $4::jsonb, $5, {_MS.format('$6::bigint')})
     ON CONFLICT DO NOTHING"""
-_EPOCH_MS = "(extract(epoch FROM {}) * 1000)::bigint"
-_POINT_COLUMNS = (f"{_EPOCH_MS.format('time')} AS time_ms, ST_Y(location) AS lat, "
-                  "ST_X(location) AS lon, speed_kmh, course_deg, epoch, seq")
-
-_COMMAND_COLUMNS = (f"id, vehicle_id, name, args, {_EPOCH_MS.format('created_at')}, "
-                    f"sent_count, {_EPOCH_MS.format('last_sent_at')}, "
-                    f"{_EPOCH_MS.format('answered_at')}, ok, detail")
-
 # SQLSTATE classes that mean "the database, not the data": connection exceptions, operator
 # intervention (shutdown, restart), insufficient resources, transaction rollback (deadlock).
 _TRANSIENT_CLASSES = ("08", "57", "53", "40", "55")
@@ -106,7 +97,8 @@ def _day(ms: int) -> int:
     return ms // DAY_MS
 
 
-class PostgresStore(PostgresAccounts, PostgresApiQueries, PostgresAlerts, PostgresMaintenance):
+class PostgresStore(PostgresAccounts, PostgresApiQueries, PostgresAlerts, PostgresCommands,
+                    PostgresRoutes, PostgresMaintenance):
     def __init__(self, url: str, pool_max: int = POOL_MAX,
                  maintain_every_s: float = MAINTAIN_EVERY_S):
         self.url = url
@@ -295,67 +287,7 @@ class PostgresStore(PostgresAccounts, PostgresApiQueries, PostgresAlerts, Postgr
             "SELECT vehicle_id FROM vehicles WHERE revoked_at IS NOT NULL")
         return {r[0] for r in rows}
 
-    # --- queries --------------------------------------------------------------------------
-
-    async def last_positions(self) -> list[dict]:
-        rows = await self._pool.fetch(
-            f"SELECT vehicle_id, {_POINT_COLUMNS} FROM last_position ORDER BY vehicle_id")
-        return [dict(r) for r in rows]
-
-    async def route(self, vehicle_id: str, start_ms: int, end_ms: int,
-                    step_ms: int | None = None) -> list[dict]:
-        """Positions in [start, end) by device time; with `step_ms`, the first of each bucket."""
-        where = (f"vehicle_id = $1 AND kind = 'pos' AND location IS NOT NULL "
-                 f"AND time >= {_MS.format('$2::bigint')} AND time < {_MS.format('$3::bigint')}")
-        if step_ms:
-            sql = (f"SELECT time_ms, lat, lon, speed_kmh, course_deg, epoch, seq FROM ("
-                   f"SELECT DISTINCT ON (bucket) * FROM (SELECT {_POINT_COLUMNS}, "
-                   f"floor({_EPOCH_MS.format('time')}::numeric / $4) AS bucket "
-                   f"FROM vehicle_telemetry WHERE {where}) b "
-                   f"ORDER BY bucket, time_ms, epoch, seq) d ORDER BY time_ms, epoch, seq")
-            args = (vehicle_id, start_ms, end_ms, step_ms)
-        else:
-            sql = (f"SELECT {_POINT_COLUMNS} FROM vehicle_telemetry WHERE {where} "
-                   f"ORDER BY time, epoch, seq")
-            args = (vehicle_id, start_ms, end_ms)
-        return [dict(r) for r in await self._pool.fetch(sql, *args)]
-
-    async def geofence_entries(self, geofence_id: str, start_ms: int,
-                               end_ms: int) -> list[dict]:
-        """Outside→inside transitions in [start, end), on each vehicle's points ordered by
-        device time. The point before the window counts as the predecessor of the first."""
-        lo, hi = _MS.format("$2::bigint"), _MS.format("$3::bigint")  # plain expressions,
-        # not a CTE, so the planner can prune partitions at executor start-up
-        sql = f"""
-        WITH g AS MATERIALIZED (SELECT area FROM geofences WHERE geofence_id = $1),
-        candidates AS (          -- vehicles with at least one point inside (GIST index)
-            SELECT DISTINCT t.vehicle_id FROM vehicle_telemetry t, g
-            WHERE t.kind = 'pos' AND t.time >= {lo} AND t.time < {hi}
-              AND ST_Intersects(t.location, g.area)),
-        pts AS (
-            SELECT t.vehicle_id, t.time, t.epoch, t.seq, t.location
-            FROM vehicle_telemetry t JOIN candidates c USING (vehicle_id)
-            WHERE t.kind = 'pos' AND t.location IS NOT NULL
-              AND t.time >= {lo} AND t.time < {hi}
-            UNION ALL
-            SELECT c.vehicle_id, p.time, p.epoch, p.seq, p.location
-            FROM candidates c, LATERAL (
-                SELECT time, epoch, seq, location FROM vehicle_telemetry t
-                WHERE t.vehicle_id = c.vehicle_id AND t.kind = 'pos'
-                  AND t.location IS NOT NULL AND t.time < {lo}
-                ORDER BY time DESC, epoch DESC, seq DESC LIMIT 1) p),
-        flagged AS (
-            SELECT pts.*, ST_Intersects(pts.location, g.area) AS inside FROM pts, g),
-        ordered AS (
-            SELECT flagged.*, lag(inside) OVER (PARTITION BY vehicle_id
-                                               ORDER BY time, epoch, seq) AS was_inside
-            FROM flagged)
-        SELECT vehicle_id, {_EPOCH_MS.format('time')} AS time_ms, ST_Y(location) AS lat,
-               ST_X(location) AS lon, epoch, seq
-        FROM ordered
-        WHERE inside AND NOT was_inside AND time >= {lo}
-        ORDER BY vehicle_id, time, epoch, seq"""
-        return [dict(r) for r in await self._pool.fetch(sql, geofence_id, start_ms, end_ms)]
+    # --- counts ---------------------------------------------------------------------------
 
     async def count_readings(self, vehicle_id: str | None = None) -> int:
         if vehicle_id is None:
@@ -367,55 +299,3 @@ class PostgresStore(PostgresAccounts, PostgresApiQueries, PostgresAlerts, Postgr
         rows = await self._pool.fetch(
             "SELECT vehicle_id, epoch, seq, reading, error FROM dead_letter ORDER BY id")
         return [dict(r, reading=json.loads(r["reading"])) for r in rows]
-
-    # --- downlink commands ----------------------------------------------------------------
-
-    async def add_command(self, vehicle_id: str, name: str, args: dict) -> int:
-        async with self._pool.acquire() as conn, conn.transaction():
-            # backends sharing the database take turns, so max(id) + 1 cannot collide
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", _COMMAND_LOCK)
-            now = clock_ms()
-            return await conn.fetchval(
-                "INSERT INTO commands (id, vehicle_id, name, args, created_at) "
-                f"SELECT greatest($1::bigint, coalesce(max(id), 0) + 1), $2, $3, $4::jsonb, "
-                f"{_MS.format('$5::bigint')} FROM commands RETURNING id",
-                command_id_floor(now), vehicle_id, name, json.dumps(args), now)
-
-    async def pending_commands(self, vehicle_id: str) -> list[StoredCommand]:
-        rows = await self._pool.fetch(
-            f"SELECT {_COMMAND_COLUMNS} FROM commands WHERE vehicle_id = $1 "
-            "AND answered_at IS NULL ORDER BY id", vehicle_id)
-        return [StoredCommand.from_row(r) for r in rows]
-
-    async def commands_sent(self, ids: list[int], now_ms: int) -> None:
-        await self._pool.execute(
-            "UPDATE commands SET sent_count = sent_count + 1, "
-            f"last_sent_at = {_MS.format('$2::bigint')} WHERE id = ANY($1::bigint[])",
-            ids, now_ms)
-
-    async def answer_command(self, vehicle_id: str, command_id: int, ok: bool, detail: str,
-                             now_ms: int) -> bool:
-        status = await self._pool.execute(
-            f"UPDATE commands SET answered_at = {_MS.format('$1::bigint')}, ok = $2, "
-            "detail = $3 WHERE id = $4 AND vehicle_id = $5 AND answered_at IS NULL",
-            now_ms, ok, detail, command_id, vehicle_id)
-        return status != "UPDATE 0"
-
-    async def commands_of(self, vehicle_id: str, limit: int) -> list[StoredCommand]:
-        rows = await self._pool.fetch(
-            f"SELECT {_COMMAND_COLUMNS} FROM commands WHERE vehicle_id = $1 "
-            "ORDER BY id DESC LIMIT $2", vehicle_id, limit)
-        return [StoredCommand.from_row(r) for r in rows]
-
-    async def save_vehicle_status(self, vehicle_id: str, status: dict, now_ms: int) -> None:
-        await self._pool.execute(
-            "INSERT INTO vehicle_status (vehicle_id, time, status) "
-            f"VALUES ($1, {_MS.format('$2::bigint')}, $3::jsonb) ON CONFLICT (vehicle_id) "
-            "DO UPDATE SET time = excluded.time, status = excluded.status",
-            vehicle_id, now_ms, json.dumps(status))
-
-    async def command(self, command_id: int) -> StoredCommand | None:
-        row = await self._pool.fetchrow(
-            f"SELECT {_COMMAND_COLUMNS} FROM commands WHERE id = $1", command_id)
-        return None if row is None else StoredCommand.from_row(row)
-

@@ -11,8 +11,9 @@ from datetime import datetime
 
 import asyncpg
 
+from .postgres_sql import MS as _MS
+
 _USER = "id, name, role, password_hash, created_at, disabled_at"
-_MS = "(timestamptz 'epoch' + ({} * interval '1 millisecond'))"
 
 
 def _ms(t: datetime | None) -> int | None:

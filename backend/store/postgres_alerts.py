@@ -10,9 +10,9 @@ import json
 import struct
 
 from .base import TIME_RULES, AlertQuery, StoredAlert, StoredReading
+from .postgres_sql import EPOCH_MS as _EPOCH_MS
+from .postgres_sql import MS as _MS
 
-_MS = "(timestamptz 'epoch' + ({} * interval '1 millisecond'))"
-_EPOCH_MS = "(extract(epoch FROM {}) * 1000)::bigint"
 _READING_COLUMNS = (f"vehicle_id, epoch, seq, {_EPOCH_MS.format('time')}, kind, "
                     "ST_Y(location), ST_X(location), alt_m, speed_kmh, course_deg, fix, sats, "
                     "hdop, "

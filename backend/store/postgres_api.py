@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-_MS = "(timestamptz 'epoch' + ({} * interval '1 millisecond'))"
-_EPOCH_MS = "(extract(epoch FROM {}) * 1000)::bigint"
+from .postgres_sql import EPOCH_MS as _EPOCH_MS
+from .postgres_sql import MS as _MS
+
 _GEOFENCE_COLUMNS = (f"geofence_id, name, ST_AsGeoJSON(area), speed_limit_kmh, circle, "
                      f"{_EPOCH_MS.format('created_at')}, {_EPOCH_MS.format('updated_at')}")
 _POSITION_COLUMNS = (f"vehicle_id, {_EPOCH_MS.format('p.time')} AS time_ms, "

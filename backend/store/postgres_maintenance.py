@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-_MS = "(timestamptz 'epoch' + ({} * interval '1 millisecond'))"
-_EPOCH_MS = "(extract(epoch FROM {}) * 1000)::bigint"
+from .postgres_sql import EPOCH_MS as _EPOCH_MS
+from .postgres_sql import MS as _MS
 
 
 class PostgresMaintenance:
