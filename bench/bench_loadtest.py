@@ -29,7 +29,9 @@ sys.path.insert(0, str(ROOT))
 from pgfixture import PgServer  # noqa: E402
 
 from backend.loadtest.fleet import SimVehicle  # noqa: E402
-from backend.loadtest.run import PG_DURABLE, Options, Report, run  # noqa: E402
+from backend.loadtest.report import Report  # noqa: E402
+from backend.loadtest.run import Options, run  # noqa: E402
+from backend.loadtest.store import PG_DURABLE  # noqa: E402
 from backend.store.base import StoredReading  # noqa: E402
 from backend.store.postgres import PostgresStore  # noqa: E402
 

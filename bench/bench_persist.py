@@ -33,7 +33,7 @@ from pathlib import Path
 import nats
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 
-from backend.loadtest.run import PG_DURABLE
+from backend.loadtest.store import PG_DURABLE
 from backend.store import open_store
 from backend.store.base import StoredReading
 from backend.writer import BatchWriter

@@ -22,25 +22,20 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from backend.pki import generate
-from backend.store import open_store
 
 from .fleet import Histogram
+from .report import ProcStats, Report
+from .store import Store
 
 REPO = Path(__file__).resolve().parents[2]
-# Server settings for PostgreSQL runs: durable, as in production and bench/bench_store.py.
-PG_DURABLE = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on",
-              "shared_buffers": "256MB", "max_wal_size": "2GB"}
 READY_TIMEOUT_S = 60.0
 # A connection takes a few ms of gateway CPU (TLS handshake); allow generously for the ramp
 # (on a machine shared with other work, 200 handshakes took up to 40 s).
 CONNECT_BUDGET_S_PER_VEHICLE = 0.25
-PROVISION_CHUNK = 500
-# The machine the projection is for: the project's 2-core VM (docs/benchmarks.md, Reach).
-PROJECTION_CORES = 2.0
 
 
 @dataclass
@@ -63,104 +58,6 @@ class Options:
     profile: bool = False         # py-spy the first gateway and client during the window
 
 
-@dataclass
-class Report:
-    options: dict
-    vehicles: int = 0
-    connected: int = 0
-    connect_s: float = 0.0
-    made: int = 0
-    acked: int = 0
-    acked_per_s: float = 0.0
-    ack_p50_ms: float | None = None
-    ack_p95_ms: float | None = None
-    ack_p99_ms: float | None = None
-    live_p99_ms: float | None = None
-    stored: int = 0
-    lost: int = 0
-    duplicated: int = 0
-    unexpected: int = 0
-    unacked: int = 0              # made, not acknowledged and not stored when the run ended
-    errors: dict = field(default_factory=dict)
-    connects: int = 0
-    migrations: int = 0
-    reconnects: int = 0
-    gateway_cpu_pct: float = 0.0      # of one core, summed over gateway processes
-    gateway_cpu_ms_per_reading: float = 0.0  # gateway CPU time / readings acked in the window
-    gateway_rss_mb: float = 0.0       # peak, summed over gateway processes
-    gateway_kb_per_vehicle: float = 0.0
-    client_cpu_pct: float = 0.0
-    client_cpu_ms_per_reading: float = 0.0   # load generator CPU time / readings acked
-    datagrams_in_per_reading: float = 0.0   # to the gateway, per reading acked in the window
-    datagrams_out_per_reading: float = 0.0  # from the gateway
-    storm: dict | None = None
-
-    def projected_vehicles(self, cores: float, with_clients: bool = False) -> float:
-        """Vehicles the measured CPU per reading allows on `cores` at the run's rate."""
-        ms = self.gateway_cpu_ms_per_reading + (self.client_cpu_ms_per_reading
-                                                if with_clients else 0.0)
-        return cores * 1000 / ms / self.options["rate_hz"] if ms > 0 else 0.0
-
-    @property
-    def ok(self) -> bool:
-        """Exactly once for everything acknowledged, and the run drained."""
-        return (self.lost == 0 and self.duplicated == 0 and self.unexpected == 0
-                and self.unacked == 0)
-
-    def verdict(self) -> str:
-        if self.ok:
-            return "OK: 0 lost, 0 duplicated"
-        if self.lost or self.duplicated or self.unexpected:
-            return (f"FAILED: lost {self.lost}, duplicated {self.duplicated}, "
-                    f"unexpected {self.unexpected}")
-        return f"NOT DRAINED: 0 lost, 0 duplicated, {self.unacked} still in the vehicles"
-
-    def lines(self) -> list[str]:
-        o = self.options
-        out = [f"load test: {self.vehicles} vehicles × {o['rate_hz']} Hz, {o['mode']}, "
-               f"{o['duration_s']:.0f} s, store {o['db'].split('://')[0]}, "
-               f"{o['gateways']} gateway / {o['workers']} client processes",
-               f"  connected          {self.connected} in {self.connect_s:.1f} s "
-               f"({self.connects} connects, {self.reconnects} reconnects, "
-               f"{self.migrations} migrations)",
-               f"  acknowledged       {self.acked_per_s:,.0f} readings/s "
-               f"(offered {self.vehicles * o['rate_hz']:,.0f}/s)",
-               f"  ack latency        p50 {_ms(self.ack_p50_ms)}  p95 {_ms(self.ack_p95_ms)}  "
-               f"p99 {_ms(self.ack_p99_ms)}  (live batches p99 {_ms(self.live_p99_ms)})",
-               f"  gateway            {self.gateway_cpu_pct:.0f} % CPU, "
-               f"{self.gateway_rss_mb:.0f} MB RSS, "
-               f"{self.gateway_kb_per_vehicle:.1f} KB per connected vehicle, "
-               f"{self.gateway_cpu_ms_per_reading:.2f} ms CPU per acked reading",
-               f"  clients            {self.client_cpu_pct:.0f} % CPU, "
-               f"{self.client_cpu_ms_per_reading:.2f} ms CPU per acked reading",
-               f"  projection         {self.projected_vehicles(1.0):,.0f} vehicles at "
-               f"{o['rate_hz']} Hz on one gateway core, "
-               f"{self.projected_vehicles(PROJECTION_CORES, with_clients=True):,.0f} with the "
-               f"load generator on the same {PROJECTION_CORES:.0f} cores "
-               f"(CPU per reading only; not a measured rate)",
-               f"  datagrams          {self.datagrams_in_per_reading:.2f} in + "
-               f"{self.datagrams_out_per_reading:.2f} out at the gateway per acked reading",
-               f"  errors             {self.errors or 'none'}",
-               f"  store              {self.stored:,} stored of {self.made:,} made: "
-               f"lost {self.lost}, duplicated {self.duplicated}, unexpected {self.unexpected}, "
-               f"still in the vehicles (not drained) {self.unacked}"]
-        if self.storm:
-            s = self.storm
-            out.append(f"  outage storm       backlog {s['backlog']:,} readings, drained in "
-                       f"max {_s(s['drain_max_s'])} (p50 {_s(s['drain_p50_s'])}), "
-                       f"{s['drained']} of {self.vehicles} vehicles")
-        out.append("  RESULT " + self.verdict())
-        return out
-
-
-def _ms(v: float | None) -> str:
-    return "-" if v is None else f"{v:.0f} ms"
-
-
-def _s(v: float | None) -> str:
-    return "-" if v is None else f"{v:.1f} s"
-
-
 def _free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -177,128 +74,6 @@ def _env() -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     return env
-
-
-class ProcStats:
-    """CPU seconds and peak RSS of processes, from /proc (sampled by a thread)."""
-
-    def __init__(self, pids: list[int]):
-        self.pids = pids
-        self.peak_kb = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-
-    def cpu_s(self) -> float:
-        tick = os.sysconf("SC_CLK_TCK")
-        total = 0.0
-        for pid in self.pids:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
-        return total
-
-    def rss_kb(self) -> int:
-        total = 0
-        for pid in self.pids:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        return total
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.5):
-            try:
-                self.peak_kb = max(self.peak_kb, self.rss_kb())
-            except (OSError, ValueError):
-                return
-
-    def stop(self) -> None:
-        self._stop.set()
-
-
-class Store:
-    """The throw-away store of one run and its independent check (SQL, not the Store API)."""
-
-    def __init__(self, kind: str, tmp: Path):
-        self.kind = kind
-        self.server = None
-        if kind == "sqlite":
-            self.url = f"sqlite://{tmp / 'fleet.db'}"
-        elif kind in ("postgres", "timescale"):
-            sys.path.insert(0, str(REPO / "tests"))
-            from pgfixture import PgServer  # the source tree's throw-away server
-
-            self.server = PgServer(dict(PG_DURABLE), timescale=kind == "timescale").start()
-            self.url = self.server.create_database("fleet")
-        else:
-            self.url = kind
-
-    async def provision(self, ids: list[str]) -> dict[str, str]:
-        store = open_store(self.url)
-        await store.open()
-        tokens: dict[str, str] = {}
-        try:
-            for i in range(0, len(ids), PROVISION_CHUNK):
-                chunk = ids[i:i + PROVISION_CHUNK]
-                for vid, tok in zip(chunk, await asyncio.gather(
-                        *(store.add_vehicle(v) for v in chunk)), strict=True):
-                    tokens[vid] = tok
-        finally:
-            await store.close()
-        return tokens
-
-    def counts(self, prefix: str) -> dict[str, tuple[int, int, int]]:
-        """vehicle → (rows, distinct seq, max seq) for the load test's vehicles."""
-        sql = ("SELECT vehicle_id, count(*), count(DISTINCT seq), max(seq) FROM vehicle_telemetry "
-               "WHERE vehicle_id LIKE {} GROUP BY vehicle_id")
-        if self.url.startswith("sqlite://"):
-            import sqlite3
-
-            with sqlite3.connect(self.url.removeprefix("sqlite://"), timeout=30) as db:
-                rows = db.execute(sql.format("?"), (prefix + "%",)).fetchall()
-        else:
-            import asyncpg
-
-            async def fetch():
-                conn = await asyncpg.connect(self.url)
-                try:
-                    return await conn.fetch(sql.format("$1"), prefix + "%")
-                finally:
-                    await conn.close()
-
-            rows = asyncio.run(fetch())
-        return {r[0]: (r[1], r[2], r[3]) for r in rows}
-
-    def seqs(self, vehicles: list[str]) -> dict[str, set[int]]:
-        """The stored sequence numbers of a few vehicles (those with readings unacknowledged)."""
-        if not vehicles:
-            return {}
-        out: dict[str, set[int]] = {v: set() for v in vehicles}
-        if self.url.startswith("sqlite://"):
-            import sqlite3
-
-            with sqlite3.connect(self.url.removeprefix("sqlite://"), timeout=30) as db:
-                for v in vehicles:
-                    out[v] = {r[0] for r in db.execute(
-                        "SELECT seq FROM vehicle_telemetry WHERE vehicle_id = ?", (v,))}
-            return out
-        import asyncpg
-
-        async def fetch():
-            conn = await asyncpg.connect(self.url)
-            try:
-                return await conn.fetch("SELECT vehicle_id, seq FROM vehicle_telemetry "
-                                        "WHERE vehicle_id = ANY($1::text[])", vehicles)
-            finally:
-                await conn.close()
-
-        for r in asyncio.run(fetch()):
-            out[r[0]].add(r[1])
-        return out
-
-    def close(self) -> None:
-        if self.server is not None:
-            self.server.close()
 
 
 def _start_gateway(store_url: str, certs: dict, port: int, tmp: Path, k: int,
