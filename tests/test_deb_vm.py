@@ -234,7 +234,7 @@ def _check_operations(guest: Guest) -> None:
     assert sock == "fleet-agent:fleet-agent 660", sock
     assert guest.values("STATUS-NOBODY") != ["rc=0"]  # not in group fleet-agent: refused
     [reload] = guest.values("RELOAD")
-    assert reload.startswith("rc=0 active running"), reload
+    assert reload.startswith("rc=0 active running"), [reload, *guest.values("RELOAD-LOG")]
     [fields] = [json.loads(text) for text in guest.values("JOURNALD")]
     assert fields["VEHICLE"] == [VEHICLE], fields
     assert {"gps", "daemon"} <= set(fields["COMPONENT"]), fields

@@ -165,7 +165,9 @@ say "SOCKET $(stat -c '%U:%G %a' /run/fleet-agent/status.sock 2>&1)"
 runuser -u nobody -- $VENV/bin/fleet-agent status >/dev/null 2>&1
 say "STATUS-NOBODY rc=$?"
 systemctl reload fleet-agent >/hil/reload.log 2>&1
-say "RELOAD rc=$? $(systemctl show -p ActiveState,SubState --value fleet-agent | tr '\n' ' ') $(tr '\n' ' ' < /hil/reload.log)"
+rc=$?
+say "RELOAD rc=$rc $(systemctl show -p ActiveState,SubState --value fleet-agent | tr '\n' ' ') $(tr '\n' ' ' < /hil/reload.log)"
+[ "$rc" = 0 ] || journalctl --no-pager -o short-monotonic -u fleet-agent -n 12 | sed 's/^/HIL:RELOAD-LOG /'
 sleep 2
 journalctl --no-pager -o json -u fleet-agent | python3 -c '
 import json, sys
