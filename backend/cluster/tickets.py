@@ -32,6 +32,9 @@ PRUNE_EVERY = 120
 DAY_MS = 86_400_000
 # The newest tickets kept in memory and in the table (~1 KB each), as backend/tickets.py.
 MAX_TICKETS = 50_000
+# Nodes starting together create the tables under this advisory lock: concurrent CREATE TABLE IF
+# NOT EXISTS races in PostgreSQL (a unique violation on pg_type, seen in the namespace test).
+_SCHEMA_LOCK = 0x666C656574544B  # "fleetTK"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS shared_session_tickets (
     id                 bigserial PRIMARY KEY,
@@ -70,7 +73,9 @@ class SharedTicketStore:
         import asyncpg
 
         self._db = await asyncpg.connect(self.url)
-        await self._db.execute(_SCHEMA)
+        async with self._db.transaction():
+            await self._db.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK)
+            await self._db.execute(_SCHEMA)
         self._last_use = await self._db.fetchval(
             "SELECT coalesce(max(id), 0) FROM shared_session_ticket_uses")
         await self.sync()
