@@ -14,6 +14,10 @@ Rows:
   virtual bus end to end      CanBusSource on a python-can virtual bus (reader thread,
                               batching to asyncio, decode, select); sender in this process,
                               so sender, reader thread and loop share one GIL
+  slcan over a pty            receiving alone (`recv()`), python-can's slcanBus against
+                              agent.can.slcan.SlcanBus, frames written by `hil/can_gen.py
+                              --pty` in another process, paced at 2,000 frames/s and flat out;
+                              CPU time of this process per frame, not wall time
 Bounded: a few seconds in total.
 """
 
@@ -51,6 +55,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--frames", type=int, default=20000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--slcan", type=int, default=4000, metavar="N",
+                        help="frames per slcan-over-pty row (0: skip those rows)")
     args = parser.parse_args(argv)
     db = load_dbc(BUILTIN_DIR / "truck_j1939.dbc")
     frames = []
@@ -111,11 +117,14 @@ def main(argv=None) -> int:
     t_bus, got = asyncio.run(virtual_bus(frames[:bus_n]))
     rows.append((f"virtual bus end to end ({got}/{bus_n})", got / t_bus, t_bus / got * 1e9))
 
+    if args.slcan:
+        rows += slcan_rows(args.slcan)
+
     print(f"{n} frames, best of {args.runs}; python {sys.version.split()[0]}, "
           f"cantools {__import__('cantools').__version__}, python-can {can.__version__}")
-    print(f"{'path':40} {'frames/s':>12} {'ns/frame':>10} {'vs cantools':>12}")
+    print(f"{'path':48} {'frames/s':>12} {'ns/frame':>10} {'vs cantools':>12}")
     for name, fps, ns in rows:
-        print(f"{name:40} {fps:12,.0f} {ns:10,.0f} {fps / rows[0][1]:11.2f}x")
+        print(f"{name:48} {fps:12,.0f} {ns:10,.0f} {fps / rows[0][1]:11.2f}x")
     return 0
 
 
@@ -142,6 +151,56 @@ async def virtual_bus(frames) -> tuple[float, int]:
             await task
         except asyncio.CancelledError:
             pass
+
+
+def slcan_rows(n: int) -> list[tuple[str, float, float]]:
+    """(name, frames per CPU second, CPU ns per frame) of receiving n frames over a pty."""
+    from can.interfaces.slcan import slcanBus
+
+    from agent.can.slcan import SlcanBus
+
+    per_drive_s = sum(1 for _ in drive_frames(60)) / 60
+    rows = []
+    for pace, speed in (("2,000/s", 2000 / per_drive_s), ("flat out", 0)):
+        for name, cls in (("python-can slcanBus", slcanBus), ("agent SlcanBus", SlcanBus)):
+            got, cpu = _slcan_receive(cls, n, n / per_drive_s, speed)
+            rows.append((f"slcan pty {pace}: {name} ({got}/{n})", got / cpu, cpu / got * 1e9))
+    return rows
+
+
+def _slcan_receive(cls, n: int, drive_s: float, speed: float) -> tuple[int, float]:
+    import subprocess
+
+    gen = subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve().parent.parent / "hil" / "can_gen.py"),
+         "--pty", "--duration", f"{drive_s:.3f}", "--speed", str(speed), "--open-timeout", "20"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        bus = cls(gen.stdout.readline().strip(), bitrate=500000, sleep_after_open=0)
+        try:
+            got = 0
+            t0 = None
+            deadline = time.monotonic() + drive_s / max(speed, 1) + 60
+            while got < n and time.monotonic() < deadline:
+                try:
+                    msg = bus.recv(0.5)
+                except can.CanError:  # the generator ended: its pty is gone
+                    break
+                if msg is not None:
+                    if t0 is None:
+                        t0 = time.process_time()
+                    got += 1
+                elif gen.poll() is not None:
+                    break
+            return got, time.process_time() - (t0 or 0)
+        finally:
+            try:
+                bus.shutdown()
+            except can.CanError:  # the generator ended and its pty went away first
+                pass
+    finally:
+        gen.kill()
+        gen.wait(5)
 
 
 if __name__ == "__main__":
