@@ -8,6 +8,8 @@ Rows:
   source path (all selected)  CanPipeline.feed: id lookup → length check → decode → range
                               check → selection → Signals; every signal of every message
   source path (5 signals)     the same with a typical selection (rules, deadband, snapshots)
+  source path (all, min_interval 100 ms)  every signal at most every 100 ms (bench_agent's
+                              selection): frames inside the interval are held, not decoded
   J1939 other SA / priority   frames whose ids differ from the DBC's (PGN match, cached)
   unselected frame            a frame of a message nobody selected: cost per frame
   virtual send+recv only      python-can's virtual bus alone (no decoding), for scale
@@ -36,7 +38,7 @@ import can  # noqa: E402
 
 from agent.can.dbcload import BUILTIN_DIR, load_dbc  # noqa: E402
 from agent.can.decoder import CanDecoder  # noqa: E402
-from agent.can.select import Rule, Selector  # noqa: E402
+from agent.can.select import DEFAULT_RULE, Rule, Selector  # noqa: E402
 from agent.can.source import CanBusSource, CanPipeline  # noqa: E402
 from hil.can_gen import frames as drive_frames  # noqa: E402
 
@@ -73,10 +75,10 @@ def main(argv=None) -> int:
         for m in frames:
             decode(m.arbitration_id, m.data)
 
-    def pipeline_run(selection, rules=None, snapshot_hz=0.0, data=stamped):
+    def pipeline_run(selection, rules=None, snapshot_hz=0.0, data=stamped, default=DEFAULT_RULE):
         def run():
             pipe = CanPipeline("b", CanDecoder([db], selection),
-                               Selector(rules, snapshot_hz=snapshot_hz))
+                               Selector(rules, default, snapshot_hz=snapshot_hz))
             sink = collections.deque(maxlen=1).append  # emit, keeping nothing
             feed = pipe.feed
             for ts, m in data:
@@ -91,6 +93,8 @@ def main(argv=None) -> int:
         ("cantools decode_message", n, cantools_alone),
         ("source path (all selected)", n, pipeline_run(None)),
         ("source path (5 signals)", n, pipeline_run(SELECTION, RULES, 1.0)),
+        ("source path (all, min_interval 100 ms)", n,
+         pipeline_run(None, default=Rule(min_interval_ms=100))),
         ("J1939 other SA (all selected)", n, pipeline_run(None, data=shifted)),
         ("unselected frame", len(unselected),
          pipeline_run({"ET1": {"EngCoolantTemp": "c"}}, data=unselected)),

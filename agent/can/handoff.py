@@ -16,9 +16,14 @@ import threading
 from typing import Any
 
 # A frame waits at most this long in the reader before the loop sees it: the agent records a
-# signal at most every 100 ms and sends once a second, and frames are stamped on receipt, so
-# 20 ms of hand-off delay changes no reading's time and costs the loop 50 wake-ups/s, not 2,000.
+# signal at most every 100 ms and sends once a second, so 20 ms of hand-off delay changes no
+# reading and costs the loop 50 wake-ups/s, not 2,000.
 WINDOW_S = 0.02
+# While a batch is open the reader sleeps this long between draining the driver (socket, tty,
+# queue) instead of waking for every frame: a wake-up cost ~17 µs of CPU per frame at 2,000
+# frames/s on slcan (bench/bench_can.py). Frames are stamped when drained, so a reading's time
+# is late by at most this (python-can's own slcan stamps at parse time too).
+POLL_S = 0.01
 # A batch holds at most this many frames (a full 1 Mbit/s bus, ~8,000 frames/s, fills one in
 # ~30 ms), so a saturated bus still hands over steadily and a batch stays a few KB.
 BATCH_FRAMES = 256
@@ -28,11 +33,17 @@ LIMIT = 50_000
 
 
 class Batcher:
-    """Reader side: collect `(ts_ms, msg)` and say when the batch is due. Pure: `now` (monotonic
-    seconds) is an argument."""
+    """The reader's policy: collect `(ts_ms, msg)` into a batch, and say how long the next
+    `recv()` may block, when to pause so frames gather, and when the batch is due. Pure: `now`
+    (monotonic seconds) is an argument.
 
-    def __init__(self, window_s: float = WINDOW_S, batch_frames: int = BATCH_FRAMES):
+    Reader loop: `msg = recv(timeout(now, idle))`; a frame → `add()`; `due()` → hand over
+    `take()`; no frame but a batch open → sleep `pause(now)`."""
+
+    def __init__(self, window_s: float = WINDOW_S, poll_s: float = POLL_S,
+                 batch_frames: int = BATCH_FRAMES):
         self.window_s = window_s
+        self.poll_s = poll_s
         self.batch_frames = batch_frames
         self.frames: list[tuple[int, Any]] = []
         self._due = 0.0
@@ -42,12 +53,17 @@ class Batcher:
             self._due = now + self.window_s
         self.frames.append(item)
 
-    def timeout(self, now: float, idle: float) -> float:
-        """How long the reader may block in `recv()`: `idle` with nothing collected."""
-        return max(0.0, self._due - now) if self.frames else idle
+    def timeout(self, idle: float) -> float:
+        """How long `recv()` may block: `idle` with no batch open, else 0 (drain what the
+        driver holds; `pause()` does the waiting)."""
+        return 0.0 if self.frames else idle
 
     def due(self, now: float) -> bool:
         return bool(self.frames) and (now >= self._due or len(self.frames) >= self.batch_frames)
+
+    def pause(self, now: float) -> float:
+        """With a batch open and the driver drained: how long to sleep before draining again."""
+        return max(0.0, min(self.poll_s, self._due - now))
 
     def take(self) -> list[tuple[int, Any]]:
         frames, self.frames = self.frames, []
@@ -62,6 +78,7 @@ class Handoff:
     def __init__(self, loop: asyncio.AbstractEventLoop, limit: int = LIMIT):
         self.limit = limit
         self.dropped = 0
+        self.wakeups = 0  # times put() woke the loop
         self.failure: BaseException | None = None
         self._loop = loop
         self._lock = threading.Lock()
@@ -82,6 +99,7 @@ class Handoff:
                 self._waiting += len(batch)
             wake = bool(batch) and not self._woken
             self._woken = self._woken or wake
+            self.wakeups += wake
         if wake:
             self._loop.call_soon_threadsafe(self._wake.set)
 

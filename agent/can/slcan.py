@@ -6,8 +6,8 @@ timeout when the line is quiet. At 2,000 frames/s (~50,000 bytes/s) that was 55 
 CPU samples and the agent fell behind (docs/benchmarks.md, "Agent at nominal load"). Measured
 with `python bench/bench_agent.py --can slcan`: before, 271 µs of agent CPU per frame and only
 811 of 2,000 frames/s kept up; after, see the benchmark section. This class overrides only
-`_read` (one line out of a buffer filled by `read(in_waiting)`); opening, bit rates, line
-parsing, `send` and shutdown stay python-can's.
+`_read`: one `select` + `read` of whatever the port holds, lines cut out of the buffer;
+opening, bit rates, line parsing, `send` and shutdown stay python-can's (and pyserial's).
 """
 
 from __future__ import annotations
@@ -16,13 +16,10 @@ import os
 import select
 import time
 
-from can.exceptions import error_check
+from can.exceptions import CanOperationError
 from can.interfaces.slcan import slcanBus
+from serial import SerialException
 
-# How long one blocking read of an empty port waits: the reader's own recv() timeouts (its
-# batch window, its stop check) are honoured to within this, and a quiet port wakes 100×/s
-# instead of python-can's 1,000×/s.
-PORT_TIMEOUT_S = 0.01
 # An SLCAN line is at most ~140 bytes (a CAN FD frame); a longer run without a terminator is
 # noise (wrong baud rate, a device that is not an SLCAN adapter): drop it instead of growing.
 MAX_LINE = 256
@@ -32,37 +29,39 @@ READ_SIZE = 4096
 class SlcanBus(slcanBus):
     """`interface = "slcan"` with block reads; same arguments as python-can's `slcanBus`."""
 
-    def __init__(self, channel, *args, timeout: float = PORT_TIMEOUT_S, **kwargs):
-        super().__init__(channel, *args, timeout=timeout, **kwargs)
-
     def _read(self, timeout: float | None) -> str | None:
         """The next line with its terminator (`\\r`, or `\\a` for an error), or None once
         `timeout` seconds pass without one."""
         buf = self._buffer
-        fd = self.serialPortOrig.fileno()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with error_check("Could not read from serial device"):
-            while True:
-                end = buf.find(b"\r")
-                bell = buf.find(b"\a")
-                if bell >= 0 and (end < 0 or bell < end):
-                    end = bell
-                if end >= 0:
-                    line = buf[:end + 1].decode("ascii", "replace")
-                    del buf[:end + 1]
-                    return line
-                if len(buf) > MAX_LINE:
-                    buf.clear()
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    left = 0.0
-                if select.select([fd], [], [], left)[0]:
-                    try:
-                        chunk = os.read(fd, READ_SIZE)
-                    except BlockingIOError:
-                        continue
-                    if not chunk:
-                        raise OSError("device gone")
-                    buf += chunk
-                elif left == 0.0:
-                    return None
+        deadline = None
+        while True:
+            end = buf.find(b"\r")
+            bell = buf.find(b"\a")
+            if bell >= 0 and (end < 0 or bell < end):
+                end = bell
+            if end >= 0:
+                line = buf[:end + 1].decode("ascii", "replace")
+                del buf[:end + 1]
+                return line
+            if len(buf) > MAX_LINE:
+                buf.clear()
+            if timeout is None:
+                left = None
+            else:
+                if deadline is None:
+                    deadline = time.monotonic() + timeout
+                left = max(0.0, deadline - time.monotonic())
+            try:
+                fd = self.serialPortOrig.fileno()
+                if not select.select((fd,), (), (), left)[0]:
+                    if left == 0.0:
+                        return None
+                    continue
+                chunk = os.read(fd, READ_SIZE)
+            except BlockingIOError:
+                continue
+            except (OSError, ValueError, SerialException) as exc:  # ValueError: port closed
+                raise CanOperationError(f"Could not read from serial device: {exc}") from exc
+            if not chunk:  # readable but empty: the device went away
+                raise CanOperationError("Could not read from serial device: it disconnected")
+            buf += chunk

@@ -175,12 +175,14 @@ def _reader(bus: can.BusABC, handoff: Handoff, stop: threading.Event) -> None:
     clock = time.monotonic
     try:
         while not stop.is_set():
-            msg = recv(batcher.timeout(clock(), RECV_TIMEOUT_S))
+            msg = recv(batcher.timeout(RECV_TIMEOUT_S))
             now = clock()
             if msg is not None:
                 batcher.add((time.time_ns() // 1_000_000, msg), now)
-            if batcher.due(now) or (msg is None and batcher.frames):
+            if batcher.due(now):
                 handoff.put(batcher.take())
+            elif msg is None and batcher.frames:
+                time.sleep(batcher.pause(now))  # let frames gather in the driver
     except BaseException as exc:  # hand every failure to the loop, which reopens
         handoff.put(batcher.take())
         handoff.fail(exc)
