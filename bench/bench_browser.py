@@ -10,8 +10,8 @@ fed through `Hub.position` (bench_webapp's feed). Per phase:
   MapLibre's workers (geojson-vt/supercluster re-tiling, tile parsing) and of the GPU process
   (SwiftShader drawing on the CPU), each the union of its top-level tasks;
 - in the page: requestAnimationFrame intervals, long tasks (> 50 ms, PerformanceObserver) and
-  the app's own work, timed around each part: in the socket's worker, parsing the hub's
-  frames; on the main thread, unpacking them into the fleet (coalescing), `fleet.apply`,
+  the app's own work, timed around each part: in the socket's worker, inflating and parsing
+  the hub's frames; on the main thread, unpacking them into the fleet (coalescing), `fleet.apply`,
   building the live source's features, the clustered source's diff and its `updateData` call
   (MapLibre's serialisation for its worker runs later: in the long tasks and `--profile`),
   the list.
@@ -191,8 +191,8 @@ def summary(name: str, s: dict, seconds: float) -> str:
 
 
 HEADER = ["| phase | fps | frame p50 / p95 / max ms | busy ms/s: main / workers / GPU proc | "
-          "long tasks > 50 ms (ms/s, max) | ours ms/s: (socket worker: parse) + main: unpack + "
-          "apply + live features + cluster diff + list | positions |",
+          "long tasks > 50 ms (ms/s, max) | ours ms/s: (socket worker: inflate + parse) + "
+          "main: unpack + apply + live features + cluster diff + list | positions |",
           "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
 
 
