@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -54,6 +55,34 @@ def rss_kb(pid: int) -> tuple[int, int]:
         if key in ("VmRSS", "VmHWM"):
             vals[key] = int(rest.split()[0])
     return vals["VmRSS"], vals["VmHWM"]
+
+
+def thread_cpu_s(pid: int) -> dict[int, float]:
+    """utime + stime of each of the process's threads, by thread id."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            out[int(task.name)] = cpu_s_of(task / "stat")
+        except OSError:  # the thread ended
+            pass
+    return out
+
+
+def cpu_s_of(stat: Path) -> float:
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def thread_names(pid: int) -> dict[int, str]:
+    """Python thread names by OS thread id, from `py-spy dump --json` (Python 3.11 does not
+    name its OS threads)."""
+    try:
+        out = subprocess.run([str(Path(sys.executable).with_name("py-spy")), "dump", "--json",
+                              "--nonblocking", "--pid", str(pid)], capture_output=True,
+                             text=True, timeout=30).stdout
+        return {t["os_thread_id"]: t["thread_name"] for t in json.loads(out)}
+    except (OSError, subprocess.TimeoutExpired, ValueError, KeyError, TypeError):
+        return {}
 
 
 def frames_per_drive_s() -> float:
@@ -132,8 +161,13 @@ def gen_cpu(path: Path | None) -> float:
 
 def measure(pid: int, seconds: float, sock: Path, gen: Path | None) -> dict:
     s0, c0, g0, t0 = status(sock), cpu_s(pid), gen_cpu(gen), time.monotonic()
+    th0 = thread_cpu_s(pid)
     time.sleep(seconds)
     c1, g1, t1, s1 = cpu_s(pid), gen_cpu(gen), time.monotonic(), status(sock)
+    th1 = thread_cpu_s(pid)
+    names = thread_names(pid)
+    threads = sorted(((names.get(tid, str(tid)), cpu - th0.get(tid, 0.0))
+                      for tid, cpu in th1.items()), key=lambda x: -x[1])
     c1 -= g1 - g0  # the generator thread is not the agent
     rss, hwm = rss_kb(pid)
     frames = s1["frames"] - s0["frames"]
@@ -141,7 +175,7 @@ def measure(pid: int, seconds: float, sock: Path, gen: Path | None) -> dict:
             "frames_per_s": frames / (t1 - t0),
             "fixes_per_s": (s1["fixes"] - s0["fixes"]) / (t1 - t0),
             "acked_per_s": (s1["acked"] - s0["acked"]) / (t1 - t0),
-            "rss_mb": rss / 1024, "hwm_mb": hwm / 1024}
+            "rss_mb": rss / 1024, "hwm_mb": hwm / 1024, "threads": threads}
 
 
 async def run(args) -> None:
@@ -181,8 +215,9 @@ async def run(args) -> None:
                 if args.profile and play:  # collapsed stacks: python -m backend.loadtest.profile
                     spy = subprocess.Popen(
                         [str(Path(sys.executable).with_name("py-spy")), "record", "--format",
-                         "raw", "--nonblocking", "-d", str(int(args.seconds)), "-p",
-                         str(agent.pid), "-o", args.profile], stdout=subprocess.DEVNULL)
+                         "raw", "--nonblocking", *(["--gil"] if args.gil else []), "-d",
+                         str(int(args.seconds)), "-p", str(agent.pid), "-o", args.profile],
+                        stdout=subprocess.DEVNULL)
                 results[phase] = await asyncio.to_thread(
                     measure, agent.pid, args.seconds, b.work / f"agent-{phase}.sock",
                     b.work / f"agent-{phase}.gen-cpu" if virtual else None)
@@ -201,8 +236,8 @@ def status(sock: Path) -> dict:
 
     st = query(str(sock))
     src = st["sources"]
-    return {"acked": st["link"]["readings_acked"], "frames": src["can:truck"]["frames"],
-            "fixes": src["gps"]["fixes"]}
+    return {"acked": st["link"]["readings_acked"], "frames": src["can:truck"].get("frames", 0),
+            "fixes": src["gps"].get("fixes", 0)}
 
 
 def print_table(args, speed: float, r: dict) -> None:
@@ -215,6 +250,8 @@ def print_table(args, speed: float, r: dict) -> None:
         print(f"  {phase}: {x['frames_per_s']:,.0f} CAN frames/s and {x['fixes_per_s']:.1f} "
               f"fixes/s reached the agent, {x['acked_per_s']:,.0f} readings/s acked; "
               f"{x['cpu_s']:.2f} s CPU in {x['wall_s']:.1f} s")
+        print("    by thread: " + ", ".join(
+            f"{name} {cpu / x['wall_s'] * 100:.1f} %" for name, cpu in x["threads"] if cpu > 0))
     per_frame_us = load["cpu_s"] / max(1, load["frames_per_s"] * load["wall_s"]) * 1e6
     print(f"  CPU per CAN frame (GPS included): {per_frame_us:.0f} µs → at "
           f"{args.frames_per_s:,} frames/s: {per_frame_us * args.frames_per_s / 1e4:.1f} % "
@@ -263,6 +300,8 @@ def main() -> None:
     p.add_argument("--frames-per-s", type=int, default=2000)
     p.add_argument("--gps-hz", type=float, default=10.0)
     p.add_argument("--profile", metavar="FILE", help="py-spy the loaded agent into FILE")
+    p.add_argument("--gil", action="store_true",
+                   help="with --profile: only samples holding the GIL (py-spy --gil)")
     p.add_argument("--can", choices=("virtual", "slcan"), default="virtual")
     asyncio.run(run(p.parse_args()))
 

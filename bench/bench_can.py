@@ -8,12 +8,18 @@ Rows:
   source path (all selected)  CanPipeline.feed: id lookup → length check → decode → range
                               check → selection → Signals; every signal of every message
   source path (5 signals)     the same with a typical selection (rules, deadband, snapshots)
+  source path (all, min_interval 100 ms)  every signal at most every 100 ms (bench_agent's
+                              selection): frames inside the interval are held, not decoded
   J1939 other SA / priority   frames whose ids differ from the DBC's (PGN match, cached)
   unselected frame            a frame of a message nobody selected: cost per frame
   virtual send+recv only      python-can's virtual bus alone (no decoding), for scale
   virtual bus end to end      CanBusSource on a python-can virtual bus (reader thread,
                               batching to asyncio, decode, select); sender in this process,
                               so sender, reader thread and loop share one GIL
+  slcan over a pty            receiving alone (`recv()`), python-can's slcanBus against
+                              agent.can.slcan.SlcanBus, frames written by `hil/can_gen.py
+                              --pty` in another process, paced at 2,000 frames/s and flat out;
+                              CPU time of this process per frame, not wall time
 Bounded: a few seconds in total.
 """
 
@@ -32,7 +38,7 @@ import can  # noqa: E402
 
 from agent.can.dbcload import BUILTIN_DIR, load_dbc  # noqa: E402
 from agent.can.decoder import CanDecoder  # noqa: E402
-from agent.can.select import Rule, Selector  # noqa: E402
+from agent.can.select import DEFAULT_RULE, Rule, Selector  # noqa: E402
 from agent.can.source import CanBusSource, CanPipeline  # noqa: E402
 from hil.can_gen import frames as drive_frames  # noqa: E402
 
@@ -51,6 +57,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--frames", type=int, default=20000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--slcan", type=int, default=4000, metavar="N",
+                        help="frames per slcan-over-pty row (0: skip those rows)")
     args = parser.parse_args(argv)
     db = load_dbc(BUILTIN_DIR / "truck_j1939.dbc")
     frames = []
@@ -67,10 +75,10 @@ def main(argv=None) -> int:
         for m in frames:
             decode(m.arbitration_id, m.data)
 
-    def pipeline_run(selection, rules=None, snapshot_hz=0.0, data=stamped):
+    def pipeline_run(selection, rules=None, snapshot_hz=0.0, data=stamped, default=DEFAULT_RULE):
         def run():
             pipe = CanPipeline("b", CanDecoder([db], selection),
-                               Selector(rules, snapshot_hz=snapshot_hz))
+                               Selector(rules, default, snapshot_hz=snapshot_hz))
             sink = collections.deque(maxlen=1).append  # emit, keeping nothing
             feed = pipe.feed
             for ts, m in data:
@@ -85,6 +93,8 @@ def main(argv=None) -> int:
         ("cantools decode_message", n, cantools_alone),
         ("source path (all selected)", n, pipeline_run(None)),
         ("source path (5 signals)", n, pipeline_run(SELECTION, RULES, 1.0)),
+        ("source path (all, min_interval 100 ms)", n,
+         pipeline_run(None, default=Rule(min_interval_ms=100))),
         ("J1939 other SA (all selected)", n, pipeline_run(None, data=shifted)),
         ("unselected frame", len(unselected),
          pipeline_run({"ET1": {"EngCoolantTemp": "c"}}, data=unselected)),
@@ -111,11 +121,14 @@ def main(argv=None) -> int:
     t_bus, got = asyncio.run(virtual_bus(frames[:bus_n]))
     rows.append((f"virtual bus end to end ({got}/{bus_n})", got / t_bus, t_bus / got * 1e9))
 
+    if args.slcan:
+        rows += slcan_rows(args.slcan)
+
     print(f"{n} frames, best of {args.runs}; python {sys.version.split()[0]}, "
           f"cantools {__import__('cantools').__version__}, python-can {can.__version__}")
-    print(f"{'path':40} {'frames/s':>12} {'ns/frame':>10} {'vs cantools':>12}")
+    print(f"{'path':48} {'frames/s':>12} {'ns/frame':>10} {'vs cantools':>12}")
     for name, fps, ns in rows:
-        print(f"{name:40} {fps:12,.0f} {ns:10,.0f} {fps / rows[0][1]:11.2f}x")
+        print(f"{name:48} {fps:12,.0f} {ns:10,.0f} {fps / rows[0][1]:11.2f}x")
     return 0
 
 
@@ -142,6 +155,56 @@ async def virtual_bus(frames) -> tuple[float, int]:
             await task
         except asyncio.CancelledError:
             pass
+
+
+def slcan_rows(n: int) -> list[tuple[str, float, float]]:
+    """(name, frames per CPU second, CPU ns per frame) of receiving n frames over a pty."""
+    from can.interfaces.slcan import slcanBus
+
+    from agent.can.slcan import SlcanBus
+
+    per_drive_s = sum(1 for _ in drive_frames(60)) / 60
+    rows = []
+    for pace, speed in (("2,000/s", 2000 / per_drive_s), ("flat out", 0)):
+        for name, cls in (("python-can slcanBus", slcanBus), ("agent SlcanBus", SlcanBus)):
+            got, cpu = _slcan_receive(cls, n, n / per_drive_s, speed)
+            rows.append((f"slcan pty {pace}: {name} ({got}/{n})", got / cpu, cpu / got * 1e9))
+    return rows
+
+
+def _slcan_receive(cls, n: int, drive_s: float, speed: float) -> tuple[int, float]:
+    import subprocess
+
+    gen = subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve().parent.parent / "hil" / "can_gen.py"),
+         "--pty", "--duration", f"{drive_s:.3f}", "--speed", str(speed), "--open-timeout", "20"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        bus = cls(gen.stdout.readline().strip(), bitrate=500000, sleep_after_open=0)
+        try:
+            got = 0
+            t0 = None
+            deadline = time.monotonic() + drive_s / max(speed, 1) + 60
+            while got < n and time.monotonic() < deadline:
+                try:
+                    msg = bus.recv(0.5)
+                except can.CanError:  # the generator ended: its pty is gone
+                    break
+                if msg is not None:
+                    if t0 is None:
+                        t0 = time.process_time()
+                    got += 1
+                elif gen.poll() is not None:
+                    break
+            return got, time.process_time() - (t0 or 0)
+        finally:
+            try:
+                bus.shutdown()
+            except can.CanError:  # the generator ended and its pty went away first
+                pass
+    finally:
+        gen.kill()
+        gen.wait(5)
 
 
 if __name__ == "__main__":

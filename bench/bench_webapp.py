@@ -17,8 +17,9 @@ position and the hub batching (`"batch": true`: one frame per tick per view). Re
 latency p50/p99 of what arrived, how much arrived, what the hub coalesced or dropped, and
 CPU per message (the hub's `position()` fan-out alone, and the whole server process per
 delivered position).
-browser: Debian chromium (SwiftShader WebGL, as the tests run it), requestAnimationFrame
-intervals; baseline: the same map without vehicles, idle and panned every frame.
+browser: bench_browser.py (Debian chromium, SwiftShader WebGL, as the tests run it): frame
+intervals, main-thread / worker / GPU-process busy time and long tasks; baselines: the map
+without vehicles and the same map holding the fleet with updates stopped, idle and panned.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -57,42 +59,11 @@ CENTER = (53.55, 10.0)  # Hamburg, where the demo drives
 WARMUP_S = 2.0  # connections up, first snapshot delivered: not measured
 DRAIN_S = 3.0  # after the feed stops, late messages of the window still count
 STEP_TIMEOUT_S = 90  # bound on every browser call and on the clients' child process
+# Clients that inflate, parse and time what they get (the others only read it): 100 browsers'
+# parsing (2.2 MB/s of JSON each at 10,000 vehicles) would not fit beside the server here.
+MEASURED_CLIENTS = 10
 TIME_RE = re.compile(r'"time":"([^"]{24})"')
 TIME_KEY = '"time":"'
-
-# in the page: frame intervals and positions received
-PROBE = """() => {
-  const app = window.fleetApp;
-  const probe = { frames: [], received: 0, wsMs: 0, appMs: 0 };
-  const onFeature = app.socket.onFeature;
-  app.socket.onFeature = (f) => { probe.received++; onFeature(f); };
-  // main-thread time in the app's own work: WebSocket messages (JSON.parse, coalescing) and
-  // its per-frame update (fold in positions, rebuild the source); the rest is MapLibre's
-  const ws = app.socket.ws, onmessage = ws.onmessage;
-  ws.onmessage = (e) => { const t = performance.now(); onmessage(e);
-                          probe.wsMs += performance.now() - t; };
-  const frame = app.live.frame.bind(app.live);
-  app.live.frame = (now) => { const t = performance.now(); frame(now);
-                              probe.appMs += performance.now() - t; };
-  let last = performance.now();
-  const tick = (t) => { probe.frames.push(t - last); last = t; requestAnimationFrame(tick); };
-  requestAnimationFrame(tick);
-  window.benchProbe = probe;
-}"""
-PAN = """() => {
-  window.benchPan = true;
-  const step = () => { if (!window.benchPan) return; fleetApp.map.panBy([2, 0], { duration: 0 });
-                       requestAnimationFrame(step); };
-  requestAnimationFrame(step);
-}"""
-TAKE = """() => {
-  const p = window.benchProbe;
-  const out = { frames: p.frames, received: p.received, build_ms: fleetApp.live.lastBuildMs,
-                vehicles: fleetApp.fleet.vehicles.size, ws_ms: p.wsMs, app_ms: p.appMs };
-  p.frames = []; p.received = 0; p.wsMs = 0; p.appMs = 0;
-  return out;
-}"""
-
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -173,11 +144,13 @@ def _stamps_ms(text: str) -> tuple[float | None, int]:
 
 async def _client(url: str, token: str, window: list[float], lat: list[float],
                   stop: asyncio.Event, ready: asyncio.Event, count: list[int],
-                  batch: bool, deflate: bool) -> None:
+                  batch: bool, deflate: bool, nbytes: list[int], measure: bool) -> None:
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
-        # compress=15: offer permessage-deflate as browsers do
+        # deflate: offer permessage-deflate as browsers do (the plain broadcast accepts it, the
+        # hub declines it) and ask the hub for deflated batch frames, as the web app does
         async with http.ws_connect(url, max_msg_size=0, compress=15 if deflate else 0) as ws:
-            await ws.send_json({"op": "subscribe", "topic": ALL, "batch": batch})
+            await ws.send_json({"op": "subscribe", "topic": ALL, "batch": batch,
+                                "deflate": deflate})
             count[0] += 1
             if count[0] == count[1]:
                 ready.set()
@@ -186,23 +159,35 @@ async def _client(url: str, token: str, window: list[float], lat: list[float],
                     msg = await asyncio.wait_for(ws.receive(), 0.5)
                 except TimeoutError:
                     continue
-                if msg.type != aiohttp.WSMsgType.TEXT:
+                if msg.type not in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT):
                     return
-                stamp, n = _stamps_ms(msg.data)
+                if not measure:
+                    continue  # takes the server's bytes like the others, parses nothing
+                text = (zlib.decompress(msg.data, -zlib.MAX_WBITS).decode()
+                        if msg.type == aiohttp.WSMsgType.BINARY else msg.data)
+                stamp, n = _stamps_ms(text)
                 if stamp is not None and window and window[0] <= stamp < window[1]:
                     lat.extend([time.time() * 1000 - stamp] * n)
+                    # payload as the application got it: after permessage-deflate, inflated
+                    nbytes[0] += len(msg.data)
 
 
 async def clients_main(url: str, token: str, n: int, seconds: float, batch: bool,
                        deflate: bool = False) -> None:
     """Connect n clients, print "ready", measure the window [ready+WARMUP_S, +seconds),
-    print one JSON line of results."""
+    print one JSON line of results. Only `MEASURED_CLIENTS` of them inflate and parse what
+    they get; the rest read every message and drop it, so the server does all n clients' work
+    while the one client process (on the server's 2 cores) does not do n browsers' work."""
+    measured = min(n, MEASURED_CLIENTS)
     stop, ready = asyncio.Event(), asyncio.Event()
     window: list[float] = []
     lat: list[float] = []
     count = [0, n]
+    nbytes = [0]
     tasks = [asyncio.get_running_loop().create_task(
-        _client(url, token, window, lat, stop, ready, count, batch, deflate)) for _ in range(n)]
+        _client(url, token, window, lat, stop, ready, count, batch, deflate, nbytes,
+                measure=i < measured))
+        for i in range(n)]
     await asyncio.wait_for(ready.wait(), 60)
     start = time.time() * 1000 + WARMUP_S * 1000
     window[:] = [start, start + seconds * 1000]
@@ -211,7 +196,9 @@ async def clients_main(url: str, token: str, n: int, seconds: float, batch: bool
     stop.set()
     await asyncio.gather(*tasks, return_exceptions=True)
     print(json.dumps({"received": len(lat), "p50": pct(lat, 50), "p99": pct(lat, 99),
-                      "max": max(lat, default=float("nan"))}), flush=True)
+                      "max": max(lat, default=float("nan")),
+                      "bytes_per_client_s": nbytes[0] / measured / seconds,
+                      "measured": measured}), flush=True)
 
 
 async def with_clients(url: str, token: str, n: int, seconds: float, fleet: Fleet,
@@ -234,7 +221,8 @@ async def with_clients(url: str, token: str, n: int, seconds: float, fleet: Flee
             proc.kill()
         await proc.wait()
     return {**out, **fed, "cpu_s": cpu, "wall_s": wall,
-            "expected": len(fleet.homes) * seconds * n}
+            "expected": len(fleet.homes) * seconds * out["measured"],
+            "delivered": out["received"] * n / out["measured"]}  # every client got as much
 
 
 # --- the baseline: a plain broadcast ---------------------------------------------------------
@@ -294,8 +282,9 @@ def row(name: str, r: dict, published: int) -> str:
     return (f"| {name} | {r['p50']:.0f} / {r['p99']:.0f} / {r['max']:.0f} ms | "
             f"{r['received']:,} of {r['expected']:,.0f} ({pct_recv:.0f} %) | "
             f"{1e6 * r['inside_s'] / max(1, published):.1f} µs | "
-            f"{1e6 * r['cpu_s'] / max(1, r['received']):.1f} µs | "
-            f"{100 * r['cpu_s'] / r['wall_s']:.0f} % |")
+            f"{1e6 * r['cpu_s'] / max(1, r['delivered']):.1f} µs | "
+            f"{100 * r['cpu_s'] / r['wall_s']:.0f} % | "
+            f"{r['bytes_per_client_s'] / 1000:,.0f} kB/s |")
 
 
 async def latency(args) -> list[str]:
@@ -327,11 +316,13 @@ async def latency(args) -> list[str]:
             await store.close()
     lines = [
         f"{args.vehicles} vehicles at 1 Hz handed to the hub, {args.clients} WebSocket clients "
-        f"on {ALL} (child process), {args.seconds:g} s measured after {WARMUP_S:g} s warm-up",
+        f"on {ALL} (child process; {min(args.clients, MEASURED_CLIENTS)} of them parse and time "
+        f"what they get), {args.seconds:g} s measured after {WARMUP_S:g} s warm-up",
         "",
         "| server | latency p50 / p99 / max | positions received by the clients | "
-        "CPU in hand-over per position | server CPU per delivered position | server CPU |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "CPU in hand-over per position | server CPU per delivered position | server CPU | "
+        "WebSocket payload per client |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
         row("plain broadcast (baseline)", base, base["handed"]),
     ]
     notes = [""]
@@ -348,67 +339,10 @@ async def latency(args) -> list[str]:
 
 
 async def browser(args) -> list[str]:
-    from playwright.async_api import async_playwright
+    """The browser's frame time and main-thread time: bench_browser.py's phases."""
+    from bench.bench_browser import run
 
-    def summary(name: str, s: dict, seconds: float) -> str:
-        f = s["frames"][3:]  # the first frames after a phase change are not steady
-        return (f"| {name} | {len(f) / seconds:.1f} | {pct(f, 50):.0f} / {pct(f, 95):.0f} / "
-                f"{max(f, default=0):.0f} ms | {s['received']:,} | {s['vehicles']:,} | "
-                f"{s['ws_ms'] / seconds:.0f} + {s['app_ms'] / seconds:.0f} ms/s |")
-
-    async def step(coro):
-        return await asyncio.wait_for(coro, STEP_TIMEOUT_S)
-
-    with tempfile.TemporaryDirectory() as d:
-        store, hub, app, token = await fleet_app(Path(d))
-        runner, addr = await serve(app)
-        fleet = Fleet(args.vehicles)
-        lines = [f"chromium 1366x768 SwiftShader, {args.vehicles} vehicles at 1 Hz, "
-                 f"{args.seconds:g} s per phase", "",
-                 "| phase | fps | frame p50 / p95 / max | positions received | vehicles known | "
-                 "main thread in the app: WebSocket + frame work |",
-                 "| --- | ---: | ---: | ---: | ---: | ---: |"]
-        try:
-            async with async_playwright() as p:
-                b = await p.chromium.launch(executable_path="/usr/bin/chromium",
-                                            args=CHROMIUM_ARGS)
-                page = await b.new_page(viewport={"width": 1366, "height": 768})
-                errors: list[str] = []
-                page.on("console", lambda m: m.type == "error" and errors.append(m.text))
-                await step(page.goto(f"http://{addr}/login"))
-                await page.fill("#username", "bench")
-                await page.fill("#password", PASSWORD)
-                await page.click("button[type=submit]")
-                await step(page.wait_for_function("document.body.dataset.ready === 'true'",
-                                                  timeout=60000))
-                await step(page.evaluate("fleetApp.map.jumpTo({center: [10.0, 53.55], "
-                                         "zoom: 9})"))
-                await step(page.evaluate(PROBE))
-                await asyncio.sleep(args.seconds)
-                lines.append(summary("no vehicles, idle", await step(page.evaluate(TAKE)),
-                                     args.seconds))
-                await step(page.evaluate(PAN))
-                await asyncio.sleep(args.seconds)
-                lines.append(summary("no vehicles, panned every frame (baseline)",
-                                     await step(page.evaluate(TAKE)), args.seconds))
-                await step(page.evaluate("window.benchPan = false"))
-                for zoom, name in ((9, "clustered"), (14, "single vehicles")):
-                    await step(page.evaluate(f"fleetApp.map.jumpTo({{center: [10.0, 53.55], "
-                                             f"zoom: {zoom}}})"))
-                    await feed(fleet, hub.position, 3)  # warm-up: every vehicle known
-                    await step(page.evaluate(TAKE))
-                    await feed(fleet, hub.position, args.seconds)
-                    s = await step(page.evaluate(TAKE))
-                    lines.append(summary(f"{args.vehicles:,} vehicles, zoom {zoom}, {name}", s,
-                                         args.seconds))
-                lines.append("")
-                lines.append(f"last source rebuild {s['build_ms']:.1f} ms; console errors: "
-                             f"{len(errors)}")
-                await b.close()
-        finally:
-            await runner.cleanup()
-            await store.close()
-    return lines
+    return await run(args.vehicles, args.seconds, [9, 14], profile=False)
 
 
 def main() -> None:
@@ -422,7 +356,8 @@ def main() -> None:
     ap.add_argument("--token")
     ap.add_argument("--batch", action="store_true", help="(_clients) subscribe batched")
     ap.add_argument("--deflate", action="store_true",
-                    help="clients offer permessage-deflate, as browsers do")
+                    help="clients offer permessage-deflate, as browsers do, and ask the hub "
+                         "for deflated batch frames, as the web app does")
     ap.add_argument("--skip-streamed", action="store_true",
                     help="latency: measure the hub batched only (the streamed phase is slow)")
     a = ap.parse_args()

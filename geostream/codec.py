@@ -6,7 +6,6 @@ send something wrong ends in one `ProtocolError` with the documented code.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import struct
 from typing import Any
@@ -80,7 +79,7 @@ def _inflate_readings(z: Any, inflater: Inflater | None) -> Any:
         raise ProtocolError(ErrorCode.MALFORMED, f"undecodable CBOR in 'z': {exc}") from None
 
 
-def _decode_map(m: dict, inflater: Inflater | None = None) -> Message:
+def _decode_map(m: dict, inflater: Inflater | None = None, wire_size: int = 0) -> Message:
     t = m.get("t")
     if t == "batch":
         if "z" in m:
@@ -99,7 +98,8 @@ def _decode_map(m: dict, inflater: Inflater | None = None) -> Message:
                 raise ProtocolError(ErrorCode.MALFORMED, f"sequence {q} twice in one batch")
             seen.add(q)
         vehicle = _text(m, "vehicle", 64) if "vehicle" in m else None
-        return Batch(epoch=uint(m, "epoch"), readings=tuple(readings), vehicle=vehicle)
+        return Batch(epoch=uint(m, "epoch"), readings=tuple(readings), vehicle=vehicle,
+                     wire_size=wire_size)
     if t == "ack":
         return Ack(
             epoch=uint(m, "epoch"),
@@ -225,14 +225,16 @@ def encode(msg: Message, deflater: Deflater | None = None) -> bytes:
     return _HEADER.pack(len(payload)) + payload
 
 
-def decode_payload(payload: bytes, inflater: Inflater | None = None) -> Message:
+def decode_payload(payload: bytes, inflater: Inflater | None = None,
+                   wire_size: int = 0) -> Message:
+    """One message from its CBOR payload; a batch records `wire_size`, its framed size."""
     try:
         m = cbor2.loads(payload)
     except Exception as exc:  # cbor2 raises several types on garbage; all mean the same here
         raise ProtocolError(ErrorCode.MALFORMED, f"undecodable CBOR: {exc}") from None
     if not isinstance(m, dict):
         raise ProtocolError(ErrorCode.MALFORMED, "message is not a CBOR map")
-    return _decode_map(m, inflater)
+    return _decode_map(m, inflater, wire_size)
 
 
 def framed_size(n_payload: int) -> int:
@@ -269,8 +271,5 @@ class FrameDecoder:
                 break
             payload = bytes(self._buf[_HEADER.size : _HEADER.size + n])
             del self._buf[: _HEADER.size + n]
-            msg = decode_payload(payload, self.inflater)
-            if isinstance(msg, Batch):
-                msg = dataclasses.replace(msg, wire_size=_HEADER.size + n)
-            out.append(msg)
+            out.append(decode_payload(payload, self.inflater, wire_size=_HEADER.size + n))
         return out

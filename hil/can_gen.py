@@ -167,14 +167,20 @@ def open_pty() -> tuple[int, str]:
 
 
 def write_lawicel(master: int, msg: can.Message) -> None:
-    """Write one frame as an slcan adapter would, waiting (bounded) if the pty buffer is full."""
+    """Write one frame as an slcan adapter would, waiting (bounded) if the pty buffer is full;
+    a line once begun is finished, so a slow reader loses whole frames, never gets torn ones."""
     line = to_lawicel(msg)
-    for _ in range(200):
+    rest = memoryview(line)
+    for tries in range(400):
         try:
-            os.write(master, line)
-            return
+            rest = rest[os.write(master, rest):]  # a full pty may take part of a line
         except BlockingIOError:
-            time.sleep(0.005)
+            pass
+        if not rest:
+            return
+        if tries >= 200 and len(rest) == len(line):
+            return  # the reader stayed a second behind: the frame is lost, as on a bus
+        time.sleep(0.005)
 
 
 def wait_for_open(master: int, timeout_s: float) -> bool:

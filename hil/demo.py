@@ -15,7 +15,7 @@ from pathlib import Path
 
 from backend.pki import generate
 from backend.store import open_store
-from hil.lifeline import die_with_parent
+from hil.lifeline import die_with_parent, stop_all
 
 from . import roads
 
@@ -146,17 +146,6 @@ def main(argv: list[str] | None = None) -> int:
         procs.append(proc)
         return proc
 
-    def stop_all(*_):
-        for proc in reversed(procs):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        for proc in procs:
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-
     (run / "backend.toml").write_text(MAINTENANCE_TOML)
     backend = spawn([py, "-m", "backend", "--config", str(run / "backend.toml"), "--db", db,
                      "--cert", certs["cert"],
@@ -169,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         line = backend.stdout.readline().decode()
         if "backend ready" not in line:
             print(f"backend did not start; see {run / 'backend.log'}", file=sys.stderr)
-            stop_all()
+            stop_all(procs)
             return 1
         for i, vehicle in enumerate(vehicles):
             spawn([py, "-m", "hil.gps_sim", "--link", str(run / f"{vehicle}.tty"),
@@ -192,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\nstopping demo…", flush=True)
         return 0
     finally:
-        stop_all()
+        stop_all(procs)
 
 
 if __name__ == "__main__":

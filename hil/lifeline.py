@@ -1,4 +1,5 @@
-"""Child processes that stop with their parent, even when the parent is killed with SIGKILL.
+"""Child processes that stop with their parent, even when the parent is killed with SIGKILL,
+and stopping a set of them in order (`stop_all`).
 
 Linux's PR_SET_PDEATHSIG (prctl(2)) makes the kernel send the child a signal when its parent
 dies; set between fork and exec (`preexec_fn`), it survives exec. SIGTERM, so an agent still
@@ -11,6 +12,9 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import subprocess
+import time
+from collections.abc import Sequence
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
@@ -27,3 +31,18 @@ def die_with_parent(sig: int = signal.SIGTERM):
             os._exit(1)
 
     return preexec
+
+
+def stop_all(procs: Sequence[subprocess.Popen], grace_s: float = 10.0) -> None:
+    """SIGTERM to every running process, last started first (consumers before what they
+    use), then SIGKILL to those still running `grace_s` after, and reap them all."""
+    for proc in reversed(procs):
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for proc in procs:
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)

@@ -30,7 +30,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from hil.lifeline import die_with_parent
+from hil.lifeline import die_with_parent, stop_all
 from hil.linkemu import LinkEmulator
 from hil.netns import BACKEND_ADDR
 from hil.waits import free_port, holds, ms, until
@@ -248,14 +248,7 @@ class Rig:
         return self.procs[1].poll() is not None
 
     def stop(self) -> None:
-        for proc in reversed(self.procs):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all(self.procs, grace_s=15)
         if self.emu:
             self.emu.close()
 

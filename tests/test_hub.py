@@ -3,6 +3,9 @@ hopeless clients, topic authorisation, backfill never live."""
 
 from __future__ import annotations
 
+import json
+import zlib
+
 from backend.hub import (
     ALERTS,
     ALL,
@@ -283,3 +286,34 @@ def test_refilter_removes_hidden_vehicles_from_a_queued_frame_and_changes_the_vi
     hub.position("b", 2000, feature("b", 2000))
     hub.flush()
     assert vehicles_of(sub.drain()[0]) == ["b"] and vehicles_of(other.drain()[0]) == ["a", "b"]
+
+
+def test_deflated_frames_are_compressed_once_per_view_and_inflate_to_the_frame():
+    """`deflate`: a batched topic's frames go as raw DEFLATE bytes, the same bytes object for
+    every client of the view; alerts, events and unbatched topics stay JSON text."""
+    clock = Clock()
+    hub = Hub(clock=clock)
+    d1, d2, plain = Subscriber(view="all"), Subscriber(view="all"), Subscriber(view="all")
+    for s, deflate in ((d1, True), (d2, True), (plain, False)):
+        hub.add(s)
+        hub.subscribe(s, ALL, batch=True, deflate=deflate)
+        hub.subscribe(s, ALERTS, deflate=True)  # not batched: deflate does not apply
+        assert all(isinstance(s.wire(m), str) for m in s.drain(clock()))
+    for v in "abc":
+        hub.position(v, 1000, feature(v, 1000))
+    hub.publish_alert(alert(7))
+    hub.flush()
+    (w1_frame, w1_alert) = [d1.wire(m) for m in d1.drain()][::-1]  # the alert came first
+    (w2_frame, _) = [d2.wire(m) for m in d2.drain()][::-1]
+    (p_frame, _) = [plain.wire(m) for m in plain.drain()][::-1]
+    assert isinstance(w1_frame, bytes) and w1_frame is w2_frame, "compressed once"
+    frame = json.loads(zlib.decompress(w1_frame, -15))  # a complete raw DEFLATE stream
+    assert frame == json.loads(p_frame) and vehicles_of(frame) == ["a", "b", "c"]
+    assert json.loads(w1_alert)["alert"]["id"] == 7
+    hub.unsubscribe(d1, ALL)
+    hub.subscribe(d1, ALL, batch=True)  # resubscribed without deflate: text again
+    d1.drain()
+    hub.position("a", 2000, feature("a", 2000))
+    hub.flush()
+    (m,) = d1.drain()
+    assert isinstance(d1.wire(m), str)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cantools.database.can import Database
 from cantools.database.can import Message as DbcMessage
@@ -62,7 +62,7 @@ COUNTERS = (
     "frames", "decoded", "unknown_id", "unselected", "bad_dlc", "decode_errors",
     "out_of_dbc_range", "j1939_error", "j1939_not_available", "not_finite",
     "error_frames", "bus_off", "remote_frames", "tp_packets", "tp_complete", "tp_errors",
-    "dbc_warnings", "dm1",
+    "dbc_warnings", "dm1", "held",
 )
 
 
@@ -83,11 +83,13 @@ def is_j1939(message: DbcMessage) -> bool:
 
 @dataclass(slots=True)
 class Decoded:
-    """One decoded frame (or reassembled multi-packet PGN)."""
+    """One decoded frame (or reassembled multi-packet PGN). `entry`: set when `hold()` can
+    skip this message's next frames (a single frame, not multiplexed)."""
 
     frame_id: int
     message: str
     values: dict
+    entry: object = field(default=None, compare=False, repr=False)
 
 
 def j1939_codes(length: int) -> tuple[int, int] | None:
@@ -106,12 +108,16 @@ class _Entry:
     """A known message with its checks precomputed for the hot path."""
 
     __slots__ = ("message", "name", "length", "wanted", "choice_sigs", "bounds", "nan_sigs",
-                 "j1939_sigs")
+                 "j1939_sigs", "holdable", "held_at", "hold_until")
 
     def __init__(self, message: DbcMessage, wanted: dict[str, str] | None, j1939: bool):
         self.message = message
         self.name = message.name
         self.length = message.length
+        # frames at held_at <= ts < hold_until are skipped (see CanDecoder.hold); a multiplexed
+        # message's frames carry different signals, so one frame cannot stand for the next
+        self.holdable = not message.is_multiplexed()
+        self.held_at = self.hold_until = 0
         # signal name -> key it is emitted under; None: every signal under its own name
         self.wanted = tuple(wanted.items()) if wanted is not None else None
         self.choice_sigs: list[str] = []
@@ -256,7 +262,19 @@ class CanDecoder:
             else:
                 return self._transport(entry, arb, msg.data, ts_ms)
             return None
-        return self._decode(entry, arb, msg.data, ts_ms)
+        if entry.held_at <= ts_ms < entry.hold_until:
+            counts["held"] += 1
+            return None
+        return self._decode(entry, arb, msg.data, ts_ms, entry.holdable)
+
+    def hold(self, decoded: Decoded, ts_ms: int, until_ms: int) -> None:
+        """Skip the next frames of `decoded`'s message, without decoding them, from `ts_ms`
+        until `until_ms` (counted `held`): the caller's selection would drop all their values
+        (Selector.quiet_until). No-op for reassembled or multiplexed messages."""
+        entry = decoded.entry
+        if entry is not None and until_ms > ts_ms:
+            entry.held_at = ts_ms
+            entry.hold_until = until_ms
 
     def _resolve(self, key: int, arb: int, extended: bool) -> object:
         entry: object = _UNKNOWN
@@ -267,7 +285,8 @@ class CanDecoder:
             self._table[key] = entry
         return entry
 
-    def _decode(self, entry: _Entry, frame_id: int, data, ts_ms: int) -> Decoded | None:
+    def _decode(self, entry: _Entry, frame_id: int, data, ts_ms: int,
+                holdable: bool = False) -> Decoded | None:
         counts = self.counts
         if len(data) < entry.length:
             counts["bad_dlc"] += 1
@@ -305,10 +324,11 @@ class CanDecoder:
                 counts["not_finite"] += 1
         counts["decoded"] += 1
         wanted = entry.wanted
+        held = entry if holdable else None
         if wanted is None:
-            return Decoded(frame_id, entry.name, raw)
+            return Decoded(frame_id, entry.name, raw, held)
         return Decoded(frame_id, entry.name, {key: raw[name] for name, key in wanted
-                                              if name in raw})
+                                              if name in raw}, held)
 
     def _dm1(self, frame_id: int, data: bytes) -> Dm1 | None:
         report = parse_dm1(frame_id & 0xFF, data)

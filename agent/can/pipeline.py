@@ -66,6 +66,9 @@ class CanPipeline:
                 self.counts["readings"] += 1
                 self.counts["selected"] += len(values)
                 emit(Signals(ts_ms, self.bus, values))
+            if decoded.entry is not None:  # skip decoding what the selection would drop
+                self.decoder.hold(decoded, ts_ms,
+                                  self.selector.quiet_until(ts_ms, decoded.values))
         if self.snapshots and ts_ms >= self.selector.next_snapshot_ms:
             self.tick(ts_ms, emit)
 

@@ -83,6 +83,23 @@ class Selector:
             out[key] = value
         return out
 
+    def quiet_until(self, ts_ms: int, keys) -> float:
+        """After `offer(ts_ms, values)`: until when `offer()` would drop every one of `keys`
+        for their `min_interval_ms` (`ts_ms` if not at all: a key without an interval or not
+        yet recorded, or snapshots, which need every latest value)."""
+        if self._track_latest or self._passthrough:
+            return ts_ms
+        until = float("inf")
+        rules = self.rules
+        last = self._last
+        for key in keys:
+            rule = rules.get(key, self.default)
+            state = last.get(key)
+            if state is None or rule.min_interval_ms <= 0:
+                return ts_ms
+            until = min(until, state[0] + rule.min_interval_ms)
+        return until if until != float("inf") else ts_ms
+
     def snapshot(self, ts_ms: int) -> dict | None:
         """All fresh latest values when a snapshot is due at `ts_ms`, else None."""
         nxt = self._next_snapshot

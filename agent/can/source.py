@@ -2,13 +2,13 @@
 (agent/can/pipeline.py).
 
 python-can's `recv()` blocks, so each live bus has one reader thread that only receives and
-stamps frames; decoding, selection and `emit` run on the event loop, in batches.
+stamps frames and hands them over in batches (agent/can/handoff.py); decoding, selection and
+`emit` run on the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import threading
 import time
@@ -21,6 +21,7 @@ from geostream.backoff import Backoff
 from ..sources import Emit
 from ..statelog import StateLog
 from .decoder import CAN_ERR_BUSOFF
+from .handoff import Batcher, Handoff
 from .logs import LogFile
 from .pipeline import CanPipeline
 
@@ -30,9 +31,7 @@ log = logging.getLogger(__name__)
 
 REOPEN_MIN_S = 0.5
 REOPEN_MAX_S = 30.0
-RECV_TIMEOUT_S = 0.1
-QUEUE_MAX = 50_000  # frames waiting for the loop (~10 s of a full 500 kbit/s bus); beyond it
-# the reader drops and counts, so a stalled loop cannot eat the Pi's memory
+RECV_TIMEOUT_S = 0.1  # the reader checks for a stop this often on a quiet bus
 DRAIN_BATCH = 2_000  # frames decoded per turn before the loop lets other tasks run (~10 ms)
 REPLAY_YIELD_EVERY = 256  # as-fast-as-possible replay yields to the loop this often
 
@@ -79,6 +78,7 @@ class CanBusSource(_StateMixin):
         self.kernel_filters = interface == "socketcan" if kernel_filters is None else kernel_filters
         self._state = StateLog(log, name, "closed", warn=_WARN_STATES)
         self.counts = {"opens": 0, "open_failures": 0, "dropped": 0, "sent": 0}
+        self._dropped_before = 0  # by the hand-offs of earlier opens
 
     def status(self) -> dict:
         return {
@@ -93,6 +93,10 @@ class CanBusSource(_StateMixin):
             if filters is not None and self.pipeline.poller is not None:
                 filters.append({"can_id": 0x7E8, "can_mask": 0x7F8, "extended": False})
             kwargs["can_filters"] = filters
+        if self.interface == "slcan":  # python-can's, reading blocks instead of bytes
+            from .slcan import SlcanBus
+
+            return SlcanBus(self.channel, **kwargs)
         return can.Bus(interface=self.interface, channel=self.channel, **kwargs)
 
     async def run(self, emit: Emit) -> None:
@@ -119,34 +123,10 @@ class CanBusSource(_StateMixin):
             await asyncio.sleep(backoff.next())
 
     async def _pump(self, bus: can.BusABC, emit: Emit) -> None:
-        loop = asyncio.get_running_loop()
-        queue: collections.deque = collections.deque()
-        wake = asyncio.Event()
+        handoff = Handoff(asyncio.get_running_loop())
         stop = threading.Event()
-        failure: list[BaseException] = []
-        pending = [False]
-
-        def notify() -> None:
-            if not pending[0]:
-                pending[0] = True
-                loop.call_soon_threadsafe(wake.set)
-
-        def reader() -> None:
-            try:
-                while not stop.is_set():
-                    msg = bus.recv(RECV_TIMEOUT_S)
-                    if msg is None:
-                        continue
-                    if len(queue) >= QUEUE_MAX:
-                        self.counts["dropped"] += 1
-                        continue
-                    queue.append((time.time_ns() // 1_000_000, msg))
-                    notify()
-            except BaseException as exc:  # hand every failure to the loop, which reopens
-                failure.append(exc)
-                notify()
-
-        thread = threading.Thread(target=reader, name=f"{self.name}-reader", daemon=True)
+        thread = threading.Thread(target=_reader, args=(bus, handoff, stop),
+                                  name=f"{self.name}-reader", daemon=True)
         thread.start()
         pipeline = self.pipeline
         feed = pipeline.feed
@@ -159,37 +139,53 @@ class CanBusSource(_StateMixin):
                 if pipeline.poller is not None:
                     wait = max(0.0, (pipeline.poller.next_deadline() - now_ms()) / 1000)
                     timeout = min(wait, 1.0) if timeout is None else min(timeout, wait)
-                try:
-                    async with asyncio.timeout(timeout):
-                        await wake.wait()
-                except TimeoutError:
-                    pass
-                wake.clear()
-                pending[0] = False
-                for _ in range(min(len(queue), DRAIN_BATCH)):
-                    ts, msg = queue.popleft()
-                    feed(msg, ts, emit)
-                    if msg.is_error_frame:
-                        if msg.arbitration_id & CAN_ERR_BUSOFF:
-                            self._set_state("bus-off")
-                    elif self.state != "up":
-                        self._set_state("up")  # traffic again after bus-off
+                await handoff.wait(timeout)
+                for batch in handoff.take(DRAIN_BATCH):
+                    for ts, msg in batch:
+                        feed(msg, ts, emit)
+                        if msg.is_error_frame:
+                            if msg.arbitration_id & CAN_ERR_BUSOFF:
+                                self._set_state("bus-off")
+                        elif self.state != "up":
+                            self._set_state("up")  # traffic again after bus-off
+                self.counts["dropped"] = self._dropped_before + handoff.dropped
                 pipeline.tick(now_ms(), emit)
                 pipeline.poll(now_ms())
                 while pipeline.outbox:
                     self.counts["sent"] += 1
                     bus.send(pipeline.outbox.pop(0))
-                if queue:  # more than one batch waiting: let other tasks run, then go on
-                    wake.set()
+                if handoff.waiting:  # more than one turn's worth: let other tasks run first
                     await asyncio.sleep(0)
-                elif failure:
-                    exc = failure[0]
+                elif handoff.failure is not None:
+                    exc = handoff.failure
                     if isinstance(exc, (can.CanError, OSError, ValueError)):
                         raise exc
                     raise can.CanOperationError(f"reader failed: {exc!r}")
         finally:
             stop.set()
+            self._dropped_before += handoff.dropped
+            self.counts["dropped"] = self._dropped_before
             await asyncio.to_thread(thread.join, 2.0)
+
+
+def _reader(bus: can.BusABC, handoff: Handoff, stop: threading.Event) -> None:
+    """The reader thread: receive, stamp, and hand over in batches (agent/can/handoff.py)."""
+    batcher = Batcher()
+    recv = bus.recv
+    clock = time.monotonic
+    try:
+        while not stop.is_set():
+            msg = recv(batcher.timeout(RECV_TIMEOUT_S))
+            now = clock()
+            if msg is not None:
+                batcher.add((time.time_ns() // 1_000_000, msg), now)
+            if batcher.due(now):
+                handoff.put(batcher.take())
+            elif msg is None and batcher.frames:
+                time.sleep(batcher.pause(now))  # let frames gather in the driver
+    except BaseException as exc:  # hand every failure to the loop, which reopens
+        handoff.put(batcher.take())
+        handoff.fail(exc)
 
 
 def _shutdown(bus: can.BusABC) -> None:

@@ -86,17 +86,22 @@ def _codes(items) -> dict[str, dict]:
 
 class Evaluator:
     def __init__(self, vehicle: str, rules: RuleSet, fences: Iterable[Fence] = (),
-                 state: dict | None = None):
+                 state: dict | None = None, owned: bool = False):
+        """`owned`: the caller hands `state` over (it is changed in place, not copied)."""
         self.vehicle = vehicle
         self.rules = rules
         self.fences = list(fences)
-        s = copy.deepcopy(state) if state else {}
+        s = (state if owned else copy.deepcopy(state)) if state else {}
         self._s = {"pos": s.get("pos"), "over": s.get("over"), "sig": s.get("sig", {}),
                    "fence": s.get("fence", {}), "dtc": s.get("dtc", {})}
         self._done: list[Episode] = []
 
     def state(self) -> dict:
         return copy.deepcopy(self._s)
+
+    def take_state(self) -> dict:
+        """The state itself, not a copy, for a caller that feeds nothing more."""
+        return self._s
 
     # --- input ----------------------------------------------------------------------------
 

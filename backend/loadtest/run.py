@@ -97,7 +97,7 @@ def _profile(opts: Options, log_dir: Path, pids: dict[str, int]) -> list[subproc
     spy = Path(sys.executable).with_name("py-spy")
     return [subprocess.Popen([str(spy), "record", "--pid", str(pid), "--duration",
                               str(max(1, int(opts.duration_s) - 1)), "--format", "raw",
-                              "--rate", "50", "--nonblocking",
+                              "--rate", "100", "--nonblocking", "--gil",  # on-CPU Python only
                               "-o", str(log_dir / f"{name}.py-spy.txt")],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             for name, pid in pids.items()]

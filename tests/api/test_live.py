@@ -3,8 +3,10 @@ a fast client keeps receiving while a slow one (not reading) stays bounded in th
 memory and is then disconnected with a reason; group visibility holds on /ws."""
 
 import asyncio
+import json
 import time
 import warnings
+import zlib
 
 from aiohttp import WSMsgType
 from aiohttp.web import NotAppKeyWarning
@@ -176,3 +178,23 @@ async def test_batched_subscription_gets_one_frame_per_tick_only_visible_vehicle
             api.hub.publish_alert({"id": 3, "vehicle": "a", "rule": "overspeed"})
             assert await ws.receive_json(timeout=5) == {
                 "topic": "alerts", "alert": {"id": 3, "vehicle": "a", "rule": "overspeed"}}
+
+
+async def test_deflated_batch_frames_come_as_binary_raw_deflate(tmp_path):
+    """`deflate: true` with `batch`: each frame is a binary message holding the frame's JSON as
+    raw DEFLATE; the server never negotiates permessage-deflate (it would compress per client)."""
+    async with Api(f"sqlite://{tmp_path / 'f.db'}") as api:
+        admin = bearer(await api.token("admin"))
+        async with api.client.ws_connect("/ws", headers=admin, compress=15) as ws:
+            assert ws.compress == 0, "permessage-deflate offered by the client is declined"
+            await ws.send_json({"op": "subscribe", "topic": ALL, "batch": True, "deflate": "y"})
+            assert (await ws.receive_json(timeout=5)) == {"error": "deflate must be true or false"}
+            await ws.send_json({"op": "subscribe", "topic": ALL, "batch": True, "deflate": True})
+            await receive_until_subscribed(ws)
+            for v in ("a", "b"):
+                api.hub.position(v, 5, feature(v, 5))
+            msg = await ws.receive(timeout=5)
+            assert msg.type == WSMsgType.BINARY
+            frame = json.loads(zlib.decompress(msg.data, -15))
+            assert frame["type"] == "FeatureCollection"
+            assert [f["properties"]["vehicle"] for f in frame["features"]] == ["a", "b"]

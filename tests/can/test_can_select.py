@@ -57,3 +57,15 @@ def test_snapshot_grid_restarts_when_time_goes_back():
     assert s.snapshot(101_000) == {"a": 1}
     s.offer(5_000, {"a": 2})
     assert s.snapshot(5_000) is None and s.snapshot(6_000) == {"a": 2}
+
+
+def test_quiet_until_is_the_earliest_time_any_key_could_be_recorded():
+    s = Selector({"a": Rule(min_interval_ms=100), "b": Rule(min_interval_ms=30),
+                  "c": Rule(deadband=1.0)})
+    assert s.quiet_until(0, ["a"]) == 0  # never recorded: due now
+    s.offer(0, {"a": 1, "b": 1})
+    assert s.quiet_until(0, ["a"]) == 100 and s.quiet_until(0, ["a", "b"]) == 30
+    s.offer(40, {"a": 2, "b": 2})  # b recorded again at 40, a still held since 0
+    assert s.quiet_until(40, ["a", "b"]) == 70
+    assert s.quiet_until(40, ["a", "c"]) == 40  # c has no interval: every frame counts
+    assert Selector(snapshot_hz=1).quiet_until(5, ["a"]) == 5  # snapshots need every value

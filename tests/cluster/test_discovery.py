@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from backend.cluster import tunnel
 from backend.cluster.dns import TTL_S, Answerer
 from backend.cluster.health import HEALTH_INTERVAL_S, STALE_AFTER_S, HealthBook, Report
 from backend.cluster.router import DEAD_AFTER_S, HEARTBEAT_S
+from hil.lifeline import stop_all
 from tests.net.rig import free_udp_port
 
 from .natsfixture import NatsServer
@@ -151,12 +151,5 @@ async def test_routers_health_on_nats_drives_a_real_dns_answer(tmp_path):
         beat.cancel()
     finally:
         beats.close()
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs)
         nats.kill()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from backend.cluster.cids import CidLayout
 from backend.fanout import NatsFanout
 from backend.hub import Hub
 from backend.store import open_store
+from hil.lifeline import stop_all
 from tests.authhelp import add_user_token, bearer
 from tests.net.rig import AgentRig, free_udp_port, until
 
@@ -169,13 +169,5 @@ async def test_kill9_node_and_nats_restart_mid_stream_lose_and_duplicate_nothing
             await a.stop()
         if hub_node is not None:
             await hub_node.stop()
-        for p, _ in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p, _ in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(5)
+        stop_all([p for p, _ in procs])
         nats.kill()

@@ -1,0 +1,308 @@
+"""Gateway CPU per reading at 1 Hz without sockets: our path against bare aioquic.
+
+    .venv/bin/python bench/bench_gateway_path.py [--vehicles 400] [--seconds 6] [--profile]
+
+N vehicles, each a sans-IO aioquic `QuicConnection` with a geostream `ClientSession`, send one
+reading per second at their own phase (as the load tester's do) into the gateway's real
+`GatewayProtocol` objects (asyncio edge included: timers, `transmit`, tasks), whose datagrams
+go to an in-memory transport instead of a socket. Behind them the real writer, SQLite store
+(a temporary file, durable commits), alert engine with the default rules, and hub. The
+baseline in the same run: the same clients and exchange against aioquic's own
+`QuicConnectionProtocol` answering each batch with an ack-sized reply (same ACK timing
+adjustments as the gateway, backend/quic_tuning.py), so the ratio is what the gateway adds
+per reading to aioquic's packet work. Gateway CPU = process CPU − the clients' thread CPU
+(measured around every client call). `--profile` prints cProfile of the gateway side's main
+thread (the clients' calls excluded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import pstats
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from aioquic.asyncio import QuicConnectionProtocol  # noqa: E402
+from aioquic.buffer import Buffer  # noqa: E402
+from aioquic.quic.configuration import QuicConfiguration  # noqa: E402
+from aioquic.quic.connection import QuicConnection  # noqa: E402
+from aioquic.quic.events import StreamDataReceived  # noqa: E402
+from aioquic.quic.packet import pull_quic_header  # noqa: E402
+
+from backend.alerts import AlertEngine  # noqa: E402
+from backend.alerts.rules import parse_rules  # noqa: E402
+from backend.gateway import Gateway  # noqa: E402
+from backend.gateway_conn import GatewayProtocol  # noqa: E402
+from backend.hub import Hub  # noqa: E402
+from backend.loadtest.fleet import SimVehicle  # noqa: E402
+from backend.pki import generate  # noqa: E402
+from backend.quic_tuning import delay_acks  # noqa: E402
+from backend.store.sqlite import SqliteStore  # noqa: E402
+from backend.writer import BatchWriter  # noqa: E402
+from geostream import ALPN  # noqa: E402
+from geostream.limits import IDLE_TIMEOUT_S  # noqa: E402
+from geostream.quic_acks import ack_with_data, advertise_max_ack_delay, delay_acks_up_to  # noqa: E402
+from geostream.session import Acknowledged, ClientSession  # noqa: E402
+
+SERVER = ("127.0.0.1", 4433)
+# the agent's ACK delay at 1 s pacing (geostream.quic_acks.ack_delay_for(1.0))
+CLIENT_ACK_DELAY_S = 1.5
+# an ack message of one reading is ~20 bytes on the wire (geostream codec)
+BARE_REPLY = b"\x00" * 20
+# Not measured: each vehicle's first evaluation replays from the store, the writer warms up.
+WARMUP_S = 2
+
+
+class _Wire:
+    """The gateway side's DatagramTransport: datagrams land in the client's inbox."""
+
+    def __init__(self, inbox: list):
+        self.inbox = inbox
+        self.sent = 0
+
+    def sendto(self, data, addr=None) -> None:
+        self.sent += 1
+        self.inbox.append(bytes(data))
+
+    def get_extra_info(self, name, default=None):
+        return default
+
+
+class _Echo(QuicConnectionProtocol):
+    """Bare aioquic: every chunk of stream data is answered with an ack-sized reply."""
+
+    def quic_event_received(self, event) -> None:
+        if isinstance(event, StreamDataReceived):
+            self._quic.send_stream_data(event.stream_id, BARE_REPLY)
+            ack_with_data(self._quic)
+            self.transmit()
+
+
+class _Vehicle:
+    """One simulated vehicle: client QUIC connection, session, readings, inbox."""
+
+    def __init__(self, i: int, client_cfg, token: str, start: float, bare: bool):
+        self.id = f"bench-{i:05d}"
+        self.addr = ("127.0.0.1", 20000 + i)
+        self.sim = SimVehicle(self.id, token, epoch=1, rate_hz=1.0, start=start,
+                              wall_ms_at_start=int(time.time() * 1000), seed=i)
+        self.q = 0
+        self.bare = bare
+        self.quic = QuicConnection(configuration=client_cfg)
+        advertise_max_ack_delay(self.quic, CLIENT_ACK_DELAY_S)
+        self.session = ClientSession(self.id, token, epoch=1)
+        self.inbox: list[bytes] = []
+        self.stream: int | None = None
+        self.acked = 0
+        self.proto = None
+
+    def pump(self, now: float) -> list[bytes]:
+        """Receive what came in; return the datagrams to send."""
+        for data in self.inbox:
+            self.quic.receive_datagram(data, SERVER, now=now)
+        self.inbox.clear()
+        timer = self.quic.get_timer()
+        if timer is not None and timer <= now:
+            self.quic.handle_timer(now)
+        while (ev := self.quic.next_event()) is not None:
+            if isinstance(ev, StreamDataReceived) and not self.bare:
+                for e in self.session.receive(ev.data):
+                    if isinstance(e, Acknowledged):
+                        self.acked += e.newly_acked
+        data = self.session.data_to_send()
+        if data:
+            if self.stream is None:
+                self.stream = self.quic.get_next_available_stream_id()
+            ack_with_data(self.quic)
+            self.quic.send_stream_data(self.stream, data)
+        return [d for d, _ in self.quic.datagrams_to_send(now=now)]
+
+
+class Run:
+    def __init__(self, n: int, certs: dict, bare: bool, profile: cProfile.Profile | None):
+        self.n, self.certs, self.bare, self.prof = n, certs, bare, profile
+        self.client_cpu = 0.0
+        self.datagrams_in = 0
+
+    def _client(self, fn, *args):
+        """A client-side call, its CPU booked to the clients (and kept out of the profile)."""
+        if self.prof:
+            self.prof.disable()
+        t = time.thread_time()
+        try:
+            return fn(*args)
+        finally:
+            self.client_cpu += time.thread_time() - t
+            if self.prof:
+                self.prof.enable()
+
+    def _deliver(self, v: _Vehicle, datagrams: list[bytes]) -> None:
+        for d in datagrams:
+            self.datagrams_in += 1
+            v.proto.datagram_received(d, v.addr)
+
+    async def setup(self, tmp: Path) -> None:
+        loop = asyncio.get_running_loop()
+        self.server_cfg = QuicConfiguration(is_client=False, alpn_protocols=[ALPN],
+                                            idle_timeout=IDLE_TIMEOUT_S)
+        self.server_cfg.load_cert_chain(self.certs["cert"], self.certs["key"])
+        client_cfg = QuicConfiguration(is_client=True, alpn_protocols=[ALPN],
+                                       idle_timeout=IDLE_TIMEOUT_S, server_name="localhost")
+        client_cfg.load_verify_locations(cafile=self.certs["ca"])
+        self.store = SqliteStore(str(tmp / f"bench-{self.bare}.db"))
+        await self.store.open()
+        self.writer = BatchWriter(self.store)
+        self.writer.start()
+        self.alerts = AlertEngine(self.store, parse_rules({}))
+        self.hub = Hub()
+        self.gateway = Gateway(self.store, self.writer, self.hub, alerts=self.alerts)
+        tokens = [await self.store.add_vehicle(f"bench-{i:05d}") for i in range(self.n)]
+        await self.alerts.start(int(time.time() * 1000))
+        start = loop.time()
+        self.vehicles = [_Vehicle(i, client_cfg, tokens[i], start, self.bare)
+                         for i in range(self.n)]
+        for v in self.vehicles:
+            self._connect(v, loop.time())
+        for _ in range(400):  # handshake, hello, welcome: bounded
+            await asyncio.sleep(0.005)
+            for v in self.vehicles:
+                self._deliver(v, v.pump(loop.time()))
+            if all(v.session.ready for v in self.vehicles) or (
+                    self.bare and all(v.quic._handshake_complete for v in self.vehicles)):
+                break
+        else:
+            raise RuntimeError("sessions did not open")
+        for v in self.vehicles:
+            delay_acks_up_to(v.quic, CLIENT_ACK_DELAY_S)
+
+    def _connect(self, v: _Vehicle, now: float) -> None:
+        v.quic.connect(SERVER, now=now)
+        first = [d for d, _ in v.quic.datagrams_to_send(now=now)]
+        header = pull_quic_header(Buffer(data=first[0]), host_cid_length=8)
+        quic = QuicConnection(configuration=self.server_cfg,
+                              original_destination_connection_id=header.destination_cid)
+        if self.bare:
+            delay_acks(quic)
+            v.proto = _Echo(quic)
+        else:
+            v.proto = GatewayProtocol(quic, gateway=self.gateway)
+        v.proto.connection_made(_Wire(v.inbox))
+        self._deliver(v, first)
+
+    async def measure(self, seconds: float, warmup: int = WARMUP_S) -> dict:
+        loop = asyncio.get_running_loop()
+        await self._drive(warmup)  # first evaluations replay from the store, first commits
+        await asyncio.sleep(0.5)  # the warm-up's last acks
+        for v in self.vehicles:
+            self._client(v.pump, loop.time())
+        if self.prof:
+            self.prof.enable()
+        t0_cpu, t0_client = time.process_time(), self.client_cpu
+        in0 = self.datagrams_in
+        out0 = sum(v.proto._transport.sent for v in self.vehicles)
+        acked0 = sum(self._acked(v) for v in self.vehicles)
+        sent = await self._drive(int(seconds))
+        await asyncio.sleep(0.5)  # the last acks
+        for v in self.vehicles:
+            self._client(v.pump, loop.time())
+        if self.prof:
+            self.prof.disable()
+        cpu = time.process_time() - t0_cpu
+        client = self.client_cpu - t0_client
+        acked = sum(self._acked(v) for v in self.vehicles) - acked0
+        out = sum(v.proto._transport.sent for v in self.vehicles) - out0
+        return {"sent": sent, "acked": acked, "gateway_ms": (cpu - client) * 1000 / max(1, acked),
+                "client_ms": client * 1000 / max(1, acked),
+                "in": (self.datagrams_in - in0) / max(1, acked), "out": out / max(1, acked)}
+
+    async def _drive(self, seconds: int) -> int:
+        """Every vehicle sends one reading per second at its own phase; returns how many."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        sent = 0
+        for second in range(seconds):
+            for i, v in enumerate(self.vehicles):  # each vehicle at its own phase
+                at = start + second + i / self.n
+                if (delay := at - loop.time()) > 0:
+                    await asyncio.sleep(delay)
+                self._client(self._send_one, v, loop.time())
+                sent += 1
+                self._deliver(v, self._client(v.pump, loop.time()))
+        return sent
+
+    def _send_one(self, v: _Vehicle, now: float) -> None:
+        if self.bare:  # the same bytes on the wire as a one-reading batch
+            v.session._out += b"\x00" * 110
+            return
+        v.q += 1
+        v.session.send_batch([v.sim._reading(v.q)])
+
+    def _acked(self, v: _Vehicle) -> int:
+        if self.bare:
+            return v.proto._transport.sent  # one reply per batch (plus handshake: constant)
+        return v.acked
+
+    async def close(self) -> None:
+        tasks = [t for v in self.vehicles for t in getattr(v.proto, "_tasks", ())]
+        if tasks:
+            await asyncio.wait(tasks, timeout=10)
+        await self.writer.stop()
+        await self.alerts.flush()
+        await self.store.close()
+
+
+async def one(n: int, seconds: float, certs: dict, bare: bool, tmp: Path,
+              profile: cProfile.Profile | None = None) -> dict:
+    run = Run(n, certs, bare, profile)
+    await run.setup(tmp)
+    result = await run.measure(seconds)
+    result["alerts"] = dict(run.alerts.stats)
+    await run.close()
+    return result
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--vehicles", type=int, default=400)
+    ap.add_argument("--seconds", type=int, default=6)
+    ap.add_argument("--profile", action="store_true", help="cProfile the gateway side")
+    ap.add_argument("--top", type=int, default=30)
+    ap.add_argument("--profile-out", help="also write the cProfile stats to this file")
+    a = ap.parse_args()
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        certs = generate(str(tmp / "pki"), ["localhost", "127.0.0.1"])
+        bare = asyncio.run(one(a.vehicles, a.seconds, certs, True, tmp))
+        prof = cProfile.Profile(time.thread_time) if a.profile else None  # CPU, not wall
+        ours = asyncio.run(one(a.vehicles, a.seconds, certs, False, tmp, prof))
+    print(f"{a.vehicles} vehicles × 1 Hz for {a.seconds} s, no sockets (gateway side CPU per "
+          "reading; clients' CPU excluded)")
+    for name, r in (("bare aioquic, ack-sized reply (baseline)", bare),
+                    ("gateway: session + writer + SQLite + alerts + hub", ours)):
+        print(f"  {name:<52}{r['gateway_ms'] * 1000:7.0f} µs/reading   "
+              f"datagrams {r['in']:.2f} in + {r['out']:.2f} out   acked {r['acked']}/{r['sent']}")
+    print(f"  ratio ours / bare aioquic: {ours['gateway_ms'] / bare['gateway_ms']:.2f}×")
+    if prof:
+        stats = pstats.Stats(prof)
+        if a.profile_out:
+            stats.dump_stats(a.profile_out)
+        stats.sort_stats("tottime")
+        print(f"\ncProfile, gateway main thread, per acked reading ({ours['acked']}):")
+        rows = sorted(stats.stats.items(), key=lambda kv: -kv[1][2])[:a.top]
+        print(f"  {'self µs':>8} {'cum µs':>8} {'calls/r':>7}  function")
+        for (file, line, func), (_, nc, tt, ct, _) in rows:
+            short = file.split("site-packages/")[-1].removeprefix(f"{ROOT}/")
+            print(f"  {tt * 1e6 / ours['acked']:8.1f} {ct * 1e6 / ours['acked']:8.1f} "
+                  f"{nc / ours['acked']:7.2f}  {func} ({short}:{line})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
