@@ -17,8 +17,9 @@ position and the hub batching (`"batch": true`: one frame per tick per view). Re
 latency p50/p99 of what arrived, how much arrived, what the hub coalesced or dropped, and
 CPU per message (the hub's `position()` fan-out alone, and the whole server process per
 delivered position).
-browser: Debian chromium (SwiftShader WebGL, as the tests run it), requestAnimationFrame
-intervals; baseline: the same map without vehicles, idle and panned every frame.
+browser: bench_browser.py (Debian chromium, SwiftShader WebGL, as the tests run it): frame
+intervals, main-thread / worker / GPU-process busy time and long tasks; baselines: the map
+without vehicles and the same map holding the fleet with updates stopped, idle and panned.
 """
 
 from __future__ import annotations
@@ -63,40 +64,6 @@ STEP_TIMEOUT_S = 90  # bound on every browser call and on the clients' child pro
 MEASURED_CLIENTS = 10
 TIME_RE = re.compile(r'"time":"([^"]{24})"')
 TIME_KEY = '"time":"'
-
-# in the page: frame intervals and positions received
-PROBE = """() => {
-  const app = window.fleetApp;
-  const probe = { frames: [], received: 0, wsMs: 0, appMs: 0 };
-  const onFeature = app.socket.onFeature;
-  app.socket.onFeature = (f) => { probe.received++; onFeature(f); };
-  // main-thread time in the app's own work: WebSocket messages (JSON.parse, coalescing) and
-  // its per-frame update (fold in positions, rebuild the source); the rest is MapLibre's
-  const ws = app.socket.ws, onmessage = ws.onmessage;
-  ws.onmessage = (e) => { const t = performance.now(); onmessage(e);
-                          probe.wsMs += performance.now() - t; };
-  const frame = app.live.frame.bind(app.live);
-  app.live.frame = (now) => { const t = performance.now(); frame(now);
-                              probe.appMs += performance.now() - t; };
-  let last = performance.now();
-  const tick = (t) => { probe.frames.push(t - last); last = t; requestAnimationFrame(tick); };
-  requestAnimationFrame(tick);
-  window.benchProbe = probe;
-}"""
-PAN = """() => {
-  window.benchPan = true;
-  const step = () => { if (!window.benchPan) return; fleetApp.map.panBy([2, 0], { duration: 0 });
-                       requestAnimationFrame(step); };
-  requestAnimationFrame(step);
-}"""
-TAKE = """() => {
-  const p = window.benchProbe;
-  const out = { frames: p.frames, received: p.received, build_ms: fleetApp.live.lastBuildMs,
-                vehicles: fleetApp.fleet.vehicles.size, ws_ms: p.wsMs, app_ms: p.appMs };
-  p.frames = []; p.received = 0; p.wsMs = 0; p.appMs = 0;
-  return out;
-}"""
-
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -372,67 +339,10 @@ async def latency(args) -> list[str]:
 
 
 async def browser(args) -> list[str]:
-    from playwright.async_api import async_playwright
+    """The browser's frame time and main-thread time: bench_browser.py's phases."""
+    from bench.bench_browser import run
 
-    def summary(name: str, s: dict, seconds: float) -> str:
-        f = s["frames"][3:]  # the first frames after a phase change are not steady
-        return (f"| {name} | {len(f) / seconds:.1f} | {pct(f, 50):.0f} / {pct(f, 95):.0f} / "
-                f"{max(f, default=0):.0f} ms | {s['received']:,} | {s['vehicles']:,} | "
-                f"{s['ws_ms'] / seconds:.0f} + {s['app_ms'] / seconds:.0f} ms/s |")
-
-    async def step(coro):
-        return await asyncio.wait_for(coro, STEP_TIMEOUT_S)
-
-    with tempfile.TemporaryDirectory() as d:
-        store, hub, app, token = await fleet_app(Path(d))
-        runner, addr = await serve(app)
-        fleet = Fleet(args.vehicles)
-        lines = [f"chromium 1366x768 SwiftShader, {args.vehicles} vehicles at 1 Hz, "
-                 f"{args.seconds:g} s per phase", "",
-                 "| phase | fps | frame p50 / p95 / max | positions received | vehicles known | "
-                 "main thread in the app: WebSocket + frame work |",
-                 "| --- | ---: | ---: | ---: | ---: | ---: |"]
-        try:
-            async with async_playwright() as p:
-                b = await p.chromium.launch(executable_path="/usr/bin/chromium",
-                                            args=CHROMIUM_ARGS)
-                page = await b.new_page(viewport={"width": 1366, "height": 768})
-                errors: list[str] = []
-                page.on("console", lambda m: m.type == "error" and errors.append(m.text))
-                await step(page.goto(f"http://{addr}/login"))
-                await page.fill("#username", "bench")
-                await page.fill("#password", PASSWORD)
-                await page.click("button[type=submit]")
-                await step(page.wait_for_function("document.body.dataset.ready === 'true'",
-                                                  timeout=60000))
-                await step(page.evaluate("fleetApp.map.jumpTo({center: [10.0, 53.55], "
-                                         "zoom: 9})"))
-                await step(page.evaluate(PROBE))
-                await asyncio.sleep(args.seconds)
-                lines.append(summary("no vehicles, idle", await step(page.evaluate(TAKE)),
-                                     args.seconds))
-                await step(page.evaluate(PAN))
-                await asyncio.sleep(args.seconds)
-                lines.append(summary("no vehicles, panned every frame (baseline)",
-                                     await step(page.evaluate(TAKE)), args.seconds))
-                await step(page.evaluate("window.benchPan = false"))
-                for zoom, name in ((9, "clustered"), (14, "single vehicles")):
-                    await step(page.evaluate(f"fleetApp.map.jumpTo({{center: [10.0, 53.55], "
-                                             f"zoom: {zoom}}})"))
-                    await feed(fleet, hub.position, 3)  # warm-up: every vehicle known
-                    await step(page.evaluate(TAKE))
-                    await feed(fleet, hub.position, args.seconds)
-                    s = await step(page.evaluate(TAKE))
-                    lines.append(summary(f"{args.vehicles:,} vehicles, zoom {zoom}, {name}", s,
-                                         args.seconds))
-                lines.append("")
-                lines.append(f"last source rebuild {s['build_ms']:.1f} ms; console errors: "
-                             f"{len(errors)}")
-                await b.close()
-        finally:
-            await runner.cleanup()
-            await store.close()
-    return lines
+    return await run(args.vehicles, args.seconds, [9, 14], profile=False)
 
 
 def main() -> None:

@@ -6,21 +6,25 @@ import { feature, mesh } from "topojson-client";
 
 const OUT = new URL("../backend/static/app/", import.meta.url);
 const nm = (p) => new URL(`node_modules/${p}`, import.meta.url);
+// PROFILE=1: readable names in CPU profiles (bench/bench_browser.py --profile), MapLibre's dev build
+const PROFILE = process.env.PROFILE === "1";
+const dev = PROFILE ? "-dev" : "";
 
 await rm(OUT, { recursive: true, force: true });
 await mkdir(OUT, { recursive: true });
 await build({
-  entryPoints: { app: "src/main.js", login: "src/login.js" },
+  entryPoints: { app: "src/main.js", login: "src/login.js", "live-worker": "src/live-worker.js" },
   bundle: true,
   format: "esm",
-  minify: true,
+  minify: !PROFILE,
   sourcemap: false,
   target: ["chrome110", "firefox115", "safari16"],
   outdir: OUT.pathname,
   logLevel: "warning",
+  alias: PROFILE ? { "maplibre-gl": nm("maplibre-gl/dist/maplibre-gl-dev.mjs").pathname } : {},
 });
 // MapLibre runs its tile/GeoJSON work in a module worker loaded next to the bundle
-await copyFile(nm("maplibre-gl/dist/maplibre-gl-worker.mjs"), new URL("maplibre-gl-worker.mjs", OUT));
+await copyFile(nm(`maplibre-gl/dist/maplibre-gl-worker${dev}.mjs`), new URL("maplibre-gl-worker.mjs", OUT));
 await copyFile(nm("maplibre-gl/dist/maplibre-gl.css"), new URL("maplibre-gl.css", OUT));
 for (const f of ["index.html", "login.html", "app.css"]) {
   await copyFile(new URL(`src/${f}`, import.meta.url), new URL(f, OUT));

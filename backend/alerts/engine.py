@@ -43,6 +43,10 @@ PRUNE_EVERY_MS = 3_600_000
 # long or this many: losing them (kill -9) only makes the restart catch-up start further back.
 FLUSH_EVERY_MS = 1_000
 FLUSH_MAX = 500
+# Rows a replay read that may still reach on_committed afterwards (their batch was between
+# commit and evaluation): the newest this many are remembered until the vehicle's next
+# evaluation, which skips them (~7 minutes of a 10 Hz vehicle).
+REPLAYED_KEYS = 4096
 # Open clock-driven alerts loaded at start (at most one per rule and vehicle).
 OPEN_LIMIT = 1_000_000
 
@@ -64,6 +68,7 @@ class AlertEngine:
         self._read_back: Callable[[StoredReading], StoredReading] = view or (lambda r: r)
         self._locks: dict[str, asyncio.Lock] = {}
         self._pending: dict[str, int] = {}  # earliest committed, not yet evaluated, reading
+        self._replayed: dict[str, set[tuple[int, int]]] = {}  # (epoch, seq) the last replay read
         self._seen: dict[str, int] = {}  # newest device time per vehicle
         self._speed: dict[str, tuple[int, float | None, float, float]] = {}  # newest position
         self._connected_ms: dict[str, int] = {}
@@ -108,6 +113,7 @@ class AlertEngine:
         """A vehicle (re)connected: its next evaluation starts from the store, which holds what
         another backend sharing it may have evaluated meanwhile."""
         self._cache.pop(vehicle, None)
+        self._replayed.pop(vehicle, None)
 
     def _note_position(self, vehicle: str, t: int, speed, lat, lon) -> None:
         self._seen[vehicle] = max(t, self._seen.get(vehicle, t))
@@ -171,6 +177,12 @@ class AlertEngine:
                     return
                 t0 = self._pending.pop(vehicle)
             fresh = list(self._rows.pop(vehicle, {}).values())
+            done = self._replayed.pop(vehicle, None)
+            if done and t0 is not None:  # committed before the last replay read them
+                fresh = [r for r in fresh if (r.epoch, r.seq) not in done]
+                if not fresh:
+                    return
+                t0 = min(r.time_ms for r in fresh)
             try:
                 await self._evaluate(vehicle, t0, now_ms, fresh)
             except Exception as exc:
@@ -198,6 +210,7 @@ class AlertEngine:
             self.stats["replays"] += 1
             readings = await self.store.alert_readings(vehicle, base)
             self._drop_evaluated(vehicle, readings)
+            replayed = {(r.epoch, r.seq) for r in readings[-REPLAYED_KEYS:]}
         if not readings and cached is not None:
             return
         self.stats["evaluations"] += 1
@@ -239,6 +252,8 @@ class AlertEngine:
             window = {k: e for k, e in episodes.items()
                       if e.end_ms is None or e.decided_ms > end}
             self._cache[vehicle] = (end, ev.take_state(), last_cp, window)
+            if not live:
+                self._replayed[vehicle] = replayed
         self._published(saved)
 
     def _drop_evaluated(self, vehicle: str, readings: list[StoredReading]) -> None:

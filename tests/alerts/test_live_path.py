@@ -170,3 +170,31 @@ async def test_rows_a_replay_read_are_not_replayed_again(any_store):
     await engine.on_committed(live, NOW)
     assert engine.stats["replays"] == 1  # the late batch was in the replay's read
     assert engine.stats["readings_evaluated"] == 3  # each reading once
+
+
+class CommitBeforeReplayRead(Counting):
+    """The real store; another batch commits just before the first replay reads, and reaches
+    the engine only after that replay finished (its task was between ack and alerts)."""
+
+    def __init__(self, store, late):
+        super().__init__(store)
+        self.late, self.written = late, False
+
+    async def alert_readings(self, vehicle_id, after_ms):
+        if not self.written:
+            self.written = True
+            await self.store.write(self.late, [])
+        return await self.store.alert_readings(vehicle_id, after_ms)
+
+
+async def test_rows_a_replay_read_that_arrive_after_it_are_not_evaluated_again(any_store):
+    first, late, live = [pos(1, 1, 50)], [pos(2, 2, 50)], [pos(3, 3, 50)]
+    store = CommitBeforeReplayRead(any_store, late)
+    engine = await engine_on(store)
+    await any_store.write(first, [])
+    await engine.on_committed(first, NOW)
+    await engine.on_committed(late, NOW)  # already read by the replay: nothing to do
+    await any_store.write(live, [])
+    await engine.on_committed(live, NOW)
+    assert engine.stats["replays"] == 1
+    assert engine.stats["readings_evaluated"] == 3

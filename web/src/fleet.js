@@ -36,32 +36,35 @@ export class Fleet {
     this.version = 0; // bumps whenever something other than a position changes
   }
 
-  /** Record a hub position; the newest device time per vehicle wins. */
+  /** Record a hub position (a GeoJSON feature); the newest device time per vehicle wins. */
   push(feature) {
-    const id = feature.properties.vehicle;
-    const t = Date.parse(feature.properties.time);
+    const p = feature.properties;
+    const [lon, lat] = feature.geometry.coordinates;
+    this.pushFix(p.vehicle, Date.parse(p.time), lon, lat, p.speed_kmh, p.course_deg);
+  }
+
+  /** Record a position given field by field (fixes.js `unpack`); the newest device time wins. */
+  pushFix(id, t, lon, lat, speed, course) {
     const prev = this.pending.get(id);
-    if (!prev || Date.parse(prev.properties.time) < t) this.pending.set(id, feature);
+    if (!prev || prev.t < t) this.pending.set(id, { t, lon, lat, speed, course });
   }
 
   /** Fold pending positions in; returns how many vehicles got a new position. */
   apply(nowMs) {
     let n = 0;
-    for (const [id, f] of this.pending) {
+    for (const [id, { t, lon, lat, speed, course }] of this.pending) {
       const v = this.ensure(id);
-      const t = Date.parse(f.properties.time);
       if (v.timeMs != null && t <= v.timeMs) continue;
-      const [lon, lat] = f.geometry.coordinates;
       const shown = v.lon == null ? null : this.shown(v, nowMs);
       const gap = v.timeMs == null ? 0 : t - v.timeMs;
-      v.from = shown ? { lon: shown.lon, lat: shown.lat, course: shown.course } : { lon, lat, course: f.properties.course_deg ?? 0 };
+      v.from = shown ? { lon: shown.lon, lat: shown.lat, course: shown.course } : { lon, lat, course: course ?? 0 };
       v.fromMs = nowMs;
       v.glideMs = Math.min(Math.max(gap, 0), MAX_GLIDE_MS);
       v.lon = lon;
       v.lat = lat;
       v.timeMs = t;
-      v.speed = f.properties.speed_kmh;
-      v.course = f.properties.course_deg ?? v.from.course;
+      v.speed = speed;
+      v.course = course ?? v.from.course;
       n++;
     }
     this.pending.clear();
@@ -89,32 +92,23 @@ export class Fleet {
     if (p && p.lon != null) {
       const t = p.time_ms ?? Date.parse(p.time);
       if (v.timeMs == null || t > v.timeMs) {
-        this.push({ properties: { vehicle: item.id, time: new Date(t).toISOString(),
-                                  speed_kmh: p.speed_kmh, course_deg: p.course_deg ?? p.course },
-                    geometry: { coordinates: [p.lon, p.lat] } });
+        this.pushFix(item.id, t, p.lon, p.lat, p.speed_kmh, p.course_deg ?? p.course);
         this.apply(nowMs);
       }
     }
     this.version++;
   }
 
-  /** Where a vehicle is drawn at `nowMs`. */
+  /** Where a vehicle is drawn at `nowMs`, and whether it is still gliding there. */
   shown(v, nowMs) {
-    if (!v.from || v.glideMs <= 0) return { lon: v.lon, lat: v.lat, course: v.course };
+    if (!v.from || v.glideMs <= 0) return { lon: v.lon, lat: v.lat, course: v.course, gliding: false };
     const f = Math.min(1, Math.max(0, (nowMs - v.fromMs) / v.glideMs));
     return {
       lon: v.from.lon + (v.lon - v.from.lon) * f,
       lat: v.from.lat + (v.lat - v.from.lat) * f,
       course: lerpAngle(v.from.course, v.course, f),
+      gliding: f < 1,
     };
-  }
-
-  /** True while some vehicle is still gliding towards its reported position. */
-  animating(nowMs) {
-    for (const v of this.vehicles.values()) {
-      if (v.glideMs > 0 && nowMs - v.fromMs < v.glideMs) return true;
-    }
-    return false;
   }
 
   counts(nowMs) {

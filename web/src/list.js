@@ -7,6 +7,15 @@ import { fmtAge, fmtNum, h } from "./dom.js";
 
 const REDRAW_MS = 1000;
 const MAX_ROWS = 200;
+// one collator for every comparison: localeCompare with options builds one per call
+const byName = new Intl.Collator(undefined, { numeric: true }).compare;
+
+/** True when two sets hold the same ids. */
+function sameSet(a, b) {
+  if (a.size !== b.size) return false;
+  for (const x of a) if (!b.has(x)) return false;
+  return true;
+}
 
 export class VehicleList {
   constructor(root, countsRoot, fleet, { onSelect, onFilter }) {
@@ -62,7 +71,9 @@ export class VehicleList {
       if (match) rows.push({ v, state });
       else hidden.add(v.id);
     }
-    this.onFilter(hidden);
+    // the map re-sends its sources only when the filter's result changed, not every redraw
+    if (!this.hidden || !sameSet(hidden, this.hidden)) this.onFilter(hidden);
+    this.hidden = hidden;
     const key = {
       id: (r) => r.v.id,
       state: (r) => STATES.indexOf(r.state),
@@ -71,7 +82,7 @@ export class VehicleList {
     }[this.sort];
     rows.sort((a, b) => {
       const ka = key(a), kb = key(b);
-      return ka < kb ? -1 : ka > kb ? 1 : a.v.id.localeCompare(b.v.id, undefined, { numeric: true });
+      return ka < kb ? -1 : ka > kb ? 1 : byName(a.v.id, b.v.id);
     });
     // rows are kept per vehicle and updated in place: a click never lands on a replaced node
     const shown = rows.slice(0, MAX_ROWS);

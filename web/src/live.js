@@ -1,68 +1,55 @@
-// The hub's WebSocket (/ws, docs/protocol.md §9): subscribes to every vehicle (batched: one
-// FeatureCollection frame per hub tick, deflated: a binary message of raw DEFLATE, about a
-// fifth of the JSON's size) and to alerts, hands positions to the fleet (which coalesces them)
-// and alerts to their handler, and reconnects with a growing delay after a drop.
+// The hub's live feed: its WebSocket runs in a worker (live-worker.js: subscribes to every
+// vehicle, batched, and to alerts; parses off the main thread); here positions go to the
+// fleet (which coalesces them), alerts to their handler, and a dropped socket is reopened
+// with a growing delay unless the session is gone.
+import { unpack } from "./fixes.js";
 
 const RETRY_MIN_MS = 500;
 const RETRY_MAX_MS = 15000; // a backend restart takes a few seconds; do not hammer it
 
 export class LiveSocket {
-  constructor({ topics, onFeature, onAlert, onState, onClosedUnauthorized }) {
+  constructor({ workerUrl, topics, onFix, onAlert, onState, onClosedUnauthorized }) {
     this.topics = topics;
-    this.onFeature = onFeature;
+    this.onFix = onFix;
     this.onAlert = onAlert;
     this.onState = onState;
     this.onClosedUnauthorized = onClosedUnauthorized;
     this.retryMs = RETRY_MIN_MS;
     this.stopped = false;
-    this.received = 0;
+    this.received = 0; // positions received
+    this.workerMs = 0; // time the worker spent parsing them (read by the benchmark)
+    this.worker = new Worker(workerUrl, { type: "module" });
+    this.worker.onmessage = (e) => this.onWorker(e.data);
+  }
+
+  onWorker(m) {
+    if (m.type === "fixes") {
+      this.received += m.ids.length;
+      this.workerMs += m.ms;
+      unpack(m, this.onFix);
+    } else if (m.type === "alert") this.onAlert(m.alert);
+    else if (m.type === "state") {
+      if (m.state === "live") this.retryMs = RETRY_MIN_MS;
+      this.onState(m.state);
+    } else if (m.type === "warn") console.warn("hub:", m.text);
+    else if (m.type === "closed") this.closed();
   }
 
   start() {
     const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
-    const ws = new WebSocket(url);
-    ws.binaryType = "arraybuffer";
-    this.ws = ws;
-    let inOrder = Promise.resolve(); // frames inflate asynchronously: handle in arrival order
-    this.onState("connecting");
-    ws.onopen = () => {
-      this.retryMs = RETRY_MIN_MS;
-      this.onState("live");
-      for (const topic of this.topics) {
-        ws.send(JSON.stringify({ op: "subscribe", topic, batch: true, deflate: true }));
-      }
-    };
-    ws.onmessage = (e) => {
-      this.received++;
-      inOrder = inOrder
-        .then(async () => this.handle(typeof e.data === "string" ? e.data : await inflate(e.data)))
-        .catch((err) => console.warn("hub message:", err));
-    };
-    ws.onclose = async () => {
-      if (this.stopped) return;
-      this.onState("offline");
-      if (await this.onClosedUnauthorized()) return;
-      setTimeout(() => this.start(), this.retryMs);
-      this.retryMs = Math.min(this.retryMs * 2, RETRY_MAX_MS);
-    };
+    this.worker.postMessage({ op: "start", url, topics: this.topics });
   }
 
-  handle(text) {
-    const m = JSON.parse(text);
-    if (m.type === "FeatureCollection") for (const f of m.features) this.onFeature(f);
-    else if (m.feature) this.onFeature(m.feature);
-    else if (m.alert && m.topic === "alerts") this.onAlert(m.alert);
-    else if (m.error) console.warn("hub:", m.error);
+  async closed() {
+    if (this.stopped) return;
+    this.onState("offline");
+    if (await this.onClosedUnauthorized()) return;
+    setTimeout(() => this.start(), this.retryMs);
+    this.retryMs = Math.min(this.retryMs * 2, RETRY_MAX_MS);
   }
 
   stop() {
     this.stopped = true;
-    if (this.ws) this.ws.close();
+    this.worker.postMessage({ op: "stop" });
   }
-}
-
-/** The text of a raw DEFLATE stream (a deflated batch frame). */
-async function inflate(buffer) {
-  const stream = new Blob([buffer]).stream().pipeThrough(new DecompressionStream("deflate-raw"));
-  return new Response(stream).text();
 }

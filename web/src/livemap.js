@@ -1,8 +1,11 @@
-// Vehicle layers on the map (WebGL: one clustered GeoJSON source, circle + symbol layers).
-//
-// The frame loop applies the hub's coalesced positions once per animation frame and re-sends
-// the source at most once per frame; when building it costs more than a slice of the frame
-// (thousands of vehicles), updates are spaced out so the map stays responsive.
+// Vehicle layers on the map (WebGL: GeoJSON sources, circle + symbol layers), in two sources:
+// - "clusters" (zoom < LIVE_MIN_ZOOM): every vehicle, clustered; it is told only what changed
+//   enough to see (ClusterDiff, MapLibre's updateData) at most once per CLUSTERED_UPDATE_MS,
+//   and not animated (clusters show counts, not motion);
+// - "vehicles" (zoom >= LIVE_MIN_ZOOM): only the vehicles in or near the view, re-sent each
+//   animation frame while one of them glides, so markers move smoothly.
+// The frame loop applies the hub's coalesced positions once per animation frame.
+import { ClusterDiff } from "./clusterdiff.js";
 import { classify } from "./fleet.js";
 import { arrowImage, resolveImage } from "./icons.js";
 
@@ -13,21 +16,30 @@ export const STATE_COLORS = {
   offline: "#718096",
   alert: "#e53e3e",
 };
-// Share of a 16.7 ms frame the source rebuild may take on average before updates are spaced.
-const FRAME_BUDGET_MS = 4;
 // Clusters above this zoom dissolve into single vehicles (a city district at zoom 12).
 const CLUSTER_MAX_ZOOM = 11;
+export const LIVE_MIN_ZOOM = CLUSTER_MAX_ZOOM + 1;
 const CLUSTER_RADIUS_PX = 45;
-// Zoomed out, clusters show counts, not motion: rebuild the source at most this often and do
-// not animate (bench/bench_webapp.py: 10,000 animated vehicles re-clustered every frame took
-// ~1 s a frame on SwiftShader, 3x the empty map's redraw).
+// Zoomed out, the clustered source is told of changes at most this often (bench/bench_browser.py:
+// each update re-clusters all vehicles in MapLibre's worker, ~50 ms at 10,000).
 const CLUSTERED_UPDATE_MS = 1000;
-// Zoomed in, only vehicles within the view (grown by this share of its size on every side)
-// go into the source: a city view holds hundreds of a 10,000-vehicle fleet, not all of them.
-const VIEW_MARGIN = 0.5;
+// Zoomed in, only vehicles within the view (grown by this share of its size on every side) go
+// into the source: a city view holds hundreds of a 10,000-vehicle fleet. While vehicles glide
+// the source is rebuilt every frame for the view of that frame, so the margin only has to
+// cover a view moved between rebuilds (bench: 0.5, 4x the view's area, cost 2-3x the features).
+const VIEW_MARGIN = 0.15;
 
 const stateColor = ["match", ["get", "state"],
   ...Object.entries(STATE_COLORS).flat(), "#555"];
+const alertStroke = {
+  "circle-stroke-color": ["case", [">", ["get", "alerts"], 0], "#e53e3e", "#fff"],
+  "circle-stroke-width": ["case", [">", ["get", "alerts"], 0], 3, 2],
+};
+const arrowLayout = { "icon-image": "arrow", "icon-rotate": ["get", "course"],
+  "icon-rotation-alignment": "map", "icon-allow-overlap": true,
+  "icon-ignore-placement": true, "icon-size": 0.9 };
+const arrowPaint = { "icon-color": stateColor, "icon-halo-color": "#fff", "icon-halo-width": 2 };
+const moving = ["==", ["get", "state"], "moving"];
 
 export class LiveLayer {
   constructor(map, fleet, { onSelect }) {
@@ -36,77 +48,78 @@ export class LiveLayer {
     this.selected = null;
     this.following = null;
     this.hidden = new Set(); // ids filtered out by the list's state filter
-    this.lastBuildMs = 0;
-    this.nextAt = 0;
     this.frames = 0; // source updates sent (read by tests and the benchmark)
     this.dirty = true;
+    this.liveGliding = false; // a vehicle in the live source is still gliding
+    this.clusterDiff = new ClusterDiff();
+    this.clusterAt = 0;
     map.addImage("arrow", arrowImage().data, arrowImage().options);
     map.setMissingStyleImageResolver((id) => resolveImage(map, id));
-    map.addSource("vehicles", {
+    map.addSource("clusters", {
       type: "geojson",
-      data: { type: "FeatureCollection", features: [] },
+      data: empty(),
+      promoteId: "id", // updateData addresses features by vehicle id
       cluster: true,
       clusterMaxZoom: CLUSTER_MAX_ZOOM,
       clusterRadius: CLUSTER_RADIUS_PX,
       clusterProperties: { alerts: ["+", ["case", ["==", ["get", "state"], "alert"], 1, 0]] },
     });
+    map.addSource("vehicles", { type: "geojson", data: empty() });
     map.addSource("selected", { type: "geojson", data: empty() });
     const clustered = ["has", "point_count"];
     const single = ["!", clustered];
-    map.addLayer({ id: "clusters", type: "circle", source: "vehicles", filter: clustered,
+    const zoomedOut = { source: "clusters", maxzoom: LIVE_MIN_ZOOM };
+    const zoomedIn = { source: "vehicles", minzoom: LIVE_MIN_ZOOM };
+    map.addLayer({ id: "clusters", type: "circle", ...zoomedOut, filter: clustered,
       paint: { "circle-color": ["case", [">", ["get", "alerts"], 0], STATE_COLORS.alert, "#3a4a63"],
                "circle-radius": ["interpolate", ["linear"], ["get", "point_count"], 2, 14, 100, 20, 5000, 32],
                "circle-stroke-color": "#fff", "circle-stroke-width": 2, "circle-opacity": 0.9 } });
-    map.addLayer({ id: "cluster-count", type: "symbol", source: "vehicles", filter: clustered,
+    map.addLayer({ id: "cluster-count", type: "symbol", ...zoomedOut, filter: clustered,
       layout: { "icon-image": ["concat", "count:", ["get", "point_count_abbreviated"]],
                 "icon-allow-overlap": true } });
+    map.addLayer({ id: "cluster-dot", type: "circle", ...zoomedOut, filter: ["all", single, ["!", moving]],
+      paint: { "circle-color": stateColor, "circle-radius": 6, ...alertStroke } });
+    map.addLayer({ id: "cluster-arrow", type: "symbol", ...zoomedOut, filter: ["all", single, moving],
+      layout: { ...arrowLayout, "icon-size": 0.75 }, paint: arrowPaint });
     map.addLayer({ id: "selected-halo", type: "circle", source: "selected",
       paint: { "circle-radius": 16, "circle-color": "rgba(255,200,0,0.35)",
                "circle-stroke-color": "#d69e2e", "circle-stroke-width": 2 } });
-    map.addLayer({ id: "vehicle-dot", type: "circle", source: "vehicles",
-      filter: ["all", single, ["!=", ["get", "state"], "moving"]],
-      paint: { "circle-color": stateColor, "circle-radius": 7,
-               "circle-stroke-color": ["case", [">", ["get", "alerts"], 0], "#e53e3e", "#fff"],
-               "circle-stroke-width": ["case", [">", ["get", "alerts"], 0], 3, 2] } });
-    map.addLayer({ id: "vehicle-arrow", type: "symbol", source: "vehicles",
-      filter: ["all", single, ["==", ["get", "state"], "moving"]],
-      layout: { "icon-image": "arrow", "icon-rotate": ["get", "course"],
-                "icon-rotation-alignment": "map", "icon-allow-overlap": true,
-                "icon-ignore-placement": true, "icon-size": 0.9 },
-      paint: { "icon-color": stateColor, "icon-halo-color": "#fff", "icon-halo-width": 2 } });
-    map.addLayer({ id: "vehicle-label", type: "symbol", source: "vehicles", filter: single,
+    map.addLayer({ id: "vehicle-dot", type: "circle", ...zoomedIn, filter: ["!", moving],
+      paint: { "circle-color": stateColor, "circle-radius": 7, ...alertStroke } });
+    map.addLayer({ id: "vehicle-arrow", type: "symbol", ...zoomedIn, filter: moving,
+      layout: arrowLayout, paint: arrowPaint });
+    map.addLayer({ id: "vehicle-label", type: "symbol", ...zoomedIn,
       layout: { "icon-image": ["concat", "label:", ["get", "id"]], "icon-anchor": "top",
                 "icon-offset": [0, 12], "icon-optional": true } });
-    for (const layer of ["vehicle-dot", "vehicle-arrow", "vehicle-label"]) {
+    for (const layer of ["vehicle-dot", "vehicle-arrow", "vehicle-label", "cluster-dot", "cluster-arrow"]) {
       map.on("click", layer, (e) => onSelect(e.features[0].properties.id));
       map.on("mouseenter", layer, () => { map.getCanvas().style.cursor = "pointer"; });
       map.on("mouseleave", layer, () => { map.getCanvas().style.cursor = ""; });
     }
-    // the view moved: vehicles that came into it (or clusters that dissolved) are drawn
-    map.on("moveend", () => { this.dirty = true; this.nextAt = 0; });
+    // the view moved: vehicles that came into it are drawn (the clustered source holds all)
+    map.on("moveend", () => { this.dirty = true; });
     map.on("click", "clusters", async (e) => {
       const f = e.features[0];
-      const zoom = await map.getSource("vehicles").getClusterExpansionZoom(f.properties.cluster_id);
+      const zoom = await map.getSource("clusters").getClusterExpansionZoom(f.properties.cluster_id);
       map.easeTo({ center: f.geometry.coordinates, zoom });
     });
   }
 
+  /** Set the ids the list's state filter hides; the sources follow at their next update. */
+  setHidden(hidden) {
+    this.hidden = hidden;
+    this.dirty = true;
+    this.clusterAt = 0;
+  }
+
   /** One animation frame: called by the app's requestAnimationFrame loop. */
   frame(now) {
-    const moved = this.fleet.apply(now) > 0;
-    if (moved) this.dirty = true;
-    const clustered = this.map.getZoom() <= CLUSTER_MAX_ZOOM;
-    const animating = !clustered && this.fleet.animating(now);
-    // back-pressure: a new update only once the map has finished tiling the previous one
-    // (MapLibre re-tiles the whole source in its worker on every setData)
-    const ready = this.map.isSourceLoaded("vehicles");
-    if ((this.dirty || animating) && ready && performance.now() >= this.nextAt) {
-      const t0 = performance.now();
+    if (this.fleet.apply(now) > 0) this.dirty = true;
+    if (this.map.getZoom() < LIVE_MIN_ZOOM) {
+      if (now >= this.clusterAt) this.updateClusters(now);
+    } else if ((this.dirty || this.liveGliding) && this.map.isSourceLoaded("vehicles")) {
+      // back-pressure: a new update only once the map has finished tiling the previous one
       this.map.getSource("vehicles").setData(this.collection(now));
-      this.lastBuildMs = performance.now() - t0;
-      // spend at most FRAME_BUDGET_MS per frame on average on rebuilding the source
-      this.nextAt = t0 + Math.max(clustered ? CLUSTERED_UPDATE_MS : 0,
-                                  (this.lastBuildMs / FRAME_BUDGET_MS) * 16.7 - 16.7);
       this.frames++;
       this.dirty = false;
     }
@@ -119,24 +132,33 @@ export class LiveLayer {
     }
   }
 
-  /** The source's features: every vehicle when clustered, else those in or near the view. */
+  /** Tell the clustered source what changed enough to see, if anything. */
+  updateClusters(now) {
+    this.clusterAt = now + CLUSTERED_UPDATE_MS;
+    const d = this.clusterDiff.diff(this.fleet.vehicles, now, { zoom: this.map.getZoom(), hidden: this.hidden });
+    if (!d) return;
+    this.map.getSource("clusters").updateData(d);
+    this.frames++;
+  }
+
+  /** The live source's features: the vehicles in or near the view, and the selected one. */
   collection(now) {
     const features = [];
-    const view = this.map.getZoom() <= CLUSTER_MAX_ZOOM ? null : this.map.getBounds();
-    let w, e, sth, nth;
-    if (view) {
-      const dx = (view.getEast() - view.getWest()) * VIEW_MARGIN;
-      const dy = (view.getNorth() - view.getSouth()) * VIEW_MARGIN;
-      [w, e, sth, nth] = [view.getWest() - dx, view.getEast() + dx, view.getSouth() - dy, view.getNorth() + dy];
-    }
+    const view = this.map.getBounds();
+    const dx = (view.getEast() - view.getWest()) * VIEW_MARGIN;
+    const dy = (view.getNorth() - view.getSouth()) * VIEW_MARGIN;
+    const [w, e, sth, nth] = [view.getWest() - dx, view.getEast() + dx, view.getSouth() - dy, view.getNorth() + dy];
+    let gliding = false;
     for (const v of this.fleet.vehicles.values()) {
       if (v.lon == null || this.hidden.has(v.id)) continue;
-      if (view && v.id !== this.selected && (v.lon < w || v.lon > e || v.lat < sth || v.lat > nth)) continue;
+      if (v.id !== this.selected && (v.lon < w || v.lon > e || v.lat < sth || v.lat > nth)) continue;
       const p = this.fleet.shown(v, now);
+      gliding ||= p.gliding;
       features.push({ type: "Feature",
         geometry: { type: "Point", coordinates: [p.lon, p.lat] },
         properties: { id: v.id, state: classify(v, now), course: p.course, alerts: v.openAlerts } });
     }
+    this.liveGliding = gliding;
     return { type: "FeatureCollection", features };
   }
 
@@ -145,8 +167,8 @@ export class LiveLayer {
     const v = id && this.fleet.vehicles.get(id);
     if (reveal && v && v.lon != null) {
       const inView = this.map.getBounds().contains([v.lon, v.lat]);
-      if (!inView || this.map.getZoom() <= CLUSTER_MAX_ZOOM) {
-        this.map.easeTo({ center: [v.lon, v.lat], zoom: Math.max(this.map.getZoom(), CLUSTER_MAX_ZOOM + 2) });
+      if (!inView || this.map.getZoom() < LIVE_MIN_ZOOM) {
+        this.map.easeTo({ center: [v.lon, v.lat], zoom: Math.max(this.map.getZoom(), LIVE_MIN_ZOOM + 1) });
       }
     }
     if (!id) this.map.getSource("selected").setData(empty());

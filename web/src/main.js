@@ -116,10 +116,7 @@ async function main() {
   live = new LiveLayer(map, fleet, { onSelect: select });
   const list = new VehicleList($("#tab-vehicles"), $("#counts"), fleet, {
     onSelect: (id) => select(id, { reveal: true }),
-    onFilter: (hidden) => {
-      live.hidden = hidden;
-      live.dirty = true;
-    },
+    onFilter: (hidden) => live.setHidden(hidden),
   });
   const showTab = tabs((name) => {
     if (name === "history") history.refreshVehicles(live.selected);
@@ -167,8 +164,9 @@ async function main() {
   alerts.reload();
 
   const socket = new LiveSocket({
+    workerUrl: new URL("live-worker.js", ASSETS).href,
     topics: ["live_updates:all", "alerts"],
-    onFeature: (f) => fleet.push(f),
+    onFix: fleet.pushFix.bind(fleet),
     onAlert: (a) => {
       alerts.push(a);
       if (a.vehicle === panel.id) panel.refresh(); // its open alerts now, not at the next poll

@@ -35,13 +35,13 @@ test("a vehicle glides from where it was shown to its new position", () => {
   f.push(pos("a", 1000, 1, 0, 30, 10)); // one second later, heading across north
   f.apply(5000);
   const v = f.vehicles.get("a");
-  assert.deepEqual(f.shown(v, 5000), { lon: 0, lat: 0, course: 350 });
+  assert.deepEqual(f.shown(v, 5000), { lon: 0, lat: 0, course: 350, gliding: true });
   const half = f.shown(v, 5500);
   assert.equal(half.lon, 0.5);
   assert.ok(Math.abs(half.course - 0) < 1e-9); // the short way round, through north
   assert.equal(f.shown(v, 7000).lon, 1);
-  assert.equal(f.animating(5999), true);
-  assert.equal(f.animating(6000), false);
+  assert.equal(f.shown(v, 5999).gliding, true);
+  assert.equal(f.shown(v, 6000).gliding, false);
   // a long gap glides for at most MAX_GLIDE_MS
   f.push(pos("a", 100000, 2, 0));
   f.apply(10000);
