@@ -1,17 +1,18 @@
 """The agent's RSS and CPU at nominal load: 10 Hz GPS + 2,000 CAN frames/s (issue 14).
 
     python bench/bench_agent.py [--seconds 30] [--frames-per-s 2000] [--gps-hz 10]
-                                [--can virtual|slcan] [--profile FILE [--gil]]
+                                [--can slcan|virtual] [--profile FILE [--gil]]
 
 Real processes on loopback: a backend (`python -m backend`, SQLite store), the GPS simulator
 writing NMEA at 10 Hz onto a pty (`hil.gps_sim`), the truck drive cycle of `hil.can_gen`
 (played faster than real time to reach the frame rate), and the real agent (`agent.cli.main`)
 reading both, journaling and sending. CAN, `--can`:
-- `virtual` (default): python-can's `virtual` bus, which works inside one process only, so the
+- `slcan` (default): `hil.can_gen --pty` writes SLCAN lines onto a pty as a USB adapter does and
+  the agent reads them with `interface = "slcan"` (agent/can/slcan.py), alone in its process;
+- `virtual`: python-can's `virtual` bus, which works inside one process only, so the
   agent runs in a wrapper process (`bench_agent.py _agent`) whose extra thread plays the
-  frames; that thread's own CPU time (`time.thread_time`, written to a file) is subtracted;
-- `slcan`: `hil.can_gen --pty` writes SLCAN lines onto a pty as a USB adapter does and the
-  agent reads them with `interface = "slcan"` (agent/can/slcan.py), alone in its process.
+  frames; that thread's own CPU time (`time.thread_time`, written to a file) is subtracted
+  (it still competes for the agent's GIL).
 After a warm-up the agent's CPU time (utime + stime of all its threads, /proc) over the window
 and its RSS (VmRSS at the end, VmHWM peak) are reported. Baseline in the same run: the same
 agent with the same sources configured but nothing playing (connected, idle), so the ratio is
@@ -340,7 +341,9 @@ def main() -> None:
     p.add_argument("--profile", metavar="FILE", help="py-spy the loaded agent into FILE")
     p.add_argument("--gil", action="store_true",
                    help="with --profile: only samples holding the GIL (py-spy --gil)")
-    p.add_argument("--can", choices=("virtual", "slcan"), default="virtual")
+    p.add_argument("--can", choices=("virtual", "slcan"), default="slcan",
+                   help="slcan (default): frames over a pty from another process, as from a "
+                        "USB adapter; virtual: python-can's in-process bus")
     asyncio.run(run(p.parse_args()))
 
 
