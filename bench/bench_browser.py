@@ -60,7 +60,7 @@ PROBE = """() => {
       try { return f(...a); } finally {
         const d = performance.now() - t;
         p.parts[key] = (p.parts[key] ?? 0) + d;
-        p.longest = Math.max(p.longest, d);
+        if (d > p.longest) { p.longest = d; p.longestBy = key; }
       }
     };
   };
@@ -71,7 +71,8 @@ PROBE = """() => {
     const onFeature = app.socket.onFeature, ws = app.socket.ws, onmessage = ws.onmessage;
     app.socket.onFeature = (f) => { app.socket.received++; onFeature(f); };
     ws.onmessage = (e) => { const t = performance.now(); onmessage(e);
-                            const d = performance.now() - t; p.longest = Math.max(p.longest, d);
+                            const d = performance.now() - t;
+                            if (d > p.longest) { p.longest = d; p.longestBy = "ws"; }
                             p.parts.ws = (p.parts.ws ?? 0) + d; };
   }
   p.received0 = app.socket.received; p.worker0 = app.socket.workerMs;
@@ -82,7 +83,8 @@ PROBE = """() => {
   const frame = app.live.frame.bind(app.live);
   app.live.frame = (now) => { if (window.benchFrozen) return;
                               const t = performance.now(); frame(now);
-                              const d = performance.now() - t; p.longest = Math.max(p.longest, d);
+                              const d = performance.now() - t;
+                              if (d > p.longest) { p.longest = d; p.longestBy = "frame"; }
                               p.parts.frame = (p.parts.frame ?? 0) + d; };
   new PerformanceObserver((l) => { for (const e of l.getEntries()) p.longs.push(e.duration); })
     .observe({ type: "longtask" });
@@ -100,10 +102,10 @@ PAN = """(on) => {
 TAKE = """() => {
   const p = window.benchProbe, sock = fleetApp.socket;
   const out = { frames: p.frames, received: sock.received - p.received0, longs: p.longs,
-                longest: p.longest,
+                longest: p.longest, longestBy: p.longestBy ?? "",
                 parts: { ...p.parts, parse: sock.workerMs - p.worker0 },
                 vehicles: fleetApp.fleet.vehicles.size, updates: fleetApp.live.frames };
-  p.frames = []; p.longs = []; p.parts = {}; p.longest = 0;
+  p.frames = []; p.longs = []; p.parts = {}; p.longest = 0; p.longestBy = "";
   p.received0 = sock.received; p.worker0 = sock.workerMs;
   return out;
 }"""
@@ -195,7 +197,8 @@ def summary(name: str, s: dict, seconds: float) -> str:
     return (f"| {name} | {len(f) / seconds:.1f} | {pct(f, 50):.0f} / {pct(f, 95):.0f} / "
             f"{max(f, default=0):.0f} | {busy['main']:.0f} / {busy['workers']:.0f} / "
             f"{busy['gpu']:.0f} | {len(longs)} ({sum(longs) / seconds:.0f} ms/s, max "
-            f"{max(longs, default=0):.0f}) | {ours} | {s['longest']:.1f} | {s['received']:,} |")
+            f"{max(longs, default=0):.0f}) | {ours} | {s['longest']:.1f} ({s['longestBy']}) | "
+            f"{s['received']:,} |")
 
 
 HEADER = ["| phase | fps | frame p50 / p95 / max ms | busy ms/s: main / workers / GPU proc | "
