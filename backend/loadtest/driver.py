@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 CONNECT_TIMEOUT_S = 30.0
 RECONNECT_DELAY_S = (0.2, 1.0)
+# Batches one pump may queue (credit ends it sooner: MAX_CREDIT / fleet.MAX_BATCH_READINGS = 8).
+MAX_BATCHES_PER_PUMP = 16
 
 
 class Driver:
@@ -145,17 +147,24 @@ class Driver:
             self.drained_after = now - self.reconnected_at
 
     def pump(self) -> None:
+        """Send batches while credit and readings last, as the agent's uplink does: during a
+        backlog several batches are in flight, so acks flow while the next ones travel."""
         session, link = self.session, self.link
         if session is None or link is None or not session.ready or not self.online:
             return
-        credit = session.credit_available
-        if credit <= 0 or not self.sim.has_unsent:
-            return
-        batch = self.sim.next_batch(credit, self.w.loop.time())
-        if batch:
+        sent = False
+        for _ in range(MAX_BATCHES_PER_PUMP):
+            credit = session.credit_available
+            if credit <= 0 or not self.sim.has_unsent:
+                break
+            batch = self.sim.next_batch(credit, self.w.loop.time())
+            if not batch:
+                break
             session.send_batch(batch)
-            link.send(self.stream_id, session.data_to_send())
             self.w.batches += 1
+            sent = True
+        if sent:
+            link.send(self.stream_id, session.data_to_send())
 
     def _stalled(self, now: float) -> bool:
         """The agent's rule (docs/protocol.md §1): readings in flight, nothing heard for

@@ -44,13 +44,19 @@ class StoredReading:
 
     @classmethod
     def from_row(cls, r) -> StoredReading:
-        """From a row of ROW_FIELDS, then the data JSON and received_ms."""
-        return cls(**dict(zip(ROW_FIELDS, r[:13], strict=True)),
-                   data=None if r[13] is None else json.loads(r[13]), received_ms=r[14])
+        """From a row of ROW_FIELDS, then the data JSON and received_ms (positional: ROW_FIELDS
+        is the fields' own order, checked below; keywords cost twice as much per row, and a
+        storm's alert replays read back thousands)."""
+        data = r[13]
+        return cls(*r[:13], None if data is None else json.loads(data), r[14])
 
     def data_json(self) -> str | None:
         return None if self.data is None else json.dumps(self.data, separators=(",", ":"),
                                                          default=str)
+
+
+# from_row passes the columns positionally
+assert tuple(StoredReading.__dataclass_fields__) == (*ROW_FIELDS, "data", "received_ms")
 
 
 @dataclass(frozen=True, slots=True)

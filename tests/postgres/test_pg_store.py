@@ -186,3 +186,44 @@ async def test_partition_job_runs_at_open(pg_url, pg_server):
         assert len(await s.partitions()) == 4  # today and three days ahead
     finally:
         await s.close()
+
+
+def can(seq, t, vehicle, epoch=7, **signals):
+    return StoredReading(vehicle_id=vehicle, epoch=epoch, seq=seq, time_ms=t, kind="can",
+                         data={"bus": "can0", **signals}, received_ms=t + 5)
+
+
+async def test_group_commit_of_many_vehicles_stores_once_and_keeps_the_newest(store):
+    """One writer transaction holding several vehicles' batches (a storm drain): re-sent
+    readings stored once, and each vehicle's newest position and signal values as a
+    brute-force pass over everything written says, whatever order the batches came in."""
+    import random
+
+    rng = random.Random(5)
+    written: list[StoredReading] = []
+    for round_ in range(4):
+        group = []
+        for v in ("a", "b", "c"):
+            for seq in rng.sample(range(1, 61), 25):  # out of order, overlapping rounds
+                t = T0 + seq * 1000
+                r = (pos(seq, t, vehicle=v, lat=seq / 10, speed=float(round_)) if seq % 3
+                     else can(seq, t, v, rpm=seq * 10, temp=seq if seq % 2 else None))
+                group.append(r)
+        if round_ == 2:
+            group += group[:10]  # the same readings twice in one transaction
+        await store.write(group, [])
+        written += group
+    distinct = {(r.vehicle_id, r.epoch, r.seq) for r in written}
+    assert await store.count_readings() == len(distinct)
+    newest_pos = {}
+    for r in sorted((r for r in written if r.kind == "pos"), key=lambda r: r.time_ms):
+        newest_pos[r.vehicle_id] = r
+    got = {p["vehicle_id"]: (p["seq"], p["lat"], p["time_ms"])
+           for p in await store.last_positions()}
+    assert got == {v: (r.seq, r.lat, r.time_ms) for v, r in newest_pos.items()}
+    newest_sig: dict = {}
+    for r in sorted((r for r in written if r.kind == "can"), key=lambda r: r.time_ms):
+        for k, value in r.data.items():
+            if k != "bus":
+                newest_sig.setdefault(r.vehicle_id, {})[k] = {"value": value, "time_ms": r.time_ms}
+    assert await store.last_signals() == newest_sig
