@@ -1,13 +1,17 @@
 """Decoder robustness: lengths, unknown ids, J1939 error codes, error/remote frames, BAM faults,
-selection and kernel filters."""
+selection, kernel filters, and frames held inside a min_interval."""
 
 from __future__ import annotations
+
+import random
 
 import can
 from can_helpers import BAM, OBD2, TRUCK, TYPES, bam_frames, frame
 
 from agent.can.dbcload import load_dbc
 from agent.can.decoder import CanDecoder, pgn_of
+from agent.can.pipeline import CanPipeline
+from agent.can.select import Rule, Selector
 
 EEC1 = 0x0CF00400
 
@@ -183,3 +187,42 @@ def test_rts_cts_session_is_followed_passively_and_abort_ends_it():
     bad_bam = cm(32, sa, 0x05, bytes([20, 0, 3, 0xFF]))
     assert dec.feed(bad_bam, 0) is None
     assert dec.counts["tp_complete"] == 1 and dec.counts["tp_errors"] == 1
+
+
+def eec1_data(raw_speed: int) -> bytes:
+    return bytes([0, 0, 0, raw_speed & 0xFF, raw_speed >> 8, 0, 0, 0])
+
+
+def test_min_interval_holds_frames_without_changing_what_is_recorded():
+    """Frames inside every selected signal's min_interval are skipped before decoding
+    (`held`); what is recorded equals a brute-force reference over cantools' decode."""
+    db = load_dbc(TRUCK)
+    rng = random.Random(8)
+    frames = []
+    for t in range(0, 20_000, 5):  # EEC1 every 5 ms, CCVS1 every 50 ms, mixed SAs
+        frames.append((t, can.Message(arbitration_id=EEC1 | rng.choice((0, 1)),
+                                      is_extended_id=True,
+                                      data=eec1_data(rng.randrange(0xFA00)))))
+        if t % 50 == 0:
+            frames.append((t, can.Message(arbitration_id=0x18FEF100, is_extended_id=True,
+                                          data=bytes([0, rng.randrange(250), 0, 0, 0, 0, 0,
+                                                      0]))))
+    rules = {"rpm": Rule(min_interval_ms=100), "speed": Rule(min_interval_ms=20)}
+    selection = {"EEC1": {"EngSpeed": "rpm"}, "CCVS1": {"WheelBasedVehicleSpeed": "speed"}}
+    pipe = CanPipeline("truck", CanDecoder([db], selection), Selector(rules))
+    out = []
+    for ts, msg in frames:
+        pipe.feed(msg, ts, out.append)
+    expected, last = [], {}
+    names = {"EngSpeed": "rpm", "WheelBasedVehicleSpeed": "speed"}
+    for ts, msg in frames:
+        decoded = db.get_message_by_frame_id(msg.arbitration_id & ~0xFF).decode(msg.data)
+        values = {}
+        for name, key in names.items():
+            if name in decoded and ts - last.get(key, -10**9) >= rules[key].min_interval_ms:
+                last[key] = ts
+                values[key] = decoded[name]
+        if values:
+            expected.append((ts, values))
+    assert [(r.ts_ms, r.values) for r in out] == expected
+    assert pipe.decoder.counts["held"] > len(frames) / 2
