@@ -226,3 +226,21 @@ def test_min_interval_holds_frames_without_changing_what_is_recorded():
             expected.append((ts, values))
     assert [(r.ts_ms, r.values) for r in out] == expected
     assert pipe.decoder.counts["held"] > len(frames) / 2
+
+
+def test_a_multiplexed_message_is_never_held():
+    """TIRE1 carries one tyre per frame: a frame of one tyre says nothing about the next."""
+    db = load_dbc(TRUCK)
+    tire1 = db.get_message_by_name("TIRE1")
+    pipe = CanPipeline("truck", CanDecoder([db]), Selector(None, Rule(min_interval_ms=1000)))
+    out = []
+    for i, location in enumerate((0x00, 0x01, 0x10, 0x11)):
+        values = {s.name: 0 for s in tire1.signals if s.multiplexer_ids is None
+                  or location in s.multiplexer_ids}
+        values["TireLocation"] = location
+        pipe.feed(can.Message(arbitration_id=tire1.frame_id, is_extended_id=True,
+                              data=tire1.encode(values, strict=False)), i, out.append)
+    assert pipe.decoder.counts["held"] == 0 and pipe.decoder.counts["decoded"] == 4
+    keys = set().union(*(r.values for r in out))
+    assert {"TirePress_Steer_L", "TirePress_Steer_R", "TirePress_Drive_LO",
+            "TirePress_Drive_LI"} <= keys
