@@ -409,9 +409,12 @@ class Hub:
                  coalesce: bool, subscribers: set[Subscriber] | None = None) -> None:
         """Queue `{"topic": T, field: payload}` for every subscriber of T that may see the
         vehicle; positions (`coalesce`) replace a queued one of the same topic and vehicle."""
+        targets = self.subscribers if subscribers is None else subscribers
+        if not targets:  # the usual case for positions: clients take batch frames (flush)
+            return
         now = self.clock()
         messages = {topic: Message(topic=topic, **{field: payload}) for topic in topics}
-        for sub in list(self.subscribers if subscribers is None else subscribers):
+        for sub in list(targets):
             if not sub.may_see(vehicle):
                 continue
             for topic in topics:

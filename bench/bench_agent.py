@@ -1,21 +1,24 @@
 """The agent's RSS and CPU at nominal load: 10 Hz GPS + 2,000 CAN frames/s (issue 14).
 
     python bench/bench_agent.py [--seconds 30] [--frames-per-s 2000] [--gps-hz 10]
+                                [--can slcan|virtual] [--profile FILE [--gil]]
 
 Real processes on loopback: a backend (`python -m backend`, SQLite store), the GPS simulator
 writing NMEA at 10 Hz onto a pty (`hil.gps_sim`), the truck drive cycle of `hil.can_gen`
 (played faster than real time to reach the frame rate), and the real agent (`agent.cli.main`)
 reading both, journaling and sending. CAN, `--can`:
-- `virtual` (default): python-can's `virtual` bus, which works inside one process only, so the
+- `slcan` (default): `hil.can_gen --pty` writes SLCAN lines onto a pty as a USB adapter does and
+  the agent reads them with `interface = "slcan"` (agent/can/slcan.py), alone in its process;
+- `virtual`: python-can's `virtual` bus, which works inside one process only, so the
   agent runs in a wrapper process (`bench_agent.py _agent`) whose extra thread plays the
-  frames; that thread's own CPU time (`time.thread_time`, written to a file) is subtracted;
-- `slcan`: `hil.can_gen --pty` writes SLCAN lines onto a pty as a USB adapter does and the
-  agent reads them with `interface = "slcan"`: python-can reads that byte by byte through
-  pyserial (a profile: 55 % of the agent's CPU), the cost of such an adapter, not the agent's.
+  frames; that thread's own CPU time (`time.thread_time`, written to a file) is subtracted
+  (it still competes for the agent's GIL).
 After a warm-up the agent's CPU time (utime + stime of all its threads, /proc) over the window
 and its RSS (VmRSS at the end, VmHWM peak) are reported. Baseline in the same run: the same
 agent with the same sources configured but nothing playing (connected, idle), so the ratio is
-the price of the load.
+the price of the load. Also printed: CPU by thread (names from `py-spy dump`) and the RSS of
+the agent's imports alone, layer by layer. `--profile FILE [--gil]`: py-spy of the loaded agent
+(`python -m backend.loadtest.profile FILE` summarises it).
 """
 
 from __future__ import annotations
@@ -226,6 +229,9 @@ async def run(args) -> None:
                 agent.terminate()
                 agent.wait(15)
             print_table(args, speed, results)
+            print("RSS of the imports alone (fresh interpreters, cumulative):")
+            for name, kb in import_layers():
+                print(f"  {kb / 1024:6.1f} MB  {name}")
         finally:
             b.stop()
 
@@ -266,6 +272,39 @@ def print_table(args, speed: float, r: dict) -> None:
           f"{load['hwm_mb'] / idle['hwm_mb']:.2f}× | |")
 
 
+# What the agent's process imports, cumulatively, in the order the agent needs it.
+IMPORT_LAYERS = (
+    ("bare interpreter", ""),
+    ("+ asyncio (pulls ssl and libssl/libcrypto)", "asyncio"),
+    ("+ stdlib and small libraries (sqlite3, pyserial, pynmea2, cbor2, tomllib, argparse)",
+     "sqlite3, serial, pynmea2, cbor2, tomllib, argparse, json, zlib, logging"),
+    ("+ python-can (every log format: can.io) and its slcan interface",
+     "can, can.interfaces.slcan"),
+    ("+ cantools (all its formats, tester, logreader)", "cantools"),
+    ("+ aioquic client (cryptography, pyOpenSSL, service_identity, certifi)",
+     "aioquic.asyncio, aioquic.quic.connection, aioquic.tls"),
+    ("+ the agent's own modules", "agent.daemon, agent.gps.config, agent.can.config, "
+     "agent.can.slcan, agent.quic_link, agent.cli"),
+)
+
+
+def import_layers() -> list[tuple[str, int]]:
+    """(layer, VmRSS kB) of a fresh interpreter importing each layer on top of the ones
+    before: the memory the agent holds before it opens anything."""
+    rows = []
+    done: list[str] = []
+    for name, mods in IMPORT_LAYERS:
+        if mods:
+            done.append(mods)
+        code = "".join(f"import {m}\n" for m in done) + (
+            "print(next(l.split()[1] for l in open('/proc/self/status') "
+            "if l.startswith('VmRSS')))")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO, timeout=60)
+        rows.append((name, int(out.stdout.split()[-1])))
+    return rows
+
+
 def agent_with_virtual_can(cfg: str, channel: str, speed: float, duration: float,
                            cpu_file: str) -> int:
     """The real agent, and a thread playing the drive cycle onto its `virtual` bus."""
@@ -302,7 +341,9 @@ def main() -> None:
     p.add_argument("--profile", metavar="FILE", help="py-spy the loaded agent into FILE")
     p.add_argument("--gil", action="store_true",
                    help="with --profile: only samples holding the GIL (py-spy --gil)")
-    p.add_argument("--can", choices=("virtual", "slcan"), default="virtual")
+    p.add_argument("--can", choices=("virtual", "slcan"), default="slcan",
+                   help="slcan (default): frames over a pty from another process, as from a "
+                        "USB adapter; virtual: python-can's in-process bus")
     asyncio.run(run(p.parse_args()))
 
 

@@ -51,13 +51,17 @@ PROFILE_TOP = 25  # functions listed per profiled phase
 # in the page: frame intervals, long tasks and the app's parts, timed by wrapping them
 PROBE = """() => {
   const app = window.fleetApp;
-  const p = { frames: [], received: 0, longs: [], parts: {} };
+  const p = { frames: [], received: 0, longs: [], parts: {}, longest: 0 };
   const time = (obj, name, key) => {
     if (!obj[name]) return;
     const f = obj[name].bind(obj);
     obj[name] = (...a) => {
       const t = performance.now();
-      try { return f(...a); } finally { p.parts[key] = (p.parts[key] ?? 0) + performance.now() - t;}
+      try { return f(...a); } finally {
+        const d = performance.now() - t;
+        p.parts[key] = (p.parts[key] ?? 0) + d;
+        if (d > p.longest) { p.longest = d; p.longestBy = key; }
+      }
     };
   };
   // the socket's worker parses the hub's frames; the page only unpacks them (live.js)
@@ -67,7 +71,9 @@ PROBE = """() => {
     const onFeature = app.socket.onFeature, ws = app.socket.ws, onmessage = ws.onmessage;
     app.socket.onFeature = (f) => { app.socket.received++; onFeature(f); };
     ws.onmessage = (e) => { const t = performance.now(); onmessage(e);
-                            p.parts.ws = (p.parts.ws ?? 0) + performance.now() - t; };
+                            const d = performance.now() - t;
+                            if (d > p.longest) { p.longest = d; p.longestBy = "ws"; }
+                            p.parts.ws = (p.parts.ws ?? 0) + d; };
   }
   p.received0 = app.socket.received; p.worker0 = app.socket.workerMs;
   time(app.fleet, "apply", "apply");
@@ -77,7 +83,9 @@ PROBE = """() => {
   const frame = app.live.frame.bind(app.live);
   app.live.frame = (now) => { if (window.benchFrozen) return;
                               const t = performance.now(); frame(now);
-                              p.parts.frame = (p.parts.frame ?? 0) + performance.now() - t; };
+                              const d = performance.now() - t;
+                              if (d > p.longest) { p.longest = d; p.longestBy = "frame"; }
+                              p.parts.frame = (p.parts.frame ?? 0) + d; };
   new PerformanceObserver((l) => { for (const e of l.getEntries()) p.longs.push(e.duration); })
     .observe({ type: "longtask" });
   let last = performance.now();
@@ -94,9 +102,11 @@ PAN = """(on) => {
 TAKE = """() => {
   const p = window.benchProbe, sock = fleetApp.socket;
   const out = { frames: p.frames, received: sock.received - p.received0, longs: p.longs,
+                longest: p.longest, longestBy: p.longestBy ?? "",
                 parts: { ...p.parts, parse: sock.workerMs - p.worker0 },
                 vehicles: fleetApp.fleet.vehicles.size, updates: fleetApp.live.frames };
-  p.frames = []; p.longs = []; p.parts = {}; p.received0 = sock.received; p.worker0 = sock.workerMs;
+  p.frames = []; p.longs = []; p.parts = {}; p.longest = 0; p.longestBy = "";
+  p.received0 = sock.received; p.worker0 = sock.workerMs;
   return out;
 }"""
 
@@ -187,13 +197,15 @@ def summary(name: str, s: dict, seconds: float) -> str:
     return (f"| {name} | {len(f) / seconds:.1f} | {pct(f, 50):.0f} / {pct(f, 95):.0f} / "
             f"{max(f, default=0):.0f} | {busy['main']:.0f} / {busy['workers']:.0f} / "
             f"{busy['gpu']:.0f} | {len(longs)} ({sum(longs) / seconds:.0f} ms/s, max "
-            f"{max(longs, default=0):.0f}) | {ours} | {s['received']:,} |")
+            f"{max(longs, default=0):.0f}) | {ours} | {s['longest']:.1f} ({s['longestBy']}) | "
+            f"{s['received']:,} |")
 
 
 HEADER = ["| phase | fps | frame p50 / p95 / max ms | busy ms/s: main / workers / GPU proc | "
           "long tasks > 50 ms (ms/s, max) | ours ms/s: (socket worker: inflate + parse) + "
-          "main: unpack + apply + live features + cluster diff + list | positions |",
-          "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+          "main: unpack + apply + live features + cluster diff + list | ours on the main "
+          "thread: longest call ms | positions |",
+          "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
 
 
 async def run(vehicles: int, seconds: float, zooms: list[int], profile: bool) -> list[str]:

@@ -141,13 +141,16 @@ class CanBusSource(_StateMixin):
                     timeout = min(wait, 1.0) if timeout is None else min(timeout, wait)
                 await handoff.wait(timeout)
                 for batch in handoff.take(DRAIN_BATCH):
+                    traffic = False  # a frame after the batch's last bus-off error frame
                     for ts, msg in batch:
                         feed(msg, ts, emit)
-                        if msg.is_error_frame:
-                            if msg.arbitration_id & CAN_ERR_BUSOFF:
-                                self._set_state("bus-off")
-                        elif self.state != "up":
-                            self._set_state("up")  # traffic again after bus-off
+                        if not msg.is_error_frame:
+                            traffic = True
+                        elif msg.arbitration_id & CAN_ERR_BUSOFF:
+                            self._set_state("bus-off")
+                            traffic = False
+                    if traffic and self.state != "up":
+                        self._set_state("up")  # traffic again after bus-off
                 self.counts["dropped"] = self._dropped_before + handoff.dropped
                 pipeline.tick(now_ms(), emit)
                 pipeline.poll(now_ms())

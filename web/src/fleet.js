@@ -29,6 +29,15 @@ function lerpAngle(a, b, f) {
   return (a + d * f + 360) % 360;
 }
 
+/** How far (px) a gliding vehicle's marker travels in its whole glide at `pxPerDeg` (Web
+ * Mercator, per degree of longitude), its turn counted at `tipPx` from the marker's centre. */
+export function glidePx(v, pxPerDeg, tipPx) {
+  const dx = Math.abs(v.lon - v.from.lon);
+  const dy = Math.abs(v.lat - v.from.lat) / Math.cos((v.lat * Math.PI) / 180);
+  const turn = Math.abs(((v.course - v.from.course + 540) % 360) - 180);
+  return Math.hypot(dx, dy) * pxPerDeg + ((turn * Math.PI) / 180) * tipPx;
+}
+
 export class Fleet {
   constructor() {
     this.vehicles = new Map(); // id → vehicle record

@@ -2,11 +2,11 @@
 // - "clusters" (zoom < LIVE_MIN_ZOOM): every vehicle, clustered; it is told only what changed
 //   enough to see (ClusterDiff, MapLibre's updateData) at most once per CLUSTERED_UPDATE_MS,
 //   and not animated (clusters show counts, not motion);
-// - "vehicles" (zoom >= LIVE_MIN_ZOOM): only the vehicles in or near the view, re-sent each
-//   animation frame while one of them glides, so markers move smoothly.
+// - "vehicles" (zoom >= LIVE_MIN_ZOOM): only the vehicles in or near the view, re-sent while
+//   one of them glides, in steps of GLIDE_STEP_PX on screen, so markers move smoothly.
 // The frame loop applies the hub's coalesced positions once per animation frame.
 import { ClusterDiff } from "./clusterdiff.js";
-import { classify } from "./fleet.js";
+import { classify, glidePx } from "./fleet.js";
 import { arrowImage, resolveImage } from "./icons.js";
 
 export const STATE_COLORS = {
@@ -20,14 +20,22 @@ export const STATE_COLORS = {
 const CLUSTER_MAX_ZOOM = 11;
 export const LIVE_MIN_ZOOM = CLUSTER_MAX_ZOOM + 1;
 const CLUSTER_RADIUS_PX = 45;
-// Zoomed out, the clustered source is told of changes at most this often (bench/bench_browser.py:
-// each update re-clusters all vehicles in MapLibre's worker, ~50 ms at 10,000).
+// Zoomed out, the clustered source is told of changes at most this often: MapLibre's worker
+// re-clusters every vehicle on each update, however small (bench/bench_browser.py).
 const CLUSTERED_UPDATE_MS = 1000;
 // Zoomed in, only vehicles within the view (grown by this share of its size on every side) go
-// into the source: a city view holds hundreds of a 10,000-vehicle fleet. While vehicles glide
-// the source is rebuilt every frame for the view of that frame, so the margin only has to
-// cover a view moved between rebuilds (bench: 0.5, 4x the view's area, cost 2-3x the features).
+// into the source: a city view holds hundreds of a 10,000-vehicle fleet. The source is rebuilt
+// for the view of the moment at every glide step and at the end of every move, so the margin
+// only has to cover a view moved in between (0.5, 4x the view's area, cost 2-3x the features).
 const VIEW_MARGIN = 0.15;
+// A gliding marker is redrawn once the fastest one has moved this far on screen: steps of half
+// a pixel look continuous, and at a city zoom a car at 50 km/h moves ~2.5 px a second, so the
+// source is re-sent a few times a second instead of every frame.
+const GLIDE_STEP_PX = 0.5;
+// New positions are drawn within this even when nothing on screen glides fast.
+const MAX_STEP_MS = 1000;
+// The arrow's tip is this far from its centre (icons.js): a turn of a degree moves it ~0.2 px.
+const ARROW_TIP_PX = 12;
 
 const stateColor = ["match", ["get", "state"],
   ...Object.entries(STATE_COLORS).flat(), "#555"];
@@ -51,6 +59,7 @@ export class LiveLayer {
     this.frames = 0; // source updates sent (read by tests and the benchmark)
     this.dirty = true;
     this.liveGliding = false; // a vehicle in the live source is still gliding
+    this.liveAt = 0; // when the live source is next re-sent (GLIDE_STEP_PX)
     this.clusterDiff = new ClusterDiff();
     this.clusterAt = 0;
     map.addImage("arrow", arrowImage().data, arrowImage().options);
@@ -97,7 +106,10 @@ export class LiveLayer {
       map.on("mouseleave", layer, () => { map.getCanvas().style.cursor = ""; });
     }
     // the view moved: vehicles that came into it are drawn (the clustered source holds all)
-    map.on("moveend", () => { this.dirty = true; });
+    map.on("moveend", () => {
+      this.dirty = true;
+      if (!this.following) this.liveAt = 0; // following moves the view every frame: keep the steps
+    });
     map.on("click", "clusters", async (e) => {
       const f = e.features[0];
       const zoom = await map.getSource("clusters").getClusterExpansionZoom(f.properties.cluster_id);
@@ -110,6 +122,7 @@ export class LiveLayer {
     this.hidden = hidden;
     this.dirty = true;
     this.clusterAt = 0;
+    this.liveAt = 0;
   }
 
   /** One animation frame: called by the app's requestAnimationFrame loop. */
@@ -117,9 +130,12 @@ export class LiveLayer {
     if (this.fleet.apply(now) > 0) this.dirty = true;
     if (this.map.getZoom() < LIVE_MIN_ZOOM) {
       if (now >= this.clusterAt) this.updateClusters(now);
-    } else if ((this.dirty || this.liveGliding) && this.map.isSourceLoaded("vehicles")) {
+    } else if ((this.dirty || this.liveGliding) && now >= this.liveAt
+               && this.map.isSourceLoaded("vehicles")) {
       // back-pressure: a new update only once the map has finished tiling the previous one
-      this.map.getSource("vehicles").setData(this.collection(now));
+      const pxPerMs = { max: 0 };
+      this.map.getSource("vehicles").setData(this.collection(now, pxPerMs));
+      this.liveAt = now + Math.min(MAX_STEP_MS, GLIDE_STEP_PX / pxPerMs.max);
       this.frames++;
       this.dirty = false;
     }
@@ -141,8 +157,10 @@ export class LiveLayer {
     this.frames++;
   }
 
-  /** The live source's features: the vehicles in or near the view, and the selected one. */
-  collection(now) {
+  /** The live source's features: the vehicles in or near the view, and the selected one;
+   * `pxPerMs.max` gets the screen speed of the fastest gliding one. */
+  collection(now, pxPerMs = { max: 0 }) {
+    const pxPerDeg = (512 * 2 ** this.map.getZoom()) / 360;
     const features = [];
     const view = this.map.getBounds();
     const dx = (view.getEast() - view.getWest()) * VIEW_MARGIN;
@@ -153,7 +171,10 @@ export class LiveLayer {
       if (v.lon == null || this.hidden.has(v.id)) continue;
       if (v.id !== this.selected && (v.lon < w || v.lon > e || v.lat < sth || v.lat > nth)) continue;
       const p = this.fleet.shown(v, now);
-      gliding ||= p.gliding;
+      if (p.gliding) {
+        gliding = true;
+        pxPerMs.max = Math.max(pxPerMs.max, glidePx(v, pxPerDeg, ARROW_TIP_PX) / v.glideMs);
+      }
       features.push({ type: "Feature",
         geometry: { type: "Point", coordinates: [p.lon, p.lat] },
         properties: { id: v.id, state: classify(v, now), course: p.course, alerts: v.openAlerts } });
@@ -173,6 +194,7 @@ export class LiveLayer {
     }
     if (!id) this.map.getSource("selected").setData(empty());
     this.dirty = true;
+    this.liveAt = 0;
   }
 
   follow(id) {

@@ -1,7 +1,7 @@
 // The live fleet (web/src/fleet.js): coalescing, no moving backwards, gliding, states.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { classify, Fleet, MAX_GLIDE_MS, OFFLINE_S, STALE_S } from "../src/fleet.js";
+import { classify, Fleet, glidePx, MAX_GLIDE_MS, OFFLINE_S, STALE_S } from "../src/fleet.js";
 
 const pos = (vehicle, timeMs, lon, lat, speed = 30, course = 90) => ({
   type: "Feature",
@@ -67,4 +67,13 @@ test("REST items merge link, alerts and a newer position", () => {
   const v = f.vehicles.get("b");
   assert.deepEqual([v.lon, v.lat, v.connected, v.openAlerts], [3, 4, true, 1]);
   assert.deepEqual(f.counts(8000), { moving: 0, parked: 0, stale: 0, offline: 0, alert: 1 });
+});
+
+test("a glide's length on screen: east, north at 60 degrees (Mercator doubles it), a turn", () => {
+  const v = (dlon, dlat, lat, c0, c1) =>
+    ({ lon: 10 + dlon, lat: lat + dlat, course: c1, from: { lon: 10, lat, course: c0 } });
+  assert.ok(Math.abs(glidePx(v(0.01, 0, 0, 90, 90), 100, 12) - 1) < 1e-9);
+  assert.ok(Math.abs(glidePx(v(0, 0.01, 60, 0, 0), 100, 12) - 2) < 0.01);
+  // 350 to 10 degrees is a 20 degree turn through north, not 340
+  assert.ok(Math.abs(glidePx(v(0, 0, 0, 350, 10), 100, 12) - (20 * Math.PI / 180) * 12) < 1e-9);
 });
