@@ -37,7 +37,12 @@ from geostream.session import (
 )
 
 from .hub import position_feature
-from .quic_tuning import delay_acks, share_frame_table, shrink_handshake_buffers
+from .quic_tuning import (
+    delay_acks,
+    drop_key_log_callbacks,
+    share_frame_table,
+    shrink_handshake_buffers,
+)
 from .store.base import AuthResult, DeadLetter, StoredReading, newest_positions
 from .store.base import now_ms as _now_ms
 from .writer import WriterStopped
@@ -83,6 +88,7 @@ class GatewayProtocol(QuicConnectionProtocol):
             self._stream_data(event)
         elif isinstance(event, HandshakeCompleted):
             shrink_handshake_buffers(self._quic)
+            drop_key_log_callbacks(self._quic)
             if not self.session.authenticated:  # the hello deadline starts now
                 self._hello_timer.cancel()
                 self._hello_timer = asyncio.get_running_loop().call_later(

@@ -25,6 +25,9 @@
   handler, frozenset of epochs): 11 KiB per connection (7 KiB of identical frozensets), the
   largest single item of its heap. `share_frame_table` puts in its place a small object
   that looks the handler up by name in one table per process.
+- **Key callbacks.** Each epoch's keys carry four `functools.partial` callbacks into the
+  connection that only write qlog events (~3 KiB per connection); without a qlog they do
+  nothing, and `drop_key_log_callbacks` swaps them for aioquic's shared no-op.
 """
 
 from __future__ import annotations
@@ -121,6 +124,21 @@ def share_frame_table(quic) -> bool:
         return False
     setattr(quic, _FRAME_TABLE_ATTR, _FrameTable(quic))
     return True
+
+
+def drop_key_log_callbacks(quic) -> None:
+    """Call on HandshakeCompleted: without a qlog, the key set-up/tear-down callbacks (qlog
+    events only) become aioquic's shared no-op."""
+    if getattr(quic, "_quic_logger", True) is not None:
+        return
+    from aioquic.quic.crypto import NoCallback
+
+    pairs = [*getattr(quic, "_cryptos", {}).values(),
+             *getattr(quic, "_cryptos_initial", {}).values()]
+    for pair in pairs:
+        for ctx in (getattr(pair, "recv", None), getattr(pair, "send", None)):
+            if hasattr(ctx, "_setup_cb") and hasattr(ctx, "_teardown_cb"):
+                ctx._setup_cb = ctx._teardown_cb = NoCallback
 
 
 def _shared_buffer(epoch):

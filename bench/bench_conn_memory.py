@@ -31,7 +31,12 @@ from aioquic.quic.events import StreamDataReceived  # noqa: E402
 from aioquic.quic.packet import pull_quic_header  # noqa: E402
 
 from backend.pki import generate  # noqa: E402
-from backend.quic_tuning import delay_acks, share_frame_table, shrink_handshake_buffers  # noqa: E402
+from backend.quic_tuning import (  # noqa: E402
+    delay_acks,
+    drop_key_log_callbacks,
+    share_frame_table,
+    shrink_handshake_buffers,
+)
 from geostream import ALPN  # noqa: E402
 from geostream.session import ClientSession, ServerSession  # noqa: E402
 
@@ -66,6 +71,7 @@ def one_session(server_cfg, client_cfg, now: float, geostream: bool):
     session = None
     if geostream:
         shrink_handshake_buffers(server)  # what the gateway does on HandshakeCompleted
+        drop_key_log_callbacks(server)
         cs = ClientSession("veh-00001", "t" * 43, epoch=7)
         sid = client.get_next_available_stream_id()
         client.send_stream_data(sid, cs.data_to_send())

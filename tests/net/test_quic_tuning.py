@@ -1,16 +1,17 @@
 """The gateway's memory adjustments of aioquic keep real connections working: a shared frame
-table and shared post-handshake TLS buffers, on sans-IO aioquic connections in memory."""
+table, shared post-handshake TLS buffers and no-op key callbacks (sans-IO, in memory)."""
 
 import pytest
 from aioquic.buffer import Buffer
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
+from aioquic.quic.crypto import NoCallback
 from aioquic.quic.events import HandshakeCompleted, StreamDataReceived
 from aioquic.quic.packet import pull_quic_header
 from aioquic.tls import Epoch
 
 from backend.pki import generate
-from backend.quic_tuning import share_frame_table, shrink_handshake_buffers
+from backend.quic_tuning import drop_key_log_callbacks, share_frame_table, shrink_handshake_buffers
 from geostream import ALPN
 
 SERVER, CLIENT = ("127.0.0.1", 4433), ("127.0.0.1", 50000)
@@ -56,6 +57,7 @@ def connected_pair(configs, now=100.0):
         pump(client, server, CLIENT, now)
         if any(isinstance(e, HandshakeCompleted) for e in events(server)):
             shrink_handshake_buffers(server)
+            drop_key_log_callbacks(server)
             done = True
             break
     assert done, "handshake did not complete"
@@ -86,3 +88,5 @@ def test_the_shared_frame_table_refuses_unknown_frame_types(configs):
         table[0x7F]
     handler, epochs = table[0x06]  # CRYPTO: bound to this connection
     assert handler.__self__ is server and len(epochs) == 3
+    keys = server._cryptos[Epoch.ONE_RTT]  # no qlog: the key callbacks are the shared no-op
+    assert keys.send._setup_cb is NoCallback and keys.recv._teardown_cb is NoCallback

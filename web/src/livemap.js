@@ -2,8 +2,8 @@
 // - "clusters" (zoom < LIVE_MIN_ZOOM): every vehicle, clustered; it is told only what changed
 //   enough to see (ClusterDiff, MapLibre's updateData) at most once per CLUSTERED_UPDATE_MS,
 //   and not animated (clusters show counts, not motion);
-// - "vehicles" (zoom >= LIVE_MIN_ZOOM): only the vehicles in or near the view, re-sent each
-//   animation frame while one of them glides, so markers move smoothly.
+// - "vehicles" (zoom >= LIVE_MIN_ZOOM): only the vehicles in or near the view, re-sent while
+//   one of them glides, in steps of GLIDE_STEP_PX on screen, so markers move smoothly.
 // The frame loop applies the hub's coalesced positions once per animation frame.
 import { ClusterDiff } from "./clusterdiff.js";
 import { classify, glidePx } from "./fleet.js";
@@ -20,13 +20,13 @@ export const STATE_COLORS = {
 const CLUSTER_MAX_ZOOM = 11;
 export const LIVE_MIN_ZOOM = CLUSTER_MAX_ZOOM + 1;
 const CLUSTER_RADIUS_PX = 45;
-// Zoomed out, the clustered source is told of changes at most this often (bench/bench_browser.py:
-// each update re-clusters all vehicles in MapLibre's worker, ~50 ms at 10,000).
+// Zoomed out, the clustered source is told of changes at most this often: MapLibre's worker
+// re-clusters every vehicle on each update, however small (bench/bench_browser.py).
 const CLUSTERED_UPDATE_MS = 1000;
 // Zoomed in, only vehicles within the view (grown by this share of its size on every side) go
-// into the source: a city view holds hundreds of a 10,000-vehicle fleet. While vehicles glide
-// the source is rebuilt every frame for the view of that frame, so the margin only has to
-// cover a view moved between rebuilds (bench: 0.5, 4x the view's area, cost 2-3x the features).
+// into the source: a city view holds hundreds of a 10,000-vehicle fleet. The source is rebuilt
+// for the view of the moment at every glide step and at the end of every move, so the margin
+// only has to cover a view moved in between (0.5, 4x the view's area, cost 2-3x the features).
 const VIEW_MARGIN = 0.15;
 // A gliding marker is redrawn once the fastest one has moved this far on screen: steps of half
 // a pixel look continuous, and at a city zoom a car at 50 km/h moves ~2.5 px a second, so the
