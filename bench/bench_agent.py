@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from hil.can_gen import CYCLE_S, frames  # noqa: E402
-from hil.rig import free_port  # noqa: E402
+from hil.waits import free_port  # noqa: E402
 
 VEHICLE = "bench-agent"
 WARMUP_S = 8.0  # connect, open the sources, first journal commits

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -22,9 +23,21 @@ from backend.pki import generate
 from backend.store import open_store
 
 REPO = Path(__file__).resolve().parents[1]
+# "backend ready: dashboard http://localhost:8080/ gateway udp 127.0.0.1:4433"
+READY_PORTS = re.compile(r"://[^/]*:(?P<http>\d+)/ gateway udp .*:(?P<quic>\d+)")
+
+
+# How long a (re)start keeps retrying a port someone else holds for a moment (an ephemeral
+# client socket of another program): long against a loaded machine, bounded.
+PORT_RETRY_S = 15.0
+# what a server process logs when its port is taken
+ADDRESS_IN_USE = "Address already in use"
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A port free *now*: only for a server that must be configured before it starts (another
+    program may bind it in between; its start then retries, see `Processes.backend`). Prefer
+    port 0 and reading the bound port back."""
     with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -116,8 +129,10 @@ class Processes:
         self.procs: list[Proc] = []
         self.db_path = tmp / "fleet.db"
         self.ticket_file = tmp / "gateway-tickets.sqlite"
-        self.quic_port = free_port(socket.SOCK_DGRAM)
-        self.http_port = free_port()
+        # 0 until the backend's first start reports the ports the kernel gave it; a restart
+        # keeps them (the agents know them)
+        self._quic_port = 0
+        self.http_port = 0
         self.tokens: dict[str, str] = {}
         self.token = ""  # an API token for HTTP calls, when a test makes one (api_token)
 
@@ -148,15 +163,36 @@ class Processes:
 
         return api_token(db or f"sqlite://{self.db_path}", f"test-{role}", role)
 
+    @property
+    def quic_port(self) -> int:
+        """The gateway's UDP port. Asked before the backend's first start (an agent configured
+        first), it is picked now, and the backend's start retries it while it is taken."""
+        if not self._quic_port:
+            self._quic_port = free_port(socket.SOCK_DGRAM)
+        return self._quic_port
+
     def backend(self, *extra: str) -> Proc:
-        proc = self._spawn(
-            ["-m", "backend", "--db", f"sqlite://{self.db_path}", "--cert", self.pki["cert"],
-             "--key", self.pki["key"], "--quic-host", "127.0.0.1", "--quic-port",
-             str(self.quic_port), "--http-port", str(self.http_port),
-             "--ticket-file", str(self.ticket_file), *extra],
-            "backend", stdout=subprocess.PIPE)
-        line = proc.popen.stdout.readline().decode()
-        assert "backend ready" in line, f"backend failed to start: {line!r}\n{proc.text()}"
+        """Start the backend; returns once it printed its ready line. Its first start binds
+        port 0 (the kernel's choice, read back from that line); a restart binds the same ports,
+        and retries for `PORT_RETRY_S` while another program holds one of them."""
+        deadline = time.monotonic() + PORT_RETRY_S
+        while True:
+            proc = self._spawn(
+                ["-m", "backend", "--db", f"sqlite://{self.db_path}", "--cert",
+                 self.pki["cert"], "--key", self.pki["key"], "--quic-host", "127.0.0.1",
+                 "--quic-port", str(self._quic_port), "--http-port", str(self.http_port),
+                 "--ticket-file", str(self.ticket_file), *extra],
+                "backend", stdout=subprocess.PIPE)
+            line = proc.popen.stdout.readline().decode()
+            if "backend ready" in line:
+                break
+            proc.popen.wait(15)
+            if ADDRESS_IN_USE not in proc.text() or time.monotonic() >= deadline:
+                raise AssertionError(f"backend failed to start: {line!r}\n{proc.text()}")
+            time.sleep(0.2)
+        ports = READY_PORTS.search(line)
+        assert ports, f"no ports in the ready line {line!r}"
+        self.http_port, self._quic_port = int(ports["http"]), int(ports["quic"])
         return proc
 
     def gps_sim(self, vehicle: str, rate: float = 10.0, count: int = 0,

@@ -74,7 +74,15 @@ def timescale_installed(bindir: Path) -> bool:
                                     "timescaledb.control").exists()
 
 
+# PostgreSQL cannot listen on port 0, so a port is picked first; if another program binds it
+# before the postmaster does, the start is retried (a first start on a new port, a restart on
+# the same one: clients know it) for this long.
+PORT_RETRY_S = 15.0
+ADDRESS_IN_USE = "Address already in use"
+
+
 def free_port() -> int:
+    """A port free *now* (see PORT_RETRY_S for when someone takes it before the server)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -123,14 +131,31 @@ class PgServer:
         return f"postgresql://{self.user}@{self.host}:{self.port}/{dbname}"
 
     def start(self) -> PgServer:
-        if not self.data.exists():
+        """Start the server (initdb first if new). pg_ctl -w waits for *this* postmaster, so
+        readiness cannot be another program's listener; a port taken in between is retried."""
+        first = not self.data.exists()
+        if first:
             self._run("initdb", "-D", str(self.data), "-U", self.user, "--auth=trust",
                       "-E", "UTF8", "--locale=C", "--no-sync")
-        opts = " ".join([f"-p {self.port}", f"-c listen_addresses={self.host}",
-                         f"-k {self.dir}"] + [f"-c {k}={v}" for k, v in self.settings.items()])
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", opts, "-w",
-                  "-t", str(START_TIMEOUT_S), "start")
-        return self
+        deadline = time.monotonic() + PORT_RETRY_S
+        while True:
+            log_size = self.log.stat().st_size if self.log.exists() else 0
+            opts = " ".join([f"-p {self.port}", f"-c listen_addresses={self.host}",
+                             f"-k {self.dir}"] +
+                            [f"-c {k}={v}" for k, v in self.settings.items()])
+            try:
+                self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", opts, "-w",
+                          "-t", str(START_TIMEOUT_S), "start")
+                return self
+            except PgUnavailable:
+                with open(self.log, "rb") as f:
+                    f.seek(log_size)
+                    taken = ADDRESS_IN_USE.encode() in f.read()
+                if not taken or time.monotonic() >= deadline:
+                    raise
+            if first:
+                self.port = free_port()
+            time.sleep(0.2)
 
     def stop(self, mode: str = "fast") -> None:
         self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop", check=False)

@@ -15,7 +15,7 @@ from .natsfixture import NatsServer
 def nats_server():
     server = NatsServer().start()
     yield server
-    server.kill()
+    server.close()
 
 
 def _feature(vehicle: str, t: int) -> dict:
