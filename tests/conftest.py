@@ -23,6 +23,47 @@ from backend.pki import generate
 from backend.store import open_store
 
 REPO = Path(__file__).resolve().parents[1]
+
+# --- the run: pytest-xdist's workers and the groups kept serial -------------------------------
+
+# Tests marked `pytest.mark.xdist_group(NAME)` share something a second worker must not touch
+# at the same time (the VM image cache and the .deb, the arm64 chroot, network namespaces);
+# `make test` runs them with `--dist loadgroup`, each group on one worker, one test at a time.
+# They are also the longest, so these go first (in this order) and the short tests fill the
+# other worker around them; `--no-loadscope-reorder` keeps the order.
+GROUPS_FIRST = ("vm", "chroot", "netns")
+
+
+def pytest_configure(config):
+    """The run's shared directory (tests/pgfixture.py: one PostgreSQL server per flavour for
+    the whole run): made by the first process, inherited by xdist's workers."""
+    if not hasattr(config, "workerinput"):
+        import tempfile
+
+        from . import pgfixture
+
+        os.environ[pgfixture.RUN_DIR_ENV] = tempfile.mkdtemp(prefix="fleet-test-run-")
+
+
+def pytest_unconfigure(config):
+    if not hasattr(config, "workerinput"):
+        from . import pgfixture
+
+        pgfixture.stop_shared()
+        shutil.rmtree(os.environ.pop(pgfixture.RUN_DIR_ENV, ""), ignore_errors=True)
+
+
+def _group(item) -> str:
+    mark = item.get_closest_marker("xdist_group")
+    if mark is None:
+        return ""
+    return str(mark.kwargs.get("name", mark.args[0] if mark.args else ""))
+
+
+def pytest_collection_modifyitems(config, items):
+    """The serial groups first, longest first (a stable sort: the rest keep their order)."""
+    rank = {name: i for i, name in enumerate(GROUPS_FIRST)}
+    items.sort(key=lambda item: rank.get(_group(item), len(GROUPS_FIRST)))
 # "backend ready: dashboard http://localhost:8080/ gateway udp 127.0.0.1:4433"
 READY_PORTS = re.compile(r"://[^/]*:(?P<http>\d+)/ gateway udp .*:(?P<quic>\d+)")
 

@@ -15,7 +15,9 @@ a script; `tests/postgres/conftest.py` turns it into pytest fixtures.
 
 from __future__ import annotations
 
+import fcntl
 import glob
+import json
 import os
 import pwd
 import shutil
@@ -90,7 +92,10 @@ def free_port() -> int:
 
 class PgServer:
     def __init__(self, settings: dict[str, str] | None = None, keep: bool = False,
-                 timescale: bool = False, host: str = "127.0.0.1"):
+                 timescale: bool = False, host: str = "127.0.0.1",
+                 directory: Path | None = None, port: int | None = None):
+        """A new server in a new temporary directory, or (`directory`, `port`) the server of
+        another process of the same test run (`attach`)."""
         self.host = host  # listen address (a network namespace's in tests/cluster)
         self.bindir = find_bindir()
         self.timescale = timescale
@@ -102,8 +107,8 @@ class PgServer:
             self.settings.update(TIMESCALE_SETTINGS)
         self.settings.update(settings or {})
         self.keep = keep
-        self.port = free_port()
-        self.dir = Path(tempfile.mkdtemp(prefix="fleet-pg-"))
+        self.port = port or free_port()
+        self.dir = directory or Path(tempfile.mkdtemp(prefix="fleet-pg-"))
         self.data = self.dir / "data"
         self.log = self.dir / "server.log"
         self.user = "fleet"
@@ -114,7 +119,8 @@ class PgServer:
                 raise PgUnavailable("running as root and no unprivileged account to run "
                                     f"PostgreSQL as (tried {CANDIDATE_USERS})")
             pw = pwd.getpwnam(account)
-            os.chown(self.dir, pw.pw_uid, pw.pw_gid)
+            if directory is None:
+                os.chown(self.dir, pw.pw_uid, pw.pw_gid)
             self._runas = ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}",
                            "--clear-groups", "--"]
 
@@ -197,6 +203,85 @@ class PgServer:
         self.close()
 
 
+# --- one server per flavour for a whole test run, shared by pytest-xdist's workers -----------
+
+# The run's directory (made by the first process of a run, tests/conftest.py; the workers inherit
+# the variable): the shared servers' descriptions and locks live there.
+RUN_DIR_ENV = "FLEET_TEST_RUN_DIR"
+# a shared server serves every worker's tests and their pools at once
+SHARED_SETTINGS = {"max_connections": "200"}
+_shared: dict[str, tuple[PgServer, str]] = {}  # flavour -> (server, template), this process
+
+
+def run_dir() -> Path:
+    """This run's shared directory (a private one for a script outside pytest)."""
+    path = os.environ.get(RUN_DIR_ENV)
+    if not path:
+        path = tempfile.mkdtemp(prefix="fleet-test-run-")
+        os.environ[RUN_DIR_ENV] = path
+    return Path(path)
+
+
+def shared_server(flavour: str = "native") -> tuple[PgServer, str]:
+    """The run's server of `flavour` and its migrated template database: the first process to
+    ask starts it (under a file lock), the others attach to it. Tests get their own database
+    (`fresh_database`), never a server of their own: one that stops or restarts its server
+    makes its own PgServer. `stop_shared` (the run's first process, at its end) stops them."""
+    if flavour in _shared:
+        return _shared[flavour]
+    directory = run_dir()
+    info = directory / f"pg-{flavour}.json"
+    with open(directory / f"pg-{flavour}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if info.exists():
+            d = json.loads(info.read_text())
+            server = PgServer(dict(SHARED_SETTINGS), timescale=d["timescale"],
+                              directory=Path(d["dir"]), port=d["port"])
+            template = d["template"]
+        else:
+            server = PgServer(dict(SHARED_SETTINGS), timescale=flavour == "timescale").start()
+            try:
+                template = make_template(server)
+            except BaseException:
+                server.close()
+                raise
+            info.write_text(json.dumps({"dir": str(server.dir), "port": server.port,
+                                        "timescale": server.timescale,
+                                        "template": template}))
+    _shared[flavour] = (server, template)
+    return server, template
+
+
+def stop_shared() -> None:
+    """Stop the run's shared servers (whichever process started them) and remove them."""
+    path = os.environ.get(RUN_DIR_ENV)
+    for info in Path(path).glob("pg-*.json") if path else ():
+        d = json.loads(info.read_text())
+        PgServer(timescale=d["timescale"], directory=Path(d["dir"]), port=d["port"]).close()
+        info.unlink()
+    _shared.clear()
+
+
+def make_template(server: PgServer) -> str:
+    """A database with PostGIS and every migration applied, to clone per test."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from backend.store.postgres import PostgresStore
+
+    url = server.create_database("fleet_template")
+
+    async def migrate():
+        store = PostgresStore(url)
+        await store.open()
+        await store.close()
+
+    # in a thread of its own: this may be requested from inside a running event loop
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, migrate()).result()
+    return "fleet_template"
+
+
 def _has_user(name: str) -> bool:
     try:
         pwd.getpwnam(name)
@@ -214,8 +299,17 @@ except ImportError:  # used from a plain script
 
 if pytest is not None:
     def serve(flavour: str = "native"):
-        """Generator body of a `pg_server` fixture; a missing PostgreSQL (or TimescaleDB, for
-        the "timescale" flavour) is a failure, not a skip."""
+        """Generator body of a `pg_server` fixture: the run's shared server of `flavour`; a
+        missing PostgreSQL (or TimescaleDB) is a failure, not a skip."""
+        try:
+            server, _ = shared_server(flavour)
+        except PgUnavailable as exc:
+            pytest.fail(f"PostgreSQL test server ({flavour}) unavailable: {exc}", pytrace=False)
+        yield server
+
+    def serve_own(flavour: str = "native"):
+        """Generator body of a fixture for a test that stops or restarts its server: a server
+        of its own, started here and removed after."""
         try:
             server = PgServer(timescale=flavour == "timescale").start()
         except PgUnavailable as exc:
@@ -227,27 +321,17 @@ if pytest is not None:
 
     @pytest.fixture(scope="session")
     def pg_server():
-        """One native-partitioning server per test session."""
+        """The run's native-partitioning server."""
         yield from serve("native")
 
-    def make_template(server: PgServer) -> str:
-        """A database with PostGIS and every migration applied, to clone per test."""
-        import asyncio
-        from concurrent.futures import ThreadPoolExecutor
-
-        from backend.store.postgres import PostgresStore
-
-        url = server.create_database("fleet_template")
-
-        async def migrate():
-            store = PostgresStore(url)
-            await store.open()
-            await store.close()
-
-        # in a thread of its own: this may be requested from inside a running event loop
-        with ThreadPoolExecutor(1) as pool:
-            pool.submit(asyncio.run, migrate()).result()
-        return "fleet_template"
+    def template_of(server: PgServer) -> str:
+        """The migrated template database of `server` (made once per server)."""
+        for shared, template in _shared.values():
+            if shared.dir == server.dir:
+                return template
+        if not getattr(server, "template", None):
+            server.template = make_template(server)
+        return server.template
 
     _counter = iter(range(1, 1_000_000))
 
@@ -260,7 +344,7 @@ if pytest is not None:
 
     @pytest.fixture(scope="session")
     def pg_template(pg_server):
-        return make_template(pg_server)
+        return template_of(pg_server)
 
     @pytest.fixture
     def pg_url(pg_server, pg_template):
@@ -269,12 +353,12 @@ if pytest is not None:
 
     @pytest.fixture(scope="session")
     def ts_server():
-        """A TimescaleDB server (for fixtures that pick the flavour at run time)."""
+        """The run's TimescaleDB server (for fixtures that pick the flavour at run time)."""
         yield from serve("timescale")
 
     @pytest.fixture(scope="session")
     def ts_template(ts_server):
-        return make_template(ts_server)
+        return template_of(ts_server)
 
     @pytest.fixture
     def ts_url(ts_server, ts_template):

@@ -21,6 +21,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,8 @@ from hil import chroot
 
 from .conftest import REPO, _env
 
-pytestmark = pytest.mark.slow
+# the arm64 chroot (hil/chroot.py): one worker, one test at a time
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("chroot")]
 ARCH = "arm64"
 FIXES = 15
 VENV = "/opt/venvs/fleet-agent/bin"
@@ -39,13 +41,16 @@ CANLOG = "tests/data/can/drive_20s.log"
 
 
 @pytest.fixture(scope="module")
-def arm64_root_and_deb(tmp_path_factory) -> tuple[Path, Path]:
-    try:
-        deb = chroot.build_deb(ARCH, tmp_path_factory.mktemp("arm64"))
-        root = chroot.ensure_root(ARCH)
-    except chroot.ChrootUnavailable as exc:
-        pytest.fail(f"the arm64 chroot cannot run: {exc}")
-    return root, deb
+def arm64_root_and_deb(tmp_path_factory) -> Iterator[tuple[Path, Path]]:
+    """The cached root (locked for this module: another run on this machine waits) and the
+    .deb built in it."""
+    with chroot.locked(ARCH):
+        try:
+            deb = chroot.build_deb(ARCH, tmp_path_factory.mktemp("arm64"))
+            root = chroot.ensure_root(ARCH)
+        except chroot.ChrootUnavailable as exc:
+            pytest.fail(f"the arm64 chroot cannot run: {exc}")
+        yield root, deb
 
 
 def _host(*args: str) -> str:

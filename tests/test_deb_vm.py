@@ -51,7 +51,8 @@ READY_TIMEOUT_S = 420.0
 DONE_TIMEOUT_S = STORE_WAIT_S + 360.0  # upgrade, remove and purge follow the store check
 SELECTED = {"EngSpeed", "CCVS1.WheelBasedVehicleSpeed", "EngCoolantTemp"}
 
-pytestmark = pytest.mark.slow
+# the VM image cache and the .deb (tests/conftest.py): one worker, one test at a time
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("vm")]
 
 
 NEXT_VERSION = "0.1.0-2"

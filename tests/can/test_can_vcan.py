@@ -23,7 +23,8 @@ VM_BOOT_TIMEOUT_S = 420  # measured ~40 s boot + ~60 s check; software emulation
 VM_PACKAGES = ("can", "cantools", "bitstruct", "textparser", "argparse_addons", "crccheck",
                "wrapt", "packaging", "typing_extensions", "isotp")
 
-pytestmark = pytest.mark.slow
+# the VM image cache: one worker, one test at a time
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("vm")]
 
 
 def host_has_vcan() -> bool:
