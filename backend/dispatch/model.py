@@ -10,6 +10,7 @@ field, so a CSV row or a JSON body turns into a per-row error, never a half-buil
 from __future__ import annotations
 
 import enum
+import itertools
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -334,7 +335,7 @@ class Job:
                                                          key=lambda w: w.start_ms)))
         if len(self.windows) > MAX_WINDOWS:
             raise ValueError(f"windows: at most {MAX_WINDOWS}")
-        for a, b in zip(self.windows, self.windows[1:]):
+        for a, b in itertools.pairwise(self.windows):
             if b.start_ms <= a.end_ms:
                 raise ValueError("windows: they overlap")
         s = self.service_s
