@@ -30,6 +30,10 @@ from backend.dispatch.model import Amounts, Job, JobKind, Point, Shift, check_pa
 # VROOM's search effort (0–5). Measured on 1,000 jobs / 50 vehicles (docs/benchmarks.md):
 # 0 meets the time goal, higher levels gain a few % of cost for several times the time.
 DEFAULT_EXPLORATION = 0
+# Small plans (a re-plan of one route, a what-if) search hardest: it costs milliseconds there,
+# and the tests hold them within 1 % of the brute-force optimum.
+SMALL_PLAN_JOBS = 30
+SMALL_PLAN_EXPLORATION = 5
 # The solver stops at this limit and returns its best plan so far (the 15 s goal).
 DEFAULT_TIME_LIMIT_S = 14.0
 # One thread: the solver process must leave the second core to ingestion.
@@ -72,7 +76,7 @@ class PlanRequest:
     vehicles: tuple[PlanVehicle, ...]
     jobs: tuple[Job, ...]  # every job to plan, the kept ones included
     now_ms: int
-    exploration: int = DEFAULT_EXPLORATION
+    exploration: int | None = None  # None: by size (SMALL_PLAN_JOBS)
     time_limit_s: float = DEFAULT_TIME_LIMIT_S
 
 
@@ -238,7 +242,7 @@ class _Problem:
                 other = self.jobs[job.pair]
                 if other.id in kept or self._expired(other):
                     continue  # goods already on board, or the delivery can no longer be made
-                problem.add_shipment(vroom.Shipment(
+                problem.add_job(vroom.Shipment(
                     pickup=vroom.ShipmentStep(rank[job.id], self.job_loc[job.id],
                                               default_service=job.service_s,
                                               time_windows=self._windows(job)),
@@ -261,7 +265,11 @@ class _Problem:
                     pickup=[0] * len(dims), skills={self._vehicle_skill(vi)},
                     priority=job.priority, time_windows=self._windows(job)))
         ids = list(self.jobs)
-        solution = problem.solve(exploration_level=req.exploration, nb_threads=SOLVER_THREADS,
+        level = req.exploration
+        if level is None:
+            level = (SMALL_PLAN_EXPLORATION if len(req.jobs) <= SMALL_PLAN_JOBS
+                     else DEFAULT_EXPLORATION)
+        solution = problem.solve(exploration_level=level, nb_threads=SOLVER_THREADS,
                                  timeout=timedelta(seconds=req.time_limit_s))
         routes_df = solution.routes
         routes = []
