@@ -25,6 +25,7 @@ from .postgres_accounts import PostgresAccounts
 from .postgres_alerts import PostgresAlerts
 from .postgres_api import PostgresApiQueries
 from .postgres_commands import PostgresCommands
+from .postgres_dispatch import PostgresDispatch
 from .postgres_maintenance import PostgresMaintenance
 from .postgres_routes import PostgresRoutes
 from .postgres_write import _CREATE_STAGING, DAY_MS, PostgresWrite  # noqa: F401 (DAY_MS: tests)
@@ -62,7 +63,7 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 
 
 class PostgresStore(PostgresWrite, PostgresAccounts, PostgresApiQueries, PostgresAlerts,
-                    PostgresCommands, PostgresRoutes, PostgresMaintenance):
+                    PostgresCommands, PostgresRoutes, PostgresMaintenance, PostgresDispatch):
     def __init__(self, url: str, pool_max: int = POOL_MAX,
                  maintain_every_s: float = MAINTAIN_EVERY_S):
         self.url = url

@@ -27,6 +27,7 @@ from .sqlite_alerts import SqliteAlerts
 from .sqlite_api import SqliteApiQueries
 from .sqlite_commands import SqliteCommands
 from .sqlite_db import connect, statements, transaction
+from .sqlite_dispatch import SqliteDispatch
 from .sqlite_maintenance import SqliteMaintenance
 
 _INSERT = """INSERT INTO vehicle_telemetry
@@ -49,7 +50,7 @@ _DEAD = """INSERT INTO dead_letter (vehicle_id, epoch, seq, reading, error, rece
 
 
 class SqliteStore(SqliteAccounts, SqliteApiQueries, SqliteAlerts, SqliteMaintenance,
-                  SqliteCommands):
+                  SqliteCommands, SqliteDispatch):
     def __init__(self, path: str):
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
