@@ -110,7 +110,7 @@ async def test_route_versions(any_store):
     assert r.version == 1
     assert (await s.put_dispatch_route(route(), None, 2)).version == 1  # the same creation again
     with pytest.raises(StaleVersion, match="version 1"):
-        await s.put_dispatch_route(route(stops=("b",)), None, 3)  # created again from scratch: stale
+        await s.put_dispatch_route(route(stops=("b",)), None, 3)  # created again: stale
     r2 = await s.put_dispatch_route(route(stops=("b", "a")), 1, 4)
     assert r2.version == 2 and r2.job_ids == ("b", "a")
     with pytest.raises(StaleVersion):
