@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import itertools
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 # Ids are short opaque strings (our own, or the customer's reference from a CSV); this bounds
 # store keys and URLs.
 MAX_ID_LEN = 64
+ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 # An arrival radius below GNSS accuracy (~5 m) would never be entered reliably; above 5 km it
 # is no longer a stop but a region (use a geofence).
 MIN_RADIUS_M = 5.0
@@ -48,10 +50,9 @@ MAX_ROUTE_STOPS = 500
 def _check_id(name: str, value: str | None, optional: bool = False) -> None:
     if value is None and optional:
         return
-    if not isinstance(value, str) or not value or len(value) > MAX_ID_LEN \
-            or any(c.isspace() or not c.isprintable() for c in value) or "/" in value:
-        raise ValueError(f"{name}: an id of 1–{MAX_ID_LEN} printable characters without "
-                         f"spaces or '/', not {value!r}")
+    if not isinstance(value, str) or not ID_PATTERN.match(value):
+        raise ValueError(f"{name}: 1–{MAX_ID_LEN} of A-Z a-z 0-9 _ . - (as geofence ids), "
+                         f"not {value!r}")
 
 
 def _check_text(name: str, value: str, limit: int = MAX_TEXT_LEN) -> None:
@@ -375,6 +376,17 @@ def check_pairs(jobs: Iterable[Job]) -> list[str]:
     return problems
 
 
+@dataclass(frozen=True)
+class JobRecord:
+    """A job as stored: with its current state, the route it is on (if any) and when it last
+    changed (the store's view; the planner reads these)."""
+
+    job: Job
+    state: JobState = JobState.UNASSIGNED
+    route_id: str | None = None
+    updated_ms: int = 0
+
+
 # --- routes --------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -514,6 +526,7 @@ class Transition:
 
 __all__ = [
     "Actor", "ActorKind", "Amounts", "Contact", "Depot", "Driver", "FleetVehicle", "Job",
-    "JobKind", "JobState", "Place", "Point", "Route", "RouteStatus", "RouteStop", "Shift",
+    "JobKind", "JobRecord", "JobState", "Place", "Point", "Route", "RouteStatus", "RouteStop",
+    "Shift",
     "TimeWindow", "Transition", "VehicleClass", "VehicleType", "check_pairs",
 ]

@@ -41,7 +41,7 @@ def test_window_end_before_start_and_overlap():
 @pytest.mark.parametrize("kw,field", [
     ({"service_s": -1}, "service_s"), ({"priority": 101}, "priority"),
     ({"skills": {"a,b"}}, "skill"), ({"kind": JobKind.PICKUP}, "pair"),
-    ({"pair": "x"}, "pair"), ({"id": "has space"}, "id"), ({"id": ""}, "id"),
+    ({"pair": "x"}, "pair"), ({"id": "has space"}, "id"), ({"id": "a/b"}, "id"), ({"id": ""}, "id"),
 ])
 def test_job_refusals_name_the_field(kw, field):
     with pytest.raises(ValueError, match=field):
