@@ -1,14 +1,14 @@
 """Dispatch tables of the PostgreSQL store (sql/postgres/0012_dispatch.sql): catalogues, jobs,
-routes, transitions; the same behaviour as the SQLite store's (sqlite_dispatch.py). Ids are
-ordered bytewise (COLLATE "C") like SQLite's, so pages are the same in both."""
+routes, transitions; the same behaviour as backend/store/sqlite/dispatch.py. Ids are ordered
+bytewise (COLLATE "C") like SQLite's, so pages are the same in both."""
 
 from __future__ import annotations
 
 import json
 
-from ..dispatch import codec
-from ..dispatch.model import FleetVehicle, Job, JobRecord, JobState, Route, Transition
-from ..dispatch.storage import (
+from ...dispatch import codec
+from ...dispatch.model import FleetVehicle, Job, JobRecord, JobState, Route, Transition
+from ...dispatch.storage import (
     CATALOGUES,
     KIND_OF,
     MAX_JOBS_PAGE,
@@ -21,6 +21,7 @@ from ..dispatch.storage import (
     transition_from_row,
     transition_row,
 )
+from .db import PostgresDb
 
 _JOB_COLUMNS = "body::text, state, route_id, updated_ms"
 
@@ -37,7 +38,7 @@ def _body(value) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
-class PostgresDispatch:
+class PostgresDispatch(PostgresDb):
     """Mixed into PostgresStore (uses its asyncpg pool)."""
 
     # --- catalogues (vehicle types, drivers, depots) and dispatch vehicles ------------------

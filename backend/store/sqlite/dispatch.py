@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 
-from ..dispatch import codec
-from ..dispatch.model import FleetVehicle, Job, JobRecord, JobState, Route, Transition
-from ..dispatch.storage import (
+from ...dispatch import codec
+from ...dispatch.model import FleetVehicle, Job, JobRecord, JobState, Route, Transition
+from ...dispatch.storage import (
     CATALOGUES,
     KIND_OF,
     MAX_JOBS_PAGE,
@@ -20,7 +20,7 @@ from ..dispatch.storage import (
     transition_from_row,
     transition_row,
 )
-from .sqlite_db import transaction
+from .db import SqliteDb, transaction
 
 _JOB_COLUMNS = "body, state, route_id, updated_ms"
 
@@ -37,7 +37,7 @@ def _body(value) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
-class SqliteDispatch:
+class SqliteDispatch(SqliteDb):
     """Mixed into SqliteStore: every call runs on the store's one worker thread."""
 
     # --- catalogues (vehicle types, drivers, depots) and dispatch vehicles ------------------
