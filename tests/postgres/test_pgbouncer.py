@@ -20,7 +20,8 @@ from test_pg_store import (  # noqa: F401 (collected again here, with `store` th
 )
 
 from backend.loadtest.run import Options, run
-from backend.store.postgres import PostgresStore, pooled_url
+from backend.store.postgres import PostgresStore
+from backend.store.postgres.db import pooled_url
 
 pytestmark = pytest.mark.postgres
 REPO = Path(__file__).resolve().parents[2]
@@ -87,7 +88,7 @@ def test_pooled_url_splits_off_our_parameter():
 _ONE_QUERY = """
 import asyncio, sys
 import asyncpg
-from backend.store.postgres import pooled_url
+from backend.store.postgres.db import pooled_url
 
 async def main():
     dsn, opts = pooled_url(sys.argv[1])
