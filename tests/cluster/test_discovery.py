@@ -111,7 +111,7 @@ async def _until_resolves(port: int, want: list[str], timeout: float) -> float:
     return time.monotonic() - t0
 
 
-async def test_routers_health_on_nats_drives_a_real_dns_answer(tmp_path):
+async def test_routers_health_on_nats_drives_a_real_dns_answer(tmp_path, cluster_key):
     nats = NatsServer().start()
     procs = []
     beats = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -123,16 +123,20 @@ async def test_routers_health_on_nats_drives_a_real_dns_answer(tmp_path):
         for k in (2, 3):  # the addresses they advertise; both listen on loopback
             tunnels[k] = free_udp_port()
             procs.append(_spawn(tmp_path, f"router{k}", [
-                "--nats-url", nats.url, "router", "--listen", f"127.0.0.1:{free_udp_port()}",
+                "--nats-url", nats.url, "--cluster-key-file", cluster_key[0], "router",
+                "--listen", f"127.0.0.1:{free_udp_port()}",
                 "--tunnel", f"127.0.0.1:{tunnels[k]}", "--advertise", f"127.0.0.{k}"]))
         for name in ("dns", "router2", "router3"):
             _wait_log(tmp_path, name, "ready")
         alive = {2, 3}  # routers that hear a gateway node (this test's heartbeats)
 
+        sealer = tunnel.Sealer(cluster_key[1], 7, from_router=False)
+
         async def node() -> None:
             for _ in range(int(120 / HEARTBEAT_S)):  # bounded: two minutes of beats
                 for k in alive:
-                    beats.sendto(tunnel.heartbeat(7), ("127.0.0.1", tunnels[k]))
+                    beats.sendto(sealer.heartbeat(time.time_ns() // 1000),
+                                 ("127.0.0.1", tunnels[k]))
                 await asyncio.sleep(HEARTBEAT_S)
 
         beat = asyncio.get_running_loop().create_task(node())
