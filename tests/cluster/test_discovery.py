@@ -77,7 +77,13 @@ def test_health_report_round_trip_and_rejects():
     r = Report("router-10.0.0.1", "router", "10.0.0.1", True)
     assert Report.decode(r.encode()) == r
     assert r.subject() == "fleet.health.router.router-10_0_0_1"
-    for bad in (b"{}", b"[1]", b"not json", b'{"node":1,"role":"router","addr":"x"}'):
+    for bad in (b"{}", b"[1]", b"not json", b'{"node":1,"role":"router","addr":"x"}',
+                # typed fields: an address that is no IP would become a bad DNS record
+                b'{"node":"r","role":"router","addr":"evil.example","ok":true}',
+                b'{"node":"r","role":"router","addr":"10.0.0.1","ok":"yes"}',
+                b'{"node":"' + b"r" * 200 + b'","role":"router","addr":"10.0.0.1","ok":true}',
+                b'{"node":"r","role":"router","addr":"10.0.0.1","ok":true,"x":"'
+                + b"y" * 20_000 + b'"}', b"[" * 50_000):
         try:
             Report.decode(bad)
         except ValueError:
