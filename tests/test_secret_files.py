@@ -93,3 +93,48 @@ def test_gateway_ticket_store_is_0600(tmp_path, monkeypatch):
 def test_demo_agent_config_holding_a_token_is_0600(tmp_path, no_chmod_open_umask):
     path = _agent_config("demo-1", "secret-token", "ca.pem", 4433, tmp_path)
     assert _mode(path) == 0o600 and 'token = "secret-token"' in path.read_text()
+
+
+# --- credentials are not taken on the command line ---------------------------------------------
+
+
+def _backend(*args: str, env: dict | None = None):
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    return subprocess.run([sys.executable, "-m", "backend", *args], capture_output=True,
+                          text=True, cwd=repo, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(repo), **(env or {})})
+
+
+def test_secrets_in_argv_are_deprecated_with_a_warning(tmp_path):
+    from backend.cli_secrets import argv_secret_warnings
+
+    assert argv_secret_warnings("postgresql://fleet@db/fleet", "nats://10.0.0.5:4222") == []
+    warned = argv_secret_warnings("postgresql://fleet:hunter2@db/fleet",
+                                  "nats://fleet:pw@10.0.0.5:4222")
+    assert "PGPASSWORD" in warned[0] and "--nats-password-file" in warned[1]
+    assert argv_secret_warnings(None, "nats://s3cret-token@10.0.0.5:4222")
+    db = f"sqlite://{tmp_path}/fleet.db"  # a flag that still works: warned, not refused
+    run = _backend("--db", db, "--nats-url", "nats://u:p@127.0.0.1:1", "migrate")
+    assert run.returncode == 0 and "deprecated: --nats-url" in run.stderr, run.stderr
+
+
+def test_nats_credentials_come_from_private_files(tmp_path):
+    from backend.natsconn import NatsSettings
+
+    write_private(tmp_path / "pw", b"from-a-file\n")
+    opts = NatsSettings("nats://10.0.0.5:4222", "fleet", str(tmp_path / "pw")).connect_options()
+    assert (opts["user"], opts["password"]) == ("fleet", "from-a-file")
+    write_private(tmp_path / "tok", b"a-token\n")
+    assert NatsSettings("nats://h:1", token_file=str(tmp_path / "tok")).connect_options()[
+        "token"] == "a-token"
+    os.chmod(tmp_path / "tok", 0o644)
+    with pytest.raises(ValueError, match="others"):
+        NatsSettings("nats://h:1", token_file=str(tmp_path / "tok")).connect_options()
+    with pytest.raises(ValueError):
+        NatsSettings("nats://h:1", "fleet")  # a user without its password file
+    open_nats = _backend("--nats-url", "nats://127.0.0.1:1", "--nats-token-file",
+                         str(tmp_path / "tok"), "--db", f"sqlite://{tmp_path}/f.db", "migrate")
+    assert open_nats.returncode == 2 and "others" in open_nats.stderr
