@@ -1,4 +1,4 @@
-"""The PostgreSQL store's write path (mixed into PostgresStore, which owns the pools).
+"""The PostgreSQL store's write path.
 
 A batch is one transaction: COPY into a per-connection temporary staging table, then
 `INSERT … SELECT … ON CONFLICT DO NOTHING` into the partitioned table (exactly once: a re-sent
@@ -10,14 +10,12 @@ per vehicle and signal instead of re-reading the batch), then dead letters.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 
 import asyncpg
 
-from .base import DeadLetter, StoredReading, newest_signals
-from .postgres_sql import MS as _MS
-
-DAY_MS = 86_400_000
+from ..base import DeadLetter, StoredReading, newest_signals
+from .db import MS as _MS
+from .partitions import PostgresPartitions
 
 _STAGING_COLUMNS = ("time_ms", "vehicle_id", "epoch", "seq", "kind", "lon", "lat", "speed_kmh",
                     "course_deg", "alt_m", "fix", "sats", "hdop", "signals", "received_ms")
@@ -55,10 +53,6 @@ _DEAD = f"""INSERT INTO dead_letter (vehicle_id, epoch, seq, reading, error, rec
     ON CONFLICT DO NOTHING"""
 
 
-def _day(ms: int) -> int:
-    return ms // DAY_MS
-
-
 def _latest_args(readings: list[StoredReading]) -> tuple[list, ...]:
     """The arrays of `_LATEST`: each vehicle's newest position (by time, epoch, seq, as the
     table's order) and each vehicle's newest value of every CAN signal (`bus` is not one)."""
@@ -79,19 +73,13 @@ def _latest_args(readings: list[StoredReading]) -> tuple[list, ...]:
             [t for _, t in signals.values()])
 
 
-class PostgresWrite:
-    """`write`: needs `self._write_pool` (or `_pool`), `self._days` and `self._lock`."""
+class PostgresReadings(PostgresPartitions):
+    """`write` on the writer's own pool (`_write_pool`), after making sure the batch's days
+    have partitions."""
 
-    async def _ensure_partitions(self, conn: asyncpg.Connection,
-                                 readings: list[StoredReading]) -> None:
-        days = {_day(r.time_ms) for r in readings} - self._days
-        if not days:
-            return
-        async with self._lock:
-            for day in sorted(days):  # outages give few distinct days, usually one
-                start = datetime.fromtimestamp(day * DAY_MS / 1000, UTC)
-                await conn.execute("SELECT telemetry_ensure_partitions($1, $1)", start)
-            self._days |= days
+    async def _init_connection(self, conn: asyncpg.Connection) -> None:
+        await super()._init_connection(conn)
+        await conn.execute(_CREATE_STAGING)
 
     async def write(self, readings: list[StoredReading], dead: list[DeadLetter]) -> None:
         try:
