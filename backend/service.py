@@ -33,7 +33,7 @@ class Backend:
         if config.nats_url:
             from .fanout import NatsFanout
 
-            self.fanout = NatsFanout(config.nats_url, self.hub)
+            self.fanout = NatsFanout(config.nats_settings(), self.hub)
         live = self.fanout or self.hub
         self.alerts = AlertEngine(self.store, config.alert_rules(), live.publish_alert)
         # dispatch changes go to this node's hub (not yet through NATS: docs/dispatch.md)
