@@ -25,12 +25,14 @@ POLL_S = 0.05
 
 
 class NatsServer:
-    def __init__(self, port: int | None = None):
+    def __init__(self, port: int | None = None, config: str | None = None):
+        """`config`: a nats-server configuration file (credentials, TLS)."""
         self.binary = shutil.which("nats-server")
         if self.binary is None:
             raise RuntimeError("nats-server is not installed (make deps-test: APT_TEST)")
         self.port = port  # None until the first start learns the kernel's choice
         self.proc: subprocess.Popen | None = None
+        self.config = config
         self.dir = Path(tempfile.mkdtemp(prefix="fleet-nats-"))
 
     @property
@@ -54,8 +56,9 @@ class NatsServer:
         """Start nats-server and return the port it listens on, or None if it exited (its
         port was taken)."""
         log = self.dir / "server.log"
+        extra = ["-c", self.config] if self.config else []
         self.proc = subprocess.Popen(
-            [self.binary, "-a", "127.0.0.1", "-p", str(self.port or -1),
+            [self.binary, *extra, "-a", "127.0.0.1", "-p", str(self.port or -1),
              "--ports_file_dir", str(self.dir), "-l", str(log)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         ports_file = self.dir / f"{Path(self.binary).name}_{self.proc.pid}.ports"

@@ -90,14 +90,15 @@ async def _seqs(url: str, vehicle: str) -> list[int]:
 
 
 async def test_kill9_node_and_nats_restart_mid_stream_lose_and_duplicate_nothing(
-        tmp_path, pki, pg_url):
+        tmp_path, pki, pg_url, cluster_key):
     _browser.seen.clear()
     nats = NatsServer().start()
     procs = []
     agents = []
     hub_node = None
     try:
-        router = _spawn(tmp_path, "router", ["router", "--listen", f"{HOST}:0",
+        router = _spawn(tmp_path, "router", ["--cluster-key-file", cluster_key[0], "router",
+                                             "--listen", f"{HOST}:0",
                                              "--tunnel", f"{HOST}:0"])
         procs.append(router)
         public, tunnel = _wait_ready(*router, "router ready")
@@ -108,7 +109,7 @@ async def test_kill9_node_and_nats_restart_mid_stream_lose_and_duplicate_nothing
                 "--quic-host", HOST, "--quic-port", "0", "--http-port", "0",
                 "--ticket-file", str(tmp_path / f"tickets{sid}.sqlite"),
                 "--server-id", str(sid), "--router", f"{HOST}:{tunnel}",
-                "--nats-url", nats.url])
+                "--cluster-key-file", cluster_key[0], "--nats-url", nats.url])
             procs.append(nodes[sid])
         for sid in nodes:
             http_ports[sid], _ = _wait_ready(*nodes[sid], "backend ready")
@@ -172,4 +173,4 @@ async def test_kill9_node_and_nats_restart_mid_stream_lose_and_duplicate_nothing
         if hub_node is not None:
             await hub_node.stop()
         stop_all([p for p, _ in procs])
-        nats.kill()
+        nats.close()
