@@ -262,14 +262,20 @@ def stop_shared() -> None:
     _shared.clear()
 
 
+TEMPLATE = "fleet_template"
+
+
 def make_template(server: PgServer) -> str:
-    """A database with PostGIS and every migration applied, to clone per test."""
+    """A database with PostGIS and every migration applied, to clone per test (made once per
+    server: a shared server already has it)."""
     import asyncio
     from concurrent.futures import ThreadPoolExecutor
 
     from backend.store.postgres import PostgresStore
 
-    url = server.create_database("fleet_template")
+    if server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{TEMPLATE}'"):
+        return TEMPLATE
+    url = server.create_database(TEMPLATE)
 
     async def migrate():
         store = PostgresStore(url)
@@ -279,7 +285,7 @@ def make_template(server: PgServer) -> str:
     # in a thread of its own: this may be requested from inside a running event loop
     with ThreadPoolExecutor(1) as pool:
         pool.submit(asyncio.run, migrate()).result()
-    return "fleet_template"
+    return TEMPLATE
 
 
 def _has_user(name: str) -> bool:
@@ -326,12 +332,7 @@ if pytest is not None:
 
     def template_of(server: PgServer) -> str:
         """The migrated template database of `server` (made once per server)."""
-        for shared, template in _shared.values():
-            if shared.dir == server.dir:
-                return template
-        if not getattr(server, "template", None):
-            server.template = make_template(server)
-        return server.template
+        return make_template(server)
 
     _counter = iter(range(1, 1_000_000))
 

@@ -37,9 +37,9 @@ def pg_server():
 
 @pytest.fixture(scope="module")
 def pg_template(pg_server):
-    from pgfixture import make_template
+    from pgfixture import template_of
 
-    return make_template(pg_server)
+    return template_of(pg_server)
 
 
 @pytest.fixture
