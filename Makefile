@@ -119,7 +119,7 @@ bench: deps-test timescaledb $(STAMP_PIP) $(WEB_BUNDLE)
 	$(PY) -m bench
 
 lint: $(STAMP_PIP)
-	$(PY) -m ruff check agent backend geostream hil tests bench
+	$(PY) -m ruff check agent backend geostream hil loadtest tests bench
 
 clean:
 	rm -rf $(VENV) run .pytest_cache .hypothesis backend/static/app web/node_modules

@@ -4,8 +4,8 @@ import random
 
 import cbor2
 
-from backend.loadtest.fleet import CAN_EVERY, MAX_BATCH_READINGS, Histogram, SimVehicle
 from geostream.codec import reading_problem
+from loadtest.fleet import CAN_EVERY, MAX_BATCH_READINGS, Histogram, SimVehicle
 
 
 def vehicle(rate=10.0):

@@ -19,9 +19,9 @@ from test_pg_store import (  # noqa: F401 (collected again here, with `store` th
     test_vehicle_credentials,
 )
 
-from backend.loadtest.run import Options, run
 from backend.store.postgres import PostgresStore
 from backend.store.postgres.db import pooled_url
+from loadtest.run import Options, run
 
 pytestmark = pytest.mark.postgres
 REPO = Path(__file__).resolve().parents[2]
