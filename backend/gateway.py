@@ -25,8 +25,9 @@ from .gateway_conn import GatewayProtocol
 from .hub import Hub
 from .metrics import ACK_BUCKETS_S
 from .quic_tuning import enlarge_socket_buffers
-from .store.base import Store, StoredCommand
+from .store.base import StoredCommand
 from .store.base import now_ms as _now_ms
+from .store.protocols import Store
 from .tickets import TicketStore
 from .writer import BatchWriter
 

@@ -51,17 +51,25 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 
 class PostgresDb:
     """What every concern of the PostgreSQL store needs from its host: `_pool` (queries,
-    authentication, alerts, the REST API) and `_write_pool` (the writer's own connection).
+    authentication, alerts, the REST API) and `_write_pool` (the writer's own connection, None
+    until open).
     Each concern's mixin derives from it; `PostgresStore` composes them."""
 
     def __init__(self, url: str, pool_max: int = POOL_MAX):
         self.url = url
         self.pool_max = pool_max
-        self._pool: asyncpg.Pool | None = None
+        self._query_pool: asyncpg.Pool | None = None
         self._write_pool: asyncpg.Pool | None = None
 
+    @property
+    def _pool(self) -> asyncpg.Pool:
+        """The pool of queries, authentication, alerts and the REST API."""
+        if self._query_pool is None:
+            raise RuntimeError("the store is not open")
+        return self._query_pool
+
     async def _open_pools(self, migrate: bool) -> None:
-        self._pool = await self._create_pool(1, self.pool_max)
+        self._query_pool = await self._create_pool(1, self.pool_max)
         if migrate:
             await self.migrate()
         self._write_pool = await self._create_pool(1, WRITE_CONNECTIONS)
@@ -79,10 +87,10 @@ class PostgresDb:
         """Prepare a new connection; a concern needing per-connection state extends this."""
 
     async def _close_pools(self) -> None:
-        for pool in (self._write_pool, self._pool):
+        for pool in (self._write_pool, self._query_pool):
             if pool is not None:
                 await pool.close()
-        self._pool = self._write_pool = None
+        self._query_pool = self._write_pool = None
 
     def is_transient(self, exc: BaseException) -> bool:
         """True if retrying the same batch later can succeed (the database, not the data)."""

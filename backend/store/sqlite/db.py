@@ -70,7 +70,14 @@ class SqliteDb:
     def __init__(self, path: str):
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
-        self._db: sqlite3.Connection | None = None
+        self._conn: sqlite3.Connection | None = None
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        """The open connection (use it on the worker thread only, through `_run`)."""
+        if self._conn is None:
+            raise RuntimeError("the store is not open")
+        return self._conn
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -81,14 +88,14 @@ class SqliteDb:
         await self._run(self._open, migrate)
 
     def _open(self, migrate: bool) -> None:
-        self._db = connect(self.path)
+        self._conn = connect(self.path)
         if migrate:
             self._migrate()
 
     async def close(self) -> None:
-        if self._db is not None:
-            await self._run(self._db.close)
-            self._db = None
+        if self._conn is not None:
+            await self._run(self._conn.close)
+            self._conn = None
         self._executor.shutdown(wait=True)
 
     async def migrate(self) -> list[str]:
