@@ -73,6 +73,24 @@ def sqlite_path(url: str) -> str | None:
     return url.removeprefix("sqlite://") if url.startswith("sqlite://") else url
 
 
+# Migration files renamed when both dialects took one number per concern (sql/README.md): a
+# database records the names it applied, so `migrate` renames a database's old names first.
+RENAMED_MIGRATIONS = {
+    "sqlite": {"0008_maintenance": "0008_service"},
+    "postgres": {"0002_commands": "0003_commands", "0003_accounts": "0004_accounts",
+                 "0004_alerts": "0005_alerts", "0005_geofences": "0006_geofences",
+                 "0006_timescale_retention": "0007_partitions",
+                 "0007_maintenance": "0008_service", "0008_quantity_names": "0009_quantity_names"},
+}
+
+
+def migration_renames(dialect: str, done: set[str]) -> list[tuple[str, str]]:
+    """(old, new) for each old name in `done`, the highest first (a rename never lands on a
+    name the database still holds)."""
+    renamed = RENAMED_MIGRATIONS.get(dialect, {})
+    return [(old, renamed[old]) for old in sorted(done & renamed.keys(), reverse=True)]
+
+
 def pending_migrations(dialect: str, done: set[str]) -> list[Path]:
     """The migration files of `dialect` (sql/<dialect>/NNNN_name.sql) not in `done`, in order."""
     return [f for f in sorted((sql_dir() / dialect).glob("*.sql")) if f.stem not in done]

@@ -22,8 +22,8 @@ from .rows import AlertQuery, DeadLetter, StoredAlert, StoredCommand, StoredRead
 class Db(Protocol):
     """The connection's life (db.py)."""
 
-    async def open(self) -> None:
-        """Connect and apply pending migrations."""
+    async def open(self, migrate: bool = True) -> None:
+        """Connect, and apply the pending migrations unless told not to."""
     async def close(self) -> None: ...
     async def migrate(self) -> list[str]:
         """Apply the pending migrations (sql/<dialect>/); the names applied, in order."""

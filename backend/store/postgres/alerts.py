@@ -1,4 +1,4 @@
-"""Alert and evaluator-checkpoint tables of the PostgreSQL store (sql/postgres/0004_alerts.sql).
+"""Alert and evaluator-checkpoint tables of the PostgreSQL store (sql/postgres/0005_alerts.sql).
 
 Times are timestamptz in the tables and epoch ms in the Store API, as elsewhere in this store.
 """

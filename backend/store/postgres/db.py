@@ -11,7 +11,7 @@ from datetime import datetime
 
 import asyncpg
 
-from ..base import pending_migrations
+from ..base import migration_renames, pending_migrations
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +111,14 @@ class PostgresDb:
                                    "(version text PRIMARY KEY, applied_at timestamptz NOT NULL "
                                    "DEFAULT now())")
                 done = {r[0] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+                renames = migration_renames("postgres", done)
+                if renames:
+                    async with conn.transaction():
+                        await conn.executemany(
+                            "UPDATE schema_migrations SET version = $1 WHERE version = $2",
+                            [(new, old) for old, new in renames])
+                    done = {r[0] for r in await conn.fetch(
+                        "SELECT version FROM schema_migrations")}
                 for f in pending_migrations("postgres", done):
                     async with conn.transaction():
                         await conn.execute(f.read_text())

@@ -13,8 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+from ..base import migration_renames, pending_migrations
 from ..base import now_ms as clock_ms
-from ..base import pending_migrations
 
 T = TypeVar("T")
 
@@ -106,6 +106,12 @@ class SqliteDb:
         db.execute("CREATE TABLE IF NOT EXISTS schema_migrations "
                    "(version TEXT PRIMARY KEY, applied_ms INTEGER NOT NULL)")
         done = {r[0] for r in db.execute("SELECT version FROM schema_migrations")}
+        renames = migration_renames("sqlite", done)
+        if renames:
+            with transaction(db):
+                db.executemany("UPDATE schema_migrations SET version=? WHERE version=?",
+                               [(new, old) for old, new in renames])
+            done = {r[0] for r in db.execute("SELECT version FROM schema_migrations")}
         applied = []
         for f in pending_migrations("sqlite", done):
             with transaction(db):

@@ -1,4 +1,4 @@
-"""Vehicle service records in the embedded store (sql/sqlite/0008_maintenance.sql): what was
+"""Vehicle service records in the embedded store (sql/sqlite/0008_service.sql): what was
 serviced when, at which odometer and engine hours (backend/maintenance/ decides what is due)."""
 
 from __future__ import annotations
