@@ -1,6 +1,8 @@
 """The PostgreSQL store's write path.
 
-A batch is one transaction: COPY into a per-connection temporary staging table, then
+A batch is one transaction: COPY into a temporary staging table made in that transaction
+(`ON COMMIT DROP`: nothing outlives the transaction, so it works behind a transaction-pooling
+PgBouncer, where the next transaction may run on another server connection), then
 `INSERT … SELECT … ON CONFLICT DO NOTHING` into the partitioned table (exactly once: a re-sent
 reading is a no-op), then one statement upserting each vehicle's newest position and CAN
 signals (never backwards in device time; picked in Python, so the statement touches one row
@@ -20,10 +22,10 @@ from .partitions import PostgresPartitions
 _STAGING_COLUMNS = ("time_ms", "vehicle_id", "epoch", "seq", "kind", "lon", "lat", "speed_kmh",
                     "course_deg", "alt_m", "fix", "sats", "hdop", "signals", "received_ms")
 # signals arrive as jsonb (COPY parses each once; as text they were parsed again per use)
-_CREATE_STAGING = """CREATE TEMP TABLE IF NOT EXISTS telemetry_staging (
+_CREATE_STAGING = """CREATE TEMP TABLE telemetry_staging (
     time_ms bigint, vehicle_id text, epoch bigint, seq bigint, kind text,
     lon float8, lat float8, speed_kmh real, course_deg real, alt_m real, fix smallint,
-    sats smallint, hdop real, signals jsonb, received_ms bigint) ON COMMIT DELETE ROWS"""
+    sats smallint, hdop real, signals jsonb, received_ms bigint) ON COMMIT DROP"""
 _INSERT = f"""INSERT INTO vehicle_telemetry (time, vehicle_id, epoch, seq, kind, location,
         speed_kmh, course_deg, alt_m, fix, sats, hdop, signals, received_at)
     SELECT {_MS.format('time_ms')}, vehicle_id, epoch, seq, kind,
@@ -77,10 +79,6 @@ class PostgresReadings(PostgresPartitions):
     """`write` on the writer's own pool (`_write_pool`), after making sure the batch's days
     have partitions."""
 
-    async def _init_connection(self, conn: asyncpg.Connection) -> None:
-        await super()._init_connection(conn)
-        await conn.execute(_CREATE_STAGING)
-
     async def write(self, readings: list[StoredReading], dead: list[DeadLetter]) -> None:
         try:
             await self._write(readings, dead)
@@ -95,6 +93,7 @@ class PostgresReadings(PostgresPartitions):
             await self._ensure_partitions(conn, readings)
             async with conn.transaction():
                 if readings:
+                    await conn.execute(_CREATE_STAGING)
                     await conn.copy_records_to_table(
                         "telemetry_staging", columns=_STAGING_COLUMNS, records=[
                             (r.time_ms, r.vehicle_id, r.epoch, r.seq, r.kind, r.lon, r.lat,
