@@ -4,6 +4,8 @@ the modules of backend/store/sqlite/ and backend/store/postgres/ are, and `Store
 Both stores satisfy every Protocol: `make lint` runs mypy on backend/store/conformance.py,
 which assigns a `SqliteStore` and a `PostgresStore` to variables of each type. A method the
 backend calls belongs here first; a store-only helper (PostgreSQL's `set_policy`, say) does not.
+A new concern adds its module to both packages, its Protocol here (and to `Store`), and its
+lines to conformance.py.
 
 What an implementation needs from its host is declared by the host class every concern's mixin
 derives from: `sqlite.db.SqliteDb` (the connection `_db`, `_run` on the one worker thread) and

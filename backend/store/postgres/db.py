@@ -149,7 +149,7 @@ class PostgresDb:
         """Apply pending migrations, one transaction each. Each takes a transaction-scoped
         advisory lock and reads what is done under it, so concurrent migrators take turns
         without a session lock (which a transaction-pooling PgBouncer would not keep)."""
-        applied = []
+        applied: list[str] = []
         async with self._pool.acquire() as conn:
             while True:
                 async with conn.transaction():
