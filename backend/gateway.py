@@ -21,12 +21,14 @@ from geostream.limits import DEFAULT_CREDIT, IDLE_TIMEOUT_S
 from geostream.messages import Command, Status
 
 from .alerts import NoAlerts
+from .dispatch.service import Dispatcher
 from .gateway_conn import GatewayProtocol
 from .hub import Hub
 from .metrics import ACK_BUCKETS_S
 from .quic_tuning import enlarge_socket_buffers
-from .store.base import Store, StoredCommand
+from .store.base import StoredCommand
 from .store.base import now_ms as _now_ms
+from .store.protocols import Store
 from .tickets import TicketStore
 from .writer import BatchWriter
 
@@ -57,7 +59,7 @@ class Gateway:
 
     def __init__(self, store: Store, writer: BatchWriter, hub: Hub,
                  backlog_high: int = BACKLOG_HIGH, ticket_file: str = ":memory:",
-                 alerts=None, cluster=None):
+                 alerts=None, cluster=None, dispatch=None):
         self.backlog_high = backlog_high
         self.draining = False
         self.store = store
@@ -65,6 +67,9 @@ class Gateway:
         self.hub = hub
         # alert rules run after each commit (backend/alerts/); NoAlerts where none are wanted
         self.alerts = alerts if alerts is not None else NoAlerts()
+        # arrival detection for vehicles on a live route, and the dispatch API's service
+        self.dispatch = dispatch if dispatch is not None else Dispatcher(
+            store, getattr(hub, "publish_dispatch", None))
         self.connections: dict[str, set[GatewayProtocol]] = {}
         self.stats = {"connections": 0, "auth_failures": 0, "protocol_errors": 0,
                       "batches": 0, "readings": 0, "invalid_readings": 0}

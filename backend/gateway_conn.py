@@ -214,6 +214,7 @@ class GatewayProtocol(QuicConnectionProtocol):
 
     async def _alerts(self, good: list[StoredReading], now: int) -> None:
         await self.gateway.alerts.on_committed(good, now)
+        await self.gateway.dispatch.on_committed(good, now)  # arrivals at stops
 
     def _publish(self, readings: list[StoredReading]) -> None:
         for newest in newest_positions(readings).values():

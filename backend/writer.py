@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 
 from geostream.backoff import Backoff
 
-from .store.base import DeadLetter, Store, StoredReading
+from .store.base import DeadLetter, StoredReading
+from .store.protocols import Store
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,179 @@
+"""Alert and evaluator-checkpoint tables of the PostgreSQL store (sql/postgres/0005_alerts.sql).
+
+Times are timestamptz in the tables and epoch ms in the Store API, as elsewhere in this store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import struct
+from collections.abc import Sequence
+
+from ..base import TIME_RULES, AlertQuery, StoredAlert, StoredReading
+from .db import EPOCH_MS as _EPOCH_MS
+from .db import MS as _MS
+from .db import PostgresDb
+
+_READING_COLUMNS = (f"vehicle_id, epoch, seq, {_EPOCH_MS.format('time')}, kind, "
+                    "ST_Y(location), ST_X(location), alt_m, speed_kmh, course_deg, fix, sats, "
+                    "hdop, "
+                    f"signals::text, {_EPOCH_MS.format('received_at')}")
+_ALERT_COLUMNS = (f"id, rule, vehicle_id, subject, {_EPOCH_MS.format('start_time')}, "
+                  f"{_EPOCH_MS.format('end_time')}, peak, state, lat, lon, detail::text, "
+                  f"{_EPOCH_MS.format('decided_time')}, acknowledged_by, "
+                  f"{_EPOCH_MS.format('acknowledged_at')}")
+_NOT_TIMED = f"rule NOT IN ({', '.join(repr(r) for r in TIME_RULES)})"
+_UPSERT = f"""INSERT INTO alerts AS a (rule, vehicle_id, subject, start_time, end_time, peak,
+        state, lat, lon, detail, decided_time)
+    VALUES ($1, $2, $3, {_MS.format('$4::bigint')}, {_MS.format('$5::bigint')}, $6, $7, $8, $9,
+            $10::jsonb, {_MS.format('$11::bigint')})
+    ON CONFLICT ON CONSTRAINT alerts_key DO UPDATE SET end_time = excluded.end_time,
+        peak = excluded.peak, state = excluded.state, lat = excluded.lat, lon = excluded.lon,
+        detail = excluded.detail, decided_time = excluded.decided_time, updated_at = now()
+    RETURNING {_ALERT_COLUMNS}, (xmax = 0) AS inserted"""
+_KEY = f"rule = $1 AND vehicle_id = $2 AND subject = $3 AND start_time = {_MS.format('$4::bigint')}"
+_LOW, _HIGH = -(2**45), 2**62  # "no bound" in epoch ms (_LOW: year ~855, within timestamptz)
+
+
+_FLOAT4 = struct.Struct("f")  # speed_kmh, course_deg, alt_m and hdop are `real` columns
+
+
+def _real(v: float | None) -> float | None:
+    try:
+        return None if v is None else _FLOAT4.unpack(_FLOAT4.pack(v))[0]
+    except (OverflowError, struct.error):  # out of float4's range: PostgreSQL refused it
+        return v
+
+
+def _alert(r) -> StoredAlert:
+    return StoredAlert(*r[:10], json.loads(r[10]), *r[11:14])  # type: ignore[call-arg]
+
+
+
+class PostgresAlerts(PostgresDb):
+    @staticmethod
+    def as_read_back(r: StoredReading) -> StoredReading:
+        """A committed reading as alert_readings would return it (the engine's live path)."""
+        return dataclasses.replace(r, speed_kmh=_real(r.speed_kmh), course_deg=_real(r.course_deg),
+                                   alt_m=_real(r.alt_m), hdop=_real(r.hdop))
+
+    async def alert_readings(self, vehicle_id: str, after_ms: int | None) -> list[StoredReading]:
+        rows = await self._pool.fetch(
+            f"SELECT {_READING_COLUMNS} FROM vehicle_telemetry WHERE vehicle_id = $1 "
+            f"AND time > {_MS.format('$2::bigint')} ORDER BY time, epoch, seq",
+            vehicle_id, _LOW if after_ms is None else after_ms)
+        return [StoredReading.from_row(r) for r in rows]
+
+    async def alert_checkpoint(self, vehicle_id: str,
+                               before_ms: int | None) -> tuple[int, dict] | None:
+        r = await self._pool.fetchrow(
+            "SELECT time_ms, state::text FROM alert_checkpoints WHERE vehicle_id = $1 "
+            "AND time_ms < $2 ORDER BY time_ms DESC LIMIT 1",
+            vehicle_id, _HIGH if before_ms is None else before_ms)
+        return None if r is None else (r[0], json.loads(r[1]))
+
+    async def alerts_in_window(self, vehicle_id: str, after_ms: int | None) -> list[StoredAlert]:
+        rows = await self._pool.fetch(
+            f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE vehicle_id = $1 AND {_NOT_TIMED} "
+            f"AND (end_time IS NULL OR decided_time > {_MS.format('$2::bigint')}) "
+            "ORDER BY start_time", vehicle_id, _LOW if after_ms is None else after_ms)
+        return [_alert(r) for r in rows]
+
+    async def save_alerts(self, upserts: list, retract: list[tuple], now_ms: int,
+                          checkpoints: tuple | None = None,
+                          moves: Sequence = ()) -> list[tuple[StoredAlert, bool]]:
+        out = []
+        async with self._pool.acquire() as conn, conn.transaction():
+            for e in upserts:
+                r = await conn.fetchrow(_UPSERT, *e.key, e.end_ms, e.peak, e.state, e.lat,
+                                        e.lon, json.dumps(e.detail, default=str), e.decided_ms)
+                out.append((_alert(r), r["inserted"]))
+            for old_key, e in moves:
+                await conn.execute(f"DELETE FROM alerts WHERE {_KEY} AND state = 'retracted'",
+                                   *e.key)
+                r = await conn.fetchrow(
+                    f"UPDATE alerts SET start_time = {_MS.format('$5::bigint')}, "
+                    f"end_time = {_MS.format('$6::bigint')}, peak = $7, state = $8, lat = $9, "
+                    f"lon = $10, detail = $11::jsonb, "
+                    f"decided_time = {_MS.format('$12::bigint')}, updated_at = now() "
+                    f"WHERE {_KEY} RETURNING {_ALERT_COLUMNS}", *old_key, e.start_ms, e.end_ms,
+                    e.peak, e.state, e.lat, e.lon, json.dumps(e.detail, default=str),
+                    e.decided_ms)
+                out.append((_alert(r), False))
+            for key in retract:
+                r = await conn.fetchrow(
+                    f"UPDATE alerts SET state = 'retracted', updated_at = now() WHERE {_KEY} "
+                    f"RETURNING {_ALERT_COLUMNS}", *key)
+                if r is not None:
+                    out.append((_alert(r), False))
+            if checkpoints is not None:
+                vehicle, after_ms, points = checkpoints
+                await conn.execute(
+                    "DELETE FROM alert_checkpoints WHERE vehicle_id = $1 AND time_ms > $2",
+                    vehicle, _LOW if after_ms is None else after_ms)
+                await conn.executemany(
+                    "INSERT INTO alert_checkpoints VALUES ($1, $2, $3::jsonb) "
+                    "ON CONFLICT (vehicle_id, time_ms) DO UPDATE SET state = excluded.state",
+                    [(vehicle, t, json.dumps(state)) for t, state in points])
+        return out
+
+    async def save_alert_checkpoints(self, points: list[tuple[str, int, dict]]) -> None:
+        """Checkpoints of many vehicles, (vehicle, time_ms, state) each, in one transaction."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.executemany(
+                "INSERT INTO alert_checkpoints VALUES ($1, $2, $3::jsonb) "
+                "ON CONFLICT (vehicle_id, time_ms) DO UPDATE SET state = excluded.state",
+                [(v, t, json.dumps(state)) for v, t, state in points])
+
+    async def prune_alert_checkpoints(self, before_ms: int) -> int:
+        status = await self._pool.execute(
+            "DELETE FROM alert_checkpoints a WHERE time_ms < $1 AND time_ms < (SELECT "
+            "max(time_ms) FROM alert_checkpoints c WHERE c.vehicle_id = a.vehicle_id)",
+            before_ms)
+        return int(status.split()[-1])
+
+    async def list_alerts(self, query: AlertQuery) -> list[StoredAlert]:
+        where, args = [], []
+
+        def arg(value) -> str:
+            args.append(value)
+            return f"${len(args)}"
+
+        if query.vehicle is not None:
+            where.append(f"vehicle_id = {arg(query.vehicle)}")
+        if query.vehicles is not None:
+            where.append(f"vehicle_id = ANY({arg(sorted(query.vehicles))}::text[])")
+        if query.rule is not None:
+            where.append(f"rule = {arg(query.rule)}")
+        if query.state is None:
+            where.append("state IN ('open', 'closed')")
+        else:
+            where.append(f"state = {arg(query.state)}")
+        if query.acknowledged is not None:
+            where.append("acknowledged_at IS NOT NULL" if query.acknowledged
+                         else "acknowledged_at IS NULL")
+        if query.to_ms is not None:
+            where.append(f"start_time < {_MS.format(arg(query.to_ms) + '::bigint')}")
+        if query.from_ms is not None:
+            where.append(f"(end_time IS NULL OR end_time >= "
+                         f"{_MS.format(arg(query.from_ms) + '::bigint')})")
+        rows = await self._pool.fetch(
+            f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE {' AND '.join(where)} "
+            f"ORDER BY start_time DESC, id DESC LIMIT {arg(query.limit)}", *args)
+        return [_alert(r) for r in rows]
+
+    async def alert(self, alert_id: int) -> StoredAlert | None:
+        r = await self._pool.fetchrow(f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE id = $1",
+                                      alert_id)
+        return None if r is None else _alert(r)
+
+    async def ack_alert(self, alert_id: int, user: str, now_ms: int) -> StoredAlert | None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                f"UPDATE alerts SET acknowledged_by = $2, "
+                f"acknowledged_at = {_MS.format('$3::bigint')}, updated_at = now() "
+                "WHERE id = $1 AND acknowledged_at IS NULL", alert_id, user, now_ms)
+            r = await conn.fetchrow(f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE id = $1",
+                                    alert_id)
+        return None if r is None else _alert(r)

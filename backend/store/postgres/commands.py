@@ -1,0 +1,74 @@
+"""Downlink commands and the vehicles' status reports in the PostgreSQL store (the
+`commands` and `vehicle_status` tables)."""
+
+from __future__ import annotations
+
+import json
+
+from ..base import StoredCommand, command_id_floor
+from ..base import now_ms as clock_ms
+from .db import EPOCH_MS as _EPOCH_MS
+from .db import MS as _MS
+from .db import PostgresDb
+from .db import ms_of as _ms
+
+_COMMAND_LOCK = 0x666C65657463  # advisory lock id serialising command id allocation
+_COMMAND_COLUMNS = (f"id, vehicle_id, name, args, {_EPOCH_MS.format('created_at')}, "
+                    f"sent_count, {_EPOCH_MS.format('last_sent_at')}, "
+                    f"{_EPOCH_MS.format('answered_at')}, ok, detail")
+
+
+class PostgresCommands(PostgresDb):
+    async def add_command(self, vehicle_id: str, name: str, args: dict) -> int:
+        async with self._pool.acquire() as conn, conn.transaction():
+            # backends sharing the database take turns, so max(id) + 1 cannot collide
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _COMMAND_LOCK)
+            now = clock_ms()
+            return await conn.fetchval(
+                "INSERT INTO commands (id, vehicle_id, name, args, created_at) "
+                f"SELECT greatest($1::bigint, coalesce(max(id), 0) + 1), $2, $3, $4::jsonb, "
+                f"{_MS.format('$5::bigint')} FROM commands RETURNING id",
+                command_id_floor(now), vehicle_id, name, json.dumps(args), now)
+
+    async def pending_commands(self, vehicle_id: str) -> list[StoredCommand]:
+        rows = await self._pool.fetch(
+            f"SELECT {_COMMAND_COLUMNS} FROM commands WHERE vehicle_id = $1 "
+            "AND answered_at IS NULL ORDER BY id", vehicle_id)
+        return [StoredCommand.from_row(r) for r in rows]
+
+    async def commands_sent(self, ids: list[int], now_ms: int) -> None:
+        await self._pool.execute(
+            "UPDATE commands SET sent_count = sent_count + 1, "
+            f"last_sent_at = {_MS.format('$2::bigint')} WHERE id = ANY($1::bigint[])",
+            ids, now_ms)
+
+    async def answer_command(self, vehicle_id: str, command_id: int, ok: bool, detail: str,
+                             now_ms: int) -> bool:
+        status = await self._pool.execute(
+            f"UPDATE commands SET answered_at = {_MS.format('$1::bigint')}, ok = $2, "
+            "detail = $3 WHERE id = $4 AND vehicle_id = $5 AND answered_at IS NULL",
+            now_ms, ok, detail, command_id, vehicle_id)
+        return status != "UPDATE 0"
+
+    async def commands_of(self, vehicle_id: str, limit: int) -> list[StoredCommand]:
+        rows = await self._pool.fetch(
+            f"SELECT {_COMMAND_COLUMNS} FROM commands WHERE vehicle_id = $1 "
+            "ORDER BY id DESC LIMIT $2", vehicle_id, limit)
+        return [StoredCommand.from_row(r) for r in rows]
+
+    async def save_vehicle_status(self, vehicle_id: str, status: dict, now_ms: int) -> None:
+        await self._pool.execute(
+            "INSERT INTO vehicle_status (vehicle_id, time, status) "
+            f"VALUES ($1, {_MS.format('$2::bigint')}, $3::jsonb) ON CONFLICT (vehicle_id) "
+            "DO UPDATE SET time = excluded.time, status = excluded.status",
+            vehicle_id, now_ms, json.dumps(status))
+
+    async def command(self, command_id: int) -> StoredCommand | None:
+        row = await self._pool.fetchrow(
+            f"SELECT {_COMMAND_COLUMNS} FROM commands WHERE id = $1", command_id)
+        return None if row is None else StoredCommand.from_row(row)
+
+    async def vehicle_statuses(self) -> dict[str, dict]:
+        """{vehicle: the agent's last status report, with its `time_ms`}."""
+        rows = await self._pool.fetch("SELECT vehicle_id, time, status FROM vehicle_status")
+        return {r[0]: {**json.loads(r[2]), "time_ms": _ms(r[1])} for r in rows}

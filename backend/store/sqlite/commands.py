@@ -1,0 +1,87 @@
+"""Downlink commands and agent status reports in the embedded store (the SqliteStore mixin
+that owns the `commands` and `vehicle_status` tables)."""
+
+from __future__ import annotations
+
+import json
+
+from ..base import StoredCommand, command_id_floor
+from ..base import now_ms as clock_ms
+from .db import SqliteDb
+
+_COMMAND_COLUMNS = ("id, vehicle_id, name, args, created_ms, sent_count, last_sent_ms, "
+                    "answered_ms, ok, detail")
+
+
+class SqliteCommands(SqliteDb):
+
+    async def add_command(self, vehicle_id: str, name: str, args: dict) -> int:
+        def add() -> int:
+            now = clock_ms()
+            # one statement on the store's only connection: the max() cannot race
+            return self._db.execute(
+                "INSERT INTO commands (id, vehicle_id, name, args, created_ms) "
+                "SELECT max(?, coalesce(max(id), 0) + 1), ?, ?, ?, ? FROM commands "
+                "RETURNING id", (command_id_floor(now), vehicle_id, name, json.dumps(args), now)
+            ).fetchall()[0][0]
+
+        return await self._run(add)
+
+    async def pending_commands(self, vehicle_id: str) -> list[StoredCommand]:
+        def rows():
+            return [StoredCommand.from_row(r) for r in self._db.execute(
+                f"SELECT {_COMMAND_COLUMNS} FROM commands "
+                "WHERE vehicle_id=? AND answered_ms IS NULL ORDER BY id", (vehicle_id,))]
+
+        return await self._run(rows)
+
+    async def commands_sent(self, ids: list[int], now_ms: int) -> None:
+        def sent() -> None:
+            self._db.executemany(
+                "UPDATE commands SET sent_count=sent_count+1, last_sent_ms=? WHERE id=?",
+                [(now_ms, i) for i in ids])
+
+        await self._run(sent)
+
+    async def answer_command(self, vehicle_id: str, command_id: int, ok: bool, detail: str,
+                             now_ms: int) -> bool:
+        def answer() -> bool:
+            return self._db.execute(
+                "UPDATE commands SET answered_ms=?, ok=?, detail=? "
+                "WHERE id=? AND vehicle_id=? AND answered_ms IS NULL",
+                (now_ms, int(ok), detail, command_id, vehicle_id)).rowcount > 0
+
+        return await self._run(answer)
+
+    async def save_vehicle_status(self, vehicle_id: str, status: dict, now_ms: int) -> None:
+        def save() -> None:
+            self._db.execute(
+                "INSERT INTO vehicle_status (vehicle_id, time_ms, status) VALUES (?, ?, ?) "
+                "ON CONFLICT (vehicle_id) DO UPDATE SET time_ms=excluded.time_ms, "
+                "status=excluded.status", (vehicle_id, now_ms, json.dumps(status)))
+
+        await self._run(save)
+
+    async def command(self, command_id: int) -> StoredCommand | None:
+        def row():
+            r = self._db.execute(f"SELECT {_COMMAND_COLUMNS} FROM commands WHERE id=?",
+                                 (command_id,)).fetchone()
+            return None if r is None else StoredCommand.from_row(r)
+
+        return await self._run(row)
+
+    async def commands_of(self, vehicle_id: str, limit: int) -> list[StoredCommand]:
+        def rows():
+            return [StoredCommand.from_row(r) for r in self._db.execute(
+                f"SELECT {_COMMAND_COLUMNS} FROM commands WHERE vehicle_id=? "
+                "ORDER BY id DESC LIMIT ?", (vehicle_id, limit))]
+
+        return await self._run(rows)
+
+    async def vehicle_statuses(self) -> dict[str, dict]:
+        """{vehicle: the agent's last status report, with its `time_ms`}."""
+        def rows():
+            return {v: {**json.loads(s), "time_ms": t} for v, t, s in self._db.execute(
+                "SELECT vehicle_id, time_ms, status FROM vehicle_status")}
+
+        return await self._run(rows)
