@@ -154,8 +154,8 @@ class JobMachine:
         if self.state in (S.ASSIGNED, S.EN_ROUTE) and visit.arrived is not None:
             at, lat, lon = visit.arrived
             out.append(self._record(Transition(
-                transition_id(self.job_id, S.ARRIVED, at, by, self._basis()), self.job_id, self.state,
-                S.ARRIVED, at, by, now_ms, route_id, lat, lon, "detected")))
+                transition_id(self.job_id, S.ARRIVED, at, by, self._basis()), self.job_id,
+                self.state, S.ARRIVED, at, by, now_ms, route_id, lat, lon, "detected")))
         if self.state is S.ARRIVED and complete_on_departure and visit.departed is not None:
             at, lat, lon = visit.departed
             out.append(self._record(Transition(
