@@ -116,6 +116,7 @@ bench: deps-test timescaledb $(STAMP_PIP) $(WEB_BUNDLE)
 
 lint: $(STAMP_PIP)
 	$(PY) -m ruff check agent backend geostream hil tests bench
+	$(PY) -m mypy
 
 clean:
 	rm -rf $(VENV) run .pytest_cache .hypothesis backend/static/app web/node_modules

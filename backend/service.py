@@ -10,6 +10,7 @@ from aiohttp import web
 
 from .alerts import AlertEngine
 from .config import BackendConfig
+from .dispatch.service import Dispatcher
 from .gateway import Gateway
 from .hub import Hub, position_feature
 from .store import open_store
@@ -32,12 +33,14 @@ class Backend:
         if config.nats_url:
             from .fanout import NatsFanout
 
-            self.fanout = NatsFanout(config.nats_url, self.hub)
+            self.fanout = NatsFanout(config.nats_settings(), self.hub)
         live = self.fanout or self.hub
         self.alerts = AlertEngine(self.store, config.alert_rules(), live.publish_alert)
+        # dispatch changes go to this node's hub (not yet through NATS: docs/dispatch.md)
+        self.dispatch = Dispatcher(self.store, self.hub.publish_dispatch)
         self.gateway = Gateway(self.store, self.writer, live,
                                ticket_file=config.ticket_path(), alerts=self.alerts,
-                               cluster=config.cluster_node())
+                               cluster=config.cluster_node(), dispatch=self.dispatch)
         if self.fanout is not None:
             self.gateway.command_wake = self.fanout.wake
             self.fanout.on_wake = self.gateway.wake_commands
@@ -51,6 +54,7 @@ class Backend:
                 "writer": self.writer.status(),
                 "alerts": {k: dict(v) if isinstance(v, dict) else v
                            for k, v in self.alerts.stats.items()},
+                "dispatch": dict(self.dispatch.stats),
                 "hub": self.hub.stats()}
 
     async def start(self) -> None:
@@ -65,6 +69,7 @@ class Backend:
         if self.fanout is not None:
             await self.fanout.start()
         await self.alerts.start(_now_ms())
+        await self.dispatch.start()
         self.writer.start()
         await self.gateway.start(c.quic_host, c.quic_port, c.cert, c.key)
         self._alert_timer = asyncio.get_running_loop().create_task(self._alert_clock(),

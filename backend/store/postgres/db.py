@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
-from ..base import pending_migrations
+from ..base import migration_renames, pending_migrations
 
 log = logging.getLogger(__name__)
 
@@ -161,17 +161,25 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 
 class PostgresDb:
     """What every concern of the PostgreSQL store needs from its host: `_pool` (queries,
-    authentication, alerts, the REST API) and `_write_pool` (the writer's own connection).
+    authentication, alerts, the REST API) and `_write_pool` (the writer's own connection, None
+    until open).
     Each concern's mixin derives from it; `PostgresStore` composes them."""
 
     def __init__(self, url: str, pool_max: int = POOL_MAX):
         self.url = url
         self.pool_max = pool_max
-        self._pool: asyncpg.Pool | None = None
+        self._query_pool: asyncpg.Pool | None = None
         self._write_pool: asyncpg.Pool | None = None
 
+    @property
+    def _pool(self) -> asyncpg.Pool:
+        """The pool of queries, authentication, alerts and the REST API."""
+        if self._query_pool is None:
+            raise RuntimeError("the store is not open")
+        return self._query_pool
+
     async def _open_pools(self, migrate: bool) -> None:
-        self._pool = await self._create_pool(1, self.pool_max)
+        self._query_pool = await self._create_pool(1, self.pool_max)
         if migrate:
             await self.migrate()
         self._write_pool = await self._create_pool(1, WRITE_CONNECTIONS)
@@ -189,13 +197,17 @@ class PostgresDb:
         state set here would stay on one server connection)."""
 
     async def _close_pools(self) -> None:
-        for pool in (self._write_pool, self._pool):
+        for pool in (self._write_pool, self._query_pool):
             if pool is not None:
                 await pool.close()
-        self._pool = self._write_pool = None
+        self._query_pool = self._write_pool = None
 
     def is_transient(self, exc: BaseException) -> bool:
-        """True if retrying the same batch later can succeed (the database, not the data)."""
+        """True if retrying the same batch later can succeed (the database, not the data).
+        A value asyncpg cannot encode (its DataError is an InterfaceError *and* a ValueError)
+        is the data's: retried, it would stop the writer for every vehicle."""
+        if isinstance(exc, ValueError):
+            return False
         if isinstance(exc, (OSError, asyncio.TimeoutError, asyncpg.InterfaceError,
                             asyncpg.exceptions.ConnectionDoesNotExistError,
                             asyncpg.TargetServerAttributeNotMatched)):
@@ -225,7 +237,7 @@ class PostgresDb:
         """Apply pending migrations, one transaction each. Each takes a transaction-scoped
         advisory lock and reads what is done under it, so concurrent migrators take turns
         without a session lock (which a transaction-pooling PgBouncer would not keep)."""
-        applied = []
+        applied: list[str] = []
         async with self._pool.acquire() as conn:
             while True:
                 async with conn.transaction():
@@ -235,6 +247,13 @@ class PostgresDb:
                                        "NOT NULL DEFAULT now())")
                     done = {r[0] for r in await conn.fetch(
                         "SELECT version FROM schema_migrations")}
+                    renames = [] if applied else migration_renames("postgres", done)
+                    if renames:  # a database made before the renumbering: its old names
+                        await conn.executemany(
+                            "UPDATE schema_migrations SET version = $1 WHERE version = $2",
+                            [(new, old) for old, new in renames])
+                        done = {r[0] for r in await conn.fetch(
+                            "SELECT version FROM schema_migrations")}
                     pending = pending_migrations("postgres", done)
                     if not pending:
                         break

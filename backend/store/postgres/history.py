@@ -32,7 +32,7 @@ class PostgresHistory(PostgresDb):
                    f"floor({_EPOCH_MS.format('time')}::numeric / $4) AS bucket "
                    f"FROM vehicle_telemetry WHERE {where}) b "
                    f"ORDER BY bucket, time_ms, epoch, seq) d ORDER BY time_ms, epoch, seq")
-            args = (vehicle_id, start_ms, end_ms, step_ms)
+            args: tuple = (vehicle_id, start_ms, end_ms, step_ms)
         else:
             sql = (f"SELECT {_POINT_COLUMNS} FROM vehicle_telemetry WHERE {where} "
                    f"ORDER BY time, epoch, seq")
