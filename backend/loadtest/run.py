@@ -158,16 +158,10 @@ def _run(opts: Options, tmp: Path, log_dir: Path, store: Store,
         procs.append(router)
         if "router ready" not in _readline(router, READY_TIMEOUT_S, "router"):
             raise RuntimeError(f"the router did not start; see {log_dir}")
-<<<<<<< HEAD
-        node_args = [["--server-id", str(k + 1), "--router", f"127.0.0.1:{tunnel}"]
-                     for k in range(len(ports))]
-    dbs = list(opts.gateway_db) or [store.url]
-    gateways = [_start_gateway(dbs[k % len(dbs)], certs, port, tmp, k, log_dir, node_args[k])
-=======
         node_args = [["--server-id", str(k + 1), "--router", f"127.0.0.1:{tunnel}",
                       "--cluster-key-file", key_file] for k in range(len(ports))]
-    gateways = [_start_gateway(store.url, certs, port, tmp, k, log_dir, node_args[k])
->>>>>>> main
+    dbs = list(opts.gateway_db) or [store.url]
+    gateways = [_start_gateway(dbs[k % len(dbs)], certs, port, tmp, k, log_dir, node_args[k])
                 for k, port in enumerate(ports)]
     procs += gateways
     for k, g in enumerate(gateways):
