@@ -58,6 +58,7 @@ class Options:
     log_dir: str = ""
     profile: bool = False         # py-spy the first gateway and client during the window
     gateway_db: tuple[str, ...] = ()  # gateway k's store URL: gateway_db[k % len] (else `db`)
+    gateway_nats: tuple[str, ...] = ()  # gateway k's --nats-url: gateway_nats[k % len] (else none)
 
 
 def _free_udp_port() -> int:
@@ -161,7 +162,9 @@ def _run(opts: Options, tmp: Path, log_dir: Path, store: Store,
         node_args = [["--server-id", str(k + 1), "--router", f"127.0.0.1:{tunnel}",
                       "--cluster-key-file", key_file] for k in range(len(ports))]
     dbs = list(opts.gateway_db) or [store.url]
-    gateways = [_start_gateway(dbs[k % len(dbs)], certs, port, tmp, k, log_dir, node_args[k])
+    nats = [["--nats-url", u] for u in opts.gateway_nats] or [[]]
+    gateways = [_start_gateway(dbs[k % len(dbs)], certs, port, tmp, k, log_dir,
+                               node_args[k] + nats[k % len(nats)])
                 for k, port in enumerate(ports)]
     procs += gateways
     for k, g in enumerate(gateways):
