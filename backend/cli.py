@@ -61,6 +61,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--map-pmtiles", help="local .pmtiles archive (raster or vector) served to "
                    "the web app as its basemap")
     p.add_argument("--map-overlay", help="GeoJSON file drawn over the basemap (roads, depots)")
+    p.add_argument("--road-network", help="OpenStreetMap extract (.osm.pbf) for dispatch "
+                   "travel times (default: straight line × detour factor; docs/planning.md)")
+    p.add_argument("--road-cache-dir", help="where the road graph built from it is cached "
+                   "(default $XDG_CACHE_HOME/fleet-agent/roads)")
     p.add_argument("--server-id", type=int, help="gateway node behind a router: its server id "
                    "in connection IDs, 0..65535 (docs/scaling.md; default: no router)")
     p.add_argument("--router", help="the router's tunnel address HOST:PORT (with --server-id)")
