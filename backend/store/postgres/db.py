@@ -135,7 +135,11 @@ class PostgresDb:
         self._query_pool = self._write_pool = None
 
     def is_transient(self, exc: BaseException) -> bool:
-        """True if retrying the same batch later can succeed (the database, not the data)."""
+        """True if retrying the same batch later can succeed (the database, not the data).
+        A value asyncpg cannot encode (its DataError is an InterfaceError *and* a ValueError)
+        is the data's: retried, it would stop the writer for every vehicle."""
+        if isinstance(exc, ValueError):
+            return False
         if isinstance(exc, (OSError, asyncio.TimeoutError, asyncpg.InterfaceError,
                             asyncpg.exceptions.ConnectionDoesNotExistError,
                             asyncpg.TargetServerAttributeNotMatched)):
