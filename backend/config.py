@@ -64,6 +64,7 @@ class BackendConfig:
     cluster_key_file: str = ""
     # NATS for live fan-out between nodes (backend/fanout.py, docs/scaling.md §5), e.g.
     # nats://10.0.0.5:4222; empty: the gateway publishes straight into this process's hub
+    # (several servers of a NATS cluster: comma-separated URLs)
     nats_url: str = ""
     # NATS credentials (docs/scaling.md §5): a user with a password file, or a token file (files
     # of mode 0600, never on the command line), and TLS: the CA of nats-server's certificate
