@@ -70,7 +70,8 @@ async def test_a_stored_year_10000_position_stops_neither_start_up_nor_the_api(
                 vehicles = {v["id"]: v for v in (await resp.json())["vehicles"]}
         assert vehicles["far"]["position"] is None  # no date can name it: no position
         assert vehicles["normal"]["position"]["time"] == "2025-10-09T08:53:20.000Z"
-        assert "far" not in backend.hub.last and "normal" in backend.hub.last  # never pinned as the newest position
+        # never pinned as the newest position in the hub
+        assert "far" not in backend.hub.last and "normal" in backend.hub.last
     finally:
         await backend.stop()
 
