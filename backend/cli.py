@@ -52,6 +52,13 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"largest transaction in rows (default {d.writer_max_rows})")
     p.add_argument("--writer-linger-ms", type=int,
                    help=f"wait this long to grow a transaction (default {d.writer_linger_ms})")
+    p.add_argument("--reading-min-time",
+                   help="readings observed before this UTC date (or date-time) are refused as "
+                   "invalid: dead-lettered, never a position (default "
+                   f"{d.reading_min_time})")
+    p.add_argument("--reading-max-ahead-s", type=float,
+                   help="and readings more than this many seconds ahead of the gateway's clock "
+                   f"(default {d.reading_max_ahead_s:g}: a day)")
     p.add_argument("--ticket-file",
                    help="SQLite file for the gateway's TLS session tickets, mode 0600, or a "
                    "postgresql:// URL shared by gateway nodes (docs/scaling.md) (default: "

@@ -45,7 +45,10 @@ DEFAULT_MAX_ROWS = 5000
 # `submit` blocks; vehicles keep the rest in their journals.
 DEFAULT_MAX_BACKLOG_ROWS = 200_000
 RETRY_MIN_S = 0.2
-RETRY_MAX_S = 10.0
+# A failover takes seconds (docs/benchmarks.md, "Database failover"): a longer wait between
+# attempts only adds to the time without acknowledgements once the new primary is up, and an
+# attempt against a database that is away costs one refused connection.
+RETRY_MAX_S = 2.0
 # How much of a refused row a dead letter keeps when even the row's JSON is refused.
 UNSTORABLE_REPR_CHARS = 2000
 

@@ -58,6 +58,56 @@ _TRANSIENT_CLASSES = ("08", "57", "53", "40", "55")
 _TRANSIENT_STATES = ("25006",)
 
 
+# target_session_attrs values that ask for the primary
+_WRITABLE = ("read-write", "primary")
+
+
+def host_urls(url: str) -> list[str]:
+    """One URL per host of a multi-host URL (`u@h1:p1,h2:p2/db` or `?host=h1,h2&port=p1,p2`),
+    without target_session_attrs; a single-host URL unchanged in a list of one."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+             if k != "target_session_attrs"]
+    user, at, hostlist = parts.netloc.rpartition("@")
+    qhosts = next((v for k, v in query if k == "host"), "")
+    if qhosts:  # hosts (or socket directories) in the query, ports alongside
+        ports = next((v for k, v in query if k == "port"), "").split(",")
+        rest = [(k, v) for k, v in query if k not in ("host", "port")]
+        hosts = qhosts.split(",")
+        return [urlunsplit(parts._replace(query=urlencode(
+            rest + [("host", h)] + ([("port", ports[min(i, len(ports) - 1)])]
+                                    if ports[0] else []))))
+                for i, h in enumerate(hosts)]
+    return [urlunsplit(parts._replace(netloc=f"{user}{at}{h}", query=urlencode(query)))
+            for h in hostlist.split(",")]
+
+
+async def connect_writable(dsn: str, **kwargs) -> asyncpg.Connection:
+    """asyncpg's `connect` for a pool behind PgBouncer with several hosts: the first host whose
+    server is a primary, asked with a query. asyncpg's own `target_session_attrs` trusts the
+    server's reported `in_hot_standby`, and PgBouncer 1.18 reports the value it cached from its
+    first server connection: after a standby behind it was promoted it still said "on", and a
+    pool that had tried it during the failover refused the new primary for good (measured in
+    tests/cluster/test_pg_failover.py). `pg_is_in_recovery()` goes to the server itself."""
+    last: BaseException | None = None
+    for url in host_urls(dsn):
+        try:
+            conn = await asyncpg.connect(url, **kwargs)
+        except (OSError, TimeoutError, asyncpg.PostgresError,
+                asyncpg.InterfaceError) as exc:
+            last = exc
+            continue
+        try:
+            if not await conn.fetchval("SELECT pg_is_in_recovery()"):
+                return conn
+        except BaseException:
+            conn.terminate()
+            raise
+        conn.terminate()
+    raise last or asyncpg.TargetServerAttributeNotMatched(
+        "none of the hosts is a primary (read-write)")
+
+
 def pooled_url(url: str) -> tuple[str, dict]:
     """Split our own URL parameter off `url`: (the URL for asyncpg, connect keyword arguments).
 
@@ -76,6 +126,24 @@ def pooled_url(url: str) -> tuple[str, dict]:
     if mode in TRANSACTION_POOLING:
         return rest, {"statement_cache_size": 0, "server_settings": dict(POOLED_SETTINGS)}
     return rest, {"server_settings": dict(DIRECT_SETTINGS)}
+
+
+def connector(url: str):
+    """The `connect` coroutine for `url`'s connections: `connect_writable` behind PgBouncer
+    with several hosts and a writable target (see there), else asyncpg's own."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    if (query.get(POOL_MODE_PARAM) in TRANSACTION_POOLING
+            and query.get("target_session_attrs") in _WRITABLE
+            and len(host_urls(pooled_url(url)[0])) > 1):
+        return connect_writable
+    return asyncpg.connect
+
+
+async def connect(url: str) -> asyncpg.Connection:
+    """One connection for `url` (a check, a tool), as the store's pools make them."""
+    dsn, options = pooled_url(url)
+    return await connector(url)(dsn, **options)
 
 
 def ms_of(t: datetime | None) -> int | None:
@@ -121,7 +189,7 @@ class PostgresDb:
         return asyncpg.create_pool(
             dsn, min_size=min_size, max_size=max_size, timeout=CONNECT_TIMEOUT_S,
             command_timeout=COMMAND_TIMEOUT_S, init=self._init_connection,
-            reset=_keep_session, **options)
+            reset=_keep_session, connect=connector(self.url), **options)
 
     async def _init_connection(self, conn: asyncpg.Connection) -> None:
         """Prepare a new connection; a concern needing per-connection state extends this
@@ -148,6 +216,22 @@ class PostgresDb:
             state = getattr(exc, "sqlstate", None) or ""
             return state[:2] in _TRANSIENT_CLASSES or state in _TRANSIENT_STATES
         return False
+
+    async def replication(self) -> dict:
+        """The server's replication state, for status and alarms: is it the primary, how
+        many standbys stream from it and how many of them are synchronous (a primary with
+        none acknowledges commits only it holds: docs/operations.md)."""
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow(
+                "SELECT NOT pg_is_in_recovery() AS primary, "
+                "current_setting('synchronous_standby_names') AS names, "
+                "current_setting('synchronous_commit') AS commit, "
+                "(SELECT count(*) FROM pg_stat_replication) AS standbys, "
+                "(SELECT count(*) FROM pg_stat_replication "
+                " WHERE sync_state IN ('sync', 'quorum')) AS sync")
+        return {"primary": row["primary"], "standbys": row["standbys"],
+                "sync_standbys": row["sync"], "synchronous_standby_names": row["names"],
+                "synchronous_commit": row["commit"]}
 
     async def migrate(self) -> list[str]:
         """Apply pending migrations, one transaction each. Each takes a transaction-scoped
