@@ -23,15 +23,45 @@ from backend.pki import generate
 from backend.store import open_store
 
 REPO = Path(__file__).resolve().parents[1]
+# "backend ready: dashboard http://localhost:8080/ gateway udp 127.0.0.1:4433"
+READY_PORTS = re.compile(r"://[^/]*:(?P<http>\d+)/ gateway udp .*:(?P<quic>\d+)")
 
 # --- the run: pytest-xdist's workers and the groups kept serial -------------------------------
 
-# Tests marked `pytest.mark.xdist_group(NAME)` share something a second worker must not touch
-# at the same time (the VM image cache and the .deb, the arm64 chroot, network namespaces);
-# `make test` runs them with `--dist loadgroup`, each group on one worker, one test at a time.
-# They are also the longest, so these go first (in this order) and the short tests fill the
-# other worker around them; `--no-loadscope-reorder` keeps the order.
-GROUPS_FIRST = ("vm", "chroot", "netns")
+# Tests that share something a second worker must not touch at the same time run as one group:
+# on one worker, one test at a time (the scheduler below). They are also the longest, so the
+# groups go first (in this order) and the short tests fill the other worker around them.
+# Keyed by file, relative to the repository.
+SERIAL_GROUPS = {
+    # the VM image cache (hil/vm.py) and the .deb the VM tests install (built once per worker)
+    "vm": ("tests/test_deb_vm.py", "tests/test_packaging.py",
+           "tests/journal/test_powercut_vm.py", "tests/can/test_can_vcan.py"),
+    # the arm64 chroot (hil/chroot.py), which builds in its cached root
+    "chroot": ("tests/test_deb_arm64.py",),
+    # network namespaces and routes, and timing that a second busy worker would disturb
+    "netns": ("tests/net/test_netns.py", "tests/net/test_migration.py",
+              "tests/test_hil_scenarios.py", "tests/cluster/test_netns_cluster.py",
+              "tests/cluster/test_nats_cluster.py", "tests/cluster/test_pg_failover.py"),
+}
+_GROUP_OF = {path: name for name, paths in SERIAL_GROUPS.items() for path in paths}
+
+
+def serial_group(nodeid: str) -> str | None:
+    """The serial group of a test id (`path::name[params]`), None for the others."""
+    return _GROUP_OF.get(nodeid.split("::", 1)[0])
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """pytest-xdist's scheduling by scope, a scope being a serial group or else one test.
+    (xdist's own `--dist loadgroup` groups by marking node ids, which pytest 9.2's node ids
+    no longer take: measured here, its groups ran on both workers.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SerialGroups(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return serial_group(nodeid) or nodeid
+
+    return SerialGroups(config, log)
 
 
 def pytest_configure(config):
@@ -53,19 +83,11 @@ def pytest_unconfigure(config):
         shutil.rmtree(os.environ.pop(pgfixture.RUN_DIR_ENV, ""), ignore_errors=True)
 
 
-def _group(item) -> str:
-    mark = item.get_closest_marker("xdist_group")
-    if mark is None:
-        return ""
-    return str(mark.kwargs.get("name", mark.args[0] if mark.args else ""))
-
-
 def pytest_collection_modifyitems(config, items):
-    """The serial groups first, longest first (a stable sort: the rest keep their order)."""
-    rank = {name: i for i, name in enumerate(GROUPS_FIRST)}
-    items.sort(key=lambda item: rank.get(_group(item), len(GROUPS_FIRST)))
-# "backend ready: dashboard http://localhost:8080/ gateway udp 127.0.0.1:4433"
-READY_PORTS = re.compile(r"://[^/]*:(?P<http>\d+)/ gateway udp .*:(?P<quic>\d+)")
+    """The serial groups first, in SERIAL_GROUPS' order (a stable sort: the rest keep theirs);
+    with `--no-loadscope-reorder` the scheduler keeps this order."""
+    rank = {name: i for i, name in enumerate(SERIAL_GROUPS)}
+    items.sort(key=lambda item: rank.get(serial_group(item.nodeid), len(rank)))
 
 
 # How long a (re)start keeps retrying a port someone else holds for a moment (an ephemeral

@@ -31,8 +31,7 @@ from hil import chroot
 
 from .conftest import REPO, _env
 
-# the arm64 chroot (hil/chroot.py): one worker, one test at a time
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("chroot")]
+pytestmark = pytest.mark.slow
 ARCH = "arm64"
 FIXES = 15
 VENV = "/opt/venvs/fleet-agent/bin"

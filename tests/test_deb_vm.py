@@ -51,8 +51,7 @@ READY_TIMEOUT_S = 420.0
 DONE_TIMEOUT_S = STORE_WAIT_S + 360.0  # upgrade, remove and purge follow the store check
 SELECTED = {"EngSpeed", "CCVS1.WheelBasedVehicleSpeed", "EngCoolantTemp"}
 
-# the VM image cache and the .deb (tests/conftest.py): one worker, one test at a time
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("vm")]
+pytestmark = pytest.mark.slow
 
 
 NEXT_VERSION = "0.1.0-2"

@@ -16,9 +16,6 @@ from hil import powercut
 
 from .conftest import REPO, _env
 
-# network namespaces (handover --netns) and their timing: one worker
-pytestmark = pytest.mark.xdist_group("netns")
-
 
 def _hil(tmp_path, *args: str) -> dict:
     out = subprocess.run([sys.executable, "-m", "hil", *args, "--dir", str(tmp_path), "--json"],

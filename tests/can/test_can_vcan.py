@@ -23,8 +23,7 @@ VM_BOOT_TIMEOUT_S = 420  # measured ~40 s boot + ~60 s check; software emulation
 VM_PACKAGES = ("can", "cantools", "bitstruct", "textparser", "argparse_addons", "crccheck",
                "wrapt", "packaging", "typing_extensions", "isotp")
 
-# the VM image cache: one worker, one test at a time
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("vm")]
+pytestmark = pytest.mark.slow
 
 
 def host_has_vcan() -> bool:

@@ -46,8 +46,7 @@ from .nslan import NsLan, in_netns
 
 REPO = Path(__file__).resolve().parents[2]
 _ok, _why = available()
-# network namespaces and their timing: one worker, one test at a time
-pytestmark = [pytest.mark.netns, pytest.mark.xdist_group("netns"),
+pytestmark = [pytest.mark.netns,
               pytest.mark.skipif(not _ok, reason=f"no network namespaces: {_why}")]
 
 VEHICLES = 100

@@ -17,9 +17,6 @@ import pytest
 
 from hil import vm as hilvm
 
-# the VM image cache: one worker, one test at a time
-pytestmark = pytest.mark.xdist_group("vm")
-
 RESETS = 10
 BOOT_TIMEOUT_S = 150.0
 REPO = Path(__file__).resolve().parents[2]

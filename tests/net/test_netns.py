@@ -20,8 +20,7 @@ HANDOVER_EVERY_S = 0.4
 _ok, _why = available()
 if not _ok:
     print(f"network namespaces unavailable ({_why}); the loopback migration test covers it")
-# network namespaces and their timing: one worker, one test at a time
-pytestmark = [pytest.mark.netns, pytest.mark.xdist_group("netns"),
+pytestmark = [pytest.mark.netns,
               pytest.mark.skipif(not _ok, reason=f"no network namespaces: {_why}")]
 
 
