@@ -16,6 +16,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -118,14 +119,21 @@ def run(opts: Options, events: list[tuple[float, object]] = ()) -> Report:
     log_dir.mkdir(parents=True, exist_ok=True)
     procs: list[subprocess.Popen] = []
     store = ThrowawayStore(opts.db, tmp)
+    ok = False
     try:
-        return _run(opts, tmp, log_dir, store, procs, list(events))
+        report = _run(opts, tmp, log_dir, store, procs, list(events))
+        ok = True
+        return report
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
                 p.wait(10)
         store.close()
+        # the run's files (store, certificates, specs; the logs unless --log-dir) go, unless
+        # it failed: then the logs are what tells why
+        if ok or opts.log_dir:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _run(opts: Options, tmp: Path, log_dir: Path, store: ThrowawayStore,
