@@ -55,6 +55,12 @@ class BackendConfig:
     map_style: str = ""
     map_pmtiles: str = ""
     map_overlay: str = ""
+    # dispatch planning (docs/planning.md): an OpenStreetMap extract (.osm.pbf) whose roads give
+    # the travel times; empty: straight-line distance × a detour factor, said in every answer.
+    # Its graph is built once and cached by the extract's hash in road_cache_dir (empty:
+    # $XDG_CACHE_HOME/fleet-agent/roads).
+    road_network: str = ""
+    road_cache_dir: str = ""
     # a gateway node behind `python -m backend router` (docs/scaling.md): its server id
     # (0..65535, -1: a single machine, no router) and the router's tunnel address HOST:PORT
     server_id: int = -1

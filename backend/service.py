@@ -45,6 +45,7 @@ class Backend:
         if self.fanout is not None:
             self.gateway.command_wake = self.fanout.wake
             self.fanout.on_wake = self.gateway.wake_commands
+        self.planning = planning_service(config, self.store, self.dispatch)
         self._runner: web.AppRunner | None = None
         self._alert_timer: asyncio.Task | None = None
         self._maintenance_timer: asyncio.Task | None = None
@@ -74,8 +75,9 @@ class Backend:
                                                                    name="alert-timer")
         self.app = make_app(self.hub, self.store, self.status, auth_state(c, self.store),
                             gateway=self.gateway, alert_rules=self.alerts.rules,
-                            map_files=(c.map_style, c.map_pmtiles, c.map_overlay),
-                            metrics_token=c.metrics_token)
+                            map_files=(c.map_style, c.map_pmtiles,
+                                       c.map_overlay or street_overlay(c)),
+                            metrics_token=c.metrics_token, planning=self.planning)
         self._add_mcp_and_maintenance()
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
@@ -145,8 +147,39 @@ class Backend:
             await self.fanout.stop()
         if self._runner:
             await self._runner.cleanup()
+        await self.planning.close()
         await self.store.close()
         log.info("backend stopped")
+
+
+def street_overlay(c: BackendConfig) -> str:
+    """With a road network and no basemap configured: its streets as the map overlay (built
+    once per extract, cached; docs/planning.md), else ""."""
+    if not c.road_network or c.map_style or c.map_pmtiles:
+        return ""
+    from pathlib import Path
+
+    from .dispatch.roads import RoadNetworkError, default_cache_dir
+    from .dispatch.streetmap import cached_street_overlay
+
+    try:
+        return str(cached_street_overlay(Path(c.road_network), Path(c.road_cache_dir)
+                                         if c.road_cache_dir else default_cache_dir()))
+    except RoadNetworkError as exc:
+        log.warning("no street map from the road network: %s", exc)
+        return ""
+
+
+def planning_service(c: BackendConfig, store, dispatch):
+    """Plans in their own process (started at the first plan) on the configured roads."""
+    from pathlib import Path
+
+    from .dispatch.planning import PlanningService
+    from .dispatch.solver_worker import SolverWorker
+
+    worker = SolverWorker(Path(c.road_network) if c.road_network else None,
+                          Path(c.road_cache_dir) if c.road_cache_dir else None)
+    return PlanningService(store, dispatch, worker, _now_ms)
 
 
 def auth_state(c: BackendConfig, store):
