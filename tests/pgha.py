@@ -202,6 +202,9 @@ class HaCluster:
                 "listen": f"{ip},127.0.0.1:{PG_PORT}", "connect_address": f"{ip}:{PG_PORT}",
                 "data_dir": str(home / "data"), "bin_dir": str(self.bindir),
                 "pgpass": str(home / "pgpass"),
+                # a new standby's base backup asks for an immediate checkpoint: the default,
+                # spread one made a rejoin after the load test wait a minute
+                "basebackup": [{"checkpoint": "fast"}],
                 "authentication": {"superuser": {"username": USER},
                                    "replication": {"username": USER}},
                 "pg_hba": ["local all all trust", "host all all 127.0.0.1/32 trust",

@@ -45,7 +45,8 @@ def test_primary_node_killed_mid_stream_every_reading_stored_once(ha, tmp_path):
     ha.ensure_pair()
     primary, standby = ha.primary(), ha.standby()
     assert primary and standby and primary != standby
-    ha.psql(primary, "CREATE DATABASE fleet")
+    if "fleet" not in ha.psql(primary, "SELECT datname FROM pg_database").split():
+        ha.psql(primary, "CREATE DATABASE fleet")
     direct, pooled = ha.url("fleet"), ha.url("fleet", pooled=True)
     opts = Options(vehicles=VEHICLES, rate_hz=1.0, duration_s=DURATION_S, db=direct,
                    gateways=2, gateway_db=(direct, pooled), drain_timeout_s=60,
@@ -69,11 +70,11 @@ def test_standby_killed_the_primary_goes_on_asynchronously_and_says_so(ha):
 
     ha.ensure_pair()
     primary, standby = ha.primary(), ha.standby()
-    if "standby_loss" not in ha.psql(primary, "SELECT datname FROM pg_database"):
-        ha.psql(primary, "CREATE DATABASE standby_loss")
+    if "fleet" not in ha.psql(primary, "SELECT datname FROM pg_database").split():
+        ha.psql(primary, "CREATE DATABASE fleet")  # (migrated already after the test before)
 
     async def scenario():
-        store = PostgresStore(ha.url("standby_loss"), maintain_every_s=0)
+        store = PostgresStore(ha.url("fleet"), maintain_every_s=0)
         await store.open()
         watch = ReplicationWatch()
         try:
@@ -84,14 +85,14 @@ def test_standby_killed_the_primary_goes_on_asynchronously_and_says_so(ha):
             for q in range(1, 301):  # bounded: Patroni reacts within a loop or two
                 async with asyncio.timeout(30):  # a commit stalled for good fails here
                     await store.write([StoredReading(
-                        vehicle_id="v1", epoch=1, seq=q, time_ms=1_764_979_200_000 + q,
+                        vehicle_id="standby-loss", epoch=1, seq=q, time_ms=1_764_979_200_000 + q,
                         kind="pos", lat=45.0, lon=7.0, received_ms=1_764_979_200_000)], [])
                 stored += 1
                 watch.observe(await store.replication())
                 if watch.alarm == "async" and stored >= 10:
                     break
                 await asyncio.sleep(0.1)
-            return watch, stored, await store.count_readings()
+            return watch, stored, await store.count_readings("standby-loss")
         finally:
             await store.close()
 
