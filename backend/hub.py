@@ -105,16 +105,26 @@ def _event_topic(topic: str) -> bool:
     return topic in (ALERTS, DISPATCH) or topic.startswith(ROUTE_PREFIX)
 
 
+def iso_time(time_ms: int) -> str | None:
+    """ISO 8601 UTC with milliseconds (`2026-12-06T09:30:00.000Z`); None for a time no
+    ISO 8601 date of four-digit years can name (before year 1 or after 9999, e.g. a reading
+    stored before the gateway checked the time window)."""
+    try:
+        when = dt.datetime.fromtimestamp(time_ms / 1000, dt.UTC)
+    except (OverflowError, ValueError, OSError):
+        return None
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def position_feature(vehicle_id: str, time_ms: int, lat: float, lon: float,
                      speed_kmh: float | None, course_deg: float | None, seq: int) -> dict:
     """A GeoJSON Feature (RFC 7946: [lon, lat]) for one vehicle position."""
-    when = dt.datetime.fromtimestamp(time_ms / 1000, dt.UTC)
     return {
         "type": "Feature",
         "geometry": {"type": "Point", "coordinates": [lon, lat]},
         "properties": {
             "vehicle": vehicle_id,
-            "time": when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "time": iso_time(time_ms),
             "seq": seq,
             "speed_kmh": speed_kmh,
             "course_deg": course_deg,
