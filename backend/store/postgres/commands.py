@@ -32,11 +32,13 @@ class PostgresCommands(PostgresDb):
                 if known is not None:
                     return known
             now = clock_ms()
+            key = ", request_key" if request_key is not None else ""  # (column of 0014)
             return await conn.fetchval(
-                "INSERT INTO commands (id, vehicle_id, name, args, created_at, request_key) "
+                f"INSERT INTO commands (id, vehicle_id, name, args, created_at{key}) "
                 f"SELECT greatest($1::bigint, coalesce(max(id), 0) + 1), $2, $3, $4::jsonb, "
-                f"{_MS.format('$5::bigint')}, $6 FROM commands RETURNING id",
-                command_id_floor(now), vehicle_id, name, json.dumps(args), now, request_key)
+                f"{_MS.format('$5::bigint')}{', $6' if key else ''} FROM commands RETURNING id",
+                command_id_floor(now), vehicle_id, name, json.dumps(args), now,
+                *([request_key] if key else []))
 
     async def pending_commands(self, vehicle_id: str) -> list[StoredCommand]:
         rows = await self._pool.fetch(

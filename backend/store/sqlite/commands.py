@@ -25,12 +25,14 @@ class SqliteCommands(SqliteDb):
                 if known is not None:
                     return known[0]
             now = clock_ms()
+            key = ", request_key" if request_key is not None else ""  # (column of 0014)
             # one statement on the store's only connection: the max() cannot race
             return self._db.execute(
-                "INSERT INTO commands (id, vehicle_id, name, args, created_ms, request_key) "
-                "SELECT max(?, coalesce(max(id), 0) + 1), ?, ?, ?, ?, ? FROM commands "
-                "RETURNING id", (command_id_floor(now), vehicle_id, name, json.dumps(args), now,
-                                 request_key)).fetchall()[0][0]
+                f"INSERT INTO commands (id, vehicle_id, name, args, created_ms{key}) "
+                f"SELECT max(?, coalesce(max(id), 0) + 1), ?, ?, ?, ?{', ?' if key else ''} "
+                "FROM commands RETURNING id",
+                (command_id_floor(now), vehicle_id, name, json.dumps(args), now,
+                 *([request_key] if key else []))).fetchall()[0][0]
 
         return await self._run(add)
 

@@ -1,3 +1,6 @@
+-- Concern: the database behind a pooler and a failover (docs/operations.md). PgBouncer's
+-- role setting (sql/postgres/0014_failover.sql) has nothing to do in SQLite.
+
 -- A command may carry its sender's idempotency key (HTTP `Idempotency-Key`): a request
 -- repeated after a timeout or a database failover finds the command the first one stored
 -- instead of queueing it twice. Unique per vehicle; commands without a key are unaffected.
