@@ -1,6 +1,7 @@
 """`python -m backend jobs …`: import a CSV file of jobs, list jobs (JSON lines), plan a
-shift (backend/dispatch/plan_cli.py), straight on the store (docs/dispatch.md). A running backend's live view learns of imported jobs when they
-are next read (the web app's table), not through the hub."""
+shift (backend/dispatch/plan_cli.py), straight on the store (docs/dispatch.md). A running
+backend's live view learns of imported jobs when they are next read (the web app's table), not
+through the hub."""
 
 from __future__ import annotations
 
