@@ -17,7 +17,7 @@ import shapely.geometry
 CIRCLE_VERTICES = 64
 MAX_RADIUS_M = 100_000  # bigger than any depot or city zone; the spherical formula still holds
 MAX_NAME = 200
-ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}\Z")
 EARTH_RADIUS_M = 6_371_008.8
 
 
@@ -78,9 +78,11 @@ def from_feature(feature, geofence_id: str | None = None) -> Geofence:
     name = props.get("name")
     if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME:
         raise ValueError(f"properties.name must be text of 1..{MAX_NAME}")
+    for holder in (feature, props):  # on PUT too, though the path wins
+        if "id" in holder and (not isinstance(holder["id"], str)
+                               or not ID_PATTERN.match(holder["id"])):
+            raise ValueError("id must be 1..64 of A-Z a-z 0-9 _ . -")
     gid = geofence_id or feature.get("id") or props.get("id")
-    if gid is not None and (not isinstance(gid, str) or not ID_PATTERN.match(gid)):
-        raise ValueError("id must be 1..64 of A-Z a-z 0-9 _ . -")
     limit = props.get("speed_limit_kmh")
     if limit is not None and _number(limit, "speed_limit_kmh") <= 0:
         raise ValueError("speed_limit_kmh must be positive")
@@ -98,6 +100,8 @@ def from_feature(feature, geofence_id: str | None = None) -> Geofence:
         if not 0 < radius <= MAX_RADIUS_M:
             raise ValueError(f"circle.radius_m must be in (0, {MAX_RADIUS_M}]")
         circle = {"center": [lon, lat], "radius_m": radius}
+        if feature.get("geometry") is not None:  # what the drawing showed: checked, not kept
+            check_area(feature["geometry"])
         area = circle_polygon(lon, lat, radius)
     else:
         area = check_area(feature.get("geometry"))

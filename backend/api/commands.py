@@ -4,6 +4,7 @@ command`. Commands and answers live in the store, so they outlive a backend rest
 from __future__ import annotations
 
 import logging
+import re
 
 from aiohttp import web
 
@@ -13,7 +14,7 @@ from .common import GATEWAY, STORE, audit, error, int_param, principal, read_jso
 log = logging.getLogger(__name__)
 
 MAX_NAME = 64  # command names are short verbs (protocol.md §3)
-MAX_ID = 2**63  # ids are signed 64-bit in both stores
+COMMAND_ID = re.compile(r"[0-9]{1,18}")  # ids are signed 64-bit in both stores
 
 
 @requires(Role.DISPATCHER)
@@ -44,11 +45,9 @@ async def send(request: web.Request) -> web.Response:
 
 @requires(Role.VIEWER)
 async def get(request: web.Request) -> web.Response:
-    try:
-        cid = int(request.match_info["id"])
-    except ValueError:
-        raise error(web.HTTPBadRequest, "id must be an integer") from None
-    command = await request.app[STORE].command(cid) if 0 <= cid < MAX_ID else None
+    if not COMMAND_ID.fullmatch(request.match_info["id"]):
+        raise error(web.HTTPBadRequest, "id must be a number")
+    command = await request.app[STORE].command(int(request.match_info["id"]))
     if command is None or not principal(request).may_see(command.vehicle_id):
         raise error(web.HTTPNotFound, "unknown command id")
     return web.json_response(command.as_json())

@@ -35,7 +35,7 @@ async def _changed(request: web.Request) -> None:
 
 
 async def _answer(request: web.Request, gid: str, status: int = 200) -> web.Response:
-    row = await request.app[STORE].geofence(gid)
+    row = await request.app[STORE].geofence(gid) if shapes.ID_PATTERN.match(gid) else None
     if row is None:
         raise error(web.HTTPNotFound, f"unknown geofence {gid!r}")
     return web.json_response(shapes.to_feature(row), status=status)
@@ -82,7 +82,7 @@ async def put_geofence(request: web.Request) -> web.Response:
 @requires(Role.DISPATCHER)
 async def delete_geofence(request: web.Request) -> web.Response:
     gid = request.match_info["geofence"]
-    if not await request.app[STORE].delete_geofence(gid):
+    if not shapes.ID_PATTERN.match(gid) or not await request.app[STORE].delete_geofence(gid):
         raise error(web.HTTPNotFound, f"unknown geofence {gid!r}")
     await _changed(request)
     await audit(request, "geofence.delete", gid)
@@ -92,7 +92,7 @@ async def delete_geofence(request: web.Request) -> web.Response:
 @requires(Role.VIEWER)
 async def inside(request: web.Request) -> web.Response:
     gid = request.match_info["geofence"]
-    rows = await request.app[STORE].inside(gid)
+    rows = await request.app[STORE].inside(gid) if shapes.ID_PATTERN.match(gid) else None
     if rows is None:
         raise error(web.HTTPNotFound, f"unknown geofence {gid!r}")
     who = principal(request)
