@@ -8,11 +8,11 @@ from __future__ import annotations
 import datetime
 import json
 import logging
-import os
 from pathlib import Path
 
 from aioquic.tls import SessionTicket
 
+from geostream.secretfile import write_private
 from geostream.tickets import ticket_from_json, ticket_to_json
 
 log = logging.getLogger(__name__)
@@ -27,10 +27,7 @@ class TicketFile:
     def save(self, ticket: SessionTicket) -> None:
         """Store `ticket` (aioquic's session_ticket_handler); a failure is logged, not raised."""
         try:
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(ticket_to_json(ticket)))
-            tmp.chmod(0o600)
-            os.replace(tmp, self.path)
+            write_private(self.path, json.dumps(ticket_to_json(ticket)).encode())
         except OSError as exc:
             log.warning("cannot store session ticket in %s: %s", self.path, exc)
 

@@ -13,7 +13,12 @@ import sys
 from . import __version__
 from .cli_command import send_command
 from .cli_query import query_parser, run_query
+from .cli_secrets import warn_secrets_in_argv
 from .config import BackendConfig, load_toml
+
+# The router's tunnel socket without --tunnel: loopback, so nothing beyond this machine can
+# reach it until the operator names the private address (docs/scaling.md §4).
+DEFAULT_TUNNEL = "127.0.0.1:4434"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -59,8 +64,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--server-id", type=int, help="gateway node behind a router: its server id "
                    "in connection IDs, 0..65535 (docs/scaling.md; default: no router)")
     p.add_argument("--router", help="the router's tunnel address HOST:PORT (with --server-id)")
+    p.add_argument("--cluster-key-file", help="the cluster's tunnel key, mode 0600 (router "
+                   "and nodes; `gen-cluster-key`; docs/scaling.md)")
     p.add_argument("--nats-url", help="NATS server for live fan-out between nodes, "
-                   "nats://HOST:4222 (docs/scaling.md; default: none, in-process hub)")
+                   "nats://HOST:4222 or tls://HOST:4222 (docs/scaling.md; default: none, "
+                   "in-process hub); credentials go in the files below, not in the URL")
+    p.add_argument("--nats-user", help="NATS user (with --nats-password-file)")
+    p.add_argument("--nats-password-file", help="file holding the NATS user's password (0600)")
+    p.add_argument("--nats-token-file", help="file holding a NATS token (0600)")
+    p.add_argument("--nats-tls-ca", help="CA file of nats-server's certificate (turns TLS on)")
+    p.add_argument("--nats-tls-cert", help="client certificate for NATS TLS (with --nats-tls-key)")
+    p.add_argument("--nats-tls-key", help="its private key")
     p.add_argument("--log-level", default="INFO")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("serve", help="run gateway, writer, hub and dashboard (the default)")
@@ -68,8 +82,9 @@ def _parser() -> argparse.ArgumentParser:
                         "ID (docs/scaling.md)")
     rt.add_argument("--listen", default="[::]:4433", help="vehicles' UDP address (default "
                     "[::]:4433)")
-    rt.add_argument("--tunnel", default="[::]:4434", help="UDP address the nodes talk to "
-                    "(default [::]:4434)")
+    rt.add_argument("--tunnel", default=DEFAULT_TUNNEL, help="UDP address the nodes talk to: "
+                    "this router's address on the cluster's private network, never the "
+                    f"wildcard (default {DEFAULT_TUNNEL}: nodes on this machine only)")
     rt.add_argument("--advertise", default="", help="the address vehicles reach this router "
                     "at, published as its health on --nats-url (default: the --listen host)")
     dns = sub.add_parser("dns", help="authoritative DNS for the routers' name: the healthy "
@@ -103,6 +118,9 @@ def _parser() -> argparse.ArgumentParser:
     mcp = sub.add_parser("mcp", help="MCP server over stdio for AI clients (docs/mcp.md)")
     mcp.add_argument("--token-file", help="file holding a user's API token (`users token "
                      "NAME`); default: $FLEET_API_TOKEN")
+    ck = sub.add_parser("gen-cluster-key", help="create the cluster's tunnel key (router and "
+                        "nodes share it; docs/scaling.md)")
+    ck.add_argument("--out", required=True, help="the key file to create, mode 0600")
     certs = sub.add_parser("gen-certs", help="create a private CA and a gateway certificate")
     certs.add_argument("--out", required=True, help="directory for ca.pem, server.pem/.key")
     certs.add_argument("--name", action="append", default=[],
@@ -121,6 +139,9 @@ def build_config(args: argparse.Namespace) -> BackendConfig:
     from .auth.addresses import parse_networks
 
     parse_networks(config.trusted_proxies)  # a typo is a configuration error, not a crash later
+    config.cluster_node()  # the tunnel key is readable, private and a key
+    if config.nats_settings() is not None:
+        config.nats_settings().connect_options()  # credential files are readable and private
     if bool(config.http_cert) < bool(config.http_key):
         raise ValueError("http_key without http_cert")
     return config
@@ -141,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    warn_secrets_in_argv(args)
     command = args.command or "serve"
     if command == "serve":
         from .web import bundle_problem
@@ -160,18 +182,28 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if command == "router":
         from .cluster.edge import run_router
-        from .cluster.node import parse_addr
+        from .cluster.node import check_tunnel_host, parse_addr
+        from .cluster.tunnel import load_key
 
-        asyncio.run(run_router(parse_addr(args.listen), parse_addr(args.tunnel),
-                               args.nats_url or "", args.advertise))
+        try:
+            if not config.cluster_key_file:
+                raise ValueError("the router needs --cluster-key-file (gen-cluster-key)")
+            key = load_key(config.cluster_key_file)
+            tunnel_addr = parse_addr(args.tunnel)
+            check_tunnel_host(tunnel_addr[0], "--tunnel")
+        except (OSError, ValueError) as exc:
+            print(f"backend router: {exc}", file=sys.stderr)
+            return 2
+        asyncio.run(run_router(parse_addr(args.listen), tunnel_addr, key,
+                               config.nats_settings(), args.advertise))
         return 0
     if command == "dns":
         from .cluster.discovery import run_dns
         from .cluster.node import parse_addr
 
-        if not args.nats_url:
+        if not config.nats_url:
             raise SystemExit("dns needs --nats-url (the routers' health)")
-        asyncio.run(run_dns(args.name, parse_addr(args.listen), args.nats_url))
+        asyncio.run(run_dns(args.name, parse_addr(args.listen), config.nats_settings()))
         return 0
     if command == "migrate":
         async def migrate(store):
@@ -202,6 +234,12 @@ def main(argv: list[str] | None = None) -> int:
         from .mcp.stdio import serve_stdio
 
         return asyncio.run(serve_stdio(config, args.token_file))
+    if command == "gen-cluster-key":
+        from .cluster.tunnel import write_key
+
+        write_key(args.out)
+        print(args.out)
+        return 0
     if command == "gen-certs":
         from .pki import generate
 

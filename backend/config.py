@@ -55,9 +55,21 @@ class BackendConfig:
     # (0..65535, -1: a single machine, no router) and the router's tunnel address HOST:PORT
     server_id: int = -1
     router: str = ""
+    # the cluster's tunnel key (router and nodes; `python -m backend gen-cluster-key`), a file
+    # of mode 0600 (docs/scaling.md §4); needed by a node and by the router
+    cluster_key_file: str = ""
     # NATS for live fan-out between nodes (backend/fanout.py, docs/scaling.md §5), e.g.
     # nats://10.0.0.5:4222; empty: the gateway publishes straight into this process's hub
     nats_url: str = ""
+    # NATS credentials (docs/scaling.md §5): a user with a password file, or a token file (files
+    # of mode 0600, never on the command line), and TLS: the CA of nats-server's certificate
+    # (or a tls:// URL and the system's CAs), a client certificate and key if it asks for one
+    nats_user: str = ""
+    nats_password_file: str = ""
+    nats_token_file: str = ""
+    nats_tls_ca: str = ""
+    nats_tls_cert: str = ""
+    nats_tls_key: str = ""
     # the bearer secret of GET /metrics (Prometheus `authorization: credentials`); empty: the
     # endpoint refuses everyone. Config file only (a flag would show in `ps`).
     metrics_token: str = field(default="", repr=False)
@@ -67,6 +79,9 @@ class BackendConfig:
             raise ValueError("server_id and router go together")
         if self.server_id > 65535:
             raise ValueError("server_id must be within 0..65535")
+        if self.server_id >= 0 and not self.cluster_key_file:
+            raise ValueError("a node behind a router needs cluster_key_file (the tunnel's key)")
+        self.nats_settings()  # credentials that exclude each other fail at start
         self.alert_rules()  # a bad [alerts] table fails at start, naming the key
         self.maintenance_config()
         if not 0.1 <= self.alert_timer_s <= 3600:
@@ -91,8 +106,16 @@ class BackendConfig:
         if self.server_id < 0:
             return None
         from .cluster.node import ClusterNode, parse_addr
+        from .cluster.tunnel import load_key
 
-        return ClusterNode(self.server_id, parse_addr(self.router))
+        return ClusterNode(self.server_id, parse_addr(self.router),
+                           load_key(self.cluster_key_file))
+
+    def nats_settings(self):
+        """The `NatsSettings` of `nats_url` and its credentials, or None without NATS."""
+        from .natsconn import NatsSettings
+
+        return NatsSettings.from_config(self)
 
     def ticket_path(self) -> str:
         """Where the gateway keeps its session tickets."""

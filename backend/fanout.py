@@ -14,7 +14,9 @@ import json
 import logging
 import time
 
+from . import fanout_messages as messages
 from .hub import Hub
+from .natsconn import NatsSettings, connect
 
 log = logging.getLogger(__name__)
 
@@ -24,9 +26,6 @@ ALERT_SUBJECT = "fleet.alert."
 WAKE_SUBJECT = "fleet.cmd.wake"
 # A vehicle id may hold '.', NATS's token separator; '~' is outside the id alphabet.
 _DOT = "~"
-# Reconnect quickly: a NATS restart should cost the map a second or two, not a minute.
-RECONNECT_WAIT_S = 0.5
-CONNECT_TIMEOUT_S = 2.0
 # Publishes kept while disconnected: ~5 s of 1,000 vehicles' positions at ~400 bytes each.
 PENDING_BYTES = 2 * 1024 * 1024
 
@@ -36,7 +35,8 @@ def subject(prefix: str, vehicle_id: str) -> str:
 
 
 def vehicle_of(subject_name: str) -> str:
-    return subject_name.rsplit(".", 1)[1].replace(_DOT, ".")
+    """The vehicle a subject names; ValueError if it is not a vehicle id."""
+    return messages.vehicle_id(subject_name.rsplit(".", 1)[1].replace(_DOT, "."))
 
 
 def _now_ms() -> int:
@@ -47,19 +47,19 @@ class NatsFanout:
     """The gateway's publisher (`position`, `publish_alert`, as a `Hub` offers them) and the
     subscription that feeds `hub`."""
 
-    def __init__(self, url: str, hub: Hub):
-        self.url = url
+    def __init__(self, nats: NatsSettings | str, hub: Hub):
+        self.settings = NatsSettings(nats) if isinstance(nats, str) else nats
         self.hub = hub
         self.nc = None
         # set before start(): async callable(vehicle) run when another node stored a command
         self.on_wake = None
-        self.stats = {"published": 0, "received": 0, "dropped": 0, "reconnects": 0}
+        # invalid: received messages refused by backend/fanout_messages.py (logged too)
+        self.stats = {"published": 0, "received": 0, "dropped": 0, "reconnects": 0,
+                      "invalid": 0}
         # publish-to-delivery, ms, of the last positions received (docs/scaling.md figures)
         self.latencies_ms: list[int] = []
 
     async def start(self) -> NatsFanout:
-        import nats
-
         async def reconnected():
             self.stats["reconnects"] += 1
             log.info("NATS reconnected: %s", self.nc.connected_url.netloc)
@@ -70,11 +70,9 @@ class NatsFanout:
         async def error(exc):
             log.debug("NATS: %s", exc)
 
-        self.nc = await nats.connect(
-            self.url, allow_reconnect=True, max_reconnect_attempts=-1,
-            reconnect_time_wait=RECONNECT_WAIT_S, connect_timeout=CONNECT_TIMEOUT_S,
-            pending_size=PENDING_BYTES, reconnected_cb=reconnected,
-            disconnected_cb=disconnected, error_cb=error, name="fleet-backend")
+        self.nc = await connect(self.settings, "fleet-backend", pending_size=PENDING_BYTES,
+                                reconnected_cb=reconnected, disconnected_cb=disconnected,
+                                error_cb=error)
         await self.nc.subscribe(POS_SUBJECT + "*", cb=self._on_position)
         await self.nc.subscribe(ALERT_SUBJECT + "*", cb=self._on_alert)
         if self.on_wake is not None:
@@ -119,21 +117,40 @@ class NatsFanout:
 
     # --- the subscription ------------------------------------------------------------------
 
+    def _invalid(self, msg, exc: ValueError) -> None:
+        self.stats["invalid"] += 1
+        log.warning("NATS: dropped a message on %.80s: %s", msg.subject, exc)
+
     async def _on_position(self, msg) -> None:
-        body = json.loads(msg.data)
+        try:
+            vehicle = vehicle_of(msg.subject)
+            time_ms, feature, sent_ms = messages.decode_position(msg.data, vehicle)
+        except ValueError as exc:
+            self._invalid(msg, exc)
+            return
         self.stats["received"] += 1
-        self._latency(body)
-        self.hub.position(vehicle_of(msg.subject), body["time_ms"], body["feature"])
+        if sent_ms is not None:
+            self._latency(sent_ms)
+        self.hub.position(vehicle, time_ms, feature)
 
     async def _on_alert(self, msg) -> None:
-        body = json.loads(msg.data)
+        try:
+            alert = messages.decode_alert(msg.data, vehicle_of(msg.subject))
+        except ValueError as exc:
+            self._invalid(msg, exc)
+            return
         self.stats["received"] += 1
-        self.hub.publish_alert(body["alert"])
+        self.hub.publish_alert(alert)
 
     async def _on_wake(self, msg) -> None:
-        await self.on_wake(json.loads(msg.data)["vehicle"])
+        try:
+            vehicle = messages.decode_wake(msg.data)
+        except ValueError as exc:
+            self._invalid(msg, exc)
+            return
+        await self.on_wake(vehicle)
 
-    def _latency(self, body: dict) -> None:
+    def _latency(self, published_ms: int) -> None:
         if len(self.latencies_ms) >= 100_000:
             del self.latencies_ms[:50_000]
-        self.latencies_ms.append(_now_ms() - body["published_ms"])
+        self.latencies_ms.append(_now_ms() - published_ms)

@@ -14,6 +14,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from geostream.secretfile import write_private
+
 VALID_DAYS_CA = 3650
 VALID_DAYS_SERVER = 825  # the longest lifetime common TLS clients accept for leaf certificates
 
@@ -24,10 +26,10 @@ def _name(cn: str) -> x509.Name:
 
 
 def _write_key(key, path: Path) -> None:
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                       serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
-    path.chmod(0o600)
+    """A private key, mode 0600 from its creation (never readable by others in between)."""
+    write_private(path, key.private_bytes(serialization.Encoding.PEM,
+                                          serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
 
 
 def generate(out_dir: str, names: list[str], ca_name: str = "fleet-agent CA") -> dict[str, str]:

@@ -32,7 +32,7 @@ class Backend:
         if config.nats_url:
             from .fanout import NatsFanout
 
-            self.fanout = NatsFanout(config.nats_url, self.hub)
+            self.fanout = NatsFanout(config.nats_settings(), self.hub)
         live = self.fanout or self.hub
         self.alerts = AlertEngine(self.store, config.alert_rules(), live.publish_alert)
         self.gateway = Gateway(self.store, self.writer, live,

@@ -19,6 +19,7 @@ import sqlite3
 
 from aioquic.tls import SessionTicket
 
+from geostream.secretfile import create_private
 from geostream.tickets import ticket_from_json, ticket_to_json
 
 from .store.base import now_ms as _now_ms
@@ -136,5 +137,5 @@ def _create_private(path: str) -> None:
     parent = os.path.dirname(path)
     if parent:
         os.makedirs(parent, mode=0o700, exist_ok=True)
-    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
-    os.chmod(path, 0o600)
+    create_private(path)
+    os.chmod(path, 0o600)  # an existing file from an older release: tightened, still empty

@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import socket
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -29,15 +31,20 @@ def _packets(n: int) -> list[bytes]:
     return [bytes([0x41]) + cids[i % 3] + os.urandom(PACKET_BYTES - 9) for i in range(n)]
 
 
-def decision_us(n: int) -> float:
+def decision_us(n: int, sealed: bool = True) -> float:
+    """CPU per packet of the routing decision and the tunnel's framing: with the HMAC tag
+    (what the router does), or the address header only (the unauthenticated baseline)."""
     r = Router()
     for sid in (1, 2, 3):
         r.heartbeat(sid, ("10.0.0.1", sid), 0.0)
     pkts = _packets(n)
+    sealer = tunnel.Sealer(tunnel.generate_key(), tunnel.ROUTER_SENDER, from_router=True)
+    frame = sealer.data if sealed else (
+        lambda host, port, payload, now: tunnel._pack_address(host, port) + payload)
     t0 = time.process_time()  # CPU time: the machine is shared, wall time counts others' work
-    for p in pkts:
+    for i, p in enumerate(pkts):
         node = r.route(p, 1.0)
-        tunnel.wrap("10.1.2.3", 5000, p)
+        frame("10.1.2.3", 5000, p, i)
     assert node is not None
     return (time.process_time() - t0) / n * 1e6
 
@@ -86,7 +93,7 @@ async def forward_us(n: int) -> tuple[float, float]:
                                                    local_addr=("127.0.0.1", 0))
     base = await _pump(relay.get_extra_info("sockname"), sink, pkts)
     relay.close()
-    edge = await RouterEdge().start(("127.0.0.1", 0), ("127.0.0.1", 0))
+    edge = await RouterEdge(tunnel.generate_key()).start(("127.0.0.1", 0), ("127.0.0.1", 0))
     for sid in (1, 2, 3):  # every node is the sink: the router's full decision per packet
         edge.router.heartbeat(sid, sink.getsockname(), loop.time() + 3600)
     public, _ = edge.ports()
@@ -107,8 +114,13 @@ def router_process_cpu_us(n: int) -> float:
             return s.getsockname()[1]
 
     public, tun = free(), free()
-    proc = subprocess.Popen([sys.executable, "-m", "backend", "router", "--listen",
-                             f"127.0.0.1:{public}", "--tunnel", f"127.0.0.1:{tun}"],
+    keydir = tempfile.mkdtemp(prefix="bench-cluster-")
+    key_file = os.path.join(keydir, "cluster.key")
+    tunnel.write_key(key_file)
+    sealer = tunnel.Sealer(tunnel.load_key(key_file), 1, from_router=False)
+    proc = subprocess.Popen([sys.executable, "-m", "backend", "--cluster-key-file", key_file,
+                             "router", "--listen", f"127.0.0.1:{public}",
+                             "--tunnel", f"127.0.0.1:{tun}"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     node = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     node.bind(("127.0.0.1", 0))
@@ -116,7 +128,7 @@ def router_process_cpu_us(n: int) -> float:
     out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         assert b"router ready" in proc.stdout.readline()
-        node.sendto(tunnel.heartbeat(1), ("127.0.0.1", tun))
+        node.sendto(sealer.heartbeat(time.time_ns() // 1000), ("127.0.0.1", tun))
         time.sleep(0.2)
         pkt = bytes([0x41]) + CidLayout().encode(1) + os.urandom(PACKET_BYTES - 9)
         tick = os.sysconf("SC_CLK_TCK")
@@ -132,7 +144,7 @@ def router_process_cpu_us(n: int) -> float:
             for _ in range(min(BURST, n - i)):
                 node.recv(2048)
             if time.monotonic() - beat > HEARTBEAT_S:  # as a node does: it stays live
-                node.sendto(tunnel.heartbeat(1), ("127.0.0.1", tun))
+                node.sendto(sealer.heartbeat(time.time_ns() // 1000), ("127.0.0.1", tun))
                 beat = time.monotonic()
         return (cpu() - c0) / n * 1e6
     finally:
@@ -140,6 +152,7 @@ def router_process_cpu_us(n: int) -> float:
         node.close()
         proc.terminate()
         proc.wait(10)
+        shutil.rmtree(keydir, ignore_errors=True)
 
 
 async def fanout_ms(rate: float, seconds: float) -> list[int]:
@@ -180,7 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=1000.0, help="positions/s through NATS")
     p.add_argument("--seconds", type=float, default=5.0)
     a = p.parse_args(argv)
-    print(f"router decision + tunnel header: {decision_us(a.packets):.2f} µs/packet")
+    plain, sealed = decision_us(a.packets, sealed=False), decision_us(a.packets)
+    print(f"router decision + tunnel header: {plain:.2f} µs/packet; + HMAC tag (authenticated "
+          f"tunnel): {sealed:.2f} µs/packet; ratio {sealed / plain:.2f}")
     print(f"router process CPU per forwarded packet: {router_process_cpu_us(a.packets):.1f} µs "
           f"(load average {os.getloadavg()[0]:.1f})")
     base, routed = asyncio.run(forward_us(a.packets))

@@ -29,6 +29,7 @@ import asyncio
 import datetime as dt
 import json
 import math
+import os
 import random
 import re
 import resource
@@ -204,10 +205,10 @@ async def clients_main(url: str, token: str, n: int, seconds: float, batch: bool
 async def with_clients(url: str, token: str, n: int, seconds: float, fleet: Fleet,
                        hand_over, batch: bool = False, deflate: bool = False) -> dict:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, __file__, "_clients", "--url", url, "--token", token,
+        sys.executable, __file__, "_clients", "--url", url,
         "--clients", str(n), "--seconds", str(seconds), *(["--batch"] if batch else []),
         *(["--deflate"] if deflate else []),
-        stdout=subprocess.PIPE)
+        stdout=subprocess.PIPE, env={**os.environ, "FLEET_API_TOKEN": token})  # not in argv
     try:
         line = await asyncio.wait_for(proc.stdout.readline(), 60)
         assert line.strip() == b"ready", line
@@ -353,7 +354,7 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=100)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--url")
-    ap.add_argument("--token")
+    ap.add_argument("--token", help="deprecated (it shows in ps): set FLEET_API_TOKEN")
     ap.add_argument("--batch", action="store_true", help="(_clients) subscribe batched")
     ap.add_argument("--deflate", action="store_true",
                     help="clients offer permessage-deflate, as browsers do, and ask the hub "
@@ -361,8 +362,12 @@ def main() -> None:
     ap.add_argument("--skip-streamed", action="store_true",
                     help="latency: measure the hub batched only (the streamed phase is slow)")
     a = ap.parse_args()
+    if a.token:
+        print("bench_webapp: --token is deprecated (it shows in ps): set FLEET_API_TOKEN",
+              file=sys.stderr)
     if a.what == "_clients":
-        asyncio.run(clients_main(a.url, a.token, a.clients, a.seconds, a.batch, a.deflate))
+        token = a.token or os.environ.get("FLEET_API_TOKEN", "")
+        asyncio.run(clients_main(a.url, token, a.clients, a.seconds, a.batch, a.deflate))
         return
     load = Path("/proc/loadavg").read_text().split()[:3]
     cores = subprocess.run(["nproc"], text=True, capture_output=True).stdout.strip()

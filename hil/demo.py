@@ -15,6 +15,7 @@ from pathlib import Path
 
 from backend.pki import generate
 from backend.store import open_store
+from geostream.secretfile import write_private
 from hil.lifeline import die_with_parent, stop_all
 
 from . import roads
@@ -40,7 +41,7 @@ def sim_args(i: int, rate: float) -> list[str]:
 
 def _agent_config(vehicle: str, token: str, ca: str, quic_port: int, run: Path) -> Path:
     path = run / f"{vehicle}.toml"
-    path.write_text(
+    write_private(path, (  # it holds the vehicle's token
         f'[vehicle]\nid = "{vehicle}"\ntoken = "{token}"\n\n'
         f'[server]\nhost = "127.0.0.1"\nport = {quic_port}\nca_file = "{ca}"\n'
         f'server_name = "localhost"\n'
@@ -52,7 +53,7 @@ def _agent_config(vehicle: str, token: str, ca: str, quic_port: int, run: Path) 
         f'[[can.bus]]\nname = "truck"\ninterface = "replay"\nreplay = "{run / "drive.log"}"\n'
         f'speed = 1.0\nloop = true\ntimestamps = "now"\ndbc = ["truck_j1939.dbc"]\n'
         f'min_interval_ms = 1000\n'
-    )
+    ).encode())
     return path
 
 
@@ -106,9 +107,7 @@ async def _provision(db: str, vehicles: list[str],
                 await accounts.add_user(store, DEMO_ADMIN, "admin", password)
             else:
                 await accounts.set_password(store, DEMO_ADMIN, password)
-            fd = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(password + "\n")
+            write_private(password_file, (password + "\n").encode())
         tokens = {v: await store.add_vehicle(v) for v in vehicles}
         if await store.geofence("depot") is None:
             await store.put_geofence("depot", "Depot", DEPOT)

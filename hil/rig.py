@@ -30,6 +30,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from geostream.secretfile import write_private
 from hil.lifeline import die_with_parent, stop_all
 from hil.linkemu import LinkEmulator
 from hil.netns import BACKEND_ADDR
@@ -147,7 +148,7 @@ class Rig:
             text += (f'\n[[can.bus]]\nname = "user"\ninterface = "replay"\n'
                      f'replay = "{Path(self.args.candump).resolve()}"\ntimestamps = "now"\n'
                      f'dbc = {json.dumps([str(Path(d).resolve()) for d in self.args.dbc])}\n')
-        path.write_text(text)
+        write_private(path, text.encode())  # it holds the vehicle's token
         return path
 
     @property

@@ -13,7 +13,7 @@ import signal
 
 import nats
 
-from ..fanout import CONNECT_TIMEOUT_S, RECONNECT_WAIT_S
+from ..natsconn import NatsSettings, connect
 from .dns import ROLE, Answerer, DnsEdge
 from .health import HEALTH_INTERVAL_S, SUBJECT, HealthBook, Report
 
@@ -22,21 +22,19 @@ log = logging.getLogger(__name__)
 FIRST_CONNECT_RETRY_S = 2.0
 
 
-async def _connect(url: str, name: str):
+async def _connect(settings: NatsSettings, name: str):
     while True:
         try:
-            return await nats.connect(url, allow_reconnect=True, max_reconnect_attempts=-1,
-                                      reconnect_time_wait=RECONNECT_WAIT_S,
-                                      connect_timeout=CONNECT_TIMEOUT_S, name=name)
+            return await connect(settings, name)
         except (OSError, nats.errors.Error) as exc:
-            log.warning("cannot reach NATS at %s (retry in %.0fs): %s", url,
+            log.warning("cannot reach NATS at %s (retry in %.0fs): %s", settings.url,
                         FIRST_CONNECT_RETRY_S, exc)
             await asyncio.sleep(FIRST_CONNECT_RETRY_S)
 
 
-async def publish_health(url: str, report) -> None:
+async def publish_health(settings: NatsSettings, report) -> None:
     """Publish `report()` (a `Report`) every HEALTH_INTERVAL_S until cancelled."""
-    nc = await _connect(url, "fleet-router")
+    nc = await _connect(settings, "fleet-router")
     try:
         while True:
             r = report()
@@ -49,7 +47,7 @@ async def publish_health(url: str, report) -> None:
         await nc.close()
 
 
-async def run_dns(name: str, listen: tuple[str, int], url: str) -> None:
+async def run_dns(name: str, listen: tuple[str, int], settings: NatsSettings) -> None:
     """`python -m backend dns` until SIGTERM/SIGINT."""
     loop = asyncio.get_running_loop()
     book = HealthBook()
@@ -58,10 +56,11 @@ async def run_dns(name: str, listen: tuple[str, int], url: str) -> None:
         try:
             book.report(Report.decode(msg.data), loop.time())
         except ValueError as exc:
-            log.warning("ignored on %s: %s", msg.subject, exc)
+            book.invalid += 1
+            log.warning("ignored on %.80s: %s", msg.subject, exc)
 
     edge = await DnsEdge(Answerer(name, book)).start(*listen)
-    nc = await _connect(url, "fleet-dns")
+    nc = await _connect(settings, "fleet-dns")
     await nc.subscribe(f"{SUBJECT}{ROLE}.*", cb=on_report)
     stopping = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

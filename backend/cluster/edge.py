@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 
 from aioquic.asyncio.server import QuicServer
 
@@ -22,6 +23,11 @@ log = logging.getLogger(__name__)
 def _is_v6(transport) -> bool:
     sock = transport.get_extra_info("socket")
     return sock is not None and sock.family == socket.AF_INET6
+
+
+def now_us() -> int:
+    """The tunnel counters' clock: wall-clock microseconds (docs/scaling.md §4)."""
+    return time.time_ns() // 1000
 
 
 class _Public(asyncio.DatagramProtocol):
@@ -41,11 +47,14 @@ class _Tunnel(asyncio.DatagramProtocol):
 
 
 class RouterEdge:
-    """`python -m backend router`: forwards vehicles' datagrams to nodes and back."""
+    """`python -m backend router`: forwards vehicles' datagrams to nodes and back, the tunnel
+    authenticated with the cluster's `key`."""
 
-    def __init__(self, router: Router | None = None):
+    def __init__(self, key: bytes, router: Router | None = None):
         self.router = router or Router()
         self.loop = asyncio.get_running_loop()
+        self.sealer = tunnel.Sealer(key, tunnel.ROUTER_SENDER, from_router=True)
+        self.opener = tunnel.Opener(key, from_router=False, started_us=now_us())
         self.public = self.tunnel = None
 
     async def start(self, listen: tuple[str, int], tunnel_addr: tuple[str, int]) -> RouterEdge:
@@ -63,18 +72,25 @@ class RouterEdge:
     def from_vehicle(self, data: bytes, addr) -> None:
         node = self.router.route(data, self.loop.time())
         if node is not None:
-            self.tunnel.sendto(tunnel.wrap(addr[0], addr[1], data), node)
+            self.tunnel.sendto(self.sealer.data(addr[0], addr[1], data, now_us()), node)
 
     def from_node(self, data: bytes, addr) -> None:
-        sid = tunnel.heartbeat_id(data)
-        if sid is not None:
-            self.router.heartbeat(sid, addr, self.loop.time())
+        """A heartbeat (the node is alive at `addr`) or a datagram for a vehicle, relayed only
+        from a live node's own address: nothing else leaves the public socket."""
+        d = self.opener.open(data, now_us())
+        if d is None:
             return
-        try:
-            host, port, payload = tunnel.unwrap(data)
-        except ValueError:
-            return
-        self.public.sendto(payload, (tunnel.socket_host(host, self._public_v6), port))
+        now = self.loop.time()
+        if d.kind == tunnel.HEARTBEAT:
+            self.router.heartbeat(d.sender, addr, now)
+        elif self.router.is_node(d.sender, addr, now):
+            self.public.sendto(d.payload, (tunnel.socket_host(d.host, self._public_v6), d.port))
+        else:
+            self.opener.drop("unknown_peer")
+
+    def dropped(self) -> dict[str, int]:
+        """Tunnel datagrams refused, by reason, and vehicles' datagrams no node could take."""
+        return {**self.opener.dropped, "unroutable": self.router.stats["dropped"]}
 
     def close(self) -> None:
         for t in (self.public, self.tunnel):
@@ -92,8 +108,8 @@ class _NodeTransport(asyncio.DatagramTransport):
     def sendto(self, data, addr=None) -> None:
         if self.endpoint.transport.is_closing():
             return  # the node is stopping: its connections' last packets go nowhere
-        self.endpoint.transport.sendto(tunnel.wrap(addr[0], addr[1], data),
-                                       self.endpoint.router)
+        self.endpoint.transport.sendto(
+            self.endpoint.sealer.data(addr[0], addr[1], data, now_us()), self.endpoint.router)
 
     def get_extra_info(self, name, default=None):
         return self.endpoint.transport.get_extra_info(name, default)
@@ -109,8 +125,12 @@ class _NodeTransport(asyncio.DatagramTransport):
 
 
 class _NodeEndpoint(asyncio.DatagramProtocol):
-    def __init__(self, server: QuicServer, server_id: int, router: tuple[str, int]):
+    """A node's tunnel socket: only its router's authenticated datagrams reach the QUIC server."""
+
+    def __init__(self, server: QuicServer, server_id: int, router: tuple[str, int], key: bytes):
         self.server, self.server_id, self.router = server, server_id, router
+        self.sealer = tunnel.Sealer(key, server_id, from_router=False)
+        self.opener = tunnel.Opener(key, from_router=True, started_us=now_us())
         self.transport = None
         self._beat: asyncio.Task | None = None
 
@@ -120,16 +140,20 @@ class _NodeEndpoint(asyncio.DatagramProtocol):
         self._beat = asyncio.get_running_loop().create_task(self._heartbeats())
 
     def datagram_received(self, data: bytes, addr) -> None:
-        try:
-            host, port, payload = tunnel.unwrap(data)
-        except ValueError:
+        if addr[:2] != self.router:
+            self.opener.drop("unknown_peer")
             return
-        self.server.datagram_received(payload, (host, port))
+        d = self.opener.open(data, now_us())
+        if d is None:
+            return
+        if d.kind != tunnel.DATA:
+            self.opener.drop("malformed")
+            return
+        self.server.datagram_received(d.payload, (d.host, d.port))
 
     async def _heartbeats(self) -> None:
-        beat = tunnel.heartbeat(self.server_id)
         while True:
-            self.transport.sendto(beat, self.router)
+            self.transport.sendto(self.sealer.heartbeat(now_us()), self.router)
             await asyncio.sleep(HEARTBEAT_S)
 
     def close(self) -> None:
@@ -138,36 +162,59 @@ class _NodeEndpoint(asyncio.DatagramProtocol):
         self.transport.close()
 
 
+async def _router_address(local_host: str, router: tuple[str, int]) -> tuple[str, int]:
+    """The router's address as datagrams from it show on a socket bound to `local_host`
+    (resolved, in that socket's family, canonical text): the node compares it per datagram."""
+    loop = asyncio.get_running_loop()
+    family = (await loop.getaddrinfo(local_host, 0, type=socket.SOCK_DGRAM))[0][0]
+    infos = await loop.getaddrinfo(router[0], router[1], type=socket.SOCK_DGRAM)
+    for fam, *_, sockaddr in infos:
+        if fam == family:
+            return sockaddr[0], router[1]
+    for fam, *_, sockaddr in infos:
+        if fam == socket.AF_INET and family == socket.AF_INET6:
+            return "::ffff:" + sockaddr[0], router[1]
+    raise OSError(f"the router {router[0]}:{router[1]} has no address a socket on "
+                  f"{local_host} can reach")
+
+
 async def serve_behind_router(host: str, port: int, server_id: int, router: tuple[str, int],
-                              **server_kwargs) -> QuicServer:
+                              key: bytes, **server_kwargs) -> tuple[QuicServer, _NodeEndpoint]:
     """aioquic's `serve()`, but on a tunnel socket talking to `router` (the create_protocol
-    passed in must call `cids.issue_routable_cids`)."""
+    passed in must call `cids.issue_routable_cids`); returns the server and its endpoint (its
+    `opener.dropped` counts what the tunnel refused)."""
     loop = asyncio.get_running_loop()
     server = QuicServer(**server_kwargs)
-    await loop.create_datagram_endpoint(
-        lambda: _NodeEndpoint(server, server_id, router), local_addr=(host, port))
-    return server
+    resolved = await _router_address(host, router)
+    _, endpoint = await loop.create_datagram_endpoint(
+        lambda: _NodeEndpoint(server, server_id, resolved, key), local_addr=(host, port))
+    return server, endpoint
 
 
-async def run_router(listen: tuple[str, int], tunnel_addr: tuple[str, int],
-                     nats_url: str = "", advertise: str = "") -> None:
-    """`python -m backend router` until SIGTERM/SIGINT; with `nats_url`, its health on NATS
-    (healthy while it hears a live node) under the address `advertise` (docs/scaling.md §9)."""
+# how often the router logs what it refused, when that changed
+DROP_LOG_S = 60.0
+
+
+async def run_router(listen: tuple[str, int], tunnel_addr: tuple[str, int], key: bytes,
+                     nats=None, advertise: str = "") -> None:
+    """`python -m backend router` until SIGTERM/SIGINT; with `nats` (`NatsSettings`), its
+    health on NATS (healthy while it hears a live node) under the address `advertise`
+    (docs/scaling.md §9)."""
     import signal
 
     from .discovery import publish_health
     from .health import Report
 
-    edge = await RouterEdge().start(listen, tunnel_addr)
-    health = None
-    if nats_url:
+    edge = await RouterEdge(key).start(listen, tunnel_addr)
+    tasks = [edge.loop.create_task(_log_drops(edge))]
+    if nats is not None:
         addr = advertise or listen[0]
 
         def report() -> Report:
             return Report(f"router-{addr}", "router", addr,
                           bool(edge.router.live(edge.loop.time())))
 
-        health = edge.loop.create_task(publish_health(nats_url, report))
+        tasks.append(edge.loop.create_task(publish_health(nats, report)))
     stopping = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         edge.loop.add_signal_handler(sig, stopping.set)
@@ -177,6 +224,17 @@ async def run_router(listen: tuple[str, int], tunnel_addr: tuple[str, int],
     try:
         await stopping.wait()
     finally:
-        if health is not None:
-            health.cancel()
+        for task in tasks:
+            task.cancel()
         edge.close()
+
+
+async def _log_drops(edge: RouterEdge) -> None:
+    last: dict[str, int] = {}
+    while True:
+        await asyncio.sleep(DROP_LOG_S)
+        now = edge.dropped()
+        if now != last:
+            log.warning("router dropped (totals): %s",
+                        ", ".join(f"{k} {v}" for k, v in now.items() if v))
+            last = now

@@ -9,13 +9,18 @@ router says nothing, so silence must take it out of the answer.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from dataclasses import dataclass
+
+from ..fanout_messages import parse
 
 SUBJECT = "fleet.health."
 HEALTH_INTERVAL_S = 1.0
 # Three missed reports: one lost message or a busy second is not a death.
 STALE_AFTER_S = 3.0
+# a node's name and role are one NATS subject token each: short words
+MAX_NAME = 128
 
 
 @dataclass(frozen=True)
@@ -34,12 +39,20 @@ class Report:
 
     @classmethod
     def decode(cls, data: bytes) -> Report:
-        """Raises ValueError for anything that is not a report."""
+        """Raises ValueError for anything that is not a report: every field typed, the address
+        an IP address (it becomes an A or AAAA record), the size bounded before parsing."""
+        d = parse(data)
+        for key in ("node", "role"):
+            if not isinstance(d.get(key), str) or not 0 < len(d[key]) <= MAX_NAME:
+                raise ValueError(f"not a health report: {key} must be a short string")
+        if type(d.get("ok")) is not bool:
+            raise ValueError("not a health report: ok must be true or false")
+        addr = d.get("addr")
         try:
-            d = json.loads(data)
-            return cls(str(d["node"]), str(d["role"]), str(d["addr"]), d["ok"] is True)
-        except (KeyError, TypeError, IndexError, ValueError) as exc:
-            raise ValueError(f"not a health report: {exc}") from exc
+            ipaddress.ip_address(addr if isinstance(addr, str) else "")
+        except ValueError:
+            raise ValueError(f"not a health report: addr {addr!r:.60} is no IP address") from None
+        return cls(d["node"], d["role"], addr, d["ok"])
 
 
 class HealthBook:
@@ -47,6 +60,7 @@ class HealthBook:
 
     def __init__(self, stale_after_s: float = STALE_AFTER_S):
         self.stale_after_s = stale_after_s
+        self.invalid = 0  # reports refused by Report.decode (the NATS edge counts them here)
         self._last: dict[str, tuple[Report, float]] = {}
 
     def report(self, r: Report, now: float) -> None:

@@ -62,6 +62,12 @@ class Router:
         return sorted(sid for sid, (_, seen) in self._nodes.items()
                       if now - seen <= self.dead_after_s)
 
+    def is_node(self, server_id: int, addr: tuple, now: float) -> bool:
+        """Whether `server_id` is a live node at `addr` (its heartbeats come from there)."""
+        node = self._nodes.get(server_id)
+        return (node is not None and node[0][:2] == addr[:2]
+                and now - node[1] <= self.dead_after_s)
+
     def address(self, server_id: int) -> tuple:
         return self._nodes[server_id][0]
 

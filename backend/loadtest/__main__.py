@@ -12,6 +12,7 @@ import json
 import sys
 from dataclasses import asdict
 
+from ..cli_secrets import argv_secret_warnings
 from .run import Options, run
 
 
@@ -43,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", action="store_true",
                    help="py-spy the first gateway and client process into --log-dir")
     a = p.parse_args(argv)
+    for text in argv_secret_warnings(a.db, None):  # PGPASSWORD / ~/.pgpass instead
+        print(f"loadtest: deprecated: {text}", file=sys.stderr)
     if a.profile and not a.log_dir:
         p.error("--profile needs --log-dir")
     if a.mode == "storm" and a.outage_at + a.outage >= a.duration:

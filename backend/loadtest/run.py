@@ -141,16 +141,21 @@ def _run(opts: Options, tmp: Path, log_dir: Path, store: Store,
     ports = [_free_udp_port() for _ in range(opts.gateways)]
     node_args = [[] for _ in ports]
     if opts.router:  # docs/scaling.md: every vehicle talks to the router, it picks the node
+        from backend.cluster.tunnel import write_key
+
         public, tunnel = _free_udp_port(), _free_udp_port()
+        key_file = str(tmp / "cluster.key")
+        write_key(key_file)
         router = subprocess.Popen(
-            [sys.executable, "-m", "backend", "router", "--listen", f"127.0.0.1:{public}",
-             "--tunnel", f"127.0.0.1:{tunnel}"], stdout=subprocess.PIPE,
+            [sys.executable, "-m", "backend", "--cluster-key-file", key_file, "router",
+             "--listen", f"127.0.0.1:{public}", "--tunnel", f"127.0.0.1:{tunnel}"],
+            stdout=subprocess.PIPE,
             stderr=open(log_dir / "router.log", "ab"), env=_env(), cwd=REPO)
         procs.append(router)
         if "router ready" not in _readline(router, READY_TIMEOUT_S, "router"):
             raise RuntimeError(f"the router did not start; see {log_dir}")
-        node_args = [["--server-id", str(k + 1), "--router", f"127.0.0.1:{tunnel}"]
-                     for k in range(len(ports))]
+        node_args = [["--server-id", str(k + 1), "--router", f"127.0.0.1:{tunnel}",
+                      "--cluster-key-file", key_file] for k in range(len(ports))]
     gateways = [_start_gateway(store.url, certs, port, tmp, k, log_dir, node_args[k])
                 for k, port in enumerate(ports)]
     procs += gateways

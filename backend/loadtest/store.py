@@ -59,10 +59,8 @@ class Store:
             with sqlite3.connect(self.url.removeprefix("sqlite://"), timeout=30) as db:
                 rows = db.execute(sql.format("?"), (prefix + "%",)).fetchall()
         else:
-            import asyncpg
-
             async def fetch():
-                conn = await asyncpg.connect(self.url)
+                conn = await _connect(self.url)
                 try:
                     return await conn.fetch(sql.format("$1"), prefix + "%")
                 finally:
@@ -84,10 +82,8 @@ class Store:
                     out[v] = {r[0] for r in db.execute(
                         "SELECT seq FROM vehicle_telemetry WHERE vehicle_id = ?", (v,))}
             return out
-        import asyncpg
-
         async def fetch():
-            conn = await asyncpg.connect(self.url)
+            conn = await _connect(self.url)
             try:
                 return await conn.fetch("SELECT vehicle_id, seq FROM vehicle_telemetry "
                                         "WHERE vehicle_id = ANY($1::text[])", vehicles)
@@ -101,3 +97,13 @@ class Store:
     def close(self) -> None:
         if self.server is not None:
             self.server.close()
+
+
+async def _connect(url: str):
+    """One connection for the check, through a pooler too (`pool_mode=…` in the URL)."""
+    import asyncpg
+
+    from backend.store.postgres.db import pooled_url
+
+    dsn, options = pooled_url(url)
+    return await asyncpg.connect(dsn, **options)

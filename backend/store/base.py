@@ -89,7 +89,7 @@ class Store(Protocol):
     async def put_geofence(self, geofence_id: str, name: str, area: dict,
                            speed_limit_kmh: float | None = None, circle: dict | None = None,
                            create_only: bool = False) -> bool:
-        """Create or replace (Polygon/MultiPolygon); True if created (store/*_api.py)."""
+        """Create or replace (Polygon/MultiPolygon); True if created (store/*/geofences.py)."""
     async def geofences(self) -> list[dict]: ...
     async def geofence(self, geofence_id: str) -> dict | None: ...
     async def delete_geofence(self, geofence_id: str) -> bool: ...
@@ -116,7 +116,7 @@ class Store(Protocol):
     async def command(self, command_id: int) -> StoredCommand | None: ...
     async def save_vehicle_status(self, vehicle_id: str, status: dict, now_ms: int) -> None:
         """Keep the agent's latest status report (protocol.md §3 status), replacing the last."""
-    # alerts (docs/alerts.md; backend/store/*_alerts.py)
+    # alerts (docs/alerts.md; backend/store/*/alerts.py)
     async def alert_readings(self, vehicle_id: str, after_ms: int | None) -> list[StoredReading]:
         """The vehicle's readings with time > after_ms (all if None) by (time, epoch, seq)."""
     async def alert_checkpoint(self, vehicle_id: str,

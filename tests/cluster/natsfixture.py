@@ -17,19 +17,23 @@ def free_tcp_port() -> int:
 
 
 class NatsServer:
-    def __init__(self, port: int | None = None):
+    def __init__(self, port: int | None = None, config: str | None = None):
+        """`config`: a nats-server configuration file (credentials, TLS)."""
         self.binary = shutil.which("nats-server")
         if self.binary is None:
             raise RuntimeError("nats-server is not installed (make deps-test: APT_TEST)")
         self.port = port or free_tcp_port()
         self.proc: subprocess.Popen | None = None
+        self.config = config
 
     @property
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
     def start(self) -> NatsServer:
-        self.proc = subprocess.Popen([self.binary, "-a", "127.0.0.1", "-p", str(self.port)],
+        extra = ["-c", self.config] if self.config else []
+        self.proc = subprocess.Popen([self.binary, *extra, "-a", "127.0.0.1", "-p",
+                                      str(self.port)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + READY_TIMEOUT_S
         while time.monotonic() < deadline:

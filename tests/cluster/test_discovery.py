@@ -77,7 +77,13 @@ def test_health_report_round_trip_and_rejects():
     r = Report("router-10.0.0.1", "router", "10.0.0.1", True)
     assert Report.decode(r.encode()) == r
     assert r.subject() == "fleet.health.router.router-10_0_0_1"
-    for bad in (b"{}", b"[1]", b"not json", b'{"node":1,"role":"router","addr":"x"}'):
+    for bad in (b"{}", b"[1]", b"not json", b'{"node":1,"role":"router","addr":"x"}',
+                # typed fields: an address that is no IP would become a bad DNS record
+                b'{"node":"r","role":"router","addr":"evil.example","ok":true}',
+                b'{"node":"r","role":"router","addr":"10.0.0.1","ok":"yes"}',
+                b'{"node":"' + b"r" * 200 + b'","role":"router","addr":"10.0.0.1","ok":true}',
+                b'{"node":"r","role":"router","addr":"10.0.0.1","ok":true,"x":"'
+                + b"y" * 20_000 + b'"}', b"[" * 50_000):
         try:
             Report.decode(bad)
         except ValueError:
@@ -111,7 +117,7 @@ async def _until_resolves(port: int, want: list[str], timeout: float) -> float:
     return time.monotonic() - t0
 
 
-async def test_routers_health_on_nats_drives_a_real_dns_answer(tmp_path):
+async def test_routers_health_on_nats_drives_a_real_dns_answer(tmp_path, cluster_key):
     nats = NatsServer().start()
     procs = []
     beats = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -123,16 +129,20 @@ async def test_routers_health_on_nats_drives_a_real_dns_answer(tmp_path):
         for k in (2, 3):  # the addresses they advertise; both listen on loopback
             tunnels[k] = free_udp_port()
             procs.append(_spawn(tmp_path, f"router{k}", [
-                "--nats-url", nats.url, "router", "--listen", f"127.0.0.1:{free_udp_port()}",
+                "--nats-url", nats.url, "--cluster-key-file", cluster_key[0], "router",
+                "--listen", f"127.0.0.1:{free_udp_port()}",
                 "--tunnel", f"127.0.0.1:{tunnels[k]}", "--advertise", f"127.0.0.{k}"]))
         for name in ("dns", "router2", "router3"):
             _wait_log(tmp_path, name, "ready")
         alive = {2, 3}  # routers that hear a gateway node (this test's heartbeats)
 
+        sealer = tunnel.Sealer(cluster_key[1], 7, from_router=False)
+
         async def node() -> None:
             for _ in range(int(120 / HEARTBEAT_S)):  # bounded: two minutes of beats
                 for k in alive:
-                    beats.sendto(tunnel.heartbeat(7), ("127.0.0.1", tunnels[k]))
+                    beats.sendto(sealer.heartbeat(time.time_ns() // 1000),
+                                 ("127.0.0.1", tunnels[k]))
                 await asyncio.sleep(HEARTBEAT_S)
 
         beat = asyncio.get_running_loop().create_task(node())

@@ -33,6 +33,7 @@ import aiohttp
 import asyncpg
 import pytest
 
+from backend.cluster.tunnel import write_key
 from backend.loadtest.run import Options
 from backend.pki import generate
 from backend.store import open_store
@@ -189,6 +190,8 @@ def test_cluster_in_namespaces_kill_gateway_hub_and_nats_mid_stream(tmp_path):
 async def _scenario(c: Cluster, url: str) -> None:
     lan, tmp = c.lan, c.tmp
     certs = generate(str(tmp / "pki"), ["localhost"])
+    key_file = str(tmp / "cluster.key")
+    write_key(key_file)
     nats_url = f"nats://{lan.addr('nats')}:{NATS}"
     store = open_store(url)
     await store.open()
@@ -201,15 +204,16 @@ async def _scenario(c: Cluster, url: str) -> None:
         await store.close()
     c.nats()
     router = lan.addr("router")
-    c.spawn("router", "router", [sys.executable, "-m", "backend", "router", "--listen",
-                                 f"{router}:{QUIC}", "--tunnel", f"{router}:{TUNNEL}"])
+    c.spawn("router", "router", [sys.executable, "-m", "backend", "--cluster-key-file",
+                                 key_file, "router", "--listen", f"{router}:{QUIC}",
+                                 "--tunnel", f"{router}:{TUNNEL}"])
     common = ["--db", url, "--cert", certs["cert"], "--key", certs["key"], "--http-port",
               str(HTTP), "--nats-url", nats_url]
     for sid in (1, 2, 3):
         g = f"gw{sid}"
         c.spawn(g, g, [sys.executable, "-m", "backend", *common, "--quic-host", lan.addr(g),
                        "--quic-port", str(QUIC), "--ticket-file", url, "--server-id", str(sid),
-                       "--router", f"{router}:{TUNNEL}"])
+                       "--router", f"{router}:{TUNNEL}", "--cluster-key-file", key_file])
     for h in ("hub1", "hub2"):  # hub nodes: the web part on NATS; their gateway is unused
         c.spawn(h, h, [sys.executable, "-m", "backend", *common, "--http-host", lan.addr(h),
                        "--quic-host", "127.0.0.1", "--ticket-file", str(tmp / f"{h}.sqlite")])

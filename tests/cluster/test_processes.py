@@ -86,7 +86,7 @@ async def _seqs(url: str, vehicle: str) -> list[int]:
 
 
 async def test_kill9_node_and_nats_restart_mid_stream_lose_and_duplicate_nothing(
-        tmp_path, pki, pg_url):
+        tmp_path, pki, pg_url, cluster_key):
     _browser.seen.clear()
     nats = NatsServer().start()
     procs = []
@@ -94,7 +94,8 @@ async def test_kill9_node_and_nats_restart_mid_stream_lose_and_duplicate_nothing
     hub_node = None
     try:
         public, tunnel = free_udp_port(), free_udp_port()
-        router = _spawn(tmp_path, "router", ["router", "--listen", f"{HOST}:{public}",
+        router = _spawn(tmp_path, "router", ["--cluster-key-file", cluster_key[0], "router",
+                                             "--listen", f"{HOST}:{public}",
                                              "--tunnel", f"{HOST}:{tunnel}"])
         procs.append(router)
         _wait_ready(*router, "router ready")
@@ -106,7 +107,7 @@ async def test_kill9_node_and_nats_restart_mid_stream_lose_and_duplicate_nothing
                 "--http-port", str(http_ports[sid]),
                 "--ticket-file", str(tmp_path / f"tickets{sid}.sqlite"),
                 "--server-id", str(sid), "--router", f"{HOST}:{tunnel}",
-                "--nats-url", nats.url])
+                "--cluster-key-file", cluster_key[0], "--nats-url", nats.url])
             procs.append(nodes[sid])
         for sid in nodes:
             _wait_ready(*nodes[sid], "backend ready")

@@ -20,8 +20,8 @@ HOST = "127.0.0.1"
 MIGRATIONS = 10
 
 
-async def _cluster(tmp_path, pki, ticket_file=":memory:"):
-    edge = await RouterEdge().start((HOST, free_udp_port()), (HOST, free_udp_port()))
+async def _cluster(tmp_path, pki, key, ticket_file=":memory:"):
+    edge = await RouterEdge(key).start((HOST, free_udp_port()), (HOST, free_udp_port()))
     public, tunnel = edge.ports()
     rig = GatewayRig(tmp_path, pki)
     await rig.store.open()
@@ -30,7 +30,7 @@ async def _cluster(tmp_path, pki, ticket_file=":memory:"):
     for sid in (1, 2, 3):
         g = rig.gateway if sid == 1 else Gateway(rig.store, rig.writer, rig.hub)
         g.ticket_file = ticket_file
-        g.cluster = ClusterNode(sid, (HOST, tunnel))
+        g.cluster = ClusterNode(sid, (HOST, tunnel), key)
         await g.start(HOST, free_udp_port(), pki["cert"], pki["key"])
         nodes[sid] = g
     await until(lambda: edge.router.live(edge.loop.time()) == [1, 2, 3], 5, "heartbeats")
@@ -52,8 +52,8 @@ def _holder(nodes, vehicle, dead=None):
     return held[0] if len(held) == 1 else None
 
 
-async def test_migrating_agent_stays_on_its_node_through_the_router(tmp_path, pki):
-    edge, rig, nodes, public = await _cluster(tmp_path, pki)
+async def test_migrating_agent_stays_on_its_node_through_the_router(tmp_path, pki, cluster_key):
+    edge, rig, nodes, public = await _cluster(tmp_path, pki, cluster_key[1])
     agent = None
     try:
         token = await rig.provision("mover")
@@ -85,8 +85,8 @@ async def test_migrating_agent_stays_on_its_node_through_the_router(tmp_path, pk
         await _stop(edge, rig, nodes)
 
 
-async def test_dead_node_vehicles_reconnect_to_a_live_one(tmp_path, pki):
-    edge, rig, nodes, public = await _cluster(tmp_path, pki)
+async def test_dead_node_vehicles_reconnect_to_a_live_one(tmp_path, pki, cluster_key):
+    edge, rig, nodes, public = await _cluster(tmp_path, pki, cluster_key[1])
     agents = []
     try:
         for i in range(6):
@@ -116,14 +116,14 @@ async def test_dead_node_vehicles_reconnect_to_a_live_one(tmp_path, pki):
         await _stop(edge, rig, nodes)
 
 
-async def test_command_reaches_the_vehicle_through_the_node_holding_it(tmp_path, pki):
+async def test_command_reaches_the_vehicle_through_the_node_holding_it(tmp_path, pki, cluster_key):
     """Stored through one node, woken on NATS, sent by the node that holds the connection."""
     from backend.fanout import NatsFanout
 
     from .natsfixture import NatsServer
 
     server = NatsServer().start()
-    edge, rig, nodes, public = await _cluster(tmp_path, pki)
+    edge, rig, nodes, public = await _cluster(tmp_path, pki, cluster_key[1])
     fanouts, agent = [], None
     try:
         for g in nodes.values():

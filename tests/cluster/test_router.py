@@ -89,9 +89,13 @@ def test_drops_without_live_nodes_or_for_unknown_server_ids():
 def test_tunnel_round_trip_both_families():
     from backend.cluster import tunnel
 
+    key, now = tunnel.generate_key(), 1_800_000_000_000_000
+    sealer = tunnel.Sealer(key, tunnel.ROUTER_SENDER, from_router=True)
+    opener = tunnel.Opener(key, from_router=True, started_us=now)
     for host in ("10.1.2.3", "fd00::7"):
-        assert tunnel.unwrap(tunnel.wrap(host, 4433, b"quic")) == (host, 4433, b"quic")
-    assert tunnel.unwrap(tunnel.wrap("::ffff:10.1.2.3", 9, b"x"))[0] == "10.1.2.3"
+        d = opener.open(sealer.data(host, 4433, b"quic", now), now)
+        assert (d.host, d.port, d.payload) == (host, 4433, b"quic")
+    assert opener.open(sealer.data("::ffff:10.1.2.3", 9, b"x", now), now).host == "10.1.2.3"
     assert tunnel.socket_host("10.1.2.3", True) == "::ffff:10.1.2.3"
-    assert tunnel.heartbeat_id(tunnel.heartbeat(513)) == 513
-    assert tunnel.heartbeat_id(b"\x00\x02\x01") is None
+    beat = tunnel.Sealer(key, 513, from_router=False).heartbeat(now)
+    assert tunnel.Opener(key, from_router=False, started_us=now).open(beat, now).sender == 513

@@ -47,8 +47,8 @@ async def test_a_ticket_of_one_node_resumes_on_another_once(pg_url):
 
 @pytest.mark.postgres
 async def test_vehicle_resumes_with_0rtt_on_another_node_after_its_node_died(tmp_path, pki,
-                                                                             pg_url):
-    edge, rig, nodes, public = await _cluster(tmp_path, pki, ticket_file=pg_url)
+                                                                             pg_url, cluster_key):
+    edge, rig, nodes, public = await _cluster(tmp_path, pki, cluster_key[1], ticket_file=pg_url)
     try:
         token = await rig.provision("resumer")
         agent = AgentRig(tmp_path / "state", "resumer", token, HOST, public, pki["ca"]).start()

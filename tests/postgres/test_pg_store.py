@@ -9,7 +9,8 @@ import asyncpg
 import pytest
 
 from backend.store.base import DeadLetter, StoredReading, sql_dir
-from backend.store.postgres import DAY_MS, PostgresStore
+from backend.store.postgres import PostgresStore
+from backend.store.postgres.partitions import DAY_MS
 
 pytestmark = pytest.mark.postgres
 

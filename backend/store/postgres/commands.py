@@ -1,14 +1,16 @@
-"""Downlink commands and the vehicles' status reports in the PostgreSQL store (mixed into
-PostgresStore, which owns the asyncpg pool)."""
+"""Downlink commands and the vehicles' status reports in the PostgreSQL store (the
+`commands` and `vehicle_status` tables)."""
 
 from __future__ import annotations
 
 import json
 
-from .base import StoredCommand, command_id_floor
-from .base import now_ms as clock_ms
-from .postgres_sql import EPOCH_MS as _EPOCH_MS
-from .postgres_sql import MS as _MS
+from ..base import StoredCommand, command_id_floor
+from ..base import now_ms as clock_ms
+from .db import EPOCH_MS as _EPOCH_MS
+from .db import MS as _MS
+from .db import PostgresDb
+from .db import ms_of as _ms
 
 _COMMAND_LOCK = 0x666C65657463  # advisory lock id serialising command id allocation
 _COMMAND_COLUMNS = (f"id, vehicle_id, name, args, {_EPOCH_MS.format('created_at')}, "
@@ -16,8 +18,7 @@ _COMMAND_COLUMNS = (f"id, vehicle_id, name, args, {_EPOCH_MS.format('created_at'
                     f"{_EPOCH_MS.format('answered_at')}, ok, detail")
 
 
-class PostgresCommands:
-
+class PostgresCommands(PostgresDb):
     async def add_command(self, vehicle_id: str, name: str, args: dict) -> int:
         async with self._pool.acquire() as conn, conn.transaction():
             # backends sharing the database take turns, so max(id) + 1 cannot collide
@@ -67,3 +68,7 @@ class PostgresCommands:
             f"SELECT {_COMMAND_COLUMNS} FROM commands WHERE id = $1", command_id)
         return None if row is None else StoredCommand.from_row(row)
 
+    async def vehicle_statuses(self) -> dict[str, dict]:
+        """{vehicle: the agent's last status report, with its `time_ms`}."""
+        rows = await self._pool.fetch("SELECT vehicle_id, time, status FROM vehicle_status")
+        return {r[0]: {**json.loads(r[2]), "time_ms": _ms(r[1])} for r in rows}

@@ -9,9 +9,10 @@ import dataclasses
 import json
 import struct
 
-from .base import TIME_RULES, AlertQuery, StoredAlert, StoredReading
-from .postgres_sql import EPOCH_MS as _EPOCH_MS
-from .postgres_sql import MS as _MS
+from ..base import TIME_RULES, AlertQuery, StoredAlert, StoredReading
+from .db import EPOCH_MS as _EPOCH_MS
+from .db import MS as _MS
+from .db import PostgresDb
 
 _READING_COLUMNS = (f"vehicle_id, epoch, seq, {_EPOCH_MS.format('time')}, kind, "
                     "ST_Y(location), ST_X(location), alt_m, speed_kmh, course_deg, fix, sats, "
@@ -49,9 +50,7 @@ def _alert(r) -> StoredAlert:
 
 
 
-class PostgresAlerts:
-    """Mixed into PostgresStore (uses its asyncpg pool)."""
-
+class PostgresAlerts(PostgresDb):
     @staticmethod
     def as_read_back(r: StoredReading) -> StoredReading:
         """A committed reading as alert_readings would return it (the engine's live path)."""

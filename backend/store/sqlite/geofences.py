@@ -1,6 +1,5 @@
-"""SQLite side of the queries behind the REST API (backend/api/): geofence CRUD and "inside
-now", one vehicle's entries into every geofence, newest CAN values, agent status. A mixin of
-`SqliteStore` (its worker thread `_run` and connection `_db`)."""
+"""Geofences in the embedded store: CRUD, which vehicles are inside one now, entries into one
+geofence and one vehicle's entries into every geofence (shapely tests the points)."""
 
 from __future__ import annotations
 
@@ -10,7 +9,8 @@ import time
 import shapely
 import shapely.geometry
 
-from .base import entry_indexes
+from ..base import entry_indexes
+from .db import SqliteDb
 
 _GEOFENCE_COLUMNS = "geofence_id, name, area, speed_limit_kmh, circle, created_ms, updated_ms"
 _POSITION_COLUMNS = "vehicle_id, time_ms, lat, lon, speed_kmh, course_deg, epoch, seq"
@@ -26,7 +26,7 @@ def _position(r: tuple) -> dict:
     return dict(zip(_POSITION_COLUMNS.split(", "), r, strict=True))
 
 
-class SqliteApiQueries:
+class SqliteGeofences(SqliteDb):
     async def put_geofence(self, geofence_id: str, name: str, area: dict,
                            speed_limit_kmh: float | None = None, circle: dict | None = None,
                            create_only: bool = False) -> bool:
@@ -124,31 +124,39 @@ class SqliteApiQueries:
 
         return await self._run(entries)
 
-    async def last_fixes(self) -> dict[str, dict]:
-        """{vehicle: {"fix", "sats", "hdop"}}: the quality of each vehicle's last position."""
-        def rows():
-            cur = self._db.execute(
-                "SELECT t.vehicle_id, t.fix, t.sats, t.hdop FROM last_position p "
-                "JOIN vehicle_telemetry t USING (vehicle_id, epoch, seq)")
-            return {r[0]: {"fix": r[1], "sats": r[2], "hdop": r[3]} for r in cur}
-
-        return await self._run(rows)
-
-    async def last_signals(self) -> dict[str, dict[str, dict]]:
-        """{vehicle: {signal: {"value", "time_ms"}}}: the newest value of each CAN signal."""
-        def rows():
-            out: dict[str, dict[str, dict]] = {}
-            for v, s, value, t in self._db.execute(
-                    "SELECT vehicle_id, signal, value, time_ms FROM last_signal ORDER BY 1, 2"):
-                out.setdefault(v, {})[s] = {"value": json.loads(value), "time_ms": t}
+    async def geofence_entries(self, geofence_id: str, start_ms: int,
+                               end_ms: int) -> list[dict]:
+        """Outside→inside transitions in [start, end), on each vehicle's points ordered by
+        device time. The point before the window counts as the predecessor of the first."""
+        def entries():
+            row = self._db.execute("SELECT area FROM geofences WHERE geofence_id=?",
+                                   (geofence_id,)).fetchone()
+            if row is None:
+                return []
+            area = shapely.geometry.shape(json.loads(row[0]))
+            shapely.prepare(area)
+            out = []
+            vehicles = [r[0] for r in self._db.execute(
+                "SELECT DISTINCT vehicle_id FROM vehicle_telemetry WHERE kind='pos' "
+                "AND time_ms >= ? AND time_ms < ? ORDER BY 1", (start_ms, end_ms))]
+            for vehicle in vehicles:
+                before = self._db.execute(
+                    "SELECT time_ms, lat, lon, epoch, seq FROM vehicle_telemetry "
+                    "WHERE vehicle_id=? AND kind='pos' AND lat IS NOT NULL AND time_ms < ? "
+                    "ORDER BY time_ms DESC, epoch DESC, seq DESC LIMIT 1",
+                    (vehicle, start_ms)).fetchall()
+                window = self._db.execute(
+                    "SELECT time_ms, lat, lon, epoch, seq FROM vehicle_telemetry "
+                    "WHERE vehicle_id=? AND kind='pos' AND lat IS NOT NULL "
+                    "AND time_ms >= ? AND time_ms < ? ORDER BY time_ms, epoch, seq",
+                    (vehicle, start_ms, end_ms)).fetchall()
+                pts = before + window
+                inside = shapely.intersects_xy(area, [p[2] for p in pts], [p[1] for p in pts])
+                for i in range(len(before), len(pts)):
+                    if inside[i] and i > 0 and not inside[i - 1]:
+                        t, lat, lon, epoch, seq = pts[i]
+                        out.append(dict(vehicle_id=vehicle, time_ms=t, lat=lat, lon=lon,
+                                        epoch=epoch, seq=seq))
             return out
 
-        return await self._run(rows)
-
-    async def vehicle_statuses(self) -> dict[str, dict]:
-        """{vehicle: the agent's last status report, with its `time_ms`}."""
-        def rows():
-            return {v: {**json.loads(s), "time_ms": t} for v, t, s in self._db.execute(
-                "SELECT vehicle_id, time_ms, status FROM vehicle_status")}
-
-        return await self._run(rows)
+        return await self._run(entries)

@@ -1,14 +1,14 @@
-"""PostgreSQL/PostGIS side of the queries behind the REST API (backend/api/): geofence CRUD
-and "inside now" (GIST index), one vehicle's entries into every geofence, newest CAN values,
-agent status. A mixin of `PostgresStore` (its pool `_pool`)."""
+"""Geofences in the PostgreSQL store: CRUD, which vehicles are inside one now (GIST index),
+entries into one geofence and one vehicle's entries into every geofence (PostGIS tests the
+points)."""
 
 from __future__ import annotations
 
 import json
-from datetime import datetime
 
-from .postgres_sql import EPOCH_MS as _EPOCH_MS
-from .postgres_sql import MS as _MS
+from .db import EPOCH_MS as _EPOCH_MS
+from .db import MS as _MS
+from .db import PostgresDb
 
 _GEOFENCE_COLUMNS = (f"geofence_id, name, ST_AsGeoJSON(area), speed_limit_kmh, circle, "
                      f"{_EPOCH_MS.format('created_at')}, {_EPOCH_MS.format('updated_at')}")
@@ -24,11 +24,7 @@ def _geofence(r) -> dict:
                 updated_ms=r[6])
 
 
-def _ms(t: datetime) -> int:
-    return round(t.timestamp() * 1000)
-
-
-class PostgresApiQueries:
+class PostgresGeofences(PostgresDb):
     async def put_geofence(self, geofence_id: str, name: str, area: dict,
                            speed_limit_kmh: float | None = None, circle: dict | None = None,
                            create_only: bool = False) -> bool:
@@ -103,24 +99,39 @@ class PostgresApiQueries:
         ORDER BY time, epoch, seq, geofence_id"""
         return [dict(r) for r in await self._pool.fetch(sql, vehicle_id, start_ms, end_ms)]
 
-    async def last_fixes(self) -> dict[str, dict]:
-        """{vehicle: {"fix", "sats", "hdop"}}: the quality of each vehicle's last position."""
-        rows = await self._pool.fetch(
-            "SELECT t.vehicle_id, t.fix, t.sats, t.hdop FROM last_position p "
-            "JOIN vehicle_telemetry t ON t.vehicle_id = p.vehicle_id AND t.epoch = p.epoch "
-            "AND t.seq = p.seq AND t.time = p.time")
-        return {r["vehicle_id"]: {"fix": r["fix"], "sats": r["sats"], "hdop": r["hdop"]}
-                for r in rows}
-
-    async def last_signals(self) -> dict[str, dict[str, dict]]:
-        """{vehicle: {signal: {"value", "time_ms"}}}: the newest value of each CAN signal."""
-        out: dict[str, dict[str, dict]] = {}
-        for r in await self._pool.fetch(
-                "SELECT vehicle_id, signal, value, time FROM last_signal ORDER BY 1, 2"):
-            out.setdefault(r[0], {})[r[1]] = {"value": json.loads(r[2]), "time_ms": _ms(r[3])}
-        return out
-
-    async def vehicle_statuses(self) -> dict[str, dict]:
-        """{vehicle: the agent's last status report, with its `time_ms`}."""
-        rows = await self._pool.fetch("SELECT vehicle_id, time, status FROM vehicle_status")
-        return {r[0]: {**json.loads(r[2]), "time_ms": _ms(r[1])} for r in rows}
+    async def geofence_entries(self, geofence_id: str, start_ms: int,
+                               end_ms: int) -> list[dict]:
+        """Outside→inside transitions in [start, end), on each vehicle's points ordered by
+        device time. The point before the window counts as the predecessor of the first."""
+        lo, hi = _MS.format("$2::bigint"), _MS.format("$3::bigint")  # plain expressions,
+        # not a CTE, so the planner can prune partitions at executor start-up
+        sql = f"""
+        WITH g AS MATERIALIZED (SELECT area FROM geofences WHERE geofence_id = $1),
+        candidates AS (          -- vehicles with at least one point inside (GIST index)
+            SELECT DISTINCT t.vehicle_id FROM vehicle_telemetry t, g
+            WHERE t.kind = 'pos' AND t.time >= {lo} AND t.time < {hi}
+              AND ST_Intersects(t.location, g.area)),
+        pts AS (
+            SELECT t.vehicle_id, t.time, t.epoch, t.seq, t.location
+            FROM vehicle_telemetry t JOIN candidates c USING (vehicle_id)
+            WHERE t.kind = 'pos' AND t.location IS NOT NULL
+              AND t.time >= {lo} AND t.time < {hi}
+            UNION ALL
+            SELECT c.vehicle_id, p.time, p.epoch, p.seq, p.location
+            FROM candidates c, LATERAL (
+                SELECT time, epoch, seq, location FROM vehicle_telemetry t
+                WHERE t.vehicle_id = c.vehicle_id AND t.kind = 'pos'
+                  AND t.location IS NOT NULL AND t.time < {lo}
+                ORDER BY time DESC, epoch DESC, seq DESC LIMIT 1) p),
+        flagged AS (
+            SELECT pts.*, ST_Intersects(pts.location, g.area) AS inside FROM pts, g),
+        ordered AS (
+            SELECT flagged.*, lag(inside) OVER (PARTITION BY vehicle_id
+                                               ORDER BY time, epoch, seq) AS was_inside
+            FROM flagged)
+        SELECT vehicle_id, {_EPOCH_MS.format('time')} AS time_ms, ST_Y(location) AS lat,
+               ST_X(location) AS lon, epoch, seq
+        FROM ordered
+        WHERE inside AND NOT was_inside AND time >= {lo}
+        ORDER BY vehicle_id, time, epoch, seq"""
+        return [dict(r) for r in await self._pool.fetch(sql, geofence_id, start_ms, end_ms)]

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import json
 
-from .base import StoredCommand, command_id_floor
-from .base import now_ms as clock_ms
+from ..base import StoredCommand, command_id_floor
+from ..base import now_ms as clock_ms
+from .db import SqliteDb
 
 _COMMAND_COLUMNS = ("id, vehicle_id, name, args, created_ms, sent_count, last_sent_ms, "
                     "answered_ms, ok, detail")
 
 
-class SqliteCommands:
-    """Needs the store's `_db` connection and `_run` (its one worker thread)."""
+class SqliteCommands(SqliteDb):
 
     async def add_command(self, vehicle_id: str, name: str, args: dict) -> int:
         def add() -> int:
@@ -75,5 +75,13 @@ class SqliteCommands:
             return [StoredCommand.from_row(r) for r in self._db.execute(
                 f"SELECT {_COMMAND_COLUMNS} FROM commands WHERE vehicle_id=? "
                 "ORDER BY id DESC LIMIT ?", (vehicle_id, limit))]
+
+        return await self._run(rows)
+
+    async def vehicle_statuses(self) -> dict[str, dict]:
+        """{vehicle: the agent's last status report, with its `time_ms`}."""
+        def rows():
+            return {v: {**json.loads(s), "time_ms": t} for v, t, s in self._db.execute(
+                "SELECT vehicle_id, time_ms, status FROM vehicle_status")}
 
         return await self._run(rows)

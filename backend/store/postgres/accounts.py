@@ -1,23 +1,20 @@
 """Accounts on PostgreSQL: users, API tokens, sessions, vehicle groups, audit.
 
 A mixin of `PostgresStore` (sql/postgres/0003_accounts.sql), the same calls and answers as
-backend/store/sqlite_accounts.py. Secrets arrive already hashed (backend/auth/).
+backend/store/sqlite/accounts.py. Secrets arrive already hashed (backend/auth/).
 """
 
 from __future__ import annotations
 
 import json
-from datetime import datetime
 
 import asyncpg
 
-from .postgres_sql import MS as _MS
+from .db import MS as _MS
+from .db import PostgresDb
+from .db import ms_of as _ms
 
 _USER = "id, name, role, password_hash, created_at, disabled_at"
-
-
-def _ms(t: datetime | None) -> int | None:
-    return None if t is None else round(t.timestamp() * 1000)
 
 
 def _user(r) -> dict:
@@ -25,7 +22,7 @@ def _user(r) -> dict:
                 disabled=r[5] is not None)
 
 
-class PostgresAccounts:
+class PostgresAccounts(PostgresDb):
     # --- users ----------------------------------------------------------------------------
 
     async def add_user(self, name: str, role: str, password_hash: str) -> int:

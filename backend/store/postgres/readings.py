@@ -1,6 +1,8 @@
-"""The PostgreSQL store's write path (mixed into PostgresStore, which owns the pools).
+"""The PostgreSQL store's write path.
 
-A batch is one transaction: COPY into a per-connection temporary staging table, then
+A batch is one transaction: COPY into a temporary staging table made in that transaction
+(`ON COMMIT DROP`: nothing outlives the transaction, so it works behind a transaction-pooling
+PgBouncer, where the next transaction may run on another server connection), then
 `INSERT … SELECT … ON CONFLICT DO NOTHING` into the partitioned table (exactly once: a re-sent
 reading is a no-op), then one statement upserting each vehicle's newest position and CAN
 signals (never backwards in device time; picked in Python, so the statement touches one row
@@ -10,22 +12,20 @@ per vehicle and signal instead of re-reading the batch), then dead letters.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 
 import asyncpg
 
-from .base import DeadLetter, StoredReading, newest_signals
-from .postgres_sql import MS as _MS
-
-DAY_MS = 86_400_000
+from ..base import DeadLetter, StoredReading, newest_signals
+from .db import MS as _MS
+from .partitions import PostgresPartitions
 
 _STAGING_COLUMNS = ("time_ms", "vehicle_id", "epoch", "seq", "kind", "lon", "lat", "speed_kmh",
                     "course_deg", "alt_m", "fix", "sats", "hdop", "signals", "received_ms")
 # signals arrive as jsonb (COPY parses each once; as text they were parsed again per use)
-_CREATE_STAGING = """CREATE TEMP TABLE IF NOT EXISTS telemetry_staging (
+_CREATE_STAGING = """CREATE TEMP TABLE telemetry_staging (
     time_ms bigint, vehicle_id text, epoch bigint, seq bigint, kind text,
     lon float8, lat float8, speed_kmh real, course_deg real, alt_m real, fix smallint,
-    sats smallint, hdop real, signals jsonb, received_ms bigint) ON COMMIT DELETE ROWS"""
+    sats smallint, hdop real, signals jsonb, received_ms bigint) ON COMMIT DROP"""
 _INSERT = f"""INSERT INTO vehicle_telemetry (time, vehicle_id, epoch, seq, kind, location,
         speed_kmh, course_deg, alt_m, fix, sats, hdop, signals, received_at)
     SELECT {_MS.format('time_ms')}, vehicle_id, epoch, seq, kind,
@@ -55,10 +55,6 @@ _DEAD = f"""INSERT INTO dead_letter (vehicle_id, epoch, seq, reading, error, rec
     ON CONFLICT DO NOTHING"""
 
 
-def _day(ms: int) -> int:
-    return ms // DAY_MS
-
-
 def _latest_args(readings: list[StoredReading]) -> tuple[list, ...]:
     """The arrays of `_LATEST`: each vehicle's newest position (by time, epoch, seq, as the
     table's order) and each vehicle's newest value of every CAN signal (`bus` is not one)."""
@@ -79,19 +75,9 @@ def _latest_args(readings: list[StoredReading]) -> tuple[list, ...]:
             [t for _, t in signals.values()])
 
 
-class PostgresWrite:
-    """`write`: needs `self._write_pool` (or `_pool`), `self._days` and `self._lock`."""
-
-    async def _ensure_partitions(self, conn: asyncpg.Connection,
-                                 readings: list[StoredReading]) -> None:
-        days = {_day(r.time_ms) for r in readings} - self._days
-        if not days:
-            return
-        async with self._lock:
-            for day in sorted(days):  # outages give few distinct days, usually one
-                start = datetime.fromtimestamp(day * DAY_MS / 1000, UTC)
-                await conn.execute("SELECT telemetry_ensure_partitions($1, $1)", start)
-            self._days |= days
+class PostgresReadings(PostgresPartitions):
+    """`write` on the writer's own pool (`_write_pool`), after making sure the batch's days
+    have partitions."""
 
     async def write(self, readings: list[StoredReading], dead: list[DeadLetter]) -> None:
         try:
@@ -107,6 +93,7 @@ class PostgresWrite:
             await self._ensure_partitions(conn, readings)
             async with conn.transaction():
                 if readings:
+                    await conn.execute(_CREATE_STAGING)
                     await conn.copy_records_to_table(
                         "telemetry_staging", columns=_STAGING_COLUMNS, records=[
                             (r.time_ms, r.vehicle_id, r.epoch, r.seq, r.kind, r.lon, r.lat,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from .base import TIME_RULES, AlertQuery, StoredAlert, StoredReading
-from .sqlite_db import transaction
+from ..base import TIME_RULES, AlertQuery, StoredAlert, StoredReading
+from .db import SqliteDb, transaction
 
 _READING_COLUMNS = ("vehicle_id, epoch, seq, time_ms, kind, lat, lon, alt_m, speed_kmh, "
                     "course_deg, fix, sats, hdop, data, received_ms")
@@ -20,7 +20,7 @@ def _alert(r: tuple) -> StoredAlert:
 
 
 
-class SqliteAlerts:
+class SqliteAlerts(SqliteDb):
     """Mixed into SqliteStore: every call runs on the store's one worker thread."""
 
     async def alert_readings(self, vehicle_id: str, after_ms: int | None) -> list[StoredReading]:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from .base import now_ms as clock_ms
-from .sqlite_db import transaction
+from ..base import now_ms as clock_ms
+from .db import SqliteDb, transaction
 
 _USER = "id, name, role, password_hash, created_ms, disabled_ms"
 
@@ -20,7 +20,7 @@ def _user(r: tuple) -> dict:
                 disabled=r[5] is not None)
 
 
-class SqliteAccounts:
+class SqliteAccounts(SqliteDb):
     # --- users ----------------------------------------------------------------------------
 
     async def add_user(self, name: str, role: str, password_hash: str) -> int:

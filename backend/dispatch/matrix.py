@@ -1,0 +1,185 @@
+"""Travel-time matrices between points: on the road graph, or straight-line × a detour factor.
+
+`RoadMatrix(graph)` snaps each point onto the nearest drivable segment (shapely's STRtree on
+a local metric plane), then runs scipy's C Dijkstra (`scipy.sparse.csgraph.dijkstra`) from
+the segment ends a point can leave by, and combines: leave the point along its segment, drive
+node to node, arrive along the target's segment (one-ways respected at both ends, two points
+on one segment joined directly). Chosen over igraph and networkx by measurement
+(docs/benchmarks.md, "Dispatch"): on the Helsinki extract csgraph computed a 200-point matrix
+in the least time and needs no graph object beyond a CSR matrix.
+
+`StraightLineMatrix` is the fallback without a road network. Every `Matrix` says its `basis`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from backend.dispatch.roads import RoadGraph, adjacency, equirectangular, haversine_m
+
+# A point farther than this from any drivable road is not a stop a vehicle can serve
+# (in the sea, in a park, outside the extract): a clear error beats a silent 5-km walk.
+MAX_SNAP_M = 250.0
+# Between the point and the road (yard, car park, kerb) a vehicle moves at walking-ish speed.
+ACCESS_SPEED_KMH = 10.0
+# A snapped point this close to a segment's end counts as on that node (float noise of the
+# projection is micrometres; a centimetre is far below any map's precision).
+AT_NODE_M = 0.01
+# Without a road network: roads are on average ~1.3× longer than the straight line in towns
+# (the usual circuity figure) and urban delivery driving averages ~30 km/h.
+DETOUR_FACTOR = 1.3
+STRAIGHT_LINE_SPEED_KMH = 30.0
+# Rows of Dijkstra output held at once: bounds memory to ~64 MB on a country-sized graph.
+DIJKSTRA_ROW_BYTES = 64 * 1024**2
+# Points per matrix: a 2,000 × 2,000 float matrix is 32 MB; larger plans are split upstream.
+MAX_MATRIX_POINTS = 2000
+
+
+class SnapError(ValueError):
+    """A point cannot be placed on the road network; `index` says which one."""
+
+    def __init__(self, index: int, lon: float, lat: float, distance_m: float):
+        self.index, self.lon, self.lat, self.distance_m = index, lon, lat, distance_m
+        where = ("no drivable road within the extract" if not math.isfinite(distance_m)
+                 else f"nearest drivable road is {distance_m:.0f} m away")
+        super().__init__(f"point {index} ({lat:.6f}, {lon:.6f}): {where} "
+                         f"(limit {MAX_SNAP_M:.0f} m: in the sea, off the map or off-road?)")
+
+
+@dataclass(frozen=True)
+class Matrix:
+    """`seconds[i][j]`: travel time from point i to point j; `basis` says how it was computed."""
+
+    seconds: np.ndarray
+    basis: str
+
+    def as_int_seconds(self) -> list[list[int]]:
+        return np.rint(self.seconds).astype(np.int64).tolist()
+
+
+@dataclass(frozen=True)
+class Snapped:
+    """Points placed on segments: segment index, fraction along a→b, metres off the road."""
+
+    segment: np.ndarray
+    fraction: np.ndarray
+    offroad_m: np.ndarray
+
+
+class StraightLineMatrix:
+    """Great-circle distance × `DETOUR_FACTOR` at `STRAIGHT_LINE_SPEED_KMH`."""
+
+    basis = (f"straight line × {DETOUR_FACTOR} at {STRAIGHT_LINE_SPEED_KMH:.0f} km/h "
+             "(no road network)")
+
+    def matrix(self, points: list[tuple[float, float]]) -> Matrix:
+        _check_count(points)
+        lon = np.array([p[0] for p in points], dtype=np.float64)
+        lat = np.array([p[1] for p in points], dtype=np.float64)
+        meters = haversine_m(lon[:, None], lat[:, None], lon[None, :], lat[None, :])
+        return Matrix(meters * DETOUR_FACTOR / (STRAIGHT_LINE_SPEED_KMH / 3.6), self.basis)
+
+
+class RoadMatrix:
+    """Travel times on a `RoadGraph`; build once per graph (the index takes ~0.1 s per 10k)."""
+
+    def __init__(self, graph: RoadGraph):
+        import shapely
+
+        self.graph = graph
+        self.basis = graph.basis
+        self._lat0 = float(np.mean(graph.lat))
+        x, y = equirectangular(graph.lon, graph.lat, self._lat0)
+        self._x, self._y = x, y
+        a, b = graph.seg_a, graph.seg_b
+        coords = np.stack([np.stack([x[a], y[a]], axis=1), np.stack([x[b], y[b]], axis=1)],
+                          axis=1)
+        self._lines = shapely.linestrings(coords)
+        self._tree = shapely.STRtree(self._lines)
+        self._csr = adjacency(graph.node_count, a, b, graph.seg_s, graph.seg_fwd,
+                              graph.seg_back)
+
+    def snap(self, points: list[tuple[float, float]]) -> Snapped:
+        """Nearest drivable segment of each (lon, lat); `SnapError` for one too far away."""
+        import shapely
+
+        lon = np.array([p[0] for p in points], dtype=np.float64)
+        lat = np.array([p[1] for p in points], dtype=np.float64)
+        bad = ~(np.isfinite(lon) & np.isfinite(lat) & (np.abs(lat) <= 90) & (np.abs(lon) <= 180))
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise SnapError(i, float(lon[i]), float(lat[i]), math.inf)
+        x, y = equirectangular(lon, lat, self._lat0)
+        pts = shapely.points(np.stack([x, y], axis=1))
+        (pt_idx, seg_idx), dist = self._tree.query_nearest(pts, return_distance=True,
+                                                           all_matches=False)
+        segment = np.full(len(points), -1, dtype=np.int64)
+        offroad = np.full(len(points), np.inf)
+        segment[pt_idx] = seg_idx
+        offroad[pt_idx] = dist
+        far = ~(offroad <= MAX_SNAP_M)
+        if far.any():
+            i = int(np.argmax(far))
+            raise SnapError(i, float(lon[i]), float(lat[i]), float(offroad[i]))
+        fraction = shapely.line_locate_point(self._lines[segment], pts, normalized=True)
+        return Snapped(segment, np.nan_to_num(fraction, nan=0.0), offroad)
+
+    def matrix(self, points: list[tuple[float, float]]) -> Matrix:
+        from scipy.sparse.csgraph import dijkstra
+
+        _check_count(points)
+        g = self.graph
+        snapped = self.snap(points)
+        seg, f = snapped.segment, snapped.fraction
+        t = g.seg_s[seg]
+        access = snapped.offroad_m / (ACCESS_SPEED_KMH / 3.6)
+        fwd, back = g.seg_fwd[seg], g.seg_back[seg]
+        a, b = g.seg_a[seg].astype(np.int64), g.seg_b[seg].astype(np.int64)
+        inf = np.inf
+        # A point on a segment's end is at that node: it may leave or be reached by the node's
+        # other roads whatever the segment's direction.
+        at_a = f * g.seg_m[seg] <= AT_NODE_M
+        at_b = (1 - f) * g.seg_m[seg] <= AT_NODE_M
+        # Leaving point i: to b along the segment if forward allowed, to a if backward.
+        exit_node = np.stack([b, a], axis=1)
+        exit_cost = np.stack([np.where(fwd | at_b, (1 - f) * t, inf),
+                              np.where(back | at_a, f * t, inf)], axis=1) + access[:, None]
+        # Arriving at point j: from a if forward allowed, from b if backward.
+        entry_node = np.stack([a, b], axis=1)
+        entry_cost = np.stack([np.where(fwd | at_a, f * t, inf),
+                               np.where(back | at_b, (1 - f) * t, inf)], axis=1) + access[:, None]
+        sources, inverse = np.unique(exit_node.ravel(), return_inverse=True)
+        inverse = inverse.reshape(exit_node.shape)
+        targets = np.unique(entry_node.ravel())
+        target_pos = np.searchsorted(targets, entry_node)
+        between = np.empty((len(sources), len(targets)))
+        rows_at_once = max(1, DIJKSTRA_ROW_BYTES // (8 * g.node_count))
+        for start in range(0, len(sources), rows_at_once):
+            chunk = sources[start:start + rows_at_once]
+            between[start:start + len(chunk)] = dijkstra(
+                self._csr, directed=True, indices=chunk)[:, targets]
+        n = len(points)
+        out = np.full((n, n), inf)
+        for e in range(2):
+            for k in range(2):
+                cand = (exit_cost[:, e][:, None]
+                        + between[inverse[:, e]][:, target_pos[:, k]]
+                        + entry_cost[:, k][None, :])
+                np.minimum(out, cand, out=out)
+        # Two points on one segment, the second ahead in a drivable direction: drive straight.
+        same = seg[:, None] == seg[None, :]
+        ahead = np.where(fwd[:, None] & (f[None, :] >= f[:, None]), (f[None, :] - f[:, None]), inf)
+        behind = np.where(back[:, None] & (f[None, :] <= f[:, None]),
+                          (f[:, None] - f[None, :]), inf)
+        direct = np.minimum(ahead, behind) * t[:, None] + access[:, None] + access[None, :]
+        out = np.where(same, np.minimum(out, direct), out)
+        np.fill_diagonal(out, 0.0)
+        return Matrix(out, self.basis)
+
+
+def _check_count(points) -> None:
+    if len(points) > MAX_MATRIX_POINTS:
+        raise ValueError(f"{len(points)} points: at most {MAX_MATRIX_POINTS} per matrix")

@@ -1,0 +1,97 @@
+"""Partition upkeep of the PostgreSQL store (sql/postgres/0001_init.sql's
+`telemetry_ensure_partitions` and `telemetry_maintain`): daily range partitions made ahead
+and dropped past retention (under TimescaleDB: chunks dropped with drop_chunks), the hourly
+job that runs it, and the write path's guard that a batch's days have a partition."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+import asyncpg
+
+from ..base import StoredReading
+from ..base import now_ms as clock_ms
+from .db import PostgresDb
+
+log = logging.getLogger(__name__)
+
+DAY_MS = 86_400_000
+# Partition job period: partitions are made days ahead, so hourly is plenty.
+MAINTAIN_EVERY_S = 3600.0
+
+
+def _day(ms: int) -> int:
+    return ms // DAY_MS
+
+
+class PostgresPartitions(PostgresDb):
+    _job: asyncio.Task | None
+    _days: set[int]  # UTC days known to have a partition (or a hypertable)
+    _lock: asyncio.Lock
+
+    def _init_partitions(self, maintain_every_s: float) -> None:
+        self.maintain_every_s = maintain_every_s
+        self._job = None
+        self._days = set()
+        self._lock = asyncio.Lock()
+
+    def _start_partition_job(self) -> None:
+        if self.maintain_every_s:
+            self._job = asyncio.get_running_loop().create_task(self._maintenance_job(),
+                                                               name="partition-job")
+
+    async def _stop_partition_job(self) -> None:
+        if self._job is not None:
+            self._job.cancel()
+            await asyncio.gather(self._job, return_exceptions=True)
+            self._job = None
+
+    async def _maintenance_job(self) -> None:
+        while True:
+            try:
+                result = await self.maintain()
+                if result["created"] or result["dropped"]:
+                    log.info("partitions: %d created, dropped %s", result["created"],
+                             result["dropped"])
+            except Exception as exc:  # database away: the next round retries
+                log.warning("partition maintenance failed: %s", exc)
+            await asyncio.sleep(self.maintain_every_s)
+
+    async def _ensure_partitions(self, conn: asyncpg.Connection,
+                                 readings: list[StoredReading]) -> None:
+        days = {_day(r.time_ms) for r in readings} - self._days
+        if not days:
+            return
+        async with self._lock:
+            for day in sorted(days):  # outages give few distinct days, usually one
+                start = datetime.fromtimestamp(day * DAY_MS / 1000, UTC)
+                await conn.execute("SELECT telemetry_ensure_partitions($1, $1)", start)
+            self._days |= days
+
+    async def maintain(self, now_ms: int | None = None) -> dict:
+        """Create partitions ahead and drop those past retention (under Timescale: drop the
+        chunks past retention with drop_chunks)."""
+        now = datetime.fromtimestamp((now_ms or clock_ms()) / 1000, UTC)
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow("SELECT * FROM telemetry_maintain($1)", now)
+        self._days.clear()
+        return {"created": row["created"], "dropped": list(row["dropped"])}
+
+    async def set_policy(self, retention_days: float | None = None,
+                         premake_days: float | None = None) -> None:
+        async with self._pool.acquire() as conn:
+            if retention_days is not None:
+                await conn.execute("UPDATE telemetry_policy SET retention = $1 * interval '1 day'",
+                                   float(retention_days))
+            if premake_days is not None:
+                await conn.execute("UPDATE telemetry_policy SET premake = $1 * interval '1 day'",
+                                   float(premake_days))
+
+    async def partitions(self) -> list[str]:
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                "WHERE i.inhparent = 'vehicle_telemetry'::regclass ORDER BY 1")
+        return [r[0] for r in rows]

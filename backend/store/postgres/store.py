@@ -1,0 +1,37 @@
+"""PostgreSQL + PostGIS store (asyncpg). Timescale hypertable when available, else native
+daily range partitions kept by `maintain()` (partitions.py).
+
+One mixin per concern (the modules of this package, the same names as backend/store/sqlite/),
+all on the host `db.PostgresDb` (pools, migrations)."""
+
+from __future__ import annotations
+
+from .accounts import PostgresAccounts
+from .alerts import PostgresAlerts
+from .commands import PostgresCommands
+from .db import POOL_MAX, PostgresDb
+from .geofences import PostgresGeofences
+from .history import PostgresHistory
+from .partitions import MAINTAIN_EVERY_S
+from .readings import PostgresReadings
+from .service import PostgresService
+from .vehicles import PostgresVehicles
+
+
+class PostgresStore(PostgresVehicles, PostgresReadings, PostgresHistory, PostgresGeofences,
+                    PostgresCommands, PostgresAccounts, PostgresAlerts, PostgresService):
+    """`PostgresStore(url)`, then `await open()`; `maintain_every_s=0` runs no partition job
+    (someone else's maintenance, or a test calling `maintain` itself)."""
+
+    def __init__(self, url: str, pool_max: int = POOL_MAX,
+                 maintain_every_s: float = MAINTAIN_EVERY_S):
+        PostgresDb.__init__(self, url, pool_max)
+        self._init_partitions(maintain_every_s)
+
+    async def open(self, migrate: bool = True) -> None:
+        await self._open_pools(migrate)
+        self._start_partition_job()
+
+    async def close(self) -> None:
+        await self._stop_partition_job()
+        await self._close_pools()

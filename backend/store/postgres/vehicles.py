@@ -1,0 +1,43 @@
+"""Vehicles in the PostgreSQL store: registration with a fresh token, revocation, listing,
+authentication (sql/postgres/0001_init.sql)."""
+
+from __future__ import annotations
+
+from ..base import AuthResult, hash_token, new_token, token_matches
+from .db import PostgresDb
+from .db import ms_of as _ms
+
+
+class PostgresVehicles(PostgresDb):
+    async def add_vehicle(self, vehicle_id: str) -> str:
+        token = new_token()
+        await self._pool.execute(
+            "INSERT INTO vehicles (vehicle_id, token_hash) VALUES ($1, $2) "
+            "ON CONFLICT (vehicle_id) DO UPDATE SET token_hash = excluded.token_hash, "
+            "revoked_at = NULL", vehicle_id, hash_token(token))
+        return token
+
+    async def revoke_vehicle(self, vehicle_id: str) -> bool:
+        status = await self._pool.execute(
+            "UPDATE vehicles SET revoked_at = now() WHERE vehicle_id = $1 AND revoked_at IS NULL",
+            vehicle_id)
+        return status != "UPDATE 0"
+
+    async def list_vehicles(self) -> list[dict]:
+        rows = await self._pool.fetch(
+            "SELECT v.vehicle_id, v.created_at, v.revoked_at, p.time FROM vehicles v "
+            "LEFT JOIN last_position p USING (vehicle_id) ORDER BY v.vehicle_id")
+        return [dict(vehicle_id=r[0], created_ms=_ms(r[1]), revoked_ms=_ms(r[2]),
+                     last_seen_ms=_ms(r[3])) for r in rows]
+
+    async def authenticate(self, vehicle_id: str, token: str) -> AuthResult:
+        row = await self._pool.fetchrow(
+            "SELECT token_hash, revoked_at FROM vehicles WHERE vehicle_id = $1", vehicle_id)
+        if row is None or not token_matches(token, row[0]):
+            return AuthResult.UNKNOWN
+        return AuthResult.REVOKED if row[1] is not None else AuthResult.OK
+
+    async def revoked_vehicles(self) -> set[str]:
+        rows = await self._pool.fetch(
+            "SELECT vehicle_id FROM vehicles WHERE revoked_at IS NOT NULL")
+        return {r[0] for r in rows}

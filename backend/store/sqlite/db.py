@@ -1,0 +1,113 @@
+"""The embedded store's one SQLite connection: opening it with the store's pragmas, one
+`BEGIN IMMEDIATE` transaction, splitting a migration file into statements, and `SqliteDb`,
+the host every concern of the store runs on (the connection, its one worker thread, the
+migrations)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from ..base import now_ms as clock_ms
+from ..base import pending_migrations
+
+T = TypeVar("T")
+
+
+def connect(path: str) -> sqlite3.Connection:
+    """The store's connection: autocommit (transactions are explicit), WAL, durable commits."""
+    if os.path.dirname(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    # FULL: an ack promises the reading survives a backend power cut, not just a crash
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute("PRAGMA busy_timeout=5000")
+    db.execute("PRAGMA foreign_keys=ON")  # accounts: a deleted group takes its rows
+    return db
+
+
+@contextmanager
+def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One write transaction, taken at its start (so it never fails to upgrade a read lock):
+    committed when the block ends, rolled back if it raises."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
+def statements(sql: str) -> list[str]:
+    """Split a migration file into statements (no semicolons inside our literals)."""
+    out, buf = [], []
+    for line in sql.splitlines():
+        stripped = line.split("--", 1)[0]
+        buf.append(stripped)
+        if stripped.rstrip().endswith(";"):
+            stmt = "\n".join(buf).strip()
+            if stmt.strip(";").strip():
+                out.append(stmt)
+            buf = []
+    tail = "\n".join(buf).strip()
+    if tail:
+        out.append(tail)
+    return out
+
+
+class SqliteDb:
+    """What every concern of the SQLite store needs from its host: the connection `_db`
+    and `_run`, which runs a function on the store's one worker thread (SQLite calls block).
+    Each concern's mixin derives from it; `SqliteStore` composes them."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
+        self._db: sqlite3.Connection | None = None
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def open(self, migrate: bool = True) -> None:
+        await self._run(self._open, migrate)
+
+    def _open(self, migrate: bool) -> None:
+        self._db = connect(self.path)
+        if migrate:
+            self._migrate()
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._run(self._db.close)
+            self._db = None
+        self._executor.shutdown(wait=True)
+
+    async def migrate(self) -> list[str]:
+        return await self._run(self._migrate)
+
+    def _migrate(self) -> list[str]:
+        db = self._db
+        db.execute("CREATE TABLE IF NOT EXISTS schema_migrations "
+                   "(version TEXT PRIMARY KEY, applied_ms INTEGER NOT NULL)")
+        done = {r[0] for r in db.execute("SELECT version FROM schema_migrations")}
+        applied = []
+        for f in pending_migrations("sqlite", done):
+            with transaction(db):
+                for statement in statements(f.read_text()):
+                    db.execute(statement)
+                db.execute("INSERT INTO schema_migrations VALUES (?, ?)", (f.stem, clock_ms()))
+            applied.append(f.stem)
+        return applied
+
+    def is_transient(self, exc: BaseException) -> bool:
+        """Locked/busy or I/O trouble is worth retrying; anything about the data is not."""
+        return isinstance(exc, (sqlite3.OperationalError, OSError))

@@ -1,0 +1,117 @@
+"""Queries over the embedded store's readings: last positions, a vehicle's route (optionally
+one point per time bucket), the quality of each last fix, the newest CAN values, one CAN
+signal's series, events by name, counts and dead letters."""
+
+from __future__ import annotations
+
+import json
+
+from .db import SqliteDb
+
+# a position's columns as the queries return them
+_POINT = "time_ms, lat, lon, speed_kmh, course_deg, epoch, seq"
+
+
+def _path(name: str) -> str:
+    return '$."' + name.replace('"', '') + '"'
+
+
+class SqliteHistory(SqliteDb):
+    async def last_positions(self) -> list[dict]:
+        def rows():
+            cur = self._db.execute(
+                f"SELECT vehicle_id, {_POINT} FROM last_position ORDER BY vehicle_id")
+            keys = ("vehicle_id", *_POINT.split(", "))
+            return [dict(zip(keys, r, strict=True)) for r in cur]
+
+        return await self._run(rows)
+
+    async def route(self, vehicle_id: str, start_ms: int, end_ms: int,
+                    step_ms: int | None = None) -> list[dict]:
+        """Positions in [start, end) by device time; with `step_ms`, the first of each bucket."""
+        def rows():
+            cur = self._db.execute(
+                f"SELECT {_POINT} FROM vehicle_telemetry "
+                "WHERE vehicle_id=? AND kind='pos' AND lat IS NOT NULL AND lon IS NOT NULL "
+                "AND time_ms >= ? AND time_ms < ? "
+                "ORDER BY time_ms, epoch, seq", (vehicle_id, start_ms, end_ms))
+            points = [dict(zip(_POINT.split(", "), r, strict=True)) for r in cur]
+            return _first_per_bucket(points, step_ms) if step_ms else points
+
+        return await self._run(rows)
+
+    async def last_fixes(self) -> dict[str, dict]:
+        """{vehicle: {"fix", "sats", "hdop"}}: the quality of each vehicle's last position."""
+        def rows():
+            cur = self._db.execute(
+                "SELECT t.vehicle_id, t.fix, t.sats, t.hdop FROM last_position p "
+                "JOIN vehicle_telemetry t USING (vehicle_id, epoch, seq)")
+            return {r[0]: {"fix": r[1], "sats": r[2], "hdop": r[3]} for r in cur}
+
+        return await self._run(rows)
+
+    async def last_signals(self) -> dict[str, dict[str, dict]]:
+        """{vehicle: {signal: {"value", "time_ms"}}}: the newest value of each CAN signal."""
+        def rows():
+            out: dict[str, dict[str, dict]] = {}
+            for v, s, value, t in self._db.execute(
+                    "SELECT vehicle_id, signal, value, time_ms FROM last_signal ORDER BY 1, 2"):
+                out.setdefault(v, {})[s] = {"value": json.loads(value), "time_ms": t}
+            return out
+
+        return await self._run(rows)
+
+    async def signal_series(self, vehicle_id: str, signal: str, start_ms: int, end_ms: int,
+                            limit: int, newest_first: bool = False) -> list[tuple[int, float]]:
+        """(time_ms, value) of one CAN signal in [start, end), by device time."""
+        order = "DESC" if newest_first else "ASC"
+
+        def rows():
+            cur = self._db.execute(
+                "SELECT time_ms, json_extract(data, ?) AS v FROM vehicle_telemetry "
+                "WHERE vehicle_id=? AND kind='can' AND time_ms >= ? AND time_ms < ? "
+                f"AND v IS NOT NULL ORDER BY time_ms {order} LIMIT ?",
+                (_path(signal), vehicle_id, start_ms, end_ms, limit))
+            return [(t, float(v)) for t, v in cur if isinstance(v, int | float)]
+
+        return await self._run(rows)
+
+    async def events(self, vehicle_id: str, name: str, start_ms: int, end_ms: int,
+                     limit: int) -> list[tuple[int, dict]]:
+        """(time_ms, data) of the vehicle's `evt` readings named `name`, oldest first."""
+        def rows():
+            cur = self._db.execute(
+                "SELECT time_ms, data FROM vehicle_telemetry WHERE vehicle_id=? AND kind='evt' "
+                "AND time_ms >= ? AND time_ms < ? AND json_extract(data, '$.name') = ? "
+                "ORDER BY time_ms LIMIT ?", (vehicle_id, start_ms, end_ms, name, limit))
+            return [(t, json.loads(d)) for t, d in cur]
+
+        return await self._run(rows)
+
+    async def count_readings(self, vehicle_id: str | None = None) -> int:
+        def count() -> int:
+            if vehicle_id is None:
+                return self._db.execute("SELECT count(*) FROM vehicle_telemetry").fetchone()[0]
+            return self._db.execute("SELECT count(*) FROM vehicle_telemetry WHERE vehicle_id=?",
+                                    (vehicle_id,)).fetchone()[0]
+
+        return await self._run(count)
+
+    async def dead_letters(self) -> list[dict]:
+        def rows():
+            cur = self._db.execute(
+                "SELECT vehicle_id, epoch, seq, reading, error FROM dead_letter ORDER BY id")
+            return [dict(vehicle_id=a, epoch=b, seq=c, reading=json.loads(d), error=e)
+                    for a, b, c, d, e in cur]
+
+        return await self._run(rows)
+
+
+def _first_per_bucket(points: list[dict], step_ms: int) -> list[dict]:
+    out, last = [], None
+    for p in points:
+        bucket = p["time_ms"] // step_ms
+        if bucket != last:
+            out.append(p)
+            last = bucket
+    return out

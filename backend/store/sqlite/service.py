@@ -1,0 +1,32 @@
+"""Vehicle service records in the embedded store (sql/sqlite/0008_maintenance.sql): what was
+serviced when, at which odometer and engine hours (backend/maintenance/ decides what is due)."""
+
+from __future__ import annotations
+
+from .db import SqliteDb
+
+
+class SqliteService(SqliteDb):
+    async def add_service(self, vehicle_id: str, interval: str, done_ms: int,
+                          odometer_km: float | None, engine_h: float | None, note: str = "",
+                          recorded_by: str = "") -> int:
+        def add() -> int:
+            with self._db:
+                return self._db.execute(
+                    "INSERT INTO maintenance_services (vehicle_id, interval, done_ms, "
+                    "odometer_km, engine_h, note, recorded_by) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (vehicle_id, interval, done_ms, odometer_km, engine_h, note,
+                     recorded_by)).lastrowid
+
+        return await self._run(add)
+
+    async def last_services(self, vehicle_id: str) -> dict[str, dict]:
+        """The newest service per interval name."""
+        def rows():
+            cur = self._db.execute(
+                "SELECT interval, MAX(done_ms), odometer_km, engine_h, note FROM "
+                "maintenance_services WHERE vehicle_id=? GROUP BY interval", (vehicle_id,))
+            return {i: {"done_ms": d, "odometer_km": o, "engine_h": e, "note": n}
+                    for i, d, o, e, n in cur}
+
+        return await self._run(rows)

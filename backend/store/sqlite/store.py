@@ -1,0 +1,21 @@
+"""Embedded SQLite store: the zero-setup default. All calls run on one worker thread.
+
+One mixin per concern (the modules of this package, the same names as backend/store/postgres/),
+all on the host `db.SqliteDb` (connection, worker thread, migrations)."""
+
+from __future__ import annotations
+
+from .accounts import SqliteAccounts
+from .alerts import SqliteAlerts
+from .commands import SqliteCommands
+from .geofences import SqliteGeofences
+from .history import SqliteHistory
+from .partitions import SqlitePartitions
+from .readings import SqliteReadings
+from .service import SqliteService
+from .vehicles import SqliteVehicles
+
+
+class SqliteStore(SqliteVehicles, SqliteReadings, SqliteHistory, SqliteGeofences,
+                  SqliteCommands, SqliteAccounts, SqliteAlerts, SqliteService, SqlitePartitions):
+    """The embedded store: `SqliteStore(path)`, then `await open()`."""

@@ -1,0 +1,7 @@
+-- Behind a transaction-pooling PgBouncer the backend cannot send `jit = off` as a startup
+-- parameter (PgBouncer 1.18 refuses parameters it does not track) nor SET it per session (the
+-- next transaction may run on another server connection). The role's own default holds on
+-- every connection, pooled or direct: PostGIS cost estimates would otherwise trigger JIT
+-- compilation that costs more than the index-driven queries themselves. Any role may set its
+-- own defaults; it applies to the role's new connections in every database of the cluster.
+ALTER ROLE CURRENT_USER SET jit = off;
