@@ -18,6 +18,8 @@ CIRCLE_VERTICES = 64
 MAX_RADIUS_M = 100_000  # bigger than any depot or city zone; the spherical formula still holds
 MAX_NAME = 200
 ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}\Z")
+GROUP_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}\Z")  # as user and group names
+UNSET = "unset"  # `Geofence.group` of a body that names no group (PUT keeps the stored one)
 EARTH_RADIUS_M = 6_371_008.8
 
 
@@ -28,6 +30,7 @@ class Geofence:
     area: dict  # GeoJSON Polygon or MultiPolygon (lon, lat)
     speed_limit_kmh: float | None = None
     circle: dict | None = None  # {"center": [lon, lat], "radius_m": r}
+    group: str | None = UNSET  # the vehicle group it belongs to; None: fleet-wide
 
 
 def circle_polygon(lon: float, lat: float, radius_m: float,
@@ -105,8 +108,13 @@ def from_feature(feature, geofence_id: str | None = None) -> Geofence:
         area = circle_polygon(lon, lat, radius)
     else:
         area = check_area(feature.get("geometry"))
+    group = props.get("group", UNSET)
+    if group not in (UNSET, None) and (not isinstance(group, str)
+                                       or not GROUP_PATTERN.match(group)):
+        raise ValueError("properties.group must be a group name or null")
     return Geofence(id=gid, name=name, area=area,
-                    speed_limit_kmh=None if limit is None else float(limit), circle=circle)
+                    speed_limit_kmh=None if limit is None else float(limit), circle=circle,
+                    group=group)
 
 
 def to_feature(row: dict) -> dict:
@@ -116,5 +124,6 @@ def to_feature(row: dict) -> dict:
             "properties": {"id": gid, "name": row["name"],
                            "speed_limit_kmh": row.get("speed_limit_kmh"),
                            "circle": row.get("circle"),
+                           "group": row.get("group"),
                            "created_ms": row.get("created_ms"),
                            "updated_ms": row.get("updated_ms")}}

@@ -6,10 +6,10 @@ import re
 
 from aiohttp import web
 
-from .. import geofence as shapes
 from .. import queries
 from ..authz import Role, requires
 from .common import STORE, csv_response, error, int_param, principal, visible, wants_csv, window
+from .geofences import visible_geofence
 
 DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 TRIP_CSV = ["kind", "start_ms", "end_ms", "start", "end", "duration_s", "distance_km",
@@ -84,7 +84,11 @@ def _default_window(q) -> tuple[int, int]:
 async def vehicle_entries(request: web.Request) -> web.Response:
     vehicle = visible(request)
     start, end = _default_window(request.query)
-    entries = await request.app[STORE].vehicle_geofence_entries(vehicle, start, end)
+    store, who = request.app[STORE], principal(request)
+    hidden = {r["geofence_id"] for r in await store.geofences()
+              if not who.may_see_geofence(r["group"])}
+    entries = [e for e in await store.vehicle_geofence_entries(vehicle, start, end)
+               if e["geofence_id"] not in hidden]
     if wants_csv(request):
         return csv_response(ENTRY_CSV, _entry_rows(entries), f"entries-{vehicle}.csv")
     return web.json_response({"vehicle": vehicle, "from_ms": start, "to_ms": end,
@@ -95,7 +99,7 @@ async def vehicle_entries(request: web.Request) -> web.Response:
 async def geofence_entries(request: web.Request) -> web.Response:
     gid = request.match_info["geofence"]
     store = request.app[STORE]
-    if not shapes.ID_PATTERN.match(gid) or await store.geofence(gid) is None:
+    if await visible_geofence(request, gid) is None:
         raise error(web.HTTPNotFound, f"unknown geofence {gid!r}")
     start, end = _default_window(request.query)
     answer = await queries.geofence_entries(store, gid, start, end)

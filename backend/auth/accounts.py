@@ -27,14 +27,17 @@ async def hash_off_loop(password: str) -> str:
     return await asyncio.get_running_loop().run_in_executor(None, hash_password, password)
 
 
-async def add_user(store, name: str, role: str, password: str | None = None) -> str | None:
-    """Create a user; returns the generated password (None if `password` was given)."""
+async def add_user(store, name: str, role: str, password: str | None = None,
+                   all_vehicles: bool = False) -> str | None:
+    """Create a user; returns the generated password (None if `password` was given). Unless
+    `all_vehicles`, a user that is not an admin sees only the vehicles of its groups."""
     check_name(name, "user name")
     Role.parse(role)
     if password is not None:
         check_password(password, name)
     generated = generate_password() if password is None else None
-    await store.add_user(name, role.lower(), await hash_off_loop(password or generated))
+    await store.add_user(name, role.lower(), await hash_off_loop(password or generated),
+                         all_vehicles=all_vehicles)
     return generated
 
 

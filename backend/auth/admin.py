@@ -45,6 +45,15 @@ def _password(body: dict, user: object) -> str | None:
     return check_password(body["password"], user if isinstance(user, str) else None)
 
 
+def _flag(body: dict, key: str) -> bool | None:
+    """A true/false field of the body, None if absent; ValueError if not a boolean."""
+    if key not in body:
+        return None
+    if not isinstance(body[key], bool):
+        raise ValueError(f"{key} must be true or false")
+    return body[key]
+
+
 def _role(body: dict) -> str | None:
     """The body's role (exactly as the spec spells them), None if absent; ValueError if bad."""
     if "role" not in body:
@@ -74,12 +83,13 @@ async def create_user(request: web.Request) -> web.Response:
         name, role = body.get("name"), _role(body)
         if role is None:
             raise ValueError("role must be admin, dispatcher or viewer")
+        all_vehicles = _flag(body, "all_vehicles")
         generated = await accounts.add_user(auth_state(request).store, name, role,
-                                            _password(body, name))
+                                            _password(body, name), bool(all_vehicles))
     except ValueError as exc:
         return error(409 if "exists" in str(exc) else 400, str(exc))
-    await audit(request, "user.create", name, {"role": role.lower()})
-    answer = {"name": name, "role": role.lower()}
+    await audit(request, "user.create", name, {"role": role, "all_vehicles": bool(all_vehicles)})
+    answer = {"name": name, "role": role, "all_vehicles": bool(all_vehicles)}
     if generated is not None:
         answer["password"] = generated
     return web.json_response(answer, status=201)
@@ -92,9 +102,8 @@ async def update_user(request: web.Request) -> web.Response:
     store = auth_state(request).store
     try:
         role = _role(body)
-        disabled = body.get("disabled")
-        if "disabled" in body and not isinstance(disabled, bool):
-            raise ValueError("disabled must be true or false")
+        disabled = _flag(body, "disabled")
+        all_vehicles = _flag(body, "all_vehicles")
         password = _password(body, name)
     except ValueError as exc:
         return error(400, str(exc))
@@ -103,13 +112,15 @@ async def update_user(request: web.Request) -> web.Response:
                   if u["role"] == "admin" and not u["disabled"]]
         if admins == [name]:  # nobody could manage accounts over HTTP any more
             return error(409, f"{name!r} is the last enabled admin")
-    if not await store.update_user(name, role=role, disabled=disabled):
+    if not await store.update_user(name, role=role, disabled=disabled,
+                                   all_vehicles=all_vehicles):
         return error(404, f"no user {name!r}")
     if password is not None:
         await accounts.set_password(store, name, password)
     auth_state(request).access_changed()
     await audit(request, "user.update", name,
-                {"role": role, "disabled": disabled, "password_changed": password is not None})
+                {"role": role, "disabled": disabled, "all_vehicles": all_vehicles,
+                 "password_changed": password is not None})
     [record] = await _user_records(store, name)
     return web.json_response(record)
 

@@ -108,7 +108,9 @@ async def principal_of(state: AuthState, user_id: int, via: str) -> Principal | 
         return None
     vehicles = account["vehicles"]
     return Principal(user_id=account["id"], name=account["name"], role=Role.parse(account["role"]),
-                     vehicles=None if vehicles is None else frozenset(vehicles), via=via)
+                     vehicles=None if vehicles is None else frozenset(vehicles), via=via,
+                     groups=frozenset(account["groups"]),
+                     must_change_password=via == "session" and account["must_change_password"])
 
 
 async def token_principal(store, token: str) -> Principal | None:

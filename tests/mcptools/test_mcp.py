@@ -90,8 +90,8 @@ async def exercise(client: Client, dispatcher: bool) -> None:
     assert hist["buckets"][0]["min"] == 1000.0 and hist["buckets"][-1]["max"] == 1095.0
     alerts = await call(client, "alerts", limit=10)
     assert isinstance(alerts["alerts"], list)
-    fences = await client.read_resource("fleet://geofences")
-    assert json.loads(fences.contents[0].text)["geofences"][0]["name"] == "Depot"
+    fences = await call(client, "list_geofences")
+    assert fences["geofences"][0]["name"] == "Depot"
     rules = json.loads((await client.read_resource("fleet://alert-rules")).contents[0].text)
     assert [i["name"] for i in rules["maintenance"]["intervals"]] == ["oil", "inspection"]
     sent = await client.call_tool("send_command", {"vehicle": "truck-2", "name": "ping"})
