@@ -52,6 +52,13 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"largest transaction in rows (default {d.writer_max_rows})")
     p.add_argument("--writer-linger-ms", type=int,
                    help=f"wait this long to grow a transaction (default {d.writer_linger_ms})")
+    p.add_argument("--reading-min-time",
+                   help="readings observed before this UTC date (or date-time) are refused as "
+                   "invalid: dead-lettered, never a position (default "
+                   f"{d.reading_min_time})")
+    p.add_argument("--reading-max-ahead-s", type=float,
+                   help="and readings more than this many seconds ahead of the gateway's clock "
+                   f"(default {d.reading_max_ahead_s:g}: a day)")
     p.add_argument("--ticket-file",
                    help="SQLite file for the gateway's TLS session tickets, mode 0600, or a "
                    "postgresql:// URL shared by gateway nodes (docs/scaling.md) (default: "
@@ -61,6 +68,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--map-pmtiles", help="local .pmtiles archive (raster or vector) served to "
                    "the web app as its basemap")
     p.add_argument("--map-overlay", help="GeoJSON file drawn over the basemap (roads, depots)")
+    p.add_argument("--road-network", help="OpenStreetMap extract (.osm.pbf) for dispatch "
+                   "travel times (default: straight line × detour factor; docs/planning.md)")
+    p.add_argument("--road-cache-dir", help="where the road graph built from it is cached "
+                   "(default $XDG_CACHE_HOME/fleet-agent/roads)")
     p.add_argument("--server-id", type=int, help="gateway node behind a router: its server id "
                    "in connection IDs, 0..65535 (docs/scaling.md; default: no router)")
     p.add_argument("--router", help="the router's tunnel address HOST:PORT (with --server-id)")

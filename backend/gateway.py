@@ -8,6 +8,7 @@ its batches is `backend.gateway_conn.GatewayProtocol`.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 
 from aioquic.asyncio import serve
@@ -19,14 +20,17 @@ from geostream.backoff import Backoff
 from geostream.errors import ErrorCode
 from geostream.limits import DEFAULT_CREDIT, IDLE_TIMEOUT_S
 from geostream.messages import Command, Status
+from geostream.schema import DEFAULT_WINDOW, TimeWindow
 
 from .alerts import NoAlerts
+from .dispatch.service import Dispatcher
 from .gateway_conn import GatewayProtocol
 from .hub import Hub
 from .metrics import ACK_BUCKETS_S
 from .quic_tuning import enlarge_socket_buffers
-from .store.base import Store, StoredCommand
+from .store.base import StoredCommand
 from .store.base import now_ms as _now_ms
+from .store.protocols import Store
 from .tickets import TicketStore
 from .writer import BatchWriter
 
@@ -41,6 +45,11 @@ MAX_CREDIT = DEFAULT_CREDIT
 ACK_GRACE_S = 0.3
 # How often revocations made by `python -m backend vehicles revoke` reach open connections.
 REVOCATION_POLL_S = 2.0
+# The longest a batch waits for its commit before the session is ended with `internal` (the
+# agent reconnects and re-sends; nothing is lost): longer than a PostgreSQL restart or failover
+# (10–30 s), so a short outage does not disconnect the fleet, short enough that a stuck writer
+# is noticed by every vehicle within a minute instead of never.
+ACK_WAIT_S = 60.0
 # Reading a vehicle's pending commands after its welcome is retried while the store is away.
 COMMAND_RETRY_MIN_S = 1.0
 COMMAND_RETRY_MAX_S = 30.0
@@ -57,7 +66,8 @@ class Gateway:
 
     def __init__(self, store: Store, writer: BatchWriter, hub: Hub,
                  backlog_high: int = BACKLOG_HIGH, ticket_file: str = ":memory:",
-                 alerts=None, cluster=None):
+                 alerts=None, cluster=None, dispatch=None,
+                 ts_window: TimeWindow = DEFAULT_WINDOW, ack_wait_s: float = ACK_WAIT_S):
         self.backlog_high = backlog_high
         self.draining = False
         self.store = store
@@ -65,9 +75,19 @@ class Gateway:
         self.hub = hub
         # alert rules run after each commit (backend/alerts/); NoAlerts where none are wanted
         self.alerts = alerts if alerts is not None else NoAlerts()
+        # arrival detection for vehicles on a live route, and the dispatch API's service
+        self.dispatch = dispatch if dispatch is not None else Dispatcher(
+            store, getattr(hub, "publish_dispatch", None))
         self.connections: dict[str, set[GatewayProtocol]] = {}
         self.stats = {"connections": 0, "auth_failures": 0, "protocol_errors": 0,
-                      "batches": 0, "readings": 0, "invalid_readings": 0}
+                      "batches": 0, "readings": 0, "invalid_readings": 0,
+                      "commit_timeouts": 0,
+                      # refusals by error code label, invalid readings by the rule they broke
+                      "refusals": collections.Counter(),
+                      "invalid_by_rule": collections.Counter()}
+        # a reading's `ts` outside this window is invalid (docs/protocol.md §4)
+        self.ts_window = ts_window
+        self.ack_wait_s = ack_wait_s
         # batch received → ack sent (GET /metrics); not in a global registry
         self.ack_latency = Histogram("fleet_ack_latency_seconds", "Batch received to ack sent",
                                      buckets=ACK_BUCKETS_S, registry=None)

@@ -35,6 +35,10 @@ from typing import Any
 
 ALL = "live_updates:all"
 ALERTS = "alerts"
+# Dispatch changes (docs/dispatch.md): every job and route change a client may see, and one
+# route's changes (route:<id>); events like alerts, never coalesced or batched.
+DISPATCH = "dispatch"
+ROUTE_PREFIX = "route:"
 # Coalesced positions one client may hold: a whole fleet view of 16,384 vehicles per topic
 # (bench/bench_webapp.py: at 4096 a slow client of a 10,000-vehicle fleet dropped positions
 # instead of coalescing them); ~2.5 MB per client at most (key and reference per entry).
@@ -84,22 +88,43 @@ def vehicle_topic(vehicle_id: str) -> str:
     return f"vehicle:{vehicle_id}"
 
 
+def route_topic(route_id: str) -> str:
+    return f"{ROUTE_PREFIX}{route_id}"
+
+
 def valid_topic(topic: Any) -> bool:
     return isinstance(topic, str) and (
-        topic in (ALL, ALERTS) or (topic.startswith("vehicle:") and 8 < len(topic) <= 72)
+        topic in (ALL, ALERTS, DISPATCH)
+        or (topic.startswith("vehicle:") and 8 < len(topic) <= 72)
+        or (topic.startswith(ROUTE_PREFIX) and 6 < len(topic) <= 70)
     )
+
+
+def _event_topic(topic: str) -> bool:
+    """Topics of events (never positions): not batched, not streamed positions."""
+    return topic in (ALERTS, DISPATCH) or topic.startswith(ROUTE_PREFIX)
+
+
+def iso_time(time_ms: int) -> str | None:
+    """ISO 8601 UTC with milliseconds (`2026-12-06T09:30:00.000Z`); None for a time no
+    ISO 8601 date of four-digit years can name (before year 1 or after 9999, e.g. a reading
+    stored before the gateway checked the time window)."""
+    try:
+        when = dt.datetime.fromtimestamp(time_ms / 1000, dt.UTC)
+    except (OverflowError, ValueError, OSError):
+        return None
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def position_feature(vehicle_id: str, time_ms: int, lat: float, lon: float,
                      speed_kmh: float | None, course_deg: float | None, seq: int) -> dict:
     """A GeoJSON Feature (RFC 7946: [lon, lat]) for one vehicle position."""
-    when = dt.datetime.fromtimestamp(time_ms / 1000, dt.UTC)
     return {
         "type": "Feature",
         "geometry": {"type": "Point", "coordinates": [lon, lat]},
         "properties": {
             "vehicle": vehicle_id,
-            "time": when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "time": iso_time(time_ms),
             "seq": seq,
             "speed_kmh": speed_kmh,
             "course_deg": course_deg,
@@ -271,6 +296,7 @@ class Hub:
         self.last: dict[str, tuple[int, dict]] = {}  # vehicle → (time_ms, feature)
         self.published = 0
         self.alerts_published = 0
+        self.dispatch_published = 0
         self.disconnected = 0  # subscribers given up as hopeless
         self._gone_coalesced = 0  # counters of subscribers already removed
         self._gone_dropped = 0
@@ -316,7 +342,7 @@ class Hub:
             sub.put({"error": f"unknown topic {topic[:80]!r}"}, now)
             return False
         sub.topics.add(topic)
-        if batch and topic != ALERTS:
+        if batch and not _event_topic(topic):
             sub.batched.add(topic)
         else:
             sub.batched.discard(topic)
@@ -341,7 +367,7 @@ class Hub:
 
     def _sort(self, sub: Subscriber) -> None:
         """Keep the fan-out's sets: who gets positions one by one, who gets batch frames."""
-        (self._streaming.add if sub.topics - sub.batched - {ALERTS}
+        (self._streaming.add if any(not _event_topic(t) for t in sub.topics - sub.batched)
          else self._streaming.discard)(sub)
         (self._batching.add if sub.batched else self._batching.discard)(sub)
 
@@ -405,6 +431,22 @@ class Hub:
         vehicle = alert["vehicle"]
         self._deliver(vehicle, (ALERTS, vehicle_topic(vehicle)), "alert", alert, coalesce=False)
 
+    def publish_dispatch(self, field: str, payload: dict, vehicle: str | None,
+                         route_id: str | None = None) -> None:
+        """A job, route or transition changed (`field`: "job", "route", "transition"): to
+        `dispatch` and to `route:<id>`, for those who may see `vehicle` (a job on no route:
+        everyone); never coalesced."""
+        self.dispatch_published += 1
+        topics = (DISPATCH,) if route_id is None else (DISPATCH, route_topic(route_id))
+        now = self.clock()
+        messages = {topic: Message(topic=topic, **{field: payload}) for topic in topics}
+        for sub in list(self.subscribers):
+            if vehicle is not None and not sub.may_see(vehicle):
+                continue
+            for topic in topics:
+                if topic in sub.topics:
+                    sub.put(messages[topic], now)
+
     def _deliver(self, vehicle: str, topics: tuple[str, ...], field: str, payload: dict,
                  coalesce: bool, subscribers: set[Subscriber] | None = None) -> None:
         """Queue `{"topic": T, field: payload}` for every subscriber of T that may see the
@@ -423,6 +465,7 @@ class Hub:
 
     def stats(self) -> dict:
         return {"subscribers": len(self.subscribers), "published": self.published,
-                "alerts_published": self.alerts_published, "coalesced": self.coalesced,
+                "alerts_published": self.alerts_published,
+                "dispatch_published": self.dispatch_published, "coalesced": self.coalesced,
                 "dropped": self.dropped, "disconnected": self.disconnected,
                 "frames": self.frames}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from datetime import UTC, date, datetime, timedelta
 
-from .hub import position_feature
+from .hub import iso_time, position_feature
 from .store.base import now_ms
 
 DEFAULT_ROUTE_HOURS = 48
@@ -203,6 +203,6 @@ async def trips_between(store, vehicle_id: str, start_ms: int, end_ms: int) -> d
 
 
 def iso(ms: int) -> str:
-    """ISO 8601 UTC with milliseconds, as in the GeoJSON `time` properties."""
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(
-        timespec="milliseconds").replace("+00:00", "Z")
+    """ISO 8601 UTC with milliseconds, as in the GeoJSON `time` properties ("" for a time
+    outside years 1–9999)."""
+    return iso_time(ms) or ""

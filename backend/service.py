@@ -10,6 +10,7 @@ from aiohttp import web
 
 from .alerts import AlertEngine
 from .config import BackendConfig
+from .dispatch.service import Dispatcher
 from .gateway import Gateway
 from .hub import Hub, position_feature
 from .store import open_store
@@ -35,12 +36,16 @@ class Backend:
             self.fanout = NatsFanout(config.nats_settings(), self.hub)
         live = self.fanout or self.hub
         self.alerts = AlertEngine(self.store, config.alert_rules(), live.publish_alert)
+        # dispatch changes go to this node's hub (not yet through NATS: docs/dispatch.md)
+        self.dispatch = Dispatcher(self.store, self.hub.publish_dispatch)
         self.gateway = Gateway(self.store, self.writer, live,
                                ticket_file=config.ticket_path(), alerts=self.alerts,
-                               cluster=config.cluster_node())
+                               ts_window=config.time_window(),
+                               cluster=config.cluster_node(), dispatch=self.dispatch)
         if self.fanout is not None:
             self.gateway.command_wake = self.fanout.wake
             self.fanout.on_wake = self.gateway.wake_commands
+        self.planning = planning_service(config, self.store, self.dispatch)
         self._runner: web.AppRunner | None = None
         self._alert_timer: asyncio.Task | None = None
         self._maintenance_timer: asyncio.Task | None = None
@@ -51,6 +56,7 @@ class Backend:
                 "writer": self.writer.status(),
                 "alerts": {k: dict(v) if isinstance(v, dict) else v
                            for k, v in self.alerts.stats.items()},
+                "dispatch": dict(self.dispatch.stats),
                 "hub": self.hub.stats()}
 
     async def start(self) -> None:
@@ -58,13 +64,11 @@ class Backend:
 
         c = self.config
         await self.store.open()
-        for r in await self.store.last_positions():
-            self.hub.seed(r["vehicle_id"], r["time_ms"], position_feature(
-                r["vehicle_id"], r["time_ms"], r["lat"], r["lon"], r["speed_kmh"], r["course_deg"],
-                r["seq"]))
+        self._seed_hub(await self.store.last_positions(), _now_ms())
         if self.fanout is not None:
             await self.fanout.start()
         await self.alerts.start(_now_ms())
+        await self.dispatch.start()
         self.writer.start()
         await self.gateway.start(c.quic_host, c.quic_port, c.cert, c.key)
         self._alert_timer = asyncio.get_running_loop().create_task(self._alert_clock(),
@@ -72,7 +76,7 @@ class Backend:
         self.app = make_app(self.hub, self.store, self.status, auth_state(c, self.store),
                             gateway=self.gateway, alert_rules=self.alerts.rules,
                             map_files=(c.map_style, c.map_pmtiles, c.map_overlay),
-                            metrics_token=c.metrics_token)
+                            metrics_token=c.metrics_token, planning=self.planning)
         self._add_mcp_and_maintenance()
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
@@ -84,6 +88,20 @@ class Backend:
         scheme = "https" if tls else "http"
         print(f"backend ready: dashboard {scheme}://{host}:{self.http_port}/ "
               f"gateway udp {c.quic_host}:{c.quic_port}", flush=True)
+
+    def _seed_hub(self, positions: list[dict], now_ms: int) -> None:
+        """The hub starts from each vehicle's stored last position, except one whose time lies
+        outside the sane window (stored before the gateway refused such readings): as the
+        newest it would hide every live position until that time, so it is left out."""
+        window = self.gateway.ts_window
+        for r in positions:
+            if not window.min_ms <= r["time_ms"] <= now_ms + window.max_ahead_ms:
+                log.warning("stored last position of %s at %d ms is outside the sane time "
+                            "window: not shown", r["vehicle_id"], r["time_ms"])
+                continue
+            self.hub.seed(r["vehicle_id"], r["time_ms"], position_feature(
+                r["vehicle_id"], r["time_ms"], r["lat"], r["lon"], r["speed_kmh"],
+                r["course_deg"], r["seq"]))
 
     def _add_mcp_and_maintenance(self) -> None:
         """The MCP endpoint (/mcp) and the maintenance checks on their own timer."""
@@ -128,8 +146,21 @@ class Backend:
             await self.fanout.stop()
         if self._runner:
             await self._runner.cleanup()
+        await self.planning.close()
         await self.store.close()
         log.info("backend stopped")
+
+
+def planning_service(c: BackendConfig, store, dispatch):
+    """Plans in their own process (started at the first plan) on the configured roads."""
+    from pathlib import Path
+
+    from .dispatch.planning import PlanningService
+    from .dispatch.solver_worker import SolverWorker
+
+    worker = SolverWorker(Path(c.road_network) if c.road_network else None,
+                          Path(c.road_cache_dir) if c.road_cache_dir else None)
+    return PlanningService(store, dispatch, worker, _now_ms)
 
 
 def auth_state(c: BackendConfig, store):

@@ -37,7 +37,7 @@ def bundle_problem() -> str | None:
 
 def make_app(hub: Hub, store, status, auth: AuthState | None = None, gateway=None,
              alert_rules=None, map_files: tuple[str, str, str] = ("", "", ""),
-             metrics_token: str = "") -> web.Application:
+             metrics_token: str = "", planning=None) -> web.Application:
     """The HTTP app: web app, live hub, REST API (backend/api/), alerts, map settings. Every
     route declares its access (backend/authz.py); the access middleware (backend/auth/)
     enforces it. Without a `gateway` (tests, tools) commands wait in the store for the
@@ -70,6 +70,8 @@ def make_app(hub: Hub, store, status, auth: AuthState | None = None, gateway=Non
     routes.static("/static", STATIC)
     app.add_routes(routes)
     api.add_routes(app, store, hub, gateway)
+    if planning is not None:  # dispatch planning (backend/api/planning.py); else its 503
+        app[api.planning.PLANNING] = planning
     live.add_routes(app, hub)
     add_alert_routes(app, store, alert_rules or RuleSet(), hub.publish_alert, audit)
     mapconfig.add_routes(app, *map_files)

@@ -140,8 +140,8 @@ async def inside(request: web.Request) -> web.Response:
         raise error(web.HTTPNotFound, f"unknown geofence {gid!r}")
     who = principal(request)
     return web.json_response({"geofence": gid, "vehicles": [
-        {"id": r["vehicle_id"], "position": position_of(r)} for r in rows
-        if who.may_see(r["vehicle_id"])]})
+        {"id": r["vehicle_id"], "position": pos} for r in rows
+        if who.may_see(r["vehicle_id"]) and (pos := position_of(r)) is not None]})
 
 
 def add_routes(app: web.Application) -> None:

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from .. import queries
 from ..authz import Role, requires
-from ..hub import position_feature
+from ..hub import iso_time, position_feature
 from ..store.base import AlertQuery
 from .common import GATEWAY, STORE, VEHICLE_ID, audit, error, principal, read_json, visible
 from .units import signal_units
@@ -18,7 +18,11 @@ from .units import signal_units
 MAX_OPEN_ALERTS = 10_000
 
 
-def position_of(row: dict) -> dict:
+def position_of(row: dict) -> dict | None:
+    """The API's position of a stored last position; None (no position) for one whose time no
+    ISO 8601 date can name (stored before the gateway checked the time window)."""
+    if iso_time(row["time_ms"]) is None:
+        return None
     props = position_feature(row["vehicle_id"], row["time_ms"], row["lat"], row["lon"],
                              row["speed_kmh"], row["course_deg"], row["seq"])["properties"]
     return {"lat": row["lat"], "lon": row["lon"], "time_ms": row["time_ms"],

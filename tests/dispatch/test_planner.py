@@ -143,7 +143,7 @@ def check_plan(vehicles, jobs, result):
     return len(served), total
 
 
-@pytest.mark.parametrize("seed", range(40))
+@pytest.mark.parametrize("seed", range(1130, 1250))
 def test_small_instances_are_feasible_complete_and_near_optimal(seed):
     rng = random.Random(seed)
     n_vehicles = 1 if seed % 3 else 2

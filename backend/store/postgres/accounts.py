@@ -1,6 +1,6 @@
 """Accounts on PostgreSQL: users, API tokens, sessions, vehicle groups, audit.
 
-A mixin of `PostgresStore` (sql/postgres/0003_accounts.sql), the same calls and answers as
+A mixin of `PostgresStore` (sql/postgres/0004_accounts.sql), the same calls and answers as
 backend/store/sqlite/accounts.py. Secrets arrive already hashed (backend/auth/).
 """
 

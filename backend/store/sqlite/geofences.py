@@ -112,7 +112,7 @@ class SqliteGeofences(SqliteDb):
                 "WHERE vehicle_id=? AND kind='pos' AND lat IS NOT NULL "
                 "AND time_ms >= ? AND time_ms < ? ORDER BY time_ms, epoch, seq",
                 (vehicle_id, start_ms, end_ms)).fetchall()
-            out = []
+            out: list[dict] = []
             if not pts:
                 return out
             for gid, area in db.execute("SELECT geofence_id, area FROM geofences ORDER BY 1"):
