@@ -137,7 +137,8 @@ UNIT_TESTS := $(wildcard tests/unit \
 	tests/gps/test_gps_corpus.py tests/gps/test_gps_dating.py tests/gps/test_gps_decimate.py \
 	tests/gps/test_gps_decoder.py tests/gps/test_gps_gpsd_captures.py \
 	tests/gps/test_gps_properties.py tests/loadtest/test_fleet.py \
-	tests/mcptools/test_maintenance_rules.py tests/store/test_writer.py)
+	tests/mcptools/test_maintenance_rules.py tests/store/test_writer.py \
+	tests/store/test_protocols.py)
 
 # The gate to run before every commit: lint, type check, the unit tests (about 25 s of CPU).
 check: lint

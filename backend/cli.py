@@ -126,6 +126,9 @@ def _parser() -> argparse.ArgumentParser:
 
     add_parsers(sub)
     query_parser(sub)
+    from .dispatch.cli import jobs_parser
+
+    jobs_parser(sub)
     mcp = sub.add_parser("mcp", help="MCP server over stdio for AI clients (docs/mcp.md)")
     mcp.add_argument("--token-file", help="file holding a user's API token (`users token "
                      "NAME`); default: $FLEET_API_TOKEN")
@@ -241,6 +244,15 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print(json.dumps(answer, indent=None, separators=(",", ":")))
         return 0
+    if command == "jobs":
+        from .dispatch.cli import run_jobs
+        from .store.base import now_ms
+
+        try:
+            return asyncio.run(_with_store(config, lambda s: run_jobs(args, s, now_ms())))
+        except OSError as exc:
+            print(f"backend jobs: {exc}", file=sys.stderr)
+            return 2
     if command == "mcp":
         from .mcp.stdio import serve_stdio
 

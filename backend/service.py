@@ -75,7 +75,8 @@ class Backend:
                                                                    name="alert-timer")
         self.app = make_app(self.hub, self.store, self.status, auth_state(c, self.store),
                             gateway=self.gateway, alert_rules=self.alerts.rules,
-                            map_files=(c.map_style, c.map_pmtiles, c.map_overlay),
+                            map_files=(c.map_style, c.map_pmtiles,
+                                       c.map_overlay or street_overlay(c)),
                             metrics_token=c.metrics_token, planning=self.planning)
         self._add_mcp_and_maintenance()
         self._runner = web.AppRunner(self.app, access_log=None)
@@ -149,6 +150,24 @@ class Backend:
         await self.planning.close()
         await self.store.close()
         log.info("backend stopped")
+
+
+def street_overlay(c: BackendConfig) -> str:
+    """With a road network and no basemap configured: its streets as the map overlay (built
+    once per extract, cached; docs/planning.md), else ""."""
+    if not c.road_network or c.map_style or c.map_pmtiles:
+        return ""
+    from pathlib import Path
+
+    from .dispatch.roads import RoadNetworkError, default_cache_dir
+    from .dispatch.streetmap import cached_street_overlay
+
+    try:
+        return str(cached_street_overlay(Path(c.road_network), Path(c.road_cache_dir)
+                                         if c.road_cache_dir else default_cache_dir()))
+    except RoadNetworkError as exc:
+        log.warning("no street map from the road network: %s", exc)
+        return ""
 
 
 def planning_service(c: BackendConfig, store, dispatch):

@@ -21,10 +21,11 @@ def sqlite_conforms(store: SqliteStore) -> None:
     accounts: protocols.Accounts = store
     alerts: protocols.Alerts = store
     service: protocols.Service = store
+    dispatch: protocols.Dispatch = store
     partitions: protocols.Partitions = store
     whole: protocols.Store = store
     del db, vehicles, readings, history, geofences, commands, accounts, alerts, service
-    del partitions, whole
+    del dispatch, partitions, whole
 
 
 def postgres_conforms(store: PostgresStore) -> None:
@@ -37,7 +38,8 @@ def postgres_conforms(store: PostgresStore) -> None:
     accounts: protocols.Accounts = store
     alerts: protocols.Alerts = store
     service: protocols.Service = store
+    dispatch: protocols.Dispatch = store
     partitions: protocols.Partitions = store
     whole: protocols.Store = store
     del db, vehicles, readings, history, geofences, commands, accounts, alerts, service
-    del partitions, whole
+    del dispatch, partitions, whole

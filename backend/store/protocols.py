@@ -15,10 +15,14 @@ derives from: `sqlite.db.SqliteDb` (the connection `_db`, `_run` on the one work
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from .base import AuthResult
 from .rows import AlertQuery, DeadLetter, StoredAlert, StoredCommand, StoredReading
+
+if TYPE_CHECKING:  # dispatch's vocabulary (backend/dispatch/), for the annotations only
+    from ..dispatch.model import FleetVehicle, Job, JobRecord, JobState, Route, Transition
+    from ..dispatch.storage import JobQuery
 
 
 class Db(Protocol):
@@ -185,6 +189,31 @@ class Service(Protocol):
         """The newest service per interval name."""
 
 
+class Dispatch(Protocol):
+    """Catalogues, jobs, routes and their transitions (dispatch.py; docs/dispatch.md)."""
+
+    async def put_catalogue(self, item, now_ms: int) -> bool:
+        """Create or replace a vehicle type, driver or depot; True if it was created."""
+    async def catalogue(self, kind: str) -> list: ...
+    async def delete_catalogue(self, kind: str, item_id: str) -> bool: ...
+    async def put_dispatch_vehicle(self, v: FleetVehicle, now_ms: int) -> None: ...
+    async def dispatch_vehicles(self) -> list[FleetVehicle]: ...
+    async def add_jobs(self, jobs: list[Job], now_ms: int) -> list[str]:
+        """Store new jobs in one transaction (a repeated import changes nothing)."""
+    async def replace_job(self, job: Job, now_ms: int,
+                          states: tuple[JobState, ...]) -> JobRecord | None: ...
+    async def job(self, job_id: str) -> JobRecord | None: ...
+    async def jobs(self, q: JobQuery) -> list[JobRecord]: ...
+    async def record_transitions(self, ts: list[Transition]) -> list[Transition]:
+        """Record transitions in order, in one transaction; ids recorded before are skipped."""
+    async def transitions(self, job_id: str) -> list[Transition]: ...
+    async def put_dispatch_route(self, route: Route, base_version: int | None, now_ms: int,
+                                 transitions: list[Transition] = ...) -> Route: ...
+    async def dispatch_route(self, route_id: str) -> Route | None: ...
+    async def dispatch_routes(self, statuses: tuple[str, ...] = (),
+                              vehicle_id: str | None = None) -> list[Route]: ...
+
+
 class Partitions(Protocol):
     """Partition upkeep (partitions.py)."""
 
@@ -194,5 +223,5 @@ class Partitions(Protocol):
 
 
 class Store(Db, Vehicles, Readings, History, Geofences, Commands, Accounts, Alerts, Service,
-            Partitions, Protocol):
+            Dispatch, Partitions, Protocol):
     """Everything a store does: what `open_store` returns."""
