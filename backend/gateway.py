@@ -72,6 +72,8 @@ class Gateway:
         self.draining = False
         self.store = store
         self.writer = writer
+        # the database's backend/dbwatch.py ReplicationWatch (set by the Backend; metrics)
+        self.db_replication = None
         self.hub = hub
         # alert rules run after each commit (backend/alerts/); NoAlerts where none are wanted
         self.alerts = alerts if alerts is not None else NoAlerts()
@@ -107,10 +109,14 @@ class Gateway:
 
     # --- downlink commands (docs/protocol.md §3 command) ----------------------------------
 
-    async def send_command(self, vehicle: str, name: str, args: dict | None = None) -> int:
+    async def send_command(self, vehicle: str, name: str, args: dict | None = None,
+                           request_key: str | None = None) -> int:
         """Store a command for a vehicle and send it on its open connections; it is sent again
-        after each new welcome until the agent acknowledges it."""
-        command_id = await self.store.add_command(vehicle, name, dict(args or {}))
+        after each new welcome until the agent acknowledges it. `request_key`: the sender's
+        idempotency key (a repeat stores nothing new; the agent answers a repeated command
+        from its memory)."""
+        command_id = await self.store.add_command(vehicle, name, dict(args or {}),
+                                                  request_key=request_key)
         if any(p.can_send for p in self.connections.get(vehicle, ())):
             # counted first, so an answer is never on record with the command unsent
             await self._commands_sent(vehicle, [command_id])

@@ -3,8 +3,10 @@ command`. Commands and answers live in the store, so they outlive a backend rest
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+import uuid
 
 from aiohttp import web
 
@@ -15,6 +17,13 @@ log = logging.getLogger(__name__)
 
 MAX_NAME = 64  # command names are short verbs (protocol.md §3)
 COMMAND_ID = re.compile(r"[0-9]{1,18}")  # ids are signed 64-bit in both stores
+# The client's idempotency key: printable ASCII, bounded (it is stored with the command).
+IDEMPOTENCY_KEY = re.compile(r"[!-~]{1,100}")
+# A store that fails for a reason that passes (a database failover: docs/operations.md) is
+# asked again with the same key for this long, so the request outlasts the failover's gap
+# without storing the command twice; then 503, and the client may repeat with its key.
+STORE_RETRY_S = 20.0
+STORE_RETRY_EVERY_S = 0.5
 
 
 @requires(Role.DISPATCHER)
@@ -27,13 +36,16 @@ async def send(request: web.Request) -> web.Response:
     if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME or not isinstance(args, dict):
         raise error(web.HTTPBadRequest, f"bad command: name must be text of 1..{MAX_NAME}, "
                                         "args a map")
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
+        raise error(web.HTTPBadRequest, "Idempotency-Key: 1..100 printable ASCII characters")
     vehicle = visible(request)
     gateway = request.app[GATEWAY]
     try:
         known = {v["vehicle_id"] for v in await gateway.store.list_vehicles()}
         if vehicle not in known:  # it would wait forever for a vehicle that never connects
             raise error(web.HTTPNotFound, f"unknown vehicle {vehicle!r}")
-        cid = await gateway.send_command(vehicle, name, args)
+        cid = await _store_once(gateway, vehicle, name, args, key or f"auto:{uuid.uuid4()}")
     except web.HTTPError:
         raise
     except Exception as exc:
@@ -41,6 +53,23 @@ async def send(request: web.Request) -> web.Response:
         raise error(web.HTTPServiceUnavailable, f"store unavailable: {exc}") from None
     await audit(request, "command.send", vehicle, {"id": cid, "name": name, "args": args})
     return web.json_response({"id": cid}, status=202)
+
+
+async def _store_once(gateway, vehicle: str, name: str, args: dict, key: str) -> int:
+    """Store (and send) the command, asking again with the same key while the store's
+    failure is transient: if an attempt committed but its answer was lost, the next one
+    finds that command instead of storing a second."""
+    transient = getattr(gateway.store, "is_transient", lambda exc: False)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + STORE_RETRY_S
+    while True:
+        try:
+            return await gateway.send_command(vehicle, name, args, request_key=key)
+        except Exception as exc:
+            if not transient(exc) or loop.time() + STORE_RETRY_EVERY_S > deadline:
+                raise
+            log.info("command for %s: store unavailable (%s); asking again", vehicle, exc)
+            await asyncio.sleep(STORE_RETRY_EVERY_S)
 
 
 @requires(Role.VIEWER)
