@@ -16,7 +16,6 @@ from .framing import LOST, LineAssembler
 from .sanity import MAX_SPEED_KMH, FixFilter
 from .sentence import Reject, check_line, parse_sentence
 
-
 # Rejects that mean a sentence of the receiver's epoch is lost (not merely one we do not use):
 # that epoch gives no position, since what the lost sentence said (a void status, a quality
 # of 0) could have refused it.
