@@ -248,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
         from .dispatch.cli import run_jobs
         from .store.base import now_ms
 
+        args.road_network = config.road_network  # `jobs plan`: flags or the TOML file
+        args.road_cache_dir = config.road_cache_dir
         try:
             return asyncio.run(_with_store(config, lambda s: run_jobs(args, s, now_ms())))
         except OSError as exc:

@@ -34,6 +34,7 @@ from geostream.session import (
     PeerError,
     ServerSession,
     StatusReceived,
+    UnknownSkipped,
 )
 
 from .hub import position_feature
@@ -125,6 +126,8 @@ class GatewayProtocol(QuicConnectionProtocol):
                 self._spawn(self.gateway.status_received(self.vehicle, ev.status))
             elif isinstance(ev, PeerError):
                 log.info("%s reports error %d: %s", self.vehicle, ev.code, ev.reason)
+            elif isinstance(ev, UnknownSkipped):  # answered unknown-type (not fatal)
+                self.gateway.stats["refusals"][ErrorCode.UNKNOWN_TYPE.label] += 1
         self._flush()
         if event.end_stream:
             self.close_connection(0, "session ended by agent")

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from .alerts import AlertEngine
 from .config import BackendConfig
+from .dbwatch import CHECK_EVERY_S, ReplicationWatch
 from .dispatch.service import Dispatcher
 from .gateway import Gateway
 from .hub import Hub, position_feature
@@ -49,6 +50,10 @@ class Backend:
         self._runner: web.AppRunner | None = None
         self._alert_timer: asyncio.Task | None = None
         self._maintenance_timer: asyncio.Task | None = None
+        # PostgreSQL: is every commit on a standby too? (status, metrics, a logged alarm)
+        self.db_watch = ReplicationWatch() if hasattr(self.store, "replication") else None
+        self.gateway.db_replication = self.db_watch
+        self._replication_timer: asyncio.Task | None = None
 
     def status(self) -> dict:
         return {"gateway": dict(self.gateway.stats),
@@ -57,6 +62,7 @@ class Backend:
                 "alerts": {k: dict(v) if isinstance(v, dict) else v
                            for k, v in self.alerts.stats.items()},
                 "dispatch": dict(self.dispatch.stats),
+                "database": self.db_watch.status() if self.db_watch else None,
                 "hub": self.hub.stats()}
 
     async def start(self) -> None:
@@ -73,9 +79,13 @@ class Backend:
         await self.gateway.start(c.quic_host, c.quic_port, c.cert, c.key)
         self._alert_timer = asyncio.get_running_loop().create_task(self._alert_clock(),
                                                                    name="alert-timer")
+        if self.db_watch is not None:
+            self._replication_timer = asyncio.get_running_loop().create_task(
+                self._replication_clock(), name="replication-watch")
         self.app = make_app(self.hub, self.store, self.status, auth_state(c, self.store),
                             gateway=self.gateway, alert_rules=self.alerts.rules,
-                            map_files=(c.map_style, c.map_pmtiles, c.map_overlay),
+                            map_files=(c.map_style, c.map_pmtiles,
+                                       c.map_overlay or street_overlay(c)),
                             metrics_token=c.metrics_token, planning=self.planning)
         self._add_mcp_and_maintenance()
         self._runner = web.AppRunner(self.app, access_log=None)
@@ -126,6 +136,17 @@ class Backend:
                 log.warning("maintenance check failed: %s", exc)
             await asyncio.sleep(every_s)
 
+    async def _replication_clock(self) -> None:
+        while True:
+            try:
+                message = self.db_watch.observe(await self.store.replication())
+                if message:
+                    (log.warning if self.db_watch.alarm else log.info)(message)
+            except Exception as exc:  # the database away: the writer says so already
+                self.db_watch.failed()
+                log.debug("replication check failed: %s", exc)
+            await asyncio.sleep(CHECK_EVERY_S)
+
     async def _alert_clock(self) -> None:
         """Clock-driven alert rules (stale, offline) every `alert_timer_s`."""
         while True:
@@ -134,7 +155,7 @@ class Backend:
 
     async def stop(self) -> None:
         """Stop accepting, commit and acknowledge everything in flight, then close."""
-        for timer in (self._alert_timer, self._maintenance_timer):
+        for timer in (self._alert_timer, self._maintenance_timer, self._replication_timer):
             if timer is not None:
                 timer.cancel()
         self.gateway.stop_accepting()
@@ -149,6 +170,24 @@ class Backend:
         await self.planning.close()
         await self.store.close()
         log.info("backend stopped")
+
+
+def street_overlay(c: BackendConfig) -> str:
+    """With a road network and no basemap configured: its streets as the map overlay (built
+    once per extract, cached; docs/planning.md), else ""."""
+    if not c.road_network or c.map_style or c.map_pmtiles:
+        return ""
+    from pathlib import Path
+
+    from .dispatch.roads import RoadNetworkError, default_cache_dir
+    from .dispatch.streetmap import cached_street_overlay
+
+    try:
+        return str(cached_street_overlay(Path(c.road_network), Path(c.road_cache_dir)
+                                         if c.road_cache_dir else default_cache_dir()))
+    except RoadNetworkError as exc:
+        log.warning("no street map from the road network: %s", exc)
+        return ""
 
 
 def planning_service(c: BackendConfig, store, dispatch):
