@@ -37,7 +37,7 @@ def _put(base: str, token: str, path: str, body: dict) -> None:
 
 
 def test_import_plan_approve_and_see_routes(procs, tmp_path):
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     procs.provision("van-1", "van-2")
     token = procs.api_token("dispatcher")  # the user test-dispatcher with TEST_PASSWORD
@@ -66,8 +66,7 @@ def test_import_plan_approve_and_see_routes(procs, tmp_path):
         assert page.locator("#jobs tbody tr").count() == 0
 
         page.set_input_files("#job-csv", str(good))
-        page.wait_for_function("document.querySelectorAll('#jobs tbody tr').length === 8")
-        assert page.locator("#jobs tbody tr[data-state=unassigned]").count() == 8
+        expect(page.locator("#jobs tbody tr[data-state=unassigned]")).to_have_count(8)
 
         # plan today's shift (the page's default, 08:00–18:00 local): a proposal, then approve
         page.fill("#shift-start", time.strftime("%Y-%m-%dT00:00"))
@@ -78,9 +77,8 @@ def test_import_plan_approve_and_see_routes(procs, tmp_path):
         assert "8 stops" in summary and "0 left out" in summary, summary
         page.click("#approve")
         # the hub's dispatch topic (or the reload after approving) brings the assignment
-        page.wait_for_function(
-            "document.querySelectorAll('#jobs tbody tr[data-state=assigned]').length === 8",
-            timeout=15000)
+        expect(page.locator("#jobs tbody tr[data-state=assigned]")).to_have_count(
+            8, timeout=15000)
         assert page.locator("#routes-legend .legend").count() >= 1
         numbers = page.evaluate("""() => {
             const by = {};
@@ -91,7 +89,8 @@ def test_import_plan_approve_and_see_routes(procs, tmp_path):
         assert all(n == list(range(1, len(n) + 1)) for n in numbers), numbers
         page.evaluate("""() => fleetApp.map.fitBounds([[24.925, 60.160], [24.956, 60.178]],
                                                        {animate: false})""")
-        page.wait_for_function("fleetApp.map.loaded()", timeout=10000)
+        page.evaluate("""() => new Promise(done => fleetApp.map.loaded() ? done()
+                                                  : fleetApp.map.once('idle', done))""")
         page.wait_for_timeout(500)
         assert count_pixels(page, "#map", FIRST_ROUTE_RGB) > 200  # the first vehicle's route
         screenshot(page, tmp_path, "dispatch")
