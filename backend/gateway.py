@@ -17,6 +17,7 @@ from prometheus_client import Histogram
 
 from geostream import ALPN
 from geostream.backoff import Backoff
+from geostream.commands import command_problem
 from geostream.errors import ErrorCode
 from geostream.limits import DEFAULT_CREDIT, IDLE_TIMEOUT_S
 from geostream.messages import Command, Status
@@ -55,6 +56,10 @@ COMMAND_RETRY_MIN_S = 1.0
 COMMAND_RETRY_MAX_S = 30.0
 
 
+class CommandRefused(ValueError):
+    """A command the registry (geostream/commands.py) does not allow: nothing was stored."""
+
+
 def credit_for(backlog_rows: int, vehicles: int, backlog_high: int = BACKLOG_HIGH) -> int:
     """Credit per vehicle from the writer backlog (docs/protocol.md §6)."""
     room = (backlog_high - backlog_rows) // max(1, vehicles)
@@ -83,7 +88,7 @@ class Gateway:
         self.connections: dict[str, set[GatewayProtocol]] = {}
         self.stats = {"connections": 0, "auth_failures": 0, "protocol_errors": 0,
                       "batches": 0, "readings": 0, "invalid_readings": 0,
-                      "commit_timeouts": 0,
+                      "commit_timeouts": 0, "commands_failed": 0,
                       # refusals by error code label, invalid readings by the rule they broke
                       "refusals": collections.Counter(),
                       "invalid_by_rule": collections.Counter()}
@@ -114,7 +119,10 @@ class Gateway:
         """Store a command for a vehicle and send it on its open connections; it is sent again
         after each new welcome until the agent acknowledges it. `request_key`: the sender's
         idempotency key (a repeat stores nothing new; the agent answers a repeated command
-        from its memory)."""
+        from its memory). Raises CommandRefused, before storing anything, for one the registry
+        (geostream/commands.py) does not allow."""
+        if (problem := command_problem(name, args if args is not None else {})) is not None:
+            raise CommandRefused(problem)
         command_id = await self.store.add_command(vehicle, name, dict(args or {}),
                                                   request_key=request_key)
         if any(p.can_send for p in self.connections.get(vehicle, ())):
@@ -149,9 +157,28 @@ class Gateway:
                 await asyncio.sleep(delay)
         if not pending or not proto.can_send:
             return
+        sendable = []
+        for c in pending:
+            if (problem := command_problem(c.name, c.args)) is None:
+                sendable.append(c)
+            else:  # stored before the registry refused it: failed, never the connection
+                await self._fail_command(vehicle, c, problem)
+        pending = sendable
+        if not pending:
+            return
         await self._commands_sent(vehicle, [c.id for c in pending])
         for c in pending:
             proto.send_command(Command(id=c.id, name=c.name, args=c.args))
+
+    async def _fail_command(self, vehicle: str, c: StoredCommand, problem: str) -> None:
+        """Mark a stored command that cannot be sent as answered not-ok, with the reason."""
+        self.stats["commands_failed"] += 1
+        log.warning("command %d %r for %s not sent: %s", c.id, c.name, vehicle, problem)
+        try:
+            await self.store.answer_command(vehicle, c.id, False, f"not sent: {problem}"[:256],
+                                            _now_ms())
+        except Exception as exc:  # stays pending; skipped again at the next welcome
+            log.warning("cannot mark command %d failed: %s", c.id, exc)
 
     async def _commands_sent(self, vehicle: str, ids: list[int]) -> None:
         try:

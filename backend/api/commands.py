@@ -10,12 +10,13 @@ import uuid
 
 from aiohttp import web
 
+from geostream.commands import command_problem
+
 from ..authz import Role, requires
 from .common import GATEWAY, STORE, audit, error, int_param, principal, read_json, visible
 
 log = logging.getLogger(__name__)
 
-MAX_NAME = 64  # command names are short verbs (protocol.md §3)
 MAX_ID = 2**63  # ids are signed 64-bit in both stores
 # The client's idempotency key: printable ASCII, bounded (it is stored with the command).
 IDEMPOTENCY_KEY = re.compile(r"[!-~]{1,100}")
@@ -33,9 +34,9 @@ async def send(request: web.Request) -> web.Response:
     body = await read_json(request)
     name = body.get("name") if isinstance(body, dict) else None
     args = body.get("args", {}) if isinstance(body, dict) else None
-    if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME or not isinstance(args, dict):
-        raise error(web.HTTPBadRequest, f"bad command: name must be text of 1..{MAX_NAME}, "
-                                        "args a map")
+    # the one registry (geostream/commands.py): a known name, arguments within its limits
+    if (problem := command_problem(name, args)) is not None:
+        raise error(web.HTTPBadRequest, f"bad command: {problem}")
     key = request.headers.get("Idempotency-Key")
     if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
         raise error(web.HTTPBadRequest, "Idempotency-Key: 1..100 printable ASCII characters")

@@ -12,6 +12,8 @@ import math
 import statistics
 from datetime import date, timedelta
 
+from geostream.commands import command_problem
+
 from .. import queries
 from ..alerts.fences import fences_from_rows
 from ..authz import Principal, Role
@@ -188,8 +190,8 @@ class FleetTools:
                            args: dict | None = None) -> dict:
         need(p, Role.DISPATCHER)
         await self._vehicle(p, vehicle)
-        if not 0 < len(name) <= 64:
-            raise ValueError("name must be text of 1..64 characters")
+        if (problem := command_problem(name, dict(args or {}))) is not None:
+            raise ValueError(problem)  # the registry, geostream/commands.py
         cid = await self._send(vehicle, name, dict(args or {}))
         await self.store.add_audit(self.clock(), p.name, "command.send", vehicle,
                                    {"id": cid, "name": name, "args": args or {}, "via": "mcp"})

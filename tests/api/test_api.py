@@ -236,10 +236,18 @@ async def test_commands_send_read_list(api):
                    expect=400)
     await api.call("POST", "/api/vehicles/zz/commands", role="dispatcher",
                    body={"name": "ping"}, expect=404)
+    # the registry (geostream/commands.py): an unknown name, oversized arguments
+    _, refused = await api.call("POST", "/api/vehicles/v1/commands", role="dispatcher",
+                                body={"name": "reboot"}, expect=400)
+    assert "unknown command 'reboot'" in refused["error"]
+    _, refused = await api.call("POST", "/api/vehicles/v1/commands", role="dispatcher",
+                                body={"name": "ping", "args": {"blob": "x" * 5000}},
+                                expect=400)
+    assert "exceed 4096" in refused["error"]
     ids = []
-    for n in ("ping", "reboot"):
+    for n in (1, 2):
         _, sent = await api.call("POST", "/api/vehicles/v1/commands", role="dispatcher",
-                                 body={"name": n, "args": {"n": 1}}, expect=202)
+                                 body={"name": "ping", "args": {"n": n}}, expect=202)
         ids.append(sent["id"])
     _, one = await api.call("GET", f"/api/commands/{ids[0]}", expect=200)
     assert one["state"] == "pending" and one["name"] == "ping" and one["args"] == {"n": 1}

@@ -52,7 +52,7 @@ async def test_rest_and_commands_filtered_by_group(running):
                              headers=dispatcher) as r:
             assert r.status == 202
             mine_id = (await r.json())["id"]
-        async with http.post("/api/vehicles/truck-2/commands", json={"name": "reboot"},
+        async with http.post("/api/vehicles/truck-2/commands", json={"name": "ping"},
                              headers=admin) as r:
             other_id = (await r.json())["id"]
         assert (await get(f"/api/commands/{mine_id}", viewer))[0] == 200
@@ -60,7 +60,7 @@ async def test_rest_and_commands_filtered_by_group(running):
         _, trail = await get("/api/audit", admin)
     sent = [(e["user"], e["target"], e["detail"]["name"]) for e in trail["entries"]
             if e["action"] == "command.send"]
-    assert sent == [("admin", "truck-2", "reboot"), ("dispatcher", "truck-1", "ping")]
+    assert sent == [("admin", "truck-2", "ping"), ("dispatcher", "truck-1", "ping")]
     # a user in no group sees every vehicle
     await running.store.put_group("north", members=["dispatcher"])
     async with aiohttp.ClientSession(running.url, headers=viewer) as http:
