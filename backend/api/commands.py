@@ -17,7 +17,12 @@ from .common import GATEWAY, STORE, audit, error, int_param, principal, read_jso
 
 log = logging.getLogger(__name__)
 
+<<<<<<< HEAD
+MAX_NAME = 64  # command names are short verbs (protocol.md §3)
+COMMAND_ID = re.compile(r"[0-9]{1,18}")  # ids are signed 64-bit in both stores
+=======
 MAX_ID = 2**63  # ids are signed 64-bit in both stores
+>>>>>>> main
 # The client's idempotency key: printable ASCII, bounded (it is stored with the command).
 IDEMPOTENCY_KEY = re.compile(r"[!-~]{1,100}")
 # A store that fails for a reason that passes (a database failover: docs/operations.md) is
@@ -75,11 +80,9 @@ async def _store_once(gateway, vehicle: str, name: str, args: dict, key: str) ->
 
 @requires(Role.VIEWER)
 async def get(request: web.Request) -> web.Response:
-    try:
-        cid = int(request.match_info["id"])
-    except ValueError:
-        raise error(web.HTTPBadRequest, "id must be an integer") from None
-    command = await request.app[STORE].command(cid) if 0 <= cid < MAX_ID else None
+    if not COMMAND_ID.fullmatch(request.match_info["id"]):
+        raise error(web.HTTPBadRequest, "id must be a number")
+    command = await request.app[STORE].command(int(request.match_info["id"]))
     if command is None or not principal(request).may_see(command.vehicle_id):
         raise error(web.HTTPNotFound, "unknown command id")
     return web.json_response(command.as_json())
