@@ -17,12 +17,7 @@ from .common import GATEWAY, STORE, audit, error, int_param, principal, read_jso
 
 log = logging.getLogger(__name__)
 
-<<<<<<< HEAD
-MAX_NAME = 64  # command names are short verbs (protocol.md §3)
 COMMAND_ID = re.compile(r"[0-9]{1,18}")  # ids are signed 64-bit in both stores
-=======
-MAX_ID = 2**63  # ids are signed 64-bit in both stores
->>>>>>> main
 # The client's idempotency key: printable ASCII, bounded (it is stored with the command).
 IDEMPOTENCY_KEY = re.compile(r"[!-~]{1,100}")
 # A store that fails for a reason that passes (a database failover: docs/operations.md) is
