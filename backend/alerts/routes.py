@@ -8,10 +8,11 @@ alert is 404, so ids do not leak.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+
+from geostream.clock import wall_ms
 
 from ..authz import PRINCIPAL, Role, requires
 from ..store.base import AlertQuery
@@ -92,7 +93,7 @@ def add_alert_routes(app: web.Application, store, rules: RuleSet,
         principal = request.get(PRINCIPAL)
         user = principal.name if principal is not None else "anonymous"
         first = alert.acknowledged_ms is None
-        alert = await store.ack_alert(alert_id, user, time.time_ns() // 1_000_000)
+        alert = await store.ack_alert(alert_id, user, wall_ms())
         if first and alert is not None:
             if audit is not None:  # AUDIT: the one place an acknowledgement is recorded
                 await audit(request, "alert.ack", f"alert:{alert_id}",

@@ -32,7 +32,7 @@ async def send(request: web.Request) -> web.Response:
         known = {v["vehicle_id"] for v in await gateway.store.list_vehicles()}
         if vehicle not in known:  # it would wait forever for a vehicle that never connects
             raise error(web.HTTPNotFound, f"unknown vehicle {vehicle!r}")
-        cid = await gateway.send_command(vehicle, name, args)
+        cid = await gateway.downlink.send(vehicle, name, args)
     except web.HTTPError:
         raise
     except Exception as exc:

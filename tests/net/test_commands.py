@@ -33,13 +33,13 @@ async def answered(gw, command_id: int, timeout: float = 10):
 async def test_command_reaches_agent_and_is_acknowledged_once(gw, tmp_path):
     token = await gw.provision("cmd-1")
     # queued while the vehicle is offline: delivered when it connects
-    first = await gw.gateway.send_command("cmd-1", "ping", {"n": 1})
+    first = await gw.gateway.downlink.send("cmd-1", "ping", {"n": 1})
     assert (await gw.store.command(first)).sent_count == 0
     agent = AgentRig(tmp_path / "a", "cmd-1", token, gw.host, gw.port, gw.pki["ca"]).start()
     try:
         cmd = await answered(gw, first)
         assert (cmd.ok, cmd.detail, cmd.sent_count, cmd.args) == (True, "pong", 1, {"n": 1})
-        unknown = await gw.gateway.send_command("cmd-1", "self-destruct")
+        unknown = await gw.gateway.downlink.send("cmd-1", "self-destruct")
         assert unknown > first
         cmd = await answered(gw, unknown)
         assert cmd.ok is False and "unsupported" in cmd.detail

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 
+from geostream.clock import wall_ms
+
 from ..base import StoredCommand, command_id_floor
-from ..base import now_ms as clock_ms
 from .db import EPOCH_MS as _EPOCH_MS
 from .db import MS as _MS
 from .db import PostgresDb
@@ -23,7 +24,7 @@ class PostgresCommands(PostgresDb):
         async with self._pool.acquire() as conn, conn.transaction():
             # backends sharing the database take turns, so max(id) + 1 cannot collide
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _COMMAND_LOCK)
-            now = clock_ms()
+            now = wall_ms()
             return await conn.fetchval(
                 "INSERT INTO commands (id, vehicle_id, name, args, created_at) "
                 f"SELECT greatest($1::bigint, coalesce(max(id), 0) + 1), $2, $3, $4::jsonb, "

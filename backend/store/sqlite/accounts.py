@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from ..base import now_ms as clock_ms
+from geostream.clock import wall_ms
+
 from .db import SqliteDb, transaction
 
 _USER = "id, name, role, password_hash, created_ms, disabled_ms"
@@ -29,7 +30,7 @@ class SqliteAccounts(SqliteDb):
             try:
                 return self._db.execute(
                     "INSERT INTO users (name, role, password_hash, created_ms) VALUES (?,?,?,?) "
-                    "RETURNING id", (name, role, password_hash, clock_ms())).fetchall()[0][0]
+                    "RETURNING id", (name, role, password_hash, wall_ms())).fetchall()[0][0]
             except sqlite3.IntegrityError:
                 raise ValueError(f"user {name!r} exists") from None
 
@@ -71,7 +72,7 @@ class SqliteAccounts(SqliteDb):
                                (password_hash, row[0]))
                 if disabled is not None:
                     db.execute("UPDATE users SET disabled_ms=? WHERE id=?",
-                               (clock_ms() if disabled else None, row[0]))
+                               (wall_ms() if disabled else None, row[0]))
                 if password_hash is not None or disabled:
                     db.execute("DELETE FROM sessions WHERE user_id=?", (row[0],))
             return True
@@ -112,7 +113,7 @@ class SqliteAccounts(SqliteDb):
             return self._db.execute(
                 "INSERT INTO api_tokens (user_id, label, token_hash, created_ms) "
                 "VALUES (?,?,?,?) RETURNING id",
-                (row[0], label, token_hash, clock_ms())).fetchall()[0][0]
+                (row[0], label, token_hash, wall_ms())).fetchall()[0][0]
 
         return await self._run(add)
 
@@ -198,7 +199,7 @@ class SqliteAccounts(SqliteDb):
                 ids.append(r[0])
             with transaction(db):
                 db.execute("INSERT INTO groups VALUES (?,?) ON CONFLICT DO NOTHING",
-                           (name, clock_ms()))
+                           (name, wall_ms()))
                 if vehicles is not None:
                     db.execute("DELETE FROM group_vehicles WHERE group_name=?", (name,))
                     db.executemany("INSERT OR IGNORE INTO group_vehicles VALUES (?,?)",

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 
+from geostream.clock import wall_ms
+
 from ..base import StoredCommand, command_id_floor
-from ..base import now_ms as clock_ms
 from .db import SqliteDb
 
 _COMMAND_COLUMNS = ("id, vehicle_id, name, args, created_ms, sent_count, last_sent_ms, "
@@ -17,7 +18,7 @@ class SqliteCommands(SqliteDb):
 
     async def add_command(self, vehicle_id: str, name: str, args: dict) -> int:
         def add() -> int:
-            now = clock_ms()
+            now = wall_ms()
             # one statement on the store's only connection: the max() cannot race
             return self._db.execute(
                 "INSERT INTO commands (id, vehicle_id, name, args, created_ms) "
