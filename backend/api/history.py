@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from geostream.clock import wall_ms
+
 from .. import queries
 from ..authz import Role, requires
 from .common import STORE, csv_response, error, int_param, principal, visible, wants_csv, window
@@ -37,7 +39,7 @@ async def trips(request: web.Request) -> web.Response:
         if start is None and end is None:
             answer = await queries.trips(store, vehicle, queries.parse_day(q.get("day")))
         else:
-            now = queries.now_ms()
+            now = wall_ms()
             end = end if end is not None else now
             start = start if start is not None else end - queries.DAY_MS
             answer = await queries.trips_between(store, vehicle, start, end)
