@@ -69,6 +69,8 @@ class Gateway:
         self.draining = False
         self.store = store
         self.writer = writer
+        # the database's backend/dbwatch.py ReplicationWatch (set by the Backend; metrics)
+        self.db_replication = None
         self.hub = hub
         # alert rules run after each commit (backend/alerts/); NoAlerts where none are wanted
         self.alerts = alerts if alerts is not None else NoAlerts()
@@ -78,7 +80,8 @@ class Gateway:
         self.connections: dict[str, set[GatewayProtocol]] = {}
         self.stats = GatewayStats()
         # downlink commands (docs/protocol.md §3 command), sent on the vehicle's sessions here
-        self.downlink = CommandDownlink(store, lambda vehicle: self.connections.get(vehicle, ()))
+        self.downlink = CommandDownlink(store, lambda vehicle: self.connections.get(vehicle, ()),
+                                        self.stats)
         # a reading's `ts` outside this window is invalid (docs/protocol.md §4)
         self.ts_window = ts_window
         self.ack_wait_s = ack_wait_s

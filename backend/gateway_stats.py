@@ -19,6 +19,7 @@ class GatewayStats:
     readings: int = 0  # readings committed
     invalid_readings: int = 0  # readings refused as invalid (stored as dead letters)
     commit_timeouts: int = 0  # batches whose commit outlasted the ack wait
+    commands_failed: int = 0  # stored commands the registry no longer allows (not sent)
     refusals: Counter[str] = field(default_factory=Counter)  # by error code label
     invalid_by_rule: Counter[str] = field(default_factory=Counter)  # by the rule broken
 
@@ -46,5 +47,6 @@ class GatewayStats:
         return {"connections": self.connections, "auth_failures": self.auth_failures,
                 "protocol_errors": self.protocol_errors, "batches": self.batches,
                 "readings": self.readings, "invalid_readings": self.invalid_readings,
-                "commit_timeouts": self.commit_timeouts, "refusals": dict(self.refusals),
+                "commit_timeouts": self.commit_timeouts,
+                "commands_failed": self.commands_failed, "refusals": dict(self.refusals),
                 "invalid_by_rule": dict(self.invalid_by_rule)}

@@ -65,6 +65,16 @@ class FleetCollector(Collector):
                                   value=w.stats.restarts)
         yield GaugeMetricFamily("fleet_vehicles_connected", "Vehicles with an open connection",
                                 value=len(g.connections))
+        watch = getattr(g, "db_replication", None)  # backend/dbwatch.py (PostgreSQL only)
+        if watch is not None and watch.state is not None:
+            yield GaugeMetricFamily("fleet_db_sync_standbys", "Synchronous standbys streaming "
+                                    "from the primary", value=watch.state["sync_standbys"])
+            alarm = GaugeMetricFamily("fleet_db_replication_alarm", "1 while acknowledged "
+                                      "commits are on one server only (async) or wait for a "
+                                      "missing standby (stalled)", labels=["kind"])
+            for kind in ("async", "stalled"):
+                alarm.add_metric([kind], 1.0 if watch.alarm == kind else 0.0)
+            yield alarm
         hs = h.stats()
         yield GaugeMetricFamily("fleet_hub_subscribers", "Live WebSocket clients",
                                 value=hs["subscribers"])

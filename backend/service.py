@@ -12,6 +12,7 @@ from geostream.clock import wall_ms
 
 from .alerts import AlertEngine
 from .config import BackendConfig
+from .dbwatch import CHECK_EVERY_S, ReplicationWatch
 from .dispatch.service import Dispatcher
 from .gateway import Gateway
 from .hub import Hub, position_feature
@@ -50,6 +51,10 @@ class Backend:
         self._runner: web.AppRunner | None = None
         self._alert_timer: asyncio.Task | None = None
         self._maintenance_timer: asyncio.Task | None = None
+        # PostgreSQL: is every commit on a standby too? (status, metrics, a logged alarm)
+        self.db_watch = ReplicationWatch() if hasattr(self.store, "replication") else None
+        self.gateway.db_replication = self.db_watch
+        self._replication_timer: asyncio.Task | None = None
 
     def status(self) -> dict:
         return {"gateway": self.gateway.stats.as_dict(),
@@ -58,6 +63,7 @@ class Backend:
                 "alerts": {k: dict(v) if isinstance(v, dict) else v
                            for k, v in self.alerts.stats.items()},
                 "dispatch": dict(self.dispatch.stats),
+                "database": self.db_watch.status() if self.db_watch else None,
                 "hub": self.hub.stats()}
 
     async def start(self) -> None:
@@ -74,6 +80,9 @@ class Backend:
         await self.gateway.start(c.quic_host, c.quic_port, c.cert, c.key)
         self._alert_timer = asyncio.get_running_loop().create_task(self._alert_clock(),
                                                                    name="alert-timer")
+        if self.db_watch is not None:
+            self._replication_timer = asyncio.get_running_loop().create_task(
+                self._replication_clock(), name="replication-watch")
         self.app = make_app(self.hub, self.store, self.status, auth_state(c, self.store),
                             gateway=self.gateway, alert_rules=self.alerts.rules,
                             map_files=(c.map_style, c.map_pmtiles,
@@ -128,6 +137,17 @@ class Backend:
                 log.warning("maintenance check failed: %s", exc)
             await asyncio.sleep(every_s)
 
+    async def _replication_clock(self) -> None:
+        while True:
+            try:
+                message = self.db_watch.observe(await self.store.replication())
+                if message:
+                    (log.warning if self.db_watch.alarm else log.info)(message)
+            except Exception as exc:  # the database away: the writer says so already
+                self.db_watch.failed()
+                log.debug("replication check failed: %s", exc)
+            await asyncio.sleep(CHECK_EVERY_S)
+
     async def _alert_clock(self) -> None:
         """Clock-driven alert rules (stale, offline) every `alert_timer_s`."""
         while True:
@@ -136,7 +156,7 @@ class Backend:
 
     async def stop(self) -> None:
         """Stop accepting, commit and acknowledge everything in flight, then close."""
-        for timer in (self._alert_timer, self._maintenance_timer):
+        for timer in (self._alert_timer, self._maintenance_timer, self._replication_timer):
             if timer is not None:
                 timer.cancel()
         self.gateway.stop_accepting()

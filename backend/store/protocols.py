@@ -97,8 +97,11 @@ class Geofences(Protocol):
 class Commands(Protocol):
     """Downlink commands and the agents' status reports (commands.py)."""
 
-    async def add_command(self, vehicle_id: str, name: str, args: dict) -> int:
-        """Store a new command; its id is above `command_id_floor(now)` and every stored id."""
+    async def add_command(self, vehicle_id: str, name: str, args: dict,
+                          request_key: str | None = None) -> int:
+        """Store a new command; its id is above `command_id_floor(now)` and every stored id.
+        With `request_key`, a command of the vehicle stored with the same key is not stored
+        again: its id is returned (a repeated request is harmless)."""
     async def pending_commands(self, vehicle_id: str) -> list[StoredCommand]:
         """The vehicle's commands without an answer, oldest first."""
     async def commands_sent(self, ids: list[int], now_ms: int) -> None:

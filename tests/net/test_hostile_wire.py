@@ -123,3 +123,24 @@ async def test_no_acknowledgement_waits_forever(tmp_path, pki):
         assert await rig.seqs("veh-1") == [1]
     finally:
         await rig.stop()
+
+
+async def test_a_stored_command_that_cannot_be_sent_is_failed_not_the_vehicle(gw):
+    token = await gw.provision("veh-1")
+    # stored before the registry refused them at the API: oversized, and unknown to it
+    big = await gw.store.add_command("veh-1", "ping", {"blob": "x" * 300_000})
+    unknown = await gw.store.add_command("veh-1", "format-disk", {})
+    good = await gw.store.add_command("veh-1", "ping", {})
+    for attempt in range(2):  # and again at the next connection
+        client = await RawClient(gw).connect()
+        epoch = 7 + attempt
+        assert isinstance(await client.hello("veh-1", token, epoch=epoch), Welcome)
+        client.send(Batch(epoch=epoch, readings=({"q": 1, "ts": TS, "k": "pos",
+                                                  "lat": 52.0, "lon": 4.0},)))
+        assert (await client.next_message(Ack)).through == 1
+        client.close()
+    for cid in (big, unknown):
+        c = await gw.store.command(cid)
+        assert c.ok is False and c.detail.startswith("not sent:"), c
+    assert (await gw.store.command(good)).answered_ms is None  # still pending: it was sent
+    assert gw.gateway.stats.commands_failed == 2
