@@ -143,7 +143,7 @@ UNIT_TESTS := $(wildcard tests/unit \
 	tests/gps/test_gps_decoder.py tests/gps/test_gps_gpsd_captures.py \
 	tests/gps/test_gps_properties.py tests/loadtest/test_fleet.py \
 	tests/mcptools/test_maintenance_rules.py tests/store/test_writer.py \
-	tests/store/test_protocols.py)
+	tests/store/test_protocols.py tests/test_cli_help.py)
 
 # The gate to run before every commit: lint, type check, the unit tests (about 25 s of CPU).
 check: lint

@@ -60,6 +60,15 @@ FRAME_DEFLATE_LEVEL = 1
 _unique = itertools.count()
 
 
+# A subscriber's queue keys, one Python type per kind (isinstance tells them apart; no tag to
+# compare). Plain builtins, not NamedTuples or dataclasses: a key is made per position and
+# subscriber, the hub's hot path, and a NamedTuple's construction made `put` ~2× slower.
+PositionKey = tuple[str | None, str]  # (topic, vehicle): coalesces with the next one of both
+FrameKey = str  # the topic of a batch frame, merged with the next one of that topic
+MessageKey = int  # any other message (alerts, events): queued on its own, never coalesced
+QueueKey = PositionKey | FrameKey | MessageKey
+
+
 class Message(dict):
     """One published message, shared by every subscriber it is queued for: encoded to JSON
     once, not once per client (bench/bench_webapp.py: with 100 clients the per-client
@@ -159,7 +168,7 @@ class Subscriber:
         self.max_positions = max_positions
         self.max_messages = max_messages
         self.hopeless_s = hopeless_s
-        self._queue: OrderedDict[tuple, dict] = OrderedDict()
+        self._queue: OrderedDict[QueueKey, dict] = OrderedDict()
         self._positions = 0  # how many queue entries are coalescible positions
         self.coalesced = 0  # positions replaced by a newer one before delivery
         self.dropped = 0  # positions dropped beyond max_positions
@@ -182,13 +191,13 @@ class Subscriber:
         if self.reason is not None:
             return
         if vehicle is not None:
-            key = ("pos", message.get("topic"), vehicle)
+            key: PositionKey = (message.get("topic"), vehicle)
             if key in self._queue:
                 self._queue[key] = message  # latest wins, in the place of the one it replaces
                 self.coalesced += 1
             else:
                 if self._positions >= self.max_positions:
-                    oldest = next(k for k in self._queue if k[0] == "pos")
+                    oldest = next(k for k in self._queue if isinstance(k, tuple))
                     del self._queue[oldest]
                     self._positions -= 1
                     self.dropped += 1
@@ -198,7 +207,7 @@ class Subscriber:
             if len(self._queue) - self._positions >= self.max_messages:
                 self.give_up(f"too slow: {self.max_messages} messages (alerts) undelivered")
                 return
-            self._queue[("msg", next(_unique))] = message
+            self._queue[next(_unique)] = message
         if self.waiting_since is None:
             self.waiting_since = now
         self.ready.set()
@@ -209,7 +218,7 @@ class Subscriber:
         the same topic: latest per vehicle, at most `max_positions` features."""
         if self.reason is not None:
             return
-        key = ("frame", frame["topic"])
+        key: FrameKey = frame["topic"]
         queued = self._queue.get(key)
         if queued is None:
             self._queue[key] = frame
@@ -238,14 +247,18 @@ class Subscriber:
         self.may_see = may_see
         self.view = view if view is not None else may_see
         for key, message in list(self._queue.items()):
-            if key[0] == "frame":
-                self._queue[key] = batch_frame(key[1], [
+            if isinstance(key, str):  # a FrameKey: the topic
+                self._queue[key] = batch_frame(key, [
                     f for f in message["features"] if may_see(f["properties"]["vehicle"])])
                 continue
-            vehicle = key[2] if key[0] == "pos" else (message.get("alert") or {}).get("vehicle")
+            vehicle: str | None
+            if isinstance(key, tuple):  # a PositionKey: (topic, vehicle)
+                is_position, vehicle = True, key[1]
+            else:  # a MessageKey: an alert names its vehicle
+                is_position, vehicle = False, (message.get("alert") or {}).get("vehicle")
             if vehicle is not None and not may_see(vehicle):
                 del self._queue[key]
-                self._positions -= key[0] == "pos"
+                self._positions -= is_position
         for topic in sorted(self.topics):
             if topic.startswith("vehicle:") and not may_see(topic.removeprefix("vehicle:")):
                 self.topics.discard(topic)
@@ -290,8 +303,8 @@ class Hub:
                  max_positions: int = MAX_POSITION_KEYS,
                  max_messages: int = MAX_PENDING_MESSAGES, hopeless_s: float = HOPELESS_S):
         self.clock = clock
-        self.limits = {"max_positions": max_positions, "max_messages": max_messages,
-                       "hopeless_s": hopeless_s}
+        self.limits: dict[str, Any] = {"max_positions": max_positions,
+                                       "max_messages": max_messages, "hopeless_s": hopeless_s}
         self.subscribers: set[Subscriber] = set()
         self.last: dict[str, tuple[int, dict]] = {}  # vehicle → (time_ms, feature)
         self.published = 0

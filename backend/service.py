@@ -8,13 +8,15 @@ import signal
 
 from aiohttp import web
 
+from geostream.clock import wall_ms
+
 from .alerts import AlertEngine
 from .config import BackendConfig
+from .dbwatch import CHECK_EVERY_S, ReplicationWatch
 from .dispatch.service import Dispatcher
 from .gateway import Gateway
 from .hub import Hub, position_feature
 from .store import open_store
-from .store.base import now_ms as _now_ms
 from .writer import BatchWriter
 
 log = logging.getLogger(__name__)
@@ -43,20 +45,25 @@ class Backend:
                                ts_window=config.time_window(),
                                cluster=config.cluster_node(), dispatch=self.dispatch)
         if self.fanout is not None:
-            self.gateway.command_wake = self.fanout.wake
-            self.fanout.on_wake = self.gateway.wake_commands
+            self.gateway.downlink.notify_other_nodes = self.fanout.wake
+            self.fanout.on_wake = self.gateway.downlink.woken
         self.planning = planning_service(config, self.store, self.dispatch)
         self._runner: web.AppRunner | None = None
         self._alert_timer: asyncio.Task | None = None
         self._maintenance_timer: asyncio.Task | None = None
+        # PostgreSQL: is every commit on a standby too? (status, metrics, a logged alarm)
+        self.db_watch = ReplicationWatch() if hasattr(self.store, "replication") else None
+        self.gateway.db_replication = self.db_watch
+        self._replication_timer: asyncio.Task | None = None
 
     def status(self) -> dict:
-        return {"gateway": dict(self.gateway.stats),
+        return {"gateway": self.gateway.stats.as_dict(),
                 "vehicles_connected": sorted(self.gateway.connections),
                 "writer": self.writer.status(),
                 "alerts": {k: dict(v) if isinstance(v, dict) else v
                            for k, v in self.alerts.stats.items()},
                 "dispatch": dict(self.dispatch.stats),
+                "database": self.db_watch.status() if self.db_watch else None,
                 "hub": self.hub.stats()}
 
     async def start(self) -> None:
@@ -64,18 +71,22 @@ class Backend:
 
         c = self.config
         await self.store.open()
-        self._seed_hub(await self.store.last_positions(), _now_ms())
+        self._seed_hub(await self.store.last_positions(), wall_ms())
         if self.fanout is not None:
             await self.fanout.start()
-        await self.alerts.start(_now_ms())
+        await self.alerts.start(wall_ms())
         await self.dispatch.start()
         self.writer.start()
         await self.gateway.start(c.quic_host, c.quic_port, c.cert, c.key)
         self._alert_timer = asyncio.get_running_loop().create_task(self._alert_clock(),
                                                                    name="alert-timer")
+        if self.db_watch is not None:
+            self._replication_timer = asyncio.get_running_loop().create_task(
+                self._replication_clock(), name="replication-watch")
         self.app = make_app(self.hub, self.store, self.status, auth_state(c, self.store),
                             gateway=self.gateway, alert_rules=self.alerts.rules,
-                            map_files=(c.map_style, c.map_pmtiles, c.map_overlay),
+                            map_files=(c.map_style, c.map_pmtiles,
+                                       c.map_overlay or street_overlay(c)),
                             metrics_token=c.metrics_token, planning=self.planning)
         self._add_mcp_and_maintenance()
         self._runner = web.AppRunner(self.app, access_log=None)
@@ -111,7 +122,8 @@ class Backend:
 
         cfg = self.config.maintenance_config()
         add_mcp_routes(self.app, FleetTools(self.store, self.alerts.rules, cfg,
-                                            self.gateway.send_command))
+                                            self.gateway.downlink.send,
+                                            planning=self.planning))
         self.maintenance = MaintenanceMonitor(self.store, cfg, self.hub.publish_alert)
         if cfg.intervals or cfg.health:
             self._maintenance_timer = asyncio.get_running_loop().create_task(
@@ -120,21 +132,32 @@ class Backend:
     async def _maintenance_clock(self, every_s: float) -> None:
         while True:
             try:
-                await self.maintenance.check(_now_ms())
+                await self.maintenance.check(wall_ms())
             except Exception as exc:  # the store may be away; the next round retries
                 self.maintenance.stats["failures"] += 1
                 log.warning("maintenance check failed: %s", exc)
             await asyncio.sleep(every_s)
 
+    async def _replication_clock(self) -> None:
+        while True:
+            try:
+                message = self.db_watch.observe(await self.store.replication())
+                if message:
+                    (log.warning if self.db_watch.alarm else log.info)(message)
+            except Exception as exc:  # the database away: the writer says so already
+                self.db_watch.failed()
+                log.debug("replication check failed: %s", exc)
+            await asyncio.sleep(CHECK_EVERY_S)
+
     async def _alert_clock(self) -> None:
         """Clock-driven alert rules (stale, offline) every `alert_timer_s`."""
         while True:
             await asyncio.sleep(self.config.alert_timer_s)
-            await self.alerts.on_timer(_now_ms(), self.gateway.connections.keys())
+            await self.alerts.on_timer(wall_ms(), self.gateway.connections.keys())
 
     async def stop(self) -> None:
         """Stop accepting, commit and acknowledge everything in flight, then close."""
-        for timer in (self._alert_timer, self._maintenance_timer):
+        for timer in (self._alert_timer, self._maintenance_timer, self._replication_timer):
             if timer is not None:
                 timer.cancel()
         self.gateway.stop_accepting()
@@ -151,6 +174,24 @@ class Backend:
         log.info("backend stopped")
 
 
+def street_overlay(c: BackendConfig) -> str:
+    """With a road network and no basemap configured: its streets as the map overlay (built
+    once per extract, cached; docs/planning.md), else ""."""
+    if not c.road_network or c.map_style or c.map_pmtiles:
+        return ""
+    from pathlib import Path
+
+    from .dispatch.roads import RoadNetworkError, default_cache_dir
+    from .dispatch.streetmap import cached_street_overlay
+
+    try:
+        return str(cached_street_overlay(Path(c.road_network), Path(c.road_cache_dir)
+                                         if c.road_cache_dir else default_cache_dir()))
+    except RoadNetworkError as exc:
+        log.warning("no street map from the road network: %s", exc)
+        return ""
+
+
 def planning_service(c: BackendConfig, store, dispatch):
     """Plans in their own process (started at the first plan) on the configured roads."""
     from pathlib import Path
@@ -160,7 +201,7 @@ def planning_service(c: BackendConfig, store, dispatch):
 
     worker = SolverWorker(Path(c.road_network) if c.road_network else None,
                           Path(c.road_cache_dir) if c.road_cache_dir else None)
-    return PlanningService(store, dispatch, worker, _now_ms)
+    return PlanningService(store, dispatch, worker, wall_ms)
 
 
 def auth_state(c: BackendConfig, store):

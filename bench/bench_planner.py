@@ -9,13 +9,15 @@ Every figure is set against a baseline of the same run:
    a 10-hour shift, road travel times): VROOM (pyvroom) at exploration levels 0 and 1 and
    OR-Tools (guided local search with the same time limit), time and cost against a greedy
    nearest-feasible-neighbour baseline (cost = total driving time; jobs served first);
-3. random instances of ≤ 8 stops: the planner's cost against an exhaustive search.
+3. random instances of ≤ 8 stops: the planner's cost against an exhaustive search;
+4. a re-plan after 10 urgent jobs: from scratch against seeded with the current routes.
 Bounded: a few minutes.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import random
 import statistics
 import sys
@@ -208,6 +210,26 @@ def bench_plan(graph, rm, n_jobs, n_vehicles, with_ortools):
         served = n_jobs - len(result.unassigned)
         print(f"  VROOM exploration {level}: {took:.1f} s (limit {DEFAULT_TIME_LIMIT_S:.0f} s), "
               f"served {served}, driving {result.cost_s} s = {result.cost_s / g_cost:.3f}× greedy")
+    # re-plan after 10 urgent jobs: from scratch, and seeded with the current routes
+    first = plan(PlanRequest(vehicles, tuple(jobs), T0, exploration=0), rm)
+    _, extra, _ = instance(graph, 10, 1, seed=99)
+    more = tuple(jobs) + tuple(dataclasses.replace(j, id=f"new{i}") for i, j in enumerate(extra))
+    t = time.perf_counter()
+    scratch = plan(PlanRequest(vehicles, more, T0, exploration=0), rm)
+    t_scratch = time.perf_counter() - t
+    order = first.assignment()
+    seeded_v = tuple(dataclasses.replace(v, initial=order.get(v.vehicle_id, ()))
+                     for v in vehicles)
+    print(f"  re-plan with 10 new jobs from scratch: {t_scratch:.1f} s, driving "
+          f"{scratch.cost_s} s")
+    for limit in (DEFAULT_TIME_LIMIT_S, 3.0):
+        t = time.perf_counter()
+        seeded = plan(PlanRequest(seeded_v, more, T0, exploration=0, time_limit_s=limit), rm)
+        took = time.perf_counter() - t
+        print(f"  re-plan seeded with the current routes, limit {limit:.0f} s: {took:.1f} s "
+              f"({took / t_scratch:.2f}×), driving {seeded.cost_s} s "
+              f"({seeded.cost_s / scratch.cost_s:.3f}× scratch), unassigned "
+              f"{len(seeded.unassigned)}")
     if with_ortools:
         served, cost, took = ortools_plan(vehicles, jobs, durations, DEFAULT_TIME_LIMIT_S)
         print(f"  OR-Tools GLS: {took:.1f} s (limit {DEFAULT_TIME_LIMIT_S:.0f} s), served "

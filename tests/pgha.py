@@ -156,6 +156,30 @@ class HaCluster:
             "--initial-cluster", f"dcs=http://{ip}:{ETCD_PORT + 1}",
             "--log-level", "warn"], "etcd.log")
 
+    def rejoin(self, node: str) -> None:
+        """Bring a killed node back as a new standby (its old data removed: Patroni clones the
+        current primary), with its PgBouncer; returns once it is the synchronous standby."""
+        self.procs.pop(node, None)
+        shutil.rmtree(self.dir / node, ignore_errors=True)
+        self._start_node(node)
+        self.killed.discard(node)
+        self.wait_for(lambda c: self._role(c, node) == "sync_standby", f"{node} back")
+        if node in self.bouncers:
+            old = self.bouncers.pop(node)
+            shutil.rmtree(old.dir, ignore_errors=True)
+            self.bouncers[node] = PgBouncer(
+                self.ip(node), PG_PORT, user=USER, listen=(self.ip(node), BOUNCER_PORT),
+                exec_prefix=self.exec_args(node), workdir=self.dir).start()
+
+    def ensure_pair(self) -> None:
+        """A primary and a synchronous standby again, whatever a test before killed."""
+        for node in sorted(self.killed):
+            self.rejoin(node)
+
+    def standby(self) -> str | None:
+        c = self.cluster()
+        return next((m["name"] for m in c["members"] if m["role"] == "sync_standby"), None)
+
     def _start_node(self, node: str) -> None:
         home = self.dir / node
         home.mkdir()
@@ -178,6 +202,9 @@ class HaCluster:
                 "listen": f"{ip},127.0.0.1:{PG_PORT}", "connect_address": f"{ip}:{PG_PORT}",
                 "data_dir": str(home / "data"), "bin_dir": str(self.bindir),
                 "pgpass": str(home / "pgpass"),
+                # a new standby's base backup asks for an immediate checkpoint: the default,
+                # spread one made a rejoin after the load test wait a minute
+                "basebackup": [{"checkpoint": "fast"}],
                 "authentication": {"superuser": {"username": USER},
                                    "replication": {"username": USER}},
                 "pg_hba": ["local all all trust", "host all all 127.0.0.1/32 trust",

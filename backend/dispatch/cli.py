@@ -1,6 +1,7 @@
-"""`python -m backend jobs …`: import a CSV file of jobs, list jobs (JSON lines), straight on
-the store (docs/dispatch.md). A running backend's live view learns of imported jobs when they
-are next read (the web app's table), not through the hub."""
+"""`python -m backend jobs …`: import a CSV file of jobs, list jobs (JSON lines), plan a
+shift (backend/dispatch/plan_cli.py), straight on the store (docs/dispatch.md). A running
+backend's live view learns of imported jobs when they are next read (the web app's table), not
+through the hub."""
 
 from __future__ import annotations
 
@@ -25,10 +26,17 @@ def jobs_parser(sub) -> None:
     ls.add_argument("--state", action="append", default=[],
                     choices=[s.value for s in JobState], help="only these states (repeatable)")
     ls.add_argument("--route", help="only the jobs of this route")
+    from .plan_cli import add_plan_parser
+
+    add_plan_parser(jsub)
 
 
 async def run_jobs(args, store, now_ms: int, out=None, err=None) -> int:
     out, err = out or sys.stdout, err or sys.stderr
+    if args.action == "plan":
+        from .plan_cli import run_plan
+
+        return await run_plan(args, store, now_ms, out, err)
     if args.action == "import":
         if args.file == "-":
             data = sys.stdin.buffer.read(MAX_IMPORT_BYTES + 1)

@@ -74,6 +74,9 @@ class PlanVehicle:
     capacity: Amounts = Amounts()
     skills: frozenset[str] = frozenset()
     kept: tuple[str, ...] = ()
+    # Its current planned order (not started): the solver starts from it, so a re-plan after
+    # a few changes converges in a fraction of a plan from scratch (docs/benchmarks.md).
+    initial: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -233,7 +236,16 @@ class _Problem:
             left = deadline - time.monotonic()
             if attempt and left <= 0:
                 break
-            routes, unassigned = self._solve_once(durations, level, max(left, 0.001), attempt)
+            seeded = attempt == 0 and any(v.initial for v in req.vehicles)
+            try:
+                routes, unassigned = self._solve_once(durations, level, max(left, 0.001),
+                                                      attempt, initial=seeded)
+            except Exception as exc:  # pyvroom's VroomInputException derives from Exception
+                if not seeded or type(exc).__name__ != "VroomInputException":
+                    raise
+                # an initial route VROOM refuses (now infeasible): plan from scratch
+                routes, unassigned = self._solve_once(durations, level, max(left, 0.001),
+                                                      attempt)
             key = self._key(routes)
             if best_key is None or key > best_key:
                 best, best_key = (routes, unassigned), key
@@ -241,6 +253,25 @@ class _Problem:
         if exact is not None and self._key(exact[0]) > best_key:
             best = exact
         return best
+
+    def _initial_steps(self, v: PlanVehicle, rank: dict[str, int]) -> list:
+        """VROOM steps of the vehicle's current order, for the jobs this plan still has."""
+        import vroom
+
+        steps = [vroom.VehicleStep("start")]
+        for jid in v.initial:
+            job = self.jobs.get(jid)
+            if job is None or jid in self.kept_where or self._expired(job):
+                continue
+            if job.kind is JobKind.VISIT or (job.kind is JobKind.DELIVERY
+                                             and job.pair in self.kept_where):
+                steps.append(vroom.VehicleStep("single", rank[jid]))
+            elif job.kind is JobKind.PICKUP and job.pair not in self.kept_where:
+                steps.append(vroom.VehicleStep("pickup", rank[jid]))
+            elif job.kind is JobKind.DELIVERY:
+                steps.append(vroom.VehicleStep("delivery", rank[jid]))
+        steps.append(vroom.VehicleStep("end"))
+        return steps if len(steps) > 2 else []
 
     def _key(self, routes) -> tuple[int, int, int]:
         served = [s.job_id for r in routes for s in r.stops]
@@ -305,10 +336,12 @@ class _Problem:
         return PlannedRoute(v.vehicle_id, tuple(stops), self._ms(start_s), self._ms(t + leg),
                             travel + leg)
 
-    def _solve_once(self, durations, level: int, time_limit_s: float, attempt: int):
+    def _solve_once(self, durations, level: int, time_limit_s: float, attempt: int,
+                    initial: bool = False):
         import vroom
 
         req = self.req
+        rank = {jid: i for i, jid in enumerate(self.jobs)}
         problem = vroom.Input()
         problem.set_durations_matrix("car", durations)
         prefixes = []
@@ -320,11 +353,11 @@ class _Problem:
                                                    strict=True)]
             own = {self.skill_no[s] for s in v.skills} | {self._vehicle_skill(vi)}
             end = self._s(v.shift.end_ms)
+            steps = self._initial_steps(v, rank) if initial and v.initial else ()
             problem.add_vehicle(vroom.Vehicle(
                 id=vi, start=loc, end=self.end_loc[vi], capacity=left, skills=own,
-                time_window=vroom.TimeWindow(min(t, end), max(t, end))))
+                time_window=vroom.TimeWindow(min(t, end), max(t, end)), steps=steps))
         kept = set(self.kept_where)
-        rank = {jid: i for i, jid in enumerate(self.jobs)}
         order = list(req.jobs)
         if attempt:
             random.Random(attempt).shuffle(order)

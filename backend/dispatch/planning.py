@@ -115,8 +115,9 @@ class PlanningService:
                          if records.get(j) and records[j].state.started)
             t = types[v.type_id]
             depot = depots[v.depot_id].place.point
+            initial = tuple(j for j in (route.job_ids if route else ()) if j not in kept)
             plan_vehicles.append(PlanVehicle(v.vehicle_id, depot, depot, shift, t.capacity,
-                                             t.skills, kept))
+                                             t.skills, kept, initial))
         # Jobs to plan: unassigned ones, and those on the chosen vehicles' routes of this shift.
         jobs = tuple(rec.job for jid, rec in sorted(records.items())
                      if rec.state is JobState.UNASSIGNED or route_on[jid] in ours)

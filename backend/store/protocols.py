@@ -97,8 +97,11 @@ class Geofences(Protocol):
 class Commands(Protocol):
     """Downlink commands and the agents' status reports (commands.py)."""
 
-    async def add_command(self, vehicle_id: str, name: str, args: dict) -> int:
-        """Store a new command; its id is above `command_id_floor(now)` and every stored id."""
+    async def add_command(self, vehicle_id: str, name: str, args: dict,
+                          request_key: str | None = None) -> int:
+        """Store a new command; its id is above `command_id_floor(now)` and every stored id.
+        With `request_key`, a command of the vehicle stored with the same key is not stored
+        again: its id is returned (a repeated request is harmless)."""
     async def pending_commands(self, vehicle_id: str) -> list[StoredCommand]:
         """The vehicle's commands without an answer, oldest first."""
     async def commands_sent(self, ids: list[int], now_ms: int) -> None:
@@ -208,7 +211,7 @@ class Dispatch(Protocol):
         """Record transitions in order, in one transaction; ids recorded before are skipped."""
     async def transitions(self, job_id: str) -> list[Transition]: ...
     async def put_dispatch_route(self, route: Route, base_version: int | None, now_ms: int,
-                                 transitions: list[Transition] = ...) -> Route: ...
+                                 transitions: Sequence[Transition] = ()) -> Route: ...
     async def dispatch_route(self, route_id: str) -> Route | None: ...
     async def dispatch_routes(self, statuses: tuple[str, ...] = (),
                               vehicle_id: str | None = None) -> list[Route]: ...
@@ -220,6 +223,13 @@ class Partitions(Protocol):
     async def maintain(self, now_ms: int | None = None) -> dict:
         """Create partitions ahead and drop those past retention; a no-op where not needed.
         {"created": count, "dropped": [names]}."""
+
+
+class Replication(Protocol):
+    """PostgreSQL only, and optional: callers ask `hasattr(store, "replication")` first."""
+
+    async def replication(self) -> dict:
+        """The server's replication state: primary or not, standbys, synchronous ones."""
 
 
 class Store(Db, Vehicles, Readings, History, Geofences, Commands, Accounts, Alerts, Service,

@@ -6,9 +6,9 @@ reaches the database with the multi-host URL directly, the other through the PgB
 the nodes (`pool_mode=transaction`). After the standby took over, every reading the vehicles
 made is stored exactly once: 0 lost, 0 duplicated, nothing left unacknowledged.
 
-Then losing the standby (the only one left after the failover's replacement is not back): the
-primary goes on alone, asynchronously, instead of stalling the fleet; the store says so
-(`replication()`), which is what the backend alarms on.
+Then losing the standby (the killed node rejoins first as a new standby, cloned by Patroni):
+the primary goes on alone, asynchronously, instead of stalling the fleet, and the backend's
+replication watch (backend/dbwatch.py) raises its alarm.
 """
 
 from __future__ import annotations
@@ -42,39 +42,61 @@ def ha():
 
 
 def test_primary_node_killed_mid_stream_every_reading_stored_once(ha, tmp_path):
-    assert ha.primary() == "pg1"
-    ha.psql("pg1", "CREATE DATABASE fleet")
+    ha.ensure_pair()
+    primary, standby = ha.primary(), ha.standby()
+    assert primary and standby and primary != standby
+    if "fleet" not in ha.psql(primary, "SELECT datname FROM pg_database").split():
+        ha.psql(primary, "CREATE DATABASE fleet")
     direct, pooled = ha.url("fleet"), ha.url("fleet", pooled=True)
     opts = Options(vehicles=VEHICLES, rate_hz=1.0, duration_s=DURATION_S, db=direct,
                    gateways=2, gateway_db=(direct, pooled), drain_timeout_s=60,
                    log_dir=str(tmp_path))
-    rep = ha.in_app(run, opts, [(KILL_AT_S, lambda: ha.kill_node("pg1"))])
+    rep = ha.in_app(run, opts, [(KILL_AT_S, lambda: ha.kill_node(primary))])
     print("\n".join(rep.lines()))
-    assert ha.primary() == "pg2"
+    assert ha.primary() == standby
     assert rep.connected == VEHICLES and rep.made >= VEHICLES * DURATION_S * 0.9
     assert rep.stored == rep.made
     assert (rep.lost, rep.duplicated, rep.unexpected, rep.unacked) == (0, 0, 0, 0)
     assert rep.ack_gap_s > 0  # the failover was seen: a stretch without acknowledgements
 
 
-def test_without_its_standby_the_primary_goes_on_asynchronously(ha):
-    """After the failover pg2 is alone: Patroni (synchronous_mode, not strict) has emptied
-    synchronous_standby_names, so a commit does not wait for a standby that is not there,
-    and the store reports no synchronous standby."""
+def test_standby_killed_the_primary_goes_on_asynchronously_and_says_so(ha):
+    """Losing the standby does not stall the fleet: Patroni (synchronous_mode, not strict)
+    empties synchronous_standby_names, commits go on without waiting, and the backend's
+    replication watch raises its `async` alarm (docs/operations.md)."""
+    from backend.dbwatch import ReplicationWatch
+    from backend.store.base import StoredReading
     from backend.store.postgres import PostgresStore
 
-    async def check():
+    ha.ensure_pair()
+    primary, standby = ha.primary(), ha.standby()
+    if "fleet" not in ha.psql(primary, "SELECT datname FROM pg_database").split():
+        ha.psql(primary, "CREATE DATABASE fleet")  # (migrated already after the test before)
+
+    async def scenario():
         store = PostgresStore(ha.url("fleet"), maintain_every_s=0)
-        await store.open(migrate=False)
+        await store.open()
+        watch = ReplicationWatch()
         try:
-            async with asyncio.timeout(10):  # a stalled commit would hang here
-                await store.add_vehicle("after-failover")
-            return await store.replication()
+            assert watch.observe(await store.replication()) is None
+            assert watch.state["sync_standbys"] == 1
+            await asyncio.to_thread(ha.kill_node, standby)
+            stored = 0
+            for q in range(1, 301):  # bounded: Patroni reacts within a loop or two
+                async with asyncio.timeout(30):  # a commit stalled for good fails here
+                    await store.write([StoredReading(
+                        vehicle_id="standby-loss", epoch=1, seq=q, time_ms=1_764_979_200_000 + q,
+                        kind="pos", lat=45.0, lon=7.0, received_ms=1_764_979_200_000)], [])
+                stored += 1
+                watch.observe(await store.replication())
+                if watch.alarm == "async" and stored >= 10:
+                    break
+                await asyncio.sleep(0.1)
+            return watch, stored, await store.count_readings("standby-loss")
         finally:
             await store.close()
 
-    if ha.primary() != "pg2":
-        pytest.skip("needs the failover of the test before")
-    rep = ha.in_app(asyncio.run, check())
-    assert rep["primary"] is True
-    assert rep["sync_standbys"] == 0 and rep["synchronous_standby_names"] == ""
+    watch, stored, count = ha.in_app(asyncio.run, scenario())
+    assert watch.alarm == "async" and count == stored >= 10
+    assert watch.state["synchronous_standby_names"] == ""
+    assert ha.primary() == primary

@@ -38,3 +38,42 @@ def test_broken_file_reports_each_row_and_imports_nothing(tmp_path, capsys):
     assert "nothing imported: 2 problem(s)" in err
     assert run(capsys, url, "jobs", "list")[1] == ""
     assert run(capsys, url, "jobs", "import", str(tmp_path / "missing.csv"))[0] == 2
+
+
+def test_plan_and_approve_on_the_road_network(tmp_path, capsys):
+    from tests.dispatch import helsinki
+
+    g = helsinki.graph()
+    url = f"sqlite://{tmp_path / 'f.db'}"
+    rows = ["id,lat,lon,demand_kg,service_s"] + [
+        f"j{i},{g.lat[k]:.7f},{g.lon[k]:.7f},5,60" for i, k in enumerate(range(3, 300, 60))]
+    (tmp_path / "jobs.csv").write_text("\n".join(rows) + "\n")
+    assert run(capsys, url, "jobs", "import", str(tmp_path / "jobs.csv"))[0] == 0
+    import asyncio
+
+    from backend.dispatch.model import Amounts, Depot, FleetVehicle, Place, Point, VehicleType
+    from backend.store import open_store
+
+    async def fleet():
+        store = open_store(url)
+        await store.open()
+        await store.put_catalogue(VehicleType("van", "Van", capacity=Amounts.of(kg=50)), 1)
+        await store.put_catalogue(Depot("d", "D", Place(Point(float(g.lat[0]),
+                                                               float(g.lon[0])))), 1)
+        await store.put_dispatch_vehicle(FleetVehicle("v1", "van", "d"), 1)
+        await store.close()
+
+    asyncio.run(fleet())
+    road = ["--road-network", str(helsinki.extract()), "--road-cache-dir", str(tmp_path / "r")]
+    code, out, err = run(capsys, url, *road, "jobs", "plan", "--from", "2026-12-07T08:00",
+                         "--to", "2026-12-07T16:00", "--approve")
+    assert code == 0, err
+    proposal, approved = (json.loads(line) for line in out.splitlines())
+    assert "road network Helsinki.osm.pbf" in proposal["basis"]
+    assert sorted(s["job_id"] for r in proposal["routes"] for s in r["stops"]) == \
+        [f"j{i}" for i in range(5)]
+    assert approved["routes"] == 1
+    code, out, _ = run(capsys, url, "jobs", "list", "--state", "assigned")
+    assert len(out.splitlines()) == 5
+    code, _, err = run(capsys, url, "jobs", "plan", "--from", "x", "--to", "y")
+    assert code == 2 and "--from" in err

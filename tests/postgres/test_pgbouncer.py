@@ -159,7 +159,7 @@ async def test_concurrent_migrators_through_the_pooler_take_turns(pg_server, bou
         await asyncio.gather(*(s.open(migrate=False) for s in stores))
         applied = await asyncio.gather(*(s.migrate() for s in stores))
         flat = [m for a in applied for m in a]
-        assert len(flat) == len(set(flat)) and "0001_init" in flat and "0014_pooling" in flat
+        assert len(flat) == len(set(flat)) and "0001_init" in flat and "0014_failover" in flat
         assert await stores[0].migrate() == []
     finally:
         await asyncio.gather(*(s.close() for s in stores))

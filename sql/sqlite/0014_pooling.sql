@@ -1,3 +1,0 @@
--- Connection pooling (on PostgreSQL, the role's `jit = off` for PgBouncer: see
--- sql/postgres/0014_pooling.sql): nothing to do in SQLite. It exists so that each concern
--- carries the same migration number in both dialects.
