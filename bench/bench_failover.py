@@ -24,8 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
-from backend.loadtest.run import Options, run  # noqa: E402
 from pgha import HaCluster  # noqa: E402
+
+from loadtest.run import Options, run  # noqa: E402
 
 
 def loadtest(ha: HaCluster, db: str, vehicles: int, duration: float, seed: int,
