@@ -43,9 +43,10 @@ class BackendConfig:
     # TLS on the HTTP listener (dashboard, API, WebSocket); empty: plain HTTP (docs/operations.md)
     http_cert: str = ""
     http_key: str = ""
-    # browser sessions end after this long unused, and this long after login in any case
+    # browser sessions end after this long unused, and this long after login in any case (a
+    # working day: a stolen cookie is good for hours, not for a week)
     session_idle_s: float = 8 * 3600
-    session_max_s: float = 7 * 24 * 3600
+    session_max_s: float = 12 * 3600
     # reverse proxies whose X-Forwarded-For / -Proto are believed (addresses or CIDR networks)
     trusted_proxies: tuple[str, ...] = ()
     # Origins besides the dashboard's own allowed to open /ws with a session cookie

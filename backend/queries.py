@@ -11,8 +11,9 @@ from __future__ import annotations
 import math
 from datetime import UTC, date, datetime, timedelta
 
+from geostream.clock import wall_ms
+
 from .hub import iso_time, position_feature
-from .store.base import now_ms
 
 DEFAULT_ROUTE_HOURS = 48
 # Downsampling never returns more than this many points, whatever the request says.
@@ -23,6 +24,18 @@ STOP_SPEED_KMH = 3.0
 MIN_STOP_S = 300
 EARTH_RADIUS_M = 6_371_008.8
 DAY_MS = 86_400_000
+# The longest window one history question may span: a month of one vehicle at 1 Hz is ~2.7
+# million points, past that a question is an export job, not an answer to wait for.
+MAX_WINDOW_DAYS = 31
+MAX_WINDOW_MS = MAX_WINDOW_DAYS * DAY_MS
+
+
+def check_window(start_ms: int, end_ms: int) -> None:
+    """ValueError unless [start, end) is a window a history question may ask about."""
+    if end_ms <= start_ms:
+        raise ValueError("the end of the window must be after its start")
+    if end_ms - start_ms > MAX_WINDOW_MS:
+        raise ValueError(f"the window may span at most {MAX_WINDOW_DAYS} days")
 
 
 
@@ -44,7 +57,7 @@ def parse_time(value: str | int | None, default: int | None = None) -> int | Non
 def parse_day(value: str | None, now: int | None = None) -> date:
     if value:
         return date.fromisoformat(value)
-    return datetime.fromtimestamp((now or now_ms()) / 1000, UTC).date()
+    return datetime.fromtimestamp((now or wall_ms()) / 1000, UTC).date()
 
 
 def day_bounds(day: date) -> tuple[int, int]:
@@ -71,10 +84,9 @@ async def route(store, vehicle_id: str, start_ms: int | None = None, end_ms: int
     """GeoJSON Feature (LineString) of the vehicle's positions in [start, end), by device time.
     Downsampled on request: the first point of every `step_ms` bucket, or a bucket size that
     keeps about `max_points`."""
-    end = end_ms if end_ms is not None else (now or now_ms())
+    end = end_ms if end_ms is not None else (now or wall_ms())
     start = start_ms if start_ms is not None else end - DEFAULT_ROUTE_HOURS * 3_600_000
-    if end <= start:
-        raise ValueError("the end of the window must be after its start")
+    check_window(start, end)
     if max_points:
         limit = min(max_points, MAX_ROUTE_POINTS)
         step_ms = max(step_ms or 0, math.ceil((end - start) / limit))
@@ -113,6 +125,7 @@ async def geofence_entries(store, geofence_id: str, start_ms: int | None = None,
         default_start, default_end = yesterday_bounds(now)
         start_ms = default_start if start_ms is None else start_ms
         end_ms = default_end if end_ms is None else end_ms
+    check_window(start_ms, end_ms)
     entries = [{**e, "geofence_id": geofence_id}
                for e in await store.geofence_entries(geofence_id, start_ms, end_ms)]
     return {"geofence": geofence_id, "from_ms": start_ms, "to_ms": end_ms,
@@ -185,8 +198,7 @@ async def trips(store, vehicle_id: str, day: date | str | None = None,
 
 async def trips_between(store, vehicle_id: str, start_ms: int, end_ms: int) -> dict:
     """Trips and stops of one vehicle in [start, end)."""
-    if end_ms <= start_ms:
-        raise ValueError("the end of the window must be after its start")
+    check_window(start_ms, end_ms)
     points = await store.route(vehicle_id, start_ms, end_ms)
     return {"vehicle": vehicle_id, "from_ms": start_ms, "to_ms": end_ms, **summarize(points)}
 

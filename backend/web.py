@@ -11,7 +11,8 @@ from . import api, live, mapconfig, metrics, queries
 from .alerts.routes import add_alert_routes
 from .alerts.rules import RuleSet
 from .audit import audit
-from .auth import AUTH, AuthState, setup
+from .auth import AUTH, AuthState, headers, setup
+from .auth.middleware import is_secure
 from .authz import PRINCIPAL, Role, public, requires
 from .gateway import Gateway
 from .hub import Hub
@@ -44,6 +45,7 @@ def make_app(hub: Hub, store, status, auth: AuthState | None = None, gateway=Non
     answers only `Authorization: Bearer <metrics_token>` (none set: nobody)."""
     app = web.Application()
     setup(app, auth or AuthState(store=store))
+    headers.install(app, is_secure, filter(None, [headers.origin_of(map_files[0])]))
     if gateway is None:
         gateway = Gateway(store, BatchWriter(store), hub)
     routes = web.RouteTableDef()

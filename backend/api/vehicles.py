@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import collections
-import re
 
 from aiohttp import web
 
-from .. import queries
+from geostream.clock import wall_ms
+
 from ..authz import Role, requires
 from ..hub import iso_time, position_feature
 from ..store.base import AlertQuery
-from .common import GATEWAY, STORE, audit, error, principal, read_json, visible
+from .common import GATEWAY, STORE, VEHICLE_ID, audit, error, principal, read_json, visible
 from .units import signal_units
 
 # Open alerts counted per list: far above what a fleet has open at once (they close or get
 # acknowledged); beyond it the counts are a floor.
 MAX_OPEN_ALERTS = 10_000
-VEHICLE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")  # what the CLI and the agent config accept
 
 
 def position_of(row: dict) -> dict | None:
@@ -44,7 +43,7 @@ async def vehicle_states(request: web.Request, only: str | None = None) -> list[
     statuses = await store.vehicle_statuses()
     counts = collections.Counter(a.vehicle_id for a in await store.list_alerts(
         AlertQuery(state="open", vehicles=who.vehicles, limit=MAX_OPEN_ALERTS)))
-    now = queries.now_ms()
+    now = wall_ms()
     out = []
     for vid in sorted(provisioned.keys() | last.keys()):
         if (only is not None and vid != only) or not who.may_see(vid):
@@ -83,7 +82,7 @@ async def get_vehicle(request: web.Request) -> web.Response:
 async def create_vehicle(request: web.Request) -> web.Response:
     body = await read_json(request)
     vid = body.get("id") if isinstance(body, dict) else None
-    if not isinstance(vid, str) or not VEHICLE_ID.match(vid):
+    if not isinstance(vid, str) or not VEHICLE_ID.fullmatch(vid):
         raise error(web.HTTPBadRequest, "id must be 1..64 of A-Z a-z 0-9 _ . : -")
     token = await request.app[STORE].add_vehicle(vid)
     await audit(request, "vehicle.create", vid)
@@ -94,7 +93,8 @@ async def create_vehicle(request: web.Request) -> web.Response:
 async def revoke_vehicle(request: web.Request) -> web.Response:
     vid = request.match_info["vehicle"]
     store = request.app[STORE]
-    if vid not in {v["vehicle_id"] for v in await store.list_vehicles()}:
+    if not VEHICLE_ID.fullmatch(vid) or vid not in {
+            v["vehicle_id"] for v in await store.list_vehicles()}:
         raise error(web.HTTPNotFound, f"unknown vehicle {vid!r}")
     if await store.revoke_vehicle(vid):
         await audit(request, "vehicle.revoke", vid)

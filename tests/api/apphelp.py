@@ -58,7 +58,8 @@ class Api:
         key = (role, None if vehicles is None else tuple(sorted(vehicles)))
         if key not in self._tokens:
             name = f"{role}{len(self._tokens)}"
-            self._tokens[key] = await add_user_token(self.store, name, role)
+            self._tokens[key] = await add_user_token(self.store, name, role,
+                                                     all_vehicles=vehicles is None)
             if vehicles is not None:
                 await self.store.put_group(f"g-{name}", vehicles=list(vehicles), members=[name])
         return self._tokens[key]
