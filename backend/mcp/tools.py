@@ -12,6 +12,7 @@ import math
 import statistics
 from datetime import date, timedelta
 
+from geostream.clock import wall_ms
 from geostream.commands import command_problem
 
 from .. import queries
@@ -61,8 +62,8 @@ class FleetTools:
         self.store = store
         self.rules = rules  # alerts.rules.RuleSet, for the alert-rules resource
         self.maintenance = maintenance  # maintenance.config.MaintenanceConfig
-        self._send = send_command or store.add_command  # gateway.send_command when serving
-        self.clock = clock or queries.now_ms
+        self._send = send_command or store.add_command  # gateway.downlink.send when serving
+        self.clock = clock or wall_ms
 
     async def _vehicles(self, p: Principal) -> list[dict]:
         return [v for v in await self.store.list_vehicles() if p.may_see(v["vehicle_id"])]

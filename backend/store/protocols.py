@@ -225,6 +225,13 @@ class Partitions(Protocol):
         {"created": count, "dropped": [names]}."""
 
 
+class Replication(Protocol):
+    """PostgreSQL only, and optional: callers ask `hasattr(store, "replication")` first."""
+
+    async def replication(self) -> dict:
+        """The server's replication state: primary or not, standbys, synchronous ones."""
+
+
 class Store(Db, Vehicles, Readings, History, Geofences, Commands, Accounts, Alerts, Service,
             Dispatch, Partitions, Protocol):
     """Everything a store does: what `open_store` returns."""

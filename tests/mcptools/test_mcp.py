@@ -19,8 +19,8 @@ from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
 from backend.config import BackendConfig
-from backend.queries import now_ms
 from backend.service import Backend
+from geostream.clock import wall_ms
 from tests.authhelp import add_user_token, bearer
 from tests.mcptools.conftest import udp_port
 from tests.mcptools.fleetdata import MAINTENANCE, load
@@ -39,7 +39,7 @@ async def backend(db_url, pki, tmp_path):
                            maintenance=MAINTENANCE)
     b = Backend(config)
     await b.start()
-    await load(b.store, now_ms())
+    await load(b.store, wall_ms())
     b.tokens = {r: await add_user_token(b.store, r, r) for r in ("viewer", "dispatcher")}
     b.tokens["limited"] = await add_user_token(b.store, "limited", "viewer", all_vehicles=False)
     await b.store.put_group("north", ["truck-1", "truck-2"], ["limited"])
