@@ -122,7 +122,8 @@ class Backend:
 
         cfg = self.config.maintenance_config()
         add_mcp_routes(self.app, FleetTools(self.store, self.alerts.rules, cfg,
-                                            self.gateway.downlink.send))
+                                            self.gateway.downlink.send,
+                                            planning=self.planning))
         self.maintenance = MaintenanceMonitor(self.store, cfg, self.hub.publish_alert)
         if cfg.intervals or cfg.health:
             self._maintenance_timer = asyncio.get_running_loop().create_task(

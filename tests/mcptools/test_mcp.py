@@ -28,7 +28,7 @@ from tests.mcptools.fleetdata import MAINTENANCE, load
 REPO = Path(__file__).resolve().parents[2]
 TOOLS = {"list_vehicles", "vehicle_state", "route", "trips", "who_was_in_geofence", "alerts",
          "acknowledge_alert", "signal_history", "send_command", "maintenance_status",
-         "list_geofences"}
+         "plan_routes", "list_geofences"}
 
 
 @pytest.fixture
@@ -100,11 +100,16 @@ async def exercise(client: Client, dispatcher: bool) -> None:
     assert [i["name"] for i in rules["maintenance"]["intervals"]] == ["oil", "inspection"]
     sent = await client.call_tool("send_command", {"vehicle": "truck-2", "name": "ping"})
     ack = await client.call_tool("acknowledge_alert", {"alert_id": 1})
+    planned = await client.call_tool("plan_routes", {"start": "2026-12-07T08:00",
+                                                     "end": "2026-12-07T16:00"})
+    assert planned.is_error  # no dispatch vehicles here (tests/mcptools/test_plan.py has)
     if dispatcher:
         assert not sent.is_error and sent.structured_content["state"] == "pending"
+        assert "needs role" not in planned.content[0].text
     else:
         assert sent.is_error and "needs role dispatcher" in sent.content[0].text
         assert ack.is_error and "needs role dispatcher" in ack.content[0].text
+        assert "needs role dispatcher" in planned.content[0].text
 
 
 async def test_every_tool_over_http(backend):
