@@ -92,7 +92,7 @@ def pytest_collection_modifyitems(config, items):
 
 # How long a (re)start keeps retrying a port someone else holds for a moment (an ephemeral
 # client socket of another program): long against a loaded machine, bounded.
-PORT_RETRY_S = 15.0
+PORT_RETRY_S = 60.0
 # what a server process logs when its port is taken
 ADDRESS_IN_USE = "Address already in use"
 
