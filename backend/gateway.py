@@ -80,6 +80,8 @@ class Gateway:
         self.cluster = cluster
         # in a cluster: tells the other nodes a vehicle has a new command (backend/fanout.py)
         self.command_wake = None
+        # with NATS: the node's NatsFanout, for its counters in /metrics (backend/service.py)
+        self.fanout = None
 
     def credit(self) -> int:
         return credit_for(self.writer.stats.backlog_rows, len(self.connections),

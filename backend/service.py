@@ -39,6 +39,7 @@ class Backend:
                                ticket_file=config.ticket_path(), alerts=self.alerts,
                                cluster=config.cluster_node())
         if self.fanout is not None:
+            self.gateway.fanout = self.fanout  # its refusals in /metrics
             self.gateway.command_wake = self.fanout.wake
             self.fanout.on_wake = self.gateway.wake_commands
         self._runner: web.AppRunner | None = None
