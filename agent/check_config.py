@@ -8,6 +8,7 @@ positions), falling back to the table's header line.
 
 from __future__ import annotations
 
+import argparse
 import re
 import sys
 import tomllib
@@ -28,7 +29,7 @@ def _blocks(lines: list[str]) -> list[tuple[str, int, int]]:
         m = _HEADER.match(line)
         if m:
             heads.append((m.group(2), n))
-    ends = [n - 1 for _, n in heads[1:]] + [len(lines)]
+    ends = [n - 1 for _, n in heads[1:]] + [len(lines)] * bool(heads)  # none: no tables
     return [(name, start, end) for (name, start), end in zip(heads, ends, strict=True)]
 
 
@@ -100,12 +101,15 @@ def check(path: str) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1 or argv[0].startswith("-"):
-        print("usage: fleet-agent check-config FILE", file=sys.stderr)
-        return 2
-    problems = check(argv[0])
+    parser = argparse.ArgumentParser(
+        prog="fleet-agent check-config",
+        description="Validate an agent.toml as the daemon would; each problem as FILE:LINE. "
+        "Exit 0 if it is valid, 1 if not, 2 on a usage error.")
+    parser.add_argument("file", metavar="FILE", help="the agent's TOML configuration")
+    path = parser.parse_args(argv).file
+    problems = check(path)
     for p in problems:
         print(p, file=sys.stderr)
     if not problems:
-        print(f"{argv[0]}: OK")
+        print(f"{path}: OK")
     return 1 if problems else 0

@@ -17,23 +17,36 @@ TOOLS = {
 }
 
 
+def _parser(run: bool) -> argparse.ArgumentParser:
+    """`fleet-agent [run]`'s options; `fleet-agent run --help` shows the daemon's alone."""
+    if run:
+        parser = argparse.ArgumentParser(
+            prog="fleet-agent run",
+            description="Run the agent: read GPS and CAN, keep readings in the journal, send "
+            "them to the backend (the default command).")
+    else:
+        parser = argparse.ArgumentParser(
+            prog="fleet-agent",
+            description="On-vehicle agent: GPS/CAN → SQLite journal → geostream/1.0 over QUIC. "
+            "Commands: run: the daemon (the default); " +
+            "; ".join(f"{k}: {h}" for k, (_, h) in TOOLS.items()) +
+            ". `fleet-agent COMMAND --help` shows a command's own options.")
+        parser.add_argument("command", nargs="?", default="run", choices=["run", *TOOLS])
+    parser.add_argument("--config", default=DEFAULT_CONFIG_PATH, help="agent TOML file")
+    parser.add_argument("--log-level", help="debug, info, warning or error (default: [log] "
+                        "level of the config, else info)")
+    parser.add_argument("--version", action="version", version=f"fleet-agent {__version__}")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in TOOLS:
         import importlib
 
         return importlib.import_module(TOOLS[argv[0]][0]).main(argv[1:])
-    parser = argparse.ArgumentParser(
-        prog="fleet-agent",
-        description="On-vehicle agent: GPS/CAN → SQLite journal → geostream/1.0 over QUIC. "
-        "Tools: " + "; ".join(f"{k}: {h}" for k, (_, h) in TOOLS.items()),
-    )
-    parser.add_argument("command", nargs="?", default="run", choices=["run", *TOOLS])
-    parser.add_argument("--config", default=DEFAULT_CONFIG_PATH, help="agent TOML file")
-    parser.add_argument("--log-level", help="debug, info, warning or error (default: [log] "
-                        "level of the config, else info)")
-    parser.add_argument("--version", action="version", version=f"fleet-agent {__version__}")
-    args = parser.parse_args(argv)
+    run = bool(argv) and argv[0] == "run"
+    args = _parser(run).parse_args(argv[1:] if run else argv)
     from . import logging_setup
     from .config import ConfigError, load_config
     from .daemon import run_daemon

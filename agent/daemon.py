@@ -7,6 +7,7 @@ import logging
 import signal
 import time
 
+from geostream.clock import wall_ms
 from geostream.messages import Status
 
 from . import __version__, control, logging_setup, status
@@ -17,12 +18,14 @@ from .readings import Event, Reading
 from .sd_notify import SystemdNotifier
 from .sources import Source
 from .uplink import Uplink
+from .uplink_machine import STATUS_INTERVAL_S
 
 log = logging.getLogger(__name__)
 
-STATUS_INTERVAL_S = 10.0
-# status report to the backend (docs/protocol.md §3 status): ~100 bytes per 30 s
-REPORT_INTERVAL_S = 30.0
+# The daemon's housekeeping tick: the systemd watchdog ping and STATUS= line, the Prometheus
+# textfile, a nudge to the uplink (which sends a status report when one is due). Shorter when
+# systemd's watchdog asks for it (half its period).
+HOUSEKEEPING_S = 10.0
 
 
 def build_sources(config: AgentConfig) -> list[Source]:
@@ -60,14 +63,14 @@ class Agent:
         self.uplink = Uplink(config, self.journal)
         self.uplink.status_provider = self.status_report
         self.uplink.status_interval_s = float(config.status.get("report_interval_s",
-                                                                REPORT_INTERVAL_S))
+                                                                STATUS_INTERVAL_S))
         self.notifier = SystemdNotifier()
         self._pending: list[Reading] = []
         self._flush_now = asyncio.Event()
         self.accepted = 0
-        self._tick = self.notifier.watchdog_interval(STATUS_INTERVAL_S)
+        self._tick = self.notifier.watchdog_interval(HOUSEKEEPING_S)
         if self.journal.journal.moved_aside:
-            self._pending.append(Event(time.time_ns() // 1_000_000, "journal-recreated",
+            self._pending.append(Event(wall_ms(), "journal-recreated",
                                        {"moved_aside": self.journal.journal.moved_aside}))
 
     def emit(self, reading: Reading) -> None:
@@ -95,7 +98,7 @@ class Agent:
         batch, self._pending = self._pending, []
         # on disk trouble the journal holds readings in memory and returns fewer seqs: only
         # committed readings are accepted (docs/journal.md)
-        seqs = await self.journal.call("append", batch)
+        seqs = await self.journal.append(batch)
         self.accepted += len(seqs)
         log.debug("journal: committed %d of %d readings (%d accepted since start)",
                   len(seqs), len(batch), self.accepted)
@@ -111,7 +114,7 @@ class Agent:
     async def snapshot(self) -> dict:
         """What `fleet-agent status` shows (agent/status.py)."""
         mono, now_ms = status.now_pair()
-        journal = await self.journal.call("stats")
+        journal = await self.journal.stats()
         return status.snapshot(
             vehicle=self.config.vehicle_id, version=__version__,
             started_monotonic=self.started, now_monotonic=mono, now_ms=now_ms,

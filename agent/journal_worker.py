@@ -1,12 +1,20 @@
-"""Runs every Journal call on one dedicated thread, so fsyncs never stall the event loop."""
+"""Runs every Journal call on one dedicated thread, so fsyncs never stall the event loop.
+
+One async method per Journal operation the daemon and the uplink use, with the Journal's own
+signature, so a caller's mistake is a type error, not a misspelt name found at run time."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from .config import JournalConfig
-from .journal import Journal
+from .journal import DrainState, Journal, JournalStats
+from .readings import Reading
+
+T = TypeVar("T")
 
 
 class JournalWorker:
@@ -25,9 +33,28 @@ class JournalWorker:
         """The journal's epoch; 0 while it could not be opened (disk trouble at start-up)."""
         return self.journal.epoch
 
-    async def call(self, method: str, *args):
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, getattr(self.journal, method), *args)
+    async def _run(self, fn: Callable[..., T], *args) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def append(self, readings: Sequence[Reading]) -> list[int]:
+        """`Journal.append`: commit readings in one transaction; the seqs made durable."""
+        return await self._run(self.journal.append, readings)
+
+    async def acknowledge(self, through: int, ranges: Iterable[tuple[int, int]] = (),
+                          epoch: int | None = None) -> int:
+        """`Journal.acknowledge`: delete what the backend committed; how many rows went."""
+        return await self._run(self.journal.acknowledge, through, ranges, epoch)
+
+    async def next_batch(self, drain: DrainState, max_readings: int,
+                         max_bytes: int) -> list[dict]:
+        """`Journal.next_batch`: the next batch to send, live position first."""
+        return await self._run(self.journal.next_batch, drain, max_readings, max_bytes)
+
+    async def acked_through(self) -> int:
+        return await self._run(self.journal.acked_through)
+
+    async def stats(self) -> JournalStats:
+        return await self._run(self.journal.stats)
 
     def close(self) -> None:
         self._executor.submit(self.journal.close).result()

@@ -10,6 +10,8 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, is_dataclass
 
+from geostream.clock import wall_ms
+
 
 def uplink_status(uplink, now_monotonic: float) -> dict:
     """The link as the operator sees it. Uses `uplink.status()` when the uplink has one."""
@@ -98,4 +100,4 @@ def render(s: dict) -> str:
 
 
 def now_pair() -> tuple[float, int]:
-    return time.monotonic(), time.time_ns() // 1_000_000
+    return time.monotonic(), wall_ms()

@@ -16,6 +16,7 @@ import asyncio
 import ssl
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from aioquic.quic.configuration import QuicConfiguration
@@ -49,6 +50,43 @@ from .uplink_machine import UplinkMachine, log
 __all__ = ["ROUTE_CHECK_S", "TICKET_FILE_NAME", "Uplink", "UplinkStats"]
 
 CONNECT_TIMEOUT_S = 10.0
+
+
+# --- the inbox: what the loop reacts to, besides its timer ---------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Wake:
+    """New readings were committed to the journal."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamData:
+    """Bytes on the connection's stream (`end`: the peer finished it)."""
+    link: QuicLink
+    data: bytes
+    end: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LinkClosed:
+    link: QuicLink
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeDone:
+    """A liveness probe of the path answered (`reachable`) or gave up."""
+    link: QuicLink
+    reachable: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RouteSeen:
+    """The route to the gateway now leaves from `local_host`."""
+    link: QuicLink
+    local_host: str
+
+
+InboxEvent = Wake | StreamData | LinkClosed | ProbeDone | RouteSeen
 # a batch encoded larger than max_batch_bytes is asked again with 80 % of the budget, at most
 # this often (the journal's size estimate comes from its stored payloads)
 _BUDGET_TRIES = 8
@@ -71,7 +109,7 @@ class Uplink:
         self.status_provider: Callable[[], Awaitable[Status]] | None = None
         self.tickets = TicketFile(config.server.ticket_file or
                                   Path(config.journal.path).parent / TICKET_FILE_NAME)
-        self._inbox: asyncio.Queue[tuple] = asyncio.Queue()
+        self._inbox: asyncio.Queue[InboxEvent] = asyncio.Queue()
         self._woken = False
         self._tasks: set[asyncio.Task] = set()  # the link's watchers and probes
         self._addr: tuple | None = None
@@ -116,7 +154,7 @@ class Uplink:
         """New readings were committed to the journal."""
         if not self._woken:
             self._woken = True
-            self._inbox.put_nowait(("wake",))
+            self._inbox.put_nowait(Wake())
 
     # --- the loop ----------------------------------------------------------------------
 
@@ -132,31 +170,30 @@ class Uplink:
                 else:
                     try:
                         async with asyncio.timeout_at(at):
-                            item = await self._inbox.get()
+                            event = await self._inbox.get()
                     except TimeoutError:
                         await self._do(m.handle_timer(loop.time(), self._boottime()))
                     else:
-                        await self._input(item)
+                        await self._input(event)
                 await self._fill()
                 await self._report()
         finally:
             self._drop_link()
 
-    async def _input(self, item: tuple) -> None:
+    async def _input(self, event: InboxEvent) -> None:
         now, m = asyncio.get_running_loop().time(), self.machine
-        kind, link = item[0], item[1] if len(item) > 1 else None
-        if kind == "wake":
+        if isinstance(event, Wake):
             self._woken = False
-        elif link is not self.link:
+        elif event.link is not self.link:
             return  # from a connection that is gone
-        elif kind == "data":
-            await self._do(m.stream_data(now, item[2], item[3]))
-        elif kind == "closed":
-            await self._do(m.disconnected(now, f"connection closed: {link.close_reason}"))
-        elif kind == "probe":
-            await self._do(m.probe_done(now, item[2]))
-        elif kind == "route":
-            await self._do(m.route_seen(now, item[2]))
+        elif isinstance(event, StreamData):
+            await self._do(m.stream_data(now, event.data, event.end))
+        elif isinstance(event, LinkClosed):
+            await self._do(m.disconnected(now, f"connection closed: {event.link.close_reason}"))
+        elif isinstance(event, ProbeDone):
+            await self._do(m.probe_done(now, event.reachable))
+        elif isinstance(event, RouteSeen):
+            await self._do(m.route_seen(now, event.local_host))
 
     async def _do(self, actions: list) -> None:
         for a in actions:
@@ -165,7 +202,7 @@ class Uplink:
                     self.link.send(self._stream_id, a.data)
             elif isinstance(a, ApplyAck):
                 ack = a.ack
-                await self.journal.call("acknowledge", ack.through, ack.ranges, ack.epoch)
+                await self.journal.acknowledge(ack.through, ack.ranges, ack.epoch)
                 if self.on_ack is not None:
                     self.on_ack(ack)
             elif isinstance(a, Connect):
@@ -212,9 +249,9 @@ class Uplink:
         server = self.config.server
         infos = await loop.getaddrinfo(server.host, server.port, type=2)  # SOCK_DGRAM
         self._addr = addr = infos[0][4]
-        acked_through = await self.journal.call("acked_through")
+        acked_through = await self.journal.acked_through()
         link = QuicLink(self.quic_configuration(), addr,
-                        lambda sid, data, end: self._inbox.put_nowait(("data", link, data, end)),
+                        lambda sid, data, end: self._inbox.put_nowait(StreamData(link, data, end)),
                         session_ticket_handler=self.tickets.save,
                         ack_delay_s=ack_delay_for(self.machine.send_interval_s))
         link.on_datagram = m.datagram_received
@@ -240,7 +277,7 @@ class Uplink:
         self._spawn(self._closed(link))
         if self.route_check_s:
             self._spawn(watch_routes(
-                addr, lambda src: self._inbox.put_nowait(("route", link, src)),
+                addr, lambda src: self._inbox.put_nowait(RouteSeen(link, src)),
                 self.route_check_s))
         await self._do(m.handshake_done(
             loop.time(), local_host=link.local_host, resumed=link.session_resumed,
@@ -248,7 +285,7 @@ class Uplink:
 
     async def _closed(self, link: QuicLink) -> None:
         await link.closed.wait()
-        self._inbox.put_nowait(("closed", link))
+        self._inbox.put_nowait(LinkClosed(link))
 
     def _drop_link(self, tell_peer: bool = True) -> None:
         for t in self._tasks:
@@ -306,7 +343,7 @@ class Uplink:
         finally:
             probe.close()
             probe.abort()
-        self._inbox.put_nowait(("probe", link, ok))
+        self._inbox.put_nowait(ProbeDone(link, ok))
 
     # --- sending -----------------------------------------------------------------------
 
@@ -336,7 +373,7 @@ class Uplink:
         budget = session.max_batch_bytes - 64
         for _ in range(_BUDGET_TRIES):
             trial = DrainState(drain.cursor, set(drain.live), drain.epoch)
-            batch = await self.journal.call("next_batch", trial, max_readings, budget)
+            batch = await self.journal.next_batch(trial, max_readings, budget)
             if len(batch) <= 1 or session.batch_size(batch) <= session.max_batch_bytes:
                 break
             budget = budget * 8 // 10

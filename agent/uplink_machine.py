@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import enum
 import logging
-import time
 from collections import OrderedDict
 from collections.abc import Callable
 
 from geostream.backoff import Backoff
+from geostream.clock import wall_ms
 from geostream.errors import ErrorCode
 from geostream.limits import SEND_BATCH_READINGS, STALL_S
 from geostream.messages import Status
@@ -47,7 +47,8 @@ BACKOFF_MAX_S = 30.0
 BACKOFF_JITTER = 0.5
 # after auth-failed/revoked, retry slowly: an operator may re-provision the vehicle
 AUTH_BACKOFF_S = 60.0
-# how often the agent reports its status (the daemon sets [status] report_interval_s)
+# How often the agent reports its status to the backend (docs/protocol.md §3 status; ~100
+# bytes each); [status] report_interval_s overrides it.
 STATUS_INTERVAL_S = 30.0
 # asyncio may fire a timer up to its clock resolution early
 _EARLY_S = 1e-3
@@ -60,15 +61,11 @@ class State(enum.Enum):
     REFUSED = "refused"  # auth-failed or revoked: waiting AUTH_BACKOFF_S
 
 
-def _wall_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 class UplinkMachine:
     """One agent's link to the gateway, as state and deadlines."""
 
     def __init__(self, send_interval_s: float, *, commands: CommandDispatcher | None = None,
-                 backoff: Backoff | None = None, wall_ms: Callable[[], int] = _wall_ms,
+                 backoff: Backoff | None = None, wall_ms: Callable[[], int] = wall_ms,
                  random: Callable[[], float] | None = None) -> None:
         self.send_interval_s = send_interval_s
         self.commands = commands or CommandDispatcher()

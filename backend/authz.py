@@ -44,15 +44,28 @@ class Principal:
     user_id: int
     name: str
     role: Role
-    # None: every vehicle; otherwise only these (the union of the user's groups)
-    vehicles: frozenset[str] | None = None
+    # None: every vehicle (an admin, or a user with the all-vehicles scope); otherwise only
+    # these, the union of the user's groups, empty without a group (access fails closed)
+    vehicles: frozenset[str] | None = frozenset()
     via: str = "session"  # "session" (cookie, CSRF-checked writes) or "token" (Bearer)
+    groups: frozenset[str] = frozenset()
+    # a session whose password is below the policy: it may only change it (backend/auth/)
+    must_change_password: bool = False
 
     def may(self, role: Role) -> bool:
         return self.role >= role
 
     def may_see(self, vehicle_id: str) -> bool:
         return self.vehicles is None or vehicle_id in self.vehicles
+
+    def may_see_geofence(self, group: str | None) -> bool:
+        """A geofence belongs to a group (or to none: fleet-wide); whoever sees every vehicle
+        sees every geofence, everyone else those of their own groups."""
+        return self.vehicles is None or (group is not None and group in self.groups)
+
+    def may_change_geofence(self, group: str | None) -> bool:
+        """Dispatchers change the geofences they see: their groups' (all, with every vehicle)."""
+        return self.may(Role.DISPATCHER) and self.may_see_geofence(group)
 
 
 # where the access middleware leaves the request's Principal (or None); a RequestKey, not a

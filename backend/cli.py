@@ -52,6 +52,13 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"largest transaction in rows (default {d.writer_max_rows})")
     p.add_argument("--writer-linger-ms", type=int,
                    help=f"wait this long to grow a transaction (default {d.writer_linger_ms})")
+    p.add_argument("--reading-min-time",
+                   help="readings observed before this UTC date (or date-time) are refused as "
+                   "invalid: dead-lettered, never a position (default "
+                   f"{d.reading_min_time})")
+    p.add_argument("--reading-max-ahead-s", type=float,
+                   help="and readings more than this many seconds ahead of the gateway's clock "
+                   f"(default {d.reading_max_ahead_s:g}: a day)")
     p.add_argument("--ticket-file",
                    help="SQLite file for the gateway's TLS session tickets, mode 0600, or a "
                    "postgresql:// URL shared by gateway nodes (docs/scaling.md) (default: "
@@ -61,6 +68,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--map-pmtiles", help="local .pmtiles archive (raster or vector) served to "
                    "the web app as its basemap")
     p.add_argument("--map-overlay", help="GeoJSON file drawn over the basemap (roads, depots)")
+    p.add_argument("--road-network", help="OpenStreetMap extract (.osm.pbf) for dispatch "
+                   "travel times (default: straight line × detour factor; docs/planning.md)")
+    p.add_argument("--road-cache-dir", help="where the road graph built from it is cached "
+                   "(default $XDG_CACHE_HOME/fleet-agent/roads)")
     p.add_argument("--server-id", type=int, help="gateway node behind a router: its server id "
                    "in connection IDs, 0..65535 (docs/scaling.md; default: no router)")
     p.add_argument("--router", help="the router's tunnel address HOST:PORT (with --server-id)")
@@ -115,6 +126,9 @@ def _parser() -> argparse.ArgumentParser:
 
     add_parsers(sub)
     query_parser(sub)
+    from .dispatch.cli import jobs_parser
+
+    jobs_parser(sub)
     mcp = sub.add_parser("mcp", help="MCP server over stdio for AI clients (docs/mcp.md)")
     mcp.add_argument("--token-file", help="file holding a user's API token (`users token "
                      "NAME`); default: $FLEET_API_TOKEN")
@@ -230,6 +244,17 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print(json.dumps(answer, indent=None, separators=(",", ":")))
         return 0
+    if command == "jobs":
+        from .dispatch.cli import run_jobs
+        from .store.base import now_ms
+
+        args.road_network = config.road_network  # `jobs plan`: flags or the TOML file
+        args.road_cache_dir = config.road_cache_dir
+        try:
+            return asyncio.run(_with_store(config, lambda s: run_jobs(args, s, now_ms())))
+        except OSError as exc:
+            print(f"backend jobs: {exc}", file=sys.stderr)
+            return 2
     if command == "mcp":
         from .mcp.stdio import serve_stdio
 

@@ -24,6 +24,11 @@ class BackendConfig:
     key: str = "/etc/fleet-backend/server.key"
     writer_max_rows: int = 5000
     writer_linger_ms: int = 0
+    # the sane window of a reading's device time (docs/protocol.md §4): readings before
+    # `reading_min_time` (ISO date or date-time, UTC) or more than `reading_max_ahead_s` ahead
+    # of the gateway's clock are dead-lettered, never a vehicle's position
+    reading_min_time: str = "2000-01-01"
+    reading_max_ahead_s: float = 24 * 3600
     # the gateway's TLS session tickets (docs/protocol.md §8); empty: TICKET_FILE_NAME next to
     # the embedded store's file, or in STATE_DIR with PostgreSQL
     ticket_file: str = ""
@@ -38,9 +43,10 @@ class BackendConfig:
     # TLS on the HTTP listener (dashboard, API, WebSocket); empty: plain HTTP (docs/operations.md)
     http_cert: str = ""
     http_key: str = ""
-    # browser sessions end after this long unused, and this long after login in any case
+    # browser sessions end after this long unused, and this long after login in any case (a
+    # working day: a stolen cookie is good for hours, not for a week)
     session_idle_s: float = 8 * 3600
-    session_max_s: float = 7 * 24 * 3600
+    session_max_s: float = 12 * 3600
     # reverse proxies whose X-Forwarded-For / -Proto are believed (addresses or CIDR networks)
     trusted_proxies: tuple[str, ...] = ()
     # Origins besides the dashboard's own allowed to open /ws with a session cookie
@@ -50,6 +56,12 @@ class BackendConfig:
     map_style: str = ""
     map_pmtiles: str = ""
     map_overlay: str = ""
+    # dispatch planning (docs/planning.md): an OpenStreetMap extract (.osm.pbf) whose roads give
+    # the travel times; empty: straight-line distance × a detour factor, said in every answer.
+    # Its graph is built once and cached by the extract's hash in road_cache_dir (empty:
+    # $XDG_CACHE_HOME/fleet-agent/roads).
+    road_network: str = ""
+    road_cache_dir: str = ""
     # a gateway node behind `python -m backend router` (docs/scaling.md): its server id
     # (0..65535, -1: a single machine, no router) and the router's tunnel address HOST:PORT
     server_id: int = -1
@@ -59,6 +71,7 @@ class BackendConfig:
     cluster_key_file: str = ""
     # NATS for live fan-out between nodes (backend/fanout.py, docs/scaling.md §5), e.g.
     # nats://10.0.0.5:4222; empty: the gateway publishes straight into this process's hub
+    # (several servers of a NATS cluster: comma-separated URLs)
     nats_url: str = ""
     # NATS credentials (docs/scaling.md §5): a user with a password file, or a token file (files
     # of mode 0600, never on the command line), and TLS: the CA of nats-server's certificate
@@ -85,6 +98,25 @@ class BackendConfig:
         self.maintenance_config()
         if not 0.1 <= self.alert_timer_s <= 3600:
             raise ValueError("alert_timer_s must be within 0.1..3600")
+        self.time_window()  # a bad reading_min_time / reading_max_ahead_s fails at start
+
+    def time_window(self):
+        """The gateway's sane window of reading times (geostream.schema.TimeWindow)."""
+        from datetime import UTC, datetime
+
+        from geostream.schema import TimeWindow
+
+        try:
+            start = datetime.fromisoformat(self.reading_min_time)
+        except ValueError:
+            raise ValueError("reading_min_time must be an ISO date or date-time, e.g. "
+                             "2000-01-01") from None
+        if start.tzinfo is None:
+            start = start.replace(tzinfo=UTC)
+        if not 60 <= self.reading_max_ahead_s <= 366 * 86400:
+            raise ValueError("reading_max_ahead_s must be within 60..31622400 (a leap year)")
+        return TimeWindow(min_ms=int(start.timestamp() * 1000),
+                          max_ahead_ms=int(self.reading_max_ahead_s * 1000))
 
     def alert_rules(self):
         from .alerts.rules import parse_rules

@@ -8,6 +8,7 @@ its batches is `backend.gateway_conn.GatewayProtocol`.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 
 from aioquic.asyncio import serve
@@ -16,17 +17,21 @@ from prometheus_client import Histogram
 
 from geostream import ALPN
 from geostream.backoff import Backoff
+from geostream.commands import command_problem
 from geostream.errors import ErrorCode
 from geostream.limits import DEFAULT_CREDIT, IDLE_TIMEOUT_S
 from geostream.messages import Command, Status
+from geostream.schema import DEFAULT_WINDOW, TimeWindow
 
 from .alerts import NoAlerts
+from .dispatch.service import Dispatcher
 from .gateway_conn import GatewayProtocol
 from .hub import Hub
 from .metrics import ACK_BUCKETS_S
 from .quic_tuning import enlarge_socket_buffers
-from .store.base import Store, StoredCommand
+from .store.base import StoredCommand
 from .store.base import now_ms as _now_ms
+from .store.protocols import Store
 from .tickets import TicketStore
 from .writer import BatchWriter
 
@@ -41,9 +46,18 @@ MAX_CREDIT = DEFAULT_CREDIT
 ACK_GRACE_S = 0.3
 # How often revocations made by `python -m backend vehicles revoke` reach open connections.
 REVOCATION_POLL_S = 2.0
+# The longest a batch waits for its commit before the session is ended with `internal` (the
+# agent reconnects and re-sends; nothing is lost): longer than a PostgreSQL restart or failover
+# (10–30 s), so a short outage does not disconnect the fleet, short enough that a stuck writer
+# is noticed by every vehicle within a minute instead of never.
+ACK_WAIT_S = 60.0
 # Reading a vehicle's pending commands after its welcome is retried while the store is away.
 COMMAND_RETRY_MIN_S = 1.0
 COMMAND_RETRY_MAX_S = 30.0
+
+
+class CommandRefused(ValueError):
+    """A command the registry (geostream/commands.py) does not allow: nothing was stored."""
 
 
 def credit_for(backlog_rows: int, vehicles: int, backlog_high: int = BACKLOG_HIGH) -> int:
@@ -57,17 +71,30 @@ class Gateway:
 
     def __init__(self, store: Store, writer: BatchWriter, hub: Hub,
                  backlog_high: int = BACKLOG_HIGH, ticket_file: str = ":memory:",
-                 alerts=None, cluster=None):
+                 alerts=None, cluster=None, dispatch=None,
+                 ts_window: TimeWindow = DEFAULT_WINDOW, ack_wait_s: float = ACK_WAIT_S):
         self.backlog_high = backlog_high
         self.draining = False
         self.store = store
         self.writer = writer
+        # the database's backend/dbwatch.py ReplicationWatch (set by the Backend; metrics)
+        self.db_replication = None
         self.hub = hub
         # alert rules run after each commit (backend/alerts/); NoAlerts where none are wanted
         self.alerts = alerts if alerts is not None else NoAlerts()
+        # arrival detection for vehicles on a live route, and the dispatch API's service
+        self.dispatch = dispatch if dispatch is not None else Dispatcher(
+            store, getattr(hub, "publish_dispatch", None))
         self.connections: dict[str, set[GatewayProtocol]] = {}
         self.stats = {"connections": 0, "auth_failures": 0, "protocol_errors": 0,
-                      "batches": 0, "readings": 0, "invalid_readings": 0}
+                      "batches": 0, "readings": 0, "invalid_readings": 0,
+                      "commit_timeouts": 0, "commands_failed": 0,
+                      # refusals by error code label, invalid readings by the rule they broke
+                      "refusals": collections.Counter(),
+                      "invalid_by_rule": collections.Counter()}
+        # a reading's `ts` outside this window is invalid (docs/protocol.md §4)
+        self.ts_window = ts_window
+        self.ack_wait_s = ack_wait_s
         # batch received → ack sent (GET /metrics); not in a global registry
         self.ack_latency = Histogram("fleet_ack_latency_seconds", "Batch received to ack sent",
                                      buckets=ACK_BUCKETS_S, registry=None)
@@ -89,10 +116,17 @@ class Gateway:
 
     # --- downlink commands (docs/protocol.md §3 command) ----------------------------------
 
-    async def send_command(self, vehicle: str, name: str, args: dict | None = None) -> int:
+    async def send_command(self, vehicle: str, name: str, args: dict | None = None,
+                           request_key: str | None = None) -> int:
         """Store a command for a vehicle and send it on its open connections; it is sent again
-        after each new welcome until the agent acknowledges it."""
-        command_id = await self.store.add_command(vehicle, name, dict(args or {}))
+        after each new welcome until the agent acknowledges it. `request_key`: the sender's
+        idempotency key (a repeat stores nothing new; the agent answers a repeated command
+        from its memory). Raises CommandRefused, before storing anything, for one the registry
+        (geostream/commands.py) does not allow."""
+        if (problem := command_problem(name, args if args is not None else {})) is not None:
+            raise CommandRefused(problem)
+        command_id = await self.store.add_command(vehicle, name, dict(args or {}),
+                                                  request_key=request_key)
         if any(p.can_send for p in self.connections.get(vehicle, ())):
             # counted first, so an answer is never on record with the command unsent
             await self._commands_sent(vehicle, [command_id])
@@ -125,9 +159,28 @@ class Gateway:
                 await asyncio.sleep(delay)
         if not pending or not proto.can_send:
             return
+        sendable = []
+        for c in pending:
+            if (problem := command_problem(c.name, c.args)) is None:
+                sendable.append(c)
+            else:  # stored before the registry refused it: failed, never the connection
+                await self._fail_command(vehicle, c, problem)
+        pending = sendable
+        if not pending:
+            return
         await self._commands_sent(vehicle, [c.id for c in pending])
         for c in pending:
             proto.send_command(Command(id=c.id, name=c.name, args=c.args))
+
+    async def _fail_command(self, vehicle: str, c: StoredCommand, problem: str) -> None:
+        """Mark a stored command that cannot be sent as answered not-ok, with the reason."""
+        self.stats["commands_failed"] += 1
+        log.warning("command %d %r for %s not sent: %s", c.id, c.name, vehicle, problem)
+        try:
+            await self.store.answer_command(vehicle, c.id, False, f"not sent: {problem}"[:256],
+                                            _now_ms())
+        except Exception as exc:  # stays pending; skipped again at the next welcome
+            log.warning("cannot mark command %d failed: %s", c.id, exc)
 
     async def _commands_sent(self, vehicle: str, ids: list[int]) -> None:
         try:

@@ -25,7 +25,7 @@ from aioquic.quic.events import (
 from geostream.errors import ErrorCode, ProtocolError
 from geostream.messages import Batch, Command
 from geostream.quic_acks import ack_with_data
-from geostream.schema import reading_problem
+from geostream.schema import content_problem, json_safe
 from geostream.session import (
     BatchReceived,
     CommandAcked,
@@ -34,6 +34,7 @@ from geostream.session import (
     PeerError,
     ServerSession,
     StatusReceived,
+    UnknownSkipped,
 )
 
 from .hub import position_feature
@@ -125,6 +126,8 @@ class GatewayProtocol(QuicConnectionProtocol):
                 self._spawn(self.gateway.status_received(self.vehicle, ev.status))
             elif isinstance(ev, PeerError):
                 log.info("%s reports error %d: %s", self.vehicle, ev.code, ev.reason)
+            elif isinstance(ev, UnknownSkipped):  # answered unknown-type (not fatal)
+                self.gateway.stats["refusals"][ErrorCode.UNKNOWN_TYPE.label] += 1
         self._flush()
         if event.end_stream:
             self.close_connection(0, "session ended by agent")
@@ -181,12 +184,15 @@ class GatewayProtocol(QuicConnectionProtocol):
         stored apart and acknowledged, so the agent never re-sends them)."""
         good: list[StoredReading] = []
         dead: list[DeadLetter] = []
+        window = self.gateway.ts_window
         for r in batch.readings:
-            problem = reading_problem(r)
+            problem = content_problem(r, now, window)
             if problem is None:
                 good.append(StoredReading.from_wire(self.vehicle, batch.epoch, r, now))
             else:
-                dead.append(DeadLetter(self.vehicle, batch.epoch, r["q"], r, problem, now))
+                self.gateway.stats["invalid_by_rule"][problem.rule] += 1
+                dead.append(DeadLetter(self.vehicle, batch.epoch, r["q"], json_safe(r),
+                                       problem.detail, now))
         if dead:
             self.gateway.stats["invalid_readings"] += len(dead)
             self.session.fail(ProtocolError(ErrorCode.INVALID_READING,
@@ -194,12 +200,20 @@ class GatewayProtocol(QuicConnectionProtocol):
         return good, dead
 
     async def _store(self, good: list[StoredReading], dead: list[DeadLetter]) -> bool:
-        """Group commit through the writer; False if the gateway is stopping (not committed,
-        so not acknowledged: the agent re-sends it to the next gateway)."""
+        """Group commit through the writer; False if the gateway is stopping or the commit
+        took longer than `ack_wait_s` (not acknowledged: the agent re-sends it)."""
         try:
-            await self.gateway.writer.submit(good, dead)
+            async with asyncio.timeout(self.gateway.ack_wait_s):
+                await self.gateway.writer.submit(good, dead)
         except WriterStopped:
             return False  # (Unstorable, by contrast, stays an internal error)
+        except TimeoutError:
+            # no ack waits forever: the agent reconnects and re-sends; if the rows commit
+            # later after all, the re-sent ones are acknowledged without a second row
+            self.gateway.stats["commit_timeouts"] += 1
+            self.refuse(ErrorCode.INTERNAL,
+                        f"commit not confirmed within {self.gateway.ack_wait_s:.0f}s")
+            return False
         self.gateway.stats["batches"] += 1
         self.gateway.stats["readings"] += len(good)
         return True
@@ -214,6 +228,7 @@ class GatewayProtocol(QuicConnectionProtocol):
 
     async def _alerts(self, good: list[StoredReading], now: int) -> None:
         await self.gateway.alerts.on_committed(good, now)
+        await self.gateway.dispatch.on_committed(good, now)  # arrivals at stops
 
     def _publish(self, readings: list[StoredReading]) -> None:
         for newest in newest_positions(readings).values():
@@ -241,6 +256,7 @@ class GatewayProtocol(QuicConnectionProtocol):
 
     def _count_failure(self, reason: str, code: int) -> None:
         self.gateway.stats["protocol_errors"] += 1
+        self.gateway.stats["refusals"][ErrorCode(code).label] += 1
         log.warning("protocol error from %s: %s: %s", self.vehicle or "unauthenticated peer",
                     ErrorCode(code).label, reason)
 

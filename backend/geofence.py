@@ -17,7 +17,9 @@ import shapely.geometry
 CIRCLE_VERTICES = 64
 MAX_RADIUS_M = 100_000  # bigger than any depot or city zone; the spherical formula still holds
 MAX_NAME = 200
-ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}\Z")
+GROUP_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}\Z")  # as user and group names
+UNSET = "unset"  # `Geofence.group` of a body that names no group (PUT keeps the stored one)
 EARTH_RADIUS_M = 6_371_008.8
 
 
@@ -28,6 +30,7 @@ class Geofence:
     area: dict  # GeoJSON Polygon or MultiPolygon (lon, lat)
     speed_limit_kmh: float | None = None
     circle: dict | None = None  # {"center": [lon, lat], "radius_m": r}
+    group: str | None = UNSET  # the vehicle group it belongs to; None: fleet-wide
 
 
 def circle_polygon(lon: float, lat: float, radius_m: float,
@@ -78,9 +81,11 @@ def from_feature(feature, geofence_id: str | None = None) -> Geofence:
     name = props.get("name")
     if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME:
         raise ValueError(f"properties.name must be text of 1..{MAX_NAME}")
+    for holder in (feature, props):  # on PUT too, though the path wins
+        if "id" in holder and (not isinstance(holder["id"], str)
+                               or not ID_PATTERN.match(holder["id"])):
+            raise ValueError("id must be 1..64 of A-Z a-z 0-9 _ . -")
     gid = geofence_id or feature.get("id") or props.get("id")
-    if gid is not None and (not isinstance(gid, str) or not ID_PATTERN.match(gid)):
-        raise ValueError("id must be 1..64 of A-Z a-z 0-9 _ . -")
     limit = props.get("speed_limit_kmh")
     if limit is not None and _number(limit, "speed_limit_kmh") <= 0:
         raise ValueError("speed_limit_kmh must be positive")
@@ -98,11 +103,18 @@ def from_feature(feature, geofence_id: str | None = None) -> Geofence:
         if not 0 < radius <= MAX_RADIUS_M:
             raise ValueError(f"circle.radius_m must be in (0, {MAX_RADIUS_M}]")
         circle = {"center": [lon, lat], "radius_m": radius}
+        if feature.get("geometry") is not None:  # what the drawing showed: checked, not kept
+            check_area(feature["geometry"])
         area = circle_polygon(lon, lat, radius)
     else:
         area = check_area(feature.get("geometry"))
+    group = props.get("group", UNSET)
+    if group not in (UNSET, None) and (not isinstance(group, str)
+                                       or not GROUP_PATTERN.match(group)):
+        raise ValueError("properties.group must be a group name or null")
     return Geofence(id=gid, name=name, area=area,
-                    speed_limit_kmh=None if limit is None else float(limit), circle=circle)
+                    speed_limit_kmh=None if limit is None else float(limit), circle=circle,
+                    group=group)
 
 
 def to_feature(row: dict) -> dict:
@@ -112,5 +124,6 @@ def to_feature(row: dict) -> dict:
             "properties": {"id": gid, "name": row["name"],
                            "speed_limit_kmh": row.get("speed_limit_kmh"),
                            "circle": row.get("circle"),
+                           "group": row.get("group"),
                            "created_ms": row.get("created_ms"),
                            "updated_ms": row.get("updated_ms")}}

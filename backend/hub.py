@@ -35,6 +35,10 @@ from typing import Any
 
 ALL = "live_updates:all"
 ALERTS = "alerts"
+# Dispatch changes (docs/dispatch.md): every job and route change a client may see, and one
+# route's changes (route:<id>); events like alerts, never coalesced or batched.
+DISPATCH = "dispatch"
+ROUTE_PREFIX = "route:"
 # Coalesced positions one client may hold: a whole fleet view of 16,384 vehicles per topic
 # (bench/bench_webapp.py: at 4096 a slow client of a 10,000-vehicle fleet dropped positions
 # instead of coalescing them); ~2.5 MB per client at most (key and reference per entry).
@@ -54,6 +58,15 @@ TICK_S = 0.1
 # per view.
 FRAME_DEFLATE_LEVEL = 1
 _unique = itertools.count()
+
+
+# A subscriber's queue keys, one Python type per kind (isinstance tells them apart; no tag to
+# compare). Plain builtins, not NamedTuples or dataclasses: a key is made per position and
+# subscriber, the hub's hot path, and a NamedTuple's construction made `put` ~2× slower.
+PositionKey = tuple[str | None, str]  # (topic, vehicle): coalesces with the next one of both
+FrameKey = str  # the topic of a batch frame, merged with the next one of that topic
+MessageKey = int  # any other message (alerts, events): queued on its own, never coalesced
+QueueKey = PositionKey | FrameKey | MessageKey
 
 
 class Message(dict):
@@ -84,22 +97,43 @@ def vehicle_topic(vehicle_id: str) -> str:
     return f"vehicle:{vehicle_id}"
 
 
+def route_topic(route_id: str) -> str:
+    return f"{ROUTE_PREFIX}{route_id}"
+
+
 def valid_topic(topic: Any) -> bool:
     return isinstance(topic, str) and (
-        topic in (ALL, ALERTS) or (topic.startswith("vehicle:") and 8 < len(topic) <= 72)
+        topic in (ALL, ALERTS, DISPATCH)
+        or (topic.startswith("vehicle:") and 8 < len(topic) <= 72)
+        or (topic.startswith(ROUTE_PREFIX) and 6 < len(topic) <= 70)
     )
+
+
+def _event_topic(topic: str) -> bool:
+    """Topics of events (never positions): not batched, not streamed positions."""
+    return topic in (ALERTS, DISPATCH) or topic.startswith(ROUTE_PREFIX)
+
+
+def iso_time(time_ms: int) -> str | None:
+    """ISO 8601 UTC with milliseconds (`2026-12-06T09:30:00.000Z`); None for a time no
+    ISO 8601 date of four-digit years can name (before year 1 or after 9999, e.g. a reading
+    stored before the gateway checked the time window)."""
+    try:
+        when = dt.datetime.fromtimestamp(time_ms / 1000, dt.UTC)
+    except (OverflowError, ValueError, OSError):
+        return None
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def position_feature(vehicle_id: str, time_ms: int, lat: float, lon: float,
                      speed_kmh: float | None, course_deg: float | None, seq: int) -> dict:
     """A GeoJSON Feature (RFC 7946: [lon, lat]) for one vehicle position."""
-    when = dt.datetime.fromtimestamp(time_ms / 1000, dt.UTC)
     return {
         "type": "Feature",
         "geometry": {"type": "Point", "coordinates": [lon, lat]},
         "properties": {
             "vehicle": vehicle_id,
-            "time": when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "time": iso_time(time_ms),
             "seq": seq,
             "speed_kmh": speed_kmh,
             "course_deg": course_deg,
@@ -134,7 +168,7 @@ class Subscriber:
         self.max_positions = max_positions
         self.max_messages = max_messages
         self.hopeless_s = hopeless_s
-        self._queue: OrderedDict[tuple, dict] = OrderedDict()
+        self._queue: OrderedDict[QueueKey, dict] = OrderedDict()
         self._positions = 0  # how many queue entries are coalescible positions
         self.coalesced = 0  # positions replaced by a newer one before delivery
         self.dropped = 0  # positions dropped beyond max_positions
@@ -157,13 +191,13 @@ class Subscriber:
         if self.reason is not None:
             return
         if vehicle is not None:
-            key = ("pos", message.get("topic"), vehicle)
+            key: PositionKey = (message.get("topic"), vehicle)
             if key in self._queue:
                 self._queue[key] = message  # latest wins, in the place of the one it replaces
                 self.coalesced += 1
             else:
                 if self._positions >= self.max_positions:
-                    oldest = next(k for k in self._queue if k[0] == "pos")
+                    oldest = next(k for k in self._queue if isinstance(k, tuple))
                     del self._queue[oldest]
                     self._positions -= 1
                     self.dropped += 1
@@ -173,7 +207,7 @@ class Subscriber:
             if len(self._queue) - self._positions >= self.max_messages:
                 self.give_up(f"too slow: {self.max_messages} messages (alerts) undelivered")
                 return
-            self._queue[("msg", next(_unique))] = message
+            self._queue[next(_unique)] = message
         if self.waiting_since is None:
             self.waiting_since = now
         self.ready.set()
@@ -184,7 +218,7 @@ class Subscriber:
         the same topic: latest per vehicle, at most `max_positions` features."""
         if self.reason is not None:
             return
-        key = ("frame", frame["topic"])
+        key: FrameKey = frame["topic"]
         queued = self._queue.get(key)
         if queued is None:
             self._queue[key] = frame
@@ -213,14 +247,15 @@ class Subscriber:
         self.may_see = may_see
         self.view = view if view is not None else may_see
         for key, message in list(self._queue.items()):
-            if key[0] == "frame":
-                self._queue[key] = batch_frame(key[1], [
+            if isinstance(key, str):  # a FrameKey: the topic
+                self._queue[key] = batch_frame(key, [
                     f for f in message["features"] if may_see(f["properties"]["vehicle"])])
                 continue
-            vehicle = key[2] if key[0] == "pos" else (message.get("alert") or {}).get("vehicle")
+            is_position = isinstance(key, tuple)  # a PositionKey: (topic, vehicle)
+            vehicle = key[1] if is_position else (message.get("alert") or {}).get("vehicle")
             if vehicle is not None and not may_see(vehicle):
                 del self._queue[key]
-                self._positions -= key[0] == "pos"
+                self._positions -= is_position
         for topic in sorted(self.topics):
             if topic.startswith("vehicle:") and not may_see(topic.removeprefix("vehicle:")):
                 self.topics.discard(topic)
@@ -271,6 +306,7 @@ class Hub:
         self.last: dict[str, tuple[int, dict]] = {}  # vehicle → (time_ms, feature)
         self.published = 0
         self.alerts_published = 0
+        self.dispatch_published = 0
         self.disconnected = 0  # subscribers given up as hopeless
         self._gone_coalesced = 0  # counters of subscribers already removed
         self._gone_dropped = 0
@@ -316,7 +352,7 @@ class Hub:
             sub.put({"error": f"unknown topic {topic[:80]!r}"}, now)
             return False
         sub.topics.add(topic)
-        if batch and topic != ALERTS:
+        if batch and not _event_topic(topic):
             sub.batched.add(topic)
         else:
             sub.batched.discard(topic)
@@ -341,7 +377,7 @@ class Hub:
 
     def _sort(self, sub: Subscriber) -> None:
         """Keep the fan-out's sets: who gets positions one by one, who gets batch frames."""
-        (self._streaming.add if sub.topics - sub.batched - {ALERTS}
+        (self._streaming.add if any(not _event_topic(t) for t in sub.topics - sub.batched)
          else self._streaming.discard)(sub)
         (self._batching.add if sub.batched else self._batching.discard)(sub)
 
@@ -405,6 +441,22 @@ class Hub:
         vehicle = alert["vehicle"]
         self._deliver(vehicle, (ALERTS, vehicle_topic(vehicle)), "alert", alert, coalesce=False)
 
+    def publish_dispatch(self, field: str, payload: dict, vehicle: str | None,
+                         route_id: str | None = None) -> None:
+        """A job, route or transition changed (`field`: "job", "route", "transition"): to
+        `dispatch` and to `route:<id>`, for those who may see `vehicle` (a job on no route:
+        everyone); never coalesced."""
+        self.dispatch_published += 1
+        topics = (DISPATCH,) if route_id is None else (DISPATCH, route_topic(route_id))
+        now = self.clock()
+        messages = {topic: Message(topic=topic, **{field: payload}) for topic in topics}
+        for sub in list(self.subscribers):
+            if vehicle is not None and not sub.may_see(vehicle):
+                continue
+            for topic in topics:
+                if topic in sub.topics:
+                    sub.put(messages[topic], now)
+
     def _deliver(self, vehicle: str, topics: tuple[str, ...], field: str, payload: dict,
                  coalesce: bool, subscribers: set[Subscriber] | None = None) -> None:
         """Queue `{"topic": T, field: payload}` for every subscriber of T that may see the
@@ -423,6 +475,7 @@ class Hub:
 
     def stats(self) -> dict:
         return {"subscribers": len(self.subscribers), "published": self.published,
-                "alerts_published": self.alerts_published, "coalesced": self.coalesced,
+                "alerts_published": self.alerts_published,
+                "dispatch_published": self.dispatch_published, "coalesced": self.coalesced,
                 "dropped": self.dropped, "disconnected": self.disconnected,
                 "frames": self.frames}

@@ -8,6 +8,7 @@ land, e.g. the demo's streets) come from the backend config.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from aiohttp import web
@@ -20,11 +21,27 @@ OVERLAY_PATH = "/api/map/overlay.geojson"
 PMTILES_PATH = "/api/map/basemap.pmtiles"
 
 
+# An overlay may name its source's licence in a top-level "attribution" member, first after
+# "type" (backend/dispatch/streetmap.py writes "© OpenStreetMap contributors" there: ODbL asks
+# for it on every map); only the file's head is read.
+_ATTRIBUTION = re.compile(rb'^\{"type":\s*"FeatureCollection",\s*'
+                          rb'"attribution":\s*"([^"\\]{1,200})"')
+
+
+def overlay_attribution(overlay: str) -> str | None:
+    if not overlay:
+        return None
+    with open(overlay, "rb") as f:
+        m = _ATTRIBUTION.match(f.read(512))
+    return m.group(1).decode("utf-8", "replace") if m else None
+
+
 def map_config(style: str, pmtiles: str, overlay: str) -> dict:
     """What GET /api/map/config answers (URLs relative to the backend)."""
     return {"style_url": style or None,
             "pmtiles_url": PMTILES_PATH if pmtiles else None,
-            "overlay_url": OVERLAY_PATH if overlay else None}
+            "overlay_url": OVERLAY_PATH if overlay else None,
+            "overlay_attribution": overlay_attribution(overlay)}
 
 
 def add_routes(app: web.Application, style: str = "", pmtiles: str = "",

@@ -39,6 +39,18 @@ class FleetCollector(Collector):
                                   value=s["invalid_readings"])
         yield CounterMetricFamily("fleet_vehicle_auth_failures", "Vehicle hellos refused",
                                   value=s["auth_failures"])
+        refusals = CounterMetricFamily("fleet_protocol_refusals", "Sessions refused with a "
+                                       "geostream error, by code (docs/protocol.md §3)",
+                                       labels=["code"])
+        for code, n in sorted(s["refusals"].items()):
+            refusals.add_metric([code], n)
+        yield refusals
+        invalid = CounterMetricFamily("fleet_invalid_readings_by_rule", "Readings refused as "
+                                      "invalid, by the rule they broke (time, position, "
+                                      "quantity, signals, event)", labels=["rule"])
+        for rule, n in sorted(s["invalid_by_rule"].items()):
+            invalid.add_metric([rule], n)
+        yield invalid
         yield from g.ack_latency.collect()
         yield GaugeMetricFamily("fleet_writer_lag_seconds", "Age of the oldest uncommitted "
                                 "submission", value=w.lag_s)
@@ -48,8 +60,21 @@ class FleetCollector(Collector):
                                   value=w.stats.dead_letters)
         yield CounterMetricFamily("fleet_writer_failures", "Failed write attempts",
                                   value=w.stats.failures)
+        yield CounterMetricFamily("fleet_writer_restarts", "Times the writer loop died and "
+                                  "was restarted (an alarm: see writer.alarm in /api/status)",
+                                  value=w.stats.restarts)
         yield GaugeMetricFamily("fleet_vehicles_connected", "Vehicles with an open connection",
                                 value=len(g.connections))
+        watch = getattr(g, "db_replication", None)  # backend/dbwatch.py (PostgreSQL only)
+        if watch is not None and watch.state is not None:
+            yield GaugeMetricFamily("fleet_db_sync_standbys", "Synchronous standbys streaming "
+                                    "from the primary", value=watch.state["sync_standbys"])
+            alarm = GaugeMetricFamily("fleet_db_replication_alarm", "1 while acknowledged "
+                                      "commits are on one server only (async) or wait for a "
+                                      "missing standby (stalled)", labels=["kind"])
+            for kind in ("async", "stalled"):
+                alarm.add_metric([kind], 1.0 if watch.alarm == kind else 0.0)
+            yield alarm
         hs = h.stats()
         yield GaugeMetricFamily("fleet_hub_subscribers", "Live WebSocket clients",
                                 value=hs["subscribers"])

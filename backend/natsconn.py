@@ -68,7 +68,10 @@ class NatsSettings:
 
     def connect_options(self) -> dict:
         """Keyword arguments for `nats.connect` (credentials read from their files now)."""
-        options: dict = {"servers": [self.url]}
+        # several servers of a NATS cluster, comma-separated: the client starts with any that
+        # answers and moves to another when its server goes (it also learns the cluster's
+        # other servers from the one it reached)
+        options: dict = {"servers": [u.strip() for u in self.url.split(",") if u.strip()]}
         if self.password_file:
             options["user"] = self.user
             options["password"] = _secret(self.password_file, "password")

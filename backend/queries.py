@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from datetime import UTC, date, datetime, timedelta
 
-from .hub import position_feature
+from .hub import iso_time, position_feature
 from .store.base import now_ms
 
 DEFAULT_ROUTE_HOURS = 48
@@ -23,6 +23,18 @@ STOP_SPEED_KMH = 3.0
 MIN_STOP_S = 300
 EARTH_RADIUS_M = 6_371_008.8
 DAY_MS = 86_400_000
+# The longest window one history question may span: a month of one vehicle at 1 Hz is ~2.7
+# million points, past that a question is an export job, not an answer to wait for.
+MAX_WINDOW_DAYS = 31
+MAX_WINDOW_MS = MAX_WINDOW_DAYS * DAY_MS
+
+
+def check_window(start_ms: int, end_ms: int) -> None:
+    """ValueError unless [start, end) is a window a history question may ask about."""
+    if end_ms <= start_ms:
+        raise ValueError("the end of the window must be after its start")
+    if end_ms - start_ms > MAX_WINDOW_MS:
+        raise ValueError(f"the window may span at most {MAX_WINDOW_DAYS} days")
 
 
 
@@ -73,8 +85,7 @@ async def route(store, vehicle_id: str, start_ms: int | None = None, end_ms: int
     keeps about `max_points`."""
     end = end_ms if end_ms is not None else (now or now_ms())
     start = start_ms if start_ms is not None else end - DEFAULT_ROUTE_HOURS * 3_600_000
-    if end <= start:
-        raise ValueError("the end of the window must be after its start")
+    check_window(start, end)
     if max_points:
         limit = min(max_points, MAX_ROUTE_POINTS)
         step_ms = max(step_ms or 0, math.ceil((end - start) / limit))
@@ -113,6 +124,7 @@ async def geofence_entries(store, geofence_id: str, start_ms: int | None = None,
         default_start, default_end = yesterday_bounds(now)
         start_ms = default_start if start_ms is None else start_ms
         end_ms = default_end if end_ms is None else end_ms
+    check_window(start_ms, end_ms)
     entries = [{**e, "geofence_id": geofence_id}
                for e in await store.geofence_entries(geofence_id, start_ms, end_ms)]
     return {"geofence": geofence_id, "from_ms": start_ms, "to_ms": end_ms,
@@ -185,13 +197,12 @@ async def trips(store, vehicle_id: str, day: date | str | None = None,
 
 async def trips_between(store, vehicle_id: str, start_ms: int, end_ms: int) -> dict:
     """Trips and stops of one vehicle in [start, end)."""
-    if end_ms <= start_ms:
-        raise ValueError("the end of the window must be after its start")
+    check_window(start_ms, end_ms)
     points = await store.route(vehicle_id, start_ms, end_ms)
     return {"vehicle": vehicle_id, "from_ms": start_ms, "to_ms": end_ms, **summarize(points)}
 
 
 def iso(ms: int) -> str:
-    """ISO 8601 UTC with milliseconds, as in the GeoJSON `time` properties."""
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(
-        timespec="milliseconds").replace("+00:00", "Z")
+    """ISO 8601 UTC with milliseconds, as in the GeoJSON `time` properties ("" for a time
+    outside years 1–9999)."""
+    return iso_time(ms) or ""

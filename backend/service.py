@@ -10,6 +10,8 @@ from aiohttp import web
 
 from .alerts import AlertEngine
 from .config import BackendConfig
+from .dbwatch import CHECK_EVERY_S, ReplicationWatch
+from .dispatch.service import Dispatcher
 from .gateway import Gateway
 from .hub import Hub, position_feature
 from .store import open_store
@@ -35,16 +37,24 @@ class Backend:
             self.fanout = NatsFanout(config.nats_settings(), self.hub)
         live = self.fanout or self.hub
         self.alerts = AlertEngine(self.store, config.alert_rules(), live.publish_alert)
+        # dispatch changes go to this node's hub (not yet through NATS: docs/dispatch.md)
+        self.dispatch = Dispatcher(self.store, self.hub.publish_dispatch)
         self.gateway = Gateway(self.store, self.writer, live,
                                ticket_file=config.ticket_path(), alerts=self.alerts,
-                               cluster=config.cluster_node())
+                               ts_window=config.time_window(),
+                               cluster=config.cluster_node(), dispatch=self.dispatch)
         if self.fanout is not None:
             self.gateway.fanout = self.fanout  # its refusals in /metrics
             self.gateway.command_wake = self.fanout.wake
             self.fanout.on_wake = self.gateway.wake_commands
+        self.planning = planning_service(config, self.store, self.dispatch)
         self._runner: web.AppRunner | None = None
         self._alert_timer: asyncio.Task | None = None
         self._maintenance_timer: asyncio.Task | None = None
+        # PostgreSQL: is every commit on a standby too? (status, metrics, a logged alarm)
+        self.db_watch = ReplicationWatch() if hasattr(self.store, "replication") else None
+        self.gateway.db_replication = self.db_watch
+        self._replication_timer: asyncio.Task | None = None
 
     def status(self) -> dict:
         return {"gateway": dict(self.gateway.stats),
@@ -52,6 +62,8 @@ class Backend:
                 "writer": self.writer.status(),
                 "alerts": {k: dict(v) if isinstance(v, dict) else v
                            for k, v in self.alerts.stats.items()},
+                "dispatch": dict(self.dispatch.stats),
+                "database": self.db_watch.status() if self.db_watch else None,
                 "hub": self.hub.stats()}
 
     async def start(self) -> None:
@@ -59,21 +71,23 @@ class Backend:
 
         c = self.config
         await self.store.open()
-        for r in await self.store.last_positions():
-            self.hub.seed(r["vehicle_id"], r["time_ms"], position_feature(
-                r["vehicle_id"], r["time_ms"], r["lat"], r["lon"], r["speed_kmh"], r["course_deg"],
-                r["seq"]))
+        self._seed_hub(await self.store.last_positions(), _now_ms())
         if self.fanout is not None:
             await self.fanout.start()
         await self.alerts.start(_now_ms())
+        await self.dispatch.start()
         self.writer.start()
         await self.gateway.start(c.quic_host, c.quic_port, c.cert, c.key)
         self._alert_timer = asyncio.get_running_loop().create_task(self._alert_clock(),
                                                                    name="alert-timer")
+        if self.db_watch is not None:
+            self._replication_timer = asyncio.get_running_loop().create_task(
+                self._replication_clock(), name="replication-watch")
         self.app = make_app(self.hub, self.store, self.status, auth_state(c, self.store),
                             gateway=self.gateway, alert_rules=self.alerts.rules,
-                            map_files=(c.map_style, c.map_pmtiles, c.map_overlay),
-                            metrics_token=c.metrics_token)
+                            map_files=(c.map_style, c.map_pmtiles,
+                                       c.map_overlay or street_overlay(c)),
+                            metrics_token=c.metrics_token, planning=self.planning)
         self._add_mcp_and_maintenance()
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
@@ -85,6 +99,20 @@ class Backend:
         scheme = "https" if tls else "http"
         print(f"backend ready: dashboard {scheme}://{host}:{self.http_port}/ "
               f"gateway udp {c.quic_host}:{c.quic_port}", flush=True)
+
+    def _seed_hub(self, positions: list[dict], now_ms: int) -> None:
+        """The hub starts from each vehicle's stored last position, except one whose time lies
+        outside the sane window (stored before the gateway refused such readings): as the
+        newest it would hide every live position until that time, so it is left out."""
+        window = self.gateway.ts_window
+        for r in positions:
+            if not window.min_ms <= r["time_ms"] <= now_ms + window.max_ahead_ms:
+                log.warning("stored last position of %s at %d ms is outside the sane time "
+                            "window: not shown", r["vehicle_id"], r["time_ms"])
+                continue
+            self.hub.seed(r["vehicle_id"], r["time_ms"], position_feature(
+                r["vehicle_id"], r["time_ms"], r["lat"], r["lon"], r["speed_kmh"],
+                r["course_deg"], r["seq"]))
 
     def _add_mcp_and_maintenance(self) -> None:
         """The MCP endpoint (/mcp) and the maintenance checks on their own timer."""
@@ -109,6 +137,17 @@ class Backend:
                 log.warning("maintenance check failed: %s", exc)
             await asyncio.sleep(every_s)
 
+    async def _replication_clock(self) -> None:
+        while True:
+            try:
+                message = self.db_watch.observe(await self.store.replication())
+                if message:
+                    (log.warning if self.db_watch.alarm else log.info)(message)
+            except Exception as exc:  # the database away: the writer says so already
+                self.db_watch.failed()
+                log.debug("replication check failed: %s", exc)
+            await asyncio.sleep(CHECK_EVERY_S)
+
     async def _alert_clock(self) -> None:
         """Clock-driven alert rules (stale, offline) every `alert_timer_s`."""
         while True:
@@ -117,7 +156,7 @@ class Backend:
 
     async def stop(self) -> None:
         """Stop accepting, commit and acknowledge everything in flight, then close."""
-        for timer in (self._alert_timer, self._maintenance_timer):
+        for timer in (self._alert_timer, self._maintenance_timer, self._replication_timer):
             if timer is not None:
                 timer.cancel()
         self.gateway.stop_accepting()
@@ -129,8 +168,39 @@ class Backend:
             await self.fanout.stop()
         if self._runner:
             await self._runner.cleanup()
+        await self.planning.close()
         await self.store.close()
         log.info("backend stopped")
+
+
+def street_overlay(c: BackendConfig) -> str:
+    """With a road network and no basemap configured: its streets as the map overlay (built
+    once per extract, cached; docs/planning.md), else ""."""
+    if not c.road_network or c.map_style or c.map_pmtiles:
+        return ""
+    from pathlib import Path
+
+    from .dispatch.roads import RoadNetworkError, default_cache_dir
+    from .dispatch.streetmap import cached_street_overlay
+
+    try:
+        return str(cached_street_overlay(Path(c.road_network), Path(c.road_cache_dir)
+                                         if c.road_cache_dir else default_cache_dir()))
+    except RoadNetworkError as exc:
+        log.warning("no street map from the road network: %s", exc)
+        return ""
+
+
+def planning_service(c: BackendConfig, store, dispatch):
+    """Plans in their own process (started at the first plan) on the configured roads."""
+    from pathlib import Path
+
+    from .dispatch.planning import PlanningService
+    from .dispatch.solver_worker import SolverWorker
+
+    worker = SolverWorker(Path(c.road_network) if c.road_network else None,
+                          Path(c.road_cache_dir) if c.road_cache_dir else None)
+    return PlanningService(store, dispatch, worker, _now_ms)
 
 
 def auth_state(c: BackendConfig, store):

@@ -11,7 +11,8 @@ from . import api, live, mapconfig, metrics, queries
 from .alerts.routes import add_alert_routes
 from .alerts.rules import RuleSet
 from .audit import audit
-from .auth import AUTH, AuthState, setup
+from .auth import AUTH, AuthState, headers, setup
+from .auth.middleware import is_secure
 from .authz import PRINCIPAL, Role, public, requires
 from .gateway import Gateway
 from .hub import Hub
@@ -36,7 +37,7 @@ def bundle_problem() -> str | None:
 
 def make_app(hub: Hub, store, status, auth: AuthState | None = None, gateway=None,
              alert_rules=None, map_files: tuple[str, str, str] = ("", "", ""),
-             metrics_token: str = "") -> web.Application:
+             metrics_token: str = "", planning=None) -> web.Application:
     """The HTTP app: web app, live hub, REST API (backend/api/), alerts, map settings. Every
     route declares its access (backend/authz.py); the access middleware (backend/auth/)
     enforces it. Without a `gateway` (tests, tools) commands wait in the store for the
@@ -44,6 +45,7 @@ def make_app(hub: Hub, store, status, auth: AuthState | None = None, gateway=Non
     answers only `Authorization: Bearer <metrics_token>` (none set: nobody)."""
     app = web.Application()
     setup(app, auth or AuthState(store=store))
+    headers.install(app, is_secure, filter(None, [headers.origin_of(map_files[0])]))
     if gateway is None:
         gateway = Gateway(store, BatchWriter(store), hub)
     routes = web.RouteTableDef()
@@ -68,6 +70,8 @@ def make_app(hub: Hub, store, status, auth: AuthState | None = None, gateway=Non
     routes.static("/static", STATIC)
     app.add_routes(routes)
     api.add_routes(app, store, hub, gateway)
+    if planning is not None:  # dispatch planning (backend/api/planning.py); else its 503
+        app[api.planning.PLANNING] = planning
     live.add_routes(app, hub)
     add_alert_routes(app, store, alert_rules or RuleSet(), hub.publish_alert, audit)
     mapconfig.add_routes(app, *map_files)

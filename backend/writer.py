@@ -10,7 +10,15 @@ Failures are split in two (the store's `is_transient` decides):
   submissions wait in a bounded backlog, and `submit` blocks once it is full, so the gateway
   stops acknowledging and vehicles keep their data in their journals;
 - the data is bad: the batch is bisected until the offending rows are alone; each of those goes
-  to the dead-letter table with its error and everything else is stored (and acknowledged).
+  to the dead-letter table with its error and everything else is stored (and acknowledged). A
+  dead letter the store refuses too is kept as text (its `repr`), so one row can never stop the
+  writer.
+
+The loop itself runs under a supervisor: should it die anyway (a bug, not the data), the
+submissions it was committing fail (their vehicles are told and re-send), the failure is logged
+as an error, counted (`restarts`, `GET /metrics` fleet_writer_restarts) and kept as `alarm` in
+`GET /api/status`, and the loop starts again after a short pause: the other vehicles' batches
+keep committing.
 """
 
 from __future__ import annotations
@@ -19,12 +27,14 @@ import asyncio
 import collections
 import dataclasses
 import logging
+import reprlib
 import time
 from dataclasses import dataclass, field
 
 from geostream.backoff import Backoff
 
-from .store.base import DeadLetter, Store, StoredReading
+from .store.base import DeadLetter, StoredReading
+from .store.protocols import Store
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +45,12 @@ DEFAULT_MAX_ROWS = 5000
 # `submit` blocks; vehicles keep the rest in their journals.
 DEFAULT_MAX_BACKLOG_ROWS = 200_000
 RETRY_MIN_S = 0.2
-RETRY_MAX_S = 10.0
+# A failover takes seconds (docs/benchmarks.md, "Database failover"): a longer wait between
+# attempts only adds to the time without acknowledgements once the new primary is up, and an
+# attempt against a database that is away costs one refused connection.
+RETRY_MAX_S = 2.0
+# How much of a refused row a dead letter keeps when even the row's JSON is refused.
+UNSTORABLE_REPR_CHARS = 2000
 
 
 class WriterStopped(RuntimeError):
@@ -65,6 +80,8 @@ class WriterStats:
     last_commit_s: float = 0.0
     connected: bool = True
     last_error: str = ""
+    restarts: int = 0           # times the loop died and was started again
+    alarm: str = ""             # why it last died (empty: never)
 
 
 class BatchWriter:
@@ -82,6 +99,7 @@ class BatchWriter:
         self._stopping = False
         self._task: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._committing: list[_Submission] = []  # what the loop is committing right now
 
     # --- what the gateway sees ------------------------------------------------------------
 
@@ -109,7 +127,7 @@ class BatchWriter:
         self._stopping = False
         # the loop's clock (lag, linger), so a test on an emulated clock sees one time
         self._loop = asyncio.get_running_loop()
-        self._task = self._loop.create_task(self._run(), name="writer")
+        self._task = self._loop.create_task(self._supervise(), name="writer")
 
     async def stop(self, timeout: float | None = None) -> None:
         """Stop accepting, commit everything already submitted, then stop. After `timeout`
@@ -148,6 +166,32 @@ class BatchWriter:
 
     # --- the loop -------------------------------------------------------------------------
 
+    async def _supervise(self) -> None:
+        """Run the loop; if it dies, fail what it was committing, raise the alarm, restart."""
+        backoff = Backoff(RETRY_MIN_S, RETRY_MAX_S)
+        while True:
+            try:
+                await self._run()
+                return
+            except Exception as exc:
+                self.stats.restarts += 1
+                self.stats.alarm = f"{type(exc).__name__}: {exc}"[:300]
+                log.error("writer loop died (restart %d): %s", self.stats.restarts,
+                          self.stats.alarm, exc_info=exc)
+                self._fail_committing(exc)
+                await asyncio.sleep(backoff.next())
+
+    def _fail_committing(self, exc: BaseException) -> None:
+        """The submissions of a commit that blew up: unacknowledged (the vehicles re-send)."""
+        for sub in self._committing:
+            if sub in self._pending:
+                self._pending.remove(sub)
+                self.stats.backlog_rows -= len(sub.readings)
+            if not sub.done.done():
+                sub.done.set_exception(Unstorable(f"writer failed: {type(exc).__name__}"))
+        self._committing = []
+        self._space.set()
+
     async def _run(self) -> None:
         while True:
             if not self._pending:
@@ -164,7 +208,9 @@ class BatchWriter:
                     break
                 subs.append(sub)
                 rows += len(sub.readings)
+            self._committing = subs
             await self._commit(subs)  # if cancelled, they stay queued and stop() fails them
+            self._committing = []
             for _ in subs:
                 self._pending.popleft()
             for sub in subs:
@@ -232,12 +278,22 @@ class BatchWriter:
             await self._isolate(sub.readings, isolated)
             self.stats.isolated_rows += len(isolated)
             for letter in sub.dead + isolated:
-                error = await self._write([], [letter])
+                error = await self._write_dead_letter(letter)
                 if error is not None:
                     log.error("cannot store dead letter %s/%s/%s: %s", letter.vehicle_id,
                               letter.epoch, letter.seq, error)
                     sub.done.set_exception(Unstorable(str(error)))
                     break
+
+    async def _write_dead_letter(self, letter: DeadLetter) -> BaseException | None:
+        """Store one dead letter; if the store refuses its reading, keep the reading as text."""
+        error = await self._write([], [letter])
+        if error is None:
+            return None
+        plain = dataclasses.replace(
+            letter, reading={"unstorable": _repr(letter.reading)},
+            error=f"{letter.error}; reading kept as text ({type(error).__name__}: {error})"[:1000])
+        return await self._write([], [plain])
 
     async def _isolate(self, readings: list[StoredReading], out: list[DeadLetter]) -> None:
         """Store what the database accepts; the rows refused on their own go to `out`."""
@@ -257,4 +313,16 @@ class BatchWriter:
 
 
 def _as_json(r: StoredReading) -> dict:
-    return {k: v for k, v in dataclasses.asdict(r).items() if v is not None}
+    """A refused row for its dead letter (fields only: `data` is kept by reference, so even a
+    structure that contains itself costs nothing here; the store may then refuse it)."""
+    return {f: v for f in StoredReading.__dataclass_fields__
+            if (v := getattr(r, f)) is not None}
+
+
+def _repr(value) -> str:
+    """Bounded text of anything (reprlib: no deep or cyclic walk)."""
+    return _REPR.repr(value)[:UNSTORABLE_REPR_CHARS]
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 4, 200, 200

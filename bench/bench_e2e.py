@@ -64,7 +64,7 @@ async def end_to_end(tmp: Path) -> tuple[float, float]:
     batch = readings()
     t = time.perf_counter()
     for i in range(0, N, 500):  # group commits of 500, as the daemon does under load
-        await journal.call("append", batch[i:i + 500])
+        await journal.append(batch[i:i + 500])
     journal_rate = N / (time.perf_counter() - t)
     config = AgentConfig("bench", token, ServerConfig("127.0.0.1", port, certs["ca"],
                                                       "localhost"),

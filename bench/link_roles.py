@@ -281,7 +281,7 @@ class Agent:
     async def append(self, n: int) -> None:
         group = [position(i) for i in range(self.next_seq, self.next_seq + n)]
         self.next_seq += n
-        await self.journal.call("append", group)
+        await self.journal.append(group)
         self.uplink.notify()
 
     async def stream(self, n: int, stop: asyncio.Event | None = None) -> None:

@@ -1,7 +1,9 @@
 """Framing and CBOR encoding of geostream messages (docs/protocol.md §2–§4).
 
 `encode(message) -> bytes` and `FrameDecoder.feed(data) -> list[message]`; every way a peer can
-send something wrong ends in one `ProtocolError` with the documented code.
+send something wrong ends in one `ProtocolError` with the documented code. Every CBOR item a
+peer sends, a compressed batch's `z` included, goes through `geostream.strict_cbor` (no tags,
+bounded depth) before any field is looked at.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 
 import cbor2
 
+from . import strict_cbor
 from .deflate import Deflater, Inflater
 from .errors import ErrorCode, ProtocolError
 from .limits import MAX_BATCH_READINGS, MAX_MESSAGE_BYTES
@@ -33,6 +36,7 @@ from .schema import (  # noqa: F401  (reading_problem, READING_KINDS: re-exporte
     check_reading,
     reading_problem,
     uint,
+    value_problem,
 )
 
 _HEADER = struct.Struct(">I")
@@ -72,11 +76,7 @@ def _inflate_readings(z: Any, inflater: Inflater | None) -> Any:
         raise ProtocolError(ErrorCode.MALFORMED, "compressed batch where none was offered")
     if not isinstance(z, bytes):
         raise ProtocolError(ErrorCode.MALFORMED, "'z' must be a byte string")
-    raw = inflater.piece(z)
-    try:
-        return cbor2.loads(raw)
-    except Exception as exc:  # cbor2 raises several types on garbage
-        raise ProtocolError(ErrorCode.MALFORMED, f"undecodable CBOR in 'z': {exc}") from None
+    return strict_cbor.loads(inflater.piece(z), "'z'")
 
 
 def _decode_map(m: dict, inflater: Inflater | None = None, wire_size: int = 0) -> Message:
@@ -134,8 +134,9 @@ def _decode_map(m: dict, inflater: Inflater | None = None, wire_size: int = 0) -
         return Error(code=uint(m, "code"), reason=_text(m, "reason", 256, ""), fatal=fatal)
     if t == "command":
         args = m.get("args", {})
-        if not isinstance(args, dict):
-            raise ProtocolError(ErrorCode.MALFORMED, "'args' must be a map")
+        if not isinstance(args, dict) or (problem := value_problem(args)) is not None:
+            raise ProtocolError(ErrorCode.MALFORMED, "'args' must be a map of plain values"
+                                + (f", not {problem}" if isinstance(args, dict) else ""))
         return Command(id=uint(m, "id"), name=_text(m, "name", 64), args=args)
     if t == "command-ack":
         ok = m.get("ok")
@@ -228,10 +229,7 @@ def encode(msg: Message, deflater: Deflater | None = None) -> bytes:
 def decode_payload(payload: bytes, inflater: Inflater | None = None,
                    wire_size: int = 0) -> Message:
     """One message from its CBOR payload; a batch records `wire_size`, its framed size."""
-    try:
-        m = cbor2.loads(payload)
-    except Exception as exc:  # cbor2 raises several types on garbage; all mean the same here
-        raise ProtocolError(ErrorCode.MALFORMED, f"undecodable CBOR: {exc}") from None
+    m = strict_cbor.loads(payload, "message")
     if not isinstance(m, dict):
         raise ProtocolError(ErrorCode.MALFORMED, "message is not a CBOR map")
     return _decode_map(m, inflater, wire_size)

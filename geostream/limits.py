@@ -23,3 +23,25 @@ SEND_BATCH_READINGS = 1000
 # §6: default credit, ~10 s of a 10 Hz GPS + CAN stream per vehicle in flight fills a 50 ms-RTT
 # link, and 4096 × ~64 bytes bounds gateway memory per vehicle at ~256 KiB.
 DEFAULT_CREDIT = 4096
+# §2: how many CBOR containers (maps, arrays) may nest one inside the other. The deepest
+# message fleet-agent sends has 6 (batch map → readings → reading → event data → dtcs array →
+# one DTC map); 8 leaves room for a command's arguments and event data, and refuses a
+# 10,000-deep item before it costs anything.
+MAX_CBOR_DEPTH = 8
+# §4: bounds on what a reading's open-ended parts (`sig`, an event's `data`) may hold. A CAN
+# snapshot of every signal of a large DBC is a few hundred entries; 1024 entries of ~20 bytes
+# stay well inside the default 64 KiB batch budget.
+MAX_MAP_ENTRIES = 1024
+MAX_ARRAY_ITEMS = 1024
+# §4: a signal or data key (e.g. "CCVS1.WheelBasedVehicleSpeed@7E8") and a bus or event name.
+MAX_KEY_CHARS = 128
+# §4: a text value inside `sig` or `data` (an enumeration's name, a file path, a reason).
+MAX_TEXT_CHARS = 1024
+# §4: integers inside readings are SQL BIGINTs on both stores.
+MIN_INT, MAX_INT = -(2**63), 2**63 - 1
+# §4: the sane window of a reading's `ts` (configurable at the gateway, docs/configuration.md):
+# nothing observed before 2000-01-01 (a GNSS receiver without a fix or a week-rollover bug
+# reports 1980 or 1999), nothing more than a day ahead of the gateway's clock (time zones and a
+# drifting RTC stay inside, a year-10000 timestamp does not).
+TS_MIN_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
+TS_MAX_AHEAD_MS = 24 * 3600 * 1000

@@ -13,6 +13,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ErrorCode, ProtocolError
+from .limits import (
+    MAX_ARRAY_ITEMS,
+    MAX_CBOR_DEPTH,
+    MAX_INT,
+    MAX_KEY_CHARS,
+    MAX_MAP_ENTRIES,
+    MAX_TEXT_CHARS,
+    MIN_INT,
+    TS_MAX_AHEAD_MS,
+    TS_MIN_MS,
+)
 
 # CBOR's uint reaches 2^64−1; 2^63−1 keeps every value an SQL BIGINT on both stores.
 MAX_UINT = 2**63 - 1
@@ -37,21 +48,31 @@ class Quantity:
     wire: str  # the short key on the wire
     column: str | None  # the store's column (`StoredReading` attribute); None: not stored
     type: type  # float: any finite number; int: an integer
+    low: float  # the range accepted
+    high: float
+
+
+# A float quantity's magnitude bound: far beyond any altitude (m), speed (km/h), course or
+# HDOP, and inside the REAL (float4) columns both stores keep them in.
+MAX_QUANTITY = 1e9
+# An integer code (fix quality, mode, satellites): a SMALLINT column; NMEA gives two digits.
+MAX_CODE = 255
 
 
 # The optional quantities of a position, in the order the agent writes them. The store's
 # columns carry the code names (renamed from alt and course by sql/*/*_quantity_names.sql).
 POSITION_QUANTITIES = (
-    Quantity("alt_m", "alt", "alt_m", float),
-    Quantity("speed_kmh", "spd", "speed_kmh", float),
-    Quantity("course_deg", "crs", "course_deg", float),
-    Quantity("fix", "fix", "fix", int),
-    Quantity("mode", "mode", None, int),
-    Quantity("sats", "sat", "sats", int),
-    Quantity("hdop", "hdop", "hdop", float),
-    Quantity("clock_offset_ms", "clk", None, int),
+    Quantity("alt_m", "alt", "alt_m", float, -MAX_QUANTITY, MAX_QUANTITY),
+    Quantity("speed_kmh", "spd", "speed_kmh", float, -MAX_QUANTITY, MAX_QUANTITY),
+    Quantity("course_deg", "crs", "course_deg", float, -MAX_QUANTITY, MAX_QUANTITY),
+    Quantity("fix", "fix", "fix", int, 0, MAX_CODE),
+    Quantity("mode", "mode", None, int, 0, MAX_CODE),
+    Quantity("sats", "sat", "sats", int, 0, MAX_CODE),
+    Quantity("hdop", "hdop", "hdop", float, -MAX_QUANTITY, MAX_QUANTITY),
+    Quantity("clock_offset_ms", "clk", None, int, MIN_INT, MAX_INT),
 )
 _FLOAT_KEYS = tuple(q.wire for q in POSITION_QUANTITIES if q.type is float)
+_CHECKS = tuple((q.wire, q.type is float, q.low, q.high) for q in POSITION_QUANTITIES)
 _STORED = tuple((q.column, q.wire) for q in POSITION_QUANTITIES if q.column is not None)
 
 
@@ -75,22 +96,161 @@ def check_reading(r: Any) -> dict:
     return r
 
 
-def reading_problem(r: dict) -> str | None:
-    """Why a well-formed reading's content is unusable, or None (→ invalid-reading)."""
-    if r[KIND] == POSITION:
-        lat, lon = r.get(LAT), r.get(LON)
-        if not all(isinstance(x, int | float) and math.isfinite(x) for x in (lat, lon)):
-            return "position without finite lat/lon"
-        if not (-90 <= lat <= 90 and -180 <= lon <= 180):
-            return f"position out of range: lat={lat} lon={lon}"
-        for key in _FLOAT_KEYS:
-            v = r.get(key)
-            if v is not None and not (isinstance(v, int | float) and math.isfinite(v)):
-                return f"{key!r} is not a finite number"
-    elif r[KIND] == SIGNALS:
-        if not isinstance(r.get(SIGNAL_VALUES), dict):
-            return "can reading without 'sig' map"
+@dataclass(frozen=True, slots=True)
+class TimeWindow:
+    """The sane range of a reading's `ts` (docs/protocol.md §4): from `min_ms` to
+    `max_ahead_ms` past the gateway's clock."""
+
+    min_ms: int = TS_MIN_MS
+    max_ahead_ms: int = TS_MAX_AHEAD_MS
+
+
+@dataclass(frozen=True, slots=True)
+class Invalid:
+    """Why a well-formed reading's content is unusable: `rule` names the check (a metric's
+    label: "time", "position", "quantity", "signals", "event"), `detail` says what failed."""
+
+    rule: str
+    detail: str
+
+    def __str__(self) -> str:
+        return self.detail
+
+
+def _number(v: Any) -> bool:
+    """A finite CBOR number (bool is not one; ints within the BIGINT range)."""
+    t = type(v)
+    if t is float:
+        return math.isfinite(v)
+    return t is int and MIN_INT <= v <= MAX_INT
+
+
+def _text(v: Any, max_chars: int) -> bool:
+    return type(v) is str and len(v) <= max_chars
+
+
+def value_problem(v: Any) -> str | None:
+    """Why `v` cannot be part of an event's `data` (JSON-like: maps with text keys, arrays,
+    text, finite numbers, bool, null, within the size bounds), or None."""
+    t = type(v)
+    if v is None or t is bool or t is str and len(v) <= MAX_TEXT_CHARS or _number(v):
+        return None
+    if t is dict:
+        if len(v) > MAX_MAP_ENTRIES:
+            return f"a map of more than {MAX_MAP_ENTRIES} entries"
+        for key, item in v.items():
+            if not _text(key, MAX_KEY_CHARS):
+                return f"a key that is not text of at most {MAX_KEY_CHARS}"
+            if (p := value_problem(item)) is not None:
+                return p
+        return None
+    if t is list:
+        if len(v) > MAX_ARRAY_ITEMS:
+            return f"an array of more than {MAX_ARRAY_ITEMS} items"
+        for item in v:
+            if (p := value_problem(item)) is not None:
+                return p
+        return None
+    if t is float:
+        return "a number that is not finite"
+    if t is int:
+        return "an integer outside the 64-bit signed range"
+    if t is str:
+        return f"text longer than {MAX_TEXT_CHARS}"
+    return f"a value of type {t.__name__}"
+
+
+def _position_problem(r: dict) -> Invalid | None:
+    lat, lon = r.get(LAT), r.get(LON)
+    if not (_number(lat) and _number(lon)):
+        return Invalid("position", "position without finite lat/lon")
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        return Invalid("position", f"position out of range: lat={lat} lon={lon}")
+    for key, is_float, low, high in _CHECKS:
+        v = r.get(key)
+        if v is None:
+            continue
+        if is_float:
+            if not (_number(v) and low <= v <= high):
+                return Invalid("quantity", f"{key!r} is not a finite number")
+        elif type(v) is not int or not low <= v <= high:
+            return Invalid("quantity", f"{key!r} is not an integer in [{low}, {high}]")
     return None
+
+
+def _signals_problem(r: dict) -> Invalid | None:
+    bus, sig = r.get(BUS), r.get(SIGNAL_VALUES)
+    if bus is not None and not _text(bus, MAX_KEY_CHARS):
+        return Invalid("signals", f"'bus' is not text of at most {MAX_KEY_CHARS}")
+    if type(sig) is not dict:
+        return Invalid("signals", "can reading without 'sig' map")
+    if len(sig) > MAX_MAP_ENTRIES:
+        return Invalid("signals", f"'sig' holds more than {MAX_MAP_ENTRIES} signals")
+    for name, value in sig.items():
+        if not _text(name, MAX_KEY_CHARS):
+            return Invalid("signals", f"a signal name is not text of at most {MAX_KEY_CHARS}")
+        if not (_number(value) or _text(value, MAX_TEXT_CHARS)):
+            return Invalid("signals", f"signal {name!r} is not a finite number or short text")
+    return None
+
+
+def _event_problem(r: dict) -> Invalid | None:
+    name, data = r.get(EVENT_NAME), r.get(EVENT_DATA, {})
+    if not (_text(name, MAX_KEY_CHARS) and name):
+        return Invalid("event", f"event 'name' is not text of 1..{MAX_KEY_CHARS}")
+    if type(data) is not dict:
+        return Invalid("event", "event 'data' is not a map")
+    if (p := value_problem(data)) is not None:
+        return Invalid("event", f"event 'data' holds {p}")
+    return None
+
+
+_KIND_CHECKS = {POSITION: _position_problem, SIGNALS: _signals_problem, EVENT: _event_problem}
+
+
+DEFAULT_WINDOW = TimeWindow()
+
+
+def content_problem(r: dict, now_ms: int | None = None,
+                    window: TimeWindow = DEFAULT_WINDOW) -> Invalid | None:
+    """Why a well-formed reading (`check_reading` passed) is unusable, or None
+    (→ invalid-reading, dead letter). Every field of its kind is type-checked; with `now_ms`
+    (the gateway's clock) its `ts` must also lie in `window`."""
+    if now_ms is not None:
+        ts = r[TIME]
+        if ts < window.min_ms or ts > now_ms + window.max_ahead_ms:
+            return Invalid("time", f"'ts' {ts} outside the sane window "
+                           f"[{window.min_ms}, now + {window.max_ahead_ms} ms]")
+    return _KIND_CHECKS[r[KIND]](r)
+
+
+def reading_problem(r: dict, now_ms: int | None = None,
+                    window: TimeWindow = DEFAULT_WINDOW) -> str | None:
+    """`content_problem` as text (or None)."""
+    problem = content_problem(r, now_ms, window)
+    return None if problem is None else problem.detail
+
+
+def json_safe(v: Any, depth: int = 0) -> Any:
+    """`v` (a decoded reading, maybe invalid) as something every store's JSON accepts: keys as
+    text, non-finite numbers, bytes and other CBOR oddities as their text, integers beyond
+    64 bits as text. For dead letters, which keep what was refused."""
+    t = type(v)
+    if v is None or t is bool or t is str:
+        return v
+    if depth > MAX_CBOR_DEPTH:  # only a structure built elsewhere can be deeper (or cyclic)
+        return "…"
+    if t is int:
+        return v if MIN_INT <= v <= MAX_INT else str(v)
+    if t is float:
+        return v if math.isfinite(v) else repr(v)
+    if t is dict:
+        return {k if type(k) is str else repr(k): json_safe(x, depth + 1) for k, x in v.items()}
+    if t is list or t is tuple:
+        return [json_safe(x, depth + 1) for x in v]
+    if t is bytes:
+        return v.hex()
+    return repr(v)[:MAX_TEXT_CHARS]
 
 
 def position_wire(ts_ms: int, lat: float, lon: float, values: tuple) -> dict[str, Any]:

@@ -81,6 +81,12 @@ class Failed:
 
 
 @dataclass(frozen=True, slots=True)
+class UnknownSkipped:
+    """A message of a type this side does not know: answered `unknown-type` and skipped."""
+    type: str
+
+
+@dataclass(frozen=True, slots=True)
 class HelloReceived:
     hello: Hello
 
@@ -160,7 +166,6 @@ class _Session:
         for msg in self._decoder.feed(data):
             if isinstance(msg, Unknown):
                 self._send(Error(int(ErrorCode.UNKNOWN_TYPE), f"unknown type {msg.type!r}", False))
-                continue
             yield msg
 
 
@@ -229,6 +234,8 @@ class ClientSession(_Session):
                 if msg.fatal:
                     self._closed_by_peer()
                 events.append(PeerError(msg.code, msg.reason, msg.fatal))
+            elif isinstance(msg, Unknown):
+                events.append(UnknownSkipped(msg.type))
             else:
                 raise ProtocolError(ErrorCode.UNEXPECTED, f"{type(msg).__name__} from a server")
         return events
@@ -329,6 +336,8 @@ class ServerSession(_Session):
                 if msg.fatal:
                     self._closed_by_peer()
                 events.append(PeerError(msg.code, msg.reason, msg.fatal))
+            elif isinstance(msg, Unknown):
+                events.append(UnknownSkipped(msg.type))
             else:
                 raise ProtocolError(ErrorCode.UNEXPECTED, f"{type(msg).__name__} from an agent")
         return events

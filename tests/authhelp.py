@@ -18,10 +18,11 @@ def _hash(password: str) -> str:
 
 
 async def add_user_token(store, name: str = "tester", role: str = "admin",
-                         password: str = TEST_PASSWORD) -> str:
-    """Create `name` with `role` (if missing) and return a new API token of theirs."""
+                         password: str = TEST_PASSWORD, all_vehicles: bool = True) -> str:
+    """Create `name` with `role` (if missing; by default seeing every vehicle) and return a new
+    API token of theirs."""
     if await store.user(name) is None:
-        await store.add_user(name, role, _hash(password))
+        await store.add_user(name, role, _hash(password), all_vehicles=all_vehicles)
     _, token = await accounts.add_token(store, name, "tests")
     return token
 

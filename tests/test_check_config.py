@@ -80,3 +80,10 @@ def test_unknown_table_and_exit_status(tmp_path):
                          capture_output=True, text=True, env=_env(), cwd=REPO, timeout=60)
     assert out.returncode == 1
     assert "unknown table [gsp]" in out.stderr
+
+
+def test_a_file_without_tables_is_a_problem_not_a_crash(tmp_path):
+    """The shipped example (debian/agent.toml) is all comments until edited."""
+    path = _write(tmp_path, "# [vehicle]\n# id = \"truck-1\"\n")
+    [problem] = check(str(path))
+    assert problem.startswith(f"{path}: ") and "[vehicle]" in problem, problem

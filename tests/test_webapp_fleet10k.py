@@ -57,7 +57,8 @@ async def session(tmp_path):
 
     store = open_store(f"sqlite://{tmp_path / 'fleet.db'}")
     await store.open()
-    await accounts.add_user(store, "test-dispatcher", "dispatcher", TEST_PASSWORD)
+    await accounts.add_user(store, "test-dispatcher", "dispatcher", TEST_PASSWORD,
+                            all_vehicles=True)
     # provisioned, so that its panel reads it from the API; with no QUIC link to the gateway
     # the API says it is not connected, so it counts as offline (the others only stream)
     await store.add_vehicle(FOLLOWED)

@@ -42,7 +42,8 @@ class EpochAssembler:
     """Counters: `epochs` (closed epochs), `no_fix` (void/quality 0/no position), `no_date`
     (dropped without any date: held too long, or still held at the end), `held` (epochs that
     waited for a date), `host_dated` (dated from the synchronised host clock),
-    `rollover_corrected` (receiver dates moved forward by 1024 weeks)."""
+    `rollover_corrected` (receiver dates moved forward by 1024 weeks), `incomplete_epoch`
+    (closed without a position because one of its sentences was lost)."""
 
     def __init__(self, counts: Counter[str] | None = None,
                  pivot: dt.date | None = None) -> None:
@@ -61,6 +62,8 @@ class EpochAssembler:
         self._date: dt.date | None = None
         self._date_tod = 0
         self._held: list[_Epoch] = []
+        self._incomplete = False  # the open epoch lost a sentence (checksum, cut line)
+        self._next_incomplete = False  # and so does the next one to open
 
     def push(self, s: Sentence, host_time_ms: int | None = None,
              host_synced: bool = False) -> list[Position]:
@@ -80,6 +83,7 @@ class EpochAssembler:
             if self._host_synced:
                 self.rollover.host_date(_EPOCH_1970 + dt.timedelta(days=host_time_ms // DAY_MS))
             self._parts, self._pending, self._closed = self._pending, {}, False
+            self._incomplete, self._next_incomplete = self._next_incomplete, False
         self._last_kind = s.kind
         if self._closed:
             if s.time_ms is None:
@@ -89,6 +93,16 @@ class EpochAssembler:
         if s.kind == self._cycle_end:
             self._close(out)
         return out
+
+    def lost(self) -> None:
+        """A sentence failed its checksum or was cut: the epoch it belonged to yields no
+        position, directly or through what its absence changes (a void status or a quality
+        of 0 no longer seen). It belongs to the open epoch, or to the next one once the
+        open one reached its cycle end; with the cycle end not yet known, to either."""
+        if not self._closed:
+            self._incomplete = True
+        if self._closed or self._cycle_end is None:
+            self._next_incomplete = True
 
     def flush(self) -> list[Position]:
         """End of input: close the open epoch; epochs still waiting for a date are lost."""
@@ -117,6 +131,10 @@ class EpochAssembler:
                 self._date_tod = s.time_ms if s.time_ms is not None else epoch.time_ms
         if self._date is not None and self._held:
             self._release_held(out)
+        if self._incomplete:
+            self.counts["incomplete_epoch"] += 1
+            self.last_epoch_fix = None  # unknown: a sentence of it is lost
+            return
         where = _where(epoch.parts)
         self.last_epoch_fix = where is not None
         if where is None:

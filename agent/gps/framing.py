@@ -18,6 +18,9 @@ MAX_UBX_PAYLOAD = 2048
 # RTCM3 frames carry a 10-bit length, so 1023 bytes is the protocol maximum.
 MAX_RTCM_PAYLOAD = 1023
 
+# In the lines `feed` returns: a sentence was here but is lost (cut or over-long), so the
+# epoch it belonged to is incomplete (docs/gps.md).
+LOST = b""
 _START = re.compile(rb"[$\xb5\xd3]")
 # A sentence body: printable ASCII except '$' (a '$' means the previous line was cut).
 _BODY = re.compile(rb"[\x20-\x23\x25-\x7e]*")
@@ -98,6 +101,7 @@ class LineAssembler:
                 body_end = _BODY.match(buf, start + 1).end()
                 if body_end - start > MAX_LINE:
                     self.counts["overlong"] += 1
+                    out.append(LOST)
                     pos = body_end
                     continue
                 if body_end == end:
@@ -108,6 +112,7 @@ class LineAssembler:
                     out.append(bytes(buf[start:body_end]))
                 else:
                     self.counts["truncated"] += 1
+                    out.append(LOST)
                 pos = body_end
             else:
                 skip = self._binary(buf, start, end, lead)

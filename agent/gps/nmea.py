@@ -12,9 +12,14 @@ from collections import Counter
 
 from ..readings import Position
 from .epoch import EpochAssembler
-from .framing import LineAssembler
+from .framing import LOST, LineAssembler
 from .sanity import MAX_SPEED_KMH, FixFilter
 from .sentence import Reject, check_line, parse_sentence
+
+# Rejects that mean a sentence of the receiver's epoch is lost (not merely one we do not use):
+# that epoch gives no position, since what the lost sentence said (a void status, a quality
+# of 0) could have refused it.
+LOSSES = frozenset({"bad_checksum", "no_checksum", "bad_sentence", "bad_field"})
 
 
 class NmeaDecoder:
@@ -44,12 +49,17 @@ class NmeaDecoder:
         out: list[Position] = []
         counts = self.counts
         for line in self._lines.feed(data):
+            if line == LOST:
+                self._epochs.lost()
+                continue
             try:
                 text = check_line(line, self.require_checksum)
                 self.good_lines += 1
                 sentence = parse_sentence(text)
             except Reject as why:
                 counts[why.args[0]] += 1
+                if why.args[0] in LOSSES:
+                    self._epochs.lost()
                 continue
             counts["sentences"] += 1
             for pos in self._epochs.push(sentence, host_time_ms, host_synced):

@@ -8,11 +8,13 @@ alert is 404, so ids do not leak.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from ..api.common import INTEGER, MAX_TIME_MS, VEHICLE_ID
 from ..authz import PRINCIPAL, Role, requires
 from ..store.base import AlertQuery
 from .rules import RuleSet
@@ -23,6 +25,7 @@ log = logging.getLogger(__name__)
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000
 STATES = ("open", "closed", "retracted")
+ALERT_ID = re.compile(r"[0-9]{1,18}")  # ids are signed 64-bit in both stores
 
 
 def _bad(text: str) -> web.Response:
@@ -31,14 +34,13 @@ def _bad(text: str) -> web.Response:
 
 def _query(q, principal) -> AlertQuery:
     """The filters of GET /api/alerts; ValueError names the bad one."""
-    def integer(key: str) -> int | None:
+    def integer(key: str, lo: int, hi: int) -> int | None:
         value = q.get(key)
-        if value in (None, ""):
+        if value is None:
             return None
-        try:
-            return int(value)
-        except ValueError:
-            raise ValueError(f"{key} must be an integer") from None
+        if not INTEGER.fullmatch(value) or not lo <= int(value) <= hi:
+            raise ValueError(f"{key} must be an integer within {lo}..{hi}")
+        return int(value)
 
     state = q.get("state") or None
     if state is not None and state not in STATES:
@@ -46,15 +48,19 @@ def _query(q, principal) -> AlertQuery:
     ack = q.get("acknowledged") or None
     if ack is not None and ack not in ("true", "false"):
         raise ValueError("acknowledged must be true or false")
-    limit = integer("limit")
+    limit = integer("limit", 1, MAX_LIMIT)
     limit = DEFAULT_LIMIT if limit is None else limit
     if not 1 <= limit <= MAX_LIMIT:
         raise ValueError(f"limit must be within 1..{MAX_LIMIT}")
+    vehicle = q.get("vehicle")
+    if vehicle is not None and not VEHICLE_ID.fullmatch(vehicle):
+        raise ValueError("vehicle must be a vehicle id (1..64 of A-Z a-z 0-9 _ . : -)")
     vehicles = getattr(principal, "vehicles", None)
-    return AlertQuery(vehicle=q.get("vehicle") or None, vehicles=vehicles,
+    return AlertQuery(vehicle=vehicle, vehicles=vehicles,
                       rule=q.get("rule") or None, state=state,
                       acknowledged=None if ack is None else ack == "true",
-                      from_ms=integer("from_ms"), to_ms=integer("to_ms"), limit=limit)
+                      from_ms=integer("from_ms", 0, MAX_TIME_MS),
+                      to_ms=integer("to_ms", 0, MAX_TIME_MS), limit=limit)
 
 
 def _may_see(request: web.Request, vehicle: str) -> bool:
@@ -82,11 +88,10 @@ def add_alert_routes(app: web.Application, store, rules: RuleSet,
 
     @requires(Role.DISPATCHER)
     async def ack(request: web.Request) -> web.Response:
-        try:
-            alert_id = int(request.match_info["id"])
-        except ValueError:
-            return _bad("id must be an integer")
-        alert = await store.alert(alert_id) if 0 <= alert_id < 2**63 else None
+        if not ALERT_ID.fullmatch(request.match_info["id"]):
+            return _bad("id must be a number")
+        alert_id = int(request.match_info["id"])
+        alert = await store.alert(alert_id)
         if alert is None or not _may_see(request, alert.vehicle_id):
             return web.json_response({"error": "unknown alert"}, status=404)
         principal = request.get(PRINCIPAL)

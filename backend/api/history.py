@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
+
 from aiohttp import web
 
 from .. import queries
 from ..authz import Role, requires
 from .common import STORE, csv_response, error, int_param, principal, visible, wants_csv, window
+from .geofences import visible_geofence
 
+DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 TRIP_CSV = ["kind", "start_ms", "end_ms", "start", "end", "duration_s", "distance_km",
             "max_speed_kmh", "from_lon", "from_lat", "to_lon", "to_lat"]
 ENTRY_CSV = ["geofence", "vehicle", "time_ms", "time", "lat", "lon", "epoch", "seq"]
@@ -17,12 +21,13 @@ ENTRY_CSV = ["geofence", "vehicle", "time_ms", "time", "lat", "lon", "epoch", "s
 async def route(request: web.Request) -> web.Response:
     vehicle = visible(request)
     q = request.query
-    step_s = int_param(q, "step_s", lo=1)
+    step_s = int_param(q, "step_s", lo=1, hi=queries.MAX_WINDOW_MS // 1000)
     try:
         feature = await queries.route(
             request.app[STORE], vehicle, *window(q),
-            step_ms=int_param(q, "step_ms", lo=1) or (step_s or 0) * 1000 or None,
-            max_points=int_param(q, "max_points", lo=1))
+            step_ms=int_param(q, "step_ms", lo=1, hi=queries.MAX_WINDOW_MS)
+            or (step_s or 0) * 1000 or None,
+            max_points=int_param(q, "max_points", lo=1, hi=queries.MAX_ROUTE_POINTS))
     except ValueError as exc:
         raise error(web.HTTPBadRequest, f"bad query: {exc}") from None
     return web.json_response(feature)
@@ -33,9 +38,12 @@ async def trips(request: web.Request) -> web.Response:
     vehicle = visible(request)
     q, store = request.query, request.app[STORE]
     start, end = window(q)
+    day = q.get("day")
+    if day is not None and not DAY.fullmatch(day):
+        raise error(web.HTTPBadRequest, "day must be YYYY-MM-DD")
     try:
         if start is None and end is None:
-            answer = await queries.trips(store, vehicle, queries.parse_day(q.get("day")))
+            answer = await queries.trips(store, vehicle, queries.parse_day(day))
         else:
             now = queries.now_ms()
             end = end if end is not None else now
@@ -65,8 +73,10 @@ def _default_window(q) -> tuple[int, int]:
     default_start, default_end = queries.yesterday_bounds()
     start = default_start if start is None else start
     end = default_end if end is None else end
-    if end <= start:
-        raise error(web.HTTPBadRequest, "the end of the window must be after its start")
+    try:
+        queries.check_window(start, end)
+    except ValueError as exc:
+        raise error(web.HTTPBadRequest, f"bad query: {exc}") from None
     return start, end
 
 
@@ -74,7 +84,11 @@ def _default_window(q) -> tuple[int, int]:
 async def vehicle_entries(request: web.Request) -> web.Response:
     vehicle = visible(request)
     start, end = _default_window(request.query)
-    entries = await request.app[STORE].vehicle_geofence_entries(vehicle, start, end)
+    store, who = request.app[STORE], principal(request)
+    hidden = {r["geofence_id"] for r in await store.geofences()
+              if not who.may_see_geofence(r["group"])}
+    entries = [e for e in await store.vehicle_geofence_entries(vehicle, start, end)
+               if e["geofence_id"] not in hidden]
     if wants_csv(request):
         return csv_response(ENTRY_CSV, _entry_rows(entries), f"entries-{vehicle}.csv")
     return web.json_response({"vehicle": vehicle, "from_ms": start, "to_ms": end,
@@ -85,7 +99,7 @@ async def vehicle_entries(request: web.Request) -> web.Response:
 async def geofence_entries(request: web.Request) -> web.Response:
     gid = request.match_info["geofence"]
     store = request.app[STORE]
-    if await store.geofence(gid) is None:
+    if await visible_geofence(request, gid) is None:
         raise error(web.HTTPNotFound, f"unknown geofence {gid!r}")
     start, end = _default_window(request.query)
     answer = await queries.geofence_entries(store, gid, start, end)

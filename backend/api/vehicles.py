@@ -3,24 +3,26 @@
 from __future__ import annotations
 
 import collections
-import re
 
 from aiohttp import web
 
 from .. import queries
 from ..authz import Role, requires
-from ..hub import position_feature
+from ..hub import iso_time, position_feature
 from ..store.base import AlertQuery
-from .common import GATEWAY, STORE, audit, error, principal, read_json, visible
+from .common import GATEWAY, STORE, VEHICLE_ID, audit, error, principal, read_json, visible
 from .units import signal_units
 
 # Open alerts counted per list: far above what a fleet has open at once (they close or get
 # acknowledged); beyond it the counts are a floor.
 MAX_OPEN_ALERTS = 10_000
-VEHICLE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")  # what the CLI and the agent config accept
 
 
-def position_of(row: dict) -> dict:
+def position_of(row: dict) -> dict | None:
+    """The API's position of a stored last position; None (no position) for one whose time no
+    ISO 8601 date can name (stored before the gateway checked the time window)."""
+    if iso_time(row["time_ms"]) is None:
+        return None
     props = position_feature(row["vehicle_id"], row["time_ms"], row["lat"], row["lon"],
                              row["speed_kmh"], row["course_deg"], row["seq"])["properties"]
     return {"lat": row["lat"], "lon": row["lon"], "time_ms": row["time_ms"],
@@ -79,7 +81,7 @@ async def get_vehicle(request: web.Request) -> web.Response:
 async def create_vehicle(request: web.Request) -> web.Response:
     body = await read_json(request)
     vid = body.get("id") if isinstance(body, dict) else None
-    if not isinstance(vid, str) or not VEHICLE_ID.match(vid):
+    if not isinstance(vid, str) or not VEHICLE_ID.fullmatch(vid):
         raise error(web.HTTPBadRequest, "id must be 1..64 of A-Z a-z 0-9 _ . : -")
     token = await request.app[STORE].add_vehicle(vid)
     await audit(request, "vehicle.create", vid)
@@ -90,7 +92,8 @@ async def create_vehicle(request: web.Request) -> web.Response:
 async def revoke_vehicle(request: web.Request) -> web.Response:
     vid = request.match_info["vehicle"]
     store = request.app[STORE]
-    if vid not in {v["vehicle_id"] for v in await store.list_vehicles()}:
+    if not VEHICLE_ID.fullmatch(vid) or vid not in {
+            v["vehicle_id"] for v in await store.list_vehicles()}:
         raise error(web.HTTPNotFound, f"unknown vehicle {vid!r}")
     if await store.revoke_vehicle(vid):
         await audit(request, "vehicle.revoke", vid)

@@ -7,18 +7,23 @@ GET /api/audit. Generated passwords and new tokens are in the answer once, never
 
 from __future__ import annotations
 
+import re
+
 from aiohttp import web
 
+from ..api.common import VEHICLE_ID, int_param, time_param
 from ..audit import audit
 from ..authz import Role, requires
 from . import accounts
 from .middleware import auth_state, error
-from .passwords import MAX_PASSWORD
+from .policy import check_password
 
 DEFAULT_AUDIT_LIMIT = 200
 MAX_AUDIT_LIMIT = 10_000  # one page of the trail; ask again with an older to_ms for more
+ROLES = tuple(r.label for r in Role)
 MAX_GROUP_ITEMS = 10_000  # vehicles or members in one PUT
-MAX_TIME_MS = 10**15  # year ~33658: an open end that every store's time type holds
+OPEN_END_MS = 10**15  # year ~33658: an open end that every store's time type holds
+TOKEN_ID = re.compile(r"[0-9]{1,18}")  # ids are signed 64-bit in both stores
 
 
 async def _json(request: web.Request) -> dict:
@@ -33,12 +38,29 @@ async def _json(request: web.Request) -> dict:
     return body
 
 
-def _password(body: dict) -> str | None:
-    password = body.get("password")
-    if password is not None and (not isinstance(password, str)
-                                 or not 0 < len(password) <= MAX_PASSWORD):
-        raise ValueError(f"password must be text of 1..{MAX_PASSWORD}")
-    return password
+def _password(body: dict, user: object) -> str | None:
+    """The body's new password, if it has one that the policy accepts (ValueError why not)."""
+    if "password" not in body:
+        return None
+    return check_password(body["password"], user if isinstance(user, str) else None)
+
+
+def _flag(body: dict, key: str) -> bool | None:
+    """A true/false field of the body, None if absent; ValueError if not a boolean."""
+    if key not in body:
+        return None
+    if not isinstance(body[key], bool):
+        raise ValueError(f"{key} must be true or false")
+    return body[key]
+
+
+def _role(body: dict) -> str | None:
+    """The body's role (exactly as the spec spells them), None if absent; ValueError if bad."""
+    if "role" not in body:
+        return None
+    if body["role"] not in ROLES:
+        raise ValueError("role must be admin, dispatcher or viewer")
+    return body["role"]
 
 
 async def _user_records(store, name: str | None = None) -> list[dict]:
@@ -58,15 +80,16 @@ async def list_users(request: web.Request) -> web.Response:
 async def create_user(request: web.Request) -> web.Response:
     body = await _json(request)
     try:
-        name, role = body.get("name"), body.get("role")
-        if not isinstance(role, str):
+        name, role = body.get("name"), _role(body)
+        if role is None:
             raise ValueError("role must be admin, dispatcher or viewer")
+        all_vehicles = _flag(body, "all_vehicles")
         generated = await accounts.add_user(auth_state(request).store, name, role,
-                                            _password(body))
+                                            _password(body, name), bool(all_vehicles))
     except ValueError as exc:
         return error(409 if "exists" in str(exc) else 400, str(exc))
-    await audit(request, "user.create", name, {"role": role.lower()})
-    answer = {"name": name, "role": role.lower()}
+    await audit(request, "user.create", name, {"role": role, "all_vehicles": bool(all_vehicles)})
+    answer = {"name": name, "role": role, "all_vehicles": bool(all_vehicles)}
     if generated is not None:
         answer["password"] = generated
     return web.json_response(answer, status=201)
@@ -78,15 +101,10 @@ async def update_user(request: web.Request) -> web.Response:
     body = await _json(request)
     store = auth_state(request).store
     try:
-        role = body.get("role")
-        if role is not None:
-            if not isinstance(role, str):
-                raise ValueError("role must be admin, dispatcher or viewer")
-            role = Role.parse(role).label
-        disabled = body.get("disabled")
-        if disabled is not None and not isinstance(disabled, bool):
-            raise ValueError("disabled must be true or false")
-        password = _password(body)
+        role = _role(body)
+        disabled = _flag(body, "disabled")
+        all_vehicles = _flag(body, "all_vehicles")
+        password = _password(body, name)
     except ValueError as exc:
         return error(400, str(exc))
     if role not in (None, "admin") or disabled:
@@ -94,13 +112,15 @@ async def update_user(request: web.Request) -> web.Response:
                   if u["role"] == "admin" and not u["disabled"]]
         if admins == [name]:  # nobody could manage accounts over HTTP any more
             return error(409, f"{name!r} is the last enabled admin")
-    if not await store.update_user(name, role=role, disabled=disabled):
+    if not await store.update_user(name, role=role, disabled=disabled,
+                                   all_vehicles=all_vehicles):
         return error(404, f"no user {name!r}")
     if password is not None:
         await accounts.set_password(store, name, password)
     auth_state(request).access_changed()
     await audit(request, "user.update", name,
-                {"role": role, "disabled": disabled, "password_changed": password is not None})
+                {"role": role, "disabled": disabled, "all_vehicles": all_vehicles,
+                 "password_changed": password is not None})
     [record] = await _user_records(store, name)
     return web.json_response(record)
 
@@ -125,12 +145,10 @@ async def create_token(request: web.Request) -> web.Response:
 @requires(Role.ADMIN)
 async def delete_token(request: web.Request) -> web.Response:
     name = request.match_info["name"]
-    try:
-        token_id = int(request.match_info["id"])
-    except ValueError:
-        return error(400, "id must be an integer")
-    if not 0 <= token_id < 2**63 or not await auth_state(request).store.delete_api_token(
-            name, token_id):
+    if not TOKEN_ID.fullmatch(request.match_info["id"]):
+        return error(400, "id must be a number")
+    token_id = int(request.match_info["id"])
+    if not await auth_state(request).store.delete_api_token(name, token_id):
         return error(404, "no such token")
     auth_state(request).access_changed()
     await audit(request, "token.delete", name, {"id": token_id})
@@ -142,13 +160,14 @@ async def list_groups(request: web.Request) -> web.Response:
     return web.json_response({"groups": await auth_state(request).store.groups()})
 
 
-def _names(body: dict, key: str) -> list[str] | None:
-    items = body.get(key)
-    if items is None:
+def _names(body: dict, key: str, pattern) -> list[str] | None:
+    if key not in body:
         return None
+    items = body[key]
     if (not isinstance(items, list) or len(items) > MAX_GROUP_ITEMS
-            or not all(isinstance(i, str) and 0 < len(i) <= 128 for i in items)):
-        raise ValueError(f"{key} must be a list of names")
+            or not all(isinstance(i, str) and pattern.fullmatch(i) for i in items)):
+        raise ValueError(f"{key} must be a list of at most {MAX_GROUP_ITEMS} "
+                         f"{'vehicle ids' if key == 'vehicles' else 'user names'}")
     return items
 
 
@@ -156,7 +175,8 @@ async def _put_group(request: web.Request, name: str, status: int) -> web.Respon
     body = await _json(request)
     try:
         accounts.check_name(name, "group name")
-        vehicles, members = _names(body, "vehicles"), _names(body, "members")
+        vehicles = _names(body, "vehicles", VEHICLE_ID)
+        members = _names(body, "members", accounts.NAME_RE)
         await auth_state(request).store.put_group(name, vehicles, members)
     except ValueError as exc:
         return error(400, str(exc))
@@ -183,7 +203,8 @@ async def put_group(request: web.Request) -> web.Response:
 @requires(Role.ADMIN)
 async def delete_group(request: web.Request) -> web.Response:
     name = request.match_info["name"]
-    if not await auth_state(request).store.delete_group(name):
+    if not accounts.NAME_RE.fullmatch(name) or not await auth_state(request).store.delete_group(
+            name):
         return error(404, f"no group {name!r}")
     auth_state(request).access_changed()
     await audit(request, "group.delete", name)
@@ -193,15 +214,11 @@ async def delete_group(request: web.Request) -> web.Response:
 @requires(Role.ADMIN)
 async def audit_trail(request: web.Request) -> web.Response:
     q = request.query
-    try:
-        from_ms = int(q.get("from_ms") or 0)
-        to_ms = min(int(q.get("to_ms") or MAX_TIME_MS), MAX_TIME_MS)
-        limit = min(int(q.get("limit") or DEFAULT_AUDIT_LIMIT), MAX_AUDIT_LIMIT)
-        if limit < 1 or not 0 <= from_ms <= MAX_TIME_MS:
-            raise ValueError
-    except ValueError:
-        return error(400, "from_ms, to_ms and limit must be positive integers")
-    entries = await auth_state(request).store.audit_entries(from_ms, to_ms, limit)
+    from_ms = time_param(q, "from_ms") or 0
+    to_ms = time_param(q, "to_ms")
+    limit = int_param(q, "limit", lo=1, hi=MAX_AUDIT_LIMIT) or DEFAULT_AUDIT_LIMIT
+    entries = await auth_state(request).store.audit_entries(
+        from_ms, OPEN_END_MS if to_ms is None else to_ms, limit)
     return web.json_response({"entries": entries})
 
 

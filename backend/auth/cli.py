@@ -19,13 +19,16 @@ CLI_USER = "cli"
 
 def add_parsers(sub) -> None:
     users = sub.add_parser("users", help="dashboard/API accounts: add, list, passwd, disable, "
-                           "enable, token, tokens, revoke-token")
+                           "enable, role, scope, token, tokens, revoke-token")
     u = users.add_subparsers(dest="action", metavar="ACTION", required=True)
     add = u.add_parser("add", help="create a user; prints its generated password once")
     add.add_argument("name")
     add.add_argument("--role", required=True, choices=["admin", "dispatcher", "viewer"])
     add.add_argument("--password-stdin", action="store_true",
                      help="read the password from stdin instead of generating one")
+    add.add_argument("--all-vehicles", action="store_true",
+                     help="see every vehicle (default: only those of the user's groups, none "
+                     "until it is in one; admins see every vehicle anyway)")
     u.add_parser("list", help="list users as JSON lines")
     pw = u.add_parser("passwd", help="set a new password (generated unless --password-stdin); "
                       "ends the user's sessions")
@@ -37,6 +40,9 @@ def add_parsers(sub) -> None:
     role = u.add_parser("role", help="change a user's role")
     role.add_argument("name")
     role.add_argument("role", choices=["admin", "dispatcher", "viewer"])
+    scope = u.add_parser("scope", help="which vehicles a user sees: all, or its groups' only")
+    scope.add_argument("name")
+    scope.add_argument("scope", choices=["all", "groups"])
     tok = u.add_parser("token", help="create an API token (Authorization: Bearer); prints it "
                        "once")
     tok.add_argument("name")
@@ -46,8 +52,8 @@ def add_parsers(sub) -> None:
     rev.add_argument("name")
     rev.add_argument("token_id", type=int)
 
-    groups = sub.add_parser("groups", help="vehicle groups: a user in groups sees only their "
-                            "vehicles")
+    groups = sub.add_parser("groups", help="vehicle groups: a user without the all-vehicles "
+                            "scope sees only its groups' vehicles and geofences")
     g = groups.add_subparsers(dest="action", metavar="ACTION", required=True)
     g.add_parser("list", help="list groups as JSON lines")
     put = g.add_parser("set", help="create a group or replace its vehicles / members")
@@ -87,8 +93,10 @@ async def run(args: argparse.Namespace, store) -> int:
     try:
         if a == "add":
             password = _stdin_password() if args.password_stdin else None
-            generated = await accounts.add_user(store, args.name, args.role, password)
-            await _audit(store, "user.create", args.name, {"role": args.role})
+            generated = await accounts.add_user(store, args.name, args.role, password,
+                                                all_vehicles=args.all_vehicles)
+            await _audit(store, "user.create", args.name,
+                         {"role": args.role, "all_vehicles": args.all_vehicles})
             if generated:
                 print(generated)
         elif a == "list":
@@ -100,8 +108,10 @@ async def run(args: argparse.Namespace, store) -> int:
             await _audit(store, "user.update", args.name, {"password_changed": True})
             if generated:
                 print(generated)
-        elif a in ("disable", "enable", "role"):
-            change = {"role": args.role} if a == "role" else {"disabled": a == "disable"}
+        elif a in ("disable", "enable", "role", "scope"):
+            change = ({"role": args.role} if a == "role" else
+                      {"all_vehicles": args.scope == "all"} if a == "scope" else
+                      {"disabled": a == "disable"})
             if not await store.update_user(args.name, **change):
                 raise KeyError(args.name)
             await _audit(store, "user.update", args.name, change)

@@ -29,6 +29,10 @@ from .sessions import SessionPolicy
 log = logging.getLogger(__name__)
 
 COOKIE = "fleet_session"
+# The session cookie's name under TLS: a browser accepts a `__Host-` cookie only with Secure,
+# Path=/ and no Domain, so neither a plain-HTTP page nor a sibling subdomain can plant or
+# overwrite it. Over plain HTTP (a laptop, the demo on loopback) the plain name is used.
+SECURE_COOKIE = "__Host-" + COOKIE
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -80,6 +84,16 @@ def is_secure(request: web.Request) -> bool:
             and request.headers.get("X-Forwarded-Proto", "").lower() == "https")
 
 
+def cookie_name(request: web.Request) -> str:
+    """The session cookie's name for this request (`__Host-…` under TLS)."""
+    return SECURE_COOKIE if is_secure(request) else COOKIE
+
+
+def session_cookie(request: web.Request) -> str | None:
+    """The session cookie's value; under TLS only the `__Host-` one counts."""
+    return request.cookies.get(cookie_name(request)) or None
+
+
 def error(status: int, text: str, **headers) -> web.Response:
     return web.json_response({"error": text}, status=status, headers=headers or None)
 
@@ -94,7 +108,9 @@ async def principal_of(state: AuthState, user_id: int, via: str) -> Principal | 
         return None
     vehicles = account["vehicles"]
     return Principal(user_id=account["id"], name=account["name"], role=Role.parse(account["role"]),
-                     vehicles=None if vehicles is None else frozenset(vehicles), via=via)
+                     vehicles=None if vehicles is None else frozenset(vehicles), via=via,
+                     groups=frozenset(account["groups"]),
+                     must_change_password=via == "session" and account["must_change_password"])
 
 
 async def token_principal(store, token: str) -> Principal | None:
@@ -113,7 +129,7 @@ async def resolve(request: web.Request) -> Principal | None:
         if scheme.lower() != "bearer" or not token.strip():
             return None
         return await token_principal(state.store, token.strip())
-    cookie = request.cookies.get(COOKIE)
+    cookie = session_cookie(request)
     if not cookie:
         return None
     digest = hash_token(cookie)
@@ -155,7 +171,7 @@ async def access_middleware(request: web.Request, handler):
         return error(403, f"needs role {declared.label}")
     if principal.via == "session" and request.method not in SAFE_METHODS:
         sent = request.headers.get(CSRF_HEADER, "")
-        if not hmac.compare_digest(sent, csrf_for(request.cookies[COOKIE])):
+        if not hmac.compare_digest(sent, csrf_for(session_cookie(request) or "")):
             return error(403, f"missing or wrong {CSRF_HEADER} header")
     return await handler(request)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from aiohttp import web
 
 from ..authz import PRINCIPAL, Role, public, requires
-from .middleware import COOKIE, auth_state, client_of, error, is_secure
+from .middleware import auth_state, client_of, cookie_name, error, is_secure, session_cookie
 from .passwords import csrf_for, hash_token, needs_rehash, new_token, verify_password
 
 log = logging.getLogger(__name__)
@@ -80,19 +80,19 @@ async def login(request: web.Request) -> web.Response:
     log.info("login %r (%s) from %s", name, user["role"], address)
     account = await state.store.account(user["id"])
     response = web.json_response(_body(account, cookie, state.policy.expires_ms(now_ms, now_ms)))
-    response.set_cookie(COOKIE, cookie, httponly=True, samesite="Strict", path="/",
-                        secure=is_secure(request))
+    response.set_cookie(cookie_name(request), cookie, httponly=True, samesite="Strict",
+                        path="/", secure=is_secure(request))
     return response
 
 
 @requires(Role.VIEWER)
 async def logout(request: web.Request) -> web.Response:
-    cookie = request.cookies.get(COOKIE)
+    cookie = session_cookie(request)
     if cookie:
         await auth_state(request).store.delete_session(hash_token(cookie))
         auth_state(request).access_changed()  # this session's sockets close now
     response = web.Response(status=204)
-    response.del_cookie(COOKIE, path="/")
+    response.del_cookie(cookie_name(request), path="/", secure=is_secure(request))
     return response
 
 
@@ -101,7 +101,7 @@ async def me(request: web.Request) -> web.Response:
     state = auth_state(request)
     principal = request[PRINCIPAL]
     account = await state.store.account(principal.user_id)
-    cookie = request.cookies.get(COOKIE)
+    cookie = session_cookie(request)
     if principal.via == "session" and cookie:
         session = await state.store.session(hash_token(cookie))
         if session is None:  # logged out by another request meanwhile

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 # A dispatcher's shift: an untouched session ends after this.
 IDLE_S = 8 * 3600
-# Even a session in constant use ends after this: a stolen cookie is not good forever.
-ABSOLUTE_S = 7 * 24 * 3600
+# Even a session in constant use ends after this (a long shift): a stolen cookie is good for
+# hours, not for days.
+ABSOLUTE_S = 12 * 3600
 # Last-seen is written back at most this often: one store write per minute per user, not per
 # request; the idle expiry is then up to this much longer than configured.
 TOUCH_EVERY_S = 60

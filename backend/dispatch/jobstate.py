@@ -56,10 +56,12 @@ class Visit:
     departed: tuple[int, float, float] | None = None
 
 
-def transition_id(job_id: str, to: JobState, at_ms: int, by: Actor, corrects: str | None) -> str:
+def transition_id(job_id: str, to: JobState, at_ms: int, by: Actor, basis: str | None) -> str:
     """A deterministic id for a transition the backend derives itself, so deriving it twice
-    (a re-delivered batch, a second backend, a restart) records it once."""
-    h = hashlib.sha256(f"{job_id}\0{to.value}\0{at_ms}\0{by}\0{corrects or ''}".encode())
+    from the same history (a re-delivered batch, a second backend, a restart) records it
+    once. `basis` names what it follows (the job's previous transition): the same arrival
+    announced again after a retraction is a new transition, not the first one repeated."""
+    h = hashlib.sha256(f"{job_id}\0{to.value}\0{at_ms}\0{by}\0{basis or ''}".encode())
     return "t" + h.hexdigest()[:31]
 
 
@@ -152,12 +154,12 @@ class JobMachine:
         if self.state in (S.ASSIGNED, S.EN_ROUTE) and visit.arrived is not None:
             at, lat, lon = visit.arrived
             out.append(self._record(Transition(
-                transition_id(self.job_id, S.ARRIVED, at, by, None), self.job_id, self.state,
-                S.ARRIVED, at, by, now_ms, route_id, lat, lon, "detected")))
+                transition_id(self.job_id, S.ARRIVED, at, by, self._basis()), self.job_id,
+                self.state, S.ARRIVED, at, by, now_ms, route_id, lat, lon, "detected")))
         if self.state is S.ARRIVED and complete_on_departure and visit.departed is not None:
             at, lat, lon = visit.departed
             out.append(self._record(Transition(
-                transition_id(self.job_id, S.COMPLETED, at, by, None), self.job_id,
+                transition_id(self.job_id, S.COMPLETED, at, by, self._basis()), self.job_id,
                 S.ARRIVED, S.COMPLETED, at, by, now_ms, route_id, lat, lon,
                 "departure detected")))
         return out
@@ -168,6 +170,9 @@ class JobMachine:
             if t.to_state is S.ARRIVED:
                 return t
         return None
+
+    def _basis(self) -> str | None:
+        return self.last.id if self.last else None
 
     def _before_arrival(self) -> JobState:
         """The state the job was in before it (last) arrived: where a retracted arrival

@@ -23,9 +23,9 @@ Routes = Mapping[str, tuple[str, ...]]  # vehicle id → job ids in visiting ord
 
 @dataclass(frozen=True)
 class Snapshot:
-    """The dispatch state of one fleet at one version."""
+    """The dispatch state of one fleet at one version (a counter or a digest)."""
 
-    version: int
+    version: int | str
     routes: Routes
     job_states: Mapping[str, JobState] = field(default_factory=dict)
 
@@ -101,7 +101,7 @@ class Proposal:
     """Routes a planner (or a person, or an AI client) proposes, on top of `based_on`."""
 
     id: str
-    based_on_version: int
+    based_on_version: int | str
     routes: Routes
     diff: Diff
     created_ms: int
@@ -128,8 +128,8 @@ class Stale:
     what changed between the proposal's base and the current state."""
 
     proposal_id: str
-    based_on_version: int
-    current_version: int
+    based_on_version: int | str
+    current_version: int | str
     diff: Diff
     since: tuple[str, ...]
 

@@ -61,9 +61,11 @@ class _Slot:
 class SolverWorker:
     """Plans in a child process; see the module docstring for the rules."""
 
-    def __init__(self, road_network: Path | None = None, cache_dir: Path | None = None):
+    def __init__(self, road_network: Path | None = None, cache_dir: Path | None = None,
+                 nice: int = SOLVER_NICE):
         self.road_network = road_network
         self.cache_dir = cache_dir
+        self.nice = nice
         self.basis: str | None = None
         self._proc = None
         self._conn = None
@@ -182,7 +184,7 @@ class SolverWorker:
         self._discard_child()
         ctx = multiprocessing.get_context("spawn")  # never fork an asyncio process
         parent, child = ctx.Pipe()
-        proc = ctx.Process(target=serve, args=(child, self.road_network, self.cache_dir),
+        proc = ctx.Process(target=serve, args=(child, self.road_network, self.cache_dir, self.nice),
                            name="fleet-planner", daemon=True)
         proc.start()
         child.close()
@@ -221,13 +223,13 @@ def travel_source(road_network: Path | None, cache_dir: Path | None):
     return RoadMatrix(load_road_graph(Path(road_network), cache_dir or default_cache_dir()))
 
 
-def serve(conn, road_network, cache_dir) -> None:
+def serve(conn, road_network, cache_dir, nice: int = SOLVER_NICE) -> None:
     """The child's loop: (id, PlanRequest) in, (id, "ok"|"error"|"crash", payload) out."""
     from backend.dispatch.matrix import SnapError
     from backend.dispatch.planner import plan
 
     with contextlib.suppress(OSError):
-        os.nice(SOLVER_NICE)
+        os.nice(nice)
     try:
         travel = travel_source(road_network, cache_dir)
     except Exception as e:  # a bad extract: tell the parent in words, then stop

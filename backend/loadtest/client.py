@@ -32,9 +32,18 @@ from .fleet import Histogram, SimVehicle
 # Handshakes in flight per process while the fleet connects: a gateway answers a few hundred
 # handshakes a second, so 10,000 at once would only time out and retry.
 CONNECT_CONCURRENCY = 32
+# Resolution of the acknowledgement timeline (ticks with at least one new ack, after "go"):
+# the longest run of empty ticks is the run's gap without acknowledgements (a failover's).
+ACK_TICK_S = 0.1
 
 
 class Worker:
+    def acked_now(self, n: int) -> None:
+        """Count `n` new acknowledgements on the timeline (wall clock, shared by the workers)."""
+        self.acked += n
+        if n and self.go_wall:
+            self.ack_ticks.add(int((time.time() - self.go_wall) / ACK_TICK_S))
+
     def __init__(self, spec: dict):
         self.spec = spec
         self.loop = asyncio.get_running_loop()
@@ -51,6 +60,8 @@ class Worker:
         self.quic_config = cfg
         self.errors: dict[str, int] = {}
         self.connects = self.migrations = self.reconnects = self.batches = self.acked = 0
+        self.ack_ticks: set[int] = set()
+        self.go_wall = 0.0
         self.stopping = False
         self.mode = spec["mode"]
         self.churn_p = spec.get("churn_per_s", 0.0) * self.send_interval_s
@@ -94,6 +105,7 @@ class Worker:
 
     async def run(self, go_wall: float) -> dict:
         spec = self.spec
+        self.go_wall = go_wall
         t0 = self.loop.time() + (go_wall - time.time())
         wall0 = int(go_wall * 1000)
         for d in self.drivers:
@@ -147,7 +159,7 @@ class Worker:
             "acked_in_window": acked_in_window, "latency": lat.to_json(),
             "live_latency": live.to_json(), "errors": self.errors, "connects": self.connects,
             "migrations": self.migrations, "reconnects": self.reconnects,
-            "batches": self.batches, "storm": storm,
+            "batches": self.batches, "storm": storm, "ack_ticks": sorted(self.ack_ticks),
             "datagrams": [dg1[0] - dg0[0], dg1[1] - dg0[1]],
             "cpu_s": (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime),
             "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,

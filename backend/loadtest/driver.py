@@ -141,7 +141,7 @@ class Driver:
         for lo, hi in ev.ranges:
             done.extend(q for q in range(lo, hi + 1) if q in unacked)
         new = self.sim.acknowledged(done, now)
-        self.w.acked += new
+        self.w.acked_now(new)
         if (self.drained_after is None and self.drain_target
                 and (not unacked or next(iter(unacked)) > self.drain_target)):
             self.drained_after = now - self.reconnected_at

@@ -3,6 +3,7 @@ the `Report` with its verdict and printed lines."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ class Report:
     datagrams_in_per_reading: float = 0.0   # to the gateway, per reading acked in the window
     datagrams_out_per_reading: float = 0.0  # from the gateway
     storm: dict | None = None
+    ack_gap_s: float = 0.0        # longest time in the window no vehicle got an acknowledgement
 
     def projected_vehicles(self, cores: float, with_clients: bool = False) -> float:
         """Vehicles the measured CPU per reading allows on `cores` at the run's rate."""
@@ -93,6 +95,8 @@ class Report:
                f"  store              {self.stored:,} stored of {self.made:,} made: "
                f"lost {self.lost}, duplicated {self.duplicated}, unexpected {self.unexpected}, "
                f"still in the vehicles (not drained) {self.unacked}"]
+        out.append(f"  ack gap            {self.ack_gap_s:.1f} s: the longest time in the window "
+                   "without any acknowledgement")
         if self.storm:
             s = self.storm
             out.append(f"  outage storm       backlog {s['backlog']:,} readings, drained in "
@@ -100,6 +104,14 @@ class Report:
                        f"{s['drained']} of {self.vehicles} vehicles")
         out.append("  RESULT " + self.verdict())
         return out
+
+
+def ack_gap_s(ticks: set[int], window_ticks: int, tick_s: float) -> float:
+    """The longest run of ticks in [0, window_ticks) with no acknowledgement, in seconds (the
+    run's start and end count as acknowledged: vehicles were connected and drained)."""
+    marks = sorted(t for t in ticks if 0 <= t < window_ticks)
+    edges = [-1, *marks, window_ticks]
+    return max((b - a - 1 for a, b in itertools.pairwise(edges)), default=0) * tick_s
 
 
 def _ms(v: float | None) -> str:

@@ -27,8 +27,9 @@ from pathlib import Path
 
 from backend.pki import generate
 
+from .client import ACK_TICK_S
 from .fleet import Histogram
-from .report import ProcStats, Report
+from .report import ProcStats, Report, ack_gap_s
 from .store import Store
 
 REPO = Path(__file__).resolve().parents[2]
@@ -56,6 +57,8 @@ class Options:
     seed: int = 1
     log_dir: str = ""
     profile: bool = False         # py-spy the first gateway and client during the window
+    gateway_db: tuple[str, ...] = ()  # gateway k's store URL: gateway_db[k % len] (else `db`)
+    gateway_nats: tuple[str, ...] = ()  # gateway k's --nats-url: gateway_nats[k % len] (else none)
 
 
 def _free_udp_port() -> int:
@@ -113,14 +116,16 @@ def _readline(proc: subprocess.Popen, timeout: float, what: str) -> str:
     return box[0]
 
 
-def run(opts: Options) -> Report:
+def run(opts: Options, events: list[tuple[float, object]] = ()) -> Report:
+    """`events`: (seconds after go, callable) run on their own thread at that time in the
+    window (a test killing a database node mid-stream); their exceptions fail the run."""
     tmp = Path(tempfile.mkdtemp(prefix="fleet-loadtest-"))
     log_dir = Path(opts.log_dir) if opts.log_dir else tmp
     log_dir.mkdir(parents=True, exist_ok=True)
     procs: list[subprocess.Popen] = []
     store = Store(opts.db, tmp)
     try:
-        return _run(opts, tmp, log_dir, store, procs)
+        return _run(opts, tmp, log_dir, store, procs, list(events))
     finally:
         for p in procs:
             if p.poll() is None:
@@ -130,7 +135,7 @@ def run(opts: Options) -> Report:
 
 
 def _run(opts: Options, tmp: Path, log_dir: Path, store: Store,
-         procs: list[subprocess.Popen]) -> Report:
+         procs: list[subprocess.Popen], events: list) -> Report:
     rng = random.Random(opts.seed)
     certs = generate(str(tmp / "pki"), ["localhost", "127.0.0.1"])
     prefix = f"lt{rng.randrange(10**6):06d}-"
@@ -156,7 +161,10 @@ def _run(opts: Options, tmp: Path, log_dir: Path, store: Store,
             raise RuntimeError(f"the router did not start; see {log_dir}")
         node_args = [["--server-id", str(k + 1), "--router", f"127.0.0.1:{tunnel}",
                       "--cluster-key-file", key_file] for k in range(len(ports))]
-    gateways = [_start_gateway(store.url, certs, port, tmp, k, log_dir, node_args[k])
+    dbs = list(opts.gateway_db) or [store.url]
+    nats = [["--nats-url", u] for u in opts.gateway_nats] or [[]]
+    gateways = [_start_gateway(dbs[k % len(dbs)], certs, port, tmp, k, log_dir,
+                               node_args[k] + nats[k % len(nats)])
                 for k, port in enumerate(ports)]
     procs += gateways
     for k, g in enumerate(gateways):
@@ -198,7 +206,12 @@ def _run(opts: Options, tmp: Path, log_dir: Path, store: Store,
     wstats = ProcStats([p.pid for p in workers])
     wcpu0 = wstats.cpu_s()
     spies = _profile(opts, log_dir, {"gateway0": gateways[0].pid, "client0": workers[0].pid})
-    time.sleep(opts.duration_s)
+    fired = [_at(go + at, fn) for at, fn in events]
+    time.sleep(max(0.0, go + opts.duration_s - time.time()))
+    for f in fired:
+        f.join()
+        if f.error is not None:
+            raise f.error
     for spy in spies:
         spy.wait(30)
     gateway_cpu = (gstats.cpu_s() - cpu0) / (time.monotonic() - c0) * 100
@@ -222,7 +235,29 @@ def _run(opts: Options, tmp: Path, log_dir: Path, store: Store,
     rep = _report(opts, store.counts(prefix), store.seqs(pending), results, gstats,
                   rss_idle_kb, rss_connected_kb, connect_s, gateway_cpu, client_cpu)
     rep.connected = connected
+    ticks = {t for r in results for t in r["ack_ticks"]}
+    rep.ack_gap_s = ack_gap_s(ticks, int(opts.duration_s / ACK_TICK_S), ACK_TICK_S)
     return rep
+
+
+class _Event(threading.Thread):
+    def __init__(self, when: float, fn):
+        super().__init__(daemon=True, name="loadtest-event")
+        self.when, self.fn, self.error = when, fn, None
+
+    def run(self) -> None:
+        time.sleep(max(0.0, self.when - time.time()))
+        try:
+            self.fn()
+        except Exception as exc:  # handed to the run's thread
+            self.error = exc
+
+
+def _at(when: float, fn) -> _Event:
+    """Run fn on its own thread at wall time `when` (it keeps the caller's namespaces)."""
+    ev = _Event(when, fn)
+    ev.start()
+    return ev
 
 
 def _report(opts, counts, pending_seqs, results, gstats, rss_idle_kb, rss_connected_kb,

@@ -101,9 +101,6 @@ class Store:
 
 async def _connect(url: str):
     """One connection for the check, through a pooler too (`pool_mode=…` in the URL)."""
-    import asyncpg
+    from backend.store.postgres.db import connect
 
-    from backend.store.postgres.db import pooled_url
-
-    dsn, options = pooled_url(url)
-    return await asyncpg.connect(dsn, **options)
+    return await connect(url)

@@ -22,6 +22,19 @@ class Vehicles(TypedDict):
     truncated: bool
 
 
+class GeofenceRow(TypedDict):
+    id: str
+    name: str | None
+    group: str | None
+    area: Json | None
+    circle: Json | None
+    speed_limit_kmh: float | None
+
+
+class Geofences(TypedDict):
+    geofences: list[GeofenceRow]
+
+
 class Alert(TypedDict):
     id: int
     rule: str

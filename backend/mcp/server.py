@@ -48,6 +48,12 @@ def build_server(tools: FleetTools, stdio_principal: Principal | None = None) ->
             raise ToolError(str(exc)) from None
 
     @mcp.tool()
+    async def list_geofences(ctx: Context) -> schemas.Geofences:
+        """The geofences you may see (your groups'; all when you see every vehicle): {geofences:
+        [{id, name, group, area (GeoJSON), circle, speed_limit_kmh}]}."""
+        return await call(ctx, tools.geofences)
+
+    @mcp.tool()
     async def list_vehicles(ctx: Context) -> schemas.Vehicles:
         """The vehicles you may see. Returns {vehicles: [{id, revoked, last_seen_ms}],
         truncated}."""
@@ -134,12 +140,6 @@ def build_server(tools: FleetTools, stdio_principal: Principal | None = None) ->
         state: open|closed, first_ms, last_ms, count}], open_codes}], signal_drift:
         [{vehicle, signal, band, against: own|fleet, z, max_z, …statistics}]}."""
         return await call(ctx, tools.maintenance_status, vehicle, only_due)
-
-    @mcp.resource("fleet://geofences", mime_type="application/json")
-    async def geofences() -> dict[str, Any]:
-        """Every geofence: id, name, area (GeoJSON) or circle, speed limit. (Resources hold no
-        vehicle data, so any authenticated principal — the transport checked — reads them.)"""
-        return await tools.geofences()
 
     @mcp.resource("fleet://alert-rules", mime_type="application/json")
     async def alert_rules() -> dict[str, Any]:

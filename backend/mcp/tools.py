@@ -12,6 +12,8 @@ import math
 import statistics
 from datetime import date, timedelta
 
+from geostream.commands import command_problem
+
 from .. import queries
 from ..alerts.fences import fences_from_rows
 from ..authz import Principal, Role
@@ -110,8 +112,8 @@ class FleetTools:
         out["trips"], out["stops"] = out["trips"][:MAX_TRIPS], out["stops"][:MAX_TRIPS]
         return out
 
-    async def _fence(self, geofence: str) -> dict:
-        rows = await self.store.geofences()
+    async def _fence(self, p: Principal, geofence: str) -> dict:
+        rows = [r for r in await self.store.geofences() if p.may_see_geofence(r["group"])]
         for r in rows:
             if str(r["geofence_id"]) == geofence:
                 return r
@@ -123,7 +125,7 @@ class FleetTools:
 
     async def who_was_in_geofence(self, p: Principal, geofence: str, since=None, until=None,
                                   day=None) -> dict:
-        row = await self._fence(geofence)
+        row = await self._fence(p, geofence)
         start, end = window(since, until, day if day or since else "yesterday", self.clock())
         fence = fences_from_rows([row])[0]
         step = max(1, math.ceil((end - start) / MAX_PRESENCE_POINTS))
@@ -185,8 +187,8 @@ class FleetTools:
                            args: dict | None = None) -> dict:
         need(p, Role.DISPATCHER)
         await self._vehicle(p, vehicle)
-        if not 0 < len(name) <= 64:
-            raise ValueError("name must be text of 1..64 characters")
+        if (problem := command_problem(name, dict(args or {}))) is not None:
+            raise ValueError(problem)  # the registry, geostream/commands.py
         cid = await self._send(vehicle, name, dict(args or {}))
         await self.store.add_audit(self.clock(), p.name, "command.send", vehicle,
                                    {"id": cid, "name": name, "args": args or {}, "via": "mcp"})
@@ -217,11 +219,13 @@ class FleetTools:
                 "due_for_service": [x["vehicle"] for x in out if x["due"]],
                 "signal_drift": health[:MAX_ALERTS]}
 
-    async def geofences(self) -> dict:
+    async def geofences(self, p: Principal) -> dict:
         return {"geofences": [{"id": str(r["geofence_id"]), "name": r.get("name"),
-                               "area": r.get("area"), "circle": r.get("circle"),
+                               "group": r.get("group"), "area": r.get("area"),
+                               "circle": r.get("circle"),
                                "speed_limit_kmh": r.get("speed_limit_kmh")}
-                              for r in await self.store.geofences()]}
+                              for r in await self.store.geofences()
+                              if p.may_see_geofence(r.get("group"))]}
 
     async def alert_rules(self) -> dict:
         rules = self.rules.describe() if self.rules is not None else []

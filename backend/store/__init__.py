@@ -1,4 +1,5 @@
-"""Persistence: one `Store` interface (`base`) and a registry of its implementations.
+"""Persistence: one `Store` interface (`protocols`, a Protocol per concern) and a registry of
+its implementations (`sqlite/`, `postgres/`: the same module names, one per concern).
 
 As python-can's `interfaces/`: the registry maps a URL scheme to the module and class of a
 store, imported only when chosen, so the interface imports no implementation.
@@ -8,7 +9,8 @@ from __future__ import annotations
 
 import importlib
 
-from .base import AuthResult, Store, StoredReading, sqlite_path
+from .base import AuthResult, StoredReading, sqlite_path
+from .protocols import Store
 
 # scheme -> (module, class); a bare path or sqlite:/// is the embedded store
 STORES = {

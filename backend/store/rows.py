@@ -48,7 +48,7 @@ class StoredReading:
         is the fields' own order, checked below; keywords cost twice as much per row, and a
         storm's alert replays read back thousands)."""
         data = r[13]
-        return cls(*r[:13], None if data is None else json.loads(data), r[14])
+        return cls(*r[:13], None if data is None else json.loads(data), r[14])  # type: ignore[call-arg]
 
     def data_json(self) -> str | None:
         return None if self.data is None else json.dumps(self.data, separators=(",", ":"),

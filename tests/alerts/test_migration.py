@@ -1,5 +1,5 @@
-"""The old, never-filled `alerts` table (sqlite 0002, postgres 0001) is migrated: a row in it
-becomes a closed alert, and new alerts get ids after it. Real SQLite and PostgreSQL."""
+"""The old, never-filled `alerts` table (0002 on sqlite, 0001 on postgres) is migrated: a row
+in it becomes a closed alert, and new alerts get ids after it. Real SQLite and PostgreSQL."""
 
 import shutil
 from pathlib import Path
@@ -10,7 +10,7 @@ from backend.alerts.evaluate import Episode
 from backend.store import open_store
 from backend.store.base import AlertQuery, sql_dir
 
-FIRST_NEW = {"sqlite": "0005_alerts", "postgres": "0004_alerts"}
+FIRST_NEW = {"sqlite": "0005_alerts", "postgres": "0005_alerts"}
 T = 1_790_000_000_000
 
 

@@ -58,35 +58,42 @@ class Api:
         key = (role, None if vehicles is None else tuple(sorted(vehicles)))
         if key not in self._tokens:
             name = f"{role}{len(self._tokens)}"
-            self._tokens[key] = await add_user_token(self.store, name, role)
+            self._tokens[key] = await add_user_token(self.store, name, role,
+                                                     all_vehicles=vehicles is None)
             if vehicles is not None:
                 await self.store.put_group(f"g-{name}", vehicles=list(vehicles), members=[name])
         return self._tokens[key]
 
     async def call(self, method: str, path: str, role: str | None = "viewer",
                    vehicles: list[str] | None = None, body=None, expect: int | None = None,
-                   raw: bool = False, headers: dict | None = None):
+                   raw: bool = False, headers: dict | None = None, csv: str | None = None):
+        """`csv`: a text/csv body instead of JSON `body`."""
         headers = {**(headers or {}),
                    **({} if role is None else bearer(await self.token(role, vehicles)))}
         data = None if body is None else json.dumps(body).encode()
         if data is not None:
             headers["Content-Type"] = "application/json"
+        if csv is not None:
+            data = csv.encode()
+            headers["Content-Type"] = "text/csv"
         async with self.client.request(method, path, data=data, headers=headers) as resp:
             payload = await resp.read()
             status, ctype = resp.status, resp.content_type
             resp_headers = dict(resp.headers)
-        self.validate(method, path, data, status, ctype, payload, resp_headers)
+        self.validate(method, path, data, status, ctype, payload, resp_headers,
+                      headers.get("Content-Type", "application/json"))
         if expect is not None:
             assert status == expect, f"{method} {path}: {status} {payload[:300]!r}"
         if raw or not payload:
             return status, payload.decode()
         return status, json.loads(payload) if ctype.endswith("json") else payload.decode()
 
-    def validate(self, method, path, data, status, ctype, payload, headers) -> None:
+    def validate(self, method, path, data, status, ctype, payload, headers,
+                 req_ctype: str = "application/json") -> None:
         parts = urlsplit(path)
         req = SpecRequest("http://127.0.0.1", method, parts.path,
                           args=dict(parse_qsl(parts.query)), data=data,
-                          content_type="application/json")
+                          content_type=req_ctype)
         text = ctype.startswith("text/")  # openapi-core reads text bodies as str
         res = SpecResponse(payload.decode() if text else payload, status_code=status,
                            headers=headers, content_type=ctype or "application/json")

@@ -168,10 +168,15 @@ async def test_visibility_by_group(api):
     _, cmd = await api.call("POST", "/api/vehicles/v2/commands", role="dispatcher",
                             body={"name": "ping"}, expect=202)
     await api.call("GET", f"/api/commands/{cmd['id']}", **only_v1, expect=404)
+    _, groups = await api.call("GET", "/api/groups", role="admin", expect=200)
+    [group] = [g["name"] for g in groups["groups"]
+               if g["vehicles"] == ["v1"] and g["members"][0].startswith("viewer")]
     await api.call("PUT", "/api/geofences/sq", role="dispatcher", expect=200, body={
-        "type": "Feature", "geometry": SQUARE, "properties": {"name": "Square"}})
+        "type": "Feature", "geometry": SQUARE, "properties": {"name": "Square",
+                                                              "group": group}})
     _, inside = await api.call("GET", "/api/geofences/sq/inside", expect=200)
     assert [v["id"] for v in inside["vehicles"]] == ["v2"]
+    # the geofence of the restricted user's group: v2 is inside, but not the user's to see
     _, inside = await api.call("GET", "/api/geofences/sq/inside", **only_v1, expect=200)
     assert inside["vehicles"] == []
 
@@ -236,10 +241,18 @@ async def test_commands_send_read_list(api):
                    expect=400)
     await api.call("POST", "/api/vehicles/zz/commands", role="dispatcher",
                    body={"name": "ping"}, expect=404)
+    # the registry (geostream/commands.py): an unknown name, oversized arguments
+    _, refused = await api.call("POST", "/api/vehicles/v1/commands", role="dispatcher",
+                                body={"name": "reboot"}, expect=400)
+    assert "unknown command 'reboot'" in refused["error"]
+    _, refused = await api.call("POST", "/api/vehicles/v1/commands", role="dispatcher",
+                                body={"name": "ping", "args": {"blob": "x" * 5000}},
+                                expect=400)
+    assert "exceed 4096" in refused["error"]
     ids = []
-    for n in ("ping", "reboot"):
+    for n in (1, 2):
         _, sent = await api.call("POST", "/api/vehicles/v1/commands", role="dispatcher",
-                                 body={"name": n, "args": {"n": 1}}, expect=202)
+                                 body={"name": "ping", "args": {"n": n}}, expect=202)
         ids.append(sent["id"])
     _, one = await api.call("GET", f"/api/commands/{ids[0]}", expect=200)
     assert one["state"] == "pending" and one["name"] == "ping" and one["args"] == {"n": 1}

@@ -95,6 +95,12 @@ async def test_every_served_operation_is_exercised_and_validated(store_url):
                          body={"name": "ping"}, expect=202)
         await c("GET", "/api/vehicles/v1/commands", expect=200)
         await c("GET", f"/api/commands/{cmd['id']}", expect=200)
+        # without a planner (tests/api/test_planning.py mounts one): 503, as specified
+        shift = {"shift": {"start_ms": T0, "end_ms": T0 + 3_600_000}}
+        await c("POST", "/api/dispatch/plan", role="dispatcher", body=shift, expect=503)
+        await c("DELETE", "/api/dispatch/plan", role="dispatcher", expect=503)
+        await c("GET", "/api/dispatch/proposals/p1", expect=503)
+        await c("POST", "/api/dispatch/proposals/p1/approve", role="dispatcher", expect=503)
         async with api.client.get("/static/app/app.js") as resp:
             assert resp.status == 200
         api.checked.add(("get", "/static/{path}"))
@@ -105,6 +111,7 @@ async def test_every_served_operation_is_exercised_and_validated(store_url):
         api.checked.add(("get", "/ws"))
         await exercise_accounts(api)
         await exercise_alerts_and_map(api)
+        await exercise_dispatch(api)
         routes = served(api.app)
     missing = set(routes) - {(m, _shape(p)) for m, p in api.checked}
     assert missing == set(), f"served operations never exercised: {sorted(missing)}"
@@ -160,6 +167,42 @@ async def exercise_alerts_and_map(api: Api) -> None:
     # no overlay or PMTiles configured here: both answer 404
     await api.call("GET", "/api/map/overlay.geojson", expect=404)
     await api.call("GET", "/api/map/basemap.pmtiles", expect=404)
+
+
+async def exercise_dispatch(api: Api) -> None:
+    """Jobs, catalogues and routes (backend/api/dispatch.py; tests/dispatch/test_api.py checks
+    their behaviour)."""
+    c = api.call
+    d = "dispatcher"
+    place = {"lat": 50.005, "lon": 8.005}
+    await c("PUT", "/api/vehicle-types/van", role=d, body={"name": "Van",
+            "capacity": {"kg": 800}, "skills": ["fridge"]}, expect=201)
+    await c("GET", "/api/vehicle-types", expect=200)
+    await c("DELETE", "/api/vehicle-types/van", role=d, expect=204)
+    await c("PUT", "/api/drivers/d1", role=d, body={"display_name": "Aino"}, expect=201)
+    await c("GET", "/api/drivers", expect=200)
+    await c("DELETE", "/api/drivers/d1", role=d, expect=204)
+    await c("PUT", "/api/depots/dep", role=d, body={"name": "Depot", "place": place},
+            expect=201)
+    await c("GET", "/api/depots", expect=200)
+    await c("DELETE", "/api/depots/dep", role=d, expect=204)
+    await c("PUT", "/api/dispatch-vehicles/v1", role=d, body={"type_id": "van"}, expect=200)
+    await c("GET", "/api/dispatch-vehicles", expect=200)
+    await c("POST", "/api/jobs", role=d, body={"id": "j1", "place": place}, expect=201)
+    await c("POST", "/api/jobs/import", role=d, csv="id,lat,lon\nj2,50.0,8.0\n", expect=200)
+    await c("POST", "/api/jobs/import", role=d, csv="id,lat,lon\nj3,95,8.0\n", expect=400)
+    await c("GET", "/api/jobs?state=unassigned", expect=200)
+    await c("GET", "/api/jobs/j1", expect=200)
+    await c("PUT", "/api/jobs/j1", role=d, body={"place": place, "service_s": 60},
+            expect=200)
+    route = {"vehicle_id": "v1", "shift": {"start_ms": T0, "end_ms": T0 + 8 * 3_600_000},
+             "start_depot": "dep", "stops": [{"job_id": "j1"}]}
+    await c("PUT", "/api/routes/r1", role=d, body=route, expect=201)
+    await c("GET", "/api/routes", expect=200)
+    await c("GET", "/api/routes/r1", expect=200)
+    await c("POST", "/api/jobs/j1/transitions", role=d, body={"to": "en_route"}, expect=200)
+    await c("GET", "/api/jobs/j1/transitions", expect=200)
+    await c("POST", "/api/jobs/j2/cancel", role=d, expect=200)
 
 
 def _mount_mcp(app, store) -> None:

@@ -23,6 +23,8 @@ async def _seed(running) -> None:
                                      received_ms=T0)
                        for v in ("truck-1", "truck-2") for i in range(1, 4)], [])
     await store.put_group("north", ["truck-1"], ["viewer", "dispatcher", "admin"])
+    for user in ("viewer", "dispatcher"):  # their groups' vehicles only, not every vehicle
+        await store.update_user(user, all_vehicles=False)
 
 
 async def test_rest_and_commands_filtered_by_group(running):
@@ -52,7 +54,7 @@ async def test_rest_and_commands_filtered_by_group(running):
                              headers=dispatcher) as r:
             assert r.status == 202
             mine_id = (await r.json())["id"]
-        async with http.post("/api/vehicles/truck-2/commands", json={"name": "reboot"},
+        async with http.post("/api/vehicles/truck-2/commands", json={"name": "ping"},
                              headers=admin) as r:
             other_id = (await r.json())["id"]
         assert (await get(f"/api/commands/{mine_id}", viewer))[0] == 200
@@ -60,9 +62,23 @@ async def test_rest_and_commands_filtered_by_group(running):
         _, trail = await get("/api/audit", admin)
     sent = [(e["user"], e["target"], e["detail"]["name"]) for e in trail["entries"]
             if e["action"] == "command.send"]
-    assert sent == [("admin", "truck-2", "reboot"), ("dispatcher", "truck-1", "ping")]
-    # a user in no group sees every vehicle
+    assert sent == [("admin", "truck-2", "ping"), ("dispatcher", "truck-1", "ping")]
+    # taken out of its last group, a restricted user sees nothing (access fails closed) ...
     await running.store.put_group("north", members=["dispatcher"])
+    async with aiohttp.ClientSession(running.url, headers=viewer) as http:
+        async with http.get("/api/vehicles") as r:
+            assert (await r.json())["vehicles"] == []
+        async with http.get(f"/api/vehicles/truck-1/route?{window}") as r:
+            assert r.status == 404
+        # ... and so does its dispatcher colleague once the group itself is deleted
+    await running.store.delete_group("north")
+    async with aiohttp.ClientSession(running.url, headers=dispatcher) as http:
+        async with http.get("/api/vehicles") as r:
+            assert (await r.json())["vehicles"] == []
+        async with http.get(f"/api/commands/{mine_id}") as r:
+            assert r.status == 404
+    # the all-vehicles scope is explicit
+    await running.store.update_user("viewer", all_vehicles=True)
     async with aiohttp.ClientSession(running.url, headers=viewer) as http:
         async with http.get("/api/vehicles") as r:
             assert len((await r.json())["vehicles"]) == 2

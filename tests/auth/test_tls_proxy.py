@@ -7,7 +7,7 @@ import ssl
 
 import aiohttp
 
-from backend.auth.middleware import AUTH, COOKIE
+from backend.auth.middleware import AUTH, COOKIE, SECURE_COOKIE
 from backend.config import BackendConfig
 from backend.service import Backend
 from tests.authhelp import TEST_PASSWORD, add_user_token
@@ -43,7 +43,12 @@ async def test_https_listener_sets_secure_cookies(tmp_path, pki, capsys):
             async with http.get("/healthz") as r:
                 assert r.status == 200
             status, cookie = await _login(http)
-            assert status == 200 and f"{COOKIE}=" in cookie and "Secure" in cookie
+            assert status == 200 and cookie.startswith(f"{SECURE_COOKIE}=")
+            assert "Secure" in cookie and "Path=/" in cookie and "Domain" not in cookie
+            value = cookie.split(";")[0].partition("=")[2]
+            async with http.get("/api/me", headers={"Cookie": f"{SECURE_COOKIE}={value}"}) as r:
+                assert r.status == 200  # the browser sends it back: logged in
+                assert r.headers["Strict-Transport-Security"].startswith("max-age=")
         async with aiohttp.ClientSession() as http:  # plain HTTP on the TLS port: no answer
             try:
                 async with http.get(f"http://127.0.0.1:{backend.http_port}/healthz") as r:
@@ -61,7 +66,18 @@ async def test_forwarded_headers_only_from_a_trusted_proxy(tmp_path, pki):
     try:
         async with aiohttp.ClientSession(url) as http:
             _, cookie = await _login(http, {"X-Forwarded-Proto": "https"})
-            assert "Secure" in cookie  # TLS ended at the proxy
+            # TLS ended at the proxy: the browser holds a __Host- cookie
+            assert cookie.startswith(f"{SECURE_COOKIE}=") and "Secure" in cookie
+            value = cookie.split(";")[0].partition("=")[2]
+            async with http.get("/api/me", headers={"X-Forwarded-Proto": "https",
+                                                    "Cookie": f"{SECURE_COOKIE}={value}"}) as r:
+                assert r.status == 200
+            # under TLS a cookie without the prefix (planted over plain HTTP or by a sibling
+            # subdomain) counts for nothing
+            async with http.get("/api/me", headers={"X-Forwarded-Proto": "https",
+                                                    "Cookie": f"{COOKIE}={value}"}) as r:
+                assert r.status == 401
+            http.cookie_jar.clear()
             for i in range(20):  # one client behind the proxy fails 20 times
                 async with http.post("/api/login", json={"username": f"u{i}", "password": "x"},
                                      headers={"X-Forwarded-For": "198.51.100.7"}) as r:
@@ -75,7 +91,7 @@ async def test_forwarded_headers_only_from_a_trusted_proxy(tmp_path, pki):
         state.trusted_proxies = ()
         async with aiohttp.ClientSession(url) as http:
             _, cookie = await _login(http, {"X-Forwarded-Proto": "https"})
-            assert "Secure" not in cookie
+            assert "Secure" not in cookie and cookie.startswith(f"{COOKIE}=")
             async with http.post("/api/login", json={"username": "u", "password": "x"},
                                  headers={"X-Forwarded-For": "203.0.113.1"}) as r:
                 assert r.status == 401

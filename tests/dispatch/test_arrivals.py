@@ -110,7 +110,7 @@ def _delivered(batches, every_ms: int) -> tuple[list, dict[str, Visit]]:
     stored: dict[int, tuple] = {}
     track = VehicleTrack("r", [STOP, OTHER], since_ms=1_000, dwell_s=30,
                          checkpoint_every_ms=every_ms)
-    for batch in batches:
+    for batch in filter(None, batches):
         for p in batch:
             stored[p[1]] = p  # keyed by seq: a re-delivered reading is stored once
         rows = sorted(batch)

@@ -160,3 +160,14 @@ def test_no_detection_for_unassigned_or_cancelled_jobs():
     m.request(S.ASSIGNED, PLANNER, clock(), "a")
     m.request(S.CANCELLED, DISPATCHER, clock(), "k")
     assert m.detected(Visit((5_000, 60.0, 24.0)), clock()) == []
+
+
+def test_the_same_arrival_after_a_retraction_is_recorded_again():
+    """A backfill retracts an arrival, a later one shows it after all: a new transition (a
+    store that keys transitions by id must not take it for the first one repeated)."""
+    clock = Clock()
+    m = assigned(clock)
+    [first] = m.detected(Visit((5_000, 60.0, 24.0)), clock())
+    m.detected(Visit(), clock())
+    [again] = m.detected(Visit((5_000, 60.0, 24.0)), clock())
+    assert again.id != first.id and m.state is S.ARRIVED

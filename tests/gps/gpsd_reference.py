@@ -18,12 +18,13 @@ from pathlib import Path
 
 from agent.gps import NmeaDecoder
 from agent.gps.cli import fix_json
-from agent.gps.rollover import PIVOT_SLACK
+from agent.gps.rollover import GPS_ROLLOVER
 
 DATA = Path(__file__).parent.parent / "data" / "gpsd"
-# gpsd 3.22 moves NMEA dates before 2017-01-01 (leap second 18) forward by 1024 weeks; this
-# pivot puts our correction floor (pivot - PIVOT_SLACK) on the same day.
-GPSD_PIVOT = dt.date(2017, 1, 1) + PIVOT_SLACK
+# gpsd 3.22 moves NMEA dates before 2017-01-01 (leap second 18) forward by 1024 weeks; we move
+# a date that lies more than half a period before the pivot, so this pivot draws our line on
+# the same day (dates up to 2016-12-31 move).
+GPSD_PIVOT = dt.date(2016, 12, 31) + GPS_ROLLOVER / 2
 # Same epoch, same position: some receivers print a slightly different position in RMC
 # and GGA of one epoch (B&G Zeus: 1.5 m), and gpsd reports the one it saw last.
 MATCH_DEG = 1e-4

@@ -10,7 +10,7 @@ from agent.gps import NmeaDecoder
 from agent.gps.cli import main
 from agent.gps.epoch import MAX_HELD
 from agent.gps.hostclock import host_clock_synchronised
-from agent.gps.rollover import BUILD_DATE, GPS_ROLLOVER, PIVOT_SLACK, RolloverResolver
+from agent.gps.rollover import BUILD_DATE, GPS_ROLLOVER, RolloverResolver, nearest_periods
 
 ROOT = Path(__file__).parent.parent.parent
 GPSD = ROOT / "tests" / "data" / "gpsd"
@@ -42,10 +42,28 @@ def test_rollover_by_one_and_two_periods_and_pivot_advances():
     assert r.resolve(dt.date(2006, 9, 15)) == dt.date(2006, 9, 15) + GPS_ROLLOVER
     assert r.resolve(dt.date(1987, 1, 31)) == dt.date(1987, 1, 31) + 2 * GPS_ROLLOVER
     assert counts["rollover_corrected"] == 2
-    # a date within the slack is genuine; a corrupt far-future date does not move the pivot
-    assert r.resolve(dt.date(2026, 5, 1) - PIVOT_SLACK) == dt.date(2026, 5, 1) - PIVOT_SLACK
+    # a date a year before is genuine; a corrupt far-future date does not move the pivot
+    assert r.resolve(dt.date(2025, 5, 1)) == dt.date(2025, 5, 1)
     r.resolve(dt.date(2090, 1, 1))
     assert r.pivot == dt.date(2026, 5, 1)
+
+
+def test_a_genuine_date_years_before_the_pivot_is_never_carried_past_it(nmea):
+    # A Furuno GT-88 reporting its correct 2022 date, decoded against the build-date pivot
+    # (2026): adding 1024 weeks to every date before the pivot made it 2042.
+    dec = NmeaDecoder()
+    fixes = dec.feed(rmc(nmea, "093012", "140622") + gga(nmea, "093012")) + dec.flush()
+    assert [p.ts_ms for p in fixes] == [ms(2022, 6, 14, 9, 30, 12)]
+    assert dec.counts["rollover_corrected"] == 0
+    # the rule: whole periods toward the pivot, ending nearest it, never more than half a
+    # period past it, never farther from it than the date was
+    pivot = BUILD_DATE
+    for days_before in range(-4000, 3 * 7168, 97):
+        date = pivot - dt.timedelta(days=days_before)
+        moved = date + nearest_periods(date, pivot) * GPS_ROLLOVER
+        assert moved >= date and abs(moved - pivot) <= abs(date - pivot)
+        assert moved == date or (pivot - date > GPS_ROLLOVER / 2
+                                 and moved - pivot <= GPS_ROLLOVER / 2)
 
 
 def test_gga_only_epochs_wait_for_the_first_date_across_midnight(nmea):

@@ -104,8 +104,15 @@ def test_missing_checksum_is_configurable(nmea):
 def test_truncated_and_overlong_lines(nmea):
     good = epoch(nmea, 0)
     cut = good[:25] + good  # a line cut short, followed by the real ones
-    fixes, dec = decode(cut)
-    assert len(fixes) == 1 and dec.counts["truncated"] == 1
+    fixes, dec = decode(cut)  # the cut line spoils the epoch it may belong to
+    assert len(fixes) == 0 and dec.counts["truncated"] == 1
+    # once the cycle's end is known, only the epoch of the cut line gives no position
+    e4 = epoch(nmea, 4)
+    cut_rmc = e4[:25] + e4[e4.index(b"\n") + 1:]
+    steady = b"".join(epoch(nmea, s) for s in range(4))
+    fixes, dec = decode(steady + cut_rmc + epoch(nmea, 5))
+    assert [p.ts_ms for p in fixes] == [ms(2026, 6, 1, 10, 15, s) for s in (0, 1, 2, 3, 5)]
+    assert dec.counts["truncated"] == 1 and dec.counts["incomplete_epoch"] == 1
     long = nmea("GNGGA,101500.00,4807.0000,N,01131.0000,E,1,09,0.8,500.0,M,47.0,M,," + "0" * 90)
     fixes, dec = decode(long)
     assert fixes == [] and dec.counts["overlong"] == 1
@@ -157,3 +164,38 @@ def test_a_fake_binary_header_does_not_hold_back_the_nmea_after_it(nmea, fake):
     dec = NmeaDecoder()
     assert dec.feed(b"\x00" + fake + data) == clean and len(clean) == 3
     assert dec.counts["noise_bytes"] == 1 + len(fake)
+
+
+def corrupt(line: bytes) -> bytes:
+    """The same sentence with one bit flipped in its body: its checksum no longer matches."""
+    return line[:8] + bytes([line[8] ^ 0x01]) + line[9:]
+
+
+def void_epoch(nmea) -> tuple[bytes, bytes, bytes]:
+    """10:15:03: RMC and GLL say void, GGA still carries a position (a receiver holding its
+    last fix)."""
+    return (nmea("GNRMC,101503.00,V,4807.0000,N,01131.0000,E,5.0,45.0,010626,,,A"),
+            nmea("GNGGA,101503.00,4807.0000,N,01131.0000,E,1,09,0.8,500.0,M,47.0,M,,"),
+            nmea("GNGLL,4807.0000,N,01131.0000,E,101503.00,V,A"))
+
+
+def test_no_position_from_what_a_corrupted_sentence_leaves_behind(nmea):
+    # with RMC and GLL corrupted on the line, what is left of the void epoch would look like a
+    # good fix: the epoch lost sentences, so it gives none
+    steady = b"".join(epoch(nmea, s) for s in range(3))
+    rmc, gga, gll = void_epoch(nmea)
+    expected = [ms(2026, 6, 1, 10, 15, s) for s in (0, 1, 2, 4)]
+    whole, _ = decode(steady + rmc + gga + gll + epoch(nmea, 4))
+    assert [p.ts_ms for p in whole] == expected
+    fixes, dec = decode(steady + corrupt(rmc) + gga + corrupt(gll) + epoch(nmea, 4))
+    assert [p.ts_ms for p in fixes] == expected
+    assert dec.counts["bad_checksum"] == 2 and dec.counts["incomplete_epoch"] == 1
+
+
+def test_a_cut_line_also_spoils_its_epoch(nmea):
+    # RMC cut short (the next '$' comes before its end of line)
+    steady = b"".join(epoch(nmea, s) for s in range(3))
+    rmc, gga, gll = void_epoch(nmea)
+    fixes, dec = decode(steady + rmc[:30] + gga + corrupt(gll) + epoch(nmea, 4))
+    assert [p.ts_ms for p in fixes] == [ms(2026, 6, 1, 10, 15, s) for s in (0, 1, 2, 4)]
+    assert dec.counts["truncated"] == 1 and dec.counts["incomplete_epoch"] == 1

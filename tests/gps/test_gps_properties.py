@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.gps import NmeaDecoder
-from agent.gps.framing import LineAssembler
+from agent.gps.framing import LOST, LineAssembler
 from agent.gps.sentence import nmea_checksum
 
 CORPUS = Path(__file__).parent.parent / "data" / "nmea"
@@ -52,9 +52,12 @@ def test_nmea_shaped_noise_never_raises(tokens):
 
 @FAST
 @given(st.data())
-def test_a_sentence_with_a_broken_checksum_is_as_if_absent(data):
-    """Change one byte of one sentence (body or checksum digits): the output must be exactly
-    what the decoder gives when that sentence is not there at all."""
+def test_a_sentence_with_a_broken_checksum_only_ever_removes_fixes(data):
+    """Change one byte of one sentence (body or checksum digits): every position that still
+    comes out is one the intact input gives too, at the same time (no position from what the
+    broken sentence leaves behind), and at most the epochs it may belong to (two) are lost.
+    (Other fields of later epochs may differ: the gap changes which sentence the decoder
+    learns as the end of the receiver's cycle.)"""
     i = data.draw(st.integers(0, len(SENTENCES) - 1))
     line = SENTENCES[i]
     pos = data.draw(st.integers(1, len(line) - 2 - (line.endswith(b"\r\n"))))
@@ -70,8 +73,10 @@ def test_a_sentence_with_a_broken_checksum_is_as_if_absent(data):
             still_valid = False
         assert not still_valid  # one changed byte always breaks an XOR checksum
     with_bad, _ = decode(b"".join(SENTENCES[:i] + [mutated] + SENTENCES[i + 1 :]))
-    without, _ = decode(b"".join(SENTENCES[:i] + SENTENCES[i + 1 :]))
-    assert with_bad == without
+    intact, _ = decode(b"".join(SENTENCES))
+    where = {(p.ts_ms, p.lat, p.lon) for p in intact}
+    assert all((p.ts_ms, p.lat, p.lon) in where for p in with_bad)
+    assert len(intact) - len(with_bad) <= 2
 
 
 @FAST
@@ -104,5 +109,7 @@ def test_checksum_folding_equals_plain_xor(body):
 @given(st.binary(max_size=2000))
 def test_line_assembler_only_yields_printable_dollar_lines(data):
     for line in LineAssembler().feed(data + b"\n"):
+        if line == LOST:  # a cut or over-long line was here
+            continue
         assert line.startswith(b"$") and all(0x20 <= b < 0x7F for b in line)
         assert b"$" not in line[1:]

@@ -27,7 +27,8 @@ from tests.mcptools.fleetdata import MAINTENANCE, load
 
 REPO = Path(__file__).resolve().parents[2]
 TOOLS = {"list_vehicles", "vehicle_state", "route", "trips", "who_was_in_geofence", "alerts",
-         "acknowledge_alert", "signal_history", "send_command", "maintenance_status"}
+         "acknowledge_alert", "signal_history", "send_command", "maintenance_status",
+         "list_geofences"}
 
 
 @pytest.fixture
@@ -40,8 +41,11 @@ async def backend(db_url, pki, tmp_path):
     await b.start()
     await load(b.store, now_ms())
     b.tokens = {r: await add_user_token(b.store, r, r) for r in ("viewer", "dispatcher")}
-    b.tokens["limited"] = await add_user_token(b.store, "limited", "viewer")
+    b.tokens["limited"] = await add_user_token(b.store, "limited", "viewer", all_vehicles=False)
     await b.store.put_group("north", ["truck-1", "truck-2"], ["limited"])
+    # the Depot is the north group's geofence: the limited user sees it (and only its vehicles)
+    depot = await b.store.geofence("depot")
+    await b.store.put_geofence("depot", depot["name"], depot["area"], group="north")
     b.url = f"http://127.0.0.1:{b.http_port}/mcp"
     try:
         yield b
@@ -90,8 +94,8 @@ async def exercise(client: Client, dispatcher: bool) -> None:
     assert hist["buckets"][0]["min"] == 1000.0 and hist["buckets"][-1]["max"] == 1095.0
     alerts = await call(client, "alerts", limit=10)
     assert isinstance(alerts["alerts"], list)
-    fences = await client.read_resource("fleet://geofences")
-    assert json.loads(fences.contents[0].text)["geofences"][0]["name"] == "Depot"
+    fences = await call(client, "list_geofences")
+    assert fences["geofences"][0]["name"] == "Depot"
     rules = json.loads((await client.read_resource("fleet://alert-rules")).contents[0].text)
     assert [i["name"] for i in rules["maintenance"]["intervals"]] == ["oil", "inspection"]
     sent = await client.call_tool("send_command", {"vehicle": "truck-2", "name": "ping"})

@@ -191,7 +191,7 @@ class AgentRig:
             i = self.appended
             batch.append(Position(ts_ms=self._t0 + 100 * i, lat=52.0 + i * 1e-6,
                                   lon=4.0 + i * 1e-6, speed_kmh=50.1, course_deg=90.3, **more))
-        await self.journal.call("append", batch)
+        await self.journal.append(batch)
         self.uplink.notify()
 
     async def stream(self, hz: float, seconds: float) -> None:
@@ -204,7 +204,7 @@ class AgentRig:
             await self.add(1)
 
     async def pending(self) -> int:
-        return (await self.journal.call("stats")).pending
+        return (await self.journal.stats()).pending
 
     async def stop(self) -> None:
         if self.task:

@@ -13,6 +13,7 @@ import urllib.request
 
 import pytest
 
+from backend.gateway import CommandRefused
 from backend.store import open_store
 from geostream.messages import Command
 
@@ -39,8 +40,14 @@ async def test_command_reaches_agent_and_is_acknowledged_once(gw, tmp_path):
     try:
         cmd = await answered(gw, first)
         assert (cmd.ok, cmd.detail, cmd.sent_count, cmd.args) == (True, "pong", 1, {"n": 1})
-        unknown = await gw.gateway.send_command("cmd-1", "self-destruct")
+        # the registry refuses an unknown name before storing it (geostream/commands.py) ...
+        with pytest.raises(CommandRefused):
+            await gw.gateway.send_command("cmd-1", "self-destruct")
+        # ... and an agent that does not know one it receives (a newer backend's) says so
+        unknown = await gw.store.add_command("cmd-1", "self-destruct", {})
         assert unknown > first
+        for proto in gw.gateway.connections["cmd-1"]:
+            assert proto.send_command(Command(unknown, "self-destruct", {}))
         cmd = await answered(gw, unknown)
         assert cmd.ok is False and "unsupported" in cmd.detail
         assert await gw.store.pending_commands("cmd-1") == []

@@ -11,17 +11,19 @@ import pytest
 from test_pg_store import (  # noqa: F401 (collected again here, with `store` through PgBouncer)
     T0,
     pos,
-    test_dead_letters_and_signals,
-    test_duplicate_batches_store_each_reading_once,
-    test_group_commit_of_many_vehicles_stores_once_and_keeps_the_newest,
-    test_last_position_never_moves_backwards,
     test_out_of_range_value_fails_the_whole_batch,
-    test_vehicle_credentials,
 )
 
 from backend.loadtest.run import Options, run
 from backend.store.postgres import PostgresStore
 from backend.store.postgres.db import pooled_url
+from tests.store.test_readings import (  # noqa: F401 (collected again, `any_store` through PgBouncer)
+    test_dead_letters_and_signals,
+    test_duplicate_batches_store_each_reading_once,
+    test_group_commit_of_many_vehicles_stores_once_and_keeps_the_newest,
+    test_last_position_never_moves_backwards,
+)
+from tests.store.test_vehicles import test_vehicle_credentials  # noqa: F401
 
 pytestmark = pytest.mark.postgres
 REPO = Path(__file__).resolve().parents[2]
@@ -69,6 +71,12 @@ async def store(pooled):
     await s.open()
     yield s
     await s.close()
+
+
+@pytest.fixture
+def any_store(store):
+    """What the tests of every store (tests/store/) take: here, the store through PgBouncer."""
+    return store
 
 
 def test_pooled_url_splits_off_our_parameter():
@@ -151,7 +159,7 @@ async def test_concurrent_migrators_through_the_pooler_take_turns(pg_server, bou
         await asyncio.gather(*(s.open(migrate=False) for s in stores))
         applied = await asyncio.gather(*(s.migrate() for s in stores))
         flat = [m for a in applied for m in a]
-        assert len(flat) == len(set(flat)) and "0001_init" in flat and "0014_pooling" in flat
+        assert len(flat) == len(set(flat)) and "0001_init" in flat and "0014_failover" in flat
         assert await stores[0].migrate() == []
     finally:
         await asyncio.gather(*(s.close() for s in stores))

@@ -39,36 +39,16 @@ async def check_renamed(store):
     assert (r.alt_m, r.course_deg, r.speed_kmh) == (512.25, 91.5, 40.0)
 
 
-async def test_sqlite_rename_keeps_rows(tmp_path, monkeypatch):
-    db_path = tmp_path / "fleet.db"
-    monkeypatch.setenv("FLEET_SQL_DIR", str(before_rename(tmp_path, "sqlite")))
-    store = open_store(str(db_path))
-    await store.open()
-    await store.close()
-    with sqlite3.connect(db_path) as db:
+def _write_under_old_names_sqlite(url: str) -> None:
+    with sqlite3.connect(url.removeprefix("sqlite://")) as db:
         db.execute("INSERT INTO vehicle_telemetry (vehicle_id, epoch, seq, time_ms, kind, lat, "
                    "lon, alt, speed_kmh, course, received_ms) "
                    "VALUES ('v1', 1, 1, ?, 'pos', 50.0, 10.0, 512.25, 40.0, 91.5, ?)", (T0, T0))
         db.execute("INSERT INTO last_position VALUES ('v1', ?, 50.0, 10.0, 40.0, 91.5, 1, 1)",
                    (T0,))
-    monkeypatch.delenv("FLEET_SQL_DIR")
-    store = open_store(str(db_path))
-    await store.open()
-    try:
-        await check_renamed(store)
-    finally:
-        await store.close()
 
 
-@pytest.mark.postgres
-@pytest.mark.parametrize("flavour", ["pg_server", "ts_server"])
-async def test_postgres_rename_keeps_rows(tmp_path, monkeypatch, request, flavour):
-    server = request.getfixturevalue(flavour)
-    url = server.create_database(f"rename_{flavour}")
-    monkeypatch.setenv("FLEET_SQL_DIR", str(before_rename(tmp_path, "postgres")))
-    store = open_store(url)
-    await store.open()
-    await store.close()
+async def _write_under_old_names_postgres(url: str) -> None:
     conn = await asyncpg.connect(url)
     try:
         t = "to_timestamp($1::bigint / 1000.0)"
@@ -84,6 +64,25 @@ async def test_postgres_rename_keeps_rows(tmp_path, monkeypatch, request, flavou
             T0)
     finally:
         await conn.close()
+
+
+@pytest.mark.parametrize("flavour", [
+    "sqlite", pytest.param("pg_server", marks=pytest.mark.postgres),
+    pytest.param("ts_server", marks=pytest.mark.postgres)])
+async def test_rename_keeps_rows(tmp_path, monkeypatch, request, flavour):
+    dialect = "sqlite" if flavour == "sqlite" else "postgres"
+    if flavour == "sqlite":
+        url = f"sqlite://{tmp_path / 'fleet.db'}"
+    else:
+        url = request.getfixturevalue(flavour).create_database(f"rename_{flavour}")
+    monkeypatch.setenv("FLEET_SQL_DIR", str(before_rename(tmp_path, dialect)))
+    store = open_store(url)
+    await store.open()
+    await store.close()
+    if dialect == "sqlite":
+        _write_under_old_names_sqlite(url)
+    else:
+        await _write_under_old_names_postgres(url)
     monkeypatch.delenv("FLEET_SQL_DIR")
     store = open_store(url)
     await store.open()

@@ -10,7 +10,24 @@ export const COLORS = {
   border: "#9a9aa8",
   road: "#ffffff",
   roadCasing: "#c4c0b4",
+  park: "#d3e6c4",
+  building: "#d9d4cc",
+  path: "#a89f91",
 };
+
+// Overlay features carry `kind` (backend/dispatch/streetmap.py: road, path, water, park,
+// building); an overlay without it (the demo's route lines) is drawn as roads.
+const KIND = ["coalesce", ["get", "kind"], "road"];
+// Major classes drawn wider than residential and service streets.
+const MAJOR = ["motorway", "trunk", "primary", "secondary", "motorway_link", "trunk_link",
+  "primary_link", "secondary_link"];
+const IS_MAJOR = ["in", ["coalesce", ["get", "class"], ""], ["literal", MAJOR]];
+
+function roadWidth(minor, major) {
+  return ["interpolate", ["linear"], ["zoom"],
+    10, ["case", IS_MAJOR, major[0], minor[0]],
+    16, ["case", IS_MAJOR, major[1], minor[1]]];
+}
 
 function offlineStyle(base) {
   return {
@@ -28,18 +45,26 @@ function offlineStyle(base) {
   };
 }
 
-/** Road overlay (a GeoJSON of LineStrings) drawn as streets: casing + white fill. */
+/** The overlay: water, parks and buildings as fills, paths thin, roads as streets (casing +
+ * white fill, wider for major classes). */
 export function addOverlay(map, url) {
   if (!url) return;
   map.addSource("overlay", { type: "geojson", data: url });
+  for (const kind of ["water", "park", "building"]) {
+    map.addLayer({ id: `overlay-${kind}`, type: "fill", source: "overlay",
+      filter: ["==", KIND, kind], paint: { "fill-color": COLORS[kind] } });
+  }
+  map.addLayer({ id: "overlay-path", type: "line", source: "overlay",
+    filter: ["==", KIND, "path"],
+    paint: { "line-color": COLORS.path, "line-width": 1, "line-dasharray": [2, 2] } });
   map.addLayer({ id: "overlay-casing", type: "line", source: "overlay",
+    filter: ["==", KIND, "road"],
     layout: { "line-join": "round", "line-cap": "round" },
-    paint: { "line-color": COLORS.roadCasing,
-             "line-width": ["interpolate", ["linear"], ["zoom"], 10, 3, 16, 14] } });
+    paint: { "line-color": COLORS.roadCasing, "line-width": roadWidth([2, 8], [3, 11]) } });
   map.addLayer({ id: "overlay-road", type: "line", source: "overlay",
+    filter: ["==", KIND, "road"],
     layout: { "line-join": "round", "line-cap": "round" },
-    paint: { "line-color": COLORS.road,
-             "line-width": ["interpolate", ["linear"], ["zoom"], 10, 1.5, 16, 10] } });
+    paint: { "line-color": COLORS.road, "line-width": roadWidth([1, 6], [2, 9]) } });
 }
 
 /** A style for a PMTiles archive: raster tiles as one layer, vector tiles drawn generically. */

@@ -6,6 +6,8 @@ export function h(tag, attrs = {}, ...children) {
     if (v === undefined || v === null || v === false) continue;
     if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
     else if (k === "class") el.className = v;
+    // through CSSOM: the Content-Security-Policy (style-src 'self') refuses style="" attributes
+    else if (k === "style") el.style.cssText = v;
     else if (k === "dataset") Object.assign(el.dataset, v);
     else if (k in el && typeof v !== "string") el[k] = v;
     else el.setAttribute(k, v === true ? "" : v);

@@ -1,11 +1,8 @@
 // The login page (/login): POST /api/login, then on to the app (or the page asked for).
+import { safeNext } from "./nexturl.js";
+
 const form = document.getElementById("login");
 const err = document.getElementById("login-error");
-
-function safeNext() {
-  const next = new URLSearchParams(location.search).get("next");
-  return next && next.startsWith("/") && !next.startsWith("//") ? next : "/";
-}
 
 form.addEventListener("submit", async (e) => {
   e.preventDefault();
@@ -17,7 +14,7 @@ form.addEventListener("submit", async (e) => {
     body: JSON.stringify({ username: form.username.value, password: form.password.value }),
   });
   if (res.ok) {
-    location.assign(safeNext());
+    location.assign(safeNext(new URLSearchParams(location.search).get("next"), location.origin));
     return;
   }
   const retry = res.headers.get("Retry-After");

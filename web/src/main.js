@@ -96,7 +96,8 @@ async function main() {
     style: await initialStyle(ASSETS, config),
     center: config.center ?? [10, 50],
     zoom: config.zoom ?? 3,
-    attributionControl: { compact: true, customAttribution: "Natural Earth" },
+    attributionControl: { compact: true,
+      customAttribution: ["Natural Earth", config.overlay_attribution].filter(Boolean) },
     keyboard: true,
   });
   map.addControl(new maplibregl.NavigationControl(), "top-right");

@@ -1,6 +1,6 @@
 """Accounts on PostgreSQL: users, API tokens, sessions, vehicle groups, audit.
 
-A mixin of `PostgresStore` (sql/postgres/0003_accounts.sql), the same calls and answers as
+A mixin of `PostgresStore` (sql/postgres/0004_accounts.sql), the same calls and answers as
 backend/store/sqlite/accounts.py. Secrets arrive already hashed (backend/auth/).
 """
 
@@ -14,23 +14,27 @@ from .db import MS as _MS
 from .db import PostgresDb
 from .db import ms_of as _ms
 
-_USER = "id, name, role, password_hash, created_at, disabled_at"
+_USER = ("id, name, role, password_hash, created_at, disabled_at, all_vehicles, "
+         "must_change_password")
+_N = 8  # columns of _USER: the extra ones follow
 
 
 def _user(r) -> dict:
     return dict(id=r[0], name=r[1], role=r[2], password_hash=r[3], created_ms=_ms(r[4]),
-                disabled=r[5] is not None)
+                disabled=r[5] is not None, all_vehicles=r[6], must_change_password=r[7])
 
 
 class PostgresAccounts(PostgresDb):
     # --- users ----------------------------------------------------------------------------
 
-    async def add_user(self, name: str, role: str, password_hash: str) -> int:
-        """A new user's id; ValueError if the name is taken."""
+    async def add_user(self, name: str, role: str, password_hash: str,
+                       all_vehicles: bool = False) -> int:
+        """A new user's id; ValueError if the name is taken. Without `all_vehicles` the user
+        sees only the vehicles of its groups (none until it is in one)."""
         try:
             return await self._pool.fetchval(
-                "INSERT INTO users (name, role, password_hash) VALUES ($1, $2, $3) RETURNING id",
-                name, role, password_hash)
+                "INSERT INTO users (name, role, password_hash, all_vehicles) "
+                "VALUES ($1, $2, $3, $4) RETURNING id", name, role, password_hash, all_vehicles)
         except asyncpg.UniqueViolationError:
             raise ValueError(f"user {name!r} exists") from None
 
@@ -47,13 +51,18 @@ class PostgresAccounts(PostgresDb):
         for r in rows:
             u = _user(r)
             del u["password_hash"]
-            u["groups"] = list(r[6])
+            u["groups"] = list(r[_N])
             out.append(u)
         return out
 
     async def update_user(self, name: str, role: str | None = None,
-                          password_hash: str | None = None, disabled: bool | None = None) -> bool:
-        """Change what is given; a new password or disabling ends the user's sessions."""
+                          password_hash: str | None = None, disabled: bool | None = None,
+                          all_vehicles: bool | None = None,
+                          must_change_password: bool | None = None) -> bool:
+        """Change what is given; a new password or disabling ends the user's sessions, and a
+        new password clears `must_change_password` unless that is given too."""
+        if password_hash is not None and must_change_password is None:
+            must_change_password = False
         async with self._pool.acquire() as conn, conn.transaction():
             uid = await conn.fetchval("SELECT id FROM users WHERE name = $1 FOR UPDATE", name)
             if uid is None:
@@ -67,13 +76,20 @@ class PostgresAccounts(PostgresDb):
                 await conn.execute(
                     "UPDATE users SET disabled_at = CASE WHEN $1 THEN now() END WHERE id = $2",
                     disabled, uid)
+            if all_vehicles is not None:
+                await conn.execute("UPDATE users SET all_vehicles = $1 WHERE id = $2",
+                                   all_vehicles, uid)
+            if must_change_password is not None:
+                await conn.execute("UPDATE users SET must_change_password = $1 WHERE id = $2",
+                                   must_change_password, uid)
             if password_hash is not None or disabled:
                 await conn.execute("DELETE FROM sessions WHERE user_id = $1", uid)
         return True
 
     async def account(self, user_id: int) -> dict | None:
         """What a request's principal is made of: the user, its groups and (None: all) the
-        vehicles it may see."""
+        vehicles it may see: all for an admin or a user with `all_vehicles`, else those of its
+        groups (none without one: access fails closed)."""
         r = await self._pool.fetchrow(
             f"SELECT {_USER}, array(SELECT group_name FROM group_members m "
             "WHERE m.user_id = u.id ORDER BY 1), array(SELECT DISTINCT v.vehicle_id "
@@ -83,8 +99,8 @@ class PostgresAccounts(PostgresDb):
             return None
         u = _user(r)
         del u["password_hash"]
-        u["groups"] = list(r[6])
-        u["vehicles"] = list(r[7]) if u["groups"] and u["role"] != "admin" else None
+        u["groups"] = list(r[_N])
+        u["vehicles"] = None if u["all_vehicles"] or u["role"] == "admin" else list(r[_N + 1])
         return u
 
     # --- API tokens -----------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Alert and evaluator-checkpoint tables of the PostgreSQL store (sql/postgres/0004_alerts.sql).
+"""Alert and evaluator-checkpoint tables of the PostgreSQL store (sql/postgres/0005_alerts.sql).
 
 Times are timestamptz in the tables and epoch ms in the Store API, as elsewhere in this store.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import struct
+from collections.abc import Sequence
 
 from ..base import TIME_RULES, AlertQuery, StoredAlert, StoredReading
 from .db import EPOCH_MS as _EPOCH_MS
@@ -46,7 +47,7 @@ def _real(v: float | None) -> float | None:
 
 
 def _alert(r) -> StoredAlert:
-    return StoredAlert(*r[:10], json.loads(r[10]), *r[11:14])
+    return StoredAlert(*r[:10], json.loads(r[10]), *r[11:14])  # type: ignore[call-arg]
 
 
 
@@ -81,7 +82,7 @@ class PostgresAlerts(PostgresDb):
 
     async def save_alerts(self, upserts: list, retract: list[tuple], now_ms: int,
                           checkpoints: tuple | None = None,
-                          moves: list = ()) -> list[tuple[StoredAlert, bool]]:
+                          moves: Sequence = ()) -> list[tuple[StoredAlert, bool]]:
         out = []
         async with self._pool.acquire() as conn, conn.transaction():
             for e in upserts:

@@ -19,16 +19,26 @@ _COMMAND_COLUMNS = (f"id, vehicle_id, name, args, {_EPOCH_MS.format('created_at'
 
 
 class PostgresCommands(PostgresDb):
-    async def add_command(self, vehicle_id: str, name: str, args: dict) -> int:
+    async def add_command(self, vehicle_id: str, name: str, args: dict,
+                          request_key: str | None = None) -> int:
         async with self._pool.acquire() as conn, conn.transaction():
-            # backends sharing the database take turns, so max(id) + 1 cannot collide
+            # backends sharing the database take turns, so max(id) + 1 cannot collide, and a
+            # repeated request (same key) finds the first one's command under the same lock
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _COMMAND_LOCK)
+            if request_key is not None:
+                known = await conn.fetchval(
+                    "SELECT id FROM commands WHERE vehicle_id = $1 AND request_key = $2",
+                    vehicle_id, request_key)
+                if known is not None:
+                    return known
             now = clock_ms()
+            key = ", request_key" if request_key is not None else ""  # (column of 0014)
             return await conn.fetchval(
-                "INSERT INTO commands (id, vehicle_id, name, args, created_at) "
+                f"INSERT INTO commands (id, vehicle_id, name, args, created_at{key}) "
                 f"SELECT greatest($1::bigint, coalesce(max(id), 0) + 1), $2, $3, $4::jsonb, "
-                f"{_MS.format('$5::bigint')} FROM commands RETURNING id",
-                command_id_floor(now), vehicle_id, name, json.dumps(args), now)
+                f"{_MS.format('$5::bigint')}{', $6' if key else ''} FROM commands RETURNING id",
+                command_id_floor(now), vehicle_id, name, json.dumps(args), now,
+                *([request_key] if key else []))
 
     async def pending_commands(self, vehicle_id: str) -> list[StoredCommand]:
         rows = await self._pool.fetch(

@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
-from ..base import pending_migrations
+from ..base import migration_renames, pending_migrations
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,56 @@ _TRANSIENT_CLASSES = ("08", "57", "53", "40", "55")
 _TRANSIENT_STATES = ("25006",)
 
 
+# target_session_attrs values that ask for the primary
+_WRITABLE = ("read-write", "primary")
+
+
+def host_urls(url: str) -> list[str]:
+    """One URL per host of a multi-host URL (`u@h1:p1,h2:p2/db` or `?host=h1,h2&port=p1,p2`),
+    without target_session_attrs; a single-host URL unchanged in a list of one."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+             if k != "target_session_attrs"]
+    user, at, hostlist = parts.netloc.rpartition("@")
+    qhosts = next((v for k, v in query if k == "host"), "")
+    if qhosts:  # hosts (or socket directories) in the query, ports alongside
+        ports = next((v for k, v in query if k == "port"), "").split(",")
+        rest = [(k, v) for k, v in query if k not in ("host", "port")]
+        hosts = qhosts.split(",")
+        return [urlunsplit(parts._replace(query=urlencode(
+            rest + [("host", h)] + ([("port", ports[min(i, len(ports) - 1)])]
+                                    if ports[0] else []))))
+                for i, h in enumerate(hosts)]
+    return [urlunsplit(parts._replace(netloc=f"{user}{at}{h}", query=urlencode(query)))
+            for h in hostlist.split(",")]
+
+
+async def connect_writable(dsn: str, **kwargs) -> asyncpg.Connection:
+    """asyncpg's `connect` for a pool behind PgBouncer with several hosts: the first host whose
+    server is a primary, asked with a query. asyncpg's own `target_session_attrs` trusts the
+    server's reported `in_hot_standby`, and PgBouncer 1.18 reports the value it cached from its
+    first server connection: after a standby behind it was promoted it still said "on", and a
+    pool that had tried it during the failover refused the new primary for good (measured in
+    tests/cluster/test_pg_failover.py). `pg_is_in_recovery()` goes to the server itself."""
+    last: BaseException | None = None
+    for url in host_urls(dsn):
+        try:
+            conn = await asyncpg.connect(url, **kwargs)
+        except (OSError, TimeoutError, asyncpg.PostgresError,
+                asyncpg.InterfaceError) as exc:
+            last = exc
+            continue
+        try:
+            if not await conn.fetchval("SELECT pg_is_in_recovery()"):
+                return conn
+        except BaseException:
+            conn.terminate()
+            raise
+        conn.terminate()
+    raise last or asyncpg.TargetServerAttributeNotMatched(
+        "none of the hosts is a primary (read-write)")
+
+
 def pooled_url(url: str) -> tuple[str, dict]:
     """Split our own URL parameter off `url`: (the URL for asyncpg, connect keyword arguments).
 
@@ -78,6 +128,24 @@ def pooled_url(url: str) -> tuple[str, dict]:
     return rest, {"server_settings": dict(DIRECT_SETTINGS)}
 
 
+def connector(url: str):
+    """The `connect` coroutine for `url`'s connections: `connect_writable` behind PgBouncer
+    with several hosts and a writable target (see there), else asyncpg's own."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    if (query.get(POOL_MODE_PARAM) in TRANSACTION_POOLING
+            and query.get("target_session_attrs") in _WRITABLE
+            and len(host_urls(pooled_url(url)[0])) > 1):
+        return connect_writable
+    return asyncpg.connect
+
+
+async def connect(url: str) -> asyncpg.Connection:
+    """One connection for `url` (a check, a tool), as the store's pools make them."""
+    dsn, options = pooled_url(url)
+    return await connector(url)(dsn, **options)
+
+
 def ms_of(t: datetime | None) -> int | None:
     """A timestamptz read back as milliseconds since the epoch."""
     return None if t is None else round(t.timestamp() * 1000)
@@ -93,17 +161,25 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 
 class PostgresDb:
     """What every concern of the PostgreSQL store needs from its host: `_pool` (queries,
-    authentication, alerts, the REST API) and `_write_pool` (the writer's own connection).
+    authentication, alerts, the REST API) and `_write_pool` (the writer's own connection, None
+    until open).
     Each concern's mixin derives from it; `PostgresStore` composes them."""
 
     def __init__(self, url: str, pool_max: int = POOL_MAX):
         self.url = url
         self.pool_max = pool_max
-        self._pool: asyncpg.Pool | None = None
+        self._query_pool: asyncpg.Pool | None = None
         self._write_pool: asyncpg.Pool | None = None
 
+    @property
+    def _pool(self) -> asyncpg.Pool:
+        """The pool of queries, authentication, alerts and the REST API."""
+        if self._query_pool is None:
+            raise RuntimeError("the store is not open")
+        return self._query_pool
+
     async def _open_pools(self, migrate: bool) -> None:
-        self._pool = await self._create_pool(1, self.pool_max)
+        self._query_pool = await self._create_pool(1, self.pool_max)
         if migrate:
             await self.migrate()
         self._write_pool = await self._create_pool(1, WRITE_CONNECTIONS)
@@ -113,7 +189,7 @@ class PostgresDb:
         return asyncpg.create_pool(
             dsn, min_size=min_size, max_size=max_size, timeout=CONNECT_TIMEOUT_S,
             command_timeout=COMMAND_TIMEOUT_S, init=self._init_connection,
-            reset=_keep_session, **options)
+            reset=_keep_session, connect=connector(self.url), **options)
 
     async def _init_connection(self, conn: asyncpg.Connection) -> None:
         """Prepare a new connection; a concern needing per-connection state extends this
@@ -121,13 +197,17 @@ class PostgresDb:
         state set here would stay on one server connection)."""
 
     async def _close_pools(self) -> None:
-        for pool in (self._write_pool, self._pool):
+        for pool in (self._write_pool, self._query_pool):
             if pool is not None:
                 await pool.close()
-        self._pool = self._write_pool = None
+        self._query_pool = self._write_pool = None
 
     def is_transient(self, exc: BaseException) -> bool:
-        """True if retrying the same batch later can succeed (the database, not the data)."""
+        """True if retrying the same batch later can succeed (the database, not the data).
+        A value asyncpg cannot encode (its DataError is an InterfaceError *and* a ValueError)
+        is the data's: retried, it would stop the writer for every vehicle."""
+        if isinstance(exc, ValueError):
+            return False
         if isinstance(exc, (OSError, asyncio.TimeoutError, asyncpg.InterfaceError,
                             asyncpg.exceptions.ConnectionDoesNotExistError,
                             asyncpg.TargetServerAttributeNotMatched)):
@@ -137,11 +217,27 @@ class PostgresDb:
             return state[:2] in _TRANSIENT_CLASSES or state in _TRANSIENT_STATES
         return False
 
+    async def replication(self) -> dict:
+        """The server's replication state, for status and alarms: is it the primary, how
+        many standbys stream from it and how many of them are synchronous (a primary with
+        none acknowledges commits only it holds: docs/operations.md)."""
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow(
+                "SELECT NOT pg_is_in_recovery() AS primary, "
+                "current_setting('synchronous_standby_names') AS names, "
+                "current_setting('synchronous_commit') AS commit, "
+                "(SELECT count(*) FROM pg_stat_replication) AS standbys, "
+                "(SELECT count(*) FROM pg_stat_replication "
+                " WHERE sync_state IN ('sync', 'quorum')) AS sync")
+        return {"primary": row["primary"], "standbys": row["standbys"],
+                "sync_standbys": row["sync"], "synchronous_standby_names": row["names"],
+                "synchronous_commit": row["commit"]}
+
     async def migrate(self) -> list[str]:
         """Apply pending migrations, one transaction each. Each takes a transaction-scoped
         advisory lock and reads what is done under it, so concurrent migrators take turns
         without a session lock (which a transaction-pooling PgBouncer would not keep)."""
-        applied = []
+        applied: list[str] = []
         async with self._pool.acquire() as conn:
             while True:
                 async with conn.transaction():
@@ -151,6 +247,13 @@ class PostgresDb:
                                        "NOT NULL DEFAULT now())")
                     done = {r[0] for r in await conn.fetch(
                         "SELECT version FROM schema_migrations")}
+                    renames = [] if applied else migration_renames("postgres", done)
+                    if renames:  # a database made before the renumbering: its old names
+                        await conn.executemany(
+                            "UPDATE schema_migrations SET version = $1 WHERE version = $2",
+                            [(new, old) for old, new in renames])
+                        done = {r[0] for r in await conn.fetch(
+                            "SELECT version FROM schema_migrations")}
                     pending = pending_migrations("postgres", done)
                     if not pending:
                         break

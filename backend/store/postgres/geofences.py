@@ -11,7 +11,8 @@ from .db import MS as _MS
 from .db import PostgresDb
 
 _GEOFENCE_COLUMNS = (f"geofence_id, name, ST_AsGeoJSON(area), speed_limit_kmh, circle, "
-                     f"{_EPOCH_MS.format('created_at')}, {_EPOCH_MS.format('updated_at')}")
+                     f"{_EPOCH_MS.format('created_at')}, {_EPOCH_MS.format('updated_at')}, "
+                     "group_name")
 _POSITION_COLUMNS = (f"vehicle_id, {_EPOCH_MS.format('p.time')} AS time_ms, "
                      "ST_Y(p.location) AS lat, ST_X(p.location) AS lon, p.speed_kmh, p.course_deg, "
                      "p.epoch, p.seq")
@@ -21,28 +22,29 @@ def _geofence(r) -> dict:
     return dict(geofence_id=r[0], name=r[1], area=json.loads(r[2]),
                 speed_limit_kmh=None if r[3] is None else float(r[3]),
                 circle=None if r[4] is None else json.loads(r[4]), created_ms=r[5],
-                updated_ms=r[6])
+                updated_ms=r[6], group=r[7])
 
 
 class PostgresGeofences(PostgresDb):
     async def put_geofence(self, geofence_id: str, name: str, area: dict,
                            speed_limit_kmh: float | None = None, circle: dict | None = None,
-                           create_only: bool = False) -> bool:
-        """Create or replace a geofence (`area`: GeoJSON Polygon or MultiPolygon, lon/lat).
-        True if it was created; with `create_only` an existing one is left alone (False)."""
+                           create_only: bool = False, group: str | None = None) -> bool:
+        """Create or replace a geofence (`area`: GeoJSON Polygon or MultiPolygon, lon/lat) of
+        `group` (None: fleet-wide). True if it was created; with `create_only` an existing one
+        is left alone (False)."""
         if area.get("type") not in ("Polygon", "MultiPolygon"):
             raise ValueError("geofence must be a GeoJSON Polygon or MultiPolygon")
         conflict = ("DO NOTHING" if create_only else
                     "DO UPDATE SET name = excluded.name, area = excluded.area, "
                     "speed_limit_kmh = excluded.speed_limit_kmh, circle = excluded.circle, "
-                    "updated_at = now()")
+                    "group_name = excluded.group_name, updated_at = now()")
         created = await self._pool.fetchval(
             "INSERT INTO geofences (geofence_id, name, area, speed_limit_kmh, circle, "
-            "updated_at) VALUES ($1, $2, ST_SetSRID(ST_GeomFromGeoJSON($3), 4326), $4, "
-            f"$5::jsonb, now()) ON CONFLICT (geofence_id) {conflict} "
+            "updated_at, group_name) VALUES ($1, $2, ST_SetSRID(ST_GeomFromGeoJSON($3), 4326), "
+            f"$4, $5::jsonb, now(), $6) ON CONFLICT (geofence_id) {conflict} "
             "RETURNING (xmax = 0)",  # xmax 0: a new row, not an updated one
             geofence_id, name, json.dumps(area), speed_limit_kmh,
-            None if circle is None else json.dumps(circle))
+            None if circle is None else json.dumps(circle), group)
         return bool(created)
 
     async def geofences(self) -> list[dict]:

@@ -9,7 +9,6 @@ import json
 from .db import EPOCH_MS as _EPOCH_MS
 from .db import MS as _MS
 from .db import PostgresDb
-from .db import ms_of as _ms
 
 _POINT_COLUMNS = (f"{_EPOCH_MS.format('time')} AS time_ms, ST_Y(location) AS lat, "
                   "ST_X(location) AS lon, speed_kmh, course_deg, epoch, seq")
@@ -32,7 +31,7 @@ class PostgresHistory(PostgresDb):
                    f"floor({_EPOCH_MS.format('time')}::numeric / $4) AS bucket "
                    f"FROM vehicle_telemetry WHERE {where}) b "
                    f"ORDER BY bucket, time_ms, epoch, seq) d ORDER BY time_ms, epoch, seq")
-            args = (vehicle_id, start_ms, end_ms, step_ms)
+            args: tuple = (vehicle_id, start_ms, end_ms, step_ms)
         else:
             sql = (f"SELECT {_POINT_COLUMNS} FROM vehicle_telemetry WHERE {where} "
                    f"ORDER BY time, epoch, seq")
@@ -52,8 +51,9 @@ class PostgresHistory(PostgresDb):
         """{vehicle: {signal: {"value", "time_ms"}}}: the newest value of each CAN signal."""
         out: dict[str, dict[str, dict]] = {}
         for r in await self._pool.fetch(
-                "SELECT vehicle_id, signal, value, time FROM last_signal ORDER BY 1, 2"):
-            out.setdefault(r[0], {})[r[1]] = {"value": json.loads(r[2]), "time_ms": _ms(r[3])}
+                f"SELECT vehicle_id, signal, value, {_EPOCH_MS.format('time')} FROM last_signal "
+                "ORDER BY 1, 2"):  # device time as ms: a stored year 10000 is no datetime
+            out.setdefault(r[0], {})[r[1]] = {"value": json.loads(r[2]), "time_ms": r[3]}
         return out
 
     async def signal_series(self, vehicle_id: str, signal: str, start_ms: int, end_ms: int,

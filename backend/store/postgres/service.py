@@ -1,4 +1,4 @@
-"""Vehicle service records in the PostgreSQL store (sql/postgres/0007_maintenance.sql): what
+"""Vehicle service records in the PostgreSQL store (sql/postgres/0008_service.sql): what
 was serviced when, at which odometer and engine hours (backend/maintenance/ decides what is
 due)."""
 

@@ -10,6 +10,7 @@ from .accounts import PostgresAccounts
 from .alerts import PostgresAlerts
 from .commands import PostgresCommands
 from .db import POOL_MAX, PostgresDb
+from .dispatch import PostgresDispatch
 from .geofences import PostgresGeofences
 from .history import PostgresHistory
 from .partitions import MAINTAIN_EVERY_S
@@ -19,7 +20,8 @@ from .vehicles import PostgresVehicles
 
 
 class PostgresStore(PostgresVehicles, PostgresReadings, PostgresHistory, PostgresGeofences,
-                    PostgresCommands, PostgresAccounts, PostgresAlerts, PostgresService):
+                    PostgresCommands, PostgresAccounts, PostgresAlerts, PostgresService,
+                    PostgresDispatch):
     """`PostgresStore(url)`, then `await open()`; `maintain_every_s=0` runs no partition job
     (someone else's maintenance, or a test calling `maintain` itself)."""
 

@@ -4,6 +4,7 @@ authentication (sql/postgres/0001_init.sql)."""
 from __future__ import annotations
 
 from ..base import AuthResult, hash_token, new_token, token_matches
+from .db import EPOCH_MS as _EPOCH_MS
 from .db import PostgresDb
 from .db import ms_of as _ms
 
@@ -25,10 +26,11 @@ class PostgresVehicles(PostgresDb):
 
     async def list_vehicles(self) -> list[dict]:
         rows = await self._pool.fetch(
-            "SELECT v.vehicle_id, v.created_at, v.revoked_at, p.time FROM vehicles v "
-            "LEFT JOIN last_position p USING (vehicle_id) ORDER BY v.vehicle_id")
+            f"SELECT v.vehicle_id, v.created_at, v.revoked_at, {_EPOCH_MS.format('p.time')} "
+            "FROM vehicles v LEFT JOIN last_position p USING (vehicle_id) "
+            "ORDER BY v.vehicle_id")  # device time as ms: a stored year 10000 is no datetime
         return [dict(vehicle_id=r[0], created_ms=_ms(r[1]), revoked_ms=_ms(r[2]),
-                     last_seen_ms=_ms(r[3])) for r in rows]
+                     last_seen_ms=r[3]) for r in rows]
 
     async def authenticate(self, vehicle_id: str, token: str) -> AuthResult:
         row = await self._pool.fetchrow(

@@ -12,24 +12,29 @@ import sqlite3
 from ..base import now_ms as clock_ms
 from .db import SqliteDb, transaction
 
-_USER = "id, name, role, password_hash, created_ms, disabled_ms"
+_USER = ("id, name, role, password_hash, created_ms, disabled_ms, all_vehicles, "
+         "must_change_password")
 
 
 def _user(r: tuple) -> dict:
     return dict(id=r[0], name=r[1], role=r[2], password_hash=r[3], created_ms=r[4],
-                disabled=r[5] is not None)
+                disabled=r[5] is not None, all_vehicles=bool(r[6]),
+                must_change_password=bool(r[7]))
 
 
 class SqliteAccounts(SqliteDb):
     # --- users ----------------------------------------------------------------------------
 
-    async def add_user(self, name: str, role: str, password_hash: str) -> int:
-        """A new user's id; ValueError if the name is taken."""
+    async def add_user(self, name: str, role: str, password_hash: str,
+                       all_vehicles: bool = False) -> int:
+        """A new user's id; ValueError if the name is taken. Without `all_vehicles` the user
+        sees only the vehicles of its groups (none until it is in one)."""
         def add() -> int:
             try:
                 return self._db.execute(
-                    "INSERT INTO users (name, role, password_hash, created_ms) VALUES (?,?,?,?) "
-                    "RETURNING id", (name, role, password_hash, clock_ms())).fetchall()[0][0]
+                    "INSERT INTO users (name, role, password_hash, created_ms, all_vehicles) "
+                    "VALUES (?,?,?,?,?) RETURNING id",
+                    (name, role, password_hash, clock_ms(), int(all_vehicles))).fetchall()[0][0]
             except sqlite3.IntegrityError:
                 raise ValueError(f"user {name!r} exists") from None
 
@@ -56,8 +61,13 @@ class SqliteAccounts(SqliteDb):
         return await self._run(rows)
 
     async def update_user(self, name: str, role: str | None = None,
-                          password_hash: str | None = None, disabled: bool | None = None) -> bool:
-        """Change what is given; a new password or disabling ends the user's sessions."""
+                          password_hash: str | None = None, disabled: bool | None = None,
+                          all_vehicles: bool | None = None,
+                          must_change_password: bool | None = None) -> bool:
+        """Change what is given; a new password or disabling ends the user's sessions, and a
+        new password clears `must_change_password` unless that is given too."""
+        if password_hash is not None and must_change_password is None:
+            must_change_password = False
         def update() -> bool:
             db = self._db
             row = db.execute("SELECT id FROM users WHERE name=?", (name,)).fetchone()
@@ -72,6 +82,12 @@ class SqliteAccounts(SqliteDb):
                 if disabled is not None:
                     db.execute("UPDATE users SET disabled_ms=? WHERE id=?",
                                (clock_ms() if disabled else None, row[0]))
+                if all_vehicles is not None:
+                    db.execute("UPDATE users SET all_vehicles=? WHERE id=?",
+                               (int(all_vehicles), row[0]))
+                if must_change_password is not None:
+                    db.execute("UPDATE users SET must_change_password=? WHERE id=?",
+                               (int(must_change_password), row[0]))
                 if password_hash is not None or disabled:
                     db.execute("DELETE FROM sessions WHERE user_id=?", (row[0],))
             return True
@@ -80,7 +96,8 @@ class SqliteAccounts(SqliteDb):
 
     async def account(self, user_id: int) -> dict | None:
         """What a request's principal is made of: the user, its groups and (None: all) the
-        vehicles it may see."""
+        vehicles it may see: all for an admin or a user with `all_vehicles`, else those of its
+        groups (none without one: access fails closed)."""
         def row():
             r = self._db.execute(f"SELECT {_USER} FROM users WHERE id=?", (user_id,)).fetchone()
             if r is None:
@@ -89,7 +106,7 @@ class SqliteAccounts(SqliteDb):
             del u["password_hash"]
             u["groups"] = self._groups_of(user_id)
             u["vehicles"] = None
-            if u["groups"] and u["role"] != "admin":
+            if not u["all_vehicles"] and u["role"] != "admin":
                 u["vehicles"] = sorted(v for (v,) in self._db.execute(
                     "SELECT DISTINCT v.vehicle_id FROM group_members m JOIN group_vehicles v "
                     "USING (group_name) WHERE m.user_id=?", (user_id,)))

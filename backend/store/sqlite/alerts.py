@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from ..base import TIME_RULES, AlertQuery, StoredAlert, StoredReading
 from .db import SqliteDb, transaction
@@ -16,11 +17,17 @@ _NOT_TIMED = f"rule NOT IN ({', '.join(repr(r) for r in TIME_RULES)})"
 
 
 def _alert(r: tuple) -> StoredAlert:
-    return StoredAlert(*r[:10], json.loads(r[10]), *r[11:])
+    return StoredAlert(*r[:10], json.loads(r[10]), *r[11:])  # type: ignore[call-arg]
 
 
 
 class SqliteAlerts(SqliteDb):
+    @staticmethod
+    def as_read_back(r: StoredReading) -> StoredReading:
+        """A committed reading as alert_readings would return it: as written (REAL is a
+        double, as Python's float)."""
+        return r
+
     """Mixed into SqliteStore: every call runs on the store's one worker thread."""
 
     async def alert_readings(self, vehicle_id: str, after_ms: int | None) -> list[StoredReading]:
@@ -56,7 +63,7 @@ class SqliteAlerts(SqliteDb):
 
     async def save_alerts(self, upserts: list, retract: list[tuple], now_ms: int,
                           checkpoints: tuple | None = None,
-                          moves: list = ()) -> list[tuple[StoredAlert, bool]]:
+                          moves: Sequence = ()) -> list[tuple[StoredAlert, bool]]:
         def save():
             db = self._db
             out = []
@@ -125,7 +132,8 @@ class SqliteAlerts(SqliteDb):
         return await self._run(prune)
 
     async def list_alerts(self, query: AlertQuery) -> list[StoredAlert]:
-        where, args = [], []
+        where: list[str] = []
+        args: list[object] = []
         if query.vehicle is not None:
             where.append("vehicle_id=?")
             args.append(query.vehicle)

@@ -15,15 +15,24 @@ _COMMAND_COLUMNS = ("id, vehicle_id, name, args, created_ms, sent_count, last_se
 
 class SqliteCommands(SqliteDb):
 
-    async def add_command(self, vehicle_id: str, name: str, args: dict) -> int:
+    async def add_command(self, vehicle_id: str, name: str, args: dict,
+                          request_key: str | None = None) -> int:
         def add() -> int:
+            if request_key is not None:  # a repeated request: the first one's command
+                known = self._db.execute(
+                    "SELECT id FROM commands WHERE vehicle_id=? AND request_key=?",
+                    (vehicle_id, request_key)).fetchone()
+                if known is not None:
+                    return known[0]
             now = clock_ms()
+            key = ", request_key" if request_key is not None else ""  # (column of 0014)
             # one statement on the store's only connection: the max() cannot race
             return self._db.execute(
-                "INSERT INTO commands (id, vehicle_id, name, args, created_ms) "
-                "SELECT max(?, coalesce(max(id), 0) + 1), ?, ?, ?, ? FROM commands "
-                "RETURNING id", (command_id_floor(now), vehicle_id, name, json.dumps(args), now)
-            ).fetchall()[0][0]
+                f"INSERT INTO commands (id, vehicle_id, name, args, created_ms{key}) "
+                f"SELECT max(?, coalesce(max(id), 0) + 1), ?, ?, ?, ?{', ?' if key else ''} "
+                "FROM commands RETURNING id",
+                (command_id_floor(now), vehicle_id, name, json.dumps(args), now,
+                 *([request_key] if key else []))).fetchall()[0][0]
 
         return await self._run(add)
 

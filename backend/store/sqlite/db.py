@@ -13,8 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+from ..base import migration_renames, pending_migrations
 from ..base import now_ms as clock_ms
-from ..base import pending_migrations
 
 T = TypeVar("T")
 
@@ -70,7 +70,14 @@ class SqliteDb:
     def __init__(self, path: str):
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
-        self._db: sqlite3.Connection | None = None
+        self._conn: sqlite3.Connection | None = None
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        """The open connection (use it on the worker thread only, through `_run`)."""
+        if self._conn is None:
+            raise RuntimeError("the store is not open")
+        return self._conn
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -81,14 +88,14 @@ class SqliteDb:
         await self._run(self._open, migrate)
 
     def _open(self, migrate: bool) -> None:
-        self._db = connect(self.path)
+        self._conn = connect(self.path)
         if migrate:
             self._migrate()
 
     async def close(self) -> None:
-        if self._db is not None:
-            await self._run(self._db.close)
-            self._db = None
+        if self._conn is not None:
+            await self._run(self._conn.close)
+            self._conn = None
         self._executor.shutdown(wait=True)
 
     async def migrate(self) -> list[str]:
@@ -99,6 +106,12 @@ class SqliteDb:
         db.execute("CREATE TABLE IF NOT EXISTS schema_migrations "
                    "(version TEXT PRIMARY KEY, applied_ms INTEGER NOT NULL)")
         done = {r[0] for r in db.execute("SELECT version FROM schema_migrations")}
+        renames = migration_renames("sqlite", done)
+        if renames:
+            with transaction(db):
+                db.executemany("UPDATE schema_migrations SET version=? WHERE version=?",
+                               [(new, old) for old, new in renames])
+            done = {r[0] for r in db.execute("SELECT version FROM schema_migrations")}
         applied = []
         for f in pending_migrations("sqlite", done):
             with transaction(db):

@@ -12,14 +12,15 @@ import shapely.geometry
 from ..base import entry_indexes
 from .db import SqliteDb
 
-_GEOFENCE_COLUMNS = "geofence_id, name, area, speed_limit_kmh, circle, created_ms, updated_ms"
+_GEOFENCE_COLUMNS = ("geofence_id, name, area, speed_limit_kmh, circle, created_ms, updated_ms, "
+                     "group_name")
 _POSITION_COLUMNS = "vehicle_id, time_ms, lat, lon, speed_kmh, course_deg, epoch, seq"
 
 
 def _geofence(r: tuple) -> dict:
     return dict(geofence_id=r[0], name=r[1], area=json.loads(r[2]), speed_limit_kmh=r[3],
                 circle=None if r[4] is None else json.loads(r[4]), created_ms=r[5],
-                updated_ms=r[6])
+                updated_ms=r[6], group=r[7])
 
 
 def _position(r: tuple) -> dict:
@@ -29,15 +30,16 @@ def _position(r: tuple) -> dict:
 class SqliteGeofences(SqliteDb):
     async def put_geofence(self, geofence_id: str, name: str, area: dict,
                            speed_limit_kmh: float | None = None, circle: dict | None = None,
-                           create_only: bool = False) -> bool:
-        """Create or replace a geofence (`area`: GeoJSON Polygon or MultiPolygon, lon/lat).
-        True if it was created; with `create_only` an existing one is left alone (False)."""
+                           create_only: bool = False, group: str | None = None) -> bool:
+        """Create or replace a geofence (`area`: GeoJSON Polygon or MultiPolygon, lon/lat) of
+        `group` (None: fleet-wide). True if it was created; with `create_only` an existing one
+        is left alone (False)."""
         shape = shapely.geometry.shape(area)
         if shape.geom_type not in ("Polygon", "MultiPolygon") or not shape.is_valid:
             raise ValueError("geofence must be a valid GeoJSON Polygon or MultiPolygon")
         now = time.time_ns() // 1_000_000
         row = (geofence_id, name, json.dumps(area), now, speed_limit_kmh,
-               None if circle is None else json.dumps(circle), now)
+               None if circle is None else json.dumps(circle), now, group)
 
         def put() -> bool:
             db = self._db
@@ -47,10 +49,11 @@ class SqliteGeofences(SqliteDb):
                 return False
             db.execute(
                 "INSERT INTO geofences (geofence_id, name, area, created_ms, speed_limit_kmh, "
-                "circle, updated_ms) VALUES (?,?,?,?,?,?,?) ON CONFLICT (geofence_id) DO UPDATE "
-                "SET name=excluded.name, area=excluded.area, "
-                "speed_limit_kmh=excluded.speed_limit_kmh, circle=excluded.circle, "
-                "updated_ms=excluded.updated_ms", row)
+                "circle, updated_ms, group_name) VALUES (?,?,?,?,?,?,?,?) "
+                "ON CONFLICT (geofence_id) DO UPDATE SET name=excluded.name, "
+                "area=excluded.area, speed_limit_kmh=excluded.speed_limit_kmh, "
+                "circle=excluded.circle, updated_ms=excluded.updated_ms, "
+                "group_name=excluded.group_name", row)
             return not exists
 
         return await self._run(put)
@@ -109,7 +112,7 @@ class SqliteGeofences(SqliteDb):
                 "WHERE vehicle_id=? AND kind='pos' AND lat IS NOT NULL "
                 "AND time_ms >= ? AND time_ms < ? ORDER BY time_ms, epoch, seq",
                 (vehicle_id, start_ms, end_ms)).fetchall()
-            out = []
+            out: list[dict] = []
             if not pts:
                 return out
             for gid, area in db.execute("SELECT geofence_id, area FROM geofences ORDER BY 1"):

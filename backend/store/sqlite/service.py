@@ -1,4 +1,4 @@
-"""Vehicle service records in the embedded store (sql/sqlite/0008_maintenance.sql): what was
+"""Vehicle service records in the embedded store (sql/sqlite/0008_service.sql): what was
 serviced when, at which odometer and engine hours (backend/maintenance/ decides what is due)."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ class SqliteService(SqliteDb):
             with self._db:
                 return self._db.execute(
                     "INSERT INTO maintenance_services (vehicle_id, interval, done_ms, "
-                    "odometer_km, engine_h, note, recorded_by) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (vehicle_id, interval, done_ms, odometer_km, engine_h, note,
-                     recorded_by)).lastrowid
+                    "odometer_km, engine_h, note, recorded_by) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                    "RETURNING id", (vehicle_id, interval, done_ms, odometer_km, engine_h, note,
+                                     recorded_by)).fetchall()[0][0]
 
         return await self._run(add)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from .accounts import SqliteAccounts
 from .alerts import SqliteAlerts
 from .commands import SqliteCommands
+from .dispatch import SqliteDispatch
 from .geofences import SqliteGeofences
 from .history import SqliteHistory
 from .partitions import SqlitePartitions
@@ -17,5 +18,6 @@ from .vehicles import SqliteVehicles
 
 
 class SqliteStore(SqliteVehicles, SqliteReadings, SqliteHistory, SqliteGeofences,
-                  SqliteCommands, SqliteAccounts, SqliteAlerts, SqliteService, SqlitePartitions):
+                  SqliteCommands, SqliteAccounts, SqliteAlerts, SqliteService, SqlitePartitions,
+                  SqliteDispatch):
     """The embedded store: `SqliteStore(path)`, then `await open()`."""

@@ -1,0 +1,252 @@
+"""The dispatch service: the async edge around the pure parts (job machine, CSV import,
+arrival tracking) — the store, the hub and the gateway's per-batch path. REST, the CLI and
+the planner's approval call it; the gateway calls `on_committed` after each commit.
+
+Every change is a recorded transition decided by `JobMachine` on the job's stored history and
+written with `record_transitions`, which refuses it if the job moved meanwhile (then it is
+decided again on the new history): two backends, a retry or a repeated request never record a
+change twice or on top of one they did not see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable
+
+from . import codec
+from .csvimport import parse_jobs_csv
+from .jobstate import DETECTOR, JobMachine, Visit, transition_id
+from .model import Actor, Job, JobRecord, JobState, Route, RouteStatus, Transition
+from .storage import JobQuery, StaleState
+from .tracking import VehicleTrack, zone_for
+
+log = logging.getLogger(__name__)
+
+S = JobState
+# Routes whose vehicles' positions are watched for arrivals.
+LIVE_ROUTES = (RouteStatus.DISPATCHED.value, RouteStatus.ACTIVE.value)
+# Jobs whose contents a dispatcher may still edit: not yet started.
+EDITABLE = (S.UNASSIGNED, S.ASSIGNED)
+# A decision retried this often when the job keeps moving under it (another backend, a
+# person at the same moment); then the caller gets StaleState.
+DECIDE_ATTEMPTS = 3
+# "No upper bound" for the store's position query (device time, ms): the year ~3000, within
+# PostgreSQL's timestamptz and interval ranges.
+_FOREVER_MS = 32_503_680_000_000
+
+
+class DispatchError(ValueError):
+    """A request that cannot be done as asked (a sentence saying why); `status`: the HTTP
+    status that fits (404 unknown, 409 conflicting)."""
+
+    def __init__(self, text: str, status: int = 409):
+        super().__init__(text)
+        self.status = status
+
+
+class Dispatcher:
+    def __init__(self, store, publish: Callable[..., None] | None = None,
+                 dwell_s: float | None = None, complete_on_departure: bool = True):
+        self.store = store
+        self.publish = publish or (lambda field, payload, vehicle, route_id=None: None)
+        self.dwell_s = dwell_s
+        self.complete_on_departure = complete_on_departure
+        self._tracks: dict[str, VehicleTrack] = {}  # vehicle → its live route's track
+        self._vehicle_of: dict[str, str] = {}  # live route id → vehicle
+        self._locks: dict[str, asyncio.Lock] = {}
+        self.stats: Counter = Counter()
+
+    # --- jobs -------------------------------------------------------------------------------
+
+    async def add_jobs(self, jobs: list[Job], now_ms: int) -> list[str]:
+        """Store new jobs (all or none, see the store's add_jobs); the ids that were new."""
+        new = await self.store.add_jobs(jobs, now_ms)
+        for jid in new:
+            self.publish("job", {"id": jid, "state": S.UNASSIGNED.value, "route_id": None},
+                         None)
+        return new
+
+    async def import_csv(self, data: bytes | str, now_ms: int) -> dict:
+        """A CSV file of jobs (csvimport.py): ImportRefused with every problem, or all
+        stored. Pairs may name jobs stored before."""
+        first = parse_jobs_csv(data, ())
+        pairs = {j.pair for j in first if j.pair} - {j.id for j in first}
+        existing = [r.job for r in [await self.store.job(p) for p in sorted(pairs)] if r]
+        jobs = parse_jobs_csv(data, existing) if pairs else first
+        new = await self.add_jobs(jobs, now_ms)
+        return {"imported": len(new), "unchanged": len(jobs) - len(new), "ids": new}
+
+    async def update_job(self, job: Job, now_ms: int) -> JobRecord:
+        """Replace a job's contents while it is not started (its state and route stay)."""
+        rec = await self.store.replace_job(job, now_ms, EDITABLE)
+        if rec is None:
+            raise DispatchError(f"unknown job {job.id!r}", 404)
+        if rec.job != job:
+            raise DispatchError(f"job {job.id} is {rec.state.value}: it can no longer be edited")
+        self.publish("job", codec.record_to_dict(rec), await self._vehicle(rec.route_id),
+                     rec.route_id)
+        return rec
+
+    async def change_state(self, job_id: str, to: JobState, by: Actor, now_ms: int, tid: str,
+                           at_ms: int | None = None, lat: float | None = None,
+                           lon: float | None = None, reason: str = "") -> Transition | None:
+        """A person's (or a rule's) change of a job's state; None if it already was so.
+        IllegalTransition for a change the machine refuses."""
+        if await self.store.job(job_id) is None:
+            raise DispatchError(f"unknown job {job_id!r}", 404)
+        for _ in range(DECIDE_ATTEMPTS):
+            m = JobMachine(job_id, await self.store.transitions(job_id))
+            t = m.request(to, by, now_ms, tid, at_ms=at_ms, lat=lat, lon=lon, reason=reason)
+            if t is None:
+                return None
+            try:
+                await self._record([t])
+                return t
+            except StaleState:
+                continue
+        raise StaleState(job_id, None)
+
+    # --- routes -----------------------------------------------------------------------------
+
+    async def save_route(self, route: Route, base_version: int | None, by: Actor,
+                         now_ms: int) -> Route:
+        """Create or change a route (its stops, status, shift …) at `base_version` (None: a
+        new route), assigning the jobs added to it and unassigning those taken off, in one
+        transaction. Refused (DispatchError) for a job that is on another route, started
+        elsewhere, finished or cancelled, or a started job taken off its route: nothing
+        planned is lost. StaleVersion if the route changed since `base_version`."""
+        old = await self.store.dispatch_route(route.id) if base_version is not None else None
+        before = set(old.job_ids) if old else set()
+        keep = set(route.job_ids) if route.status is not RouteStatus.CANCELLED else set()
+        transitions: list[Transition] = []
+        v = base_version or 0
+        for jid in route.job_ids:
+            rec = await self.store.job(jid)
+            if rec is None:
+                raise DispatchError(f"unknown job {jid!r}", 404)
+            if rec.route_id == route.id or jid not in keep:
+                continue
+            if rec.state is not S.UNASSIGNED:
+                where = f" on route {rec.route_id}" if rec.route_id else ""
+                raise DispatchError(f"job {jid} is {rec.state.value}{where}: it cannot be "
+                                    f"added to route {route.id}")
+            transitions.append(Transition(
+                transition_id(jid, S.ASSIGNED, v, by, route.id), jid, S.UNASSIGNED,
+                S.ASSIGNED, now_ms, by, now_ms, route.id))
+        for jid in sorted(before - keep):
+            rec = await self.store.job(jid)
+            if rec is None or rec.route_id != route.id:
+                continue
+            if rec.state.started:
+                raise DispatchError(f"job {jid} is {rec.state.value}: it stays on its route")
+            if rec.state is S.ASSIGNED:
+                transitions.append(Transition(
+                    transition_id(jid, S.UNASSIGNED, v, by, route.id), jid, S.ASSIGNED,
+                    S.UNASSIGNED, now_ms, by, now_ms, route.id, reason="taken off the route"))
+        saved = await self.store.put_dispatch_route(route, base_version, now_ms, transitions)
+        self.publish("route", codec.route_to_dict(saved), saved.vehicle_id, saved.id)
+        for t in transitions:
+            self._publish_transition(t, saved.vehicle_id)
+        await self.route_changed(saved)
+        return saved
+
+    # --- arrival tracking -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Watch the vehicles of every dispatched or active route."""
+        for r in await self.store.dispatch_routes(LIVE_ROUTES):
+            await self.route_changed(r)
+
+    async def route_changed(self, route: Route) -> None:
+        """(Re)build the vehicle's track for a live route, or drop it. A new track folds the
+        route's positions from its shift's start at the vehicle's next batch."""
+        old_vehicle = self._vehicle_of.pop(route.id, None)
+        if old_vehicle is not None and self._tracks.get(old_vehicle, None) is not None \
+                and self._tracks[old_vehicle].route_id == route.id:
+            del self._tracks[old_vehicle]
+        if route.status.value not in LIVE_ROUTES:
+            return
+        jobs = [r.job for r in await self.store.jobs(JobQuery(route_id=route.id,
+                                                             limit=len(route.stops) or 1))]
+        kw = {} if self.dwell_s is None else {"dwell_s": self.dwell_s}
+        track = VehicleTrack(route.id, [zone_for(j) for j in jobs], route.shift.start_ms, **kw)
+        track.reported = None  # first evaluation: check every stop (after a restart too)
+        self._tracks[route.vehicle_id] = track
+        self._vehicle_of[route.id] = route.vehicle_id
+
+    async def on_committed(self, rows: Iterable, now_ms: int) -> None:
+        """After a commit: positions of vehicles on a live route go to their tracks. Costs a
+        dict lookup per reading when no vehicle of the batch has one; never raises."""
+        if not self._tracks:
+            return
+        mine: dict[str, list] = {}
+        for r in rows:
+            if r.vehicle_id in self._tracks and r.kind == "pos" and r.lat is not None:
+                mine.setdefault(r.vehicle_id, []).append(r)
+        for vehicle, rs in mine.items():
+            lock = self._locks.setdefault(vehicle, asyncio.Lock())
+            async with lock:
+                try:
+                    await self._evaluate(vehicle, rs, now_ms)
+                except Exception as exc:
+                    self.stats["failures"] += 1
+                    track = self._tracks.get(vehicle)
+                    if track is not None:  # start again from the store next time
+                        track.rewind(-1)
+                    log.warning("arrival detection for %s failed: %s", vehicle, exc)
+
+    async def _evaluate(self, vehicle: str, rows: list, now_ms: int) -> None:
+        track = self._tracks.get(vehicle)
+        if track is None:
+            return
+        rows.sort(key=lambda r: (r.time_ms, r.epoch, r.seq))
+        if track.is_live(rows[0].time_ms):
+            track.fold((r.time_ms, r.lat, r.lon) for r in rows)
+        else:
+            self.stats["replays"] += 1
+            after = track.rewind(rows[0].time_ms)
+            points = await self.store.route(vehicle, after + 1, _FOREVER_MS)
+            track.fold((p["time_ms"], p["lat"], p["lon"]) for p in points)
+        visits = track.visits()
+        before = track.reported
+        stops = [z.stop_id for z in track.zones] if before is None else \
+            sorted(set(visits) | set(before))
+        for job_id in stops:
+            visit = visits.get(job_id, Visit())
+            if before is None or before.get(job_id, Visit()) != visit:
+                await self._apply_visit(job_id, visit, track.route_id, vehicle, now_ms)
+        track.reported = visits
+
+    async def _apply_visit(self, job_id: str, visit: Visit, route_id: str, vehicle: str,
+                           now_ms: int) -> None:
+        for _ in range(DECIDE_ATTEMPTS):
+            m = JobMachine(job_id, await self.store.transitions(job_id))
+            ts = m.detected(visit, now_ms, DETECTOR, route_id, self.complete_on_departure)
+            if not ts:
+                return
+            try:
+                await self._record(ts, vehicle)
+                self.stats["detected"] += len(ts)
+                return
+            except StaleState:
+                continue
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    async def _record(self, ts: list[Transition], vehicle: str | None = None) -> None:
+        done = await self.store.record_transitions(ts)
+        for t in done:
+            self._publish_transition(t, vehicle or await self._vehicle(t.route_id))
+
+    def _publish_transition(self, t: Transition, vehicle: str | None) -> None:
+        self.publish("transition", codec.transition_to_dict(t), vehicle, t.route_id)
+
+    async def _vehicle(self, route_id: str | None) -> str | None:
+        if route_id is None:
+            return None
+        if route_id in self._vehicle_of:
+            return self._vehicle_of[route_id]
+        r = await self.store.dispatch_route(route_id)
+        return None if r is None else r.vehicle_id

@@ -1,0 +1,45 @@
+"""Both stores satisfy every Protocol of `protocols`: a static proof, not a runtime one.
+
+`make lint` runs mypy on this module; each assignment below type-checks only if the store has
+every method of the Protocol with a compatible signature. Nothing imports it at run time.
+"""
+
+from __future__ import annotations
+
+from . import protocols
+from .postgres import PostgresStore
+from .sqlite import SqliteStore
+
+
+def sqlite_conforms(store: SqliteStore) -> None:
+    db: protocols.Db = store
+    vehicles: protocols.Vehicles = store
+    readings: protocols.Readings = store
+    history: protocols.History = store
+    geofences: protocols.Geofences = store
+    commands: protocols.Commands = store
+    accounts: protocols.Accounts = store
+    alerts: protocols.Alerts = store
+    service: protocols.Service = store
+    dispatch: protocols.Dispatch = store
+    partitions: protocols.Partitions = store
+    whole: protocols.Store = store
+    del db, vehicles, readings, history, geofences, commands, accounts, alerts, service
+    del dispatch, partitions, whole
+
+
+def postgres_conforms(store: PostgresStore) -> None:
+    db: protocols.Db = store
+    vehicles: protocols.Vehicles = store
+    readings: protocols.Readings = store
+    history: protocols.History = store
+    geofences: protocols.Geofences = store
+    commands: protocols.Commands = store
+    accounts: protocols.Accounts = store
+    alerts: protocols.Alerts = store
+    service: protocols.Service = store
+    dispatch: protocols.Dispatch = store
+    partitions: protocols.Partitions = store
+    whole: protocols.Store = store
+    del db, vehicles, readings, history, geofences, commands, accounts, alerts, service
+    del dispatch, partitions, whole

@@ -1,0 +1,230 @@
+"""What the rest of the backend may ask of a store: one Protocol per concern, named and split as
+the modules of backend/store/sqlite/ and backend/store/postgres/ are, and `Store`, all of them.
+
+Both stores satisfy every Protocol: `make lint` runs mypy on backend/store/conformance.py,
+which assigns a `SqliteStore` and a `PostgresStore` to variables of each type. A method the
+backend calls belongs here first; a store-only helper (PostgreSQL's `set_policy`, say) does not.
+A new concern adds its module to both packages, its Protocol here (and to `Store`), and its
+lines to conformance.py.
+
+What an implementation needs from its host is declared by the host class every concern's mixin
+derives from: `sqlite.db.SqliteDb` (the connection `_db`, `_run` on the one worker thread) and
+`postgres.db.PostgresDb` (the pools `_pool` and `_write_pool`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
+
+from .base import AuthResult
+from .rows import AlertQuery, DeadLetter, StoredAlert, StoredCommand, StoredReading
+
+if TYPE_CHECKING:  # dispatch's vocabulary (backend/dispatch/), for the annotations only
+    from ..dispatch.model import FleetVehicle, Job, JobRecord, JobState, Route, Transition
+    from ..dispatch.storage import JobQuery
+
+
+class Db(Protocol):
+    """The connection's life (db.py)."""
+
+    async def open(self, migrate: bool = True) -> None:
+        """Connect, and apply the pending migrations unless told not to."""
+    async def close(self) -> None: ...
+    async def migrate(self) -> list[str]:
+        """Apply the pending migrations (sql/<dialect>/); the names applied, in order."""
+    def is_transient(self, exc: BaseException) -> bool:
+        """True if the failure is the database's (retry later), False if the data's."""
+
+
+class Vehicles(Protocol):
+    """Registered vehicles and their tokens (vehicles.py)."""
+
+    async def add_vehicle(self, vehicle_id: str) -> str:
+        """Register (or re-register, un-revoking) the vehicle; its new token."""
+    async def revoke_vehicle(self, vehicle_id: str) -> bool: ...
+    async def list_vehicles(self) -> list[dict]: ...
+    async def authenticate(self, vehicle_id: str, token: str) -> AuthResult: ...
+    async def revoked_vehicles(self) -> set[str]: ...
+
+
+class Readings(Protocol):
+    """The write path (readings.py)."""
+
+    async def write(self, readings: list[StoredReading], dead: list[DeadLetter]) -> None:
+        """Store everything in one transaction; already-stored (vehicle, epoch, seq) are no-ops."""
+
+
+class History(Protocol):
+    """Queries over stored readings (history.py)."""
+
+    async def last_positions(self) -> list[dict]: ...
+    async def route(self, vehicle_id: str, start_ms: int, end_ms: int,
+                    step_ms: int | None = None) -> list[dict]:
+        """Positions in [start, end) ordered by (time, epoch, seq); with `step_ms` only the
+        first of each `time_ms // step_ms` bucket."""
+    async def last_fixes(self) -> dict[str, dict]: ...
+    async def last_signals(self) -> dict[str, dict[str, dict]]: ...
+    async def signal_series(self, vehicle_id: str, signal: str, start_ms: int, end_ms: int,
+                            limit: int, newest_first: bool = False) -> list[tuple[int, float]]:
+        """(time_ms, value) of one CAN signal in [start, end), by device time."""
+    async def events(self, vehicle_id: str, name: str, start_ms: int, end_ms: int,
+                     limit: int) -> list[tuple[int, dict]]:
+        """(time_ms, data) of the vehicle's `evt` readings named `name`, oldest first."""
+    async def count_readings(self, vehicle_id: str | None = None) -> int: ...
+    async def dead_letters(self) -> list[dict]: ...
+
+
+class Geofences(Protocol):
+    """Geofences and entries into them (geofences.py)."""
+
+    async def put_geofence(self, geofence_id: str, name: str, area: dict,
+                           speed_limit_kmh: float | None = None, circle: dict | None = None,
+                           create_only: bool = False) -> bool:
+        """Create or replace (Polygon/MultiPolygon); True if created."""
+    async def geofences(self) -> list[dict]: ...
+    async def geofence(self, geofence_id: str) -> dict | None: ...
+    async def delete_geofence(self, geofence_id: str) -> bool: ...
+    async def inside(self, geofence_id: str) -> list[dict] | None:
+        """Last positions inside the geofence now; None if there is no such geofence."""
+    async def geofence_entries(self, geofence_id: str, start_ms: int,
+                               end_ms: int) -> list[dict]:
+        """Outside→inside transitions in [start, end) in device-time order (queries.py)."""
+    async def vehicle_geofence_entries(self, vehicle_id: str, start_ms: int,
+                                       end_ms: int) -> list[dict]: ...
+
+
+class Commands(Protocol):
+    """Downlink commands and the agents' status reports (commands.py)."""
+
+    async def add_command(self, vehicle_id: str, name: str, args: dict,
+                          request_key: str | None = None) -> int:
+        """Store a new command; its id is above `command_id_floor(now)` and every stored id.
+        With `request_key`, a command of the vehicle stored with the same key is not stored
+        again: its id is returned (a repeated request is harmless)."""
+    async def pending_commands(self, vehicle_id: str) -> list[StoredCommand]:
+        """The vehicle's commands without an answer, oldest first."""
+    async def commands_sent(self, ids: list[int], now_ms: int) -> None:
+        """Count one more sending of each command and remember when (the gateway counts just
+        before it sends, so an answered command always shows at least one)."""
+    async def answer_command(self, vehicle_id: str, command_id: int, ok: bool, detail: str,
+                             now_ms: int) -> bool:
+        """Record the vehicle's first answer; False if unknown, another vehicle's or answered."""
+    async def command(self, command_id: int) -> StoredCommand | None: ...
+    async def commands_of(self, vehicle_id: str, limit: int) -> list[StoredCommand]:
+        """The vehicle's commands, newest first."""
+    async def save_vehicle_status(self, vehicle_id: str, status: dict, now_ms: int) -> None:
+        """Keep the agent's latest status report (protocol.md §3 status), replacing the last."""
+    async def vehicle_statuses(self) -> dict[str, dict]:
+        """{vehicle: the agent's last status report, with its `time_ms`}."""
+
+
+class Accounts(Protocol):
+    """Users, API tokens, sessions, groups, audit (accounts.py; secrets arrive hashed)."""
+
+    async def add_user(self, name: str, role: str, password_hash: str) -> int:
+        """A new user's id; ValueError if the name is taken."""
+    async def user(self, name: str) -> dict | None:
+        """The user with its password hash (for logging in), or None."""
+    async def users(self) -> list[dict]: ...
+    async def update_user(self, name: str, role: str | None = None,
+                          password_hash: str | None = None, disabled: bool | None = None) -> bool:
+        """Change what is given; a new password or disabling ends the user's sessions."""
+    async def account(self, user_id: int) -> dict | None: ...
+    async def add_api_token(self, name: str, label: str, token_hash: str) -> int | None: ...
+    async def api_tokens(self, name: str) -> list[dict]: ...
+    async def delete_api_token(self, name: str, token_id: int) -> bool: ...
+    async def token_user(self, token_hash: str) -> int | None: ...
+    async def add_session(self, id_hash: str, user_id: int, now_ms: int) -> None: ...
+    async def session(self, id_hash: str) -> dict | None: ...
+    async def touch_session(self, id_hash: str, now_ms: int) -> None: ...
+    async def delete_session(self, id_hash: str) -> None: ...
+    async def prune_sessions(self, seen_before_ms: int, created_before_ms: int) -> int: ...
+    async def groups(self) -> list[dict]: ...
+    async def put_group(self, name: str, vehicles: list[str] | None = None,
+                        members: list[str] | None = None) -> None:
+        """Create the group, and replace its vehicles and members where given."""
+    async def delete_group(self, name: str) -> bool: ...
+    async def add_audit(self, time_ms: int, user: str, action: str, target: str,
+                        detail: dict | None) -> None: ...
+    async def audit_entries(self, from_ms: int, to_ms: int, limit: int) -> list[dict]:
+        """Entries in [from, to), newest first."""
+
+
+class Alerts(Protocol):
+    """Alert episodes and the evaluator's checkpoints (alerts.py; docs/alerts.md)."""
+
+    def as_read_back(self, r: StoredReading) -> StoredReading:
+        """A committed reading as `alert_readings` would return it (the column types)."""
+    async def alert_readings(self, vehicle_id: str, after_ms: int | None) -> list[StoredReading]:
+        """The vehicle's readings with time > after_ms (all if None) by (time, epoch, seq)."""
+    async def alert_checkpoint(self, vehicle_id: str,
+                               before_ms: int | None) -> tuple[int, dict] | None:
+        """The newest evaluator checkpoint with time < before_ms (None: the newest)."""
+    async def alerts_in_window(self, vehicle_id: str, after_ms: int | None) -> list[StoredAlert]:
+        """Reading-driven alerts a re-evaluation from `after_ms` may change: open ones and
+        those decided after it (all of the vehicle's if None)."""
+    async def save_alerts(self, upserts: list, retract: list[tuple], now_ms: int,
+                          checkpoints: tuple | None = None,
+                          moves: Sequence = ()) -> list[tuple[StoredAlert, bool]]:
+        """One transaction: upsert episodes by key, give the alert of each `(old key, episode)`
+        move the episode's key and values (a retracted row holding that key goes), mark
+        `retract` keys retracted, and with `checkpoints = (vehicle, after_ms, [(time_ms,
+        state)])` replace the vehicle's checkpoints after `after_ms`. Returns each changed
+        alert and whether it is new."""
+    async def save_alert_checkpoints(self, points: list[tuple[str, int, dict]]) -> None:
+        """Checkpoints of many vehicles, (vehicle, time_ms, state) each, in one transaction."""
+    async def prune_alert_checkpoints(self, before_ms: int) -> int:
+        """Drop checkpoints older than `before_ms`, except each vehicle's newest."""
+    async def list_alerts(self, query: AlertQuery) -> list[StoredAlert]: ...
+    async def alert(self, alert_id: int) -> StoredAlert | None: ...
+    async def ack_alert(self, alert_id: int, user: str, now_ms: int) -> StoredAlert | None:
+        """Acknowledge once (a second ack keeps the first's user and time)."""
+
+
+class Service(Protocol):
+    """Vehicle service records (service.py; docs/maintenance.md)."""
+
+    async def add_service(self, vehicle_id: str, interval: str, done_ms: int,
+                          odometer_km: float | None, engine_h: float | None, note: str = "",
+                          recorded_by: str = "") -> int: ...
+    async def last_services(self, vehicle_id: str) -> dict[str, dict]:
+        """The newest service per interval name."""
+
+
+class Dispatch(Protocol):
+    """Catalogues, jobs, routes and their transitions (dispatch.py; docs/dispatch.md)."""
+
+    async def put_catalogue(self, item, now_ms: int) -> bool:
+        """Create or replace a vehicle type, driver or depot; True if it was created."""
+    async def catalogue(self, kind: str) -> list: ...
+    async def delete_catalogue(self, kind: str, item_id: str) -> bool: ...
+    async def put_dispatch_vehicle(self, v: FleetVehicle, now_ms: int) -> None: ...
+    async def dispatch_vehicles(self) -> list[FleetVehicle]: ...
+    async def add_jobs(self, jobs: list[Job], now_ms: int) -> list[str]:
+        """Store new jobs in one transaction (a repeated import changes nothing)."""
+    async def replace_job(self, job: Job, now_ms: int,
+                          states: tuple[JobState, ...]) -> JobRecord | None: ...
+    async def job(self, job_id: str) -> JobRecord | None: ...
+    async def jobs(self, q: JobQuery) -> list[JobRecord]: ...
+    async def record_transitions(self, ts: list[Transition]) -> list[Transition]:
+        """Record transitions in order, in one transaction; ids recorded before are skipped."""
+    async def transitions(self, job_id: str) -> list[Transition]: ...
+    async def put_dispatch_route(self, route: Route, base_version: int | None, now_ms: int,
+                                 transitions: list[Transition] = ...) -> Route: ...
+    async def dispatch_route(self, route_id: str) -> Route | None: ...
+    async def dispatch_routes(self, statuses: tuple[str, ...] = (),
+                              vehicle_id: str | None = None) -> list[Route]: ...
+
+
+class Partitions(Protocol):
+    """Partition upkeep (partitions.py)."""
+
+    async def maintain(self, now_ms: int | None = None) -> dict:
+        """Create partitions ahead and drop those past retention; a no-op where not needed.
+        {"created": count, "dropped": [names]}."""
+
+
+class Store(Db, Vehicles, Readings, History, Geofences, Commands, Accounts, Alerts, Service,
+            Dispatch, Partitions, Protocol):
+    """Everything a store does: what `open_store` returns."""

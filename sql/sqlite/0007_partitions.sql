@@ -1,0 +1,3 @@
+-- Partition upkeep: SQLite keeps readings in one table, so this number (on PostgreSQL,
+-- retention on a TimescaleDB hypertable: sql/postgres/0007_partitions.sql) has nothing to do
+-- here. It exists so that each concern carries the same migration number in both dialects.
