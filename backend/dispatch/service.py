@@ -211,6 +211,8 @@ class Dispatcher:
             track.fold((p["time_ms"], p["lat"], p["lon"]) for p in points)
         visits = track.visits()
         before = track.reported
+        if visits is before:
+            return  # no event changed what detection holds: nothing to reconcile
         stops = [z.stop_id for z in track.zones] if before is None else \
             sorted(set(visits) | set(before))
         for job_id in stops:

@@ -11,8 +11,9 @@ from datetime import UTC, datetime
 
 import asyncpg
 
+from geostream.clock import wall_ms
+
 from ..base import StoredReading
-from ..base import now_ms as clock_ms
 from .db import PostgresDb
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ class PostgresPartitions(PostgresDb):
     async def maintain(self, now_ms: int | None = None) -> dict:
         """Create partitions ahead and drop those past retention (under Timescale: drop the
         chunks past retention with drop_chunks)."""
-        now = datetime.fromtimestamp((now_ms or clock_ms()) / 1000, UTC)
+        now = datetime.fromtimestamp((now_ms or wall_ms()) / 1000, UTC)
         async with self._pool.acquire() as conn:
             row = await conn.fetchrow("SELECT * FROM telemetry_maintain($1)", now)
         self._days.clear()
