@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import asyncio
 
-from backend.store.base import DeadLetter, StoredReading
+from backend.store.base import DeadLetter, StoredReading, now_ms
 from backend.writer import BatchWriter
 
-TS = 1_700_000_000_000
+TS = now_ms() - 3_600_000  # an hour ago: inside every store's window
 
 
 def position(vehicle: str, seq: int) -> StoredReading:
