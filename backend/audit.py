@@ -12,9 +12,10 @@ user.create|update, token.create|delete, group.put|delete, vehicle.create|revoke
 from __future__ import annotations
 
 import logging
-import time
 
 from aiohttp import web
+
+from geostream.clock import wall_ms
 
 from .authz import PRINCIPAL
 
@@ -29,6 +30,6 @@ async def audit(request: web.Request, action: str, target: str,
     no password or token in `detail`."""
     principal = request.get(PRINCIPAL)
     who = principal.name if principal is not None else "-"
-    await request.app[STORE].add_audit(time.time_ns() // 1_000_000, who, action, str(target),
+    await request.app[STORE].add_audit(wall_ms(), who, action, str(target),
                                        detail)
     log.info("audit: %s %s %s", who, action, target)

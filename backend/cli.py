@@ -245,13 +245,14 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(answer, indent=None, separators=(",", ":")))
         return 0
     if command == "jobs":
+        from geostream.clock import wall_ms
+
         from .dispatch.cli import run_jobs
-        from .store.base import now_ms
 
         args.road_network = config.road_network  # `jobs plan`: flags or the TOML file
         args.road_cache_dir = config.road_cache_dir
         try:
-            return asyncio.run(_with_store(config, lambda s: run_jobs(args, s, now_ms())))
+            return asyncio.run(_with_store(config, lambda s: run_jobs(args, s, wall_ms())))
         except OSError as exc:
             print(f"backend jobs: {exc}", file=sys.stderr)
             return 2

@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
+
+from geostream.clock import wall_ms
 
 from . import fanout_messages as messages
 from .hub import Hub
@@ -37,10 +38,6 @@ def subject(prefix: str, vehicle_id: str) -> str:
 def vehicle_of(subject_name: str) -> str:
     """The vehicle a subject names; ValueError if it is not a vehicle id."""
     return messages.vehicle_id(subject_name.rsplit(".", 1)[1].replace(_DOT, "."))
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class NatsFanout:
@@ -103,7 +100,7 @@ class NatsFanout:
         if self.nc is None:
             self.stats["dropped"] += 1
             return False
-        body["published_ms"] = _now_ms()
+        body["published_ms"] = wall_ms()
         task = asyncio.get_running_loop().create_task(
             self.nc.publish(name, json.dumps(body, separators=(",", ":")).encode()))
         task.add_done_callback(self._published)
@@ -153,4 +150,4 @@ class NatsFanout:
     def _latency(self, published_ms: int) -> None:
         if len(self.latencies_ms) >= 100_000:
             del self.latencies_ms[:50_000]
-        self.latencies_ms.append(_now_ms() - published_ms)
+        self.latencies_ms.append(wall_ms() - published_ms)

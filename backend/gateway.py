@@ -1,14 +1,14 @@
 """QUIC gateway: authenticates vehicles, validates batches, acks only after commit.
 
 `Gateway` is what all connections share: the server socket, store, writer, hub, credit,
-the open sessions per vehicle, commands and revocations. One connection and the pipeline of
+the open sessions per vehicle, revocations, its counters (`gateway_stats`) and the downlink
+commands (`downlink`). One connection and the pipeline of
 its batches is `backend.gateway_conn.GatewayProtocol`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 
 from aioquic.asyncio import serve
@@ -16,21 +16,20 @@ from aioquic.quic.configuration import QuicConfiguration
 from prometheus_client import Histogram
 
 from geostream import ALPN
-from geostream.backoff import Backoff
-from geostream.commands import command_problem
+from geostream.clock import wall_ms
 from geostream.errors import ErrorCode
 from geostream.limits import DEFAULT_CREDIT, IDLE_TIMEOUT_S
-from geostream.messages import Command, Status
+from geostream.messages import Status
 from geostream.schema import DEFAULT_WINDOW, TimeWindow
 
 from .alerts import NoAlerts
 from .dispatch.service import Dispatcher
+from .downlink import CommandDownlink
 from .gateway_conn import GatewayProtocol
+from .gateway_stats import GatewayStats
 from .hub import Hub
 from .metrics import ACK_BUCKETS_S
 from .quic_tuning import enlarge_socket_buffers
-from .store.base import StoredCommand
-from .store.base import now_ms as _now_ms
 from .store.protocols import Store
 from .tickets import TicketStore
 from .writer import BatchWriter
@@ -51,13 +50,6 @@ REVOCATION_POLL_S = 2.0
 # (10–30 s), so a short outage does not disconnect the fleet, short enough that a stuck writer
 # is noticed by every vehicle within a minute instead of never.
 ACK_WAIT_S = 60.0
-# Reading a vehicle's pending commands after its welcome is retried while the store is away.
-COMMAND_RETRY_MIN_S = 1.0
-COMMAND_RETRY_MAX_S = 30.0
-
-
-class CommandRefused(ValueError):
-    """A command the registry (geostream/commands.py) does not allow: nothing was stored."""
 
 
 def credit_for(backlog_rows: int, vehicles: int, backlog_high: int = BACKLOG_HIGH) -> int:
@@ -86,12 +78,10 @@ class Gateway:
         self.dispatch = dispatch if dispatch is not None else Dispatcher(
             store, getattr(hub, "publish_dispatch", None))
         self.connections: dict[str, set[GatewayProtocol]] = {}
-        self.stats = {"connections": 0, "auth_failures": 0, "protocol_errors": 0,
-                      "batches": 0, "readings": 0, "invalid_readings": 0,
-                      "commit_timeouts": 0, "commands_failed": 0,
-                      # refusals by error code label, invalid readings by the rule they broke
-                      "refusals": collections.Counter(),
-                      "invalid_by_rule": collections.Counter()}
+        self.stats = GatewayStats()
+        # downlink commands (docs/protocol.md §3 command), sent on the vehicle's sessions here
+        self.downlink = CommandDownlink(store, lambda vehicle: self.connections.get(vehicle, ()),
+                                        self.stats)
         # a reading's `ts` outside this window is invalid (docs/protocol.md §4)
         self.ts_window = ts_window
         self.ack_wait_s = ack_wait_s
@@ -105,104 +95,17 @@ class Gateway:
         self.tickets: TicketStore | None = None
         # behind a router (backend/cluster/, docs/scaling.md): a ClusterNode, else None
         self.cluster = cluster
-        # in a cluster: tells the other nodes a vehicle has a new command (backend/fanout.py)
-        self.command_wake = None
 
     def credit(self) -> int:
         return credit_for(self.writer.stats.backlog_rows, len(self.connections),
                           self.backlog_high)
 
-    # --- downlink commands (docs/protocol.md §3 command) ----------------------------------
-
-    async def send_command(self, vehicle: str, name: str, args: dict | None = None,
-                           request_key: str | None = None) -> int:
-        """Store a command for a vehicle and send it on its open connections; it is sent again
-        after each new welcome until the agent acknowledges it. `request_key`: the sender's
-        idempotency key (a repeat stores nothing new; the agent answers a repeated command
-        from its memory). Raises CommandRefused, before storing anything, for one the registry
-        (geostream/commands.py) does not allow."""
-        if (problem := command_problem(name, args if args is not None else {})) is not None:
-            raise CommandRefused(problem)
-        command_id = await self.store.add_command(vehicle, name, dict(args or {}),
-                                                  request_key=request_key)
-        if any(p.can_send for p in self.connections.get(vehicle, ())):
-            # counted first, so an answer is never on record with the command unsent
-            await self._commands_sent(vehicle, [command_id])
-            cmd = Command(id=command_id, name=name, args=dict(args or {}))
-            for proto in list(self.connections.get(vehicle, ())):
-                proto.send_command(cmd)
-        elif self.command_wake is not None:
-            self.command_wake(vehicle)  # another node may hold the vehicle (docs/scaling.md §7)
-        return command_id
-
-    async def wake_commands(self, vehicle: str) -> None:
-        """Another node stored a command for `vehicle`: if this node holds its connection,
-        send what is pending (the agent answers a repeated command from its memory)."""
-        for proto in list(self.connections.get(vehicle, ())):
-            if proto.can_send:
-                await self.send_pending_commands(vehicle, proto)
-
-    async def send_pending_commands(self, vehicle: str, proto: GatewayProtocol) -> None:
-        """After a welcome: every command of the vehicle not yet acknowledged, oldest first.
-        While the store is away this retries as long as the connection lasts."""
-        backoff = Backoff(COMMAND_RETRY_MIN_S, COMMAND_RETRY_MAX_S)
-        while True:
-            try:
-                pending: list[StoredCommand] = await self.store.pending_commands(vehicle)
-                break
-            except Exception as exc:
-                delay = backoff.next()
-                log.warning("cannot read commands for %s (retry in %.0fs): %s", vehicle, delay,
-                            exc)
-                await asyncio.sleep(delay)
-        if not pending or not proto.can_send:
-            return
-        sendable = []
-        for c in pending:
-            if (problem := command_problem(c.name, c.args)) is None:
-                sendable.append(c)
-            else:  # stored before the registry refused it: failed, never the connection
-                await self._fail_command(vehicle, c, problem)
-        pending = sendable
-        if not pending:
-            return
-        await self._commands_sent(vehicle, [c.id for c in pending])
-        for c in pending:
-            proto.send_command(Command(id=c.id, name=c.name, args=c.args))
-
-    async def _fail_command(self, vehicle: str, c: StoredCommand, problem: str) -> None:
-        """Mark a stored command that cannot be sent as answered not-ok, with the reason."""
-        self.stats["commands_failed"] += 1
-        log.warning("command %d %r for %s not sent: %s", c.id, c.name, vehicle, problem)
-        try:
-            await self.store.answer_command(vehicle, c.id, False, f"not sent: {problem}"[:256],
-                                            _now_ms())
-        except Exception as exc:  # stays pending; skipped again at the next welcome
-            log.warning("cannot mark command %d failed: %s", c.id, exc)
-
-    async def _commands_sent(self, vehicle: str, ids: list[int]) -> None:
-        try:
-            await self.store.commands_sent(ids, _now_ms())
-        except Exception as exc:  # bookkeeping only: the command itself is stored
-            log.warning("cannot count commands sent to %s: %s", vehicle, exc)
-
     async def status_received(self, vehicle: str, status: Status) -> None:
         """The agent's report replaces its last one (protocol.md §3 status)."""
         try:
-            await self.store.save_vehicle_status(vehicle, status.as_json(), _now_ms())
+            await self.store.save_vehicle_status(vehicle, status.as_json(), wall_ms())
         except Exception as exc:  # bookkeeping only: the next report comes in 30 s
             log.warning("cannot keep the status of %s: %s", vehicle, exc)
-
-    async def command_acked(self, vehicle: str, command_id: int, ok: bool, detail: str) -> None:
-        """Record the agent's answer; if the store fails, the command stays pending and its
-        next re-send is answered again by the agent (from its memory)."""
-        try:
-            first = await self.store.answer_command(vehicle, command_id, ok, detail, _now_ms())
-        except Exception as exc:
-            log.warning("cannot record answer of %s to command %d: %s", vehicle, command_id, exc)
-            return
-        if first:
-            log.info("vehicle %s answered command %d: ok=%s %s", vehicle, command_id, ok, detail)
 
     async def start(self, host: str, port: int, certfile: str, keyfile: str) -> None:
         cfg = QuicConfiguration(is_client=False, alpn_protocols=[ALPN],
@@ -235,7 +138,7 @@ class Gateway:
 
     async def finish_in_flight(self, timeout: float = 5.0) -> None:
         """Wait until every submitted batch has been acknowledged (or the timeout passed)."""
-        tasks = [t for conns in self.connections.values() for p in conns for t in p._tasks]
+        tasks = [t for conns in self.connections.values() for p in conns for t in p.in_flight()]
         if tasks:
             await asyncio.wait(tasks, timeout=timeout)
         # one more loop turn per connection so the ack packets leave before CONNECTION_CLOSE

@@ -22,6 +22,7 @@ from aioquic.quic.events import (
     StreamDataReceived,
 )
 
+from geostream.clock import wall_ms
 from geostream.errors import ErrorCode, ProtocolError
 from geostream.messages import Batch, Command
 from geostream.quic_acks import ack_with_data
@@ -45,7 +46,6 @@ from .quic_tuning import (
     shrink_handshake_buffers,
 )
 from .store.base import AuthResult, DeadLetter, StoredReading, newest_positions
-from .store.base import now_ms as _now_ms
 from .writer import WriterStopped
 
 if TYPE_CHECKING:
@@ -78,7 +78,7 @@ class GatewayProtocol(QuicConnectionProtocol):
         self.vehicle: str | None = None
         self._tasks: set[asyncio.Task] = set()
         self._closing = False
-        gateway.stats["connections"] += 1
+        gateway.stats.connections += 1
         self._hello_timer = asyncio.get_running_loop().call_later(
             HANDSHAKE_TIMEOUT_S, self._hello_timeout)
 
@@ -120,17 +120,22 @@ class GatewayProtocol(QuicConnectionProtocol):
             elif isinstance(ev, BatchReceived):
                 self._spawn(self._store_batch(ev.batch))
             elif isinstance(ev, CommandAcked):
-                self._spawn(self.gateway.command_acked(self.vehicle, ev.ack.id, ev.ack.ok,
+                self._spawn(self.gateway.downlink.answered(self.vehicle, ev.ack.id, ev.ack.ok,
                                                        ev.ack.detail))
             elif isinstance(ev, StatusReceived):
                 self._spawn(self.gateway.status_received(self.vehicle, ev.status))
             elif isinstance(ev, PeerError):
                 log.info("%s reports error %d: %s", self.vehicle, ev.code, ev.reason)
             elif isinstance(ev, UnknownSkipped):  # answered unknown-type (not fatal)
-                self.gateway.stats["refusals"][ErrorCode.UNKNOWN_TYPE.label] += 1
+                self.gateway.stats.unknown_type_skipped()
         self._flush()
         if event.end_stream:
             self.close_connection(0, "session ended by agent")
+
+    def in_flight(self) -> set[asyncio.Task]:
+        """This connection's running tasks (hellos, batches on their way to an ack, command
+        answers): the gateway waits for them at a graceful stop."""
+        return set(self._tasks)
 
     def _spawn(self, coro) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -149,7 +154,7 @@ class GatewayProtocol(QuicConnectionProtocol):
         result = await self.gateway.store.authenticate(hello.vehicle, hello.token)
         self._hello_timer.cancel()
         if result is not AuthResult.OK:
-            self.gateway.stats["auth_failures"] += 1
+            self.gateway.stats.auth_failures += 1
             log.warning("vehicle %r refused: %s", hello.vehicle, result.value)
             code = ErrorCode.REVOKED if result is AuthResult.REVOKED else ErrorCode.AUTH_FAILED
             self.refuse(code, "credential revoked" if result is AuthResult.REVOKED
@@ -159,17 +164,17 @@ class GatewayProtocol(QuicConnectionProtocol):
             return
         self.vehicle = hello.vehicle
         self.gateway.register(hello.vehicle, self)
-        self.session.accept(_now_ms(), credit=self.gateway.credit())
+        self.session.accept(wall_ms(), credit=self.gateway.credit())
         self._flush()
         log.info("vehicle %s connected (epoch %d, acked %d)", hello.vehicle, hello.epoch,
                  hello.acked)
         # after the welcome has left, so commands never delay data (registered first: a
-        # command stored meanwhile is sent by send_command, or here, or both)
-        await self.gateway.send_pending_commands(hello.vehicle, self)
+        # command stored meanwhile is sent by the downlink's send, or here, or both)
+        await self.gateway.downlink.send_pending(hello.vehicle, self)
 
     async def _store_batch(self, batch: Batch) -> None:
         """The pipeline of one batch; each step is named for what it does."""
-        now, started = _now_ms(), time.monotonic()
+        now, started = wall_ms(), time.monotonic()
         good, dead = self._validate(batch, now)  # validate → rows
         if not await self._store(good, dead):
             return
@@ -190,11 +195,10 @@ class GatewayProtocol(QuicConnectionProtocol):
             if problem is None:
                 good.append(StoredReading.from_wire(self.vehicle, batch.epoch, r, now))
             else:
-                self.gateway.stats["invalid_by_rule"][problem.rule] += 1
+                self.gateway.stats.invalid(problem.rule)
                 dead.append(DeadLetter(self.vehicle, batch.epoch, r["q"], json_safe(r),
                                        problem.detail, now))
         if dead:
-            self.gateway.stats["invalid_readings"] += len(dead)
             self.session.fail(ProtocolError(ErrorCode.INVALID_READING,
                                             f"{len(dead)} invalid: {dead[0].error}"))
         return good, dead
@@ -210,12 +214,11 @@ class GatewayProtocol(QuicConnectionProtocol):
         except TimeoutError:
             # no ack waits forever: the agent reconnects and re-sends; if the rows commit
             # later after all, the re-sent ones are acknowledged without a second row
-            self.gateway.stats["commit_timeouts"] += 1
+            self.gateway.stats.commit_timeouts += 1
             self.refuse(ErrorCode.INTERNAL,
                         f"commit not confirmed within {self.gateway.ack_wait_s:.0f}s")
             return False
-        self.gateway.stats["batches"] += 1
-        self.gateway.stats["readings"] += len(good)
+        self.gateway.stats.committed(len(good))
         return True
 
     def _acknowledge(self, batch: Batch) -> bool:
@@ -255,8 +258,7 @@ class GatewayProtocol(QuicConnectionProtocol):
         self._flush()
 
     def _count_failure(self, reason: str, code: int) -> None:
-        self.gateway.stats["protocol_errors"] += 1
-        self.gateway.stats["refusals"][ErrorCode(code).label] += 1
+        self.gateway.stats.session_failed(ErrorCode(code))
         log.warning("protocol error from %s: %s: %s", self.vehicle or "unauthenticated peer",
                     ErrorCode(code).label, reason)
 

@@ -251,8 +251,11 @@ class Subscriber:
                 self._queue[key] = batch_frame(key, [
                     f for f in message["features"] if may_see(f["properties"]["vehicle"])])
                 continue
-            is_position = isinstance(key, tuple)  # a PositionKey: (topic, vehicle)
-            vehicle = key[1] if is_position else (message.get("alert") or {}).get("vehicle")
+            vehicle: str | None
+            if isinstance(key, tuple):  # a PositionKey: (topic, vehicle)
+                is_position, vehicle = True, key[1]
+            else:  # a MessageKey: an alert names its vehicle
+                is_position, vehicle = False, (message.get("alert") or {}).get("vehicle")
             if vehicle is not None and not may_see(vehicle):
                 del self._queue[key]
                 self._positions -= is_position
@@ -300,8 +303,8 @@ class Hub:
                  max_positions: int = MAX_POSITION_KEYS,
                  max_messages: int = MAX_PENDING_MESSAGES, hopeless_s: float = HOPELESS_S):
         self.clock = clock
-        self.limits = {"max_positions": max_positions, "max_messages": max_messages,
-                       "hopeless_s": hopeless_s}
+        self.limits: dict[str, Any] = {"max_positions": max_positions,
+                                       "max_messages": max_messages, "hopeless_s": hopeless_s}
         self.subscribers: set[Subscriber] = set()
         self.last: dict[str, tuple[int, dict]] = {}  # vehicle → (time_ms, feature)
         self.published = 0

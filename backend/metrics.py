@@ -32,23 +32,23 @@ class FleetCollector(Collector):
         g, w, h = self.gateway, self.gateway.writer, self.hub
         s = g.stats
         yield CounterMetricFamily("fleet_readings", "Readings committed (rate() gives "
-                                  "readings/s)", value=s["readings"])
+                                  "readings/s)", value=s.readings)
         yield CounterMetricFamily("fleet_batches", "Batches committed and acknowledged",
-                                  value=s["batches"])
+                                  value=s.batches)
         yield CounterMetricFamily("fleet_invalid_readings", "Readings refused as invalid",
-                                  value=s["invalid_readings"])
+                                  value=s.invalid_readings)
         yield CounterMetricFamily("fleet_vehicle_auth_failures", "Vehicle hellos refused",
-                                  value=s["auth_failures"])
+                                  value=s.auth_failures)
         refusals = CounterMetricFamily("fleet_protocol_refusals", "Sessions refused with a "
                                        "geostream error, by code (docs/protocol.md §3)",
                                        labels=["code"])
-        for code, n in sorted(s["refusals"].items()):
+        for code, n in sorted(s.refusals.items()):
             refusals.add_metric([code], n)
         yield refusals
         invalid = CounterMetricFamily("fleet_invalid_readings_by_rule", "Readings refused as "
                                       "invalid, by the rule they broke (time, position, "
                                       "quantity, signals, event)", labels=["rule"])
-        for rule, n in sorted(s["invalid_by_rule"].items()):
+        for rule, n in sorted(s.invalid_by_rule.items()):
             invalid.add_metric([rule], n)
         yield invalid
         yield from g.ack_latency.collect()

@@ -11,8 +11,9 @@ from __future__ import annotations
 import math
 from datetime import UTC, date, datetime, timedelta
 
+from geostream.clock import wall_ms
+
 from .hub import iso_time, position_feature
-from .store.base import now_ms
 
 DEFAULT_ROUTE_HOURS = 48
 # Downsampling never returns more than this many points, whatever the request says.
@@ -56,7 +57,7 @@ def parse_time(value: str | int | None, default: int | None = None) -> int | Non
 def parse_day(value: str | None, now: int | None = None) -> date:
     if value:
         return date.fromisoformat(value)
-    return datetime.fromtimestamp((now or now_ms()) / 1000, UTC).date()
+    return datetime.fromtimestamp((now or wall_ms()) / 1000, UTC).date()
 
 
 def day_bounds(day: date) -> tuple[int, int]:
@@ -83,7 +84,7 @@ async def route(store, vehicle_id: str, start_ms: int | None = None, end_ms: int
     """GeoJSON Feature (LineString) of the vehicle's positions in [start, end), by device time.
     Downsampled on request: the first point of every `step_ms` bucket, or a bucket size that
     keeps about `max_points`."""
-    end = end_ms if end_ms is not None else (now or now_ms())
+    end = end_ms if end_ms is not None else (now or wall_ms())
     start = start_ms if start_ms is not None else end - DEFAULT_ROUTE_HOURS * 3_600_000
     check_window(start, end)
     if max_points:

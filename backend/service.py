@@ -8,6 +8,8 @@ import signal
 
 from aiohttp import web
 
+from geostream.clock import wall_ms
+
 from .alerts import AlertEngine
 from .config import BackendConfig
 from .dbwatch import CHECK_EVERY_S, ReplicationWatch
@@ -15,7 +17,6 @@ from .dispatch.service import Dispatcher
 from .gateway import Gateway
 from .hub import Hub, position_feature
 from .store import open_store
-from .store.base import now_ms as _now_ms
 from .writer import BatchWriter
 
 log = logging.getLogger(__name__)
@@ -44,8 +45,8 @@ class Backend:
                                ts_window=config.time_window(),
                                cluster=config.cluster_node(), dispatch=self.dispatch)
         if self.fanout is not None:
-            self.gateway.command_wake = self.fanout.wake
-            self.fanout.on_wake = self.gateway.wake_commands
+            self.gateway.downlink.notify_other_nodes = self.fanout.wake
+            self.fanout.on_wake = self.gateway.downlink.woken
         self.planning = planning_service(config, self.store, self.dispatch)
         self._runner: web.AppRunner | None = None
         self._alert_timer: asyncio.Task | None = None
@@ -56,7 +57,7 @@ class Backend:
         self._replication_timer: asyncio.Task | None = None
 
     def status(self) -> dict:
-        return {"gateway": dict(self.gateway.stats),
+        return {"gateway": self.gateway.stats.as_dict(),
                 "vehicles_connected": sorted(self.gateway.connections),
                 "writer": self.writer.status(),
                 "alerts": {k: dict(v) if isinstance(v, dict) else v
@@ -70,10 +71,10 @@ class Backend:
 
         c = self.config
         await self.store.open()
-        self._seed_hub(await self.store.last_positions(), _now_ms())
+        self._seed_hub(await self.store.last_positions(), wall_ms())
         if self.fanout is not None:
             await self.fanout.start()
-        await self.alerts.start(_now_ms())
+        await self.alerts.start(wall_ms())
         await self.dispatch.start()
         self.writer.start()
         await self.gateway.start(c.quic_host, c.quic_port, c.cert, c.key)
@@ -121,7 +122,8 @@ class Backend:
 
         cfg = self.config.maintenance_config()
         add_mcp_routes(self.app, FleetTools(self.store, self.alerts.rules, cfg,
-                                            self.gateway.send_command))
+                                            self.gateway.downlink.send,
+                                            planning=self.planning))
         self.maintenance = MaintenanceMonitor(self.store, cfg, self.hub.publish_alert)
         if cfg.intervals or cfg.health:
             self._maintenance_timer = asyncio.get_running_loop().create_task(
@@ -130,7 +132,7 @@ class Backend:
     async def _maintenance_clock(self, every_s: float) -> None:
         while True:
             try:
-                await self.maintenance.check(_now_ms())
+                await self.maintenance.check(wall_ms())
             except Exception as exc:  # the store may be away; the next round retries
                 self.maintenance.stats["failures"] += 1
                 log.warning("maintenance check failed: %s", exc)
@@ -151,7 +153,7 @@ class Backend:
         """Clock-driven alert rules (stale, offline) every `alert_timer_s`."""
         while True:
             await asyncio.sleep(self.config.alert_timer_s)
-            await self.alerts.on_timer(_now_ms(), self.gateway.connections.keys())
+            await self.alerts.on_timer(wall_ms(), self.gateway.connections.keys())
 
     async def stop(self) -> None:
         """Stop accepting, commit and acknowledge everything in flight, then close."""
@@ -199,7 +201,7 @@ def planning_service(c: BackendConfig, store, dispatch):
 
     worker = SolverWorker(Path(c.road_network) if c.road_network else None,
                           Path(c.road_cache_dir) if c.road_cache_dir else None)
-    return PlanningService(store, dispatch, worker, _now_ms)
+    return PlanningService(store, dispatch, worker, wall_ms)
 
 
 def auth_state(c: BackendConfig, store):

@@ -19,10 +19,9 @@ import sqlite3
 
 from aioquic.tls import SessionTicket
 
+from geostream.clock import wall_ms
 from geostream.secretfile import create_private
 from geostream.tickets import ticket_from_json, ticket_to_json
-
-from .store.base import now_ms as _now_ms
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +101,7 @@ class TicketStore:
                                          json.dumps(ticket_to_json(ticket))))
                 self._db.execute(
                     "DELETE FROM session_tickets WHERE id <= last_insert_rowid() - ? "
-                    "OR not_valid_after_ms <= ?", (self.limit, _now_ms()))
+                    "OR not_valid_after_ms <= ?", (self.limit, wall_ms()))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -117,7 +116,7 @@ class TicketStore:
             rows = self._db.execute(
                 "DELETE FROM session_tickets WHERE label = ? "
                 "RETURNING not_valid_after_ms, ticket", (label,)).fetchall()
-            if not rows or rows[0][0] <= _now_ms():
+            if not rows or rows[0][0] <= wall_ms():
                 return None
             return ticket_from_json(json.loads(rows[0][1]))
         except (sqlite3.Error, ValueError, KeyError, TypeError) as exc:

@@ -47,6 +47,7 @@ from backend.quic_tuning import delay_acks  # noqa: E402
 from backend.store.sqlite import SqliteStore  # noqa: E402
 from backend.writer import BatchWriter  # noqa: E402
 from geostream import ALPN  # noqa: E402
+from geostream.clock import wall_ms  # noqa: E402
 from geostream.limits import IDLE_TIMEOUT_S  # noqa: E402
 from geostream.quic_acks import ack_with_data, advertise_max_ack_delay, delay_acks_up_to  # noqa: E402
 from geostream.session import Acknowledged, ClientSession  # noqa: E402
@@ -92,7 +93,7 @@ class _Vehicle:
         self.id = f"bench-{i:05d}"
         self.addr = ("127.0.0.1", 20000 + i)
         self.sim = SimVehicle(self.id, token, epoch=1, rate_hz=1.0, start=start,
-                              wall_ms_at_start=int(time.time() * 1000), seed=i)
+                              wall_ms_at_start=wall_ms(), seed=i)
         self.q = 0
         self.bare = bare
         self.quic = QuicConnection(configuration=client_cfg)
@@ -164,7 +165,7 @@ class Run:
         self.hub = Hub()
         self.gateway = Gateway(self.store, self.writer, self.hub, alerts=self.alerts)
         tokens = [await self.store.add_vehicle(f"bench-{i:05d}") for i in range(self.n)]
-        await self.alerts.start(int(time.time() * 1000))
+        await self.alerts.start(wall_ms())
         start = loop.time()
         self.vehicles = [_Vehicle(i, client_cfg, tokens[i], start, self.bare)
                          for i in range(self.n)]

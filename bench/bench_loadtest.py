@@ -35,6 +35,7 @@ from backend.loadtest.run import Options, run  # noqa: E402
 from backend.loadtest.store import PG_DURABLE  # noqa: E402
 from backend.store.base import StoredReading  # noqa: E402
 from backend.store.postgres import PostgresStore  # noqa: E402
+from geostream.clock import wall_ms  # noqa: E402
 
 COPY_CHUNK = 5000  # rows per COPY transaction, the writer's largest transaction
 DAY_MS = 86_400_000
@@ -83,7 +84,7 @@ def _dt(ms: int) -> datetime:
 
 def same_rows(vehicles: int, rate_hz: float, seconds: float) -> list[tuple]:
     """Records of the shape the load test sends (positions and CAN snapshots), for COPY."""
-    now = time.time_ns() // 1_000_000
+    now = wall_ms()
     out = []
     for v in range(vehicles):
         sim = SimVehicle(f"copy-{v:05d}", "", v + 1, rate_hz, 0.0, now, seed=v)
@@ -107,7 +108,7 @@ async def copy_rate(url: str, records: list[tuple]) -> float:
     try:
         await conn.set_type_codec("geometry", schema="public", encoder=lambda b: b,
                                   decoder=bytes, format="binary")
-        now = time.time_ns() // 1_000_000
+        now = wall_ms()
         await conn.execute("SELECT telemetry_ensure_partitions($1, $2)", _dt(now - DAY_MS),
                            _dt(now + DAY_MS))
         t0 = time.perf_counter()

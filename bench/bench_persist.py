@@ -37,6 +37,7 @@ from backend.loadtest.store import PG_DURABLE
 from backend.store import open_store
 from backend.store.base import StoredReading
 from backend.writer import BatchWriter
+from geostream.clock import wall_ms
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from pgfixture import PgServer  # noqa: E402
@@ -69,7 +70,7 @@ def _pct(xs: list[float], p: float) -> float:
 
 
 def _batch(vehicle: int, b: int, n: int) -> list[StoredReading]:
-    now = int(time.time() * 1000)
+    now = wall_ms()
     return [StoredReading(vehicle_id=f"bp{vehicle:04d}", epoch=1, seq=b * n + i + 1,
                           time_ms=now - 1000 + i, kind="pos", lat=53.5 + vehicle * 1e-4,
                           lon=10.0 + i * 1e-5, speed_kmh=42.0, course_deg=90.0, fix=1, sats=9,

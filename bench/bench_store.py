@@ -36,6 +36,7 @@ from backend import queries  # noqa: E402
 from backend.store.base import StoredReading  # noqa: E402
 from backend.store.postgres import PostgresStore  # noqa: E402
 from backend.writer import BatchWriter  # noqa: E402
+from geostream.clock import wall_ms  # noqa: E402
 
 DAY_MS = 86_400_000
 INTERVAL_MS = 30_000            # one position every 30 s per vehicle
@@ -216,7 +217,7 @@ async def main() -> None:
     ap.add_argument("--max-rows", type=float, default=10e6, help="cap for the query table")
     ap.add_argument("--skip-queries", action="store_true")
     args = ap.parse_args()
-    now_ms = (time.time_ns() // 1_000_000 // DAY_MS) * DAY_MS + DAY_MS // 2  # today 12:00 UTC
+    now_ms = (wall_ms() // DAY_MS) * DAY_MS + DAY_MS // 2  # today 12:00 UTC
     with PgServer(settings=DURABLE) as server:
         url = server.create_database("bench")
         t = await throughput(url, args.rows, now_ms)

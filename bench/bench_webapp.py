@@ -50,6 +50,7 @@ from backend.auth import accounts  # noqa: E402
 from backend.hub import ALL, Hub, Message, position_feature  # noqa: E402
 from backend.store import open_store  # noqa: E402
 from backend.web import make_app  # noqa: E402
+from geostream.clock import wall_ms  # noqa: E402
 
 CHROMIUM_ARGS = ["--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
                  "--disable-background-networking", "--disable-component-update",
@@ -111,7 +112,7 @@ async def feed(fleet: Fleet, hand_over, seconds: float) -> dict:
     while time.monotonic() < end:
         for part in range(FEED_SLICES):
             t0 = time.monotonic()
-            now_ms = time.time_ns() // 1_000_000  # the stamp: the moment of hand-over
+            now_ms = wall_ms()  # the stamp: the moment of hand-over
             for vid, feature in fleet.features(part, now_ms):
                 c0 = time.thread_time()
                 hand_over(vid, now_ms, feature)

@@ -31,6 +31,9 @@ DEFAULT_DWELL_S = 60.0
 EXIT_FACTOR = 1.5
 # Mean Earth radius (IUGG), for great-circle distances.
 EARTH_RADIUS_M = 6_371_008.8
+# Metres per degree of latitude on that sphere (the 1 m margin where it is used covers the
+# rounding of the two computations).
+_M_PER_DEG_LAT = math.pi * EARTH_RADIUS_M / 180
 
 
 def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -53,17 +56,24 @@ class Zone:
     inside: Callable[[float, float], bool] | None = None
     outside: Callable[[float, float], bool] | None = None
 
+    def _beyond(self, lat: float, lon: float, r: float) -> bool:
+        """Farther than `r`. The north-south distance alone is a lower bound of the
+        great-circle one, so most far stops are rejected without the haversine."""
+        if abs(lat - self.lat) * _M_PER_DEG_LAT > r + 1.0:
+            return True
+        return distance_m(self.lat, self.lon, lat, lon) > r
+
     def entered(self, lat: float, lon: float) -> bool:
         if self.inside is not None:
             return self.inside(lat, lon)
-        return distance_m(self.lat, self.lon, lat, lon) <= self.radius_m
+        return not self._beyond(lat, lon, self.radius_m)
 
     def left(self, lat: float, lon: float) -> bool:
         if self.outside is not None:
             return self.outside(lat, lon)
         if self.inside is not None:
             return not self.inside(lat, lon)
-        return distance_m(self.lat, self.lon, lat, lon) > self.radius_m * EXIT_FACTOR
+        return self._beyond(lat, lon, self.radius_m * EXIT_FACTOR)
 
 
 @dataclass(frozen=True)
@@ -87,10 +97,11 @@ class ArrivalDetector:
     """One vehicle's positions folded into stop events (see the module docstring)."""
 
     def __init__(self, zones: Iterable[Zone], dwell_s: float = DEFAULT_DWELL_S,
-                 state: dict | None = None):
+                 state: dict | None = None, owned: bool = False):
+        """`owned`: the caller hands `state` over (changed in place, not copied)."""
         self.zones = list(zones)
         self.dwell_ms = round(dwell_s * 1000)
-        s = copy.deepcopy(state) if state else {}
+        s = (state if owned else copy.deepcopy(state)) if state else {}
         # per stop: "in" (confirmed inside), "cand" ([t, lat, lon] of the first reading on the
         # other side, None if none); "t": the newest device time fed
         self._s: dict = {"stops": s.get("stops", {}), "t": s.get("t")}
@@ -127,6 +138,11 @@ class ArrivalDetector:
     def events(self) -> list[StopEvent]:
         """The events decided since this detector was made, in device-time order of decision."""
         return list(self._events)
+
+    def take_events(self) -> list[StopEvent]:
+        """The events decided since the last call (or since it was made), handed over."""
+        out, self._events = self._events, []
+        return out
 
     def inside(self, stop_id: str) -> bool:
         """Whether the vehicle is (confirmed) at this stop now."""

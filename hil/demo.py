@@ -15,6 +15,7 @@ from pathlib import Path
 
 from backend.pki import generate
 from backend.store import open_store
+from geostream.clock import wall_ms
 from geostream.secretfile import write_private
 from hil.lifeline import die_with_parent, stop_all
 
@@ -83,7 +84,7 @@ SERVICE_HISTORY = {  # vehicle → (interval, days ago, odometer then)
 
 
 async def _service_history(store, vehicles: list[str]) -> None:
-    now = time.time_ns() // 1_000_000
+    now = wall_ms()
     for v in vehicles:
         done = await store.last_services(v)
         for interval, days, odometer in SERVICE_HISTORY.get(v, []):

@@ -18,6 +18,7 @@ import time
 import can
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from geostream.clock import wall_ms  # noqa: E402
 from hil.can_gen import open_pty, wait_for_open, write_lawicel  # noqa: E402
 
 ENGINE_RX, ENGINE_TX = 0x7E0, 0x7E8
@@ -143,7 +144,7 @@ def _run(ecu: SimulatedEcu, recv, send, duration_s: float, on_change_s: float | 
     later: list[tuple[int, can.Message]] = []
     changed = False
     while time.monotonic() - start < duration_s:
-        now = int(time.time() * 1000)
+        now = wall_ms()
         if on_change_s is not None and not changed and time.monotonic() - start > on_change_s:
             ecu.dm1 = ecu.dm1 + [(100, 1, 1), (523000, 31, 2)]  # two more: DM1 goes BAM
             changed = True

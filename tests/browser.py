@@ -44,7 +44,9 @@ def login(page, base: str, user: str, password: str = TEST_PASSWORD) -> None:
     page.fill("#username", user)
     page.fill("#password", password)
     page.click("button[type=submit]")
-    page.wait_for_function(READY, timeout=30000)
+    # a selector, not wait_for_function: the app's CSP (no 'unsafe-eval') refuses Playwright's
+    # evaluation of a string predicate
+    page.wait_for_selector("body[data-ready=true]", state="attached", timeout=30000)
 
 
 def count_pixels(page, selector: str, rgb: tuple[int, int, int], tolerance: int = 12) -> int:

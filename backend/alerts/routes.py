@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+
+from geostream.clock import wall_ms
 
 from ..api.common import INTEGER, MAX_TIME_MS, VEHICLE_ID
 from ..authz import PRINCIPAL, Role, requires
@@ -97,7 +98,7 @@ def add_alert_routes(app: web.Application, store, rules: RuleSet,
         principal = request.get(PRINCIPAL)
         user = principal.name if principal is not None else "anonymous"
         first = alert.acknowledged_ms is None
-        alert = await store.ack_alert(alert_id, user, time.time_ns() // 1_000_000)
+        alert = await store.ack_alert(alert_id, user, wall_ms())
         if first and alert is not None:
             if audit is not None:  # AUDIT: the one place an acknowledgement is recorded
                 await audit(request, "alert.ack", f"alert:{alert_id}",

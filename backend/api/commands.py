@@ -65,7 +65,7 @@ async def _store_once(gateway, vehicle: str, name: str, args: dict, key: str) ->
     deadline = loop.time() + STORE_RETRY_S
     while True:
         try:
-            return await gateway.send_command(vehicle, name, args, request_key=key)
+            return await gateway.downlink.send(vehicle, name, args, request_key=key)
         except Exception as exc:
             if not transient(exc) or loop.time() + STORE_RETRY_EVERY_S > deadline:
                 raise

@@ -13,6 +13,8 @@ import secrets
 
 from aiohttp import web
 
+from geostream.clock import wall_ms
+
 from ..authz import Role, requires
 from ..dispatch import codec
 from ..dispatch.csvimport import MAX_IMPORT_BYTES, ImportRefused
@@ -27,7 +29,6 @@ from ..dispatch.storage import (
     StaleState,
     StaleVersion,
 )
-from ..store.base import now_ms
 from .common import GATEWAY, STORE, audit, error, int_param, principal, read_json
 
 
@@ -109,7 +110,7 @@ async def create_job(request: web.Request) -> web.Response:
     except ValueError as exc:
         raise _bad(exc) from None
     try:
-        new = await _dispatch(request).add_jobs([job], now_ms())
+        new = await _dispatch(request).add_jobs([job], wall_ms())
     except JobExists as exc:
         raise _conflict(exc, ids=exc.ids) from None
     if new:
@@ -125,7 +126,7 @@ async def import_jobs(request: web.Request) -> web.Response:
     """A CSV file as the body (text/csv): all its jobs, or none and every problem."""
     data = await request.content.read(MAX_IMPORT_BYTES + 1)
     try:
-        result = await _dispatch(request).import_csv(data, now_ms())
+        result = await _dispatch(request).import_csv(data, wall_ms())
     except ImportRefused as exc:
         return web.json_response({"error": str(exc),
                                   "errors": [e.as_dict() for e in exc.errors]}, status=400)
@@ -154,7 +155,7 @@ async def put_job(request: web.Request) -> web.Response:
     except ValueError as exc:
         raise _bad(exc) from None
     try:
-        rec = await _dispatch(request).update_job(job, now_ms())
+        rec = await _dispatch(request).update_job(job, wall_ms())
     except DispatchError as exc:
         raise _conflict(exc) from None
     await audit(request, "job.update", jid)
@@ -178,7 +179,7 @@ async def _change(request: web.Request, to: JobState | None) -> web.Response:
         reason = body.get("reason", "")
         if not isinstance(reason, str):
             raise ValueError("reason: a string")
-        t = await _dispatch(request).change_state(jid, to, _person(request), now_ms(),
+        t = await _dispatch(request).change_state(jid, to, _person(request), wall_ms(),
                                                   _tid(body), at_ms, lat, lon, reason)
     except (IllegalTransition, StaleState, DispatchError) as exc:
         raise _conflict(exc) from None
@@ -231,7 +232,7 @@ def _catalogue_handlers(kind: str, decode, encode):
             item = decode(body, item_id)
         except ValueError as exc:
             raise _bad(exc) from None
-        created = await request.app[STORE].put_catalogue(item, now_ms())
+        created = await request.app[STORE].put_catalogue(item, wall_ms())
         await audit(request, f"{kind}.{'create' if created else 'update'}", item_id)
         return web.json_response(encode(item), status=201 if created else 200)
 
@@ -276,7 +277,7 @@ async def put_dispatch_vehicle(request: web.Request) -> web.Response:
         v = FleetVehicle(vehicle, body.get("type_id"), body.get("depot_id"))
     except ValueError as exc:
         raise _bad(exc) from None
-    await request.app[STORE].put_dispatch_vehicle(v, now_ms())
+    await request.app[STORE].put_dispatch_vehicle(v, wall_ms())
     await audit(request, "dispatch_vehicle.update", vehicle, {"type_id": v.type_id})
     return web.json_response({"vehicle_id": v.vehicle_id, "type_id": v.type_id,
                               "depot_id": v.depot_id})
@@ -327,7 +328,7 @@ async def put_route(request: web.Request) -> web.Response:
     if old is not None and not who.may_see(old.vehicle_id):
         raise error(web.HTTPNotFound, f"unknown route {rid!r}")
     try:
-        saved = await _dispatch(request).save_route(route, base, _person(request), now_ms())
+        saved = await _dispatch(request).save_route(route, base, _person(request), wall_ms())
     except StaleVersion as exc:
         raise _conflict(exc, version=exc.stored) from None
     except (DispatchError, StaleState) as exc:

@@ -6,6 +6,8 @@ import re
 
 from aiohttp import web
 
+from geostream.clock import wall_ms
+
 from .. import queries
 from ..authz import Role, requires
 from .common import STORE, csv_response, error, int_param, principal, visible, wants_csv, window
@@ -45,7 +47,7 @@ async def trips(request: web.Request) -> web.Response:
         if start is None and end is None:
             answer = await queries.trips(store, vehicle, queries.parse_day(day))
         else:
-            now = queries.now_ms()
+            now = wall_ms()
             end = end if end is not None else now
             start = start if start is not None else end - queries.DAY_MS
             answer = await queries.trips_between(store, vehicle, start, end)

@@ -6,7 +6,8 @@ import collections
 
 from aiohttp import web
 
-from .. import queries
+from geostream.clock import wall_ms
+
 from ..authz import Role, requires
 from ..hub import iso_time, position_feature
 from ..store.base import AlertQuery
@@ -42,7 +43,7 @@ async def vehicle_states(request: web.Request, only: str | None = None) -> list[
     statuses = await store.vehicle_statuses()
     counts = collections.Counter(a.vehicle_id for a in await store.list_alerts(
         AlertQuery(state="open", vehicles=who.vehicles, limit=MAX_OPEN_ALERTS)))
-    now = queries.now_ms()
+    now = wall_ms()
     out = []
     for vid in sorted(provisioned.keys() | last.keys()):
         if (only is not None and vid != only) or not who.may_see(vid):

@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
+
+from geostream.clock import wall_ms
 
 from . import accounts
 
@@ -71,7 +72,7 @@ def _stdin_password() -> str:
 
 
 async def _audit(store, action: str, target: str, detail: dict | None = None) -> None:
-    await store.add_audit(time.time_ns() // 1_000_000, CLI_USER, action, target, detail)
+    await store.add_audit(wall_ms(), CLI_USER, action, target, detail)
 
 
 def audited(action_fn, action: str, target: str):

@@ -15,10 +15,10 @@ import asyncio
 import datetime
 import json
 import logging
-import time
 
 from aioquic.tls import SessionTicket
 
+from geostream.clock import wall_ms
 from geostream.tickets import ticket_from_json, ticket_to_json
 
 log = logging.getLogger(__name__)
@@ -45,10 +45,6 @@ CREATE TABLE IF NOT EXISTS shared_session_ticket_uses (
     id    bigserial PRIMARY KEY,
     label bytea NOT NULL,
     used_ms bigint NOT NULL);"""
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _ms(t: datetime.datetime) -> int:
@@ -93,14 +89,14 @@ class SharedTicketStore:
         if ticket is None:
             return None
         self._used.append(label)
-        return ticket if _ms(ticket.not_valid_after) > _now_ms() else None
+        return ticket if _ms(ticket.not_valid_after) > wall_ms() else None
 
     def __len__(self) -> int:
         return len(self._tickets)
 
     async def sync(self) -> None:
         """Write this node's news, then read the other nodes'."""
-        new, used, now = self._new, self._used, _now_ms()
+        new, used, now = self._new, self._used, wall_ms()
         self._syncs += 1
         if self._syncs % PRUNE_EVERY == 0:
             await self._db.execute("DELETE FROM shared_session_ticket_uses WHERE used_ms < $1",

@@ -170,8 +170,14 @@ class Dispatcher:
             return
         jobs = [r.job for r in await self.store.jobs(JobQuery(route_id=route.id,
                                                              limit=len(route.stops) or 1))]
+        fences = {}
+        if any(j.place.geofence_id for j in jobs):  # a stop given as a geofence: its shape
+            from ..alerts.fences import fences_from_rows
+
+            fences = {f.id: f.contains for f in fences_from_rows(await self.store.geofences())}
         kw = {} if self.dwell_s is None else {"dwell_s": self.dwell_s}
-        track = VehicleTrack(route.id, [zone_for(j) for j in jobs], route.shift.start_ms, **kw)
+        zones = [zone_for(j, fences.get(j.place.geofence_id)) for j in jobs]
+        track = VehicleTrack(route.id, zones, route.shift.start_ms, **kw)
         track.reported = None  # first evaluation: check every stop (after a restart too)
         self._tracks[route.vehicle_id] = track
         self._vehicle_of[route.id] = route.vehicle_id
@@ -211,6 +217,8 @@ class Dispatcher:
             track.fold((p["time_ms"], p["lat"], p["lon"]) for p in points)
         visits = track.visits()
         before = track.reported
+        if visits is before:
+            return  # no event changed what detection holds: nothing to reconcile
         stops = [z.stop_id for z in track.zones] if before is None else \
             sorted(set(visits) | set(before))
         for job_id in stops:

@@ -25,8 +25,8 @@ CHECKPOINT_EVERY_MS = 120_000
 
 
 def zone_for(job: Job, inside=None) -> Zone:
-    """The detector's zone of a job's place (`inside`: a geofence's test, if the job names
-    one and the caller has it)."""
+    """The detector's zone of a job's place: the geofence's own test (`inside`) when the job
+    names one that exists, else the circle of its radius."""
     p = job.place
     return Zone(job.id, p.point.lat, p.point.lon, p.radius_m, inside)
 
@@ -55,18 +55,19 @@ class VehicleTrack:
         self.since_ms = since_ms
         self.dwell_s = dwell_s
         self.every_ms = checkpoint_every_ms
-        self._state: dict | None = None
+        self._detector: ArrivalDetector | None = None  # after the newest position folded
         self._checkpoints: list[tuple[int, dict]] = []  # (covers every position ≤ t, state)
         self._events: list[StopEvent] = []
-        self.reported: dict[str, Visit] = {}  # what the job machine was last told
+        self._visits: dict[str, Visit] = {}
+        self.reported: dict[str, Visit] | None = {}  # what the job machine was last told
 
     @property
     def last_ms(self) -> int | None:
-        return None if self._state is None else self._state.get("t")
+        return None if self._detector is None else self._detector.last_ms
 
     def is_live(self, t0: int) -> bool:
         """Whether positions from `t0` on can continue the newest state (all newer)."""
-        return self._state is not None and self.last_ms is not None and t0 > self.last_ms
+        return self.last_ms is not None and t0 > self.last_ms
 
     def rewind(self, t0: int) -> int:
         """Go back to the newest checkpoint before `t0`; returns the device time after which
@@ -77,13 +78,18 @@ class VehicleTrack:
             t, state = self._checkpoints[-1]
         else:
             t, state = self.since_ms - 1, None
-        self._state = state
-        self._events = [e for e in self._events if e.decided_ms <= t]
+        self._detector = ArrivalDetector(self.zones, self.dwell_s, state)
+        kept = [e for e in self._events if e.decided_ms <= t]
+        if len(kept) != len(self._events):
+            self._events = kept
+            self._visits = first_visits(kept)
         return t
 
     def fold(self, positions: Iterable[tuple[int, float, float]]) -> None:
         """Positions (t_ms, lat, lon) in device-time order, all after what was folded."""
-        d = ArrivalDetector(self.zones, self.dwell_s, self._state)
+        d = self._detector
+        if d is None:
+            d = self._detector = ArrivalDetector(self.zones, self.dwell_s)
         last_cp = self._checkpoints[-1][0] if self._checkpoints else self.since_ms
         for t, lat, lon in positions:
             if t < self.since_ms:
@@ -92,11 +98,14 @@ class VehicleTrack:
                 self._checkpoints.append((d.last_ms, d.state()))
                 last_cp = d.last_ms
             d.feed(t, lat, lon)
-        self._state = d.state()
-        self._events.extend(d.events())
+        new = d.take_events()
+        if new:
+            self._events.extend(new)
+            self._visits = first_visits(self._events)
 
     def events(self) -> list[StopEvent]:
         return list(self._events)
 
     def visits(self) -> dict[str, Visit]:
-        return first_visits(self._events)
+        """Per stop, what detection holds now (the same object until an event changes it)."""
+        return self._visits

@@ -165,3 +165,28 @@ class MaintenanceStatus(TypedDict):
     vehicles: list[VehicleMaintenance]
     due_for_service: list[str]
     signal_drift: list[Json]  # health findings with their statistics
+
+
+class PlannedRoute(TypedDict):
+    vehicle: str
+    stops: list[str]
+    truncated: bool
+    travel_s: int
+    end_ms: int
+
+
+class Unplanned(TypedDict):
+    job_id: str
+    reason: str
+
+
+class PlanProposal(TypedDict):
+    proposal_id: str
+    based_on_version: str
+    basis: str
+    cost_s: int
+    routes: list[PlannedRoute]
+    unassigned: list[Unplanned]
+    changes: dict[str, int]
+    approve: str
+    status: str

@@ -132,6 +132,23 @@ def build_server(tools: FleetTools, stdio_principal: Principal | None = None) ->
         return await call(ctx, tools.send_command, vehicle, name, args)
 
     @mcp.tool()
+    async def plan_routes(
+            start: Annotated[str, Field(description="shift start: epoch ms or ISO 8601 (UTC "
+                                        "when naive)")],
+            end: Annotated[str, Field(description="shift end, at most 24 h after start")],
+            ctx: Context,
+            vehicles: Annotated[list[str] | None, Field(
+                description="plan only these vehicles (default: all you may see)",
+                max_length=200)] = None) -> schemas.PlanProposal:
+        """Plan a shift's routes on the road network (role dispatcher; audited): the
+        unassigned jobs and the not-started ones on the vehicles' routes. Returns a proposal
+        {proposal_id, based_on_version, basis, cost_s, routes: [{vehicle, stops: [job id],
+        truncated, travel_s, end_ms}], unassigned: [{job_id, reason}], changes: {kind: n},
+        approve, status}. Nothing changes until a dispatcher approves it (HTTP API); if the
+        dispatch state moves on meanwhile, the approval is refused."""
+        return await call(ctx, tools.plan_routes, start, end, vehicles)
+
+    @mcp.tool()
     async def maintenance_status(ctx: Context, vehicle: str | None = None,
                                  only_due: bool = False) -> schemas.MaintenanceStatus:
         """Service intervals, trouble codes and signal drift: {now_ms, due_for_service: [id],

@@ -12,6 +12,7 @@ import math
 import statistics
 from datetime import date, timedelta
 
+from geostream.clock import wall_ms
 from geostream.commands import command_problem
 
 from .. import queries
@@ -29,6 +30,7 @@ MAX_BUCKETS = 500  # signal_history buckets
 MAX_SIGNAL_SAMPLES = 200_000  # raw samples read to fill them
 MAX_TRIPS = 200
 MAX_CODES = 200
+MAX_PLAN_STOPS = 2_000  # stops listed across a proposal's routes (a 1,000-job plan fits)
 DAY_WORDS = ("today", "yesterday")
 
 
@@ -57,12 +59,14 @@ def window(since: str | None, until: str | None, day: str | None, now: int,
 
 
 class FleetTools:
-    def __init__(self, store, rules=None, maintenance=None, send_command=None, clock=None):
+    def __init__(self, store, rules=None, maintenance=None, send_command=None, clock=None,
+                 planning=None):
         self.store = store
+        self.planning = planning  # dispatch.planning.PlanningService, in the running backend
         self.rules = rules  # alerts.rules.RuleSet, for the alert-rules resource
         self.maintenance = maintenance  # maintenance.config.MaintenanceConfig
-        self._send = send_command or store.add_command  # gateway.send_command when serving
-        self.clock = clock or queries.now_ms
+        self._send = send_command or store.add_command  # gateway.downlink.send when serving
+        self.clock = clock or wall_ms
 
     async def _vehicles(self, p: Principal) -> list[dict]:
         return [v for v in await self.store.list_vehicles() if p.may_see(v["vehicle_id"])]
@@ -193,6 +197,47 @@ class FleetTools:
         await self.store.add_audit(self.clock(), p.name, "command.send", vehicle,
                                    {"id": cid, "name": name, "args": args or {}, "via": "mcp"})
         return {"id": cid, "vehicle": vehicle, "name": name, "state": "pending"}
+
+    async def plan_routes(self, p: Principal, start: str, end: str,
+                          vehicles: list[str] | None = None) -> dict:
+        """A proposal for a shift; it changes nothing until a dispatcher approves it."""
+        from ..dispatch.codec import parse_time
+        from ..dispatch.matrix import SnapError
+        from ..dispatch.model import Shift
+        from ..dispatch.planner import PlanError
+        from ..dispatch.planning import PlanningError
+        from ..dispatch.solver_worker import PlanCancelled, PlannerBusy, PlanTimeout
+
+        need(p, Role.DISPATCHER)
+        if self.planning is None:
+            raise Refused("planning runs in the backend: use its HTTP MCP endpoint (/mcp)")
+        shift = Shift(parse_time(start, "start"), parse_time(end, "end"))
+        if p.vehicles is not None:
+            vehicles = sorted(set(vehicles or p.vehicles) & p.vehicles)
+        try:
+            kept = await self.planning.plan(shift, f"mcp:{p.name}", vehicles)
+        except (PlannerBusy, PlanCancelled, PlanTimeout, PlanningError, PlanError,
+                SnapError) as exc:
+            raise Refused(str(exc)) from None
+        prop, result = kept.proposal, kept.plan
+        listed, routes = 0, []
+        for r in result.routes:
+            stops = list(r.job_ids[:max(0, MAX_PLAN_STOPS - listed)])
+            listed += len(stops)
+            routes.append({"vehicle": r.vehicle_id, "stops": stops,
+                           "truncated": len(stops) < len(r.job_ids), "travel_s": r.travel_s,
+                           "end_ms": r.end_ms})
+        kinds: dict[str, int] = {}
+        for c in prop.diff.changes:
+            kinds[c.kind] = kinds.get(c.kind, 0) + 1
+        await self.store.add_audit(self.clock(), p.name, "dispatch.plan", prop.id,
+                                   {"via": "mcp", "basis": prop.basis})
+        return {"proposal_id": prop.id, "based_on_version": str(prop.based_on_version),
+                "basis": prop.basis, "cost_s": result.cost_s, "routes": routes,
+                "unassigned": [{"job_id": j, "reason": why}
+                               for j, why in sorted(prop.unassigned.items())][:MAX_PLAN_STOPS],
+                "changes": kinds, "approve": f"POST /api/dispatch/proposals/{prop.id}/approve",
+                "status": "waiting for a dispatcher's approval"}
 
     async def maintenance_status(self, p: Principal, vehicle: str | None = None,
                                  only_due: bool = False) -> dict:

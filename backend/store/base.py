@@ -9,7 +9,6 @@ import hashlib
 import hmac
 import os
 import secrets
-import time
 from pathlib import Path
 
 from .rows import (  # noqa: F401  (the interface's values, importable from here too)
@@ -30,11 +29,6 @@ class AuthResult(enum.Enum):
     OK = "ok"
     UNKNOWN = "unknown"  # no such vehicle or wrong token: indistinguishable on purpose
     REVOKED = "revoked"
-
-
-def now_ms() -> int:
-    """The wall clock in ms since 1970 (store timestamps)."""
-    return time.time_ns() // 1_000_000
 
 
 def command_id_floor(now_ms: int) -> int:

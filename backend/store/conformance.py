@@ -40,6 +40,7 @@ def postgres_conforms(store: PostgresStore) -> None:
     service: protocols.Service = store
     dispatch: protocols.Dispatch = store
     partitions: protocols.Partitions = store
+    replication: protocols.Replication = store  # PostgreSQL only
     whole: protocols.Store = store
     del db, vehicles, readings, history, geofences, commands, accounts, alerts, service
-    del dispatch, partitions, whole
+    del dispatch, partitions, whole, replication

@@ -211,7 +211,7 @@ class Dispatch(Protocol):
         """Record transitions in order, in one transaction; ids recorded before are skipped."""
     async def transitions(self, job_id: str) -> list[Transition]: ...
     async def put_dispatch_route(self, route: Route, base_version: int | None, now_ms: int,
-                                 transitions: list[Transition] = ...) -> Route: ...
+                                 transitions: Sequence[Transition] = ()) -> Route: ...
     async def dispatch_route(self, route_id: str) -> Route | None: ...
     async def dispatch_routes(self, statuses: tuple[str, ...] = (),
                               vehicle_id: str | None = None) -> list[Route]: ...
@@ -223,6 +223,13 @@ class Partitions(Protocol):
     async def maintain(self, now_ms: int | None = None) -> dict:
         """Create partitions ahead and drop those past retention; a no-op where not needed.
         {"created": count, "dropped": [names]}."""
+
+
+class Replication(Protocol):
+    """PostgreSQL only, and optional: callers ask `hasattr(store, "replication")` first."""
+
+    async def replication(self) -> dict:
+        """The server's replication state: primary or not, standbys, synchronous ones."""
 
 
 class Store(Db, Vehicles, Readings, History, Geofences, Commands, Accounts, Alerts, Service,

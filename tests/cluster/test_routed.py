@@ -72,7 +72,7 @@ async def test_migrating_agent_stays_on_its_node_through_the_router(tmp_path, pk
         assert link.migrations == MIGRATIONS and link.handshakes == 1
         assert agent.uplink.link is link and _holder(nodes, "mover") == sid
         assert nodes[sid].connections["mover"] == {proto}, "the same connection on its node"
-        assert sum(g.stats["connections"] for g in nodes.values()) == 1
+        assert sum(g.stats.connections for g in nodes.values()) == 1
         # the node saw the vehicle's real (migrated) address through the tunnel
         assert proto._quic._network_paths[0].addr[0] != HOST
         n = agent.appended
@@ -128,14 +128,14 @@ async def test_command_reaches_the_vehicle_through_the_node_holding_it(tmp_path,
     try:
         for g in nodes.values():
             f = NatsFanout(server.url, rig.hub)
-            f.on_wake = g.wake_commands
-            g.command_wake = f.wake
+            f.on_wake = g.downlink.woken
+            g.downlink.notify_other_nodes = f.wake
             fanouts.append(await f.start())
         token = await rig.provision("cmd-v")
         agent = AgentRig(tmp_path / "agent", "cmd-v", token, HOST, public, pki["ca"]).start()
         holder = await until(lambda: _holder(nodes, "cmd-v"), 15, "connected")
         other = next(sid for sid in nodes if sid != holder)
-        cid = await nodes[other].send_command("cmd-v", "ping", {"n": 1})
+        cid = await nodes[other].downlink.send("cmd-v", "ping", {"n": 1})
         await until(lambda: (cid, "ping") in agent.uplink.commands_run, 10, "command run")
         for _ in range(50):  # bounded: the answer is recorded by the holding node
             if await rig.store.pending_commands("cmd-v") == []:

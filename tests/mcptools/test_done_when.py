@@ -12,9 +12,10 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from backend.config import BackendConfig
-from backend.queries import now_ms, yesterday_bounds
+from backend.queries import yesterday_bounds
 from backend.service import Backend
 from backend.store.base import StoredReading
+from geostream.clock import wall_ms
 from hil import demo
 from tests.authhelp import add_user_token, bearer
 from tests.mcptools.conftest import udp_port
@@ -48,7 +49,7 @@ async def test_demo_questions_over_mcp(tmp_path, pki):
     backend = Backend(config)
     await backend.start()
     try:
-        await backend.store.write(_yesterday(now_ms()), [])
+        await backend.store.write(_yesterday(wall_ms()), [])
         token = await add_user_token(backend.store, "assistant", "viewer")
         url = f"http://127.0.0.1:{backend.http_port}/mcp"
         async with Client(streamable_http_client(url, http_client=httpx2.AsyncClient(

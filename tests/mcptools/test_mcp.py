@@ -19,8 +19,8 @@ from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
 from backend.config import BackendConfig
-from backend.queries import now_ms
 from backend.service import Backend
+from geostream.clock import wall_ms
 from tests.authhelp import add_user_token, bearer
 from tests.mcptools.conftest import udp_port
 from tests.mcptools.fleetdata import MAINTENANCE, load
@@ -28,7 +28,7 @@ from tests.mcptools.fleetdata import MAINTENANCE, load
 REPO = Path(__file__).resolve().parents[2]
 TOOLS = {"list_vehicles", "vehicle_state", "route", "trips", "who_was_in_geofence", "alerts",
          "acknowledge_alert", "signal_history", "send_command", "maintenance_status",
-         "list_geofences"}
+         "plan_routes", "list_geofences"}
 
 
 @pytest.fixture
@@ -39,7 +39,7 @@ async def backend(db_url, pki, tmp_path):
                            maintenance=MAINTENANCE)
     b = Backend(config)
     await b.start()
-    await load(b.store, now_ms())
+    await load(b.store, wall_ms())
     b.tokens = {r: await add_user_token(b.store, r, r) for r in ("viewer", "dispatcher")}
     b.tokens["limited"] = await add_user_token(b.store, "limited", "viewer", all_vehicles=False)
     await b.store.put_group("north", ["truck-1", "truck-2"], ["limited"])
@@ -100,11 +100,16 @@ async def exercise(client: Client, dispatcher: bool) -> None:
     assert [i["name"] for i in rules["maintenance"]["intervals"]] == ["oil", "inspection"]
     sent = await client.call_tool("send_command", {"vehicle": "truck-2", "name": "ping"})
     ack = await client.call_tool("acknowledge_alert", {"alert_id": 1})
+    planned = await client.call_tool("plan_routes", {"start": "2026-12-07T08:00",
+                                                     "end": "2026-12-07T16:00"})
+    assert planned.is_error  # no dispatch vehicles here (tests/mcptools/test_plan.py has)
     if dispatcher:
         assert not sent.is_error and sent.structured_content["state"] == "pending"
+        assert "needs role" not in planned.content[0].text
     else:
         assert sent.is_error and "needs role dispatcher" in sent.content[0].text
         assert ack.is_error and "needs role dispatcher" in ack.content[0].text
+        assert "needs role dispatcher" in planned.content[0].text
 
 
 async def test_every_tool_over_http(backend):

@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from backend.gateway import CommandRefused
+from backend.downlink import CommandRefused
 from backend.store import open_store
 from geostream.messages import Command
 
@@ -34,7 +34,7 @@ async def answered(gw, command_id: int, timeout: float = 10):
 async def test_command_reaches_agent_and_is_acknowledged_once(gw, tmp_path):
     token = await gw.provision("cmd-1")
     # queued while the vehicle is offline: delivered when it connects
-    first = await gw.gateway.send_command("cmd-1", "ping", {"n": 1})
+    first = await gw.gateway.downlink.send("cmd-1", "ping", {"n": 1})
     assert (await gw.store.command(first)).sent_count == 0
     agent = AgentRig(tmp_path / "a", "cmd-1", token, gw.host, gw.port, gw.pki["ca"]).start()
     try:
@@ -42,7 +42,7 @@ async def test_command_reaches_agent_and_is_acknowledged_once(gw, tmp_path):
         assert (cmd.ok, cmd.detail, cmd.sent_count, cmd.args) == (True, "pong", 1, {"n": 1})
         # the registry refuses an unknown name before storing it (geostream/commands.py) ...
         with pytest.raises(CommandRefused):
-            await gw.gateway.send_command("cmd-1", "self-destruct")
+            await gw.gateway.downlink.send("cmd-1", "self-destruct")
         # ... and an agent that does not know one it receives (a newer backend's) says so
         unknown = await gw.store.add_command("cmd-1", "self-destruct", {})
         assert unknown > first

@@ -64,6 +64,6 @@ async def test_large_backlog_batches_stay_within_max_batch_bytes(gw, tmp_path):
     agent.start()
     try:
         await until(lambda: agent.uplink.stats.readings_acked >= 3000, 30, "drained")
-        assert gw.gateway.stats["protocol_errors"] == 0 and agent.uplink.stats.connects == 1
+        assert gw.gateway.stats.protocol_errors == 0 and agent.uplink.stats.connects == 1
     finally:
         await agent.stop()

@@ -73,7 +73,7 @@ async def test_self_referencing_sig_is_refused_and_others_still_acked(gw):
     assert "tag" in err.reason
     await other_vehicle_acked(gw)
     assert await gw.seqs("attacker") == []
-    assert gw.gateway.stats["refusals"]["malformed"] == 1
+    assert gw.gateway.stats.refusals["malformed"] == 1
 
 
 async def test_expanding_shared_references_are_refused(gw):
@@ -100,7 +100,7 @@ async def test_far_timestamps_are_dead_lettered_counted_and_never_the_position(g
     assert await gw.seqs("veh-1") == [1]
     letters = {d["seq"]: d for d in await gw.store.dead_letters()}
     assert set(letters) == {2, 3} and "sane window" in letters[2]["error"]
-    assert gw.gateway.stats["invalid_by_rule"]["time"] == 2
+    assert gw.gateway.stats.invalid_by_rule["time"] == 2
     [last] = await gw.store.last_positions()
     assert (last["seq"], last["time_ms"]) == (1, TS)
 
@@ -117,7 +117,7 @@ async def test_no_acknowledgement_waits_forever(tmp_path, pki):
         err = await client.next_message(Error)
         assert (err.code, err.fatal) == (int(ErrorCode.INTERNAL), True)
         assert "not confirmed" in err.reason
-        assert rig.gateway.stats["commit_timeouts"] == 1
+        assert rig.gateway.stats.commit_timeouts == 1
         # the submission was not lost: it commits late (a re-send would be acked, no new row)
         await until(lambda: rig.writer.backlog_rows == 0, 20, "the late commit")
         assert await rig.seqs("veh-1") == [1]
@@ -143,4 +143,4 @@ async def test_a_stored_command_that_cannot_be_sent_is_failed_not_the_vehicle(gw
         c = await gw.store.command(cid)
         assert c.ok is False and c.detail.startswith("not sent:"), c
     assert (await gw.store.command(good)).answered_ms is None  # still pending: it was sent
-    assert gw.gateway.stats["commands_failed"] == 2
+    assert gw.gateway.stats.commands_failed == 2

@@ -55,7 +55,7 @@ async def _lossy(tmp_path, pki) -> None:
         n = agent.appended
         await until(lambda: agent.uplink.stats.readings_acked >= n, 30, "all acked")
         assert agent.uplink.link is link and link.handshakes == 1
-        assert gw.gateway.stats["connections"] == 1
+        assert gw.gateway.stats.connections == 1
         assert await gw.seqs("lossy") == list(range(1, n + 1))
         assert emu.model.stats.lost > 0 and emu.model.stats.rebinds == 3
     finally:

@@ -53,7 +53,7 @@ async def _handovers(tmp_path, pki) -> None:
         assert link.migrations == HANDOVERS
         assert len({h.removeprefix("::ffff:") for h in seen_at_gateway}) == 11, seen_at_gateway
         assert link.handshakes == 1, "one handshake: the same QUIC connection throughout"
-        assert agent.uplink.stats.connects == 1 and gw.gateway.stats["connections"] == 1
+        assert agent.uplink.stats.connects == 1 and gw.gateway.stats.connections == 1
         assert await gw.seqs("mover") == list(range(1, n + 1)), "0 lost, 0 duplicates"
         assert await agent.pending() == 0
     finally:

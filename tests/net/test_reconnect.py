@@ -99,7 +99,7 @@ async def test_certificate_pinning(gw, tmp_path):
                 await until(lambda a=agent: "not pinned" in a.uplink.stats.last_error, 10,
                             "pin refused")
                 assert "pinned" not in gw.gateway.connections
-                assert gw.gateway.stats["auth_failures"] == 0  # the token was never sent
+                assert gw.gateway.stats.auth_failures == 0  # the token was never sent
         finally:
             await agent.stop()
 

@@ -43,7 +43,7 @@ async def test_wrong_ca_client_refuses_the_server(gw, tmp_path):
     client = RawClient(gw, ca_file=other["ca"])
     with pytest.raises(ConnectionError):
         await client.connect()
-    assert gw.gateway.stats["auth_failures"] == 0
+    assert gw.gateway.stats.auth_failures == 0
 
 
 async def test_forged_vehicle_auth_failed(gw):

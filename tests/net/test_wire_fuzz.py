@@ -189,8 +189,8 @@ class Fuzz:
 
     async def attack(self, family: str, message) -> None:
         self.epoch += 1
-        before = dict(self.rig.gateway.stats["refusals"])
-        invalid_before = self.rig.gateway.stats["invalid_readings"]
+        before = dict(self.rig.gateway.stats.refusals)
+        invalid_before = self.rig.gateway.stats.invalid_readings
         client = await RawClient(self.rig).connect()
         try:
             assert isinstance(await client.hello("hostile", self.hostile_token, self.epoch),
@@ -203,7 +203,7 @@ class Fuzz:
                 end = await client.next_message((Ack, Error), timeout=20)
         finally:
             client.close()
-        refusals = self.rig.gateway.stats["refusals"]
+        refusals = self.rig.gateway.stats.refusals
         stored = await self.stored(self.epoch)
         if family in ("raw", "compressed-raw"):  # outside geostream's CBOR: never decoded
             assert isinstance(end, Error) and end.code == ErrorCode.MALFORMED, (family, end)
@@ -220,7 +220,7 @@ class Fuzz:
                 q for a, b in end.ranges for q in range(a, b + 1)}
             assert sorted(stored) == sorted(acked), (family, stored, acked)  # once each
             dead = await self.dead_letters(self.epoch)
-            assert self.rig.gateway.stats["invalid_readings"] - invalid_before == len(dead)
+            assert self.rig.gateway.stats.invalid_readings - invalid_before == len(dead)
             self.accepted += 1
         await self.well_behaved_vehicle_is_acknowledged()
 
@@ -267,7 +267,7 @@ def test_hostile_messages_never_stop_the_gateway(tmp_path, pki):
         one()
         assert fuzz.refused > 0 and fuzz.accepted > 0  # both outcomes were exercised
         assert loop.run_until_complete(rig.seqs("good")) == list(range(1, fuzz.good_q + 1))
-        assert fuzz.rig.gateway.stats["refusals"].total() == fuzz.refused
+        assert fuzz.rig.gateway.stats.refusals.total() == fuzz.refused
         assert fuzz.rig.writer.stats.restarts == 0
     finally:
         if fuzz.good is not None:

@@ -1,6 +1,7 @@
 """A database created by the release before the migrations were renumbered (one number per
-concern in both dialects) upgrades cleanly: its recorded names are renamed, only the new no-op
-twin is applied, its rows survive, and its schema is the schema a new database gets.
+concern in both dialects) upgrades cleanly: its recorded names are renamed, only what that
+release did not have is applied, its rows (written with that release's columns) survive, and
+its schema is the schema a new database gets.
 
 The old files are tests/data/sql_ac29e62/ (that release's sql/, unedited). Real SQLite and a
 real PostgreSQL."""
@@ -11,10 +12,11 @@ import os
 import sqlite3
 from pathlib import Path
 
+import asyncpg
 import pytest
 
-from backend.store import open_store
-from backend.store.base import RENAMED_MIGRATIONS, DeadLetter, StoredReading, sql_dir
+from backend.store import AuthResult, open_store
+from backend.store.base import RENAMED_MIGRATIONS, StoredReading, sql_dir
 
 OLD_SQL = Path(__file__).resolve().parents[1] / "data" / "sql_ac29e62"
 T0 = 1_790_000_000_000
@@ -56,18 +58,57 @@ def _sqlite_schema(path: Path) -> list[tuple]:
                           "ORDER BY type, name").fetchall()
 
 
-async def _fill(store) -> None:
-    """One row in the tables of each concern, through the store as the old release wrote them
-    (its code wrote the same columns: only the file names changed)."""
-    await store.add_vehicle("truck-1")
-    await store.write([StoredReading("truck-1", 1, 1, T0, "pos", lat=50.0, lon=10.0,
-                                     speed_kmh=40.0, course_deg=91.5, received_ms=T0)],
-                      [DeadLetter("truck-1", 1, 2, {"k": "bad"}, "no kind", T0)])
-    area = {"type": "Polygon", "coordinates": [[[9, 49], [11, 49], [11, 51], [9, 51], [9, 49]]]}
-    await store.put_geofence("depot", "Depot", area)
-    await store.add_command("truck-1", "ping", {})
-    await store.add_user("ada", "admin", "hash")
-    await store.add_service("truck-1", "oil", T0, 1000.0, None)
+AREA = '{"type": "Polygon", "coordinates": [[[9, 49], [11, 49], [11, 51], [9, 51], [9, 49]]]}'
+# one row in the tables of each concern, as the old release's schema has them (raw SQL: the
+# store's code of today writes today's columns)
+SQLITE_ROWS = [
+    ("INSERT INTO vehicles VALUES ('truck-1', 'hash', ?, NULL)", (T0,)),
+    ("INSERT INTO vehicle_telemetry (vehicle_id, epoch, seq, time_ms, kind, lat, lon, "
+     "speed_kmh, course_deg, received_ms) VALUES ('truck-1', 1, 1, ?, 'pos', 50, 10, 40, 91.5, ?)",
+     (T0, T0)),
+    ("INSERT INTO dead_letter (vehicle_id, epoch, seq, reading, error, received_ms) "
+     "VALUES ('truck-1', 1, 2, '{}', 'no kind', ?)", (T0,)),
+    ("INSERT INTO geofences (geofence_id, name, area, created_ms) VALUES ('depot', 'Depot', ?, ?)",
+     (AREA, T0)),
+    ("INSERT INTO commands (id, vehicle_id, name, args, created_ms) "
+     "VALUES (?, 'truck-1', 'ping', '{}', ?)", (T0 * 1000, T0)),
+    ("INSERT INTO users (name, role, password_hash, created_ms) VALUES ('ada', 'admin', 'h', ?)",
+     (T0,)),
+    ("INSERT INTO maintenance_services (vehicle_id, interval, done_ms, odometer_km) "
+     "VALUES ('truck-1', 'oil', ?, 1000)", (T0,)),
+]
+_T = "to_timestamp($1::bigint / 1000.0)"
+POSTGRES_ROWS = [
+    ("SELECT telemetry_ensure_partitions(to_timestamp($1::bigint / 1000.0), "
+     "to_timestamp($1::bigint / 1000.0))", (T0,)),
+    ("INSERT INTO vehicles (vehicle_id, token_hash) VALUES ('truck-1', 'hash')", ()),
+    ("INSERT INTO vehicle_telemetry (time, vehicle_id, epoch, seq, kind, location, speed_kmh, "
+     f"course_deg, received_at) VALUES ({_T}, 'truck-1', 1, 1, 'pos', "
+     f"ST_SetSRID(ST_MakePoint(10, 50), 4326), 40, 91.5, {_T})", (T0,)),
+    ("INSERT INTO dead_letter (vehicle_id, epoch, seq, reading, error, received_at) "
+     f"VALUES ('truck-1', 1, 2, '{{}}', 'no kind', {_T})", (T0,)),
+    ("INSERT INTO geofences (geofence_id, name, area) VALUES ('depot', 'Depot', "
+     "ST_SetSRID(ST_GeomFromGeoJSON($1), 4326))", (AREA,)),
+    ("INSERT INTO commands (id, vehicle_id, name, args, created_at) "
+     f"VALUES ($2, 'truck-1', 'ping', '{{}}', {_T})", (T0, T0 * 1000)),
+    ("INSERT INTO users (name, role, password_hash) VALUES ('ada', 'admin', 'h')", ()),
+    ("INSERT INTO maintenance_services (vehicle_id, interval, done_time, odometer_km) "
+     f"VALUES ('truck-1', 'oil', {_T}, 1000)", (T0,)),
+]
+
+
+async def _fill(url: str, dialect: str) -> None:
+    if dialect == "sqlite":
+        with sqlite3.connect(url.removeprefix("sqlite://")) as db:
+            for sql, args in SQLITE_ROWS:
+                db.execute(sql, args)
+        return
+    conn = await asyncpg.connect(url)
+    try:
+        for sql, args in POSTGRES_ROWS:
+            await conn.execute(sql, *args)
+    finally:
+        await conn.close()
 
 
 async def _check(store) -> None:
@@ -76,6 +117,7 @@ async def _check(store) -> None:
     assert [g["geofence_id"] for g in await store.geofences()] == ["depot"]
     assert [c.name for c in await store.pending_commands("truck-1")] == ["ping"]
     assert (await store.user("ada"))["role"] == "admin"
+    assert await store.authenticate("truck-1", "wrong") is AuthResult.UNKNOWN
     assert (await store.last_services("truck-1"))["oil"]["done_ms"] == T0
     # and it keeps working: a new reading lands
     await store.write([StoredReading("truck-1", 1, 3, T0 + 1, "pos", lat=50.1, lon=10.0,
@@ -86,11 +128,9 @@ async def _check(store) -> None:
 async def _upgrade(url: str, dialect: str, monkeypatch) -> None:
     monkeypatch.setenv("FLEET_SQL_DIR", str(OLD_SQL))
     old = open_store(url)
-    await old.open()
-    try:
-        await _fill(old)
-    finally:
-        await old.close()
+    await old.open()  # the old release's schema, all of it
+    await old.close()
+    await _fill(url, dialect)
     monkeypatch.delenv("FLEET_SQL_DIR")
     store = open_store(url)
     await store.open(migrate=False)

@@ -4,9 +4,10 @@
 let csrfToken = null;
 
 export class ApiError extends Error {
-  constructor(status, message) {
+  constructor(status, message, body = null) {
     super(message);
     this.status = status;
+    this.body = body; // the answer's JSON (a CSV import's per-row `errors`)
   }
 }
 
@@ -16,22 +17,23 @@ export function setCsrf(token) {
 
 const WRITE = new Set(["POST", "PUT", "PATCH", "DELETE"]);
 
-export async function api(method, path, body) {
+export async function api(method, path, body, { bodyType = "application/json" } = {}) {
   const headers = { Accept: "application/json" };
-  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (body !== undefined) headers["Content-Type"] = bodyType;
   if (WRITE.has(method) && csrfToken) headers["X-CSRF-Token"] = csrfToken;
+  const raw = body === undefined || bodyType !== "application/json";
   const res = await fetch(path, {
     method,
     headers,
     credentials: "same-origin",
-    body: body === undefined ? undefined : JSON.stringify(body),
+    body: raw ? body : JSON.stringify(body),
   });
   if (res.status === 204) return null;
   const type = res.headers.get("Content-Type") || "";
   const data = type.includes("json") ? await res.json() : await res.text();
   if (!res.ok) {
     const text = (data && data.error) || (typeof data === "string" && data) || res.statusText;
-    throw new ApiError(res.status, text);
+    throw new ApiError(res.status, text, typeof data === "object" ? data : null);
   }
   return data;
 }
@@ -40,6 +42,8 @@ export const get = (path) => api("GET", path);
 export const post = (path, body) => api("POST", path, body ?? {});
 export const put = (path, body) => api("PUT", path, body);
 export const del = (path) => api("DELETE", path);
+/** POST a file's text as it is (a CSV import): `type` its media type. */
+export const postText = (path, text, type) => api("POST", path, text, { bodyType: type });
 
 export function query(params) {
   const q = new URLSearchParams();

@@ -3,7 +3,7 @@
 // (bench/bench_browser.py). It subscribes batched (one FeatureCollection frame per hub tick)
 // and deflated (a binary message of raw DEFLATE, about a fifth of the JSON's size), and posts
 // to the page: {type: "state"}, {type: "fixes", ids, data, ms} (fixes.js, data transferred),
-// {type: "alert"}, {type: "warn"}, {type: "closed"}; the page decides about reconnecting.
+// {type: "alert"}, {type: "dispatch"}, {type: "warn"}, {type: "closed"}; the page decides about reconnecting.
 import { pack } from "./fixes.js";
 
 let ws = null;
@@ -40,6 +40,9 @@ function handle(text, t0) {
     const { ids, data } = pack(m.features ?? [m.feature]);
     postMessage({ type: "fixes", ids, data, ms: performance.now() - t0 }, [data.buffer]);
   } else if (m.alert && m.topic === "alerts") postMessage({ type: "alert", alert: m.alert });
+  else if (m.topic === "dispatch" && (m.job || m.route || m.transition)) {
+    postMessage({ type: "dispatch", change: m });
+  }
   else if (m.error) postMessage({ type: "warn", text: m.error });
 }
 

@@ -1,17 +1,18 @@
 // The hub's live feed: its WebSocket runs in a worker (live-worker.js: subscribes to every
-// vehicle, batched, and to alerts; parses off the main thread); here positions go to the
-// fleet (which coalesces them), alerts to their handler, and a dropped socket is reopened
-// with a growing delay unless the session is gone.
+// vehicle, batched, to alerts and dispatch changes; parses off the main thread); here positions
+// go to the fleet (which coalesces them), alerts and dispatch changes to their handlers, and a
+// dropped socket is reopened with a growing delay unless the session is gone.
 import { unpack } from "./fixes.js";
 
 const RETRY_MIN_MS = 500;
 const RETRY_MAX_MS = 15000; // a backend restart takes a few seconds; do not hammer it
 
 export class LiveSocket {
-  constructor({ workerUrl, topics, onFix, onAlert, onState, onClosedUnauthorized }) {
+  constructor({ workerUrl, topics, onFix, onAlert, onDispatch, onState, onClosedUnauthorized }) {
     this.topics = topics;
     this.onFix = onFix;
     this.onAlert = onAlert;
+    this.onDispatch = onDispatch ?? (() => {});
     this.onState = onState;
     this.onClosedUnauthorized = onClosedUnauthorized;
     this.retryMs = RETRY_MIN_MS;
@@ -28,6 +29,7 @@ export class LiveSocket {
       this.workerMs += m.ms;
       unpack(m, this.onFix);
     } else if (m.type === "alert") this.onAlert(m.alert);
+    else if (m.type === "dispatch") this.onDispatch(m.change);
     else if (m.type === "state") {
       if (m.state === "live") this.retryMs = RETRY_MIN_MS;
       this.onState(m.state);

@@ -1,8 +1,10 @@
-// The dispatcher app: session, map, live layer, list, panel, history, geofences, alerts.
+// The dispatcher app: session, map, live layer, list, panel, history, geofences, alerts,
+// dispatch.
 import * as maplibregl from "maplibre-gl";
 import { ApiError, get, post, setCsrf } from "./api.js";
 import { Alerts } from "./alerts.js";
 import { addOverlay, initialStyle } from "./basemap.js";
+import { Dispatch } from "./dispatch.js";
 import { $, toast } from "./dom.js";
 import { Fleet } from "./fleet.js";
 import { Geofences } from "./geofences.js";
@@ -122,9 +124,11 @@ async function main() {
   const showTab = tabs((name) => {
     if (name === "history") history.refreshVehicles(live.selected);
     if (name === "geofences") geofences.load();
+    if (name === "dispatch") dispatch.load();
   });
   history = new History($("#tab-history"), map, fleet);
   const geofences = new Geofences($("#tab-geofences"), map, { may });
+  const dispatch = new Dispatch($("#tab-dispatch"), map, { may });
   const alerts = new Alerts($("#tab-alerts"), map, fleet, {
     may,
     onCount: (n) => {
@@ -166,8 +170,9 @@ async function main() {
 
   const socket = new LiveSocket({
     workerUrl: new URL("live-worker.js", ASSETS).href,
-    topics: ["live_updates:all", "alerts"],
+    topics: ["live_updates:all", "alerts", "dispatch"],
     onFix: fleet.pushFix.bind(fleet),
+    onDispatch: () => dispatch.changed(),
     onAlert: (a) => {
       alerts.push(a);
       if (a.vehicle === panel.id) panel.refresh(); // its open alerts now, not at the next poll
@@ -211,7 +216,7 @@ async function main() {
   };
   requestAnimationFrame(frame);
   // for tests, the benchmark and the curious: the running app's parts
-  window.fleetApp = { map, fleet, live, list, panel, history, geofences, alerts, socket, me };
+  window.fleetApp = { map, fleet, live, list, panel, history, geofences, alerts, dispatch, socket, me };
   document.body.dataset.ready = "true";
 }
 

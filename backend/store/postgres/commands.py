@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 
+from geostream.clock import wall_ms
+
 from ..base import StoredCommand, command_id_floor
-from ..base import now_ms as clock_ms
 from .db import EPOCH_MS as _EPOCH_MS
 from .db import MS as _MS
 from .db import PostgresDb
@@ -31,7 +32,7 @@ class PostgresCommands(PostgresDb):
                     vehicle_id, request_key)
                 if known is not None:
                     return known
-            now = clock_ms()
+            now = wall_ms()
             key = ", request_key" if request_key is not None else ""  # (column of 0014)
             return await conn.fetchval(
                 f"INSERT INTO commands (id, vehicle_id, name, args, created_at{key}) "

@@ -5,6 +5,7 @@ bytewise (COLLATE "C") like SQLite's, so pages are the same in both."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from ...dispatch import codec
 from ...dispatch.model import FleetVehicle, Job, JobRecord, JobState, Route, Transition
@@ -175,7 +176,7 @@ class PostgresDispatch(PostgresDb):
     # --- routes -----------------------------------------------------------------------------
 
     async def put_dispatch_route(self, route: Route, base_version: int | None, now_ms: int,
-                        transitions: list[Transition] = ()) -> Route:
+                        transitions: Sequence[Transition] = ()) -> Route:
         """As SqliteDispatch.put_dispatch_route."""
         version = 1 if base_version is None else base_version + 1
         stored = codec.route_to_dict(route)
@@ -209,7 +210,8 @@ class PostgresDispatch(PostgresDb):
 
     async def dispatch_routes(self, statuses: tuple[str, ...] = (),
                      vehicle_id: str | None = None) -> list[Route]:
-        where, args = [], []
+        where: list[str] = []
+        args: list[object] = []
         if statuses:
             args.append(list(statuses))
             where.append(f"status = ANY(${len(args)}::text[])")

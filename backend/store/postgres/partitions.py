@@ -11,10 +11,10 @@ from datetime import UTC, datetime
 
 import asyncpg
 
+from geostream.clock import wall_ms
 from geostream.limits import TS_MAX_AHEAD_MS
 
 from ..base import StoredReading
-from ..base import now_ms as clock_ms
 from .db import PostgresDb
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ class PostgresPartitions(PostgresDb):
         async with self._lock:
             retention_ms = await conn.fetchval(
                 "SELECT (extract(epoch FROM retention) * 1000)::bigint FROM telemetry_policy")
-            first, last = partition_window(clock_ms(), retention_ms)
+            first, last = partition_window(wall_ms(), retention_ms)
             for r in readings:  # whatever `ts` says, only a bounded window of days
                 if _day(r.time_ms) in days and not first <= r.time_ms <= last:
                     raise OutsidePartitionWindow(
@@ -103,7 +103,7 @@ class PostgresPartitions(PostgresDb):
     async def maintain(self, now_ms: int | None = None) -> dict:
         """Create partitions ahead and drop those past retention (under Timescale: drop the
         chunks past retention with drop_chunks)."""
-        now = datetime.fromtimestamp((now_ms or clock_ms()) / 1000, UTC)
+        now = datetime.fromtimestamp((now_ms or wall_ms()) / 1000, UTC)
         async with self._pool.acquire() as conn:
             row = await conn.fetchrow("SELECT * FROM telemetry_maintain($1)", now)
         self._days.clear()

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from ..base import now_ms as clock_ms
+from geostream.clock import wall_ms
+
 from .db import SqliteDb, transaction
 
 _USER = ("id, name, role, password_hash, created_ms, disabled_ms, all_vehicles, "
@@ -34,7 +35,7 @@ class SqliteAccounts(SqliteDb):
                 return self._db.execute(
                     "INSERT INTO users (name, role, password_hash, created_ms, all_vehicles) "
                     "VALUES (?,?,?,?,?) RETURNING id",
-                    (name, role, password_hash, clock_ms(), int(all_vehicles))).fetchall()[0][0]
+                    (name, role, password_hash, wall_ms(), int(all_vehicles))).fetchall()[0][0]
             except sqlite3.IntegrityError:
                 raise ValueError(f"user {name!r} exists") from None
 
@@ -81,7 +82,7 @@ class SqliteAccounts(SqliteDb):
                                (password_hash, row[0]))
                 if disabled is not None:
                     db.execute("UPDATE users SET disabled_ms=? WHERE id=?",
-                               (clock_ms() if disabled else None, row[0]))
+                               (wall_ms() if disabled else None, row[0]))
                 if all_vehicles is not None:
                     db.execute("UPDATE users SET all_vehicles=? WHERE id=?",
                                (int(all_vehicles), row[0]))
@@ -129,7 +130,7 @@ class SqliteAccounts(SqliteDb):
             return self._db.execute(
                 "INSERT INTO api_tokens (user_id, label, token_hash, created_ms) "
                 "VALUES (?,?,?,?) RETURNING id",
-                (row[0], label, token_hash, clock_ms())).fetchall()[0][0]
+                (row[0], label, token_hash, wall_ms())).fetchall()[0][0]
 
         return await self._run(add)
 
@@ -215,7 +216,7 @@ class SqliteAccounts(SqliteDb):
                 ids.append(r[0])
             with transaction(db):
                 db.execute("INSERT INTO groups VALUES (?,?) ON CONFLICT DO NOTHING",
-                           (name, clock_ms()))
+                           (name, wall_ms()))
                 if vehicles is not None:
                     db.execute("DELETE FROM group_vehicles WHERE group_name=?", (name,))
                     db.executemany("INSERT OR IGNORE INTO group_vehicles VALUES (?,?)",

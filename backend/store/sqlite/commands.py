@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 
+from geostream.clock import wall_ms
+
 from ..base import StoredCommand, command_id_floor
-from ..base import now_ms as clock_ms
 from .db import SqliteDb
 
 _COMMAND_COLUMNS = ("id, vehicle_id, name, args, created_ms, sent_count, last_sent_ms, "
@@ -24,7 +25,7 @@ class SqliteCommands(SqliteDb):
                     (vehicle_id, request_key)).fetchone()
                 if known is not None:
                     return known[0]
-            now = clock_ms()
+            now = wall_ms()
             key = ", request_key" if request_key is not None else ""  # (column of 0014)
             # one statement on the store's only connection: the max() cannot race
             return self._db.execute(

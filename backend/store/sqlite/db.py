@@ -13,8 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+from geostream.clock import wall_ms
+
 from ..base import migration_renames, pending_migrations
-from ..base import now_ms as clock_ms
 
 T = TypeVar("T")
 
@@ -117,7 +118,7 @@ class SqliteDb:
             with transaction(db):
                 for statement in statements(f.read_text()):
                     db.execute(statement)
-                db.execute("INSERT INTO schema_migrations VALUES (?, ?)", (f.stem, clock_ms()))
+                db.execute("INSERT INTO schema_migrations VALUES (?, ?)", (f.stem, wall_ms()))
             applied.append(f.stem)
         return applied
 

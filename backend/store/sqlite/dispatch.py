@@ -4,6 +4,7 @@ routes, transitions. Every write is idempotent: repeating it changes nothing mor
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from ...dispatch import codec
 from ...dispatch.model import FleetVehicle, Job, JobRecord, JobState, Route, Transition
@@ -107,7 +108,7 @@ class SqliteDispatch(SqliteDb):
 
         def run():
             with transaction(self._db) as db:
-                stored = {}
+                stored: dict[str, str] = {}
                 for i in range(0, len(bodies), 500):
                     chunk = [jid for jid, _ in bodies[i:i + 500]]
                     stored.update(db.execute(
@@ -212,7 +213,7 @@ class SqliteDispatch(SqliteDb):
     # --- routes -----------------------------------------------------------------------------
 
     async def put_dispatch_route(self, route: Route, base_version: int | None, now_ms: int,
-                        transitions: list[Transition] = ()) -> Route:
+                        transitions: Sequence[Transition] = ()) -> Route:
         """Store a route at version `base_version + 1` (1 for a new one, `base_version`
         None) together with its jobs' transitions, in one transaction. Raises StaleVersion if
         the stored version is not `base_version` (a repeat of the same change is answered with

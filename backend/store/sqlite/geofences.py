@@ -4,10 +4,11 @@ geofence and one vehicle's entries into every geofence (shapely tests the points
 from __future__ import annotations
 
 import json
-import time
 
 import shapely
 import shapely.geometry
+
+from geostream.clock import wall_ms
 
 from ..base import entry_indexes
 from .db import SqliteDb
@@ -37,7 +38,7 @@ class SqliteGeofences(SqliteDb):
         shape = shapely.geometry.shape(area)
         if shape.geom_type not in ("Polygon", "MultiPolygon") or not shape.is_valid:
             raise ValueError("geofence must be a valid GeoJSON Polygon or MultiPolygon")
-        now = time.time_ns() // 1_000_000
+        now = wall_ms()
         row = (geofence_id, name, json.dumps(area), now, speed_limit_kmh,
                None if circle is None else json.dumps(circle), now, group)
 

@@ -3,8 +3,9 @@ authentication (sql/sqlite/0001_init.sql)."""
 
 from __future__ import annotations
 
+from geostream.clock import wall_ms
+
 from ..base import AuthResult, hash_token, new_token, token_matches
-from ..base import now_ms as clock_ms
 from .db import SqliteDb
 
 
@@ -16,7 +17,7 @@ class SqliteVehicles(SqliteDb):
             self._db.execute(
                 "INSERT INTO vehicles VALUES (?,?,?,NULL) ON CONFLICT (vehicle_id) DO UPDATE "
                 "SET token_hash=excluded.token_hash, revoked_ms=NULL",
-                (vehicle_id, hash_token(token), clock_ms()),
+                (vehicle_id, hash_token(token), wall_ms()),
             )
 
         await self._run(add)
@@ -26,7 +27,7 @@ class SqliteVehicles(SqliteDb):
         def revoke() -> bool:
             cur = self._db.execute(
                 "UPDATE vehicles SET revoked_ms=? WHERE vehicle_id=? AND revoked_ms IS NULL",
-                (clock_ms(), vehicle_id),
+                (wall_ms(), vehicle_id),
             )
             return cur.rowcount > 0
 

@@ -1,0 +1,189 @@
+// Dispatch (docs/dispatch.md): the jobs table (filter by state, import a CSV file), Plan (a
+// proposal from the planner with its diff, approved by the dispatcher), and the routes on the
+// map, one colour per vehicle with numbered stops. Changes on the hub's `dispatch` topic
+// reload it (debounced).
+import { ApiError, get, post, postText } from "./api.js";
+import { fmtTime, h, localInput, toast } from "./dom.js";
+
+const STATES = ["unassigned", "assigned", "en_route", "arrived", "completed", "failed", "skipped", "cancelled"];
+// one colour per vehicle, in the order of its routes (distinct on the light basemap)
+const COLOURS = ["#e53e3e", "#3182ce", "#38a169", "#d69e2e", "#805ad5", "#dd6b20", "#319795", "#d53f8c", "#2b6cb0", "#718096"];
+const JOBS_PAGE = 5000; // the API's largest page: one request for a day's jobs
+const RELOAD_AFTER_MS = 300; // a plan's approval sends a burst of changes: one reload for all
+const EMPTY = { type: "FeatureCollection", features: [] };
+
+/** The default shift: today 08:00–18:00 local time. */
+function todayShift() {
+  const d = new Date();
+  d.setHours(8, 0, 0, 0);
+  return [d.getTime(), d.getTime() + 10 * 3600_000];
+}
+
+/** GeoJSON of routes (one LineString each) and their numbered stops, from jobs' places. */
+export function routeFeatures(routes, jobsById) {
+  const colours = new Map();
+  const lines = [];
+  const stops = [];
+  for (const r of routes) {
+    if (!colours.has(r.vehicle_id)) colours.set(r.vehicle_id, COLOURS[colours.size % COLOURS.length]);
+    const colour = colours.get(r.vehicle_id);
+    const coords = [];
+    r.stops.forEach((s, i) => {
+      const j = jobsById.get(s.job_id);
+      if (!j) return;
+      const c = [j.place.lon, j.place.lat];
+      coords.push(c);
+      stops.push({ type: "Feature", geometry: { type: "Point", coordinates: c },
+        properties: { n: String(i + 1), colour, job: j.id, route: r.id, state: j.state } });
+    });
+    if (coords.length > 1) {
+      lines.push({ type: "Feature", geometry: { type: "LineString", coordinates: coords },
+        properties: { colour, route: r.id, vehicle: r.vehicle_id } });
+    }
+  }
+  return { lines: { type: "FeatureCollection", features: lines },
+    stops: { type: "FeatureCollection", features: stops }, colours };
+}
+
+export class Dispatch {
+  constructor(root, map, { may }) {
+    this.root = root;
+    this.map = map;
+    this.may = may;
+    this.jobs = [];
+    this.routes = [];
+    this.proposal = null;
+    this.timer = null;
+    map.addSource("dispatch-routes", { type: "geojson", data: EMPTY });
+    map.addSource("dispatch-stops", { type: "geojson", data: EMPTY });
+    map.addLayer({ id: "dispatch-route-line", type: "line", source: "dispatch-routes",
+      paint: { "line-color": ["get", "colour"], "line-width": 3, "line-opacity": 0.8 } });
+    map.addLayer({ id: "dispatch-stop", type: "circle", source: "dispatch-stops",
+      paint: { "circle-color": ["get", "colour"], "circle-radius": 9,
+        "circle-stroke-color": "#fff", "circle-stroke-width": 1.5 } });
+    map.addLayer({ id: "dispatch-stop-number", type: "symbol", source: "dispatch-stops",
+      layout: { "icon-image": ["concat", "count:", ["get", "n"]], "icon-allow-overlap": true } });
+    this.render();
+  }
+
+  render() {
+    const [start, end] = todayShift();
+    this.filter = h("select", { id: "job-state", "aria-label": "Jobs in state" },
+      h("option", { value: "" }, "All states"), ...STATES.map((s) => h("option", { value: s }, s)));
+    this.filter.addEventListener("change", () => this.table());
+    this.file = h("input", { type: "file", id: "job-csv", accept: ".csv,text/csv", hidden: true });
+    this.file.addEventListener("change", () => this.importFile());
+    this.shiftStart = h("input", { type: "datetime-local", id: "shift-start", value: localInput(start) });
+    this.shiftEnd = h("input", { type: "datetime-local", id: "shift-end", value: localInput(end) });
+    const write = this.may("dispatcher");
+    this.tbody = h("tbody");
+    this.problems = h("ul", { id: "import-errors", class: "errors" });
+    this.proposalBox = h("div", { id: "proposal" });
+    this.root.replaceChildren(
+      h("div", { class: "row" }, this.filter,
+        write ? h("button", { id: "import-jobs", onclick: () => this.file.click() }, "Import CSV") : "",
+        this.file),
+      this.problems,
+      write ? h("div", { class: "row" }, h("label", {}, "Shift ", this.shiftStart), h("label", {}, "to ", this.shiftEnd),
+        h("button", { id: "plan", onclick: () => this.plan() }, "Plan")) : "",
+      this.proposalBox,
+      h("table", { id: "jobs", class: "table" },
+        h("thead", {}, h("tr", {}, h("th", {}, "Job"), h("th", {}, "State"), h("th", {}, "Route"), h("th", {}, "Window"))),
+        this.tbody),
+      h("div", { id: "routes-legend" }));
+  }
+
+  async load() {
+    try {
+      const [jobs, routes] = await Promise.all([get(`/api/jobs?limit=${JOBS_PAGE}`), get("/api/routes")]);
+      this.jobs = jobs.jobs;
+      this.routes = routes.routes.filter((r) => r.status !== "cancelled");
+    } catch (err) {
+      toast(`Dispatch: ${err.message}`, "error");
+      return;
+    }
+    this.table();
+    this.draw();
+  }
+
+  /** A change arrived on the hub: reload once the burst is over. */
+  changed() {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.load(), RELOAD_AFTER_MS);
+  }
+
+  table() {
+    const state = this.filter.value;
+    const rows = this.jobs.filter((j) => !state || j.state === state).map((j) => {
+      const w = j.windows[0];
+      return h("tr", { "data-job": j.id, "data-state": j.state },
+        h("td", {}, j.name ? `${j.id} · ${j.name}` : j.id), h("td", { class: `state-${j.state}` }, j.state),
+        h("td", {}, j.route_id ?? "–"), h("td", {}, w ? `${fmtTime(w.start_ms)}–${fmtTime(w.end_ms)}` : ""));
+    });
+    this.tbody.replaceChildren(...rows);
+  }
+
+  draw() {
+    const byId = new Map(this.jobs.map((j) => [j.id, j]));
+    const { lines, stops, colours } = routeFeatures(this.routes, byId);
+    this.map.getSource("dispatch-routes").setData(lines);
+    this.map.getSource("dispatch-stops").setData(stops);
+    this.drawn = stops; // what is on the map (read by the browser test)
+    const legend = this.root.querySelector("#routes-legend");
+    legend.replaceChildren(...[...colours].map(([v, c]) =>
+      h("span", { class: "legend", "data-vehicle": v }, h("i", { style: `background:${c}` }), ` ${v}`)));
+  }
+
+  async importFile() {
+    const f = this.file.files[0];
+    this.file.value = "";
+    if (!f) return;
+    this.problems.replaceChildren();
+    try {
+      const r = await postText("/api/jobs/import", await f.text(), "text/csv");
+      toast(`Imported ${r.imported} jobs (${r.unchanged} unchanged)`);
+    } catch (err) {
+      toast(`Nothing imported: ${err.message}`, "error");
+      if (err instanceof ApiError && err.body?.errors) {
+        this.problems.replaceChildren(...err.body.errors.map((e) =>
+          h("li", {}, `line ${e.line}${e.id ? ` (${e.id})` : ""}: ${e.error}`)));
+      }
+    }
+    await this.load();
+  }
+
+  async plan() {
+    const shift = { start_ms: new Date(this.shiftStart.value).getTime(), end_ms: new Date(this.shiftEnd.value).getTime() };
+    this.proposalBox.replaceChildren(h("p", {}, "Planning…"));
+    try {
+      this.proposal = await post("/api/dispatch/plan", { shift });
+    } catch (err) {
+      this.proposalBox.replaceChildren(h("p", { class: "error" }, `Plan: ${err.message}`));
+      return;
+    }
+    this.showProposal(this.proposal);
+  }
+
+  showProposal(p) {
+    const served = p.routes.reduce((n, r) => n + r.stops.length, 0);
+    const changes = p.diff.changes.map((c) => h("li", {}, `${c.job_id}: ${c.kind}`
+      + (c.to_vehicle ? ` → ${c.to_vehicle}` : "") + (c.from_vehicle ? ` (from ${c.from_vehicle})` : "")));
+    this.proposalBox.replaceChildren(
+      h("p", { id: "proposal-summary" }, `${p.routes.length} routes, ${served} stops, `
+        + `${p.unassigned.length} left out, ${Math.round(p.cost_s / 60)} min driving (${p.basis})`),
+      h("ul", { class: "diff" }, ...changes),
+      ...p.unassigned.map((u) => h("p", { class: "unassigned" }, `${u.job_id}: ${u.reason}`)),
+      h("button", { id: "approve", onclick: () => this.approve(p) }, "Approve"));
+  }
+
+  async approve(p) {
+    try {
+      await post(`/api/dispatch/proposals/${encodeURIComponent(p.id)}/approve`);
+      toast("Plan approved");
+      this.proposalBox.replaceChildren();
+    } catch (err) {
+      toast(`Not approved: ${err.message}`, "error");
+    }
+    await this.load();
+  }
+}
