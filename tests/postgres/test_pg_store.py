@@ -8,9 +8,10 @@ import datetime
 import asyncpg
 import pytest
 
-from backend.store.base import StoredReading, now_ms, sql_dir
+from backend.store.base import StoredReading, sql_dir
 from backend.store.postgres import PostgresStore
 from backend.store.postgres.partitions import DAY_MS, OutsidePartitionWindow
+from geostream.clock import wall_ms as now_ms
 
 pytestmark = pytest.mark.postgres
 

@@ -12,9 +12,10 @@ import pytest
 
 from agent.config import JournalConfig
 from backend.store import open_store
-from backend.store.base import StoredReading, now_ms
+from backend.store.base import StoredReading
 from backend.store.postgres.partitions import AHEAD_MS, LATE_DELIVERY_MS, partition_window
 from backend.writer import BatchWriter
+from geostream.clock import wall_ms as now_ms
 
 DAY_MS = 86_400_000
 

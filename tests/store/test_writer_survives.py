@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import asyncio
 
-from backend.store.base import DeadLetter, StoredReading, now_ms
+from backend.store.base import DeadLetter, StoredReading
 from backend.writer import BatchWriter
+from geostream.clock import wall_ms as now_ms
 
 TS = now_ms() - 3_600_000  # an hour ago: inside every store's window
 
