@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 DEFAULT_ROUTE_HOURS = queries.DEFAULT_ROUTE_HOURS
 # what the web bundle (web/, built by `make web` into static/app/) must hold to be served
-BUNDLE_FILES = ("index.html", "login.html")
+BUNDLE_FILES = ("index.html", "login.html", "password.html")
 
 
 def bundle_problem() -> str | None:
@@ -55,6 +55,8 @@ def make_app(hub: Hub, store, status, auth: AuthState | None = None, gateway=Non
     async def index(request):
         if request[PRINCIPAL] is None:
             raise web.HTTPFound("/login")
+        if request[PRINCIPAL].must_change_password:
+            raise web.HTTPFound("/password")
         return web.FileResponse(STATIC / "app" / "index.html")
 
     @routes.get("/healthz")

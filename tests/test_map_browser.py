@@ -28,7 +28,7 @@ def test_map_shows_vehicles_moving(procs, tmp_path):
              30, "positions stored")
     with sync_playwright() as p:
         browser = launch(p)
-        page = browser.new_page(viewport={"width": 1366, "height": 768})
+        page = browser.new_page(bypass_csp=True, viewport={"width": 1366, "height": 768})
         errors = ConsoleErrors(page)
         login(page, f"http://127.0.0.1:{procs.http_port}", "test-viewer")
         page.wait_for_function("document.querySelectorAll('#vehicles li').length === 2",

@@ -72,7 +72,7 @@ def test_dispatcher_session(procs, tmp_path):
     base = f"http://127.0.0.1:{procs.http_port}"
     with sync_playwright() as p:
         browser = launch(p)
-        page = browser.new_page(viewport={"width": 1366, "height": 768})
+        page = browser.new_page(bypass_csp=True, viewport={"width": 1366, "height": 768})
         errors = ConsoleErrors(page)
         login(page, base, "test-dispatcher")
         page.wait_for_function("document.querySelectorAll('#vehicles li').length === 2",

@@ -35,6 +35,8 @@ COOKIE = "fleet_session"
 SECURE_COOKIE = "__Host-" + COOKIE
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# All a session whose password is below the policy may do: who am I, change it, log out.
+PASSWORD_CHANGE_PATHS = frozenset({"/api/me", "/api/me/password", "/api/logout"})
 
 
 @dataclass
@@ -173,6 +175,8 @@ async def access_middleware(request: web.Request, handler):
         sent = request.headers.get(CSRF_HEADER, "")
         if not hmac.compare_digest(sent, csrf_for(session_cookie(request) or "")):
             return error(403, f"missing or wrong {CSRF_HEADER} header")
+    if principal.must_change_password and request.path not in PASSWORD_CHANGE_PATHS:
+        return error(403, "password change required (POST /api/me/password)")
     return await handler(request)
 
 

@@ -1,4 +1,9 @@
-"""Login, logout and "who am I": GET /login, POST /api/login, POST /api/logout, GET /api/me."""
+"""Login, logout, "who am I" and the password change: GET /login, POST /api/login,
+POST /api/logout, GET /api/me, GET /password, POST /api/me/password.
+
+A login whose password is below today's policy (backend/auth/policy.py) succeeds, but marks
+the account `must_change_password`: its sessions may then only change the password (the
+access middleware refuses the rest), and the login page leads to /password."""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from aiohttp import web
 from ..authz import PRINCIPAL, Role, public, requires
 from .middleware import auth_state, client_of, cookie_name, error, is_secure, session_cookie
 from .passwords import csrf_for, hash_token, needs_rehash, new_token, verify_password
+from .policy import password_problem
 
 log = logging.getLogger(__name__)
 
@@ -22,14 +28,25 @@ MAX_LOGIN_BODY = 4096  # a name and a password; anything bigger is not a login
 MAX_CONCURRENT_LOGINS = 4
 
 
+def _user(account: dict) -> dict:
+    return {"name": account["name"], "role": account["role"], "groups": account["groups"]}
+
+
 def _body(user: dict, cookie: str, expires_ms: int) -> dict:
-    return {"user": {"name": user["name"], "role": user["role"], "groups": user["groups"]},
-            "csrf_token": csrf_for(cookie), "expires_ms": expires_ms}
+    return {"user": _user(user), "csrf_token": csrf_for(cookie), "expires_ms": expires_ms,
+            "must_change_password": user["must_change_password"]}
 
 
 @public
 async def login_page(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(STATIC / "app" / "login.html")  # the web app's (web/src)
+
+
+@public  # the page holds no data; its form needs a session (and the current password)
+async def password_page(request: web.Request) -> web.StreamResponse:
+    if request[PRINCIPAL] is None:
+        raise web.HTTPFound("/login?next=/password")
+    return web.FileResponse(STATIC / "app" / "password.html")
 
 
 @public
@@ -69,16 +86,25 @@ async def login(request: web.Request) -> web.Response:
         log.info("login failed for %r from %s", name[:64], address)
         return error(401, "invalid credentials")
     state.limiter.succeeded(name)
-    if needs_rehash(user["password_hash"]):
+    if password_problem(password, name) is not None and not user["must_change_password"]:
+        # set by a policy older than today's: this login may only change it
+        await state.store.update_user(name, must_change_password=True)
+    elif needs_rehash(user["password_hash"]):
         from .accounts import hash_off_loop
 
         await state.store.update_user(name, password_hash=await hash_off_loop(password))
+    log.info("login %r (%s) from %s", name, user["role"], address)
+    return await _new_session(request, user["id"])
+
+
+async def _new_session(request: web.Request, user_id: int) -> web.Response:
+    """Start a session for the user: the login answer, with its cookie."""
+    state = auth_state(request)
     cookie = new_token()
     now_ms = state.now_ms()
     await state.store.prune_sessions(*state.policy.prune_before(now_ms))
-    await state.store.add_session(hash_token(cookie), user["id"], now_ms)
-    log.info("login %r (%s) from %s", name, user["role"], address)
-    account = await state.store.account(user["id"])
+    await state.store.add_session(hash_token(cookie), user_id, now_ms)
+    account = await state.store.account(user_id)
     response = web.json_response(_body(account, cookie, state.policy.expires_ms(now_ms, now_ms)))
     response.set_cookie(cookie_name(request), cookie, httponly=True, samesite="Strict",
                         path="/", secure=is_secure(request))
@@ -108,9 +134,56 @@ async def me(request: web.Request) -> web.Response:
             return error(401, "authentication required")
         expires = state.policy.expires_ms(session["created_ms"], session["seen_ms"])
         return web.json_response(_body(account, cookie, expires))
-    return web.json_response({"user": {"name": account["name"], "role": account["role"],
-                                       "groups": account["groups"]},
-                              "csrf_token": None, "expires_ms": None})
+    return web.json_response({"user": _user(account), "csrf_token": None, "expires_ms": None,
+                              "must_change_password": False})
+
+
+@requires(Role.VIEWER)
+async def change_password(request: web.Request) -> web.Response:
+    """POST {"current_password", "new_password"}: the user's own password, checked against the
+    current one (rate-limited like a login). Every session of the user ends; a browser gets a
+    new one (cookie and CSRF token) in the answer."""
+    if request.content_type != "application/json":
+        return error(415, "send application/json")
+    if (request.content_length or 0) > MAX_LOGIN_BODY:
+        return error(413, "too large")
+    try:
+        body = await request.json()
+        current, new = body["current_password"], body["new_password"]
+        if not isinstance(current, str) or not isinstance(new, str):
+            raise TypeError
+    except (ValueError, KeyError, TypeError):
+        return error(400, 'expected {"current_password": text, "new_password": text}')
+    state, principal = auth_state(request), request[PRINCIPAL]
+    address, now = client_of(request), state.clock()
+    wait = state.limiter.retry_after(principal.name, address, now)
+    if wait:
+        return error(429, "too many failed attempts; try later",
+                     **{"Retry-After": str(math.ceil(wait))})
+    user = await state.store.user(principal.name)
+    ok = await asyncio.get_running_loop().run_in_executor(
+        None, verify_password, user["password_hash"] if user else None, current)
+    if not ok:
+        state.limiter.failed(principal.name, address, now)
+        return error(403, "the current password is wrong")
+    problem = password_problem(new, principal.name)
+    if problem is None and new == current:
+        problem = "the new password must differ from the current one"
+    if problem is not None:
+        return error(400, problem)
+    from ..audit import audit
+    from .accounts import hash_off_loop
+
+    await state.store.update_user(principal.name, password_hash=await hash_off_loop(new),
+                                  must_change_password=False)  # ends every session
+    state.access_changed()
+    await audit(request, "user.password", principal.name)
+    log.info("password changed by %r from %s", principal.name, address)
+    if principal.via != "session":
+        return web.json_response({"user": _user(user | {"groups": sorted(principal.groups)}),
+                                  "csrf_token": None, "expires_ms": None,
+                                  "must_change_password": False})
+    return await _new_session(request, principal.user_id)
 
 
 def add_routes(app: web.Application) -> None:
@@ -118,3 +191,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/login", login)
     app.router.add_post("/api/logout", logout)
     app.router.add_get("/api/me", me)
+    app.router.add_get("/password", password_page)
+    app.router.add_post("/api/me/password", change_password)

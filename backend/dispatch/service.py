@@ -179,8 +179,14 @@ class Dispatcher:
         if self.etas is not None:
             await self.etas.route_changed(route, jobs, {r.job.id: r.state for r in records},
                                           True)
+        fences = {}
+        if any(j.place.geofence_id for j in jobs):  # a stop given as a geofence: its shape
+            from ..alerts.fences import fences_from_rows
+
+            fences = {f.id: f.contains for f in fences_from_rows(await self.store.geofences())}
         kw = {} if self.dwell_s is None else {"dwell_s": self.dwell_s}
-        track = VehicleTrack(route.id, [zone_for(j) for j in jobs], route.shift.start_ms, **kw)
+        zones = [zone_for(j, fences.get(j.place.geofence_id)) for j in jobs]
+        track = VehicleTrack(route.id, zones, route.shift.start_ms, **kw)
         track.reported = None  # first evaluation: check every stop (after a restart too)
         self._tracks[route.vehicle_id] = track
         self._vehicle_of[route.id] = route.vehicle_id

@@ -25,8 +25,8 @@ CHECKPOINT_EVERY_MS = 120_000
 
 
 def zone_for(job: Job, inside=None) -> Zone:
-    """The detector's zone of a job's place (`inside`: a geofence's test, if the job names
-    one and the caller has it)."""
+    """The detector's zone of a job's place: the geofence's own test (`inside`) when the job
+    names one that exists, else the circle of its radius."""
     p = job.place
     return Zone(job.id, p.point.lat, p.point.lon, p.radius_m, inside)
 

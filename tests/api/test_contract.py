@@ -142,6 +142,11 @@ async def exercise_accounts(api: Api) -> None:
                          body={"username": "alice", "password": password})
     _, me = await c("GET", "/api/me", role=None, expect=200)  # the session cookie
     assert me["user"]["name"] == "alice" and me["user"]["role"] == "dispatcher"
+    await c("GET", "/password", role=None, expect=200)
+    _, session = await c("POST", "/api/me/password", role=None, expect=200,
+                         headers={"X-CSRF-Token": session["csrf_token"]},
+                         body={"current_password": password,
+                               "new_password": "another long passphrase"})
     await c("POST", "/api/logout", role=None, expect=204,
             headers={"X-CSRF-Token": session["csrf_token"]})
     await c("GET", "/api/me", role=None, expect=401)

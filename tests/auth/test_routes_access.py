@@ -18,7 +18,7 @@ from backend.web import make_app
 from tests.authhelp import add_user_token, bearer
 
 # the only routes open without a login: they hold no data
-ALLOWED_PUBLIC = {"/", "/login", "/api/login", "/healthz", "/static"}
+ALLOWED_PUBLIC = {"/", "/login", "/api/login", "/healthz", "/static", "/password"}
 # public to the middleware, but checking a secret of their own (the scraper's metrics_token):
 # no user credential opens them, and without it they answer 401
 SELF_AUTHENTICATED = {"/metrics"}
@@ -48,6 +48,8 @@ EXPECTED = {
     ("GET", "/login"): PUBLIC,
     ("POST", "/api/login"): PUBLIC,
     ("GET", "/"): PUBLIC,
+    ("GET", "/password"): PUBLIC,  # the page: its form needs a session and the password
+    ("POST", "/api/me/password"): Role.VIEWER,
 }
 
 

@@ -179,3 +179,17 @@ async def test_late_shuffled_batches_end_in_the_in_order_states(steps, seed):
     cuts = sorted(rng.sample(range(1, len(readings)), min(5, len(readings) - 1)))
     batches = [shuffled[a:b] for a, b in zip([0, *cuts], [*cuts, len(readings)], strict=True)]
     assert await _outcome(batches, seed) == await _outcome([readings], seed)
+
+
+async def test_a_stop_given_as_a_geofence_is_detected_by_its_shape(any_store):
+    """The job's radius (5 m) would never be entered; its geofence (a 300 m circle) is."""
+    d = Dispatcher(any_store, dwell_s=30)
+    await any_store.put_geofence("yard", "Yard", {"type": "Polygon", "coordinates": [[
+        [LON - 0.01, LAT - 0.01], [LON + 0.01, LAT - 0.01], [LON + 0.01, LAT + 0.01],
+        [LON - 0.01, LAT - 0.01]]]}, circle={"center": [LON, LAT], "radius_m": 300})
+    await d.add_jobs([Job("y", Place(STOP_A, radius_m=5, geofence_id="yard"))], 0)
+    await d.save_route(route(("y",)), None, ALICE, 500)
+    drive = [pos(1, 10_000, 200), pos(2, 50_000, 250)]  # inside the yard, far from the point
+    await any_store.write(drive, [])
+    await d.on_committed(drive, 60_000)
+    assert (await any_store.job("y")).state is S.ARRIVED

@@ -14,7 +14,10 @@ form.addEventListener("submit", async (e) => {
     body: JSON.stringify({ username: form.username.value, password: form.password.value }),
   });
   if (res.ok) {
-    location.assign(safeNext(new URLSearchParams(location.search).get("next"), location.origin));
+    const next = safeNext(new URLSearchParams(location.search).get("next"), location.origin);
+    const body = await res.json();
+    // a password below today's policy: change it first, then on
+    location.assign(body.must_change_password ? `/password?next=${encodeURIComponent(next)}` : next);
     return;
   }
   const retry = res.headers.get("Retry-After");
