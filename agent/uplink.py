@@ -75,7 +75,7 @@ class LinkClosed:
 @dataclass(frozen=True, slots=True)
 class ProbeDone:
     """A liveness probe of the path answered (`reachable`) or gave up."""
-    link: QuicLink
+    link: QuicLink | None  # the connection it was about (None: none was up)
     reachable: bool
 
 
@@ -332,6 +332,7 @@ class Uplink:
     async def _probe(self, link: QuicLink | None) -> None:
         """Does a fresh QUIC handshake with the gateway complete now?"""
         addr = self._addr
+        assert addr is not None, "a probe follows a connection, which resolved the address"
         probe = QuicLink(self.quic_configuration(), addr, lambda *a: None,
                          session_ticket_handler=self.tickets.save)
         try:
@@ -350,11 +351,12 @@ class Uplink:
     async def _fill(self) -> None:
         """Send journal readings, live-first, while the machine gives room."""
         m, loop = self.machine, asyncio.get_running_loop()
-        while self.link is not None and (room := m.room(loop.time())) > 0:
-            batch = await self._next_batch(self._drain, room)
+        while (self.link is not None and (drain := self._drain) is not None
+               and (room := m.room(loop.time())) > 0):
+            batch = await self._next_batch(drain, room)
             if not batch or self.link is None:
                 break
-            await self._do(m.batch_sent(loop.time(), batch, self._drain.more))
+            await self._do(m.batch_sent(loop.time(), batch, drain.more))
 
     async def _report(self) -> None:
         """A status report when one is due (the daemon's status tick wakes the loop)."""
@@ -370,6 +372,7 @@ class Uplink:
         ask again with a smaller budget (on a copy of the drain state, so nothing is skipped).
         """
         session = self.machine.session
+        assert session is not None, "batches are asked for only while connected"
         budget = session.max_batch_bytes - 64
         for _ in range(_BUDGET_TRIES):
             trial = DrainState(drain.cursor, set(drain.live), drain.epoch)

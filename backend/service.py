@@ -45,6 +45,7 @@ class Backend:
                                ts_window=config.time_window(),
                                cluster=config.cluster_node(), dispatch=self.dispatch)
         if self.fanout is not None:
+            self.gateway.fanout = self.fanout  # its refusals in /metrics
             self.gateway.downlink.notify_other_nodes = self.fanout.wake
             self.fanout.on_wake = self.gateway.downlink.woken
         self.planning = planning_service(config, self.store, self.dispatch)

@@ -3,6 +3,7 @@
 import random
 
 import cbor2
+import pytest
 
 from backend.loadtest.fleet import CAN_EVERY, MAX_BATCH_READINGS, Histogram, SimVehicle
 from geostream.codec import reading_problem
@@ -75,3 +76,12 @@ def test_histogram_percentiles_match_a_sorted_list():
     for p in (50, 95, 99):
         assert merged.percentile(p) == ordered[-(-len(ordered) * p // 100) - 1]
     assert Histogram().percentile(99) is None
+
+
+def test_ack_gap_is_the_longest_stretch_without_acks():
+    from backend.loadtest.report import ack_gap_s
+
+    assert ack_gap_s({0, 1, 2, 5, 6}, 8, 0.1) == pytest.approx(0.2)
+    assert ack_gap_s(set(range(10)), 10, 0.1) == 0
+    assert ack_gap_s({3}, 5, 0.1) == pytest.approx(0.3)  # from the window's start
+    assert ack_gap_s(set(), 5, 0.1) == pytest.approx(0.5)

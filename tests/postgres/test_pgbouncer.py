@@ -91,6 +91,20 @@ def test_pooled_url_splits_off_our_parameter():
         pooled_url("postgresql://u@db/fleet?pool_mode=transactions")
 
 
+def test_host_urls_and_the_connector_behind_pgbouncer():
+    from backend.store.postgres.db import connect_writable, connector, host_urls
+
+    assert host_urls("postgresql://u@h1:6432,h2:6432/fleet?target_session_attrs=read-write"
+                     "&sslmode=disable") == ["postgresql://u@h1:6432/fleet?sslmode=disable",
+                                             "postgresql://u@h2:6432/fleet?sslmode=disable"]
+    assert host_urls("postgresql://u@/fleet?host=/a,/b&port=6432") == [
+        "postgresql://u@/fleet?host=%2Fa&port=6432", "postgresql://u@/fleet?host=%2Fb&port=6432"]
+    many = "postgresql://u@h1:6432,h2:6432/fleet?target_session_attrs=read-write"
+    assert connector(many + "&pool_mode=transaction") is connect_writable
+    assert connector(many) is asyncpg.connect  # asyncpg's own: the server's report is fresh
+    assert connector("postgresql://u@h1:6432/f?pool_mode=transaction") is asyncpg.connect
+
+
 # One process's first query, as each gateway process makes it: asyncpg numbers its prepared
 # statements per process, so two processes both name theirs "__asyncpg_stmt_1__".
 _ONE_QUERY = """
