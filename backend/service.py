@@ -39,7 +39,9 @@ class Backend:
         live = self.fanout or self.hub
         self.alerts = AlertEngine(self.store, config.alert_rules(), live.publish_alert)
         # dispatch changes go to this node's hub (not yet through NATS: docs/dispatch.md)
-        self.dispatch = Dispatcher(self.store, self.hub.publish_dispatch)
+        self.dispatch = Dispatcher(self.store, self.hub.publish_dispatch,
+                                   etas=eta_service(config, self.store, self.hub,
+                                                    live.publish_alert))
         self.gateway = Gateway(self.store, self.writer, live,
                                ticket_file=config.ticket_path(), alerts=self.alerts,
                                ts_window=config.time_window(),
@@ -76,6 +78,7 @@ class Backend:
         if self.fanout is not None:
             await self.fanout.start()
         await self.alerts.start(wall_ms())
+        await self.dispatch.etas.start()
         await self.dispatch.start()
         self.writer.start()
         await self.gateway.start(c.quic_host, c.quic_port, c.cert, c.key)
@@ -193,6 +196,21 @@ def street_overlay(c: BackendConfig) -> str:
     except RoadNetworkError as exc:
         log.warning("no street map from the road network: %s", exc)
         return ""
+
+
+def eta_service(c: BackendConfig, store, hub: Hub, publish_alert):
+    """Live ETAs on the configured roads (the graph loaded at the first live route, from the
+    cache the planner fills), else on the straight line."""
+    from pathlib import Path
+
+    from .dispatch.eta_service import EtaService
+    from .dispatch.solver_worker import travel_source
+
+    def travel():
+        return travel_source(Path(c.road_network) if c.road_network else None,
+                             Path(c.road_cache_dir) if c.road_cache_dir else None)
+
+    return EtaService(store, travel, hub.publish_dispatch, publish_alert)
 
 
 def planning_service(c: BackendConfig, store, dispatch):

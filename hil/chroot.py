@@ -38,10 +38,11 @@ PACKAGES = ("python3", "python3-venv", "python3-systemd", "dh-virtualenv", "addu
 LAYOUT_VERSION = 3
 # the chroot's interpreter (Debian 12): the wheels downloaded on the host are for this one
 PYTHON_VERSION = "3.11"
-# pip's platform tags per Debian architecture, newest first (Debian 12 has glibc 2.36)
+# pip's platform tags per Debian architecture, newest first: Debian 12 has glibc 2.36, so every
+# manylinux_2_N up to 2_36 (pyvroom 1.15's aarch64 wheel needs one above 2_28, for one; the
+# lock, hil/lock.py, is resolved for manylinux_2_36)
 WHEEL_PLATFORMS = {
-    "arm64": ("manylinux_2_28_aarch64", "manylinux_2_27_aarch64", "manylinux_2_26_aarch64",
-              "manylinux_2_24_aarch64", "manylinux_2_17_aarch64", "manylinux2014_aarch64",
+    "arm64": (*(f"manylinux_2_{n}_aarch64" for n in range(36, 16, -1)), "manylinux2014_aarch64",
               "linux_aarch64"),
     "armhf": ("manylinux_2_31_armv7l", "manylinux_2_28_armv7l", "manylinux_2_17_armv7l",
               "manylinux2014_armv7l", "linux_armv7l"),
