@@ -120,6 +120,7 @@ class Backend:
 
     def _add_mcp_and_maintenance(self) -> None:
         """The MCP endpoint (/mcp) and the maintenance checks on their own timer."""
+        from .api.common import MAINTENANCE
         from .maintenance.monitor import MaintenanceMonitor
         from .mcp.http import add_mcp_routes
         from .mcp.tools import FleetTools
@@ -129,6 +130,7 @@ class Backend:
                                             self.gateway.downlink.send,
                                             planning=self.planning))
         self.maintenance = MaintenanceMonitor(self.store, cfg, self.hub.publish_alert)
+        self.app[MAINTENANCE] = self.maintenance  # recording a service closes its alert
         if cfg.intervals or cfg.health:
             self._maintenance_timer = asyncio.get_running_loop().create_task(
                 self._maintenance_clock(cfg.check_every_s), name="maintenance-timer")

@@ -117,6 +117,23 @@ class MaintenanceMonitor:
         self.store, self.cfg, self.publish = store, cfg, publish
         self.stats = {"checks": 0, "failures": 0}
 
+    async def after_service(self, vehicle: str, created_ms: int, now_ms: int) -> list:
+        """Right after a service is recorded: close the vehicle's open `service` alerts whose
+        interval is no longer due (the rest wait for the next check). Returns the changes."""
+        ok = {s.interval for s in await service_status(self.store, self.cfg, vehicle,
+                                                          created_ms, now_ms)
+              if s.state not in ("due", "overdue")}
+        changes = [Episode(a.rule, a.vehicle_id, a.start_ms, now_ms, a.subject, a.peak, a.lat,
+                           a.lon, a.detail, now_ms)
+                   for a in await self.store.list_alerts(AlertQuery(
+                       vehicle=vehicle, rule="service", state="open", limit=OPEN_LIMIT))
+                   if a.subject in ok]
+        saved = await self.store.save_alerts(changes, [], now_ms) if changes else []
+        if self.publish is not None:
+            for alert, _ in saved:
+                self.publish(alert.as_json())
+        return saved
+
     async def check(self, now_ms: int) -> list:
         """One round: compute, then open/update/close alerts. Returns the changed alerts."""
         vehicles = [v for v in await self.store.list_vehicles() if v.get("revoked_ms") is None]
