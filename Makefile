@@ -31,7 +31,7 @@ TSDB_TARBALL := $(firstword $(wildcard $(addsuffix /timescaledb-*-apache.tar.gz,
 WEB_BUNDLE := backend/static/app/app.js
 WEB_SOURCES := $(wildcard web/src/*) web/package.json web/package-lock.json web/build.mjs
 
-.PHONY: demo test bench hil lint check clean deb-arm64 deps-demo deps-test deps-web deps-node timescaledb web
+.PHONY: demo test bench hil lint check lock clean deb-arm64 deps-demo deps-test deps-web deps-node timescaledb web
 
 define apt_install
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -46,10 +46,20 @@ endef
 $(VENV)/bin/python:
 	python3 -m venv $(VENV)
 
-$(STAMP_PIP): pyproject.toml | $(VENV)/bin/python
-	$(PY) -m pip install -q -U pip
-	$(PY) -m pip install -q -e '.[test]'
+# Python dependencies come from requirements/test.lock: every package pinned with its hashes
+# (pip checks them), for Python 3.11 on x86_64 and aarch64; `make lock` regenerates the locks
+# from pyproject.toml (hil/lock.py) and tests/test_lock.py fails while they disagree. The
+# project itself goes in last, without dependencies and with the lock's setuptools (no build
+# isolation: that would fetch the build backend unpinned).
+LOCK_TEST := requirements/test.lock
+
+$(STAMP_PIP): pyproject.toml $(LOCK_TEST) | $(VENV)/bin/python
+	$(PY) -m pip install -q --require-hashes -r $(LOCK_TEST)
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
+
+lock: $(STAMP_PIP)
+	$(PY) -m hil.lock
 
 deps-demo:
 	$(call apt_install,$(APT_DEMO))

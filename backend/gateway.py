@@ -95,6 +95,8 @@ class Gateway:
         self.tickets: TicketStore | None = None
         # behind a router (backend/cluster/, docs/scaling.md): a ClusterNode, else None
         self.cluster = cluster
+        # with NATS: the node's NatsFanout, for its counters in /metrics (backend/service.py)
+        self.fanout = None
 
     def credit(self) -> int:
         return credit_for(self.writer.stats.backlog_rows, len(self.connections),

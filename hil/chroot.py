@@ -40,17 +40,17 @@ PACKAGES = ("python3", "python3-venv", "python3-systemd", "dh-virtualenv", "addu
 LAYOUT_VERSION = 3
 # the chroot's interpreter (Debian 12): the wheels downloaded on the host are for this one
 PYTHON_VERSION = "3.11"
-# pip's platform tags per Debian architecture, newest first (Debian 12 has glibc 2.36)
+# pip's platform tags per Debian architecture, newest first: Debian 12 has glibc 2.36, so every
+# manylinux_2_N up to 2_36 (pyvroom 1.15's aarch64 wheel needs one above 2_28, for one; the
+# lock, hil/lock.py, is resolved for manylinux_2_36)
 WHEEL_PLATFORMS = {
-    "arm64": ("manylinux_2_28_aarch64", "manylinux_2_27_aarch64", "manylinux_2_26_aarch64",
-              "manylinux_2_24_aarch64", "manylinux_2_17_aarch64", "manylinux2014_aarch64",
+    "arm64": (*(f"manylinux_2_{n}_aarch64" for n in range(36, 16, -1)), "manylinux2014_aarch64",
               "linux_aarch64"),
     "armhf": ("manylinux_2_31_armv7l", "manylinux_2_28_armv7l", "manylinux_2_17_armv7l",
               "manylinux2014_armv7l", "linux_armv7l"),
 }
-# besides the project's dependencies: the build backend (pip builds the project itself from
-# the tree) and pip (debian/rules upgrades the virtualenv's)
-BUILD_WHEELS = ("setuptools>=64", "wheel", "pip")
+# the package's dependencies, pinned with hashes, the build backend included (hil/lock.py)
+RUNTIME_LOCK = REPO / "requirements" / "runtime.lock"
 
 
 class ChrootUnavailable(RuntimeError):
@@ -202,34 +202,28 @@ def copy_tree(root: Path, dest: str) -> Path:
     return target
 
 
-def requirements() -> list[str]:
-    """The project's runtime dependencies (pyproject.toml) plus what the build installs."""
-    import tomllib
-
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    return [*project["dependencies"], *BUILD_WHEELS]
-
-
 def wheelhouse(arch: str, log=print) -> Path:
-    """Binary wheels of every requirement for `arch`, downloaded by the host's pip (native
-    speed, pip's own cache) into a directory cached by the requirements' hash."""
+    """The `arch` wheels of every package in requirements/runtime.lock, downloaded by the
+    host's pip (native speed, pip's own cache; each file checked against the lock's hashes)
+    into a directory cached by the lock's hash."""
     import hashlib
 
-    reqs = requirements()
-    key = hashlib.sha256(" ".join([PYTHON_VERSION, *reqs]).encode()).hexdigest()[:12]
+    lock = RUNTIME_LOCK.read_bytes()
+    key = hashlib.sha256(PYTHON_VERSION.encode() + lock).hexdigest()[:12]
     house = cache_dir() / f"wheels-{arch}-{key}"
     if (house / ".complete").exists():
         return house
     shutil.rmtree(house, ignore_errors=True)
     house.mkdir(parents=True)
     log(f"downloading {arch} wheels into {house}")
-    cmd = [sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:",
-           "--python-version", PYTHON_VERSION, "--implementation", "cp",
-           "-d", str(house), *(f"--platform={tag}" for tag in WHEEL_PLATFORMS[arch]), *reqs]
+    cmd = [sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "--no-deps",
+           "--require-hashes", "--python-version", PYTHON_VERSION, "--implementation", "cp",
+           "-d", str(house), *(f"--platform={tag}" for tag in WHEEL_PLATFORMS[arch]),
+           "-r", str(RUNTIME_LOCK)]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f"no {arch} wheels for every requirement:\n{out.stderr[-3000:]}")
-    (house / ".complete").write_text("\n".join(reqs) + "\n")
+    (house / ".complete").write_text(f"{RUNTIME_LOCK.name} {key}\n")
     return house
 
 

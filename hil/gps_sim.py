@@ -75,10 +75,24 @@ class RoutePlayer:
     """Position along a closed route at a varying speed (sans-IO: time is an argument)."""
 
     def __init__(self, waypoints: list[tuple[float, float]], start_fraction: float = 0.0,
-                 base_speed_kmh: float = 40.0, overspeed: Overspeed | None = None):
+                 base_speed_kmh: float = 40.0, overspeed: Overspeed | None = None,
+                 dwell: dict[int, float] | None = None):
+        """`dwell`: waypoint index → seconds to stay there (at the base speed's pace: a stop
+        is a leg of that many seconds' driving on which the vehicle does not move)."""
         self.overspeed = overspeed
-        self.points = waypoints + [waypoints[0]]
-        self.legs = [_haversine(a, b) for a, b in zip(self.points, self.points[1:], strict=False)]
+        self.points = []
+        self.legs = []
+        self.parked: list[bool] = []
+        ring = waypoints + [waypoints[0]]
+        for i, (a, b) in enumerate(zip(ring, ring[1:], strict=False)):
+            if dwell and i in dwell:
+                self.points.append(a)
+                self.legs.append(base_speed_kmh / 3.6 * dwell[i])
+                self.parked.append(True)
+            self.points.append(a)
+            self.legs.append(_haversine(a, b))
+            self.parked.append(False)
+        self.points.append(ring[-1])
         self.length = sum(self.legs)
         self.distance = start_fraction * self.length
         self.base_speed = base_speed_kmh
@@ -95,8 +109,10 @@ class RoutePlayer:
         speed = self.speed_at(elapsed_s)
         self.distance = (self.distance + speed / 3.6 * dt_s) % self.length
         d = self.distance
-        for (a, b), leg in zip(zip(self.points, self.points[1:], strict=False), self.legs,
-                               strict=True):
+        for (a, b), leg, parked in zip(zip(self.points, self.points[1:], strict=False),
+                                       self.legs, self.parked, strict=True):
+            if d <= leg and parked:
+                return a[0], a[1], 0.0, 0.0
             if d <= leg:
                 f = d / leg if leg else 0.0
                 return (a[0] + (b[0] - a[0]) * f, a[1] + (b[1] - a[1]) * f, speed, _bearing(a, b))
@@ -154,9 +170,15 @@ def encode_fix(fix: Fix, talker: str = "GP") -> tuple[bytes, dict]:
 
 
 def fixes(route: str, start_fraction: float, rate_hz: float, start: dt.datetime,
-          base_speed_kmh: float = 40.0, overspeed: Overspeed | None = None) -> Iterator[Fix]:
-    """Endless fixes every 1/rate_hz seconds of GNSS time starting at `start`."""
-    player = RoutePlayer(ROUTES[route], start_fraction, base_speed_kmh, overspeed)
+          base_speed_kmh: float = 40.0, overspeed: Overspeed | None = None,
+          route_file: str | None = None) -> Iterator[Fix]:
+    """Endless fixes every 1/rate_hz seconds of GNSS time starting at `start`; with
+    `route_file`, along its path instead of a named route (load_route_file)."""
+    if route_file:
+        points, dwell = load_route_file(route_file)
+        player = RoutePlayer(points, start_fraction, base_speed_kmh, overspeed, dwell)
+    else:
+        player = RoutePlayer(ROUTES[route], start_fraction, base_speed_kmh, overspeed)
     step = 1.0 / rate_hz
     n = 0
     while True:
@@ -165,6 +187,25 @@ def fixes(route: str, start_fraction: float, rate_hz: float, start: dt.datetime,
         yield Fix(start + dt.timedelta(seconds=elapsed), lat, lon, 12.0 + 3 * math.sin(n / 50),
                   speed, course)
         n += 1
+
+
+# A route file is at most this big (a day's route on a city's roads is a few thousand
+# waypoints, ~100 KB): a bigger one is a mistake, refused before it is read into memory.
+MAX_ROUTE_FILE_BYTES = 16 * 1024**2
+
+
+def load_route_file(path: str) -> tuple[list[tuple[float, float]], dict[int, float]]:
+    """A JSON route: `{"points": [[lat, lon], …], "dwell": [[point index, seconds], …]}`
+    (hil/demo_dispatch.py writes them). ValueError for anything else."""
+    with open(path, "rb") as f:
+        data = json.loads(f.read(MAX_ROUTE_FILE_BYTES + 1))
+    points = [(float(lat), float(lon)) for lat, lon in data["points"]]
+    if len(points) < 2 or not all(-90 <= a <= 90 and -180 <= o <= 180 for a, o in points):
+        raise ValueError(f"{path}: at least two points of valid latitude and longitude")
+    dwell = {int(i): float(sec) for i, sec in data.get("dwell", [])}
+    if any(not 0 <= i < len(points) or not 0 <= sec <= 86_400 for i, sec in dwell.items()):
+        raise ValueError(f"{path}: dwell indexes within the points, 0–86,400 seconds")
+    return points, dwell
 
 
 class PtyGps:
@@ -233,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m hil.gps_sim", description=__doc__)
     p.add_argument("--link", required=True, help="symlink to create for the pty slave")
     p.add_argument("--route", choices=sorted(ROUTES), default="harbour")
+    p.add_argument("--route-file", help="a JSON route with stops (load_route_file) instead "
+                   "of --route")
     p.add_argument("--start-fraction", type=float, default=0.0)
     p.add_argument("--rate", type=float, default=1.0, help="fix epochs per second (1–10)")
     p.add_argument("--speed", type=float, default=40.0, help="base speed km/h")
@@ -276,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     start = dt.datetime.now(dt.UTC).replace(microsecond=0)
     try:
         for n, fix in enumerate(fixes(args.route, args.start_fraction, args.rate, start,
-                                      args.speed, overspeed)):
+                                      args.speed, overspeed, args.route_file)):
             if stop or (args.count and n >= args.count):
                 break
             data, rec = encode_fix(fix)

@@ -280,6 +280,10 @@ def make_template(server: PgServer) -> str:
     async def migrate():
         store = PostgresStore(url)
         await store.open()
+        # ten years of retention: the store writes only within the retention (its partition
+        # window), and the tests' fixed dates (2025) must not age out of it; tests of the
+        # retention set their own
+        await store.set_policy(retention_days=3650)
         await store.close()
 
     # in a thread of its own: this may be requested from inside a running event loop

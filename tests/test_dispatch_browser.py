@@ -52,7 +52,7 @@ def test_import_plan_approve_and_see_routes(procs, tmp_path):
     bad.write_text("id,lat,lon\nok,60.17,24.94\nsea,91,24.94\n")
     with sync_playwright() as p:
         browser = launch(p)
-        page = browser.new_page(viewport={"width": 1366, "height": 768})
+        page = browser.new_page(bypass_csp=True, viewport={"width": 1366, "height": 768})
         errors = ConsoleErrors(page)
         login(page, base, "test-dispatcher")
         page.click("[role=tab][data-tab=dispatch]")

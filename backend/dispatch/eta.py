@@ -54,12 +54,19 @@ def route_eta(lat: float, lon: float, now_ms: int, stops: list[Job], travel,
         return RouteEta(now_ms, travel.basis, ())
     points = [(lon, lat)] + [(j.place.point.lon, j.place.point.lat) for j in stops]
     m = travel.matrix(points)
-    share = STRAIGHT_LINE_SPREAD if "straight line" in m.basis else ROAD_SPREAD
+    legs = [float(m.seconds[i, i + 1]) for i in range(len(stops))]
+    return etas_along(now_ms, stops, legs, m.basis, busy_until_ms)
+
+
+def etas_along(now_ms: int, stops: list[Job], legs: list[float], basis: str,
+               busy_until_ms: int | None = None) -> RouteEta:
+    """The arithmetic of `route_eta` on known legs: `legs[i]` is the driving time (s) to
+    `stops[i]` from the position (i = 0) or from the stop before it."""
+    share = STRAIGHT_LINE_SPREAD if "straight line" in basis else ROAD_SPREAD
     t = max(now_ms, busy_until_ms or now_ms)
     driven = 0.0
     out = []
-    for i, job in enumerate(stops):
-        leg = float(m.seconds[i, i + 1])
+    for job, leg in zip(stops, legs, strict=True):
         driven += leg
         arrival = t + round(leg * 1000)
         begin = arrival
@@ -74,4 +81,4 @@ def route_eta(lat: float, lon: float, now_ms: int, stops: list[Job], travel,
         out.append(StopEta(job.id, arrival, begin, departure, (begin - arrival) // 1000,
                            max(MIN_SPREAD_S, round(driven * share)), late))
         t = departure
-    return RouteEta(now_ms, m.basis, tuple(out))
+    return RouteEta(now_ms, basis, tuple(out))

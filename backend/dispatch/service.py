@@ -48,8 +48,11 @@ class DispatchError(ValueError):
 
 class Dispatcher:
     def __init__(self, store, publish: Callable[..., None] | None = None,
-                 dwell_s: float | None = None, complete_on_departure: bool = True):
+                 dwell_s: float | None = None, complete_on_departure: bool = True,
+                 etas=None):
         self.store = store
+        # live ETAs and late-risk alerts of the tracked vehicles (eta_service.EtaService)
+        self.etas = etas
         self.publish = publish or (lambda field, payload, vehicle, route_id=None: None)
         self.dwell_s = dwell_s
         self.complete_on_departure = complete_on_departure
@@ -167,9 +170,15 @@ class Dispatcher:
                 and self._tracks[old_vehicle].route_id == route.id:
             del self._tracks[old_vehicle]
         if route.status.value not in LIVE_ROUTES:
+            if self.etas is not None:
+                await self.etas.route_changed(route, [], {}, False)
             return
-        jobs = [r.job for r in await self.store.jobs(JobQuery(route_id=route.id,
-                                                             limit=len(route.stops) or 1))]
+        records = await self.store.jobs(JobQuery(route_id=route.id,
+                                                 limit=len(route.stops) or 1))
+        jobs = [r.job for r in records]
+        if self.etas is not None:
+            await self.etas.route_changed(route, jobs, {r.job.id: r.state for r in records},
+                                          True)
         fences = {}
         if any(j.place.geofence_id for j in jobs):  # a stop given as a geofence: its shape
             from ..alerts.fences import fences_from_rows
@@ -202,6 +211,14 @@ class Dispatcher:
                     if track is not None:  # start again from the store next time
                         track.rewind(-1)
                     log.warning("arrival detection for %s failed: %s", vehicle, exc)
+                if self.etas is not None:
+                    newest = max(rs, key=lambda r: r.time_ms)
+                    try:
+                        await self.etas.on_position(vehicle, newest.time_ms, newest.lat,
+                                                    newest.lon, now_ms)
+                    except Exception as exc:  # the next position tries again
+                        self.stats["eta_failures"] += 1
+                        log.warning("live ETAs for %s failed: %s", vehicle, exc)
 
     async def _evaluate(self, vehicle: str, rows: list, now_ms: int) -> None:
         track = self._tracks.get(vehicle)
@@ -246,7 +263,10 @@ class Dispatcher:
     async def _record(self, ts: list[Transition], vehicle: str | None = None) -> None:
         done = await self.store.record_transitions(ts)
         for t in done:
-            self._publish_transition(t, vehicle or await self._vehicle(t.route_id))
+            v = vehicle or await self._vehicle(t.route_id)
+            self._publish_transition(t, v)
+            if self.etas is not None:
+                await self.etas.on_transition(t, v, t.recorded_ms)
 
     def _publish_transition(self, t: Transition, vehicle: str | None) -> None:
         self.publish("transition", codec.transition_to_dict(t), vehicle, t.route_id)

@@ -60,9 +60,10 @@ class History(Protocol):
 
     async def last_positions(self) -> list[dict]: ...
     async def route(self, vehicle_id: str, start_ms: int, end_ms: int,
-                    step_ms: int | None = None) -> list[dict]:
+                    step_ms: int | None = None, limit: int | None = None) -> list[dict]:
         """Positions in [start, end) ordered by (time, epoch, seq); with `step_ms` only the
-        first of each `time_ms // step_ms` bucket."""
+        first of each `time_ms // step_ms` bucket; at most `limit` (in SQL), read off the
+        writer's connection."""
     async def last_fixes(self) -> dict[str, dict]: ...
     async def last_signals(self) -> dict[str, dict[str, dict]]: ...
     async def signal_series(self, vehicle_id: str, signal: str, start_ms: int, end_ms: int,
@@ -80,8 +81,9 @@ class Geofences(Protocol):
 
     async def put_geofence(self, geofence_id: str, name: str, area: dict,
                            speed_limit_kmh: float | None = None, circle: dict | None = None,
-                           create_only: bool = False) -> bool:
-        """Create or replace (Polygon/MultiPolygon); True if created."""
+                           create_only: bool = False, group: str | None = None) -> bool:
+        """Create or replace (Polygon/MultiPolygon) of `group` (None: fleet-wide); True if
+        created."""
     async def geofences(self) -> list[dict]: ...
     async def geofence(self, geofence_id: str) -> dict | None: ...
     async def delete_geofence(self, geofence_id: str) -> bool: ...
@@ -122,13 +124,17 @@ class Commands(Protocol):
 class Accounts(Protocol):
     """Users, API tokens, sessions, groups, audit (accounts.py; secrets arrive hashed)."""
 
-    async def add_user(self, name: str, role: str, password_hash: str) -> int:
-        """A new user's id; ValueError if the name is taken."""
+    async def add_user(self, name: str, role: str, password_hash: str,
+                       all_vehicles: bool = False) -> int:
+        """A new user's id; ValueError if the name is taken. Without `all_vehicles` it sees
+        only its groups' vehicles (none without a group)."""
     async def user(self, name: str) -> dict | None:
         """The user with its password hash (for logging in), or None."""
     async def users(self) -> list[dict]: ...
     async def update_user(self, name: str, role: str | None = None,
-                          password_hash: str | None = None, disabled: bool | None = None) -> bool:
+                          password_hash: str | None = None, disabled: bool | None = None,
+                          all_vehicles: bool | None = None,
+                          must_change_password: bool | None = None) -> bool:
         """Change what is given; a new password or disabling ends the user's sessions."""
     async def account(self, user_id: int) -> dict | None: ...
     async def add_api_token(self, name: str, label: str, token_hash: str) -> int | None: ...
@@ -187,9 +193,12 @@ class Service(Protocol):
 
     async def add_service(self, vehicle_id: str, interval: str, done_ms: int,
                           odometer_km: float | None, engine_h: float | None, note: str = "",
-                          recorded_by: str = "") -> int: ...
+                          recorded_by: str = "", cost: float | None = None) -> int: ...
     async def last_services(self, vehicle_id: str) -> dict[str, dict]:
         """The newest service per interval name."""
+    async def list_services(self, vehicle_id: str, limit: int) -> list[dict]:
+        """The vehicle's services, newest first: id, vehicle_id, interval, done_ms,
+        odometer_km, engine_h, note, cost, recorded_by."""
 
 
 class Dispatch(Protocol):

@@ -175,5 +175,6 @@ class AlertQuery:
     limit: int = 100
 
 
-# Rules driven by the clock rather than by readings: kept out of re-evaluation windows.
-TIME_RULES = ("stale", "offline", "service", "signal_health")
+# Rules driven by the clock (or, late_risk, by live ETAs: backend/dispatch/live_eta.py) rather
+# than by re-evaluated readings: kept out of re-evaluation windows.
+TIME_RULES = ("stale", "offline", "service", "signal_health", "late_risk")

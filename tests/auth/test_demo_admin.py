@@ -7,6 +7,7 @@ import asyncio
 import stat
 
 from backend.auth.passwords import verify_password
+from backend.auth.policy import password_problem
 from backend.store import open_store
 from hil.demo import DEMO_ADMIN, _provision
 
@@ -15,6 +16,7 @@ def test_demo_creates_and_keeps_its_admin(tmp_path):
     db, pw_file = f"sqlite://{tmp_path / 'fleet.db'}", tmp_path / "admin-password"
     tokens, first = asyncio.run(_provision(db, ["truck-1"], pw_file))
     assert set(tokens) == {"truck-1"} and len(first) >= 20
+    assert password_problem(first, DEMO_ADMIN) is None  # the first login need not change it
     assert stat.S_IMODE(pw_file.stat().st_mode) == 0o600
     _, again = asyncio.run(_provision(db, ["truck-1"], pw_file))
     assert again == first

@@ -31,6 +31,16 @@ KILL_AT_S = 4.0
 MEMBERS = {"nats1": [31], "nats2": [32], "nats3": [33], "app": [20]}
 
 
+def test_nats_url_lists_a_clusters_servers():
+    from backend.natsconn import NatsSettings, url_has_secret
+
+    urls = "nats://10.0.0.5:4222, nats://10.0.0.6:4222,nats://10.0.0.7:4222"
+    assert NatsSettings(urls).connect_options()["servers"] == [
+        "nats://10.0.0.5:4222", "nats://10.0.0.6:4222", "nats://10.0.0.7:4222"]
+    assert not url_has_secret(urls)
+    assert url_has_secret("nats://10.0.0.5:4222,nats://u:pw@10.0.0.6:4222")  # any of them
+
+
 class Subscriber:
     """Every position on fleet.pos.* as node 3 delivers it: vehicle → device times (ms)."""
 

@@ -18,8 +18,9 @@ from aioquic.quic.connection import QuicConnection
 from backend.cli import DEFAULT_TUNNEL
 from backend.cluster import tunnel
 from backend.cluster.edge import RouterEdge, now_us, serve_behind_router
-from backend.cluster.node import check_tunnel_host, parse_addr
+from backend.cluster.node import ClusterNode, check_tunnel_host, parse_addr
 from backend.config import BackendConfig
+from backend.metrics import cluster_families
 from geostream import ALPN
 from tests.net.rig import client_config, until
 
@@ -198,6 +199,12 @@ async def test_a_node_hands_its_quic_server_only_its_routers_authentic_datagrams
         assert endpoint.opener.dropped["bad_tag"] == 1
         connections = {id(p) for p in server._protocols.values()}  # keyed by each of its CIDs
         assert len(connections) == 1, "one connection: the genuine Initial's only"
+        node = ClusterNode(1, router.getsockname(), KEY)
+        node.endpoint = endpoint
+        (family,) = cluster_families(node, None)  # what /metrics shows for this node
+        assert {s.labels["reason"]: s.value for s in family.samples} == {
+            **dict.fromkeys(tunnel.DROP_REASONS, 0.0), "replayed": 1.0, "unknown_peer": 1.0,
+            "bad_tag": 1.0}
     finally:
         endpoint.close()
         server.close()

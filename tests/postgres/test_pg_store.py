@@ -10,11 +10,14 @@ import pytest
 
 from backend.store.base import StoredReading, sql_dir
 from backend.store.postgres import PostgresStore
-from backend.store.postgres.partitions import DAY_MS
+from backend.store.postgres.partitions import DAY_MS, OutsidePartitionWindow
+from geostream.clock import wall_ms as now_ms
 
 pytestmark = pytest.mark.postgres
 
-T0 = 1_763_900_000_000  # 2025-11-23
+# 12:13:20 UTC three days ago: the store creates partitions only within a window around the
+# wall clock (backend/store/postgres/partitions.py), so the test's days follow it
+T0 = (now_ms() // DAY_MS - 3) * DAY_MS + 44_000_000
 
 
 def pos(seq, t, vehicle="v1", epoch=7, lat=52.0, lon=13.0, **kw):
@@ -101,10 +104,13 @@ async def test_maintenance_creates_ahead_and_drops_by_retention(store, pg_server
     assert await store.count_readings() == 2
     if pg_server.timescale:
         assert [c[0] for c in await chunks(store)] == [utc_day(T0 - 5 * DAY_MS), utc_day(T0)]
-    # a late reading for a dropped day still lands (partition or chunk re-created on demand)
-    await store.write([pos(4, T0 - 30 * DAY_MS + 1)], [])
+    # a reading older than the retention creates nothing (the writer dead-letters it) ...
+    with pytest.raises(OutsidePartitionWindow):
+        await store.write([pos(4, T0 - 30 * DAY_MS + 1)], [])
+    # ... one within it lands, its partition or chunk created on demand
+    await store.write([pos(5, T0 - 6 * DAY_MS)], [])
     assert await store.count_readings() == 3
-    assert [r["seq"] for r in await store.route("v1", T0 - 31 * DAY_MS, T0 + 1)] == [4, 2, 3]
+    assert [r["seq"] for r in await store.route("v1", T0 - 31 * DAY_MS, T0 + 1)] == [5, 2, 3]
 
 
 async def test_retention_keeps_a_chunk_that_still_holds_recent_rows(store, pg_server):

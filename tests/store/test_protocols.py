@@ -55,3 +55,10 @@ def test_each_concern_protocol_is_part_of_store():
     optional = {protocols.Replication}
     concerns = [p for p in _protocols() if p is not protocols.Store and p not in optional]
     assert len(concerns) >= 10 and all(p in protocols.Store.__mro__ for p in concerns)
+
+
+def test_both_stores_hold_the_same_modules():
+    """One concern, one module name, in both dialects (a change touches its twin)."""
+    sqlite, postgres = ({p.name for p in (BACKEND / "store" / d).glob("*.py")}
+                        for d in ("sqlite", "postgres"))
+    assert sqlite == postgres and {"db.py", "store.py", "readings.py"} <= sqlite

@@ -8,8 +8,9 @@ import asyncio
 
 from backend.store.base import DeadLetter, StoredReading
 from backend.writer import BatchWriter
+from geostream.clock import wall_ms as now_ms
 
-TS = 1_700_000_000_000
+TS = now_ms() - 3_600_000  # an hour ago: inside every store's window
 
 
 def position(vehicle: str, seq: int) -> StoredReading:

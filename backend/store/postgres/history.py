@@ -21,8 +21,9 @@ class PostgresHistory(PostgresDb):
         return [dict(r) for r in rows]
 
     async def route(self, vehicle_id: str, start_ms: int, end_ms: int,
-                    step_ms: int | None = None) -> list[dict]:
-        """Positions in [start, end) by device time; with `step_ms`, the first of each bucket."""
+                    step_ms: int | None = None, limit: int | None = None) -> list[dict]:
+        """Positions in [start, end) by device time; with `step_ms`, the first of each bucket;
+        at most `limit` (in SQL). On a pooled connection, not the writer's."""
         where = (f"vehicle_id = $1 AND kind = 'pos' AND location IS NOT NULL "
                  f"AND time >= {_MS.format('$2::bigint')} AND time < {_MS.format('$3::bigint')}")
         if step_ms:
@@ -30,12 +31,13 @@ class PostgresHistory(PostgresDb):
                    f"SELECT DISTINCT ON (bucket) * FROM (SELECT {_POINT_COLUMNS}, "
                    f"floor({_EPOCH_MS.format('time')}::numeric / $4) AS bucket "
                    f"FROM vehicle_telemetry WHERE {where}) b "
-                   f"ORDER BY bucket, time_ms, epoch, seq) d ORDER BY time_ms, epoch, seq")
-            args: tuple = (vehicle_id, start_ms, end_ms, step_ms)
+                   f"ORDER BY bucket, time_ms, epoch, seq) d ORDER BY time_ms, epoch, seq "
+                   f"LIMIT $5")
+            args: tuple = (vehicle_id, start_ms, end_ms, step_ms, limit)
         else:
             sql = (f"SELECT {_POINT_COLUMNS} FROM vehicle_telemetry WHERE {where} "
-                   f"ORDER BY time, epoch, seq")
-            args = (vehicle_id, start_ms, end_ms)
+                   f"ORDER BY time, epoch, seq LIMIT $4")
+            args = (vehicle_id, start_ms, end_ms, limit)  # LIMIT NULL: all
         return [dict(r) for r in await self._pool.fetch(sql, *args)]
 
     async def last_fixes(self) -> dict[str, dict]:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import asyncpg
 
 from geostream.clock import wall_ms
+from geostream.limits import TS_MAX_AHEAD_MS
 
 from ..base import StoredReading
 from .db import PostgresDb
@@ -21,10 +22,28 @@ log = logging.getLogger(__name__)
 DAY_MS = 86_400_000
 # Partition job period: partitions are made days ahead, so hourly is plenty.
 MAINTAIN_EVERY_S = 3600.0
+# The past edge of the days a write may create a partition (or chunk) for is the retention (an
+# older day would be dropped again at the next maintenance), but never nearer than what an
+# agent's journal still delivers late: its default `[journal] max_age_h` (168 h,
+# agent/config.py; a test ties the two). A truck parked for weeks drains readings that old.
+LATE_DELIVERY_MS = 168 * 3600 * 1000
+# The future edge: the gateway's default sane window (a day ahead of its clock) plus a day, so
+# a reading the gateway accepts always finds its partition.
+AHEAD_MS = TS_MAX_AHEAD_MS + DAY_MS
+
+
+class OutsidePartitionWindow(ValueError):
+    """A reading whose day lies outside the days a write may create a partition for: refused
+    as data (not retried), so the writer sends it alone to the dead letter with this text."""
 
 
 def _day(ms: int) -> int:
     return ms // DAY_MS
+
+
+def partition_window(now_ms: int, retention_ms: int) -> tuple[int, int]:
+    """[first, last] ms a write may create partitions for (module constants)."""
+    return now_ms - max(retention_ms, LATE_DELIVERY_MS), now_ms + AHEAD_MS
 
 
 class PostgresPartitions(PostgresDb):
@@ -66,6 +85,16 @@ class PostgresPartitions(PostgresDb):
         if not days:
             return
         async with self._lock:
+            retention_ms = await conn.fetchval(
+                "SELECT (extract(epoch FROM retention) * 1000)::bigint FROM telemetry_policy")
+            first, last = partition_window(wall_ms(), retention_ms)
+            for r in readings:  # whatever `ts` says, only a bounded window of days
+                if _day(r.time_ms) in days and not first <= r.time_ms <= last:
+                    raise OutsidePartitionWindow(
+                        f"reading {r.vehicle_id}/{r.epoch}/{r.seq}: time {r.time_ms} ms is "
+                        f"outside the stored window [{first}, {last}] (retention "
+                        f"{retention_ms // DAY_MS} days, late delivery "
+                        f"{LATE_DELIVERY_MS // DAY_MS} days, {AHEAD_MS // DAY_MS} days ahead)")
             for day in sorted(days):  # outages give few distinct days, usually one
                 start = datetime.fromtimestamp(day * DAY_MS / 1000, UTC)
                 await conn.execute("SELECT telemetry_ensure_partitions($1, $1)", start)

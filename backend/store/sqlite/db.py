@@ -72,6 +72,11 @@ class SqliteDb:
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
         self._conn: sqlite3.Connection | None = None
+        # history questions read on a connection and thread of their own: under WAL they see
+        # the last committed state while the writer goes on (a month-long route does not
+        # hold up the acknowledgements of every vehicle)
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-read")
+        self._rconn: sqlite3.Connection | None = None
 
     @property
     def _db(self) -> sqlite3.Connection:
@@ -83,6 +88,20 @@ class SqliteDb:
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
+    @property
+    def _rdb(self) -> sqlite3.Connection:
+        """The read-only connection (on the reader thread only, through `_read`)."""
+        if self._rconn is None:
+            raise RuntimeError("the store is not open")
+        return self._rconn
+
+    async def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a read-only `fn` (using `_rdb`) on the reader thread; an in-memory database
+        has one connection, so there it runs on the writer's."""
+        if self._rconn is self._conn:
+            return await self._run(fn, *args)
+        return await asyncio.get_running_loop().run_in_executor(self._reader, fn, *args)
+
     # --- lifecycle ------------------------------------------------------------------------
 
     async def open(self, migrate: bool = True) -> None:
@@ -92,12 +111,23 @@ class SqliteDb:
         self._conn = connect(self.path)
         if migrate:
             self._migrate()
+        if self.path == ":memory:":
+            self._rconn = self._conn
+        else:
+            self._rconn = sqlite3.connect(self.path, isolation_level=None,
+                                          check_same_thread=False)
+            self._rconn.execute("PRAGMA query_only=ON")
+            self._rconn.execute("PRAGMA busy_timeout=5000")
 
     async def close(self) -> None:
+        if self._rconn is not None and self._rconn is not self._conn:
+            await asyncio.get_running_loop().run_in_executor(self._reader, self._rconn.close)
+        self._rconn = None
         if self._conn is not None:
             await self._run(self._conn.close)
             self._conn = None
         self._executor.shutdown(wait=True)
+        self._reader.shutdown(wait=True)
 
     async def migrate(self) -> list[str]:
         return await self._run(self._migrate)

@@ -27,18 +27,26 @@ class SqliteHistory(SqliteDb):
         return await self._run(rows)
 
     async def route(self, vehicle_id: str, start_ms: int, end_ms: int,
-                    step_ms: int | None = None) -> list[dict]:
-        """Positions in [start, end) by device time; with `step_ms`, the first of each bucket."""
-        def rows():
-            cur = self._db.execute(
-                f"SELECT {_POINT} FROM vehicle_telemetry "
-                "WHERE vehicle_id=? AND kind='pos' AND lat IS NOT NULL AND lon IS NOT NULL "
-                "AND time_ms >= ? AND time_ms < ? "
-                "ORDER BY time_ms, epoch, seq", (vehicle_id, start_ms, end_ms))
-            points = [dict(zip(_POINT.split(", "), r, strict=True)) for r in cur]
-            return _first_per_bucket(points, step_ms) if step_ms else points
+                    step_ms: int | None = None, limit: int | None = None) -> list[dict]:
+        """Positions in [start, end) by device time; with `step_ms`, the first of each bucket;
+        at most `limit` (in SQL). Read on the read connection, off the writer's."""
+        where = ("WHERE vehicle_id=? AND kind='pos' AND lat IS NOT NULL AND lon IS NOT NULL "
+                 "AND time_ms >= ? AND time_ms < ?")
+        if step_ms:
+            sql = (f"SELECT {_POINT} FROM (SELECT {_POINT}, row_number() OVER (PARTITION BY "
+                   f"time_ms / ? ORDER BY time_ms, epoch, seq) AS n FROM vehicle_telemetry "
+                   f"{where}) WHERE n = 1 ORDER BY time_ms, epoch, seq LIMIT ?")
+            args: tuple = (step_ms, vehicle_id, start_ms, end_ms, -1 if limit is None else limit)
+        else:
+            sql = (f"SELECT {_POINT} FROM vehicle_telemetry {where} "
+                   "ORDER BY time_ms, epoch, seq LIMIT ?")
+            args = (vehicle_id, start_ms, end_ms, -1 if limit is None else limit)
 
-        return await self._run(rows)
+        def rows():
+            return [dict(zip(_POINT.split(", "), r, strict=True))
+                    for r in self._rdb.execute(sql, args)]
+
+        return await self._read(rows)
 
     async def last_fixes(self) -> dict[str, dict]:
         """{vehicle: {"fix", "sats", "hdop"}}: the quality of each vehicle's last position."""
@@ -106,12 +114,3 @@ class SqliteHistory(SqliteDb):
 
         return await self._run(rows)
 
-
-def _first_per_bucket(points: list[dict], step_ms: int) -> list[dict]:
-    out, last = [], None
-    for p in points:
-        bucket = p["time_ms"] // step_ms
-        if bucket != last:
-            out.append(p)
-            last = bucket
-    return out
