@@ -48,7 +48,7 @@ $(VENV)/bin/python:
 
 # Python dependencies come from requirements/test.lock: every package pinned with its hashes
 # (pip checks them), for Python 3.11 on x86_64 and aarch64; `make lock` regenerates the locks
-# from pyproject.toml (hil/lock.py) and tests/test_lock.py fails while they disagree. The
+# from pyproject.toml (hil/lock.py) and tests/integration/test_lock.py fails while they disagree. The
 # project itself goes in last, without dependencies and with the lock's setuptools (no build
 # isolation: that would fetch the build backend unpinned).
 LOCK_TEST := requirements/test.lock
@@ -134,26 +134,9 @@ lint: $(STAMP_PIP)
 	$(PY) -m ruff check agent backend geostream hil loadtest tests bench
 	$(PY) -m mypy
 
-# The unit tests of the pure cores: no apt, no network, no root, no PostgreSQL, no browser.
-# tests/unit/ as the tests come to mirror the source tree, and until they all have, the files
-# below (each taken while it exists, so a file moved into tests/unit/ is still run, once).
-UNIT_TESTS := $(wildcard tests/unit \
-	tests/test_backoff.py tests/test_geostream_compress.py tests/test_hub.py \
-	tests/test_schema.py tests/test_status_message.py tests/test_wire.py \
-	tests/test_wire_encode.py tests/test_uplink_machine.py tests/test_agent_config.py \
-	tests/alerts/test_rules.py tests/alerts/test_config.py tests/auth/test_auth_core.py \
-	tests/can/test_can_decoder.py tests/can/test_can_dm1.py tests/can/test_can_roundtrip.py \
-	tests/can/test_can_select.py tests/can/test_can_vs_cantools.py \
-	tests/can/test_can_config.py tests/can/test_can_fuzz.py \
-	tests/dispatch/test_arrivals.py tests/dispatch/test_csvimport.py \
-	tests/dispatch/test_jobstate.py tests/dispatch/test_model.py \
-	tests/dispatch/test_planner.py tests/dispatch/test_proposal.py \
-	tests/dispatch/test_roads.py tests/gps/test_gps_autobaud.py tests/gps/test_gps_config.py \
-	tests/gps/test_gps_corpus.py tests/gps/test_gps_dating.py tests/gps/test_gps_decimate.py \
-	tests/gps/test_gps_decoder.py tests/gps/test_gps_gpsd_captures.py \
-	tests/gps/test_gps_properties.py tests/loadtest/test_fleet.py \
-	tests/mcptools/test_maintenance_rules.py tests/store/test_writer.py \
-	tests/store/test_protocols.py tests/test_cli_help.py)
+# The unit tests of the pure cores (tests/unit/, mirroring the source tree): no apt, no
+# network, no root, no PostgreSQL, no browser.
+UNIT_TESTS := tests/unit
 
 # The gate to run before every commit: lint, type check, the unit tests (about 25 s of CPU).
 check: lint

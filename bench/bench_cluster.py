@@ -159,7 +159,7 @@ async def fanout_ms(rate: float, seconds: float) -> list[int]:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from backend.fanout import NatsFanout
     from backend.hub import Hub, position_feature
-    from tests.cluster.natsfixture import NatsServer
+    from tests.system.cluster.natsfixture import NatsServer
 
     server = NatsServer().start()
     try:

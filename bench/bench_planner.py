@@ -237,7 +237,7 @@ def bench_plan(graph, rm, n_jobs, n_vehicles, with_ortools):
 
 
 def bench_small():
-    from tests.dispatch.test_planner import (
+    from tests.unit.backend.dispatch.test_planner import (
         GridTimes,
         brute_force,
         check_plan,

@@ -18,7 +18,8 @@ system calls) that limits a gateway in Python (docs/benchmarks.md, Reach):
   §6.2.1), so a lost `ack` is re-sent about that much later; the batch itself is not delayed.
 
 aioquic has no public setting for either, so these touch its private attributes when they
-exist and leave the connection alone otherwise (tests/net/test_ack_shape.py counts datagrams).
+exist and leave the connection alone otherwise (tests/integration/net/test_ack_shape.py counts
+datagrams).
 """
 
 from __future__ import annotations

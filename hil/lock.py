@@ -15,7 +15,7 @@ from wheels and never compiles. uv rather than pip-compile: pip-compile resolves
 machine it runs on and would need an aarch64 interpreter to check the other; uv resolves for
 any target platform from here, in seconds.
 
-tests/test_lock.py fails when pyproject.toml and the locks disagree.
+tests/integration/test_lock.py fails when pyproject.toml and the locks disagree.
 """
 
 from __future__ import annotations

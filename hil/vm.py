@@ -10,7 +10,7 @@ so the guest script resumes on each boot.
 A second serial port (guest `/dev/ttyS1`, a real 16550 UART to the guest's kernel) can be backed
 by a host unix socket: `Vm(..., uart_socket=PATH)`. The host connects to PATH once qemu runs
 (`Vm.connect_uart()`) and whatever it writes arrives on the guest's ttyS1, e.g. NMEA for a GPS
-receiver (tests/test_deb_vm.py). Still no network device: the VM keeps `-nic none`.
+receiver (tests/system/test_deb_vm.py). Still no network device: the VM keeps `-nic none`.
 
 Cache: `$FLEET_VM_CACHE`, else /var/tmp/fleet-agent-vm/ (outside any checkout: every clone on
 this machine shares it; entries are named by a hash of what they are built from, and built under

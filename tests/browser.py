@@ -3,7 +3,7 @@ WebGL), logging in, console errors, screenshots and counting drawn pixels.
 
 Pages that wait with `wait_for_function` need `new_page(bypass_csp=True)`: Playwright evaluates
 string predicates with eval, which the backend's Content-Security-Policy refuses.
-tests/test_webapp_csp.py runs the app under its CSP, waiting with selectors only."""
+tests/system/test_webapp_csp.py runs the app under its CSP, waiting with selectors only."""
 
 from __future__ import annotations
 

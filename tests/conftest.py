@@ -34,14 +34,15 @@ READY_PORTS = re.compile(r"://[^/]*:(?P<http>\d+)/ gateway udp .*:(?P<quic>\d+)"
 # Keyed by file, relative to the repository.
 SERIAL_GROUPS = {
     # the VM image cache (hil/vm.py) and the .deb the VM tests install (built once per worker)
-    "vm": ("tests/test_deb_vm.py", "tests/test_packaging.py",
-           "tests/journal/test_powercut_vm.py", "tests/can/test_can_vcan.py"),
+    "vm": ("tests/system/test_deb_vm.py", "tests/system/test_packaging.py",
+           "tests/system/journal/test_powercut_vm.py", "tests/system/can/test_can_vcan.py"),
     # the arm64 chroot (hil/chroot.py), which builds in its cached root
-    "chroot": ("tests/test_deb_arm64.py",),
+    "chroot": ("tests/system/test_deb_arm64.py",),
     # network namespaces and routes, and timing that a second busy worker would disturb
-    "netns": ("tests/net/test_netns.py", "tests/net/test_migration.py",
-              "tests/test_hil_scenarios.py", "tests/cluster/test_netns_cluster.py",
-              "tests/cluster/test_nats_cluster.py", "tests/cluster/test_pg_failover.py"),
+    "netns": ("tests/integration/net/test_netns.py", "tests/integration/net/test_migration.py",
+              "tests/system/test_hil_scenarios.py", "tests/system/cluster/test_netns_cluster.py",
+              "tests/system/cluster/test_nats_cluster.py",
+              "tests/system/cluster/test_pg_failover.py"),
 }
 _GROUP_OF = {path: name for name, paths in SERIAL_GROUPS.items() for path in paths}
 
@@ -119,7 +120,8 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str, interval:
 @pytest.fixture(scope="session")
 def deb_package(tmp_path_factory) -> Path:
     """The fleet-agent .deb, built once per session (dpkg-buildpackage -b, 1-3 minutes) from a
-    copy of the files git tracks; tests/test_packaging.py and tests/test_deb_vm.py share it.
+    copy of the files git tracks; tests/system/test_packaging.py and tests/system/test_deb_vm.py
+    share it.
     `FLEET_DEB=path` uses a .deb built beforehand instead (a loaded machine can take longer than
     a test's timeout to build one)."""
     if os.environ.get("FLEET_DEB"):

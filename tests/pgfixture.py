@@ -10,7 +10,7 @@ migration makes `vehicle_telemetry` a hypertable; `serve(flavour)` starts either
 conftest parametrises `pg_server` over `FLAVOURS` to run the store tests on both.
 
 Import it from a conftest (`from pgfixture import PgServer`, with tests/ on sys.path) or from
-a script; `tests/postgres/conftest.py` turns it into pytest fixtures.
+a script; `tests/integration/postgres/conftest.py` turns it into pytest fixtures.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ class PgServer:
                  directory: Path | None = None, port: int | None = None):
         """A new server in a new temporary directory, or (`directory`, `port`) the server of
         another process of the same test run (`attach`)."""
-        self.host = host  # listen address (a network namespace's in tests/cluster)
+        self.host = host  # listen address (a network namespace's in tests/system/cluster)
         self.bindir = find_bindir()
         self.timescale = timescale
         if timescale and not timescale_installed(self.bindir):

@@ -6,7 +6,7 @@ one network namespace per node, for the failover test and benchmark.
            ── "pg2"  10.204.0.12  Patroni → PostgreSQL :5432, PgBouncer :6432
            ── "app"  10.204.0.20  the backend (gateways, load tester) and the test's queries
 
-Every node is a namespace of its own (tests/cluster/nslan.py), so the ports are fixed and
+Every node is a namespace of its own (tests/system/cluster/nslan.py), so the ports are fixed and
 nothing is bound on the host; killing a node kills every process in its namespace (Patroni,
 PostgreSQL, PgBouncer), as a lost host would: Patroni alone restarts a killed postmaster in
 place, which is not a failover. Patroni runs in `synchronous_mode` (the primary's commit waits
@@ -30,7 +30,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "cluster"))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "system" / "cluster"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from nslan import NsLan, in_netns  # noqa: E402

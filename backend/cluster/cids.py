@@ -6,7 +6,8 @@ aioquic draws a server's connection IDs with `os.urandom` in two places and offe
 (docs/scaling.md §3): `QuicConnection.__init__` (the first CID, also the initial source CID of
 the transport parameters) and `_replenish_connection_ids` (those sent in NEW_CONNECTION_ID).
 `issue_routable_cids` rewrites the first and wraps the second on one connection instance, before
-`QuicServer` registers `connection.host_cid`. tests/cluster/test_cids.py pins those behaviours.
+`QuicServer` registers `connection.host_cid`. tests/system/cluster/test_cids.py pins those
+behaviours.
 """
 
 from __future__ import annotations

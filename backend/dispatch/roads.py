@@ -10,7 +10,7 @@ one `.npz` keyed by the extract's SHA-256, so the next start loads it in millise
 
 Queries (nearest segment, travel-time matrix) live in backend/dispatch/matrix.py; this module is
 only the graph and its cache. Rules here are the specification the tests re-implement
-independently from the raw ways (tests/dispatch/test_roads.py).
+independently from the raw ways (tests/unit/backend/dispatch/test_roads.py).
 """
 
 from __future__ import annotations

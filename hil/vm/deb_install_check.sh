@@ -3,7 +3,7 @@
 # the way an operator would, provision and start the packaged backend, configure the agent for
 # the GPS on /dev/ttyS1 (fed by the host through qemu) and CAN on vcan0, and start it with
 # systemctl. Every fact the host checks is a serial line starting with HIL:.
-# tests/test_deb_vm.py runs it; /hil/params sets VEHICLE, FIXES and WAIT_S.
+# tests/system/test_deb_vm.py runs it; /hil/params sets VEHICLE, FIXES and WAIT_S.
 set -u
 . /hil/params
 VENV=/opt/venvs/fleet-agent

@@ -88,7 +88,7 @@ async def connect_writable(dsn: str, **kwargs) -> asyncpg.Connection:
     server's reported `in_hot_standby`, and PgBouncer 1.18 reports the value it cached from its
     first server connection: after a standby behind it was promoted it still said "on", and a
     pool that had tried it during the failover refused the new primary for good (measured in
-    tests/cluster/test_pg_failover.py). `pg_is_in_recovery()` goes to the server itself."""
+    tests/system/cluster/test_pg_failover.py). `pg_is_in_recovery()` goes to the server itself."""
     last: BaseException | None = None
     for url in host_urls(dsn):
         try:

@@ -1,0 +1,25 @@
+"""`any_store` runs an alert test on SQLite and on PostgreSQL (tests/pgfixture.py)."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.pgfixture import pg_server, pg_template  # noqa: E402,F401
+from tests.pgfixture import pg_url as _pg_url  # noqa: E402,F401
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def any_store(request, tmp_path):
+    from backend.store import open_store
+
+    if request.param == "postgres":
+        url = request.getfixturevalue("_pg_url")
+    else:
+        url = f"sqlite://{tmp_path / 'fleet.db'}"
+    store = open_store(url)
+    await store.open()
+    yield store
+    await store.close()

@@ -1,0 +1,18 @@
+"""Fixtures for the HTTP API tests: both stores (SQLite and the PostgreSQL fixture)."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.pgfixture import pg_server, pg_template  # noqa: E402,F401
+from tests.pgfixture import pg_url as _pg_url  # noqa: E402,F401
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request, tmp_path):
+    if request.param == "postgres":
+        return request.getfixturevalue("_pg_url")
+    return f"sqlite://{tmp_path / 'fleet.db'}"

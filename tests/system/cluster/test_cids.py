@@ -1,0 +1,91 @@
+"""The QUIC-LB plaintext CID layout, and the aioquic behaviours `issue_routable_cids` relies on
+(docs/scaling.md §3). If an aioquic release changes how it draws server CIDs, these fail."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+from aioquic.asyncio import QuicConnectionProtocol, connect, serve
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection
+
+from backend.cluster.cids import CID_LENGTH, CidLayout, issue_routable_cids
+from tests.integration.net.rig import client_config
+
+ALPN = ["cid-test"]
+
+
+def test_layout_round_trip_and_refusals():
+    layout = CidLayout(config=2)
+    cid = layout.encode(513, nonce=b"\x01\x02\x03\x04\x05")
+    assert cid == bytes([0b010_00111, 0x02, 0x01, 1, 2, 3, 4, 5])
+    assert layout.server_id(cid) == 513
+    assert CidLayout(config=1).server_id(cid) is None, "another config is not ours"
+    assert layout.server_id(cid[:7]) is None
+    with pytest.raises(ValueError):
+        layout.encode(70_000)
+    with pytest.raises(ValueError):
+        CidLayout(config=7)
+    # two CIDs of one node differ (nonce), so they stay unlinkable to each other
+    assert len({layout.encode(5) for _ in range(100)}) == 100
+
+
+def _server_quic(pki) -> QuicConnection:
+    cfg = QuicConfiguration(is_client=False, alpn_protocols=ALPN)
+    cfg.load_cert_chain(pki["cert"], pki["key"])
+    return QuicConnection(configuration=cfg, original_destination_connection_id=os.urandom(8))
+
+
+def test_pins_aioquic_draws_host_cids_in_init_and_replenish(pki):
+    quic = _server_quic(pki)
+    # pinned: the first host CID is one object whose cid is also host_cid and the initial
+    # source CID of the transport parameters, all of the configured length
+    assert quic._configuration.connection_id_length == CID_LENGTH
+    assert len(quic._host_cids) == 1
+    assert quic.host_cid == quic._host_cids[0].cid == quic._local_initial_source_connection_id
+    issue_routable_cids(quic, CidLayout(), 42)
+    assert CidLayout().server_id(quic.host_cid) == 42
+    assert quic._local_initial_source_connection_id == quic.host_cid
+    # pinned: _replenish_connection_ids appends new CIDs up to the peer's limit
+    quic._remote_active_connection_id_limit = 8
+    quic._replenish_connection_ids()
+    assert len(quic._host_cids) == 8, "aioquic no longer replenishes in _replenish_connection_ids"
+    assert {CidLayout().server_id(c.cid) for c in quic._host_cids} == {42}
+    assert len({c.cid for c in quic._host_cids}) == 8
+
+
+class _Adopting(QuicConnectionProtocol):
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        issue_routable_cids(self._quic, CidLayout(), 7)
+
+
+async def test_pins_real_handshake_uses_only_routable_cids(pki):
+    """Over loopback with aioquic's own serve(): every CID the client learns carries the server
+    id, and packets to them reach the connection (QuicServer registers connection.host_cid
+    after create_protocol, and NEW_CONNECTION_ID frames carry the replenished CIDs)."""
+    cfg = QuicConfiguration(is_client=False, alpn_protocols=ALPN)
+    cfg.load_cert_chain(pki["cert"], pki["key"])
+    server = await serve("127.0.0.1", 0, configuration=cfg, create_protocol=_Adopting)
+    port = server._transport.get_extra_info("sockname")[1]
+    try:
+        ccfg = client_config(pki["ca"])
+        ccfg.alpn_protocols = ALPN
+        async with asyncio.timeout(10), connect("127.0.0.1", port, configuration=ccfg) as client:
+            await client.ping()
+            quic = client._quic
+            for _ in range(50):  # NEW_CONNECTION_ID frames follow the handshake
+                if len(quic._peer_cid_available) >= 7:
+                    break
+                await asyncio.sleep(0.02)
+            cids = [quic._peer_cid.cid] + [c.cid for c in quic._peer_cid_available]
+            assert len(cids) == 8
+            assert {CidLayout().server_id(c) for c in cids} == {7}
+            # switch to the next CID and still reach the server
+            quic.change_connection_id()
+            await client.ping()
+            assert CidLayout().server_id(quic._peer_cid.cid) == 7
+    finally:
+        server.close()

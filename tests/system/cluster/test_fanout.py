@@ -1,0 +1,162 @@
+"""Live fan-out between nodes through a real nats-server (docs/scaling.md §5)."""
+
+from __future__ import annotations
+
+import json
+
+import nats
+import pytest
+
+from backend.fanout import NatsFanout, subject, vehicle_of
+from backend.hub import Hub, position_feature
+from backend.natsconn import NatsSettings
+from geostream.secretfile import write_private
+from tests.integration.net.rig import until
+from tests.system.cluster.natsfixture import NatsServer
+
+
+@pytest.fixture
+def nats_server():
+    server = NatsServer().start()
+    yield server
+    server.close()
+
+
+def _feature(vehicle: str, t: int) -> dict:
+    return position_feature(vehicle, t, 52.0, 4.0, 50.0, 90.0, t)
+
+
+def test_subjects_keep_dotted_vehicle_ids():
+    name = subject("fleet.pos.", "bus.12-a")
+    assert name == "fleet.pos.bus~12-a" and name.count(".") == 2
+    assert vehicle_of(name) == "bus.12-a"
+
+
+async def test_gateway_node_positions_and_alerts_reach_every_hub_node(nats_server):
+    gateway_hub, hub_node = Hub(), Hub()
+    gw = await NatsFanout(nats_server.url, gateway_hub).start()
+    node = await NatsFanout(nats_server.url, hub_node).start()
+    sub = hub_node.new_subscriber()
+    hub_node.add(sub)
+    assert hub_node.subscribe(sub, "alerts")
+    try:
+        for t in (1000, 2000, 1500):  # the late 1500 is history, not live movement
+            assert gw.position("bus.12", t, _feature("bus.12", t))
+        await until(lambda: node.stats["received"] >= 3, 30, "positions through NATS")
+        assert hub_node.last["bus.12"][0] == 2000
+        assert gateway_hub.last["bus.12"][0] == 2000, "the gateway node's own hub too"
+        gw.publish_alert({"vehicle": "bus.12", "rule": "speeding", "state": "open"})
+        await until(lambda: any("alert" in m for m in sub.drain()), 30, "the alert")
+        assert all(0 <= ms < 10_000 for ms in node.latencies_ms)
+    finally:
+        await gw.stop()
+        await node.stop()
+
+
+async def test_nats_restart_fan_out_resumes(nats_server):
+    gateway_hub, hub_node = Hub(), Hub()
+    gw = await NatsFanout(nats_server.url, gateway_hub).start()
+    node = await NatsFanout(nats_server.url, hub_node).start()
+    try:
+        gw.position("v1", 1000, _feature("v1", 1000))
+        await until(lambda: "v1" in hub_node.last, 30, "first position")
+        nats_server.kill()
+        gw.position("v1", 2000, _feature("v1", 2000))  # during the outage: may be lost
+        nats_server.start()
+        await until(lambda: gw.stats["reconnects"] >= 1 and node.stats["reconnects"] >= 1, 20,
+                    "both clients reconnected")
+        t = 3000
+        for t in range(3000, 3000 + 50 * 100, 100):  # bounded: 50 tries, 0.2 s apart
+            gw.position("v1", t, _feature("v1", t))
+            try:
+                await until(lambda t=t: hub_node.last["v1"][0] >= t, 0.2, "a new position")
+                break
+            except AssertionError:
+                continue
+        assert hub_node.last["v1"][0] >= 3000, "fan-out resumed after the restart"
+    finally:
+        await gw.stop()
+        await node.stop()
+
+
+# --- credentials, TLS and hostile messages (docs/scaling.md §5) -------------------------------
+
+
+@pytest.fixture
+def secured_nats(tmp_path, pki):
+    """nats-server that wants a user and password, over TLS with the test PKI's certificate."""
+    conf = tmp_path / "nats.conf"
+    conf.write_text(
+        'authorization { user: "fleet", password: "pw-from-a-file" }\n'
+        f'tls {{ cert_file: "{pki["cert"]}", key_file: "{pki["key"]}" }}\n')
+    server = NatsServer(config=str(conf)).start()
+    yield server
+    server.close()
+
+
+async def test_credentials_from_a_file_and_tls(secured_nats, tmp_path, pki):
+    write_private(tmp_path / "nats.pw", b"pw-from-a-file\n")
+    write_private(tmp_path / "wrong.pw", b"guess\n")
+    good = NatsSettings(secured_nats.url, "fleet", str(tmp_path / "nats.pw"), tls_ca=pki["ca"])
+    hub = Hub()
+    node = await NatsFanout(good, hub).start()
+    gw = await NatsFanout(good, Hub()).start()
+    try:
+        gw.position("v1", 1000, _feature("v1", 1000))
+        await until(lambda: "v1" in hub.last, 30, "a position over TLS, authenticated")
+    finally:
+        await gw.stop()
+        await node.stop()
+    for refused in (NatsSettings(secured_nats.url, "fleet", str(tmp_path / "wrong.pw"),
+                                 tls_ca=pki["ca"]),
+                    NatsSettings(secured_nats.url, tls_ca=pki["ca"]),  # no credentials
+                    NatsSettings(secured_nats.url, "fleet", str(tmp_path / "nats.pw"))):  # no TLS
+        with pytest.raises(Exception):  # noqa: B017 - nats-py raises several kinds here
+            nc = await nats.connect(**refused.connect_options(), allow_reconnect=False,
+                                    connect_timeout=2, max_reconnect_attempts=0)
+            await nc.close()
+
+
+async def test_hostile_messages_are_dropped_and_counted(nats_server):
+    hub, woken = Hub(), []
+    node = NatsFanout(nats_server.url, hub)
+
+    async def wake(vehicle):
+        woken.append(vehicle)
+
+    node.on_wake = wake  # a gateway node: subscribed to command wake-ups too
+    await node.start()
+    raw = await nats.connect(nats_server.url)
+    good = _feature("v1", 5000)
+    hostile = [
+        ("fleet.pos.v1", b"not json"),
+        ("fleet.pos.v1", b"[" * 100_000),  # depth
+        ("fleet.pos.v1", b'{"time_ms": NaN, "feature": {}}'),
+        ("fleet.pos.v1", b"{" + b'"a":1,' * 5000 + b'"b":1}'),  # too large
+        ("fleet.pos.v1", json.dumps({"time_ms": 10**20, "feature": good}).encode()),
+        ("fleet.pos.v1", json.dumps({"time_ms": "5000", "feature": good}).encode()),
+        ("fleet.pos.v2", json.dumps({"time_ms": 5000, "feature": good}).encode()),  # not v2's
+        ("fleet.pos.v1", json.dumps({"time_ms": 5000, "feature": {
+            **good, "geometry": {"type": "Point", "coordinates": [500, 4]}}}).encode()),
+        ("fleet.pos.v1", json.dumps({"time_ms": 5000, "feature": {
+            **good, "properties": {"vehicle": "v1", "x": {"deep": [1]}}}}).encode()),
+        ("fleet.pos.bad$id", json.dumps({"time_ms": 5000, "feature": good}).encode()),
+        ("fleet.alert.v1", json.dumps({"alert": {"vehicle": "v2", "rule": "x"}}).encode()),
+        ("fleet.alert.v1", json.dumps({"alert": "open"}).encode()),
+        ("fleet.cmd.wake", json.dumps({"vehicle": ["v1"]}).encode()),
+        ("fleet.cmd.wake", b"\xff\xfe"),
+    ]
+    try:
+        for name, data in hostile:
+            await raw.publish(name, data)
+        await raw.publish("fleet.pos.v1", json.dumps({"time_ms": 5000, "feature": good,
+                                                      "published_ms": 1}).encode())
+        await raw.publish("fleet.cmd.wake", b'{"vehicle": "v1"}')
+        await raw.flush()
+        # one publisher's messages arrive in order: the good ones come after every bad one
+        await until(lambda: woken == ["v1"], 30, "the genuine wake-up")
+        assert hub.last["v1"][0] == 5000 and node.stats["received"] == 1
+        assert node.stats["invalid"] == len(hostile), node.stats
+    finally:
+        await raw.close()
+        await node.stop()

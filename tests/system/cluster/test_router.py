@@ -1,0 +1,101 @@
+"""The router's decision without sockets (docs/scaling.md §4)."""
+
+from __future__ import annotations
+
+import os
+
+from aioquic.quic.connection import QuicConnection
+
+from backend.cluster.cids import CidLayout
+from backend.cluster.router import DEAD_AFTER_S, Router, destination_cid, rendezvous
+from tests.integration.net.rig import client_config
+
+A, B, C = ("10.0.0.1", 1), ("10.0.0.2", 1), ("10.0.0.3", 1)
+
+
+def _router(now=0.0) -> Router:
+    r = Router()
+    for sid, addr in ((1, A), (2, B), (3, C)):
+        r.heartbeat(sid, addr, now)
+    return r
+
+
+def short(dcid: bytes) -> bytes:
+    return bytes([0x40 | 0x01]) + dcid + os.urandom(30)
+
+
+def long_(dcid: bytes) -> bytes:
+    version = b"\x00\x00\x00\x01"
+    return bytes([0xC0]) + version + bytes([len(dcid)]) + dcid + b"\x08" + os.urandom(40)
+
+
+def test_destination_cid_of_a_real_aioquic_initial(pki):
+    client = QuicConnection(configuration=client_config(pki["ca"]))
+    client.connect(("127.0.0.1", 4433), now=0.0)
+    (datagram, _), *_ = client.datagrams_to_send(now=0.0)
+    assert datagram[0] & 0x80, "an Initial has a long header"
+    assert destination_cid(datagram) == client._peer_cid.cid
+
+
+def test_destination_cid_short_long_and_garbage():
+    cid = CidLayout().encode(3)
+    assert destination_cid(short(cid)) == cid
+    assert destination_cid(long_(cid)) == cid
+    assert destination_cid(b"\x00" * 40) is None, "fixed bit clear: not QUIC"
+    assert destination_cid(b"\x41\x01") is None, "too short"
+    assert destination_cid(bytes([0xC0, 0, 0, 0, 1, 30]) + b"x" * 30) is None, "DCID > 20"
+
+
+def test_short_and_long_headers_with_our_cid_go_to_their_node():
+    r = _router()
+    for sid, addr in ((1, A), (2, B), (3, C)):
+        cid = CidLayout().encode(sid)
+        assert r.route(short(cid), 0.1) == addr
+        assert r.route(long_(cid), 0.1) == addr
+    assert r.stats["by_cid"] == 6 and r.stats["by_hash"] == 0
+
+
+def test_client_cids_hash_consistently_and_spread():
+    r = _router()
+    dcids = [os.urandom(8) for _ in range(300)]
+    first = [r.route(long_(d), 0.1) for d in dcids]
+    assert [r.route(long_(d), 0.2) for d in dcids] == first, "the same DCID, the same node"
+    assert {first.count(a) for a in (A, B, C)} and min(first.count(a) for a in (A, B, C)) > 50
+
+
+def test_a_dead_node_moves_only_its_own_traffic():
+    r = _router()
+    dcids = [os.urandom(8) for _ in range(300)]
+    before = {d: r.route(long_(d), 0.1) for d in dcids}
+    later = DEAD_AFTER_S + 1
+    r.heartbeat(1, A, later)
+    r.heartbeat(3, C, later)  # node 2 stopped beating
+    assert r.live(later) == [1, 3]
+    after = {d: r.route(long_(d), later) for d in dcids}
+    assert B not in after.values()
+    assert all(after[d] == before[d] for d in dcids if before[d] != B), "rendezvous hashing"
+    # a connection of the dead node hashes to a live one (which drops it: the agent reconnects)
+    assert r.route(short(CidLayout().encode(2)), later) in (A, C)
+
+
+def test_drops_without_live_nodes_or_for_unknown_server_ids():
+    r = Router()
+    assert r.route(short(os.urandom(8)), 0.0) is None
+    r = _router()
+    assert r.route(short(CidLayout().encode(99)), 0.1) in (A, B, C), "unknown id: hashed"
+    assert rendezvous(b"k", []) is None
+
+
+def test_tunnel_round_trip_both_families():
+    from backend.cluster import tunnel
+
+    key, now = tunnel.generate_key(), 1_800_000_000_000_000
+    sealer = tunnel.Sealer(key, tunnel.ROUTER_SENDER, from_router=True)
+    opener = tunnel.Opener(key, from_router=True, started_us=now)
+    for host in ("10.1.2.3", "fd00::7"):
+        d = opener.open(sealer.data(host, 4433, b"quic", now), now)
+        assert (d.host, d.port, d.payload) == (host, 4433, b"quic")
+    assert opener.open(sealer.data("::ffff:10.1.2.3", 9, b"x", now), now).host == "10.1.2.3"
+    assert tunnel.socket_host("10.1.2.3", True) == "::ffff:10.1.2.3"
+    beat = tunnel.Sealer(key, 513, from_router=False).heartbeat(now)
+    assert tunnel.Opener(key, from_router=False, started_us=now).open(beat, now).sender == 513

@@ -1,0 +1,98 @@
+"""A dispatcher plans a day in the web app's Dispatch tab (Debian chromium, WebGL on
+SwiftShader) against a real backend: a broken CSV file shows its problems by line and imports
+nothing; the good one fills the jobs table; Plan shows the proposal; Approve assigns the jobs,
+and the routes are drawn on the map in their vehicle's colour with numbered stops. No console
+errors on the way."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+
+import pytest
+
+from tests.browser import ConsoleErrors, count_pixels, launch, login, screenshot
+
+pytestmark = pytest.mark.browser
+
+# Central Helsinki: a depot and eight stops a few hundred metres apart
+DEPOT = {"lat": 60.1699, "lon": 24.9384}
+STOPS = [(60.1675, 24.9525), (60.1710, 24.9410), (60.1642, 24.9402), (60.1730, 24.9500),
+         (60.1660, 24.9300), (60.1720, 24.9300), (60.1750, 24.9380), (60.1630, 24.9480)]
+FIRST_ROUTE_RGB = (229, 62, 62)  # web/src/dispatch.js COLOURS[0], #e53e3e
+
+
+def _csv() -> str:
+    rows = [f"s{i},Stop {i},{lat},{lon},5,10" for i, (lat, lon) in enumerate(STOPS, 1)]
+    return "id,name,lat,lon,service_min,demand_kg\n" + "\n".join(rows) + "\n"
+
+
+def _put(base: str, token: str, path: str, body: dict) -> None:
+    req = urllib.request.Request(base + path, data=json.dumps(body).encode(), method="PUT",
+                                 headers={"Authorization": f"Bearer {token}",
+                                          "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 (loopback)
+        assert resp.status in (200, 201)
+
+
+def test_import_plan_approve_and_see_routes(procs, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    procs.provision("van-1", "van-2")
+    token = procs.api_token("dispatcher")  # the user test-dispatcher with TEST_PASSWORD
+    procs.backend()
+    base = f"http://127.0.0.1:{procs.http_port}"
+    _put(base, token, "/api/depots/dep", {"name": "Depot", "place": DEPOT})
+    _put(base, token, "/api/vehicle-types/van", {"name": "Van", "capacity": {"kg": 60}})
+    for v in ("van-1", "van-2"):
+        _put(base, token, f"/api/dispatch-vehicles/{v}", {"type_id": "van", "depot_id": "dep"})
+    good, bad = tmp_path / "jobs.csv", tmp_path / "broken.csv"
+    good.write_text(_csv())
+    bad.write_text("id,lat,lon\nok,60.17,24.94\nsea,91,24.94\n")
+    with sync_playwright() as p:
+        browser = launch(p)
+        page = browser.new_page(bypass_csp=True, viewport={"width": 1366, "height": 768})
+        errors = ConsoleErrors(page)
+        login(page, base, "test-dispatcher")
+        page.click("[role=tab][data-tab=dispatch]")
+
+        # a broken file: its problem by line, nothing imported
+        errors.allowed.append("status of 400")  # the browser logs the import's 400
+        page.set_input_files("#job-csv", str(bad))
+        page.wait_for_selector("#import-errors li")
+        assert page.inner_text("#import-errors li") == \
+            "line 3 (sea): lat: a number within ±90, not 91.0"
+        assert page.locator("#jobs tbody tr").count() == 0
+
+        page.set_input_files("#job-csv", str(good))
+        expect(page.locator("#jobs tbody tr[data-state=unassigned]")).to_have_count(8)
+
+        # plan today's shift (the page's default, 08:00–18:00 local): a proposal, then approve
+        page.fill("#shift-start", time.strftime("%Y-%m-%dT00:00"))
+        page.fill("#shift-end", time.strftime("%Y-%m-%dT23:00"))
+        page.click("#plan")
+        page.wait_for_selector("#approve", timeout=60000)
+        summary = page.inner_text("#proposal-summary")
+        assert "8 stops" in summary and "0 left out" in summary, summary
+        page.click("#approve")
+        # the hub's dispatch topic (or the reload after approving) brings the assignment
+        expect(page.locator("#jobs tbody tr[data-state=assigned]")).to_have_count(
+            8, timeout=15000)
+        assert page.locator("#routes-legend .legend").count() >= 1
+        numbers = page.evaluate("""() => {
+            const by = {};
+            for (const f of fleetApp.dispatch.drawn.features)
+                (by[f.properties.route] ??= []).push(Number(f.properties.n));
+            return Object.values(by); }""")
+        assert sum(map(len, numbers)) == 8  # every stop drawn, numbered 1… on its route
+        assert all(n == list(range(1, len(n) + 1)) for n in numbers), numbers
+        page.evaluate("""() => fleetApp.map.fitBounds([[24.925, 60.160], [24.956, 60.178]],
+                                                       {animate: false})""")
+        page.evaluate("""() => new Promise(done => fleetApp.map.loaded() ? done()
+                                                  : fleetApp.map.once('idle', done))""")
+        page.wait_for_timeout(500)
+        assert count_pixels(page, "#map", FIRST_ROUTE_RGB) > 200  # the first vehicle's route
+        screenshot(page, tmp_path, "dispatch")
+        browser.close()
+    assert not errors, errors

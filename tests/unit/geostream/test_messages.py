@@ -1,0 +1,54 @@
+"""The agent's status report (docs/protocol.md §3 status): wire form, limits, session rules."""
+
+from __future__ import annotations
+
+import cbor2
+import pytest
+
+from geostream.codec import FrameDecoder, encode
+from geostream.errors import ErrorCode, ProtocolError
+from geostream.messages import Status
+from geostream.session import ServerSession, StatusReceived
+from tests.unit.geostream.test_session import handshake
+
+REPORT = Status(time=1_700_000_000_000, backlog=42, journal_bytes=123_456,
+                sources=(("can:truck", "up"), ("gps", "fix")), oldest=1_699_999_990_000,
+                dropped=3, rtt_ms=48, uptime_s=3600)
+
+
+def test_status_as_the_spec_writes_it_and_back():
+    frame = encode(REPORT)
+    # the map as docs/protocol.md lists it, read with cbor2 (not with our decoder)
+    body = cbor2.loads(frame[4:])
+    assert body == {"t": "status", "time": 1_700_000_000_000, "backlog": 42,
+                    "journal_bytes": 123_456, "dropped": 3, "oldest": 1_699_999_990_000,
+                    "rtt_ms": 48, "uptime_s": 3600,
+                    "sources": {"gps": "fix", "can:truck": "up"}}
+    assert len(frame) < 160  # "small": about 100 bytes every 30 s
+    [back] = FrameDecoder().feed(frame)
+    assert back == REPORT
+    minimal = Status(time=1, backlog=0, journal_bytes=0)
+    assert FrameDecoder().feed(encode(minimal)) == [minimal]
+
+
+@pytest.mark.parametrize("bad", [
+    {"backlog": -1},
+    {"sources": {"gps": 1}},
+    {"sources": {f"s{i}": "up" for i in range(17)}},
+    {"sources": {"x" * 33: "up"}},
+])
+def test_an_ill_typed_status_is_malformed(bad):
+    body = {"t": "status", "time": 1, "backlog": 0, "journal_bytes": 0, **bad}
+    payload = cbor2.dumps(body)
+    with pytest.raises(ProtocolError) as exc:
+        FrameDecoder().feed(len(payload).to_bytes(4, "big") + payload)
+    assert exc.value.code is ErrorCode.MALFORMED
+
+
+def test_status_after_welcome_is_an_event_before_it_unexpected():
+    client, server = handshake()
+    client.send_status(REPORT)
+    assert server.receive_data(client.data_to_send()) == [StatusReceived(REPORT)]
+    with pytest.raises(ProtocolError) as exc:
+        ServerSession().receive_data(encode(REPORT))
+    assert exc.value.code is ErrorCode.UNEXPECTED
