@@ -128,7 +128,8 @@ class Backend:
         cfg = self.config.maintenance_config()
         add_mcp_routes(self.app, FleetTools(self.store, self.alerts.rules, cfg,
                                             self.gateway.downlink.send,
-                                            planning=self.planning))
+                                            planning=self.planning,
+                                            etas=self.dispatch.etas))
         self.maintenance = MaintenanceMonitor(self.store, cfg, self.hub.publish_alert)
         self.app[MAINTENANCE] = self.maintenance  # recording a service closes its alert
         if cfg.intervals or cfg.health:
