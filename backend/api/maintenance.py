@@ -30,7 +30,7 @@ async def list_services(request: web.Request) -> web.Response:
     vid = (await _vehicle(request))["vehicle_id"]
     rows = await request.app[STORE].list_services(vid, limit)
     monitor = request.app.get(MAINTENANCE)
-    names = [] if monitor is None else [i.name for i in monitor.cfg.intervals]
+    names = [] if monitor is None else sorted(await monitor.intervals_of(vid))
     return web.json_response({"services": [record_json(r) for r in rows], "intervals": names})
 
 
@@ -39,8 +39,7 @@ async def record_service(request: web.Request) -> web.Response:
     vehicle = await _vehicle(request)
     vid = vehicle["vehicle_id"]
     monitor = request.app.get(MAINTENANCE)
-    names = (None if monitor is None
-             else frozenset(i.name for i in monitor.cfg.intervals))
+    names = None if monitor is None else await monitor.intervals_of(vid)
     now = wall_ms()
     try:
         rec = parse_service(await read_json(request), names, now, principal(request).name)

@@ -53,7 +53,8 @@ async def run_service(args, store, cfg: MaintenanceConfig, who: str) -> int:
     now = wall_ms()
     try:
         rec = parse_service({k: v for k, v in body.items() if v is not None},
-                            frozenset(i.name for i in cfg.intervals), now, who)
+                            await MaintenanceMonitor(store, cfg).intervals_of(
+                                args.vehicle_id), now, who)
     except ValueError as exc:
         print(f"backend service: {exc}", file=sys.stderr)
         return 2

@@ -1,10 +1,14 @@
 """Recording a service through the REST API on SQLite and PostgreSQL: it closes the open
 `service` alert at once and restarts the interval; the history lists it; bad input is refused
-with 400, a viewer may not record (403), and a group-scoped user sees only its vehicles."""
+with 400, a viewer may not record (403), and a group-scoped user sees only its vehicles;
+plans scoped to vehicles or vehicle types cover only those."""
 
 from __future__ import annotations
 
+import pytest
+
 from backend.api.common import MAINTENANCE
+from backend.dispatch.model import FleetVehicle
 from backend.maintenance.config import parse_maintenance
 from backend.maintenance.monitor import MaintenanceMonitor, service_status
 from backend.store.base import AlertQuery
@@ -105,3 +109,36 @@ async def test_roles_and_vehicle_groups(store_url):
                                  vehicles=["truck-1"], expect=200)
         assert len(hist["services"]) == 1
         assert await api.store.list_services("truck-2", 10) == []
+
+
+async def test_plans_per_vehicle_and_per_vehicle_type(store_url):
+    cfg = parse_maintenance({"interval": [
+        {"name": "oil", "by": "km", "every": 100},
+        {"name": "tachograph", "by": "days", "every": 730, "vehicle_types": ["hgv"]},
+        {"name": "crane", "by": "engine_h", "every": 500, "vehicles": ["truck-2"]}]})
+
+    def mount(app, store) -> None:
+        app[MAINTENANCE] = MaintenanceMonitor(store, cfg)
+
+    async with Api(store_url, mount=mount) as api:
+        for v in ("truck-1", "truck-2", "van-1"):
+            await api.store.add_vehicle(v)
+        for v, t in (("truck-1", "hgv"), ("truck-2", "hgv"), ("van-1", "van")):
+            await api.store.put_dispatch_vehicle(FleetVehicle(v, t), wall_ms())
+        want = {"truck-1": ["oil", "tachograph"], "truck-2": ["crane", "oil", "tachograph"],
+                "van-1": ["oil"]}
+        for v, names in want.items():
+            _, got = await api.call("GET", f"/api/vehicles/{v}/services", expect=200)
+            assert got["intervals"] == names
+            assert sorted(s.interval for s in await service_status(
+                api.store, cfg, v, 0, wall_ms())) == names
+        await api.call("POST", "/api/vehicles/van-1/services", role="dispatcher",
+                       body={"interval": "tachograph"}, expect=400)
+        await api.call("POST", "/api/vehicles/truck-1/services", role="dispatcher",
+                       body={"interval": "tachograph"}, expect=201)
+
+
+def test_a_plan_scope_must_be_a_list_of_ids():
+    with pytest.raises(ValueError, match="vehicle_types must be a list"):
+        parse_maintenance({"interval": [{"name": "x", "by": "days", "every": 1,
+                                         "vehicle_types": "hgv"}]})
