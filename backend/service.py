@@ -102,7 +102,7 @@ class Backend:
         host = "localhost" if c.http_host in ("127.0.0.1", "::1", "0.0.0.0", "::") else c.http_host
         scheme = "https" if tls else "http"
         print(f"backend ready: dashboard {scheme}://{host}:{self.http_port}/ "
-              f"gateway udp {c.quic_host}:{c.quic_port}", flush=True)
+              f"gateway udp {c.quic_host}:{self.gateway.port}", flush=True)
 
     def _seed_hub(self, positions: list[dict], now_ms: int) -> None:
         """The hub starts from each vehicle's stored last position, except one whose time lies

@@ -264,11 +264,12 @@ class FleetTools:
         now = self.clock()
         vs = [await self._vehicle(p, vehicle)] if vehicle else await self._vehicles(p)
         out = []
+        types = {} if cfg is None else await monitor.vehicle_types(self.store, cfg)
         for v in vs[:MAX_VEHICLES]:
             vid = v["vehicle_id"]
             services = [] if cfg is None else [
                 s.as_json() for s in await monitor.service_status(
-                    self.store, cfg, vid, v.get("created_ms") or 0, now)]
+                    self.store, cfg, vid, v.get("created_ms") or 0, now, types)]
             codes = await monitor.trouble_codes(self.store, vid, 0, now + 1)
             due = [s for s in services if s["state"] in ("due", "overdue")]
             if only_due and not due:
