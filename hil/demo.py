@@ -193,15 +193,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"backend did not start; see {run / 'backend.log'}", file=sys.stderr)
             stop_all(procs)
             return 1
+        # the port the gateway really bound (the kernel's choice for --quic-port 0)
+        quic_port = int(line.split("gateway udp ", 1)[1].rsplit(":", 1)[1])
         for i, vehicle in enumerate(vehicles):
             spawn([py, "-m", "hil.gps_sim", "--link", str(run / f"{vehicle}.tty"),
                    *sim_args(i, args.rate, str(route_files[vehicle]))], f"{vehicle}.sim.log")
-            config = _agent_config(vehicle, tokens[vehicle], certs["ca"], args.quic_port, run)
+            config = _agent_config(vehicle, tokens[vehicle], certs["ca"], quic_port, run)
             spawn([py, "-m", "agent", "--config", str(config)], f"{vehicle}.agent.log")
         url = line.split("dashboard ", 1)[1].split()[0]
         print(f"\nfleet-agent demo: {len(vehicles)} vehicles driving their planned routes "
               f"in Helsinki.\n"
               f"  dashboard: {url}\n"
+              f"  gateway:   udp 127.0.0.1:{quic_port}\n"
               f"  log in:    user {DEMO_ADMIN}, password {admin_password}\n"
               f"  logs:      {run}/*.log\n  Ctrl-C stops everything.\n",
               flush=True)
