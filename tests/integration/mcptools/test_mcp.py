@@ -27,7 +27,7 @@ from tests.integration.mcptools.fleetdata import MAINTENANCE, load
 REPO = Path(__file__).resolve().parents[3]
 TOOLS = {"list_vehicles", "vehicle_state", "route", "trips", "who_was_in_geofence", "alerts",
          "acknowledge_alert", "signal_history", "send_command", "maintenance_status",
-         "plan_routes", "list_geofences"}
+         "plan_routes", "route_etas", "eta_what_if", "list_geofences"}
 
 
 @pytest.fixture
