@@ -115,7 +115,7 @@ def _enum(cls, value, what: str):
 
 def _skills(d: Mapping, key: str = "skills") -> frozenset[str]:
     v = d.get(key) or []
-    if not isinstance(v, list):
+    if not isinstance(v, list) or not all(isinstance(s, str) for s in v):
         raise ValueError(f"{key}: a list of strings")
     return frozenset(v)
 

@@ -72,6 +72,16 @@ async def test_bad_job_bodies_name_the_field(api, body, field):
     assert status == 400 and field in err["error"]
 
 
+@pytest.mark.parametrize("path,body", [
+    ("/api/drivers/d1", {"id": "d1", "display_name": "D", "skills": ["a", 0, [None, None]]}),
+    ("/api/vehicle-types/t1", {"id": "t1", "name": "T", "class": "van",
+                               "skills": ["a", {"b": 1}, [None]]}),
+])
+async def test_skills_of_mixed_types_are_refused_not_a_server_error(api, path, body):
+    status, err = await api.call("PUT", path, role="admin", body=body)
+    assert status == 400 and "skills" in err["error"]
+
+
 async def test_roles_and_vehicle_groups(api):
     await api.call("POST", "/api/jobs", role="viewer", body={"id": "q", "place": PLACE},
                    expect=403)
