@@ -100,8 +100,13 @@ timescaledb: deps-test
 		echo "install it from Timescale's packages (docs/persistence.md); its tests will fail."; \
 	fi
 
+# The suite on every core (pytest-xdist): the serial groups of tests/conftest.py (the VM, the
+# arm64 chroot, network namespaces) run one group per worker, one test at a time, and first;
+# the rest fill the other workers (tests/conftest.py schedules them, whatever --dist says).
+# PYTEST_WORKERS=0 runs it in one process.
+PYTEST_WORKERS ?= auto
 test: deps-test timescaledb $(STAMP_PIP) $(WEB_BUNDLE)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist load --no-loadscope-reorder $(PYTEST_ARGS)
 
 # the HIL scenarios for users (hil/scenarios.py, docs/hil.md), full length: a drive, 2- and
 # 15-minute tunnels, 20 handovers (NAT rebinding; between uplinks in namespaces, root), kill -9
@@ -126,7 +131,7 @@ bench: deps-test timescaledb $(STAMP_PIP) $(WEB_BUNDLE)
 	$(PY) -m bench
 
 lint: $(STAMP_PIP)
-	$(PY) -m ruff check agent backend geostream hil tests bench
+	$(PY) -m ruff check agent backend geostream hil loadtest tests bench
 	$(PY) -m mypy
 
 # The unit tests of the pure cores: no apt, no network, no root, no PostgreSQL, no browser.

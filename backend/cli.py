@@ -129,6 +129,9 @@ def _parser() -> argparse.ArgumentParser:
     from .dispatch.cli import jobs_parser
 
     jobs_parser(sub)
+    from .maintenance.cli import service_parser
+
+    service_parser(sub)
     mcp = sub.add_parser("mcp", help="MCP server over stdio for AI clients (docs/mcp.md)")
     mcp.add_argument("--token-file", help="file holding a user's API token (`users token "
                      "NAME`); default: $FLEET_API_TOKEN")
@@ -256,6 +259,12 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as exc:
             print(f"backend jobs: {exc}", file=sys.stderr)
             return 2
+    if command == "service":
+        from .auth.cli import CLI_USER
+        from .maintenance.cli import run_service
+
+        cfg = config.maintenance_config()
+        return asyncio.run(_with_store(config, lambda s: run_service(args, s, cfg, CLI_USER)))
     if command == "mcp":
         from .mcp.stdio import serve_stdio
 

@@ -131,7 +131,12 @@ class Gateway:
             self._server = await self.cluster.serve(host, port, **server_kwargs)
         enlarge_socket_buffers(self._server)
         self._revocation_task = asyncio.get_running_loop().create_task(self._watch_revocations())
-        log.info("gateway listening on udp %s:%d (ALPN %s)", host, port, ALPN)
+        log.info("gateway listening on udp %s:%d (ALPN %s)", host, self.port, ALPN)
+
+    @property
+    def port(self) -> int:
+        """The UDP port the gateway listens on: the kernel's choice when started on port 0."""
+        return self._server._transport.get_extra_info("sockname")[1]
 
     def stop_accepting(self) -> None:
         """First step of a graceful stop: new sessions and new batches are ignored (agents keep

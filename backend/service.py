@@ -102,7 +102,7 @@ class Backend:
         host = "localhost" if c.http_host in ("127.0.0.1", "::1", "0.0.0.0", "::") else c.http_host
         scheme = "https" if tls else "http"
         print(f"backend ready: dashboard {scheme}://{host}:{self.http_port}/ "
-              f"gateway udp {c.quic_host}:{c.quic_port}", flush=True)
+              f"gateway udp {c.quic_host}:{self.gateway.port}", flush=True)
 
     def _seed_hub(self, positions: list[dict], now_ms: int) -> None:
         """The hub starts from each vehicle's stored last position, except one whose time lies
@@ -120,6 +120,7 @@ class Backend:
 
     def _add_mcp_and_maintenance(self) -> None:
         """The MCP endpoint (/mcp) and the maintenance checks on their own timer."""
+        from .api.common import MAINTENANCE
         from .maintenance.monitor import MaintenanceMonitor
         from .mcp.http import add_mcp_routes
         from .mcp.tools import FleetTools
@@ -127,8 +128,10 @@ class Backend:
         cfg = self.config.maintenance_config()
         add_mcp_routes(self.app, FleetTools(self.store, self.alerts.rules, cfg,
                                             self.gateway.downlink.send,
-                                            planning=self.planning))
+                                            planning=self.planning,
+                                            etas=self.dispatch.etas))
         self.maintenance = MaintenanceMonitor(self.store, cfg, self.hub.publish_alert)
+        self.app[MAINTENANCE] = self.maintenance  # recording a service closes its alert
         if cfg.intervals or cfg.health:
             self._maintenance_timer = asyncio.get_running_loop().create_task(
                 self._maintenance_clock(cfg.check_every_s), name="maintenance-timer")

@@ -18,7 +18,7 @@ and its RSS (VmRSS at the end, VmHWM peak) are reported. Baseline in the same ru
 agent with the same sources configured but nothing playing (connected, idle), so the ratio is
 the price of the load. Also printed: CPU by thread (names from `py-spy dump`) and the RSS of
 the agent's imports alone, layer by layer. `--profile FILE [--gil]`: py-spy of the loaded agent
-(`python -m backend.loadtest.profile FILE` summarises it).
+(`python -m loadtest.profile FILE` summarises it).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from hil.can_gen import CYCLE_S, frames  # noqa: E402
-from hil.rig import free_port  # noqa: E402
+from hil.waits import free_port  # noqa: E402
 
 VEHICLE = "bench-agent"
 WARMUP_S = 8.0  # connect, open the sources, first journal commits
@@ -215,7 +215,7 @@ async def run(args) -> None:
                 if agent.poll() is not None:
                     raise RuntimeError(f"agent exited; see {b.work / ('agent-' + phase + '.log')}")
                 spy = None
-                if args.profile and play:  # collapsed stacks: python -m backend.loadtest.profile
+                if args.profile and play:  # collapsed stacks: python -m loadtest.profile
                     spy = subprocess.Popen(
                         [str(Path(sys.executable).with_name("py-spy")), "record", "--format",
                          "raw", "--nonblocking", *(["--gil"] if args.gil else []), "-d",

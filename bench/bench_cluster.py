@@ -179,7 +179,7 @@ async def fanout_ms(rate: float, seconds: float) -> list[int]:
         await node.stop()
         return node.latencies_ms
     finally:
-        server.kill()
+        server.close()
 
 
 def _pct(xs: list, q: float):

@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from pgha import HaCluster  # noqa: E402
 
-from backend.loadtest.run import Options, run  # noqa: E402
+from loadtest.run import Options, run  # noqa: E402
 
 
 def loadtest(ha: HaCluster, db: str, vehicles: int, duration: float, seed: int,

@@ -41,7 +41,6 @@ from backend.alerts.rules import parse_rules  # noqa: E402
 from backend.gateway import Gateway  # noqa: E402
 from backend.gateway_conn import GatewayProtocol  # noqa: E402
 from backend.hub import Hub  # noqa: E402
-from backend.loadtest.fleet import SimVehicle  # noqa: E402
 from backend.pki import generate  # noqa: E402
 from backend.quic_tuning import delay_acks  # noqa: E402
 from backend.store.sqlite import SqliteStore  # noqa: E402
@@ -51,6 +50,7 @@ from geostream.clock import wall_ms  # noqa: E402
 from geostream.limits import IDLE_TIMEOUT_S  # noqa: E402
 from geostream.quic_acks import ack_with_data, advertise_max_ack_delay, delay_acks_up_to  # noqa: E402
 from geostream.session import Acknowledged, ClientSession  # noqa: E402
+from loadtest.fleet import SimVehicle  # noqa: E402
 
 SERVER = ("127.0.0.1", 4433)
 # the agent's ACK delay at 1 s pacing (geostream.quic_acks.ack_delay_for(1.0))

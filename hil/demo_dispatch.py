@@ -9,6 +9,7 @@ the stops arrived at and left.
 from __future__ import annotations
 
 import json
+import math
 import random
 from pathlib import Path
 
@@ -37,8 +38,9 @@ JOBS_PER_VEHICLE = 6
 # Every job: 3 minutes of service, 10–40 kg, a 3-hour window somewhere in the shift.
 SERVICE_S = 180
 WINDOW_MS = 3 * 3_600_000
-# A van of the demo carries this much.
-CAPACITY_KG = 400
+# A van of the demo carries this share more than its part of the day's demand: the planner
+# needs every van (the demo shows them all driving), with room to order stops well.
+CAPACITY_MARGIN = 1.15
 # The simulator stays at each stop this long (at its base speed; traffic varies it by ±60 %):
 # longer than the detector's dwell (60 s) even at the fastest.
 DWELL_S = 240
@@ -87,11 +89,14 @@ async def plan_day(store, planning, dispatcher, graph: RoadGraph, vehicles: list
         return live
     await store.put_catalogue(Depot("helsinki", "Helsinki depot", Place(depot_point(graph))),
                               now_ms)
+    jobs = day_jobs(graph, JOBS_PER_VEHICLE * len(vehicles), shift)
+    total = sum(dict(j.demand.items).get("kg", 0) for j in jobs)
+    capacity = math.ceil(total / len(vehicles) * CAPACITY_MARGIN)
     await store.put_catalogue(VehicleType("van", "Van", capacity=Amounts(
-        (("kg", CAPACITY_KG),))), now_ms)
+        (("kg", capacity),))), now_ms)
     for v in vehicles:
         await store.put_dispatch_vehicle(FleetVehicle(v, "van", "helsinki"), now_ms)
-    await dispatcher.add_jobs(day_jobs(graph, JOBS_PER_VEHICLE * len(vehicles), shift), now_ms)
+    await dispatcher.add_jobs(jobs, now_ms)
     kept = await planning.plan(shift, PLANNER.id)
     await planning.approve(kept.proposal.id, PLANNER)
     routes = []
@@ -128,16 +133,23 @@ def road_path(graph: RoadGraph, points: list[Point]) -> tuple[list[list[float]],
 
 
 def write_route_files(graph: RoadGraph, routes: list[Route], jobs: dict[str, Job],
-                      out_dir: Path) -> dict[str, Path]:
+                      out_dir: Path, vehicles: list[str] = ()) -> dict[str, Path]:
     """Per vehicle, a hil.gps_sim `--route-file`: depot → its stops → depot on the roads,
-    a dwell at each stop."""
+    a dwell at each stop. `vehicles` the planner left without a route tour a few streets
+    from the depot (no stops)."""
     depot = depot_point(graph)
+    rng = random.Random(SEED)
+    legs = {r.vehicle_id: [jobs[j].place.point for j in r.job_ids if j in jobs]
+            for r in routes}
     files = {}
-    for r in routes:
-        stops = [jobs[j].place.point for j in r.job_ids if j in jobs]
-        points, at = road_path(graph, [depot, *stops, depot])
-        path = out_dir / f"{r.vehicle_id}.route.json"
-        path.write_text(json.dumps({"points": points,
-                                    "dwell": [[i, DWELL_S] for i in at[1:-1]]}))
-        files[r.vehicle_id] = path
+    for vehicle in [*legs, *(v for v in vehicles if v not in legs)]:
+        stops = legs.get(vehicle)
+        tour = stops if stops is not None else [
+            Point(float(graph.lat[k]), float(graph.lon[k]))
+            for k in rng.sample(range(graph.node_count), 3)]
+        points, at = road_path(graph, [depot, *tour, depot])
+        path = out_dir / f"{vehicle}.route.json"
+        dwell = [[i, DWELL_S] for i in at[1:-1]] if stops is not None else []
+        path.write_text(json.dumps({"points": points, "dwell": dwell}))
+        files[vehicle] = path
     return files

@@ -34,7 +34,7 @@ from geostream.secretfile import write_private
 from hil.lifeline import die_with_parent, stop_all
 from hil.linkemu import LinkEmulator
 from hil.netns import BACKEND_ADDR
-from hil.waits import free_port, holds, ms, until
+from hil.waits import holds, ms, until
 
 REPO = Path(__file__).resolve().parent.parent
 VEHICLE = "hil-1"
@@ -111,15 +111,17 @@ class Rig:
         await store.close()
         # with --netns the backend listens in its namespace and the agent reaches it over the
         # vehicle's uplinks (hil/netns.py), without the link emulator
-        host, quic = (BACKEND_ADDR, BACKEND_PORT) if self.net else ("127.0.0.1", free_port())
+        # on loopback port 0: the kernel's choice, read back from the ready line
+        host, quic = (BACKEND_ADDR, BACKEND_PORT) if self.net else ("127.0.0.1", 0)
         backend = self.spawn("backend", "-m", "backend", "--db", f"sqlite://{self.db}",
                              "--cert", self.pki["cert"], "--key", self.pki["key"],
                              "--quic-host", host, "--quic-port", str(quic),
-                             "--http-port", str(free_port(tcp=True)), stdout=subprocess.PIPE,
+                             "--http-port", "0", stdout=subprocess.PIPE,
                              ns=self.net.backend if self.net else None)
         line = await asyncio.to_thread(backend.stdout.readline)
         if b"backend ready" not in line:
             raise RuntimeError(f"backend did not start; see {self.dir / 'backend.log'}")
+        quic = int(line.decode().split("gateway udp ", 1)[1].rsplit(":", 1)[1])
         self.server = (host, quic)
         if not self.net:
             self.emu = await LinkEmulator((host, quic)).start()

@@ -12,7 +12,9 @@ by a host unix socket: `Vm(..., uart_socket=PATH)`. The host connects to PATH on
 (`Vm.connect_uart()`) and whatever it writes arrives on the guest's ttyS1, e.g. NMEA for a GPS
 receiver (tests/test_deb_vm.py). Still no network device: the VM keeps `-nic none`.
 
-Cache: `$FLEET_VM_CACHE`, else `.cache/vm/` in the repository (it ignores itself in git).
+Cache: `$FLEET_VM_CACHE`, else /var/tmp/fleet-agent-vm/ (outside any checkout: every clone on
+this machine shares it; entries are named by a hash of what they are built from, and built under
+a machine-wide lock).
 Needs the Debian packages `debootstrap` and `qemu-system-x86`, and root for debootstrap.
 
     python -m hil.vm build        # build the base image now (tests do it on first use)
@@ -109,11 +111,8 @@ class VmUnavailable(RuntimeError):
 
 
 def cache_dir() -> Path:
-    path = Path(os.environ.get("FLEET_VM_CACHE") or REPO / ".cache" / "vm")
+    path = Path(os.environ.get("FLEET_VM_CACHE") or "/var/tmp/fleet-agent-vm")
     path.mkdir(parents=True, exist_ok=True)
-    ignore = path / ".gitignore"
-    if not ignore.exists():
-        ignore.write_text("*\n")  # a cache inside the repository never shows up in git
     return path
 
 
@@ -184,6 +183,17 @@ def ensure_base(log=print) -> BaseImage:
     image = BaseImage(root / "disk.img", root / "vmlinuz", root / "initrd.img")
     if (root / "ready").exists():
         return image
+    import fcntl
+
+    with open(cache_dir() / "build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another run on this machine may be building it
+        if not (root / "ready").exists():
+            _build_base(root, image, log)
+    return image
+
+
+def _build_base(root: Path, image: BaseImage, log) -> None:
+    """The base image from the (cached) root file system: runner, service, kernel, ext4 disk."""
     rootfs = _ensure_rootfs(log)
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
@@ -210,7 +220,6 @@ def ensure_base(log=print) -> BaseImage:
     subprocess.run([_sbin("mkfs.ext4"), "-q", "-F", "-d", str(rootfs), str(image.disk)],
                    check=True, capture_output=True)
     (root / "ready").write_text(time.strftime("%Y-%m-%dT%H:%M:%S\n"))
-    return image
 
 
 def make_payload_disk(src_dir: Path, out: Path, size_mb: int = 64) -> Path:

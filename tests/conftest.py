@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -22,9 +23,84 @@ from backend.pki import generate
 from backend.store import open_store
 
 REPO = Path(__file__).resolve().parents[1]
+# "backend ready: dashboard http://localhost:8080/ gateway udp 127.0.0.1:4433"
+READY_PORTS = re.compile(r"://[^/]*:(?P<http>\d+)/ gateway udp .*:(?P<quic>\d+)")
+
+# --- the run: pytest-xdist's workers and the groups kept serial -------------------------------
+
+# Tests that share something a second worker must not touch at the same time run as one group:
+# on one worker, one test at a time (the scheduler below). They are also the longest, so the
+# groups go first (in this order) and the short tests fill the other worker around them.
+# Keyed by file, relative to the repository.
+SERIAL_GROUPS = {
+    # the VM image cache (hil/vm.py) and the .deb the VM tests install (built once per worker)
+    "vm": ("tests/test_deb_vm.py", "tests/test_packaging.py",
+           "tests/journal/test_powercut_vm.py", "tests/can/test_can_vcan.py"),
+    # the arm64 chroot (hil/chroot.py), which builds in its cached root
+    "chroot": ("tests/test_deb_arm64.py",),
+    # network namespaces and routes, and timing that a second busy worker would disturb
+    "netns": ("tests/net/test_netns.py", "tests/net/test_migration.py",
+              "tests/test_hil_scenarios.py", "tests/cluster/test_netns_cluster.py",
+              "tests/cluster/test_nats_cluster.py", "tests/cluster/test_pg_failover.py"),
+}
+_GROUP_OF = {path: name for name, paths in SERIAL_GROUPS.items() for path in paths}
+
+
+def serial_group(nodeid: str) -> str | None:
+    """The serial group of a test id (`path::name[params]`), None for the others."""
+    return _GROUP_OF.get(nodeid.split("::", 1)[0])
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """pytest-xdist's scheduling by scope, a scope being a serial group or else one test.
+    (xdist's own `--dist loadgroup` groups by marking node ids, which pytest 9.2's node ids
+    no longer take: measured here, its groups ran on both workers.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SerialGroups(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return serial_group(nodeid) or nodeid
+
+    return SerialGroups(config, log)
+
+
+def pytest_configure(config):
+    """The run's shared directory (tests/pgfixture.py: one PostgreSQL server per flavour for
+    the whole run): made by the first process, inherited by xdist's workers."""
+    if not hasattr(config, "workerinput"):
+        import tempfile
+
+        from . import pgfixture
+
+        os.environ[pgfixture.RUN_DIR_ENV] = tempfile.mkdtemp(prefix="fleet-test-run-")
+
+
+def pytest_unconfigure(config):
+    if not hasattr(config, "workerinput"):
+        from . import pgfixture
+
+        pgfixture.stop_shared()
+        shutil.rmtree(os.environ.pop(pgfixture.RUN_DIR_ENV, ""), ignore_errors=True)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The serial groups first, in SERIAL_GROUPS' order (a stable sort: the rest keep theirs);
+    with `--no-loadscope-reorder` the scheduler keeps this order."""
+    rank = {name: i for i, name in enumerate(SERIAL_GROUPS)}
+    items.sort(key=lambda item: rank.get(serial_group(item.nodeid), len(rank)))
+
+
+# How long a (re)start keeps retrying a port someone else holds for a moment (an ephemeral
+# client socket of another program): long against a loaded machine, bounded.
+PORT_RETRY_S = 60.0
+# what a server process logs when its port is taken
+ADDRESS_IN_USE = "Address already in use"
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A port free *now*: only for a server that must be configured before it starts (another
+    program may bind it in between; its start then retries, see `Processes.backend`). Prefer
+    port 0 and reading the bound port back."""
     with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -116,8 +192,10 @@ class Processes:
         self.procs: list[Proc] = []
         self.db_path = tmp / "fleet.db"
         self.ticket_file = tmp / "gateway-tickets.sqlite"
-        self.quic_port = free_port(socket.SOCK_DGRAM)
-        self.http_port = free_port()
+        # 0 until the backend's first start reports the ports the kernel gave it; a restart
+        # keeps them (the agents know them)
+        self._quic_port = 0
+        self.http_port = 0
         self.tokens: dict[str, str] = {}
         self.token = ""  # an API token for HTTP calls, when a test makes one (api_token)
 
@@ -148,15 +226,36 @@ class Processes:
 
         return api_token(db or f"sqlite://{self.db_path}", f"test-{role}", role)
 
+    @property
+    def quic_port(self) -> int:
+        """The gateway's UDP port. Asked before the backend's first start (an agent configured
+        first), it is picked now, and the backend's start retries it while it is taken."""
+        if not self._quic_port:
+            self._quic_port = free_port(socket.SOCK_DGRAM)
+        return self._quic_port
+
     def backend(self, *extra: str) -> Proc:
-        proc = self._spawn(
-            ["-m", "backend", "--db", f"sqlite://{self.db_path}", "--cert", self.pki["cert"],
-             "--key", self.pki["key"], "--quic-host", "127.0.0.1", "--quic-port",
-             str(self.quic_port), "--http-port", str(self.http_port),
-             "--ticket-file", str(self.ticket_file), *extra],
-            "backend", stdout=subprocess.PIPE)
-        line = proc.popen.stdout.readline().decode()
-        assert "backend ready" in line, f"backend failed to start: {line!r}\n{proc.text()}"
+        """Start the backend; returns once it printed its ready line. Its first start binds
+        port 0 (the kernel's choice, read back from that line); a restart binds the same ports,
+        and retries for `PORT_RETRY_S` while another program holds one of them."""
+        deadline = time.monotonic() + PORT_RETRY_S
+        while True:
+            proc = self._spawn(
+                ["-m", "backend", "--db", f"sqlite://{self.db_path}", "--cert",
+                 self.pki["cert"], "--key", self.pki["key"], "--quic-host", "127.0.0.1",
+                 "--quic-port", str(self._quic_port), "--http-port", str(self.http_port),
+                 "--ticket-file", str(self.ticket_file), *extra],
+                "backend", stdout=subprocess.PIPE)
+            line = proc.popen.stdout.readline().decode()
+            if "backend ready" in line:
+                break
+            proc.popen.wait(15)
+            if ADDRESS_IN_USE not in proc.text() or time.monotonic() >= deadline:
+                raise AssertionError(f"backend failed to start: {line!r}\n{proc.text()}")
+            time.sleep(0.2)
+        ports = READY_PORTS.search(line)
+        assert ports, f"no ports in the ready line {line!r}"
+        self.http_port, self._quic_port = int(ports["http"]), int(ports["quic"])
         return proc
 
     def gps_sim(self, vehicle: str, rate: float = 10.0, count: int = 0,

@@ -15,7 +15,9 @@ a script; `tests/postgres/conftest.py` turns it into pytest fixtures.
 
 from __future__ import annotations
 
+import fcntl
 import glob
+import json
 import os
 import pwd
 import shutil
@@ -74,7 +76,15 @@ def timescale_installed(bindir: Path) -> bool:
                                     "timescaledb.control").exists()
 
 
+# PostgreSQL cannot listen on port 0, so a port is picked first; if another program binds it
+# before the postmaster does, the start is retried (a first start on a new port, a restart on
+# the same one: clients know it) for this long.
+PORT_RETRY_S = 15.0
+ADDRESS_IN_USE = "Address already in use"
+
+
 def free_port() -> int:
+    """A port free *now* (see PORT_RETRY_S for when someone takes it before the server)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -82,7 +92,10 @@ def free_port() -> int:
 
 class PgServer:
     def __init__(self, settings: dict[str, str] | None = None, keep: bool = False,
-                 timescale: bool = False, host: str = "127.0.0.1"):
+                 timescale: bool = False, host: str = "127.0.0.1",
+                 directory: Path | None = None, port: int | None = None):
+        """A new server in a new temporary directory, or (`directory`, `port`) the server of
+        another process of the same test run (`attach`)."""
         self.host = host  # listen address (a network namespace's in tests/cluster)
         self.bindir = find_bindir()
         self.timescale = timescale
@@ -94,8 +107,8 @@ class PgServer:
             self.settings.update(TIMESCALE_SETTINGS)
         self.settings.update(settings or {})
         self.keep = keep
-        self.port = free_port()
-        self.dir = Path(tempfile.mkdtemp(prefix="fleet-pg-"))
+        self.port = port or free_port()
+        self.dir = directory or Path(tempfile.mkdtemp(prefix="fleet-pg-"))
         self.data = self.dir / "data"
         self.log = self.dir / "server.log"
         self.user = "fleet"
@@ -106,7 +119,8 @@ class PgServer:
                 raise PgUnavailable("running as root and no unprivileged account to run "
                                     f"PostgreSQL as (tried {CANDIDATE_USERS})")
             pw = pwd.getpwnam(account)
-            os.chown(self.dir, pw.pw_uid, pw.pw_gid)
+            if directory is None:
+                os.chown(self.dir, pw.pw_uid, pw.pw_gid)
             self._runas = ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}",
                            "--clear-groups", "--"]
 
@@ -123,14 +137,31 @@ class PgServer:
         return f"postgresql://{self.user}@{self.host}:{self.port}/{dbname}"
 
     def start(self) -> PgServer:
-        if not self.data.exists():
+        """Start the server (initdb first if new). pg_ctl -w waits for *this* postmaster, so
+        readiness cannot be another program's listener; a port taken in between is retried."""
+        first = not self.data.exists()
+        if first:
             self._run("initdb", "-D", str(self.data), "-U", self.user, "--auth=trust",
                       "-E", "UTF8", "--locale=C", "--no-sync")
-        opts = " ".join([f"-p {self.port}", f"-c listen_addresses={self.host}",
-                         f"-k {self.dir}"] + [f"-c {k}={v}" for k, v in self.settings.items()])
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", opts, "-w",
-                  "-t", str(START_TIMEOUT_S), "start")
-        return self
+        deadline = time.monotonic() + PORT_RETRY_S
+        while True:
+            log_size = self.log.stat().st_size if self.log.exists() else 0
+            opts = " ".join([f"-p {self.port}", f"-c listen_addresses={self.host}",
+                             f"-k {self.dir}"] +
+                            [f"-c {k}={v}" for k, v in self.settings.items()])
+            try:
+                self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", opts, "-w",
+                          "-t", str(START_TIMEOUT_S), "start")
+                return self
+            except PgUnavailable:
+                with open(self.log, "rb") as f:
+                    f.seek(log_size)
+                    taken = ADDRESS_IN_USE.encode() in f.read()
+                if not taken or time.monotonic() >= deadline:
+                    raise
+            if first:
+                self.port = free_port()
+            time.sleep(0.2)
 
     def stop(self, mode: str = "fast") -> None:
         self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop", check=False)
@@ -172,6 +203,95 @@ class PgServer:
         self.close()
 
 
+# --- one server per flavour for a whole test run, shared by pytest-xdist's workers -----------
+
+# The run's directory (made by the first process of a run, tests/conftest.py; the workers inherit
+# the variable): the shared servers' descriptions and locks live there.
+RUN_DIR_ENV = "FLEET_TEST_RUN_DIR"
+# a shared server serves every worker's tests and their pools at once
+SHARED_SETTINGS = {"max_connections": "200"}
+_shared: dict[str, tuple[PgServer, str]] = {}  # flavour -> (server, template), this process
+
+
+def run_dir() -> Path:
+    """This run's shared directory (a private one for a script outside pytest)."""
+    path = os.environ.get(RUN_DIR_ENV)
+    if not path:
+        path = tempfile.mkdtemp(prefix="fleet-test-run-")
+        os.environ[RUN_DIR_ENV] = path
+    return Path(path)
+
+
+def shared_server(flavour: str = "native") -> tuple[PgServer, str]:
+    """The run's server of `flavour` and its migrated template database: the first process to
+    ask starts it (under a file lock), the others attach to it. Tests get their own database
+    (`fresh_database`), never a server of their own: one that stops or restarts its server
+    makes its own PgServer. `stop_shared` (the run's first process, at its end) stops them."""
+    if flavour in _shared:
+        return _shared[flavour]
+    directory = run_dir()
+    info = directory / f"pg-{flavour}.json"
+    with open(directory / f"pg-{flavour}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if info.exists():
+            d = json.loads(info.read_text())
+            server = PgServer(dict(SHARED_SETTINGS), timescale=d["timescale"],
+                              directory=Path(d["dir"]), port=d["port"])
+            template = d["template"]
+        else:
+            server = PgServer(dict(SHARED_SETTINGS), timescale=flavour == "timescale").start()
+            try:
+                template = make_template(server)
+            except BaseException:
+                server.close()
+                raise
+            info.write_text(json.dumps({"dir": str(server.dir), "port": server.port,
+                                        "timescale": server.timescale,
+                                        "template": template}))
+    _shared[flavour] = (server, template)
+    return server, template
+
+
+def stop_shared() -> None:
+    """Stop the run's shared servers (whichever process started them) and remove them."""
+    path = os.environ.get(RUN_DIR_ENV)
+    for info in Path(path).glob("pg-*.json") if path else ():
+        d = json.loads(info.read_text())
+        PgServer(timescale=d["timescale"], directory=Path(d["dir"]), port=d["port"]).close()
+        info.unlink()
+    _shared.clear()
+
+
+TEMPLATE = "fleet_template"
+
+
+def make_template(server: PgServer) -> str:
+    """A database with PostGIS and every migration applied, to clone per test (made once per
+    server: a shared server already has it)."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from backend.store.postgres import PostgresStore
+
+    if server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{TEMPLATE}'"):
+        return TEMPLATE
+    url = server.create_database(TEMPLATE)
+
+    async def migrate():
+        store = PostgresStore(url)
+        await store.open()
+        # ten years of retention: the store writes only within the retention (its partition
+        # window), and the tests' fixed dates (2025) must not age out of it; tests of the
+        # retention set their own
+        await store.set_policy(retention_days=3650)
+        await store.close()
+
+    # in a thread of its own: this may be requested from inside a running event loop
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, migrate()).result()
+    return TEMPLATE
+
+
 def _has_user(name: str) -> bool:
     try:
         pwd.getpwnam(name)
@@ -189,8 +309,17 @@ except ImportError:  # used from a plain script
 
 if pytest is not None:
     def serve(flavour: str = "native"):
-        """Generator body of a `pg_server` fixture; a missing PostgreSQL (or TimescaleDB, for
-        the "timescale" flavour) is a failure, not a skip."""
+        """Generator body of a `pg_server` fixture: the run's shared server of `flavour`; a
+        missing PostgreSQL (or TimescaleDB) is a failure, not a skip."""
+        try:
+            server, _ = shared_server(flavour)
+        except PgUnavailable as exc:
+            pytest.fail(f"PostgreSQL test server ({flavour}) unavailable: {exc}", pytrace=False)
+        yield server
+
+    def serve_own(flavour: str = "native"):
+        """Generator body of a fixture for a test that stops or restarts its server: a server
+        of its own, started here and removed after."""
         try:
             server = PgServer(timescale=flavour == "timescale").start()
         except PgUnavailable as exc:
@@ -202,31 +331,12 @@ if pytest is not None:
 
     @pytest.fixture(scope="session")
     def pg_server():
-        """One native-partitioning server per test session."""
+        """The run's native-partitioning server."""
         yield from serve("native")
 
-    def make_template(server: PgServer) -> str:
-        """A database with PostGIS and every migration applied, to clone per test."""
-        import asyncio
-        from concurrent.futures import ThreadPoolExecutor
-
-        from backend.store.postgres import PostgresStore
-
-        url = server.create_database("fleet_template")
-
-        async def migrate():
-            store = PostgresStore(url)
-            await store.open()
-            # ten years of retention: the store writes only within the retention (its partition
-            # window), and the tests' fixed dates (2025) must not age out of it; tests of the
-            # retention set their own
-            await store.set_policy(retention_days=3650)
-            await store.close()
-
-        # in a thread of its own: this may be requested from inside a running event loop
-        with ThreadPoolExecutor(1) as pool:
-            pool.submit(asyncio.run, migrate()).result()
-        return "fleet_template"
+    def template_of(server: PgServer) -> str:
+        """The migrated template database of `server` (made once per server)."""
+        return make_template(server)
 
     _counter = iter(range(1, 1_000_000))
 
@@ -239,7 +349,7 @@ if pytest is not None:
 
     @pytest.fixture(scope="session")
     def pg_template(pg_server):
-        return make_template(pg_server)
+        return template_of(pg_server)
 
     @pytest.fixture
     def pg_url(pg_server, pg_template):
@@ -248,12 +358,12 @@ if pytest is not None:
 
     @pytest.fixture(scope="session")
     def ts_server():
-        """A TimescaleDB server (for fixtures that pick the flavour at run time)."""
+        """The run's TimescaleDB server (for fixtures that pick the flavour at run time)."""
         yield from serve("timescale")
 
     @pytest.fixture(scope="session")
     def ts_template(ts_server):
-        return make_template(ts_server)
+        return template_of(ts_server)
 
     @pytest.fixture
     def ts_url(ts_server, ts_template):

@@ -21,6 +21,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -39,13 +40,16 @@ CANLOG = "tests/data/can/drive_20s.log"
 
 
 @pytest.fixture(scope="module")
-def arm64_root_and_deb(tmp_path_factory) -> tuple[Path, Path]:
-    try:
-        deb = chroot.build_deb(ARCH, tmp_path_factory.mktemp("arm64"))
-        root = chroot.ensure_root(ARCH)
-    except chroot.ChrootUnavailable as exc:
-        pytest.fail(f"the arm64 chroot cannot run: {exc}")
-    return root, deb
+def arm64_root_and_deb(tmp_path_factory) -> Iterator[tuple[Path, Path]]:
+    """The cached root (locked for this module: another run on this machine waits) and the
+    .deb built in it."""
+    with chroot.locked(ARCH):
+        try:
+            deb = chroot.build_deb(ARCH, tmp_path_factory.mktemp("arm64"))
+            root = chroot.ensure_root(ARCH)
+        except chroot.ChrootUnavailable as exc:
+            pytest.fail(f"the arm64 chroot cannot run: {exc}")
+        yield root, deb
 
 
 def _host(*args: str) -> str:

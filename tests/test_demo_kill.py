@@ -4,13 +4,14 @@ the ports are free again (hil/lifeline.py: PR_SET_PDEATHSIG in every child)."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
 
-from .conftest import REPO, _env, free_port, wait_for
+from .conftest import REPO, _env, wait_for
 
 VEHICLES = 2
 
@@ -47,19 +48,20 @@ def _port_free(port: int, kind: int) -> bool:
 
 
 def test_sigkill_of_the_demo_stops_every_child_and_frees_the_ports(tmp_path):
-    http, quic = free_port(), free_port(socket.SOCK_DGRAM)
-    demo = subprocess.Popen(
+    demo = subprocess.Popen(  # port 0: the ports the demo's backend got are in its output
         [sys.executable, "-m", "hil.demo", "--dir", str(tmp_path / "demo"), "--vehicles",
-         str(VEHICLES), "--http-port", str(http), "--quic-port", str(quic)],
+         str(VEHICLES), "--http-port", "0", "--quic-port", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=_env(), cwd=REPO, text=True)
     try:
         deadline = time.monotonic() + 120
         out = []
-        while time.monotonic() < deadline and not any("dashboard" in s for s in out):
+        while time.monotonic() < deadline and not any("gateway:" in s for s in out):
             line = demo.stdout.readline()
             assert line or demo.poll() is None, "".join(out)
             out.append(line)
-        assert any("dashboard" in s for s in out), "".join(out)
+        text = "".join(out)
+        http = int(re.search(r"dashboard: \S+:(\d+)/", text)[1])
+        quic = int(re.search(r"gateway: +udp \S+:(\d+)", text)[1])
         children = wait_for(lambda: (c := _children(demo.pid)) and len(c) >= 1 + 2 * VEHICLES
                             and c, 30, "backend + simulator + agent per vehicle")
         assert not _port_free(quic, socket.SOCK_DGRAM) and not _port_free(http, socket.SOCK_STREAM)

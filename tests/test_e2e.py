@@ -169,8 +169,16 @@ def test_garbage_on_serial_line_does_not_stop_the_agent(procs):
     agent = procs.agent("truck-4")
     sent_all = lambda: len(procs.sent("truck-4")) == 60  # noqa: E731
     wait_for(sent_all, 30, "simulator finished")
-    wait_for(lambda: len(procs.stored("truck-4")) == 60, 30, "all good fixes stored")
+    # the simulator writes noise and a corrupted sentence before every second epoch: that
+    # epoch may have lost a sentence, so it gives no position (agent/gps/epoch.py); the other
+    # epochs all come through (but perhaps the first: while the decoder still learns the
+    # receiver's cycle, it cannot tell which of two epochs a loss belongs to)
+    clean = {s["ts_ms"] for i, s in enumerate(procs.sent("truck-4")) if i % 2 == 0}
+    wait_for(lambda: len(procs.stored("truck-4")) >= len(clean) - 1, 30,
+             "the clean epochs' fixes stored")
+    wait_for(lambda: journal_state(procs.journal("truck-4"))[0] == 0, 30, "journal drained")
     stored = procs.stored("truck-4")
+    assert {row[2] for row in stored} <= clean
     assert_exactly_once(stored)
     assert_matches_sent(stored, procs.sent("truck-4"))
     assert agent.alive(), agent.text()

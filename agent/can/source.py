@@ -16,10 +16,7 @@ from pathlib import Path
 
 import can
 
-from geostream.backoff import Backoff
-
-from ..sources import Emit
-from ..statelog import StateLog
+from ..sources import Emit, Finished, ReopeningSource, SourceState
 from .decoder import CAN_ERR_BUSOFF
 from .handoff import Batcher, Handoff
 from .logs import LogFile
@@ -30,6 +27,7 @@ __all__ = ["CanBusSource", "CanPipeline", "ReplaySource"]
 log = logging.getLogger(__name__)
 
 REOPEN_MIN_S = 0.5
+# a CAN adapter that is missing stays missing for long (unplugged, ignition off): retry seldom
 REOPEN_MAX_S = 30.0
 RECV_TIMEOUT_S = 0.1  # the reader checks for a stop this often on a quiet bus
 DRAIN_BATCH = 2_000  # frames decoded per turn before the loop lets other tasks run (~10 ms)
@@ -40,24 +38,12 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-_WARN_STATES = frozenset({"down", "bus-off", "error"})
-
-
-class _StateMixin:
-    """`state` of a CAN source, logged once per change."""
-
-    _state: StateLog
-
-    @property
-    def state(self) -> str:
-        return self._state.state
-
-    def _set_state(self, state: str, detail: str = "") -> None:
-        self._state.set(state, detail)
-
-
-class CanBusSource(_StateMixin):
+class CanBusSource(ReopeningSource):
     """A live bus: python-can `interface`/`channel` (+ kwargs), reopened with backoff."""
+
+    # python-can raises many types for a missing or failing device
+    open_errors = (Exception,)
+    session_errors = (can.CanError, OSError, ValueError)
 
     def __init__(
         self,
@@ -68,6 +54,7 @@ class CanBusSource(_StateMixin):
         bus_kwargs: dict | None = None,
         kernel_filters: bool | None = None,
     ):
+        super().__init__(name, log, reopen_min_s=REOPEN_MIN_S, reopen_max_s=REOPEN_MAX_S)
         self.name = name
         self.pipeline = pipeline
         self.interface = interface
@@ -76,8 +63,7 @@ class CanBusSource(_StateMixin):
         # socketcan filters in the kernel; elsewhere python-can would filter in Python, which
         # costs more per frame than the decoder's own id lookup
         self.kernel_filters = interface == "socketcan" if kernel_filters is None else kernel_filters
-        self._state = StateLog(log, name, "closed", warn=_WARN_STATES)
-        self.counts = {"opens": 0, "open_failures": 0, "dropped": 0, "sent": 0}
+        self.counts.update(dropped=0, sent=0)
         self._dropped_before = 0  # by the hand-offs of earlier opens
 
     def status(self) -> dict:
@@ -86,7 +72,7 @@ class CanBusSource(_StateMixin):
             **self.counts, **self.pipeline.status(),
         }
 
-    def _open(self) -> can.BusABC:
+    def _open_bus(self) -> can.BusABC:
         kwargs = dict(self.bus_kwargs)
         if self.kernel_filters:
             filters = self.pipeline.decoder.can_filters()
@@ -99,28 +85,15 @@ class CanBusSource(_StateMixin):
             return SlcanBus(self.channel, **kwargs)
         return can.Bus(interface=self.interface, channel=self.channel, **kwargs)
 
-    async def run(self, emit: Emit) -> None:
-        backoff = Backoff(REOPEN_MIN_S, REOPEN_MAX_S)
-        while True:
-            try:
-                bus = await asyncio.to_thread(self._open)
-            except Exception as exc:  # python-can raises many types for a missing device
-                self.counts["open_failures"] += 1
-                self._set_state("down", f"cannot open: {exc}")
-                await asyncio.sleep(backoff.next())
-                continue
-            self.counts["opens"] += 1
-            self._set_state("up")
-            opened = time.monotonic()
-            try:
-                await self._pump(bus, emit)
-            except (can.CanError, OSError, ValueError) as exc:
-                self._set_state("down", str(exc))
-            finally:
-                await asyncio.to_thread(_shutdown, bus)
-            if time.monotonic() - opened > 10:
-                backoff.reset()  # it worked for a while: retry quickly
-            await asyncio.sleep(backoff.next())
+    async def _open(self) -> can.BusABC:
+        return await asyncio.to_thread(self._open_bus)
+
+    async def _close(self, bus: can.BusABC) -> None:
+        await asyncio.to_thread(_shutdown, bus)
+
+    async def _session(self, bus: can.BusABC, emit: Emit) -> str:
+        await self._pump(bus, emit)
+        return "reader stopped"
 
     async def _pump(self, bus: can.BusABC, emit: Emit) -> None:
         handoff = Handoff(asyncio.get_running_loop())
@@ -141,16 +114,17 @@ class CanBusSource(_StateMixin):
                     timeout = min(wait, 1.0) if timeout is None else min(timeout, wait)
                 await handoff.wait(timeout)
                 for batch in handoff.take(DRAIN_BATCH):
+                    self.heard()
                     traffic = False  # a frame after the batch's last bus-off error frame
                     for ts, msg in batch:
                         feed(msg, ts, emit)
                         if not msg.is_error_frame:
                             traffic = True
                         elif msg.arbitration_id & CAN_ERR_BUSOFF:
-                            self._set_state("bus-off")
+                            self.set_state(SourceState.BUS_OFF)
                             traffic = False
-                    if traffic and self.state != "up":
-                        self._set_state("up")  # traffic again after bus-off
+                    if traffic and self.state != SourceState.UP:
+                        self.set_state(SourceState.UP)  # traffic again after bus-off
                 self.counts["dropped"] = self._dropped_before + handoff.dropped
                 pipeline.tick(now_ms(), emit)
                 pipeline.poll(now_ms())
@@ -198,10 +172,11 @@ def _shutdown(bus: can.BusABC) -> None:
         log.debug("shutdown: %s", exc)
 
 
-class ReplaySource(_StateMixin):
+class ReplaySource(ReopeningSource):
     """A log file as a bus. `speed` 1.0 = recorded pace, 2.0 twice as fast, 0 = as fast as
     possible. `timestamps`: "log" keeps recorded times, "now" shifts them to start now.
-    `channel` keeps only frames recorded on that interface. `loop` replays forever."""
+    `channel` keeps only frames recorded on that interface. `loop` replays forever; a log
+    that cannot be read, or holds no frame, is retried with backoff."""
 
     def __init__(
         self,
@@ -215,6 +190,8 @@ class ReplaySource(_StateMixin):
         clock=time.monotonic,
         sleep=asyncio.sleep,
     ):
+        super().__init__(name, log, reopen_min_s=REOPEN_MIN_S, reopen_max_s=REOPEN_MAX_S,
+                         sleep=sleep)
         self.name = name
         self.pipeline = pipeline
         self.path = Path(path)
@@ -222,8 +199,7 @@ class ReplaySource(_StateMixin):
         self.loop = loop
         self.timestamps = timestamps
         self.channel = channel
-        self._state = StateLog(log, name, "closed", warn=_WARN_STATES)
-        self.counts = {"passes": 0, "bad_lines": 0}
+        self.counts.update(passes=0, bad_lines=0)
         self._clock = clock
         self._sleep = sleep
         self._last_ts_ms = 0
@@ -233,29 +209,27 @@ class ReplaySource(_StateMixin):
         return {"state": self.state, "file": str(self.path), **self.counts,
                 **self.pipeline.status()}
 
-    async def run(self, emit: Emit) -> None:
-        backoff = Backoff(REOPEN_MIN_S, REOPEN_MAX_S)
+    async def _open(self) -> Path:
+        self.path.open("rb").close()  # missing or unreadable: OSError, retried with backoff
+        return self.path
+
+    async def _close(self, path: Path) -> None:
+        pass  # each pass opens and closes the file itself
+
+    async def _session(self, path: Path, emit: Emit) -> str:
+        """Replay passes (one unless `loop`); an empty log (or one with no frame of
+        `channel`) ends the session, so it is retried with backoff instead of spinning."""
         while True:
-            try:
-                await self._play_once(emit)
-                backoff.reset()
-            except OSError as exc:
-                self._set_state("error", str(exc))
-                await asyncio.sleep(backoff.next())
-                continue
+            await self._play_once(emit)
             self.counts["passes"] += 1
             if not self._fed:
-                # an empty log (or one with no frame of replay_channel) must not spin
-                self._set_state("error", "no frames in the log")
-                await asyncio.sleep(backoff.next())
-                continue
+                return "no frames in the log"
+            self.heard()
             if not self.loop:
-                self._set_state("finished")
-                await asyncio.Event().wait()  # a source runs until cancelled
+                raise Finished
 
     async def _play_once(self, emit: Emit) -> None:
         logfile = LogFile(self.path)
-        self._set_state("replaying")
         feed = self.pipeline.feed
         first_log_s = None
         start = self._clock()

@@ -1,7 +1,7 @@
 """gpsd JSON source: for installs where gpsd already owns the receiver.
 
 `GpsdDecoder` is sans-IO (report lines in, Position out); `GpsdSource` is the asyncio edge:
-connect to gpsd, send ?WATCH, read reports, reconnect with backoff.
+connect to gpsd, send ?WATCH, read reports (the base class reconnects with backoff).
 """
 
 from __future__ import annotations
@@ -15,13 +15,10 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-from geostream.backoff import Backoff
-
 from ..readings import Position
-from ..sources import Emit
+from ..sources import REOPEN_MAX_S, REOPEN_MIN_S, Emit, ReopeningSource, SourceState
 from .decimate import Decimator
 from .sanity import MAX_SPEED_KMH, FixFilter
-from .state import FIX, NO_DEVICE, NO_FIX, SourceState
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +29,6 @@ WATCH = b'?WATCH={"enable":true,"json":true}\n'
 MAX_REPORT = 65536
 # gpsd TPV status -> GGA-style quality (2 DGPS, 3 RTK fixed, 4 RTK float, 5/6 dead reckoning).
 STATUS_TO_QUALITY = {2: 2, 3: 4, 4: 5, 5: 6, 6: 6}
-# Reconnect backoff: quick after a gpsd restart, capped so a dead gpsd costs little.
-REOPEN_MIN_S = 0.5
-REOPEN_MAX_S = 10.0
 # No TPV with a fix for this long turns the state to "no fix".
 FIX_STALE_S = 3.0
 
@@ -128,56 +122,44 @@ def _sky(rep: dict) -> tuple[int | None, float | None]:
             None if hdop is None else _num(hdop, 0, 100))
 
 
-class GpsdSource:
+class GpsdSource(ReopeningSource):
+    """Positions from gpsd's JSON reports: connect, ?WATCH, read (the base class reconnects)."""
+
     name = "gps"
+    open_state = SourceState.NO_FIX
 
     def __init__(self, host: str = "127.0.0.1", port: int = GPSD_PORT, *,
                  decimator: Decimator | None = None, max_speed_kmh: float = MAX_SPEED_KMH,
                  reopen_min_s: float = REOPEN_MIN_S, reopen_max_s: float = REOPEN_MAX_S,
                  stale_s: float = FIX_STALE_S, clock: Callable[[], float] = time.time) -> None:
+        super().__init__(f"gps gpsd {host}:{port}", log, reopen_min_s=reopen_min_s,
+                         reopen_max_s=reopen_max_s)
         self.host, self.port = host, port
         self.decoder = GpsdDecoder(max_speed_kmh)
         self.decimator = decimator
-        self.counts: Counter[str] = Counter()
-        self.reopen_min_s, self.reopen_max_s, self.stale_s = reopen_min_s, reopen_max_s, stale_s
+        self.stale_s = stale_s
         self._clock = clock
-        self._state = SourceState(f"gpsd {host}:{port}", log)
-
-    @property
-    def state(self) -> str:
-        return self._state.state
 
     def status(self) -> dict:
         return {"state": self.state, "gpsd": f"{self.host}:{self.port}",
                 **self.counts, **self.decoder.counts}
 
-    async def run(self, emit: Emit) -> None:
-        backoff = Backoff(self.reopen_min_s, self.reopen_max_s)
-        while True:
-            try:
-                reader, writer = await asyncio.open_connection(self.host, self.port)
-            except OSError as exc:
-                self.counts["connect_failures"] += 1
-                self._state.set(NO_DEVICE, str(exc))
-                await asyncio.sleep(backoff.next())
-                continue
-            self.counts["connects"] += 1
-            self._state.set(NO_FIX, "connected")
-            try:
-                writer.write(WATCH)
-                await writer.drain()
-                if await self._session(reader, emit):
-                    backoff.reset()
-            except OSError as exc:
-                log.debug("gpsd connection error: %s", exc)
-            finally:
-                writer.close()
-            self.counts["disconnects"] += 1
-            self._state.set(NO_DEVICE, "gpsd connection closed")
-            await asyncio.sleep(backoff.next())
+    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        reader, writer = await asyncio.open_connection(self.host, self.port)
+        try:
+            writer.write(WATCH)
+            await writer.drain()
+        except OSError:
+            writer.close()
+            raise
+        return reader, writer
 
-    async def _session(self, reader: asyncio.StreamReader, emit: Emit) -> bool:
-        got = False
+    async def _close(self, conn: tuple[asyncio.StreamReader, asyncio.StreamWriter]) -> None:
+        conn[1].close()
+
+    async def _session(self, conn: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+                       emit: Emit) -> str:
+        reader = conn[0]
         last_fix = 0.0
         while True:
             try:
@@ -186,8 +168,9 @@ class GpsdSource:
             except TimeoutError:
                 data = None
             if data == b"":
-                return got
-            got = got or bool(data)
+                return "gpsd connection closed"
+            if data:
+                self.heard()
             now = self._clock()
             fixes = self.decoder.feed(data, round(now * 1000)) if data else []
             for pos in fixes:
@@ -198,6 +181,6 @@ class GpsdSource:
                     self.counts["decimated"] += 1
             if fixes:
                 last_fix = now
-                self._state.set(FIX)
+                self.set_state(SourceState.FIX)
             elif self.decoder.last_fix is False or now - last_fix > self.stale_s:
-                self._state.set(NO_FIX)
+                self.set_state(SourceState.NO_FIX)

@@ -1,7 +1,7 @@
 """Serial NMEA source: pyserial and asyncio at the edge, the sans-IO pieces inside.
 
-Opens the device (reopening with exponential backoff when it vanishes, as USB receivers do
-on re-enumeration), optionally detects the baud rate, and feeds bytes to an NmeaStream
+Opens the device (the base class reopens it with backoff when it vanishes, as USB receivers
+do on re-enumeration), optionally detects the baud rate, and feeds bytes to an NmeaStream
 (decoder, decimator, fix state; shared with the TCP source). Bad input is counted, never
 raised.
 """
@@ -17,21 +17,14 @@ from collections.abc import Callable
 
 import serial
 
-from geostream.backoff import Backoff
-
-from ..sources import Emit
+from ..sources import REOPEN_MAX_S, REOPEN_MIN_S, Emit
 from .autobaud import BAUD_RATES, choose_baud
 from .decimate import Decimator
 from .sanity import MAX_SPEED_KMH
-from .state import NO_DEVICE, NO_FIX
 from .stream import NmeaByteSource
 
 log = logging.getLogger(__name__)
 
-# First reopen delay: quick enough to catch a USB re-enumeration (~0.3 s).
-REOPEN_MIN_S = 0.5
-# Cap on the reopen backoff: a replugged receiver is picked up within this long.
-REOPEN_MAX_S = 10.0
 # No fix for this long (receiver silent or lost lock) turns the state to "no fix".
 FIX_STALE_S = 3.0
 # Time listened at each rate when detecting: receivers talk at least once a second.
@@ -56,16 +49,19 @@ def hung_up(fd: int) -> bool:
 class SerialGpsSource(NmeaByteSource):
     """NMEA from a serial device: open (auto-baud), read, reopen with backoff."""
 
+    open_errors = (serial.SerialException, OSError, ValueError)
+    session_errors = (serial.SerialException, OSError)
+
     def __init__(self, device: str, baud: int | str = 9600, *, require_checksum: bool = True,
                  decimator: Decimator | None = None, max_speed_kmh: float = MAX_SPEED_KMH,
                  reopen_min_s: float = REOPEN_MIN_S, reopen_max_s: float = REOPEN_MAX_S,
                  stale_s: float = FIX_STALE_S, probe_s: float = PROBE_S,
                  reprobe_s: float = REPROBE_S, clock: Callable[[], float] = time.time) -> None:
         super().__init__(device, log, require_checksum=require_checksum, decimator=decimator,
-                         max_speed_kmh=max_speed_kmh, stale_s=stale_s, clock=clock)
+                         max_speed_kmh=max_speed_kmh, stale_s=stale_s, clock=clock,
+                         reopen_min_s=reopen_min_s, reopen_max_s=reopen_max_s)
         self.device = device
         self.baud = baud
-        self.reopen_min_s, self.reopen_max_s = reopen_min_s, reopen_max_s
         self.probe_s, self.reprobe_s = probe_s, reprobe_s
         self._rate: int | None = baud if isinstance(baud, int) else None
 
@@ -73,43 +69,27 @@ class SerialGpsSource(NmeaByteSource):
         return {"state": self.state, "device": self.device, "baud": self._rate,
                 **self.counts, **self.decoder.counts}
 
-    async def run(self, emit: Emit) -> None:
-        backoff = Backoff(self.reopen_min_s, self.reopen_max_s)
-        while True:
-            rates = [self._rate] if self._rate else list(BAUD_RATES)
-            try:
-                port = serial.Serial(self.device, rates[0], timeout=0)
-            except (serial.SerialException, OSError, ValueError) as exc:
-                self.counts["open_failures"] += 1
-                self._state.set(NO_DEVICE, str(exc))
-                await asyncio.sleep(backoff.next())
-                continue
-            self.counts["opens"] += 1
-            if self.state == NO_DEVICE:
-                self._state.set(NO_FIX, "device open")
-            got_data = False
-            try:
-                got_data = await self._session(port, emit)
-            except (serial.SerialException, OSError) as exc:
-                self._state.set(NO_DEVICE, str(exc))
-                self.counts["device_lost"] += 1
-                self._stream.flush(emit)
-            finally:
-                port.close()
-            # a device that opens and dies at once must not make us spin
-            if got_data:
-                backoff.reset()
-            await asyncio.sleep(backoff.next())
+    async def _open(self) -> serial.Serial:
+        return serial.Serial(self.device, self._rate or BAUD_RATES[0], timeout=0)
 
-    async def _session(self, port: serial.Serial, emit: Emit) -> bool:
-        """Read until the device fails (raises) or auto-baud must run again; returns whether
-        any data came."""
+    async def _close(self, port: serial.Serial) -> None:
+        port.close()
+
+    async def _session(self, port: serial.Serial, emit: Emit) -> str:
+        """Read until the device fails (raises) or auto-baud must run again."""
+        try:
+            return await self._read_port(port, emit)
+        finally:
+            self._stream.flush(emit)
+
+    async def _read_port(self, port: serial.Serial, emit: Emit) -> str:
         auto = self.baud == "auto"
         if auto and self._rate is None:
             chosen = await self._probe(port)
             if chosen is None:
                 self.counts["autobaud_failures"] += 1
-                return False
+                return "no baud rate found"
+            self.heard()
             rate, sample = chosen
             self._rate = rate
             log.info("gps %s: detected %d baud", self.device, rate)
@@ -119,6 +99,8 @@ class SerialGpsSource(NmeaByteSource):
             data = await self._read(port, self.stale_s)
             if data is None or not self._stream.feed(data, emit):
                 self._stream.idle()
+            if data:
+                self.heard()
             if self.decoder.good_lines != good:
                 good, good_since = self.decoder.good_lines, time.monotonic()
             elif auto and time.monotonic() - good_since > self.reprobe_s:
@@ -126,7 +108,7 @@ class SerialGpsSource(NmeaByteSource):
                          self.device, self._rate)
                 self.counts["reprobes"] += 1
                 self._rate = None
-                return True
+                return "detecting the baud rate again"
 
     async def _probe(self, port: serial.Serial) -> tuple[int, bytes] | None:
         samples: dict[int, bytes] = {}

@@ -12,11 +12,13 @@ from collections import Counter
 from collections.abc import Callable
 
 from ..readings import Position
-from ..sources import Emit
+from ..sources import Emit, ReopeningSource, SourceState
+from ..statelog import StateLog
 from .decimate import Decimator
 from .hostclock import host_clock_synchronised
 from .nmea import NmeaDecoder
-from .state import FIX, NO_FIX, SourceState
+
+FIX, NO_FIX = SourceState.FIX, SourceState.NO_FIX
 
 # How often the kernel is asked whether the host clock is synchronised; it changes rarely.
 SYNC_CHECK_S = 60.0
@@ -26,7 +28,7 @@ class NmeaStream:
     """Counters: the decoder's in `decoder.counts`; `decimated` and `emitted` in `counts`."""
 
     def __init__(self, decoder: NmeaDecoder, decimator: Decimator | None,
-                 counts: Counter[str], state: SourceState, stale_s: float,
+                 counts: Counter[str], state: StateLog, stale_s: float,
                  clock: Callable[[], float],
                  synced: Callable[[], bool] = host_clock_synchronised) -> None:
         self.decoder = decoder
@@ -74,24 +76,23 @@ class NmeaStream:
         emit(pos)
 
 
-class NmeaByteSource:
-    """Base of the sources that carry NMEA bytes (serial, TCP): counters, state, the stream."""
+class NmeaByteSource(ReopeningSource):
+    """Base of the sources that carry NMEA bytes (serial, TCP): the reopen loop (the base
+    class), and one NmeaStream for what they read."""
 
     name = "gps"
+    open_state = SourceState.NO_FIX
 
     def __init__(self, label: str, log: logging.Logger, *, require_checksum: bool,
                  decimator: Decimator | None, max_speed_kmh: float, stale_s: float,
-                 clock: Callable[[], float]) -> None:
-        self.counts: Counter[str] = Counter()
+                 clock: Callable[[], float], reopen_min_s: float,
+                 reopen_max_s: float) -> None:
+        super().__init__(f"gps {label}", log, reopen_min_s=reopen_min_s,
+                         reopen_max_s=reopen_max_s)
         self.stale_s = stale_s
-        self._state = SourceState(label, log)
         self._stream = NmeaStream(
             NmeaDecoder(require_checksum=require_checksum, max_speed_kmh=max_speed_kmh),
             decimator, self.counts, self._state, stale_s, clock)
-
-    @property
-    def state(self) -> str:
-        return self._state.state
 
     @property
     def decoder(self) -> NmeaDecoder:

@@ -13,13 +13,10 @@ import logging
 import time
 from collections.abc import Callable
 
-from geostream.backoff import Backoff
-
-from ..sources import Emit
+from ..sources import REOPEN_MAX_S, REOPEN_MIN_S, Emit
 from .decimate import Decimator
 from .sanity import MAX_SPEED_KMH
-from .serial_source import FIX_STALE_S, READ_SIZE, REOPEN_MAX_S, REOPEN_MIN_S
-from .state import NO_DEVICE, NO_FIX
+from .serial_source import FIX_STALE_S, READ_SIZE
 from .stream import NmeaByteSource
 
 log = logging.getLogger(__name__)
@@ -36,6 +33,8 @@ CONNECT_TIMEOUT_S = 5.0
 class TcpGpsSource(NmeaByteSource):
     """NMEA from a TCP server: connect, read, drop a silent connection, reconnect."""
 
+    open_errors = (OSError, TimeoutError)
+
     def __init__(self, host: str, port: int, *, require_checksum: bool = True,
                  decimator: Decimator | None = None, max_speed_kmh: float = MAX_SPEED_KMH,
                  reopen_min_s: float = REOPEN_MIN_S, reopen_max_s: float = REOPEN_MAX_S,
@@ -44,9 +43,8 @@ class TcpGpsSource(NmeaByteSource):
                  clock: Callable[[], float] = time.time) -> None:
         super().__init__(f"tcp {host}:{port}", log, require_checksum=require_checksum,
                          decimator=decimator, max_speed_kmh=max_speed_kmh, stale_s=stale_s,
-                         clock=clock)
+                         clock=clock, reopen_min_s=reopen_min_s, reopen_max_s=reopen_max_s)
         self.host, self.port = host, port
-        self.reopen_min_s, self.reopen_max_s = reopen_min_s, reopen_max_s
         self.silence_s = silence_s
         self.connect_timeout_s = connect_timeout_s
 
@@ -54,41 +52,31 @@ class TcpGpsSource(NmeaByteSource):
         return {"state": self.state, "tcp": f"{self.host}:{self.port}",
                 **self.counts, **self.decoder.counts}
 
-    async def run(self, emit: Emit) -> None:
-        backoff = Backoff(self.reopen_min_s, self.reopen_max_s)
-        while True:
-            try:
-                async with asyncio.timeout(self.connect_timeout_s):
-                    reader, writer = await asyncio.open_connection(self.host, self.port)
-            except (OSError, TimeoutError) as exc:
-                self.counts["connect_failures"] += 1
-                self._state.set(NO_DEVICE, str(exc) or "connect timed out")
-                await asyncio.sleep(backoff.next())
-                continue
-            self.counts["connects"] += 1
-            self._state.set(NO_FIX, "connected")
-            try:
-                got_data, reason = await self._session(reader, emit)
-            finally:
-                writer.close()
-            self.counts["disconnects"] += 1
-            self._stream.flush(emit)
-            self._state.set(NO_DEVICE, reason)
-            # a peer that accepts and hangs up at once must not make us spin
-            if got_data:
-                backoff.reset()
-            await asyncio.sleep(backoff.next())
+    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        try:
+            async with asyncio.timeout(self.connect_timeout_s):
+                return await asyncio.open_connection(self.host, self.port)
+        except TimeoutError:
+            raise TimeoutError("connect timed out") from None
 
-    async def _session(self, reader: asyncio.StreamReader, emit: Emit) -> tuple[bool, str]:
-        """Read until the peer closes, resets or falls silent; returns (any data came, why
-        the connection ended)."""
-        got = False
-        heard = time.monotonic()
+    async def _close(self, conn: tuple[asyncio.StreamReader, asyncio.StreamWriter]) -> None:
+        conn[1].close()
+
+    async def _session(self, conn: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+                       emit: Emit) -> str:
+        """Read until the peer closes, resets or falls silent; returns why it ended."""
+        try:
+            return await self._read_peer(conn[0], emit)
+        finally:
+            self._stream.flush(emit)
+
+    async def _read_peer(self, reader: asyncio.StreamReader, emit: Emit) -> str:
+        last_data = time.monotonic()
         while True:
-            left = heard + self.silence_s - time.monotonic()
+            left = last_data + self.silence_s - time.monotonic()
             if left <= 0:
                 self.counts["silent"] += 1
-                return got, f"no data for {self.silence_s:g} s"
+                return f"no data for {self.silence_s:g} s"
             try:
                 async with asyncio.timeout(min(left, self.stale_s)):
                     data = await reader.read(READ_SIZE)
@@ -96,9 +84,10 @@ class TcpGpsSource(NmeaByteSource):
                 self._stream.idle()
                 continue
             except OSError as exc:  # reset by peer, host unreachable
-                return got, str(exc) or type(exc).__name__
+                return str(exc) or type(exc).__name__
             if not data:
-                return got, "connection closed by peer"
-            got, heard = True, time.monotonic()
+                return "connection closed by peer"
+            self.heard()
+            last_data = time.monotonic()
             if not self._stream.feed(data, emit):
                 self._stream.idle()

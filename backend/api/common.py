@@ -28,6 +28,8 @@ VEHICLE_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")  # what the CLI and the agent 
 STORE = web.AppKey("fleet.store", object)
 GATEWAY = web.AppKey("fleet.gateway", object)
 HUB = web.AppKey("fleet.hub", object)
+# the backend's MaintenanceMonitor (backend/maintenance/monitor.py), when it runs one
+MAINTENANCE = web.AppKey("fleet.maintenance", object)
 
 
 def error(exc_class: type[web.HTTPError], text: str) -> web.HTTPError:

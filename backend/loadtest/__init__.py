@@ -1,6 +1,2 @@
-"""Load tester: many simulated vehicles, each a real geostream/1.0 client over aioquic, against
-real gateway processes and a real store; `python -m backend.loadtest --help`.
-
-fleet.py is the sans-IO vehicle (readings, live-first batches, acks, latency), client.py one
-client process driving many of them, run.py the orchestration and the store check.
-"""
+"""`python -m backend.loadtest`: the old name of `python -m loadtest` (the load tester moved out
+of the backend package; this alias runs it from the source tree, where it lives)."""

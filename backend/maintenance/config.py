@@ -18,14 +18,32 @@ class Interval:
     by: str  # "km" | "engine_h" | "days"
     every: float
     due_within: float = 0.0
+    # the plan's scope: these vehicles and the vehicles of these types (dispatch vehicle type
+    # ids, backend/dispatch/model.py); both empty: every vehicle
+    vehicles: tuple[str, ...] = ()
+    vehicle_types: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        for key in ("vehicles", "vehicle_types"):
+            value = getattr(self, key)
+            if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+                raise ValueError(f"maintenance interval {self.name!r}: {key} must be a list "
+                                 "of ids")
+            object.__setattr__(self, key, tuple(value))
         if self.by not in ("km", "engine_h", "days"):
             raise ValueError(f"maintenance interval {self.name!r}: by must be km, engine_h "
                              "or days")
         if not self.every > 0 or not 0 <= self.due_within < self.every:
             raise ValueError(f"maintenance interval {self.name!r}: needs every > 0 and "
                              "0 <= due_within < every")
+
+
+    def applies_to(self, vehicle: str, type_id: str | None) -> bool:
+        """Whether this plan covers `vehicle` (of dispatch type `type_id`, None: untyped)."""
+        if not self.vehicles and not self.vehicle_types:
+            return True
+        return vehicle in self.vehicles or (type_id is not None
+                                            and type_id in self.vehicle_types)
 
 
 @dataclass(frozen=True)

@@ -53,12 +53,25 @@ async def _positions(store, vehicle: str, since: int, now_ms: int) -> list[dict]
     return await store.route(vehicle, first, now_ms + 1, step)
 
 
+async def vehicle_types(store, cfg: MaintenanceConfig) -> dict[str, str]:
+    """Vehicle id → dispatch vehicle type id, read only when a plan is scoped by type."""
+    if not any(iv.vehicle_types for iv in cfg.intervals):
+        return {}
+    return {v.vehicle_id: v.type_id for v in await store.dispatch_vehicles()}
+
+
 async def service_status(store, cfg: MaintenanceConfig, vehicle: str, created_ms: int,
-                         now_ms: int) -> list[intervals.ServiceStatus]:
-    """Every configured interval of one vehicle, from stored readings."""
+                         now_ms: int, types: dict[str, str] | None = None
+                         ) -> list[intervals.ServiceStatus]:
+    """Every configured interval that covers one vehicle, from stored readings. `types`:
+    vehicle_types() when the caller has it (else read here)."""
+    if types is None:
+        types = await vehicle_types(store, cfg)
     done = await store.last_services(vehicle)
     out = []
     for iv in cfg.intervals:
+        if not iv.applies_to(vehicle, types.get(vehicle)):
+            continue
         last = done.get(iv.name) or {}
         # counters and odometry from the last service, else over all stored history; the
         # calendar from the last service, else from the vehicle's creation
@@ -117,13 +130,37 @@ class MaintenanceMonitor:
         self.store, self.cfg, self.publish = store, cfg, publish
         self.stats = {"checks": 0, "failures": 0}
 
+    async def intervals_of(self, vehicle: str) -> frozenset[str]:
+        """The names of the plans that cover `vehicle`: what a service may be recorded for."""
+        types = await vehicle_types(self.store, self.cfg)
+        return frozenset(iv.name for iv in self.cfg.intervals
+                         if iv.applies_to(vehicle, types.get(vehicle)))
+
+    async def after_service(self, vehicle: str, created_ms: int, now_ms: int) -> list:
+        """Right after a service is recorded: close the vehicle's open `service` alerts whose
+        interval is no longer due (the rest wait for the next check). Returns the changes."""
+        ok = {s.interval for s in await service_status(self.store, self.cfg, vehicle,
+                                                          created_ms, now_ms)
+              if s.state not in ("due", "overdue")}
+        changes = [Episode(a.rule, a.vehicle_id, a.start_ms, now_ms, a.subject, a.peak, a.lat,
+                           a.lon, a.detail, now_ms)
+                   for a in await self.store.list_alerts(AlertQuery(
+                       vehicle=vehicle, rule="service", state="open", limit=OPEN_LIMIT))
+                   if a.subject in ok]
+        saved = await self.store.save_alerts(changes, [], now_ms) if changes else []
+        if self.publish is not None:
+            for alert, _ in saved:
+                self.publish(alert.as_json())
+        return saved
+
     async def check(self, now_ms: int) -> list:
         """One round: compute, then open/update/close alerts. Returns the changed alerts."""
         vehicles = [v for v in await self.store.list_vehicles() if v.get("revoked_ms") is None]
+        types = await vehicle_types(self.store, self.cfg)
         wanted: dict[tuple[str, str, str], tuple[float | None, dict]] = {}
         for v in vehicles:
             for s in await service_status(self.store, self.cfg, v["vehicle_id"],
-                                          v.get("created_ms") or 0, now_ms):
+                                          v.get("created_ms") or 0, now_ms, types):
                 if s.state in ("due", "overdue"):
                     wanted[("service", s.vehicle, s.interval)] = (
                         s.remaining, {"level": s.state, **s.as_json()})

@@ -180,6 +180,26 @@ class Unplanned(TypedDict):
     reason: str
 
 
+class StopEta(TypedDict):
+    job_id: str
+    eta_ms: int
+    begin_ms: int
+    departure_ms: int
+    wait_s: int
+    spread_s: int
+    confidence: float
+    late: bool
+
+
+class RouteEtas(TypedDict):
+    vehicle: str
+    route_id: str
+    computed_ms: int | None
+    basis: str
+    stops: list[StopEta]
+    late_risk: list[str]
+
+
 class PlanProposal(TypedDict):
     proposal_id: str
     based_on_version: str

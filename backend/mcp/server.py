@@ -149,6 +149,14 @@ def build_server(tools: FleetTools, stdio_principal: Principal | None = None) ->
         return await call(ctx, tools.plan_routes, start, end, vehicles)
 
     @mcp.tool()
+    async def route_etas(vehicle: Vehicle, ctx: Context) -> schemas.RouteEtas:
+        """Live ETAs of a vehicle's dispatched or active route, recomputed from its position
+        as it drives: {vehicle, route_id, computed_ms, basis, stops: [{job_id, eta_ms,
+        begin_ms, departure_ms, wait_s, spread_s (±), confidence (0–1), late}], late_risk:
+        [job id with an open late-risk alert]}. Times are ms since 1970 UTC."""
+        return await call(ctx, tools.route_etas, vehicle)
+
+    @mcp.tool()
     async def maintenance_status(ctx: Context, vehicle: str | None = None,
                                  only_due: bool = False) -> schemas.MaintenanceStatus:
         """Service intervals, trouble codes and signal drift: {now_ms, due_for_service: [id],

@@ -60,8 +60,9 @@ def window(since: str | None, until: str | None, day: str | None, now: int,
 
 class FleetTools:
     def __init__(self, store, rules=None, maintenance=None, send_command=None, clock=None,
-                 planning=None):
+                 planning=None, etas=None):
         self.store = store
+        self.etas = etas  # dispatch.eta_service.EtaService, in the running backend
         self.planning = planning  # dispatch.planning.PlanningService, in the running backend
         self.rules = rules  # alerts.rules.RuleSet, for the alert-rules resource
         self.maintenance = maintenance  # maintenance.config.MaintenanceConfig
@@ -239,17 +240,36 @@ class FleetTools:
                 "changes": kinds, "approve": f"POST /api/dispatch/proposals/{prop.id}/approve",
                 "status": "waiting for a dispatcher's approval"}
 
+    async def route_etas(self, p: Principal, vehicle: str) -> dict:
+        """The newest live ETAs of the vehicle's dispatched or active route (docs/dispatch.md,
+        "Live ETAs"), and its open late-risk alerts."""
+        await self._vehicle(p, vehicle)
+        if self.etas is None:
+            raise Refused("live ETAs run in the backend: use its HTTP MCP endpoint (/mcp)")
+        tr = self.etas.tracker(vehicle)
+        if tr is None:
+            raise Refused(f"vehicle {vehicle} has no dispatched or active route")
+        late = await self.store.list_alerts(AlertQuery(vehicle=vehicle, rule="late_risk",
+                                                       state="open", limit=MAX_ALERTS))
+        eta = tr.last.message() if tr.last is not None else None
+        return {"vehicle": vehicle, "route_id": tr.route_id,
+                "computed_ms": None if eta is None else eta["computed_ms"],
+                "basis": "no position on the route yet" if eta is None else eta["basis"],
+                "stops": [] if eta is None else eta["stops"][:MAX_PLAN_STOPS],
+                "late_risk": [a.subject for a in late]}
+
     async def maintenance_status(self, p: Principal, vehicle: str | None = None,
                                  only_due: bool = False) -> dict:
         cfg = self.maintenance
         now = self.clock()
         vs = [await self._vehicle(p, vehicle)] if vehicle else await self._vehicles(p)
         out = []
+        types = {} if cfg is None else await monitor.vehicle_types(self.store, cfg)
         for v in vs[:MAX_VEHICLES]:
             vid = v["vehicle_id"]
             services = [] if cfg is None else [
                 s.as_json() for s in await monitor.service_status(
-                    self.store, cfg, vid, v.get("created_ms") or 0, now)]
+                    self.store, cfg, vid, v.get("created_ms") or 0, now, types)]
             codes = await monitor.trouble_codes(self.store, vid, 0, now + 1)
             due = [s for s in services if s["state"] in ("due", "overdue")]
             if only_due and not due:

@@ -193,9 +193,12 @@ class Service(Protocol):
 
     async def add_service(self, vehicle_id: str, interval: str, done_ms: int,
                           odometer_km: float | None, engine_h: float | None, note: str = "",
-                          recorded_by: str = "") -> int: ...
+                          recorded_by: str = "", cost: float | None = None) -> int: ...
     async def last_services(self, vehicle_id: str) -> dict[str, dict]:
         """The newest service per interval name."""
+    async def list_services(self, vehicle_id: str, limit: int) -> list[dict]:
+        """The vehicle's services, newest first: id, vehicle_id, interval, done_ms,
+        odometer_km, engine_h, note, cost, recorded_by."""
 
 
 class Dispatch(Protocol):

@@ -95,6 +95,10 @@ async def test_every_served_operation_is_exercised_and_validated(store_url):
                          body={"name": "ping"}, expect=202)
         await c("GET", "/api/vehicles/v1/commands", expect=200)
         await c("GET", f"/api/commands/{cmd['id']}", expect=200)
+        await c("POST", "/api/vehicles/v1/services", role="dispatcher",
+                body={"interval": "oil", "odometer_km": 1200, "work": "oil", "cost": 90},
+                expect=201)
+        await c("GET", "/api/vehicles/v1/services", expect=200)
         # without a planner (tests/api/test_planning.py mounts one): 503, as specified
         shift = {"shift": {"start_ms": T0, "end_ms": T0 + 3_600_000}}
         await c("POST", "/api/dispatch/plan", role="dispatcher", body=shift, expect=503)

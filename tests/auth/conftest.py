@@ -3,7 +3,6 @@ of each role; a fake clock for session expiry and the login limiter."""
 
 from __future__ import annotations
 
-import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,11 +21,6 @@ from tests.authhelp import TEST_PASSWORD, add_user_token  # noqa: E402
 
 ROLES = ("viewer", "dispatcher", "admin")
 
-
-def _udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class FakeClock:
@@ -65,7 +59,7 @@ def db_url(request, tmp_path):
 async def running(db_url, pki, tmp_path):
     """The whole backend as `python -m backend` runs it, HTTP on an ephemeral port; users
     viewer, dispatcher and admin (password TEST_PASSWORD) each with an API token."""
-    config = BackendConfig(db=db_url, quic_host="127.0.0.1", quic_port=_udp_port(),
+    config = BackendConfig(db=db_url, quic_host="127.0.0.1", quic_port=0,
                            http_host="127.0.0.1", http_port=0, cert=pki["cert"], key=pki["key"],
                            ticket_file=str(tmp_path / "tickets.sqlite"))
     backend = Backend(config)

@@ -12,12 +12,12 @@ from backend.config import BackendConfig
 from backend.service import Backend
 from tests.authhelp import TEST_PASSWORD, add_user_token
 
-from .conftest import FakeClock, _udp_port
+from .conftest import FakeClock
 
 
 async def _backend(tmp_path, pki, **settings) -> Backend:
     config = BackendConfig(db=f"sqlite://{tmp_path / 'fleet.db'}", quic_host="127.0.0.1",
-                           quic_port=_udp_port(), http_host="127.0.0.1", http_port=0,
+                           quic_port=0, http_host="127.0.0.1", http_port=0,
                            cert=pki["cert"], key=pki["key"],
                            ticket_file=str(tmp_path / "tickets.sqlite"), **settings)
     backend = Backend(config)

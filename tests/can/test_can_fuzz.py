@@ -98,7 +98,7 @@ def test_replay_source_survives_random_logs(tmp_path_factory, parts):
     async def play():
         task = asyncio.create_task(src.run(out.append))
         async with asyncio.timeout(5):
-            while src.state not in ("finished", "error"):
+            while src.state not in ("finished", "down"):
                 await asyncio.sleep(0.001)
         task.cancel()
         try:

@@ -142,12 +142,12 @@ async def test_replay_loop_and_now_timestamps_and_snapshots():
     assert abs(out[0].ts_ms - time.time() * 1000) < 60_000
 
 
-async def test_replay_missing_file_is_an_error_state(tmp_path):
+async def test_replay_missing_file_is_a_down_state(tmp_path):
     db = load_dbc(TRUCK)
     src = ReplaySource("can:x", CanPipeline("x", CanDecoder([db]), Selector()),
                        tmp_path / "gone.log", speed=0)
     out = []
-    await run_until(src, out, lambda: src.state == "error")
+    await run_until(src, out, lambda: src.state == "down")
     assert out == []
 
 
@@ -224,6 +224,6 @@ async def test_empty_log_in_loop_mode_does_not_spin(tmp_path):
             await asyncio.sleep(0.01)
 
     t = asyncio.create_task(ticker())
-    await run_until(src, [], lambda: src.state == "error" and len(ticks) > 20, timeout=5)
+    await run_until(src, [], lambda: src.state == "down" and len(ticks) > 20, timeout=5)
     t.cancel()
     assert src.counts["passes"] <= 2 and src.counts["bad_lines"] >= 1

@@ -12,7 +12,7 @@ from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 
 from backend.cluster.cids import CID_LENGTH, CidLayout, issue_routable_cids
-from tests.net.rig import client_config, free_udp_port
+from tests.net.rig import client_config
 
 ALPN = ["cid-test"]
 
@@ -66,10 +66,10 @@ async def test_pins_real_handshake_uses_only_routable_cids(pki):
     """Over loopback with aioquic's own serve(): every CID the client learns carries the server
     id, and packets to them reach the connection (QuicServer registers connection.host_cid
     after create_protocol, and NEW_CONNECTION_ID frames carry the replenished CIDs)."""
-    port = free_udp_port()
     cfg = QuicConfiguration(is_client=False, alpn_protocols=ALPN)
     cfg.load_cert_chain(pki["cert"], pki["key"])
-    server = await serve("127.0.0.1", port, configuration=cfg, create_protocol=_Adopting)
+    server = await serve("127.0.0.1", 0, configuration=cfg, create_protocol=_Adopting)
+    port = server._transport.get_extra_info("sockname")[1]
     try:
         ccfg = client_config(pki["ca"])
         ccfg.alpn_protocols = ALPN

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -24,7 +25,6 @@ from backend.cluster.dns import TTL_S, Answerer
 from backend.cluster.health import HEALTH_INTERVAL_S, STALE_AFTER_S, HealthBook, Report
 from backend.cluster.router import DEAD_AFTER_S, HEARTBEAT_S
 from hil.lifeline import stop_all
-from tests.net.rig import free_udp_port
 
 from .natsfixture import NatsServer
 
@@ -97,10 +97,15 @@ def _spawn(tmp: Path, name: str, args: list[str]) -> subprocess.Popen:
                             stdout=open(tmp / f"{name}.log", "ab"), stderr=subprocess.STDOUT)
 
 
-def _wait_log(tmp: Path, name: str, word: str) -> None:
+def _wait_log(tmp: Path, name: str, word: str) -> list[int]:
+    """Wait for the ready line; returns the ports it names (the servers bind port 0)."""
     deadline = time.monotonic() + READY_S
-    while word not in (tmp / f"{name}.log").read_text(errors="replace"):
-        assert time.monotonic() < deadline, (tmp / f"{name}.log").read_text()[-2000:]
+    while True:
+        text = (tmp / f"{name}.log").read_text(errors="replace")
+        for line in text.splitlines():
+            if word in line:
+                return [int(p) for p in re.findall(r":(\d+)\b", line)]
+        assert time.monotonic() < deadline, text[-2000:]
         time.sleep(0.1)
 
 
@@ -122,18 +127,17 @@ async def test_routers_health_on_nats_drives_a_real_dns_answer(tmp_path, cluster
     procs = []
     beats = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
-        dns_port = free_udp_port()
         procs.append(_spawn(tmp_path, "dns", ["--nats-url", nats.url, "dns", "--name", NAME,
-                                              "--listen", f"127.0.0.1:{dns_port}"]))
+                                              "--listen", "127.0.0.1:0"]))
         tunnels = {}
         for k in (2, 3):  # the addresses they advertise; both listen on loopback
-            tunnels[k] = free_udp_port()
             procs.append(_spawn(tmp_path, f"router{k}", [
                 "--nats-url", nats.url, "--cluster-key-file", cluster_key[0], "router",
-                "--listen", f"127.0.0.1:{free_udp_port()}",
-                "--tunnel", f"127.0.0.1:{tunnels[k]}", "--advertise", f"127.0.0.{k}"]))
-        for name in ("dns", "router2", "router3"):
-            _wait_log(tmp_path, name, "ready")
+                "--listen", "127.0.0.1:0",
+                "--tunnel", "127.0.0.1:0", "--advertise", f"127.0.0.{k}"]))
+        [dns_port] = _wait_log(tmp_path, "dns", "ready")
+        for k in (2, 3):
+            _, tunnels[k] = _wait_log(tmp_path, f"router{k}", "ready")
         alive = {2, 3}  # routers that hear a gateway node (this test's heartbeats)
 
         sealer = tunnel.Sealer(cluster_key[1], 7, from_router=False)
@@ -162,4 +166,4 @@ async def test_routers_health_on_nats_drives_a_real_dns_answer(tmp_path, cluster
     finally:
         beats.close()
         stop_all(procs)
-        nats.kill()
+        nats.close()

@@ -20,7 +20,7 @@ from .natsfixture import NatsServer
 def nats_server():
     server = NatsServer().start()
     yield server
-    server.kill()
+    server.close()
 
 
 def _feature(vehicle: str, t: int) -> dict:
@@ -92,7 +92,7 @@ def secured_nats(tmp_path, pki):
         f'tls {{ cert_file: "{pki["cert"]}", key_file: "{pki["key"]}" }}\n')
     server = NatsServer(config=str(conf)).start()
     yield server
-    server.kill()
+    server.close()
 
 
 async def test_credentials_from_a_file_and_tls(secured_nats, tmp_path, pki):

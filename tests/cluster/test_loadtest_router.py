@@ -1,7 +1,7 @@
 """The load tester's simulated vehicles through `python -m backend router` to three gateway
 processes: churn (disconnects and migrations to new addresses) and every reading stored once."""
 
-from backend.loadtest.run import Options, run
+from loadtest.run import Options, run
 
 
 def test_churn_through_the_router_to_three_nodes_exactly_once(tmp_path):

@@ -15,8 +15,8 @@ import time
 
 import pytest
 
-from backend.loadtest.run import Options, run
 from hil.netns import available
+from loadtest.run import Options, run
 
 from .natsfixture import NatsCluster
 from .nslan import NsLan, in_netns

@@ -34,11 +34,11 @@ import asyncpg
 import pytest
 
 from backend.cluster.tunnel import write_key
-from backend.loadtest.run import Options
 from backend.pki import generate
 from backend.store import open_store
 from geostream.limits import STALL_S
 from hil.netns import available
+from loadtest.run import Options
 from tests.authhelp import add_user_token, bearer
 from tests.pgfixture import PgServer
 
@@ -280,7 +280,7 @@ def _start_clients(c: Cluster, ca: str, tokens: dict[str, str]) -> list[subproce
         path = c.tmp / f"worker{w}.json"
         path.write_text(json.dumps(spec))
         clients.append(c.spawn(f"worker{w}", "veh", [
-            sys.executable, "-m", "backend.loadtest.client", str(path)],
+            sys.executable, "-m", "loadtest.client", str(path)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(c.log(f"w{w}"), "ab")))
     return clients
 

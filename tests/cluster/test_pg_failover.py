@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from backend.loadtest.run import Options, run
 from hil.netns import available
+from loadtest.run import Options, run
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import time
@@ -24,9 +25,9 @@ from backend.hub import Hub
 from backend.store import open_store
 from hil.lifeline import stop_all
 from tests.authhelp import add_user_token, bearer
-from tests.net.rig import AgentRig, free_udp_port, until
+from tests.net.rig import AgentRig, until
 
-from .natsfixture import NatsServer, free_tcp_port
+from .natsfixture import NatsServer
 
 REPO = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
@@ -42,11 +43,14 @@ def _spawn(tmp: Path, name: str, args: list[str]) -> tuple[subprocess.Popen, Pat
     return p, log
 
 
-def _wait_ready(proc: subprocess.Popen, log: Path, word: str) -> None:
+def _wait_ready(proc: subprocess.Popen, log: Path, word: str) -> list[int]:
+    """Wait for the process's ready line; returns the ports it names (every server here binds
+    port 0, so only the process itself knows them)."""
     deadline = time.monotonic() + READY_S
     while time.monotonic() < deadline:
-        if word in log.read_text(errors="replace"):
-            return
+        for line in log.read_text(errors="replace").splitlines():
+            if word in line:
+                return [int(p) for p in re.findall(r":(\d+)\b", line)]
         if proc.poll() is not None:
             raise AssertionError(f"{log.name} exited: {log.read_text()[-2000:]}")
         time.sleep(0.1)
@@ -93,24 +97,22 @@ async def test_kill9_node_and_nats_restart_mid_stream_lose_and_duplicate_nothing
     agents = []
     hub_node = None
     try:
-        public, tunnel = free_udp_port(), free_udp_port()
         router = _spawn(tmp_path, "router", ["--cluster-key-file", cluster_key[0], "router",
-                                             "--listen", f"{HOST}:{public}",
-                                             "--tunnel", f"{HOST}:{tunnel}"])
+                                             "--listen", f"{HOST}:0",
+                                             "--tunnel", f"{HOST}:0"])
         procs.append(router)
-        _wait_ready(*router, "router ready")
-        nodes, http_ports = {}, {sid: free_tcp_port() for sid in (1, 2, 3)}
+        public, tunnel = _wait_ready(*router, "router ready")
+        nodes, http_ports = {}, {}
         for sid in (1, 2, 3):
             nodes[sid] = _spawn(tmp_path, f"node{sid}", [
                 "--db", pg_url, "--cert", pki["cert"], "--key", pki["key"],
-                "--quic-host", HOST, "--quic-port", str(free_udp_port()),
-                "--http-port", str(http_ports[sid]),
+                "--quic-host", HOST, "--quic-port", "0", "--http-port", "0",
                 "--ticket-file", str(tmp_path / f"tickets{sid}.sqlite"),
                 "--server-id", str(sid), "--router", f"{HOST}:{tunnel}",
                 "--cluster-key-file", cluster_key[0], "--nats-url", nats.url])
             procs.append(nodes[sid])
         for sid in nodes:
-            _wait_ready(*nodes[sid], "backend ready")
+            http_ports[sid], _ = _wait_ready(*nodes[sid], "backend ready")
         store = open_store(pg_url)
         await store.open()
         try:
@@ -171,4 +173,4 @@ async def test_kill9_node_and_nats_restart_mid_stream_lose_and_duplicate_nothing
         if hub_node is not None:
             await hub_node.stop()
         stop_all([p for p, _ in procs])
-        nats.kill()
+        nats.close()

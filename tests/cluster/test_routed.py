@@ -14,14 +14,14 @@ from backend.cluster.cids import CidLayout
 from backend.cluster.edge import RouterEdge
 from backend.cluster.node import ClusterNode
 from backend.gateway import Gateway
-from tests.net.rig import AgentRig, GatewayRig, free_udp_port, until
+from tests.net.rig import AgentRig, GatewayRig, until
 
 HOST = "127.0.0.1"
 MIGRATIONS = 10
 
 
 async def _cluster(tmp_path, pki, key, ticket_file=":memory:"):
-    edge = await RouterEdge(key).start((HOST, free_udp_port()), (HOST, free_udp_port()))
+    edge = await RouterEdge(key).start((HOST, 0), (HOST, 0))
     public, tunnel = edge.ports()
     rig = GatewayRig(tmp_path, pki)
     await rig.store.open()
@@ -31,7 +31,7 @@ async def _cluster(tmp_path, pki, key, ticket_file=":memory:"):
         g = rig.gateway if sid == 1 else Gateway(rig.store, rig.writer, rig.hub)
         g.ticket_file = ticket_file
         g.cluster = ClusterNode(sid, (HOST, tunnel), key)
-        await g.start(HOST, free_udp_port(), pki["cert"], pki["key"])
+        await g.start(HOST, 0, pki["cert"], pki["key"])
         nodes[sid] = g
     await until(lambda: edge.router.live(edge.loop.time()) == [1, 2, 3], 5, "heartbeats")
     return edge, rig, nodes, public
@@ -149,4 +149,4 @@ async def test_command_reaches_the_vehicle_through_the_node_holding_it(tmp_path,
         for f in fanouts:
             await f.stop()
         await _stop(edge, rig, nodes)
-        server.kill()
+        server.close()

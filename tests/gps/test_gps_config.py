@@ -39,7 +39,7 @@ max_speed_kmh = 250
     d = src.decimator
     assert (d.min_interval_s_parked, d.min_interval_s_moving, d.min_distance_m,
             d.min_heading_change_deg, d.parked_speed_kmh) == (60, 0.5, 25, 10, 4.5)
-    assert src.status()["state"] == "no device"
+    assert src.status()["state"] == "closed"
 
 
 def test_defaults_are_auto_baud_checksums_and_decimation():
@@ -65,7 +65,7 @@ min_interval_s_moving = 5
 """), "agent.toml")
     assert isinstance(src, TcpGpsSource) and (src.host, src.port) == ("192.168.1.1", 8500)
     assert src.decoder.require_checksum is False and src.decimator.min_interval_s_moving == 5
-    assert src.status()["state"] == "no device"
+    assert src.status()["state"] == "closed"
     src = make_source({"tcp": "[fe80::1]:10110", "decimate": False}, "agent.toml")
     assert (src.host, src.port) == ("fe80::1", 10110) and src.decimator is None
     assert src.decoder.require_checksum is True

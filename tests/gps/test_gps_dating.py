@@ -134,8 +134,9 @@ def test_nmea_decode_default_filters_and_raw_does_not(capsys):
 
 
 def test_stream_asks_the_kernel_once_a_minute_and_dates_gga_only_fixes(nmea):
-    from agent.gps.state import SourceState
     from agent.gps.stream import SYNC_CHECK_S, NmeaStream
+    from agent.sources import SourceState
+    from agent.statelog import StateLog
 
     now = [1_780_000_000.0]  # 2026-05-28T20:26:40Z: the fixes below are that evening
     asked = []
@@ -145,8 +146,9 @@ def test_stream_asks_the_kernel_once_a_minute_and_dates_gga_only_fixes(nmea):
         return True
 
     import logging
-    stream = NmeaStream(NmeaDecoder(), None, Counter(), SourceState("gps", logging.getLogger()),
-                        3.0, lambda: now[0], synced=synced)
+    state = StateLog(logging.getLogger(), "gps", SourceState.CLOSED)
+    stream = NmeaStream(NmeaDecoder(), None, Counter(), state, 3.0, lambda: now[0],
+                        synced=synced)
     out = []
     for s in range(5):
         stream.feed(gga(nmea, f"2146{40 + s:02d}"), out.append)

@@ -83,7 +83,7 @@ async def test_source_watches_reconnects_and_emits():
         assert [p.ts_ms % 60_000 for p in got] == [1000, 2000, 3000, 4000]
         assert watches == [WATCH, WATCH]
         status = src.status()
-        assert status["state"] == "fix" and status["connects"] == 2
+        assert status["state"] == "fix" and status["opens"] == 2
         assert status["no_fix"] == 1 and status["bad_json"] == 1
         json.dumps(status)
     finally:
@@ -104,4 +104,4 @@ async def test_source_reports_no_device_when_gpsd_is_absent():
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert src.state == "no device" and src.counts["connect_failures"] >= 3
+    assert src.state == "down" and src.counts["open_failures"] >= 3

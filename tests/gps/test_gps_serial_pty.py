@@ -93,7 +93,7 @@ async def test_survives_unplug_and_re_enumeration(nmea, tmp_path, caplog):
         os.close(m1)  # unplug: the device goes, and udev removes its symlink
         os.close(s1)
         os.unlink(link)
-        await until(lambda: src.state == "no device")
+        await until(lambda: src.state == "down")
         await until(lambda: src.counts["open_failures"] >= 3)  # keeps retrying, quietly
         m2, s2, p2 = open_pty()  # the receiver comes back as a new device node
         os.symlink(p2, link)
@@ -101,10 +101,10 @@ async def test_survives_unplug_and_re_enumeration(nmea, tmp_path, caplog):
         await pump(m2, epochs(nmea, 10, 5))
         await until(lambda: any(p.ts_ms % 60_000 >= 13_000 for p in got))
         assert src.state == "fix"
-        assert src.counts["opens"] == 2 and src.counts["device_lost"] == 1
+        assert src.counts["opens"] == 2 and src.counts["lost"] == 1
         seconds = [p.ts_ms % 60_000 // 1000 for p in got]
         assert seconds == sorted(seconds) and 10 in seconds and 0 in seconds
-        lost = [r for r in caplog.records if "no device" in r.getMessage()]
+        lost = [r for r in caplog.records if ": down" in r.getMessage()]
         assert len(lost) == 1  # logged once per state change, not once per retry
         os.close(m2)
         os.close(s2)
@@ -113,7 +113,7 @@ async def test_survives_unplug_and_re_enumeration(nmea, tmp_path, caplog):
 
 
 async def test_a_device_that_never_opens_is_logged_once_with_the_reason(tmp_path, caplog):
-    # the initial state is "no device" too: without this line an agent refused the port (a
+    # the first "down" is logged even without a change: without it an agent refused the port (a
     # unit without DeviceAllow= for it, a missing group) would say nothing in its journal
     caplog.set_level(logging.INFO, logger="agent.gps")
     src = SerialGpsSource(str(tmp_path / "ttyNONE"), 9600, reopen_min_s=0.05, reopen_max_s=0.1)
@@ -122,7 +122,7 @@ async def test_a_device_that_never_opens_is_logged_once_with_the_reason(tmp_path
         await until(lambda: src.counts["open_failures"] >= 3)
     finally:
         await stop(task)
-    said = [r.getMessage() for r in caplog.records if "no device" in r.getMessage()]
+    said = [r.getMessage() for r in caplog.records if ": down" in r.getMessage()]
     assert len(said) == 1 and "ttyNONE" in said[0] and "No such file" in said[0], said
 
 

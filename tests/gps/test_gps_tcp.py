@@ -100,7 +100,7 @@ async def test_fixes_arrive_with_the_values_sent():
         assert all(p.clock_offset_ms is not None for p in got)
         status = src.status()
         assert status["state"] == "fix" and status["tcp"] == f"127.0.0.1:{port}"
-        assert status["connects"] == 1 and src.counts["connect_failures"] == 0
+        assert status["opens"] == 1 and src.counts["open_failures"] == 0
         assert status["sentences"] >= 14 and status["emitted"] == len(got)
         json.dumps(status)
     finally:
@@ -123,16 +123,16 @@ async def test_reconnects_when_the_server_goes_and_comes_back():
     src = TcpGpsSource("127.0.0.1", rx.port, reopen_min_s=0.05, reopen_max_s=0.2)
     task = asyncio.create_task(src.run(got.append))
     try:
-        await until(lambda: src.counts["disconnects"] == 1)
+        await until(lambda: src.counts["lost"] == 1)
         await rx.stop()
-        await until(lambda: src.counts["connect_failures"] >= 2)
-        assert src.state == "no device"
+        await until(lambda: src.counts["open_failures"] >= 2)
+        assert src.state == "down"
         assert [record(p) for p in got] == [rec for _, rec in sent[:3]]  # flushed on close
 
         await rx.start(second)  # same port again
         await until(lambda: len(got) >= 7)
         assert [record(p) for p in got[:7]] == [rec for _, rec in sent[:7]]
-        assert src.state == "fix" and src.counts["connects"] == 2
+        assert src.state == "fix" and src.counts["opens"] == 2
     finally:
         await stop(task)
         await rx.stop()
@@ -163,7 +163,7 @@ async def test_a_reset_connection_is_lost_and_reconnected(caplog):
     try:
         await until(lambda: len(got) >= 5)
         assert [record(p) for p in got[:5]] == [rec for _, rec in sent[:5]]
-        assert src.counts["connects"] == 2 and src.counts["disconnects"] == 1
+        assert src.counts["opens"] == 2 and src.counts["lost"] == 1
         assert src.decoder.counts["truncated"] == 1  # the line cut by the reset
         lost = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
         assert len(lost) == 1 and "reset" in lost[0].lower()
@@ -190,9 +190,9 @@ async def test_a_silent_connection_counts_as_lost(caplog):
     task = asyncio.create_task(src.run(got.append))
     try:
         await until(lambda: src.counts["silent"] >= 2)
-        assert src.counts["connects"] >= 2 and src.counts["disconnects"] >= 2
+        assert src.counts["opens"] >= 2 and src.counts["lost"] >= 2
         assert [record(p) for p in got] == [rec for _, rec in sent]
-        lost = [r.getMessage() for r in caplog.records if "no device" in r.getMessage()]
+        lost = [r.getMessage() for r in caplog.records if ": down" in r.getMessage()]
         assert lost and "no data for 0.4 s" in lost[0]
     finally:
         await stop(task)
@@ -230,7 +230,7 @@ async def test_garbage_binary_and_overlong_lines_are_counted_and_skipped():
         await until(lambda: [record(p) for p in got[-len(tail):]] == tail
                     and src.decoder.counts["noise_bytes"] > 5000)
         assert not task.done()
-        assert src.counts["connects"] == 1 and src.counts["disconnects"] == 0
+        assert src.counts["opens"] == 1 and src.counts["lost"] == 0
         # every fix that comes out is one that was sent, with the values sent
         records = [rec for _, rec in sent]
         assert all(record(p) in records for p in got)
@@ -250,9 +250,9 @@ async def test_unreachable_is_no_device_logged_once(caplog):
     src = TcpGpsSource("127.0.0.1", port, reopen_min_s=0.01, reopen_max_s=0.02)
     task = asyncio.create_task(src.run(lambda r: None))
     try:
-        await until(lambda: src.counts["connect_failures"] >= 5)
+        await until(lambda: src.counts["open_failures"] >= 5)
     finally:
         await stop(task)
-    assert src.state == "no device" and src.counts["connects"] == 0
+    assert src.state == "down" and src.counts["opens"] == 0
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 1 and f"tcp 127.0.0.1:{port}: no device" in warnings[0].getMessage()
+    assert len(warnings) == 1 and f"tcp 127.0.0.1:{port}: down" in warnings[0].getMessage()

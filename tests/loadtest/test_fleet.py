@@ -5,8 +5,8 @@ import random
 import cbor2
 import pytest
 
-from backend.loadtest.fleet import CAN_EVERY, MAX_BATCH_READINGS, Histogram, SimVehicle
 from geostream.codec import reading_problem
+from loadtest.fleet import CAN_EVERY, MAX_BATCH_READINGS, Histogram, SimVehicle
 
 
 def vehicle(rate=10.0):
@@ -79,7 +79,7 @@ def test_histogram_percentiles_match_a_sorted_list():
 
 
 def test_ack_gap_is_the_longest_stretch_without_acks():
-    from backend.loadtest.report import ack_gap_s
+    from loadtest.report import ack_gap_s
 
     assert ack_gap_s({0, 1, 2, 5, 6}, 8, 0.1) == pytest.approx(0.2)
     assert ack_gap_s(set(range(10)), 10, 0.1) == 0

@@ -1,9 +1,9 @@
-"""Short runs of the load tester (python -m backend.loadtest): real gateway processes, real
+"""Short runs of the load tester (python -m loadtest): real gateway processes, real
 aioquic clients, real stores; the store must hold every reading made exactly once."""
 
 import pytest
 
-from backend.loadtest.run import Options, run
+from loadtest.run import Options, run
 
 
 def check(rep, vehicles):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import sys
 from pathlib import Path
 
@@ -20,8 +19,3 @@ def db_url(request, tmp_path):
         return request.getfixturevalue("_pg_url")
     return f"sqlite://{tmp_path / 'fleet.db'}"
 
-
-def udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

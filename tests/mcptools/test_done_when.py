@@ -18,7 +18,6 @@ from backend.store.base import StoredReading
 from geostream.clock import wall_ms
 from hil import demo
 from tests.authhelp import add_user_token, bearer
-from tests.mcptools.conftest import udp_port
 
 
 def _yesterday(now: int) -> list[StoredReading]:
@@ -42,7 +41,7 @@ def _yesterday(now: int) -> list[StoredReading]:
 async def test_demo_questions_over_mcp(tmp_path, pki):
     db = f"sqlite://{tmp_path / 'fleet.db'}"
     await demo._provision(db, ["truck-1", "truck-2", "truck-3"], tmp_path / "admin-password")
-    config = BackendConfig(db=db, quic_host="127.0.0.1", quic_port=udp_port(),
+    config = BackendConfig(db=db, quic_host="127.0.0.1", quic_port=0,
                            http_host="127.0.0.1", http_port=0, cert=pki["cert"], key=pki["key"],
                            ticket_file=str(tmp_path / "t.sqlite"),
                            **tomllib.loads(demo.MAINTENANCE_TOML))

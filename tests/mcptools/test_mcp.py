@@ -22,18 +22,17 @@ from backend.config import BackendConfig
 from backend.service import Backend
 from geostream.clock import wall_ms
 from tests.authhelp import add_user_token, bearer
-from tests.mcptools.conftest import udp_port
 from tests.mcptools.fleetdata import MAINTENANCE, load
 
 REPO = Path(__file__).resolve().parents[2]
 TOOLS = {"list_vehicles", "vehicle_state", "route", "trips", "who_was_in_geofence", "alerts",
          "acknowledge_alert", "signal_history", "send_command", "maintenance_status",
-         "plan_routes", "list_geofences"}
+         "plan_routes", "route_etas", "list_geofences"}
 
 
 @pytest.fixture
 async def backend(db_url, pki, tmp_path):
-    config = BackendConfig(db=db_url, quic_host="127.0.0.1", quic_port=udp_port(),
+    config = BackendConfig(db=db_url, quic_host="127.0.0.1", quic_port=0,
                            http_host="127.0.0.1", http_port=0, cert=pki["cert"],
                            key=pki["key"], ticket_file=str(tmp_path / "t.sqlite"),
                            maintenance=MAINTENANCE)

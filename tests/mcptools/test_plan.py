@@ -47,3 +47,29 @@ async def test_an_ai_plan_waits_for_a_dispatcher(backend):  # noqa: F811
     async with http_client(backend.url, backend.tokens["viewer"]) as client:
         refused = await client.call_tool("plan_routes", {"start": START, "end": END})
     assert refused.is_error and "needs role dispatcher" in refused.content[0].text
+
+
+async def test_route_etas_over_mcp(backend):  # noqa: F811
+    from backend.dispatch.model import Route, RouteStatus, RouteStop, Shift, TimeWindow
+    from backend.store.base import StoredReading
+    from geostream.clock import wall_ms
+
+    store, now = backend.store, wall_ms()
+    d = backend.dispatch
+    await d.add_jobs([Job("e1", Place(Point(53.55, 9.98))),
+                      Job("e2", Place(Point(53.60, 9.98)),
+                          windows=(TimeWindow(now, now + 60_000),))], now)
+    await d.save_route(Route("re", "truck-1", Shift(now - 1000, now + 3_600_000), "d", "d",
+                             stops=(RouteStop("e1"), RouteStop("e2")),
+                             status=RouteStatus.DISPATCHED), None,
+                       Actor(ActorKind.PERSON, "ann"), now)
+    r = StoredReading("truck-1", 99, 1, now, "pos", lat=53.50, lon=9.98, received_ms=now)
+    await store.write([r], [])
+    await d.on_committed([r], now)
+    async with http_client(backend.url, backend.tokens["viewer"]) as client:
+        got = await call(client, "route_etas", vehicle="truck-1")
+        none = await client.call_tool("route_etas", {"vehicle": "truck-2"})
+    assert got["route_id"] == "re" and [s["job_id"] for s in got["stops"]] == ["e1", "e2"]
+    assert got["stops"][0]["eta_ms"] > now and "straight line" in got["basis"]
+    assert got["late_risk"] == ["e2"]  # 11 km away, its window closes in a minute
+    assert none.is_error and "no dispatched or active route" in none.content[0].text

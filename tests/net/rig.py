@@ -26,6 +26,8 @@ from geostream.messages import Error, Hello, Message, Welcome
 
 
 def free_udp_port(host: str = "127.0.0.1") -> int:
+    """A UDP port free *now*, for a server that must be configured before it starts; another
+    program may take it before then. Prefer binding port 0 and reading the port back."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
@@ -66,7 +68,7 @@ class GatewayRig:
         from backend.gateway import Gateway
 
         self.tmp, self.pki, self.host = tmp, pki, host
-        self.port = free_udp_port(host)
+        self.port = 0  # the kernel's choice, known once started
         self.db_path = tmp / "gateway.db"
         self.store = open_store(f"sqlite://{self.db_path}")
         store = SlowStore(self.store, *slow) if slow else self.store
@@ -79,6 +81,7 @@ class GatewayRig:
         await self.store.open()
         self.writer.start()
         await self.gateway.start(self.host, self.port, self.pki["cert"], self.pki["key"])
+        self.port = self.gateway.port
         return self
 
     async def stop(self) -> None:

@@ -77,10 +77,10 @@ def test_kill9_at_random_moments_then_resend_stores_once(pg_url):
     assert asyncio.run(key_stats(pg_url, "crash")) == (2000, 2000, 1, 2000)
 
 
-async def test_postgres_restart_mid_stream_loses_and_duplicates_nothing(pg_server, pg_url,
-                                                                         monkeypatch):
+async def test_postgres_restart_mid_stream_loses_and_duplicates_nothing(
+        own_pg_server, own_pg_url, monkeypatch):
     monkeypatch.setattr("backend.writer.RETRY_MIN_S", 0.05)
-    store = PostgresStore(pg_url)
+    store = PostgresStore(own_pg_url)
     await store.open()
     writer = BatchWriter(store, max_rows=300)
     writer.start()
@@ -105,9 +105,9 @@ async def test_postgres_restart_mid_stream_loses_and_duplicates_nothing(pg_serve
 
     def restart():
         time.sleep(0.3)
-        pg_server.stop("fast")
+        own_pg_server.stop("fast")
         time.sleep(1.0)       # the database is away for a second
-        pg_server.start()
+        own_pg_server.start()
         restarted.set()
 
     t = threading.Thread(target=restart)
@@ -122,7 +122,7 @@ async def test_postgres_restart_mid_stream_loses_and_duplicates_nothing(pg_serve
     total = len(vehicles) * batches * per_batch
     assert len(acked) == total
     for v in vehicles:
-        assert await key_stats(pg_url, v) == (batches * per_batch, batches * per_batch, 1,
+        assert await key_stats(own_pg_url, v) == (batches * per_batch, batches * per_batch, 1,
                                               batches * per_batch)
     assert await store.count_readings() == total
     await store.close()
@@ -145,11 +145,11 @@ async def test_bad_row_in_batch_is_dead_lettered_rest_committed(pg_url):
     await store.close()
 
 
-async def test_postgres_crash_during_a_large_batch_commits_it_exactly_once(pg_server, pg_url,
-                                                                           monkeypatch):
+async def test_postgres_crash_during_a_large_batch_commits_it_exactly_once(
+        own_pg_server, own_pg_url, monkeypatch):
     """Immediate shutdown (crash + recovery) while a 60k-row transaction is in flight."""
     monkeypatch.setattr("backend.writer.RETRY_MIN_S", 0.05)
-    store = PostgresStore(pg_url, maintain_every_s=0)
+    store = PostgresStore(own_pg_url, maintain_every_s=0)
     await store.open()
     writer = BatchWriter(store, max_rows=100_000)
     writer.start()
@@ -159,7 +159,7 @@ async def test_postgres_crash_during_a_large_batch_commits_it_exactly_once(pg_se
     submit = asyncio.create_task(writer.submit(rows, []))
 
     async def in_flight():
-        conn = await asyncpg.connect(pg_url)
+        conn = await asyncpg.connect(own_pg_url)
         try:
             for _ in range(200):
                 busy = await conn.fetchval(
@@ -173,12 +173,12 @@ async def test_postgres_crash_during_a_large_batch_commits_it_exactly_once(pg_se
             await conn.close()
 
     saw_it = await in_flight()
-    await asyncio.to_thread(pg_server.stop, "immediate")
+    await asyncio.to_thread(own_pg_server.stop, "immediate")
     await asyncio.sleep(0.5)
-    await asyncio.to_thread(pg_server.start)
+    await asyncio.to_thread(own_pg_server.start)
     await asyncio.wait_for(submit, 60)
     await writer.stop()
     assert saw_it, "the batch was not caught in flight"
     assert writer.stats.failures >= 1
-    assert await key_stats(pg_url, "big") == (60_000, 60_000, 1, 60_000)
+    assert await key_stats(own_pg_url, "big") == (60_000, 60_000, 1, 60_000)
     await store.close()

@@ -14,9 +14,9 @@ from test_pg_store import (  # noqa: F401 (collected again here, with `store` th
     test_out_of_range_value_fails_the_whole_batch,
 )
 
-from backend.loadtest.run import Options, run
 from backend.store.postgres import PostgresStore
 from backend.store.postgres.db import pooled_url
+from loadtest.run import Options, run
 from tests.store.test_readings import (  # noqa: F401 (collected again, `any_store` through PgBouncer)
     test_dead_letters_and_signals,
     test_duplicate_batches_store_each_reading_once,
@@ -39,9 +39,9 @@ def pg_server():
 
 @pytest.fixture(scope="module")
 def pg_template(pg_server):
-    from pgfixture import make_template
+    from pgfixture import template_of
 
-    return make_template(pg_server)
+    return template_of(pg_server)
 
 
 @pytest.fixture

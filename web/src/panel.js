@@ -1,8 +1,10 @@
 // The vehicle panel: latest state (speed, heading, fix, CAN signals, link, backlog), its open
-// alerts, and the command form for roles that may send commands.
+// alerts, its service history and form (service.js), and the command form for roles that may
+// send commands.
 import { get, post, query } from "./api.js";
 import { classify } from "./fleet.js";
 import { fmtAge, fmtNum, fmtTime, h, toast } from "./dom.js";
+import { ServiceSection } from "./service.js";
 
 const REFRESH_MS = 5000; // detail (CAN, link, backlog) comes from the REST API, not the hub
 const ANSWER_POLL_MS = 500;
@@ -69,6 +71,8 @@ export class VehiclePanel {
   /** The panel's fixed parts (title, buttons, command form) are built once per vehicle;
    * `render` only refills the values, so a click never lands on a replaced button. */
   build(id) {
+    this.service = new ServiceSection(id, { mayRecord: this.may("dispatcher"),
+                                            onRecorded: () => this.refresh() });
     this.slots = { title: h("h2", {}, id), facts: h("dl", { class: "facts" }),
                    can: h("div"), alertsTitle: h("h3"), alerts: h("div") };
     this.root.replaceChildren(
@@ -80,8 +84,10 @@ export class VehiclePanel {
       this.slots.facts,
       h("h3", {}, "CAN signals"), this.slots.can,
       this.slots.alertsTitle, this.slots.alerts,
+      this.service.root,
       this.may("dispatcher") ? this.commandForm(id) : null);
     this.builtFor = id;
+    this.service.refresh();
   }
 
   render() {

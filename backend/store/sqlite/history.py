@@ -36,7 +36,7 @@ class SqliteHistory(SqliteDb):
             sql = (f"SELECT {_POINT} FROM (SELECT {_POINT}, row_number() OVER (PARTITION BY "
                    f"time_ms / ? ORDER BY time_ms, epoch, seq) AS n FROM vehicle_telemetry "
                    f"{where}) WHERE n = 1 ORDER BY time_ms, epoch, seq LIMIT ?")
-            args = (step_ms, vehicle_id, start_ms, end_ms, -1 if limit is None else limit)
+            args: tuple = (step_ms, vehicle_id, start_ms, end_ms, -1 if limit is None else limit)
         else:
             sql = (f"SELECT {_POINT} FROM vehicle_telemetry {where} "
                    "ORDER BY time_ms, epoch, seq LIMIT ?")

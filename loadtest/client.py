@@ -5,7 +5,7 @@ Every vehicle owns a UDP socket and an aioquic `QuicConnection` (through the age
 acks live in a `SimVehicle`. One pace timer per vehicle sends a batch every `send_interval_s`
 (the agent's live pacing); backlog goes as fast as acks return credit.
 
-Run by `backend.loadtest.run` as `python -m backend.loadtest.client SPEC.json`: it prints
+Run by `loadtest.run` as `python -m loadtest.client SPEC.json`: it prints
 `connected …` once its vehicles are connected, waits for `go WALL_TIME` on stdin, runs the
 mode's schedule, drains, and prints one JSON result line.
 """

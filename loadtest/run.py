@@ -15,8 +15,9 @@ import asyncio
 import json
 import os
 import random
+import re
+import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,9 +31,9 @@ from backend.pki import generate
 from .client import ACK_TICK_S
 from .fleet import Histogram
 from .report import ProcStats, Report, ack_gap_s
-from .store import Store
+from .store import ThrowawayStore
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 READY_TIMEOUT_S = 60.0
 # A connection takes a few ms of gateway CPU (TLS handshake); allow generously for the ramp
 # (on a machine shared with other work, 200 handshakes took up to 40 s).
@@ -61,16 +62,10 @@ class Options:
     gateway_nats: tuple[str, ...] = ()  # gateway k's --nats-url: gateway_nats[k % len] (else none)
 
 
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _free_tcp_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _ready_ports(line: str) -> list[int]:
+    """The ports a ready line names: every server here binds port 0 (the kernel's choice), so
+    only the process itself knows them."""
+    return [int(p) for p in re.findall(r":(\d+)\b", line)]
 
 
 def _env() -> dict:
@@ -79,13 +74,13 @@ def _env() -> dict:
     return env
 
 
-def _start_gateway(store_url: str, certs: dict, port: int, tmp: Path, k: int,
+def _start_gateway(store_url: str, certs: dict, tmp: Path, k: int,
                    log_dir: Path, router: list[str] = ()) -> subprocess.Popen:
     log = open(log_dir / f"gateway{k}.log", "ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "backend", "--db", store_url, "--cert", certs["cert"],
-         "--key", certs["key"], "--quic-host", "127.0.0.1", "--quic-port", str(port),
-         "--http-port", str(_free_tcp_port()), "--ticket-file", str(tmp / f"tickets{k}.sqlite"),
+         "--key", certs["key"], "--quic-host", "127.0.0.1", "--quic-port", "0",
+         "--http-port", "0", "--ticket-file", str(tmp / f"tickets{k}.sqlite"),
          "--log-level", "WARNING", *router],
         stdout=subprocess.PIPE, stderr=log, env=_env(), cwd=REPO)
     return proc
@@ -94,7 +89,7 @@ def _start_gateway(store_url: str, certs: dict, port: int, tmp: Path, k: int,
 def _profile(opts: Options, log_dir: Path, pids: dict[str, int]) -> list[subprocess.Popen]:
     """py-spy (sampling, from outside the process) over the measured window, as collapsed
     stacks (`NAME.py-spy.txt`: one line per stack with its sample count, for flame graphs or
-    `python -m backend.loadtest.profile`)."""
+    `python -m loadtest.profile`)."""
     if not opts.profile:
         return []
     spy = Path(sys.executable).with_name("py-spy")
@@ -123,18 +118,25 @@ def run(opts: Options, events: list[tuple[float, object]] = ()) -> Report:
     log_dir = Path(opts.log_dir) if opts.log_dir else tmp
     log_dir.mkdir(parents=True, exist_ok=True)
     procs: list[subprocess.Popen] = []
-    store = Store(opts.db, tmp)
+    store = ThrowawayStore(opts.db, tmp)
+    ok = False
     try:
-        return _run(opts, tmp, log_dir, store, procs, list(events))
+        report = _run(opts, tmp, log_dir, store, procs, list(events))
+        ok = True
+        return report
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
                 p.wait(10)
         store.close()
+        # the run's files (store, certificates, specs; the logs unless --log-dir) go, unless
+        # it failed: then the logs are what tells why
+        if ok or opts.log_dir:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _run(opts: Options, tmp: Path, log_dir: Path, store: Store,
+def _run(opts: Options, tmp: Path, log_dir: Path, store: ThrowawayStore,
          procs: list[subprocess.Popen], events: list) -> Report:
     rng = random.Random(opts.seed)
     certs = generate(str(tmp / "pki"), ["localhost", "127.0.0.1"])
@@ -143,34 +145,37 @@ def _run(opts: Options, tmp: Path, log_dir: Path, store: Store,
     if opts.db not in ("sqlite", "postgres", "timescale"):  # an existing store: migrate first
         asyncio.run(store.provision([]))
     tokens = asyncio.run(store.provision(ids))
-    ports = [_free_udp_port() for _ in range(opts.gateways)]
-    node_args = [[] for _ in ports]
+    node_args = [[] for _ in range(opts.gateways)]
+    public = 0
     if opts.router:  # docs/scaling.md: every vehicle talks to the router, it picks the node
         from backend.cluster.tunnel import write_key
 
-        public, tunnel = _free_udp_port(), _free_udp_port()
         key_file = str(tmp / "cluster.key")
         write_key(key_file)
         router = subprocess.Popen(
             [sys.executable, "-m", "backend", "--cluster-key-file", key_file, "router",
-             "--listen", f"127.0.0.1:{public}", "--tunnel", f"127.0.0.1:{tunnel}"],
+             "--listen", "127.0.0.1:0", "--tunnel", "127.0.0.1:0"],
             stdout=subprocess.PIPE,
             stderr=open(log_dir / "router.log", "ab"), env=_env(), cwd=REPO)
         procs.append(router)
-        if "router ready" not in _readline(router, READY_TIMEOUT_S, "router"):
+        line = _readline(router, READY_TIMEOUT_S, "router")
+        if "router ready" not in line:
             raise RuntimeError(f"the router did not start; see {log_dir}")
+        public, tunnel = _ready_ports(line)
         node_args = [["--server-id", str(k + 1), "--router", f"127.0.0.1:{tunnel}",
-                      "--cluster-key-file", key_file] for k in range(len(ports))]
+                      "--cluster-key-file", key_file] for k in range(opts.gateways)]
     dbs = list(opts.gateway_db) or [store.url]
     nats = [["--nats-url", u] for u in opts.gateway_nats] or [[]]
-    gateways = [_start_gateway(dbs[k % len(dbs)], certs, port, tmp, k, log_dir,
+    gateways = [_start_gateway(dbs[k % len(dbs)], certs, tmp, k, log_dir,
                                node_args[k] + nats[k % len(nats)])
-                for k, port in enumerate(ports)]
+                for k in range(opts.gateways)]
     procs += gateways
+    ports = []
     for k, g in enumerate(gateways):
         line = _readline(g, READY_TIMEOUT_S, f"gateway {k}")
         if "backend ready" not in line:
             raise RuntimeError(f"gateway {k} did not start: {line!r}; see {log_dir}")
+        ports.append(_ready_ports(line)[-1])  # "… gateway udp 127.0.0.1:PORT"
     gstats = ProcStats([g.pid for g in gateways])
     rss_idle_kb = gstats.rss_kb()
     workers = []
@@ -184,7 +189,7 @@ def _run(opts: Options, tmp: Path, log_dir: Path, store: Store,
         path.write_text(json.dumps(spec))
         log = open(log_dir / f"worker{w}.log", "ab")
         workers.append(subprocess.Popen(
-            [sys.executable, "-m", "backend.loadtest.client", str(path)], stdin=subprocess.PIPE,
+            [sys.executable, "-m", "loadtest.client", str(path)], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=log, env=_env(), cwd=REPO))
     procs += workers
     t = time.monotonic()

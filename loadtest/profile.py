@@ -1,6 +1,6 @@
 """Summarise a py-spy collapsed-stack file: where the samples are, by function.
 
-    python -m backend.loadtest.profile LOG_DIR/gateway0.py-spy.txt [--top 25]
+    python -m loadtest.profile LOG_DIR/gateway0.py-spy.txt [--top 25]
 
 "self" counts samples whose innermost frame is the function; "total" counts samples with the
 function anywhere on the stack (once per sample).

@@ -1,16 +1,15 @@
 """The load test's throw-away store (SQLite file, PostgreSQL / TimescaleDB server from
 tests/pgfixture.py, or a given URL), its credentials, and the independent check of what it
-holds (plain SQL, not the Store API under test)."""
+holds (plain SQL, not the Store API under test). The throw-away servers need the source tree
+(the load tester is not shipped in any package)."""
 
 from __future__ import annotations
 
 import asyncio
-import sys
 from pathlib import Path
 
 from backend.store import open_store
 
-REPO = Path(__file__).resolve().parents[2]
 # Server settings for PostgreSQL runs: durable, as in production and bench/bench_store.py.
 PG_DURABLE = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on",
               "shared_buffers": "256MB", "max_wal_size": "2GB"}
@@ -18,7 +17,7 @@ PG_DURABLE = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on
 PROVISION_CHUNK = 500
 
 
-class Store:
+class ThrowawayStore:
     """The throw-away store of one run and its independent check (SQL, not the Store API)."""
 
     def __init__(self, kind: str, tmp: Path):
@@ -27,8 +26,7 @@ class Store:
         if kind == "sqlite":
             self.url = f"sqlite://{tmp / 'fleet.db'}"
         elif kind in ("postgres", "timescale"):
-            sys.path.insert(0, str(REPO / "tests"))
-            from pgfixture import PgServer  # the source tree's throw-away server
+            from tests.pgfixture import PgServer  # the source tree's throw-away server
 
             self.server = PgServer(dict(PG_DURABLE), timescale=kind == "timescale").start()
             self.url = self.server.create_database("fleet")

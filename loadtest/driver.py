@@ -1,6 +1,6 @@
 """One simulated vehicle's link in the load generator: its QUIC connection through the agent's
 own `QuicLink`, its geostream `ClientSession`, pacing, acks, reconnects and migrations. The
-`Worker` of backend/loadtest/client.py runs many of them on one event loop."""
+`Worker` of loadtest/client.py runs many of them on one event loop."""
 
 from __future__ import annotations
 
