@@ -176,15 +176,43 @@ class Backend:
             await self.fanout.stop()
         if self._runner:
             await self._runner.cleanup()
-        await self.planning.close()
+        if self.planning is not None:
+            await self.planning.close()
         await self.store.close()
         log.info("backend stopped")
+
+
+# The `planning` extra (pyproject.toml): the road graph and the solver. The Debian package
+# leaves it out (docs/planning.md); without it plans answer 503 and ETAs use straight lines.
+PLANNING_MODULES = ("osmium", "scipy", "vroom")
+
+
+def missing_planning_modules() -> list[str]:
+    """Which of the planning extra's modules this installation lacks."""
+    import importlib.util
+
+    return [m for m in PLANNING_MODULES if importlib.util.find_spec(m) is None]
+
+
+def _roads(c: BackendConfig):
+    """The configured road network, or None when there is none or the planning extra is
+    missing (said once in the log)."""
+    from pathlib import Path
+
+    if not c.road_network:
+        return None
+    missing = missing_planning_modules()
+    if missing:
+        log.warning("road network %s ignored: the planning extra is not installed (%s); "
+                    "pip install 'fleet-agent[planning]'", c.road_network, ", ".join(missing))
+        return None
+    return Path(c.road_network)
 
 
 def street_overlay(c: BackendConfig) -> str:
     """With a road network and no basemap configured: its streets as the map overlay (built
     once per extract, cached; docs/planning.md), else ""."""
-    if not c.road_network or c.map_style or c.map_pmtiles:
+    if not c.road_network or c.map_style or c.map_pmtiles or _roads(c) is None:
         return ""
     from pathlib import Path
 
@@ -207,9 +235,10 @@ def eta_service(c: BackendConfig, store, hub: Hub, publish_alert):
     from .dispatch.eta_service import EtaService
     from .dispatch.solver_worker import travel_source
 
+    roads = _roads(c)
+
     def travel():
-        return travel_source(Path(c.road_network) if c.road_network else None,
-                             Path(c.road_cache_dir) if c.road_cache_dir else None)
+        return travel_source(roads, Path(c.road_cache_dir) if c.road_cache_dir else None)
 
     return EtaService(store, travel, hub.publish_dispatch, publish_alert)
 
@@ -221,8 +250,11 @@ def planning_service(c: BackendConfig, store, dispatch):
     from .dispatch.planning import PlanningService
     from .dispatch.solver_worker import SolverWorker
 
-    worker = SolverWorker(Path(c.road_network) if c.road_network else None,
-                          Path(c.road_cache_dir) if c.road_cache_dir else None)
+    if missing_planning_modules():
+        log.warning("planning off: the planning extra is not installed; "
+                    "pip install 'fleet-agent[planning]'")
+        return None
+    worker = SolverWorker(_roads(c), Path(c.road_cache_dir) if c.road_cache_dir else None)
     return PlanningService(store, dispatch, worker, wall_ms)
 
 

@@ -200,6 +200,14 @@ class RouteEtas(TypedDict):
     late_risk: list[str]
 
 
+class WhatIfEtas(TypedDict):
+    vehicle: str
+    basis: str
+    stops: list[StopEta]
+    late: list[str]
+    status: str
+
+
 class PlanProposal(TypedDict):
     proposal_id: str
     based_on_version: str

@@ -157,6 +157,17 @@ def build_server(tools: FleetTools, stdio_principal: Principal | None = None) ->
         return await call(ctx, tools.route_etas, vehicle)
 
     @mcp.tool()
+    async def eta_what_if(vehicle: Vehicle, ctx: Context,
+                          stops: Annotated[list[str], Field(
+                              description="job ids in the order to visit them",
+                              min_length=1, max_length=200)]) -> schemas.WhatIfEtas:
+        """What-if: the ETAs if the vehicle drove these jobs in this order from its newest
+        position: {vehicle, basis, stops: [{job_id, eta_ms, begin_ms, departure_ms, wait_s,
+        spread_s, confidence, late}], late: [job id], status}. Changes nothing (a new plan
+        goes through plan_routes and a dispatcher's approval)."""
+        return await call(ctx, tools.eta_what_if, vehicle, stops)
+
+    @mcp.tool()
     async def maintenance_status(ctx: Context, vehicle: str | None = None,
                                  only_due: bool = False) -> schemas.MaintenanceStatus:
         """Service intervals, trouble codes and signal drift: {now_ms, due_for_service: [id],

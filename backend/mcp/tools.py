@@ -30,6 +30,7 @@ MAX_BUCKETS = 500  # signal_history buckets
 MAX_SIGNAL_SAMPLES = 200_000  # raw samples read to fill them
 MAX_TRIPS = 200
 MAX_CODES = 200
+MAX_WHAT_IF_STOPS = 200  # a long route's stops; one matrix of them stays small
 MAX_PLAN_STOPS = 2_000  # stops listed across a proposal's routes (a 1,000-job plan fits)
 DAY_WORDS = ("today", "yesterday")
 
@@ -257,6 +258,39 @@ class FleetTools:
                 "basis": "no position on the route yet" if eta is None else eta["basis"],
                 "stops": [] if eta is None else eta["stops"][:MAX_PLAN_STOPS],
                 "late_risk": [a.subject for a in late]}
+
+    async def eta_what_if(self, p: Principal, vehicle: str, stops: list[str]) -> dict:
+        """ETAs if the vehicle drove `stops` (job ids) in this order from its newest position:
+        a question, never a change (changes go through plan_routes and a dispatcher)."""
+        from ..dispatch.eta import route_eta
+        from ..dispatch.live_eta import LiveEta
+        from ..dispatch.matrix import SnapError
+
+        await self._vehicle(p, vehicle)
+        if self.etas is None:
+            raise Refused("ETAs run in the backend: use its HTTP MCP endpoint (/mcp)")
+        if not 1 <= len(stops) <= MAX_WHAT_IF_STOPS:
+            raise Refused(f"stops: 1 to {MAX_WHAT_IF_STOPS} job ids")
+        pos = next((r for r in await self.store.last_positions()
+                    if r["vehicle_id"] == vehicle), None)
+        if pos is None:
+            raise Refused(f"vehicle {vehicle} has no position yet")
+        jobs = []
+        for jid in stops:
+            rec = await self.store.job(jid)
+            if rec is None:
+                raise Refused(f"unknown job {jid!r}")
+            jobs.append(rec.job)
+        now = self.clock()
+        try:
+            eta = route_eta(pos["lat"], pos["lon"], max(now, pos["time_ms"]), jobs,
+                            self.etas.travel)
+        except SnapError as exc:
+            raise Refused(str(exc)) from None
+        msg = LiveEta("what-if", vehicle, pos["time_ms"], pos["lat"], pos["lon"],
+                      eta).message()
+        return {"vehicle": vehicle, "basis": msg["basis"], "stops": msg["stops"],
+                "late": list(eta.late), "status": "a what-if: nothing was changed"}
 
     async def maintenance_status(self, p: Principal, vehicle: str | None = None,
                                  only_due: bool = False) -> dict:

@@ -27,7 +27,7 @@ from tests.mcptools.fleetdata import MAINTENANCE, load
 REPO = Path(__file__).resolve().parents[2]
 TOOLS = {"list_vehicles", "vehicle_state", "route", "trips", "who_was_in_geofence", "alerts",
          "acknowledge_alert", "signal_history", "send_command", "maintenance_status",
-         "plan_routes", "route_etas", "list_geofences"}
+         "plan_routes", "route_etas", "eta_what_if", "list_geofences"}
 
 
 @pytest.fixture

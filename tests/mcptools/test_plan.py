@@ -56,9 +56,10 @@ async def test_route_etas_over_mcp(backend):  # noqa: F811
 
     store, now = backend.store, wall_ms()
     d = backend.dispatch
-    await d.add_jobs([Job("e1", Place(Point(53.55, 9.98))),
-                      Job("e2", Place(Point(53.60, 9.98)),
-                          windows=(TimeWindow(now, now + 60_000),))], now)
+    # 5.5 km south and north of the vehicle; e2's window closes in 20 minutes
+    await d.add_jobs([Job("e1", Place(Point(53.45, 9.98))),
+                      Job("e2", Place(Point(53.55, 9.98)),
+                          windows=(TimeWindow(now, now + 1_200_000),))], now)
     await d.save_route(Route("re", "truck-1", Shift(now - 1000, now + 3_600_000), "d", "d",
                              stops=(RouteStop("e1"), RouteStop("e2")),
                              status=RouteStatus.DISPATCHED), None,
@@ -69,7 +70,11 @@ async def test_route_etas_over_mcp(backend):  # noqa: F811
     async with http_client(backend.url, backend.tokens["viewer"]) as client:
         got = await call(client, "route_etas", vehicle="truck-1")
         none = await client.call_tool("route_etas", {"vehicle": "truck-2"})
+        swapped = await call(client, "eta_what_if", vehicle="truck-1", stops=["e2", "e1"])
     assert got["route_id"] == "re" and [s["job_id"] for s in got["stops"]] == ["e1", "e2"]
     assert got["stops"][0]["eta_ms"] > now and "straight line" in got["basis"]
-    assert got["late_risk"] == ["e2"]  # 11 km away, its window closes in a minute
+    assert got["late_risk"] == ["e2"]  # after e1: ~43 minutes on the straight-line basis
     assert none.is_error and "no dispatched or active route" in none.content[0].text
+    # e2 first (~14 minutes): not late; and nothing was changed
+    assert [s["job_id"] for s in swapped["stops"]] == ["e2", "e1"] and swapped["late"] == []
+    assert (await store.dispatch_route("re")).job_ids == ("e1", "e2")
