@@ -71,11 +71,14 @@ async def _visible_job(request: web.Request, job_id: str):
     return rec
 
 
+STATE_CHANGE_FIELDS = {"to", "id", "at_ms", "lat", "lon", "reason"}
+
+
 def _tid(body: dict) -> str:
     """The caller's idempotency id for a state change, or a fresh one."""
-    tid = body.get("id")
-    if tid is None:
+    if "id" not in body:
         return "t" + secrets.token_hex(12)
+    tid = body["id"]
     if not isinstance(tid, str) or not 0 < len(tid) <= 64 or not tid.isprintable():
         raise error(web.HTTPBadRequest, "id: 1–64 printable characters")
     return tid
@@ -168,14 +171,23 @@ async def _change(request: web.Request, to: JobState | None) -> web.Response:
     body = await read_json(request) if request.can_read_body else {}
     if not isinstance(body, dict):
         raise error(web.HTTPBadRequest, "the body must be a JSON object")
+    unknown = sorted(set(body) - STATE_CHANGE_FIELDS)
+    if unknown:
+        raise error(web.HTTPBadRequest, f"unknown field {unknown[0]!r}")
     try:
         if to is None:
             to = JobState(body.get("to"))
-        at = body.get("at_ms")
-        at_ms = None if at is None else codec.parse_time(at, "at_ms")
+        elif "to" in body:
+            JobState(body["to"])  # a cancel may name its state; it must be one
+        at_ms = codec.parse_time(body["at_ms"], "at_ms") if "at_ms" in body else None
         lat, lon = body.get("lat"), body.get("lon")
-        if (lat is None) != (lon is None):
+        if ("lat" in body) != ("lon" in body):
             raise ValueError("lat/lon: both or neither")
+        if "lat" in body:
+            for name, v, bound in (("lat", lat, 90), ("lon", lon, 180)):
+                if isinstance(v, bool) or not isinstance(v, int | float) \
+                        or not -bound <= v <= bound:
+                    raise ValueError(f"{name}: a number from -{bound} to {bound}")
         reason = body.get("reason", "")
         if not isinstance(reason, str):
             raise ValueError("reason: a string")
@@ -273,6 +285,8 @@ async def put_dispatch_vehicle(request: web.Request) -> web.Response:
     body = await read_json(request)
     if not isinstance(body, dict) or set(body) - {"type_id", "depot_id", "vehicle_id"}:
         raise error(web.HTTPBadRequest, "body: {type_id, depot_id}")
+    if body.get("vehicle_id", vehicle) != vehicle:
+        raise error(web.HTTPBadRequest, "vehicle_id: the path's")
     try:
         v = FleetVehicle(vehicle, body.get("type_id"), body.get("depot_id"))
     except ValueError as exc:
@@ -345,8 +359,10 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/api/jobs", list_jobs)
     r.add_post("/api/jobs", create_job)
     r.add_post("/api/jobs/import", import_jobs)
-    r.add_get("/api/jobs/{job}", get_job)
-    r.add_put("/api/jobs/{job}", put_job)
+    # {job} is any id but "import": /api/jobs/import is only the import (POST), so its
+    # OPTIONS and 405 answers do not advertise a job's GET and PUT
+    r.add_get("/api/jobs/{job:(?!import$)[^/]+}", get_job)
+    r.add_put("/api/jobs/{job:(?!import$)[^/]+}", put_job)
     r.add_post("/api/jobs/{job}/cancel", cancel_job)
     r.add_get("/api/jobs/{job}/transitions", list_transitions)
     r.add_post("/api/jobs/{job}/transitions", add_transition)

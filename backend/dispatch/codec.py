@@ -50,9 +50,9 @@ def _obj(d, what: str, allowed: set[str], required: set[str] = frozenset()) -> M
 
 
 def _str(d: Mapping, key: str, default: str = "") -> str:
+    """An optional string field: absent is `default`; null is refused like any non-string
+    (only the fields read with _opt_str may be null)."""
     v = d.get(key, default)
-    if v is None:
-        return default
     if not isinstance(v, str):
         raise ValueError(f"{key}: a string")
     return v
@@ -69,8 +69,6 @@ def _opt_str(d: Mapping, key: str) -> str | None:
 
 def _int(d: Mapping, key: str, default: int = 0) -> int:
     v = d.get(key, default)
-    if v is None:
-        return default
     if isinstance(v, bool) or not isinstance(v, int):
         if isinstance(v, float) and v.is_integer():
             return int(v)
@@ -114,15 +112,13 @@ def _enum(cls, value, what: str):
 
 
 def _skills(d: Mapping, key: str = "skills") -> frozenset[str]:
-    v = d.get(key) or []
-    if not isinstance(v, list):
+    v = d.get(key, [])
+    if not isinstance(v, list) or not all(isinstance(s, str) for s in v):
         raise ValueError(f"{key}: a list of strings")
     return frozenset(v)
 
 
 def amounts_from(v, what: str) -> Amounts:
-    if v is None:
-        return Amounts()
     if not isinstance(v, Mapping):
         raise ValueError(f"{what}: an object of dimension → whole number")
     for k, n in v.items():
@@ -140,9 +136,8 @@ def place_to_dict(p: Place) -> dict:
 
 def place_from_dict(d) -> Place:
     d = _obj(d, "place", {"lat", "lon", "radius_m", "geofence_id", "address"}, {"lat", "lon"})
-    radius = d.get("radius_m")
     return Place(Point(_num(d, "lat"), _num(d, "lon")),
-                 50.0 if radius is None else _num(d, "radius_m"),
+                 _num(d, "radius_m") if "radius_m" in d else 50.0,
                  _opt_str(d, "geofence_id"), _str(d, "address"))
 
 
@@ -166,7 +161,7 @@ def vehicle_type_from_dict(d, id_: str | None = None) -> VehicleType:
     d = _obj(d, "vehicle type", {"id", "name", "class", "capacity", "skills"})
     return VehicleType(id_ or _str(d, "id"), _str(d, "name"),
                        _enum(VehicleClass, d.get("class", "van"), "class"),
-                       amounts_from(d.get("capacity"), "capacity"), _skills(d))
+                       amounts_from(d.get("capacity", {}), "capacity"), _skills(d))
 
 
 def driver_to_dict(x: Driver) -> dict:
@@ -211,14 +206,14 @@ def job_to_dict(j: Job) -> dict:
 
 def job_from_dict(d, id_: str | None = None) -> Job:
     d = _obj(d, "job", JOB_FIELDS, {"place"})
-    windows = d.get("windows") or []
+    windows = d.get("windows", [])
     if not isinstance(windows, list) or len(windows) > MAX_WINDOWS:
         raise ValueError(f"windows: a list of at most {MAX_WINDOWS}")
-    c = _obj(d.get("contact") or {}, "contact", {"name", "phone", "email"})
+    c = _obj(d.get("contact", {}), "contact", {"name", "phone", "email"})
     return Job(
         id_ or _str(d, "id"), place_from_dict(d["place"]),
         tuple(window_from(w) for w in windows),
-        _int(d, "service_s"), amounts_from(d.get("demand"), "demand"), _skills(d),
+        _int(d, "service_s"), amounts_from(d.get("demand", {}), "demand"), _skills(d),
         _int(d, "priority"), _enum(JobKind, d.get("kind", "visit"), "kind"),
         _opt_str(d, "pair"), _str(d, "name"), _str(d, "notes"),
         Contact(_str(c, "name"), _str(c, "phone"), _str(c, "email")))
@@ -246,7 +241,7 @@ def route_from_dict(d, id_: str | None = None) -> Route:
     d = _obj(d, "route", {"id", "vehicle_id", "status", "version", "shift", "start_depot",
                           "end_depot", "capacity", "skills", "driver_id", "stops"},
              {"vehicle_id", "shift", "start_depot"})
-    stops = d.get("stops") or []
+    stops = d.get("stops", [])
     if not isinstance(stops, list) or len(stops) > MAX_ROUTE_STOPS:
         raise ValueError(f"stops: a list of at most {MAX_ROUTE_STOPS}")
     out = []
@@ -260,7 +255,7 @@ def route_from_dict(d, id_: str | None = None) -> Route:
     return Route(id_ or _str(d, "id"), _str(d, "vehicle_id"),
                  Shift(shift.start_ms, shift.end_ms), _str(d, "start_depot"),
                  _str(d, "end_depot") or _str(d, "start_depot"),
-                 amounts_from(d.get("capacity"), "capacity"), _skills(d),
+                 amounts_from(d.get("capacity", {}), "capacity"), _skills(d),
                  _opt_str(d, "driver_id"), tuple(out),
                  _enum(RouteStatus, d.get("status", "draft"), "status"),
                  _int(d, "version", 1))

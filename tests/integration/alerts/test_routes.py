@@ -37,7 +37,7 @@ async def test_roles_filters_groups_ack_and_audit(any_store):
     alerts = await _seed(any_store)
     viewer = bearer(await add_user_token(any_store, "vera", "viewer"))
     dispatcher = bearer(await add_user_token(any_store, "dana", "dispatcher"))
-    grouped = bearer(await add_user_token(any_store, "gus", "viewer"))
+    grouped = bearer(await add_user_token(any_store, "gus", "viewer", all_vehicles=False))
     await any_store.put_group("north", vehicles=["truck-2"], members=["gus"])
     async with await _client(any_store, hub) as c:
         assert (await c.get("/api/alerts")).status == 401
@@ -82,7 +82,7 @@ async def test_roles_filters_groups_ack_and_audit(any_store):
 async def test_websocket_alerts_topic_only_for_visible_vehicles(any_store):
     hub = Hub()
     alerts = await _seed(any_store)
-    grouped = bearer(await add_user_token(any_store, "gus", "viewer"))
+    grouped = bearer(await add_user_token(any_store, "gus", "viewer", all_vehicles=False))
     await any_store.put_group("north", vehicles=["truck-2"], members=["gus"])
     async with await _client(any_store, hub) as c:
         ws = await c.ws_connect("/ws", headers=grouped)

@@ -65,10 +65,36 @@ async def test_broken_rows_are_each_reported_and_nothing_planned_is_lost(api):
     ({"id": "z", "place": PLACE, "colour": "red"}, "unknown field 'colour'"),
     ({"id": "z z", "place": PLACE}, "id"),
     ({"id": "z", "place": PLACE, "demand": {"kg": -1}}, "kg"),
+    ({"id": "z", "place": PLACE, "notes": None}, "notes"),  # null only where the spec says
+    ({"id": "z", "place": {**PLACE, "radius_m": None}}, "radius_m"),
+    ({"id": "z", "place": PLACE, "windows": [{}]}, "a start and an end"),
 ])
 async def test_bad_job_bodies_name_the_field(api, body, field):
     status, err = await api.call("POST", "/api/jobs", role=D, body=body)
     assert status == 400 and field in err["error"]
+
+
+@pytest.mark.parametrize("path,body", [
+    ("/api/drivers/d1", {"id": "d1", "display_name": "D", "skills": ["a", 0, [None, None]]}),
+    ("/api/vehicle-types/t1", {"id": "t1", "name": "T", "class": "van",
+                               "skills": ["a", {"b": 1}, [None]]}),
+])
+async def test_skills_of_mixed_types_are_refused_not_a_server_error(api, path, body):
+    status, err = await api.call("PUT", path, role="admin", body=body)
+    assert status == 400 and "skills" in err["error"]
+
+
+@pytest.mark.parametrize("body,field", [
+    ({"to": "cancelled", "lat": 0, "lon": {}}, "lon"),
+    ({"to": "cancelled", "lat": 91, "lon": 0}, "lat"),
+    ({"to": "cancelled", "colour": "red"}, "colour"),
+    ({"to": "cancelled", "at_ms": None}, "at_ms"),
+])
+async def test_bad_state_changes_name_the_field(api, body, field):
+    status, err = await api.call("POST", "/api/jobs/c/transitions", role=D, body=body)
+    assert status == 400 and field in err["error"]
+    _, job = await api.call("GET", "/api/jobs/c", expect=200)
+    assert job["state"] == "unassigned"
 
 
 async def test_roles_and_vehicle_groups(api):

@@ -25,6 +25,7 @@ from backend.dispatch.service import Dispatcher, DispatchError
 from backend.dispatch.storage import StaleVersion
 from backend.store.base import StoredReading
 from backend.store.sqlite import SqliteStore
+from geostream.clock import wall_ms
 
 S = JobState
 ALICE = Actor(ActorKind.PERSON, "alice")
@@ -33,15 +34,19 @@ LAT, LON = 60.1699, 24.9384
 M = 1 / 111_195.0  # degrees of latitude per metre
 STOP_A = Point(LAT, LON)
 STOP_B = Point(LAT + 1000 * M, LON)
+# Device times of the drives: counted from two hours before this run's hour, because
+# PostgreSQL stores readings only within its partition window around today (docs/persistence.md)
+HOUR_MS = 3_600_000
+T0 = (wall_ms() // HOUR_MS - 2) * HOUR_MS
 
 
 def route(stops=("a", "b"), status=RouteStatus.DISPATCHED, rid="r1", vehicle="v1") -> Route:
-    return Route(rid, vehicle, Shift(1_000, 10_000_000), "dep", "dep",
+    return Route(rid, vehicle, Shift(T0 + 1_000, T0 + 10_000_000), "dep", "dep",
                  stops=tuple(RouteStop(s) for s in stops), status=status)
 
 
 def pos(seq: int, t: int, metres_north: float, vehicle: str = "v1") -> StoredReading:
-    return StoredReading(vehicle, 1, seq, t, "pos", lat=LAT + metres_north * M, lon=LON,
+    return StoredReading(vehicle, 1, seq, T0 + t, "pos", lat=LAT + metres_north * M, lon=LON,
                          received_ms=1)
 
 
@@ -99,16 +104,16 @@ async def test_positions_arrive_and_complete_and_person_wins(any_store):
              pos(5, 70_000, 500), pos(6, 110_000, 500),  # left a
              pos(7, 120_000, 1000), pos(8, 160_000, 1000)]  # at b
     await any_store.write(drive, [])
-    await d.on_committed(drive, 200_000)
+    await d.on_committed(drive, T0 + 200_000)
     a = await any_store.transitions("a")
     assert [(t.to_state, t.at_ms, t.by) for t in a[1:]] == [
-        (S.ARRIVED, 20_000, DETECTOR), (S.COMPLETED, 70_000, DETECTOR)]
+        (S.ARRIVED, T0 + 20_000, DETECTOR), (S.COMPLETED, T0 + 70_000, DETECTOR)]
     assert (await any_store.job("b")).state is S.ARRIVED
     # the driver says b failed; later positions leaving b change nothing
-    await d.change_state("b", S.FAILED, DRIVER, 200_001, "fail-b", reason="closed")
+    await d.change_state("b", S.FAILED, DRIVER, T0 + 200_001, "fail-b", reason="closed")
     late = [pos(9, 170_000, 3000), pos(10, 260_000, 3000)]
     await any_store.write(late, [])
-    await d.on_committed(late, 300_000)
+    await d.on_committed(late, T0 + 300_000)
     assert (await any_store.job("b")).state is S.FAILED
     assert d.stats["failures"] == 0
 
@@ -117,13 +122,13 @@ async def test_restart_rebuilds_from_the_store_without_repeating(any_store):
     d = await setup(any_store)
     drive = [pos(1, 10_000, 0), pos(2, 50_000, 0)]
     await any_store.write(drive, [])
-    await d.on_committed(drive, 60_000)
+    await d.on_committed(drive, T0 + 60_000)
     n = len(await any_store.transitions("a"))
     fresh = Dispatcher(any_store, dwell_s=30)
     await fresh.start()
     more = [pos(3, 55_000, 0)]
     await any_store.write(more, [])
-    await fresh.on_committed(more, 70_000)  # older than nothing it has: replays the shift
+    await fresh.on_committed(more, T0 + 70_000)  # older than nothing it has: replays the shift
     assert len(await any_store.transitions("a")) == n
     assert (await any_store.job("a")).state is S.ARRIVED
 
@@ -132,7 +137,7 @@ async def test_a_vehicle_without_a_route_is_not_looked_at(any_store):
     d = await setup(any_store)
     other = [pos(1, 10_000, 0, vehicle="v9"), pos(2, 60_000, 0, vehicle="v9")]
     await any_store.write(other, [])
-    await d.on_committed(other, 70_000)
+    await d.on_committed(other, T0 + 70_000)
     assert d.stats["replays"] == 0 and (await any_store.job("a")).state is S.ASSIGNED
 
 
@@ -148,7 +153,7 @@ async def _outcome(batches, seed: int) -> list:
         d = await setup(store)
         for batch in batches:
             await store.write(batch, [])
-            await d.on_committed(batch, 10**9)
+            await d.on_committed(batch, T0 + 10**9)
         assert d.stats["failures"] == 0
         out = []
         for j in "ab":
@@ -191,5 +196,5 @@ async def test_a_stop_given_as_a_geofence_is_detected_by_its_shape(any_store):
     await d.save_route(route(("y",)), None, ALICE, 500)
     drive = [pos(1, 10_000, 200), pos(2, 50_000, 250)]  # inside the yard, far from the point
     await any_store.write(drive, [])
-    await d.on_committed(drive, 60_000)
+    await d.on_committed(drive, T0 + 60_000)
     assert (await any_store.job("y")).state is S.ARRIVED
