@@ -16,6 +16,8 @@ from pathlib import Path
 
 import can
 
+from geostream.clock import wall_ms
+
 from ..sources import Emit, Finished, ReopeningSource, SourceState
 from .decoder import CAN_ERR_BUSOFF
 from .handoff import Batcher, Handoff
@@ -32,10 +34,6 @@ REOPEN_MAX_S = 30.0
 RECV_TIMEOUT_S = 0.1  # the reader checks for a stop this often on a quiet bus
 DRAIN_BATCH = 2_000  # frames decoded per turn before the loop lets other tasks run (~10 ms)
 REPLAY_YIELD_EVERY = 256  # as-fast-as-possible replay yields to the loop this often
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class CanBusSource(ReopeningSource):
@@ -107,10 +105,10 @@ class CanBusSource(ReopeningSource):
             while True:
                 timeout = None
                 if pipeline.snapshots:
-                    timeout = max(0.0, (pipeline.selector.next_snapshot_ms - now_ms()) / 1000)
+                    timeout = max(0.0, (pipeline.selector.next_snapshot_ms - wall_ms()) / 1000)
                     timeout = min(timeout, 1.0)
                 if pipeline.poller is not None:
-                    wait = max(0.0, (pipeline.poller.next_deadline() - now_ms()) / 1000)
+                    wait = max(0.0, (pipeline.poller.next_deadline() - wall_ms()) / 1000)
                     timeout = min(wait, 1.0) if timeout is None else min(timeout, wait)
                 await handoff.wait(timeout)
                 for batch in handoff.take(DRAIN_BATCH):
@@ -126,8 +124,8 @@ class CanBusSource(ReopeningSource):
                     if traffic and self.state != SourceState.UP:
                         self.set_state(SourceState.UP)  # traffic again after bus-off
                 self.counts["dropped"] = self._dropped_before + handoff.dropped
-                pipeline.tick(now_ms(), emit)
-                pipeline.poll(now_ms())
+                pipeline.tick(wall_ms(), emit)
+                pipeline.poll(wall_ms())
                 while pipeline.outbox:
                     self.counts["sent"] += 1
                     bus.send(pipeline.outbox.pop(0))
@@ -155,7 +153,7 @@ def _reader(bus: can.BusABC, handoff: Handoff, stop: threading.Event) -> None:
             msg = recv(batcher.timeout(RECV_TIMEOUT_S))
             now = clock()
             if msg is not None:
-                batcher.add((time.time_ns() // 1_000_000, msg), now)
+                batcher.add((wall_ms(), msg), now)
             if batcher.due(now):
                 handoff.put(batcher.take())
             elif msg is None and batcher.frames:
@@ -243,7 +241,7 @@ class ReplaySource(ReopeningSource):
                 if first_log_s is None:
                     first_log_s = t
                     if self.timestamps == "now":  # later passes continue after the last
-                        shift_ms = max(now_ms(), self._last_ts_ms + 1) - round(t * 1000)
+                        shift_ms = max(wall_ms(), self._last_ts_ms + 1) - round(t * 1000)
                 n += 1
                 waited = False
                 if self.speed > 0:
