@@ -5,6 +5,7 @@ import random
 
 from backend.alerts import AlertEngine, parse_rules
 from backend.store.base import AlertQuery
+from geostream.clock import wall_ms
 from tests.integration.alerts.helpers import V, can, evt, pos
 
 DEPOT = {"type": "Polygon", "coordinates": [[[9.98, 53.54], [10.0, 53.54], [10.0, 53.56],
@@ -12,7 +13,9 @@ DEPOT = {"type": "Polygon", "coordinates": [[[9.98, 53.54], [10.0, 53.54], [10.0
 RULES = parse_rules({"geofence": {"dwell_s": 5},
                      "signal": [{"name": "coolant-high", "signal": "EngCoolantTemp",
                                  "above": 105, "duration_s": 10}]})
-NOW = 10**13
+# the engine's clock: this hour, long after the hand-timed drives (1970) and inside the
+# PostgreSQL store's window for the tests that write a reading at it
+NOW = wall_ms() // 3_600_000 * 3_600_000
 
 
 def drive():
