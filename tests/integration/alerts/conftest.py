@@ -10,7 +10,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tests.pgfixture import pg_server, pg_template  # noqa: E402,F401
 from tests.pgfixture import pg_url as _pg_url  # noqa: E402,F401
 
-
 # longer than the days since 1970, and a while after
 RETENTION_FROM_1970_DAYS = 40_000
 
