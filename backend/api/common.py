@@ -87,10 +87,11 @@ def time_param(query, key: str) -> int | None:
 
 
 def window(query) -> tuple[int | None, int | None]:
-    """The (from, to) of a time-window query: `from_ms`/`to_ms`, or ISO 8601 `from`/`to`."""
+    """The (from, to) of a time-window query: `from_ms`/`to_ms`, or ISO 8601 `from`/`to`
+    (every one given is checked, also when its `_ms` twin wins)."""
+    start_iso, end_iso = iso_param(query, "from"), iso_param(query, "to")
     start, end = time_param(query, "from_ms"), time_param(query, "to_ms")
-    return (start if start is not None else iso_param(query, "from"),
-            end if end is not None else iso_param(query, "to"))
+    return (start if start is not None else start_iso, end if end is not None else end_iso)
 
 
 def wants_csv(request: web.Request) -> bool:

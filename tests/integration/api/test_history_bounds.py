@@ -42,6 +42,19 @@ async def test_windows_and_rows_are_bounded(store_url, monkeypatch):
         assert thin["properties"]["points"] == 4  # one per 3 s bucket: 0, 3, 6, 9
 
 
+async def test_an_iso_time_beside_its_ms_twin_is_checked_too(store_url):
+    """`from_ms` wins over `from`, but a malformed `from` is still refused (not ignored)."""
+    async with Api(store_url) as api:
+        await api.store.write(_points(3), [])
+        for path in ("route", "trips"):
+            _, body = await api.call(
+                "GET", f"/api/vehicles/v1/{path}?from_ms={T0}&to_ms={T0 + DAY}&from=%C2%AFp",
+                expect=400)
+            assert "from must be an ISO 8601" in body["error"], path
+            await api.call("GET", f"/api/vehicles/v1/{path}?from_ms={T0}&to_ms={T0 + DAY}"
+                           "&from=2025-11-23T00:00:00Z", expect=200)
+
+
 async def test_sqlite_history_reads_beside_a_busy_writer(tmp_path):
     store = open_store(f"sqlite://{tmp_path / 'fleet.db'}")
     await store.open()

@@ -31,7 +31,7 @@ def _payload(tmp: Path) -> Path:
         shutil.copy(REPO / "agent" / name, src / "agent" / name)
     # ... and the reading schema they share with the gateway
     (src / "geostream").mkdir()
-    for name in ("__init__.py", "schema.py", "errors.py"):
+    for name in ("__init__.py", "schema.py", "errors.py", "limits.py"):
         shutil.copy(REPO / "geostream" / name, src / "geostream" / name)
     shutil.copy(REPO / "hil" / "vm" / "powercut_writer.py", src / "powercut_writer.py")
     (src / "data").mkdir()
