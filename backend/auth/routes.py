@@ -49,21 +49,32 @@ async def password_page(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(STATIC / "app" / "password.html")
 
 
-@public
-async def login(request: web.Request) -> web.Response:
-    # JSON only: a cross-site HTML form cannot send it, so nobody can log a browser in as
-    # someone else (login CSRF)
+async def _two_texts(request: web.Request, a: str,
+                     b: str) -> tuple[str, str] | web.Response:
+    """Fields `a` and `b` of a small JSON body, both text, or the refusal to answer with (JSON
+    only: a cross-site HTML form cannot send it)."""
     if request.content_type != "application/json":
         return error(415, "send application/json")
     if (request.content_length or 0) > MAX_LOGIN_BODY:
         return error(413, "too large")
     try:
         body = await request.json()
-        name, password = body["username"], body["password"]
-        if not isinstance(name, str) or not isinstance(password, str):
+        first, second = body[a], body[b]
+        if not isinstance(first, str) or not isinstance(second, str):
             raise TypeError
     except (ValueError, KeyError, TypeError):
-        return error(400, 'expected {"username": text, "password": text}')
+        return error(400, f'expected {{"{a}": text, "{b}": text}}')
+    return first, second
+
+
+@public
+async def login(request: web.Request) -> web.Response:
+    # JSON only: a cross-site HTML form cannot send it, so nobody can log a browser in as
+    # someone else (login CSRF)
+    texts = await _two_texts(request, "username", "password")
+    if isinstance(texts, web.Response):
+        return texts
+    name, password = texts
     state = auth_state(request)
     address = client_of(request)
     now = state.clock()
@@ -143,17 +154,10 @@ async def change_password(request: web.Request) -> web.Response:
     """POST {"current_password", "new_password"}: the user's own password, checked against the
     current one (rate-limited like a login). Every session of the user ends; a browser gets a
     new one (cookie and CSRF token) in the answer."""
-    if request.content_type != "application/json":
-        return error(415, "send application/json")
-    if (request.content_length or 0) > MAX_LOGIN_BODY:
-        return error(413, "too large")
-    try:
-        body = await request.json()
-        current, new = body["current_password"], body["new_password"]
-        if not isinstance(current, str) or not isinstance(new, str):
-            raise TypeError
-    except (ValueError, KeyError, TypeError):
-        return error(400, 'expected {"current_password": text, "new_password": text}')
+    texts = await _two_texts(request, "current_password", "new_password")
+    if isinstance(texts, web.Response):
+        return texts
+    current, new = texts
     state, principal = auth_state(request), request[PRINCIPAL]
     address, now = client_of(request), state.clock()
     wait = state.limiter.retry_after(principal.name, address, now)
