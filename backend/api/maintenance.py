@@ -8,8 +8,21 @@ from aiohttp import web
 from geostream.clock import wall_ms
 
 from ..authz import Role, requires
+from ..maintenance.monitor import fleet_due
 from ..maintenance.records import parse_service, record_json, row_of
-from .common import MAINTENANCE, STORE, audit, error, int_param, principal, read_json, visible
+from ..queries import iso
+from .common import (
+    MAINTENANCE,
+    STORE,
+    audit,
+    csv_response,
+    error,
+    int_param,
+    principal,
+    read_json,
+    visible,
+    wants_csv,
+)
 
 DEFAULT_HISTORY = 100
 MAX_HISTORY = 1000  # one page of a vehicle's history; years of services at weekly visits
@@ -57,6 +70,40 @@ async def record_service(request: web.Request) -> web.Response:
     return resp
 
 
+# `state` of the due list: what needs a person's attention (the default), one state, or all.
+DUE_STATES = {"attention": ("due", "overdue"), "overdue": ("overdue",), "due": ("due",),
+              "unknown": ("unknown",), "ok": ("ok",),
+              "all": ("overdue", "due", "unknown", "ok")}
+DUE_CSV = ["vehicle", "interval", "by", "every", "used", "remaining", "state", "since_ms",
+           "since", "source", "source_label"]
+
+
+@requires(Role.VIEWER)
+async def due_list(request: web.Request) -> web.Response:
+    """The fleet's service plans the caller may see, the most urgent first."""
+    state = request.query.get("state", "attention")
+    if state not in DUE_STATES:
+        raise error(web.HTTPBadRequest, f"state must be one of {', '.join(DUE_STATES)}")
+    csv = wants_csv(request)
+    monitor = request.app.get(MAINTENANCE)
+    now = wall_ms()
+    rows = []
+    if monitor is not None:
+        p = principal(request)
+        vehicles = [v for v in await request.app[STORE].list_vehicles()
+                    if v.get("revoked_ms") is None and p.may_see(v["vehicle_id"])]
+        rows = [s.as_json() for s in await fleet_due(request.app[STORE], monitor.cfg,
+                                                     vehicles, now)
+                if s.state in DUE_STATES[state]]
+    if csv:
+        return csv_response(DUE_CSV, [[r["vehicle"], r["interval"], r["by"], r["every"],
+                                       r["used"], r["remaining"], r["state"], r["since_ms"],
+                                       iso(r["since_ms"]), r["source"], r["source_label"]]
+                                      for r in rows], "maintenance-due.csv")
+    return web.json_response({"now_ms": now, "due": rows})
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/vehicles/{vehicle}/services", list_services)
     app.router.add_post("/api/vehicles/{vehicle}/services", record_service)
+    app.router.add_get("/api/maintenance/due", due_list)

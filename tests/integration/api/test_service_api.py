@@ -141,3 +141,34 @@ def test_a_plan_scope_must_be_a_list_of_ids():
     with pytest.raises(ValueError, match="vehicle_types must be a list"):
         parse_maintenance({"interval": [{"name": "x", "by": "days", "every": 1,
                                          "vehicle_types": "hgv"}]})
+
+
+async def test_the_fleet_due_list_most_urgent_first_as_json_and_csv(store_url):
+    async with Api(store_url, mount=_mount) as api:
+        await load(api.store, wall_ms())
+        _, got = await api.call("GET", "/api/maintenance/due", expect=200)
+        # truck-1: 95 of 100 km by its odometer; the others are within their plans
+        assert [(d["vehicle"], d["interval"], d["state"]) for d in got["due"]] == [
+            ("truck-1", "oil", "due")]
+        assert got["due"][0]["source_label"] == "odometer (CAN)"
+        _, every = await api.call("GET", "/api/maintenance/due?state=all", expect=200)
+        rows = {(d["vehicle"], d["interval"]): d for d in every["due"]}
+        assert len(rows) == 6 and every["due"][0]["vehicle"] == "truck-1"
+        # truck-3 has positions but no odometer: its distance is GPS-integrated, and says so
+        assert rows[("truck-3", "oil")]["source"] == "gps"
+        assert "GPS-integrated" in rows[("truck-3", "oil")]["source_label"]
+        assert rows[("truck-2", "oil")]["used"] == 10.0
+        # a group-scoped viewer sees only its vehicles
+        _, mine = await api.call("GET", "/api/maintenance/due?state=all", vehicles=["truck-2"],
+                                 expect=200)
+        assert {d["vehicle"] for d in mine["due"]} == {"truck-2"}
+        _, text = await api.call("GET", "/api/maintenance/due?format=csv", expect=200)
+        lines = text.strip().split("\r\n")
+        assert lines[0].startswith("vehicle,interval,by,every,used,remaining,state")
+        assert len(lines) == 2 and lines[1].startswith("truck-1,oil,km,100")
+        await api.call("GET", "/api/maintenance/due?state=late", expect=400)
+        # recording the service empties the list
+        await api.call("POST", "/api/vehicles/truck-1/services", role="dispatcher",
+                       body={"interval": "oil"}, expect=201)
+        _, after = await api.call("GET", "/api/maintenance/due", expect=200)
+        assert after["due"] == []
