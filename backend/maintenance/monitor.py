@@ -105,6 +105,36 @@ async def fleet_due(store, cfg: MaintenanceConfig, vehicles: list[dict],
     return sorted(out, key=intervals.ServiceStatus.urgency)
 
 
+async def distance_km(store, cfg: MaintenanceConfig, vehicle: str, start_ms: int,
+                      end_ms: int) -> tuple[float | None, str]:
+    """km driven in [start, end): the CAN odometer's growth, else GPS odometry; with the
+    source (can-odometer | gps | none)."""
+    km = await _counter(store, vehicle, cfg.odometer_signal, start_ms, end_ms - 1, None)
+    if km is not None:
+        return km, "can-odometer"
+    points = await _positions(store, vehicle, start_ms, end_ms - 1)
+    return (intervals.gps_km(points), "gps") if points else (None, "none")
+
+
+async def fleet_dtcs(store, cfg: MaintenanceConfig, vehicles: list[str], start_ms: int,
+                     end_ms: int) -> dict[str, list[dict]]:
+    """Per vehicle, its trouble codes as a workflow (dtc.workflow) over [start, end), each row
+    with the distance it is counted against and the other vehicles (of `vehicles`) showing
+    the same code."""
+    out = {}
+    for v in vehicles:
+        episodes = dtc.fold(await store.events(v, "dtc", start_ms, end_ms, MAX_DTC_EVENTS))
+        if not episodes:
+            continue
+        km, source = await distance_km(store, cfg, v, start_ms, end_ms)
+        rows = dtc.workflow(episodes, km)
+        for r in rows:
+            r.update(vehicle=v, km=None if km is None else round(km, 1), km_source=source)
+        out[v] = rows
+    dtc.shared_codes(out)
+    return out
+
+
 async def trouble_codes(store, vehicle: str, start_ms: int, end_ms: int) -> list[dict]:
     return dtc.fold(await store.events(vehicle, "dtc", start_ms, end_ms, MAX_DTC_EVENTS))
 
