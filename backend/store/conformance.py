@@ -23,9 +23,10 @@ def sqlite_conforms(store: SqliteStore) -> None:
     service: protocols.Service = store
     dispatch: protocols.Dispatch = store
     partitions: protocols.Partitions = store
+    notify: protocols.Notify = store
     whole: protocols.Store = store
     del db, vehicles, readings, history, geofences, commands, accounts, alerts, service
-    del dispatch, partitions, whole
+    del dispatch, partitions, notify, whole
 
 
 def postgres_conforms(store: PostgresStore) -> None:
@@ -40,7 +41,8 @@ def postgres_conforms(store: PostgresStore) -> None:
     service: protocols.Service = store
     dispatch: protocols.Dispatch = store
     partitions: protocols.Partitions = store
+    notify: protocols.Notify = store
     replication: protocols.Replication = store  # PostgreSQL only
     whole: protocols.Store = store
     del db, vehicles, readings, history, geofences, commands, accounts, alerts, service
-    del dispatch, partitions, whole, replication
+    del dispatch, partitions, notify, whole, replication
