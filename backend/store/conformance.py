@@ -22,11 +22,12 @@ def sqlite_conforms(store: SqliteStore) -> None:
     alerts: protocols.Alerts = store
     service: protocols.Service = store
     dispatch: protocols.Dispatch = store
+    proposals: protocols.Proposals = store
     partitions: protocols.Partitions = store
     notify: protocols.Notify = store
     whole: protocols.Store = store
     del db, vehicles, readings, history, geofences, commands, accounts, alerts, service
-    del dispatch, partitions, notify, whole
+    del dispatch, proposals, partitions, notify, whole
 
 
 def postgres_conforms(store: PostgresStore) -> None:
@@ -40,9 +41,10 @@ def postgres_conforms(store: PostgresStore) -> None:
     alerts: protocols.Alerts = store
     service: protocols.Service = store
     dispatch: protocols.Dispatch = store
+    proposals: protocols.Proposals = store
     partitions: protocols.Partitions = store
     notify: protocols.Notify = store
     replication: protocols.Replication = store  # PostgreSQL only
     whole: protocols.Store = store
     del db, vehicles, readings, history, geofences, commands, accounts, alerts, service
-    del dispatch, partitions, notify, whole, replication
+    del dispatch, proposals, partitions, notify, whole, replication
