@@ -11,6 +11,7 @@ from .commands import SqliteCommands
 from .dispatch import SqliteDispatch
 from .geofences import SqliteGeofences
 from .history import SqliteHistory
+from .links import SqliteLinks
 from .partitions import SqlitePartitions
 from .readings import SqliteReadings
 from .service import SqliteService
@@ -19,5 +20,5 @@ from .vehicles import SqliteVehicles
 
 class SqliteStore(SqliteVehicles, SqliteReadings, SqliteHistory, SqliteGeofences,
                   SqliteCommands, SqliteAccounts, SqliteAlerts, SqliteService, SqlitePartitions,
-                  SqliteDispatch):
+                  SqliteDispatch, SqliteLinks):
     """The embedded store: `SqliteStore(path)`, then `await open()`."""
