@@ -1,4 +1,4 @@
-"""Tracking links over HTTP (docs/links.md). Dispatchers make, list and revoke a job's links
+"""Tracking links over HTTP (docs/customers.md). Dispatchers make, list and revoke a job's links
 (`/api/jobs/{job}/links`, `/api/links/{id}`); the customer's side is public and needs only the
 token: its page `/t/{token}` (its own bundle, static/track/, and its own CSP,
 backend/auth/headers.py), its view `/t/{token}/view` and its live feed `/t/{token}/events`

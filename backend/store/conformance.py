@@ -22,11 +22,12 @@ def sqlite_conforms(store: SqliteStore) -> None:
     alerts: protocols.Alerts = store
     service: protocols.Service = store
     dispatch: protocols.Dispatch = store
+    proposals: protocols.Proposals = store
     links: protocols.Links = store
     partitions: protocols.Partitions = store
     whole: protocols.Store = store
     del db, vehicles, readings, history, geofences, commands, accounts, alerts, service
-    del dispatch, links, partitions, whole
+    del dispatch, proposals, links, partitions, whole
 
 
 def postgres_conforms(store: PostgresStore) -> None:
@@ -40,9 +41,10 @@ def postgres_conforms(store: PostgresStore) -> None:
     alerts: protocols.Alerts = store
     service: protocols.Service = store
     dispatch: protocols.Dispatch = store
+    proposals: protocols.Proposals = store
     links: protocols.Links = store
     partitions: protocols.Partitions = store
     replication: protocols.Replication = store  # PostgreSQL only
     whole: protocols.Store = store
     del db, vehicles, readings, history, geofences, commands, accounts, alerts, service
-    del dispatch, links, partitions, whole, replication
+    del dispatch, proposals, links, partitions, whole, replication

@@ -22,7 +22,7 @@ from .rows import AlertQuery, DeadLetter, StoredAlert, StoredCommand, StoredRead
 
 if TYPE_CHECKING:  # dispatch's vocabulary (backend/dispatch/), for the annotations only
     from ..dispatch.model import FleetVehicle, Job, JobRecord, JobState, Route, Transition
-    from ..dispatch.storage import JobQuery
+    from ..dispatch.storage import JobQuery, StoredProposal
     from ..links.model import TrackingLink
     from ..links.storage import ClaimResult
 
@@ -228,9 +228,22 @@ class Dispatch(Protocol):
                               vehicle_id: str | None = None) -> list[Route]: ...
 
 
+class Proposals(Protocol):
+    """Dispatch proposals waiting for approval (proposals.py; docs/planning.md)."""
+
+    async def put_proposal(self, p: StoredProposal, keep_open: int = ...) -> list[str]:
+        """Keep a new open proposal; returns the ids of older open ones it dropped."""
+    async def proposal(self, proposal_id: str) -> StoredProposal | None: ...
+    async def proposals(self, status: str | None = None,
+                        limit: int = ...) -> list[StoredProposal]: ...
+    async def close_proposal(self, proposal_id: str, status: str, by: str,
+                             now_ms: int) -> bool:
+        """Open → approved or dropped; False when it was not open."""
+
+
 class Links(Protocol):
     """Tracking links, inbound webhook sources and idempotency keys (links.py;
-    docs/links.md)."""
+    docs/customers.md)."""
 
     async def add_link(self, link: TrackingLink, max_live: int) -> bool:
         """Store a new link unless its job has `max_live` unrevoked ones (False)."""
@@ -268,5 +281,5 @@ class Replication(Protocol):
 
 
 class Store(Db, Vehicles, Readings, History, Geofences, Commands, Accounts, Alerts, Service,
-            Dispatch, Links, Partitions, Protocol):
+            Dispatch, Proposals, Links, Partitions, Protocol):
     """Everything a store does: what `open_store` returns."""

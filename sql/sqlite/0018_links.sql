@@ -1,4 +1,4 @@
--- Concern: the edges to customers and other systems (docs/links.md). Tracking links (only
+-- Concern: the edges to customers and other systems (docs/customers.md). Tracking links (only
 -- the token's SHA-256 is kept), the sources allowed to send signed webhooks, and the
 -- idempotency keys of inbound requests (a repeated request is answered from here).
 CREATE TABLE tracking_links (

@@ -1,5 +1,5 @@
 """Tracking links, inbound sources and idempotency keys of the SQLite store
-(sql/sqlite/0018_links.sql; docs/links.md)."""
+(sql/sqlite/0018_links.sql; docs/customers.md)."""
 
 from __future__ import annotations
 
