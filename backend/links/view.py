@@ -1,4 +1,4 @@
-"""What a tracking link's customer sees (docs/links.md): the stop's status timeline, its ETA
+"""What a tracking link's customer sees (docs/customers.md): the stop's status timeline, its ETA
 with a window, the driver's first name, the vehicle's position only while it is on its way to
 this stop, and the proof of delivery once done. Pure: a `LinkContext` (read by feed.py) and
 `now_ms` in, a JSON-ready dict out. Nothing else of the fleet is in it: no vehicle id, no
