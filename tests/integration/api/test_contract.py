@@ -216,6 +216,12 @@ async def exercise_dispatch(api: Api) -> None:
     await c("GET", "/api/routes", expect=200)
     await c("GET", "/api/routes/r1", expect=200)
     await c("POST", "/api/jobs/j1/transitions", role=d, body={"to": "en_route"}, expect=200)
+    _, link = await c("POST", "/api/jobs/j1/links", role=d, body={"grace_s": 60}, expect=201)
+    await c("GET", "/api/jobs/j1/links", expect=200)
+    await c("GET", f"/t/{link['token']}", role=None, expect=200)
+    await c("GET", f"/t/{link['token']}/view", role=None, expect=200)
+    await c("DELETE", f"/api/links/{link['id']}", role=d, expect=200)
+    await c("GET", f"/t/{link['token']}/events", role=None, expect=410)
     await c("GET", "/api/jobs/j1/transitions", expect=200)
     await c("POST", "/api/jobs/j2/cancel", role=d, expect=200)
 
