@@ -13,6 +13,7 @@ from .driver import SqliteDriver
 from .geofences import SqliteGeofences
 from .history import SqliteHistory
 from .partitions import SqlitePartitions
+from .proposals import SqliteProposals
 from .readings import SqliteReadings
 from .service import SqliteService
 from .vehicles import SqliteVehicles
@@ -20,5 +21,5 @@ from .vehicles import SqliteVehicles
 
 class SqliteStore(SqliteVehicles, SqliteReadings, SqliteHistory, SqliteGeofences,
                   SqliteCommands, SqliteAccounts, SqliteAlerts, SqliteService, SqlitePartitions,
-                  SqliteDispatch, SqliteDriver):
+                  SqliteDispatch, SqliteDriver, SqliteProposals):
     """The embedded store: `SqliteStore(path)`, then `await open()`."""
