@@ -12,6 +12,7 @@ from . import (
     driver,
     geofences,
     history,
+    links,
     maintenance,
     planning,
     spec,
@@ -23,5 +24,5 @@ from .common import GATEWAY, HUB, STORE
 def add_routes(app: web.Application, store, hub, gateway) -> None:
     app[STORE], app[HUB], app[GATEWAY] = store, hub, gateway
     for module in (spec, vehicles, history, geofences, commands, dispatch, planning,
-                   maintenance, driver):
+                   maintenance, links, driver):
         module.add_routes(app)

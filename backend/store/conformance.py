@@ -24,10 +24,11 @@ def sqlite_conforms(store: SqliteStore) -> None:
     dispatch: protocols.Dispatch = store
     driver: protocols.Driver = store
     proposals: protocols.Proposals = store
+    links: protocols.Links = store
     partitions: protocols.Partitions = store
     whole: protocols.Store = store
     del db, vehicles, readings, history, geofences, commands, accounts, alerts, service
-    del dispatch, driver, proposals, partitions, whole
+    del dispatch, driver, proposals, links, partitions, whole
 
 
 def postgres_conforms(store: PostgresStore) -> None:
@@ -43,8 +44,9 @@ def postgres_conforms(store: PostgresStore) -> None:
     dispatch: protocols.Dispatch = store
     driver: protocols.Driver = store
     proposals: protocols.Proposals = store
+    links: protocols.Links = store
     partitions: protocols.Partitions = store
     replication: protocols.Replication = store  # PostgreSQL only
     whole: protocols.Store = store
     del db, vehicles, readings, history, geofences, commands, accounts, alerts, service
-    del dispatch, driver, proposals, partitions, whole, replication
+    del dispatch, driver, proposals, links, partitions, whole, replication

@@ -14,6 +14,7 @@ from .dispatch import PostgresDispatch
 from .driver import PostgresDriver
 from .geofences import PostgresGeofences
 from .history import PostgresHistory
+from .links import PostgresLinks
 from .partitions import MAINTAIN_EVERY_S
 from .proposals import PostgresProposals
 from .readings import PostgresReadings
@@ -23,7 +24,8 @@ from .vehicles import PostgresVehicles
 
 class PostgresStore(PostgresVehicles, PostgresReadings, PostgresHistory, PostgresGeofences,
                     PostgresCommands, PostgresAccounts, PostgresAlerts, PostgresService,
-                    PostgresDispatch, PostgresDriver, PostgresProposals):
+                    PostgresDispatch, PostgresProposals, PostgresLinks,
+                    PostgresDriver):
     """`PostgresStore(url)`, then `await open()`; `maintain_every_s=0` runs no partition job
     (someone else's maintenance, or a test calling `maintain` itself)."""
 

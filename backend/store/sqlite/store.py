@@ -12,6 +12,7 @@ from .dispatch import SqliteDispatch
 from .driver import SqliteDriver
 from .geofences import SqliteGeofences
 from .history import SqliteHistory
+from .links import SqliteLinks
 from .partitions import SqlitePartitions
 from .proposals import SqliteProposals
 from .readings import SqliteReadings
@@ -21,5 +22,5 @@ from .vehicles import SqliteVehicles
 
 class SqliteStore(SqliteVehicles, SqliteReadings, SqliteHistory, SqliteGeofences,
                   SqliteCommands, SqliteAccounts, SqliteAlerts, SqliteService, SqlitePartitions,
-                  SqliteDispatch, SqliteDriver, SqliteProposals):
+                  SqliteDispatch, SqliteProposals, SqliteLinks, SqliteDriver):
     """The embedded store: `SqliteStore(path)`, then `await open()`."""
