@@ -1,9 +1,9 @@
 """One load-generator process: many simulated vehicles, each a real geostream/1.0 client.
 
-Every vehicle owns a UDP socket and an aioquic `QuicConnection` (through the agent's own
-`agent.quic_link.QuicLink`) and a `geostream.session.ClientSession`; its readings, backlog and
-acks live in a `SimVehicle`. One pace timer per vehicle sends a batch every `send_interval_s`
-(the agent's live pacing); backlog goes as fast as acks return credit.
+Every vehicle owns a UDP socket and a `QuicConnection` of the seam's QUIC library (through the
+agent's own `agent.quic_link.QuicLink`) and a `geostream.session.ClientSession`; its readings,
+backlog and acks live in a `SimVehicle`. One pace timer per vehicle sends a batch every
+`send_interval_s` (the agent's live pacing); backlog goes as fast as acks return credit.
 
 Run by `loadtest.run` as `python -m loadtest.client SPEC.json`: it prints
 `connected …` once its vehicles are connected, waits for `go WALL_TIME` on stdin, runs the
@@ -21,10 +21,9 @@ import ssl
 import sys
 import time
 
-from aioquic.quic.configuration import QuicConfiguration
-
 from geostream import ALPN
 from geostream.limits import IDLE_TIMEOUT_S
+from geostream.quic import library
 
 from .driver import RECONNECT_DELAY_S, Driver, datagrams
 from .fleet import Histogram, SimVehicle
@@ -54,8 +53,11 @@ class Worker:
         self.stall_s = spec.get("stall_s")  # e.g. STALL_S: reconnect when a node went silent
         self._next_host = 0
         self.send_interval_s = spec["send_interval_s"]
-        cfg = QuicConfiguration(is_client=True, alpn_protocols=[ALPN], idle_timeout=IDLE_TIMEOUT_S,
-                                server_name="localhost", verify_mode=ssl.CERT_REQUIRED)
+        # the vehicles' QUIC library (geostream/quic/; None: the process's)
+        self.quic = library(spec.get("quic_library"))
+        cfg = self.quic.QuicConfiguration(
+            is_client=True, alpn_protocols=[ALPN], idle_timeout=IDLE_TIMEOUT_S,
+            server_name="localhost", verify_mode=ssl.CERT_REQUIRED)
         cfg.load_verify_locations(cafile=spec["ca"])
         self.quic_config = cfg
         self.errors: dict[str, int] = {}

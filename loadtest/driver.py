@@ -54,7 +54,7 @@ class Driver:
         session = ClientSession(self.sim.vehicle_id, self.sim.token, self.sim.epoch,
                                 acked_through, agent="fleet-loadtest")
         link = QuicLink(self.w.quic_config, self.server, self._on_data,
-                        ack_delay_s=ack_delay_for(self.w.send_interval_s))
+                        ack_delay_s=ack_delay_for(self.w.send_interval_s), lib=self.w.quic)
         self.link, self.session = link, session
         self.links.append(link)
         self.welcomed = loop.create_future()
