@@ -40,6 +40,9 @@ class BackendConfig:
     # the `[maintenance]` table: service intervals and signal-health checks
     # (docs/maintenance.md); TOML only
     maintenance: dict = field(default_factory=dict)
+    # the `[notify]` table: notifications, their channels and the egress guard's allowed
+    # networks (docs/notifications.md); TOML only
+    notify: dict = field(default_factory=dict)
     # how often the clock-driven alert rules (stale, offline) run
     alert_timer_s: float = 5.0
 
@@ -99,6 +102,7 @@ class BackendConfig:
         self.nats_settings()  # credentials that exclude each other fail at start
         self.alert_rules()  # a bad [alerts] table fails at start, naming the key
         self.maintenance_config()
+        self.notify_settings()
         if not 0.1 <= self.alert_timer_s <= 3600:
             raise ValueError("alert_timer_s must be within 0.1..3600")
         from geostream.quic import library_name
@@ -133,6 +137,11 @@ class BackendConfig:
         from .maintenance.config import parse_maintenance
 
         return parse_maintenance(self.maintenance)
+
+    def notify_settings(self):
+        from .notify.settings import NotifySettings
+
+        return NotifySettings.parse(self.notify)
 
     @classmethod
     def keys(cls) -> list[str]:

@@ -37,11 +37,18 @@ class Backend:
 
             self.fanout = NatsFanout(config.nats_settings(), self.hub)
         live = self.fanout or self.hub
-        self.alerts = AlertEngine(self.store, config.alert_rules(), live.publish_alert)
+        self.replanner = None  # re-planning on events (set below when there is a planner)
+
+        def publish_alert(alert: dict) -> None:
+            live.publish_alert(alert)
+            if self.replanner is not None:  # an offline or late vehicle asks for a re-plan
+                self.replanner.on_alert(alert)
+
+        self.alerts = AlertEngine(self.store, config.alert_rules(), publish_alert)
         # dispatch changes go to this node's hub (not yet through NATS: docs/dispatch.md)
         self.dispatch = Dispatcher(self.store, self.hub.publish_dispatch,
                                    etas=eta_service(config, self.store, self.hub,
-                                                    live.publish_alert))
+                                                    publish_alert))
         self.gateway = Gateway(self.store, self.writer, live,
                                ticket_file=config.ticket_path(), alerts=self.alerts,
                                ts_window=config.time_window(),
@@ -52,6 +59,12 @@ class Backend:
             self.gateway.downlink.notify_other_nodes = self.fanout.wake
             self.fanout.on_wake = self.gateway.downlink.woken
         self.planning = planning_service(config, self.store, self.dispatch)
+        if self.planning is not None:
+            from .dispatch.replanner import Replanner
+
+            self.replanner = Replanner(self.planning, self.hub.publish_dispatch, wall_ms,
+                                       self.dispatch.live_vehicles)
+            self.dispatch.on_event = self.replanner.on_event
         self._runner: web.AppRunner | None = None
         self._alert_timer: asyncio.Task | None = None
         self._maintenance_timer: asyncio.Task | None = None
@@ -67,6 +80,7 @@ class Backend:
                 "alerts": {k: dict(v) if isinstance(v, dict) else v
                            for k, v in self.alerts.stats.items()},
                 "dispatch": dict(self.dispatch.stats),
+                "replan": dict(self.replanner.stats) if self.replanner else None,
                 "database": self.db_watch.status() if self.db_watch else None,
                 "hub": self.hub.stats()}
 
@@ -177,6 +191,8 @@ class Backend:
             await self.fanout.stop()
         if self._runner:
             await self._runner.cleanup()
+        if self.replanner is not None:
+            self.replanner.close()
         if self.planning is not None:
             await self.planning.close()
         await self.store.close()

@@ -251,7 +251,7 @@ class Run:
             v.session._out += b"\x00" * 110
             return
         v.q += 1
-        v.session.send_batch([v.sim._reading(v.q)])
+        v.session.send_batch([v.sim.wire_reading(v.q)])
 
     def _acked(self, v: _Vehicle) -> int:
         if self.bare:

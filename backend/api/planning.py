@@ -95,9 +95,21 @@ async def cancel_plan(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+PROPOSAL_STATUSES = ("open", "approved", "dropped", "all")
+
+
+@requires(Role.VIEWER)
+async def list_proposals(request: web.Request) -> web.Response:
+    status = request.query.get("status", "open")
+    if status not in PROPOSAL_STATUSES:
+        raise error(web.HTTPBadRequest, f"status: one of {', '.join(PROPOSAL_STATUSES)}")
+    kept = await _service(request).list(None if status == "all" else status)
+    return web.json_response({"proposals": [proposal_json(k) for k in kept]})
+
+
 @requires(Role.VIEWER)
 async def get_proposal(request: web.Request) -> web.Response:
-    kept = _service(request).get(request.match_info["proposal"])
+    kept = await _service(request).get(request.match_info["proposal"])
     if kept is None:
         raise error(web.HTTPNotFound, f"unknown proposal {request.match_info['proposal']!r}")
     return web.json_response(proposal_json(kept))
@@ -128,5 +140,6 @@ async def approve_proposal(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/dispatch/plan", make_plan)
     app.router.add_delete("/api/dispatch/plan", cancel_plan)
+    app.router.add_get("/api/dispatch/proposals", list_proposals)
     app.router.add_get("/api/dispatch/proposals/{proposal}", get_proposal)
     app.router.add_post("/api/dispatch/proposals/{proposal}/approve", approve_proposal)

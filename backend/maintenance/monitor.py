@@ -9,6 +9,7 @@ reading-driven re-evaluation never retracts them.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 
@@ -92,6 +93,48 @@ async def service_status(store, cfg: MaintenanceConfig, vehicle: str, created_ms
     return out
 
 
+async def fleet_due(store, cfg: MaintenanceConfig, vehicles: list[dict],
+                    now_ms: int) -> list[intervals.ServiceStatus]:
+    """Every plan of every vehicle given (rows of store.list_vehicles()), the most urgent
+    first: overdue, due, unknown, ok; within a state, the smallest share of the interval left."""
+    types = await vehicle_types(store, cfg)
+    out = []
+    for v in vehicles:
+        out += await service_status(store, cfg, v["vehicle_id"], v.get("created_ms") or 0,
+                                    now_ms, types)
+    return sorted(out, key=intervals.ServiceStatus.urgency)
+
+
+async def distance_km(store, cfg: MaintenanceConfig, vehicle: str, start_ms: int,
+                      end_ms: int) -> tuple[float | None, str]:
+    """km driven in [start, end): the CAN odometer's growth, else GPS odometry; with the
+    source (can-odometer | gps | none)."""
+    km = await _counter(store, vehicle, cfg.odometer_signal, start_ms, end_ms - 1, None)
+    if km is not None:
+        return km, "can-odometer"
+    points = await _positions(store, vehicle, start_ms, end_ms - 1)
+    return (intervals.gps_km(points), "gps") if points else (None, "none")
+
+
+async def fleet_dtcs(store, cfg: MaintenanceConfig, vehicles: list[str], start_ms: int,
+                     end_ms: int) -> dict[str, list[dict]]:
+    """Per vehicle, its trouble codes as a workflow (dtc.workflow) over [start, end), each row
+    with the distance it is counted against and the other vehicles (of `vehicles`) showing
+    the same code."""
+    out = {}
+    for v in vehicles:
+        episodes = dtc.fold(await store.events(v, "dtc", start_ms, end_ms, MAX_DTC_EVENTS))
+        if not episodes:
+            continue
+        km, source = await distance_km(store, cfg, v, start_ms, end_ms)
+        rows = dtc.workflow(episodes, km)
+        for r in rows:
+            r.update(vehicle=v, km=None if km is None else round(km, 1), km_source=source)
+        out[v] = rows
+    dtc.shared_codes(out)
+    return out
+
+
 async def trouble_codes(store, vehicle: str, start_ms: int, end_ms: int) -> list[dict]:
     return dtc.fold(await store.events(vehicle, "dtc", start_ms, end_ms, MAX_DTC_EVENTS))
 
@@ -129,6 +172,9 @@ class MaintenanceMonitor:
     def __init__(self, store, cfg: MaintenanceConfig, publish=None):
         self.store, self.cfg, self.publish = store, cfg, publish
         self.stats = {"checks": 0, "failures": 0}
+        # one round at a time: a timer check that computed "due" before a service was recorded
+        # must not reopen the alert after_service has just closed
+        self._lock = asyncio.Lock()
 
     async def intervals_of(self, vehicle: str) -> frozenset[str]:
         """The names of the plans that cover `vehicle`: what a service may be recorded for."""
@@ -139,6 +185,10 @@ class MaintenanceMonitor:
     async def after_service(self, vehicle: str, created_ms: int, now_ms: int) -> list:
         """Right after a service is recorded: close the vehicle's open `service` alerts whose
         interval is no longer due (the rest wait for the next check). Returns the changes."""
+        async with self._lock:
+            return await self._after_service(vehicle, created_ms, now_ms)
+
+    async def _after_service(self, vehicle: str, created_ms: int, now_ms: int) -> list:
         ok = {s.interval for s in await service_status(self.store, self.cfg, vehicle,
                                                           created_ms, now_ms)
               if s.state not in ("due", "overdue")}
@@ -155,6 +205,10 @@ class MaintenanceMonitor:
 
     async def check(self, now_ms: int) -> list:
         """One round: compute, then open/update/close alerts. Returns the changed alerts."""
+        async with self._lock:
+            return await self._check(now_ms)
+
+    async def _check(self, now_ms: int) -> list:
         vehicles = [v for v in await self.store.list_vehicles() if v.get("revoked_ms") is None]
         types = await vehicle_types(self.store, self.cfg)
         wanted: dict[tuple[str, str, str], tuple[float | None, dict]] = {}

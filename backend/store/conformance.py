@@ -22,10 +22,11 @@ def sqlite_conforms(store: SqliteStore) -> None:
     alerts: protocols.Alerts = store
     service: protocols.Service = store
     dispatch: protocols.Dispatch = store
+    proposals: protocols.Proposals = store
     partitions: protocols.Partitions = store
     whole: protocols.Store = store
     del db, vehicles, readings, history, geofences, commands, accounts, alerts, service
-    del dispatch, partitions, whole
+    del dispatch, proposals, partitions, whole
 
 
 def postgres_conforms(store: PostgresStore) -> None:
@@ -39,8 +40,9 @@ def postgres_conforms(store: PostgresStore) -> None:
     alerts: protocols.Alerts = store
     service: protocols.Service = store
     dispatch: protocols.Dispatch = store
+    proposals: protocols.Proposals = store
     partitions: protocols.Partitions = store
     replication: protocols.Replication = store  # PostgreSQL only
     whole: protocols.Store = store
     del db, vehicles, readings, history, geofences, commands, accounts, alerts, service
-    del dispatch, partitions, whole, replication
+    del dispatch, proposals, partitions, whole, replication

@@ -22,7 +22,7 @@ from .rows import AlertQuery, DeadLetter, StoredAlert, StoredCommand, StoredRead
 
 if TYPE_CHECKING:  # dispatch's vocabulary (backend/dispatch/), for the annotations only
     from ..dispatch.model import FleetVehicle, Job, JobRecord, JobState, Route, Transition
-    from ..dispatch.storage import JobQuery
+    from ..dispatch.storage import JobQuery, StoredProposal
 
 
 class Db(Protocol):
@@ -226,6 +226,19 @@ class Dispatch(Protocol):
                               vehicle_id: str | None = None) -> list[Route]: ...
 
 
+class Proposals(Protocol):
+    """Dispatch proposals waiting for approval (proposals.py; docs/planning.md)."""
+
+    async def put_proposal(self, p: StoredProposal, keep_open: int = ...) -> list[str]:
+        """Keep a new open proposal; returns the ids of older open ones it dropped."""
+    async def proposal(self, proposal_id: str) -> StoredProposal | None: ...
+    async def proposals(self, status: str | None = None,
+                        limit: int = ...) -> list[StoredProposal]: ...
+    async def close_proposal(self, proposal_id: str, status: str, by: str,
+                             now_ms: int) -> bool:
+        """Open → approved or dropped; False when it was not open."""
+
+
 class Partitions(Protocol):
     """Partition upkeep (partitions.py)."""
 
@@ -242,5 +255,5 @@ class Replication(Protocol):
 
 
 class Store(Db, Vehicles, Readings, History, Geofences, Commands, Accounts, Alerts, Service,
-            Dispatch, Partitions, Protocol):
+            Dispatch, Proposals, Partitions, Protocol):
     """Everything a store does: what `open_store` returns."""

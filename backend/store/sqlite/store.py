@@ -12,6 +12,7 @@ from .dispatch import SqliteDispatch
 from .geofences import SqliteGeofences
 from .history import SqliteHistory
 from .partitions import SqlitePartitions
+from .proposals import SqliteProposals
 from .readings import SqliteReadings
 from .service import SqliteService
 from .vehicles import SqliteVehicles
@@ -19,5 +20,5 @@ from .vehicles import SqliteVehicles
 
 class SqliteStore(SqliteVehicles, SqliteReadings, SqliteHistory, SqliteGeofences,
                   SqliteCommands, SqliteAccounts, SqliteAlerts, SqliteService, SqlitePartitions,
-                  SqliteDispatch):
+                  SqliteDispatch, SqliteProposals):
     """The embedded store: `SqliteStore(path)`, then `await open()`."""

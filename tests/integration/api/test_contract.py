@@ -98,10 +98,14 @@ async def test_every_served_operation_is_exercised_and_validated(store_url):
                 body={"interval": "oil", "odometer_km": 1200, "work": "oil", "cost": 90},
                 expect=201)
         await c("GET", "/api/vehicles/v1/services", expect=200)
+        await c("GET", "/api/maintenance/due?state=all", expect=200)
+        await c("GET", "/api/maintenance/dtcs", expect=200)
+        await c("GET", "/api/vehicles/v1/dtcs?format=csv", expect=200)
         # without a planner (tests/integration/api/test_planning.py mounts one): 503, as specified
         shift = {"shift": {"start_ms": T0, "end_ms": T0 + 3_600_000}}
         await c("POST", "/api/dispatch/plan", role="dispatcher", body=shift, expect=503)
         await c("DELETE", "/api/dispatch/plan", role="dispatcher", expect=503)
+        await c("GET", "/api/dispatch/proposals", expect=503)
         await c("GET", "/api/dispatch/proposals/p1", expect=503)
         await c("POST", "/api/dispatch/proposals/p1/approve", role="dispatcher", expect=503)
         async with api.client.get("/static/app/app.js") as resp:

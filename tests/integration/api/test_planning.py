@@ -19,7 +19,7 @@ from backend.dispatch.model import (
     VehicleType,
 )
 from backend.dispatch.planner import PlanRequest, PlanVehicle
-from backend.dispatch.planning import FLEET, PlanningService
+from backend.dispatch.planning import FLEET, PlanningService, proposal_json
 from backend.dispatch.service import Dispatcher
 from backend.dispatch.solver_worker import PlanCancelled, SolverWorker
 from backend.dispatch.storage import JobQuery
@@ -82,9 +82,21 @@ async def test_plan_approve_and_a_stale_approval(planning_api):
         assert all(sum(30 for _ in r["stops"]) <= 100 for r in p["routes"])  # capacity
         assert {c["kind"] for c in p["diff"]["changes"]} == {"added"}
         await api.call("GET", f"/api/dispatch/proposals/{p['id']}", expect=200)
+        # kept in the store: another node (or this one after a restart) reads it as it was
+        other = await PlanningService(api.store, Dispatcher(api.store), None,
+                                      lambda: T0).get(p["id"])
+        assert proposal_json(other) == p and p["status"] == "open" and p["cause"] == "on demand"
+        _, listed = await api.call("GET", "/api/dispatch/proposals", expect=200)
+        assert [x["id"] for x in listed["proposals"]] == [p["id"]]
 
         _, done = await api.call("POST", f"/api/dispatch/proposals/{p['id']}/approve",
                                  role="dispatcher", expect=200)
+        _, twice = await api.call("POST", f"/api/dispatch/proposals/{p['id']}/approve",
+                                  role="dispatcher", expect=409)
+        assert "approved" in twice["error"]
+        _, listed = await api.call("GET", "/api/dispatch/proposals?status=approved",
+                                   expect=200)
+        assert [x["id"] for x in listed["proposals"]] == [p["id"]]
         assert len(done["routes"]) == len(p["routes"])
         records = await api.store.jobs(JobQuery())
         assert {r.state for r in records} == {JobState.ASSIGNED}
