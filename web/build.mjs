@@ -37,3 +37,16 @@ const topo = JSON.parse(await readFile(nm("world-atlas/countries-50m.json"), "ut
 await writeFile(new URL("land.geojson", OUT), JSON.stringify(feature(topo, topo.objects.countries)));
 await writeFile(new URL("borders.geojson", OUT),
   JSON.stringify(mesh(topo, topo.objects.countries, (a, b) => a !== b)));
+// The customer's tracking page (backend/api/links.py): its own small bundle and directory, so
+// nothing of the dispatcher app (code, styles, map data) is ever sent to a customer.
+const TRACK = new URL("../backend/static/track/", import.meta.url);
+await rm(TRACK, { recursive: true, force: true });
+await mkdir(TRACK, { recursive: true });
+await build({
+  entryPoints: { track: "src/track/track.js" },
+  bundle: true, format: "esm", minify: !PROFILE, sourcemap: false,
+  target: ["chrome110", "firefox115", "safari16"], outdir: TRACK.pathname, logLevel: "warning",
+});
+for (const f of ["index.html", "track.css"]) {
+  await copyFile(new URL(`src/track/${f}`, import.meta.url), new URL(f, TRACK));
+}

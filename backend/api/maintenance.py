@@ -10,7 +10,7 @@ from geostream.clock import wall_ms
 
 from ..authz import Role, requires
 from ..maintenance.config import MaintenanceConfig
-from ..maintenance.monitor import fleet_dtcs, fleet_due
+from ..maintenance.monitor import fleet_dtcs, fleet_due, forecasts
 from ..maintenance.records import parse_service, record_json, row_of
 from ..queries import iso
 from .common import (
@@ -138,10 +138,8 @@ async def _dtcs(request: web.Request, only: str | None = None) -> web.Response:
     start, end = _dtc_window(request, now)
     monitor = request.app.get(MAINTENANCE)
     cfg = MaintenanceConfig() if monitor is None else monitor.cfg
-    p = principal(request)
-    vehicles = [v["vehicle_id"] for v in await request.app[STORE].list_vehicles()
-                if v.get("revoked_ms") is None and p.may_see(v["vehicle_id"])]
-    per = await fleet_dtcs(request.app[STORE], cfg, vehicles, start, end)
+    per = await fleet_dtcs(request.app[STORE], cfg, await _visible_vehicles(request), start,
+                           end)
     rows = [r for v, rs in per.items() if only is None or v == only for r in rs
             if status == "all" or r["status"] == status]
     order = {"active": 0, "pending": 1, "cleared": 2}
@@ -169,9 +167,41 @@ async def vehicle_trouble_codes(request: web.Request) -> web.Response:
     return await _dtcs(request, (await _vehicle(request))["vehicle_id"])
 
 
+FORECAST_CSV = ["vehicle", "kind", "signal", "text", "method", "days_to_threshold",
+                "reaches_ms", "reaches", "slope_per_day", "level_now", "threshold", "band",
+                "z", "median", "peers_median"]
+
+
+async def _visible_vehicles(request: web.Request) -> list[str]:
+    p = principal(request)
+    return [v["vehicle_id"] for v in await request.app[STORE].list_vehicles()
+            if v.get("revoked_ms") is None and p.may_see(v["vehicle_id"])]
+
+
+@requires(Role.VIEWER)
+async def forecast_list(request: web.Request) -> web.Response:
+    """Trend-to-threshold forecasts (soonest first) and peer deviations, each naming its
+    method, over the vehicles the caller may see (peers are counted among them)."""
+    csv = wants_csv(request)
+    monitor = request.app.get(MAINTENANCE)
+    now = wall_ms()
+    rows = [] if monitor is None else await forecasts(
+        request.app[STORE], monitor.cfg, await _visible_vehicles(request), now)
+    if csv:
+        return csv_response(FORECAST_CSV, [
+            [f["vehicle"], f["kind"], f["signal"], f.get("text", ""), f["method"],
+             f.get("days_to_threshold"), f.get("reaches_ms"),
+             iso(f["reaches_ms"]) if "reaches_ms" in f else "", f.get("slope_per_day"),
+             f.get("level_now"), f.get("threshold"), f.get("band", ""), f.get("z"),
+             f.get("median"), (f.get("fleet") or {}).get("median")] for f in rows],
+            "maintenance-forecasts.csv")
+    return web.json_response({"now_ms": now, "forecasts": rows})
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/vehicles/{vehicle}/services", list_services)
     app.router.add_post("/api/vehicles/{vehicle}/services", record_service)
     app.router.add_get("/api/maintenance/due", due_list)
     app.router.add_get("/api/maintenance/dtcs", fleet_trouble_codes)
+    app.router.add_get("/api/maintenance/forecasts", forecast_list)
     app.router.add_get("/api/vehicles/{vehicle}/dtcs", vehicle_trouble_codes)

@@ -15,8 +15,8 @@ import math
 
 from ..alerts.evaluate import Episode
 from ..store.base import AlertQuery
-from . import dtc, health, intervals
-from .config import MaintenanceConfig
+from . import dtc, health, intervals, trend
+from .config import HealthCheck, MaintenanceConfig
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +139,42 @@ async def trouble_codes(store, vehicle: str, start_ms: int, end_ms: int) -> list
     return dtc.fold(await store.events(vehicle, "dtc", start_ms, end_ms, MAX_DTC_EVENTS))
 
 
+async def _series(store, vehicle: str, signal: str, start_ms: int, now_ms: int
+                  ) -> list[tuple[int, float]]:
+    """The newest MAX_HEALTH_SAMPLES of a signal since `start_ms`, oldest first."""
+    rows = await store.signal_series(vehicle, signal, start_ms, now_ms + 1, MAX_HEALTH_SAMPLES,
+                                     newest_first=True)
+    rows.reverse()
+    return rows
+
+
+async def forecasts(store, cfg: MaintenanceConfig, vehicles: list[str], now_ms: int
+                    ) -> list[dict]:
+    """Every configured trend's forecast per vehicle (trend.forecast; those with none are
+    left out), soonest first, then every peer deviation beyond its limit (signal_health's
+    fleet findings). Each names its method."""
+    out = []
+    for check in cfg.trends:
+        start = now_ms - round(check.days * trend.DAY_MS)
+        for v in vehicles:
+            samples = await _series(store, v, check.signal, start, now_ms)
+            if check.rest_signal:
+                rest = await _series(store, v, check.rest_signal, start, now_ms)
+                samples = [(t, x) for t, x, _ in health.condition(
+                    samples, rest, HealthCheck(check.signal, rest_signal=check.rest_signal,
+                                               rest_below=check.rest_below))]
+            f = trend.forecast(v, check, samples, now_ms)
+            if f is not None:
+                out.append(f)
+    out.sort(key=lambda f: f["days_to_threshold"])
+    peers = [{**f, "kind": "peer", "text": (
+                 f"{f['signal']} {f['median']:g} against its peers' {f['fleet']['median']:g} "
+                 f"at {f['band']} (robust z {f['z']:g})")}
+             for f in await signal_health(store, cfg, vehicles, now_ms)
+             if f["against"] == "fleet" and f["drifted"]]
+    return out + sorted(peers, key=lambda f: -abs(f["z"]))
+
+
 async def signal_health(store, cfg: MaintenanceConfig, vehicles: list[str],
                         now_ms: int) -> list[dict]:
     """Own-baseline and fleet findings of every configured check (numbers included)."""
@@ -151,13 +187,15 @@ async def signal_health(store, cfg: MaintenanceConfig, vehicles: list[str],
             samples = await store.signal_series(v, check.signal, start, now_ms + 1,
                                                 MAX_HEALTH_SAMPLES, newest_first=True)
             samples.reverse()
-            cond_signal = check.band_signal or check.rest_signal
-            cond = None
-            if cond_signal:
-                cond = await store.signal_series(v, cond_signal, start, now_ms + 1,
-                                                 MAX_HEALTH_SAMPLES, newest_first=True)
-                cond.reverse()
-            rows = health.condition(samples, cond, check)
+            if check.bands:
+                conds = {sig: await _series(store, v, sig, start, now_ms)
+                         for sig, _ in check.bands}
+                rows = health.condition_bands(samples, conds, check)
+            else:
+                cond_signal = check.band_signal or check.rest_signal
+                cond = (await _series(store, v, cond_signal, start, now_ms)
+                        if cond_signal else None)
+                rows = health.condition(samples, cond, check)
             findings += health.own_drift(v, check, rows, recent_from)
             for t, value, band in rows:
                 if t >= recent_from:

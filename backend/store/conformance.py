@@ -23,10 +23,11 @@ def sqlite_conforms(store: SqliteStore) -> None:
     service: protocols.Service = store
     dispatch: protocols.Dispatch = store
     proposals: protocols.Proposals = store
+    links: protocols.Links = store
     partitions: protocols.Partitions = store
     whole: protocols.Store = store
     del db, vehicles, readings, history, geofences, commands, accounts, alerts, service
-    del dispatch, proposals, partitions, whole
+    del dispatch, proposals, links, partitions, whole
 
 
 def postgres_conforms(store: PostgresStore) -> None:
@@ -41,8 +42,9 @@ def postgres_conforms(store: PostgresStore) -> None:
     service: protocols.Service = store
     dispatch: protocols.Dispatch = store
     proposals: protocols.Proposals = store
+    links: protocols.Links = store
     partitions: protocols.Partitions = store
     replication: protocols.Replication = store  # PostgreSQL only
     whole: protocols.Store = store
     del db, vehicles, readings, history, geofences, commands, accounts, alerts, service
-    del dispatch, proposals, partitions, whole, replication
+    del dispatch, proposals, links, partitions, whole, replication

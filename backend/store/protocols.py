@@ -23,6 +23,8 @@ from .rows import AlertQuery, DeadLetter, StoredAlert, StoredCommand, StoredRead
 if TYPE_CHECKING:  # dispatch's vocabulary (backend/dispatch/), for the annotations only
     from ..dispatch.model import FleetVehicle, Job, JobRecord, JobState, Route, Transition
     from ..dispatch.storage import JobQuery, StoredProposal
+    from ..links.model import TrackingLink
+    from ..links.storage import ClaimResult
 
 
 class Db(Protocol):
@@ -239,6 +241,30 @@ class Proposals(Protocol):
         """Open → approved or dropped; False when it was not open."""
 
 
+class Links(Protocol):
+    """Tracking links, inbound webhook sources and idempotency keys (links.py;
+    docs/customers.md)."""
+
+    async def add_link(self, link: TrackingLink, max_live: int) -> bool:
+        """Store a new link unless its job has `max_live` unrevoked ones (False)."""
+    async def link_by_hash(self, token_hash: str) -> TrackingLink | None: ...
+    async def link(self, link_id: str) -> TrackingLink | None: ...
+    async def job_links(self, job_id: str) -> list[TrackingLink]: ...
+    async def revoke_link(self, link_id: str, now_ms: int) -> TrackingLink | None: ...
+    async def put_inbound_source(self, source_id: str, secret: str, now_ms: int,
+                                 by: str) -> bool: ...
+    async def inbound_secret(self, source_id: str) -> str | None: ...
+    async def inbound_sources(self) -> list[dict]: ...
+    async def delete_inbound_source(self, source_id: str) -> bool: ...
+    async def claim_request(self, source: str, key: str, request_hash: str, now_ms: int,
+                            stale_ms: int) -> ClaimResult:
+        """Take an idempotency key for a request, or say how it was used before."""
+    async def finish_request(self, source: str, key: str, status: int,
+                             response: str) -> None: ...
+    async def drop_request(self, source: str, key: str) -> None: ...
+    async def purge_requests(self, before_ms: int) -> int: ...
+
+
 class Partitions(Protocol):
     """Partition upkeep (partitions.py)."""
 
@@ -255,5 +281,5 @@ class Replication(Protocol):
 
 
 class Store(Db, Vehicles, Readings, History, Geofences, Commands, Accounts, Alerts, Service,
-            Dispatch, Proposals, Partitions, Protocol):
+            Dispatch, Proposals, Links, Partitions, Protocol):
     """Everything a store does: what `open_store` returns."""

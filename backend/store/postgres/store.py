@@ -13,6 +13,7 @@ from .db import POOL_MAX, PostgresDb
 from .dispatch import PostgresDispatch
 from .geofences import PostgresGeofences
 from .history import PostgresHistory
+from .links import PostgresLinks
 from .partitions import MAINTAIN_EVERY_S
 from .proposals import PostgresProposals
 from .readings import PostgresReadings
@@ -22,7 +23,7 @@ from .vehicles import PostgresVehicles
 
 class PostgresStore(PostgresVehicles, PostgresReadings, PostgresHistory, PostgresGeofences,
                     PostgresCommands, PostgresAccounts, PostgresAlerts, PostgresService,
-                    PostgresDispatch, PostgresProposals):
+                    PostgresDispatch, PostgresProposals, PostgresLinks):
     """`PostgresStore(url)`, then `await open()`; `maintain_every_s=0` runs no partition job
     (someone else's maintenance, or a test calling `maintain` itself)."""
 

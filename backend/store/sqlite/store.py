@@ -11,6 +11,7 @@ from .commands import SqliteCommands
 from .dispatch import SqliteDispatch
 from .geofences import SqliteGeofences
 from .history import SqliteHistory
+from .links import SqliteLinks
 from .partitions import SqlitePartitions
 from .proposals import SqliteProposals
 from .readings import SqliteReadings
@@ -20,5 +21,5 @@ from .vehicles import SqliteVehicles
 
 class SqliteStore(SqliteVehicles, SqliteReadings, SqliteHistory, SqliteGeofences,
                   SqliteCommands, SqliteAccounts, SqliteAlerts, SqliteService, SqlitePartitions,
-                  SqliteDispatch, SqliteProposals):
+                  SqliteDispatch, SqliteProposals, SqliteLinks):
     """The embedded store: `SqliteStore(path)`, then `await open()`."""

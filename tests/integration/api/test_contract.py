@@ -100,12 +100,15 @@ async def test_every_served_operation_is_exercised_and_validated(store_url):
         await c("GET", "/api/vehicles/v1/services", expect=200)
         await c("GET", "/api/maintenance/due?state=all", expect=200)
         await c("GET", "/api/maintenance/dtcs", expect=200)
+        await c("GET", "/api/maintenance/forecasts", expect=200)
         await c("GET", "/api/vehicles/v1/dtcs?format=csv", expect=200)
         # without a planner (tests/integration/api/test_planning.py mounts one): 503, as specified
         shift = {"shift": {"start_ms": T0, "end_ms": T0 + 3_600_000}}
         await c("POST", "/api/dispatch/plan", role="dispatcher", body=shift, expect=503)
         await c("DELETE", "/api/dispatch/plan", role="dispatcher", expect=503)
         await c("GET", "/api/dispatch/proposals", expect=503)
+        await c("POST", "/api/jobs/j1/move", role="dispatcher", body={"route_id": "r1"},
+                expect=503)
         await c("GET", "/api/dispatch/proposals/p1", expect=503)
         await c("POST", "/api/dispatch/proposals/p1/approve", role="dispatcher", expect=503)
         async with api.client.get("/static/app/app.js") as resp:
@@ -213,6 +216,12 @@ async def exercise_dispatch(api: Api) -> None:
     await c("GET", "/api/routes", expect=200)
     await c("GET", "/api/routes/r1", expect=200)
     await c("POST", "/api/jobs/j1/transitions", role=d, body={"to": "en_route"}, expect=200)
+    _, link = await c("POST", "/api/jobs/j1/links", role=d, body={"grace_s": 60}, expect=201)
+    await c("GET", "/api/jobs/j1/links", expect=200)
+    await c("GET", f"/t/{link['token']}", role=None, expect=200)
+    await c("GET", f"/t/{link['token']}/view", role=None, expect=200)
+    await c("DELETE", f"/api/links/{link['id']}", role=d, expect=200)
+    await c("GET", f"/t/{link['token']}/events", role=None, expect=410)
     await c("GET", "/api/jobs/j1/transitions", expect=200)
     await c("POST", "/api/jobs/j2/cancel", role=d, expect=200)
 
