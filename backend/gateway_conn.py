@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from geostream.clock import wall_ms
 from geostream.errors import ErrorCode, ProtocolError
@@ -53,6 +53,11 @@ class GatewayProtocol:
     """One vehicle's connection: its session stream and the pipeline of its batches. A mixin:
     the gateway's protocol class is this on top of its QUIC library's `QuicConnectionProtocol`
     (`geostream.quic.protocol_class`)."""
+
+    # what the library's QuicConnectionProtocol provides
+    _quic: Any
+    if TYPE_CHECKING:
+        def transmit(self) -> None: ...
 
     def __init__(self, *args, gateway: Gateway, **kwargs):
         super().__init__(*args, **kwargs)
