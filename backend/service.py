@@ -52,7 +52,8 @@ class Backend:
         self.gateway = Gateway(self.store, self.writer, live,
                                ticket_file=config.ticket_path(), alerts=self.alerts,
                                ts_window=config.time_window(),
-                               cluster=config.cluster_node(), dispatch=self.dispatch)
+                               cluster=config.cluster_node(), dispatch=self.dispatch,
+                               quic_library=config.quic_library or None)
         if self.fanout is not None:
             self.gateway.fanout = self.fanout  # its refusals in /metrics
             self.gateway.downlink.notify_other_nodes = self.fanout.wake
