@@ -11,6 +11,7 @@ from . import (
     dispatch,
     geofences,
     history,
+    integrations,
     links,
     maintenance,
     planning,
@@ -23,5 +24,5 @@ from .common import GATEWAY, HUB, STORE
 def add_routes(app: web.Application, store, hub, gateway) -> None:
     app[STORE], app[HUB], app[GATEWAY] = store, hub, gateway
     for module in (spec, vehicles, history, geofences, commands, dispatch, planning,
-                   maintenance, links):
+                   maintenance, links, integrations):
         module.add_routes(app)
