@@ -120,10 +120,10 @@ class GatewayProtocol(QuicConnectionProtocol):
             elif isinstance(ev, BatchReceived):
                 self._spawn(self._store_batch(ev.batch))
             elif isinstance(ev, CommandAcked):
-                self._spawn(self.gateway.downlink.answered(self.vehicle, ev.ack.id, ev.ack.ok,
-                                                       ev.ack.detail))
+                self._spawn(self.gateway.downlink.answered(self.vehicle_id, ev.ack.id,
+                                                           ev.ack.ok, ev.ack.detail))
             elif isinstance(ev, StatusReceived):
-                self._spawn(self.gateway.status_received(self.vehicle, ev.status))
+                self._spawn(self.gateway.status_received(self.vehicle_id, ev.status))
             elif isinstance(ev, PeerError):
                 log.info("%s reports error %d: %s", self.vehicle, ev.code, ev.reason)
             elif isinstance(ev, UnknownSkipped):  # answered unknown-type (not fatal)
@@ -189,14 +189,14 @@ class GatewayProtocol(QuicConnectionProtocol):
         stored apart and acknowledged, so the agent never re-sends them)."""
         good: list[StoredReading] = []
         dead: list[DeadLetter] = []
-        window = self.gateway.ts_window
+        window, vehicle = self.gateway.ts_window, self.vehicle_id
         for r in batch.readings:
             problem = content_problem(r, now, window)
             if problem is None:
-                good.append(StoredReading.from_wire(self.vehicle, batch.epoch, r, now))
+                good.append(StoredReading.from_wire(vehicle, batch.epoch, r, now))
             else:
                 self.gateway.stats.invalid(problem.rule)
-                dead.append(DeadLetter(self.vehicle, batch.epoch, r["q"], json_safe(r),
+                dead.append(DeadLetter(vehicle, batch.epoch, r["q"], json_safe(r),
                                        problem.detail, now))
         if dead:
             self.session.fail(ProtocolError(ErrorCode.INVALID_READING,
@@ -235,6 +235,8 @@ class GatewayProtocol(QuicConnectionProtocol):
 
     def _publish(self, readings: list[StoredReading]) -> None:
         for newest in newest_positions(readings).values():
+            if newest.lat is None or newest.lon is None:  # validated positions have both
+                continue
             self.gateway.hub.position(newest.vehicle_id, newest.time_ms, position_feature(
                 newest.vehicle_id, newest.time_ms, newest.lat, newest.lon, newest.speed_kmh,
                 newest.course_deg, newest.seq))
@@ -261,6 +263,13 @@ class GatewayProtocol(QuicConnectionProtocol):
         self.gateway.stats.session_failed(ErrorCode(code))
         log.warning("protocol error from %s: %s: %s", self.vehicle or "unauthenticated peer",
                     ErrorCode(code).label, reason)
+
+    @property
+    def vehicle_id(self) -> str:
+        """The authenticated vehicle: batches, reports and command answers come only after
+        the welcome (the session refuses them before)."""
+        assert self.vehicle is not None, "no vehicle before the hello was accepted"
+        return self.vehicle
 
     @property
     def can_send(self) -> bool:

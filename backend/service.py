@@ -58,6 +58,8 @@ class Backend:
             self.gateway.downlink.notify_other_nodes = self.fanout.wake
             self.fanout.on_wake = self.gateway.downlink.woken
         self.planning = planning_service(config, self.store, self.dispatch)
+        self.notifier = notifier(config, self.store)
+        self.dispatch.etas.on_eta = self.notifier.on_eta  # ETA changes to the outbox
         if self.planning is not None:
             from .dispatch.replanner import Replanner
 
@@ -79,6 +81,7 @@ class Backend:
                 "alerts": {k: dict(v) if isinstance(v, dict) else v
                            for k, v in self.alerts.stats.items()},
                 "dispatch": dict(self.dispatch.stats),
+                "notifications": dict(self.notifier.stats),
                 "replan": dict(self.replanner.stats) if self.replanner else None,
                 "database": self.db_watch.status() if self.db_watch else None,
                 "hub": self.hub.stats()}
@@ -94,6 +97,7 @@ class Backend:
         await self.alerts.start(wall_ms())
         await self.dispatch.etas.start()
         await self.dispatch.start()
+        self.notifier.start()
         self.writer.start()
         await self.gateway.start(c.quic_host, c.quic_port, c.cert, c.key)
         self._alert_timer = asyncio.get_running_loop().create_task(self._alert_clock(),
@@ -186,6 +190,7 @@ class Backend:
         await self.gateway.finish_in_flight()
         await self.gateway.stop()
         await self.alerts.flush()  # deferred alert checkpoints
+        await self.notifier.stop()
         if self.fanout is not None:
             await self.fanout.stop()
         if self._runner:
@@ -257,6 +262,14 @@ def eta_service(c: BackendConfig, store, hub: Hub, publish_alert):
         return travel_source(roads, Path(c.road_cache_dir) if c.road_cache_dir else None)
 
     return EtaService(store, travel, hub.publish_dispatch, publish_alert)
+
+
+def notifier(c: BackendConfig, store):
+    """Notifications (docs/notifications.md): subscriptions delivered from the outbox."""
+    from .notify.service import Notifier, channels_of
+
+    settings = c.notify_settings()
+    return Notifier(store, settings, channels_of(settings))
 
 
 def planning_service(c: BackendConfig, store, dispatch):

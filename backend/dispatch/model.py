@@ -47,6 +47,12 @@ MAX_SHIFT_MS = 86_400_000
 MAX_ROUTE_STOPS = 500
 
 
+# Job ids that are words of the jobs' URLs: `/api/jobs/import` is the CSV import, so a job
+# called "import" could never be read or edited at `/api/jobs/{id}` (OpenAPI matches the
+# concrete path first). Refused wherever a job is made (REST, CSV, MCP, integrations).
+RESERVED_JOB_IDS = frozenset({"import"})
+
+
 def _check_id(name: str, value: str | None, optional: bool = False) -> None:
     if value is None and optional:
         return
@@ -330,6 +336,8 @@ class Job:
 
     def __post_init__(self):
         _check_id("id", self.id)
+        if self.id in RESERVED_JOB_IDS:
+            raise ValueError(f"id: {self.id!r} is reserved (it names /api/jobs/{self.id})")
         if not isinstance(self.place, Place):
             raise ValueError("place: required")
         object.__setattr__(self, "windows", tuple(sorted(self.windows,

@@ -201,6 +201,72 @@ class PlanningService:
         chosen = sorted({r.vehicle_id for r in live if r.shift == shift})
         return await self.plan(shift, by, chosen, cause=cause, unavailable=unavailable)
 
+    async def move(self, job_id: str, route_id: str, by: Actor) -> dict:
+        """Move a job onto route `route_id` in one action: the solver re-sequences that
+        route's open stops with the job among them (its started stops kept, from the
+        vehicle's live position when under way); the job's old route keeps its order without
+        it. Applied at once (the dispatcher's own decision), or refused changing nothing:
+        PlanningError when the job cannot go there (with the solver's reason), StaleVersion
+        when either route changed meanwhile."""
+        rec = await self.store.job(job_id)
+        if rec is None:
+            raise PlanningError(f"unknown job {job_id!r}", 404)
+        target = await self.store.dispatch_route(route_id)
+        if target is None:
+            raise PlanningError(f"unknown route {route_id!r}", 404)
+        if target.status.value not in OPEN_ROUTES:
+            raise PlanningError(f"route {route_id} is {target.status.value}: no job can join it",
+                                409)
+        if rec.route_id == route_id:
+            raise PlanningError(f"job {job_id} is on route {route_id} already", 409)
+        if rec.state not in (JobState.UNASSIGNED, JobState.ASSIGNED):
+            raise PlanningError(f"job {job_id} is {rec.state.value}: only a job not yet started "
+                                "can move", 409)
+        source = await self.store.dispatch_route(rec.route_id) if rec.route_id else None
+        open_recs = {r.job.id: r for r in await self.store.jobs(JobQuery(
+            route_id=route_id, limit=max(len(target.stops), 1)))
+            if r.state in OPEN_JOBS}
+        kept = tuple(j for j in target.job_ids if j in open_recs and open_recs[j].state.started)
+        initial = tuple(j for j in target.job_ids if j in open_recs and j not in kept)
+        now = self.clock()
+        depots = {d.id: d for d in await self.store.catalogue("depots")}
+        if target.start_depot not in depots or target.end_depot not in depots:
+            raise PlanningError(f"route {route_id}: its depots are unknown", 422)
+        start = depots[target.start_depot].place.point
+        live = (await self._live_positions({target.vehicle_id: target}, now)).get(
+            target.vehicle_id)
+        if live is not None:
+            start = Point(live[1], live[2])
+        vehicle = PlanVehicle(target.vehicle_id, start, depots[target.end_depot].place.point,
+                              target.shift, target.capacity, target.skills, kept, initial)
+        jobs = tuple(r.job for r in open_recs.values()) + (rec.job,)
+        result = await self.worker.plan(FLEET, PlanRequest((vehicle,), jobs, now))
+        if job_id in result.unassigned:
+            raise PlanningError(f"job {job_id} cannot go on route {route_id}: "
+                                f"{result.unassigned[job_id]}", 409)
+        lost = sorted(set(result.unassigned) - {job_id})
+        if lost:
+            raise PlanningError(f"job {job_id} fits on route {route_id} only by leaving "
+                                f"{', '.join(lost)} out: not moved", 409)
+        planned = result.routes[0] if result.routes else None
+        done = tuple(j for j in target.job_ids if j not in open_recs)
+        order = done + (planned.job_ids if planned else ())
+        saved = []
+        if source is not None:  # off its route first: a job is on one route at a time
+            saved.append(await self.dispatcher.save_route(
+                replace(source, stops=tuple(s for s in source.stops if s.job_id != job_id)),
+                source.version, by, now))
+        try:
+            saved.append(await self.dispatcher.save_route(
+                replace(target, stops=_stops(planned, order, target)), target.version, by,
+                now))
+        except Exception:
+            if source is not None:  # the target moved meanwhile: the job goes back
+                await self.dispatcher.save_route(source, saved[0].version, by, now)
+            raise
+        return {"job_id": job_id, "basis": result.basis,
+                "routes": [codec.route_to_dict(r) for r in saved]}
+
     async def get(self, pid: str) -> Kept | None:
         stored = await self.store.proposal(pid)
         return None if stored is None else kept_from_stored(stored)

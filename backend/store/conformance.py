@@ -25,9 +25,10 @@ def sqlite_conforms(store: SqliteStore) -> None:
     proposals: protocols.Proposals = store
     links: protocols.Links = store
     partitions: protocols.Partitions = store
+    notify: protocols.Notify = store
     whole: protocols.Store = store
     del db, vehicles, readings, history, geofences, commands, accounts, alerts, service
-    del dispatch, proposals, links, partitions, whole
+    del dispatch, proposals, links, partitions, notify, whole
 
 
 def postgres_conforms(store: PostgresStore) -> None:
@@ -44,7 +45,8 @@ def postgres_conforms(store: PostgresStore) -> None:
     proposals: protocols.Proposals = store
     links: protocols.Links = store
     partitions: protocols.Partitions = store
+    notify: protocols.Notify = store
     replication: protocols.Replication = store  # PostgreSQL only
     whole: protocols.Store = store
     del db, vehicles, readings, history, geofences, commands, accounts, alerts, service
-    del dispatch, proposals, links, partitions, whole, replication
+    del dispatch, proposals, links, partitions, notify, whole, replication

@@ -188,6 +188,9 @@ class Alerts(Protocol):
     async def alert(self, alert_id: int) -> StoredAlert | None: ...
     async def ack_alert(self, alert_id: int, user: str, now_ms: int) -> StoredAlert | None:
         """Acknowledge once (a second ack keeps the first's user and time)."""
+    async def alerts_after(self, after_id: int, limit: int) -> list[StoredAlert]:
+        """Alerts with id > after_id in id order (the order they were first stored), at most
+        `limit`: how notifications read new alerts by cursor."""
 
 
 class Service(Protocol):
@@ -221,11 +224,46 @@ class Dispatch(Protocol):
     async def record_transitions(self, ts: list[Transition]) -> list[Transition]:
         """Record transitions in order, in one transaction; ids recorded before are skipped."""
     async def transitions(self, job_id: str) -> list[Transition]: ...
+    async def transitions_after(self, after_seq: int, limit: int) -> list[tuple[int, Transition]]:
+        """(seq, transition) of every job with seq > after_seq, in seq order, at most `limit`:
+        how consumers (notifications, tracking links) read job events by cursor."""
     async def put_dispatch_route(self, route: Route, base_version: int | None, now_ms: int,
                                  transitions: Sequence[Transition] = ()) -> Route: ...
     async def dispatch_route(self, route_id: str) -> Route | None: ...
     async def dispatch_routes(self, statuses: tuple[str, ...] = (),
                               vehicle_id: str | None = None) -> list[Route]: ...
+
+
+class Notify(Protocol):
+    """Notifications (notify.py; docs/notifications.md): subscriptions, the outbox and its
+    delivery log, the event sources' cursors, the leases of once-per-cluster work."""
+
+    async def add_subscription(self, owner: str, group: str | None, body: dict, secret: str,
+                               now_ms: int) -> int: ...
+    async def subscriptions(self, owner: str | None = None) -> list[dict]:
+        """id, owner, group, body, secret, created_ms of each (only `owner`'s if given)."""
+    async def subscription(self, sub_id: int) -> dict | None: ...
+    async def delete_subscription(self, sub_id: int) -> bool:
+        """Delete it with its outbox and delivery log."""
+    async def notify_cursor(self, name: str) -> int:
+        """How far the event source `name` was read (0: not yet)."""
+    async def enqueue_notifications(self, rows: Sequence[tuple[int, str, dict, int]],
+                                    now_ms: int, cursor: tuple[str, int] | None = None) -> int:
+        """In one transaction: add (subscription id, event id, event, due ms) rows to the
+        outbox (a (subscription, event id) there already, or a deleted subscription, adds
+        nothing) and move the cursor `(name, position)` forward. How many were added."""
+    async def due_notifications(self, now_ms: int, limit: int) -> list[dict]:
+        """Pending outbox rows due at `now_ms`, oldest due first: id, subscription_id,
+        event_id, event, attempts, next_ms."""
+    async def finish_notifications(self, outcomes: Sequence[tuple[int, bool, str, int | None]],
+                                   now_ms: int) -> None:
+        """Per (outbox id, ok, detail, retry at ms): log the attempt; ok → delivered, else
+        retry at that time, or (None) give up. A row no longer pending is left alone."""
+    async def delivery_log(self, sub_id: int, limit: int) -> list[dict]:
+        """The subscription's attempts, newest first, with their event's id and state."""
+    async def take_lease(self, name: str, holder: str, now_ms: int, ttl_ms: int) -> bool:
+        """Take or renew the lease `name` until now + ttl; False while another holds it."""
+    async def release_lease(self, name: str, holder: str) -> None: ...
 
 
 class Proposals(Protocol):
@@ -281,5 +319,5 @@ class Replication(Protocol):
 
 
 class Store(Db, Vehicles, Readings, History, Geofences, Commands, Accounts, Alerts, Service,
-            Dispatch, Proposals, Links, Partitions, Protocol):
+            Dispatch, Proposals, Links, Notify, Partitions, Protocol):
     """Everything a store does: what `open_store` returns."""

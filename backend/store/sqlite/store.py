@@ -12,6 +12,7 @@ from .dispatch import SqliteDispatch
 from .geofences import SqliteGeofences
 from .history import SqliteHistory
 from .links import SqliteLinks
+from .notify import SqliteNotify
 from .partitions import SqlitePartitions
 from .proposals import SqliteProposals
 from .readings import SqliteReadings
@@ -21,5 +22,5 @@ from .vehicles import SqliteVehicles
 
 class SqliteStore(SqliteVehicles, SqliteReadings, SqliteHistory, SqliteGeofences,
                   SqliteCommands, SqliteAccounts, SqliteAlerts, SqliteService, SqlitePartitions,
-                  SqliteDispatch, SqliteProposals, SqliteLinks):
+                  SqliteDispatch, SqliteProposals, SqliteLinks, SqliteNotify):
     """The embedded store: `SqliteStore(path)`, then `await open()`."""

@@ -111,6 +111,8 @@ async def test_every_served_operation_is_exercised_and_validated(store_url):
         await c("POST", "/api/dispatch/plan", role="dispatcher", body=shift, expect=503)
         await c("DELETE", "/api/dispatch/plan", role="dispatcher", expect=503)
         await c("GET", "/api/dispatch/proposals", expect=503)
+        await c("POST", "/api/jobs/j1/move", role="dispatcher", body={"route_id": "r1"},
+                expect=503)
         await c("GET", "/api/dispatch/proposals/p1", expect=503)
         await c("POST", "/api/dispatch/proposals/p1/approve", role="dispatcher", expect=503)
         async with api.client.get("/static/app/app.js") as resp:
