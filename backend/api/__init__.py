@@ -13,6 +13,7 @@ from . import (
     driving,
     geofences,
     history,
+    integrations,
     links,
     maintenance,
     planning,
@@ -25,5 +26,5 @@ from .common import GATEWAY, HUB, STORE
 def add_routes(app: web.Application, store, hub, gateway) -> None:
     app[STORE], app[HUB], app[GATEWAY] = store, hub, gateway
     for module in (spec, vehicles, history, geofences, commands, dispatch, planning,
-                   maintenance, links, driver, driving):
+                   maintenance, links, integrations, driver, driving):
         module.add_routes(app)
