@@ -18,6 +18,9 @@ class BackendConfig:
     db: str = f"sqlite://{STATE_DIR}/fleet.db"
     quic_host: str = "::"
     quic_port: int = 4433
+    # the QUIC library of the gateway (geostream/quic/: "aioquic" or "qh3"); empty:
+    # $FLEET_QUIC_LIBRARY, else the seam's default (docs/link.md, QUIC library)
+    quic_library: str = ""
     http_host: str = "127.0.0.1"
     http_port: int = 8080
     cert: str = "/etc/fleet-backend/server.pem"
@@ -102,6 +105,9 @@ class BackendConfig:
         self.notify_settings()
         if not 0.1 <= self.alert_timer_s <= 3600:
             raise ValueError("alert_timer_s must be within 0.1..3600")
+        from geostream.quic import library_name
+
+        library_name(self.quic_library or None)  # an unknown library fails at start
         self.time_window()  # a bad reading_min_time / reading_max_ahead_s fails at start
 
     def time_window(self):

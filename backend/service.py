@@ -46,14 +46,15 @@ class Backend:
                 self.replanner.on_alert(alert)
 
         self.alerts = AlertEngine(self.store, config.alert_rules(), publish_alert)
-        # dispatch changes go to this node's hub (not yet through NATS: docs/dispatch.md)
-        self.dispatch = Dispatcher(self.store, self.hub.publish_dispatch,
-                                   etas=eta_service(config, self.store, self.hub,
+        # dispatch changes go to every node's hub (through NATS when configured)
+        self.dispatch = Dispatcher(self.store, live.publish_dispatch,
+                                   etas=eta_service(config, self.store, live,
                                                     publish_alert))
         self.gateway = Gateway(self.store, self.writer, live,
                                ticket_file=config.ticket_path(), alerts=self.alerts,
                                ts_window=config.time_window(),
-                               cluster=config.cluster_node(), dispatch=self.dispatch)
+                               cluster=config.cluster_node(), dispatch=self.dispatch,
+                               quic_library=config.quic_library or None)
         if self.fanout is not None:
             self.gateway.fanout = self.fanout  # its refusals in /metrics
             self.gateway.downlink.notify_other_nodes = self.fanout.wake
@@ -64,7 +65,7 @@ class Backend:
         if self.planning is not None:
             from .dispatch.replanner import Replanner
 
-            self.replanner = Replanner(self.planning, self.hub.publish_dispatch, wall_ms,
+            self.replanner = Replanner(self.planning, live.publish_dispatch, wall_ms,
                                        self.dispatch.live_vehicles)
             self.dispatch.on_event = self.replanner.on_event
         self._runner: web.AppRunner | None = None
@@ -250,7 +251,7 @@ def street_overlay(c: BackendConfig) -> str:
         return ""
 
 
-def eta_service(c: BackendConfig, store, hub: Hub, publish_alert):
+def eta_service(c: BackendConfig, store, hub, publish_alert):
     """Live ETAs on the configured roads (the graph loaded at the first live route, from the
     cache the planner fills), else on the straight line."""
     from pathlib import Path

@@ -9,6 +9,7 @@ from aiohttp import web
 from . import (
     commands,
     dispatch,
+    driver,
     geofences,
     history,
     links,
@@ -23,5 +24,5 @@ from .common import GATEWAY, HUB, STORE
 def add_routes(app: web.Application, store, hub, gateway) -> None:
     app[STORE], app[HUB], app[GATEWAY] = store, hub, gateway
     for module in (spec, vehicles, history, geofences, commands, dispatch, planning,
-                   maintenance, links):
+                   maintenance, links, driver):
         module.add_routes(app)
