@@ -12,6 +12,7 @@ from . import (
     driver,
     geofences,
     history,
+    integrations,
     links,
     maintenance,
     planning,
@@ -24,5 +25,5 @@ from .common import GATEWAY, HUB, STORE
 def add_routes(app: web.Application, store, hub, gateway) -> None:
     app[STORE], app[HUB], app[GATEWAY] = store, hub, gateway
     for module in (spec, vehicles, history, geofences, commands, dispatch, planning,
-                   maintenance, links, driver):
+                   maintenance, links, integrations, driver):
         module.add_routes(app)
