@@ -366,6 +366,7 @@ async function main() {
   try { await loadMe(); } catch { /* offline: the cached token and shift */ }
   await loadShift(false);
   await loadMessages();
+  document.body.dataset.ready = "true";
   connectLive();
   flush();
   setInterval(() => loadShift(true), REFRESH_MS);
