@@ -263,7 +263,8 @@ def eta_service(c: BackendConfig, store, hub, publish_alert):
     roads = _roads(c)
 
     def travel():
-        return travel_source(roads, Path(c.road_cache_dir) if c.road_cache_dir else None)
+        return travel_source(roads, Path(c.road_cache_dir) if c.road_cache_dir else None,
+                             learned=True)
 
     return EtaService(store, travel, hub.publish_dispatch, publish_alert)
 
