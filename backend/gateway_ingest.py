@@ -188,13 +188,16 @@ class Ingest:
     # --- a graceful stop ---------------------------------------------------------------
 
     async def settled(self, timeout: float) -> None:
-        """Wait until every batch handed in was settled (or the timeout passed)."""
-        if self._unsettled == 0:
-            return
-        self._idle = asyncio.Event()
+        """Wait until every batch handed in was settled and the alert consumer evaluated the
+        committed rows (or the timeout passed)."""
         try:
             async with asyncio.timeout(timeout):
-                await self._idle.wait()
+                if self._unsettled:
+                    self._idle = asyncio.Event()
+                    await self._idle.wait()
+                await asyncio.sleep(0)  # the last tick's end
+                if self._alert_task is not None:
+                    await asyncio.shield(self._alert_task)
         except TimeoutError:
             pass
         finally:
