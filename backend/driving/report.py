@@ -19,6 +19,20 @@ MAX_ROWS_PER_DAY = 400_000
 # midnight is found whole; it belongs to the day it began in.
 MARGIN_MS = 2 * 3_600_000
 MAX_OVERSPEED = 10_000  # overspeed alerts per vehicle and window
+# Positions resuming after this long start a new trip, where the driver may have changed.
+TRIP_GAP_MS = 5 * 60_000
+# At most this many "who drives" look-ups per vehicle and day (a trip start each); more trips
+# than this in a day keep the last driver found.
+MAX_APP_LOOKUPS = 200
+
+
+async def _drivers(store, vehicle: str, pos: list[dict], can: list[tuple[int, str]]
+                   ) -> list[tuple[int, str]]:
+    """Who drove when: the driver-app login of the vehicle's shift (store.driver_of) at each
+    trip start, else the CAN driver identification."""
+    starts = scorecard.trip_starts(pos, TRIP_GAP_MS)[:MAX_APP_LOOKUPS]
+    app = [(t, await store.driver_of(vehicle, t)) for t in starts]
+    return scorecard.combine(app, can)
 
 
 async def vehicle_classes(store) -> dict[str, VehicleClass]:
@@ -44,7 +58,8 @@ async def vehicle_window(store, cfg: DrivingConfig, vehicle: str, vclass: Vehicl
         frames = await store.signal_frames(vehicle, sig.names(), a - MARGIN_MS,
                                            b + MARGIN_MS, MAX_ROWS_PER_DAY)
         out["truncated"] |= len(pos) >= MAX_ROWS_PER_DAY or len(frames) >= MAX_ROWS_PER_DAY
-        changes = events.driver_at(frames, sig)
+        changes = await _drivers(store, vehicle, events.clean_positions(pos),
+                                 events.driver_at(frames, sig))
         found = [e for e in events.harsh(pos, frames, th, sig) + events.idling(pos, frames, th,
                                                                                sig)
                  if a <= e["start_ms"] < b]
@@ -59,6 +74,8 @@ async def vehicle_window(store, cfg: DrivingConfig, vehicle: str, vclass: Vehicl
         frames = await store.signal_frames(vehicle, [sig.driver], start_ms - MARGIN_MS, end_ms,
                                            MAX_ROWS_PER_DAY)
         changes = events.driver_at(frames, sig)
+        changes = scorecard.combine([(a.start_ms, await store.driver_of(vehicle, a.start_ms))
+                                     for a in over[:MAX_APP_LOOKUPS]], changes)
         out["events"] += scorecard.attribute([
             {"kind": "overspeed", "start_ms": a.start_ms, "end_ms": a.end_ms,
              "peak": a.peak, "unit": "km/h", "threshold": None, "source": "alert",

@@ -50,6 +50,27 @@ def km_by_driver(positions: list[dict], changes: list[tuple[int, str]]) -> dict[
     return out
 
 
+def trip_starts(positions: list[dict], gap_ms: int) -> list[int]:
+    """The times where clean, time-ordered positions resume after more than `gap_ms`: where a
+    driver may have changed (a shift begins with a trip)."""
+    return [b["time_ms"] for a, b in zip([None, *positions], positions, strict=False)
+            if a is None or b["time_ms"] - a["time_ms"] > gap_ms]
+
+
+def combine(app: list[tuple[int, str | None]], can: list[tuple[int, str]]
+            ) -> list[tuple[int, str]]:
+    """One list of driver changes from the driver app's (time, driver or None) at trip starts
+    and the CAN driver identification's changes: the app's driver where it names one (a login
+    is who the dispatcher assigned), else the CAN id in force."""
+    out: list[tuple[int, str]] = []
+    logged = [(t, d or "") for t, d in sorted(app)]  # "": nobody logged in for that trip
+    for t in sorted({t for t, _ in app} | {t for t, _ in can}):
+        d = who(logged, t) or who(can, t)
+        if d and (not out or out[-1][1] != d):
+            out.append((t, d))
+    return out
+
+
 def attribute(events: list[dict], changes: list[tuple[int, str]]) -> list[dict]:
     """Each event with the driver at its start."""
     return [{**e, "driver": who(changes, e["start_ms"]) or UNKNOWN} for e in events]

@@ -2,7 +2,8 @@
 written through the store: the events of the eventful drive with their times, drivers and
 positions (the calm vehicle has none); the same drive delivered as a shuffled, late,
 duplicated backfill (another vehicle) gives the same events; weekly scorecards per driver and
-vehicle; JSON, CSV, scopes and refusals."""
+vehicle, the driver from the CAN driver id or the driver app's shift; JSON, CSV, scopes and
+refusals."""
 
 from __future__ import annotations
 
@@ -31,7 +32,9 @@ def _moved(b: DriveBuilder) -> DriveBuilder:
 
 async def _load(api) -> DriveBuilder:
     busy = _moved(eventful(driver="D-42"))
-    calm = calm_trip(DriveBuilder(START, seed=8, driver="D-17"), minutes=30)
+    # truck-2 has no driver id on its bus: its driver logged into the driver app for the
+    # shift of its route
+    calm = calm_trip(DriveBuilder(START, seed=8), minutes=30)
     await api.store.put_catalogue(VehicleType("hgv", "Truck", VehicleClass.TRUCK), START)
     for v, b in (("truck-1", busy), ("truck-2", calm), ("truck-3", busy)):
         await api.store.add_vehicle(v)
@@ -45,6 +48,10 @@ async def _load(api) -> DriveBuilder:
                 await api.store.write(rows[i:i + 777], [])
         else:
             await api.store.write(rows, [])
+    await api.call("PUT", "/api/routes/r2", role="dispatcher", expect=201, body={
+        "vehicle_id": "truck-2", "shift": {"start_ms": START - 3_600_000,
+                                           "end_ms": START + 8 * 3_600_000},
+        "start_depot": "dep", "stops": [], "status": "dispatched", "driver_id": "D-17"})
     return busy
 
 

@@ -136,3 +136,11 @@ def test_thresholds_per_class_from_config():
                 {"truck": {"brake_ms2": True}}):
         with pytest.raises(ValueError):
             parse_driving(bad)
+
+
+def test_the_driver_app_login_wins_over_the_can_id_where_there_is_one():
+    can = [(0, "C-1"), (500, "C-2")]
+    app = [(0, None), (300, "A-9"), (700, None)]  # trips: nobody logged in, A-9, nobody
+    changes = scorecard.combine(app, can)
+    assert [events.who(changes, t) for t in (100, 400, 600, 800)] == [
+        "C-1", "A-9", "A-9", "C-2"]
