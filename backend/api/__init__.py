@@ -10,6 +10,7 @@ from . import (
     commands,
     dispatch,
     driver,
+    export,
     geofences,
     history,
     integrations,
@@ -25,5 +26,5 @@ from .common import GATEWAY, HUB, STORE
 def add_routes(app: web.Application, store, hub, gateway) -> None:
     app[STORE], app[HUB], app[GATEWAY] = store, hub, gateway
     for module in (spec, vehicles, history, geofences, commands, dispatch, planning,
-                   maintenance, links, integrations, driver):
+                   maintenance, links, integrations, driver, export):
         module.add_routes(app)
