@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 
 from aiohttp import web
 
@@ -98,7 +99,6 @@ class Backend:
         await self.alerts.start(wall_ms())
         await self.dispatch.etas.start()
         await self.dispatch.start()
-        self.notifier.start()
         self.writer.start()
         await self.gateway.start(c.quic_host, c.quic_port, c.cert, c.key)
         self._alert_timer = asyncio.get_running_loop().create_task(self._alert_clock(),
@@ -118,6 +118,8 @@ class Backend:
         site = web.TCPSite(self._runner, c.http_host, c.http_port, ssl_context=tls)
         await site.start()
         self.http_port = site._server.sockets[0].getsockname()[1]  # the real one, for port 0
+        # one process per host and port: a restarted backend takes its own lease back at once
+        self.notifier.start(node=f"{socket.gethostname()}:{self.http_port}")
         host = "localhost" if c.http_host in ("127.0.0.1", "::1", "0.0.0.0", "::") else c.http_host
         scheme = "https" if tls else "http"
         print(f"backend ready: dashboard {scheme}://{host}:{self.http_port}/ "

@@ -121,6 +121,19 @@ def test_offline_stops_sync_once_in_order_and_a_replan_reaches_the_app(procs, tm
         login(dpage, base, "test-dispatcher")
         dpage.click("[role=tab][data-tab=dispatch]")
         expect(dpage.locator("#jobs tbody tr[data-state=completed]")).to_have_count(2)
+
+        # messages both ways: the dispatcher writes from the vehicle panel, the open driver
+        # app shows it at once; the driver's answer appears in the panel
+        dpage.click("[role=tab][data-tab=vehicles]")
+        dpage.click("#vehicles li[data-vehicle='van-1'] button")
+        dpage.wait_for_selector("#panel:not([hidden]) h2:text('van-1')")
+        dpage.fill("#message-text", "Gate code 1234")
+        dpage.click("#message-send")
+        expect(page.locator("[data-testid=messages]")).to_contain_text("Gate code 1234")
+        page.fill("#message-text", "Thanks, at the gate")
+        page.press("#message-text", "Enter")
+        expect(dpage.locator("#vehicle-messages")).to_contain_text("Thanks, at the gate",
+                                                                   timeout=15000)
         dctx.close()
 
         # a re-plan while the app is open: s3 taken off, s4 added; the app shows it
