@@ -10,6 +10,7 @@ from . import (
     commands,
     dispatch,
     driver,
+    driving,
     export,
     geofences,
     history,
@@ -26,5 +27,5 @@ from .common import GATEWAY, HUB, STORE
 def add_routes(app: web.Application, store, hub, gateway) -> None:
     app[STORE], app[HUB], app[GATEWAY] = store, hub, gateway
     for module in (spec, vehicles, history, geofences, commands, dispatch, planning,
-                   maintenance, links, integrations, driver, export):
+                   maintenance, links, integrations, driver, driving, export):
         module.add_routes(app)

@@ -74,6 +74,10 @@ class History(Protocol):
     async def events(self, vehicle_id: str, name: str, start_ms: int, end_ms: int,
                      limit: int) -> list[tuple[int, dict]]:
         """(time_ms, data) of the vehicle's `evt` readings named `name`, oldest first."""
+    async def signal_frames(self, vehicle_id: str, signals: list[str], start_ms: int,
+                            end_ms: int, limit: int) -> list[tuple[int, dict]]:
+        """(time_ms, {signal: value}) of the vehicle's `can` readings in [start, end) carrying
+        any of `signals`, only those signals (numbers or text), oldest first."""
     async def count_readings(self, vehicle_id: str | None = None) -> int: ...
     async def dead_letters(self) -> list[dict]: ...
 
