@@ -13,20 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
-
-from aioquic.asyncio import QuicConnectionProtocol
-from aioquic.quic.events import (
-    ConnectionTerminated,
-    HandshakeCompleted,
-    QuicEvent,
-    StreamDataReceived,
-)
+from typing import TYPE_CHECKING, Any
 
 from geostream.clock import wall_ms
 from geostream.errors import ErrorCode, ProtocolError
 from geostream.messages import Batch, Command
-from geostream.quic_acks import ack_with_data
 from geostream.schema import content_problem, json_safe
 from geostream.session import (
     BatchReceived,
@@ -39,12 +30,7 @@ from geostream.session import (
     UnknownSkipped,
 )
 
-from .quic_tuning import (
-    delay_acks,
-    drop_key_log_callbacks,
-    share_frame_table,
-    shrink_handshake_buffers,
-)
+from .quic_tuning import delay_acks
 from .store.base import AuthResult, DeadLetter, StoredReading
 
 if TYPE_CHECKING:
@@ -57,20 +43,28 @@ log = logging.getLogger("backend.gateway")
 # storm dropped the handshakes it was itself slow to finish (the load tester saw 2,023 of 1,000
 # vehicles' attempts refused this way, each retried from scratch).
 HELLO_TIMEOUT_S = 10.0
-# A peer whose handshake does not complete is dropped after this (aioquic has no handshake
-# timeout of its own, only the 240 s idle timeout).
+# A peer whose handshake does not complete is dropped after this (neither QUIC library has a
+# handshake timeout of its own, only the 240 s idle timeout).
 HANDSHAKE_TIMEOUT_S = 60.0
 
 
-class GatewayProtocol(QuicConnectionProtocol):
-    """One vehicle's connection: its session stream and the pipeline of its batches."""
+class GatewayProtocol:
+    """One vehicle's connection: its session stream and the pipeline of its batches. A mixin:
+    the gateway's protocol class is this on top of its QUIC library's `QuicConnectionProtocol`
+    (`geostream.quic.protocol_class`)."""
+
+    # what the library's QuicConnectionProtocol provides
+    _quic: Any
+    if TYPE_CHECKING:
+        def transmit(self) -> None: ...
 
     def __init__(self, *args, gateway: Gateway, **kwargs):
         super().__init__(*args, **kwargs)
-        delay_acks(self._quic)
-        share_frame_table(self._quic)
+        self._lib = lib = gateway.quic
+        delay_acks(lib, self._quic)
+        lib.trim_new_connection(self._quic)
         if gateway.cluster is not None:
-            gateway.cluster.adopt(self._quic)
+            gateway.cluster.adopt(lib, self._quic)
         self.gateway = gateway
         self.session = ServerSession()
         self.stream_id: int | None = None
@@ -81,26 +75,26 @@ class GatewayProtocol(QuicConnectionProtocol):
         self._hello_timer = asyncio.get_running_loop().call_later(
             HANDSHAKE_TIMEOUT_S, self._hello_timeout)
 
-    # --- aioquic callback -----------------------------------------------------------------
+    # --- QUIC library callback -----------------------------------------------------------------
 
-    def quic_event_received(self, event: QuicEvent) -> None:
-        if isinstance(event, StreamDataReceived):
+    def quic_event_received(self, event) -> None:
+        lib = self._lib
+        if isinstance(event, lib.StreamDataReceived):
             self._stream_data(event)
-        elif isinstance(event, HandshakeCompleted):
-            shrink_handshake_buffers(self._quic)
-            drop_key_log_callbacks(self._quic)
+        elif isinstance(event, lib.HandshakeCompleted):
+            lib.trim_after_handshake(self._quic)
             if not self.session.authenticated:  # the hello deadline starts now
                 self._hello_timer.cancel()
                 self._hello_timer = asyncio.get_running_loop().call_later(
                     HELLO_TIMEOUT_S, self._hello_timeout)
-        elif isinstance(event, ConnectionTerminated):
+        elif isinstance(event, lib.ConnectionTerminated):
             self._closing = True  # nothing more is sent on it (its batches are not acked)
             self._hello_timer.cancel()
             self.gateway.unregister(self.vehicle, self)
             for t in self._tasks:
                 t.cancel()
 
-    def _stream_data(self, event: StreamDataReceived) -> None:
+    def _stream_data(self, event) -> None:
         if self._closing or self.gateway.draining:
             return
         if self.stream_id is None:
@@ -207,7 +201,7 @@ class GatewayProtocol(QuicConnectionProtocol):
         data = self.session.data_to_send()
         if data and self.stream_id is not None:
             self._quic.send_stream_data(self.stream_id, data)
-            ack_with_data(self._quic)  # the batch's QUIC ACK rides with its geostream ack
+            self._lib.ack_with_data(self._quic)  # the batch's QUIC ACK rides with its geostream ack
             self.transmit()
         if (close := self.session.close_expected()) is not None:
             self.close_connection(*close)

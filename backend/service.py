@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 
 from aiohttp import web
 
@@ -45,23 +46,26 @@ class Backend:
                 self.replanner.on_alert(alert)
 
         self.alerts = AlertEngine(self.store, config.alert_rules(), publish_alert)
-        # dispatch changes go to this node's hub (not yet through NATS: docs/dispatch.md)
-        self.dispatch = Dispatcher(self.store, self.hub.publish_dispatch,
-                                   etas=eta_service(config, self.store, self.hub,
+        # dispatch changes go to every node's hub (through NATS when configured)
+        self.dispatch = Dispatcher(self.store, live.publish_dispatch,
+                                   etas=eta_service(config, self.store, live,
                                                     publish_alert))
         self.gateway = Gateway(self.store, self.writer, live,
                                ticket_file=config.ticket_path(), alerts=self.alerts,
                                ts_window=config.time_window(),
-                               cluster=config.cluster_node(), dispatch=self.dispatch)
+                               cluster=config.cluster_node(), dispatch=self.dispatch,
+                               quic_library=config.quic_library or None)
         if self.fanout is not None:
             self.gateway.fanout = self.fanout  # its refusals in /metrics
             self.gateway.downlink.notify_other_nodes = self.fanout.wake
             self.fanout.on_wake = self.gateway.downlink.woken
         self.planning = planning_service(config, self.store, self.dispatch)
+        self.notifier = notifier(config, self.store)
+        self.dispatch.etas.on_eta = self.notifier.on_eta  # ETA changes to the outbox
         if self.planning is not None:
             from .dispatch.replanner import Replanner
 
-            self.replanner = Replanner(self.planning, self.hub.publish_dispatch, wall_ms,
+            self.replanner = Replanner(self.planning, live.publish_dispatch, wall_ms,
                                        self.dispatch.live_vehicles)
             self.dispatch.on_event = self.replanner.on_event
         self._runner: web.AppRunner | None = None
@@ -79,6 +83,7 @@ class Backend:
                 "alerts": {k: dict(v) if isinstance(v, dict) else v
                            for k, v in self.alerts.stats.items()},
                 "dispatch": dict(self.dispatch.stats),
+                "notifications": dict(self.notifier.stats),
                 "replan": dict(self.replanner.stats) if self.replanner else None,
                 "database": self.db_watch.status() if self.db_watch else None,
                 "hub": self.hub.stats()}
@@ -113,6 +118,8 @@ class Backend:
         site = web.TCPSite(self._runner, c.http_host, c.http_port, ssl_context=tls)
         await site.start()
         self.http_port = site._server.sockets[0].getsockname()[1]  # the real one, for port 0
+        # one process per host and port: a restarted backend takes its own lease back at once
+        self.notifier.start(node=f"{socket.gethostname()}:{self.http_port}")
         host = "localhost" if c.http_host in ("127.0.0.1", "::1", "0.0.0.0", "::") else c.http_host
         scheme = "https" if tls else "http"
         print(f"backend ready: dashboard {scheme}://{host}:{self.http_port}/ "
@@ -134,7 +141,7 @@ class Backend:
 
     def _add_mcp_and_maintenance(self) -> None:
         """The MCP endpoint (/mcp) and the maintenance checks on their own timer."""
-        from .api.common import MAINTENANCE
+        from .api.common import DRIVING, MAINTENANCE
         from .maintenance.monitor import MaintenanceMonitor
         from .mcp.http import add_mcp_routes
         from .mcp.tools import FleetTools
@@ -146,6 +153,7 @@ class Backend:
                                             etas=self.dispatch.etas))
         self.maintenance = MaintenanceMonitor(self.store, cfg, self.hub.publish_alert)
         self.app[MAINTENANCE] = self.maintenance  # recording a service closes its alert
+        self.app[DRIVING] = self.config.driving_config()
         if cfg.intervals or cfg.health:
             self._maintenance_timer = asyncio.get_running_loop().create_task(
                 self._maintenance_clock(cfg.check_every_s), name="maintenance-timer")
@@ -186,6 +194,7 @@ class Backend:
         await self.gateway.finish_in_flight()
         await self.gateway.stop()
         await self.alerts.flush()  # deferred alert checkpoints
+        await self.notifier.stop()
         if self.fanout is not None:
             await self.fanout.stop()
         if self._runner:
@@ -243,7 +252,7 @@ def street_overlay(c: BackendConfig) -> str:
         return ""
 
 
-def eta_service(c: BackendConfig, store, hub: Hub, publish_alert):
+def eta_service(c: BackendConfig, store, hub, publish_alert):
     """Live ETAs on the configured roads (the graph loaded at the first live route, from the
     cache the planner fills), else on the straight line."""
     from pathlib import Path
@@ -254,9 +263,18 @@ def eta_service(c: BackendConfig, store, hub: Hub, publish_alert):
     roads = _roads(c)
 
     def travel():
-        return travel_source(roads, Path(c.road_cache_dir) if c.road_cache_dir else None)
+        return travel_source(roads, Path(c.road_cache_dir) if c.road_cache_dir else None,
+                             learned=True)
 
     return EtaService(store, travel, hub.publish_dispatch, publish_alert)
+
+
+def notifier(c: BackendConfig, store):
+    """Notifications (docs/notifications.md): subscriptions delivered from the outbox."""
+    from .notify.service import Notifier, channels_of
+
+    settings = c.notify_settings()
+    return Notifier(store, settings, channels_of(settings))
 
 
 def planning_service(c: BackendConfig, store, dispatch):

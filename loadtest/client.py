@@ -23,10 +23,9 @@ import ssl
 import sys
 import time
 
-from aioquic.quic.configuration import QuicConfiguration
-
 from geostream import ALPN
 from geostream.limits import IDLE_TIMEOUT_S
+from geostream.quic import library
 
 from .driver import Driver, datagrams
 from .fleet import Histogram, SimVehicle
@@ -56,8 +55,11 @@ class Worker:
         self.local_hosts = spec.get("local_hosts") or list(LOOPBACK_HOSTS)
         self.local_host = self.local_hosts[0]
         self.send_interval_s = spec["send_interval_s"]
-        cfg = QuicConfiguration(is_client=True, alpn_protocols=[ALPN], idle_timeout=IDLE_TIMEOUT_S,
-                                server_name="localhost", verify_mode=ssl.CERT_REQUIRED)
+        # the vehicles' QUIC library (geostream/quic/; None: the process's)
+        self.quic = library(spec.get("quic_library"))
+        cfg = self.quic.QuicConfiguration(
+            is_client=True, alpn_protocols=[ALPN], idle_timeout=IDLE_TIMEOUT_S,
+            server_name="localhost", verify_mode=ssl.CERT_REQUIRED)
         cfg.load_verify_locations(cafile=spec["ca"])
         self.quic_config = cfg
         self.errors: dict[str, int] = {}

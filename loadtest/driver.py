@@ -214,7 +214,7 @@ class Driver:
                     return
                 link = QuicLink(self.w.quic_config, self.server,
                                 lambda sid, data, end: self._on_data(link, data, end),
-                                ack_delay_s=ack_delay_for(m.send_interval_s))
+                                ack_delay_s=ack_delay_for(m.send_interval_s), lib=self.w.quic)
                 link.on_datagram = m.datagram_received
                 link.on_ping = m.ping_sent
                 self.link = link
@@ -249,7 +249,7 @@ class Driver:
 
     async def _probe(self, link: QuicLink | None) -> None:
         """Does a fresh handshake with the gateway complete now? (agent/uplink.py `_probe`)"""
-        probe = QuicLink(self.w.quic_config, self.server, lambda *a: None)
+        probe = QuicLink(self.w.quic_config, self.server, lambda *a: None, lib=self.w.quic)
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
                 await probe.connect(self.w.local_host)
