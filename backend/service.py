@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 
 from aiohttp import web
 
@@ -45,9 +46,9 @@ class Backend:
                 self.replanner.on_alert(alert)
 
         self.alerts = AlertEngine(self.store, config.alert_rules(), publish_alert)
-        # dispatch changes go to this node's hub (not yet through NATS: docs/dispatch.md)
-        self.dispatch = Dispatcher(self.store, self.hub.publish_dispatch,
-                                   etas=eta_service(config, self.store, self.hub,
+        # dispatch changes go to every node's hub (through NATS when configured)
+        self.dispatch = Dispatcher(self.store, live.publish_dispatch,
+                                   etas=eta_service(config, self.store, live,
                                                     publish_alert))
         self.gateway = Gateway(self.store, self.writer, live,
                                ticket_file=config.ticket_path(), alerts=self.alerts,
@@ -64,7 +65,7 @@ class Backend:
         if self.planning is not None:
             from .dispatch.replanner import Replanner
 
-            self.replanner = Replanner(self.planning, self.hub.publish_dispatch, wall_ms,
+            self.replanner = Replanner(self.planning, live.publish_dispatch, wall_ms,
                                        self.dispatch.live_vehicles)
             self.dispatch.on_event = self.replanner.on_event
         self._runner: web.AppRunner | None = None
@@ -98,7 +99,6 @@ class Backend:
         await self.alerts.start(wall_ms())
         await self.dispatch.etas.start()
         await self.dispatch.start()
-        self.notifier.start()
         self.writer.start()
         await self.gateway.start(c.quic_host, c.quic_port, c.cert, c.key)
         self._alert_timer = asyncio.get_running_loop().create_task(self._alert_clock(),
@@ -118,6 +118,8 @@ class Backend:
         site = web.TCPSite(self._runner, c.http_host, c.http_port, ssl_context=tls)
         await site.start()
         self.http_port = site._server.sockets[0].getsockname()[1]  # the real one, for port 0
+        # one process per host and port: a restarted backend takes its own lease back at once
+        self.notifier.start(node=f"{socket.gethostname()}:{self.http_port}")
         host = "localhost" if c.http_host in ("127.0.0.1", "::1", "0.0.0.0", "::") else c.http_host
         scheme = "https" if tls else "http"
         print(f"backend ready: dashboard {scheme}://{host}:{self.http_port}/ "
@@ -139,7 +141,7 @@ class Backend:
 
     def _add_mcp_and_maintenance(self) -> None:
         """The MCP endpoint (/mcp) and the maintenance checks on their own timer."""
-        from .api.common import MAINTENANCE
+        from .api.common import DRIVING, MAINTENANCE
         from .maintenance.monitor import MaintenanceMonitor
         from .mcp.http import add_mcp_routes
         from .mcp.tools import FleetTools
@@ -151,6 +153,7 @@ class Backend:
                                             etas=self.dispatch.etas))
         self.maintenance = MaintenanceMonitor(self.store, cfg, self.hub.publish_alert)
         self.app[MAINTENANCE] = self.maintenance  # recording a service closes its alert
+        self.app[DRIVING] = self.config.driving_config()
         if cfg.intervals or cfg.health:
             self._maintenance_timer = asyncio.get_running_loop().create_task(
                 self._maintenance_clock(cfg.check_every_s), name="maintenance-timer")
@@ -249,7 +252,7 @@ def street_overlay(c: BackendConfig) -> str:
         return ""
 
 
-def eta_service(c: BackendConfig, store, hub: Hub, publish_alert):
+def eta_service(c: BackendConfig, store, hub, publish_alert):
     """Live ETAs on the configured roads (the graph loaded at the first live route, from the
     cache the planner fills), else on the straight line."""
     from pathlib import Path
@@ -260,7 +263,8 @@ def eta_service(c: BackendConfig, store, hub: Hub, publish_alert):
     roads = _roads(c)
 
     def travel():
-        return travel_source(roads, Path(c.road_cache_dir) if c.road_cache_dir else None)
+        return travel_source(roads, Path(c.road_cache_dir) if c.road_cache_dir else None,
+                             learned=True)
 
     return EtaService(store, travel, hub.publish_dispatch, publish_alert)
 

@@ -9,8 +9,11 @@ from aiohttp import web
 from . import (
     commands,
     dispatch,
+    driver,
+    driving,
     geofences,
     history,
+    integrations,
     links,
     maintenance,
     planning,
@@ -23,5 +26,5 @@ from .common import GATEWAY, HUB, STORE
 def add_routes(app: web.Application, store, hub, gateway) -> None:
     app[STORE], app[HUB], app[GATEWAY] = store, hub, gateway
     for module in (spec, vehicles, history, geofences, commands, dispatch, planning,
-                   maintenance, links):
+                   maintenance, links, integrations, driver, driving):
         module.add_routes(app)

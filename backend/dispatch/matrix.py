@@ -102,6 +102,40 @@ class RoadMatrix:
         self._csr = adjacency(graph.node_count, a, b, graph.seg_s, graph.seg_fwd,
                               graph.seg_back)
 
+    def with_seconds(self, seg_s: np.ndarray, basis: str) -> RoadMatrix:
+        """The same roads with other segment travel times (learned speeds, speeds.py): the
+        spatial index is shared, only the routing matrix is built again."""
+        import copy
+        from dataclasses import replace
+
+        other = copy.copy(self)
+        g = replace(self.graph, seg_s=seg_s)
+        other.graph, other.basis = g, basis
+        other._csr = adjacency(g.node_count, g.seg_a, g.seg_b, seg_s, g.seg_fwd, g.seg_back)
+        return other
+
+    def nearest(self, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(segment index, metres off it) of each point; never raises (a far point is simply
+        far: the caller decides what is near enough)."""
+        import shapely
+
+        x, y = equirectangular(lon, lat, self._lat0)
+        pts = shapely.points(np.stack([x, y], axis=1))
+        (pt_idx, seg_idx), dist = self._tree.query_nearest(pts, return_distance=True,
+                                                           all_matches=False)
+        segment = np.full(len(lon), -1, dtype=np.int64)
+        offroad = np.full(len(lon), np.inf)
+        segment[pt_idx] = seg_idx
+        offroad[pt_idx] = dist
+        return segment, offroad
+
+    def distance_to(self, segments: np.ndarray, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+        """Metres from each point to the given segment (one segment per point)."""
+        import shapely
+
+        x, y = equirectangular(lon, lat, self._lat0)
+        return shapely.distance(self._lines[segments], shapely.points(np.stack([x, y], axis=1)))
+
     def snap(self, points: list[tuple[float, float]]) -> Snapped:
         """Nearest drivable segment of each (lon, lat); `SnapError` for one too far away."""
         import shapely

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 # store keys and URLs.
 MAX_ID_LEN = 64
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# a login account's name (backend/auth/accounts.py NAME_RE): what a driver's `account_id` holds
+ACCOUNT_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 # An arrival radius below GNSS accuracy (~5 m) would never be entered reliably; above 5 km it
 # is no longer a stop but a region (use a geofence).
 MIN_RADIUS_M = 5.0
@@ -230,8 +232,9 @@ class FleetVehicle:
 
 @dataclass(frozen=True)
 class Driver:
-    """A person who drives. `account_id` links the record to a login account once the driver
-    app exists (None until then); `skills` are the person's (e.g. "adr" certification)."""
+    """A person who drives. `account_id` names the login account the driver app signs in with
+    (None: no login); that account then has the driver capability only (docs/driver.md).
+    `skills` are the person's (e.g. "adr" certification)."""
 
     id: str
     display_name: str
@@ -245,7 +248,10 @@ class Driver:
         if not self.display_name.strip():
             raise ValueError("display_name: required")
         _check_text("display_name", self.display_name, MAX_NAME_LEN)
-        _check_id("account_id", self.account_id, optional=True)
+        if self.account_id is not None and not (
+                isinstance(self.account_id, str) and ACCOUNT_PATTERN.fullmatch(self.account_id)):
+            raise ValueError("account_id: a login account's name (1–64 of letters, digits and "
+                             f". _ @ -), not {self.account_id!r}")
         _check_text("phone", self.phone, MAX_NAME_LEN)
         object.__setattr__(self, "skills", _skills("skills", self.skills))
 

@@ -285,7 +285,11 @@ class Dispatcher:
     # --- helpers ----------------------------------------------------------------------------
 
     async def _record(self, ts: list[Transition], vehicle: str | None = None) -> None:
-        done = await self.store.record_transitions(ts)
+        await self.announce(await self.store.record_transitions(ts), vehicle)
+
+    async def announce(self, done: list[Transition], vehicle: str | None = None) -> None:
+        """Publish transitions just recorded (here, or by the driver action applier in its
+        own transaction) and move the live ETAs on."""
         for t in done:
             v = vehicle or await self._vehicle(t.route_id)
             self._publish_transition(t, v)

@@ -74,6 +74,10 @@ class History(Protocol):
     async def events(self, vehicle_id: str, name: str, start_ms: int, end_ms: int,
                      limit: int) -> list[tuple[int, dict]]:
         """(time_ms, data) of the vehicle's `evt` readings named `name`, oldest first."""
+    async def signal_frames(self, vehicle_id: str, signals: list[str], start_ms: int,
+                            end_ms: int, limit: int) -> list[tuple[int, dict]]:
+        """(time_ms, {signal: value}) of the vehicle's `can` readings in [start, end) carrying
+        any of `signals`, only those signals (numbers or text), oldest first."""
     async def count_readings(self, vehicle_id: str | None = None) -> int: ...
     async def dead_letters(self) -> list[dict]: ...
 
@@ -279,6 +283,32 @@ class Proposals(Protocol):
         """Open → approved or dropped; False when it was not open."""
 
 
+class Driver(Protocol):
+    """Who drives which vehicle when, driver actions, messages and proof-of-delivery images
+    (driver.py; docs/driver.md)."""
+
+    async def driver_of(self, vehicle_id: str, at_ms: int) -> str | None:
+        """Who drives `vehicle_id` at `at_ms` (the driver id of its route's shift)."""
+    async def driver_shift(self, driver_id: str, at_ms: int) -> Route | None:
+        """The route of the driver's shift at `at_ms` (what the driver app shows)."""
+    async def driver_action(self, key: str) -> dict | None: ...
+    async def device_last_seq(self, device_id: str) -> int | None: ...
+    async def add_driver_action(self, row: dict, transitions: Sequence[Transition] = (),
+                                message: dict | None = None) -> tuple[dict, bool]:
+        """An action with its transitions and message, in one transaction (once per key)."""
+    async def driver_actions(self, driver_id: str | None = None, job_id: str | None = None,
+                             conflicts: bool = False, vehicles: frozenset[str] | None = None,
+                             after: int = 0, limit: int = ...) -> list[dict]: ...
+    async def add_driver_message(self, message: dict) -> tuple[dict, bool]: ...
+    async def driver_message(self, message_id: str) -> dict | None: ...
+    async def driver_messages(self, driver_id: str | None = None,
+                              vehicle_id: str | None = None, after: int = 0,
+                              limit: int = ...) -> list[dict]: ...
+    async def put_driver_file(self, f: dict) -> bool: ...
+    async def driver_file(self, file_id: str) -> dict | None: ...
+    async def driver_files_exist(self, file_ids: Sequence[str], driver_id: str) -> set[str]: ...
+
+
 class Links(Protocol):
     """Tracking links, inbound webhook sources and idempotency keys (links.py;
     docs/customers.md)."""
@@ -319,5 +349,5 @@ class Replication(Protocol):
 
 
 class Store(Db, Vehicles, Readings, History, Geofences, Commands, Accounts, Alerts, Service,
-            Dispatch, Proposals, Links, Notify, Partitions, Protocol):
+            Dispatch, Driver, Proposals, Links, Notify, Partitions, Protocol):
     """Everything a store does: what `open_store` returns."""

@@ -11,6 +11,7 @@ from .alerts import PostgresAlerts
 from .commands import PostgresCommands
 from .db import POOL_MAX, PostgresDb
 from .dispatch import PostgresDispatch
+from .driver import PostgresDriver
 from .geofences import PostgresGeofences
 from .history import PostgresHistory
 from .links import PostgresLinks
@@ -24,7 +25,8 @@ from .vehicles import PostgresVehicles
 
 class PostgresStore(PostgresVehicles, PostgresReadings, PostgresHistory, PostgresGeofences,
                     PostgresCommands, PostgresAccounts, PostgresAlerts, PostgresService,
-                    PostgresDispatch, PostgresProposals, PostgresLinks, PostgresNotify):
+                    PostgresDispatch, PostgresProposals, PostgresLinks, PostgresNotify,
+                    PostgresDriver):
     """`PostgresStore(url)`, then `await open()`; `maintain_every_s=0` runs no partition job
     (someone else's maintenance, or a test calling `maintain` itself)."""
 

@@ -9,6 +9,7 @@ from .accounts import SqliteAccounts
 from .alerts import SqliteAlerts
 from .commands import SqliteCommands
 from .dispatch import SqliteDispatch
+from .driver import SqliteDriver
 from .geofences import SqliteGeofences
 from .history import SqliteHistory
 from .links import SqliteLinks
@@ -22,5 +23,6 @@ from .vehicles import SqliteVehicles
 
 class SqliteStore(SqliteVehicles, SqliteReadings, SqliteHistory, SqliteGeofences,
                   SqliteCommands, SqliteAccounts, SqliteAlerts, SqliteService, SqlitePartitions,
-                  SqliteDispatch, SqliteProposals, SqliteLinks, SqliteNotify):
+                  SqliteDispatch, SqliteProposals, SqliteLinks, SqliteNotify,
+                  SqliteDriver):
     """The embedded store: `SqliteStore(path)`, then `await open()`."""
