@@ -11,6 +11,7 @@ from . import (
     dispatch,
     driver,
     driving,
+    export,
     geofences,
     history,
     integrations,
@@ -26,5 +27,5 @@ from .common import GATEWAY, HUB, STORE
 def add_routes(app: web.Application, store, hub, gateway) -> None:
     app[STORE], app[HUB], app[GATEWAY] = store, hub, gateway
     for module in (spec, vehicles, history, geofences, commands, dispatch, planning,
-                   maintenance, links, integrations, driver, driving):
+                   maintenance, links, integrations, driver, driving, export):
         module.add_routes(app)

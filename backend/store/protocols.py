@@ -331,6 +331,9 @@ class Links(Protocol):
                              response: str) -> None: ...
     async def drop_request(self, source: str, key: str) -> None: ...
     async def purge_requests(self, before_ms: int) -> int: ...
+    async def done_jobs(self, from_ms: int, to_ms: int, limit: int) -> list[tuple]:
+        """Jobs in a final state whose last change lies in the window, with their
+        transitions (the export)."""
 
 
 class Partitions(Protocol):

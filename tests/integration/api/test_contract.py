@@ -279,6 +279,9 @@ async def exercise_dispatch(api: Api) -> None:
     await c("POST", "/api/integrations/erp/events", role=None, body=event, expect=201,
             headers=signed(src["secret"], json.dumps(event).encode()))
     await c("DELETE", "/api/integrations/erp", role="admin", expect=204)
+    now = int(time.time() * 1000)
+    await c("GET", f"/api/export/jobs?from_ms={now - 3_600_000}&to_ms={now + 60_000}"
+            "&format=geojson", expect=200)
     await c("GET", "/api/jobs/j1/transitions", expect=200)
     await c("POST", "/api/jobs/j2/cancel", role=d, expect=200)
 
