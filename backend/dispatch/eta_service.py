@@ -138,7 +138,10 @@ class EtaService:
     def _first_leg(self, lat: float, lon: float, job: Job, t_ms: int) -> float:
         points = [(lon, lat), (job.place.point.lon, job.place.point.lat)]
         try:
-            return float(self._at(t_ms).matrix(points).seconds[0, 1])
+            travel = self._at(t_ms)
+            if hasattr(travel, "leg"):  # roads: a tree to the stop, kept until it is reached
+                return travel.leg(points[0], points[1])
+            return float(travel.matrix(points).seconds[0, 1])
         except SnapError:  # the vehicle off the roads (a yard): the straight line to it
             self.stats["off_road"] += 1
             return float(self._fallback.matrix(points).seconds[0, 1])

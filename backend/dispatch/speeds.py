@@ -38,6 +38,9 @@ MIN_KMH, MAX_KMH = 2.0, 160.0  # outside: a jam's standstill or a bad fix
 # the week, else over all hours of the week.
 MIN_SAMPLES = 3
 FORMAT = 1
+# Hours' routing matrices kept (each with its shortest-path trees to next stops, up to
+# matrix.TREE_CACHE_BYTES): this hour and the last, so that memory stays one hour's worth.
+HOURS_KEPT = 2
 
 
 def hour_of_week(t_ms: int) -> int:
@@ -161,7 +164,8 @@ class SpeedLearner:
 
 class LearnedTravel:
     """Travel times on the road graph with learned speeds for the hour asked (`at(t_ms)`):
-    one routing matrix per hour of the week, built when first asked and kept."""
+    one routing matrix per hour of the week, built when first asked; the `HOURS_KEPT` most
+    recently asked are kept."""
 
     def __init__(self, road_matrix, speeds: LearnedSpeeds):
         self.rm, self.speeds = road_matrix, speeds
@@ -170,7 +174,7 @@ class LearnedTravel:
 
     def at(self, t_ms: int):
         hour = hour_of_week(t_ms)
-        m = self._by_hour.get(hour)
+        m = self._by_hour.pop(hour, None)
         if m is None:
             g = self.rm.graph
             seconds, learned = self.speeds.seconds(g.seg_s, g.seg_m, hour)
@@ -178,7 +182,9 @@ class LearnedTravel:
                      f"of {g.segment_count} segments (hour {hour} of the week, UTC), "
                      "road classes elsewhere")
             m = self.rm.with_seconds(seconds, basis)
-            self._by_hour[hour] = m
+        self._by_hour[hour] = m  # most recently asked last
+        while len(self._by_hour) > HOURS_KEPT:
+            self._by_hour.pop(next(iter(self._by_hour)))
         return m
 
     def matrix(self, points):
