@@ -264,6 +264,7 @@ class Run:
         tasks = [t for v in self.vehicles for t in getattr(v.proto, "_tasks", ())]
         if tasks:
             await asyncio.wait(tasks, timeout=10)
+        await self.gateway.ingest.settled(10)  # commits, acks, the alert consumer
         await self.writer.stop()
         await self.alerts.flush()
         await self.store.close()
