@@ -269,6 +269,7 @@ async def exercise_dispatch(api: Api) -> None:
     await c("GET", "/api/jobs/j1/links", expect=200)
     await c("GET", f"/t/{link['token']}", role=None, expect=200)
     await c("GET", f"/t/{link['token']}/view", role=None, expect=200)
+    await c("GET", f"/t/{link['token']}/pod/f{'0' * 40}", role=None, expect=404)
     await c("DELETE", f"/api/links/{link['id']}", role=d, expect=200)
     await c("GET", f"/t/{link['token']}/events", role=None, expect=410)
     _, src = await c("PUT", "/api/integrations/erp", role="admin", expect=201)
