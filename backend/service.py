@@ -112,6 +112,9 @@ class Backend:
                                        c.map_overlay or street_overlay(c)),
                             metrics_token=c.metrics_token, planning=self.planning)
         self._add_mcp_and_maintenance()
+        from .api.notifications import NOTIFIER
+
+        self.app[NOTIFIER] = self.notifier  # the API checks destinations by its egress rule
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
         tls = http_tls(c)

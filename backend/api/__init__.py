@@ -15,6 +15,7 @@ from . import (
     integrations,
     links,
     maintenance,
+    notifications,
     planning,
     spec,
     vehicles,
@@ -25,5 +26,5 @@ from .common import GATEWAY, HUB, STORE
 def add_routes(app: web.Application, store, hub, gateway) -> None:
     app[STORE], app[HUB], app[GATEWAY] = store, hub, gateway
     for module in (spec, vehicles, history, geofences, commands, dispatch, planning,
-                   maintenance, links, integrations, driver):
+                   maintenance, links, integrations, driver, notifications):
         module.add_routes(app)
