@@ -144,7 +144,7 @@ class Backend:
 
     def _add_mcp_and_maintenance(self) -> None:
         """The MCP endpoint (/mcp) and the maintenance checks on their own timer."""
-        from .api.common import MAINTENANCE
+        from .api.common import DRIVING, MAINTENANCE
         from .maintenance.monitor import MaintenanceMonitor
         from .mcp.http import add_mcp_routes
         from .mcp.tools import FleetTools
@@ -156,6 +156,7 @@ class Backend:
                                             etas=self.dispatch.etas))
         self.maintenance = MaintenanceMonitor(self.store, cfg, self.hub.publish_alert)
         self.app[MAINTENANCE] = self.maintenance  # recording a service closes its alert
+        self.app[DRIVING] = self.config.driving_config()
         if cfg.intervals or cfg.health:
             self._maintenance_timer = asyncio.get_running_loop().create_task(
                 self._maintenance_clock(cfg.check_every_s), name="maintenance-timer")
@@ -265,7 +266,8 @@ def eta_service(c: BackendConfig, store, hub, publish_alert):
     roads = _roads(c)
 
     def travel():
-        return travel_source(roads, Path(c.road_cache_dir) if c.road_cache_dir else None)
+        return travel_source(roads, Path(c.road_cache_dir) if c.road_cache_dir else None,
+                             learned=True)
 
     return EtaService(store, travel, hub.publish_dispatch, publish_alert)
 

@@ -10,6 +10,8 @@ from . import (
     commands,
     dispatch,
     driver,
+    driving,
+    export,
     geofences,
     history,
     integrations,
@@ -26,5 +28,6 @@ from .common import GATEWAY, HUB, STORE
 def add_routes(app: web.Application, store, hub, gateway) -> None:
     app[STORE], app[HUB], app[GATEWAY] = store, hub, gateway
     for module in (spec, vehicles, history, geofences, commands, dispatch, planning,
-                   maintenance, links, integrations, driver, notifications):
+                   maintenance, links, integrations, driver, driving, export,
+                   notifications):
         module.add_routes(app)

@@ -106,6 +106,8 @@ async def test_every_served_operation_is_exercised_and_validated(store_url):
         await c("GET", "/api/maintenance/due?state=all", expect=200)
         await c("GET", "/api/maintenance/dtcs", expect=200)
         await c("GET", "/api/maintenance/forecasts", expect=200)
+        await c("GET", "/api/driving/events?vehicle=v1", expect=200)
+        await c("GET", "/api/driving/scorecards?format=csv", expect=200)
         await c("GET", "/api/vehicles/v1/dtcs?format=csv", expect=200)
         _, made = await c("POST", "/api/notifications/subscriptions", role="dispatcher",
                           body={"events": ["alert"], "channel": "email",
@@ -276,6 +278,7 @@ async def exercise_dispatch(api: Api) -> None:
     await c("GET", "/api/jobs/j1/links", expect=200)
     await c("GET", f"/t/{link['token']}", role=None, expect=200)
     await c("GET", f"/t/{link['token']}/view", role=None, expect=200)
+    await c("GET", f"/t/{link['token']}/pod/f{'0' * 40}", role=None, expect=404)
     await c("DELETE", f"/api/links/{link['id']}", role=d, expect=200)
     await c("GET", f"/t/{link['token']}/events", role=None, expect=410)
     _, src = await c("PUT", "/api/integrations/erp", role="admin", expect=201)
@@ -284,6 +287,9 @@ async def exercise_dispatch(api: Api) -> None:
     await c("POST", "/api/integrations/erp/events", role=None, body=event, expect=201,
             headers=signed(src["secret"], json.dumps(event).encode()))
     await c("DELETE", "/api/integrations/erp", role="admin", expect=204)
+    now = int(time.time() * 1000)
+    await c("GET", f"/api/export/jobs?from_ms={now - 3_600_000}&to_ms={now + 60_000}"
+            "&format=geojson", expect=200)
     await c("GET", "/api/jobs/j1/transitions", expect=200)
     await c("POST", "/api/jobs/j2/cancel", role=d, expect=200)
 
