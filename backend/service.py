@@ -150,10 +150,10 @@ class Backend:
         from .mcp.tools import FleetTools
 
         cfg = self.config.maintenance_config()
-        add_mcp_routes(self.app, FleetTools(self.store, self.alerts.rules, cfg,
-                                            self.gateway.downlink.send,
-                                            planning=self.planning,
-                                            etas=self.dispatch.etas))
+        fleet_tools = FleetTools(self.store, self.alerts.rules, cfg, self.gateway.downlink.send,
+                                 planning=self.planning, etas=self.dispatch.etas)
+        fleet_tools.driving = self.config.driving_config()
+        add_mcp_routes(self.app, fleet_tools)
         self.maintenance = MaintenanceMonitor(self.store, cfg, self.hub.publish_alert)
         self.app[MAINTENANCE] = self.maintenance  # recording a service closes its alert
         self.app[DRIVING] = self.config.driving_config()
