@@ -121,7 +121,7 @@ class GatewayProtocol(QuicConnectionProtocol):
                 self._spawn(self._store_batch(ev.batch))
             elif isinstance(ev, CommandAcked):
                 self._spawn(self.gateway.downlink.answered(self.vehicle, ev.ack.id, ev.ack.ok,
-                                                       ev.ack.detail))
+                                                       ev.ack.detail, ev.ack.result))
             elif isinstance(ev, StatusReceived):
                 self._spawn(self.gateway.status_received(self.vehicle, ev.status))
             elif isinstance(ev, PeerError):
@@ -169,7 +169,9 @@ class GatewayProtocol(QuicConnectionProtocol):
         log.info("vehicle %s connected (epoch %d, acked %d)", hello.vehicle, hello.epoch,
                  hello.acked)
         # after the welcome has left, so commands never delay data (registered first: a
-        # command stored meanwhile is sent by the downlink's send, or here, or both)
+        # command stored meanwhile is sent by the downlink's send, or here, or both); the
+        # advertised set first, so what is pending is checked against what the agent runs now
+        await self.gateway.downlink.advertised_by(hello.vehicle, hello.commands)
         await self.gateway.downlink.send_pending(hello.vehicle, self)
 
     async def _store_batch(self, batch: Batch) -> None:

@@ -129,11 +129,12 @@ def _text(v: Any, max_chars: int) -> bool:
     return type(v) is str and len(v) <= max_chars
 
 
-def value_problem(v: Any) -> str | None:
+def value_problem(v: Any, max_text: int = MAX_TEXT_CHARS) -> str | None:
     """Why `v` cannot be part of an event's `data` (JSON-like: maps with text keys, arrays,
-    text, finite numbers, bool, null, within the size bounds), or None."""
+    text, finite numbers, bool, null, within the size bounds), or None. `max_text`: the
+    longest text (a command's arguments allow more, docs/protocol.md §3 command)."""
     t = type(v)
-    if v is None or t is bool or t is str and len(v) <= MAX_TEXT_CHARS or _number(v):
+    if v is None or t is bool or t is str and len(v) <= max_text or _number(v):
         return None
     if t is dict:
         if len(v) > MAX_MAP_ENTRIES:
@@ -141,14 +142,14 @@ def value_problem(v: Any) -> str | None:
         for key, item in v.items():
             if not _text(key, MAX_KEY_CHARS):
                 return f"a key that is not text of at most {MAX_KEY_CHARS}"
-            if (p := value_problem(item)) is not None:
+            if (p := value_problem(item, max_text)) is not None:
                 return p
         return None
     if t is list:
         if len(v) > MAX_ARRAY_ITEMS:
             return f"an array of more than {MAX_ARRAY_ITEMS} items"
         for item in v:
-            if (p := value_problem(item)) is not None:
+            if (p := value_problem(item, max_text)) is not None:
                 return p
         return None
     if t is float:
@@ -156,7 +157,7 @@ def value_problem(v: Any) -> str | None:
     if t is int:
         return "an integer outside the 64-bit signed range"
     if t is str:
-        return f"text longer than {MAX_TEXT_CHARS}"
+        return f"text longer than {max_text}"
     return f"a value of type {t.__name__}"
 
 
