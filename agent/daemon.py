@@ -4,17 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import sqlite3
+import sys
 import time
+import tomllib
+from pathlib import Path
 
 from geostream.clock import wall_ms
 from geostream.messages import Status
 
-from . import __version__, control, logging_setup, status
+from . import __version__, config_change, control, logging_setup, status
 from . import reload as reloading
-from .config import AgentConfig, ConfigError, load_config
+from .command_handlers import AgentCommands
+from .command_runner import CommandRunner
+from .config import AgentConfig, ConfigError, load_config, parse_config
 from .journal_worker import JournalWorker
-from .readings import Event, Reading
+from .readings import Event, Position, Reading
+from .rollback import KEEP, PROBE, ROLL_BACK, SAVE_EVERY_S, WAIT, RollbackWatch
+from .rollback import load as load_rollback
+from .rollback import save as save_rollback
 from .sd_notify import SystemdNotifier
 from .sources import Source
 from .uplink import Uplink
@@ -65,6 +75,17 @@ class Agent:
         self.uplink.status_interval_s = float(config.status.get("report_interval_s",
                                                                 STATUS_INTERVAL_S))
         self.notifier = SystemdNotifier()
+        # downlink commands (docs/protocol.md §3): recorded in the journal file, run once
+        self.runner = CommandRunner(config.journal.path)
+        self.commands = AgentCommands(self)
+        self.runner.handlers = self.commands.handlers()
+        self.uplink.machine.commands.runner = self.runner
+        self.last_position: tuple[Position, float] | None = None  # (fix, monotonic), position.now
+        self.rollback = RollbackWatch(None, time.monotonic())  # config.set (run() loads it)
+        self.confirm_marks = self.link_marks()
+        self.restart_reason: str | None = None
+        self._stopping: asyncio.Event | None = None
+        self._rollback_saved = 0.0
         self._pending: list[Reading] = []
         self._flush_now = asyncio.Event()
         self.accepted = 0
@@ -74,6 +95,8 @@ class Agent:
                                        {"moved_aside": self.journal.journal.moved_aside}))
 
     def emit(self, reading: Reading) -> None:
+        if type(reading) is Position:
+            self.last_position = (reading, time.monotonic())
         self._pending.append(reading)
         if len(self._pending) >= self.config.journal.commit_max_readings:
             self._flush_now.set()
@@ -160,6 +183,64 @@ class Agent:
             self.config = new  # names the pending restart again
         return plan
 
+    # --- commands: rates, restart, configuration rollback ---------------------------------
+
+    def configured_rates(self) -> tuple[float, float]:
+        """(send interval s, status interval s) as configured: what report.interval returns to."""
+        return (self.config.server.send_interval_ms / 1000,
+                float(self.config.status.get("report_interval_s", STATUS_INTERVAL_S)))
+
+    def request_restart(self, reason: str) -> None:
+        """Stop gracefully, then start again in the same process (run_daemon)."""
+        log.warning("restarting: %s", reason)
+        self.restart_reason = reason
+        if self._stopping is not None:
+            self._stopping.set()
+
+    def link_marks(self) -> tuple:
+        """What changes when the backend is reached: welcomes, the time of the last ack."""
+        stats = self.uplink.stats
+        return stats.extra.get("welcomes", 0), stats.last_ack_monotonic
+
+    async def _watch_rollback(self) -> None:
+        """config.set's rollback (agent/rollback.py), on the housekeeping tick."""
+        watch, now = self.rollback, time.monotonic()
+        pending = watch.pending
+        if pending is None:
+            return
+        if self.link_marks() != self.confirm_marks and watch.reached_backend() == KEEP:
+            await self.runner.db(lambda c: save_rollback(c, None))
+            log.info("configuration change %d confirmed: the backend was reached",
+                     pending.command_id)
+            self.emit(Event(wall_ms(), "config-kept", {"command": pending.command_id}))
+            return
+        if watch.tick(now) != PROBE:
+            if now - self._rollback_saved >= SAVE_EVERY_S:
+                self._rollback_saved = now
+                await self.runner.db(lambda c: save_rollback(c, pending))
+            return
+        try:
+            previous = parse_config(tomllib.loads(pending.previous_text), self.config_path)
+            reaches = await self.uplink.handshake_with(previous.server)
+        except (ConfigError, tomllib.TOMLDecodeError):
+            reaches = True  # cannot judge the old file: the new one failed, go back
+        verdict = watch.probe_done(reaches, time.monotonic())
+        if verdict == WAIT:
+            log.warning("configuration change %d: backend not reached, nor with the previous "
+                        "configuration (a tunnel?): waiting another %.0fs", pending.command_id,
+                        pending.confirm_s)
+            await self.runner.db(lambda c: save_rollback(c, pending))
+        elif verdict == ROLL_BACK:
+            reason = (f"backend not reached in {pending.confirm_s:.0f}s of running with the "
+                      "new configuration; the previous one reaches it")
+            log.error("configuration change %d rolled back: %s", pending.command_id, reason)
+            await asyncio.to_thread(config_change.write_atomically, Path(self.config_path),
+                                    pending.previous_text)
+            await self.runner.db(lambda c: save_rollback(c, None))
+            self.emit(Event(wall_ms(), "config-rolled-back",
+                            {"command": pending.command_id, "reason": reason}))
+            self.request_restart(f"configuration change {pending.command_id} rolled back")
+
     async def _write_textfile(self) -> None:
         try:
             control.write_textfile(self.textfile, await self.snapshot())
@@ -168,7 +249,16 @@ class Agent:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        stopping = asyncio.Event()
+        stopping = self._stopping = asyncio.Event()
+        try:
+            pending = await self.runner.db(load_rollback)
+        except (sqlite3.Error, OSError) as exc:
+            log.warning("vehicle records unavailable: %s", exc)
+            pending = None
+        if pending is not None:
+            log.warning("configuration change %d not confirmed yet: %.0fs of %.0fs used",
+                        pending.command_id, pending.run_s, pending.confirm_s)
+        self.rollback = RollbackWatch(pending, time.monotonic())
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stopping.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
@@ -187,6 +277,8 @@ class Agent:
                 self.notifier.notify("WATCHDOG=1")
                 self.notifier.notify(f"STATUS={self._status_line()}")
                 self.uplink.notify()  # lets the uplink send a status report when one is due
+                self.commands.expire_rates(time.monotonic())
+                await self._watch_rollback()
                 if self.textfile:
                     await self._write_textfile()
                 try:
@@ -206,6 +298,7 @@ class Agent:
             await committer  # flushes what the sources emitted before they stopped
             uplink.cancel()
             await asyncio.gather(uplink, return_exceptions=True)
+            self.runner.close()
             self.journal.close()
             log.info("fleet-agent stopped: %d readings accepted this run", self.accepted)
 
@@ -221,8 +314,16 @@ def run_daemon(config: AgentConfig, config_path: str = "", level_pinned: bool = 
         log.error("%s", exc)
         return 2
 
-    async def main() -> None:
-        await Agent(config, sources, config_path, level_pinned).run()
+    async def main() -> Agent:
+        agent = Agent(config, sources, config_path, level_pinned)
+        await agent.run()
+        return agent
 
-    asyncio.run(main())
+    agent = asyncio.run(main())
+    if agent.restart_reason is not None:
+        # the same process id: systemd (Type=notify) keeps supervising; the journal and the
+        # vehicle records are closed, and the command record answers the restart afterwards
+        log.warning("starting again: %s", agent.restart_reason)
+        logging.shutdown()
+        os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
     return 0

@@ -117,7 +117,7 @@ REGISTRY: dict[str, CommandSpec] = {c.name: c for c in (
                     Arg("if_sha256", "text", "refuse unless the file is still this one",
                         max_chars=64),
                     Arg("confirm_s", "int", "seconds to reach the backend before rollback",
-                        low=60, high=3600)),
+                        low=10, high=3600)),
                 answer="detail: what was reloaded or that the agent restarts; result: "
                        "file_sha256, reloaded, restart"),
     CommandSpec("dtc.read", "The diagnostic trouble codes the vehicle holds now (J1939 DM1, "
