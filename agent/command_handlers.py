@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import can
-
 from geostream.clock import wall_ms
 
 from . import config_change, rollback
@@ -51,14 +49,19 @@ class RateOverride:
     status_interval_s: float
 
 
-def j1939_request(pgn: int) -> can.Message:
-    """A J1939 Request for `pgn` to the global address (priority 6)."""
+def j1939_request(pgn: int):
+    """A J1939 Request for `pgn` to the global address (priority 6), as a can.Message."""
+    import can  # only where CAN runs: python-can costs ~0.2 s of agent start-up
+
     arb = (6 << 26) | (PGN_REQUEST << 8) | (J1939_GLOBAL << 8) | J1939_TOOL_SA
     return can.Message(arbitration_id=arb, is_extended_id=True,
                        data=bytes([pgn & 0xFF, (pgn >> 8) & 0xFF, pgn >> 16]))
 
 
-def obd_request(mode: int, *args: int) -> can.Message:
+def obd_request(mode: int, *args: int):
+    """An OBD-II request to the functional address, as a can.Message."""
+    import can
+
     payload = bytes([mode, *args])
     return can.Message(arbitration_id=OBD_FUNCTIONAL, is_extended_id=False,
                        data=(bytes([len(payload)]) + payload).ljust(8, b"\x55"))

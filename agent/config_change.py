@@ -14,8 +14,6 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-import tomlkit
-
 from .check_config import check
 
 HIDDEN = "***"
@@ -61,6 +59,8 @@ def _merge(dst: Any, src: Any) -> None:
 
 def merged(text: str, fragment: str) -> str:
     """The file `text` with the TOML `fragment` merged over it (comments kept)."""
+    import tomlkit  # imported when a change comes, not at every agent start
+
     try:
         doc = tomlkit.parse(text)
         frag = tomlkit.parse(fragment)

@@ -20,8 +20,8 @@ class Mailbox:
     def set_route(self, route: dict, now_ms: int) -> tuple[bool, int]:
         """Keep `route` unless a newer version of it is already here: (stored, version kept)."""
         route_id, version = route.get("route_id"), route.get("version", 0)
-        if type(route_id) is not int or type(version) is not int:
-            raise ValueError("a route needs an integer route_id and version")
+        if type(route_id) is not str or not route_id or type(version) is not int:
+            raise ValueError("a route needs a text route_id and an integer version")
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
             row = self._db.execute("SELECT version FROM mailbox_routes WHERE route_id=?",
@@ -35,7 +35,7 @@ class Mailbox:
                 (route_id, version, json.dumps(route), now_ms))
         return True, version
 
-    def clear_route(self, route_id: int) -> bool:
+    def clear_route(self, route_id: str) -> bool:
         return self._db.execute("DELETE FROM mailbox_routes WHERE route_id=?",
                                 (route_id,)).rowcount > 0
 

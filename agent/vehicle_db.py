@@ -29,7 +29,7 @@ CREATE TABLE IF NOT EXISTS command_log (
 );
 CREATE TABLE IF NOT EXISTS agent_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS mailbox_routes (
-    route_id INTEGER PRIMARY KEY,
+    route_id TEXT PRIMARY KEY,    -- the dispatch route's id
     version INTEGER NOT NULL,
     body TEXT NOT NULL,           -- JSON: the route as route.set carried it
     received_ms INTEGER NOT NULL

@@ -26,7 +26,7 @@ from geostream.clock import wall_ms
 from geostream.errors import ErrorCode, ProtocolError
 from geostream.messages import Batch, Command
 from geostream.quic_acks import ack_with_data
-from geostream.schema import content_problem, json_safe
+from geostream.schema import ACTION, content_problem, json_safe
 from geostream.session import (
     BatchReceived,
     CommandAcked,
@@ -164,7 +164,8 @@ class GatewayProtocol(QuicConnectionProtocol):
             return
         self.vehicle = hello.vehicle
         self.gateway.register(hello.vehicle, self)
-        self.session.accept(wall_ms(), credit=self.gateway.credit())
+        self.session.accept(wall_ms(), credit=self.gateway.credit(),
+                            features=("act",) if self.gateway.driver_actions else ())
         self._flush()
         log.info("vehicle %s connected (epoch %d, acked %d)", hello.vehicle, hello.epoch,
                  hello.acked)
@@ -178,6 +179,8 @@ class GatewayProtocol(QuicConnectionProtocol):
         """The pipeline of one batch; each step is named for what it does."""
         now, started = wall_ms(), time.monotonic()
         good, dead = self._validate(batch, now)  # validate → rows
+        if not await self._apply_actions(good, now):  # driver actions → the one applier
+            return
         if not await self._store(good, dead):
             return
         if self._acknowledge(batch):
@@ -204,6 +207,24 @@ class GatewayProtocol(QuicConnectionProtocol):
             self.session.fail(ProtocolError(ErrorCode.INVALID_READING,
                                             f"{len(dead)} invalid: {dead[0].error}"))
         return good, dead
+
+    async def _apply_actions(self, good: list[StoredReading], now: int) -> bool:
+        """Hand the batch's driver actions (docs/protocol.md §4 "act") to the gateway's
+        applier, if it has one, before the batch is stored and acknowledged; the applier
+        applies each once per key, so a re-sent batch changes nothing. False (not
+        acknowledged: the agent re-sends) when it cannot."""
+        apply = self.gateway.driver_actions
+        actions = [r for r in good if r.kind == ACTION]
+        if apply is None or not actions:
+            return True
+        try:
+            await apply(self.vehicle, actions, now)
+        except Exception as exc:
+            log.warning("driver actions of %s not applied (the agent re-sends): %s",
+                        self.vehicle, exc)
+            self.refuse(ErrorCode.INTERNAL, "driver actions not applied; send them again")
+            return False
+        return True
 
     async def _store(self, good: list[StoredReading], dead: list[DeadLetter]) -> bool:
         """Group commit through the writer; False if the gateway is stopping or the commit

@@ -16,6 +16,7 @@ from .dbwatch import CHECK_EVERY_S, ReplicationWatch
 from .dispatch.service import Dispatcher
 from .gateway import Gateway
 from .hub import Hub, position_feature
+from .route_courier import RouteCourier
 from .store import open_store
 from .writer import BatchWriter
 
@@ -39,7 +40,9 @@ class Backend:
         live = self.fanout or self.hub
         self.alerts = AlertEngine(self.store, config.alert_rules(), live.publish_alert)
         # dispatch changes go to this node's hub (not yet through NATS: docs/dispatch.md)
-        self.dispatch = Dispatcher(self.store, self.hub.publish_dispatch,
+        # dispatched routes also go to their vehicles' agents (backend/route_courier.py)
+        self.courier = RouteCourier(self.store, lambda: self.gateway.downlink)
+        self.dispatch = Dispatcher(self.store, self._publish_dispatch,
                                    etas=eta_service(config, self.store, self.hub,
                                                     live.publish_alert))
         self.gateway = Gateway(self.store, self.writer, live,
@@ -162,12 +165,18 @@ class Backend:
             await asyncio.sleep(self.config.alert_timer_s)
             await self.alerts.on_timer(wall_ms(), self.gateway.connections.keys())
 
+    def _publish_dispatch(self, field: str, payload: dict, vehicle: str | None,
+                          route_id: str | None = None) -> None:
+        self.hub.publish_dispatch(field, payload, vehicle, route_id)
+        self.courier.published(field, payload, vehicle, route_id)
+
     async def stop(self) -> None:
         """Stop accepting, commit and acknowledge everything in flight, then close."""
         for timer in (self._alert_timer, self._maintenance_timer, self._replication_timer):
             if timer is not None:
                 timer.cancel()
         self.gateway.stop_accepting()
+        await self.courier.close()  # routes being stored as commands
         await self.writer.stop()
         await self.gateway.finish_in_flight()
         await self.gateway.stop()

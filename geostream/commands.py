@@ -150,7 +150,7 @@ REGISTRY: dict[str, CommandSpec] = {c.name: c for c in (
                     Arg("route", "map", "route_id, version, stops", required=True),),
                 max_args_bytes=MAX_ROUTE_BYTES, answer="detail `stored version N`"),
     CommandSpec("route.clear", "The vehicle forgets a route.", (
-        Arg("route_id", "int", "the route", required=True, low=1, high=2**62),),
+        Arg("route_id", "text", "the route's id", required=True, max_chars=64),),
         answer="detail `cleared`"),
 )}
 

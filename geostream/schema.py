@@ -29,8 +29,8 @@ from .limits import (
 MAX_UINT = 2**63 - 1
 
 # kinds (the wire's `k`)
-POSITION, SIGNALS, EVENT = "pos", "can", "evt"
-READING_KINDS = (POSITION, SIGNALS, EVENT)
+POSITION, SIGNALS, EVENT, ACTION = "pos", "can", "evt", "act"
+READING_KINDS = (POSITION, SIGNALS, EVENT, ACTION)
 
 # envelope keys
 SEQ, TIME, KIND = "q", "ts", "k"
@@ -38,6 +38,10 @@ SEQ, TIME, KIND = "q", "ts", "k"
 LAT, LON = "lat", "lon"
 BUS, SIGNAL_VALUES = "bus", "sig"
 EVENT_NAME, EVENT_DATA = "name", "data"
+# a driver action's body (protocol revision 2): the action as the driver app's API takes it
+ACTION_BODY = "action"
+# An action's longest text: a driver's message (backend/driver/actions.py MAX_MESSAGE_LEN).
+MAX_ACTION_TEXT = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,7 +210,22 @@ def _event_problem(r: dict) -> Invalid | None:
     return None
 
 
-_KIND_CHECKS = {POSITION: _position_problem, SIGNALS: _signals_problem, EVENT: _event_problem}
+def _action_problem(r: dict) -> Invalid | None:
+    """The envelope of a driver action; its fields are the applier's to judge."""
+    action = r.get(ACTION_BODY)
+    if type(action) is not dict:
+        return Invalid("action", "act reading without 'action' map")
+    if (p := value_problem(action, MAX_ACTION_TEXT)) is not None:
+        return Invalid("action", f"'action' holds {p}")
+    if not (_text(action.get("key"), 64) and _text(action.get("device_id"), 64)
+            and type(action.get("device_seq")) is int):
+        return Invalid("action", "'action' needs text key and device_id and an integer "
+                       "device_seq")
+    return None
+
+
+_KIND_CHECKS = {POSITION: _position_problem, SIGNALS: _signals_problem, EVENT: _event_problem,
+                ACTION: _action_problem}
 
 
 DEFAULT_WINDOW = TimeWindow()
@@ -276,4 +295,6 @@ def row_fields(r: dict[str, Any]) -> dict[str, Any]:
         if r.get(BUS) is not None:
             data = {BUS: r[BUS], **data}
         return {"data": data}
+    if kind == ACTION:
+        return {"data": dict(r.get(ACTION_BODY) or {})}
     return {"data": {EVENT_NAME: r.get(EVENT_NAME), **(r.get(EVENT_DATA) or {})}}

@@ -346,14 +346,15 @@ class ServerSession(_Session):
                 raise ProtocolError(ErrorCode.UNEXPECTED, f"{type(msg).__name__} from an agent")
         return events
 
-    def accept(self, now_ms: int, credit: int | None = None) -> None:
+    def accept(self, now_ms: int, credit: int | None = None,
+               features: tuple[str, ...] = ()) -> None:
         if self.hello is None or self.authenticated:
             raise RuntimeError("accept() needs exactly one pending hello")
         self._open()
         if credit is not None:
             self.set_credit(credit)
         self._send(Welcome(credit=self.credit, max_batch_bytes=self.max_batch_bytes, time=now_ms,
-                           z=True))
+                           z=True, features=features))
 
     def reject(self, code: ErrorCode, reason: str) -> None:
         self.fail(ProtocolError(code, reason))

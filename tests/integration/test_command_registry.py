@@ -66,7 +66,7 @@ def test_the_agent_refuses_what_the_registry_refuses_without_running_it():
 
 
 def test_each_agent_command_declares_its_bounds():
-    route = {"route_id": 1, "version": 1, "stops": [{"note": "n" * 900}] * 30}
+    route = {"route_id": "r1", "version": 1, "stops": [{"note": "n" * 900}] * 30}
     assert command_problem("route.set", {"route": route}) is None  # > 4 KiB, its own bound
     assert "exceed 32768" in command_problem(
         "route.set", {"route": {**route, "stops": [{"note": "n" * 900}] * 40}})

@@ -104,7 +104,7 @@ def test_each_command_answers_and_the_api_offers_only_what_the_vehicle_runs(flee
     assert answer(procs, send(procs, "cmd-a", "message",
                               {"text": "gate 4 please", "message_id": 17,
                                "sender": "dispatch"}))["detail"] == "delivered"
-    route = {"route_id": 5, "version": 2, "stops": [{"job_id": 1, "address": "Pier 1"}]}
+    route = {"route_id": "r5", "version": 2, "stops": [{"job_id": "j1", "address": "Pier 1"}]}
     assert answer(procs, send(procs, "cmd-a", "route.set", {"route": route}))["detail"] == \
         "stored version 2"
     older = answer(procs, send(procs, "cmd-a", "route.set",
@@ -114,7 +114,7 @@ def test_each_command_answers_and_the_api_offers_only_what_the_vehicle_runs(flee
     assert not no_can["ok"] and "no CAN bus" in no_can["detail"]
     # the vehicle keeps what the driver needs, in its journal file
     journal = procs.journal("cmd-a")
-    assert vehicle_rows(journal, "SELECT route_id, version FROM mailbox_routes") == [(5, 2)]
+    assert vehicle_rows(journal, "SELECT route_id, version FROM mailbox_routes") == [("r5", 2)]
     assert vehicle_rows(journal, "SELECT message_id, text FROM mailbox_messages") == [
         (17, "gate 4 please")]
     # every command the agent ran is in its record, answered

@@ -64,9 +64,9 @@ def test_the_record_survives_reopening_and_keeps_a_bounded_history(tmp_path, db,
 
 def test_the_mailbox_keeps_the_newest_route_version(db):
     box = Mailbox(db)
-    assert box.set_route({"route_id": 1, "version": 3, "stops": []}, 1) == (True, 3)
-    assert box.set_route({"route_id": 1, "version": 2, "stops": [1]}, 2) == (False, 3)
-    assert box.routes() == [{"route_id": 1, "version": 3, "stops": []}]
+    assert box.set_route({"route_id": "r1", "version": 3, "stops": []}, 1) == (True, 3)
+    assert box.set_route({"route_id": "r1", "version": 2, "stops": [1]}, 2) == (False, 3)
+    assert box.routes() == [{"route_id": "r1", "version": 3, "stops": []}]
     with pytest.raises(ValueError):
         box.set_route({"version": 1}, 3)
     box.add_message(4, "hi", "d", 5)
