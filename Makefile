@@ -29,7 +29,7 @@ TSDB_TARBALL := $(firstword $(wildcard $(addsuffix /timescaledb-*-apache.tar.gz,
 # The web app (web/): bundled by esbuild into backend/static/app/, which the backend serves and
 # the .deb ships. Rebuilt when its sources change; Node.js and npm as installed, else Debian's.
 WEB_BUNDLE := backend/static/app/app.js
-WEB_SOURCES := $(wildcard web/src/*) web/package.json web/package-lock.json web/build.mjs
+WEB_SOURCES := $(wildcard web/src/* web/src/track/*) web/package.json web/package-lock.json web/build.mjs
 
 .PHONY: demo test bench hil lint check lock clean deb-arm64 deps-demo deps-test deps-web deps-node timescaledb web
 
@@ -144,4 +144,4 @@ check: lint
 		-m "not postgres and not browser and not netns and not slow"
 
 clean:
-	rm -rf $(VENV) run .pytest_cache .hypothesis backend/static/app web/node_modules
+	rm -rf $(VENV) run .pytest_cache .hypothesis backend/static/app backend/static/track web/node_modules

@@ -33,6 +33,9 @@ class ServerConfig:
     # live pacing (docs/link.md): once the backlog is sent, at most one batch per interval;
     # 0 sends after every journal commit. Latency on the map against bytes on the air.
     send_interval_ms: int = 1000
+    # the QUIC library of the link (geostream/quic/: "aioquic" or "qh3"); empty:
+    # $FLEET_QUIC_LIBRARY, else the seam's default (docs/link.md, QUIC library)
+    quic_library: str = ""
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,19 @@ def _pins(value, where: str) -> tuple[str, ...]:
     return tuple(v.lower() for v in values)
 
 
+def _quic_library(value, where: str) -> str:
+    from geostream.quic import library_name
+
+    if not isinstance(value, str):
+        raise ConfigError(f"{where} [server]: 'quic_library' must be a string")
+    if value:
+        try:
+            library_name(value)
+        except ValueError as exc:
+            raise ConfigError(f"{where} [server]: {exc}") from None
+    return value
+
+
 def parse_config(raw: dict, where: str = "<config>") -> AgentConfig:
     base = Path(where).parent if where != "<config>" else Path(".")
 
@@ -114,6 +130,7 @@ def parse_config(raw: dict, where: str = "<config>") -> AgentConfig:
             pin_sha256=_pins(server.get("pin_sha256", []), where),
             send_interval_ms=_non_negative_int(server.get("send_interval_ms", 1000),
                                                f"{where} [server] send_interval_ms"),
+            quic_library=_quic_library(server.get("quic_library", ""), where),
         ),
         journal=JournalConfig(
             path=rel(journal.get("path", JournalConfig.path)),

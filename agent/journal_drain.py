@@ -40,7 +40,8 @@ class DrainState:
     more: bool = False  # the last batch stopped at its budget: readings are left to send
 
 
-def _wire(rows: list[tuple[int, bytes]]) -> list[dict]:
+def wire_rows(rows: list[tuple[int, bytes]]) -> list[dict]:
+    """Stored payloads → the batch's reading maps, each with its "q"."""
     out = []
     for seq, payload in rows:
         wire = cbor2.loads(payload)
@@ -62,16 +63,31 @@ def rows_after(db: sqlite3.Connection, after_seq: int, max_readings: int,
         if rows and size > max_bytes:
             break
         rows.append((seq, payload))
-    return _wire(rows)
+    return wire_rows(rows)
 
 
 def next_rows(db: sqlite3.Connection, drain: DrainState, max_readings: int,
               max_bytes: int) -> list[dict]:
-    """Live-first: the newest pending position first (if the backlog batch would not reach
-    it), then the backlog oldest-first, within max_readings and max_bytes; updates `drain`."""
+    """Live-first from the journal file: `plan_batch` over its pending rows; updates `drain`."""
     live = db.execute(
         "SELECT seq, payload FROM readings WHERE kind='pos' AND seq > ? "
         "ORDER BY seq DESC LIMIT 1", (drain.cursor,)).fetchone()
+    # rows beyond the budget tell whether readings are left (`more`)
+    cur = db.execute("SELECT seq, payload FROM readings WHERE seq > ? ORDER BY seq LIMIT ?",
+                     (drain.cursor, max_readings + len(drain.live) + 2))
+    return wire_rows(plan_batch(live, cur, drain, max_readings, max_bytes))
+
+
+def plan_batch(live: tuple[int, bytes] | None, pending: Iterable[tuple[int, bytes]],
+               drain: DrainState, max_readings: int, max_bytes: int) -> list[tuple[int, bytes]]:
+    """The drain order, pure: which pending rows go in the next batch, in wire order.
+
+    `live` is the newest pending position above `drain.cursor` (or None); `pending` the pending
+    rows above the cursor oldest-first (read lazily: at most max_readings + len(drain.live) + 2
+    of them). Live-first: the live row first (if the backlog batch would not reach it), then the
+    backlog oldest-first, within max_readings and max_bytes; updates `drain`. The journal file
+    (`next_rows`) and the load tester's simulated vehicles (loadtest/) both drain through it.
+    """
     if live is not None and live[0] in drain.live:
         live = None
     budget_n, budget_b = max_readings, max_bytes
@@ -82,10 +98,8 @@ def next_rows(db: sqlite3.Connection, drain: DrainState, max_readings: int,
     size = 0
     # rows beyond the budget tell whether readings are left (`more`); the live row can be
     # one of them, and goes anyway
-    cur = db.execute("SELECT seq, payload FROM readings WHERE seq > ? ORDER BY seq LIMIT ?",
-                     (drain.cursor, budget_n + len(drain.live) + 2))
     drain.more = False
-    for seq, payload in cur:
+    for seq, payload in pending:
         if seq in drain.live:
             continue
         if live is not None and seq == live[0] and (
@@ -106,7 +120,7 @@ def next_rows(db: sqlite3.Connection, drain: DrainState, max_readings: int,
     if backlog:
         drain.cursor = backlog[-1][0]
         drain.live = {s for s in drain.live if s > drain.cursor}
-    return _wire(rows)
+    return rows
 
 
 def delete_acked(db: sqlite3.Connection, through: int,

@@ -1,8 +1,9 @@
 """One QUIC client connection over a UDP socket the agent owns.
 
-aioquic's `connect()` hides the socket inside its protocol; owning it around the sans-IO
-`QuicConnection` is what lets the agent move a live connection to a new local address
-(`migrate()`), and makes keepalive PINGs and timers explicit.
+The QUIC libraries' `connect()` hides the socket inside its protocol; owning it around the
+sans-IO `QuicConnection` (of the library chosen behind the seam, geostream/quic/) is what lets
+the agent move a live connection to a new local address (`migrate()`), and makes keepalive
+PINGs and timers explicit.
 """
 
 from __future__ import annotations
@@ -13,18 +14,10 @@ import ipaddress
 import logging
 import socket
 from collections.abc import Callable
-
-from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.connection import QuicConnection
-from aioquic.quic.events import (
-    ConnectionTerminated,
-    HandshakeCompleted,
-    QuicEvent,
-    StreamDataReceived,
-)
+from types import ModuleType
 
 from geostream.limits import KEEPALIVE_S
-from geostream.quic_acks import ack_with_data, advertise_max_ack_delay, delay_acks_up_to
+from geostream.quic import library
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +31,13 @@ def v6_address(addr: tuple) -> tuple:
 
 
 def spki_sha256(certificate) -> str:
-    """Pin of a certificate: hex SHA-256 of its DER SubjectPublicKeyInfo."""
+    """Pin of a certificate (a `cryptography` certificate or its DER): hex SHA-256 of its DER
+    SubjectPublicKeyInfo."""
+    from cryptography import x509
     from cryptography.hazmat.primitives import serialization
 
+    if isinstance(certificate, bytes):
+        certificate = x509.load_der_x509_certificate(certificate)
     der = certificate.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return hashlib.sha256(der).hexdigest()
@@ -65,23 +62,27 @@ class QuicLink(asyncio.DatagramProtocol):
 
     def __init__(
         self,
-        configuration: QuicConfiguration,
+        configuration,
         server_addr: tuple,
         on_stream_data: Callable[[int, bytes, bool], None],
         keepalive_s: float = KEEPALIVE_S,
         session_ticket_handler: Callable | None = None,
         ack_delay_s: float | None = None,
+        lib: ModuleType | None = None,
     ):
-        """`ack_delay_s`: how long the ACK of what the gateway sends may wait for the next
-        batch to ride in (the agent's send interval; None: aioquic's default, at once)."""
+        """`configuration`: a `QuicConfiguration` of `lib`, the QUIC library (None: the
+        process's, geostream.quic.library). `ack_delay_s`: how long the ACK of what the gateway
+        sends may wait for the next batch to ride in (the agent's send interval; None: the
+        library's default, at once)."""
         self._loop = asyncio.get_running_loop()
-        self.conn = QuicConnection(configuration=configuration,
-                                   session_ticket_handler=session_ticket_handler)
+        self.lib = lib = lib or library()
+        self.conn = lib.QuicConnection(configuration=configuration,
+                                       session_ticket_handler=session_ticket_handler)
         self.server_addr = v6_address(server_addr)
         self._on_stream_data = on_stream_data
         self._ack_delay_s = ack_delay_s
         if ack_delay_s:
-            advertise_max_ack_delay(self.conn, ack_delay_s)
+            lib.advertise_max_ack_delay(self.conn, ack_delay_s)
         self.datagrams_sent = self.datagrams_received = 0
         self._keepalive_s = keepalive_s
         self._transport: asyncio.DatagramTransport | None = None
@@ -121,24 +122,19 @@ class QuicLink(asyncio.DatagramProtocol):
         """Send an ack-eliciting PING now (its answer shows the peer still has the connection)."""
         self._ping_id += 1
         self.conn.send_ping(self._ping_id)
-        ack_with_data(self.conn)
+        self.lib.ack_with_data(self.conn)
         if self.on_ping is not None:
             self.on_ping(self._loop.time())
         self.transmit()
 
     def rtt_s(self) -> float | None:
-        """aioquic's smoothed round-trip time (None before the first sample)."""
-        # aioquic keeps it on its private loss-recovery object; there is no public accessor
-        loss = getattr(self.conn, "_loss", None)
-        if loss is None or not getattr(loss, "_rtt_initialized", False):
-            return None
-        return loss._rtt_smoothed
+        """The smoothed round-trip time in seconds (None before the first sample)."""
+        return self.lib.smoothed_rtt(self.conn)
 
     def peer_pin(self) -> str | None:
         """Pin of the certificate the server presented (None on a resumed session)."""
-        # aioquic exposes the verified certificate only on its TLS context
-        cert = getattr(getattr(self.conn, "tls", None), "_peer_certificate", None)
-        return spki_sha256(cert) if cert is not None else None
+        der = self.lib.peer_certificate_der(self.conn)
+        return spki_sha256(der) if der is not None else None
 
     def quiet_for(self) -> float:
         """Seconds since the last datagram from the server."""
@@ -190,7 +186,7 @@ class QuicLink(asyncio.DatagramProtocol):
     def send(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
         if data or end_stream:
             self.conn.send_stream_data(stream_id, data, end_stream)
-            ack_with_data(self.conn)  # a pending ACK rides in this datagram
+            self.lib.ack_with_data(self.conn)  # a pending ACK rides in this datagram
             self.transmit()
 
     def transmit(self) -> None:
@@ -230,20 +226,21 @@ class QuicLink(asyncio.DatagramProtocol):
         while (event := self.conn.next_event()) is not None:
             self._event(event)
 
-    def _event(self, event: QuicEvent) -> None:
-        if isinstance(event, HandshakeCompleted):
+    def _event(self, event) -> None:
+        lib = self.lib
+        if isinstance(event, lib.HandshakeCompleted):
             self.handshakes += 1
             if self._ack_delay_s:
-                delay_acks_up_to(self.conn, self._ack_delay_s)
+                lib.delay_acks_up_to(self.conn, self._ack_delay_s)
             self.session_resumed = event.session_resumed
             self.early_data_accepted = event.early_data_accepted
             log.info("handshake completed (resumed=%s, early data=%s)", event.session_resumed,
                      event.early_data_accepted)
             if not self.connected.done():
                 self.connected.set_result(event.session_resumed)
-        elif isinstance(event, StreamDataReceived):
+        elif isinstance(event, lib.StreamDataReceived):
             self._on_stream_data(event.stream_id, event.data, event.end_stream)
-        elif isinstance(event, ConnectionTerminated):
+        elif isinstance(event, lib.ConnectionTerminated):
             self._finish(f"{event.reason_phrase or 'closed'} (code {event.error_code})")
 
     async def _keepalive(self) -> None:

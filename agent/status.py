@@ -22,9 +22,9 @@ def uplink_status(uplink, now_monotonic: float) -> dict:
     server = uplink.config.server
     link = getattr(uplink, "link", None)
     rtt_ms = None
-    loss = getattr(getattr(link, "conn", None), "_loss", None)  # aioquic's recovery state
-    if loss is not None and getattr(loss, "_rtt_smoothed", 0):
-        rtt_ms = round(loss._rtt_smoothed * 1000, 1)
+    rtt = link.rtt_s() if hasattr(link, "rtt_s") else None
+    if rtt:
+        rtt_ms = round(rtt * 1000, 1)
     last_ack = stats.last_ack_monotonic
     return {
         "state": stats.state,

@@ -9,8 +9,7 @@ import datetime
 import json
 import logging
 from pathlib import Path
-
-from aioquic.tls import SessionTicket
+from types import ModuleType
 
 from geostream.secretfile import write_private
 from geostream.tickets import ticket_from_json, ticket_to_json
@@ -21,20 +20,23 @@ TICKET_FILE_NAME = "session-ticket.json"
 
 
 class TicketFile:
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, lib: ModuleType | None = None) -> None:
+        """`lib`: the QUIC library whose `SessionTicket` `load` returns (geostream/quic/)."""
         self.path = Path(path)
+        self.lib = lib
 
-    def save(self, ticket: SessionTicket) -> None:
-        """Store `ticket` (aioquic's session_ticket_handler); a failure is logged, not raised."""
+    def save(self, ticket) -> None:
+        """Store `ticket` (the QUIC library's session_ticket_handler); a failure is logged,
+        not raised."""
         try:
             write_private(self.path, json.dumps(ticket_to_json(ticket)).encode())
         except OSError as exc:
             log.warning("cannot store session ticket in %s: %s", self.path, exc)
 
-    def load(self, now: datetime.datetime | None = None) -> SessionTicket | None:
+    def load(self, now: datetime.datetime | None = None) -> object | None:
         """The stored ticket if it is still valid at `now` (UTC; default: the wall clock)."""
         try:
-            ticket = ticket_from_json(json.loads(self.path.read_text()))
+            ticket = ticket_from_json(json.loads(self.path.read_text()), self.lib)
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError) as exc:

@@ -19,11 +19,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from aioquic.quic.configuration import QuicConfiguration
-
 from geostream import ALPN
 from geostream.limits import IDLE_TIMEOUT_S
 from geostream.messages import Status
+from geostream.quic import library
 from geostream.quic_acks import ack_delay_for
 from geostream.session import Acknowledged
 
@@ -116,8 +115,10 @@ class Uplink:
         self.on_ack: Callable[[Acknowledged], None] | None = None
         # status reports (docs/protocol.md §3 status): the daemon sets the provider
         self.status_provider: Callable[[], Awaitable[Status]] | None = None
+        # the QUIC library behind the seam (geostream/quic/): its adapter module
+        self.quic = library(config.server.quic_library or None)
         self.tickets = TicketFile(config.server.ticket_file or
-                                  Path(config.journal.path).parent / TICKET_FILE_NAME)
+                                  Path(config.journal.path).parent / TICKET_FILE_NAME, self.quic)
         self._inbox: asyncio.Queue[InboxEvent] = asyncio.Queue()
         self._woken = False
         self._tasks: set[asyncio.Task] = set()  # the link's watchers and probes
@@ -262,7 +263,7 @@ class Uplink:
             log.info("handshake with %s:%s: %s", server.host, server.port, exc)
             return False
         addr = infos[0][4]
-        probe = QuicLink(cfg, addr, lambda *a: None)
+        probe = QuicLink(cfg, addr, lambda *a: None, lib=self.quic)
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
                 await probe.connect(route_source(addr) or "::")
@@ -273,10 +274,9 @@ class Uplink:
             probe.close()
             probe.abort()
 
-    def quic_configuration(self, server: ServerConfig | None = None,
-                           tickets: bool = True) -> QuicConfiguration:
+    def quic_configuration(self, server: ServerConfig | None = None, tickets: bool = True):
         server = server or self.config.server
-        cfg = QuicConfiguration(
+        cfg = self.quic.QuicConfiguration(
             is_client=True,
             alpn_protocols=[ALPN],
             idle_timeout=IDLE_TIMEOUT_S,
@@ -305,7 +305,7 @@ class Uplink:
         link = QuicLink(self.quic_configuration(), addr,
                         lambda sid, data, end: self._inbox.put_nowait(StreamData(link, data, end)),
                         session_ticket_handler=self.tickets.save,
-                        ack_delay_s=ack_delay_for(self.machine.send_interval_s))
+                        ack_delay_s=ack_delay_for(self.machine.send_interval_s), lib=self.quic)
         link.on_datagram = m.datagram_received
         link.on_ping = m.ping_sent
         self.link = link
@@ -386,7 +386,7 @@ class Uplink:
         addr = self._addr
         assert addr is not None, "a probe follows a connection, which resolved the address"
         probe = QuicLink(self.quic_configuration(), addr, lambda *a: None,
-                         session_ticket_handler=self.tickets.save)
+                         session_ticket_handler=self.tickets.save, lib=self.quic)
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
                 await probe.connect(route_source(addr) or "::")

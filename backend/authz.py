@@ -4,6 +4,12 @@ Every aiohttp handler declares what it needs with `@requires(Role.X)` or `@publi
 middleware (backend/auth/) refuses a request whose handler declares nothing, so a route added
 without a decision is closed, not open (deny by default). The middleware puts the request's
 `Principal` at `request[PRINCIPAL]`; handlers filter vehicles with `principal.may_see()`.
+
+Drivers are not a rung of the ladder: an account that a `drivers` row links (its
+`account_id`) logs in with the driver capability only (`Principal.driver_id`). Such a
+principal passes only handlers declared `@for_driver` (the driver app's routes, which show
+the vehicle and route of the driver's current shift); every other route answers 403, whatever
+the account's role column says (docs/driver.md).
 """
 
 from __future__ import annotations
@@ -16,6 +22,11 @@ from aiohttp import web
 
 ACCESS_ATTR = "fleet_access"
 PUBLIC = "public"
+# the access of the driver app's routes: driver principals only (`for_driver`)
+DRIVER = "driver"
+# any signed-in principal, drivers included: only routes about the caller's own login (who
+# am I, change my password, log out)
+SIGNED_IN = "signed-in"
 
 
 class Role(enum.IntEnum):
@@ -51,16 +62,27 @@ class Principal:
     groups: frozenset[str] = frozenset()
     # a session whose password is below the policy: it may only change it (backend/auth/)
     must_change_password: bool = False
+    # the drivers row this login is bound to: a driver principal may use only the routes
+    # declared `@for_driver` (the access middleware), and sees no vehicle through any other
+    driver_id: str | None = None
+
+    @property
+    def is_driver(self) -> bool:
+        return self.driver_id is not None
 
     def may(self, role: Role) -> bool:
-        return self.role >= role
+        return not self.is_driver and self.role >= role
 
     def may_see(self, vehicle_id: str) -> bool:
+        if self.is_driver:  # a driver's vehicle comes from the shift, per request
+            return False
         return self.vehicles is None or vehicle_id in self.vehicles
 
     def may_see_geofence(self, group: str | None) -> bool:
         """A geofence belongs to a group (or to none: fleet-wide); whoever sees every vehicle
         sees every geofence, everyone else those of their own groups."""
+        if self.is_driver:
+            return False
         return self.vehicles is None or (group is not None and group in self.groups)
 
     def may_change_geofence(self, group: str | None) -> bool:
@@ -89,6 +111,19 @@ def public(handler: Callable) -> Callable:
     return handler
 
 
+def for_driver(handler: Callable) -> Callable:
+    """Mark a handler as the driver app's: open to driver principals only (others: 403)."""
+    setattr(handler, ACCESS_ATTR, DRIVER)
+    return handler
+
+
+def signed_in(handler: Callable) -> Callable:
+    """Mark a handler as open to every signed-in principal (drivers too): its own login only."""
+    setattr(handler, ACCESS_ATTR, SIGNED_IN)
+    return handler
+
+
 def access_of(handler: Callable) -> Role | str | None:
-    """What a handler declared: a `Role`, `PUBLIC`, or None (nothing: refuse)."""
+    """What a handler declared: a `Role`, `PUBLIC`, `DRIVER`, `SIGNED_IN`, or None (nothing:
+    refuse)."""
     return getattr(handler, ACCESS_ATTR, None)

@@ -18,6 +18,9 @@ class BackendConfig:
     db: str = f"sqlite://{STATE_DIR}/fleet.db"
     quic_host: str = "::"
     quic_port: int = 4433
+    # the QUIC library of the gateway (geostream/quic/: "aioquic" or "qh3"); empty:
+    # $FLEET_QUIC_LIBRARY, else the seam's default (docs/link.md, QUIC library)
+    quic_library: str = ""
     http_host: str = "127.0.0.1"
     http_port: int = 8080
     cert: str = "/etc/fleet-backend/server.pem"
@@ -37,6 +40,9 @@ class BackendConfig:
     # the `[maintenance]` table: service intervals and signal-health checks
     # (docs/maintenance.md); TOML only
     maintenance: dict = field(default_factory=dict)
+    # the `[notify]` table: notifications, their channels and the egress guard's allowed
+    # networks (docs/notifications.md); TOML only
+    notify: dict = field(default_factory=dict)
     # how often the clock-driven alert rules (stale, offline) run
     alert_timer_s: float = 5.0
 
@@ -96,8 +102,12 @@ class BackendConfig:
         self.nats_settings()  # credentials that exclude each other fail at start
         self.alert_rules()  # a bad [alerts] table fails at start, naming the key
         self.maintenance_config()
+        self.notify_settings()
         if not 0.1 <= self.alert_timer_s <= 3600:
             raise ValueError("alert_timer_s must be within 0.1..3600")
+        from geostream.quic import library_name
+
+        library_name(self.quic_library or None)  # an unknown library fails at start
         self.time_window()  # a bad reading_min_time / reading_max_ahead_s fails at start
 
     def time_window(self):
@@ -127,6 +137,11 @@ class BackendConfig:
         from .maintenance.config import parse_maintenance
 
         return parse_maintenance(self.maintenance)
+
+    def notify_settings(self):
+        from .notify.settings import NotifySettings
+
+        return NotifySettings.parse(self.notify)
 
     @classmethod
     def keys(cls) -> list[str]:

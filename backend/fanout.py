@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 POS_SUBJECT = "fleet.pos."
 ALERT_SUBJECT = "fleet.alert."
+# dispatch changes (jobs, routes, transitions, ETAs, proposals): every node's hub shows them
+DISPATCH_SUBJECT = "fleet.dispatch"
 # a node stored a command for a vehicle; the node holding it sends it (docs/scaling.md §7)
 WAKE_SUBJECT = "fleet.cmd.wake"
 # A vehicle id may hold '.', NATS's token separator; '~' is outside the id alphabet.
@@ -72,6 +74,7 @@ class NatsFanout:
                                 error_cb=error)
         await self.nc.subscribe(POS_SUBJECT + "*", cb=self._on_position)
         await self.nc.subscribe(ALERT_SUBJECT + "*", cb=self._on_alert)
+        await self.nc.subscribe(DISPATCH_SUBJECT, cb=self._on_dispatch)
         if self.on_wake is not None:
             await self.nc.subscribe(WAKE_SUBJECT, cb=self._on_wake)
         await self.nc.flush()
@@ -90,6 +93,13 @@ class NatsFanout:
 
     def publish_alert(self, alert: dict) -> None:
         self._publish(subject(ALERT_SUBJECT, alert["vehicle"]), {"alert": alert})
+
+    def publish_dispatch(self, field: str, payload: dict, vehicle: str | None,
+                         route_id: str | None = None) -> None:
+        """A dispatch change, as `Hub.publish_dispatch` takes it: to every node's hub (this
+        one's too, through its own subscription). One subject keeps their order."""
+        self._publish(DISPATCH_SUBJECT, {"field": field, "payload": payload,
+                                         "vehicle": vehicle, "route_id": route_id})
 
     def wake(self, vehicle_id: str) -> None:
         """Tell every node that `vehicle_id` has a new command (at most once: a lost wake-up
@@ -138,6 +148,15 @@ class NatsFanout:
             return
         self.stats["received"] += 1
         self.hub.publish_alert(alert)
+
+    async def _on_dispatch(self, msg) -> None:
+        try:
+            field, payload, vehicle, route_id = messages.decode_dispatch(msg.data)
+        except ValueError as exc:
+            self._invalid(msg, exc)
+            return
+        self.stats["received"] += 1
+        self.hub.publish_dispatch(field, payload, vehicle, route_id)
 
     async def _on_wake(self, msg) -> None:
         try:

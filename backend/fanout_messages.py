@@ -30,34 +30,35 @@ def _no_constant(name: str):
     raise ValueError(f"{name} is not a number here")
 
 
-def parse(data: bytes) -> dict:
-    """A JSON object of at most MAX_MESSAGE_BYTES, without NaN/Infinity, depth ≤ MAX_DEPTH."""
-    if len(data) > MAX_MESSAGE_BYTES:
-        raise ValueError(f"message of {len(data)} bytes (at most {MAX_MESSAGE_BYTES})")
+def parse(data: bytes, max_bytes: int = MAX_MESSAGE_BYTES,
+          max_members: int = MAX_MEMBERS) -> dict:
+    """A JSON object of at most `max_bytes`, without NaN/Infinity, depth ≤ MAX_DEPTH."""
+    if len(data) > max_bytes:
+        raise ValueError(f"message of {len(data)} bytes (at most {max_bytes})")
     try:
         body = json.loads(data, parse_constant=_no_constant)
     except (UnicodeDecodeError, RecursionError, json.JSONDecodeError) as exc:
         raise ValueError(f"not JSON: {exc}") from None
     if not isinstance(body, dict):
         raise ValueError("not a JSON object")
-    _bounded(body, 1)
+    _bounded(body, 1, max_members)
     return body
 
 
-def _bounded(value, depth: int) -> None:
+def _bounded(value, depth: int, max_members: int = MAX_MEMBERS) -> None:
     if depth > MAX_DEPTH:
         raise ValueError(f"nested deeper than {MAX_DEPTH}")
     if isinstance(value, dict):
-        if len(value) > MAX_MEMBERS:
-            raise ValueError(f"more than {MAX_MEMBERS} members")
+        if len(value) > max_members:
+            raise ValueError(f"more than {max_members} members")
         for k, v in value.items():
-            _bounded(k, depth)
-            _bounded(v, depth + 1)
+            _bounded(k, depth, max_members)
+            _bounded(v, depth + 1, max_members)
     elif isinstance(value, list):
-        if len(value) > MAX_MEMBERS:
-            raise ValueError(f"more than {MAX_MEMBERS} items")
+        if len(value) > max_members:
+            raise ValueError(f"more than {max_members} items")
         for v in value:
-            _bounded(v, depth + 1)
+            _bounded(v, depth + 1, max_members)
     elif isinstance(value, str) and len(value) > MAX_STRING:
         raise ValueError(f"a string longer than {MAX_STRING}")
 
@@ -131,3 +132,32 @@ def decode_alert(data: bytes, vehicle: str) -> dict:
 def decode_wake(data: bytes) -> str:
     """The vehicle of a `fleet.cmd.wake` message."""
     return vehicle_id(parse(data).get("vehicle"))
+
+
+# Dispatch changes (docs/dispatch.md, "REST, CLI, live"): a route of up to 500 stops
+# (model.MAX_ROUTE_STOPS) or its ETAs is the largest, ~100 bytes a stop; a proposal's diff
+# names up to a plan's jobs. 512 KiB stays under nats-server's default 1 MiB payload.
+MAX_DISPATCH_BYTES = 512 * 1024
+# Items of one list (a route's stops, a diff's changes): a plan's jobs at most.
+MAX_DISPATCH_ITEMS = 2_000
+# What the hub publishes on `dispatch` and `route:<id>` (Hub.publish_dispatch's `field`).
+DISPATCH_FIELDS = frozenset({"job", "route", "transition", "eta", "proposal"})
+DISPATCH_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}\Z")
+
+
+def decode_dispatch(data: bytes) -> tuple[str, dict, str | None, str | None]:
+    """(field, payload, vehicle or None, route id or None) of a `fleet.dispatch` message."""
+    body = parse(data, MAX_DISPATCH_BYTES, MAX_DISPATCH_ITEMS)
+    field = body.get("field")
+    if field not in DISPATCH_FIELDS:
+        raise ValueError(f"field must be one of {sorted(DISPATCH_FIELDS)}")
+    payload = body.get("payload")
+    if not isinstance(payload, dict):
+        raise ValueError("payload must be an object")
+    vehicle = body.get("vehicle")
+    if vehicle is not None:
+        vehicle_id(vehicle)
+    route = body.get("route_id")
+    if route is not None and (not isinstance(route, str) or not DISPATCH_ID.match(route)):
+        raise ValueError(f"not a route id: {route!r:.80}")
+    return field, payload, vehicle, route

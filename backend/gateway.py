@@ -12,8 +12,6 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from aioquic.asyncio import serve
-from aioquic.quic.configuration import QuicConfiguration
 from prometheus_client import Histogram
 
 from geostream import ALPN
@@ -21,6 +19,7 @@ from geostream.clock import wall_ms
 from geostream.errors import ErrorCode
 from geostream.limits import DEFAULT_CREDIT, IDLE_TIMEOUT_S
 from geostream.messages import Status
+from geostream.quic import library, protocol_class
 from geostream.schema import DEFAULT_WINDOW, TimeWindow
 
 from .alerts import NoAlerts
@@ -65,8 +64,11 @@ class Gateway:
     def __init__(self, store: Store, writer: BatchWriter, hub: Hub,
                  backlog_high: int = BACKLOG_HIGH, ticket_file: str = ":memory:",
                  alerts=None, cluster=None, dispatch=None,
-                 ts_window: TimeWindow = DEFAULT_WINDOW, ack_wait_s: float = ACK_WAIT_S):
+                 ts_window: TimeWindow = DEFAULT_WINDOW, ack_wait_s: float = ACK_WAIT_S,
+                 quic_library: str | None = None):
         self.backlog_high = backlog_high
+        # the QUIC library behind the seam (geostream/quic/): its adapter module
+        self.quic = library(quic_library)
         self.draining = False
         self.store = store
         self.writer = writer
@@ -114,28 +116,30 @@ class Gateway:
             log.warning("cannot keep the status of %s: %s", vehicle, exc)
 
     async def start(self, host: str, port: int, certfile: str, keyfile: str) -> None:
-        cfg = QuicConfiguration(is_client=False, alpn_protocols=[ALPN],
-                                idle_timeout=IDLE_TIMEOUT_S)
+        cfg = self.quic.QuicConfiguration(is_client=False, alpn_protocols=[ALPN],
+                                          idle_timeout=IDLE_TIMEOUT_S)
         cfg.load_cert_chain(certfile, keyfile)
         if self.ticket_file.startswith(("postgresql://", "postgres://")):
             from .cluster.tickets import SharedTicketStore  # every node's (docs/scaling.md)
 
-            self.tickets = await SharedTicketStore(self.ticket_file).start()
+            self.tickets = await SharedTicketStore(self.ticket_file, lib=self.quic).start()
         else:
-            self.tickets = TicketStore(self.ticket_file)
+            self.tickets = TicketStore(self.ticket_file, lib=self.quic)
+        protocol = protocol_class(self.quic, GatewayProtocol)
         server_kwargs = dict(
             configuration=cfg,
-            create_protocol=lambda *a, **kw: GatewayProtocol(*a, gateway=self, **kw),
+            create_protocol=lambda *a, **kw: protocol(*a, gateway=self, **kw),
             session_ticket_fetcher=self.tickets.pop,
             session_ticket_handler=self.tickets.add,
         )
         if self.cluster is None:
-            self._server = await serve(host, port, **server_kwargs)
+            self._server = await self.quic.serve(host, port, **server_kwargs)
         else:
-            self._server = await self.cluster.serve(host, port, **server_kwargs)
+            self._server = await self.cluster.serve(self.quic, host, port, **server_kwargs)
         enlarge_socket_buffers(self._server)
         self._revocation_task = asyncio.get_running_loop().create_task(self._watch_revocations())
-        log.info("gateway listening on udp %s:%d (ALPN %s)", host, self.port, ALPN)
+        log.info("gateway listening on udp %s:%d (ALPN %s, %s)", host, self.port, ALPN,
+                 self.quic.NAME)
 
     @property
     def port(self) -> int:

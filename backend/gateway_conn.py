@@ -12,20 +12,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
-
-from aioquic.asyncio import QuicConnectionProtocol
-from aioquic.quic.events import (
-    ConnectionTerminated,
-    HandshakeCompleted,
-    QuicEvent,
-    StreamDataReceived,
-)
+from typing import TYPE_CHECKING, Any
 
 from geostream.clock import wall_ms
 from geostream.errors import ErrorCode, ProtocolError
 from geostream.messages import Batch, Command
-from geostream.quic_acks import ack_with_data
 from geostream.schema import ACTION, content_problem, json_safe
 from geostream.session import (
     BatchReceived,
@@ -39,12 +30,7 @@ from geostream.session import (
 )
 
 from .hub import position_feature
-from .quic_tuning import (
-    delay_acks,
-    drop_key_log_callbacks,
-    share_frame_table,
-    shrink_handshake_buffers,
-)
+from .quic_tuning import delay_acks
 from .store.base import AuthResult, DeadLetter, StoredReading, newest_positions
 from .writer import WriterStopped
 
@@ -58,20 +44,28 @@ log = logging.getLogger("backend.gateway")
 # storm dropped the handshakes it was itself slow to finish (the load tester saw 2,023 of 1,000
 # vehicles' attempts refused this way, each retried from scratch).
 HELLO_TIMEOUT_S = 10.0
-# A peer whose handshake does not complete is dropped after this (aioquic has no handshake
-# timeout of its own, only the 240 s idle timeout).
+# A peer whose handshake does not complete is dropped after this (neither QUIC library has a
+# handshake timeout of its own, only the 240 s idle timeout).
 HANDSHAKE_TIMEOUT_S = 60.0
 
 
-class GatewayProtocol(QuicConnectionProtocol):
-    """One vehicle's connection: its session stream and the pipeline of its batches."""
+class GatewayProtocol:
+    """One vehicle's connection: its session stream and the pipeline of its batches. A mixin:
+    the gateway's protocol class is this on top of its QUIC library's `QuicConnectionProtocol`
+    (`geostream.quic.protocol_class`)."""
+
+    # what the library's QuicConnectionProtocol provides
+    _quic: Any
+    if TYPE_CHECKING:
+        def transmit(self) -> None: ...
 
     def __init__(self, *args, gateway: Gateway, **kwargs):
         super().__init__(*args, **kwargs)
-        delay_acks(self._quic)
-        share_frame_table(self._quic)
+        self._lib = lib = gateway.quic
+        delay_acks(lib, self._quic)
+        lib.trim_new_connection(self._quic)
         if gateway.cluster is not None:
-            gateway.cluster.adopt(self._quic)
+            gateway.cluster.adopt(lib, self._quic)
         self.gateway = gateway
         self.session = ServerSession()
         self.stream_id: int | None = None
@@ -82,25 +76,25 @@ class GatewayProtocol(QuicConnectionProtocol):
         self._hello_timer = asyncio.get_running_loop().call_later(
             HANDSHAKE_TIMEOUT_S, self._hello_timeout)
 
-    # --- aioquic callback -----------------------------------------------------------------
+    # --- QUIC library callback -----------------------------------------------------------------
 
-    def quic_event_received(self, event: QuicEvent) -> None:
-        if isinstance(event, StreamDataReceived):
+    def quic_event_received(self, event) -> None:
+        lib = self._lib
+        if isinstance(event, lib.StreamDataReceived):
             self._stream_data(event)
-        elif isinstance(event, HandshakeCompleted):
-            shrink_handshake_buffers(self._quic)
-            drop_key_log_callbacks(self._quic)
+        elif isinstance(event, lib.HandshakeCompleted):
+            lib.trim_after_handshake(self._quic)
             if not self.session.authenticated:  # the hello deadline starts now
                 self._hello_timer.cancel()
                 self._hello_timer = asyncio.get_running_loop().call_later(
                     HELLO_TIMEOUT_S, self._hello_timeout)
-        elif isinstance(event, ConnectionTerminated):
+        elif isinstance(event, lib.ConnectionTerminated):
             self._hello_timer.cancel()
             self.gateway.unregister(self.vehicle, self)
             for t in self._tasks:
                 t.cancel()
 
-    def _stream_data(self, event: StreamDataReceived) -> None:
+    def _stream_data(self, event) -> None:
         if self._closing or self.gateway.draining:
             return
         if self.stream_id is None:
@@ -120,10 +114,11 @@ class GatewayProtocol(QuicConnectionProtocol):
             elif isinstance(ev, BatchReceived):
                 self._spawn(self._store_batch(ev.batch))
             elif isinstance(ev, CommandAcked):
-                self._spawn(self.gateway.downlink.answered(self.vehicle, ev.ack.id, ev.ack.ok,
-                                                       ev.ack.detail, ev.ack.result))
+                self._spawn(self.gateway.downlink.answered(self.vehicle_id, ev.ack.id,
+                                                           ev.ack.ok, ev.ack.detail,
+                                                           ev.ack.result))
             elif isinstance(ev, StatusReceived):
-                self._spawn(self.gateway.status_received(self.vehicle, ev.status))
+                self._spawn(self.gateway.status_received(self.vehicle_id, ev.status))
             elif isinstance(ev, PeerError):
                 log.info("%s reports error %d: %s", self.vehicle, ev.code, ev.reason)
             elif isinstance(ev, UnknownSkipped):  # answered unknown-type (not fatal)
@@ -194,14 +189,14 @@ class GatewayProtocol(QuicConnectionProtocol):
         stored apart and acknowledged, so the agent never re-sends them)."""
         good: list[StoredReading] = []
         dead: list[DeadLetter] = []
-        window = self.gateway.ts_window
+        window, vehicle = self.gateway.ts_window, self.vehicle_id
         for r in batch.readings:
             problem = content_problem(r, now, window)
             if problem is None:
-                good.append(StoredReading.from_wire(self.vehicle, batch.epoch, r, now))
+                good.append(StoredReading.from_wire(vehicle, batch.epoch, r, now))
             else:
                 self.gateway.stats.invalid(problem.rule)
-                dead.append(DeadLetter(self.vehicle, batch.epoch, r["q"], json_safe(r),
+                dead.append(DeadLetter(vehicle, batch.epoch, r["q"], json_safe(r),
                                        problem.detail, now))
         if dead:
             self.session.fail(ProtocolError(ErrorCode.INVALID_READING,
@@ -258,6 +253,8 @@ class GatewayProtocol(QuicConnectionProtocol):
 
     def _publish(self, readings: list[StoredReading]) -> None:
         for newest in newest_positions(readings).values():
+            if newest.lat is None or newest.lon is None:  # validated positions have both
+                continue
             self.gateway.hub.position(newest.vehicle_id, newest.time_ms, position_feature(
                 newest.vehicle_id, newest.time_ms, newest.lat, newest.lon, newest.speed_kmh,
                 newest.course_deg, newest.seq))
@@ -269,7 +266,7 @@ class GatewayProtocol(QuicConnectionProtocol):
         data = self.session.data_to_send()
         if data and self.stream_id is not None:
             self._quic.send_stream_data(self.stream_id, data)
-            ack_with_data(self._quic)  # the batch's QUIC ACK rides with its geostream ack
+            self._lib.ack_with_data(self._quic)  # the batch's QUIC ACK rides with its geostream ack
             self.transmit()
         if (close := self.session.close_expected()) is not None:
             self.close_connection(*close)
@@ -284,6 +281,13 @@ class GatewayProtocol(QuicConnectionProtocol):
         self.gateway.stats.session_failed(ErrorCode(code))
         log.warning("protocol error from %s: %s: %s", self.vehicle or "unauthenticated peer",
                     ErrorCode(code).label, reason)
+
+    @property
+    def vehicle_id(self) -> str:
+        """The authenticated vehicle: batches, reports and command answers come only after
+        the welcome (the session refuses them before)."""
+        assert self.vehicle is not None, "no vehicle before the hello was accepted"
+        return self.vehicle
 
     @property
     def can_send(self) -> bool:

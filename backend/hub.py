@@ -39,6 +39,9 @@ ALERTS = "alerts"
 # route's changes (route:<id>); events like alerts, never coalesced or batched.
 DISPATCH = "dispatch"
 ROUTE_PREFIX = "route:"
+# One driver's app (docs/driver.md): its route's changes, its actions' outcomes, messages to
+# it. Subscribed by the server for the driver's own socket only (never by a client request).
+DRIVER_PREFIX = "driver:"
 # Coalesced positions one client may hold: a whole fleet view of 16,384 vehicles per topic
 # (bench/bench_webapp.py: at 4096 a slow client of a 10,000-vehicle fleet dropped positions
 # instead of coalescing them); ~2.5 MB per client at most (key and reference per entry).
@@ -109,9 +112,14 @@ def valid_topic(topic: Any) -> bool:
     )
 
 
+def driver_topic(driver_id: str) -> str:
+    return f"{DRIVER_PREFIX}{driver_id}"
+
+
 def _event_topic(topic: str) -> bool:
     """Topics of events (never positions): not batched, not streamed positions."""
-    return topic in (ALERTS, DISPATCH) or topic.startswith(ROUTE_PREFIX)
+    return (topic in (ALERTS, DISPATCH) or topic.startswith(ROUTE_PREFIX)
+            or topic.startswith(DRIVER_PREFIX))
 
 
 def iso_time(time_ms: int) -> str | None:
@@ -459,6 +467,21 @@ class Hub:
             for topic in topics:
                 if topic in sub.topics:
                     sub.put(messages[topic], now)
+
+    def publish_driver(self, driver_id: str, field: str, payload: dict) -> None:
+        """To one driver's app (`driver:<id>`): an action's outcome, a message, a change of
+        the driver's route; never coalesced."""
+        topic = driver_topic(driver_id)
+        now = self.clock()
+        message = Message(topic=topic, **{field: payload})
+        for sub in list(self.subscribers):
+            if topic in sub.topics:
+                sub.put(message, now)
+
+    def publish_vehicle_event(self, vehicle: str, field: str, payload: dict) -> None:
+        """An event about a vehicle (a driver's message) to `vehicle:<id>`, for those who may
+        see it; never coalesced."""
+        self._deliver(vehicle, (vehicle_topic(vehicle),), field, payload, coalesce=False)
 
     def _deliver(self, vehicle: str, topics: tuple[str, ...], field: str, payload: dict,
                  coalesce: bool, subscribers: set[Subscriber] | None = None) -> None:

@@ -1,4 +1,5 @@
-"""Two measured adjustments of aioquic for a gateway holding thousands of connections.
+"""Measured adjustments of the QUIC library for a gateway holding thousands of connections
+(the library-specific parts are hooks of the seam, geostream/quic/).
 
 - **Socket buffers.** All vehicles share the gateway's one UDP socket. Linux's default receive
   buffer (212 KB, ~90 full-size datagrams) overflows whenever the process is off the CPU for a
@@ -23,19 +24,20 @@
   each).
 - **Frame table.** Every aioquic connection builds its own table of ~30 frame types → (bound
   handler, frozenset of epochs): 11 KiB per connection (7 KiB of identical frozensets), the
-  largest single item of its heap. `share_frame_table` puts in its place a small object
-  that looks the handler up by name in one table per process.
+  largest single item of its heap. The seam's `share_frame_table` puts in its place a small
+  object that looks the handler up by name in one table per process.
 - **Key callbacks.** Each epoch's keys carry four `functools.partial` callbacks into the
   connection that only write qlog events (~3 KiB per connection); without a qlog they do
   nothing, and `drop_key_log_callbacks` swaps them for aioquic's shared no-op.
+
+The last three are aioquic's (`trim_new_connection`, `trim_after_handshake` of its adapter);
+qh3's native core keeps its state outside the Python heap and needs none of them.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
-
-from geostream.quic_acks import advertise_max_ack_delay, delay_acks_up_to
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +46,10 @@ SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
 # A group commit on SQLite (fsync) or PostgreSQL takes 5-50 ms under load; the vehicle's probe
 # timeout grows by as much, which delays only the re-sending of a lost batch.
 ACK_DELAY_S = 0.100
-# After the handshake: room for a NewSessionTicket (~250 bytes) or a TLS alert, with margin.
-POST_HANDSHAKE_BUFFER = 1024
 
 
 def enlarge_socket_buffers(server) -> int:
-    """Grow the receive and send buffers of an aioquic server's UDP socket; returns the
+    """Grow the receive and send buffers of a QUIC server's UDP socket; returns the
     receive buffer the kernel granted (it reports twice the usable size)."""
     transport = getattr(server, "_transport", None)
     sock = transport.get_extra_info("socket") if transport is not None else None
@@ -66,85 +66,8 @@ def enlarge_socket_buffers(server) -> int:
     return granted
 
 
-def delay_acks(quic) -> None:
-    """Let a new server `QuicConnection` hold its ACKs up to ACK_DELAY_S (advertised) so they
-    share datagrams with the geostream acks (call before its first packet)."""
-    advertise_max_ack_delay(quic, ACK_DELAY_S)
-    delay_acks_up_to(quic, ACK_DELAY_S)
-
-
-_shared_buffers: dict = {}  # epoch → the process's post-handshake TLS output buffer
-
-
-def shrink_handshake_buffers(quic) -> None:
-    """Call on HandshakeCompleted: replace the 16 KiB TLS output buffers by small ones shared
-    by every connection (each is empty then: aioquic moves their bytes to the crypto streams
-    after every TLS step)."""
-    buffers = getattr(quic, "_crypto_buffers", None)
-    if not isinstance(buffers, dict):
-        return
-    for epoch, buf in list(buffers.items()):
-        if buf.tell() == 0:
-            buffers[epoch] = _shared_buffer(epoch)
-
-
-class _FrameTable:
-    """Stands in for aioquic's per-connection `{frame type: (bound handler, epochs)}`:
-    the same lookup (KeyError for an unknown type), one shared table of method names."""
-
-    __slots__ = ("_quic",)
-    shared: dict[int, tuple[str, frozenset]] = {}
-
-    def __init__(self, quic):
-        self._quic = quic
-
-    def __getitem__(self, frame_type: int):
-        name, epochs = self.shared[frame_type]
-        return getattr(self._quic, name), epochs
-
-
-_FRAME_TABLE_ATTR = "_QuicConnection__frame_handlers"
-
-
-def share_frame_table(quic) -> bool:
-    """Replace a new `QuicConnection`'s frame table by the shared one; leaves it alone (False)
-    if the table is not the one expected."""
-    table = getattr(quic, _FRAME_TABLE_ATTR, None)
-    if not isinstance(table, dict):
-        return False
-    named = {}
-    for frame_type, (handler, epochs) in table.items():
-        func = getattr(handler, "__func__", None)
-        if func is None or getattr(quic, func.__name__, None) != handler:
-            return False
-        named[frame_type] = (func.__name__, epochs)
-    if not _FrameTable.shared:
-        _FrameTable.shared.update(named)
-    elif named != _FrameTable.shared:
-        return False
-    setattr(quic, _FRAME_TABLE_ATTR, _FrameTable(quic))
-    return True
-
-
-def drop_key_log_callbacks(quic) -> None:
-    """Call on HandshakeCompleted: without a qlog, the key set-up/tear-down callbacks (qlog
-    events only) become aioquic's shared no-op."""
-    if getattr(quic, "_quic_logger", True) is not None:
-        return
-    from aioquic.quic.crypto import NoCallback
-
-    pairs = [*getattr(quic, "_cryptos", {}).values(),
-             *getattr(quic, "_cryptos_initial", {}).values()]
-    for pair in pairs:
-        for ctx in (getattr(pair, "recv", None), getattr(pair, "send", None)):
-            if hasattr(ctx, "_setup_cb") and hasattr(ctx, "_teardown_cb"):
-                ctx._setup_cb = ctx._teardown_cb = NoCallback
-
-
-def _shared_buffer(epoch):
-    from aioquic.buffer import Buffer
-
-    shared = _shared_buffers.get(epoch)
-    if shared is None or shared.tell() != 0:  # never one holding another step's bytes
-        shared = _shared_buffers[epoch] = Buffer(capacity=POST_HANDSHAKE_BUFFER)
-    return shared
+def delay_acks(lib, quic) -> None:
+    """Let a new server connection of QUIC library `lib` hold its ACKs up to ACK_DELAY_S
+    (advertised) so they share datagrams with the geostream acks (before its first packet)."""
+    lib.advertise_max_ack_delay(quic, ACK_DELAY_S)
+    lib.delay_acks_up_to(quic, ACK_DELAY_S)

@@ -38,22 +38,44 @@ class Backend:
 
             self.fanout = NatsFanout(config.nats_settings(), self.hub)
         live = self.fanout or self.hub
-        self.alerts = AlertEngine(self.store, config.alert_rules(), live.publish_alert)
-        # dispatch changes go to this node's hub (not yet through NATS: docs/dispatch.md)
+        self.replanner = None  # re-planning on events (set below when there is a planner)
+
+        def publish_alert(alert: dict) -> None:
+            live.publish_alert(alert)
+            if self.replanner is not None:  # an offline or late vehicle asks for a re-plan
+                self.replanner.on_alert(alert)
+
+        self.alerts = AlertEngine(self.store, config.alert_rules(), publish_alert)
         # dispatched routes also go to their vehicles' agents (backend/route_courier.py)
         self.courier = RouteCourier(self.store, lambda: self.gateway.downlink)
-        self.dispatch = Dispatcher(self.store, self._publish_dispatch,
-                                   etas=eta_service(config, self.store, self.hub,
-                                                    live.publish_alert))
+
+        def publish_dispatch(field: str, payload: dict, vehicle: str | None,
+                             route_id: str | None = None) -> None:
+            live.publish_dispatch(field, payload, vehicle, route_id)
+            self.courier.published(field, payload, vehicle, route_id)
+
+        # dispatch changes go to every node's hub (through NATS when configured)
+        self.dispatch = Dispatcher(self.store, publish_dispatch,
+                                   etas=eta_service(config, self.store, live,
+                                                    publish_alert))
         self.gateway = Gateway(self.store, self.writer, live,
                                ticket_file=config.ticket_path(), alerts=self.alerts,
                                ts_window=config.time_window(),
-                               cluster=config.cluster_node(), dispatch=self.dispatch)
+                               cluster=config.cluster_node(), dispatch=self.dispatch,
+                               quic_library=config.quic_library or None)
         if self.fanout is not None:
             self.gateway.fanout = self.fanout  # its refusals in /metrics
             self.gateway.downlink.notify_other_nodes = self.fanout.wake
             self.fanout.on_wake = self.gateway.downlink.woken
         self.planning = planning_service(config, self.store, self.dispatch)
+        self.notifier = notifier(config, self.store)
+        self.dispatch.etas.on_eta = self.notifier.on_eta  # ETA changes to the outbox
+        if self.planning is not None:
+            from .dispatch.replanner import Replanner
+
+            self.replanner = Replanner(self.planning, live.publish_dispatch, wall_ms,
+                                       self.dispatch.live_vehicles)
+            self.dispatch.on_event = self.replanner.on_event
         self._runner: web.AppRunner | None = None
         self._alert_timer: asyncio.Task | None = None
         self._maintenance_timer: asyncio.Task | None = None
@@ -69,6 +91,8 @@ class Backend:
                 "alerts": {k: dict(v) if isinstance(v, dict) else v
                            for k, v in self.alerts.stats.items()},
                 "dispatch": dict(self.dispatch.stats),
+                "notifications": dict(self.notifier.stats),
+                "replan": dict(self.replanner.stats) if self.replanner else None,
                 "database": self.db_watch.status() if self.db_watch else None,
                 "hub": self.hub.stats()}
 
@@ -83,6 +107,7 @@ class Backend:
         await self.alerts.start(wall_ms())
         await self.dispatch.etas.start()
         await self.dispatch.start()
+        self.notifier.start()
         self.writer.start()
         await self.gateway.start(c.quic_host, c.quic_port, c.cert, c.key)
         self._alert_timer = asyncio.get_running_loop().create_task(self._alert_clock(),
@@ -165,11 +190,6 @@ class Backend:
             await asyncio.sleep(self.config.alert_timer_s)
             await self.alerts.on_timer(wall_ms(), self.gateway.connections.keys())
 
-    def _publish_dispatch(self, field: str, payload: dict, vehicle: str | None,
-                          route_id: str | None = None) -> None:
-        self.hub.publish_dispatch(field, payload, vehicle, route_id)
-        self.courier.published(field, payload, vehicle, route_id)
-
     async def stop(self) -> None:
         """Stop accepting, commit and acknowledge everything in flight, then close."""
         for timer in (self._alert_timer, self._maintenance_timer, self._replication_timer):
@@ -181,10 +201,13 @@ class Backend:
         await self.gateway.finish_in_flight()
         await self.gateway.stop()
         await self.alerts.flush()  # deferred alert checkpoints
+        await self.notifier.stop()
         if self.fanout is not None:
             await self.fanout.stop()
         if self._runner:
             await self._runner.cleanup()
+        if self.replanner is not None:
+            self.replanner.close()
         if self.planning is not None:
             await self.planning.close()
         await self.store.close()
@@ -236,7 +259,7 @@ def street_overlay(c: BackendConfig) -> str:
         return ""
 
 
-def eta_service(c: BackendConfig, store, hub: Hub, publish_alert):
+def eta_service(c: BackendConfig, store, hub, publish_alert):
     """Live ETAs on the configured roads (the graph loaded at the first live route, from the
     cache the planner fills), else on the straight line."""
     from pathlib import Path
@@ -250,6 +273,14 @@ def eta_service(c: BackendConfig, store, hub: Hub, publish_alert):
         return travel_source(roads, Path(c.road_cache_dir) if c.road_cache_dir else None)
 
     return EtaService(store, travel, hub.publish_dispatch, publish_alert)
+
+
+def notifier(c: BackendConfig, store):
+    """Notifications (docs/notifications.md): subscriptions delivered from the outbox."""
+    from .notify.service import Notifier, channels_of
+
+    settings = c.notify_settings()
+    return Notifier(store, settings, channels_of(settings))
 
 
 def planning_service(c: BackendConfig, store, dispatch):

@@ -2,8 +2,9 @@
 
 A ticket outlives a gateway restart (graceful or kill -9), so an agent that reconnects afterwards
 resumes with its hello in 0-RTT instead of paying a full handshake. Each ticket is good once:
-`pop` deletes it in the statement that reads it. aioquic calls `add` and `pop` synchronously
-on the event loop; each is one short local transaction (~40 µs measured, docs/link.md).
+`pop` deletes it in the statement that reads it. The QUIC library calls `add` and `pop`
+synchronously on the event loop; each is one short local transaction (~40 µs measured,
+docs/link.md).
 
 The file holds resumption secrets: it is created mode 0600 and kept apart from the readings
 store. Losing it only costs every agent one full handshake, so an unreadable file is replaced.
@@ -17,16 +18,14 @@ import logging
 import os
 import sqlite3
 
-from aioquic.tls import SessionTicket
-
 from geostream.clock import wall_ms
 from geostream.secretfile import create_private
 from geostream.tickets import ticket_from_json, ticket_to_json
 
 log = logging.getLogger(__name__)
 
-# Tickets kept: the most recently issued, ~1 KB each on disk (~50 MB at the limit). aioquic
-# issues one per connection, valid for a day, so this covers a fleet of many thousand vehicles.
+# Tickets kept: the most recently issued, ~1 KB each on disk (~50 MB at the limit). The QUIC
+# library issues one per connection, valid for a day: this covers many thousand vehicles.
 MAX_TICKETS = 50_000
 # A second process holding the file (misconfiguration) must not stall the event loop for long;
 # after this a ticket is simply not stored or not found (a full handshake, never an error).
@@ -50,8 +49,10 @@ class TicketStore:
     """Session tickets by label in `path` (":memory:" for a throw-away store), each usable once,
     expired ones pruned, at most `limit` kept."""
 
-    def __init__(self, path: str, limit: int = MAX_TICKETS):
+    def __init__(self, path: str, limit: int = MAX_TICKETS, lib=None):
+        """`lib`: the QUIC library whose `SessionTicket` `pop` returns (geostream/quic/)."""
         self.path = path
+        self.lib = lib
         self.limit = limit
         try:
             self._db = self._open()
@@ -90,8 +91,8 @@ class TicketStore:
                     os.chmod(self.path + suffix, 0o600)
         return db
 
-    def add(self, ticket: SessionTicket) -> None:
-        """aioquic's session_ticket_handler: keep a ticket the gateway is about to send."""
+    def add(self, ticket) -> None:
+        """the QUIC library's session_ticket_handler: keep a ticket the gateway is about to send."""
         try:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -109,8 +110,8 @@ class TicketStore:
         except sqlite3.Error as exc:
             log.warning("cannot store session ticket: %s", exc)
 
-    def pop(self, label: bytes) -> SessionTicket | None:
-        """aioquic's session_ticket_fetcher: the ticket for `label`, deleted in the same
+    def pop(self, label: bytes):
+        """the QUIC library's session_ticket_fetcher: the ticket for `label`, deleted in the same
         statement, or None (unknown, used, expired or unreadable: a full handshake)."""
         try:
             rows = self._db.execute(
@@ -118,7 +119,7 @@ class TicketStore:
                 "RETURNING not_valid_after_ms, ticket", (label,)).fetchall()
             if not rows or rows[0][0] <= wall_ms():
                 return None
-            return ticket_from_json(json.loads(rows[0][1]))
+            return ticket_from_json(json.loads(rows[0][1]), self.lib)
         except (sqlite3.Error, ValueError, KeyError, TypeError) as exc:
             log.warning("cannot use session ticket: %s", exc)
             return None

@@ -57,7 +57,29 @@ def make_app(hub: Hub, store, status, auth: AuthState | None = None, gateway=Non
             raise web.HTTPFound("/login")
         if request[PRINCIPAL].must_change_password:
             raise web.HTTPFound("/password")
+        if request[PRINCIPAL].is_driver:  # a driver login has the driver app only
+            raise web.HTTPFound("/driver/")
         return web.FileResponse(STATIC / "app" / "index.html")
+
+    @routes.get("/driver/")
+    @public  # the driver app's shell: no data; it asks /api/driver/... with the session
+    async def driver_app(request):
+        if request[PRINCIPAL] is None:
+            raise web.HTTPFound("/login?next=/driver/")
+        return web.FileResponse(STATIC / "app" / "driver.html",
+                                headers={"Cache-Control": "no-cache"})
+
+    @routes.get("/driver/sw.js")
+    @public  # the driver app's service worker: served from /driver/ so its scope is the app
+    async def driver_worker(request):
+        return web.FileResponse(STATIC / "app" / "driver-sw.js", headers={
+            "Cache-Control": "no-cache", "Content-Type": "text/javascript"})
+
+    @routes.get("/driver/manifest.webmanifest")
+    @public
+    async def driver_manifest(request):
+        return web.FileResponse(STATIC / "app" / "driver.webmanifest", headers={
+            "Content-Type": "application/manifest+json"})
 
     @routes.get("/healthz")
     @public  # for load balancers and probes: says only that the process answers

@@ -115,7 +115,12 @@ class BatchWriter:
     @property
     def lag_s(self) -> float:
         """Age of the oldest submission not yet committed."""
-        return self._loop.time() - self._pending[0].since if self._pending else 0.0
+        return self._now() - self._pending[0].since if self._pending else 0.0
+
+    def _now(self) -> float:
+        """The loop's clock (`start()` set the loop; nothing is pending before)."""
+        assert self._loop is not None, "the writer was not started"
+        return self._loop.time()
 
     def status(self) -> dict:
         return {**dataclasses.asdict(self.stats), "lag_s": round(self.lag_s, 3),
@@ -202,7 +207,8 @@ class BatchWriter:
                 continue
             if self.linger_s and not self._stopping:
                 await self._linger()
-            subs, rows = [], 0
+            subs: list[_Submission] = []
+            rows = 0
             for sub in self._pending:  # they stay queued while committing, for lag_s
                 if subs and rows + len(sub.readings) > self.max_rows:
                     break
@@ -223,7 +229,7 @@ class BatchWriter:
     async def _linger(self) -> None:
         deadline = self._pending[0].since + self.linger_s
         while not self._stopping and sum(len(s.readings) for s in self._pending) < self.max_rows:
-            left = deadline - self._loop.time()
+            left = deadline - self._now()
             if left <= 0:
                 return
             self._wakeup.clear()

@@ -36,6 +36,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from geostream.quic import LIBRARIES, library_name  # noqa: E402
 from hil.can_gen import CYCLE_S, frames  # noqa: E402
 from hil.waits import free_port  # noqa: E402
 
@@ -281,8 +282,9 @@ IMPORT_LAYERS = (
     ("+ python-can (every log format: can.io) and its slcan interface",
      "can, can.interfaces.slcan"),
     ("+ cantools (all its formats, tester, logreader)", "cantools"),
-    ("+ aioquic client (cryptography, pyOpenSSL, service_identity, certifi)",
-     "aioquic.asyncio, aioquic.quic.connection, aioquic.tls"),
+    ("+ the QUIC client library of the seam (aioquic: cryptography, pyOpenSSL, "
+     "service_identity, certifi; qh3: its native module)",
+     LIBRARIES[library_name()]),
     ("+ the agent's own modules", "agent.daemon, agent.gps.config, agent.can.config, "
      "agent.can.slcan, agent.quic_link, agent.cli"),
 )

@@ -22,7 +22,7 @@ from backend.cluster.cids import CidLayout
 from backend.cluster.edge import RouterEdge
 from backend.cluster.router import HEARTBEAT_S, Router
 
-PACKET_BYTES = 1200  # aioquic's datagram size
+PACKET_BYTES = 1200  # the QUIC libraries' datagram size
 BURST = 64  # packets in flight: well below the socket buffers (~200 KB), none lost
 
 

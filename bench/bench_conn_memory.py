@@ -1,14 +1,16 @@
 """Gateway memory per connected vehicle, by where it goes (Python heap, tracemalloc).
 
-    .venv/bin/python bench/bench_conn_memory.py [--connections 500]
+    .venv/bin/python bench/bench_conn_memory.py [--connections 500] [--quic aioquic,qh3]
 
 The load tester measures the gateway's RSS growth per connected vehicle, which includes what
 tracemalloc cannot see (OpenSSL's AEAD and header-protection contexts) and allocator slack.
 This script shows where the Python heap part goes: it runs N complete sessions in memory with
-aioquic's sans-IO `QuicConnection` on both ends (handshake, hello, welcome, one batch, its
+the seam's sans-IO `QuicConnection` on both ends (each library named by --quic, each in a
+fresh process; default: the process's library) (handshake, hello, welcome, one batch, its
 ack), as the gateway holds them, drops the client ends, and groups what the server ends still
 hold by source file. Baseline in the same run: the same N connections as bare QUIC (handshake
-only, no geostream session, aioquic as it comes).
+only, no geostream session, the library as it comes). qh3's native core holds its state
+outside the Python heap: for it, the RSS row is the one that counts.
 """
 
 from __future__ import annotations
@@ -24,27 +26,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aioquic.buffer import Buffer  # noqa: E402
-from aioquic.quic.configuration import QuicConfiguration  # noqa: E402
-from aioquic.quic.connection import QuicConnection  # noqa: E402
-from aioquic.quic.events import StreamDataReceived  # noqa: E402
-from aioquic.quic.packet import pull_quic_header  # noqa: E402
-
 from backend.pki import generate  # noqa: E402
-from backend.quic_tuning import (  # noqa: E402
-    delay_acks,
-    drop_key_log_callbacks,
-    share_frame_table,
-    shrink_handshake_buffers,
-)
+from backend.quic_tuning import delay_acks  # noqa: E402
 from geostream import ALPN  # noqa: E402
+from geostream.quic import library  # noqa: E402
 from geostream.session import ClientSession, ServerSession  # noqa: E402
 
 SERVER = ("127.0.0.1", 4433)
 CLIENT = ("127.0.0.1", 50000)
+LIB = library()  # the QUIC library measured (--quic)
 
 
-def _pump(a: QuicConnection, b: QuicConnection, a_addr, now: float) -> int:
+def _pump(a, b, a_addr, now: float) -> int:
     n = 0
     for data, _ in a.datagrams_to_send(now=now):
         b.receive_datagram(data, a_addr, now=now)
@@ -53,15 +46,15 @@ def _pump(a: QuicConnection, b: QuicConnection, a_addr, now: float) -> int:
 
 
 def one_session(server_cfg, client_cfg, now: float, geostream: bool):
-    client = QuicConnection(configuration=client_cfg)
+    client = LIB.QuicConnection(configuration=client_cfg)
     client.connect(SERVER, now=now)
     first = client.datagrams_to_send(now=now)
-    header = pull_quic_header(Buffer(data=first[0][0]), host_cid_length=8)
-    server = QuicConnection(configuration=server_cfg,
-                            original_destination_connection_id=header.destination_cid)
-    delay_acks(server)
+    server = LIB.QuicConnection(configuration=server_cfg,
+                                original_destination_connection_id=LIB.destination_cid(
+                                    first[0][0], 8))
+    delay_acks(LIB, server)
     if geostream:
-        share_frame_table(server)  # as the gateway does (GatewayProtocol)
+        LIB.trim_new_connection(server)  # as the gateway does (GatewayProtocol)
     for data, _ in first:
         server.receive_datagram(data, CLIENT, now=now)
     for _ in range(6):
@@ -70,8 +63,7 @@ def one_session(server_cfg, client_cfg, now: float, geostream: bool):
         _pump(client, server, CLIENT, now)
     session = None
     if geostream:
-        shrink_handshake_buffers(server)  # what the gateway does on HandshakeCompleted
-        drop_key_log_callbacks(server)
+        LIB.trim_after_handshake(server)  # what the gateway does on HandshakeCompleted
         cs = ClientSession("veh-00001", "t" * 43, epoch=7)
         sid = client.get_next_available_stream_id()
         client.send_stream_data(sid, cs.data_to_send())
@@ -80,7 +72,7 @@ def one_session(server_cfg, client_cfg, now: float, geostream: bool):
             now += 0.03
             _pump(client, server, CLIENT, now)
             while (ev := server.next_event()) is not None:
-                if isinstance(ev, StreamDataReceived):
+                if isinstance(ev, LIB.StreamDataReceived):
                     session.receive_data(ev.data)
                     if session.hello is not None and not session.authenticated:
                         session.accept(0, credit=512)
@@ -89,7 +81,7 @@ def one_session(server_cfg, client_cfg, now: float, geostream: bool):
                     server.send_stream_data(ev.stream_id, session.data_to_send())
             _pump(server, client, SERVER, now)
             while (ev := client.next_event()) is not None:
-                if isinstance(ev, StreamDataReceived):
+                if isinstance(ev, LIB.StreamDataReceived):
                     cs.receive_data(ev.data)
             if step == 0 and cs.ready:
                 cs.send_batch([{"q": 1, "ts": 1_790_000_000_000, "k": "pos", "lat": 53.5,
@@ -107,10 +99,10 @@ def _rss() -> int:
 
 
 def _configs(certs: dict):
-    server_cfg = QuicConfiguration(is_client=False, alpn_protocols=[ALPN], idle_timeout=240)
+    server_cfg = LIB.QuicConfiguration(is_client=False, alpn_protocols=[ALPN], idle_timeout=240)
     server_cfg.load_cert_chain(certs["cert"], certs["key"])
-    client_cfg = QuicConfiguration(is_client=True, alpn_protocols=[ALPN], idle_timeout=240,
-                                   server_name="localhost")
+    client_cfg = LIB.QuicConfiguration(is_client=True, alpn_protocols=[ALPN], idle_timeout=240,
+                                       server_name="localhost")
     client_cfg.load_verify_locations(cafile=certs["ca"])
     return server_cfg, client_cfg
 
@@ -150,7 +142,7 @@ def measure(n: int, geostream: bool, certs: dict) -> tuple[float, dict[str, floa
     by_file: dict[str, float] = defaultdict(float)
     for stat in after.compare_to(before, "filename"):
         name = stat.traceback[0].filename
-        for marker in ("aioquic/", "geostream/", "cryptography/", "backend/"):
+        for marker in ("aioquic/", "qh3/", "geostream/", "cryptography/", "backend/"):
             if marker in name:
                 name = marker + name.split(marker, 1)[1]
                 break
@@ -164,13 +156,27 @@ def measure(n: int, geostream: bool, certs: dict) -> tuple[float, dict[str, floa
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--connections", type=int, default=500)
+    ap.add_argument("--quic", default="",
+                    help="QUIC libraries, comma-separated, each in a fresh process (default: "
+                         "the process's)")
     a = ap.parse_args()
+    names = [n for n in a.quic.split(",") if n]
+    if len(names) > 1:  # one process each: RSS growth is only fair in a fresh heap
+        import subprocess
+
+        for name in names:
+            subprocess.run([sys.executable, __file__, "--connections", str(a.connections),
+                            "--quic", name], check=True)
+        return 0
+    global LIB
+    LIB = library(names[0] if names else None)
     with tempfile.TemporaryDirectory() as d:
         certs = generate(d, ["localhost", "127.0.0.1"])
         rss = measure_rss(a.connections, certs)  # first: before the heap grew and was freed
         bare, _ = measure(a.connections, False, certs)
         full, files = measure(a.connections, True, certs)
-    print(f"{a.connections} server-side connections held in memory (Python heap, tracemalloc)")
+    print(f"{a.connections} server-side {LIB.NAME} connections held in memory (Python heap, "
+          "tracemalloc)")
     print(f"{'bare QUIC connection after handshake (baseline)':<52}{bare / 1024:8.1f} KB")
     print(f"{'gateway: + geostream session, one batch acked':<52}{full / 1024:8.1f} KB"
           f"   ratio {full / bare:.2f}")

@@ -1,18 +1,21 @@
-"""Gateway CPU per reading at 1 Hz without sockets: our path against bare aioquic.
+"""Gateway CPU per reading at 1 Hz without sockets: our path against the bare QUIC library.
 
     .venv/bin/python bench/bench_gateway_path.py [--vehicles 400] [--seconds 6] [--profile]
+        [--quic aioquic,qh3]
 
-N vehicles, each a sans-IO aioquic `QuicConnection` with a geostream `ClientSession`, send one
+N vehicles, each a sans-IO `QuicConnection` (of each library named by --quic, through the seam
+geostream/quic/; default: the process's) with a geostream `ClientSession`, send one
 reading per second at their own phase (as the load tester's do) into the gateway's real
 `GatewayProtocol` objects (asyncio edge included: timers, `transmit`, tasks), whose datagrams
 go to an in-memory transport instead of a socket. Behind them the real writer, SQLite store
 (a temporary file, durable commits), alert engine with the default rules, and hub. The
-baseline in the same run: the same clients and exchange against aioquic's own
+baseline in the same run: the same clients and exchange against the library's own
 `QuicConnectionProtocol` answering each batch with an ack-sized reply (same ACK timing
-adjustments as the gateway, backend/quic_tuning.py), so the ratio is what the gateway adds
-per reading to aioquic's packet work. Gateway CPU = process CPU − the clients' thread CPU
-(measured around every client call). `--profile` prints cProfile of the gateway side's main
-thread (the clients' calls excluded).
+adjustments as the gateway, backend/quic_tuning.py), so the ratio is what the gateway adds per
+reading to the library's packet work. With several libraries, each runs its bare and gateway
+rounds in the same process, and the ratios between libraries are printed too. Gateway CPU =
+process CPU − the clients' thread CPU (measured around every client call). `--profile` prints
+cProfile of the gateway side's main thread (the clients' calls excluded).
 """
 
 from __future__ import annotations
@@ -29,13 +32,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from aioquic.asyncio import QuicConnectionProtocol  # noqa: E402
-from aioquic.buffer import Buffer  # noqa: E402
-from aioquic.quic.configuration import QuicConfiguration  # noqa: E402
-from aioquic.quic.connection import QuicConnection  # noqa: E402
-from aioquic.quic.events import StreamDataReceived  # noqa: E402
-from aioquic.quic.packet import pull_quic_header  # noqa: E402
-
 from backend.alerts import AlertEngine  # noqa: E402
 from backend.alerts.rules import parse_rules  # noqa: E402
 from backend.gateway import Gateway  # noqa: E402
@@ -48,7 +44,7 @@ from backend.writer import BatchWriter  # noqa: E402
 from geostream import ALPN  # noqa: E402
 from geostream.clock import wall_ms  # noqa: E402
 from geostream.limits import IDLE_TIMEOUT_S  # noqa: E402
-from geostream.quic_acks import ack_with_data, advertise_max_ack_delay, delay_acks_up_to  # noqa: E402
+from geostream.quic import library, protocol_class  # noqa: E402
 from geostream.session import Acknowledged, ClientSession  # noqa: E402
 from loadtest.fleet import SimVehicle  # noqa: E402
 
@@ -76,32 +72,37 @@ class _Wire:
         return default
 
 
-class _Echo(QuicConnectionProtocol):
-    """Bare aioquic: every chunk of stream data is answered with an ack-sized reply."""
+class _Echo:
+    """The bare library (a mixin on its `QuicConnectionProtocol`): every chunk of stream data
+    is answered with an ack-sized reply."""
+
+    lib = None  # set on the class protocol_class builds
 
     def quic_event_received(self, event) -> None:
-        if isinstance(event, StreamDataReceived):
+        if isinstance(event, self.lib.StreamDataReceived):
             self._quic.send_stream_data(event.stream_id, BARE_REPLY)
-            ack_with_data(self._quic)
+            self.lib.ack_with_data(self._quic)
             self.transmit()
 
 
 class _Vehicle:
     """One simulated vehicle: client QUIC connection, session, readings, inbox."""
 
-    def __init__(self, i: int, client_cfg, token: str, start: float, bare: bool):
+    def __init__(self, lib, i: int, client_cfg, token: str, start: float, bare: bool):
         self.id = f"bench-{i:05d}"
         self.addr = ("127.0.0.1", 20000 + i)
         self.sim = SimVehicle(self.id, token, epoch=1, rate_hz=1.0, start=start,
                               wall_ms_at_start=wall_ms(), seed=i)
         self.q = 0
         self.bare = bare
-        self.quic = QuicConnection(configuration=client_cfg)
-        advertise_max_ack_delay(self.quic, CLIENT_ACK_DELAY_S)
+        self.lib = lib
+        self.quic = lib.QuicConnection(configuration=client_cfg)
+        lib.advertise_max_ack_delay(self.quic, CLIENT_ACK_DELAY_S)
         self.session = ClientSession(self.id, token, epoch=1)
         self.inbox: list[bytes] = []
         self.stream: int | None = None
         self.acked = 0
+        self.handshaken = False
         self.proto = None
 
     def pump(self, now: float) -> list[bytes]:
@@ -113,7 +114,9 @@ class _Vehicle:
         if timer is not None and timer <= now:
             self.quic.handle_timer(now)
         while (ev := self.quic.next_event()) is not None:
-            if isinstance(ev, StreamDataReceived) and not self.bare:
+            if isinstance(ev, self.lib.HandshakeCompleted):
+                self.handshaken = True
+            elif isinstance(ev, self.lib.StreamDataReceived) and not self.bare:
                 for e in self.session.receive(ev.data):
                     if isinstance(e, Acknowledged):
                         self.acked += e.newly_acked
@@ -121,14 +124,14 @@ class _Vehicle:
         if data:
             if self.stream is None:
                 self.stream = self.quic.get_next_available_stream_id()
-            ack_with_data(self.quic)
+            self.lib.ack_with_data(self.quic)
             self.quic.send_stream_data(self.stream, data)
         return [d for d, _ in self.quic.datagrams_to_send(now=now)]
 
 
 class Run:
-    def __init__(self, n: int, certs: dict, bare: bool, profile: cProfile.Profile | None):
-        self.n, self.certs, self.bare, self.prof = n, certs, bare, profile
+    def __init__(self, lib, n: int, certs: dict, bare: bool, profile: cProfile.Profile | None):
+        self.lib, self.n, self.certs, self.bare, self.prof = lib, n, certs, bare, profile
         self.client_cpu = 0.0
         self.datagrams_in = 0
 
@@ -151,23 +154,25 @@ class Run:
 
     async def setup(self, tmp: Path) -> None:
         loop = asyncio.get_running_loop()
-        self.server_cfg = QuicConfiguration(is_client=False, alpn_protocols=[ALPN],
-                                            idle_timeout=IDLE_TIMEOUT_S)
+        lib = self.lib
+        self.server_cfg = lib.QuicConfiguration(is_client=False, alpn_protocols=[ALPN],
+                                                idle_timeout=IDLE_TIMEOUT_S)
         self.server_cfg.load_cert_chain(self.certs["cert"], self.certs["key"])
-        client_cfg = QuicConfiguration(is_client=True, alpn_protocols=[ALPN],
-                                       idle_timeout=IDLE_TIMEOUT_S, server_name="localhost")
+        client_cfg = lib.QuicConfiguration(is_client=True, alpn_protocols=[ALPN],
+                                           idle_timeout=IDLE_TIMEOUT_S, server_name="localhost")
         client_cfg.load_verify_locations(cafile=self.certs["ca"])
-        self.store = SqliteStore(str(tmp / f"bench-{self.bare}.db"))
+        self.store = SqliteStore(str(tmp / f"bench-{lib.NAME}-{self.bare}.db"))
         await self.store.open()
         self.writer = BatchWriter(self.store)
         self.writer.start()
         self.alerts = AlertEngine(self.store, parse_rules({}))
         self.hub = Hub()
-        self.gateway = Gateway(self.store, self.writer, self.hub, alerts=self.alerts)
+        self.gateway = Gateway(self.store, self.writer, self.hub, alerts=self.alerts,
+                               quic_library=lib.NAME)
         tokens = [await self.store.add_vehicle(f"bench-{i:05d}") for i in range(self.n)]
         await self.alerts.start(wall_ms())
         start = loop.time()
-        self.vehicles = [_Vehicle(i, client_cfg, tokens[i], start, self.bare)
+        self.vehicles = [_Vehicle(lib, i, client_cfg, tokens[i], start, self.bare)
                          for i in range(self.n)]
         for v in self.vehicles:
             self._connect(v, loop.time())
@@ -176,24 +181,27 @@ class Run:
             for v in self.vehicles:
                 self._deliver(v, v.pump(loop.time()))
             if all(v.session.ready for v in self.vehicles) or (
-                    self.bare and all(v.quic._handshake_complete for v in self.vehicles)):
+                    self.bare and all(v.handshaken for v in self.vehicles)):
                 break
         else:
             raise RuntimeError("sessions did not open")
         for v in self.vehicles:
-            delay_acks_up_to(v.quic, CLIENT_ACK_DELAY_S)
+            lib.delay_acks_up_to(v.quic, CLIENT_ACK_DELAY_S)
 
     def _connect(self, v: _Vehicle, now: float) -> None:
         v.quic.connect(SERVER, now=now)
         first = [d for d, _ in v.quic.datagrams_to_send(now=now)]
-        header = pull_quic_header(Buffer(data=first[0]), host_cid_length=8)
-        quic = QuicConnection(configuration=self.server_cfg,
-                              original_destination_connection_id=header.destination_cid)
+        lib = self.lib
+        odcid = lib.destination_cid(first[0], 8)
+        quic = lib.QuicConnection(configuration=self.server_cfg,
+                                  original_destination_connection_id=odcid)
         if self.bare:
-            delay_acks(quic)
-            v.proto = _Echo(quic)
+            delay_acks(lib, quic)
+            echo = protocol_class(lib, _Echo)
+            echo.lib = lib
+            v.proto = echo(quic)
         else:
-            v.proto = GatewayProtocol(quic, gateway=self.gateway)
+            v.proto = protocol_class(lib, GatewayProtocol)(quic, gateway=self.gateway)
         v.proto.connection_made(_Wire(v.inbox))
         self._deliver(v, first)
 
@@ -243,7 +251,7 @@ class Run:
             v.session._out += b"\x00" * 110
             return
         v.q += 1
-        v.session.send_batch([v.sim._reading(v.q)])
+        v.session.send_batch([v.sim.wire_reading(v.q)])
 
     def _acked(self, v: _Vehicle) -> int:
         if self.bare:
@@ -259,9 +267,9 @@ class Run:
         await self.store.close()
 
 
-async def one(n: int, seconds: float, certs: dict, bare: bool, tmp: Path,
+async def one(lib, n: int, seconds: float, certs: dict, bare: bool, tmp: Path,
               profile: cProfile.Profile | None = None) -> dict:
-    run = Run(n, certs, bare, profile)
+    run = Run(lib, n, certs, bare, profile)
     await run.setup(tmp)
     result = await run.measure(seconds)
     result["alerts"] = dict(run.alerts.stats)
@@ -276,20 +284,34 @@ def main() -> int:
     ap.add_argument("--profile", action="store_true", help="cProfile the gateway side")
     ap.add_argument("--top", type=int, default=30)
     ap.add_argument("--profile-out", help="also write the cProfile stats to this file")
+    ap.add_argument("--quic", default="",
+                    help="QUIC libraries to measure, comma-separated (default: the process's)")
     a = ap.parse_args()
+    libs = [library(name) for name in a.quic.split(",")] if a.quic else [library()]
+    results = {}
+    prof = None
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         certs = generate(str(tmp / "pki"), ["localhost", "127.0.0.1"])
-        bare = asyncio.run(one(a.vehicles, a.seconds, certs, True, tmp))
-        prof = cProfile.Profile(time.thread_time) if a.profile else None  # CPU, not wall
-        ours = asyncio.run(one(a.vehicles, a.seconds, certs, False, tmp, prof))
+        for lib in libs:
+            bare = asyncio.run(one(lib, a.vehicles, a.seconds, certs, True, tmp))
+            prof = cProfile.Profile(time.thread_time) if a.profile else None  # CPU, not wall
+            ours = asyncio.run(one(lib, a.vehicles, a.seconds, certs, False, tmp, prof))
+            results[lib.NAME] = (bare, ours)
     print(f"{a.vehicles} vehicles × 1 Hz for {a.seconds} s, no sockets (gateway side CPU per "
           "reading; clients' CPU excluded)")
-    for name, r in (("bare aioquic, ack-sized reply (baseline)", bare),
-                    ("gateway: session + writer + SQLite + alerts + hub", ours)):
-        print(f"  {name:<52}{r['gateway_ms'] * 1000:7.0f} µs/reading   "
-              f"datagrams {r['in']:.2f} in + {r['out']:.2f} out   acked {r['acked']}/{r['sent']}")
-    print(f"  ratio ours / bare aioquic: {ours['gateway_ms'] / bare['gateway_ms']:.2f}×")
+    for name, (bare, ours) in results.items():
+        for label, r in ((f"bare {name}, ack-sized reply (baseline)", bare),
+                         (f"gateway on {name}: session + writer + SQLite + alerts + hub", ours)):
+            print(f"  {label:<60}{r['gateway_ms'] * 1000:7.0f} µs/reading   "
+                  f"datagrams {r['in']:.2f} in + {r['out']:.2f} out   "
+                  f"acked {r['acked']}/{r['sent']}")
+        print(f"  ratio ours / bare {name}: {ours['gateway_ms'] / bare['gateway_ms']:.2f}×")
+    if len(results) > 1:
+        (first, (b0, o0)), *rest = results.items()
+        for name, (b, o) in rest:
+            print(f"  same run, {name} / {first}: bare {b['gateway_ms'] / b0['gateway_ms']:.2f}×, "
+                  f"gateway {o['gateway_ms'] / o0['gateway_ms']:.2f}×")
     if prof:
         stats = pstats.Stats(prof)
         if a.profile_out:

@@ -89,7 +89,7 @@ def same_rows(vehicles: int, rate_hz: float, seconds: float) -> list[tuple]:
     for v in range(vehicles):
         sim = SimVehicle(f"copy-{v:05d}", "", v + 1, rate_hz, 0.0, now, seed=v)
         sim.make_due(seconds)
-        for r in sim.unacked.values():
+        for r in sim.pending_wire():
             s = StoredReading.from_wire(sim.vehicle_id, sim.epoch, r, now)
             loc = _ewkb(s.lon, s.lat) if s.lon is not None else None
             out.append((_dt(s.time_ms), s.vehicle_id, s.epoch, s.seq, s.kind, loc, s.speed_kmh,

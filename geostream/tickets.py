@@ -1,18 +1,21 @@
 """TLS session tickets as plain JSON, for both sides' ticket files (docs/protocol.md §8).
 
-Every field of aioquic's `SessionTicket` is written explicitly (bytes as hex, times as ISO 8601
-with their UTC offset), so a stored ticket never depends on pickling or on aioquic internals.
+Every field of a `SessionTicket` (the same fields in both QUIC libraries of the seam,
+geostream/quic/) is written explicitly (bytes as hex, times as ISO 8601 with their UTC offset),
+so a stored ticket never depends on pickling or on a library's internals, and a ticket written
+under one library reads back under the other.
 """
 
 from __future__ import annotations
 
 import datetime
+from types import ModuleType
 
-from aioquic.tls import CipherSuite, SessionTicket
+from geostream.quic import library
 
 
-def ticket_to_json(t: SessionTicket) -> dict:
-    """A session ticket as a JSON-ready dict."""
+def ticket_to_json(t) -> dict:
+    """A session ticket (either library's) as a JSON-ready dict."""
     return {"age_add": t.age_add, "cipher_suite": int(t.cipher_suite),
             "not_valid_after": t.not_valid_after.isoformat(),
             "not_valid_before": t.not_valid_before.isoformat(),
@@ -21,10 +24,12 @@ def ticket_to_json(t: SessionTicket) -> dict:
             "other_extensions": [[k, v.hex()] for k, v in t.other_extensions]}
 
 
-def ticket_from_json(d: dict) -> SessionTicket:
-    """The inverse of `ticket_to_json`; raises KeyError/ValueError/TypeError on bad input."""
-    return SessionTicket(
-        age_add=int(d["age_add"]), cipher_suite=CipherSuite(d["cipher_suite"]),
+def ticket_from_json(d: dict, lib: ModuleType | None = None):
+    """The inverse of `ticket_to_json`: a `SessionTicket` of QUIC library `lib` (None: the
+    process's, geostream.quic.library); raises KeyError/ValueError/TypeError on bad input."""
+    lib = lib or library()
+    return lib.SessionTicket(
+        age_add=int(d["age_add"]), cipher_suite=lib.CipherSuite(d["cipher_suite"]),
         not_valid_after=datetime.datetime.fromisoformat(d["not_valid_after"]),
         not_valid_before=datetime.datetime.fromisoformat(d["not_valid_before"]),
         resumption_secret=bytes.fromhex(d["resumption_secret"]), server_name=d["server_name"],

@@ -1,8 +1,8 @@
 """`make lock`: pin every Python dependency, with hashes, for the interpreter and machines the
 project ships to (Debian 12's Python 3.11 on x86_64 and aarch64).
 
-    requirements/test.lock     pyproject.toml's dependencies + the `test` and `planning`
-                               extras + the build backend: what `make` (and CI) installs
+    requirements/test.lock     pyproject.toml's dependencies + the `test`, `planning` and
+                               `reports` extras + the build backend: what `make` (and CI) installs
     requirements/runtime.lock  the dependencies + the build backend, at the same versions:
                                what the .deb's virtualenv gets (debian/rules, hil/chroot.py)
 
@@ -63,7 +63,7 @@ def compile_lock(out: Path, extras: list[str], extra_args: list[str]) -> str:
 
 
 def main() -> int:
-    test = compile_lock(TEST_LOCK, ["test", "planning"], [])
+    test = compile_lock(TEST_LOCK, ["test", "planning", "reports"], [])
     TEST_LOCK.write_text(test)
     runtime = compile_lock(RUNTIME_LOCK, [], [
         "--only-binary", ":all:", "--constraint", str(TEST_LOCK.relative_to(REPO))])

@@ -1,9 +1,10 @@
 """One load-generator process: many simulated vehicles, each a real geostream/1.0 client.
 
-Every vehicle owns a UDP socket and an aioquic `QuicConnection` (through the agent's own
-`agent.quic_link.QuicLink`) and a `geostream.session.ClientSession`; its readings, backlog and
-acks live in a `SimVehicle`. One pace timer per vehicle sends a batch every `send_interval_s`
-(the agent's live pacing); backlog goes as fast as acks return credit.
+Every vehicle runs the agent's own uplink: its `UplinkMachine` decides (connect, reconnect
+backoff, pacing, stall rule, liveness, migration, acks), its batches follow the agent's drain
+order over its in-memory journal, and its connection is the agent's `QuicLink`
+(loadtest/driver.py is the shell, loadtest/fleet.py the readings). All vehicles share one
+event loop and one timer each.
 
 Run by `loadtest.run` as `python -m loadtest.client SPEC.json`: it prints
 `connected …` once its vehicles are connected, waits for `go WALL_TIME` on stdin, runs the
@@ -13,6 +14,7 @@ mode's schedule, drains, and prints one JSON result line.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -21,41 +23,43 @@ import ssl
 import sys
 import time
 
-from aioquic.quic.configuration import QuicConfiguration
-
 from geostream import ALPN
 from geostream.limits import IDLE_TIMEOUT_S
+from geostream.quic import library
 
-from .driver import RECONNECT_DELAY_S, Driver, datagrams
+from .driver import Driver, datagrams
 from .fleet import Histogram, SimVehicle
 
 # Handshakes in flight per process while the fleet connects: a gateway answers a few hundred
 # handshakes a second, so 10,000 at once would only time out and retry.
 CONNECT_CONCURRENCY = 32
+# How long the ramp may take before the worker reports how many got through (loadtest.run
+# allows the same per vehicle).
+CONNECT_BUDGET_S = 30.0
+CONNECT_BUDGET_S_PER_VEHICLE = 0.25
+# Loopback addresses a vehicle binds in turn (a migration takes the next): all of 127/8
+# reaches the gateway on 127.0.0.1.
+LOOPBACK_HOSTS = ("127.0.0.1", "127.0.0.2")
 # Resolution of the acknowledgement timeline (ticks with at least one new ack, after "go"):
 # the longest run of empty ticks is the run's gap without acknowledgements (a failover's).
 ACK_TICK_S = 0.1
 
 
 class Worker:
-    def acked_now(self, n: int) -> None:
-        """Count `n` new acknowledgements on the timeline (wall clock, shared by the workers)."""
-        self.acked += n
-        if n and self.go_wall:
-            self.ack_ticks.add(int((time.time() - self.go_wall) / ACK_TICK_S))
-
     def __init__(self, spec: dict):
         self.spec = spec
         self.loop = asyncio.get_running_loop()
-        # addresses to bind (cluster tests in namespaces give more than one: a migration moves
-        # to the next, a new address as a vehicle's modem gets)
-        self.local_hosts = spec.get("local_hosts") or ["127.0.0.1"]
+        # addresses to bind: a migration moves to the next one, as a vehicle's modem gets a new
+        # address (every 127/8 address reaches the gateway on loopback; cluster tests in
+        # namespaces give theirs)
+        self.local_hosts = spec.get("local_hosts") or list(LOOPBACK_HOSTS)
         self.local_host = self.local_hosts[0]
-        self.stall_s = spec.get("stall_s")  # e.g. STALL_S: reconnect when a node went silent
-        self._next_host = 0
         self.send_interval_s = spec["send_interval_s"]
-        cfg = QuicConfiguration(is_client=True, alpn_protocols=[ALPN], idle_timeout=IDLE_TIMEOUT_S,
-                                server_name="localhost", verify_mode=ssl.CERT_REQUIRED)
+        # the vehicles' QUIC library (geostream/quic/; None: the process's)
+        self.quic = library(spec.get("quic_library"))
+        cfg = self.quic.QuicConfiguration(
+            is_client=True, alpn_protocols=[ALPN], idle_timeout=IDLE_TIMEOUT_S,
+            server_name="localhost", verify_mode=ssl.CERT_REQUIRED)
         cfg.load_verify_locations(cafile=spec["ca"])
         self.quic_config = cfg
         self.errors: dict[str, int] = {}
@@ -66,6 +70,9 @@ class Worker:
         self.mode = spec["mode"]
         self.churn_p = spec.get("churn_per_s", 0.0) * self.send_interval_s
         self.rng = random.Random(spec["seed"])
+        # handshakes in flight while the fleet connects (after "go": no limit, as real agents)
+        self.connecting: contextlib.AbstractAsyncContextManager = asyncio.Semaphore(
+            CONNECT_CONCURRENCY)
         start = self.loop.time()
         wall = time.time_ns() // 1_000_000
         self.drivers = [
@@ -75,74 +82,89 @@ class Worker:
         for d in self.drivers:
             d.sim.making = False  # nothing is made before "go"
 
-    def next_local_host(self) -> str:
-        self._next_host += 1
-        return self.local_hosts[self._next_host % len(self.local_hosts)]
+    def other_host(self, current: str | None) -> str:
+        """The local address after `current` (a migration's new address)."""
+        hosts = self.local_hosts
+        return hosts[(hosts.index(current) + 1) % len(hosts)] if current in hosts else hosts[0]
+
+    def acked_now(self, n: int) -> None:
+        """Count `n` new acknowledgements on the timeline (wall clock, shared by the workers)."""
+        self.acked += n
+        if n and self.go_wall:
+            self.ack_ticks.add(int((time.time() - self.go_wall) / ACK_TICK_S))
 
     def error(self, kind: str) -> None:
-        self.errors[kind] = self.errors.get(kind, 0) + 1
+        if not self.stopping:
+            self.errors[kind] = self.errors.get(kind, 0) + 1
 
-    async def connect_all(self) -> None:
-        sem = asyncio.Semaphore(CONNECT_CONCURRENCY)
+    async def connect_all(self) -> int:
+        """Start every vehicle's machine; wait (bounded) until each was welcomed once."""
+        for d in self.drivers:
+            d.start()
+        budget = CONNECT_BUDGET_S + len(self.drivers) * CONNECT_BUDGET_S_PER_VEHICLE
+        await asyncio.wait([d.welcomed for d in self.drivers], timeout=budget)
+        return sum(d.welcomed.done() for d in self.drivers)
 
-        async def one(d: Driver) -> None:
-            async with sem:
-                await d.connect()
-
-        await asyncio.gather(*(one(d) for d in self.drivers))
-
-    def on_tick(self, d: Driver, now: float) -> None:
-        if (self.mode in ("churn", "migrate") and d.online and d.session is not None
-                and d.session.ready and not self.stopping):  # only established sessions churn
-            if self.rng.random() < self.churn_p:
-                if self.mode == "migrate" or self.rng.random() < 0.5:
-                    self.loop.create_task(d.migrate())
-                else:
-                    self.reconnects += 1
-                    d.disconnect(tell_peer=True)
-                    self.loop.call_later(self.rng.uniform(*RECONNECT_DELAY_S),
-                                         lambda: self.loop.create_task(d.connect()))
+    def churn_tick(self) -> None:
+        """churn/migrate: each established vehicle, with chance `churn_p` per send interval,
+        moves to a new address (migrate mode: always; churn: half the time) or loses its
+        connection; then again one interval later."""
+        if self.stopping:
+            return
+        for d in self.drivers:
+            if d.link is None or self.rng.random() >= self.churn_p:
+                continue
+            if self.mode == "migrate" or self.rng.random() < 0.5:
+                d.move(self.other_host(d.link.local_host))
+            else:
+                d.churn()
+        self.loop.call_later(self.send_interval_s, self.churn_tick)
 
     async def run(self, go_wall: float) -> dict:
         spec = self.spec
         self.go_wall = go_wall
+        self.connecting = contextlib.nullcontext()
         t0 = self.loop.time() + (go_wall - time.time())
         wall0 = int(go_wall * 1000)
         for d in self.drivers:
-            d.sim.start, d.sim.wall_ms_at_start, d.sim.making = t0, wall0, True
-            d.start_pacing(t0 + self.rng.uniform(0, self.send_interval_s))
+            # each vehicle's readings start at its own offset in the interval, as real ones do
+            d.sim.start = t0 + self.rng.uniform(0, 1 / spec["rate_hz"])
+            d.sim.wall_ms_at_start = wall0 + int((d.sim.start - t0) * 1000)
+            d.sim.making = True
         await asyncio.sleep(max(0.0, t0 - self.loop.time()))
         cpu0 = resource.getrusage(resource.RUSAGE_SELF)
         dg0 = datagrams(self.drivers)
+        if self.mode in ("churn", "migrate"):
+            self.loop.call_later(self.send_interval_s, self.churn_tick)
         storm = None
         if self.mode == "storm":
             await asyncio.sleep(spec["outage_at_s"])
             for d in self.drivers:
-                d.online = False
-                d.disconnect(tell_peer=False)  # the radio is gone: nothing reaches the gateway
+                d.outage()
             await asyncio.sleep(spec["outage_s"])
             now = self.loop.time()
             for d in self.drivers:
-                d.online, d.reconnected_at, d.drain_target = True, now, d.sim.made
-            backlog = sum(len(d.sim.unacked) for d in self.drivers)
-            await asyncio.gather(*(d.connect() for d in self.drivers))  # all at once
+                d.sim.make_due(now)
+                d.reconnected_at, d.drain_target = now, d.sim.made
+            backlog = sum(d.sim.journal.pending for d in self.drivers)
+            for d in self.drivers:
+                d.radio_back()  # all at once
             storm = {"backlog": backlog}
         await asyncio.sleep(max(0.0, t0 + spec["duration_s"] - self.loop.time()))
         acked_in_window = self.acked
         cpu1 = resource.getrusage(resource.RUSAGE_SELF)
         dg1 = datagrams(self.drivers)
+        end = t0 + spec["duration_s"]
+        self.stopping = True  # no more churn
         for d in self.drivers:
-            d.sim.make_due(t0 + spec["duration_s"])
+            d.sim.make_due(end)
             d.sim.making = False
-            d.pump()
         drain_until = self.loop.time() + spec["drain_timeout_s"]
-        while self.loop.time() < drain_until and any(d.sim.unacked for d in self.drivers):
-            for d in self.drivers:
-                d.pump()
+        while (self.loop.time() < drain_until
+               and any(d.sim.journal.pending for d in self.drivers)):
             await asyncio.sleep(0.1)
-        self.stopping = True
         for d in self.drivers:
-            d.disconnect(tell_peer=True)
+            d.stop()
         await asyncio.sleep(0.2)
         lat, live = Histogram(), Histogram()
         for d in self.drivers:
@@ -154,7 +176,7 @@ class Worker:
                          drain_max_s=drains[-1] if drains else None,
                          drain_p50_s=drains[len(drains) // 2] if drains else None)
         return {
-            "vehicles": {d.sim.vehicle_id: [d.sim.made, d.sim.acked, list(d.sim.unacked)]
+            "vehicles": {d.sim.vehicle_id: [d.sim.made, d.sim.acked, d.sim.unacked]
                          for d in self.drivers},
             "acked_in_window": acked_in_window, "latency": lat.to_json(),
             "live_latency": live.to_json(), "errors": self.errors, "connects": self.connects,
@@ -171,8 +193,8 @@ async def main(spec_path: str) -> None:
         spec = json.load(f)
     worker = Worker(spec)
     t = time.monotonic()
-    await worker.connect_all()
-    print(f"connected {worker.connects} in {time.monotonic() - t:.1f}s "
+    connected = await worker.connect_all()
+    print(f"connected {connected} in {time.monotonic() - t:.1f}s "
           f"errors {sum(worker.errors.values())}", flush=True)
     line = await worker.loop.run_in_executor(None, sys.stdin.readline)
     if not line.startswith("go "):

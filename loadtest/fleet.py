@@ -1,21 +1,26 @@
-"""A simulated vehicle's readings, backlog and acknowledgements (sans-IO: time is an argument).
+"""A simulated vehicle's readings and acknowledgements (sans-IO: time is an argument).
 
-`SimVehicle` makes readings at a fixed rate (positions with every field the agent sends, and
-every `CAN_EVERY`-th reading a CAN snapshot of `CAN_SIGNALS` signals, so sizes match a truck's),
-numbers them in one epoch, picks each batch live-first (what was made since the last batch,
-newest first, then the oldest backlog) within the session's credit, and books acknowledgements:
-which sequence numbers are done and how long each waited for its ack.
+`SimVehicle` makes readings at a fixed rate as the agent's sources do (`agent.readings`
+positions with every field the agent sends, and every `CAN_EVERY`-th reading a CAN snapshot of
+`CAN_SIGNALS` signals, so sizes match a truck's), encodes them as the agent's journal does
+(`agent.wire_encode`) into its `MemoryJournal`, hands out batches in the agent's drain order,
+and books acknowledgements: which sequence numbers are done and how long each waited.
+Which batch goes when is not decided here: the agent's `UplinkMachine` does (loadtest/driver.py).
 """
 
 from __future__ import annotations
 
 import math
 import random
-from collections import OrderedDict
 
-# Readings per batch: well under the 64 KiB batch budget even for CAN snapshots (~170 bytes
-# each before DEFLATE), and below the agent's own bound (geostream.limits.SEND_BATCH_READINGS).
-MAX_BATCH_READINGS = 500
+import cbor2
+
+from agent.journal_drain import DrainState
+from agent.readings import Position, Reading, Signals
+from agent.wire_encode import encode
+
+from .journal import MemoryJournal
+
 # One reading in this many is a CAN snapshot; the rest are positions (a 1–10 Hz GPS and a
 # few CAN snapshots per second, as the agent's defaults produce).
 CAN_EVERY = 4
@@ -79,97 +84,92 @@ class SimVehicle:
         self._lat = 53.55 + self._rng.uniform(-0.2, 0.2)
         self._lon = 9.99 + self._rng.uniform(-0.3, 0.3)
         self.made = 0                 # readings made so far; sequence numbers 1..made
-        self.unacked: OrderedDict[int, dict] = OrderedDict()  # q → wire reading
-        self._unsent: OrderedDict[int, None] = OrderedDict()  # backlog not sent this session
-        self._fresh: list[int] = []   # made since the last batch (live)
+        self.journal = MemoryJournal()
         self.sent_at: dict[int, float] = {}
+        self._live_q: set[int] = set()  # sent in a batch that caught up (a live batch)
         self.acked = 0
         self.latency = Histogram()
-        self.live_latency = Histogram()  # readings that went out in the batch after they were made
-        self._live_q: set[int] = set()
+        self.live_latency = Histogram()  # readings that went out in a live batch
         self.making = True
 
     # --- readings ---------------------------------------------------------------------
 
     def make_due(self, now: float) -> int:
-        """Make every reading due by `now`; returns how many were made."""
-        if not self.making:
+        """Make every reading due by `now` into the journal; returns how many were made."""
+        if not self.making or now < self.start:
             return 0
         due = int((now - self.start) * self.rate_hz) + 1
         n = 0
         while self.made < due:
             self.made += 1
-            q = self.made
-            self.unacked[q] = self._reading(q)
-            self._fresh.append(q)
+            reading = self.reading(self.made)
+            self.journal.append(encode(reading), type(reading) is Position)
             n += 1
         return n
 
-    def _reading(self, q: int) -> dict:
+    def reading(self, q: int) -> Reading:
+        """Reading number `q` as the agent's sources make it (call in order of q)."""
         ts = self.wall_ms_at_start + int((q - 1) * 1000 / self.rate_hz)
+        r = self._rng
         if q % CAN_EVERY == 0:
-            r = self._rng
-            sig = {"EngineSpeed": round(r.uniform(600, 2200), 1),
-                   "VehicleSpeed": round(r.uniform(0, 90), 2),
-                   "AccelPedalPos": round(r.uniform(0, 100), 1),
-                   "EngineCoolantTemp": r.randint(70, 95), "FuelLevel": round(r.uniform(5, 100), 1),
-                   "EngineLoad": r.randint(0, 100), "BatteryVoltage": round(r.uniform(24, 28), 2),
-                   "Odometer": 123456 + q // 10}
-            return {"q": q, "ts": ts, "k": "can", "bus": "can0", "sig": sig}
-        self._lat += self._rng.uniform(-1e-4, 1e-4)
-        self._lon += self._rng.uniform(-1e-4, 1e-4)
-        return {"q": q, "ts": ts, "k": "pos", "lat": round(self._lat, 7),
-                "lon": round(self._lon, 7), "alt": 12.5, "spd": round(self._rng.uniform(0, 90), 1),
-                "crs": round(self._rng.uniform(0, 360), 1), "fix": 1, "mode": 3, "sat": 9,
-                "hdop": 0.9}
+            return Signals(ts, "can0", {
+                "EngineSpeed": round(r.uniform(600, 2200), 1),
+                "VehicleSpeed": round(r.uniform(0, 90), 2),
+                "AccelPedalPos": round(r.uniform(0, 100), 1),
+                "EngineCoolantTemp": r.randint(70, 95), "FuelLevel": round(r.uniform(5, 100), 1),
+                "EngineLoad": r.randint(0, 100), "BatteryVoltage": round(r.uniform(24, 28), 2),
+                "Odometer": 123456 + q // 10})
+        self._lat += r.uniform(-1e-4, 1e-4)
+        self._lon += r.uniform(-1e-4, 1e-4)
+        return Position(ts, round(self._lat, 7), round(self._lon, 7), alt_m=12.5,
+                        speed_kmh=round(r.uniform(0, 90), 1),
+                        course_deg=round(r.uniform(0, 360), 1), fix=1, mode=3, sats=9, hdop=0.9)
 
-    # --- sessions and batches ---------------------------------------------------------
+    def wire_reading(self, q: int) -> dict:
+        """Reading number `q` as a batch carries it, with its "q" (benchmarks' readings)."""
+        wire = self.reading(q).to_wire()
+        wire["q"] = q
+        return wire
 
-    def new_session(self) -> None:
-        """A new connection: everything unacknowledged so far is backlog, sent again oldest
-        first after the live readings (the store de-duplicates what had arrived)."""
-        self._unsent = OrderedDict((q, None) for q in self.unacked)
-        self._fresh = []
-
-    @property
-    def has_unsent(self) -> bool:
-        return bool(self._fresh or self._unsent)
-
-    def next_batch(self, credit: int, now: float) -> list[dict]:
-        """Live first (newest first), then the oldest backlog; at most `credit` readings."""
-        limit = min(credit, MAX_BATCH_READINGS)
-        out: list[dict] = []
-        while self._fresh and len(out) < limit:
-            q = self._fresh.pop()
-            self._unsent.pop(q, None)
-            if q in self.unacked:
-                out.append(self.unacked[q])
-                self._live_q.add(q)
-        while self._unsent and len(out) < limit:
-            q, _ = self._unsent.popitem(last=False)
-            if q in self.unacked:
-                out.append(self.unacked[q])
-        if self._fresh:  # what did not fit waits as backlog, still before older backlog
-            for q in self._fresh:
-                self._unsent[q] = None
-                self._unsent.move_to_end(q, last=False)
-            self._fresh.clear()
-        for r in out:
-            self.sent_at[r["q"]] = now
+    def pending_wire(self) -> list[dict]:
+        """Every unacknowledged reading as a batch would carry it, oldest first."""
+        out = []
+        for q, (_, payload) in sorted(self.journal.rows.items()):
+            wire = cbor2.loads(payload)
+            wire["q"] = q
+            out.append(wire)
         return out
 
-    def acknowledged(self, qs, now: float) -> int:
-        """Book the sequence numbers an ack covered; returns how many were new."""
-        n = 0
-        for q in qs:
-            if self.unacked.pop(q, None) is None:
-                continue
-            n += 1
+    @property
+    def unacked(self) -> list[int]:
+        """Sequence numbers made and not acknowledged, ascending."""
+        return sorted(self.journal.rows)
+
+    # --- batches and acks ---------------------------------------------------------------
+
+    def next_batch(self, drain: DrainState, max_readings: int, max_bytes: int,
+                   now: float) -> list[dict]:
+        """The journal's next batch in the agent's drain order; remembers when each went."""
+        batch = self.journal.next_batch(drain, max_readings, max_bytes)
+        live, sent_at = not drain.more, self.sent_at
+        for r in batch:
+            q = r["q"]
+            sent_at[q] = now
+            if live:
+                self._live_q.add(q)
+            else:
+                self._live_q.discard(q)
+        return batch
+
+    def acknowledge(self, through: int, ranges, now: float) -> int:
+        """Apply an ack to the journal and book its latencies; returns how many were new."""
+        gone = self.journal.acknowledge(through, ranges)
+        for q in gone:
             sent = self.sent_at.pop(q, None)
             if sent is not None:
                 self.latency.add(now - sent)
                 if q in self._live_q:
                     self.live_latency.add(now - sent)
             self._live_q.discard(q)
-        self.acked += n
-        return n
+        self.acked += len(gone)
+        return len(gone)

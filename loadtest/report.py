@@ -11,6 +11,9 @@ from pathlib import Path
 
 # The machine the projection is for: the project's 2-core VM (docs/benchmarks.md, Reach).
 PROJECTION_CORES = 2.0
+# A process at this share of one core (or a machine with this little idle) is saturated: the
+# rest goes to scheduling and measurement noise.
+SATURATED_PCT = 90.0
 
 
 @dataclass
@@ -32,6 +35,7 @@ class Report:
     unexpected: int = 0
     unacked: int = 0              # made, not acknowledged and not stored when the run ended
     errors: dict = field(default_factory=dict)
+    batches: int = 0              # batches the vehicles sent (their machines' pacing)
     connects: int = 0
     migrations: int = 0
     reconnects: int = 0
@@ -41,6 +45,11 @@ class Report:
     gateway_kb_per_vehicle: float = 0.0
     client_cpu_pct: float = 0.0
     client_cpu_ms_per_reading: float = 0.0   # load generator CPU time / readings acked
+    client_us_per_vehicle_s: float = 0.0     # load generator CPU µs per vehicle per second
+    machine_cores: int = 0
+    machine_idle_pct: float = 0.0     # of the whole machine (all cores) during the window
+    other_cpu_pct: float = 0.0        # of one core: processes neither gateway nor client
+    load_1m: float = 0.0              # the machine's 1-minute load average when the window began
     datagrams_in_per_reading: float = 0.0   # to the gateway, per reading acked in the window
     datagrams_out_per_reading: float = 0.0  # from the gateway
     storm: dict | None = None
@@ -51,6 +60,18 @@ class Report:
         ms = self.gateway_cpu_ms_per_reading + (self.client_cpu_ms_per_reading
                                                 if with_clients else 0.0)
         return cores * 1000 / ms / self.options["rate_hz"] if ms > 0 else 0.0
+
+    def bottleneck(self) -> str:
+        """Which side ran out of CPU in the window, if any (a process is one core at most)."""
+        o = self.options
+        busy = []
+        if self.gateway_cpu_pct >= SATURATED_PCT * o["gateways"]:
+            busy.append("gateway")
+        if self.client_cpu_pct >= SATURATED_PCT * o["workers"]:
+            busy.append("client")
+        if self.machine_idle_pct <= 100 - SATURATED_PCT:
+            busy.append("machine (no idle CPU)")
+        return " and ".join(busy) or "none (CPU to spare)"
 
     @property
     def ok(self) -> bool:
@@ -83,7 +104,11 @@ class Report:
                f"{self.gateway_kb_per_vehicle:.1f} KB per connected vehicle, "
                f"{self.gateway_cpu_ms_per_reading:.2f} ms CPU per acked reading",
                f"  clients            {self.client_cpu_pct:.0f} % CPU, "
-               f"{self.client_cpu_ms_per_reading:.2f} ms CPU per acked reading",
+               f"{self.client_cpu_ms_per_reading:.2f} ms CPU per acked reading, "
+               f"{self.client_us_per_vehicle_s:.0f} µs CPU per vehicle-second",
+               f"  machine            {self.machine_cores} cores, {self.machine_idle_pct:.0f} % "
+               f"idle, other processes {self.other_cpu_pct:.0f} % CPU, load "
+               f"{self.load_1m:.1f} at the start; bottleneck: {self.bottleneck()}",
                f"  projection         {self.projected_vehicles(1.0):,.0f} vehicles at "
                f"{o['rate_hz']} Hz on one gateway core, "
                f"{self.projected_vehicles(PROJECTION_CORES, with_clients=True):,.0f} with the "
@@ -120,6 +145,29 @@ def _ms(v: float | None) -> str:
 
 def _s(v: float | None) -> str:
     return "-" if v is None else f"{v:.1f} s"
+
+
+class MachineCpu:
+    """The whole machine's CPU from /proc/stat: busy and idle jiffies since `start()`."""
+
+    def __init__(self) -> None:
+        self.cores = os.cpu_count() or 1
+        self.load_1m = os.getloadavg()[0]
+        self._t0 = self._read()
+
+    @staticmethod
+    def _read() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return sum(fields[:8]), idle
+
+    def idle_and_busy(self) -> tuple[float, float]:
+        """(idle % of the whole machine, busy % of one core) since this object was made."""
+        total, idle = self._read()
+        dt, di = total - self._t0[0], idle - self._t0[1]
+        if dt <= 0:
+            return 100.0, 0.0
+        return di / dt * 100, (dt - di) / dt * 100 * self.cores
 
 
 class ProcStats:

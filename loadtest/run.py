@@ -30,7 +30,7 @@ from backend.pki import generate
 
 from .client import ACK_TICK_S
 from .fleet import Histogram
-from .report import ProcStats, Report, ack_gap_s
+from .report import MachineCpu, ProcStats, Report, ack_gap_s
 from .store import ThrowawayStore
 
 REPO = Path(__file__).resolve().parents[1]
@@ -210,6 +210,7 @@ def _run(opts: Options, tmp: Path, log_dir: Path, store: ThrowawayStore,
     cpu0, c0 = gstats.cpu_s(), time.monotonic()
     wstats = ProcStats([p.pid for p in workers])
     wcpu0 = wstats.cpu_s()
+    machine = MachineCpu()
     spies = _profile(opts, log_dir, {"gateway0": gateways[0].pid, "client0": workers[0].pid})
     fired = [_at(go + at, fn) for at, fn in events]
     time.sleep(max(0.0, go + opts.duration_s - time.time()))
@@ -221,6 +222,7 @@ def _run(opts: Options, tmp: Path, log_dir: Path, store: ThrowawayStore,
         spy.wait(30)
     gateway_cpu = (gstats.cpu_s() - cpu0) / (time.monotonic() - c0) * 100
     client_cpu = (wstats.cpu_s() - wcpu0) / (time.monotonic() - c0) * 100
+    idle_pct, busy_pct = machine.idle_and_busy()
     wstats.stop()
     results = []
     for w, p in enumerate(workers):
@@ -240,6 +242,9 @@ def _run(opts: Options, tmp: Path, log_dir: Path, store: ThrowawayStore,
     rep = _report(opts, store.counts(prefix), store.seqs(pending), results, gstats,
                   rss_idle_kb, rss_connected_kb, connect_s, gateway_cpu, client_cpu)
     rep.connected = connected
+    rep.machine_cores, rep.load_1m, rep.machine_idle_pct = machine.cores, machine.load_1m, idle_pct
+    rep.other_cpu_pct = max(0.0, busy_pct - gateway_cpu - client_cpu)
+    rep.client_us_per_vehicle_s = client_cpu * 10_000 / max(1, opts.vehicles)
     ticks = {t for r in results for t in r["ack_ticks"]}
     rep.ack_gap_s = ack_gap_s(ticks, int(opts.duration_s / ACK_TICK_S), ACK_TICK_S)
     return rep
@@ -290,6 +295,7 @@ def _report(opts, counts, pending_seqs, results, gstats, rss_idle_kb, rss_connec
         rep.connects += r["connects"]
         rep.migrations += r["migrations"]
         rep.reconnects += r["reconnects"]
+        rep.batches += r["batches"]
         if r["storm"]:
             s = rep.storm or {"backlog": 0, "drained": 0, "drain_max_s": None, "drain_p50_s": None}
             s["backlog"] += r["storm"]["backlog"]

@@ -369,3 +369,26 @@ if pytest is not None:
     def ts_url(ts_server, ts_template):
         """A fresh migrated database (vehicle_telemetry a hypertable) for one test."""
         yield from fresh_database(ts_server, ts_template)
+
+    # The store kinds an `any_store` fixture runs a test on (its `params`).
+    STORE_KINDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+    STORE_KINDS_WITH_TIMESCALE = [*STORE_KINDS,
+                                  pytest.param("timescale", marks=pytest.mark.postgres)]
+    # the per-test database fixture of each PostgreSQL kind, as a conftest imports it
+    _DATABASE_FIXTURE = {"postgres": "_pg_url", "timescale": "_ts_url"}
+
+    async def opened_store(request, tmp_path):
+        """Async generator body of an `any_store` fixture parametrised over STORE_KINDS: an
+        open store of the kind `request.param` names (SQLite in `tmp_path`, or a fresh migrated
+        PostgreSQL database from the conftest's `_pg_url`/`_ts_url`), closed after."""
+        from backend.store import open_store
+
+        fixture = _DATABASE_FIXTURE.get(request.param)
+        url = (request.getfixturevalue(fixture) if fixture
+               else f"sqlite://{tmp_path / 'fleet.db'}")
+        store = open_store(url)
+        await store.open()
+        try:
+            yield store
+        finally:
+            await store.close()

@@ -14,7 +14,7 @@ await rm(OUT, { recursive: true, force: true });
 await mkdir(OUT, { recursive: true });
 await build({
   entryPoints: { app: "src/main.js", login: "src/login.js", password: "src/password.js",
-    "live-worker": "src/live-worker.js" },
+    "live-worker": "src/live-worker.js", driver: "src/driver.js", "driver-sw": "src/driver-sw.js" },
   bundle: true,
   format: "esm",
   minify: !PROFILE,
@@ -27,7 +27,8 @@ await build({
 // MapLibre runs its tile/GeoJSON work in a module worker loaded next to the bundle
 await copyFile(nm(`maplibre-gl/dist/maplibre-gl-worker${dev}.mjs`), new URL("maplibre-gl-worker.mjs", OUT));
 await copyFile(nm("maplibre-gl/dist/maplibre-gl.css"), new URL("maplibre-gl.css", OUT));
-for (const f of ["index.html", "login.html", "password.html", "app.css"]) {
+for (const f of ["index.html", "login.html", "password.html", "app.css", "driver.html", "driver.css",
+  "driver.webmanifest", "driver-icon.svg"]) {
   await copyFile(new URL(`src/${f}`, import.meta.url), new URL(f, OUT));
 }
 // Natural Earth (public domain) land and borders, converted once here to GeoJSON assets
@@ -37,3 +38,16 @@ const topo = JSON.parse(await readFile(nm("world-atlas/countries-50m.json"), "ut
 await writeFile(new URL("land.geojson", OUT), JSON.stringify(feature(topo, topo.objects.countries)));
 await writeFile(new URL("borders.geojson", OUT),
   JSON.stringify(mesh(topo, topo.objects.countries, (a, b) => a !== b)));
+// The customer's tracking page (backend/api/links.py): its own small bundle and directory, so
+// nothing of the dispatcher app (code, styles, map data) is ever sent to a customer.
+const TRACK = new URL("../backend/static/track/", import.meta.url);
+await rm(TRACK, { recursive: true, force: true });
+await mkdir(TRACK, { recursive: true });
+await build({
+  entryPoints: { track: "src/track/track.js" },
+  bundle: true, format: "esm", minify: !PROFILE, sourcemap: false,
+  target: ["chrome110", "firefox115", "safari16"], outdir: TRACK.pathname, logLevel: "warning",
+});
+for (const f of ["index.html", "track.css"]) {
+  await copyFile(new URL(`src/track/${f}`, import.meta.url), new URL(f, TRACK));
+}

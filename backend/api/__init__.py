@@ -6,12 +6,23 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from . import commands, dispatch, geofences, history, maintenance, planning, spec, vehicles
+from . import (
+    commands,
+    dispatch,
+    driver,
+    geofences,
+    history,
+    links,
+    maintenance,
+    planning,
+    spec,
+    vehicles,
+)
 from .common import GATEWAY, HUB, STORE
 
 
 def add_routes(app: web.Application, store, hub, gateway) -> None:
     app[STORE], app[HUB], app[GATEWAY] = store, hub, gateway
     for module in (spec, vehicles, history, geofences, commands, dispatch, planning,
-                   maintenance):
+                   maintenance, links, driver):
         module.add_routes(app)

@@ -95,9 +95,21 @@ async def cancel_plan(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+PROPOSAL_STATUSES = ("open", "approved", "dropped", "all")
+
+
+@requires(Role.VIEWER)
+async def list_proposals(request: web.Request) -> web.Response:
+    status = request.query.get("status", "open")
+    if status not in PROPOSAL_STATUSES:
+        raise error(web.HTTPBadRequest, f"status: one of {', '.join(PROPOSAL_STATUSES)}")
+    kept = await _service(request).list(None if status == "all" else status)
+    return web.json_response({"proposals": [proposal_json(k) for k in kept]})
+
+
 @requires(Role.VIEWER)
 async def get_proposal(request: web.Request) -> web.Response:
-    kept = _service(request).get(request.match_info["proposal"])
+    kept = await _service(request).get(request.match_info["proposal"])
     if kept is None:
         raise error(web.HTTPNotFound, f"unknown proposal {request.match_info['proposal']!r}")
     return web.json_response(proposal_json(kept))
@@ -125,8 +137,47 @@ async def approve_proposal(request: web.Request) -> web.Response:
     return web.json_response(result)
 
 
+@requires(Role.DISPATCHER)
+async def move_job(request: web.Request) -> web.Response:
+    """Move a job onto another route in one action, re-sequenced by the solver."""
+    svc = _service(request)
+    jid = request.match_info["job"]
+    body = await read_json(request)
+    if not isinstance(body, dict) or set(body) != {"route_id"} \
+            or not isinstance(body["route_id"], str) or not 0 < len(body["route_id"]) <= 64:
+        raise error(web.HTTPBadRequest, "expected {route_id}")
+    rid = body["route_id"]
+    who = principal(request)
+    if who.vehicles is not None:  # both routes' vehicles must be the caller's
+        job = await svc.store.job(jid)
+        for route_id in (rid, job.route_id if job else None):
+            route = await svc.store.dispatch_route(route_id) if route_id else None
+            if route is not None and route.vehicle_id not in who.vehicles:
+                raise error(web.HTTPNotFound, f"unknown route {route_id!r}")
+    try:
+        result = await svc.move(jid, rid, Actor(ActorKind.PERSON, who.name))
+    except PlannerBusy as exc:
+        raise web.HTTPTooManyRequests(
+            text=f'{{"error": "{exc}"}}', content_type="application/json",
+            headers={"Retry-After": str(RETRY_AFTER_S)}) from None
+    except PlanningError as exc:
+        kind = {404: web.HTTPNotFound, 422: web.HTTPUnprocessableEntity}.get(
+            exc.status, web.HTTPConflict)
+        raise error(kind, str(exc)) from None
+    except (PlanError, SnapError) as exc:
+        raise error(web.HTTPUnprocessableEntity, str(exc)) from None
+    except (PlanCancelled, PlanTimeout) as exc:
+        raise error(web.HTTPConflict, str(exc)) from None
+    except (StaleVersion, DispatchError) as exc:
+        raise error(web.HTTPConflict, f"{exc}: try again") from None
+    await audit(request, "job.move", jid, {"route": rid})
+    return web.json_response(result)
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/dispatch/plan", make_plan)
     app.router.add_delete("/api/dispatch/plan", cancel_plan)
+    app.router.add_post("/api/jobs/{job}/move", move_job)
+    app.router.add_get("/api/dispatch/proposals", list_proposals)
     app.router.add_get("/api/dispatch/proposals/{proposal}", get_proposal)
     app.router.add_post("/api/dispatch/proposals/{proposal}/approve", approve_proposal)

@@ -21,6 +21,19 @@ HSTS_MAX_AGE_S = 365 * 24 * 3600
 # Static assets are code and map data, identical for everyone: the only responses a browser
 # (or a proxy) may keep. Everything else is data of a logged-in user, or credentials.
 STATIC_PREFIX = "/static/"
+# The customer's tracking pages (backend/api/links.py): their own, narrower policy, and no
+# Referer ever, since the path holds the link's token.
+TRACK_PREFIX = "/t/"
+TRACK_CSP = "; ".join([
+    "default-src 'none'",
+    "script-src 'self'",
+    "style-src 'self'",
+    "img-src 'self' data:",
+    "connect-src 'self'",  # its view and its live feed only
+    "base-uri 'none'",
+    "form-action 'none'",
+    "frame-ancestors 'none'",
+])
 
 
 def origin_of(url: str) -> str | None:
@@ -54,13 +67,16 @@ def content_security_policy(extra_origins: Iterable[str] = ()) -> str:
 def security_headers(path: str, secure: bool, csp: str) -> dict[str, str]:
     """The headers a response to `path` gets. `secure`: the browser reached us over TLS
     (ours, or a trusted proxy's)."""
+    track = path.startswith(TRACK_PREFIX)
     headers = {
-        "Content-Security-Policy": csp,
+        "Content-Security-Policy": TRACK_CSP if track else csp,
         "X-Content-Type-Options": "nosniff",
         "X-Frame-Options": "DENY",  # frame-ancestors for browsers that predate it
-        "Referrer-Policy": "same-origin",
+        "Referrer-Policy": "no-referrer" if track else "same-origin",
         "Cross-Origin-Opener-Policy": "same-origin",
     }
+    if track:
+        headers["X-Robots-Tag"] = "noindex, nofollow"
     if secure:
         headers["Strict-Transport-Security"] = f"max-age={HSTS_MAX_AGE_S}"
     if not path.startswith(STATIC_PREFIX):

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import WSCloseCode, web
 
-from ..authz import PRINCIPAL, PUBLIC, Principal, Role, access_of
+from ..authz import DRIVER, PRINCIPAL, PUBLIC, SIGNED_IN, Principal, Role, access_of
 from .addresses import Network, client_address, from_trusted_proxy
 from .passwords import csrf_for, hash_token
 from .ratelimit import LoginLimiter
@@ -109,6 +109,14 @@ async def principal_of(state: AuthState, user_id: int, via: str) -> Principal | 
     if account is None or account["disabled"]:
         return None
     vehicles = account["vehicles"]
+    driver = account.get("driver")
+    if driver is not None:  # the driver capability only, whatever the role column says
+        if not driver["active"]:
+            return None
+        return Principal(user_id=account["id"], name=account["name"], role=Role.VIEWER,
+                         vehicles=frozenset(), via=via, driver_id=driver["id"],
+                         must_change_password=via == "session"
+                         and account["must_change_password"])
     return Principal(user_id=account["id"], name=account["name"], role=Role.parse(account["role"]),
                      vehicles=None if vehicles is None else frozenset(vehicles), via=via,
                      groups=frozenset(account["groups"]),
@@ -165,11 +173,17 @@ async def access_middleware(request: web.Request, handler):
         return await handler(request)
     if principal is None:
         return unauthorized()
-    if not isinstance(declared, Role):
+    if declared == SIGNED_IN:
+        pass
+    elif declared == DRIVER or principal.is_driver:
+        if declared != DRIVER or not principal.is_driver:
+            return error(403, "drivers only" if declared == DRIVER
+                         else "not open to the driver app")
+    elif not isinstance(declared, Role):
         log.error("refused %s %s: the handler declares no access (@requires or @public)",
                   request.method, request.match_info.route.resource)
         return error(403, "forbidden")
-    if not principal.may(declared):
+    elif not principal.may(declared):
         return error(403, f"needs role {declared.label}")
     if principal.via == "session" and request.method not in SAFE_METHODS:
         sent = request.headers.get(CSRF_HEADER, "")

@@ -23,7 +23,9 @@ ADDRESS_DRAIN_S = 6.0
 MAX_KEYS = 10_000
 
 
-class _Buckets:
+class Buckets:
+    """Leaky buckets per key (`add` one, `wait` until one more fits), at most `max_keys`."""
+
     def __init__(self, burst: int, drain_s: float, max_keys: int):
         self.burst, self.drain_s, self.max_keys = burst, drain_s, max_keys
         self.level: OrderedDict[str, tuple[float, float]] = OrderedDict()  # key → (level, t)
@@ -51,8 +53,8 @@ class LoginLimiter:
     def __init__(self, account_burst: int = ACCOUNT_BURST,
                  account_drain_s: float = ACCOUNT_DRAIN_S, address_burst: int = ADDRESS_BURST,
                  address_drain_s: float = ADDRESS_DRAIN_S, max_keys: int = MAX_KEYS):
-        self.accounts = _Buckets(account_burst, account_drain_s, max_keys)
-        self.addresses = _Buckets(address_burst, address_drain_s, max_keys)
+        self.accounts = Buckets(account_burst, account_drain_s, max_keys)
+        self.addresses = Buckets(address_burst, address_drain_s, max_keys)
         self.refused = 0  # attempts answered 429
 
     def retry_after(self, account: str, address: str, now: float) -> float:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from ..authz import PRINCIPAL, Role, public, requires
+from ..authz import PRINCIPAL, public, signed_in
 from .middleware import auth_state, client_of, cookie_name, error, is_secure, session_cookie
 from .passwords import csrf_for, hash_token, needs_rehash, new_token, verify_password
 from .policy import password_problem
@@ -29,6 +29,11 @@ MAX_CONCURRENT_LOGINS = 4
 
 
 def _user(account: dict) -> dict:
+    """Who is signed in; a driver login says which driver (and no role: it has none)."""
+    driver = account.get("driver")
+    if driver is not None:
+        return {"name": account["name"], "role": "driver", "groups": [],
+                "driver_id": driver["id"]}
     return {"name": account["name"], "role": account["role"], "groups": account["groups"]}
 
 
@@ -122,7 +127,7 @@ async def _new_session(request: web.Request, user_id: int) -> web.Response:
     return response
 
 
-@requires(Role.VIEWER)
+@signed_in
 async def logout(request: web.Request) -> web.Response:
     cookie = session_cookie(request)
     if cookie:
@@ -133,7 +138,7 @@ async def logout(request: web.Request) -> web.Response:
     return response
 
 
-@requires(Role.VIEWER)
+@signed_in
 async def me(request: web.Request) -> web.Response:
     state = auth_state(request)
     principal = request[PRINCIPAL]
@@ -149,7 +154,7 @@ async def me(request: web.Request) -> web.Response:
                               "must_change_password": False})
 
 
-@requires(Role.VIEWER)
+@signed_in
 async def change_password(request: web.Request) -> web.Response:
     """POST {"current_password", "new_password"}: the user's own password, checked against the
     current one (rate-limited like a login). Every session of the user ends; a browser gets a

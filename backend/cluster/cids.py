@@ -1,13 +1,12 @@
-"""Connection IDs in the QUIC-LB plaintext layout, and the hook that makes aioquic issue them.
+"""Connection IDs in the QUIC-LB plaintext layout, and the hook that makes a connection issue them.
 
     byte 0: config (3 bits) | CID length − 1 (5 bits); bytes 1–2: server id; bytes 3–7: nonce
 
-aioquic draws a server's connection IDs with `os.urandom` in two places and offers no hook
-(docs/scaling.md §3): `QuicConnection.__init__` (the first CID, also the initial source CID of
-the transport parameters) and `_replenish_connection_ids` (those sent in NEW_CONNECTION_ID).
-`issue_routable_cids` rewrites the first and wraps the second on one connection instance, before
-`QuicServer` registers `connection.host_cid`. tests/system/cluster/test_cids.py pins those
-behaviours.
+Neither QUIC library offers a hook for the CIDs a server issues (docs/scaling.md §3): the seam's
+`issue_routable_cids` (geostream/quic/) makes one connection draw them from `CidLayout.encode`,
+before `QuicServer` registers `connection.host_cid`. With aioquic every CID carries the server
+id; qh3's native core draws the ones it sends in NEW_CONNECTION_ID itself (its adapter's
+`ROUTABLE_NEW_CIDS` is False). tests/system/cluster/test_cids.py pins those behaviours.
 """
 
 from __future__ import annotations
@@ -15,7 +14,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-# aioquic's default `connection_id_length`; the router reads this many bytes of a short header.
+# both libraries' default `connection_id_length`; the router reads this many bytes of a short
+# header.
 CID_LENGTH = 8
 SERVER_ID_BYTES = 2
 # the draft reserves config 0b111 for CIDs a load balancer cannot route (fall back to hashing)
@@ -50,21 +50,10 @@ class CidLayout:
         return int.from_bytes(cid[1:1 + SERVER_ID_BYTES], "big")
 
 
-def issue_routable_cids(quic, layout: CidLayout, server_id: int) -> None:
-    """Make the server-side `QuicConnection` `quic` issue only CIDs carrying `server_id`.
-    Call it from the protocol's constructor (before aioquic registers `quic.host_cid`)."""
+def issue_routable_cids(lib, quic, layout: CidLayout, server_id: int) -> None:
+    """Make the server-side connection `quic` of QUIC library `lib` issue CIDs carrying
+    `server_id`. Call it from the protocol's constructor (before the server registers
+    `quic.host_cid`)."""
     if quic._configuration.connection_id_length != CID_LENGTH:
         raise ValueError(f"the layout needs connection_id_length {CID_LENGTH}")
-    first = quic._host_cids[0]
-    first.cid = layout.encode(server_id)
-    quic.host_cid = first.cid
-    quic._local_initial_source_connection_id = first.cid
-    replenish = quic._replenish_connection_ids
-
-    def routable_replenish() -> None:
-        known = len(quic._host_cids)
-        replenish()
-        for connection_id in quic._host_cids[known:]:
-            connection_id.cid = layout.encode(server_id)
-
-    quic._replenish_connection_ids = routable_replenish
+    lib.issue_routable_cids(quic, lambda: layout.encode(server_id))

@@ -1,7 +1,7 @@
 """The asyncio edges around the router core and the tunnel (docs/scaling.md §4).
 
 `RouterEdge`: a public UDP socket (vehicles) and a tunnel socket (nodes); every datagram is one
-`Router.route` or one `tunnel.unwrap`. `serve_behind_router`: a gateway node's aioquic
+`Router.route` or one `tunnel.unwrap`. `serve_behind_router`: a gateway node's
 `QuicServer` on a tunnel socket, its heartbeats, and the CID hook for its protocols.
 """
 
@@ -11,8 +11,6 @@ import asyncio
 import logging
 import socket
 import time
-
-from aioquic.asyncio.server import QuicServer
 
 from . import tunnel
 from .router import HEARTBEAT_S, Router
@@ -127,7 +125,7 @@ class _NodeTransport(asyncio.DatagramTransport):
 class _NodeEndpoint(asyncio.DatagramProtocol):
     """A node's tunnel socket: only its router's authenticated datagrams reach the QUIC server."""
 
-    def __init__(self, server: QuicServer, server_id: int, router: tuple[str, int], key: bytes):
+    def __init__(self, server, server_id: int, router: tuple[str, int], key: bytes):
         self.server, self.server_id, self.router = server, server_id, router
         self.sealer = tunnel.Sealer(key, server_id, from_router=False)
         self.opener = tunnel.Opener(key, from_router=True, started_us=now_us())
@@ -178,13 +176,13 @@ async def _router_address(local_host: str, router: tuple[str, int]) -> tuple[str
                   f"{local_host} can reach")
 
 
-async def serve_behind_router(host: str, port: int, server_id: int, router: tuple[str, int],
-                              key: bytes, **server_kwargs) -> tuple[QuicServer, _NodeEndpoint]:
-    """aioquic's `serve()`, but on a tunnel socket talking to `router` (the create_protocol
-    passed in must call `cids.issue_routable_cids`); returns the server and its endpoint (its
-    `opener.dropped` counts what the tunnel refused)."""
+async def serve_behind_router(lib, host: str, port: int, server_id: int, router: tuple[str, int],
+                              key: bytes, **server_kwargs) -> tuple[object, _NodeEndpoint]:
+    """The QUIC library `lib`'s `serve()`, but on a tunnel socket talking to `router` (the
+    create_protocol passed in must call `cids.issue_routable_cids`); returns the server and its
+    endpoint (its `opener.dropped` counts what the tunnel refused)."""
     loop = asyncio.get_running_loop()
-    server = QuicServer(**server_kwargs)
+    server = lib.QuicServer(**server_kwargs)
     resolved = await _router_address(host, router)
     _, endpoint = await loop.create_datagram_endpoint(
         lambda: _NodeEndpoint(server, server_id, resolved, key), local_addr=(host, port))

@@ -49,14 +49,15 @@ class ClusterNode:
     layout: CidLayout = CidLayout()
     endpoint: object = field(default=None, init=False, repr=False)
 
-    def adopt(self, quic) -> None:
-        """Called by each new server-side connection: CIDs with this node's server id."""
-        issue_routable_cids(quic, self.layout, self.server_id)
+    def adopt(self, lib, quic) -> None:
+        """Called by each new server-side connection (of QUIC library `lib`): CIDs with this
+        node's server id."""
+        issue_routable_cids(lib, quic, self.layout, self.server_id)
 
-    async def serve(self, host: str, port: int, **server_kwargs):
+    async def serve(self, lib, host: str, port: int, **server_kwargs):
         from .edge import serve_behind_router
 
         check_tunnel_host(host, "a gateway node's quic_host")
         server, self.endpoint = await serve_behind_router(
-            host, port, self.server_id, self.router, self.key, **server_kwargs)
+            lib, host, port, self.server_id, self.router, self.key, **server_kwargs)
         return server

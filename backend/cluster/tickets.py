@@ -1,12 +1,12 @@
 """Session tickets shared by every gateway node through PostgreSQL (docs/scaling.md §6), so a
 vehicle resumes with 0-RTT on whichever node the router picks.
 
-aioquic calls `add` and `pop` synchronously on the event loop, so they work on an in-memory
-copy; a sync task every `SYNC_S` writes this node's new tickets and uses to PostgreSQL and reads
-the other nodes'. A ticket is good once per node at once and once across the cluster after a
-sync; a 0-RTT hello replayed inside that window is harmless (docs/protocol.md §8). Losing the
-table costs each vehicle one full handshake, never an error. The tables are this module's own
-(created if missing), apart from the readings schema, as the SQLite ticket file is.
+The QUIC library calls `add` and `pop` synchronously on the event loop, so they work on an
+in-memory copy; a sync task every `SYNC_S` writes this node's new tickets and uses to PostgreSQL
+and reads the other nodes'. A ticket is good once per node at once and once across the cluster
+after a sync; a 0-RTT hello replayed inside that window is harmless (docs/protocol.md §8).
+Losing the table costs each vehicle one full handshake, never an error. The tables are this
+module's own (created if missing), apart from the readings schema, as the SQLite ticket file is.
 """
 
 from __future__ import annotations
@@ -16,8 +16,6 @@ import datetime
 import json
 import logging
 
-from aioquic.tls import SessionTicket
-
 from geostream.clock import wall_ms
 from geostream.tickets import ticket_from_json, ticket_to_json
 
@@ -26,8 +24,8 @@ log = logging.getLogger(__name__)
 # How stale another node's view may be: a vehicle reconnecting within this after its node died
 # resumes on the next node; the router needs DEAD_AFTER_S (1.6 s) to notice the death anyway.
 SYNC_S = 0.5
-# Used labels and expired tickets older than a ticket's life (aioquic: a day) are pruned every
-# this many syncs (~1 min).
+# Used labels and expired tickets older than a ticket's life (a day) are pruned every this
+# many syncs (~1 min).
 PRUNE_EVERY = 120
 DAY_MS = 86_400_000
 # The newest tickets kept in memory and in the table (~1 KB each), as backend/tickets.py.
@@ -52,13 +50,15 @@ def _ms(t: datetime.datetime) -> int:
 
 
 class SharedTicketStore:
-    """`add`/`pop` for aioquic, backed by PostgreSQL at `url`; `await start()` first."""
+    """`add`/`pop` for the QUIC library `lib` (geostream/quic/), backed by PostgreSQL at `url`;
+    `await start()` first."""
 
-    def __init__(self, url: str, sync_s: float = SYNC_S):
+    def __init__(self, url: str, sync_s: float = SYNC_S, lib=None):
+        self.lib = lib
         self.url = url
         self.sync_s = sync_s
-        self._tickets: dict[bytes, SessionTicket] = {}
-        self._new: list[SessionTicket] = []
+        self._tickets: dict[bytes, object] = {}
+        self._new: list = []
         self._used: list[bytes] = []
         self._last_ticket = self._last_use = 0
         self._syncs = 0
@@ -78,13 +78,13 @@ class SharedTicketStore:
         self._task = asyncio.get_running_loop().create_task(self._sync_loop())
         return self
 
-    def add(self, ticket: SessionTicket) -> None:
+    def add(self, ticket) -> None:
         self._tickets[ticket.ticket] = ticket
         self._new.append(ticket)
         while len(self._tickets) > MAX_TICKETS:
             del self._tickets[next(iter(self._tickets))]
 
-    def pop(self, label: bytes) -> SessionTicket | None:
+    def pop(self, label: bytes):
         ticket = self._tickets.pop(label, None)
         if ticket is None:
             return None
@@ -122,7 +122,7 @@ class SharedTicketStore:
             self._last_ticket = row["id"]
             try:
                 self._tickets.setdefault(bytes(row["label"]),
-                                         ticket_from_json(json.loads(row["ticket"])))
+                                         ticket_from_json(json.loads(row["ticket"]), self.lib))
             except (ValueError, KeyError, TypeError) as exc:
                 log.warning("unreadable shared session ticket: %s", exc)
         for row in await self._db.fetch(

@@ -44,6 +44,8 @@ class EtaService:
         self._trackers: dict[str, RouteEtaTracker] = {}  # vehicle → its live route's
         self._open: dict[str, dict[str, object]] = {}  # vehicle → job id → open alert
         self.stats: Counter = Counter()
+        # notifications' ETA-change watch (backend/notify/service.py): `await on_eta(message)`
+        self.on_eta: Callable | None = None
 
     @property
     def travel(self):
@@ -100,6 +102,11 @@ class EtaService:
         live = tr.compute(t_ms, lat, lon, now_ms, self._first_leg)
         self.stats["computed"] += 1
         self.publish("eta", live.message(), vehicle, tr.route_id)
+        if self.on_eta is not None:
+            try:
+                await self.on_eta(live.message())
+            except Exception as exc:  # notifications must not stop the ETAs
+                log.warning("ETA notifications: %s", exc)
         await self._settle(vehicle, tr, now_ms)
         return live
 

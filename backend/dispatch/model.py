@@ -22,6 +22,8 @@ from dataclasses import dataclass
 # store keys and URLs.
 MAX_ID_LEN = 64
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# a login account's name (backend/auth/accounts.py NAME_RE): what a driver's `account_id` holds
+ACCOUNT_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 # An arrival radius below GNSS accuracy (~5 m) would never be entered reliably; above 5 km it
 # is no longer a stop but a region (use a geofence).
 MIN_RADIUS_M = 5.0
@@ -45,6 +47,12 @@ MAX_PRIORITY = 100
 MAX_SHIFT_MS = 86_400_000
 # Jobs on one route: the web app, the driver's phone and the solver all stay responsive.
 MAX_ROUTE_STOPS = 500
+
+
+# Job ids that are words of the jobs' URLs: `/api/jobs/import` is the CSV import, so a job
+# called "import" could never be read or edited at `/api/jobs/{id}` (OpenAPI matches the
+# concrete path first). Refused wherever a job is made (REST, CSV, MCP, integrations).
+RESERVED_JOB_IDS = frozenset({"import"})
 
 
 def _check_id(name: str, value: str | None, optional: bool = False) -> None:
@@ -224,8 +232,9 @@ class FleetVehicle:
 
 @dataclass(frozen=True)
 class Driver:
-    """A person who drives. `account_id` links the record to a login account once the driver
-    app exists (None until then); `skills` are the person's (e.g. "adr" certification)."""
+    """A person who drives. `account_id` names the login account the driver app signs in with
+    (None: no login); that account then has the driver capability only (docs/driver.md).
+    `skills` are the person's (e.g. "adr" certification)."""
 
     id: str
     display_name: str
@@ -239,7 +248,10 @@ class Driver:
         if not self.display_name.strip():
             raise ValueError("display_name: required")
         _check_text("display_name", self.display_name, MAX_NAME_LEN)
-        _check_id("account_id", self.account_id, optional=True)
+        if self.account_id is not None and not (
+                isinstance(self.account_id, str) and ACCOUNT_PATTERN.fullmatch(self.account_id)):
+            raise ValueError("account_id: a login account's name (1–64 of letters, digits and "
+                             f". _ @ -), not {self.account_id!r}")
         _check_text("phone", self.phone, MAX_NAME_LEN)
         object.__setattr__(self, "skills", _skills("skills", self.skills))
 
@@ -330,6 +342,8 @@ class Job:
 
     def __post_init__(self):
         _check_id("id", self.id)
+        if self.id in RESERVED_JOB_IDS:
+            raise ValueError(f"id: {self.id!r} is reserved (it names /api/jobs/{self.id})")
         if not isinstance(self.place, Place):
             raise ValueError("place: required")
         object.__setattr__(self, "windows", tuple(sorted(self.windows,

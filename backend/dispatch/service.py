@@ -60,15 +60,39 @@ class Dispatcher:
         self._vehicle_of: dict[str, str] = {}  # live route id → vehicle
         self._locks: dict[str, asyncio.Lock] = {}
         self.stats: Counter = Counter()
+        # re-planning on events (replanner.Replanner.on_event): ("job_added", job),
+        # ("transition", t, on_live_route), ("request", cause, unavailable)
+        self.on_event: Callable[..., None] | None = None
+
+    def live_vehicles(self) -> set[str]:
+        """The vehicles on a live (dispatched or active) route, as tracked here."""
+        return set(self._tracks)
+
+    def request_replan(self, cause: str, unavailable: Iterable[str] = ()) -> None:
+        """Ask for a re-plan proposal of the routes under way because of `cause` (a sentence,
+        e.g. "job j7 cancelled by the shop integration"): it runs shortly (events close
+        together make one), and its proposal waits for a dispatcher's approval. Never
+        raises; without a planner nothing happens."""
+        self._event("request", cause, tuple(unavailable))
+
+    def _event(self, kind: str, *args) -> None:
+        if self.on_event is None:
+            return
+        try:
+            self.on_event(kind, *args)
+        except Exception as exc:  # a re-plan trigger never breaks the change that fired it
+            log.warning("re-plan trigger %s failed: %s", kind, exc)
 
     # --- jobs -------------------------------------------------------------------------------
 
     async def add_jobs(self, jobs: list[Job], now_ms: int) -> list[str]:
         """Store new jobs (all or none, see the store's add_jobs); the ids that were new."""
         new = await self.store.add_jobs(jobs, now_ms)
+        by_id = {j.id: j for j in jobs}
         for jid in new:
             self.publish("job", {"id": jid, "state": S.UNASSIGNED.value, "route_id": None},
                          None)
+            self._event("job_added", by_id[jid])
         return new
 
     async def import_csv(self, data: bytes | str, now_ms: int) -> dict:
@@ -261,10 +285,15 @@ class Dispatcher:
     # --- helpers ----------------------------------------------------------------------------
 
     async def _record(self, ts: list[Transition], vehicle: str | None = None) -> None:
-        done = await self.store.record_transitions(ts)
+        await self.announce(await self.store.record_transitions(ts), vehicle)
+
+    async def announce(self, done: list[Transition], vehicle: str | None = None) -> None:
+        """Publish transitions just recorded (here, or by the driver action applier in its
+        own transaction) and move the live ETAs on."""
         for t in done:
             v = vehicle or await self._vehicle(t.route_id)
             self._publish_transition(t, v)
+            self._event("transition", t, t.route_id in self._vehicle_of)
             if self.etas is not None:
                 await self.etas.on_transition(t, v, t.recorded_ms)
 

@@ -90,3 +90,23 @@ def transition_from_row(r) -> Transition:
         "id": r[0], "job_id": r[1], "from": r[2], "to": r[3], "at_ms": r[4],
         "recorded_ms": r[5], "by": {"kind": r[6], "id": r[7]}, "route_id": r[8],
         "lat": r[9], "lon": r[10], "reason": r[11], "corrects": r[12]})
+
+
+# Open proposals a store keeps: dispatchers compare a few, event-triggered re-plans add one
+# each; older open ones are dropped when a new one is kept (approved ones stay as a record).
+MAX_OPEN_PROPOSALS = 32
+PROPOSAL_STATES = ("open", "approved", "dropped")
+
+
+@dataclass(frozen=True)
+class StoredProposal:
+    """A proposal as stored: `body` is planning.kept_to_dict's JSON value."""
+
+    id: str
+    created_ms: int
+    based_on_version: str
+    status: str
+    cause: str
+    body: dict
+    closed_ms: int | None = None
+    closed_by: str | None = None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from .trend import TrendCheck
+
 # The demo's J1939 DBC names (hil/can_gen.py): total distance in km, coolant °C, load %.
 DEFAULT_ODOMETER_SIGNAL = "HighResTotalVehicleDistance"
 DEFAULT_ENGINE_HOURS_SIGNAL = "EngTotalHoursOfOperation"
@@ -58,12 +60,29 @@ class HealthCheck:
     rest_below: float = 1.0
     max_z: float = 3.5  # robust z-score (median/MAD) beyond which a vehicle has drifted
     min_samples: int = 20  # per band and window, fewer say nothing
+    # same conditions on several signals at once: [{signal, width}], e.g. speed per 20 km/h
+    # and ambient temperature per 10 °C; a sample counts when every one is fresh
+    bands: tuple[tuple[str, float], ...] = ()
+
+    def __post_init__(self) -> None:
+        try:
+            bands = tuple((str(b["signal"]), float(b["width"])) if isinstance(b, dict)
+                          else (str(b[0]), float(b[1])) for b in self.bands)
+        except (TypeError, KeyError, ValueError):
+            raise ValueError(f"maintenance health {self.signal!r}: bands must be a list of "
+                             "{signal, width}") from None
+        if any(w <= 0 for _, w in bands) or (bands and (self.band_signal or
+                                                        self.rest_signal)):
+            raise ValueError(f"maintenance health {self.signal!r}: band widths must be > 0, "
+                             "and bands replace band_signal and rest_signal")
+        object.__setattr__(self, "bands", bands)
 
 
 @dataclass(frozen=True)
 class MaintenanceConfig:
     intervals: tuple[Interval, ...] = ()
     health: tuple[HealthCheck, ...] = ()
+    trends: tuple[TrendCheck, ...] = ()
     odometer_signal: str = DEFAULT_ODOMETER_SIGNAL
     engine_hours_signal: str = DEFAULT_ENGINE_HOURS_SIGNAL
     # baselines are the `baseline_days` before the recent `recent_hours`
@@ -87,7 +106,10 @@ def parse_maintenance(raw: dict | None) -> MaintenanceConfig:
                       for i in raw.pop("interval", []))
     health = tuple(_build(HealthCheck, dict(h), "maintenance.health")
                    for h in raw.pop("health", []))
+    trends = tuple(_build(TrendCheck, dict(t), "maintenance.trend")
+                   for t in raw.pop("trend", []))
     if len({i.name for i in intervals}) != len(intervals):
         raise ValueError("[maintenance.interval]: names must be unique")
     cfg = _build(MaintenanceConfig, raw, "maintenance")
-    return MaintenanceConfig(**{**cfg.__dict__, "intervals": intervals, "health": health})
+    return MaintenanceConfig(**{**cfg.__dict__, "intervals": intervals, "health": health,
+                                "trends": trends})

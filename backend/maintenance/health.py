@@ -21,6 +21,8 @@ MIN_SCALE_FRACTION = 0.01
 # A condition reading older than this says nothing about a later sample (the engine may have
 # changed load, or stopped).
 CONDITION_MAX_AGE_MS = 60_000
+FLEET_METHOD = ("robust z-score of the vehicle's median against its peers' medians "
+                "(median, MAD) under the same conditions")
 # Fleet comparison needs at least this many vehicles in the band, this one included.
 MIN_FLEET = 3
 
@@ -42,6 +44,26 @@ def condition(samples: list[tuple[int, float]], cond: list[tuple[int, float]] | 
             out.append((t, v, f"{check.band_signal} {lo:g}..{lo + check.band_width:g}"))
         elif c < check.rest_below:
             out.append((t, v, f"{check.rest_signal} < {check.rest_below:g}"))
+    return out
+
+
+def condition_bands(samples: list[tuple[int, float]], conds: dict[str, list[tuple[int, float]]],
+                    check: HealthCheck) -> list[tuple[int, float, str]]:
+    """(time, value, band) for each sample with a fresh reading of every `check.bands` signal;
+    the band names each condition's range, e.g. "WheelBasedVehicleSpeed 80..100,
+    AmbientAirTemp 10..20": like is compared with like."""
+    times = {sig: [t for t, _ in conds.get(sig, [])] for sig, _ in check.bands}
+    out = []
+    for t, v in samples:
+        parts = []
+        for sig, width in check.bands:
+            i = bisect.bisect_right(times[sig], t) - 1
+            if i < 0 or t - times[sig][i] > CONDITION_MAX_AGE_MS:
+                break
+            lo = int(conds[sig][i][1] // width) * width
+            parts.append(f"{sig} {lo:g}..{lo + width:g}")
+        else:
+            out.append((t, v, ", ".join(parts)))
     return out
 
 
@@ -95,7 +117,7 @@ def fleet_drift(check: HealthCheck, recent: dict[str, dict[str, list[float]]]) -
             mad = statistics.median(abs(m - center) for m in others)
             z = _z(med, center, mad)
             out.append({"vehicle": vehicle, "signal": check.signal, "band": band,
-                        "against": "fleet", "median": round(med, 3),
+                        "against": "fleet", "method": FLEET_METHOD, "median": round(med, 3),
                         "fleet": {"vehicles": len(others), "median": round(center, 3),
                                   "mad": round(mad, 3)},
                         "z": round(z, 2), "max_z": check.max_z,

@@ -17,6 +17,17 @@ DAY_MS = 86_400_000
 MAX_PLAUSIBLE_KMH = 250.0
 # ... and a gap longer than this (the vehicle was off or out of coverage) counts straight-line.
 MAX_GAP_MS = 600_000
+# What a person reads for each usage source: a distance integrated from GPS positions is an
+# estimate (a few % off the odometer), and says so wherever it is shown.
+SOURCE_LABELS = {
+    "can-odometer": "odometer (CAN)",
+    "gps": "GPS-integrated distance (no odometer signal)",
+    "can-engine-hours": "engine hours (CAN)",
+    "calendar": "calendar days",
+    "none": "no measure (no signal, no positions)",
+}
+# The due list's order: the most urgent state first.
+STATE_ORDER = {"overdue": 0, "due": 1, "unknown": 2, "ok": 3}
 
 
 @dataclass(frozen=True)
@@ -37,7 +48,13 @@ class ServiceStatus:
 
         return {"vehicle": self.vehicle, "interval": self.interval, "by": self.by,
                 "every": self.every, "used": r(self.used), "remaining": r(self.remaining),
-                "state": self.state, "since_ms": self.since_ms, "source": self.source}
+                "state": self.state, "since_ms": self.since_ms, "source": self.source,
+                "source_label": SOURCE_LABELS[self.source]}
+
+    def urgency(self) -> tuple:
+        """Sort key of the fleet's due list: state, then the share of the interval left."""
+        share = 1.0 if self.remaining is None else self.remaining / self.every
+        return (STATE_ORDER[self.state], share, self.vehicle, self.interval)
 
 
 def gps_km(points: list[dict]) -> float:

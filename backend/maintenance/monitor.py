@@ -9,13 +9,14 @@ reading-driven re-evaluation never retracts them.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 
 from ..alerts.evaluate import Episode
 from ..store.base import AlertQuery
-from . import dtc, health, intervals
-from .config import MaintenanceConfig
+from . import dtc, health, intervals, trend
+from .config import HealthCheck, MaintenanceConfig
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +93,86 @@ async def service_status(store, cfg: MaintenanceConfig, vehicle: str, created_ms
     return out
 
 
+async def fleet_due(store, cfg: MaintenanceConfig, vehicles: list[dict],
+                    now_ms: int) -> list[intervals.ServiceStatus]:
+    """Every plan of every vehicle given (rows of store.list_vehicles()), the most urgent
+    first: overdue, due, unknown, ok; within a state, the smallest share of the interval left."""
+    types = await vehicle_types(store, cfg)
+    out = []
+    for v in vehicles:
+        out += await service_status(store, cfg, v["vehicle_id"], v.get("created_ms") or 0,
+                                    now_ms, types)
+    return sorted(out, key=intervals.ServiceStatus.urgency)
+
+
+async def distance_km(store, cfg: MaintenanceConfig, vehicle: str, start_ms: int,
+                      end_ms: int) -> tuple[float | None, str]:
+    """km driven in [start, end): the CAN odometer's growth, else GPS odometry; with the
+    source (can-odometer | gps | none)."""
+    km = await _counter(store, vehicle, cfg.odometer_signal, start_ms, end_ms - 1, None)
+    if km is not None:
+        return km, "can-odometer"
+    points = await _positions(store, vehicle, start_ms, end_ms - 1)
+    return (intervals.gps_km(points), "gps") if points else (None, "none")
+
+
+async def fleet_dtcs(store, cfg: MaintenanceConfig, vehicles: list[str], start_ms: int,
+                     end_ms: int) -> dict[str, list[dict]]:
+    """Per vehicle, its trouble codes as a workflow (dtc.workflow) over [start, end), each row
+    with the distance it is counted against and the other vehicles (of `vehicles`) showing
+    the same code."""
+    out = {}
+    for v in vehicles:
+        episodes = dtc.fold(await store.events(v, "dtc", start_ms, end_ms, MAX_DTC_EVENTS))
+        if not episodes:
+            continue
+        km, source = await distance_km(store, cfg, v, start_ms, end_ms)
+        rows = dtc.workflow(episodes, km)
+        for r in rows:
+            r.update(vehicle=v, km=None if km is None else round(km, 1), km_source=source)
+        out[v] = rows
+    dtc.shared_codes(out)
+    return out
+
+
 async def trouble_codes(store, vehicle: str, start_ms: int, end_ms: int) -> list[dict]:
     return dtc.fold(await store.events(vehicle, "dtc", start_ms, end_ms, MAX_DTC_EVENTS))
+
+
+async def _series(store, vehicle: str, signal: str, start_ms: int, now_ms: int
+                  ) -> list[tuple[int, float]]:
+    """The newest MAX_HEALTH_SAMPLES of a signal since `start_ms`, oldest first."""
+    rows = await store.signal_series(vehicle, signal, start_ms, now_ms + 1, MAX_HEALTH_SAMPLES,
+                                     newest_first=True)
+    rows.reverse()
+    return rows
+
+
+async def forecasts(store, cfg: MaintenanceConfig, vehicles: list[str], now_ms: int
+                    ) -> list[dict]:
+    """Every configured trend's forecast per vehicle (trend.forecast; those with none are
+    left out), soonest first, then every peer deviation beyond its limit (signal_health's
+    fleet findings). Each names its method."""
+    out = []
+    for check in cfg.trends:
+        start = now_ms - round(check.days * trend.DAY_MS)
+        for v in vehicles:
+            samples = await _series(store, v, check.signal, start, now_ms)
+            if check.rest_signal:
+                rest = await _series(store, v, check.rest_signal, start, now_ms)
+                samples = [(t, x) for t, x, _ in health.condition(
+                    samples, rest, HealthCheck(check.signal, rest_signal=check.rest_signal,
+                                               rest_below=check.rest_below))]
+            f = trend.forecast(v, check, samples, now_ms)
+            if f is not None:
+                out.append(f)
+    out.sort(key=lambda f: f["days_to_threshold"])
+    peers = [{**f, "kind": "peer", "text": (
+                 f"{f['signal']} {f['median']:g} against its peers' {f['fleet']['median']:g} "
+                 f"at {f['band']} (robust z {f['z']:g})")}
+             for f in await signal_health(store, cfg, vehicles, now_ms)
+             if f["against"] == "fleet" and f["drifted"]]
+    return out + sorted(peers, key=lambda f: -abs(f["z"]))
 
 
 async def signal_health(store, cfg: MaintenanceConfig, vehicles: list[str],
@@ -108,13 +187,15 @@ async def signal_health(store, cfg: MaintenanceConfig, vehicles: list[str],
             samples = await store.signal_series(v, check.signal, start, now_ms + 1,
                                                 MAX_HEALTH_SAMPLES, newest_first=True)
             samples.reverse()
-            cond_signal = check.band_signal or check.rest_signal
-            cond = None
-            if cond_signal:
-                cond = await store.signal_series(v, cond_signal, start, now_ms + 1,
-                                                 MAX_HEALTH_SAMPLES, newest_first=True)
-                cond.reverse()
-            rows = health.condition(samples, cond, check)
+            if check.bands:
+                conds = {sig: await _series(store, v, sig, start, now_ms)
+                         for sig, _ in check.bands}
+                rows = health.condition_bands(samples, conds, check)
+            else:
+                cond_signal = check.band_signal or check.rest_signal
+                cond = (await _series(store, v, cond_signal, start, now_ms)
+                        if cond_signal else None)
+                rows = health.condition(samples, cond, check)
             findings += health.own_drift(v, check, rows, recent_from)
             for t, value, band in rows:
                 if t >= recent_from:
@@ -129,6 +210,9 @@ class MaintenanceMonitor:
     def __init__(self, store, cfg: MaintenanceConfig, publish=None):
         self.store, self.cfg, self.publish = store, cfg, publish
         self.stats = {"checks": 0, "failures": 0}
+        # one round at a time: a timer check that computed "due" before a service was recorded
+        # must not reopen the alert after_service has just closed
+        self._lock = asyncio.Lock()
 
     async def intervals_of(self, vehicle: str) -> frozenset[str]:
         """The names of the plans that cover `vehicle`: what a service may be recorded for."""
@@ -139,6 +223,10 @@ class MaintenanceMonitor:
     async def after_service(self, vehicle: str, created_ms: int, now_ms: int) -> list:
         """Right after a service is recorded: close the vehicle's open `service` alerts whose
         interval is no longer due (the rest wait for the next check). Returns the changes."""
+        async with self._lock:
+            return await self._after_service(vehicle, created_ms, now_ms)
+
+    async def _after_service(self, vehicle: str, created_ms: int, now_ms: int) -> list:
         ok = {s.interval for s in await service_status(self.store, self.cfg, vehicle,
                                                           created_ms, now_ms)
               if s.state not in ("due", "overdue")}
@@ -155,6 +243,10 @@ class MaintenanceMonitor:
 
     async def check(self, now_ms: int) -> list:
         """One round: compute, then open/update/close alerts. Returns the changed alerts."""
+        async with self._lock:
+            return await self._check(now_ms)
+
+    async def _check(self, now_ms: int) -> list:
         vehicles = [v for v in await self.store.list_vehicles() if v.get("revoked_ms") is None]
         types = await vehicle_types(self.store, self.cfg)
         wanted: dict[tuple[str, str, str], tuple[float | None, dict]] = {}

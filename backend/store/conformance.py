@@ -22,10 +22,14 @@ def sqlite_conforms(store: SqliteStore) -> None:
     alerts: protocols.Alerts = store
     service: protocols.Service = store
     dispatch: protocols.Dispatch = store
+    driver: protocols.Driver = store
+    proposals: protocols.Proposals = store
+    links: protocols.Links = store
     partitions: protocols.Partitions = store
+    notify: protocols.Notify = store
     whole: protocols.Store = store
     del db, vehicles, readings, history, geofences, commands, accounts, alerts, service
-    del dispatch, partitions, whole
+    del dispatch, driver, proposals, links, partitions, notify, whole
 
 
 def postgres_conforms(store: PostgresStore) -> None:
@@ -39,8 +43,12 @@ def postgres_conforms(store: PostgresStore) -> None:
     alerts: protocols.Alerts = store
     service: protocols.Service = store
     dispatch: protocols.Dispatch = store
+    driver: protocols.Driver = store
+    proposals: protocols.Proposals = store
+    links: protocols.Links = store
     partitions: protocols.Partitions = store
+    notify: protocols.Notify = store
     replication: protocols.Replication = store  # PostgreSQL only
     whole: protocols.Store = store
     del db, vehicles, readings, history, geofences, commands, accounts, alerts, service
-    del dispatch, partitions, whole, replication
+    del dispatch, driver, proposals, links, partitions, notify, whole, replication

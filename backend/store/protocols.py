@@ -22,7 +22,9 @@ from .rows import AlertQuery, DeadLetter, StoredAlert, StoredCommand, StoredRead
 
 if TYPE_CHECKING:  # dispatch's vocabulary (backend/dispatch/), for the annotations only
     from ..dispatch.model import FleetVehicle, Job, JobRecord, JobState, Route, Transition
-    from ..dispatch.storage import JobQuery
+    from ..dispatch.storage import JobQuery, StoredProposal
+    from ..links.model import TrackingLink
+    from ..links.storage import ClaimResult
 
 
 class Db(Protocol):
@@ -192,6 +194,9 @@ class Alerts(Protocol):
     async def alert(self, alert_id: int) -> StoredAlert | None: ...
     async def ack_alert(self, alert_id: int, user: str, now_ms: int) -> StoredAlert | None:
         """Acknowledge once (a second ack keeps the first's user and time)."""
+    async def alerts_after(self, after_id: int, limit: int) -> list[StoredAlert]:
+        """Alerts with id > after_id in id order (the order they were first stored), at most
+        `limit`: how notifications read new alerts by cursor."""
 
 
 class Service(Protocol):
@@ -225,11 +230,108 @@ class Dispatch(Protocol):
     async def record_transitions(self, ts: list[Transition]) -> list[Transition]:
         """Record transitions in order, in one transaction; ids recorded before are skipped."""
     async def transitions(self, job_id: str) -> list[Transition]: ...
+    async def transitions_after(self, after_seq: int, limit: int) -> list[tuple[int, Transition]]:
+        """(seq, transition) of every job with seq > after_seq, in seq order, at most `limit`:
+        how consumers (notifications, tracking links) read job events by cursor."""
     async def put_dispatch_route(self, route: Route, base_version: int | None, now_ms: int,
                                  transitions: Sequence[Transition] = ()) -> Route: ...
     async def dispatch_route(self, route_id: str) -> Route | None: ...
     async def dispatch_routes(self, statuses: tuple[str, ...] = (),
                               vehicle_id: str | None = None) -> list[Route]: ...
+
+
+class Notify(Protocol):
+    """Notifications (notify.py; docs/notifications.md): subscriptions, the outbox and its
+    delivery log, the event sources' cursors, the leases of once-per-cluster work."""
+
+    async def add_subscription(self, owner: str, group: str | None, body: dict, secret: str,
+                               now_ms: int) -> int: ...
+    async def subscriptions(self, owner: str | None = None) -> list[dict]:
+        """id, owner, group, body, secret, created_ms of each (only `owner`'s if given)."""
+    async def subscription(self, sub_id: int) -> dict | None: ...
+    async def delete_subscription(self, sub_id: int) -> bool:
+        """Delete it with its outbox and delivery log."""
+    async def notify_cursor(self, name: str) -> int:
+        """How far the event source `name` was read (0: not yet)."""
+    async def enqueue_notifications(self, rows: Sequence[tuple[int, str, dict, int]],
+                                    now_ms: int, cursor: tuple[str, int] | None = None) -> int:
+        """In one transaction: add (subscription id, event id, event, due ms) rows to the
+        outbox (a (subscription, event id) there already, or a deleted subscription, adds
+        nothing) and move the cursor `(name, position)` forward. How many were added."""
+    async def due_notifications(self, now_ms: int, limit: int) -> list[dict]:
+        """Pending outbox rows due at `now_ms`, oldest due first: id, subscription_id,
+        event_id, event, attempts, next_ms."""
+    async def finish_notifications(self, outcomes: Sequence[tuple[int, bool, str, int | None]],
+                                   now_ms: int) -> None:
+        """Per (outbox id, ok, detail, retry at ms): log the attempt; ok → delivered, else
+        retry at that time, or (None) give up. A row no longer pending is left alone."""
+    async def delivery_log(self, sub_id: int, limit: int) -> list[dict]:
+        """The subscription's attempts, newest first, with their event's id and state."""
+    async def take_lease(self, name: str, holder: str, now_ms: int, ttl_ms: int) -> bool:
+        """Take or renew the lease `name` until now + ttl; False while another holds it."""
+    async def release_lease(self, name: str, holder: str) -> None: ...
+
+
+class Proposals(Protocol):
+    """Dispatch proposals waiting for approval (proposals.py; docs/planning.md)."""
+
+    async def put_proposal(self, p: StoredProposal, keep_open: int = ...) -> list[str]:
+        """Keep a new open proposal; returns the ids of older open ones it dropped."""
+    async def proposal(self, proposal_id: str) -> StoredProposal | None: ...
+    async def proposals(self, status: str | None = None,
+                        limit: int = ...) -> list[StoredProposal]: ...
+    async def close_proposal(self, proposal_id: str, status: str, by: str,
+                             now_ms: int) -> bool:
+        """Open → approved or dropped; False when it was not open."""
+
+
+class Driver(Protocol):
+    """Who drives which vehicle when, driver actions, messages and proof-of-delivery images
+    (driver.py; docs/driver.md)."""
+
+    async def driver_of(self, vehicle_id: str, at_ms: int) -> str | None:
+        """Who drives `vehicle_id` at `at_ms` (the driver id of its route's shift)."""
+    async def driver_shift(self, driver_id: str, at_ms: int) -> Route | None:
+        """The route of the driver's shift at `at_ms` (what the driver app shows)."""
+    async def driver_action(self, key: str) -> dict | None: ...
+    async def device_last_seq(self, device_id: str) -> int | None: ...
+    async def add_driver_action(self, row: dict, transitions: Sequence[Transition] = (),
+                                message: dict | None = None) -> tuple[dict, bool]:
+        """An action with its transitions and message, in one transaction (once per key)."""
+    async def driver_actions(self, driver_id: str | None = None, job_id: str | None = None,
+                             conflicts: bool = False, vehicles: frozenset[str] | None = None,
+                             after: int = 0, limit: int = ...) -> list[dict]: ...
+    async def add_driver_message(self, message: dict) -> tuple[dict, bool]: ...
+    async def driver_messages(self, driver_id: str | None = None,
+                              vehicle_id: str | None = None, after: int = 0,
+                              limit: int = ...) -> list[dict]: ...
+    async def put_driver_file(self, f: dict) -> bool: ...
+    async def driver_file(self, file_id: str) -> dict | None: ...
+    async def driver_files_exist(self, file_ids: Sequence[str], driver_id: str) -> set[str]: ...
+
+
+class Links(Protocol):
+    """Tracking links, inbound webhook sources and idempotency keys (links.py;
+    docs/customers.md)."""
+
+    async def add_link(self, link: TrackingLink, max_live: int) -> bool:
+        """Store a new link unless its job has `max_live` unrevoked ones (False)."""
+    async def link_by_hash(self, token_hash: str) -> TrackingLink | None: ...
+    async def link(self, link_id: str) -> TrackingLink | None: ...
+    async def job_links(self, job_id: str) -> list[TrackingLink]: ...
+    async def revoke_link(self, link_id: str, now_ms: int) -> TrackingLink | None: ...
+    async def put_inbound_source(self, source_id: str, secret: str, now_ms: int,
+                                 by: str) -> bool: ...
+    async def inbound_secret(self, source_id: str) -> str | None: ...
+    async def inbound_sources(self) -> list[dict]: ...
+    async def delete_inbound_source(self, source_id: str) -> bool: ...
+    async def claim_request(self, source: str, key: str, request_hash: str, now_ms: int,
+                            stale_ms: int) -> ClaimResult:
+        """Take an idempotency key for a request, or say how it was used before."""
+    async def finish_request(self, source: str, key: str, status: int,
+                             response: str) -> None: ...
+    async def drop_request(self, source: str, key: str) -> None: ...
+    async def purge_requests(self, before_ms: int) -> int: ...
 
 
 class Partitions(Protocol):
@@ -248,5 +350,5 @@ class Replication(Protocol):
 
 
 class Store(Db, Vehicles, Readings, History, Geofences, Commands, Accounts, Alerts, Service,
-            Dispatch, Partitions, Protocol):
+            Dispatch, Driver, Proposals, Links, Notify, Partitions, Protocol):
     """Everything a store does: what `open_store` returns."""

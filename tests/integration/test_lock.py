@@ -47,7 +47,8 @@ def _project() -> tuple[list[Requirement], list[Requirement], list[Requirement]]
     build = [line.split("#")[0].strip() for line in BUILD_IN.read_text().splitlines()]
     return (_requirements(data["project"]["dependencies"]),
             _requirements(data["project"]["optional-dependencies"]["test"]
-                          + data["project"]["optional-dependencies"]["planning"]),
+                          + data["project"]["optional-dependencies"]["planning"]
+                          + data["project"]["optional-dependencies"]["reports"]),
             _requirements([b for b in build if b]))
 
 

@@ -9,13 +9,15 @@ import stat
 from pathlib import Path
 
 import pytest
-from aioquic.tls import SessionTicket
 
 from agent.ticket_file import TicketFile
 from backend.cluster.tunnel import load_key, write_key
 from backend.pki import generate
+from geostream.quic import library
 from geostream.secretfile import read_private, write_private
 from hil.demo import _agent_config
+
+SessionTicket = library().SessionTicket
 
 
 @pytest.fixture

@@ -1,8 +1,10 @@
 """A dispatcher plans a day in the web app's Dispatch tab (Debian chromium, WebGL on
 SwiftShader) against a real backend: a broken CSV file shows its problems by line and imports
 nothing; the good one fills the jobs table; Plan shows the proposal; Approve assigns the jobs,
-and the routes are drawn on the map in their vehicle's colour with numbered stops. No console
-errors on the way."""
+and the routes are drawn on the map in their vehicle's colour with numbered stops; once a route
+is dispatched and its van (a real agent fed by the GPS simulator) drives, the stops' live ETAs
+appear in the table as the hub pushes them; a job is moved to the other route in one action.
+No console errors on the way."""
 
 from __future__ import annotations
 
@@ -28,12 +30,14 @@ def _csv() -> str:
     return "id,name,lat,lon,service_min,demand_kg\n" + "\n".join(rows) + "\n"
 
 
-def _put(base: str, token: str, path: str, body: dict) -> None:
-    req = urllib.request.Request(base + path, data=json.dumps(body).encode(), method="PUT",
+def _put(base: str, token: str, path: str, body: dict | None = None, method: str = "PUT"):
+    req = urllib.request.Request(base + path, method=method,
+                                 data=None if body is None else json.dumps(body).encode(),
                                  headers={"Authorization": f"Bearer {token}",
                                           "Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 (loopback)
         assert resp.status in (200, 201)
+        return json.loads(resp.read() or b"null")
 
 
 def test_import_plan_approve_and_see_routes(procs, tmp_path):
@@ -94,5 +98,27 @@ def test_import_plan_approve_and_see_routes(procs, tmp_path):
         page.wait_for_timeout(500)
         assert count_pixels(page, "#map", FIRST_ROUTE_RGB) > 200  # the first vehicle's route
         screenshot(page, tmp_path, "dispatch")
+
+        # dispatch van-1's route; its van drives (agent + simulated receiver): live ETAs
+        route = _put(base, token, "/api/routes?vehicle=van-1", method="GET")["routes"][0]
+        _put(base, token, f"/api/routes/{route['id']}",
+             {**route, "status": "dispatched", "version": route["version"]})
+        procs.gps_sim("van-1", rate=2)
+        procs.agent("van-1")
+        first = route["stops"][0]["job_id"]
+        eta = page.locator(f"#jobs tbody tr[data-job={first}] td.eta")
+        expect(eta).to_contain_text("±", timeout=30000)
+        assert "basis" not in eta.inner_text() and eta.get_attribute("title")  # basis named
+        etas = page.evaluate("() => [...fleetApp.dispatch.etas.keys()]")
+        assert sorted(etas) == sorted(s["job_id"] for s in route["stops"])
+
+        # move a job from the longer route onto the shorter one (60 kg, 10 kg a stop: it has
+        # room) in one action, re-sequenced by the solver
+        both = _put(base, token, "/api/routes", method="GET")["routes"]
+        longer, shorter = sorted(both, key=lambda r: -len(r["stops"]))
+        mover = longer["stops"][-1]["job_id"]
+        page.select_option(f"#jobs tbody tr[data-job={mover}] select.move", shorter["id"])
+        expect(page.locator(f"#jobs tbody tr[data-job={mover}] td:nth-child(3)")) \
+            .to_have_text(shorter["id"], timeout=30000)
         browser.close()
     assert not errors, errors

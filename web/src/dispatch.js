@@ -1,7 +1,9 @@
 // Dispatch (docs/dispatch.md): the jobs table (filter by state, import a CSV file), Plan (a
 // proposal from the planner with its diff, approved by the dispatcher), and the routes on the
-// map, one colour per vehicle with numbered stops. Changes on the hub's `dispatch` topic
-// reload it (debounced).
+// map, one colour per vehicle with numbered stops, live ETAs per stop against its window, a
+// job moved to another route in one action (re-sequenced by the solver), and the proposals
+// re-planning makes on events (a failed stop, a vehicle offline …) waiting for approval.
+// Changes on the hub's `dispatch` topic reload it (debounced); ETAs update in place.
 import { ApiError, get, post, postText } from "./api.js";
 import { fmtTime, h, localInput, toast } from "./dom.js";
 
@@ -54,6 +56,7 @@ export class Dispatch {
     this.routes = [];
     this.proposal = null;
     this.timer = null;
+    this.etas = new Map(); // job id → its newest live ETA (the hub's `eta` messages)
     map.addSource("dispatch-routes", { type: "geojson", data: EMPTY });
     map.addSource("dispatch-stops", { type: "geojson", data: EMPTY });
     map.addLayer({ id: "dispatch-route-line", type: "line", source: "dispatch-routes",
@@ -79,6 +82,7 @@ export class Dispatch {
     this.tbody = h("tbody");
     this.problems = h("ul", { id: "import-errors", class: "errors" });
     this.proposalBox = h("div", { id: "proposal" });
+    this.pending = h("div", { id: "pending-proposals" });
     this.root.replaceChildren(
       h("div", { class: "row" }, this.filter,
         write ? h("button", { id: "import-jobs", onclick: () => this.file.click() }, "Import CSV") : "",
@@ -86,9 +90,11 @@ export class Dispatch {
       this.problems,
       write ? h("div", { class: "row" }, h("label", {}, "Shift ", this.shiftStart), h("label", {}, "to ", this.shiftEnd),
         h("button", { id: "plan", onclick: () => this.plan() }, "Plan")) : "",
+      this.pending,
       this.proposalBox,
       h("table", { id: "jobs", class: "table" },
-        h("thead", {}, h("tr", {}, h("th", {}, "Job"), h("th", {}, "State"), h("th", {}, "Route"), h("th", {}, "Window"))),
+        h("thead", {}, h("tr", {}, h("th", {}, "Job"), h("th", {}, "State"), h("th", {}, "Route"), h("th", {}, "Window"),
+          h("th", {}, "ETA"), write ? h("th", {}, "Move to") : "")),
         this.tbody),
       h("div", { id: "routes-legend" }));
   }
@@ -104,12 +110,61 @@ export class Dispatch {
     }
     this.table();
     this.draw();
+    this.loadProposals();
   }
 
-  /** A change arrived on the hub: reload once the burst is over. */
-  changed() {
+  /** Open proposals made on events (a re-plan waiting for approval); none without a planner. */
+  async loadProposals() {
+    let open = [];
+    try {
+      open = (await get("/api/dispatch/proposals")).proposals.filter((p) => p.cause !== "on demand");
+    } catch {
+      open = []; // a backend without a planner (503): nothing to approve
+    }
+    this.pending.replaceChildren(...open.map((p) => h("p", { class: "pending", "data-proposal": p.id },
+      `Re-plan proposed (${p.cause}) · ${p.diff.changes.length} changes `,
+      this.may("dispatcher") ? h("button", { onclick: () => this.showProposal(p) }, "Review") : "")));
+  }
+
+  /** A change arrived on the hub: ETAs update in place; the rest reloads once the burst is over. */
+  changed(change) {
+    if (change?.eta) {
+      for (const s of change.eta.stops) this.etas.set(s.job_id, { ...s, basis: change.eta.basis });
+      if (!this.etaTimer) { // many vehicles' ETAs in a burst: one table redraw
+        this.etaTimer = setTimeout(() => { this.etaTimer = null; this.table(); }, RELOAD_AFTER_MS);
+      }
+      return;
+    }
     clearTimeout(this.timer);
     this.timer = setTimeout(() => this.load(), RELOAD_AFTER_MS);
+  }
+
+  /** The ETA cell of a job: time ± spread, late against its window, the basis as a title. */
+  etaCell(j) {
+    const e = this.etas.get(j.id);
+    if (!e || !j.route_id || !["assigned", "en_route", "arrived"].includes(j.state)) return h("td", { class: "eta" }, "");
+    const spread = Math.round(e.spread_s / 60);
+    return h("td", { class: e.late ? "eta late" : "eta", title: e.basis, "data-eta": String(e.eta_ms) },
+      `${fmtTime(e.eta_ms)} ±${spread} min${e.late ? " · late" : ""}`);
+  }
+
+  /** Move a job onto another route in one action; the solver re-sequences that route. */
+  moveCell(j) {
+    if (!["unassigned", "assigned"].includes(j.state)) return h("td", {}, "");
+    const open = this.routes.filter((r) => r.id !== j.route_id && ["draft", "dispatched", "active"].includes(r.status));
+    const pick = h("select", { class: "move", "aria-label": `Move ${j.id} to route` },
+      h("option", { value: "" }, "—"), ...open.map((r) => h("option", { value: r.id }, `${r.vehicle_id} (${r.id})`)));
+    pick.addEventListener("change", async () => {
+      if (!pick.value) return;
+      try {
+        await post(`/api/jobs/${encodeURIComponent(j.id)}/move`, { route_id: pick.value });
+        toast(`${j.id} moved to ${pick.value}`);
+      } catch (err) {
+        toast(`Not moved: ${err.message}`, "error");
+      }
+      await this.load();
+    });
+    return h("td", {}, pick);
   }
 
   table() {
@@ -118,7 +173,8 @@ export class Dispatch {
       const w = j.windows[0];
       return h("tr", { "data-job": j.id, "data-state": j.state },
         h("td", {}, j.name ? `${j.id} · ${j.name}` : j.id), h("td", { class: `state-${j.state}` }, j.state),
-        h("td", {}, j.route_id ?? "–"), h("td", {}, w ? `${fmtTime(w.start_ms)}–${fmtTime(w.end_ms)}` : ""));
+        h("td", {}, j.route_id ?? "–"), h("td", {}, w ? `${fmtTime(w.start_ms)}–${fmtTime(w.end_ms)}` : ""),
+        this.etaCell(j), this.may("dispatcher") ? this.moveCell(j) : "");
     });
     this.tbody.replaceChildren(...rows);
   }
@@ -169,6 +225,7 @@ export class Dispatch {
     const changes = p.diff.changes.map((c) => h("li", {}, `${c.job_id}: ${c.kind}`
       + (c.to_vehicle ? ` → ${c.to_vehicle}` : "") + (c.from_vehicle ? ` (from ${c.from_vehicle})` : "")));
     this.proposalBox.replaceChildren(
+      p.cause && p.cause !== "on demand" ? h("p", { class: "cause" }, `Because: ${p.cause}`) : "",
       h("p", { id: "proposal-summary" }, `${p.routes.length} routes, ${served} stops, `
         + `${p.unassigned.length} left out, ${Math.round(p.cost_s / 60)} min driving (${p.basis})`),
       h("ul", { class: "diff" }, ...changes),

@@ -40,7 +40,7 @@ function handle(text, t0) {
     const { ids, data } = pack(m.features ?? [m.feature]);
     postMessage({ type: "fixes", ids, data, ms: performance.now() - t0 }, [data.buffer]);
   } else if (m.alert && m.topic === "alerts") postMessage({ type: "alert", alert: m.alert });
-  else if (m.topic === "dispatch" && (m.job || m.route || m.transition)) {
+  else if (m.topic === "dispatch" && (m.job || m.route || m.transition || m.eta || m.proposal)) {
     postMessage({ type: "dispatch", change: m });
   }
   else if (m.error) postMessage({ type: "warn", text: m.error });

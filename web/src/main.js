@@ -172,7 +172,7 @@ async function main() {
     workerUrl: new URL("live-worker.js", ASSETS).href,
     topics: ["live_updates:all", "alerts", "dispatch"],
     onFix: fleet.pushFix.bind(fleet),
-    onDispatch: () => dispatch.changed(),
+    onDispatch: (change) => dispatch.changed(change),
     onAlert: (a) => {
       alerts.push(a);
       if (a.vehicle === panel.id) panel.refresh(); // its open alerts now, not at the next poll

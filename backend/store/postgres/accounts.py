@@ -10,6 +10,7 @@ import json
 
 import asyncpg
 
+from ...driver.storage import driver_link
 from .db import MS as _MS
 from .db import PostgresDb
 from .db import ms_of as _ms
@@ -94,13 +95,17 @@ class PostgresAccounts(PostgresDb):
             f"SELECT {_USER}, array(SELECT group_name FROM group_members m "
             "WHERE m.user_id = u.id ORDER BY 1), array(SELECT DISTINCT v.vehicle_id "
             "FROM group_members m JOIN group_vehicles v USING (group_name) "
-            "WHERE m.user_id = u.id ORDER BY 1) FROM users u WHERE id = $1", user_id)
+            "WHERE m.user_id = u.id ORDER BY 1), "
+            "(SELECT d.id FROM drivers d WHERE d.account_id = u.name), "
+            "(SELECT d.body::text FROM drivers d WHERE d.account_id = u.name) "
+            "FROM users u WHERE id = $1", user_id)
         if r is None:
             return None
         u = _user(r)
         del u["password_hash"]
         u["groups"] = list(r[_N])
         u["vehicles"] = None if u["all_vehicles"] or u["role"] == "admin" else list(r[_N + 1])
+        u["driver"] = None if r[_N + 2] is None else driver_link(r[_N + 2], r[_N + 3])
         return u
 
     # --- API tokens -----------------------------------------------------------------------

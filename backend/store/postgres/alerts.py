@@ -177,3 +177,9 @@ class PostgresAlerts(PostgresDb):
             r = await conn.fetchrow(f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE id = $1",
                                     alert_id)
         return None if r is None else _alert(r)
+
+    async def alerts_after(self, after_id: int, limit: int) -> list[StoredAlert]:
+        rows = await self._pool.fetch(
+            f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE id > $1 ORDER BY id LIMIT $2",
+            after_id, limit)
+        return [_alert(r) for r in rows]

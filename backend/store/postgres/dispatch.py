@@ -173,6 +173,12 @@ class PostgresDispatch(PostgresDb):
             job_id)
         return [transition_from_row(r) for r in rows]
 
+    async def transitions_after(self, after_seq: int, limit: int) -> list[tuple[int, Transition]]:
+        rows = await self._pool.fetch(
+            f"SELECT seq, {TRANSITION_COLUMNS} FROM job_transitions WHERE seq > $1 "
+            "ORDER BY seq LIMIT $2", after_seq, limit)
+        return [(r[0], transition_from_row(tuple(r)[1:])) for r in rows]
+
     # --- routes -----------------------------------------------------------------------------
 
     async def put_dispatch_route(self, route: Route, base_version: int | None, now_ms: int,

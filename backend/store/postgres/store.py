@@ -11,9 +11,13 @@ from .alerts import PostgresAlerts
 from .commands import PostgresCommands
 from .db import POOL_MAX, PostgresDb
 from .dispatch import PostgresDispatch
+from .driver import PostgresDriver
 from .geofences import PostgresGeofences
 from .history import PostgresHistory
+from .links import PostgresLinks
+from .notify import PostgresNotify
 from .partitions import MAINTAIN_EVERY_S
+from .proposals import PostgresProposals
 from .readings import PostgresReadings
 from .service import PostgresService
 from .vehicles import PostgresVehicles
@@ -21,7 +25,8 @@ from .vehicles import PostgresVehicles
 
 class PostgresStore(PostgresVehicles, PostgresReadings, PostgresHistory, PostgresGeofences,
                     PostgresCommands, PostgresAccounts, PostgresAlerts, PostgresService,
-                    PostgresDispatch):
+                    PostgresDispatch, PostgresProposals, PostgresLinks, PostgresNotify,
+                    PostgresDriver):
     """`PostgresStore(url)`, then `await open()`; `maintain_every_s=0` runs no partition job
     (someone else's maintenance, or a test calling `maintain` itself)."""
 

@@ -11,6 +11,7 @@ import sqlite3
 
 from geostream.clock import wall_ms
 
+from ...driver.storage import driver_link
 from .db import SqliteDb, transaction
 
 _USER = ("id, name, role, password_hash, created_ms, disabled_ms, all_vehicles, "
@@ -98,7 +99,8 @@ class SqliteAccounts(SqliteDb):
     async def account(self, user_id: int) -> dict | None:
         """What a request's principal is made of: the user, its groups and (None: all) the
         vehicles it may see: all for an admin or a user with `all_vehicles`, else those of its
-        groups (none without one: access fails closed)."""
+        groups (none without one: access fails closed). `driver`: the drivers row that links the
+        account (docs/driver.md: then it is a driver login and nothing else), else None."""
         def row():
             r = self._db.execute(f"SELECT {_USER} FROM users WHERE id=?", (user_id,)).fetchone()
             if r is None:
@@ -106,6 +108,9 @@ class SqliteAccounts(SqliteDb):
             u = _user(r)
             del u["password_hash"]
             u["groups"] = self._groups_of(user_id)
+            d = self._db.execute("SELECT id, body FROM drivers WHERE account_id = ?",
+                                 (u["name"],)).fetchone()
+            u["driver"] = None if d is None else driver_link(d[0], d[1])
             u["vehicles"] = None
             if not u["all_vehicles"] and u["role"] != "admin":
                 u["vehicles"] = sorted(v for (v,) in self._db.execute(

@@ -184,3 +184,11 @@ class SqliteAlerts(SqliteDb):
             return None if r is None else _alert(r)
 
         return await self._run(ack)
+
+    async def alerts_after(self, after_id: int, limit: int) -> list[StoredAlert]:
+        def rows():
+            return [_alert(r) for r in self._db.execute(
+                f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE id > ? ORDER BY id LIMIT ?",
+                (after_id, limit))]
+
+        return await self._read(rows)

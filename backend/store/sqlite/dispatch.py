@@ -210,6 +210,14 @@ class SqliteDispatch(SqliteDb):
 
         return await self._run(rows)
 
+    async def transitions_after(self, after_seq: int, limit: int) -> list[tuple[int, Transition]]:
+        def rows():
+            return [(r[0], transition_from_row(r[1:])) for r in self._db.execute(
+                f"SELECT seq, {TRANSITION_COLUMNS} FROM job_transitions WHERE seq > ? "
+                "ORDER BY seq LIMIT ?", (after_seq, limit))]
+
+        return await self._read(rows)
+
     # --- routes -----------------------------------------------------------------------------
 
     async def put_dispatch_route(self, route: Route, base_version: int | None, now_ms: int,

@@ -9,9 +9,13 @@ from .accounts import SqliteAccounts
 from .alerts import SqliteAlerts
 from .commands import SqliteCommands
 from .dispatch import SqliteDispatch
+from .driver import SqliteDriver
 from .geofences import SqliteGeofences
 from .history import SqliteHistory
+from .links import SqliteLinks
+from .notify import SqliteNotify
 from .partitions import SqlitePartitions
+from .proposals import SqliteProposals
 from .readings import SqliteReadings
 from .service import SqliteService
 from .vehicles import SqliteVehicles
@@ -19,5 +23,6 @@ from .vehicles import SqliteVehicles
 
 class SqliteStore(SqliteVehicles, SqliteReadings, SqliteHistory, SqliteGeofences,
                   SqliteCommands, SqliteAccounts, SqliteAlerts, SqliteService, SqlitePartitions,
-                  SqliteDispatch):
+                  SqliteDispatch, SqliteProposals, SqliteLinks, SqliteNotify,
+                  SqliteDriver):
     """The embedded store: `SqliteStore(path)`, then `await open()`."""

@@ -63,14 +63,32 @@ class Api:
                 await self.store.put_group(f"g-{name}", vehicles=list(vehicles), members=[name])
         return self._tokens[key]
 
+    async def driver_token(self, driver_id: str, name: str | None = None,
+                           role: str = "viewer") -> str:
+        """An API token of a driver login: the account `name` (default `drv-<id>`), linked
+        from the drivers row `driver_id` (created if missing)."""
+        from backend.dispatch.model import Driver
+
+        name = name or f"drv-{driver_id}"
+        token = await add_user_token(self.store, name, role)
+        known = {d.id: d for d in await self.store.catalogue("drivers")}
+        d = known.get(driver_id) or Driver(driver_id, f"Driver {driver_id}")
+        if d.account_id != name:
+            await self.store.put_catalogue(Driver(d.id, d.display_name, name, d.phone,
+                                                  d.skills, d.active), 0)
+        return token
+
     async def call(self, method: str, path: str, role: str | None = "viewer",
                    vehicles: list[str] | None = None, body=None, expect: int | None = None,
                    raw: bool = False, headers: dict | None = None, csv: str | None = None):
         """`csv`: a text/csv body instead of JSON `body`."""
         headers = {**(headers or {}),
                    **({} if role is None else bearer(await self.token(role, vehicles)))}
-        data = None if body is None else json.dumps(body).encode()
-        if data is not None:
+        data = body if isinstance(body, bytes) else None
+        if data is not None:  # raw bytes (an image), its type in `headers`
+            body = None
+        if body is not None:
+            data = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
         if csv is not None:
             data = csv.encode()
@@ -83,6 +101,8 @@ class Api:
                       headers.get("Content-Type", "application/json"))
         if expect is not None:
             assert status == expect, f"{method} {path}: {status} {payload[:300]!r}"
+        if ctype.startswith("image/"):
+            return status, payload
         if raw or not payload:
             return status, payload.decode()
         return status, json.loads(payload) if ctype.endswith("json") else payload.decode()

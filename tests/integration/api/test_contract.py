@@ -8,8 +8,9 @@ from aiohttp import web
 from backend.alerts import AlertEngine
 from backend.alerts.rules import RuleSet
 from backend.api import spec
-from backend.authz import PUBLIC, access_of
+from backend.authz import access_of
 from backend.store.base import StoredReading
+from geostream.clock import wall_ms
 from tests.authhelp import bearer
 from tests.integration.api.apphelp import Api
 from tests.integration.api.test_api import T0, seed
@@ -56,7 +57,7 @@ async def test_served_routes_are_the_spec_and_roles_match(tmp_path):
             assert ops[key]["x-fleet-role"] == "public"
             continue
         declared = access_of(handler)
-        label = "public" if declared == PUBLIC else getattr(declared, "label", None)
+        label = declared if isinstance(declared, str) else getattr(declared, "label", None)
         want = ops[key]["x-fleet-role"]
         assert label == ("public" if want == "metrics" else want), f"{key}: {label} ≠ {want}"
 
@@ -101,10 +102,17 @@ async def test_every_served_operation_is_exercised_and_validated(store_url):
                 body={"interval": "oil", "odometer_km": 1200, "work": "oil", "cost": 90},
                 expect=201)
         await c("GET", "/api/vehicles/v1/services", expect=200)
+        await c("GET", "/api/maintenance/due?state=all", expect=200)
+        await c("GET", "/api/maintenance/dtcs", expect=200)
+        await c("GET", "/api/maintenance/forecasts", expect=200)
+        await c("GET", "/api/vehicles/v1/dtcs?format=csv", expect=200)
         # without a planner (tests/integration/api/test_planning.py mounts one): 503, as specified
         shift = {"shift": {"start_ms": T0, "end_ms": T0 + 3_600_000}}
         await c("POST", "/api/dispatch/plan", role="dispatcher", body=shift, expect=503)
         await c("DELETE", "/api/dispatch/plan", role="dispatcher", expect=503)
+        await c("GET", "/api/dispatch/proposals", expect=503)
+        await c("POST", "/api/jobs/j1/move", role="dispatcher", body={"route_id": "r1"},
+                expect=503)
         await c("GET", "/api/dispatch/proposals/p1", expect=503)
         await c("POST", "/api/dispatch/proposals/p1/approve", role="dispatcher", expect=503)
         async with api.client.get("/static/app/app.js") as resp:
@@ -118,6 +126,7 @@ async def test_every_served_operation_is_exercised_and_validated(store_url):
         await exercise_accounts(api)
         await exercise_alerts_and_map(api)
         await exercise_dispatch(api)
+        await exercise_driver(api)
         routes = served(api.app)
     missing = set(routes) - {(m, _shape(p)) for m, p in api.checked}
     assert missing == set(), f"served operations never exercised: {sorted(missing)}"
@@ -180,6 +189,47 @@ async def exercise_alerts_and_map(api: Api) -> None:
     await api.call("GET", "/api/map/basemap.pmtiles", expect=404)
 
 
+async def exercise_driver(api: Api) -> None:
+    """The driver app and what dispatchers see of it (tests/integration/api/test_driver_api.py
+    checks their behaviour)."""
+    import io
+
+    from PIL import Image
+
+    c, d = api.call, "dispatcher"
+    drv = bearer(await api.driver_token("dx"))
+    now = wall_ms()
+    await c("POST", "/api/jobs", role=d, body={"id": "jx", "place": {"lat": 50, "lon": 8}},
+            expect=201)
+    await c("PUT", "/api/routes/rx", role=d, expect=201, body={
+        "vehicle_id": "v1", "shift": {"start_ms": now - 3_600_000, "end_ms": now + 3_600_000},
+        "start_depot": "dep", "stops": [{"job_id": "jx"}], "status": "dispatched",
+        "driver_id": "dx"})
+    await c("GET", "/driver/", role=None, headers=drv, expect=200)
+    await c("GET", "/driver/sw.js", role=None, expect=200)
+    await c("GET", "/driver/manifest.webmanifest", role=None, expect=200)
+    await c("GET", "/api/driver/shift", role=None, headers=drv, expect=200)
+    png = io.BytesIO()
+    Image.new("L", (40, 20), 255).save(png, "PNG")
+    _, f = await c("POST", "/api/driver/files?kind=signature&job=jx", role=None,
+                   body=png.getvalue(), headers={**drv, "Content-Type": "image/png"},
+                   expect=201)
+    await c("GET", f"/api/driver/files/{f['id']}", role=None, headers=drv, expect=200)
+    await c("GET", f"/api/pod-files/{f['id']}", expect=200)
+    await c("POST", "/api/driver/actions", role=None, headers=drv, expect=200, body={
+        "key": "contract-1", "device_id": "contract-dev", "device_seq": 1,
+        "kind": "complete", "job_id": "jx", "route_id": "rx",
+        "pod": {"recipient": "A", "signature": f["id"]}})
+    await c("GET", "/api/driver/actions", role=None, headers=drv, expect=200)
+    await c("GET", "/api/driver/messages", role=None, headers=drv, expect=200)
+    await c("GET", "/api/driver-actions?conflicts=false", expect=200)
+    await c("POST", "/api/vehicles/v1/messages", role=d, body={"text": "hello"}, expect=201)
+    await c("GET", "/api/vehicles/v1/messages", expect=200)
+    async with api.client.ws_connect("/api/driver/live", headers=drv):
+        pass
+    api.checked.add(("get", "/api/driver/live"))
+
+
 async def exercise_dispatch(api: Api) -> None:
     """Jobs, catalogues and routes (backend/api/dispatch.py; tests/integration/dispatch/test_api.py
     checks their behaviour)."""
@@ -212,6 +262,12 @@ async def exercise_dispatch(api: Api) -> None:
     await c("GET", "/api/routes", expect=200)
     await c("GET", "/api/routes/r1", expect=200)
     await c("POST", "/api/jobs/j1/transitions", role=d, body={"to": "en_route"}, expect=200)
+    _, link = await c("POST", "/api/jobs/j1/links", role=d, body={"grace_s": 60}, expect=201)
+    await c("GET", "/api/jobs/j1/links", expect=200)
+    await c("GET", f"/t/{link['token']}", role=None, expect=200)
+    await c("GET", f"/t/{link['token']}/view", role=None, expect=200)
+    await c("DELETE", f"/api/links/{link['id']}", role=d, expect=200)
+    await c("GET", f"/t/{link['token']}/events", role=None, expect=410)
     await c("GET", "/api/jobs/j1/transitions", expect=200)
     await c("POST", "/api/jobs/j2/cancel", role=d, expect=200)
 

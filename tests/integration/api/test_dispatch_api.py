@@ -48,9 +48,12 @@ async def test_broken_rows_are_each_reported_and_nothing_planned_is_lost(api):
               "x1,60.1,24.9,,\n"
               "x2,60.1,200,,\n"  # longitude out of range
               "x3,60.1,24.9,2026-12-07T10:00Z,2026-12-07T09:00Z\n"  # impossible window
-              "x4,sixty,24.9,,\n")
+              "x4,sixty,24.9,,\n"
+              "import,60.1,24.9,,\n")  # the import's URL word: no job may be called so
     _, err = await api.call("POST", "/api/jobs/import", role=D, csv=broken, expect=400)
-    assert [(e["line"], e["id"]) for e in err["errors"]] == [(3, "x2"), (4, "x3"), (5, "x4")]
+    assert [(e["line"], e["id"]) for e in err["errors"]] == [(3, "x2"), (4, "x3"), (5, "x4"),
+                                                              (6, "import")]
+    assert "reserved" in err["errors"][3]["error"]
     assert "lon" in err["errors"][0]["error"] and "end is before" in err["errors"][1]["error"]
     await api.call("GET", "/api/jobs/x1", expect=404)
     _, r1 = await api.call("GET", "/api/routes/r1", expect=200)

@@ -19,7 +19,7 @@ from backend.dispatch.model import (
     VehicleType,
 )
 from backend.dispatch.planner import PlanRequest, PlanVehicle
-from backend.dispatch.planning import FLEET, PlanningService
+from backend.dispatch.planning import FLEET, PlanningService, proposal_json
 from backend.dispatch.service import Dispatcher
 from backend.dispatch.solver_worker import PlanCancelled, SolverWorker
 from backend.dispatch.storage import JobQuery
@@ -82,9 +82,21 @@ async def test_plan_approve_and_a_stale_approval(planning_api):
         assert all(sum(30 for _ in r["stops"]) <= 100 for r in p["routes"])  # capacity
         assert {c["kind"] for c in p["diff"]["changes"]} == {"added"}
         await api.call("GET", f"/api/dispatch/proposals/{p['id']}", expect=200)
+        # kept in the store: another node (or this one after a restart) reads it as it was
+        other = await PlanningService(api.store, Dispatcher(api.store), None,
+                                      lambda: T0).get(p["id"])
+        assert proposal_json(other) == p and p["status"] == "open" and p["cause"] == "on demand"
+        _, listed = await api.call("GET", "/api/dispatch/proposals", expect=200)
+        assert [x["id"] for x in listed["proposals"]] == [p["id"]]
 
         _, done = await api.call("POST", f"/api/dispatch/proposals/{p['id']}/approve",
                                  role="dispatcher", expect=200)
+        _, twice = await api.call("POST", f"/api/dispatch/proposals/{p['id']}/approve",
+                                  role="dispatcher", expect=409)
+        assert "approved" in twice["error"]
+        _, listed = await api.call("GET", "/api/dispatch/proposals?status=approved",
+                                   expect=200)
+        assert [x["id"] for x in listed["proposals"]] == [p["id"]]
         assert len(done["routes"]) == len(p["routes"])
         records = await api.store.jobs(JobQuery())
         assert {r.state for r in records} == {JobState.ASSIGNED}
@@ -150,3 +162,45 @@ async def test_bad_requests_and_unplannable_data(planning_api):
         await api.call("GET", "/api/dispatch/proposals/nope", expect=404)
         await api.call("POST", "/api/dispatch/proposals/nope/approve", role="dispatcher",
                        expect=404)
+
+
+async def test_move_a_job_to_another_route_in_one_action(planning_api):
+    async with planning_api as (api, svc):
+        await seed(api.store, 5)
+        _, p = await api.call("POST", "/api/dispatch/plan", role="dispatcher",
+                              body={"shift": SHIFT}, expect=201)
+        await api.call("POST", f"/api/dispatch/proposals/{p['id']}/approve", role="dispatcher",
+                       expect=200)
+        routes = {r.vehicle_id: r for r in await api.store.dispatch_routes()}
+        full, light = sorted(routes.values(), key=lambda r: -len(r.stops))  # 3 and 2 stops
+        assert (len(full.stops), len(light.stops)) == (3, 2)
+        # the light route has room for one more (100 kg, 30 kg each): a job of the full one
+        mover = full.job_ids[1]
+        await api.call("POST", f"/api/jobs/{mover}/move", role="viewer",
+                       body={"route_id": light.id}, expect=403)
+        _, moved = await api.call("POST", f"/api/jobs/{mover}/move", role="dispatcher",
+                                  body={"route_id": light.id}, expect=200)
+        assert [r["id"] for r in moved["routes"]] == [full.id, light.id]
+        src, dst = (await api.store.dispatch_route(full.id),
+                    await api.store.dispatch_route(light.id))
+        assert src.job_ids == tuple(j for j in full.job_ids if j != mover)
+        assert sorted(dst.job_ids) == sorted((*light.job_ids, mover))
+        assert all(s.arrival_ms is not None for s in dst.stops)  # re-sequenced with times
+        rec = await api.store.job(mover)
+        assert (rec.route_id, rec.state) == (light.id, JobState.ASSIGNED)
+        # now full: another job does not fit, and nothing changes
+        other = src.job_ids[0]
+        _, err = await api.call("POST", f"/api/jobs/{other}/move", role="dispatcher",
+                                body={"route_id": light.id}, expect=409)
+        assert (f"job {other} cannot go on route {light.id}" in err["error"]
+                or f"job {other} fits on route {light.id} only by leaving" in err["error"])
+        assert (await api.store.dispatch_route(full.id)).job_ids == src.job_ids
+        assert (await api.store.job(other)).route_id == full.id
+        await api.call("POST", f"/api/jobs/{mover}/move", role="dispatcher",
+                       body={"route_id": light.id}, expect=409)  # there already
+        await api.call("POST", "/api/jobs/nope/move", role="dispatcher",
+                       body={"route_id": light.id}, expect=404)
+        await api.call("POST", f"/api/jobs/{other}/move", role="dispatcher",
+                       body={"route_id": "nope"}, expect=404)
+        await api.call("POST", f"/api/jobs/{other}/move", role="dispatcher",
+                       body={"route": light.id}, expect=400)

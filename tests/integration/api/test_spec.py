@@ -10,7 +10,7 @@ from backend.hub import Hub
 from backend.web import make_app
 from tests.authhelp import add_user_token, bearer
 
-ROLES = {"public", "metrics"} | {r.label for r in Role}
+ROLES = {"public", "metrics", "driver", "signed-in"} | {r.label for r in Role}
 METHODS = ("get", "put", "post", "delete", "patch")
 
 

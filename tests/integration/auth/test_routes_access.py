@@ -12,13 +12,14 @@ import re
 import aiohttp
 from aiohttp import web
 
-from backend.authz import PUBLIC, Role, access_of, requires
+from backend.authz import DRIVER, PUBLIC, SIGNED_IN, Role, access_of, requires
 from backend.hub import Hub
 from backend.web import make_app
 from tests.authhelp import add_user_token, bearer
 
 # the only routes open without a login: they hold no data
-ALLOWED_PUBLIC = {"/", "/login", "/api/login", "/healthz", "/static", "/password"}
+ALLOWED_PUBLIC = {"/", "/login", "/api/login", "/healthz", "/static", "/password", "/driver/",
+                  "/driver/sw.js", "/driver/manifest.webmanifest"}
 # public to the middleware, but checking a secret of their own (the scraper's metrics_token):
 # no user credential opens them, and without it they answer 401
 SELF_AUTHENTICATED = {"/metrics"}
@@ -32,8 +33,8 @@ EXPECTED = {
     ("POST", "/api/vehicles/{vehicle}/commands"): Role.DISPATCHER,
     ("GET", "/api/commands/{id}"): Role.VIEWER,
     ("GET", "/api/status"): Role.ADMIN,
-    ("GET", "/api/me"): Role.VIEWER,
-    ("POST", "/api/logout"): Role.VIEWER,
+    ("GET", "/api/me"): SIGNED_IN,
+    ("POST", "/api/logout"): SIGNED_IN,
     ("GET", "/api/users"): Role.ADMIN,
     ("POST", "/api/users"): Role.ADMIN,
     ("PATCH", "/api/users/{name}"): Role.ADMIN,
@@ -49,7 +50,9 @@ EXPECTED = {
     ("POST", "/api/login"): PUBLIC,
     ("GET", "/"): PUBLIC,
     ("GET", "/password"): PUBLIC,  # the page: its form needs a session and the password
-    ("POST", "/api/me/password"): Role.VIEWER,
+    ("POST", "/api/me/password"): SIGNED_IN,
+    ("GET", "/api/driver/shift"): DRIVER,
+    ("POST", "/api/driver/actions"): DRIVER,
 }
 
 
@@ -90,6 +93,11 @@ async def test_every_route_anonymously_and_as_each_role(running):
     declared = {(m, p): a for m, p, a in routes}
     for key, want in EXPECTED.items():
         assert declared.get(key) == want, f"{key}: declares {declared.get(key)}, want {want}"
+    from backend.dispatch.model import Driver
+
+    token = await add_user_token(running.backend.store, "drv", "admin")
+    await running.backend.store.put_catalogue(Driver("d1", "D", "drv"), 0)
+    driver = bearer(token)  # an admin account linked as a driver: a driver login only
     async with aiohttp.ClientSession(running.url) as http:
         for method, template, access in routes:
             path = _concrete(method, template)
@@ -108,10 +116,16 @@ async def test_every_route_anonymously_and_as_each_role(running):
             assert await _status(http, method, path, bearer("not-a-token")) == 401
             for role in Role:
                 got = await _status(http, method, path, bearer(running.tokens[role.label]))
-                if role < access:
+                if access == DRIVER or (access != SIGNED_IN and role < access):
                     assert got == 403, f"{role.label} {method} {path}: {got}"
                 else:
                     assert got not in (401, 403), f"{role.label} {method} {path}: {got}"
+            # a driver login: its own app and login only, 403 everywhere else
+            got = await _status(http, method, path, driver)
+            if access in (DRIVER, SIGNED_IN):
+                assert got not in (401, 403), f"driver {method} {path}: {got}"
+            else:
+                assert got == 403, f"driver {method} {path}: {got}"
 
 
 async def test_unknown_paths_say_401_to_strangers_and_404_to_users(running):

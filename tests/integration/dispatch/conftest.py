@@ -7,19 +7,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.pgfixture import pg_server, pg_template  # noqa: E402,F401
+from tests.pgfixture import STORE_KINDS, opened_store, pg_server, pg_template  # noqa: E402,F401
 from tests.pgfixture import pg_url as _pg_url  # noqa: E402,F401
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=STORE_KINDS)
 async def any_store(request, tmp_path):
-    from backend.store import open_store
-
-    if request.param == "postgres":
-        url = request.getfixturevalue("_pg_url")
-    else:
-        url = f"sqlite://{tmp_path / 'fleet.db'}"
-    store = open_store(url)
-    await store.open()
-    yield store
-    await store.close()
+    async for store in opened_store(request, tmp_path):
+        yield store

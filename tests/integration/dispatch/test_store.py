@@ -128,3 +128,26 @@ async def test_route_with_a_stale_transition_stores_nothing(any_store):
     with pytest.raises(StaleState):
         await s.put_dispatch_route(route(stops=("a",)), None, 3, [bad])
     assert await s.dispatch_route("r1") is None
+
+
+async def test_proposals_kept_newest_open_and_closed_once(any_store):
+    from backend.dispatch.storage import StoredProposal
+
+    def prop(i: int) -> StoredProposal:
+        return StoredProposal(f"p{i}", 1_000 + i, f"v{i}", "open", "on demand",
+                              {"n": i, "routes": {"v1": ["a", "b"]}})
+
+    assert await any_store.put_proposal(prop(1), keep_open=2) == []
+    assert await any_store.put_proposal(prop(2), keep_open=2) == []
+    assert await any_store.put_proposal(prop(2), keep_open=2) == []  # the same again
+    assert await any_store.put_proposal(prop(3), keep_open=2) == ["p1"]  # oldest open goes
+    assert [p.id for p in await any_store.proposals("open")] == ["p3", "p2"]
+    got = await any_store.proposal("p2")
+    assert got.body == {"n": 2, "routes": {"v1": ["a", "b"]}} and got.based_on_version == "v2"
+    assert await any_store.close_proposal("p2", "approved", "ann", 5_000)
+    assert not await any_store.close_proposal("p2", "approved", "bob", 5_001)  # once only
+    got = await any_store.proposal("p2")
+    assert (got.status, got.closed_by, got.closed_ms) == ("approved", "ann", 5_000)
+    assert (await any_store.proposal("p1")).status == "dropped"
+    assert [p.id for p in await any_store.proposals()] == ["p3", "p2", "p1"]
+    assert await any_store.proposal("nope") is None

@@ -19,6 +19,20 @@ def test_smoke_50_vehicles_sqlite(tmp_path):
                       log_dir=str(tmp_path)))
     check(rep, 50)
     assert rep.made >= 50 * 10
+    # the report splits the machine's CPU: gateway, clients, the rest, idle
+    assert rep.machine_cores >= 1 and 0 <= rep.machine_idle_pct <= 100
+    assert rep.gateway_cpu_pct > 0 and rep.client_cpu_pct > 0 and rep.other_cpu_pct >= 0
+    assert rep.client_us_per_vehicle_s > 0 and rep.bottleneck()
+
+
+def test_vehicles_pace_live_batches_as_the_agent_does(tmp_path):
+    """5 readings a second, one live batch a second (the agent's send interval): the
+    vehicles' uplink machines pace them, as an agent's does."""
+    rep = run(Options(vehicles=10, rate_hz=5.0, duration_s=8, db="sqlite",
+                      log_dir=str(tmp_path)))
+    check(rep, 10)
+    assert rep.made >= 10 * 5 * 8
+    assert rep.batches <= 10 * (8 + 3)       # ~1 per second each, not 1 per reading
 
 
 @pytest.mark.postgres

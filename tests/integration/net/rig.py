@@ -1,5 +1,6 @@
-"""In-process test rig: the real gateway (aioquic server, SQLite store, writer, hub) and real
-aioquic clients in the test's event loop. Only loopback (or namespaces a test creates) is used.
+"""In-process test rig: the real gateway (QUIC server, SQLite store, writer, hub) and real QUIC
+clients (the seam's library, geostream/quic/) in the test's event loop. Only loopback (or
+namespaces a test creates) is used.
 """
 
 from __future__ import annotations
@@ -8,8 +9,6 @@ import asyncio
 import socket
 import ssl
 from pathlib import Path
-
-from aioquic.quic.configuration import QuicConfiguration
 
 from agent.config import AgentConfig, JournalConfig, ServerConfig
 from agent.journal_worker import JournalWorker
@@ -23,6 +22,7 @@ from geostream import ALPN
 from geostream.codec import FrameDecoder, encode
 from geostream.errors import ProtocolError
 from geostream.messages import Error, Hello, Message, Welcome
+from geostream.quic import library
 
 
 def free_udp_port(host: str = "127.0.0.1") -> int:
@@ -103,9 +103,11 @@ class GatewayRig:
         return await asyncio.get_running_loop().run_in_executor(None, q)
 
 
-def client_config(ca_file: str, server_name: str = "localhost") -> QuicConfiguration:
-    cfg = QuicConfiguration(is_client=True, alpn_protocols=[ALPN], idle_timeout=240.0,
-                            server_name=server_name, verify_mode=ssl.CERT_REQUIRED)
+def client_config(ca_file: str, server_name: str = "localhost", lib=None):
+    """A client `QuicConfiguration` of QUIC library `lib` (None: the process's)."""
+    cfg = (lib or library()).QuicConfiguration(
+        is_client=True, alpn_protocols=[ALPN], idle_timeout=240.0, server_name=server_name,
+        verify_mode=ssl.CERT_REQUIRED)
     cfg.load_verify_locations(cafile=ca_file)
     return cfg
 

@@ -2,17 +2,18 @@
 table, shared post-handshake TLS buffers and no-op key callbacks (sans-IO, in memory)."""
 
 import pytest
-from aioquic.buffer import Buffer
-from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.connection import QuicConnection
-from aioquic.quic.crypto import NoCallback
-from aioquic.quic.events import HandshakeCompleted, StreamDataReceived
-from aioquic.quic.packet import pull_quic_header
-from aioquic.tls import Epoch
 
 from backend.pki import generate
-from backend.quic_tuning import drop_key_log_callbacks, share_frame_table, shrink_handshake_buffers
 from geostream import ALPN
+from geostream.quic import aioquic_lib as lib
+
+# the memory trims are aioquic's (qh3's native core needs none): its adapter's private names
+Buffer, NoCallback, Epoch = lib.Buffer, lib.NoCallback, lib.Epoch
+QuicConfiguration, QuicConnection = lib.QuicConfiguration, lib.QuicConnection
+HandshakeCompleted, StreamDataReceived = lib.HandshakeCompleted, lib.StreamDataReceived
+pull_quic_header = lib.pull_quic_header
+drop_key_log_callbacks, share_frame_table = lib.drop_key_log_callbacks, lib.share_frame_table
+shrink_handshake_buffers = lib.shrink_handshake_buffers
 
 SERVER, CLIENT = ("127.0.0.1", 4433), ("127.0.0.1", 50000)
 

@@ -11,14 +11,17 @@ import stat
 import time
 
 import pytest
-from aioquic.tls import CipherSuite, SessionTicket
 
 from backend.cli import _parser, build_config
 from backend.config import BackendConfig
 from backend.tickets import TicketStore
+from geostream.quic import library
 from geostream.tickets import ticket_from_json, ticket_to_json
 from hil.linkemu import LinkEmulator, LinkModel
 from tests.integration.net.rig import AgentRig, QuicLink, client_config, until
+
+_lib = library()
+CipherSuite, SessionTicket = _lib.CipherSuite, _lib.SessionTicket
 
 # long against scheduling noise on a loaded machine (CI saw 55 ms of it on a 100 ms RTT, a
 # helper 224 ms at load 10 on a 400 ms RTT after kill -9), so

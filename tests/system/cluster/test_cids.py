@@ -7,12 +7,15 @@ import asyncio
 import os
 
 import pytest
-from aioquic.asyncio import QuicConnectionProtocol, connect, serve
-from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.connection import QuicConnection
 
 from backend.cluster.cids import CID_LENGTH, CidLayout, issue_routable_cids
+from geostream.quic import library
 from tests.integration.net.rig import client_config
+
+# the aioquic behaviours the hook relies on
+lib = library("aioquic")
+QuicConfiguration, QuicConnection = lib.QuicConfiguration, lib.QuicConnection
+QuicConnectionProtocol, connect, serve = lib.QuicConnectionProtocol, lib.connect, lib.serve
 
 ALPN = ["cid-test"]
 
@@ -45,7 +48,7 @@ def test_pins_aioquic_draws_host_cids_in_init_and_replenish(pki):
     assert quic._configuration.connection_id_length == CID_LENGTH
     assert len(quic._host_cids) == 1
     assert quic.host_cid == quic._host_cids[0].cid == quic._local_initial_source_connection_id
-    issue_routable_cids(quic, CidLayout(), 42)
+    issue_routable_cids(lib, quic, CidLayout(), 42)
     assert CidLayout().server_id(quic.host_cid) == 42
     assert quic._local_initial_source_connection_id == quic.host_cid
     # pinned: _replenish_connection_ids appends new CIDs up to the peer's limit
@@ -59,7 +62,7 @@ def test_pins_aioquic_draws_host_cids_in_init_and_replenish(pki):
 class _Adopting(QuicConnectionProtocol):
     def __init__(self, *a, **kw):
         super().__init__(*a, **kw)
-        issue_routable_cids(self._quic, CidLayout(), 7)
+        issue_routable_cids(lib, self._quic, CidLayout(), 7)
 
 
 async def test_pins_real_handshake_uses_only_routable_cids(pki):

@@ -160,3 +160,46 @@ async def test_hostile_messages_are_dropped_and_counted(nats_server):
     finally:
         await raw.close()
         await node.stop()
+
+
+async def test_dispatch_changes_reach_every_node_and_hostile_ones_are_dropped(nats_server):
+    node_a, node_b = Hub(), Hub()
+    a = await NatsFanout(nats_server.url, node_a).start()
+    b = await NatsFanout(nats_server.url, node_b).start()
+    subs = {}
+    for name, hub in (("a", node_a), ("b", node_b)):
+        subs[name] = hub.new_subscriber()
+        hub.add(subs[name])
+        assert hub.subscribe(subs[name], "dispatch") and hub.subscribe(subs[name], "route:r1")
+    try:
+        eta = {"route_id": "r1", "vehicle": "van.1", "stops": [{"job_id": "j1"}] * 300}
+        a.publish_dispatch("transition", {"id": "t1", "job_id": "j1"}, "van.1", "r1")
+        a.publish_dispatch("eta", eta, "van.1", "r1")  # a long route's ETAs fit
+        a.publish_dispatch("proposal", {"id": "prop-1", "cause": "stop j1 failed"}, None)
+        got: dict[str, list] = {"a": [], "b": []}
+
+        def arrived() -> bool:
+            for name in got:  # past the "subscribed" events
+                got[name] += [m for m in subs[name].drain() if "event" not in m]
+            return all(len(m) >= 5 for m in got.values())
+
+        await until(arrived, 30, "dispatch changes on both nodes")
+        for name in ("a", "b"):  # the publishing node's hub is fed through NATS too
+            kinds = [(m["topic"], next(k for k in m if k != "topic")) for m in got[name]]
+            assert kinds == [("dispatch", "transition"), ("route:r1", "transition"),
+                             ("dispatch", "eta"), ("route:r1", "eta"),
+                             ("dispatch", "proposal")], kinds
+            assert got[name][2]["eta"] == eta
+        # anything else on the subject is counted and dropped, never published
+        raw = await nats.connect(nats_server.url)
+        for body in (b"not json", json.dumps({"field": "shell", "payload": {}}).encode(),
+                     json.dumps({"field": "job", "payload": [1]}).encode(),
+                     json.dumps({"field": "job", "payload": {}, "route_id": "../x"}).encode(),
+                     b"[" * 100_000):
+            await raw.publish("fleet.dispatch", body)
+        await raw.drain()
+        await until(lambda: b.stats["invalid"] >= 5, 30, "hostile messages refused")
+        assert subs["b"].drain() == []
+    finally:
+        await a.stop()
+        await b.stop()

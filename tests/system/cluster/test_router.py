@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 
-from aioquic.quic.connection import QuicConnection
-
 from backend.cluster.cids import CidLayout
 from backend.cluster.router import DEAD_AFTER_S, Router, destination_cid, rendezvous
+from geostream.quic import library
 from tests.integration.net.rig import client_config
+
+QuicConnection = library().QuicConnection
 
 A, B, C = ("10.0.0.1", 1), ("10.0.0.2", 1), ("10.0.0.3", 1)
 

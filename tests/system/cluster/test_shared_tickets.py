@@ -7,11 +7,14 @@ from __future__ import annotations
 import datetime
 
 import pytest
-from aioquic.tls import CipherSuite, SessionTicket
 
 from backend.cluster.tickets import SharedTicketStore
+from geostream.quic import library
 from tests.integration.net.rig import AgentRig, until
 from tests.system.cluster.test_routed import HOST, _cluster, _holder, _stop
+
+_lib = library()
+CipherSuite, SessionTicket = _lib.CipherSuite, _lib.SessionTicket
 
 
 def _ticket(label: bytes) -> SessionTicket:

@@ -12,8 +12,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.connection import QuicConnection
 
 from backend.cli import DEFAULT_TUNNEL
 from backend.cluster import tunnel
@@ -22,7 +20,11 @@ from backend.cluster.node import ClusterNode, check_tunnel_host, parse_addr
 from backend.config import BackendConfig
 from backend.metrics import cluster_families
 from geostream import ALPN
+from geostream.quic import library
 from tests.integration.net.rig import client_config, until
+
+_lib = library()
+QuicConfiguration, QuicConnection = _lib.QuicConfiguration, _lib.QuicConnection
 
 REPO = Path(__file__).resolve().parents[3]
 KEY = bytes(range(32))
@@ -176,7 +178,7 @@ async def test_a_node_hands_its_quic_server_only_its_routers_authentic_datagrams
     cfg.load_cert_chain(pki["cert"], pki["key"])
     router, stranger = _udp(), _udp()
     server, endpoint = await serve_behind_router(
-        "127.0.0.1", 0, 1, router.getsockname(), KEY, configuration=cfg)
+        _lib, "127.0.0.1", 0, 1, router.getsockname(), KEY, configuration=cfg)
     to = endpoint.transport.get_extra_info("sockname")
     initials = []
     for _ in range(3):  # three vehicles' first datagrams: each would open a connection

@@ -42,6 +42,7 @@ def test_window_end_before_start_and_overlap():
     ({"service_s": -1}, "service_s"), ({"priority": 101}, "priority"),
     ({"skills": {"a,b"}}, "skill"), ({"kind": JobKind.PICKUP}, "pair"),
     ({"pair": "x"}, "pair"), ({"id": "has space"}, "id"), ({"id": "a/b"}, "id"), ({"id": ""}, "id"),
+    ({"id": "import"}, "reserved"),  # /api/jobs/import is the import, never a job's URL
 ])
 def test_job_refusals_name_the_field(kw, field):
     with pytest.raises(ValueError, match=field):

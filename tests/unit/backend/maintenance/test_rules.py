@@ -121,3 +121,46 @@ def test_fleet_drift_flags_the_odd_vehicle():
     assert found["truck-9"]["fleet"]["vehicles"] == 5
     # two vehicles are no fleet
     assert health.fleet_drift(check, {k: recent[k] for k in ("truck-0", "truck-9")}) == []
+
+
+def _obd(t, set_, *codes):
+    return (t, {"bus": "obd", "proto": "obd2", "src": 0x7E8, "set": set_,
+                "dtcs": [{"code": c} for c in codes]})
+
+
+def test_trouble_code_workflow_active_pending_cleared_and_recurrence():
+    events = [
+        _dm1(1000, (110, 0, 1)), _dm1(2000), _dm1(9000, (110, 0, 2)),  # cleared, recurred
+        _dm1(3000, (100, 1, 1), src=3), _dm1(4000, src=3),  # cleared for good
+        # OBD: P0301 pending, then confirmed (stored) while still pending: one episode
+        _obd(1500, "pending", "P0301"), _obd(2500, "stored", "P0301"),
+        _obd(3500, "pending"), _obd(5000, "pending", "P0420"),  # P0420 only pending
+    ]
+    rows = {r["code"]: r for r in dtc.workflow(dtc.fold(events), km=400.0)}
+    spn110 = rows["SPN110-FMI0"]
+    assert (spn110["status"], spn110["first_ms"], spn110["last_ms"], spn110["episodes"],
+            spn110["recurrences"], spn110["recurred_ms"], spn110["cleared_ms"]) == (
+        "active", 1000, 9000, 2, 1, 9000, None)
+    assert spn110["per_1000_km"] == 5.0 and spn110["occurrences"] == 2
+    spn100 = rows["SPN100-FMI1"]
+    assert (spn100["status"], spn100["cleared_ms"], spn100["recurrences"]) == (
+        "cleared", 4000, 0)
+    p0301 = rows["P0301"]
+    assert (p0301["status"], p0301["episodes"], p0301["first_ms"]) == ("active", 1, 1500)
+    assert rows["P0420"]["status"] == "pending"
+    order = [r["code"] for r in dtc.workflow(dtc.fold(events), km=None)]
+    assert order == ["SPN110-FMI0", "P0301", "P0420", "SPN100-FMI1"]
+    # too little distance says nothing about frequency; a hostile count is dropped
+    assert rows["P0420"]["per_1000_km"] == 2.5
+    few = dtc.workflow(dtc.fold([_dm1(1, (1, 2, "many"))]), km=3.0)
+    assert few[0]["per_1000_km"] is None and few[0]["occurrences"] is None
+
+
+def test_shared_codes_name_the_other_vehicles():
+    per = {v: dtc.workflow(dtc.fold(evs), None) for v, evs in {
+        "a": [_dm1(1, (110, 0, 1))], "b": [_dm1(2, (110, 0, 1), (5, 5, 1))],
+        "c": [_dm1(3, (5, 5, 1))]}.items()}
+    dtc.shared_codes(per)
+    assert per["a"][0]["other_vehicles"] == ["b"]
+    assert {r["code"]: r["other_vehicles"] for r in per["b"]} == {
+        "SPN110-FMI0": ["a"], "SPN5-FMI5": ["c"]}

@@ -1,0 +1,67 @@
+"""The `[notify]` table of the backend's configuration (docs/notifications.md), parsed and
+checked at start: a bad key or value stops the backend with its name, never a delivery later."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .egress import EgressPolicy, parse_networks
+
+# Where the outbox looks for work when nothing woke it: new job transitions and alerts are
+# read at this pace too (a delivery is at most this late plus the receiver's time).
+POLL_S = 2.0
+# SMTP submission's port (RFC 6409), with STARTTLS.
+SMTP_PORT = 587
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str = ""
+    port: int = SMTP_PORT
+    starttls: bool = True  # refuse to send over a connection that did not upgrade
+    username: str = ""
+    password_file: str = ""  # a file of mode 0600 (never the password in the config)
+    sender: str = ""  # the From: address
+    ca_file: str = ""  # the CA of the server's certificate; empty: the system's
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.host and self.sender)
+
+
+@dataclass(frozen=True)
+class NotifySettings:
+    allow_networks: tuple[str, ...] = ()
+    poll_s: float = POLL_S
+    smtp: SmtpSettings = SmtpSettings()
+
+    @property
+    def policy(self) -> EgressPolicy:
+        return EgressPolicy.from_config(self.allow_networks)
+
+    @classmethod
+    def parse(cls, table: dict) -> NotifySettings:
+        known = {"allow_networks", "poll_s", "smtp"}
+        unknown = set(table) - known
+        if unknown:
+            raise ValueError(f"[notify]: unknown keys {sorted(unknown)}")
+        nets = table.get("allow_networks", [])
+        if not isinstance(nets, list) or not all(isinstance(n, str) for n in nets):
+            raise ValueError("[notify] allow_networks: a list of addresses or networks")
+        parse_networks(nets)
+        poll = table.get("poll_s", POLL_S)
+        if not isinstance(poll, int | float) or not 0.05 <= poll <= 60:
+            raise ValueError("[notify] poll_s must be within 0.05..60")
+        smtp = table.get("smtp", {})
+        if not isinstance(smtp, dict):
+            raise ValueError("[notify.smtp] must be a table")
+        fields = set(SmtpSettings.__dataclass_fields__)
+        if set(smtp) - fields:
+            raise ValueError(f"[notify.smtp]: unknown keys {sorted(set(smtp) - fields)}")
+        try:
+            s = SmtpSettings(**smtp)
+        except TypeError as exc:
+            raise ValueError(f"[notify.smtp]: {exc}") from None
+        if not isinstance(s.port, int) or not 1 <= s.port <= 65535:
+            raise ValueError("[notify.smtp] port must be within 1..65535")
+        return cls(tuple(nets), float(poll), s)

@@ -1,0 +1,57 @@
+"""The QUIC library behind one seam: every use of aioquic or qh3 goes through here.
+
+`library(name)` is the adapter module of one library; each has the same names:
+
+- the public API: `QuicConfiguration`, `QuicConnection`, `QuicConnectionProtocol`,
+  `QuicServer`, `serve`, `connect`, the events (`QuicEvent`, `HandshakeCompleted`,
+  `StreamDataReceived`, `ConnectionTerminated`, `PingAcknowledged`, `ConnectionIdIssued`),
+  `SessionTicket`, `CipherSuite`, `destination_cid(datagram, cid_length)`;
+- the hooks the libraries do not offer publicly, one function each: ACKs riding with data
+  (`ack_with_data`, `advertise_max_ack_delay`, `delay_acks_up_to`), routable connection IDs
+  (`issue_routable_cids`, `host_cids`, `ROUTABLE_NEW_CIDS`), `smoothed_rtt`,
+  `peer_certificate_der`, and a gateway's memory trims (`trim_new_connection`,
+  `trim_after_handshake`).
+
+Which library a process uses is configuration (the backend's `[quic] library`, the agent's
+`[server] quic_library`), else $FLEET_QUIC_LIBRARY, else `DEFAULT_LIBRARY`. Both can be loaded
+in one process (the protocol-level tests run against each). tests/unit/geostream/
+test_quic_seam.py fails if any other module imports a QUIC library.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from types import ModuleType
+
+# name → the adapter module that alone imports it
+LIBRARIES = {"aioquic": "geostream.quic.aioquic_lib", "qh3": "geostream.quic.qh3_lib"}
+DEFAULT_LIBRARY = "aioquic"
+LIBRARY_ENV = "FLEET_QUIC_LIBRARY"
+
+_protocol_classes: dict[tuple[str, type], type] = {}
+
+
+def library_name(name: str | None = None) -> str:
+    """`name`, else $FLEET_QUIC_LIBRARY, else the default; ValueError for an unknown one."""
+    chosen = name or os.environ.get(LIBRARY_ENV) or DEFAULT_LIBRARY
+    if chosen not in LIBRARIES:
+        raise ValueError(f"unknown QUIC library {chosen!r} (one of {', '.join(LIBRARIES)})")
+    return chosen
+
+
+def library(name: str | None = None) -> ModuleType:
+    """The adapter of QUIC library `name` (see `library_name`), imported on first use."""
+    return importlib.import_module(LIBRARIES[library_name(name)])
+
+
+def protocol_class(lib: ModuleType, mixin: type) -> type:
+    """`mixin` on top of `lib`'s `QuicConnectionProtocol`, one class per pair (a gateway
+    connection is the same code on either library)."""
+    key = (lib.NAME, mixin)
+    cls = _protocol_classes.get(key)
+    if cls is None:
+        cls = _protocol_classes[key] = type(
+            mixin.__name__, (mixin, lib.QuicConnectionProtocol),
+            {"__module__": mixin.__module__, "__qualname__": mixin.__qualname__})
+    return cls

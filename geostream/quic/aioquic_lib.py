@@ -1,0 +1,230 @@
+"""aioquic behind the QUIC seam (geostream/quic/__init__.py): its public API under the seam's
+names, and the private hooks the seam's callers need, each in one function that leaves a
+connection alone when the attribute it touches is not there.
+
+This is the only module that imports aioquic. tests/integration/net/test_quic_seam.py pins
+the private behaviours the hooks rely on (ACK scheduling, CID drawing, frame table).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from aioquic.asyncio import QuicConnectionProtocol, connect, serve
+from aioquic.asyncio.server import QuicServer
+from aioquic.buffer import Buffer
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection
+from aioquic.quic.crypto import NoCallback
+from aioquic.quic.events import (
+    ConnectionIdIssued,
+    ConnectionTerminated,
+    HandshakeCompleted,
+    PingAcknowledged,
+    QuicEvent,
+    StreamDataReceived,
+)
+from aioquic.quic.packet import (
+    pull_quic_header,
+    pull_quic_transport_parameters,
+    push_quic_transport_parameters,
+)
+from aioquic.tls import CipherSuite, Epoch, SessionTicket
+
+from geostream.quic_acks import MAX_ACK_DELAY_LIMIT_MS
+
+NAME = "aioquic"
+
+__all__ = [
+    "NAME", "CipherSuite", "ConnectionIdIssued", "ConnectionTerminated", "HandshakeCompleted",
+    "PingAcknowledged", "QuicConfiguration", "QuicConnection", "QuicConnectionProtocol",
+    "QuicEvent", "QuicServer", "SessionTicket", "StreamDataReceived", "connect", "serve",
+]
+
+# Room for aioquic's transport parameters (~100 bytes) with margin.
+_PARAMS_BUFFER = 1024
+# After the handshake: room for a NewSessionTicket (~250 bytes) or a TLS alert, with margin.
+POST_HANDSHAKE_BUFFER = 1024
+
+
+def destination_cid(datagram: bytes, cid_length: int) -> bytes | None:
+    """The destination connection ID of the first packet of `datagram` (None: not QUIC)."""
+    try:
+        return pull_quic_header(Buffer(data=datagram), host_cid_length=cid_length).destination_cid
+    except ValueError:
+        return None
+
+
+# --- ACKs that ride with data (geostream/quic_acks.py says why) ----------------------------
+
+def ack_with_data(quic) -> None:
+    """Let the next packet carry any pending 1-RTT ACK (call before sending stream data):
+    aioquic writes an ACK frame only once its delay expired, even into a packet it builds."""
+    spaces = getattr(quic, "_spaces", None)
+    space = spaces.get(Epoch.ONE_RTT) if isinstance(spaces, dict) else None
+    if space is not None and space.ack_at is not None:
+        space.ack_at = 0.0
+
+
+def advertise_max_ack_delay(quic, delay_s: float) -> None:
+    """Advertise `max_ack_delay` = delay_s in the transport parameters (call before the
+    first packet: before `connect()` on a client, in the protocol's constructor on a server)."""
+    delay_ms = min(MAX_ACK_DELAY_LIMIT_MS, max(1, round(delay_s * 1000)))
+    serialize = getattr(quic, "_serialize_transport_parameters", None)
+    if serialize is None:
+        return
+
+    def with_max_ack_delay() -> bytes:
+        params = pull_quic_transport_parameters(Buffer(data=serialize()))
+        params.max_ack_delay = delay_ms
+        buf = Buffer(capacity=_PARAMS_BUFFER)
+        push_quic_transport_parameters(buf, params)
+        return buf.data
+
+    quic._serialize_transport_parameters = with_max_ack_delay
+
+
+def delay_acks_up_to(quic, delay_s: float) -> None:
+    """Wait up to delay_s (at most what was advertised) before an ACK-only datagram. On a
+    client, call once the handshake completed: handshake ACKs should not wait."""
+    if hasattr(quic, "_ack_delay"):
+        quic._ack_delay = delay_s
+
+
+# --- routable connection IDs (backend/cluster/cids.py) -------------------------------------
+
+# every CID the server issues can carry a server id
+ROUTABLE_NEW_CIDS = True
+
+def issue_routable_cids(quic, new_cid: Callable[[], bytes]) -> None:
+    """Make the server-side `quic` issue only CIDs drawn by `new_cid`. aioquic draws them with
+    `os.urandom` in two places without a hook: `__init__` (the first CID, also the initial
+    source CID of the transport parameters) and `_replenish_connection_ids` (NEW_CONNECTION_ID).
+    Call from the protocol's constructor, before the server registers `quic.host_cid`."""
+    first = quic._host_cids[0]
+    first.cid = new_cid()
+    quic.host_cid = first.cid
+    quic._local_initial_source_connection_id = first.cid
+    replenish = quic._replenish_connection_ids
+
+    def routable_replenish() -> None:
+        known = len(quic._host_cids)
+        replenish()
+        for connection_id in quic._host_cids[known:]:
+            connection_id.cid = new_cid()
+
+    quic._replenish_connection_ids = routable_replenish
+
+
+def host_cids(quic) -> list[bytes]:
+    """Every CID `quic` has issued and not retired (the first included)."""
+    return [c.cid for c in quic._host_cids]
+
+
+# --- what the agent shows and pins ---------------------------------------------------------
+
+def smoothed_rtt(quic) -> float | None:
+    """The smoothed round-trip time in seconds (None before the first sample); aioquic keeps it
+    on its private loss-recovery object only."""
+    loss = getattr(quic, "_loss", None)
+    if loss is None or not getattr(loss, "_rtt_initialized", False):
+        return None
+    return loss._rtt_smoothed
+
+
+def peer_certificate_der(quic) -> bytes | None:
+    """DER of the certificate the server presented (None on a resumed session): aioquic
+    exposes it only on its TLS context, as a `cryptography` certificate."""
+    cert = getattr(getattr(quic, "tls", None), "_peer_certificate", None)
+    if cert is None:
+        return None
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return cert.public_bytes(Encoding.DER)
+
+
+# --- a gateway's memory per connection (backend/quic_tuning.py says why) -------------------
+
+class _FrameTable:
+    """Stands in for aioquic's per-connection `{frame type: (bound handler, epochs)}`:
+    the same lookup (KeyError for an unknown type), one shared table of method names."""
+
+    __slots__ = ("_quic",)
+    shared: dict[int, tuple[str, frozenset]] = {}
+
+    def __init__(self, quic):
+        self._quic = quic
+
+    def __getitem__(self, frame_type: int):
+        name, epochs = self.shared[frame_type]
+        return getattr(self._quic, name), epochs
+
+
+_FRAME_TABLE_ATTR = "_QuicConnection__frame_handlers"
+
+
+def share_frame_table(quic) -> bool:
+    """Replace a new connection's 11 KiB frame table by the shared one; leaves it alone
+    (False) if the table is not the one expected."""
+    table = getattr(quic, _FRAME_TABLE_ATTR, None)
+    if not isinstance(table, dict):
+        return False
+    named = {}
+    for frame_type, (handler, epochs) in table.items():
+        func = getattr(handler, "__func__", None)
+        if func is None or getattr(quic, func.__name__, None) != handler:
+            return False
+        named[frame_type] = (func.__name__, epochs)
+    if not _FrameTable.shared:
+        _FrameTable.shared.update(named)
+    elif named != _FrameTable.shared:
+        return False
+    setattr(quic, _FRAME_TABLE_ATTR, _FrameTable(quic))
+    return True
+
+
+_shared_buffers: dict = {}  # epoch → the process's post-handshake TLS output buffer
+
+
+def shrink_handshake_buffers(quic) -> None:
+    """Call on HandshakeCompleted: replace the 16 KiB TLS output buffers by small ones shared
+    by every connection (each is empty then: aioquic moves their bytes to the crypto streams
+    after every TLS step, in the same synchronous call)."""
+    buffers = getattr(quic, "_crypto_buffers", None)
+    if not isinstance(buffers, dict):
+        return
+    for epoch, buf in list(buffers.items()):
+        if buf.tell() == 0:
+            buffers[epoch] = _shared_buffer(epoch)
+
+
+def _shared_buffer(epoch):
+    shared = _shared_buffers.get(epoch)
+    if shared is None or shared.tell() != 0:  # never one holding another step's bytes
+        shared = _shared_buffers[epoch] = Buffer(capacity=POST_HANDSHAKE_BUFFER)
+    return shared
+
+
+def drop_key_log_callbacks(quic) -> None:
+    """Call on HandshakeCompleted: without a qlog, the key set-up/tear-down callbacks (qlog
+    events only, ~3 KiB per connection) become aioquic's shared no-op."""
+    if getattr(quic, "_quic_logger", True) is not None:
+        return
+    pairs = [*getattr(quic, "_cryptos", {}).values(),
+             *getattr(quic, "_cryptos_initial", {}).values()]
+    for pair in pairs:
+        for ctx in (getattr(pair, "recv", None), getattr(pair, "send", None)):
+            if hasattr(ctx, "_setup_cb") and hasattr(ctx, "_teardown_cb"):
+                ctx._setup_cb = ctx._teardown_cb = NoCallback
+
+
+def trim_new_connection(quic) -> None:
+    """A new server connection's memory trims (before its first packet)."""
+    share_frame_table(quic)
+
+
+def trim_after_handshake(quic) -> None:
+    """A server connection's memory trims once its handshake completed."""
+    shrink_handshake_buffers(quic)
+    drop_key_log_callbacks(quic)
+

@@ -1,0 +1,166 @@
+"""qh3 behind the QUIC seam (geostream/quic/__init__.py): an aioquic fork whose packet core is
+native code (5-9x less server CPU per exchange, docs/benchmarks.md). Its Python facade keeps
+aioquic's sans-IO shape, so the public names map one to one; the hooks differ because the
+packet core (ACK scheduling, loss recovery, connection IDs after the first) is native.
+
+This is the only module that imports qh3. What each hook costs, and the one must qh3 cannot
+give through any hook (routable NEW_CONNECTION_ID CIDs), is in docs/link.md §QUIC library.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import qh3.quic.connection as _connection_module
+from qh3._hazmat import Buffer
+from qh3._hazmat import pull_quic_header as _pull_quic_header
+from qh3.asyncio import QuicConnectionProtocol, connect, serve
+from qh3.asyncio.server import QuicServer
+from qh3.quic.configuration import QuicConfiguration
+from qh3.quic.connection import QuicConnection
+from qh3.quic.events import (
+    ConnectionIdIssued,
+    ConnectionTerminated,
+    HandshakeCompleted,
+    PingAcknowledged,
+    QuicEvent,
+    StreamDataReceived,
+)
+from qh3.quic.packet import pull_quic_transport_parameters, push_quic_transport_parameters
+from qh3.tls import CipherSuite, SessionTicket
+
+from geostream.quic_acks import MAX_ACK_DELAY_LIMIT_MS
+
+log = logging.getLogger(__name__)
+
+NAME = "qh3"
+
+__all__ = [
+    "NAME", "CipherSuite", "ConnectionIdIssued", "ConnectionTerminated", "HandshakeCompleted",
+    "PingAcknowledged", "QuicConfiguration", "QuicConnection", "QuicConnectionProtocol",
+    "QuicEvent", "QuicServer", "SessionTicket", "StreamDataReceived", "connect", "serve",
+]
+
+# Room for the transport parameters (~100 bytes) with margin.
+_PARAMS_BUFFER = 1024
+# qh3 2.1 builds its native core with positional arguments; the local max ACK delay is this
+# one (the facade passes 0.025 there). Checked before use: another layout leaves it alone.
+_CORE_MAX_ACK_DELAY_ARG = 26
+_CORE_DEFAULT_MAX_ACK_DELAY = 0.025
+
+
+def destination_cid(datagram: bytes, cid_length: int) -> bytes | None:
+    """The destination connection ID of the first packet of `datagram` (None: not QUIC)."""
+    try:
+        return _pull_quic_header(datagram, 0, cid_length)[3]
+    except ValueError:
+        return None
+
+
+# --- ACKs that ride with data (geostream/quic_acks.py says why) ----------------------------
+
+def ack_with_data(quic) -> None:
+    """Nothing to do: qh3's core writes a pending ACK into every packet it builds."""
+
+
+def advertise_max_ack_delay(quic, delay_s: float) -> None:
+    """Advertise `max_ack_delay` = delay_s and wait that long before an ACK-only datagram
+    (call before the first packet). qh3 has no setting for either: the transport parameters
+    are re-encoded around its TLS bridge's, and the core is built with delay_s in place of
+    its fixed 25 ms. The core acknowledges Initial and Handshake packets at once regardless."""
+    delay_ms = min(MAX_ACK_DELAY_LIMIT_MS, max(1, round(delay_s * 1000)))
+    create_tls = quic._create_tls
+
+    def create_tls_advertising(*args, **kwargs):
+        bridge = create_tls(*args, **kwargs)
+        serialize = bridge.serialize_transport_parameters
+
+        def with_max_ack_delay() -> bytes:
+            params = pull_quic_transport_parameters(Buffer(data=serialize()))
+            params.max_ack_delay = delay_ms
+            buf = Buffer(capacity=_PARAMS_BUFFER)
+            push_quic_transport_parameters(buf, params)
+            return buf.data
+
+        bridge.serialize_transport_parameters = with_max_ack_delay
+        return bridge
+
+    quic._create_tls = create_tls_advertising
+    _build_core_with_ack_delay(quic, delay_s)
+
+
+def delay_acks_up_to(quic, delay_s: float) -> None:
+    """Wait up to delay_s before an ACK-only datagram: done by `advertise_max_ack_delay` when
+    the core is built (a built core's delay cannot change); before that, the same."""
+    if getattr(quic, "_core", None) is None:
+        _build_core_with_ack_delay(quic, delay_s)
+
+
+def _build_core_with_ack_delay(quic, delay_s: float) -> None:
+    create_core = quic._create_core
+
+    def create_core_delaying(*args, **kwargs):
+        real = _connection_module.QuicConnectionCore
+
+        def core(*core_args):
+            if (len(core_args) > _CORE_MAX_ACK_DELAY_ARG
+                    and core_args[_CORE_MAX_ACK_DELAY_ARG] == _CORE_DEFAULT_MAX_ACK_DELAY):
+                core_args = (*core_args[:_CORE_MAX_ACK_DELAY_ARG], delay_s,
+                             *core_args[_CORE_MAX_ACK_DELAY_ARG + 1:])
+            else:
+                log.warning("qh3's core arguments changed: ACK delay left at its default")
+            return real(*core_args)
+
+        # the facade looks the class up in its module when it builds the core: swapped for
+        # this one synchronous call only
+        _connection_module.QuicConnectionCore = core
+        try:
+            return create_core(*args, **kwargs)
+        finally:
+            _connection_module.QuicConnectionCore = real
+
+    quic._create_core = create_core_delaying
+
+
+# --- routable connection IDs (backend/cluster/cids.py) -------------------------------------
+
+# qh3's native core draws the CIDs it sends in NEW_CONNECTION_ID itself, without a hook: only
+# the first (the handshake's) can carry a server id.
+ROUTABLE_NEW_CIDS = False
+
+
+def issue_routable_cids(quic, new_cid: Callable[[], bytes]) -> None:
+    """Make the server-side `quic`'s first CID one drawn by `new_cid` (call from the protocol's
+    constructor, before the core is built and the server registers `quic.host_cid`). The one
+    CID qh3's core issues later is random (`ROUTABLE_NEW_CIDS`)."""
+    quic.host_cid = new_cid()
+
+
+def host_cids(quic) -> list[bytes]:
+    """The CIDs of `quic` the seam knows of: the first (the core keeps the others)."""
+    return [quic.host_cid]
+
+
+# --- what the agent shows and pins ---------------------------------------------------------
+
+def smoothed_rtt(quic) -> float | None:
+    """The smoothed round-trip time in seconds (None before the first sample)."""
+    core = getattr(quic, "_core", None)
+    return None if core is None else core.smoothed_rtt
+
+
+def peer_certificate_der(quic) -> bytes | None:
+    """DER of the certificate the server presented (None on a resumed session)."""
+    cert = quic.get_peercert()
+    return None if cert is None else cert.public_bytes()
+
+
+# --- a gateway's memory per connection -----------------------------------------------------
+
+def trim_new_connection(quic) -> None:
+    """Nothing to trim: the native core holds its state outside the Python heap."""
+
+
+def trim_after_handshake(quic) -> None:
+    """Nothing to trim (see `trim_new_connection`)."""

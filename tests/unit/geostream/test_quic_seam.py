@@ -1,0 +1,78 @@
+"""The QUIC seam (geostream/quic/) is the only place a QUIC library is imported: every other
+module of the repository reaches aioquic or qh3 through `geostream.quic.library()`."""
+
+import ast
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from geostream.quic import DEFAULT_LIBRARY, LIBRARIES, library, library_name
+
+REPO = Path(__file__).resolve().parents[3]
+QUIC_PACKAGES = ("aioquic", "qh3")
+# the adapters: the one module per library allowed to import it
+ADAPTERS = {"geostream/quic/aioquic_lib.py", "geostream/quic/qh3_lib.py"}
+
+
+def quic_imports(source: str) -> list[str]:
+    """The QUIC library modules `source` imports (import statements, `__import__` and
+    `importlib.import_module` with a literal name)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        elif (isinstance(node, ast.Call) and node.args
+              and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)
+              and getattr(node.func, "attr", getattr(node.func, "id", "")) in (
+                  "import_module", "__import__")):
+            names = [node.args[0].value]
+        found += [n for n in names if n.split(".")[0] in QUIC_PACKAGES]
+    return found
+
+
+def test_the_scanner_finds_every_form_of_import():
+    source = ("import aioquic.tls\nfrom qh3.quic.connection import QuicConnection\n"
+              "import importlib\nimportlib.import_module('qh3.asyncio')\n__import__('aioquic')\n"
+              "def f():\n    from aioquic.buffer import Buffer\n"
+              "import aioquicish\nfrom .aioquic import x\n")
+    assert quic_imports(source) == ["aioquic.tls", "qh3.quic.connection", "qh3.asyncio",
+                                    "aioquic", "aioquic.buffer"]
+
+
+def test_no_module_outside_the_seam_imports_a_quic_library():
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard",
+                            "*.py"], cwd=REPO, capture_output=True,
+                           text=True, check=True).stdout.split()
+    assert "geostream/quic/__init__.py" in files
+    offenders = {f: quic_imports((REPO / f).read_text()) for f in files if f not in ADAPTERS}
+    assert {f: names for f, names in offenders.items() if names} == {}
+    for adapter in ADAPTERS:  # and each adapter imports only its own library
+        own = Path(adapter).stem.removesuffix("_lib")
+        assert {n.split(".")[0] for n in quic_imports((REPO / adapter).read_text())} == {own}
+
+
+def test_library_names(monkeypatch):
+    monkeypatch.delenv("FLEET_QUIC_LIBRARY", raising=False)
+    assert library_name() == DEFAULT_LIBRARY
+    monkeypatch.setenv("FLEET_QUIC_LIBRARY", "qh3")
+    assert library_name() == "qh3" and library().NAME == "qh3"
+    assert library("aioquic").NAME == "aioquic"  # explicit beats the environment
+    with pytest.raises(ValueError, match="unknown QUIC library"):
+        library_name("quiche")
+
+
+@pytest.mark.parametrize("name", sorted(LIBRARIES))
+def test_every_adapter_has_the_seams_names(name):
+    lib = library(name)
+    for attr in ("QuicConfiguration", "QuicConnection", "QuicConnectionProtocol", "QuicServer",
+                 "serve", "connect", "QuicEvent", "HandshakeCompleted", "StreamDataReceived",
+                 "ConnectionTerminated", "PingAcknowledged", "ConnectionIdIssued",
+                 "SessionTicket", "CipherSuite", "destination_cid", "ack_with_data",
+                 "advertise_max_ack_delay", "delay_acks_up_to", "issue_routable_cids",
+                 "host_cids", "ROUTABLE_NEW_CIDS", "smoothed_rtt", "peer_certificate_der",
+                 "trim_new_connection", "trim_after_handshake"):
+        assert hasattr(lib, attr), f"{name} lacks {attr}"
