@@ -14,6 +14,7 @@ from pathlib import Path
 
 from geostream.clock import wall_ms
 from geostream.messages import Status
+from geostream.schema import reading_problem
 
 from . import __version__, config_change, control, logging_setup, status
 from . import reload as reloading
@@ -21,7 +22,7 @@ from .command_handlers import AgentCommands
 from .command_runner import CommandRunner
 from .config import AgentConfig, ConfigError, load_config, parse_config
 from .journal_worker import JournalWorker
-from .readings import Event, Position, Reading
+from .readings import Action, Event, Position, Reading
 from .rollback import KEEP, PROBE, ROLL_BACK, SAVE_EVERY_S, WAIT, RollbackWatch
 from .rollback import load as load_rollback
 from .rollback import save as save_rollback
@@ -66,7 +67,7 @@ class Agent:
         self.level_pinned = level_pinned
         self.started = time.monotonic()
         self.status_server = control.StatusServer(
-            control.default_socket_path(config.status), self.snapshot)
+            control.default_socket_path(config.status), self.snapshot, self.take_action)
         self.textfile = config.status.get("prometheus_textfile", "")
         self.sources = sources
         self.journal = JournalWorker(config.journal)
@@ -93,6 +94,20 @@ class Agent:
         if self.journal.journal.moved_aside:
             self._pending.append(Event(wall_ms(), "journal-recreated",
                                        {"moved_aside": self.journal.journal.moved_aside}))
+
+    async def take_action(self, action: object) -> dict:
+        """A driver's action taken on the vehicle (control socket): committed to the journal
+        now, then sent like every reading; the applier in the backend judges the rest."""
+        reading = Action(wall_ms(), action) if isinstance(action, dict) else None
+        wire = {**reading.to_wire(), "q": 1} if reading is not None else None
+        if wire is None or (problem := reading_problem(wire)) is not None:
+            return {"ok": False, "error": "an action is a map with text key and device_id "
+                    "and an integer device_seq" if wire is None else problem}
+        seqs = await self.journal.append([reading])
+        if not seqs:  # the disk fails: held in memory, not yet accepted
+            return {"ok": False, "error": "the vehicle cannot store it now; try again"}
+        self.uplink.notify()
+        return {"ok": True, "seq": seqs[0]}
 
     def emit(self, reading: Reading) -> None:
         if type(reading) is Position:

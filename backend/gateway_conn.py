@@ -213,7 +213,7 @@ class GatewayProtocol:
         if apply is None or not actions:
             return True
         try:
-            await apply(self.vehicle, actions, now)
+            await apply(self.vehicle_id, actions, now)
         except Exception as exc:
             log.warning("driver actions of %s not applied (the agent re-sends): %s",
                         self.vehicle, exc)

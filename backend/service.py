@@ -14,10 +14,12 @@ from .alerts import AlertEngine
 from .config import BackendConfig
 from .dbwatch import CHECK_EVERY_S, ReplicationWatch
 from .dispatch.service import Dispatcher
+from .driver.applier import ActionApplier
 from .gateway import Gateway
 from .hub import Hub, position_feature
 from .route_courier import RouteCourier
 from .store import open_store
+from .vehicle_actions import VehicleActions
 from .writer import BatchWriter
 
 log = logging.getLogger(__name__)
@@ -63,6 +65,9 @@ class Backend:
                                ts_window=config.time_window(),
                                cluster=config.cluster_node(), dispatch=self.dispatch,
                                quic_library=config.quic_library or None)
+        # driver actions through the vehicles' journals: the one applier (backend/driver/)
+        self.gateway.driver_actions = VehicleActions(
+            ActionApplier(self.store, self.dispatch, self.hub))
         if self.fanout is not None:
             self.gateway.fanout = self.fanout  # its refusals in /metrics
             self.gateway.downlink.notify_other_nodes = self.fanout.wake
