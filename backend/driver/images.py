@@ -69,8 +69,9 @@ def clean_image(raw: bytes, kind: str) -> StoredImage:
             im.load()
     except ImageRefused:
         raise
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning, EOFError) as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageRefused(f"the image has more than {MAX_PIXELS:,} pixels") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ImageRefused(f"not a JPEG, PNG or WebP image ({type(exc).__name__})") from None
     im = ImageOps.exif_transpose(im)  # upright as the camera meant it, then EXIF goes
     side = PHOTO_MAX_SIDE if kind == "photo" else SIGNATURE_MAX_SIDE
