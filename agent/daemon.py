@@ -217,6 +217,18 @@ class Agent:
         stats = self.uplink.stats
         return stats.extra.get("welcomes", 0), stats.last_ack_monotonic
 
+    async def _load_rollback(self) -> None:
+        """A configuration change not confirmed before the last stop (or power cut)."""
+        try:
+            pending = await self.runner.db(load_rollback)
+        except (sqlite3.Error, OSError) as exc:
+            log.warning("vehicle records unavailable: %s", exc)
+            return
+        if pending is not None and self.rollback.pending is None:
+            log.warning("configuration change %d not confirmed yet: %.0fs of %.0fs used",
+                        pending.command_id, pending.run_s, pending.confirm_s)
+            self.rollback = RollbackWatch(pending, time.monotonic())
+
     async def _watch_rollback(self) -> None:
         """config.set's rollback (agent/rollback.py), on the housekeeping tick."""
         watch, now = self.rollback, time.monotonic()
@@ -265,15 +277,6 @@ class Agent:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         stopping = self._stopping = asyncio.Event()
-        try:
-            pending = await self.runner.db(load_rollback)
-        except (sqlite3.Error, OSError) as exc:
-            log.warning("vehicle records unavailable: %s", exc)
-            pending = None
-        if pending is not None:
-            log.warning("configuration change %d not confirmed yet: %.0fs of %.0fs used",
-                        pending.command_id, pending.run_s, pending.confirm_s)
-        self.rollback = RollbackWatch(pending, time.monotonic())
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stopping.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
@@ -281,6 +284,7 @@ class Agent:
         tasks = [loop.create_task(s.run(self.emit), name=f"source:{s.name}") for s in self.sources]
         uplink = loop.create_task(self.uplink.run(), name="uplink")
         committer = loop.create_task(self._commit_loop(stopping), name="journal")
+        await self._load_rollback()  # after the sources started: no fix waits for it
         self.notifier.notify("READY=1")
         log.info("fleet-agent %s running: journal %s epoch %d", self.config.vehicle_id,
                  self.config.journal.path, self.journal.epoch)
