@@ -12,7 +12,7 @@ from pathlib import Path
 from types import ModuleType
 
 from geostream.secretfile import write_private
-from geostream.tickets import ticket_from_json, ticket_to_json
+from geostream.tickets import ticket_from_json, ticket_to_json, utc
 
 log = logging.getLogger(__name__)
 
@@ -43,4 +43,4 @@ class TicketFile:
             log.warning("ignoring unusable session ticket %s: %s", self.path, exc)
             return None
         now = now or datetime.datetime.now(datetime.UTC)
-        return ticket if ticket.not_valid_after > now else None
+        return ticket if utc(ticket.not_valid_after) > now else None

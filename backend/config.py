@@ -40,6 +40,8 @@ class BackendConfig:
     # the `[maintenance]` table: service intervals and signal-health checks
     # (docs/maintenance.md); TOML only
     maintenance: dict = field(default_factory=dict)
+    # the `[driving]` table: harsh-driving thresholds per vehicle class (docs/driving.md)
+    driving: dict = field(default_factory=dict)
     # the `[notify]` table: notifications, their channels and the egress guard's allowed
     # networks (docs/notifications.md); TOML only
     notify: dict = field(default_factory=dict)
@@ -102,6 +104,7 @@ class BackendConfig:
         self.nats_settings()  # credentials that exclude each other fail at start
         self.alert_rules()  # a bad [alerts] table fails at start, naming the key
         self.maintenance_config()
+        self.driving_config()
         self.notify_settings()
         if not 0.1 <= self.alert_timer_s <= 3600:
             raise ValueError("alert_timer_s must be within 0.1..3600")
@@ -137,6 +140,11 @@ class BackendConfig:
         from .maintenance.config import parse_maintenance
 
         return parse_maintenance(self.maintenance)
+
+    def driving_config(self):
+        from .driving.thresholds import parse_driving
+
+        return parse_driving(self.driving)
 
     def notify_settings(self):
         from .notify.settings import NotifySettings

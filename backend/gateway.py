@@ -26,6 +26,7 @@ from .alerts import NoAlerts
 from .dispatch.service import Dispatcher
 from .downlink import CommandDownlink
 from .gateway_conn import GatewayProtocol
+from .gateway_ingest import Ingest
 from .gateway_stats import GatewayStats
 from .hub import Hub
 from .metrics import ACK_BUCKETS_S
@@ -91,6 +92,8 @@ class Gateway:
         # a reading's `ts` outside this window is invalid (docs/protocol.md §4)
         self.ts_window = ts_window
         self.ack_wait_s = ack_wait_s
+        # the batch path of all connections: commit, ack, publish, alerts (gateway_ingest)
+        self.ingest = Ingest(self)
         # batch received → ack sent (GET /metrics); not in a global registry
         self.ack_latency = Histogram("fleet_ack_latency_seconds", "Batch received to ack sent",
                                      buckets=ACK_BUCKETS_S, registry=None)
@@ -153,9 +156,12 @@ class Gateway:
 
     async def finish_in_flight(self, timeout: float = 5.0) -> None:
         """Wait until every submitted batch has been acknowledged (or the timeout passed)."""
+        started = asyncio.get_running_loop().time()
+        await self.ingest.settled(timeout)
         tasks = [t for conns in self.connections.values() for p in conns for t in p.in_flight()]
-        if tasks:
-            await asyncio.wait(tasks, timeout=timeout)
+        left = timeout - (asyncio.get_running_loop().time() - started)
+        if tasks and left > 0:
+            await asyncio.wait(tasks, timeout=left)
         # one more loop turn per connection so the ack packets leave before CONNECTION_CLOSE
         await asyncio.sleep(ACK_GRACE_S)
 

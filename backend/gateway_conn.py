@@ -1,7 +1,9 @@
 """One vehicle's QUIC connection at the gateway: session stream, batch pipeline, output.
 
-The path of one batch is `_store_batch`, a pipeline of named steps, each taking `now`:
-validate → rows → store (group commit) → acknowledge → publish to the hub → alerts.
+A batch is validated here (rows, and dead letters for the invalid readings) and handed to the
+gateway's `Ingest` (backend/gateway_ingest.py), which commits the batches of all connections
+together and calls `acknowledge` once each committed; publishing and alerts happen there, once
+per event-loop tick for all vehicles.
 Protocol errors go through the session's one close sequence (`ServerSession.fail`, then
 `_flush`: send what is queued, close the connection if the session expects it). What all
 connections share (store, writer, hub, credit, commands) is `backend.gateway.Gateway`.
@@ -11,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import TYPE_CHECKING, Any
 
 from geostream.clock import wall_ms
@@ -29,10 +30,8 @@ from geostream.session import (
     UnknownSkipped,
 )
 
-from .hub import position_feature
 from .quic_tuning import delay_acks
-from .store.base import AuthResult, DeadLetter, StoredReading, newest_positions
-from .writer import WriterStopped
+from .store.base import AuthResult, DeadLetter, StoredReading
 
 if TYPE_CHECKING:
     from .gateway import Gateway
@@ -89,6 +88,7 @@ class GatewayProtocol:
                 self._hello_timer = asyncio.get_running_loop().call_later(
                     HELLO_TIMEOUT_S, self._hello_timeout)
         elif isinstance(event, lib.ConnectionTerminated):
+            self._closing = True  # nothing more is sent on it (its batches are not acked)
             self._hello_timer.cancel()
             self.gateway.unregister(self.vehicle, self)
             for t in self._tasks:
@@ -112,7 +112,13 @@ class GatewayProtocol:
             if isinstance(ev, HelloReceived):
                 self._spawn(self._authenticate(ev.hello))
             elif isinstance(ev, BatchReceived):
-                self._spawn(self._store_batch(ev.batch))
+                now = wall_ms()
+                good, dead = self._validate(ev.batch, now)
+                if self.gateway.driver_actions is not None and any(
+                        r.kind == ACTION for r in good):  # rare: a task of its own
+                    self._spawn(self._with_actions(ev.batch, good, dead, now))
+                else:
+                    self.gateway.ingest.batch(self, ev.batch, good, dead)
             elif isinstance(ev, CommandAcked):
                 self._spawn(self.gateway.downlink.answered(self.vehicle_id, ev.ack.id,
                                                            ev.ack.ok, ev.ack.detail,
@@ -128,8 +134,8 @@ class GatewayProtocol:
             self.close_connection(0, "session ended by agent")
 
     def in_flight(self) -> set[asyncio.Task]:
-        """This connection's running tasks (hellos, batches on their way to an ack, command
-        answers): the gateway waits for them at a graceful stop."""
+        """This connection's running tasks (hellos, status reports, command answers; its
+        batches are the gateway's `Ingest`'s): the gateway waits for them at a graceful stop."""
         return set(self._tasks)
 
     def _spawn(self, coro) -> None:
@@ -170,20 +176,6 @@ class GatewayProtocol:
         await self.gateway.downlink.advertised_by(hello.vehicle, hello.commands)
         await self.gateway.downlink.send_pending(hello.vehicle, self)
 
-    async def _store_batch(self, batch: Batch) -> None:
-        """The pipeline of one batch; each step is named for what it does."""
-        now, started = wall_ms(), time.monotonic()
-        good, dead = self._validate(batch, now)  # validate → rows
-        if not await self._apply_actions(good, now):  # driver actions → the one applier
-            return
-        if not await self._store(good, dead):
-            return
-        if self._acknowledge(batch):
-            self.gateway.ack_latency.observe(time.monotonic() - started)
-            self._publish(good)
-        # after the ack has left, so rules never delay it; also while closing (committed)
-        await self._alerts(good, now)
-
     def _validate(self, batch: Batch, now: int) -> tuple[list[StoredReading], list[DeadLetter]]:
         """Rows to store, and the invalid readings as dead letters (answered invalid-reading,
         stored apart and acknowledged, so the agent never re-sends them)."""
@@ -203,61 +195,31 @@ class GatewayProtocol:
                                             f"{len(dead)} invalid: {dead[0].error}"))
         return good, dead
 
-    async def _apply_actions(self, good: list[StoredReading], now: int) -> bool:
-        """Hand the batch's driver actions (docs/protocol.md §4 "act") to the gateway's
-        applier, if it has one, before the batch is stored and acknowledged; the applier
-        applies each once per key, so a re-sent batch changes nothing. False (not
-        acknowledged: the agent re-sends) when it cannot."""
+    async def _with_actions(self, batch: Batch, good: list[StoredReading],
+                            dead: list[DeadLetter], now: int) -> None:
+        """A batch holding driver actions (docs/protocol.md §4 "act"): the gateway's applier
+        first, then the batch's way to its commit and ack like any other. The applier applies
+        each once per key, so a re-sent batch changes nothing; when it cannot (its store is
+        away) the batch is not acknowledged and the agent sends it again."""
         apply = self.gateway.driver_actions
-        actions = [r for r in good if r.kind == ACTION]
-        if apply is None or not actions:
-            return True
+        assert apply is not None, "only batches for an applier come here"
         try:
-            await apply(self.vehicle_id, actions, now)
+            await apply(self.vehicle_id, [r for r in good if r.kind == ACTION], now)
         except Exception as exc:
             log.warning("driver actions of %s not applied (the agent re-sends): %s",
                         self.vehicle, exc)
             self.refuse(ErrorCode.INTERNAL, "driver actions not applied; send them again")
-            return False
-        return True
+            return
+        if not self._closing:
+            self.gateway.ingest.batch(self, batch, good, dead)
 
-    async def _store(self, good: list[StoredReading], dead: list[DeadLetter]) -> bool:
-        """Group commit through the writer; False if the gateway is stopping or the commit
-        took longer than `ack_wait_s` (not acknowledged: the agent re-sends it)."""
-        try:
-            async with asyncio.timeout(self.gateway.ack_wait_s):
-                await self.gateway.writer.submit(good, dead)
-        except WriterStopped:
-            return False  # (Unstorable, by contrast, stays an internal error)
-        except TimeoutError:
-            # no ack waits forever: the agent reconnects and re-sends; if the rows commit
-            # later after all, the re-sent ones are acknowledged without a second row
-            self.gateway.stats.commit_timeouts += 1
-            self.refuse(ErrorCode.INTERNAL,
-                        f"commit not confirmed within {self.gateway.ack_wait_s:.0f}s")
-            return False
-        self.gateway.stats.committed(len(good))
-        return True
-
-    def _acknowledge(self, batch: Batch) -> bool:
+    def acknowledge(self, batch: Batch) -> bool:
         """The ack for a committed batch, with the credit of the moment; False if closing."""
         if self._closing:
             return False
         self.session.committed((r["q"] for r in batch.readings), credit=self.gateway.credit())
         self._flush()
         return True
-
-    async def _alerts(self, good: list[StoredReading], now: int) -> None:
-        await self.gateway.alerts.on_committed(good, now)
-        await self.gateway.dispatch.on_committed(good, now)  # arrivals at stops
-
-    def _publish(self, readings: list[StoredReading]) -> None:
-        for newest in newest_positions(readings).values():
-            if newest.lat is None or newest.lon is None:  # validated positions have both
-                continue
-            self.gateway.hub.position(newest.vehicle_id, newest.time_ms, position_feature(
-                newest.vehicle_id, newest.time_ms, newest.lat, newest.lon, newest.speed_kmh,
-                newest.course_deg, newest.seq))
 
     # --- output ---------------------------------------------------------------------------
 

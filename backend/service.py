@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 
 from aiohttp import web
 
@@ -112,7 +113,6 @@ class Backend:
         await self.alerts.start(wall_ms())
         await self.dispatch.etas.start()
         await self.dispatch.start()
-        self.notifier.start()
         self.writer.start()
         await self.gateway.start(c.quic_host, c.quic_port, c.cert, c.key)
         self._alert_timer = asyncio.get_running_loop().create_task(self._alert_clock(),
@@ -132,6 +132,8 @@ class Backend:
         site = web.TCPSite(self._runner, c.http_host, c.http_port, ssl_context=tls)
         await site.start()
         self.http_port = site._server.sockets[0].getsockname()[1]  # the real one, for port 0
+        # one process per host and port: a restarted backend takes its own lease back at once
+        self.notifier.start(node=f"{socket.gethostname()}:{self.http_port}")
         host = "localhost" if c.http_host in ("127.0.0.1", "::1", "0.0.0.0", "::") else c.http_host
         scheme = "https" if tls else "http"
         print(f"backend ready: dashboard {scheme}://{host}:{self.http_port}/ "
@@ -153,7 +155,7 @@ class Backend:
 
     def _add_mcp_and_maintenance(self) -> None:
         """The MCP endpoint (/mcp) and the maintenance checks on their own timer."""
-        from .api.common import MAINTENANCE
+        from .api.common import DRIVING, MAINTENANCE
         from .maintenance.monitor import MaintenanceMonitor
         from .mcp.http import add_mcp_routes
         from .mcp.tools import FleetTools
@@ -165,6 +167,7 @@ class Backend:
                                             etas=self.dispatch.etas))
         self.maintenance = MaintenanceMonitor(self.store, cfg, self.hub.publish_alert)
         self.app[MAINTENANCE] = self.maintenance  # recording a service closes its alert
+        self.app[DRIVING] = self.config.driving_config()
         if cfg.intervals or cfg.health:
             self._maintenance_timer = asyncio.get_running_loop().create_task(
                 self._maintenance_clock(cfg.check_every_s), name="maintenance-timer")
@@ -275,7 +278,8 @@ def eta_service(c: BackendConfig, store, hub, publish_alert):
     roads = _roads(c)
 
     def travel():
-        return travel_source(roads, Path(c.road_cache_dir) if c.road_cache_dir else None)
+        return travel_source(roads, Path(c.road_cache_dir) if c.road_cache_dir else None,
+                             learned=True)
 
     return EtaService(store, travel, hub.publish_dispatch, publish_alert)
 

@@ -20,7 +20,7 @@ import sqlite3
 
 from geostream.clock import wall_ms
 from geostream.secretfile import create_private
-from geostream.tickets import ticket_from_json, ticket_to_json
+from geostream.tickets import ticket_from_json, ticket_to_json, utc
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,8 @@ _SIDECARS = ("", "-wal", "-shm", "-journal")
 
 
 def _ms(t: datetime.datetime) -> int:
-    return int(t.timestamp() * 1000)
+    """A ticket time (aware, or naive UTC as qh3 keeps it) in epoch milliseconds."""
+    return int(utc(t).timestamp() * 1000)
 
 
 class TicketStore:

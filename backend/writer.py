@@ -29,7 +29,8 @@ import dataclasses
 import logging
 import reprlib
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from geostream.backoff import Backoff
 
@@ -61,12 +62,31 @@ class Unstorable(RuntimeError):
     """Not even the dead-letter table accepts this data: the batch must not be acknowledged."""
 
 
-@dataclass
+# What a submission's owner is told once: None when committed, else why not (WriterStopped,
+# Unstorable). Called on the event loop, from the writer's loop; it must not raise.
+Settled = Callable[[BaseException | None], None]
+
+
 class _Submission:
-    readings: list[StoredReading]
-    dead: list[DeadLetter]
-    since: float = field(default_factory=lambda: asyncio.get_running_loop().time())
-    done: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    """Rows waiting for a transaction, and whom to tell when it is settled (once)."""
+
+    __slots__ = ("dead", "readings", "settled", "since")
+
+    def __init__(self, readings: list[StoredReading], dead: list[DeadLetter], since: float,
+                 settled: Settled):
+        self.readings, self.dead, self.since = readings, dead, since
+        self.settled: Settled | None = settled
+
+    def settle(self, error: BaseException | None) -> None:
+        if self.settled is not None:
+            tell, self.settled = self.settled, None
+            try:
+                tell(error)
+            except Exception:  # the owner's bug must not stop the writer for everyone
+                log.exception("a submission's owner failed on its result")
+
+    def done(self) -> bool:
+        return self.settled is None
 
 
 @dataclass
@@ -96,6 +116,8 @@ class BatchWriter:
         self._wakeup = asyncio.Event()
         self._space = asyncio.Event()
         self._space.set()
+        # called when the backlog falls below its bound again (the gateway resumes enqueueing)
+        self.on_space: Callable[[], None] | None = None
         self._stopping = False
         self._task: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -150,24 +172,41 @@ class BatchWriter:
             await asyncio.gather(self._task, return_exceptions=True)
         finally:
             for sub in self._pending:
-                if not sub.done.done():
-                    sub.done.set_exception(WriterStopped("writer stopped before commit"))
+                sub.settle(WriterStopped("writer stopped before commit"))
             self._pending.clear()
             self._task = None
+
+    @property
+    def full(self) -> bool:
+        """The backlog reached its bound: `enqueue` waits for `on_space`, `submit` blocks."""
+        return self.stats.backlog_rows >= self.max_backlog_rows
+
+    def enqueue(self, readings: list[StoredReading], dead: list[DeadLetter],
+                settled: Settled) -> None:
+        """Queue rows for the next transaction; `settled(None)` once they committed, or
+        `settled(error)`. No task or future: the gateway's path for every batch. Raises
+        WriterStopped if the writer is not running; the caller checks `full` first."""
+        if self._stopping or self._task is None:
+            raise WriterStopped("writer is not running")
+        self.stats.backlog_rows += len(readings)
+        self._pending.append(_Submission(readings, dead, self._now(), settled))
+        self._wakeup.set()
 
     async def submit(self, readings: list[StoredReading], dead: list[DeadLetter]) -> None:
         """Returns once committed. Blocks while the backlog is full; raises WriterStopped if
         the writer is stopping and Unstorable if the database refuses even a dead letter."""
-        while not self._stopping and self.stats.backlog_rows >= self.max_backlog_rows:
+        while not self._stopping and self.full:
             self._space.clear()
             await self._space.wait()
-        if self._stopping or self._task is None:
-            raise WriterStopped("writer is not running")
-        sub = _Submission(readings, dead)
-        self.stats.backlog_rows += len(readings)
-        self._pending.append(sub)
-        self._wakeup.set()
-        await sub.done
+        done = asyncio.get_running_loop().create_future()
+
+        def settled(error: BaseException | None) -> None:
+            if not done.done():
+                done.set_result(error)
+
+        self.enqueue(readings, dead, settled)
+        if (error := await done) is not None:
+            raise error
 
     # --- the loop -------------------------------------------------------------------------
 
@@ -192,10 +231,9 @@ class BatchWriter:
             if sub in self._pending:
                 self._pending.remove(sub)
                 self.stats.backlog_rows -= len(sub.readings)
-            if not sub.done.done():
-                sub.done.set_exception(Unstorable(f"writer failed: {type(exc).__name__}"))
+            sub.settle(Unstorable(f"writer failed: {type(exc).__name__}"))
         self._committing = []
-        self._space.set()
+        self._room()
 
     async def _run(self) -> None:
         while True:
@@ -221,10 +259,14 @@ class BatchWriter:
                 self._pending.popleft()
             for sub in subs:
                 self.stats.backlog_rows -= len(sub.readings)
-                if not sub.done.done():
-                    sub.done.set_result(None)
-            if self.stats.backlog_rows < self.max_backlog_rows:
-                self._space.set()
+                sub.settle(None)
+            if not self.full:
+                self._room()
+
+    def _room(self) -> None:
+        self._space.set()
+        if self.on_space is not None:
+            self.on_space()
 
     async def _linger(self) -> None:
         deadline = self._pending[0].since + self.linger_s
@@ -288,7 +330,7 @@ class BatchWriter:
                 if error is not None:
                     log.error("cannot store dead letter %s/%s/%s: %s", letter.vehicle_id,
                               letter.epoch, letter.seq, error)
-                    sub.done.set_exception(Unstorable(str(error)))
+                    sub.settle(Unstorable(str(error)))
                     break
 
     async def _write_dead_letter(self, letter: DeadLetter) -> BaseException | None:

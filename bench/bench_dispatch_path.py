@@ -131,9 +131,48 @@ async def run(n: int) -> dict[str, float]:
                 busy.on_committed, back, store)
             out["ETA recomputations per batch (live ETAs case)"] = (
                 eta_d.etas.stats["computed"] / (2 * n))
+            out.update(_recompute_costs(eta_d.etas, eta_drive))
             return out
         finally:
             await store.close()
+
+
+def _recompute_costs(etas, drive, count: int = 600) -> dict[str, float]:
+    """µs of one ETA recomputation (`RouteEtaTracker.compute`, the arithmetic and the first
+    leg; publishing aside) at `count` positions of the drive, the first leg from a Dijkstra
+    over the graph (`matrix`, as before) and from the next stop's kept tree (`leg`, now)."""
+    from backend.dispatch.matrix import SnapError
+
+    tr = etas.tracker("v-eta")
+    travel = etas.travel
+    straight = etas._fallback
+
+    def by_matrix(lat, lon, job):
+        pts = [(lon, lat), (job.place.point.lon, job.place.point.lat)]
+        try:
+            return float(travel.matrix(pts).seconds[0, 1])
+        except SnapError:
+            return float(straight.matrix(pts).seconds[0, 1])
+
+    def by_tree(lat, lon, job):
+        try:
+            return travel.leg((lon, lat), (job.place.point.lon, job.place.point.lat))
+        except SnapError:
+            return by_matrix(lat, lon, job)
+
+    rows = [b[-1] for b in drive][:count]
+    out = {}
+    for name, leg in (("one ETA recomputation, first leg by Dijkstra (before)", by_matrix),
+                      ("one ETA recomputation, first leg from the kept tree (now)", by_tree)):
+        best = None
+        for _ in range(2):
+            start = time.perf_counter()
+            for r in rows:
+                tr.compute(r.time_ms, r.lat, r.lon, r.time_ms, leg)
+            us = (time.perf_counter() - start) / len(rows) * 1e6
+            best = us if best is None else min(best, us)
+        out[name] = best
+    return out
 
 
 async def _eta_setup(store, shift: Shift, n: int, cache: Path):

@@ -1,7 +1,12 @@
-"""ETA error of the live ETAs (backend/dispatch/live_eta.py) against the naive "straight-line
-distance ÷ current speed", on replayed drives.
+"""ETA error of the live ETAs (backend/dispatch/live_eta.py) with speeds learned from the
+fleet's history, with the road classes' static speeds, and the naive "straight-line distance ÷
+current speed", on replayed drives.
 
-    .venv/bin/python bench/bench_eta_error.py [--drives 6]
+    .venv/bin/python bench/bench_eta_error.py [--drives 6] [--history 24]
+
+Learned speeds (backend/dispatch/speeds.py) come from `--history` other drives of the same
+kind (other seeds, the same hours of the week), matched to the graph as the backend does; the
+drives measured are not among them.
 
 Each drive is a van of the demo's day (hil/demo_dispatch.py) on central Helsinki's roads:
 depot → 6 stops → depot along the graph's shortest paths, played by hil.gps_sim's route player
@@ -32,6 +37,7 @@ from backend.dispatch.live_eta import RouteEtaTracker  # noqa: E402
 from backend.dispatch.matrix import RoadMatrix  # noqa: E402
 from backend.dispatch.model import Job, JobState, Shift  # noqa: E402
 from backend.dispatch.roads import haversine_m, load_road_graph  # noqa: E402
+from backend.dispatch.speeds import LearnedTravel, SpeedLearner  # noqa: E402
 from hil import demo_dispatch  # noqa: E402
 from hil.gps_sim import fixes  # noqa: E402
 
@@ -42,6 +48,8 @@ HORIZONS = {"10 min": (540, 660), "30 min": (1680, 1920)}
 # Samples at this speed or more count as moving (the naive method needs a speed to divide by).
 MOVING_KMH = 5.0
 T0 = dt.datetime(2026, 12, 7, 8, 0, tzinfo=dt.UTC)
+T0_MS = int(T0.timestamp() * 1000)
+HISTORY_SEED = 1000  # history drives are seeds 1001…, the measured ones 1…
 
 
 def drive(graph, seed: int, tmp: Path):
@@ -69,30 +77,50 @@ def drive(graph, seed: int, tmp: Path):
     return jobs, track, arrived
 
 
-def run(drives: int) -> dict:
+def learn(graph, rm, history: int, tmp: Path) -> LearnedTravel:
+    learner = SpeedLearner(rm)
+    for seed in range(HISTORY_SEED + 1, HISTORY_SEED + history + 1):
+        _, track, _ = drive(graph, seed, tmp)
+        learner.add_track([(T0_MS + n * 1000, lat, lon) for n, lat, lon, _ in track])
+    print(f"learned from {history} drives: {learner.matched} of {learner.pairs} fix pairs on "
+          f"{learner.speeds.segments_seen} of {graph.segment_count} segments")
+    return LearnedTravel(rm, learner.speeds)
+
+
+def run(drives: int, history: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         graph = load_road_graph(demo_dispatch.extract(), Path(tmp))
         rm = RoadMatrix(graph)
-        errors = {h: {"ours": [], "naive": [], "ours, moving": [], "naive, moving": []}
+        learned = learn(graph, rm, history, Path(tmp))
+        methods = ("learned", "static", "naive")
+        errors = {h: {m + suffix: [] for suffix in ("", ", moving") for m in methods}
                   for h in HORIZONS}
         for seed in range(1, drives + 1):
             jobs, track, arrived = drive(graph, seed, Path(tmp))
-            legs = rm.matrix([(j.place.point.lon, j.place.point.lat) for j in jobs]).seconds
-            tr = RouteEtaTracker("r", "v", jobs, legs.tolist(), rm.basis)
-
-            def first_leg(lat, lon, job):
-                return float(rm.matrix([(lon, lat), (job.place.point.lon,
-                                                     job.place.point.lat)]).seconds[0, 1])
+            points = [(j.place.point.lon, j.place.point.lat) for j in jobs]
+            trackers = {}
+            for name, travel in (("static", lambda t: rm), ("learned", learned.at)):
+                legs = travel(T0_MS).matrix(points).seconds
+                trackers[name] = (RouteEtaTracker("r", "v", jobs, legs.tolist(),
+                                                  travel(T0_MS).basis), travel)
 
             for n, lat, lon, speed in track[::SAMPLE_EVERY_S]:
                 done = [j for j in jobs if arrived.get(j.id, math.inf) + j.service_s <= n]
-                for j in done:
-                    tr.set_state(j.id, JobState.COMPLETED)
                 ahead = [j for j in jobs if j.id in arrived and arrived[j.id] > n]
                 if not ahead:
                     continue
-                live = tr.compute(n * 1000, lat, lon, n * 1000, first_leg)
-                ours = {s.job_id: s.arrival_ms / 1000 for s in live.eta.stops}
+                estimates = {}
+                for name, (tr, travel) in trackers.items():
+                    for j in done:
+                        tr.set_state(j.id, JobState.COMPLETED)
+                    m = travel(T0_MS + n * 1000)
+
+                    def first_leg(la, lo, job, m=m):
+                        return float(m.matrix([(lo, la), (job.place.point.lon,
+                                                          job.place.point.lat)]).seconds[0, 1])
+
+                    live = tr.compute(n * 1000, lat, lon, n * 1000, first_leg)
+                    estimates[name] = {s.job_id: s.arrival_ms / 1000 for s in live.eta.stops}
                 v = max(speed, 1.0) / 3.6
                 t, here = float(n), (lat, lon)
                 naive = {}
@@ -102,25 +130,27 @@ def run(drives: int) -> dict:
                     naive[j.id] = t
                     t += j.service_s
                     here = (p.lat, p.lon)
+                estimates["naive"] = naive
                 for j in ahead:
                     true_h = arrived[j.id] - n
                     for h, (lo, hi) in HORIZONS.items():
-                        if lo <= true_h <= hi and j.id in ours:
-                            e_ours = abs(ours[j.id] - arrived[j.id])
-                            e_naive = abs(naive[j.id] - arrived[j.id])
-                            errors[h]["ours"].append(e_ours)
-                            errors[h]["naive"].append(e_naive)
+                        if not lo <= true_h <= hi or any(j.id not in e
+                                                         for e in estimates.values()):
+                            continue
+                        for name, e in estimates.items():
+                            err = abs(e[j.id] - arrived[j.id])
+                            errors[h][name].append(err)
                             if speed >= MOVING_KMH:  # the naive method's best case
-                                errors[h]["ours, moving"].append(e_ours)
-                                errors[h]["naive, moving"].append(e_naive)
+                                errors[h][name + ", moving"].append(err)
         return errors
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--drives", type=int, default=6)
+    p.add_argument("--history", type=int, default=24, help="drives to learn speeds from")
     a = p.parse_args()
-    errors = run(a.drives)
+    errors = run(a.drives, a.history)
     print(f"ETA error on {a.drives} replayed drives (seconds, |ETA − true arrival|):")
     for h, by in errors.items():
         for method, xs in by.items():
@@ -128,11 +158,12 @@ def main() -> int:
                 print(f"  {h} ahead, {method:<14} n={len(xs):4d}  p50 {np.percentile(xs, 50):7.0f}"
                       f"  p90 {np.percentile(xs, 90):7.0f}")
         for suffix in ("", ", moving"):
-            o, nv = by["ours" + suffix], by["naive" + suffix]
-            if o and nv:
-                print(f"  {h} ahead{suffix}: p50 ours/naive = "
-                      f"{np.percentile(o, 50) / np.percentile(nv, 50):.2f}, p90 "
-                      f"{np.percentile(o, 90) / np.percentile(nv, 90):.2f}")
+            for base in ("static", "naive"):
+                o, nv = by["learned" + suffix], by[base + suffix]
+                if o and nv:
+                    print(f"  {h} ahead{suffix}: learned/{base} p50 "
+                          f"{np.percentile(o, 50) / np.percentile(nv, 50):.2f}, p90 "
+                          f"{np.percentile(o, 90) / np.percentile(nv, 90):.2f}")
     return 0
 
 

@@ -77,9 +77,11 @@ class _Echo:
     is answered with an ack-sized reply."""
 
     lib = None  # set on the class protocol_class builds
+    replies = 0  # per connection once it answered: one per batch
 
     def quic_event_received(self, event) -> None:
         if isinstance(event, self.lib.StreamDataReceived):
+            self.replies += 1
             self._quic.send_stream_data(event.stream_id, BARE_REPLY)
             self.lib.ack_with_data(self._quic)
             self.transmit()
@@ -255,13 +257,14 @@ class Run:
 
     def _acked(self, v: _Vehicle) -> int:
         if self.bare:
-            return v.proto._transport.sent  # one reply per batch (plus handshake: constant)
+            return v.proto.replies  # one reply per batch
         return v.acked
 
     async def close(self) -> None:
         tasks = [t for v in self.vehicles for t in getattr(v.proto, "_tasks", ())]
         if tasks:
             await asyncio.wait(tasks, timeout=10)
+        await self.gateway.ingest.settled(10)  # commits, acks, the alert consumer
         await self.writer.stop()
         await self.alerts.flush()
         await self.store.close()

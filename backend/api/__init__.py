@@ -10,8 +10,11 @@ from . import (
     commands,
     dispatch,
     driver,
+    driving,
+    export,
     geofences,
     history,
+    integrations,
     links,
     maintenance,
     planning,
@@ -24,5 +27,5 @@ from .common import GATEWAY, HUB, STORE
 def add_routes(app: web.Application, store, hub, gateway) -> None:
     app[STORE], app[HUB], app[GATEWAY] = store, hub, gateway
     for module in (spec, vehicles, history, geofences, commands, dispatch, planning,
-                   maintenance, links, driver):
+                   maintenance, links, integrations, driver, driving, export):
         module.add_routes(app)

@@ -30,6 +30,8 @@ GATEWAY = web.AppKey("fleet.gateway", object)
 HUB = web.AppKey("fleet.hub", object)
 # the backend's MaintenanceMonitor (backend/maintenance/monitor.py), when it runs one
 MAINTENANCE = web.AppKey("fleet.maintenance", object)
+# the backend's driving.thresholds.DrivingConfig; absent: the defaults per vehicle class
+DRIVING = web.AppKey("fleet.driving", object)
 
 
 def error(exc_class: type[web.HTTPError], text: str) -> web.HTTPError:

@@ -355,15 +355,17 @@ async def put_route(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
+    from .integrations import idempotent  # `Idempotency-Key` on the job calls
+
     r = app.router
     r.add_get("/api/jobs", list_jobs)
-    r.add_post("/api/jobs", create_job)
+    r.add_post("/api/jobs", idempotent(create_job))
     r.add_post("/api/jobs/import", import_jobs)
     # {job} is any id but "import": /api/jobs/import is only the import (POST), so its
     # OPTIONS and 405 answers do not advertise a job's GET and PUT
     r.add_get("/api/jobs/{job:(?!import$)[^/]+}", get_job)
-    r.add_put("/api/jobs/{job:(?!import$)[^/]+}", put_job)
-    r.add_post("/api/jobs/{job}/cancel", cancel_job)
+    r.add_put("/api/jobs/{job:(?!import$)[^/]+}", idempotent(put_job))
+    r.add_post("/api/jobs/{job}/cancel", idempotent(cancel_job))
     r.add_get("/api/jobs/{job}/transitions", list_transitions)
     r.add_post("/api/jobs/{job}/transitions", add_transition)
     for segment, (kind, decode, encode) in CATALOGUES.items():

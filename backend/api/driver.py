@@ -36,6 +36,8 @@ from .common import GATEWAY, HUB, STORE, audit, error, int_param, principal, rea
 
 # An action's JSON: the largest (a proof of delivery with its notes) is ~3 KB.
 MAX_ACTION_BYTES = 16 * 1024
+# A seq cursor (`after`): JavaScript's exact integers, what a browser can send back.
+MAX_CURSOR = 2**53 - 1
 APPLIER = web.AppKey("fleet.driver_applier", ActionApplier)
 
 
@@ -113,7 +115,7 @@ async def post_action(request: web.Request) -> web.Response:
 
 @for_driver
 async def list_my_actions(request: web.Request) -> web.Response:
-    after = int_param(request.query, "after", lo=0) or 0
+    after = int_param(request.query, "after", lo=0, hi=MAX_CURSOR) or 0
     rows = await request.app[STORE].driver_actions(driver_id=principal(request).driver_id,
                                                    after=after)
     return web.json_response({"actions": [public_action(r) for r in rows]})
@@ -174,7 +176,7 @@ async def get_my_file(request: web.Request) -> web.Response:
 
 @for_driver
 async def list_my_messages(request: web.Request) -> web.Response:
-    after = int_param(request.query, "after", lo=0) or 0
+    after = int_param(request.query, "after", lo=0, hi=MAX_CURSOR) or 0
     rows = await request.app[STORE].driver_messages(driver_id=principal(request).driver_id,
                                                     after=after)
     return web.json_response({"messages": rows})
@@ -224,8 +226,10 @@ async def list_driver_actions(request: web.Request) -> web.Response:
     """Driver actions of the vehicles the caller may see, in the order applied (`conflicts`:
     only those kept as conflicts; `job`: one stop's)."""
     q = request.query
-    after = int_param(q, "after", lo=0) or 0
+    after = int_param(q, "after", lo=0, hi=MAX_CURSOR) or 0
     limit = int_param(q, "limit", lo=1, hi=MAX_PAGE) or MAX_PAGE
+    if q.get("conflicts", "false") not in ("true", "false"):
+        raise error(web.HTTPBadRequest, "conflicts: true or false")
     rows = await request.app[STORE].driver_actions(
         job_id=q.get("job") or None, conflicts=q.get("conflicts") == "true",
         vehicles=principal(request).vehicles, after=after, limit=limit)
@@ -244,7 +248,7 @@ async def get_pod_file(request: web.Request) -> web.Response:
 @requires(Role.VIEWER)
 async def list_vehicle_messages(request: web.Request) -> web.Response:
     vehicle = visible(request)
-    after = int_param(request.query, "after", lo=0) or 0
+    after = int_param(request.query, "after", lo=0, hi=MAX_CURSOR) or 0
     rows = await request.app[STORE].driver_messages(vehicle_id=vehicle, after=after)
     return web.json_response({"messages": rows})
 

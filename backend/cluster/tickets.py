@@ -17,7 +17,7 @@ import json
 import logging
 
 from geostream.clock import wall_ms
-from geostream.tickets import ticket_from_json, ticket_to_json
+from geostream.tickets import ticket_from_json, ticket_to_json, utc
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,8 @@ CREATE TABLE IF NOT EXISTS shared_session_ticket_uses (
 
 
 def _ms(t: datetime.datetime) -> int:
-    return int(t.timestamp() * 1000)
+    """A ticket time (aware, or naive UTC as qh3 keeps it) in epoch milliseconds."""
+    return int(utc(t).timestamp() * 1000)
 
 
 class SharedTicketStore:

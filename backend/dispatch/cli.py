@@ -27,8 +27,10 @@ def jobs_parser(sub) -> None:
                     choices=[s.value for s in JobState], help="only these states (repeatable)")
     ls.add_argument("--route", help="only the jobs of this route")
     from .plan_cli import add_plan_parser
+    from .speeds_cli import add_learn_parser
 
     add_plan_parser(jsub)
+    add_learn_parser(jsub)
 
 
 async def run_jobs(args, store, now_ms: int, out=None, err=None) -> int:
@@ -37,6 +39,10 @@ async def run_jobs(args, store, now_ms: int, out=None, err=None) -> int:
         from .plan_cli import run_plan
 
         return await run_plan(args, store, now_ms, out, err)
+    if args.action == "learn-speeds":
+        from .speeds_cli import run_learn
+
+        return await run_learn(args, store, now_ms, out, err)
     if args.action == "import":
         if args.file == "-":
             data = sys.stdin.buffer.read(MAX_IMPORT_BYTES + 1)

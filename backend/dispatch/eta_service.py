@@ -82,12 +82,19 @@ class EtaService:
             route.id, route.vehicle_id, ordered, legs, basis,
             {jid: (s, None) for jid, s in states.items()})
 
-    def _stop_legs(self, jobs: list[Job]):
+    def _at(self, t_ms: int):
+        """The travel times for time `t_ms`: learned speeds of that hour of the week when the
+        source has them (speeds.LearnedTravel), else the source itself."""
+        travel = self.travel
+        return travel.at(t_ms) if hasattr(travel, "at") else travel
+
+    def _stop_legs(self, jobs: list[Job], t_ms: int | None = None):
+        travel = self._at(self.clock() if t_ms is None else t_ms)
         if not jobs:
-            return [], self.travel.basis
+            return [], travel.basis
         points = [(j.place.point.lon, j.place.point.lat) for j in jobs]
         try:
-            m = self.travel.matrix(points)
+            m = travel.matrix(points)
         except SnapError:  # a stop off the roads: the whole route on the straight line
             m = self._fallback.matrix(points)
         return m.seconds.tolist(), m.basis
@@ -99,7 +106,15 @@ class EtaService:
         if tr is None or (tr.last is not None and t_ms <= tr.last.position_ms) \
                 or not tr.due(t_ms, lat, lon):
             return None
-        live = tr.compute(t_ms, lat, lon, now_ms, self._first_leg)
+        if hasattr(self.travel, "at"):  # learned speeds: the legs of this hour of the week
+            from .speeds import hour_of_week
+
+            hour = hour_of_week(t_ms)
+            if getattr(tr, "hour", None) != hour:
+                tr.legs, tr.basis = self._stop_legs(tr.jobs, t_ms)
+                tr.hour = hour
+        live = tr.compute(t_ms, lat, lon, now_ms,
+                          lambda la, lo, job: self._first_leg(la, lo, job, t_ms))
         self.stats["computed"] += 1
         self.publish("eta", live.message(), vehicle, tr.route_id)
         if self.on_eta is not None:
@@ -120,10 +135,13 @@ class EtaService:
         if t.job_id in self._open.get(vehicle, {}):
             await self._settle(vehicle, tr, now_ms)
 
-    def _first_leg(self, lat: float, lon: float, job: Job) -> float:
+    def _first_leg(self, lat: float, lon: float, job: Job, t_ms: int) -> float:
         points = [(lon, lat), (job.place.point.lon, job.place.point.lat)]
         try:
-            return float(self.travel.matrix(points).seconds[0, 1])
+            travel = self._at(t_ms)
+            if hasattr(travel, "leg"):  # roads: a tree to the stop, kept until it is reached
+                return travel.leg(points[0], points[1])
+            return float(travel.matrix(points).seconds[0, 1])
         except SnapError:  # the vehicle off the roads (a yard): the straight line to it
             self.stats["off_road"] += 1
             return float(self._fallback.matrix(points).seconds[0, 1])

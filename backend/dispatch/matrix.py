@@ -36,6 +36,10 @@ STRAIGHT_LINE_SPEED_KMH = 30.0
 DIJKSTRA_ROW_BYTES = 64 * 1024**2
 # Points per matrix: a 2,000 × 2,000 float matrix is 32 MB; larger plans are split upstream.
 MAX_MATRIX_POINTS = 2000
+# Shortest-path trees to live ETAs' next stops kept (`RoadMatrix.leg`): one float64 per node
+# each (central Helsinki: 13 KB; a million-node country: 8 MB), bounded in bytes so that a
+# large graph keeps fewer: 10,000 vehicles' next stops on central Helsinki fit.
+TREE_CACHE_BYTES = 256 * 1024**2
 
 
 class SnapError(ValueError):
@@ -101,6 +105,43 @@ class RoadMatrix:
         self._tree = shapely.STRtree(self._lines)
         self._csr = adjacency(graph.node_count, a, b, graph.seg_s, graph.seg_fwd,
                               graph.seg_back)
+        self._rcsr = None  # the reversed graph, for trees to a target (`leg`)
+        self._trees: dict = {}  # target → (seconds from every node, its snap), LRU order
+
+    def with_seconds(self, seg_s: np.ndarray, basis: str) -> RoadMatrix:
+        """The same roads with other segment travel times (learned speeds, speeds.py): the
+        spatial index is shared, only the routing matrix is built again."""
+        import copy
+        from dataclasses import replace
+
+        other = copy.copy(self)
+        g = replace(self.graph, seg_s=seg_s)
+        other.graph, other.basis = g, basis
+        other._csr = adjacency(g.node_count, g.seg_a, g.seg_b, seg_s, g.seg_fwd, g.seg_back)
+        other._rcsr, other._trees = None, {}
+        return other
+
+    def nearest(self, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(segment index, metres off it) of each point; never raises (a far point is simply
+        far: the caller decides what is near enough)."""
+        import shapely
+
+        x, y = equirectangular(lon, lat, self._lat0)
+        pts = shapely.points(np.stack([x, y], axis=1))
+        (pt_idx, seg_idx), dist = self._tree.query_nearest(pts, return_distance=True,
+                                                           all_matches=False)
+        segment = np.full(len(lon), -1, dtype=np.int64)
+        offroad = np.full(len(lon), np.inf)
+        segment[pt_idx] = seg_idx
+        offroad[pt_idx] = dist
+        return segment, offroad
+
+    def distance_to(self, segments: np.ndarray, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+        """Metres from each point to the given segment (one segment per point)."""
+        import shapely
+
+        x, y = equirectangular(lon, lat, self._lat0)
+        return shapely.distance(self._lines[segments], shapely.points(np.stack([x, y], axis=1)))
 
     def snap(self, points: list[tuple[float, float]]) -> Snapped:
         """Nearest drivable segment of each (lon, lat); `SnapError` for one too far away."""
@@ -127,12 +168,10 @@ class RoadMatrix:
         fraction = shapely.line_locate_point(self._lines[segment], pts, normalized=True)
         return Snapped(segment, np.nan_to_num(fraction, nan=0.0), offroad)
 
-    def matrix(self, points: list[tuple[float, float]]) -> Matrix:
-        from scipy.sparse.csgraph import dijkstra
-
-        _check_count(points)
+    def _ends(self, snapped: Snapped):
+        """How each snapped point is left and reached: (exit nodes, exit costs, entry nodes,
+        entry costs), each (n, 2), costs in seconds including the access from off the road."""
         g = self.graph
-        snapped = self.snap(points)
         seg, f = snapped.segment, snapped.fraction
         t = g.seg_s[seg]
         access = snapped.offroad_m / (ACCESS_SPEED_KMH / 3.6)
@@ -151,6 +190,34 @@ class RoadMatrix:
         entry_node = np.stack([a, b], axis=1)
         entry_cost = np.stack([np.where(fwd | at_a, f * t, inf),
                                np.where(back | at_b, (1 - f) * t, inf)], axis=1) + access[:, None]
+        return exit_node, exit_cost, entry_node, entry_cost
+
+    def _direct(self, snapped_from: Snapped, snapped_to: Snapped) -> np.ndarray:
+        """Seconds between points on one segment, the second ahead in a drivable direction
+        (driven straight along it); inf elsewhere. (n_from, n_to)."""
+        g = self.graph
+        s1, s2 = snapped_from.segment, snapped_to.segment
+        f1, f2 = snapped_from.fraction, snapped_to.fraction
+        fwd, back, t = g.seg_fwd[s1], g.seg_back[s1], g.seg_s[s1]
+        acc1 = snapped_from.offroad_m / (ACCESS_SPEED_KMH / 3.6)
+        acc2 = snapped_to.offroad_m / (ACCESS_SPEED_KMH / 3.6)
+        inf = np.inf
+        same = s1[:, None] == s2[None, :]
+        ahead = np.where(fwd[:, None] & (f2[None, :] >= f1[:, None]), f2[None, :] - f1[:, None],
+                         inf)
+        behind = np.where(back[:, None] & (f2[None, :] <= f1[:, None]),
+                          f1[:, None] - f2[None, :], inf)
+        direct = np.minimum(ahead, behind) * t[:, None] + acc1[:, None] + acc2[None, :]
+        return np.where(same, direct, inf)
+
+    def matrix(self, points: list[tuple[float, float]]) -> Matrix:
+        from scipy.sparse.csgraph import dijkstra
+
+        _check_count(points)
+        g = self.graph
+        snapped = self.snap(points)
+        exit_node, exit_cost, entry_node, entry_cost = self._ends(snapped)
+        inf = np.inf
         sources, inverse = np.unique(exit_node.ravel(), return_inverse=True)
         inverse = inverse.reshape(exit_node.shape)
         targets = np.unique(entry_node.ravel())
@@ -170,14 +237,42 @@ class RoadMatrix:
                         + entry_cost[:, k][None, :])
                 np.minimum(out, cand, out=out)
         # Two points on one segment, the second ahead in a drivable direction: drive straight.
-        same = seg[:, None] == seg[None, :]
-        ahead = np.where(fwd[:, None] & (f[None, :] >= f[:, None]), (f[None, :] - f[:, None]), inf)
-        behind = np.where(back[:, None] & (f[None, :] <= f[:, None]),
-                          (f[:, None] - f[None, :]), inf)
-        direct = np.minimum(ahead, behind) * t[:, None] + access[:, None] + access[None, :]
-        out = np.where(same, np.minimum(out, direct), out)
+        np.minimum(out, self._direct(snapped, snapped), out=out)
         np.fill_diagonal(out, 0.0)
         return Matrix(out, self.basis)
+
+    def _tree_to(self, target: tuple[float, float]):
+        """Seconds from every node to `target` (lon, lat) — one reverse Dijkstra from its two
+        entry nodes — and its snap; kept per target (`TREE_CACHE_BYTES`, oldest dropped)."""
+        from scipy.sparse.csgraph import dijkstra
+
+        key = (float(target[0]), float(target[1]))
+        hit = self._trees.pop(key, None)
+        if hit is not None:
+            self._trees[key] = hit  # most recently used last
+            return hit
+        snapped = self.snap([target])
+        _, _, entry_node, entry_cost = self._ends(snapped)
+        if self._rcsr is None:
+            self._rcsr = self._csr.T.tocsr()
+        d = dijkstra(self._rcsr, directed=True, indices=entry_node[0])
+        tree = np.minimum(d[0] + entry_cost[0, 0], d[1] + entry_cost[0, 1])
+        hit = (tree, snapped)
+        self._trees[key] = hit
+        while len(self._trees) * 8 * self.graph.node_count > TREE_CACHE_BYTES:
+            self._trees.pop(next(iter(self._trees)))
+        return hit
+
+    def leg(self, origin: tuple[float, float], target: tuple[float, float]) -> float:
+        """Seconds from `origin` to `target` (lon, lat), as `matrix([origin, target])[0, 1]`
+        answers, but from a shortest-path tree to the target kept between calls: a live ETA
+        asks for the leg to the same next stop from a new position every few seconds, and
+        then pays a snap and a lookup instead of a Dijkstra over the graph."""
+        tree, target_snap = self._tree_to(target)
+        snapped = self.snap([origin])
+        exit_node, exit_cost, _, _ = self._ends(snapped)
+        best = float(np.min(exit_cost[0] + tree[exit_node[0]]))
+        return min(best, float(self._direct(snapped, target_snap)[0, 0]))
 
 
 def _check_count(points) -> None:

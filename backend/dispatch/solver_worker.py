@@ -213,14 +213,24 @@ class SolverWorker:
 
 # -- the child process ---------------------------------------------------------------------------
 
-def travel_source(road_network: Path | None, cache_dir: Path | None):
-    """The travel-time source: the road network's graph (cached), else straight line."""
+def travel_source(road_network: Path | None, cache_dir: Path | None, learned: bool = False):
+    """The travel-time source: the road network's graph (cached), else straight line. With
+    `learned` (live ETAs), the speeds learned from the fleet's history when they were learned
+    for this graph (`python -m backend speeds learn`; speeds.py)."""
     from backend.dispatch.matrix import RoadMatrix, StraightLineMatrix
     from backend.dispatch.roads import default_cache_dir, load_road_graph
 
     if road_network is None:
         return StraightLineMatrix()
-    return RoadMatrix(load_road_graph(Path(road_network), cache_dir or default_cache_dir()))
+    cache = cache_dir or default_cache_dir()
+    rm = RoadMatrix(load_road_graph(Path(road_network), cache))
+    if learned:
+        from backend.dispatch.speeds import LearnedSpeeds, LearnedTravel, speeds_path
+
+        speeds = LearnedSpeeds.load(speeds_path(cache, rm.graph.sha256), rm.graph.sha256)
+        if speeds is not None:
+            return LearnedTravel(rm, speeds)
+    return rm
 
 
 def serve(conn, road_network, cache_dir, nice: int = SOLVER_NICE) -> None:

@@ -139,8 +139,8 @@ class ActionApplier:
         shown = public_action(row)
         self.hub.publish_dispatch("driver_action", shown, row["vehicle_id"], row["route_id"])
         self.hub.publish_driver(row["driver_id"], "driver_action", shown)
-        if message is not None:
-            publish_message(self.hub, message)
+        if message is not None:  # as stored (with its seq: the apps' cursor)
+            publish_message(self.hub, await self.store.driver_message(message["id"]) or message)
 
 
 def publish_message(hub, message: dict) -> None:

@@ -119,7 +119,8 @@ class AppriseChannel:
     def _send(self, url: str, title: str, body: str) -> Outcome:
         import apprise
 
-        with guarded(self.policy), apprise.LogCapture(level=logging.WARNING) as captured:
+        with guarded(self.policy) as refusals, \
+                apprise.LogCapture(level=logging.WARNING) as captured:
             a = apprise.Apprise()
             if not a.add(url):
                 return Outcome(False, "not an Apprise URL this backend supports", retry=False)
@@ -127,8 +128,8 @@ class AppriseChannel:
             detail = captured.getvalue().strip().replace("\n", " ")
         if ok:
             return Outcome(True, "sent")
-        if "egress refused" in detail:
-            return Outcome(False, detail[:MAX_DETAIL], retry=False)
+        if refusals:
+            return Outcome(False, f"egress refused: {refusals[0]}"[:MAX_DETAIL], retry=False)
         return Outcome(False, (detail or "Apprise could not send")[:MAX_DETAIL])
 
 
@@ -169,7 +170,12 @@ class EmailChannel:
                 smtp.starttls(context=self.tls_context())
                 smtp.ehlo()
             if s.username:
-                smtp.login(s.username, self._password)
+                auth = smtp.esmtp_features.get("auth", "").upper().split()
+                if "PLAIN" in auth:  # one mechanism: over TLS PLAIN is enough, and a failure
+                    smtp.user, smtp.password = s.username, self._password  # is one answer
+                    smtp.auth("PLAIN", smtp.auth_plain)
+                else:
+                    smtp.login(s.username, self._password)
             smtp.send_message(msg)
 
     def _send(self, msg: EmailMessage) -> Outcome:

@@ -223,21 +223,23 @@ class EgressClient:
 
 # --- the synchronous edge (Apprise on a worker thread) ---------------------------------------
 
-_ACTIVE: contextvars.ContextVar[EgressPolicy | None] = contextvars.ContextVar(
+_ACTIVE: contextvars.ContextVar[tuple[EgressPolicy, list[str]] | None] = contextvars.ContextVar(
     "egress_policy", default=None)
 _real_getaddrinfo = socket.getaddrinfo
 _installed = False
 
 
 def _guarded_getaddrinfo(host, port, *args, **kwargs):
-    policy = _ACTIVE.get()
+    active = _ACTIVE.get()
     infos = _real_getaddrinfo(host, port, *args, **kwargs)
-    if policy is None:
+    if active is None:
         return infos
+    policy, refusals = active
     name = host.decode() if isinstance(host, bytes) else str(host)
     try:
         allowed = set(policy.filter(name, [i[4][0] for i in infos]))
     except EgressRefused as exc:  # as a failed resolution: every library handles that
+        refusals.append(str(exc))
         raise socket.gaierror(socket.EAI_FAIL, f"egress refused: {exc}") from None
     return [i for i in infos if i[4][0] in allowed]
 
@@ -263,13 +265,15 @@ def _install() -> None:
 
 
 @contextmanager
-def guarded(policy: EgressPolicy) -> Iterator[None]:
+def guarded(policy: EgressPolicy) -> Iterator[list[str]]:
     """On this thread, for the block: every resolution returns only addresses `policy`
     allows (none: `socket.gaierror` "egress refused: …", which libraries report as a failed
-    connection), and `requests` follows no redirect."""
+    connection), and `requests` follows no redirect. Yields the list the refusals' reasons
+    are added to (libraries may log them only at debug level)."""
     _install()
-    token = _ACTIVE.set(policy)
+    refusals: list[str] = []
+    token = _ACTIVE.set((policy, refusals))
     try:
-        yield
+        yield refusals
     finally:
         _ACTIVE.reset(token)

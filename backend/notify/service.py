@@ -30,6 +30,9 @@ from .subscriptions import Subscription, digest_id
 log = logging.getLogger(__name__)
 
 LEASE = "notify"
+# A holder that stopped renewing (a crash, a partition) hands the work over after this long.
+# A node restarted on the same host and port takes its own lease back at once (its `node`).
+LEASE_S = 15.0
 # Rows read from an event source per round (the rest next round, at once).
 SOURCE_BATCH = 500
 # Rows re-read behind each cursor (see the module): more than the transitions or alerts that
@@ -87,13 +90,13 @@ class Notifier:
 
     def __init__(self, store, settings: NotifySettings, channels: dict,
                  node: str | None = None, clock: Callable[[], int] = wall_ms,
-                 retry_min_s: float = RETRY_MIN_S, lease_s: float = 15.0):
+                 retry_min_s: float | None = None, lease_s: float = LEASE_S):
         self.store = store
         self.settings = settings
         self.channels = channels
         self.node = node or uuid.uuid4().hex
         self.clock = clock
-        self.retry_min_s = retry_min_s
+        self.retry_min_s = settings.retry_min_s if retry_min_s is None else retry_min_s
         self.lease_ms = int(lease_s * 1000)
         self.stats: Counter = Counter()
         self.etas = EtaWatch()
@@ -106,7 +109,9 @@ class Notifier:
 
     # --- the loop --------------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, node: str | None = None) -> None:
+        if node is not None:
+            self.node = node
         self._task = asyncio.get_running_loop().create_task(self._run(), name="notifier")
 
     async def stop(self) -> None:

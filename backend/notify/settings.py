@@ -10,6 +10,8 @@ from .egress import EgressPolicy, parse_networks
 # Where the outbox looks for work when nothing woke it: new job transitions and alerts are
 # read at this pace too (a delivery is at most this late plus the receiver's time).
 POLL_S = 2.0
+# The first retry's delay; each next one doubles (backend/notify/service.py, up to an hour).
+RETRY_MIN_S = 5.0
 # SMTP submission's port (RFC 6409), with STARTTLS.
 SMTP_PORT = 587
 
@@ -33,6 +35,7 @@ class SmtpSettings:
 class NotifySettings:
     allow_networks: tuple[str, ...] = ()
     poll_s: float = POLL_S
+    retry_min_s: float = RETRY_MIN_S
     smtp: SmtpSettings = SmtpSettings()
 
     @property
@@ -41,7 +44,7 @@ class NotifySettings:
 
     @classmethod
     def parse(cls, table: dict) -> NotifySettings:
-        known = {"allow_networks", "poll_s", "smtp"}
+        known = {"allow_networks", "poll_s", "retry_min_s", "smtp"}
         unknown = set(table) - known
         if unknown:
             raise ValueError(f"[notify]: unknown keys {sorted(unknown)}")
@@ -52,6 +55,9 @@ class NotifySettings:
         poll = table.get("poll_s", POLL_S)
         if not isinstance(poll, int | float) or not 0.05 <= poll <= 60:
             raise ValueError("[notify] poll_s must be within 0.05..60")
+        retry = table.get("retry_min_s", RETRY_MIN_S)
+        if not isinstance(retry, int | float) or not 0.05 <= retry <= 600:
+            raise ValueError("[notify] retry_min_s must be within 0.05..600")
         smtp = table.get("smtp", {})
         if not isinstance(smtp, dict):
             raise ValueError("[notify.smtp] must be a table")
@@ -64,4 +70,4 @@ class NotifySettings:
             raise ValueError(f"[notify.smtp]: {exc}") from None
         if not isinstance(s.port, int) or not 1 <= s.port <= 65535:
             raise ValueError("[notify.smtp] port must be within 1..65535")
-        return cls(tuple(nets), float(poll), s)
+        return cls(tuple(nets), float(poll), float(retry), s)

@@ -7,12 +7,12 @@
   `StreamDataReceived`, `ConnectionTerminated`, `PingAcknowledged`, `ConnectionIdIssued`),
   `SessionTicket`, `CipherSuite`, `destination_cid(datagram, cid_length)`;
 - the hooks the libraries do not offer publicly, one function each: ACKs riding with data
-  (`ack_with_data`, `advertise_max_ack_delay`, `delay_acks_up_to`), routable connection IDs
-  (`issue_routable_cids`, `host_cids`, `ROUTABLE_NEW_CIDS`), `smoothed_rtt`,
-  `peer_certificate_der`, and a gateway's memory trims (`trim_new_connection`,
-  `trim_after_handshake`).
+  (`ack_with_data`, `advertise_max_ack_delay`, `delay_acks_up_to`, `ack_delays`), routable
+  connection IDs (`issue_routable_cids`, `host_cids`, `ROUTABLE_NEW_CIDS`), `smoothed_rtt`,
+  `peer_address`, `peer_certificate_der`, `ticket_time`, and a gateway's memory trims
+  (`trim_new_connection`, `trim_after_handshake`).
 
-Which library a process uses is configuration (the backend's `[quic] library`, the agent's
+Which library a process uses is configuration (the backend's `quic_library`, the agent's
 `[server] quic_library`), else $FLEET_QUIC_LIBRARY, else `DEFAULT_LIBRARY`. Both can be loaded
 in one process (the protocol-level tests run against each). tests/unit/geostream/
 test_quic_seam.py fails if any other module imports a QUIC library.

@@ -8,6 +8,7 @@ the private behaviours the hooks rely on (ACK scheduling, CID drawing, frame tab
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable
 
 from aioquic.asyncio import QuicConnectionProtocol, connect, serve
@@ -45,6 +46,11 @@ __all__ = [
 _PARAMS_BUFFER = 1024
 # After the handshake: room for a NewSessionTicket (~250 bytes) or a TLS alert, with margin.
 POST_HANDSHAKE_BUFFER = 1024
+
+
+def ticket_time(moment: datetime.datetime) -> datetime.datetime:
+    """A session ticket's time as aioquic keeps it: aware, in UTC."""
+    return moment.astimezone(datetime.UTC)
 
 
 def destination_cid(datagram: bytes, cid_length: int) -> bytes | None:
@@ -91,6 +97,12 @@ def delay_acks_up_to(quic, delay_s: float) -> None:
         quic._ack_delay = delay_s
 
 
+def ack_delays(quic) -> tuple[float | None, float | None]:
+    """(how long `quic` holds an ACK, the peer's advertised max_ack_delay) in seconds."""
+    loss = getattr(quic, "_loss", None)
+    return getattr(quic, "_ack_delay", None), getattr(loss, "max_ack_delay", None)
+
+
 # --- routable connection IDs (backend/cluster/cids.py) -------------------------------------
 
 # every CID the server issues can carry a server id
@@ -130,6 +142,12 @@ def smoothed_rtt(quic) -> float | None:
     if loss is None or not getattr(loss, "_rtt_initialized", False):
         return None
     return loss._rtt_smoothed
+
+
+def peer_address(quic):
+    """The address `quic` sends to now (its validated path after a migration)."""
+    paths = getattr(quic, "_network_paths", None)
+    return paths[0].addr if paths else None
 
 
 def peer_certificate_der(quic) -> bytes | None:

@@ -9,6 +9,7 @@ give through any hook (routable NEW_CONNECTION_ID CIDs), is in docs/link.md §QU
 
 from __future__ import annotations
 
+import datetime
 import logging
 from collections.abc import Callable
 
@@ -48,6 +49,12 @@ _PARAMS_BUFFER = 1024
 # one (the facade passes 0.025 there). Checked before use: another layout leaves it alone.
 _CORE_MAX_ACK_DELAY_ARG = 26
 _CORE_DEFAULT_MAX_ACK_DELAY = 0.025
+
+
+def ticket_time(moment: datetime.datetime) -> datetime.datetime:
+    """A session ticket's time as qh3 keeps it: naive, in UTC (it compares ticket times with
+    a naive `utcnow()`; an aware one would raise TypeError in the handshake)."""
+    return moment.astimezone(datetime.UTC).replace(tzinfo=None)
 
 
 def destination_cid(datagram: bytes, cid_length: int) -> bytes | None:
@@ -98,6 +105,10 @@ def delay_acks_up_to(quic, delay_s: float) -> None:
 
 
 def _build_core_with_ack_delay(quic, delay_s: float) -> None:
+    if getattr(quic, "_seam_ack_delay", None) is not None:  # wrapped already: only the value
+        quic._seam_ack_delay = delay_s
+        return
+    quic._seam_ack_delay = delay_s
     create_core = quic._create_core
 
     def create_core_delaying(*args, **kwargs):
@@ -106,7 +117,7 @@ def _build_core_with_ack_delay(quic, delay_s: float) -> None:
         def core(*core_args):
             if (len(core_args) > _CORE_MAX_ACK_DELAY_ARG
                     and core_args[_CORE_MAX_ACK_DELAY_ARG] == _CORE_DEFAULT_MAX_ACK_DELAY):
-                core_args = (*core_args[:_CORE_MAX_ACK_DELAY_ARG], delay_s,
+                core_args = (*core_args[:_CORE_MAX_ACK_DELAY_ARG], quic._seam_ack_delay,
                              *core_args[_CORE_MAX_ACK_DELAY_ARG + 1:])
             else:
                 log.warning("qh3's core arguments changed: ACK delay left at its default")
@@ -121,6 +132,14 @@ def _build_core_with_ack_delay(quic, delay_s: float) -> None:
             _connection_module.QuicConnectionCore = real
 
     quic._create_core = create_core_delaying
+
+
+def ack_delays(quic) -> tuple[float | None, float | None]:
+    """(how long `quic` holds an ACK, the peer's advertised max_ack_delay) in seconds."""
+    local = getattr(quic, "_seam_ack_delay", None) or _CORE_DEFAULT_MAX_ACK_DELAY
+    params = getattr(quic, "_applied_transport_parameters", None)
+    peer = getattr(params, "max_ack_delay", None)
+    return local, (None if peer is None else peer / 1000)
 
 
 # --- routable connection IDs (backend/cluster/cids.py) -------------------------------------
@@ -148,6 +167,12 @@ def smoothed_rtt(quic) -> float | None:
     """The smoothed round-trip time in seconds (None before the first sample)."""
     core = getattr(quic, "_core", None)
     return None if core is None else core.smoothed_rtt
+
+
+def peer_address(quic):
+    """The address `quic` sends to now (its validated path after a migration)."""
+    core = getattr(quic, "_core", None)
+    return None if core is None else core.active_path[2]
 
 
 def peer_certificate_der(quic) -> bytes | None:

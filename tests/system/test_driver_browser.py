@@ -96,7 +96,11 @@ def test_offline_stops_sync_once_in_order_and_a_replan_reaches_the_app(procs, tm
             page.click("#pod-save")
             expect(page.locator(f"[data-testid=stop-{jid}]")).to_have_attribute(
                 "data-state", "completed")
-        expect(page.locator("[data-testid=queue]")).to_have_text("2 to send")
+        # s3 failed on the phone while dispatch cancels it: kept as a conflict, shown to both
+        page.click("[data-testid=fail-s3]")
+        page.click("#fail-form button[type=submit]")
+        expect(page.locator("[data-testid=queue]")).to_have_text("3 to send")
+        _call(base, disp, "/api/jobs/s3/cancel", {}, "POST")
         assert _call(base, disp, "/api/driver-actions")["actions"] == []  # nothing sent yet
         screenshot(page, tmp_path, "driver-offline")
 
@@ -104,8 +108,10 @@ def test_offline_stops_sync_once_in_order_and_a_replan_reaches_the_app(procs, tm
         expect(page.locator("[data-testid=queue]")).to_have_text("all sent", timeout=20000)
         actions = _call(base, disp, "/api/driver-actions")["actions"]
         assert [(a["job_id"], a["kind"], a["device_seq"], a["outcome"]) for a in actions] == [
-            ("s1", "complete", 1, "applied"), ("s2", "complete", 2, "applied")]
-        for a in actions:
+            ("s1", "complete", 1, "applied"), ("s2", "complete", 2, "applied"),
+            ("s3", "fail", 3, "conflict")]
+        expect(page.locator("[data-testid=conflicts]")).to_contain_text("s3: stop s3 was cancelled")
+        for a in actions[:2]:
             pod = a["body"]["pod"]
             assert pod["recipient"] == f"Recipient {a['job_id']}" and pod["signature"]
             assert len(pod["photos"]) == 1
@@ -121,6 +127,20 @@ def test_offline_stops_sync_once_in_order_and_a_replan_reaches_the_app(procs, tm
         login(dpage, base, "test-dispatcher")
         dpage.click("[role=tab][data-tab=dispatch]")
         expect(dpage.locator("#jobs tbody tr[data-state=completed]")).to_have_count(2)
+        expect(dpage.locator("#driver-conflicts")).to_contain_text("fail s3 not applied")
+
+        # messages both ways: the dispatcher writes from the vehicle panel, the open driver
+        # app shows it at once; the driver's answer appears in the panel
+        dpage.click("[role=tab][data-tab=vehicles]")
+        dpage.click("#vehicles li[data-vehicle='van-1'] button")
+        dpage.wait_for_selector("#panel:not([hidden]) h2:text('van-1')")
+        dpage.fill("#message-text", "Gate code 1234")
+        dpage.click("#message-send")
+        expect(page.locator("[data-testid=messages]")).to_contain_text("Gate code 1234")
+        page.fill("#message-text", "Thanks, at the gate")
+        page.press("#message-text", "Enter")
+        expect(dpage.locator("#vehicle-messages")).to_contain_text("Thanks, at the gate",
+                                                                   timeout=15000)
         dctx.close()
 
         # a re-plan while the app is open: s3 taken off, s4 added; the app shows it

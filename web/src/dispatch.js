@@ -83,6 +83,7 @@ export class Dispatch {
     this.problems = h("ul", { id: "import-errors", class: "errors" });
     this.proposalBox = h("div", { id: "proposal" });
     this.pending = h("div", { id: "pending-proposals" });
+    this.conflicts = h("ul", { id: "driver-conflicts", class: "errors" });
     this.root.replaceChildren(
       h("div", { class: "row" }, this.filter,
         write ? h("button", { id: "import-jobs", onclick: () => this.file.click() }, "Import CSV") : "",
@@ -91,6 +92,7 @@ export class Dispatch {
       write ? h("div", { class: "row" }, h("label", {}, "Shift ", this.shiftStart), h("label", {}, "to ", this.shiftEnd),
         h("button", { id: "plan", onclick: () => this.plan() }, "Plan")) : "",
       this.pending,
+      this.conflicts,
       this.proposalBox,
       h("table", { id: "jobs", class: "table" },
         h("thead", {}, h("tr", {}, h("th", {}, "Job"), h("th", {}, "State"), h("th", {}, "Route"), h("th", {}, "Window"),
@@ -111,6 +113,20 @@ export class Dispatch {
     this.table();
     this.draw();
     this.loadProposals();
+    this.loadConflicts();
+  }
+
+  /** Driver actions kept as conflicts (a stop re-planned or cancelled while the driver was
+   * offline, docs/driver.md): shown until dispatch sorts them out. */
+  async loadConflicts() {
+    let rows = [];
+    try {
+      rows = (await get("/api/driver-actions?conflicts=true")).actions;
+    } catch {
+      rows = [];
+    }
+    this.conflicts.replaceChildren(...rows.slice(-20).map((a) => h("li", { "data-conflict": a.key },
+      `Driver ${a.driver_id}: ${a.kind} ${a.job_id || ""} not applied — ${a.detail}`)));
   }
 
   /** Open proposals made on events (a re-plan waiting for approval); none without a planner. */

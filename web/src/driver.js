@@ -302,7 +302,7 @@ async function loadMessages() {
 }
 
 function addMessage(m) {
-  if (m.seq <= lastMessage) return;
+  if (typeof m.seq !== "number" || m.seq <= lastMessage) return;
   lastMessage = m.seq;
   $("messages").append(el("li", { class: m.direction },
     `${fmtTime(m.sent_ms)} ${m.direction === "to_driver" ? m.author : "me"}: ${m.text}`));

@@ -4,6 +4,7 @@
 import { get, post, query } from "./api.js";
 import { classify } from "./fleet.js";
 import { fmtAge, fmtNum, fmtTime, h, toast } from "./dom.js";
+import { MessagesSection } from "./messages.js";
 import { ServiceSection } from "./service.js";
 
 const REFRESH_MS = 5000; // detail (CAN, link, backlog) comes from the REST API, not the hub
@@ -56,6 +57,7 @@ export class VehiclePanel {
       if (id !== this.id) return;
       this.fleet.merge(item, Date.now());
       this.alerts = alerts.alerts || [];
+      if (this.messages && this.builtFor === id) this.messages.refresh();
     } catch (err) {
       if (err.status === 404) toast(`${id}: no such vehicle`, "error");
     }
@@ -72,6 +74,7 @@ export class VehiclePanel {
   build(id) {
     this.service = new ServiceSection(id, { mayRecord: this.may("dispatcher"),
                                             onRecorded: () => this.refresh() });
+    this.messages = new MessagesSection(id, { mayWrite: this.may("dispatcher") });
     this.slots = { title: h("h2", {}, id), facts: h("dl", { class: "facts" }),
                    can: h("div"), alertsTitle: h("h3"), alerts: h("div") };
     this.root.replaceChildren(
@@ -84,9 +87,11 @@ export class VehiclePanel {
       h("h3", {}, "CAN signals"), this.slots.can,
       this.slots.alertsTitle, this.slots.alerts,
       this.service.root,
+      this.messages.root,
       this.may("dispatcher") ? this.commandForm(id) : null);
     this.builtFor = id;
     this.service.refresh();
+    this.messages.refresh();
   }
 
   render() {

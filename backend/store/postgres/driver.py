@@ -125,6 +125,11 @@ class PostgresDriver(PostgresDb):
                                     "WHERE id = $1", message["id"])
             return message_from_row(r), new
 
+    async def driver_message(self, message_id: str) -> dict | None:
+        r = await self._pool.fetchrow(f"SELECT {', '.join(MESSAGE_COLUMNS)} FROM driver_messages "
+                                      "WHERE id = $1", message_id)
+        return None if r is None else message_from_row(r)
+
     async def driver_messages(self, driver_id: str | None = None,
                               vehicle_id: str | None = None, after: int = 0,
                               limit: int = MAX_PAGE) -> list[dict]:

@@ -78,6 +78,22 @@ class PostgresHistory(PostgresDb):
             "ORDER BY time LIMIT $5", vehicle_id, start_ms, end_ms, name, limit)
         return [(r[0], json.loads(r[1])) for r in rows]
 
+    async def signal_frames(self, vehicle_id: str, signals: list[str], start_ms: int,
+                            end_ms: int, limit: int) -> list[tuple[int, dict]]:
+        wanted = list(dict.fromkeys(signals))
+        if not wanted:
+            return []
+        rows = await self._pool.fetch(
+            f"SELECT {_EPOCH_MS.format('time')}, signals::text FROM vehicle_telemetry "
+            f"WHERE vehicle_id = $1 AND kind = 'can' AND time >= {_MS.format('$2::bigint')} "
+            f"AND time < {_MS.format('$3::bigint')} AND signals ?| $4::text[] "
+            "ORDER BY time LIMIT $5", vehicle_id, start_ms, end_ms, wanted, limit)
+        out = []
+        for t, text in rows:
+            data = json.loads(text)
+            out.append((t, {k: data[k] for k in wanted if k in data}))
+        return out
+
     async def count_readings(self, vehicle_id: str | None = None) -> int:
         if vehicle_id is None:
             return await self._pool.fetchval("SELECT count(*) FROM vehicle_telemetry")

@@ -115,3 +115,23 @@ class PostgresLinks(PostgresDb):
         status = await self._pool.execute("DELETE FROM inbound_requests WHERE created_ms < $1",
                                           before_ms)
         return int(status.split()[-1])
+
+    # --- export (read only, over the dispatch tables) ---------------------------------------
+
+    async def done_jobs(self, from_ms: int, to_ms: int, limit: int) -> list[tuple]:
+        """As SqliteLinks.done_jobs."""
+        from ...dispatch.storage import TRANSITION_COLUMNS, transition_from_row
+        from .dispatch import _JOB_COLUMNS, _record
+
+        async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read",
+                                                                  readonly=True):
+            recs = [_record(r) for r in await conn.fetch(
+                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE state IN ('completed', 'failed', "
+                "'skipped', 'cancelled') AND updated_ms >= $1 AND updated_ms < $2 "
+                "ORDER BY updated_ms, id COLLATE \"C\" LIMIT $3", from_ms, to_ms, limit)]
+            ts: dict[str, list] = {r.job.id: [] for r in recs}
+            for r in await conn.fetch(f"SELECT {TRANSITION_COLUMNS} FROM job_transitions "
+                                      "WHERE job_id = ANY($1::text[]) ORDER BY seq", list(ts)):
+                t = transition_from_row(r)
+                ts[t.job_id].append(t)
+        return [(r, ts[r.job.id]) for r in recs]

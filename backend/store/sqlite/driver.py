@@ -151,6 +151,14 @@ class SqliteDriver(SqliteDb):
 
         return await self._run(run)
 
+    async def driver_message(self, message_id: str) -> dict | None:
+        def row():
+            r = self._db.execute(f"SELECT {', '.join(MESSAGE_COLUMNS)} FROM driver_messages "
+                                 "WHERE id = ?", (message_id,)).fetchone()
+            return None if r is None else message_from_row(r)
+
+        return await self._run(row)
+
     async def driver_messages(self, driver_id: str | None = None,
                               vehicle_id: str | None = None, after: int = 0,
                               limit: int = MAX_PAGE) -> list[dict]:

@@ -96,6 +96,26 @@ class SqliteHistory(SqliteDb):
 
         return await self._run(rows)
 
+    async def signal_frames(self, vehicle_id: str, signals: list[str], start_ms: int,
+                            end_ms: int, limit: int) -> list[tuple[int, dict]]:
+        wanted = list(dict.fromkeys(signals))
+        if not wanted:
+            return []
+        any_of = " OR ".join("json_type(data, ?) IS NOT NULL" for _ in wanted)
+
+        def rows():
+            cur = self._db.execute(
+                "SELECT time_ms, data FROM vehicle_telemetry WHERE vehicle_id=? AND kind='can' "
+                f"AND time_ms >= ? AND time_ms < ? AND ({any_of}) ORDER BY time_ms LIMIT ?",
+                (vehicle_id, start_ms, end_ms, *map(_path, wanted), limit))
+            out = []
+            for t, d in cur:
+                data = json.loads(d)
+                out.append((t, {k: data[k] for k in wanted if k in data}))
+            return out
+
+        return await self._run(rows)
+
     async def count_readings(self, vehicle_id: str | None = None) -> int:
         def count() -> int:
             if vehicle_id is None:

@@ -150,3 +150,29 @@ class SqliteLinks(SqliteDb):
                                     (before_ms,)).rowcount
 
         return await self._run(run)
+
+    # --- export (read only, over the dispatch tables) ---------------------------------------
+
+    async def done_jobs(self, from_ms: int, to_ms: int, limit: int) -> list[tuple]:
+        """Jobs in a final state whose last change lies in [from_ms, to_ms), oldest first, at
+        most `limit`, each as (record, its transitions in order)."""
+        from ...dispatch.storage import TRANSITION_COLUMNS, transition_from_row
+        from .dispatch import _JOB_COLUMNS, _record
+
+        def rows():
+            recs = [_record(r) for r in self._db.execute(
+                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE state IN ('completed', 'failed', "
+                "'skipped', 'cancelled') AND updated_ms >= ? AND updated_ms < ? "
+                "ORDER BY updated_ms, id LIMIT ?", (from_ms, to_ms, limit))]
+            ts: dict[str, list] = {r.job.id: [] for r in recs}
+            ids = list(ts)
+            for i in range(0, len(ids), 500):
+                chunk = ids[i:i + 500]
+                for r in self._db.execute(
+                        f"SELECT {TRANSITION_COLUMNS} FROM job_transitions WHERE job_id IN "
+                        f"({','.join('?' * len(chunk))}) ORDER BY seq", chunk):
+                    t = transition_from_row(r)
+                    ts[t.job_id].append(t)
+            return [(r, ts[r.job.id]) for r in recs]
+
+        return await self._run(rows)

@@ -1,7 +1,11 @@
 """The spec is the contract: the app serves exactly the spec's paths and methods, each handler
 declares the role the spec states, and every operation's real answers validate."""
 
+import hashlib
+import hmac
+import json
 import re
+import time
 
 from aiohttp import web
 
@@ -105,6 +109,8 @@ async def test_every_served_operation_is_exercised_and_validated(store_url):
         await c("GET", "/api/maintenance/due?state=all", expect=200)
         await c("GET", "/api/maintenance/dtcs", expect=200)
         await c("GET", "/api/maintenance/forecasts", expect=200)
+        await c("GET", "/api/driving/events?vehicle=v1", expect=200)
+        await c("GET", "/api/driving/scorecards?format=csv", expect=200)
         await c("GET", "/api/vehicles/v1/dtcs?format=csv", expect=200)
         # without a planner (tests/integration/api/test_planning.py mounts one): 503, as specified
         shift = {"shift": {"start_ms": T0, "end_ms": T0 + 3_600_000}}
@@ -268,8 +274,24 @@ async def exercise_dispatch(api: Api) -> None:
     await c("GET", f"/t/{link['token']}/view", role=None, expect=200)
     await c("DELETE", f"/api/links/{link['id']}", role=d, expect=200)
     await c("GET", f"/t/{link['token']}/events", role=None, expect=410)
+    _, src = await c("PUT", "/api/integrations/erp", role="admin", expect=201)
+    await c("GET", "/api/integrations", role="admin", expect=200)
+    event = {"id": "ev1", "type": "job.create", "job": {"id": "j9", "place": place}}
+    await c("POST", "/api/integrations/erp/events", role=None, body=event, expect=201,
+            headers=signed(src["secret"], json.dumps(event).encode()))
+    await c("DELETE", "/api/integrations/erp", role="admin", expect=204)
+    now = int(time.time() * 1000)
+    await c("GET", f"/api/export/jobs?from_ms={now - 3_600_000}&to_ms={now + 60_000}"
+            "&format=geojson", expect=200)
     await c("GET", "/api/jobs/j1/transitions", expect=200)
     await c("POST", "/api/jobs/j2/cancel", role=d, expect=200)
+
+
+def signed(secret: str, body: bytes) -> dict:
+    """A webhook's signature headers, as docs/customers.md tells a sender to make them."""
+    ts = str(int(time.time()))
+    mac = hmac.new(secret.encode(), f"{ts}.".encode() + body, hashlib.sha256).hexdigest()
+    return {"X-Fleet-Timestamp": ts, "X-Fleet-Signature": f"v1={mac}"}
 
 
 def _mount_mcp(app, store) -> None:

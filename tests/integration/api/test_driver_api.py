@@ -257,5 +257,6 @@ async def test_messages_go_both_ways_and_reach_the_live_topics(api):
     await c("POST", "/api/vehicles/v1/messages", body={"text": "hi"}, expect=403)  # a viewer
     assert [x["message"]["text"] for x in panel.drain() if "message" in x] == [
         "Gate code 1234", "Running 10 min late"]
-    assert [x["message"]["text"] for x in app.drain() if "message" in x] == [
-        "Gate code 1234", "Running 10 min late"]
+    pushed = [x["message"] for x in app.drain() if "message" in x]
+    assert [x["text"] for x in pushed] == ["Gate code 1234", "Running 10 min late"]
+    assert [x["seq"] for x in pushed] == [x["seq"] for x in mine["messages"]]  # as stored

@@ -59,3 +59,44 @@ def test_a_vehicle_off_the_map_is_an_error(lat, lon):
 
     with pytest.raises(SnapError):
         route_eta(lat, lon, T0, [Job("a", Place(_node(5)))], helsinki.road_matrix())
+
+
+def test_a_leg_from_a_kept_tree_is_the_matrix_leg():
+    """`RoadMatrix.leg` (a reverse tree to the stop, kept) answers what a two-point matrix
+    (forward Dijkstra from the origin) answers: from road nodes, from points along and beside
+    segments, from the stop's own segment, on one-ways, through the LRU of trees."""
+    import numpy as np
+
+    from backend.dispatch import matrix as matrix_module
+
+    rm = helsinki.road_matrix()
+    g = rm.graph
+    rng = np.random.default_rng(7)
+    targets = [(float(g.lon[k]), float(g.lat[k])) for k in rng.choice(g.node_count, 6)]
+    seg = rng.choice(g.segment_count, 40)
+    f = rng.random(40)
+    origins = [(float(g.lon[g.seg_a[s]] * (1 - x) + g.lon[g.seg_b[s]] * x) + 1e-5 * (i % 3),
+                float(g.lat[g.seg_a[s]] * (1 - x) + g.lat[g.seg_b[s]] * x))
+               for i, (s, x) in enumerate(zip(seg, f, strict=True))]
+    # the stop's own segment, ahead and behind it
+    s0 = int(seg[0])
+    targets.append((float((g.lon[g.seg_a[s0]] + g.lon[g.seg_b[s0]]) / 2),
+                    float((g.lat[g.seg_a[s0]] + g.lat[g.seg_b[s0]]) / 2)))
+    origins += [(float(g.lon[g.seg_a[s0]]), float(g.lat[g.seg_a[s0]])),
+                (float(g.lon[g.seg_b[s0]]), float(g.lat[g.seg_b[s0]]))]
+    checked = 0
+    for target in targets:
+        for origin in origins:
+            want = rm.matrix([origin, target]).seconds[0, 1]
+            assert rm.leg(origin, target) == pytest.approx(want, rel=1e-9, abs=1e-6)
+            checked += 1
+    assert checked == 7 * 42 and len(rm._trees) == 7  # one tree per stop, kept
+    old = matrix_module.TREE_CACHE_BYTES
+    matrix_module.TREE_CACHE_BYTES = 3 * 8 * g.node_count  # room for three trees
+    try:
+        fresh = matrix_module.RoadMatrix(g)
+        for target in targets:
+            fresh.leg(origins[0], target)
+        assert list(fresh._trees) == [(t[0], t[1]) for t in targets[-3:]]  # the newest kept
+    finally:
+        matrix_module.TREE_CACHE_BYTES = old

@@ -29,7 +29,7 @@ def test_model_blackout_drops_both_directions_and_in_flight():
     assert m.delivered(9.8, UP, 1) and not m.delivered(10.2, UP, 1)
 
 
-def test_lossy_jittery_link_with_nat_rebinding_same_connection(tmp_path, pki):
+def test_lossy_jittery_link_with_nat_rebinding_same_connection(quic_library, tmp_path, pki):
     """8 s of a 10 Hz stream over 3 % loss and jitter, the NAT rebinding every 2 s; on the
     emulated clock (tests/emuclock.py), real parts as in the blackout test below."""
     emuclock.run(_lossy(tmp_path, pki))
@@ -63,7 +63,7 @@ async def _lossy(tmp_path, pki) -> None:
         await gw.stop()
 
 
-def test_blackouts_3min_resumes_10min_reconnects(tmp_path, pki):
+def test_blackouts_3min_resumes_10min_reconnects(quic_library, tmp_path, pki):
     """A 3-minute blackout keeps the same QUIC connection (idle timeout 240 s); a 10-minute one
     reconnects, resuming with the stored session ticket; every reading stored exactly once.
 

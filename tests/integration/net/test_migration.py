@@ -9,13 +9,19 @@ from __future__ import annotations
 import asyncio
 import itertools
 
+import pytest
+
 from tests import emuclock
 from tests.integration.net.rig import AgentRig, GatewayRig, until
 
 HANDOVERS = 100
+# what docs/link.md (QUIC library) measured; the strict xfail notices a qh3 that fixes it
+QH3_MIGRATION = ("its native core stops answering after the client's third migration and fails "
+                 "with 'packet builder capacity exhausted' when an aioquic client migrates")
 
 
-def test_100_handovers_during_10hz_stream_loopback(tmp_path, pki):
+@pytest.mark.qh3_gap(QH3_MIGRATION)
+def test_100_handovers_during_10hz_stream_loopback(quic_library, tmp_path, pki):
     """A handover every 0.2 s for 20 s of a 10 Hz stream, on the emulated clock
     (tests/emuclock.py: the real agent, gateway and store over loopback; 20 s of waits take
     none); real time: tests/integration/net/test_netns.py."""
@@ -46,7 +52,7 @@ async def _handovers(tmp_path, pki) -> None:
             # the next ack arrives over the new path
             await until(lambda b=before: agent.uplink.stats.readings_acked > b or streaming.done(),
                         5, "an ack on the new path")
-            seen_at_gateway.add(proto._quic._network_paths[0].addr[0])  # the validated path
+            seen_at_gateway.add(proto._lib.peer_address(proto._quic)[0])  # the validated path
         await streaming
         n = agent.appended
         await until(lambda: agent.uplink.stats.readings_acked >= n, 20, "everything acked")

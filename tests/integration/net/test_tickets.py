@@ -20,7 +20,7 @@ from geostream.tickets import ticket_from_json, ticket_to_json
 from hil.linkemu import LinkEmulator, LinkModel
 from tests.integration.net.rig import AgentRig, QuicLink, client_config, until
 
-_lib = library()
+_lib = library("aioquic")  # the tickets made here; the round trip test crosses to qh3
 CipherSuite, SessionTicket = _lib.CipherSuite, _lib.SessionTicket
 
 # long against scheduling noise on a loaded machine (CI saw 55 ms of it on a 100 ms RTT, a
@@ -44,6 +44,19 @@ def test_serializer_round_trips_every_field():
     t = ticket(b"label-1")
     assert ticket_from_json(ticket_to_json(t)) == t
     assert ticket_to_json(t)["not_valid_after"].endswith("+00:00")
+
+
+def test_a_ticket_reads_back_under_either_library():
+    """aioquic keeps ticket times aware, qh3 naive in UTC: the file is the same either way, and
+    each library gets its own kind back (qh3 compares with a naive clock in the handshake)."""
+    aio, qh3 = library("aioquic"), library("qh3")
+    t = ticket(b"x" * 16)
+    as_qh3 = ticket_from_json(ticket_to_json(t), qh3)
+    assert isinstance(as_qh3, qh3.SessionTicket) and as_qh3.not_valid_after.tzinfo is None
+    assert as_qh3.not_valid_after == t.not_valid_after.replace(tzinfo=None)
+    assert ticket_to_json(as_qh3) == ticket_to_json(t)
+    back = ticket_from_json(ticket_to_json(as_qh3), aio)
+    assert back.not_valid_after == t.not_valid_after and back.not_valid_after.tzinfo is not None
 
 
 def test_ticket_survives_reopen_and_is_good_once(tmp_path):
@@ -205,7 +218,7 @@ def close(link: QuicLink) -> None:
     link.abort()
 
 
-async def test_ticket_is_good_once_across_restarts(procs):
+async def test_ticket_is_good_once_across_restarts(quic_library, procs):
     """Used after a kill -9 restart; the same ticket again (a replayed 0-RTT ClientHello) gets a
     full handshake, on the same backend and after one more restart."""
     backend = await start_backend(procs)

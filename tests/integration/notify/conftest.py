@@ -16,3 +16,14 @@ from tests.pgfixture import pg_url as _pg_url  # noqa: E402,F401
 async def any_store(request, tmp_path):
     async for store in opened_store(request, tmp_path):
         yield store
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path):
+    """SQLite alone, for tests of the channels (the store's part runs on both elsewhere)."""
+    from backend.store import open_store
+
+    store = open_store(f"sqlite://{tmp_path / 'fleet.db'}")
+    await store.open()
+    yield store
+    await store.close()

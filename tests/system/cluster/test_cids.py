@@ -92,3 +92,38 @@ async def test_pins_real_handshake_uses_only_routable_cids(pki):
             assert CidLayout().server_id(quic._peer_cid.cid) == 7
     finally:
         server.close()
+
+
+def test_qh3_routes_its_first_cid_only(pki):
+    """qh3 through the seam (docs/link.md, QUIC library): the first CID carries the server id
+    and the handshake completes on it; the one CID its native core issues in NEW_CONNECTION_ID
+    is random, which is why a gateway node behind the router stays on aioquic. If a qh3
+    release makes that CID routable, this fails: then its adapter can say so."""
+    qh3 = library("qh3")
+    assert qh3.ROUTABLE_NEW_CIDS is False
+    cfg = qh3.QuicConfiguration(is_client=False, alpn_protocols=ALPN)
+    cfg.load_cert_chain(pki["cert"], pki["key"])
+    ccfg = client_config(pki["ca"], lib=qh3)
+    ccfg.alpn_protocols = ALPN
+    client = qh3.QuicConnection(configuration=ccfg)
+    client.connect(("127.0.0.1", 4433), now=1.0)
+    first = client.datagrams_to_send(now=1.0)
+    server = qh3.QuicConnection(configuration=cfg, original_destination_connection_id=(
+        qh3.destination_cid(first[0][0], CID_LENGTH)))
+    issue_routable_cids(qh3, server, CidLayout(), 42)
+    assert CidLayout().server_id(server.host_cid) == 42
+    issued, done = [], False
+    for data, _ in first:
+        server.receive_datagram(data, ("127.0.0.1", 50000), now=1.0)
+    for _ in range(10):  # bounded: the handshake takes two or three flights
+        for data, _ in server.datagrams_to_send(now=1.0):
+            assert qh3.destination_cid(data, CID_LENGTH) is not None
+            client.receive_datagram(data, ("127.0.0.1", 4433), now=1.0)
+        for data, _ in client.datagrams_to_send(now=1.0):
+            server.receive_datagram(data, ("127.0.0.1", 50000), now=1.0)
+        while (ev := server.next_event()) is not None:
+            done |= isinstance(ev, qh3.HandshakeCompleted)
+            if isinstance(ev, qh3.ConnectionIdIssued):
+                issued.append(ev.connection_id)
+    assert done, "the handshake completed on the routable first CID"
+    assert issued and all(CidLayout().server_id(c) != 42 for c in issued), issued

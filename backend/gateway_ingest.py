@@ -1,0 +1,204 @@
+"""The gateway's batch path for all connections at once: commit, acknowledge, publish, alerts.
+
+A validated batch goes to the writer as a submission with a callback (no task or future per
+batch); the writer puts every batch queued in one event-loop tick into one transaction. When
+it committed, each batch is acknowledged on its connection at once; the rows committed in the
+tick are published to the hub once (each vehicle's newest position) and handed to one alert
+consumer that evaluates them in bulk (alert rules, then arrivals at stops). One timer for all
+connections watches the oldest batch still waiting for its commit (`ack_wait_s`).
+
+Exactly once is the writer's and the store's (the ack leaves only after the commit); a row
+the database refuses is isolated by the writer and kept as a dead letter, so a poison row in
+a shared transaction costs only that row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from geostream.clock import wall_ms
+from geostream.errors import ErrorCode
+from geostream.messages import Batch
+
+from .hub import position_feature
+from .store.base import DeadLetter, StoredReading, newest_positions
+from .writer import WriterStopped
+
+if TYPE_CHECKING:
+    from .gateway import Gateway
+    from .gateway_conn import GatewayProtocol
+
+log = logging.getLogger("backend.gateway")
+
+
+class _Waiting:
+    """One batch between its validation and its commit."""
+
+    __slots__ = ("batch", "deadline", "dead", "good", "proto", "settled", "started")
+
+    def __init__(self, proto: GatewayProtocol, batch: Batch, good: list[StoredReading],
+                 dead: list[DeadLetter], started: float, deadline: float):
+        self.proto, self.batch, self.good, self.dead = proto, batch, good, dead
+        self.started, self.deadline = started, deadline
+        self.settled = False
+
+
+class Ingest:
+    """Batches of every connection on their way from validation to ack, alerts and the hub."""
+
+    def __init__(self, gateway: Gateway):
+        self.gateway = gateway
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # waiting for their commit, oldest first (deadlines ascend with the arrival order)
+        self._waiting: collections.deque[_Waiting] = collections.deque()
+        self._unsettled = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        # held while the writer's backlog is full (flow control: the vehicles keep the rest)
+        self._parked: collections.deque[_Waiting] = collections.deque()
+        # committed in this tick: published and evaluated together at its end
+        self._tick_rows: list[StoredReading] = []
+        self._tick_due = False
+        self._alert_rows: list[StoredReading] = []  # for the alert consumer
+        self._alert_task: asyncio.Task | None = None
+        self._idle: asyncio.Event | None = None
+
+    # --- in ------------------------------------------------------------------------------
+
+    def batch(self, proto: GatewayProtocol, batch: Batch, good: list[StoredReading],
+              dead: list[DeadLetter]) -> None:
+        """A validated batch of `proto`'s: to the writer (or parked while it is full)."""
+        loop = self._loop = self._loop or asyncio.get_running_loop()
+        now = loop.time()
+        w = _Waiting(proto, batch, good, dead, time.monotonic(), now + self.gateway.ack_wait_s)
+        self._waiting.append(w)
+        self._unsettled += 1
+        if self._parked or self.gateway.writer.full:
+            self._parked.append(w)
+            self.gateway.writer.on_space = self._unpark
+        else:
+            self._enqueue(w)
+        self._arm()
+
+    def _enqueue(self, w: _Waiting) -> None:
+        try:
+            self.gateway.writer.enqueue(w.good, w.dead, lambda error: self._settled(w, error))
+        except WriterStopped as exc:
+            self._settled(w, exc)
+
+    def _unpark(self) -> None:
+        writer = self.gateway.writer
+        while self._parked and not writer.full:
+            w = self._parked.popleft()
+            if not w.settled:
+                self._enqueue(w)
+        if not self._parked:
+            writer.on_space = None
+
+    # --- the writer's answer ---------------------------------------------------------------
+
+    def _settled(self, w: _Waiting, error: BaseException | None) -> None:
+        if w.settled:  # timed out before: the late commit only lets a re-send be acked
+            return
+        self._done(w)
+        gw, proto = self.gateway, w.proto
+        if isinstance(error, WriterStopped):
+            return  # not acknowledged: the agent re-sends
+        if error is not None:  # Unstorable: not even a dead letter was accepted
+            log.error("batch of %s not storable: %s", proto.vehicle, error)
+            proto.refuse(ErrorCode.INTERNAL, "internal error")
+            return
+        gw.stats.committed(len(w.good))
+        if proto.acknowledge(w.batch):
+            gw.ack_latency.observe(time.monotonic() - w.started)
+        # committed: published and evaluated also while the connection closes
+        self._tick_rows.extend(w.good)
+        if not self._tick_due:
+            self._tick_due = True
+            self._loop.call_soon(self._end_tick)  # type: ignore[union-attr]
+
+    def _done(self, w: _Waiting) -> None:
+        w.settled = True
+        self._unsettled -= 1
+        if self._unsettled == 0 and self._idle is not None:
+            self._idle.set()
+
+    # --- once per tick -------------------------------------------------------------------
+
+    def _end_tick(self) -> None:
+        """Publish the tick's newest positions once, hand its rows to the alert consumer."""
+        rows, self._tick_rows, self._tick_due = self._tick_rows, [], False
+        hub = self.gateway.hub
+        for newest in newest_positions(rows).values():
+            if newest.lat is None or newest.lon is None:  # validated positions have both
+                continue
+            hub.position(newest.vehicle_id, newest.time_ms, position_feature(
+                newest.vehicle_id, newest.time_ms, newest.lat, newest.lon, newest.speed_kmh,
+                newest.course_deg, newest.seq))
+        self._alert_rows.extend(rows)
+        if self._alert_task is None and self._alert_rows:
+            self._alert_task = self._loop.create_task(self._alerts())  # type: ignore[union-attr]
+
+    async def _alerts(self) -> None:
+        """One consumer: whatever committed meanwhile is evaluated in one go, after the acks
+        (rules never delay them)."""
+        gw = self.gateway
+        try:
+            while self._alert_rows:
+                rows, self._alert_rows = self._alert_rows, []
+                now = wall_ms()
+                await gw.alerts.on_committed(rows, now)
+                await gw.dispatch.on_committed(rows, now)  # arrivals at stops
+        finally:
+            self._alert_task = None
+
+    # --- the one timer: no acknowledgement waits forever -------------------------------
+
+    def _arm(self) -> None:
+        while self._waiting and self._waiting[0].settled:
+            self._waiting.popleft()
+        at = self._waiting[0].deadline if self._waiting else None
+        if at != self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = (self._loop.call_at(at, self._expire)  # type: ignore[union-attr]
+                           if at is not None else None)
+            self._timer_at = at
+
+    def _expire(self) -> None:
+        self._timer = self._timer_at = None
+        now = self._loop.time()  # type: ignore[union-attr]
+        gw = self.gateway
+        while self._waiting and (self._waiting[0].settled or self._waiting[0].deadline <= now):
+            w = self._waiting.popleft()
+            if w.settled:
+                continue
+            # the agent reconnects and re-sends; if the rows commit later after all, the
+            # re-sent ones are acknowledged without a second row
+            self._done(w)
+            gw.stats.commit_timeouts += 1
+            w.proto.refuse(ErrorCode.INTERNAL, f"commit not confirmed within "
+                                               f"{gw.ack_wait_s:.0f}s")
+        self._arm()
+
+    # --- a graceful stop ---------------------------------------------------------------
+
+    async def settled(self, timeout: float) -> None:
+        """Wait until every batch handed in was settled and the alert consumer evaluated the
+        committed rows (or the timeout passed)."""
+        try:
+            async with asyncio.timeout(timeout):
+                if self._unsettled:
+                    self._idle = asyncio.Event()
+                    await self._idle.wait()
+                await asyncio.sleep(0)  # the last tick's end
+                if self._alert_task is not None:
+                    await asyncio.shield(self._alert_task)
+        except TimeoutError:
+            pass
+        finally:
+            self._idle = None
