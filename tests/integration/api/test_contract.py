@@ -108,6 +108,8 @@ async def test_every_served_operation_is_exercised_and_validated(store_url):
         await c("GET", "/api/maintenance/forecasts", expect=200)
         await c("GET", "/api/driving/events?vehicle=v1", expect=200)
         await c("GET", "/api/driving/scorecards?format=csv", expect=200)
+        await c("GET", "/api/fuel/consumption?by=day", expect=200)
+        await c("GET", "/api/fuel/events?format=csv", expect=200)
         await c("GET", "/api/vehicles/v1/dtcs?format=csv", expect=200)
         # without a planner (tests/integration/api/test_planning.py mounts one): 503, as specified
         shift = {"shift": {"start_ms": T0, "end_ms": T0 + 3_600_000}}
