@@ -274,3 +274,28 @@ async def test_messages_go_both_ways_and_reach_the_live_topics(api):
     pushed = [x["message"] for x in app.drain() if "message" in x]
     assert [x["text"] for x in pushed] == ["Gate code 1234", "Running 10 min late"]
     assert [x["seq"] for x in pushed] == [x["seq"] for x in mine["messages"]]  # as stored
+
+
+async def test_the_same_action_sent_at_once_twice_is_applied_once(api):
+    """Two copies racing (the app's retry while the first answer is on its way, or the app and
+    the vehicle's journal): one applies, the other gets the stored row; one transition."""
+    import asyncio
+
+    from backend.driver.actions import parse_action
+    from backend.driver.applier import ActionApplier
+
+    applier = ActionApplier(api.store)
+    a = parse_action(action(1, "arrive"))
+    now = wall_ms()
+    results = await asyncio.gather(*(applier.apply("d1", a, now) for _ in range(4)))
+    assert sorted(new for _, new in results) == [False, False, False, True]
+    assert len({row["seq"] for row, _ in results}) == 1
+    mine = [t for t in await api.store.transitions("a") if t.by.id == "driver:d1"]
+    assert [t.to_state.value for t in mine] == ["arrived"]
+    # through the vehicle: applied as whoever drives it now, or not at all
+    b = parse_action(action(2, "complete"))
+    row, new = await applier.apply_from_vehicle("v1", b, wall_ms())
+    assert new and row["via"] == "vehicle" and row["driver_id"] == "d1"
+    assert await applier.apply_from_vehicle("v2", parse_action(action(3, "arrive", job="c",
+                                                                       route="r2")),
+                                            wall_ms()) is None
