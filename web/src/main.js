@@ -12,6 +12,7 @@ import { Geofences } from "./geofences.js";
 import { History } from "./history.js";
 import { LiveSocket } from "./live.js";
 import { LiveLayer } from "./livemap.js";
+import { Notifications } from "./notify.js";
 import { VehicleList } from "./list.js";
 import { VehiclePanel } from "./panel.js";
 
@@ -127,11 +128,13 @@ async function main() {
     if (name === "geofences") geofences.load();
     if (name === "dispatch") dispatch.load();
     if (name === "maintenance") maintenance.load();
+    if (name === "notifications") notifications.load();
   });
   history = new History($("#tab-history"), map, fleet);
   const geofences = new Geofences($("#tab-geofences"), map, { may });
   const dispatch = new Dispatch($("#tab-dispatch"), map, { may });
   const maintenance = new Maintenance($("#tab-maintenance"));
+  const notifications = new Notifications($("#tab-notifications"));
   const alerts = new Alerts($("#tab-alerts"), map, fleet, {
     may,
     onCount: (n) => {
