@@ -112,6 +112,9 @@ class Backend:
                                        c.map_overlay or street_overlay(c)),
                             metrics_token=c.metrics_token, planning=self.planning)
         self._add_mcp_and_maintenance()
+        from .api.notifications import NOTIFIER
+
+        self.app[NOTIFIER] = self.notifier  # the API checks destinations by its egress rule
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
         tls = http_tls(c)
@@ -147,10 +150,10 @@ class Backend:
         from .mcp.tools import FleetTools
 
         cfg = self.config.maintenance_config()
-        add_mcp_routes(self.app, FleetTools(self.store, self.alerts.rules, cfg,
-                                            self.gateway.downlink.send,
-                                            planning=self.planning,
-                                            etas=self.dispatch.etas))
+        fleet_tools = FleetTools(self.store, self.alerts.rules, cfg, self.gateway.downlink.send,
+                                 planning=self.planning, etas=self.dispatch.etas)
+        fleet_tools.driving = self.config.driving_config()
+        add_mcp_routes(self.app, fleet_tools)
         self.maintenance = MaintenanceMonitor(self.store, cfg, self.hub.publish_alert)
         self.app[MAINTENANCE] = self.maintenance  # recording a service closes its alert
         self.app[DRIVING] = self.config.driving_config()

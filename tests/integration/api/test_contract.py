@@ -111,6 +111,15 @@ async def test_every_served_operation_is_exercised_and_validated(store_url):
         await c("GET", "/api/fuel/consumption?by=day", expect=200)
         await c("GET", "/api/fuel/events?format=csv", expect=200)
         await c("GET", "/api/vehicles/v1/dtcs?format=csv", expect=200)
+        _, made = await c("POST", "/api/notifications/subscriptions", role="dispatcher",
+                          body={"events": ["alert"], "channel": "email",
+                                "target": "ops@example.com"}, expect=201)
+        sub = made["subscription"]["id"]
+        await c("GET", "/api/notifications/subscriptions", role="dispatcher", expect=200)
+        await c("GET", f"/api/notifications/subscriptions/{sub}/deliveries", role="dispatcher",
+                expect=200)
+        await c("DELETE", f"/api/notifications/subscriptions/{sub}", role="dispatcher",
+                expect=204)
         # without a planner (tests/integration/api/test_planning.py mounts one): 503, as specified
         shift = {"shift": {"start_ms": T0, "end_ms": T0 + 3_600_000}}
         await c("POST", "/api/dispatch/plan", role="dispatcher", body=shift, expect=503)
