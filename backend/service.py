@@ -15,9 +15,12 @@ from .alerts import AlertEngine
 from .config import BackendConfig
 from .dbwatch import CHECK_EVERY_S, ReplicationWatch
 from .dispatch.service import Dispatcher
+from .driver.applier import ActionApplier
 from .gateway import Gateway
 from .hub import Hub, position_feature
+from .route_courier import RouteCourier
 from .store import open_store
+from .vehicle_actions import VehicleActions
 from .writer import BatchWriter
 
 log = logging.getLogger(__name__)
@@ -46,8 +49,16 @@ class Backend:
                 self.replanner.on_alert(alert)
 
         self.alerts = AlertEngine(self.store, config.alert_rules(), publish_alert)
+        # dispatched routes also go to their vehicles' agents (backend/route_courier.py)
+        self.courier = RouteCourier(self.store, lambda: self.gateway.downlink)
+
+        def publish_dispatch(field: str, payload: dict, vehicle: str | None,
+                             route_id: str | None = None) -> None:
+            live.publish_dispatch(field, payload, vehicle, route_id)
+            self.courier.published(field, payload, vehicle, route_id)
+
         # dispatch changes go to every node's hub (through NATS when configured)
-        self.dispatch = Dispatcher(self.store, live.publish_dispatch,
+        self.dispatch = Dispatcher(self.store, publish_dispatch,
                                    etas=eta_service(config, self.store, live,
                                                     publish_alert))
         self.gateway = Gateway(self.store, self.writer, live,
@@ -55,6 +66,9 @@ class Backend:
                                ts_window=config.time_window(),
                                cluster=config.cluster_node(), dispatch=self.dispatch,
                                quic_library=config.quic_library or None)
+        # driver actions through the vehicles' journals: the one applier (backend/driver/)
+        self.gateway.driver_actions = VehicleActions(
+            ActionApplier(self.store, self.dispatch, self.hub))
         if self.fanout is not None:
             self.gateway.fanout = self.fanout  # its refusals in /metrics
             self.gateway.downlink.notify_other_nodes = self.fanout.wake
@@ -193,6 +207,7 @@ class Backend:
             if timer is not None:
                 timer.cancel()
         self.gateway.stop_accepting()
+        await self.courier.close()  # routes being stored as commands
         await self.writer.stop()
         await self.gateway.finish_in_flight()
         await self.gateway.stop()

@@ -98,6 +98,9 @@ async def test_every_served_operation_is_exercised_and_validated(store_url):
         _, cmd = await c("POST", "/api/vehicles/v1/commands", role="dispatcher",
                          body={"name": "ping"}, expect=202)
         await c("GET", "/api/vehicles/v1/commands", expect=200)
+        await c("GET", "/api/vehicles/v1/commands/offered", expect=200)
+        await c("POST", "/api/vehicles/v1/commands", role="dispatcher",
+                body={"name": "restart"}, expect=409)  # v1 never advertised it
         await c("GET", f"/api/commands/{cmd['id']}", expect=200)
         await c("POST", "/api/vehicles/v1/services", role="dispatcher",
                 body={"interval": "oil", "odometer_km": 1200, "work": "oil", "cost": 90},
