@@ -105,7 +105,7 @@ def _quic_library(value, where: str) -> str:
         try:
             library_name(value)
         except ValueError as exc:
-            raise ConfigError(f"{where} [server]: {exc}") from None
+            raise ConfigError(f"{where} [server] quic_library: {exc}") from None
     return value
 
 

@@ -1,9 +1,11 @@
 """The status socket of a running agent, its client, and the optional Prometheus textfile.
 
 Protocol on the unix socket: the client connects and sends one line (`status\\n`); the agent
-answers one line of JSON (agent/status.py) and closes. The socket lives in systemd's
-RuntimeDirectory (/run/fleet-agent, mode 0750) and is made mode 0660: root and group
-fleet-agent may ask, nobody else. Nothing in the answer is a secret (no token).
+answers one line of JSON (agent/status.py) and closes. `action {json}\\n` hands the agent a
+driver's action taken on the vehicle (docs/protocol.md §4 "act"): it is committed to the
+journal before the answer (`{"ok": true, "seq": q}`), so an app that saw "ok" never loses it.
+The socket lives in systemd's RuntimeDirectory (/run/fleet-agent, mode 0750) and is made mode
+0660: root and group fleet-agent may ask, nobody else. Nothing in the answer is a secret (no token).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ DEFAULT_RUNTIME_DIR = "/run/fleet-agent"
 SOCKET_MODE = 0o660
 # a request is one short line; anything longer is not ours
 MAX_REQUEST = 256
+# an action line: a driver's action with a message of 2,000 characters (escaped) fits
+MAX_ACTION_REQUEST = 16384
 CLIENT_TIMEOUT_S = 5.0
 # the agent answers within this or drops the client: a stuck reader never holds the loop
 SERVE_TIMEOUT_S = 5.0
@@ -42,9 +46,11 @@ def default_socket_path(section: dict | None = None, environ=None) -> str:
 class StatusServer:
     """Answers each connection with `await snapshot()` as one JSON line."""
 
-    def __init__(self, path: str, snapshot: Callable[[], Awaitable[dict]]):
+    def __init__(self, path: str, snapshot: Callable[[], Awaitable[dict]],
+                 on_action: Callable[[object], Awaitable[dict]] | None = None):
         self.path = path
         self.snapshot = snapshot
+        self.on_action = on_action  # the daemon's: journal an action, answer its seq
         self._server: asyncio.AbstractServer | None = None
         self.served = 0
 
@@ -53,7 +59,8 @@ class StatusServer:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)  # left by a killed agent
         try:
-            self._server = await asyncio.start_unix_server(self._serve, path=self.path)
+            self._server = await asyncio.start_unix_server(self._serve, path=self.path,
+                                                           limit=MAX_ACTION_REQUEST)
             os.chmod(self.path, SOCKET_MODE)
         except OSError as exc:
             log.warning("status socket %s: %s (fleet-agent status will not answer)",
@@ -65,12 +72,21 @@ class StatusServer:
         try:
             async with asyncio.timeout(SERVE_TIMEOUT_S):
                 line = await reader.readline()
-                if line.strip() in (b"", b"status") and len(line) <= MAX_REQUEST:
+                body = None
+                if line.startswith(b"action ") and self.on_action is not None:
+                    try:
+                        action = json.loads(line[7:])
+                    except ValueError:
+                        body = {"ok": False, "error": "the action is not JSON"}
+                    else:
+                        body = await self.on_action(action)
+                elif line.strip() in (b"", b"status") and len(line) <= MAX_REQUEST:
                     body = await self.snapshot()
+                if body is not None:
                     writer.write(json.dumps(body, default=str).encode() + b"\n")
                     await writer.drain()
                     self.served += 1
-        except (TimeoutError, OSError) as exc:
+        except (TimeoutError, OSError, ValueError) as exc:  # ValueError: a line too long
             log.debug("status client: %s", exc)
         finally:
             writer.close()

@@ -4,17 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import sqlite3
+import sys
 import time
+import tomllib
+from pathlib import Path
 
 from geostream.clock import wall_ms
 from geostream.messages import Status
+from geostream.schema import reading_problem
 
-from . import __version__, control, logging_setup, status
+from . import __version__, config_change, control, logging_setup, status
 from . import reload as reloading
-from .config import AgentConfig, ConfigError, load_config
+from .command_handlers import AgentCommands
+from .command_runner import CommandRunner
+from .config import AgentConfig, ConfigError, load_config, parse_config
 from .journal_worker import JournalWorker
-from .readings import Event, Reading
+from .readings import Action, Event, Position, Reading
+from .rollback import KEEP, PROBE, ROLL_BACK, SAVE_EVERY_S, WAIT, RollbackWatch
+from .rollback import load as load_rollback
+from .rollback import save as save_rollback
 from .sd_notify import SystemdNotifier
 from .sources import Source
 from .uplink import Uplink
@@ -56,7 +67,7 @@ class Agent:
         self.level_pinned = level_pinned
         self.started = time.monotonic()
         self.status_server = control.StatusServer(
-            control.default_socket_path(config.status), self.snapshot)
+            control.default_socket_path(config.status), self.snapshot, self.take_action)
         self.textfile = config.status.get("prometheus_textfile", "")
         self.sources = sources
         self.journal = JournalWorker(config.journal)
@@ -65,6 +76,18 @@ class Agent:
         self.uplink.status_interval_s = float(config.status.get("report_interval_s",
                                                                 STATUS_INTERVAL_S))
         self.notifier = SystemdNotifier()
+        # downlink commands (docs/protocol.md §3): recorded in the journal file, run once
+        self.runner = CommandRunner(config.journal.path)
+        self.commands = AgentCommands(self)
+        self.runner.handlers = self.commands.handlers()
+        self.uplink.machine.commands.runner = self.runner
+        self.last_position: tuple[Position, float] | None = None  # (fix, monotonic), position.now
+        self.rollback = RollbackWatch(None, time.monotonic())  # config.set (run() loads it)
+        self.confirm_marks = self.link_marks()
+        self.restart_reason: str | None = None
+        self._stopping: asyncio.Event | None = None
+        self._rollback_saved = 0.0
+        self._probes: set[asyncio.Task] = set()  # config.set rollback probes
         self._pending: list[Reading] = []
         self._flush_now = asyncio.Event()
         self.accepted = 0
@@ -73,7 +96,23 @@ class Agent:
             self._pending.append(Event(wall_ms(), "journal-recreated",
                                        {"moved_aside": self.journal.journal.moved_aside}))
 
+    async def take_action(self, action: object) -> dict:
+        """A driver's action taken on the vehicle (control socket): committed to the journal
+        now, then sent like every reading; the applier in the backend judges the rest."""
+        reading = Action(wall_ms(), action) if isinstance(action, dict) else None
+        wire = {**reading.to_wire(), "q": 1} if reading is not None else None
+        if wire is None or (problem := reading_problem(wire)) is not None:
+            return {"ok": False, "error": "an action is a map with text key and device_id "
+                    "and an integer device_seq" if wire is None else problem}
+        seqs = await self.journal.append([reading])
+        if not seqs:  # the disk fails: held in memory, not yet accepted
+            return {"ok": False, "error": "the vehicle cannot store it now; try again"}
+        self.uplink.notify()
+        return {"ok": True, "seq": seqs[0]}
+
     def emit(self, reading: Reading) -> None:
+        if type(reading) is Position:
+            self.last_position = (reading, time.monotonic())
         self._pending.append(reading)
         if len(self._pending) >= self.config.journal.commit_max_readings:
             self._flush_now.set()
@@ -160,6 +199,83 @@ class Agent:
             self.config = new  # names the pending restart again
         return plan
 
+    # --- commands: rates, restart, configuration rollback ---------------------------------
+
+    def configured_rates(self) -> tuple[float, float]:
+        """(send interval s, status interval s) as configured: what report.interval returns to."""
+        return (self.config.server.send_interval_ms / 1000,
+                float(self.config.status.get("report_interval_s", STATUS_INTERVAL_S)))
+
+    def request_restart(self, reason: str) -> None:
+        """Stop gracefully, then start again in the same process (run_daemon)."""
+        log.warning("restarting: %s", reason)
+        self.restart_reason = reason
+        if self._stopping is not None:
+            self._stopping.set()
+
+    def link_marks(self) -> tuple:
+        """What changes when the backend is reached: welcomes, the time of the last ack."""
+        stats = self.uplink.stats
+        return stats.extra.get("welcomes", 0), stats.last_ack_monotonic
+
+    async def _load_rollback(self) -> None:
+        """A configuration change not confirmed before the last stop (or power cut)."""
+        try:
+            pending = await self.runner.db(load_rollback)
+        except (sqlite3.Error, OSError) as exc:
+            log.warning("vehicle records unavailable: %s", exc)
+            return
+        if pending is not None and self.rollback.pending is None:
+            log.warning("configuration change %d not confirmed yet: %.0fs of %.0fs used",
+                        pending.command_id, pending.run_s, pending.confirm_s)
+            self.rollback = RollbackWatch(pending, time.monotonic())
+
+    async def _watch_rollback(self) -> None:
+        """config.set's rollback (agent/rollback.py), on the housekeeping tick."""
+        watch, now = self.rollback, time.monotonic()
+        pending = watch.pending
+        if pending is None:
+            return
+        if self.link_marks() != self.confirm_marks and watch.reached_backend() == KEEP:
+            await self.runner.db(lambda c: save_rollback(c, None))
+            log.info("configuration change %d confirmed: the backend was reached",
+                     pending.command_id)
+            self.emit(Event(wall_ms(), "config-kept", {"command": pending.command_id}))
+            return
+        if watch.tick(now) != PROBE:
+            if now - self._rollback_saved >= SAVE_EVERY_S:
+                self._rollback_saved = now
+                await self.runner.db(lambda c: save_rollback(c, pending))
+            return
+        # a handshake takes up to CONNECT_TIMEOUT_S: apart, so the watchdog ticks on
+        task = asyncio.get_running_loop().create_task(self._probe_previous(watch, pending))
+        self._probes.add(task)
+        task.add_done_callback(self._probes.discard)
+
+    async def _probe_previous(self, watch: RollbackWatch, pending) -> None:
+        """The window ran out unconfirmed: does the previous configuration reach the gateway?"""
+        try:
+            previous = parse_config(tomllib.loads(pending.previous_text), self.config_path)
+            reaches = await self.uplink.handshake_with(previous.server)
+        except (ConfigError, tomllib.TOMLDecodeError):
+            reaches = True  # cannot judge the old file: the new one failed, go back
+        verdict = watch.probe_done(reaches, time.monotonic())
+        if verdict == WAIT:
+            log.warning("configuration change %d: backend not reached, nor with the previous "
+                        "configuration (a tunnel?): waiting another %.0fs", pending.command_id,
+                        pending.confirm_s)
+            await self.runner.db(lambda c: save_rollback(c, pending))
+        elif verdict == ROLL_BACK:
+            reason = (f"backend not reached in {pending.confirm_s:.0f}s of running with the "
+                      "new configuration; the previous one reaches it")
+            log.error("configuration change %d rolled back: %s", pending.command_id, reason)
+            await asyncio.to_thread(config_change.write_atomically, Path(self.config_path),
+                                    pending.previous_text)
+            await self.runner.db(lambda c: save_rollback(c, None))
+            self.emit(Event(wall_ms(), "config-rolled-back",
+                            {"command": pending.command_id, "reason": reason}))
+            self.request_restart(f"configuration change {pending.command_id} rolled back")
+
     async def _write_textfile(self) -> None:
         try:
             control.write_textfile(self.textfile, await self.snapshot())
@@ -168,7 +284,7 @@ class Agent:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        stopping = asyncio.Event()
+        stopping = self._stopping = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stopping.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
@@ -176,6 +292,7 @@ class Agent:
         tasks = [loop.create_task(s.run(self.emit), name=f"source:{s.name}") for s in self.sources]
         uplink = loop.create_task(self.uplink.run(), name="uplink")
         committer = loop.create_task(self._commit_loop(stopping), name="journal")
+        await self._load_rollback()  # after the sources started: no fix waits for it
         self.notifier.notify("READY=1")
         log.info("fleet-agent %s running: journal %s epoch %d", self.config.vehicle_id,
                  self.config.journal.path, self.journal.epoch)
@@ -187,6 +304,8 @@ class Agent:
                 self.notifier.notify("WATCHDOG=1")
                 self.notifier.notify(f"STATUS={self._status_line()}")
                 self.uplink.notify()  # lets the uplink send a status report when one is due
+                self.commands.expire_rates(time.monotonic())
+                await self._watch_rollback()
                 if self.textfile:
                     await self._write_textfile()
                 try:
@@ -198,14 +317,15 @@ class Agent:
             self.notifier.notify("STOPPING=1")
             loop.remove_signal_handler(signal.SIGHUP)
             await self.status_server.close()
-            for t in tasks:
+            for t in (*tasks, *self._probes):
                 t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*tasks, *self._probes, return_exceptions=True)
             self._flush_now.set()
             stopping.set()
             await committer  # flushes what the sources emitted before they stopped
             uplink.cancel()
             await asyncio.gather(uplink, return_exceptions=True)
+            self.runner.close()
             self.journal.close()
             log.info("fleet-agent stopped: %d readings accepted this run", self.accepted)
 
@@ -221,8 +341,16 @@ def run_daemon(config: AgentConfig, config_path: str = "", level_pinned: bool = 
         log.error("%s", exc)
         return 2
 
-    async def main() -> None:
-        await Agent(config, sources, config_path, level_pinned).run()
+    async def main() -> Agent:
+        agent = Agent(config, sources, config_path, level_pinned)
+        await agent.run()
+        return agent
 
-    asyncio.run(main())
+    agent = asyncio.run(main())
+    if agent.restart_reason is not None:
+        # the same process id: systemd (Type=notify) keeps supervising; the journal and the
+        # vehicle records are closed, and the command record answers the restart afterwards
+        log.warning("starting again: %s", agent.restart_reason)
+        logging.shutdown()
+        os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
     return 0

@@ -27,6 +27,9 @@ LOW_WATER = 0.9
 AGE_CHECK_INTERVAL_S = 60.0
 # a journal-dropped event lists at most this many seq ranges (the last one widened to cover)
 MAX_EVENT_RANGES = 32
+# what the size and age limits may drop: never events (they say what was dropped) nor a
+# driver's actions (docs/protocol.md §4 "act": they are the driver's work, not telemetry)
+_DROPPABLE = "kind NOT IN ('evt', 'act')"
 
 
 @dataclass
@@ -139,7 +142,7 @@ class Limits:
         per_row = used / max(before_seq - lowest, 1)
         want = int((used - self.max_bytes * LOW_WATER) / per_row) + 1
         rows = db.execute(
-            "SELECT seq, kind, ts_ms FROM readings WHERE seq < ? AND kind != 'evt' "
+            f"SELECT seq, kind, ts_ms FROM readings WHERE seq < ? AND {_DROPPABLE} "
             "ORDER BY seq LIMIT ?", (before_seq, min(want, DROP_STEP_ROWS))).fetchall()
         if not rows:
             return [thin]
@@ -154,7 +157,7 @@ def _drop_older_than(db: sqlite3.Connection, cutoff_ts: int, before_seq: int) ->
     # device time of the newest reading is "now": a Pi without RTC may boot with a wrong
     # clock, but GNSS time in the readings is right
     rows = db.execute(
-        "SELECT seq, kind, ts_ms FROM readings WHERE seq < ? AND kind != 'evt' "
+        f"SELECT seq, kind, ts_ms FROM readings WHERE seq < ? AND {_DROPPABLE} "
         "ORDER BY seq LIMIT ?", (before_seq, DROP_STEP_ROWS)).fetchall()
     dropped = Dropped("age")
     for seq, kind, ts in rows:

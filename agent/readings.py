@@ -60,6 +60,19 @@ class Event:
                 schema.EVENT_DATA: dict(self.data)}
 
 
-Reading = Position | Signals | Event
+@dataclass(frozen=True, slots=True)
+class Action:
+    """A driver's action taken on the vehicle (docs/protocol.md §4 "act"): the action as the
+    driver app's API takes it, carried by the journal to the one applier in the backend."""
+
+    ts_ms: int
+    action: dict[str, Any]
+
+    def to_wire(self) -> dict[str, Any]:
+        return {schema.TIME: self.ts_ms, schema.KIND: schema.ACTION,
+                schema.ACTION_BODY: dict(self.action)}
+
+
+Reading = Position | Signals | Event | Action
 # a Position's optional values, in the schema's order
 position_values = attrgetter(*(q.name for q in schema.POSITION_QUANTITIES))

@@ -27,7 +27,8 @@ from geostream.quic_acks import ack_delay_for
 from geostream.session import Acknowledged
 
 from . import __version__
-from .config import AgentConfig
+from .commands import Answer
+from .config import AgentConfig, ServerConfig
 from .journal import DrainState
 from .journal_worker import JournalWorker
 from .quic_link import QuicLink
@@ -41,6 +42,7 @@ from .uplink_actions import (
     Migrate,
     Ping,
     Probe,
+    RunCommand,
     SendData,
     UplinkStats,
 )
@@ -85,7 +87,14 @@ class RouteSeen:
     local_host: str
 
 
-InboxEvent = Wake | StreamData | LinkClosed | ProbeDone | RouteSeen
+@dataclass(frozen=True, slots=True)
+class CommandDone:
+    """A command the runner ran has its answer (whatever connection is open now sends it)."""
+    command_id: int
+    answer: Answer
+
+
+InboxEvent = Wake | StreamData | LinkClosed | ProbeDone | RouteSeen | CommandDone
 # a batch encoded larger than max_batch_bytes is asked again with 80 % of the budget, at most
 # this often (the journal's size estimate comes from its stored payloads)
 _BUDGET_TRIES = 8
@@ -113,6 +122,7 @@ class Uplink:
         self._inbox: asyncio.Queue[InboxEvent] = asyncio.Queue()
         self._woken = False
         self._tasks: set[asyncio.Task] = set()  # the link's watchers and probes
+        self._command_tasks: set[asyncio.Task] = set()  # commands being run
         self._addr: tuple | None = None
         self._stream_id = 0
         self._drain: DrainState | None = None
@@ -141,7 +151,8 @@ class Uplink:
 
     @property
     def commands_run(self) -> list[tuple[int, str]]:
-        return self.machine.commands.run_log
+        runner = self.machine.commands.runner
+        return runner.run_log if runner is not None else self.machine.commands.run_log
 
     def status(self) -> dict:
         """Link state, server, RTT, age of the last ack, last error and counters."""
@@ -180,11 +191,16 @@ class Uplink:
                 await self._report()
         finally:
             self._drop_link()
+            for t in self._command_tasks:
+                t.cancel()
 
     async def _input(self, event: InboxEvent) -> None:
         now, m = asyncio.get_running_loop().time(), self.machine
         if isinstance(event, Wake):
             self._woken = False
+        elif isinstance(event, CommandDone):
+            a = event.answer
+            await self._do(m.command_answered(now, event.command_id, a.ok, a.detail, a.result))
         elif event.link is not self.link:
             return  # from a connection that is gone
         elif isinstance(event, StreamData):
@@ -221,11 +237,45 @@ class Uplink:
                 self._drop_link()
             elif isinstance(a, Abort):
                 self._drop_link(tell_peer=False)
+            elif isinstance(a, RunCommand):
+                # not one of the link's tasks: a command outlives a dropped connection
+                task = asyncio.get_running_loop().create_task(self._run_command(a.command))
+                self._command_tasks.add(task)
+                task.add_done_callback(self._command_tasks.discard)
+
+    async def _run_command(self, cmd) -> None:
+        runner = self.machine.commands.runner
+        assert runner is not None, "RunCommand comes only with a runner"
+        answer = await runner.run(cmd)
+        if answer is not None:
+            self._inbox.put_nowait(CommandDone(cmd.id, answer))
 
     # --- connecting --------------------------------------------------------------------
 
-    def quic_configuration(self):
-        server = self.config.server
+    async def handshake_with(self, server: ServerConfig) -> bool:
+        """Does a QUIC handshake with `server` (another configuration's [server], e.g. the
+        one before a config.set) complete now? Its session ticket is not kept."""
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.getaddrinfo(server.host, server.port, type=2)  # SOCK_DGRAM
+            cfg = self.quic_configuration(server, tickets=False)
+        except (OSError, ValueError) as exc:
+            log.info("handshake with %s:%s: %s", server.host, server.port, exc)
+            return False
+        addr = infos[0][4]
+        probe = QuicLink(cfg, addr, lambda *a: None, lib=self.quic)
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                await probe.connect(route_source(addr) or "::")
+            return True
+        except (OSError, ConnectionError, TimeoutError):
+            return False
+        finally:
+            probe.close()
+            probe.abort()
+
+    def quic_configuration(self, server: ServerConfig | None = None, tickets: bool = True):
+        server = server or self.config.server
         cfg = self.quic.QuicConfiguration(
             is_client=True,
             alpn_protocols=[ALPN],
@@ -234,7 +284,8 @@ class Uplink:
             verify_mode=ssl.CERT_REQUIRED,
         )
         cfg.load_verify_locations(cafile=server.ca_file)
-        cfg.session_ticket = self.tickets.load()
+        if tickets:
+            cfg.session_ticket = self.tickets.load()
         return cfg
 
     async def _connect(self) -> None:

@@ -46,6 +46,13 @@ class ApplyAck:
     ack: Acknowledged
 
 
+@dataclass(frozen=True, slots=True)
+class RunCommand:
+    """Run a downlink command through the daemon's command runner; its answer comes back
+    through `UplinkMachine.command_answered`."""
+    command: object  # geostream.messages.Command
+
+
 @dataclass
 class UplinkStats:
     state: str = "disconnected"

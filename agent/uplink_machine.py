@@ -36,7 +36,16 @@ from geostream.session import (
 from .commands import CommandDispatcher
 from .liveness import Liveness
 from .statelog import StateLog
-from .uplink_actions import Abort, ApplyAck, Close, Connect, Migrate, SendData, UplinkStats
+from .uplink_actions import (
+    Abort,
+    ApplyAck,
+    Close,
+    Connect,
+    Migrate,
+    RunCommand,
+    SendData,
+    UplinkStats,
+)
 
 log = logging.getLogger("agent.uplink")
 
@@ -109,7 +118,8 @@ class UplinkMachine:
                    acked_through: int, agent: str, early: bool = True) -> list:
         """A connection's first flight went out. `early`: send the hello now (as 0-RTT when a
         ticket was offered); else it waits for `handshake_done` (key pinning)."""
-        self.session = ClientSession(vehicle, token, epoch, acked_through, agent=agent)
+        self.session = ClientSession(vehicle, token, epoch, acked_through, agent=agent,
+                                     commands=self.commands.advertised)
         self.session.remember_answers(self._answered)
         self._set(State.CONNECTING)
         self._started = now
@@ -151,12 +161,16 @@ class UplinkMachine:
                 self._next_status, self._status_refused = 0.0, False  # report once at once
                 # first packet → welcome: what a (re)connect costs before data flows
                 self.stats.extra["welcome_after_s"] = now - self._started
+                self.stats.extra["welcomes"] = self.stats.extra.get("welcomes", 0) + 1
                 self.stats.server_clock_offset_ms = self._wall_ms() - event.server_time_ms
             elif isinstance(event, Acknowledged):
                 self.stats.readings_acked += event.newly_acked
                 self.stats.last_ack_monotonic = now
                 actions.append(ApplyAck(event))
             elif isinstance(event, CommandReceived):
+                if self.commands.runner is not None:  # the daemon's: recorded, maybe slow
+                    actions.append(RunCommand(event.command))
+                    continue
                 ok, detail = self.commands.answer(event.command)
                 self.session.acknowledge_command(event.command.id, ok, detail)
             elif isinstance(event, PeerError):
@@ -175,6 +189,17 @@ class UplinkMachine:
         if end or self.session.closed:
             return actions + self._drop(now, "server ended the session", Close())
         return actions
+
+    def command_answered(self, now: float, command_id: int, ok: bool, detail: str,
+                         result: dict | None = None) -> list:
+        """A command run by the shell has its answer: sent on the session open now (a
+        command answered while none is open is answered again from the record when the
+        gateway re-sends it after the next welcome)."""
+        s = self.session
+        if s is None or self.state is not State.CONNECTED or s.closed:
+            return []
+        s.acknowledge_command(command_id, ok, detail, result)
+        return [SendData(s.data_to_send())]
 
     # --- sending -----------------------------------------------------------------------
 

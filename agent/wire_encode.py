@@ -18,7 +18,7 @@ import cbor2
 
 from geostream import schema
 
-from .readings import Event, Position, Reading, Signals, position_values
+from .readings import Action, Event, Position, Reading, Signals, position_values
 
 # A CBOR data item starts with one byte: major type in the top 3 bits, "additional info" in
 # the low 5. Additional info 0..23 is the argument itself; 24/25/26/27 say that a 1/2/4/8-byte
@@ -127,7 +127,8 @@ def _signals(s: Signals) -> bytes:
 
 
 _ENCODERS = {Position: _position, Signals: _signals}
-KIND = {Position: schema.POSITION, Signals: schema.SIGNALS, Event: schema.EVENT}  # wire "k"
+KIND = {Position: schema.POSITION, Signals: schema.SIGNALS, Event: schema.EVENT,
+        Action: schema.ACTION}  # wire "k"
 
 
 def encode(r: Reading) -> bytes:

@@ -110,7 +110,12 @@ class BackendConfig:
             raise ValueError("alert_timer_s must be within 0.1..3600")
         from geostream.quic import library_name
 
-        library_name(self.quic_library or None)  # an unknown library fails at start
+        quic = library_name(self.quic_library or None)  # an unknown library fails at start
+        if self.server_id >= 0 and quic == "qh3":
+            # its native core issues a random CID in NEW_CONNECTION_ID: a client that migrates
+            # onto it would reach a random node (docs/link.md, QUIC library)
+            raise ValueError("a gateway node behind a router needs quic_library aioquic "
+                             "(qh3 cannot issue routable connection IDs)")
         self.time_window()  # a bad reading_min_time / reading_max_ahead_s fails at start
 
     def time_window(self):

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from geostream.backoff import Backoff
 from geostream.clock import wall_ms
-from geostream.commands import command_problem
+from geostream.commands import DEFAULT_ADVERTISED, REGISTRY, command_problem
 from geostream.messages import Command
 
 from .gateway_stats import GatewayStats
@@ -31,6 +31,17 @@ COMMAND_RETRY_MAX_S = 30.0
 
 class CommandRefused(ValueError):
     """A command the registry (geostream/commands.py) does not allow: nothing was stored."""
+
+
+class CommandNotOffered(CommandRefused):
+    """A registered command the vehicle did not advertise (docs/protocol.md §3, the advertised
+    set): it could never run it, so nothing was stored."""
+
+
+async def advertised(store: Commands, vehicle: str) -> tuple[str, ...]:
+    """The commands `vehicle` runs: its latest hello's set, or the 1.0 set if it never said."""
+    names = await store.vehicle_commands(vehicle)
+    return DEFAULT_ADVERTISED if names is None else tuple(names)
 
 
 class CommandSession(Protocol):
@@ -59,6 +70,9 @@ class CommandDownlink:
         does not allow."""
         if (problem := command_problem(name, args if args is not None else {})) is not None:
             raise CommandRefused(problem)
+        if name not in (offered := await advertised(self.store, vehicle)):
+            raise CommandNotOffered(f"vehicle {vehicle!r} does not run {name!r} (it runs: "
+                                    f"{', '.join(offered)})")
         command_id = await self.store.add_command(vehicle, name, dict(args or {}),
                                                   request_key=request_key)
         if any(s.can_send for s in self._sessions(vehicle)):
@@ -94,8 +108,11 @@ class CommandDownlink:
         if not pending or not session.can_send:
             return
         sendable = []
+        runs = await self._advertised_or_all(vehicle)
         for c in pending:
-            if (problem := command_problem(c.name, c.args)) is None:
+            if (problem := command_problem(c.name, c.args)) is None and c.name not in runs:
+                problem = f"the vehicle does not run {c.name!r}"
+            if problem is None:
                 sendable.append(c)
             else:  # stored before the registry refused it: failed, never the connection
                 await self._fail(vehicle, c, problem)
@@ -106,11 +123,30 @@ class CommandDownlink:
         for c in pending:
             session.send_command(Command(id=c.id, name=c.name, args=c.args))
 
-    async def answered(self, vehicle: str, command_id: int, ok: bool, detail: str) -> None:
+    async def _advertised_or_all(self, vehicle: str) -> tuple[str, ...]:
+        """What the vehicle runs; while the store cannot say, everything (the agent answers
+        ok=false for what it does not run, never a broken session)."""
+        try:
+            return await advertised(self.store, vehicle)
+        except Exception as exc:
+            log.warning("cannot read the command set of %s: %s", vehicle, exc)
+            return tuple(REGISTRY)
+
+    async def advertised_by(self, vehicle: str, names: tuple[str, ...] | None) -> None:
+        """Keep the command set a vehicle's hello advertised (None: the 1.0 set)."""
+        try:
+            await self.store.save_vehicle_commands(
+                vehicle, list(DEFAULT_ADVERTISED if names is None else names), wall_ms())
+        except Exception as exc:  # the previous set stays; the next hello says it again
+            log.warning("cannot keep the command set of %s: %s", vehicle, exc)
+
+    async def answered(self, vehicle: str, command_id: int, ok: bool, detail: str,
+                       result: dict | None = None) -> None:
         """Record the agent's answer; if the store fails, the command stays pending and its
         next re-send is answered again by the agent (from its memory)."""
         try:
-            first = await self.store.answer_command(vehicle, command_id, ok, detail, wall_ms())
+            first = await self.store.answer_command(vehicle, command_id, ok, detail, wall_ms(),
+                                                    result)
         except Exception as exc:
             log.warning("cannot record answer of %s to command %d: %s", vehicle, command_id, exc)
             return

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Histogram
@@ -85,6 +86,9 @@ class Gateway:
         self.dispatch = dispatch if dispatch is not None else Dispatcher(
             store, getattr(hub, "publish_dispatch", None))
         self.connections: dict[str, set[GatewayProtocol]] = {}
+        # the one applier of driver actions (backend/driver/), for `act` readings
+        # (docs/protocol.md §4): async (vehicle, readings, now_ms), raising when it cannot
+        self.driver_actions: Callable[[str, list, int], Awaitable[None]] | None = None
         self.stats = GatewayStats()
         # downlink commands (docs/protocol.md §3 command), sent on the vehicle's sessions here
         self.downlink = CommandDownlink(store, lambda vehicle: self.connections.get(vehicle, ()),

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from geostream.clock import wall_ms
 from geostream.errors import ErrorCode, ProtocolError
 from geostream.messages import Batch, Command
-from geostream.schema import content_problem, json_safe
+from geostream.schema import ACTION, content_problem, json_safe
 from geostream.session import (
     BatchReceived,
     CommandAcked,
@@ -112,11 +112,17 @@ class GatewayProtocol:
             if isinstance(ev, HelloReceived):
                 self._spawn(self._authenticate(ev.hello))
             elif isinstance(ev, BatchReceived):
-                good, dead = self._validate(ev.batch, wall_ms())
-                self.gateway.ingest.batch(self, ev.batch, good, dead)
+                now = wall_ms()
+                good, dead = self._validate(ev.batch, now)
+                if self.gateway.driver_actions is not None and any(
+                        r.kind == ACTION for r in good):  # rare: a task of its own
+                    self._spawn(self._with_actions(ev.batch, good, dead, now))
+                else:
+                    self.gateway.ingest.batch(self, ev.batch, good, dead)
             elif isinstance(ev, CommandAcked):
                 self._spawn(self.gateway.downlink.answered(self.vehicle_id, ev.ack.id,
-                                                           ev.ack.ok, ev.ack.detail))
+                                                           ev.ack.ok, ev.ack.detail,
+                                                           ev.ack.result))
             elif isinstance(ev, StatusReceived):
                 self._spawn(self.gateway.status_received(self.vehicle_id, ev.status))
             elif isinstance(ev, PeerError):
@@ -159,12 +165,15 @@ class GatewayProtocol:
             return
         self.vehicle = hello.vehicle
         self.gateway.register(hello.vehicle, self)
-        self.session.accept(wall_ms(), credit=self.gateway.credit())
+        self.session.accept(wall_ms(), credit=self.gateway.credit(),
+                            features=("act",) if self.gateway.driver_actions else ())
         self._flush()
         log.info("vehicle %s connected (epoch %d, acked %d)", hello.vehicle, hello.epoch,
                  hello.acked)
         # after the welcome has left, so commands never delay data (registered first: a
-        # command stored meanwhile is sent by the downlink's send, or here, or both)
+        # command stored meanwhile is sent by the downlink's send, or here, or both); the
+        # advertised set first, so what is pending is checked against what the agent runs now
+        await self.gateway.downlink.advertised_by(hello.vehicle, hello.commands)
         await self.gateway.downlink.send_pending(hello.vehicle, self)
 
     def _validate(self, batch: Batch, now: int) -> tuple[list[StoredReading], list[DeadLetter]]:
@@ -185,6 +194,24 @@ class GatewayProtocol:
             self.session.fail(ProtocolError(ErrorCode.INVALID_READING,
                                             f"{len(dead)} invalid: {dead[0].error}"))
         return good, dead
+
+    async def _with_actions(self, batch: Batch, good: list[StoredReading],
+                            dead: list[DeadLetter], now: int) -> None:
+        """A batch holding driver actions (docs/protocol.md §4 "act"): the gateway's applier
+        first, then the batch's way to its commit and ack like any other. The applier applies
+        each once per key, so a re-sent batch changes nothing; when it cannot (its store is
+        away) the batch is not acknowledged and the agent sends it again."""
+        apply = self.gateway.driver_actions
+        assert apply is not None, "only batches for an applier come here"
+        try:
+            await apply(self.vehicle_id, [r for r in good if r.kind == ACTION], now)
+        except Exception as exc:
+            log.warning("driver actions of %s not applied (the agent re-sends): %s",
+                        self.vehicle, exc)
+            self.refuse(ErrorCode.INTERNAL, "driver actions not applied; send them again")
+            return
+        if not self._closing:
+            self.gateway.ingest.batch(self, batch, good, dead)
 
     def acknowledge(self, batch: Batch) -> bool:
         """The ack for a committed batch, with the credit of the moment; False if closing."""

@@ -33,7 +33,8 @@ class GatewayStats:
         self.refusals[ErrorCode.UNKNOWN_TYPE.label] += 1
 
     def invalid(self, rule: str) -> None:
-        """One reading refused for breaking `rule` (time, position, quantity, signals, event)."""
+        """One reading refused for breaking `rule` (time, position, quantity, signals, event,
+        action)."""
         self.invalid_readings += 1
         self.invalid_by_rule[rule] += 1
 

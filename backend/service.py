@@ -15,9 +15,12 @@ from .alerts import AlertEngine
 from .config import BackendConfig
 from .dbwatch import CHECK_EVERY_S, ReplicationWatch
 from .dispatch.service import Dispatcher
+from .driver.applier import ActionApplier
 from .gateway import Gateway
 from .hub import Hub, position_feature
+from .route_courier import RouteCourier
 from .store import open_store
+from .vehicle_actions import VehicleActions
 from .writer import BatchWriter
 
 log = logging.getLogger(__name__)
@@ -46,8 +49,16 @@ class Backend:
                 self.replanner.on_alert(alert)
 
         self.alerts = AlertEngine(self.store, config.alert_rules(), publish_alert)
+        # dispatched routes also go to their vehicles' agents (backend/route_courier.py)
+        self.courier = RouteCourier(self.store, lambda: self.gateway.downlink)
+
+        def publish_dispatch(field: str, payload: dict, vehicle: str | None,
+                             route_id: str | None = None) -> None:
+            live.publish_dispatch(field, payload, vehicle, route_id)
+            self.courier.published(field, payload, vehicle, route_id)
+
         # dispatch changes go to every node's hub (through NATS when configured)
-        self.dispatch = Dispatcher(self.store, live.publish_dispatch,
+        self.dispatch = Dispatcher(self.store, publish_dispatch,
                                    etas=eta_service(config, self.store, live,
                                                     publish_alert))
         self.gateway = Gateway(self.store, self.writer, live,
@@ -55,6 +66,9 @@ class Backend:
                                ts_window=config.time_window(),
                                cluster=config.cluster_node(), dispatch=self.dispatch,
                                quic_library=config.quic_library or None)
+        # driver actions through the vehicles' journals: the one applier (backend/driver/)
+        self.gateway.driver_actions = VehicleActions(
+            ActionApplier(self.store, self.dispatch, self.hub))
         if self.fanout is not None:
             self.gateway.fanout = self.fanout  # its refusals in /metrics
             self.gateway.downlink.notify_other_nodes = self.fanout.wake
@@ -112,6 +126,9 @@ class Backend:
                                        c.map_overlay or street_overlay(c)),
                             metrics_token=c.metrics_token, planning=self.planning)
         self._add_mcp_and_maintenance()
+        from .api.notifications import NOTIFIER
+
+        self.app[NOTIFIER] = self.notifier  # the API checks destinations by its egress rule
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
         tls = http_tls(c)
@@ -147,10 +164,10 @@ class Backend:
         from .mcp.tools import FleetTools
 
         cfg = self.config.maintenance_config()
-        add_mcp_routes(self.app, FleetTools(self.store, self.alerts.rules, cfg,
-                                            self.gateway.downlink.send,
-                                            planning=self.planning,
-                                            etas=self.dispatch.etas))
+        fleet_tools = FleetTools(self.store, self.alerts.rules, cfg, self.gateway.downlink.send,
+                                 planning=self.planning, etas=self.dispatch.etas)
+        fleet_tools.driving = self.config.driving_config()
+        add_mcp_routes(self.app, fleet_tools)
         self.maintenance = MaintenanceMonitor(self.store, cfg, self.hub.publish_alert)
         self.app[MAINTENANCE] = self.maintenance  # recording a service closes its alert
         self.app[DRIVING] = self.config.driving_config()
@@ -190,6 +207,7 @@ class Backend:
             if timer is not None:
                 timer.cancel()
         self.gateway.stop_accepting()
+        await self.courier.close()  # routes being stored as commands
         await self.writer.stop()
         await self.gateway.finish_in_flight()
         await self.gateway.stop()

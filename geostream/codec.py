@@ -15,6 +15,7 @@ from typing import Any
 import cbor2
 
 from . import strict_cbor
+from .commands import MAX_ARG_TEXT_CHARS, MAX_RESULT_BYTES, advertised_problem
 from .deflate import Deflater, Inflater
 from .errors import ErrorCode, ProtocolError
 from .limits import MAX_BATCH_READINGS, MAX_MESSAGE_BYTES
@@ -118,6 +119,8 @@ def _decode_map(m: dict, inflater: Inflater | None = None, wire_size: int = 0) -
             agent=_text(m, "agent", 64, ""),
             acked=uint(m, "acked") if "acked" in m else 0,
             v=uint(m, "v"),
+            commands=_advertised(m),
+            features=_features(m),
         )
     if t == "welcome":
         return Welcome(
@@ -126,6 +129,7 @@ def _decode_map(m: dict, inflater: Inflater | None = None, wire_size: int = 0) -
             time=uint(m, "time"),
             v=uint(m, "v"),
             z=m.get("z") is True,
+            features=_features(m),
         )
     if t == "error":
         fatal = m.get("fatal")
@@ -134,7 +138,8 @@ def _decode_map(m: dict, inflater: Inflater | None = None, wire_size: int = 0) -
         return Error(code=uint(m, "code"), reason=_text(m, "reason", 256, ""), fatal=fatal)
     if t == "command":
         args = m.get("args", {})
-        if not isinstance(args, dict) or (problem := value_problem(args)) is not None:
+        if not isinstance(args, dict) or (
+                problem := value_problem(args, MAX_ARG_TEXT_CHARS)) is not None:
             raise ProtocolError(ErrorCode.MALFORMED, "'args' must be a map of plain values"
                                 + (f", not {problem}" if isinstance(args, dict) else ""))
         return Command(id=uint(m, "id"), name=_text(m, "name", 64), args=args)
@@ -142,13 +147,49 @@ def _decode_map(m: dict, inflater: Inflater | None = None, wire_size: int = 0) -
         ok = m.get("ok")
         if not isinstance(ok, bool):
             raise ProtocolError(ErrorCode.MALFORMED, "'ok' must be a bool")
-        return CommandAck(id=uint(m, "id"), ok=ok, detail=_text(m, "detail", 256, ""))
+        return CommandAck(id=uint(m, "id"), ok=ok, detail=_text(m, "detail", 256, ""),
+                          result=_result(m))
     if t == "status":
         return _status(m)
     if isinstance(t, str):
         return Unknown(type=t[:32])
     raise ProtocolError(ErrorCode.MALFORMED, "message without text 't'")
 
+
+def _advertised(m: dict) -> tuple[str, ...] | None:
+    """A hello's advertised command set (revision 2), None when absent."""
+    if "commands" not in m:
+        return None
+    if (problem := advertised_problem(m["commands"])) is not None:
+        raise ProtocolError(ErrorCode.MALFORMED, problem)
+    return tuple(m["commands"])
+
+
+def _features(m: dict) -> tuple[str, ...]:
+    value = m.get("features", [])
+    if not isinstance(value, list) or len(value) > MAX_FEATURES or not all(
+            isinstance(f, str) and 0 < len(f) <= MAX_FEATURE_CHARS for f in value):
+        raise ProtocolError(ErrorCode.MALFORMED, f"'features' must be an array of at most "
+                            f"{MAX_FEATURES} names of 1..{MAX_FEATURE_CHARS} characters")
+    return tuple(value)
+
+
+def _result(m: dict) -> dict | None:
+    """A command answer's structured result (revision 2)."""
+    if "result" not in m:
+        return None
+    result = m["result"]
+    if not isinstance(result, dict) or (problem := value_problem(result)) is not None:
+        raise ProtocolError(ErrorCode.MALFORMED, "'result' must be a map of plain values"
+                            + (f", not {problem}" if isinstance(result, dict) else ""))
+    if len(cbor2.dumps(result)) > MAX_RESULT_BYTES:
+        raise ProtocolError(ErrorCode.MALFORMED, f"'result' exceeds {MAX_RESULT_BYTES} bytes")
+    return result
+
+
+# revision 2 feature lists (hello, welcome): a handful of short names
+MAX_FEATURES = 16
+MAX_FEATURE_CHARS = 32
 
 # docs/protocol.md §3 status: a report stays ~100 bytes
 MAX_STATUS_SOURCES = 16
@@ -191,20 +232,30 @@ def _to_map(msg: Message, deflater: Deflater | None = None) -> dict:
             "credit": msg.credit,
         }
     if isinstance(msg, Hello):
-        return {"t": "hello", "v": msg.v, "vehicle": msg.vehicle, "token": msg.token,
-                "epoch": msg.epoch, "agent": msg.agent, "acked": msg.acked}
+        out = {"t": "hello", "v": msg.v, "vehicle": msg.vehicle, "token": msg.token,
+               "epoch": msg.epoch, "agent": msg.agent, "acked": msg.acked}
+        if msg.commands is not None:
+            out["commands"] = list(msg.commands)
+        if msg.features:
+            out["features"] = list(msg.features)
+        return out
     if isinstance(msg, Welcome):
         out = {"t": "welcome", "v": msg.v, "credit": msg.credit,
                "max_batch_bytes": msg.max_batch_bytes, "time": msg.time}
         if msg.z:
             out["z"] = True
+        if msg.features:
+            out["features"] = list(msg.features)
         return out
     if isinstance(msg, Error):
         return {"t": "error", "code": int(msg.code), "reason": msg.reason, "fatal": msg.fatal}
     if isinstance(msg, Command):
         return {"t": "command", "id": msg.id, "name": msg.name, "args": msg.args}
     if isinstance(msg, CommandAck):
-        return {"t": "command-ack", "id": msg.id, "ok": msg.ok, "detail": msg.detail}
+        out = {"t": "command-ack", "id": msg.id, "ok": msg.ok, "detail": msg.detail}
+        if msg.result is not None:
+            out["result"] = msg.result
+        return out
     if isinstance(msg, Status):
         return {"t": "status", **msg.as_json()}
     raise TypeError(f"not a geostream message: {msg!r}")

@@ -16,6 +16,10 @@ class Hello:
     agent: str = ""
     acked: int = 0
     v: int = 1
+    # revision 2 (docs/protocol.md §10): the commands this agent runs (None: not said, the
+    # 1.0 set) and what else it does ("act": driver-action readings)
+    commands: tuple[str, ...] | None = None
+    features: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +29,7 @@ class Welcome:
     time: int
     v: int = 1
     z: bool = False  # the gateway accepts compressed batches ("z", docs/protocol.md §3)
+    features: tuple[str, ...] = ()  # revision 2: what the gateway takes ("act")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +67,7 @@ class CommandAck:
     id: int
     ok: bool
     detail: str = ""
+    result: dict[str, Any] | None = None  # revision 2: the structured answer
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,8 +29,8 @@ from .limits import (
 MAX_UINT = 2**63 - 1
 
 # kinds (the wire's `k`)
-POSITION, SIGNALS, EVENT = "pos", "can", "evt"
-READING_KINDS = (POSITION, SIGNALS, EVENT)
+POSITION, SIGNALS, EVENT, ACTION = "pos", "can", "evt", "act"
+READING_KINDS = (POSITION, SIGNALS, EVENT, ACTION)
 
 # envelope keys
 SEQ, TIME, KIND = "q", "ts", "k"
@@ -38,6 +38,10 @@ SEQ, TIME, KIND = "q", "ts", "k"
 LAT, LON = "lat", "lon"
 BUS, SIGNAL_VALUES = "bus", "sig"
 EVENT_NAME, EVENT_DATA = "name", "data"
+# a driver action's body (protocol revision 2): the action as the driver app's API takes it
+ACTION_BODY = "action"
+# An action's longest text: a driver's message (backend/driver/actions.py MAX_MESSAGE_LEN).
+MAX_ACTION_TEXT = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,11 +133,12 @@ def _text(v: Any, max_chars: int) -> bool:
     return type(v) is str and len(v) <= max_chars
 
 
-def value_problem(v: Any) -> str | None:
+def value_problem(v: Any, max_text: int = MAX_TEXT_CHARS) -> str | None:
     """Why `v` cannot be part of an event's `data` (JSON-like: maps with text keys, arrays,
-    text, finite numbers, bool, null, within the size bounds), or None."""
+    text, finite numbers, bool, null, within the size bounds), or None. `max_text`: the
+    longest text (a command's arguments allow more, docs/protocol.md §3 command)."""
     t = type(v)
-    if v is None or t is bool or t is str and len(v) <= MAX_TEXT_CHARS or _number(v):
+    if v is None or t is bool or t is str and len(v) <= max_text or _number(v):
         return None
     if t is dict:
         if len(v) > MAX_MAP_ENTRIES:
@@ -141,14 +146,14 @@ def value_problem(v: Any) -> str | None:
         for key, item in v.items():
             if not _text(key, MAX_KEY_CHARS):
                 return f"a key that is not text of at most {MAX_KEY_CHARS}"
-            if (p := value_problem(item)) is not None:
+            if (p := value_problem(item, max_text)) is not None:
                 return p
         return None
     if t is list:
         if len(v) > MAX_ARRAY_ITEMS:
             return f"an array of more than {MAX_ARRAY_ITEMS} items"
         for item in v:
-            if (p := value_problem(item)) is not None:
+            if (p := value_problem(item, max_text)) is not None:
                 return p
         return None
     if t is float:
@@ -156,7 +161,7 @@ def value_problem(v: Any) -> str | None:
     if t is int:
         return "an integer outside the 64-bit signed range"
     if t is str:
-        return f"text longer than {MAX_TEXT_CHARS}"
+        return f"text longer than {max_text}"
     return f"a value of type {t.__name__}"
 
 
@@ -205,7 +210,22 @@ def _event_problem(r: dict) -> Invalid | None:
     return None
 
 
-_KIND_CHECKS = {POSITION: _position_problem, SIGNALS: _signals_problem, EVENT: _event_problem}
+def _action_problem(r: dict) -> Invalid | None:
+    """The envelope of a driver action; its fields are the applier's to judge."""
+    action = r.get(ACTION_BODY)
+    if type(action) is not dict:
+        return Invalid("action", "act reading without 'action' map")
+    if (p := value_problem(action, MAX_ACTION_TEXT)) is not None:
+        return Invalid("action", f"'action' holds {p}")
+    if not (_text(action.get("key"), 64) and _text(action.get("device_id"), 64)
+            and type(action.get("device_seq")) is int):
+        return Invalid("action", "'action' needs text key and device_id and an integer "
+                       "device_seq")
+    return None
+
+
+_KIND_CHECKS = {POSITION: _position_problem, SIGNALS: _signals_problem, EVENT: _event_problem,
+                ACTION: _action_problem}
 
 
 DEFAULT_WINDOW = TimeWindow()
@@ -275,4 +295,6 @@ def row_fields(r: dict[str, Any]) -> dict[str, Any]:
         if r.get(BUS) is not None:
             data = {BUS: r[BUS], **data}
         return {"data": data}
+    if kind == ACTION:
+        return {"data": dict(r.get(ACTION_BODY) or {})}
     return {"data": {EVENT_NAME: r.get(EVENT_NAME), **(r.get(EVENT_DATA) or {})}}

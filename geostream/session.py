@@ -173,7 +173,8 @@ class ClientSession(_Session):
     """The agent's end: hello, batches within credit, acks applied to the in-flight set."""
 
     def __init__(self, vehicle: str, token: str, epoch: int, acked_through: int = 0,
-                 agent: str = "fleet-agent"):
+                 agent: str = "fleet-agent", commands: tuple[str, ...] | None = None,
+                 features: tuple[str, ...] = ()):
         super().__init__()
         self.epoch = epoch
         self._opened = False
@@ -184,7 +185,8 @@ class ClientSession(_Session):
         self.in_flight: set[int] = set()
         self._answered: OrderedDict[int, CommandAck] = OrderedDict()
         self._hello = Hello(vehicle=vehicle, token=token, epoch=epoch, agent=agent,
-                            acked=acked_through)
+                            acked=acked_through, commands=commands, features=features)
+        self.features: tuple[str, ...] = ()  # the welcome's (revision 2)
         self._send(self._hello)
 
     @property
@@ -213,6 +215,7 @@ class ClientSession(_Session):
                 self.credit = msg.credit
                 self.max_batch_bytes = msg.max_batch_bytes
                 self.deflater = Deflater() if msg.z else None
+                self.features = msg.features
                 events.append(Welcomed(msg.credit, msg.max_batch_bytes, msg.time))
             elif isinstance(msg, Ack):
                 if not self.ready:
@@ -255,8 +258,9 @@ class ClientSession(_Session):
             raise RuntimeError("send_status before welcome")
         self._send(status)
 
-    def acknowledge_command(self, command_id: int, ok: bool, detail: str = "") -> None:
-        ack = CommandAck(id=command_id, ok=ok, detail=detail[:256])
+    def acknowledge_command(self, command_id: int, ok: bool, detail: str = "",
+                            result: dict | None = None) -> None:
+        ack = CommandAck(id=command_id, ok=ok, detail=detail[:256], result=result)
         self._answered[command_id] = ack
         while len(self._answered) > COMMAND_MEMORY:
             self._answered.popitem(last=False)
@@ -342,14 +346,15 @@ class ServerSession(_Session):
                 raise ProtocolError(ErrorCode.UNEXPECTED, f"{type(msg).__name__} from an agent")
         return events
 
-    def accept(self, now_ms: int, credit: int | None = None) -> None:
+    def accept(self, now_ms: int, credit: int | None = None,
+               features: tuple[str, ...] = ()) -> None:
         if self.hello is None or self.authenticated:
             raise RuntimeError("accept() needs exactly one pending hello")
         self._open()
         if credit is not None:
             self.set_credit(credit)
         self._send(Welcome(credit=self.credit, max_batch_bytes=self.max_batch_bytes, time=now_ms,
-                           z=True))
+                           z=True, features=features))
 
     def reject(self, code: ErrorCode, reason: str) -> None:
         self.fail(ProtocolError(code, reason))

@@ -68,6 +68,7 @@ class DriveBuilder:
         self.driver = driver
         self.can_acc = can_acc
         self.engine_on = False
+        self.fuel_factor = 1.0  # an engine that burns this much of the model's fuel rate
         self.drive = Drive()
 
     # --- the truth -----------------------------------------------------------------------
@@ -89,7 +90,8 @@ class DriveBuilder:
         self.odometer_km += d / 1000
         if fuel_lph is None:
             accel = (self.kmh - prev) / 3.6 / dt
-            fuel_lph = (2.5 + 0.28 * self.kmh + max(0.0, accel) * 25.0) if self.engine_on else 0.0
+            fuel_lph = self.fuel_factor * (2.5 + 0.28 * self.kmh + max(0.0, accel) * 25.0) \
+                if self.engine_on else 0.0
         self.fuel_l = max(0.0, self.fuel_l - fuel_lph * dt / 3600)
         self.t_ms += dt * 1000
         self._emit(fuel_lph, (self.kmh - prev) / 3.6 / dt, turn_dps)

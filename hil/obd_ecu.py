@@ -26,6 +26,7 @@ FUNCTIONAL = 0x7DF
 DM1_PERIOD_MS = 1000  # J1939-73: DM1 once a second
 BAM_GAP_MS = 50  # J1939-21: 50-200 ms between BAM packets
 PAD = 0xAA
+DM11_PGN = 0xFED3  # J1939-73 DM11: clear/reset active DTCs
 
 
 def encode_obd_dtc(code: str) -> bytes:
@@ -52,6 +53,7 @@ class SimulatedEcu:
         self.sa = sa
         self.silent_pids = set(silent_pids)
         self.requests = 0
+        self.cleared = 0  # mode 04 and DM11 requests obeyed
         self._tx_queue: list[bytes] = []  # consecutive frames waiting for flow control
         self._next_dm1_ms = 0
 
@@ -68,7 +70,9 @@ class SimulatedEcu:
         return table.get(pid)
 
     def on_frame(self, msg: can.Message, now_ms: int) -> list[can.Message]:
-        if msg.is_extended_id or msg.arbitration_id not in (FUNCTIONAL, ENGINE_RX):
+        if msg.is_extended_id:
+            return self._j1939_request(msg)
+        if msg.arbitration_id not in (FUNCTIONAL, ENGINE_RX):
             return []
         data = bytes(msg.data)
         if data[0] == 0x30 and msg.arbitration_id == ENGINE_RX:  # flow control: continue
@@ -84,10 +88,26 @@ class SimulatedEcu:
             if value is None or args[0] in self.silent_pids:
                 return []
             return self._send(bytes([0x41, args[0]]) + value)
+        if service == 0x04:  # clear DTCs (stored and pending), answered positively
+            self.stored, self.pending = [], []
+            self.cleared += 1
+            return self._send(bytes([0x44]))
         if service in (0x03, 0x07):
             codes = self.stored if service == 0x03 else self.pending
             body = b"".join(encode_obd_dtc(c) for c in codes)
             return self._send(bytes([service + 0x40, len(codes)]) + body)
+        return []
+
+    def _j1939_request(self, msg: can.Message) -> list[can.Message]:
+        """A J1939 Request (PGN 59904) to us or to all for DM11 (clear active DTCs): the DM1
+        list empties (the next DM1 says so); DM3 (previously active) has nothing to clear."""
+        arb, data = msg.arbitration_id, bytes(msg.data)
+        pgn_req, dest = (arb >> 8) & 0xFF00, (arb >> 8) & 0xFF
+        if pgn_req != 0xEA00 or dest not in (0xFF, self.sa) or len(data) < 3:
+            return []
+        if int.from_bytes(data[:3], "little") == DM11_PGN:
+            self.dm1 = []
+            self.cleared += 1
         return []
 
     def _send(self, payload: bytes) -> list[can.Message]:

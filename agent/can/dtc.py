@@ -67,13 +67,21 @@ class DtcTracker:
     def __init__(self, bus: str):
         self.bus = bus
         self._last: dict[tuple, frozenset] = {}
+        self._sets: dict[tuple, dict] = {}  # each controller's latest set, for dtc.read
         self.counts = {"dtc_reports": 0, "dtc_events": 0}
+
+    def current(self) -> list[dict]:
+        """Each controller's latest set (the `dtc` event's data without `bus`, with `ts`)."""
+        return [dict(v) for _, v in sorted(self._sets.items())]
 
     def update(self, ts_ms: int, proto: str, src: int, which: str, dtcs: tuple,
                lamps: dict | None = None) -> Event | None:
         self.counts["dtc_reports"] += 1
         ident = frozenset((d["spn"], d["fmi"]) if "spn" in d else d["code"] for d in dtcs)
         key = (proto, src, which)
+        self._sets[key] = {"proto": proto, "src": src, "set": which, "ts": ts_ms,
+                           "dtcs": [dict(d) for d in dtcs],
+                           **({"lamps": dict(lamps)} if lamps is not None else {})}
         if self._last.get(key) == ident:
             return None
         if key not in self._last and not ident:

@@ -17,6 +17,7 @@ from . import (
     integrations,
     links,
     maintenance,
+    notifications,
     planning,
     spec,
     vehicles,
@@ -27,5 +28,6 @@ from .common import GATEWAY, HUB, STORE
 def add_routes(app: web.Application, store, hub, gateway) -> None:
     app[STORE], app[HUB], app[GATEWAY] = store, hub, gateway
     for module in (spec, vehicles, history, geofences, commands, dispatch, planning,
-                   maintenance, links, integrations, driver, driving, export):
+                   maintenance, links, integrations, driver, driving, export,
+                   notifications):
         module.add_routes(app)

@@ -10,9 +10,10 @@ import uuid
 
 from aiohttp import web
 
-from geostream.commands import command_problem
+from geostream.commands import REGISTRY, command_problem
 
 from ..authz import Role, requires
+from ..downlink import CommandNotOffered, advertised
 from .common import GATEWAY, STORE, audit, error, int_param, principal, read_json, visible
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,8 @@ async def send(request: web.Request) -> web.Response:
         cid = await _store_once(gateway, vehicle, name, args, key or f"auto:{uuid.uuid4()}")
     except web.HTTPError:
         raise
+    except CommandNotOffered as exc:
+        raise error(web.HTTPConflict, f"bad command: {exc}") from None
     except Exception as exc:
         log.warning("cannot store command: %s", exc)
         raise error(web.HTTPServiceUnavailable, f"store unavailable: {exc}") from None
@@ -91,7 +94,18 @@ async def list_commands(request: web.Request) -> web.Response:
     return web.json_response({"commands": [c.as_json() for c in commands]})
 
 
+@requires(Role.VIEWER)
+async def offered(request: web.Request) -> web.Response:
+    """GET → {"commands": [spec]}: what the vehicle runs (its advertised set, docs/protocol.md
+    §3), as the registry declares it: the web app offers exactly these."""
+    vehicle = visible(request)
+    names = await advertised(request.app[STORE], vehicle)
+    return web.json_response({"commands": [REGISTRY[n].as_json() for n in names
+                                           if n in REGISTRY]})
+
+
 def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/vehicles/{vehicle}/commands/offered", offered)
     app.router.add_post("/api/vehicles/{vehicle}/commands", send)
     app.router.add_get("/api/vehicles/{vehicle}/commands", list_commands)
     app.router.add_get("/api/commands/{id}", get)

@@ -36,6 +36,9 @@ from .common import GATEWAY, HUB, STORE, audit, error, int_param, principal, rea
 
 # An action's JSON: the largest (a proof of delivery with its notes) is ~3 KB.
 MAX_ACTION_BYTES = 16 * 1024
+# Images one driver may store for one stop: a signature, a proof's 4 photos and re-takes; a
+# client that uploads more is not taking proofs of delivery (each is up to ~0.5 MB kept).
+MAX_FILES_PER_STOP = 20
 # A seq cursor (`after`): JavaScript's exact integers, what a browser can send back.
 MAX_CURSOR = 2**53 - 1
 APPLIER = web.AppKey("fleet.driver_applier", ActionApplier)
@@ -52,6 +55,12 @@ def _applier(request: web.Request) -> ActionApplier:
 async def _shift(request: web.Request):
     """The route of the caller's shift now (None: no shift)."""
     return await request.app[STORE].driver_shift(principal(request).driver_id, wall_ms())
+
+
+def _too_large(text: str, limit: int, size: int = 0) -> web.HTTPError:
+    """413 with the API's JSON body (aiohttp's exception needs the sizes)."""
+    return web.HTTPRequestEntityTooLarge(limit, size, text=json.dumps({"error": text}),
+                                         content_type="application/json")
 
 
 def _json_error(status: type[web.HTTPError], text: str, **extra) -> web.HTTPError:
@@ -91,8 +100,8 @@ async def post_action(request: web.Request) -> web.Response:
     re-send), 400 not an action, 409 its key or sequence number used for another action (or
     images to upload first)."""
     if (request.content_length or 0) > MAX_ACTION_BYTES:
-        raise error(web.HTTPRequestEntityTooLarge, f"an action is at most {MAX_ACTION_BYTES} "
-                    "bytes")
+        raise _too_large(f"an action is at most {MAX_ACTION_BYTES} bytes", MAX_ACTION_BYTES,
+                         request.content_length or 0)
     try:
         action = parse_action(await read_json(request))
     except ActionRefused as exc:
@@ -123,12 +132,13 @@ async def list_my_actions(request: web.Request) -> web.Response:
 
 async def _read_limited(request: web.Request, limit: int) -> bytes:
     if (request.content_length or 0) > limit:
-        raise error(web.HTTPRequestEntityTooLarge, f"at most {limit // 1024 // 1024} MiB")
+        raise _too_large(f"at most {limit // 1024 // 1024} MiB", limit,
+                         request.content_length or 0)
     chunks, size = [], 0
     while chunk := await request.content.read(64 * 1024):
         size += len(chunk)
         if size > limit:
-            raise error(web.HTTPRequestEntityTooLarge, f"at most {limit // 1024 // 1024} MiB")
+            raise _too_large(f"at most {limit // 1024 // 1024} MiB", limit, size)
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -139,11 +149,14 @@ async def post_file(request: web.Request) -> web.Response:
     `job` the stop): re-encoded without metadata and stored before the answer. 201 with its
     id (200 if it was stored before: uploading again is harmless)."""
     kind = request.query.get("kind", "")
-    job_id = request.query.get("job") or None
+    job_id = request.query.get("job", "")
     p = principal(request)
     route = await _shift(request)
-    if job_id is not None and (route is None or job_id not in route.job_ids):
-        raise error(web.HTTPNotFound, f"stop {job_id!r} is not on your route")
+    if route is None or job_id not in route.job_ids:
+        raise error(web.HTTPNotFound, f"stop {job_id[:64]!r} is not on your route")
+    if await request.app[STORE].driver_file_count(p.driver_id, job_id) >= MAX_FILES_PER_STOP:
+        raise _too_large(f"at most {MAX_FILES_PER_STOP} images per stop", MAX_FILES_PER_STOP,
+                         MAX_FILES_PER_STOP + 1)
     raw = await _read_limited(request, MAX_UPLOAD_BYTES)
     try:
         image = await asyncio.get_running_loop().run_in_executor(None, clean_image, raw, kind)
@@ -151,7 +164,7 @@ async def post_file(request: web.Request) -> web.Response:
         raise error(web.HTTPBadRequest, str(exc)) from None
     fid = file_id(p.driver_id, job_id, kind, image.data)
     new = await request.app[STORE].put_driver_file({
-        "id": fid, "driver_id": p.driver_id, "vehicle_id": route.vehicle_id if route else None,
+        "id": fid, "driver_id": p.driver_id, "vehicle_id": route.vehicle_id,
         "job_id": job_id, "kind": kind, "media_type": image.media_type, "data": image.data,
         "created_ms": wall_ms()})
     return web.json_response({"id": fid, "media_type": image.media_type,

@@ -1,5 +1,6 @@
-"""Driver behaviour routes: driving events (harsh acceleration, braking, cornering, idling,
-overspeed) with position and time, and weekly scorecards per driver or vehicle, as JSON or CSV
+"""Driver behaviour and fuel routes: driving events (harsh acceleration, braking, cornering,
+idling, overspeed) with position and time, weekly scorecards per driver or vehicle, fuel
+consumption (per trip, day, vehicle: the fleet ranking), refuels and drops; JSON or CSV
 (docs/driving.md). Computed from the stored readings when asked."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from geostream.clock import wall_ms
 
 from .. import queries
 from ..authz import Role, requires
-from ..driving import report, scorecard
+from ..driving import fuel, report, scorecard
 from ..driving.thresholds import parse_driving
 from .common import DRIVING, STORE, csv_response, error, principal, visible, wants_csv, window
 
@@ -38,11 +39,14 @@ def _window(request: web.Request, default_start) -> tuple[int, int]:
 async def _vehicles(request: web.Request) -> list[str]:
     """The query's `vehicle` (404 if not visible), else every visible, unrevoked vehicle."""
     one = request.query.get("vehicle")
-    if one is not None:
-        return [visible(request, one)]
     p = principal(request)
-    return [v["vehicle_id"] for v in await request.app[STORE].list_vehicles()
-            if v.get("revoked_ms") is None and p.may_see(v["vehicle_id"])]
+    known = [v["vehicle_id"] for v in await request.app[STORE].list_vehicles()
+             if v.get("revoked_ms") is None and p.may_see(v["vehicle_id"])]
+    if one is not None:
+        if one not in known:
+            raise error(web.HTTPNotFound, f"unknown vehicle {visible(request, one)!r}")
+        return [one]
+    return known
 
 
 async def _fleet(request: web.Request, start: int, end: int) -> dict:
@@ -90,6 +94,66 @@ async def scorecards(request: web.Request) -> web.Response:
                               "truncated": got["truncated"]})
 
 
+FUEL_BY = ("trip", "day", "vehicle")
+TRIP_CSV = ["vehicle", "start_ms", "start", "end_ms", "end", "km", "litres", "l_per_100km",
+            "source"]
+SUMMARY_KEYS = ["km", "litres", "l_per_100km", "idle_l", "refuel_l", "refuels", "drop_l",
+                "drops", "source"]
+FUEL_EVENT_CSV = ["vehicle", "kind", "time_ms", "time", "litres", "pct", "level_before",
+                  "level_after", "lat", "lon"]
+
+
+async def _fuel(request: web.Request) -> tuple[int, int, dict]:
+    start, end = _window(request, lambda end: end - DEFAULT_EVENT_DAYS * DAY_MS)
+    cfg = request.app.get(DRIVING) or parse_driving(None)
+    got = await report.fuel_window(request.app[STORE], cfg, await _vehicles(request), start,
+                                   end)
+    return start, end, got
+
+
+@requires(Role.VIEWER)
+async def fuel_consumption(request: web.Request) -> web.Response:
+    """Consumption per trip, per vehicle and day, or per vehicle (the fleet ranking)."""
+    by = request.query.get("by", "vehicle")
+    if by not in FUEL_BY:
+        raise error(web.HTTPBadRequest, f"by must be one of {', '.join(FUEL_BY)}")
+    csv = wants_csv(request)
+    start, end, got = await _fuel(request)
+    if by == "trip":
+        rows = sorted(got["trips"], key=lambda t: (t["start_ms"], t["vehicle"]))
+        if csv:
+            return csv_response(TRIP_CSV, [
+                [t["vehicle"], t["start_ms"], queries.iso(t["start_ms"]), t["end_ms"],
+                 queries.iso(t["end_ms"]), t["km"], t["litres"], t["l_per_100km"],
+                 t["source"]] for t in rows], "fuel-trips.csv")
+    else:
+        rows = fuel.summary(got["trips"], got["idle"], got["events"], by)
+        if csv:
+            head = ["day", "vehicle"] if by == "day" else ["rank", "vehicle"]
+            return csv_response([*head, *SUMMARY_KEYS], [
+                [queries.iso(r["day_ms"])[:10] if by == "day" else r["rank"], r["vehicle"],
+                 *(r[k] for k in SUMMARY_KEYS)] for r in rows], f"fuel-{by}.csv")
+    return web.json_response({"from_ms": start, "to_ms": end, "by": by, "rows": rows,
+                              "truncated": got["truncated"]})
+
+
+@requires(Role.VIEWER)
+async def fuel_events(request: web.Request) -> web.Response:
+    """Refuels and sudden drops (theft, leaks) found in the tank level."""
+    csv = wants_csv(request)
+    start, end, got = await _fuel(request)
+    rows = sorted(got["events"], key=lambda e: (e["time_ms"], e["vehicle"]))
+    if csv:
+        return csv_response(FUEL_EVENT_CSV, [
+            [e["vehicle"], e["kind"], e["time_ms"], queries.iso(e["time_ms"]), e["litres"],
+             e["pct"], e["level_before"], e["level_after"], e["lat"], e["lon"]] for e in rows],
+            "fuel-events.csv")
+    return web.json_response({"from_ms": start, "to_ms": end, "events": rows,
+                              "truncated": got["truncated"]})
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/driving/events", driving_events)
     app.router.add_get("/api/driving/scorecards", scorecards)
+    app.router.add_get("/api/fuel/consumption", fuel_consumption)
+    app.router.add_get("/api/fuel/events", fuel_events)

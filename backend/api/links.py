@@ -18,6 +18,7 @@ from geostream.clock import wall_ms
 
 from ..auth.middleware import auth_state, client_of, is_secure
 from ..authz import Role, public, requires
+from ..dispatch.model import JobState
 from ..links.feed import LinkGone, LinkService, LinkUnknown, TooMany
 from ..links.limits import LinkLimiter
 from ..links.model import (
@@ -176,6 +177,20 @@ async def track_events(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+@public  # the token in the path is the credential; only this stop's proof's images
+async def track_pod_file(request: web.Request) -> web.Response:
+    link, rec = await _open(request)
+    service, fid = request.app[LINKS], request.match_info["file"]
+    proof = await service.proof_of(service.store, rec.job.id) \
+        if rec.state is JobState.COMPLETED else None
+    files = [proof["signature"], *proof["photos"]] if proof else []
+    f = await service.store.driver_file(fid) if fid in files else None
+    if f is None:
+        raise error(web.HTTPNotFound, "unknown image")
+    return web.Response(body=f["data"], content_type=f["media_type"], headers={
+        "Cache-Control": "private, max-age=3600", "Content-Disposition": "inline"})
+
+
 def add_routes(app: web.Application) -> None:
     gateway = app[GATEWAY]
     app[LINKS] = LinkService(app[STORE], app[HUB], getattr(gateway, "dispatch", None))
@@ -187,3 +202,4 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/t/{token}", track_page)
     r.add_get("/t/{token}/view", track_view)
     r.add_get("/t/{token}/events", track_events)
+    r.add_get("/t/{token}/pod/{file}", track_pod_file)

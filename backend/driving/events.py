@@ -130,7 +130,7 @@ def _gps_accels(pos: list[dict]) -> tuple[list, list]:
     return lon_acc, lat_acc
 
 
-def _at(pos: list[dict], times: list[int], t: int) -> dict:
+def position_at(pos: list[dict], times: list[int], t: int) -> dict:
     """The position nearest before `t` (or the first), with `t` as its time."""
     i = max(0, bisect.bisect_right(times, t) - 1)
     p = pos[i] if pos else {}
@@ -143,7 +143,7 @@ def _can_accels(frames, sig: Signals, pos, times) -> tuple[list, list]:
         for key, out in ((sig.long_acc, lon_acc), (sig.lat_acc, lat_acc)):
             v = _number(s.get(key))
             if v is not None and abs(v) <= MAX_PLAUSIBLE_MS2:
-                out.append((_at(pos, times, t), v))
+                out.append((position_at(pos, times, t), v))
     return lon_acc, lat_acc
 
 
@@ -181,7 +181,7 @@ def idling(positions: list[dict], frames: list[tuple[int, dict]], th: Thresholds
                 if r1 is not None:
                     has_rate = True
                     fuel += r1 * (t2 - t1) / 3_600_000
-            at = _at(pos, times, run[0][0])
+            at = position_at(pos, times, run[0][0])
             out.append({"kind": "idle", "start_ms": run[0][0], "end_ms": run[-1][0],
                         "peak": round((run[-1][0] - run[0][0]) / 60_000, 1), "unit": "min",
                         "threshold": th.idle_minutes, "source": "can",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ..dispatch.model import VehicleClass
 from ..store.rows import AlertQuery
-from . import events, scorecard
+from . import events, fuel, scorecard
 from .thresholds import DrivingConfig
 
 # A day's positions and CAN frames are read at most this many rows each: a day at 1 Hz is
@@ -99,3 +99,36 @@ async def fleet_window(store, cfg: DrivingConfig, vehicles: list[str], start_ms:
         truncated |= got["truncated"]
     evs.sort(key=lambda e: (e["start_ms"], e["vehicle"], e["kind"]))
     return {"events": evs, "km": km, "truncated": truncated}
+
+
+async def fuel_window(store, cfg: DrivingConfig, vehicles: list[str], start_ms: int,
+                      end_ms: int, sig: events.Signals = events.DEFAULT_SIGNALS) -> dict:
+    """{"trips": [...], "events": [...], "idle": [...], "truncated"}: per vehicle and day,
+    trip consumption, refuels and drops (with the position at the time) and idling events
+    (their fuel), each starting within [start, end)."""
+    classes = await vehicle_classes(store)
+    out: dict = {"trips": [], "events": [], "idle": [], "truncated": False}
+    names = [*sig.names(), fuel.FUEL_LEVEL]
+    for v in vehicles:
+        tank = cfg.tank_of(v)
+        th = cfg.for_class(classes.get(v)) or cfg.for_class(None)
+        for a, b in scorecard.split_days(start_ms, end_ms):
+            pos = await store.route(v, a - MARGIN_MS, b + MARGIN_MS, limit=MAX_ROWS_PER_DAY)
+            frames = await store.signal_frames(v, names, a - MARGIN_MS, b + MARGIN_MS,
+                                               MAX_ROWS_PER_DAY)
+            out["truncated"] |= (len(pos) >= MAX_ROWS_PER_DAY
+                                 or len(frames) >= MAX_ROWS_PER_DAY)
+            clean = events.clean_positions(pos)
+            times = [p["time_ms"] for p in clean]
+            for t in fuel.trip_consumption(pos, frames, tank, sig):
+                if a <= t["start_ms"] < b:
+                    out["trips"].append({"vehicle": v, **t})
+            for e in fuel.level_events(frames, tank, sig):
+                if a <= e["time_ms"] < b:
+                    at = events.position_at(clean, times, e["time_ms"])
+                    out["events"].append({"vehicle": v, **e, "lat": at.get("lat"),
+                                          "lon": at.get("lon")})
+            if th is not None:
+                out["idle"] += [{"vehicle": v, **e} for e in events.idling(pos, frames, th, sig)
+                                if a <= e["start_ms"] < b]
+    return out

@@ -1,5 +1,5 @@
-"""Harsh-driving thresholds per vehicle class (backend/dispatch/model.py VehicleClass), and the
-`[driving]` table of the backend TOML that overrides them."""
+"""Harsh-driving thresholds per vehicle class (backend/dispatch/model.py VehicleClass), tank
+sizes, and the `[driving]` table of the backend TOML that sets them."""
 
 from __future__ import annotations
 
@@ -37,9 +37,18 @@ DEFAULTS: dict[VehicleClass, Thresholds] = {
 UNTYPED = VehicleClass.VAN  # a vehicle without a dispatch type is scored as a van
 
 
+DEFAULT_TANK_L = 400.0  # a truck's tank: the fuel level is a % of it
+MAX_TANK_L = 5000.0  # the largest road tanker's own tank is far below this
+
+
 @dataclass(frozen=True)
 class DrivingConfig:
     per_class: dict[VehicleClass, Thresholds]
+    tank_l: float = DEFAULT_TANK_L
+    tanks: dict[str, float] | None = None  # vehicle id → its tank, litres
+
+    def tank_of(self, vehicle: str) -> float:
+        return (self.tanks or {}).get(vehicle, self.tank_l)
 
     def for_class(self, vehicle_class: VehicleClass | None) -> Thresholds | None:
         """The thresholds of a class; None: the class is not scored."""
@@ -50,7 +59,16 @@ def parse_driving(raw: dict | None) -> DrivingConfig:
     """`[driving.<class>]` tables override the defaults' fields, e.g. [driving.truck]
     brake_ms2 = 2.5."""
     per = dict(DEFAULTS)
-    for key, table in (raw or {}).items():
+    raw = dict(raw or {})
+    tank_l = raw.pop("tank_l", DEFAULT_TANK_L)
+    tanks = raw.pop("tanks", {})
+    if not isinstance(tanks, dict):
+        raise ValueError("[driving] tanks must be a table of vehicle = litres")
+    for name, litres in [("tank_l", tank_l), *tanks.items()]:
+        if isinstance(litres, bool) or not isinstance(litres, int | float) or \
+                not 0 < litres <= MAX_TANK_L:
+            raise ValueError(f"[driving] tank of {name}: litres in (0, {MAX_TANK_L:g}]")
+    for key, table in raw.items():
         try:
             cls = VehicleClass(key)
         except ValueError:
@@ -62,4 +80,4 @@ def parse_driving(raw: dict | None) -> DrivingConfig:
             raise ValueError(f"[driving.{key}]: unknown keys {sorted(set(table) - known)}")
         base = per.get(cls) or DEFAULTS[VehicleClass.CAR]
         per[cls] = replace(base, **table)
-    return DrivingConfig(per)
+    return DrivingConfig(per, float(tank_l), {str(k): float(v) for k, v in tanks.items()})

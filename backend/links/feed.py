@@ -62,12 +62,27 @@ def _position(hub: Hub, vehicle: str | None) -> views.Position | None:
     return views.Position(known[0], lat, lon)
 
 
+async def proof_of_delivery(store, job_id: str) -> dict | None:
+    """The job's newest applied proof of delivery from the driver app (backend/driver/), as
+    the customer may see it: who took it, the driver's note, when, and the ids of its images
+    (served by `/t/{token}/pod/{id}` only while they belong to this proof)."""
+    rows = await store.driver_actions(job_id=job_id)
+    pods = [r for r in rows if r["outcome"] == "applied" and (r["body"] or {}).get("pod")]
+    if not pods:
+        return None
+    last = max(pods, key=lambda r: r["seq"])
+    pod = last["body"]["pod"]
+    return {"received_by": pod.get("recipient") or "", "note": pod.get("notes") or "",
+            "at_ms": last["body"].get("done_ms") or last["received_ms"],
+            "signature": pod.get("signature"), "photos": list(pod.get("photos") or ())}
+
+
 class LinkService:
-    """`dispatch`: the backend's Dispatcher (for its live ETAs), or None; `proof_of(job_id)`:
-    the job's proof of delivery as the customer may see it, or None."""
+    """`dispatch`: the backend's Dispatcher (for its live ETAs), or None; `proof_of(store,
+    job_id)`: the job's proof of delivery as the customer may see it, or None."""
 
     def __init__(self, store, hub: Hub, dispatch=None,
-                 clock: Callable[[], int] = wall_ms, proof_of=None):
+                 clock: Callable[[], int] = wall_ms, proof_of=proof_of_delivery):
         self.store, self.hub, self.dispatch, self.clock = store, hub, dispatch, clock
         self.proof_of = proof_of
         self.streams: dict[str, int] = {}  # link id → feeds open
@@ -108,7 +123,7 @@ class LinkService:
             ctx.driver_name = await self._driver_name(ctx.route.driver_id)
             self._eta_from_tracker(ctx)
         if rec.state is JobState.COMPLETED and self.proof_of is not None:
-            ctx.proof = await self.proof_of(rec.job.id)
+            ctx.proof = await self.proof_of(self.store, rec.job.id)
         return ctx
 
     async def _driver_name(self, driver_id: str | None) -> str | None:

@@ -218,3 +218,45 @@ class PlanProposal(TypedDict):
     changes: dict[str, int]
     approve: str
     status: str
+
+
+class DueList(TypedDict):
+    now_ms: int
+    due: list[Json]  # ServiceStatus.as_json(): docs/maintenance.md#the-due-list
+    truncated: bool
+
+
+class TroubleCodes(TypedDict):
+    from_ms: int
+    to_ms: int
+    dtcs: list[Json]  # docs/maintenance.md#the-trouble-code-workflow
+    truncated: bool
+
+
+class Forecasts(TypedDict):
+    now_ms: int
+    forecasts: list[Json]  # docs/maintenance.md#predictions-no-trained-model
+
+
+class DrivingEvents(TypedDict):
+    from_ms: int
+    to_ms: int
+    events: list[Json]  # docs/driving.md#events
+    truncated: bool
+
+
+class Scorecards(TypedDict):
+    from_ms: int
+    to_ms: int
+    by: str
+    scorecards: list[Json]  # docs/driving.md#weekly-scorecards
+    weights: dict[str, float]
+    idle_weight: float
+
+
+class Fuel(TypedDict):
+    from_ms: int
+    to_ms: int
+    by: str
+    rows: list[Json]  # docs/driving.md#fuel
+    truncated: bool

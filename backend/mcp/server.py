@@ -177,6 +177,60 @@ def build_server(tools: FleetTools, stdio_principal: Principal | None = None) ->
         [{vehicle, signal, band, against: own|fleet, z, max_z, …statistics}]}."""
         return await call(ctx, tools.maintenance_status, vehicle, only_due)
 
+    @mcp.tool()
+    async def maintenance_due(ctx: Context, state: Annotated[str, Field(
+            description="attention (due and overdue, default) or all")] = "attention"
+            ) -> schemas.DueList:
+        """The fleet's due list, most urgent first: {now_ms, due: [{vehicle, interval, by,
+        every, used, remaining, state, since_ms, source, source_label}], truncated}.
+        source_label says when a distance is GPS-integrated (no odometer)."""
+        return await call(ctx, tools.maintenance_due, state)
+
+    @mcp.tool()
+    async def trouble_codes(ctx: Context, vehicle: str | None = None, status: Annotated[
+            str, Field(description="all, active, pending or cleared")] = "all"
+            ) -> schemas.TroubleCodes:
+        """Trouble codes as a workflow over the last 90 days: {dtcs: [{vehicle, code, status:
+        active|pending|cleared, first_ms, last_ms, cleared_ms, episodes, recurrences,
+        per_1000_km, other_vehicles}]}."""
+        return await call(ctx, tools.trouble_codes, vehicle, status)
+
+    @mcp.tool()
+    async def maintenance_forecasts(ctx: Context) -> schemas.Forecasts:
+        """Predictions without a trained model, each with its method: {forecasts: [{vehicle,
+        kind: trend|peer, signal, method, text ("resting battery voltage reaches 12.0 V in
+        about 9 days"), days_to_threshold, slope_per_day | band, z}]}."""
+        return await call(ctx, tools.maintenance_forecasts)
+
+    @mcp.tool()
+    async def driving_events(ctx: Context, vehicle: str | None = None, since: Since = None,
+                             until: Until = None, day: Day = None,
+                             kind: Annotated[str | None, Field(
+                                 description="harsh_accel, harsh_brake, harsh_corner, idle "
+                                             "or overspeed")] = None) -> schemas.DrivingEvents:
+        """Driving events (default the last 7 days, at most 31): {events: [{vehicle, driver,
+        kind, start_ms, end_ms, peak, unit, threshold, lat, lon, source}]}."""
+        return await call(ctx, tools.driving_events, vehicle, since, until, day, kind)
+
+    @mcp.tool()
+    async def driver_scorecards(ctx: Context, by: Annotated[str, Field(
+            description="driver or vehicle")] = "driver", since: Since = None,
+            until: Until = None) -> schemas.Scorecards:
+        """Weekly scorecards (default this ISO week and the three before): {scorecards:
+        [{week_ms, driver|vehicle, km, score (0..100), harsh_*, overspeed, idle, idle_min,
+        per_100_km}], weights}."""
+        return await call(ctx, tools.driver_scorecards, by, since, until)
+
+    @mcp.tool()
+    async def fuel(ctx: Context, by: Annotated[str, Field(
+            description="vehicle (the fleet ranking), day, trip, or events (refuels and "
+                        "drops)")] = "vehicle", vehicle: str | None = None,
+            since: Since = None, until: Until = None, day: Day = None) -> schemas.Fuel:
+        """Fuel (default the last 7 days): consumption in L/100 km per vehicle (ranked), day
+        or trip (from the fuel rate or the tank level), idle litres, or refuels and drops
+        (theft, leaks) with litres and time: {rows: [...]}."""
+        return await call(ctx, tools.fuel, by, vehicle, since, until, day)
+
     @mcp.resource("fleet://alert-rules", mime_type="application/json")
     async def alert_rules() -> dict[str, Any]:
         """The alert rules in force and the maintenance intervals and health checks."""

@@ -18,7 +18,12 @@ from geostream.commands import command_problem
 from .. import queries
 from ..alerts.fences import fences_from_rows
 from ..authz import Principal, Role
+from ..driving import fuel as fuel_rules
+from ..driving import report as driving_report
+from ..driving import scorecard as driving_scores
+from ..driving.thresholds import parse_driving
 from ..maintenance import monitor
+from ..maintenance.config import MaintenanceConfig
 from ..store.base import AlertQuery
 
 # An MCP answer lands in a model's context window: every list is capped.
@@ -30,6 +35,8 @@ MAX_BUCKETS = 500  # signal_history buckets
 MAX_SIGNAL_SAMPLES = 200_000  # raw samples read to fill them
 MAX_TRIPS = 200
 MAX_CODES = 200
+MAX_ROWS = 500  # rows of the due list, trouble codes, driving events, fuel rows per answer
+DTC_DAYS = 90  # trouble codes: the last quarter, as the REST API's default
 MAX_WHAT_IF_STOPS = 200  # a long route's stops; one matrix of them stays small
 MAX_PLAN_STOPS = 2_000  # stops listed across a proposal's routes (a 1,000-job plan fits)
 DAY_WORDS = ("today", "yesterday")
@@ -67,6 +74,7 @@ class FleetTools:
         self.planning = planning  # dispatch.planning.PlanningService, in the running backend
         self.rules = rules  # alerts.rules.RuleSet, for the alert-rules resource
         self.maintenance = maintenance  # maintenance.config.MaintenanceConfig
+        self.driving = parse_driving(None)  # driving.thresholds.DrivingConfig (service sets it)
         self._send = send_command or store.add_command  # gateway.downlink.send when serving
         self.clock = clock or wall_ms
 
@@ -317,6 +325,84 @@ class FleetTools:
         return {"now_ms": now, "vehicles": out,
                 "due_for_service": [x["vehicle"] for x in out if x["due"]],
                 "signal_drift": health[:MAX_ALERTS]}
+
+    async def _ids(self, p: Principal, vehicle: str | None) -> list[str]:
+        if vehicle:
+            return [(await self._vehicle(p, vehicle))["vehicle_id"]]
+        return [v["vehicle_id"] for v in await self._vehicles(p) if v.get("revoked_ms") is None]
+
+    async def maintenance_due(self, p: Principal, state: str = "attention") -> dict:
+        """The fleet's due list (GET /api/maintenance/due)."""
+        states = {"attention": ("due", "overdue"), "all": ("overdue", "due", "unknown", "ok")}
+        if state not in states:
+            raise Refused("state must be attention or all")
+        cfg = self.maintenance
+        now = self.clock()
+        vs = [v for v in await self._vehicles(p) if v.get("revoked_ms") is None]
+        rows = [] if cfg is None else [s.as_json() for s in await monitor.fleet_due(
+            self.store, cfg, vs, now) if s.state in states[state]]
+        return {"now_ms": now, "due": rows[:MAX_ROWS], "truncated": len(rows) > MAX_ROWS}
+
+    async def trouble_codes(self, p: Principal, vehicle: str | None = None,
+                            status: str = "all") -> dict:
+        """Trouble codes as a workflow over the last DTC_DAYS (GET /api/maintenance/dtcs)."""
+        if status not in ("all", "active", "pending", "cleared"):
+            raise Refused("status must be all, active, pending or cleared")
+        now = self.clock()
+        start = now - DTC_DAYS * 86_400_000
+        per = await monitor.fleet_dtcs(self.store, self.maintenance or MaintenanceConfig(),
+                                       await self._ids(p, None), start, now + 1)
+        rows = [r for v, rs in per.items() if vehicle in (None, v) for r in rs
+                if status in ("all", r["status"])]
+        if vehicle:
+            await self._vehicle(p, vehicle)
+        return {"from_ms": start, "to_ms": now + 1, "dtcs": rows[:MAX_ROWS],
+                "truncated": len(rows) > MAX_ROWS}
+
+    async def maintenance_forecasts(self, p: Principal) -> dict:
+        """Trend-to-threshold forecasts and peer deviations, each naming its method."""
+        now = self.clock()
+        rows = [] if self.maintenance is None else await monitor.forecasts(
+            self.store, self.maintenance, await self._ids(p, None), now)
+        return {"now_ms": now, "forecasts": rows[:MAX_ROWS]}
+
+    async def driving_events(self, p: Principal, vehicle: str | None = None, since=None,
+                             until=None, day=None, kind: str | None = None) -> dict:
+        start, end = window(since, until, day, self.clock(), default_hours=7 * 24)
+        queries.check_window(start, end)
+        got = await driving_report.fleet_window(self.store, self.driving, await self._ids(
+            p, vehicle), start, end)
+        evs = [e for e in got["events"] if kind in (None, e["kind"])]
+        return {"from_ms": start, "to_ms": end, "events": evs[:MAX_ROWS],
+                "truncated": got["truncated"] or len(evs) > MAX_ROWS}
+
+    async def driver_scorecards(self, p: Principal, by: str = "driver", since=None,
+                                until=None) -> dict:
+        if by not in ("driver", "vehicle"):
+            raise Refused("by must be driver or vehicle")
+        now = self.clock()
+        end = queries.parse_time(until, now)
+        start = queries.parse_time(since, driving_scores.week_start(end - 1)
+                                   - 3 * driving_scores.WEEK_MS)
+        queries.check_window(start, end)
+        got = await driving_report.fleet_window(self.store, self.driving, await self._ids(
+            p, None), start, end)
+        rows = driving_scores.scorecards(got["events"], got["km"], by)
+        return {"from_ms": start, "to_ms": end, "by": by, "scorecards": rows[:MAX_ROWS],
+                "weights": driving_scores.WEIGHTS, "idle_weight": driving_scores.IDLE_WEIGHT}
+
+    async def fuel(self, p: Principal, by: str = "vehicle", vehicle: str | None = None,
+                   since=None, until=None, day=None) -> dict:
+        if by not in ("trip", "day", "vehicle", "events"):
+            raise Refused("by must be trip, day, vehicle or events")
+        start, end = window(since, until, day, self.clock(), default_hours=7 * 24)
+        queries.check_window(start, end)
+        got = await driving_report.fuel_window(self.store, self.driving, await self._ids(
+            p, vehicle), start, end)
+        rows = (got["trips"] if by == "trip" else got["events"] if by == "events"
+                else fuel_rules.summary(got["trips"], got["idle"], got["events"], by))
+        return {"from_ms": start, "to_ms": end, "by": by, "rows": rows[:MAX_ROWS],
+                "truncated": got["truncated"] or len(rows) > MAX_ROWS}
 
     async def geofences(self, p: Principal) -> dict:
         return {"geofences": [{"id": str(r["geofence_id"]), "name": r.get("name"),

@@ -116,8 +116,14 @@ class Commands(Protocol):
         """Count one more sending of each command and remember when (the gateway counts just
         before it sends, so an answered command always shows at least one)."""
     async def answer_command(self, vehicle_id: str, command_id: int, ok: bool, detail: str,
-                             now_ms: int) -> bool:
-        """Record the vehicle's first answer; False if unknown, another vehicle's or answered."""
+                             now_ms: int, result: dict | None = None) -> bool:
+        """Record the vehicle's first answer (with its structured `result`, if any); False if
+        unknown, another vehicle's or answered."""
+    async def save_vehicle_commands(self, vehicle_id: str, names: list[str],
+                                    now_ms: int) -> None:
+        """Keep the command set the vehicle advertised in its latest hello (protocol §3)."""
+    async def vehicle_commands(self, vehicle_id: str) -> list[str] | None:
+        """The vehicle's advertised command set; None if it never advertised one."""
     async def command(self, command_id: int) -> StoredCommand | None: ...
     async def commands_of(self, vehicle_id: str, limit: int) -> list[StoredCommand]:
         """The vehicle's commands, newest first."""
@@ -306,6 +312,7 @@ class Driver(Protocol):
                               limit: int = ...) -> list[dict]: ...
     async def put_driver_file(self, f: dict) -> bool: ...
     async def driver_file(self, file_id: str) -> dict | None: ...
+    async def driver_file_count(self, driver_id: str, job_id: str) -> int: ...
     async def driver_files_exist(self, file_ids: Sequence[str], driver_id: str) -> set[str]: ...
 
 

@@ -83,14 +83,16 @@ class StoredCommand:
     answered_ms: int | None = None
     ok: bool | None = None
     detail: str | None = None
+    result: dict | None = None  # the answer's structured result (protocol revision 2)
 
     @classmethod
     def from_row(cls, r) -> StoredCommand:
         """From a row of (id, vehicle_id, name, args JSON, created_ms, sent_count,
-        last_sent_ms, answered_ms, ok, detail); `ok` may come as 0/1 (SQLite)."""
+        last_sent_ms, answered_ms, ok, detail, result JSON); `ok` may come as 0/1 (SQLite)."""
         return cls(id=r[0], vehicle_id=r[1], name=r[2], args=json.loads(r[3]), created_ms=r[4],
                    sent_count=r[5], last_sent_ms=r[6], answered_ms=r[7],
-                   ok=None if r[8] is None else bool(r[8]), detail=r[9])
+                   ok=None if r[8] is None else bool(r[8]), detail=r[9],
+                   result=None if r[10] is None else json.loads(r[10]))
 
     def as_json(self) -> dict:
         """The REST answer of GET /api/commands/{id}."""
@@ -98,7 +100,7 @@ class StoredCommand:
                 "id": self.id, "vehicle": self.vehicle_id, "name": self.name, "args": self.args,
                 "created_ms": self.created_ms, "sent_count": self.sent_count,
                 "last_sent_ms": self.last_sent_ms, "answered_ms": self.answered_ms,
-                "ok": self.ok, "detail": self.detail}
+                "ok": self.ok, "detail": self.detail, "result": self.result}
 
 
 def entry_indexes(inside: list[bool], first: int) -> list[int]:

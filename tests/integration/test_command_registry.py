@@ -63,3 +63,20 @@ def test_the_agent_refuses_what_the_registry_refuses_without_running_it():
     ok, detail = d.answer(Command(3, "reboot", {}))
     assert not ok and "unsupported" in detail
     assert d.run_log == [(1, "ping")]
+
+
+def test_each_agent_command_declares_its_bounds():
+    route = {"route_id": "r1", "version": 1, "stops": [{"note": "n" * 900}] * 30}
+    assert command_problem("route.set", {"route": route}) is None  # > 4 KiB, its own bound
+    assert "exceed 32768" in command_problem(
+        "route.set", {"route": {**route, "stops": [{"note": "n" * 900}] * 40}})
+    assert "exceed 4096" in command_problem("message", {"text": "x" * 1000, "message_id": 1,
+                                                        "sender": "s" * 64, "pad": "p" * 4000})
+    assert "must be a map" in command_problem("route.set", {"route": [1]})
+    assert "at least one of" in command_problem("report.interval", {"for_s": 60})
+    assert "must be true" in command_problem("dtc.clear", {"bus": "a", "confirm": False})
+    assert command_problem("dtc.clear", {"bus": "a", "confirm": True}) is None
+    assert command_problem("config.set", {"toml": "x" * 3500}) is None
+    assert "longer than 3500" in command_problem("config.set", {"toml": "x" * 3501})
+    spec = REGISTRY["obd.query"].as_json()
+    assert [a["name"] for a in spec["args"]] == ["bus", "pid", "mode"]

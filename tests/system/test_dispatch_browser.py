@@ -43,9 +43,13 @@ def _put(base: str, token: str, path: str, body: dict | None = None, method: str
 def test_import_plan_approve_and_see_routes(procs, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
+    from backend.dispatch.streetmap import cached_street_overlay
+    from tests.integration.dispatch import helsinki
+
     procs.provision("van-1", "van-2")
     token = procs.api_token("dispatcher")  # the user test-dispatcher with TEST_PASSWORD
-    procs.backend()
+    streets = cached_street_overlay(helsinki.extract(), tmp_path / "streets")
+    procs.backend("--map-overlay", str(streets))  # the street map built from the extract
     base = f"http://127.0.0.1:{procs.http_port}"
     _put(base, token, "/api/depots/dep", {"name": "Depot", "place": DEPOT})
     _put(base, token, "/api/vehicle-types/van", {"name": "Van", "capacity": {"kg": 60}})
@@ -97,6 +101,18 @@ def test_import_plan_approve_and_see_routes(procs, tmp_path):
                                                   : fleetApp.map.once('idle', done))""")
         page.wait_for_timeout(500)
         assert count_pixels(page, "#map", FIRST_ROUTE_RGB) > 200  # the first vehicle's route
+        # street names along the streets once zoomed in (drawn as images: no glyph server)
+        page.evaluate("""() => fleetApp.map.jumpTo({center: [24.9425, 60.1685], zoom: 16.5})""")
+        page.evaluate("""() => new Promise(done => fleetApp.map.loaded() ? done()
+                                                  : fleetApp.map.once('idle', done))""")
+        page.wait_for_function("""fleetApp.map.queryRenderedFeatures({layers:
+            ['overlay-street-name-major', 'overlay-street-name-minor']}).length > 3""",
+                               timeout=15000)
+        names = page.evaluate("""() => [...new Set(fleetApp.map.queryRenderedFeatures({layers:
+            ['overlay-street-name-major', 'overlay-street-name-minor']})
+            .map(f => f.properties.name))]""")
+        assert all(page.evaluate(f"() => fleetApp.map.hasImage({json.dumps('street:' + n)})")
+                   for n in names), names
         screenshot(page, tmp_path, "dispatch")
 
         # dispatch van-1's route; its van drives (agent + simulated receiver): live ETAs

@@ -86,7 +86,13 @@ def test_offline_stops_sync_once_in_order_and_a_replan_reaches_the_app(procs, tm
         expect(stops).to_have_count(3)
         assert "Street s1" in stops.first.inner_text()
 
+        # installed for offline use: a reload without a network shows the app and the route
+        page.wait_for_selector("body[data-offline-ready=true]", state="attached")
+        page.reload()  # now under the service worker's control
+        expect(stops).to_have_count(3)
         ctx.set_offline(True)
+        page.reload()
+        expect(stops).to_have_count(3)
         expect(page.locator("[data-testid=net]")).to_have_text("offline")
         for jid in ("s1", "s2"):
             page.click(f"[data-testid=complete-{jid}]")

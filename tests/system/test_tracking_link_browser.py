@@ -1,4 +1,5 @@
-"""A customer opens a tracking link in Debian's chromium (Playwright), under the page's own
+"""A dispatcher makes a tracking link in the web app's Dispatch tab (its URL and QR code), and
+the customer opens it in Debian's chromium (Playwright), under the page's own
 Content-Security-Policy, against a real backend app and store: while the vehicle serves an
 earlier stop the page shows no position; once it heads to this stop the position appears
 live (the link's own feed, no reload); an expired link answers 410; another job's id (or
@@ -19,7 +20,7 @@ from backend.store import open_store
 from backend.web import make_app
 from geostream.clock import wall_ms
 from tests.authhelp import add_user_token
-from tests.browser import ConsoleErrors, launch, screenshot
+from tests.browser import ConsoleErrors, launch, login, screenshot
 
 pytestmark = pytest.mark.browser
 H = 3_600_000
@@ -93,15 +94,28 @@ def test_customer_sees_the_vehicle_only_on_its_way(backend, tmp_path):
         "vehicle_id": "van-1", "shift": {"start_ms": now - H, "end_ms": now + 7 * H},
         "start_depot": "dep", "end_depot": "dep", "driver_id": "d1", "status": "dispatched",
         "stops": [{"job_id": j} for j in STOPS]})
-    link = backend.api("POST", "/api/jobs/b/links")
     short = backend.api("POST", "/api/jobs/a/links", {"grace_s": 0})
     backend.position(60.1690, 24.9500, wall_ms())  # on its way to a, the earlier stop
 
     with sync_playwright() as p:
         browser = launch(p)
+        disp = browser.new_page(bypass_csp=True, viewport={"width": 1280, "height": 800})
+        disp_errors = ConsoleErrors(disp)
+        disp_errors.allowed.append("status of 503")  # no planner in this app: its 503
+        login(disp, backend.base, "disp")
+        disp.click("[role=tab][data-tab=dispatch]")
+        disp.click("#jobs tr[data-job=b] .make-link")
+        disp.wait_for_selector("#tracking-link .link-qr")
+        url = disp.input_value("#tracking-link .link-url")
+        assert url.startswith(backend.base + "/t/"), url
+        assert disp.evaluate("() => document.querySelector('#tracking-link .link-qr')"
+                             ".naturalWidth") > 0  # the QR code's SVG drew
+        screenshot(disp, tmp_path, "tracking-link-made")
+        assert not disp_errors, disp_errors
+
         page = browser.new_page(viewport={"width": 420, "height": 860})  # under its CSP
         errors = ConsoleErrors(page)
-        resp = page.goto(link["url"])
+        resp = page.goto(url)
         assert resp.status == 200
         page.wait_for_selector("body[data-ready=true]", state="attached", timeout=15000)
         expect(page.locator("#driver-name")).to_have_text("Aino")
@@ -119,8 +133,8 @@ def test_customer_sees_the_vehicle_only_on_its_way(backend, tmp_path):
         errors.allowed += ["status of 404", "status of 410"]
         assert page.goto(short["url"]).status == 410  # a is done and its grace was 0
         assert "expired" in page.inner_text("h1")
-        base = link["url"].rsplit("/", 1)[0]
-        wrong = link["token"][:-1] + ("A" if link["token"][-1] != "A" else "B")
+        base, token = url.rsplit("/", 1)
+        wrong = token[:-1] + ("A" if token[-1] != "A" else "B")
         for other in ("c", "a", short["id"], wrong):
             assert page.goto(f"{base}/{other}").status == 404, other
         browser.close()

@@ -23,6 +23,9 @@ const MAJOR = ["motorway", "trunk", "primary", "secondary", "motorway_link", "tr
   "primary_link", "secondary_link"];
 const IS_MAJOR = ["in", ["coalesce", ["get", "class"], ""], ["literal", MAJOR]];
 
+// Zooms from which street names are drawn: major streets first, the rest once a block shows.
+const NAMES_FROM_ZOOM = { major: 14, minor: 16 };
+
 function roadWidth(minor, major) {
   return ["interpolate", ["linear"], ["zoom"],
     10, ["case", IS_MAJOR, major[0], minor[0]],
@@ -65,6 +68,16 @@ export function addOverlay(map, url) {
     filter: ["==", KIND, "road"],
     layout: { "line-join": "round", "line-cap": "round" },
     paint: { "line-color": COLORS.road, "line-width": roadWidth([1, 6], [2, 9]) } });
+  // Street names along their streets, where a map reader expects them: major streets from
+  // zoom 14, the others from 16 (drawn as images, icons.js: the offline map has no glyphs).
+  for (const [rank, isMajor] of [["major", IS_MAJOR], ["minor", ["!", IS_MAJOR]]]) {
+    map.addLayer({ id: `overlay-street-name-${rank}`, type: "symbol", source: "overlay",
+      minzoom: NAMES_FROM_ZOOM[rank],
+      filter: ["all", ["==", KIND, "road"], ["has", "name"], isMajor],
+      layout: { "symbol-placement": "line", "symbol-spacing": 320,
+        "icon-image": ["concat", "street:", ["get", "name"]],
+        "icon-rotation-alignment": "map", "icon-keep-upright": true, "icon-padding": 4 } });
+  }
 }
 
 /** A style for a PMTiles archive: raster tiles as one layer, vector tiles drawn generically. */

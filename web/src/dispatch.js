@@ -84,6 +84,7 @@ export class Dispatch {
     this.proposalBox = h("div", { id: "proposal" });
     this.pending = h("div", { id: "pending-proposals" });
     this.conflicts = h("ul", { id: "driver-conflicts", class: "errors" });
+    this.linkBox = h("div", { id: "tracking-link", hidden: true });
     this.root.replaceChildren(
       h("div", { class: "row" }, this.filter,
         write ? h("button", { id: "import-jobs", onclick: () => this.file.click() }, "Import CSV") : "",
@@ -94,9 +95,10 @@ export class Dispatch {
       this.pending,
       this.conflicts,
       this.proposalBox,
+      this.linkBox,
       h("table", { id: "jobs", class: "table" },
         h("thead", {}, h("tr", {}, h("th", {}, "Job"), h("th", {}, "State"), h("th", {}, "Route"), h("th", {}, "Window"),
-          h("th", {}, "ETA"), write ? h("th", {}, "Move to") : "")),
+          h("th", {}, "ETA"), write ? h("th", {}, "Move to") : "", write ? h("th", {}, "Customer") : "")),
         this.tbody),
       h("div", { id: "routes-legend" }));
   }
@@ -183,6 +185,39 @@ export class Dispatch {
     return h("td", {}, pick);
   }
 
+  /** A new tracking link for the job's customer (docs/customers.md): its URL to copy and its
+   * QR code, shown once (the backend keeps only the token's hash). */
+  linkCell(j) {
+    if (j.state === "cancelled") return h("td", {}, "");
+    return h("td", {}, h("button", { class: "make-link", "aria-label": `Tracking link for ${j.id}`,
+      onclick: () => this.makeLink(j) }, "Link"));
+  }
+
+  async makeLink(j) {
+    let link;
+    try {
+      link = await post(`/api/jobs/${encodeURIComponent(j.id)}/links`);
+    } catch (err) {
+      toast(`No link: ${err.message}`, "error");
+      return;
+    }
+    const url = h("input", { class: "link-url", readonly: true, value: link.url, "aria-label": "Tracking link" });
+    const copy = h("button", { onclick: async () => {
+      try {
+        await navigator.clipboard.writeText(link.url);
+        toast("Link copied");
+      } catch {
+        url.select(); // no clipboard permission: selected for Ctrl-C
+      }
+    } }, "Copy");
+    const qr = h("img", { class: "link-qr", alt: `QR code of the tracking link for ${j.id}`,
+      src: `data:image/svg+xml;charset=utf-8,${encodeURIComponent(link.qr_svg)}` });
+    this.linkBox.dataset.job = j.id;
+    this.linkBox.replaceChildren(h("p", {}, `Tracking link for ${j.id} (shown once; revoke in the API): `),
+      h("div", { class: "row" }, url, copy, h("button", { onclick: () => { this.linkBox.hidden = true; } }, "Close")), qr);
+    this.linkBox.hidden = false;
+  }
+
   table() {
     const state = this.filter.value;
     const rows = this.jobs.filter((j) => !state || j.state === state).map((j) => {
@@ -190,7 +225,8 @@ export class Dispatch {
       return h("tr", { "data-job": j.id, "data-state": j.state },
         h("td", {}, j.name ? `${j.id} · ${j.name}` : j.id), h("td", { class: `state-${j.state}` }, j.state),
         h("td", {}, j.route_id ?? "–"), h("td", {}, w ? `${fmtTime(w.start_ms)}–${fmtTime(w.end_ms)}` : ""),
-        this.etaCell(j), this.may("dispatcher") ? this.moveCell(j) : "");
+        this.etaCell(j), this.may("dispatcher") ? this.moveCell(j) : "",
+        this.may("dispatcher") ? this.linkCell(j) : "");
     });
     this.tbody.replaceChildren(...rows);
   }

@@ -335,6 +335,8 @@ function showNet() {
 async function main() {
   if ("serviceWorker" in navigator) {
     navigator.serviceWorker.register("/driver/sw.js", { scope: "/driver/" }).catch(() => {});
+    // the app and its route are cached once the worker is active (tests wait for this)
+    navigator.serviceWorker.ready.then(() => { document.body.dataset.offlineReady = "true"; });
   }
   csrf = (await store.getMeta("csrf")) || null;
   shift = (await store.getMeta("shift")) || null;

@@ -51,11 +51,31 @@ export function labelImage(text, { bg = "rgba(255,255,255,0.92)", fg = "#1d2330"
   return { data: image(c, ctx), options: { pixelRatio: RATIO } };
 }
 
-/** Draw a missing image whose id is `label:<text>` or `count:<n>` (map.setMissingStyleImageResolver). */
+/** A street name as on a printed map: dark text with a white halo, no box (it lies along
+ * its street, turned with it). */
+export function streetImage(text) {
+  const font = "italic 11px system-ui, sans-serif";
+  probe.font = font;
+  const w = Math.ceil(probe.measureText(text).width) + 6;
+  const { c, ctx } = canvas(w, 16);
+  ctx.font = font;
+  ctx.textBaseline = "middle";
+  ctx.lineJoin = "round";
+  ctx.lineWidth = 3;
+  ctx.strokeStyle = "rgba(255,255,255,0.95)";
+  ctx.strokeText(text, 3, 8.5);
+  ctx.fillStyle = "#3b3b3b";
+  ctx.fillText(text, 3, 8.5);
+  return { data: image(c, ctx), options: { pixelRatio: RATIO } };
+}
+
+/** Draw a missing image whose id is `label:<text>`, `count:<n>` or `street:<name>`
+ * (map.setMissingStyleImageResolver). */
 export function resolveImage(map, id) {
   if (map.hasImage(id)) return;
   let img = null;
   if (id.startsWith("label:")) img = labelImage(id.slice(6));
   else if (id.startsWith("count:")) img = labelImage(id.slice(6), { bg: "rgba(0,0,0,0)", fg: "#fff", bold: true });
+  else if (id.startsWith("street:")) img = streetImage(id.slice(7));
   if (img) map.addImage(id, img.data, img.options);
 }

@@ -10,7 +10,6 @@ import { ServiceSection } from "./service.js";
 const REFRESH_MS = 5000; // detail (CAN, link, backlog) comes from the REST API, not the hub
 const ANSWER_POLL_MS = 500;
 const ANSWER_WAIT_MS = 60000; // an agent behind a dead link answers when it reconnects
-const KNOWN_COMMANDS = ["ping"]; // what the agent handles today (agent/uplink.py)
 
 const COMPASS = ["N", "NE", "E", "SE", "S", "SW", "W", "NW"];
 
@@ -138,6 +137,11 @@ export class VehiclePanel {
       const el = this.root.querySelector("#command-answer");
       if (el) el.textContent = text;
     };
+    // only what this vehicle runs (its agent's advertised set, docs/protocol.md §3)
+    const names = h("datalist", { id: "command-names" });
+    get(`/api/vehicles/${encodeURIComponent(id)}/commands/offered`).then(({ commands }) => {
+      names.replaceChildren(...commands.map((c) => h("option", { value: c.name }, c.description)));
+    }).catch(() => {});
     const form = h("form", { class: "command", onsubmit: async (e) => {
       e.preventDefault();
       let parsed;
@@ -146,6 +150,10 @@ export class VehiclePanel {
       } catch {
         say("arguments must be a JSON object");
         return;
+      }
+      if (name.value.trim() === "dtc.clear") { // the dispatcher confirms clearing codes
+        if (!window.confirm(`Clear the trouble codes of bus ${parsed.bus ?? "?"} on ${id}?`)) return;
+        parsed = { ...parsed, confirm: true };
       }
       say("sending…");
       try {
@@ -158,7 +166,7 @@ export class VehiclePanel {
       }
     } },
       h("h3", {}, "Send a command"),
-      h("datalist", { id: "command-names" }, KNOWN_COMMANDS.map((c) => h("option", { value: c }))),
+      names,
       h("div", { class: "row2" }, name, args, h("button", { type: "submit", id: "command-send" }, "Send")),
       answer);
     return form;
@@ -170,7 +178,8 @@ async function waitAnswer(cid, progress) {
   while (Date.now() < deadline) {
     const c = await get(`/api/commands/${cid}`);
     if (c.state === "answered" || c.ok != null) {
-      return `#${cid} ${c.ok ? "ok" : "failed"}: ${c.detail ?? ""}`;
+      const result = c.result ? ` ${JSON.stringify(c.result).slice(0, 400)}` : "";
+      return `#${cid} ${c.ok ? "ok" : "failed"}: ${c.detail ?? ""}${result}`;
     }
     progress(`#${cid} ${c.state}${c.sent_count ? ` (sent ${c.sent_count}×)` : ""}`);
     await new Promise((r) => setTimeout(r, ANSWER_POLL_MS));

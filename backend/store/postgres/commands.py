@@ -16,7 +16,7 @@ from .db import ms_of as _ms
 _COMMAND_LOCK = 0x666C65657463  # advisory lock id serialising command id allocation
 _COMMAND_COLUMNS = (f"id, vehicle_id, name, args, {_EPOCH_MS.format('created_at')}, "
                     f"sent_count, {_EPOCH_MS.format('last_sent_at')}, "
-                    f"{_EPOCH_MS.format('answered_at')}, ok, detail")
+                    f"{_EPOCH_MS.format('answered_at')}, ok, detail, result")
 
 
 class PostgresCommands(PostgresDb):
@@ -54,12 +54,27 @@ class PostgresCommands(PostgresDb):
             ids, now_ms)
 
     async def answer_command(self, vehicle_id: str, command_id: int, ok: bool, detail: str,
-                             now_ms: int) -> bool:
+                             now_ms: int, result: dict | None = None) -> bool:
         status = await self._pool.execute(
             f"UPDATE commands SET answered_at = {_MS.format('$1::bigint')}, ok = $2, "
-            "detail = $3 WHERE id = $4 AND vehicle_id = $5 AND answered_at IS NULL",
-            now_ms, ok, detail, command_id, vehicle_id)
+            "detail = $3, result = $6::jsonb "
+            "WHERE id = $4 AND vehicle_id = $5 AND answered_at IS NULL",
+            now_ms, ok, detail, command_id, vehicle_id,
+            None if result is None else json.dumps(result))
         return status != "UPDATE 0"
+
+    async def save_vehicle_commands(self, vehicle_id: str, names: list[str],
+                                    now_ms: int) -> None:
+        await self._pool.execute(
+            "INSERT INTO vehicle_commands (vehicle_id, names, time) "
+            f"VALUES ($1, $2::jsonb, {_MS.format('$3::bigint')}) ON CONFLICT (vehicle_id) "
+            "DO UPDATE SET names = excluded.names, time = excluded.time",
+            vehicle_id, json.dumps(names), now_ms)
+
+    async def vehicle_commands(self, vehicle_id: str) -> list[str] | None:
+        names = await self._pool.fetchval(
+            "SELECT names FROM vehicle_commands WHERE vehicle_id = $1", vehicle_id)
+        return None if names is None else json.loads(names)
 
     async def commands_of(self, vehicle_id: str, limit: int) -> list[StoredCommand]:
         rows = await self._pool.fetch(

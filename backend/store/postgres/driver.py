@@ -161,6 +161,11 @@ class PostgresDriver(PostgresDb):
         return None if r is None else dict(zip(_FILE_COLUMNS, r, strict=True)) | {
             "data": bytes(r[6])}
 
+    async def driver_file_count(self, driver_id: str, job_id: str) -> int:
+        return await self._pool.fetchval(
+            "SELECT count(*) FROM driver_files WHERE driver_id = $1 AND job_id = $2",
+            driver_id, job_id)
+
     async def driver_files_exist(self, file_ids: Sequence[str], driver_id: str) -> set[str]:
         rows = await self._pool.fetch(
             "SELECT id FROM driver_files WHERE driver_id = $1 AND id = ANY($2::text[])",

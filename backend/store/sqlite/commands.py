@@ -11,7 +11,7 @@ from ..base import StoredCommand, command_id_floor
 from .db import SqliteDb
 
 _COMMAND_COLUMNS = ("id, vehicle_id, name, args, created_ms, sent_count, last_sent_ms, "
-                    "answered_ms, ok, detail")
+                    "answered_ms, ok, detail, result")
 
 
 class SqliteCommands(SqliteDb):
@@ -54,14 +54,33 @@ class SqliteCommands(SqliteDb):
         await self._run(sent)
 
     async def answer_command(self, vehicle_id: str, command_id: int, ok: bool, detail: str,
-                             now_ms: int) -> bool:
+                             now_ms: int, result: dict | None = None) -> bool:
         def answer() -> bool:
             return self._db.execute(
-                "UPDATE commands SET answered_ms=?, ok=?, detail=? "
+                "UPDATE commands SET answered_ms=?, ok=?, detail=?, result=? "
                 "WHERE id=? AND vehicle_id=? AND answered_ms IS NULL",
-                (now_ms, int(ok), detail, command_id, vehicle_id)).rowcount > 0
+                (now_ms, int(ok), detail, None if result is None else json.dumps(result),
+                 command_id, vehicle_id)).rowcount > 0
 
         return await self._run(answer)
+
+    async def save_vehicle_commands(self, vehicle_id: str, names: list[str],
+                                    now_ms: int) -> None:
+        def save() -> None:
+            self._db.execute(
+                "INSERT INTO vehicle_commands (vehicle_id, names, time_ms) VALUES (?, ?, ?) "
+                "ON CONFLICT (vehicle_id) DO UPDATE SET names=excluded.names, "
+                "time_ms=excluded.time_ms", (vehicle_id, json.dumps(names), now_ms))
+
+        await self._run(save)
+
+    async def vehicle_commands(self, vehicle_id: str) -> list[str] | None:
+        def row():
+            r = self._db.execute("SELECT names FROM vehicle_commands WHERE vehicle_id=?",
+                                 (vehicle_id,)).fetchone()
+            return None if r is None else json.loads(r[0])
+
+        return await self._run(row)
 
     async def save_vehicle_status(self, vehicle_id: str, status: dict, now_ms: int) -> None:
         def save() -> None:

@@ -204,6 +204,13 @@ class SqliteDriver(SqliteDb):
 
         return await self._run(row)
 
+    async def driver_file_count(self, driver_id: str, job_id: str) -> int:
+        def row():
+            return self._db.execute("SELECT count(*) FROM driver_files WHERE driver_id = ? "
+                                    "AND job_id = ?", (driver_id, job_id)).fetchone()[0]
+
+        return await self._run(row)
+
     async def driver_files_exist(self, file_ids: Sequence[str], driver_id: str) -> set[str]:
         """Which of `file_ids` are stored images of this driver."""
         def rows():

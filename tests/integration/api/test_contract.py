@@ -98,6 +98,9 @@ async def test_every_served_operation_is_exercised_and_validated(store_url):
         _, cmd = await c("POST", "/api/vehicles/v1/commands", role="dispatcher",
                          body={"name": "ping"}, expect=202)
         await c("GET", "/api/vehicles/v1/commands", expect=200)
+        await c("GET", "/api/vehicles/v1/commands/offered", expect=200)
+        await c("POST", "/api/vehicles/v1/commands", role="dispatcher",
+                body={"name": "restart"}, expect=409)  # v1 never advertised it
         await c("GET", f"/api/commands/{cmd['id']}", expect=200)
         await c("POST", "/api/vehicles/v1/services", role="dispatcher",
                 body={"interval": "oil", "odometer_km": 1200, "work": "oil", "cost": 90},
@@ -108,7 +111,18 @@ async def test_every_served_operation_is_exercised_and_validated(store_url):
         await c("GET", "/api/maintenance/forecasts", expect=200)
         await c("GET", "/api/driving/events?vehicle=v1", expect=200)
         await c("GET", "/api/driving/scorecards?format=csv", expect=200)
+        await c("GET", "/api/fuel/consumption?by=day", expect=200)
+        await c("GET", "/api/fuel/events?format=csv", expect=200)
         await c("GET", "/api/vehicles/v1/dtcs?format=csv", expect=200)
+        _, made = await c("POST", "/api/notifications/subscriptions", role="dispatcher",
+                          body={"events": ["alert"], "channel": "email",
+                                "target": "ops@example.com"}, expect=201)
+        sub = made["subscription"]["id"]
+        await c("GET", "/api/notifications/subscriptions", role="dispatcher", expect=200)
+        await c("GET", f"/api/notifications/subscriptions/{sub}/deliveries", role="dispatcher",
+                expect=200)
+        await c("DELETE", f"/api/notifications/subscriptions/{sub}", role="dispatcher",
+                expect=204)
         # without a planner (tests/integration/api/test_planning.py mounts one): 503, as specified
         shift = {"shift": {"start_ms": T0, "end_ms": T0 + 3_600_000}}
         await c("POST", "/api/dispatch/plan", role="dispatcher", body=shift, expect=503)
@@ -269,6 +283,7 @@ async def exercise_dispatch(api: Api) -> None:
     await c("GET", "/api/jobs/j1/links", expect=200)
     await c("GET", f"/t/{link['token']}", role=None, expect=200)
     await c("GET", f"/t/{link['token']}/view", role=None, expect=200)
+    await c("GET", f"/t/{link['token']}/pod/f{'0' * 40}", role=None, expect=404)
     await c("DELETE", f"/api/links/{link['id']}", role=d, expect=200)
     await c("GET", f"/t/{link['token']}/events", role=None, expect=410)
     _, src = await c("PUT", "/api/integrations/erp", role="admin", expect=201)

@@ -152,6 +152,9 @@ async def test_malformed_actions_are_refused_naming_the_field(api):
         status, err = await api.call("POST", "/api/driver/actions", role=None,
                                      headers=api.drv, body=action(1, "arrive") | bad)
         assert status == 400 and field in err["error"], bad
+    status, err = await api.call("POST", "/api/driver/actions", role=None, headers=api.drv,
+                                 body=action(1, "message", notes="x" * 20_000))
+    assert status == 413 and "at most" in err["error"]
     assert await api.store.driver_actions() == []
 
 
@@ -213,7 +216,7 @@ async def test_proof_of_delivery_is_stripped_stored_and_served_only_to_those_all
     status, _ = await c("POST", "/api/driver/files?kind=photo&job=c", role=None, body=raw,
                         headers={**drv, "Content-Type": "image/jpeg"})
     assert status == 404  # not a stop of this driver's route
-    status, err = await c("POST", "/api/driver/files?kind=photo", role=None,
+    status, err = await c("POST", "/api/driver/files?kind=photo&job=a", role=None,
                           body=b"GIF89a" + b"\0" * 100,
                           headers={**drv, "Content-Type": "image/jpeg"})
     assert status == 400 and "JPEG" in err["error"]
@@ -228,6 +231,17 @@ async def test_proof_of_delivery_is_stripped_stored_and_served_only_to_those_all
     assert b"PhoneMaker" not in stored["data"]
     back = Image.open(io.BytesIO(stored["data"]))
     assert back.format == "JPEG" and not back.getexif() and "icc_profile" not in back.info
+    # a flood of images for one stop is refused once the stop has MAX_FILES_PER_STOP
+    from backend.api.driver import MAX_FILES_PER_STOP
+
+    for i in range(MAX_FILES_PER_STOP - 2):
+        im = io.BytesIO()
+        Image.new("L", (8, 8), i).save(im, "PNG")
+        await c("POST", "/api/driver/files?kind=photo&job=a", role=None, body=im.getvalue(),
+                headers={**drv, "Content-Type": "image/png"}, expect=201)
+    status, _ = await c("POST", "/api/driver/files?kind=photo&job=a", role=None, body=raw,
+                        headers={**drv, "Content-Type": "image/jpeg"})
+    assert status == 413
     # served: the driver, a dispatcher who sees v1; not one who sees only v2, not another driver
     await c("GET", f"/api/driver/files/{f['id']}", role=None, headers=drv, expect=200)
     _, img = await c("GET", f"/api/pod-files/{f['id']}", expect=200)
@@ -260,3 +274,28 @@ async def test_messages_go_both_ways_and_reach_the_live_topics(api):
     pushed = [x["message"] for x in app.drain() if "message" in x]
     assert [x["text"] for x in pushed] == ["Gate code 1234", "Running 10 min late"]
     assert [x["seq"] for x in pushed] == [x["seq"] for x in mine["messages"]]  # as stored
+
+
+async def test_the_same_action_sent_at_once_twice_is_applied_once(api):
+    """Two copies racing (the app's retry while the first answer is on its way, or the app and
+    the vehicle's journal): one applies, the other gets the stored row; one transition."""
+    import asyncio
+
+    from backend.driver.actions import parse_action
+    from backend.driver.applier import ActionApplier
+
+    applier = ActionApplier(api.store)
+    a = parse_action(action(1, "arrive"))
+    now = wall_ms()
+    results = await asyncio.gather(*(applier.apply("d1", a, now) for _ in range(4)))
+    assert sorted(new for _, new in results) == [False, False, False, True]
+    assert len({row["seq"] for row, _ in results}) == 1
+    mine = [t for t in await api.store.transitions("a") if t.by.id == "driver:d1"]
+    assert [t.to_state.value for t in mine] == ["arrived"]
+    # through the vehicle: applied as whoever drives it now, or not at all
+    b = parse_action(action(2, "complete"))
+    row, new = await applier.apply_from_vehicle("v1", b, wall_ms())
+    assert new and row["via"] == "vehicle" and row["driver_id"] == "d1"
+    assert await applier.apply_from_vehicle("v2", parse_action(action(3, "arrive", job="c",
+                                                                       route="r2")),
+                                            wall_ms()) is None

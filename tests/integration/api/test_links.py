@@ -159,3 +159,37 @@ async def test_live_feed_follows_the_stop(api):
         api.hub.publish_dispatch("eta", eta, "van-1", "r1")
         v = await _next_view(resp.content)
         assert v["eta"]["eta_ms"] == t + 600_000 and v["eta"]["earliest_ms"] == t + 540_000
+
+
+async def test_proof_of_delivery_once_completed(api):
+    import io
+
+    from PIL import Image
+
+    from tests.authhelp import bearer
+
+    await _day(api)
+    link = await _link(api, "b")
+    drv = bearer(await api.driver_token("d1"))
+    png = io.BytesIO()
+    Image.new("RGB", (300, 100), (0, 0, 0)).save(png, "PNG")
+    _, sig = await api.call("POST", "/api/driver/files?kind=signature&job=b", role=None,
+                            body=png.getvalue(), headers={**drv, "Content-Type": "image/png"},
+                            expect=201)
+    _, v = await api.call("GET", f"/t/{link['token']}/view", role=None, expect=200)
+    assert v["proof"] is None
+    await api.call("GET", f"/t/{link['token']}/pod/{sig['id']}", role=None, expect=404)
+    pod = {"recipient": "Matti", "notes": "left with the neighbour", "signature": sig["id"]}
+    await api.call("POST", "/api/driver/actions", role=None, headers=drv, expect=200, body={
+        "key": "device-0001-k1", "device_id": "device-0001", "device_seq": 1, "kind": "complete",
+        "job_id": "b", "route_id": "r1", "pod": pod})
+    _, v = await api.call("GET", f"/t/{link['token']}/view", role=None, expect=200)
+    assert v["state"] == "completed"
+    assert (v["proof"]["received_by"], v["proof"]["signature"]) == ("Matti", sig["id"])
+    async with api.client.get(f"/t/{link['token']}/pod/{sig['id']}") as resp:
+        assert resp.status == 200 and resp.content_type == "image/png"
+        assert await resp.read() == (await api.store.driver_file(sig["id"]))["data"]
+    await api.call("GET", f"/t/{link['token']}/pod/f{'0' * 40}", role=None, expect=404)
+    # another stop's link never reaches this proof's images
+    other = await _link(api, "a")
+    await api.call("GET", f"/t/{other['token']}/pod/{sig['id']}", role=None, expect=404)

@@ -27,7 +27,9 @@ from tests.integration.mcptools.fleetdata import MAINTENANCE, load
 REPO = Path(__file__).resolve().parents[3]
 TOOLS = {"list_vehicles", "vehicle_state", "route", "trips", "who_was_in_geofence", "alerts",
          "acknowledge_alert", "signal_history", "send_command", "maintenance_status",
-         "plan_routes", "route_etas", "eta_what_if", "list_geofences"}
+         "plan_routes", "route_etas", "eta_what_if", "list_geofences", "maintenance_due",
+         "trouble_codes", "maintenance_forecasts", "driving_events", "driver_scorecards",
+         "fuel"}
 
 
 @pytest.fixture
@@ -81,6 +83,18 @@ async def exercise(client: Client, dispatcher: bool) -> None:
     oil = next(s for s in due["vehicles"][0]["services"] if s["interval"] == "oil")
     assert (oil["state"], oil["used"], oil["source"]) == ("due", 95.0, "can-odometer")
     assert due["vehicles"][0]["trouble_codes"][0]["code"] == "SPN110-FMI0"
+    listed = await call(client, "maintenance_due")
+    assert [(d["vehicle"], d["interval"], d["state"]) for d in listed["due"]] == [
+        ("truck-1", "oil", "due")]
+    codes = await call(client, "trouble_codes", status="active")
+    assert [(c["vehicle"], c["code"]) for c in codes["dtcs"]] == [("truck-1", "SPN110-FMI0")]
+    assert (await call(client, "maintenance_forecasts"))["forecasts"] == []
+    yesterday = await call(client, "driving_events", day="yesterday")
+    assert yesterday["events"] == []  # truck-1's drive has no CAN engine speed nor a harsh
+    cards = await call(client, "driver_scorecards", by="vehicle")
+    assert "truck-1" in {r["vehicle"] for r in cards["scorecards"]}
+    fuel = await call(client, "fuel", day="yesterday")
+    assert {r["vehicle"] for r in fuel["rows"]} <= {"truck-1", "truck-2", "truck-3"}
     state = await call(client, "vehicle_state", vehicle="truck-1")
     assert state["can"]["HighResTotalVehicleDistance"]["value"] == 1095.0
     route = await call(client, "route", vehicle="truck-1", day="yesterday", max_points=30)

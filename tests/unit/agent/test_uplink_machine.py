@@ -14,6 +14,7 @@ from agent.uplink_actions import (
     Migrate,
     Ping,
     Probe,
+    RunCommand,
     SendData,
 )
 from agent.uplink_machine import AUTH_BACKOFF_S, State, UplinkMachine
@@ -238,3 +239,24 @@ def test_a_late_tick_is_a_stopped_process():
     at = p.m.get_timer()
     p.now = at + 5.0  # the process was stopped: the tick comes 5 s late
     assert p.m.handle_timer(p.now, boot=p.now) == [Ping(), Probe()]
+
+
+def test_a_runner_gets_the_command_and_its_later_answer_goes_on_the_open_session():
+    class Runner:  # stands for agent/command_runner.py: only its presence and handlers matter
+        handlers = {"ping": None, "restart": None}
+
+    p = Pair()
+    p.m.commands.runner = Runner()
+    p.connect()  # the hello advertises the runner's commands
+    assert p.server.hello.commands == ("ping", "restart")
+    p.server.send_command(Command(id=9, name="restart", args={}))
+    actions = p.feed(p.server.data_to_send())
+    assert RunCommand(Command(id=9, name="restart", args={})) in actions
+    assert p.server.receive(sent(actions)) == [], "nothing answered yet"
+    [ev] = p.server.receive(sent(p.m.command_answered(p.now, 9, True, "restarted",
+                                                      {"n": 1})))
+    assert (ev.ack.id, ev.ack.ok, ev.ack.detail, ev.ack.result) == (9, True, "restarted",
+                                                                     {"n": 1})
+    # answered while no session is open: nothing to send (the record answers the repeat)
+    p.m.disconnected(p.now, "gone")
+    assert p.m.command_answered(p.now, 10, True, "x") == []

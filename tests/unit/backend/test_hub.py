@@ -317,3 +317,24 @@ def test_deflated_frames_are_compressed_once_per_view_and_inflate_to_the_frame()
     hub.flush()
     (m,) = d1.drain()
     assert isinstance(d1.wire(m), str)
+
+
+def test_a_drivers_topic_reaches_only_its_app_and_is_never_coalesced():
+    from backend.hub import driver_topic, vehicle_topic
+
+    app, other, panel, stranger = (Subscriber(), Subscriber(),
+                                   Subscriber(may_see=lambda v: v == "a"),
+                                   Subscriber(may_see=lambda v: v == "b"))
+    hub, _ = hub_with(app, other, panel, stranger, topics=())
+    app.topics.add(driver_topic("d1"))
+    other.topics.add(driver_topic("d2"))
+    for s in (panel, stranger):
+        hub.subscribe(s, vehicle_topic("a" if s is panel else "b"))
+        s.drain()
+    for n in range(3):
+        hub.publish_driver("d1", "message", {"seq": n})
+        hub.publish_vehicle_event("a", "message", {"seq": n})
+    assert [m["message"]["seq"] for m in app.drain()] == [0, 1, 2]
+    assert [m["message"]["seq"] for m in panel.drain()] == [0, 1, 2]
+    assert other.drain() == [] and stranger.drain() == []
+    assert not valid_topic(driver_topic("d1"))  # no client subscribes to it itself

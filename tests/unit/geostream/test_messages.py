@@ -52,3 +52,38 @@ def test_status_after_welcome_is_an_event_before_it_unexpected():
     with pytest.raises(ProtocolError) as exc:
         ServerSession().receive_data(encode(REPORT))
     assert exc.value.code is ErrorCode.UNEXPECTED
+
+
+def _frame(m: dict) -> bytes:
+    payload = cbor2.dumps(m)
+    return len(payload).to_bytes(4, "big") + payload
+
+
+def test_revision_2_keys_as_the_spec_writes_them_and_back():
+    from geostream.messages import CommandAck, Hello, Welcome
+
+    hello = Hello("v", "t", 7, commands=("ping", "restart"), features=("act",))
+    assert FrameDecoder().feed(encode(hello)) == [hello]
+    assert FrameDecoder().feed(_frame({"t": "hello", "v": 1, "vehicle": "v", "token": "t",
+                                       "epoch": 7}))[0].commands is None  # a 1.0 agent
+    welcome = Welcome(credit=5, max_batch_bytes=100, time=1, features=("act",))
+    assert FrameDecoder().feed(encode(welcome)) == [welcome]
+    ack = CommandAck(3, True, "ok", {"position": {"lat": 1.5}})
+    assert FrameDecoder().feed(encode(ack)) == [ack]
+
+
+@pytest.mark.parametrize("message, expected", [
+    ({"t": "hello", "v": 1, "vehicle": "v", "token": "t", "epoch": 7,
+      "commands": ["x"] * 65}, "at most 64"),
+    ({"t": "hello", "v": 1, "vehicle": "v", "token": "t", "epoch": 7, "commands": [""]},
+     "1..64"),
+    ({"t": "hello", "v": 1, "vehicle": "v", "token": "t", "epoch": 7, "features": "act"},
+     "features"),
+    ({"t": "command-ack", "id": 1, "ok": True, "result": [1]}, "map"),
+    ({"t": "command-ack", "id": 1, "ok": True, "result": {"b": ["y" * 1000] * 17}},
+     "exceeds"),
+])
+def test_revision_2_keys_out_of_bounds_are_malformed(message, expected):
+    with pytest.raises(ProtocolError) as exc:
+        FrameDecoder().feed(_frame(message))
+    assert exc.value.code == ErrorCode.MALFORMED and expected in exc.value.reason

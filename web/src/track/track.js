@@ -79,11 +79,12 @@ function renderProof(p) {
     dd.textContent = String(value);
     return [dt, dd];
   }));
-  const photos = (p.photos || []).filter((u) => typeof u === "string" && u.startsWith(base + "/"));
-  $("proof-photos").replaceChildren(...photos.map((u) => {
+  const files = [p.signature, ...(p.photos || [])]
+    .filter((id) => typeof id === "string" && /^f[0-9a-f]{40}$/.test(id));
+  $("proof-photos").replaceChildren(...files.map((id) => {
     const img = document.createElement("img");
-    img.src = u;
-    img.alt = "Photo taken at delivery";
+    img.src = `${base}/pod/${id}`;
+    img.alt = id === p.signature ? "Signature" : "Photo taken at delivery";
     return img;
   }));
 }

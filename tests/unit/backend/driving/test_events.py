@@ -132,8 +132,11 @@ def test_thresholds_per_class_from_config():
     assert cfg.for_class(VehicleClass.TRUCK).accel_ms2 == TRUCK.accel_ms2
     assert cfg.for_class(VehicleClass.WALK) is None
     assert cfg.for_class(None) == DEFAULTS[VehicleClass.VAN]
+    tanks = parse_driving({"tank_l": 300, "tanks": {"truck-1": 600}})
+    assert (tanks.tank_of("truck-1"), tanks.tank_of("van-2")) == (600.0, 300.0)
     for bad in ({"plane": {}}, {"truck": {"brake_ms2": -1}}, {"truck": {"x": 1}},
-                {"truck": {"brake_ms2": True}}):
+                {"truck": {"brake_ms2": True}}, {"tank_l": 0}, {"tanks": {"a": 1e9}},
+                {"tanks": 5}):
         with pytest.raises(ValueError):
             parse_driving(bad)
 

@@ -1,0 +1,59 @@
+"""The vehicle's own records beside the readings, in the journal's SQLite file: the command
+record (agent/command_log.py), the configuration rollback record (agent/rollback.py) and the
+driver's mailbox (agent/mailbox.py). docs/protocol.md §3 command says why they are durable.
+
+One connection of its own to the journal file (WAL: the journal's writer and this one take
+turns; commands are rare, so the wait is short), `synchronous=FULL` like the journal, so a
+record that committed survives kill -9 and power cuts. Opened after the journal, so the
+journal creates the file (auto_vacuum must precede the first table).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+# A command waits this long for the journal's group commit to finish writing: one commit of
+# 2,000 readings on an SD card takes well under a second.
+BUSY_TIMEOUT_MS = 5000
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS command_log (
+    id INTEGER PRIMARY KEY,       -- the gateway's command id (never reused)
+    name TEXT NOT NULL,
+    args TEXT NOT NULL,           -- JSON
+    begun_ms INTEGER NOT NULL,    -- committed before the command acts
+    answered_ms INTEGER,          -- NULL: begun, not answered (running, or the agent died)
+    ok INTEGER,
+    detail TEXT,
+    result TEXT                   -- JSON or NULL
+);
+CREATE TABLE IF NOT EXISTS agent_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS mailbox_routes (
+    route_id TEXT PRIMARY KEY,    -- the dispatch route's id
+    version INTEGER NOT NULL,
+    body TEXT NOT NULL,           -- JSON: the route as route.set carried it
+    received_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS mailbox_messages (
+    message_id INTEGER PRIMARY KEY,
+    text TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    received_ms INTEGER NOT NULL,
+    read_ms INTEGER
+);
+"""
+
+
+def open_vehicle_db(path: str) -> sqlite3.Connection:
+    """Open the journal file's vehicle tables (creating them). Raises sqlite3.Error/OSError
+    when the storage is unusable; the caller answers commands ok=false meanwhile."""
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
+                         timeout=BUSY_TIMEOUT_MS / 1000)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.executescript(SCHEMA)
+    except BaseException:
+        db.close()
+        raise
+    return db
