@@ -11,6 +11,7 @@ import { Geofences } from "./geofences.js";
 import { History } from "./history.js";
 import { LiveSocket } from "./live.js";
 import { LiveLayer } from "./livemap.js";
+import { Notifications } from "./notify.js";
 import { VehicleList } from "./list.js";
 import { VehiclePanel } from "./panel.js";
 
@@ -125,10 +126,12 @@ async function main() {
     if (name === "history") history.refreshVehicles(live.selected);
     if (name === "geofences") geofences.load();
     if (name === "dispatch") dispatch.load();
+    if (name === "notifications") notifications.load();
   });
   history = new History($("#tab-history"), map, fleet);
   const geofences = new Geofences($("#tab-geofences"), map, { may });
   const dispatch = new Dispatch($("#tab-dispatch"), map, { may });
+  const notifications = new Notifications($("#tab-notifications"));
   const alerts = new Alerts($("#tab-alerts"), map, fleet, {
     may,
     onCount: (n) => {
