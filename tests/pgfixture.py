@@ -278,7 +278,9 @@ def make_template(server: PgServer) -> str:
     url = server.create_database(TEMPLATE)
 
     async def migrate():
-        store = PostgresStore(url)
+        # no partition job: its first round would race close() and, when it won, leave the
+        # template with today's partitions made ahead, which every clone would then hold
+        store = PostgresStore(url, maintain_every_s=0)
         await store.open()
         # ten years of retention: the store writes only within the retention (its partition
         # window), and the tests' fixed dates (2025) must not age out of it; tests of the
