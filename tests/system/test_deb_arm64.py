@@ -29,6 +29,7 @@ import pytest
 from backend.pki import generate
 from hil import chroot
 from tests.conftest import REPO, _env
+from tests.system.debcheck import agent_package_problems
 
 pytestmark = pytest.mark.slow
 ARCH = "arm64"
@@ -115,6 +116,7 @@ if dpkg -s fleet-agent >/dev/null 2>&1; then echo "PURGED no"; else echo "PURGED
 def test_arm64_package_installs_decodes_and_journals_in_an_arm64_chroot(arm64_root_and_deb):
     root, deb = arm64_root_and_deb
     assert deb.name.endswith("_arm64.deb"), deb.name
+    assert agent_package_problems(deb) == []
     smoke = root / "smoke"
     subprocess.run(["rm", "-rf", str(smoke)], check=True)
     smoke.mkdir()

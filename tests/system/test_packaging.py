@@ -9,6 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.system.debcheck import (
+    AGENT_INSTALLED_MAX_KB,
+    agent_package_problems,
+    control_of,
+    listing_of,
+)
+
 REPO = Path(__file__).resolve().parents[2]
 UNITS = sorted((REPO / "systemd").glob("*.service"))
 # systemd-analyze security: 0 = fully locked down, 10 = exposed; issue 16 asks ≤ 1.5 for both
@@ -47,64 +54,30 @@ def test_agent_unit_speaks_notify_and_watchdog():
     assert "StateDirectory=fleet-agent" in text
 
 
-# the issue's ceilings for what a vehicle downloads and installs (arm64 and amd64)
-AGENT_DEB_MAX_BYTES = 15 * 1000 * 1000
-AGENT_INSTALLED_MAX_KB = 60 * 1000
-
-
-def _listing(deb: Path) -> str:
-    return subprocess.run(["dpkg-deb", "-c", str(deb)], capture_output=True, text=True,
-                          check=True).stdout
-
-
-def _control(deb: Path) -> str:
-    return subprocess.run(["dpkg-deb", "-I", str(deb)], capture_output=True, text=True,
-                          check=True).stdout
-
-
-def agent_package_problems(deb: Path) -> list[str]:
-    """What is wrong with a fleet-agent .deb (any architecture): its size against the
-    ceilings, and anything of the backend in it."""
-    problems = []
-    size = deb.stat().st_size
-    if size > AGENT_DEB_MAX_BYTES:
-        problems.append(f"{deb.name}: {size / 1e6:.1f} MB to download")
-    installed = int(re.search(r"Installed-Size: (\d+)", _control(deb))[1])
-    if installed > AGENT_INSTALLED_MAX_KB:
-        problems.append(f"{deb.name}: {installed / 1000:.1f} MB installed")
-    listing = _listing(deb)
-    for backend_only in ("/site-packages/aiohttp/", "/site-packages/numpy/",
-                         "/site-packages/backend/", "/site-packages/asyncpg/",
-                         "fleet-backend.service", "/bin/fleet-backend"):
-        if backend_only in listing:
-            problems.append(f"{deb.name} carries {backend_only}")
-    return problems
-
-
 @pytest.mark.slow
 def test_debian_packages_build_with_units_venvs_and_migrations(deb_package):
     agent, backend = deb_package.agent, deb_package.backend  # built once (tests/conftest.py)
-    listing = _listing(agent)
+    listing = listing_of(agent)
     for path in ("./lib/systemd/system/fleet-agent.service",
                  "./opt/venvs/fleet-agent/bin/fleet-agent", "./etc/fleet-agent/agent.toml",
                  "/site-packages/agent/dbc/truck_j1939.dbc", "/site-packages/geostream/"):
         assert path in listing, f"{path} not in {agent.name}"
     assert agent_package_problems(agent) == []
-    control = _control(agent)
+    control = control_of(agent)
     assert "Package: fleet-agent" in control and "adduser" in control
     # systemd's bindings are Debian's (no compiler in the build, on any architecture)
     assert re.search(r"Depends:.*\bpython3-systemd\b", control), control
     assert re.search(r"site-packages/systemd -> /usr/lib/python3/dist-packages/systemd$",
                      listing, re.M), "the virtualenv does not link python3-systemd"
 
-    listing = _listing(backend)
+    listing = listing_of(backend)
     for path in ("./lib/systemd/system/fleet-backend.service",
                  "./opt/venvs/fleet-backend/bin/fleet-backend",
                  "./usr/share/fleet-backend/sql/sqlite/0001_init.sql",
                  "backend/static/app/app.js", "backend/static/app/index.html",
                  "backend/static/app/maplibre-gl-worker.mjs", "backend/openapi.yaml"):
         assert path in listing, f"{path} not in {backend.name}"
-    control = _control(backend)
+    control = control_of(backend)
     assert "Package: fleet-backend" in control
     # an installation of the one package of 0.1.0 (agent and backend) upgrades to the two
     assert re.search(r"^ Replaces: fleet-agent \(<< 0\.2\.0~\)$", control, re.M), control
