@@ -35,6 +35,9 @@ PGN_REQUEST, PGN_DM11, PGN_DM3 = 0xEA00, 0xFED3, 0xFECC
 # OBD-II (ISO 15765-4): functional request id, and the engine controllers' answers
 OBD_FUNCTIONAL = 0x7DF
 OBD_CLEAR_DTCS = 0x04
+# obd.query waits this long for the engine controllers' answers (ISO 15765-4 gives an ECU
+# 50 ms; a busy bus and the reader's hand-off add a few hundred)
+OBD_ANSWER_S = 1.0
 # default window to reach the backend after config.set (a few minutes: a reconnect after a
 # restart takes seconds; the tunnel check covers longer outages)
 DEFAULT_CONFIRM_S = 300
@@ -79,7 +82,8 @@ class AgentCommands:
             "ping": self.ping, "position.now": self.position_now,
             "report.interval": self.report_interval, "config.get": self.config_get,
             "config.set": self.config_set, "dtc.read": self.dtc_read,
-            "dtc.clear": self.dtc_clear, "journal.flush": self.journal_flush,
+            "dtc.clear": self.dtc_clear, "obd.query": self.obd_query,
+            "journal.flush": self.journal_flush,
             "restart": self.restart, "message": self.message, "route.set": self.route_set,
             "route.clear": self.route_clear,
         }
@@ -192,6 +196,26 @@ class AgentCommands:
             sent += ", OBD-II mode 04"
         source.pipeline.outbox.extend(frames)
         return Answer(True, f"sent {sent} on {args['bus']}")
+
+    async def obd_query(self, args: dict) -> Answer:
+        [source, *_] = self._can_sources(args["bus"]) or [None]
+        if source is None:
+            return Answer(False, f"no CAN bus {args['bus']!r}")
+        mode, pid, pipeline = args.get("mode", 1), args["pid"], source.pipeline
+        key = (mode, pid)
+        if key in pipeline.queries:
+            return Answer(False, f"PID {pid:#04x} is being asked already")
+        answers: list = []
+        pipeline.queries[key] = answers
+        try:
+            pipeline.outbox.append(obd_request(mode, pid))
+            await asyncio.sleep(OBD_ANSWER_S)  # the answers' window
+        finally:
+            del pipeline.queries[key]
+        if not answers:
+            return Answer(False, "no answer")
+        return Answer(True, f"{len(answers)} answer(s)", {"answers": [
+            {"src": src, "data": data.hex()} for src, data in answers]})
 
     # --- journal, restart --------------------------------------------------------------
 

@@ -87,6 +87,7 @@ class Agent:
         self.restart_reason: str | None = None
         self._stopping: asyncio.Event | None = None
         self._rollback_saved = 0.0
+        self._probes: set[asyncio.Task] = set()  # config.set rollback probes
         self._pending: list[Reading] = []
         self._flush_now = asyncio.Event()
         self.accepted = 0
@@ -246,6 +247,13 @@ class Agent:
                 self._rollback_saved = now
                 await self.runner.db(lambda c: save_rollback(c, pending))
             return
+        # a handshake takes up to CONNECT_TIMEOUT_S: apart, so the watchdog ticks on
+        task = asyncio.get_running_loop().create_task(self._probe_previous(watch, pending))
+        self._probes.add(task)
+        task.add_done_callback(self._probes.discard)
+
+    async def _probe_previous(self, watch: RollbackWatch, pending) -> None:
+        """The window ran out unconfirmed: does the previous configuration reach the gateway?"""
         try:
             previous = parse_config(tomllib.loads(pending.previous_text), self.config_path)
             reaches = await self.uplink.handshake_with(previous.server)
@@ -309,9 +317,9 @@ class Agent:
             self.notifier.notify("STOPPING=1")
             loop.remove_signal_handler(signal.SIGHUP)
             await self.status_server.close()
-            for t in tasks:
+            for t in (*tasks, *self._probes):
                 t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*tasks, *self._probes, return_exceptions=True)
             self._flush_now.set()
             stopping.set()
             await committer  # flushes what the sources emitted before they stopped

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Histogram
 
@@ -34,6 +35,9 @@ from .quic_tuning import enlarge_socket_buffers
 from .store.protocols import Store
 from .tickets import TicketStore
 from .writer import BatchWriter
+
+if TYPE_CHECKING:
+    from .cluster.tickets import SharedTicketStore
 
 log = logging.getLogger(__name__)
 
@@ -97,11 +101,11 @@ class Gateway:
         # batch received → ack sent (GET /metrics); not in a global registry
         self.ack_latency = Histogram("fleet_ack_latency_seconds", "Batch received to ack sent",
                                      buckets=ACK_BUCKETS_S, registry=None)
-        self._server = None
+        self._server: Any = None  # the QUIC library's server (its own type)
         self._revocation_task: asyncio.Task | None = None
         # session tickets for resumption / 0-RTT (docs/protocol.md §8), opened by start()
         self.ticket_file = ticket_file
-        self.tickets: TicketStore | None = None
+        self.tickets: TicketStore | SharedTicketStore | None = None
         # behind a router (backend/cluster/, docs/scaling.md): a ClusterNode, else None
         self.cluster = cluster
         # with NATS: the node's NatsFanout, for its counters in /metrics (backend/service.py)
@@ -125,15 +129,17 @@ class Gateway:
         if self.ticket_file.startswith(("postgresql://", "postgres://")):
             from .cluster.tickets import SharedTicketStore  # every node's (docs/scaling.md)
 
-            self.tickets = await SharedTicketStore(self.ticket_file, lib=self.quic).start()
+            tickets: TicketStore | SharedTicketStore = await SharedTicketStore(
+                self.ticket_file, lib=self.quic).start()
         else:
-            self.tickets = TicketStore(self.ticket_file, lib=self.quic)
+            tickets = TicketStore(self.ticket_file, lib=self.quic)
+        self.tickets = tickets
         protocol = protocol_class(self.quic, GatewayProtocol)
         server_kwargs = dict(
             configuration=cfg,
             create_protocol=lambda *a, **kw: protocol(*a, gateway=self, **kw),
-            session_ticket_fetcher=self.tickets.pop,
-            session_ticket_handler=self.tickets.add,
+            session_ticket_fetcher=tickets.pop,
+            session_ticket_handler=tickets.add,
         )
         if self.cluster is None:
             self._server = await self.quic.serve(host, port, **server_kwargs)

@@ -456,7 +456,7 @@ class Hub:
                          route_id: str | None = None) -> None:
         """A job, route or transition changed (`field`: "job", "route", "transition"): to
         `dispatch` and to `route:<id>`, for those who may see `vehicle` (a job on no route:
-        everyone); never coalesced."""
+        everyone), and a route to its driver's `driver:<id>`; never coalesced."""
         self.dispatch_published += 1
         topics = (DISPATCH,) if route_id is None else (DISPATCH, route_topic(route_id))
         now = self.clock()
@@ -467,6 +467,9 @@ class Hub:
             for topic in topics:
                 if topic in sub.topics:
                     sub.put(messages[topic], now)
+        if field == "route" and payload.get("driver_id"):
+            # the driver's app hears of a route given to it, not only of its shift's route
+            self.publish_driver(payload["driver_id"], "route", payload)
 
     def publish_driver(self, driver_id: str, field: str, payload: dict) -> None:
         """To one driver's app (`driver:<id>`): an action's outcome, a message, a change of

@@ -27,6 +27,7 @@ await build({
 // MapLibre runs its tile/GeoJSON work in a module worker loaded next to the bundle
 await copyFile(nm(`maplibre-gl/dist/maplibre-gl-worker${dev}.mjs`), new URL("maplibre-gl-worker.mjs", OUT));
 await copyFile(nm("maplibre-gl/dist/maplibre-gl.css"), new URL("maplibre-gl.css", OUT));
+await copyFile(nm("uplot/dist/uPlot.min.css"), new URL("uplot.css", OUT));
 for (const f of ["index.html", "login.html", "password.html", "app.css", "driver.html", "driver.css",
   "driver.webmanifest", "driver-icon.svg"]) {
   await copyFile(new URL(`src/${f}`, import.meta.url), new URL(f, OUT));

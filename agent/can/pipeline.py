@@ -26,6 +26,8 @@ class CanPipeline:
         self.counts = {"readings": 0, "selected": 0, "snapshots": 0}
         self.snapshots = selector.snapshot_period_ms > 0
         self.dtcs = DtcTracker(bus)
+        # obd.query (docs/protocol.md §3): (mode, pid) → answers [(src, data)] while asked
+        self.queries: dict[tuple[int, int], list[tuple[int, bytes]]] = {}
 
     def poll(self, ts_ms: int) -> None:
         """Let the OBD-II poller queue its due requests in `outbox`."""
@@ -49,7 +51,19 @@ class CanPipeline:
                 if event is not None:
                     emit(event)
 
+    def _answer_query(self, msg: can.Message) -> None:
+        """A single-frame OBD-II answer to a pending obd.query: keep its data bytes."""
+        data = bytes(msg.data)
+        n = data[0] & 0x0F if data else 0
+        if len(data) < 3 or data[0] >> 4 != 0 or not 2 <= n <= 7:
+            return
+        answers = self.queries.get((data[1] - 0x40, data[2]))
+        if answers is not None:
+            answers.append((msg.arbitration_id, data[3:1 + n]))
+
     def feed(self, msg: can.Message, ts_ms: int, emit: Emit) -> None:
+        if self.queries and not msg.is_extended_id and msg.arbitration_id in RESPONSE_IDS:
+            self._answer_query(msg)
         if (self.poller is not None and not msg.is_extended_id
                 and msg.arbitration_id in RESPONSE_IDS):
             self._obd(msg, ts_ms, emit)

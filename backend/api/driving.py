@@ -51,8 +51,11 @@ async def _vehicles(request: web.Request) -> list[str]:
 
 async def _fleet(request: web.Request, start: int, end: int) -> dict:
     cfg = request.app.get(DRIVING) or parse_driving(None)
-    return await report.fleet_window(request.app[STORE], cfg, await _vehicles(request), start,
-                                     end)
+    try:
+        return await report.fleet_window(request.app[STORE], cfg, await _vehicles(request),
+                                         start, end)
+    except ValueError as exc:
+        raise error(web.HTTPBadRequest, str(exc)) from None
 
 
 @requires(Role.VIEWER)
@@ -106,8 +109,11 @@ FUEL_EVENT_CSV = ["vehicle", "kind", "time_ms", "time", "litres", "pct", "level_
 async def _fuel(request: web.Request) -> tuple[int, int, dict]:
     start, end = _window(request, lambda end: end - DEFAULT_EVENT_DAYS * DAY_MS)
     cfg = request.app.get(DRIVING) or parse_driving(None)
-    got = await report.fuel_window(request.app[STORE], cfg, await _vehicles(request), start,
-                                   end)
+    try:
+        got = await report.fuel_window(request.app[STORE], cfg, await _vehicles(request), start,
+                                       end)
+    except ValueError as exc:
+        raise error(web.HTTPBadRequest, str(exc)) from None
     return start, end, got
 
 

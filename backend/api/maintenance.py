@@ -198,10 +198,45 @@ async def forecast_list(request: web.Request) -> web.Response:
     return web.json_response({"now_ms": now, "forecasts": rows})
 
 
+SIGNAL_NAME_MAX = 128  # a CAN signal name, as the protocol bounds it (docs/protocol.md)
+DEFAULT_BUCKETS = 200  # a chart's width in points
+MAX_BUCKETS = 1000
+MAX_SIGNAL_SAMPLES = 200_000  # raw samples read to fill the buckets
+SIGNAL_DEFAULT_DAYS = 7
+
+
+@requires(Role.VIEWER)
+async def signal_history(request: web.Request) -> web.Response:
+    """One CAN signal of a vehicle in equal time buckets (min, max, mean, n): what a chart of
+    the signal draws. Default window: the last 7 days; at most 31."""
+    vid = (await _vehicle(request))["vehicle_id"]
+    name = request.match_info["signal"]
+    if not 0 < len(name) <= SIGNAL_NAME_MAX or not name.isprintable():
+        raise error(web.HTTPBadRequest, "bad signal name")
+    n = int_param(request.query, "buckets", lo=1, hi=MAX_BUCKETS) or DEFAULT_BUCKETS
+    start, end = window(request.query)
+    end = wall_ms() + 1 if end is None else end
+    start = end - SIGNAL_DEFAULT_DAYS * DAY_MS if start is None else start
+    if end <= start or end - start > 31 * DAY_MS:
+        raise error(web.HTTPBadRequest, "the window must be non-empty and at most 31 days")
+    samples = await request.app[STORE].signal_series(vid, name, start, end, MAX_SIGNAL_SAMPLES)
+    width = -(-(end - start) // n)
+    groups: dict[int, list[float]] = {}
+    for t, v in samples:
+        groups.setdefault((t - start) // width, []).append(v)
+    return web.json_response({
+        "vehicle": vid, "signal": name, "from_ms": start, "to_ms": end, "bucket_ms": width,
+        "samples": len(samples), "truncated": len(samples) >= MAX_SIGNAL_SAMPLES,
+        "buckets": [{"start_ms": start + i * width, "n": len(vs), "min": min(vs),
+                     "max": max(vs), "mean": round(sum(vs) / len(vs), 4)}
+                    for i, vs in sorted(groups.items())]})
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/vehicles/{vehicle}/services", list_services)
     app.router.add_post("/api/vehicles/{vehicle}/services", record_service)
     app.router.add_get("/api/maintenance/due", due_list)
     app.router.add_get("/api/maintenance/dtcs", fleet_trouble_codes)
     app.router.add_get("/api/maintenance/forecasts", forecast_list)
+    app.router.add_get("/api/vehicles/{vehicle}/signals/{signal}", signal_history)
     app.router.add_get("/api/vehicles/{vehicle}/dtcs", vehicle_trouble_codes)

@@ -98,19 +98,30 @@ async def cancel_plan(request: web.Request) -> web.Response:
 PROPOSAL_STATUSES = ("open", "approved", "dropped", "all")
 
 
+def _may_see(request: web.Request, kept) -> bool:
+    """A caller limited to some vehicles sees (and approves) only proposals that touch no
+    other vehicle's route."""
+    mine = principal(request).vehicles
+    if mine is None:
+        return True
+    touched = set(kept.proposal.diff.routes_after) | {r.vehicle_id for r in kept.plan.routes}
+    return touched <= set(mine)
+
+
 @requires(Role.VIEWER)
 async def list_proposals(request: web.Request) -> web.Response:
     status = request.query.get("status", "open")
     if status not in PROPOSAL_STATUSES:
         raise error(web.HTTPBadRequest, f"status: one of {', '.join(PROPOSAL_STATUSES)}")
     kept = await _service(request).list(None if status == "all" else status)
-    return web.json_response({"proposals": [proposal_json(k) for k in kept]})
+    return web.json_response({"proposals": [proposal_json(k) for k in kept
+                                            if _may_see(request, k)]})
 
 
 @requires(Role.VIEWER)
 async def get_proposal(request: web.Request) -> web.Response:
     kept = await _service(request).get(request.match_info["proposal"])
-    if kept is None:
+    if kept is None or not _may_see(request, kept):
         raise error(web.HTTPNotFound, f"unknown proposal {request.match_info['proposal']!r}")
     return web.json_response(proposal_json(kept))
 
@@ -120,6 +131,9 @@ async def approve_proposal(request: web.Request) -> web.Response:
     svc = _service(request)
     pid = request.match_info["proposal"]
     who = principal(request)
+    kept = await svc.get(pid)
+    if kept is not None and not _may_see(request, kept):
+        raise error(web.HTTPNotFound, f"unknown proposal {pid!r}")
     try:
         result = await svc.approve(pid, Actor(ActorKind.PERSON, who.name))
     except PlanningError as exc:

@@ -18,7 +18,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backend.dispatch.roads import RoadGraph, adjacency, equirectangular, haversine_m
+from backend.dispatch.roads import (
+    EARTH_RADIUS_M,
+    RoadGraph,
+    adjacency,
+    equirectangular,
+    haversine_m,
+)
 
 # A point farther than this from any drivable road is not a stop a vehicle can serve
 # (in the sea, in a park, outside the extract): a clear error beats a silent 5-km walk.
@@ -267,12 +273,41 @@ class RoadMatrix:
         """Seconds from `origin` to `target` (lon, lat), as `matrix([origin, target])[0, 1]`
         answers, but from a shortest-path tree to the target kept between calls: a live ETA
         asks for the leg to the same next stop from a new position every few seconds, and
-        then pays a snap and a lookup instead of a Dijkstra over the graph."""
+        then pays a snap and a lookup instead of a Dijkstra over the graph. The origin is
+        snapped with scalar calls (numpy's per-call overhead on one point was most of it)."""
+        import shapely
+
         tree, target_snap = self._tree_to(target)
-        snapped = self.snap([origin])
-        exit_node, exit_cost, _, _ = self._ends(snapped)
-        best = float(np.min(exit_cost[0] + tree[exit_node[0]]))
-        return min(best, float(self._direct(snapped, target_snap)[0, 0]))
+        lon, lat = float(origin[0]), float(origin[1])
+        if not (math.isfinite(lon) and math.isfinite(lat) and abs(lat) <= 90
+                and abs(lon) <= 180):
+            raise SnapError(0, lon, lat, math.inf)
+        k = math.radians(1.0) * EARTH_RADIUS_M
+        p = shapely.Point(lon * k * math.cos(math.radians(self._lat0)), lat * k)
+        seg = int(self._tree.nearest(p))
+        line = self._lines[seg]
+        off = float(line.distance(p))
+        if not off <= MAX_SNAP_M:
+            raise SnapError(0, lon, lat, off)
+        f = float(line.line_locate_point(p, normalized=True))
+        f = 0.0 if math.isnan(f) else f
+        g = self.graph
+        t, m = float(g.seg_s[seg]), float(g.seg_m[seg])
+        fwd, back = bool(g.seg_fwd[seg]), bool(g.seg_back[seg])
+        access = off / (ACCESS_SPEED_KMH / 3.6)
+        best = math.inf
+        if fwd or (1 - f) * m <= AT_NODE_M:  # leave by b
+            best = min(best, (1 - f) * t + access + float(tree[g.seg_b[seg]]))
+        if back or f * m <= AT_NODE_M:  # leave by a
+            best = min(best, f * t + access + float(tree[g.seg_a[seg]]))
+        if int(target_snap.segment[0]) == seg:  # both on one segment: straight along it
+            f2 = float(target_snap.fraction[0])
+            acc2 = float(target_snap.offroad_m[0]) / (ACCESS_SPEED_KMH / 3.6)
+            if fwd and f2 >= f:
+                best = min(best, (f2 - f) * t + access + acc2)
+            if back and f2 <= f:
+                best = min(best, (f - f2) * t + access + acc2)
+        return best
 
 
 def _check_count(points) -> None:

@@ -7,7 +7,8 @@ Events (docs/planning.md, "Re-planning on events"):
   inbound integration): the route's remaining order may no longer be the best;
 - a vehicle on a live route offline (its `offline` alert opened): its stops not yet started
   should go to the others — the vehicle is *unavailable* in that re-plan;
-- a stop at risk of being late (its `late_risk` alert opened);
+- a stop at risk of being late (its `late_risk` alert opened; its later changes do not ask
+  again);
 - anyone asking (`request`, e.g. an integration after an inbound change).
 
 Events close together are one re-plan: the first starts a `COALESCE_MS` wait and every event
@@ -32,6 +33,9 @@ COALESCE_MS = 10_000
 RETRY_MS = 15_000
 # Causes named in one proposal (the rest are counted): the sentence stays readable.
 MAX_CAUSES = 8
+# Alerts remembered as already having asked: an open alert is published again on every
+# change (its peak grows with each late ETA), and only its opening asks for a re-plan.
+MAX_SEEN_ALERTS = 10_000
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,7 @@ class ReplanTriggers:
         self._causes: list[str] = []
         self._unavailable: set[str] = set()
         self._due_ms: int | None = None
+        self._seen_alerts: dict[str, None] = {}  # alert ids that asked already, oldest first
 
     @property
     def due_ms(self) -> int | None:
@@ -82,15 +87,22 @@ class ReplanTriggers:
         """An alert as published (`Alert.as_json`): an opened `offline` or `late_risk` one of a
         vehicle on a live route."""
         vehicle = alert.get("vehicle")
-        if alert.get("state") != "open" or vehicle not in live_vehicles:
+        if alert.get("state") != "open" or vehicle not in live_vehicles \
+                or alert.get("rule") not in ("offline", "late_risk"):
             return False
+        key = str(alert.get("id") or (alert.get("rule"), vehicle, alert.get("subject"),
+                                      alert.get("start_ms")))
+        if key in self._seen_alerts:  # a change of an open alert, not its opening
+            return False
+        self._seen_alerts[key] = None
+        while len(self._seen_alerts) > MAX_SEEN_ALERTS:
+            self._seen_alerts.pop(next(iter(self._seen_alerts)))
         if alert.get("rule") == "offline":
             return self.request(f"vehicle {vehicle} offline", now_ms, frozenset({vehicle}))
         if alert.get("rule") == "late_risk":
             late_min = round((alert.get("peak") or 0) / 60)
             return self.request(f"stop {alert.get('subject')} on {vehicle} late by "
-                                f"~{late_min} min", now_ms)
-        return False
+                            f"~{late_min} min", now_ms)
 
     def take(self, now_ms: int) -> Replan | None:
         """The re-plan to run now, if one is due (it is then no longer pending)."""

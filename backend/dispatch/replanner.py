@@ -100,6 +100,11 @@ class Replanner:
         if kept is None:
             self.stats["nothing_under_way"] += 1
             return None
+        if kept.proposal.diff.empty:  # the routes under way are still the best: no noise
+            self.stats["no_change"] += 1
+            await self.planning.store.close_proposal(kept.proposal.id, "dropped",
+                                                     "re-plan: no change", self.clock())
+            return None
         self.stats["proposed"] += 1
         body = proposal_json(kept)
         self.publish("proposal", {k: body[k] for k in ("id", "cause", "status", "created_ms",

@@ -18,12 +18,25 @@ MAX_ROWS_PER_DAY = 400_000
 # Each day is read with this much before and after, so an idling hour or a brake that spans
 # midnight is found whole; it belongs to the day it began in.
 MARGIN_MS = 2 * 3_600_000
+# One question reads at most this many vehicle-days (each up to MAX_ROWS_PER_DAY rows of
+# positions and of frames): a month of a 100-vehicle fleet. More is refused: ask per vehicle
+# or for a shorter window.
+MAX_VEHICLE_DAYS = 3_100
 MAX_OVERSPEED = 10_000  # overspeed alerts per vehicle and window
 # Positions resuming after this long start a new trip, where the driver may have changed.
 TRIP_GAP_MS = 5 * 60_000
 # At most this many "who drives" look-ups per vehicle and day (a trip start each); more trips
 # than this in a day keep the last driver found.
 MAX_APP_LOOKUPS = 200
+
+
+def check_size(vehicles: list[str], start_ms: int, end_ms: int) -> None:
+    """ValueError when the question would read more than MAX_VEHICLE_DAYS."""
+    days = len(scorecard.split_days(start_ms, end_ms))
+    if len(vehicles) * days > MAX_VEHICLE_DAYS:
+        raise ValueError(f"{len(vehicles)} vehicles × {days} days is more than "
+                         f"{MAX_VEHICLE_DAYS} vehicle-days: ask for one vehicle or a shorter "
+                         "window")
 
 
 async def _drivers(store, vehicle: str, pos: list[dict], can: list[tuple[int, str]]
@@ -90,6 +103,7 @@ async def vehicle_window(store, cfg: DrivingConfig, vehicle: str, vclass: Vehicl
 async def fleet_window(store, cfg: DrivingConfig, vehicles: list[str], start_ms: int,
                        end_ms: int) -> dict:
     """vehicle_window over several vehicles: all events (time order), all distances."""
+    check_size(vehicles, start_ms, end_ms)
     classes = await vehicle_classes(store)
     evs, km, truncated = [], [], False
     for v in vehicles:
@@ -106,6 +120,7 @@ async def fuel_window(store, cfg: DrivingConfig, vehicles: list[str], start_ms: 
     """{"trips": [...], "events": [...], "idle": [...], "truncated"}: per vehicle and day,
     trip consumption, refuels and drops (with the position at the time) and idling events
     (their fuel), each starting within [start, end)."""
+    check_size(vehicles, start_ms, end_ms)
     classes = await vehicle_classes(store)
     out: dict = {"trips": [], "events": [], "idle": [], "truncated": False}
     names = [*sig.names(), fuel.FUEL_LEVEL]

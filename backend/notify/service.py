@@ -106,6 +106,8 @@ class Notifier:
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self.leader = False
+        self._report_failures = 0
+        self._report_retry_ms = 0
 
     # --- the loop --------------------------------------------------------------------------
 
@@ -158,7 +160,66 @@ class Notifier:
         subs = await self.subscriptions()
         added = await self.source(subs, now)
         delivered = await self.deliver(subs, self.clock())
-        return {"enqueued": added, **delivered}
+        reported = await self.report(self.clock())
+        return {"enqueued": added, **delivered, **({"reported": 1} if reported else {})}
+
+    # --- scheduled reports -----------------------------------------------------------------
+
+    async def report(self, now_ms: int) -> bool:
+        """The configured report of the newest complete period, if not sent yet (the cursor
+        `report` holds the end of the last one sent: a kill between sending and moving it
+        sends it again, at least once as everything here)."""
+        cfg = self.settings.report
+        email = self.channels.get("email")
+        if not cfg.configured or email is None or now_ms < self._report_retry_ms:
+            return False
+        from datetime import time as dtime
+
+        from .report import report_period
+
+        at = dtime(int(cfg.at[:2]), int(cfg.at[3:]))
+        start, end = report_period(cfg.every, at, cfg.tz, now_ms)
+        if await self.store.notify_cursor("report") >= end:
+            return False
+        try:
+            await self._send_report(cfg, email, start, end)
+        except Exception as exc:  # the SMTP server or the store away: later, backing off
+            self._report_failures += 1
+            self._report_retry_ms = retry_at_ms(now_ms, self._report_failures - 1,
+                                                self.retry_min_s)
+            self.stats["report_failures"] += 1
+            log.warning("report of %d..%d not sent: %s", start, end, exc)
+            return False
+        self._report_failures = 0
+        await self.store.enqueue_notifications([], now_ms, ("report", end))
+        self.stats["reports"] += 1
+        return True
+
+    async def _send_report(self, cfg, email, start: int, end: int) -> None:
+        from email.message import EmailMessage
+
+        from .report import gather, render_csv, render_pdf
+
+        vehicles = None
+        if cfg.group:
+            groups = {g["name"]: g for g in await self.store.groups()}
+            vehicles = frozenset(groups.get(cfg.group, {}).get("vehicles", ()))
+        rep = await gather(self.store, cfg.title, start, end, cfg.tz, vehicles)
+        pdf, table = await asyncio.to_thread(lambda: (render_pdf(rep), render_csv(rep)))
+        msg = EmailMessage()
+        msg["From"] = email.settings.sender
+        msg["To"] = ", ".join(cfg.to)
+        msg["Subject"] = f"[fleet] {cfg.title} ({cfg.every})"
+        msg["X-Fleet-Event-Id"] = f"report.{cfg.every}.{end}"
+        total = rep.totals()
+        msg.set_content(f"{cfg.title}: {len(rep.vehicles)} vehicles, "
+                        f"{total.distance_km:.1f} km, {total.stops_done} stops done, "
+                        f"{total.late} late, {total.failed} failed, {total.alerts} alerts.\n"
+                        "The PDF and the CSV are attached.\n")
+        stem = f"fleet-report-{end // 1000}"
+        msg.add_attachment(pdf, maintype="application", subtype="pdf", filename=f"{stem}.pdf")
+        msg.add_attachment(table, maintype="text", subtype="csv", filename=f"{stem}.csv")
+        await asyncio.to_thread(email.send_message, msg)
 
     # --- who sees what ---------------------------------------------------------------------
 

@@ -32,11 +32,51 @@ class SmtpSettings:
 
 
 @dataclass(frozen=True)
+class ReportSettings:
+    """`[notify.report]`: a summary e-mailed every day (or week) at `at`, local time in `tz`."""
+
+    every: str = ""  # "daily" or "weekly"; empty: no reports
+    at: str = "07:00"
+    tz: str = "UTC"
+    to: tuple[str, ...] = ()
+    title: str = "Fleet report"
+    group: str = ""  # only this vehicle group's vehicles; empty: the whole fleet
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.every and self.to)
+
+
+def parse_report(table) -> ReportSettings:
+    from zoneinfo import ZoneInfo
+
+    from .subscriptions import _hhmm, check_email
+
+    if not isinstance(table, dict):
+        raise ValueError("[notify.report] must be a table")
+    fields = set(ReportSettings.__dataclass_fields__)
+    if set(table) - fields:
+        raise ValueError(f"[notify.report]: unknown keys {sorted(set(table) - fields)}")
+    r = ReportSettings(**{**table, "to": tuple(table.get("to", ()))})
+    if r.every not in ("", "daily", "weekly"):
+        raise ValueError("[notify.report] every: daily or weekly")
+    try:
+        _hhmm(r.at)
+        ZoneInfo(r.tz)
+        for a in r.to:
+            check_email(a)
+    except Exception as exc:
+        raise ValueError(f"[notify.report]: {exc}") from None
+    return r
+
+
+@dataclass(frozen=True)
 class NotifySettings:
     allow_networks: tuple[str, ...] = ()
     poll_s: float = POLL_S
     retry_min_s: float = RETRY_MIN_S
     smtp: SmtpSettings = SmtpSettings()
+    report: ReportSettings = ReportSettings()
 
     @property
     def policy(self) -> EgressPolicy:
@@ -44,7 +84,7 @@ class NotifySettings:
 
     @classmethod
     def parse(cls, table: dict) -> NotifySettings:
-        known = {"allow_networks", "poll_s", "retry_min_s", "smtp"}
+        known = {"allow_networks", "poll_s", "retry_min_s", "smtp", "report"}
         unknown = set(table) - known
         if unknown:
             raise ValueError(f"[notify]: unknown keys {sorted(unknown)}")
@@ -70,4 +110,7 @@ class NotifySettings:
             raise ValueError(f"[notify.smtp]: {exc}") from None
         if not isinstance(s.port, int) or not 1 <= s.port <= 65535:
             raise ValueError("[notify.smtp] port must be within 1..65535")
-        return cls(tuple(nets), float(poll), float(retry), s)
+        report = parse_report(table.get("report", {}))
+        if report.configured and not s.configured:
+            raise ValueError("[notify.report] needs [notify.smtp] (reports go by e-mail)")
+        return cls(tuple(nets), float(poll), float(retry), s, report)

@@ -1,7 +1,7 @@
-"""dtc.read and dtc.clear (docs/protocol.md §3) against hil/'s simulated ECU (an SLCAN adapter
-on a pty: OBD-II modes 03/04 and J1939 DM1/DM11), through a real agent and backend: the codes
-the vehicle holds are read back, a clear needs the dispatcher's confirmation, and after it the
-controllers report empty sets."""
+"""dtc.read, obd.query and dtc.clear (docs/protocol.md §3) against hil/'s simulated ECU (an
+SLCAN adapter on a pty: OBD-II modes 01/03/04 and J1939 DM1/DM11), through a real agent and
+backend: the codes the vehicle holds are read back, a PID is asked, a clear needs the
+dispatcher's confirmation, and after it the controllers report empty sets."""
 
 from __future__ import annotations
 
@@ -48,6 +48,10 @@ def test_codes_are_read_and_cleared_on_the_simulated_ecu(procs):
     assert [d["code"] for d in held[("obd2", "stored")]["dtcs"]] == ["P0301", "P0420", "C0123"]
     assert held[("j1939", "active")]["dtcs"] == [{"spn": 110, "fmi": 0, "oc": 1}]
 
+    speed = answer(procs, send(procs, "car-d", "obd.query", {"bus": "car", "pid": 0x0D}))
+    assert speed["ok"], speed
+    [ecm] = speed["result"]["answers"]
+    assert ecm["src"] == 0x7E8 and 20 <= int(ecm["data"], 16) <= 80  # the ECU's 50 ± 30 km/h
     status, body = http(procs, "POST", "/api/vehicles/car-d/commands",
                         {"name": "dtc.clear", "args": {"bus": "car"}})
     assert status == 400 and "confirm" in body["error"]  # nothing stored, nothing sent

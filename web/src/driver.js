@@ -65,7 +65,10 @@ async function loadMe() {
 
 // --- the route ------------------------------------------------------------------------------
 
-async function loadShift(showChanges) {
+// Every read of the shift compares it with the one shown: a driver's own actions change only
+// states, so whatever diff.js finds (stops added, taken off, cancelled, re-ordered) is
+// dispatch's doing, whichever read noticed it first.
+async function loadShift() {
   let fresh;
   try {
     const { status, data } = await call("GET", "/api/driver/shift");
@@ -77,7 +80,7 @@ async function loadShift(showChanges) {
   const before = shift;
   shift = fresh;
   await store.setMeta("shift", fresh);
-  if (showChanges && before) {
+  if (before) {
     const text = describe(routeChanges(before, fresh));
     if (text) showBanner(text);
   }
@@ -275,7 +278,7 @@ async function flush() {
         throw new Error(`send: ${status}`);
       }
     }
-    await loadShift(false);
+    await loadShift();
     await loadMessages();
   } catch {
     setTimeout(flush, RETRY_MS); // offline or the backend away: nothing is lost, try again
@@ -321,7 +324,7 @@ function connectLive() {
     }
     if (m.route || m.job || m.transition) {
       clearTimeout(reloadTimer);
-      reloadTimer = setTimeout(() => loadShift(true), 200);
+      reloadTimer = setTimeout(() => loadShift(), 200);
     }
   };
   ws.onclose = () => setTimeout(connectLive, RETRY_MS);
@@ -366,12 +369,12 @@ async function main() {
   window.addEventListener("offline", showNet);
   showNet();
   try { await loadMe(); } catch { /* offline: the cached token and shift */ }
-  await loadShift(false);
+  await loadShift();
   await loadMessages();
   document.body.dataset.ready = "true";
   connectLive();
   flush();
-  setInterval(() => loadShift(true), REFRESH_MS);
+  setInterval(() => loadShift(), REFRESH_MS);
 }
 
 main();

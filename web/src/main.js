@@ -1,16 +1,18 @@
 // The dispatcher app: session, map, live layer, list, panel, history, geofences, alerts,
-// dispatch.
+// dispatch, maintenance.
 import * as maplibregl from "maplibre-gl";
 import { ApiError, get, post, setCsrf } from "./api.js";
 import { Alerts } from "./alerts.js";
 import { addOverlay, initialStyle } from "./basemap.js";
 import { Dispatch } from "./dispatch.js";
+import { Maintenance } from "./maintenance.js";
 import { $, toast } from "./dom.js";
 import { Fleet } from "./fleet.js";
 import { Geofences } from "./geofences.js";
 import { History } from "./history.js";
 import { LiveSocket } from "./live.js";
 import { LiveLayer } from "./livemap.js";
+import { Notifications } from "./notify.js";
 import { VehicleList } from "./list.js";
 import { VehiclePanel } from "./panel.js";
 
@@ -125,10 +127,14 @@ async function main() {
     if (name === "history") history.refreshVehicles(live.selected);
     if (name === "geofences") geofences.load();
     if (name === "dispatch") dispatch.load();
+    if (name === "maintenance") maintenance.load();
+    if (name === "notifications") notifications.load();
   });
   history = new History($("#tab-history"), map, fleet);
   const geofences = new Geofences($("#tab-geofences"), map, { may });
   const dispatch = new Dispatch($("#tab-dispatch"), map, { may });
+  const maintenance = new Maintenance($("#tab-maintenance"));
+  const notifications = new Notifications($("#tab-notifications"));
   const alerts = new Alerts($("#tab-alerts"), map, fleet, {
     may,
     onCount: (n) => {

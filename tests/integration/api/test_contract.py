@@ -109,6 +109,7 @@ async def test_every_served_operation_is_exercised_and_validated(store_url):
         await c("GET", "/api/maintenance/due?state=all", expect=200)
         await c("GET", "/api/maintenance/dtcs", expect=200)
         await c("GET", "/api/maintenance/forecasts", expect=200)
+        await c("GET", "/api/vehicles/v1/signals/EngSpeed?buckets=10", expect=200)
         await c("GET", "/api/driving/events?vehicle=v1", expect=200)
         await c("GET", "/api/driving/scorecards?format=csv", expect=200)
         await c("GET", "/api/fuel/consumption?by=day", expect=200)

@@ -88,6 +88,14 @@ async def test_plan_approve_and_a_stale_approval(planning_api):
         assert proposal_json(other) == p and p["status"] == "open" and p["cause"] == "on demand"
         _, listed = await api.call("GET", "/api/dispatch/proposals", expect=200)
         assert [x["id"] for x in listed["proposals"]] == [p["id"]]
+        # a dispatcher of v1 only neither sees nor approves a plan that touches v2
+        _, mine = await api.call("GET", "/api/dispatch/proposals", role="dispatcher",
+                                 vehicles=["v1"], expect=200)
+        assert mine["proposals"] == []
+        await api.call("GET", f"/api/dispatch/proposals/{p['id']}", role="dispatcher",
+                       vehicles=["v1"], expect=404)
+        await api.call("POST", f"/api/dispatch/proposals/{p['id']}/approve", role="dispatcher",
+                       vehicles=["v1"], expect=404)
 
         _, done = await api.call("POST", f"/api/dispatch/proposals/{p['id']}/approve",
                                  role="dispatcher", expect=200)

@@ -69,8 +69,8 @@ def test_a_leg_from_a_kept_tree_is_the_matrix_leg():
 
     from backend.dispatch import matrix as matrix_module
 
-    rm = helsinki.road_matrix()
-    g = rm.graph
+    g = helsinki.graph()
+    rm = matrix_module.RoadMatrix(g)  # its own: the shared one may hold others' trees
     rng = np.random.default_rng(7)
     targets = [(float(g.lon[k]), float(g.lat[k])) for k in rng.choice(g.node_count, 6)]
     seg = rng.choice(g.segment_count, 40)

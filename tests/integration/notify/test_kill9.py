@@ -6,68 +6,16 @@ by the documentation's recipe (tests/integration/notify/helpers.py)."""
 from __future__ import annotations
 
 import asyncio
-import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from backend.notify.settings import NotifySettings
 from backend.notify.subscriptions import body_of, parse_subscription
 from backend.store import open_store
 from tests.conftest import wait_for
 
-from .helpers import FakeClock, dispatch_jobs, verify_webhook
+from .helpers import FakeClock, HookReceiver, dispatch_jobs
 
 SECRET = "whsec_kill9-test"
-REBIND_S = 10.0  # the receiver's port back after its pause (another program may hold it)
-
-
-class HookReceiver:
-    """A stdlib HTTP server on a thread: records (event id, signature ok) of each request in
-    `seen` (a new server on the same port continues the same list); the first `fail_first`
-    are answered 503."""
-
-    def __init__(self, fail_first: int, port: int = 0, seen: list | None = None):
-        self.fail_first = fail_first
-        self.seen: list[tuple[str, bool]] = [] if seen is None else seen
-        self.lock = threading.Lock()
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                ok = verify_webhook(SECRET, self.headers.get("X-Fleet-Signature", ""), body,
-                                    int(time.time()))
-                with outer.lock:
-                    outer.seen.append((json.loads(body)["id"], ok))
-                    failing = len(outer.seen) <= outer.fail_first
-                self.send_response(503 if failing else 204)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        deadline = time.monotonic() + REBIND_S
-        while True:
-            try:
-                self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-                break
-            except OSError:
-                if not port or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
-
-    def ids(self) -> set[str]:
-        with self.lock:
-            return {i for i, _ in self.seen}
 
 
 def run(coro_fn):
@@ -88,7 +36,7 @@ def test_kill9_and_an_unreachable_receiver_lose_and_duplicate_nothing(procs, tmp
     global db_url
     db_url = f"sqlite://{procs.db_path}"
     clock = FakeClock(int(time.time() * 1000))
-    receiver = HookReceiver(fail_first=3)
+    receiver = HookReceiver(SECRET, fail_first=3)
     url = f"http://127.0.0.1:{receiver.port}/hook"
     settings = NotifySettings.parse({"allow_networks": ["127.0.0.0/8"]})
 
@@ -119,7 +67,7 @@ def test_kill9_and_an_unreachable_receiver_lose_and_duplicate_nothing(procs, tmp
                     if "unreachable" in x["detail"]]
 
         wait_for(lambda: run(refused), 30, "deliveries failing while the receiver is away")
-        receiver = HookReceiver(0, receiver.port, receiver.seen)  # back, same address
+        receiver = HookReceiver(SECRET, 0, receiver.port, receiver.seen)  # back, same address
         wanted = {f"job.as-ra-a{i}" for i in range(10)} | {f"job.as-rb-b{i}" for i in range(10)}
         wait_for(lambda: receiver.ids() >= wanted, 60, "every event at the receiver")
         assert all(ok for _, ok in receiver.seen), "a signature did not verify"

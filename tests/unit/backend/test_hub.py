@@ -338,3 +338,6 @@ def test_a_drivers_topic_reaches_only_its_app_and_is_never_coalesced():
     assert [m["message"]["seq"] for m in panel.drain()] == [0, 1, 2]
     assert other.drain() == [] and stranger.drain() == []
     assert not valid_topic(driver_topic("d1"))  # no client subscribes to it itself
+    # a route given to d1 (any route, any vehicle) reaches d1's app
+    hub.publish_dispatch("route", {"id": "r9", "driver_id": "d1"}, "z", "r9")
+    assert [m["route"]["id"] for m in app.drain()] == ["r9"] and other.drain() == []

@@ -80,3 +80,20 @@ def test_obd_dtc_codes():
     # SAE J2012: two bytes per code, the top two bits the letter
     assert parse_obd_dtcs(bytes([0x03, 0x01, 0x41, 0x23, 0xC1, 0x00, 0, 0])) == (
         {"code": "P0301"}, {"code": "C0123"}, {"code": "U0100"})
+
+
+def test_an_obd_query_collects_single_frame_answers_for_its_pid_only():
+    import can
+
+    pipe = pipeline()
+    sink: list = []
+    pipe.queries[(1, 0x0D)] = answers = []
+    for arb, data in ((0x7E8, "03410d3caaaaaaaa"), (0x7E9, "03410d3daaaaaaaa"),
+                      (0x7E8, "03410c3caaaaaaaa"),  # another PID
+                      (0x7E8, "1014490201aaaaaa"),  # a first frame: not a single frame
+                      (0x7E0, "03410d3caaaaaaaa")):  # not an answer id
+        pipe.feed(can.Message(arbitration_id=arb, data=bytes.fromhex(data),
+                              is_extended_id=False), 1000, sink.append)
+    assert answers == [(0x7E8, b"\x3c"), (0x7E9, b"\x3d")]
+    # (no poller configured: the answers feed nothing else)
+    assert sink == []

@@ -49,3 +49,14 @@ def test_a_busy_planner_means_the_same_replan_later():
     again = tr.take(COALESCE_MS + RETRY_MS)
     assert again.cause == "job j7 cancelled by the shop; stop x failed"
     assert again.unavailable == {"v3"}
+
+
+def test_only_the_opening_of_an_alert_asks():
+    tr = ReplanTriggers()
+    late = {"id": "a1", "rule": "late_risk", "state": "open", "vehicle": "v1", "subject": "d",
+            "peak": 300}
+    assert tr.alert(late, {"v1"}, 0)
+    tr.take(COALESCE_MS)
+    assert not tr.alert({**late, "peak": 900}, {"v1"}, COALESCE_MS + 1)  # it grew: no more
+    assert tr.due_ms is None
+    assert tr.alert({**late, "id": "a2"}, {"v1"}, COALESCE_MS + 2)  # a new one asks

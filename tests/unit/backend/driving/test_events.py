@@ -147,3 +147,12 @@ def test_the_driver_app_login_wins_over_the_can_id_where_there_is_one():
     changes = scorecard.combine(app, can)
     assert [events.who(changes, t) for t in (100, 400, 600, 800)] == [
         "C-1", "A-9", "A-9", "C-2"]
+
+
+def test_a_question_too_large_is_refused():
+    from backend.driving import report
+
+    day = 86_400_000
+    report.check_size(["a"] * 100, 0, 31 * day)  # a month of 100 vehicles: fine
+    with pytest.raises(ValueError, match="vehicle-days"):
+        report.check_size(["a"] * 101, 0, 31 * day)
