@@ -213,13 +213,21 @@ class GatewayProtocol:
         if not self._closing:
             self.gateway.ingest.batch(self, batch, good, dead)
 
-    def acknowledge(self, batch: Batch) -> bool:
-        """The ack for a committed batch, with the credit of the moment; False if closing."""
+    def acknowledge(self, batch: Batch, flush: bool = True) -> bool:
+        """The ack for a committed batch, with the credit of the moment; False if closing.
+        `flush=False`: queued only; the caller sends it (`flush_acks`) with the others of the
+        same commit, so a drain's several batches per connection leave in one transmit."""
         if self._closing:
             return False
         self.session.committed((r["q"] for r in batch.readings), credit=self.gateway.credit())
-        self._flush()
+        if flush:
+            self._flush()
         return True
+
+    def flush_acks(self) -> None:
+        """Send the acks `acknowledge(…, flush=False)` queued (unless closing meanwhile)."""
+        if not self._closing:
+            self._flush()
 
     # --- output ---------------------------------------------------------------------------
 

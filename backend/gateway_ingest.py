@@ -62,6 +62,7 @@ class Ingest:
         self._parked: collections.deque[_Waiting] = collections.deque()
         # committed in this tick: published and evaluated together at its end
         self._tick_rows: list[StoredReading] = []
+        self._to_flush: set[GatewayProtocol] = set()  # connections with acks queued
         self._tick_due = False
         self._alert_rows: list[StoredReading] = []  # for the alert consumer
         self._alert_task: asyncio.Task | None = None
@@ -113,8 +114,9 @@ class Ingest:
             proto.refuse(ErrorCode.INTERNAL, "internal error")
             return
         gw.stats.committed(len(w.good))
-        if proto.acknowledge(w.batch):
+        if proto.acknowledge(w.batch, flush=False):  # sent with the commit's others
             gw.ack_latency.observe(time.monotonic() - w.started)
+            self._to_flush.add(proto)
         # committed: published and evaluated also while the connection closes
         self._tick_rows.extend(w.good)
         if not self._tick_due:
@@ -130,8 +132,12 @@ class Ingest:
     # --- once per tick -------------------------------------------------------------------
 
     def _end_tick(self) -> None:
-        """Publish the tick's newest positions once, hand its rows to the alert consumer."""
+        """Send the tick's acks (once per connection), publish its newest positions once, hand
+        its rows to the alert consumer."""
         rows, self._tick_rows, self._tick_due = self._tick_rows, [], False
+        flush, self._to_flush = self._to_flush, set()
+        for proto in flush:  # one transmit per connection for all its acks of the commit
+            proto.flush_acks()
         hub = self.gateway.hub
         for newest in newest_positions(rows).values():
             if newest.lat is None or newest.lon is None:  # validated positions have both

@@ -63,8 +63,24 @@ def row(d: Done) -> dict:
     }
 
 
+# Free-text columns (from dispatchers, drivers and other systems): a cell starting with one of
+# FORMULA_STARTS is a formula to a spreadsheet, so it gets a leading apostrophe (OWASP's CSV
+# injection advice). Numbers are never touched: -0.5 stays a longitude.
+TEXT_COLUMNS = frozenset({"job_id", "name", "reason", "address", "done_by", "route_id",
+                          "vehicle_id", "driver_id"})
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(column: str, value) -> object:
+    if value is None:
+        return ""
+    if column in TEXT_COLUMNS and isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def csv_rows(rows: list[dict]) -> list[list]:
-    return [["" if r[c] is None else r[c] for c in COLUMNS] for r in rows]
+    return [[_cell(c, r[c]) for c in COLUMNS] for r in rows]
 
 
 def geojson(rows: list[dict]) -> dict:

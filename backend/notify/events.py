@@ -40,6 +40,7 @@ class Event:
     route: str | None = None
     rule: str | None = None
     data: dict = field(default_factory=dict)
+    known_ms: int = 0  # when the backend learnt it: older than a subscription, not sent to it
 
     def as_json(self) -> dict:
         """The event as receivers get it (docs/notifications.md)."""
@@ -61,7 +62,8 @@ def from_transition(t: Transition, vehicle: str | None) -> Event | None:
         data["reason"] = t.reason
     if t.corrects:
         data["corrects"] = t.corrects
-    return Event(f"job.{t.id}", kind, t.at_ms, vehicle, t.job_id, t.route_id, data=data)
+    return Event(f"job.{t.id}", kind, t.at_ms, vehicle, t.job_id, t.route_id, data=data,
+                 known_ms=t.recorded_ms)
 
 
 def from_alert(a: StoredAlert) -> Event | None:
@@ -74,8 +76,9 @@ def from_alert(a: StoredAlert) -> Event | None:
             "detail": a.detail}
     if a.rule == LATE_RISK_RULE:
         return Event(f"alert.{a.id}", LATE_RISK, a.start_ms, a.vehicle_id, a.subject or None,
-                     rule=a.rule, data=data)
-    return Event(f"alert.{a.id}", ALERT, a.start_ms, a.vehicle_id, rule=a.rule, data=data)
+                     rule=a.rule, data=data, known_ms=a.decided_ms)
+    return Event(f"alert.{a.id}", ALERT, a.start_ms, a.vehicle_id, rule=a.rule, data=data,
+                 known_ms=a.decided_ms)
 
 
 def eta_changed(job: str, route: str | None, vehicle: str, eta_ms: int, before_ms: int,
@@ -85,4 +88,4 @@ def eta_changed(job: str, route: str | None, vehicle: str, eta_ms: int, before_m
     minutes = round((eta_ms - before_ms) / 60_000, 1)
     return Event(f"eta.{job}.{eta_ms // 60_000}", ETA_CHANGED, now_ms, vehicle, job, route,
                  data={"eta_ms": eta_ms, "previous_eta_ms": before_ms,
-                       "change_min": minutes})
+                       "change_min": minutes}, known_ms=now_ms)

@@ -35,6 +35,8 @@ LEASE = "notify"
 LEASE_S = 15.0
 # Rows read from an event source per round (the rest next round, at once).
 SOURCE_BATCH = 500
+# Batches read per round at most (SOURCE_BATCH each): a backlog of 100,000 rows in one round.
+MAX_BATCHES = 200
 # Rows re-read behind each cursor (see the module): more than the transitions or alerts that
 # can be in flight (allocated, not yet committed) at once.
 LOOKBACK = 200
@@ -283,7 +285,19 @@ class Notifier:
         return True
 
     async def source(self, subs, now_ms: int) -> int:
-        """New transitions and alerts → outbox rows, each source's cursor moved with them."""
+        """New transitions and alerts → outbox rows, each source's cursor moved with them; a
+        full batch is followed by the next at once (a backlog, or the history of a database
+        that had no notifier yet, is caught up within one round)."""
+        added = 0
+        for _ in range(MAX_BATCHES):
+            got, full = await self._source_once(subs, now_ms)
+            added += got
+            if not full:
+                break
+        self.stats["enqueued"] += added
+        return added
+
+    async def _source_once(self, subs, now_ms: int) -> tuple[int, bool]:
         added = 0
         cursor = await self.store.notify_cursor("job_transitions")
         batch = await self.store.transitions_after(max(0, cursor - LOOKBACK), SOURCE_BATCH)
@@ -310,8 +324,7 @@ class Notifier:
         if alerts:
             added += await self.store.enqueue_notifications(rows, now_ms,
                                                             ("alerts", max(cursor, alerts[-1].id)))
-        self.stats["enqueued"] += added
-        return added
+        return added, SOURCE_BATCH in (len(batch), len(alerts))
 
     async def on_eta(self, message: dict) -> int:
         """A live ETA computation (the hub's `eta` payload, backend/dispatch/live_eta.py) on

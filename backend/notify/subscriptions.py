@@ -51,6 +51,7 @@ class Subscription:
     digest_at: time = time(8, 0)  # the daily digest's local time
     label: str = ""
     secret: str = ""
+    created_ms: int = 0  # events the backend learnt before this are not sent (no history)
 
     @classmethod
     def from_row(cls, row: dict) -> Subscription:
@@ -62,7 +63,7 @@ class Subscription:
                    b.get("eta_change_min", DEFAULT_ETA_CHANGE_MIN), b.get("tz", "UTC"),
                    None if not quiet else (_hhmm(quiet["from"]), _hhmm(quiet["to"])),
                    b.get("digest", "off"), _hhmm(b.get("digest_at", "08:00")),
-                   b.get("label", ""), row.get("secret", ""))
+                   b.get("label", ""), row.get("secret", ""), row.get("created_ms", 0))
 
     def as_json(self) -> dict:
         """The REST shape (the secret never: it is shown once, when made)."""
@@ -72,7 +73,7 @@ class Subscription:
 
     def matches(self, e: Event) -> bool:
         """Does this subscription want `e` (who may see it is the caller's to decide)?"""
-        if e.type not in self.events:
+        if e.type not in self.events or e.known_ms < self.created_ms:
             return False
         if e.type == ALERT and self.rules and e.rule not in self.rules:
             return False

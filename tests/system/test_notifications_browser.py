@@ -13,9 +13,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from backend.store import open_store
+from geostream.clock import wall_ms
 from tests.browser import ConsoleErrors, launch, login, screenshot
 from tests.conftest import wait_for
-from tests.integration.notify.helpers import FakeClock, HookReceiver, dispatch_jobs
+from tests.integration.notify.helpers import HookReceiver, dispatch_jobs
 
 pytestmark = pytest.mark.browser
 
@@ -54,7 +55,7 @@ def test_subscribe_and_read_the_delivery_log(procs, tmp_path):
                 store = open_store(f"sqlite://{procs.db_path}")
                 await store.open()
                 try:
-                    await dispatch_jobs(store, ["J-1"], "R-1", "van-1", FakeClock()())
+                    await dispatch_jobs(store, ["J-1"], "R-1", "van-1", wall_ms())
                 finally:
                     await store.close()
 

@@ -39,7 +39,8 @@ async def _day(api: Api) -> int:
             body={"to": "completed", "lat": 60.1001, "lon": 24.9001})
     await c("POST", "/api/jobs/b/transitions", role=D, expect=200,
             body={"to": "failed", "reason": "nobody home"})
-    await c("POST", "/api/jobs/d/cancel", role=D, expect=200)
+    await c("POST", "/api/jobs/d/cancel", role=D, expect=200,
+            body={"reason": "=HYPERLINK(\"http://x.example\")"})
     return now
 
 
@@ -58,11 +59,14 @@ async def test_csv_and_geojson_of_what_was_done(api):
     assert int(a["late_s"]) == 30 * 60  # arrived half an hour after its window closed
     assert (by["b"]["outcome"], by["b"]["reason"]) == ("failed", "nobody home")
     assert (by["d"]["outcome"], by["d"]["route_id"]) == ("cancelled", "")
+    assert by["d"]["reason"] == "'=HYPERLINK(\"http://x.example\")"  # no formula
+    assert float(a["lon"]) == 24.9
 
     _, gj = await api.call("GET", f"/api/export/jobs?{window}&format=geojson", expect=200)
     feats = {f["id"]: f for f in gj["features"]}
     assert feats["a"]["geometry"]["coordinates"] == [24.9, 60.1]
     assert feats["a"]["properties"]["outcome"] == "completed"
+    assert feats["d"]["properties"]["reason"].startswith("=HYPERLINK")  # data, as it is
 
     # earlier window: nothing; a viewer of another vehicle: only the job on no route
     _, empty = await api.call("GET", f"/api/export/jobs?from_ms={now - 5 * H}&to_ms="

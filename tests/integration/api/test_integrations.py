@@ -114,6 +114,10 @@ async def test_signatures_are_checked(api):
         assert status == 401, err
     async with api.client.post("/api/integrations/erp/events", data=b"{}") as resp:
         assert resp.status == 401
+    big = b"{" + b" " * (300 * 1024) + b"}"
+    async with api.client.post("/api/integrations/erp/events", data=big,
+                               headers=_signed(src["secret"], big)) as resp:
+        assert resp.status == 413
     # a new secret: the old one stops working
     _, new = await api.call("PUT", "/api/integrations/erp", role="admin", expect=200)
     assert (await _post(api, "erp", src["secret"], ev))[0] == 401

@@ -14,12 +14,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import sys
 
 import pytest
 from argon2 import PasswordHasher
 
 from backend.api import spec
+from backend.api.common import ISO_TIME
 from backend.auth import passwords
 from backend.config import BackendConfig
 from backend.service import Backend
@@ -64,8 +66,33 @@ def config_toml(doc: dict) -> str:
 
 def test_rule_operations_are_named_in_the_spec():
     ops = rule_operations(spec.document())
-    assert {"route", "trips", "createUser", "liveHub", "mcp"} <= set(ops)
+    assert {"route", "trips", "createUser", "liveHub", "mcp", "fleetTroubleCodes",
+            "vehicleTroubleCodes"} <= set(ops)
     assert "login" not in ops and "listAlerts" not in ops  # malformed only: BadRequest
+
+
+def test_operations_taking_iso_times_may_refuse_a_day_that_does_not_exist():
+    """An ISO `from`/`to` matching IsoTime may still name no day (2026-02-30): a rule, so every
+    operation that takes one declares RuleViolation for its 400."""
+    doc, missing = spec.document(), []
+    for item in doc["paths"].values():
+        for method, op in item.items():
+            if method not in METHODS:
+                continue
+            params = item.get("parameters", []) + op.get("parameters", [])
+            refs = [p.get("$ref", "") for p in params]
+            if any(r.endswith(("/FromIso", "/ToIso")) for r in refs):
+                missing += [] if op["operationId"] in rule_operations(doc) else [op["operationId"]]
+    assert missing == []
+
+
+def test_iso_time_in_the_spec_is_the_servers():
+    """The spec's IsoTime pattern takes what the server's ISO_TIME takes, and no empty value
+    (the server refuses `from=` with 400)."""
+    pattern = re.compile(spec.document()["components"]["schemas"]["IsoTime"]["pattern"])
+    for value in ("2026-12-06", "2026-12-06T13:30", "2026-12-06 13:30:05.123456+01:00",
+                  "2026-12-06Z", "", "2026-12-6", "13:30", "2026-12-06T13"):
+        assert bool(pattern.search(value)) == bool(ISO_TIME.fullmatch(value)), repr(value)
 
 
 @pytest.mark.parametrize("role", ["admin", "viewer"])

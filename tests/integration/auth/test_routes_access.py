@@ -20,9 +20,15 @@ from tests.authhelp import add_user_token, bearer
 # the only routes open without a login: they hold no data
 ALLOWED_PUBLIC = {"/", "/login", "/api/login", "/healthz", "/static", "/password", "/driver/",
                   "/driver/sw.js", "/driver/manifest.webmanifest"}
-# public to the middleware, but checking a secret of their own (the scraper's metrics_token):
-# no user credential opens them, and without it they answer 401
-SELF_AUTHENTICATED = {"/metrics"}
+# public to the middleware, but checking a secret of their own: no user credential opens
+# them, and without it they answer 401
+SELF_AUTHENTICATED = {
+    "/metrics",  # the scraper's metrics_token
+    "/api/integrations/{source}/events",  # the HMAC signature over the body (docs/customers.md)
+}
+# a customer's tracking link (docs/customers.md): the random token in the path is the
+# credential, so a token that names no link answers 404, with or without a login
+TOKEN_IN_PATH = {"/t/{token}", "/t/{token}/view", "/t/{token}/events", "/t/{token}/pod/{file}"}
 # declarations this helper's routes must keep (other routes: whatever they declare, enforced)
 EXPECTED = {
     ("GET", "/api/vehicles"): Role.VIEWER,
@@ -89,7 +95,8 @@ async def test_every_route_anonymously_and_as_each_role(running):
     undeclared = [(m, p) for m, p, a in routes if a is None]
     assert undeclared == [], f"routes without @requires/@public: {undeclared}"
     public = {p for _, p, a in routes if a == PUBLIC}
-    assert public <= ALLOWED_PUBLIC | SELF_AUTHENTICATED, f"public beyond the data-free: {public}"
+    assert public <= ALLOWED_PUBLIC | SELF_AUTHENTICATED | TOKEN_IN_PATH, \
+        f"public beyond the data-free: {public}"
     declared = {(m, p): a for m, p, a in routes}
     for key, want in EXPECTED.items():
         assert declared.get(key) == want, f"{key}: declares {declared.get(key)}, want {want}"
@@ -107,6 +114,12 @@ async def test_every_route_anonymously_and_as_each_role(running):
                 for role in Role:
                     got = await _status(http, method, path, bearer(running.tokens[role.label]))
                     assert got == 401, f"{role.label} {method} {path}: {got}"
+                continue
+            if template in TOKEN_IN_PATH:
+                # one try anonymously, one as admin: the link limiter allows 10 unknown tokens
+                assert anonymous == 404, f"{method} {path}: {anonymous}"
+                got = await _status(http, method, path, bearer(running.tokens["admin"]))
+                assert got == 404, f"admin {method} {path}: {got}"
                 continue
             if access == PUBLIC:
                 assert anonymous not in (401, 403), f"{method} {path}: {anonymous}"

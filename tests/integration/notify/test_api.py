@@ -7,6 +7,7 @@ from __future__ import annotations
 from backend.api.notifications import NOTIFIER
 from backend.notify.service import Notifier, channels_of
 from backend.notify.settings import NotifySettings
+from geostream.clock import wall_ms
 from tests.integration.api.apphelp import Api
 
 from .helpers import FakeClock, dispatch_jobs
@@ -37,6 +38,7 @@ async def test_subscribe_deliver_and_read_the_log(tmp_path):
                 "dispatcher0", "webhook", {"from": "23:00", "to": "05:00"})
             # the dispatcher sees every vehicle (the test user's scope)
             notifier = api.app[NOTIFIER]
+            clock.now_ms = wall_ms() + 1000  # events after the subscription (made at wall time)
             await dispatch_jobs(api.store, ["a"], "r1", "van-1", clock())
             await notifier.tick()
             clock.advance(10)

@@ -56,3 +56,18 @@ def test_bad_destination_urls_are_refused_with_a_reason(url, message):
 
 def test_a_named_host_is_left_for_connect_time():
     assert check_http_url("https://hooks.example.com/x", EgressPolicy())
+
+
+@pytest.mark.parametrize("table, message", [
+    ({"colour": 1}, "unknown keys"), ({"allow_networks": "10.0.0.0/8"}, "a list"),
+    ({"allow_networks": ["nonsense"]}, "'nonsense'"), ({"poll_s": 0}, "poll_s"),
+    ({"retry_min_s": 10_000}, "retry_min_s"), ({"smtp": {"port": 0, "host": "h"}}, "port"),
+    ({"smtp": {"hots": "h"}}, "unknown keys"), ({"report": {"every": "hourly"}}, "daily"),
+    ({"report": {"every": "daily", "to": ["x@y.com"]}}, "needs \\[notify.smtp\\]"),
+    ({"report": {"to": ["not-an-address"]}}, "e-mail"),
+])
+def test_a_bad_notify_table_stops_the_backend_naming_the_key(table, message):
+    from backend.notify.settings import NotifySettings
+
+    with pytest.raises(ValueError, match=message):
+        NotifySettings.parse(table)

@@ -98,3 +98,11 @@ def test_eta_changes_are_told_when_they_move_by_the_subscriptions_minutes():
 def test_retries_back_off_to_a_cap():
     assert [retry_at_ms(0, n, 5, 60) for n in range(6)] == [5000, 10000, 20000, 40000,
                                                             60000, 60000]
+
+
+def test_events_learnt_before_the_subscription_are_not_sent():
+    from dataclasses import replace
+
+    s = replace(sub(), created_ms=1000)
+    assert not s.matches(Event("job.a", "job.completed", 0, "v", known_ms=999))
+    assert s.matches(Event("job.b", "job.completed", 0, "v", known_ms=1000))
