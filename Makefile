@@ -10,12 +10,12 @@ STAMP_PIP := $(VENV)/.pip-installed
 # headless Chromium for the map test, systemd headers for systemd-python, qemu for the VM rig,
 # the .deb's build tools: the packaging and install tests build it; qemu-user-static for the
 # arm64 chroot that builds and tests the Raspberry Pi package; pgbouncer for the pooling test,
-# patroni and etcd-server for the failover test).
+# patroni and etcd-server for the failover test; reprepro and gnupg for the signed apt repository).
 APT_DEMO := python3 python3-venv python3-dev gcc
 APT_TEST := $(APT_DEMO) postgresql-15 postgresql-15-postgis-3 chromium libsystemd-dev \
 	pkg-config iproute2 mosquitto systemd debootstrap qemu-system-x86 can-utils \
 	build-essential dpkg-dev debhelper dh-virtualenv cmake postgresql-server-dev-15 \
-	qemu-user-static nats-server pgbouncer patroni etcd-server
+	qemu-user-static nats-server pgbouncer patroni etcd-server reprepro gnupg
 
 # TimescaleDB for the hypertable tests and benchmark: Debian has no package, so it is built from
 # the Apache-2.0 source in ../shared/vendor/ when that exists (about 15 s). Elsewhere install it

@@ -49,8 +49,11 @@ WHEEL_PLATFORMS = {
     "armhf": ("manylinux_2_31_armv7l", "manylinux_2_28_armv7l", "manylinux_2_17_armv7l",
               "manylinux2014_armv7l", "linux_armv7l"),
 }
-# the package's dependencies, pinned with hashes, the build backend included (hil/lock.py)
-RUNTIME_LOCK = REPO / "requirements" / "runtime.lock"
+# the agent package's dependencies, pinned with hashes, the build backend included
+# (hil/lock.py): the Pi gets the fleet-agent package only (build profile below)
+RUNTIME_LOCK = REPO / "requirements" / "agent.lock"
+# debian/control's profile that leaves the fleet-backend package out of the build
+AGENT_ONLY_PROFILE = "pkg.fleet-agent.agent-only"
 
 
 class ChrootUnavailable(RuntimeError):
@@ -203,7 +206,7 @@ def copy_tree(root: Path, dest: str) -> Path:
 
 
 def wheelhouse(arch: str, log=print) -> Path:
-    """The `arch` wheels of every package in requirements/runtime.lock, downloaded by the
+    """The `arch` wheels of every package in requirements/agent.lock, downloaded by the
     host's pip (native speed, pip's own cache; each file checked against the lock's hashes)
     into a directory cached by the lock's hash."""
     import hashlib
@@ -265,7 +268,8 @@ def build_deb(arch: str = "arm64", out_dir: Path | None = None, log=print) -> Pa
     # -d: the web bundle came built and nothing compiles, so neither the host nor the chroot
     # needs the Build-Depends for those (nodejs, npm, gcc, python3-dev for arm64)
     with Mounted(root):
-        out = subprocess.run(["dpkg-buildpackage", "-us", "-uc", "-b", "-d", f"-a{arch}"],
+        out = subprocess.run(["dpkg-buildpackage", "-us", "-uc", "-b", "-d", f"-a{arch}",
+                              f"-P{AGENT_ONLY_PROFILE}"],
                              cwd=tree, env=env, capture_output=True, text=True, timeout=3600)
     if out.returncode != 0:
         raise RuntimeError(f"build failed:\n{out.stdout[-4000:]}\n{out.stderr[-4000:]}")

@@ -4,7 +4,10 @@ project ships to (Debian 12's Python 3.11 on x86_64 and aarch64).
     requirements/test.lock     pyproject.toml's dependencies + the `test`, `planning` and
                                `reports` extras + the build backend: what `make` (and CI) installs
     requirements/runtime.lock  the dependencies + the build backend, at the same versions:
-                               what the .deb's virtualenv gets (debian/rules, hil/chroot.py)
+                               what the fleet-backend package's virtualenv gets (debian/rules)
+    requirements/agent.lock    requirements/agent.in (the agent's share of the dependencies) +
+                               the build backend, at the same versions: what the fleet-agent
+                               package's virtualenv gets (debian/rules, hil/chroot.py)
 
 uv resolves (`uv pip compile --generate-hashes`): each lock is resolved once per platform
 (`--python-platform x86_64-manylinux_2_36` and `aarch64-manylinux_2_36`, glibc 2.36 being
@@ -29,6 +32,8 @@ REPO = Path(__file__).resolve().parent.parent
 LOCK_DIR = REPO / "requirements"
 TEST_LOCK = LOCK_DIR / "test.lock"
 RUNTIME_LOCK = LOCK_DIR / "runtime.lock"
+AGENT_LOCK = LOCK_DIR / "agent.lock"
+AGENT_IN = LOCK_DIR / "agent.in"
 # the build backend (pyproject's [build-system]): installed from the lock, so the project
 # itself is built without build isolation (which would fetch it unpinned)
 BUILD_IN = LOCK_DIR / "build.in"
@@ -44,11 +49,13 @@ def _uv() -> str:
     return uv
 
 
-def compile_lock(out: Path, extras: list[str], extra_args: list[str]) -> str:
-    """The lock text for every platform in PLATFORMS; SystemExit if they differ."""
+def compile_lock(out: Path, extras: list[str], extra_args: list[str],
+                 source: str = "pyproject.toml") -> str:
+    """The lock text of `source` (+ the build backend) for every platform in PLATFORMS;
+    SystemExit if they differ."""
     texts = []
     for platform in PLATFORMS:
-        cmd = [_uv(), "pip", "compile", "pyproject.toml",
+        cmd = [_uv(), "pip", "compile", source,
                str(BUILD_IN.relative_to(REPO)), *(f"--extra={e}" for e in extras),
                "--python-version", PYTHON_VERSION, "--python-platform", platform,
                "--generate-hashes", "--custom-compile-command", COMMAND, *extra_args]
@@ -68,7 +75,11 @@ def main() -> int:
     runtime = compile_lock(RUNTIME_LOCK, [], [
         "--only-binary", ":all:", "--constraint", str(TEST_LOCK.relative_to(REPO))])
     RUNTIME_LOCK.write_text(runtime)
-    for lock in (TEST_LOCK, RUNTIME_LOCK):
+    agent = compile_lock(AGENT_LOCK, [], [
+        "--only-binary", ":all:", "--constraint", str(TEST_LOCK.relative_to(REPO))],
+        source=str(AGENT_IN.relative_to(REPO)))
+    AGENT_LOCK.write_text(agent)
+    for lock in (TEST_LOCK, RUNTIME_LOCK, AGENT_LOCK):
         pins = [line for line in lock.read_text().splitlines()
                 if line and not line[0].isspace() and not line.startswith("#")]
         print(f"{lock.relative_to(REPO)}: {len(pins)} packages")

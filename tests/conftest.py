@@ -117,15 +117,29 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str, interval:
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+@dataclass(frozen=True)
+class Debs:
+    """The two packages of one build."""
+
+    agent: Path
+    backend: Path
+
+    @classmethod
+    def found_in(cls, folder: Path) -> Debs:
+        [agent] = folder.glob("fleet-agent_*.deb")
+        [backend] = folder.glob("fleet-backend_*.deb")
+        return cls(agent, backend)
+
+
 @pytest.fixture(scope="session")
-def deb_package(tmp_path_factory) -> Path:
-    """The fleet-agent .deb, built once per session (dpkg-buildpackage -b, 1-3 minutes) from a
-    copy of the files git tracks; tests/system/test_packaging.py and tests/system/test_deb_vm.py
-    share it.
-    `FLEET_DEB=path` uses a .deb built beforehand instead (a loaded machine can take longer than
-    a test's timeout to build one)."""
+def deb_package(tmp_path_factory) -> Debs:
+    """The fleet-agent and fleet-backend .debs, built once per session (dpkg-buildpackage -b,
+    1-3 minutes) from a copy of the files git tracks; tests/system/test_packaging.py and
+    tests/system/test_deb_vm.py share them.
+    `FLEET_DEB=dir` uses .debs built beforehand in dir instead (a loaded machine can take
+    longer than a test's timeout to build them)."""
     if os.environ.get("FLEET_DEB"):
-        return Path(os.environ["FLEET_DEB"]).resolve()
+        return Debs.found_in(Path(os.environ["FLEET_DEB"]).resolve())
     assert shutil.which("dpkg-buildpackage"), "dpkg-buildpackage missing: `make test` installs it"
     files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True,
                            check=True).stdout.split(b"\0")
@@ -142,8 +156,7 @@ def deb_package(tmp_path_factory) -> Path:
     build = subprocess.run(["dpkg-buildpackage", "-us", "-uc", "-b"], cwd=src,
                            capture_output=True, text=True, timeout=900)
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
-    [deb] = out.glob("fleet-agent_*.deb")
-    return deb
+    return Debs.found_in(out)
 
 
 @pytest.fixture(params=["aioquic", "qh3"])

@@ -19,7 +19,7 @@ from collections import Counter
 GPS_ROLLOVER = dt.timedelta(weeks=1024)
 # The package's build date: no live receiver reports a genuine date before it. Bumped with
 # each release; tests/integration/gps/test_gps_rollover.py ties it to debian/changelog.
-BUILD_DATE = dt.date(2026, 11, 23)
+BUILD_DATE = dt.date(2026, 12, 6)
 # A good date advances the pivot only if it is less than half a rollover period beyond it, so
 # one corrupt far-future date cannot push every later genuine date 1024 weeks ahead.
 MAX_PIVOT_STEP = GPS_ROLLOVER / 2

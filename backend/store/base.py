@@ -53,7 +53,8 @@ def sql_dir() -> Path:
     """Where the versioned migrations live: $FLEET_SQL_DIR, the source tree, or the package."""
     env = os.environ.get("FLEET_SQL_DIR")
     candidates = [Path(env)] if env else []
-    candidates += [Path(__file__).resolve().parents[2] / "sql", Path("/usr/share/fleet-agent/sql")]
+    candidates += [Path(__file__).resolve().parents[2] / "sql",
+                   Path("/usr/share/fleet-backend/sql")]  # the fleet-backend package's
     for c in candidates:
         if c.is_dir():
             return c

@@ -1,12 +1,13 @@
 #!/bin/sh
-# Inside the Debian VM (real systemd), from the payload disk /hil: install the fleet-agent .deb
-# the way an operator would, provision and start the packaged backend, configure the agent for
-# the GPS on /dev/ttyS1 (fed by the host through qemu) and CAN on vcan0, and start it with
+# Inside the Debian VM (real systemd), from the payload disk /hil: install the fleet-agent and
+# fleet-backend .debs the way an operator would, provision and start the packaged backend,
+# configure the agent for the GPS on /dev/ttyS1 (fed by the host through qemu) and CAN on vcan0, and start it with
 # systemctl. Every fact the host checks is a serial line starting with HIL:.
 # tests/system/test_deb_vm.py runs it; /hil/params sets VEHICLE, FIXES and WAIT_S.
 set -u
 . /hil/params
 VENV=/opt/venvs/fleet-agent
+BACKEND_VENV=/opt/venvs/fleet-backend
 DB=/var/lib/fleet-backend/fleet.db
 
 say() { echo "HIL:$*"; }
@@ -36,9 +37,11 @@ wait_until() {
 
 # 1. apt install, as on a vehicle: no network, every dependency already in the image
 say "STEP install"
-DEBIAN_FRONTEND=noninteractive apt-get install -y -q /hil/fleet-agent_*.deb >/hil/apt.log 2>&1 \
+DEBIAN_FRONTEND=noninteractive apt-get install -y -q /hil/fleet-agent_*.deb \
+    /hil/fleet-backend_*.deb >/hil/apt.log 2>&1 \
     || { sed 's/^/HIL:APT /' /hil/apt.log; fail "apt-get install"; }
-say "INSTALLED $(dpkg-query -W -f '${Version} ${db:Status-Status}' fleet-agent)"
+versions() { dpkg-query -W -f '${Version} ${db:Status-Status} ' fleet-agent fleet-backend | sed 's/ $//'; }
+say "INSTALLED $(versions)"
 for unit in fleet-agent fleet-backend; do
     say "ENABLED $unit $(systemctl is-enabled $unit 2>&1)"
 done
@@ -57,7 +60,7 @@ quic_host = "127.0.0.1"
 quic_port = 4433
 http_port = 8080
 EOF
-BACKEND="$VENV/bin/fleet-backend --config /etc/fleet-backend/backend.toml"
+BACKEND="$BACKEND_VENV/bin/fleet-backend --config /etc/fleet-backend/backend.toml"
 $BACKEND gen-certs --out /etc/fleet-backend --name localhost --name 127.0.0.1 >/dev/null \
     || fail "gen-certs"
 chgrp fleet-backend /etc/fleet-backend/backend.toml /etc/fleet-backend/server.key
@@ -194,8 +197,9 @@ say "PENDING $(wc -l < /hil/pending.txt)"
 # 8. upgrade to the next version while readings wait: they survive and are delivered
 say "STEP upgrade"
 DEBIAN_FRONTEND=noninteractive apt-get install -y -q /hil/next/fleet-agent_*.deb \
-    >/hil/apt-upgrade.log 2>&1 || { sed 's/^/HIL:APT /' /hil/apt-upgrade.log; fail "upgrade"; }
-say "UPGRADED $(dpkg-query -W -f '${Version} ${db:Status-Status}' fleet-agent)"
+    /hil/next/fleet-backend_*.deb >/hil/apt-upgrade.log 2>&1 \
+    || { sed 's/^/HIL:APT /' /hil/apt-upgrade.log; fail "upgrade"; }
+say "UPGRADED $(versions)"
 say "CONFFILE $(grep -c "^id = \"$VEHICLE\"" /etc/fleet-agent/agent.toml) $(stat -c '%U:%G %a' /etc/fleet-agent/agent.toml)"
 systemctl start fleet-backend || fail "backend after upgrade"
 backlog_empty() {
@@ -227,15 +231,15 @@ paths() {
     echo
 }
 logs
-# both services are running here: the package's prerm stops them (the backend's unit is
+# both services are running here: each package's prerm stops its own (the backend's unit is
 # installed --no-start, so debhelper alone would leave it running and its user undeletable)
 say "BEFORE-REMOVE $(systemctl is-active fleet-agent fleet-backend | paste -sd' ')"
-DEBIAN_FRONTEND=noninteractive apt-get remove -y -q fleet-agent >/hil/apt-remove.log 2>&1
+DEBIAN_FRONTEND=noninteractive apt-get remove -y -q fleet-agent fleet-backend >/hil/apt-remove.log 2>&1
 say "REMOVE rc=$? $(dpkg-query -W -f '${db:Status-Status}' fleet-agent 2>&1)"
 say "AFTER-REMOVE $(paths)"
 # processes of the system users left after remove (minbase has no ps: their /proc owners)
 say "REMOVED-PROCS $(stat -c %U /proc/[0-9]* 2>/dev/null | grep -c '^fleet-' || true)"
-DEBIAN_FRONTEND=noninteractive apt-get purge -y -q fleet-agent >/hil/apt-purge.log 2>&1
+DEBIAN_FRONTEND=noninteractive apt-get purge -y -q fleet-agent fleet-backend >/hil/apt-purge.log 2>&1
 say "PURGE rc=$? $(dpkg-query -W -f '${db:Status-Status}' fleet-agent 2>&1 | head -c 60)"
 say "AFTER-PURGE $(paths)"
 say "DONE"

@@ -1,10 +1,14 @@
 """pyproject.toml and requirements/*.lock agree (hil/lock.py; regenerate with `make lock`):
 every dependency, and nothing else, is a direct pin of the locks, at a version its specifier
-allows, with hashes; the runtime lock pins what the test lock pins."""
+allows, with hashes; the runtime and agent locks pin what the test lock pins; the agent's
+lock (the fleet-agent package) holds everything agent/ and geostream/ import."""
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
 import re
+import sys
 import tomllib
 from pathlib import Path
 
@@ -15,6 +19,12 @@ REPO = Path(__file__).resolve().parents[2]
 TEST_LOCK = REPO / "requirements" / "test.lock"
 RUNTIME_LOCK = REPO / "requirements" / "runtime.lock"
 BUILD_IN = REPO / "requirements" / "build.in"
+AGENT_LOCK = REPO / "requirements" / "agent.lock"
+AGENT_IN = REPO / "requirements" / "agent.in"
+# what the vehicle's code is: the fleet-agent package's virtualenv must import all of it
+AGENT_PACKAGES = ("agent", "geostream")
+# imports the agent package takes from Debian, not from its lock (debian/rules links them)
+FROM_DEBIAN = {"systemd"}
 FIX = "pyproject.toml and requirements/*.lock disagree: run `make lock` and commit the locks"
 PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)")
 
@@ -54,7 +64,8 @@ def _project() -> tuple[list[Requirement], list[Requirement], list[Requirement]]
 
 def _direct(lock: dict[str, dict]) -> set[str]:
     return {name for name, e in lock.items()
-            if e["via"] & {"fleet-agent (pyproject.toml)", "-r requirements/build.in"}}
+            if e["via"] & {"fleet-agent (pyproject.toml)", "-r requirements/build.in",
+                           "-r requirements/agent.in"}}
 
 
 def _check(lock: dict[str, dict], wanted: list[Requirement], what: str) -> None:
@@ -82,6 +93,55 @@ def test_the_runtime_lock_pins_the_dependencies_at_the_test_locks_versions():
     differ = {n: (e["version"], test.get(n, {}).get("version")) for n, e in runtime.items()
               if test.get(n, {}).get("version") != e["version"]}
     assert differ == {}, f"runtime and test locks pin differently: {differ}. {FIX}"
+
+
+def _agent_in() -> list[str]:
+    return [line.split("#")[0].strip() for line in AGENT_IN.read_text().splitlines()
+            if line.split("#")[0].strip()]
+
+
+def test_the_agent_lock_pins_the_agents_dependencies_at_the_test_locks_versions():
+    deps, _, build = _project()
+    by_name = {canonicalize_name(r.name): r for r in deps}
+    named = [canonicalize_name(n) for n in _agent_in()]
+    assert set(named) <= set(by_name), \
+        f"requirements/agent.in names what pyproject.toml does not: {set(named) - set(by_name)}"
+    agent, test = parse_lock(AGENT_LOCK), parse_lock(TEST_LOCK)
+    _check(agent, [by_name[n] for n in named] + build, "requirements/agent.lock")
+    differ = {n: (e["version"], test.get(n, {}).get("version")) for n, e in agent.items()
+              if test.get(n, {}).get("version") != e["version"]}
+    assert differ == {}, f"agent and test locks pin differently: {differ}. {FIX}"
+
+
+def _third_party_imports(package: str) -> set[str]:
+    """Top-level names of the non-standard-library modules the files of `package` import."""
+    names: set[str] = set()
+    for path in (REPO / package).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+    return {n for n in names if n not in sys.stdlib_module_names}
+
+
+def test_the_agent_lock_holds_everything_the_agent_imports():
+    """The fleet-agent package installs only requirements/agent.lock: every distribution that
+    provides a module agent/ or geostream/ imports must be pinned there (else the vehicle's
+    daemon fails at its first import of it, on the vehicle)."""
+    ours = {"agent", "geostream", "backend", "hil", "loadtest", "tests", "bench"}
+    wanted = set().union(*(_third_party_imports(p) for p in AGENT_PACKAGES)) - ours - FROM_DEBIAN
+    providers = importlib.metadata.packages_distributions()
+    pinned = set(parse_lock(AGENT_LOCK))
+    missing = {}
+    for module in sorted(wanted):
+        dists = {canonicalize_name(d) for d in providers.get(module, [])}
+        assert dists, f"no installed distribution provides {module!r} (imported by the agent)"
+        if not dists & pinned:
+            missing[module] = sorted(dists)
+    assert missing == {}, f"the agent imports these but requirements/agent.lock lacks them " \
+                          f"(add to requirements/agent.in, `make lock`): {missing}"
+    assert "aiohttp" not in pinned and "numpy" not in pinned, "the backend's libraries leaked"
 
 
 def test_the_build_backend_satisfies_pyprojects_build_system():

@@ -4,7 +4,7 @@ chroot under qemu-user-static (hil/chroot.py), the way `apt install fleet-agent`
 In the chroot: `apt-get install` of the package (it has no init, so services are not started),
 `fleet-agent --version` from the aarch64 virtualenv, `nmea-decode` and `can-decode` on the
 sample captures (their output must equal the host's, amd64), and the agent journaling fixes from
-a pty GPS (hil.gps_sim, shipped in the package) with its gateway unreachable: every fix the
+a pty GPS (the test rig's hil.gps_sim, copied in) with its gateway unreachable: every fix the
 simulator sent is in the journal exactly once. Then `apt-get purge`.
 
 Cost, measured on the shared 2-core machine (load average ~10, docs/benchmarks.md "arm64
@@ -29,6 +29,7 @@ import pytest
 from backend.pki import generate
 from hil import chroot
 from tests.conftest import REPO, _env
+from tests.system.debcheck import agent_package_problems
 
 pytestmark = pytest.mark.slow
 ARCH = "arm64"
@@ -94,7 +95,8 @@ decimate = false
 socket = "/smoke/status.sock"
 EOF
 {VENV}/fleet-agent check-config agent.toml
-{VENV}/python -m hil.gps_sim --link /smoke/gps.tty --rate 5 --count {FIXES} \\
+# the GPS simulator is the test rig's (hil/gps_sim.py, standard library only), not the package's
+PYTHONPATH=/smoke/rig {VENV}/python -m hil.gps_sim --link /smoke/gps.tty --rate 5 --count {FIXES} \\
     --record /smoke/sent.jsonl --wait-reader &
 SIM=$!
 n=0; while [ ! -e /smoke/gps.tty ] && [ $n -lt 100 ]; do sleep 0.2; n=$((n+1)); done
@@ -115,11 +117,15 @@ if dpkg -s fleet-agent >/dev/null 2>&1; then echo "PURGED no"; else echo "PURGED
 def test_arm64_package_installs_decodes_and_journals_in_an_arm64_chroot(arm64_root_and_deb):
     root, deb = arm64_root_and_deb
     assert deb.name.endswith("_arm64.deb"), deb.name
+    assert agent_package_problems(deb) == []
     smoke = root / "smoke"
     subprocess.run(["rm", "-rf", str(smoke)], check=True)
     smoke.mkdir()
     (smoke / "fleet-agent.deb").write_bytes(deb.read_bytes())
     (smoke / "capture.nmea").write_bytes((REPO / NMEA).read_bytes())
+    (smoke / "rig" / "hil").mkdir(parents=True)
+    (smoke / "rig" / "hil" / "__init__.py").write_text("")
+    (smoke / "rig" / "hil" / "gps_sim.py").write_bytes((REPO / "hil" / "gps_sim.py").read_bytes())
     (smoke / "drive.log").write_bytes((REPO / CANLOG).read_bytes())
     generate(str(smoke / "pki"), ["localhost"])  # a CA for the (unreachable) gateway
     out = chroot.run(root, SCRIPT, timeout=1800)

@@ -54,7 +54,8 @@ SELECTED = {"EngSpeed", "CCVS1.WheelBasedVehicleSpeed", "EngCoolantTemp"}
 pytestmark = pytest.mark.slow
 
 
-NEXT_VERSION = "0.1.0-2"
+VERSION = "0.2.0-1"
+NEXT_VERSION = "0.2.0-2"
 
 
 def _next_version(deb: Path, out: Path) -> Path:
@@ -64,21 +65,22 @@ def _next_version(deb: Path, out: Path) -> Path:
     subprocess.run(["dpkg-deb", "-R", str(deb), str(tree)], check=True)
     control = tree / "DEBIAN" / "control"
     text = control.read_text()
-    assert "Version: 0.1.0-1\n" in text
-    control.write_text(text.replace("Version: 0.1.0-1\n", f"Version: {NEXT_VERSION}\n"))
-    nxt = out / deb.name.replace("0.1.0-1", NEXT_VERSION)
+    assert f"Version: {VERSION}\n" in text
+    control.write_text(text.replace(f"Version: {VERSION}\n", f"Version: {NEXT_VERSION}\n"))
+    nxt = out / deb.name.replace(VERSION, NEXT_VERSION)
     subprocess.run(["dpkg-deb", "-Zxz", "-b", str(tree), str(nxt)], check=True,
                    capture_output=True)
     shutil.rmtree(tree)
     return nxt
 
 
-def _payload(tmp: Path, deb: Path) -> Path:
+def _payload(tmp: Path, debs) -> Path:
     src = tmp / "payload"
     src.mkdir()
-    shutil.copy(deb, src / deb.name)
     (src / "next").mkdir()
-    _next_version(deb, src / "next")
+    for deb in (debs.agent, debs.backend):
+        shutil.copy(deb, src / deb.name)
+        _next_version(deb, src / "next")
     shutil.copy(REPO / "hil" / "vm" / "deb_install_check.sh", src / "check.sh")
     shutil.copy(REPO / "tests" / "data" / "can" / "drive_20s.log", src / "drive.log")
     (src / "params").write_text(f"VEHICLE={VEHICLE}\nFIXES={FIXES}\nWAIT_S={STORE_WAIT_S}\n")
@@ -177,10 +179,11 @@ def test_apt_install_then_systemctl_start_records_uart_gps_and_can(tmp_path, deb
 
 
 def _check(guest: Guest, sent: list[dict]) -> None:
-    assert guest.values("INSTALLED") == ["0.1.0-1 installed"], guest.values("INSTALLED")
+    assert guest.values("INSTALLED") == [f"{VERSION} installed {VERSION} installed"], \
+        guest.values("INSTALLED")
     [dbc] = guest.values("DBC")
     assert dbc.startswith("/opt/venvs/fleet-agent/") and dbc.endswith("/agent/dbc/truck_j1939.dbc")
-    # the store was created from the packaged migrations (/usr/share/fleet-agent/sql)
+    # the store was created from the packaged migrations (/usr/share/fleet-backend/sql)
     migrations = sorted(f.stem for f in (REPO / "sql" / "sqlite").glob("*.sql"))
     assert guest.values("SCHEMA") == [" ".join(migrations)]
     assert guest.values("ENABLED") == ["fleet-agent enabled", "fleet-backend disabled"]
@@ -244,7 +247,7 @@ def _check_operations(guest: Guest) -> None:
 def _check_package_life(guest: Guest) -> None:
     [pending] = guest.values("PENDING")
     assert int(pending) > 0, "no readings waited in the journal while the backend was down"
-    assert guest.values("UPGRADED") == [f"{NEXT_VERSION} installed"]
+    assert guest.values("UPGRADED") == [f"{NEXT_VERSION} installed {NEXT_VERSION} installed"]
     [conffile] = guest.values("CONFFILE")
     assert conffile == "1 root:fleet-agent 640", conffile  # the operator's file, its mode
     [delivered] = [json.loads(text) for text in guest.values("DELIVERED")]

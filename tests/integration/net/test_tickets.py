@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from agent.uplink_machine import BACKOFF_MAX_S
 from backend.cli import _parser, build_config
 from backend.config import BackendConfig
 from backend.tickets import TicketStore
@@ -190,7 +191,9 @@ async def test_connected_agent_resumes_after_graceful_backend_restart(procs, tmp
         assert agent.uplink.stats.extra["session_resumed"] is False
         await until(lambda: agent.uplink.ticket_path.exists(), 5, "ticket stored")
         backend = await restart(procs, backend, "sigterm")
-        await until(lambda: agent.uplink.stats.connects == 2, 30, "reconnected")
+        # the backend is up again (restart() waited for it); the agent, which kept trying while
+        # it started (slowly on a loaded machine), tries again within one backoff period
+        await until(lambda: agent.uplink.stats.connects == 2, BACKOFF_MAX_S + 30, "reconnected")
         await agent.add(5)
         await until(lambda: agent.uplink.stats.readings_acked >= 10, 15, "acked after restart")
         assert agent.uplink.stats.extra["session_resumed"] is True
