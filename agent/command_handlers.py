@@ -164,9 +164,9 @@ class AgentCommands:
             return Answer(False, "written but the reload refused it; rolling back")
         result = {"file_sha256": sha, "reloaded": plan.reload, "restart": plan.restart}
         if plan.restart:
-            agent.request_restart(f"config.set {command_id}: {', '.join(plan.restart)}")
+            reason = f"config.set {command_id}: {', '.join(plan.restart)}"
             return Answer(True, f"applied; restarting for {', '.join(plan.restart)}"[:256],
-                          result)
+                          result, then=lambda: agent.request_restart(reason))
         return Answer(True, f"applied by reload: {', '.join(plan.reload) or 'nothing'}"[:256],
                       result)
 

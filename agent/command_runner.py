@@ -97,6 +97,8 @@ class CommandRunner:
             await self._finish(cmd.id, answer)
         except (sqlite3.Error, OSError) as exc:  # answered anyway; a repeat says interrupted
             log.warning("command %d: cannot record the answer: %s", cmd.id, exc)
+        if answer.then is not None:  # e.g. config.set's restart: only after the record
+            answer.then()
         return answer
 
     async def _finish(self, command_id: int, answer: Answer) -> None:

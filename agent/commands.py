@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import cbor2
@@ -39,6 +39,9 @@ class Answer:
     ok: bool
     detail: str
     result: dict | None = None
+    # what the agent does once this answer is recorded (never sent): a restart a handler
+    # needs must not cut the recording short, or the repeat after it would say "interrupted"
+    then: Callable[[], None] | None = field(default=None, compare=False, repr=False)
 
 
 def refusal(cmd: Command, known: set[str] | dict) -> Answer | None:
@@ -67,8 +70,9 @@ def bounded(answer: Answer) -> Answer:
     (else the answer says so instead of breaking the session)."""
     detail = answer.detail[:256]
     if answer.result is not None and len(cbor2.dumps(answer.result)) > MAX_RESULT_BYTES:
-        return Answer(False, f"answer larger than {MAX_RESULT_BYTES} bytes; ask for less")
-    return Answer(answer.ok, detail, answer.result)
+        return replace(answer, ok=False, result=None,
+                       detail=f"answer larger than {MAX_RESULT_BYTES} bytes; ask for less")
+    return replace(answer, detail=detail)
 
 
 def _ping(args: dict) -> tuple[bool, str]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -162,6 +163,20 @@ class Mounted:
 PASS_ENV = ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
             "PIP_INDEX_URL", "PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
 CERT_ENV = ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
+
+
+def stop_leftovers(root: Path) -> int:
+    """Kill what still runs inside `root` (a run interrupted mid-script leaves its processes,
+    e.g. an agent that would reopen the next run's GPS pty and take its fixes); how many."""
+    killed = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.readlink(f"/proc/{pid}/root") == str(root):
+                os.kill(int(pid), signal.SIGKILL)
+                killed += 1
+        except (OSError, ProcessLookupError):  # gone meanwhile, or not ours to read
+            continue
+    return killed
 
 
 def _host_network_env(root: Path) -> dict[str, str]:

@@ -113,3 +113,33 @@ def test_running_time_survives_a_power_cut_and_the_clock_does_not_count(db):
     assert w2.tick(23) == PROBE
     rollback.save(db, None)
     assert rollback.load(db) is None
+
+
+async def test_what_a_command_does_after_its_answer_runs_once_the_answer_is_recorded(tmp_path):
+    """config.set's restart stops the agent: requested before the answer is recorded, the
+    stop could cut the recording short and its repeat would read "interrupted". `then` runs
+    only after the record holds the answer."""
+    from agent.command_runner import CommandRunner
+
+    path = str(tmp_path / "journal.sqlite")
+    seen: list[Record | None] = []
+
+    def after() -> None:
+        conn = open_vehicle_db(path)
+        try:
+            seen.append(CommandLog(conn).lookup(7))
+        finally:
+            conn.close()
+
+    async def change(args: dict) -> Answer:
+        return Answer(True, "applied; restarting for server", then=after)
+
+    runner = CommandRunner(path, {"config.set": change})
+    try:
+        answer = await runner.run(Command(7, "config.set", {"toml": "[log]\n"}))
+    finally:
+        runner.close()
+    assert (answer.ok, answer.detail) == (True, "applied; restarting for server")
+    [record] = seen
+    assert record is not None and record.answered_ms is not None and record.ok
+    assert replay(record) == Answer(True, "applied; restarting for server")
