@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from prometheus_client import Histogram
 
@@ -20,13 +20,14 @@ from geostream.clock import wall_ms
 from geostream.errors import ErrorCode
 from geostream.limits import DEFAULT_CREDIT, IDLE_TIMEOUT_S
 from geostream.messages import Status
-from geostream.quic import library, protocol_class
+from geostream.quic import library
 from geostream.schema import DEFAULT_WINDOW, TimeWindow
 
 from .alerts import NoAlerts
 from .dispatch.service import Dispatcher
 from .downlink import CommandDownlink
 from .gateway_conn import GatewayProtocol
+from .gateway_edge import EdgeServer, UdpEdge
 from .gateway_ingest import Ingest
 from .gateway_stats import GatewayStats
 from .hub import Hub
@@ -101,7 +102,7 @@ class Gateway:
         # batch received → ack sent (GET /metrics); not in a global registry
         self.ack_latency = Histogram("fleet_ack_latency_seconds", "Batch received to ack sent",
                                      buckets=ACK_BUCKETS_S, registry=None)
-        self._server: Any = None  # the QUIC library's server (its own type)
+        self._server: EdgeServer | None = None  # the UDP edge: every connection's datagrams
         self._revocation_task: asyncio.Task | None = None
         # session tickets for resumption / 0-RTT (docs/protocol.md §8), opened by start()
         self.ticket_file = ticket_file
@@ -134,18 +135,16 @@ class Gateway:
         else:
             tickets = TicketStore(self.ticket_file, lib=self.quic)
         self.tickets = tickets
-        protocol = protocol_class(self.quic, GatewayProtocol)
-        server_kwargs = dict(
-            configuration=cfg,
-            create_protocol=lambda *a, **kw: protocol(*a, gateway=self, **kw),
-            session_ticket_fetcher=tickets.pop,
-            session_ticket_handler=tickets.add,
-        )
+        server = EdgeServer(
+            self.quic, configuration=cfg,
+            create_protocol=lambda quic, edge: GatewayProtocol(quic, edge, gateway=self),
+            session_ticket_fetcher=tickets.pop, session_ticket_handler=tickets.add)
         if self.cluster is None:
-            self._server = await self.quic.serve(host, port, **server_kwargs)
+            await UdpEdge.open(server, host, port)
         else:
-            self._server = await self.cluster.serve(self.quic, host, port, **server_kwargs)
-        enlarge_socket_buffers(self._server)
+            await self.cluster.serve(self.quic, host, port, server=server)
+        self._server = server
+        enlarge_socket_buffers(server)
         self._revocation_task = asyncio.get_running_loop().create_task(self._watch_revocations())
         log.info("gateway listening on udp %s:%d (ALPN %s, %s)", host, self.port, ALPN,
                  self.quic.NAME)
@@ -153,6 +152,7 @@ class Gateway:
     @property
     def port(self) -> int:
         """The UDP port the gateway listens on: the kernel's choice when started on port 0."""
+        assert self._server is not None, "started"
         return self._server._transport.get_extra_info("sockname")[1]
 
     def stop_accepting(self) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from geostream.clock import wall_ms
 from geostream.errors import ErrorCode, ProtocolError
@@ -30,6 +30,7 @@ from geostream.session import (
     UnknownSkipped,
 )
 
+from .gateway_edge import EdgeConnection, EdgeServer
 from .quic_tuning import delay_acks
 from .store.base import AuthResult, DeadLetter, StoredReading
 
@@ -48,19 +49,13 @@ HELLO_TIMEOUT_S = 10.0
 HANDSHAKE_TIMEOUT_S = 60.0
 
 
-class GatewayProtocol:
-    """One vehicle's connection: its session stream and the pipeline of its batches. A mixin:
-    the gateway's protocol class is this on top of its QUIC library's `QuicConnectionProtocol`
-    (`geostream.quic.protocol_class`)."""
+class GatewayProtocol(EdgeConnection):
+    """One vehicle's connection: its session stream and the pipeline of its batches, on the
+    gateway's UDP edge (backend/gateway_edge.py: `transmit` sends at the end of the tick)."""
 
-    # what the library's QuicConnectionProtocol provides
-    _quic: Any
-    if TYPE_CHECKING:
-        def transmit(self) -> None: ...
-
-    def __init__(self, *args, gateway: Gateway, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._lib = lib = gateway.quic
+    def __init__(self, quic, edge: EdgeServer, *, gateway: Gateway):
+        super().__init__(quic, edge)
+        lib = self._lib
         delay_acks(lib, self._quic)
         lib.trim_new_connection(self._quic)
         if gateway.cluster is not None:
@@ -285,5 +280,4 @@ class GatewayProtocol:
         self._closing = True
         # closed by us: no longer this vehicle's connection, even while QUIC drains (3 PTO)
         self.gateway.unregister(self.vehicle, self)
-        self._quic.close(error_code=code, reason_phrase=reason[:100])
-        self.transmit()
+        self.close(code, reason[:100])

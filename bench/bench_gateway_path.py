@@ -5,10 +5,12 @@
 
 N vehicles, each a sans-IO `QuicConnection` (of each library named by --quic, through the seam
 geostream/quic/; default: the process's) with a geostream `ClientSession`, send one
-reading per second at their own phase (as the load tester's do) into the gateway's real
-`GatewayProtocol` objects (asyncio edge included: timers, `transmit`, tasks), whose datagrams
-go to an in-memory transport instead of a socket. Behind them the real writer, SQLite store
-(a temporary file, durable commits), alert engine with the default rules, and hub. The
+reading per second at their own phase (as the load tester's do) into the gateway's real UDP
+edge (backend/gateway_edge.py: routing by connection ID, the per-tick transmit, the timer heap)
+and its `GatewayProtocol` objects, whose datagrams go to an in-memory transport instead of a
+socket; each delivery is one socket wakeup (the edge's `receive`, then `flush_soon`). Behind
+them the real writer, SQLite store (a temporary file, durable commits), alert engine with the
+default rules, and hub. The
 baseline in the same run: the same clients and exchange against the library's own
 `QuicConnectionProtocol` answering each batch with an ack-sized reply (same ACK timing
 adjustments as the gateway, backend/quic_tuning.py), so the ratio is what the gateway adds per
@@ -36,6 +38,7 @@ from backend.alerts import AlertEngine  # noqa: E402
 from backend.alerts.rules import parse_rules  # noqa: E402
 from backend.gateway import Gateway  # noqa: E402
 from backend.gateway_conn import GatewayProtocol  # noqa: E402
+from backend.gateway_edge import EdgeServer  # noqa: E402
 from backend.hub import Hub  # noqa: E402
 from backend.pki import generate  # noqa: E402
 from backend.quic_tuning import delay_acks  # noqa: E402
@@ -58,18 +61,23 @@ WARMUP_S = 2
 
 
 class _Wire:
-    """The gateway side's DatagramTransport: datagrams land in the client's inbox."""
+    """The gateway side's DatagramTransport: datagrams land in the client's inbox (the bare
+    protocol's: one vehicle's; the gateway edge's: each by its address)."""
 
-    def __init__(self, inbox: list):
+    def __init__(self, inbox: list | None = None):
         self.inbox = inbox
+        self.inboxes: dict = {}
         self.sent = 0
 
     def sendto(self, data, addr=None) -> None:
         self.sent += 1
-        self.inbox.append(bytes(data))
+        (self.inbox if self.inbox is not None else self.inboxes[addr]).append(bytes(data))
 
     def get_extra_info(self, name, default=None):
         return default
+
+    def close(self) -> None:
+        pass
 
 
 class _Echo:
@@ -150,9 +158,21 @@ class Run:
                 self.prof.enable()
 
     def _deliver(self, v: _Vehicle, datagrams: list[bytes]) -> None:
-        for d in datagrams:
+        if self.bare:
+            for d in datagrams:
+                self.datagrams_in += 1
+                v.proto.datagram_received(d, v.addr)
+            return
+        now = self.loop.time()
+        for d in datagrams:  # one socket wakeup: receive each, one flush at the tick's end
             self.datagrams_in += 1
-            v.proto.datagram_received(d, v.addr)
+            self.edge.receive(d, v.addr, now)
+        self.edge.flush_soon()
+
+    def _sent(self) -> int:
+        if self.bare:
+            return sum(v.proto._transport.sent for v in self.vehicles)
+        return self.wire.sent
 
     async def setup(self, tmp: Path) -> None:
         loop = asyncio.get_running_loop()
@@ -171,12 +191,19 @@ class Run:
         self.hub = Hub()
         self.gateway = Gateway(self.store, self.writer, self.hub, alerts=self.alerts,
                                quic_library=lib.NAME)
+        self.loop = loop
+        self.edge = EdgeServer(
+            lib, configuration=self.server_cfg,
+            create_protocol=lambda quic, edge: GatewayProtocol(quic, edge, gateway=self.gateway))
+        self.wire = _Wire()
+        self.edge.connection_made(self.wire)
         tokens = [await self.store.add_vehicle(f"bench-{i:05d}") for i in range(self.n)]
         await self.alerts.start(wall_ms())
         start = loop.time()
         self.vehicles = [_Vehicle(lib, i, client_cfg, tokens[i], start, self.bare)
                          for i in range(self.n)]
         for v in self.vehicles:
+            self.wire.inboxes[v.addr] = v.inbox
             self._connect(v, loop.time())
         for _ in range(400):  # handshake, hello, welcome: bounded
             await asyncio.sleep(0.005)
@@ -194,17 +221,15 @@ class Run:
         v.quic.connect(SERVER, now=now)
         first = [d for d, _ in v.quic.datagrams_to_send(now=now)]
         lib = self.lib
-        odcid = lib.destination_cid(first[0], 8)
-        quic = lib.QuicConnection(configuration=self.server_cfg,
-                                  original_destination_connection_id=odcid)
         if self.bare:
+            odcid = lib.destination_cid(first[0], 8)
+            quic = lib.QuicConnection(configuration=self.server_cfg,
+                                      original_destination_connection_id=odcid)
             delay_acks(lib, quic)
             echo = protocol_class(lib, _Echo)
             echo.lib = lib
             v.proto = echo(quic)
-        else:
-            v.proto = protocol_class(lib, GatewayProtocol)(quic, gateway=self.gateway)
-        v.proto.connection_made(_Wire(v.inbox))
+            v.proto.connection_made(_Wire(v.inbox))
         self._deliver(v, first)
 
     async def measure(self, seconds: float, warmup: int = WARMUP_S) -> dict:
@@ -217,7 +242,7 @@ class Run:
             self.prof.enable()
         t0_cpu, t0_client = time.process_time(), self.client_cpu
         in0 = self.datagrams_in
-        out0 = sum(v.proto._transport.sent for v in self.vehicles)
+        out0 = self._sent()
         acked0 = sum(self._acked(v) for v in self.vehicles)
         sent = await self._drive(int(seconds))
         await asyncio.sleep(0.5)  # the last acks
@@ -228,7 +253,7 @@ class Run:
         cpu = time.process_time() - t0_cpu
         client = self.client_cpu - t0_client
         acked = sum(self._acked(v) for v in self.vehicles) - acked0
-        out = sum(v.proto._transport.sent for v in self.vehicles) - out0
+        out = self._sent() - out0
         return {"sent": sent, "acked": acked, "gateway_ms": (cpu - client) * 1000 / max(1, acked),
                 "client_ms": client * 1000 / max(1, acked),
                 "in": (self.datagrams_in - in0) / max(1, acked), "out": out / max(1, acked)}
@@ -261,7 +286,8 @@ class Run:
         return v.acked
 
     async def close(self) -> None:
-        tasks = [t for v in self.vehicles for t in getattr(v.proto, "_tasks", ())]
+        protos = set(self.edge._connections.values()) if not self.bare else ()
+        tasks = [t for p in protos for t in p.in_flight()]
         if tasks:
             await asyncio.wait(tasks, timeout=10)
         await self.gateway.ingest.settled(10)  # commits, acks, the alert consumer

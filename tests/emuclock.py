@@ -18,9 +18,10 @@ What keeps a jump honest:
   meanwhile) is written off after SETTLE_S and counted in `written_off`.
 
 Wrapping the socket hooks `_make_datagram_transport`, a private method of asyncio's selector
-loop (stable since 3.4); `looptime` (PyPI) compacts time the same way but cannot see datagrams
-in flight on loopback, and lets the clock run at real speed while a thread works, which is the
-wrong way round for a commit that must take no emulated time.
+loop (stable since 3.4), and `wrap_datagram_socket`, which the gateway's UDP edge calls for
+the socket it reads with `add_reader`; `looptime` (PyPI) compacts time the same way but cannot
+see datagrams in flight on loopback, and lets the clock run at real speed while a thread
+works, which is the wrong way round for a commit that must take no emulated time.
 """
 
 from __future__ import annotations
@@ -90,6 +91,11 @@ class EmulatedClockLoop(asyncio.SelectorEventLoop):
 
     def _make_datagram_transport(self, sock, *args, **kwargs):
         return super()._make_datagram_transport(_CountingSocket(sock, self), *args, **kwargs)
+
+    def wrap_datagram_socket(self, sock):
+        """The hook for datagram sockets read outside a transport (the gateway's UDP edge,
+        backend/gateway_edge.py): counted like the transports' own."""
+        return _CountingSocket(sock, self)
 
     def _sent(self) -> None:
         self._in_flight += 1

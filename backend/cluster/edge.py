@@ -177,12 +177,15 @@ async def _router_address(local_host: str, router: tuple[str, int]) -> tuple[str
 
 
 async def serve_behind_router(lib, host: str, port: int, server_id: int, router: tuple[str, int],
-                              key: bytes, **server_kwargs) -> tuple[object, _NodeEndpoint]:
+                              key: bytes, server=None,
+                              **server_kwargs) -> tuple[object, _NodeEndpoint]:
     """The QUIC library `lib`'s `serve()`, but on a tunnel socket talking to `router` (the
     create_protocol passed in must call `cids.issue_routable_cids`); returns the server and its
-    endpoint (its `opener.dropped` counts what the tunnel refused)."""
+    endpoint (its `opener.dropped` counts what the tunnel refused). `server`: one already made
+    (the gateway's `EdgeServer`) instead of the library's `QuicServer(**server_kwargs)`."""
     loop = asyncio.get_running_loop()
-    server = lib.QuicServer(**server_kwargs)
+    if server is None:
+        server = lib.QuicServer(**server_kwargs)
     resolved = await _router_address(host, router)
     _, endpoint = await loop.create_datagram_endpoint(
         lambda: _NodeEndpoint(server, server_id, resolved, key), local_addr=(host, port))

@@ -4,7 +4,8 @@
 
 - the public API: `QuicConfiguration`, `QuicConnection`, `QuicConnectionProtocol`,
   `QuicServer`, `serve`, `connect`, the events (`QuicEvent`, `HandshakeCompleted`,
-  `StreamDataReceived`, `ConnectionTerminated`, `PingAcknowledged`, `ConnectionIdIssued`),
+  `StreamDataReceived`, `ConnectionTerminated`, `PingAcknowledged`, `ConnectionIdIssued`,
+  `ConnectionIdRetired`),
   `SessionTicket`, `CipherSuite`, `destination_cid(datagram, cid_length)`;
 - the hooks the libraries do not offer publicly, one function each: ACKs riding with data
   (`ack_with_data`, `advertise_max_ack_delay`, `delay_acks_up_to`, `ack_delays`), routable

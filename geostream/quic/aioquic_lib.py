@@ -19,6 +19,7 @@ from aioquic.quic.connection import QuicConnection
 from aioquic.quic.crypto import NoCallback
 from aioquic.quic.events import (
     ConnectionIdIssued,
+    ConnectionIdRetired,
     ConnectionTerminated,
     HandshakeCompleted,
     PingAcknowledged,
@@ -37,9 +38,10 @@ from geostream.quic_acks import MAX_ACK_DELAY_LIMIT_MS
 NAME = "aioquic"
 
 __all__ = [
-    "NAME", "CipherSuite", "ConnectionIdIssued", "ConnectionTerminated", "HandshakeCompleted",
-    "PingAcknowledged", "QuicConfiguration", "QuicConnection", "QuicConnectionProtocol",
-    "QuicEvent", "QuicServer", "SessionTicket", "StreamDataReceived", "connect", "serve",
+    "NAME", "CipherSuite", "ConnectionIdIssued", "ConnectionIdRetired", "ConnectionTerminated",
+    "HandshakeCompleted", "PingAcknowledged", "QuicConfiguration", "QuicConnection",
+    "QuicConnectionProtocol", "QuicEvent", "QuicServer", "SessionTicket", "StreamDataReceived",
+    "connect", "serve",
 ]
 
 # Room for aioquic's transport parameters (~100 bytes) with margin.

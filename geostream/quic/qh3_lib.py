@@ -22,6 +22,7 @@ from qh3.quic.configuration import QuicConfiguration
 from qh3.quic.connection import QuicConnection
 from qh3.quic.events import (
     ConnectionIdIssued,
+    ConnectionIdRetired,
     ConnectionTerminated,
     HandshakeCompleted,
     PingAcknowledged,
@@ -38,9 +39,10 @@ log = logging.getLogger(__name__)
 NAME = "qh3"
 
 __all__ = [
-    "NAME", "CipherSuite", "ConnectionIdIssued", "ConnectionTerminated", "HandshakeCompleted",
-    "PingAcknowledged", "QuicConfiguration", "QuicConnection", "QuicConnectionProtocol",
-    "QuicEvent", "QuicServer", "SessionTicket", "StreamDataReceived", "connect", "serve",
+    "NAME", "CipherSuite", "ConnectionIdIssued", "ConnectionIdRetired", "ConnectionTerminated",
+    "HandshakeCompleted", "PingAcknowledged", "QuicConfiguration", "QuicConnection",
+    "QuicConnectionProtocol", "QuicEvent", "QuicServer", "SessionTicket", "StreamDataReceived",
+    "connect", "serve",
 ]
 
 # Room for the transport parameters (~100 bytes) with margin.

@@ -1,0 +1,411 @@
+"""The gateway's UDP edge: every connection's datagrams in and out, and their timers.
+
+It replaces the QUIC library's asyncio server and per-connection protocol (`QuicServer`,
+`QuicConnectionProtocol`, whose cost per reading was measured in docs/benchmarks.md, "The
+gateway's UDP edge"): there, every datagram was one `datagram_received` callback followed by
+a `transmit` (a packet-building pass that found nothing to send after most receives, since
+ACKs wait for the geostream ack), every other send a `transmit` of its own, and every
+connection one asyncio timer re-armed on each of them. Here:
+
+- `UdpEdge`: one `add_reader` callback drains the socket until EAGAIN, at most
+  `MAX_DATAGRAMS_PER_WAKEUP` per wakeup so that one flood cannot starve the loop;
+- `EdgeServer`: routes each datagram to its connection by destination CID (new ones by their
+  Initial), and transmits **once per dirty connection per event-loop tick**, all the tick's
+  datagrams handed to the socket together; after a receive that does not need an answer at
+  once, the transmit waits up to `RECEIVE_FLUSH_DELAY_S` for the geostream ack it will carry;
+- one `Deadlines` heap for all connections' timers (backend/edge_core.py) and one loop timer
+  for its earliest.
+
+The QUIC connection itself is the library's sans-IO `QuicConnection` (geostream/quic/), so
+path validation (migration, NAT rebinding), 0-RTT, CID issue and retirement and the ACK
+rules stay the library's. `EdgeServer` has `QuicServer`'s asyncio face
+(`connection_made(transport)`, `datagram_received`, `close`), so a cluster node's tunnel
+endpoint (backend/cluster/edge.py) feeds it like the library's server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from .edge_core import Deadlines, route_header, version_negotiation
+from .quic_tuning import ACK_DELAY_S
+
+log = logging.getLogger("backend.gateway")
+
+# Datagrams read per readable-socket wakeup before the loop runs its other callbacks (acks,
+# timers, other sockets): at ~0.1–0.3 ms of work each, ~10–20 ms per wakeup at most, so one
+# sender's flood delays everyone else's work by one such slice, never until it stops.
+MAX_DATAGRAMS_PER_WAKEUP = 64
+# Largest datagram read: QUIC's maximum UDP payload (RFC 9000 §18.2 max_udp_payload_size).
+MAX_DATAGRAM_BYTES = 65527
+# A receive after the handshake that needs no answer at once (the QUIC ACK waits for the
+# geostream ack, ACK_DELAY_S) transmits at the latest this much later: a commit's ack usually
+# carries whatever it produced (PATH_CHALLENGE, MAX_DATA, a retransmission) before that, and
+# nothing waits longer than an ACK may already wait (the max_ack_delay the gateway advertises).
+RECEIVE_FLUSH_DELAY_S = ACK_DELAY_S
+# A connection timer counts as due this early (the loop may fire a handle up to its clock
+# resolution early; handling it then avoids re-arming for the same instant).
+TIMER_SLACK_S = 0.001
+# Datagrams kept while the socket's send buffer is full (EAGAIN), then dropped: QUIC
+# retransmits what is lost, and memory stays bounded (~1,500 bytes each).
+SEND_QUEUE_MAX = 8192
+
+
+class EdgeConnection:
+    """One QUIC connection at the edge: its sans-IO `QuicConnection` (`_quic`), its events,
+    `transmit` (queued for the end of the tick). Subclasses handle `quic_event_received`."""
+
+    def __init__(self, quic, edge: EdgeServer):
+        self._quic = quic
+        self._edge = edge
+        self._lib = edge.lib
+        self._handshaken = False
+        self._terminated = False
+        self._dirty = False
+
+    def quic_event_received(self, event) -> None:
+        """A QUIC event of this connection (after the edge's own bookkeeping)."""
+
+    def transmit(self) -> None:
+        """Send what the connection has to send: at the end of this event-loop tick, once
+        for everything queued on it in the tick."""
+        if not self._dirty and not self._terminated:
+            self._dirty = True
+            self._edge.dirty(self)
+
+    def close(self, error_code: int = 0, reason_phrase: str = "") -> None:
+        """Close the connection: what was queued on it leaves first (a closing connection
+        sends only its CONNECTION_CLOSE), then the close at the end of the tick."""
+        if self._dirty:
+            self._edge.transmit_now(self)
+        self._quic.close(error_code=error_code, reason_phrase=reason_phrase)
+        self.transmit()
+
+    def datagram_received(self, data: bytes, addr, now: float) -> None:
+        if self._terminated:
+            return
+        quic = self._quic
+        quic.receive_datagram(data, addr, now=now)
+        before = self._handshaken
+        self._process_events()
+        if before and self._handshaken:  # the ACK waits; a commit's ack will carry it
+            if not self._dirty:
+                self._edge.timers.set_earlier(self, now + RECEIVE_FLUSH_DELAY_S)
+                self._edge.arm()
+        else:  # handshake flights leave at once
+            self.transmit()
+
+    def wake(self, now: float) -> None:
+        """Its deadline came: the library's timer if due, then a transmit (which re-arms)."""
+        if self._terminated:
+            return
+        quic = self._quic
+        timer = quic.get_timer()
+        if timer is not None and timer <= now + TIMER_SLACK_S:
+            quic.handle_timer(now=max(now, timer))
+            self._process_events()
+        self.transmit()
+
+    def _process_events(self) -> None:
+        quic, lib, edge = self._quic, self._lib, self._edge
+        while (event := quic.next_event()) is not None:
+            if isinstance(event, lib.ConnectionIdIssued):
+                edge.register_cid(event.connection_id, self)
+            elif isinstance(event, lib.ConnectionIdRetired):
+                edge.retire_cid(event.connection_id, self)
+            elif isinstance(event, lib.HandshakeCompleted):
+                self._handshaken = True
+            elif isinstance(event, lib.ConnectionTerminated):
+                self._terminated = True
+                edge.forget(self)
+            self.quic_event_received(event)
+
+
+class EdgeServer:
+    """All connections of one gateway socket: routing by destination CID, new connections,
+    the per-tick transmit of dirty connections, one timer heap."""
+
+    def __init__(self, lib, *, configuration, create_protocol: Callable[..., EdgeConnection],
+                 session_ticket_fetcher=None, session_ticket_handler=None):
+        self.lib = lib
+        self._configuration = configuration
+        self._cid_length = configuration.connection_id_length
+        self._versions = list(configuration.supported_versions)
+        self._create_protocol = create_protocol
+        self._ticket_fetcher = session_ticket_fetcher
+        self._ticket_handler = session_ticket_handler
+        self._loop = asyncio.get_running_loop()
+        self._transport: Any = None
+        self._connections: dict[bytes, EdgeConnection] = {}
+        self._dirty: list[EdgeConnection] = []
+        self._flush_handle: asyncio.Handle | None = None
+        self.timers = Deadlines()
+        self._wake_handle: asyncio.TimerHandle | None = None
+        self._wake_at: float | None = None
+        self._closed = False
+        self.stats = collections.Counter()  # datagrams in/out, transmits, unroutable, …
+
+    # --- asyncio face (as the library's QuicServer) -------------------------------------
+
+    def connection_made(self, transport) -> None:
+        self._transport = transport
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        """One datagram (a tunnel endpoint's or a test's); a socket uses `receive` per
+        datagram and one `flush_soon` per drain."""
+        self.receive(data, addr, self._loop.time())
+
+    def close(self) -> None:
+        """Close every connection (their CONNECTION_CLOSE leaves now) and the socket."""
+        for conn in set(self._connections.values()):
+            if not conn._terminated:
+                conn.close()
+        self._flush()
+        self._closed = True
+        self._connections.clear()
+        for handle in (self._flush_handle, self._wake_handle):
+            if handle is not None:
+                handle.cancel()
+        if self._transport is not None:
+            self._transport.close()
+
+    # --- in --------------------------------------------------------------------------------
+
+    def receive(self, data: bytes, addr, now: float) -> None:
+        """Hand `data` to its connection (a new one for a valid Initial); unroutable
+        datagrams are dropped (counted)."""
+        self.stats["datagrams_in"] += 1
+        header = route_header(data, self._cid_length)
+        if header is None:
+            self.stats["malformed"] += 1
+            return
+        conn = self._connections.get(header.destination_cid)
+        if conn is None and header.long:
+            if header.version == 0:  # a Version Negotiation packet: never answered
+                return
+            if header.version not in self._versions:
+                self._send([(version_negotiation(header, self._versions), addr)])
+                return
+            # RFC 9000 §14.1: an Initial opening a connection fills at least 1,200 bytes
+            if header.initial and len(data) >= 1200:
+                conn = self._open(header.destination_cid)
+        if conn is None:
+            self.stats["unroutable"] += 1
+            return
+        conn.datagram_received(data, addr, now)
+
+    def _open(self, original_dcid: bytes) -> EdgeConnection:
+        quic = self.lib.QuicConnection(
+            configuration=self._configuration,
+            original_destination_connection_id=original_dcid,
+            session_ticket_fetcher=self._ticket_fetcher,
+            session_ticket_handler=self._ticket_handler)
+        conn = self._create_protocol(quic, self)
+        self._connections[original_dcid] = conn
+        self._connections[quic.host_cid] = conn
+        return conn
+
+    def register_cid(self, cid: bytes, conn: EdgeConnection) -> None:
+        self._connections[cid] = conn
+
+    def retire_cid(self, cid: bytes, conn: EdgeConnection) -> None:
+        if self._connections.get(cid) is conn:
+            del self._connections[cid]
+
+    def forget(self, conn: EdgeConnection) -> None:
+        """A terminated connection: its CIDs route nowhere, its timer is gone."""
+        for cid in [c for c, p in self._connections.items() if p is conn]:
+            del self._connections[cid]
+        self.timers.set(conn, None)
+
+    # --- out -------------------------------------------------------------------------------
+
+    def dirty(self, conn: EdgeConnection) -> None:
+        """`conn` has something to send: one transmit for it at the end of this tick."""
+        self._dirty.append(conn)
+        self.flush_soon()
+
+    def transmit_now(self, conn: EdgeConnection) -> None:
+        """`conn`'s datagrams now, not at the end of the tick (before it closes)."""
+        quic = conn._quic
+        out = quic.datagrams_to_send(now=self._loop.time())
+        self.timers.set(conn, quic.get_timer())
+        if out:
+            self._send(out)
+
+    def flush_soon(self) -> None:
+        if self._flush_handle is None and self._dirty and not self._closed:
+            self._flush_handle = self._loop.call_soon(self._flush)
+
+    def _flush(self, now: float | None = None) -> None:
+        """Transmit every dirty connection once; re-arm their deadlines; send it all."""
+        self._flush_handle = None
+        if now is None:
+            now = self._loop.time()
+        out: list = []
+        timers = self.timers
+        while self._dirty:
+            dirty, self._dirty = self._dirty, []
+            for conn in dirty:
+                conn._dirty = False
+                if conn._terminated:
+                    continue
+                quic = conn._quic
+                out.extend(quic.datagrams_to_send(now=now))
+                timers.set(conn, quic.get_timer())
+                if conn._terminated:
+                    timers.set(conn, None)
+        self.stats["transmits"] += 1
+        if out:
+            self._send(out)
+        self.arm()
+
+    def _send(self, datagrams: list) -> None:
+        self.stats["datagrams_out"] += len(datagrams)
+        transport = self._transport
+        if transport is None:
+            return
+        send_many = getattr(transport, "send_many", None)
+        if send_many is not None:
+            send_many(datagrams)
+        else:
+            for data, addr in datagrams:
+                transport.sendto(data, addr)
+
+    # --- the one timer ---------------------------------------------------------------------
+
+    def arm(self) -> None:
+        """One loop timer for the earliest connection deadline."""
+        when = None if self._closed else self.timers.earliest()
+        if when == self._wake_at:
+            return
+        if self._wake_handle is not None:
+            self._wake_handle.cancel()
+            self._wake_handle = None
+        self._wake_at = when
+        if when is not None:
+            self._wake_handle = self._loop.call_at(when, self._wake)
+
+    def _wake(self) -> None:
+        # never before the deadline it was armed for (a loop may fire a handle a rounding
+        # error early; the library would then find its timer not due and ask again)
+        now = max(self._loop.time(), self._wake_at or 0.0)
+        self._wake_handle = None
+        self._wake_at = None
+        for conn in self.timers.pop_due(now + TIMER_SLACK_S):
+            conn.wake(now)
+        if self._dirty:
+            self._flush(now)
+        else:
+            self.arm()
+
+
+class UdpEdge:
+    """The gateway's UDP socket under an `EdgeServer`: an `add_reader` drain and batched
+    sends (a DatagramTransport's `sendto`, `get_extra_info`, `close` for the rest of the
+    gateway). GSO (UDP_SEGMENT) is not used: it joins datagrams to one destination, and at
+    1 Hz a tick holds one datagram per connection."""
+
+    def __init__(self, sock: socket.socket, server: EdgeServer):
+        self._loop = asyncio.get_running_loop()
+        # a loop that must see every datagram (tests/emuclock.py's emulated clock) wraps it
+        wrap = getattr(self._loop, "wrap_datagram_socket", None)
+        self._sock = wrap(sock) if wrap is not None else sock
+        self._server = server
+        self._closing = False
+        self._backlog: collections.deque = collections.deque()
+        self._loop.add_reader(sock.fileno(), self._readable)
+        server.connection_made(self)
+
+    @classmethod
+    async def open(cls, server: EdgeServer, host: str, port: int) -> UdpEdge:
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+        family, kind, proto, _, addr = infos[0]
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setblocking(False)
+            sock.bind(addr)
+        except OSError:
+            sock.close()
+            raise
+        return cls(sock, server)
+
+    def _readable(self) -> None:
+        recv, server = self._sock.recvfrom, self._server
+        now = self._loop.time()
+        for _ in range(MAX_DATAGRAMS_PER_WAKEUP):
+            try:
+                data, addr = recv(MAX_DATAGRAM_BYTES)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:  # an ICMP error of an earlier send: not this socket's end
+                log.debug("udp receive: %s", exc)
+                continue
+            server.receive(data, addr, now)
+        server.flush_soon()
+
+    # --- a DatagramTransport's face ------------------------------------------------------
+
+    def sendto(self, data: bytes, addr) -> None:
+        self.send_many([(data, addr)])
+
+    def send_many(self, datagrams: list) -> None:
+        if self._closing:
+            return
+        if self._backlog:
+            self._queue(datagrams)
+            return
+        send = self._sock.sendto
+        for i, (data, addr) in enumerate(datagrams):
+            try:
+                send(data, addr)
+            except (BlockingIOError, InterruptedError):
+                self._queue(datagrams[i:])
+                self._loop.add_writer(self._sock.fileno(), self._writable)
+                return
+            except OSError as exc:  # unreachable peer and the like: that datagram only
+                log.debug("udp send to %s: %s", addr, exc)
+
+    def _queue(self, datagrams: list) -> None:
+        room = SEND_QUEUE_MAX - len(self._backlog)
+        self._backlog.extend(datagrams[:max(0, room)])
+        self._server.stats["send_dropped"] += max(0, len(datagrams) - max(0, room))
+
+    def _writable(self) -> None:
+        send, backlog = self._sock.sendto, self._backlog
+        while backlog:
+            data, addr = backlog[0]
+            try:
+                send(data, addr)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.debug("udp send to %s: %s", addr, exc)
+            backlog.popleft()
+        self._loop.remove_writer(self._sock.fileno())
+
+    def get_extra_info(self, name: str, default=None):
+        if name == "socket":
+            return self._sock
+        if name == "sockname":
+            return self._sock.getsockname()
+        return default
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        fd = self._sock.fileno()
+        self._loop.remove_reader(fd)
+        if self._backlog:
+            self._loop.remove_writer(fd)
+        self._sock.close()

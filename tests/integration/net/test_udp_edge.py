@@ -1,0 +1,82 @@
+"""The gateway's UDP edge (backend/gateway_edge.py): a bounded drain per wakeup, and one
+vehicle's flood does not stall the others."""
+
+from __future__ import annotations
+
+import collections
+import socket
+
+from backend.gateway_edge import MAX_DATAGRAMS_PER_WAKEUP, UdpEdge
+from geostream.messages import Ack, Batch, Welcome
+from tests.integration.net.rig import AgentRig, RawClient, until
+
+# Enough batches for the exchange to overlap the flood for many loop turns.
+BATCHES = 20
+# The flooding vehicle's journal (the agent keeps up to 20,000 in memory): more than the
+# gateway takes in the victim's first few exchanges.
+FLOOD_READINGS = 20_000
+
+
+class _Counting:
+    """Stands where the EdgeServer sits: counts datagrams per socket wakeup."""
+
+    def __init__(self):
+        self.stats = collections.Counter()
+        self.per_wakeup: list[int] = []
+        self._now = 0
+
+    def connection_made(self, transport) -> None:
+        pass
+
+    def receive(self, data, addr, now) -> None:
+        self._now += 1
+
+    def flush_soon(self) -> None:
+        self.per_wakeup.append(self._now)
+        self._now = 0
+
+
+async def test_one_wakeup_reads_a_bounded_number_of_datagrams():
+    sink = _Counting()
+    edge = await UdpEdge.open(sink, "127.0.0.1", 0)
+    port = edge.get_extra_info("sockname")[1]
+    total = 3 * MAX_DATAGRAMS_PER_WAKEUP + 5
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for _ in range(total):  # all in the socket's buffer before the loop runs again
+                s.sendto(b"x" * 40, ("127.0.0.1", port))
+        await until(lambda: sum(sink.per_wakeup) == total, 10, "every datagram read")
+    finally:
+        edge.close()
+    assert max(sink.per_wakeup) == MAX_DATAGRAMS_PER_WAKEUP, sink.per_wakeup
+    assert len(sink.per_wakeup) >= 4, "the loop ran other work between the slices"
+
+
+async def test_a_flooding_vehicle_does_not_stall_another(gw, tmp_path):
+    """One vehicle drains a large journal as fast as the gateway lets it (credit and QUIC
+    flow control are its only brakes); another vehicle's batches, one at a time, are all
+    acknowledged while that drain is still going on."""
+    token = await gw.provision("flooder")
+    flooder = AgentRig(tmp_path / "agent", "flooder", token, gw.host, gw.port, gw.pki["ca"],
+                       send_interval_ms=0)
+    await flooder.add(FLOOD_READINGS, rich=True)
+    victim = RawClient(gw)
+    await victim.connect()
+    assert isinstance(await victim.hello("victim", await gw.provision("victim")), Welcome)
+    flooder.start()
+    try:
+        await until(lambda: flooder.uplink.stats.readings_acked > 0, 30, "the flood under way")
+        progress = []  # the flooder's acked readings at each of the victim's acks
+        for q in range(1, BATCHES + 1):
+            victim.send(Batch(epoch=7, readings=({"q": q, "ts": 1_700_000_000_000 + q,
+                                                  "k": "pos", "lat": 52.0, "lon": 4.0},)))
+            ack = await victim.next_message(Ack, timeout=30)
+            assert ack.through >= q, ack
+            progress.append(flooder.uplink.stats.readings_acked)
+    finally:
+        victim.close()
+        await flooder.stop()
+    # served while the flood went on, not after it
+    assert progress[0] < FLOOD_READINGS, progress
+    assert progress[0] < progress[BATCHES // 2], f"the two interleave: {progress}"
+    assert await gw.seqs("victim") == list(range(1, BATCHES + 1))
