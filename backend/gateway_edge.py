@@ -256,10 +256,13 @@ class EdgeServer:
                 if conn._terminated:
                     continue
                 quic = conn._quic
-                out.extend(quic.datagrams_to_send(now=now))
-                timers.set(conn, quic.get_timer())
-                if conn._terminated:
-                    timers.set(conn, None)
+                try:
+                    out.extend(quic.datagrams_to_send(now=now))
+                    timers.set(conn, quic.get_timer())
+                except Exception:  # that connection's bug: not the others' stall
+                    log.exception("transmit failed; the connection is closed")
+                    conn._terminated = True
+                    self.forget(conn)
         self.stats["transmits"] += 1
         if out:
             self._send(out)
