@@ -3,7 +3,8 @@ one applier of driver actions (backend/driver/applier.py), and arrivals/departur
 vehicle detected into the dispatch service (revision 3), for the gateway: called with a
 batch's `act` readings before the batch is stored and acknowledged.
 
-An action the applier's rules refuse (a malformed body, a key reused for another action) or
+An action the applier's rules refuse (a malformed body, a key reused for another action, images
+named that were never uploaded) or
 that has nobody to apply it as (no driver on the vehicle's shift now) stays as its stored
 reading, logged: nothing the driver did is dropped, and the batch is acknowledged. A failure of
 the store itself propagates: the batch is not acknowledged and the agent sends it again (the
@@ -16,7 +17,7 @@ import logging
 
 from .dispatch.onboard import is_detection
 from .driver.actions import ActionRefused, KeyReused, parse_action
-from .driver.applier import ActionApplier
+from .driver.applier import ActionApplier, FilesMissing
 from .store.rows import StoredReading
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,9 @@ class VehicleActions:
             try:
                 action = parse_action(r.data)
                 outcome = await self.applier.apply_from_vehicle(vehicle, action, now_ms)
-            except (ActionRefused, KeyReused) as exc:
+            # FilesMissing: images come over HTTP only; one named here that the backend never
+            # got cannot come later through the journal, so raising would stall the vehicle
+            except (ActionRefused, KeyReused, FilesMissing) as exc:
                 self.kept += 1
                 log.warning("vehicle %s: action at seq %d kept, not applied: %s", vehicle,
                             r.seq, exc)

@@ -82,19 +82,25 @@ def drive_log(run: Path, vehicle: str) -> Path:
     return run / f"{vehicle}.drive.log"
 
 
-def write_drive_logs(run: Path, vehicles: list[str]) -> None:
+def write_drive_logs(run: Path, vehicles: list[str], duration_s: float = DRIVE_LOG_S,
+                     start_s: float = 0.0) -> None:
     """Each vehicle's CAN drive (engine, speed, fuel, tyres, engine hours, battery, ambient,
-    its driver's card in DI), written anew at every start (about a second each)."""
+    its driver's card in DI) from `start_s` (epoch seconds; 0 for a log replayed "now"),
+    written anew at every start (about a second per 5 minutes of drive)."""
     for i, vehicle in enumerate(vehicles):
         tmp = run / f"{vehicle}.drive.log.part"
-        can_gen.write_candump(tmp, DRIVE_LOG_S, driver=driver_card(i))
+        can_gen.write_candump(tmp, duration_s, start_s, driver=driver_card(i))
         os.replace(tmp, drive_log(run, vehicle))
 
 
 def agent_config(vehicle: str, token: str, ca: str, quic_port: int, run: Path,
-                 gps_device: Path | None = None) -> Path:
+                 replay_speed: float = 1.0, past_drive: bool = False) -> Path:
     """The agent TOML of a demo vehicle: its GPS pty and its CAN drive replayed through the
-    shipped J1939 DBC (the data path the demo shows)."""
+    shipped J1939 DBC (the data path the demo shows), in a loop from now on; `past_drive`:
+    once, at the log's own times (a drive written with `start_s`, fast-forwarded by
+    `replay_speed` with the GPS simulator's --time-scale)."""
+    replay = ('loop = false\ntimestamps = "log"\n' if past_drive
+              else 'loop = true\ntimestamps = "now"\n')
     path = run / f"{vehicle}.toml"
     write_private(path, (  # it holds the vehicle's token
         f'[vehicle]\nid = "{vehicle}"\ntoken = "{token}"\n\n'
@@ -103,12 +109,12 @@ def agent_config(vehicle: str, token: str, ca: str, quic_port: int, run: Path,
         # one directory holds every truck's files here: one ticket file each, as on real vehicles
         f'ticket_file = "{run / (vehicle + ".session-ticket.json")}"\n\n'
         f'[journal]\npath = "{run / (vehicle + ".journal.sqlite")}"\n\n'
-        f'[gps]\ndevice = "{gps_device or run / (vehicle + ".tty")}"\nbaud = 9600\n\n'
+        f'[gps]\ndevice = "{run / (vehicle + ".tty")}"\nbaud = 9600\n\n'
         # engine, speed, fuel, tyre, battery, ambient and driver signals from a generated drive
         # cycle, replayed in a loop
         f'[[can.bus]]\nname = "truck"\ninterface = "replay"\n'
         f'replay = "{drive_log(run, vehicle)}"\n'
-        f'speed = 1.0\nloop = true\ntimestamps = "now"\ndbc = ["truck_j1939.dbc"]\n'
+        f'speed = {replay_speed}\n{replay}dbc = ["truck_j1939.dbc"]\n'
         f'min_interval_ms = 1000\n'
     ).encode())
     return path
@@ -160,7 +166,8 @@ SERVICE_HISTORY = {  # vehicle → (interval, days ago, odometer then)
 }
 
 
-async def _service_history(store, vehicles: list[str]) -> None:
+async def service_history(store, vehicles: list[str]) -> None:
+    """The demo's past services (SERVICE_HISTORY), once per database."""
     now = wall_ms()
     for v in vehicles:
         done = await store.last_services(v)
@@ -189,7 +196,7 @@ async def _provision(db: str, vehicles: list[str],
         tokens = {v: await store.add_vehicle(v) for v in vehicles}
         if await store.geofence("depot") is None:
             await store.put_geofence("depot", "Depot", DEPOT)
-        await _service_history(store, vehicles)
+        await service_history(store, vehicles)
         return (tokens,
                 password_file.read_text().strip())
     finally:
