@@ -29,6 +29,7 @@ CSV = ("id,name,lat,lon,window_start,window_end,service_min,demand_kg\n"
 DWELL_S = 3
 RATE = 5
 FIXES = 25 * RATE  # ~7 s in, 8 s parked, ~4 s out past 75 m, and time to settle the dwell
+# played 4× faster than GNSS time (hil/gps_sim.py --time-scale), from a minute ago
 
 
 def journaled_detections(journal) -> list[dict]:
@@ -60,6 +61,7 @@ def test_an_arrival_in_a_blackout_reaches_the_store_once_with_the_vehicles_time(
     sim = procs._spawn(["-m", "hil.gps_sim", "--link", str(procs.tty("mb-1")), "--rate",
                         str(RATE), "--record", str(procs.record("mb-1")), "--route-file",
                         str(route_file), "--speed", "72", "--count", str(FIXES),
+                        "--time-scale", "4", "--start-ago", "60",
                         "--wait-reader"], "mb-1.sim")
     wait_for(lambda: procs.tty("mb-1").exists(), 10, "simulator pty")
     sim.popen.send_signal(signal.SIGSTOP)  # the vehicle waits at its start until dispatched
