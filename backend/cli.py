@@ -75,6 +75,8 @@ def _parser() -> argparse.ArgumentParser:
                    "travel times (default: straight line × detour factor; docs/planning.md)")
     p.add_argument("--road-cache-dir", help="where the road graph built from it is cached "
                    "(default $XDG_CACHE_HOME/fleet-agent/roads)")
+    p.add_argument("--arrival-dwell-s", type=float, help="seconds a vehicle stays inside a "
+                   f"stop before it has arrived (default {d.arrival_dwell_s:g}; docs/dispatch.md)")
     p.add_argument("--server-id", type=int, help="gateway node behind a router: its server id "
                    "in connection IDs, 0..65535 (docs/scaling.md; default: no router)")
     p.add_argument("--router", help="the router's tunnel address HOST:PORT (with --server-id)")

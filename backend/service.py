@@ -59,8 +59,11 @@ class Backend:
 
         # dispatch changes go to every node's hub (through NATS when configured)
         self.dispatch = Dispatcher(self.store, publish_dispatch,
+                                   dwell_s=config.arrival_dwell_s,
                                    etas=eta_service(config, self.store, live,
                                                     publish_alert))
+        if self.dispatch.dwell_s is not None:  # the vehicles' detectors dwell as this one
+            self.courier.dwell_s = self.dispatch.dwell_s
         self.gateway = Gateway(self.store, self.writer, live,
                                ticket_file=config.ticket_path(), alerts=self.alerts,
                                ts_window=config.time_window(),
