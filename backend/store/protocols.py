@@ -281,7 +281,10 @@ class Notify(Protocol):
     async def finish_notifications(self, outcomes: Sequence[tuple[int, bool, str, int | None]],
                                    now_ms: int) -> None:
         """Per (outbox id, ok, detail, retry at ms): log the attempt; ok → delivered, else
-        retry at that time, or (None) give up. A row no longer pending is left alone."""
+        retry at that time, or (None) give up (a dispatch mail's payload is then emptied:
+        it holds a link's token). A row no longer pending is left alone."""
+    async def outbox_has(self, event_id: str) -> bool:
+        """Is an outbox row of this event id there (any subscription, any state)?"""
     async def delivery_log(self, sub_id: int, limit: int) -> list[dict]:
         """The subscription's attempts, newest first, with their event's id and state."""
     async def take_lease(self, name: str, holder: str, now_ms: int, ttl_ms: int) -> bool:
