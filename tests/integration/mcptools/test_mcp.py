@@ -29,7 +29,7 @@ TOOLS = {"list_vehicles", "vehicle_state", "route", "trips", "who_was_in_geofenc
          "acknowledge_alert", "signal_history", "send_command", "maintenance_status",
          "plan_routes", "route_etas", "eta_what_if", "list_geofences", "maintenance_due",
          "trouble_codes", "maintenance_forecasts", "driving_events", "driver_scorecards",
-         "fuel"}
+         "fuel", "list_subscriptions", "subscribe", "unsubscribe"}
 
 
 @pytest.fixture
