@@ -78,6 +78,9 @@ class History(Protocol):
                             end_ms: int, limit: int) -> list[tuple[int, dict]]:
         """(time_ms, {signal: value}) of the vehicle's `can` readings in [start, end) carrying
         any of `signals`, only those signals (numbers or text), oldest first."""
+    async def readings_fingerprint(self, vehicle_id: str, start_ms: int, end_ms: int) -> str:
+        """What the vehicle's readings in [start, end) are, in a few numbers (count, newest
+        journal epoch, sum of sequence numbers): a reading added or removed changes it."""
     async def count_readings(self, vehicle_id: str | None = None) -> int: ...
     async def dead_letters(self) -> list[dict]: ...
 
@@ -201,6 +204,16 @@ class Alerts(Protocol):
     async def alerts_after(self, after_id: int, limit: int) -> list[StoredAlert]:
         """Alerts with id > after_id in id order (the order they were first stored), at most
         `limit`: how notifications read new alerts by cursor."""
+
+
+class Driving(Protocol):
+    """A vehicle's driving folded per UTC day (driving.py; backend/driving/fold.py)."""
+
+    async def driving_day(self, vehicle_id: str, day_ms: int) -> tuple[str, str, str] | None:
+        """(signature, fingerprint, result JSON) of the stored day, None if never folded."""
+    async def put_driving_day(self, vehicle_id: str, day_ms: int, signature: str,
+                              fingerprint: str, result: str, folded_ms: int) -> None:
+        """Store (or replace) the day's fold."""
 
 
 class Service(Protocol):
@@ -362,5 +375,5 @@ class Replication(Protocol):
 
 
 class Store(Db, Vehicles, Readings, History, Geofences, Commands, Accounts, Alerts, Service,
-            Dispatch, Driver, Proposals, Links, Notify, Partitions, Protocol):
+            Dispatch, Driver, Proposals, Links, Notify, Partitions, Driving, Protocol):
     """Everything a store does: what `open_store` returns."""
