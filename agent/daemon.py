@@ -66,8 +66,15 @@ class Agent:
         # --log-level on the command line wins over [log] level, also on SIGHUP
         self.level_pinned = level_pinned
         self.started = time.monotonic()
+        # the in-cab tablet's HTTPS server (docs/driver.md), when [cab] enables it
+        self.cab = None
+        if config.cab.enabled:
+            from .cab.server import CabServer
+
+            self.cab = CabServer(config.cab, self)
         self.status_server = control.StatusServer(
-            control.default_socket_path(config.status), self.snapshot, self.take_action)
+            control.default_socket_path(config.status), self.snapshot, self.take_action,
+            self.cab.control if self.cab is not None else None)
         self.textfile = config.status.get("prometheus_textfile", "")
         self.sources = sources
         self.journal = JournalWorker(config.journal)
@@ -293,6 +300,8 @@ class Agent:
         uplink = loop.create_task(self.uplink.run(), name="uplink")
         committer = loop.create_task(self._commit_loop(stopping), name="journal")
         await self._load_rollback()  # after the sources started: no fix waits for it
+        if self.cab is not None:
+            await self.cab.start()
         self.notifier.notify("READY=1")
         log.info("fleet-agent %s running: journal %s epoch %d", self.config.vehicle_id,
                  self.config.journal.path, self.journal.epoch)
@@ -317,6 +326,8 @@ class Agent:
             self.notifier.notify("STOPPING=1")
             loop.remove_signal_handler(signal.SIGHUP)
             await self.status_server.close()
+            if self.cab is not None:
+                await self.cab.close()
             for t in (*tasks, *self._probes):
                 t.cancel()
             await asyncio.gather(*tasks, *self._probes, return_exceptions=True)

@@ -68,7 +68,7 @@ async def vehicle_window(store, cfg: DrivingConfig, vehicle: str, vclass: Vehicl
     for a, b in scorecard.split_days(start_ms, end_ms):
         pos = await store.route(vehicle, a - MARGIN_MS, b + MARGIN_MS,
                                 limit=MAX_ROWS_PER_DAY)
-        frames = await store.signal_frames(vehicle, sig.names(), a - MARGIN_MS,
+        frames = await store.signal_frames(vehicle, sig.driving(), a - MARGIN_MS,
                                            b + MARGIN_MS, MAX_ROWS_PER_DAY)
         out["truncated"] |= len(pos) >= MAX_ROWS_PER_DAY or len(frames) >= MAX_ROWS_PER_DAY
         changes = await _drivers(store, vehicle, events.clean_positions(pos),
@@ -123,7 +123,7 @@ async def fuel_window(store, cfg: DrivingConfig, vehicles: list[str], start_ms: 
     check_size(vehicles, start_ms, end_ms)
     classes = await vehicle_classes(store)
     out: dict = {"trips": [], "events": [], "idle": [], "truncated": False}
-    names = [*sig.names(), fuel.FUEL_LEVEL]
+    names = [*sig.driving(), sig.fuel_level]
     for v in vehicles:
         tank = cfg.tank_of(v)
         th = cfg.for_class(classes.get(v)) or cfg.for_class(None)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from ..queries import haversine_m
+from ..queries import MAX_PLAUSIBLE_KMH, haversine_m
 from .events import MAX_GAP_MS, who
 
 WEEK_MS = 7 * 86_400_000
@@ -19,8 +19,6 @@ WEEK_MS = 7 * 86_400_000
 WEIGHTS = {"harsh_brake": 5.0, "overspeed": 5.0, "harsh_corner": 4.0, "harsh_accel": 3.0}
 IDLE_WEIGHT = 0.5  # points per idle minute per 100 km
 MIN_KM = 20.0
-# A step implying more than this is a bad fix, not distance (as service-interval odometry).
-MAX_PLAUSIBLE_KMH = 250.0
 UNKNOWN = ""  # the driver of a stretch nobody identified
 
 

@@ -299,3 +299,19 @@ async def test_the_same_action_sent_at_once_twice_is_applied_once(api):
     assert await applier.apply_from_vehicle("v2", parse_action(action(3, "arrive", job="c",
                                                                        route="r2")),
                                             wall_ms()) is None
+
+
+async def test_a_vehicle_action_naming_images_that_never_came_is_kept_not_retried(api):
+    """Images are uploaded over HTTP; an action from a vehicle's journal naming some the
+    backend never got can never be applied: it stays as its reading (logged), and the batch
+    is acknowledged — raising would leave the batch unacknowledged and the vehicle's journal
+    sent again forever."""
+    from backend.driver.applier import ActionApplier
+    from backend.store.rows import StoredReading
+    from backend.vehicle_actions import VehicleActions
+
+    actions = VehicleActions(ActionApplier(api.store))
+    body = action(1, "complete", pod={"recipient": "Ana", "photos": ["f" + "a" * 40]})
+    await actions("v1", [StoredReading("v1", 1, 1, wall_ms(), "act", data=body)], wall_ms())
+    assert (actions.applied, actions.kept) == (0, 1)
+    assert await api.store.driver_action(body["key"]) is None
