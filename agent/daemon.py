@@ -28,6 +28,7 @@ from .rollback import load as load_rollback
 from .rollback import save as save_rollback
 from .sd_notify import SystemdNotifier
 from .sources import Source
+from .stops import StopWatch
 from .uplink import Uplink
 from .uplink_machine import STATUS_INTERVAL_S
 
@@ -77,7 +78,8 @@ class Agent:
             self.cab.control if self.cab is not None else None)
         self.textfile = config.status.get("prometheus_textfile", "")
         self.sources = sources
-        self.journal = JournalWorker(config.journal)
+        # arrivals and departures at the mailbox's routes' stops, detected in each commit
+        self.journal = JournalWorker(config.journal, stop_watch=StopWatch())
         self.uplink = Uplink(config, self.journal)
         self.uplink.status_provider = self.status_report
         self.uplink.status_interval_s = float(config.status.get("report_interval_s",

@@ -171,7 +171,7 @@ class CabServer:
             return {"ok": True, "removed": gone}
         if op == "devices":
             return {"ok": True, "devices": await self.agent.runner.db(records.devices),
-                    "origin": self.origin}
+                    "origin": self.origin, "live": len(self._live)}
         return {"ok": False, "error": "op: pair, unpair or devices"}
 
     # --- the edge ---------------------------------------------------------------------------

@@ -3,7 +3,7 @@ opened from a real agent over HTTPS, the vehicle's certificate trusted by its SP
 `fleet-agent cab pair` prints; chromium's --ignore-certificate-errors-spki-list is how a
 managed tablet pins a key), paired with the one-time code, a stop completed with a drawn
 signature: the service worker installs (a secure context), and the action is in the vehicle's
-journal as an act reading, once."""
+journal as an act reading, once; a route that reaches the vehicle shows in the open app."""
 
 from __future__ import annotations
 
@@ -51,16 +51,23 @@ def test_the_tablet_pins_the_vehicle_pairs_and_completes_a_stop(procs, tmp_path)
     procs._spawn(["-m", "agent", "--config", str(config)], "van-9.agent")
     wait_for(lambda: cab(sock, "devices").get("ok"), 30, "the agent's cab server")
     now = int(time.time() * 1000)
-    db = open_vehicle_db(str(procs.journal("van-9")))
-    try:  # the route as route.set leaves it in the mailbox (tested end to end elsewhere)
-        Mailbox(db).set_route({
-            "route_id": "r9", "version": 1, "status": "dispatched", "driver_id": "d1",
-            "shift": {"start_ms": now - 3_600_000, "end_ms": now + 3_600_000},
-            "stops": [{"job_id": "s1", "name": "Harbour office", "address": "Pier 1",
-                       "lat": 60.17, "lon": 24.94, "windows": [], "service_s": 300,
-                       "notes": "ring twice", "contact": {}, "arrival_ms": now}]}, now)
-    finally:
-        db.close()
+
+    def route_set(version: int, stops: tuple[str, ...]) -> None:
+        """The route as route.set leaves it in the mailbox (tested end to end elsewhere)."""
+        db = open_vehicle_db(str(procs.journal("van-9")))
+        try:
+            Mailbox(db).set_route({
+                "route_id": "r9", "version": version, "status": "dispatched",
+                "driver_id": "d1",
+                "shift": {"start_ms": now - 3_600_000, "end_ms": now + 3_600_000},
+                "stops": [{"job_id": j, "name": f"Stop {j}", "address": f"Pier {j}",
+                           "lat": 60.17, "lon": 24.94, "windows": [], "service_s": 300,
+                           "notes": "", "contact": {}, "arrival_ms": now} for j in stops]},
+                int(time.time() * 1000))
+        finally:
+            db.close()
+
+    route_set(1, ("s1",))
     paired = cab(sock, "pair")
     expect.set_options(timeout=WAIT_MS)
     try:
@@ -79,7 +86,7 @@ def test_the_tablet_pins_the_vehicle_pairs_and_completes_a_stop(procs, tmp_path)
             page.click("[data-testid=pair]")
             page.wait_for_url("**/driver/")
             stop = page.locator("[data-testid=stop-s1]")
-            expect(stop).to_contain_text("Pier 1")
+            expect(stop).to_contain_text("Pier s1")
             expect(page.locator("#title")).to_contain_text("van-9")
             # a secure context: the service worker (the app offline) is installed
             page.wait_for_selector("body[data-offline-ready=true]", state="attached")
@@ -95,6 +102,13 @@ def test_the_tablet_pins_the_vehicle_pairs_and_completes_a_stop(procs, tmp_path)
             expect(stop).to_have_attribute("data-state", "completed")
             page.reload()  # the state comes from the vehicle now, not the tablet's queue
             expect(stop).to_have_attribute("data-state", "completed")
+            # dispatch adds a stop: the route reaches the vehicle, the open app shows it (its
+            # live socket to the agent tells it; the app's own reads are done by then)
+            page.wait_for_selector("body[data-ready=true]", state="attached")
+            wait_for(lambda: cab(sock, "devices").get("live") == 1, 30, "the live socket")
+            route_set(2, ("s1", "s2"))
+            expect(page.locator("[data-testid=banner]")).to_contain_text("new stop: s2")
+            expect(page.locator("[data-testid=stop-s2]")).to_have_count(1)
             screenshot(page, tmp_path, "cab-completed")
             browser.close()
         assert not errors, errors
