@@ -170,6 +170,7 @@ class Backend:
         fleet_tools = FleetTools(self.store, self.alerts.rules, cfg, self.gateway.downlink.send,
                                  planning=self.planning, etas=self.dispatch.etas)
         fleet_tools.driving = self.config.driving_config()
+        fleet_tools.notify = self.notifier.settings  # subscriptions: the egress rule, mail
         add_mcp_routes(self.app, fleet_tools)
         self.maintenance = MaintenanceMonitor(self.store, cfg, self.hub.publish_alert)
         self.app[MAINTENANCE] = self.maintenance  # recording a service closes its alert

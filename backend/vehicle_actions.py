@@ -37,7 +37,9 @@ class VehicleActions:
                 continue
             try:
                 action = parse_action(r.data)
-                outcome = await self.applier.apply_from_vehicle(vehicle, action, now_ms)
+                # the driver of the vehicle when the action was taken (its device time), not now
+                outcome = await self.applier.apply_from_vehicle(vehicle, action, now_ms,
+                                                                r.time_ms)
             # FilesMissing: images come over HTTP only; one named here that the backend never
             # got cannot come later through the journal, so raising would stall the vehicle
             except (ActionRefused, KeyReused, FilesMissing) as exc:
@@ -47,8 +49,8 @@ class VehicleActions:
                 continue
             if outcome is None:
                 self.kept += 1
-                log.warning("vehicle %s: action %s kept, not applied: nobody drives the "
-                            "vehicle now", vehicle, action.key)
+                log.warning("vehicle %s: action %s kept, not applied: nobody drove the "
+                            "vehicle when it was taken", vehicle, action.key)
             elif outcome[1]:
                 self.applied += 1
 
