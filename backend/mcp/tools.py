@@ -13,11 +13,11 @@ import statistics
 from datetime import date, timedelta
 
 from geostream.clock import wall_ms
-from geostream.commands import command_problem
 
 from .. import queries
 from ..alerts.fences import fences_from_rows
 from ..authz import Principal, Role
+from ..downlink import check_command
 from ..driving import fuel as fuel_rules
 from ..driving import report as driving_report
 from ..driving import scorecard as driving_scores
@@ -202,8 +202,9 @@ class FleetTools:
                            args: dict | None = None) -> dict:
         need(p, Role.DISPATCHER)
         await self._vehicle(p, vehicle)
-        if (problem := command_problem(name, dict(args or {}))) is not None:
-            raise ValueError(problem)  # the registry, geostream/commands.py
+        # the one check of the HTTP API too (backend/downlink.py): the registry, then the set
+        # the vehicle advertised — over stdio `_send` only stores, so it must be here
+        await check_command(self.store, vehicle, name, dict(args or {}))
         cid = await self._send(vehicle, name, dict(args or {}))
         await self.store.add_audit(self.clock(), p.name, "command.send", vehicle,
                                    {"id": cid, "name": name, "args": args or {}, "via": "mcp"})
