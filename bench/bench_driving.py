@@ -10,7 +10,9 @@ stretch; positions and CAN signals at 1 Hz) for `days` whole UTC days. Timed, fo
    (what every request did before days were kept);
 2. first request with keeping: the same, plus fingerprints and storing each day's fold;
 3. kept: the next requests (the fleet manager's weekly look): fingerprints and kept days;
-4. after a late reading for one vehicle-day: that day folds again, the rest is kept.
+4. after a late reading for one vehicle-day: that day folds again, the rest is kept;
+and the week's fuel (`fuel_window`: trips, refuels and drops, idling), per request and kept
+(the same kept days hold it).
 Prints each time, per vehicle-day, and the ratios to (1). Bounded: about two minutes at the
 defaults.
 """
@@ -103,12 +105,22 @@ async def run(args) -> None:
             await store.write([late], [])
             refold = await timed(lambda: ask(True), 1)
             same = (await ask(True))["events"] == (await ask(False))["events"]
-            for name, t in (("per request (from the readings)", live),
-                            ("first request, keeping the days", first),
-                            ("kept days (the weekly look)", kept),
-                            ("after a late reading (one day folds again)", refold)):
+
+            async def fuel(keep: bool):
+                return await report.fuel_window(store, CFG, vehicles, DAY0, end, keep=keep)
+
+            fuel_live = await timed(lambda: fuel(False), args.repeat)
+            fuel_kept = await timed(lambda: fuel(True), args.repeat)
+            same = same and await fuel(True) == await fuel(False)
+            for name, t, base in (("per request (from the readings)", live, live),
+                                  ("first request, keeping the days", first, live),
+                                  ("kept days (the weekly look)", kept, live),
+                                  ("after a late reading (one day folds again)", refold, live),
+                                  ("fuel, per request (from the readings)", fuel_live,
+                                   fuel_live),
+                                  ("fuel, kept days", fuel_kept, fuel_live)):
                 print(f"{name:45s} {t * 1000:9.0f} ms  {t * 1000 / vd:7.2f} ms/vehicle-day  "
-                      f"{t / live:6.3f}× per request")
+                      f"{t / base:6.3f}× per request")
             print(f"kept answer == per-request answer: {same}")
             print(f"100 vehicles × 7 days, extrapolated: per request {live / vd * 700:.1f} s, "
                   f"kept {kept / vd * 700:.2f} s")

@@ -18,7 +18,7 @@ from geostream.clock import wall_ms
 
 from ..dispatch.model import VehicleClass
 from ..store.rows import AlertQuery
-from . import events, fold, fuel, scorecard
+from . import events, fold, scorecard
 from .thresholds import DrivingConfig, Thresholds
 
 DAY_MS = 86_400_000
@@ -51,14 +51,27 @@ async def vehicle_classes(store) -> dict[str, VehicleClass]:
             if v.type_id in types}
 
 
-async def folded_day(store, vehicle: str, th: Thresholds, start_ms: int, end_ms: int,
-                     sig: events.Signals = events.DEFAULT_SIGNALS, keep: bool = True) -> dict:
-    """fold.fold_day of the vehicle's [start, end): the kept fold of a whole UTC day while its
-    readings and signature are unchanged, else folded from the readings (and kept, when
-    `keep` and the day is whole)."""
+def day_params(cfg: DrivingConfig, vclass: VehicleClass | None, vehicle: str
+               ) -> tuple[Thresholds | None, Thresholds, float]:
+    """(driving thresholds, None: not scored; the thresholds its idling fuel is found with;
+    its tank) of a vehicle."""
+    th = cfg.for_class(vclass)
+    fuel_th = th or cfg.for_class(None)
+    assert fuel_th is not None  # untyped vehicles are scored by parse_driving's defaults
+    return th, fuel_th, cfg.tank_of(vehicle)
+
+
+async def folded_day(store, vehicle: str, params: tuple[Thresholds | None, Thresholds, float],
+                     start_ms: int, end_ms: int, sig: events.Signals = events.DEFAULT_SIGNALS,
+                     keep: bool = True) -> dict:
+    """{"driving": fold.fold_day or None (not scored), "fuel": fold.fold_fuel, "truncated"}
+    of the vehicle's [start, end): the kept fold of a whole UTC day while its readings and
+    signature are unchanged, else folded from the readings (and kept, when `keep` and the day
+    is whole)."""
+    th, fuel_th, tank = params
     whole = keep and end_ms - start_ms == DAY_MS and start_ms % DAY_MS == 0
     if whole:
-        key = fold.signature(th, sig)
+        key = fold.signature(th, fuel_th, tank, sig)
         fingerprint = await store.readings_fingerprint(vehicle, start_ms - MARGIN_MS,
                                                        end_ms + MARGIN_MS)
         kept = await store.driving_day(vehicle, start_ms)
@@ -66,12 +79,16 @@ async def folded_day(store, vehicle: str, th: Thresholds, start_ms: int, end_ms:
             return json.loads(kept[2])
     pos = await store.route(vehicle, start_ms - MARGIN_MS, end_ms + MARGIN_MS,
                             limit=MAX_ROWS_PER_DAY)
-    frames = await store.signal_frames(vehicle, sig.driving(), start_ms - MARGIN_MS,
-                                       end_ms + MARGIN_MS, MAX_ROWS_PER_DAY)
-    day = fold.fold_day(pos, frames, th, sig, start_ms, end_ms,
-                        len(pos) >= MAX_ROWS_PER_DAY or len(frames) >= MAX_ROWS_PER_DAY)
+    frames = await store.signal_frames(vehicle, [*sig.driving(), sig.fuel_level],
+                                       start_ms - MARGIN_MS, end_ms + MARGIN_MS,
+                                       MAX_ROWS_PER_DAY)
+    day = {"driving": None if th is None else fold.fold_day(pos, frames, th, sig, start_ms,
+                                                            end_ms),
+           "fuel": fold.fold_fuel(pos, frames, tank, fuel_th, sig, start_ms, end_ms),
+           "truncated": len(pos) >= MAX_ROWS_PER_DAY or len(frames) >= MAX_ROWS_PER_DAY}
     if whole:  # the fingerprint was taken first: a reading arriving meanwhile folds again
-        await store.put_driving_day(vehicle, start_ms, key, fingerprint, json.dumps(day), wall_ms())
+        await store.put_driving_day(vehicle, start_ms, key, fingerprint, json.dumps(day),
+                                    wall_ms())
     return day
 
 
@@ -83,15 +100,16 @@ async def vehicle_window(store, cfg: DrivingConfig, vehicle: str, vclass: Vehicl
     vehicle in [start, end): harsh and idling events (per the class's thresholds), overspeed
     episodes from the alert rule, each with its driver: the driver-app login of the vehicle's
     shift (store.driver_of) at each trip start, else the CAN driver identification."""
-    th = cfg.for_class(vclass)
+    params = day_params(cfg, vclass, vehicle)
     out: dict = {"events": [], "km": [], "truncated": False}
-    if th is None:
+    if params[0] is None:
         return out
     for a, b in scorecard.split_days(start_ms, end_ms):
-        day = await folded_day(store, vehicle, th, a, b, sig, keep)
+        got = await folded_day(store, vehicle, params, a, b, sig, keep)
+        day = got["driving"]
         app = [(t, await store.driver_of(vehicle, t)) for t in day["starts"]]
         found, km = fold.unfold(day, app)
-        out["truncated"] |= day["truncated"]
+        out["truncated"] |= got["truncated"]
         out["events"] += found
         for driver, d in km.items():
             out["km"].append((scorecard.week_start(a), vehicle, driver, d))
@@ -131,34 +149,20 @@ async def fleet_window(store, cfg: DrivingConfig, vehicles: list[str], start_ms:
 
 
 async def fuel_window(store, cfg: DrivingConfig, vehicles: list[str], start_ms: int,
-                      end_ms: int, sig: events.Signals = events.DEFAULT_SIGNALS) -> dict:
+                      end_ms: int, sig: events.Signals = events.DEFAULT_SIGNALS,
+                      keep: bool = True) -> dict:
     """{"trips": [...], "events": [...], "idle": [...], "truncated"}: per vehicle and day,
     trip consumption, refuels and drops (with the position at the time) and idling events
-    (their fuel), each starting within [start, end)."""
+    (their fuel), each starting within [start, end); whole days kept as folded_day keeps
+    them."""
     check_size(vehicles, start_ms, end_ms)
     classes = await vehicle_classes(store)
     out: dict = {"trips": [], "events": [], "idle": [], "truncated": False}
-    names = [*sig.driving(), sig.fuel_level]
     for v in vehicles:
-        tank = cfg.tank_of(v)
-        th = cfg.for_class(classes.get(v)) or cfg.for_class(None)
+        params = day_params(cfg, classes.get(v), v)
         for a, b in scorecard.split_days(start_ms, end_ms):
-            pos = await store.route(v, a - MARGIN_MS, b + MARGIN_MS, limit=MAX_ROWS_PER_DAY)
-            frames = await store.signal_frames(v, names, a - MARGIN_MS, b + MARGIN_MS,
-                                               MAX_ROWS_PER_DAY)
-            out["truncated"] |= (len(pos) >= MAX_ROWS_PER_DAY
-                                 or len(frames) >= MAX_ROWS_PER_DAY)
-            clean = events.clean_positions(pos)
-            times = [p["time_ms"] for p in clean]
-            for t in fuel.trip_consumption(pos, frames, tank, sig):
-                if a <= t["start_ms"] < b:
-                    out["trips"].append({"vehicle": v, **t})
-            for e in fuel.level_events(frames, tank, sig):
-                if a <= e["time_ms"] < b:
-                    at = events.position_at(clean, times, e["time_ms"])
-                    out["events"].append({"vehicle": v, **e, "lat": at.get("lat"),
-                                          "lon": at.get("lon")})
-            if th is not None:
-                out["idle"] += [{"vehicle": v, **e} for e in events.idling(pos, frames, th, sig)
-                                if a <= e["start_ms"] < b]
+            day = await folded_day(store, v, params, a, b, sig, keep)
+            out["truncated"] |= day["truncated"]
+            for key in ("trips", "events", "idle"):
+                out[key] += [{"vehicle": v, **x} for x in day["fuel"][key]]
     return out

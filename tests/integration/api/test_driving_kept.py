@@ -1,9 +1,9 @@
 """Driving folded per vehicle-day and kept (backend/driving/report.py, fold.py), on SQLite and
 PostgreSQL: a whole day's fold is read back while its readings are unchanged; readings that
 arrive after the day was folded (late, shuffled, some twice) fold it again and give the same
-events and distances as the same readings on time, and as computing everything from the
-readings; a driver-app login entered later still names the driver; other thresholds fold
-again."""
+events, distances and fuel (trips, idling) as the same readings on time, and as computing
+everything from the readings; a driver-app login entered later still names the driver; other
+thresholds fold again."""
 
 from __future__ import annotations
 
@@ -60,6 +60,13 @@ def _per(by, km, vehicle):
     return by.get(vehicle, []), {d: k for (v, d), k in km.items() if v == vehicle}
 
 
+async def _fuel(store, vehicles, keep=True):
+    got = await report.fuel_window(store, CFG, vehicles, DAY0, DAY0 + DAY, keep=keep)
+    return {v: {k: [{f: x for f, x in row.items() if f != "vehicle"} for row in got[k]
+                    if row["vehicle"] == v] for k in ("trips", "events", "idle")}
+            for v in vehicles}
+
+
 async def test_late_readings_fold_the_day_again_and_match_on_time_delivery(any_store):
     store = any_store
     await store.put_catalogue(VehicleType("hgv", "Truck", VehicleClass.TRUCK), START)
@@ -75,6 +82,7 @@ async def test_late_readings_fold_the_day_again_and_match_on_time_delivery(any_s
     await store.write(early, [])
     by, km = await _window(store, ["on-time", "late"])
     assert await store.driving_day("late", DAY0) is not None
+    assert (await _fuel(store, ["late"]))["late"]["idle"][0]["peak"] < 60  # half of it
     assert _per(by, km, "late") != _per(by, km, "on-time")  # half the idling hour, fewer km
 
     # the rest arrives late, out of order, some twice, in odd batches
@@ -86,6 +94,10 @@ async def test_late_readings_fold_the_day_again_and_match_on_time_delivery(any_s
         await store.write(rest[i:i + 555], [])
     by, km = await _window(store, ["on-time", "late"])
     assert _per(by, km, "late") == _per(by, km, "on-time")
+    fuel = await _fuel(store, ["on-time", "late"])
+    assert fuel["late"] == fuel["on-time"] and len(fuel["late"]["trips"]) >= 2
+    assert [e["peak"] for e in fuel["late"]["idle"]] == [60.0]  # the whole idling hour
+    assert fuel == await _fuel(store, ["on-time", "late"], keep=False)
     assert [e["kind"] for e in by["late"]] == ["harsh_brake", "harsh_corner", "harsh_accel",
                                               "idle"]
     # ... and as computing it all from the readings, keeping nothing
@@ -100,10 +112,11 @@ async def test_a_kept_day_is_read_back_until_its_readings_change(any_store):
     await store.write(rows[:-1], [])
     by, _ = await _window(store, ["truck-1"])
     signature, fingerprint, result = await store.driving_day("truck-1", DAY0)
-    assert signature == fold.signature(CFG.for_class(None), report.events.DEFAULT_SIGNALS)
+    assert signature == fold.signature(*report.day_params(CFG, None, "truck-1"),
+                                       report.events.DEFAULT_SIGNALS)
     # a kept day is what the next question reads (marked here to tell it from a new fold)
     day = json.loads(result)
-    day["events"] = day["events"][:1]
+    day["driving"]["events"] = day["driving"]["events"][:1]
     await store.put_driving_day("truck-1", DAY0, signature, fingerprint, json.dumps(day), 0)
     marked, _ = await _window(store, ["truck-1"])
     assert marked["truck-1"] == by["truck-1"][:1]
