@@ -103,6 +103,7 @@ class CabServer:
         self._live: set[web.WebSocketResponse] = set()
         self._runner: web.AppRunner | None = None
         self.origin = f"https://{self._host()}:{config.port}"
+        self.origins = {self.origin}  # the listen address's and [cab] names' (start())
 
     def _host(self) -> str:
         return f"[{self.config.listen}]" if ":" in self.config.listen else self.config.listen
@@ -135,6 +136,7 @@ class CabServer:
             await site.start()
             port = self._runner.addresses[0][1]  # [cab] port 0: the kernel's choice
             self.origin = f"https://{self._host()}:{port}"
+            self.origins = {self.origin, *(f"https://{n}:{port}" for n in self.config.names)}
         except (OSError, ValueError, ssl.SSLError) as exc:
             log.error("cab server on %s:%d: %s", self.config.listen, self.config.port, exc)
             await self.close()
@@ -222,7 +224,7 @@ class CabServer:
         if write:
             origin = request.headers.get("Origin")
             if request.headers.get("X-CSRF-Token") != csrf_token(token) or (
-                    origin is not None and origin != self.origin):
+                    origin is not None and origin not in self.origins):
                 raise _error(web.HTTPForbidden, "missing or wrong X-CSRF-Token or Origin")
         return device
 

@@ -40,4 +40,6 @@ def agent_package_problems(deb: Path) -> list[str]:
                          "fleet-backend.service", "/bin/fleet-backend"):
         if backend_only in listing:
             problems.append(f"{deb.name} carries {backend_only}")
+    if "/site-packages/agent/cab_static/driver.js" not in listing:
+        problems.append(f"{deb.name} lacks the in-cab tablet's app (agent/cab_static/)")
     return problems

@@ -123,7 +123,7 @@ def test_packaged_agent_toml_lists_every_option_commented():
 
     from agent.can.config import BUS_KEYS, CAN_KEYS
     from agent.check_config import STATUS_KEYS
-    from agent.config import JournalConfig, ServerConfig
+    from agent.config import CAB_KEYS, JournalConfig, ServerConfig
     from agent.gps.config import KEYS as GPS_KEYS
 
     text = (REPO / "debian" / "agent.toml").read_text()
@@ -139,5 +139,6 @@ def test_packaged_agent_toml_lists_every_option_commented():
         "can.bus": set(BUS_KEYS),
         "log": {"level"},
         "status": set(STATUS_KEYS),
+        "cab": set(CAB_KEYS),
     }
     assert _commented_keys(text) == expected

@@ -1,21 +1,15 @@
-"""Notification subscriptions through the MCP tools (over streamable HTTP, the backend's access
-middleware) and the CLI (`python -m backend notifications`, through the HTTP API), with the
-HTTP API's rules (backend/notify/manage.py): a viewer subscribes for themself, only an admin
-for a group or for the customers' dispatch mails, a driver login not at all; one sees and
-deletes only one's own (an admin: everyone's)."""
+"""Notification subscriptions through the MCP tools (over streamable HTTP, the backend's
+access middleware), with the HTTP API's rules (backend/notify/manage.py): a viewer subscribes
+for themself, only an admin for a group or for the customers' dispatch mails, a driver login
+not at all; one sees and deletes only one's own (an admin: everyone's). The CLI's test is
+test_subscriptions_cli.py."""
 
 from __future__ import annotations
-
-import asyncio
-import json
-import os
-import subprocess
-import sys
 
 from backend.authz import Principal, Role
 from backend.mcp.tools import FleetTools, Refused
 from tests.authhelp import add_user_token
-from tests.integration.mcptools.test_mcp import REPO, backend, call, http_client  # noqa: F401
+from tests.integration.mcptools.test_mcp import backend, call, http_client  # noqa: F401
 
 MAIL = {"events": ["job.completed"], "channel": "email", "target": "ops@example.com"}
 
@@ -62,27 +56,4 @@ async def test_a_driver_login_has_no_subscriptions(backend):  # noqa: F811
             assert "driver login" in str(exc)
         else:
             raise AssertionError(f"{fn.__name__} accepted a driver login")
-    assert await backend.store.subscriptions() == []
-
-
-async def _cli(backend, token: str, *args: str) -> subprocess.CompletedProcess:  # noqa: F811
-    """The CLI in its own process (on a thread: the backend serves on this loop)."""
-    env = {**os.environ, "FLEET_API_TOKEN": token,
-           "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    argv = [sys.executable, "-m", "backend", "notifications", *args, "--url",
-            f"http://127.0.0.1:{backend.http_port}"]
-    return await asyncio.to_thread(subprocess.run, argv, env=env, cwd=REPO, capture_output=True,
-                                   text=True, timeout=60, stdin=subprocess.DEVNULL)
-
-
-async def test_subscriptions_from_the_cli(backend):  # noqa: F811
-    viewer = backend.tokens["viewer"]
-    made = await _cli(backend, viewer, "subscribe", json.dumps(MAIL))
-    assert made.returncode == 0, made.stderr
-    sid = json.loads(made.stdout)["subscription"]["id"]
-    refused = await _cli(backend, viewer, "subscribe", json.dumps({**MAIL, "group": "north"}))
-    assert refused.returncode == 1 and "HTTP 403" in refused.stderr
-    listed = await _cli(backend, viewer, "list")
-    assert [json.loads(line)["id"] for line in listed.stdout.splitlines()] == [sid]
-    assert (await _cli(backend, viewer, "unsubscribe", str(sid))).returncode == 0
     assert await backend.store.subscriptions() == []

@@ -154,6 +154,9 @@ def test_a_paired_tablets_actions_reach_the_backend_once_through_blackout_and_ki
     assert status == 200 and me["cab"]["version"] == 1
     assert act(tablet, 1, "arrive", "a")[0] == 403, "a write needs the CSRF token"
     tablet.csrf = me["csrf_token"]
+    status, _ = tablet.call("POST", "/api/driver/actions", {"key": "cab-tab-000009"},
+                            headers={"Origin": "https://evil.example"})
+    assert status == 403, "another site's page cannot write through the tablet's cookie"
     status, shift = tablet.call("GET", "/api/driver/shift")
     assert status == 200 and shift["route"]["id"] == "r1"
     assert [(s["id"], s["name"], s["state"]) for s in shift["stops"]] == [

@@ -19,6 +19,7 @@ from aiosmtpd.smtp import SMTP
 from backend.api.notifications import NOTIFIER
 from backend.notify.service import Notifier, channels_of
 from backend.notify.settings import NotifySettings
+from tests.authhelp import bearer
 from tests.integration.api.apphelp import Api
 from tests.pgfixture import STORE_KINDS
 
@@ -94,6 +95,13 @@ async def test_one_mail_per_dispatched_job_with_a_working_link(store_url, mailbo
         _, err = await c("POST", PATH, role=D, body=on, expect=403)
         assert "admin" in err["error"]
         await c("POST", PATH, role="admin", body={**on, "target": "x@example.com"}, expect=400)
+        mail = {"events": ["job.completed"], "channel": "email", "target": "o@example.com"}
+        await c("POST", PATH, role="viewer", body={**on, "group": "north"}, expect=403)
+        await c("POST", PATH, role="viewer", body={**mail, "group": "north"}, expect=403)
+        driver = bearer(await api.driver_token("d1"))
+        for body in (mail, {**mail, "group": "north"}, on):
+            await c("POST", PATH, role=None, headers=driver, body=body, expect=403)
+        assert await api.store.subscriptions() == []
         await c("POST", PATH, role="admin", body=on, expect=201)
 
         # an invalid contact e-mail: refused with its field, nothing kept (API and import)
