@@ -115,6 +115,10 @@ class StopWatch:
     def __init__(self) -> None:
         self._routes: dict[str, tuple[int, dict]] = {}  # route_id → (version, body)
         self.detected = 0
+        # the detectors after the last fold, with the route versions and the state text they
+        # wrote: reused while the file holds that very text (a commit that rolled back left
+        # the older one there, so they are rebuilt from it); saves rebuilding them per commit
+        self._last: tuple[dict[str, int], str, VehicleStops] | None = None
 
     @staticmethod
     def prepare(db: sqlite3.Connection) -> None:
@@ -145,10 +149,18 @@ class StopWatch:
         if not routes:
             return []
         row = db.execute("SELECT value FROM agent_state WHERE key=?", (STATE_KEY,)).fetchone()
-        saved: dict[str, Any] = json.loads(row[0]) if row else {}
-        stops = VehicleStops(routes, saved)
+        versions = {rid: v for rid, (v, _) in self._routes.items()}
+        last = self._last
+        if last is not None and row is not None and last[0] == versions and last[1] == row[0]:
+            stops = last[2]
+        else:
+            saved: dict[str, Any] = json.loads(row[0]) if row else {}
+            stops = VehicleStops(routes, saved)
+        self._last = None  # until this commit's state is written
         found = stops.feed(positions)
+        text = json.dumps(stops.state())
         db.execute("INSERT INTO agent_state (key, value) VALUES (?, ?) ON CONFLICT (key) "
-                   "DO UPDATE SET value=excluded.value", (STATE_KEY, json.dumps(stops.state())))
+                   "DO UPDATE SET value=excluded.value", (STATE_KEY, text))
+        self._last = (versions, text, stops)
         self.detected += len(found)
         return found
