@@ -170,6 +170,9 @@ class CabServer:
     async def control(self, request: object) -> dict:
         """{"op": "pair"} → a code; {"op": "unpair", "device": id or null}; {"op": "devices"}."""
         op = request.get("op") if isinstance(request, dict) else None
+        if op == "pair" and self._runner is None:
+            return {"ok": False, "error": "the cab server is not running (the agent's log "
+                    "says why)"}
         if op == "pair":
             code, ttl = self.pairing.issue(time.monotonic())
             return {"ok": True, "code": shown(code), "valid_s": ttl, "vehicle": self.vehicle,
