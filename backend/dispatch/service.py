@@ -288,12 +288,16 @@ class Dispatcher:
         "recorded", "already" (the job arrived/left before: the first detection recorded
         wins) or "refused: …" (not this vehicle's route or job, malformed). Store failures
         propagate (the batch is not acknowledged; the agent sends it again)."""
+        from geostream.limits import TS_MAX_AHEAD_MS
+
         from .onboard import ARRIVAL, DetectionRefused, parse_detection
 
         try:
             d = parse_detection(body)
         except DetectionRefused as exc:
             return f"refused: {exc}"
+        if d.decided_ms > now_ms + TS_MAX_AHEAD_MS:  # the readings' sane window (§4)
+            return f"refused: decided_ms {d.decided_ms} is more than a day ahead"
         route = await self.store.dispatch_route(d.route_id)
         if route is None or route.vehicle_id != vehicle:
             return f"refused: route {d.route_id} is not vehicle {vehicle}'s"

@@ -234,10 +234,12 @@ async def test_the_vehicles_detection_and_the_backends_make_one_transition(any_s
 
 async def test_a_detection_for_another_vehicles_route_or_job_is_refused(any_store):
     d = await setup(any_store)
-    assert (await d.vehicle_detected("v2", detection("arrival", "a", 20_000), 1)).startswith(
+    assert (await d.vehicle_detected("v2", detection("arrival", "a", 20_000), T0)).startswith(
         "refused: route r1 is not vehicle v2's")
-    assert (await d.vehicle_detected("v1", detection("arrival", "c", 20_000), 1)).startswith(
+    assert (await d.vehicle_detected("v1", detection("arrival", "c", 20_000), T0)).startswith(
         "refused: job c is not on route r1")
-    assert (await d.vehicle_detected("v1", {"kind": "arrival-detected"}, 1)).startswith(
+    assert (await d.vehicle_detected("v1", {"kind": "arrival-detected"}, T0)).startswith(
         "refused: key")
+    assert (await d.vehicle_detected("v1", detection("arrival", "a", 20_000), T0 - 86_400_000
+                                     )).startswith("refused: decided_ms")
     assert [t.to_state for t in await any_store.transitions("a")] == [S.ASSIGNED]
