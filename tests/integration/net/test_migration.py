@@ -30,18 +30,27 @@ def test_100_handovers_during_10hz_stream_loopback(quic_library, tmp_path, pki):
     emuclock.run(_handovers(tmp_path, pki))
 
 
-async def _handovers(tmp_path, pki) -> None:
-    gw = await GatewayRig(tmp_path, pki).start()
+@pytest.mark.parametrize("agent_lib,gateway_lib", [("qh3", "aioquic")])
+def test_100_handovers_across_libraries(agent_lib, gateway_lib, tmp_path, pki):
+    """The same handovers with the agent on one library and the gateway on the other (each
+    side's library is chosen on its own, docs/link.md, QUIC library)."""
+    emuclock.run(_handovers(tmp_path, pki, agent_lib, gateway_lib))
+
+
+async def _handovers(tmp_path, pki, agent_lib: str = "", gateway_lib: str | None = None) -> None:
+    gw = await GatewayRig(tmp_path, pki, quic_library=gateway_lib).start()
     token = await gw.provision("mover")
     loop = asyncio.get_running_loop()
     agent = AgentRig(tmp_path / "agent", "mover", token, gw.host, gw.port, gw.pki["ca"],
-                     boottime=loop.time).start()
+                     boottime=loop.time, quic_library=agent_lib).start()
     try:
         await until(lambda: agent.uplink.link and agent.uplink.stats.state == "connected",
                     10, "connected")
         link = agent.uplink.link
+        assert link.lib.NAME == (agent_lib or link.lib.NAME)
         streaming = asyncio.get_running_loop().create_task(agent.stream(10, HANDOVERS * 0.2 + 1))
         (proto,) = gw.gateway.connections["mover"]
+        assert proto._lib.NAME == (gateway_lib or proto._lib.NAME)
         seen_at_gateway = set()
         hosts = itertools.cycle([f"127.0.0.{i}" for i in range(2, 12)] + ["127.0.0.1"])
         for _ in range(HANDOVERS):
