@@ -3,8 +3,9 @@ native code (5-9x less server CPU per exchange, docs/benchmarks.md). Its Python 
 aioquic's sans-IO shape, so the public names map one to one; the hooks differ because the
 packet core (ACK scheduling, loss recovery, connection IDs after the first) is native.
 
-This is the only module that imports qh3. What each hook costs, and the one must qh3 cannot
-give through any hook (routable NEW_CONNECTION_ID CIDs), is in docs/link.md §QUIC library.
+This is the only module that imports qh3. What each hook costs, and the two gateway musts
+qh3 cannot give through any hook (routable NEW_CONNECTION_ID CIDs, a fourth client address
+per connection), are in docs/link.md §QUIC library.
 """
 
 from __future__ import annotations
@@ -73,7 +74,8 @@ _ACK_TIMER = "ack_application"
 
 
 class QuicConnection(_Qh3Connection):
-    """qh3's connection facade, which can hold a pending ACK (`delay_acks_up_to`).
+    """qh3's connection facade, which can hold a pending ACK (`delay_acks_up_to`) and, like
+    aioquic's, takes data for a connection the peer closed without raising.
 
     qh3's native core arms its `ack_application` timer 1 ms after an ack-eliciting packet,
     whatever `max_ack_delay` it was built with, and its `datagrams_to_send` writes the ACK once
@@ -128,6 +130,19 @@ class QuicConnection(_Qh3Connection):
         if self._seam_ack_until is not None and now < self._seam_ack_until:
             return  # the only timer due is the held ACK's
         super().handle_timer(now)
+
+    # --- sending on a closed connection: nothing, as on aioquic -------------------------------
+    # qh3 raises QuicConnectionError("connection is closed") once the peer closed the
+    # connection, before the caller has seen the ConnectionTerminated event that follows; aioquic
+    # drops the data. The agent sends whenever its journal has a batch: one attribute test.
+
+    def send_stream_data(self, stream_id: int, data, end_stream: bool = False) -> None:
+        if self._close_event is None:
+            super().send_stream_data(stream_id, data, end_stream)
+
+    def send_ping(self, uid: int) -> None:
+        if self._close_event is None:
+            super().send_ping(uid)
 
 
 def ack_with_data(quic) -> None:
