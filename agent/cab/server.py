@@ -162,6 +162,11 @@ class CabServer:
             await self._runner.cleanup()
             self._runner = None
 
+    def status(self) -> dict:
+        """For `fleet-agent status`: running or not, where, how many apps are live."""
+        return {"running": self._runner is not None, "origin": self.origin,
+                "live": len(self._live)}
+
     def pin(self) -> str:
         return tls.spki_pin(self.files.cert.read_bytes())
 

@@ -163,6 +163,10 @@ def test_a_paired_tablets_actions_reach_the_backend_once_through_blackout_and_ki
     assert intruder.pair(paired["code"])[0] == 403, "a code pairs once"
     assert intruder.call("GET", "/api/me")[0] == 401
 
+    shown = subprocess.run([sys.executable, "-m", "agent", "status", "--socket", str(sock)],
+                           capture_output=True, text=True, timeout=30, env=_env(), cwd=REPO)
+    assert f"cab      serving {tablet.origin}  live apps 0" in shown.stdout, shown.stdout
+
     status, me = tablet.call("GET", "/api/me")
     assert status == 200 and me["cab"]["version"] == 1
     assert act(tablet, 1, "arrive", "a")[0] == 403, "a write needs the CSRF token"
