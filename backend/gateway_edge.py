@@ -48,9 +48,6 @@ MAX_DATAGRAM_BYTES = 65527
 # carries whatever it produced (PATH_CHALLENGE, MAX_DATA, a retransmission) before that, and
 # nothing waits longer than an ACK may already wait (the max_ack_delay the gateway advertises).
 RECEIVE_FLUSH_DELAY_S = ACK_DELAY_S
-# A connection timer counts as due this early (the loop may fire a handle up to its clock
-# resolution early; handling it then avoids re-arming for the same instant).
-TIMER_SLACK_S = 0.001
 # Datagrams kept while the socket's send buffer is full (EAGAIN), then dropped: QUIC
 # retransmits what is lost, and memory stays bounded (~1,500 bytes each).
 SEND_QUEUE_MAX = 8192
@@ -97,8 +94,8 @@ class EdgeConnection:
             if not self._dirty:
                 self._edge.timers.set_earlier(self, now + RECEIVE_FLUSH_DELAY_S)
                 self._edge.arm()
-        else:  # handshake flights leave at once
-            self.transmit()
+        else:  # handshake flights leave at once, each after the datagram that asked for it
+            self._edge.transmit_now(self)
 
     def wake(self, now: float) -> None:
         """Its deadline came: the library's timer if due, then a transmit (which re-arms)."""
@@ -106,8 +103,8 @@ class EdgeConnection:
             return
         quic = self._quic
         timer = quic.get_timer()
-        if timer is not None and timer <= now + TIMER_SLACK_S:
-            quic.handle_timer(now=max(now, timer))
+        if timer is not None and timer <= now:
+            quic.handle_timer(now=now)
             self._process_events()
         self.transmit()
 
@@ -231,12 +228,20 @@ class EdgeServer:
         self.flush_soon()
 
     def transmit_now(self, conn: EdgeConnection) -> None:
-        """`conn`'s datagrams now, not at the end of the tick (before it closes)."""
+        """`conn`'s datagrams now, not at the end of the tick (before it closes, and during
+        its handshake, as the library's own protocol sends them)."""
         quic = conn._quic
-        out = quic.datagrams_to_send(now=self._loop.time())
-        self.timers.set(conn, quic.get_timer())
+        try:
+            out = quic.datagrams_to_send(now=self._loop.time())
+            self.timers.set(conn, quic.get_timer())
+        except Exception:  # that connection's bug: not the others' stall
+            log.exception("transmit failed; the connection is closed")
+            conn._terminated = True
+            self.forget(conn)
+            return
         if out:
             self._send(out)
+        self.arm()
 
     def flush_soon(self) -> None:
         if self._flush_handle is None and self._dirty and not self._closed:
@@ -300,7 +305,7 @@ class EdgeServer:
         now = max(self._loop.time(), self._wake_at or 0.0)
         self._wake_handle = None
         self._wake_at = None
-        for conn in self.timers.pop_due(now + TIMER_SLACK_S):
+        for conn in self.timers.pop_due(now):
             conn.wake(now)
         if self._dirty:
             self._flush(now)
