@@ -230,18 +230,26 @@ class EdgeServer:
     def transmit_now(self, conn: EdgeConnection) -> None:
         """`conn`'s datagrams now, not at the end of the tick (before it closes, and during
         its handshake, as the library's own protocol sends them)."""
-        quic = conn._quic
-        try:
-            out = quic.datagrams_to_send(now=self._loop.time())
-            self.timers.set(conn, quic.get_timer())
-        except Exception:  # that connection's bug: not the others' stall
-            log.exception("transmit failed; the connection is closed")
-            conn._terminated = True
-            self.forget(conn)
-            return
+        out = self._poll(conn, self._loop.time())
         if out:
             self._send(out)
         self.arm()
+
+    def _poll(self, conn: EdgeConnection, now: float) -> list:
+        """`conn`'s datagrams to send now, and its next deadline. A library error stays that
+        connection's: qh3's core raises "packet builder capacity exhausted" when its first
+        flight to an aioquic client does not fit the anti-amplification budget of the
+        client's one Initial, and succeeds once the client's next datagram raised it (as
+        under its own asyncio protocol, where the same error reached the loop's handler)."""
+        quic = conn._quic
+        out: list = []
+        try:
+            out = quic.datagrams_to_send(now=now)
+        except Exception as exc:
+            self.stats["transmit_errors"] += 1
+            log.info("transmit of a connection failed (%s); it goes on", exc)
+        self.timers.set(conn, quic.get_timer())
+        return out
 
     def flush_soon(self) -> None:
         if self._flush_handle is None and self._dirty and not self._closed:
@@ -253,21 +261,13 @@ class EdgeServer:
         if now is None:
             now = self._loop.time()
         out: list = []
-        timers = self.timers
         while self._dirty:
             dirty, self._dirty = self._dirty, []
             for conn in dirty:
                 conn._dirty = False
                 if conn._terminated:
                     continue
-                quic = conn._quic
-                try:
-                    out.extend(quic.datagrams_to_send(now=now))
-                    timers.set(conn, quic.get_timer())
-                except Exception:  # that connection's bug: not the others' stall
-                    log.exception("transmit failed; the connection is closed")
-                    conn._terminated = True
-                    self.forget(conn)
+                out.extend(self._poll(conn, now))
         self.stats["transmits"] += 1
         if out:
             self._send(out)
