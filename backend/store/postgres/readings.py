@@ -70,24 +70,21 @@ _DEAD = f"""INSERT INTO dead_letter (vehicle_id, epoch, seq, reading, error, rec
     ON CONFLICT DO NOTHING"""
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+_PG_EPOCH_US = 946_684_800_000_000  # _PG_EPOCH in µs since 1970
+_US = timedelta(microseconds=1)
 # EWKB of a 2D point with SRID 4326 (little endian, the SRID flag set), as PostGIS makes it
 _POINT = struct.Struct("<BIIdd")
 _POINT_TYPE = 0x20000001
 _SRID = 4326
 
 
-def _time(ms: int) -> datetime:
-    """What `timestamptz 'epoch' + ms * interval '1 millisecond'` makes (exact: no float)."""
-    return _EPOCH + timedelta(milliseconds=ms)
-
-
 def _copy_record(r: StoredReading) -> tuple:
     """`r` as a row of vehicle_telemetry for binary COPY (`_COLUMNS`)."""
     loc = (None if r.lon is None or r.lat is None
            else _POINT.pack(1, _POINT_TYPE, _SRID, r.lon, r.lat))
-    return (_time(r.time_ms), r.vehicle_id, r.epoch, r.seq, r.kind, loc, r.speed_kmh,
-            r.course_deg, r.alt_m, r.fix, r.sats, r.hdop, r.data_json(), _time(r.received_ms))
+    return (r.time_ms, r.vehicle_id, r.epoch, r.seq, r.kind, loc, r.speed_kmh,
+            r.course_deg, r.alt_m, r.fix, r.sats, r.hdop, r.data_json(), r.received_ms)
 
 
 def _staging_record(r: StoredReading) -> tuple:
@@ -95,10 +92,24 @@ def _staging_record(r: StoredReading) -> tuple:
             r.course_deg, r.alt_m, r.fix, r.sats, r.hdop, r.data_json(), r.received_ms)
 
 
+def _encode_time(value: int | datetime) -> tuple[int]:
+    """timestamptz on the wire: µs since 2000-01-01 UTC, from ms since 1970 (`_copy_record`:
+    exact integer arithmetic, and no datetime per row) or a datetime (other statements)."""
+    if type(value) is int:
+        return (value * 1000 - _PG_EPOCH_US,)
+    return ((value - _PG_EPOCH) // _US,)
+
+
+def _decode_time(value: tuple[int]) -> datetime:
+    return _PG_EPOCH + timedelta(microseconds=value[0])
+
+
 async def _ewkb_codec(conn: asyncpg.Connection) -> None:
-    """Positions go to COPY as the EWKB bytes `_copy_record` makes."""
+    """Positions go to COPY as the EWKB bytes `_copy_record` makes, times as milliseconds."""
     await conn.set_type_codec("geometry", schema="public", encoder=bytes, decoder=bytes,
                               format="binary")
+    await conn.set_type_codec("timestamptz", schema="pg_catalog", encoder=_encode_time,
+                              decoder=_decode_time, format="tuple")
 
 
 def _latest_args(readings: list[StoredReading]) -> tuple[list, ...]:
