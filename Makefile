@@ -29,6 +29,8 @@ TSDB_TARBALL := $(firstword $(wildcard $(addsuffix /timescaledb-*-apache.tar.gz,
 # The web app (web/): bundled by esbuild into backend/static/app/, which the backend serves and
 # the .deb ships. Rebuilt when its sources change; Node.js and npm as installed, else Debian's.
 WEB_BUNDLE := backend/static/app/app.js
+# the driver app's copy for the in-cab tablet, served by the agent (web/build.mjs makes both)
+CAB_BUNDLE := agent/cab_static/driver.js
 WEB_SOURCES := $(wildcard web/src/* web/src/track/*) web/package.json web/package-lock.json web/build.mjs
 
 .PHONY: demo test bench hil lint check lock clean deb-arm64 deps-demo deps-test deps-web deps-node timescaledb web
@@ -73,10 +75,10 @@ deps-web:
 deps-node:
 	$(call apt_install,nodejs npm)
 
-$(WEB_BUNDLE): $(WEB_SOURCES) | deps-web
+$(WEB_BUNDLE) $(CAB_BUNDLE) &: $(WEB_SOURCES) | deps-web
 	cd web && npm ci --no-audit --no-fund && npm run build
 
-web: $(WEB_BUNDLE)
+web: $(WEB_BUNDLE) $(CAB_BUNDLE)
 
 demo: deps-demo $(STAMP_PIP) $(WEB_BUNDLE)
 	$(PY) -m hil.demo

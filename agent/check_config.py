@@ -13,7 +13,7 @@ import re
 import sys
 import tomllib
 
-KNOWN_TABLES = {"vehicle", "server", "journal", "gps", "can", "log", "status"}
+KNOWN_TABLES = {"vehicle", "server", "journal", "gps", "can", "log", "status", "cab"}
 STATUS_KEYS = {"socket", "prometheus_textfile", "report_interval_s"}
 _TOML_POS = re.compile(r"\(at line (\d+), column (\d+)\)")
 _HEADER = re.compile(r"^\s*\[(\[)?\s*([\w.\-]+)\s*\]")

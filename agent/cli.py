@@ -14,6 +14,7 @@ TOOLS = {
     "can-decode": ("agent.can.cli", "decode a CAN log (candump, ASC, BLF, TRC) to JSON lines"),
     "status": ("agent.status_cli", "ask the running agent for its link, journal and sources"),
     "check-config": ("agent.check_config", "validate an agent.toml; errors as FILE:LINE"),
+    "cab": ("agent.cab.cli", "pair or unpair the in-cab tablet ([cab]): pair, unpair, devices"),
 }
 
 

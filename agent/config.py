@@ -51,6 +51,22 @@ class JournalConfig:
     memory_readings: int = 20_000
 
 
+# The cab server's port when [cab] names none: HTTPS, unprivileged (the agent is no root).
+CAB_PORT = 8443
+# Extra names in the cab certificate: a few mDNS or hotspot names, not a list of the world.
+MAX_CAB_NAMES = 8
+
+
+@dataclass(frozen=True)
+class CabConfig:
+    """[cab]: the driver app served to an in-cab tablet (docs/driver.md, agent/cab/)."""
+    enabled: bool = False
+    listen: str = ""  # the Wi-Fi interface's address; never a wildcard
+    port: int = CAB_PORT
+    names: tuple[str, ...] = ()  # more names for the certificate beside `listen`
+    tls_dir: str = ""  # where the CA and server keys live; empty: the journal's directory
+
+
 @dataclass(frozen=True)
 class AgentConfig:
     vehicle_id: str
@@ -62,6 +78,7 @@ class AgentConfig:
     # [log] level; [status] socket, prometheus_textfile, report_interval_s (agent/control.py)
     log: dict[str, Any] = field(default_factory=dict)
     status: dict[str, Any] = field(default_factory=dict)
+    cab: CabConfig = field(default_factory=CabConfig)
     source_path: str = ""
 
 
@@ -109,6 +126,46 @@ def _quic_library(value, where: str) -> str:
     return value
 
 
+CAB_KEYS = frozenset({"enabled", "listen", "port", "names", "tls_dir"})
+
+
+def _cab(table: dict, where: str, rel) -> CabConfig:
+    """[cab], validated: off unless enabled, and then on one concrete address."""
+    import ipaddress
+
+    where = f"{where} [cab]"
+    unknown = set(table) - CAB_KEYS
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}")
+    enabled = table.get("enabled", False)
+    if type(enabled) is not bool:
+        raise ConfigError(f"{where}: 'enabled' must be true or false")
+    listen = table.get("listen", "")
+    if not isinstance(listen, str):
+        raise ConfigError(f"{where}: 'listen' must be a string")
+    if listen or enabled:
+        try:
+            address = ipaddress.ip_address(listen)
+        except ValueError:
+            raise ConfigError(f"{where}: 'listen' must be the IP address of the cab's "
+                              f"network interface (got {listen!r})") from None
+        if address.is_unspecified:
+            raise ConfigError(f"{where}: 'listen' must be one interface's address, not "
+                              f"{listen} (that would offer the app on every network)")
+    port = table.get("port", CAB_PORT)
+    if type(port) is not int or not 0 <= port <= 65535:
+        raise ConfigError(f"{where}: 'port' must be a whole number from 0 (the kernel "
+                          "picks one) to 65535")
+    names = table.get("names", [])
+    if not isinstance(names, list) or len(names) > MAX_CAB_NAMES or not all(
+            isinstance(n, str) and 0 < len(n) <= 253 for n in names):
+        raise ConfigError(f"{where}: 'names' must be at most {MAX_CAB_NAMES} host names")
+    tls_dir = table.get("tls_dir", "")
+    if not isinstance(tls_dir, str):
+        raise ConfigError(f"{where}: 'tls_dir' must be a string")
+    return CabConfig(enabled, listen, port, tuple(names), rel(tls_dir))
+
+
 def parse_config(raw: dict, where: str = "<config>") -> AgentConfig:
     base = Path(where).parent if where != "<config>" else Path(".")
 
@@ -144,6 +201,7 @@ def parse_config(raw: dict, where: str = "<config>") -> AgentConfig:
         can=_section(raw, "can", where),
         log=_section(raw, "log", where),
         status=_section(raw, "status", where),
+        cab=_cab(_section(raw, "cab", where), where, rel),
         source_path=where,
     )
 

@@ -4,6 +4,8 @@ Protocol on the unix socket: the client connects and sends one line (`status\\n`
 answers one line of JSON (agent/status.py) and closes. `action {json}\\n` hands the agent a
 driver's action taken on the vehicle (docs/protocol.md §4 "act"): it is committed to the
 journal before the answer (`{"ok": true, "seq": q}`), so an app that saw "ok" never loses it.
+`cab {json}\n` asks the in-cab tablet's server (agent/cab/) for a pairing code, to unpair, or
+for the paired devices (`fleet-agent cab`).
 The socket lives in systemd's RuntimeDirectory (/run/fleet-agent, mode 0750) and is made mode
 0660: root and group fleet-agent may ask, nobody else. Nothing in the answer is a secret (no token).
 """
@@ -47,10 +49,12 @@ class StatusServer:
     """Answers each connection with `await snapshot()` as one JSON line."""
 
     def __init__(self, path: str, snapshot: Callable[[], Awaitable[dict]],
-                 on_action: Callable[[object], Awaitable[dict]] | None = None):
+                 on_action: Callable[[object], Awaitable[dict]] | None = None,
+                 on_cab: Callable[[object], Awaitable[dict]] | None = None):
         self.path = path
         self.snapshot = snapshot
         self.on_action = on_action  # the daemon's: journal an action, answer its seq
+        self.on_cab = on_cab  # the cab server's: pair, unpair, devices (agent/cab/)
         self._server: asyncio.AbstractServer | None = None
         self.served = 0
 
@@ -80,6 +84,13 @@ class StatusServer:
                         body = {"ok": False, "error": "the action is not JSON"}
                     else:
                         body = await self.on_action(action)
+                elif line.startswith(b"cab ") and len(line) <= MAX_REQUEST:
+                    try:
+                        request = json.loads(line[4:])
+                    except ValueError:
+                        request = None
+                    body = (await self.on_cab(request) if self.on_cab is not None else
+                            {"ok": False, "error": "the cab server is off ([cab] enabled)"})
                 elif line.strip() in (b"", b"status") and len(line) <= MAX_REQUEST:
                     body = await self.snapshot()
                 if body is not None:
@@ -101,12 +112,12 @@ class StatusServer:
                 os.unlink(self.path)
 
 
-def query(path: str, timeout: float = CLIENT_TIMEOUT_S) -> dict:
+def query(path: str, timeout: float = CLIENT_TIMEOUT_S, line: bytes = b"status\n") -> dict:
     """Ask a running agent (blocking). Raises OSError when nobody answers."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(timeout)
         s.connect(path)
-        s.sendall(b"status\n")
+        s.sendall(line)
         chunks = []
         while chunk := s.recv(65536):
             chunks.append(chunk)

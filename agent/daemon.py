@@ -28,6 +28,7 @@ from .rollback import load as load_rollback
 from .rollback import save as save_rollback
 from .sd_notify import SystemdNotifier
 from .sources import Source
+from .stops import StopWatch
 from .uplink import Uplink
 from .uplink_machine import STATUS_INTERVAL_S
 
@@ -66,11 +67,19 @@ class Agent:
         # --log-level on the command line wins over [log] level, also on SIGHUP
         self.level_pinned = level_pinned
         self.started = time.monotonic()
+        # the in-cab tablet's HTTPS server (docs/driver.md), when [cab] enables it
+        self.cab = None
+        if config.cab.enabled:
+            from .cab.server import CabServer
+
+            self.cab = CabServer(config.cab, self)
         self.status_server = control.StatusServer(
-            control.default_socket_path(config.status), self.snapshot, self.take_action)
+            control.default_socket_path(config.status), self.snapshot, self.take_action,
+            self.cab.control if self.cab is not None else None)
         self.textfile = config.status.get("prometheus_textfile", "")
         self.sources = sources
-        self.journal = JournalWorker(config.journal)
+        # arrivals and departures at the mailbox's routes' stops, detected in each commit
+        self.journal = JournalWorker(config.journal, stop_watch=StopWatch())
         self.uplink = Uplink(config, self.journal)
         self.uplink.status_provider = self.status_report
         self.uplink.status_interval_s = float(config.status.get("report_interval_s",
@@ -159,7 +168,8 @@ class Agent:
             started_monotonic=self.started, now_monotonic=mono, now_ms=now_ms,
             uplink=status.uplink_status(self.uplink, mono),
             journal=status.journal_status(journal, now_ms),
-            sources={s.name: s.status() for s in self.sources}, accepted=self.accepted)
+            sources={s.name: s.status() for s in self.sources}, accepted=self.accepted,
+            cab=self.cab.status() if self.cab is not None else None)
 
     async def status_report(self) -> Status:
         """The small report the backend keeps as this vehicle's latest status."""
@@ -293,6 +303,8 @@ class Agent:
         uplink = loop.create_task(self.uplink.run(), name="uplink")
         committer = loop.create_task(self._commit_loop(stopping), name="journal")
         await self._load_rollback()  # after the sources started: no fix waits for it
+        if self.cab is not None:
+            await self.cab.start()
         self.notifier.notify("READY=1")
         log.info("fleet-agent %s running: journal %s epoch %d", self.config.vehicle_id,
                  self.config.journal.path, self.journal.epoch)
@@ -317,6 +329,8 @@ class Agent:
             self.notifier.notify("STOPPING=1")
             loop.remove_signal_handler(signal.SIGHUP)
             await self.status_server.close()
+            if self.cab is not None:
+                await self.cab.close()
             for t in (*tasks, *self._probes):
                 t.cancel()
             await asyncio.gather(*tasks, *self._probes, return_exceptions=True)

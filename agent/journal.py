@@ -36,6 +36,7 @@ from .journal_file import (
 from .journal_file import used_bytes as _used_bytes
 from .journal_limits import Dropped, Limits, hold, record_drops
 from .readings import Reading
+from .stops import StopWatch
 from .wire_encode import KIND, encode
 
 log = logging.getLogger(__name__)
@@ -74,8 +75,11 @@ class Journal:
                  max_age_h: float = DEFAULT_MAX_AGE_H,
                  memory_readings: int = DEFAULT_MEMORY_READINGS,
                  clock: Callable[[], float] = time.time,
-                 monotonic: Callable[[], float] = time.monotonic):
+                 monotonic: Callable[[], float] = time.monotonic,
+                 stop_watch: StopWatch | None = None):
         self.path = path
+        # arrivals detected on the vehicle, folded in each commit's transaction (agent/stops.py)
+        self.stop_watch = stop_watch
         self._limits = Limits(int(max_mb * 1024 * 1024), int(max_age_h * 3600 * 1000))
         self.memory_readings = memory_readings
         self._clock = clock
@@ -116,6 +120,8 @@ class Journal:
                 raise
             self.moved_aside = move_aside(self.path, exc)
             db = open_db(self.path, quick_check=False)
+        if self.stop_watch is not None:
+            self.stop_watch.prepare(db)
         self._db = db
         self._page_size = db.execute("PRAGMA page_size").fetchone()[0]
         old_epoch = self.epoch
@@ -193,14 +199,16 @@ class Journal:
         db = self._db
         assert db is not None
         first = self.next_seq
-        # the CBOR payload straight from the reading (agent/wire_encode.py, the same bytes as
-        # cbor2.dumps(r.to_wire())); ts and kind are the wire map's "ts" and "k"
-        rows = [(seq, r.ts_ms, KIND[type(r)], encode(r))
-                for seq, r in enumerate(readings, first)]
-        newest_ts = max(0, max(map(_TS_MS, readings), default=0))
-        n = first + len(rows)
         db.execute("BEGIN IMMEDIATE")
         try:
+            if self.stop_watch is not None:  # its state and detections commit with these
+                readings = [*readings, *self.stop_watch.fold(db, readings)]
+            # the CBOR payload straight from the reading (agent/wire_encode.py, the same bytes
+            # as cbor2.dumps(r.to_wire())); ts and kind are the wire map's "ts" and "k"
+            rows = [(seq, r.ts_ms, KIND[type(r)], encode(r))
+                    for seq, r in enumerate(readings, first)]
+            newest_ts = max(0, max(map(_TS_MS, readings), default=0))
+            n = first + len(rows)
             db.executemany("INSERT INTO readings VALUES (?,?,?,?)", rows)
             drops = [d for d in (self._mem_dropped, *self._limits.enforce(
                 db, self._page_size, first, newest_ts, self._monotonic())) if d is not None]

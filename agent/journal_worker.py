@@ -13,19 +13,20 @@ from typing import TypeVar
 from .config import JournalConfig
 from .journal import DrainState, Journal, JournalStats
 from .readings import Reading
+from .stops import StopWatch
 
 T = TypeVar("T")
 
 
 class JournalWorker:
-    def __init__(self, config: str | JournalConfig):
+    def __init__(self, config: str | JournalConfig, stop_watch: StopWatch | None = None):
         if isinstance(config, str):
             config = JournalConfig(path=config)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         # open on the worker thread too: one thread owns the connection for its whole life
         self.journal: Journal = self._executor.submit(
             Journal, config.path, max_mb=config.max_mb, max_age_h=config.max_age_h,
-            memory_readings=config.memory_readings,
+            memory_readings=config.memory_readings, stop_watch=stop_watch,
         ).result()
 
     @property

@@ -39,6 +39,8 @@ def plan(old, new) -> Plan:
         (p.reload if key == "level" else p.restart).append(f"log.{key}")
     for key in sorted(_diff(old.status, new.status)):
         p.restart.append(f"status.{key}")
+    if old.cab != new.cab:  # a listening socket and its certificate: a restart
+        p.restart.append("cab")
     for key in sorted(_diff(old.gps, new.gps)):
         if not old.gps or not new.gps:
             p.restart.append("gps")

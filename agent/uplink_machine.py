@@ -59,6 +59,9 @@ AUTH_BACKOFF_S = 60.0
 # How often the agent reports its status to the backend (docs/protocol.md §3 status; ~100
 # bytes each); [status] report_interval_s overrides it.
 STATUS_INTERVAL_S = 30.0
+# What this agent does beyond revision 1 (docs/protocol.md §10): it sends driver actions
+# ("act") and arrivals/departures detected on the vehicle ("stops", revision 3).
+FEATURES = ("act", "stops")
 # asyncio may fire a timer up to its clock resolution early
 _EARLY_S = 1e-3
 
@@ -119,7 +122,7 @@ class UplinkMachine:
         """A connection's first flight went out. `early`: send the hello now (as 0-RTT when a
         ticket was offered); else it waits for `handshake_done` (key pinning)."""
         self.session = ClientSession(vehicle, token, epoch, acked_through, agent=agent,
-                                     commands=self.commands.advertised)
+                                     commands=self.commands.advertised, features=FEATURES)
         self.session.remember_answers(self._answered)
         self._set(State.CONNECTING)
         self._started = now

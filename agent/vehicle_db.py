@@ -1,6 +1,7 @@
 """The vehicle's own records beside the readings, in the journal's SQLite file: the command
-record (agent/command_log.py), the configuration rollback record (agent/rollback.py) and the
-driver's mailbox (agent/mailbox.py). docs/protocol.md §3 command says why they are durable.
+record (agent/command_log.py), the configuration rollback record (agent/rollback.py), the
+driver's mailbox (agent/mailbox.py) and the in-cab tablet's records (agent/cab/records.py).
+docs/protocol.md §3 command says why they are durable.
 
 One connection of its own to the journal file (WAL: the journal's writer and this one take
 turns; commands are rare, so the wait is short), `synchronous=FULL` like the journal, so a
@@ -40,6 +41,31 @@ CREATE TABLE IF NOT EXISTS mailbox_messages (
     sender TEXT NOT NULL,
     received_ms INTEGER NOT NULL,
     read_ms INTEGER
+);
+CREATE TABLE IF NOT EXISTS cab_devices (   -- tablets paired with the cab (agent/cab/)
+    id TEXT PRIMARY KEY,
+    token_sha256 TEXT NOT NULL UNIQUE,  -- only the token's hash is kept
+    label TEXT NOT NULL,
+    paired_ms INTEGER NOT NULL,
+    seen_ms INTEGER
+);
+CREATE TABLE IF NOT EXISTS cab_actions (   -- the tablet's actions, recorded once each
+    key TEXT PRIMARY KEY,
+    device_id TEXT NOT NULL,
+    device_seq INTEGER NOT NULL,
+    digest TEXT NOT NULL,         -- SHA-256 of the body the app sent
+    kind TEXT NOT NULL,
+    job_id TEXT,
+    q INTEGER NOT NULL,           -- the journal's sequence number of its act reading
+    received_ms INTEGER NOT NULL,
+    UNIQUE (device_id, device_seq)
+);
+CREATE TABLE IF NOT EXISTS cab_files (     -- proof-of-delivery images kept on the vehicle
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    job_id TEXT,
+    body BLOB NOT NULL,
+    received_ms INTEGER NOT NULL
 );
 """
 

@@ -1,5 +1,5 @@
 """`python -m backend` — serve (default), migrate, vehicles add|revoke|list, users, groups,
-command, query, gen-certs."""
+command, notifications, query, gen-certs."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import logging
 import sys
 
 from . import __version__
-from .cli_command import send_command
+from .cli_command import add_api_flags, send_command
 from .cli_query import query_parser, run_query
 from .cli_secrets import warn_secrets_in_argv
 from .config import BackendConfig, load_toml
@@ -75,6 +75,8 @@ def _parser() -> argparse.ArgumentParser:
                    "travel times (default: straight line × detour factor; docs/planning.md)")
     p.add_argument("--road-cache-dir", help="where the road graph built from it is cached "
                    "(default $XDG_CACHE_HOME/fleet-agent/roads)")
+    p.add_argument("--arrival-dwell-s", type=float, help="seconds a vehicle stays inside a "
+                   f"stop before it has arrived (default {d.arrival_dwell_s:g}; docs/dispatch.md)")
     p.add_argument("--server-id", type=int, help="gateway node behind a router: its server id "
                    "in connection IDs, 0..65535 (docs/scaling.md; default: no router)")
     p.add_argument("--router", help="the router's tunnel address HOST:PORT (with --server-id)")
@@ -121,10 +123,10 @@ def _parser() -> argparse.ArgumentParser:
     cmd.add_argument("--args", default="{}", help="JSON object of arguments")
     cmd.add_argument("--wait", type=float, default=30.0,
                      help="seconds to wait for the answer (0: do not wait)")
-    cmd.add_argument("--token-file", help="file holding an API token of a dispatcher "
-                     "(`users token NAME`); default: $FLEET_API_TOKEN")
-    cmd.add_argument("--url", help="the backend's base URL (default: http://HTTP_HOST:PORT)")
-    cmd.add_argument("--ca", help="CA file to check an HTTPS backend's certificate with")
+    add_api_flags(cmd, "dispatcher")
+    from .notify.cli import notifications_parser
+
+    notifications_parser(sub)
     from .auth.cli import add_parsers
 
     add_parsers(sub)
@@ -268,6 +270,10 @@ def main(argv: list[str] | None = None) -> int:
 
         cfg = config.maintenance_config()
         return asyncio.run(_with_store(config, lambda s: run_service(args, s, cfg, CLI_USER)))
+    if command == "notifications":
+        from .notify.cli import run_notifications
+
+        return asyncio.run(run_notifications(config, args))
     if command == "mcp":
         from .mcp.stdio import serve_stdio
 

@@ -24,24 +24,39 @@ def _api_token(args: argparse.Namespace) -> str:
     return token
 
 
-async def send_command(config: BackendConfig, args: argparse.Namespace) -> int:
+def add_api_flags(p: argparse.ArgumentParser, role: str = "user") -> None:
+    """The flags of a subcommand that calls the running backend's HTTP API."""
+    p.add_argument("--token-file", help=f"file holding an API token of a {role} "
+                   "(`users token NAME`); default: $FLEET_API_TOKEN")
+    p.add_argument("--url", help="the backend's base URL (default: http://HTTP_HOST:PORT)")
+    p.add_argument("--ca", help="CA file to check an HTTPS backend's certificate with")
+
+
+def api_session(config: BackendConfig, args: argparse.Namespace):
+    """(base URL, an aiohttp session sending the user's token); ValueError/OSError when no
+    token can be read."""
     import aiohttp
 
     host = "127.0.0.1" if config.http_host in ("0.0.0.0", "::") else config.http_host
     scheme = "https" if config.http_cert else "http"
     base = (args.url or f"{scheme}://{host}:{config.http_port}").rstrip("/")
-    try:
-        headers = {"Authorization": f"Bearer {_api_token(args)}"}
-    except (OSError, ValueError) as exc:
-        print(f"backend command: {exc}", file=sys.stderr)
-        return 2
-    ssl_ctx = True  # the system's CAs
+    headers = {"Authorization": f"Bearer {_api_token(args)}"}
+    ssl_ctx: object = True  # the system's CAs
     if args.ca:
         import ssl
 
         ssl_ctx = ssl.create_default_context(cafile=args.ca)
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10), headers=headers,
-                                     connector=aiohttp.TCPConnector(ssl=ssl_ctx)) as http:
+    return base, aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10), headers=headers,
+                                       connector=aiohttp.TCPConnector(ssl=ssl_ctx))
+
+
+async def send_command(config: BackendConfig, args: argparse.Namespace) -> int:
+    try:
+        base, session = api_session(config, args)
+    except (OSError, ValueError) as exc:
+        print(f"backend command: {exc}", file=sys.stderr)
+        return 2
+    async with session as http:
         async with http.post(f"{base}/api/vehicles/{args.vehicle_id}/commands",
                              json={"name": args.name, "args": json.loads(args.args)}) as r:
             body = await r.json()

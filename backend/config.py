@@ -70,6 +70,9 @@ class BackendConfig:
     # $XDG_CACHE_HOME/fleet-agent/roads).
     road_network: str = ""
     road_cache_dir: str = ""
+    # how long a vehicle stays inside a stop before it has arrived (docs/dispatch.md): the
+    # backend's detector and, through route.set, the vehicles' detectors use it
+    arrival_dwell_s: float = 60.0
     # a gateway node behind `python -m backend router` (docs/scaling.md): its server id
     # (0..65535, -1: a single machine, no router) and the router's tunnel address HOST:PORT
     server_id: int = -1
@@ -106,6 +109,8 @@ class BackendConfig:
         self.maintenance_config()
         self.driving_config()
         self.notify_settings()
+        if not 1 <= self.arrival_dwell_s <= 3600:
+            raise ValueError("arrival_dwell_s must be within 1..3600")
         if not 0.1 <= self.alert_timer_s <= 3600:
             raise ValueError("alert_timer_s must be within 0.1..3600")
         from geostream.quic import library_name

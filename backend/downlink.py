@@ -44,6 +44,18 @@ async def advertised(store: Commands, vehicle: str) -> tuple[str, ...]:
     return DEFAULT_ADVERTISED if names is None else tuple(names)
 
 
+async def check_command(store: Commands, vehicle: str, name: object, args: object) -> None:
+    """The one check of a command before it is stored, for every way in (the HTTP API, MCP
+    over HTTP and over stdio, the downlink itself): CommandRefused for a name or arguments
+    the registry refuses (HTTP 400), CommandNotOffered for one the vehicle did not advertise
+    (HTTP 409). The message is the same everywhere."""
+    if (problem := command_problem(name, args)) is not None:
+        raise CommandRefused(f"bad command: {problem}")
+    if name not in (offered := await advertised(store, vehicle)):
+        raise CommandNotOffered(f"bad command: vehicle {vehicle!r} does not run {name!r} (it "
+                                f"runs: {', '.join(offered)})")
+
+
 class CommandSession(Protocol):
     """What the downlink needs of one session of a vehicle."""
 
@@ -68,11 +80,7 @@ class CommandDownlink:
         idempotency key (a repeat stores nothing new; the agent answers a repeated command
         from its memory). Raises CommandRefused, before storing anything, for one the registry
         does not allow."""
-        if (problem := command_problem(name, args if args is not None else {})) is not None:
-            raise CommandRefused(problem)
-        if name not in (offered := await advertised(self.store, vehicle)):
-            raise CommandNotOffered(f"vehicle {vehicle!r} does not run {name!r} (it runs: "
-                                    f"{', '.join(offered)})")
+        await check_command(self.store, vehicle, name, args if args is not None else {})
         command_id = await self.store.add_command(vehicle, name, dict(args or {}),
                                                   request_key=request_key)
         if any(s.can_send for s in self._sessions(vehicle)):

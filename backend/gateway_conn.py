@@ -166,7 +166,7 @@ class GatewayProtocol:
         self.vehicle = hello.vehicle
         self.gateway.register(hello.vehicle, self)
         self.session.accept(wall_ms(), credit=self.gateway.credit(),
-                            features=("act",) if self.gateway.driver_actions else ())
+                            features=("act", "stops") if self.gateway.driver_actions else ())
         self._flush()
         log.info("vehicle %s connected (epoch %d, acked %d)", hello.vehicle, hello.epoch,
                  hello.acked)

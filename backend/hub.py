@@ -154,6 +154,17 @@ def batch_frame(topic: str, features: list[dict]) -> Message:
     return Message(topic=topic, type="FeatureCollection", features=features)
 
 
+def proposal_visible(payload: dict, may_see: Callable[[str], bool]) -> bool:
+    """Whether a re-plan proposal on the live feed may go to a subscriber: only if it may see
+    every vehicle the proposal touches (its `vehicles`, backend/dispatch/planning.py
+    `live_proposal`), as REST answers 404 otherwise. A proposal without a readable list (from
+    an older node, or hostile through NATS) goes to nobody: the REST API still lists it."""
+    vehicles = payload.get("vehicles")
+    if not isinstance(vehicles, list) or not all(isinstance(v, str) for v in vehicles):
+        return False
+    return all(may_see(v) for v in vehicles)
+
+
 def _everyone(vehicle_id: str) -> bool:
     return True
 
@@ -264,6 +275,10 @@ class Subscriber:
                 is_position, vehicle = True, key[1]
             else:  # a MessageKey: an alert names its vehicle
                 is_position, vehicle = False, (message.get("alert") or {}).get("vehicle")
+                if "proposal" in message and not proposal_visible(message["proposal"],
+                                                                  may_see):
+                    del self._queue[key]
+                    continue
             if vehicle is not None and not may_see(vehicle):
                 del self._queue[key]
                 self._positions -= is_position
@@ -463,6 +478,8 @@ class Hub:
         messages = {topic: Message(topic=topic, **{field: payload}) for topic in topics}
         for sub in list(self.subscribers):
             if vehicle is not None and not sub.may_see(vehicle):
+                continue
+            if field == "proposal" and not proposal_visible(payload, sub.may_see):
                 continue
             for topic in topics:
                 if topic in sub.topics:

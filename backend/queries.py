@@ -82,6 +82,12 @@ def yesterday_bounds(now: int | None = None) -> tuple[int, int]:
     return day_bounds(parse_day(None, now) - timedelta(days=1))
 
 
+# Distance from positions ignores a step implying more than this speed: a position jump
+# (multipath, a cold start far away) is not distance driven (service-interval odometry, trip
+# and scorecard kilometres all use it).
+MAX_PLAUSIBLE_KMH = 250.0
+
+
 def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     p1, p2 = math.radians(lat1), math.radians(lat2)
     dp, dl = p2 - p1, math.radians(lon2 - lon1)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import cbor2
 
+from geostream.arrivals import DEFAULT_DWELL_S
 from geostream.commands import MAX_ROUTE_BYTES
 
 from .dispatch import codec
@@ -39,13 +40,16 @@ def _stop(stop: dict, job: Job | None, notes: int | None) -> dict:
                    lat=place["lat"], lon=place["lon"], windows=j["windows"],
                    service_s=j["service_s"], notes=j["notes"][:notes] if notes else j["notes"],
                    contact=j["contact"])
+        if not place["geofence_id"]:  # the vehicle's detector takes circles (agent/stops.py)
+            out["radius_m"] = place["radius_m"]
     return out
 
 
-def driver_copy(route: dict, jobs: dict[str, Job]) -> dict:
-    """The `route` argument of route.set for a route as `codec.route_to_dict` gives it."""
+def driver_copy(route: dict, jobs: dict[str, Job], dwell_s: float = DEFAULT_DWELL_S) -> dict:
+    """The `route` argument of route.set for a route as `codec.route_to_dict` gives it;
+    `dwell_s`: the backend's arrival dwell, so the vehicle's detector decides as its own."""
     base = {"route_id": route["id"], "version": route["version"], "status": route["status"],
-            "shift": route["shift"], "driver_id": route.get("driver_id")}
+            "shift": route["shift"], "driver_id": route.get("driver_id"), "dwell_s": dwell_s}
     stops = route["stops"]
     for notes in (None, NOTES_WHEN_LARGE):
         body = {**base, "stops": [_stop(s, jobs.get(s["job_id"]), notes) for s in stops]}
@@ -68,6 +72,7 @@ class RouteCourier:
         self._vehicle_of: dict[str, str] = {}  # route → the vehicle that last got it
         self._tasks: set[asyncio.Task] = set()
         self.delivered = 0
+        self.dwell_s = DEFAULT_DWELL_S  # the dispatcher's arrival dwell (backend/service.py)
 
     def published(self, field: str, payload: dict, vehicle: str | None,
                   route_id: str | None = None) -> None:
@@ -98,7 +103,8 @@ class RouteCourier:
                 rec = await self.store.job(stop["job_id"])
                 if rec is not None:
                     jobs[stop["job_id"]] = rec.job
-            await downlink.send(vehicle, "route.set", {"route": driver_copy(route, jobs)},
+            body = driver_copy(route, jobs, self.dwell_s)
+            await downlink.send(vehicle, "route.set", {"route": body},
                                 request_key=f"route.set:{rid}:v{route['version']}")
             self._vehicle_of[rid] = vehicle
             self.delivered += 1

@@ -59,8 +59,11 @@ class Backend:
 
         # dispatch changes go to every node's hub (through NATS when configured)
         self.dispatch = Dispatcher(self.store, publish_dispatch,
+                                   dwell_s=config.arrival_dwell_s,
                                    etas=eta_service(config, self.store, live,
                                                     publish_alert))
+        if self.dispatch.dwell_s is not None:  # the vehicles' detectors dwell as this one
+            self.courier.dwell_s = self.dispatch.dwell_s
         self.gateway = Gateway(self.store, self.writer, live,
                                ticket_file=config.ticket_path(), alerts=self.alerts,
                                ts_window=config.time_window(),
@@ -167,6 +170,7 @@ class Backend:
         fleet_tools = FleetTools(self.store, self.alerts.rules, cfg, self.gateway.downlink.send,
                                  planning=self.planning, etas=self.dispatch.etas)
         fleet_tools.driving = self.config.driving_config()
+        fleet_tools.notify = self.notifier.settings  # subscriptions: the egress rule, mail
         add_mcp_routes(self.app, fleet_tools)
         self.maintenance = MaintenanceMonitor(self.store, cfg, self.hub.publish_alert)
         self.app[MAINTENANCE] = self.maintenance  # recording a service closes its alert

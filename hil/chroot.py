@@ -255,6 +255,8 @@ SOURCE_DIR = "/build/fleet-agent"
 # the web app's bundle: architecture-independent, built on the host (`make web`, Node.js) so
 # the emulated build needs no npm (debian/rules builds it only when it is missing)
 WEB_BUNDLE = REPO / "backend" / "static" / "app"
+# the same build's copy of the driver app for the in-cab tablet, package data of the agent
+CAB_BUNDLE = REPO / "agent" / "cab_static"
 
 
 def build_deb(arch: str = "arm64", out_dir: Path | None = None, log=print) -> Path:
@@ -263,10 +265,11 @@ def build_deb(arch: str = "arm64", out_dir: Path | None = None, log=print) -> Pa
     debian/rules), from the `arch` wheels; returns the .deb (copied to out_dir)."""
     root = ensure_root(arch, log)
     house = wheelhouse(arch, log)
-    if not (WEB_BUNDLE / "app.js").exists():
+    if not (WEB_BUNDLE / "app.js").exists() or not (CAB_BUNDLE / "driver.js").exists():
         subprocess.run(["make", "web"], cwd=REPO, check=True, capture_output=True)
     tree = copy_tree(root, SOURCE_DIR)
     shutil.copytree(WEB_BUNDLE, tree / "backend" / "static" / "app", dirs_exist_ok=True)
+    shutil.copytree(CAB_BUNDLE, tree / "agent" / "cab_static", dirs_exist_ok=True)
     shutil.rmtree(root / "build" / "wheels", ignore_errors=True)
     shutil.copytree(house, root / "build" / "wheels")
     for old in (root / "build").glob("fleet-agent_*"):

@@ -23,7 +23,7 @@ from geostream.clock import wall_ms
 from geostream.secretfile import write_private
 from hil.lifeline import die_with_parent, stop_all
 
-from . import demo_dispatch
+from . import can_gen, demo_dispatch
 
 # The depot: a ~660 × 560 m box around the dispatch depot (Helsinki central station), where
 # every vehicle starts its route and ends it (geofence-exit and -enter alerts).
@@ -69,7 +69,38 @@ async def _plan_day(db: str, vehicles: list[str], run: Path) -> dict[str, Path]:
         await store.close()
 
 
-def _agent_config(vehicle: str, token: str, ca: str, quic_port: int, run: Path) -> Path:
+# Seconds of the generated CAN drive each agent replays in a loop (hil/can_gen.py).
+DRIVE_LOG_S = 300
+
+
+def driver_card(i: int) -> str:
+    """The driver card number the tachograph of the demo's vehicle `i` (0-based) reports."""
+    return f"FIN{i + 1:013d}"
+
+
+def drive_log(run: Path, vehicle: str) -> Path:
+    return run / f"{vehicle}.drive.log"
+
+
+def write_drive_logs(run: Path, vehicles: list[str], duration_s: float = DRIVE_LOG_S,
+                     start_s: float = 0.0) -> None:
+    """Each vehicle's CAN drive (engine, speed, fuel, tyres, engine hours, battery, ambient,
+    its driver's card in DI) from `start_s` (epoch seconds; 0 for a log replayed "now"),
+    written anew at every start (about a second per 5 minutes of drive)."""
+    for i, vehicle in enumerate(vehicles):
+        tmp = run / f"{vehicle}.drive.log.part"
+        can_gen.write_candump(tmp, duration_s, start_s, driver=driver_card(i))
+        os.replace(tmp, drive_log(run, vehicle))
+
+
+def agent_config(vehicle: str, token: str, ca: str, quic_port: int, run: Path,
+                 replay_speed: float = 1.0, past_drive: bool = False) -> Path:
+    """The agent TOML of a demo vehicle: its GPS pty and its CAN drive replayed through the
+    shipped J1939 DBC (the data path the demo shows), in a loop from now on; `past_drive`:
+    once, at the log's own times (a drive written with `start_s`, fast-forwarded by
+    `replay_speed` with the GPS simulator's --time-scale)."""
+    replay = ('loop = false\ntimestamps = "log"\n' if past_drive
+              else 'loop = true\ntimestamps = "now"\n')
     path = run / f"{vehicle}.toml"
     write_private(path, (  # it holds the vehicle's token
         f'[vehicle]\nid = "{vehicle}"\ntoken = "{token}"\n\n'
@@ -79,9 +110,11 @@ def _agent_config(vehicle: str, token: str, ca: str, quic_port: int, run: Path) 
         f'ticket_file = "{run / (vehicle + ".session-ticket.json")}"\n\n'
         f'[journal]\npath = "{run / (vehicle + ".journal.sqlite")}"\n\n'
         f'[gps]\ndevice = "{run / (vehicle + ".tty")}"\nbaud = 9600\n\n'
-        # engine, speed, fuel and tyre signals from a generated drive cycle, replayed in a loop
-        f'[[can.bus]]\nname = "truck"\ninterface = "replay"\nreplay = "{run / "drive.log"}"\n'
-        f'speed = 1.0\nloop = true\ntimestamps = "now"\ndbc = ["truck_j1939.dbc"]\n'
+        # engine, speed, fuel, tyre, battery, ambient and driver signals from a generated drive
+        # cycle, replayed in a loop
+        f'[[can.bus]]\nname = "truck"\ninterface = "replay"\n'
+        f'replay = "{drive_log(run, vehicle)}"\n'
+        f'speed = {replay_speed}\n{replay}dbc = ["truck_j1939.dbc"]\n'
         f'min_interval_ms = 1000\n'
     ).encode())
     return path
@@ -92,7 +125,9 @@ SHIFT_MS = 8 * 3_600_000
 DEMO_ADMIN = "admin"
 # Service intervals (docs/maintenance.md) and the service history that makes the demo's
 # "which vehicles are due for service" answer non-trivial: truck-1's oil change is 14 500 km
-# ago by its CAN odometer (hil/can_gen.py starts at 123 456 km), truck-3's inspection 350 days.
+# ago by its CAN odometer (hil/can_gen.py starts at 123 456 km), truck-3's inspection 350 days;
+# the engine service counts the CAN engine hours; the battery's trend and the coolant against
+# the fleet at the same speed and ambient temperature (all from the drive's J1939 signals).
 MAINTENANCE_TOML = """[[maintenance.interval]]
 name = "oil"
 by = "km"
@@ -104,6 +139,23 @@ name = "inspection"
 by = "days"
 every = 365
 due_within = 30
+
+[[maintenance.interval]]
+name = "engine-service"
+by = "engine_h"
+every = 500
+due_within = 50
+
+[[maintenance.trend]]
+signal = "BatteryPotential_PowerInput1"
+threshold = 12.0
+label = "resting battery voltage"
+unit = "V"
+rest_signal = "EngSpeed"
+
+[[maintenance.health]]
+signal = "EngCoolantTemp"
+bands = [{signal = "WheelBasedVehicleSpeed", width = 20}, {signal = "AmbientAirTemp", width = 10}]
 """
 DAY_MS = 86_400_000
 CAN_GEN_ODOMETER_KM = 123_456.0
@@ -114,7 +166,8 @@ SERVICE_HISTORY = {  # vehicle → (interval, days ago, odometer then)
 }
 
 
-async def _service_history(store, vehicles: list[str]) -> None:
+async def service_history(store, vehicles: list[str]) -> None:
+    """The demo's past services (SERVICE_HISTORY), once per database."""
     now = wall_ms()
     for v in vehicles:
         done = await store.last_services(v)
@@ -143,7 +196,7 @@ async def _provision(db: str, vehicles: list[str],
         tokens = {v: await store.add_vehicle(v) for v in vehicles}
         if await store.geofence("depot") is None:
             await store.put_geofence("depot", "Depot", DEPOT)
-        await _service_history(store, vehicles)
+        await service_history(store, vehicles)
         return (tokens,
                 password_file.read_text().strip())
     finally:
@@ -167,8 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     tokens, admin_password = asyncio.run(_provision(db, vehicles, run / "admin-password"))
     route_files = asyncio.run(_plan_day(db, vehicles, run))
     py = sys.executable
-    subprocess.run([py, "-m", "hil.can_gen", "--candump", str(run / "drive.log"),
-                    "--duration", "300", "--speed", "0"], check=True, stdout=subprocess.DEVNULL)
+    write_drive_logs(run, vehicles)
     procs: list[subprocess.Popen] = []
 
     def spawn(cmd: list[str], log_name: str, **kw) -> subprocess.Popen:
@@ -198,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         for i, vehicle in enumerate(vehicles):
             spawn([py, "-m", "hil.gps_sim", "--link", str(run / f"{vehicle}.tty"),
                    *sim_args(i, args.rate, str(route_files[vehicle]))], f"{vehicle}.sim.log")
-            config = _agent_config(vehicle, tokens[vehicle], certs["ca"], quic_port, run)
+            config = agent_config(vehicle, tokens[vehicle], certs["ca"], quic_port, run)
             spawn([py, "-m", "agent", "--config", str(config)], f"{vehicle}.agent.log")
         url = line.split("dashboard ", 1)[1].split()[0]
         print(f"\nfleet-agent demo: {len(vehicles)} vehicles driving their planned routes "

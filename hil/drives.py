@@ -13,17 +13,18 @@ import math
 import random
 from dataclasses import dataclass, field
 
+from geostream.signalnames import NAMES
+
 EARTH_R = 6_371_000.0
 TANK_L = 400.0  # a truck's tank: the fuel level signal is a percentage of it
-# CAN signal names the drive emits (J1939 names: VDHR odometer, LFE1 fuel rate, DD1 fuel
-# level, VEP1 battery potential, AMB ambient air, ET1 coolant/oil, EEC1 engine speed, DI
-# driver identification, VDC2 accelerations)
+# CAN signal names the drive emits: the backend's defaults (geostream/signalnames.py, the J1939
+# names of the shipped DBC), under this module's short keys
 SIGNALS = {
-    "odometer": "HighResTotalVehicleDistance", "fuel_rate": "EngFuelRate",
-    "fuel_level": "FuelLevel1", "battery": "BatteryPotential_PowerInput1",
-    "ambient": "AmbientAirTemp", "coolant": "EngCoolantTemp", "oil": "EngOilTemp1",
-    "rpm": "EngSpeed", "speed": "WheelBasedVehicleSpeed", "driver": "DriverIdentification",
-    "long_acc": "LongitudinalAcceleration", "lat_acc": "LateralAcceleration",
+    "odometer": NAMES.odometer, "fuel_rate": NAMES.fuel_rate, "fuel_level": NAMES.fuel_level,
+    "battery": NAMES.battery, "ambient": NAMES.ambient, "coolant": NAMES.coolant,
+    "oil": NAMES.oil_temp, "rpm": NAMES.engine_speed, "speed": NAMES.wheel_speed,
+    "driver": NAMES.driver, "long_acc": NAMES.long_acc, "lat_acc": NAMES.lat_acc,
+    "engine_hours": NAMES.engine_hours,
 }
 IDLE_LPH = 2.5  # fuel burnt idling
 ALTERNATOR_V = 14.1  # battery potential while the engine runs
@@ -61,6 +62,7 @@ class DriveBuilder:
         self.course = 90.0
         self.fuel_l = fuel_pct / 100 * TANK_L
         self.odometer_km = 10_000.0
+        self.engine_h = 5_000.0
         self.battery_rest_v = battery_rest_v
         self.battery_slope_v_per_day = 0.0
         self.ambient_c = ambient_c
@@ -88,6 +90,8 @@ class DriveBuilder:
         self.lat += math.degrees(d * math.cos(rad) / EARTH_R)
         self.lon += math.degrees(d * math.sin(rad) / (EARTH_R * math.cos(math.radians(self.lat))))
         self.odometer_km += d / 1000
+        if self.engine_on:
+            self.engine_h += dt / 3600
         if fuel_lph is None:
             accel = (self.kmh - prev) / 3.6 / dt
             fuel_lph = self.fuel_factor * (2.5 + 0.28 * self.kmh + max(0.0, accel) * 25.0) \
@@ -108,6 +112,7 @@ class DriveBuilder:
         rest_v = self.battery_rest_v + self.battery_slope_v_per_day * days
         sig = {
             SIGNALS["odometer"]: round(self.odometer_km, 3),
+            SIGNALS["engine_hours"]: round(self.engine_h, 2),
             SIGNALS["speed"]: round(self.kmh, 2),
             SIGNALS["rpm"]: (600 + self.kmh * 15) if self.engine_on else 0.0,
             SIGNALS["fuel_rate"]: round(fuel_lph, 2),

@@ -192,6 +192,10 @@ def fixes(route: str, start_fraction: float, rate_hz: float, start: dt.datetime,
 # A route file is at most this big (a day's route on a city's roads is a few thousand
 # waypoints, ~100 KB): a bigger one is a mistake, refused before it is read into memory.
 MAX_ROUTE_FILE_BYTES = 16 * 1024**2
+# A fast-forwarded drive (tests, a demo's history): at most this many GNSS seconds per wall
+# second (at 10 epochs per GNSS second a pty takes 500 epochs/s), beginning at most a week ago.
+MAX_TIME_SCALE = 50.0
+MAX_START_AGO_S = 7 * 86_400
 
 
 def load_route_file(path: str) -> tuple[list[tuple[float, float]], dict[int, float]]:
@@ -287,9 +291,16 @@ def main(argv: list[str] | None = None) -> int:
                    help="start the route only once a reader is taking the bytes")
     p.add_argument("--garbage-every", type=int, default=0,
                    help="every N epochs also write random bytes and a corrupt sentence")
+    p.add_argument("--time-scale", type=float, default=1.0,
+                   help="GNSS seconds per wall-clock second (fast-forward a drive; 1..MAX)")
+    p.add_argument("--start-ago", type=float, default=0.0,
+                   help="GNSS time begins this many seconds before now (a past drive)")
     args = p.parse_args(argv)
     if not 0.1 <= args.rate <= 10:
         p.error("--rate must be within 0.1..10")
+    if not 1 <= args.time_scale <= MAX_TIME_SCALE or not 0 <= args.start_ago <= MAX_START_AGO_S:
+        p.error(f"--time-scale must be within 1..{MAX_TIME_SCALE:g}, --start-ago within "
+                f"0..{MAX_START_AGO_S:g}")
     overspeed = None
     if args.overspeed:
         try:
@@ -314,9 +325,10 @@ def main(argv: list[str] | None = None) -> int:
         print("gps_sim: no reader within 30 s", file=sys.stderr)
         gps.close()
         return 1
-    step = 1.0 / args.rate
+    step = 1.0 / args.rate / args.time_scale  # wall seconds between epochs
     t0 = time.monotonic()
-    start = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    start = (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=args.start_ago)).replace(
+        microsecond=0)
     try:
         for n, fix in enumerate(fixes(args.route, args.start_fraction, args.rate, start,
                                       args.speed, overspeed, args.route_file)):

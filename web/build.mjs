@@ -14,7 +14,8 @@ await rm(OUT, { recursive: true, force: true });
 await mkdir(OUT, { recursive: true });
 await build({
   entryPoints: { app: "src/main.js", login: "src/login.js", password: "src/password.js",
-    "live-worker": "src/live-worker.js", driver: "src/driver.js", "driver-sw": "src/driver-sw.js" },
+    "live-worker": "src/live-worker.js", driver: "src/driver.js", "driver-sw": "src/driver-sw.js",
+    "cab-pair": "src/cab-pair.js" },
   bundle: true,
   format: "esm",
   minify: !PROFILE,
@@ -29,7 +30,7 @@ await copyFile(nm(`maplibre-gl/dist/maplibre-gl-worker${dev}.mjs`), new URL("map
 await copyFile(nm("maplibre-gl/dist/maplibre-gl.css"), new URL("maplibre-gl.css", OUT));
 await copyFile(nm("uplot/dist/uPlot.min.css"), new URL("uplot.css", OUT));
 for (const f of ["index.html", "login.html", "password.html", "app.css", "driver.html", "driver.css",
-  "driver.webmanifest", "driver-icon.svg"]) {
+  "driver.webmanifest", "driver-icon.svg", "cab-pair.html"]) {
   await copyFile(new URL(`src/${f}`, import.meta.url), new URL(f, OUT));
 }
 // Natural Earth (public domain) land and borders, converted once here to GeoJSON assets
@@ -51,4 +52,13 @@ await build({
 });
 for (const f of ["index.html", "track.css"]) {
   await copyFile(new URL(`src/track/${f}`, import.meta.url), new URL(f, TRACK));
+}
+// The driver app again for the in-cab tablet, served by the vehicle's agent (agent/cab/): the
+// same files, in the agent's package (its package ships no backend/static).
+const CAB = new URL("../agent/cab_static/", import.meta.url);
+await rm(CAB, { recursive: true, force: true });
+await mkdir(CAB, { recursive: true });
+for (const f of ["driver.html", "driver.js", "driver.css", "driver-sw.js", "driver.webmanifest",
+  "driver-icon.svg", "cab-pair.html", "cab-pair.js"]) {
+  await copyFile(new URL(f, OUT), new URL(f, CAB));
 }

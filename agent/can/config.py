@@ -8,6 +8,7 @@ from pathlib import Path
 from ..config import ConfigError
 from .dbcload import DbcError, load_dbc_checked, resolve_dbc
 from .decoder import CanDecoder, is_j1939
+from .j1939text import DI_MESSAGE, DI_SIGNALS
 from .obd import FUNCTIONAL_ID, ObdConfig, ObdPoller
 from .select import Rule, Selector
 from .source import CanBusSource, CanPipeline, ReplaySource
@@ -53,6 +54,9 @@ def _selection(signals: list, databases: list, where: str, default: Rule):
     for message in messages.values():
         for sig in message.signals:
             by_signal.setdefault(sig.name, []).append(message.name)
+    if any(is_j1939(m) for m in messages.values()):  # the decoder's own DI (j1939text.py)
+        for name in DI_SIGNALS:
+            by_signal.setdefault(name, []).append(DI_MESSAGE)
     selection: dict[str, dict[str, str]] = {}
     rules: dict[str, Rule] = {}
     for i, item in enumerate(signals):
@@ -68,7 +72,9 @@ def _selection(signals: list, databases: list, where: str, default: Rule):
         msg_name, dot, sig_name = key.rpartition(".")
         if dot:
             message = messages.get(msg_name)
-            if message is None or all(s.name != sig_name for s in message.signals):
+            if msg_name == DI_MESSAGE and DI_MESSAGE in by_signal.get(sig_name, []):
+                pass
+            elif message is None or all(s.name != sig_name for s in message.signals):
                 raise ConfigError(f"{here}: no signal {key!r} in this bus's DBC files")
         else:
             sig_name = key
@@ -160,11 +166,12 @@ def make_bus_source(bus: dict, where: str, base_dir: Path, can_section: dict):
     dm1 = bus.get("dm1", "auto")
     if dm1 not in ("auto", True, False):
         raise ConfigError(f"{where}: 'dm1' must be true, false or \"auto\"")
+    j1939_bus = j1939 is True or (j1939 == "auto" and any(
+        is_j1939(m) for db in databases for m in db.messages))
     if dm1 == "auto":
-        dm1 = j1939 is True or (j1939 == "auto" and any(
-            is_j1939(m) for db in databases for m in db.messages))
+        dm1 = j1939_bus
     decoder = CanDecoder(databases, selection, None if j1939 == "auto" else j1939,
-                         range_check=range_check, dm1=dm1)
+                         range_check=range_check, dm1=dm1, di=j1939_bus)
     decoder.counts["dbc_warnings"] = len(warnings)
     snapshot_hz = _num(bus, "snapshot_hz", where, can_section.get("snapshot_hz", 0))
     selector = Selector(

@@ -34,6 +34,7 @@ from cantools.database.can import Message as DbcMessage
 from cantools.database.namedsignalvalue import NamedSignalValue
 
 from .dtc import PGN_DM1, Dm1, parse_dm1
+from .j1939text import DI_MESSAGE, PGN_DI, parse_di
 
 EXT = 1 << 29  # key flag for extended ids (ids are 29 bits, so this bit is free)
 CAN_ERR_BUSOFF = 0x40  # socketcan error class bit in an error frame's id
@@ -43,6 +44,7 @@ _UNSELECTED = 1
 _TP_CM = 2
 _TP_DT = 3
 _DM1 = 4
+_DI = 5
 
 PGN_TP_CM = 0xEC00
 PGN_TP_DT = 0xEB00
@@ -165,6 +167,8 @@ class CanDecoder:
     every message under its own name. Messages not in the selection are "unselected".
     `j1939`: None = decide per message from the DBC (ProtocolType "J1939" / J1939PG), or force.
     `dm1`: also parse J1939 DM1 (single frame and BAM); `feed` then returns `Dm1` objects too.
+    `di`: also decode J1939 Driver's Identification (j1939text.py: text a DBC cannot
+    describe) as the message "DI", selectable like a DBC message.
     """
 
     def __init__(
@@ -174,6 +178,7 @@ class CanDecoder:
         j1939: bool | None = None,
         range_check: str = "keep",
         dm1: bool = False,
+        di: bool = False,
     ):
         if range_check not in ("keep", "drop"):
             raise ValueError(f"range_check must be 'keep' or 'drop', not {range_check!r}")
@@ -209,6 +214,13 @@ class CanDecoder:
         if dm1:
             self._pgn_table[PGN_DM1 << 8] = _DM1
             multi_packet = True
+        # DI's signals as selected (None: all); a selection without DI leaves it unselected
+        self._di_wanted = None if selection is None else selection.get(DI_MESSAGE)
+        if di and (selection is None or self._di_wanted is not None):
+            self._pgn_table[PGN_DI << 8] = _DI
+            multi_packet = True
+        elif di:
+            self._pgn_table.setdefault(PGN_DI << 8, _UNSELECTED)
         if multi_packet:
             self._pgn_table[PGN_TP_CM << 8] = _TP_CM
             self._pgn_table[PGN_TP_DT << 8] = _TP_DT
@@ -259,6 +271,8 @@ class CanDecoder:
                 counts["unknown_id"] += 1
             elif entry == _DM1:
                 return self._dm1(arb, bytes(msg.data))
+            elif entry == _DI:
+                return self._di(arb, bytes(msg.data))
             else:
                 return self._transport(entry, arb, msg.data, ts_ms)
             return None
@@ -335,6 +349,14 @@ class CanDecoder:
         self.counts["dm1" if report is not None else "bad_dlc"] += 1
         return report
 
+    def _di(self, frame_id: int, data: bytes) -> Decoded:
+        values = parse_di(data)
+        if self._di_wanted is not None:
+            values = {key: values[name] for name, key in self._di_wanted.items()
+                      if name in values}
+        self.counts["decoded"] += 1
+        return Decoded(frame_id, DI_MESSAGE, values)
+
     def _note_range(self, message: str, signal: str, value, lo: float, hi: float,
                     ts_ms: int) -> None:
         key = (message, signal)
@@ -373,7 +395,7 @@ class CanDecoder:
                     return None
                 frame_id = (arb & 0x1C000000) | (pgn << 8) | sa
                 entry = self._pgn_table.get(j1939_key(frame_id), _UNKNOWN)
-                if type(entry) is int and entry != _DM1:
+                if type(entry) is int and entry != _DM1 and entry != _DI:
                     counts["unselected" if entry == _UNSELECTED else "unknown_id"] += 1
                     return None
                 self._tp[(sa, da)] = _TpSession(pgn, entry, size, packets, ts_ms, frame_id)
@@ -399,5 +421,7 @@ class CanDecoder:
         counts["tp_complete"] += 1
         if session.entry == _DM1:
             return self._dm1(session.frame_id, bytes(session.buf[: session.size]))
+        if session.entry == _DI:
+            return self._di(session.frame_id, bytes(session.buf[: session.size]))
         return self._decode(session.entry, session.frame_id, bytes(session.buf[: session.size]),
                             ts_ms)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, fields
 
+from geostream.signalnames import NAMES
+
 # Overspeed: 90 km/h is the usual limit for trucks on rural roads (EU 3.5 t+), 10 s ignores a
 # short overtaking manoeuvre and GNSS speed spikes.
 OVERSPEED_KMH = 90.0
@@ -69,9 +71,9 @@ class OfflineRule:
 
 
 DEFAULT_SIGNALS = (
-    SignalRule("coolant-high", "EngCoolantTemp", 105.0, above=True, duration_s=30.0),
-    SignalRule("engine-oil-high", "EngOilTemp1", 130.0, above=True, duration_s=30.0),
-    SignalRule("fuel-low", "FuelLevel1", 10.0, above=False, duration_s=60.0),
+    SignalRule("coolant-high", NAMES.coolant, 105.0, above=True, duration_s=30.0),
+    SignalRule("engine-oil-high", NAMES.oil_temp, 130.0, above=True, duration_s=30.0),
+    SignalRule("fuel-low", NAMES.fuel_level, 10.0, above=False, duration_s=60.0),
 )
 
 

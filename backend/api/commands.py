@@ -13,7 +13,7 @@ from aiohttp import web
 from geostream.commands import REGISTRY, command_problem
 
 from ..authz import Role, requires
-from ..downlink import CommandNotOffered, advertised
+from ..downlink import CommandNotOffered, CommandRefused, advertised, check_command
 from .common import GATEWAY, STORE, audit, error, int_param, principal, read_json, visible
 
 log = logging.getLogger(__name__)
@@ -47,11 +47,15 @@ async def send(request: web.Request) -> web.Response:
         known = {v["vehicle_id"] for v in await gateway.store.list_vehicles()}
         if vehicle not in known:  # it would wait forever for a vehicle that never connects
             raise error(web.HTTPNotFound, f"unknown vehicle {vehicle!r}")
+        # the one check (backend/downlink.py), as MCP's: the vehicle's advertised set
+        await check_command(gateway.store, vehicle, name, args)
         cid = await _store_once(gateway, vehicle, name, args, key or f"auto:{uuid.uuid4()}")
     except web.HTTPError:
         raise
     except CommandNotOffered as exc:
-        raise error(web.HTTPConflict, f"bad command: {exc}") from None
+        raise error(web.HTTPConflict, str(exc)) from None
+    except CommandRefused as exc:
+        raise error(web.HTTPBadRequest, str(exc)) from None
     except Exception as exc:
         log.warning("cannot store command: %s", exc)
         raise error(web.HTTPServiceUnavailable, f"store unavailable: {exc}") from None

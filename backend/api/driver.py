@@ -45,11 +45,7 @@ APPLIER = web.AppKey("fleet.driver_applier", ActionApplier)
 
 
 def _applier(request: web.Request) -> ActionApplier:
-    app = request.app
-    if APPLIER not in app:
-        app[APPLIER] = ActionApplier(app[STORE], getattr(app[GATEWAY], "dispatch", None),
-                                     app[HUB])
-    return app[APPLIER]
+    return request.app[APPLIER]
 
 
 async def _shift(request: web.Request):
@@ -293,6 +289,8 @@ async def post_vehicle_message(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
+    # made before the app starts: a started application's state is frozen (aiohttp warns)
+    app[APPLIER] = ActionApplier(app[STORE], getattr(app[GATEWAY], "dispatch", None), app[HUB])
     r = app.router
     r.add_get("/api/driver/shift", get_shift)
     r.add_post("/api/driver/actions", post_action)

@@ -9,73 +9,61 @@ from aiohttp import web
 from geostream.clock import wall_ms
 
 from ..authz import Role, requires
-from ..notify.egress import EgressPolicy
-from ..notify.signing import new_secret
-from ..notify.subscriptions import Subscription, SubscriptionError, body_of, parse_subscription
+from ..notify import manage
+from ..notify.settings import NotifySettings
+from ..notify.subscriptions import Subscription
 from .common import STORE, audit, error, int_param, principal, read_json
 
-# the backend's Notifier (backend/notify/service.py), when it runs one: its egress rule
+# the backend's Notifier (backend/notify/service.py), when it runs one: its settings
 NOTIFIER = web.AppKey("fleet.notifier", object)
 DEFAULT_LOG = 100
 MAX_LOG = 1000  # one page of a delivery log
-# Subscriptions one user may have: each costs a match per event.
-MAX_PER_USER = 100
+_STATUS = {400: web.HTTPBadRequest, 403: web.HTTPForbidden, 404: web.HTTPNotFound}
 
 
-def _policy(request: web.Request) -> EgressPolicy:
+def _settings(request: web.Request) -> NotifySettings | None:
     notifier = request.app.get(NOTIFIER)
-    return notifier.settings.policy if notifier is not None else EgressPolicy()
+    return notifier.settings if notifier is not None else None
+
+
+def _refused(exc: manage.Refused) -> web.HTTPError:
+    return error(_STATUS[exc.status], str(exc))
 
 
 async def _own(request: web.Request) -> Subscription:
     """The path's subscription if the caller owns it or is an admin, else 404."""
-    raw = request.match_info["id"]
-    if not raw.isdigit() or len(raw) > 18:
-        raise error(web.HTTPBadRequest, "id must be a number")
-    row = await request.app[STORE].subscription(int(raw))
-    who = principal(request)
-    if row is None or (row["owner"] != who.name and not who.may(Role.ADMIN)):
-        raise error(web.HTTPNotFound, f"no subscription {raw}")
-    return Subscription.from_row(row)
+    try:
+        return await manage.owned(request.app[STORE], principal(request),
+                                  request.match_info["id"])
+    except manage.Refused as exc:
+        raise _refused(exc) from None
 
 
 @requires(Role.VIEWER)
 async def list_subscriptions(request: web.Request) -> web.Response:
-    who = principal(request)
     every = request.query.get("all", "false")
     if every not in ("true", "false"):
         raise error(web.HTTPBadRequest, "all must be true or false")
-    owner = None if every == "true" and who.may(Role.ADMIN) else who.name
-    rows = await request.app[STORE].subscriptions(owner)
-    return web.json_response({"subscriptions": [Subscription.from_row(r).as_json()
-                                                for r in rows]})
+    subs = await manage.list_subscriptions(request.app[STORE], principal(request),
+                                           every == "true")
+    return web.json_response({"subscriptions": subs})
 
 
 @requires(Role.VIEWER)
 async def add_subscription(request: web.Request) -> web.Response:
-    who = principal(request)
     try:
-        sub = parse_subscription(await read_json(request), who.name, _policy(request))
-    except SubscriptionError as exc:
-        raise error(web.HTTPBadRequest, str(exc)) from None
-    store = request.app[STORE]
-    if sub.group is not None:
-        if not who.may(Role.ADMIN):
-            raise error(web.HTTPForbidden, "only an admin subscribes for a group")
-        if sub.group not in {g["name"] for g in await store.groups()}:
-            raise error(web.HTTPNotFound, f"no group {sub.group!r}")
-    if len(await store.subscriptions(who.name)) >= MAX_PER_USER:
-        raise error(web.HTTPBadRequest, f"at most {MAX_PER_USER} subscriptions per user")
-    secret = new_secret() if sub.channel == "webhook" else ""
-    sid = await store.add_subscription(who.name, sub.group, body_of(sub), secret, wall_ms())
-    row = await store.subscription(sid)
-    await audit(request, "notify.subscribe", str(sid),
-                {"channel": sub.channel, "group": sub.group, "events": sorted(sub.events)})
-    body: dict = {"subscription": Subscription.from_row(row).as_json()}
+        sub, secret = await manage.subscribe(request.app[STORE], principal(request),
+                                             await read_json(request), _settings(request),
+                                             wall_ms())
+    except manage.Refused as exc:
+        raise _refused(exc) from None
+    await audit(request, "notify.subscribe", str(sub["id"]),
+                {"channel": sub["channel"], "group": sub["group"], "events": sub["events"]})
+    body: dict = {"subscription": sub}
     if secret:
         body["secret"] = secret
     resp = web.json_response(body, status=201)
-    resp.headers["Location"] = f"/api/notifications/subscriptions/{sid}"
+    resp.headers["Location"] = f"/api/notifications/subscriptions/{sub['id']}"
     return resp
 
 

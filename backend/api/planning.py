@@ -16,7 +16,7 @@ from ..authz import Role, requires
 from ..dispatch.matrix import SnapError
 from ..dispatch.model import Actor, ActorKind, Shift
 from ..dispatch.planner import MAX_PLAN_VEHICLES, PlanError
-from ..dispatch.planning import PlanningError, ProposalStale, proposal_json
+from ..dispatch.planning import PlanningError, ProposalStale, proposal_json, proposal_vehicles
 from ..dispatch.service import DispatchError
 from ..dispatch.solver_worker import PlanCancelled, PlannerBusy, PlanTimeout
 from ..dispatch.storage import StaleVersion
@@ -102,10 +102,7 @@ def _may_see(request: web.Request, kept) -> bool:
     """A caller limited to some vehicles sees (and approves) only proposals that touch no
     other vehicle's route."""
     mine = principal(request).vehicles
-    if mine is None:
-        return True
-    touched = set(kept.proposal.diff.routes_after) | {r.vehicle_id for r in kept.plan.routes}
-    return touched <= set(mine)
+    return mine is None or proposal_vehicles(kept) <= mine
 
 
 @requires(Role.VIEWER)

@@ -123,8 +123,15 @@ def job_from_row(row: dict) -> Job:
         windows, service, Amounts.of(demand), frozenset(skills), _int(row, "priority"), kind_,
         row.get("pair", "").strip() or None, row.get("name", "").strip(),
         row.get("notes", ""),
-        Contact(row.get("contact_name", "").strip(), row.get("contact_phone", "").strip(),
-                row.get("contact_email", "").strip()))
+        _contact(row))
+
+
+def _contact(row: dict) -> Contact:
+    try:
+        return Contact(row.get("contact_name", "").strip(), row.get("contact_phone", "").strip(),
+                       row.get("contact_email", "").strip())
+    except ValueError as exc:  # named by the file's column
+        raise ValueError(str(exc).replace("contact.email", "contact_email", 1)) from None
 
 
 def parse_jobs_csv(data: bytes | str, existing: Iterable[Job] = ()) -> list[Job]:

@@ -113,6 +113,34 @@ class JobMachine:
 
     # --- detection ------------------------------------------------------------------------
 
+    def _by_vehicle(self) -> bool:
+        """Whether the vehicle's own detector made the current state (docs/dispatch.md,
+        "Detection on the vehicle": then the backend's detector leaves the job to it)."""
+        return self.last is not None and self.last.by.kind is ActorKind.VEHICLE
+
+    def reported(self, kind: str, at: tuple[int, float, float], by: Actor, basis: str,
+                 now_ms: int, route_id: str | None = None,
+                 complete_on_departure: bool = True) -> list[Transition]:
+        """An arrival or departure the vehicle's detector decided (`kind` "arrival" or
+        "departure", `at` = (at_ms, lat, lon), `basis` its idempotency key): the transition
+        to record, if any. The first detection recorded wins: an arrival reported for a job
+        that already arrived (the backend's detector, a person, or this report before) or a
+        departure for one no longer arrived records nothing; a person's arrival is never
+        completed by detection; final states stay."""
+        to = S.ARRIVED if kind == "arrival" else S.COMPLETED
+        tid = transition_id(self.job_id, to, at[0], by, basis)
+        if any(t.id == tid for t in self.history):
+            return []
+        if kind == "arrival" and self.state in (S.ASSIGNED, S.EN_ROUTE):
+            reason = "detected on the vehicle"
+        elif (kind == "departure" and complete_on_departure and self.state is S.ARRIVED
+              and not self._by_person()):
+            reason = "departure detected on the vehicle"
+        else:
+            return []
+        return [self._record(Transition(tid, self.job_id, self.state, to, at[0], by, now_ms,
+                                        route_id, at[1], at[2], reason))]
+
     def detected(self, visit: Visit, now_ms: int, by: Actor = DETECTOR,
                  route_id: str | None = None,
                  complete_on_departure: bool = True) -> list[Transition]:
@@ -127,6 +155,8 @@ class JobMachine:
         if self.state in (S.FAILED, S.SKIPPED, S.CANCELLED, S.UNASSIGNED) or (
                 self._by_person() and self.state not in (S.ASSIGNED, S.EN_ROUTE)):
             return out  # final, or a person's arrival or completion: theirs
+        if by.kind is not ActorKind.VEHICLE and self._by_vehicle():
+            return out  # the vehicle's detector reported this visit: its own, not corrected
         # undo or move what detection did and no longer holds (newest first)
         if self.state is S.COMPLETED:
             done = self.last

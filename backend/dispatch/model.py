@@ -16,6 +16,8 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from ..emailaddr import is_plain_email
+
 # --- limits --------------------------------------------------------------------------------
 
 # Ids are short opaque strings (our own, or the customer's reference from a CSV); this bounds
@@ -286,6 +288,9 @@ class Contact:
     def __post_init__(self):
         for f in ("name", "phone", "email"):
             _check_text(f, getattr(self, f), MAX_NAME_LEN)
+        if self.email and not is_plain_email(self.email):  # the dispatch mail goes there
+            raise ValueError(f"contact.email: {self.email[:80]!r} is not one plain e-mail "
+                             "address")
 
 
 class JobKind(enum.Enum):

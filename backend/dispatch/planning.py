@@ -374,6 +374,28 @@ def kept_from_stored(stored: StoredProposal) -> Kept:
                 stored.status, d.get("starts", {}))
 
 
+def proposal_vehicles(kept: Kept) -> frozenset[str]:
+    """Every vehicle a proposal touches: its plan's routes, the routes its diff changes, and
+    the vehicles its stops move from or to. A caller limited to some vehicles sees the
+    proposal only if it may see all of them (REST and the live feed alike)."""
+    d = kept.proposal.diff
+    return frozenset({r.vehicle_id for r in kept.plan.routes} | set(d.routes_before)
+                     | set(d.routes_after) | {v for c in d.changes
+                                              for v in (c.from_vehicle, c.to_vehicle) if v})
+
+
+# What the live feed carries of a proposal (docs/protocol.md §9): no plan, no starts.
+LIVE_PROPOSAL_KEYS = ("id", "cause", "status", "created_ms", "based_on_version", "diff")
+
+
+def live_proposal(kept: Kept) -> dict:
+    """A proposal as the hub publishes it, with `vehicles`: those it touches (sorted), by
+    which the hub shows it only to who may see every one (backend/hub.py)."""
+    body = proposal_json(kept)
+    return {k: body[k] for k in LIVE_PROPOSAL_KEYS} | {
+        "vehicles": sorted(proposal_vehicles(kept))}
+
+
 def proposal_json(kept: Kept) -> dict:
     p = kept.proposal
     return {
@@ -399,4 +421,4 @@ def proposal_json(kept: Kept) -> dict:
 
 
 __all__ = ["PlanError", "PlanningError", "PlanningService", "ProposalStale", "kept_to_dict",
-           "proposal_json"]
+           "live_proposal", "proposal_json", "proposal_vehicles"]

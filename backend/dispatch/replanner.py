@@ -14,7 +14,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 
-from .planning import PlanningError, proposal_json
+from .planning import PlanningError, live_proposal, proposal_json
 from .replan import Replan, ReplanTriggers
 
 log = logging.getLogger(__name__)
@@ -106,10 +106,9 @@ class Replanner:
                                                      "re-plan: no change", self.clock())
             return None
         self.stats["proposed"] += 1
-        body = proposal_json(kept)
-        self.publish("proposal", {k: body[k] for k in ("id", "cause", "status", "created_ms",
-                                                       "based_on_version", "diff")}, None)
-        return body
+        # to the dispatchers who may see every vehicle it touches (backend/hub.py)
+        self.publish("proposal", live_proposal(kept), None)
+        return proposal_json(kept)
 
     def close(self) -> None:
         if self._timer is not None:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from . import codec
 from .csvimport import parse_jobs_csv
 from .jobstate import DETECTOR, JobMachine, Visit, transition_id
-from .model import Actor, Job, JobRecord, JobState, Route, RouteStatus, Transition
+from .model import Actor, ActorKind, Job, JobRecord, JobState, Route, RouteStatus, Transition
 from .storage import JobQuery, StaleState
 from .tracking import VehicleTrack, zone_for
 
@@ -281,6 +281,44 @@ class Dispatcher:
                 return
             except StaleState:
                 continue
+
+    async def vehicle_detected(self, vehicle: str, body: dict, now_ms: int) -> str:
+        """An arrival or departure the vehicle's own detector decided (an `act` reading's
+        body, docs/dispatch.md "Detection on the vehicle"), recorded once: what happened —
+        "recorded", "already" (the job arrived/left before: the first detection recorded
+        wins) or "refused: …" (not this vehicle's route or job, malformed). Store failures
+        propagate (the batch is not acknowledged; the agent sends it again)."""
+        from geostream.limits import TS_MAX_AHEAD_MS
+
+        from .onboard import ARRIVAL, DetectionRefused, parse_detection
+
+        try:
+            d = parse_detection(body)
+        except DetectionRefused as exc:
+            return f"refused: {exc}"
+        if d.decided_ms > now_ms + TS_MAX_AHEAD_MS:  # the readings' sane window (§4)
+            return f"refused: decided_ms {d.decided_ms} is more than a day ahead"
+        route = await self.store.dispatch_route(d.route_id)
+        if route is None or route.vehicle_id != vehicle:
+            return f"refused: route {d.route_id} is not vehicle {vehicle}'s"
+        if not any(s.job_id == d.job_id for s in route.stops):
+            return f"refused: job {d.job_id} is not on route {d.route_id}"
+        by = Actor(ActorKind.VEHICLE, vehicle)
+        kind = "arrival" if d.kind == ARRIVAL else "departure"
+        for _ in range(DECIDE_ATTEMPTS):
+            m = JobMachine(d.job_id, await self.store.transitions(d.job_id))
+            ts = m.reported(kind, (d.at_ms, d.lat, d.lon), by, d.key, now_ms, route.id,
+                            self.complete_on_departure)
+            if not ts:
+                self.stats["vehicle_detected_already"] += 1
+                return "already"
+            try:
+                await self._record(ts, vehicle)
+            except StaleState:
+                continue
+            self.stats["vehicle_detected"] += 1
+            return "recorded"
+        raise StaleState(d.job_id, None)
 
     # --- helpers ----------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable
 
 from ..dispatch.storage import StaleState
-from .actions import DriverAction, KeyReused, decide
+from .actions import DriverAction, KeyReused, action_time, decide
 from .storage import SeqTaken
 
 log = logging.getLogger(__name__)
@@ -106,11 +106,15 @@ class ActionApplier:
             return saved, True
         raise StaleState(action.job_id or "", None)
 
-    async def apply_from_vehicle(self, vehicle_id: str, action: DriverAction,
-                                 now_ms: int) -> tuple[dict, bool] | None:
-        """An action that came through a vehicle's journal: applied as its shift's driver's
-        (None, nothing stored, if nobody drives the vehicle now: the caller keeps it)."""
-        driver_id = await self.store.driver_of(vehicle_id, now_ms)
+    async def apply_from_vehicle(self, vehicle_id: str, action: DriverAction, now_ms: int,
+                                 taken_ms: int | None = None) -> tuple[dict, bool] | None:
+        """An action that came through a vehicle's journal: applied as the driver of the
+        vehicle's shift when it was taken (`taken_ms`: the `act` reading's device time,
+        clamped like `done_ms` to the last MAX_OFFLINE_MS; None: now) — not when it arrives,
+        which may be after a shift change. None, nothing stored, if nobody drove the vehicle
+        then: the caller keeps it."""
+        at_ms = now_ms if taken_ms is None else action_time(taken_ms, now_ms)
+        driver_id = await self.store.driver_of(vehicle_id, at_ms)
         if driver_id is None:
             return None
         return await self.apply(driver_id, action, now_ms, via="vehicle")

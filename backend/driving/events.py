@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import bisect
 import math
-from dataclasses import dataclass
+
+from geostream.signalnames import NAMES, SignalNames
 
 from .thresholds import Thresholds
 
@@ -37,23 +38,10 @@ IDLE_MAX_GAP_MS = 120_000
 MAX_PLAUSIBLE_MS2 = 15.0
 
 
-@dataclass(frozen=True)
-class Signals:
-    """CAN signal names (J1939 names by default: EEC1, CCVS1, LFE1, VDC2, DI)."""
-
-    engine_speed: str = "EngSpeed"
-    wheel_speed: str = "WheelBasedVehicleSpeed"
-    fuel_rate: str = "EngFuelRate"
-    long_acc: str = "LongitudinalAcceleration"
-    lat_acc: str = "LateralAcceleration"
-    driver: str = "DriverIdentification"
-
-    def names(self) -> list[str]:
-        return [self.engine_speed, self.wheel_speed, self.fuel_rate, self.long_acc,
-                self.lat_acc, self.driver]
-
-
-DEFAULT_SIGNALS = Signals()
+# CAN signal names (geostream/signalnames.py, the one table: J1939 names of the shipped DBC);
+# `Signals.driving()` are the ones the detectors read
+Signals = SignalNames
+DEFAULT_SIGNALS = NAMES
 
 
 def _number(x) -> float | None:

@@ -12,10 +12,9 @@ from __future__ import annotations
 import bisect
 import statistics
 
-from ..queries import haversine_m
+from ..queries import MAX_PLAUSIBLE_KMH, haversine_m
 from .events import DEFAULT_SIGNALS, Signals, _number, clean_frames, clean_positions
 
-FUEL_LEVEL = "FuelLevel1"  # J1939 DD1, % of the tank
 # Each side of a step is the median of this much level before / after a sample.
 STEP_WINDOW_MS = 15 * 60_000
 MIN_SIDE_SAMPLES = 5  # fewer samples on a side say nothing about a step
@@ -36,10 +35,9 @@ MOVING_KMH = 3.0
 TRIP_BREAK_MS = 5 * 60_000
 # A fuel rate sample counts for at most this long (a gap is not burning fuel at the last rate).
 RATE_MAX_GAP_MS = 60_000
-MAX_PLAUSIBLE_KMH = 250.0
 
 
-def level_series(frames: list[tuple[int, dict]], signal: str = FUEL_LEVEL
+def level_series(frames: list[tuple[int, dict]], signal: str = DEFAULT_SIGNALS.fuel_level
                  ) -> list[tuple[int, float]]:
     """The level (%) as one median per BUCKET_MS (at the bucket's first sample time)."""
     buckets: dict[int, tuple[int, list[float]]] = {}
@@ -75,12 +73,12 @@ def burnt_l(rates: list[tuple[int, float]], start_ms: int, end_ms: int) -> float
 
 
 def level_events(frames: list[tuple[int, dict]], tank_l: float,
-                 sig: Signals = DEFAULT_SIGNALS, signal: str = FUEL_LEVEL) -> list[dict]:
+                 sig: Signals = DEFAULT_SIGNALS) -> list[dict]:
     """Refuels and drops: where the median level after a sample differs from the median
     before by the thresholds. Each event: its time (the steepest step), litres, level before
     and after, and for a drop the litres the engine burnt meanwhile (subtracted)."""
     frames = clean_frames(frames)
-    levels = level_series(frames, signal)
+    levels = level_series(frames, sig.fuel_level)
     rates = rate_series(frames, sig)
     times = [t for t, _ in levels]
     steps = []
@@ -157,12 +155,12 @@ def trips(positions: list[dict]) -> list[tuple[int, int, float]]:
 
 
 def trip_consumption(positions: list[dict], frames: list[tuple[int, dict]], tank_l: float,
-                     sig: Signals = DEFAULT_SIGNALS, signal: str = FUEL_LEVEL) -> list[dict]:
+                     sig: Signals = DEFAULT_SIGNALS) -> list[dict]:
     """Per trip: km, litres and L/100 km, from the fuel rate when the bus has one (`source`
     rate), else from the median level at the trip's start and end (`source` level; refuels
     during the trip added back)."""
     frames = clean_frames(frames)
-    levels = level_series(frames, signal)
+    levels = level_series(frames, sig.fuel_level)
     rates = rate_series(frames, sig)
     refuels = None
     out = []
@@ -170,7 +168,7 @@ def trip_consumption(positions: list[dict], frames: list[tuple[int, dict]], tank
         litres, source = burnt_l(rates, start, end), "rate"
         if litres is None:
             if refuels is None:
-                refuels = [e for e in level_events(frames, tank_l, sig, signal)
+                refuels = [e for e in level_events(frames, tank_l, sig)
                            if e["kind"] == "refuel"]
             source = "level"
             at_start = _level_near(levels, start)

@@ -8,9 +8,10 @@ Pure: attributed events and distances in, rows out.
 
 from __future__ import annotations
 
+import bisect
 from datetime import UTC, datetime, timedelta
 
-from ..queries import haversine_m
+from ..queries import MAX_PLAUSIBLE_KMH, haversine_m
 from .events import MAX_GAP_MS, who
 
 WEEK_MS = 7 * 86_400_000
@@ -19,8 +20,6 @@ WEEK_MS = 7 * 86_400_000
 WEIGHTS = {"harsh_brake": 5.0, "overspeed": 5.0, "harsh_corner": 4.0, "harsh_accel": 3.0}
 IDLE_WEIGHT = 0.5  # points per idle minute per 100 km
 MIN_KM = 20.0
-# A step implying more than this is a bad fix, not distance (as service-interval odometry).
-MAX_PLAUSIBLE_KMH = 250.0
 UNKNOWN = ""  # the driver of a stretch nobody identified
 
 
@@ -32,22 +31,41 @@ def week_start(ms: int) -> int:
     return int(monday.timestamp() * 1000)
 
 
-def km_by_driver(positions: list[dict], changes: list[tuple[int, str]]) -> dict[str, float]:
-    """Distance along clean, time-ordered positions, split by who drove (driver changes from
-    events.driver_at or the driver app); gaps longer than MAX_GAP_MS×20 count straight."""
-    out: dict[str, float] = {}
+def km_stretches(positions: list[dict], cuts: list[int]) -> list[tuple[int | None, float]]:
+    """Distance along clean, time-ordered positions per stretch between the sorted times
+    `cuts` (where the driver may change): [(the stretch's first cut, None before the first;
+    km)], each step counted in the stretch of its end; gaps longer than MAX_GAP_MS×20 count
+    straight."""
+    km: list[float | None] = [None] * (len(cuts) + 1)  # None: no step counted there
     prev = None
     for p in positions:
         if prev is not None:
             d = haversine_m(prev["lat"], prev["lon"], p["lat"], p["lon"])
             dt = p["time_ms"] - prev["time_ms"]
             if dt > 0 and (dt > MAX_GAP_MS * 20 or d / dt * 3600 <= MAX_PLAUSIBLE_KMH):
-                key = who(changes, p["time_ms"]) or UNKNOWN
-                out[key] = out.get(key, 0.0) + d / 1000
+                i = bisect.bisect_right(cuts, p["time_ms"])
+                km[i] = (km[i] or 0.0) + d / 1000
             elif dt > 0:
                 continue  # a jump: keep the last good point
         prev = p
+    return [(None if i == 0 else cuts[i - 1], k) for i, k in enumerate(km) if k is not None]
+
+
+def km_of_drivers(stretches: list[tuple[int | None, float]], changes: list[tuple[int, str]]
+                  ) -> dict[str, float]:
+    """km_stretches() split by who drove: the driver at each stretch's start (the changes'
+    times are among the cuts, so nobody changes inside a stretch)."""
+    out: dict[str, float] = {}
+    for cut, km in stretches:
+        key = (None if cut is None else who(changes, cut)) or UNKNOWN
+        out[key] = out.get(key, 0.0) + km
     return out
+
+
+def km_by_driver(positions: list[dict], changes: list[tuple[int, str]]) -> dict[str, float]:
+    """Distance along clean, time-ordered positions, split by who drove (driver changes from
+    events.driver_at or the driver app)."""
+    return km_of_drivers(km_stretches(positions, sorted({t for t, _ in changes})), changes)
 
 
 def trip_starts(positions: list[dict], gap_ms: int) -> list[int]:

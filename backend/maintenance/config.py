@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from geostream.signalnames import NAMES
+
 from .trend import TrendCheck
 
-# The demo's J1939 DBC names (hil/can_gen.py): total distance in km, coolant °C, load %.
-DEFAULT_ODOMETER_SIGNAL = "HighResTotalVehicleDistance"
-DEFAULT_ENGINE_HOURS_SIGNAL = "EngTotalHoursOfOperation"
+# the shipped J1939 DBC's names (geostream/signalnames.py): VDHR total distance in km, HOURS
+# engine hours
+DEFAULT_ODOMETER_SIGNAL = NAMES.odometer
+DEFAULT_ENGINE_HOURS_SIGNAL = NAMES.engine_hours
 
 
 @dataclass(frozen=True)

@@ -8,13 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..queries import haversine_m
+from ..queries import MAX_PLAUSIBLE_KMH, haversine_m
 from .config import Interval
 
 DAY_MS = 86_400_000
-# GPS odometry ignores a step implying more than this speed: a position jump (multipath,
-# a cold start far away) is not distance driven.
-MAX_PLAUSIBLE_KMH = 250.0
 # ... and a gap longer than this (the vehicle was off or out of coverage) counts straight-line.
 MAX_GAP_MS = 600_000
 # What a person reads for each usage source: a distance integrated from GPS positions is an

@@ -140,6 +140,19 @@ class CommandSent(TypedDict):
     state: str
 
 
+class Subscriptions(TypedDict):
+    subscriptions: list[Json]  # fields: docs/notifications.md, backend/openapi.yaml
+
+
+class Subscribed(TypedDict, total=False):
+    subscription: Json
+    secret: str  # a webhook's signing secret, only in this answer
+
+
+class Unsubscribed(TypedDict):
+    deleted: int
+
+
 class Service(TypedDict):
     vehicle: str
     interval: str

@@ -132,6 +132,29 @@ def build_server(tools: FleetTools, stdio_principal: Principal | None = None) ->
         return await call(ctx, tools.send_command, vehicle, name, args)
 
     @mcp.tool()
+    async def list_subscriptions(ctx: Context, every: Annotated[bool, Field(
+            description="everyone's subscriptions (an admin); default your own")] = False
+                                 ) -> schemas.Subscriptions:
+        """Your notification subscriptions (docs/notifications.md): {subscriptions: [{id,
+        owner, group, events, channel, target, tz, digest, label, …}]}."""
+        return await call(ctx, tools.list_subscriptions, every)
+
+    @mcp.tool()
+    async def subscribe(ctx: Context, subscription: Annotated[dict[str, Any], Field(
+            description="as POST /api/notifications/subscriptions takes it: events, channel "
+            "(email, webhook, apprise, customer), target, and optionally group (an admin), "
+            "rules, eta_change_min, tz, quiet, digest, digest_at, label")]) -> schemas.Subscribed:
+        """Subscribe to job events and alerts (role viewer; for a vehicle group, or the
+        customers' dispatch mails, an admin; audited). Returns {subscription, secret} (a
+        webhook's signing secret, shown only here)."""
+        return await call(ctx, tools.subscribe, subscription)
+
+    @mcp.tool()
+    async def unsubscribe(subscription_id: int, ctx: Context) -> schemas.Unsubscribed:
+        """Delete a subscription of yours (an admin: anyone's; audited). Returns {deleted}."""
+        return await call(ctx, tools.unsubscribe, subscription_id)
+
+    @mcp.tool()
     async def plan_routes(
             start: Annotated[str, Field(description="shift start: epoch ms or ISO 8601 (UTC "
                                         "when naive)")],

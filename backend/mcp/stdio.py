@@ -40,6 +40,7 @@ async def serve_stdio(config: BackendConfig, token_file: str | None) -> int:
             print("backend mcp: the API token is not valid", file=sys.stderr)
             return 2
         tools = FleetTools(store, config.alert_rules(), config.maintenance_config())
+        tools.notify = config.notify_settings()  # subscriptions: the egress rule, mail
         await build_server(tools, stdio_principal=principal).run_stdio_async()
         return 0
     finally:

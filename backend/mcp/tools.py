@@ -13,11 +13,11 @@ import statistics
 from datetime import date, timedelta
 
 from geostream.clock import wall_ms
-from geostream.commands import command_problem
 
 from .. import queries
 from ..alerts.fences import fences_from_rows
 from ..authz import Principal, Role
+from ..downlink import check_command
 from ..driving import fuel as fuel_rules
 from ..driving import report as driving_report
 from ..driving import scorecard as driving_scores
@@ -76,6 +76,7 @@ class FleetTools:
         self.maintenance = maintenance  # maintenance.config.MaintenanceConfig
         self.driving = parse_driving(None)  # driving.thresholds.DrivingConfig (service sets it)
         self._send = send_command or store.add_command  # gateway.downlink.send when serving
+        self.notify = None  # notify.settings.NotifySettings (service sets it): its egress rule
         self.clock = clock or wall_ms
 
     async def _vehicles(self, p: Principal) -> list[dict]:
@@ -201,8 +202,9 @@ class FleetTools:
                            args: dict | None = None) -> dict:
         need(p, Role.DISPATCHER)
         await self._vehicle(p, vehicle)
-        if (problem := command_problem(name, dict(args or {}))) is not None:
-            raise ValueError(problem)  # the registry, geostream/commands.py
+        # the one check of the HTTP API too (backend/downlink.py): the registry, then the set
+        # the vehicle advertised — over stdio `_send` only stores, so it must be here
+        await check_command(self.store, vehicle, name, dict(args or {}))
         cid = await self._send(vehicle, name, dict(args or {}))
         await self.store.add_audit(self.clock(), p.name, "command.send", vehicle,
                                    {"id": cid, "name": name, "args": args or {}, "via": "mcp"})
@@ -411,6 +413,41 @@ class FleetTools:
                                "speed_limit_kmh": r.get("speed_limit_kmh")}
                               for r in await self.store.geofences()
                               if p.may_see_geofence(r.get("group"))]}
+
+    # --- notification subscriptions (backend/notify/manage.py: the HTTP API's rules) --------
+
+    async def _manage(self, fn, *args):
+        from ..notify import manage
+
+        try:
+            return await fn(self.store, *args)
+        except manage.Refused as exc:
+            raise Refused(str(exc)) from None
+
+    async def list_subscriptions(self, p: Principal, every: bool = False) -> dict:
+        """GET /api/notifications/subscriptions[?all=true]."""
+        from ..notify import manage
+
+        return {"subscriptions": await self._manage(manage.list_subscriptions, p, every)}
+
+    async def subscribe(self, p: Principal, body: dict) -> dict:
+        """POST /api/notifications/subscriptions (audited)."""
+        from ..notify import manage
+
+        sub, secret = await self._manage(manage.subscribe, p, body, self.notify, self.clock())
+        await self.store.add_audit(self.clock(), p.name, "notify.subscribe", str(sub["id"]),
+                                   {"channel": sub["channel"], "group": sub["group"],
+                                    "events": sub["events"], "via": "mcp"})
+        return {"subscription": sub, **({"secret": secret} if secret else {})}
+
+    async def unsubscribe(self, p: Principal, subscription_id: int) -> dict:
+        """DELETE /api/notifications/subscriptions/{id} (audited)."""
+        from ..notify import manage
+
+        sub = await self._manage(manage.unsubscribe, p, subscription_id)
+        await self.store.add_audit(self.clock(), p.name, "notify.unsubscribe", str(sub.id),
+                                   {"via": "mcp"})
+        return {"deleted": sub.id}
 
     async def alert_rules(self) -> dict:
         rules = self.rules.describe() if self.rules is not None else []

@@ -157,7 +157,7 @@ class EmailChannel:
         msg["Subject"] = title
         msg["X-Fleet-Event-Id"] = payload["id"]
         msg.set_content(text)
-        return await asyncio.to_thread(self._send, msg)
+        return await asyncio.to_thread(self.deliver, msg)
 
     def send_message(self, msg: EmailMessage) -> None:
         """Deliver one message (raises smtplib/ssl/OS errors): reports use it directly."""
@@ -178,7 +178,8 @@ class EmailChannel:
                     smtp.login(s.username, self._password)
             smtp.send_message(msg)
 
-    def _send(self, msg: EmailMessage) -> Outcome:
+    def deliver(self, msg: EmailMessage) -> Outcome:
+        """Send one message, its outcome (a refused recipient is given up, the rest retried)."""
         try:
             self.send_message(msg)
         except smtplib.SMTPRecipientsRefused as exc:

@@ -24,6 +24,7 @@ from geostream.clock import wall_ms
 
 from . import events as ev
 from .channels import Outcome
+from .dispatch_mail import DispatchMails
 from .settings import NotifySettings
 from .subscriptions import Subscription, digest_id
 
@@ -110,6 +111,8 @@ class Notifier:
         self.leader = False
         self._report_failures = 0
         self._report_retry_ms = 0
+        self.dispatch_mails = (DispatchMails(store, settings.public_url)
+                               if "customer" in channels else None)
 
     # --- the loop --------------------------------------------------------------------------
 
@@ -161,6 +164,10 @@ class Notifier:
             return {}
         subs = await self.subscriptions()
         added = await self.source(subs, now)
+        if self.dispatch_mails is not None:
+            mails = await self.dispatch_mails.round(subs, now)
+            self.stats["dispatch_mails"] += mails
+            added += mails
         delivered = await self.deliver(subs, self.clock())
         reported = await self.report(self.clock())
         return {"enqueued": added, **delivered, **({"reported": 1} if reported else {})}
@@ -411,6 +418,7 @@ def channels_of(settings: NotifySettings, resolve=None) -> dict:
     """The channels as configured: webhooks and Apprise always (through the egress guard),
     e-mail when an SMTP server is."""
     from .channels import AppriseChannel, EmailChannel, WebhookChannel
+    from .dispatch_mail import DispatchMailChannel
     from .egress import EgressClient
 
     policy = settings.policy
@@ -418,4 +426,6 @@ def channels_of(settings: NotifySettings, resolve=None) -> dict:
                  "apprise": AppriseChannel(policy)}
     if settings.smtp.configured:
         out["email"] = EmailChannel(settings.smtp)
+    if settings.customer_mail:
+        out["customer"] = DispatchMailChannel(out["email"])
     return out

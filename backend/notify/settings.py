@@ -3,6 +3,7 @@ checked at start: a bad key or value stops the backend with its name, never a de
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from .egress import EgressPolicy, parse_networks
@@ -14,6 +15,8 @@ POLL_S = 2.0
 RETRY_MIN_S = 5.0
 # SMTP submission's port (RFC 6409), with STARTTLS.
 SMTP_PORT = 587
+# The base of the links in customers' mails: a scheme, a host, an optional port and path.
+_PUBLIC_URL = re.compile(r"^https?://[A-Za-z0-9.\[\]:-]{1,260}(/[A-Za-z0-9._~/-]{0,200})?(?<!/)$")
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,13 @@ class NotifySettings:
     retry_min_s: float = RETRY_MIN_S
     smtp: SmtpSettings = SmtpSettings()
     report: ReportSettings = ReportSettings()
+    # the web app's address as customers reach it (the tracking links in dispatch mails)
+    public_url: str = ""
+
+    @property
+    def customer_mail(self) -> bool:
+        """Can dispatch mails to customers be sent (docs/customers.md)?"""
+        return bool(self.public_url and self.smtp.configured)
 
     @property
     def policy(self) -> EgressPolicy:
@@ -84,7 +94,7 @@ class NotifySettings:
 
     @classmethod
     def parse(cls, table: dict) -> NotifySettings:
-        known = {"allow_networks", "poll_s", "retry_min_s", "smtp", "report"}
+        known = {"allow_networks", "poll_s", "retry_min_s", "smtp", "report", "public_url"}
         unknown = set(table) - known
         if unknown:
             raise ValueError(f"[notify]: unknown keys {sorted(unknown)}")
@@ -113,4 +123,8 @@ class NotifySettings:
         report = parse_report(table.get("report", {}))
         if report.configured and not s.configured:
             raise ValueError("[notify.report] needs [notify.smtp] (reports go by e-mail)")
-        return cls(tuple(nets), float(poll), float(retry), s, report)
+        public = table.get("public_url", "")
+        if not isinstance(public, str) or (public and not _PUBLIC_URL.match(public)):
+            raise ValueError("[notify] public_url: the web app's base URL, "
+                             "https://host[:port][/path] (no query, no trailing slash)")
+        return cls(tuple(nets), float(poll), float(retry), s, report, public)

@@ -10,11 +10,16 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from ..emailaddr import is_plain_email
 from .egress import EgressPolicy, check_http_url
 from .events import ALERT, ETA_CHANGED, EVENT_TYPES, Event
 
-CHANNELS = ("email", "webhook", "apprise")
+# `customer`: the job's dispatch mail to its customer's contact address with its tracking
+# link (docs/customers.md); the subscription is the operator's switch for a group or fleet.
+CUSTOMER = "customer"
+CHANNELS = ("email", "webhook", "apprise", CUSTOMER)
 DIGESTS = ("off", "hourly", "daily")
+JOB_DISPATCHED = "job.dispatched"
 # Fewer minutes of ETA change than this is GNSS and traffic noise, not news.
 MIN_ETA_CHANGE_MIN = 1
 MAX_ETA_CHANGE_MIN = 12 * 60
@@ -22,12 +27,6 @@ DEFAULT_ETA_CHANGE_MIN = 10
 MAX_RULES = 50  # alert rules named in one subscription (the rule set is small)
 MAX_LABEL = 200
 MAX_TARGET = 2048
-# A mailbox as SMTP carries it (RFC 5321 limits: 64 local, 255 domain); no display names,
-# no comments, no quoted local parts: one plain address.
-MAX_EMAIL = 254
-_EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@"
-                    r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-                    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
 _HHMM = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
 
 
@@ -73,6 +72,8 @@ class Subscription:
 
     def matches(self, e: Event) -> bool:
         """Does this subscription want `e` (who may see it is the caller's to decide)?"""
+        if self.channel == CUSTOMER:  # dispatch mails come from their own source
+            return False
         if e.type not in self.events or e.known_ms < self.created_ms:
             return False
         if e.type == ALERT and self.rules and e.rule not in self.rules:
@@ -148,8 +149,7 @@ def body_of(s: Subscription) -> dict:
 
 
 def check_email(address) -> str:
-    if (not isinstance(address, str) or len(address) > MAX_EMAIL
-            or _EMAIL.match(address) is None):
+    if not is_plain_email(address):
         raise SubscriptionError(f"target: {str(address)[:80]!r} is not an e-mail address")
     return address
 
@@ -201,7 +201,15 @@ def parse_subscription(body, owner: str, policy: EgressPolicy,
     channel = body.get("channel")
     if channel not in CHANNELS:
         raise SubscriptionError(f"channel: one of {', '.join(CHANNELS)}")
-    target = check_target(channel, body.get("target"), policy)
+    if channel == CUSTOMER:
+        if body.get("target", "") != "" or events != [JOB_DISPATCHED]:
+            raise SubscriptionError(f"channel {CUSTOMER}: events [{JOB_DISPATCHED!r}] and no "
+                                    "target (the mail goes to each job's contact e-mail)")
+        if body.get("digest", "off") != "off":
+            raise SubscriptionError(f"digest: off for channel {CUSTOMER}")
+        target = ""
+    else:
+        target = check_target(channel, body.get("target"), policy)
     group = body.get("group")
     if group is not None and (not isinstance(group, str) or not 0 < len(group) <= 64):
         raise SubscriptionError("group: a group's name")

@@ -27,9 +27,10 @@ def sqlite_conforms(store: SqliteStore) -> None:
     links: protocols.Links = store
     partitions: protocols.Partitions = store
     notify: protocols.Notify = store
+    driving: protocols.Driving = store
     whole: protocols.Store = store
     del db, vehicles, readings, history, geofences, commands, accounts, alerts, service
-    del dispatch, driver, proposals, links, partitions, notify, whole
+    del dispatch, driver, proposals, links, partitions, notify, driving, whole
 
 
 def postgres_conforms(store: PostgresStore) -> None:
@@ -48,7 +49,8 @@ def postgres_conforms(store: PostgresStore) -> None:
     links: protocols.Links = store
     partitions: protocols.Partitions = store
     notify: protocols.Notify = store
+    driving: protocols.Driving = store
     replication: protocols.Replication = store  # PostgreSQL only
     whole: protocols.Store = store
     del db, vehicles, readings, history, geofences, commands, accounts, alerts, service
-    del dispatch, driver, proposals, links, partitions, notify, whole, replication
+    del dispatch, driver, proposals, links, partitions, notify, driving, whole, replication

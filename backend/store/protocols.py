@@ -78,6 +78,9 @@ class History(Protocol):
                             end_ms: int, limit: int) -> list[tuple[int, dict]]:
         """(time_ms, {signal: value}) of the vehicle's `can` readings in [start, end) carrying
         any of `signals`, only those signals (numbers or text), oldest first."""
+    async def readings_fingerprint(self, vehicle_id: str, start_ms: int, end_ms: int) -> str:
+        """What the vehicle's readings in [start, end) are, in a few numbers (count, newest
+        journal epoch, sum of sequence numbers): a reading added or removed changes it."""
     async def count_readings(self, vehicle_id: str | None = None) -> int: ...
     async def dead_letters(self) -> list[dict]: ...
 
@@ -203,6 +206,16 @@ class Alerts(Protocol):
         `limit`: how notifications read new alerts by cursor."""
 
 
+class Driving(Protocol):
+    """A vehicle's driving folded per UTC day (driving.py; backend/driving/fold.py)."""
+
+    async def driving_day(self, vehicle_id: str, day_ms: int) -> tuple[str, str, str] | None:
+        """(signature, fingerprint, result JSON) of the stored day, None if never folded."""
+    async def put_driving_day(self, vehicle_id: str, day_ms: int, signature: str,
+                              fingerprint: str, result: str, folded_ms: int) -> None:
+        """Store (or replace) the day's fold."""
+
+
 class Service(Protocol):
     """Vehicle service records (service.py; docs/maintenance.md)."""
 
@@ -268,7 +281,10 @@ class Notify(Protocol):
     async def finish_notifications(self, outcomes: Sequence[tuple[int, bool, str, int | None]],
                                    now_ms: int) -> None:
         """Per (outbox id, ok, detail, retry at ms): log the attempt; ok → delivered, else
-        retry at that time, or (None) give up. A row no longer pending is left alone."""
+        retry at that time, or (None) give up (a dispatch mail's payload is then emptied:
+        it holds a link's token). A row no longer pending is left alone."""
+    async def outbox_has(self, event_id: str) -> bool:
+        """Is an outbox row of this event id there (any subscription, any state)?"""
     async def delivery_log(self, sub_id: int, limit: int) -> list[dict]:
         """The subscription's attempts, newest first, with their event's id and state."""
     async def take_lease(self, name: str, holder: str, now_ms: int, ttl_ms: int) -> bool:
@@ -359,5 +375,5 @@ class Replication(Protocol):
 
 
 class Store(Db, Vehicles, Readings, History, Geofences, Commands, Accounts, Alerts, Service,
-            Dispatch, Driver, Proposals, Links, Notify, Partitions, Protocol):
+            Dispatch, Driver, Proposals, Links, Notify, Partitions, Driving, Protocol):
     """Everything a store does: what `open_store` returns."""

@@ -15,7 +15,7 @@ from backend.cluster.tunnel import load_key, write_key
 from backend.pki import generate
 from geostream.quic import library
 from geostream.secretfile import read_private, write_private
-from hil.demo import _agent_config
+from hil.demo import agent_config
 
 SessionTicket = library().SessionTicket
 
@@ -93,7 +93,7 @@ def test_gateway_ticket_store_is_0600(tmp_path, monkeypatch):
 
 
 def test_demo_agent_config_holding_a_token_is_0600(tmp_path, no_chmod_open_umask):
-    path = _agent_config("demo-1", "secret-token", "ca.pem", 4433, tmp_path)
+    path = agent_config("demo-1", "secret-token", "ca.pem", 4433, tmp_path)
     assert _mode(path) == 0o600 and 'token = "secret-token"' in path.read_text()
 
 

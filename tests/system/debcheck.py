@@ -34,9 +34,12 @@ def agent_package_problems(deb: Path) -> list[str]:
     if installed > AGENT_INSTALLED_MAX_KB:
         problems.append(f"{deb.name}: {installed / 1000:.1f} MB installed")
     listing = listing_of(deb)
-    for backend_only in ("/site-packages/aiohttp/", "/site-packages/numpy/",
+    # (aiohttp is the agent's too since the in-cab tablet's server, agent/cab/server.py)
+    for backend_only in ("/site-packages/shapely/", "/site-packages/numpy/",
                          "/site-packages/backend/", "/site-packages/asyncpg/",
                          "fleet-backend.service", "/bin/fleet-backend"):
         if backend_only in listing:
             problems.append(f"{deb.name} carries {backend_only}")
+    if "/site-packages/agent/cab_static/driver.js" not in listing:
+        problems.append(f"{deb.name} lacks the in-cab tablet's app (agent/cab_static/)")
     return problems

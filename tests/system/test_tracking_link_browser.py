@@ -2,7 +2,8 @@
 the customer opens it in Debian's chromium (Playwright), under the page's own
 Content-Security-Policy, against a real backend app and store: while the vehicle serves an
 earlier stop the page shows no position; once it heads to this stop the position appears
-live (the link's own feed, no reload); an expired link answers 410; another job's id (or
+live (the link's own feed, no reload); an expired link answers 410, and so does one the
+dispatcher revoked with the link box's Revoke button; another job's id (or
 anything that is not a live token) answers 404. No console errors on the way."""
 
 from __future__ import annotations
@@ -137,5 +138,14 @@ def test_customer_sees_the_vehicle_only_on_its_way(backend, tmp_path):
         wrong = token[:-1] + ("A" if token[-1] != "A" else "B")
         for other in ("c", "a", short["id"], wrong):
             assert page.goto(f"{base}/{other}").status == 404, other
+
+        # the dispatcher revokes b's link in the link box: it answers 410 at once
+        made = disp.get_attribute("#tracking-link", "data-link")
+        disp.click(f"#tracking-link li[data-link={made}] .revoke-link")
+        disp.wait_for_selector(f"#tracking-link li[data-link={made}][data-state=revoked]")
+        assert disp.locator("#tracking-link .revoke-link").count() == 0  # b had one link
+        assert page.goto(url).status == 410
+        assert "expired" in page.inner_text("h1")
+        assert not disp_errors, disp_errors
         browser.close()
     assert not errors, errors

@@ -4,7 +4,7 @@
 // job moved to another route in one action (re-sequenced by the solver), and the proposals
 // re-planning makes on events (a failed stop, a vehicle offline …) waiting for approval.
 // Changes on the hub's `dispatch` topic reload it (debounced); ETAs update in place.
-import { ApiError, get, post, postText } from "./api.js";
+import { ApiError, del, get, post, postText } from "./api.js";
 import { fmtTime, h, localInput, toast } from "./dom.js";
 
 const STATES = ["unassigned", "assigned", "en_route", "arrived", "completed", "failed", "skipped", "cancelled"];
@@ -213,9 +213,40 @@ export class Dispatch {
     const qr = h("img", { class: "link-qr", alt: `QR code of the tracking link for ${j.id}`,
       src: `data:image/svg+xml;charset=utf-8,${encodeURIComponent(link.qr_svg)}` });
     this.linkBox.dataset.job = j.id;
-    this.linkBox.replaceChildren(h("p", {}, `Tracking link for ${j.id} (shown once; revoke in the API): `),
-      h("div", { class: "row" }, url, copy, h("button", { onclick: () => { this.linkBox.hidden = true; } }, "Close")), qr);
+    this.linkBox.dataset.link = link.id;
+    const list = h("ul", { class: "link-list" });
+    this.linkBox.replaceChildren(h("p", {}, `Tracking link for ${j.id} (shown once): `),
+      h("div", { class: "row" }, url, copy, h("button", { onclick: () => { this.linkBox.hidden = true; } }, "Close")), qr,
+      h("p", {}, `The job's links (a revoked link answers 410 at once):`), list);
     this.linkBox.hidden = false;
+    await this.listLinks(j, list);
+  }
+
+  /** The job's links, newest first, each live one with its Revoke button. */
+  async listLinks(j, list) {
+    let links;
+    try {
+      ({ links } = await get(`/api/jobs/${encodeURIComponent(j.id)}/links`));
+    } catch (err) {
+      toast(`Links not listed: ${err.message}`, "error");
+      return;
+    }
+    list.replaceChildren(...links.slice().reverse().map((l) => {
+      const state = l.revoked_ms ? `revoked ${fmtTime(l.revoked_ms)}` : "live";
+      const revoke = l.revoked_ms ? "" : h("button", { class: "revoke-link", "data-link": l.id,
+        "aria-label": `Revoke the link made ${fmtTime(l.created_ms)}`,
+        onclick: async () => {
+          try {
+            await del(`/api/links/${encodeURIComponent(l.id)}`);
+            toast("Link revoked");
+          } catch (err) {
+            toast(`Not revoked: ${err.message}`, "error");
+          }
+          await this.listLinks(j, list);
+        } }, "Revoke");
+      return h("li", { "data-link": l.id, "data-state": l.revoked_ms ? "revoked" : "live" },
+        `${fmtTime(l.created_ms)} by ${l.created_by}: ${state} `, revoke);
+    }));
   }
 
   table() {

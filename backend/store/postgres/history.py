@@ -94,6 +94,13 @@ class PostgresHistory(PostgresDb):
             out.append((t, {k: data[k] for k in wanted if k in data}))
         return out
 
+    async def readings_fingerprint(self, vehicle_id: str, start_ms: int, end_ms: int) -> str:
+        row = await self._pool.fetchrow(
+            "SELECT count(*), coalesce(max(epoch), 0), coalesce(sum(seq), 0) FROM "
+            f"vehicle_telemetry WHERE vehicle_id = $1 AND time >= {_MS.format('$2::bigint')} "
+            f"AND time < {_MS.format('$3::bigint')}", vehicle_id, start_ms, end_ms)
+        return f"{row[0]}:{row[1]}:{row[2]}"
+
     async def count_readings(self, vehicle_id: str | None = None) -> int:
         if vehicle_id is None:
             return await self._pool.fetchval("SELECT count(*) FROM vehicle_telemetry")

@@ -10,6 +10,13 @@ from .db import PostgresDb
 _MARKS = ", ".join(f"${i}" for i in range(1, 9))
 
 
+def done_jobs_sql(columns: str) -> str:
+    """The export's query (its plan uses the index `jobs_done`, sql/postgres/0025_edges.sql)."""
+    return (f"SELECT {columns} FROM jobs WHERE state IN ('completed', 'failed', 'skipped', "
+            "'cancelled') AND updated_ms >= $1 AND updated_ms < $2 "
+            "ORDER BY updated_ms, id COLLATE \"C\" LIMIT $3")
+
+
 class PostgresLinks(PostgresDb):
     """Mixed into PostgresStore (uses its asyncpg pool)."""
 
@@ -125,10 +132,8 @@ class PostgresLinks(PostgresDb):
 
         async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read",
                                                                   readonly=True):
-            recs = [_record(r) for r in await conn.fetch(
-                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE state IN ('completed', 'failed', "
-                "'skipped', 'cancelled') AND updated_ms >= $1 AND updated_ms < $2 "
-                "ORDER BY updated_ms, id COLLATE \"C\" LIMIT $3", from_ms, to_ms, limit)]
+            recs = [_record(r) for r in await conn.fetch(done_jobs_sql(_JOB_COLUMNS),
+                                                         from_ms, to_ms, limit)]
             ts: dict[str, list] = {r.job.id: [] for r in recs}
             for r in await conn.fetch(f"SELECT {TRANSITION_COLUMNS} FROM job_transitions "
                                       "WHERE job_id = ANY($1::text[]) ORDER BY seq", list(ts)):

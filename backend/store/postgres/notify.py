@@ -21,6 +21,10 @@ def _json(value) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
+# A dispatch mail's payload holds its tracking link's token: gone once the mail left (or was
+# given up), so the database keeps only the link's hash (backend/notify/dispatch_mail.py).
+_SCRUB = "CASE WHEN event_id LIKE 'link.%' THEN '{}' ELSE event END"
+
 class PostgresNotify(PostgresDb):
     async def add_subscription(self, owner: str, group: str | None, body: dict, secret: str,
                                now_ms: int) -> int:
@@ -92,11 +96,15 @@ class PostgresNotify(PostgresDb):
                 if ok or retry_ms is None:
                     await conn.execute(
                         "UPDATE notify_outbox SET state = $1, attempts = attempts + 1, "
-                        "done_ms = $2 WHERE id = $3",
+                        f"done_ms = $2, event = {_SCRUB} WHERE id = $3",
                         "delivered" if ok else "failed", now_ms, outbox_id)
                 else:
                     await conn.execute("UPDATE notify_outbox SET attempts = attempts + 1, "
                                        "next_ms = $1 WHERE id = $2", retry_ms, outbox_id)
+
+    async def outbox_has(self, event_id: str) -> bool:
+        return await self._pool.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM notify_outbox WHERE event_id = $1)", event_id)
 
     async def delivery_log(self, sub_id: int, limit: int) -> list[dict]:
         rows = await self._pool.fetch(

@@ -12,6 +12,7 @@ from .commands import PostgresCommands
 from .db import POOL_MAX, PostgresDb
 from .dispatch import PostgresDispatch
 from .driver import PostgresDriver
+from .driving import PostgresDriving
 from .geofences import PostgresGeofences
 from .history import PostgresHistory
 from .links import PostgresLinks
@@ -26,7 +27,7 @@ from .vehicles import PostgresVehicles
 class PostgresStore(PostgresVehicles, PostgresReadings, PostgresHistory, PostgresGeofences,
                     PostgresCommands, PostgresAccounts, PostgresAlerts, PostgresService,
                     PostgresDispatch, PostgresProposals, PostgresLinks, PostgresNotify,
-                    PostgresDriver):
+                    PostgresDriver, PostgresDriving):
     """`PostgresStore(url)`, then `await open()`; `maintain_every_s=0` runs no partition job
     (someone else's maintenance, or a test calling `maintain` itself)."""
 

@@ -24,6 +24,8 @@ from .db import SqliteDb, transaction
 _SHIFTS = f"status IN ({','.join(repr(s) for s in SHIFT_STATUSES)})"
 _ACTION_INSERT = ", ".join(ACTION_COLUMNS[1:])
 _MESSAGE_INSERT = ", ".join(MESSAGE_COLUMNS[1:])
+# A condition of `_page` that takes no argument.
+_NO_ARG = object()
 
 
 class SqliteDriver(SqliteDb):
@@ -109,25 +111,31 @@ class SqliteDriver(SqliteDb):
                              after: int = 0, limit: int = MAX_PAGE) -> list[dict]:
         """Stored actions in the order applied, after seq `after`: one driver's, one job's,
         only conflicts, only those of `vehicles` (None: all)."""
-        where: list[str] = ["seq > ?"]
-        args: list[object] = [after]
-        if driver_id is not None:
-            where.append("driver_id = ?")
-            args.append(driver_id)
-        if job_id is not None:
-            where.append("job_id = ?")
-            args.append(job_id)
+        where: dict[str, object] = {"driver_id = ?": driver_id, "job_id = ?": job_id}
         if conflicts:
-            where.append("outcome = 'conflict'")
+            where["outcome = 'conflict'"] = _NO_ARG
         if vehicles is not None:
-            where.append("vehicle_id IN (SELECT value FROM json_each(?))")
-            args.append(json.dumps(sorted(vehicles)))
-        sql = (f"SELECT {', '.join(ACTION_COLUMNS)} FROM driver_actions WHERE "
-               f"{' AND '.join(where)} ORDER BY seq LIMIT ?")
+            where["vehicle_id IN (SELECT value FROM json_each(?))"] = json.dumps(sorted(vehicles))
+        return await self._page("driver_actions", ACTION_COLUMNS, action_from_row, where,
+                                after, limit)
+
+    async def _page(self, table: str, columns: Sequence[str], from_row, where: dict,
+                    after: int, limit: int) -> list[dict]:
+        """Rows of `table` after seq `after`, in seq order, at most MAX_PAGE: `where` maps each
+        condition to its argument (None: condition left out; _NO_ARG: a condition without
+        one)."""
+        conds, args = ["seq > ?"], [after]
+        for cond, arg in where.items():
+            if arg is None:
+                continue
+            conds.append(cond)
+            if arg is not _NO_ARG:
+                args.append(arg)
+        sql = (f"SELECT {', '.join(columns)} FROM {table} WHERE {' AND '.join(conds)} "
+               "ORDER BY seq LIMIT ?")
 
         def rows():
-            return [action_from_row(r) for r in self._db.execute(
-                sql, (*args, min(limit, MAX_PAGE)))]
+            return [from_row(r) for r in self._db.execute(sql, (*args, min(limit, MAX_PAGE)))]
 
         return await self._run(rows)
 
@@ -163,22 +171,9 @@ class SqliteDriver(SqliteDb):
                               vehicle_id: str | None = None, after: int = 0,
                               limit: int = MAX_PAGE) -> list[dict]:
         """Messages after seq `after`, oldest first: a driver's or a vehicle's (either)."""
-        where: list[str] = ["seq > ?"]
-        args: list[object] = [after]
-        if driver_id is not None:
-            where.append("driver_id = ?")
-            args.append(driver_id)
-        if vehicle_id is not None:
-            where.append("vehicle_id = ?")
-            args.append(vehicle_id)
-        sql = (f"SELECT {', '.join(MESSAGE_COLUMNS)} FROM driver_messages WHERE "
-               f"{' AND '.join(where)} ORDER BY seq LIMIT ?")
-
-        def rows():
-            return [message_from_row(r) for r in self._db.execute(
-                sql, (*args, min(limit, MAX_PAGE)))]
-
-        return await self._run(rows)
+        return await self._page("driver_messages", MESSAGE_COLUMNS, message_from_row,
+                                {"driver_id = ?": driver_id, "vehicle_id = ?": vehicle_id},
+                                after, limit)
 
     # --- proof-of-delivery images -----------------------------------------------------------
 

@@ -116,6 +116,16 @@ class SqliteHistory(SqliteDb):
 
         return await self._run(rows)
 
+    async def readings_fingerprint(self, vehicle_id: str, start_ms: int, end_ms: int) -> str:
+        def row():  # the (vehicle, time) index holds epoch and seq: no table row is read
+            return self._rdb.execute(
+                "SELECT count(*), coalesce(max(epoch), 0), coalesce(sum(seq), 0) FROM "
+                "vehicle_telemetry WHERE vehicle_id=? AND time_ms >= ? AND time_ms < ?",
+                (vehicle_id, start_ms, end_ms)).fetchone()
+
+        n, epoch, seqs = await self._read(row)
+        return f"{n}:{epoch}:{seqs}"
+
     async def count_readings(self, vehicle_id: str | None = None) -> int:
         def count() -> int:
             if vehicle_id is None:

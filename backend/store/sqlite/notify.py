@@ -21,6 +21,10 @@ def _json(value) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
+# A dispatch mail's payload holds its tracking link's token: gone once the mail left (or was
+# given up), so the database keeps only the link's hash (backend/notify/dispatch_mail.py).
+_SCRUB = "CASE WHEN event_id LIKE 'link.%' THEN '{}' ELSE event END"
+
 class SqliteNotify(SqliteDb):
     async def add_subscription(self, owner: str, group: str | None, body: dict, secret: str,
                                now_ms: int) -> int:
@@ -113,13 +117,20 @@ class SqliteNotify(SqliteDb):
                                (outbox_id, r[0], now_ms, int(ok), detail))
                     if ok or retry_ms is None:
                         db.execute("UPDATE notify_outbox SET state = ?, attempts = attempts + 1"
-                                   ", done_ms = ? WHERE id = ?",
+                                   f", done_ms = ?, event = {_SCRUB} WHERE id = ?",
                                    ("delivered" if ok else "failed", now_ms, outbox_id))
                     else:
                         db.execute("UPDATE notify_outbox SET attempts = attempts + 1, "
                                    "next_ms = ? WHERE id = ?", (retry_ms, outbox_id))
 
         await self._run(finish)
+
+    async def outbox_has(self, event_id: str) -> bool:
+        def row() -> bool:
+            return self._db.execute("SELECT 1 FROM notify_outbox WHERE event_id = ? LIMIT 1",
+                                    (event_id,)).fetchone() is not None
+
+        return await self._run(row)
 
     async def delivery_log(self, sub_id: int, limit: int) -> list[dict]:
         def rows():

@@ -10,6 +10,7 @@ from .alerts import SqliteAlerts
 from .commands import SqliteCommands
 from .dispatch import SqliteDispatch
 from .driver import SqliteDriver
+from .driving import SqliteDriving
 from .geofences import SqliteGeofences
 from .history import SqliteHistory
 from .links import SqliteLinks
@@ -24,5 +25,5 @@ from .vehicles import SqliteVehicles
 class SqliteStore(SqliteVehicles, SqliteReadings, SqliteHistory, SqliteGeofences,
                   SqliteCommands, SqliteAccounts, SqliteAlerts, SqliteService, SqlitePartitions,
                   SqliteDispatch, SqliteProposals, SqliteLinks, SqliteNotify,
-                  SqliteDriver):
+                  SqliteDriver, SqliteDriving):
     """The embedded store: `SqliteStore(path)`, then `await open()`."""

@@ -299,3 +299,47 @@ async def test_the_same_action_sent_at_once_twice_is_applied_once(api):
     assert await applier.apply_from_vehicle("v2", parse_action(action(3, "arrive", job="c",
                                                                        route="r2")),
                                             wall_ms()) is None
+
+
+async def test_a_vehicle_action_naming_images_that_never_came_is_kept_not_retried(api):
+    """Images are uploaded over HTTP; an action from a vehicle's journal naming some the
+    backend never got can never be applied: it stays as its reading (logged), and the batch
+    is acknowledged — raising would leave the batch unacknowledged and the vehicle's journal
+    sent again forever."""
+    from backend.driver.applier import ActionApplier
+    from backend.store.rows import StoredReading
+    from backend.vehicle_actions import VehicleActions
+
+    actions = VehicleActions(ActionApplier(api.store))
+    body = action(1, "complete", pod={"recipient": "Ana", "photos": ["f" + "a" * 40]})
+    await actions("v1", [StoredReading("v1", 1, 1, wall_ms(), "act", data=body)], wall_ms())
+    assert (actions.applied, actions.kept) == (0, 1)
+    assert await api.store.driver_action(body["key"]) is None
+
+
+async def test_a_vehicle_action_is_applied_as_the_driver_when_it_was_taken(api):
+    """The journal delivers an action after a shift change (a tunnel, a night offline): it is
+    the driver's who drove the vehicle when it was taken (the `act` reading's device time),
+    not the one driving when it arrives."""
+    from backend.driver.applier import ActionApplier
+    from backend.store.rows import StoredReading
+    from backend.vehicle_actions import VehicleActions
+
+    now = wall_ms()
+    await api.store.add_vehicle("v3")
+    await api.call("POST", "/api/jobs/import", role=D, expect=200,
+                   csv="id,lat,lon\nd,60.2,24.97\n")
+    await api.call("PUT", "/api/routes/r5", role=D, expect=201,
+                   body=_route("v3", ["d"], "d1", start=now - 10 * H) | {
+                       "shift": {"start_ms": now - 10 * H, "end_ms": now - 2 * H}})
+    await api.call("PUT", "/api/routes/r6", role=D, expect=201,
+                   body=_route("v3", [], "d2", start=now - 2 * H))
+    assert await api.store.driver_of("v3", now) == "d2"
+    actions = VehicleActions(ActionApplier(api.store))
+    body = action(1, "arrive", job="d", route="r5", device="tablet-0003")
+    taken = now - 3 * H  # on d1's shift
+    await actions("v3", [StoredReading("v3", 1, 1, taken, "act", data=body)], now)
+    assert (actions.applied, actions.kept) == (1, 0)
+    row = await api.store.driver_action(body["key"])
+    assert (row["driver_id"], row["outcome"], row["via"]) == ("d1", "applied", "vehicle")
+    assert [t.by.id for t in await api.store.transitions("d")][-1] == "driver:d1"

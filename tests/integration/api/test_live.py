@@ -197,3 +197,42 @@ async def test_deflated_batch_frames_come_as_binary_raw_deflate(tmp_path):
             frame = json.loads(zlib.decompress(msg.data, -15))
             assert frame["type"] == "FeatureCollection"
             assert [f["properties"]["vehicle"] for f in frame["features"]] == ["a", "b"]
+
+
+async def test_proposals_reach_only_dispatchers_who_see_every_vehicle_they_touch(tmp_path):
+    """Re-plan proposals on `dispatch` (docs/protocol.md §9): a dispatcher limited to some
+    vehicles gets only those touching no other vehicle (REST answers 404 for the others);
+    one without a readable vehicle list goes to nobody. A job on no route, which everyone
+    gets, closes each client's reading (the hub keeps the order)."""
+    async with Api(f"sqlite://{tmp_path / 'f.db'}") as api:
+        clients = {"north": bearer(await api.token("dispatcher", ["a"])),
+                   "south": bearer(await api.token("dispatcher", ["b"])),
+                   "all": bearer(await api.token("dispatcher"))}
+        sockets = {}
+        try:
+            for name, auth in clients.items():
+                ws = sockets[name] = await api.client.ws_connect("/ws", headers=auth)
+                await ws.send_json({"op": "subscribe", "topic": "dispatch"})
+                await receive_until_subscribed(ws)
+            diff = {"changes": [], "routes_before": {}, "routes_after": {}}
+            for pid, vehicles in (("p-a", ["a"]), ("p-b", ["b"]), ("p-ab", ["a", "b"]),
+                                  ("p-none", None), ("p-bad", [7])):
+                payload = {"id": pid, "cause": "test", "status": "open", "created_ms": 1,
+                           "based_on_version": 1, "diff": diff}
+                if vehicles is not None:
+                    payload["vehicles"] = vehicles
+                api.hub.publish_dispatch("proposal", payload, None)
+            api.hub.publish_dispatch("job", {"id": "marker"}, None)
+            got = {}
+            for name, ws in sockets.items():
+                seen = []
+                for _ in range(20):
+                    msg = await ws.receive_json(timeout=5)
+                    if msg.get("job", {}).get("id") == "marker":
+                        break
+                    seen.append(msg["proposal"]["id"])
+                got[name] = seen
+            assert got == {"north": ["p-a"], "south": ["p-b"], "all": ["p-a", "p-b", "p-ab"]}
+        finally:
+            for ws in sockets.values():
+                await ws.close()

@@ -94,8 +94,10 @@ async def test_failed_stop_and_offline_vehicle_make_one_proposal(any_store, tmp_
         on_v1_or_left = set(after["v1"]) | {u["job_id"] for u in body["unassigned"]}
         assert set(routes["v2"].job_ids) <= on_v1_or_left
         assert all(u["reason"] for u in body["unassigned"])
+        # on the live feed with the vehicles it touches: only who sees both gets it
         assert published == [("proposal", {k: body[k] for k in (
-            "id", "cause", "status", "created_ms", "based_on_version", "diff")}, None)]
+            "id", "cause", "status", "created_ms", "based_on_version", "diff")} | {
+            "vehicles": ["v1", "v2"]}, None)]
         # nothing changed until a dispatcher approves
         assert (await store.dispatch_route(routes["v2"].id)).job_ids == routes["v2"].job_ids
         await planning.approve(body["id"], ANN)

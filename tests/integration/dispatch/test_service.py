@@ -198,3 +198,48 @@ async def test_a_stop_given_as_a_geofence_is_detected_by_its_shape(any_store):
     await any_store.write(drive, [])
     await d.on_committed(drive, T0 + 60_000)
     assert (await any_store.job("y")).state is S.ARRIVED
+
+
+def detection(kind: str, job: str, t: int, rid: str = "r1") -> dict:
+    from agent.stops import DEVICE_ID, KIND_OF, detection_key
+
+    return {"key": detection_key(rid, job, kind, T0 + t), "device_id": DEVICE_ID,
+            "device_seq": 1, "kind": KIND_OF[kind], "route_id": rid, "job_id": job,
+            "at_ms": T0 + t, "lat": LAT, "lon": LON, "decided_ms": T0 + t + 30_000}
+
+
+async def test_the_vehicles_detection_and_the_backends_make_one_transition(any_store):
+    """docs/dispatch.md rule 4 on real stores: the vehicle's report first, then the backend's
+    detector over the same fixes, then the report re-sent: one arrival, one completion."""
+    d = await setup(any_store)
+    assert await d.vehicle_detected("v1", detection("arrival", "a", 20_000), T0 + 60_000) \
+        == "recorded"
+    drive = [pos(1, 10_000, 300), pos(2, 20_000, 10), pos(3, 40_000, 5), pos(4, 60_000, 5)]
+    await any_store.write(drive, [])
+    await d.on_committed(drive, T0 + 70_000)
+    assert await d.vehicle_detected("v1", detection("arrival", "a", 20_000), T0 + 80_000) \
+        == "already"
+    # the backend's detector sees the departure first: the vehicle's made the arrival, so
+    # it leaves the job to the vehicle, whose departure completes it
+    gone = [pos(5, 70_000, 500), pos(6, 110_000, 500)]
+    await any_store.write(gone, [])
+    await d.on_committed(gone, T0 + 120_000)
+    assert (await any_store.job("a")).state is S.ARRIVED
+    assert await d.vehicle_detected("v1", detection("departure", "a", 70_000), T0 + 130_000) \
+        == "recorded"
+    vehicle = Actor(ActorKind.VEHICLE, "v1")
+    assert [(t.to_state, t.at_ms, t.by) for t in await any_store.transitions("a")][1:] == [
+        (S.ARRIVED, T0 + 20_000, vehicle), (S.COMPLETED, T0 + 70_000, vehicle)]
+
+
+async def test_a_detection_for_another_vehicles_route_or_job_is_refused(any_store):
+    d = await setup(any_store)
+    assert (await d.vehicle_detected("v2", detection("arrival", "a", 20_000), T0)).startswith(
+        "refused: route r1 is not vehicle v2's")
+    assert (await d.vehicle_detected("v1", detection("arrival", "c", 20_000), T0)).startswith(
+        "refused: job c is not on route r1")
+    assert (await d.vehicle_detected("v1", {"kind": "arrival-detected"}, T0)).startswith(
+        "refused: key")
+    assert (await d.vehicle_detected("v1", detection("arrival", "a", 20_000), T0 - 86_400_000
+                                     )).startswith("refused: decided_ms")
+    assert [t.to_state for t in await any_store.transitions("a")] == [S.ASSIGNED]

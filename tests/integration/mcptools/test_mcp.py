@@ -29,7 +29,7 @@ TOOLS = {"list_vehicles", "vehicle_state", "route", "trips", "who_was_in_geofenc
          "acknowledge_alert", "signal_history", "send_command", "maintenance_status",
          "plan_routes", "route_etas", "eta_what_if", "list_geofences", "maintenance_due",
          "trouble_codes", "maintenance_forecasts", "driving_events", "driver_scorecards",
-         "fuel"}
+         "fuel", "list_subscriptions", "subscribe", "unsubscribe"}
 
 
 @pytest.fixture
@@ -182,6 +182,35 @@ async def test_every_tool_over_stdio(backend, tmp_path):
         sent = await call(client, "send_command", vehicle="truck-1", name="ping")
     pending = await backend.store.pending_commands("truck-1")
     assert [c.id for c in pending] == [sent["id"]]
+
+
+async def test_commands_a_vehicle_did_not_advertise_are_refused_alike_everywhere(backend,
+                                                                               tmp_path):
+    """The HTTP API, MCP over HTTP and MCP over stdio offer only the commands the vehicle
+    advertised (truck-1 never connected: the 1.0 set, `ping`), with the same error, and store
+    nothing (docs/protocol.md §3, the advertised set)."""
+    token = backend.tokens["dispatcher"]
+    async with aiohttp.ClientSession(headers=bearer(token)) as http:
+        async with http.post(f"http://127.0.0.1:{backend.http_port}/api/vehicles/truck-1/"
+                             "commands", json={"name": "restart"}) as r:
+            assert r.status == 409
+            refused = (await r.json())["error"]
+    assert refused == ("bad command: vehicle 'truck-1' does not run 'restart' (it runs: "
+                       "ping)")
+    config = _toml(backend.config.db, tmp_path / "backend.toml")
+    async with Client(_stdio(config, token)) as client:
+        over_stdio = await client.call_tool("send_command", {"vehicle": "truck-1",
+                                                             "name": "restart"})
+        unknown = await client.call_tool("send_command", {"vehicle": "truck-1",
+                                                          "name": "no.such"})
+    async with http_client(backend.url, token) as client:
+        over_http = await client.call_tool("send_command", {"vehicle": "truck-1",
+                                                            "name": "restart"})
+    for result in (over_stdio, over_http):
+        assert result.is_error  # the SDK names the tool before the error
+        assert result.content[0].text == f"Error executing tool send_command: {refused}"
+    assert unknown.is_error and "bad command: " in unknown.content[0].text
+    assert await backend.store.pending_commands("truck-1") == []
 
 
 def test_stdio_refuses_a_bad_token(db_url):

@@ -60,8 +60,14 @@ def test_100_handovers_between_uplinks_same_connection_exactly_once(procs, net):
     for i in range(HANDOVERS):
         net.use_uplink(2 if i % 2 == 0 else 1)
         time.sleep(HANDOVER_EVERY_S)
-    wait_for(lambda: len(procs.sent(vehicle)) >= count, 30, "simulator finished")
-    wait_for(lambda: len(procs.stored(vehicle)) >= count, 40, "every reading stored")
+    try:
+        wait_for(lambda: len(procs.sent(vehicle)) >= count, 30, "simulator finished")
+        wait_for(lambda: len(procs.stored(vehicle)) >= count, 40, "every reading stored")
+    except AssertionError as e:  # say where it stopped: this wait once timed out under load
+        raise AssertionError(
+            f"{e}: sent {len(procs.sent(vehicle))}, stored {len(procs.stored(vehicle))} of "
+            f"{count}; agent log tail:\n{agent.text()[-3000:]}\nbackend log tail:\n"
+            f"{backend.text()[-1500:]}") from None
     time.sleep(1)
     stored = procs.stored(vehicle)
     assert len(stored) == count

@@ -122,3 +122,45 @@ async def test_two_nodes_on_one_postgresql_deliver_each_event_once(_pg_url):
         await receiver.stop()
         await a.close()
         await b.close()
+
+
+async def test_quiet_hours_hold_and_a_digest_collects_on_a_fake_clock(any_store):
+    """Through the notifier and the outbox, on a fake clock (UTC 05:46): a subscription quiet
+    05:00-07:00 gets its events one by one at 07:00, an hourly digest gets one message at
+    06:00 with both events, each keeping its id; nothing before."""
+    store, clock = any_store, FakeClock()  # 2025-12-06 05:46:40 UTC
+    await store.add_user("ann", "admin", "x", all_vehicles=True)
+    receiver = await Receiver().start()
+    notifier = Notifier(store, SETTINGS, channels_of(SETTINGS), clock=clock)
+    try:
+        await subscribe(store, receiver.url.replace("/hook", "/quiet"),
+                        quiet={"from": "05:00", "to": "07:00"})
+        _, secret = await subscribe(store, receiver.url.replace("/hook", "/digest"),
+                                    digest="hourly")
+        await dispatch_jobs(store, ["a", "b"], "r1", "van-1", clock())
+        await notifier.tick()
+        clock.advance(13 * 60 + 19)  # 05:59:59
+        await notifier.tick()
+        assert receiver.requests == []
+        clock.advance(1)  # 06:00: the digest, not the quiet one
+        await notifier.tick()
+        [digest] = receiver.requests
+        assert digest.path == "/digest"
+        assert verify_webhook(secret, digest.headers["X-Fleet-Signature"], digest.body,
+                              clock() // 1000)
+        body = json.loads(digest.body)
+        assert body["type"] == "digest" and body["id"].startswith("digest.")
+        assert sorted(e["id"] for e in body["events"]) == ["job.as-r1-a", "job.as-r1-b"]
+        clock.advance(3600 - 1)  # 06:59:59: still quiet
+        await notifier.tick()
+        assert len(receiver.requests) == 1
+        clock.advance(1)  # 07:00
+        await notifier.tick()
+        quiet = [r for r in receiver.requests if r.path == "/quiet"]
+        assert sorted(r.headers["X-Fleet-Event-Id"] for r in quiet) == \
+            ["job.as-r1-a", "job.as-r1-b"]
+        await notifier.tick()
+        assert len(receiver.requests) == 3  # each delivered once
+    finally:
+        await notifier.stop()
+        await receiver.stop()

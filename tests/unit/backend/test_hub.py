@@ -341,3 +341,15 @@ def test_a_drivers_topic_reaches_only_its_app_and_is_never_coalesced():
     # a route given to d1 (any route, any vehicle) reaches d1's app
     hub.publish_dispatch("route", {"id": "r9", "driver_id": "d1"}, "z", "r9")
     assert [m["route"]["id"] for m in app.drain()] == ["r9"] and other.drain() == []
+
+
+def test_a_queued_proposal_goes_when_its_vehicles_are_no_longer_all_visible():
+    hub = Hub(clock=Clock())
+    sub = hub.new_subscriber()
+    hub.subscribe(sub, "dispatch")
+    sub.drain()
+    for pid, vehicles in (("p-a", ["a"]), ("p-ab", ["a", "b"])):
+        hub.publish_dispatch("proposal", {"id": pid, "vehicles": vehicles}, None)
+    assert len(sub) == 2
+    sub.refilter(lambda v: v == "a", hub.clock())
+    assert [m["proposal"]["id"] for m in sub.drain()] == ["p-a"]

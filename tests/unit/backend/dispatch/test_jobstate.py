@@ -171,3 +171,50 @@ def test_the_same_arrival_after_a_retraction_is_recorded_again():
     m.detected(Visit(), clock())
     [again] = m.detected(Visit((5_000, 60.0, 24.0)), clock())
     assert again.id != first.id and m.state is S.ARRIVED
+
+
+# --- detection on the vehicle (docs/dispatch.md "Detection on the vehicle", rule 4) --------
+
+VEHICLE = Actor(ActorKind.VEHICLE, "van-1")
+
+
+def test_the_vehicles_arrival_is_recorded_once_and_then_left_alone_by_the_backend():
+    clock = Clock()
+    m = assigned(clock)
+    [arr] = m.reported("arrival", (5_000, 60.1, 24.9), VEHICLE, "det:k1", clock(), "r1")
+    assert (arr.to_state, arr.at_ms, arr.by, arr.lat) == (S.ARRIVED, 5_000, VEHICLE, 60.1)
+    again = JobMachine("j1", m.history)  # the same report re-sent (a re-delivered batch)
+    assert again.reported("arrival", (5_000, 60.1, 24.9), VEHICLE, "det:k1", clock()) == []
+    # the backend's detector, late or disagreeing, never moves or retracts it
+    assert m.detected(Visit((4_000, 60.1, 24.9)), clock()) == []
+    assert m.detected(Visit(), clock()) == []
+    assert m.detected(Visit((5_000, 60.1, 24.9), (9_000, 60.2, 24.9)), clock()) == []
+    [done] = m.reported("departure", (9_500, 60.2, 24.9), VEHICLE, "det:k2", clock(), "r1")
+    assert (done.from_state, done.to_state, done.at_ms) == (S.ARRIVED, S.COMPLETED, 9_500)
+    assert m.detected(Visit((5_000, 60.1, 24.9)), clock()) == []
+    assert [t.to_state for t in m.history] == [S.ASSIGNED, S.ARRIVED, S.COMPLETED]
+
+
+def test_the_first_detection_recorded_wins():
+    clock = Clock()
+    m = assigned(clock)
+    [arr] = m.detected(Visit((5_000, 60.1, 24.9)), clock(), route_id="r1")
+    assert arr.by == DETECTOR
+    # the vehicle's report of the same visit, arriving after: nothing more
+    assert m.reported("arrival", (5_000, 60.1, 24.9), VEHICLE, "det:k1", clock()) == []
+    # its departure is new: it completes the job (the backend's detector then leaves it)
+    [done] = m.reported("departure", (9_000, 60.2, 24.9), VEHICLE, "det:k2", clock(), "r1")
+    assert done.by == VEHICLE
+    assert m.detected(Visit((5_000, 60.1, 24.9), (9_100, 60.2, 24.9)), clock()) == []
+    assert [t.to_state for t in m.history] == [S.ASSIGNED, S.ARRIVED, S.COMPLETED]
+
+
+def test_the_vehicles_detection_never_overrides_a_person():
+    clock = Clock()
+    m = assigned(clock)
+    m.request(S.ARRIVED, DRIVER, clock(), "d-arr")
+    assert m.reported("arrival", (5_000, 60.1, 24.9), VEHICLE, "det:k1", clock()) == []
+    assert m.reported("departure", (9_000, 60.2, 24.9), VEHICLE, "det:k2", clock()) == []
+    m.request(S.FAILED, DRIVER, clock(), "d-fail", reason="closed")
+    assert m.reported("arrival", (9_500, 60.1, 24.9), VEHICLE, "det:k3", clock()) == []
+    assert m.state is S.FAILED and len(m.history) == 3

@@ -70,4 +70,4 @@ def test_consumption_per_trip_from_the_rate_and_from_the_level():
     # the idling hour burnt 2.5 L by the rate
     (s, e), = d.truth["idle"]
     assert fuel.burnt_l(fuel.rate_series(d.signals), s, e) == pytest.approx(2.5, abs=0.01)
-    assert SIGNALS["fuel_level"] == fuel.FUEL_LEVEL
+    assert SIGNALS["fuel_level"] == Signals().fuel_level
