@@ -168,7 +168,8 @@ class Agent:
             started_monotonic=self.started, now_monotonic=mono, now_ms=now_ms,
             uplink=status.uplink_status(self.uplink, mono),
             journal=status.journal_status(journal, now_ms),
-            sources={s.name: s.status() for s in self.sources}, accepted=self.accepted)
+            sources={s.name: s.status() for s in self.sources}, accepted=self.accepted,
+            cab=self.cab.status() if self.cab is not None else None)
 
     async def status_report(self) -> Status:
         """The small report the backend keeps as this vehicle's latest status."""

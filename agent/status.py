@@ -57,7 +57,7 @@ def journal_status(stats, now_ms: int) -> dict:
 
 def snapshot(*, vehicle: str, version: str, started_monotonic: float, now_monotonic: float,
              now_ms: int, uplink: dict, journal: dict, sources: dict[str, dict],
-             accepted: int) -> dict:
+             accepted: int, cab: dict | None = None) -> dict:
     return {
         "vehicle": vehicle,
         "version": version,
@@ -67,6 +67,7 @@ def snapshot(*, vehicle: str, version: str, started_monotonic: float, now_monoto
         "link": uplink,
         "journal": journal,
         "sources": sources,
+        **({"cab": cab} if cab is not None else {}),
     }
 
 
@@ -95,6 +96,10 @@ def render(s: dict) -> str:
                              if k != "state" and isinstance(v, int | float)
                              and not isinstance(v, bool))
         lines.append(f"source   {name}: {src.get('state', '?')}  {counters}".rstrip())
+    if s.get("cab"):
+        cab = s["cab"]
+        lines.append(f"cab      {'serving ' + cab['origin'] if cab['running'] else 'off'}  "
+                     f"live apps {cab['live']}")
     lines.append(f"accepted {s['accepted']} readings this run")
     return "\n".join(lines)
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from geostream import ALPN
 from geostream.limits import IDLE_TIMEOUT_S
 from geostream.messages import Status
-from geostream.quic import library
+from geostream.quic import AGENT_DEFAULT_LIBRARY, library
 from geostream.quic_acks import ack_delay_for
 from geostream.session import Acknowledged
 
@@ -116,7 +116,7 @@ class Uplink:
         # status reports (docs/protocol.md §3 status): the daemon sets the provider
         self.status_provider: Callable[[], Awaitable[Status]] | None = None
         # the QUIC library behind the seam (geostream/quic/): its adapter module
-        self.quic = library(config.server.quic_library or None)
+        self.quic = library(config.server.quic_library or None, AGENT_DEFAULT_LIBRARY)
         self.tickets = TicketFile(config.server.ticket_file or
                                   Path(config.journal.path).parent / TICKET_FILE_NAME, self.quic)
         self._inbox: asyncio.Queue[InboxEvent] = asyncio.Queue()

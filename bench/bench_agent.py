@@ -36,7 +36,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from geostream.quic import LIBRARIES, library_name  # noqa: E402
+from geostream.quic import AGENT_DEFAULT_LIBRARY, LIBRARIES, library_name  # noqa: E402
 from hil.can_gen import CYCLE_S, frames  # noqa: E402
 from hil.waits import free_port  # noqa: E402
 
@@ -284,7 +284,7 @@ IMPORT_LAYERS = (
     ("+ cantools (all its formats, tester, logreader)", "cantools"),
     ("+ the QUIC client library of the seam (aioquic: cryptography, pyOpenSSL, "
      "service_identity, certifi; qh3: its native module)",
-     LIBRARIES[library_name()]),
+     LIBRARIES[library_name(default=AGENT_DEFAULT_LIBRARY)]),
     ("+ the agent's own modules", "agent.daemon, agent.gps.config, agent.can.config, "
      "agent.can.slcan, agent.quic_link, agent.cli"),
 )

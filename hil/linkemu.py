@@ -21,6 +21,7 @@ import asyncio
 import inspect
 import random
 import sys
+from collections import deque
 from dataclasses import dataclass, field
 
 UP = "up"  # agent → gateway
@@ -126,6 +127,9 @@ class LinkEmulator:
         self._listen: asyncio.DatagramTransport | None = None
         self._upstreams: dict[tuple, _Upstream] = {}
         self._pending: dict[tuple, list[bytes]] = {}
+        # datagrams in flight per direction, oldest first: the event loop's timer heap does not
+        # keep the order of timers due at the same instant, so each timer delivers the oldest
+        self._in_flight: dict[str, deque] = {UP: deque(), DOWN: deque()}
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -187,11 +191,13 @@ class LinkEmulator:
         if at is None:
             return
 
-        def deliver() -> None:
-            if self.model.delivered(self.now(), direction, len(data)):
-                send(data)
+        self._in_flight[direction].append((data, send))
+        self._loop.call_at(at, self._deliver_oldest, direction)
 
-        self._loop.call_at(at, deliver)
+    def _deliver_oldest(self, direction: str) -> None:
+        data, send = self._in_flight[direction].popleft()
+        if self.model.delivered(self.now(), direction, len(data)):
+            send(data)
 
     def close(self) -> None:
         for up in self._upstreams.values():

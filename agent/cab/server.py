@@ -82,6 +82,17 @@ def _error(status: type[web.HTTPException], text: str, **headers) -> web.HTTPExc
                   headers=headers or None)
 
 
+def _bounded(size: int | None, limit: int, what: str) -> int:
+    """411 without a Content-Length, 413 over `limit`: before anything is read."""
+    text = json.dumps({"error": f"{what} of at most {limit} bytes"})
+    if size is None:
+        raise web.HTTPLengthRequired(text=text, content_type="application/json")
+    if size > limit:
+        raise web.HTTPRequestEntityTooLarge(limit, size, text=text,
+                                            content_type="application/json")
+    return size
+
+
 def _image_type(body: bytes) -> str | None:
     for magic, kind in MAGIC:
         if body.startswith(magic):
@@ -151,6 +162,11 @@ class CabServer:
             await self._runner.cleanup()
             self._runner = None
 
+    def status(self) -> dict:
+        """For `fleet-agent status`: running or not, where, how many apps are live."""
+        return {"running": self._runner is not None, "origin": self.origin,
+                "live": len(self._live)}
+
     def pin(self) -> str:
         return tls.spki_pin(self.files.cert.read_bytes())
 
@@ -159,6 +175,9 @@ class CabServer:
     async def control(self, request: object) -> dict:
         """{"op": "pair"} → a code; {"op": "unpair", "device": id or null}; {"op": "devices"}."""
         op = request.get("op") if isinstance(request, dict) else None
+        if op == "pair" and self._runner is None:
+            return {"ok": False, "error": "the cab server is not running (the agent's log "
+                    "says why)"}
         if op == "pair":
             code, ttl = self.pairing.issue(time.monotonic())
             return {"ok": True, "code": shown(code), "valid_s": ttl, "vehicle": self.vehicle,
@@ -215,8 +234,9 @@ class CabServer:
             self._devices[digest] = device
         return device, token
 
-    async def _paired(self, request: web.Request, write: bool = False) -> str:
-        """The device id, or 401; a write also needs the CSRF header and our Origin (403)."""
+    async def _paired(self, request: web.Request, write: bool = False) -> tuple[str, str]:
+        """(device id, token), or 401; a write also needs the CSRF header and our Origin
+        (403)."""
         found = await self._device(request)
         if found is None:
             raise _error(web.HTTPUnauthorized, "this tablet is not paired with the vehicle")
@@ -226,14 +246,12 @@ class CabServer:
             if request.headers.get("X-CSRF-Token") != csrf_token(token) or (
                     origin is not None and origin not in self.origins):
                 raise _error(web.HTTPForbidden, "missing or wrong X-CSRF-Token or Origin")
-        return device
+        return device, token
 
     async def _json(self, request: web.Request, limit: int) -> object:
-        if request.content_length is None or request.content_length > limit:
-            raise _error(web.HTTPRequestEntityTooLarge if request.content_length else
-                         web.HTTPLengthRequired, f"a JSON body of at most {limit} bytes")
+        size = _bounded(request.content_length, limit, "a JSON body")
         try:
-            return json.loads(await request.content.readexactly(request.content_length))
+            return json.loads(await request.content.readexactly(size))
         except (ValueError, asyncio.IncompleteReadError):
             raise _error(web.HTTPBadRequest, "the body is not JSON") from None
 
@@ -284,8 +302,7 @@ class CabServer:
         return response
 
     async def me(self, request: web.Request) -> web.Response:
-        device = await self._paired(request)
-        _, token = await self._device(request)
+        device, token = await self._paired(request)
         return web.json_response({
             "user": {"name": f"vehicle {self.vehicle}", "role": "driver"},
             "csrf_token": csrf_token(token),
@@ -334,14 +351,11 @@ class CabServer:
             "replay": not new})
 
     async def upload(self, request: web.Request) -> web.Response:
-        device = await self._paired(request, write=True)
+        device, _ = await self._paired(request, write=True)
         kind, job = request.query.get("kind"), request.query.get("job")
         if kind not in ("photo", "signature") or (job is not None and len(job) > 64):
             raise _error(web.HTTPBadRequest, "kind: photo or signature; job: a job id")
-        size = request.content_length
-        if size is None or size > MAX_FILE_BYTES:
-            raise _error(web.HTTPRequestEntityTooLarge if size else web.HTTPLengthRequired,
-                         f"an image of at most {MAX_FILE_BYTES} bytes")
+        size = _bounded(request.content_length, MAX_FILE_BYTES, "an image")
         try:
             body = await request.content.readexactly(size)
         except asyncio.IncompleteReadError:

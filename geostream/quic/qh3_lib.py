@@ -3,8 +3,9 @@ native code (5-9x less server CPU per exchange, docs/benchmarks.md). Its Python 
 aioquic's sans-IO shape, so the public names map one to one; the hooks differ because the
 packet core (ACK scheduling, loss recovery, connection IDs after the first) is native.
 
-This is the only module that imports qh3. What each hook costs, and the one must qh3 cannot
-give through any hook (routable NEW_CONNECTION_ID CIDs), is in docs/link.md §QUIC library.
+This is the only module that imports qh3. What each hook costs, and the two gateway musts
+qh3 cannot give through any hook (routable NEW_CONNECTION_ID CIDs, a fourth client address
+per connection), are in docs/link.md §QUIC library.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from qh3._hazmat import pull_quic_header as _pull_quic_header
 from qh3.asyncio import QuicConnectionProtocol, connect, serve
 from qh3.asyncio.server import QuicServer
 from qh3.quic.configuration import QuicConfiguration
-from qh3.quic.connection import QuicConnection
+from qh3.quic.connection import QuicConnection as _Qh3Connection
 from qh3.quic.events import (
     ConnectionIdIssued,
     ConnectionTerminated,
@@ -29,7 +30,7 @@ from qh3.quic.events import (
     StreamDataReceived,
 )
 from qh3.quic.packet import pull_quic_transport_parameters, push_quic_transport_parameters
-from qh3.tls import CipherSuite, SessionTicket
+from qh3.tls import CipherSuite, ExtensionType, SessionTicket
 
 from geostream.quic_acks import MAX_ACK_DELAY_LIMIT_MS
 
@@ -43,6 +44,7 @@ __all__ = [
     "QuicEvent", "QuicServer", "SessionTicket", "StreamDataReceived", "connect", "serve",
 ]
 
+_TRANSPORT_PARAMETERS = ExtensionType.QUIC_TRANSPORT_PARAMETERS
 # Room for the transport parameters (~100 bytes) with margin.
 _PARAMS_BUFFER = 1024
 # qh3 2.1 builds its native core with positional arguments; the local max ACK delay is this
@@ -67,30 +69,109 @@ def destination_cid(datagram: bytes, cid_length: int) -> bytes | None:
 
 # --- ACKs that ride with data (geostream/quic_acks.py says why) ----------------------------
 
+# the name of the native core's timer that sends a pending 1-RTT ACK (`get_timer`'s tuple)
+_ACK_TIMER = "ack_application"
+
+
+class QuicConnection(_Qh3Connection):
+    """qh3's connection facade, which can hold a pending ACK (`delay_acks_up_to`) and, like
+    aioquic's, takes data for a connection the peer closed without raising.
+
+    qh3's native core arms its `ack_application` timer 1 ms after an ack-eliciting packet,
+    whatever `max_ack_delay` it was built with, and its `datagrams_to_send` writes the ACK once
+    that timer is due. Holding it means reporting a later time from `get_timer` (the first
+    unacknowledged packet's arrival + the hold) and not firing the core's timers before then:
+    anything the endpoint sends meanwhile carries the ACK (the core writes a pending ACK into
+    every packet it builds), which is the point. A timer of the core's that another timer can
+    hide behind the ACK's (loss detection, path validation) is armed only while packets of ours
+    are in flight, so the ACK is held only while none is. A `datagrams_to_send` past the core's
+    1 ms (after a datagram that elicits nothing) still sends the ACK alone: polling with an
+    earlier clock would falsify the send times of anything else it sends. Off (plain qh3) until
+    `delay_acks_up_to`: one attribute test per call; held, two core property reads per
+    `get_timer`.
+    """
+
+    _seam_ack_hold: float | None = None  # seconds an ACK may wait (None: qh3's own 1 ms)
+    _seam_ack_until: float | None = None  # the held ACK's deadline
+    _seam_received_at = 0.0  # when the oldest packet the held ACK acknowledges arrived
+
+    def receive_datagram(self, data: bytes, addr, now: float) -> None:
+        if self._seam_ack_until is None:
+            self._seam_received_at = now
+        super().receive_datagram(data, addr, now)
+
+    def receive_many_datagrams(self, datagrams: list[bytes], addr, now: float) -> None:
+        if self._seam_ack_until is None:
+            self._seam_received_at = now
+        super().receive_many_datagrams(datagrams, addr, now)
+
+    def receive_gro_buffer(self, buffer: bytes, segment_size: int, addr, now: float) -> None:
+        if self._seam_ack_until is None:
+            self._seam_received_at = now
+        super().receive_gro_buffer(buffer, segment_size, addr, now)
+
+    def get_timer(self) -> float | None:
+        core = self._core
+        timer = None if core is None else core.get_timer()
+        if timer is None:
+            self._seam_ack_until = None
+            return None
+        name, at = timer
+        if self._seam_ack_hold is None or name != _ACK_TIMER:
+            self._seam_ack_until = None
+            return at
+        if self._seam_ack_until is None:
+            if core.outstanding_application_packets:  # a loss timer may hide behind the ACK's
+                return at
+            self._seam_ack_until = self._seam_received_at + self._seam_ack_hold
+        return max(at, self._seam_ack_until)
+
+    def handle_timer(self, now: float) -> None:
+        if self._seam_ack_until is not None and now < self._seam_ack_until:
+            return  # the only timer due is the held ACK's
+        super().handle_timer(now)
+
+    # --- sending on a closed connection: nothing, as on aioquic -------------------------------
+    # qh3 raises QuicConnectionError("connection is closed") once the peer closed the
+    # connection, before the caller has seen the ConnectionTerminated event that follows; aioquic
+    # drops the data. The agent sends whenever its journal has a batch: one attribute test.
+
+    def send_stream_data(self, stream_id: int, data, end_stream: bool = False) -> None:
+        if self._close_event is None:
+            super().send_stream_data(stream_id, data, end_stream)
+
+    def send_ping(self, uid: int) -> None:
+        if self._close_event is None:
+            super().send_ping(uid)
+
+
 def ack_with_data(quic) -> None:
     """Nothing to do: qh3's core writes a pending ACK into every packet it builds."""
 
 
 def advertise_max_ack_delay(quic, delay_s: float) -> None:
-    """Advertise `max_ack_delay` = delay_s and wait that long before an ACK-only datagram
-    (call before the first packet). qh3 has no setting for either: the transport parameters
-    are re-encoded around its TLS bridge's, and the core is built with delay_s in place of
-    its fixed 25 ms. The core acknowledges Initial and Handshake packets at once regardless."""
+    """Advertise `max_ack_delay` = delay_s (call before the first packet). qh3 has no setting
+    for it: the TLS bridge serializes its transport parameters into the handshake extensions
+    as it is built (and again on a version change), so both the extension and the method are
+    re-encoded with delay_s, once per connection. The core is also built with delay_s in place
+    of its fixed 25 ms; the ACK itself is held by `QuicConnection` (`delay_acks_up_to`)."""
     delay_ms = min(MAX_ACK_DELAY_LIMIT_MS, max(1, round(delay_s * 1000)))
     create_tls = quic._create_tls
+
+    def advertising(encoded: bytes) -> bytes:
+        params = pull_quic_transport_parameters(Buffer(data=encoded))
+        params.max_ack_delay = delay_ms
+        buf = Buffer(capacity=_PARAMS_BUFFER)
+        push_quic_transport_parameters(buf, params)
+        return buf.data
 
     def create_tls_advertising(*args, **kwargs):
         bridge = create_tls(*args, **kwargs)
         serialize = bridge.serialize_transport_parameters
-
-        def with_max_ack_delay() -> bytes:
-            params = pull_quic_transport_parameters(Buffer(data=serialize()))
-            params.max_ack_delay = delay_ms
-            buf = Buffer(capacity=_PARAMS_BUFFER)
-            push_quic_transport_parameters(buf, params)
-            return buf.data
-
-        bridge.serialize_transport_parameters = with_max_ack_delay
+        bridge.serialize_transport_parameters = lambda: advertising(serialize())
+        bridge.tls.handshake_extensions = [
+            (kind, advertising(data) if kind == _TRANSPORT_PARAMETERS else data)
+            for kind, data in bridge.tls.handshake_extensions]
         return bridge
 
     quic._create_tls = create_tls_advertising
@@ -98,8 +179,12 @@ def advertise_max_ack_delay(quic, delay_s: float) -> None:
 
 
 def delay_acks_up_to(quic, delay_s: float) -> None:
-    """Wait up to delay_s before an ACK-only datagram: done by `advertise_max_ack_delay` when
-    the core is built (a built core's delay cannot change); before that, the same."""
+    """Wait up to delay_s (at most what was advertised) before an ACK-only datagram: the
+    seam's `QuicConnection` holds the ACK (a connection qh3's server built becomes one)."""
+    if type(quic) is _Qh3Connection:
+        quic.__class__ = QuicConnection  # adds behaviour only, no state of its own
+    if isinstance(quic, QuicConnection):
+        quic._seam_ack_hold = delay_s
     if getattr(quic, "_core", None) is None:
         _build_core_with_ack_delay(quic, delay_s)
 

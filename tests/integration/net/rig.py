@@ -64,7 +64,9 @@ class SlowStore:
 
 class GatewayRig:
     def __init__(self, tmp: Path, pki: dict, host: str = "127.0.0.1", slow=None,
-                 backlog_high: int | None = None, writer_max_rows: int = 5000):
+                 backlog_high: int | None = None, writer_max_rows: int = 5000,
+                 quic_library: str | None = None):
+        """`quic_library`: the gateway's (None: the process's, FLEET_QUIC_LIBRARY)."""
         from backend.gateway import Gateway
 
         self.tmp, self.pki, self.host = tmp, pki, host
@@ -75,7 +77,7 @@ class GatewayRig:
         self.writer = BatchWriter(store, writer_max_rows)
         self.hub = Hub()
         kw = {"backlog_high": backlog_high} if backlog_high else {}
-        self.gateway = Gateway(store, self.writer, self.hub, **kw)
+        self.gateway = Gateway(store, self.writer, self.hub, quic_library=quic_library, **kw)
 
     async def start(self) -> GatewayRig:
         await self.store.open()
@@ -168,12 +170,13 @@ class AgentRig:
 
     def __init__(self, tmp: Path, vehicle: str, token: str, host: str, port: int, ca: str,
                  route_check_s: float | None = None, send_interval_ms: int = 1000,
-                 boottime=None):
+                 boottime=None, quic_library: str = ""):
+        """`quic_library`: the agent's (empty: the process's, FLEET_QUIC_LIBRARY)."""
         tmp.mkdir(parents=True, exist_ok=True)
         self.config = AgentConfig(
             vehicle_id=vehicle, token=token,
             server=ServerConfig(host=host, port=port, ca_file=ca, server_name="localhost",
-                                send_interval_ms=send_interval_ms),
+                                send_interval_ms=send_interval_ms, quic_library=quic_library),
             journal=JournalConfig(path=str(tmp / f"{vehicle}.journal.sqlite")),
         )
         self.journal = JournalWorker(self.config.journal.path)

@@ -90,10 +90,23 @@ class Tablet:
         raise AssertionError("the agent kept asking to wait")
 
 
-def act(tablet: Tablet, n: int, kind: str, job: str, **extra) -> tuple[int, dict]:
+def act(tablet: Tablet, n: int, kind: str, job: str | None, **extra) -> tuple[int, dict]:
     body = {"key": f"cab-tab-{n:0>6}", "device_id": "cab-tab-1", "device_seq": n,
             "kind": kind, "job_id": job, "route_id": "r1", **extra}
     return tablet.call("POST", "/api/driver/actions", body)
+
+
+def upload(tablet: Tablet, image: bytes) -> tuple[int, dict]:
+    u = urlsplit(tablet.origin)
+    conn = http.client.HTTPSConnection(u.hostname, u.port, context=tablet.ctx, timeout=15)
+    try:
+        conn.request("POST", "/api/driver/files?kind=photo&job=a", body=image, headers={
+            "Cookie": tablet.cookie, "X-CSRF-Token": tablet.csrf,
+            "Content-Type": "image/png"})
+        r = conn.getresponse()
+        return r.status, json.loads(r.read())
+    finally:
+        conn.close()
 
 
 def test_a_paired_tablets_actions_reach_the_backend_once_through_blackout_and_kill9(
@@ -150,6 +163,10 @@ def test_a_paired_tablets_actions_reach_the_backend_once_through_blackout_and_ki
     assert intruder.pair(paired["code"])[0] == 403, "a code pairs once"
     assert intruder.call("GET", "/api/me")[0] == 401
 
+    shown = subprocess.run([sys.executable, "-m", "agent", "status", "--socket", str(sock)],
+                           capture_output=True, text=True, timeout=30, env=_env(), cwd=REPO)
+    assert f"cab      serving {tablet.origin}  live apps 0" in shown.stdout, shown.stdout
+
     status, me = tablet.call("GET", "/api/me")
     assert status == 200 and me["cab"]["version"] == 1
     assert act(tablet, 1, "arrive", "a")[0] == 403, "a write needs the CSRF token"
@@ -161,6 +178,15 @@ def test_a_paired_tablets_actions_reach_the_backend_once_through_blackout_and_ki
     assert status == 200 and shift["route"]["id"] == "r1"
     assert [(s["id"], s["name"], s["state"]) for s in shift["stops"]] == [
         ("a", "Harbour office", "assigned"), ("b", "Depot B", "assigned")]
+
+    # sizes and types are bounded at the edge
+    assert act(tablet, 9, "message", None, text="x" * 20_000)[0] == 413
+    assert act(tablet, 9, "arrive", "a", key="no")[0] == 400
+    png = b"\x89PNG\r\n\x1a\n" + bytes(64)
+    assert upload(tablet, b"GIF89a" + bytes(64))[0] == 415
+    status, first_file = upload(tablet, png)
+    assert status == 201 and first_file["id"].startswith("f")
+    assert upload(tablet, png) == (200, first_file), "the same image again: the same id"
 
     # the cellular link goes; the driver works on the tablet
     loop.call_soon_threadsafe(emu.blackout, 600.0)

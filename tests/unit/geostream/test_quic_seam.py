@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from geostream.quic import DEFAULT_LIBRARY, LIBRARIES, library, library_name
+from geostream.quic import (
+    AGENT_DEFAULT_LIBRARY,
+    DEFAULT_LIBRARY,
+    LIBRARIES,
+    library,
+    library_name,
+)
 
 REPO = Path(__file__).resolve().parents[3]
 QUIC_PACKAGES = ("aioquic", "qh3")
@@ -57,9 +63,13 @@ def test_no_module_outside_the_seam_imports_a_quic_library():
 
 def test_library_names(monkeypatch):
     monkeypatch.delenv("FLEET_QUIC_LIBRARY", raising=False)
-    assert library_name() == DEFAULT_LIBRARY
+    assert library_name() == DEFAULT_LIBRARY == "aioquic"  # the gateway's
+    assert library_name(default=AGENT_DEFAULT_LIBRARY) == "qh3"  # the agent's
     monkeypatch.setenv("FLEET_QUIC_LIBRARY", "qh3")
     assert library_name() == "qh3" and library().NAME == "qh3"
+    monkeypatch.setenv("FLEET_QUIC_LIBRARY", "aioquic")  # the environment beats a default
+    assert library_name(default=AGENT_DEFAULT_LIBRARY) == "aioquic"
+    monkeypatch.setenv("FLEET_QUIC_LIBRARY", "qh3")
     assert library("aioquic").NAME == "aioquic"  # explicit beats the environment
     with pytest.raises(ValueError, match="unknown QUIC library"):
         library_name("quiche")
@@ -77,3 +87,49 @@ def test_every_adapter_has_the_seams_names(name):
                  "peer_certificate_der", "ticket_time",
                  "trim_new_connection", "trim_after_handshake"):
         assert hasattr(lib, attr), f"{name} lacks {attr}"
+
+
+@pytest.mark.parametrize("name", sorted(LIBRARIES))
+def test_sending_on_a_connection_the_peer_closed_is_dropped(name, pki):
+    """The agent sends whenever a batch is ready, also between the peer's CONNECTION_CLOSE and
+    the ConnectionTerminated event it reads next: both adapters drop the data (qh3's facade
+    raised, which stopped the agent when a backend shut down gracefully)."""
+    import ssl
+
+    lib = library(name)
+    scfg = lib.QuicConfiguration(is_client=False, alpn_protocols=["c"])
+    scfg.load_cert_chain(pki["cert"], pki["key"])
+    ccfg = lib.QuicConfiguration(is_client=True, alpn_protocols=["c"], server_name="localhost",
+                                 verify_mode=ssl.CERT_REQUIRED)
+    ccfg.load_verify_locations(cafile=pki["ca"])
+    client = lib.QuicConnection(configuration=ccfg)
+    client.connect(("127.0.0.1", 4433), now=1.0)
+    out = client.datagrams_to_send(now=1.0)
+    server = lib.QuicConnection(configuration=scfg, original_destination_connection_id=(
+        lib.destination_cid(out[0][0], 8)))
+    now = 1.0
+    for _ in range(10):  # bounded: the handshake takes two or three flights
+        for data, _ in out:
+            server.receive_datagram(data, ("127.0.0.1", 50000), now=now)
+        back = server.datagrams_to_send(now=now)
+        for data, _ in back:
+            client.receive_datagram(data, ("127.0.0.1", 4433), now=now)
+        out = client.datagrams_to_send(now=now)
+        now += 0.01
+        if not out and not back:
+            break
+    events = []
+    while (event := client.next_event()) is not None:
+        events.append(type(event).__name__)
+    assert "HandshakeCompleted" in events
+    server.close(error_code=0, reason_phrase="shutting down")
+    for data, _ in server.datagrams_to_send(now=now):
+        client.receive_datagram(data, ("127.0.0.1", 4433), now=now)
+    client.send_stream_data(0, b"a batch")  # must not raise
+    client.send_ping(1)
+    client.datagrams_to_send(now=now)
+    client.handle_timer(now=now + 10)
+    events = []
+    while (event := client.next_event()) is not None:
+        events.append(type(event).__name__)
+    assert "ConnectionTerminated" in events
