@@ -7,26 +7,37 @@ Wire: the framed batch bytes per reading with and without the DEFLATE stream, fo
 batches of one reading and for backlog batches of 100 (an outage's drain). Memory: the Python
 heap one gateway-side `Inflater` holds after a batch (tracemalloc, over `--sessions` of them).
 QUIC and UDP headers (~50 bytes per datagram) come on top of both wire figures.
+
+`--options` adds what other shapes of compression would give (not on the wire today; the
+figures for choosing): the session stream with a smaller window (`wbits` 9–10), and each batch
+compressed on its own against a preset dictionary shared by every session (the readings of
+another simulated vehicle), which leaves the gateway no state between batches. For each:
+bytes per reading, inflater memory held per session between batches, and gateway CPU per
+inflated batch.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 import tracemalloc
+import zlib
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from geostream.codec import encode  # noqa: E402
-from geostream.deflate import Deflater, Inflater  # noqa: E402
+from geostream.deflate import LEVEL, SYNC_TAIL, Deflater, Inflater  # noqa: E402
 from geostream.limits import MAX_MESSAGE_BYTES  # noqa: E402
 from geostream.messages import Batch  # noqa: E402
 from loadtest.fleet import SimVehicle  # noqa: E402
 
 
-def wire_bytes(readings: list[dict], per_batch: int, compress: bool) -> float:
-    deflater = Deflater() if compress else None
+def wire_bytes(readings: list[dict], per_batch: int, compress) -> float:
+    """Framed bytes per reading; `compress`: True (the session's Deflater), False, or an
+    object with `piece(data)` (another shape, `--options`)."""
+    deflater = Deflater() if compress is True else (compress or None)
     total = 0
     for i in range(0, len(readings), per_batch):
         total += len(encode(Batch(epoch=1, readings=tuple(readings[i:i + per_batch])), deflater))
@@ -46,10 +57,88 @@ def inflater_bytes(sessions: int, piece: bytes) -> float:
     return (after - before) / sessions
 
 
+class SessionStream:
+    """A session-wide raw DEFLATE stream with window `wbits` (today's shape at 12)."""
+
+    def __init__(self, wbits: int, mem_level: int = 8):
+        self.wbits = wbits
+        self._z = zlib.compressobj(LEVEL, zlib.DEFLATED, -wbits, mem_level)
+
+    def piece(self, data: bytes) -> bytes:
+        return (self._z.compress(data) + self._z.flush(zlib.Z_SYNC_FLUSH))[:-len(SYNC_TAIL)]
+
+    def inflater(self):
+        return zlib.decompressobj(-self.wbits)
+
+
+class PresetDictionary:
+    """Each batch on its own, against a dictionary every session shares: no state between
+    batches on either side."""
+
+    def __init__(self, wbits: int, zdict: bytes):
+        self.wbits, self.zdict = wbits, zdict[-(1 << wbits):]
+
+    def piece(self, data: bytes) -> bytes:
+        z = zlib.compressobj(LEVEL, zlib.DEFLATED, -self.wbits, zdict=self.zdict)
+        return (z.compress(data) + z.flush(zlib.Z_SYNC_FLUSH))[:-len(SYNC_TAIL)]
+
+    def inflater(self):
+        return None  # made per batch
+
+    def inflate(self, piece: bytes) -> bytes:
+        return zlib.decompressobj(-self.wbits, zdict=self.zdict).decompress(piece + SYNC_TAIL)
+
+
+def option_figures(readings: list[dict], zdict: bytes, sessions: int) -> list[str]:
+    """Bytes per reading (live, drained), memory held per session, CPU per inflated batch."""
+    lines = []
+    shapes = [("session stream, wbits 12 (today)", lambda: SessionStream(12)),
+              ("session stream, wbits 10", lambda: SessionStream(10)),
+              ("session stream, wbits 9", lambda: SessionStream(9)),
+              ("per batch, preset dictionary, wbits 12", lambda: PresetDictionary(12, zdict)),
+              ("per batch, preset dictionary, wbits 10", lambda: PresetDictionary(10, zdict))]
+    plain = wire_bytes(readings, 1, False)
+    for name, make in shapes:
+        live, drained = (wire_bytes(readings, n, make()) for n in (1, 100))
+        shape = make()
+        pieces = [shape.piece(encode_readings(readings[i:i + 1])) for i in range(len(readings))]
+        if isinstance(shape, PresetDictionary):
+            held = 0.0
+            t0 = time.process_time()
+            for p in pieces:
+                shape.inflate(p)
+        else:
+            tracemalloc.start()
+            base = tracemalloc.get_traced_memory()[0]
+            kept = []
+            for _ in range(sessions):
+                z = shape.inflater()
+                z.decompress(pieces[0] + SYNC_TAIL)
+                kept.append(z)
+            held = (tracemalloc.get_traced_memory()[0] - base) / sessions
+            tracemalloc.stop()
+            z = shape.inflater()
+            t0 = time.process_time()
+            for p in pieces:
+                z.decompress(p + SYNC_TAIL)
+        cpu = (time.process_time() - t0) / len(pieces) * 1e6
+        lines.append(f"  {name:<40} live {live:6.1f} B ({live / plain:.2f}× plain)  drained "
+                     f"{drained:6.1f} B  held per session {held / 1024:5.1f} KB  "
+                     f"inflate {cpu:5.1f} µs per batch")
+    return lines
+
+
+def encode_readings(readings: list[dict]) -> bytes:
+    import cbor2
+
+    return cbor2.dumps(readings)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--readings", type=int, default=600)
     ap.add_argument("--sessions", type=int, default=200)
+    ap.add_argument("--options", action="store_true", help="also the other shapes (docstring)")
     a = ap.parse_args()
     sim = SimVehicle("lt-000001", "", 1, 1.0, 0.0, 1_790_000_000_000, seed=1)
     readings = [sim.wire_reading(q) for q in range(1, a.readings + 1)]
@@ -61,6 +150,12 @@ def main() -> int:
               f"saves {plain - z:6.1f} B ({(1 - z / plain) * 100:.0f} %)")
     print(f"  gateway memory per session's Inflater: {inflater_bytes(a.sessions, piece) / 1024:.1f}"
           " KB (Python heap, tracemalloc)")
+    if a.options:
+        other = SimVehicle("lt-009999", "", 1, 1.0, 0.0, 1_780_000_000_000, seed=99)
+        zdict = encode_readings([other.wire_reading(q) for q in range(1, 81)])
+        print(f"other shapes (dictionary: {len(zdict)} B of another vehicle's readings):")
+        for line in option_figures(readings, zdict, a.sessions):
+            print(line)
     return 0
 
 
