@@ -101,8 +101,8 @@ async def copy_rate(url: str, records: list[tuple]) -> float:
 
 async def storm_rate(store: PostgresStore, backlogs: list[list[StoredReading]], batch: int,
                      resend: float, seed: int) -> tuple[float, float, str]:
-    """(readings/s, CPU µs per reading of this process, transactions) for the storm through
-    the writer."""
+    """(readings/s, CPU µs per reading of this process, its transactions and how many rows
+    went the checking way) for the storm through the writer."""
     async with store._pool.acquire() as conn:
         await conn.execute("TRUNCATE vehicle_telemetry, last_position, last_signal")
         await conn.execute("CHECKPOINT")
@@ -137,7 +137,9 @@ async def storm_rate(store: PostgresStore, backlogs: list[list[StoredReading]], 
     async with store._pool.acquire() as conn:
         stored = await conn.fetchval("SELECT count(*) FROM vehicle_telemetry")
     assert stored == total, (stored, total)
-    return total / elapsed, cpu / total * 1e6, f"{writer.stats.transactions} transactions"
+    return (total / elapsed, cpu / total * 1e6,
+            f"{writer.stats.transactions} transactions, {store.checked_rows:,} rows checked, "
+            f"{store.copy_conflicts} COPY conflicts")
 
 
 async def bench(server: PgServer, a) -> list[str]:
@@ -148,7 +150,7 @@ async def bench(server: PgServer, a) -> list[str]:
     lines = []
     for n in range(a.rounds):
         copy = await copy_rate(copy_url, records)
-        store = await _opened(storm_url)  # a fresh gateway process
+        store = await _opened(storm_url)  # a fresh gateway process: it knows of no commit
         try:
             storm, cpu, checked = await storm_rate(store, backlogs, a.batch, a.resend, seed=n)
             lines.append(f"round {n + 1}: storm through the writer {storm:,.0f}/s "

@@ -182,19 +182,24 @@ class PostgresDb:
         self._query_pool = await self._create_pool(1, self.pool_max)
         if migrate:
             await self.migrate()
-        self._write_pool = await self._create_pool(1, WRITE_CONNECTIONS)
+        self._write_pool = await self._create_pool(1, WRITE_CONNECTIONS,
+                                                   init=self._init_write_connection)
 
-    def _create_pool(self, min_size: int, max_size: int):
+    def _create_pool(self, min_size: int, max_size: int, init=None):
         dsn, options = pooled_url(self.url)
         return asyncpg.create_pool(
             dsn, min_size=min_size, max_size=max_size, timeout=CONNECT_TIMEOUT_S,
-            command_timeout=COMMAND_TIMEOUT_S, init=self._init_connection,
+            command_timeout=COMMAND_TIMEOUT_S, init=init or self._init_connection,
             reset=_keep_session, connect=connector(self.url), **options)
 
     async def _init_connection(self, conn: asyncpg.Connection) -> None:
         """Prepare a new connection; a concern needing per-connection state extends this
         (only client-side state: behind a transaction-pooling PgBouncer, server-side session
         state set here would stay on one server connection)."""
+
+    async def _init_write_connection(self, conn: asyncpg.Connection) -> None:
+        """Prepare a connection of the writer's pool (after the migrations)."""
+        await self._init_connection(conn)
 
     async def _close_pools(self) -> None:
         for pool in (self._write_pool, self._query_pool):

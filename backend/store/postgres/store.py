@@ -35,6 +35,7 @@ class PostgresStore(PostgresVehicles, PostgresReadings, PostgresHistory, Postgre
                  maintain_every_s: float = MAINTAIN_EVERY_S):
         PostgresDb.__init__(self, url, pool_max)
         self._init_partitions(maintain_every_s)
+        self._init_readings()
 
     async def open(self, migrate: bool = True) -> None:
         await self._open_pools(migrate)

@@ -1,0 +1,119 @@
+"""The write path's two ways (straight binary COPY, and staging + ON CONFLICT): exactly once
+whichever way a reading and its repeat take, the same stored values both ways, and a poison
+row in a COPY'd batch costing only that row. Both flavours (partitions, hypertable)."""
+
+import dataclasses
+
+import asyncpg
+import pytest
+
+from backend.store.base import StoredReading
+from backend.store.postgres import PostgresStore
+from backend.writer import BatchWriter
+
+pytestmark = pytest.mark.postgres
+
+T0 = 1_763_900_000_000
+
+
+def rows(vehicle: str, first: int, n: int, epoch: int = 1) -> list[StoredReading]:
+    return [StoredReading(vehicle_id=vehicle, epoch=epoch, seq=q, time_ms=T0 + q * 100 + 7,
+                          kind="pos" if q % 4 else "can", lat=53.5 + q * 1e-5,
+                          lon=9.9 + q * 1e-5, speed_kmh=42.5, course_deg=91.0, fix=1, sats=9,
+                          hdop=0.9, received_ms=T0 + 123_456 + q,
+                          data=None if q % 4 else {"rpm": 900 + q, "bus": "can0"})
+            for q in range(first, first + n)]
+
+
+async def stats(url: str, vehicle: str) -> tuple[int, int]:
+    conn = await asyncpg.connect(url)
+    try:
+        return tuple(await conn.fetchrow(
+            "SELECT count(*), count(DISTINCT (epoch, seq)) FROM vehicle_telemetry "
+            "WHERE vehicle_id = $1", vehicle))
+    finally:
+        await conn.close()
+
+
+async def opened(url: str) -> PostgresStore:
+    store = PostgresStore(url, maintain_every_s=0)
+    await store.open()
+    return store
+
+
+async def test_a_repeated_batch_is_stored_once_whichever_way_it_goes(pg_url):
+    first, second = await opened(pg_url), await opened(pg_url)  # two gateway processes
+    try:
+        batch = rows("rep", 1, 300)
+        await first.write(batch, [])                     # fresh: straight COPY
+        assert first.checked_rows == 0 and first.copy_conflicts == 0
+        await first.write(batch, [])                     # this process committed it: checked
+        assert first.checked_rows == 300
+        await second.write(rows("rep", 201, 200), [])   # half stored by the other process:
+        assert second.copy_conflicts == 1               # the COPY meets the key, all checked
+        assert second.checked_rows == 200
+        both = rows("rep", 401, 50)
+        await second.write(both + both, [])              # a repeat within one transaction
+        assert await stats(pg_url, "rep") == (450, 450)
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_both_ways_store_the_same_time_and_point(pg_url):
+    store = await opened(pg_url)
+    try:
+        straight = rows("way-a", 1, 20)
+        checked = rows("way-b", 1, 20)
+        store._committed.add("way-b", 1, list(range(1, 21)))  # as if committed here before
+        await store.write(straight, [])
+        await store.write(checked, [])
+        assert store.checked_rows == 20 and store.copy_conflicts == 0
+        conn = await asyncpg.connect(pg_url)
+        try:
+            a, b = [[tuple(r) for r in await conn.fetch(
+                "SELECT seq, time, received_at, ST_AsEWKB(location), kind, signals, speed_kmh, "
+                "course_deg, fix, sats, hdop FROM vehicle_telemetry WHERE vehicle_id = $1 "
+                "ORDER BY seq", v)] for v in ("way-a", "way-b")]
+        finally:
+            await conn.close()
+        assert len(a) == 20 and a == b
+        assert a[0][3] is not None and a[3][3] is not None
+    finally:
+        await store.close()
+
+
+async def test_a_poison_row_in_a_copied_batch_costs_only_that_row(pg_url):
+    store = await opened(pg_url)
+    writer = BatchWriter(store)
+    writer.start()
+    try:
+        batch = rows("poison", 1, 60)
+        batch[37] = dataclasses.replace(batch[37], sats=70_000)  # not a smallint
+        await writer.submit(batch + rows("clean", 1, 40), [])
+        await writer.stop()
+        assert await stats(pg_url, "poison") == (59, 59)
+        assert await stats(pg_url, "clean") == (40, 40)
+        [letter] = await store.dead_letters()
+        assert letter["vehicle_id"] == "poison" and letter["seq"] == 38
+        assert writer.stats.isolated_rows == 1
+        # the good rows went straight (only the isolation's repeats of them were checked)
+        assert store.copy_conflicts == 0
+    finally:
+        await writer.stop()
+        await store.close()
+
+
+async def test_a_writer_connection_made_before_the_migrations_copies_after_them(pg_server):
+    url = pg_server.create_database("storm_late_migration")
+    store = PostgresStore(url, maintain_every_s=0)
+    await store.open(migrate=False)  # the geometry type does not exist yet
+    try:
+        await store.migrate()
+        await store.write(rows("late", 1, 30), [])  # the COPY lacks the codec: checked
+        assert store.checked_rows == 30
+        await store.write(rows("late", 31, 30), [])  # now straight
+        assert store.checked_rows == 30 and store.copy_conflicts == 0
+        assert await stats(url, "late") == (60, 60)
+    finally:
+        await store.close()
