@@ -175,7 +175,9 @@ async def test_dispatch_changes_reach_every_node_and_hostile_ones_are_dropped(na
         eta = {"route_id": "r1", "vehicle": "van.1", "stops": [{"job_id": "j1"}] * 300}
         a.publish_dispatch("transition", {"id": "t1", "job_id": "j1"}, "van.1", "r1")
         a.publish_dispatch("eta", eta, "van.1", "r1")  # a long route's ETAs fit
-        a.publish_dispatch("proposal", {"id": "prop-1", "cause": "stop j1 failed"}, None)
+        # a proposal names the vehicles it touches: a hub shows it only to those who see them all
+        a.publish_dispatch("proposal", {"id": "prop-1", "cause": "stop j1 failed",
+                                        "vehicles": ["van.1"]}, None)
         got: dict[str, list] = {"a": [], "b": []}
 
         def arrived() -> bool:

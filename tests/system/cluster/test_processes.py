@@ -121,7 +121,10 @@ async def test_kill9_node_and_nats_restart_mid_stream_lose_and_duplicate_nothing
             await store.close()
         await asyncio.sleep(1.0)  # the router hears every node's heartbeat
         for v, token in tokens.items():
-            agents.append(AgentRig(tmp_path / v, v, token, HOST, public, pki["ca"]).start())
+            # aioquic on these agents: `node_of` reads the connection ID the client sends to,
+            # which only aioquic exposes (a qh3 agent through the router: test_routed.py)
+            agents.append(AgentRig(tmp_path / v, v, token, HOST, public, pki["ca"],
+                                   quic_library="aioquic").start())
 
         def node_of(a):
             link = a.uplink.link
