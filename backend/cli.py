@@ -91,6 +91,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--nats-tls-ca", help="CA file of nats-server's certificate (turns TLS on)")
     p.add_argument("--nats-tls-cert", help="client certificate for NATS TLS (with --nats-tls-key)")
     p.add_argument("--nats-tls-key", help="its private key")
+    p.add_argument("--reuseport", type=int, help="run N gateway processes on the one UDP "
+                   "port, each vehicle's datagrams steered to its process by connection ID "
+                   "(needs PostgreSQL and --nats-url; docs/scaling.md §4; default one process)")
+    # internal: a worker of --reuseport started by its supervisor, SERVER_ID:FD of its socket
+    p.add_argument("--reuseport-worker", help=argparse.SUPPRESS)
     p.add_argument("--log-level", default="INFO")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("serve", help="run gateway, writer, hub and dashboard (the default)")
@@ -180,6 +185,31 @@ async def _with_store(config: BackendConfig, action, migrate: bool = True):
         await store.close()
 
 
+def _serve(config: BackendConfig, args: argparse.Namespace, argv: list[str]) -> int:
+    """One backend process, or with `reuseport` N > 1 the supervisor of N gateway workers
+    (backend/cluster/workers.py), or one of those workers."""
+    from .service import run
+
+    if args.reuseport_worker:
+        from .cluster.reuseport import ReuseportNode
+        from .cluster.workers import parse_worker_flag
+
+        node = ReuseportNode(*parse_worker_flag(args.reuseport_worker))
+        asyncio.run(run(config, cluster=node))
+        return 0
+    if config.reuseport > 1:
+        from .cluster.workers import run_supervisor
+
+        try:
+            return run_supervisor(argv, config.quic_host, config.quic_port, config.reuseport)
+        except OSError as exc:
+            print(f"backend: cannot bind udp {config.quic_host}:{config.quic_port}: {exc}",
+                  file=sys.stderr)
+            return 2
+    asyncio.run(run(config))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=args.log_level.upper(),
@@ -198,10 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"backend: bad configuration: {exc}", file=sys.stderr)
         return 2
     if command == "serve":
-        from .service import run
-
-        asyncio.run(run(config))
-        return 0
+        return _serve(config, args, sys.argv[1:] if argv is None else argv)
     if command == "router":
         from .cluster.edge import run_router
         from .cluster.node import check_tunnel_host, parse_addr

@@ -84,6 +84,11 @@ class BackendConfig:
     # nats://10.0.0.5:4222; empty: the gateway publishes straight into this process's hub
     # (several servers of a NATS cluster: comma-separated URLs)
     nats_url: str = ""
+    # gateway processes sharing quic_port with SO_REUSEPORT, steered by the server id of each
+    # datagram's connection ID (`--reuseport N`, backend/cluster/workers.py; docs/scaling.md
+    # §4); 0 or 1: one process. More needs PostgreSQL (a writer per process) and NATS (every
+    # process's dashboard sees every vehicle).
+    reuseport: int = 0
     # NATS credentials (docs/scaling.md §5): a user with a password file, or a token file (files
     # of mode 0600, never on the command line), and TLS: the CA of nats-server's certificate
     # (or a tls:// URL and the system's CAs), a client certificate and key if it asks for one
@@ -121,7 +126,32 @@ class BackendConfig:
             # onto it would reach a random node (docs/link.md, QUIC library)
             raise ValueError("a gateway node behind a router needs quic_library aioquic "
                              "(qh3 cannot issue routable connection IDs)")
+        self.check_reuseport(quic)
         self.time_window()  # a bad reading_min_time / reading_max_ahead_s fails at start
+
+    def check_reuseport(self, quic: str) -> None:
+        """`reuseport` N > 1: what the N worker processes need, or ValueError saying why."""
+        from .cluster.reuseport import MAX_GROUP
+
+        if isinstance(self.reuseport, bool) or not isinstance(self.reuseport, int) \
+                or not 0 <= self.reuseport <= MAX_GROUP:
+            raise ValueError(f"reuseport must be within 0..{MAX_GROUP}")
+        if self.reuseport <= 1:
+            return
+        if not self.db.startswith(("postgresql://", "postgres://")):
+            # SQLite takes one writer process at a time: N writers would wait on each
+            # other's locks instead of sharing the load
+            raise ValueError("reuseport > 1 needs a postgresql:// db (SQLite allows one "
+                             "writer process; run one gateway process on SQLite)")
+        if not self.nats_url:
+            raise ValueError("reuseport > 1 needs nats_url: each process's hub and dashboard "
+                             "see the other processes' vehicles through NATS")
+        if self.server_id >= 0:
+            raise ValueError("reuseport and server_id/router exclude each other: the workers "
+                             "take server ids 0..N-1 on this host")
+        if quic == "qh3":
+            raise ValueError("reuseport > 1 needs quic_library aioquic (qh3 cannot issue "
+                             "routable connection IDs)")
 
     def time_window(self):
         """The gateway's sane window of reading times (geostream.schema.TimeWindow)."""

@@ -28,7 +28,9 @@ log = logging.getLogger(__name__)
 
 
 class Backend:
-    def __init__(self, config: BackendConfig):
+    def __init__(self, config: BackendConfig, cluster=None):
+        """`cluster`: a worker's ReuseportNode (backend/cluster/workers.py), else the
+        configured router node, if any."""
         self.config = config
         self.store = open_store(config.db)
         self.writer = BatchWriter(self.store, config.writer_max_rows,
@@ -67,7 +69,7 @@ class Backend:
         self.gateway = Gateway(self.store, self.writer, live,
                                ticket_file=config.ticket_path(), alerts=self.alerts,
                                ts_window=config.time_window(),
-                               cluster=config.cluster_node(), dispatch=self.dispatch,
+                               cluster=cluster or config.cluster_node(), dispatch=self.dispatch,
                                quic_library=config.quic_library or None)
         # driver actions through the vehicles' journals: the one applier (backend/driver/)
         self.gateway.driver_actions = VehicleActions(
@@ -135,11 +137,16 @@ class Backend:
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
         tls = http_tls(c)
-        site = web.TCPSite(self._runner, c.http_host, c.http_port, ssl_context=tls)
+        worker = getattr(self.gateway.cluster, "fd", None) is not None  # --reuseport worker
+        # the workers of --reuseport share the HTTP port too (the kernel spreads connections)
+        site = web.TCPSite(self._runner, c.http_host, c.http_port, ssl_context=tls,
+                           reuse_port=worker or None)
         await site.start()
         self.http_port = site._server.sockets[0].getsockname()[1]  # the real one, for port 0
         # one process per host and port: a restarted backend takes its own lease back at once
-        self.notifier.start(node=f"{socket.gethostname()}:{self.http_port}")
+        # (--reuseport workers share the port: the server id tells them apart)
+        node = f"{socket.gethostname()}:{self.http_port}"
+        self.notifier.start(node=f"{node}/{self.gateway.cluster.server_id}" if worker else node)
         host = "localhost" if c.http_host in ("127.0.0.1", "::1", "0.0.0.0", "::") else c.http_host
         scheme = "https" if tls else "http"
         print(f"backend ready: dashboard {scheme}://{host}:{self.http_port}/ "
@@ -338,8 +345,8 @@ def http_tls(c: BackendConfig):
     return ctx
 
 
-async def run(config: BackendConfig) -> None:
-    backend = Backend(config)
+async def run(config: BackendConfig, cluster=None) -> None:
+    backend = Backend(config, cluster)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

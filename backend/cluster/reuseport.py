@@ -24,7 +24,7 @@ import ctypes
 import socket
 import struct
 
-from .cids import CID_LENGTH, SERVER_ID_BYTES, CidLayout
+from .cids import CID_LENGTH, SERVER_ID_BYTES, CidLayout, issue_routable_cids
 
 # <linux/socket.h>: attach a classic BPF program that selects the socket of a reuseport group
 SO_ATTACH_REUSEPORT_CBPF = 51
@@ -103,3 +103,28 @@ def reuseport_socket(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     return sock
+
+
+class ReuseportNode:
+    """A gateway worker of `python -m backend --reuseport N` (backend/cluster/workers.py): its
+    server id is its member index in the port's group, its socket the one the supervisor bound
+    for it (inherited as file descriptor `fd`, the steering program already attached). The
+    gateway's `cluster` hook: `adopt` makes every connection issue CIDs with the server id, so
+    the kernel brings each of its datagrams here; `serve` puts the gateway's UDP edge on the
+    inherited socket."""
+
+    def __init__(self, server_id: int, fd: int, layout: CidLayout = DEFAULT_LAYOUT):
+        self.server_id = server_id
+        self.fd = fd
+        self.layout = layout
+
+    def adopt(self, lib, quic) -> None:
+        issue_routable_cids(lib, quic, self.layout, self.server_id)
+
+    async def serve(self, lib, host: str, port: int, server):
+        from ..gateway_edge import UdpEdge
+
+        sock = socket.socket(fileno=self.fd)
+        sock.setblocking(False)
+        UdpEdge(sock, server)
+        return server

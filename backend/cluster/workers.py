@@ -1,0 +1,146 @@
+"""`python -m backend --reuseport N`: a supervisor and N gateway worker processes on one UDP
+port, steered by the server id of each datagram's destination CID (reuseport.py,
+docs/scaling.md §4 "Both cores of one host").
+
+The process model:
+
+- the supervisor binds the port's N member sockets itself, in order, so that member i is the
+  socket of the worker with server id i, attaches the steering program, and starts each worker
+  as `python -m backend --reuseport-worker I:FD …` with its socket inherited. It serves nothing
+  itself; it keeps the N sockets open for as long as it runs;
+- each worker is a whole backend (gateway, its own writer into the shared PostgreSQL, alerts,
+  dispatch, hub, HTTP API on the same TCP port with SO_REUSEPORT, NATS fan-out): a node of the
+  cluster whose router is the kernel. Exactly-once, per-vehicle ownership and hand-over are the
+  cluster's (§2): a vehicle's owner is the worker whose connection carries its session;
+- a worker that dies is started again on the same inherited socket. Because the supervisor
+  still holds that socket, the group's order never changes, so member i stays server id i for
+  the life of the supervisor (a socket closed and bound again would join at the end of the
+  group, and the kernel moves its last member into a closed member's place: steering by index
+  would then send one worker's CIDs to another). Until the new worker reads, the dead one's
+  datagrams wait in its socket's buffer: its vehicles' connections are gone with it, and they
+  reconnect (their new Initial lands on the member its DCID hashes to) and re-send what was not
+  acknowledged, which the store keeps once.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from .reuseport import attach, reuseport_socket
+
+log = logging.getLogger(__name__)
+
+# A worker that dies is started again after this long, doubled while it keeps dying young
+# (a database that is away at start) up to RESPAWN_MAX_S, so a broken setup does not spin.
+RESPAWN_S = 0.5
+RESPAWN_MAX_S = 30.0
+# A worker that ran this long is healthy: its next death starts from RESPAWN_S again.
+HEALTHY_S = 60.0
+# How long the workers get to finish in flight (commit, ack) after SIGTERM before SIGKILL:
+# the gateway's own graceful stop takes seconds (backend/gateway.py finish_in_flight).
+STOP_GRACE_S = 20.0
+# How often the supervisor looks at its workers.
+POLL_S = 0.2
+
+
+def bind_group(host: str, port: int, n: int) -> list[socket.socket]:
+    """The port's n member sockets, bound in order (port 0: the kernel picks it once), with
+    the steering program attached: member i gets the datagrams of server id i."""
+    first = reuseport_socket(host, port)
+    socks = [first]
+    try:
+        port = first.getsockname()[1]
+        socks += [reuseport_socket(host, port) for _ in range(n - 1)]
+        attach(first, n)
+    except OSError:
+        for s in socks:
+            s.close()
+        raise
+    return socks
+
+
+def worker_flag(server_id: int, fd: int) -> list[str]:
+    return ["--reuseport-worker", f"{server_id}:{fd}"]
+
+
+def parse_worker_flag(text: str) -> tuple[int, int]:
+    sid, _, fd = text.partition(":")
+    if not (sid.isdigit() and fd.isdigit()):
+        raise ValueError(f"--reuseport-worker: expected SERVER_ID:FD, got {text!r}")
+    return int(sid), int(fd)
+
+
+class Supervisor:
+    """Starts the workers, starts a dead one again, stops them all on SIGTERM/SIGINT."""
+
+    def __init__(self, argv: list[str], socks: list[socket.socket]):
+        self.argv = argv
+        self.socks = socks
+        self.procs: list[subprocess.Popen | None] = [None] * len(socks)
+        self.started = [0.0] * len(socks)
+        self.delay = [RESPAWN_S] * len(socks)
+        self.due = [0.0] * len(socks)
+        self.stopping = False
+
+    def spawn(self, i: int) -> None:
+        fd = self.socks[i].fileno()
+        self.procs[i] = subprocess.Popen(
+            [sys.executable, "-m", "backend", *worker_flag(i, fd), *self.argv], pass_fds=(fd,))
+        self.started[i] = time.monotonic()
+        log.info("reuseport worker %d started (pid %d)", i, self.procs[i].pid)
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+        port = self.socks[0].getsockname()[1]
+        for i in range(len(self.socks)):
+            self.spawn(i)
+        print(f"backend supervisor ready: {len(self.socks)} gateway workers on udp port "
+              f"{port}", flush=True)
+        while not self.stopping:
+            self.check(time.monotonic())
+            time.sleep(POLL_S)
+        return self.stop()
+
+    def check(self, now: float) -> None:
+        for i, proc in enumerate(self.procs):
+            if proc is not None and proc.poll() is not None:
+                ran = now - self.started[i]
+                self.delay[i] = RESPAWN_S if ran >= HEALTHY_S else min(
+                    RESPAWN_MAX_S, self.delay[i] * 2)
+                log.warning("reuseport worker %d (pid %d) exited with %s; again in %.1f s",
+                            i, proc.pid, proc.returncode, self.delay[i])
+                self.procs[i] = None
+                self.due[i] = now + self.delay[i]
+            elif proc is None and now >= self.due[i]:
+                self.spawn(i)
+
+    def _stop(self, signum, frame) -> None:
+        self.stopping = True
+
+    def stop(self) -> int:
+        live = [p for p in self.procs if p is not None]
+        for p in live:
+            p.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
+        for p in live:
+            try:
+                p.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        for s in self.socks:
+            s.close()
+        return 0
+
+
+def run_supervisor(argv: list[str], host: str, port: int, n: int) -> int:
+    """`python -m backend --reuseport N` (argv: its own arguments, passed on to the workers)."""
+    socks = bind_group(host, port, n)
+    return Supervisor(argv, socks).run()
+
