@@ -89,7 +89,8 @@ class Gateway:
         self.connections: dict[str, set[GatewayProtocol]] = {}
         # the one applier of driver actions (backend/driver/), for `act` readings
         # (docs/protocol.md §4): async (vehicle, readings, now_ms), raising when it cannot
-        self.driver_actions: Callable[[str, list, int], Awaitable[None]] | None = None
+        # returns the (seq, why) of readings to dead-letter (image parts, revision 4)
+        self.driver_actions: Callable[[str, list, int], Awaitable[list | None]] | None = None
         self.stats = GatewayStats()
         # downlink commands (docs/protocol.md §3 command), sent on the vehicle's sessions here
         self.downlink = CommandDownlink(store, lambda vehicle: self.connections.get(vehicle, ()),

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING
 
 from geostream.clock import wall_ms
 from geostream.errors import ErrorCode, ProtocolError
+from geostream.image_parts import PartRefused, is_part, parse_part
 from geostream.messages import Batch, Command
-from geostream.schema import ACTION, content_problem, json_safe
+from geostream.schema import ACTION, KIND, Invalid, content_problem, json_safe
 from geostream.session import (
     BatchReceived,
     CommandAcked,
@@ -161,7 +162,8 @@ class GatewayProtocol(EdgeConnection):
         self.vehicle = hello.vehicle
         self.gateway.register(hello.vehicle, self)
         self.session.accept(wall_ms(), credit=self.gateway.credit(),
-                            features=("act", "stops") if self.gateway.driver_actions else ())
+                            features=("act", "stops", "images") if self.gateway.driver_actions
+                            else ())
         self._flush()
         log.info("vehicle %s connected (epoch %d, acked %d)", hello.vehicle, hello.epoch,
                  hello.acked)
@@ -177,8 +179,11 @@ class GatewayProtocol(EdgeConnection):
         good: list[StoredReading] = []
         dead: list[DeadLetter] = []
         window, vehicle = self.gateway.ts_window, self.vehicle_id
+        images = self.gateway.driver_actions is not None  # revision 4: parts checked here
         for r in batch.readings:
             problem = content_problem(r, now, window)
+            if problem is None and r[KIND] == ACTION and images and is_part(r.get("action")):
+                problem = _part_problem(r["action"])
             if problem is None:
                 good.append(StoredReading.from_wire(vehicle, batch.epoch, r, now))
             else:
@@ -199,12 +204,22 @@ class GatewayProtocol(EdgeConnection):
         apply = self.gateway.driver_actions
         assert apply is not None, "only batches for an applier come here"
         try:
-            await apply(self.vehicle_id, [r for r in good if r.kind == ACTION], now)
+            refused = await apply(self.vehicle_id, [r for r in good if r.kind == ACTION], now)
         except Exception as exc:
             log.warning("driver actions of %s not applied (the agent re-sends): %s",
                         self.vehicle, exc)
             self.refuse(ErrorCode.INTERNAL, "driver actions not applied; send them again")
             return
+        if refused:  # image parts the assembly refused: dead letters, acknowledged
+            why = dict(refused)
+            by_seq = {r["q"]: r for r in batch.readings}
+            good = [r for r in good if r.seq not in why]
+            dead = [*dead, *(DeadLetter(self.vehicle_id, batch.epoch, q, json_safe(by_seq[q]),
+                                        text, now) for q, text in why.items())]
+            for _ in why:
+                self.gateway.stats.invalid("image")
+            self.session.fail(ProtocolError(ErrorCode.INVALID_READING,
+                                            f"{len(why)} invalid: {next(iter(why.values()))}"))
         if not self._closing:
             self.gateway.ingest.batch(self, batch, good, dead)
 
@@ -281,3 +296,13 @@ class GatewayProtocol(EdgeConnection):
         # closed by us: no longer this vehicle's connection, even while QUIC drains (3 PTO)
         self.gateway.unregister(self.vehicle, self)
         self.close(code, reason[:100])
+
+
+def _part_problem(action: dict) -> Invalid | None:
+    """An image part checked at the edge (docs/protocol.md §4 "Images"): every field, to the
+    byte, before anything is held."""
+    try:
+        parse_part(action)
+    except PartRefused as exc:
+        return Invalid("image", str(exc))
+    return None

@@ -28,9 +28,10 @@ def sqlite_conforms(store: SqliteStore) -> None:
     partitions: protocols.Partitions = store
     notify: protocols.Notify = store
     driving: protocols.Driving = store
+    image_parts: protocols.ImageParts = store
     whole: protocols.Store = store
     del db, vehicles, readings, history, geofences, commands, accounts, alerts, service
-    del dispatch, driver, proposals, links, partitions, notify, driving, whole
+    del dispatch, driver, proposals, links, partitions, notify, driving, image_parts, whole
 
 
 def postgres_conforms(store: PostgresStore) -> None:
@@ -50,7 +51,9 @@ def postgres_conforms(store: PostgresStore) -> None:
     partitions: protocols.Partitions = store
     notify: protocols.Notify = store
     driving: protocols.Driving = store
+    image_parts: protocols.ImageParts = store
     replication: protocols.Replication = store  # PostgreSQL only
     whole: protocols.Store = store
     del db, vehicles, readings, history, geofences, commands, accounts, alerts, service
-    del dispatch, driver, proposals, links, partitions, notify, driving, whole, replication
+    del dispatch, driver, proposals, links, partitions, notify, driving, image_parts, whole
+    del replication

@@ -359,6 +359,15 @@ class Links(Protocol):
         transitions (the export)."""
 
 
+class ImageParts(Protocol):
+    """Images being assembled from a vehicle's journal (image_parts.py, docs/protocol.md §4
+    "Images"): rows of PART_COLUMNS."""
+
+    async def image_parts(self, vehicle_id: str, image_id: str) -> list[dict]: ...
+    async def put_image_part(self, part: dict) -> bool: ...
+    async def drop_image_parts(self, vehicle_id: str, image_id: str) -> int: ...
+
+
 class Partitions(Protocol):
     """Partition upkeep (partitions.py)."""
 
@@ -375,5 +384,6 @@ class Replication(Protocol):
 
 
 class Store(Db, Vehicles, Readings, History, Geofences, Commands, Accounts, Alerts, Service,
-            Dispatch, Driver, Proposals, Links, Notify, Partitions, Driving, Protocol):
+            Dispatch, Driver, Proposals, Links, Notify, Partitions, Driving, ImageParts,
+            Protocol):
     """Everything a store does: what `open_store` returns."""

@@ -15,6 +15,7 @@ from .driver import PostgresDriver
 from .driving import PostgresDriving
 from .geofences import PostgresGeofences
 from .history import PostgresHistory
+from .image_parts import PostgresImageParts
 from .links import PostgresLinks
 from .notify import PostgresNotify
 from .partitions import MAINTAIN_EVERY_S
@@ -27,7 +28,7 @@ from .vehicles import PostgresVehicles
 class PostgresStore(PostgresVehicles, PostgresReadings, PostgresHistory, PostgresGeofences,
                     PostgresCommands, PostgresAccounts, PostgresAlerts, PostgresService,
                     PostgresDispatch, PostgresProposals, PostgresLinks, PostgresNotify,
-                    PostgresDriver, PostgresDriving):
+                    PostgresDriver, PostgresDriving, PostgresImageParts):
     """`PostgresStore(url)`, then `await open()`; `maintain_every_s=0` runs no partition job
     (someone else's maintenance, or a test calling `maintain` itself)."""
 

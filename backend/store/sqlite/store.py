@@ -13,6 +13,7 @@ from .driver import SqliteDriver
 from .driving import SqliteDriving
 from .geofences import SqliteGeofences
 from .history import SqliteHistory
+from .image_parts import SqliteImageParts
 from .links import SqliteLinks
 from .notify import SqliteNotify
 from .partitions import SqlitePartitions
@@ -25,5 +26,5 @@ from .vehicles import SqliteVehicles
 class SqliteStore(SqliteVehicles, SqliteReadings, SqliteHistory, SqliteGeofences,
                   SqliteCommands, SqliteAccounts, SqliteAlerts, SqliteService, SqlitePartitions,
                   SqliteDispatch, SqliteProposals, SqliteLinks, SqliteNotify,
-                  SqliteDriver, SqliteDriving):
+                  SqliteDriver, SqliteDriving, SqliteImageParts):
     """The embedded store: `SqliteStore(path)`, then `await open()`."""

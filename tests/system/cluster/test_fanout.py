@@ -26,6 +26,28 @@ def _feature(vehicle: str, t: int) -> dict:
     return position_feature(vehicle, t, 52.0, 4.0, 50.0, 90.0, t)
 
 
+# a probe's vehicle; its device times count up from 1
+PROBE = "probe"
+PROBE_TRIES = 100
+
+
+async def _linked(publisher: NatsFanout, *hubs: Hub) -> None:
+    """Publish probe positions until every hub has one. NATS core delivers at most once, and
+    with nats-server 2.9.10 here the first message after a peer subscribed (its SUB flushed,
+    PONG received) missed that peer 4 times in 80 fresh servers while the publisher's own
+    subscription got it; the next one always arrived. The product takes a lost live message
+    (the fan-out is live display, the store is not behind it); these tests check order and
+    content once the link is up, so they start from a link that is up."""
+    for t in range(1, PROBE_TRIES + 1):
+        publisher.position(PROBE, t, _feature(PROBE, t))
+        try:
+            await until(lambda: all(PROBE in h.last for h in hubs), 0.1, "a probe")
+            return
+        except AssertionError:
+            continue
+    raise AssertionError(f"no probe crossed NATS in {PROBE_TRIES} tries")
+
+
 def test_subjects_keep_dotted_vehicle_ids():
     name = subject("fleet.pos.", "bus.12-a")
     assert name == "fleet.pos.bus~12-a" and name.count(".") == 2
@@ -40,9 +62,11 @@ async def test_gateway_node_positions_and_alerts_reach_every_hub_node(nats_serve
     hub_node.add(sub)
     assert hub_node.subscribe(sub, "alerts")
     try:
+        await _linked(gw, hub_node, gateway_hub)
+        received = node.stats["received"]
         for t in (1000, 2000, 1500):  # the late 1500 is history, not live movement
             assert gw.position("bus.12", t, _feature("bus.12", t))
-        await until(lambda: node.stats["received"] >= 3, 30, "positions through NATS")
+        await until(lambda: node.stats["received"] >= received + 3, 30, "positions through NATS")
         assert hub_node.last["bus.12"][0] == 2000
         assert gateway_hub.last["bus.12"][0] == 2000, "the gateway node's own hub too"
         gw.publish_alert({"vehicle": "bus.12", "rule": "speeding", "state": "open"})
@@ -58,8 +82,13 @@ async def test_nats_restart_fan_out_resumes(nats_server):
     gw = await NatsFanout(nats_server.url, gateway_hub).start()
     node = await NatsFanout(nats_server.url, hub_node).start()
     try:
-        gw.position("v1", 1000, _feature("v1", 1000))
-        await until(lambda: "v1" in hub_node.last, 30, "first position")
+        await _linked(gw, hub_node)
+        assert gw.position("v1", 1000, _feature("v1", 1000))
+        try:
+            await until(lambda: "v1" in hub_node.last, 30, "first position")
+        except AssertionError as e:  # it timed out 2 times in ~40 runs, unexplained: say more
+            raise AssertionError(f"{e}: publisher {gw.stats}, subscriber {node.stats}, "
+                                 f"server log: {nats_server._log_tail()}") from None
         nats_server.kill()
         gw.position("v1", 2000, _feature("v1", 2000))  # during the outage: may be lost
         nats_server.start()
@@ -172,6 +201,9 @@ async def test_dispatch_changes_reach_every_node_and_hostile_ones_are_dropped(na
         hub.add(subs[name])
         assert hub.subscribe(subs[name], "dispatch") and hub.subscribe(subs[name], "route:r1")
     try:
+        await _linked(a, node_a, node_b)
+        for name in subs:  # the probes' frames
+            subs[name].drain()
         eta = {"route_id": "r1", "vehicle": "van.1", "stops": [{"job_id": "j1"}] * 300}
         a.publish_dispatch("transition", {"id": "t1", "job_id": "j1"}, "van.1", "r1")
         a.publish_dispatch("eta", eta, "van.1", "r1")  # a long route's ETAs fit

@@ -1,0 +1,29 @@
+"""Images being assembled from a vehicle's journal in the PostgreSQL store
+(sql/postgres/0023_image_parts.sql); the same behaviour as backend/store/sqlite/image_parts.py."""
+
+from __future__ import annotations
+
+from ..sqlite.image_parts import PART_COLUMNS
+from .db import PostgresDb
+
+
+class PostgresImageParts(PostgresDb):
+    """Mixed into PostgresStore."""
+
+    async def image_parts(self, vehicle_id: str, image_id: str) -> list[dict]:
+        rows = await self._pool.fetch(
+            f"SELECT {', '.join(PART_COLUMNS)} FROM image_parts WHERE vehicle_id = $1 AND "
+            "image_id = $2 ORDER BY idx", vehicle_id, image_id)
+        return [dict(zip(PART_COLUMNS, r, strict=True)) | {"data": bytes(r[8])} for r in rows]
+
+    async def put_image_part(self, part: dict) -> bool:
+        return bool(await self._pool.fetchval(
+            f"INSERT INTO image_parts ({', '.join(PART_COLUMNS)}) VALUES "
+            f"({', '.join(f'${i}' for i in range(1, len(PART_COLUMNS) + 1))}) "
+            "ON CONFLICT DO NOTHING RETURNING 1", *[part[c] for c in PART_COLUMNS]))
+
+    async def drop_image_parts(self, vehicle_id: str, image_id: str) -> int:
+        status = await self._pool.execute(
+            "DELETE FROM image_parts WHERE vehicle_id = $1 AND image_id = $2",
+            vehicle_id, image_id)
+        return int(status.split()[-1])
