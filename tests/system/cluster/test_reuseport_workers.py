@@ -79,7 +79,7 @@ async def test_two_workers_on_one_port_keep_migrations_and_survive_kill9(tmp_pat
         [sys.executable, "-m", "backend", "--reuseport", "2", "--db", pg_url,
          "--cert", pki["cert"], "--key", pki["key"], "--quic-library", "aioquic",
          "--quic-host", HOST, "--quic-port", "0", "--http-host", HOST, "--http-port", "0",
-         "--ticket-file", pg_url, "--nats-url", nats.url],
+         "--nats-url", nats.url],  # session tickets: shared in --db by default
         stdout=open(log, "ab"), stderr=subprocess.STDOUT, env=env, cwd=REPO,
         start_new_session=True)
     agents: list[AgentRig] = []
