@@ -215,6 +215,8 @@ class BackendConfig:
         """Where the gateway keeps its session tickets."""
         if self.ticket_file:
             return self.ticket_file
+        if self.reuseport > 1:  # the workers share theirs in the database (cluster/tickets.py)
+            return self.db
         db_file = sqlite_path(self.db)
         parent = os.path.dirname(db_file) if db_file and db_file != ":memory:" else STATE_DIR
         return os.path.join(parent or ".", TICKET_FILE_NAME)

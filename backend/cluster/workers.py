@@ -20,10 +20,13 @@ The process model:
   datagrams wait in its socket's buffer: its vehicles' connections are gone with it, and they
   reconnect (their new Initial lands on the member its DCID hashes to) and re-send what was not
   acknowledged, which the store keeps once.
+- the supervisor stops its workers on SIGTERM/SIGINT (each finishes in flight, as one backend
+  does), and the kernel stops them when the supervisor dies otherwise (PR_SET_PDEATHSIG).
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import signal
 import socket
@@ -44,6 +47,8 @@ HEALTHY_S = 60.0
 # How long the workers get to finish in flight (commit, ack) after SIGTERM before SIGKILL:
 # the gateway's own graceful stop takes seconds (backend/gateway.py finish_in_flight).
 STOP_GRACE_S = 20.0
+# <linux/prctl.h>: the signal a process gets when its parent dies
+PR_SET_PDEATHSIG = 1
 # How often the supervisor looks at its workers.
 POLL_S = 0.2
 
@@ -90,7 +95,8 @@ class Supervisor:
     def spawn(self, i: int) -> None:
         fd = self.socks[i].fileno()
         self.procs[i] = subprocess.Popen(
-            [sys.executable, "-m", "backend", *worker_flag(i, fd), *self.argv], pass_fds=(fd,))
+            [sys.executable, "-m", "backend", *worker_flag(i, fd), *self.argv], pass_fds=(fd,),
+            preexec_fn=_stop_with_parent)
         self.started[i] = time.monotonic()
         log.info("reuseport worker %d started (pid %d)", i, self.procs[i].pid)
 
@@ -137,6 +143,13 @@ class Supervisor:
         for s in self.socks:
             s.close()
         return 0
+
+
+def _stop_with_parent() -> None:
+    """In the forked worker before exec: SIGTERM when the supervisor dies (even by kill -9),
+    so no worker outlives it on the port; the signal stays set across exec (prctl(2))."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def run_supervisor(argv: list[str], host: str, port: int, n: int) -> int:

@@ -79,7 +79,7 @@ async def test_two_workers_on_one_port_keep_migrations_and_survive_kill9(tmp_pat
         [sys.executable, "-m", "backend", "--reuseport", "2", "--db", pg_url,
          "--cert", pki["cert"], "--key", pki["key"], "--quic-library", "aioquic",
          "--quic-host", HOST, "--quic-port", "0", "--http-host", HOST, "--http-port", "0",
-         "--ticket-file", pg_url, "--nats-url", nats.url],
+         "--nats-url", nats.url],  # session tickets: shared in --db by default
         stdout=open(log, "ab"), stderr=subprocess.STDOUT, env=env, cwd=REPO,
         start_new_session=True)
     agents: list[AgentRig] = []
@@ -122,6 +122,12 @@ async def test_two_workers_on_one_port_keep_migrations_and_survive_kill9(tmp_pat
             assert a.appended == 5 * MIGRATIONS + 20
             assert await _seqs(pg_url, a.config.vehicle_id) == list(range(1, a.appended + 1)), \
                 f"{a.config.vehicle_id}: 0 lost, 0 duplicated"
+        workers = [int(p) for p in re.findall(r"reuseport worker \d started \(pid (\d+)\)",
+                                              log.read_text())]
+        sup.send_signal(signal.SIGTERM)  # a graceful stop of the supervisor stops its workers
+        assert sup.wait(30) == 0
+        for p in workers:
+            assert not os.path.exists(f"/proc/{p}"), f"worker {p} stopped with its supervisor"
     finally:
         for a in agents:
             await a.stop()

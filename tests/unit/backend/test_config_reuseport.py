@@ -38,3 +38,9 @@ def test_the_worker_flag():
     for bad in ("1", "a:7", "1:", "-1:3"):
         with pytest.raises(ValueError, match="SERVER_ID:FD"):
             parse_worker_flag(bad)
+
+
+def test_the_workers_share_their_session_tickets_in_the_database():
+    assert BackendConfig(reuseport=2, **PG).ticket_path() == PG["db"]
+    assert BackendConfig(reuseport=2, ticket_file="/t.sqlite", **PG).ticket_path() == "/t.sqlite"
+    assert BackendConfig(reuseport=1, **PG).ticket_path() != PG["db"]
