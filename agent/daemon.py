@@ -119,6 +119,17 @@ class Agent:
         self.uplink.notify()
         return {"ok": True, "seq": seqs[0]}
 
+    async def take_image(self, parts: list[dict]) -> dict:
+        """A proof-of-delivery image's parts (docs/protocol.md §4 "Images", from the cab's
+        upload): all committed to the journal in one transaction, or none accepted."""
+        now = wall_ms()
+        readings = [Action(now, p) for p in parts]
+        seqs = await self.journal.append(readings)
+        if len(seqs) < len(readings):  # the disk fails: held in memory, not yet accepted
+            return {"ok": False, "error": "the vehicle cannot store it now; try again"}
+        self.uplink.notify()
+        return {"ok": True, "seqs": seqs[:len(readings)]}
+
     def emit(self, reading: Reading) -> None:
         if type(reading) is Position:
             self.last_position = (reading, time.monotonic())

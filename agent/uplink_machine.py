@@ -61,7 +61,7 @@ AUTH_BACKOFF_S = 60.0
 STATUS_INTERVAL_S = 30.0
 # What this agent does beyond revision 1 (docs/protocol.md §10): it sends driver actions
 # ("act") and arrivals/departures detected on the vehicle ("stops", revision 3).
-FEATURES = ("act", "stops")
+FEATURES = ("act", "stops", "images")
 # asyncio may fire a timer up to its clock resolution early
 _EARLY_S = 1e-3
 

@@ -70,11 +70,9 @@ def check(body: object) -> Checked:
         raise NotAnAction("job_id: text")
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     digest = hashlib.sha256(canonical.encode()).hexdigest()
-    journaled = dict(body)
-    pod = body.get("pod")
-    if isinstance(pod, dict):  # the images stay on the vehicle (docs/driver.md)
-        journaled["pod"] = {**pod, "photos": [], "signature": None}
-    return Checked(key, device, seq, kind, job, digest, journaled)
+    # the images named (pod.photos, pod.signature) travel before it as image parts
+    # (docs/protocol.md §4 "Images"): the action keeps their ids
+    return Checked(key, device, seq, kind, job, digest, dict(body))
 
 
 def decide(action: Checked, recorded: dict | None) -> bool:

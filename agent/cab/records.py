@@ -81,6 +81,10 @@ def job_states(db: sqlite3.Connection) -> dict[str, str]:
     return out
 
 
+def has_file(db: sqlite3.Connection, file_id: str) -> bool:
+    return db.execute("SELECT 1 FROM cab_files WHERE id=?", (file_id,)).fetchone() is not None
+
+
 def keep_file(db: sqlite3.Connection, file_id: str, kind: str, job_id: str | None,
               body: bytes, now_ms: int) -> bool:
     """Keep an image (True if new); the oldest go beyond MAX_FILES / MAX_FILES_BYTES."""

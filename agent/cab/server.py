@@ -20,6 +20,7 @@ from pathlib import Path
 from aiohttp import web
 
 from geostream.clock import wall_ms
+from geostream.image_parts import split
 
 from ..mailbox import Mailbox
 from . import records, tls
@@ -352,7 +353,7 @@ class CabServer:
 
     async def upload(self, request: web.Request) -> web.Response:
         device, _ = await self._paired(request, write=True)
-        kind, job = request.query.get("kind"), request.query.get("job")
+        kind, job = request.query.get("kind"), request.query.get("job") or None
         if kind not in ("photo", "signature") or (job is not None and len(job) > 64):
             raise _error(web.HTTPBadRequest, "kind: photo or signature; job: a job id")
         size = _bounded(request.content_length, MAX_FILE_BYTES, "an image")
@@ -364,9 +365,18 @@ class CabServer:
             raise _error(web.HTTPUnsupportedMediaType, "JPEG, PNG or WebP only")
         file_id = "f" + hashlib.sha256(b"\0".join(
             (device.encode(), kind.encode(), (job or "").encode(), body))).hexdigest()[:40]
-        new = await self.agent.runner.db(
-            lambda c: records.keep_file(c, file_id, kind, job, body, wall_ms()))
-        return web.json_response({"id": file_id, "kind": kind}, status=201 if new else 200)
+        async with self._actions:  # journaled before any action that names it
+            if await self.agent.runner.db(lambda c: records.has_file(c, file_id)):
+                return web.json_response({"id": file_id, "kind": kind})
+            # "saved" means journaled: its parts in one transaction (docs/protocol.md §4
+            # "Images"); a kill -9 before the record below journals the same parts again on
+            # the app's retry, which the backend takes as re-sends
+            answer = await self.agent.take_image(split(file_id, kind, job, body, device))
+            if not answer.get("ok"):
+                raise _error(web.HTTPServiceUnavailable, str(answer.get("error")))
+            await self.agent.runner.db(
+                lambda c: records.keep_file(c, file_id, kind, job, body, wall_ms()))
+        return web.json_response({"id": file_id, "kind": kind}, status=201)
 
     async def messages(self, request: web.Request) -> web.Response:
         await self._paired(request)

@@ -2,7 +2,9 @@
 the agent serves the driver API over HTTPS on loopback with the certificate it made itself;
 an unpaired client is refused, a code pairs once, and the paired tablet's actions, taken in a
 blackout of the uplink (hil/ link emulator) with a kill -9 of the agent in between, land in
-the journal and reach the real backend's applier exactly once, in order."""
+the journal and reach the real backend's applier exactly once, in order; so do a photo (with
+EXIF GPS) and a signature taken in the blackout, re-encoded without their metadata and served
+to the dispatcher (docs/protocol.md §4 "Images")."""
 
 from __future__ import annotations
 
@@ -10,7 +12,10 @@ import asyncio
 import base64
 import hashlib
 import http.client
+import io
 import json
+import os
+import sqlite3
 import ssl
 import subprocess
 import sys
@@ -20,6 +25,7 @@ from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from PIL import Image
 
 from agent.control import query
 from tests.conftest import REPO, _env, wait_for
@@ -96,17 +102,47 @@ def act(tablet: Tablet, n: int, kind: str, job: str | None, **extra) -> tuple[in
     return tablet.call("POST", "/api/driver/actions", body)
 
 
-def upload(tablet: Tablet, image: bytes) -> tuple[int, dict]:
+def upload(tablet: Tablet, image: bytes, kind: str = "photo") -> tuple[int, dict]:
     u = urlsplit(tablet.origin)
     conn = http.client.HTTPSConnection(u.hostname, u.port, context=tablet.ctx, timeout=15)
     try:
-        conn.request("POST", "/api/driver/files?kind=photo&job=a", body=image, headers={
+        conn.request("POST", f"/api/driver/files?kind={kind}&job=a", body=image, headers={
             "Cookie": tablet.cookie, "X-CSRF-Token": tablet.csrf,
             "Content-Type": "image/png"})
         r = conn.getresponse()
         return r.status, json.loads(r.read())
     finally:
         conn.close()
+
+
+def photo_with_gps() -> bytes:
+    """A camera's JPEG: noisy (several journal parts) and carrying the GPS position."""
+    im = Image.frombytes("RGB", (320, 240), os.urandom(320 * 240 * 3))
+    exif = Image.Exif()
+    exif[0x010F] = "PhoneMaker"
+    exif[0x8825] = {1: "N", 2: (60.0, 10.0, 1.5), 3: "E", 4: (24.0, 56.0, 2.5)}
+    out = io.BytesIO()
+    im.save(out, "JPEG", quality=95, exif=exif.tobytes())
+    return out.getvalue()
+
+
+def png(size=(300, 100)) -> bytes:
+    out = io.BytesIO()
+    Image.new("L", size, 255).save(out, "PNG")
+    return out.getvalue()
+
+
+def stored_files(db_path) -> dict[str, tuple]:
+    with sqlite3.connect(db_path, timeout=10) as db:
+        return {r[0]: r[1:] for r in db.execute(
+            "SELECT id, driver_id, vehicle_id, kind, media_type, data FROM driver_files")}
+
+
+def pod_file(procs, file_id: str) -> bytes:
+    req = urllib.request.Request(f"http://127.0.0.1:{procs.http_port}/api/pod-files/{file_id}",
+                                 headers={"Authorization": f"Bearer {procs.token}"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return r.read()
 
 
 def test_a_paired_tablets_actions_reach_the_backend_once_through_blackout_and_kill9(
@@ -182,24 +218,31 @@ def test_a_paired_tablets_actions_reach_the_backend_once_through_blackout_and_ki
     # sizes and types are bounded at the edge
     assert act(tablet, 9, "message", None, text="x" * 20_000)[0] == 413
     assert act(tablet, 9, "arrive", "a", key="no")[0] == 400
-    png = b"\x89PNG\r\n\x1a\n" + bytes(64)
     assert upload(tablet, b"GIF89a" + bytes(64))[0] == 415
-    status, first_file = upload(tablet, png)
+    status, first_file = upload(tablet, png((40, 40)))
     assert status == 201 and first_file["id"].startswith("f")
-    assert upload(tablet, png) == (200, first_file), "the same image again: the same id"
+    assert upload(tablet, png((40, 40))) == (200, first_file), "the same image: the same id"
 
     # the cellular link goes; the driver works on the tablet
     loop.call_soon_threadsafe(emu.blackout, 600.0)
     status, first = act(tablet, 1, "arrive", "a")
     assert status == 200 and first["action"]["outcome"] == "journaled" and not first["replay"]
-    assert act(tablet, 2, "complete", "a", pod={"recipient": "Ana", "notes": "porch"})[0] == 200
-    status, again = act(tablet, 2, "complete", "a", pod={"recipient": "Ana", "notes": "porch"})
+    photo = photo_with_gps()
+    status, photo_file = upload(tablet, photo)
+    assert status == 201
+    status, sig_file = upload(tablet, png(), "signature")
+    assert status == 201
+    pod = {"recipient": "Ana", "notes": "porch", "photos": [photo_file["id"]],
+           "signature": sig_file["id"]}
+    assert act(tablet, 2, "complete", "a", pod=pod)[0] == 200
+    status, again = act(tablet, 2, "complete", "a", pod=pod)
     assert status == 200 and again["replay"], "a re-send is answered from the record"
     assert act(tablet, 2, "fail", "a", reason="x")[0] == 409, "same key, other body"
     agent.kill9()
     agent = start_agent()
     tablet.origin = cab(sock, "devices")["origin"]  # port 0: the new agent's port
     assert act(tablet, 1, "arrive", "a")[1]["replay"], "the record survived the kill -9"
+    assert upload(tablet, photo) == (200, photo_file), "the image survived the kill -9"
     assert act(tablet, 3, "arrive", "b")[0] == 200
     status, shift = tablet.call("GET", "/api/driver/shift")
     assert [s["state"] for s in shift["stops"]] == ["completed", "arrived"]
@@ -212,6 +255,19 @@ def test_a_paired_tablets_actions_reach_the_backend_once_through_blackout_and_ki
         ("cab-tab-000002", 2, "complete", "vehicle"),
         ("cab-tab-000003", 3, "arrive", "vehicle")]
     assert api(procs, "GET", "/api/jobs/a")[1]["state"] == "completed"
+    # the images: each stored once, re-encoded, as the driver's of the shift
+    files = stored_files(procs.db_path)
+    assert set(files) == {first_file["id"], photo_file["id"], sig_file["id"]}
+    assert files[photo_file["id"]][:4] == ("d1", "cab-1", "photo", "image/jpeg")
+    assert files[sig_file["id"]][:4] == ("d1", "cab-1", "signature", "image/png")
+    served = pod_file(procs, photo_file["id"])
+    assert served == files[photo_file["id"]][4] and served != photo
+    back = Image.open(io.BytesIO(served))
+    assert back.format == "JPEG" and not back.getexif(), "no EXIF (GPS) in what is served"
+    assert Image.open(io.BytesIO(pod_file(procs, sig_file["id"]))).format == "PNG"
+    with sqlite3.connect(procs.db_path, timeout=10) as db:
+        assert db.execute("SELECT count(*) FROM image_parts").fetchone() == (0,)
+        assert db.execute("SELECT count(*) FROM dead_letter").fetchone() == (0,)
 
     # unpairing revokes at once
     [device] = cab(sock, "devices")["devices"]

@@ -21,11 +21,12 @@ def recorded(a):
             "digest": a.digest}
 
 
-def test_the_journaled_action_names_no_images_but_keeps_the_rest():
+def test_the_journaled_action_keeps_its_image_ids():
+    """The images travel before it as parts (docs/protocol.md §4 "Images"): the action
+    names them, as the app sent it."""
     a = check(action())
-    assert a.journaled["pod"] == {"recipient": "Ana", "notes": "", "signature": None,
-                                  "photos": []}
-    assert action()["pod"]["photos"], "the app's body itself is not changed"
+    assert a.journaled == action()
+    assert a.journaled["pod"]["photos"] == ["f" + "1" * 40]
 
 
 @pytest.mark.parametrize("body", [
