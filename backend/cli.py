@@ -91,9 +91,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--nats-tls-ca", help="CA file of nats-server's certificate (turns TLS on)")
     p.add_argument("--nats-tls-cert", help="client certificate for NATS TLS (with --nats-tls-key)")
     p.add_argument("--nats-tls-key", help="its private key")
-    p.add_argument("--reuseport", type=int, help="run N gateway processes on the one UDP "
-                   "port, each vehicle's datagrams steered to its process by connection ID "
-                   "(needs PostgreSQL and --nats-url; docs/scaling.md §4; default one process)")
+    p.add_argument("--reuseport", type=int, metavar="N",
+                   help="run N gateway processes on the one UDP port, each vehicle's "
+                   "datagrams steered to its process by connection ID (needs PostgreSQL and "
+                   "--nats-url; docs/scaling.md §4; default one process)")
     # internal: a worker of --reuseport started by its supervisor, SERVER_ID:FD of its socket
     p.add_argument("--reuseport-worker", help=argparse.SUPPRESS)
     p.add_argument("--log-level", default="INFO")
