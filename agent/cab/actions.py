@@ -75,6 +75,19 @@ def check(body: object) -> Checked:
     return Checked(key, device, seq, kind, job, digest, dict(body))
 
 
+def named_images(body: dict) -> list[str]:
+    """The image ids an action's proof of delivery names (pod.photos, pod.signature): the
+    cab journals an action only once it keeps (has journaled) each of them."""
+    pod = body.get("pod")
+    if not isinstance(pod, dict):
+        return []
+    photos = pod.get("photos")
+    ids = [p for p in photos if isinstance(p, str)] if isinstance(photos, list) else []
+    if isinstance(pod.get("signature"), str):
+        ids.append(pod["signature"])
+    return ids
+
+
 def decide(action: Checked, recorded: dict | None) -> bool:
     """True: new, journal it. False: a re-send of the recorded one. KeyUsed otherwise."""
     if recorded is None:

@@ -24,7 +24,7 @@ from geostream.image_parts import split
 
 from ..mailbox import Mailbox
 from . import records, tls
-from .actions import MAX_ACTION_BYTES, KeyUsed, NotAnAction, check, decide
+from .actions import MAX_ACTION_BYTES, KeyUsed, NotAnAction, check, decide, named_images
 from .pairing import Paired, Pairing, Refused, csrf_token, shown, token_hash
 from .shift import shift_answer
 
@@ -333,6 +333,15 @@ class CabServer:
                 log.warning("cab: action %s refused: %s", checked.key, exc)
                 raise _error(web.HTTPConflict, str(exc)) from None
             if new:
+                # its images travel before it (docs/protocol.md §4 "Images"): one the vehicle
+                # does not keep would never reach the backend, as the backend's API says
+                ids = named_images(checked.journaled)
+                missing = [i for i in ids if not await self.agent.runner.db(
+                    lambda c, i=i: records.has_file(c, i))]
+                if missing:
+                    raise web.HTTPConflict(text=json.dumps({
+                        "error": f"upload these images first: {', '.join(missing)}",
+                        "missing_files": missing}), content_type="application/json")
                 answer = await self.agent.take_action(checked.journaled)
                 if not answer.get("ok"):
                     status = (web.HTTPServiceUnavailable if "cannot store" in

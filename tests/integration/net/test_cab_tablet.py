@@ -234,6 +234,9 @@ def test_a_paired_tablets_actions_reach_the_backend_once_through_blackout_and_ki
     assert status == 201
     pod = {"recipient": "Ana", "notes": "porch", "photos": [photo_file["id"]],
            "signature": sig_file["id"]}
+    status, refused = act(tablet, 2, "complete", "a", pod=pod | {"photos": ["f" + "9" * 40]})
+    assert status == 409 and refused["missing_files"] == ["f" + "9" * 40], \
+        "an image the vehicle does not keep would never reach the backend"
     assert act(tablet, 2, "complete", "a", pod=pod)[0] == 200
     status, again = act(tablet, 2, "complete", "a", pod=pod)
     assert status == 200 and again["replay"], "a re-send is answered from the record"

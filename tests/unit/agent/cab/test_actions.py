@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.cab.actions import KeyUsed, NotAnAction, check, decide
+from agent.cab.actions import KeyUsed, NotAnAction, check, decide, named_images
 from agent.cab.shift import SHIFT_MARGIN_MS, shift_answer
 
 
@@ -19,6 +19,13 @@ def action(**over) -> dict:
 def recorded(a):
     return {"key": a.key, "device_id": a.device_id, "device_seq": a.device_seq,
             "digest": a.digest}
+
+
+def test_the_images_an_action_names():
+    assert named_images(action()) == ["f" + "1" * 40, "f" + "0" * 40]
+    assert named_images(action(pod={"recipient": "Ana", "signature": None})) == []
+    assert named_images(action(pod={"photos": "x", "signature": 5})) == []
+    assert named_images({"kind": "arrive"}) == []
 
 
 def test_the_journaled_action_keeps_its_image_ids():
