@@ -19,7 +19,15 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from geostream.image_parts import Held, Part, PartRefused, assemble, is_part, parse_part
+from geostream.image_parts import (
+    Held,
+    Part,
+    PartRefused,
+    admit,
+    assemble,
+    is_part,
+    parse_part,
+)
 
 from .dispatch.onboard import is_detection
 from .driver.actions import ActionRefused, KeyReused, action_time, parse_action
@@ -113,6 +121,16 @@ class VehicleActions:
                         step.why)
             return step.why
         if step.action == "keep":
+            if held is None:  # a new image: within the vehicle's bound of open ones
+                stale, why = admit(await store.open_images(vehicle), part.image_id, now_ms)
+                for image_id in stale:
+                    await store.drop_image_parts(vehicle, image_id)
+                    log.warning("vehicle %s: image %s given up: no part for a week",
+                                vehicle, image_id)
+                if why:
+                    log.warning("vehicle %s: image part at seq %d refused: %s", vehicle,
+                                r.seq, why)
+                    return why
             await store.put_image_part(_row(vehicle, part, now_ms))
             return None
         assert step.image is not None

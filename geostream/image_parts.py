@@ -41,6 +41,11 @@ MAX_JOB_CHARS = 64
 # up (a dead letter): the journal drains in order and never drops `act` readings, so a gap
 # that lasts a week is a broken or hostile sender, not a slow link.
 STALE_MS = 7 * 24 * 3600 * 1000
+# Images one vehicle may have half-assembled at the gateway at once: the journal delivers
+# parts in order, so an honest vehicle has one (a few after a reconnect); the cab keeps at
+# most 64 (agent/cab/records.py MAX_FILES). Bounds what a hostile vehicle can make us hold
+# to 64 × 12 MiB.
+MAX_OPEN_IMAGES = 64
 
 
 class PartRefused(ValueError):
@@ -187,3 +192,14 @@ def assemble(held: Held | None, part: Part, now_ms: int, stored: bool = False) -
     if hashlib.sha256(whole).hexdigest() != part.sha256:
         return Step("refuse", f"image {part.image_id}: the parts do not match its sha256")
     return Step("complete", image=whole)
+
+
+def admit(open_images: dict[str, int], image_id: str, now_ms: int) -> tuple[list[str], str]:
+    """Whether a vehicle may start assembling `image_id` given the images it has open
+    (id → when their last part came): (the stale ones to give up, why not — "" if it may)."""
+    stale = [i for i, last in open_images.items() if now_ms - last > STALE_MS]
+    live = len(open_images) - len(stale) - (image_id in open_images)
+    if live >= MAX_OPEN_IMAGES:
+        return stale, (f"image {image_id}: {MAX_OPEN_IMAGES} images of this vehicle are "
+                       "being assembled already")
+    return stale, ""

@@ -16,6 +16,12 @@ class PostgresImageParts(PostgresDb):
             "image_id = $2 ORDER BY idx", vehicle_id, image_id)
         return [dict(zip(PART_COLUMNS, r, strict=True)) | {"data": bytes(r[8])} for r in rows]
 
+    async def open_images(self, vehicle_id: str) -> dict[str, int]:
+        rows = await self._pool.fetch(
+            "SELECT image_id, max(received_ms) FROM image_parts WHERE vehicle_id = $1 "
+            "GROUP BY image_id", vehicle_id)
+        return {r[0]: r[1] for r in rows}
+
     async def put_image_part(self, part: dict) -> bool:
         return bool(await self._pool.fetchval(
             f"INSERT INTO image_parts ({', '.join(PART_COLUMNS)}) VALUES "

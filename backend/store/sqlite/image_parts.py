@@ -22,6 +22,15 @@ class SqliteImageParts(SqliteDb):
 
         return await self._run(rows)
 
+    async def open_images(self, vehicle_id: str) -> dict[str, int]:
+        """The images of a vehicle being assembled: id → when their last part came."""
+        def rows():
+            return dict(self._db.execute(
+                "SELECT image_id, max(received_ms) FROM image_parts WHERE vehicle_id = ? "
+                "GROUP BY image_id", (vehicle_id,)).fetchall())
+
+        return await self._run(rows)
+
     async def put_image_part(self, part: dict) -> bool:
         """Hold one part (idempotent on vehicle, image and index); True if it was new."""
         def run():

@@ -138,3 +138,14 @@ async def test_an_action_naming_an_image_that_never_came_is_kept(api):
            "pod": {"recipient": "Aino", "photos": [_id(8)], "signature": None}}
     assert await actions("v1", _readings("v1", [act]), wall_ms()) == []
     assert (actions.applied, actions.kept) == (0, 1)
+
+
+async def test_a_vehicle_holds_a_bounded_number_of_half_images(api, monkeypatch):
+    monkeypatch.setattr(ip, "MAX_OPEN_IMAGES", 2)
+    actions = VehicleActions(ActionApplier(api.store))
+    data = os.urandom(ip.PART_BYTES + 1)
+    firsts = [ip.split(_id(n), "photo", "a", data, "tab-0001")[0] for n in (10, 11, 12)]
+    dead = await actions("v1", _readings("v1", firsts), wall_ms())
+    assert [q for q, _ in dead] == [3] and "being assembled" in dead[0][1]
+    assert set(await api.store.open_images("v1")) == {_id(10), _id(11)}
+    assert await api.store.open_images("v2") == {}

@@ -6,9 +6,12 @@ batch unacknowledged so the agent sends it again; the journal's limits never dro
 from __future__ import annotations
 
 import asyncio
+import json
+import sqlite3
 
 from agent.journal import Journal
 from agent.readings import Action, Position
+from geostream import image_parts as ip
 from tests.integration.net.rig import AgentRig, until
 
 
@@ -39,6 +42,41 @@ async def test_actions_are_applied_before_the_ack_and_stored_once(gw, tmp_path, 
         assert agent.uplink.stats.connects >= 2, "refused once: the agent came back and re-sent"
         rows = await gw.seqs("act-1")
         assert rows == sorted(set(rows)) and len(rows) == 2
+    finally:
+        await agent.stop()
+
+
+async def test_image_parts_refused_at_the_edge_or_by_the_applier_are_dead_letters(
+        gw, tmp_path, pki):
+    """docs/protocol.md §4 "Images": a malformed part is dead-lettered at the gateway's edge
+    (the applier never sees it), one the assembly refuses is dead-lettered after it; the
+    batch is acknowledged either way and the rest of it stored."""
+    token = await gw.provision("img-1")
+    seen: list[str] = []
+
+    async def applier(vehicle, readings, now_ms):
+        seen.extend(r.data["key"] for r in readings)
+        return [(r.seq, "forged: other bytes") for r in readings
+                if r.data["key"] == ip.part_key("f" + "1" * 40, 0)]
+
+    gw.gateway.driver_actions = applier
+    forged = ip.split("f" + "1" * 40, "photo", "j1", b"\xff\xd8\xff" + bytes(100), "tablet-1")
+    broken = ip.split("f" + "2" * 40, "photo", "j1", b"\xff\xd8\xff" + bytes(100), "tablet-1")
+    broken[0]["image"]["count"] = ip.MAX_PARTS + 1
+    agent = AgentRig(tmp_path / "a", "img-1", token, gw.host, gw.port, pki["ca"]).start()
+    try:
+        await agent.journal.append([Action(1_700_000_000_000, a)
+                                    for a in (forged[0], broken[0], action(1))])
+        agent.uplink.notify()
+        await until(lambda: len(seen) >= 2, 30, "the batch through the applier")
+        await until_pending_zero(agent)
+        assert seen == [forged[0]["key"], "tablet-1:0001"], "the malformed part never got there"
+        with sqlite3.connect(gw.db_path, timeout=10) as db:
+            dead = {json.loads(r)["action"]["key"]: e for r, e in db.execute(
+                "SELECT reading, error FROM dead_letter")}
+        assert set(dead) == {forged[0]["key"], broken[0]["key"]}
+        assert "forged" in dead[forged[0]["key"]] and "image.count" in dead[broken[0]["key"]]
+        assert len(await gw.seqs("img-1")) == 1, "the action stored, the parts not"
     finally:
         await agent.stop()
 

@@ -145,3 +145,15 @@ def test_split_refuses_what_it_cannot_carry():
     with pytest.raises(ValueError):
         ip.split(ID, "photo", None, bytes(ip.MAX_IMAGE_BYTES + 1), "tab-1")
     assert ip.MAX_PARTS == 512
+
+
+def test_a_vehicle_may_have_a_bounded_number_of_images_open():
+    full = {f"f{n:040x}": 1_000 for n in range(ip.MAX_OPEN_IMAGES)}
+    stale, why = ip.admit(full, ID, 2_000)
+    assert stale == [] and "being assembled" in why
+    one = next(iter(full))
+    assert ip.admit(full, one, 2_000) == ([], ""), "a part of an open image goes on"
+    # a week later they are all stale: given up, and the new image may start
+    stale, why = ip.admit(full, ID, 1_000 + ip.STALE_MS + 1)
+    assert sorted(stale) == sorted(full) and why == ""
+    assert ip.admit({}, ID, 0) == ([], "")
