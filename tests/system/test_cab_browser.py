@@ -114,7 +114,11 @@ def test_the_tablet_pins_the_vehicle_pairs_and_completes_a_stop(procs, tmp_path)
         assert not errors, errors
     finally:
         expect.set_options(timeout=5_000)
-    [action] = journaled_actions(procs.journal("van-9"))
+    # the signature's parts (docs/protocol.md §4 "Images") journaled before the action
+    *parts, action = journaled_actions(procs.journal("van-9"))
     assert (action["kind"], action["job_id"], action["device_seq"]) == ("complete", "s1", 1)
-    assert action["pod"]["recipient"] == "Ana" and action["pod"]["signature"] is None
+    assert action["pod"]["recipient"] == "Ana"
+    assert parts and {p["kind"] for p in parts} == {"image.part"}
+    assert {p["image"]["id"] for p in parts} == {action["pod"]["signature"]}
+    assert parts[0]["image"]["kind"] == "signature"
     assert len(cab(sock, "devices")["devices"]) == 1
