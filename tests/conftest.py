@@ -43,6 +43,10 @@ SERIAL_GROUPS = {
               "tests/system/test_hil_scenarios.py", "tests/system/cluster/test_netns_cluster.py",
               "tests/system/cluster/test_nats_cluster.py",
               "tests/system/cluster/test_pg_failover.py"),
+    # SO_REUSEPORT groups on 127.0.0.1: a port-0 bind may join another socket's group of the
+    # same user (the kernel's ephemeral search skips such ports only for plain sockets)
+    "reuseport": ("tests/system/cluster/test_reuseport.py",
+                  "tests/system/cluster/test_reuseport_workers.py"),
 }
 _GROUP_OF = {path: name for name, paths in SERIAL_GROUPS.items() for path in paths}
 

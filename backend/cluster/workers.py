@@ -55,7 +55,14 @@ POLL_S = 0.2
 
 def bind_group(host: str, port: int, n: int) -> list[socket.socket]:
     """The port's n member sockets, bound in order (port 0: the kernel picks it once), with
-    the steering program attached: member i gets the datagrams of server id i."""
+    the steering program attached: member i gets the datagrams of server id i. A port some
+    socket holds already is refused (OSError), also when that socket is in a reuseport group
+    of this user (another supervisor still running), which the group would otherwise take in
+    silently, its members before ours; port 0 takes a port no socket holds."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:  # a plain bind: free, or EADDRINUSE
+        probe.bind((host, port))
+        port = probe.getsockname()[1]
     first = reuseport_socket(host, port)
     socks = [first]
     try:

@@ -17,8 +17,11 @@ import time
 from pathlib import Path
 
 import asyncpg
+import pytest
 
 from backend.cluster.cids import CidLayout
+from backend.cluster.reuseport import reuseport_socket
+from backend.cluster.workers import bind_group
 from backend.store import open_store
 from tests.integration.net.rig import AgentRig, until
 from tests.system.cluster.natsfixture import NatsServer
@@ -139,3 +142,17 @@ async def test_two_workers_on_one_port_keep_migrations_and_survive_kill9(tmp_pat
                 os.killpg(sup.pid, signal.SIGKILL)  # its session: itself and its workers
                 sup.wait(5)
         nats.close()
+
+
+def test_a_port_held_by_another_reuseport_group_is_refused():
+    """Another supervisor's group (same user) would take our sockets in silently, its members
+    before ours, and steer our server ids to its processes: refused instead."""
+    with reuseport_socket(HOST, 0) as other:
+        with pytest.raises(OSError):
+            bind_group(HOST, other.getsockname()[1], 2)
+    socks = bind_group(HOST, 0, 2)
+    try:
+        assert socks[0].getsockname() == socks[1].getsockname()
+    finally:
+        for s in socks:
+            s.close()
