@@ -19,8 +19,6 @@ import argparse
 import asyncio
 import json
 import sys
-import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,16 +29,13 @@ from pgfixture import PgServer  # noqa: E402
 
 from backend.store.base import StoredReading  # noqa: E402
 from backend.store.postgres import PostgresStore  # noqa: E402
+from bench.pgcopy import DAY_MS, copy_record, dt, timed_copy  # noqa: E402
 from geostream.clock import wall_ms  # noqa: E402
 from loadtest.fleet import SimVehicle  # noqa: E402
 from loadtest.report import Report  # noqa: E402
 from loadtest.run import Options, run  # noqa: E402
 from loadtest.store import PG_DURABLE  # noqa: E402
 
-COPY_CHUNK = 5000  # rows per COPY transaction, the writer's largest transaction
-DAY_MS = 86_400_000
-_COLUMNS = ("time", "vehicle_id", "epoch", "seq", "kind", "location", "speed_kmh", "course_deg",
-            "alt_m", "fix", "sats", "hdop", "signals", "received_at")
 P99_GOAL_MS = 500.0
 INGEST_FLAVOURS = ("postgres", "timescale")
 REACH_STEPS = (500, 1000, 2000, 4000, 7000, 10000)
@@ -72,16 +67,6 @@ def _ms(v: float | None) -> str:
 # --- ingest vs COPY ---------------------------------------------------------------------------
 
 
-def _ewkb(lon: float, lat: float) -> bytes:
-    import struct
-
-    return struct.pack("<BIIdd", 1, 0x20000001, 4326, lon, lat)
-
-
-def _dt(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)
-
-
 def same_rows(vehicles: int, rate_hz: float, seconds: float) -> list[tuple]:
     """Records of the shape the load test sends (positions and CAN snapshots), for COPY."""
     now = wall_ms()
@@ -90,11 +75,7 @@ def same_rows(vehicles: int, rate_hz: float, seconds: float) -> list[tuple]:
         sim = SimVehicle(f"copy-{v:05d}", "", v + 1, rate_hz, 0.0, now, seed=v)
         sim.make_due(seconds)
         for r in sim.pending_wire():
-            s = StoredReading.from_wire(sim.vehicle_id, sim.epoch, r, now)
-            loc = _ewkb(s.lon, s.lat) if s.lon is not None else None
-            out.append((_dt(s.time_ms), s.vehicle_id, s.epoch, s.seq, s.kind, loc, s.speed_kmh,
-                        s.course_deg, s.alt_m, s.fix, s.sats, s.hdop, s.data_json(),
-                        _dt(s.received_ms)))
+            out.append(copy_record(StoredReading.from_wire(sim.vehicle_id, sim.epoch, r, now)))
     return out
 
 
@@ -106,21 +87,12 @@ async def copy_rate(url: str, records: list[tuple]) -> float:
     await store.close()
     conn = await asyncpg.connect(url)
     try:
-        await conn.set_type_codec("geometry", schema="public", encoder=lambda b: b,
-                                  decoder=bytes, format="binary")
         now = wall_ms()
-        await conn.execute("SELECT telemetry_ensure_partitions($1, $2)", _dt(now - DAY_MS),
-                           _dt(now + DAY_MS))
-        t0 = time.perf_counter()
-        for i in range(0, len(records), COPY_CHUNK):
-            async with conn.transaction():
-                await conn.copy_records_to_table("vehicle_telemetry", columns=_COLUMNS,
-                                                  records=records[i:i + COPY_CHUNK])
-        elapsed = time.perf_counter() - t0
-        assert await conn.fetchval("SELECT count(*) FROM vehicle_telemetry") == len(records)
+        await conn.execute("SELECT telemetry_ensure_partitions($1, $2)", dt(now - DAY_MS),
+                           dt(now + DAY_MS))
+        return await timed_copy(conn, records)
     finally:
         await conn.close()
-    return len(records) / elapsed
 
 
 def ingest_vs_copy(flavour: str, vehicles: int, rate_hz: float, outage_s: float) -> str:

@@ -22,10 +22,8 @@ import argparse
 import asyncio
 import os
 import random
-import struct
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -36,14 +34,10 @@ from pgfixture import PgServer  # noqa: E402
 from backend.store.base import StoredReading  # noqa: E402
 from backend.store.postgres import PostgresStore  # noqa: E402
 from backend.writer import BatchWriter  # noqa: E402
+from bench.pgcopy import DAY_MS, copy_record, dt, timed_copy  # noqa: E402
 from geostream.clock import wall_ms  # noqa: E402
 from loadtest.fleet import SimVehicle  # noqa: E402
 from loadtest.store import PG_DURABLE  # noqa: E402
-
-COPY_CHUNK = 5000  # the writer's largest transaction
-DAY_MS = 86_400_000
-_COLUMNS = ("time", "vehicle_id", "epoch", "seq", "kind", "location", "speed_kmh", "course_deg",
-            "alt_m", "fix", "sats", "hdop", "signals", "received_at")
 
 
 def storm_rows(vehicles: int, backlog: int, rate_hz: float = 10.0) -> list[list[StoredReading]]:
@@ -57,24 +51,13 @@ def storm_rows(vehicles: int, backlog: int, rate_hz: float = 10.0) -> list[list[
     return out
 
 
-def _dt(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)
-
-
-def copy_record(s: StoredReading) -> tuple:
-    loc = (struct.pack("<BIIdd", 1, 0x20000001, 4326, s.lon, s.lat)
-           if s.lon is not None and s.lat is not None else None)
-    return (_dt(s.time_ms), s.vehicle_id, s.epoch, s.seq, s.kind, loc, s.speed_kmh, s.course_deg,
-            s.alt_m, s.fix, s.sats, s.hdop, s.data_json(), _dt(s.received_ms))
-
-
 async def _opened(url: str) -> PostgresStore:
     store = PostgresStore(url, maintain_every_s=0)
     await store.open()
     now = wall_ms()
     async with store._pool.acquire() as conn:
-        await conn.execute("SELECT telemetry_ensure_partitions($1, $2)", _dt(now - DAY_MS),
-                           _dt(now + DAY_MS))
+        await conn.execute("SELECT telemetry_ensure_partitions($1, $2)", dt(now - DAY_MS),
+                           dt(now + DAY_MS))
     return store
 
 
@@ -85,18 +68,9 @@ async def copy_rate(url: str, records: list[tuple]) -> float:
     try:
         await conn.execute("TRUNCATE vehicle_telemetry")
         await conn.execute("CHECKPOINT")
-        await conn.set_type_codec("geometry", schema="public", encoder=lambda b: b,
-                                  decoder=bytes, format="binary")
-        t0 = time.perf_counter()
-        for i in range(0, len(records), COPY_CHUNK):
-            async with conn.transaction():
-                await conn.copy_records_to_table("vehicle_telemetry", columns=_COLUMNS,
-                                                  records=records[i:i + COPY_CHUNK])
-        elapsed = time.perf_counter() - t0
-        assert await conn.fetchval("SELECT count(*) FROM vehicle_telemetry") == len(records)
+        return await timed_copy(conn, records)
     finally:
         await conn.close()
-    return len(records) / elapsed
 
 
 async def storm_rate(store: PostgresStore, backlogs: list[list[StoredReading]], batch: int,
