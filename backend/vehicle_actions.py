@@ -148,18 +148,6 @@ class VehicleActions:
         self.images += 1
         return None
 
-
-def _header(row: dict) -> tuple:
-    """Part.header() of a held part's row."""
-    return (row["image_id"], row["kind"], row["job_id"], row["count"], row["size"],
-            row["sha256"])
-
-
-def _row(vehicle: str, part: Part, now_ms: int) -> dict:
-    return {"vehicle_id": vehicle, "image_id": part.image_id, "idx": part.index,
-            "kind": part.kind, "job_id": part.job_id, "count": part.count, "size": part.size,
-            "sha256": part.sha256, "data": part.data, "received_ms": now_ms}
-
     async def _detection(self, vehicle: str, r: StoredReading, now_ms: int) -> None:
         """An arrival or departure detected on the vehicle: the dispatch service's (it is
         no driver's action: no driver needed, never the applier's)."""
@@ -176,3 +164,15 @@ def _row(vehicle: str, part: Part, now_ms: int) -> dict:
                         r.seq, outcome)
         elif outcome == "recorded":
             self.detected += 1
+
+
+def _header(row: dict) -> tuple:
+    """Part.header() of a held part's row."""
+    return (row["image_id"], row["kind"], row["job_id"], row["count"], row["size"],
+            row["sha256"])
+
+
+def _row(vehicle: str, part: Part, now_ms: int) -> dict:
+    return {"vehicle_id": vehicle, "image_id": part.image_id, "idx": part.index,
+            "kind": part.kind, "job_id": part.job_id, "count": part.count, "size": part.size,
+            "sha256": part.sha256, "data": part.data, "received_ms": now_ms}
