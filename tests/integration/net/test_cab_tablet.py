@@ -34,8 +34,10 @@ from tests.integration.net.test_route_mailbox import (  # noqa: F401 (a fixture)
     CSV,
     applied_actions,
     emulator,
+    import_jobs,
     route_body,
     routes_on_vehicle,
+    wait_connected,
 )
 
 
@@ -170,15 +172,8 @@ def test_a_paired_tablets_actions_reach_the_backend_once_through_blackout_and_ki
 
     procs.gps_sim("cab-1", rate=5, count=5000)
     agent = start_agent()
-    wait_for(lambda: "route.set" in {c["name"] for c in api(
-        procs, "GET", "/api/vehicles/cab-1/commands/offered")[1]["commands"]}, 30,
-        "the agent connected through the emulator")
-    req = urllib.request.Request(
-        f"http://127.0.0.1:{procs.http_port}/api/jobs/import", data=CSV.encode(),
-        method="POST", headers={"Content-Type": "text/csv",
-                                "Authorization": f"Bearer {procs.token}"})
-    with urllib.request.urlopen(req, timeout=10) as r:
-        assert r.status == 200
+    wait_connected(procs, "cab-1")
+    import_jobs(procs, CSV)
     assert api(procs, "PUT", "/api/routes/r1",
                 route_body(("a", "b")) | {"vehicle_id": "cab-1"})[0] == 201
     wait_for(lambda: routes_on_vehicle(procs.journal("cab-1")), 60, "the route on the vehicle")

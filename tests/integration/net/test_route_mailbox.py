@@ -28,6 +28,23 @@ CSV = ("id,name,lat,lon,window_start,window_end,service_min,demand_kg\n"
        "b,Depot B,60.18,24.95,,,3,20\n")
 
 
+def wait_connected(procs, vehicle: str) -> None:
+    """Until the agent of `vehicle` has connected (it advertised route.set)."""
+    wait_for(lambda: "route.set" in {c["name"] for c in http(
+        procs, "GET", f"/api/vehicles/{vehicle}/commands/offered")[1]["commands"]}, 30,
+        "the agent connected through the emulator")
+
+
+def import_jobs(procs, csv: str) -> None:
+    """POST the jobs CSV as the dispatcher (procs.token)."""
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{procs.http_port}/api/jobs/import", data=csv.encode(),
+        method="POST", headers={"Content-Type": "text/csv",
+                                "Authorization": f"Bearer {procs.token}"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert r.status == 200
+
+
 def route_body(stops, version=None):
     start = int(time.time() * 1000) - 3_600_000  # a shift under way: d1 drives mb-1 now
     body = {"vehicle_id": "mb-1", "shift": {"start_ms": start, "end_ms": start + 9 * 3_600_000},
@@ -107,17 +124,10 @@ def test_a_route_dispatched_in_a_blackout_arrives_when_the_link_returns(procs, e
 
     procs.gps_sim("mb-1", rate=5, count=5000)
     agent = start_agent()
-    wait_for(lambda: "route.set" in {c["name"] for c in http(
-        procs, "GET", "/api/vehicles/mb-1/commands/offered")[1]["commands"]}, 30,
-        "the agent connected through the emulator")
+    wait_connected(procs, "mb-1")
 
     loop.call_soon_threadsafe(emu.blackout, 600.0)  # the link is gone until cleared
-    req = urllib.request.Request(
-        f"http://127.0.0.1:{procs.http_port}/api/jobs/import", data=CSV.encode(),
-        method="POST", headers={"Content-Type": "text/csv",
-                                "Authorization": f"Bearer {procs.token}"})
-    with urllib.request.urlopen(req, timeout=10) as r:
-        assert r.status == 200
+    import_jobs(procs, CSV)
     status, route = http(procs, "PUT", "/api/routes/r1", route_body(("a", "b")))
     assert status == 201, route
 

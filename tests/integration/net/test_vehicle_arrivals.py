@@ -11,7 +11,6 @@ import asyncio
 import json
 import signal
 import sqlite3
-import urllib.request
 
 import cbor2
 
@@ -19,7 +18,12 @@ from geostream.arrivals import distance_m
 from hil.linkemu import LinkEmulator
 from tests.conftest import wait_for
 from tests.integration.net.test_agent_commands import http
-from tests.integration.net.test_route_mailbox import emulator, route_body  # noqa: F401
+from tests.integration.net.test_route_mailbox import (  # noqa: F401 (a fixture)
+    emulator,
+    import_jobs,
+    route_body,
+    wait_connected,
+)
 
 STOP = (60.1700, 24.9400)
 # 150 m south of the stop → the stop (parked 8 s) → 150 m north; --speed 72 km/h: 20 m/s
@@ -76,15 +80,8 @@ def test_an_arrival_in_a_blackout_reaches_the_store_once_with_the_vehicles_time(
     sim.popen.send_signal(signal.SIGSTOP)  # the vehicle waits at its start until dispatched
     agent = procs._spawn(["-m", "agent", "--config", str(config)], "mb-1.agent")
     try:
-        wait_for(lambda: "route.set" in {c["name"] for c in http(
-            procs, "GET", "/api/vehicles/mb-1/commands/offered")[1]["commands"]}, 30,
-            "the agent connected through the emulator")
-        req = urllib.request.Request(
-            f"http://127.0.0.1:{procs.http_port}/api/jobs/import", data=CSV.encode(),
-            method="POST", headers={"Content-Type": "text/csv",
-                                    "Authorization": f"Bearer {procs.token}"})
-        with urllib.request.urlopen(req, timeout=10) as r:
-            assert r.status == 200
+        wait_connected(procs, "mb-1")
+        import_jobs(procs, CSV)
         status, _ = http(procs, "PUT", "/api/drivers/d1", {"display_name": "Aino"})
         assert status == 201
         status, route = http(procs, "PUT", "/api/routes/r1", route_body(("a",)))
