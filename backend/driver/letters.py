@@ -61,8 +61,3 @@ def refused(letter: dict, why: str, now_ms: int, replayable: bool = True) -> dic
 
 def replayed(letter: dict, outcome: str, now_ms: int) -> dict:
     return letter | {"state": "replayed", "replayed_ms": now_ms, "outcome": outcome[:200]}
-
-
-def public(letter: dict) -> dict:
-    """A letter as the API and the CLI show it."""
-    return dict(letter)
