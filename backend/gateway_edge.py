@@ -145,6 +145,7 @@ class EdgeServer:
         self._wake_handle: asyncio.TimerHandle | None = None
         self._wake_at: float | None = None
         self._closed = False
+        self._now = 0.0  # the latest time handed to a connection (`clock`)
         self.stats = collections.Counter()  # datagrams in/out, transmits, unroutable, …
 
     # --- asyncio face (as the library's QuicServer) -------------------------------------
@@ -156,6 +157,20 @@ class EdgeServer:
         """One datagram (a tunnel endpoint's or a test's); a socket uses `receive` per
         datagram and one `flush_soon` per drain."""
         self.receive(data, addr, self._loop.time())
+
+    def clock(self, now: float | None = None) -> float:
+        """The edge's time: `now` (else the loop's), never earlier than a time the edge
+        already gave a connection. A QUIC library stamps what it sends with the time of the
+        call; an ACK of it handed over with an earlier time is a negative RTT, which qh3's
+        core answers by closing the connection (PROTOCOL_VIOLATION "InvalidTime"). Times
+        come from several places (a socket drain, a deadline, a handshake's immediate
+        transmit), so the edge keeps them in order itself."""
+        if now is None:
+            now = self._loop.time()
+        if now < self._now:
+            return self._now
+        self._now = now
+        return now
 
     def close(self) -> None:
         """Close every connection (their CONNECTION_CLOSE leaves now) and the socket."""
@@ -177,6 +192,7 @@ class EdgeServer:
         """Hand `data` to its connection (a new one for a valid Initial); unroutable
         datagrams are dropped (counted)."""
         self.stats["datagrams_in"] += 1
+        now = self.clock(now)
         header = route_header(data, self._cid_length)
         if header is None:
             self.stats["malformed"] += 1
@@ -230,7 +246,7 @@ class EdgeServer:
     def transmit_now(self, conn: EdgeConnection) -> None:
         """`conn`'s datagrams now, not at the end of the tick (before it closes, and during
         its handshake, as the library's own protocol sends them)."""
-        out = self._poll(conn, self._loop.time())
+        out = self._poll(conn, self.clock())
         if out:
             self._send(out)
         self.arm()
@@ -258,8 +274,7 @@ class EdgeServer:
     def _flush(self, now: float | None = None) -> None:
         """Transmit every dirty connection once; re-arm their deadlines; send it all."""
         self._flush_handle = None
-        if now is None:
-            now = self._loop.time()
+        now = self.clock(now)
         out: list = []
         while self._dirty:
             dirty, self._dirty = self._dirty, []
@@ -302,7 +317,7 @@ class EdgeServer:
     def _wake(self) -> None:
         # never before the deadline it was armed for (a loop may fire a handle a rounding
         # error early; the library would then find its timer not due and ask again)
-        now = max(self._loop.time(), self._wake_at or 0.0)
+        now = self.clock(max(self._loop.time(), self._wake_at or 0.0))
         self._wake_handle = None
         self._wake_at = None
         for conn in self.timers.pop_due(now):
@@ -345,8 +360,7 @@ class UdpEdge:
         return cls(sock, server)
 
     def _readable(self) -> None:
-        recv, server = self._sock.recvfrom, self._server
-        now = self._loop.time()
+        recv, server, clock = self._sock.recvfrom, self._server, self._loop.time
         for _ in range(MAX_DATAGRAMS_PER_WAKEUP):
             try:
                 data, addr = recv(MAX_DATAGRAM_BYTES)
@@ -355,7 +369,9 @@ class UdpEdge:
             except OSError as exc:  # an ICMP error of an earlier send: not this socket's end
                 log.debug("udp receive: %s", exc)
                 continue
-            server.receive(data, addr, now)
+            # each datagram's own arrival time: a drain of 64 takes milliseconds, and an RTT
+            # sample must not count that as network time
+            server.receive(data, addr, clock())
         server.flush_soon()
 
     # --- a DatagramTransport's face ------------------------------------------------------
