@@ -18,6 +18,7 @@ from .history import PostgresHistory
 from .image_parts import PostgresImageParts
 from .links import PostgresLinks
 from .notify import PostgresNotify
+from .owners import PostgresOwners
 from .partitions import MAINTAIN_EVERY_S
 from .proposals import PostgresProposals
 from .readings import PostgresReadings
@@ -28,7 +29,8 @@ from .vehicles import PostgresVehicles
 class PostgresStore(PostgresVehicles, PostgresReadings, PostgresHistory, PostgresGeofences,
                     PostgresCommands, PostgresAccounts, PostgresAlerts, PostgresService,
                     PostgresDispatch, PostgresProposals, PostgresLinks, PostgresNotify,
-                    PostgresDriver, PostgresDriving, PostgresImageParts):
+                    PostgresDriver, PostgresDriving, PostgresImageParts,
+                    PostgresOwners):
     """`PostgresStore(url)`, then `await open()`; `maintain_every_s=0` runs no partition job
     (someone else's maintenance, or a test calling `maintain` itself)."""
 

@@ -16,6 +16,7 @@ from .history import SqliteHistory
 from .image_parts import SqliteImageParts
 from .links import SqliteLinks
 from .notify import SqliteNotify
+from .owners import SqliteOwners
 from .partitions import SqlitePartitions
 from .proposals import SqliteProposals
 from .readings import SqliteReadings
@@ -26,5 +27,5 @@ from .vehicles import SqliteVehicles
 class SqliteStore(SqliteVehicles, SqliteReadings, SqliteHistory, SqliteGeofences,
                   SqliteCommands, SqliteAccounts, SqliteAlerts, SqliteService, SqlitePartitions,
                   SqliteDispatch, SqliteProposals, SqliteLinks, SqliteNotify,
-                  SqliteDriver, SqliteDriving, SqliteImageParts):
+                  SqliteDriver, SqliteDriving, SqliteImageParts, SqliteOwners):
     """The embedded store: `SqliteStore(path)`, then `await open()`."""
