@@ -248,6 +248,58 @@ def host_cids(quic) -> list[bytes]:
     return [quic.host_cid]
 
 
+# --- a gateway edge that owns its peers' addresses (backend/edge_core.py, PeerAddress) -----
+
+# qh3's native core keeps at most four paths per connection (`MAX_PATHS` in its path table)
+# and never evicts one: a fifth distinct client address is dropped unanswered. It also fails
+# an aioquic client's first move ("packet builder capacity exhausted": it cannot pad the path
+# challenge to 1,200 bytes within the anti-amplification budget of a small datagram). So the
+# gateway's edge shows the core one address per connection and follows the peer itself.
+EDGE_OWNS_PEER_ADDRESS = True
+
+
+def receive_authenticated(quic, data: bytes, addr, now: float) -> int:
+    """`quic.receive_datagram(data, addr, now)`, returning how many packets of `data` the
+    core authenticated and had not received before (0: spoofed, garbled or replayed). The
+    facade drops the core's receive report; it is read here for this one call only."""
+    call_core = quic._call_core
+    accepted = 0
+
+    def reporting(operation, *args):
+        nonlocal accepted
+        result = call_core(operation, *args)
+        if getattr(operation, "__name__", "") == "receive_datagram":
+            accepted += result[2]  # the report's count of packets processed
+        return result
+
+    quic._call_core = reporting
+    try:
+        quic.receive_datagram(data, addr, now)
+    finally:
+        del quic._call_core
+    return accepted
+
+
+def newest_packet_sent(quic) -> int | None:
+    """The number of the newest 1-RTT packet `quic` sent that awaits its acknowledgement."""
+    core = quic._core
+    outstanding = None if core is None else core.outstanding_application_packets
+    return max(p[0] for p in outstanding) if outstanding else None
+
+
+def packet_outstanding(quic, packet_number: int) -> bool:
+    """Whether 1-RTT packet `packet_number` is neither acknowledged nor declared lost."""
+    core = quic._core
+    return core is not None and any(
+        p[0] == packet_number for p in core.outstanding_application_packets)
+
+
+def packets_lost(quic) -> int:
+    """How many packets `quic` declared lost so far."""
+    core = quic._core
+    return 0 if core is None else core.loss_total
+
+
 # --- what the agent shows and pins ---------------------------------------------------------
 
 def smoothed_rtt(quic) -> float | None:
