@@ -126,7 +126,7 @@ class VehicleOwners:
         if self._flusher is not None:
             await asyncio.gather(self._flusher, return_exceptions=True)
         try:
-            await self._write(self.book.take())
+            await self.flush()
             await self.store.leave_member(self.node, self.clock())
         except Exception as exc:  # its membership expires on its own
             log.warning("cannot leave the cluster's members: %s", exc)
@@ -158,17 +158,26 @@ class VehicleOwners:
     async def _flush(self) -> None:
         while self.book.pending:
             try:
-                await self._write(self.book.take())
+                await self.flush()
             except Exception as exc:  # the next sync repairs it
                 self.stats["failures"] += 1
                 log.warning("cannot record vehicle connections: %s", exc)
                 return
 
+    async def flush(self) -> None:
+        """Write the pending connection changes; returns once every change noted before the
+        call is in the store (taken under the lock: none is in flight elsewhere)."""
+        async with self._lock:
+            await self._record(self.book.take())
+
     async def _write(self, changes: Sequence[tuple[str, bool, int]]) -> None:
+        async with self._lock:
+            await self._record(changes)
+
+    async def _record(self, changes: Sequence[tuple[str, bool, int]]) -> None:
         if not changes:
             return
-        async with self._lock:
-            await self.store.record_connections(self.node, changes)
+        await self.store.record_connections(self.node, changes)
         claims = sum(1 for _, c, _ in changes if c)
         self.stats["claims"] += claims
         self.stats["releases"] += len(changes) - claims
@@ -183,7 +192,7 @@ class VehicleOwners:
         # a process that syncs is alive: renewed here too, so it never repairs (claims) as a
         # member the others may take for dead
         await self.store.renew_member(self.node, now_ms, self.ttl_ms)
-        await self._write(self.book.take())
+        await self.flush()
         rows = await self.store.owned_vehicles(self.node, now_ms)
         repairs = self.book.repairs(rows, holding, now_ms)
         if repairs:

@@ -7,6 +7,7 @@ all on the host `db.PostgresDb` (pools, migrations)."""
 from __future__ import annotations
 
 from .accounts import PostgresAccounts
+from .action_letters import PostgresActionLetters
 from .alerts import PostgresAlerts
 from .commands import PostgresCommands
 from .db import POOL_MAX, PostgresDb
@@ -30,7 +31,7 @@ class PostgresStore(PostgresVehicles, PostgresReadings, PostgresHistory, Postgre
                     PostgresCommands, PostgresAccounts, PostgresAlerts, PostgresService,
                     PostgresDispatch, PostgresProposals, PostgresLinks, PostgresNotify,
                     PostgresDriver, PostgresDriving, PostgresImageParts,
-                    PostgresOwners):
+                    PostgresActionLetters, PostgresOwners):
     """`PostgresStore(url)`, then `await open()`; `maintain_every_s=0` runs no partition job
     (someone else's maintenance, or a test calling `maintain` itself)."""
 

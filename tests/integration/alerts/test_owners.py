@@ -35,13 +35,17 @@ class Process:
         o = self.owners
         await o.store.renew_member(o.node, self.clock[0], o.ttl_ms)
 
-    def connect(self) -> None:
+    async def connect(self) -> None:
+        """A connection registered, and its claim in the store (the gateway does not wait
+        for it; here the order of the two processes' writes is the test's)."""
         self.holding.add(V)
         self.owners.connected(V)
+        await self.owners.flush()
 
-    def disconnect(self) -> None:
+    async def disconnect(self) -> None:
         self.holding.discard(V)
         self.owners.disconnected(V)
+        await self.owners.flush()
 
     async def tick(self) -> None:
         await self.engine.on_timer(self.clock[0], self.holding)
@@ -68,7 +72,7 @@ async def test_one_owner_hand_over_and_takeover(any_store):
         for p in procs:
             await p.tick()
 
-    a.connect()
+    await a.connect()
     await s.write([pos(1, NOW / 1000, 50)], [])
     await a.engine.on_committed([pos(1, NOW / 1000, 50)], NOW)
     await at(0, a, b)
@@ -78,9 +82,9 @@ async def test_one_owner_hand_over_and_takeover(any_store):
     assert len(published) == 1
 
     # it moves to b and sends: b closes a's stale alert; a stops
-    a.disconnect()
+    await a.disconnect()
     clock[0] = NOW + 660_000
-    b.connect()
+    await b.connect()
     newer = pos(2, (NOW + 660_000) / 1000, 50)
     await s.write([newer], [])
     await b.engine.on_committed([newer], clock[0])
@@ -115,14 +119,13 @@ async def test_a_process_that_lost_the_vehicle_cannot_write_its_alerts(any_store
     a, b = Process(s, "host/1", clock, published), Process(s, "host/2", clock, published)
     await a.start()
     await b.start()
-    a.connect()
+    await a.connect()
     await a.tick()  # a owns it: its sync claimed it
     from backend.alerts.evaluate import Episode
 
     offline = Episode("offline", V, NOW, None, "", None, None, None, {}, NOW)
     clock[0] = NOW + 1000
-    b.connect()  # a newer connection elsewhere
-    await b.owners._flush()
+    await b.connect()  # a newer connection elsewhere
     assert await a.owners.save([offline], clock[0]) == []
     assert [x.vehicle_id for x, _ in await b.owners.save([offline], clock[0])] == [V]
     # a's own older connection does not take it back while b's is connected
