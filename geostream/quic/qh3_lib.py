@@ -148,7 +148,19 @@ class QuicConnection(_Qh3Connection):
 
 
 def ack_with_data(quic) -> None:
-    """Nothing to do: qh3's core writes a pending ACK into every packet it builds."""
+    """Let the next packet carry any pending 1-RTT ACK (call before sending stream data).
+    qh3's core writes an ACK frame into a packet only once its `ack_application` timer
+    (1 ms after the packet it acknowledges) is due, so stream data sent sooner (a commit
+    under 1 ms) left without it, and the ACK followed alone: that timer is fired now, at
+    its own deadline. The ACK's ack_delay field then says at most 1 ms more than it waited
+    (RFC 9000 §19.3: the peer subtracts it from an RTT sample only up to its max_ack_delay);
+    nothing else is due by then (it is the core's earliest timer)."""
+    core = quic._core
+    timer = None if core is None else core.get_timer()
+    if timer is not None and timer[0] == _ACK_TIMER:
+        _Qh3Connection.handle_timer(quic, timer[1])  # the core's own, not the held one
+        if isinstance(quic, QuicConnection):
+            quic._seam_ack_until = None
 
 
 def advertise_max_ack_delay(quic, delay_s: float) -> None:
