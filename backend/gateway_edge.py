@@ -32,7 +32,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-from .edge_core import Deadlines, route_header, version_negotiation
+from .edge_core import Deadlines, PeerAddress, route_header, version_negotiation
 from .quic_tuning import ACK_DELAY_S
 
 log = logging.getLogger("backend.gateway")
@@ -64,6 +64,16 @@ class EdgeConnection:
         self._handshaken = False
         self._terminated = False
         self._dirty = False
+        # the peer's address when the edge owns it (the library's adapter says whether):
+        # set by the first datagram
+        self._peer: PeerAddress | None = None
+        self._owns_address = edge.lib.EDGE_OWNS_PEER_ADDRESS
+
+    def peer_address(self):
+        """Where the connection sends now (after a migration: the peer's new address)."""
+        if self._peer is not None:
+            return self._peer.current
+        return self._lib.peer_address(self._quic)
 
     def quic_event_received(self, event) -> None:
         """A QUIC event of this connection (after the edge's own bookkeeping)."""
@@ -87,7 +97,10 @@ class EdgeConnection:
         if self._terminated:
             return
         quic = self._quic
-        quic.receive_datagram(data, addr, now=now)
+        if self._owns_address:
+            self._receive_following(data, addr, now)
+        else:
+            quic.receive_datagram(data, addr, now=now)
         before = self._handshaken
         self._process_events()
         if before and self._handshaken:  # the ACK waits; a commit's ack will carry it
@@ -96,6 +109,68 @@ class EdgeConnection:
                 self._edge.arm()
         else:  # handshake flights leave at once, each after the datagram that asked for it
             self._edge.transmit_now(self)
+
+    def _receive_following(self, data: bytes, addr, now: float) -> None:
+        """Receive with the edge owning the peer's address (`PeerAddress`): the library
+        sees the connection's first address only."""
+        quic, peer, lib = self._quic, self._peer, self._lib
+        if peer is None:
+            peer = self._peer = PeerAddress(addr)
+        if addr == peer.current:
+            peer.arrived(addr, len(data), True)
+            quic.receive_datagram(data, peer.library_address, now=now)
+            self._settle_probe()
+        elif not self._handshaken:
+            # RFC 9000 §9: a server may drop packets from a new address before the
+            # handshake is confirmed (a server confirms it at completion)
+            self._edge.stats["dropped_before_handshake"] += 1
+        else:
+            accepted = lib.receive_authenticated(quic, data, peer.library_address, now)
+            self._settle_probe()  # the packet that moves the peer may acknowledge the probe
+            if peer.arrived(addr, len(data), accepted > 0):
+                self._edge.stats["peer_moved"] += 1
+                if not peer.validated:
+                    self._new_destination_cid()
+
+    def _settle_probe(self) -> None:
+        peer = self._peer
+        if peer is not None and peer.probe is not None:
+            lib, quic = self._lib, self._quic
+            if peer.probe_settled(lib.packet_outstanding(quic, peer.probe),
+                                  lib.packets_lost(quic)):
+                self._edge.stats["peer_address_validated"] += 1
+
+    def _new_destination_cid(self) -> None:
+        """Toward a new address, a CID of the peer's not used on another one (RFC 9000 §9.5:
+        the library, which does not see the move, would keep the old one). Without a spare
+        CID the old one stays (as after a NAT rebinding, which §9.5 allows)."""
+        try:
+            self._quic.change_connection_id()
+        except Exception as exc:  # no unused CID of the peer's, or a datagram pending
+            self._edge.stats["cid_kept_on_move"] += 1
+            log.debug("destination CID kept on a move: %s", exc)
+
+    def outgoing(self, datagrams: list) -> list:
+        """The library's datagrams, addressed where the peer is when the edge owns its
+        address; toward an address not validated yet, within the anti-amplification
+        budget (the rest is dropped: QUIC retransmits it)."""
+        peer = self._peer
+        if peer is None or not datagrams:
+            return datagrams
+        current = peer.current
+        if peer.validated:
+            return [(data, current) for data, _ in datagrams]
+        out = []
+        for i, (data, _) in enumerate(datagrams):
+            if not peer.allow(len(data)):
+                self._edge.stats["amplification_dropped"] += len(datagrams) - i
+                return out  # and no probe: the newest packet did not leave
+            out.append((data, current))
+        if out and peer.wants_probe():
+            newest = self._lib.newest_packet_sent(self._quic)
+            if newest is not None:
+                peer.probe_sent(newest, self._lib.packets_lost(self._quic))
+        return out
 
     def wake(self, now: float) -> None:
         """Its deadline came: the library's timer if due, then a transmit (which re-arms)."""
@@ -265,7 +340,7 @@ class EdgeServer:
             self.stats["transmit_errors"] += 1
             log.info("transmit of a connection failed (%s); it goes on", exc)
         self.timers.set(conn, quic.get_timer())
-        return out
+        return conn.outgoing(out) if conn._owns_address else out
 
     def flush_soon(self) -> None:
         if self._flush_handle is None and self._dirty and not self._closed:
