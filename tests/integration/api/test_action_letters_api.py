@@ -96,8 +96,10 @@ async def test_an_undecodable_image_makes_its_proof_a_dead_letter_with_the_reaso
                                           "--state", "dead"]) == 0
     [line] = capsys.readouterr().out.splitlines()
     assert json.loads(line) == proof
-    # the journal sends the batch again (a lost ack): nothing changes, nothing is applied
-    assert [q for q, _ in await api.actions("v1", batch, wall_ms())] == []
+    # the journal sends the batch again (a lost ack): the same refusal, nothing held or applied
+    again = await api.actions("v1", batch, wall_ms())
+    assert [q for q, _ in again] == [2] and "not a JPEG" in again[0][1]
+    assert await api.store.image_parts("v1", _id(1)) == []
     assert await api.store.driver_action("tab-0001-k1") is None
     # a refused image cannot be replayed; the proof can, but its image is still missing
     await api.call("POST", "/api/action-letters/v1/1/2/replay", role=A, expect=409)
