@@ -34,7 +34,8 @@ class Backend:
         self.config = config
         self.store = open_store(config.db)
         self.writer = BatchWriter(self.store, config.writer_max_rows,
-                                  config.writer_linger_ms / 1000)
+                                  config.writer_linger_ms / 1000,
+                                  interval_s=config.writer_interval_ms / 1000)
         self.hub = Hub()
         # with NATS, committed positions and alerts go out on it and this hub is fed from it
         self.fanout = None
