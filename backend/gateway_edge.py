@@ -300,12 +300,15 @@ class EdgeServer:
             self._wake_handle = self._loop.call_at(when, self._wake)
 
     def _wake(self) -> None:
-        # never before the deadline it was armed for (a loop may fire a handle a rounding
-        # error early; the library would then find its timer not due and ask again)
-        now = max(self._loop.time(), self._wake_at or 0.0)
+        # what it was armed for is due even if the loop fires a rounding error early, but the
+        # connections get the true time: a later one overstates the ACK delay they report, and
+        # a client whose RTT sample comes out below it closes the connection (qh3's
+        # "InvalidTime"); a library timer not due yet by that is simply asked for again
+        now = self._loop.time()
+        due = max(now, self._wake_at or 0.0)
         self._wake_handle = None
         self._wake_at = None
-        for conn in self.timers.pop_due(now):
+        for conn in self.timers.pop_due(due):
             conn.wake(now)
         if self._dirty:
             self._flush(now)
@@ -345,8 +348,7 @@ class UdpEdge:
         return cls(sock, server)
 
     def _readable(self) -> None:
-        recv, server = self._sock.recvfrom, self._server
-        now = self._loop.time()
+        recv, server, clock = self._sock.recvfrom, self._server, self._loop.time
         for _ in range(MAX_DATAGRAMS_PER_WAKEUP):
             try:
                 data, addr = recv(MAX_DATAGRAM_BYTES)
@@ -355,7 +357,9 @@ class UdpEdge:
             except OSError as exc:  # an ICMP error of an earlier send: not this socket's end
                 log.debug("udp receive: %s", exc)
                 continue
-            server.receive(data, addr, now)
+            # stamped as read: a datagram that arrived during the drain stamped with its
+            # start would have its ACK delay overstated (see `_wake`)
+            server.receive(data, addr, clock())
         server.flush_soon()
 
     # --- a DatagramTransport's face ------------------------------------------------------

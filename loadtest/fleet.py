@@ -107,6 +107,10 @@ class SimVehicle:
             n += 1
         return n
 
+    def next_due(self) -> float | None:
+        """When the next reading is due (None while nothing is made)."""
+        return self.start + self.made / self.rate_hz if self.making else None
+
     def reading(self, q: int) -> Reading:
         """Reading number `q` as the agent's sources make it (call in order of q)."""
         ts = self.wall_ms_at_start + int((q - 1) * 1000 / self.rate_hz)
