@@ -25,6 +25,7 @@ from geostream.image_parts import split
 from ..mailbox import Mailbox
 from . import records, tls
 from .actions import MAX_ACTION_BYTES, KeyUsed, NotAnAction, check, decide, named_images
+from .capped import CappedSite, ConnectionCap
 from .pairing import Paired, Pairing, Refused, csrf_token, shown, token_hash
 from .shift import shift_answer
 
@@ -114,6 +115,7 @@ class CabServer:
         self._actions = asyncio.Lock()  # one action at a time: check, journal, record
         self._live: set[web.WebSocketResponse] = set()
         self._runner: web.AppRunner | None = None
+        self.cap = ConnectionCap()  # connections at once (capped.py)
         self.origin = f"https://{self._host()}:{config.port}"
         self.origins = {self.origin}  # the listen address's and [cab] names' (start())
 
@@ -143,8 +145,8 @@ class CabServer:
             self._routes(app)
             self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
             await self._runner.setup()
-            site = web.TCPSite(self._runner, self.config.listen, self.config.port,
-                               ssl_context=ctx)
+            site = CappedSite(self._runner, self.config.listen, self.config.port, ctx,
+                              self.cap)
             await site.start()
             port = self._runner.addresses[0][1]  # [cab] port 0: the kernel's choice
             self.origin = f"https://{self._host()}:{port}"
@@ -166,7 +168,8 @@ class CabServer:
     def status(self) -> dict:
         """For `fleet-agent status`: running or not, where, how many apps are live."""
         return {"running": self._runner is not None, "origin": self.origin,
-                "live": len(self._live)}
+                "live": len(self._live), "connections": self.cap.open,
+                "refused": self.cap.refused}
 
     def pin(self) -> str:
         return tls.spki_pin(self.files.cert.read_bytes())

@@ -367,6 +367,19 @@ class ImageParts(Protocol):
     async def open_images(self, vehicle_id: str) -> dict[str, int]: ...
     async def put_image_part(self, part: dict) -> bool: ...
     async def drop_image_parts(self, vehicle_id: str, image_id: str) -> int: ...
+    async def drop_stale_image_parts(self, before_ms: int) -> int:
+        """Forget the images whose last part came before `before_ms`; the parts dropped."""
+
+
+class ActionLetters(Protocol):
+    """Vehicle actions the backend could not apply (action_letters.py, docs/operations.md
+    "Dead letters of vehicle actions"): rows of LETTER_COLUMNS, one per `act` reading."""
+
+    async def action_letter(self, vehicle_id: str, epoch: int, seq: int) -> dict | None: ...
+    async def put_action_letter(self, row: dict) -> None: ...
+    async def drop_action_letter(self, vehicle_id: str, epoch: int, seq: int) -> bool: ...
+    async def action_letters(self, state: str | None = None, vehicle_id: str | None = None,
+                             limit: int = ...) -> list[dict]: ...
 
 
 class Partitions(Protocol):
@@ -386,5 +399,5 @@ class Replication(Protocol):
 
 class Store(Db, Vehicles, Readings, History, Geofences, Commands, Accounts, Alerts, Service,
             Dispatch, Driver, Proposals, Links, Notify, Partitions, Driving, ImageParts,
-            Protocol):
+            ActionLetters, Protocol):
     """Everything a store does: what `open_store` returns."""

@@ -135,6 +135,29 @@ def host_cids(quic) -> list[bytes]:
     return [c.cid for c in quic._host_cids]
 
 
+# --- a gateway edge that owns its peers' addresses ------------------------------------------
+
+# aioquic follows a migrating peer itself (path validation, any number of paths): the edge
+# sends where it says; the hooks below belong to a library that needs the edge to.
+EDGE_OWNS_PEER_ADDRESS = False
+
+
+def receive_authenticated(quic, data: bytes, addr, now: float) -> int:
+    raise NotImplementedError("aioquic follows its peer's address itself")
+
+
+def newest_packet_sent(quic) -> int | None:
+    raise NotImplementedError("aioquic follows its peer's address itself")
+
+
+def packet_outstanding(quic, packet_number: int) -> bool:
+    raise NotImplementedError("aioquic follows its peer's address itself")
+
+
+def packets_lost(quic) -> int:
+    raise NotImplementedError("aioquic follows its peer's address itself")
+
+
 # --- what the agent shows and pins ---------------------------------------------------------
 
 def smoothed_rtt(quic) -> float | None:

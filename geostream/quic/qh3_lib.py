@@ -148,7 +148,19 @@ class QuicConnection(_Qh3Connection):
 
 
 def ack_with_data(quic) -> None:
-    """Nothing to do: qh3's core writes a pending ACK into every packet it builds."""
+    """Let the next packet carry any pending 1-RTT ACK (call before sending stream data).
+    qh3's core writes an ACK frame into a packet only once its `ack_application` timer
+    (1 ms after the packet it acknowledges) is due, so stream data sent sooner (a commit
+    under 1 ms) left without it, and the ACK followed alone: that timer is fired now, at
+    its own deadline. The ACK's ack_delay field then says at most 1 ms more than it waited
+    (RFC 9000 §19.3: the peer subtracts it from an RTT sample only up to its max_ack_delay);
+    nothing else is due by then (it is the core's earliest timer)."""
+    core = quic._core
+    timer = None if core is None else core.get_timer()
+    if timer is not None and timer[0] == _ACK_TIMER:
+        _Qh3Connection.handle_timer(quic, timer[1])  # the core's own, not the held one
+        if isinstance(quic, QuicConnection):
+            quic._seam_ack_until = None
 
 
 def advertise_max_ack_delay(quic, delay_s: float) -> None:
@@ -246,6 +258,58 @@ def issue_routable_cids(quic, new_cid: Callable[[], bytes]) -> None:
 def host_cids(quic) -> list[bytes]:
     """The CIDs of `quic` the seam knows of: the first (the core keeps the others)."""
     return [quic.host_cid]
+
+
+# --- a gateway edge that owns its peers' addresses (backend/edge_core.py, PeerAddress) -----
+
+# qh3's native core keeps at most four paths per connection (`MAX_PATHS` in its path table)
+# and never evicts one: a fifth distinct client address is dropped unanswered. It also fails
+# an aioquic client's first move ("packet builder capacity exhausted": it cannot pad the path
+# challenge to 1,200 bytes within the anti-amplification budget of a small datagram). So the
+# gateway's edge shows the core one address per connection and follows the peer itself.
+EDGE_OWNS_PEER_ADDRESS = True
+
+
+def receive_authenticated(quic, data: bytes, addr, now: float) -> int:
+    """`quic.receive_datagram(data, addr, now)`, returning how many packets of `data` the
+    core authenticated and had not received before (0: spoofed, garbled or replayed). The
+    facade drops the core's receive report; it is read here for this one call only."""
+    call_core = quic._call_core
+    accepted = 0
+
+    def reporting(operation, *args):
+        nonlocal accepted
+        result = call_core(operation, *args)
+        if getattr(operation, "__name__", "") == "receive_datagram":
+            accepted += result[2]  # the report's count of packets processed
+        return result
+
+    quic._call_core = reporting
+    try:
+        quic.receive_datagram(data, addr, now)
+    finally:
+        del quic._call_core
+    return accepted
+
+
+def newest_packet_sent(quic) -> int | None:
+    """The number of the newest 1-RTT packet `quic` sent that awaits its acknowledgement."""
+    core = quic._core
+    outstanding = None if core is None else core.outstanding_application_packets
+    return max(p[0] for p in outstanding) if outstanding else None
+
+
+def packet_outstanding(quic, packet_number: int) -> bool:
+    """Whether 1-RTT packet `packet_number` is neither acknowledged nor declared lost."""
+    core = quic._core
+    return core is not None and any(
+        p[0] == packet_number for p in core.outstanding_application_packets)
+
+
+def packets_lost(quic) -> int:
+    """How many packets `quic` declared lost so far."""
+    core = quic._core
+    return 0 if core is None else core.loss_total
 
 
 # --- what the agent shows and pins ---------------------------------------------------------

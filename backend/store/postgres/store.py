@@ -7,6 +7,7 @@ all on the host `db.PostgresDb` (pools, migrations)."""
 from __future__ import annotations
 
 from .accounts import PostgresAccounts
+from .action_letters import PostgresActionLetters
 from .alerts import PostgresAlerts
 from .commands import PostgresCommands
 from .db import POOL_MAX, PostgresDb
@@ -28,7 +29,8 @@ from .vehicles import PostgresVehicles
 class PostgresStore(PostgresVehicles, PostgresReadings, PostgresHistory, PostgresGeofences,
                     PostgresCommands, PostgresAccounts, PostgresAlerts, PostgresService,
                     PostgresDispatch, PostgresProposals, PostgresLinks, PostgresNotify,
-                    PostgresDriver, PostgresDriving, PostgresImageParts):
+                    PostgresDriver, PostgresDriving, PostgresImageParts,
+                    PostgresActionLetters):
     """`PostgresStore(url)`, then `await open()`; `maintain_every_s=0` runs no partition job
     (someone else's maintenance, or a test calling `maintain` itself)."""
 

@@ -6,6 +6,7 @@ all on the host `db.SqliteDb` (connection, worker thread, migrations)."""
 from __future__ import annotations
 
 from .accounts import SqliteAccounts
+from .action_letters import SqliteActionLetters
 from .alerts import SqliteAlerts
 from .commands import SqliteCommands
 from .dispatch import SqliteDispatch
@@ -26,5 +27,6 @@ from .vehicles import SqliteVehicles
 class SqliteStore(SqliteVehicles, SqliteReadings, SqliteHistory, SqliteGeofences,
                   SqliteCommands, SqliteAccounts, SqliteAlerts, SqliteService, SqlitePartitions,
                   SqliteDispatch, SqliteProposals, SqliteLinks, SqliteNotify,
-                  SqliteDriver, SqliteDriving, SqliteImageParts):
+                  SqliteDriver, SqliteDriving, SqliteImageParts,
+                  SqliteActionLetters):
     """The embedded store: `SqliteStore(path)`, then `await open()`."""

@@ -1,0 +1,49 @@
+"""The dead-letter rule of vehicle actions (backend/driver/letters.py): identical failures
+count up to DEAD_AFTER_FAILURES, another error starts again, a set-aside letter stays so."""
+
+from __future__ import annotations
+
+from backend.driver import letters
+
+N = letters.DEAD_AFTER_FAILURES
+
+
+def _letter() -> dict:
+    return letters.new_letter("v1", 3, 17, 1_000, {"key": "k" * 80, "kind": "message"}, 5_000)
+
+
+def test_identical_failures_count_up_to_the_dead_letter():
+    letter = _letter()
+    assert letter["key"] == "k" * 64, "bounded for the listing"
+    for n in range(1, N):
+        letter = letters.failed(letter, "KeyError: 'pod'", 5_000 + n)
+        assert (letter["state"], letter["failures"]) == ("failing", n)
+    letter = letters.failed(letter, "KeyError: 'pod'", 9_000)
+    assert (letter["state"], letter["failures"], letter["last_ms"]) == ("dead", N, 9_000)
+    assert letter["first_ms"] == 5_000
+    assert letters.failed(letter, "TypeError: other", 9_500) == letter, "dead stays dead"
+
+
+def test_another_error_starts_the_count_again():
+    letter = _letter()
+    for _ in range(N - 1):
+        letter = letters.failed(letter, "KeyError: 'pod'", 6_000)
+    letter = letters.failed(letter, "TypeError: None", 7_000)
+    assert (letter["state"], letter["failures"], letter["error"]) == (
+        "failing", 1, "TypeError: None")
+
+
+def test_refusals_by_rule_and_replays():
+    dead = letters.refused(_letter(), "upload these images first: f1", 6_000)
+    assert (dead["state"], dead["failures"]) == ("dead", 1)
+    never = letters.refused(_letter(), "not a JPEG", 6_000, replayable=False)
+    assert never["state"] == "refused"
+    done = letters.replayed(dead, "applied", 8_000)
+    assert (done["state"], done["replayed_ms"], done["outcome"]) == ("replayed", 8_000,
+                                                                     "applied")
+
+
+def test_an_error_is_described_bounded():
+    assert letters.describe(KeyError("pod")) == "KeyError: 'pod'"
+    assert letters.describe(RuntimeError()) == "RuntimeError"
+    assert len(letters.describe(ValueError("x" * 10_000))) == letters.MAX_ERROR_CHARS
