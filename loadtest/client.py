@@ -32,8 +32,11 @@ from .driver import Driver
 from .edge import ClientEdge
 from .fleet import Histogram, SimVehicle
 
-# Handshakes in flight per process while the fleet connects: a gateway answers a few hundred
-# handshakes a second, so 10,000 at once would only time out and retry.
+# Connections in flight per process while the fleet connects, each from its first packet to
+# its welcome (not only its handshake: the gateway's hello, authentication and welcome are
+# the larger part of a connect): a gateway answers a few hundred a second, so 10,000 at once
+# would only time out and retry, and more would wait in its socket buffer than it can answer
+# within its hello deadline.
 CONNECT_CONCURRENCY = 32
 # How long the ramp may take before the worker reports how many got through (loadtest.run
 # allows the same per vehicle).
@@ -77,44 +80,47 @@ class Worker:
         self.mode = spec["mode"]
         self.churn_p = spec.get("churn_per_s", 0.0) * self.send_interval_s
         self.rng = random.Random(spec["seed"])
-        # handshakes in flight while the fleet connects (after "go": no limit, as real agents)
+        # connects in flight while the fleet connects (after "go": no limit, as real agents)
         self.ramp_limit: int | None = CONNECT_CONCURRENCY
-        self.handshaking = 0
+        self.in_ramp = 0
         self._waiting: collections.deque[Driver] = collections.deque()
         start = self.loop.time()
         wall = time.time_ns() // 1_000_000
+        self.latency, self.live_latency = Histogram(), Histogram()  # all vehicles' acks
         self.drivers = [
             Driver(self, SimVehicle(v["id"], v["token"], v["epoch"], spec["rate_hz"], start,
-                                    wall, seed=v["epoch"]), tuple(v["server"]))
+                                    wall, seed=v["epoch"], latency=self.latency,
+                                    live_latency=self.live_latency), tuple(v["server"]))
             for v in spec["vehicles"]]
         for d in self.drivers:
             d.sim.making = False  # nothing is made before "go"
 
     def now(self) -> float:
-        return self.loop.time()
+        """The loop's time, never going back (the edge's clock, which the QUIC cores get)."""
+        return self.edge.now()
 
     def request_connect(self, d: Driver) -> None:
-        """`d` wants to connect: now, or when a handshake slot frees (during the ramp)."""
+        """`d` wants to connect: now, or when a ramp slot frees (during the ramp)."""
         if d._queued:
             return
-        if self.ramp_limit is not None and self.handshaking >= self.ramp_limit:
+        if self.ramp_limit is not None and self.in_ramp >= self.ramp_limit:
             d._queued = True
             self._waiting.append(d)
             return
-        self.handshaking += 1
+        self.in_ramp += 1
         d.open()
 
-    def handshake_ended(self) -> None:
-        """A handshake completed or failed: its slot goes to the next vehicle waiting."""
-        self.handshaking -= 1
+    def slot_freed(self) -> None:
+        """A connect was welcomed or failed: its slot goes to the next vehicle waiting."""
+        self.in_ramp -= 1
         self._admit()
 
     def _admit(self) -> None:
-        """Open the connections waiting for a handshake slot, as far as slots allow."""
+        """Open the connections waiting for a ramp slot, as far as slots allow."""
         while self._waiting and (self.ramp_limit is None
-                                 or self.handshaking < self.ramp_limit):
+                                 or self.in_ramp < self.ramp_limit):
             d = self._waiting.popleft()
-            self.handshaking += 1
+            self.in_ramp += 1
             d.open()
 
     def other_host(self, current: str | None) -> str:
@@ -209,10 +215,7 @@ class Worker:
         for d in self.drivers:
             d.stop()
         await asyncio.sleep(0.2)
-        lat, live = Histogram(), Histogram()
-        for d in self.drivers:
-            lat.merge(d.sim.latency)
-            live.merge(d.sim.live_latency)
+        lat, live = self.latency, self.live_latency
         if storm is not None:
             drains = sorted(d.drained_after for d in self.drivers if d.drained_after is not None)
             storm.update(drained=len(drains),

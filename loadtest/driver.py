@@ -63,7 +63,8 @@ class Driver:
         self.drain: DrainState | None = None
         self.online = True           # the radio is up (storm: down during the outage)
         self._parked = False         # a Connect waits for the radio
-        self._queued = False         # a Connect waits for a handshake slot (the ramp)
+        self._queued = False         # a Connect waits for a ramp slot
+        self._slot = False           # holds a ramp slot (from its open to its welcome)
         self._connect_by: float | None = None  # the handshake's deadline
         self.welcomed = False        # welcomed once (the ramp waits for every vehicle)
         self.drain_target = 0        # storm: the backlog to drain after reconnecting
@@ -91,6 +92,7 @@ class Driver:
         before = m.state
         self._do(m.stream_data(now, data, end))
         if before is not State.CONNECTED and m.state is State.CONNECTED:
+            self._release()
             self.w.connects += 1
             if not self.welcomed:
                 self.welcomed = True
@@ -101,7 +103,6 @@ class Driver:
         if link is not self.link:
             return
         self._connect_by = None
-        self.w.handshake_ended()
         self._do(self.machine.handshake_done(self.w.now(), local_host=link.local_host))
         self._after()
 
@@ -220,11 +221,12 @@ class Driver:
     def open(self) -> None:
         """The agent's connect sequence (agent/uplink.py `_open`), without name resolution,
         session tickets or pinning (the load test's vehicles connect with a full handshake):
-        called by the worker when a handshake slot is free."""
+        called by the worker when a ramp slot is free."""
         self._queued = False
+        self._slot = True
         if not self.online:  # the radio went while waiting for a turn
             self._parked = True
-            self.w.handshake_ended()
+            self._release()
             return
         w, m, sim = self.w, self.machine, self.sim
         now = w.now()
@@ -236,7 +238,7 @@ class Driver:
         self.link = link
         self._connect_by = now + CONNECT_TIMEOUT_S
         try:
-            link.start(w.local_host, now)
+            link.start(w.local_host)
         except OSError as exc:
             self._connect_failed(f"connect: {type(exc).__name__}", str(exc))
             self._after()
@@ -251,10 +253,16 @@ class Driver:
     def _connect_failed(self, kind: str, detail: str) -> None:
         """The handshake failed or timed out: the machine backs off and reconnects."""
         self._connect_by = None
-        self.w.handshake_ended()
+        self._release()
         self.w.error(kind)
         self._drop(tell_peer=False)
         self._do(self.machine.disconnected(self.w.now(), detail or kind))
+
+    def _release(self) -> None:
+        """Give back the ramp slot (welcomed, failed or dropped)."""
+        if self._slot:
+            self._slot = False
+            self.w.slot_freed()
 
     def _migrate(self, local_host: str) -> None:
         link, m = self.link, self.machine
@@ -269,9 +277,8 @@ class Driver:
         m.migrated(self.w.now(), local_host, link.migrations)
 
     def _drop(self, tell_peer: bool = True) -> None:
-        if self._connect_by is not None:
-            self._connect_by = None
-            self.w.handshake_ended()
+        self._connect_by = None
+        self._release()
         link, self.link = self.link, None
         if link is not None:
             if tell_peer:
@@ -294,7 +301,7 @@ class _Probe:
                               on_closed=lambda _: self._end(False))
         w.edge.timers.set(self, w.now() + CONNECT_TIMEOUT_S)
         try:
-            self.probe.start(w.local_host, w.now())
+            self.probe.start(w.local_host)
         except OSError:
             self._end(False)
 

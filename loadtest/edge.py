@@ -91,12 +91,13 @@ class EdgeLink:
 
     # --- lifecycle ------------------------------------------------------------------------
 
-    def start(self, local_host: str, now: float) -> None:
+    def start(self, local_host: str) -> None:
         """Send the first flight from `local_host`; stream data sent before the handshake
         completes goes right after it."""
         self.sock = self.edge.socket_for(local_host)
         self.local_host = local_host
         self._route(self.conn.host_cid)
+        now = self.edge.now()
         self.conn.connect(self.server_addr, now=now)
         self._last_send = now
         self.edge.transmit_now(self)
@@ -165,6 +166,7 @@ class EdgeLink:
         """Its deadline came: the QUIC timer if due, a keepalive PING if due, a transmit."""
         if self.closed:
             return
+        now = self.edge.now()  # not the wakeup's start: others may have sent since
         conn = self.conn
         timer = conn.get_timer()
         if timer is not None and timer <= now:
@@ -242,11 +244,19 @@ class ClientEdge:
         self._wake_handle: asyncio.TimerHandle | None = None
         self._wake_at: float | None = None
         self._closed = False
+        self._now = 0.0
         # datagrams_sent / datagrams_received / unroutable / send_dropped / wakeups / …
         self.stats: collections.Counter = collections.Counter()
 
     def now(self) -> float:
-        return self._loop.time()
+        """The time for a QUIC connection: the loop's, never earlier than one already given
+        (a send stamped later than the receive of its ACK is a negative RTT, which qh3's core
+        answers by closing the connection, "InvalidTime")."""
+        now = self._loop.time()
+        if now < self._now:
+            return self._now
+        self._now = now
+        return now
 
     # --- sockets ---------------------------------------------------------------------------
 
@@ -271,7 +281,7 @@ class ClientEdge:
 
     def _readable(self, sock: socket.socket) -> None:
         recv, routes, cid_length = sock.recvfrom, self._routes, self._cid_length
-        clock = self._loop.time
+        clock = self.now
         n = 0
         for _ in range(MAX_DATAGRAMS_PER_WAKEUP):
             try:
@@ -320,7 +330,7 @@ class ClientEdge:
     def transmit_now(self, link: EdgeLink) -> None:
         """`link`'s datagrams now (its first flight, its CONNECTION_CLOSE, the answer to a
         datagram); the one timer is re-armed at the end of the tick."""
-        self._send(link, link.poll(self._loop.time()))
+        self._send(link, link.poll(self.now()))
         if self._flush_handle is None and not self._closed:
             self._flush_handle = self._loop.call_soon(self._flush)
 
@@ -330,7 +340,7 @@ class ClientEdge:
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
-        now = self._loop.time()
+        now = self.now()
         while self._dirty:
             dirty, self._dirty = self._dirty, []
             for link in dirty:

@@ -48,7 +48,7 @@ async def test_many_connections_share_a_socket_and_get_their_own_answers(tmp_pat
         link = EdgeLink(edge, cfg, ("127.0.0.1", port),
                         on_stream_data=lambda lk, data, end, i=i: got[i].append(data),
                         on_handshake=lambda lk, i=i: up.add(i), ack_delay_s=0.2)
-        link.start("127.0.0.1", edge.now())
+        link.start("127.0.0.1")
         links.append(link)
     try:
         await until(lambda: len(up) == CONNECTIONS, 30, "every handshake")
