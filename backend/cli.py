@@ -55,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"largest transaction in rows (default {d.writer_max_rows})")
     p.add_argument("--writer-linger-ms", type=int,
                    help=f"wait this long to grow a transaction (default {d.writer_linger_ms})")
+    p.add_argument("--writer-interval-ms", type=int,
+                   help="start a transaction at most this often (default "
+                   f"{d.writer_interval_ms})")
     p.add_argument("--reading-min-time",
                    help="readings observed before this UTC date (or date-time) are refused as "
                    "invalid: dead-lettered, never a position (default "

@@ -34,7 +34,8 @@ class Backend:
         self.config = config
         self.store = open_store(config.db)
         self.writer = BatchWriter(self.store, config.writer_max_rows,
-                                  config.writer_linger_ms / 1000)
+                                  config.writer_linger_ms / 1000,
+                                  interval_s=config.writer_interval_ms / 1000)
         self.hub = Hub()
         # with NATS, committed positions and alerts go out on it and this hub is fed from it
         self.fanout = None
@@ -71,6 +72,14 @@ class Backend:
                                ts_window=config.time_window(),
                                cluster=cluster or config.cluster_node(), dispatch=self.dispatch,
                                quic_library=config.quic_library or None)
+        # several gateway processes (router nodes, --reuseport workers, nodes sharing NATS):
+        # one owner per vehicle for its clock-driven alert rules (backend/cluster/owners.py)
+        self.owners = None
+        if self.gateway.cluster is not None or config.nats_url:
+            from .cluster.owners import VehicleOwners
+
+            self.owners = VehicleOwners(self.store)
+            self.gateway.owners = self.alerts.owners = self.owners
         # driver actions through the vehicles' journals: the one applier (backend/driver/)
         self.vehicle_actions = VehicleActions(ActionApplier(self.store, self.dispatch, self.hub))
         self.gateway.driver_actions = self.vehicle_actions
@@ -102,6 +111,7 @@ class Backend:
                 "writer": self.writer.status(),
                 "alerts": {k: dict(v) if isinstance(v, dict) else v
                            for k, v in self.alerts.stats.items()},
+                "owners": dict(self.owners.stats) if self.owners else None,
                 "dispatch": dict(self.dispatch.stats),
                 "notifications": dict(self.notifier.stats),
                 "replan": dict(self.replanner.stats) if self.replanner else None,
@@ -113,6 +123,8 @@ class Backend:
 
         c = self.config
         await self.store.open()
+        if self.owners is not None:
+            await self.owners.start()
         self._seed_hub(await self.store.last_positions(), wall_ms())
         if self.fanout is not None:
             await self.fanout.start()
@@ -237,6 +249,8 @@ class Backend:
         await self.gateway.finish_in_flight()
         await self.gateway.stop()
         await self.alerts.flush()  # deferred alert checkpoints
+        if self.owners is not None:  # the others adopt this process's vehicles
+            await self.owners.stop()
         await self.notifier.stop()
         if self.fanout is not None:
             await self.fanout.stop()

@@ -41,6 +41,7 @@ class Report:
     reconnects: int = 0
     gateway_cpu_pct: float = 0.0      # of one core, summed over gateway processes
     gateway_cpu_ms_per_reading: float = 0.0  # gateway CPU time / readings acked in the window
+    router_cpu_pct: float | None = None  # of one core: `python -m backend router`, if any
     gateway_rss_mb: float = 0.0       # peak, summed over gateway processes
     gateway_kb_per_vehicle: float = 0.0
     client_cpu_pct: float = 0.0
@@ -64,11 +65,17 @@ class Report:
                                                 if with_clients else 0.0)
         return cores * 1000 / ms / self.options["rate_hz"] if ms > 0 else 0.0
 
+    def router_cpu_ms_per_reading(self) -> float:
+        """The router's CPU per acked reading, as the gateway's (same window)."""
+        if not self.router_cpu_pct or not self.gateway_cpu_pct:
+            return 0.0
+        return self.gateway_cpu_ms_per_reading * self.router_cpu_pct / self.gateway_cpu_pct
+
     def bottleneck(self) -> str:
         """Which side ran out of CPU in the window, if any (a process is one core at most)."""
         o = self.options
         busy = []
-        if self.gateway_cpu_pct >= SATURATED_PCT * o["gateways"]:
+        if self.gateway_cpu_pct >= SATURATED_PCT * _gateways(o):
             busy.append("gateway")
         if self.client_cpu_pct >= SATURATED_PCT * o["workers"]:
             busy.append("client")
@@ -94,7 +101,7 @@ class Report:
         o = self.options
         out = [f"load test: {self.vehicles} vehicles × {o['rate_hz']} Hz, {o['mode']}, "
                f"{o['duration_s']:.0f} s, store {o['db'].split('://')[0]}, "
-               f"{o['gateways']} gateway / {o['workers']} client processes, QUIC gateway "
+               f"{_gateways(o)} gateway / {o['workers']} client processes, QUIC gateway "
                f"{self.quic_gateway or '?'} / clients {self.quic_clients or '?'}",
                f"  connected          {self.connected} in {self.connect_s:.1f} s "
                f"({self.connects} connects, {self.reconnects} reconnects, "
@@ -107,6 +114,9 @@ class Report:
                f"{self.gateway_rss_mb:.0f} MB RSS, "
                f"{self.gateway_kb_per_vehicle:.1f} KB per connected vehicle, "
                f"{self.gateway_cpu_ms_per_reading:.2f} ms CPU per acked reading",
+               *([f"  router             {self.router_cpu_pct:.0f} % CPU, "
+                  f"{self.router_cpu_ms_per_reading():.2f} ms CPU per acked reading"]
+                 if self.router_cpu_pct is not None else []),
                f"  clients            {self.client_cpu_pct:.0f} % CPU, "
                f"{self.client_cpu_ms_per_reading:.2f} ms CPU per acked reading, "
                f"{self.client_us_per_vehicle_s:.0f} µs CPU per vehicle-second",
@@ -142,6 +152,11 @@ def ack_gap_s(ticks: set[int], window_ticks: int, tick_s: float) -> float:
     marks = sorted(t for t in ticks if 0 <= t < window_ticks)
     edges = [-1, *marks, window_ticks]
     return max((b - a - 1 for a, b in itertools.pairwise(edges)), default=0) * tick_s
+
+
+def _gateways(o: dict) -> int:
+    """Gateway processes: `gateways`, or the workers of `--reuseport N`."""
+    return max(o["gateways"], o.get("reuseport") or 0)
 
 
 def _ms(v: float | None) -> str:
@@ -190,20 +205,22 @@ def process_tree(roots: list[int]) -> list[int]:
     for entry in os.scandir("/proc"):
         if entry.name.isdigit() and (fields := _stat(int(entry.name))) is not None:
             children.setdefault(int(fields[1]), []).append(int(entry.name))
-    out, todo = [], list(roots)
+    out, seen, todo = [], set(), list(roots)
     while todo:
         pid = todo.pop()
+        if pid in seen:  # a root that descends from another root: counted once
+            continue
+        seen.add(pid)
         out.append(pid)
         todo.extend(children.get(pid, ()))
     return out
 
 
-def split_cpu(busy_pct: float, gateway_pct: float, client_pct: float,
-              store_pct: float = 0.0) -> float:
+def split_cpu(busy_pct: float, *trees_pct: float) -> float:
     """The machine's busy CPU (% of one core, all cores summed) less what the run's own
-    process trees used: what other processes took (never below 0: the trees' CPU and the
-    machine's are read a few ms apart)."""
-    return max(0.0, busy_pct - gateway_pct - client_pct - store_pct)
+    process trees used (gateways, clients, store server, router): what other processes took
+    (never below 0: the trees' CPU and the machine's are read a few ms apart)."""
+    return max(0.0, busy_pct - sum(trees_pct))
 
 
 class ProcStats:

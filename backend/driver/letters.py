@@ -14,6 +14,8 @@ needs no repetition: it is a dead letter at once.
 
 from __future__ import annotations
 
+from geostream.schema import json_safe
+
 # Identical failures of one action before it is set aside. A bug fails the same way every
 # time; five tries span the agent's reconnect backoff (0.5 s, reset at each welcome) a few
 # times over, so a misjudged passing failure has had its chances, while one bad action holds
@@ -32,10 +34,12 @@ def describe(exc: BaseException) -> str:
 
 def new_letter(vehicle: str, epoch: int, seq: int, taken_ms: int, action: dict,
                now_ms: int) -> dict:
-    """The row of a reading that failed for the first time (state set by the caller)."""
+    """The row of a reading that failed for the first time (state set by the caller); the
+    action as every store's JSON takes it (the `act` envelope allows only plain values, so
+    for an action that passed it this changes nothing)."""
     return {"vehicle_id": vehicle, "epoch": epoch, "seq": seq,
             "key": str(action.get("key", ""))[:64], "kind": str(action.get("kind", ""))[:64],
-            "action": action, "taken_ms": taken_ms, "state": "failing", "error": "",
+            "action": json_safe(action), "taken_ms": taken_ms, "state": "failing", "error": "",
             "failures": 0, "first_ms": now_ms, "last_ms": now_ms, "replayed_ms": None,
             "outcome": None}
 

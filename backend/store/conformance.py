@@ -30,10 +30,11 @@ def sqlite_conforms(store: SqliteStore) -> None:
     driving: protocols.Driving = store
     image_parts: protocols.ImageParts = store
     action_letters: protocols.ActionLetters = store
+    owners: protocols.Owners = store
     whole: protocols.Store = store
     del db, vehicles, readings, history, geofences, commands, accounts, alerts, service
     del dispatch, driver, proposals, links, partitions, notify, driving, image_parts, whole
-    del action_letters
+    del action_letters, owners
 
 
 def postgres_conforms(store: PostgresStore) -> None:
@@ -55,9 +56,10 @@ def postgres_conforms(store: PostgresStore) -> None:
     driving: protocols.Driving = store
     image_parts: protocols.ImageParts = store
     action_letters: protocols.ActionLetters = store
+    owners: protocols.Owners = store
     replication: protocols.Replication = store  # PostgreSQL only
     whole: protocols.Store = store
     del db, vehicles, readings, history, geofences, commands, accounts, alerts, service
     del dispatch, driver, proposals, links, partitions, notify, driving, image_parts, whole
-    del action_letters
+    del action_letters, owners
     del replication

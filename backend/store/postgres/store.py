@@ -19,6 +19,7 @@ from .history import PostgresHistory
 from .image_parts import PostgresImageParts
 from .links import PostgresLinks
 from .notify import PostgresNotify
+from .owners import PostgresOwners
 from .partitions import MAINTAIN_EVERY_S
 from .proposals import PostgresProposals
 from .readings import PostgresReadings
@@ -30,7 +31,7 @@ class PostgresStore(PostgresVehicles, PostgresReadings, PostgresHistory, Postgre
                     PostgresCommands, PostgresAccounts, PostgresAlerts, PostgresService,
                     PostgresDispatch, PostgresProposals, PostgresLinks, PostgresNotify,
                     PostgresDriver, PostgresDriving, PostgresImageParts,
-                    PostgresActionLetters):
+                    PostgresActionLetters, PostgresOwners):
     """`PostgresStore(url)`, then `await open()`; `maintain_every_s=0` runs no partition job
     (someone else's maintenance, or a test calling `maintain` itself)."""
 

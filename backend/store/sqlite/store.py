@@ -17,6 +17,7 @@ from .history import SqliteHistory
 from .image_parts import SqliteImageParts
 from .links import SqliteLinks
 from .notify import SqliteNotify
+from .owners import SqliteOwners
 from .partitions import SqlitePartitions
 from .proposals import SqliteProposals
 from .readings import SqliteReadings
@@ -28,5 +29,5 @@ class SqliteStore(SqliteVehicles, SqliteReadings, SqliteHistory, SqliteGeofences
                   SqliteCommands, SqliteAccounts, SqliteAlerts, SqliteService, SqlitePartitions,
                   SqliteDispatch, SqliteProposals, SqliteLinks, SqliteNotify,
                   SqliteDriver, SqliteDriving, SqliteImageParts,
-                  SqliteActionLetters):
+                  SqliteActionLetters, SqliteOwners):
     """The embedded store: `SqliteStore(path)`, then `await open()`."""

@@ -38,6 +38,9 @@ def test_tree_cpu_includes_running_and_reaped_children():
         child_cpu = float(child_cpu)
         assert child_cpu > 0.2                      # the child did burn CPU
         assert set(process_tree([parent.pid])) == {parent.pid, int(child_pid)}
+        # a root that is a descendant of another root is one process, not two
+        assert sorted(process_tree([parent.pid, int(child_pid)])) == sorted(
+            [parent.pid, int(child_pid)])
         alone = ProcStats([parent.pid], tree=False, sample_rss=False).cpu_s()
         assert alone < child_cpu / 2                # the parent itself did little
         tree = ProcStats([parent.pid], sample_rss=False)

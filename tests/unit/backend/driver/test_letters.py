@@ -3,6 +3,8 @@ count up to DEAD_AFTER_FAILURES, another error starts again, a set-aside letter 
 
 from __future__ import annotations
 
+import json
+
 from backend.driver import letters
 
 N = letters.DEAD_AFTER_FAILURES
@@ -47,3 +49,11 @@ def test_an_error_is_described_bounded():
     assert letters.describe(KeyError("pod")) == "KeyError: 'pod'"
     assert letters.describe(RuntimeError()) == "RuntimeError"
     assert len(letters.describe(ValueError("x" * 10_000))) == letters.MAX_ERROR_CHARS
+
+
+def test_the_action_is_kept_as_json_takes_it():
+    odd = {"key": "k1234567", "kind": "message", "blob": b"\x00\x01", "big": 2**70,
+           "nan": float("nan")}
+    letter = letters.new_letter("v1", 1, 2, 0, odd, 0)
+    json.dumps(letter["action"], allow_nan=False)  # every store's JSON takes it
+    assert letter["action"]["key"] == "k1234567"
