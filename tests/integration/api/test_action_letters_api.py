@@ -140,6 +140,8 @@ async def test_a_bug_in_the_reencoding_is_set_aside_then_replayed_once(api, stor
     part = await api.store.action_letter("v1", 1, last)
     assert (part["state"], part["failures"]) == ("dead", letters.DEAD_AFTER_FAILURES)
     assert "ImageBroke" in part["error"] and "convert" in part["error"]
+    line = broken.__code__.co_firstlineno + 1  # placed where the bug raised, not the wrapper
+    assert part["error"].endswith(f"[at test_action_letters_api.py:{line}]")
     proof = await api.store.action_letter("v1", 1, last + 1)
     assert proof["state"] == "dead" and "dead: ImageBroke" in proof["error"]
     assert len(await api.store.image_parts("v1", _id(2))) == last - 1, "kept for a replay"
