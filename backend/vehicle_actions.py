@@ -107,7 +107,10 @@ class VehicleActions:
         dead: list[tuple[int, str]] = []
         for r in sorted(readings, key=lambda r: (r.epoch, r.seq)):  # the order taken
             letter = await store.action_letter(vehicle, r.epoch, r.seq)
-            if letter is not None and letter["state"] in ("dead", "refused"):
+            if letter is not None and letter["state"] == "refused":
+                dead.append((r.seq, letter["error"]))  # a refused part sent again: as before
+                continue
+            if letter is not None and letter["state"] == "dead":
                 continue  # set aside (a batch sent again): acknowledged, kept until replayed
             try:
                 outcome, why = await self._one(vehicle, r, now_ms)
@@ -163,6 +166,13 @@ class VehicleActions:
             if isinstance(image, dict) and image.get("id") in exc.ids:
                 known.setdefault(image["id"], f"{row['state']}: {row['error']}")
         return "; ".join([str(exc), *known.values()])
+
+    async def _refused_image(self, vehicle: str, image_id: str) -> bool:
+        """Whether this image of the vehicle was refused (its id is its bytes' hash: the
+        same id is the same refusal)."""
+        return any(isinstance(image := row["action"].get("image"), dict)
+                   and image.get("id") == image_id
+                   for row in await self.applier.store.action_letters("refused", vehicle))
 
     async def _one(self, vehicle: str, r: StoredReading,
                    now_ms: int) -> tuple[str, str | None]:
@@ -274,6 +284,8 @@ class VehicleActions:
                         step.why)
             return step.why
         if step.action == "keep":
+            if held is None and await self._refused_image(vehicle, part.image_id):
+                return None  # a part of an image refused before, sent again: hold nothing
             if held is None:  # a new image: within the vehicle's bound of open ones
                 stale, why = admit(await store.open_images(vehicle), part.image_id, now_ms)
                 for image_id in stale:
