@@ -29,6 +29,7 @@ from .rollback import save as save_rollback
 from .sd_notify import SystemdNotifier
 from .sources import Source
 from .stops import StopWatch
+from .ticks import next_tick
 from .uplink import Uplink
 from .uplink_machine import STATUS_INTERVAL_S
 
@@ -138,14 +139,20 @@ class Agent:
             self._flush_now.set()
 
     async def _commit_loop(self, stopping: asyncio.Event) -> None:
-        """Group commit: one transaction per interval or per commit_max_readings readings."""
+        """Group commit: one transaction per interval or per commit_max_readings readings. The
+        interval's ends are multiples of it on the loop's clock (agent/ticks.py), so a commit
+        falls in the same wake-up as the sources' reads."""
         interval = self.config.journal.commit_interval_ms / 1000
+        loop = asyncio.get_running_loop()
         while True:
             try:
-                async with asyncio.timeout(interval):
+                async with asyncio.timeout_at(next_tick(loop.time(), interval)):
                     await self._flush_now.wait()
             except TimeoutError:
-                pass
+                # the sources' reads due on this same tick run first: their readings make this
+                # commit, and the journal thread does not wait for the interpreter while they
+                # decode (each such wait is a sleep and a wake-up of that thread)
+                await asyncio.sleep(0)
             self._flush_now.clear()
             await self.flush()
             if stopping.is_set():
@@ -331,8 +338,8 @@ class Agent:
                 await self._watch_rollback()
                 if self.textfile:
                     await self._write_textfile()
-                try:
-                    async with asyncio.timeout(self._tick):
+                try:  # on the wake-up grid, as the commits (agent/ticks.py)
+                    async with asyncio.timeout_at(next_tick(loop.time(), self._tick)):
                         await stopping.wait()
                 except TimeoutError:
                     pass

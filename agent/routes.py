@@ -13,6 +13,7 @@ import socket
 from collections.abc import Callable
 
 from .quic_link import plain_host, v6_address
+from .ticks import next_tick
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +65,8 @@ async def watch_routes(server_addr: tuple, on_source: Callable[[str], None],
         loop.add_reader(nl.fileno(), on_netlink)
     try:
         while True:
-            try:
-                async with asyncio.timeout(every_s):
+            try:  # on the agent's wake-up grid (agent/ticks.py)
+                async with asyncio.timeout_at(next_tick(loop.time(), every_s)):
                     await changed.wait()
             except TimeoutError:
                 pass

@@ -99,7 +99,8 @@ def render(s: dict) -> str:
     if s.get("cab"):
         cab = s["cab"]
         lines.append(f"cab      {'serving ' + cab['origin'] if cab['running'] else 'off'}  "
-                     f"live apps {cab['live']}")
+                     f"live apps {cab['live']}  connections {cab.get('connections', 0)}  "
+                     f"refused {cab.get('refused', 0)}")
     lines.append(f"accepted {s['accepted']} readings this run")
     return "\n".join(lines)
 

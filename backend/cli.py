@@ -55,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"largest transaction in rows (default {d.writer_max_rows})")
     p.add_argument("--writer-linger-ms", type=int,
                    help=f"wait this long to grow a transaction (default {d.writer_linger_ms})")
+    p.add_argument("--writer-interval-ms", type=int,
+                   help="start a transaction at most this often (default "
+                   f"{d.writer_interval_ms})")
     p.add_argument("--reading-min-time",
                    help="readings observed before this UTC date (or date-time) are refused as "
                    "invalid: dead-lettered, never a position (default "
@@ -122,6 +125,11 @@ def _parser() -> argparse.ArgumentParser:
     rev = vsub.add_parser("revoke", help="revoke a vehicle; open connections are closed")
     rev.add_argument("vehicle_id")
     vsub.add_parser("list", help="list vehicles as JSON lines")
+    let = vsub.add_parser("letters", help="list the vehicle actions the backend could not "
+                          "apply (dead letters, with their errors) as JSON lines; replay one "
+                          "with POST /api/action-letters/V/EPOCH/SEQ/replay")
+    let.add_argument("--state", choices=("failing", "dead", "replayed", "refused"))
+    let.add_argument("--vehicle", help="only this vehicle's")
     cmd = sub.add_parser("command", help="send a downlink command to a vehicle through the "
                          "running backend's HTTP API and wait for the agent's answer")
     cmd.add_argument("vehicle_id")
@@ -331,6 +339,10 @@ def main(argv: list[str] | None = None) -> int:
             if not ok:
                 print(f"no active vehicle {args.vehicle_id!r}", file=sys.stderr)
                 return 1
+        elif args.action == "letters":
+            for row in asyncio.run(_with_store(config, lambda s: s.action_letters(
+                    args.state, args.vehicle))):
+                print(json.dumps(row, sort_keys=True))
         else:
             for v in asyncio.run(_with_store(config, lambda s: s.list_vehicles())):
                 print(json.dumps(v))

@@ -136,3 +136,93 @@ def version_negotiation(header: RouteHeader, versions: list[int]) -> bytes:
             + bytes([len(header.source_cid)]) + header.source_cid
             + bytes([len(header.destination_cid)]) + header.destination_cid
             + b"".join(struct.pack("!I", v) for v in versions))
+
+
+# RFC 9000 §8.1: before an address is validated, a server sends it at most three times the
+# bytes it received from it (anti-amplification).
+AMPLIFICATION_FACTOR = 3
+# Validated addresses a connection remembers (its current one included): a vehicle that
+# returns to an uplink it used lately, or a packet reordered across a handover, costs no new
+# validation. Bounded: a connection's memory does not grow with its handovers.
+MAX_VALIDATED_ADDRESSES = 4
+
+
+class PeerAddress:
+    """Where one connection's peer is, when the edge owns it instead of the QUIC library
+    (docs/link.md, QUIC library: qh3's core keeps at most four paths per connection and
+    never evicts one). The library always sees the connection's first address; the edge
+    sends to `current`, the address of the newest authenticated packet, and keeps RFC 9000
+    §8–9's rules for it itself:
+
+    - **anti-amplification**: to an address not validated yet, at most
+      `AMPLIFICATION_FACTOR` × the bytes received from it (`allow`);
+    - **validation**: an address is validated once the peer acknowledged a packet the edge
+      sent only there (`probe_sent`, `probe_settled`): only a peer that received it there
+      can acknowledge it, in a packet only the peer can authenticate — what a
+      PATH_CHALLENGE/PATH_RESPONSE round proves, without a frame of its own.
+
+    Pure: the caller says what arrived, what the library authenticated and what it sent."""
+
+    def __init__(self, first) -> None:
+        self.library_address = first  # what the library knows the peer by, for good
+        self.current = first  # where the edge sends
+        self._validated: list = [first]  # the newest last; the handshake validated the first
+        self._received = 0  # bytes received from `current` while it is not validated
+        self._sent = 0  # bytes sent to `current` while it is not validated
+        self._probe: tuple[int, int] | None = None  # (packet number, loss count at sending)
+
+    @property
+    def validated(self) -> bool:
+        return self.current in self._validated
+
+    def arrived(self, addr, size: int, authenticated: bool) -> bool:
+        """A datagram of `size` bytes from `addr`, `authenticated` if the library accepted a
+        packet of it it had not seen before. Returns True when the edge now sends to `addr`
+        (a packet from another address moved the peer, RFC 9000 §9.3)."""
+        if addr == self.current:
+            if not self.validated:
+                self._received += size
+            return False
+        if not authenticated:  # spoofed, replayed or garbled: the peer is where it was
+            return False
+        self.current = addr
+        self._received, self._sent, self._probe = size, 0, None
+        return True
+
+    def allow(self, size: int) -> bool:
+        """Whether a datagram of `size` bytes may go to `current` now (counted if so)."""
+        if self.validated:
+            return True
+        if self._sent + size > AMPLIFICATION_FACTOR * self._received:
+            return False
+        self._sent += size
+        return True
+
+    def wants_probe(self) -> bool:
+        """Whether the next packet sent to `current` should be its validation probe."""
+        return not self.validated and self._probe is None
+
+    def probe_sent(self, packet_number: int, losses: int) -> None:
+        """The packet numbered `packet_number` went to `current` only; `losses` is the
+        library's count of packets declared lost so far."""
+        self._probe = (packet_number, losses)
+
+    def probe_settled(self, outstanding: bool, losses: int) -> bool:
+        """What became of the probe: acknowledged (no longer `outstanding` while no loss was
+        declared since) validates `current` (returns True); a loss since calls for a new
+        probe. Ask before `arrived` with a packet from another address: the packet that
+        moves the peer may carry the acknowledgement."""
+        if self._probe is None or outstanding:
+            return False
+        if losses != self._probe[1]:
+            self._probe = None  # lost, or unknown which: probe again
+            return False
+        self._probe = None
+        self._validated.append(self.current)
+        del self._validated[:-MAX_VALIDATED_ADDRESSES]
+        return True
+
+    @property
+    def probe(self) -> int | None:
+        """The packet number of the probe in flight, if any."""
+        return None if self._probe is None else self._probe[0]

@@ -87,6 +87,9 @@ class Gateway:
         self.dispatch = dispatch if dispatch is not None else Dispatcher(
             store, getattr(hub, "publish_dispatch", None))
         self.connections: dict[str, set[GatewayProtocol]] = {}
+        # in a cluster, the store's record of which process owns each vehicle (set by the
+        # Backend; backend/cluster/owners.py): told of every connection and disconnection
+        self.owners = None
         # the one applier of driver actions (backend/driver/), for `act` readings
         # (docs/protocol.md §4): async (vehicle, readings, now_ms), raising when it cannot
         # returns the (seq, why) of readings to dead-letter (image parts, revision 4)
@@ -199,9 +202,13 @@ class Gateway:
     def register(self, vehicle: str, proto: GatewayProtocol) -> None:
         self.connections.setdefault(vehicle, set()).add(proto)
         self.alerts.forget(vehicle)  # it may have sent through another backend meanwhile
+        if self.owners is not None:  # this process owns it now (backend/cluster/owners.py)
+            self.owners.connected(vehicle)
 
     def unregister(self, vehicle: str | None, proto: GatewayProtocol) -> None:
         if vehicle and vehicle in self.connections:
             self.connections[vehicle].discard(proto)
             if not self.connections[vehicle]:
                 del self.connections[vehicle]
+                if self.owners is not None:
+                    self.owners.disconnected(vehicle)

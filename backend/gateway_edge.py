@@ -32,7 +32,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-from .edge_core import Deadlines, route_header, version_negotiation
+from .edge_core import Deadlines, PeerAddress, route_header, version_negotiation
 from .quic_tuning import ACK_DELAY_S
 
 log = logging.getLogger("backend.gateway")
@@ -64,6 +64,16 @@ class EdgeConnection:
         self._handshaken = False
         self._terminated = False
         self._dirty = False
+        # the peer's address when the edge owns it (the library's adapter says whether):
+        # set by the first datagram
+        self._peer: PeerAddress | None = None
+        self._owns_address = edge.lib.EDGE_OWNS_PEER_ADDRESS
+
+    def peer_address(self):
+        """Where the connection sends now (after a migration: the peer's new address)."""
+        if self._peer is not None:
+            return self._peer.current
+        return self._lib.peer_address(self._quic)
 
     def quic_event_received(self, event) -> None:
         """A QUIC event of this connection (after the edge's own bookkeeping)."""
@@ -87,7 +97,10 @@ class EdgeConnection:
         if self._terminated:
             return
         quic = self._quic
-        quic.receive_datagram(data, addr, now=now)
+        if self._owns_address:
+            self._receive_following(data, addr, now)
+        else:
+            quic.receive_datagram(data, addr, now=now)
         before = self._handshaken
         self._process_events()
         if before and self._handshaken:  # the ACK waits; a commit's ack will carry it
@@ -96,6 +109,68 @@ class EdgeConnection:
                 self._edge.arm()
         else:  # handshake flights leave at once, each after the datagram that asked for it
             self._edge.transmit_now(self)
+
+    def _receive_following(self, data: bytes, addr, now: float) -> None:
+        """Receive with the edge owning the peer's address (`PeerAddress`): the library
+        sees the connection's first address only."""
+        quic, peer, lib = self._quic, self._peer, self._lib
+        if peer is None:
+            peer = self._peer = PeerAddress(addr)
+        if addr == peer.current:
+            peer.arrived(addr, len(data), True)
+            quic.receive_datagram(data, peer.library_address, now=now)
+            self._settle_probe()
+        elif not self._handshaken:
+            # RFC 9000 §9: a server may drop packets from a new address before the
+            # handshake is confirmed (a server confirms it at completion)
+            self._edge.stats["dropped_before_handshake"] += 1
+        else:
+            accepted = lib.receive_authenticated(quic, data, peer.library_address, now)
+            self._settle_probe()  # the packet that moves the peer may acknowledge the probe
+            if peer.arrived(addr, len(data), accepted > 0):
+                self._edge.stats["peer_moved"] += 1
+                if not peer.validated:
+                    self._new_destination_cid()
+
+    def _settle_probe(self) -> None:
+        peer = self._peer
+        if peer is not None and peer.probe is not None:
+            lib, quic = self._lib, self._quic
+            if peer.probe_settled(lib.packet_outstanding(quic, peer.probe),
+                                  lib.packets_lost(quic)):
+                self._edge.stats["peer_address_validated"] += 1
+
+    def _new_destination_cid(self) -> None:
+        """Toward a new address, a CID of the peer's not used on another one (RFC 9000 §9.5:
+        the library, which does not see the move, would keep the old one). Without a spare
+        CID the old one stays (as after a NAT rebinding, which §9.5 allows)."""
+        try:
+            self._quic.change_connection_id()
+        except Exception as exc:  # no unused CID of the peer's, or a datagram pending
+            self._edge.stats["cid_kept_on_move"] += 1
+            log.debug("destination CID kept on a move: %s", exc)
+
+    def outgoing(self, datagrams: list) -> list:
+        """The library's datagrams, addressed where the peer is when the edge owns its
+        address; toward an address not validated yet, within the anti-amplification
+        budget (the rest is dropped: QUIC retransmits it)."""
+        peer = self._peer
+        if peer is None or not datagrams:
+            return datagrams
+        current = peer.current
+        if peer.validated:
+            return [(data, current) for data, _ in datagrams]
+        out = []
+        for i, (data, _) in enumerate(datagrams):
+            if not peer.allow(len(data)):
+                self._edge.stats["amplification_dropped"] += len(datagrams) - i
+                return out  # and no probe: the newest packet did not leave
+            out.append((data, current))
+        if out and peer.wants_probe():
+            newest = self._lib.newest_packet_sent(self._quic)
+            if newest is not None:
+                peer.probe_sent(newest, self._lib.packets_lost(self._quic))
+        return out
 
     def wake(self, now: float) -> None:
         """Its deadline came: the library's timer if due, then a transmit (which re-arms)."""
@@ -145,6 +220,7 @@ class EdgeServer:
         self._wake_handle: asyncio.TimerHandle | None = None
         self._wake_at: float | None = None
         self._closed = False
+        self._now = 0.0  # the latest time handed to a connection (`clock`)
         self.stats = collections.Counter()  # datagrams in/out, transmits, unroutable, …
 
     # --- asyncio face (as the library's QuicServer) -------------------------------------
@@ -156,6 +232,20 @@ class EdgeServer:
         """One datagram (a tunnel endpoint's or a test's); a socket uses `receive` per
         datagram and one `flush_soon` per drain."""
         self.receive(data, addr, self._loop.time())
+
+    def clock(self, now: float | None = None) -> float:
+        """The edge's time: `now` (else the loop's), never earlier than a time the edge
+        already gave a connection. A QUIC library stamps what it sends with the time of the
+        call; an ACK of it handed over with an earlier time is a negative RTT, which qh3's
+        core answers by closing the connection (PROTOCOL_VIOLATION "InvalidTime"). Times
+        come from several places (a socket drain, a deadline, a handshake's immediate
+        transmit), so the edge keeps them in order itself."""
+        if now is None:
+            now = self._loop.time()
+        if now < self._now:
+            return self._now
+        self._now = now
+        return now
 
     def close(self) -> None:
         """Close every connection (their CONNECTION_CLOSE leaves now) and the socket."""
@@ -177,6 +267,7 @@ class EdgeServer:
         """Hand `data` to its connection (a new one for a valid Initial); unroutable
         datagrams are dropped (counted)."""
         self.stats["datagrams_in"] += 1
+        now = self.clock(now)
         header = route_header(data, self._cid_length)
         if header is None:
             self.stats["malformed"] += 1
@@ -230,7 +321,7 @@ class EdgeServer:
     def transmit_now(self, conn: EdgeConnection) -> None:
         """`conn`'s datagrams now, not at the end of the tick (before it closes, and during
         its handshake, as the library's own protocol sends them)."""
-        out = self._poll(conn, self._loop.time())
+        out = self._poll(conn, self.clock())
         if out:
             self._send(out)
         self.arm()
@@ -249,7 +340,7 @@ class EdgeServer:
             self.stats["transmit_errors"] += 1
             log.info("transmit of a connection failed (%s); it goes on", exc)
         self.timers.set(conn, quic.get_timer())
-        return out
+        return conn.outgoing(out) if conn._owns_address else out
 
     def flush_soon(self) -> None:
         if self._flush_handle is None and self._dirty and not self._closed:
@@ -258,8 +349,7 @@ class EdgeServer:
     def _flush(self, now: float | None = None) -> None:
         """Transmit every dirty connection once; re-arm their deadlines; send it all."""
         self._flush_handle = None
-        if now is None:
-            now = self._loop.time()
+        now = self.clock(now)
         out: list = []
         while self._dirty:
             dirty, self._dirty = self._dirty, []
@@ -302,7 +392,7 @@ class EdgeServer:
     def _wake(self) -> None:
         # never before the deadline it was armed for (a loop may fire a handle a rounding
         # error early; the library would then find its timer not due and ask again)
-        now = max(self._loop.time(), self._wake_at or 0.0)
+        now = self.clock(max(self._loop.time(), self._wake_at or 0.0))
         self._wake_handle = None
         self._wake_at = None
         for conn in self.timers.pop_due(now):
@@ -345,8 +435,7 @@ class UdpEdge:
         return cls(sock, server)
 
     def _readable(self) -> None:
-        recv, server = self._sock.recvfrom, self._server
-        now = self._loop.time()
+        recv, server, clock = self._sock.recvfrom, self._server, self._loop.time
         for _ in range(MAX_DATAGRAMS_PER_WAKEUP):
             try:
                 data, addr = recv(MAX_DATAGRAM_BYTES)
@@ -355,7 +444,9 @@ class UdpEdge:
             except OSError as exc:  # an ICMP error of an earlier send: not this socket's end
                 log.debug("udp receive: %s", exc)
                 continue
-            server.receive(data, addr, now)
+            # each datagram's own arrival time: a drain of 64 takes milliseconds, and an RTT
+            # sample must not count that as network time
+            server.receive(data, addr, clock())
         server.flush_soon()
 
     # --- a DatagramTransport's face ------------------------------------------------------

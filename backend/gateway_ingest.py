@@ -5,7 +5,8 @@ batch); the writer puts every batch queued in one event-loop tick into one trans
 it committed, each batch is acknowledged on its connection at once; the rows committed in the
 tick are published to the hub once (each vehicle's newest position) and handed to one alert
 consumer that evaluates them in bulk (alert rules, then arrivals at stops). One timer for all
-connections watches the oldest batch still waiting for its commit (`ack_wait_s`).
+connections watches the oldest batch still waiting for its commit (`ack_wait_s`), re-armed
+only when it fires.
 
 Exactly once is the writer's and the store's (the ack leaves only after the commit); a row
 the database refuses is isolated by the writer and kept as a dead letter, so a poison row in
@@ -56,8 +57,7 @@ class Ingest:
         # waiting for their commit, oldest first (deadlines ascend with the arrival order)
         self._waiting: collections.deque[_Waiting] = collections.deque()
         self._unsettled = 0
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
+        self._timer: asyncio.TimerHandle | None = None  # at the oldest waiting deadline or before
         # held while the writer's backlog is full (flow control: the vehicles keep the rest)
         self._parked: collections.deque[_Waiting] = collections.deque()
         # committed in this tick: published and evaluated together at its end
@@ -165,18 +165,17 @@ class Ingest:
     # --- the one timer: no acknowledgement waits forever -------------------------------
 
     def _arm(self) -> None:
+        """Arm the timer for the oldest batch still waiting, unless it is armed already: a
+        deadline later than the armed one is looked at when that fires (deadlines ascend with
+        the arrival order), so a batch arms nothing, and its commit cancels nothing."""
         while self._waiting and self._waiting[0].settled:
             self._waiting.popleft()
-        at = self._waiting[0].deadline if self._waiting else None
-        if at != self._timer_at:
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer = (self._loop.call_at(at, self._expire)  # type: ignore[union-attr]
-                           if at is not None else None)
-            self._timer_at = at
+        if self._timer is None and self._waiting:
+            self._timer = self._loop.call_at(  # type: ignore[union-attr]
+                self._waiting[0].deadline, self._expire)
 
     def _expire(self) -> None:
-        self._timer = self._timer_at = None
+        self._timer = None
         now = self._loop.time()  # type: ignore[union-attr]
         gw = self.gateway
         while self._waiting and (self._waiting[0].settled or self._waiting[0].deadline <= now):

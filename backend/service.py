@@ -20,7 +20,7 @@ from .gateway import Gateway
 from .hub import Hub, position_feature
 from .route_courier import RouteCourier
 from .store import open_store
-from .vehicle_actions import VehicleActions
+from .vehicle_actions import SWEEP_EVERY_S, VehicleActions
 from .writer import BatchWriter
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,8 @@ class Backend:
         self.config = config
         self.store = open_store(config.db)
         self.writer = BatchWriter(self.store, config.writer_max_rows,
-                                  config.writer_linger_ms / 1000)
+                                  config.writer_linger_ms / 1000,
+                                  interval_s=config.writer_interval_ms / 1000)
         self.hub = Hub()
         # with NATS, committed positions and alerts go out on it and this hub is fed from it
         self.fanout = None
@@ -71,9 +72,17 @@ class Backend:
                                ts_window=config.time_window(),
                                cluster=cluster or config.cluster_node(), dispatch=self.dispatch,
                                quic_library=config.quic_library or None)
+        # several gateway processes (router nodes, --reuseport workers, nodes sharing NATS):
+        # one owner per vehicle for its clock-driven alert rules (backend/cluster/owners.py)
+        self.owners = None
+        if self.gateway.cluster is not None or config.nats_url:
+            from .cluster.owners import VehicleOwners
+
+            self.owners = VehicleOwners(self.store)
+            self.gateway.owners = self.alerts.owners = self.owners
         # driver actions through the vehicles' journals: the one applier (backend/driver/)
-        self.gateway.driver_actions = VehicleActions(
-            ActionApplier(self.store, self.dispatch, self.hub))
+        self.vehicle_actions = VehicleActions(ActionApplier(self.store, self.dispatch, self.hub))
+        self.gateway.driver_actions = self.vehicle_actions
         if self.fanout is not None:
             self.gateway.fanout = self.fanout  # its refusals in /metrics
             self.gateway.downlink.notify_other_nodes = self.fanout.wake
@@ -90,6 +99,7 @@ class Backend:
         self._runner: web.AppRunner | None = None
         self._alert_timer: asyncio.Task | None = None
         self._maintenance_timer: asyncio.Task | None = None
+        self._sweep_timer: asyncio.Task | None = None  # image parts that never completed
         # PostgreSQL: is every commit on a standby too? (status, metrics, a logged alarm)
         self.db_watch = ReplicationWatch() if hasattr(self.store, "replication") else None
         self.gateway.db_replication = self.db_watch
@@ -101,6 +111,7 @@ class Backend:
                 "writer": self.writer.status(),
                 "alerts": {k: dict(v) if isinstance(v, dict) else v
                            for k, v in self.alerts.stats.items()},
+                "owners": dict(self.owners.stats) if self.owners else None,
                 "dispatch": dict(self.dispatch.stats),
                 "notifications": dict(self.notifier.stats),
                 "replan": dict(self.replanner.stats) if self.replanner else None,
@@ -112,6 +123,8 @@ class Backend:
 
         c = self.config
         await self.store.open()
+        if self.owners is not None:
+            await self.owners.start()
         self._seed_hub(await self.store.last_positions(), wall_ms())
         if self.fanout is not None:
             await self.fanout.start()
@@ -122,6 +135,8 @@ class Backend:
         await self.gateway.start(c.quic_host, c.quic_port, c.cert, c.key)
         self._alert_timer = asyncio.get_running_loop().create_task(self._alert_clock(),
                                                                    name="alert-timer")
+        self._sweep_timer = asyncio.get_running_loop().create_task(self._sweep_clock(),
+                                                                   name="image-parts-sweep")
         if self.db_watch is not None:
             self._replication_timer = asyncio.get_running_loop().create_task(
                 self._replication_clock(), name="replication-watch")
@@ -195,6 +210,16 @@ class Backend:
                 log.warning("maintenance check failed: %s", exc)
             await asyncio.sleep(every_s)
 
+    async def _sweep_clock(self) -> None:
+        """Parts of images that never completed, dropped at their age limit (docs/operations.md
+        "Dead letters of vehicle actions"), every SWEEP_EVERY_S from the start."""
+        while True:
+            try:
+                await self.vehicle_actions.sweep(wall_ms())
+            except Exception as exc:  # the store may be away; the next round retries
+                log.warning("sweep of stale image parts failed: %s", exc)
+            await asyncio.sleep(SWEEP_EVERY_S)
+
     async def _replication_clock(self) -> None:
         while True:
             try:
@@ -214,7 +239,8 @@ class Backend:
 
     async def stop(self) -> None:
         """Stop accepting, commit and acknowledge everything in flight, then close."""
-        for timer in (self._alert_timer, self._maintenance_timer, self._replication_timer):
+        for timer in (self._alert_timer, self._maintenance_timer, self._replication_timer,
+                      self._sweep_timer):
             if timer is not None:
                 timer.cancel()
         self.gateway.stop_accepting()
@@ -223,6 +249,8 @@ class Backend:
         await self.gateway.finish_in_flight()
         await self.gateway.stop()
         await self.alerts.flush()  # deferred alert checkpoints
+        if self.owners is not None:  # the others adopt this process's vehicles
+            await self.owners.stop()
         await self.notifier.stop()
         if self.fanout is not None:
             await self.fanout.stop()

@@ -3,7 +3,11 @@
 A submission resolves only after the transaction holding it committed, which is what lets the
 gateway acknowledge. A transaction closes when it holds `max_rows` rows, or when the oldest
 waiting submission has lingered `linger_s` (0: as soon as the previous commit finished, so an
-idle system commits at once and a busy one commits in large batches).
+idle system commits at once and a busy one commits in large batches). Transactions start at
+most every `interval_s` (pacing): the first after a pause at once, then the submissions of
+each interval together, so a steady trickle of one-reading batches (1 Hz vehicles, each alone
+in its event-loop tick) shares one transaction, one fsync, one thread hand-off and one tick of
+acks instead of paying each per reading.
 
 Failures are split in two (the store's `is_transient` decides):
 - the database is down or restarting: keep the batch, retry with exponential backoff; new
@@ -42,6 +46,13 @@ log = logging.getLogger(__name__)
 # Largest transaction: big enough to amortise the fsync, small enough to keep ack latency
 # under ~100 ms on an SD card or a busy PostgreSQL.
 DEFAULT_MAX_ROWS = 5000
+# Shortest time between the starts of two transactions. At 1 Hz a vehicle's batch arrives alone
+# in its event-loop tick; committed one by one, each reading paid a transaction, an fsync, the
+# store thread's hand-off and a tick of acks: 505 against 312 µs of gateway CPU per reading at
+# 300 vehicles (bench_gateway_path, docs/benchmarks.md "The gateway's batch path"). 20 ms adds
+# at most that to an ack (the budget is a p99 of 500 ms) and groups ~6 batches at 300 readings/s,
+# ~200 at 10,000/s; a commit that takes longer than this is followed at once.
+DEFAULT_INTERVAL_S = 0.020
 # Readings held in memory while the database is away (~300 bytes each: ~60 MB). Beyond this
 # `submit` blocks; vehicles keep the rest in their journals.
 DEFAULT_MAX_BACKLOG_ROWS = 200_000
@@ -106,10 +117,12 @@ class WriterStats:
 
 class BatchWriter:
     def __init__(self, store: Store, max_rows: int = DEFAULT_MAX_ROWS, linger_s: float = 0.0,
-                 max_backlog_rows: int = DEFAULT_MAX_BACKLOG_ROWS):
+                 max_backlog_rows: int = DEFAULT_MAX_BACKLOG_ROWS,
+                 interval_s: float = DEFAULT_INTERVAL_S):
         self.store = store
         self.max_rows = max_rows
         self.linger_s = linger_s
+        self.interval_s = interval_s
         self.max_backlog_rows = max_backlog_rows
         self.stats = WriterStats()
         self._pending: collections.deque[_Submission] = collections.deque()
@@ -122,6 +135,8 @@ class BatchWriter:
         self._task: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._committing: list[_Submission] = []  # what the loop is committing right now
+        self._last_start = float("-inf")  # the loop's time the last transaction started
+        self._pacing: asyncio.Future | None = None  # resolved to end the pause early
 
     # --- what the gateway sees ------------------------------------------------------------
 
@@ -164,6 +179,7 @@ class BatchWriter:
         self._stopping = True
         self._wakeup.set()
         self._space.set()
+        self._end_pause()
         try:
             async with asyncio.timeout(timeout):
                 await asyncio.shield(self._task)
@@ -191,6 +207,8 @@ class BatchWriter:
         self.stats.backlog_rows += len(readings)
         self._pending.append(_Submission(readings, dead, self._now(), settled))
         self._wakeup.set()
+        if self._pacing is not None and self.stats.backlog_rows >= self.max_rows:
+            self._end_pause()  # a full transaction waits: no reason to pause
 
     async def submit(self, readings: list[StoredReading], dead: list[DeadLetter]) -> None:
         """Returns once committed. Blocks while the backlog is full; raises WriterStopped if
@@ -245,6 +263,8 @@ class BatchWriter:
                 continue
             if self.linger_s and not self._stopping:
                 await self._linger()
+            if self.interval_s and not self._stopping:
+                await self._pace()
             subs: list[_Submission] = []
             rows = 0
             for sub in self._pending:  # they stay queued while committing, for lag_s
@@ -253,6 +273,7 @@ class BatchWriter:
                 subs.append(sub)
                 rows += len(sub.readings)
             self._committing = subs
+            self._last_start = self._now()
             await self._commit(subs)  # if cancelled, they stay queued and stop() fails them
             self._committing = []
             for _ in subs:
@@ -267,6 +288,26 @@ class BatchWriter:
         self._space.set()
         if self.on_space is not None:
             self.on_space()
+
+    async def _pace(self) -> None:
+        """Pause until `interval_s` after the previous transaction started (one loop timer),
+        unless a full transaction is waiting or the writer stops."""
+        loop = self._loop
+        assert loop is not None, "the writer was not started"
+        at = self._last_start + self.interval_s
+        if at <= loop.time() or self.stats.backlog_rows >= self.max_rows:
+            return
+        self._pacing = loop.create_future()
+        handle = loop.call_at(at, self._end_pause)
+        try:
+            await self._pacing
+        finally:
+            handle.cancel()
+            self._pacing = None
+
+    def _end_pause(self) -> None:
+        if self._pacing is not None and not self._pacing.done():
+            self._pacing.set_result(None)
 
     async def _linger(self) -> None:
         deadline = self._pending[0].since + self.linger_s

@@ -72,6 +72,22 @@ def thread_cpu_s(pid: int) -> dict[int, float]:
     return out
 
 
+def thread_switches(pid: int) -> dict[int, tuple[int, int]]:
+    """(voluntary, involuntary) context switches of each of the process's threads, by thread id:
+    a voluntary switch is a thread going to sleep (a wait that blocked), so their rate is the
+    process's wake-ups per second, a figure that depends less on the machine's load than CPU."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            vals = dict(line.split(":", 1) for line in (task / "status").read_text().splitlines()
+                        if line.endswith(tuple("0123456789")) and "ctxt_switches" in line)
+            out[int(task.name)] = (int(vals["voluntary_ctxt_switches"]),
+                                   int(vals["nonvoluntary_ctxt_switches"]))
+        except (OSError, KeyError, ValueError):  # the thread ended
+            pass
+    return out
+
+
 def cpu_s_of(stat: Path) -> float:
     fields = stat.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICK
@@ -164,14 +180,20 @@ def gen_cpu(path: Path | None) -> float:
 
 
 def measure(pid: int, seconds: float, sock: Path, gen: Path | None) -> dict:
+    load0 = os.getloadavg()[0]
     s0, c0, g0, t0 = status(sock), cpu_s(pid), gen_cpu(gen), time.monotonic()
-    th0 = thread_cpu_s(pid)
+    th0, sw0 = thread_cpu_s(pid), thread_switches(pid)
     time.sleep(seconds)
     c1, g1, t1, s1 = cpu_s(pid), gen_cpu(gen), time.monotonic(), status(sock)
-    th1 = thread_cpu_s(pid)
+    th1, sw1 = thread_cpu_s(pid), thread_switches(pid)
     names = thread_names(pid)
     threads = sorted(((names.get(tid, str(tid)), cpu - th0.get(tid, 0.0))
                       for tid, cpu in th1.items()), key=lambda x: -x[1])
+    # the generator thread of --can virtual is not the agent's
+    gen_tids = {tid for tid, name in names.items() if name == "can-generator"}
+    switches = {names.get(tid, str(tid)): (v - sw0.get(tid, (0, 0))[0],
+                                           n - sw0.get(tid, (0, 0))[1])
+                for tid, (v, n) in sw1.items() if tid not in gen_tids}
     c1 -= g1 - g0  # the generator thread is not the agent
     rss, hwm = rss_kb(pid)
     frames = s1["frames"] - s0["frames"]
@@ -179,7 +201,10 @@ def measure(pid: int, seconds: float, sock: Path, gen: Path | None) -> dict:
             "frames_per_s": frames / (t1 - t0),
             "fixes_per_s": (s1["fixes"] - s0["fixes"]) / (t1 - t0),
             "acked_per_s": (s1["acked"] - s0["acked"]) / (t1 - t0),
-            "rss_mb": rss / 1024, "hwm_mb": hwm / 1024, "threads": threads}
+            "rss_mb": rss / 1024, "hwm_mb": hwm / 1024, "threads": threads,
+            "switches": switches, "load": (load0, os.getloadavg()[0]),
+            "voluntary_per_s": sum(v for v, _ in switches.values()) / (t1 - t0),
+            "involuntary_per_s": sum(n for _, n in switches.values()) / (t1 - t0)}
 
 
 async def run(args) -> None:
@@ -256,9 +281,14 @@ def print_table(args, speed: float, r: dict) -> None:
         x = r[phase]
         print(f"  {phase}: {x['frames_per_s']:,.0f} CAN frames/s and {x['fixes_per_s']:.1f} "
               f"fixes/s reached the agent, {x['acked_per_s']:,.0f} readings/s acked; "
-              f"{x['cpu_s']:.2f} s CPU in {x['wall_s']:.1f} s")
+              f"{x['cpu_s']:.2f} s CPU in {x['wall_s']:.1f} s; load average "
+              f"{x['load'][0]:.1f} → {x['load'][1]:.1f}")
         print("    by thread: " + ", ".join(
             f"{name} {cpu / x['wall_s'] * 100:.1f} %" for name, cpu in x["threads"] if cpu > 0))
+        print(f"    context switches: {x['voluntary_per_s']:,.0f}/s voluntary (wake-ups), "
+              f"{x['involuntary_per_s']:,.0f}/s involuntary; voluntary by thread: " + ", ".join(
+                  f"{name} {v / x['wall_s']:,.0f}/s" for name, (v, _) in
+                  sorted(x["switches"].items(), key=lambda kv: -kv[1][0]) if v))
     per_frame_us = load["cpu_s"] / max(1, load["frames_per_s"] * load["wall_s"]) * 1e6
     print(f"  CPU per CAN frame (GPS included): {per_frame_us:.0f} µs → at "
           f"{args.frames_per_s:,} frames/s: {per_frame_us * args.frames_per_s / 1e4:.1f} % "
@@ -267,6 +297,9 @@ def print_table(args, speed: float, r: dict) -> None:
     print("|---|---:|---:|---:|---|")
     print(f"| CPU, % of one core | {load['cpu_pct']:.1f} | {idle['cpu_pct']:.1f} | "
           f"{load['cpu_pct'] / max(0.1, idle['cpu_pct']):.1f}× | ≤ 5 % |")
+    print(f"| wake-ups (voluntary context switches) per s | {load['voluntary_per_s']:,.0f} | "
+          f"{idle['voluntary_per_s']:,.0f} | "
+          f"{load['voluntary_per_s'] / max(1.0, idle['voluntary_per_s']):.1f}× | |")
     print(f"| RSS at the end, MB | {load['rss_mb']:.1f} | {idle['rss_mb']:.1f} | "
           f"{load['rss_mb'] / idle['rss_mb']:.2f}× | ≤ 45 MB |")
     print(f"| peak RSS (VmHWM), MB | {load['hwm_mb']:.1f} | {idle['hwm_mb']:.1f} | "

@@ -9,7 +9,9 @@ the seam's sans-IO `QuicConnection` on both ends (each library named by --quic, 
 fresh process; default: the process's library) (handshake, hello, welcome, one batch, its
 ack), as the gateway holds them, drops the client ends, and groups what the server ends still
 hold by source file. Baseline in the same run: the same N connections as bare QUIC (handshake
-only, no geostream session, the library as it comes). qh3's native core holds its state
+only, no geostream session, the library as it comes). Two gateway shapes, same run: an agent
+of revision 4 (the session's DEFLATE stream, docs/protocol.md §3.1: an inflater per session)
+and one of revision 5 (a preset dictionary, §3.2: none). qh3's native core holds its state
 outside the Python heap: for it, the RSS row is the one that counts.
 """
 
@@ -45,7 +47,10 @@ def _pump(a, b, a_addr, now: float) -> int:
     return n
 
 
-def one_session(server_cfg, client_cfg, now: float, geostream: bool):
+def one_session(server_cfg, client_cfg, now: float, geostream: bool,
+                zdicts: tuple[int, ...] | None = None):
+    """`zdicts`: the preset dictionaries the agent offers (None: every one, revision 5;
+    `()`: an agent of revision 4, which compresses with the session's DEFLATE stream)."""
     client = LIB.QuicConnection(configuration=client_cfg)
     client.connect(SERVER, now=now)
     first = client.datagrams_to_send(now=now)
@@ -64,7 +69,7 @@ def one_session(server_cfg, client_cfg, now: float, geostream: bool):
     session = None
     if geostream:
         LIB.trim_after_handshake(server)  # what the gateway does on HandshakeCompleted
-        cs = ClientSession("veh-00001", "t" * 43, epoch=7)
+        cs = ClientSession("veh-00001", "t" * 43, epoch=7, zdicts=zdicts)
         sid = client.get_next_available_stream_id()
         client.send_stream_data(sid, cs.data_to_send())
         session = ServerSession()
@@ -107,23 +112,35 @@ def _configs(certs: dict):
     return server_cfg, client_cfg
 
 
-def measure_rss(n: int, certs: dict) -> float:
+def measure_rss(n: int, certs: dict, zdicts: tuple[int, ...] | None = None) -> float:
     """RSS growth per gateway connection without tracemalloc (whose own records would count):
     the Python heap plus what it cannot see (OpenSSL contexts, allocator slack). Client ends
     are dropped as they are made, so what stays is the server ends."""
     server_cfg, client_cfg = _configs(certs)
     gc.collect()
     kept = []
-    one_session(server_cfg, client_cfg, now=999.0, geostream=True)  # warm caches and pools
+    one_session(server_cfg, client_cfg, now=999.0, geostream=True,
+                zdicts=zdicts)  # warm caches and pools
     before = _rss()
     for i in range(n):
-        _, s, sess = one_session(server_cfg, client_cfg, now=1000.0 + i, geostream=True)
+        _, s, sess = one_session(server_cfg, client_cfg, now=1000.0 + i, geostream=True,
+                                 zdicts=zdicts)
         kept.append((s, sess))
     gc.collect()
     return (_rss() - before) / n
 
 
-def measure(n: int, geostream: bool, certs: dict) -> tuple[float, dict[str, float]]:
+def _rss_in_child(n: int, lib: str, shape: str) -> float:
+    """`measure_rss` in a fresh process of its own."""
+    import subprocess
+
+    out = subprocess.run([sys.executable, __file__, "--connections", str(n), "--quic", lib,
+                          "--rss-of", shape], check=True, capture_output=True, text=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def measure(n: int, geostream: bool, certs: dict,
+            zdicts: tuple[int, ...] | None = None) -> tuple[float, dict[str, float]]:
     server_cfg, client_cfg = _configs(certs)
     gc.collect()
     tracemalloc.start(8)
@@ -131,7 +148,8 @@ def measure(n: int, geostream: bool, certs: dict) -> tuple[float, dict[str, floa
     base = tracemalloc.get_traced_memory()[0]
     kept, clients = [], []
     for i in range(n):
-        c, s, sess = one_session(server_cfg, client_cfg, now=1000.0 + i, geostream=geostream)
+        c, s, sess = one_session(server_cfg, client_cfg, now=1000.0 + i, geostream=geostream,
+                                 zdicts=zdicts)
         kept.append((s, sess))
         clients.append(c)
     del clients, c
@@ -159,6 +177,7 @@ def main() -> int:
     ap.add_argument("--quic", default="",
                     help="QUIC libraries, comma-separated, each in a fresh process (default: "
                          "the process's)")
+    ap.add_argument("--rss-of", choices=("old", "new"), help=argparse.SUPPRESS)  # a child's
     a = ap.parse_args()
     names = [n for n in a.quic.split(",") if n]
     if len(names) > 1:  # one process each: RSS growth is only fair in a fresh heap
@@ -172,17 +191,26 @@ def main() -> int:
     LIB = library(names[0] if names else None)
     with tempfile.TemporaryDirectory() as d:
         certs = generate(d, ["localhost", "127.0.0.1"])
-        rss = measure_rss(a.connections, certs)  # first: before the heap grew and was freed
+        if a.rss_of is not None:  # a child measuring one shape's RSS
+            print(measure_rss(a.connections, certs, () if a.rss_of == "old" else None))
+            return 0
+        # each shape's RSS in a fresh process: a heap that grew and shrank would hide it
+        rss, rss_new = (_rss_in_child(a.connections, LIB.NAME, shape) for shape in ("old", "new"))
         bare, _ = measure(a.connections, False, certs)
+        old, _ = measure(a.connections, True, certs, zdicts=())
         full, files = measure(a.connections, True, certs)
     print(f"{a.connections} server-side {LIB.NAME} connections held in memory (Python heap, "
           "tracemalloc)")
     print(f"{'bare QUIC connection after handshake (baseline)':<52}{bare / 1024:8.1f} KB")
-    print(f"{'gateway: + geostream session, one batch acked':<52}{full / 1024:8.1f} KB"
+    print(f"{'gateway, revision-4 agent (session DEFLATE stream)':<52}{old / 1024:8.1f} KB"
+          f"   ratio {old / bare:.2f}")
+    print(f"{'gateway, revision-5 agent (preset dictionary)':<52}{full / 1024:8.1f} KB"
           f"   ratio {full / bare:.2f}")
-    print(f"{'gateway: RSS growth per connection (no tracemalloc)':<52}{rss / 1024:8.1f} KB"
-          f"   outside the Python heap ≈ {(rss - full) / 1024:.1f} KB")
-    print("where it goes (KB per connection):")
+    print(f"{'RSS growth per connection, revision-4 agent':<52}{rss / 1024:8.1f} KB"
+          f"   outside the Python heap ≈ {(rss - old) / 1024:.1f} KB")
+    print(f"{'RSS growth per connection, revision-5 agent':<52}{rss_new / 1024:8.1f} KB"
+          f"   outside the Python heap ≈ {(rss_new - full) / 1024:.1f} KB")
+    print("where it goes, revision-5 agent (KB per connection):")
     for name, size in sorted(files.items(), key=lambda kv: -kv[1])[:12]:
         print(f"  {size / 1024:7.1f}  {name}")
     return 0

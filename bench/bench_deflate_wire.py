@@ -128,6 +128,42 @@ def option_figures(readings: list[dict], zdict: bytes, sessions: int) -> list[st
     return lines
 
 
+# the signal names of the DBC files the agent ships (agent/dbc/), most common first
+SHIPPED_SIGNALS = (
+    ("can0", ("EngSpeed", "WheelBasedVehicleSpeed", "EngCoolantTemp", "FuelLevel1", "EngFuelRate",
+              "ActualEngPercentTorque", "HighResTotalVehicleDistance", "AmbientAirTemp",
+              "BatteryPotential_PowerInput1", "EngOilTemp1")),
+    ("obd", ("OBD_EngineRPM", "OBD_VehicleSpeed", "OBD_CoolantTemp", "OBD_FuelLevel",
+             "OBD_ThrottlePos", "OBD_IntakeAirTemp")),
+)
+
+
+def dictionary_sample() -> bytes:
+    """The bytes preset dictionary 1 was made of (geostream/zdict.py; docs/protocol.md §3.2):
+    readings of every kind as CBOR, the rarest first, so that the most frequent (positions)
+    sit nearest the data, within the 4 KiB window. Positions and the CAN snapshot come from
+    a simulated vehicle other than the ones the load tester runs (seed 99); the signal names
+    of the shipped DBC files and the keys of events and driver actions are added."""
+    import cbor2
+
+    from geostream.deflate import DICTIONARY_BYTES
+
+    sim = SimVehicle("lt-009999", "", 1, 1.0, 0.0, 1_780_000_000_000, seed=99)
+    rare = [{"ts": 1_780_000_000_000, "k": "evt", "name": "journal-dropped",
+             "data": {"reason": "size", "ranges": [[1, 2]], "count": 2}, "q": 1},
+            {"ts": 1_780_000_000_000, "k": "act", "q": 2, "action": {
+                "key": "k", "device_id": "cab", "device_seq": 1, "kind": "job.done",
+                "job_id": "j", "route_id": "r", "done_ms": 1_780_000_000_000}}]
+    for i, (bus, names) in enumerate(SHIPPED_SIGNALS):
+        rare.append({"ts": 1_780_000_000_000, "k": "can", "bus": bus, "q": 3 + i,
+                     "sig": {n: round(100.5 + j, 1) for j, n in enumerate(names)}})
+    frequent = [sim.wire_reading(q) for q in range(1, 200)]
+    head = cbor2.dumps(rare)
+    tail = b"".join(cbor2.dumps(r) for r in frequent)
+    return (head + tail)[-DICTIONARY_BYTES:] if len(head) >= DICTIONARY_BYTES else \
+        head + tail[-(DICTIONARY_BYTES - len(head)):]
+
+
 def encode_readings(readings: list[dict]) -> bytes:
     import cbor2
 

@@ -16,7 +16,7 @@ import cbor2
 
 from . import strict_cbor
 from .commands import MAX_ARG_TEXT_CHARS, MAX_RESULT_BYTES, advertised_problem
-from .deflate import Deflater, Inflater
+from .deflate import Deflater, DictionaryDeflater, Inflater, inflate_alone
 from .errors import ErrorCode, ProtocolError
 from .limits import MAX_BATCH_READINGS, MAX_MESSAGE_BYTES
 from .messages import (
@@ -80,13 +80,26 @@ def _inflate_readings(z: Any, inflater: Inflater | None) -> Any:
     return strict_cbor.loads(inflater.piece(z), "'z'")
 
 
-def _decode_map(m: dict, inflater: Inflater | None = None, wire_size: int = 0) -> Message:
+def _inflate_alone(zd: Any, zdict: int | None) -> Any:
+    """The readings array of a batch compressed against the session's dictionary (§3.2)."""
+    if zdict is None:
+        raise ProtocolError(ErrorCode.MALFORMED, "'zd' batch where no dictionary was agreed")
+    if not isinstance(zd, bytes):
+        raise ProtocolError(ErrorCode.MALFORMED, "'zd' must be a byte string")
+    return strict_cbor.loads(inflate_alone(zd, zdict, MAX_MESSAGE_BYTES), "'zd'")
+
+
+def _decode_map(m: dict, inflater: Inflater | None = None, wire_size: int = 0,
+                zdict: int | None = None) -> Message:
     t = m.get("t")
     if t == "batch":
+        if ("readings" in m) + ("z" in m) + ("zd" in m) > 1:
+            raise ProtocolError(ErrorCode.MALFORMED,
+                                "batch with more than one of 'readings', 'z' and 'zd'")
         if "z" in m:
-            if "readings" in m:
-                raise ProtocolError(ErrorCode.MALFORMED, "batch with both 'readings' and 'z'")
             m = {**m, "readings": _inflate_readings(m["z"], inflater)}
+        elif "zd" in m:
+            m = {**m, "readings": _inflate_alone(m["zd"], zdict)}
         readings = m.get("readings")
         if not isinstance(readings, list) or not 1 <= len(readings) <= MAX_BATCH_READINGS:
             raise ProtocolError(
@@ -121,6 +134,7 @@ def _decode_map(m: dict, inflater: Inflater | None = None, wire_size: int = 0) -
             v=uint(m, "v"),
             commands=_advertised(m),
             features=_features(m),
+            zdict=_zdict_offered(m),
         )
     if t == "welcome":
         return Welcome(
@@ -130,6 +144,7 @@ def _decode_map(m: dict, inflater: Inflater | None = None, wire_size: int = 0) -
             v=uint(m, "v"),
             z=m.get("z") is True,
             features=_features(m),
+            zdict=_zdict_id(m["zdict"]) if "zdict" in m else None,
         )
     if t == "error":
         fatal = m.get("fatal")
@@ -174,6 +189,22 @@ def _features(m: dict) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _zdict_id(value: Any) -> int:
+    if type(value) is not int or not 0 <= value <= MAX_ZDICT_ID:
+        raise ProtocolError(ErrorCode.MALFORMED, f"a dictionary id must be a uint ≤ {MAX_ZDICT_ID}")
+    return value
+
+
+def _zdict_offered(m: dict) -> tuple[int, ...]:
+    """A hello's preset dictionaries (revision 5, §3.2); ids this side lacks are kept here and
+    ignored when one is picked."""
+    value = m.get("zdict", [])
+    if not isinstance(value, list) or len(value) > MAX_ZDICT_OFFERED:
+        raise ProtocolError(ErrorCode.MALFORMED,
+                            f"'zdict' must be an array of at most {MAX_ZDICT_OFFERED} ids")
+    return tuple(_zdict_id(v) for v in value)
+
+
 def _result(m: dict) -> dict | None:
     """A command answer's structured result (revision 2)."""
     if "result" not in m:
@@ -186,6 +217,10 @@ def _result(m: dict) -> dict | None:
         raise ProtocolError(ErrorCode.MALFORMED, f"'result' exceeds {MAX_RESULT_BYTES} bytes")
     return result
 
+
+# revision 5 (§3.2): an agent carries a few dictionaries, each named by a small id
+MAX_ZDICT_OFFERED = 8
+MAX_ZDICT_ID = 65535
 
 # revision 2 feature lists (hello, welcome): a handful of short names
 MAX_FEATURES = 16
@@ -213,11 +248,11 @@ def _status(m: dict) -> Status:
     )
 
 
-def _to_map(msg: Message, deflater: Deflater | None = None) -> dict:
+def _to_map(msg: Message, deflater: Deflater | DictionaryDeflater | None = None) -> dict:
     if isinstance(msg, Batch):
         out = {"t": "batch", "epoch": msg.epoch}
         if deflater is not None:
-            out["z"] = deflater.piece(cbor2.dumps(list(msg.readings)))
+            out[deflater.KEY] = deflater.piece(cbor2.dumps(list(msg.readings)))
         else:
             out["readings"] = list(msg.readings)
         if msg.vehicle is not None:
@@ -238,6 +273,8 @@ def _to_map(msg: Message, deflater: Deflater | None = None) -> dict:
             out["commands"] = list(msg.commands)
         if msg.features:
             out["features"] = list(msg.features)
+        if msg.zdict:
+            out["zdict"] = list(msg.zdict)
         return out
     if isinstance(msg, Welcome):
         out = {"t": "welcome", "v": msg.v, "credit": msg.credit,
@@ -246,6 +283,8 @@ def _to_map(msg: Message, deflater: Deflater | None = None) -> dict:
             out["z"] = True
         if msg.features:
             out["features"] = list(msg.features)
+        if msg.zdict is not None:
+            out["zdict"] = msg.zdict
         return out
     if isinstance(msg, Error):
         return {"t": "error", "code": int(msg.code), "reason": msg.reason, "fatal": msg.fatal}
@@ -261,15 +300,16 @@ def _to_map(msg: Message, deflater: Deflater | None = None) -> dict:
     raise TypeError(f"not a geostream message: {msg!r}")
 
 
-def encode_payload(msg: Message, deflater: Deflater | None = None) -> bytes:
+def encode_payload(msg: Message, deflater: Deflater | DictionaryDeflater | None = None) -> bytes:
     return cbor2.dumps(_to_map(msg, deflater))
 
 
-def encode(msg: Message, deflater: Deflater | None = None) -> bytes:
+def encode(msg: Message, deflater: Deflater | DictionaryDeflater | None = None) -> bytes:
     """One framed message: 4-byte big-endian length + CBOR map.
 
-    With a `deflater` a batch's readings go as the next piece of the session's DEFLATE stream
-    (§3.1); the caller then must send the frame.
+    With a `deflater` a batch's readings go compressed: as the next piece of the session's
+    DEFLATE stream (`Deflater`, §3.1; the caller then must send the frame) or on their own
+    against a preset dictionary (`DictionaryDeflater`, §3.2).
     """
     payload = encode_payload(msg, deflater)
     if len(payload) > MAX_MESSAGE_BYTES:
@@ -278,12 +318,12 @@ def encode(msg: Message, deflater: Deflater | None = None) -> bytes:
 
 
 def decode_payload(payload: bytes, inflater: Inflater | None = None,
-                   wire_size: int = 0) -> Message:
+                   wire_size: int = 0, zdict: int | None = None) -> Message:
     """One message from its CBOR payload; a batch records `wire_size`, its framed size."""
     m = strict_cbor.loads(payload, "message")
     if not isinstance(m, dict):
         raise ProtocolError(ErrorCode.MALFORMED, "message is not a CBOR map")
-    return _decode_map(m, inflater, wire_size)
+    return _decode_map(m, inflater, wire_size, zdict)
 
 
 def framed_size(n_payload: int) -> int:
@@ -302,8 +342,10 @@ class FrameDecoder:
                  inflater: Inflater | None = None):
         self._buf = bytearray()
         self._max = max_message_bytes
-        # compressed batches (§3.1): only a decoder given the session's inflater accepts them
+        # compressed batches: a decoder given the session's inflater accepts §3.1's pieces,
+        # one given a dictionary id §3.2's (the session sets them at its welcome)
         self.inflater = inflater
+        self.zdict: int | None = None
 
     @property
     def buffered(self) -> int:
@@ -320,5 +362,5 @@ class FrameDecoder:
                 break
             payload = bytes(self._buf[_HEADER.size : _HEADER.size + n])
             del self._buf[: _HEADER.size + n]
-            out.append(decode_payload(payload, self.inflater, wire_size=_HEADER.size + n))
+            out.append(decode_payload(payload, self.inflater, _HEADER.size + n, self.zdict))
         return out

@@ -1,8 +1,16 @@
-"""The session's DEFLATE stream for compressed batches (docs/protocol.md §3.1), sans-IO.
+"""Compressed batches (docs/protocol.md §3.1, §3.2), sans-IO.
 
-One `Deflater` per agent session, one `Inflater` per gateway session: each batch is the next
-sync-flushed piece of a single raw DEFLATE stream, so a batch of one reading is compressed
-against every reading sent before it on the session.
+Two shapes, chosen in the hello and welcome:
+- §3.1, the session's DEFLATE stream (revisions 1–4): one `Deflater` per agent session, one
+  `Inflater` per gateway session; each batch is the next sync-flushed piece of one raw DEFLATE
+  stream, compressed against every reading sent before it on the session. The gateway holds
+  ~11 KiB of zlib state per connection for it.
+- §3.2, a preset dictionary (revision 5): each batch is one complete raw DEFLATE stream begun
+  with a dictionary every session shares (`geostream/zdict.py`): `DictionaryDeflater` on the
+  agent, `inflate_alone` on the gateway, nothing held between batches on either side.
+
+Both bound what they inflate (`limit`): a piece inflates to at most `limit` bytes or is refused,
+and zlib never writes more than `limit + 1` bytes of output for it.
 """
 
 from __future__ import annotations
@@ -10,16 +18,24 @@ from __future__ import annotations
 import zlib
 
 from .errors import ErrorCode, ProtocolError
+from .zdict import DICTIONARIES
 
 # 4 KiB window: ~30 positions of history, ~11 KiB of inflater state per gateway connection
 WINDOW_BITS = 12
 LEVEL = 6
 # what every sync flush ends with; left off the wire, added back before inflating (RFC 7692)
 SYNC_TAIL = b"\x00\x00\xff\xff"
+# a preset dictionary is at most the window: bytes further back could never be referred to
+DICTIONARY_BYTES = 1 << WINDOW_BITS
+# the agent's compressor per dictionary batch: memLevel 8 is zlib's default (memLevel only
+# sizes the compressor's own tables, never what the inflater needs)
+MEM_LEVEL = 8
 
 
 class Deflater:
-    """The agent's end: `piece(data)` compresses the next batch's bytes."""
+    """The agent's end of §3.1: `piece(data)` compresses the next batch's bytes."""
+
+    KEY = "z"  # the batch key its pieces travel in
 
     def __init__(self, _obj=None):
         self._z = _obj or zlib.compressobj(LEVEL, zlib.DEFLATED, -WINDOW_BITS)
@@ -34,13 +50,20 @@ class Deflater:
 
 
 class Inflater:
-    """The gateway's end: `piece(z)` inflates the next piece, at most `limit` bytes."""
+    """The gateway's end of §3.1: `piece(z)` inflates the next piece, at most `limit` bytes.
+
+    zlib's state (~11 KiB with the window) is made at the first piece, so a session that never
+    sends one (a §3.2 agent, or none compressed) holds nothing for it."""
+
+    __slots__ = ("_z", "_limit")
 
     def __init__(self, limit: int):
-        self._z = zlib.decompressobj(-WINDOW_BITS)
+        self._z = None
         self._limit = limit
 
     def piece(self, z: bytes) -> bytes:
+        if self._z is None:
+            self._z = zlib.decompressobj(-WINDOW_BITS)
         try:
             raw = self._z.decompress(z + SYNC_TAIL, self._limit + 1)
         except zlib.error as exc:
@@ -50,3 +73,46 @@ class Inflater:
         if self._z.eof:
             raise ProtocolError(ErrorCode.MALFORMED, "'z' ended the session's DEFLATE stream")
         return raw
+
+
+class DictionaryDeflater:
+    """The agent's end of §3.2: each `piece(data)` is a complete raw DEFLATE stream begun with
+    preset dictionary `dict_id` as its history. Stateless between batches."""
+
+    KEY = "zd"
+
+    __slots__ = ("dict_id", "_zdict")
+
+    def __init__(self, dict_id: int):
+        self.dict_id = dict_id
+        self._zdict = DICTIONARIES[dict_id]
+
+    def piece(self, data: bytes) -> bytes:
+        z = zlib.compressobj(LEVEL, zlib.DEFLATED, -WINDOW_BITS, MEM_LEVEL, zdict=self._zdict)
+        return z.compress(data) + z.flush(zlib.Z_FINISH)
+
+    def copy(self) -> DictionaryDeflater:
+        return self  # nothing carries over from one batch to the next
+
+
+def inflate_alone(zd: bytes, dict_id: int, limit: int) -> bytes:
+    """The gateway's end of §3.2: one batch's `zd` against dictionary `dict_id`, at most `limit`
+    bytes; the inflater lives only for this call."""
+    z = zlib.decompressobj(-WINDOW_BITS, zdict=DICTIONARIES[dict_id])
+    try:
+        raw = z.decompress(zd, limit + 1)
+    except zlib.error as exc:
+        raise ProtocolError(ErrorCode.MALFORMED, f"bad DEFLATE data: {exc}") from None
+    if len(raw) > limit or z.unconsumed_tail:
+        raise ProtocolError(ErrorCode.TOO_LARGE, f"'zd' inflates beyond {limit} bytes")
+    if not z.eof:
+        raise ProtocolError(ErrorCode.MALFORMED, "'zd' ends before its final DEFLATE block")
+    if z.unused_data:
+        raise ProtocolError(ErrorCode.MALFORMED, "bytes after the final DEFLATE block of 'zd'")
+    return raw
+
+
+def pick_dictionary(offered: tuple[int, ...]) -> int | None:
+    """The dictionary a gateway names in its welcome: the highest id both sides carry."""
+    known = [d for d in offered if d in DICTIONARIES]
+    return max(known) if known else None

@@ -20,6 +20,7 @@ class Hello:
     # 1.0 set) and what else it does ("act": driver-action readings)
     commands: tuple[str, ...] | None = None
     features: tuple[str, ...] = ()
+    zdict: tuple[int, ...] = ()  # revision 5: the preset dictionaries it carries (§3.2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +31,7 @@ class Welcome:
     v: int = 1
     z: bool = False  # the gateway accepts compressed batches ("z", docs/protocol.md §3)
     features: tuple[str, ...] = ()  # revision 2: what the gateway takes ("act")
+    zdict: int | None = None  # revision 5: the preset dictionary picked (§3.2), or none
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,13 +24,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 
+import cbor2
+
 from . import PROTOCOL_VERSION
 from .codec import FrameDecoder, encode, encode_payload, framed_size
-from .deflate import Deflater, Inflater
+from .deflate import Deflater, DictionaryDeflater, Inflater, pick_dictionary
 from .errors import ErrorCode, ProtocolError
 from .limits import DEFAULT_CREDIT, DEFAULT_MAX_BATCH_BYTES, MAX_MESSAGE_BYTES
 from .messages import Ack, Batch, Command, CommandAck, Error, Hello, Status, Unknown, Welcome
 from .ranges import RangeSet
+from .zdict import DICTIONARIES
 
 # How many answered command ids an agent remembers to de-duplicate re-sent commands.
 COMMAND_MEMORY = 1024
@@ -174,18 +177,23 @@ class ClientSession(_Session):
 
     def __init__(self, vehicle: str, token: str, epoch: int, acked_through: int = 0,
                  agent: str = "fleet-agent", commands: tuple[str, ...] | None = None,
-                 features: tuple[str, ...] = ()):
+                 features: tuple[str, ...] = (), zdicts: tuple[int, ...] | None = None):
+        """`zdicts`: the preset dictionaries to offer (§3.2; default every one this side
+        carries; `()` speaks as an agent of revision 4 and earlier)."""
         super().__init__()
         self.epoch = epoch
         self._opened = False
         self.credit = 0
         self.max_batch_bytes = DEFAULT_MAX_BATCH_BYTES
-        # the session's DEFLATE stream (§3.1), once the welcome says the gateway takes it
-        self.deflater: Deflater | None = None
+        # how batches are compressed, once the welcome said: against its preset dictionary
+        # (§3.2), else the session's DEFLATE stream (§3.1) if the gateway takes it
+        self.deflater: Deflater | DictionaryDeflater | None = None
+        self._sized: tuple[bytes, bytes] | None = None  # a §3.2 batch sized: (plain, frame)
         self.in_flight: set[int] = set()
         self._answered: OrderedDict[int, CommandAck] = OrderedDict()
         self._hello = Hello(vehicle=vehicle, token=token, epoch=epoch, agent=agent,
-                            acked=acked_through, commands=commands, features=features)
+                            acked=acked_through, commands=commands, features=features,
+                            zdict=tuple(DICTIONARIES) if zdicts is None else zdicts)
         self.features: tuple[str, ...] = ()  # the welcome's (revision 2)
         self._send(self._hello)
 
@@ -211,10 +219,10 @@ class ClientSession(_Session):
                     raise ProtocolError(ErrorCode.UNEXPECTED, "second welcome")
                 if msg.v != PROTOCOL_VERSION:
                     raise ProtocolError(ErrorCode.UNSUPPORTED_VERSION, f"server speaks v{msg.v}")
+                self.deflater = self._compression(msg)
                 self._open()
                 self.credit = msg.credit
                 self.max_batch_bytes = msg.max_batch_bytes
-                self.deflater = Deflater() if msg.z else None
                 self.features = msg.features
                 events.append(Welcomed(msg.credit, msg.max_batch_bytes, msg.time))
             elif isinstance(msg, Ack):
@@ -243,11 +251,19 @@ class ClientSession(_Session):
                 raise ProtocolError(ErrorCode.UNEXPECTED, f"{type(msg).__name__} from a server")
         return events
 
+    def _compression(self, welcome: Welcome) -> Deflater | DictionaryDeflater | None:
+        if welcome.zdict is not None:
+            if welcome.zdict not in self._hello.zdict:
+                raise ProtocolError(ErrorCode.MALFORMED,
+                                    f"welcome picked dictionary {welcome.zdict}, not offered")
+            return DictionaryDeflater(welcome.zdict)
+        return Deflater() if welcome.z else None
+
     def send_batch(self, readings: list[dict]) -> int:
         """Queue one batch; returns its encoded size. The caller keeps within credit and budget."""
         if not self.ready:
             raise RuntimeError("send_batch before welcome")
-        frame = encode(Batch(epoch=self.epoch, readings=tuple(readings)), self.deflater)
+        frame = self._frame(readings)
         self._out += frame
         self.in_flight.update(r["q"] for r in readings)
         return len(frame)
@@ -271,9 +287,23 @@ class ClientSession(_Session):
         self._answered = answered
 
     def batch_size(self, readings: list[dict]) -> int:
+        if isinstance(self.deflater, DictionaryDeflater):
+            return len(self._frame(readings, keep=True))
         batch = Batch(self.epoch, tuple(readings))
         probe = self.deflater.copy() if self.deflater is not None else None
         return framed_size(len(encode_payload(batch, probe)))
+
+    def _frame(self, readings: list[dict], keep: bool = False) -> bytes:
+        """A batch's frame. §3.2's frames depend on the readings alone, so the one `batch_size`
+        made (`keep`) is sent as it is: the batch is compressed once, not twice."""
+        if not isinstance(self.deflater, DictionaryDeflater):
+            return encode(Batch(epoch=self.epoch, readings=tuple(readings)), self.deflater)
+        plain = cbor2.dumps(readings)
+        if self._sized is not None and self._sized[0] == plain:
+            return self._sized[1]
+        frame = encode(Batch(epoch=self.epoch, readings=tuple(readings)), self.deflater)
+        self._sized = (plain, frame) if keep else None
+        return frame
 
 
 class ServerSession(_Session):
@@ -353,8 +383,11 @@ class ServerSession(_Session):
         self._open()
         if credit is not None:
             self.set_credit(credit)
+        zdict = pick_dictionary(self.hello.zdict)
+        if zdict is not None:  # §3.2: batches on their own; no inflater for this session
+            self._decoder.inflater, self._decoder.zdict = None, zdict
         self._send(Welcome(credit=self.credit, max_batch_bytes=self.max_batch_bytes, time=now_ms,
-                           z=True, features=features))
+                           z=zdict is None, features=features, zdict=zdict))
 
     def reject(self, code: ErrorCode, reason: str) -> None:
         self.fail(ProtocolError(code, reason))

@@ -25,6 +25,7 @@ from geostream.image_parts import split
 from ..mailbox import Mailbox
 from . import records, tls
 from .actions import MAX_ACTION_BYTES, KeyUsed, NotAnAction, check, decide, named_images
+from .capped import CappedSite, ConnectionCap
 from .pairing import Paired, Pairing, Refused, csrf_token, shown, token_hash
 from .shift import shift_answer
 
@@ -114,6 +115,7 @@ class CabServer:
         self._actions = asyncio.Lock()  # one action at a time: check, journal, record
         self._live: set[web.WebSocketResponse] = set()
         self._runner: web.AppRunner | None = None
+        self.cap = ConnectionCap()  # connections at once (capped.py)
         self.origin = f"https://{self._host()}:{config.port}"
         self.origins = {self.origin}  # the listen address's and [cab] names' (start())
 
@@ -143,8 +145,8 @@ class CabServer:
             self._routes(app)
             self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
             await self._runner.setup()
-            site = web.TCPSite(self._runner, self.config.listen, self.config.port,
-                               ssl_context=ctx)
+            site = CappedSite(self._runner, self.config.listen, self.config.port, ctx,
+                              self.cap)
             await site.start()
             port = self._runner.addresses[0][1]  # [cab] port 0: the kernel's choice
             self.origin = f"https://{self._host()}:{port}"
@@ -166,7 +168,8 @@ class CabServer:
     def status(self) -> dict:
         """For `fleet-agent status`: running or not, where, how many apps are live."""
         return {"running": self._runner is not None, "origin": self.origin,
-                "live": len(self._live)}
+                "live": len(self._live), "connections": self.cap.open,
+                "refused": self.cap.refused}
 
     def pin(self) -> str:
         return tls.spki_pin(self.files.cert.read_bytes())
@@ -351,7 +354,9 @@ class CabServer:
                        "device_seq": checked.device_seq, "digest": checked.digest,
                        "kind": checked.kind, "job_id": checked.job_id, "q": answer["seq"],
                        "received_ms": wall_ms()}
-                await self.agent.runner.db(lambda c: records.record_action(c, row))
+                text = checked.journaled.get("text")  # journaled: ≤ 2000 characters
+                text = text if checked.kind == "message" and isinstance(text, str) else None
+                await self.agent.runner.db(lambda c: records.record_action(c, row, text))
                 recorded = row
         return web.json_response({"action": {
             "key": checked.key, "device_id": checked.device_id,
@@ -393,11 +398,8 @@ class CabServer:
             after = int(request.query.get("after", "0"))
         except ValueError:
             raise _error(web.HTTPBadRequest, "after: a whole number") from None
-        kept = await self.agent.runner.db(lambda c: Mailbox(c).messages())
-        return web.json_response({"messages": [
-            {"seq": m["message_id"], "direction": "to_driver", "author": m["sender"],
-             "text": m["text"], "sent_ms": m["received_ms"]}
-            for m in kept if m["message_id"] > after]})
+        shown = await self.agent.runner.db(lambda c: records.shown_messages(c, after))
+        return web.json_response({"messages": shown})
 
     async def live(self, request: web.Request) -> web.StreamResponse:
         """The mailbox's changes: `{"route": {}}` when a route arrives or goes (the app reads
@@ -411,8 +413,7 @@ class CabServer:
 
         def marks(db):
             return (db.execute("SELECT count(*), max(received_ms) FROM mailbox_routes")
-                    .fetchone(), db.execute("SELECT max(message_id) FROM mailbox_messages")
-                    .fetchone()[0] or 0)
+                    .fetchone(), records.last_shown(db))
         try:
             routes, last = await self.agent.runner.db(marks)
             reader = asyncio.ensure_future(ws.receive())
@@ -425,13 +426,9 @@ class CabServer:
                     await ws.send_json({"topic": "cab", "route": {}})
                     routes = now_routes
                 if now_last > last:
-                    kept = await self.agent.runner.db(lambda c: Mailbox(c).messages())
-                    for m in kept:
-                        if m["message_id"] > last:
-                            await ws.send_json({"topic": "cab", "message": {
-                                "seq": m["message_id"], "direction": "to_driver",
-                                "author": m["sender"], "text": m["text"],
-                                "sent_ms": m["received_ms"]}})
+                    for m in await self.agent.runner.db(
+                            lambda c, after=last: records.shown_messages(c, after)):
+                        await ws.send_json({"topic": "cab", "message": m})
                     last = now_last
             reader.cancel()
         finally:

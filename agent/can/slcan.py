@@ -30,7 +30,16 @@ READ_SIZE = 4096
 
 
 class SlcanBus(slcanBus):
-    """`interface = "slcan"` with block reads; same arguments as python-can's `slcanBus`."""
+    """`interface = "slcan"` with block reads; same arguments as python-can's `slcanBus`.
+
+    The agent reads it on its event loop (agent/can/source.py): `recv(0)` never blocks, and
+    `line_waiting()` says whether a `recv(0)` that returned None (the line it took was no frame:
+    an acknowledgement, an error bell) left whole lines to take without the port being
+    readable again."""
+
+    def line_waiting(self) -> bool:
+        buf = self._buffer
+        return bool(self._queue.qsize()) or b"\r" in buf or b"\a" in buf
 
     def _read(self, timeout: float | None) -> str | None:
         """The next line with its terminator (`\\r`, or `\\a` for an error), or None once

@@ -1,9 +1,10 @@
 """CAN sources: a live python-can bus or a replayed log, around the sans-IO `CanPipeline`
 (agent/can/pipeline.py).
 
-python-can's `recv()` blocks, so each live bus has one reader thread that only receives and
-stamps frames and hands them over in batches (agent/can/handoff.py); decoding, selection and
-`emit` run on the event loop.
+An SLCAN adapter (the USB path) is read on the event loop, a tick at a time (agent/ticks.py).
+Other interfaces' `recv()` may block, so each of those buses has one reader thread that only
+receives and stamps frames and hands them over in batches (agent/can/handoff.py). Decoding,
+selection and `emit` run on the event loop.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import can
 from geostream.clock import wall_ms
 
 from ..sources import Emit, Finished, ReopeningSource, SourceState
+from ..ticks import next_tick, readable, sleep_to_tick, spread_ms
 from .decoder import CAN_ERR_BUSOFF
 from .handoff import Batcher, Handoff
 from .logs import LogFile
@@ -94,41 +96,114 @@ class CanBusSource(ReopeningSource):
         return "reader stopped"
 
     async def _pump(self, bus: can.BusABC, emit: Emit) -> None:
+        if hasattr(bus, "line_waiting"):  # SlcanBus: the loop reads it, no thread
+            await self._pump_on_loop(bus, emit)
+        else:
+            await self._pump_from_thread(bus, emit)
+
+    def _timeout(self) -> float | None:
+        """Seconds until the pipeline's next own deadline (snapshots, OBD-II polls), or None."""
+        pipeline, timeout = self.pipeline, None
+        if pipeline.snapshots:
+            timeout = max(0.0, (pipeline.selector.next_snapshot_ms - wall_ms()) / 1000)
+            timeout = min(timeout, 1.0)
+        if pipeline.poller is not None:
+            wait = max(0.0, (pipeline.poller.next_deadline() - wall_ms()) / 1000)
+            timeout = min(wait, 1.0) if timeout is None else min(timeout, wait)
+        return timeout
+
+    def _feed(self, batch: list, emit: Emit) -> None:
+        """Decode a batch of `(ts_ms, msg)` in order; bus-off and recovery from its frames."""
+        self.heard()
+        feed = self.pipeline.feed
+        traffic = False  # a frame after the batch's last bus-off error frame
+        for ts, msg in batch:
+            feed(msg, ts, emit)
+            if not msg.is_error_frame:
+                traffic = True
+            elif msg.arbitration_id & CAN_ERR_BUSOFF:
+                self.set_state(SourceState.BUS_OFF)
+                traffic = False
+        if traffic and self.state != SourceState.UP:
+            self.set_state(SourceState.UP)  # traffic again after bus-off
+
+    def _turn(self, bus: can.BusABC, emit: Emit) -> None:
+        """After each read: the pipeline's timed work, and what it has to send."""
+        pipeline = self.pipeline
+        pipeline.tick(wall_ms(), emit)
+        pipeline.poll(wall_ms())
+        while pipeline.outbox:
+            self.counts["sent"] += 1
+            bus.send(pipeline.outbox.pop(0))
+
+    async def _pump_on_loop(self, bus, emit: Emit) -> None:
+        """Read an SLCAN adapter on the event loop, on the wake-up grid (agent/ticks.py).
+
+        While frames flow, one read per `TICK_S` (100 ms) takes everything the port holds:
+        one wake-up for ~200 frames at 2,000 frames/s, shared with the GPS read and the
+        journal's commit, instead of a reader thread's wake-ups and a hand-off per batch. A
+        read that finds nothing waits for the port to become readable, so a frame arriving
+        alone is read (and stamped) at once. Frames read on a tick are stamped spread over the
+        time since the previous read (agent/ticks.py, `spread_ms`): never earlier than that
+        read, never later than this one, in order. The tty holds the frames between reads
+        (a 64 KB flip buffer behind the line discipline's 4 KB: ~1 s at 2,000 frames/s)."""
+        fd = bus.fileno()
+        recv, waiting = bus.recv, bus.line_waiting
+        loop = asyncio.get_running_loop()
+        since_ms, on_tick = wall_ms(), False
+        while True:
+            frames: list[can.Message] = []
+            failure: BaseException | None = None
+            try:
+                while len(frames) < DRAIN_BATCH:
+                    msg = recv(0)
+                    if msg is not None:
+                        frames.append(msg)
+                    elif not waiting():  # else a line that was no frame: take the next
+                        break
+            except Exception as exc:  # what was read before it still counts
+                failure = exc
+            now_ms = wall_ms()
+            if frames:
+                stamps = spread_ms(since_ms, now_ms, len(frames)) if on_tick else \
+                    [now_ms] * len(frames)
+                self._feed(list(zip(stamps, frames, strict=True)), emit)
+            since_ms = now_ms
+            if failure is not None:
+                if isinstance(failure, (can.CanError, OSError, ValueError)):
+                    raise failure
+                raise can.CanOperationError(f"reader failed: {failure!r}") from failure
+            self._turn(bus, emit)
+            timeout = self._timeout()
+            if len(frames) >= DRAIN_BATCH:  # more waits: let other tasks run first
+                on_tick = False
+                await asyncio.sleep(0)
+            elif frames:
+                on_tick = True
+                if timeout is not None and loop.time() + timeout < next_tick(loop.time()):
+                    await asyncio.sleep(timeout)
+                else:
+                    await sleep_to_tick()
+            else:
+                on_tick = False
+                await readable(fd, timeout)
+
+    async def _pump_from_thread(self, bus: can.BusABC, emit: Emit) -> None:
+        """Other interfaces (socketcan, vendor drivers, python-can's virtual bus): their
+        `recv()` may block, so a reader thread receives and hands over in batches
+        (agent/can/handoff.py)."""
         handoff = Handoff(asyncio.get_running_loop())
         stop = threading.Event()
         thread = threading.Thread(target=_reader, args=(bus, handoff, stop),
                                   name=f"{self.name}-reader", daemon=True)
         thread.start()
-        pipeline = self.pipeline
-        feed = pipeline.feed
         try:
             while True:
-                timeout = None
-                if pipeline.snapshots:
-                    timeout = max(0.0, (pipeline.selector.next_snapshot_ms - wall_ms()) / 1000)
-                    timeout = min(timeout, 1.0)
-                if pipeline.poller is not None:
-                    wait = max(0.0, (pipeline.poller.next_deadline() - wall_ms()) / 1000)
-                    timeout = min(wait, 1.0) if timeout is None else min(timeout, wait)
-                await handoff.wait(timeout)
+                await handoff.wait(self._timeout())
                 for batch in handoff.take(DRAIN_BATCH):
-                    self.heard()
-                    traffic = False  # a frame after the batch's last bus-off error frame
-                    for ts, msg in batch:
-                        feed(msg, ts, emit)
-                        if not msg.is_error_frame:
-                            traffic = True
-                        elif msg.arbitration_id & CAN_ERR_BUSOFF:
-                            self.set_state(SourceState.BUS_OFF)
-                            traffic = False
-                    if traffic and self.state != SourceState.UP:
-                        self.set_state(SourceState.UP)  # traffic again after bus-off
+                    self._feed(batch, emit)
                 self.counts["dropped"] = self._dropped_before + handoff.dropped
-                pipeline.tick(wall_ms(), emit)
-                pipeline.poll(wall_ms())
-                while pipeline.outbox:
-                    self.counts["sent"] += 1
-                    bus.send(pipeline.outbox.pop(0))
+                self._turn(bus, emit)
                 if handoff.waiting:  # more than one turn's worth: let other tasks run first
                     await asyncio.sleep(0)
                 elif handoff.failure is not None:

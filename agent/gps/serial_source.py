@@ -18,6 +18,7 @@ from collections.abc import Callable
 import serial
 
 from ..sources import REOPEN_MAX_S, REOPEN_MIN_S, Emit
+from ..ticks import TICK_S, readable, sleep_to_tick
 from .autobaud import BAUD_RATES, choose_baud
 from .decimate import Decimator
 from .sanity import MAX_SPEED_KMH
@@ -36,6 +37,10 @@ REPROBE_S = 10.0
 READ_SIZE = 4096
 # Pause after a spurious wake-up (readable, zero bytes, no hang-up) so we never spin.
 SPURIOUS_WAKEUP_S = 0.05
+# While the receiver talks, read on the grid of the agent's wake-ups (agent/ticks.py) instead
+# of waking whenever bytes arrive: a 10 Hz receiver's epoch is one read, in the same wake-up as
+# the CAN read; a fix reaches the journal at most this much later (its time is the receiver's).
+GRID_S = TICK_S
 
 
 def hung_up(fd: int) -> bool:
@@ -95,8 +100,9 @@ class SerialGpsSource(NmeaByteSource):
             log.info("gps %s: detected %d baud", self.device, rate)
             self._stream.feed(sample, emit)
         good, good_since = self.decoder.good_lines, time.monotonic()
+        data: bytes | None = None
         while True:
-            data = await self._read(port, self.stale_s)
+            data = await self._read(port, self.stale_s, on_grid=data is not None)
             if data is None or not self._stream.feed(data, emit):
                 self._stream.idle()
             if data:
@@ -128,28 +134,42 @@ class SerialGpsSource(NmeaByteSource):
         rate = choose_baud(samples)
         return None if rate is None else (rate, samples[rate])
 
-    async def _read(self, port: serial.Serial, timeout: float) -> bytes | None:
+    async def _read(self, port: serial.Serial, timeout: float,
+                    on_grid: bool = False) -> bytes | None:
         """Bytes available within `timeout` s (maybe b"" after a spurious wake-up), None if
-        nothing came; raises when the device is gone (pty closed, USB unplugged)."""
-        loop = asyncio.get_running_loop()
-        ready = loop.create_future()
+        nothing came; raises when the device is gone (pty closed, USB unplugged).
+
+        `on_grid` (the receiver talks): read at the next `GRID_S` tick, in the wake-up the CAN
+        read and the commit share, not when the bytes arrive; if none came by then, wait for
+        them and read at the tick after, so a receiver sending on its own period (10 Hz, 1 Hz)
+        is read on the grid from its second epoch on. Else (the first read, or after a
+        silence) read as soon as bytes arrive."""
         fd = port.fileno()
-        loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
-        try:
-            async with asyncio.timeout(timeout):
-                await ready
-        except TimeoutError:
+        if on_grid:
+            await sleep_to_tick(GRID_S)
+            if data := _read_now(fd):
+                return data
+            if not await readable(fd, timeout):
+                return None
+            await sleep_to_tick(GRID_S)
+            return _read_now(fd)
+        if not await readable(fd, timeout):
             return None
-        finally:
-            loop.remove_reader(fd)
-        # os.read, not port.read: pyserial treats any zero-byte read as a disconnect, but a
-        # raw-mode tty (VMIN=0) also wakes up with nothing to read; only a hang-up is fatal.
-        try:
-            data = os.read(fd, READ_SIZE)
-        except BlockingIOError:
-            return b""
+        data = _read_now(fd)
         if not data:
-            if hung_up(fd):
-                raise serial.SerialException("device closed")
             await asyncio.sleep(SPURIOUS_WAKEUP_S)
         return data
+
+
+def _read_now(fd: int) -> bytes:
+    """What the tty holds now (b"" if nothing); raises when its other end is gone.
+
+    os.read, not port.read: pyserial treats any zero-byte read as a disconnect, but a raw-mode
+    tty (VMIN=0) also wakes up with nothing to read; only a hang-up is fatal."""
+    try:
+        data = os.read(fd, READ_SIZE)
+    except BlockingIOError:
+        return b""
+    if not data and hung_up(fd):
+        raise serial.SerialException("device closed")
+    return data

@@ -49,12 +49,18 @@ FLUSH_MAX = 500
 REPLAYED_KEYS = 4096
 # Open clock-driven alerts loaded at start (at most one per rule and vehicle).
 OPEN_LIMIT = 1_000_000
+# The rules on_timer decides (the other TIME_RULES are other modules' clocks).
+_CLOCK_RULES = ("stale", "offline")
 
 
 class AlertEngine:
     def __init__(self, store, rules: RuleSet, publish: Callable[[dict], None] | None = None,
-                 checkpoint_every_ms: int = CHECKPOINT_EVERY_MS):
+                 checkpoint_every_ms: int = CHECKPOINT_EVERY_MS, owners=None):
+        """`owners`: the cluster's VehicleOwners (backend/cluster/owners.py), with which the
+        clock-driven rules run only for the vehicles this process owns; None: one process
+        owns every vehicle."""
         self.store = store
+        self.owners = owners
         self.checkpoint_every_ms = checkpoint_every_ms
         self.rules = rules
         self.publish = publish or (lambda alert: None)
@@ -315,14 +321,21 @@ class AlertEngine:
             self._pruned_ms = now_ms
             self.stats["checkpoints_pruned"] = self.stats.get("checkpoints_pruned", 0) + (
                 await self.store.prune_alert_checkpoints(now_ms - CHECKPOINT_RETAIN_MS))
-        changes = stale_changes(self.rules.stale, now_ms, self._seen, self._speed, self._timed)
-        changes += offline_changes(self.rules.offline, now_ms, sorted(self._known | connected),
+        if self.owners is None:  # one process: every vehicle is its own
+            seen, vehicles = self._seen, sorted(self._known | connected)
+        else:
+            seen, vehicles, connected = await self._owned(now_ms, connected)
+        changes = stale_changes(self.rules.stale, now_ms, seen, self._speed, self._timed)
+        changes += offline_changes(self.rules.offline, now_ms, vehicles,
                                    connected, self._connected_ms, self._started_ms,
                                    self._speed, self._timed)
         await self._flush_if_due(now_ms)
         if not changes:
             return
-        saved = await self.store.save_alerts(changes, [], now_ms)
+        if self.owners is None:
+            saved = await self.store.save_alerts(changes, [], now_ms)
+        else:  # only for vehicles still ours when saved (a hand-over may have come between)
+            saved = await self.owners.save(changes, now_ms)
         for alert, _ in saved:
             key = (alert.rule, alert.vehicle_id)
             if alert.state == "open":
@@ -330,6 +343,41 @@ class AlertEngine:
             else:
                 self._timed.pop(key, None)
         self._published(saved)
+
+    async def _owned(self, now_ms: int, holding: set[str]
+                     ) -> tuple[dict[str, int], list[str], set[str]]:
+        """The cluster's part of a timer round: this process's vehicles by the store
+        (backend/cluster/owners.py) → (newest reading time, vehicles, connected) of the
+        vehicles it owns. A lost vehicle's state here stops; a gained one resumes from the
+        store (its newest position and its open clock-driven alerts)."""
+        owned, gained, lost = await self.owners.sync(now_ms, holding)
+        for vehicle in lost:
+            for rule in _CLOCK_RULES:
+                self._timed.pop((rule, vehicle), None)
+            self._connected_ms.pop(vehicle, None)
+            self.forget(vehicle)
+        if gained:
+            await self._resume(gained)
+        connected = {v for v, (c, _) in owned.items() if c}
+        for v, (c, since) in owned.items():
+            if not c:
+                self._connected_ms[v] = since  # the store's: survives a hand-over
+        seen = {v: t for v, t in self._seen.items() if v in owned}
+        vehicles = sorted((owned.keys() & self._known) | connected)
+        return seen, vehicles, connected
+
+    async def _resume(self, vehicles: set[str]) -> None:
+        for v in vehicles:
+            for rule in _CLOCK_RULES:
+                self._timed.pop((rule, v), None)
+        for a in await self.store.list_alerts(AlertQuery(vehicles=frozenset(vehicles),
+                                                         state="open", limit=OPEN_LIMIT)):
+            if a.rule in _CLOCK_RULES:
+                self._timed[(a.rule, a.vehicle_id)] = a
+        for p in await self.store.last_positions():
+            if p["vehicle_id"] in vehicles:
+                self._note_position(p["vehicle_id"], p["time_ms"], p["speed_kmh"], p["lat"],
+                                    p["lon"])
 
 
 class NoAlerts:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from . import (
+    action_letters,
     commands,
     dispatch,
     driver,
@@ -29,5 +30,5 @@ def add_routes(app: web.Application, store, hub, gateway) -> None:
     app[STORE], app[HUB], app[GATEWAY] = store, hub, gateway
     for module in (spec, vehicles, history, geofences, commands, dispatch, planning,
                    maintenance, links, integrations, driver, driving, export,
-                   notifications):
+                   notifications, action_letters):
         module.add_routes(app)

@@ -29,9 +29,12 @@ def sqlite_conforms(store: SqliteStore) -> None:
     notify: protocols.Notify = store
     driving: protocols.Driving = store
     image_parts: protocols.ImageParts = store
+    action_letters: protocols.ActionLetters = store
+    owners: protocols.Owners = store
     whole: protocols.Store = store
     del db, vehicles, readings, history, geofences, commands, accounts, alerts, service
     del dispatch, driver, proposals, links, partitions, notify, driving, image_parts, whole
+    del action_letters, owners
 
 
 def postgres_conforms(store: PostgresStore) -> None:
@@ -52,8 +55,11 @@ def postgres_conforms(store: PostgresStore) -> None:
     notify: protocols.Notify = store
     driving: protocols.Driving = store
     image_parts: protocols.ImageParts = store
+    action_letters: protocols.ActionLetters = store
+    owners: protocols.Owners = store
     replication: protocols.Replication = store  # PostgreSQL only
     whole: protocols.Store = store
     del db, vehicles, readings, history, geofences, commands, accounts, alerts, service
     del dispatch, driver, proposals, links, partitions, notify, driving, image_parts, whole
+    del action_letters, owners
     del replication

@@ -367,6 +367,19 @@ class ImageParts(Protocol):
     async def open_images(self, vehicle_id: str) -> dict[str, int]: ...
     async def put_image_part(self, part: dict) -> bool: ...
     async def drop_image_parts(self, vehicle_id: str, image_id: str) -> int: ...
+    async def drop_stale_image_parts(self, before_ms: int) -> int:
+        """Forget the images whose last part came before `before_ms`; the parts dropped."""
+
+
+class ActionLetters(Protocol):
+    """Vehicle actions the backend could not apply (action_letters.py, docs/operations.md
+    "Dead letters of vehicle actions"): rows of LETTER_COLUMNS, one per `act` reading."""
+
+    async def action_letter(self, vehicle_id: str, epoch: int, seq: int) -> dict | None: ...
+    async def put_action_letter(self, row: dict) -> None: ...
+    async def drop_action_letter(self, vehicle_id: str, epoch: int, seq: int) -> bool: ...
+    async def action_letters(self, state: str | None = None, vehicle_id: str | None = None,
+                             limit: int = ...) -> list[dict]: ...
 
 
 class Partitions(Protocol):
@@ -384,7 +397,29 @@ class Replication(Protocol):
         """The server's replication state: primary or not, standbys, synchronous ones."""
 
 
+class Owners(Protocol):
+    """One owner process per vehicle for its clock-driven state (owners.py; docs/scaling.md
+    §4 "Who owns a vehicle"): the cluster's members and each vehicle's owner."""
+
+    async def renew_member(self, node: str, now_ms: int, ttl_ms: int) -> None:
+        """`node` is a live member until now + ttl."""
+    async def leave_member(self, node: str, now_ms: int) -> None:
+        """`node` stops (its vehicles are adopted at the others' next sync)."""
+    async def record_connections(self, node: str,
+                                 changes: Sequence[tuple[str, bool, int]]) -> None:
+        """(vehicle, connected, at_ms) in order: a connection claims the vehicle for `node`
+        unless a newer connection elsewhere holds it; a disconnection marks it disconnected
+        where `node` still owns it."""
+    async def owned_vehicles(self, node: str, now_ms: int) -> dict[str, tuple[bool, int]]:
+        """Adopt every vehicle whose owner is no live member and those never owned, then
+        `node`'s vehicles: (connected, since_ms: connected at, or last connected)."""
+    async def save_owned_alerts(self, node: str, changes: Sequence,
+                                now_ms: int) -> list[tuple[StoredAlert, bool]]:
+        """`save_alerts` of the changes whose vehicle `node` owns, checked in the same
+        transaction (a vehicle handed over meanwhile is left to its new owner)."""
+
+
 class Store(Db, Vehicles, Readings, History, Geofences, Commands, Accounts, Alerts, Service,
             Dispatch, Driver, Proposals, Links, Notify, Partitions, Driving, ImageParts,
-            Protocol):
+            ActionLetters, Owners, Protocol):
     """Everything a store does: what `open_store` returns."""

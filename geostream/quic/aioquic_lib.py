@@ -31,7 +31,7 @@ from aioquic.quic.packet import (
     pull_quic_transport_parameters,
     push_quic_transport_parameters,
 )
-from aioquic.tls import CipherSuite, Epoch, SessionTicket
+from aioquic.tls import AlertUnexpectedMessage, CipherSuite, Epoch, SessionTicket, State
 
 from geostream.quic_acks import MAX_ACK_DELAY_LIMIT_MS
 
@@ -133,6 +133,29 @@ def issue_routable_cids(quic, new_cid: Callable[[], bytes]) -> None:
 def host_cids(quic) -> list[bytes]:
     """Every CID `quic` has issued and not retired (the first included)."""
     return [c.cid for c in quic._host_cids]
+
+
+# --- a gateway edge that owns its peers' addresses ------------------------------------------
+
+# aioquic follows a migrating peer itself (path validation, any number of paths): the edge
+# sends where it says; the hooks below belong to a library that needs the edge to.
+EDGE_OWNS_PEER_ADDRESS = False
+
+
+def receive_authenticated(quic, data: bytes, addr, now: float) -> int:
+    raise NotImplementedError("aioquic follows its peer's address itself")
+
+
+def newest_packet_sent(quic) -> int | None:
+    raise NotImplementedError("aioquic follows its peer's address itself")
+
+
+def packet_outstanding(quic, packet_number: int) -> bool:
+    raise NotImplementedError("aioquic follows its peer's address itself")
+
+
+def packets_lost(quic) -> int:
+    raise NotImplementedError("aioquic follows its peer's address itself")
 
 
 # --- what the agent shows and pins ---------------------------------------------------------
@@ -238,6 +261,38 @@ def drop_key_log_callbacks(quic) -> None:
                 ctx._setup_cb = ctx._teardown_cb = NoCallback
 
 
+class _SpentServerTls:
+    """Stands in for a server connection's TLS context once its handshake completed: the
+    answers aioquic still reads, and TLS 1.3 over QUIC has no message a client may send a
+    server then (key updates are QUIC's, session tickets went out in the handshake's last
+    step), so any is `unexpected_message`, as the real context in that state answers."""
+
+    __slots__ = ("alpn_negotiated", "early_data_accepted", "session_resumed")
+    state = State.SERVER_POST_HANDSHAKE
+
+    def __init__(self, context):
+        self.alpn_negotiated = context.alpn_negotiated
+        self.early_data_accepted = context.early_data_accepted
+        self.session_resumed = context.session_resumed
+
+    def handle_message(self, data: bytes, output_buf) -> None:
+        if data:
+            raise AlertUnexpectedMessage("TLS message after the handshake")
+
+
+def drop_tls_context(quic) -> bool:
+    """Call on HandshakeCompleted of a server connection: drop its TLS context (key schedule,
+    transcript hashes, key shares: ~3 KiB of heap and ~4 KiB of OpenSSL state outside it);
+    False (left alone) for a client, or a context not in its post-handshake state."""
+    context = getattr(quic, "tls", None)
+    if (getattr(quic, "_is_client", True) or not getattr(quic, "_handshake_complete", False)
+            or getattr(context, "state", None) is not State.SERVER_POST_HANDSHAKE
+            or isinstance(context, _SpentServerTls)):
+        return False
+    quic.tls = _SpentServerTls(context)
+    return True
+
+
 def trim_new_connection(quic) -> None:
     """A new server connection's memory trims (before its first packet)."""
     share_frame_table(quic)
@@ -247,4 +302,5 @@ def trim_after_handshake(quic) -> None:
     """A server connection's memory trims once its handshake completed."""
     shrink_handshake_buffers(quic)
     drop_key_log_callbacks(quic)
+    drop_tls_context(quic)
 

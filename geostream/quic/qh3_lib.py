@@ -31,6 +31,7 @@ from qh3.quic.events import (
     StreamDataReceived,
 )
 from qh3.quic.packet import pull_quic_transport_parameters, push_quic_transport_parameters
+from qh3.quic.tls_bridge import QuicTlsBridgeError
 from qh3.tls import CipherSuite, ExtensionType, SessionTicket
 
 from geostream.quic_acks import MAX_ACK_DELAY_LIMIT_MS
@@ -148,7 +149,19 @@ class QuicConnection(_Qh3Connection):
 
 
 def ack_with_data(quic) -> None:
-    """Nothing to do: qh3's core writes a pending ACK into every packet it builds."""
+    """Let the next packet carry any pending 1-RTT ACK (call before sending stream data).
+    qh3's core writes an ACK frame into a packet only once its `ack_application` timer
+    (1 ms after the packet it acknowledges) is due, so stream data sent sooner (a commit
+    under 1 ms) left without it, and the ACK followed alone: that timer is fired now, at
+    its own deadline. The ACK's ack_delay field then says at most 1 ms more than it waited
+    (RFC 9000 §19.3: the peer subtracts it from an RTT sample only up to its max_ack_delay);
+    nothing else is due by then (it is the core's earliest timer)."""
+    core = quic._core
+    timer = None if core is None else core.get_timer()
+    if timer is not None and timer[0] == _ACK_TIMER:
+        _Qh3Connection.handle_timer(quic, timer[1])  # the core's own, not the held one
+        if isinstance(quic, QuicConnection):
+            quic._seam_ack_until = None
 
 
 def advertise_max_ack_delay(quic, delay_s: float) -> None:
@@ -248,6 +261,58 @@ def host_cids(quic) -> list[bytes]:
     return [quic.host_cid]
 
 
+# --- a gateway edge that owns its peers' addresses (backend/edge_core.py, PeerAddress) -----
+
+# qh3's native core keeps at most four paths per connection (`MAX_PATHS` in its path table)
+# and never evicts one: a fifth distinct client address is dropped unanswered. It also fails
+# an aioquic client's first move ("packet builder capacity exhausted": it cannot pad the path
+# challenge to 1,200 bytes within the anti-amplification budget of a small datagram). So the
+# gateway's edge shows the core one address per connection and follows the peer itself.
+EDGE_OWNS_PEER_ADDRESS = True
+
+
+def receive_authenticated(quic, data: bytes, addr, now: float) -> int:
+    """`quic.receive_datagram(data, addr, now)`, returning how many packets of `data` the
+    core authenticated and had not received before (0: spoofed, garbled or replayed). The
+    facade drops the core's receive report; it is read here for this one call only."""
+    call_core = quic._call_core
+    accepted = 0
+
+    def reporting(operation, *args):
+        nonlocal accepted
+        result = call_core(operation, *args)
+        if getattr(operation, "__name__", "") == "receive_datagram":
+            accepted += result[2]  # the report's count of packets processed
+        return result
+
+    quic._call_core = reporting
+    try:
+        quic.receive_datagram(data, addr, now)
+    finally:
+        del quic._call_core
+    return accepted
+
+
+def newest_packet_sent(quic) -> int | None:
+    """The number of the newest 1-RTT packet `quic` sent that awaits its acknowledgement."""
+    core = quic._core
+    outstanding = None if core is None else core.outstanding_application_packets
+    return max(p[0] for p in outstanding) if outstanding else None
+
+
+def packet_outstanding(quic, packet_number: int) -> bool:
+    """Whether 1-RTT packet `packet_number` is neither acknowledged nor declared lost."""
+    core = quic._core
+    return core is not None and any(
+        p[0] == packet_number for p in core.outstanding_application_packets)
+
+
+def packets_lost(quic) -> int:
+    """How many packets `quic` declared lost so far."""
+    core = quic._core
+    return 0 if core is None else core.loss_total
+
+
 # --- what the agent shows and pins ---------------------------------------------------------
 
 def smoothed_rtt(quic) -> float | None:
@@ -270,9 +335,42 @@ def peer_certificate_der(quic) -> bytes | None:
 
 # --- a gateway's memory per connection -----------------------------------------------------
 
+class _SpentServerTls:
+    """Stands in for a server connection's TLS bridge once its handshake completed: the
+    answers the connection still reads, and TLS 1.3 over QUIC has no message a client may
+    send a server then (key updates are the native core's, session tickets went out in the
+    handshake's last step), so any is `unexpected_message` (CRYPTO_ERROR + 10)."""
+
+    __slots__ = ()
+    handshake_complete = True
+    tls = None
+    cipher_suite = peer_certificate = ech_retry_configs = None
+    peer_certificate_chain: list = []
+    ech_accepted = False
+
+    def receive_crypto(self, *args, **kwargs) -> None:
+        raise QuicTlsBridgeError(_CRYPTO_ERROR + 10, "TLS message after the handshake")
+
+
+_CRYPTO_ERROR = 0x100  # RFC 9000 §20.1: CRYPTO_ERROR + the TLS alert
+
+
+def drop_tls_bridge(quic) -> bool:
+    """Drop a server connection's TLS bridge and context after its handshake (~6.6 KiB of
+    heap and ~5 KiB outside it); False (left alone) for a client or a handshake not done."""
+    bridge = getattr(quic, "_tls", None)
+    if (getattr(quic, "_is_client", True) or not getattr(quic, "_handshake_complete", False)
+            or not getattr(bridge, "handshake_complete", False)
+            or isinstance(bridge, _SpentServerTls)):
+        return False
+    quic._tls = _SpentServerTls()
+    return True
+
+
 def trim_new_connection(quic) -> None:
     """Nothing to trim: the native core holds its state outside the Python heap."""
 
 
 def trim_after_handshake(quic) -> None:
-    """Nothing to trim (see `trim_new_connection`)."""
+    """A server connection's memory trims once its handshake completed."""
+    drop_tls_bridge(quic)

@@ -33,3 +33,10 @@ class PostgresImageParts(PostgresDb):
             "DELETE FROM image_parts WHERE vehicle_id = $1 AND image_id = $2",
             vehicle_id, image_id)
         return int(status.split()[-1])
+
+    async def drop_stale_image_parts(self, before_ms: int) -> int:
+        status = await self._pool.execute(
+            "DELETE FROM image_parts WHERE (vehicle_id, image_id) IN (SELECT vehicle_id, "
+            "image_id FROM image_parts GROUP BY vehicle_id, image_id "
+            "HAVING max(received_ms) < $1)", before_ms)
+        return int(status.split()[-1])

@@ -7,6 +7,7 @@ all on the host `db.PostgresDb` (pools, migrations)."""
 from __future__ import annotations
 
 from .accounts import PostgresAccounts
+from .action_letters import PostgresActionLetters
 from .alerts import PostgresAlerts
 from .commands import PostgresCommands
 from .db import POOL_MAX, PostgresDb
@@ -18,6 +19,7 @@ from .history import PostgresHistory
 from .image_parts import PostgresImageParts
 from .links import PostgresLinks
 from .notify import PostgresNotify
+from .owners import PostgresOwners
 from .partitions import MAINTAIN_EVERY_S
 from .proposals import PostgresProposals
 from .readings import PostgresReadings
@@ -28,7 +30,8 @@ from .vehicles import PostgresVehicles
 class PostgresStore(PostgresVehicles, PostgresReadings, PostgresHistory, PostgresGeofences,
                     PostgresCommands, PostgresAccounts, PostgresAlerts, PostgresService,
                     PostgresDispatch, PostgresProposals, PostgresLinks, PostgresNotify,
-                    PostgresDriver, PostgresDriving, PostgresImageParts):
+                    PostgresDriver, PostgresDriving, PostgresImageParts,
+                    PostgresActionLetters, PostgresOwners):
     """`PostgresStore(url)`, then `await open()`; `maintain_every_s=0` runs no partition job
     (someone else's maintenance, or a test calling `maintain` itself)."""
 

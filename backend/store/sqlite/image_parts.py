@@ -48,3 +48,14 @@ class SqliteImageParts(SqliteDb):
                                     "image_id = ?", (vehicle_id, image_id)).rowcount
 
         return await self._run(run)
+
+    async def drop_stale_image_parts(self, before_ms: int) -> int:
+        """Forget every image whose last part came before `before_ms` (never completed: the
+        sweep of docs/operations.md); how many parts went."""
+        def run():
+            return self._db.execute(
+                "DELETE FROM image_parts WHERE (vehicle_id, image_id) IN (SELECT vehicle_id, "
+                "image_id FROM image_parts GROUP BY vehicle_id, image_id "
+                "HAVING max(received_ms) < ?)", (before_ms,)).rowcount
+
+        return await self._run(run)

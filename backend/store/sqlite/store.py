@@ -6,6 +6,7 @@ all on the host `db.SqliteDb` (connection, worker thread, migrations)."""
 from __future__ import annotations
 
 from .accounts import SqliteAccounts
+from .action_letters import SqliteActionLetters
 from .alerts import SqliteAlerts
 from .commands import SqliteCommands
 from .dispatch import SqliteDispatch
@@ -16,6 +17,7 @@ from .history import SqliteHistory
 from .image_parts import SqliteImageParts
 from .links import SqliteLinks
 from .notify import SqliteNotify
+from .owners import SqliteOwners
 from .partitions import SqlitePartitions
 from .proposals import SqliteProposals
 from .readings import SqliteReadings
@@ -26,5 +28,6 @@ from .vehicles import SqliteVehicles
 class SqliteStore(SqliteVehicles, SqliteReadings, SqliteHistory, SqliteGeofences,
                   SqliteCommands, SqliteAccounts, SqliteAlerts, SqliteService, SqlitePartitions,
                   SqliteDispatch, SqliteProposals, SqliteLinks, SqliteNotify,
-                  SqliteDriver, SqliteDriving, SqliteImageParts):
+                  SqliteDriver, SqliteDriving, SqliteImageParts,
+                  SqliteActionLetters, SqliteOwners):
     """The embedded store: `SqliteStore(path)`, then `await open()`."""

@@ -133,6 +133,9 @@ async def test_every_served_operation_is_exercised_and_validated(store_url):
                 expect=503)
         await c("GET", "/api/dispatch/proposals/p1", expect=503)
         await c("POST", "/api/dispatch/proposals/p1/approve", role="dispatcher", expect=503)
+        # dead letters of vehicle actions (test_action_letters_api.py mounts the applier)
+        await c("GET", "/api/action-letters?state=dead", role="admin", expect=200)
+        await c("POST", "/api/action-letters/v1/1/1/replay", role="admin", expect=503)
         async with api.client.get("/static/app/app.js") as resp:
             assert resp.status == 200
         api.checked.add(("get", "/static/{path}"))

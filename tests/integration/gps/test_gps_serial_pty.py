@@ -197,3 +197,51 @@ async def test_auto_baud_detects_again_when_only_garbage_arrives(nmea):
         await stop(task)
         os.close(master)
         os.close(slave)
+
+
+async def _epochs_on_the_grid(nmea) -> tuple[list[float], list[float]]:
+    """A 10 Hz receiver writing each epoch 30 ms after a tick of the agent's grid (emulated
+    clock): (written at, emitted at) per fix."""
+    import select
+
+    from agent.ticks import TICK_S, sleep_to_tick
+
+    loop = asyncio.get_running_loop()
+    master, slave, path = open_pty()
+    emitted: list[float] = []
+    src = SerialGpsSource(path, 9600)
+    task = asyncio.create_task(src.run(lambda pos: emitted.append(loop.time())))
+    written: list[float] = []
+    try:
+        await until(lambda: src.state == "no fix")
+        for s in range(12):
+            await sleep_to_tick()
+            await asyncio.sleep(0.03)
+            os.write(master, epochs(nmea, s, 1))
+            # the kernel passes the bytes to the slave side asynchronously: wait in real time
+            # (the emulated clock stands still) until the source could read them
+            assert select.select([slave], [], [], 10)[0]
+            written.append(loop.time())
+        await sleep_to_tick(TICK_S)
+        await sleep_to_tick(TICK_S)
+        await until(lambda: len(emitted) >= 11)
+    finally:
+        await stop(task)
+        os.close(master)
+        os.close(slave)
+    return written, emitted
+
+
+def test_a_talking_receiver_is_read_on_the_grid_within_a_tick(nmea):
+    """After the first read (when the port became readable) every read is on a tick, and
+    each fix is emitted within one tick of the write that completed it (the first two epochs
+    close only when the next begins, until the decoder learnt the receiver's cycle)."""
+    from agent.ticks import TICK_S
+    from tests import emuclock
+
+    (written, emitted), _ = emuclock.run(_epochs_on_the_grid(nmea))
+    assert len(emitted) >= 11
+    delays = [e - max(w for w in written if w <= e + 1e-9) for e in emitted]
+    assert all(d <= TICK_S + 1e-6 for d in delays), delays
+    off_grid = [e for e in emitted[1:] if abs(e / TICK_S - round(e / TICK_S)) > 1e-6]
+    assert off_grid == [], off_grid

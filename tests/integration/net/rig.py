@@ -65,14 +65,15 @@ class SlowStore:
 class GatewayRig:
     def __init__(self, tmp: Path, pki: dict, host: str = "127.0.0.1", slow=None,
                  backlog_high: int | None = None, writer_max_rows: int = 5000,
-                 quic_library: str | None = None):
-        """`quic_library`: the gateway's (None: the process's, FLEET_QUIC_LIBRARY)."""
+                 quic_library: str | None = None, db_url: str | None = None):
+        """`quic_library`: the gateway's (None: the process's, FLEET_QUIC_LIBRARY); `db_url`:
+        the store (None: SQLite in `tmp`, which `seqs` reads)."""
         from backend.gateway import Gateway
 
         self.tmp, self.pki, self.host = tmp, pki, host
         self.port = 0  # the kernel's choice, known once started
         self.db_path = tmp / "gateway.db"
-        self.store = open_store(f"sqlite://{self.db_path}")
+        self.store = open_store(db_url or f"sqlite://{self.db_path}")
         store = SlowStore(self.store, *slow) if slow else self.store
         self.writer = BatchWriter(store, writer_max_rows)
         self.hub = Hub()

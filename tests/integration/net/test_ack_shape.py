@@ -56,8 +56,6 @@ async def _one_datagram_per_batch(tmp_path, pki, agent_lib: str, gateway_lib: st
         await gw.stop()
 
 
-@pytest.mark.qh3_gap("with qh3 on both sides each side's ACK-only packets stay in flight, so "
-                     "neither holds its ACK: about two datagrams per batch (docs/link.md)")
 def test_a_paced_agent_sends_one_datagram_per_batch(quic_library, tmp_path, pki):
     emuclock.run(_one_datagram_per_batch(tmp_path, pki, quic_library, quic_library))
 

@@ -4,6 +4,7 @@ Real gateway, SQLite store and aioquic clients on loopback."""
 
 from __future__ import annotations
 
+import asyncio
 import struct
 
 import cbor2
@@ -120,6 +121,32 @@ async def test_no_acknowledgement_waits_forever(tmp_path, pki):
         # the submission was not lost: it commits late (a re-send would be acked, no new row)
         await until(lambda: rig.writer.backlog_rows == 0, 20, "the late commit")
         assert await rig.seqs("veh-1") == [1]
+    finally:
+        await rig.stop()
+
+
+async def test_a_batch_after_an_acknowledged_one_still_times_out(tmp_path, pki):
+    """The commit deadline's one timer is armed for the oldest batch waiting and re-armed
+    only when it fires (backend/gateway_ingest.py): a later batch whose commit never comes is
+    refused at its own deadline even though the batch the timer was armed for was acked."""
+    from tests.integration.net.rig import GatewayRig
+    from tests.integration.net.test_shared_commit import GatedStore, pos
+
+    rig = GatewayRig(tmp_path, pki)
+    gated = rig.writer.store = GatedStore(rig.store)
+    gated.first = False  # commits go through until the gate is armed below
+    await rig.start()
+    rig.gateway.ack_wait_s = 1.0
+    try:
+        client = await welcomed(rig, "veh-1")
+        client.send(Batch(epoch=7, readings=(pos(1),)))
+        assert (await client.next_message(Ack)).through == 1
+        gated.first = True  # the next commit waits at the gate
+        client.send(Batch(epoch=7, readings=(pos(2),)))
+        async with asyncio.timeout(30):  # bounded: without the re-arm it never comes
+            err = await client.next_message(Error)
+        assert "not confirmed" in err.reason and rig.gateway.stats.commit_timeouts == 1
+        gated.gate.set()
     finally:
         await rig.stop()
 

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from backend.edge_core import COMPACT_SLACK, Deadlines, route_header, version_negotiation
+from backend.edge_core import (
+    AMPLIFICATION_FACTOR,
+    COMPACT_SLACK,
+    MAX_VALIDATED_ADDRESSES,
+    Deadlines,
+    PeerAddress,
+    route_header,
+    version_negotiation,
+)
 
 
 def test_a_newer_deadline_replaces_the_older_one():
@@ -58,3 +66,52 @@ def test_version_negotiation_answers_with_swapped_ids():
     h = route_header(vn, 8)
     assert (h.version, h.destination_cid, h.source_cid) == (0, b"xy", b"abc")
     assert vn.endswith((1).to_bytes(4, "big"))
+
+
+A, B, C = ("192.0.2.1", 1000), ("198.51.100.7", 2000), ("203.0.113.9", 3000)
+
+
+def test_only_an_authenticated_packet_moves_the_peer():
+    peer = PeerAddress(A)
+    assert not peer.arrived(B, 100, authenticated=False), "spoofed or replayed: stays"
+    assert peer.current == A and peer.validated
+    assert peer.arrived(B, 100, authenticated=True)
+    assert peer.current == B and not peer.validated
+    assert peer.library_address == A, "the library keeps seeing the first address"
+
+
+def test_an_unvalidated_address_gets_three_times_what_it_sent():
+    peer = PeerAddress(A)
+    peer.arrived(B, 100, authenticated=True)
+    assert peer.allow(AMPLIFICATION_FACTOR * 100 - 50)
+    assert not peer.allow(51), "over the anti-amplification budget"
+    assert peer.allow(50)
+    peer.arrived(B, 40, authenticated=False)  # more bytes from it raise the budget
+    assert peer.allow(AMPLIFICATION_FACTOR * 40) and not peer.allow(1)
+
+
+def test_an_acknowledged_probe_validates_and_a_lost_one_is_replaced():
+    peer = PeerAddress(A)
+    peer.arrived(B, 100, authenticated=True)
+    assert peer.wants_probe()
+    peer.probe_sent(7, losses=2)
+    assert not peer.wants_probe()
+    assert not peer.probe_settled(outstanding=True, losses=2) and not peer.validated
+    assert not peer.probe_settled(outstanding=False, losses=3), "lost, not acknowledged"
+    assert not peer.validated and peer.wants_probe()
+    peer.probe_sent(9, losses=3)
+    assert peer.probe_settled(outstanding=False, losses=3)
+    assert peer.validated and peer.allow(10**6), "validated: no budget any more"
+
+
+def test_a_return_to_a_recent_address_needs_no_new_validation():
+    peer = PeerAddress(A)
+    peer.arrived(B, 100, authenticated=True)
+    assert peer.arrived(A, 100, authenticated=True) and peer.validated
+    for i in range(MAX_VALIDATED_ADDRESSES):  # validate that many others
+        peer.arrived(("10.0.0.1", i + 1), 100, authenticated=True)
+        peer.probe_sent(i, 0)
+        assert peer.probe_settled(outstanding=False, losses=0)
+    peer.arrived(A, 100, authenticated=True)
+    assert not peer.validated, "forgotten: the list is bounded"
+    assert C not in peer._validated

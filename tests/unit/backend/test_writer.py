@@ -6,6 +6,7 @@ import pytest
 
 from backend.store.base import DeadLetter, StoredReading
 from backend.writer import BatchWriter, WriterStopped
+from tests import emuclock
 
 
 def reading(seq, vehicle="v1"):
@@ -156,3 +157,55 @@ async def test_stop_timeout_abandons_unacknowledged(store):
     with pytest.raises(WriterStopped):
         await task
     assert store.rows == {}
+
+
+async def _paced(store: FakeStore) -> dict:
+    """One-reading submissions in ticks of their own, as 1 Hz vehicles send them."""
+    loop = asyncio.get_running_loop()
+    w = BatchWriter(store, interval_s=0.020)
+    w.start()
+    t0 = loop.time()
+    await w.submit([reading(1)], [])  # the first after a pause: at once
+    first = loop.time() - t0
+    tasks = []
+    for i in range(2, 7):  # one every 2 ms: all within the interval
+        tasks.append(asyncio.create_task(w.submit([reading(i)], [])))
+        await asyncio.sleep(0.002)
+    await asyncio.gather(*tasks)
+    second = loop.time() - t0
+    await asyncio.sleep(1)  # a pause: the next commits at once again
+    t1 = loop.time()
+    await w.submit([reading(7)], [])
+    after_pause = loop.time() - t1
+    await w.stop()
+    return {"first": first, "second": second, "after_pause": after_pause}
+
+
+def test_pacing_groups_the_submissions_of_one_interval(store):
+    times, _ = emuclock.run(_paced(store))
+    assert store.transactions == [1, 5, 1]  # unpaced: [1, 1, 1, 1, 1, 1, 1]
+    assert times["first"] == 0 and times["after_pause"] == 0
+    assert times["second"] == pytest.approx(0.020)
+
+
+async def _paused_then(store: FakeStore, full: bool) -> float:
+    loop = asyncio.get_running_loop()
+    w = BatchWriter(store, max_rows=3, interval_s=3600)
+    w.start()
+    await w.submit([reading(1)], [])
+    t0 = loop.time()
+    tasks = []
+    for i in range(2, 5 if full else 3):  # in ticks of their own: the writer is pausing
+        tasks.append(asyncio.create_task(w.submit([reading(i)], [])))
+        await asyncio.sleep(0.001)
+    if not full:
+        await w.stop()
+    await asyncio.gather(*tasks)
+    await w.stop()
+    return loop.time() - t0
+
+
+@pytest.mark.parametrize("full", [True, False], ids=["full-transaction", "stop"])
+def test_a_full_transaction_or_a_stop_ends_the_pause(store, full):
+    waited, _ = emuclock.run(_paused_then(store, full))
+    assert waited < 1 and sum(store.transactions) == (4 if full else 2)

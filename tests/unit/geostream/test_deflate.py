@@ -1,5 +1,5 @@
 """Compressed batches (docs/protocol.md §3.1): one DEFLATE stream per session, bounded inflation,
-bad pieces refused with the documented codes."""
+bad pieces refused with the documented codes. §3.2 (preset dictionaries): test_zdict.py."""
 
 from __future__ import annotations
 
@@ -29,11 +29,12 @@ def readings(first: int, n: int) -> list[dict]:
 
 
 def connected_pair(z: bool = True) -> tuple[ClientSession, ServerSession]:
-    client, server = ClientSession("v", "t", 3), ServerSession()
+    """An agent of revision 4 (no preset dictionaries, §3.1's stream) and our gateway."""
+    client, server = ClientSession("v", "t", 3, zdicts=()), ServerSession()
     server.receive_data(client.data_to_send())
     server.accept(0)
     welcome = server.data_to_send()
-    assert cbor2.loads(welcome[4:]).get("z") is True  # our gateway always offers it
+    assert cbor2.loads(welcome[4:]).get("z") is True  # offered to every such agent
     if not z:  # an older gateway
         welcome = encode(Welcome(credit=4096, max_batch_bytes=65536, time=0, z=False))
     client.receive_data(welcome)

@@ -117,7 +117,7 @@ def handshake(acked: int = 0) -> tuple[ClientSession, ServerSession]:
     client, server = ClientSession("truck-1", "tok", epoch=9, acked_through=acked), ServerSession(
         credit=3)
     events = server.receive_data(client.data_to_send())
-    assert events == [HelloReceived(Hello("truck-1", "tok", 9, "fleet-agent", acked))]
+    assert events == [HelloReceived(Hello("truck-1", "tok", 9, "fleet-agent", acked, zdict=(1,)))]
     server.accept(now_ms=123)
     assert client.receive_data(server.data_to_send()) == [Welcomed(3, 65536, 123)]
     return client, server
