@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from backend.cluster.cids import CID_LENGTH, CidLayout, issue_routable_cids
+from backend.cluster.cids import CID_LENGTH, CidLayout, issue_routable_cids, warn_if_unroutable
 from geostream.quic import library
 from tests.integration.net.rig import client_config
 
@@ -129,3 +129,11 @@ def test_qh3_routes_its_first_cid_only(pki):
                 issued.append(ev.connection_id)
     assert done, "the handshake completed on the routable first CID"
     assert issued and all(CidLayout().server_id(c) != 42 for c in issued), issued
+
+
+def test_a_cluster_node_on_a_library_without_routable_cids_is_warned(caplog):
+    """A cluster node started on qh3 says that migrated connections will be lost there."""
+    assert not warn_if_unroutable(library("aioquic"))
+    assert not caplog.records
+    assert warn_if_unroutable(library("qh3"))
+    assert "loses its connection in a cluster" in caplog.text
