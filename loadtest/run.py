@@ -27,10 +27,11 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from backend.pki import generate
+from geostream.quic import AGENT_DEFAULT_LIBRARY, library_name
 
 from .client import ACK_TICK_S
 from .fleet import Histogram
-from .report import MachineCpu, ProcStats, Report, ack_gap_s
+from .report import MachineCpu, ProcStats, Report, ack_gap_s, split_cpu
 from .store import ThrowawayStore
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,6 +63,10 @@ class Options:
     profile: bool = False         # py-spy the first gateway and client during the window
     gateway_db: tuple[str, ...] = ()  # gateway k's store URL: gateway_db[k % len] (else `db`)
     gateway_nats: tuple[str, ...] = ()  # gateway k's --nats-url: gateway_nats[k % len] (else none)
+    # QUIC library per side (geostream/quic/): "" is $FLEET_QUIC_LIBRARY, else the side's
+    # default (the gateway's, and the agent's for the simulated vehicles)
+    quic_clients: str = ""
+    quic_gateway: str = ""
 
 
 def _ready_ports(line: str) -> list[int]:
@@ -77,10 +82,11 @@ def _env() -> dict:
 
 
 def _start_gateway(store_url: str, certs: dict, tmp: Path, k: int,
-                   log_dir: Path, router: list[str] = ()) -> subprocess.Popen:
+                   log_dir: Path, router: list[str] = (), quic: str = "") -> subprocess.Popen:
     log = open(log_dir / f"gateway{k}.log", "ab")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "backend", "--db", store_url, "--cert", certs["cert"],
+        [sys.executable, "-m", "backend", *(["--quic-library", quic] if quic else []),
+         "--db", store_url, "--cert", certs["cert"],
          "--key", certs["key"], "--quic-host", "127.0.0.1", "--quic-port", "0",
          "--http-port", "0", "--ticket-file", str(tmp / f"tickets{k}.sqlite"),
          "--log-level", "WARNING", *router],
@@ -180,7 +186,7 @@ def _run(opts: Options, tmp: Path, log_dir: Path, store: ThrowawayStore,
         gateways, ports, gpids = _start_reuseport(opts, dbs[0], certs, log_dir, nats[0], procs)
     else:
         gateways = [_start_gateway(dbs[k % len(dbs)], certs, tmp, k, log_dir,
-                                   node_args[k] + nats[k % len(nats)])
+                                   node_args[k] + nats[k % len(nats)], opts.quic_gateway)
                     for k in range(opts.gateways)]
         procs += gateways
         ports = []
@@ -197,6 +203,7 @@ def _run(opts: Options, tmp: Path, log_dir: Path, store: ThrowawayStore,
     workers = []
     for w in range(opts.workers):
         spec = {**asdict(opts), "ca": certs["ca"], "seed": opts.seed * 1000 + w,
+                "quic_library": opts.quic_clients,
                 "vehicles": [{"id": v, "token": tokens[v], "epoch": rng.randrange(1, 2**62),
                               "server": ["127.0.0.1", public if opts.router
                                          else ports[i % opts.gateways]]}
@@ -223,11 +230,14 @@ def _run(opts: Options, tmp: Path, log_dir: Path, store: ThrowawayStore,
         p.stdin.write(f"go {go}\n".encode())
         p.stdin.flush()
     time.sleep(max(0.0, go - time.time()))
-    cpu0, c0 = gstats.cpu_s(), time.monotonic()
-    rcpu0 = rstats.cpu_s() if rstats else 0.0
-    wstats = ProcStats([p.pid for p in workers])
-    wcpu0 = wstats.cpu_s()
+    # the window's CPU: the gateways' process trees, the router's, the clients', the store
+    # server's tree (PostgreSQL; SQLite is inside the gateway), the whole machine's
+    wstats = ProcStats([p.pid for p in workers], sample_rss=False)
+    spid = store.server_pid()
+    sstats = ProcStats([spid] if spid else [], sample_rss=False)
     machine = MachineCpu()
+    cpu0, wcpu0, scpu0, c0 = gstats.cpu_s(), wstats.cpu_s(), sstats.cpu_s(), time.monotonic()
+    rcpu0 = rstats.cpu_s() if rstats else 0.0
     spies = _profile(opts, log_dir, {"gateway0": gpids[-1], "client0": workers[0].pid})
     fired = [_at(go + at, fn) for at, fn in events]
     time.sleep(max(0.0, go + opts.duration_s - time.time()))
@@ -237,11 +247,14 @@ def _run(opts: Options, tmp: Path, log_dir: Path, store: ThrowawayStore,
             raise f.error
     for spy in spies:
         spy.wait(30)
-    gateway_cpu = (gstats.cpu_s() - cpu0) / (time.monotonic() - c0) * 100
-    router_cpu = (rstats.cpu_s() - rcpu0) / (time.monotonic() - c0) * 100 if rstats else None
-    client_cpu = (wstats.cpu_s() - wcpu0) / (time.monotonic() - c0) * 100
     idle_pct, busy_pct = machine.idle_and_busy()
+    window = time.monotonic() - c0
+    gateway_cpu = (gstats.cpu_s() - cpu0) / window * 100
+    client_cpu = (wstats.cpu_s() - wcpu0) / window * 100
+    store_cpu = (sstats.cpu_s() - scpu0) / window * 100
+    router_cpu = (rstats.cpu_s() - rcpu0) / window * 100 if rstats else None
     wstats.stop()
+    sstats.stop()
     results = []
     for w, p in enumerate(workers):
         line = _readline(p, opts.drain_timeout_s + 120, f"client {w} result")
@@ -264,7 +277,11 @@ def _run(opts: Options, tmp: Path, log_dir: Path, store: ThrowawayStore,
     rep.connected = connected
     rep.router_cpu_pct = router_cpu
     rep.machine_cores, rep.load_1m, rep.machine_idle_pct = machine.cores, machine.load_1m, idle_pct
-    rep.other_cpu_pct = max(0.0, busy_pct - gateway_cpu - client_cpu - (router_cpu or 0.0))
+    rep.store_cpu_pct = store_cpu
+    rep.other_cpu_pct = split_cpu(busy_pct, gateway_cpu, client_cpu, store_cpu, router_cpu or 0.0)
+    rep.quic_clients = library_name(opts.quic_clients or None, AGENT_DEFAULT_LIBRARY)
+    rep.quic_gateway = ("aioquic" if opts.reuseport > 1  # what _start_reuseport runs
+                        else library_name(opts.quic_gateway or None))
     rep.client_us_per_vehicle_s = client_cpu * 10_000 / max(1, opts.vehicles)
     ticks = {t for r in results for t in r["ack_ticks"]}
     rep.ack_gap_s = ack_gap_s(ticks, int(opts.duration_s / ACK_TICK_S), ACK_TICK_S)
