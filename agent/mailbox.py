@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import sqlite3
 
+from .cab.records import show_message
+
 # Messages kept on the vehicle: a driver's week of dispatcher messages; the oldest go first.
 MAX_MESSAGES = 500
 
@@ -53,6 +55,8 @@ class Mailbox:
             self._db.execute(
                 "DELETE FROM mailbox_messages WHERE message_id <= (SELECT message_id FROM "
                 "mailbox_messages ORDER BY message_id DESC LIMIT 1 OFFSET ?)", (MAX_MESSAGES,))
+            # and to the tablet's list, in the same transaction (agent/cab/records.py)
+            show_message(self._db, f"in:{message_id}", "to_driver", sender, text, now_ms)
 
     def messages(self) -> list[dict]:
         return [{"message_id": r[0], "text": r[1], "sender": r[2], "received_ms": r[3]}

@@ -60,6 +60,18 @@ CREATE TABLE IF NOT EXISTS cab_actions (   -- the tablet's actions, recorded onc
     received_ms INTEGER NOT NULL,
     UNIQUE (device_id, device_seq)
 );
+CREATE TABLE IF NOT EXISTS cab_messages (  -- what the tablet shows, in the order taken
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- the app's cursor: never reused, always rising
+    ref TEXT NOT NULL UNIQUE,     -- "in:" + the mailbox's message_id, "out:" + an action key
+    direction TEXT NOT NULL,      -- to_driver (dispatch's) or from_driver (the driver's own)
+    author TEXT NOT NULL,
+    text TEXT NOT NULL,
+    sent_ms INTEGER NOT NULL
+);
+-- a vehicle from before cab_messages: the tablet shows the mailbox's messages as before
+INSERT INTO cab_messages (ref, direction, author, text, sent_ms)
+    SELECT 'in:' || message_id, 'to_driver', sender, text, received_ms FROM mailbox_messages
+    WHERE NOT EXISTS (SELECT 1 FROM cab_messages) ORDER BY message_id;
 CREATE TABLE IF NOT EXISTS cab_files (     -- proof-of-delivery images kept on the vehicle
     id TEXT PRIMARY KEY,
     kind TEXT NOT NULL,

@@ -163,6 +163,8 @@ class PeerAddress:
 
     Pure: the caller says what arrived, what the library authenticated and what it sent."""
 
+    __slots__ = ("library_address", "current", "_validated", "_received", "_sent", "_probe")
+
     def __init__(self, first) -> None:
         self.library_address = first  # what the library knows the peer by, for good
         self.current = first  # where the edge sends

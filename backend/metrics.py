@@ -65,6 +65,16 @@ class FleetCollector(Collector):
                                   value=w.stats.restarts)
         yield GaugeMetricFamily("fleet_vehicles_connected", "Vehicles with an open connection",
                                 value=len(g.connections))
+        actions = g.driver_actions  # backend/vehicle_actions.py, when this backend applies them
+        if hasattr(actions, "dead_lettered"):
+            yield CounterMetricFamily("fleet_action_failures", "Failures of the backend's code "
+                                      "on a vehicle action, counted towards its dead letter",
+                                      value=actions.failed)
+            yield CounterMetricFamily("fleet_action_dead_letters", "Vehicle actions set aside "
+                                      "as dead letters (docs/operations.md)",
+                                      value=actions.dead_lettered)
+            yield CounterMetricFamily("fleet_image_parts_swept", "Parts of images that never "
+                                      "completed, dropped by the sweep", value=actions.swept)
         watch = getattr(g, "db_replication", None)  # backend/dbwatch.py (PostgreSQL only)
         if watch is not None and watch.state is not None:
             yield GaugeMetricFamily("fleet_db_sync_standbys", "Synchronous standbys streaming "

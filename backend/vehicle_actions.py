@@ -49,6 +49,10 @@ log = logging.getLogger(__name__)
 SWEEP_EVERY_S = 3600.0
 
 
+# What `_part` answers for a part nobody drove the vehicle for: kept as its reading only.
+_NOBODY = "nobody drove the vehicle when it was taken"
+
+
 class ActionFailed(RuntimeError):
     """One reading failed (not the database's fault) and is not set aside yet: the batch is
     not acknowledged, the agent sends it again."""
@@ -107,7 +111,10 @@ class VehicleActions:
         dead: list[tuple[int, str]] = []
         for r in sorted(readings, key=lambda r: (r.epoch, r.seq)):  # the order taken
             letter = await store.action_letter(vehicle, r.epoch, r.seq)
-            if letter is not None and letter["state"] in ("dead", "refused"):
+            if letter is not None and letter["state"] == "refused":
+                dead.append((r.seq, letter["error"]))  # a refused part sent again: as before
+                continue
+            if letter is not None and letter["state"] == "dead":
                 continue  # set aside (a batch sent again): acknowledged, kept until replayed
             try:
                 outcome, why = await self._one(vehicle, r, now_ms)
@@ -164,6 +171,13 @@ class VehicleActions:
                 known.setdefault(image["id"], f"{row['state']}: {row['error']}")
         return "; ".join([str(exc), *known.values()])
 
+    async def _refused_image(self, vehicle: str, image_id: str) -> bool:
+        """Whether this image of the vehicle was refused (its id is its bytes' hash: the
+        same id is the same refusal)."""
+        return any(isinstance(image := row["action"].get("image"), dict)
+                   and image.get("id") == image_id
+                   for row in await self.applier.store.action_letters("refused", vehicle))
+
     async def _one(self, vehicle: str, r: StoredReading,
                    now_ms: int) -> tuple[str, str | None]:
         """One `act` reading: (what became of it — "applied" (or the applier's stored outcome,
@@ -171,6 +185,8 @@ class VehicleActions:
         part was refused, or None)."""
         if is_part(r.data):
             why = await self._part(vehicle, r, now_ms)
+            if why is _NOBODY:
+                return "kept", None
             return ("kept" if why else "applied"), why
         if is_detection(r.data):
             return await self._detection(vehicle, r, now_ms), None
@@ -225,6 +241,8 @@ class VehicleActions:
                     outcome, why = "kept", letters.describe(exc)
                 if outcome != "kept":
                     letter = letters.replayed(letter, outcome, now_ms)
+                elif why is not None and is_part(r.data):  # its image refused by rule
+                    letter = letters.refused(letter, why, now_ms, replayable=False)
                 else:
                     letter = letter | {"state": "dead", "last_ms": now_ms,
                                        "error": why or "kept, not applied (see the log)"}
@@ -258,7 +276,7 @@ class VehicleActions:
             self.kept += 1
             log.warning("vehicle %s: image part at seq %d kept, not assembled: nobody drove "
                         "the vehicle when it was taken", vehicle, r.seq)
-            return None
+            return _NOBODY
         stored = bool(await store.driver_files_exist([part.image_id], driver))
         rows = [] if stored else await store.image_parts(vehicle, part.image_id)
         held = Held(_header(rows[0]), {x["idx"]: x["data"] for x in rows},
@@ -274,6 +292,8 @@ class VehicleActions:
                         step.why)
             return step.why
         if step.action == "keep":
+            if held is None and await self._refused_image(vehicle, part.image_id):
+                return None  # a part of an image refused before, sent again: hold nothing
             if held is None:  # a new image: within the vehicle's bound of open ones
                 stale, why = admit(await store.open_images(vehicle), part.image_id, now_ms)
                 for image_id in stale:

@@ -16,9 +16,11 @@ reading both, journaling and sending. CAN, `--can`:
 After a warm-up the agent's CPU time (utime + stime of all its threads, /proc) over the window
 and its RSS (VmRSS at the end, VmHWM peak) are reported. Baseline in the same run: the same
 agent with the same sources configured but nothing playing (connected, idle), so the ratio is
-the price of the load. Also printed: CPU by thread (names from `py-spy dump`) and the RSS of
-the agent's imports alone, layer by layer. `--profile FILE [--gil]`: py-spy of the loaded agent
-(`python -m loadtest.profile FILE` summarises it).
+the price of the load. Also printed: CPU by thread (names from `py-spy dump`), context
+switches per second by thread (/proc/PID/task/*/status: a voluntary switch is a wait that
+blocked, i.e. a wake-up; their rate depends less on the machine's load than CPU does), the
+load average, and the RSS of the agent's imports alone, layer by layer. `--profile FILE
+[--gil]`: py-spy of the loaded agent (`python -m loadtest.profile FILE` summarises it).
 """
 
 from __future__ import annotations

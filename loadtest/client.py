@@ -2,9 +2,10 @@
 
 Every vehicle runs the agent's own uplink: its `UplinkMachine` decides (connect, reconnect
 backoff, pacing, stall rule, liveness, migration, acks), its batches follow the agent's drain
-order over its in-memory journal, and its connection is the agent's `QuicLink`
-(loadtest/driver.py is the shell, loadtest/fleet.py the readings). All vehicles share one
-event loop and one timer each.
+order over its in-memory journal (loadtest/driver.py is the shell, loadtest/fleet.py the
+readings). All vehicles share one event loop, one UDP socket per local address and one timer
+heap (loadtest/edge.py); their QUIC library is the agent's default unless the spec's
+`quic_library` (or $FLEET_QUIC_LIBRARY) names another.
 
 Run by `loadtest.run` as `python -m loadtest.client SPEC.json`: it prints
 `connected …` once its vehicles are connected, waits for `go WALL_TIME` on stdin, runs the
@@ -14,7 +15,7 @@ mode's schedule, drains, and prints one JSON result line.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import collections
 import json
 import os
 import random
@@ -25,13 +26,17 @@ import time
 
 from geostream import ALPN
 from geostream.limits import IDLE_TIMEOUT_S
-from geostream.quic import library
+from geostream.quic import AGENT_DEFAULT_LIBRARY, library
 
-from .driver import Driver, datagrams
+from .driver import Driver
+from .edge import ClientEdge
 from .fleet import Histogram, SimVehicle
 
-# Handshakes in flight per process while the fleet connects: a gateway answers a few hundred
-# handshakes a second, so 10,000 at once would only time out and retry.
+# Connections in flight per process while the fleet connects, each from its first packet to
+# its welcome (not only its handshake: the gateway's hello, authentication and welcome are
+# the larger part of a connect): a gateway answers a few hundred a second, so 10,000 at once
+# would only time out and retry, and more would wait in its socket buffer than it can answer
+# within its hello deadline.
 CONNECT_CONCURRENCY = 32
 # How long the ramp may take before the worker reports how many got through (loadtest.run
 # allows the same per vehicle).
@@ -43,6 +48,8 @@ LOOPBACK_HOSTS = ("127.0.0.1", "127.0.0.2")
 # Resolution of the acknowledgement timeline (ticks with at least one new ack, after "go"):
 # the longest run of empty ticks is the run's gap without acknowledgements (a failover's).
 ACK_TICK_S = 0.1
+# How often the ramp and the drain look whether every vehicle is welcomed / drained.
+POLL_S = 0.1
 
 
 class Worker:
@@ -55,32 +62,66 @@ class Worker:
         self.local_hosts = spec.get("local_hosts") or list(LOOPBACK_HOSTS)
         self.local_host = self.local_hosts[0]
         self.send_interval_s = spec["send_interval_s"]
-        # the vehicles' QUIC library (geostream/quic/; None: the process's)
-        self.quic = library(spec.get("quic_library"))
+        # the vehicles' QUIC library (geostream/quic/; else $FLEET_QUIC_LIBRARY, else the
+        # agent's default: what real vehicles run)
+        self.quic = library(spec.get("quic_library") or None, default=AGENT_DEFAULT_LIBRARY)
         cfg = self.quic.QuicConfiguration(
             is_client=True, alpn_protocols=[ALPN], idle_timeout=IDLE_TIMEOUT_S,
             server_name="localhost", verify_mode=ssl.CERT_REQUIRED)
         cfg.load_verify_locations(cafile=spec["ca"])
         self.quic_config = cfg
+        self.edge = ClientEdge(self.quic, cfg.connection_id_length)
         self.errors: dict[str, int] = {}
         self.connects = self.migrations = self.reconnects = self.batches = self.acked = 0
+        self.welcomed = 0  # vehicles welcomed at least once
         self.ack_ticks: set[int] = set()
         self.go_wall = 0.0
         self.stopping = False
         self.mode = spec["mode"]
         self.churn_p = spec.get("churn_per_s", 0.0) * self.send_interval_s
         self.rng = random.Random(spec["seed"])
-        # handshakes in flight while the fleet connects (after "go": no limit, as real agents)
-        self.connecting: contextlib.AbstractAsyncContextManager = asyncio.Semaphore(
-            CONNECT_CONCURRENCY)
+        # connects in flight while the fleet connects (after "go": no limit, as real agents)
+        self.ramp_limit: int | None = CONNECT_CONCURRENCY
+        self.in_ramp = 0
+        self._waiting: collections.deque[Driver] = collections.deque()
         start = self.loop.time()
         wall = time.time_ns() // 1_000_000
+        self.latency, self.live_latency = Histogram(), Histogram()  # all vehicles' acks
         self.drivers = [
             Driver(self, SimVehicle(v["id"], v["token"], v["epoch"], spec["rate_hz"], start,
-                                    wall, seed=v["epoch"]), tuple(v["server"]))
+                                    wall, seed=v["epoch"], latency=self.latency,
+                                    live_latency=self.live_latency), tuple(v["server"]))
             for v in spec["vehicles"]]
         for d in self.drivers:
             d.sim.making = False  # nothing is made before "go"
+
+    def now(self) -> float:
+        """The loop's time, never going back (the edge's clock, which the QUIC cores get)."""
+        return self.edge.now()
+
+    def request_connect(self, d: Driver) -> None:
+        """`d` wants to connect: now, or when a ramp slot frees (during the ramp)."""
+        if d._queued:
+            return
+        if self.ramp_limit is not None and self.in_ramp >= self.ramp_limit:
+            d._queued = True
+            self._waiting.append(d)
+            return
+        self.in_ramp += 1
+        d.open()
+
+    def slot_freed(self) -> None:
+        """A connect was welcomed or failed: its slot goes to the next vehicle waiting."""
+        self.in_ramp -= 1
+        self._admit()
+
+    def _admit(self) -> None:
+        """Open the connections waiting for a ramp slot, as far as slots allow."""
+        while self._waiting and (self.ramp_limit is None
+                                 or self.in_ramp < self.ramp_limit):
+            d = self._waiting.popleft()
+            self.in_ramp += 1
+            d.open()
 
     def other_host(self, current: str | None) -> str:
         """The local address after `current` (a migration's new address)."""
@@ -102,8 +143,10 @@ class Worker:
         for d in self.drivers:
             d.start()
         budget = CONNECT_BUDGET_S + len(self.drivers) * CONNECT_BUDGET_S_PER_VEHICLE
-        await asyncio.wait([d.welcomed for d in self.drivers], timeout=budget)
-        return sum(d.welcomed.done() for d in self.drivers)
+        until = self.loop.time() + budget
+        while self.welcomed < len(self.drivers) and self.loop.time() < until:
+            await asyncio.sleep(POLL_S)
+        return self.welcomed
 
     def churn_tick(self) -> None:
         """churn/migrate: each established vehicle, with chance `churn_p` per send interval,
@@ -120,10 +163,16 @@ class Worker:
                 d.churn()
         self.loop.call_later(self.send_interval_s, self.churn_tick)
 
+    def datagrams(self) -> tuple[int, int]:
+        """Datagrams all vehicles sent and received so far (gateway in, gateway out)."""
+        stats = self.edge.stats
+        return stats["datagrams_sent"], stats["datagrams_received"]
+
     async def run(self, go_wall: float) -> dict:
         spec = self.spec
         self.go_wall = go_wall
-        self.connecting = contextlib.nullcontext()
+        self.ramp_limit = None  # every vehicle still waiting for a slot connects now
+        self._admit()
         t0 = self.loop.time() + (go_wall - time.time())
         wall0 = int(go_wall * 1000)
         for d in self.drivers:
@@ -133,7 +182,7 @@ class Worker:
             d.sim.making = True
         await asyncio.sleep(max(0.0, t0 - self.loop.time()))
         cpu0 = resource.getrusage(resource.RUSAGE_SELF)
-        dg0 = datagrams(self.drivers)
+        dg0 = self.datagrams()
         if self.mode in ("churn", "migrate"):
             self.loop.call_later(self.send_interval_s, self.churn_tick)
         storm = None
@@ -153,7 +202,7 @@ class Worker:
         await asyncio.sleep(max(0.0, t0 + spec["duration_s"] - self.loop.time()))
         acked_in_window = self.acked
         cpu1 = resource.getrusage(resource.RUSAGE_SELF)
-        dg1 = datagrams(self.drivers)
+        dg1 = self.datagrams()
         end = t0 + spec["duration_s"]
         self.stopping = True  # no more churn
         for d in self.drivers:
@@ -162,14 +211,11 @@ class Worker:
         drain_until = self.loop.time() + spec["drain_timeout_s"]
         while (self.loop.time() < drain_until
                and any(d.sim.journal.pending for d in self.drivers)):
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(POLL_S)
         for d in self.drivers:
             d.stop()
         await asyncio.sleep(0.2)
-        lat, live = Histogram(), Histogram()
-        for d in self.drivers:
-            lat.merge(d.sim.latency)
-            live.merge(d.sim.live_latency)
+        lat, live = self.latency, self.live_latency
         if storm is not None:
             drains = sorted(d.drained_after for d in self.drivers if d.drained_after is not None)
             storm.update(drained=len(drains),
@@ -181,7 +227,8 @@ class Worker:
             "acked_in_window": acked_in_window, "latency": lat.to_json(),
             "live_latency": live.to_json(), "errors": self.errors, "connects": self.connects,
             "migrations": self.migrations, "reconnects": self.reconnects,
-            "batches": self.batches, "storm": storm, "ack_ticks": sorted(self.ack_ticks),
+            "batches": self.batches, "storm": storm, "edge": dict(self.edge.stats),
+            "ack_ticks": sorted(self.ack_ticks),
             "datagrams": [dg1[0] - dg0[0], dg1[1] - dg0[1]],
             "cpu_s": (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime),
             "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,

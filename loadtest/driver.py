@@ -4,9 +4,10 @@ Every decision is the agent's `UplinkMachine` (agent/uplink_machine.py: connecti
 reconnect backoff, live pacing and the stall rule, liveness probes, migration, acks); what the
 next batch holds is the agent's drain order (`agent.journal_drain.plan_batch`, through the
 vehicle's `MemoryJournal`). This shell does what agent/uplink.py does for the agent, with
-callbacks instead of an inbox task, so thousands of vehicles share one event loop cheaply: one
-timer per vehicle (the machine's `get_timer()`), readings made when it fires, the QUIC
-connection through the agent's own `agent.quic_link.QuicLink`.
+callbacks instead of tasks, so thousands of vehicles share one event loop cheaply: no task,
+future or loop timer per vehicle; the machine's deadline (`get_timer()`) is an entry in the
+process's one timer heap (`ClientEdge.timers`), readings are made when it fires, and the QUIC
+connection is an `EdgeLink` on the process's shared sockets (loadtest/edge.py).
 
 The load test's modes act on it as the world would: `outage()` takes the radio away (the
 connection is gone, connection attempts wait for the radio), `churn()` ends the connection,
@@ -15,11 +16,9 @@ connection is gone, connection attempts wait for the radio), `churn()` ends the 
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING
 
 from agent.journal_drain import DrainState
-from agent.quic_link import QuicLink
 from agent.uplink_actions import (
     Abort,
     ApplyAck,
@@ -35,6 +34,7 @@ from geostream.clock import wall_ms
 from geostream.messages import Status
 from geostream.quic_acks import ack_delay_for
 
+from .edge import EdgeLink
 from .fleet import SimVehicle
 
 if TYPE_CHECKING:
@@ -45,60 +45,77 @@ CONNECT_TIMEOUT_S = 10.0
 # The journal's byte budget is the welcome's max_batch_bytes less this much for the batch's
 # own framing (agent/uplink.py asks with the same margin).
 BATCH_FRAMING_BYTES = 64
+# The status report's source states: every simulated vehicle has a healthy GPS and CAN bus.
+SOURCES = (("gps", "ok"), ("can0", "ok"))
 
 
 class Driver:
-    """The I/O edge of one vehicle: carries out its `UplinkMachine`'s actions."""
+    """The I/O edge of one vehicle: carries out its `UplinkMachine`'s actions. An owner in the
+    process's timer heap: `wake(now)` at the machine's deadline or the connect timeout."""
 
     def __init__(self, worker: Worker, sim: SimVehicle, server: tuple[str, int]):
         self.w = worker
         self.sim = sim
         self.server = server
         self.machine = UplinkMachine(worker.send_interval_s, random=worker.rng.random)
-        self.link: QuicLink | None = None
+        self.link: EdgeLink | None = None
         self.stream_id = 0
         self.drain: DrainState | None = None
         self.online = True           # the radio is up (storm: down during the outage)
         self._parked = False         # a Connect waits for the radio
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
-        self._watch: asyncio.Task | None = None
-        self.welcomed = worker.loop.create_future()  # the first welcome (the ramp waits for it)
+        self._queued = False         # a Connect waits for a ramp slot
+        self._slot = False           # holds a ramp slot (from its open to its welcome)
+        self._connect_by: float | None = None  # the handshake's deadline
+        self.welcomed = False        # welcomed once (the ramp waits for every vehicle)
         self.drain_target = 0        # storm: the backlog to drain after reconnecting
         self.drained_after: float | None = None
         self.reconnected_at = 0.0
-        self.links: list[QuicLink] = []  # every connection it made, for the datagram counts
 
     # --- inputs --------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._do(self.machine.start(self.w.loop.time()))
+        self._do(self.machine.start(self.w.now()))
         self._after()
 
-    def _on_data(self, link: QuicLink, data: bytes, end: bool) -> None:
+    def wake(self, now: float) -> None:
+        """Its deadline came (the timer heap): the connect timeout, the machine's timer."""
+        if self._connect_by is not None and now >= self._connect_by:
+            self._connect_failed("connect: TimeoutError", "handshake timed out")
+        else:
+            self._do(self.machine.handle_timer(now))
+        self._after()
+
+    def _on_data(self, link: EdgeLink, data: bytes, end: bool) -> None:
         if link is not self.link:
             return  # from a connection that is gone
-        m, now = self.machine, self.w.loop.time()
+        m, now = self.machine, self.w.now()
         before = m.state
         self._do(m.stream_data(now, data, end))
         if before is not State.CONNECTED and m.state is State.CONNECTED:
+            self._release()
             self.w.connects += 1
-            if not self.welcomed.done():
-                self.welcomed.set_result(None)
+            if not self.welcomed:
+                self.welcomed = True
+                self.w.welcomed += 1
         self._after()
 
-    def _on_timer(self) -> None:
-        self._timer = self._timer_at = None
-        now = self.w.loop.time()
-        self._do(self.machine.handle_timer(now))
+    def _on_handshake(self, link: EdgeLink) -> None:
+        if link is not self.link:
+            return
+        self._connect_by = None
+        self._do(self.machine.handshake_done(self.w.now(), local_host=link.local_host))
         self._after()
 
-    def _closed(self, link: QuicLink) -> None:
-        if link is self.link:
+    def _closed(self, link: EdgeLink) -> None:
+        if link is not self.link:
+            return
+        if self._connect_by is not None:  # during the handshake: a failed connect
+            self._connect_failed("connect: ConnectionError", link.close_reason)
+        else:
             self.w.error(f"closed: {link.close_reason[:60]}")
-            self._do(self.machine.disconnected(self.w.loop.time(),
+            self._do(self.machine.disconnected(self.w.now(),
                                                f"connection closed: {link.close_reason}"))
-            self._after()
+        self._after()
 
     # --- what the load test's modes do -------------------------------------------------
 
@@ -107,7 +124,7 @@ class Driver:
         self.online = False
         if self.link is not None:
             self._drop(tell_peer=False)
-            self._do(self.machine.disconnected(self.w.loop.time(), "outage"))
+            self._do(self.machine.disconnected(self.w.now(), "outage"))
         self._after()
 
     def radio_back(self) -> None:
@@ -115,171 +132,153 @@ class Driver:
         self.online = True
         if self._parked:
             self._parked = False
-            self.w.loop.create_task(self._connect())
+            self.w.request_connect(self)
 
     def churn(self) -> None:
         """The connection ends (the gateway is told); the machine reconnects after its backoff."""
         if self.link is not None:
             self.w.reconnects += 1
-            self.link.close(0, "load test")
-            self._drop(tell_peer=False)
-            self._do(self.machine.disconnected(self.w.loop.time(), "churn"))
+            self._drop(tell_peer=True)
+            self._do(self.machine.disconnected(self.w.now(), "churn"))
             self._after()
 
     def move(self, local_host: str) -> None:
         """The route to the gateway now leaves from `local_host` (a new address)."""
         if self.link is not None:
-            self._do(self.machine.route_seen(self.w.loop.time(), local_host))
+            self._do(self.machine.route_seen(self.w.now(), local_host))
+            self._after()
 
     def stop(self) -> None:
         """End of the run: close, and connect no more."""
         self.online = False
         self._parked = False
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = self._timer_at = None
+        self.w.edge.timers.set(self, None)
         if self.link is not None:
-            self.link.close(0, "load test")
-            self._drop()
+            self._drop(tell_peer=True)
 
     # --- actions -------------------------------------------------------------------------
 
     def _do(self, actions: list) -> None:
         for a in actions:
-            if isinstance(a, SendData):
+            kind = type(a)
+            if kind is SendData:
                 if self.link is not None:
                     self.link.send(self.stream_id, a.data)
-            elif isinstance(a, ApplyAck):
+            elif kind is ApplyAck:
                 self._acked(a.ack.through, a.ack.ranges)
-            elif isinstance(a, Connect):
+            elif kind is Connect:
                 if self.online:
-                    self.w.loop.create_task(self._connect())
+                    self.w.request_connect(self)
                 elif not self.w.stopping:
                     self._parked = True
-            elif isinstance(a, Ping):
+            elif kind is Ping:
                 if self.link is not None:
                     self.link.ping()
-            elif isinstance(a, Probe):
-                self.w.loop.create_task(self._probe(self.link))
-            elif isinstance(a, Migrate):
-                self.w.loop.create_task(self._migrate(a.local_host))
-            elif isinstance(a, Close):
+            elif kind is Probe:
+                _Probe(self, self.link)
+            elif kind is Migrate:
+                self._migrate(a.local_host)
+            elif kind is Close:
                 if self.link is not None:
                     self.link.close(a.code, a.reason)
                 self._drop(tell_peer=False)
-            elif isinstance(a, Abort):
+            elif kind is Abort:
                 self._drop(tell_peer=False)
 
     def _after(self) -> None:
         """After every input, as the agent's loop: make what is due, fill, report, re-arm."""
-        m, sim, now = self.machine, self.sim, self.w.loop.time()
+        m, sim, now = self.machine, self.sim, self.w.now()
         sim.make_due(now)
         drain, link = self.drain, self.link
         session = m.session
+        starved = False  # the machine would send, the journal has nothing: wake for a reading
         while (link is not None and drain is not None and session is not None
                and (room := m.room(now)) > 0):
             batch = sim.next_batch(drain, room, session.max_batch_bytes - BATCH_FRAMING_BYTES,
                                    now)
             if not batch:
+                starved = True
                 break
             self.w.batches += 1
             self._do(m.batch_sent(now, batch, drain.more))
         if link is not None and m.status_due(now):
             self._do(m.status_report(now, Status(
-                time=wall_ms(), backlog=sim.journal.pending, journal_bytes=0,
-                sources=(("gps", "ok"), ("can0", "ok")))))
+                time=wall_ms(), backlog=sim.journal.pending, journal_bytes=0, sources=SOURCES)))
         at = m.get_timer()
-        if at != self._timer_at:
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer = self.w.loop.call_at(at, self._on_timer) if at is not None else None
-            self._timer_at = at
+        for also in (self._connect_by, sim.next_due() if starved else None):
+            if also is not None and (at is None or also < at):
+                at = also
+        self.w.edge.timers.set(self, at)
+        self.w.edge.arm()
 
     def _acked(self, through: int, ranges) -> None:
-        now = self.w.loop.time()
+        now = self.w.now()
         self.w.acked_now(self.sim.acknowledge(through, ranges, now))
         if (self.drained_after is None and self.drain_target
                 and self.sim.journal.acked_through() >= self.drain_target):
             self.drained_after = now - self.reconnected_at
 
-    async def _connect(self) -> None:
+    def open(self) -> None:
         """The agent's connect sequence (agent/uplink.py `_open`), without name resolution,
-        session tickets or pinning (the load test's vehicles connect with a full handshake)."""
-        loop, m, sim = self.w.loop, self.machine, self.sim
-        link: QuicLink | None = None
+        session tickets or pinning (the load test's vehicles connect with a full handshake):
+        called by the worker when a ramp slot is free."""
+        self._queued = False
+        self._slot = True
+        if not self.online:  # the radio went while waiting for a turn
+            self._parked = True
+            self._release()
+            return
+        w, m, sim = self.w, self.machine, self.sim
+        now = w.now()
+        link = EdgeLink(w.edge, w.quic_config, self.server, on_stream_data=self._on_data,
+                        on_handshake=self._on_handshake, on_closed=self._closed,
+                        ack_delay_s=ack_delay_for(m.send_interval_s))
+        link.on_datagram = m.datagram_received
+        link.on_ping = m.ping_sent
+        self.link = link
+        self._connect_by = now + CONNECT_TIMEOUT_S
         try:
-            async with self.w.connecting:
-                if not self.online:  # the radio went while waiting for a turn
-                    self._parked = True
-                    return
-                link = QuicLink(self.w.quic_config, self.server,
-                                lambda sid, data, end: self._on_data(link, data, end),
-                                ack_delay_s=ack_delay_for(m.send_interval_s), lib=self.w.quic)
-                link.on_datagram = m.datagram_received
-                link.on_ping = m.ping_sent
-                self.link = link
-                self.links.append(link)
-                await link.start(self.w.local_host)
-                self.stream_id = link.conn.get_next_available_stream_id()
-                acked_through = sim.journal.acked_through()
-                self._do(m.connecting(loop.time(), vehicle=sim.vehicle_id, token=sim.token,
-                                      epoch=sim.epoch, acked_through=acked_through,
-                                      agent="fleet-loadtest"))
-                self.drain = DrainState(acked_through, epoch=sim.epoch)
-                async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                    await asyncio.shield(link.connected)
-        except (OSError, ConnectionError, TimeoutError) as exc:
-            if link is not None and link is not self.link:
-                link.abort()
-                return  # superseded (the connection was ended meanwhile)
-            self.w.error(f"connect: {type(exc).__name__}")
-            self._drop(tell_peer=False)
-            self._do(m.disconnected(loop.time(), str(exc) or type(exc).__name__))
+            link.start(w.local_host)
+        except OSError as exc:
+            self._connect_failed(f"connect: {type(exc).__name__}", str(exc))
             self._after()
             return
-        if link is not self.link:
-            return
-        self._watch = loop.create_task(self._watch_closed(link))
-        self._do(m.handshake_done(loop.time(), local_host=link.local_host))
+        self.stream_id = link.conn.get_next_available_stream_id()
+        acked_through = sim.journal.acked_through()
+        self._do(m.connecting(now, vehicle=sim.vehicle_id, token=sim.token, epoch=sim.epoch,
+                              acked_through=acked_through, agent="fleet-loadtest"))
+        self.drain = DrainState(acked_through, epoch=sim.epoch)
         self._after()
 
-    async def _watch_closed(self, link: QuicLink) -> None:
-        await link.closed.wait()
-        self._closed(link)
+    def _connect_failed(self, kind: str, detail: str) -> None:
+        """The handshake failed or timed out: the machine backs off and reconnects."""
+        self._connect_by = None
+        self._release()
+        self.w.error(kind)
+        self._drop(tell_peer=False)
+        self._do(self.machine.disconnected(self.w.now(), detail or kind))
 
-    async def _probe(self, link: QuicLink | None) -> None:
-        """Does a fresh handshake with the gateway complete now? (agent/uplink.py `_probe`)"""
-        probe = QuicLink(self.w.quic_config, self.server, lambda *a: None, lib=self.w.quic)
-        try:
-            async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                await probe.connect(self.w.local_host)
-            ok = True
-        except (OSError, ConnectionError, TimeoutError):
-            ok = False
-        finally:
-            probe.close()
-            probe.abort()
-        if link is self.link:
-            self._do(self.machine.probe_done(self.w.loop.time(), ok))
-            self._after()
+    def _release(self) -> None:
+        """Give back the ramp slot (welcomed, failed or dropped)."""
+        if self._slot:
+            self._slot = False
+            self.w.slot_freed()
 
-    async def _migrate(self, local_host: str) -> None:
+    def _migrate(self, local_host: str) -> None:
         link, m = self.link, self.machine
         if link is None:
             return
         try:
-            await link.migrate(local_host)
+            link.migrate(local_host)
         except OSError:
-            m.migrated(self.w.loop.time(), None, link.migrations)
+            m.migrated(self.w.now(), None, link.migrations)
             return
         self.w.migrations += 1
-        m.migrated(self.w.loop.time(), local_host, link.migrations)
-        self._after()  # what waits goes at once
+        m.migrated(self.w.now(), local_host, link.migrations)
 
     def _drop(self, tell_peer: bool = True) -> None:
-        if self._watch is not None:
-            self._watch.cancel()
-            self._watch = None
+        self._connect_by = None
+        self._release()
         link, self.link = self.link, None
         if link is not None:
             if tell_peer:
@@ -287,8 +286,36 @@ class Driver:
             link.abort()
 
 
-def datagrams(drivers) -> tuple[int, int]:
-    """Datagrams all vehicles sent and received so far (gateway in, gateway out)."""
-    links = [link for d in drivers for link in d.links]
-    return (sum(link.datagrams_sent for link in links),
-            sum(link.datagrams_received for link in links))
+class _Probe:
+    """Does a fresh handshake with the gateway complete now? (agent/uplink.py `_probe`): a
+    second connection that is closed as soon as it is up, or given up after the connect
+    timeout; the answer goes to the vehicle's machine if its connection is still `link`."""
+
+    def __init__(self, driver: Driver, link: EdgeLink | None):
+        self.d, self.for_link = driver, link
+        w = driver.w
+        self.done = False
+        self.probe = EdgeLink(w.edge, w.quic_config, driver.server,
+                              on_stream_data=lambda *a: None,
+                              on_handshake=lambda _: self._end(True),
+                              on_closed=lambda _: self._end(False))
+        w.edge.timers.set(self, w.now() + CONNECT_TIMEOUT_S)
+        try:
+            self.probe.start(w.local_host)
+        except OSError:
+            self._end(False)
+
+    def wake(self, now: float) -> None:
+        self._end(False)
+
+    def _end(self, ok: bool) -> None:
+        if self.done:
+            return
+        self.done = True
+        d = self.d
+        d.w.edge.timers.set(self, None)
+        self.probe.close()
+        self.probe.abort()
+        if self.for_link is d.link:
+            d._do(d.machine.probe_done(d.w.now(), ok))
+            d._after()

@@ -73,7 +73,10 @@ class SimVehicle:
     """One vehicle's readings from `start` (seconds, the caller's clock) at `rate_hz`."""
 
     def __init__(self, vehicle_id: str, token: str, epoch: int, rate_hz: float, start: float,
-                 wall_ms_at_start: int, seed: int = 0):
+                 wall_ms_at_start: int, seed: int = 0, latency: Histogram | None = None,
+                 live_latency: Histogram | None = None):
+        """`latency`, `live_latency`: histograms to book into (a process's vehicles share
+        theirs: one merge at the end instead of one per vehicle); else the vehicle's own."""
         self.vehicle_id = vehicle_id
         self.token = token
         self.epoch = epoch
@@ -88,8 +91,9 @@ class SimVehicle:
         self.sent_at: dict[int, float] = {}
         self._live_q: set[int] = set()  # sent in a batch that caught up (a live batch)
         self.acked = 0
-        self.latency = Histogram()
-        self.live_latency = Histogram()  # readings that went out in a live batch
+        self.latency = latency if latency is not None else Histogram()
+        # readings that went out in a live batch
+        self.live_latency = live_latency if live_latency is not None else Histogram()
         self.making = True
 
     # --- readings ---------------------------------------------------------------------
@@ -106,6 +110,10 @@ class SimVehicle:
             self.journal.append(encode(reading), type(reading) is Position)
             n += 1
         return n
+
+    def next_due(self) -> float | None:
+        """When the next reading is due (None while nothing is made)."""
+        return self.start + self.made / self.rate_hz if self.making else None
 
     def reading(self, q: int) -> Reading:
         """Reading number `q` as the agent's sources make it (call in order of q)."""

@@ -41,11 +41,15 @@ class Report:
     reconnects: int = 0
     gateway_cpu_pct: float = 0.0      # of one core, summed over gateway processes
     gateway_cpu_ms_per_reading: float = 0.0  # gateway CPU time / readings acked in the window
+    router_cpu_pct: float | None = None  # of one core: `python -m backend router`, if any
     gateway_rss_mb: float = 0.0       # peak, summed over gateway processes
     gateway_kb_per_vehicle: float = 0.0
     client_cpu_pct: float = 0.0
     client_cpu_ms_per_reading: float = 0.0   # load generator CPU time / readings acked
     client_us_per_vehicle_s: float = 0.0     # load generator CPU µs per vehicle per second
+    store_cpu_pct: float = 0.0        # of one core: the throw-away PostgreSQL server's tree
+    quic_clients: str = ""            # the QUIC library of the simulated vehicles
+    quic_gateway: str = ""            # and of the gateways
     machine_cores: int = 0
     machine_idle_pct: float = 0.0     # of the whole machine (all cores) during the window
     other_cpu_pct: float = 0.0        # of one core: processes neither gateway nor client
@@ -61,11 +65,17 @@ class Report:
                                                 if with_clients else 0.0)
         return cores * 1000 / ms / self.options["rate_hz"] if ms > 0 else 0.0
 
+    def router_cpu_ms_per_reading(self) -> float:
+        """The router's CPU per acked reading, as the gateway's (same window)."""
+        if not self.router_cpu_pct or not self.gateway_cpu_pct:
+            return 0.0
+        return self.gateway_cpu_ms_per_reading * self.router_cpu_pct / self.gateway_cpu_pct
+
     def bottleneck(self) -> str:
         """Which side ran out of CPU in the window, if any (a process is one core at most)."""
         o = self.options
         busy = []
-        if self.gateway_cpu_pct >= SATURATED_PCT * o["gateways"]:
+        if self.gateway_cpu_pct >= SATURATED_PCT * _gateways(o):
             busy.append("gateway")
         if self.client_cpu_pct >= SATURATED_PCT * o["workers"]:
             busy.append("client")
@@ -91,7 +101,8 @@ class Report:
         o = self.options
         out = [f"load test: {self.vehicles} vehicles × {o['rate_hz']} Hz, {o['mode']}, "
                f"{o['duration_s']:.0f} s, store {o['db'].split('://')[0]}, "
-               f"{o['gateways']} gateway / {o['workers']} client processes",
+               f"{_gateways(o)} gateway / {o['workers']} client processes, QUIC gateway "
+               f"{self.quic_gateway or '?'} / clients {self.quic_clients or '?'}",
                f"  connected          {self.connected} in {self.connect_s:.1f} s "
                f"({self.connects} connects, {self.reconnects} reconnects, "
                f"{self.migrations} migrations)",
@@ -103,11 +114,15 @@ class Report:
                f"{self.gateway_rss_mb:.0f} MB RSS, "
                f"{self.gateway_kb_per_vehicle:.1f} KB per connected vehicle, "
                f"{self.gateway_cpu_ms_per_reading:.2f} ms CPU per acked reading",
+               *([f"  router             {self.router_cpu_pct:.0f} % CPU, "
+                  f"{self.router_cpu_ms_per_reading():.2f} ms CPU per acked reading"]
+                 if self.router_cpu_pct is not None else []),
                f"  clients            {self.client_cpu_pct:.0f} % CPU, "
                f"{self.client_cpu_ms_per_reading:.2f} ms CPU per acked reading, "
                f"{self.client_us_per_vehicle_s:.0f} µs CPU per vehicle-second",
                f"  machine            {self.machine_cores} cores, {self.machine_idle_pct:.0f} % "
-               f"idle, other processes {self.other_cpu_pct:.0f} % CPU, load "
+               f"idle, store server {self.store_cpu_pct:.0f} % CPU, other processes "
+               f"{self.other_cpu_pct:.0f} % CPU, load "
                f"{self.load_1m:.1f} at the start; bottleneck: {self.bottleneck()}",
                f"  projection         {self.projected_vehicles(1.0):,.0f} vehicles at "
                f"{o['rate_hz']} Hz on one gateway core, "
@@ -137,6 +152,11 @@ def ack_gap_s(ticks: set[int], window_ticks: int, tick_s: float) -> float:
     marks = sorted(t for t in ticks if 0 <= t < window_ticks)
     edges = [-1, *marks, window_ticks]
     return max((b - a - 1 for a, b in itertools.pairwise(edges)), default=0) * tick_s
+
+
+def _gateways(o: dict) -> int:
+    """Gateway processes: `gateways`, or the workers of `--reuseport N`."""
+    return max(o["gateways"], o.get("reuseport") or 0)
 
 
 def _ms(v: float | None) -> str:
@@ -170,28 +190,74 @@ class MachineCpu:
         return di / dt * 100, (dt - di) / dt * 100 * self.cores
 
 
-class ProcStats:
-    """CPU seconds and peak RSS of processes, from /proc (sampled by a thread)."""
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (field 3 onwards), None if gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
 
-    def __init__(self, pids: list[int]):
+
+def process_tree(roots: list[int]) -> list[int]:
+    """`roots` and every process descending from them (a gateway's workers, a PostgreSQL
+    server's backends), from the parent pids in /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit() and (fields := _stat(int(entry.name))) is not None:
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    out, seen, todo = [], set(), list(roots)
+    while todo:
+        pid = todo.pop()
+        if pid in seen:  # a root that descends from another root: counted once
+            continue
+        seen.add(pid)
+        out.append(pid)
+        todo.extend(children.get(pid, ()))
+    return out
+
+
+def split_cpu(busy_pct: float, *trees_pct: float) -> float:
+    """The machine's busy CPU (% of one core, all cores summed) less what the run's own
+    process trees used (gateways, clients, store server, router): what other processes took
+    (never below 0: the trees' CPU and the machine's are read a few ms apart)."""
+    return max(0.0, busy_pct - sum(trees_pct))
+
+
+class ProcStats:
+    """CPU seconds and peak RSS of process trees, from /proc (RSS sampled by a thread). A
+    tree's CPU counts every live process in it and what its reaped children used (cutime,
+    cstime), so workers that come and go during a window are not lost."""
+
+    def __init__(self, pids: list[int], tree: bool = True, sample_rss: bool = True):
         self.pids = pids
+        self.tree = tree
         self.peak_kb = 0
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
+        if sample_rss:
+            threading.Thread(target=self._sample, daemon=True).start()
+
+    def _members(self) -> list[int]:
+        if not self.pids:
+            return []
+        return process_tree(self.pids) if self.tree else list(self.pids)
 
     def cpu_s(self) -> float:
         tick = os.sysconf("SC_CLK_TCK")
-        total = 0.0
-        for pid in self.pids:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
-        return total
+        total = 0
+        for pid in self._members():
+            fields = _stat(pid)
+            if fields is not None:  # utime, stime, cutime, cstime
+                total += sum(int(f) for f in fields[11:15])
+        return total / tick
 
     def rss_kb(self) -> int:
         total = 0
-        for pid in self.pids:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        for pid in self._members():
+            try:
+                lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+            except OSError:
+                continue
+            for line in lines:
                 if line.startswith("VmRSS:"):
                     total += int(line.split()[1])
         return total

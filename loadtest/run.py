@@ -23,14 +23,15 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from backend.pki import generate
+from geostream.quic import AGENT_DEFAULT_LIBRARY, library_name
 
 from .client import ACK_TICK_S
 from .fleet import Histogram
-from .report import MachineCpu, ProcStats, Report, ack_gap_s
+from .report import MachineCpu, ProcStats, Report, ack_gap_s, split_cpu
 from .store import ThrowawayStore
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,6 +51,8 @@ class Options:
     workers: int = 2
     gateways: int = 1
     router: bool = False          # vehicles reach the gateways through `python -m backend router`
+    reuseport: int = 0            # N > 1: `python -m backend --reuseport N`, one port, N workers
+    nats: bool = False            # a nats-server for the gateways' fan-out (reuseport needs it)
     send_interval_s: float = 1.0  # the agent's default live pacing
     outage_at_s: float = 2.0      # storm: when the outage starts (after go)
     outage_s: float = 5.0         # storm: how long every vehicle is offline
@@ -60,6 +63,10 @@ class Options:
     profile: bool = False         # py-spy the first gateway and client during the window
     gateway_db: tuple[str, ...] = ()  # gateway k's store URL: gateway_db[k % len] (else `db`)
     gateway_nats: tuple[str, ...] = ()  # gateway k's --nats-url: gateway_nats[k % len] (else none)
+    # QUIC library per side (geostream/quic/): "" is $FLEET_QUIC_LIBRARY, else the side's
+    # default (the gateway's, and the agent's for the simulated vehicles)
+    quic_clients: str = ""
+    quic_gateway: str = ""
 
 
 def _ready_ports(line: str) -> list[int]:
@@ -75,10 +82,11 @@ def _env() -> dict:
 
 
 def _start_gateway(store_url: str, certs: dict, tmp: Path, k: int,
-                   log_dir: Path, router: list[str] = ()) -> subprocess.Popen:
+                   log_dir: Path, router: list[str] = (), quic: str = "") -> subprocess.Popen:
     log = open(log_dir / f"gateway{k}.log", "ab")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "backend", "--db", store_url, "--cert", certs["cert"],
+        [sys.executable, "-m", "backend", *(["--quic-library", quic] if quic else []),
+         "--db", store_url, "--cert", certs["cert"],
          "--key", certs["key"], "--quic-host", "127.0.0.1", "--quic-port", "0",
          "--http-port", "0", "--ticket-file", str(tmp / f"tickets{k}.sqlite"),
          "--log-level", "WARNING", *router],
@@ -119,8 +127,14 @@ def run(opts: Options, events: list[tuple[float, object]] = ()) -> Report:
     log_dir.mkdir(parents=True, exist_ok=True)
     procs: list[subprocess.Popen] = []
     store = ThrowawayStore(opts.db, tmp)
+    nats = None
     ok = False
     try:
+        if (opts.nats or opts.reuseport > 1) and not opts.gateway_nats:
+            from tests.system.cluster.natsfixture import NatsServer  # the source tree's
+
+            nats = NatsServer().start()
+            opts = replace(opts, gateway_nats=(nats.url,))
         report = _run(opts, tmp, log_dir, store, procs, list(events))
         ok = True
         return report
@@ -129,6 +143,8 @@ def run(opts: Options, events: list[tuple[float, object]] = ()) -> Report:
             if p.poll() is None:
                 p.kill()
                 p.wait(10)
+        if nats is not None:
+            nats.close()
         store.close()
         # the run's files (store, certificates, specs; the logs unless --log-dir) go, unless
         # it failed: then the logs are what tells why
@@ -166,21 +182,28 @@ def _run(opts: Options, tmp: Path, log_dir: Path, store: ThrowawayStore,
                       "--cluster-key-file", key_file] for k in range(opts.gateways)]
     dbs = list(opts.gateway_db) or [store.url]
     nats = [["--nats-url", u] for u in opts.gateway_nats] or [[]]
-    gateways = [_start_gateway(dbs[k % len(dbs)], certs, tmp, k, log_dir,
-                               node_args[k] + nats[k % len(nats)])
-                for k in range(opts.gateways)]
-    procs += gateways
-    ports = []
-    for k, g in enumerate(gateways):
-        line = _readline(g, READY_TIMEOUT_S, f"gateway {k}")
-        if "backend ready" not in line:
-            raise RuntimeError(f"gateway {k} did not start: {line!r}; see {log_dir}")
-        ports.append(_ready_ports(line)[-1])  # "… gateway udp 127.0.0.1:PORT"
-    gstats = ProcStats([g.pid for g in gateways])
+    if opts.reuseport > 1:
+        gateways, ports, gpids = _start_reuseport(opts, dbs[0], certs, log_dir, nats[0], procs)
+    else:
+        gateways = [_start_gateway(dbs[k % len(dbs)], certs, tmp, k, log_dir,
+                                   node_args[k] + nats[k % len(nats)], opts.quic_gateway)
+                    for k in range(opts.gateways)]
+        procs += gateways
+        ports = []
+        for k, g in enumerate(gateways):
+            line = _readline(g, READY_TIMEOUT_S, f"gateway {k}")
+            if "backend ready" not in line:
+                raise RuntimeError(f"gateway {k} did not start: {line!r}; see {log_dir}")
+            ports.append(_ready_ports(line)[-1])  # "… gateway udp 127.0.0.1:PORT"
+        gpids = [g.pid for g in gateways]
+    gstats = ProcStats(gpids)
+    # the router is a process of the serving side too: its CPU is reported apart
+    rstats = ProcStats([procs[0].pid]) if opts.router else None
     rss_idle_kb = gstats.rss_kb()
     workers = []
     for w in range(opts.workers):
         spec = {**asdict(opts), "ca": certs["ca"], "seed": opts.seed * 1000 + w,
+                "quic_library": opts.quic_clients,
                 "vehicles": [{"id": v, "token": tokens[v], "epoch": rng.randrange(1, 2**62),
                               "server": ["127.0.0.1", public if opts.router
                                          else ports[i % opts.gateways]]}
@@ -207,11 +230,15 @@ def _run(opts: Options, tmp: Path, log_dir: Path, store: ThrowawayStore,
         p.stdin.write(f"go {go}\n".encode())
         p.stdin.flush()
     time.sleep(max(0.0, go - time.time()))
-    cpu0, c0 = gstats.cpu_s(), time.monotonic()
-    wstats = ProcStats([p.pid for p in workers])
-    wcpu0 = wstats.cpu_s()
+    # the window's CPU: the gateways' process trees, the router's, the clients', the store
+    # server's tree (PostgreSQL; SQLite is inside the gateway), the whole machine's
+    wstats = ProcStats([p.pid for p in workers], sample_rss=False)
+    spid = store.server_pid()
+    sstats = ProcStats([spid] if spid else [], sample_rss=False)
     machine = MachineCpu()
-    spies = _profile(opts, log_dir, {"gateway0": gateways[0].pid, "client0": workers[0].pid})
+    cpu0, wcpu0, scpu0, c0 = gstats.cpu_s(), wstats.cpu_s(), sstats.cpu_s(), time.monotonic()
+    rcpu0 = rstats.cpu_s() if rstats else 0.0
+    spies = _profile(opts, log_dir, {"gateway0": gpids[-1], "client0": workers[0].pid})
     fired = [_at(go + at, fn) for at, fn in events]
     time.sleep(max(0.0, go + opts.duration_s - time.time()))
     for f in fired:
@@ -220,10 +247,14 @@ def _run(opts: Options, tmp: Path, log_dir: Path, store: ThrowawayStore,
             raise f.error
     for spy in spies:
         spy.wait(30)
-    gateway_cpu = (gstats.cpu_s() - cpu0) / (time.monotonic() - c0) * 100
-    client_cpu = (wstats.cpu_s() - wcpu0) / (time.monotonic() - c0) * 100
     idle_pct, busy_pct = machine.idle_and_busy()
+    window = time.monotonic() - c0
+    gateway_cpu = (gstats.cpu_s() - cpu0) / window * 100
+    client_cpu = (wstats.cpu_s() - wcpu0) / window * 100
+    store_cpu = (sstats.cpu_s() - scpu0) / window * 100
+    router_cpu = (rstats.cpu_s() - rcpu0) / window * 100 if rstats else None
     wstats.stop()
+    sstats.stop()
     results = []
     for w, p in enumerate(workers):
         line = _readline(p, opts.drain_timeout_s + 120, f"client {w} result")
@@ -231,6 +262,8 @@ def _run(opts: Options, tmp: Path, log_dir: Path, store: ThrowawayStore,
             raise RuntimeError(f"client {w} gave no result: {line!r}; see {log_dir}")
         results.append(json.loads(line[len("result "):]))
     gstats.stop()
+    if rstats:
+        rstats.stop()
     for g in gateways:
         g.send_signal(signal.SIGTERM)
     for g in gateways:
@@ -242,12 +275,54 @@ def _run(opts: Options, tmp: Path, log_dir: Path, store: ThrowawayStore,
     rep = _report(opts, store.counts(prefix), store.seqs(pending), results, gstats,
                   rss_idle_kb, rss_connected_kb, connect_s, gateway_cpu, client_cpu)
     rep.connected = connected
+    rep.router_cpu_pct = router_cpu
     rep.machine_cores, rep.load_1m, rep.machine_idle_pct = machine.cores, machine.load_1m, idle_pct
-    rep.other_cpu_pct = max(0.0, busy_pct - gateway_cpu - client_cpu)
+    rep.store_cpu_pct = store_cpu
+    rep.other_cpu_pct = split_cpu(busy_pct, gateway_cpu, client_cpu, store_cpu, router_cpu or 0.0)
+    rep.quic_clients = library_name(opts.quic_clients or None, AGENT_DEFAULT_LIBRARY)
+    rep.quic_gateway = ("aioquic" if opts.reuseport > 1  # what _start_reuseport runs
+                        else library_name(opts.quic_gateway or None))
     rep.client_us_per_vehicle_s = client_cpu * 10_000 / max(1, opts.vehicles)
     ticks = {t for r in results for t in r["ack_ticks"]}
     rep.ack_gap_s = ack_gap_s(ticks, int(opts.duration_s / ACK_TICK_S), ACK_TICK_S)
     return rep
+
+
+def _start_reuseport(opts: Options, db: str, certs: dict, log_dir: Path, nats: list[str],
+                     procs: list[subprocess.Popen]
+                     ) -> tuple[list[subprocess.Popen], list[int], list[int]]:
+    """`python -m backend --reuseport N` (docs/scaling.md §4): one supervisor, N workers on
+    one UDP port → ([supervisor], [port], the workers' pids and the supervisor's)."""
+    sup = subprocess.Popen(
+        [sys.executable, "-m", "backend", "--reuseport", str(opts.reuseport), "--db", db,
+         "--cert", certs["cert"], "--key", certs["key"], "--quic-library", "aioquic",
+         "--quic-host", "127.0.0.1", "--quic-port", "0", "--http-host", "127.0.0.1",
+         "--http-port", "0", "--log-level", "WARNING", *nats],
+        stdout=subprocess.PIPE, stderr=open(log_dir / "gateway0.log", "ab"), env=_env(),
+        cwd=REPO)
+    procs.append(sup)
+    line = _readline(sup, READY_TIMEOUT_S, "reuseport supervisor")
+    if "supervisor ready" not in line:
+        raise RuntimeError(f"the supervisor did not start: {line!r}; see {log_dir}")
+    port = _ready_ports(f":{line.split()[-1]}")[0]  # "… on udp port PORT"
+    for k in range(opts.reuseport):  # the workers print on the supervisor's stdout
+        line = _readline(sup, READY_TIMEOUT_S, f"reuseport worker {k}")
+        if "backend ready" not in line:
+            raise RuntimeError(f"a worker did not start: {line!r}; see {log_dir}")
+    return [sup], [port], [sup.pid, *_children(sup.pid)]
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (from /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return sorted(out)
 
 
 class _Event(threading.Thread):

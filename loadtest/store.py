@@ -92,6 +92,13 @@ class ThrowawayStore:
             out[r[0]].add(r[1])
         return out
 
+    def server_pid(self) -> int | None:
+        """The throw-away PostgreSQL server's postmaster (its backends are its children);
+        None for SQLite (inside the gateway) or a given URL."""
+        if self.server is None:
+            return None
+        return int((self.server.data / "postmaster.pid").read_text().split()[0])
+
     def close(self) -> None:
         if self.server is not None:
             self.server.close()

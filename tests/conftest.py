@@ -47,7 +47,8 @@ SERIAL_GROUPS = {
     # same user (the kernel's ephemeral search skips such ports only for plain sockets)
     "reuseport": ("tests/system/cluster/test_reuseport.py",
                   "tests/system/cluster/test_reuseport_workers.py",
-                  "tests/system/cluster/test_alert_owners.py"),
+                  "tests/system/cluster/test_alert_owners.py",
+                  "tests/system/cluster/test_loadtest_router.py"),
 }
 _GROUP_OF = {path: name for name, paths in SERIAL_GROUPS.items() for path in paths}
 

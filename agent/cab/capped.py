@@ -24,6 +24,10 @@ MAX_CONNECTIONS = 16
 RETRY_AFTER_S = 5
 # How long a refused connection may take to send its request before it is closed unanswered.
 REFUSAL_WAIT_S = 10.0
+# How long a TLS handshake may take (asyncio's default is 60 s): a tablet on the cab's own
+# Wi-Fi finishes in well under a second; handshakes in progress hold a place nowhere, so this
+# is what bounds them.
+HANDSHAKE_TIMEOUT_S = 10.0
 
 
 class ConnectionCap:
@@ -124,5 +128,6 @@ class CappedSite(web.TCPSite):
         self._server = await asyncio.get_running_loop().create_server(
             lambda: _Capped(self.cap, server), self._host, self._port,
             ssl=self._ssl_context, backlog=self._backlog,
-            reuse_address=self._reuse_address, reuse_port=self._reuse_port)
+            reuse_address=self._reuse_address, reuse_port=self._reuse_port,
+            ssl_handshake_timeout=HANDSHAKE_TIMEOUT_S if self._ssl_context else None)
         self._bound_port = self._server.sockets[0].getsockname()[1]

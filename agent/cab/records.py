@@ -12,6 +12,9 @@ MAX_DEVICES = 8
 # day's deliveries with a photo and a signature each, within a bounded share of the SD card.
 MAX_FILES = 64
 MAX_FILES_BYTES = 64 * 1024 * 1024
+# Messages the tablet lists (both directions): the mailbox's week of dispatcher messages
+# (agent/mailbox.py MAX_MESSAGES) and as many of the driver's own.
+MAX_SHOWN_MESSAGES = 1000
 
 
 class TooManyDevices(Exception):
@@ -63,11 +66,18 @@ def recorded_action(db: sqlite3.Connection, key: str, device_id: str,
                     strict=True))
 
 
-def record_action(db: sqlite3.Connection, row: dict) -> None:
+def record_action(db: sqlite3.Connection, row: dict, text: str | None = None) -> None:
+    """Record a journaled action once; a message's `text` also joins the tablet's list (the
+    driver sees what they sent, as the backend's driver API shows it)."""
     with db:
-        db.execute("INSERT INTO cab_actions (key, device_id, device_seq, digest, kind, job_id, "
-                   "q, received_ms) VALUES (:key, :device_id, :device_seq, :digest, :kind, "
-                   ":job_id, :q, :received_ms) ON CONFLICT DO NOTHING", row)
+        db.execute("BEGIN IMMEDIATE")
+        new = db.execute(
+            "INSERT INTO cab_actions (key, device_id, device_seq, digest, kind, job_id, q, "
+            "received_ms) VALUES (:key, :device_id, :device_seq, :digest, :kind, :job_id, :q, "
+            ":received_ms) ON CONFLICT DO NOTHING", row).rowcount > 0
+        if new and row["kind"] == "message" and text is not None:
+            show_message(db, f"out:{row['key']}", "from_driver", row["device_id"], text,
+                         row["received_ms"])
 
 
 def job_states(db: sqlite3.Connection) -> dict[str, str]:
@@ -102,3 +112,25 @@ def keep_file(db: sqlite3.Connection, file_id: str, kind: str, job_id: str | Non
             if n >= MAX_FILES or total > MAX_FILES_BYTES:
                 db.execute("DELETE FROM cab_files WHERE id=?", (fid,))
     return True
+
+
+def show_message(db: sqlite3.Connection, ref: str, direction: str, author: str, text: str,
+                 now_ms: int) -> None:
+    """Add a message to what the tablet lists (once per `ref`; the oldest go beyond
+    MAX_SHOWN_MESSAGES). Inside the caller's transaction."""
+    db.execute("INSERT INTO cab_messages (ref, direction, author, text, sent_ms) VALUES "
+               "(?, ?, ?, ?, ?) ON CONFLICT (ref) DO NOTHING",
+               (ref, direction, author, text, now_ms))
+    db.execute("DELETE FROM cab_messages WHERE seq <= (SELECT seq FROM cab_messages "
+               "ORDER BY seq DESC LIMIT 1 OFFSET ?)", (MAX_SHOWN_MESSAGES,))
+
+
+def shown_messages(db: sqlite3.Connection, after: int) -> list[dict]:
+    """The tablet's messages after the cursor `after`, as the driver API shows them."""
+    return [{"seq": r[0], "direction": r[1], "author": r[2], "text": r[3], "sent_ms": r[4]}
+            for r in db.execute("SELECT seq, direction, author, text, sent_ms FROM "
+                                "cab_messages WHERE seq > ? ORDER BY seq", (after,))]
+
+
+def last_shown(db: sqlite3.Connection) -> int:
+    return db.execute("SELECT coalesce(max(seq), 0) FROM cab_messages").fetchone()[0]

@@ -354,7 +354,9 @@ class CabServer:
                        "device_seq": checked.device_seq, "digest": checked.digest,
                        "kind": checked.kind, "job_id": checked.job_id, "q": answer["seq"],
                        "received_ms": wall_ms()}
-                await self.agent.runner.db(lambda c: records.record_action(c, row))
+                text = checked.journaled.get("text")  # journaled: ≤ 2000 characters
+                text = text if checked.kind == "message" and isinstance(text, str) else None
+                await self.agent.runner.db(lambda c: records.record_action(c, row, text))
                 recorded = row
         return web.json_response({"action": {
             "key": checked.key, "device_id": checked.device_id,
@@ -396,11 +398,8 @@ class CabServer:
             after = int(request.query.get("after", "0"))
         except ValueError:
             raise _error(web.HTTPBadRequest, "after: a whole number") from None
-        kept = await self.agent.runner.db(lambda c: Mailbox(c).messages())
-        return web.json_response({"messages": [
-            {"seq": m["message_id"], "direction": "to_driver", "author": m["sender"],
-             "text": m["text"], "sent_ms": m["received_ms"]}
-            for m in kept if m["message_id"] > after]})
+        shown = await self.agent.runner.db(lambda c: records.shown_messages(c, after))
+        return web.json_response({"messages": shown})
 
     async def live(self, request: web.Request) -> web.StreamResponse:
         """The mailbox's changes: `{"route": {}}` when a route arrives or goes (the app reads
@@ -414,8 +413,7 @@ class CabServer:
 
         def marks(db):
             return (db.execute("SELECT count(*), max(received_ms) FROM mailbox_routes")
-                    .fetchone(), db.execute("SELECT max(message_id) FROM mailbox_messages")
-                    .fetchone()[0] or 0)
+                    .fetchone(), records.last_shown(db))
         try:
             routes, last = await self.agent.runner.db(marks)
             reader = asyncio.ensure_future(ws.receive())
@@ -428,13 +426,9 @@ class CabServer:
                     await ws.send_json({"topic": "cab", "route": {}})
                     routes = now_routes
                 if now_last > last:
-                    kept = await self.agent.runner.db(lambda c: Mailbox(c).messages())
-                    for m in kept:
-                        if m["message_id"] > last:
-                            await ws.send_json({"topic": "cab", "message": {
-                                "seq": m["message_id"], "direction": "to_driver",
-                                "author": m["sender"], "text": m["text"],
-                                "sent_ms": m["received_ms"]}})
+                    for m in await self.agent.runner.db(
+                            lambda c, after=last: records.shown_messages(c, after)):
+                        await ws.send_json({"topic": "cab", "message": m})
                     last = now_last
             reader.cancel()
         finally:

@@ -20,8 +20,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import can
-from isotp.can_message import CanMessage
-from isotp.protocol import PDU
 
 from .dbcload import BUILTIN_DIR, load_dbc
 from .decoder import CanDecoder
@@ -128,6 +126,11 @@ class ObdPoller:
         if msg.is_extended_id or msg.arbitration_id not in RESPONSE_IDS or len(msg.data) < 2:
             return [], []
         src = msg.arbitration_id
+        # can-isotp is imported by the first answer, not with the module: a bus without OBD-II
+        # polling never loads it (0.7 MB of the agent's RSS, docs/benchmarks.md)
+        from isotp.can_message import CanMessage
+        from isotp.protocol import PDU
+
         try:
             pdu = PDU(CanMessage(arbitration_id=src, dlc=len(msg.data), data=bytes(msg.data)))
         except Exception:  # can-isotp raises ValueError and others on malformed PCI bytes

@@ -6,7 +6,7 @@ import ipaddress
 import logging
 from dataclasses import dataclass, field
 
-from .cids import CidLayout, issue_routable_cids
+from .cids import CidLayout, issue_routable_cids, warn_if_unroutable
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,7 @@ class ClusterNode:
         from .edge import serve_behind_router
 
         check_tunnel_host(host, "a gateway node's quic_host")
+        warn_if_unroutable(lib)
         server, self.endpoint = await serve_behind_router(
             lib, host, port, self.server_id, self.router, self.key, **server_kwargs)
         return server

@@ -3,9 +3,10 @@ native code (5-9x less server CPU per exchange, docs/benchmarks.md). Its Python 
 aioquic's sans-IO shape, so the public names map one to one; the hooks differ because the
 packet core (ACK scheduling, loss recovery, connection IDs after the first) is native.
 
-This is the only module that imports qh3. What each hook costs, and the two gateway musts
-qh3 cannot give through any hook (routable NEW_CONNECTION_ID CIDs, a fourth client address
-per connection), are in docs/link.md §QUIC library.
+This is the only module that imports qh3. What each hook costs, how the gateway's edge
+follows a migrating peer for qh3's core (which keeps four paths per connection), and the one
+gateway must qh3 cannot give through any hook (routable NEW_CONNECTION_ID CIDs) are in
+docs/link.md §QUIC library.
 """
 
 from __future__ import annotations

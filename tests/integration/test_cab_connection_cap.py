@@ -8,6 +8,7 @@ import asyncio
 import ssl
 from types import SimpleNamespace
 
+from agent.cab import capped
 from agent.cab.capped import MAX_CONNECTIONS, RETRY_AFTER_S
 from agent.cab.server import CabServer
 from agent.config import CabConfig
@@ -59,4 +60,20 @@ async def test_connections_past_the_cap_are_refused_503_until_one_ends(tmp_path)
     finally:
         for w in held:
             w.close()
+        await server.close()
+
+
+async def test_a_handshake_that_never_comes_is_closed(tmp_path, monkeypatch):
+    monkeypatch.setattr(capped, "HANDSHAKE_TIMEOUT_S", 0.5)
+    agent = SimpleNamespace(config=SimpleNamespace(
+        vehicle_id="v1", journal=SimpleNamespace(path=str(tmp_path / "j.sqlite"))))
+    server = CabServer(CabConfig(enabled=True, listen="127.0.0.1", port=0), agent)
+    assert await server.start()
+    port = int(server.origin.rsplit(":", 1)[1])
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)  # plain TCP, silent
+        assert await asyncio.wait_for(reader.read(), 30) == b"", "closed by the server"
+        writer.close()
+        assert server.status()["connections"] == 0
+    finally:
         await server.close()

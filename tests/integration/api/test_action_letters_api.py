@@ -20,6 +20,7 @@ from backend.cli import main
 from backend.driver import letters
 from backend.driver.applier import ActionApplier
 from backend.hub import Hub
+from backend.store import open_store
 from backend.store.rows import StoredReading
 from backend.vehicle_actions import ActionFailed, VehicleActions
 from geostream import image_parts as ip
@@ -96,8 +97,10 @@ async def test_an_undecodable_image_makes_its_proof_a_dead_letter_with_the_reaso
                                           "--state", "dead"]) == 0
     [line] = capsys.readouterr().out.splitlines()
     assert json.loads(line) == proof
-    # the journal sends the batch again (a lost ack): nothing changes, nothing is applied
-    assert [q for q, _ in await api.actions("v1", batch, wall_ms())] == []
+    # the journal sends the batch again (a lost ack): the same refusal, nothing held or applied
+    again = await api.actions("v1", batch, wall_ms())
+    assert [q for q, _ in again] == [2] and "not a JPEG" in again[0][1]
+    assert await api.store.image_parts("v1", _id(1)) == []
     assert await api.store.driver_action("tab-0001-k1") is None
     # a refused image cannot be replayed; the proof can, but its image is still missing
     await api.call("POST", "/api/action-letters/v1/1/2/replay", role=A, expect=409)
@@ -107,7 +110,8 @@ async def test_an_undecodable_image_makes_its_proof_a_dead_letter_with_the_reaso
     await api.call("POST", "/api/action-letters/v1/1/3/replay", role=D, expect=403)
 
 
-async def test_a_bug_in_the_reencoding_is_set_aside_then_replayed_once(api, monkeypatch):
+async def test_a_bug_in_the_reencoding_is_set_aside_then_replayed_once(api, store_url,
+                                                                       monkeypatch):
     raw = _png()
     parts = ip.split(_id(2), "photo", "a", raw, "tab-0001")
     readings = _readings([*parts, _proof(_id(2))])
@@ -117,14 +121,27 @@ async def test_a_bug_in_the_reencoding_is_set_aside_then_replayed_once(api, monk
         raise AttributeError("'NoneType' object has no attribute 'convert'")
 
     monkeypatch.setattr(vehicle_actions, "clean_image", broken)
-    for attempt in range(1, letters.DEAD_AFTER_FAILURES):  # the journal sends it again
+    for attempt in range(1, 3):  # the journal sends it again
         with pytest.raises(ActionFailed):
             await api.actions("v1", readings, wall_ms())
         assert (await api.store.action_letter("v1", 1, last))["failures"] == attempt
-    assert await api.actions("v1", readings, wall_ms()) == []  # set aside: acknowledged
+    # the backend restarts: a new store connection and applier count on from the database
+    restarted = open_store(store_url)
+    await restarted.open()
+    try:
+        again = VehicleActions(ActionApplier(restarted))
+        for attempt in range(3, letters.DEAD_AFTER_FAILURES):
+            with pytest.raises(ActionFailed):
+                await again("v1", readings, wall_ms())
+            assert (await restarted.action_letter("v1", 1, last))["failures"] == attempt
+        assert await again("v1", readings, wall_ms()) == []  # set aside: acknowledged
+    finally:
+        await restarted.close()
     part = await api.store.action_letter("v1", 1, last)
     assert (part["state"], part["failures"]) == ("dead", letters.DEAD_AFTER_FAILURES)
     assert "ImageBroke" in part["error"] and "convert" in part["error"]
+    line = broken.__code__.co_firstlineno + 1  # placed where the bug raised, not the wrapper
+    assert part["error"].endswith(f"[at test_action_letters_api.py:{line}]")
     proof = await api.store.action_letter("v1", 1, last + 1)
     assert proof["state"] == "dead" and "dead: ImageBroke" in proof["error"]
     assert len(await api.store.image_parts("v1", _id(2))) == last - 1, "kept for a replay"

@@ -138,6 +138,8 @@ async def test_an_action_naming_an_image_that_never_came_is_kept(api):
            "pod": {"recipient": "Aino", "photos": [_id(8)], "signature": None}}
     assert await actions("v1", _readings("v1", [act]), wall_ms()) == []
     assert (actions.applied, actions.kept) == (0, 1)
+    letter = await api.store.action_letter("v1", 1, 1)  # for an admin to see, with the reason
+    assert letter["state"] == "dead" and f"upload these images first: {_id(8)}" in letter["error"]
 
 
 async def test_a_vehicle_holds_a_bounded_number_of_half_images(api, monkeypatch):

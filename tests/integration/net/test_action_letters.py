@@ -10,11 +10,14 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from agent.readings import Action, Position
 from backend.dispatch.codec import route_from_dict
 from backend.driver import letters
 from backend.driver.applier import ActionApplier
+from backend.metrics import FleetCollector
 from backend.vehicle_actions import VehicleActions
 from geostream.clock import wall_ms
 from tests.integration.net.rig import AgentRig, GatewayRig, until
@@ -36,6 +39,13 @@ async def rig(request, tmp_path, pki):
     gw.gateway.driver_actions = gw.actions
     yield gw
     await gw.stop()
+
+
+def registry(rig) -> CollectorRegistry:
+    """The backend's `/metrics` collector over this gateway."""
+    reg = CollectorRegistry()
+    reg.register(FleetCollector(rig.gateway, rig.hub))
+    return reg
 
 
 def message(device: str, n: int) -> dict:
@@ -87,10 +97,14 @@ async def test_an_action_the_code_always_fails_on_is_set_aside_then_replayed_onc
         await drained(one, "dl-1's journal")
         await drained(two, "dl-2's journal")
         assert counted + rig.actions.failed == letters.DEAD_AFTER_FAILURES
+        scraped = {s.name: s.value for fam in text_string_to_metric_families(
+            generate_latest(registry(rig)).decode()) for s in fam.samples}
+        assert scraped["fleet_action_dead_letters_total"] == 1
+        assert scraped["fleet_action_failures_total"] == rig.actions.failed
         [letter] = await rig.store.action_letters("dead")
         assert (letter["vehicle_id"], letter["key"], letter["kind"]) == ("dl-1", bad, "message")
         assert letter["failures"] == letters.DEAD_AFTER_FAILURES
-        assert letter["error"] == "KeyError: 'pod'"
+        assert letter["error"].startswith("KeyError: 'pod' [at test_action_letters.py:")
         assert one.uplink.stats.connects >= letters.DEAD_AFTER_FAILURES, "sent again each time"
         assert two.uplink.stats.connects == 1, "the other vehicle never noticed"
         # everything else of dl-1 is stored and applied, the failing one not

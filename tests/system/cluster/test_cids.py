@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from backend.cluster.cids import CID_LENGTH, CidLayout, issue_routable_cids
+from backend.cluster.cids import CID_LENGTH, CidLayout, issue_routable_cids, warn_if_unroutable
 from geostream.quic import library
 from tests.integration.net.rig import client_config
 
@@ -96,9 +96,11 @@ async def test_pins_real_handshake_uses_only_routable_cids(pki):
 
 def test_qh3_routes_its_first_cid_only(pki):
     """qh3 through the seam (docs/link.md, QUIC library): the first CID carries the server id
-    and the handshake completes on it; the one CID its native core issues in NEW_CONNECTION_ID
-    is random, which is why a gateway node behind the router stays on aioquic. If a qh3
-    release makes that CID routable, this fails: then its adapter can say so."""
+    and the handshake completes on it; the CIDs its native core issues in NEW_CONNECTION_ID
+    are random (qh3 2.1.0's `issue_spare_connection_ids` draws them from its own random
+    generator, and the core refuses a peer CID limit under 2, so at least one is always
+    issued): a gateway node behind the router or SO_REUSEPORT steering stays on aioquic. If
+    a qh3 release makes them routable, this fails: then its adapter can say so."""
     qh3 = library("qh3")
     assert qh3.ROUTABLE_NEW_CIDS is False
     cfg = qh3.QuicConfiguration(is_client=False, alpn_protocols=ALPN)
@@ -127,3 +129,11 @@ def test_qh3_routes_its_first_cid_only(pki):
                 issued.append(ev.connection_id)
     assert done, "the handshake completed on the routable first CID"
     assert issued and all(CidLayout().server_id(c) != 42 for c in issued), issued
+
+
+def test_a_cluster_node_on_a_library_without_routable_cids_is_warned(caplog):
+    """A cluster node started on qh3 says that migrated connections will be lost there."""
+    assert not warn_if_unroutable(library("aioquic"))
+    assert not caplog.records
+    assert warn_if_unroutable(library("qh3"))
+    assert "loses its connection in a cluster" in caplog.text

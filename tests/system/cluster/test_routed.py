@@ -78,7 +78,7 @@ async def test_migrating_agent_stays_on_its_node_through_the_router(tmp_path, pk
         assert nodes[sid].connections["mover"] == {proto}, "the same connection on its node"
         assert sum(g.stats.connections for g in nodes.values()) == 1
         # the node saw the vehicle's real (migrated) address through the tunnel
-        assert lib.peer_address(proto._quic)[0] != HOST
+        assert proto.peer_address()[0] != HOST
         n = agent.appended
         await until(lambda: agent.uplink.stats.readings_acked >= n, 20, "all acked")
         assert await rig.seqs("mover") == list(range(1, n + 1)), "0 lost, 0 duplicates"

@@ -3,6 +3,8 @@ count up to DEAD_AFTER_FAILURES, another error starts again, a set-aside letter 
 
 from __future__ import annotations
 
+import json
+
 from backend.driver import letters
 
 N = letters.DEAD_AFTER_FAILURES
@@ -43,7 +45,54 @@ def test_refusals_by_rule_and_replays():
                                                                      "applied")
 
 
-def test_an_error_is_described_bounded():
-    assert letters.describe(KeyError("pod")) == "KeyError: 'pod'"
+def _raised(exc: BaseException) -> BaseException:
+    try:
+        raise exc
+    except BaseException as caught:
+        return caught
+
+
+def test_an_error_is_described_bounded_with_its_place():
+    assert letters.describe(KeyError("pod")) == "KeyError: 'pod'"  # never raised: no place
     assert letters.describe(RuntimeError()) == "RuntimeError"
-    assert len(letters.describe(ValueError("x" * 10_000))) == letters.MAX_ERROR_CHARS
+    text = letters.describe(_raised(ValueError("x" * 10_000)))
+    assert len(text) == letters.MAX_ERROR_CHARS and text.endswith("]")
+    assert " [at test_letters.py:" in text
+
+
+def test_the_same_type_at_the_same_place_is_the_same_failure():
+    def bug(obj):
+        raise AttributeError(f"{obj!r} has no attribute 'convert'")  # an address each time
+
+    def fails(obj) -> str:
+        try:
+            bug(obj)
+        except AttributeError as exc:
+            return letters.describe(exc)
+        raise AssertionError("did not fail")
+
+    alive = [object(), object()]  # two addresses at once
+    a, b = fails(alive[0]), fails(alive[1])
+    assert a != b and letters.same_failure(a, b)
+    other = letters.describe(_raised(TypeError("x")))
+    assert not letters.same_failure(a, other)
+    letter = letters.new_letter("v1", 1, 1, 0, {"key": "k1234567"}, 0)
+    for n in range(1, N + 1):
+        letter = letters.failed(letter, fails(object()), n)
+    assert (letter["state"], letter["failures"]) == ("dead", N)
+    # a wrapped failure is placed where its cause arose
+    try:
+        try:
+            bug(None)
+        except AttributeError as exc:
+            raise RuntimeError("image f1: broke") from exc
+    except RuntimeError as wrapped:
+        assert letters.where(wrapped) == letters.where(wrapped.__cause__)
+
+
+def test_the_action_is_kept_as_json_takes_it():
+    odd = {"key": "k1234567", "kind": "message", "blob": b"\x00\x01", "big": 2**70,
+           "nan": float("nan")}
+    letter = letters.new_letter("v1", 1, 2, 0, odd, 0)
+    json.dumps(letter["action"], allow_nan=False)  # every store's JSON takes it
+    assert letter["action"]["key"] == "k1234567"

@@ -1,0 +1,397 @@
+"""The load generator's UDP edge: many vehicles' QUIC client connections on a few sockets.
+
+A real agent owns one UDP socket and one connection (agent/quic_link.py); thousands of them in
+one process that way cost one socket, one `DatagramTransport` callback per datagram, one
+asyncio timer re-armed on every transmit and one keepalive task per vehicle, and the profile
+of a client process showed that machinery, not the vehicles, as its largest part. Here, as at
+the gateway's edge (backend/gateway_edge.py):
+
+- `ClientEdge`: one UDP socket per local address (a migration moves a connection to the
+  next address's socket), read in a loop per wakeup (at most `MAX_DATAGRAMS_PER_WAKEUP`);
+  each datagram goes to its connection by destination connection ID (the IDs the client
+  issued; `route_header` of backend/edge_core.py);
+- one `TimerWheel` for every timer of the process (QUIC timers and keepalives here, the
+  vehicles' uplink machines in loadtest/driver.py), served a tick at a time, and one loop
+  timer for its earliest slot;
+- **one transmit per dirty connection per event-loop tick**, not one per send or receive.
+
+`EdgeLink` is the agent's `QuicLink` without its socket, futures and tasks: the same QUIC
+configuration (ACK delay advertised and used after the handshake, a pending ACK riding with
+data), keepalive PINGs, migration (a new local address and a new connection ID), events to
+callbacks. The vehicles' wire traffic stays what agents send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import ipaddress
+import logging
+import socket
+from collections.abc import Callable
+from types import ModuleType
+
+from agent.quic_link import v6_address
+from backend.edge_core import route_header
+from geostream.limits import KEEPALIVE_S
+
+from .timer_wheel import TimerWheel
+
+log = logging.getLogger("loadtest.edge")
+
+# Datagrams read per readable-socket wakeup before the loop runs its other callbacks (timers,
+# the other sockets): bounds how long one burst holds up everything else.
+MAX_DATAGRAMS_PER_WAKEUP = 256
+# Largest datagram read: QUIC's maximum UDP payload (RFC 9000 §18.2 max_udp_payload_size).
+MAX_DATAGRAM_BYTES = 65527
+# Socket buffers asked for (the gateway's, backend/quic_tuning.py): thousands of connections
+# share one socket, and a burst of their datagrams must not overflow the kernel's default
+# 208 KiB while the process is busy with a tick; the kernel caps it at net.core.rmem_max.
+SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
+# The timer wheel's slot: every deadline due in one (vehicles' pacing, QUIC timers) is served
+# in one wakeup, so the loop's own cost per wakeup is shared by all vehicles due in it instead
+# of paid per vehicle; each fires at most this late (the agent's pacing is 1 s, QUIC's ACK
+# delay 25 ms or more).
+TICK_S = 0.010
+
+
+class EdgeLink:
+    """One client connection at the edge: its sans-IO `QuicConnection`, keepalive, and the
+    callbacks its vehicle gets (stream data, handshake done, closed)."""
+
+    def __init__(self, edge: ClientEdge, configuration, server_addr: tuple, *,
+                 on_stream_data: Callable[[EdgeLink, bytes, bool], None],
+                 on_handshake: Callable[[EdgeLink], None] = lambda link: None,
+                 on_closed: Callable[[EdgeLink], None] = lambda link: None,
+                 ack_delay_s: float | None = None, keepalive_s: float = KEEPALIVE_S):
+        self.edge = edge
+        lib = self.lib = edge.lib
+        self.conn = lib.QuicConnection(configuration=configuration)
+        self.server_addr = v6_address(server_addr)
+        self._on_stream_data = on_stream_data
+        self._on_handshake = on_handshake
+        self._on_closed = on_closed
+        self._ack_delay_s = ack_delay_s
+        if ack_delay_s:
+            lib.advertise_max_ack_delay(self.conn, ack_delay_s)
+        self._keepalive_s = keepalive_s
+        self._last_send = 0.0
+        self._ping_id = 0
+        self._dirty = False
+        self._cids: set[bytes] = set()
+        self.sock: socket.socket | None = None
+        self.local_host = ""
+        self.handshaken = False
+        self.closed = False
+        self.close_reason = ""
+        self.migrations = 0
+        # observers (the uplink's liveness policy): a datagram arrived, a PING went out
+        self.on_datagram: Callable[[float], None] | None = None
+        self.on_ping: Callable[[float], None] | None = None
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def start(self, local_host: str) -> None:
+        """Send the first flight from `local_host`; stream data sent before the handshake
+        completes goes right after it."""
+        self.sock = self.edge.socket_for(local_host)
+        self.local_host = local_host
+        self._route(self.conn.host_cid)
+        now = self.edge.now()
+        self.conn.connect(self.server_addr, now=now)
+        self._last_send = now
+        self.edge.transmit_now(self)
+
+    def send(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
+        if (data or end_stream) and not self.closed:
+            self.conn.send_stream_data(stream_id, data, end_stream)
+            self.lib.ack_with_data(self.conn)  # a pending ACK rides in this datagram
+            self.transmit()
+
+    def ping(self) -> None:
+        """An ack-eliciting PING (its answer shows the gateway still has the connection)."""
+        if self.closed:
+            return
+        self._ping_id += 1
+        self.conn.send_ping(self._ping_id)
+        self.lib.ack_with_data(self.conn)
+        if self.on_ping is not None:
+            self.on_ping(self.edge.now())
+        self.transmit()
+
+    def migrate(self, local_host: str) -> None:
+        """Move the connection to `local_host`'s socket and a new connection ID; a PING on the
+        new path at once, so the gateway validates it now (agent/quic_link.py `migrate`)."""
+        if self.closed:
+            return
+        self.sock = self.edge.socket_for(local_host)
+        self.local_host = local_host
+        self.conn.change_connection_id()
+        self.migrations += 1
+        self.ping()
+
+    def close(self, error_code: int = 0, reason: str = "") -> None:
+        """CONNECTION_CLOSE, sent now (the caller usually drops the link right after)."""
+        if not self.closed:
+            self.conn.close(error_code=error_code, reason_phrase=reason)
+            self.edge.transmit_now(self)
+
+    def abort(self) -> None:
+        """Drop the connection without telling the peer."""
+        self._finish("aborted")
+
+    def transmit(self) -> None:
+        """Send what the connection has: once, at the end of this event-loop tick."""
+        if not self._dirty and not self.closed:
+            self._dirty = True
+            self.edge.dirty(self)
+
+    # --- from the edge --------------------------------------------------------------------
+
+    def datagram_received(self, data: bytes, addr, now: float) -> None:
+        if self.closed:
+            return
+        if self.on_datagram is not None:
+            self.on_datagram(now)
+        self.conn.receive_datagram(data, addr, now=now)
+        self._events()
+        # what the datagram asks for leaves now, as the agent's link sends it: within qh3's
+        # 1 ms a QUIC ACK still waits for the next batch to ride in; at the end of a long
+        # drain it would go alone (one more datagram per reading than an agent sends)
+        if not self.closed:
+            self._dirty = False
+            self.edge.transmit_now(self)
+
+    def wake(self, now: float) -> None:
+        """Its deadline came: the QUIC timer if due, a keepalive PING if due, a transmit."""
+        if self.closed:
+            return
+        now = self.edge.now()  # not the wakeup's start: others may have sent since
+        conn = self.conn
+        timer = conn.get_timer()
+        if timer is not None and timer <= now:
+            conn.handle_timer(now=now)
+            self._events()
+        if not self.closed and now - self._last_send >= self._keepalive_s:
+            self.ping()
+        self.transmit()
+
+    def poll(self, now: float) -> list[bytes]:
+        """The datagrams to send now (all to the server), and the next deadline set."""
+        self._dirty = False
+        if self.closed:
+            return []
+        conn = self.conn
+        out = [data for data, _ in conn.datagrams_to_send(now=now)]
+        if out:
+            self._last_send = now
+        self._events()
+        if not self.closed:
+            timer = conn.get_timer()
+            keepalive = self._last_send + self._keepalive_s
+            self.edge.timers.set(self, keepalive if timer is None else min(timer, keepalive))
+        return out
+
+    def _events(self) -> None:
+        conn, lib = self.conn, self.lib
+        while not self.closed and (event := conn.next_event()) is not None:
+            kind = type(event)
+            if kind is lib.StreamDataReceived:
+                self._on_stream_data(self, event.data, event.end_stream)
+            elif kind is lib.HandshakeCompleted:
+                self.handshaken = True
+                if self._ack_delay_s:
+                    lib.delay_acks_up_to(conn, self._ack_delay_s)
+                self._on_handshake(self)
+            elif kind is lib.ConnectionIdIssued:
+                self._route(event.connection_id)
+            elif kind is lib.ConnectionIdRetired:
+                self._cids.discard(event.connection_id)
+                self.edge.unroute(event.connection_id, self)
+            elif kind is lib.ConnectionTerminated:
+                self._finish(f"{event.reason_phrase or 'closed'} (code {event.error_code})")
+
+    def _route(self, cid: bytes) -> None:
+        self._cids.add(cid)
+        self.edge.route(cid, self)
+
+    def _finish(self, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.close_reason = reason
+        for cid in self._cids:
+            self.edge.unroute(cid, self)
+        self._cids.clear()
+        self.edge.timers.set(self, None)
+        self._on_closed(self)
+
+
+class ClientEdge:
+    """One process's sockets (one per local address) under all its client connections:
+    routing by destination CID, one transmit per dirty connection per tick, one timer heap
+    for every owner with a `wake(now)` (connections here, vehicles in loadtest/driver.py)."""
+
+    def __init__(self, lib: ModuleType, cid_length: int):
+        self.lib = lib
+        self._cid_length = cid_length
+        self._loop = asyncio.get_running_loop()
+        self._sockets: dict[str, socket.socket] = {}
+        self._routes: dict[bytes, EdgeLink] = {}
+        self._dirty: list[EdgeLink] = []
+        self._flush_handle: asyncio.Handle | None = None
+        self.timers = TimerWheel(TICK_S)
+        self._wake_handle: asyncio.TimerHandle | None = None
+        self._wake_at: float | None = None
+        self._closed = False
+        self._now = 0.0
+        # datagrams_sent / datagrams_received / unroutable / send_dropped / wakeups / …
+        self.stats: collections.Counter = collections.Counter()
+
+    def now(self) -> float:
+        """The time for a QUIC connection: the loop's, never earlier than one already given
+        (a send stamped later than the receive of its ACK is a negative RTT, which qh3's core
+        answers by closing the connection, "InvalidTime")."""
+        now = self._loop.time()
+        if now < self._now:
+            return self._now
+        self._now = now
+        return now
+
+    # --- sockets ---------------------------------------------------------------------------
+
+    def socket_for(self, local_host: str) -> socket.socket:
+        """The socket bound to `local_host` (opened on first use, an ephemeral port)."""
+        sock = self._sockets.get(local_host)
+        if sock is None:
+            sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+            try:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+                for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                    sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER_BYTES)
+                sock.setblocking(False)
+                ip = ipaddress.ip_address(local_host)
+                sock.bind((f"::ffff:{local_host}" if ip.version == 4 else local_host, 0, 0, 0))
+            except OSError:
+                sock.close()
+                raise
+            self._loop.add_reader(sock.fileno(), self._readable, sock)
+            self._sockets[local_host] = sock
+        return sock
+
+    def _readable(self, sock: socket.socket) -> None:
+        recv, routes, cid_length = sock.recvfrom, self._routes, self._cid_length
+        clock = self.now
+        n = 0
+        for _ in range(MAX_DATAGRAMS_PER_WAKEUP):
+            try:
+                data, addr = recv(MAX_DATAGRAM_BYTES)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:  # an ICMP error of an earlier send
+                log.debug("udp receive: %s", exc)
+                continue
+            n += 1
+            header = route_header(data, cid_length)
+            link = routes.get(header.destination_cid) if header is not None else None
+            if link is None:
+                self.stats["unroutable"] += 1
+                continue
+            # stamped as read, never earlier: a receive time before the datagram's arrival
+            # makes the RTT sample smaller than the ACK delay the gateway reports, and qh3's
+            # core closes the connection for that ("InvalidTime")
+            link.datagram_received(data, addr, clock())
+        self.stats["datagrams_received"] += n
+        self.stats["reads"] += 1
+        self._flush()
+
+    # --- routing ---------------------------------------------------------------------------
+
+    def route(self, cid: bytes, link: EdgeLink) -> None:
+        self._routes[cid] = link
+
+    def unroute(self, cid: bytes, link: EdgeLink) -> None:
+        if self._routes.get(cid) is link:
+            del self._routes[cid]
+
+    @property
+    def connections(self) -> int:
+        """Connections that can receive (those with at least one routed CID)."""
+        return len(set(self._routes.values()))
+
+    # --- out -------------------------------------------------------------------------------
+
+    def dirty(self, link: EdgeLink) -> None:
+        """`link` has something to send: one transmit for it at the end of this tick."""
+        self._dirty.append(link)
+        if self._flush_handle is None and not self._closed:
+            self._flush_handle = self._loop.call_soon(self._flush)
+
+    def transmit_now(self, link: EdgeLink) -> None:
+        """`link`'s datagrams now (its first flight, its CONNECTION_CLOSE, the answer to a
+        datagram); the one timer is re-armed at the end of the tick."""
+        self._send(link, link.poll(self.now()))
+        if self._flush_handle is None and not self._closed:
+            self._flush_handle = self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Transmit every dirty connection once (at the time of the transmit: a send time
+        stamped earlier would shrink the RTT samples the same way); re-arm the one timer."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        now = self.now()
+        while self._dirty:
+            dirty, self._dirty = self._dirty, []
+            for link in dirty:
+                if link._dirty:
+                    self._send(link, link.poll(now))
+        self.arm()
+
+    def _send(self, link: EdgeLink, datagrams: list[bytes]) -> None:
+        sock, addr = link.sock, link.server_addr
+        if sock is None or not datagrams:
+            return
+        for data in datagrams:
+            try:
+                sock.sendto(data, addr)
+            except (BlockingIOError, InterruptedError):
+                self.stats["send_dropped"] += 1  # QUIC retransmits what is lost
+            except OSError as exc:  # unreachable and the like: that datagram only
+                log.debug("udp send to %s: %s", addr, exc)
+        self.stats["datagrams_sent"] += len(datagrams)
+
+    # --- the one timer ---------------------------------------------------------------------
+
+    def arm(self) -> None:
+        """One loop timer for the earliest deadline of any owner."""
+        when = None if self._closed else self.timers.earliest()
+        if when == self._wake_at:
+            return
+        if self._wake_handle is not None:
+            self._wake_handle.cancel()
+            self._wake_handle = None
+        self._wake_at = when
+        if when is not None:
+            self._wake_handle = self._loop.call_at(when, self._wake)
+
+    def _wake(self) -> None:
+        # the loop may fire a handle up to its clock resolution early: what was armed for is
+        # due, but every owner gets the true time (QUIC cores refuse a clock that goes back)
+        now = self._loop.time()
+        due = max(now, self._wake_at or 0.0)
+        self._wake_handle = self._wake_at = None
+        self.stats["wakeups"] += 1
+        for owner in self.timers.pop_due(due):
+            owner.wake(now)
+        self._flush()
+
+    def close(self) -> None:
+        self._closed = True
+        for handle in (self._flush_handle, self._wake_handle):
+            if handle is not None:
+                handle.cancel()
+        for sock in self._sockets.values():
+            self._loop.remove_reader(sock.fileno())
+            sock.close()
+        self._sockets.clear()

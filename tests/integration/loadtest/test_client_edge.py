@@ -1,0 +1,87 @@
+"""The load generator's client edge (loadtest/edge.py): many QUIC connections on one UDP
+socket per local address, each datagram handed to its connection by connection ID, against
+the gateway's own UDP edge on loopback; a connection moved to another address keeps going."""
+
+import asyncio
+import socket
+import ssl
+
+import pytest
+
+from backend.gateway_edge import EdgeConnection, EdgeServer, UdpEdge
+from backend.pki import generate
+from geostream import ALPN
+from geostream.quic import LIBRARIES, library
+from loadtest.edge import ClientEdge, EdgeLink
+from tests.integration.net.rig import until
+
+CONNECTIONS = 12
+
+
+class Echo(EdgeConnection):
+    """Answers each stream's data with "echo:" and the data, on the same stream."""
+
+    def quic_event_received(self, event) -> None:
+        if isinstance(event, self._lib.StreamDataReceived) and event.data:
+            self._quic.send_stream_data(event.stream_id, b"echo:" + event.data)
+            self.transmit()
+
+
+@pytest.mark.parametrize("name", sorted(LIBRARIES))
+async def test_many_connections_share_a_socket_and_get_their_own_answers(tmp_path, name):
+    lib = library(name)
+    pki = generate(str(tmp_path / "pki"), ["localhost", "127.0.0.1"])
+    server_cfg = lib.QuicConfiguration(is_client=False, alpn_protocols=[ALPN])
+    server_cfg.load_cert_chain(pki["cert"], pki["key"])
+    server = EdgeServer(lib, configuration=server_cfg, create_protocol=Echo)
+    udp = await UdpEdge.open(server, "127.0.0.1", 0)
+    port = udp.get_extra_info("sockname")[1]
+
+    cfg = lib.QuicConfiguration(is_client=True, alpn_protocols=[ALPN],
+                                server_name="localhost", verify_mode=ssl.CERT_REQUIRED)
+    cfg.load_verify_locations(cafile=pki["ca"])
+    edge = ClientEdge(lib, cfg.connection_id_length)
+    got: dict[int, list[bytes]] = {i: [] for i in range(CONNECTIONS)}
+    up: set[int] = set()
+    links = []
+    for i in range(CONNECTIONS):
+        link = EdgeLink(edge, cfg, ("127.0.0.1", port),
+                        on_stream_data=lambda lk, data, end, i=i: got[i].append(data),
+                        on_handshake=lambda lk, i=i: up.add(i), ack_delay_s=0.2)
+        link.start("127.0.0.1")
+        links.append(link)
+    try:
+        await until(lambda: len(up) == CONNECTIONS, 30, "every handshake")
+        assert len(edge._sockets) == 1            # one socket carries them all
+        assert edge.connections == CONNECTIONS
+        for i, link in enumerate(links):
+            link.send(link.conn.get_next_available_stream_id(), b"v%d" % i)
+        await until(lambda: all(got.values()), 30, "every answer")
+        assert {i: b"".join(d) for i, d in got.items()} == {
+            i: b"echo:v%d" % i for i in range(CONNECTIONS)}
+
+        # a datagram nobody's connection ID names is counted and dropped
+        sock = edge.socket_for("127.0.0.1")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.sendto(b"\x40" + b"\x00" * 40, sock.getsockname()[:2])
+        await until(lambda: edge.stats["unroutable"] == 1, 10, "the stray datagram")
+
+        # half move to another address (a new socket, a new connection ID) and go on
+        for i in range(0, CONNECTIONS, 2):
+            links[i].migrate("127.0.0.2")
+        for d in got.values():
+            d.clear()
+        for i, link in enumerate(links):
+            link.send(0, b"w%d" % i)
+        await until(lambda: all(got.values()), 30, "every answer after the moves")
+        assert {i: b"".join(d) for i, d in got.items()} == {
+            i: b"echo:w%d" % i for i in range(CONNECTIONS)}
+        assert len(edge._sockets) == 2
+        assert all(not link.closed for link in links)
+    finally:
+        for link in links:
+            link.close()
+            link.abort()
+        await asyncio.sleep(0)
+        edge.close()
+        server.close()

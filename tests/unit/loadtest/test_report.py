@@ -1,0 +1,24 @@
+"""The load test report's CPU split: the machine's busy CPU less the run's own process trees."""
+
+from loadtest.report import Report, split_cpu
+
+
+def test_other_cpu_is_what_the_run_did_not_use():
+    # 2 cores, 150 % busy: gateway 60, clients 40, store server 20 → others 30
+    assert split_cpu(150.0, 60.0, 40.0, 20.0) == 30.0
+    assert split_cpu(150.0, 60.0, 40.0) == 50.0
+    # read a few ms apart, the trees may add up to a hair above the machine: never negative
+    assert split_cpu(99.0, 60.0, 40.0) == 0.0
+
+
+def test_the_report_prints_each_share_and_the_bottleneck():
+    rep = Report(options={"rate_hz": 1.0, "mode": "steady", "duration_s": 20.0, "db": "sqlite",
+                          "gateways": 1, "workers": 2},
+                 vehicles=1000, gateway_cpu_pct=95.0, client_cpu_pct=30.0, store_cpu_pct=12.0,
+                 other_cpu_pct=40.0, machine_cores=2, machine_idle_pct=11.0,
+                 quic_gateway="aioquic", quic_clients="qh3")
+    text = "\n".join(rep.lines())
+    assert "QUIC gateway aioquic / clients qh3" in text
+    assert "gateway            95 % CPU" in text and "clients            30 % CPU" in text
+    assert "store server 12 % CPU, other processes 40 % CPU" in text
+    assert "bottleneck: gateway" in text
