@@ -78,6 +78,9 @@ POSITION_QUANTITIES = (
 _FLOAT_KEYS = tuple(q.wire for q in POSITION_QUANTITIES if q.type is float)
 _CHECKS = tuple((q.wire, q.type is float, q.low, q.high) for q in POSITION_QUANTITIES)
 _STORED = tuple((q.column, q.wire) for q in POSITION_QUANTITIES if q.column is not None)
+# The store's columns of a reading besides its envelope, in the order `row_values` gives them.
+ROW_COLUMNS = ("lat", "lon", *(column for column, _ in _STORED), "data")
+_ROW_KEYS = ("lat", "lon", *(wire for _, wire in _STORED))
 
 
 def uint(m: dict, key: str) -> int:
@@ -90,6 +93,11 @@ def uint(m: dict, key: str) -> int:
 
 def check_reading(r: Any) -> dict:
     """Validate the envelope of one reading (q, ts, k); raises MALFORMED (fatal)."""
+    if type(r) is dict:  # the common case in one expression (a storm checks every reading)
+        q, ts = r.get(SEQ), r.get(TIME)
+        if (type(q) is int and 0 < q <= MAX_UINT and type(ts) is int and 0 <= ts <= MAX_UINT
+                and r.get(KIND) in READING_KINDS):
+            return r
     if not isinstance(r, dict):
         raise ProtocolError(ErrorCode.MALFORMED, "a reading must be a map")
     if uint(r, SEQ) == 0:
@@ -227,6 +235,56 @@ def _action_problem(r: dict) -> Invalid | None:
 _KIND_CHECKS = {POSITION: _position_problem, SIGNALS: _signals_problem, EVENT: _event_problem,
                 ACTION: _action_problem}
 
+# --- the same checks as one expression per field, for the kinds a storm is made of -----------
+#
+# `content_problem` first asks these: True means the reading passes every check of its kind's
+# `_…_problem` above (tests/unit/geostream/test_schema_fast.py holds them equal on generated
+# readings, valid and not); False means "ask the full check", which finds the problem and says
+# it. They exist because they are 2–3× cheaper per reading (no call per field, no `Invalid`
+# built): a storm's drain validates every reading of 30,000 in a burst.
+
+_NUMERIC = (float, int)  # `type(v) in _NUMERIC`: bool, a subclass of int, is not one
+_FLOAT_RANGE = tuple((key, low, high) for key, is_float, low, high in _CHECKS if is_float)
+_INT_RANGE = tuple((key, low, high) for key, is_float, low, high in _CHECKS if not is_float)
+# a float quantity's bounds lie within the BIGINT range, so an int inside them is one `_number`
+# accepts, and a float inside them is finite (NaN and ±inf fail every comparison with them)
+assert all(MIN_INT <= low and high <= MAX_INT for _, low, high in _FLOAT_RANGE)
+_INF = math.inf  # a finite float lies strictly between -_INF and _INF (NaN compares False)
+
+
+def _position_ok(r: dict) -> bool:
+    g = r.get
+    lat, lon = g(LAT), g(LON)
+    if not (type(lat) in _NUMERIC and type(lon) in _NUMERIC
+            and -90 <= lat <= 90 and -180 <= lon <= 180):
+        return False
+    for key, low, high in _FLOAT_RANGE:
+        v = g(key)
+        if v is not None and not (type(v) in _NUMERIC and low <= v <= high):
+            return False
+    for key, low, high in _INT_RANGE:
+        v = g(key)
+        if v is not None and not (type(v) is int and low <= v <= high):
+            return False
+    return True
+
+
+def _signals_ok(r: dict) -> bool:
+    bus, sig = r.get(BUS), r.get(SIGNAL_VALUES)
+    if not (type(sig) is dict and len(sig) <= MAX_MAP_ENTRIES
+            and (bus is None or type(bus) is str and len(bus) <= MAX_KEY_CHARS)):
+        return False
+    for name, v in sig.items():
+        t = type(v)
+        if not (type(name) is str and len(name) <= MAX_KEY_CHARS and (
+                t is float and -_INF < v < _INF or t is int and MIN_INT <= v <= MAX_INT
+                or t is str and len(v) <= MAX_TEXT_CHARS)):
+            return False
+    return True
+
+
+_KIND_OK = {POSITION: _position_ok, SIGNALS: _signals_ok}
+
 
 DEFAULT_WINDOW = TimeWindow()
 
@@ -241,7 +299,11 @@ def content_problem(r: dict, now_ms: int | None = None,
         if ts < window.min_ms or ts > now_ms + window.max_ahead_ms:
             return Invalid("time", f"'ts' {ts} outside the sane window "
                            f"[{window.min_ms}, now + {window.max_ahead_ms} ms]")
-    return _KIND_CHECKS[r[KIND]](r)
+    kind = r[KIND]
+    ok = _KIND_OK.get(kind)
+    if ok is not None and ok(r):
+        return None
+    return _KIND_CHECKS[kind](r)
 
 
 def reading_problem(r: dict, now_ms: int | None = None,
@@ -282,19 +344,31 @@ def position_wire(ts_ms: int, lat: float, lon: float, values: tuple) -> dict[str
     return out
 
 
-def row_fields(r: dict[str, Any]) -> dict[str, Any]:
-    """A valid wire reading flattened into the store's columns (all but the envelope):
-    a position's quantities, or the JSON `data` of a CAN reading (its bus and signals) or an
-    event (its name and data)."""
+def row_values(r: dict[str, Any]) -> tuple:
+    """A valid wire reading flattened into the store's columns (all but the envelope), in the
+    order of ROW_COLUMNS: a position's coordinates and quantities (absent ones None), or the
+    JSON `data` of a CAN reading (its bus and signals), an event (its name and data) or a
+    driver action."""
     kind = r[KIND]
     if kind == POSITION:
-        row = {column: r.get(wire) for column, wire in _STORED}
-        return {"lat": r.get(LAT), "lon": r.get(LON), **row, "data": None}
+        return (*map(r.get, _ROW_KEYS), None)
     if kind == SIGNALS:
         data = dict(r.get(SIGNAL_VALUES) or {})
         if r.get(BUS) is not None:
             data = {BUS: r[BUS], **data}
-        return {"data": data}
-    if kind == ACTION:
-        return {"data": dict(r.get(ACTION_BODY) or {})}
-    return {"data": {EVENT_NAME: r.get(EVENT_NAME), **(r.get(EVENT_DATA) or {})}}
+    elif kind == ACTION:
+        data = dict(r.get(ACTION_BODY) or {})
+    else:
+        data = {EVENT_NAME: r.get(EVENT_NAME), **(r.get(EVENT_DATA) or {})}
+    return _NO_POSITION + (data,)
+
+
+_NO_POSITION = (None,) * len(_ROW_KEYS)
+
+
+def row_fields(r: dict[str, Any]) -> dict[str, Any]:
+    """`row_values` by column: every column for a position, only `data` for the others."""
+    values = row_values(r)
+    if r[KIND] == POSITION:
+        return dict(zip(ROW_COLUMNS, values, strict=True))
+    return {"data": values[-1]}

@@ -5,12 +5,12 @@ Times are timestamptz in the tables and epoch ms in the Store API, as elsewhere 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import struct
 from collections.abc import Sequence
 
 from ..base import TIME_RULES, AlertQuery, StoredAlert, StoredReading
+from ..rows import made
 from .db import EPOCH_MS as _EPOCH_MS
 from .db import MS as _MS
 from .db import PostgresDb
@@ -37,6 +37,7 @@ _LOW, _HIGH = -(2**45), 2**62  # "no bound" in epoch ms (_LOW: year ~855, within
 
 
 _FLOAT4 = struct.Struct("f")  # speed_kmh, course_deg, alt_m and hdop are `real` columns
+_FLOAT4X4 = struct.Struct("4f")
 
 
 def _real(v: float | None) -> float | None:
@@ -54,9 +55,17 @@ def _alert(r) -> StoredAlert:
 class PostgresAlerts(PostgresDb):
     @staticmethod
     def as_read_back(r: StoredReading) -> StoredReading:
-        """A committed reading as alert_readings would return it (the engine's live path)."""
-        return dataclasses.replace(r, speed_kmh=_real(r.speed_kmh), course_deg=_real(r.course_deg),
-                                   alt_m=_real(r.alt_m), hdop=_real(r.hdop))
+        """A committed reading as alert_readings would return it (the engine's live path): its
+        `real` quantities rounded to float4; a reading without any (CAN, events) as it is."""
+        alt, speed, course, hdop = r.alt_m, r.speed_kmh, r.course_deg, r.hdop
+        if alt is None and speed is None and course is None and hdop is None:
+            return r
+        try:  # all four at once (one pack for a position with every quantity)
+            alt, speed, course, hdop = _FLOAT4X4.unpack(_FLOAT4X4.pack(alt, speed, course, hdop))
+        except (TypeError, OverflowError, struct.error):  # one absent, or beyond float4
+            alt, speed, course, hdop = _real(alt), _real(speed), _real(course), _real(hdop)
+        return made(r.vehicle_id, r.epoch, r.seq, r.time_ms, r.kind, r.lat, r.lon, alt, speed,
+                    course, r.fix, r.sats, hdop, r.data, r.received_ms)
 
     async def alert_readings(self, vehicle_id: str, after_ms: int | None) -> list[StoredReading]:
         rows = await self._pool.fetch(
