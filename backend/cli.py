@@ -36,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--quic-port", type=int, help=f"UDP port (default {d.quic_port})")
     p.add_argument("--quic-library", choices=["aioquic", "qh3"],
                    help="QUIC library of the gateway (default: $FLEET_QUIC_LIBRARY, else "
-                        "the built-in default)")
+                        "qh3 alone, aioquic with --server-id or --reuseport)")
     p.add_argument("--http-host", help=f"dashboard/WebSocket address (default {d.http_host})")
     p.add_argument("--http-port", type=int, help=f"dashboard port (default {d.http_port})")
     p.add_argument("--cert", help=f"gateway TLS certificate (default {d.cert})")

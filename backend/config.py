@@ -19,7 +19,8 @@ class BackendConfig:
     quic_host: str = "::"
     quic_port: int = 4433
     # the QUIC library of the gateway (geostream/quic/: "aioquic" or "qh3"); empty:
-    # $FLEET_QUIC_LIBRARY, else the seam's default (docs/link.md, QUIC library)
+    # $FLEET_QUIC_LIBRARY, else qh3 for a single gateway process and aioquic where connection
+    # IDs are routed (server_id, reuseport; geostream.quic.gateway_library_name says why)
     quic_library: str = ""
     http_host: str = "127.0.0.1"
     http_port: int = 8080
@@ -121,18 +122,19 @@ class BackendConfig:
             raise ValueError("arrival_dwell_s must be within 1..3600")
         if not 0.1 <= self.alert_timer_s <= 3600:
             raise ValueError("alert_timer_s must be within 0.1..3600")
-        from geostream.quic import library_name
-
-        quic = library_name(self.quic_library or None)  # an unknown library fails at start
-        if self.server_id >= 0 and quic == "qh3":
-            # its native core issues a random CID in NEW_CONNECTION_ID: a client that migrates
-            # onto it would reach a random node (docs/link.md, QUIC library)
-            raise ValueError("a gateway node behind a router needs quic_library aioquic "
-                             "(qh3 cannot issue routable connection IDs)")
-        self.check_reuseport(quic)
+        self.check_reuseport()
+        self.gateway_quic_library()  # unknown, or qh3 where CIDs are routed: fails at start
         self.time_window()  # a bad reading_min_time / reading_max_ahead_s fails at start
 
-    def check_reuseport(self, quic: str) -> None:
+    def gateway_quic_library(self) -> str:
+        """The gateway's QUIC library (geostream.quic.gateway_library_name): CIDs are routed
+        by server id behind a router (`server_id`) and between `reuseport` workers."""
+        from geostream.quic import gateway_library_name
+
+        return gateway_library_name(self.quic_library or None,
+                                    cid_routed=self.server_id >= 0 or self.reuseport > 1)
+
+    def check_reuseport(self) -> None:
         """`reuseport` N > 1: what the N worker processes need, or ValueError saying why."""
         from .cluster.reuseport import MAX_GROUP
 
@@ -152,9 +154,6 @@ class BackendConfig:
         if self.server_id >= 0:
             raise ValueError("reuseport and server_id/router exclude each other: the workers "
                              "take server ids 0..N-1 on this host")
-        if quic == "qh3":
-            raise ValueError("reuseport > 1 needs quic_library aioquic (qh3 cannot issue "
-                             "routable connection IDs)")
 
     def time_window(self):
         """The gateway's sane window of reading times (geostream.schema.TimeWindow)."""

@@ -20,7 +20,7 @@ from geostream.clock import wall_ms
 from geostream.errors import ErrorCode
 from geostream.limits import DEFAULT_CREDIT, IDLE_TIMEOUT_S
 from geostream.messages import Status
-from geostream.quic import library
+from geostream.quic import gateway_library_name, library
 from geostream.schema import DEFAULT_WINDOW, TimeWindow
 
 from .alerts import NoAlerts
@@ -73,8 +73,11 @@ class Gateway:
                  ts_window: TimeWindow = DEFAULT_WINDOW, ack_wait_s: float = ACK_WAIT_S,
                  quic_library: str | None = None):
         self.backlog_high = backlog_high
-        # the QUIC library behind the seam (geostream/quic/): its adapter module
-        self.quic = library(quic_library)
+        # the QUIC library behind the seam (geostream/quic/): its adapter module, picked again
+        # at start() for the `cluster` then set (gateway_library_name: qh3 alone, aioquic where
+        # CIDs are routed)
+        self.quic_library = quic_library
+        self.quic = library(gateway_library_name(quic_library, cid_routed=cluster is not None))
         self.draining = False
         self.store = store
         self.writer = writer
@@ -128,6 +131,8 @@ class Gateway:
             log.warning("cannot keep the status of %s: %s", vehicle, exc)
 
     async def start(self, host: str, port: int, certfile: str, keyfile: str) -> None:
+        self.quic = library(gateway_library_name(self.quic_library,
+                                                 cid_routed=self.cluster is not None))
         cfg = self.quic.QuicConfiguration(is_client=False, alpn_protocols=[ALPN],
                                           idle_timeout=IDLE_TIMEOUT_S)
         cfg.load_cert_chain(certfile, keyfile)

@@ -71,7 +71,7 @@ class Backend:
                                ticket_file=config.ticket_path(), alerts=self.alerts,
                                ts_window=config.time_window(),
                                cluster=cluster or config.cluster_node(), dispatch=self.dispatch,
-                               quic_library=config.quic_library or None)
+                               quic_library=config.gateway_quic_library())
         # several gateway processes (router nodes, --reuseport workers, nodes sharing NATS):
         # one owner per vehicle for its clock-driven alert rules (backend/cluster/owners.py)
         self.owners = None

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from backend.pki import generate
-from geostream.quic import AGENT_DEFAULT_LIBRARY, library_name
+from geostream.quic import AGENT_DEFAULT_LIBRARY, gateway_library_name, library_name
 
 from .client import ACK_TICK_S
 from .fleet import Histogram
@@ -281,7 +281,7 @@ def _run(opts: Options, tmp: Path, log_dir: Path, store: ThrowawayStore,
     rep.other_cpu_pct = split_cpu(busy_pct, gateway_cpu, client_cpu, store_cpu, router_cpu or 0.0)
     rep.quic_clients = library_name(opts.quic_clients or None, AGENT_DEFAULT_LIBRARY)
     rep.quic_gateway = ("aioquic" if opts.reuseport > 1  # what _start_reuseport runs
-                        else library_name(opts.quic_gateway or None))
+                        else gateway_library_name(opts.quic_gateway or None, opts.router))
     rep.client_us_per_vehicle_s = client_cpu * 10_000 / max(1, opts.vehicles)
     ticks = {t for r in results for t in r["ack_ticks"]}
     rep.ack_gap_s = ack_gap_s(ticks, int(opts.duration_s / ACK_TICK_S), ACK_TICK_S)

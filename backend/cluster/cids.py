@@ -11,11 +11,8 @@ id; qh3's native core draws the ones it sends in NEW_CONNECTION_ID itself (its a
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass
-
-log = logging.getLogger(__name__)
 
 # both libraries' default `connection_id_length`; the router reads this many bytes of a short
 # header.
@@ -62,13 +59,14 @@ def issue_routable_cids(lib, quic, layout: CidLayout, server_id: int) -> None:
     lib.issue_routable_cids(quic, lambda: layout.encode(server_id))
 
 
-def warn_if_unroutable(lib) -> bool:
-    """Log a warning when QUIC library `lib` cannot put the server id into every CID it
-    issues (qh3: only the first, docs/link.md, QUIC library): a connection that migrates
-    onto another one reaches another process and is lost there. Returns whether it warned."""
-    if lib.ROUTABLE_NEW_CIDS:
-        return False
-    log.warning("QUIC library %s issues connection IDs without the server id after the first: "
-                "a vehicle that migrates onto one loses its connection in a cluster "
-                "(use quic_library = \"aioquic\" on cluster nodes)", lib.NAME)
-    return True
+def refuse_unroutable(lib) -> None:
+    """ValueError when QUIC library `lib` cannot put the server id into every CID it issues
+    (qh3: only the first, docs/link.md, QUIC library): a connection that migrates onto another
+    one would reach another process and be lost there. A cluster node or `--reuseport` worker
+    calls it before serving; its configuration already refuses such a library
+    (geostream.quic.gateway_library_name), this catches a library handed in otherwise."""
+    if not lib.ROUTABLE_NEW_CIDS:
+        raise ValueError(f"QUIC library {lib.NAME} issues connection IDs that are not routable "
+                         f"(without the server id after the first): a vehicle that migrates "
+                         f"onto one loses its connection where CIDs are routed; use "
+                         f"quic_library = \"aioquic\" on cluster nodes and --reuseport workers")

@@ -6,7 +6,7 @@ import ipaddress
 import logging
 from dataclasses import dataclass, field
 
-from .cids import CidLayout, issue_routable_cids, warn_if_unroutable
+from .cids import CidLayout, issue_routable_cids, refuse_unroutable
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class ClusterNode:
         from .edge import serve_behind_router
 
         check_tunnel_host(host, "a gateway node's quic_host")
-        warn_if_unroutable(lib)
+        refuse_unroutable(lib)
         server, self.endpoint = await serve_behind_router(
             lib, host, port, self.server_id, self.router, self.key, **server_kwargs)
         return server

@@ -24,7 +24,7 @@ import ctypes
 import socket
 import struct
 
-from .cids import CID_LENGTH, SERVER_ID_BYTES, CidLayout, issue_routable_cids, warn_if_unroutable
+from .cids import CID_LENGTH, SERVER_ID_BYTES, CidLayout, issue_routable_cids, refuse_unroutable
 
 # <linux/socket.h>: attach a classic BPF program that selects the socket of a reuseport group
 SO_ATTACH_REUSEPORT_CBPF = 51
@@ -124,7 +124,7 @@ class ReuseportNode:
     async def serve(self, lib, host: str, port: int, server):
         from ..gateway_edge import UdpEdge
 
-        warn_if_unroutable(lib)
+        refuse_unroutable(lib)
         sock = socket.socket(fileno=self.fd)
         sock.setblocking(False)
         UdpEdge(sock, server)

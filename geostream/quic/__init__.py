@@ -14,8 +14,10 @@
   (`trim_new_connection`, `trim_after_handshake`).
 
 Which library a process uses is configuration (the backend's `quic_library`, the agent's
-`[server] quic_library`), else $FLEET_QUIC_LIBRARY, else the side's default: `DEFAULT_LIBRARY`
-(the gateway, tools) or `AGENT_DEFAULT_LIBRARY` (the agent; docs/link.md says why). Both can
+`[server] quic_library`), else $FLEET_QUIC_LIBRARY, else the side's default:
+`gateway_library_name` (the gateway: qh3 alone, aioquic where connection IDs are routed),
+`AGENT_DEFAULT_LIBRARY` (the agent) or `DEFAULT_LIBRARY` (tools, test clients; docs/link.md
+says why). Both can
 be loaded in one process (the protocol-level tests run against each).
 tests/unit/geostream/test_quic_seam.py fails if any other module imports a QUIC library.
 """
@@ -28,10 +30,17 @@ from types import ModuleType
 
 # name → the adapter module that alone imports it
 LIBRARIES = {"aioquic": "geostream.quic.aioquic_lib", "qh3": "geostream.quic.qh3_lib"}
+# tools and test clients (a library of the process, not a side's choice)
 DEFAULT_LIBRARY = "aioquic"
 # qh3 keeps every must on the agent and saves ~9 MB of its RSS (docs/link.md, QUIC library)
 AGENT_DEFAULT_LIBRARY = "qh3"
 LIBRARY_ENV = "FLEET_QUIC_LIBRARY"
+# a single gateway process: qh3 keeps every must there and costs 0.56-0.91x aioquic's CPU per
+# reading (docs/link.md, QUIC library; docs/benchmarks.md)
+GATEWAY_DEFAULT_LIBRARY = "qh3"
+# a gateway whose connection IDs something routes by server id (a node behind the router,
+# `--reuseport` workers): only aioquic puts the server id into every CID it issues
+CID_ROUTED_LIBRARY = "aioquic"
 
 _protocol_classes: dict[tuple[str, type], type] = {}
 
@@ -41,6 +50,25 @@ def library_name(name: str | None = None, default: str = DEFAULT_LIBRARY) -> str
     chosen = name or os.environ.get(LIBRARY_ENV) or default
     if chosen not in LIBRARIES:
         raise ValueError(f"unknown QUIC library {chosen!r} (one of {', '.join(LIBRARIES)})")
+    return chosen
+
+
+def gateway_library_name(name: str | None = None, cid_routed: bool = False) -> str:
+    """The gateway's QUIC library, chosen here alone: `name` (its `quic_library`), else
+    $FLEET_QUIC_LIBRARY, else `GATEWAY_DEFAULT_LIBRARY` (qh3, the cheaper per reading) for a
+    single gateway process, `CID_ROUTED_LIBRARY` (aioquic) where `cid_routed`: the router or
+    the kernel's SO_REUSEPORT steering sends each datagram to the process whose server id its
+    destination CID carries. qh3 2.1.0's core draws the CIDs of NEW_CONNECTION_ID itself, at
+    random (no hook), so a vehicle that migrates onto one would reach another process: a
+    library without routable CIDs is refused there (ValueError), whoever named it. A single
+    process routes every CID by its own map and keeps every must on either library."""
+    chosen = library_name(name, CID_ROUTED_LIBRARY if cid_routed else GATEWAY_DEFAULT_LIBRARY)
+    if cid_routed and not library(chosen).ROUTABLE_NEW_CIDS:
+        raise ValueError(
+            f"quic_library {chosen} cannot serve where connection IDs are routed (a node "
+            f"behind the router, --reuseport workers): it issues connection IDs that are not "
+            f"routable (without the server id), so a vehicle that migrates onto one reaches "
+            f"another process; use aioquic there (docs/link.md, QUIC library)")
     return chosen
 
 

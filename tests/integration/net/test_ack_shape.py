@@ -72,11 +72,11 @@ def test_unpaced_agents_keep_the_default_ack_delay():
     assert ack_delay_for(1e6) < 2**14 / 1000  # the RFC's limit
 
 
-async def test_the_agent_defaults_to_qh3_the_gateway_to_aioquic(tmp_path, pki, monkeypatch):
+async def test_the_agent_and_a_single_gateway_default_to_qh3(tmp_path, pki, monkeypatch):
     """Each side's default library (docs/link.md, QUIC library), when neither its
     configuration nor FLEET_QUIC_LIBRARY names one."""
     monkeypatch.delenv("FLEET_QUIC_LIBRARY", raising=False)
     gw = GatewayRig(tmp_path, pki)
     agent = AgentRig(tmp_path / "default", "default", "token", "127.0.0.1", 4433, pki["ca"])
     assert agent.uplink.quic.NAME == "qh3"
-    assert gw.gateway.quic.NAME == "aioquic"
+    assert gw.gateway.quic.NAME == "qh3"

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from backend.cluster.cids import CID_LENGTH, CidLayout, issue_routable_cids, warn_if_unroutable
+from backend.cluster.cids import CID_LENGTH, CidLayout, issue_routable_cids, refuse_unroutable
 from geostream.quic import library
 from tests.integration.net.rig import client_config
 
@@ -131,9 +131,30 @@ def test_qh3_routes_its_first_cid_only(pki):
     assert issued and all(CidLayout().server_id(c) != 42 for c in issued), issued
 
 
-def test_a_cluster_node_on_a_library_without_routable_cids_is_warned(caplog):
-    """A cluster node started on qh3 says that migrated connections will be lost there."""
-    assert not warn_if_unroutable(library("aioquic"))
-    assert not caplog.records
-    assert warn_if_unroutable(library("qh3"))
-    assert "loses its connection in a cluster" in caplog.text
+def test_a_cluster_node_on_a_library_without_routable_cids_is_refused():
+    """A cluster node or --reuseport worker handed qh3 refuses to serve, saying why (a vehicle
+    that migrates would be lost on another process)."""
+    refuse_unroutable(library("aioquic"))
+    with pytest.raises(ValueError, match="not routable.*loses its connection"):
+        refuse_unroutable(library("qh3"))
+
+
+async def test_a_gateway_whose_cids_are_routed_runs_aioquic_and_refuses_qh3(tmp_path, pki,
+                                                                            monkeypatch):
+    """A single gateway defaults to qh3; as a cluster node it defaults to aioquic, and qh3
+    named for it is refused at construction, or at start() when the node is set later."""
+    from backend.cluster.node import ClusterNode
+    from backend.gateway import Gateway
+    from tests.integration.net.rig import GatewayRig
+
+    monkeypatch.delenv("FLEET_QUIC_LIBRARY", raising=False)
+    rig = GatewayRig(tmp_path, pki)
+    node = ClusterNode(1, ("127.0.0.1", 9), b"k" * 32)
+    assert rig.gateway.quic.NAME == "qh3"
+    assert Gateway(rig.store, rig.writer, rig.hub, cluster=node).quic.NAME == "aioquic"
+    with pytest.raises(ValueError, match="not routable"):
+        Gateway(rig.store, rig.writer, rig.hub, cluster=node, quic_library="qh3")
+    late = Gateway(rig.store, rig.writer, rig.hub, quic_library="qh3")
+    late.cluster = node
+    with pytest.raises(ValueError, match="not routable"):
+        await late.start("127.0.0.1", 0, pki["cert"], pki["key"])

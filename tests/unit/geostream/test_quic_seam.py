@@ -11,6 +11,7 @@ from geostream.quic import (
     AGENT_DEFAULT_LIBRARY,
     DEFAULT_LIBRARY,
     LIBRARIES,
+    gateway_library_name,
     library,
     library_name,
 )
@@ -73,6 +74,24 @@ def test_library_names(monkeypatch):
     assert library("aioquic").NAME == "aioquic"  # explicit beats the environment
     with pytest.raises(ValueError, match="unknown QUIC library"):
         library_name("quiche")
+
+
+def test_the_gateways_library_follows_its_role(monkeypatch):
+    """qh3 for a single gateway process, aioquic where CIDs are routed by server id; a name
+    (or $FLEET_QUIC_LIBRARY) wins, except qh3 where CIDs are routed: refused, saying why."""
+    monkeypatch.delenv("FLEET_QUIC_LIBRARY", raising=False)
+    assert gateway_library_name() == "qh3"
+    assert gateway_library_name(cid_routed=True) == "aioquic"
+    assert gateway_library_name("aioquic") == "aioquic"
+    assert gateway_library_name("aioquic", cid_routed=True) == "aioquic"
+    with pytest.raises(ValueError, match="connection IDs are routed.*not routable"):
+        gateway_library_name("qh3", cid_routed=True)
+    monkeypatch.setenv("FLEET_QUIC_LIBRARY", "aioquic")  # tests and benches pick one
+    assert gateway_library_name() == "aioquic"
+    monkeypatch.setenv("FLEET_QUIC_LIBRARY", "qh3")
+    assert gateway_library_name("aioquic") == "aioquic"
+    with pytest.raises(ValueError, match="not routable"):
+        gateway_library_name(cid_routed=True)
 
 
 @pytest.mark.parametrize("name", sorted(LIBRARIES))
