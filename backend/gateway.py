@@ -202,6 +202,7 @@ class Gateway:
     def register(self, vehicle: str, proto: GatewayProtocol) -> None:
         self.connections.setdefault(vehicle, set()).add(proto)
         self.alerts.forget(vehicle)  # it may have sent through another backend meanwhile
+        self.dispatch.forget(vehicle)  # likewise its arrival detector
         if self.owners is not None:  # this process owns it now (backend/cluster/owners.py)
             self.owners.connected(vehicle)
 

@@ -49,6 +49,10 @@ log = logging.getLogger(__name__)
 SWEEP_EVERY_S = 3600.0
 
 
+# What `_part` answers for a part nobody drove the vehicle for: kept as its reading only.
+_NOBODY = "nobody drove the vehicle when it was taken"
+
+
 class ActionFailed(RuntimeError):
     """One reading failed (not the database's fault) and is not set aside yet: the batch is
     not acknowledged, the agent sends it again."""
@@ -181,6 +185,8 @@ class VehicleActions:
         part was refused, or None)."""
         if is_part(r.data):
             why = await self._part(vehicle, r, now_ms)
+            if why is _NOBODY:
+                return "kept", None
             return ("kept" if why else "applied"), why
         if is_detection(r.data):
             return await self._detection(vehicle, r, now_ms), None
@@ -235,6 +241,8 @@ class VehicleActions:
                     outcome, why = "kept", letters.describe(exc)
                 if outcome != "kept":
                     letter = letters.replayed(letter, outcome, now_ms)
+                elif why is not None and is_part(r.data):  # its image refused by rule
+                    letter = letters.refused(letter, why, now_ms, replayable=False)
                 else:
                     letter = letter | {"state": "dead", "last_ms": now_ms,
                                        "error": why or "kept, not applied (see the log)"}
@@ -268,7 +276,7 @@ class VehicleActions:
             self.kept += 1
             log.warning("vehicle %s: image part at seq %d kept, not assembled: nobody drove "
                         "the vehicle when it was taken", vehicle, r.seq)
-            return None
+            return _NOBODY
         stored = bool(await store.driver_files_exist([part.image_id], driver))
         rows = [] if stored else await store.image_parts(vehicle, part.image_id)
         held = Held(_header(rows[0]), {x["idx"]: x["data"] for x in rows},

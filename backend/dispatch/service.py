@@ -59,6 +59,8 @@ class Dispatcher:
         self._tracks: dict[str, VehicleTrack] = {}  # vehicle → its live route's track
         self._vehicle_of: dict[str, str] = {}  # live route id → vehicle
         self._locks: dict[str, asyncio.Lock] = {}
+        # vehicles that (re)connected: their track starts again from the store (forget)
+        self._rewind: set[str] = set()
         self.stats: Counter = Counter()
         # re-planning on events (replanner.Replanner.on_event): ("job_added", job),
         # ("transition", t, on_live_route), ("request", cause, unavailable)
@@ -215,6 +217,13 @@ class Dispatcher:
         self._tracks[route.vehicle_id] = track
         self._vehicle_of[route.id] = route.vehicle_id
 
+    def forget(self, vehicle: str) -> None:
+        """A vehicle (re)connected (`Gateway.register`): its track starts again from the
+        store at its next batch, which holds what another gateway process folded meanwhile
+        (docs/scaling.md §4, "Who owns a vehicle")."""
+        if vehicle in self._tracks:
+            self._rewind.add(vehicle)
+
     async def on_committed(self, rows: Iterable, now_ms: int) -> None:
         """After a commit: positions of vehicles on a live route go to their tracks. Costs a
         dict lookup per reading when no vehicle of the batch has one; never raises."""
@@ -227,6 +236,12 @@ class Dispatcher:
         for vehicle, rs in mine.items():
             lock = self._locks.setdefault(vehicle, asyncio.Lock())
             async with lock:
+                if vehicle in self._rewind:
+                    self._rewind.discard(vehicle)
+                    track = self._tracks.get(vehicle)
+                    if track is not None:
+                        track.rewind(-1)
+                        track.reported = None  # every stop checked again, as after a start
                 try:
                     await self._evaluate(vehicle, rs, now_ms)
                 except Exception as exc:

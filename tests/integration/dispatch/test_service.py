@@ -133,6 +133,31 @@ async def test_restart_rebuilds_from_the_store_without_repeating(any_store):
     assert (await any_store.job("a")).state is S.ARRIVED
 
 
+async def test_a_vehicle_back_from_another_process_resumes_from_the_store(any_store):
+    """Two gateway processes on one store: the vehicle arrives at a through one, drives on to
+    b through the other, and comes back: the first starts its track again from the store
+    (Gateway.register → forget), so b's arrival, seen by the other, is not decided twice."""
+    here = await setup(any_store)
+    there = Dispatcher(any_store, dwell_s=30)
+    await there.start()
+    first = [pos(1, 10_000, 0), pos(2, 50_000, 0)]  # 40 s at a
+    await any_store.write(first, [])
+    await here.on_committed(first, T0 + 60_000)
+    there.forget("v1")
+    away = [pos(3, 60_000, 500), pos(4, 100_000, 1000), pos(5, 140_000, 1000)]  # on to b
+    await any_store.write(away, [])
+    await there.on_committed(away, T0 + 150_000)
+    assert (await any_store.job("b")).state is S.ARRIVED
+    replays = here.stats["replays"]
+    here.forget("v1")
+    back = [pos(6, 150_000, 1000), pos(7, 160_000, 1000)]
+    await any_store.write(back, [])
+    await here.on_committed(back, T0 + 170_000)
+    assert here.stats["replays"] == replays + 1 and here.stats["failures"] == 0
+    assert [t.to_state for t in await any_store.transitions("b")].count(S.ARRIVED) == 1
+    assert (await any_store.job("a")).state is S.COMPLETED
+
+
 async def test_a_vehicle_without_a_route_is_not_looked_at(any_store):
     d = await setup(any_store)
     other = [pos(1, 10_000, 0, vehicle="v9"), pos(2, 60_000, 0, vehicle="v9")]
