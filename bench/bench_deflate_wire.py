@@ -28,7 +28,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from geostream.codec import encode  # noqa: E402
-from geostream.deflate import LEVEL, SYNC_TAIL, Deflater, Inflater  # noqa: E402
+from geostream.deflate import (  # noqa: E402
+    LEVEL,
+    SYNC_TAIL,
+    Deflater,
+    DictionaryDeflater,
+    Inflater,
+    inflate_alone,
+)
 from geostream.limits import MAX_MESSAGE_BYTES  # noqa: E402
 from geostream.messages import Batch  # noqa: E402
 from loadtest.fleet import SimVehicle  # noqa: E402
@@ -58,7 +65,9 @@ def inflater_bytes(sessions: int, piece: bytes) -> float:
 
 
 class SessionStream:
-    """A session-wide raw DEFLATE stream with window `wbits` (today's shape at 12)."""
+    """A session-wide raw DEFLATE stream with window `wbits` (§3.1's shape at 12)."""
+
+    KEY = "z"
 
     def __init__(self, wbits: int, mem_level: int = 8):
         self.wbits = wbits
@@ -75,6 +84,8 @@ class PresetDictionary:
     """Each batch on its own, against a dictionary every session shares: no state between
     batches on either side."""
 
+    KEY = "zd"
+
     def __init__(self, wbits: int, zdict: bytes):
         self.wbits, self.zdict = wbits, zdict[-(1 << wbits):]
 
@@ -89,20 +100,31 @@ class PresetDictionary:
         return zlib.decompressobj(-self.wbits, zdict=self.zdict).decompress(piece + SYNC_TAIL)
 
 
+class Shipped(DictionaryDeflater):
+    """What a revision-5 agent and gateway do (docs/protocol.md §3.2): dictionary 1."""
+
+    def __init__(self):
+        super().__init__(1)
+
+    def inflate(self, piece: bytes) -> bytes:
+        return inflate_alone(piece, 1, MAX_MESSAGE_BYTES)
+
+
 def option_figures(readings: list[dict], zdict: bytes, sessions: int) -> list[str]:
     """Bytes per reading (live, drained), memory held per session, CPU per inflated batch."""
     lines = []
-    shapes = [("session stream, wbits 12 (today)", lambda: SessionStream(12)),
+    shapes = [("session stream, wbits 12 (§3.1)", lambda: SessionStream(12)),
               ("session stream, wbits 10", lambda: SessionStream(10)),
               ("session stream, wbits 9", lambda: SessionStream(9)),
               ("per batch, preset dictionary, wbits 12", lambda: PresetDictionary(12, zdict)),
-              ("per batch, preset dictionary, wbits 10", lambda: PresetDictionary(10, zdict))]
+              ("per batch, preset dictionary, wbits 10", lambda: PresetDictionary(10, zdict)),
+              ("shipped dictionary 1 (§3.2, revision 5)", Shipped)]
     plain = wire_bytes(readings, 1, False)
     for name, make in shapes:
         live, drained = (wire_bytes(readings, n, make()) for n in (1, 100))
         shape = make()
         pieces = [shape.piece(encode_readings(readings[i:i + 1])) for i in range(len(readings))]
-        if isinstance(shape, PresetDictionary):
+        if isinstance(shape, PresetDictionary | Shipped):
             held = 0.0
             t0 = time.process_time()
             for p in pieces:

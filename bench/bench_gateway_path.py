@@ -1,7 +1,7 @@
 """Gateway CPU per reading at 1 Hz without sockets: our path against the bare QUIC library.
 
     .venv/bin/python bench/bench_gateway_path.py [--vehicles 400] [--seconds 6] [--profile]
-        [--quic aioquic,qh3]
+        [--quic aioquic,qh3] [--writer-interval-ms 20]
 
 N vehicles, each a sans-IO `QuicConnection` (of each library named by --quic, through the seam
 geostream/quic/; default: the process's) with a geostream `ClientSession`, send one
@@ -10,7 +10,7 @@ edge (backend/gateway_edge.py: routing by connection ID, the per-tick transmit, 
 and its `GatewayProtocol` objects, whose datagrams go to an in-memory transport instead of a
 socket; each delivery is one socket wakeup (the edge's `receive`, then `flush_soon`). Behind
 them the real writer, SQLite store (a temporary file, durable commits), alert engine with the
-default rules, and hub. The
+default rules, and hub (the writer paced as the backend's, `--writer-interval-ms`). The
 baseline in the same run: the same clients and exchange against the library's own
 `QuicConnectionProtocol` answering each batch with an ack-sized reply (same ACK timing
 adjustments as the gateway, backend/quic_tuning.py), so the ratio is what the gateway adds per
@@ -43,7 +43,7 @@ from backend.hub import Hub  # noqa: E402
 from backend.pki import generate  # noqa: E402
 from backend.quic_tuning import delay_acks  # noqa: E402
 from backend.store.sqlite import SqliteStore  # noqa: E402
-from backend.writer import BatchWriter  # noqa: E402
+from backend.writer import DEFAULT_INTERVAL_S, BatchWriter  # noqa: E402
 from geostream import ALPN  # noqa: E402
 from geostream.clock import wall_ms  # noqa: E402
 from geostream.limits import IDLE_TIMEOUT_S  # noqa: E402
@@ -140,21 +140,24 @@ class _Vehicle:
 
 
 class Run:
-    def __init__(self, lib, n: int, certs: dict, bare: bool, profile: cProfile.Profile | None):
+    def __init__(self, lib, n: int, certs: dict, bare: bool, profile: cProfile.Profile | None,
+                 interval_s: float = DEFAULT_INTERVAL_S):
         self.lib, self.n, self.certs, self.bare, self.prof = lib, n, certs, bare, profile
+        self.interval_s = interval_s
         self.client_cpu = 0.0
         self.datagrams_in = 0
+        self.profiling = False  # only the measured seconds, not the warm-up
 
     def _client(self, fn, *args):
         """A client-side call, its CPU booked to the clients (and kept out of the profile)."""
-        if self.prof:
+        if self.profiling:
             self.prof.disable()
         t = time.thread_time()
         try:
             return fn(*args)
         finally:
             self.client_cpu += time.thread_time() - t
-            if self.prof:
+            if self.profiling:
                 self.prof.enable()
 
     def _deliver(self, v: _Vehicle, datagrams: list[bytes]) -> None:
@@ -185,7 +188,7 @@ class Run:
         client_cfg.load_verify_locations(cafile=self.certs["ca"])
         self.store = SqliteStore(str(tmp / f"bench-{lib.NAME}-{self.bare}.db"))
         await self.store.open()
-        self.writer = BatchWriter(self.store)
+        self.writer = BatchWriter(self.store, interval_s=self.interval_s)
         self.writer.start()
         self.alerts = AlertEngine(self.store, parse_rules({}))
         self.hub = Hub()
@@ -240,6 +243,7 @@ class Run:
             self._client(v.pump, loop.time())
         if self.prof:
             self.prof.enable()
+            self.profiling = True
         t0_cpu, t0_client = time.process_time(), self.client_cpu
         in0 = self.datagrams_in
         out0 = self._sent()
@@ -249,6 +253,7 @@ class Run:
         for v in self.vehicles:
             self._client(v.pump, loop.time())
         if self.prof:
+            self.profiling = False
             self.prof.disable()
         cpu = time.process_time() - t0_cpu
         client = self.client_cpu - t0_client
@@ -297,8 +302,9 @@ class Run:
 
 
 async def one(lib, n: int, seconds: float, certs: dict, bare: bool, tmp: Path,
-              profile: cProfile.Profile | None = None) -> dict:
-    run = Run(lib, n, certs, bare, profile)
+              profile: cProfile.Profile | None = None,
+              interval_s: float = DEFAULT_INTERVAL_S) -> dict:
+    run = Run(lib, n, certs, bare, profile, interval_s)
     await run.setup(tmp)
     result = await run.measure(seconds)
     result["alerts"] = dict(run.alerts.stats)
@@ -313,6 +319,8 @@ def main() -> int:
     ap.add_argument("--profile", action="store_true", help="cProfile the gateway side")
     ap.add_argument("--top", type=int, default=30)
     ap.add_argument("--profile-out", help="also write the cProfile stats to this file")
+    ap.add_argument("--writer-interval-ms", type=float, default=DEFAULT_INTERVAL_S * 1000,
+                    help="the writer's pacing (default: the backend's)")
     ap.add_argument("--quic", default="",
                     help="QUIC libraries to measure, comma-separated (default: the process's)")
     a = ap.parse_args()
@@ -325,10 +333,11 @@ def main() -> int:
         for lib in libs:
             bare = asyncio.run(one(lib, a.vehicles, a.seconds, certs, True, tmp))
             prof = cProfile.Profile(time.thread_time) if a.profile else None  # CPU, not wall
-            ours = asyncio.run(one(lib, a.vehicles, a.seconds, certs, False, tmp, prof))
+            ours = asyncio.run(one(lib, a.vehicles, a.seconds, certs, False, tmp, prof,
+                                   a.writer_interval_ms / 1000))
             results[lib.NAME] = (bare, ours)
     print(f"{a.vehicles} vehicles × 1 Hz for {a.seconds} s, no sockets (gateway side CPU per "
-          "reading; clients' CPU excluded)")
+          f"reading; clients' CPU excluded); writer pacing {a.writer_interval_ms:g} ms")
     for name, (bare, ours) in results.items():
         for label, r in ((f"bare {name}, ack-sized reply (baseline)", bare),
                          (f"gateway on {name}: session + writer + SQLite + alerts + hub", ours)):

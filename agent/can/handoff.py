@@ -15,15 +15,20 @@ import collections
 import threading
 from typing import Any
 
-# A frame waits at most this long in the reader before the loop sees it: the agent records a
-# signal at most every 100 ms and sends once a second, so 20 ms of hand-off delay changes no
-# reading and costs the loop 50 wake-ups/s, not 2,000.
-WINDOW_S = 0.02
+from ..ticks import TICK_S, next_tick
+
+# A frame waits at most this long in the reader before the loop sees it, and a batch is handed
+# over on a tick of the agent's wake-up grid (agent/ticks.py), when the loop wakes for the GPS
+# read and the journal's commit anyway: the agent records a signal at most every 100 ms, commits
+# every 200 ms and sends once a second, so 100 ms of hand-off delay changes no reading and costs
+# the loop 10 wake-ups/s, not 2,000 (20 ms and 50/s before the grid).
+WINDOW_S = TICK_S
 # While a batch is open the reader sleeps this long between draining the driver (socket, tty,
 # queue) instead of waking for every frame: a wake-up cost ~17 µs of CPU per frame at 2,000
-# frames/s on slcan (bench/bench_can.py). Frames are stamped when drained, so a reading's time
-# is late by at most this (python-can's own slcan stamps at parse time too).
-POLL_S = 0.01
+# frames/s on slcan (bench/bench_can.py). Frames drained are stamped spread over the time since
+# the previous drain. Not longer: a socketcan socket's default receive buffer holds ~200 frames
+# (~0.1 s at 2,000 frames/s), and the driver must not drop while the reader sleeps.
+POLL_S = 0.025
 # A batch holds at most this many frames (a full 1 Mbit/s bus, ~8,000 frames/s, fills one in
 # ~30 ms), so a saturated bus still hands over steadily and a batch stays a few KB.
 BATCH_FRAMES = 256
@@ -37,8 +42,8 @@ class Batcher:
     `recv()` may block, when to pause so frames gather, and when the batch is due. Pure: `now`
     (monotonic seconds) is an argument.
 
-    Reader loop: `msg = recv(timeout(now, idle))`; a frame → `add()`; `due()` → hand over
-    `take()`; no frame but a batch open → sleep `pause(now)`."""
+    Reader loop: idle, block for a frame and `add()` it; drain the driver and `add()` what it
+    held; `due()` → hand over `take()`, else sleep `pause(now)`."""
 
     def __init__(self, window_s: float = WINDOW_S, poll_s: float = POLL_S,
                  batch_frames: int = BATCH_FRAMES):
@@ -49,14 +54,9 @@ class Batcher:
         self._due = 0.0
 
     def add(self, item: tuple[int, Any], now: float) -> None:
-        if not self.frames:
-            self._due = now + self.window_s
+        if not self.frames:  # due on the grid: the next multiple of the window
+            self._due = next_tick(now, self.window_s)
         self.frames.append(item)
-
-    def timeout(self, idle: float) -> float:
-        """How long `recv()` may block: `idle` with no batch open, else 0 (drain what the
-        driver holds; `pause()` does the waiting)."""
-        return 0.0 if self.frames else idle
 
     def due(self, now: float) -> bool:
         return bool(self.frames) and (now >= self._due or len(self.frames) >= self.batch_frames)

@@ -22,7 +22,7 @@ from geostream.clock import wall_ms
 from ..sources import Emit, Finished, ReopeningSource, SourceState
 from ..ticks import next_tick, readable, sleep_to_tick, spread_ms
 from .decoder import CAN_ERR_BUSOFF
-from .handoff import Batcher, Handoff
+from .handoff import BATCH_FRAMES, Batcher, Handoff
 from .logs import LogFile
 from .pipeline import CanPipeline
 
@@ -219,21 +219,41 @@ class CanBusSource(ReopeningSource):
 
 
 def _reader(bus: can.BusABC, handoff: Handoff, stop: threading.Event) -> None:
-    """The reader thread: receive, stamp, and hand over in batches (agent/can/handoff.py)."""
+    """The reader thread: receive, stamp, and hand over in batches (agent/can/handoff.py).
+
+    Idle, it blocks for the first frame, stamped as it comes. With a batch open it sleeps
+    (`Batcher.pause`) and then drains what the driver gathered meanwhile, stamped spread over
+    the time since the previous drain (agent/ticks.py `spread_ms`), so sleeping longer between
+    drains costs no time accuracy for periodic traffic."""
     batcher = Batcher()
     recv = bus.recv
     clock = time.monotonic
+    drained: list[can.Message] = []
+    since_ms = 0  # when the previous drain ended
     try:
         while not stop.is_set():
-            msg = recv(batcher.timeout(RECV_TIMEOUT_S))
-            now = clock()
-            if msg is not None:
-                batcher.add((wall_ms(), msg), now)
+            if not batcher.frames:
+                msg = recv(RECV_TIMEOUT_S)
+                if msg is None:
+                    continue
+                since_ms = wall_ms()
+                batcher.add((since_ms, msg), clock())
+            while len(drained) < BATCH_FRAMES and (msg := recv(0)) is not None:
+                drained.append(msg)
+            now_ms, now = wall_ms(), clock()
+            for ts, msg in zip(spread_ms(since_ms, now_ms, len(drained)), drained, strict=True):
+                batcher.add((ts, msg), now)
+            full = len(drained) >= BATCH_FRAMES
+            drained.clear()
+            since_ms = now_ms
             if batcher.due(now):
                 handoff.put(batcher.take())
-            elif msg is None and batcher.frames:
+            elif not full:
                 time.sleep(batcher.pause(now))  # let frames gather in the driver
     except BaseException as exc:  # hand every failure to the loop, which reopens
+        now_ms = wall_ms()
+        for msg in drained:
+            batcher.add((now_ms, msg), clock())
         handoff.put(batcher.take())
         handoff.fail(exc)
 

@@ -246,6 +246,11 @@ class TroubleCodes(TypedDict):
     truncated: bool
 
 
+class ActionLetters(TypedDict):
+    letters: list[Json]  # docs/operations.md#dead-letters-of-vehicle-actions
+    truncated: bool
+
+
 class Forecasts(TypedDict):
     now_ms: int
     forecasts: list[Json]  # docs/maintenance.md#predictions-no-trained-model

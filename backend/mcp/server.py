@@ -219,6 +219,16 @@ def build_server(tools: FleetTools, stdio_principal: Principal | None = None) ->
         return await call(ctx, tools.trouble_codes, vehicle, status)
 
     @mcp.tool()
+    async def action_letters(ctx: Context, state: Annotated[str | None, Field(
+            description="failing, dead, replayed or refused; null: all")] = "dead",
+            vehicle: str | None = None) -> schemas.ActionLetters:
+        """Vehicle actions the backend could not apply, the latest first (admins; replay one
+        with POST /api/action-letters/{vehicle}/{epoch}/{seq}/replay): {letters: [{vehicle_id,
+        epoch, seq, key, kind, action, taken_ms, state, error, failures, first_ms, last_ms,
+        replayed_ms, outcome}], truncated}."""
+        return await call(ctx, tools.action_letters, state, vehicle)
+
+    @mcp.tool()
     async def maintenance_forecasts(ctx: Context) -> schemas.Forecasts:
         """Predictions without a trained model, each with its method: {forecasts: [{vehicle,
         kind: trend|peer, signal, method, text ("resting battery voltage reaches 12.0 V in

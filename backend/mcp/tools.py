@@ -18,6 +18,7 @@ from .. import queries
 from ..alerts.fences import fences_from_rows
 from ..authz import Principal, Role
 from ..downlink import check_command
+from ..driver.letters import STATES as LETTER_STATES
 from ..driving import fuel as fuel_rules
 from ..driving import report as driving_report
 from ..driving import scorecard as driving_scores
@@ -39,6 +40,7 @@ MAX_ROWS = 500  # rows of the due list, trouble codes, driving events, fuel rows
 DTC_DAYS = 90  # trouble codes: the last quarter, as the REST API's default
 MAX_WHAT_IF_STOPS = 200  # a long route's stops; one matrix of them stays small
 MAX_PLAN_STOPS = 2_000  # stops listed across a proposal's routes (a 1,000-job plan fits)
+MAX_LETTERS = 200  # dead letters of vehicle actions: more is an incident, read it in the API
 DAY_WORDS = ("today", "yesterday")
 
 
@@ -332,6 +334,17 @@ class FleetTools:
         if vehicle:
             return [(await self._vehicle(p, vehicle))["vehicle_id"]]
         return [v["vehicle_id"] for v in await self._vehicles(p) if v.get("revoked_ms") is None]
+
+    async def action_letters(self, p: Principal, state: str | None = "dead",
+                             vehicle: str | None = None) -> dict:
+        """Vehicle actions the backend could not apply (GET /api/action-letters; admins)."""
+        need(p, Role.ADMIN)
+        if state is not None and state not in LETTER_STATES:
+            raise Refused(f"state must be one of {', '.join(LETTER_STATES)}")
+        if vehicle is not None:
+            vehicle = (await self._vehicle(p, vehicle))["vehicle_id"]
+        rows = await self.store.action_letters(state, vehicle, MAX_LETTERS + 1)
+        return {"letters": rows[:MAX_LETTERS], "truncated": len(rows) > MAX_LETTERS}
 
     async def maintenance_due(self, p: Principal, state: str = "attention") -> dict:
         """The fleet's due list (GET /api/maintenance/due)."""

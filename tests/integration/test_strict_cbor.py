@@ -3,6 +3,7 @@ what a hostile peer can put in a message is refused while decoding or reading by
 
 from __future__ import annotations
 
+import concurrent.futures
 import math
 import struct
 
@@ -67,6 +68,31 @@ def test_nesting_is_bounded_before_anything_deep_is_built():
 ])
 def test_other_departures_from_the_subset_are_malformed(data):
     malformed(data)
+
+
+def test_a_refused_item_leaves_nothing_behind_for_the_next():
+    """The decoder is kept between messages (strict_cbor: one per thread): whatever the last
+    one was refused for, the next is decoded alone and as strictly."""
+    good = cbor2.dumps({"t": "ack", "ranges": [[1, 2]]})
+    for bad in (b"\x81" * (MAX_CBOR_DEPTH + 1) + b"\x00", bytes.fromhex("d81ca16161d81d00"),
+                b"\x9f\x00\xff", b"\xa2\x61a\x00\x61a\x01", b"\x00\x00", b"\x82\x81",
+                b"\xa1\x61a" + tagged(28, b"\x81" * (MAX_CBOR_DEPTH - 2) + b"\x00")):
+        malformed(bad)
+        assert loads(good) == {"t": "ack", "ranges": [[1, 2]]}
+        assert loads(b"\x81" * MAX_CBOR_DEPTH + b"\x00") is not None
+        assert "depth" in malformed(b"\x81" * (MAX_CBOR_DEPTH + 1) + b"\x00")
+        assert "tag" in malformed(tagged(28))
+
+
+def test_threads_decode_apart():
+    items = [cbor2.dumps({"n": i, "s": "x" * i}) for i in range(200)]
+
+    def decode_all(_):
+        return [loads(item)["n"] for item in items]
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        for out in pool.map(decode_all, range(8)):
+            assert out == list(range(200))
 
 
 def frame(obj) -> bytes:

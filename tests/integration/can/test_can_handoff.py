@@ -36,9 +36,8 @@ def seq_of(msg: can.Message) -> int:
 
 def test_batcher_window_pause_and_size():
     b = Batcher(window_s=0.02, poll_s=0.005, batch_frames=3)
-    assert b.timeout(0.1) == 0.1 and not b.due(0.0)
+    assert not b.due(0.0)
     b.add((1, "a"), now=10.0)
-    assert b.timeout(0.1) == 0.0  # a batch is open: drain without blocking
     assert not b.due(10.019) and b.due(10.02)
     assert b.pause(10.0) == 0.005 and b.pause(10.018) == pytest.approx(0.002)
     assert b.pause(10.03) == 0.0
@@ -46,7 +45,8 @@ def test_batcher_window_pause_and_size():
     b.add((3, "c"), now=10.002)
     assert b.due(10.002)  # full before the window ends
     assert b.take() == [(1, "a"), (2, "b"), (3, "c")] and not b.due(99.0)
-    assert b.timeout(0.1) == 0.1
+    b.add((4, "d"), now=10.013)  # due on the window's grid, not a window after the frame
+    assert not b.due(10.019) and b.due(10.02)
 
 
 async def test_handoff_keeps_order_loses_nothing_across_threads():

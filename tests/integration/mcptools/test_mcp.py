@@ -29,7 +29,7 @@ TOOLS = {"list_vehicles", "vehicle_state", "route", "trips", "who_was_in_geofenc
          "acknowledge_alert", "signal_history", "send_command", "maintenance_status",
          "plan_routes", "route_etas", "eta_what_if", "list_geofences", "maintenance_due",
          "trouble_codes", "maintenance_forecasts", "driving_events", "driver_scorecards",
-         "fuel", "list_subscriptions", "subscribe", "unsubscribe"}
+         "fuel", "list_subscriptions", "subscribe", "unsubscribe", "action_letters"}
 
 
 @pytest.fixture
@@ -111,6 +111,8 @@ async def exercise(client: Client, dispatcher: bool) -> None:
     assert fences["geofences"][0]["name"] == "Depot"
     rules = json.loads((await client.read_resource("fleet://alert-rules")).contents[0].text)
     assert [i["name"] for i in rules["maintenance"]["intervals"]] == ["oil", "inspection"]
+    letters = await client.call_tool("action_letters", {})
+    assert letters.is_error and "needs role admin" in letters.content[0].text
     sent = await client.call_tool("send_command", {"vehicle": "truck-2", "name": "ping"})
     ack = await client.call_tool("acknowledge_alert", {"alert_id": 1})
     planned = await client.call_tool("plan_routes", {"start": "2026-12-07T08:00",
@@ -136,6 +138,20 @@ async def test_viewer_is_refused_dispatcher_tools_over_http(backend):
     async with http_client(backend.url, backend.tokens["viewer"]) as client:
         await exercise(client, dispatcher=False)
     assert await backend.store.pending_commands("truck-2") == []
+
+
+async def test_an_admin_lists_the_dead_letters_of_vehicle_actions(backend):
+    letter = {"vehicle_id": "truck-1", "epoch": 1, "seq": 7, "key": "tablet-0001:0007",
+              "kind": "message", "action": {"key": "tablet-0001:0007", "kind": "message"},
+              "taken_ms": 1, "state": "dead", "error": "KeyError: 'pod' [at x.py:1]",
+              "failures": 5, "first_ms": 2, "last_ms": 3, "replayed_ms": None, "outcome": None}
+    await backend.store.put_action_letter(letter)
+    token = await add_user_token(backend.store, "root", "admin")
+    async with http_client(backend.url, token) as client:
+        assert (await call(client, "action_letters"))["letters"] == [letter]
+        assert (await call(client, "action_letters", state="replayed"))["letters"] == []
+        wrong = await client.call_tool("action_letters", {"state": "lost"})
+        assert wrong.is_error and "state must be one of" in wrong.content[0].text
 
 
 async def test_http_without_or_with_a_bad_token_is_401(backend):
