@@ -287,9 +287,12 @@ class ClientSession(_Session):
         self._answered = answered
 
     def batch_size(self, readings: list[dict]) -> int:
-        if isinstance(self.deflater, DictionaryDeflater):
-            return len(self._frame(readings, keep=True))
         batch = Batch(self.epoch, tuple(readings))
+        if isinstance(self.deflater, DictionaryDeflater):
+            try:
+                return len(self._frame(readings, keep=True))
+            except ValueError:  # beyond MAX_MESSAGE_BYTES: the caller asks for a smaller one
+                return framed_size(len(encode_payload(batch, self.deflater)))
         probe = self.deflater.copy() if self.deflater is not None else None
         return framed_size(len(encode_payload(batch, probe)))
 
