@@ -301,9 +301,12 @@ class ClientSession(_Session):
         made (`keep`) is sent as it is: the batch is compressed once, not twice."""
         if not isinstance(self.deflater, DictionaryDeflater):
             return encode(Batch(epoch=self.epoch, readings=tuple(readings)), self.deflater)
-        plain = cbor2.dumps(readings)
-        if self._sized is not None and self._sized[0] == plain:
-            return self._sized[1]
+        # the readings' CBOR is the key of that one frame: made only when there is one to
+        # compare with or to keep (a batch nobody sized first costs no extra encoding)
+        sized = self._sized
+        plain = cbor2.dumps(readings) if keep or sized is not None else None
+        if sized is not None and sized[0] == plain:
+            return sized[1]
         frame = encode(Batch(epoch=self.epoch, readings=tuple(readings)), self.deflater)
         self._sized = (plain, frame) if keep else None
         return frame

@@ -78,12 +78,18 @@ async def _add_now(agent: AgentRig) -> None:
     await agent.add(1)
 
 
-async def _timed_alerts(url: str) -> dict[str, list[tuple[str, str]]]:
-    """(rule, state) of every stale and offline alert, per vehicle."""
+async def _timed_alerts(url: str, since_ms: int) -> dict[str, list[tuple[str, str]]]:
+    """(rule, state) of every stale and offline alert that began at `since_ms` or later (once
+    the fleet was up), per vehicle. A process counts a vehicle's offline time from its own
+    start until the vehicle connects, so on a loaded machine, where the second node takes
+    seconds to come up, a vehicle can rightly be offline (and closed again) before it ever
+    connected."""
     db = await asyncpg.connect(url)
     try:
-        rows = await db.fetch("SELECT vehicle_id, rule, state FROM alerts WHERE rule IN "
-                              "('stale', 'offline') ORDER BY vehicle_id, rule, start_time")
+        rows = await db.fetch(
+            "SELECT vehicle_id, rule, state FROM alerts WHERE rule IN ('stale', 'offline') "
+            "AND start_time >= to_timestamp($1::bigint / 1000.0) "
+            "ORDER BY vehicle_id, rule, start_time", since_ms)
     finally:
         await db.close()
     out: dict[str, list[tuple[str, str]]] = {}
@@ -204,6 +210,7 @@ async def test_stale_and_offline_once_per_vehicle_across_processes(
         agents = {v: agent(v) for v in tokens}
         await until(lambda: all(_server_id(a) is not None for a in agents.values()), 30,
                     "all agents connected")
+        since = wall_ms()
         # streaming for longer than the offline rule: no alert of either rule
         loop = asyncio.get_running_loop()
         end = loop.time() + OFFLINE_S + 2
@@ -213,19 +220,19 @@ async def test_stale_and_offline_once_per_vehicle_across_processes(
             await asyncio.sleep(0.5)
         await until(lambda: all(a.uplink.stats.readings_acked >= a.appended
                                 for a in agents.values()), 30, "the stream acked")
-        assert await _timed_alerts(pg_url) == {}, "connected and streaming: neither rule"
+        assert await _timed_alerts(pg_url, since) == {}, "connected and streaming: neither rule"
 
         # silent but connected: stale once per vehicle, no offline
         async def all_stale() -> bool:
-            got = await _timed_alerts(pg_url)
+            got = await _timed_alerts(pg_url, since)
             return all(("stale", "open") in got.get(v, ()) for v in tokens)
 
         deadline = loop.time() + 30
         while not await all_stale():
-            assert loop.time() < deadline, await _timed_alerts(pg_url)
+            assert loop.time() < deadline, await _timed_alerts(pg_url, since)
             await asyncio.sleep(0.2)
         await asyncio.sleep(2)  # four more timer rounds of every process
-        assert await _timed_alerts(pg_url) == {v: [("stale", "open")] for v in tokens}
+        assert await _timed_alerts(pg_url, since) == {v: [("stale", "open")] for v in tokens}
 
         # the vehicles of one process disconnect, and it is killed before their offline rule
         victim = _server_id(agents["o0"])
@@ -236,15 +243,15 @@ async def test_stale_and_offline_once_per_vehicle_across_processes(
         cluster.kill(victim)
 
         async def offline_taken_over() -> bool:
-            got = await _timed_alerts(pg_url)
+            got = await _timed_alerts(pg_url, since)
             return all(("offline", "open") in got.get(v, ()) for v in moved)
 
         deadline = loop.time() + 60
         while not await offline_taken_over():
-            assert loop.time() < deadline, await _timed_alerts(pg_url)
+            assert loop.time() < deadline, await _timed_alerts(pg_url, since)
             await asyncio.sleep(0.2)
         await asyncio.sleep(2)
-        got = await _timed_alerts(pg_url)
+        got = await _timed_alerts(pg_url, since)
         for v in moved:
             assert sorted(got[v]) == [("offline", "open"), ("stale", "open")], (v, got)
         for v in stayed:
@@ -255,13 +262,13 @@ async def test_stale_and_offline_once_per_vehicle_across_processes(
             agents[v] = agent(v)
 
         async def closed_again() -> bool:
-            got = await _timed_alerts(pg_url)
+            got = await _timed_alerts(pg_url, since)
             return all(sorted(got.get(v, ())) == [("offline", "closed"), ("stale", "closed")]
                        for v in moved)
 
         deadline = loop.time() + 60
         while not await closed_again():
-            assert loop.time() < deadline, await _timed_alerts(pg_url)
+            assert loop.time() < deadline, await _timed_alerts(pg_url, since)
             for v in moved:
                 await _add_now(agents[v])
             await asyncio.sleep(0.5)
@@ -269,7 +276,7 @@ async def test_stale_and_offline_once_per_vehicle_across_processes(
             for v in moved:
                 await _add_now(agents[v])
             await asyncio.sleep(0.5)
-        got = await _timed_alerts(pg_url)
+        got = await _timed_alerts(pg_url, since)
         for v in moved:
             assert sorted(got[v]) == [("offline", "closed"), ("stale", "closed")], (v, got)
         for v in stayed:
