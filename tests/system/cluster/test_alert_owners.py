@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import asyncpg
@@ -29,12 +27,12 @@ from backend.cluster.cids import CidLayout
 from backend.store import open_store
 from geostream.clock import wall_ms
 from tests.integration.net.rig import AgentRig, until
+from tests.system.cluster.logwait import log_wait, wait_ready
 from tests.system.cluster.natsfixture import NatsServer
 
 REPO = Path(__file__).resolve().parents[3]
 HOST = "127.0.0.1"
 VEHICLES = 4
-READY_S = 60.0
 STALE_S = 3
 OFFLINE_S = 6
 CONFIG = f"""
@@ -48,19 +46,6 @@ after_s = {OFFLINE_S}
 
 def _env() -> dict:
     return {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
-
-
-def _log_wait(proc: subprocess.Popen, log: Path, pattern: str, count: int = 1) -> list:
-    """The first `count` matches of `pattern` in the log, waiting for them (bounded)."""
-    deadline = time.monotonic() + READY_S
-    while time.monotonic() < deadline:
-        found = re.findall(pattern, log.read_text(errors="replace"))
-        if len(found) >= count:
-            return found
-        if proc.poll() is not None:
-            raise AssertionError(f"{log.name} exited: {log.read_text()[-3000:]}")
-        time.sleep(0.1)
-    raise AssertionError(f"{pattern!r} ×{count} not in {log.name}: {log.read_text()[-3000:]}")
 
 
 def _server_id(agent: AgentRig) -> int | None:
@@ -110,12 +95,12 @@ class _Reuseport:
              "--http-host", HOST, "--http-port", "0", "--nats-url", nats.url],
             stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, env=_env(), cwd=REPO,
             start_new_session=True)
-        (port,) = _log_wait(self.proc, self.log, r"gateway workers on udp port (\d+)")
-        _log_wait(self.proc, self.log, r"backend ready", 2)
+        (port,) = log_wait(self.proc, self.log, r"gateway workers on udp port (\d+)")
+        log_wait(self.proc, self.log, r"backend ready", 2)
         self.port = int(port)
 
     def kill(self, server_id: int) -> None:
-        pid = int(_log_wait(self.proc, self.log,
+        pid = int(log_wait(self.proc, self.log,
                             rf"reuseport worker {server_id} started \(pid (\d+)\)")[-1])
         os.kill(pid, signal.SIGKILL)
 
@@ -138,7 +123,7 @@ class _Routed:
         router_log = self._spawn(tmp, "router", [
             "--cluster-key-file", key, "router", "--listen", f"{HOST}:0",
             "--tunnel", f"{HOST}:0"])
-        ports = _wait_ready(self.procs["router"], router_log, "router ready")
+        ports = wait_ready(self.procs["router"], router_log, "router ready")
         self.port, tunnel = ports[0], ports[1]
         for sid in (1, 2):
             log = self._spawn(tmp, f"node{sid}", [
@@ -148,7 +133,7 @@ class _Routed:
                 "--ticket-file", str(tmp / f"tickets{sid}.sqlite"),
                 "--server-id", str(sid), "--router", f"{HOST}:{tunnel}",
                 "--cluster-key-file", key, "--nats-url", nats.url])
-            _log_wait(self.procs[f"node{sid}"], log, "backend ready")
+            log_wait(self.procs[f"node{sid}"], log, "backend ready")
 
     def _spawn(self, tmp: Path, name: str, args: list[str]) -> Path:
         log = tmp / f"{name}.log"
@@ -171,18 +156,6 @@ class _Routed:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait(5)
-
-
-def _wait_ready(proc: subprocess.Popen, log: Path, word: str) -> list[int]:
-    deadline = time.monotonic() + READY_S
-    while time.monotonic() < deadline:
-        for line in log.read_text(errors="replace").splitlines():
-            if word in line:
-                return [int(p) for p in re.findall(r":(\d+)\b", line)]
-        if proc.poll() is not None:
-            raise AssertionError(f"{log.name} exited: {log.read_text()[-2000:]}")
-        time.sleep(0.1)
-    raise AssertionError(f"{log.name} not ready: {log.read_text()[-2000:]}")
 
 
 @pytest.mark.parametrize("kind", ["reuseport", "router"])
