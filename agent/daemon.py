@@ -100,6 +100,7 @@ class Agent:
         self._probes: set[asyncio.Task] = set()  # config.set rollback probes
         self._pending: list[Reading] = []
         self._flush_now = asyncio.Event()
+        self._first_pending = asyncio.Event()  # a reading is pending (or the agent stops)
         self.accepted = 0
         self._tick = self.notifier.watchdog_interval(HOUSEKEEPING_S)
         if self.journal.journal.moved_aside:
@@ -134,6 +135,8 @@ class Agent:
     def emit(self, reading: Reading) -> None:
         if type(reading) is Position:
             self.last_position = (reading, time.monotonic())
+        if not self._pending:
+            self._first_pending.set()
         self._pending.append(reading)
         if len(self._pending) >= self.config.journal.commit_max_readings:
             self._flush_now.set()
@@ -145,6 +148,10 @@ class Agent:
         interval = self.config.journal.commit_interval_ms / 1000
         loop = asyncio.get_running_loop()
         while True:
+            if not self._pending and not stopping.is_set():
+                # nothing to commit (a parked vehicle): no timer until a reading comes
+                self._first_pending.clear()
+                await self._first_pending.wait()
             try:
                 async with asyncio.timeout_at(next_tick(loop.time(), interval)):
                     await self._flush_now.wait()
@@ -354,6 +361,7 @@ class Agent:
             await asyncio.gather(*tasks, *self._probes, return_exceptions=True)
             self._flush_now.set()
             stopping.set()
+            self._first_pending.set()
             await committer  # flushes what the sources emitted before they stopped
             uplink.cancel()
             await asyncio.gather(uplink, return_exceptions=True)

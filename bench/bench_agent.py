@@ -112,8 +112,9 @@ def frames_per_drive_s() -> float:
 
 
 class Bench:
-    def __init__(self, work: Path):
+    def __init__(self, work: Path, commit_ms: int = 0):
         self.work = work
+        self.commit_ms = commit_ms  # [journal] commit_interval_ms; 0: the agent's default
         self.procs: list[subprocess.Popen] = []
 
     def spawn(self, name: str, *args: str, stdout=None) -> subprocess.Popen:
@@ -152,7 +153,8 @@ class Bench:
             f'[vehicle]\nid = "{VEHICLE}"\ntoken = "{self.token}"\n\n'
             f'[server]\nhost = "127.0.0.1"\nport = {self.quic_port}\n'
             f'ca_file = "{self.pki["ca"]}"\nserver_name = "localhost"\n\n'
-            f'[journal]\npath = "{self.work / (name + ".journal.sqlite")}"\n\n'
+            f'[journal]\npath = "{self.work / (name + ".journal.sqlite")}"\n'
+            + (f"commit_interval_ms = {self.commit_ms}\n" if self.commit_ms else "") + "\n"
             f'[gps]\ndevice = "{gps_tty}"\nbaud = 115200\n\n'
             f'[[can.bus]]\nname = "truck"\ninterface = "{iface}"\nchannel = "{can_tty}"\n'
             f'bitrate = 500000\ndbc = ["truck_j1939.dbc"]\n'
@@ -212,7 +214,7 @@ def measure(pid: int, seconds: float, sock: Path, gen: Path | None) -> dict:
 async def run(args) -> None:
     speed = args.frames_per_s / frames_per_drive_s()
     with tempfile.TemporaryDirectory(prefix="bench-agent-") as tmp:
-        b = Bench(Path(tmp))
+        b = Bench(Path(tmp), args.commit_interval_ms)
         try:
             await b.backend()
             results = {}
@@ -378,6 +380,8 @@ def main() -> None:
     p.add_argument("--profile", metavar="FILE", help="py-spy the loaded agent into FILE")
     p.add_argument("--gil", action="store_true",
                    help="with --profile: only samples holding the GIL (py-spy --gil)")
+    p.add_argument("--commit-interval-ms", type=int, default=0,
+                   help="the agent's [journal] commit_interval_ms (default: its own, 200)")
     p.add_argument("--can", choices=("virtual", "slcan"), default="slcan",
                    help="slcan (default): frames over a pty from another process, as from a "
                         "USB adapter; virtual: python-can's in-process bus")

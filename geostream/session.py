@@ -287,9 +287,12 @@ class ClientSession(_Session):
         self._answered = answered
 
     def batch_size(self, readings: list[dict]) -> int:
-        if isinstance(self.deflater, DictionaryDeflater):
-            return len(self._frame(readings, keep=True))
         batch = Batch(self.epoch, tuple(readings))
+        if isinstance(self.deflater, DictionaryDeflater):
+            try:
+                return len(self._frame(readings, keep=True))
+            except ValueError:  # beyond MAX_MESSAGE_BYTES: the caller asks for a smaller one
+                return framed_size(len(encode_payload(batch, self.deflater)))
         probe = self.deflater.copy() if self.deflater is not None else None
         return framed_size(len(encode_payload(batch, probe)))
 
@@ -298,9 +301,12 @@ class ClientSession(_Session):
         made (`keep`) is sent as it is: the batch is compressed once, not twice."""
         if not isinstance(self.deflater, DictionaryDeflater):
             return encode(Batch(epoch=self.epoch, readings=tuple(readings)), self.deflater)
-        plain = cbor2.dumps(readings)
-        if self._sized is not None and self._sized[0] == plain:
-            return self._sized[1]
+        # the readings' CBOR is the key of that one frame: made only when there is one to
+        # compare with or to keep (a batch nobody sized first costs no extra encoding)
+        sized = self._sized
+        plain = cbor2.dumps(readings) if keep or sized is not None else None
+        if sized is not None and sized[0] == plain:
+            return sized[1]
         frame = encode(Batch(epoch=self.epoch, readings=tuple(readings)), self.deflater)
         self._sized = (plain, frame) if keep else None
         return frame
@@ -320,6 +326,9 @@ class ServerSession(_Session):
         self._committed = RangeSet()
         self.max_credit_granted = credit
         self.pending = 0  # readings received and not yet acknowledged (§3 batch, §6)
+        # an ack owed for commits since the last one queued: one `ack` message, with the state
+        # of the moment it is queued, however many batches committed meanwhile
+        self._ack_due = False
         self._decoder.inflater = Inflater(MAX_MESSAGE_BYTES)  # offered in the welcome (§3.1)
 
     @property
@@ -397,7 +406,9 @@ class ServerSession(_Session):
         self.max_credit_granted = max(self.max_credit_granted, credit)
 
     def committed(self, seqs: Iterable[int], credit: int | None = None) -> None:
-        """Acknowledge sequence numbers (of one received batch) whose transaction committed."""
+        """Acknowledge sequence numbers (of one received batch) whose transaction committed.
+        The `ack` is queued once for all batches committed before the next `data_to_send()`
+        (or the next other message): a drain's batches of one commit cost one ack."""
         n = 0
         for q in seqs:
             n += 1
@@ -408,8 +419,25 @@ class ServerSession(_Session):
         self._committed.discard_through(self.through)
         if credit is not None:
             self.set_credit(credit)
-        self._send(Ack(epoch=self.hello.epoch, through=self.through,
-                       ranges=tuple(self._committed), credit=self.credit))
+        self._ack_due = True
+
+    def _queue_ack(self) -> None:
+        """The owed ack, in its place: before any message queued after the commits it covers."""
+        self._ack_due = False
+        assert self.hello is not None, "acks only after the hello"
+        self._out += encode(Ack(epoch=self.hello.epoch, through=self.through,
+                                ranges=tuple(self._committed), credit=self.credit))
+
+    def _send(self, msg) -> None:
+        if self._ack_due:
+            self._queue_ack()
+        super()._send(msg)
+
+    def data_to_send(self) -> bytes:
+        """What is queued, the owed ack included (one for all commits since the last)."""
+        if self._ack_due:
+            self._queue_ack()
+        return super().data_to_send()
 
     def send_command(self, command: Command) -> None:
         self._send(command)

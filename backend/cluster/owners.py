@@ -22,8 +22,9 @@ and offline alert rules), across a router cluster and the workers of `--reusepor
 Hand-over time: a vehicle that reconnects elsewhere belongs to the new process as soon as its
 claim commits (milliseconds after the handshake); the old one stops at its next sync, the new
 one starts at its next (≤ `alert_timer_s` each). A killed owner's vehicles are adopted within
-`MEMBER_TTL_S` + `RENEW_S` + `alert_timer_s` (17 s with the defaults); its connected vehicles
-reconnect elsewhere sooner (the agent's stall rule) and are claimed directly.
+`MEMBER_TTL_S` + `alert_timer_s` of its death (15 s with the defaults: its last renewal was no
+later than its death, and the next round of any live process adopts them); its connected
+vehicles reconnect elsewhere sooner (the agent's stall rule) and are claimed directly.
 Clocks: membership compares one process's wall clock with another's (NTP, as TLS needs).
 """
 

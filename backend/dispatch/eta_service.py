@@ -43,6 +43,7 @@ class EtaService:
         self.publish_alert = publish_alert or (lambda alert: None)
         self._trackers: dict[str, RouteEtaTracker] = {}  # vehicle → its live route's
         self._open: dict[str, dict[str, object]] = {}  # vehicle → job id → open alert
+        self._reload: set[str] = set()  # vehicles whose open alerts are read again (forget)
         self.stats: Counter = Counter()
         # notifications' ETA-change watch (backend/notify/service.py): `await on_eta(message)`
         self.on_eta: Callable | None = None
@@ -62,6 +63,12 @@ class EtaService:
         for a in await self.store.list_alerts(AlertQuery(rule=RULE, state="open",
                                                          limit=OPEN_LIMIT)):
             self._open.setdefault(a.vehicle_id, {})[a.subject] = a
+
+    def forget(self, vehicle: str) -> None:
+        """A vehicle (re)connected: its open late-risk alerts are read again from the store
+        at its next computation (another gateway process may have opened or closed some
+        meanwhile; docs/scaling.md §4, "Who owns a vehicle")."""
+        self._reload.add(vehicle)
 
     def tracker(self, vehicle: str) -> RouteEtaTracker | None:
         return self._trackers.get(vehicle)
@@ -122,6 +129,10 @@ class EtaService:
                 await self.on_eta(live.message())
             except Exception as exc:  # notifications must not stop the ETAs
                 log.warning("ETA notifications: %s", exc)
+        if vehicle in self._reload:
+            self._open[vehicle] = {a.subject: a for a in await self.store.list_alerts(
+                AlertQuery(vehicle=vehicle, rule=RULE, state="open", limit=OPEN_LIMIT))}
+            self._reload.discard(vehicle)
         await self._settle(vehicle, tr, now_ms)
         return live
 

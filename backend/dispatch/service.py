@@ -219,10 +219,13 @@ class Dispatcher:
 
     def forget(self, vehicle: str) -> None:
         """A vehicle (re)connected (`Gateway.register`): its track starts again from the
-        store at its next batch, which holds what another gateway process folded meanwhile
-        (docs/scaling.md §4, "Who owns a vehicle")."""
+        store at its next batch, which holds what another gateway process folded meanwhile,
+        and its live ETAs re-read its open late-risk alerts (docs/scaling.md §4, "Who owns a
+        vehicle")."""
         if vehicle in self._tracks:
             self._rewind.add(vehicle)
+        if self.etas is not None:  # its open late-risk alerts, likewise
+            self.etas.forget(vehicle)
 
     async def on_committed(self, rows: Iterable, now_ms: int) -> None:
         """After a commit: positions of vehicles on a live route go to their tracks. Costs a

@@ -179,6 +179,24 @@ async def test_late_risk_alert_closes_when_the_stop_is_done(any_store):
     assert len(published) == n and etas.tracker("v1") is None
 
 
+async def test_a_vehicle_moved_to_another_process_has_its_alert_closed_there(any_store):
+    """Two gateway processes on one store: the late-risk alert opened through one is closed
+    through the other once the vehicle reconnected there (Gateway.register → forget reads its
+    open alerts again; without it the other process never knew of the alert)."""
+    now = [T0]
+    d, etas, sub, published, alerts = await _setup(any_store, lambda: now[0])
+    other_etas = EtaService(any_store, clock=lambda: now[0])
+    other = Dispatcher(any_store, dwell_s=30, etas=other_etas)
+    await other_etas.start()
+    await other.start()  # started before the alert: it has none open
+    await _drive(any_store, d, [_pos(1, T0, -25_000)], T0)
+    assert await _open_late(any_store) == [("b", "r1")]
+    other.forget("v1")  # the vehicle reconnected to the other process
+    await _drive(any_store, other, [_pos(2, T0 + 40_000, -500)], T0 + 40_000)
+    assert await _open_late(any_store) == []
+    assert other.stats["eta_failures"] == 0
+
+
 def test_episode_shape_is_the_alert_engines():
     # late-risk alerts are Episodes of the alert engine (stored, acknowledged, listed alike)
     tr = _tracker(windows_b=(TimeWindow(T0, T0 + 1),))

@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import asyncpg
@@ -29,12 +27,12 @@ from backend.cluster.cids import CidLayout
 from backend.store import open_store
 from geostream.clock import wall_ms
 from tests.integration.net.rig import AgentRig, until
+from tests.system.cluster.logwait import log_wait, wait_ready
 from tests.system.cluster.natsfixture import NatsServer
 
 REPO = Path(__file__).resolve().parents[3]
 HOST = "127.0.0.1"
 VEHICLES = 4
-READY_S = 60.0
 STALE_S = 3
 OFFLINE_S = 6
 CONFIG = f"""
@@ -48,19 +46,6 @@ after_s = {OFFLINE_S}
 
 def _env() -> dict:
     return {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
-
-
-def _log_wait(proc: subprocess.Popen, log: Path, pattern: str, count: int = 1) -> list:
-    """The first `count` matches of `pattern` in the log, waiting for them (bounded)."""
-    deadline = time.monotonic() + READY_S
-    while time.monotonic() < deadline:
-        found = re.findall(pattern, log.read_text(errors="replace"))
-        if len(found) >= count:
-            return found
-        if proc.poll() is not None:
-            raise AssertionError(f"{log.name} exited: {log.read_text()[-3000:]}")
-        time.sleep(0.1)
-    raise AssertionError(f"{pattern!r} ×{count} not in {log.name}: {log.read_text()[-3000:]}")
 
 
 def _server_id(agent: AgentRig) -> int | None:
@@ -78,12 +63,18 @@ async def _add_now(agent: AgentRig) -> None:
     await agent.add(1)
 
 
-async def _timed_alerts(url: str) -> dict[str, list[tuple[str, str]]]:
-    """(rule, state) of every stale and offline alert, per vehicle."""
+async def _timed_alerts(url: str, since_ms: int) -> dict[str, list[tuple[str, str]]]:
+    """(rule, state) of every stale and offline alert that began at `since_ms` or later (once
+    the fleet was up), per vehicle. A process counts a vehicle's offline time from its own
+    start until the vehicle connects, so on a loaded machine, where the second node takes
+    seconds to come up, a vehicle can rightly be offline (and closed again) before it ever
+    connected."""
     db = await asyncpg.connect(url)
     try:
-        rows = await db.fetch("SELECT vehicle_id, rule, state FROM alerts WHERE rule IN "
-                              "('stale', 'offline') ORDER BY vehicle_id, rule, start_time")
+        rows = await db.fetch(
+            "SELECT vehicle_id, rule, state FROM alerts WHERE rule IN ('stale', 'offline') "
+            "AND start_time >= to_timestamp($1::bigint / 1000.0) "
+            "ORDER BY vehicle_id, rule, start_time", since_ms)
     finally:
         await db.close()
     out: dict[str, list[tuple[str, str]]] = {}
@@ -104,12 +95,12 @@ class _Reuseport:
              "--http-host", HOST, "--http-port", "0", "--nats-url", nats.url],
             stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, env=_env(), cwd=REPO,
             start_new_session=True)
-        (port,) = _log_wait(self.proc, self.log, r"gateway workers on udp port (\d+)")
-        _log_wait(self.proc, self.log, r"backend ready", 2)
+        (port,) = log_wait(self.proc, self.log, r"gateway workers on udp port (\d+)")
+        log_wait(self.proc, self.log, r"backend ready", 2)
         self.port = int(port)
 
     def kill(self, server_id: int) -> None:
-        pid = int(_log_wait(self.proc, self.log,
+        pid = int(log_wait(self.proc, self.log,
                             rf"reuseport worker {server_id} started \(pid (\d+)\)")[-1])
         os.kill(pid, signal.SIGKILL)
 
@@ -132,7 +123,7 @@ class _Routed:
         router_log = self._spawn(tmp, "router", [
             "--cluster-key-file", key, "router", "--listen", f"{HOST}:0",
             "--tunnel", f"{HOST}:0"])
-        ports = _wait_ready(self.procs["router"], router_log, "router ready")
+        ports = wait_ready(self.procs["router"], router_log, "router ready")
         self.port, tunnel = ports[0], ports[1]
         for sid in (1, 2):
             log = self._spawn(tmp, f"node{sid}", [
@@ -142,7 +133,7 @@ class _Routed:
                 "--ticket-file", str(tmp / f"tickets{sid}.sqlite"),
                 "--server-id", str(sid), "--router", f"{HOST}:{tunnel}",
                 "--cluster-key-file", key, "--nats-url", nats.url])
-            _log_wait(self.procs[f"node{sid}"], log, "backend ready")
+            log_wait(self.procs[f"node{sid}"], log, "backend ready")
 
     def _spawn(self, tmp: Path, name: str, args: list[str]) -> Path:
         log = tmp / f"{name}.log"
@@ -165,18 +156,6 @@ class _Routed:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait(5)
-
-
-def _wait_ready(proc: subprocess.Popen, log: Path, word: str) -> list[int]:
-    deadline = time.monotonic() + READY_S
-    while time.monotonic() < deadline:
-        for line in log.read_text(errors="replace").splitlines():
-            if word in line:
-                return [int(p) for p in re.findall(r":(\d+)\b", line)]
-        if proc.poll() is not None:
-            raise AssertionError(f"{log.name} exited: {log.read_text()[-2000:]}")
-        time.sleep(0.1)
-    raise AssertionError(f"{log.name} not ready: {log.read_text()[-2000:]}")
 
 
 @pytest.mark.parametrize("kind", ["reuseport", "router"])
@@ -204,6 +183,7 @@ async def test_stale_and_offline_once_per_vehicle_across_processes(
         agents = {v: agent(v) for v in tokens}
         await until(lambda: all(_server_id(a) is not None for a in agents.values()), 30,
                     "all agents connected")
+        since = wall_ms()
         # streaming for longer than the offline rule: no alert of either rule
         loop = asyncio.get_running_loop()
         end = loop.time() + OFFLINE_S + 2
@@ -213,19 +193,19 @@ async def test_stale_and_offline_once_per_vehicle_across_processes(
             await asyncio.sleep(0.5)
         await until(lambda: all(a.uplink.stats.readings_acked >= a.appended
                                 for a in agents.values()), 30, "the stream acked")
-        assert await _timed_alerts(pg_url) == {}, "connected and streaming: neither rule"
+        assert await _timed_alerts(pg_url, since) == {}, "connected and streaming: neither rule"
 
         # silent but connected: stale once per vehicle, no offline
         async def all_stale() -> bool:
-            got = await _timed_alerts(pg_url)
+            got = await _timed_alerts(pg_url, since)
             return all(("stale", "open") in got.get(v, ()) for v in tokens)
 
         deadline = loop.time() + 30
         while not await all_stale():
-            assert loop.time() < deadline, await _timed_alerts(pg_url)
+            assert loop.time() < deadline, await _timed_alerts(pg_url, since)
             await asyncio.sleep(0.2)
         await asyncio.sleep(2)  # four more timer rounds of every process
-        assert await _timed_alerts(pg_url) == {v: [("stale", "open")] for v in tokens}
+        assert await _timed_alerts(pg_url, since) == {v: [("stale", "open")] for v in tokens}
 
         # the vehicles of one process disconnect, and it is killed before their offline rule
         victim = _server_id(agents["o0"])
@@ -236,15 +216,15 @@ async def test_stale_and_offline_once_per_vehicle_across_processes(
         cluster.kill(victim)
 
         async def offline_taken_over() -> bool:
-            got = await _timed_alerts(pg_url)
+            got = await _timed_alerts(pg_url, since)
             return all(("offline", "open") in got.get(v, ()) for v in moved)
 
         deadline = loop.time() + 60
         while not await offline_taken_over():
-            assert loop.time() < deadline, await _timed_alerts(pg_url)
+            assert loop.time() < deadline, await _timed_alerts(pg_url, since)
             await asyncio.sleep(0.2)
         await asyncio.sleep(2)
-        got = await _timed_alerts(pg_url)
+        got = await _timed_alerts(pg_url, since)
         for v in moved:
             assert sorted(got[v]) == [("offline", "open"), ("stale", "open")], (v, got)
         for v in stayed:
@@ -255,13 +235,13 @@ async def test_stale_and_offline_once_per_vehicle_across_processes(
             agents[v] = agent(v)
 
         async def closed_again() -> bool:
-            got = await _timed_alerts(pg_url)
+            got = await _timed_alerts(pg_url, since)
             return all(sorted(got.get(v, ())) == [("offline", "closed"), ("stale", "closed")]
                        for v in moved)
 
         deadline = loop.time() + 60
         while not await closed_again():
-            assert loop.time() < deadline, await _timed_alerts(pg_url)
+            assert loop.time() < deadline, await _timed_alerts(pg_url, since)
             for v in moved:
                 await _add_now(agents[v])
             await asyncio.sleep(0.5)
@@ -269,7 +249,7 @@ async def test_stale_and_offline_once_per_vehicle_across_processes(
             for v in moved:
                 await _add_now(agents[v])
             await asyncio.sleep(0.5)
-        got = await _timed_alerts(pg_url)
+        got = await _timed_alerts(pg_url, since)
         for v in moved:
             assert sorted(got[v]) == [("offline", "closed"), ("stale", "closed")], (v, got)
         for v in stayed:

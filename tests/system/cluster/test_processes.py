@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import aiohttp
@@ -26,12 +24,12 @@ from backend.store import open_store
 from hil.lifeline import stop_all
 from tests.authhelp import add_user_token, bearer
 from tests.integration.net.rig import AgentRig, until
+from tests.system.cluster.logwait import wait_ready
 from tests.system.cluster.natsfixture import NatsServer
 
 REPO = Path(__file__).resolve().parents[3]
 HOST = "127.0.0.1"
 VEHICLES = 6
-READY_S = 60.0
 
 
 def _spawn(tmp: Path, name: str, args: list[str]) -> tuple[subprocess.Popen, Path]:
@@ -40,20 +38,6 @@ def _spawn(tmp: Path, name: str, args: list[str]) -> tuple[subprocess.Popen, Pat
     p = subprocess.Popen([sys.executable, "-m", "backend", *args], stdout=open(log, "ab"),
                          stderr=subprocess.STDOUT, env=env, cwd=REPO)
     return p, log
-
-
-def _wait_ready(proc: subprocess.Popen, log: Path, word: str) -> list[int]:
-    """Wait for the process's ready line; returns the ports it names (every server here binds
-    port 0, so only the process itself knows them)."""
-    deadline = time.monotonic() + READY_S
-    while time.monotonic() < deadline:
-        for line in log.read_text(errors="replace").splitlines():
-            if word in line:
-                return [int(p) for p in re.findall(r":(\d+)\b", line)]
-        if proc.poll() is not None:
-            raise AssertionError(f"{log.name} exited: {log.read_text()[-2000:]}")
-        time.sleep(0.1)
-    raise AssertionError(f"{log.name} not ready: {log.read_text()[-2000:]}")
 
 
 async def _browser(ports: list[int], token: str) -> None:
@@ -100,7 +84,7 @@ async def test_kill9_node_and_nats_restart_mid_stream_lose_and_duplicate_nothing
                                              "--listen", f"{HOST}:0",
                                              "--tunnel", f"{HOST}:0"])
         procs.append(router)
-        public, tunnel = _wait_ready(*router, "router ready")
+        public, tunnel = wait_ready(*router, "router ready")
         nodes, http_ports = {}, {}
         for sid in (1, 2, 3):
             nodes[sid] = _spawn(tmp_path, f"node{sid}", [
@@ -111,7 +95,7 @@ async def test_kill9_node_and_nats_restart_mid_stream_lose_and_duplicate_nothing
                 "--cluster-key-file", cluster_key[0], "--nats-url", nats.url])
             procs.append(nodes[sid])
         for sid in nodes:
-            http_ports[sid], _ = _wait_ready(*nodes[sid], "backend ready")
+            http_ports[sid], _ = wait_ready(*nodes[sid], "backend ready")
         store = open_store(pg_url)
         await store.open()
         try:

@@ -13,7 +13,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import asyncpg
@@ -24,26 +23,13 @@ from backend.cluster.reuseport import reuseport_socket
 from backend.cluster.workers import bind_group
 from backend.store import open_store
 from tests.integration.net.rig import AgentRig, until
+from tests.system.cluster.logwait import log_wait
 from tests.system.cluster.natsfixture import NatsServer
 
 REPO = Path(__file__).resolve().parents[3]
 HOST = "127.0.0.1"
 VEHICLES = 4
 MIGRATIONS = 3
-READY_S = 60.0
-
-
-def _log_wait(proc: subprocess.Popen, log: Path, pattern: str, count: int = 1) -> list:
-    """The first `count` matches of `pattern` in the log, waiting for them (bounded)."""
-    deadline = time.monotonic() + READY_S
-    while time.monotonic() < deadline:
-        found = re.findall(pattern, log.read_text(errors="replace"))
-        if len(found) >= count:
-            return found
-        if proc.poll() is not None:
-            raise AssertionError(f"supervisor exited: {log.read_text()[-3000:]}")
-        time.sleep(0.1)
-    raise AssertionError(f"{pattern!r} ×{count} not in the log: {log.read_text()[-3000:]}")
 
 
 async def _seqs(url: str, vehicle: str) -> list[int]:
@@ -87,8 +73,8 @@ async def test_two_workers_on_one_port_keep_migrations_and_survive_kill9(tmp_pat
         start_new_session=True)
     agents: list[AgentRig] = []
     try:
-        (port,) = _log_wait(sup, log, r"gateway workers on udp port (\d+)")
-        _log_wait(sup, log, r"backend ready", 2)
+        (port,) = log_wait(sup, log, r"gateway workers on udp port (\d+)")
+        log_wait(sup, log, r"backend ready", 2)
         store = open_store(pg_url)
         await store.open()
         try:
@@ -110,12 +96,12 @@ async def test_two_workers_on_one_port_keep_migrations_and_survive_kill9(tmp_pat
             assert _process_of(a) == owner, "still on the process that issued its CIDs"
 
         victim = owners[0]
-        pid = int(_log_wait(sup, log, rf"reuseport worker {victim} started \(pid (\d+)\)")[-1])
+        pid = int(log_wait(sup, log, rf"reuseport worker {victim} started \(pid (\d+)\)")[-1])
         moved = [a for a, o in zip(agents, owners, strict=True) if o == victim]
         os.kill(pid, signal.SIGKILL)  # a worker dies mid-stream without a word
         for a in agents:
             await a.add(20)
-        _log_wait(sup, log, rf"reuseport worker {victim} started", 2)  # started again
+        log_wait(sup, log, rf"reuseport worker {victim} started", 2)  # started again
         await until(lambda: all(a.uplink.link is not link and _process_of(a) is not None
                                 for a, link in zip(agents, links, strict=True) if a in moved),
                     60, "the dead worker's vehicles reconnected")

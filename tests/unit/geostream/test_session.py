@@ -189,3 +189,24 @@ def test_commands_reach_the_agent_and_acks_reach_the_gateway():
     client.acknowledge_command(4, False, "unsupported")
     [ack] = server.receive_data(client.data_to_send())
     assert ack.ack == CommandAck(id=4, ok=False, detail="unsupported")
+
+
+def test_batches_committed_together_are_acknowledged_once_in_their_place():
+    client, server = handshake()
+    client.send_batch([pos(1)])
+    client.send_batch([pos(2)])
+    client.send_batch([pos(3)])
+    assert len(server.receive_data(client.data_to_send())) == 3
+    server.committed([1])
+    server.committed([3])
+    server.committed([2])
+    assert client.receive_data(server.data_to_send()) == [
+        Acknowledged(epoch=9, through=3, ranges=(), newly_acked=3)]  # one ack for three
+    client.send_batch([pos(4)])
+    server.receive_data(client.data_to_send())
+    server.committed([4])
+    server.fail(ProtocolError(ErrorCode.INVALID_READING, "after the commit"))
+    ack, err = client.receive_data(server.data_to_send())  # the ack keeps its place
+    assert ack == Acknowledged(epoch=9, through=4, ranges=(), newly_acked=1)
+    assert isinstance(err, PeerError) and err.code == ErrorCode.INVALID_READING
+    assert server.data_to_send() == b""  # owed once, sent once

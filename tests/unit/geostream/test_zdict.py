@@ -5,6 +5,7 @@ with the documented codes, and the gateway holding no inflater for such a sessio
 from __future__ import annotations
 
 import hashlib
+import random
 import zlib
 
 import cbor2
@@ -261,3 +262,10 @@ def test_random_pieces_never_crash_the_gateway_session(piece):
     events = server.receive(frame({"t": "batch", "epoch": 3, "zd": piece}))
     assert isinstance(events[-1], Failed)
     assert events[-1].code in (ErrorCode.MALFORMED, ErrorCode.TOO_LARGE)
+
+
+def test_sizing_a_batch_beyond_the_message_bound_answers_its_size():
+    client, _, _ = handshake()
+    noise = random.Random(5).randbytes(MAX_MESSAGE_BYTES + 1000)
+    big = [{**readings(1, 1)[0], "blob": noise}]  # incompressible: the frame exceeds the bound
+    assert client.batch_size(big) > MAX_MESSAGE_BYTES  # an answer, so the agent asks for less
