@@ -64,7 +64,7 @@ def test_no_module_outside_the_seam_imports_a_quic_library():
 
 def test_library_names(monkeypatch):
     monkeypatch.delenv("FLEET_QUIC_LIBRARY", raising=False)
-    assert library_name() == DEFAULT_LIBRARY == "aioquic"  # the gateway's
+    assert library_name() == DEFAULT_LIBRARY == "aioquic"  # tools, test clients
     assert library_name(default=AGENT_DEFAULT_LIBRARY) == "qh3"  # the agent's
     monkeypatch.setenv("FLEET_QUIC_LIBRARY", "qh3")
     assert library_name() == "qh3" and library().NAME == "qh3"
