@@ -148,6 +148,20 @@ class QuicConnection(_Qh3Connection):
         if self._close_event is None:
             super().send_ping(uid)
 
+    # --- a new path before the peer's next CID came: the current CID, as on aioquic ---------
+    # qh3 raises ValueError("... no unused peer connection ID") when an endpoint moves again
+    # before the peer's NEW_CONNECTION_ID for the last move arrived (two address changes within
+    # one round trip: a flapping modem, a loaded machine); aioquic keeps the current CID. The
+    # move itself goes on either way: the socket changes, the peer follows the new address.
+
+    def change_connection_id(self) -> None:
+        try:
+            super().change_connection_id()
+        except ValueError as exc:
+            if "no unused peer connection ID" not in str(exc):
+                raise
+            log.debug("no unused peer CID yet: the move keeps the current one")
+
 
 def ack_with_data(quic) -> None:
     """Let the next packet carry any pending 1-RTT ACK (call before sending stream data).

@@ -273,9 +273,10 @@ def _start_clients(c: Cluster, ca: str, tokens: dict[str, str]) -> list[subproce
     for w in range(WORKERS):
         spec = {**asdict(opts), "ca": ca, "seed": 1000 + w, "local_hosts": c.lan.members["veh"],
                 "stall_s": TEST_STALL_S,
-                # aioquic clients, as before the load tester's default became qh3: with qh3
-                # clients on a loaded machine the moves stop at 16 per worker (two busy loops
-                # beside the test reproduce it; aioquic clients under the same load pass)
+                # aioquic clients, as before the load tester's default became qh3: on a loaded
+                # machine a qh3 client moved again before the gateway's next CID came, qh3
+                # raised, and that worker's moves stopped (16 each); the qh3 adapter keeps the
+                # current CID now (tests/integration/net/test_quic_cid_moves.py)
                 "quic_library": "aioquic",
                 "vehicles": [{"id": v, "token": tokens[v], "epoch": 7 + i,
                               "server": [c.lan.addr("router"), QUIC]}
