@@ -7,25 +7,15 @@ from __future__ import annotations
 
 import pytest
 
-from backend.pki import generate
 from geostream import ALPN
 from geostream.quic import library
+from tests.integration.net.test_quic_tls_trim import certs, pump  # noqa: F401 (a fixture)
 
 SERVER, CLIENT, MOVED = ("127.0.0.1", 4433), ("127.0.0.1", 5555), ("127.0.0.2", 5556)
 
 
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory):
-    return generate(str(tmp_path_factory.mktemp("pki")), ["localhost", "127.0.0.1"])
-
-
-def pump(a, b, a_addr, now):
-    for data, _ in a.datagrams_to_send(now=now):
-        b.receive_datagram(data, a_addr, now=now)
-
-
 @pytest.mark.parametrize("client_lib", ["qh3", "aioquic"])
-def test_moves_faster_than_the_peers_new_cids_keep_the_connection(client_lib, certs):
+def test_moves_faster_than_the_peers_new_cids_keep_the_connection(client_lib, certs):  # noqa: F811
     srv, cl = library("aioquic"), library(client_lib)
     scfg = srv.QuicConfiguration(is_client=False, alpn_protocols=[ALPN])
     scfg.load_cert_chain(certs["cert"], certs["key"])
