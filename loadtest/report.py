@@ -37,6 +37,9 @@ class Report:
     errors: dict = field(default_factory=dict)
     batches: int = 0              # batches the vehicles sent (their machines' pacing)
     connects: int = 0
+    handshakes: int = 0           # QUIC handshakes completed (connects and probes)
+    resumed: int = 0              # of them resumed with a session ticket
+    early_data: int = 0           # of them whose 0-RTT hello the gateway accepted
     migrations: int = 0
     reconnects: int = 0
     gateway_cpu_pct: float = 0.0      # of one core, summed over gateway processes
@@ -108,7 +111,8 @@ class Report:
                f"{self.quic_gateway or '?'} / clients {self.quic_clients or '?'}",
                f"  connected          {self.connected} in {self.connect_s:.1f} s "
                f"({self.connects} connects, {self.reconnects} reconnects, "
-               f"{self.migrations} migrations)",
+               f"{self.migrations} migrations; {self.handshakes} handshakes, "
+               f"{self.resumed} resumed, {self.early_data} with 0-RTT accepted)",
                f"  acknowledged       {self.acked_per_s:,.0f} readings/s "
                f"(offered {self.vehicles * o['rate_hz']:,.0f}/s)",
                f"  ack latency        p50 {_ms(self.ack_p50_ms)}  p95 {_ms(self.ack_p95_ms)}  "

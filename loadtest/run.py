@@ -386,6 +386,10 @@ def _report(opts, counts, pending_seqs, results, gstats, rss_idle_kb, rss_connec
         rep.connects += r["connects"]
         rep.migrations += r["migrations"]
         rep.reconnects += r["reconnects"]
+        edge = r.get("edge", {})
+        rep.handshakes += edge.get("handshakes", 0)
+        rep.resumed += edge.get("resumed", 0)
+        rep.early_data += edge.get("early_data_accepted", 0)
         rep.batches += r["batches"]
         if r["storm"]:
             s = rep.storm or {"backlog": 0, "drained": 0, "drain_max_s": None, "drain_p50_s": None}
