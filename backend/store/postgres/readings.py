@@ -180,7 +180,7 @@ class PostgresReadings(PostgresPartitions):
         await self._init_connection(conn)
         try:
             await _ewkb_codec(conn)
-        except ValueError:  # "unknown type": not migrated yet; `_insert` sets it once it is
+        except ValueError:  # "unknown type": not migrated yet; `_write` sets it once it is
             pass
 
     async def write(self, readings: list[StoredReading], dead: list[DeadLetter]) -> None:
