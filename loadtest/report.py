@@ -59,6 +59,9 @@ class Report:
     load_1m: float = 0.0              # the machine's 1-minute load average when the window began
     datagrams_in_per_reading: float = 0.0   # to the gateway, per reading acked in the window
     datagrams_out_per_reading: float = 0.0  # from the gateway
+    # --reuseport: datagrams one worker relayed to another (backend/cluster/relay.py) per
+    # reading acked over the whole run (the workers' totals at stop)
+    relay_hops_per_reading: float | None = None
     storm: dict | None = None
     ack_gap_s: float = 0.0        # longest time in the window no vehicle got an acknowledgement
 
@@ -134,7 +137,9 @@ class Report:
                f"load generator on the same {PROJECTION_CORES:.0f} cores "
                f"(CPU per reading only; not a measured rate)",
                f"  datagrams          {self.datagrams_in_per_reading:.2f} in + "
-               f"{self.datagrams_out_per_reading:.2f} out at the gateway per acked reading",
+               f"{self.datagrams_out_per_reading:.2f} out at the gateway per acked reading"
+               + (f", {self.relay_hops_per_reading:.4f} relayed between workers"
+                  if self.relay_hops_per_reading is not None else ""),
                f"  errors             {self.errors or 'none'}",
                f"  store              {self.stored:,} stored of {self.made:,} made: "
                f"lost {self.lost}, duplicated {self.duplicated}, unexpected {self.unexpected}, "
