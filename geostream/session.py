@@ -27,7 +27,14 @@ from enum import Enum
 import cbor2
 
 from . import PROTOCOL_VERSION
-from .codec import FrameDecoder, encode, encode_payload, framed_size
+from .codec import (
+    EncodedReadings,
+    FrameDecoder,
+    batch_payload,
+    encode,
+    encode_batch,
+    framed_size,
+)
 from .deflate import Deflater, DictionaryDeflater, Inflater, pick_dictionary
 from .errors import ErrorCode, ProtocolError
 from .limits import DEFAULT_CREDIT, DEFAULT_MAX_BATCH_BYTES, MAX_MESSAGE_BYTES
@@ -259,13 +266,17 @@ class ClientSession(_Session):
             return DictionaryDeflater(welcome.zdict)
         return Deflater() if welcome.z else None
 
-    def send_batch(self, readings: list[dict]) -> int:
-        """Queue one batch; returns its encoded size. The caller keeps within credit and budget."""
+    def send_batch(self, readings: list[dict] | EncodedReadings) -> int:
+        """Queue one batch (its reading maps, or them already encoded); returns its encoded
+        size. The caller keeps within credit and budget."""
         if not self.ready:
             raise RuntimeError("send_batch before welcome")
         frame = self._frame(readings)
         self._out += frame
-        self.in_flight.update(r["q"] for r in readings)
+        if type(readings) is EncodedReadings:
+            self.in_flight.update(readings.seqs)
+        else:
+            self.in_flight.update(r["q"] for r in readings)
         return len(frame)
 
     def send_status(self, status: Status) -> None:
@@ -286,30 +297,34 @@ class ClientSession(_Session):
         """Carry the de-duplication memory over from the previous session of this agent."""
         self._answered = answered
 
-    def batch_size(self, readings: list[dict]) -> int:
-        batch = Batch(self.epoch, tuple(readings))
+    def batch_size(self, readings: list[dict] | EncodedReadings) -> int:
+        plain = _readings_cbor(readings)
         if isinstance(self.deflater, DictionaryDeflater):
             try:
-                return len(self._frame(readings, keep=True))
+                return len(self._frame(readings, keep=True, plain=plain))
             except ValueError:  # beyond MAX_MESSAGE_BYTES: the caller asks for a smaller one
-                return framed_size(len(encode_payload(batch, self.deflater)))
+                return framed_size(len(batch_payload(self.epoch, plain, self.deflater)))
         probe = self.deflater.copy() if self.deflater is not None else None
-        return framed_size(len(encode_payload(batch, probe)))
+        return framed_size(len(batch_payload(self.epoch, plain, probe)))
 
-    def _frame(self, readings: list[dict], keep: bool = False) -> bytes:
-        """A batch's frame. §3.2's frames depend on the readings alone, so the one `batch_size`
-        made (`keep`) is sent as it is: the batch is compressed once, not twice."""
-        if not isinstance(self.deflater, DictionaryDeflater):
-            return encode(Batch(epoch=self.epoch, readings=tuple(readings)), self.deflater)
-        # the readings' CBOR is the key of that one frame: made only when there is one to
-        # compare with or to keep (a batch nobody sized first costs no extra encoding)
+    def _frame(self, readings: list[dict] | EncodedReadings, keep: bool = False,
+               plain: bytes | None = None) -> bytes:
+        """A batch's frame, written around its readings' CBOR (`plain`). §3.2's frames depend
+        on the readings alone, so the one `batch_size` made (`keep`) is sent as it is: the
+        batch is compressed once, not twice."""
+        if plain is None:
+            plain = _readings_cbor(readings)
         sized = self._sized
-        plain = cbor2.dumps(readings) if keep or sized is not None else None
         if sized is not None and sized[0] == plain:
             return sized[1]
-        frame = encode(Batch(epoch=self.epoch, readings=tuple(readings)), self.deflater)
+        frame = encode_batch(self.epoch, plain, self.deflater)
         self._sized = (plain, frame) if keep else None
         return frame
+
+
+def _readings_cbor(readings: list[dict] | EncodedReadings) -> bytes:
+    """The batch's readings array in CBOR (as `encode` writes it inside the batch)."""
+    return readings.cbor if type(readings) is EncodedReadings else cbor2.dumps(list(readings))
 
 
 class ServerSession(_Session):
