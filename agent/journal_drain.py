@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import cbor2
 
+from geostream.codec import EncodedReadings, cbor_head
+
 from .journal_file import rollback
 
 # bytes a reading's batch entry adds to its stored payload: the "q" key and a small uint
@@ -48,6 +50,28 @@ def wire_rows(rows: list[tuple[int, bytes]]) -> list[dict]:
         wire["q"] = seq
         out.append(wire)
     return out
+
+
+_MAP, _ARRAY, _UINT = 0xA0, 0x80, 0x00  # CBOR major types (top 3 bits of a head byte)
+_DIRECT_MAX = 23  # a map of at most this many pairs has its count in its head byte
+_Q_KEY = cbor2.dumps("q")
+
+
+def encoded_rows(rows: list[tuple[int, bytes]]) -> EncodedReadings:
+    """Stored payloads → the batch's readings array in CBOR, each map with its "q" last: byte
+    for byte `cbor2.dumps(wire_rows(rows))` (a payload is a reading map without "q",
+    docs/journal.md), written around the payloads instead of decoding and re-encoding them."""
+    parts = [cbor_head(_ARRAY, len(rows))]
+    for seq, payload in rows:
+        head = payload[0]
+        if _MAP <= head <= _MAP | _DIRECT_MAX:
+            parts += (cbor_head(_MAP, (head & 0x1F) + 1), payload[1:], _Q_KEY,
+                      cbor_head(_UINT, seq))
+        else:  # a map with a longer head: as wire_rows does
+            wire = cbor2.loads(payload)
+            wire["q"] = seq
+            parts.append(cbor2.dumps(wire))
+    return EncodedReadings(tuple(seq for seq, _ in rows), b"".join(parts))
 
 
 def rows_after(db: sqlite3.Connection, after_seq: int, max_readings: int,

@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 from geostream.backoff import Backoff
 from geostream.clock import wall_ms
+from geostream.codec import EncodedReadings
 from geostream.errors import ErrorCode
 from geostream.limits import SEND_BATCH_READINGS, STALL_S
 from geostream.messages import Status
@@ -220,8 +221,10 @@ class UplinkMachine:
                 return 0
         return min(room, SEND_BATCH_READINGS)
 
-    def batch_sent(self, now: float, readings: list[dict], more: bool) -> list:
-        """Queue one batch (from `room()`); `more`: the journal has a backlog behind it."""
+    def batch_sent(self, now: float, readings: list[dict] | EncodedReadings,
+                   more: bool) -> list:
+        """Queue one batch (from `room()`: its reading maps, or them already encoded);
+        `more`: the journal has a backlog behind it."""
         self.session.send_batch(readings)
         self._last_send = now
         self._live = not more  # caught up: what comes next is live
