@@ -1,9 +1,11 @@
 """The router's decision, sans-IO: which node a QUIC datagram goes to (docs/scaling.md §4).
 
-A CID of our layout naming a live node goes to that node; any other destination CID (the
-client's random first one) goes to the live node with the highest rendezvous hash of it, so
-every packet of one handshake lands on the same node and a node's death moves only the
-handshakes that hashed to it. Node liveness comes from heartbeats, passed in with `now`.
+A CID of our layout naming a live node goes to that node; a CID a live node announced (one
+its QUIC library drew without the server id: qh3's NEW_CONNECTION_ID CIDs, relay.py) goes to
+that node; any other destination CID (the client's random first one) goes to the live node
+with the highest rendezvous hash of it, so every packet of one handshake lands on the same
+node and a node's death moves only the handshakes that hashed to it. Node liveness comes from
+heartbeats, passed in with `now`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import hashlib
 
 from .cids import CID_LENGTH, CidLayout
+from .relay import ISSUED, decode_cids
 
 # Nodes send a heartbeat this often; after DEAD_AFTER_S without one a node gets no new packets.
 # Three missed beats: one lost datagram or a busy second is not a death.
@@ -19,6 +22,11 @@ DEAD_AFTER_S = 1.6
 # QUIC's long header: first byte, 4-byte version, DCID length byte (RFC 9000 §17.2)
 _LONG_DCID_AT = 6
 MAX_CID_LENGTH = 20
+# Announced CIDs the router keeps (~100 bytes each): qh3 offers one spare CID per connection
+# to a qh3 client and one more per move, up to 7 to an aioquic client; a million covers
+# 100,000+ vehicles. Past it a new announcement is refused (counted): that CID routes by hash
+# and its connection ends as before announcements existed.
+MAX_ANNOUNCED_CIDS = 1 << 20
 
 
 def destination_cid(datagram: bytes, short_cid_length: int = CID_LENGTH) -> bytes | None:
@@ -53,10 +61,39 @@ class Router:
         self.layout = layout or CidLayout()
         self.dead_after_s = dead_after_s
         self._nodes: dict[int, tuple[tuple, float]] = {}
-        self.stats = {"forwarded": 0, "by_cid": 0, "by_hash": 0, "dropped": 0}
+        self._announced: dict[bytes, int] = {}  # CID without a server id → the node's
+        self.max_announced = MAX_ANNOUNCED_CIDS
+        self.stats = {"forwarded": 0, "by_cid": 0, "by_hash": 0, "dropped": 0,
+                      "by_announced": 0, "announced_refused": 0}
 
     def heartbeat(self, server_id: int, addr: tuple, now: float) -> None:
+        node = self._nodes.get(server_id)
+        if node is not None and now - node[1] > self.dead_after_s:
+            # back after a death (or restarted): the CIDs it announced before are gone with
+            # its connections; the ones that live it announces again (edge.py REANNOUNCE_S)
+            self._forget_announced(server_id)
         self._nodes[server_id] = (addr, now)
+
+    def announced(self, server_id: int, message: bytes) -> None:
+        """A node's CIDS message (relay.py's format): CIDs it issued or retired."""
+        try:
+            changes = decode_cids(message)
+        except ValueError:
+            self.stats["dropped"] += 1
+            return
+        table = self._announced
+        for op, cid in changes:
+            if op == ISSUED:
+                if cid not in table and len(table) >= self.max_announced:
+                    self.stats["announced_refused"] += 1
+                    continue
+                table[cid] = server_id
+            elif table.get(cid) == server_id:
+                del table[cid]
+
+    def _forget_announced(self, server_id: int) -> None:
+        for cid in [c for c, sid in self._announced.items() if sid == server_id]:
+            del self._announced[cid]
 
     def live(self, now: float) -> list[int]:
         return sorted(sid for sid, (_, seen) in self._nodes.items()
@@ -78,9 +115,14 @@ class Router:
             self.stats["dropped"] += 1
             return None
         sid = self.layout.server_id(dcid)
+        if sid is None:
+            sid = self._announced.get(dcid)
+            key = "by_announced"
+        else:
+            key = "by_cid"
         node = self._nodes.get(sid) if sid is not None else None
         if node is not None and now - node[1] <= self.dead_after_s:
-            self.stats["by_cid"] += 1
+            self.stats[key] += 1
         else:
             sid = rendezvous(dcid, self.live(now))
             if sid is None:
