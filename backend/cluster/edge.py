@@ -93,7 +93,7 @@ class RouterEdge:
         elif not self.router.is_node(d.sender, addr, now):
             self.opener.drop("unknown_peer")
         elif d.kind == tunnel.CIDS:
-            self.router.announced(d.sender, d.payload)
+            self.router.announced(d.sender, d.payload, now)
         else:
             self.public.sendto(d.payload, (tunnel.socket_host(d.host, self._public_v6), d.port))
 

@@ -27,6 +27,11 @@ MAX_CID_LENGTH = 20
 # 100,000+ vehicles. Past it a new announcement is refused (counted): that CID routes by hash
 # and its connection ends as before announcements existed.
 MAX_ANNOUNCED_CIDS = 1 << 20
+# An announced CID routes to its node this long after the node last announced it; nodes
+# announce their live ones every 5 s (edge.py REANNOUNCE_BEATS), so three datagrams in a row
+# may be lost before a live CID lapses, and a dead connection's CIDs are gone within it. A
+# node's heartbeats missing briefly (a busy node) forget nothing.
+ANNOUNCED_TTL_S = 20.0
 
 
 def destination_cid(datagram: bytes, short_cid_length: int = CID_LENGTH) -> bytes | None:
@@ -61,21 +66,20 @@ class Router:
         self.layout = layout or CidLayout()
         self.dead_after_s = dead_after_s
         self._nodes: dict[int, tuple[tuple, float]] = {}
-        self._announced: dict[bytes, int] = {}  # CID without a server id → the node's
+        # CID without a server id → (the node that announced it, when it last did)
+        self._announced: dict[bytes, tuple[int, float]] = {}
         self.max_announced = MAX_ANNOUNCED_CIDS
         self.stats = {"forwarded": 0, "by_cid": 0, "by_hash": 0, "dropped": 0,
                       "by_announced": 0, "announced_refused": 0}
 
     def heartbeat(self, server_id: int, addr: tuple, now: float) -> None:
-        node = self._nodes.get(server_id)
-        if node is not None and now - node[1] > self.dead_after_s:
-            # back after a death (or restarted): the CIDs it announced before are gone with
-            # its connections; the ones that live it announces again (edge.py REANNOUNCE_S)
-            self._forget_announced(server_id)
         self._nodes[server_id] = (addr, now)
 
-    def announced(self, server_id: int, message: bytes) -> None:
-        """A node's CIDS message (relay.py's format): CIDs it issued or retired."""
+    def announced(self, server_id: int, message: bytes, now: float) -> None:
+        """A node's CIDS message (relay.py's format): CIDs it issued (or announces again) or
+        retired. An announcement holds for ANNOUNCED_TTL_S: a node announces its live ones
+        again more often than that, so those of a connection that died with its node (no
+        retirement ever comes) expire."""
         try:
             changes = decode_cids(message)
         except ValueError:
@@ -85,15 +89,18 @@ class Router:
         for op, cid in changes:
             if op == ISSUED:
                 if cid not in table and len(table) >= self.max_announced:
-                    self.stats["announced_refused"] += 1
-                    continue
-                table[cid] = server_id
-            elif table.get(cid) == server_id:
+                    self._expire(now)
+                    if len(table) >= self.max_announced:
+                        self.stats["announced_refused"] += 1
+                        continue
+                table[cid] = (server_id, now)
+            elif (entry := table.get(cid)) is not None and entry[0] == server_id:
                 del table[cid]
 
-    def _forget_announced(self, server_id: int) -> None:
-        for cid in [c for c, sid in self._announced.items() if sid == server_id]:
-            del self._announced[cid]
+    def _expire(self, now: float) -> None:
+        table = self._announced
+        for cid in [c for c, (_, at) in table.items() if now - at > ANNOUNCED_TTL_S]:
+            del table[cid]
 
     def live(self, now: float) -> list[int]:
         return sorted(sid for sid, (_, seen) in self._nodes.items()
@@ -115,11 +122,11 @@ class Router:
             self.stats["dropped"] += 1
             return None
         sid = self.layout.server_id(dcid)
+        key = "by_cid"
         if sid is None:
-            sid = self._announced.get(dcid)
-            key = "by_announced"
-        else:
-            key = "by_cid"
+            entry = self._announced.get(dcid)
+            if entry is not None and now - entry[1] <= ANNOUNCED_TTL_S:
+                sid, key = entry[0], "by_announced"
         node = self._nodes.get(sid) if sid is not None else None
         if node is not None and now - node[1] <= self.dead_after_s:
             self.stats[key] += 1
