@@ -75,6 +75,8 @@ def destination_cid(datagram: bytes, cid_length: int) -> bytes | None:
 
 # the name of the native core's timer that sends a pending 1-RTT ACK (`get_timer`'s tuple)
 _ACK_TIMER = "ack_application"
+# RFC 9000 §17.2: the first byte's top bit is set in a long header, clear in a short (1-RTT) one
+_LONG_HEADER = 0x80
 
 
 class QuicConnection(_Qh3Connection):
@@ -102,7 +104,26 @@ class QuicConnection(_Qh3Connection):
     def receive_datagram(self, data: bytes, addr, now: float) -> None:
         if self._seam_ack_until is None:
             self._seam_received_at = now
+        if (data and not data[0] & _LONG_HEADER and self._handshake_complete
+                and self._quic_logger is None and self._core is not None):
+            # a 1-RTT packet (it runs to the datagram's end: nothing is coalesced after a
+            # short header) after the handshake, unlogged: what the facade does for it, less
+            # its checks for Version Negotiation, Retry and the handshake's source CID (long
+            # headers only) and its per-packet header parse for logging (no logger)
+            self._call_core(self._core.receive_datagram, data, addr, now, len(data))
+            self._drain_core()
+            return
         super().receive_datagram(data, addr, now)
+
+    def datagrams_to_send(self, now: float) -> list:
+        if self._quic_logger is not None or self._core is None:
+            return super().datagrams_to_send(now)
+        # the facade's loop less its header parse of every packet sent for a logger there is
+        # not: a tenth of a load-generator process's datagrams_to_send (docs/benchmarks.md)
+        poll, call, out = self._core.poll_transmit, self._call_core, []
+        while (transmit := call(poll, now)) is not None:
+            out.append((transmit[0], transmit[1]))
+        return out
 
     def receive_many_datagrams(self, datagrams: list[bytes], addr, now: float) -> None:
         if self._seam_ack_until is None:
@@ -141,8 +162,17 @@ class QuicConnection(_Qh3Connection):
     # drops the data. The agent sends whenever its journal has a batch: one attribute test.
 
     def send_stream_data(self, stream_id: int, data, end_stream: bool = False) -> None:
-        if self._close_event is None:
-            super().send_stream_data(stream_id, data, end_stream)
+        if self._close_event is not None:
+            return
+        if (type(data) is bytes and self._handshake_complete and self._core is not None
+                and ((stream_id & 1) != (not self._is_client)  # the peer's stream
+                     or stream_id in self._created_local_stream_ids)):
+            # a stream the peer opened, or one of ours already open, after the handshake: the
+            # facade's one core call, less its buffer conversion and its bookkeeping of streams
+            # opened before the handshake (RFC 9000 §2.1: bit 0 set, a server's stream)
+            self._call_core(self._core.send_stream, stream_id, data, end_stream)
+            return
+        super().send_stream_data(stream_id, data, end_stream)
 
     def send_ping(self, uid: int) -> None:
         if self._close_event is None:
