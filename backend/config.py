@@ -19,8 +19,8 @@ class BackendConfig:
     quic_host: str = "::"
     quic_port: int = 4433
     # the QUIC library of the gateway (geostream/quic/: "aioquic" or "qh3"); empty:
-    # $FLEET_QUIC_LIBRARY, else qh3 for a single gateway process and aioquic where connection
-    # IDs are routed (server_id, reuseport; geostream.quic.gateway_library_name says why)
+    # $FLEET_QUIC_LIBRARY, else qh3 for a single gateway process and reuseport workers,
+    # aioquic behind the router (server_id; geostream.quic.gateway_library_name says why)
     quic_library: str = ""
     http_host: str = "127.0.0.1"
     http_port: int = 8080
@@ -128,11 +128,13 @@ class BackendConfig:
 
     def gateway_quic_library(self) -> str:
         """The gateway's QUIC library (geostream.quic.gateway_library_name): CIDs are routed
-        by server id behind a router (`server_id`) and between `reuseport` workers."""
+        by server id behind a router (`server_id`) and between `reuseport` workers, which
+        relay those without it (backend/cluster/relay.py)."""
         from geostream.quic import gateway_library_name
 
         return gateway_library_name(self.quic_library or None,
-                                    cid_routed=self.server_id >= 0 or self.reuseport > 1)
+                                    cid_routed=self.server_id >= 0 or self.reuseport > 1,
+                                    relayed=self.server_id < 0 and self.reuseport > 1)
 
     def check_reuseport(self) -> None:
         """`reuseport` N > 1: what the N worker processes need, or ValueError saying why."""

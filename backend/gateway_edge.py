@@ -222,6 +222,9 @@ class EdgeServer:
         self._closed = False
         self._now = 0.0  # the latest time handed to a connection (`clock`)
         self.stats = collections.Counter()  # datagrams in/out, transmits, unroutable, …
+        # a `--reuseport` worker's CID relay (backend/cluster/relay_edge.py), else None: told
+        # of the CIDs issued and retired here, handed the datagrams of CIDs not here
+        self.relay = None
 
     # --- asyncio face (as the library's QuicServer) -------------------------------------
 
@@ -255,6 +258,8 @@ class EdgeServer:
         self._flush()
         self._closed = True
         self._connections.clear()
+        if self.relay is not None:
+            self.relay.close()
         for handle in (self._flush_handle, self._wake_handle):
             if handle is not None:
                 handle.cancel()
@@ -283,7 +288,9 @@ class EdgeServer:
             if header.initial and len(data) >= 1200:
                 conn = self._open(header.destination_cid)
         if conn is None:
-            self.stats["unroutable"] += 1
+            if not (self.relay is not None and not header.long
+                    and self.relay.forward(data, header.destination_cid, addr, now)):
+                self.stats["unroutable"] += 1
             return
         conn.datagram_received(data, addr, now)
 
@@ -300,15 +307,21 @@ class EdgeServer:
 
     def register_cid(self, cid: bytes, conn: EdgeConnection) -> None:
         self._connections[cid] = conn
+        if self.relay is not None:
+            self.relay.issued(cid)
 
     def retire_cid(self, cid: bytes, conn: EdgeConnection) -> None:
         if self._connections.get(cid) is conn:
             del self._connections[cid]
+            if self.relay is not None:
+                self.relay.retired(cid)
 
     def forget(self, conn: EdgeConnection) -> None:
         """A terminated connection: its CIDs route nowhere, its timer is gone."""
         for cid in [c for c, p in self._connections.items() if p is conn]:
             del self._connections[cid]
+            if self.relay is not None:
+                self.relay.retired(cid)
         self.timers.set(conn, None)
 
     # --- out -------------------------------------------------------------------------------
@@ -364,6 +377,8 @@ class EdgeServer:
         self.arm()
 
     def _send(self, datagrams: list) -> None:
+        if self.relay is not None:  # a CID's announcement leaves before any offer of it
+            self.relay.flush()
         self.stats["datagrams_out"] += len(datagrams)
         transport = self._transport
         if transport is None:

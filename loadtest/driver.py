@@ -16,6 +16,7 @@ connection is gone, connection attempts wait for the radio), `churn()` ends the 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 from agent.journal_drain import DrainState
@@ -70,6 +71,9 @@ class Driver:
         self.drain_target = 0        # storm: the backlog to drain after reconnecting
         self.drained_after: float | None = None
         self.reconnected_at = 0.0
+        # the TLS session ticket the gateway gave last (the agent's ticket file, in memory): a
+        # reconnect resumes with it and sends its hello as 0-RTT, as the agent does
+        self.ticket = None
 
     # --- inputs --------------------------------------------------------------------------
 
@@ -103,7 +107,9 @@ class Driver:
         if link is not self.link:
             return
         self._connect_by = None
-        self._do(self.machine.handshake_done(self.w.now(), local_host=link.local_host))
+        self._do(self.machine.handshake_done(self.w.now(), local_host=link.local_host,
+                                             resumed=link.session_resumed,
+                                             early_data_accepted=link.early_data_accepted))
         self._after()
 
     def _closed(self, link: EdgeLink) -> None:
@@ -220,9 +226,9 @@ class Driver:
             self.drained_after = now - self.reconnected_at
 
     def open(self) -> None:
-        """The agent's connect sequence (agent/uplink.py `_open`), without name resolution,
-        session tickets or pinning (the load test's vehicles connect with a full handshake):
-        called by the worker when a ramp slot is free."""
+        """The agent's connect sequence (agent/uplink.py `_open`), without name resolution
+        or pinning: with the vehicle's session ticket once it has one (resumption and a 0-RTT
+        hello, else a full handshake); called by the worker when a ramp slot is free."""
         self._queued = False
         self._slot = True
         if not self.online:  # the radio went while waiting for a turn
@@ -231,9 +237,10 @@ class Driver:
             return
         w, m, sim = self.w, self.machine, self.sim
         now = w.now()
-        link = EdgeLink(w.edge, w.quic_config, self.server, on_stream_data=self._on_data,
-                        on_handshake=self._on_handshake, on_closed=self._closed,
-                        ack_delay_s=ack_delay_for(m.send_interval_s))
+        link = EdgeLink(w.edge, self.quic_configuration(), self.server,
+                        on_stream_data=self._on_data, on_handshake=self._on_handshake,
+                        on_closed=self._closed, ack_delay_s=ack_delay_for(m.send_interval_s),
+                        session_ticket_handler=self._ticket_issued)
         link.on_datagram = m.datagram_received
         link.on_ping = m.ping_sent
         self.link = link
@@ -250,6 +257,15 @@ class Driver:
                               acked_through=acked_through, agent="fleet-loadtest"))
         self.drain = DrainState(acked_through, epoch=sim.epoch)
         self._after()
+
+    def quic_configuration(self):
+        """The process's client configuration, with this vehicle's ticket if it has one."""
+        cfg = self.w.quic_config
+        return cfg if self.ticket is None else dataclasses.replace(cfg, session_ticket=self.ticket)
+
+    def _ticket_issued(self, ticket) -> None:
+        """The gateway issued a session ticket (each is good once): keep the newest."""
+        self.ticket = ticket
 
     def _connect_failed(self, kind: str, detail: str) -> None:
         """The handshake failed or timed out: the machine backs off and reconnects."""
@@ -296,10 +312,11 @@ class _Probe:
         self.d, self.for_link = driver, link
         w = driver.w
         self.done = False
-        self.probe = EdgeLink(w.edge, w.quic_config, driver.server,
+        self.probe = EdgeLink(w.edge, driver.quic_configuration(), driver.server,
                               on_stream_data=lambda *a: None,
                               on_handshake=lambda _: self._end(True),
-                              on_closed=lambda _: self._end(False))
+                              on_closed=lambda _: self._end(False),
+                              session_ticket_handler=driver._ticket_issued)
         w.edge.timers.set(self, w.now() + CONNECT_TIMEOUT_S)
         try:
             self.probe.start(w.local_host)

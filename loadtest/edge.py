@@ -66,10 +66,14 @@ class EdgeLink:
                  on_stream_data: Callable[[EdgeLink, bytes, bool], None],
                  on_handshake: Callable[[EdgeLink], None] = lambda link: None,
                  on_closed: Callable[[EdgeLink], None] = lambda link: None,
-                 ack_delay_s: float | None = None, keepalive_s: float = KEEPALIVE_S):
+                 ack_delay_s: float | None = None, keepalive_s: float = KEEPALIVE_S,
+                 session_ticket_handler: Callable | None = None):
         self.edge = edge
         lib = self.lib = edge.lib
-        self.conn = lib.QuicConnection(configuration=configuration)
+        # a ticket in `configuration` resumes the session, and stream data sent before the
+        # handshake completes goes as 0-RTT (as the agent's link)
+        self.conn = lib.QuicConnection(configuration=configuration,
+                                       session_ticket_handler=session_ticket_handler)
         self.server_addr = v6_address(server_addr)
         self._on_stream_data = on_stream_data
         self._on_handshake = on_handshake
@@ -85,6 +89,7 @@ class EdgeLink:
         self.sock: socket.socket | None = None
         self.local_host = ""
         self.handshaken = False
+        self.session_resumed = self.early_data_accepted = False
         self.closed = False
         self.close_reason = ""
         self.migrations = 0
@@ -205,6 +210,12 @@ class EdgeLink:
                 self._on_stream_data(self, event.data, event.end_stream)
             elif kind is lib.HandshakeCompleted:
                 self.handshaken = True
+                self.session_resumed = event.session_resumed
+                self.early_data_accepted = event.early_data_accepted
+                stats = self.edge.stats
+                stats["handshakes"] += 1
+                stats["resumed"] += event.session_resumed
+                stats["early_data_accepted"] += event.early_data_accepted
                 if self._ack_delay_s:
                     lib.delay_acks_up_to(conn, self._ack_delay_s)
                 self._on_handshake(self)

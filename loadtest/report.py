@@ -37,6 +37,9 @@ class Report:
     errors: dict = field(default_factory=dict)
     batches: int = 0              # batches the vehicles sent (their machines' pacing)
     connects: int = 0
+    handshakes: int = 0           # QUIC handshakes completed (connects and probes)
+    resumed: int = 0              # of them resumed with a session ticket
+    early_data: int = 0           # of them whose 0-RTT hello the gateway accepted
     migrations: int = 0
     reconnects: int = 0
     gateway_cpu_pct: float = 0.0      # of one core, summed over gateway processes
@@ -59,6 +62,9 @@ class Report:
     load_1m: float = 0.0              # the machine's 1-minute load average when the window began
     datagrams_in_per_reading: float = 0.0   # to the gateway, per reading acked in the window
     datagrams_out_per_reading: float = 0.0  # from the gateway
+    # --reuseport: datagrams one worker relayed to another (backend/cluster/relay.py) per
+    # reading acked over the whole run (the workers' totals at stop)
+    relay_hops_per_reading: float | None = None
     storm: dict | None = None
     ack_gap_s: float = 0.0        # longest time in the window no vehicle got an acknowledgement
 
@@ -109,7 +115,8 @@ class Report:
                f"{self.quic_gateway or '?'} / clients {self.quic_clients or '?'}",
                f"  connected          {self.connected} in {self.connect_s:.1f} s "
                f"({self.connects} connects, {self.reconnects} reconnects, "
-               f"{self.migrations} migrations)",
+               f"{self.migrations} migrations; {self.handshakes} handshakes, "
+               f"{self.resumed} resumed, {self.early_data} with 0-RTT accepted)",
                f"  acknowledged       {self.acked_per_s:,.0f} readings/s "
                f"(offered {self.vehicles * o['rate_hz']:,.0f}/s)",
                f"  ack latency        p50 {_ms(self.ack_p50_ms)}  p95 {_ms(self.ack_p95_ms)}  "
@@ -137,7 +144,9 @@ class Report:
                f"load generator on the same {PROJECTION_CORES:.0f} cores "
                f"(CPU per reading only; not a measured rate)",
                f"  datagrams          {self.datagrams_in_per_reading:.2f} in + "
-               f"{self.datagrams_out_per_reading:.2f} out at the gateway per acked reading",
+               f"{self.datagrams_out_per_reading:.2f} out at the gateway per acked reading"
+               + (f", {self.relay_hops_per_reading:.4f} relayed between workers"
+                  if self.relay_hops_per_reading is not None else ""),
                f"  errors             {self.errors or 'none'}",
                f"  store              {self.stored:,} stored of {self.made:,} made: "
                f"lost {self.lost}, duplicated {self.duplicated}, unexpected {self.unexpected}, "

@@ -28,12 +28,13 @@ def test_a_node_behind_the_router_refuses_qh3(monkeypatch):
 
 
 def test_the_default_follows_the_role(monkeypatch):
-    """A single gateway process runs qh3, a node behind the router and --reuseport workers
-    aioquic (their CIDs are routed by server id), unless the setting names one."""
+    """A single gateway process and --reuseport workers (which relay the CIDs qh3 draws
+    without the server id) run qh3, a node behind the router aioquic (its CIDs are routed by
+    server id), unless the setting names one."""
     monkeypatch.delenv("FLEET_QUIC_LIBRARY", raising=False)
     assert BackendConfig().gateway_quic_library() == "qh3"
     assert BackendConfig(quic_library="aioquic").gateway_quic_library() == "aioquic"
     assert BackendConfig(**NODE).gateway_quic_library() == "aioquic"
     workers = BackendConfig(reuseport=2, db="postgresql://fleet@db/fleet",
                             nats_url="nats://127.0.0.1:4222")
-    assert workers.gateway_quic_library() == "aioquic"
+    assert workers.gateway_quic_library() == "qh3"
