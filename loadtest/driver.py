@@ -31,6 +31,7 @@ from agent.uplink_actions import (
     SendData,
 )
 from agent.uplink_machine import State, UplinkMachine
+from backend.edge_core import BUSY_REASON
 from geostream.clock import wall_ms
 from geostream.messages import Status
 from geostream.quic_acks import ack_delay_for
@@ -116,7 +117,9 @@ class Driver:
         if link is not self.link:
             return
         if self._connect_by is not None:  # during the handshake: a failed connect
-            self._connect_failed("connect: ConnectionError", link.close_reason)
+            busy = link.close_reason.startswith(BUSY_REASON.decode())  # the gateway shed it
+            self._connect_failed("connect: refused busy" if busy else "connect: ConnectionError",
+                                 link.close_reason)
         else:
             self.w.error(f"closed: {link.close_reason[:60]}")
             self._do(self.machine.disconnected(self.w.now(),

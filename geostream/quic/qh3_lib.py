@@ -22,6 +22,7 @@ from qh3.asyncio import QuicConnectionProtocol, connect, serve
 from qh3.asyncio.server import QuicServer
 from qh3.quic.configuration import QuicConfiguration
 from qh3.quic.connection import QuicConnection as _Qh3Connection
+from qh3.quic.connection import QuicConnectionError, QuicErrorCode
 from qh3.quic.events import (
     ConnectionIdIssued,
     ConnectionIdRetired,
@@ -75,8 +76,6 @@ def destination_cid(datagram: bytes, cid_length: int) -> bytes | None:
 
 # the name of the native core's timer that sends a pending 1-RTT ACK (`get_timer`'s tuple)
 _ACK_TIMER = "ack_application"
-# RFC 9000 §17.2: the first byte's top bit is set in a long header, clear in a short (1-RTT) one
-_LONG_HEADER = 0x80
 
 
 class QuicConnection(_Qh3Connection):
@@ -104,26 +103,42 @@ class QuicConnection(_Qh3Connection):
     def receive_datagram(self, data: bytes, addr, now: float) -> None:
         if self._seam_ack_until is None:
             self._seam_received_at = now
-        if (data and not data[0] & _LONG_HEADER and self._handshake_complete
-                and self._quic_logger is None and self._core is not None):
-            # a 1-RTT packet (it runs to the datagram's end: nothing is coalesced after a
-            # short header) after the handshake, unlogged: what the facade does for it, less
-            # its checks for Version Negotiation, Retry and the handshake's source CID (long
-            # headers only) and its per-packet header parse for logging (no logger)
-            self._call_core(self._core.receive_datagram, data, addr, now, len(data))
-            self._drain_core()
-            return
-        super().receive_datagram(data, addr, now)
+        if self._receive_short(data, addr, now) is None:
+            super().receive_datagram(data, addr, now)
+
+    # --- the per-datagram path after the handshake, without the facade's general walk -------
+    # After the handshake a datagram with a short header is one 1-RTT packet to its end (RFC
+    # 9000 §12.2): the facade's packet walk, its address check (inet_pton), version and retry
+    # checks and qlog calls have nothing to do for it; one core call and the event drain do
+    # it all. The same for `datagrams_to_send` without a qlog. (Measured: docs/benchmarks.md,
+    # "The transport edge", session 10.)
+
+    def _receive_short(self, data: bytes, addr, now: float) -> int | None:
+        """A short-header datagram after the handshake straight to the core: the count of
+        packets it authenticated (0: garbled, replayed), None when it is not one."""
+        core = self._core
+        if (core is None or not self._handshake_complete or self._quic_logger is not None
+                or not data or data[0] & 0x80):
+            return None
+        try:
+            report = core.receive_datagram(data, addr, now, len(data))
+        except RuntimeError as exc:  # as the facade's `_call_core`
+            raise QuicConnectionError(QuicErrorCode.INTERNAL_ERROR, None, str(exc)) from exc
+        self._drain_core()
+        return report[2]
 
     def datagrams_to_send(self, now: float) -> list:
-        if self._quic_logger is not None or self._core is None:
+        core = self._core
+        if core is None or self._quic_logger is not None:
             return super().datagrams_to_send(now)
-        # the facade's loop less its header parse of every packet sent for a logger there is
-        # not: a tenth of a load-generator process's datagrams_to_send (docs/benchmarks.md)
-        poll, call, out = self._core.poll_transmit, self._call_core, []
-        while (transmit := call(poll, now)) is not None:
-            out.append((transmit[0], transmit[1]))
-        return out
+        datagrams = []
+        poll = core.poll_transmit
+        try:
+            while (transmit := poll(now)) is not None:
+                datagrams.append((transmit[0], transmit[1]))
+        except RuntimeError as exc:
+            raise QuicConnectionError(QuicErrorCode.INTERNAL_ERROR, None, str(exc)) from exc
+        return datagrams
 
     def receive_many_datagrams(self, datagrams: list[bytes], addr, now: float) -> None:
         if self._seam_ack_until is None:
@@ -320,6 +335,12 @@ def receive_authenticated(quic, data: bytes, addr, now: float) -> int:
     """`quic.receive_datagram(data, addr, now)`, returning how many packets of `data` the
     core authenticated and had not received before (0: spoofed, garbled or replayed). The
     facade drops the core's receive report; it is read here for this one call only."""
+    if isinstance(quic, QuicConnection):
+        if quic._seam_ack_until is None:
+            quic._seam_received_at = now
+        accepted = quic._receive_short(data, addr, now)
+        if accepted is not None:
+            return accepted
     call_core = quic._call_core
     accepted = 0
 
