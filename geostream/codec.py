@@ -377,6 +377,17 @@ def encode(msg: Message, deflater: Deflater | DictionaryDeflater | None = None) 
     return _HEADER.pack(len(payload)) + payload
 
 
+def encode_ack(epoch: int, through: int, ranges, credit: int) -> bytes:
+    """`encode(Ack(...))` without building the message object first: the same bytes, for
+    the gateway's one ack per commit and connection."""
+    payload = cbor2.dumps({"t": "ack", "epoch": epoch, "through": through,
+                           "ranges": [[first, last] for first, last in ranges],
+                           "credit": credit})
+    if len(payload) > MAX_MESSAGE_BYTES:
+        raise ValueError(f"message of {len(payload)} bytes exceeds {MAX_MESSAGE_BYTES}")
+    return _HEADER.pack(len(payload)) + payload
+
+
 def decode_payload(payload: bytes, inflater: Inflater | None = None,
                    wire_size: int = 0, zdict: int | None = None) -> Message:
     """One message from its CBOR payload; a batch records `wire_size`, its framed size."""

@@ -32,6 +32,7 @@ from .codec import (
     FrameDecoder,
     batch_payload,
     encode,
+    encode_ack,
     encode_batch,
     framed_size,
 )
@@ -237,8 +238,12 @@ class ClientSession(_Session):
                     raise ProtocolError(ErrorCode.UNEXPECTED, "ack before welcome")
                 if msg.epoch != self.epoch:
                     raise ProtocolError(ErrorCode.FORBIDDEN, f"ack for epoch {msg.epoch}")
-                acked = RangeSet(msg.ranges)
-                done = {q for q in self.in_flight if q <= msg.through or q in acked}
+                through = msg.through
+                if msg.ranges:
+                    acked = RangeSet(msg.ranges)
+                    done = {q for q in self.in_flight if q <= through or q in acked}
+                else:  # the common ack: everything through one sequence number
+                    done = {q for q in self.in_flight if q <= through}
                 self.in_flight -= done
                 self.credit = msg.credit
                 events.append(Acknowledged(msg.epoch, msg.through, msg.ranges, len(done)))
@@ -425,13 +430,18 @@ class ServerSession(_Session):
         The `ack` is queued once for all batches committed before the next `data_to_send()`
         (or the next other message): a drain's batches of one commit cost one ack."""
         n = 0
+        through, committed = self.through, self._committed
         for q in seqs:
             n += 1
-            if q > self.through:
-                self._committed.add(q)
+            if q == through + 1 and not committed:  # in order, nothing held: the usual case
+                through = q
+            elif q > through:
+                committed.add(q)
         self.pending = max(0, self.pending - n)
-        self.through = self._committed.contiguous_from(self.through)
-        self._committed.discard_through(self.through)
+        if committed:
+            through = committed.contiguous_from(through)
+            committed.discard_through(through)
+        self.through = through
         if credit is not None:
             self.set_credit(credit)
         self._ack_due = True
@@ -440,8 +450,7 @@ class ServerSession(_Session):
         """The owed ack, in its place: before any message queued after the commits it covers."""
         self._ack_due = False
         assert self.hello is not None, "acks only after the hello"
-        self._out += encode(Ack(epoch=self.hello.epoch, through=self.through,
-                                ranges=tuple(self._committed), credit=self.credit))
+        self._out += encode_ack(self.hello.epoch, self.through, self._committed, self.credit)
 
     def _send(self, msg) -> None:
         if self._ack_due:
