@@ -31,6 +31,7 @@ from agent.uplink_actions import (
     SendData,
 )
 from agent.uplink_machine import State, UplinkMachine
+from backend.edge_core import BUSY_REASON
 from geostream.clock import wall_ms
 from geostream.messages import Status
 from geostream.quic_acks import ack_delay_for
@@ -116,7 +117,9 @@ class Driver:
         if link is not self.link:
             return
         if self._connect_by is not None:  # during the handshake: a failed connect
-            self._connect_failed("connect: ConnectionError", link.close_reason)
+            busy = link.close_reason.startswith(BUSY_REASON.decode())  # the gateway shed it
+            self._connect_failed("connect: refused busy" if busy else "connect: ConnectionError",
+                                 link.close_reason)
         else:
             self.w.error(f"closed: {link.close_reason[:60]}")
             self._do(self.machine.disconnected(self.w.now(),
@@ -214,12 +217,13 @@ class Driver:
         for also in (self._connect_by, sim.next_due() if starved else None):
             if also is not None and (at is None or also < at):
                 at = also
-        self.w.edge.timers.set(self, at)
-        self.w.edge.arm()
+        edge = self.w.edge
+        edge.timers.set(self, at)
+        edge.arm()
 
     def _acked(self, through: int, ranges) -> None:
         now = self.w.now()
-        self.w.acked_now(self.sim.acknowledge(through, ranges, now))
+        self.w.acked_now(self.sim.acknowledge(through, ranges, now), now)
         if (self.drained_after is None and self.drain_target
                 and self.sim.journal.acked_through() >= self.drain_target):
             self.drained_after = now - self.reconnected_at
