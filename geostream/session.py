@@ -243,8 +243,12 @@ class ClientSession(_Session):
                     raise ProtocolError(ErrorCode.UNEXPECTED, "ack before welcome")
                 if msg.epoch != self.epoch:
                     raise ProtocolError(ErrorCode.FORBIDDEN, f"ack for epoch {msg.epoch}")
-                acked = RangeSet(msg.ranges)
-                done = {q for q in self.in_flight if q <= msg.through or q in acked}
+                through = msg.through
+                if msg.ranges:
+                    acked = RangeSet(msg.ranges)
+                    done = {q for q in self.in_flight if q <= through or q in acked}
+                else:  # the common ack: everything through one sequence number
+                    done = {q for q in self.in_flight if q <= through}
                 self.in_flight -= done
                 self.credit = msg.credit
                 events.append(Acknowledged(msg.epoch, msg.through, msg.ranges, len(done)))
