@@ -74,10 +74,12 @@ class Gateway:
                  quic_library: str | None = None):
         self.backlog_high = backlog_high
         # the QUIC library behind the seam (geostream/quic/): its adapter module, picked again
-        # at start() for the `cluster` then set (gateway_library_name: qh3 alone, aioquic where
-        # CIDs are routed)
+        # at start() for the `cluster` then set (gateway_library_name: qh3 alone and on
+        # --reuseport workers, aioquic behind the router)
         self.quic_library = quic_library
-        self.quic = library(gateway_library_name(quic_library, cid_routed=cluster is not None))
+        self.quic = library(gateway_library_name(
+            quic_library, cid_routed=cluster is not None,
+            relayed=getattr(cluster, "relays_cids", False)))
         self.draining = False
         self.store = store
         self.writer = writer
@@ -131,8 +133,9 @@ class Gateway:
             log.warning("cannot keep the status of %s: %s", vehicle, exc)
 
     async def start(self, host: str, port: int, certfile: str, keyfile: str) -> None:
-        self.quic = library(gateway_library_name(self.quic_library,
-                                                 cid_routed=self.cluster is not None))
+        self.quic = library(gateway_library_name(
+            self.quic_library, cid_routed=self.cluster is not None,
+            relayed=getattr(self.cluster, "relays_cids", False)))
         cfg = self.quic.QuicConfiguration(is_client=False, alpn_protocols=[ALPN],
                                           idle_timeout=IDLE_TIMEOUT_S)
         cfg.load_cert_chain(certfile, keyfile)

@@ -109,9 +109,8 @@ class GatewayProtocol(EdgeConnection):
                 self._spawn(self._authenticate(ev.hello))
             elif isinstance(ev, BatchReceived):
                 now = wall_ms()
-                good, dead = self._validate(ev.batch, now)
-                if self.gateway.driver_actions is not None and any(
-                        r.kind == ACTION for r in good):  # rare: a task of its own
+                good, dead, actions = self._validate(ev.batch, now)
+                if actions and self.gateway.driver_actions is not None:  # rare: own task
                     self._spawn(self._with_actions(ev.batch, good, dead, now))
                 else:
                     self.gateway.ingest.batch(self, ev.batch, good, dead)
@@ -125,7 +124,8 @@ class GatewayProtocol(EdgeConnection):
                 log.info("%s reports error %d: %s", self.vehicle, ev.code, ev.reason)
             elif isinstance(ev, UnknownSkipped):  # answered unknown-type (not fatal)
                 self.gateway.stats.unknown_type_skipped()
-        self._flush()
+        if self.session.has_output():  # a batch's ack waits for its commit: usually nothing
+            self._flush()
         if event.end_stream:
             self.close_connection(0, "session ended by agent")
 
@@ -173,27 +173,33 @@ class GatewayProtocol(EdgeConnection):
         await self.gateway.downlink.advertised_by(hello.vehicle, hello.commands)
         await self.gateway.downlink.send_pending(hello.vehicle, self)
 
-    def _validate(self, batch: Batch, now: int) -> tuple[list[StoredReading], list[DeadLetter]]:
-        """Rows to store, and the invalid readings as dead letters (answered invalid-reading,
-        stored apart and acknowledged, so the agent never re-sends them)."""
+    def _validate(self, batch: Batch,
+                  now: int) -> tuple[list[StoredReading], list[DeadLetter], bool]:
+        """Rows to store, the invalid readings as dead letters (answered invalid-reading,
+        stored apart and acknowledged, so the agent never re-sends them), and whether a valid
+        row is a driver action (found here, in the one pass over the readings)."""
         good: list[StoredReading] = []
         dead: list[DeadLetter] = []
-        window, vehicle = self.gateway.ts_window, self.vehicle_id
-        images = self.gateway.driver_actions is not None  # revision 4: parts checked here
+        actions = False
+        gw = self.gateway
+        window, vehicle, epoch = gw.ts_window, self.vehicle_id, batch.epoch
+        images = gw.driver_actions is not None  # revision 4: parts checked here
         for r in batch.readings:
             problem = content_problem(r, now, window)
-            if problem is None and r[KIND] == ACTION and images and is_part(r.get("action")):
-                problem = _part_problem(r["action"])
+            if r[KIND] == ACTION:
+                if problem is None and images and is_part(r.get("action")):
+                    problem = _part_problem(r["action"])
+                actions = actions or problem is None
             if problem is None:
-                good.append(StoredReading.from_wire(vehicle, batch.epoch, r, now))
+                good.append(StoredReading.from_wire(vehicle, epoch, r, now))
             else:
-                self.gateway.stats.invalid(problem.rule)
-                dead.append(DeadLetter(vehicle, batch.epoch, r["q"], json_safe(r),
-                                       problem.detail, now))
+                gw.stats.invalid(problem.rule)
+                dead.append(DeadLetter(vehicle, epoch, r["q"], json_safe(r), problem.detail,
+                                       now))
         if dead:
             self.session.fail(ProtocolError(ErrorCode.INVALID_READING,
                                             f"{len(dead)} invalid: {dead[0].error}"))
-        return good, dead
+        return good, dead, actions
 
     async def _with_actions(self, batch: Batch, good: list[StoredReading],
                             dead: list[DeadLetter], now: int) -> None:
@@ -229,7 +235,7 @@ class GatewayProtocol(EdgeConnection):
         same commit, so a drain's several batches per connection leave in one transmit."""
         if self._closing:
             return False
-        self.session.committed((r["q"] for r in batch.readings), credit=self.gateway.credit())
+        self.session.committed([r["q"] for r in batch.readings], credit=self.gateway.credit())
         if flush:
             self._flush()
         return True

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import time
 from typing import TYPE_CHECKING
 
 from geostream.clock import wall_ms
@@ -37,15 +36,21 @@ log = logging.getLogger("backend.gateway")
 
 
 class _Waiting:
-    """One batch between its validation and its commit."""
+    """One batch between its validation and its commit; called with the writer's answer
+    (itself the writer's `settled` callback: no closure per batch)."""
 
-    __slots__ = ("batch", "deadline", "dead", "good", "proto", "settled", "started")
+    __slots__ = ("batch", "dead", "deadline", "good", "ingest", "proto", "settled", "started")
 
-    def __init__(self, proto: GatewayProtocol, batch: Batch, good: list[StoredReading],
-                 dead: list[DeadLetter], started: float, deadline: float):
-        self.proto, self.batch, self.good, self.dead = proto, batch, good, dead
+    def __init__(self, ingest: Ingest, proto: GatewayProtocol, batch: Batch,
+                 good: list[StoredReading], dead: list[DeadLetter], started: float,
+                 deadline: float):
+        self.ingest, self.proto, self.batch, self.good, self.dead = (
+            ingest, proto, batch, good, dead)
         self.started, self.deadline = started, deadline
         self.settled = False
+
+    def __call__(self, error: BaseException | None) -> None:
+        self.ingest._settled(self, error)
 
 
 class Ingest:
@@ -75,7 +80,7 @@ class Ingest:
         """A validated batch of `proto`'s: to the writer (or parked while it is full)."""
         loop = self._loop = self._loop or asyncio.get_running_loop()
         now = loop.time()
-        w = _Waiting(proto, batch, good, dead, time.monotonic(), now + self.gateway.ack_wait_s)
+        w = _Waiting(self, proto, batch, good, dead, now, now + self.gateway.ack_wait_s)
         self._waiting.append(w)
         self._unsettled += 1
         if self._parked or self.gateway.writer.full:
@@ -87,7 +92,7 @@ class Ingest:
 
     def _enqueue(self, w: _Waiting) -> None:
         try:
-            self.gateway.writer.enqueue(w.good, w.dead, lambda error: self._settled(w, error))
+            self.gateway.writer.enqueue(w.good, w.dead, w)
         except WriterStopped as exc:
             self._settled(w, exc)
 
@@ -115,7 +120,7 @@ class Ingest:
             return
         gw.stats.committed(len(w.good))
         if proto.acknowledge(w.batch, flush=False):  # sent with the commit's others
-            gw.ack_latency.observe(time.monotonic() - w.started)
+            gw.ack_latency.observe(self._loop.time() - w.started)  # type: ignore[union-attr]
             self._to_flush.add(proto)
         # committed: published and evaluated also while the connection closes
         self._tick_rows.extend(w.good)

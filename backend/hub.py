@@ -125,7 +125,33 @@ def _event_topic(topic: str) -> bool:
 def iso_time(time_ms: int) -> str | None:
     """ISO 8601 UTC with milliseconds (`2026-12-06T09:30:00.000Z`); None for a time no
     ISO 8601 date of four-digit years can name (before year 1 or after 9999, e.g. a reading
-    stored before the gateway checked the time window)."""
+    stored before the gateway checked the time window). Each distinct second is formatted
+    once (`_ISO_SECONDS`): the gateway names every committed position's time, and a fleet's
+    positions of one tick share a few seconds."""
+    if type(time_ms) is not int:
+        return _iso_time(time_ms)
+    second, ms = divmod(time_ms, 1000)
+    prefix = _ISO_SECONDS.get(second)
+    if prefix is None:
+        try:
+            when = dt.datetime.fromtimestamp(second, dt.UTC)
+        except (OverflowError, ValueError, OSError):
+            return None
+        if len(_ISO_SECONDS) >= ISO_SECONDS_KEPT:
+            _ISO_SECONDS.clear()
+        prefix = _ISO_SECONDS[second] = when.isoformat(timespec="seconds")[:-6]  # no +00:00
+    return f"{prefix}.{ms:03d}Z"
+
+
+# Seconds `iso_time` keeps formatted: a live fleet's positions fall within a few seconds of
+# now; a history answer walks through many, each formatted once per pass of this many.
+ISO_SECONDS_KEPT = 4096
+# {UTC second: its ISO 8601 text without a fraction} (datetime's formatting is ~7 µs a call)
+_ISO_SECONDS: dict[int, str] = {}
+
+
+def _iso_time(time_ms: float) -> str | None:
+    """`iso_time` of a time that is not an int (a float from a computation)."""
     try:
         when = dt.datetime.fromtimestamp(time_ms / 1000, dt.UTC)
     except (OverflowError, ValueError, OSError):

@@ -13,12 +13,20 @@ only, no geostream session, the library as it comes). Two gateway shapes, same r
 of revision 4 (the session's DEFLATE stream, docs/protocol.md §3.1: an inflater per session)
 and one of revision 5 (a preset dictionary, §3.2: none). qh3's native core holds its state
 outside the Python heap: for it, the RSS row is the one that counts.
+
+`--breakdown` splits one revision-5 gateway connection's RSS (each part in a fresh process):
+the native core object itself (PyO3 keeps the Rust connection inline in the Python object:
+its `__basicsize__`), the rest of the Python heap (tracemalloc), what native code keeps in
+malloc (glibc's in-use bytes minus the Python objects big enough to be malloc'd), and the
+allocator's slack (RSS minus all of that), with what `malloc_trim(0)` hands back.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import gc
+import json
 import os
 import sys
 import tempfile
@@ -130,6 +138,94 @@ def measure_rss(n: int, certs: dict, zdicts: tuple[int, ...] | None = None) -> f
     return (_rss() - before) / n
 
 
+class _Mallinfo2(ctypes.Structure):
+    """glibc's `struct mallinfo2` (2.33+): the main and thread arenas' totals."""
+
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+
+
+def _malloc_state() -> tuple[int, int]:
+    """(bytes malloc has handed out and not had back, free bytes it keeps in its arenas)."""
+    libc = ctypes.CDLL(None)
+    libc.mallinfo2.restype = _Mallinfo2
+    info = libc.mallinfo2()
+    return info.uordblks + info.hblkhd, info.fordblks
+
+
+def measure_native(n: int, certs: dict) -> dict[str, float]:
+    """Per revision-5 gateway connection, without tracemalloc: RSS growth, malloc's in-use and
+    free growth, and RSS growth once `malloc_trim(0)` has returned what it can."""
+    server_cfg, client_cfg = _configs(certs)
+    one_session(server_cfg, client_cfg, now=999.0, geostream=True)
+    gc.collect()
+    rss0, (used0, free0) = _rss(), _malloc_state()
+    kept = [one_session(server_cfg, client_cfg, now=1000.0 + i, geostream=True)[1:]
+            for i in range(n)]
+    gc.collect()
+    rss1, (used1, free1) = _rss(), _malloc_state()
+    ctypes.CDLL(None).malloc_trim(0)
+    rss2 = _rss()
+    assert len(kept) == n
+    return {"rss": (rss1 - rss0) / n, "malloc_used": (used1 - used0) / n,
+            "malloc_free": (free1 - free0) / n, "rss_trimmed": (rss2 - rss0) / n}
+
+
+# Python's own allocator serves requests up to this size from its pools; bigger ones are malloc's
+PYMALLOC_MAX = 512
+
+
+def measure_python(n: int, certs: dict) -> dict[str, float]:
+    """Per revision-5 gateway connection, by tracemalloc: the Python heap, the part of it in
+    objects malloc serves (> PYMALLOC_MAX), and the native core object's inline size."""
+    server_cfg, client_cfg = _configs(certs)
+    one_session(server_cfg, client_cfg, now=999.0, geostream=True)
+    gc.collect()
+    tracemalloc.start(1)
+    before = tracemalloc.take_snapshot()
+    base = tracemalloc.get_traced_memory()[0]
+    kept = [one_session(server_cfg, client_cfg, now=1000.0 + i, geostream=True)[1:]
+            for i in range(n)]
+    gc.collect()
+    heap = tracemalloc.get_traced_memory()[0] - base
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    big = sum(t.size for t in after.traces if t.size > PYMALLOC_MAX) - sum(
+        t.size for t in before.traces if t.size > PYMALLOC_MAX)
+    core = getattr(kept[0][0], "_core", None)
+    inline = type(core).__basicsize__ if core is not None and LIB.NAME == "qh3" else 0
+    return {"heap": heap / n, "heap_malloced": big / n, "core_inline": float(inline)}
+
+
+def breakdown(n: int) -> None:
+    """Print where one revision-5 gateway connection's RSS goes (see the module's docstring)."""
+    import subprocess
+
+    def child(part: str) -> dict[str, float]:
+        out = subprocess.run([sys.executable, __file__, "--connections", str(n), "--quic",
+                              LIB.NAME, "--part-of", part], check=True, capture_output=True,
+                             text=True)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    native, py = child("native"), child("python")
+    kb = 1024
+    outside = native["malloc_used"] - py["heap_malloced"]
+    pools = py["heap"] - py["heap_malloced"]
+    slack = native["rss"] - native["malloc_used"] - pools
+    print(f"{n} server-side {LIB.NAME} gateway connections (revision-5 agents), KB per connection")
+    print(f"  {native['rss'] / kb:6.1f}  RSS growth")
+    print(f"  {py['core_inline'] / kb:6.1f}    native core object, inline in its Python object")
+    rest = py["heap"] - py["core_inline"]
+    print(f"  {rest / kb:6.1f}    rest of the Python heap (tracemalloc)")
+    print(f"  {outside / kb:6.1f}    native heap outside Python (malloc in use "
+          f"{native['malloc_used'] / kb:.1f} minus Python objects > {PYMALLOC_MAX} B "
+          f"{py['heap_malloced'] / kb:.1f})")
+    print(f"  {slack / kb:6.1f}    allocator slack (RSS minus the above; malloc's free chunks grew "
+          f"{native['malloc_free'] / kb:.1f})")
+    print(f"  {native['rss_trimmed'] / kb:6.1f}  RSS growth after malloc_trim(0)")
+
+
 def _rss_in_child(n: int, lib: str, shape: str) -> float:
     """`measure_rss` in a fresh process of its own."""
     import subprocess
@@ -177,7 +273,10 @@ def main() -> int:
     ap.add_argument("--quic", default="",
                     help="QUIC libraries, comma-separated, each in a fresh process (default: "
                          "the process's)")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="split one gateway connection's RSS by owner (module docstring)")
     ap.add_argument("--rss-of", choices=("old", "new"), help=argparse.SUPPRESS)  # a child's
+    ap.add_argument("--part-of", choices=("native", "python"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     names = [n for n in a.quic.split(",") if n]
     if len(names) > 1:  # one process each: RSS growth is only fair in a fresh heap
@@ -185,12 +284,20 @@ def main() -> int:
 
         for name in names:
             subprocess.run([sys.executable, __file__, "--connections", str(a.connections),
-                            "--quic", name], check=True)
+                            "--quic", name, *(["--breakdown"] if a.breakdown else [])],
+                           check=True)
         return 0
     global LIB
     LIB = library(names[0] if names else None)
+    if a.breakdown and a.part_of is None:
+        breakdown(a.connections)
+        return 0
     with tempfile.TemporaryDirectory() as d:
         certs = generate(d, ["localhost", "127.0.0.1"])
+        if a.part_of is not None:  # a child measuring one part of the breakdown
+            part = measure_native if a.part_of == "native" else measure_python
+            print(json.dumps(part(a.connections, certs)))
+            return 0
         if a.rss_of is not None:  # a child measuring one shape's RSS
             print(measure_rss(a.connections, certs, () if a.rss_of == "old" else None))
             return 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import struct
+from dataclasses import dataclass
 from typing import Any
 
 import cbor2
@@ -304,6 +305,65 @@ def encode_payload(msg: Message, deflater: Deflater | DictionaryDeflater | None 
     return cbor2.dumps(_to_map(msg, deflater))
 
 
+@dataclass(frozen=True, slots=True)
+class EncodedReadings:
+    """A batch's readings already in wire form: `cbor`, the CBOR array of the reading maps
+    (each with its "q"), and their sequence numbers `seqs` in the same order. The journal's
+    stored payloads become one without a decode and re-encode (agent/journal_drain.py
+    `encoded_rows`); a session sends it as it sends the maps (`ClientSession.send_batch`)."""
+
+    seqs: tuple[int, ...]
+    cbor: bytes
+
+    def __len__(self) -> int:
+        return len(self.seqs)
+
+
+def cbor_head(major: int, n: int) -> bytes:
+    """A CBOR item's head: major type `major` (its top 3 bits, e.g. 0x40 a byte string) with
+    argument `n` in the shortest form (RFC 8949 §4.2.1, as cbor2 writes it)."""
+    if n <= 23:
+        return bytes((major | n,))
+    for info, fmt, top in ((24, ">BB", 0xFF), (25, ">BH", 0xFFFF), (26, ">BI", 0xFFFFFFFF)):
+        if n <= top:
+            return struct.pack(fmt, major | info, n)
+    return struct.pack(">BQ", major | 27, n)
+
+
+_BATCH_T = cbor2.dumps("t") + cbor2.dumps("batch") + cbor2.dumps("epoch")
+_READINGS_KEY = cbor2.dumps("readings")
+_VEHICLE_KEY = cbor2.dumps("vehicle")
+_MAP3, _MAP4 = b"\xa3", b"\xa4"  # a batch map without / with "vehicle"
+_BYTES = 0x40  # major type 2: a byte string
+
+
+def batch_payload(epoch: int, readings_cbor: bytes,
+                  deflater: Deflater | DictionaryDeflater | None = None,
+                  vehicle: str | None = None) -> bytes:
+    """A batch's CBOR payload from its readings array already encoded: byte for byte
+    `encode_payload(Batch(epoch, readings, vehicle), deflater)` when `readings_cbor` is
+    `cbor2.dumps(list(readings))` (CBOR items nest as they are: the map is written around
+    the array, or around the array's DEFLATE piece, instead of encoding the readings again)."""
+    if deflater is not None:
+        z = deflater.piece(readings_cbor)
+        body = cbor2.dumps(deflater.KEY) + cbor_head(_BYTES, len(z)) + z
+    else:
+        body = _READINGS_KEY + readings_cbor
+    head = _MAP3 if vehicle is None else _MAP4
+    out = head + _BATCH_T + cbor2.dumps(epoch) + body
+    return out if vehicle is None else out + _VEHICLE_KEY + cbor2.dumps(vehicle)
+
+
+def encode_batch(epoch: int, readings_cbor: bytes,
+                 deflater: Deflater | DictionaryDeflater | None = None) -> bytes:
+    """One framed batch from its encoded readings array (`batch_payload`, then `encode`'s
+    frame and bound)."""
+    payload = batch_payload(epoch, readings_cbor, deflater)
+    if len(payload) > MAX_MESSAGE_BYTES:
+        raise ValueError(f"message of {len(payload)} bytes exceeds {MAX_MESSAGE_BYTES}")
+    return _HEADER.pack(len(payload)) + payload
+
+
 def encode(msg: Message, deflater: Deflater | DictionaryDeflater | None = None) -> bytes:
     """One framed message: 4-byte big-endian length + CBOR map.
 
@@ -312,6 +372,17 @@ def encode(msg: Message, deflater: Deflater | DictionaryDeflater | None = None) 
     against a preset dictionary (`DictionaryDeflater`, §3.2).
     """
     payload = encode_payload(msg, deflater)
+    if len(payload) > MAX_MESSAGE_BYTES:
+        raise ValueError(f"message of {len(payload)} bytes exceeds {MAX_MESSAGE_BYTES}")
+    return _HEADER.pack(len(payload)) + payload
+
+
+def encode_ack(epoch: int, through: int, ranges, credit: int) -> bytes:
+    """`encode(Ack(...))` without building the message object first: the same bytes, for
+    the gateway's one ack per commit and connection."""
+    payload = cbor2.dumps({"t": "ack", "epoch": epoch, "through": through,
+                           "ranges": [[first, last] for first, last in ranges],
+                           "credit": credit})
     if len(payload) > MAX_MESSAGE_BYTES:
         raise ValueError(f"message of {len(payload)} bytes exceeds {MAX_MESSAGE_BYTES}")
     return _HEADER.pack(len(payload)) + payload

@@ -75,20 +75,36 @@ class Inflater:
         return raw
 
 
+_PRIMED: dict[int, object] = {}  # dictionary id → a compressor that has taken it, never used
+
+
+def _primed(dict_id: int):
+    """A compressor with dictionary `dict_id` set and nothing compressed, made once per
+    process: each batch starts from a copy of it. Setting a 4 KiB dictionary hashes all of it
+    (11 µs of a fresh compressor's 17 µs per one-reading batch, measured with the load
+    tester's readings); a copy is the same state, so the same bytes come out, for ~7 µs. One
+    such compressor is ~150 KiB (memLevel 8's tables), held for the process's life."""
+    z = _PRIMED.get(dict_id)
+    if z is None:
+        z = _PRIMED[dict_id] = zlib.compressobj(LEVEL, zlib.DEFLATED, -WINDOW_BITS, MEM_LEVEL,
+                                                zdict=DICTIONARIES[dict_id])
+    return z
+
+
 class DictionaryDeflater:
     """The agent's end of §3.2: each `piece(data)` is a complete raw DEFLATE stream begun with
     preset dictionary `dict_id` as its history. Stateless between batches."""
 
     KEY = "zd"
 
-    __slots__ = ("dict_id", "_zdict")
+    __slots__ = ("dict_id", "_primed")
 
     def __init__(self, dict_id: int):
         self.dict_id = dict_id
-        self._zdict = DICTIONARIES[dict_id]
+        self._primed = _primed(dict_id)
 
     def piece(self, data: bytes) -> bytes:
-        z = zlib.compressobj(LEVEL, zlib.DEFLATED, -WINDOW_BITS, MEM_LEVEL, zdict=self._zdict)
+        z = self._primed.copy()
         return z.compress(data) + z.flush(zlib.Z_FINISH)
 
     def copy(self) -> DictionaryDeflater:

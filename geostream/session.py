@@ -27,7 +27,15 @@ from enum import Enum
 import cbor2
 
 from . import PROTOCOL_VERSION
-from .codec import FrameDecoder, encode, encode_payload, framed_size
+from .codec import (
+    EncodedReadings,
+    FrameDecoder,
+    batch_payload,
+    encode,
+    encode_ack,
+    encode_batch,
+    framed_size,
+)
 from .deflate import Deflater, DictionaryDeflater, Inflater, pick_dictionary
 from .errors import ErrorCode, ProtocolError
 from .limits import DEFAULT_CREDIT, DEFAULT_MAX_BATCH_BYTES, MAX_MESSAGE_BYTES
@@ -146,6 +154,11 @@ class _Session:
         """(error code, reason) to close the QUIC connection with after a fatal `fail`."""
         return self._close
 
+    def has_output(self) -> bool:
+        """Whether `data_to_send()` or `close_expected()` has something (the caller may skip
+        both when not)."""
+        return bool(self._out) or self._close is not None
+
     def data_to_send(self) -> bytes:
         data = bytes(self._out)
         self._out.clear()
@@ -230,8 +243,12 @@ class ClientSession(_Session):
                     raise ProtocolError(ErrorCode.UNEXPECTED, "ack before welcome")
                 if msg.epoch != self.epoch:
                     raise ProtocolError(ErrorCode.FORBIDDEN, f"ack for epoch {msg.epoch}")
-                acked = RangeSet(msg.ranges)
-                done = {q for q in self.in_flight if q <= msg.through or q in acked}
+                through = msg.through
+                if msg.ranges:
+                    acked = RangeSet(msg.ranges)
+                    done = {q for q in self.in_flight if q <= through or q in acked}
+                else:  # the common ack: everything through one sequence number
+                    done = {q for q in self.in_flight if q <= through}
                 self.in_flight -= done
                 self.credit = msg.credit
                 events.append(Acknowledged(msg.epoch, msg.through, msg.ranges, len(done)))
@@ -259,13 +276,17 @@ class ClientSession(_Session):
             return DictionaryDeflater(welcome.zdict)
         return Deflater() if welcome.z else None
 
-    def send_batch(self, readings: list[dict]) -> int:
-        """Queue one batch; returns its encoded size. The caller keeps within credit and budget."""
+    def send_batch(self, readings: list[dict] | EncodedReadings) -> int:
+        """Queue one batch (its reading maps, or them already encoded); returns its encoded
+        size. The caller keeps within credit and budget."""
         if not self.ready:
             raise RuntimeError("send_batch before welcome")
         frame = self._frame(readings)
         self._out += frame
-        self.in_flight.update(r["q"] for r in readings)
+        if type(readings) is EncodedReadings:
+            self.in_flight.update(readings.seqs)
+        else:
+            self.in_flight.update(r["q"] for r in readings)
         return len(frame)
 
     def send_status(self, status: Status) -> None:
@@ -286,30 +307,34 @@ class ClientSession(_Session):
         """Carry the de-duplication memory over from the previous session of this agent."""
         self._answered = answered
 
-    def batch_size(self, readings: list[dict]) -> int:
-        batch = Batch(self.epoch, tuple(readings))
+    def batch_size(self, readings: list[dict] | EncodedReadings) -> int:
+        plain = _readings_cbor(readings)
         if isinstance(self.deflater, DictionaryDeflater):
             try:
-                return len(self._frame(readings, keep=True))
+                return len(self._frame(readings, keep=True, plain=plain))
             except ValueError:  # beyond MAX_MESSAGE_BYTES: the caller asks for a smaller one
-                return framed_size(len(encode_payload(batch, self.deflater)))
+                return framed_size(len(batch_payload(self.epoch, plain, self.deflater)))
         probe = self.deflater.copy() if self.deflater is not None else None
-        return framed_size(len(encode_payload(batch, probe)))
+        return framed_size(len(batch_payload(self.epoch, plain, probe)))
 
-    def _frame(self, readings: list[dict], keep: bool = False) -> bytes:
-        """A batch's frame. §3.2's frames depend on the readings alone, so the one `batch_size`
-        made (`keep`) is sent as it is: the batch is compressed once, not twice."""
-        if not isinstance(self.deflater, DictionaryDeflater):
-            return encode(Batch(epoch=self.epoch, readings=tuple(readings)), self.deflater)
-        # the readings' CBOR is the key of that one frame: made only when there is one to
-        # compare with or to keep (a batch nobody sized first costs no extra encoding)
+    def _frame(self, readings: list[dict] | EncodedReadings, keep: bool = False,
+               plain: bytes | None = None) -> bytes:
+        """A batch's frame, written around its readings' CBOR (`plain`). §3.2's frames depend
+        on the readings alone, so the one `batch_size` made (`keep`) is sent as it is: the
+        batch is compressed once, not twice."""
+        if plain is None:
+            plain = _readings_cbor(readings)
         sized = self._sized
-        plain = cbor2.dumps(readings) if keep or sized is not None else None
         if sized is not None and sized[0] == plain:
             return sized[1]
-        frame = encode(Batch(epoch=self.epoch, readings=tuple(readings)), self.deflater)
+        frame = encode_batch(self.epoch, plain, self.deflater)
         self._sized = (plain, frame) if keep else None
         return frame
+
+
+def _readings_cbor(readings: list[dict] | EncodedReadings) -> bytes:
+    """The batch's readings array in CBOR (as `encode` writes it inside the batch)."""
+    return readings.cbor if type(readings) is EncodedReadings else cbor2.dumps(list(readings))
 
 
 class ServerSession(_Session):
@@ -410,13 +435,18 @@ class ServerSession(_Session):
         The `ack` is queued once for all batches committed before the next `data_to_send()`
         (or the next other message): a drain's batches of one commit cost one ack."""
         n = 0
+        through, committed = self.through, self._committed
         for q in seqs:
             n += 1
-            if q > self.through:
-                self._committed.add(q)
+            if q == through + 1 and not committed:  # in order, nothing held: the usual case
+                through = q
+            elif q > through:
+                committed.add(q)
         self.pending = max(0, self.pending - n)
-        self.through = self._committed.contiguous_from(self.through)
-        self._committed.discard_through(self.through)
+        if committed:
+            through = committed.contiguous_from(through)
+            committed.discard_through(through)
+        self.through = through
         if credit is not None:
             self.set_credit(credit)
         self._ack_due = True
@@ -425,13 +455,15 @@ class ServerSession(_Session):
         """The owed ack, in its place: before any message queued after the commits it covers."""
         self._ack_due = False
         assert self.hello is not None, "acks only after the hello"
-        self._out += encode(Ack(epoch=self.hello.epoch, through=self.through,
-                                ranges=tuple(self._committed), credit=self.credit))
+        self._out += encode_ack(self.hello.epoch, self.through, self._committed, self.credit)
 
     def _send(self, msg) -> None:
         if self._ack_due:
             self._queue_ack()
         super()._send(msg)
+
+    def has_output(self) -> bool:
+        return self._ack_due or super().has_output()
 
     def data_to_send(self) -> bytes:
         """What is queued, the owed ack included (one for all commits since the last)."""

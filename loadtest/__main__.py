@@ -63,8 +63,6 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--profile needs --log-dir")
     if a.reuseport > 1 and (a.router or a.gateways != 1):
         p.error("--reuseport N is its own N gateway processes: without --router/--gateways")
-    if a.reuseport > 1 and a.quic_gateway == "qh3":
-        p.error("--reuseport N runs aioquic (qh3 cannot issue routable connection IDs)")
     if a.mode == "storm" and a.outage_at + a.outage >= a.duration:
         p.error("storm: --outage-at + --outage must end before --duration")
     opts = Options(vehicles=a.vehicles, rate_hz=a.rate, duration_s=a.duration, mode=a.mode,

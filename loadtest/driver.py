@@ -16,6 +16,7 @@ connection is gone, connection attempts wait for the radio), `churn()` ends the 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 from agent.journal_drain import DrainState
@@ -30,6 +31,7 @@ from agent.uplink_actions import (
     SendData,
 )
 from agent.uplink_machine import State, UplinkMachine
+from backend.edge_core import BUSY_REASON
 from geostream.clock import wall_ms
 from geostream.messages import Status
 from geostream.quic_acks import ack_delay_for
@@ -70,6 +72,9 @@ class Driver:
         self.drain_target = 0        # storm: the backlog to drain after reconnecting
         self.drained_after: float | None = None
         self.reconnected_at = 0.0
+        # the TLS session ticket the gateway gave last (the agent's ticket file, in memory): a
+        # reconnect resumes with it and sends its hello as 0-RTT, as the agent does
+        self.ticket = None
 
     # --- inputs --------------------------------------------------------------------------
 
@@ -103,14 +108,18 @@ class Driver:
         if link is not self.link:
             return
         self._connect_by = None
-        self._do(self.machine.handshake_done(self.w.now(), local_host=link.local_host))
+        self._do(self.machine.handshake_done(self.w.now(), local_host=link.local_host,
+                                             resumed=link.session_resumed,
+                                             early_data_accepted=link.early_data_accepted))
         self._after()
 
     def _closed(self, link: EdgeLink) -> None:
         if link is not self.link:
             return
         if self._connect_by is not None:  # during the handshake: a failed connect
-            self._connect_failed("connect: ConnectionError", link.close_reason)
+            busy = link.close_reason.startswith(BUSY_REASON.decode())  # the gateway shed it
+            self._connect_failed("connect: refused busy" if busy else "connect: ConnectionError",
+                                 link.close_reason)
         else:
             self.w.error(f"closed: {link.close_reason[:60]}")
             self._do(self.machine.disconnected(self.w.now(),
@@ -208,20 +217,21 @@ class Driver:
         for also in (self._connect_by, sim.next_due() if starved else None):
             if also is not None and (at is None or also < at):
                 at = also
-        self.w.edge.timers.set(self, at)
-        self.w.edge.arm()
+        edge = self.w.edge
+        edge.timers.set(self, at)
+        edge.arm()
 
     def _acked(self, through: int, ranges) -> None:
         now = self.w.now()
-        self.w.acked_now(self.sim.acknowledge(through, ranges, now))
+        self.w.acked_now(self.sim.acknowledge(through, ranges, now), now)
         if (self.drained_after is None and self.drain_target
                 and self.sim.journal.acked_through() >= self.drain_target):
             self.drained_after = now - self.reconnected_at
 
     def open(self) -> None:
-        """The agent's connect sequence (agent/uplink.py `_open`), without name resolution,
-        session tickets or pinning (the load test's vehicles connect with a full handshake):
-        called by the worker when a ramp slot is free."""
+        """The agent's connect sequence (agent/uplink.py `_open`), without name resolution
+        or pinning: with the vehicle's session ticket once it has one (resumption and a 0-RTT
+        hello, else a full handshake); called by the worker when a ramp slot is free."""
         self._queued = False
         self._slot = True
         if not self.online:  # the radio went while waiting for a turn
@@ -230,9 +240,10 @@ class Driver:
             return
         w, m, sim = self.w, self.machine, self.sim
         now = w.now()
-        link = EdgeLink(w.edge, w.quic_config, self.server, on_stream_data=self._on_data,
-                        on_handshake=self._on_handshake, on_closed=self._closed,
-                        ack_delay_s=ack_delay_for(m.send_interval_s))
+        link = EdgeLink(w.edge, self.quic_configuration(), self.server,
+                        on_stream_data=self._on_data, on_handshake=self._on_handshake,
+                        on_closed=self._closed, ack_delay_s=ack_delay_for(m.send_interval_s),
+                        session_ticket_handler=self._ticket_issued)
         link.on_datagram = m.datagram_received
         link.on_ping = m.ping_sent
         self.link = link
@@ -249,6 +260,15 @@ class Driver:
                               acked_through=acked_through, agent="fleet-loadtest"))
         self.drain = DrainState(acked_through, epoch=sim.epoch)
         self._after()
+
+    def quic_configuration(self):
+        """The process's client configuration, with this vehicle's ticket if it has one."""
+        cfg = self.w.quic_config
+        return cfg if self.ticket is None else dataclasses.replace(cfg, session_ticket=self.ticket)
+
+    def _ticket_issued(self, ticket) -> None:
+        """The gateway issued a session ticket (each is good once): keep the newest."""
+        self.ticket = ticket
 
     def _connect_failed(self, kind: str, detail: str) -> None:
         """The handshake failed or timed out: the machine backs off and reconnects."""
@@ -295,10 +315,11 @@ class _Probe:
         self.d, self.for_link = driver, link
         w = driver.w
         self.done = False
-        self.probe = EdgeLink(w.edge, w.quic_config, driver.server,
+        self.probe = EdgeLink(w.edge, driver.quic_configuration(), driver.server,
                               on_stream_data=lambda *a: None,
                               on_handshake=lambda _: self._end(True),
-                              on_closed=lambda _: self._end(False))
+                              on_closed=lambda _: self._end(False),
+                              session_ticket_handler=driver._ticket_issued)
         w.edge.timers.set(self, w.now() + CONNECT_TIMEOUT_S)
         try:
             self.probe.start(w.local_host)

@@ -3,8 +3,9 @@
 `SimVehicle` makes readings at a fixed rate as the agent's sources do (`agent.readings`
 positions with every field the agent sends, and every `CAN_EVERY`-th reading a CAN snapshot of
 `CAN_SIGNALS` signals, so sizes match a truck's), encodes them as the agent's journal does
-(`agent.wire_encode`) into its `MemoryJournal`, hands out batches in the agent's drain order,
-and books acknowledgements: which sequence numbers are done and how long each waited.
+(`agent.wire_encode`'s bytes, written through a `Skeleton` of each shape: one `struct` call a
+reading) into its `MemoryJournal`, hands out batches in the agent's drain order, and books
+acknowledgements: which sequence numbers are done and how long each waited.
 Which batch goes when is not decided here: the agent's `UplinkMachine` does (loadtest/driver.py).
 """
 
@@ -17,15 +18,22 @@ import cbor2
 
 from agent.journal_drain import DrainState
 from agent.readings import Position, Reading, Signals
-from agent.wire_encode import encode
+from agent.wire_encode import U32_MAX, encode
+from geostream.codec import EncodedReadings
 
 from .journal import MemoryJournal
+from .wire_skeleton import Skeleton, float_hole, uint_hole
 
 # One reading in this many is a CAN snapshot; the rest are positions (a 1–10 Hz GPS and a
 # few CAN snapshots per second, as the agent's defaults produce).
 CAN_EVERY = 4
 CAN_SIGNALS = ("EngineSpeed", "VehicleSpeed", "AccelPedalPos", "EngineCoolantTemp",
                "FuelLevel", "EngineLoad", "BatteryVoltage", "Odometer")
+# The fixed parts of a simulated reading (what a parked-in-the-sky GPS and a truck's bus report
+# the same every time).
+ALT_M, FIX, MODE, SATS, HDOP = 12.5, 1, 3, 9, 0.9
+CAN_BUS = "can0"
+ODOMETER_KM = 123456
 # Latency histogram resolution and range (1 ms buckets; slower acks land in the last one).
 HIST_MAX_MS = 60_000
 
@@ -69,6 +77,30 @@ class Histogram:
         return cls({int(k): v for k, v in data.items()})
 
 
+def reading_of(is_position: bool, values: tuple) -> Reading:
+    """The agent's reading for `SimVehicle._draw`'s values (the reference the skeletons
+    reproduce)."""
+    if is_position:
+        ts, lat, lon, speed, course = values
+        return Position(ts, lat, lon, alt_m=ALT_M, speed_kmh=speed, course_deg=course, fix=FIX,
+                        mode=MODE, sats=SATS, hdop=HDOP)
+    return Signals(values[0], CAN_BUS, dict(zip(CAN_SIGNALS, values[1:], strict=True)))
+
+
+def _skeleton(is_position: bool, sentinels: tuple) -> Skeleton:
+    """A shape's skeleton from the agent's encoder: the ts an 8-byte uint (wall-clock ms
+    since 1970 are beyond 32 bits), floats float64, ints as wide as their sentinel."""
+    holes = [uint_hole(v) if type(v) is int else float_hole(v) for v in sentinels]
+    return Skeleton(encode(reading_of(is_position, sentinels)), holes, sentinels)
+
+
+# sentinels: values of each hole's width whose bytes appear nowhere else in the reading; the
+# ranges `_draw` keeps to: CAN ints 24..255 (one argument byte), the odometer 65536..2^32-1
+_POSITION = _skeleton(True, (0x1122334455667788, 11.1111111, 22.2222222, 33.3, 44.4))
+_SIGNALS = _skeleton(False, (0x1122334455667788, 1111.1, 22.22, 33.3, 77, 44.4, 88, 25.55,
+                             3_000_000))
+
+
 class SimVehicle:
     """One vehicle's readings from `start` (seconds, the caller's clock) at `rate_hz`."""
 
@@ -84,6 +116,7 @@ class SimVehicle:
         self.start = start
         self.wall_ms_at_start = wall_ms_at_start
         self._rng = random.Random(seed)
+        self._random = self._rng.random
         self._lat = 53.55 + self._rng.uniform(-0.2, 0.2)
         self._lon = 9.99 + self._rng.uniform(-0.3, 0.3)
         self.made = 0                 # readings made so far; sequence numbers 1..made
@@ -100,16 +133,20 @@ class SimVehicle:
 
     def make_due(self, now: float) -> int:
         """Make every reading due by `now` into the journal; returns how many were made."""
-        if not self.making or now < self.start:
-            return 0
+        if not self.making or now < self.start + self.made / self.rate_hz:
+            return 0  # the next one is not due yet (the common case: one check per input)
         due = int((now - self.start) * self.rate_hz) + 1
-        n = 0
+        n = due - self.made
+        append = self.journal.append
         while self.made < due:
             self.made += 1
-            reading = self.reading(self.made)
-            self.journal.append(encode(reading), type(reading) is Position)
-            n += 1
-        return n
+            is_position, values = self._draw(self.made)
+            if values[0] > U32_MAX:  # the skeletons' timestamp is an 8-byte uint
+                payload = (_POSITION if is_position else _SIGNALS).pack(*values)
+            else:
+                payload = encode(reading_of(is_position, values))
+            append(payload, is_position)
+        return max(0, n)
 
     def next_due(self) -> float | None:
         """When the next reading is due (None while nothing is made)."""
@@ -117,21 +154,19 @@ class SimVehicle:
 
     def reading(self, q: int) -> Reading:
         """Reading number `q` as the agent's sources make it (call in order of q)."""
+        return reading_of(*self._draw(q))
+
+    def _draw(self, q: int) -> tuple[bool, tuple]:
+        """(is a position, its values in wire order) for reading number `q`: the random
+        walk and sensor values (call in order of q)."""
         ts = self.wall_ms_at_start + int((q - 1) * 1000 / self.rate_hz)
-        r = self._rng
+        r = self._random
         if q % CAN_EVERY == 0:
-            return Signals(ts, "can0", {
-                "EngineSpeed": round(r.uniform(600, 2200), 1),
-                "VehicleSpeed": round(r.uniform(0, 90), 2),
-                "AccelPedalPos": round(r.uniform(0, 100), 1),
-                "EngineCoolantTemp": r.randint(70, 95), "FuelLevel": round(r.uniform(5, 100), 1),
-                "EngineLoad": r.randint(0, 100), "BatteryVoltage": round(r.uniform(24, 28), 2),
-                "Odometer": 123456 + q // 10})
-        self._lat += r.uniform(-1e-4, 1e-4)
-        self._lon += r.uniform(-1e-4, 1e-4)
-        return Position(ts, round(self._lat, 7), round(self._lon, 7), alt_m=12.5,
-                        speed_kmh=round(r.uniform(0, 90), 1),
-                        course_deg=round(r.uniform(0, 360), 1), fix=1, mode=3, sats=9, hdop=0.9)
+            return False, (ts, 600 + r() * 1600, r() * 90, r() * 100, 70 + int(r() * 26),
+                           5 + r() * 95, 24 + int(r() * 77), 24 + r() * 4, ODOMETER_KM + q // 10)
+        self._lat += (r() - 0.5) * 2e-4
+        self._lon += (r() - 0.5) * 2e-4
+        return True, (ts, self._lat, self._lon, r() * 90, r() * 360)
 
     def wire_reading(self, q: int) -> dict:
         """Reading number `q` as a batch carries it, with its "q" (benchmarks' readings)."""
@@ -156,17 +191,16 @@ class SimVehicle:
     # --- batches and acks ---------------------------------------------------------------
 
     def next_batch(self, drain: DrainState, max_readings: int, max_bytes: int,
-                   now: float) -> list[dict]:
+                   now: float) -> EncodedReadings:
         """The journal's next batch in the agent's drain order; remembers when each went."""
         batch = self.journal.next_batch(drain, max_readings, max_bytes)
-        live, sent_at = not drain.more, self.sent_at
-        for r in batch:
-            q = r["q"]
+        live, sent_at, live_q = not drain.more, self.sent_at, self._live_q
+        for q in batch.seqs:
             sent_at[q] = now
             if live:
-                self._live_q.add(q)
+                live_q.add(q)
             else:
-                self._live_q.discard(q)
+                live_q.discard(q)
         return batch
 
     def acknowledge(self, through: int, ranges, now: float) -> int:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from agent.journal_drain import DrainState, plan_batch, wire_rows
+from agent.journal_drain import DrainState, encoded_rows, plan_batch
+from geostream.codec import EncodedReadings
 
 
 class MemoryJournal:
@@ -40,9 +41,11 @@ class MemoryJournal:
         self._low = low
         return low - 1
 
-    def next_batch(self, drain: DrainState, max_readings: int, max_bytes: int) -> list[dict]:
-        """The agent's live-first batch (`plan_batch`) as wire maps; updates `drain`."""
-        return wire_rows(plan_batch(self._live(drain.cursor), self._after(drain.cursor), drain,
+    def next_batch(self, drain: DrainState, max_readings: int,
+                   max_bytes: int) -> EncodedReadings:
+        """The agent's live-first batch (`plan_batch`), encoded for the wire as the journal's
+        payloads (`encoded_rows`); updates `drain`."""
+        return encoded_rows(plan_batch(self._live(drain.cursor), self._after(drain.cursor), drain,
                                     max_readings, max_bytes))
 
     def acknowledge(self, through: int, ranges: Iterable[tuple[int, int]]) -> list[int]:

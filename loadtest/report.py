@@ -37,6 +37,9 @@ class Report:
     errors: dict = field(default_factory=dict)
     batches: int = 0              # batches the vehicles sent (their machines' pacing)
     connects: int = 0
+    handshakes: int = 0           # QUIC handshakes completed (connects and probes)
+    resumed: int = 0              # of them resumed with a session ticket
+    early_data: int = 0           # of them whose 0-RTT hello the gateway accepted
     migrations: int = 0
     reconnects: int = 0
     gateway_cpu_pct: float = 0.0      # of one core, summed over gateway processes
@@ -47,6 +50,9 @@ class Report:
     client_cpu_pct: float = 0.0
     client_cpu_ms_per_reading: float = 0.0   # load generator CPU time / readings acked
     client_us_per_vehicle_s: float = 0.0     # load generator CPU µs per vehicle per second
+    client_cpu_max_pct: float = 0.0   # of one core: the busiest client process (each has one)
+    client_lag_p50_ms: float | None = None  # how late the client processes' timers fired
+    client_lag_p99_ms: float | None = None
     store_cpu_pct: float = 0.0        # of one core: the throw-away PostgreSQL server's tree
     quic_clients: str = ""            # the QUIC library of the simulated vehicles
     quic_gateway: str = ""            # and of the gateways
@@ -56,6 +62,9 @@ class Report:
     load_1m: float = 0.0              # the machine's 1-minute load average when the window began
     datagrams_in_per_reading: float = 0.0   # to the gateway, per reading acked in the window
     datagrams_out_per_reading: float = 0.0  # from the gateway
+    # --reuseport: datagrams one worker relayed to another (backend/cluster/relay.py) per
+    # reading acked over the whole run (the workers' totals at stop)
+    relay_hops_per_reading: float | None = None
     storm: dict | None = None
     ack_gap_s: float = 0.0        # longest time in the window no vehicle got an acknowledgement
 
@@ -77,7 +86,8 @@ class Report:
         busy = []
         if self.gateway_cpu_pct >= SATURATED_PCT * _gateways(o):
             busy.append("gateway")
-        if self.client_cpu_pct >= SATURATED_PCT * o["workers"]:
+        if (self.client_cpu_pct >= SATURATED_PCT * o["workers"]
+                or self.client_cpu_max_pct >= SATURATED_PCT):  # one event loop per process
             busy.append("client")
         if self.machine_idle_pct <= 100 - SATURATED_PCT:
             busy.append("machine (no idle CPU)")
@@ -105,7 +115,8 @@ class Report:
                f"{self.quic_gateway or '?'} / clients {self.quic_clients or '?'}",
                f"  connected          {self.connected} in {self.connect_s:.1f} s "
                f"({self.connects} connects, {self.reconnects} reconnects, "
-               f"{self.migrations} migrations)",
+               f"{self.migrations} migrations; {self.handshakes} handshakes, "
+               f"{self.resumed} resumed, {self.early_data} with 0-RTT accepted)",
                f"  acknowledged       {self.acked_per_s:,.0f} readings/s "
                f"(offered {self.vehicles * o['rate_hz']:,.0f}/s)",
                f"  ack latency        p50 {_ms(self.ack_p50_ms)}  p95 {_ms(self.ack_p95_ms)}  "
@@ -119,7 +130,10 @@ class Report:
                  if self.router_cpu_pct is not None else []),
                f"  clients            {self.client_cpu_pct:.0f} % CPU, "
                f"{self.client_cpu_ms_per_reading:.2f} ms CPU per acked reading, "
-               f"{self.client_us_per_vehicle_s:.0f} µs CPU per vehicle-second",
+               f"{self.client_us_per_vehicle_s:.0f} µs CPU per vehicle-second; busiest "
+               f"process {self.client_cpu_max_pct:.0f} %, its timers late by p50 "
+               f"{_ms(self.client_lag_p50_ms)} p99 {_ms(self.client_lag_p99_ms)} (a client "
+               "behind books its acks that much late)",
                f"  machine            {self.machine_cores} cores, {self.machine_idle_pct:.0f} % "
                f"idle, store server {self.store_cpu_pct:.0f} % CPU, other processes "
                f"{self.other_cpu_pct:.0f} % CPU, load "
@@ -130,7 +144,9 @@ class Report:
                f"load generator on the same {PROJECTION_CORES:.0f} cores "
                f"(CPU per reading only; not a measured rate)",
                f"  datagrams          {self.datagrams_in_per_reading:.2f} in + "
-               f"{self.datagrams_out_per_reading:.2f} out at the gateway per acked reading",
+               f"{self.datagrams_out_per_reading:.2f} out at the gateway per acked reading"
+               + (f", {self.relay_hops_per_reading:.4f} relayed between workers"
+                  if self.relay_hops_per_reading is not None else ""),
                f"  errors             {self.errors or 'none'}",
                f"  store              {self.stored:,} stored of {self.made:,} made: "
                f"lost {self.lost}, duplicated {self.duplicated}, unexpected {self.unexpected}, "

@@ -276,12 +276,16 @@ def _run(opts: Options, tmp: Path, log_dir: Path, store: ThrowawayStore,
                   rss_idle_kb, rss_connected_kb, connect_s, gateway_cpu, client_cpu)
     rep.connected = connected
     rep.router_cpu_pct = router_cpu
+    if opts.reuseport > 1:
+        rep.relay_hops_per_reading = relayed_out(log_dir / "gateway0.log",
+                                                 opts.reuseport) / max(1, rep.acked)
     rep.machine_cores, rep.load_1m, rep.machine_idle_pct = machine.cores, machine.load_1m, idle_pct
     rep.store_cpu_pct = store_cpu
     rep.other_cpu_pct = split_cpu(busy_pct, gateway_cpu, client_cpu, store_cpu, router_cpu or 0.0)
     rep.quic_clients = library_name(opts.quic_clients or None, AGENT_DEFAULT_LIBRARY)
-    rep.quic_gateway = ("aioquic" if opts.reuseport > 1  # what _start_reuseport runs
-                        else gateway_library_name(opts.quic_gateway or None, opts.router))
+    rep.quic_gateway = gateway_library_name(opts.quic_gateway or None,
+                                            opts.router or opts.reuseport > 1,
+                                            relayed=True)
     rep.client_us_per_vehicle_s = client_cpu * 10_000 / max(1, opts.vehicles)
     ticks = {t for r in results for t in r["ack_ticks"]}
     rep.ack_gap_s = ack_gap_s(ticks, int(opts.duration_s / ACK_TICK_S), ACK_TICK_S)
@@ -295,7 +299,8 @@ def _start_reuseport(opts: Options, db: str, certs: dict, log_dir: Path, nats: l
     one UDP port → ([supervisor], [port], the workers' pids and the supervisor's)."""
     sup = subprocess.Popen(
         [sys.executable, "-m", "backend", "--reuseport", str(opts.reuseport), "--db", db,
-         "--cert", certs["cert"], "--key", certs["key"], "--quic-library", "aioquic",
+         "--cert", certs["cert"], "--key", certs["key"],
+         *(["--quic-library", opts.quic_gateway] if opts.quic_gateway else []),
          "--quic-host", "127.0.0.1", "--quic-port", "0", "--http-host", "127.0.0.1",
          "--http-port", "0", "--log-level", "WARNING", *nats],
         stdout=subprocess.PIPE, stderr=open(log_dir / "gateway0.log", "ab"), env=_env(),
@@ -310,6 +315,17 @@ def _start_reuseport(opts: Options, db: str, certs: dict, log_dir: Path, nats: l
         if "backend ready" not in line:
             raise RuntimeError(f"a worker did not start: {line!r}; see {log_dir}")
     return [sup], [port], [sup.pid, *_children(sup.pid)]
+
+
+def relayed_out(log: Path, workers: int) -> int:
+    """The datagrams the `--reuseport` workers relayed to each other: the last `workers`
+    totals they wrote to their log at stop (backend/cluster/relay_edge.py)."""
+    try:
+        lines = [ln for ln in log.read_text(errors="replace").splitlines()
+                 if ln.startswith("cid relay of worker ")][-workers:]
+    except OSError:
+        return 0
+    return sum(int(m.group(1)) for ln in lines if (m := re.search(r"relayed_out=(\d+)", ln)))
 
 
 def _children(pid: int) -> list[int]:
@@ -350,7 +366,7 @@ def _report(opts, counts, pending_seqs, results, gstats, rss_idle_kb, rss_connec
     rep = Report(options=asdict(opts), vehicles=opts.vehicles, connect_s=connect_s,
                  gateway_cpu_pct=gateway_cpu, client_cpu_pct=client_cpu,
                  gateway_rss_mb=gstats.peak_kb / 1024)
-    lat, live = Histogram(), Histogram()
+    lat, live, lag = Histogram(), Histogram(), Histogram()
     made: dict[str, int] = {}
     unacked: dict[str, list[int]] = {}
     acked_window = dg_in = dg_out = 0
@@ -365,11 +381,18 @@ def _report(opts, counts, pending_seqs, results, gstats, rss_idle_kb, rss_connec
         acked_window += r["acked_in_window"]
         lat.merge(Histogram.from_json(r["latency"]))
         live.merge(Histogram.from_json(r["live_latency"]))
+        lag.merge(Histogram.from_json(r.get("timer_lag", {})))
+        rep.client_cpu_max_pct = max(rep.client_cpu_max_pct,
+                                     r["cpu_s"] / opts.duration_s * 100)
         for k, v in r["errors"].items():
             rep.errors[k] = rep.errors.get(k, 0) + v
         rep.connects += r["connects"]
         rep.migrations += r["migrations"]
         rep.reconnects += r["reconnects"]
+        edge = r.get("edge", {})
+        rep.handshakes += edge.get("handshakes", 0)
+        rep.resumed += edge.get("resumed", 0)
+        rep.early_data += edge.get("early_data_accepted", 0)
         rep.batches += r["batches"]
         if r["storm"]:
             s = rep.storm or {"backlog": 0, "drained": 0, "drain_max_s": None, "drain_p50_s": None}
@@ -386,6 +409,7 @@ def _report(opts, counts, pending_seqs, results, gstats, rss_idle_kb, rss_connec
     rep.datagrams_out_per_reading = dg_out / max(1, acked_window)
     rep.ack_p50_ms, rep.ack_p95_ms, rep.ack_p99_ms = (lat.percentile(p) for p in (50, 95, 99))
     rep.live_p99_ms = live.percentile(99)
+    rep.client_lag_p50_ms, rep.client_lag_p99_ms = lag.percentile(50), lag.percentile(99)
     for vid, m in made.items():
         rows, distinct, top = counts.get(vid, (0, 0, 0))
         rep.stored += distinct

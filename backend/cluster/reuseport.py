@@ -108,24 +108,43 @@ def reuseport_socket(host: str, port: int) -> socket.socket:
 class ReuseportNode:
     """A gateway worker of `python -m backend --reuseport N` (backend/cluster/workers.py): its
     server id is its member index in the port's group, its socket the one the supervisor bound
-    for it (inherited as file descriptor `fd`, the steering program already attached). The
-    gateway's `cluster` hook: `adopt` makes every connection issue CIDs with the server id, so
-    the kernel brings each of its datagrams here; `serve` puts the gateway's UDP edge on the
-    inherited socket."""
+    for it (inherited as file descriptor `fd`, the steering program already attached), and
+    `channels` (member index → inherited fd of a socketpair end) its relay to each sibling of
+    the `group` (relay.py). The gateway's `cluster` hook: `adopt` makes every connection's
+    first CID carry the server id (all of them with aioquic), so the kernel brings its
+    datagrams here; `serve` puts the gateway's UDP edge on the inherited socket and, with
+    channels, relays the CIDs a library drew without the server id (qh3's)."""
 
-    def __init__(self, server_id: int, fd: int, layout: CidLayout = DEFAULT_LAYOUT):
+    def __init__(self, server_id: int, fd: int, group: int = 0,
+                 channels: dict[int, int] | None = None, layout: CidLayout = DEFAULT_LAYOUT):
         self.server_id = server_id
         self.fd = fd
+        self.group = group
+        self.channels = channels or {}
         self.layout = layout
+        self.relay = None  # the RelayEdge, once serving with channels
+
+    @property
+    def relays_cids(self) -> bool:
+        """Whether a CID without the server id still reaches its connection here (a library
+        without routable NEW_CONNECTION_ID CIDs is safe: geostream.quic.gateway_library_name)."""
+        return self.group > 1 and len(self.channels) == self.group - 1
 
     def adopt(self, lib, quic) -> None:
         issue_routable_cids(lib, quic, self.layout, self.server_id)
 
     async def serve(self, lib, host: str, port: int, server):
         from ..gateway_edge import UdpEdge
+        from .relay import RelayBook
+        from .relay_edge import RelayEdge
 
-        refuse_unroutable(lib)
+        if not self.relays_cids:
+            refuse_unroutable(lib)
         sock = socket.socket(fileno=self.fd)
         sock.setblocking(False)
         UdpEdge(sock, server)
+        if self.channels:
+            socks = {m: socket.socket(fileno=fd) for m, fd in self.channels.items()}
+            self.relay = server.relay = RelayEdge(RelayBook(self.server_id, self.group), socks,
+                                                  server)
         return server

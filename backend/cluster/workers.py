@@ -76,15 +76,45 @@ def bind_group(host: str, port: int, n: int) -> list[socket.socket]:
     return socks
 
 
-def worker_flag(server_id: int, fd: int) -> list[str]:
-    return ["--reuseport-worker", f"{server_id}:{fd}"]
+def relay_channels(n: int) -> list[dict[int, socket.socket]]:
+    """One AF_UNIX datagram socketpair per pair of the n workers (their CID relay,
+    relay_edge.py): for each worker, sibling index → its end."""
+    ends: list[dict[int, socket.socket]] = [{} for _ in range(n)]
+    for i in range(n):
+        for j in range(i + 1, n):
+            ends[i][j], ends[j][i] = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    return ends
 
 
-def parse_worker_flag(text: str) -> tuple[int, int]:
-    sid, _, fd = text.partition(":")
-    if not (sid.isdigit() and fd.isdigit()):
-        raise ValueError(f"--reuseport-worker: expected SERVER_ID:FD, got {text!r}")
-    return int(sid), int(fd)
+def worker_flag(server_id: int, fd: int, group: int = 0,
+                channels: dict[int, int] | None = None) -> list[str]:
+    """SERVER_ID:FD, or SERVER_ID:FD:GROUP:C0,C1,… with the fd of the relay channel to each
+    member (`-` for itself)."""
+    if not channels:
+        return ["--reuseport-worker", f"{server_id}:{fd}"]
+    fds = ",".join(str(channels[m]) if m in channels else "-" for m in range(group))
+    return ["--reuseport-worker", f"{server_id}:{fd}:{group}:{fds}"]
+
+
+def parse_worker_flag(text: str) -> tuple[int, int, int, dict[int, int]]:
+    """(server id, socket fd, group size, member → relay channel fd)."""
+    parts = text.split(":")
+    bad = ValueError(f"--reuseport-worker: expected SERVER_ID:FD[:GROUP:CHANNELS], got {text!r}")
+    if len(parts) not in (2, 4) or not all(p.isdigit() for p in parts[:3]):
+        raise bad
+    sid, fd = int(parts[0]), int(parts[1])
+    if len(parts) == 2:
+        return sid, fd, 0, {}
+    group, fds = int(parts[2]), parts[3].split(",")
+    if len(fds) != group or not sid < group:
+        raise bad
+    channels = {}
+    for m, f in enumerate(fds):
+        if (m == sid) != (f == "-") or (m != sid and not f.isdigit()):
+            raise bad
+        if m != sid:
+            channels[m] = int(f)
+    return sid, fd, group, channels
 
 
 class Supervisor:
@@ -93,6 +123,9 @@ class Supervisor:
     def __init__(self, argv: list[str], socks: list[socket.socket]):
         self.argv = argv
         self.socks = socks
+        # kept open for as long as the supervisor runs, as the sockets are: a worker started
+        # again finds its channels (and what its siblings announced meanwhile) in place
+        self.channels = relay_channels(len(socks))
         self.procs: list[subprocess.Popen | None] = [None] * len(socks)
         self.started = [0.0] * len(socks)
         self.delay = [RESPAWN_S] * len(socks)
@@ -101,9 +134,10 @@ class Supervisor:
 
     def spawn(self, i: int) -> None:
         fd = self.socks[i].fileno()
+        channels = {m: s.fileno() for m, s in self.channels[i].items()}
         self.procs[i] = subprocess.Popen(
-            [sys.executable, "-m", "backend", *worker_flag(i, fd), *self.argv], pass_fds=(fd,),
-            preexec_fn=_stop_with_parent)
+            [sys.executable, "-m", "backend", *worker_flag(i, fd, len(self.socks), channels),
+             *self.argv], pass_fds=(fd, *channels.values()), preexec_fn=_stop_with_parent)
         self.started[i] = time.monotonic()
         log.info("reuseport worker %d started (pid %d)", i, self.procs[i].pid)
 
@@ -149,6 +183,9 @@ class Supervisor:
                 p.wait()
         for s in self.socks:
             s.close()
+        for ends in self.channels:
+            for s in ends.values():
+                s.close()
         return 0
 
 

@@ -50,25 +50,48 @@ class CommittedRanges:
 
     def add(self, vehicle: str, epoch: int, seqs: list[int]) -> None:
         """Remember `seqs` of (vehicle, epoch) as committed."""
+        if not seqs:
+            return
         key = (vehicle, epoch)
-        found = self._ranges.pop(key, None)
-        los, his = found if found is not None else ([], [])
-        for seq in sorted(seqs):
-            i = bisect.bisect_right(los, seq) - 1
-            if i >= 0 and seq <= his[i] + 1:      # inside or just after range i
-                if seq > his[i]:
-                    his[i] = seq
-                    if i + 1 < len(los) and los[i + 1] == seq + 1:  # closes the gap
-                        his[i] = his.pop(i + 1)
-                        los.pop(i + 1)
-            elif i + 1 < len(los) and los[i + 1] == seq + 1:  # just before range i + 1
-                los[i + 1] = seq
-            else:
-                los.insert(i + 1, seq)
-                his.insert(i + 1, seq)
-        while len(los) > self.max_ranges:
-            los.pop(0)
-            his.pop(0)
-        self._ranges[key] = (los, his)
-        while len(self._ranges) > self.max_keys:
-            self._ranges.popitem(last=False)
+        ranges = self._ranges
+        found = ranges.get(key)
+        if found is None:
+            los: list[int] = []
+            his: list[int] = []
+            ranges[key] = (los, his)
+            while len(ranges) > self.max_keys:
+                ranges.popitem(last=False)
+        else:
+            los, his = found
+            ranges.move_to_end(key)  # the most recently committed are forgotten last
+        if len(seqs) == 1:  # at 1 Hz, a vehicle's one reading of the transaction
+            _merge(los, his, seqs[0], seqs[0])
+        else:
+            ordered = sorted(seqs)
+            lo = hi = ordered[0]
+            for seq in ordered:  # one merge per run of consecutive numbers
+                if seq > hi + 1:
+                    _merge(los, his, lo, hi)
+                    lo = seq
+                hi = max(hi, seq)
+            _merge(los, his, lo, hi)
+        if len(los) > self.max_ranges:
+            del los[:len(los) - self.max_ranges]
+            del his[:len(his) - self.max_ranges]
+
+
+def _merge(los: list[int], his: list[int], lo: int, hi: int) -> None:
+    """Add [lo, hi] to the sorted, disjoint, non-adjacent ranges (`los[i]`, `his[i]`)."""
+    i = bisect.bisect_left(his, lo - 1)  # the first range that ends at or after lo - 1
+    j = i
+    n = len(los)
+    while j < n and los[j] <= hi + 1:  # ranges that overlap or touch [lo, hi]
+        if los[j] < lo:
+            lo = los[j]
+        if his[j] > hi:
+            hi = his[j]
+        j += 1
+    if j == i + 1 and los[i] == lo and his[i] == hi:
+        return  # inside one range already
+    los[i:j] = [lo]
+    his[i:j] = [hi]

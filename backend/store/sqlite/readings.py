@@ -5,6 +5,7 @@ vehicle's newest position and CAN signals never go backwards in device time."""
 from __future__ import annotations
 
 import json
+import math
 
 from ..base import DeadLetter, StoredReading, newest_positions, newest_signals
 from .db import SqliteDb, transaction
@@ -26,6 +27,16 @@ _DEAD = """INSERT INTO dead_letter (vehicle_id, epoch, seq, reading, error, rece
     VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING"""
 
 
+def signal_json(value) -> str:
+    """`json.dumps(value, default=str)` of a CAN signal's value, numbers without the encoder
+    (`repr` is what it writes for a finite float or an int): a CAN reading holds ~8 of them,
+    each upserted into `last_signal`, and the encoder's call costs more than the number."""
+    t = type(value)
+    if t is int or (t is float and math.isfinite(value)):
+        return repr(value)
+    return json.dumps(value, default=str)
+
+
 class SqliteReadings(SqliteDb):
     async def write(self, readings: list[StoredReading], dead: list[DeadLetter]) -> None:
         await self._run(self._write, readings, dead)
@@ -43,7 +54,7 @@ class SqliteReadings(SqliteDb):
                 for r in newest_positions(readings).values()
             ])
             db.executemany(_SIGNAL, [
-                (v, name, json.dumps(value, default=str), t)
+                (v, name, signal_json(value), t)
                 for (v, name), (value, t) in newest_signals(readings).items()])
             db.executemany(_DEAD, [
                 (d.vehicle_id, d.epoch, d.seq, json.dumps(d.reading, default=str), d.error,

@@ -49,6 +49,9 @@ def test_outage_storm_drains_backlog_exactly_once(tmp_path):
     assert rep.storm["backlog"] >= 20 * 10 * 4       # ~4 s of readings waited per vehicle
     assert rep.storm["drained"] == 20
     assert rep.connects == 40                        # everyone connected twice
+    # and came back as agents do: resumed with the session ticket of its first connection,
+    # its hello in 0-RTT (not a second full handshake)
+    assert rep.resumed >= 20 and rep.early_data >= 20
 
 
 def test_churn_reconnects_and_migrates_exactly_once(tmp_path):

@@ -12,6 +12,7 @@ import pytest
 from backend.pki import generate
 from geostream import ALPN
 from geostream.quic import aioquic_lib, library
+from geostream.quic.spent import ListQueue
 
 SERVER, CLIENT = ("127.0.0.1", 4433), ("127.0.0.1", 50000)
 UNEXPECTED_MESSAGE = 0x100 + 10  # RFC 9000 §20.1 CRYPTO_ERROR + TLS alert 10
@@ -34,9 +35,10 @@ def events(conn):
     return out
 
 
-def trimmed_pair(server_lib, certs, tickets: list, now=100.0):
+def trimmed_pair(server_lib, certs, tickets: list, now=100.0, client_ack_delay=None):
     """A client and a server of `server_lib`, the server trimmed as the gateway trims it at
-    HandshakeCompleted; `tickets` collects the session tickets the client receives."""
+    HandshakeCompleted; `tickets` collects the session tickets the client receives; the client
+    advertises `client_ack_delay` (seconds) as its max_ack_delay, as the agent does."""
     server_cfg = server_lib.QuicConfiguration(is_client=False, alpn_protocols=[ALPN])
     server_cfg.load_cert_chain(certs["cert"], certs["key"])
     client_cfg = server_lib.QuicConfiguration(is_client=True, alpn_protocols=[ALPN],
@@ -44,6 +46,8 @@ def trimmed_pair(server_lib, certs, tickets: list, now=100.0):
     client_cfg.load_verify_locations(cafile=certs["ca"])
     client = server_lib.QuicConnection(configuration=client_cfg,
                                        session_ticket_handler=tickets.append)
+    if client_ack_delay is not None:
+        server_lib.advertise_max_ack_delay(client, client_ack_delay)
     client.connect(SERVER, now=now)
     first = client.datagrams_to_send(now=now)
     server = server_lib.QuicConnection(
@@ -69,10 +73,10 @@ def trimmed_pair(server_lib, certs, tickets: list, now=100.0):
     return client, server, now
 
 
-def exchange(client, server, lib, now, payload: bytes) -> None:
+def exchange(client, server, lib, now, payload: bytes, client_addr=CLIENT) -> None:
     sid = client.get_next_available_stream_id()
     client.send_stream_data(sid, payload)
-    pump(client, server, CLIENT, now)
+    pump(client, server, client_addr, now)
     assert [e.data for e in events(server) if isinstance(e, lib.StreamDataReceived)] == [payload]
     server.send_stream_data(sid, b"ack " + payload)
     pump(server, client, SERVER, now + 0.01)
@@ -93,6 +97,39 @@ def test_data_key_updates_and_tickets_go_on_without_the_tls_context(name, certs)
     exchange(client, server, lib, now + 0.2, b"batch 2")
     exchange(client, server, lib, now + 0.3, b"batch 3")
     assert not lib.trim_after_handshake(server)  # a second trim changes nothing
+
+
+@pytest.mark.parametrize("name", ["aioquic", "qh3"])
+def test_a_spent_connection_carries_data_follows_a_move_and_closes(name, certs):
+    """A server connection after `trim_after_handshake`, its Python state shrunk (both: its
+    FIFO deques as lists; qh3: also its facade's seam closures, the peer's transport
+    parameters but max_ack_delay, and the attributes every spent connection shares), still
+    exchanges data, reports the peer's max_ack_delay, follows the client to a new address and
+    delivers the close the client sends."""
+    lib = library(name)
+    client, server, now = trimmed_pair(lib, certs, [], client_ack_delay=0.2)
+    assert isinstance(server._events, ListQueue)
+    if name == "qh3":
+        assert "_create_core" not in vars(server) and "_handshake_complete" not in vars(server)
+        assert len(vars(server)) <= 20
+    else:
+        assert isinstance(server._datagrams_pending, ListQueue)
+    assert lib.ack_delays(server)[1] == 0.2  # the client's max_ack_delay, still read
+    exchange(client, server, lib, now + 0.1, b"batch 1")
+    moved = ("127.0.0.1", 50001)
+    client.change_connection_id()
+    client.send_ping(7)
+    for _ in range(4):  # bounded: path validation takes a round trip
+        now += 0.05
+        pump(client, server, moved, now)
+        pump(server, client, SERVER, now)
+    assert lib.peer_address(server) == moved
+    exchange(client, server, lib, now + 0.1, b"batch 2", client_addr=moved)
+    client.close(error_code=0, reason_phrase="bye")
+    pump(client, server, moved, now + 0.2)
+    server.handle_timer(now + 60)  # the end of the server's draining period: the event
+    closed = [e for e in events(server) if isinstance(e, lib.ConnectionTerminated)]
+    assert closed and closed[0].reason_phrase == "bye", closed
 
 
 def test_a_tls_message_after_the_handshake_closes_that_connection(certs):

@@ -1,6 +1,7 @@
 """Several gateway processes on one port (backend/cluster/reuseport.py): the kernel steers each
 datagram by the server id of its destination CID, so a migrated connection stays on the
-process that holds it. Loopback, real kernel, real QUIC (aioquic through the seam)."""
+process that holds it; a CID without the server id (qh3's after the first) is relayed to
+its owner (backend/cluster/relay.py). Loopback, real kernel, real QUIC (both libraries)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ import pytest
 
 from agent.quic_link import QuicLink
 from backend.cluster.cids import CidLayout, issue_routable_cids
+from backend.cluster.relay import RelayBook
+from backend.cluster.relay_edge import RelayEdge
 from backend.cluster.reuseport import attach, program, reuseport_socket, select
+from backend.gateway_edge import EdgeConnection, EdgeServer, UdpEdge
 from geostream.quic import library, protocol_class
 from tests.integration.net.rig import client_config, until
 
@@ -139,3 +143,87 @@ async def test_a_migrated_connection_stays_on_the_process_that_holds_it(pki):
         link.abort()
         for _, server in nodes:
             server.close()
+
+
+class _EchoConn(EdgeConnection):
+    """A gateway process's connection on the UDP edge: its first CID carries the server id
+    (the seam's hook, as `ReuseportNode.adopt`), every stream message is recorded and
+    answered."""
+
+    server_id = 0
+    received: list
+
+    def __init__(self, quic, edge):
+        super().__init__(quic, edge)
+        issue_routable_cids(self._lib, quic, CidLayout(), self.server_id)
+
+    def quic_event_received(self, event) -> None:
+        if isinstance(event, self._lib.StreamDataReceived):
+            self.received.append(event.data)
+            self._quic.send_stream_data(event.stream_id, b"ok:" + event.data)
+            self.transmit()
+
+
+# Moves until the connection used a CID the kernel steers to the other process (each of
+# qh3's random CIDs does with one chance in two: 2^-40 that none of 40 does).
+MAX_MOVES = 40
+
+
+@pytest.mark.parametrize("name", ["qh3", "aioquic"])
+async def test_cids_without_the_server_id_are_relayed_to_their_owner(pki, name):
+    """Two 'processes' on the UDP edge (EdgeServers with server ids 0 and 1, each on its own
+    member socket, joined by a relay channel as `--reuseport` workers are): a client of the
+    agent's link moves to a new address and the next CID of the gateway's until one of them
+    is steered by the kernel to the process that does not hold the connection. With qh3
+    (which draws those CIDs without the server id) every message still reaches the one
+    owner, through the other process's relay; with aioquic nothing is relayed."""
+    lib = library(name)
+    socks = _group(2)
+    left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    channels = [{1: left}, {0: right}]
+    cfg = lib.QuicConfiguration(is_client=False, alpn_protocols=ALPN)
+    cfg.load_cert_chain(pki["cert"], pki["key"])
+    servers, conns = [], []
+    for sid, sock in enumerate(socks):
+        sock.setblocking(False)
+        conn = type(f"Echo{sid}", (_EchoConn,), {"server_id": sid, "received": []})
+        server = EdgeServer(lib, configuration=cfg, create_protocol=conn)
+        UdpEdge(sock, server)
+        server.relay = RelayEdge(RelayBook(sid, 2), channels[sid], server)
+        servers.append(server)
+        conns.append(conn)
+    ccfg = client_config(pki["ca"], lib=lib)
+    ccfg.alpn_protocols = ALPN
+    answers: list[bytes] = []
+    link = QuicLink(ccfg, socks[0].getsockname(), lambda sid, d, end: answers.append(d), lib=lib)
+    try:
+        await link.connect(HOST)
+        stream = link.conn.get_next_available_stream_id()
+        owner, sent = None, 0
+        for i in range(MAX_MOVES + 1):
+            link.send(stream, b"m%02d" % i)
+            sent += 1
+            await until(lambda n=i: len(answers) > n, 10, f"answer {i}")
+            if owner is None:
+                (owner,) = [sid for sid, c in enumerate(conns) if c.received]
+            if servers[1 - owner].stats["relay_out"] >= 3 or i == MAX_MOVES:
+                break
+            await link.migrate(f"127.0.0.{2 + i % 10}")
+        moves = link.migrations
+        assert moves == sent - 1
+        assert conns[owner].received == [b"m%02d" % i for i in range(sent)]
+        assert conns[1 - owner].received == [], "the other process never holds it"
+        assert link.handshakes == 1
+        relayed = servers[1 - owner].stats["relay_out"]
+        if name == "qh3":
+            assert relayed >= 3, f"{moves} moves, nothing relayed"
+            assert servers[owner].stats["relay_in"] == relayed
+        else:
+            assert moves == MAX_MOVES and relayed == 0, "aioquic's CIDs carry the server id"
+    finally:
+        link.close()
+        link.abort()
+        for server in servers:
+            server.close()
+        left.close()
+        right.close()

@@ -25,7 +25,6 @@ def test_out_of_range_or_not_an_integer(value):
 @pytest.mark.parametrize("change, reason", [
     (dict(db="sqlite:///x.db"), "SQLite allows one writer process"),
     (dict(nats_url=""), "needs nats_url"),
-    (dict(quic_library="qh3"), "routable"),
     (dict(server_id=1, router="127.0.0.1:7000", cluster_key_file="k"), "exclude each other"),
 ])
 def test_several_processes_refuse_what_they_cannot_share(change, reason):
@@ -33,9 +32,19 @@ def test_several_processes_refuse_what_they_cannot_share(change, reason):
         BackendConfig(reuseport=2, **{**PG, **change})
 
 
+def test_the_workers_run_qh3_by_default_and_relay_its_cids():
+    """qh3 is allowed (and the default) on --reuseport workers: they relay the CIDs its core
+    draws without the server id (backend/cluster/relay.py)."""
+    cfg = {**PG, "quic_library": ""}
+    assert BackendConfig(reuseport=2, **cfg).gateway_quic_library() == "qh3"
+    assert BackendConfig(reuseport=2, **{**PG, "quic_library": "qh3"}).reuseport == 2
+
+
 def test_the_worker_flag():
-    assert parse_worker_flag("1:7") == (1, 7)
-    for bad in ("1", "a:7", "1:", "-1:3"):
+    assert parse_worker_flag("1:7") == (1, 7, 0, {})
+    assert parse_worker_flag("1:7:3:9,-,11") == (1, 7, 3, {0: 9, 2: 11})
+    for bad in ("1", "a:7", "1:", "-1:3", "1:7:3:9,10,11", "1:7:2:9", "3:7:3:9,10,-",
+                "1:7:3:9,-", "0:7:2:-,x", "1:7:2"):
         with pytest.raises(ValueError, match="SERVER_ID:FD"):
             parse_worker_flag(bad)
 

@@ -3,16 +3,20 @@ hopeless clients, topic authorisation, backfill never live."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import zlib
 
+import backend.hub
 from backend.hub import (
     ALERTS,
     ALL,
     HOPELESS_S,
+    ISO_SECONDS_KEPT,
     MAX_PENDING_MESSAGES,
     Hub,
     Subscriber,
+    iso_time,
     position_feature,
     valid_topic,
 )
@@ -49,6 +53,23 @@ def test_feature_is_rfc7946_lon_lat_with_iso_time():
     f = position_feature("v", 1_700_000_000_123, 53.5, 9.9, None, None, 1)
     assert f["geometry"] == {"type": "Point", "coordinates": [9.9, 53.5]}
     assert f["properties"]["time"] == "2023-11-14T22:13:20.123Z"
+
+
+def test_iso_time_names_each_millisecond_as_datetime_does_and_forgets_old_seconds():
+    def by_datetime(ms: int) -> str:  # exact for these: whole microseconds, no float trouble
+        when = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(milliseconds=ms)
+        return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    times = [0, 1, 999, 1000, -1, -999, -1000, -1001, 1_700_000_000_123,
+             253_402_300_799_999, -62_135_596_800_000, 86_400_000 * 365 * 30 + 7]
+    for ms in times + times:  # the second pass from the formatted seconds
+        assert iso_time(ms) == by_datetime(ms), ms
+    assert iso_time(253_402_300_800_000) is None  # year 10000
+    assert iso_time(-62_135_596_800_001) is None  # before year 1
+    assert iso_time(1_700_000_000_123.0) == "2023-11-14T22:13:20.123Z"  # not an int
+    for second in range(ISO_SECONDS_KEPT + 10):
+        iso_time(second * 1000)
+    assert len(backend.hub._ISO_SECONDS) <= ISO_SECONDS_KEPT
 
 
 def test_topics_route_updates_and_backfill_never_moves_a_vehicle_back():

@@ -8,6 +8,7 @@ import pytest
 from geostream.codec import FrameDecoder, encode
 from geostream.errors import ErrorCode, ProtocolError
 from geostream.messages import Status
+from geostream.ranges import RangeSet
 from geostream.session import ServerSession, StatusReceived
 from tests.unit.geostream.test_session import handshake
 
@@ -87,3 +88,14 @@ def test_revision_2_keys_out_of_bounds_are_malformed(message, expected):
     with pytest.raises(ProtocolError) as exc:
         FrameDecoder().feed(_frame(message))
     assert exc.value.code == ErrorCode.MALFORMED and expected in exc.value.reason
+
+
+@pytest.mark.parametrize("ranges", [(), ((3, 3),), ((3, 5), (8, 8), (10, 2**32))])
+def test_the_gateways_ack_encoder_writes_the_ack_message_byte_for_byte(ranges):
+    from geostream.codec import encode_ack
+    from geostream.messages import Ack
+
+    got = encode_ack(7, 1, RangeSet(ranges), 512)
+    assert got == encode(Ack(epoch=7, through=1, ranges=ranges, credit=512))
+    assert cbor2.loads(got[4:]) == {"t": "ack", "epoch": 7, "through": 1,
+                                    "ranges": [list(r) for r in ranges], "credit": 512}

@@ -77,11 +77,14 @@ def test_library_names(monkeypatch):
 
 
 def test_the_gateways_library_follows_its_role(monkeypatch):
-    """qh3 for a single gateway process, aioquic where CIDs are routed by server id; a name
-    (or $FLEET_QUIC_LIBRARY) wins, except qh3 where CIDs are routed: refused, saying why."""
+    """qh3 for a single gateway process and relaying --reuseport workers, aioquic where CIDs
+    are routed by server id without a relay (the router); a name (or $FLEET_QUIC_LIBRARY)
+    wins, except qh3 where CIDs are routed without a relay: refused, saying why."""
     monkeypatch.delenv("FLEET_QUIC_LIBRARY", raising=False)
     assert gateway_library_name() == "qh3"
     assert gateway_library_name(cid_routed=True) == "aioquic"
+    assert gateway_library_name(cid_routed=True, relayed=True) == "qh3"
+    assert gateway_library_name("aioquic", cid_routed=True, relayed=True) == "aioquic"
     assert gateway_library_name("aioquic") == "aioquic"
     assert gateway_library_name("aioquic", cid_routed=True) == "aioquic"
     with pytest.raises(ValueError, match="connection IDs are routed.*not routable"):

@@ -35,10 +35,10 @@ def test_batches_are_live_first_then_the_oldest_backlog():
     v = vehicle()
     v.make_due(100.45)                       # q 1..5; 5 is a position, 4 a CAN snapshot
     drain = DrainState(0)
-    assert [r["q"] for r in v.next_batch(drain, 3, 65536, 100.5)] == [5, 1, 2]
+    assert v.next_batch(drain, 3, 65536, 100.5).seqs == (5, 1, 2)
     assert drain.more
-    assert [r["q"] for r in v.next_batch(drain, 10, 65536, 100.5)] == [3, 4]
-    assert not drain.more and v.next_batch(drain, 10, 65536, 100.5) == []
+    assert v.next_batch(drain, 10, 65536, 100.5).seqs == (3, 4)
+    assert not drain.more and not v.next_batch(drain, 10, 65536, 100.5)
 
 
 def test_acks_count_once_and_record_latency():

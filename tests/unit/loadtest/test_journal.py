@@ -7,6 +7,7 @@ appends, batches and acks must give the same batches from both.
 
 import random
 
+import cbor2
 import pytest
 
 from agent.journal import DrainState, Journal
@@ -47,7 +48,8 @@ def test_same_batches_and_acks_as_the_agents_journal(tmp_path, seed):
                 n, budget = rng.randint(1, 40), rng.randint(50, 3000)
                 a = agent.next_batch(drains[0], n, budget)
                 m = mem.next_batch(drains[1], n, budget)
-                assert m == a
+                # the same readings, encoded as the session encodes the agent's maps
+                assert m.seqs == tuple(r["q"] for r in a) and m.cbor == cbor2.dumps(a)
                 assert (drains[1].cursor, drains[1].live, drains[1].more) == (
                     drains[0].cursor, drains[0].live, drains[0].more)
                 sent += [r["q"] for r in a]

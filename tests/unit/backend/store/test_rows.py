@@ -60,3 +60,13 @@ def test_postgres_read_back_rounds_each_real_column_to_float4(quantities):
                                    course_deg=_real(course), hdop=_real(hdop))
     assert repr(back) == repr(expected)  # repr: NaN is equal to itself here
     assert type(back) is StoredReading
+
+
+def test_a_signals_json_is_what_the_json_encoder_writes():
+    from backend.store.sqlite.readings import signal_json
+
+    values = [0, -1, 2**63, -(2**80), 0.0, -0.0, 1.5, 1234.5678, 1e300, 5e-324,
+              float("nan"), float("inf"), -float("inf"), True, False, None, "rpm", [1, 2.5],
+              {"a": 1}, b"\x01"]
+    for v in values:
+        assert signal_json(v) == json.dumps(v, default=str), v

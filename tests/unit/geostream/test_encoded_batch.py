@@ -1,0 +1,108 @@
+"""A batch written around its readings' CBOR (`batch_payload`, `encode_batch`, the journal's
+`encoded_rows`) is byte for byte the batch the reference encoder writes from the reading maps
+(`geostream.codec.encode(Batch(...))` of `agent.journal_drain.wire_rows`), in every compression
+shape, and a session sends either form as the same frame."""
+
+from __future__ import annotations
+
+import random
+import zlib
+
+import cbor2
+import pytest
+
+from agent.journal_drain import encoded_rows, wire_rows
+from agent.readings import Event, Position, Signals
+from agent.wire_encode import encode as encode_reading
+from geostream.codec import EncodedReadings, batch_payload, encode, encode_batch, encode_payload
+from geostream.deflate import LEVEL, MEM_LEVEL, WINDOW_BITS, Deflater, DictionaryDeflater
+from geostream.messages import Batch, Welcome
+from geostream.session import ClientSession
+from geostream.zdict import DICTIONARIES
+
+
+def random_rows(rng: random.Random, n: int) -> list[tuple[int, bytes]]:
+    """(seq, stored payload) as the agent's journal keeps them: positions, CAN snapshots of
+    up to 30 signals, events, and now and then a map of more than 23 pairs."""
+    rows = []
+    seq = rng.randrange(1, 2**40)
+    for _ in range(n):
+        seq += rng.randint(1, 3)
+        ts = rng.randrange(0, 2**45)
+        kind = rng.random()
+        if kind < 0.5:
+            r = Position(ts, rng.uniform(-90, 90), rng.uniform(-180, 180),
+                         speed_kmh=rng.choice([None, rng.uniform(0, 200)]),
+                         sats=rng.choice([None, rng.randint(0, 40)]))
+        elif kind < 0.9:
+            r = Signals(ts, "can0", {f"S{i}": rng.choice([rng.random(), rng.randint(-9, 10**9)])
+                                     for i in range(rng.randint(0, 30))})
+        elif kind < 0.97:
+            r = Event(ts, "journal", {"n": rng.randint(0, 99)})
+        else:  # a map of more than 23 pairs (a longer head): no reading kind makes one today
+            rows.append((seq, cbor2.dumps({f"k{i}": i for i in range(rng.randint(22, 30))})))
+            continue
+        rows.append((seq, encode_reading(r)))
+    return rows
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_encoded_rows_are_the_wire_maps_encoded(seed):
+    rng = random.Random(seed)
+    for n in (0, 1, 2, rng.randint(3, 40), 300):
+        rows = random_rows(rng, n)
+        enc = encoded_rows(rows)
+        assert enc.cbor == cbor2.dumps(wire_rows(rows))
+        assert enc.seqs == tuple(q for q, _ in rows) and len(enc) == n
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_batch_around_its_readings_is_the_reference_batch(seed):
+    rng = random.Random(seed)
+    for _ in range(20):
+        rows = random_rows(rng, rng.randint(1, 40))
+        readings = wire_rows(rows)
+        plain = encoded_rows(rows).cbor
+        epoch = rng.choice([0, 23, 24, 2**31, 2**40])
+        vehicle = rng.choice([None, "truck-7"])
+        batch = Batch(epoch=epoch, readings=tuple(readings), vehicle=vehicle)
+        assert batch_payload(epoch, plain, None, vehicle) == encode_payload(batch)
+        dictionary = DictionaryDeflater(max(DICTIONARIES))
+        assert batch_payload(epoch, plain, dictionary, vehicle) == encode_payload(batch,
+                                                                                  dictionary)
+        stream = Deflater()
+        stream.piece(cbor2.dumps([{"q": 1}]))  # a stream with history
+        assert batch_payload(epoch, plain, stream.copy(), vehicle) == encode_payload(
+            batch, stream.copy())
+        if vehicle is None:
+            assert encode_batch(epoch, plain, dictionary) == encode(batch, dictionary)
+
+
+def test_a_dictionary_piece_is_what_a_fresh_compressor_writes():
+    rng = random.Random(3)
+    deflater = DictionaryDeflater(max(DICTIONARIES))
+    for _ in range(50):
+        data = encoded_rows(random_rows(rng, rng.randint(1, 60))).cbor
+        fresh = zlib.compressobj(LEVEL, zlib.DEFLATED, -WINDOW_BITS, MEM_LEVEL,
+                                 zdict=DICTIONARIES[max(DICTIONARIES)])
+        assert deflater.piece(data) == fresh.compress(data) + fresh.flush(zlib.Z_FINISH)
+
+
+@pytest.mark.parametrize("welcome", [
+    Welcome(credit=500, max_batch_bytes=65536, time=1, zdict=max(DICTIONARIES)),
+    Welcome(credit=500, max_batch_bytes=65536, time=1, z=True),
+    Welcome(credit=500, max_batch_bytes=65536, time=1)])
+def test_a_session_sends_encoded_readings_as_it_sends_their_maps(welcome):
+    rng = random.Random(9)
+    maps, encoded = ClientSession("v", "t", 4), ClientSession("v", "t", 4)
+    for s in (maps, encoded):
+        s.receive(encode(welcome))
+        s.data_to_send()
+    for _ in range(30):
+        rows = random_rows(rng, rng.randint(1, 20))
+        enc = encoded_rows(rows)
+        assert encoded.batch_size(enc) == maps.batch_size(wire_rows(rows))
+        assert encoded.send_batch(enc) == maps.send_batch(wire_rows(rows))
+        assert encoded.data_to_send() == maps.data_to_send()
+        assert encoded.in_flight == maps.in_flight
+    assert isinstance(enc, EncodedReadings)
