@@ -285,7 +285,7 @@ def _run(opts: Options, tmp: Path, log_dir: Path, store: ThrowawayStore,
     rep.quic_clients = library_name(opts.quic_clients or None, AGENT_DEFAULT_LIBRARY)
     rep.quic_gateway = gateway_library_name(opts.quic_gateway or None,
                                             opts.router or opts.reuseport > 1,
-                                            relayed=opts.reuseport > 1)
+                                            relayed=True)
     rep.client_us_per_vehicle_s = client_cpu * 10_000 / max(1, opts.vehicles)
     ticks = {t for r in results for t in r["ack_ticks"]}
     rep.ack_gap_s = ack_gap_s(ticks, int(opts.duration_s / ACK_TICK_S), ACK_TICK_S)

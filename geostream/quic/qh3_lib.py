@@ -36,6 +36,7 @@ from qh3.quic.packet import pull_quic_transport_parameters, push_quic_transport_
 from qh3.quic.tls_bridge import QuicTlsBridgeError
 from qh3.tls import CipherSuite, ExtensionType, SessionTicket
 
+from geostream.quic.spent import ListQueue
 from geostream.quic_acks import MAX_ACK_DELAY_LIMIT_MS
 
 log = logging.getLogger(__name__)
@@ -444,16 +445,6 @@ class _SpentTransportParameters:
         self.max_ack_delay = max_ack_delay
 
 
-class _EventQueue(list):
-    """The facade's event queue (a deque: 760 bytes each, empty) as a list, 72 bytes: a
-    connection queues a few events between two reads, so `popleft` is cheap."""
-
-    __slots__ = ()
-
-    def popleft(self):
-        return self.pop(0)
-
-
 # A spent server connection's facade attributes whose values every such connection shares:
 # the class holds them (`QuicConnection`), so each instance's dict need not (it is rebuilt
 # without them). Removed only where the instance's value equals the class's (same type):
@@ -499,8 +490,8 @@ def spend_facade(quic) -> int:
     if params is not None and not isinstance(params, _SpentTransportParameters):
         state["_applied_transport_parameters"] = _SpentTransportParameters(params.max_ack_delay)
     events = state.get("_events")
-    if events is not None and not isinstance(events, _EventQueue):
-        state["_events"] = _EventQueue(events)
+    if events is not None and not isinstance(events, ListQueue):
+        state["_events"] = ListQueue(events)
     for name, value in _SPENT_SHARED.items():
         mine = state.get(name, _MISSING)
         if (type(mine) is type(value) and mine == value) or (
