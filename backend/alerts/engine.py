@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import collections
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -48,6 +49,10 @@ FLUSH_MAX = 500
 # commit and evaluation): the newest this many are remembered until the vehicle's next
 # evaluation, which skips them (~7 minutes of a 10 Hz vehicle).
 REPLAYED_KEYS = 4096
+# Disconnected vehicles whose cached state is kept for their reconnect (least recently
+# disconnected dropped first): a state is ~1–2 KB, so 20,000 stay within ~40 MB, and a storm's
+# reconnects of a fleet of that size resume live instead of replaying from a checkpoint.
+MAX_IDLE_STATES = 20_000
 # Open clock-driven alerts loaded at start (at most one per rule and vehicle).
 OPEN_LIMIT = 1_000_000
 # The rules on_timer decides (the other TIME_RULES are other modules' clocks).
@@ -81,7 +86,8 @@ class _Step:
 
 class AlertEngine:
     def __init__(self, store, rules: RuleSet, publish: Callable[[dict], None] | None = None,
-                 checkpoint_every_ms: int = CHECKPOINT_EVERY_MS, owners=None):
+                 checkpoint_every_ms: int = CHECKPOINT_EVERY_MS, owners=None,
+                 max_idle_states: int = MAX_IDLE_STATES):
         """`owners`: the cluster's VehicleOwners (backend/cluster/owners.py), with which the
         clock-driven rules run only for the vehicles this process owns; None: one process
         owns every vehicle."""
@@ -94,6 +100,10 @@ class AlertEngine:
         self.stats: dict = {"alerts_opened": Counter(), "evaluations": 0, "replays": 0,
                             "readings_evaluated": 0, "quiet_readings": 0, "failures": 0}
         self._cache: dict[str, Cached] = {}
+        self.max_idle_states = max_idle_states
+        self._idle: collections.OrderedDict[str, None] = collections.OrderedDict()  # cached,
+        # not connected here: oldest disconnect first
+        self._verify: set[str] = set()  # reconnected in a cluster: check the store once
         self._rows: dict[str, dict[tuple, StoredReading]] = {}  # committed, not yet evaluated
         view = getattr(store, "as_read_back", None)  # the store's types (float4 in PostgreSQL)
         self._read_back: Callable[[StoredReading], StoredReading] = view or (lambda r: r)
@@ -144,10 +154,37 @@ class AlertEngine:
         self._refreshed_ms = now_ms
 
     def forget(self, vehicle: str) -> None:
-        """A vehicle (re)connected: its next evaluation starts from the store, which holds what
-        another backend sharing it may have evaluated meanwhile."""
+        """Another process owns the vehicle now: its next evaluation here starts from the
+        store, which holds what the other evaluated meanwhile."""
         self._cache.pop(vehicle, None)
         self._replayed.pop(vehicle, None)
+        self._idle.pop(vehicle, None)
+        self._verify.discard(vehicle)
+
+    def reconnected(self, vehicle: str) -> None:
+        """A vehicle connected to this process: its cached state carries on (one process owns
+        a vehicle's evaluation). In a cluster another process may have held it between the
+        disconnect and now: its first evaluation asks the store once whether readings came
+        that this process has not seen (then it replays, as after `forget`)."""
+        self._idle.pop(vehicle, None)
+        if self.owners is not None and vehicle in self._cache:
+            self._verify.add(vehicle)
+
+    def disconnected(self, vehicle: str) -> None:
+        """The vehicle's last connection here closed: its cached state is kept for a reconnect,
+        up to `max_idle_states` disconnected vehicles (the least recently disconnected go)."""
+        if vehicle not in self._cache:
+            return
+        self._idle[vehicle] = None
+        self._idle.move_to_end(vehicle)
+        while len(self._idle) > self.max_idle_states:
+            old, _ = self._idle.popitem(last=False)
+            self._cache.pop(old, None)
+            self._replayed.pop(old, None)
+            self._verify.discard(old)
+            lock = self._locks.get(old)
+            if lock is not None and not lock.locked():
+                del self._locks[old]
 
     def _note_position(self, vehicle: str, t: int, speed, lat, lon) -> None:
         self._seen[vehicle] = max(t, self._seen.get(vehicle, t))
@@ -224,7 +261,7 @@ class AlertEngine:
             c = cache.get(vehicle)
             if (c is not None and t0 > c.end and c.last_cp is not None
                     and vehicle not in pending and vehicle not in waiting
-                    and vehicle not in replayed):
+                    and vehicle not in replayed and vehicle not in self._verify):
                 lock = locks.get(vehicle)
                 if lock is None or not lock.locked():
                     try:
@@ -318,6 +355,13 @@ class AlertEngine:
     async def _evaluate(self, vehicle: str, t0: int | None, now_ms: int,
                         fresh: list[StoredReading] = ()) -> None:
         cached = self._cache.get(vehicle)
+        if cached is not None and vehicle in self._verify:
+            self._verify.discard(vehicle)
+            mine = {(r.epoch, r.seq) for r in fresh}
+            if any((r.epoch, r.seq) not in mine
+                   for r in await self.store.alert_readings(vehicle, cached.end)):
+                self._cache.pop(vehicle, None)  # another process evaluated it meanwhile
+                cached = None
         if cached is not None and t0 is not None and t0 > cached.end:
             # live: every committed reading after the cached state is in `fresh` (taken with
             # t0); the cached state is handed over (a failed evaluation drops the cache): two
@@ -519,6 +563,12 @@ class NoAlerts:
         return None
 
     def forget(self, vehicle: str) -> None:
+        return None
+
+    def reconnected(self, vehicle: str) -> None:
+        return None
+
+    def disconnected(self, vehicle: str) -> None:
         return None
 
     async def flush(self) -> None:
