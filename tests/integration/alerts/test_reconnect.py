@@ -73,3 +73,43 @@ async def test_in_a_cluster_readings_evaluated_elsewhere_meanwhile_force_a_repla
     engine.reconnected(v)
     await _commit(any_store, engine, [pos(16, 16, 120, vehicle=v)])
     assert engine.stats["replays"] == 2
+
+
+async def test_a_drain_after_a_reconnect_evaluates_each_reading_once(any_store):
+    """The agent's drain: its newest position first, then the backlog oldest first. The
+    position waits for the backlog below it (HOLD_GAP), so nothing replays; alerts as in
+    order."""
+    from backend.alerts.engine import HOLD_GAP
+
+    engine = AlertEngine(any_store, RULES, hold_gap=HOLD_GAP)
+    await engine.start(NOW)
+    v = VEHICLES[0]
+    engine.reconnected(v)
+    await _commit(any_store, engine, [pos(s, s, 50, vehicle=v) for s in range(1, 11)])
+    engine.disconnected(v)
+    backlog = [pos(s, s, 50 if s < 40 or s > 70 else 120, vehicle=v) for s in range(11, 101)]
+    newest = backlog.pop()
+    engine.reconnected(v)
+    await _commit(any_store, engine, [newest, *backlog[:9]])
+    assert engine.stats["held"] == 1
+    for i in range(9, len(backlog), 10):
+        await _commit(any_store, engine, backlog[i:i + 10])
+    assert engine.stats["replays"] == 1  # the first evaluation only
+    assert engine.stats["readings_evaluated"] == 100
+    alerts = await any_store.list_alerts(AlertQuery(limit=10))
+    assert [(a.rule, a.start_ms, a.end_ms) for a in alerts] == [("overspeed", 40_000, 71_000)]
+
+
+async def test_a_held_reading_is_evaluated_after_hold_ms(any_store):
+    """A backlog that never comes (the journal dropped it): the reading waits HOLD_MS."""
+    from backend.alerts.engine import HOLD_GAP, HOLD_MS
+
+    engine = AlertEngine(any_store, RULES, hold_gap=HOLD_GAP)
+    await engine.start(NOW)
+    v = VEHICLES[0]
+    await _commit(any_store, engine, [pos(1, 1, 50, vehicle=v)])
+    await _commit(any_store, engine, [pos(500, 20, 130, vehicle=v)])  # far ahead: held
+    await engine.on_timer(NOW + HOLD_MS - 1, [v])
+    assert engine._cache[v].end == 1000
+    await engine.on_timer(NOW + HOLD_MS, [v])
+    assert engine._cache[v].end == 20_000 and not engine._held
