@@ -217,12 +217,13 @@ class Driver:
         for also in (self._connect_by, sim.next_due() if starved else None):
             if also is not None and (at is None or also < at):
                 at = also
-        self.w.edge.timers.set(self, at)
-        self.w.edge.arm()
+        edge = self.w.edge
+        edge.timers.set(self, at)
+        edge.arm()
 
     def _acked(self, through: int, ranges) -> None:
         now = self.w.now()
-        self.w.acked_now(self.sim.acknowledge(through, ranges, now))
+        self.w.acked_now(self.sim.acknowledge(through, ranges, now), now)
         if (self.drained_after is None and self.drain_target
                 and self.sim.journal.acked_through() >= self.drain_target):
             self.drained_after = now - self.reconnected_at

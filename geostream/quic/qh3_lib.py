@@ -36,6 +36,7 @@ from qh3.quic.packet import pull_quic_transport_parameters, push_quic_transport_
 from qh3.quic.tls_bridge import QuicTlsBridgeError
 from qh3.tls import CipherSuite, ExtensionType, SessionTicket
 
+from geostream.quic.spent import ListQueue
 from geostream.quic_acks import MAX_ACK_DELAY_LIMIT_MS
 
 log = logging.getLogger(__name__)
@@ -177,8 +178,17 @@ class QuicConnection(_Qh3Connection):
     # drops the data. The agent sends whenever its journal has a batch: one attribute test.
 
     def send_stream_data(self, stream_id: int, data, end_stream: bool = False) -> None:
-        if self._close_event is None:
-            super().send_stream_data(stream_id, data, end_stream)
+        if self._close_event is not None:
+            return
+        if (type(data) is bytes and self._handshake_complete and self._core is not None
+                and ((stream_id & 1) != (not self._is_client)  # the peer's stream
+                     or stream_id in self._created_local_stream_ids)):
+            # a stream the peer opened, or one of ours already open, after the handshake: the
+            # facade's one core call, less its buffer conversion and its bookkeeping of streams
+            # opened before the handshake (RFC 9000 §2.1: bit 0 set, a server's stream)
+            self._call_core(self._core.send_stream, stream_id, data, end_stream)
+            return
+        super().send_stream_data(stream_id, data, end_stream)
 
     def send_ping(self, uid: int) -> None:
         if self._close_event is None:
@@ -435,16 +445,6 @@ class _SpentTransportParameters:
         self.max_ack_delay = max_ack_delay
 
 
-class _EventQueue(list):
-    """The facade's event queue (a deque: 760 bytes each, empty) as a list, 72 bytes: a
-    connection queues a few events between two reads, so `popleft` is cheap."""
-
-    __slots__ = ()
-
-    def popleft(self):
-        return self.pop(0)
-
-
 # A spent server connection's facade attributes whose values every such connection shares:
 # the class holds them (`QuicConnection`), so each instance's dict need not (it is rebuilt
 # without them). Removed only where the instance's value equals the class's (same type):
@@ -490,8 +490,8 @@ def spend_facade(quic) -> int:
     if params is not None and not isinstance(params, _SpentTransportParameters):
         state["_applied_transport_parameters"] = _SpentTransportParameters(params.max_ack_delay)
     events = state.get("_events")
-    if events is not None and not isinstance(events, _EventQueue):
-        state["_events"] = _EventQueue(events)
+    if events is not None and not isinstance(events, ListQueue):
+        state["_events"] = ListQueue(events)
     for name, value in _SPENT_SHARED.items():
         mine = state.get(name, _MISSING)
         if (type(mine) is type(value) and mine == value) or (
