@@ -55,6 +55,8 @@ def wire_rows(rows: list[tuple[int, bytes]]) -> list[dict]:
 _MAP, _ARRAY, _UINT = 0xA0, 0x80, 0x00  # CBOR major types (top 3 bits of a head byte)
 _DIRECT_MAX = 23  # a map of at most this many pairs has its count in its head byte
 _Q_KEY = cbor2.dumps("q")
+# a map head of n pairs → the head of n + 1 (for the maps whose count is in the head byte)
+_ONE_MORE = {_MAP | n: cbor_head(_MAP, n + 1) for n in range(_DIRECT_MAX + 1)}
 
 
 def encoded_rows(rows: list[tuple[int, bytes]]) -> EncodedReadings:
@@ -63,10 +65,9 @@ def encoded_rows(rows: list[tuple[int, bytes]]) -> EncodedReadings:
     docs/journal.md), written around the payloads instead of decoding and re-encoding them."""
     parts = [cbor_head(_ARRAY, len(rows))]
     for seq, payload in rows:
-        head = payload[0]
-        if _MAP <= head <= _MAP | _DIRECT_MAX:
-            parts += (cbor_head(_MAP, (head & 0x1F) + 1), payload[1:], _Q_KEY,
-                      cbor_head(_UINT, seq))
+        head = _ONE_MORE.get(payload[0])
+        if head is not None:
+            parts += (head, payload[1:], _Q_KEY, cbor_head(_UINT, seq))
         else:  # a map with a longer head: as wire_rows does
             wire = cbor2.loads(payload)
             wire["q"] = seq
@@ -112,21 +113,24 @@ def plan_batch(live: tuple[int, bytes] | None, pending: Iterable[tuple[int, byte
     backlog oldest-first, within max_readings and max_bytes; updates `drain`. The journal file
     (`next_rows`) and the load tester's simulated vehicles (loadtest/) both drain through it.
     """
-    if live is not None and live[0] in drain.live:
+    held = drain.live  # sent ahead already: the backlog skips them
+    if live is not None and live[0] in held:
         live = None
+    live_seq = None if live is None else live[0]
     budget_n, budget_b = max_readings, max_bytes
     if live is not None and max_readings > 1:
         budget_n -= 1
         budget_b -= len(live[1]) + _Q_BYTES
     backlog: list[tuple[int, bytes]] = []
     size = 0
+    live_in_backlog = False
     # rows beyond the budget tell whether readings are left (`more`); the live row can be
     # one of them, and goes anyway
     drain.more = False
     for seq, payload in pending:
-        if seq in drain.live:
+        if held and seq in held:
             continue
-        if live is not None and seq == live[0] and (
+        if seq == live_seq and (
                 len(backlog) >= budget_n or size + len(payload) + _Q_BYTES > budget_b):
             continue
         if len(backlog) >= budget_n:
@@ -137,13 +141,16 @@ def plan_batch(live: tuple[int, bytes] | None, pending: Iterable[tuple[int, byte
             drain.more = True
             break
         backlog.append((seq, payload))
+        if seq == live_seq:
+            live_in_backlog = True
     rows = backlog
-    if live is not None and not any(seq == live[0] for seq, _ in backlog):
+    if live is not None and not live_in_backlog:
         rows = [live, *backlog]
-        drain.live.add(live[0])
+        held.add(live_seq)
     if backlog:
-        drain.cursor = backlog[-1][0]
-        drain.live = {s for s in drain.live if s > drain.cursor}
+        cursor = drain.cursor = backlog[-1][0]
+        if held:
+            drain.live = {s for s in held if s > cursor}
     return rows
 
 

@@ -189,7 +189,8 @@ class UplinkMachine:
                 code, reason = self.session.close_expected() or (event.code, event.reason)
                 return actions + self._drop(now, f"{ErrorCode(event.code).label}: {reason}",
                                             Close(code, reason))
-        actions.append(SendData(self.session.data_to_send()))
+        if data := self.session.data_to_send():  # an ack alone answers nothing
+            actions.append(SendData(data))
         if end or self.session.closed:
             return actions + self._drop(now, "server ended the session", Close())
         return actions
@@ -210,9 +211,12 @@ class UplinkMachine:
     def room(self, now: float) -> int:
         """How many readings the next batch may hold now (0: send nothing now)."""
         s = self.session
-        if s is None or self.state is not State.CONNECTED or (room := s.credit_available) <= 0:
+        if s is None or self.state is not State.CONNECTED:
             return 0
-        if s.in_flight and self.liveness.quiet_for(now) > STALL_S:
+        in_flight = s.in_flight
+        if (room := s.credit - len(in_flight)) <= 0 or not s.ready:
+            return 0
+        if in_flight and self.liveness.quiet_for(now) > STALL_S:
             return 0  # stall rule (docs/protocol.md §1): keep the window for keepalives
         if self._live:  # live pacing: one batch per send interval once caught up
             due = self._last_send + self.send_interval_s
@@ -281,13 +285,16 @@ class UplinkMachine:
 
     def get_timer(self) -> float | None:
         """The next deadline (monotonic seconds), or None."""
-        times = [t for t in (self._reconnect_at, self._pace_at, self.liveness.deadline)
-                 if t is not None]
-        return min(times) if times else None
+        at = self._reconnect_at
+        for t in (self._pace_at, self.liveness.deadline):
+            if t is not None and (at is None or t < at):
+                at = t
+        return at
 
     def handle_timer(self, now: float, boot: float | None = None) -> list:
         """Deadlines due at `now`; `boot`: CLOCK_BOOTTIME now, if known (suspend detection)."""
-        self.liveness.clock(now, boot)
+        if boot is not None:
+            self.liveness.clock(now, boot)
         due = now + _EARLY_S
         actions: list = []
         if self._pace_at is not None and self._pace_at <= due:

@@ -19,8 +19,7 @@ class BackendConfig:
     quic_host: str = "::"
     quic_port: int = 4433
     # the QUIC library of the gateway (geostream/quic/: "aioquic" or "qh3"); empty:
-    # $FLEET_QUIC_LIBRARY, else qh3 for a single gateway process and reuseport workers,
-    # aioquic behind the router (server_id; geostream.quic.gateway_library_name says why)
+    # $FLEET_QUIC_LIBRARY, else qh3 (geostream.quic.gateway_library_name says why)
     quic_library: str = ""
     http_host: str = "127.0.0.1"
     http_port: int = 8080
@@ -128,13 +127,14 @@ class BackendConfig:
 
     def gateway_quic_library(self) -> str:
         """The gateway's QUIC library (geostream.quic.gateway_library_name): CIDs are routed
-        by server id behind a router (`server_id`) and between `reuseport` workers, which
-        relay those without it (backend/cluster/relay.py)."""
+        by server id behind a router (`server_id`) and between `reuseport` workers; both
+        route those without it too (relay.py: announced to the router, relayed between
+        workers), so either library serves there."""
         from geostream.quic import gateway_library_name
 
         return gateway_library_name(self.quic_library or None,
                                     cid_routed=self.server_id >= 0 or self.reuseport > 1,
-                                    relayed=self.server_id < 0 and self.reuseport > 1)
+                                    relayed=True)
 
     def check_reuseport(self) -> None:
         """`reuseport` N > 1: what the N worker processes need, or ValueError saying why."""

@@ -1,5 +1,6 @@
 """Sans-IO parts of the gateway's UDP edge (backend/gateway_edge.py): one timer structure for
-every connection, and the QUIC invariant header fields the edge routes by.
+every connection, the QUIC invariant header fields the edge routes by, and the admission of new
+connections under overload (`Admission`, `initial_refusal`).
 
 `Deadlines` replaces one asyncio TimerHandle per connection (each re-armed on every transmit:
 a `call_at` and a `cancel`, and a heap entry in the event loop per change) by one heap for all
@@ -16,6 +17,12 @@ import os
 import struct
 from collections.abc import Hashable
 from typing import NamedTuple
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.hmac import HMAC
+from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 
 # The heap keeps a superseded deadline until it reaches the top (deleting from the middle of a
 # heap is O(n)); once superseded entries outnumber live ones by this much plus the live count,
@@ -228,3 +235,120 @@ class PeerAddress:
     def probe(self) -> int | None:
         """The packet number of the probe in flight, if any."""
         return None if self._probe is None else self._probe[0]
+
+
+# --- admission of new connections under overload (docs/protocol.md §1, overload) -----------
+
+# Connections whose handshake is under way at once: each costs the gateway a TLS handshake
+# (a signature, ~1 ms of CPU) and its client's retransmissions while it waits. More than
+# this means the gateway is handshaking slower than vehicles arrive; refusing the excess
+# lets the ones admitted finish (and send their hello) instead of all of them timing out.
+MAX_HANDSHAKES_IN_PROGRESS = 512
+# The age of the oldest datagram waiting in the socket at a wakeup (the kernel's receive
+# timestamp against now) above which the gateway is behind with the vehicles it already has:
+# their acks are this late. New connections are refused until it is back below.
+SHED_QUEUE_DELAY_S = 0.5
+# After a sample above SHED_QUEUE_DELAY_S, refuse for at least this long: one quiet wakeup
+# in a backlog does not open the door to a burst of handshakes.
+SHED_HOLD_S = 1.0
+
+
+class Admission:
+    """Whether the gateway takes a new connection now: not while `MAX_HANDSHAKES_IN_PROGRESS`
+    handshakes are under way, nor while datagrams wait in its socket longer than
+    `SHED_QUEUE_DELAY_S` (and `SHED_HOLD_S` after). Pure: the edge reports handshakes begun
+    and ended, and the queue delay it measured, each with `now`."""
+
+    __slots__ = ("handshaking", "_refuse_until", "refused", "delay")
+
+    def __init__(self) -> None:
+        self.handshaking = 0  # connections opened whose handshake neither completed nor failed
+        self._refuse_until = float("-inf")
+        self.refused = 0  # new connections refused so far
+        self.delay = 0.0  # the latest queue delay measured (seconds)
+
+    def queue_delay(self, delay: float, now: float) -> None:
+        """The oldest datagram waiting at a wakeup at `now` had waited `delay` seconds."""
+        self.delay = delay
+        if delay > SHED_QUEUE_DELAY_S:
+            self._refuse_until = now + SHED_HOLD_S
+
+    def admit(self, now: float) -> bool:
+        """Whether a new connection may open at `now` (counted as refused if not)."""
+        if self.handshaking < MAX_HANDSHAKES_IN_PROGRESS and now >= self._refuse_until:
+            return True
+        self.refused += 1
+        return False
+
+    def begun(self) -> None:
+        self.handshaking += 1
+
+    def ended(self) -> None:
+        """A handshake completed, or its connection ended before it did."""
+        self.handshaking = max(0, self.handshaking - 1)
+
+
+# RFC 9000 §20.1: the server refuses to accept a new connection
+CONNECTION_REFUSED = 0x02
+# The reason phrase of a refusal for overload; the agent backs off before it tries again
+# (docs/protocol.md §1).
+BUSY_REASON = b"busy: retry later"
+# RFC 9001 §5.2: the salt of QUIC version 1's Initial secrets
+_INITIAL_SALT_V1 = bytes.fromhex("38762cf7f55934b34d179ae6a4c80cadccbb7f0a")
+# RFC 9000 §19.19: CONNECTION_CLOSE of the transport (the only kind allowed in Initials)
+_CONNECTION_CLOSE = 0x1C
+# the refusal's packet number length (bytes); its packet number is 0
+_PN_LENGTH = 2
+# the connection ID the refusal gives as the server's (never used again)
+_REFUSAL_SCID_LENGTH = 8
+
+
+def _hkdf_expand_label(secret: bytes, label: bytes, length: int) -> bytes:
+    """TLS 1.3's HKDF-Expand-Label with an empty context (RFC 8446 §7.1), SHA-256."""
+    full = b"tls13 " + label
+    info = struct.pack("!HB", length, len(full)) + full + b"\x00"
+    return HKDFExpand(hashes.SHA256(), length, info).derive(secret)
+
+
+def _varint(value: int) -> bytes:
+    """A QUIC variable-length integer (RFC 9000 §16), values below 2^30."""
+    if value < 0x40:
+        return bytes([value])
+    if value < 0x4000:
+        return struct.pack("!H", 0x4000 | value)
+    return struct.pack("!I", 0x80000000 | value)
+
+
+def initial_refusal(header: RouteHeader, reason: bytes = BUSY_REASON) -> bytes:
+    """A server Initial packet that refuses the connection `header`'s Initial opens:
+    CONNECTION_CLOSE with CONNECTION_REFUSED (RFC 9000 §10.2.3, §20.1), protected with the
+    Initial keys both ends derive from the client's destination CID (RFC 9001 §5.2), so the
+    client ends its attempt at once instead of retransmitting into a gateway that is behind.
+    No connection state and no TLS: ~30 µs, against a handshake's signature. Both QUIC
+    libraries end their connection attempt on it (tests/unit/backend/test_edge_core.py).
+
+    Hand-written: neither library builds a packet without a connection, and a connection
+    would parse the ClientHello and answer it, the work this refusal avoids."""
+    initial = HMAC(_INITIAL_SALT_V1, hashes.SHA256())
+    initial.update(header.destination_cid)
+    secret = _hkdf_expand_label(initial.finalize(), b"server in", 32)
+    key = _hkdf_expand_label(secret, b"quic key", 16)
+    iv = _hkdf_expand_label(secret, b"quic iv", 12)
+    hp = _hkdf_expand_label(secret, b"quic hp", 16)
+    frame = (bytes([_CONNECTION_CLOSE]) + _varint(CONNECTION_REFUSED) + _varint(0)
+             + _varint(len(reason)) + reason)
+    scid = os.urandom(_REFUSAL_SCID_LENGTH)
+    length = _PN_LENGTH + len(frame) + 16  # packet number, payload, AEAD tag
+    head = (bytes([0xC0 | (_PN_LENGTH - 1)]) + struct.pack("!I", QUIC_V1)
+            + bytes([len(header.source_cid)]) + header.source_cid
+            + bytes([len(scid)]) + scid + _varint(0) + _varint(length))
+    pn_offset = len(head)
+    head += bytes(_PN_LENGTH)  # packet number 0: the nonce is the IV itself
+    packet = bytearray(head + AESGCM(key).encrypt(iv, frame, head))
+    # RFC 9001 §5.4: header protection, sampled 4 bytes after the packet number's start
+    encryptor = Cipher(algorithms.AES(hp), modes.ECB()).encryptor()
+    mask = encryptor.update(bytes(packet[pn_offset + 4:pn_offset + 20])) + encryptor.finalize()
+    packet[0] ^= mask[0] & 0x0F
+    for i in range(_PN_LENGTH):
+        packet[pn_offset + i] ^= mask[1 + i]
+    return bytes(packet)

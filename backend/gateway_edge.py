@@ -29,10 +29,20 @@ import asyncio
 import collections
 import logging
 import socket
+import struct
+import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
-from .edge_core import Deadlines, PeerAddress, route_header, version_negotiation
+from .edge_core import (
+    Admission,
+    Deadlines,
+    PeerAddress,
+    initial_refusal,
+    route_header,
+    version_negotiation,
+)
 from .quic_tuning import ACK_DELAY_S
 
 log = logging.getLogger("backend.gateway")
@@ -51,6 +61,11 @@ RECEIVE_FLUSH_DELAY_S = ACK_DELAY_S
 # Datagrams kept while the socket's send buffer is full (EAGAIN), then dropped: QUIC
 # retransmits what is lost, and memory stays bounded (~1,500 bytes each).
 SEND_QUEUE_MAX = 8192
+# Linux's SO_TIMESTAMP (asm-generic, x86-64 and arm64; Python does not name it): every datagram
+# carries its arrival time, read for the first datagram of each wakeup only (`UdpEdge`), which
+# tells how long the oldest waiting datagram waited: the gateway's lag (`Admission`).
+SO_TIMESTAMP = 29
+_TIMEVAL = struct.Struct("@ll")
 
 
 class EdgeConnection:
@@ -191,8 +206,12 @@ class EdgeConnection:
             elif isinstance(event, lib.ConnectionIdRetired):
                 edge.retire_cid(event.connection_id, self)
             elif isinstance(event, lib.HandshakeCompleted):
+                if not self._handshaken:
+                    edge.admission.ended()
                 self._handshaken = True
             elif isinstance(event, lib.ConnectionTerminated):
+                if not self._handshaken and not self._terminated:
+                    edge.admission.ended()
                 self._terminated = True
                 edge.forget(self)
             self.quic_event_received(event)
@@ -222,6 +241,8 @@ class EdgeServer:
         self._closed = False
         self._now = 0.0  # the latest time handed to a connection (`clock`)
         self.stats = collections.Counter()  # datagrams in/out, transmits, unroutable, …
+        # new connections refused while the gateway is behind (docs/protocol.md §1, overload)
+        self.admission = Admission()
         # a `--reuseport` worker's CID relay (backend/cluster/relay_edge.py), else None: told
         # of the CIDs issued and retired here, handed the datagrams of CIDs not here
         self.relay = None
@@ -286,6 +307,10 @@ class EdgeServer:
                 return
             # RFC 9000 §14.1: an Initial opening a connection fills at least 1,200 bytes
             if header.initial and len(data) >= 1200:
+                if not self.admission.admit(now):
+                    self.stats["refused_busy"] += 1
+                    self._send([(initial_refusal(header), addr)])
+                    return
                 conn = self._open(header.destination_cid)
         if conn is None:
             if not (self.relay is not None and not header.long
@@ -303,6 +328,7 @@ class EdgeServer:
         conn = self._create_protocol(quic, self)
         self._connections[original_dcid] = conn
         self._connections[quic.host_cid] = conn
+        self.admission.begun()
         return conn
 
     def register_cid(self, cid: bytes, conn: EdgeConnection) -> None:
@@ -418,6 +444,20 @@ class EdgeServer:
             self.arm()
 
 
+_TIMESTAMP_SPACE = socket.CMSG_SPACE(_TIMEVAL.size) if hasattr(socket, "CMSG_SPACE") else 0
+
+
+def _enable_timestamps(sock: socket.socket) -> bool:
+    """Ask Linux to stamp every datagram `sock` receives with its arrival time."""
+    if not sys.platform.startswith("linux") or not _TIMESTAMP_SPACE:
+        return False
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMP, 1)
+    except OSError:
+        return False
+    return True
+
+
 class UdpEdge:
     """The gateway's UDP socket under an `EdgeServer`: an `add_reader` drain and batched
     sends (a DatagramTransport's `sendto`, `get_extra_info`, `close` for the rest of the
@@ -430,6 +470,10 @@ class UdpEdge:
         wrap = getattr(self._loop, "wrap_datagram_socket", None)
         self._sock = wrap(sock) if wrap is not None else sock
         self._server = server
+        # the lag sample (SO_TIMESTAMP): not under a wrapping loop, whose clock is not the
+        # kernel's and which counts the datagrams its own reads see
+        self._admission = getattr(server, "admission", None)
+        self._stamped = wrap is None and self._admission is not None and _enable_timestamps(sock)
         self._closing = False
         self._backlog: collections.deque = collections.deque()
         self._loop.add_reader(sock.fileno(), self._readable)
@@ -451,7 +495,9 @@ class UdpEdge:
 
     def _readable(self) -> None:
         recv, server, clock = self._sock.recvfrom, self._server, self._loop.time
-        for _ in range(MAX_DATAGRAMS_PER_WAKEUP):
+        if self._stamped and not self._read_stamped():
+            return
+        for _ in range(MAX_DATAGRAMS_PER_WAKEUP - self._stamped):
             try:
                 data, addr = recv(MAX_DATAGRAM_BYTES)
             except (BlockingIOError, InterruptedError):
@@ -463,6 +509,24 @@ class UdpEdge:
             # sample must not count that as network time
             server.receive(data, addr, clock())
         server.flush_soon()
+
+    def _read_stamped(self) -> bool:
+        """Read the wakeup's first datagram with its arrival time, and tell the admission how
+        long it waited (the gateway's lag); False when there was none."""
+        try:
+            data, ancdata, _, addr = self._sock.recvmsg(MAX_DATAGRAM_BYTES, _TIMESTAMP_SPACE)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError as exc:  # an ICMP error of an earlier send: read on
+            log.debug("udp receive: %s", exc)
+            return True
+        now = self._loop.time()
+        for level, kind, value in ancdata:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMP and len(value) >= _TIMEVAL.size:
+                sec, usec = _TIMEVAL.unpack_from(value)
+                self._admission.queue_delay(max(0.0, time.time() - (sec + usec / 1e6)), now)
+        self._server.receive(data, addr, now)
+        return True
 
     # --- a DatagramTransport's face ------------------------------------------------------
 

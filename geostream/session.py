@@ -154,6 +154,11 @@ class _Session:
         """(error code, reason) to close the QUIC connection with after a fatal `fail`."""
         return self._close
 
+    def has_output(self) -> bool:
+        """Whether `data_to_send()` or `close_expected()` has something (the caller may skip
+        both when not)."""
+        return bool(self._out) or self._close is not None
+
     def data_to_send(self) -> bytes:
         data = bytes(self._out)
         self._out.clear()
@@ -238,8 +243,12 @@ class ClientSession(_Session):
                     raise ProtocolError(ErrorCode.UNEXPECTED, "ack before welcome")
                 if msg.epoch != self.epoch:
                     raise ProtocolError(ErrorCode.FORBIDDEN, f"ack for epoch {msg.epoch}")
-                acked = RangeSet(msg.ranges)
-                done = {q for q in self.in_flight if q <= msg.through or q in acked}
+                through = msg.through
+                if msg.ranges:
+                    acked = RangeSet(msg.ranges)
+                    done = {q for q in self.in_flight if q <= through or q in acked}
+                else:  # the common ack: everything through one sequence number
+                    done = {q for q in self.in_flight if q <= through}
                 self.in_flight -= done
                 self.credit = msg.credit
                 events.append(Acknowledged(msg.epoch, msg.through, msg.ranges, len(done)))
@@ -452,6 +461,9 @@ class ServerSession(_Session):
         if self._ack_due:
             self._queue_ack()
         super()._send(msg)
+
+    def has_output(self) -> bool:
+        return self._ack_due or super().has_output()
 
     def data_to_send(self) -> bytes:
         """What is queued, the owed ack included (one for all commits since the last)."""

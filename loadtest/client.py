@@ -76,6 +76,7 @@ class Worker:
         self.welcomed = 0  # vehicles welcomed at least once
         self.ack_ticks: set[int] = set()
         self.go_wall = 0.0
+        self.go_loop: float | None = None  # "go" on the loop's clock
         self.stopping = False
         self.mode = spec["mode"]
         self.churn_p = spec.get("churn_per_s", 0.0) * self.send_interval_s
@@ -128,11 +129,12 @@ class Worker:
         hosts = self.local_hosts
         return hosts[(hosts.index(current) + 1) % len(hosts)] if current in hosts else hosts[0]
 
-    def acked_now(self, n: int) -> None:
-        """Count `n` new acknowledgements on the timeline (wall clock, shared by the workers)."""
+    def acked_now(self, n: int, now: float) -> None:
+        """Count `n` new acknowledgements at loop time `now` on the timeline (in ticks since
+        "go", the wall time every worker was given)."""
         self.acked += n
-        if n and self.go_wall:
-            self.ack_ticks.add(int((time.time() - self.go_wall) / ACK_TICK_S))
+        if n and self.go_loop is not None:
+            self.ack_ticks.add(int((now - self.go_loop) / ACK_TICK_S))
 
     def error(self, kind: str) -> None:
         if not self.stopping:
@@ -173,7 +175,7 @@ class Worker:
         self.go_wall = go_wall
         self.ramp_limit = None  # every vehicle still waiting for a slot connects now
         self._admit()
-        t0 = self.loop.time() + (go_wall - time.time())
+        t0 = self.go_loop = self.loop.time() + (go_wall - time.time())
         wall0 = int(go_wall * 1000)
         for d in self.drivers:
             # each vehicle's readings start at its own offset in the interval, as real ones do
@@ -181,6 +183,7 @@ class Worker:
             d.sim.wall_ms_at_start = wall0 + int((d.sim.start - t0) * 1000)
             d.sim.making = True
         await asyncio.sleep(max(0.0, t0 - self.loop.time()))
+        self.edge.lag = Histogram()  # the window's only
         cpu0 = resource.getrusage(resource.RUSAGE_SELF)
         dg0 = self.datagrams()
         if self.mode in ("churn", "migrate"):
@@ -201,6 +204,7 @@ class Worker:
             storm = {"backlog": backlog, "back_wall": back_wall}
         await asyncio.sleep(max(0.0, t0 + spec["duration_s"] - self.loop.time()))
         acked_in_window = self.acked
+        timer_lag = self.edge.lag.to_json()
         cpu1 = resource.getrusage(resource.RUSAGE_SELF)
         dg1 = self.datagrams()
         end = t0 + spec["duration_s"]
@@ -228,7 +232,7 @@ class Worker:
             "live_latency": live.to_json(), "errors": self.errors, "connects": self.connects,
             "migrations": self.migrations, "reconnects": self.reconnects,
             "batches": self.batches, "storm": storm, "edge": dict(self.edge.stats),
-            "ack_ticks": sorted(self.ack_ticks),
+            "ack_ticks": sorted(self.ack_ticks), "timer_lag": timer_lag,
             "datagrams": [dg1[0] - dg0[0], dg1[1] - dg0[1]],
             "cpu_s": (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime),
             "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,

@@ -31,6 +31,7 @@ from agent.uplink_actions import (
     SendData,
 )
 from agent.uplink_machine import State, UplinkMachine
+from backend.edge_core import BUSY_REASON
 from geostream.clock import wall_ms
 from geostream.messages import Status
 from geostream.quic_acks import ack_delay_for
@@ -71,6 +72,7 @@ class Driver:
         self.drain_target = 0        # storm: the backlog to drain after reconnecting
         self.drained_after: float | None = None
         self.reconnected_at = 0.0
+        self._filed_at: float | None = None  # the deadline the edge's wheel holds for it
         # the TLS session ticket the gateway gave last (the agent's ticket file, in memory): a
         # reconnect resumes with it and sends its hello as 0-RTT, as the agent does
         self.ticket = None
@@ -83,6 +85,7 @@ class Driver:
 
     def wake(self, now: float) -> None:
         """Its deadline came (the timer heap): the connect timeout, the machine's timer."""
+        self._filed_at = None  # the wheel let it go
         if self._connect_by is not None and now >= self._connect_by:
             self._connect_failed("connect: TimeoutError", "handshake timed out")
         else:
@@ -116,7 +119,9 @@ class Driver:
         if link is not self.link:
             return
         if self._connect_by is not None:  # during the handshake: a failed connect
-            self._connect_failed("connect: ConnectionError", link.close_reason)
+            busy = link.close_reason.startswith(BUSY_REASON.decode())  # the gateway shed it
+            self._connect_failed("connect: refused busy" if busy else "connect: ConnectionError",
+                                 link.close_reason)
         else:
             self.w.error(f"closed: {link.close_reason[:60]}")
             self._do(self.machine.disconnected(self.w.now(),
@@ -158,6 +163,7 @@ class Driver:
         """End of the run: close, and connect no more."""
         self.online = False
         self._parked = False
+        self._filed_at = None
         self.w.edge.timers.set(self, None)
         if self.link is not None:
             self._drop(tell_peer=True)
@@ -214,12 +220,15 @@ class Driver:
         for also in (self._connect_by, sim.next_due() if starved else None):
             if also is not None and (at is None or also < at):
                 at = also
-        self.w.edge.timers.set(self, at)
-        self.w.edge.arm()
+        edge = self.w.edge
+        if at != self._filed_at:  # most inputs leave the deadline where it was
+            self._filed_at = at
+            edge.timers.set(self, at)
+        edge.arm()
 
     def _acked(self, through: int, ranges) -> None:
         now = self.w.now()
-        self.w.acked_now(self.sim.acknowledge(through, ranges, now))
+        self.w.acked_now(self.sim.acknowledge(through, ranges, now), now)
         if (self.drained_after is None and self.drain_target
                 and self.sim.journal.acked_through() >= self.drain_target):
             self.drained_after = now - self.reconnected_at

@@ -35,6 +35,7 @@ from agent.quic_link import v6_address
 from backend.edge_core import route_header
 from geostream.limits import KEEPALIVE_S
 
+from .fleet import Histogram
 from .timer_wheel import TimerWheel
 
 log = logging.getLogger("loadtest.edge")
@@ -53,6 +54,8 @@ SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
 # of paid per vehicle; each fires at most this late (the agent's pacing is 1 s, QUIC's ACK
 # delay 25 ms or more).
 TICK_S = 0.010
+# RFC 9000 §17.2: the first byte's top bit is set in a long header, clear in a short one
+_LONG_HEADER = 0x80
 
 
 class EdgeLink:
@@ -82,6 +85,7 @@ class EdgeLink:
         self._last_send = 0.0
         self._ping_id = 0
         self._dirty = False
+        self._filed_at: float | None = None  # the deadline the edge's wheel holds for it
         self._cids: set[bytes] = set()
         self.sock: socket.socket | None = None
         self.local_host = ""
@@ -169,6 +173,7 @@ class EdgeLink:
 
     def wake(self, now: float) -> None:
         """Its deadline came: the QUIC timer if due, a keepalive PING if due, a transmit."""
+        self._filed_at = None  # the wheel let it go
         if self.closed:
             return
         now = self.edge.now()  # not the wakeup's start: others may have sent since
@@ -181,20 +186,25 @@ class EdgeLink:
             self.ping()
         self.transmit()
 
-    def poll(self, now: float) -> list[bytes]:
-        """The datagrams to send now (all to the server), and the next deadline set."""
+    def poll(self, now: float) -> list[tuple[bytes, tuple]]:
+        """The datagrams to send now (each with the address the core gives; the edge sends
+        all to the server), and the next deadline set."""
         self._dirty = False
         if self.closed:
             return []
         conn = self.conn
-        out = [data for data, _ in conn.datagrams_to_send(now=now)]
+        out = conn.datagrams_to_send(now)
         if out:
             self._last_send = now
         self._events()
         if not self.closed:
             timer = conn.get_timer()
-            keepalive = self._last_send + self._keepalive_s
-            self.edge.timers.set(self, keepalive if timer is None else min(timer, keepalive))
+            at = self._last_send + self._keepalive_s
+            if timer is not None and timer < at:
+                at = timer
+            if at != self._filed_at:
+                self._filed_at = at
+                self.edge.timers.set(self, at)
         return out
 
     def _events(self) -> None:
@@ -234,6 +244,7 @@ class EdgeLink:
         for cid in self._cids:
             self.edge.unroute(cid, self)
         self._cids.clear()
+        self._filed_at = None
         self.edge.timers.set(self, None)
         self._on_closed(self)
 
@@ -255,9 +266,14 @@ class ClientEdge:
         self._wake_handle: asyncio.TimerHandle | None = None
         self._wake_at: float | None = None
         self._closed = False
+        # in a wakeup of the edge's own, which flushes and arms at its end
+        self._serving = False
         self._now = 0.0
         # datagrams_sent / datagrams_received / unroutable / send_dropped / wakeups / …
         self.stats: collections.Counter = collections.Counter()
+        # how late the one timer fired past its slot's end: the process's own backlog (a
+        # client that is behind delays every ack it books by as much)
+        self.lag = Histogram()
 
     def now(self) -> float:
         """The time for a QUIC connection: the loop's, never earlier than one already given
@@ -294,24 +310,31 @@ class ClientEdge:
         recv, routes, cid_length = sock.recvfrom, self._routes, self._cid_length
         clock = self.now
         n = 0
-        for _ in range(MAX_DATAGRAMS_PER_WAKEUP):
-            try:
-                data, addr = recv(MAX_DATAGRAM_BYTES)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError as exc:  # an ICMP error of an earlier send
-                log.debug("udp receive: %s", exc)
-                continue
-            n += 1
-            header = route_header(data, cid_length)
-            link = routes.get(header.destination_cid) if header is not None else None
-            if link is None:
-                self.stats["unroutable"] += 1
-                continue
-            # stamped as read, never earlier: a receive time before the datagram's arrival
-            # makes the RTT sample smaller than the ACK delay the gateway reports, and qh3's
-            # core closes the connection for that ("InvalidTime")
-            link.datagram_received(data, addr, clock())
+        self._serving = True
+        try:
+            for _ in range(MAX_DATAGRAMS_PER_WAKEUP):
+                try:
+                    data, addr = recv(MAX_DATAGRAM_BYTES)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError as exc:  # an ICMP error of an earlier send
+                    log.debug("udp receive: %s", exc)
+                    continue
+                n += 1
+                if data and not data[0] & _LONG_HEADER:  # 1-RTT: our CID follows the byte
+                    link = routes.get(data[1:1 + cid_length])
+                else:
+                    header = route_header(data, cid_length)
+                    link = routes.get(header.destination_cid) if header is not None else None
+                if link is None:
+                    self.stats["unroutable"] += 1
+                    continue
+                # stamped as read, never earlier: a receive time before the datagram's
+                # arrival makes the RTT sample smaller than the ACK delay the gateway
+                # reports, and qh3's core closes the connection for that ("InvalidTime")
+                link.datagram_received(data, addr, clock())
+        finally:
+            self._serving = False
         self.stats["datagrams_received"] += n
         self.stats["reads"] += 1
         self._flush()
@@ -335,14 +358,14 @@ class ClientEdge:
     def dirty(self, link: EdgeLink) -> None:
         """`link` has something to send: one transmit for it at the end of this tick."""
         self._dirty.append(link)
-        if self._flush_handle is None and not self._closed:
+        if self._flush_handle is None and not self._closed and not self._serving:
             self._flush_handle = self._loop.call_soon(self._flush)
 
     def transmit_now(self, link: EdgeLink) -> None:
         """`link`'s datagrams now (its first flight, its CONNECTION_CLOSE, the answer to a
         datagram); the one timer is re-armed at the end of the tick."""
         self._send(link, link.poll(self.now()))
-        if self._flush_handle is None and not self._closed:
+        if self._flush_handle is None and not self._closed and not self._serving:
             self._flush_handle = self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
@@ -359,11 +382,11 @@ class ClientEdge:
                     self._send(link, link.poll(now))
         self.arm()
 
-    def _send(self, link: EdgeLink, datagrams: list[bytes]) -> None:
+    def _send(self, link: EdgeLink, datagrams: list[tuple[bytes, tuple]]) -> None:
         sock, addr = link.sock, link.server_addr
         if sock is None or not datagrams:
             return
-        for data in datagrams:
+        for data, _ in datagrams:
             try:
                 sock.sendto(data, addr)
             except (BlockingIOError, InterruptedError):
@@ -375,7 +398,10 @@ class ClientEdge:
     # --- the one timer ---------------------------------------------------------------------
 
     def arm(self) -> None:
-        """One loop timer for the earliest deadline of any owner."""
+        """One loop timer for the earliest deadline of any owner (within a wakeup of the
+        edge's own, at its end)."""
+        if self._serving:
+            return
         when = None if self._closed else self.timers.earliest()
         if when == self._wake_at:
             return
@@ -391,10 +417,15 @@ class ClientEdge:
         # due, but every owner gets the true time (QUIC cores refuse a clock that goes back)
         now = self._loop.time()
         due = max(now, self._wake_at or 0.0)
+        self.lag.add(now - due if now > due else 0.0)
         self._wake_handle = self._wake_at = None
         self.stats["wakeups"] += 1
-        for owner in self.timers.pop_due(due):
-            owner.wake(now)
+        self._serving = True
+        try:
+            for owner in self.timers.pop_due(due):
+                owner.wake(now)
+        finally:
+            self._serving = False
         self._flush()
 
     def close(self) -> None:

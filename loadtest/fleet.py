@@ -133,8 +133,8 @@ class SimVehicle:
 
     def make_due(self, now: float) -> int:
         """Make every reading due by `now` into the journal; returns how many were made."""
-        if not self.making or now < self.start:
-            return 0
+        if not self.making or now < self.start + self.made / self.rate_hz:
+            return 0  # the next one is not due yet (the common case: one check per input)
         due = int((now - self.start) * self.rate_hz) + 1
         n = due - self.made
         append = self.journal.append
@@ -162,13 +162,11 @@ class SimVehicle:
         ts = self.wall_ms_at_start + int((q - 1) * 1000 / self.rate_hz)
         r = self._random
         if q % CAN_EVERY == 0:
-            return False, (ts, round(600 + r() * 1600, 1), round(r() * 90, 2),
-                           round(r() * 100, 1), 70 + int(r() * 26), round(5 + r() * 95, 1),
-                           24 + int(r() * 77), round(24 + r() * 4, 2), ODOMETER_KM + q // 10)
+            return False, (ts, 600 + r() * 1600, r() * 90, r() * 100, 70 + int(r() * 26),
+                           5 + r() * 95, 24 + int(r() * 77), 24 + r() * 4, ODOMETER_KM + q // 10)
         self._lat += (r() - 0.5) * 2e-4
         self._lon += (r() - 0.5) * 2e-4
-        return True, (ts, round(self._lat, 7), round(self._lon, 7), round(r() * 90, 1),
-                      round(r() * 360, 1))
+        return True, (ts, self._lat, self._lon, r() * 90, r() * 360)
 
     def wire_reading(self, q: int) -> dict:
         """Reading number `q` as a batch carries it, with its "q" (benchmarks' readings)."""

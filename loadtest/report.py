@@ -50,6 +50,9 @@ class Report:
     client_cpu_pct: float = 0.0
     client_cpu_ms_per_reading: float = 0.0   # load generator CPU time / readings acked
     client_us_per_vehicle_s: float = 0.0     # load generator CPU µs per vehicle per second
+    client_cpu_max_pct: float = 0.0   # of one core: the busiest client process (each has one)
+    client_lag_p50_ms: float | None = None  # how late the client processes' timers fired
+    client_lag_p99_ms: float | None = None
     store_cpu_pct: float = 0.0        # of one core: the throw-away PostgreSQL server's tree
     quic_clients: str = ""            # the QUIC library of the simulated vehicles
     quic_gateway: str = ""            # and of the gateways
@@ -83,7 +86,8 @@ class Report:
         busy = []
         if self.gateway_cpu_pct >= SATURATED_PCT * _gateways(o):
             busy.append("gateway")
-        if self.client_cpu_pct >= SATURATED_PCT * o["workers"]:
+        if (self.client_cpu_pct >= SATURATED_PCT * o["workers"]
+                or self.client_cpu_max_pct >= SATURATED_PCT):  # one event loop per process
             busy.append("client")
         if self.machine_idle_pct <= 100 - SATURATED_PCT:
             busy.append("machine (no idle CPU)")
@@ -126,7 +130,10 @@ class Report:
                  if self.router_cpu_pct is not None else []),
                f"  clients            {self.client_cpu_pct:.0f} % CPU, "
                f"{self.client_cpu_ms_per_reading:.2f} ms CPU per acked reading, "
-               f"{self.client_us_per_vehicle_s:.0f} µs CPU per vehicle-second",
+               f"{self.client_us_per_vehicle_s:.0f} µs CPU per vehicle-second; busiest "
+               f"process {self.client_cpu_max_pct:.0f} %, its timers late by p50 "
+               f"{_ms(self.client_lag_p50_ms)} p99 {_ms(self.client_lag_p99_ms)} (a client "
+               "behind books its acks that much late)",
                f"  machine            {self.machine_cores} cores, {self.machine_idle_pct:.0f} % "
                f"idle, store server {self.store_cpu_pct:.0f} % CPU, other processes "
                f"{self.other_cpu_pct:.0f} % CPU, load "

@@ -285,7 +285,7 @@ def _run(opts: Options, tmp: Path, log_dir: Path, store: ThrowawayStore,
     rep.quic_clients = library_name(opts.quic_clients or None, AGENT_DEFAULT_LIBRARY)
     rep.quic_gateway = gateway_library_name(opts.quic_gateway or None,
                                             opts.router or opts.reuseport > 1,
-                                            relayed=opts.reuseport > 1)
+                                            relayed=True)
     rep.client_us_per_vehicle_s = client_cpu * 10_000 / max(1, opts.vehicles)
     ticks = {t for r in results for t in r["ack_ticks"]}
     rep.ack_gap_s = ack_gap_s(ticks, int(opts.duration_s / ACK_TICK_S), ACK_TICK_S)
@@ -366,7 +366,7 @@ def _report(opts, counts, pending_seqs, results, gstats, rss_idle_kb, rss_connec
     rep = Report(options=asdict(opts), vehicles=opts.vehicles, connect_s=connect_s,
                  gateway_cpu_pct=gateway_cpu, client_cpu_pct=client_cpu,
                  gateway_rss_mb=gstats.peak_kb / 1024)
-    lat, live = Histogram(), Histogram()
+    lat, live, lag = Histogram(), Histogram(), Histogram()
     made: dict[str, int] = {}
     unacked: dict[str, list[int]] = {}
     acked_window = dg_in = dg_out = 0
@@ -381,6 +381,9 @@ def _report(opts, counts, pending_seqs, results, gstats, rss_idle_kb, rss_connec
         acked_window += r["acked_in_window"]
         lat.merge(Histogram.from_json(r["latency"]))
         live.merge(Histogram.from_json(r["live_latency"]))
+        lag.merge(Histogram.from_json(r.get("timer_lag", {})))
+        rep.client_cpu_max_pct = max(rep.client_cpu_max_pct,
+                                     r["cpu_s"] / opts.duration_s * 100)
         for k, v in r["errors"].items():
             rep.errors[k] = rep.errors.get(k, 0) + v
         rep.connects += r["connects"]
@@ -408,6 +411,7 @@ def _report(opts, counts, pending_seqs, results, gstats, rss_idle_kb, rss_connec
     rep.datagrams_out_per_reading = dg_out / max(1, acked_window)
     rep.ack_p50_ms, rep.ack_p95_ms, rep.ack_p99_ms = (lat.percentile(p) for p in (50, 95, 99))
     rep.live_p99_ms = live.percentile(99)
+    rep.client_lag_p50_ms, rep.client_lag_p99_ms = lag.percentile(50), lag.percentile(99)
     for vid, m in made.items():
         rows, distinct, top = counts.get(vid, (0, 0, 0))
         rep.stored += distinct

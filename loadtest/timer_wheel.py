@@ -40,10 +40,10 @@ class TimerWheel:
             return
         self._due[owner] = when
         slot = int(when / self.tick_s) + 1
-        filed = self._filed.get(owner)
-        if filed is not None and filed <= slot:
+        filed = self._filed
+        if filed.get(owner, slot + 1) <= slot:
             return  # its slot comes first and files it again
-        self._filed[owner] = slot
+        filed[owner] = slot
         entries = self._slots.get(slot)
         if entries is None:
             self._slots[slot] = [owner]

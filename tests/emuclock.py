@@ -8,8 +8,9 @@ the agent's uplink, the gateway, SQLite on worker threads) runs unchanged, and m
 timers (idle timeouts, keepalives, backoff, liveness ticks) pass in seconds.
 
 What keeps a jump honest:
-- Executor jobs (`run_in_executor`: the journal's and the store's SQLite threads, getaddrinfo)
-  take no emulated time: the loop waits for them in real time before it moves the clock.
+- Executor jobs (`run_in_executor`: the journal's SQLite thread, getaddrinfo; and the store's
+  own SQLite threads, which announce theirs through `outside_job`) take no emulated time:
+  the loop waits for them in real time before it moves the clock.
 - Loopback datagrams: Linux usually delivers one within the sendto() call, but under load its
   softirq work can be deferred to ksoftirqd, so "nothing readable now" does not mean "nothing
   in flight". Every datagram socket of the loop is wrapped to count datagrams sent and
@@ -88,6 +89,11 @@ class EmulatedClockLoop(asyncio.SelectorEventLoop):
         future = super().run_in_executor(executor, func, *args)
         self._jobs.add(future)
         return future
+
+    def outside_job(self, future: asyncio.Future) -> None:
+        """A future another thread resolves (the SQLite store's own worker thread,
+        backend/store/store_thread.py): waited for like an executor job."""
+        self._jobs.add(future)
 
     def _make_datagram_transport(self, sock, *args, **kwargs):
         return super()._make_datagram_transport(_CountingSocket(sock, self), *args, **kwargs)

@@ -13,9 +13,18 @@ import socket
 import time
 
 from . import tunnel
+from .cids import CidLayout
+from .relay import ISSUED, RETIRED, encode_cids
 from .router import HEARTBEAT_S, Router
 
 log = logging.getLogger(__name__)
+
+# A node announces all its CIDs without the server id again every this many heartbeats (5 s):
+# a router that restarted, or took over the address (VRRP), learns them within that; a moved
+# connection on such a CID waits until then (QUIC retransmits meanwhile).
+REANNOUNCE_BEATS = 10
+# Announcements per tunnel datagram stay within one unfragmented packet on any LAN.
+ANNOUNCE_BYTES = 1200
 
 
 def _is_v6(transport) -> bool:
@@ -81,10 +90,12 @@ class RouterEdge:
         now = self.loop.time()
         if d.kind == tunnel.HEARTBEAT:
             self.router.heartbeat(d.sender, addr, now)
-        elif self.router.is_node(d.sender, addr, now):
-            self.public.sendto(d.payload, (tunnel.socket_host(d.host, self._public_v6), d.port))
-        else:
+        elif not self.router.is_node(d.sender, addr, now):
             self.opener.drop("unknown_peer")
+        elif d.kind == tunnel.CIDS:
+            self.router.announced(d.sender, d.payload, now)
+        else:
+            self.public.sendto(d.payload, (tunnel.socket_host(d.host, self._public_v6), d.port))
 
     def dropped(self) -> dict[str, int]:
         """Tunnel datagrams refused, by reason, and vehicles' datagrams no node could take."""
@@ -122,11 +133,59 @@ class _NodeTransport(asyncio.DatagramTransport):
         self.endpoint.close()
 
 
+class RouterAnnouncer:
+    """A node's `EdgeServer.relay` hook behind the router: the CIDs its connections issue
+    without its server id (qh3's NEW_CONNECTION_ID ones) are announced to the router, which
+    then routes them here (router.py). Sent before any datagram that offers them (the edge
+    calls `flush` first), and all of them again every REANNOUNCE_S for a router that
+    restarted or took over the address. Nothing is relayed between nodes (`forward`)."""
+
+    def __init__(self, endpoint: _NodeEndpoint, layout: CidLayout):
+        self.endpoint, self.layout = endpoint, layout
+        self.live: set[bytes] = set()
+        self.pending: list[tuple[int, bytes]] = []
+        self.stats = {"announced": 0}
+
+    def issued(self, cid: bytes) -> None:
+        if self.layout.server_id(cid) != self.endpoint.server_id and cid not in self.live:
+            self.live.add(cid)
+            self.pending.append((ISSUED, cid))
+            self.stats["announced"] += 1
+
+    def retired(self, cid: bytes) -> None:
+        if cid in self.live:
+            self.live.discard(cid)
+            self.pending.append((RETIRED, cid))
+
+    def flush(self) -> None:
+        if self.pending:
+            changes, self.pending = self.pending, []
+            self._send(changes)
+
+    def reannounce(self) -> None:
+        self._send([(ISSUED, cid) for cid in self.live])
+
+    def _send(self, changes: list[tuple[int, bytes]]) -> None:
+        ep = self.endpoint
+        if ep.transport is None or ep.transport.is_closing():
+            return
+        for message in encode_cids(changes, ANNOUNCE_BYTES):
+            ep.transport.sendto(ep.sealer.cids(message, now_us()), ep.router)
+
+    def forward(self, data: bytes, cid: bytes, addr, now: float) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+
 class _NodeEndpoint(asyncio.DatagramProtocol):
     """A node's tunnel socket: only its router's authenticated datagrams reach the QUIC server."""
 
-    def __init__(self, server, server_id: int, router: tuple[str, int], key: bytes):
+    def __init__(self, server, server_id: int, router: tuple[str, int], key: bytes,
+                 layout: CidLayout | None = None):
         self.server, self.server_id, self.router = server, server_id, router
+        self.layout = layout or CidLayout()
         self.sealer = tunnel.Sealer(key, server_id, from_router=False)
         self.opener = tunnel.Opener(key, from_router=True, started_us=now_us())
         self.transport = None
@@ -135,6 +194,8 @@ class _NodeEndpoint(asyncio.DatagramProtocol):
     def connection_made(self, transport) -> None:
         self.transport = transport
         self.server.connection_made(_NodeTransport(self))
+        if hasattr(self.server, "relay"):  # the gateway's EdgeServer: announce its CIDs
+            self.server.relay = RouterAnnouncer(self, self.layout)
         self._beat = asyncio.get_running_loop().create_task(self._heartbeats())
 
     def datagram_received(self, data: bytes, addr) -> None:
@@ -150,8 +211,13 @@ class _NodeEndpoint(asyncio.DatagramProtocol):
         self.server.datagram_received(d.payload, (d.host, d.port))
 
     async def _heartbeats(self) -> None:
+        beats = 0
         while True:
             self.transport.sendto(self.sealer.heartbeat(now_us()), self.router)
+            announcer = getattr(self.server, "relay", None)
+            if isinstance(announcer, RouterAnnouncer) and beats % REANNOUNCE_BEATS == 0:
+                announcer.reannounce()
+            beats += 1
             await asyncio.sleep(HEARTBEAT_S)
 
     def close(self) -> None:

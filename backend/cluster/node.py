@@ -6,7 +6,7 @@ import ipaddress
 import logging
 from dataclasses import dataclass, field
 
-from .cids import CidLayout, issue_routable_cids, refuse_unroutable
+from .cids import CidLayout, issue_routable_cids
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,9 @@ class ClusterNode:
     key: bytes = field(repr=False)
     layout: CidLayout = CidLayout()
     endpoint: object = field(default=None, init=False, repr=False)
+    # a CID its QUIC library issues without the server id (qh3's) is announced to the router,
+    # which routes it here (edge.py RouterAnnouncer): safe for either library
+    relays_cids = True
 
     def adopt(self, lib, quic) -> None:
         """Called by each new server-side connection (of QUIC library `lib`): CIDs with this
@@ -58,7 +61,6 @@ class ClusterNode:
         from .edge import serve_behind_router
 
         check_tunnel_host(host, "a gateway node's quic_host")
-        refuse_unroutable(lib)
         server, self.endpoint = await serve_behind_router(
             lib, host, port, self.server_id, self.router, self.key, **server_kwargs)
         return server

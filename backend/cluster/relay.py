@@ -52,12 +52,13 @@ def steered_to(cid: bytes, group: int) -> int:
     return select(bytes([_SHORT_HEADER]) + cid, group)
 
 
-def encode_cids(changes: Iterable[tuple[int, bytes]]) -> list[bytes]:
-    """CIDS messages for (op, cid) changes, each under MAX_MESSAGE_BYTES."""
+def encode_cids(changes: Iterable[tuple[int, bytes]],
+                max_bytes: int = MAX_MESSAGE_BYTES) -> list[bytes]:
+    """CIDS messages for (op, cid) changes, each under `max_bytes`."""
     out, cur = [], bytearray([KIND_CIDS])
     for op, cid in changes:
         entry = bytes([op, len(cid)]) + cid
-        if len(cur) + len(entry) > MAX_MESSAGE_BYTES:
+        if len(cur) + len(entry) > max_bytes:
             out.append(bytes(cur))
             cur = bytearray([KIND_CIDS])
         cur += entry

@@ -1,9 +1,11 @@
 """The router's decision, sans-IO: which node a QUIC datagram goes to (docs/scaling.md §4).
 
-A CID of our layout naming a live node goes to that node; any other destination CID (the
-client's random first one) goes to the live node with the highest rendezvous hash of it, so
-every packet of one handshake lands on the same node and a node's death moves only the
-handshakes that hashed to it. Node liveness comes from heartbeats, passed in with `now`.
+A CID of our layout naming a live node goes to that node; a CID a live node announced (one
+its QUIC library drew without the server id: qh3's NEW_CONNECTION_ID CIDs, relay.py) goes to
+that node; any other destination CID (the client's random first one) goes to the live node
+with the highest rendezvous hash of it, so every packet of one handshake lands on the same
+node and a node's death moves only the handshakes that hashed to it. Node liveness comes from
+heartbeats, passed in with `now`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import hashlib
 
 from .cids import CID_LENGTH, CidLayout
+from .relay import ISSUED, decode_cids
 
 # Nodes send a heartbeat this often; after DEAD_AFTER_S without one a node gets no new packets.
 # Three missed beats: one lost datagram or a busy second is not a death.
@@ -19,6 +22,16 @@ DEAD_AFTER_S = 1.6
 # QUIC's long header: first byte, 4-byte version, DCID length byte (RFC 9000 §17.2)
 _LONG_DCID_AT = 6
 MAX_CID_LENGTH = 20
+# Announced CIDs the router keeps (~100 bytes each): qh3 offers one spare CID per connection
+# to a qh3 client and one more per move, up to 7 to an aioquic client; a million covers
+# 100,000+ vehicles. Past it a new announcement is refused (counted): that CID routes by hash
+# and its connection ends as before announcements existed.
+MAX_ANNOUNCED_CIDS = 1 << 20
+# An announced CID routes to its node this long after the node last announced it; nodes
+# announce their live ones every 5 s (edge.py REANNOUNCE_BEATS), so three datagrams in a row
+# may be lost before a live CID lapses, and a dead connection's CIDs are gone within it. A
+# node's heartbeats missing briefly (a busy node) forget nothing.
+ANNOUNCED_TTL_S = 20.0
 
 
 def destination_cid(datagram: bytes, short_cid_length: int = CID_LENGTH) -> bytes | None:
@@ -53,10 +66,41 @@ class Router:
         self.layout = layout or CidLayout()
         self.dead_after_s = dead_after_s
         self._nodes: dict[int, tuple[tuple, float]] = {}
-        self.stats = {"forwarded": 0, "by_cid": 0, "by_hash": 0, "dropped": 0}
+        # CID without a server id → (the node that announced it, when it last did)
+        self._announced: dict[bytes, tuple[int, float]] = {}
+        self.max_announced = MAX_ANNOUNCED_CIDS
+        self.stats = {"forwarded": 0, "by_cid": 0, "by_hash": 0, "dropped": 0,
+                      "by_announced": 0, "announced_refused": 0}
 
     def heartbeat(self, server_id: int, addr: tuple, now: float) -> None:
         self._nodes[server_id] = (addr, now)
+
+    def announced(self, server_id: int, message: bytes, now: float) -> None:
+        """A node's CIDS message (relay.py's format): CIDs it issued (or announces again) or
+        retired. An announcement holds for ANNOUNCED_TTL_S: a node announces its live ones
+        again more often than that, so those of a connection that died with its node (no
+        retirement ever comes) expire."""
+        try:
+            changes = decode_cids(message)
+        except ValueError:
+            self.stats["dropped"] += 1
+            return
+        table = self._announced
+        for op, cid in changes:
+            if op == ISSUED:
+                if cid not in table and len(table) >= self.max_announced:
+                    self._expire(now)
+                    if len(table) >= self.max_announced:
+                        self.stats["announced_refused"] += 1
+                        continue
+                table[cid] = (server_id, now)
+            elif (entry := table.get(cid)) is not None and entry[0] == server_id:
+                del table[cid]
+
+    def _expire(self, now: float) -> None:
+        table = self._announced
+        for cid in [c for c, (_, at) in table.items() if now - at > ANNOUNCED_TTL_S]:
+            del table[cid]
 
     def live(self, now: float) -> list[int]:
         return sorted(sid for sid, (_, seen) in self._nodes.items()
@@ -78,9 +122,14 @@ class Router:
             self.stats["dropped"] += 1
             return None
         sid = self.layout.server_id(dcid)
+        key = "by_cid"
+        if sid is None:
+            entry = self._announced.get(dcid)
+            if entry is not None and now - entry[1] <= ANNOUNCED_TTL_S:
+                sid, key = entry[0], "by_announced"
         node = self._nodes.get(sid) if sid is not None else None
         if node is not None and now - node[1] <= self.dead_after_s:
-            self.stats["by_cid"] += 1
+            self.stats[key] += 1
         else:
             sid = rendezvous(dcid, self.live(now))
             if sid is None:

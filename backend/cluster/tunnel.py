@@ -3,6 +3,7 @@
     header:    version (4 bits) | from-router (1 bit) | kind (3 bits) | sender (2) | counter (8)
     data:      header | client address (16, IPv4 as ::ffff:a.b.c.d) | port (2) | QUIC | tag (16)
     heartbeat: header | tag (16)
+    cids:      header | CID announcements (relay.py's CIDS message) | tag (16), node → router
 
 `sender` is the node's server id (0 from the router); `counter` is the sender's clock in
 microseconds since the Unix epoch, made strictly increasing per sender (`Sealer`), and `tag` is
@@ -33,6 +34,9 @@ from geostream.secretfile import read_private, write_private
 VERSION = 2
 DATA = 0
 HEARTBEAT = 1
+# a node's announcement of CIDs it issued without its server id (qh3's), so the router routes
+# them to it (router.py); a router of before session 10 drops it as malformed
+CIDS = 2
 _FROM_ROUTER = 0x08
 ROUTER_SENDER = 0
 HEADER_BYTES = 11
@@ -116,6 +120,9 @@ class Sealer:
     def heartbeat(self, now_us: int) -> bytes:
         return self._seal(self._header(HEARTBEAT, now_us))
 
+    def cids(self, message: bytes, now_us: int) -> bytes:
+        return self._seal(self._header(CIDS, now_us) + message)
+
 
 @dataclass(frozen=True)
 class Datagram:
@@ -182,7 +189,8 @@ class Opener:
         kind = datagram[0] & 0x07
         sender = int.from_bytes(body[1:3], "big")
         counter = int.from_bytes(body[3:11], "big")
-        if (kind == DATA and len(body) < HEADER_BYTES + ADDRESS_BYTES) or kind > HEARTBEAT:
+        if (kind == DATA and len(body) < HEADER_BYTES + ADDRESS_BYTES) or kind > CIDS \
+                or (kind == CIDS and self._direction):
             self.drop("malformed")
             return None
         if counter < self.started_us or abs(counter - now_us) > MAX_CLOCK_SKEW_US:
@@ -198,6 +206,8 @@ class Opener:
             return None
         if kind == HEARTBEAT:
             return Datagram(HEARTBEAT, sender)
+        if kind == CIDS:
+            return Datagram(CIDS, sender, payload=body[HEADER_BYTES:])
         host, port = _unpack_address(body[HEADER_BYTES:HEADER_BYTES + ADDRESS_BYTES])
         return Datagram(DATA, sender, host, port, body[HEADER_BYTES + ADDRESS_BYTES:])
 

@@ -15,8 +15,8 @@
 
 Which library a process uses is configuration (the backend's `quic_library`, the agent's
 `[server] quic_library`), else $FLEET_QUIC_LIBRARY, else the side's default:
-`gateway_library_name` (the gateway: qh3 alone and on `--reuseport` workers, aioquic behind
-the router),
+`gateway_library_name` (the gateway: qh3, also where CIDs are routed, since those roles
+route the CIDs it draws without the server id),
 `AGENT_DEFAULT_LIBRARY` (the agent) or `DEFAULT_LIBRARY` (tools, test clients; docs/link.md
 says why). Both can
 be loaded in one process (the protocol-level tests run against each).
@@ -39,11 +39,12 @@ LIBRARY_ENV = "FLEET_QUIC_LIBRARY"
 # a single gateway process: qh3 keeps every must there and costs 0.56-0.91x aioquic's CPU per
 # reading (docs/link.md, QUIC library; docs/benchmarks.md)
 GATEWAY_DEFAULT_LIBRARY = "qh3"
-# a gateway whose connection IDs something routes by server id (a node behind the router):
-# only aioquic puts the server id into every CID it issues
+# a gateway whose connection IDs something routes by server id without knowing the CIDs
+# drawn without it: only aioquic puts the server id into every CID it issues
 CID_ROUTED_LIBRARY = "aioquic"
-# `--reuseport` workers, which relay a CID without the server id to its owner
-# (backend/cluster/relay.py): qh3, the cheaper per reading there too (docs/scaling.md §4)
+# `--reuseport` workers and nodes behind the router, which route a CID without the server id
+# to its owner too (backend/cluster/relay.py: relayed between workers, announced to the
+# router): qh3, the cheaper per reading there too (docs/scaling.md §4)
 RELAYED_DEFAULT_LIBRARY = "qh3"
 
 _protocol_classes: dict[tuple[str, type], type] = {}
@@ -67,9 +68,9 @@ def gateway_library_name(name: str | None = None, cid_routed: bool = False,
     NEW_CONNECTION_ID itself, at random (no hook), so a vehicle that migrates onto one would
     reach another process: a library without routable CIDs is refused there (ValueError),
     whoever named it, unless the processes are `relayed` (`--reuseport` workers hand such a
-    CID's datagrams to its owner, backend/cluster/relay.py), whose default is
-    `RELAYED_DEFAULT_LIBRARY`. A single process routes every CID by its own map and keeps
-    every must on either library."""
+    CID's datagrams to its owner, a node announces it to the router: backend/cluster/relay.py),
+    whose default is `RELAYED_DEFAULT_LIBRARY`. A single process routes every CID by its own
+    map and keeps every must on either library."""
     default = GATEWAY_DEFAULT_LIBRARY
     if cid_routed:
         default = RELAYED_DEFAULT_LIBRARY if relayed else CID_ROUTED_LIBRARY

@@ -22,6 +22,7 @@ from qh3.asyncio import QuicConnectionProtocol, connect, serve
 from qh3.asyncio.server import QuicServer
 from qh3.quic.configuration import QuicConfiguration
 from qh3.quic.connection import QuicConnection as _Qh3Connection
+from qh3.quic.connection import QuicConnectionError, QuicErrorCode
 from qh3.quic.events import (
     ConnectionIdIssued,
     ConnectionIdRetired,
@@ -35,6 +36,7 @@ from qh3.quic.packet import pull_quic_transport_parameters, push_quic_transport_
 from qh3.quic.tls_bridge import QuicTlsBridgeError
 from qh3.tls import CipherSuite, ExtensionType, SessionTicket
 
+from geostream.quic.spent import ListQueue
 from geostream.quic_acks import MAX_ACK_DELAY_LIMIT_MS
 
 log = logging.getLogger(__name__)
@@ -102,7 +104,42 @@ class QuicConnection(_Qh3Connection):
     def receive_datagram(self, data: bytes, addr, now: float) -> None:
         if self._seam_ack_until is None:
             self._seam_received_at = now
-        super().receive_datagram(data, addr, now)
+        if self._receive_short(data, addr, now) is None:
+            super().receive_datagram(data, addr, now)
+
+    # --- the per-datagram path after the handshake, without the facade's general walk -------
+    # After the handshake a datagram with a short header is one 1-RTT packet to its end (RFC
+    # 9000 §12.2): the facade's packet walk, its address check (inet_pton), version and retry
+    # checks and qlog calls have nothing to do for it; one core call and the event drain do
+    # it all. The same for `datagrams_to_send` without a qlog. (Measured: docs/benchmarks.md,
+    # "The transport edge", session 10.)
+
+    def _receive_short(self, data: bytes, addr, now: float) -> int | None:
+        """A short-header datagram after the handshake straight to the core: the count of
+        packets it authenticated (0: garbled, replayed), None when it is not one."""
+        core = self._core
+        if (core is None or not self._handshake_complete or self._quic_logger is not None
+                or not data or data[0] & 0x80):
+            return None
+        try:
+            report = core.receive_datagram(data, addr, now, len(data))
+        except RuntimeError as exc:  # as the facade's `_call_core`
+            raise QuicConnectionError(QuicErrorCode.INTERNAL_ERROR, None, str(exc)) from exc
+        self._drain_core()
+        return report[2]
+
+    def datagrams_to_send(self, now: float) -> list:
+        core = self._core
+        if core is None or self._quic_logger is not None:
+            return super().datagrams_to_send(now)
+        datagrams = []
+        poll = core.poll_transmit
+        try:
+            while (transmit := poll(now)) is not None:
+                datagrams.append((transmit[0], transmit[1]))
+        except RuntimeError as exc:
+            raise QuicConnectionError(QuicErrorCode.INTERNAL_ERROR, None, str(exc)) from exc
+        return datagrams
 
     def receive_many_datagrams(self, datagrams: list[bytes], addr, now: float) -> None:
         if self._seam_ack_until is None:
@@ -141,8 +178,17 @@ class QuicConnection(_Qh3Connection):
     # drops the data. The agent sends whenever its journal has a batch: one attribute test.
 
     def send_stream_data(self, stream_id: int, data, end_stream: bool = False) -> None:
-        if self._close_event is None:
-            super().send_stream_data(stream_id, data, end_stream)
+        if self._close_event is not None:
+            return
+        if (type(data) is bytes and self._handshake_complete and self._core is not None
+                and ((stream_id & 1) != (not self._is_client)  # the peer's stream
+                     or stream_id in self._created_local_stream_ids)):
+            # a stream the peer opened, or one of ours already open, after the handshake: the
+            # facade's one core call, less its buffer conversion and its bookkeeping of streams
+            # opened before the handshake (RFC 9000 §2.1: bit 0 set, a server's stream)
+            self._call_core(self._core.send_stream, stream_id, data, end_stream)
+            return
+        super().send_stream_data(stream_id, data, end_stream)
 
     def send_ping(self, uid: int) -> None:
         if self._close_event is None:
@@ -290,6 +336,12 @@ def receive_authenticated(quic, data: bytes, addr, now: float) -> int:
     """`quic.receive_datagram(data, addr, now)`, returning how many packets of `data` the
     core authenticated and had not received before (0: spoofed, garbled or replayed). The
     facade drops the core's receive report; it is read here for this one call only."""
+    if isinstance(quic, QuicConnection):
+        if quic._seam_ack_until is None:
+            quic._seam_received_at = now
+        accepted = quic._receive_short(data, addr, now)
+        if accepted is not None:
+            return accepted
     call_core = quic._call_core
     accepted = 0
 
@@ -393,16 +445,6 @@ class _SpentTransportParameters:
         self.max_ack_delay = max_ack_delay
 
 
-class _EventQueue(list):
-    """The facade's event queue (a deque: 760 bytes each, empty) as a list, 72 bytes: a
-    connection queues a few events between two reads, so `popleft` is cheap."""
-
-    __slots__ = ()
-
-    def popleft(self):
-        return self.pop(0)
-
-
 # A spent server connection's facade attributes whose values every such connection shares:
 # the class holds them (`QuicConnection`), so each instance's dict need not (it is rebuilt
 # without them). Removed only where the instance's value equals the class's (same type):
@@ -448,8 +490,8 @@ def spend_facade(quic) -> int:
     if params is not None and not isinstance(params, _SpentTransportParameters):
         state["_applied_transport_parameters"] = _SpentTransportParameters(params.max_ack_delay)
     events = state.get("_events")
-    if events is not None and not isinstance(events, _EventQueue):
-        state["_events"] = _EventQueue(events)
+    if events is not None and not isinstance(events, ListQueue):
+        state["_events"] = ListQueue(events)
     for name, value in _SPENT_SHARED.items():
         mine = state.get(name, _MISSING)
         if (type(mine) is type(value) and mine == value) or (

@@ -5,17 +5,16 @@ migrations)."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sqlite3
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from geostream.clock import wall_ms
 
 from ..base import migration_renames, pending_migrations
+from ..store_thread import StoreThread
 
 T = TypeVar("T")
 
@@ -70,12 +69,12 @@ class SqliteDb:
 
     def __init__(self, path: str):
         self.path = path
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
+        self._executor = StoreThread("sqlite-store")
         self._conn: sqlite3.Connection | None = None
         # history questions read on a connection and thread of their own: under WAL they see
         # the last committed state while the writer goes on (a month-long route does not
         # hold up the acknowledgements of every vehicle)
-        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-read")
+        self._reader = StoreThread("sqlite-read")
         self._rconn: sqlite3.Connection | None = None
 
     @property
@@ -86,7 +85,7 @@ class SqliteDb:
         return self._conn
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        return await self._executor.run(fn, *args)
 
     @property
     def _rdb(self) -> sqlite3.Connection:
@@ -100,7 +99,7 @@ class SqliteDb:
         has one connection, so there it runs on the writer's."""
         if self._rconn is self._conn:
             return await self._run(fn, *args)
-        return await asyncio.get_running_loop().run_in_executor(self._reader, fn, *args)
+        return await self._reader.run(fn, *args)
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -121,7 +120,7 @@ class SqliteDb:
 
     async def close(self) -> None:
         if self._rconn is not None and self._rconn is not self._conn:
-            await asyncio.get_running_loop().run_in_executor(self._reader, self._rconn.close)
+            await self._reader.run(self._rconn.close)
         self._rconn = None
         if self._conn is not None:
             await self._run(self._conn.close)

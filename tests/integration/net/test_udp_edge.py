@@ -9,6 +9,7 @@ import socket
 
 import pytest
 
+from backend.edge_core import BUSY_REASON, CONNECTION_REFUSED, SHED_HOLD_S, SHED_QUEUE_DELAY_S
 from backend.gateway_edge import MAX_DATAGRAMS_PER_WAKEUP, EdgeConnection, EdgeServer, UdpEdge
 from geostream import ALPN
 from geostream.messages import Ack, Batch, Welcome
@@ -211,4 +212,42 @@ async def test_qh3_edge_follows_a_moved_peer_and_ignores_a_replay(pki):
         server.receive(data, away, loop.time())
     assert conn._peer.validated and server.stats["peer_address_validated"] == 1
     assert not conn._terminated
+    server.close()
+
+
+@pytest.mark.parametrize("lib_name", ["aioquic", "qh3"])
+async def test_a_gateway_behind_refuses_new_connections_and_keeps_its_own(lib_name, pki):
+    """While datagrams wait in its socket longer than SHED_QUEUE_DELAY_S, the edge answers a
+    new connection's Initial with CONNECTION_REFUSED (no connection, no TLS) and the client
+    ends its attempt; a connection it already has goes on; once the lag is gone, new ones
+    are taken again."""
+    lib = library(lib_name)
+    server, wire, client = _edge_and_client(lib, pki)
+    loop = asyncio.get_running_loop()
+    client.connect(SERVER_ADDR, now=loop.time())
+    client.send_stream_data(0, b"hello")
+    _exchange(server, wire, client, ("127.0.0.1", 40000))
+    (conn,) = set(server._connections.values())
+    assert conn._handshaken and server.admission.handshaking == 0
+
+    server.admission.queue_delay(SHED_QUEUE_DELAY_S + 0.5, loop.time())  # behind
+    late = lib.QuicConnection(configuration=client_config(pki["ca"], lib=lib))
+    late.connect(SERVER_ADDR, now=loop.time())
+    sent = _exchange(server, wire, late, ("127.0.0.1", 40001))
+    assert sent and server.stats["refused_busy"] == len(sent)  # one answer per Initial
+    assert set(server._connections.values()) == {conn}, "a connection was opened"
+    late.handle_timer(now=late.get_timer())  # the end of its draining period
+    (end,) = [e for e in iter(late.next_event, None) if isinstance(e, lib.ConnectionTerminated)]
+    assert end.error_code == CONNECTION_REFUSED and end.reason_phrase == BUSY_REASON.decode()
+
+    events: list = []
+    conn.quic_event_received = events.append
+    client.send_stream_data(0, b"still here")  # the established connection is served
+    _exchange(server, wire, client, ("127.0.0.1", 40000))
+    assert [e.data for e in events if isinstance(e, lib.StreamDataReceived)] == [b"still here"]
+    assert not conn._terminated
+
+    later = loop.time() + SHED_HOLD_S + 0.1
+    server.admission.queue_delay(0.0, later)
+    assert server.admission.admit(later)
     server.close()

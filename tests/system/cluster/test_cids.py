@@ -139,22 +139,28 @@ def test_a_cluster_node_on_a_library_without_routable_cids_is_refused():
         refuse_unroutable(library("qh3"))
 
 
-async def test_a_gateway_whose_cids_are_routed_runs_aioquic_and_refuses_qh3(tmp_path, pki,
-                                                                            monkeypatch):
-    """A single gateway defaults to qh3; as a cluster node it defaults to aioquic, and qh3
-    named for it is refused at construction, or at start() when the node is set later."""
+async def test_a_gateway_whose_cids_are_routed_without_a_relay_refuses_qh3(tmp_path, pki,
+                                                                          monkeypatch):
+    """A single gateway and a node behind the router (which announces qh3's random CIDs to
+    the router) default to qh3; a cluster hook that routes by server id alone (a --reuseport
+    worker without its relay channels) defaults to aioquic, and qh3 named for it is refused at
+    construction, or at start() when the hook is set later."""
     from backend.cluster.node import ClusterNode
+    from backend.cluster.reuseport import ReuseportNode
     from backend.gateway import Gateway
     from tests.integration.net.rig import GatewayRig
 
     monkeypatch.delenv("FLEET_QUIC_LIBRARY", raising=False)
     rig = GatewayRig(tmp_path, pki)
-    node = ClusterNode(1, ("127.0.0.1", 9), b"k" * 32)
     assert rig.gateway.quic.NAME == "qh3"
-    assert Gateway(rig.store, rig.writer, rig.hub, cluster=node).quic.NAME == "aioquic"
+    node = ClusterNode(1, ("127.0.0.1", 9), b"k" * 32)
+    assert Gateway(rig.store, rig.writer, rig.hub, cluster=node).quic.NAME == "qh3"
+    bare = ReuseportNode(0, -1)  # no channels: nothing relays a CID without the server id
+    assert not bare.relays_cids
+    assert Gateway(rig.store, rig.writer, rig.hub, cluster=bare).quic.NAME == "aioquic"
     with pytest.raises(ValueError, match="not routable"):
-        Gateway(rig.store, rig.writer, rig.hub, cluster=node, quic_library="qh3")
+        Gateway(rig.store, rig.writer, rig.hub, cluster=bare, quic_library="qh3")
     late = Gateway(rig.store, rig.writer, rig.hub, quic_library="qh3")
-    late.cluster = node
+    late.cluster = bare
     with pytest.raises(ValueError, match="not routable"):
         await late.start("127.0.0.1", 0, pki["cert"], pki["key"])

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 
+import pytest
+
 from backend.cluster.cids import CidLayout
 from backend.cluster.edge import RouterEdge
 from backend.cluster.node import ClusterNode
@@ -20,7 +22,7 @@ HOST = "127.0.0.1"
 MIGRATIONS = 10
 
 
-async def _cluster(tmp_path, pki, key, ticket_file=":memory:"):
+async def _cluster(tmp_path, pki, key, ticket_file=":memory:", quic_library=None):
     edge = await RouterEdge(key).start((HOST, 0), (HOST, 0))
     public, tunnel = edge.ports()
     rig = GatewayRig(tmp_path, pki)
@@ -30,6 +32,7 @@ async def _cluster(tmp_path, pki, key, ticket_file=":memory:"):
     for sid in (1, 2, 3):
         g = rig.gateway if sid == 1 else Gateway(rig.store, rig.writer, rig.hub)
         g.ticket_file = ticket_file
+        g.quic_library = quic_library
         g.cluster = ClusterNode(sid, (HOST, tunnel), key)
         await g.start(HOST, 0, pki["cert"], pki["key"])
         nodes[sid] = g
@@ -52,8 +55,13 @@ def _holder(nodes, vehicle, dead=None):
     return held[0] if len(held) == 1 else None
 
 
-async def test_migrating_agent_stays_on_its_node_through_the_router(tmp_path, pki, cluster_key):
-    edge, rig, nodes, public = await _cluster(tmp_path, pki, cluster_key[1])
+@pytest.mark.parametrize("library", ["qh3", "aioquic"])
+async def test_migrating_agent_stays_on_its_node_through_the_router(tmp_path, pki, cluster_key,
+                                                                    library):
+    """On qh3 the CIDs the agent moves to carry no server id: the node announced each to the
+    router (backend/cluster/edge.py RouterAnnouncer), which routes them to it."""
+    edge, rig, nodes, public = await _cluster(tmp_path, pki, cluster_key[1],
+                                              quic_library=library)
     agent = None
     try:
         token = await rig.provision("mover")
@@ -83,6 +91,11 @@ async def test_migrating_agent_stays_on_its_node_through_the_router(tmp_path, pk
         await until(lambda: agent.uplink.stats.readings_acked >= n, 20, "all acked")
         assert await rig.seqs("mover") == list(range(1, n + 1)), "0 lost, 0 duplicates"
         assert edge.router.stats["by_cid"] > 0 and edge.router.stats["by_hash"] > 0
+        assert lib.NAME == library
+        if library == "qh3":
+            assert edge.router.stats["by_announced"] > 0, "moved onto announced CIDs"
+        else:
+            assert edge.router.stats["by_announced"] == 0, "aioquic's CIDs carry the server id"
     finally:
         if agent:
             await agent.stop()

@@ -5,7 +5,14 @@ from __future__ import annotations
 import os
 
 from backend.cluster.cids import CidLayout
-from backend.cluster.router import DEAD_AFTER_S, Router, destination_cid, rendezvous
+from backend.cluster.relay import ISSUED, RETIRED, encode_cids
+from backend.cluster.router import (
+    ANNOUNCED_TTL_S,
+    DEAD_AFTER_S,
+    Router,
+    destination_cid,
+    rendezvous,
+)
 from geostream.quic import library
 from tests.integration.net.rig import client_config
 
@@ -100,3 +107,50 @@ def test_tunnel_round_trip_both_families():
     assert tunnel.socket_host("10.1.2.3", True) == "::ffff:10.1.2.3"
     beat = tunnel.Sealer(key, 513, from_router=False).heartbeat(now)
     assert tunnel.Opener(key, from_router=False, started_us=now).open(beat, now).sender == 513
+
+
+
+def test_announced_cids_go_to_their_node_while_it_lives():
+    """A CID a node issued without its server id (qh3's) and announced: routed to that node,
+    until retired, the node dead, or the announcement not renewed within ANNOUNCED_TTL_S."""
+    r = _router()
+    cid = os.urandom(8)
+    hashed = r.route(short(cid), 0.1)
+    owner = next(sid for sid, addr in ((1, A), (2, B), (3, C)) if addr != hashed)
+    other = next(sid for sid in (1, 2, 3) if sid != owner)
+    r.announced(owner, encode_cids([(ISSUED, cid)])[0], 0.1)
+    assert r.route(short(cid), 0.2) == r.address(owner)
+    assert r.stats["by_announced"] == 1
+    r.announced(other, encode_cids([(RETIRED, cid)])[0], 0.3)
+    assert r.route(short(cid), 0.3) == r.address(owner), "only its owner retires it"
+    r.announced(owner, encode_cids([(RETIRED, cid)])[0], 0.4)
+    assert r.route(short(cid), 0.4) == hashed, "retired: by hash again"
+    r.announced(owner, encode_cids([(ISSUED, cid)])[0], 0.5)
+    later = DEAD_AFTER_S + 1
+    for sid, addr in ((1, A), (2, B), (3, C)):  # all but the owner beat on
+        if sid != owner:
+            r.heartbeat(sid, addr, later)
+    assert r.route(short(cid), later) != r.address(owner), "a dead node: by hash"
+    r.heartbeat(owner, r.address(owner), later + 0.1)  # back (a busy node): it still routes
+    assert r.route(short(cid), later + 0.1) == r.address(owner)
+    expired = 0.5 + ANNOUNCED_TTL_S + 1
+    for sid, addr in ((1, A), (2, B), (3, C)):
+        r.heartbeat(sid, addr, expired)
+    assert r.route(short(cid), expired) == hashed and r.stats["by_announced"] == 3, \
+        "not announced again: expired"
+
+
+def test_announcements_are_bounded_and_malformed_ones_change_nothing():
+    r = _router()
+    r.max_announced = 2
+    cids = [os.urandom(8) for _ in range(3)]
+    r.announced(1, encode_cids((ISSUED, c) for c in cids)[0], 0.1)
+    assert r.stats["announced_refused"] == 1
+    dropped = r.stats["dropped"]
+    r.announced(2, bytes([1, ISSUED]), 0.1)  # truncated: nothing of it applies
+    assert r.stats["dropped"] == dropped + 1
+    for c in cids[:2]:
+        assert r.route(short(c), 0.1) == A
+    assert r.stats["by_announced"] == 2
+    r.announced(1, encode_cids([(ISSUED, cids[2])])[0], ANNOUNCED_TTL_S + 1)
+    assert r.stats["announced_refused"] == 1, "full of expired ones: they make room"

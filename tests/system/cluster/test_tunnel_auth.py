@@ -17,6 +17,7 @@ from backend.cli import DEFAULT_TUNNEL
 from backend.cluster import tunnel
 from backend.cluster.edge import RouterEdge, now_us, serve_behind_router
 from backend.cluster.node import ClusterNode, check_tunnel_host, parse_addr
+from backend.cluster.relay import ISSUED, encode_cids
 from backend.config import BackendConfig
 from backend.metrics import cluster_families
 from geostream import ALPN
@@ -259,3 +260,14 @@ def test_the_router_refuses_to_start_without_a_key_or_on_the_wildcard(tmp_path):
     assert wild.returncode == 2 and "every interface" in wild.stderr
     node = _backend("--server-id", "1", "--router", "127.0.0.1:4434", "migrate")
     assert node.returncode == 2 and "cluster_key_file" in node.stderr
+
+
+def test_a_nodes_cid_announcement_opens_at_the_router_only():
+    """The CIDS kind (a node's CIDs without its server id, for the router to route): opened
+    with its message at the router; the same kind sealed by the router is refused by a node."""
+    message = encode_cids([(ISSUED, b"\x11" * 8)])[0]
+    sealed = tunnel.Sealer(KEY, 4, from_router=False).cids(message, T0 + 1)
+    assert _router_opener().open(sealed, T0 + 2) == tunnel.Datagram(tunnel.CIDS, 4,
+                                                                     payload=message)
+    forged = tunnel.Sealer(KEY, 0, from_router=True).cids(message, T0 + 1)
+    _refused(_node_opener(), forged, T0 + 2, "malformed")

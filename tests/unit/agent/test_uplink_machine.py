@@ -5,7 +5,7 @@ The gateway's side is the real `ServerSession`; time is a number the test moves.
 
 from __future__ import annotations
 
-from agent.liveness import PROBE_AFTER_S, PROBE_EVERY_S, TICK_S
+from agent.liveness import GRACE_PER_PROBE_RTT, GRACE_S, PROBE_AFTER_S, PROBE_EVERY_S, TICK_S
 from agent.uplink_actions import (
     Abort,
     ApplyAck,
@@ -214,6 +214,28 @@ def test_probe_finds_the_old_connection_alive_then_waits_before_the_next():
     # the gateway stays silent: the next probe comes only after PROBE_EVERY_S
     assert p.advance(PROBE_EVERY_S - 0.5) == []
     assert p.advance(1.5) == [Probe()]
+
+
+def test_a_slow_probe_gives_the_old_connection_as_long_to_answer():
+    # a gateway that took 3 s to answer the fresh handshake answers the old connection's PING
+    # about as late: that is a busy gateway, not a dead connection
+    p = Pair()
+    p.send(2, more=True)
+    assert p.advance(PROBE_AFTER_S + TICK_S) == [Probe()]
+    p.now += 3.0
+    assert p.m.probe_done(p.now, True) == [Ping()]
+    assert p.advance(GRACE_S + 2.0) == [], "more than the plain grace"
+    p.m.datagram_received(p.now)  # the answer, 3 s after the PING
+    assert p.advance(GRACE_S + GRACE_PER_PROBE_RTT * 3.0) == []
+    assert p.m.state is State.CONNECTED
+    # the same probe time with no answer at all: dropped once its grace passed
+    q = Pair()
+    q.send(2, more=True)
+    assert q.advance(PROBE_AFTER_S + TICK_S) == [Probe()]
+    q.now += 3.0
+    assert q.m.probe_done(q.now, True) == [Ping()]
+    assert q.advance(GRACE_S + GRACE_PER_PROBE_RTT * 3.0 - 0.01) == []
+    assert q.advance(0.02) == [Abort()]
 
 
 def test_unreachable_gateway_is_a_dead_zone_not_a_dead_connection():

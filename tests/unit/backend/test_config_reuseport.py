@@ -34,13 +34,10 @@ def test_several_processes_refuse_what_they_cannot_share(change, reason):
 
 def test_the_workers_run_qh3_by_default_and_relay_its_cids():
     """qh3 is allowed (and the default) on --reuseport workers: they relay the CIDs its core
-    draws without the server id (backend/cluster/relay.py); behind the router it is not."""
+    draws without the server id (backend/cluster/relay.py)."""
     cfg = {**PG, "quic_library": ""}
     assert BackendConfig(reuseport=2, **cfg).gateway_quic_library() == "qh3"
     assert BackendConfig(reuseport=2, **{**PG, "quic_library": "qh3"}).reuseport == 2
-    with pytest.raises(ValueError, match="routable"):
-        BackendConfig(server_id=1, router="127.0.0.1:7000", cluster_key_file="k",
-                      quic_library="qh3")
 
 
 def test_the_worker_flag():

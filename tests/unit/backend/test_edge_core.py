@@ -1,16 +1,26 @@
-"""The UDP edge's pure parts: one deadline heap for all connections, the invariant header."""
+"""The UDP edge's pure parts: one deadline heap for all connections, the invariant header,
+the admission of new connections and their refusal."""
 
 from __future__ import annotations
+
+import pytest
 
 from backend.edge_core import (
     AMPLIFICATION_FACTOR,
     COMPACT_SLACK,
+    CONNECTION_REFUSED,
+    MAX_HANDSHAKES_IN_PROGRESS,
     MAX_VALIDATED_ADDRESSES,
+    SHED_HOLD_S,
+    SHED_QUEUE_DELAY_S,
+    Admission,
     Deadlines,
     PeerAddress,
+    initial_refusal,
     route_header,
     version_negotiation,
 )
+from geostream.quic import library
 
 
 def test_a_newer_deadline_replaces_the_older_one():
@@ -115,3 +125,46 @@ def test_a_return_to_a_recent_address_needs_no_new_validation():
     peer.arrived(A, 100, authenticated=True)
     assert not peer.validated, "forgotten: the list is bounded"
     assert C not in peer._validated
+
+
+def test_admission_refuses_while_behind_and_while_too_many_handshake():
+    a = Admission()
+    assert a.admit(0.0)
+    a.queue_delay(SHED_QUEUE_DELAY_S + 0.1, 10.0)
+    assert not a.admit(10.0) and a.refused == 1
+    a.queue_delay(0.0, 10.5)  # one quiet wakeup: still held
+    assert not a.admit(10.5)
+    assert a.admit(10.0 + SHED_HOLD_S)
+    for _ in range(MAX_HANDSHAKES_IN_PROGRESS):
+        a.begun()
+    assert not a.admit(20.0), "too many handshakes under way"
+    a.ended()
+    assert a.admit(20.0)
+
+
+@pytest.mark.parametrize("lib_name", ["aioquic", "qh3"])
+def test_a_refusal_ends_the_attempt_on_both_libraries(lib_name):
+    """The hand-built Initial carrying CONNECTION_CLOSE(CONNECTION_REFUSED) is one each QUIC
+    library decrypts and takes as the end of its connection attempt."""
+    lib = library(lib_name)
+    client = lib.QuicConnection(configuration=lib.QuicConfiguration(
+        is_client=True, alpn_protocols=["geostream/1.0"]))
+    client.connect(("127.0.0.1", 4433), now=1.0)
+    first, _ = client.datagrams_to_send(now=1.0)[0]
+    refusal = initial_refusal(route_header(first, 8), b"busy")
+    assert len(refusal) < 100, "far below what the Initial allows back (3 x 1,200 bytes)"
+    client.receive_datagram(refusal, ("127.0.0.1", 4433), now=1.1)
+    client.handle_timer(now=client.get_timer())  # its draining period ends
+    ends = [e for e in iter(client.next_event, None) if isinstance(e, lib.ConnectionTerminated)]
+    assert [(e.error_code, e.reason_phrase) for e in ends] == [(CONNECTION_REFUSED, "busy")]
+    # one bit off: the library drops it as garbage, the attempt goes on
+    other = lib.QuicConnection(configuration=lib.QuicConfiguration(
+        is_client=True, alpn_protocols=["geostream/1.0"]))
+    other.connect(("127.0.0.1", 4433), now=1.0)
+    first, _ = other.datagrams_to_send(now=1.0)[0]
+    bad = bytearray(initial_refusal(route_header(first, 8)))
+    bad[-1] ^= 1
+    other.receive_datagram(bytes(bad), ("127.0.0.1", 4433), now=1.1)
+    other.handle_timer(now=other.get_timer())  # a retransmission, not an end
+    assert not [e for e in iter(other.next_event, None)
+                if isinstance(e, lib.ConnectionTerminated)]

@@ -22,3 +22,18 @@ def test_the_report_prints_each_share_and_the_bottleneck():
     assert "gateway            95 % CPU" in text and "clients            30 % CPU" in text
     assert "store server 12 % CPU, other processes 40 % CPU" in text
     assert "bottleneck: gateway" in text
+
+
+def test_one_saturated_client_process_is_the_bottleneck_and_its_lag_is_shown():
+    """Each client process is one event loop: one at a full core is the bottleneck even when
+    the clients' sum over two processes is not."""
+    opts = {"rate_hz": 1.0, "mode": "steady", "duration_s": 20.0, "db": "sqlite",
+            "gateways": 1, "workers": 2}
+    rep = Report(options=opts, vehicles=3000, gateway_cpu_pct=50.0, client_cpu_pct=130.0,
+                 client_cpu_max_pct=97.0, client_lag_p50_ms=41.0, client_lag_p99_ms=380.0,
+                 machine_cores=2, machine_idle_pct=14.0)
+    text = "\n".join(rep.lines())
+    assert "bottleneck: client" in text
+    assert "busiest process 97 %, its timers late by p50 41 ms p99 380 ms" in text
+    rep.client_cpu_max_pct = 65.0
+    assert rep.bottleneck() == "none (CPU to spare)"
