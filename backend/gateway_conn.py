@@ -126,7 +126,8 @@ class GatewayProtocol(EdgeConnection):
                 log.info("%s reports error %d: %s", self.vehicle, ev.code, ev.reason)
             elif isinstance(ev, UnknownSkipped):  # answered unknown-type (not fatal)
                 self.gateway.stats.unknown_type_skipped()
-        self._flush()
+        if self.session.has_output():  # a batch's ack waits for its commit: usually nothing
+            self._flush()
         if event.end_stream:
             self.close_connection(0, "session ended by agent")
 
