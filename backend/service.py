@@ -11,6 +11,7 @@ from aiohttp import web
 
 from geostream.clock import wall_ms
 
+from . import gc_policy
 from .alerts import AlertEngine
 from .config import BackendConfig
 from .dbwatch import CHECK_EVERY_S, ReplicationWatch
@@ -380,6 +381,7 @@ async def run(config: BackendConfig, cluster=None) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
     await backend.start()
+    gc_policy.after_start()
     try:
         await stopping.wait()
     finally:

@@ -154,6 +154,11 @@ class _Session:
         """(error code, reason) to close the QUIC connection with after a fatal `fail`."""
         return self._close
 
+    def has_output(self) -> bool:
+        """Whether `data_to_send()` or `close_expected()` has something (the caller may skip
+        both when not)."""
+        return bool(self._out) or self._close is not None
+
     def data_to_send(self) -> bytes:
         data = bytes(self._out)
         self._out.clear()
@@ -456,6 +461,9 @@ class ServerSession(_Session):
         if self._ack_due:
             self._queue_ack()
         super()._send(msg)
+
+    def has_output(self) -> bool:
+        return self._ack_due or super().has_output()
 
     def data_to_send(self) -> bytes:
         """What is queued, the owed ack included (one for all commits since the last)."""

@@ -9,6 +9,7 @@ the private behaviours the hooks rely on (ACK scheduling, CID drawing, frame tab
 from __future__ import annotations
 
 import datetime
+from collections import deque
 from collections.abc import Callable
 
 from aioquic.asyncio import QuicConnectionProtocol, connect, serve
@@ -33,6 +34,7 @@ from aioquic.quic.packet import (
 )
 from aioquic.tls import AlertUnexpectedMessage, CipherSuite, Epoch, SessionTicket, State
 
+from geostream.quic.spent import ListQueue
 from geostream.quic_acks import MAX_ACK_DELAY_LIMIT_MS
 
 NAME = "aioquic"
@@ -298,9 +300,25 @@ def trim_new_connection(quic) -> None:
     share_frame_table(quic)
 
 
+def shrink_queues(quic) -> int:
+    """A server connection's FIFO deques as `ListQueue`s (760 → 72 bytes each): its events,
+    its pending DATAGRAM frames and each current path's received challenges (the paths it
+    makes later have deques of their own). Returns how many were swapped."""
+    holders = [(quic, "_events"), (quic, "_datagrams_pending")]
+    holders += [(path, "remote_challenges") for path in getattr(quic, "_network_paths", ())]
+    swapped = 0
+    for holder, name in holders:
+        queue = getattr(holder, name, None)
+        if isinstance(queue, deque) and queue.maxlen is None:
+            setattr(holder, name, ListQueue(queue))
+            swapped += 1
+    return swapped
+
+
 def trim_after_handshake(quic) -> None:
     """A server connection's memory trims once its handshake completed."""
     shrink_handshake_buffers(quic)
     drop_key_log_callbacks(quic)
-    drop_tls_context(quic)
+    if drop_tls_context(quic):
+        shrink_queues(quic)
 

@@ -36,6 +36,7 @@ from qh3.quic.packet import pull_quic_transport_parameters, push_quic_transport_
 from qh3.quic.tls_bridge import QuicTlsBridgeError
 from qh3.tls import CipherSuite, ExtensionType, SessionTicket
 
+from geostream.quic.spent import ListQueue
 from geostream.quic_acks import MAX_ACK_DELAY_LIMIT_MS
 
 log = logging.getLogger(__name__)
@@ -444,16 +445,6 @@ class _SpentTransportParameters:
         self.max_ack_delay = max_ack_delay
 
 
-class _EventQueue(list):
-    """The facade's event queue (a deque: 760 bytes each, empty) as a list, 72 bytes: a
-    connection queues a few events between two reads, so `popleft` is cheap."""
-
-    __slots__ = ()
-
-    def popleft(self):
-        return self.pop(0)
-
-
 # A spent server connection's facade attributes whose values every such connection shares:
 # the class holds them (`QuicConnection`), so each instance's dict need not (it is rebuilt
 # without them). Removed only where the instance's value equals the class's (same type):
@@ -476,6 +467,7 @@ for _name, _value in _SPENT_SHARED.items():
 # the facade's state enum, the one value shared attributes need (CONNECTED)
 QuicConnection._state = _connection_module.QuicConnectionState.CONNECTED
 _SPENT_SHARED["_state"] = QuicConnection._state
+QuicConnection._remote_addr = None  # a spent connection's (`spend_facade`)
 _MISSING = object()
 
 
@@ -494,13 +486,16 @@ def spend_facade(quic) -> int:
     if not isinstance(quic, QuicConnection):
         return 0
     state = quic.__dict__
-    dropped = [name for name in ("_create_core", "_create_tls") if state.pop(name, None)]
+    # the closures, and the first datagram's address (read only until the core is built:
+    # the core keeps the peer's address, the edge its own)
+    dropped = [name for name in ("_create_core", "_create_tls", "_remote_addr")
+               if state.pop(name, None)]
     params = state.get("_applied_transport_parameters")
     if params is not None and not isinstance(params, _SpentTransportParameters):
         state["_applied_transport_parameters"] = _SpentTransportParameters(params.max_ack_delay)
     events = state.get("_events")
-    if events is not None and not isinstance(events, _EventQueue):
-        state["_events"] = _EventQueue(events)
+    if events is not None and not isinstance(events, ListQueue):
+        state["_events"] = ListQueue(events)
     for name, value in _SPENT_SHARED.items():
         mine = state.get(name, _MISSING)
         if (type(mine) is type(value) and mine == value) or (

@@ -191,6 +191,25 @@ def test_commands_reach_the_agent_and_acks_reach_the_gateway():
     assert ack.ack == CommandAck(id=4, ok=False, detail="unsupported")
 
 
+def test_has_output_says_whether_there_is_anything_to_send_or_close():
+    client, server = handshake()
+    assert not server.has_output() and not client.has_output()
+    client.send_batch([pos(1)])
+    assert client.has_output()
+    server.receive_data(client.data_to_send())
+    assert not server.has_output()  # a batch is answered at its commit
+    server.committed([1])
+    assert server.has_output()
+    assert server.data_to_send() and not server.has_output()
+    mystery = cbor2.dumps({"t": "mystery"})
+    server.receive_data(len(mystery).to_bytes(4, "big") + mystery)
+    assert server.has_output()  # unknown-type answered
+    server.data_to_send()
+    server.fail(ProtocolError(ErrorCode.MALFORMED, "bad"))
+    server.data_to_send()
+    assert server.has_output() and server.close_expected() is not None  # still to close
+
+
 def test_batches_committed_together_are_acknowledged_once_in_their_place():
     client, server = handshake()
     client.send_batch([pos(1)])
