@@ -246,8 +246,13 @@ class PeerAddress:
 MAX_HANDSHAKES_IN_PROGRESS = 512
 # The age of the oldest datagram waiting in the socket at a wakeup (the kernel's receive
 # timestamp against now) above which the gateway is behind with the vehicles it already has:
-# their acks are this late. New connections are refused until it is back below.
-SHED_QUEUE_DELAY_S = 0.5
+# their acks are this late. New connections are refused until it is back below. A handshake
+# and hello pass this queue about three times (Initial, the client's Finished, the hello),
+# so one admitted at 2 s still ends within the vehicles' 10 s connect and hello deadlines;
+# at 0.5 s, the handshakes of a 20,000-vehicle ramp on a loaded machine were themselves
+# enough to refuse most of the ramp (the vehicles then backed off, up to 30 s, while the
+# gateway had time to spare).
+SHED_QUEUE_DELAY_S = 2.0
 # After a sample above SHED_QUEUE_DELAY_S, refuse for at least this long: one quiet wakeup
 # in a backlog does not open the door to a burst of handshakes.
 SHED_HOLD_S = 1.0

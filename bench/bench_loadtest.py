@@ -21,8 +21,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import json
+import os
 import sys
+import threading
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,7 +40,7 @@ from backend.store.postgres import PostgresStore  # noqa: E402
 from bench.pgcopy import DAY_MS, copy_record, dt, timed_copy  # noqa: E402
 from geostream.clock import wall_ms  # noqa: E402
 from loadtest.fleet import SimVehicle  # noqa: E402
-from loadtest.report import Report  # noqa: E402
+from loadtest.report import ProcStats, Report, process_tree  # noqa: E402
 from loadtest.run import Options, run  # noqa: E402
 from loadtest.store import PG_DURABLE  # noqa: E402
 
@@ -90,7 +94,58 @@ def same_rows(vehicles: int, rate_hz: float, seconds: float) -> list[tuple]:
     return out
 
 
-async def copy_rate(url: str, records: list[tuple]) -> float:
+class CpuTimeline:
+    """CPU seconds of the run's process trees sampled every `every_s` (a thread): the
+    gateways and the load generator (this process's children, told apart by command line)
+    and the PostgreSQL server (its postmaster's tree), so a window inside the run (the drain)
+    gets its own CPU split."""
+
+    GROUPS = (("gateway", "-m backend"), ("clients", "loadtest.client"))
+
+    def __init__(self, postmaster: int, every_s: float = 0.1):
+        self.postmaster = postmaster
+        self.samples: list[tuple[float, dict[str, float]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(every_s,), daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> dict[str, float]:
+        out = dict.fromkeys([g for g, _ in self.GROUPS], 0.0)
+        for pid in process_tree([os.getpid()])[1:]:
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            for group, marker in self.GROUPS:
+                if marker in cmd:
+                    out[group] += ProcStats([pid], tree=False, sample_rss=False).cpu_s()
+        out["store server"] = ProcStats([self.postmaster], sample_rss=False).cpu_s()
+        return out
+
+    def _run(self, every_s: float) -> None:
+        while not self._stop.wait(every_s):
+            self.samples.append((time.time(), self._sample()))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def between(self, t0: float, t1: float) -> dict[str, float]:
+        """CPU seconds of each group from wall time t0 to t1 (linear between samples)."""
+        times = [t for t, _ in self.samples]
+
+        def at(t: float, group: str) -> float:
+            i = min(max(bisect.bisect_left(times, t), 1), len(times) - 1)
+            (ta, a), (tb, b) = self.samples[i - 1], self.samples[i]
+            f = 0.0 if tb == ta else min(1.0, max(0.0, (t - ta) / (tb - ta)))
+            return a[group] + f * (b[group] - a[group])
+
+        return {g: at(t1, g) - at(t0, g) for g in self.samples[0][1]}
+
+
+async def copy_rate(url: str, records: list[tuple], postmaster: int = 0) -> tuple[float, float,
+                                                                                  float]:
+    """(rows/s, this process's CPU µs per row, the server's CPU µs per row) of the COPY."""
     import asyncpg
 
     store = PostgresStore(url, maintain_every_s=0)
@@ -101,27 +156,52 @@ async def copy_rate(url: str, records: list[tuple]) -> float:
         now = wall_ms()
         await conn.execute("SELECT telemetry_ensure_partitions($1, $2)", dt(now - DAY_MS),
                            dt(now + DAY_MS))
-        return await timed_copy(conn, records)
+        server = ProcStats([postmaster], sample_rss=False) if postmaster else None
+        cpu0, srv0 = time.process_time(), server.cpu_s() if server else 0.0
+        rate = await timed_copy(conn, records)
+        n = len(records)
+        return (rate, (time.process_time() - cpu0) / n * 1e6,
+                ((server.cpu_s() - srv0) / n * 1e6) if server else float("nan"))
     finally:
         await conn.close()
 
 
 def ingest_vs_copy(flavour: str, vehicles: int, rate_hz: float, outage_s: float) -> str:
+    """The drain against COPY, by wall clock (the issue's ratio) and by CPU per reading: the
+    COPY's records are made before its clock starts, so like with like the drain's side is
+    what the backend spends (gateway + PostgreSQL server), not the load generator making the
+    readings on the same cores (shown apart)."""
     with PgServer(dict(PG_DURABLE), timescale=flavour == "timescale") as server:
         url = server.create_database("ingest")
+        postmaster = int((server.data / "postmaster.pid").read_text().split()[0])
         o = Options(vehicles=vehicles, rate_hz=rate_hz, duration_s=outage_s + 20, mode="storm",
                     outage_at_s=1.0, outage_s=outage_s, db=url)
-        rep = run(o)
+        timeline = CpuTimeline(postmaster)
+        try:
+            rep = run(o)
+        finally:
+            timeline.stop()
         storm = rep.storm or {}
         drain = storm.get("drain_max_s") or float("nan")
-        e2e = storm.get("backlog", 0) / drain
-        copy = asyncio.run(copy_rate(server.create_database("copy"),
-                                     same_rows(vehicles, rate_hz, storm.get("backlog", 0)
-                                               / vehicles / rate_hz)))
+        backlog = storm.get("backlog", 0)
+        e2e = backlog / drain
+        # readings the backend took in the drain: the backlog and the live ones made meanwhile
+        taken = backlog + vehicles * rate_hz * drain
+        cpu = timeline.between(storm["back_wall"], storm["back_wall"] + drain)
+        us = {g: c / taken * 1e6 for g, c in cpu.items()}
+        copy, copy_client_us, copy_server_us = asyncio.run(copy_rate(
+            server.create_database("copy"),
+            same_rows(vehicles, rate_hz, backlog / vehicles / rate_hz), postmaster))
     check = rep.verdict()
-    return (f"| ingest, {flavour}: {storm.get('backlog', 0):,} backlog readings from {vehicles} "
-            f"vehicles reconnecting at once | `{cmd(o)}` | {e2e:,.0f}/s (drained in "
-            f"{drain:.1f} s) | COPY same rows: {copy:,.0f}/s | **{e2e / copy:.2f}×** | {check} |")
+    backend_us = us["gateway"] + us["store server"]
+    copy_us = copy_client_us + copy_server_us
+    return (f"| ingest, {flavour}: {backlog:,} backlog readings from {vehicles} "
+            f"vehicles reconnecting at once ({rep.resumed} resumed, {rep.early_data} with "
+            f"0-RTT) | `{cmd(o)}` | {e2e:,.0f}/s (drained in {drain:.1f} s; CPU per reading: "
+            f"gateway {us['gateway']:.0f} µs, store server {us['store server']:.0f} µs, "
+            f"load generator {us['clients']:.0f} µs) | COPY same rows: {copy:,.0f}/s (CPU per "
+            f"row: client {copy_client_us:.0f} µs, server {copy_server_us:.0f} µs) | "
+            f"**{e2e / copy:.2f}×** (CPU: {copy_us / backend_us:.2f}×) | {check} |")
 
 
 def main() -> int:
@@ -143,7 +223,8 @@ def main() -> int:
     if a.only in (None, "fleet"):
         failed |= fleet(a, reports)
     if a.only in (None, "ingest"):
-        print("\n| ingest | command | end to end | baseline | ratio | store |\n"
+        print("\n| ingest | command | end to end | baseline | ratio (wall; CPU: COPY's per "
+              "row / the backend's per reading) | store |\n"
               "|---|---|---:|---:|---:|---|", flush=True)
         for flavour in a.flavour or INGEST_FLAVOURS:
             # live traffic (1,000/s) well below what the backend drains, so the drain is measured

@@ -29,8 +29,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from backend.alerts.engine import AlertEngine  # noqa: E402
-from backend.alerts.evaluate import Fence  # noqa: E402
+from backend.alerts.engine import AlertEngine, Cached  # noqa: E402
+from backend.alerts.evaluate import Evaluator, Fence  # noqa: E402
 from backend.alerts.rules import RuleSet  # noqa: E402
 from backend.store.committed import CommittedRanges  # noqa: E402
 from backend.store.postgres import readings as pg_readings  # noqa: E402
@@ -96,7 +96,7 @@ def stage_alerts(rows: list[list[StoredReading]]) -> AlertEngine:
     engine = AlertEngine(_Store(), RuleSet())
     engine.fences = fences()
     for vehicle in {b[0].vehicle_id for b in rows}:  # as after a first (replayed) batch
-        engine._cache[vehicle] = (0, {}, NOW_MS, {})
+        engine._cache[vehicle] = Cached(0, Evaluator(vehicle, RuleSet()).take_state(), NOW_MS, {})
 
     async def run():
         for good in rows:

@@ -423,6 +423,13 @@ class FrameDecoder:
         return len(self._buf)
 
     def feed(self, data: bytes) -> list[Message]:
+        if not self._buf and len(data) > _HEADER.size:
+            # the common case, one whole message in one piece (an ack, a batch): decoded as
+            # the loop below would, without copying it through the buffer
+            (n,) = _HEADER.unpack_from(data)
+            if len(data) == _HEADER.size + n and n <= self._max:
+                return [decode_payload(data[_HEADER.size:], self.inflater, len(data),
+                                       self.zdict)]
         self._buf += data
         out: list[Message] = []
         while len(self._buf) >= _HEADER.size:

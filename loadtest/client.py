@@ -194,14 +194,14 @@ class Worker:
             for d in self.drivers:
                 d.outage()
             await asyncio.sleep(spec["outage_s"])
-            now = self.loop.time()
+            now, back_wall = self.loop.time(), time.time()  # the radio is back: the drain starts
             for d in self.drivers:
                 d.sim.make_due(now)
                 d.reconnected_at, d.drain_target = now, d.sim.made
             backlog = sum(d.sim.journal.pending for d in self.drivers)
             for d in self.drivers:
                 d.radio_back()  # all at once
-            storm = {"backlog": backlog}
+            storm = {"backlog": backlog, "back_wall": back_wall}
         await asyncio.sleep(max(0.0, t0 + spec["duration_s"] - self.loop.time()))
         acked_in_window = self.acked
         timer_lag = self.edge.lag.to_json()

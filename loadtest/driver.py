@@ -72,6 +72,7 @@ class Driver:
         self.drain_target = 0        # storm: the backlog to drain after reconnecting
         self.drained_after: float | None = None
         self.reconnected_at = 0.0
+        self._filed_at: float | None = None  # the deadline the edge's wheel holds for it
         # the TLS session ticket the gateway gave last (the agent's ticket file, in memory): a
         # reconnect resumes with it and sends its hello as 0-RTT, as the agent does
         self.ticket = None
@@ -84,6 +85,7 @@ class Driver:
 
     def wake(self, now: float) -> None:
         """Its deadline came (the timer heap): the connect timeout, the machine's timer."""
+        self._filed_at = None  # the wheel let it go
         if self._connect_by is not None and now >= self._connect_by:
             self._connect_failed("connect: TimeoutError", "handshake timed out")
         else:
@@ -161,6 +163,7 @@ class Driver:
         """End of the run: close, and connect no more."""
         self.online = False
         self._parked = False
+        self._filed_at = None
         self.w.edge.timers.set(self, None)
         if self.link is not None:
             self._drop(tell_peer=True)
@@ -218,7 +221,9 @@ class Driver:
             if also is not None and (at is None or also < at):
                 at = also
         edge = self.w.edge
-        edge.timers.set(self, at)
+        if at != self._filed_at:  # most inputs leave the deadline where it was
+            self._filed_at = at
+            edge.timers.set(self, at)
         edge.arm()
 
     def _acked(self, through: int, ranges) -> None:

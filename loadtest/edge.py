@@ -85,6 +85,7 @@ class EdgeLink:
         self._last_send = 0.0
         self._ping_id = 0
         self._dirty = False
+        self._filed_at: float | None = None  # the deadline the edge's wheel holds for it
         self._cids: set[bytes] = set()
         self.sock: socket.socket | None = None
         self.local_host = ""
@@ -172,6 +173,7 @@ class EdgeLink:
 
     def wake(self, now: float) -> None:
         """Its deadline came: the QUIC timer if due, a keepalive PING if due, a transmit."""
+        self._filed_at = None  # the wheel let it go
         if self.closed:
             return
         now = self.edge.now()  # not the wakeup's start: others may have sent since
@@ -197,9 +199,12 @@ class EdgeLink:
         self._events()
         if not self.closed:
             timer = conn.get_timer()
-            keepalive = self._last_send + self._keepalive_s
-            self.edge.timers.set(self, keepalive if timer is None or keepalive < timer
-                                 else timer)
+            at = self._last_send + self._keepalive_s
+            if timer is not None and timer < at:
+                at = timer
+            if at != self._filed_at:
+                self._filed_at = at
+                self.edge.timers.set(self, at)
         return out
 
     def _events(self) -> None:
@@ -239,6 +244,7 @@ class EdgeLink:
         for cid in self._cids:
             self.edge.unroute(cid, self)
         self._cids.clear()
+        self._filed_at = None
         self.edge.timers.set(self, None)
         self._on_closed(self)
 
@@ -260,7 +266,8 @@ class ClientEdge:
         self._wake_handle: asyncio.TimerHandle | None = None
         self._wake_at: float | None = None
         self._closed = False
-        self._serving = False  # in a wakeup of the edge's own (which arms at its end)
+        # in a wakeup of the edge's own, which flushes and arms at its end
+        self._serving = False
         self._now = 0.0
         # datagrams_sent / datagrams_received / unroutable / send_dropped / wakeups / …
         self.stats: collections.Counter = collections.Counter()
@@ -351,14 +358,14 @@ class ClientEdge:
     def dirty(self, link: EdgeLink) -> None:
         """`link` has something to send: one transmit for it at the end of this tick."""
         self._dirty.append(link)
-        if self._flush_handle is None and not self._closed:
+        if self._flush_handle is None and not self._closed and not self._serving:
             self._flush_handle = self._loop.call_soon(self._flush)
 
     def transmit_now(self, link: EdgeLink) -> None:
         """`link`'s datagrams now (its first flight, its CONNECTION_CLOSE, the answer to a
         datagram); the one timer is re-armed at the end of the tick."""
         self._send(link, link.poll(self.now()))
-        if self._flush_handle is None and not self._closed:
+        if self._flush_handle is None and not self._closed and not self._serving:
             self._flush_handle = self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:

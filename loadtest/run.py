@@ -401,6 +401,8 @@ def _report(opts, counts, pending_seqs, results, gstats, rss_idle_kb, rss_connec
             for key in ("drain_max_s", "drain_p50_s"):
                 vals = [x for x in (s[key], r["storm"][key]) if x is not None]
                 s[key] = max(vals) if vals else None
+            # when the radio came back (wall clock; the workers' differ by ms): the drain's start
+            s["back_wall"] = min(s.get("back_wall") or float("inf"), r["storm"]["back_wall"])
             rep.storm = s
     rep.acked_per_s = acked_window / opts.duration_s
     rep.gateway_cpu_ms_per_reading = (gateway_cpu * 10 * opts.duration_s) / max(1, acked_window)

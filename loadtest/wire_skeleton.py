@@ -40,17 +40,16 @@ class Skeleton:
             pos = at + len(marker)
         parts.append(reference[pos:])
         fmt += f"{len(parts[-1])}s"
-        self._lead, self._tail = tuple(parts[:-1]), parts[-1]
+        # the pack call's arguments, the values' places left None (filled by slice)
+        self._args = [x for part in parts[:-1] for x in (part, None)] + [parts[-1]]
         self._pack = struct.Struct(fmt).pack
         self.holes = len(holes)
         if self.pack(*sentinels) != reference:  # a sentinel's bytes also stood elsewhere
             raise ValueError("the skeleton does not reproduce its reference")
 
     def pack(self, *values) -> bytes:
-        args: list = []
-        for part, value in zip(self._lead, values, strict=True):
-            args += (part, value)
-        args.append(self._tail)
+        args = self._args.copy()
+        args[1:-1:2] = values  # raises ValueError unless one value per hole
         return self._pack(*args)
 
 

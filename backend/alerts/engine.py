@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from ..store.base import TIME_RULES, AlertQuery, StoredAlert, StoredReading
 from .evaluate import Evaluator, Fence, reading_order
 from .fences import fences_from_rows
+from .quiet import QuietRules
 from .reconcile import reconcile
 from .rules import RuleSet
 from .timed import offline_changes, stale_changes
@@ -53,6 +54,31 @@ OPEN_LIMIT = 1_000_000
 _CLOCK_RULES = ("stale", "offline")
 
 
+class Cached:
+    """A vehicle's evaluation as it stands after its newest reading (the live path's start)."""
+
+    __slots__ = ("end", "last_cp", "state", "window")
+
+    def __init__(self, end: int, state: dict, last_cp: int | None, window: dict[tuple, object]):
+        self.end = end  # device time of the newest reading evaluated
+        self.state = state  # the evaluator's state after it (owned: changed in place)
+        self.last_cp = last_cp  # device time of the newest checkpoint taken
+        self.window = window  # the stored alerts the next live evaluation can change
+
+
+class _Step:
+    """One evaluation's outcome, before it is written: what `_settle` stores and caches."""
+
+    __slots__ = ("base", "end", "last_cp", "live", "moves", "points", "retract", "state",
+                 "upserts", "window")
+
+    def __init__(self, live, base, end, state, last_cp, points, window, upserts, moves,
+                 retract):
+        self.live, self.base, self.end, self.state, self.last_cp = live, base, end, state, last_cp
+        self.points, self.window = points, window
+        self.upserts, self.moves, self.retract = upserts, moves, retract
+
+
 class AlertEngine:
     def __init__(self, store, rules: RuleSet, publish: Callable[[dict], None] | None = None,
                  checkpoint_every_ms: int = CHECKPOINT_EVERY_MS, owners=None):
@@ -66,12 +92,14 @@ class AlertEngine:
         self.publish = publish or (lambda alert: None)
         self.fences: list[Fence] = []
         self.stats: dict = {"alerts_opened": Counter(), "evaluations": 0, "replays": 0,
-                            "readings_evaluated": 0, "failures": 0}
-        # → (time, state, last checkpoint, the stored alerts the next live evaluation can change)
-        self._cache: dict[str, tuple[int, dict, int | None, dict[tuple, object]]] = {}
+                            "readings_evaluated": 0, "quiet_readings": 0, "failures": 0}
+        self._cache: dict[str, Cached] = {}
         self._rows: dict[str, dict[tuple, StoredReading]] = {}  # committed, not yet evaluated
         view = getattr(store, "as_read_back", None)  # the store's types (float4 in PostgreSQL)
         self._read_back: Callable[[StoredReading], StoredReading] = view or (lambda r: r)
+        self._speed_view: Callable[[float], float] | None = getattr(store, "real_read_back",
+                                                                     None)
+        self._quiet: tuple[list[Fence], RuleSet, QuietRules] | None = None
         self._locks: dict[str, asyncio.Lock] = {}
         self._pending: dict[str, int] = {}  # earliest committed, not yet evaluated, reading
         self._replayed: dict[str, set[tuple[int, int]]] = {}  # (epoch, seq) the last replay read
@@ -129,31 +157,109 @@ class AlertEngine:
     # --- reading-driven rules -------------------------------------------------------------
 
     async def on_committed(self, rows: Iterable[StoredReading], now_ms: int) -> None:
-        """Evaluate after a commit: never raises (alerts must not cost a vehicle its acks)."""
-        by_vehicle: dict[str, list[StoredReading]] = {}
-        for r in rows:
-            by_vehicle.setdefault(r.vehicle_id, []).append(r)
-        earliest: dict[str, int] = {}
-        for vehicle, mine in by_vehicle.items():
-            times = [r.time_ms for r in mine]
-            earliest[vehicle] = t0 = min(times)
-            # keyed like the table: a re-delivered reading is evaluated once
-            self._rows.setdefault(vehicle, {}).update({(r.epoch, r.seq): r for r in mine})
-            newest = max(times)
-            self._seen[vehicle] = max(newest, self._seen.get(vehicle, newest))
-            # its newest position (the first of that time, as one by one would keep)
-            top = None
-            for r in mine:
-                if r.kind == "pos" and r.lat is not None and (top is None
-                                                              or r.time_ms > top.time_ms):
-                    top = r
-            if top is not None:
-                self._note_position(vehicle, top.time_ms, top.speed_kmh, top.lat, top.lon)
-            # no await between commit and this mark
-            self._pending[vehicle] = min(t0, self._pending.get(vehicle, t0))
-        for vehicle in sorted(earliest):
+        """Evaluate after a commit: never raises (alerts must not cost a vehicle its acks).
+
+        The tick's vehicles whose readings change no alert are evaluated together in place
+        (`_quiet_tick`, no task switch, no store call); the others one by one as before."""
+        slow, saves = self._quiet_tick(rows, now_ms)
+        for vehicle, step in saves:
+            await self._save_live(vehicle, step, now_ms)
+        for vehicle in sorted(slow):
             await self._evaluate_safely(vehicle, _PENDING, now_ms)
         await self._flush_if_due(now_ms)
+
+    async def _save_live(self, vehicle: str, step: _Step, now_ms: int) -> None:
+        """A tick's live step that changes alerts: written under the vehicle's lock (its cache
+        was taken out with the step, so nothing evaluates from a state not yet saved)."""
+        async with self._locks.setdefault(vehicle, asyncio.Lock()):
+            try:
+                await self._settle(vehicle, step, now_ms)
+            except Exception as exc:
+                self.stats["failures"] += 1
+                log.warning("alert evaluation for %s failed: %s", vehicle, exc)
+
+    def _quiet_tick(self, rows: Iterable[StoredReading], now_ms: int
+                    ) -> tuple[list[str], list[tuple[str, _Step]]]:
+        """Book the tick's rows per vehicle (newest time and position) and evaluate every
+        vehicle whose state is cached and newer readings only (live) in one pass, without a
+        task switch: quiet readings (backend/alerts/quiet.py: no alert can change, no
+        checkpoint due) change the cached state in place, others run the evaluator. Returns
+        the vehicles left for `_evaluate_safely` (a replay, or one being evaluated), their
+        rows waiting in `_rows` (no await between the commit and this mark), and the live
+        steps that change alerts (to save)."""
+        by_vehicle: dict[str, list[StoredReading]] = {}
+        for r in rows:
+            mine = by_vehicle.get(r.vehicle_id)
+            if mine is None:
+                by_vehicle[r.vehicle_id] = [r]
+            else:
+                mine.append(r)
+        cache, pending, waiting, replayed, locks = (self._cache, self._pending, self._rows,
+                                                    self._replayed, self._locks)
+        seen, speeds, stats, every = self._seen, self._speed, self.stats, self.checkpoint_every_ms
+        quiet = self._quiet_rules()
+        slow: list[str] = []
+        saves: list[tuple[str, _Step]] = []
+        for vehicle, mine in by_vehicle.items():
+            if len(mine) == 1:
+                top = mine[0]
+                t0 = newest = top.time_ms
+                if top.kind != "pos" or top.lat is None:
+                    top = None
+            else:
+                times = [r.time_ms for r in mine]
+                t0, newest = min(times), max(times)
+                top = None  # its newest position (the first of that time, as one by one keeps)
+                for r in mine:
+                    if r.kind == "pos" and r.lat is not None and (top is None
+                                                                  or r.time_ms > top.time_ms):
+                        top = r
+            last = seen.get(vehicle)
+            if last is None or newest > last:
+                seen[vehicle] = newest
+            if top is not None:
+                known = speeds.get(vehicle)
+                if known is None or top.time_ms > known[0]:
+                    speeds[vehicle] = (top.time_ms, top.speed_kmh, top.lat, top.lon)
+            c = cache.get(vehicle)
+            if (c is not None and t0 > c.end and c.last_cp is not None
+                    and vehicle not in pending and vehicle not in waiting
+                    and vehicle not in replayed):
+                lock = locks.get(vehicle)
+                if lock is None or not lock.locked():
+                    try:
+                        done = quiet.feed(c.state, mine, c.last_cp + every)
+                    except Exception:  # the evaluator meets it again, and reports it
+                        done = False
+                    if done:
+                        c.end = newest
+                        stats["evaluations"] += 1
+                        stats["readings_evaluated"] += len(mine)
+                        stats["quiet_readings"] += len(mine)
+                        continue
+                    del cache[vehicle]  # its state changes in place: cached again once settled
+                    try:
+                        step = self._live_step(vehicle, c, mine)
+                    except Exception as exc:  # the next evaluation starts from the store
+                        stats["failures"] += 1
+                        log.warning("alert evaluation for %s failed: %s", vehicle, exc)
+                        continue
+                    if step is not None and not self._settle_quietly(vehicle, step, now_ms):
+                        saves.append((vehicle, step))
+                    continue
+            # keyed like the table: a re-delivered reading is evaluated once
+            waiting.setdefault(vehicle, {}).update({(r.epoch, r.seq): r for r in mine})
+            pending[vehicle] = min(t0, pending.get(vehicle, t0))
+            slow.append(vehicle)
+        return slow, saves
+
+    def _quiet_rules(self) -> QuietRules:
+        """The quiet check for the current rules and geofences (rebuilt when they change)."""
+        q = self._quiet
+        if q is None or q[0] is not self.fences or q[1] is not self.rules:
+            self._quiet = q = (self.fences, self.rules,
+                               QuietRules(self.rules, self.fences, self._speed_view))
+        return q[2]
 
     async def _flush_if_due(self, now_ms: int) -> None:
         n = sum(map(len, self._deferred.values()))
@@ -212,27 +318,47 @@ class AlertEngine:
     async def _evaluate(self, vehicle: str, t0: int | None, now_ms: int,
                         fresh: list[StoredReading] = ()) -> None:
         cached = self._cache.get(vehicle)
-        live = cached is not None and t0 is not None and t0 > cached[0]
-        if live:
-            # every committed reading after the cached state is in `fresh` (taken with t0)
-            base, state, last_cp, view = cached
-            readings = [self._read_back(r) for r in fresh if r.time_ms > base]
-        else:
-            cp = await self.store.alert_checkpoint(vehicle, t0)
-            if cp is None and t0 is None:
-                return  # catch-up, but never evaluated: its next batch evaluates everything
-            base, state = cp if cp else (None, None)
-            last_cp = base
-            self.stats["replays"] += 1
-            readings = await self.store.alert_readings(vehicle, base)
-            self._drop_evaluated(vehicle, readings)
-            replayed = {(r.epoch, r.seq) for r in readings[-REPLAYED_KEYS:]}
+        if cached is not None and t0 is not None and t0 > cached.end:
+            # live: every committed reading after the cached state is in `fresh` (taken with
+            # t0); the cached state is handed over (a failed evaluation drops the cache): two
+            # deep copies per batch were ~10 % of the gateway's CPU at 1 Hz
+            step = self._live_step(vehicle, cached, fresh)
+            if step is not None and not self._settle_quietly(vehicle, step, now_ms):
+                await self._settle(vehicle, step, now_ms)
+            return
+        cp = await self.store.alert_checkpoint(vehicle, t0)
+        if cp is None and t0 is None:
+            return  # catch-up, but never evaluated: its next batch evaluates everything
+        base, state = cp if cp else (None, None)
+        self.stats["replays"] += 1
+        readings = await self.store.alert_readings(vehicle, base)
+        self._drop_evaluated(vehicle, readings)
+        replayed = {(r.epoch, r.seq) for r in readings[-REPLAYED_KEYS:]}
         if not readings and cached is not None:
             return
+        stored = {a.key: a for a in await self.store.alerts_in_window(vehicle, base)}
+        step = self._step(vehicle, readings, state, False, base, base, stored)
+        await self._settle(vehicle, step, now_ms)
+        if step.end is not None:
+            self._replayed[vehicle] = replayed
+
+    def _live_step(self, vehicle: str, c: Cached, fresh: Iterable[StoredReading]
+                   ) -> _Step | None:
+        """The live evaluation of `fresh` (all newer than `c.end`) from the cached state,
+        which it changes in place; None when there is nothing to evaluate."""
+        read_back = self._read_back
+        readings = [read_back(r) for r in fresh]
+        if not readings:
+            return None
+        return self._step(vehicle, readings, c.state, True, c.end, c.last_cp, c.window)
+
+    def _step(self, vehicle: str, readings: list[StoredReading], state: dict | None,
+              live: bool, base: int | None, last_cp: int | None,
+              stored: dict[tuple, object]) -> _Step:
+        """Fold `readings` into `state` (from `base`, the newest checkpoint at `last_cp`):
+        the checkpoints due, the episodes, and what to write against the `stored` alerts."""
         self.stats["evaluations"] += 1
         self.stats["readings_evaluated"] += len(readings)
-        # live: the cached state is handed over (a failed evaluation drops the cache): two
-        # deep copies per batch were ~10 % of the gateway's CPU at 1 Hz (bench_gateway_path)
         ev = Evaluator(vehicle, self.rules, self.fences, state, owned=live)
         points: list[tuple[int, dict]] = []
         readings = sorted(readings, key=reading_order)
@@ -253,31 +379,35 @@ class AlertEngine:
             points.append((t, ev.state()))
             last_cp, i = t, k
         episodes = {e.key: e for e in ev.episodes()}
-        if live:
-            stored = view
-        else:
-            stored = {a.key: a for a in await self.store.alerts_in_window(vehicle, base)}
-        upserts, moves, retract = reconcile(stored, episodes)
-        saved = []
-        # most live batches change nothing; a replay always replaces the checkpoints after base
-        if live and points and not (upserts or moves or retract):
-            self._deferred.setdefault(vehicle, []).extend(points)
+        upserts, moves, retract = reconcile(stored, episodes)  # type: ignore[arg-type]
+        # after the save the window's stored alerts are the episodes; the next live window
+        # (open, or decided after `end`) is those of them (reconcile compares only their fields)
+        window = {} if end is None else {k: e for k, e in episodes.items()
+                                         if e.end_ms is None or e.decided_ms > end}
+        return _Step(live, base, end, ev.take_state(), last_cp, points, window, upserts,
+                     moves, retract)
+
+    def _settle_quietly(self, vehicle: str, step: _Step, now_ms: int) -> bool:
+        """A live step that changes no alert: its checkpoints wait for the next flush and the
+        vehicle's state is cached; no store call. False: it needs `_settle`."""
+        if not step.live or step.upserts or step.moves or step.retract:
+            return False
+        if step.points:
+            self._deferred.setdefault(vehicle, []).extend(step.points)
             if self._deferred_ms is None:
                 self._deferred_ms = now_ms
-        elif upserts or moves or retract or points or not live:
-            if not live:
-                await self._discard_deferred(vehicle, base)
-            saved = await self.store.save_alerts(upserts, retract, now_ms,
-                                                 (vehicle, base, points), moves)
-        if end is not None:
-            # after the save the window's stored alerts are the episodes; the next live window
-            # (open, or decided after `end`) is those of them (reconcile compares only their
-            # fields)
-            window = {k: e for k, e in episodes.items()
-                      if e.end_ms is None or e.decided_ms > end}
-            self._cache[vehicle] = (end, ev.take_state(), last_cp, window)
-            if not live:
-                self._replayed[vehicle] = replayed
+        self._cache[vehicle] = Cached(step.end, step.state, step.last_cp, step.window)
+        return True
+
+    async def _settle(self, vehicle: str, step: _Step, now_ms: int) -> None:
+        """Write what a step changed (a replay always replaces the checkpoints after its base),
+        then cache its state and publish the changed alerts."""
+        if not step.live:
+            await self._discard_deferred(vehicle, step.base)
+        saved = await self.store.save_alerts(step.upserts, step.retract, now_ms,
+                                             (vehicle, step.base, step.points), step.moves)
+        if step.end is not None:
+            self._cache[vehicle] = Cached(step.end, step.state, step.last_cp, step.window)
         self._published(saved)
 
     def _drop_evaluated(self, vehicle: str, readings: list[StoredReading]) -> None:

@@ -467,6 +467,7 @@ for _name, _value in _SPENT_SHARED.items():
 # the facade's state enum, the one value shared attributes need (CONNECTED)
 QuicConnection._state = _connection_module.QuicConnectionState.CONNECTED
 _SPENT_SHARED["_state"] = QuicConnection._state
+QuicConnection._remote_addr = None  # a spent connection's (`spend_facade`)
 _MISSING = object()
 
 
@@ -485,7 +486,10 @@ def spend_facade(quic) -> int:
     if not isinstance(quic, QuicConnection):
         return 0
     state = quic.__dict__
-    dropped = [name for name in ("_create_core", "_create_tls") if state.pop(name, None)]
+    # the closures, and the first datagram's address (read only until the core is built:
+    # the core keeps the peer's address, the edge its own)
+    dropped = [name for name in ("_create_core", "_create_tls", "_remote_addr")
+               if state.pop(name, None)]
     params = state.get("_applied_transport_parameters")
     if params is not None and not isinstance(params, _SpentTransportParameters):
         state["_applied_transport_parameters"] = _SpentTransportParameters(params.max_ack_delay)

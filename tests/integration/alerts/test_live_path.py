@@ -22,7 +22,7 @@ class Counting:
 
     def __getattr__(self, name):
         attr = getattr(self.store, name)
-        if not callable(attr) or name == "as_read_back":
+        if not callable(attr) or name in ("as_read_back", "real_read_back"):
             return attr
 
         def counted(*args, **kwargs):

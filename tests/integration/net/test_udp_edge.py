@@ -251,3 +251,27 @@ async def test_a_gateway_behind_refuses_new_connections_and_keeps_its_own(lib_na
     server.admission.queue_delay(0.0, later)
     assert server.admission.admit(later)
     server.close()
+
+
+@pytest.mark.parametrize("lib_name", ["aioquic", "qh3"])
+async def test_a_closed_connection_leaves_no_route_and_the_others_keep_theirs(lib_name, pki):
+    lib = library(lib_name)
+    server, wire, first = _edge_and_client(lib, pki)
+    loop = asyncio.get_running_loop()
+    second = lib.QuicConnection(configuration=client_config(pki["ca"], lib=lib))
+    for client, port in ((first, 40000), (second, 40001)):
+        client.connect(SERVER_ADDR, now=loop.time())
+        client.send_stream_data(0, b"hello")
+        _exchange(server, wire, client, ("127.0.0.1", port))
+    conns = set(server._connections.values())
+    assert len(conns) == 2
+    gone = next(c for c in conns if c.peer_address() == ("127.0.0.1", 40000))
+    stays = (conns - {gone}).pop()
+    routes_of_stays = {cid for cid, c in server._connections.items() if c is stays}
+    first.close()
+    _exchange(server, wire, first, ("127.0.0.1", 40000))
+    gone.wake(gone._quic.get_timer())  # its draining period ends
+    assert gone._terminated
+    assert gone not in server._connections.values()
+    assert {cid for cid, c in server._connections.items() if c is stays} == routes_of_stays
+    server.close()

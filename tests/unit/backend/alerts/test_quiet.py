@@ -1,0 +1,138 @@
+"""`QuietRules.feed` (the engine's common case, backend/alerts/quiet.py) against the evaluator:
+when it says the readings change no alert, the state it leaves is the one `Evaluator.feed_all`
+leaves and the evaluator finds no new episode; when it says they might, it changed nothing."""
+
+import copy
+import math
+import struct
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from backend.alerts.evaluate import Evaluator, reading_order
+from backend.alerts.quiet import QuietRules
+from backend.alerts.rules import GeofenceRule, OverspeedRule, RuleSet, SignalRule
+from backend.store.base import StoredReading
+from tests.unit.backend.alerts.test_feed_all import FENCES, V, fence_sets
+
+rule_sets = st.builds(
+    RuleSet,
+    overspeed=st.sampled_from([OverspeedRule(90.0, 3.0, 2.0)] * 3
+                              + [None, OverspeedRule(0.0, 0, 0)]),
+    signals=st.sampled_from([(), (SignalRule("hot", "Coolant", 90.0, True, 2.0, 1.0),
+                                  SignalRule("low", "Fuel", 50.0, False, 0.0, 3.0))]),
+    geofence=st.sampled_from([None, GeofenceRule(3.0), GeofenceRule(0.0, enter=False)]),
+    journal=st.booleans(), dtc=st.booleans())
+
+# near the limits (90 and 50 km/h, the signals' 90 and 50), on both sides of float4's rounding
+SPEEDS = [None, 10.0, 40.0, 49.9, 50.0, 50.000001, 89.9, 90.0, 90.000001, 95.0, math.nan, 2**70,
+          True]
+VALUES = [None, 20, 49.99999999, 50.0, 85.0, 90.0, 90.0000001, 95, math.nan, "x"]
+
+
+@st.composite
+def drives(draw):
+    """A drive that is mostly quiet: few geofence crossings, speeds and signals mostly within
+    their limits, some just beyond (the readings of test_feed_all are mostly not quiet)."""
+    out, t = [], 0
+    lat = draw(st.sampled_from([53.45, 53.55, 53.565]))
+    for seq in range(1, draw(st.integers(0, 40)) + 1):
+        t += draw(st.sampled_from([0, 1000, 1000, 1000, 3000]))
+        kind = draw(st.sampled_from(["pos"] * 6 + ["can"] * 3 + ["evt", "act"]))
+        if kind == "pos":
+            if draw(st.integers(0, 9)) == 0:
+                lat = draw(st.sampled_from([53.45, 53.55, 53.565, 53.58]))
+            out.append(StoredReading(
+                V, 1, seq, t, "pos", lat=draw(st.sampled_from([lat] * 5 + [None])),
+                lon=9.99 + seq / 1e5,
+                speed_kmh=draw(st.sampled_from(SPEEDS[:7] * 3 + SPEEDS)), received_ms=1))
+        elif kind == "can":
+            data = {name: draw(st.sampled_from(VALUES))
+                    for name in draw(st.lists(st.sampled_from(["Coolant", "Fuel", "Other"]),
+                                              unique=True))}
+            out.append(StoredReading(V, 1, seq, t, "can", data=data or None, received_ms=1))
+        elif kind == "evt":
+            out.append(StoredReading(V, 1, seq, t, "evt", data=draw(st.sampled_from(
+                [None, {"name": "other"}, {"name": "dtc", "proto": "obd2", "dtcs": ["P0301"]}])),
+                received_ms=1))
+        else:
+            out.append(StoredReading(V, 1, seq, t, "act", data={"key": "k"}, received_ms=1))
+    return out
+
+
+def _float4(v):
+    try:
+        return struct.unpack("f", struct.pack("f", v))[0]
+    except (TypeError, OverflowError, struct.error):
+        return v
+
+
+def _shape(ev: Evaluator):
+    return repr((ev.state(), ev.episodes()))  # repr: NaN peaks compare equal
+
+
+SEEN = {"quiet": 0, "quiet moves": 0, "not": 0}
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rs=drives(), rules=rule_sets, before=fence_sets, other=fence_sets,
+       view=st.booleans(), data=st.data())
+def test_quiet_readings_leave_the_evaluators_state_and_no_episode(rs, rules, before, other,
+                                                                  view, data):
+    after = other if data.draw(st.integers(0, 4)) == 0 else before  # geofences changed
+    cut = data.draw(st.integers(0, len(rs)))
+    prior = Evaluator(V, rules, before)
+    prior.feed_all(rs[:cut])
+    state = prior.state()
+    rest = rs[cut:]
+    # a tick's readings: the rest of the drive, or a short run of it (the common tick)
+    if rest and data.draw(st.integers(0, 3)):
+        a = data.draw(st.integers(0, len(rest) - 1))
+        rest = rest[a:a + data.draw(st.integers(1, 3))]
+    if data.draw(st.booleans()):  # out of order: never quiet
+        rest = list(reversed(rest))
+    newest = max((r.time_ms for r in rest), default=0)
+    before_ms = newest + data.draw(st.sampled_from([-1, 0, 1, 10**6]))
+    speed = _float4 if view else None
+    reference = Evaluator(V, rules, after, state)
+    untouched = _shape(reference)
+    back = [StoredReading(r.vehicle_id, r.epoch, r.seq, r.time_ms, r.kind, r.lat, r.lon,
+                          speed_kmh=_float4(r.speed_kmh), data=r.data, received_ms=1)
+            if view and r.kind == "pos" else r for r in rest]
+    reference.feed_all(sorted(back, key=reading_order))
+    mine = copy.deepcopy(state)
+    mine = Evaluator(V, rules, after, mine).take_state()  # as the engine caches it
+    kept = copy.deepcopy(mine)
+    if QuietRules(rules, after, speed).feed(mine, rest, before_ms):
+        SEEN["quiet"] += 1
+        SEEN["quiet moves"] += mine["pos"] != state.get("pos")
+        assert rest == sorted(rest, key=reading_order)
+        assert not rest or newest < before_ms
+        assert repr(mine) == repr(reference.state())
+        assert repr(Evaluator(V, rules, after, state).episodes()) == repr(reference.episodes())
+        assert _shape(Evaluator(V, rules, after, mine)) == _shape(reference)
+    else:
+        SEEN["not"] += 1
+        assert repr(mine) == repr(kept)
+        assert untouched is not None
+
+
+def test_the_property_saw_both_answers():
+    """The property above is not vacuous (run after it, in file order)."""
+    assert min(SEEN.values()) >= 20, SEEN
+
+
+def test_a_town_limit_above_the_rules_is_the_limit_inside():
+    """Inside a geofence with its own limit, that limit applies even when it is higher."""
+    rules = RuleSet()
+    fast = [f for f in FENCES if f.id == "town"]  # 50 km/h; make it 120
+    from backend.alerts.evaluate import Fence
+    town = [Fence("town", fast[0].contains, 120.0)]
+    ev = Evaluator(V, rules, town)
+    ev.feed(StoredReading(V, 1, 1, 0, "pos", lat=53.55, lon=9.99, speed_kmh=10.0,
+                          received_ms=1))
+    state = ev.take_state()
+    r = StoredReading(V, 1, 2, 1000, "pos", lat=53.55, lon=9.99, speed_kmh=100.0,
+                      received_ms=1)
+    assert QuietRules(rules, town).feed(state, [r], 10**6)
+    assert state["over"] is None and state["pos"] == [53.55, 9.99]
