@@ -108,6 +108,10 @@ class GatewayProtocol(EdgeConnection):
             return
         for ev in events:
             if isinstance(ev, HelloReceived):
+                # the deadline is for a peer that sends no hello: this one is answered however
+                # long the store takes (under load its queue outlasted the deadline, and
+                # vehicles that had sent a hello were refused and reconnected from scratch)
+                self._hello_timer.cancel()
                 self._spawn(self._authenticate(ev.hello))
             elif isinstance(ev, BatchReceived):
                 now = wall_ms()

@@ -10,11 +10,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from backend.gateway_conn import HELLO_TIMEOUT_S
 from backend.pki import generate
 from geostream.codec import encode
 from geostream.errors import ErrorCode, ProtocolError
-from geostream.messages import Ack, Batch, Error, Welcome
+from geostream.messages import Ack, Batch, Error, Hello, Welcome
 from geostream.session import ServerSession
+from tests import emuclock
 from tests.integration.net.rig import GatewayRig, RawClient, until
 
 
@@ -180,3 +182,31 @@ def test_server_session_only_raises_protocol_error(chunks, with_hello):
             assert isinstance(exc.code, ErrorCode)
             if exc.code.fatal:
                 return
+
+
+def test_a_hello_that_waits_for_a_slow_store_is_not_timed_out(tmp_path, pki):
+    """The hello deadline is for a peer that sends none: one that came is answered however
+    long its authentication takes (a busy store thread under load took longer than
+    HELLO_TIMEOUT_S, and the gateway refused 'no hello' to vehicles that had sent one, each
+    of which then reconnected from scratch)."""
+    emuclock.run(_slow_store_hello(tmp_path, pki))
+
+
+async def _slow_store_hello(tmp_path, pki) -> None:
+    gw = await GatewayRig(tmp_path, pki).start()
+    token = await gw.provision("slow")
+    authenticate = gw.gateway.store.authenticate
+
+    async def slow(vehicle: str, tok: str):
+        await asyncio.sleep(HELLO_TIMEOUT_S + 5)  # emulated seconds
+        return await authenticate(vehicle, tok)
+
+    gw.gateway.store.authenticate = slow
+    client = await RawClient(gw).connect()
+    try:
+        client.send(Hello(vehicle="slow", token=token, epoch=7))
+        answer = await client.next_message((Welcome, Error), timeout=HELLO_TIMEOUT_S + 30)
+        assert isinstance(answer, Welcome), answer
+    finally:
+        client.close()
+        await gw.stop()
