@@ -5,9 +5,11 @@ docs/scaling.md §4 "Both cores of one host").
 The process model:
 
 - the supervisor binds the port's N member sockets itself, in order, so that member i is the
-  socket of the worker with server id i, attaches the steering program, and starts each worker
-  as `python -m backend --reuseport-worker I:FD …` with its socket inherited. It serves nothing
-  itself; it keeps the N sockets open for as long as it runs;
+  socket of the worker with server id i, attaches the steering program, makes one AF_UNIX
+  datagram socketpair per pair of workers (their CID relay, relay.py), and starts each worker
+  as `python -m backend --reuseport-worker I:FD:N:CHANNELS …` with its socket and its channel
+  ends inherited. It serves nothing itself; it keeps the N sockets and the channels open for
+  as long as it runs;
 - each worker is a whole backend (gateway, its own writer into the shared PostgreSQL, alerts,
   dispatch, hub, HTTP API on the same TCP port with SO_REUSEPORT, NATS fan-out): a node of the
   cluster whose router is the kernel. Exactly-once, per-vehicle ownership and hand-over are the

@@ -53,24 +53,23 @@ _INSERT = f"""INSERT INTO vehicle_telemetry (time, vehicle_id, epoch, seq, kind,
         speed_kmh, course_deg, alt_m, fix, sats, hdop, signals, {_MS.format('received_ms')}
     FROM telemetry_staging
     ON CONFLICT DO NOTHING"""
-# $1: one newest position per vehicle, $2: one newest value per (vehicle, signal), each a JSON
-# array of rows (one encoder call per transaction): as twelve array parameters, asyncpg's
-# encoder asked an ABC isinstance of every element (~20 per reading at 1 Hz, measured), and a
-# JSON text per value cost ~2 µs each, 8 per CAN snapshot
+# $1–$8: one newest position per vehicle; $9–$12: one newest value per (vehicle, signal), the
+# values as one JSON array ($11: one encoder call per transaction; a call per value cost
+# ~2 µs each, 8 per CAN snapshot)
 _LATEST = f"""WITH pos AS (
     INSERT INTO last_position AS p (vehicle_id, time, location, speed_kmh, course_deg, epoch, seq)
-    SELECT u->>0, {_MS.format("(u->>1)::bigint")},
-        ST_SetSRID(ST_MakePoint((u->>2)::float8, (u->>3)::float8), 4326),
-        (u->>4)::real, (u->>5)::real, (u->>6)::bigint, (u->>7)::bigint
-    FROM jsonb_array_elements($1::jsonb) AS u
+    SELECT v, {_MS.format('t')}, ST_SetSRID(ST_MakePoint(lon, lat), 4326), spd, crs, e, q
+    FROM unnest($1::text[], $2::bigint[], $3::float8[], $4::float8[], $5::real[], $6::real[],
+                $7::bigint[], $8::bigint[]) AS u(v, t, lon, lat, spd, crs, e, q)
     ON CONFLICT (vehicle_id) DO UPDATE SET time = excluded.time, location = excluded.location,
         speed_kmh = excluded.speed_kmh, course_deg = excluded.course_deg, epoch = excluded.epoch,
         seq = excluded.seq
     WHERE excluded.time > p.time
     RETURNING 1)
 INSERT INTO last_signal AS s (vehicle_id, signal, value, time)
-    SELECT u->>0, u->>1, u->2, {_MS.format("(u->>3)::bigint")}
-    FROM jsonb_array_elements($2::jsonb) AS u
+    SELECT v, k, val, {_MS.format('t')}
+    FROM ROWS FROM (unnest($9::text[]), unnest($10::text[]), jsonb_array_elements($11::jsonb),
+                    unnest($12::bigint[])) AS u(v, k, val, t)
     ON CONFLICT (vehicle_id, signal) DO UPDATE SET value = excluded.value, time = excluded.time
     WHERE excluded.time > s.time"""
 _DEAD = f"""INSERT INTO dead_letter (vehicle_id, epoch, seq, reading, error, received_at)
@@ -146,10 +145,9 @@ async def _ewkb_codec(conn: asyncpg.Connection) -> None:
                               decoder=_decode_time, format="tuple")
 
 
-def _latest_args(readings: list[StoredReading]) -> tuple[str, str] | None:
-    """The two JSON arrays of `_LATEST` (None: nothing to upsert): each vehicle's newest
-    position (by time, epoch, seq, as the table's order) and each vehicle's newest value of
-    every CAN signal (`bus` is not one)."""
+def _latest_args(readings: list[StoredReading]) -> tuple[list | str, ...]:
+    """The arrays of `_LATEST`: each vehicle's newest position (by time, epoch, seq, as the
+    table's order) and each vehicle's newest value of every CAN signal (`bus` is not one)."""
     pos: dict[str, StoredReading] = {}
     for r in readings:
         if r.kind == "pos" and r.lon is not None and r.lat is not None:
@@ -157,11 +155,13 @@ def _latest_args(readings: list[StoredReading]) -> tuple[str, str] | None:
             if best is None or (r.time_ms, r.epoch, r.seq) > (best.time_ms, best.epoch, best.seq):
                 pos[r.vehicle_id] = r
     signals = newest_signals(readings)
-    if not pos and not signals:
-        return None
-    return (json_text([(r.vehicle_id, r.time_ms, r.lon, r.lat, r.speed_kmh, r.course_deg,
-                        r.epoch, r.seq) for r in pos.values()]),
-            json_text([(v, k, value, t) for (v, k), (value, t) in signals.items()]))
+    return ([r.vehicle_id for r in pos.values()], [r.time_ms for r in pos.values()],
+            [r.lon for r in pos.values()], [r.lat for r in pos.values()],
+            [r.speed_kmh for r in pos.values()], [r.course_deg for r in pos.values()],
+            [r.epoch for r in pos.values()], [r.seq for r in pos.values()],
+            [v for v, _ in signals], [k for _, k in signals],
+            json_text([value for value, _ in signals.values()]),
+            [t for _, t in signals.values()])
 
 
 class PostgresReadings(PostgresPartitions):
@@ -244,8 +244,10 @@ class PostgresReadings(PostgresPartitions):
                 await _copy(conn, "telemetry_staging", _STAGING_COLUMNS, check,
                             _staging_record)
                 await conn.execute(_INSERT)
-            if readings and (latest := _latest_args(readings)) is not None:
-                await conn.execute(_LATEST, *latest)
+            if readings:
+                latest = _latest_args(readings)
+                if latest[0] or latest[8]:
+                    await conn.execute(_LATEST, *latest)
             if dead:
                 await conn.executemany(_DEAD, [
                     (d.vehicle_id, d.epoch, d.seq, json.dumps(d.reading, default=str),

@@ -2,6 +2,7 @@
 module of the repository reaches aioquic or qh3 through `geostream.quic.library()`."""
 
 import ast
+import logging
 import subprocess
 from pathlib import Path
 
@@ -155,3 +156,12 @@ def test_sending_on_a_connection_the_peer_closed_is_dropped(name, pki):
     while (event := client.next_event()) is not None:
         events.append(type(event).__name__)
     assert "ConnectionTerminated" in events
+
+
+def test_a_peer_close_is_not_logged_as_a_warning(caplog):
+    library("qh3")  # its adapter quiets the one message
+    quic_log = logging.getLogger("quic")
+    with caplog.at_level(logging.WARNING, logger="quic"):
+        quic_log.warning("Native peer close: %r", ("peer_closed", True, 0, None, b""))
+        quic_log.warning("Native protocol error: %r", ("protocol_error", 10, 0, "x"))
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == ["Native protocol error"]
