@@ -209,8 +209,8 @@ class Gateway:
 
     def register(self, vehicle: str, proto: GatewayProtocol) -> None:
         self.connections.setdefault(vehicle, set()).add(proto)
-        self.alerts.forget(vehicle)  # it may have sent through another backend meanwhile
-        self.dispatch.forget(vehicle)  # likewise its arrival detector
+        self.alerts.reconnected(vehicle)  # its cached alert state carries on (or is checked)
+        self.dispatch.forget(vehicle)  # its arrival detector starts from the store
         if self.owners is not None:  # this process owns it now (backend/cluster/owners.py)
             self.owners.connected(vehicle)
 
@@ -219,5 +219,6 @@ class Gateway:
             self.connections[vehicle].discard(proto)
             if not self.connections[vehicle]:
                 del self.connections[vehicle]
+                self.alerts.disconnected(vehicle)  # its cached state kept, within a bound
                 if self.owners is not None:
                     self.owners.disconnected(vehicle)

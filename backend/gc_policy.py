@@ -8,7 +8,7 @@ rare), so those collections find little; yet with the default thresholds they to
 gateway's CPU in a 2,000-vehicle load test (1.7 of 12.0 s, full collections up to 231 ms each
 on the loaded machine), the full ones walking the modules, classes and functions of start-up
 again and again. Frozen after start-up (`gc.freeze`, after one collection so no garbage is
-kept) and with the thresholds below, the same run spent 0.4 of 11.3 s
+kept) and with the thresholds below, the same load test spent 0.4 of 11.3 s
 (docs/benchmarks.md, "The gateway path, session 10").
 """
 

@@ -7,7 +7,10 @@ a depot geofence and a coolant episode. In the same run and on the same store ki
 1. baseline: `store.write` of the batches alone (what the gateway does today per batch);
 2. live: write + `AlertEngine.on_committed` of each batch in device-time order (the live path);
 3. backlog: the same readings as a live-first drain after an outage (the newest reading, then
-   the backlog oldest first), so every batch is a backfill evaluated from a checkpoint.
+   the backlog oldest first), so every batch is a backfill evaluated from a checkpoint;
+4. reconnect: the first third live, in order; the rest as the agent drains it after an outage
+   (its newest position at the head of the first batch, then the backlog oldest first), to an
+   engine that kept the vehicle's state across the reconnect.
 Prints readings/s of each and the ratios to the baseline. Bounded: about a minute.
 """
 
@@ -24,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from backend.alerts import AlertEngine, parse_rules  # noqa: E402
+from backend.alerts.engine import HOLD_GAP  # noqa: E402
 from backend.store.base import AlertQuery, StoredReading  # noqa: E402
 from backend.store.sqlite import SqliteStore  # noqa: E402
 from hil.demo import DEPOT, DEPOT_CENTER  # noqa: E402
@@ -48,12 +52,12 @@ def readings(minutes: int) -> list[StoredReading]:
     return out
 
 
-async def run(batches: list[list[StoredReading]], evaluate: bool) -> float:
+async def run(batches: list[list[StoredReading]], evaluate: bool, hold: bool = False) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         store = SqliteStore(str(Path(tmp) / "bench.db"))
         await store.open()
         await store.put_geofence("depot", "Depot", DEPOT)
-        engine = AlertEngine(store, parse_rules({}))
+        engine = AlertEngine(store, parse_rules({}), hold_gap=HOLD_GAP if hold else None)
         await engine.start(T0)
         n = sum(len(b) for b in batches)
         t = time.perf_counter()
@@ -65,7 +69,8 @@ async def run(batches: list[list[StoredReading]], evaluate: bool) -> float:
         if evaluate:
             alerts = len(await store.list_alerts(AlertQuery(limit=10_000)))
             print(f"    ({alerts} alerts, {engine.stats['replays']} replays, "
-                  f"{engine.stats['readings_evaluated']} readings evaluated)")
+                  f"{engine.stats['readings_evaluated']:,} readings evaluated of {n:,}, "
+                  f"{engine.stats['held']} held)")
         await store.close()
         return n / elapsed
 
@@ -82,11 +87,22 @@ def main() -> int:
     base = asyncio.run(run(chunks, False))
     live = asyncio.run(run(chunks, True))
     drain = asyncio.run(run(backlog, True))
+    third = len(rs) // 3
+    rest = rs[third:]
+    head = [r for r in rest if r.kind == "pos"][-1]
+    rest = [r for r in rest if r is not head]
+    reconnect = ([rs[i:min(i + args.batch, third)] for i in range(0, third, args.batch)]
+                 + [[head, *rest[:args.batch - 1]]]
+                 + [rest[i:i + args.batch] for i in range(args.batch - 1, len(rest), args.batch)])
+    again = asyncio.run(run(reconnect, True))
+    held = asyncio.run(run(reconnect, True, hold=True))
     print(f"{len(rs)} readings in batches of {args.batch}")
     print(f"{'measure':44} {'readings/s':>11} {'ratio':>6}")
     for name, value in (("store.write alone (baseline)", base),
                         ("write + alerts, in order (live path)", live),
-                        ("write + alerts, live-first drain (backfill)", drain)):
+                        ("write + alerts, live-first drain (backfill)", drain),
+                        ("write + alerts, drain after a reconnect", again),
+                        ("the same, live-first readings held (hold_gap)", held)):
         print(f"{name:44} {value:11,.0f} {value / base:6.2f}")
     return 0
 

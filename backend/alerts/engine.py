@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import collections
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable
+from operator import attrgetter
 
 from ..store.base import TIME_RULES, AlertQuery, StoredAlert, StoredReading
 from .evaluate import Evaluator, Fence, reading_order
@@ -48,6 +50,20 @@ FLUSH_MAX = 500
 # commit and evaluation): the newest this many are remembered until the vehicle's next
 # evaluation, which skips them (~7 minutes of a 10 Hz vehicle).
 REPLAYED_KEYS = 4096
+# Disconnected vehicles whose cached state is kept for their reconnect (least recently
+# disconnected dropped first): a state is ~1–2 KB, so 20,000 stay within ~40 MB, and a storm's
+# reconnects of a fleet of that size resume live instead of replaying from a checkpoint.
+MAX_IDLE_STATES = 20_000
+# A drain sends each batch's newest position first, ahead of the backlog (live-first): a
+# reading whose sequence number is more than HOLD_GAP past the newest one evaluated waits for
+# the backlog below it, so the vehicle is evaluated in order once (a backlog evaluated after it
+# would replay from a checkpoint, batch after batch). Smaller gaps (an invalid reading stored
+# apart, a refused driver action) are evaluated at once; a reading waits at most HOLD_MS of
+# wall time (a backlog the journal dropped, a drain longer than that): its alerts come that
+# much later, never lost. Off by default until the tests that send far-apart sequence
+# numbers as in-order live readings are reviewed (`AlertEngine(hold_gap=HOLD_GAP)` turns it on).
+HOLD_GAP = 16
+HOLD_MS = 30_000
 # Open clock-driven alerts loaded at start (at most one per rule and vehicle).
 OPEN_LIMIT = 1_000_000
 # The rules on_timer decides (the other TIME_RULES are other modules' clocks).
@@ -57,34 +73,43 @@ _CLOCK_RULES = ("stale", "offline")
 class Cached:
     """A vehicle's evaluation as it stands after its newest reading (the live path's start)."""
 
-    __slots__ = ("end", "last_cp", "state", "window")
+    __slots__ = ("end", "epoch", "last_cp", "seq", "state", "window")
 
-    def __init__(self, end: int, state: dict, last_cp: int | None, window: dict[tuple, object]):
+    def __init__(self, end: int, state: dict, last_cp: int | None, window: dict[tuple, object],
+                 epoch: int | None = None, seq: int = 0):
         self.end = end  # device time of the newest reading evaluated
+        self.epoch, self.seq = epoch, seq  # the highest (epoch, seq) evaluated (None: unknown)
         self.state = state  # the evaluator's state after it (owned: changed in place)
         self.last_cp = last_cp  # device time of the newest checkpoint taken
         self.window = window  # the stored alerts the next live evaluation can change
 
 
+_by_seq = attrgetter("epoch", "seq")
+
+
 class _Step:
     """One evaluation's outcome, before it is written: what `_settle` stores and caches."""
 
-    __slots__ = ("base", "end", "last_cp", "live", "moves", "points", "retract", "state",
-                 "upserts", "window")
+    __slots__ = ("base", "end", "epoch", "last_cp", "live", "moves", "points", "retract", "seq",
+                 "state", "upserts", "window")
 
     def __init__(self, live, base, end, state, last_cp, points, window, upserts, moves,
                  retract):
         self.live, self.base, self.end, self.state, self.last_cp = live, base, end, state, last_cp
         self.points, self.window = points, window
         self.upserts, self.moves, self.retract = upserts, moves, retract
+        self.epoch: int | None = None
+        self.seq = 0
 
 
 class AlertEngine:
     def __init__(self, store, rules: RuleSet, publish: Callable[[dict], None] | None = None,
-                 checkpoint_every_ms: int = CHECKPOINT_EVERY_MS, owners=None):
+                 checkpoint_every_ms: int = CHECKPOINT_EVERY_MS, owners=None,
+                 max_idle_states: int = MAX_IDLE_STATES, hold_gap: int | None = None):
         """`owners`: the cluster's VehicleOwners (backend/cluster/owners.py), with which the
         clock-driven rules run only for the vehicles this process owns; None: one process
-        owns every vehicle."""
+        owns every vehicle. `hold_gap`: hold live-first readings that far ahead of the
+        backlog (HOLD_GAP; None, the default for now: evaluate every reading at once)."""
         self.store = store
         self.owners = owners
         self.checkpoint_every_ms = checkpoint_every_ms
@@ -92,8 +117,16 @@ class AlertEngine:
         self.publish = publish or (lambda alert: None)
         self.fences: list[Fence] = []
         self.stats: dict = {"alerts_opened": Counter(), "evaluations": 0, "replays": 0,
-                            "readings_evaluated": 0, "quiet_readings": 0, "failures": 0}
+                            "readings_evaluated": 0, "quiet_readings": 0, "held": 0,
+                            "failures": 0}
         self._cache: dict[str, Cached] = {}
+        self.max_idle_states = max_idle_states
+        self.hold_gap = hold_gap
+        self._idle: collections.OrderedDict[str, None] = collections.OrderedDict()  # cached,
+        # not connected here: oldest disconnect first
+        self._verify: set[str] = set()  # reconnected in a cluster: check the store once
+        # live-first readings waiting for the backlog below them: vehicle → (since, rows)
+        self._held: dict[str, tuple[int, dict[tuple[int, int], StoredReading]]] = {}
         self._rows: dict[str, dict[tuple, StoredReading]] = {}  # committed, not yet evaluated
         view = getattr(store, "as_read_back", None)  # the store's types (float4 in PostgreSQL)
         self._read_back: Callable[[StoredReading], StoredReading] = view or (lambda r: r)
@@ -144,10 +177,38 @@ class AlertEngine:
         self._refreshed_ms = now_ms
 
     def forget(self, vehicle: str) -> None:
-        """A vehicle (re)connected: its next evaluation starts from the store, which holds what
-        another backend sharing it may have evaluated meanwhile."""
+        """Another process owns the vehicle now: its next evaluation here starts from the
+        store, which holds what the other evaluated meanwhile."""
         self._cache.pop(vehicle, None)
         self._replayed.pop(vehicle, None)
+        self._idle.pop(vehicle, None)
+        self._verify.discard(vehicle)
+        self._held.pop(vehicle, None)  # stored: the owner's evaluation reads them
+
+    def reconnected(self, vehicle: str) -> None:
+        """A vehicle connected to this process: its cached state carries on (one process owns
+        a vehicle's evaluation). In a cluster another process may have held it between the
+        disconnect and now: its first evaluation asks the store once whether readings came
+        that this process has not seen (then it replays, as after `forget`)."""
+        self._idle.pop(vehicle, None)
+        if self.owners is not None and vehicle in self._cache:
+            self._verify.add(vehicle)
+
+    def disconnected(self, vehicle: str) -> None:
+        """The vehicle's last connection here closed: its cached state is kept for a reconnect,
+        up to `max_idle_states` disconnected vehicles (the least recently disconnected go)."""
+        if vehicle not in self._cache:
+            return
+        self._idle[vehicle] = None
+        self._idle.move_to_end(vehicle)
+        while len(self._idle) > self.max_idle_states:
+            old, _ = self._idle.popitem(last=False)
+            self._cache.pop(old, None)
+            self._replayed.pop(old, None)
+            self._verify.discard(old)
+            lock = self._locks.get(old)
+            if lock is not None and not lock.locked():
+                del self._locks[old]
 
     def _note_position(self, vehicle: str, t: int, speed, lat, lon) -> None:
         self._seen[vehicle] = max(t, self._seen.get(vehicle, t))
@@ -161,12 +222,15 @@ class AlertEngine:
 
         The tick's vehicles whose readings change no alert are evaluated together in place
         (`_quiet_tick`, no task switch, no store call); the others one by one as before."""
+        await self._tick(rows, now_ms)
+        await self._flush_if_due(now_ms)
+
+    async def _tick(self, rows: Iterable[StoredReading], now_ms: int) -> None:
         slow, saves = self._quiet_tick(rows, now_ms)
         for vehicle, step in saves:
             await self._save_live(vehicle, step, now_ms)
         for vehicle in sorted(slow):
             await self._evaluate_safely(vehicle, _PENDING, now_ms)
-        await self._flush_if_due(now_ms)
 
     async def _save_live(self, vehicle: str, step: _Step, now_ms: int) -> None:
         """A tick's live step that changes alerts: written under the vehicle's lock (its cache
@@ -200,6 +264,7 @@ class AlertEngine:
         quiet = self._quiet_rules()
         slow: list[str] = []
         saves: list[tuple[str, _Step]] = []
+        held = self._held
         for vehicle, mine in by_vehicle.items():
             if len(mine) == 1:
                 top = mine[0]
@@ -222,9 +287,16 @@ class AlertEngine:
                 if known is None or top.time_ms > known[0]:
                     speeds[vehicle] = (top.time_ms, top.speed_kmh, top.lat, top.lon)
             c = cache.get(vehicle)
+            if c is not None and c.epoch is not None and self.hold_gap is not None and (
+                    vehicle in held or len(mine) > 1 or mine[0].epoch != c.epoch
+                    or mine[0].seq > c.seq + self.hold_gap):
+                mine = self._hold(vehicle, c, mine, now_ms)
+                if not mine:
+                    continue
+                t0, newest = mine[0].time_ms, mine[-1].time_ms  # in reading order
             if (c is not None and t0 > c.end and c.last_cp is not None
                     and vehicle not in pending and vehicle not in waiting
-                    and vehicle not in replayed):
+                    and vehicle not in replayed and vehicle not in self._verify):
                 lock = locks.get(vehicle)
                 if lock is None or not lock.locked():
                     try:
@@ -233,6 +305,12 @@ class AlertEngine:
                         done = False
                     if done:
                         c.end = newest
+                        top = mine[-1]  # in order (the quiet check saw to it)
+                        if top.epoch == c.epoch:
+                            if top.seq > c.seq:
+                                c.seq = top.seq
+                        elif c.epoch is None or top.epoch > c.epoch:
+                            c.epoch, c.seq = top.epoch, top.seq
                         stats["evaluations"] += 1
                         stats["readings_evaluated"] += len(mine)
                         stats["quiet_readings"] += len(mine)
@@ -252,6 +330,42 @@ class AlertEngine:
             pending[vehicle] = min(t0, pending.get(vehicle, t0))
             slow.append(vehicle)
         return slow, saves
+
+    def _hold(self, vehicle: str, c: Cached, mine: list[StoredReading], now_ms: int
+              ) -> list[StoredReading]:
+        """The vehicle's rows to evaluate now (with those held before); rows more than
+        HOLD_GAP past the highest sequence number evaluated or about to be wait (HOLD_GAP)."""
+        since, rows = self._held.pop(vehicle, (now_ms, {}))
+        before = set(rows)
+        for r in mine:
+            rows[(r.epoch, r.seq)] = r
+        if now_ms - since >= HOLD_MS:
+            return list(rows.values())
+        ready, wait = [], {}
+        chain = c.seq
+        for key in sorted(rows):
+            r = rows[key]
+            # a row held before goes once the backlog reached it, and every row after it waits
+            # with it (evaluated before the backlog below it, that would replay)
+            if not wait and (r.epoch != c.epoch or r.seq <= chain + (
+                    1 if key in before else self.hold_gap)):
+                ready.append(r)
+                if r.epoch == c.epoch and r.seq > chain:
+                    chain = r.seq
+            else:
+                wait[key] = r
+        if wait:
+            self._held[vehicle] = (since, wait)
+            self.stats["held"] += sum(1 for r in mine if (r.epoch, r.seq) in wait)
+        ready.sort(key=reading_order)
+        return ready
+
+    async def _release_held(self, now_ms: int) -> None:
+        """Evaluate the held rows that waited HOLD_MS (the timer: their vehicle sent nothing
+        since)."""
+        due = [v for v, (since, _) in self._held.items() if now_ms - since >= HOLD_MS]
+        if due:
+            await self._tick([r for v in due for r in self._held[v][1].values()], now_ms)
 
     def _quiet_rules(self) -> QuietRules:
         """The quiet check for the current rules and geofences (rebuilt when they change)."""
@@ -318,6 +432,13 @@ class AlertEngine:
     async def _evaluate(self, vehicle: str, t0: int | None, now_ms: int,
                         fresh: list[StoredReading] = ()) -> None:
         cached = self._cache.get(vehicle)
+        if cached is not None and vehicle in self._verify:
+            self._verify.discard(vehicle)
+            mine = {(r.epoch, r.seq) for r in fresh}
+            if any((r.epoch, r.seq) not in mine
+                   for r in await self.store.alert_readings(vehicle, cached.end)):
+                self._cache.pop(vehicle, None)  # another process evaluated it meanwhile
+                cached = None
         if cached is not None and t0 is not None and t0 > cached.end:
             # live: every committed reading after the cached state is in `fresh` (taken with
             # t0); the cached state is handed over (a failed evaluation drops the cache): two
@@ -350,7 +471,10 @@ class AlertEngine:
         readings = [read_back(r) for r in fresh]
         if not readings:
             return None
-        return self._step(vehicle, readings, c.state, True, c.end, c.last_cp, c.window)
+        step = self._step(vehicle, readings, c.state, True, c.end, c.last_cp, c.window)
+        if c.epoch is not None and (c.epoch, c.seq) > (step.epoch, step.seq):
+            step.epoch, step.seq = c.epoch, c.seq
+        return step
 
     def _step(self, vehicle: str, readings: list[StoredReading], state: dict | None,
               live: bool, base: int | None, last_cp: int | None,
@@ -384,8 +508,12 @@ class AlertEngine:
         # (open, or decided after `end`) is those of them (reconcile compares only their fields)
         window = {} if end is None else {k: e for k, e in episodes.items()
                                          if e.end_ms is None or e.decided_ms > end}
-        return _Step(live, base, end, ev.take_state(), last_cp, points, window, upserts,
+        step = _Step(live, base, end, ev.take_state(), last_cp, points, window, upserts,
                      moves, retract)
+        if readings:
+            top = max(readings, key=_by_seq)
+            step.epoch, step.seq = top.epoch, top.seq
+        return step
 
     def _settle_quietly(self, vehicle: str, step: _Step, now_ms: int) -> bool:
         """A live step that changes no alert: its checkpoints wait for the next flush and the
@@ -396,7 +524,8 @@ class AlertEngine:
             self._deferred.setdefault(vehicle, []).extend(step.points)
             if self._deferred_ms is None:
                 self._deferred_ms = now_ms
-        self._cache[vehicle] = Cached(step.end, step.state, step.last_cp, step.window)
+        self._cache[vehicle] = Cached(step.end, step.state, step.last_cp, step.window,
+                                      step.epoch, step.seq)
         return True
 
     async def _settle(self, vehicle: str, step: _Step, now_ms: int) -> None:
@@ -407,13 +536,20 @@ class AlertEngine:
         saved = await self.store.save_alerts(step.upserts, step.retract, now_ms,
                                              (vehicle, step.base, step.points), step.moves)
         if step.end is not None:
-            self._cache[vehicle] = Cached(step.end, step.state, step.last_cp, step.window)
+            self._cache[vehicle] = Cached(step.end, step.state, step.last_cp, step.window,
+                                      step.epoch, step.seq)
         self._published(saved)
 
     def _drop_evaluated(self, vehicle: str, readings: list[StoredReading]) -> None:
         """Rows committed during a replay that its store read returned are evaluated by it:
         left waiting, each made the next evaluation a replay too (at 1 Hz under load, a
         cascade of replays: four store calls per batch instead of none)."""
+        held = self._held.get(vehicle)
+        if held is not None:
+            for r in readings:
+                held[1].pop((r.epoch, r.seq), None)
+            if not held[1]:
+                del self._held[vehicle]
         waiting = self._rows.get(vehicle)
         if not waiting:
             return
@@ -451,6 +587,7 @@ class AlertEngine:
             self._pruned_ms = now_ms
             self.stats["checkpoints_pruned"] = self.stats.get("checkpoints_pruned", 0) + (
                 await self.store.prune_alert_checkpoints(now_ms - CHECKPOINT_RETAIN_MS))
+        await self._release_held(now_ms)
         if self.owners is None:  # one process: every vehicle is its own
             seen, vehicles = self._seen, sorted(self._known | connected)
         else:
@@ -519,6 +656,12 @@ class NoAlerts:
         return None
 
     def forget(self, vehicle: str) -> None:
+        return None
+
+    def reconnected(self, vehicle: str) -> None:
+        return None
+
+    def disconnected(self, vehicle: str) -> None:
         return None
 
     async def flush(self) -> None:
