@@ -9,6 +9,9 @@ is lost and when it is delivered (time is an argument, randomness a seeded `rand
 `LinkEmulator` is the thin asyncio relay that moves bytes at those times. `rebind()` replaces
 the upstream socket, so the gateway sees the client's source port change exactly as after a
 carrier NAT rebinding; datagrams to the old port are lost as the old mapping is gone.
+`hold_after_first_flight()` lets each client's first flight through and holds what it sends
+once an answer reached it, until `release()`: an answer that arrives meanwhile needed one round
+trip, whatever the scheduling delays (tests count round trips this way, not by time).
 
     python -m hil.linkemu --listen 127.0.0.1:5000 --target 127.0.0.1:4433 --delay-ms 25 \\
         --jitter-ms 5 --loss 0.01
@@ -26,6 +29,9 @@ from dataclasses import dataclass, field
 
 UP = "up"  # agent → gateway
 DOWN = "down"  # gateway → agent
+# Datagrams held for `release()` at most: a handshake's second flight and a few batches are a
+# handful; beyond this they are dropped (counted as lost), so a stuck test cannot grow memory.
+MAX_HELD = 1000
 
 
 @dataclass
@@ -115,7 +121,7 @@ class _Upstream(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr) -> None:
         if self.emu._upstreams.get(self.client) is self:  # the old mapping is gone after rebind
-            self.emu._schedule(DOWN, data, lambda d: self.emu._listen.sendto(d, self.client))
+            self.emu._schedule(DOWN, data, lambda d: self.emu._to_client(self.client, d))
 
 
 class LinkEmulator:
@@ -131,6 +137,10 @@ class LinkEmulator:
         # keep the order of timers due at the same instant, so each timer delivers the oldest
         self._in_flight: dict[str, deque] = {UP: deque(), DOWN: deque()}
         self._loop: asyncio.AbstractEventLoop | None = None
+        # hold_after_first_flight: the clients an answer reached; what they sent since, in order
+        self._holding = False
+        self._answered: set[tuple] = set()
+        self._held: list[tuple[tuple, bytes]] = []
 
     @property
     def address(self) -> tuple[str, int]:
@@ -147,6 +157,26 @@ class LinkEmulator:
 
     def blackout(self, duration: float, start_in: float = 0.0) -> None:
         self.model.blackout(self.now() + start_in, duration)
+
+    def hold_after_first_flight(self) -> None:
+        """From now on, a client's datagrams pass until the link has delivered it one from the
+        server; what it sends after that waits for `release()`."""
+        self._holding = True
+        self._answered.clear()
+
+    def release(self) -> int:
+        """Stop holding; the held datagrams go on in order (with the link's delay from now).
+        Returns how many were held."""
+        self._holding = False
+        held, self._held = self._held, []
+        for client, data in held:
+            self._from_client(data, client)
+        return len(held)
+
+    @property
+    def held(self) -> int:
+        """Datagrams waiting for `release()`."""
+        return len(self._held)
 
     async def rebind(self) -> None:
         """NAT rebinding: every client gets a new upstream source port."""
@@ -167,6 +197,12 @@ class LinkEmulator:
             old.transport.close()
 
     def _from_client(self, data: bytes, client: tuple) -> None:
+        if self._holding and client in self._answered:
+            if len(self._held) < MAX_HELD:
+                self._held.append((client, data))
+            else:
+                self.model.stats.lost += 1
+            return
         if client not in self._upstreams:
             if client in self._pending:
                 self._pending[client].append(data)
@@ -180,6 +216,11 @@ class LinkEmulator:
         await self._open_upstream(client)
         for data in self._pending.pop(client, []):
             self._schedule(UP, data, lambda d: self._send_up(client, d))
+
+    def _to_client(self, client: tuple, data: bytes) -> None:
+        if self._holding:
+            self._answered.add(client)
+        self._listen.sendto(data, client)
 
     def _send_up(self, client: tuple, data: bytes) -> None:
         up = self._upstreams.get(client)

@@ -63,6 +63,54 @@ async def _burst_in_order() -> None:
         sink.close()
 
 
+def test_hold_lets_the_first_flight_through_and_holds_what_follows_an_answer():
+    """hold_after_first_flight: what a client sends before an answer reached it passes, what it
+    sends afterwards waits for release() and then goes on in order (round trips counted)."""
+    emuclock.run(_hold_after_first_flight())
+
+
+async def _hold_after_first_flight() -> None:
+    loop = asyncio.get_running_loop()
+    at_server: list[bytes] = []
+    at_client: list[bytes] = []
+
+    class Echo(asyncio.DatagramProtocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def datagram_received(self, data, addr):
+            at_server.append(data)
+            if data == b"first-2":
+                self.transport.sendto(b"answer", addr)
+
+    class Client(asyncio.DatagramProtocol):
+        def datagram_received(self, data, addr):
+            at_client.append(data)
+
+    server, _ = await loop.create_datagram_endpoint(Echo, local_addr=("127.0.0.1", 0))
+    emu = await LinkEmulator(server.get_extra_info("sockname")[:2],
+                             LinkModel(delay_s=0.05)).start()
+    emu.hold_after_first_flight()
+    client, _ = await loop.create_datagram_endpoint(Client, remote_addr=emu.address)
+    try:
+        client.sendto(b"first-1")
+        client.sendto(b"first-2")
+        await until(lambda: at_client == [b"answer"], 5, "the answer to the first flight")
+        client.sendto(b"second-1")
+        client.sendto(b"second-2")
+        await asyncio.sleep(1)  # emulated: 20 one-way delays pass, nothing more arrives
+        assert at_server == [b"first-1", b"first-2"] and emu.held == 2
+        assert emu.release() == 2 and emu.held == 0
+        await until(lambda: len(at_server) == 4, 5, "the held datagrams")
+        assert at_server == [b"first-1", b"first-2", b"second-1", b"second-2"]
+        client.sendto(b"third")  # released: nothing held any more
+        await until(lambda: len(at_server) == 5, 5, "a datagram after the release")
+    finally:
+        client.close()
+        emu.close()
+        server.close()
+
+
 def test_lossy_jittery_link_with_nat_rebinding_same_connection(quic_library, tmp_path, pki):
     """8 s of a 10 Hz stream over 3 % loss and jitter, the NAT rebinding every 2 s; on the
     emulated clock (tests/emuclock.py), real parts as in the blackout test below."""

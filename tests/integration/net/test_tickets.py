@@ -24,9 +24,11 @@ from tests.integration.net.rig import AgentRig, QuicLink, client_config, until
 _lib = library("aioquic")  # the tickets made here; the round trip test crosses to qh3
 CipherSuite, SessionTicket = _lib.CipherSuite, _lib.SessionTicket
 
-# long against scheduling noise on a loaded machine (CI saw 55 ms of it on a 100 ms RTT, a
-# helper 224 ms at load 10 on a 400 ms RTT after kill -9), so
-# what the timing tells apart is the number of round trips: 1 resumed, 2 or more in full
+# The relay's round trip. The round trips a welcome needed are counted by holding what the
+# agent sends after its first flight (LinkEmulator.hold_after_first_flight), not by the clock:
+# a stalled process on a loaded machine (0.6 s of SIGSTOP on the backend made a resumed welcome
+# take 1.55 s) delays a welcome but adds no round trip. The times are printed only, and a full
+# handshake can never be faster than two of these.
 RTT_S = 0.8
 
 
@@ -147,7 +149,7 @@ async def restart(procs, backend, how: str):
 async def test_backend_restart_then_agent_resumes_with_0rtt_in_one_round_trip(procs, tmp_path,
                                                                                how):
     """The ticket the backend issued before its restart still resumes: the hello goes as 0-RTT
-    and the welcome comes one RTT after the first packet, over a 100 ms RTT relay."""
+    and the welcome answers the agent's first flight (one round trip) over a relay."""
     await asyncio.to_thread(procs.provision, "resume-bk")
     token = procs.tokens["resume-bk"]
     backend = await start_backend(procs)
@@ -156,10 +158,16 @@ async def test_backend_restart_then_agent_resumes_with_0rtt_in_one_round_trip(pr
     try:
         costs = []
         for run in range(2):  # the same agent state directory both times
+            if run == 1:  # resumed: the agent's first flight must bring the welcome
+                emu.hold_after_first_flight()
             agent = AgentRig(tmp_path / "state", "resume-bk", token, *emu.address,
                              procs.pki["ca"]).start()
             try:
                 await agent.add(5)
+                if run == 1:
+                    await until(lambda a=agent: "welcome_after_s" in a.uplink.stats.extra, 30,
+                                "a welcome answering the first flight alone (one round trip)")
+                    assert emu.release() > 0  # the agent's second flight was held meanwhile
                 await until(lambda a=agent: a.uplink.stats.readings_acked >= 5, 15, "acked")
                 extra = agent.uplink.stats.extra
                 costs.append(extra["welcome_after_s"])
@@ -173,7 +181,7 @@ async def test_backend_restart_then_agent_resumes_with_0rtt_in_one_round_trip(pr
         full, resumed = costs
         print(f"{how}: first connection {full * 1000:.0f} ms, after the backend restart "
               f"{resumed * 1000:.0f} ms (RTT {RTT_S * 1000:.0f} ms)")
-        assert full >= 2 * RTT_S and resumed < 1.5 * RTT_S, costs
+        assert full >= 2 * RTT_S, costs  # the relay's delay applies: two round trips in full
         assert [r[1] for r in procs.stored("resume-bk")] == list(range(1, 11))
     finally:
         emu.close()
