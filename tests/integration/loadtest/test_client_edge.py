@@ -85,3 +85,56 @@ async def test_many_connections_share_a_socket_and_get_their_own_answers(tmp_pat
         await asyncio.sleep(0)
         edge.close()
         server.close()
+
+
+async def test_a_connection_whose_transmit_fails_leaves_the_others_and_the_timer_going(tmp_path):
+    """qh3's core can refuse one transmit ("missing OneRtt packet key" on a resumed
+    connection asked to send before its 1-RTT keys exist): that connection's failure is
+    counted, the others' datagrams in the same flush still leave, the worker's one timer is
+    still armed, and the failed connection sends what it holds at its next transmit."""
+    lib = library("qh3")
+    pki = generate(str(tmp_path / "pki"), ["localhost", "127.0.0.1"])
+    server_cfg = lib.QuicConfiguration(is_client=False, alpn_protocols=[ALPN])
+    server_cfg.load_cert_chain(pki["cert"], pki["key"])
+    server = EdgeServer(lib, configuration=server_cfg, create_protocol=Echo)
+    udp = await UdpEdge.open(server, "127.0.0.1", 0)
+    port = udp.get_extra_info("sockname")[1]
+    cfg = lib.QuicConfiguration(is_client=True, alpn_protocols=[ALPN],
+                                server_name="localhost", verify_mode=ssl.CERT_REQUIRED)
+    cfg.load_verify_locations(cafile=pki["ca"])
+    edge = ClientEdge(lib, cfg.connection_id_length)
+    got: dict[int, list[bytes]] = {i: [] for i in range(3)}
+    up: set[int] = set()
+    links = []
+    for i in range(3):
+        link = EdgeLink(edge, cfg, ("127.0.0.1", port),
+                        on_stream_data=lambda lk, data, end, i=i: got[i].append(data),
+                        on_handshake=lambda lk, i=i: up.add(i), ack_delay_s=0.2)
+        link.start("127.0.0.1")
+        links.append(link)
+    try:
+        await until(lambda: len(up) == 3, 30, "every handshake")
+        conn = links[0].conn
+        real = conn.datagrams_to_send
+        failures = []
+
+        def refuse_once(now):  # the core's refusal, once; then the real transmit again
+            if not failures:
+                failures.append(now)
+                raise RuntimeError("missing OneRtt packet key")
+            return real(now)
+
+        conn.datagrams_to_send = refuse_once
+        for i, link in enumerate(links):
+            link.send(link.conn.get_next_available_stream_id(), b"v%d" % i)
+        await until(lambda: all(got.values()), 30, "every answer, the refused one's too")
+        assert failures and edge.stats["transmit_errors"] == 1
+        assert {i: b"".join(d) for i, d in got.items()} == {i: b"echo:v%d" % i for i in range(3)}
+        assert edge._wake_handle is not None  # the one timer is still armed
+    finally:
+        for link in links:
+            link.close()
+            link.abort()
+        await asyncio.sleep(0)
+        edge.close()
+        server.close()
