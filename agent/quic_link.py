@@ -193,7 +193,14 @@ class QuicLink(asyncio.DatagramProtocol):
         if self._transport is None:
             return
         now = self._loop.time()
-        for data, addr in self.conn.datagrams_to_send(now=now):
+        try:
+            datagrams = self.conn.datagrams_to_send(now=now)
+        except Exception as exc:  # noqa: BLE001 - the QUIC core's refusal, this attempt's
+            self._core_refused(exc)
+            if self.closed.is_set():
+                return
+            datagrams = []
+        for data, addr in datagrams:
             self._transport.sendto(data, addr)
             self.datagrams_sent += 1
             self._last_send = now
@@ -207,8 +214,25 @@ class QuicLink(asyncio.DatagramProtocol):
 
     def _on_timer(self) -> None:
         self._timer = self._timer_at = None
-        self.conn.handle_timer(now=self._loop.time())
+        try:
+            self.conn.handle_timer(now=self._loop.time())
+        except Exception as exc:  # noqa: BLE001 - as in transmit
+            self._core_refused(exc)
+            if self.closed.is_set():
+                return
         self.transmit()
+
+    def _core_refused(self, exc: Exception) -> None:
+        """The library's core refused to go on. qh3 2.1.0 does so on a resumed attempt whose
+        first flight was lost: its second probe raises "missing OneRtt packet key" and every
+        later one too, so the attempt would send nothing more until the connect timeout.
+        Before the handshake the attempt ends at once (the uplink reconnects on its backoff);
+        after it, the error is logged and the connection goes on."""
+        if not self.connected.done():
+            log.info("connection attempt ended: the QUIC core refused to send (%s)", exc)
+            self._finish(f"core refused: {exc}")
+        else:
+            log.warning("the QUIC core refused a transmit (%s); the connection goes on", exc)
 
     def datagram_received(self, data: bytes, addr: tuple) -> None:
         self.last_receive = self._loop.time()
