@@ -27,29 +27,35 @@ class Echo(EdgeConnection):
             self.transmit()
 
 
-@pytest.mark.parametrize("name", sorted(LIBRARIES))
-async def test_many_connections_share_a_socket_and_get_their_own_answers(tmp_path, name):
-    lib = library(name)
+async def echo_fleet(tmp_path, lib, count: int):
+    """An `Echo` gateway edge on loopback and `count` connections of one client edge to it,
+    started: (server, edge, links, answers by connection, handshaken connections)."""
     pki = generate(str(tmp_path / "pki"), ["localhost", "127.0.0.1"])
     server_cfg = lib.QuicConfiguration(is_client=False, alpn_protocols=[ALPN])
     server_cfg.load_cert_chain(pki["cert"], pki["key"])
     server = EdgeServer(lib, configuration=server_cfg, create_protocol=Echo)
     udp = await UdpEdge.open(server, "127.0.0.1", 0)
     port = udp.get_extra_info("sockname")[1]
-
     cfg = lib.QuicConfiguration(is_client=True, alpn_protocols=[ALPN],
                                 server_name="localhost", verify_mode=ssl.CERT_REQUIRED)
     cfg.load_verify_locations(cafile=pki["ca"])
     edge = ClientEdge(lib, cfg.connection_id_length)
-    got: dict[int, list[bytes]] = {i: [] for i in range(CONNECTIONS)}
+    got: dict[int, list[bytes]] = {i: [] for i in range(count)}
     up: set[int] = set()
     links = []
-    for i in range(CONNECTIONS):
+    for i in range(count):
         link = EdgeLink(edge, cfg, ("127.0.0.1", port),
                         on_stream_data=lambda lk, data, end, i=i: got[i].append(data),
                         on_handshake=lambda lk, i=i: up.add(i), ack_delay_s=0.2)
         link.start("127.0.0.1")
         links.append(link)
+    return server, edge, links, got, up
+
+
+@pytest.mark.parametrize("name", sorted(LIBRARIES))
+async def test_many_connections_share_a_socket_and_get_their_own_answers(tmp_path, name):
+    lib = library(name)
+    server, edge, links, got, up = await echo_fleet(tmp_path, lib, CONNECTIONS)
     try:
         await until(lambda: len(up) == CONNECTIONS, 30, "every handshake")
         assert len(edge._sockets) == 1            # one socket carries them all
@@ -93,25 +99,7 @@ async def test_a_connection_whose_transmit_fails_leaves_the_others_and_the_timer
     counted, the others' datagrams in the same flush still leave, the worker's one timer is
     still armed, and the failed connection sends what it holds at its next transmit."""
     lib = library("qh3")
-    pki = generate(str(tmp_path / "pki"), ["localhost", "127.0.0.1"])
-    server_cfg = lib.QuicConfiguration(is_client=False, alpn_protocols=[ALPN])
-    server_cfg.load_cert_chain(pki["cert"], pki["key"])
-    server = EdgeServer(lib, configuration=server_cfg, create_protocol=Echo)
-    udp = await UdpEdge.open(server, "127.0.0.1", 0)
-    port = udp.get_extra_info("sockname")[1]
-    cfg = lib.QuicConfiguration(is_client=True, alpn_protocols=[ALPN],
-                                server_name="localhost", verify_mode=ssl.CERT_REQUIRED)
-    cfg.load_verify_locations(cafile=pki["ca"])
-    edge = ClientEdge(lib, cfg.connection_id_length)
-    got: dict[int, list[bytes]] = {i: [] for i in range(3)}
-    up: set[int] = set()
-    links = []
-    for i in range(3):
-        link = EdgeLink(edge, cfg, ("127.0.0.1", port),
-                        on_stream_data=lambda lk, data, end, i=i: got[i].append(data),
-                        on_handshake=lambda lk, i=i: up.add(i), ack_delay_s=0.2)
-        link.start("127.0.0.1")
-        links.append(link)
+    server, edge, links, got, up = await echo_fleet(tmp_path, lib, 3)
     try:
         await until(lambda: len(up) == 3, 30, "every handshake")
         conn = links[0].conn
