@@ -84,6 +84,7 @@ class QuicLink(asyncio.DatagramProtocol):
         if ack_delay_s:
             lib.advertise_max_ack_delay(self.conn, ack_delay_s)
         self.datagrams_sent = self.datagrams_received = 0
+        self.core_refusals = 0  # transmits or timers the QUIC core refused (_core_refused)
         self._keepalive_s = keepalive_s
         self._transport: asyncio.DatagramTransport | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -197,8 +198,6 @@ class QuicLink(asyncio.DatagramProtocol):
             datagrams = self.conn.datagrams_to_send(now=now)
         except Exception as exc:  # noqa: BLE001 - the QUIC core's refusal, this attempt's
             self._core_refused(exc)
-            if self.closed.is_set():
-                return
             datagrams = []
         for data, addr in datagrams:
             self._transport.sendto(data, addr)
@@ -218,21 +217,17 @@ class QuicLink(asyncio.DatagramProtocol):
             self.conn.handle_timer(now=self._loop.time())
         except Exception as exc:  # noqa: BLE001 - as in transmit
             self._core_refused(exc)
-            if self.closed.is_set():
-                return
         self.transmit()
 
     def _core_refused(self, exc: Exception) -> None:
-        """The library's core refused to go on. qh3 2.1.0 does so on a resumed attempt whose
-        first flight was lost: its second probe raises "missing OneRtt packet key" and every
-        later one too, so the attempt would send nothing more until the connect timeout.
-        Before the handshake the attempt ends at once (the uplink reconnects on its backoff);
-        after it, the error is logged and the connection goes on."""
-        if not self.connected.done():
-            log.info("connection attempt ended: the QUIC core refused to send (%s)", exc)
-            self._finish(f"core refused: {exc}")
-        else:
-            log.warning("the QUIC core refused a transmit (%s); the connection goes on", exc)
+        """The library's core refused a transmit or a timer. qh3 2.1.0 does so on a resumed
+        attempt whose first flight was lost: its second probe raises "missing OneRtt packet
+        key", and so does every later one. The error stays this connection's: the timer is
+        re-armed and the receive path stays open, so a late answer from the gateway still
+        completes the handshake (the gateway may already hold the attempt's 0-RTT); an attempt
+        that hears nothing ends at the uplink's connect timeout."""
+        self.core_refusals += 1
+        log.debug("the QUIC core refused to go on (%s); the connection stays", exc)
 
     def datagram_received(self, data: bytes, addr: tuple) -> None:
         self.last_receive = self._loop.time()
