@@ -13,6 +13,14 @@ from tests.integration.api.apphelp import Api
 from .helpers import FakeClock, dispatch_jobs
 from .receiver import Receiver
 
+DAY_MS = 86_400_000
+
+
+def next_noon_ms(now_ms: int) -> int:
+    """The first 12:00 UTC after `now_ms`."""
+    noon = now_ms - now_ms % DAY_MS + DAY_MS // 2
+    return noon if noon > now_ms else noon + DAY_MS
+
 PATH = "/api/notifications/subscriptions"
 ALLOW_LOOPBACK = NotifySettings.parse({"allow_networks": ["127.0.0.0/8"]})
 
@@ -38,7 +46,9 @@ async def test_subscribe_deliver_and_read_the_log(tmp_path):
                 "dispatcher0", "webhook", {"from": "23:00", "to": "05:00"})
             # the dispatcher sees every vehicle (the test user's scope)
             notifier = api.app[NOTIFIER]
-            clock.now_ms = wall_ms() + 1000  # events after the subscription (made at wall time)
+            # events after the subscription (made at wall time) and outside its quiet hours
+            # (23:00-05:00 UTC): the next noon, whatever the hour the suite runs at
+            clock.now_ms = next_noon_ms(wall_ms())
             await dispatch_jobs(api.store, ["a"], "r1", "van-1", clock())
             await notifier.tick()
             clock.advance(10)
