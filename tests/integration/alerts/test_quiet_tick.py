@@ -9,18 +9,12 @@ import math
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from backend.alerts import AlertEngine, parse_rules
+from backend.alerts import AlertEngine
 from backend.store.base import AlertQuery, StoredReading
 from backend.store.sqlite import SqliteStore
+from tests.integration.alerts.test_backfill_property import DEPOT, RULES
 
-DEPOT = {"type": "Polygon", "coordinates": [[[9.98, 53.54], [10.0, 53.54], [10.0, 53.56],
-                                              [9.98, 53.56], [9.98, 53.54]]]}
-RULES = parse_rules({
-    "overspeed": {"limit_kmh": 90, "min_duration_s": 3, "clear_s": 2},
-    "geofence": {"dwell_s": 3},
-    "signal": [{"name": "coolant-high", "signal": "EngCoolantTemp", "above": 105,
-                "duration_s": 2, "clear_s": 1}],
-})
+# the depot and rules of the backfill property: the same drives, the same alerts to decide
 VEHICLES = ("truck-1", "truck-2", "truck-3")
 SPEEDS = [10.0, 40.0, 60.0, 89.0, 90.0, 90.000001, 95.0, 130.0, math.nan, None]
 

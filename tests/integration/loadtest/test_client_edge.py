@@ -52,6 +52,15 @@ async def echo_fleet(tmp_path, lib, count: int):
     return server, edge, links, got, up
 
 
+async def close_fleet(server, edge, links) -> None:
+    for link in links:
+        link.close()
+        link.abort()
+    await asyncio.sleep(0)
+    edge.close()
+    server.close()
+
+
 @pytest.mark.parametrize("name", sorted(LIBRARIES))
 async def test_many_connections_share_a_socket_and_get_their_own_answers(tmp_path, name):
     lib = library(name)
@@ -85,12 +94,7 @@ async def test_many_connections_share_a_socket_and_get_their_own_answers(tmp_pat
         assert len(edge._sockets) == 2
         assert all(not link.closed for link in links)
     finally:
-        for link in links:
-            link.close()
-            link.abort()
-        await asyncio.sleep(0)
-        edge.close()
-        server.close()
+        await close_fleet(server, edge, links)
 
 
 async def test_a_connection_whose_transmit_fails_leaves_the_others_and_the_timer_going(tmp_path):
@@ -120,9 +124,4 @@ async def test_a_connection_whose_transmit_fails_leaves_the_others_and_the_timer
         assert {i: b"".join(d) for i, d in got.items()} == {i: b"echo:v%d" % i for i in range(3)}
         assert edge._wake_handle is not None  # the one timer is still armed
     finally:
-        for link in links:
-            link.close()
-            link.abort()
-        await asyncio.sleep(0)
-        edge.close()
-        server.close()
+        await close_fleet(server, edge, links)
