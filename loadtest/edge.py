@@ -182,9 +182,8 @@ class EdgeLink:
         if timer is not None and timer <= now:
             try:
                 conn.handle_timer(now=now)
-            except Exception as exc:  # noqa: BLE001 - that connection's (see poll)
-                self.edge.stats["transmit_errors"] += 1
-                log.debug("timer of a connection failed (%s); it goes on", exc)
+            except Exception as exc:  # noqa: BLE001 - that connection's
+                self._core_refused(exc)
             self._events()
         if not self.closed and now - self._last_send >= self._keepalive_s:
             self.ping()
@@ -200,11 +199,7 @@ class EdgeLink:
         try:
             out = conn.datagrams_to_send(now)
         except Exception as exc:  # noqa: BLE001 - that connection's, as on the gateway's edge
-            # qh3's core raises "missing OneRtt packet key" on a resumed connection asked to
-            # send before its 1-RTT keys exist; it sends once they do. Left to rise, it ended
-            # the worker's flush before its one timer was re-armed: every vehicle stopped.
-            self.edge.stats["transmit_errors"] += 1
-            log.debug("transmit of a connection failed (%s); it goes on", exc)
+            self._core_refused(exc)
             out = []
         if out:
             self._last_send = now
@@ -218,6 +213,14 @@ class EdgeLink:
                 self._filed_at = at
                 self.edge.timers.set(self, at)
         return out
+
+    def _core_refused(self, exc: Exception) -> None:
+        """The QUIC core refused a transmit or a timer of this connection: counted, and the
+        connection goes on. qh3's core raises "missing OneRtt packet key" on a resumed
+        connection asked to send before its 1-RTT keys exist; left to rise, it ended the
+        worker's flush before its one timer was re-armed, and every vehicle stopped."""
+        self.edge.stats["transmit_errors"] += 1
+        log.debug("the QUIC core refused a connection's transmit or timer (%s)", exc)
 
     def _events(self) -> None:
         conn, lib = self.conn, self.lib
