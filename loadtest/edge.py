@@ -269,10 +269,11 @@ class ClientEdge:
     routing by destination CID, one transmit per dirty connection per tick, one timer heap
     for every owner with a `wake(now)` (connections here, vehicles in loadtest/driver.py)."""
 
-    def __init__(self, lib: ModuleType, cid_length: int):
+    def __init__(self, lib: ModuleType, cid_length: int, loop=None):
+        """`loop`: the event loop (default the running one; a bench gives an emulated one)."""
         self.lib = lib
         self._cid_length = cid_length
-        self._loop = asyncio.get_running_loop()
+        self._loop = loop or asyncio.get_running_loop()
         self._sockets: dict[str, socket.socket] = {}
         self._routes: dict[bytes, EdgeLink] = {}
         self._dirty: list[EdgeLink] = []
