@@ -281,8 +281,7 @@ def run_ours(lib, n: int, seconds: float, certs: dict, prof) -> dict:
     wire = Wire(lib, certs, loop)
     spec = _spec(n, certs)
     spec["quic_library"] = lib.NAME
-    w = Worker(spec, loop=loop)
-    w.edge = BenchEdge(w.quic, w.quic_config.connection_id_length, loop)
+    w = Worker(spec, loop=loop, edge_class=BenchEdge)
     w.edge.wire = wire
     timed = Timed(prof)
     orig_run = loop.run_due
