@@ -2,9 +2,11 @@
 
 `validate_batch` is the gateway's one look at a batch's content: each reading's content
 checked against its kind and the gateway's time window (docs/protocol.md §4), the valid ones
-as the rows the writer stores, the invalid ones as dead letters (answered invalid-reading,
-stored apart and acknowledged, so the agent never re-sends them), and whether a valid row is a
-driver action. The connection (backend/gateway_conn.py) does the I/O around it.
+as the rows the writer stores (a valid position, most of what vehicles send, read once for
+its check and its row: `geostream.schema.position_values`), the invalid ones as dead letters
+(answered invalid-reading, stored apart and acknowledged, so the agent never re-sends them),
+and whether a valid row is a driver action. The connection (backend/gateway_conn.py) does
+the I/O around it.
 """
 
 from __future__ import annotations
@@ -13,9 +15,20 @@ from collections.abc import Callable
 
 from geostream.image_parts import PartRefused, is_part, parse_part
 from geostream.messages import Batch
-from geostream.schema import ACTION, KIND, Invalid, TimeWindow, content_problem, json_safe
+from geostream.schema import (
+    ACTION,
+    KIND,
+    POSITION,
+    SEQ,
+    TIME,
+    Invalid,
+    TimeWindow,
+    content_problem,
+    json_safe,
+    position_values,
+)
 
-from .store.rows import DeadLetter, StoredReading
+from .store.rows import DeadLetter, StoredReading, made
 
 
 def validate_batch(batch: Batch, vehicle: str, now_ms: int, window: TimeWindow, images: bool,
@@ -28,7 +41,13 @@ def validate_batch(batch: Batch, vehicle: str, now_ms: int, window: TimeWindow, 
     dead: list[DeadLetter] = []
     actions = False
     epoch = batch.epoch
+    low, high = window.min_ms, now_ms + window.max_ahead_ms
     for r in batch.readings:
+        ts = r[TIME]
+        if (r[KIND] == POSITION and low <= ts <= high
+                and (values := position_values(r)) is not None):  # most readings: one look
+            good.append(made(vehicle, epoch, r[SEQ], ts, POSITION, *values, None, now_ms))
+            continue
         problem = content_problem(r, now_ms, window)
         if r[KIND] == ACTION:
             if problem is None and images and is_part(r.get("action")):
