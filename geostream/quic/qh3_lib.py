@@ -458,7 +458,8 @@ def spend_facade(quic) -> int:
     """Shrink a server connection's Python facade once its handshake and TLS are done: the
     seam's per-connection closure that builds TLS (`advertise_max_ack_delay`: it ran), the
     peer's transport parameters but the one still read, the event deque, and the attributes
-    every such connection shares (`_SPENT_SHARED`), the dict rebuilt to its remaining size. Returns the attributes dropped (0: left alone)."""
+    every such connection shares (`_SPENT_SHARED`), the dict rebuilt to its remaining size.
+    Returns the attributes dropped (0: left alone)."""
     if (getattr(quic, "_is_client", True) or not getattr(quic, "_handshake_complete", False)
             or not isinstance(getattr(quic, "_tls", None), _SpentServerTls)
             or getattr(quic, "_core", None) is None):
