@@ -363,6 +363,13 @@ def packets_lost(quic) -> int:
     return 0 if core is None else core.loss_total
 
 
+def recovery_counts(quic) -> tuple[int, int] | None:
+    """(probe timeouts fired, packets declared lost) so far: what a datagram sent after a timer
+    or a receive was for (the load tester's count of datagrams by kind)."""
+    core = quic._core
+    return None if core is None else (core.pto_total, core.loss_total)
+
+
 # --- what the agent shows and pins ---------------------------------------------------------
 
 def smoothed_rtt(quic) -> float | None:
