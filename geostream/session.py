@@ -196,6 +196,7 @@ class ClientSession(_Session):
         super().__init__()
         self.epoch = epoch
         self._opened = False
+        self.ready = False
         self.credit = 0
         self.max_batch_bytes = DEFAULT_MAX_BATCH_BYTES
         # how batches are compressed, once the welcome said: against its preset dictionary
@@ -210,10 +211,11 @@ class ClientSession(_Session):
         self.features: tuple[str, ...] = ()  # the welcome's (revision 2)
         self._send(self._hello)
 
-    @property
-    def ready(self) -> bool:
-        """The welcome came (stays True once the session closed)."""
-        return self._opened
+    def _open(self) -> None:
+        super()._open()
+        # the welcome came (stays True once the session closed): an attribute, not a
+        # property, as the agent's uplink asks it before every batch it might send
+        self.ready = True
 
     @property
     def acked_through(self) -> int:
