@@ -21,7 +21,16 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
 
-from .journal_drain import DrainState, EpochChanged, delete_acked, next_rows, rows_after
+from geostream.codec import EncodedReadings
+
+from .journal_drain import (
+    NO_READINGS,
+    DrainState,
+    EpochChanged,
+    delete_acked,
+    next_rows,
+    rows_after,
+)
 from .journal_file import (
     JournalCorrupt,
     counts,
@@ -263,18 +272,20 @@ class Journal:
             return []
         return self._guard([], rows_after, self._db, after_seq, max_readings, max_bytes)
 
-    def next_batch(self, drain: DrainState, max_readings: int, max_bytes: int) -> list[dict]:
+    def next_batch(self, drain: DrainState, max_readings: int,
+                   max_bytes: int) -> EncodedReadings:
         """Live-first: the newest pending position first (if the backlog batch would not
-        reach it), then the backlog oldest-first, within max_readings and max_bytes.
+        reach it), then the backlog oldest-first, within max_readings and max_bytes, encoded
+        for the wire (the session sends it as it would send the reading maps).
 
         Updates `drain` in place; start each connection with DrainState(acked_through()).
-        Returns [] when nothing is left to send on this connection.
+        Returns an empty batch when nothing is left to send on this connection.
         """
         if drain.epoch and drain.epoch != self.epoch:
             raise EpochChanged(f"journal epoch is now {self.epoch}, connection has {drain.epoch}")
         if self._db is None or max_readings <= 0:
-            return []
-        return self._guard([], next_rows, self._db, drain, max_readings, max_bytes)
+            return NO_READINGS
+        return self._guard(NO_READINGS, next_rows, self._db, drain, max_readings, max_bytes)
 
     def acked_through(self) -> int:
         """Every seq ≤ this value is acknowledged (deleted) or dropped."""

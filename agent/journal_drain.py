@@ -1,6 +1,6 @@
 """The journal's uplink side (docs/journal.md §3): which pending readings go in the next
-batch, live-first, within a count and a byte budget, as wire maps with their "q"; and deleting
-what the backend acknowledged.
+batch, live-first, within a count and a byte budget, encoded for the wire with their "q"
+around the stored payloads (`encoded_rows`); and deleting what the backend acknowledged.
 """
 
 from __future__ import annotations
@@ -75,6 +75,10 @@ def encoded_rows(rows: list[tuple[int, bytes]]) -> EncodedReadings:
     return EncodedReadings(tuple(seq for seq, _ in rows), b"".join(parts))
 
 
+# the batch when nothing is pending (an empty readings array)
+NO_READINGS = EncodedReadings((), cbor_head(_ARRAY, 0))
+
+
 def rows_after(db: sqlite3.Connection, after_seq: int, max_readings: int,
                max_bytes: int) -> list[dict]:
     """Oldest-first pending readings with seq > after_seq; at least one if any is pending,
@@ -92,15 +96,16 @@ def rows_after(db: sqlite3.Connection, after_seq: int, max_readings: int,
 
 
 def next_rows(db: sqlite3.Connection, drain: DrainState, max_readings: int,
-              max_bytes: int) -> list[dict]:
-    """Live-first from the journal file: `plan_batch` over its pending rows; updates `drain`."""
+              max_bytes: int) -> EncodedReadings:
+    """Live-first from the journal file: `plan_batch` over its pending rows, encoded around
+    their stored payloads (`encoded_rows`: no decode and re-encode); updates `drain`."""
     live = db.execute(
         "SELECT seq, payload FROM readings WHERE kind='pos' AND seq > ? "
         "ORDER BY seq DESC LIMIT 1", (drain.cursor,)).fetchone()
     # rows beyond the budget tell whether readings are left (`more`)
     cur = db.execute("SELECT seq, payload FROM readings WHERE seq > ? ORDER BY seq LIMIT ?",
                      (drain.cursor, max_readings + len(drain.live) + 2))
-    return wire_rows(plan_batch(live, cur, drain, max_readings, max_bytes))
+    return encoded_rows(plan_batch(live, cur, drain, max_readings, max_bytes))
 
 
 def plan_batch(live: tuple[int, bytes] | None, pending: Iterable[tuple[int, bytes]],

@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+from geostream.codec import EncodedReadings
+
 from .config import JournalConfig
 from .journal import DrainState, Journal, JournalStats
 from .readings import Reading
@@ -47,7 +49,7 @@ class JournalWorker:
         return await self._run(self.journal.acknowledge, through, ranges, epoch)
 
     async def next_batch(self, drain: DrainState, max_readings: int,
-                         max_bytes: int) -> list[dict]:
+                         max_bytes: int) -> EncodedReadings:
         """`Journal.next_batch`: the next batch to send, live position first."""
         return await self._run(self.journal.next_batch, drain, max_readings, max_bytes)
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from geostream import ALPN
+from geostream.codec import EncodedReadings
 from geostream.limits import IDLE_TIMEOUT_S
 from geostream.messages import Status
 from geostream.quic import AGENT_DEFAULT_LIBRARY, library
@@ -417,7 +418,7 @@ class Uplink:
             return
         await self._do(m.status_report(now, await self.status_provider()))
 
-    async def _next_batch(self, drain: DrainState, max_readings: int) -> list[dict]:
+    async def _next_batch(self, drain: DrainState, max_readings: int) -> EncodedReadings:
         """The journal's next batch, within the welcome's exact `max_batch_bytes`.
 
         The journal estimates sizes from its stored payloads; when the encoded batch is larger,

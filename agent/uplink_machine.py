@@ -65,6 +65,14 @@ STATUS_INTERVAL_S = 30.0
 FEATURES = ("act", "stops", "images")
 # asyncio may fire a timer up to its clock resolution early
 _EARLY_S = 1e-3
+# Live pacing with a batch in flight (docs/link.md, "Live pacing"): the next live batch waits
+# for its ack, at most this many send intervals after it. A gateway that is behind answers
+# late; readings that gather meanwhile go in one batch instead of one each (one datagram in
+# and one `ack` out per batch, whatever it holds), so a slow gateway costs less per reading
+# instead of more. A healthy link's ack comes within an interval and changes nothing; one
+# that takes longer than this bound (a lost `ack`, repaired at the gateway's probe timeout
+# ~1.5 intervals later, or a very long path) lets the next batch go anyway.
+HOLD_FOR_ACK_INTERVALS = 3.0
 
 
 class State(enum.Enum):
@@ -218,8 +226,10 @@ class UplinkMachine:
             return 0
         if in_flight and self.liveness.quiet_for(now) > STALL_S:
             return 0  # stall rule (docs/protocol.md §1): keep the window for keepalives
-        if self._live:  # live pacing: one batch per send interval once caught up
+        if self._live:  # live pacing: one batch per send interval once caught up,
             due = self._last_send + self.send_interval_s
+            if in_flight:  # ... and after the ack of the one in flight (bounded)
+                due = max(due, self._last_send + HOLD_FOR_ACK_INTERVALS * self.send_interval_s)
             if due > now:
                 self._pace_at = due
                 return 0

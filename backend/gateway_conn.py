@@ -17,9 +17,8 @@ from typing import TYPE_CHECKING
 
 from geostream.clock import wall_ms
 from geostream.errors import ErrorCode, ProtocolError
-from geostream.image_parts import PartRefused, is_part, parse_part
 from geostream.messages import Batch, Command
-from geostream.schema import ACTION, KIND, Invalid, content_problem, json_safe
+from geostream.schema import ACTION, json_safe
 from geostream.session import (
     BatchReceived,
     CommandAcked,
@@ -32,6 +31,7 @@ from geostream.session import (
 )
 
 from .gateway_edge import EdgeConnection, EdgeServer
+from .gateway_rows import validate_batch
 from .quic_tuning import delay_acks
 from .store.base import AuthResult, DeadLetter, StoredReading
 
@@ -186,27 +186,10 @@ class GatewayProtocol(EdgeConnection):
 
     def _validate(self, batch: Batch,
                   now: int) -> tuple[list[StoredReading], list[DeadLetter], bool]:
-        """Rows to store, the invalid readings as dead letters (answered invalid-reading,
-        stored apart and acknowledged, so the agent never re-sends them), and whether a valid
-        row is a driver action (found here, in the one pass over the readings)."""
-        good: list[StoredReading] = []
-        dead: list[DeadLetter] = []
-        actions = False
+        """`validate_batch` for this session; any dead letter is answered invalid-reading."""
         gw = self.gateway
-        window, vehicle, epoch = gw.ts_window, self.vehicle_id, batch.epoch
-        images = gw.driver_actions is not None  # revision 4: parts checked here
-        for r in batch.readings:
-            problem = content_problem(r, now, window)
-            if r[KIND] == ACTION:
-                if problem is None and images and is_part(r.get("action")):
-                    problem = _part_problem(r["action"])
-                actions = actions or problem is None
-            if problem is None:
-                good.append(StoredReading.from_wire(vehicle, epoch, r, now))
-            else:
-                gw.stats.invalid(problem.rule)
-                dead.append(DeadLetter(vehicle, epoch, r["q"], json_safe(r), problem.detail,
-                                       now))
+        good, dead, actions = validate_batch(batch, self.vehicle_id, now, gw.ts_window,
+                                             gw.driver_actions is not None, gw.stats.invalid)
         if dead:
             self.session.fail(ProtocolError(ErrorCode.INVALID_READING,
                                             f"{len(dead)} invalid: {dead[0].error}"))
@@ -314,12 +297,3 @@ class GatewayProtocol(EdgeConnection):
         self.gateway.unregister(self.vehicle, self)
         self.close(code, reason[:100])
 
-
-def _part_problem(action: dict) -> Invalid | None:
-    """An image part checked at the edge (docs/protocol.md §4 "Images"): every field, to the
-    byte, before anything is held."""
-    try:
-        parse_part(action)
-    except PartRefused as exc:
-        return Invalid("image", str(exc))
-    return None

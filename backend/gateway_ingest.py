@@ -24,7 +24,7 @@ from geostream.clock import wall_ms
 from geostream.errors import ErrorCode
 from geostream.messages import Batch
 
-from .hub import position_feature
+from .hub import Hub, position_feature
 from .store.base import DeadLetter, StoredReading, newest_positions
 from .writer import WriterStopped
 
@@ -33,6 +33,16 @@ if TYPE_CHECKING:
     from .gateway_conn import GatewayProtocol
 
 log = logging.getLogger("backend.gateway")
+
+
+def publish_positions(hub: Hub, rows: list[StoredReading]) -> None:
+    """The newest committed position of each vehicle among `rows`, to the live feed."""
+    for newest in newest_positions(rows).values():
+        if newest.lat is None or newest.lon is None:  # validated positions have both
+            continue
+        hub.position(newest.vehicle_id, newest.time_ms, position_feature(
+            newest.vehicle_id, newest.time_ms, newest.lat, newest.lon, newest.speed_kmh,
+            newest.course_deg, newest.seq))
 
 
 class _Waiting:
@@ -143,13 +153,7 @@ class Ingest:
         flush, self._to_flush = self._to_flush, set()
         for proto in flush:  # one transmit per connection for all its acks of the commit
             proto.flush_acks()
-        hub = self.gateway.hub
-        for newest in newest_positions(rows).values():
-            if newest.lat is None or newest.lon is None:  # validated positions have both
-                continue
-            hub.position(newest.vehicle_id, newest.time_ms, position_feature(
-                newest.vehicle_id, newest.time_ms, newest.lat, newest.lon, newest.speed_kmh,
-                newest.course_deg, newest.seq))
+        publish_positions(self.gateway.hub, rows)
         self._alert_rows.extend(rows)
         if self._alert_task is None and self._alert_rows:
             self._alert_task = self._loop.create_task(self._alerts())  # type: ignore[union-attr]

@@ -253,20 +253,39 @@ _INF = math.inf  # a finite float lies strictly between -_INF and _INF (NaN comp
 
 
 def _position_ok(r: dict) -> bool:
+    return position_values(r) is not None
+
+
+# `position_values` names the quantities and their bounds as the table above gives them
+assert _ROW_KEYS == (LAT, LON, "alt", "spd", "crs", "fix", "sat", "hdop")
+assert _FLOAT_RANGE == tuple((k, -MAX_QUANTITY, MAX_QUANTITY) for k in ("alt", "spd", "crs",
+                                                                         "hdop"))
+assert _INT_RANGE == (("fix", 0, MAX_CODE), ("mode", 0, MAX_CODE), ("sat", 0, MAX_CODE),
+                      ("clk", MIN_INT, MAX_INT))
+
+
+def position_values(r: dict) -> tuple | None:
+    """A position's stored values (`row_values` without its `data`: lat, lon, then the
+    stored quantities, absent ones None) if it passes every check of `_position_problem`,
+    else None: the gateway's one look at each field of a 1 Hz position (each key read once,
+    the checks of `_CHECKS` unrolled)."""
     g = r.get
     lat, lon = g(LAT), g(LON)
     if not (type(lat) in _NUMERIC and type(lon) in _NUMERIC
             and -90 <= lat <= 90 and -180 <= lon <= 180):
-        return False
-    for key, low, high in _FLOAT_RANGE:
-        v = g(key)
-        if v is not None and not (type(v) in _NUMERIC and low <= v <= high):
-            return False
-    for key, low, high in _INT_RANGE:
-        v = g(key)
-        if v is not None and not (type(v) is int and low <= v <= high):
-            return False
-    return True
+        return None
+    alt, spd, crs, hdop = g("alt"), g("spd"), g("crs"), g("hdop")
+    for v in (alt, spd, crs, hdop):
+        if v is not None and not (type(v) in _NUMERIC and -MAX_QUANTITY <= v <= MAX_QUANTITY):
+            return None
+    fix, sat = g("fix"), g("sat")
+    for v in (fix, g("mode"), sat):
+        if v is not None and not (type(v) is int and 0 <= v <= MAX_CODE):
+            return None
+    clk = g("clk")
+    if clk is not None and not (type(clk) is int and MIN_INT <= clk <= MAX_INT):
+        return None
+    return (lat, lon, alt, spd, crs, fix, sat, hdop)
 
 
 def _signals_ok(r: dict) -> bool:

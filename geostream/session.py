@@ -376,22 +376,7 @@ class ServerSession(_Session):
             elif isinstance(msg, Batch):
                 if not self.authenticated:
                     raise ProtocolError(ErrorCode.UNEXPECTED, "batch before welcome")
-                if msg.vehicle is not None and msg.vehicle != self.hello.vehicle:
-                    raise ProtocolError(ErrorCode.FORBIDDEN,
-                                        f"batch as {msg.vehicle!r}, authenticated as "
-                                        f"{self.hello.vehicle!r}")
-                if msg.epoch != self.hello.epoch:
-                    raise ProtocolError(ErrorCode.FORBIDDEN,
-                                        f"batch for epoch {msg.epoch}, not {self.hello.epoch}")
-                if msg.wire_size > self.max_batch_bytes:
-                    raise ProtocolError(ErrorCode.TOO_LARGE,
-                                        f"batch of {msg.wire_size} bytes > {self.max_batch_bytes}")
-                if self.pending + len(msg.readings) > self.max_credit_granted:
-                    raise ProtocolError(ErrorCode.TOO_LARGE,
-                                        f"{self.pending + len(msg.readings)} readings in flight "
-                                        f"> credit {self.max_credit_granted}")
-                self.pending += len(msg.readings)
-                events.append(BatchReceived(msg))
+                events.append(BatchReceived(self._admit(msg)))
             elif isinstance(msg, CommandAck):
                 if not self.authenticated:
                     raise ProtocolError(ErrorCode.UNEXPECTED, "command-ack before welcome")
@@ -410,6 +395,42 @@ class ServerSession(_Session):
                 raise ProtocolError(ErrorCode.UNEXPECTED, f"{type(msg).__name__} from an agent")
         return events
 
+    def receive(self, data: bytes) -> list:
+        """`_Session.receive`; a §3.2 batch in one whole frame (a 1 Hz vehicle's every batch)
+        takes the decoder's direct path (`FrameDecoder.one_batch`) and the same checks,
+        without the message loop."""
+        if self.state is SessionState.OPEN:
+            try:
+                batch = self._decoder.one_batch(data)
+                if batch is not None:
+                    return [BatchReceived(self._admit(batch))]
+            except ProtocolError as exc:
+                self.fail(exc)
+                return [Failed(int(exc.code), exc.reason, exc.code.fatal)]
+        return super().receive(data)
+
+    def _admit(self, msg: Batch) -> Batch:
+        """A decoded batch checked against the session (its vehicle, epoch, size and the
+        credit granted) and counted as pending; raises ProtocolError."""
+        hello = self.hello
+        assert hello is not None, "batches only after the welcome"
+        if msg.vehicle is not None and msg.vehicle != hello.vehicle:
+            raise ProtocolError(ErrorCode.FORBIDDEN,
+                                f"batch as {msg.vehicle!r}, authenticated as {hello.vehicle!r}")
+        if msg.epoch != hello.epoch:
+            raise ProtocolError(ErrorCode.FORBIDDEN,
+                                f"batch for epoch {msg.epoch}, not {hello.epoch}")
+        if msg.wire_size > self.max_batch_bytes:
+            raise ProtocolError(ErrorCode.TOO_LARGE,
+                                f"batch of {msg.wire_size} bytes > {self.max_batch_bytes}")
+        n = len(msg.readings)
+        if self.pending + n > self.max_credit_granted:
+            raise ProtocolError(ErrorCode.TOO_LARGE,
+                                f"{self.pending + n} readings in flight "
+                                f"> credit {self.max_credit_granted}")
+        self.pending += n
+        return msg
+
     def accept(self, now_ms: int, credit: int | None = None,
                features: tuple[str, ...] = ()) -> None:
         if self.hello is None or self.authenticated:
@@ -420,6 +441,7 @@ class ServerSession(_Session):
         zdict = pick_dictionary(self.hello.zdict)
         if zdict is not None:  # §3.2: batches on their own; no inflater for this session
             self._decoder.inflater, self._decoder.zdict = None, zdict
+            self._decoder.expect_batches(self.hello.epoch)
         self._send(Welcome(credit=self.credit, max_batch_bytes=self.max_batch_bytes, time=now_ms,
                            z=zdict is None, features=features, zdict=zdict))
 

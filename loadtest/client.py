@@ -170,6 +170,12 @@ class Worker:
         stats = self.edge.stats
         return stats["datagrams_sent"], stats["datagrams_received"]
 
+    def datagram_kinds(self) -> dict[str, int]:
+        """Datagrams so far by kind (loadtest/edge.py `SENT_KINDS`): `sent_*` reached the
+        gateway, `received_*` came from it."""
+        return {k: v for k, v in self.edge.stats.items()
+                if k.startswith(("sent_", "received_"))}
+
     async def run(self, go_wall: float) -> dict:
         spec = self.spec
         self.go_wall = go_wall
@@ -185,7 +191,7 @@ class Worker:
         await asyncio.sleep(max(0.0, t0 - self.loop.time()))
         self.edge.lag = Histogram()  # the window's only
         cpu0 = resource.getrusage(resource.RUSAGE_SELF)
-        dg0 = self.datagrams()
+        dg0, kinds0 = self.datagrams(), self.datagram_kinds()
         if self.mode in ("churn", "migrate"):
             self.loop.call_later(self.send_interval_s, self.churn_tick)
         storm = None
@@ -206,7 +212,7 @@ class Worker:
         acked_in_window = self.acked
         timer_lag = self.edge.lag.to_json()
         cpu1 = resource.getrusage(resource.RUSAGE_SELF)
-        dg1 = self.datagrams()
+        dg1, kinds1 = self.datagrams(), self.datagram_kinds()
         end = t0 + spec["duration_s"]
         self.stopping = True  # no more churn
         for d in self.drivers:
@@ -234,6 +240,8 @@ class Worker:
             "batches": self.batches, "storm": storm, "edge": dict(self.edge.stats),
             "ack_ticks": sorted(self.ack_ticks), "timer_lag": timer_lag,
             "datagrams": [dg1[0] - dg0[0], dg1[1] - dg0[1]],
+            "datagram_kinds": {k: v - kinds0.get(k, 0) for k, v in kinds1.items()
+                               if v > kinds0.get(k, 0)},
             "cpu_s": (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime),
             "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         }

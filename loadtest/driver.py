@@ -325,6 +325,7 @@ class _Probe:
                               on_handshake=lambda _: self._end(True),
                               on_closed=lambda _: self._end(False),
                               session_ticket_handler=driver._ticket_issued)
+        self.probe.handshake_kind = "probe"  # all its datagrams count as the probe's
         w.edge.timers.set(self, w.now() + CONNECT_TIMEOUT_S)
         try:
             self.probe.start(w.local_host)

@@ -56,6 +56,18 @@ SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
 TICK_S = 0.010
 # RFC 9000 §17.2: the first byte's top bit is set in a long header, clear in a short one
 _LONG_HEADER = 0x80
+# What a datagram to the gateway was sent for (`EdgeLink`'s count, docs/benchmarks.md "Past the
+# knee"), lowest first: a transmit that had several reasons counts as its highest. "ack": an
+# answer to a datagram or the ACK timer (ACK-only unless something else was due); "timer":
+# another QUIC timer; "ping": a keepalive or liveness PING; "pto": a probe timeout fired
+# (retransmitted data, or a PING when nothing is unacknowledged); "loss": packets declared
+# lost (their data retransmitted); "data": new stream data (batches, status, answers).
+SENT_KINDS = ("ack", "timer", "ping", "pto", "loss", "data")
+_ACK, _TIMER, _PING, _PTO, _LOSS, _DATA = range(len(SENT_KINDS))
+# A datagram from the gateway that carried no new stream data and is at most this long is
+# counted as ACK-only (a 1-RTT packet: 1 + 8-byte CID + packet number + an ACK frame + 16-byte
+# tag is ~30-45 bytes); a longer one repeats data (a retransmission or a probe).
+ACK_ONLY_MAX_BYTES = 48
 
 
 class EdgeLink:
@@ -97,6 +109,13 @@ class EdgeLink:
         # observers (the uplink's liveness policy): a datagram arrived, a PING went out
         self.on_datagram: Callable[[float], None] | None = None
         self.on_ping: Callable[[float], None] | None = None
+        # the count of datagrams by kind: what the next transmit is for (`SENT_KINDS`), how
+        # this connection's handshake datagrams count ("probe" for a liveness probe's), and
+        # whether the datagram being received carried new stream data
+        self.handshake_kind = "resumed" if getattr(configuration, "session_ticket", None) \
+            else "handshake"
+        self._why = _ACK
+        self._got_data = False
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -115,6 +134,7 @@ class EdgeLink:
         if (data or end_stream) and not self.closed:
             self.conn.send_stream_data(stream_id, data, end_stream)
             self.lib.ack_with_data(self.conn)  # a pending ACK rides in this datagram
+            self._why = _DATA
             self.transmit()
 
     def ping(self) -> None:
@@ -124,6 +144,8 @@ class EdgeLink:
         self._ping_id += 1
         self.conn.send_ping(self._ping_id)
         self.lib.ack_with_data(self.conn)
+        if self._why < _PING:
+            self._why = _PING
         if self.on_ping is not None:
             self.on_ping(self.edge.now())
         self.transmit()
@@ -162,8 +184,14 @@ class EdgeLink:
             return
         if self.on_datagram is not None:
             self.on_datagram(now)
+        counts = self.lib.recovery_counts(self.conn)
+        self._got_data = False
         self.conn.receive_datagram(data, addr, now=now)
         self._events()
+        self._count_received(data)
+        if counts is not None and self._why < _LOSS and (
+                self.lib.recovery_counts(self.conn)[1] > counts[1]):
+            self._why = _LOSS
         # what the datagram asks for leaves now, as the agent's link sends it: within qh3's
         # 1 ms a QUIC ACK still waits for the next batch to ride in; at the end of a long
         # drain it would go alone (one more datagram per reading than an agent sends)
@@ -180,11 +208,13 @@ class EdgeLink:
         conn = self.conn
         timer = conn.get_timer()
         if timer is not None and timer <= now:
+            counts = self.lib.recovery_counts(conn)
             try:
                 conn.handle_timer(now=now)
             except Exception as exc:  # noqa: BLE001 - that connection's
                 self._core_refused(exc)
             self._events()
+            self._timer_fired(counts)
         if not self.closed and now - self._last_send >= self._keepalive_s:
             self.ping()
         self.transmit()
@@ -203,6 +233,10 @@ class EdgeLink:
             out = []
         if out:
             self._last_send = now
+            kind = (SENT_KINDS[self._why] if self.handshaken and self.handshake_kind != "probe"
+                    else self.handshake_kind)
+            self.edge.stats["sent_" + kind] += len(out)
+        self._why = _ACK
         self._events()
         if not self.closed:
             timer = conn.get_timer()
@@ -213,6 +247,33 @@ class EdgeLink:
                 self._filed_at = at
                 self.edge.timers.set(self, at)
         return out
+
+    def _timer_fired(self, counts: tuple[int, int] | None) -> None:
+        """What a QUIC timer that fired asks to send (`recovery_counts` before it)."""
+        after = self.lib.recovery_counts(self.conn) if counts is not None else None
+        if after is None:
+            why = _TIMER
+        elif after[1] > counts[1]:
+            why = _LOSS
+        elif after[0] > counts[0]:
+            why = _PTO
+        else:
+            why = _ACK  # the held ACK's timer (the others send nothing of their own here)
+        if why > self._why:
+            self._why = why
+
+    def _count_received(self, data: bytes) -> None:
+        """Count a datagram from the gateway by kind: its handshake, new stream data, ACK-only,
+        or a repeat (retransmitted data, a probe)."""
+        if not self.handshaken or self.handshake_kind == "probe":
+            kind = self.handshake_kind
+        elif self._got_data:
+            kind = "data"
+        elif len(data) <= ACK_ONLY_MAX_BYTES:
+            kind = "ack"
+        else:
+            kind = "repeat"
+        self.edge.stats["received_" + kind] += 1
 
     def _core_refused(self, exc: Exception) -> None:
         """The QUIC core refused a transmit or a timer of this connection: counted, and the
@@ -227,6 +288,7 @@ class EdgeLink:
         while not self.closed and (event := conn.next_event()) is not None:
             kind = type(event)
             if kind is lib.StreamDataReceived:
+                self._got_data = True
                 self._on_stream_data(self, event.data, event.end_stream)
             elif kind is lib.HandshakeCompleted:
                 self.handshaken = True

@@ -62,6 +62,9 @@ class Report:
     load_1m: float = 0.0              # the machine's 1-minute load average when the window began
     datagrams_in_per_reading: float = 0.0   # to the gateway, per reading acked in the window
     datagrams_out_per_reading: float = 0.0  # from the gateway
+    # the same by kind (loadtest/edge.py `SENT_KINDS`): "sent_*" reached the gateway,
+    # "received_*" came from it, each per reading acked in the window
+    datagram_kinds: dict = field(default_factory=dict)
     # --reuseport: datagrams one worker relayed to another (backend/cluster/relay.py) per
     # reading acked over the whole run (the workers' totals at stop)
     relay_hops_per_reading: float | None = None
@@ -147,6 +150,9 @@ class Report:
                f"{self.datagrams_out_per_reading:.2f} out at the gateway per acked reading"
                + (f", {self.relay_hops_per_reading:.4f} relayed between workers"
                   if self.relay_hops_per_reading is not None else ""),
+               *([f"  by kind            in: {_kinds(self.datagram_kinds, 'sent_')}; "
+                  f"out: {_kinds(self.datagram_kinds, 'received_')}"]
+                 if self.datagram_kinds else []),
                f"  errors             {self.errors or 'none'}",
                f"  store              {self.stored:,} stored of {self.made:,} made: "
                f"lost {self.lost}, duplicated {self.duplicated}, unexpected {self.unexpected}, "
@@ -173,6 +179,13 @@ def ack_gap_s(ticks: set[int], window_ticks: int, tick_s: float) -> float:
 def _gateways(o: dict) -> int:
     """Gateway processes: `gateways`, or the workers of `--reuseport N`."""
     return max(o["gateways"], o.get("reuseport") or 0)
+
+
+def _kinds(kinds: dict, prefix: str) -> str:
+    """'data 1.00 ack 0.02 …' for the datagram kinds under `prefix`, largest first."""
+    mine = sorted(((n, k[len(prefix):]) for k, n in kinds.items() if k.startswith(prefix)),
+                  reverse=True)
+    return " ".join(f"{k} {n:.2f}" for n, k in mine) or "-"
 
 
 def _ms(v: float | None) -> str:

@@ -370,9 +370,12 @@ def _report(opts, counts, pending_seqs, results, gstats, rss_idle_kb, rss_connec
     made: dict[str, int] = {}
     unacked: dict[str, list[int]] = {}
     acked_window = dg_in = dg_out = 0
+    kinds: dict[str, int] = {}
     for r in results:
         dg_in += r["datagrams"][0]
         dg_out += r["datagrams"][1]
+        for kind, n in r.get("datagram_kinds", {}).items():
+            kinds[kind] = kinds.get(kind, 0) + n
         for vid, (m, a, u) in r["vehicles"].items():
             made[vid] = m
             unacked[vid] = u
@@ -409,6 +412,7 @@ def _report(opts, counts, pending_seqs, results, gstats, rss_idle_kb, rss_connec
     rep.client_cpu_ms_per_reading = (client_cpu * 10 * opts.duration_s) / max(1, acked_window)
     rep.datagrams_in_per_reading = dg_in / max(1, acked_window)
     rep.datagrams_out_per_reading = dg_out / max(1, acked_window)
+    rep.datagram_kinds = {k: n / max(1, acked_window) for k, n in sorted(kinds.items())}
     rep.ack_p50_ms, rep.ack_p95_ms, rep.ack_p99_ms = (lat.percentile(p) for p in (50, 95, 99))
     rep.live_p99_ms = live.percentile(99)
     rep.client_lag_p50_ms, rep.client_lag_p99_ms = lag.percentile(50), lag.percentile(99)

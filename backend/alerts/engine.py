@@ -19,10 +19,10 @@ import collections
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable
-from operator import attrgetter
 
 from ..store.base import TIME_RULES, AlertQuery, StoredAlert, StoredReading
 from .evaluate import Evaluator, Fence, reading_order
+from .evaluated import NOTHING, Span, includes, noted
 from .fences import fences_from_rows
 from .quiet import QuietRules
 from .reconcile import reconcile
@@ -60,8 +60,8 @@ MAX_IDLE_STATES = 20_000
 # would replay from a checkpoint, batch after batch). Smaller gaps (an invalid reading stored
 # apart, a refused driver action) are evaluated at once; a reading waits at most HOLD_MS of
 # wall time (a backlog the journal dropped, a drain longer than that): its alerts come that
-# much later, never lost. Off by default until the tests that send far-apart sequence
-# numbers as in-order live readings are reviewed (`AlertEngine(hold_gap=HOLD_GAP)` turns it on).
+# much later, never lost. It relies on the agent numbering readings in the order it records
+# them (docs/protocol.md §5); `AlertEngine(hold_gap=None)` evaluates every reading at once.
 HOLD_GAP = 16
 HOLD_MS = 30_000
 # Open clock-driven alerts loaded at start (at most one per rule and vehicle).
@@ -73,24 +73,26 @@ _CLOCK_RULES = ("stale", "offline")
 class Cached:
     """A vehicle's evaluation as it stands after its newest reading (the live path's start)."""
 
-    __slots__ = ("end", "epoch", "last_cp", "seq", "state", "window")
+    __slots__ = ("end", "epoch", "holes", "last_cp", "low", "seq", "state", "window")
 
     def __init__(self, end: int, state: dict, last_cp: int | None, window: dict[tuple, object],
-                 epoch: int | None = None, seq: int = 0):
+                 span: Span = NOTHING):
         self.end = end  # device time of the newest reading evaluated
-        self.epoch, self.seq = epoch, seq  # the highest (epoch, seq) evaluated (None: unknown)
+        # the readings the state includes (backend/alerts/evaluated.py): the highest (epoch,
+        # seq) evaluated (epoch None: unknown), and below it `low`.. less `holes`
+        self.epoch, self.low, self.seq, self.holes = span
         self.state = state  # the evaluator's state after it (owned: changed in place)
         self.last_cp = last_cp  # device time of the newest checkpoint taken
         self.window = window  # the stored alerts the next live evaluation can change
 
-
-_by_seq = attrgetter("epoch", "seq")
+    def span(self) -> Span:
+        return self.epoch, self.low, self.seq, self.holes
 
 
 class _Step:
     """One evaluation's outcome, before it is written: what `_settle` stores and caches."""
 
-    __slots__ = ("base", "end", "epoch", "last_cp", "live", "moves", "points", "retract", "seq",
+    __slots__ = ("base", "end", "last_cp", "live", "moves", "points", "retract", "span",
                  "state", "upserts", "window")
 
     def __init__(self, live, base, end, state, last_cp, points, window, upserts, moves,
@@ -98,18 +100,17 @@ class _Step:
         self.live, self.base, self.end, self.state, self.last_cp = live, base, end, state, last_cp
         self.points, self.window = points, window
         self.upserts, self.moves, self.retract = upserts, moves, retract
-        self.epoch: int | None = None
-        self.seq = 0
+        self.span: Span = NOTHING  # the readings its state includes
 
 
 class AlertEngine:
     def __init__(self, store, rules: RuleSet, publish: Callable[[dict], None] | None = None,
                  checkpoint_every_ms: int = CHECKPOINT_EVERY_MS, owners=None,
-                 max_idle_states: int = MAX_IDLE_STATES, hold_gap: int | None = None):
+                 max_idle_states: int = MAX_IDLE_STATES, hold_gap: int | None = HOLD_GAP):
         """`owners`: the cluster's VehicleOwners (backend/cluster/owners.py), with which the
         clock-driven rules run only for the vehicles this process owns; None: one process
         owns every vehicle. `hold_gap`: hold live-first readings that far ahead of the
-        backlog (HOLD_GAP; None, the default for now: evaluate every reading at once)."""
+        backlog (HOLD_GAP; None: evaluate every reading at once)."""
         self.store = store
         self.owners = owners
         self.checkpoint_every_ms = checkpoint_every_ms
@@ -118,7 +119,7 @@ class AlertEngine:
         self.fences: list[Fence] = []
         self.stats: dict = {"alerts_opened": Counter(), "evaluations": 0, "replays": 0,
                             "readings_evaluated": 0, "quiet_readings": 0, "held": 0,
-                            "failures": 0}
+                            "repeats": 0, "failures": 0}
         self._cache: dict[str, Cached] = {}
         self.max_idle_states = max_idle_states
         self.hold_gap = hold_gap
@@ -287,6 +288,25 @@ class AlertEngine:
                 if known is None or top.time_ms > known[0]:
                     speeds[vehicle] = (top.time_ms, top.speed_kmh, top.lat, top.lon)
             c = cache.get(vehicle)
+            if c is not None and c.epoch is not None:
+                # sent again after a lost ack and already in the state: nothing to evaluate
+                # (its time is behind the state's: it would replay from a checkpoint)
+                if len(mine) == 1:
+                    r = mine[0]
+                    if r.epoch == c.epoch and c.low <= r.seq <= c.seq and (
+                            c.holes is None or r.seq not in c.holes):
+                        stats["repeats"] += 1
+                        continue
+                else:
+                    span = c.span()
+                    new = [r for r in mine if not includes(span, r.epoch, r.seq)]
+                    if len(new) < len(mine):
+                        stats["repeats"] += len(mine) - len(new)
+                        if not new:
+                            continue
+                        mine = new
+                        times = [r.time_ms for r in mine]
+                        t0, newest = min(times), max(times)
             if c is not None and c.epoch is not None and self.hold_gap is not None and (
                     vehicle in held or len(mine) > 1 or mine[0].epoch != c.epoch
                     or mine[0].seq > c.seq + self.hold_gap):
@@ -305,12 +325,12 @@ class AlertEngine:
                         done = False
                     if done:
                         c.end = newest
-                        top = mine[-1]  # in order (the quiet check saw to it)
-                        if top.epoch == c.epoch:
-                            if top.seq > c.seq:
-                                c.seq = top.seq
-                        elif c.epoch is None or top.epoch > c.epoch:
-                            c.epoch, c.seq = top.epoch, top.seq
+                        top = mine[0]
+                        if len(mine) == 1 and top.epoch == c.epoch and top.seq == c.seq + 1:
+                            c.seq = top.seq  # the next one: the span only grows
+                        else:
+                            c.epoch, c.low, c.seq, c.holes = noted(
+                                c.span(), [(r.epoch, r.seq) for r in mine])
                         stats["evaluations"] += 1
                         stats["readings_evaluated"] += len(mine)
                         stats["quiet_readings"] += len(mine)
@@ -471,16 +491,15 @@ class AlertEngine:
         readings = [read_back(r) for r in fresh]
         if not readings:
             return None
-        step = self._step(vehicle, readings, c.state, True, c.end, c.last_cp, c.window)
-        if c.epoch is not None and (c.epoch, c.seq) > (step.epoch, step.seq):
-            step.epoch, step.seq = c.epoch, c.seq
-        return step
+        return self._step(vehicle, readings, c.state, True, c.end, c.last_cp, c.window,
+                          c.span())
 
     def _step(self, vehicle: str, readings: list[StoredReading], state: dict | None,
               live: bool, base: int | None, last_cp: int | None,
-              stored: dict[tuple, object]) -> _Step:
-        """Fold `readings` into `state` (from `base`, the newest checkpoint at `last_cp`):
-        the checkpoints due, the episodes, and what to write against the `stored` alerts."""
+              stored: dict[tuple, object], span: Span = NOTHING) -> _Step:
+        """Fold `readings` into `state` (from `base`, the newest checkpoint at `last_cp`, which
+        includes the readings of `span`): the checkpoints due, the episodes, and what to write
+        against the `stored` alerts."""
         self.stats["evaluations"] += 1
         self.stats["readings_evaluated"] += len(readings)
         ev = Evaluator(vehicle, self.rules, self.fences, state, owned=live)
@@ -510,9 +529,7 @@ class AlertEngine:
                                          if e.end_ms is None or e.decided_ms > end}
         step = _Step(live, base, end, ev.take_state(), last_cp, points, window, upserts,
                      moves, retract)
-        if readings:
-            top = max(readings, key=_by_seq)
-            step.epoch, step.seq = top.epoch, top.seq
+        step.span = noted(span, [(r.epoch, r.seq) for r in readings])
         return step
 
     def _settle_quietly(self, vehicle: str, step: _Step, now_ms: int) -> bool:
@@ -525,7 +542,7 @@ class AlertEngine:
             if self._deferred_ms is None:
                 self._deferred_ms = now_ms
         self._cache[vehicle] = Cached(step.end, step.state, step.last_cp, step.window,
-                                      step.epoch, step.seq)
+                                      step.span)
         return True
 
     async def _settle(self, vehicle: str, step: _Step, now_ms: int) -> None:
@@ -537,7 +554,7 @@ class AlertEngine:
                                              (vehicle, step.base, step.points), step.moves)
         if step.end is not None:
             self._cache[vehicle] = Cached(step.end, step.state, step.last_cp, step.window,
-                                      step.epoch, step.seq)
+                                      step.span)
         self._published(saved)
 
     def _drop_evaluated(self, vehicle: str, readings: list[StoredReading]) -> None:

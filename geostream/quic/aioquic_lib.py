@@ -160,6 +160,11 @@ def packets_lost(quic) -> int:
     raise NotImplementedError("aioquic follows its peer's address itself")
 
 
+def recovery_counts(quic) -> tuple[int, int] | None:
+    """(probe timeouts fired, packets declared lost) so far; None: aioquic keeps no totals."""
+    return None
+
+
 # --- what the agent shows and pins ---------------------------------------------------------
 
 def smoothed_rtt(quic) -> float | None:

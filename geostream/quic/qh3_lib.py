@@ -69,10 +69,9 @@ __all__ = [
 _TRANSPORT_PARAMETERS = ExtensionType.QUIC_TRANSPORT_PARAMETERS
 # Room for the transport parameters (~100 bytes) with margin.
 _PARAMS_BUFFER = 1024
-# qh3 2.1 builds its native core with positional arguments; the local max ACK delay is this
-# one (the facade passes 0.025 there). Checked before use: another layout leaves it alone.
-_CORE_MAX_ACK_DELAY_ARG = 26
-_CORE_DEFAULT_MAX_ACK_DELAY = 0.025
+# How long qh3's native core waits before it sends an ACK by itself: its `ack_application`
+# timer, 1 ms after an ack-eliciting packet (see QuicConnection).
+_CORE_ACK_DELAY_S = 0.001
 
 
 def ticket_time(moment: datetime.datetime) -> datetime.datetime:
@@ -245,8 +244,9 @@ def advertise_max_ack_delay(quic, delay_s: float) -> None:
     """Advertise `max_ack_delay` = delay_s (call before the first packet). qh3 has no setting
     for it: the TLS bridge serializes its transport parameters into the handshake extensions
     as it is built (and again on a version change), so both the extension and the method are
-    re-encoded with delay_s, once per connection. The core is also built with delay_s in place
-    of its fixed 25 ms; the ACK itself is held by `QuicConnection` (`delay_acks_up_to`)."""
+    re-encoded with delay_s, once per connection. That is all: qh3 2.1.0's native core takes a
+    `max_ack_delay` argument and ignores it (its Rust constructor discards it), so the ACK is
+    held by the seam's `QuicConnection` (`delay_acks_up_to`), not by the core."""
     delay_ms = min(MAX_ACK_DELAY_LIMIT_MS, max(1, round(delay_s * 1000)))
     create_tls = quic._create_tls
 
@@ -267,7 +267,6 @@ def advertise_max_ack_delay(quic, delay_s: float) -> None:
         return bridge
 
     quic._create_tls = create_tls_advertising
-    _build_core_with_ack_delay(quic, delay_s)
 
 
 def delay_acks_up_to(quic, delay_s: float) -> None:
@@ -277,43 +276,11 @@ def delay_acks_up_to(quic, delay_s: float) -> None:
         quic.__class__ = QuicConnection  # adds behaviour only, no state of its own
     if isinstance(quic, QuicConnection):
         quic._seam_ack_hold = delay_s
-    if getattr(quic, "_core", None) is None:
-        _build_core_with_ack_delay(quic, delay_s)
-
-
-def _build_core_with_ack_delay(quic, delay_s: float) -> None:
-    if getattr(quic, "_seam_ack_delay", None) is not None:  # wrapped already: only the value
-        quic._seam_ack_delay = delay_s
-        return
-    quic._seam_ack_delay = delay_s
-    create_core = quic._create_core
-
-    def create_core_delaying(*args, **kwargs):
-        real = _connection_module.QuicConnectionCore
-
-        def core(*core_args):
-            if (len(core_args) > _CORE_MAX_ACK_DELAY_ARG
-                    and core_args[_CORE_MAX_ACK_DELAY_ARG] == _CORE_DEFAULT_MAX_ACK_DELAY):
-                core_args = (*core_args[:_CORE_MAX_ACK_DELAY_ARG], quic._seam_ack_delay,
-                             *core_args[_CORE_MAX_ACK_DELAY_ARG + 1:])
-            else:
-                log.warning("qh3's core arguments changed: ACK delay left at its default")
-            return real(*core_args)
-
-        # the facade looks the class up in its module when it builds the core: swapped for
-        # this one synchronous call only
-        _connection_module.QuicConnectionCore = core
-        try:
-            return create_core(*args, **kwargs)
-        finally:
-            _connection_module.QuicConnectionCore = real
-
-    quic._create_core = create_core_delaying
 
 
 def ack_delays(quic) -> tuple[float | None, float | None]:
     """(how long `quic` holds an ACK, the peer's advertised max_ack_delay) in seconds."""
-    local = getattr(quic, "_seam_ack_delay", None) or _CORE_DEFAULT_MAX_ACK_DELAY
+    local = getattr(quic, "_seam_ack_hold", None) or _CORE_ACK_DELAY_S
     params = getattr(quic, "_applied_transport_parameters", None)
     peer = getattr(params, "max_ack_delay", None)
     return local, (None if peer is None else peer / 1000)
@@ -453,6 +420,13 @@ def packets_lost(quic) -> int:
     return 0 if core is None else core.loss_total
 
 
+def recovery_counts(quic) -> tuple[int, int] | None:
+    """(probe timeouts fired, packets declared lost) so far: what a datagram sent after a timer
+    or a receive was for (the load tester's count of datagrams by kind)."""
+    core = quic._core
+    return None if core is None else (core.pto_total, core.loss_total)
+
+
 # --- what the agent shows and pins ---------------------------------------------------------
 
 def smoothed_rtt(quic) -> float | None:
@@ -546,10 +520,10 @@ _MISSING = object()
 
 def spend_facade(quic) -> int:
     """Shrink a server connection's Python facade once its handshake and TLS are done: the
-    seam's per-connection closures that build the core and TLS (`advertise_max_ack_delay`,
-    `delay_acks_up_to`: both ran), the peer's transport parameters but the one still read, the
-    event deque, and the attributes every such connection shares (`_SPENT_SHARED`), the dict
-    rebuilt to its remaining size. Returns the attributes dropped (0: left alone)."""
+    seam's per-connection closure that builds TLS (`advertise_max_ack_delay`: it ran), the
+    peer's transport parameters but the one still read, the event deque, and the attributes
+    every such connection shares (`_SPENT_SHARED`), the dict rebuilt to its remaining size.
+    Returns the attributes dropped (0: left alone)."""
     if (getattr(quic, "_is_client", True) or not getattr(quic, "_handshake_complete", False)
             or not isinstance(getattr(quic, "_tls", None), _SpentServerTls)
             or getattr(quic, "_core", None) is None):
@@ -559,9 +533,9 @@ def spend_facade(quic) -> int:
     if not isinstance(quic, QuicConnection):
         return 0
     state = quic.__dict__
-    # the closures, and the first datagram's address (read only until the core is built:
+    # the closure, and the first datagram's address (read only until the core is built:
     # the core keeps the peer's address, the edge its own)
-    dropped = [name for name in ("_create_core", "_create_tls", "_remote_addr")
+    dropped = [name for name in ("_create_tls", "_remote_addr")
                if state.pop(name, None)]
     params = state.get("_applied_transport_parameters")
     if params is not None and not isinstance(params, _SpentTransportParameters):

@@ -2,6 +2,7 @@
 restarts are idempotent, clock-driven rules, store filters. SQLite and PostgreSQL."""
 
 import random
+from dataclasses import replace
 
 from backend.alerts import AlertEngine, parse_rules
 from backend.store.base import AlertQuery
@@ -20,26 +21,26 @@ NOW = wall_ms() // 3_600_000 * 3_600_000
 
 def drive():
     """20 minutes, one position per second: outside the depot, into it at 300 s, out at 600 s;
-    overspeed 100-160 s and 700-800 s; coolant high 400-500 s; a journal drop; a DTC."""
-    out, seq = [], 0
+    overspeed 100-160 s and 700-800 s; coolant high 400-500 s; a journal drop; a DTC. Numbered
+    in time order, as the agent's journal numbers what it records."""
+    out = []
     for t in range(1200):
-        seq += 1
         speed = 100 if 100 <= t < 160 or 700 <= t < 800 else 50
         lat = 53.55 if 300 <= t < 600 else 53.58
-        out.append(pos(seq, t, speed, lat))
+        out.append(pos(0, t, speed, lat))
         if t % 5 == 0:
-            seq += 1
-            out.append(can(seq, t + 0.5, EngCoolantTemp=110 if 400 <= t < 500 else 90))
-    out += [evt(seq + 1, 250, "journal-dropped", reason="full", counts={"pos": 9}),
-            evt(seq + 2, 900, "dtc", active=[{"spn": 110, "fmi": 0}]),
-            evt(seq + 3, 1000, "dtc", active=[])]
-    return out
+            out.append(can(0, t + 0.5, EngCoolantTemp=110 if 400 <= t < 500 else 90))
+    out += [evt(0, 250, "journal-dropped", reason="full", counts={"pos": 9}),
+            evt(0, 900, "dtc", active=[{"spn": 110, "fmi": 0}]),
+            evt(0, 1000, "dtc", active=[])]
+    out.sort(key=lambda r: r.time_ms)  # stable: an event after its second's position
+    return [replace(r, seq=seq) for seq, r in enumerate(out, start=1)]
 
 
 EXPECTED = {  # (rule, subject, start s, end s) — hand-derived from drive()
     ("overspeed", "", 100, 160), ("overspeed", "", 700, 800),
     ("coolant-high", "", 400.5, 500.5), ("geofence-enter", "depot", 300, 300),
-    ("geofence-exit", "depot", 600, 600), ("journal-dropped", "7/1441", 250, 250),
+    ("geofence-exit", "depot", 600, 600), ("journal-dropped", "7/302", 250, 250),
     ("dtc", "SPN110-FMI0", 900, 1000)}
 
 
@@ -182,10 +183,14 @@ async def test_backfill_disproving_an_event_decided_after_the_checkpoint(any_sto
     rules = parse_rules({"geofence": {"dwell_s": 5}, "overspeed": {"enabled": False}})
     engine = AlertEngine(any_store, rules, checkpoint_every_ms=1000)
     await engine.start(NOW)
-    track = [pos(1, 0, 10, 53.58)] + [pos(i + 1, i, 10, 53.55) for i in range(1, 12)]
+    # the agent numbered the reading at 3.5 s between those at 3 and 4 s, and sent it late
+    times = [0, 1, 2, 3, 3.5, *range(4, 12)]
+    track = [pos(seq, t, 10, 53.58 if t in (0, 3.5) else 53.55)
+             for seq, t in enumerate(times, start=1)]
+    late = track.pop(4)
     await deliver(any_store, engine, [track])
     assert await alert_spans(any_store) == {("geofence-enter", "depot", 1, 1)}
-    await deliver(any_store, engine, [[pos(50, 3.5, 10, 53.58)]])  # was outside at 3.5 s
+    await deliver(any_store, engine, [[late]])  # was outside at 3.5 s
     assert await alert_spans(any_store) == {("geofence-enter", "depot", 4, 4)}
 
 

@@ -113,3 +113,29 @@ async def test_a_held_reading_is_evaluated_after_hold_ms(any_store):
     assert engine._cache[v].end == 1000
     await engine.on_timer(NOW + HOLD_MS, [v])
     assert engine._cache[v].end == 20_000 and not engine._held
+
+
+async def test_readings_sent_again_after_a_lost_ack_are_not_evaluated_again(any_store):
+    """The ack of a batch is lost; the agent reconnects and sends it again (the store keeps
+    one row each): it is not evaluated a second time, and costs no store read."""
+    from tests.integration.alerts.test_live_path import Counting
+
+    counting = Counting(any_store)
+    engine = AlertEngine(counting, RULES)
+    await engine.start(NOW)
+    v = VEHICLES[0]
+    engine.reconnected(v)
+    drive = [pos(s, s, 120 if 8 <= s <= 20 else 50, vehicle=v) for s in range(1, 31)]
+    for i in range(0, 20, 5):
+        await _commit(any_store, engine, drive[i:i + 5])
+    reads = counting.calls["alert_readings"]  # the first evaluation's
+    engine.disconnected(v)  # the ack of 16..20 was lost
+    engine.reconnected(v)
+    await _commit(any_store, engine, drive[15:25])  # 16..20 again, then 21..25
+    await _commit(any_store, engine, drive[20:30])  # 21..25 again (lost once more), 26..30
+    assert counting.calls["alert_readings"] == reads
+    assert engine.stats["replays"] == 1
+    assert engine.stats["readings_evaluated"] == 30  # each reading once
+    assert engine.stats["repeats"] == 10
+    alerts = await any_store.list_alerts(AlertQuery(limit=10))
+    assert [(a.rule, a.start_ms, a.end_ms) for a in alerts] == [("overspeed", 8_000, 21_000)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from agent.journal import DrainState, Journal
+from agent.readings import Event, Signals
 from tests.integration.journal.conftest import T0, pos, sig
 
 
@@ -12,7 +13,7 @@ def _drain_all(j: Journal, drain: DrainState, n: int, max_bytes: int = 65536) ->
         batch = j.next_batch(drain, n, max_bytes)
         if not batch:
             return batches
-        batches.append([r["q"] for r in batch])
+        batches.append(list(batch.seqs))
     raise AssertionError("drain did not finish")
 
 
@@ -35,10 +36,10 @@ def test_a_new_position_jumps_the_backlog_mid_drain(jpath):
     j = Journal(jpath)
     j.append([sig(T0 + i) for i in range(500)])
     drain = DrainState(0)
-    first = [r["q"] for r in j.next_batch(drain, 100, 65536)]
+    first = list(j.next_batch(drain, 100, 65536).seqs)
     assert first == list(range(1, 101))  # no position pending: plain oldest-first
     (live,) = j.append([pos(T0 + 600)])
-    second = [r["q"] for r in j.next_batch(drain, 100, 65536)]
+    second = list(j.next_batch(drain, 100, 65536).seqs)
     assert second[0] == live and second[1:] == list(range(101, 200))
     rest = [q for b in _drain_all(j, drain, 100) for q in b]
     assert live not in rest and rest == list(range(200, 501))
@@ -49,7 +50,7 @@ def test_small_backlog_keeps_seq_order(jpath):
     j = Journal(jpath)
     j.append([pos(T0 + i) for i in range(10)])
     batch = j.next_batch(DrainState(0), 100, 65536)
-    assert [r["q"] for r in batch] == list(range(1, 11))
+    assert list(batch.seqs) == list(range(1, 11))
     j.close()
 
 
@@ -58,8 +59,9 @@ def test_byte_budget_is_respected_and_a_big_reading_still_goes(jpath):
     j.append([pos(T0 + i) for i in range(300)])
     drain = DrainState(0)
     batch = j.next_batch(drain, 1000, 2000)
-    from cbor2 import dumps
-    size = sum(len(dumps({k: v for k, v in r.items() if k != "q"})) + 3 for r in batch)
+    from cbor2 import dumps, loads
+    size = sum(len(dumps({k: v for k, v in r.items() if k != "q"})) + 3
+               for r in loads(batch.cbor))
     assert 0 < size <= 2000 and len(batch) < 300
     assert j.next_batch(DrainState(0), 1000, 10)  # budget below one reading: still one
     j.close()
@@ -123,4 +125,71 @@ def test_more_says_whether_a_budget_left_readings_behind(jpath):
     small = DrainState(0)
     j.next_batch(small, 1000, 2000)
     assert small.more  # stopped at the byte budget
+    j.close()
+
+
+def _stored(path) -> dict[int, bytes]:
+    import sqlite3
+
+    db = sqlite3.connect(path)
+    try:
+        return dict(db.execute("SELECT seq, payload FROM readings"))
+    finally:
+        db.close()
+
+
+def test_the_wire_bytes_are_the_old_paths(jpath):
+    """The journal hands the session its batches encoded around the stored payloads; on the
+    wire that is byte for byte what the agent sent before, when it handed the session the
+    reading maps (`wire_rows` of the same rows), in every compression shape a welcome picks,
+    across live-first batches, byte budgets, acks and a reconnect."""
+    import random
+
+    from agent.journal_drain import wire_rows
+    from agent.readings import Action
+    from geostream.codec import EncodedReadings, encode
+    from geostream.messages import Welcome
+    from geostream.session import ClientSession
+    from geostream.zdict import DICTIONARIES
+
+    rng = random.Random(29)
+    j = Journal(jpath)
+    welcomes = [Welcome(credit=500, max_batch_bytes=65536, time=1, zdict=max(DICTIONARIES)),
+                Welcome(credit=500, max_batch_bytes=65536, time=1, z=True),
+                Welcome(credit=500, max_batch_bytes=65536, time=1)]
+    sessions = []
+    for welcome in welcomes:
+        pair = (ClientSession("truck-1", "t", j.epoch), ClientSession("truck-1", "t", j.epoch))
+        for s in pair:
+            s.receive(encode(welcome))
+            s.data_to_send()
+        sessions.append(pair)
+    drain, t, sent = DrainState(0, epoch=j.epoch), T0, 0
+    for step in range(120):
+        t += 100
+        j.append([rng.choice([
+            pos(t, 53 + rng.random(), 10 + rng.random()),
+            Signals(t, "can0", {f"S{i}": rng.choice([rng.random(), rng.randint(-9, 10**9),
+                                                     "eco", None])
+                                for i in range(rng.randint(0, 30))}),
+            Event(t, "journal-dropped", {"reason": "full", "counts": {"pos": 9}}),
+            Action(t, {"key": f"k{t}", "kind": "arrived", "job_id": "j1", "device_seq": t})])
+            for _ in range(rng.randint(1, 12))])
+        batch = j.next_batch(drain, rng.randint(1, 40), rng.randint(60, 4000))
+        if not batch:
+            continue
+        assert isinstance(batch, EncodedReadings)
+        stored = _stored(jpath)
+        maps = wire_rows([(q, stored[q]) for q in batch.seqs])  # what the agent sent before
+        for maps_side, encoded_side in sessions:
+            assert encoded_side.batch_size(batch) == maps_side.batch_size(maps)
+            encoded_side.send_batch(batch)
+            maps_side.send_batch(maps)
+            assert encoded_side.data_to_send() == maps_side.data_to_send()
+        sent += len(batch)
+        if step % 10 == 9:  # an ack, now and then a reconnect that sends the rest again
+            j.acknowledge(max(batch.seqs) - rng.randint(0, 5), [])
+            if step % 30 == 29:
+                drain = DrainState(j.acked_through(), epoch=j.epoch)
+    assert sent > 500
     j.close()

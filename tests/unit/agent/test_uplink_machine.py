@@ -17,7 +17,7 @@ from agent.uplink_actions import (
     RunCommand,
     SendData,
 )
-from agent.uplink_machine import AUTH_BACKOFF_S, State, UplinkMachine
+from agent.uplink_machine import AUTH_BACKOFF_S, HOLD_FOR_ACK_INTERVALS, State, UplinkMachine
 from geostream.codec import FrameDecoder, encode
 from geostream.errors import ErrorCode
 from geostream.limits import SEND_BATCH_READINGS, STALL_S
@@ -104,10 +104,51 @@ def test_live_pacing_waits_one_interval_and_a_backlog_does_not():
     p.send(1, more=False, first=4)  # caught up: what comes next is live and paced
     assert p.m.room(p.now) == 0
     assert p.m.get_timer() == INTERVAL_S
-    p.advance(INTERVAL_S - 0.01)
+    p.advance(0.05)
+    p.ack([1, 2, 3, 4])  # a healthy link: the ack comes within the interval
+    assert p.m.room(p.now) == 0
+    p.advance(INTERVAL_S - 0.06)
     assert p.m.room(p.now) == 0
     p.advance(0.01)
     assert p.m.room(p.now) > 0
+
+
+def test_a_live_batch_waits_for_the_ack_of_the_one_in_flight():
+    """A gateway that is behind acks late: the next live batch waits for the ack (readings
+    gather into it), then goes at once."""
+    p = Pair()
+    p.send(1)
+    p.advance(INTERVAL_S)
+    assert p.m.room(p.now) == 0, "one live batch in flight: the next waits for its ack"
+    p.advance(1.7)
+    assert p.m.room(p.now) == 0
+    p.ack([1])
+    assert p.m.room(p.now) > 0, "acked after its interval: the next goes at once"
+    assert p.send(3, first=2) == [2, 3, 4]  # what gathered meanwhile, in one batch
+
+
+def test_the_wait_for_an_ack_is_bounded():
+    """An ack that does not come (lost, or a very long path) holds the next live batch at
+    most HOLD_FOR_ACK_INTERVALS intervals after the last one."""
+    p = Pair()
+    p.send(1)
+    hold = HOLD_FOR_ACK_INTERVALS * INTERVAL_S
+    p.m.datagram_received(p.now + hold - 0.01)  # the gateway is heard (no stall)
+    p.advance(hold - 0.01)
+    assert p.m.room(p.now) == 0
+    p.advance(0.01)
+    assert p.m.room(p.now) > 0
+    p.send(3, first=2)
+    p.advance(INTERVAL_S)
+    assert p.m.room(p.now) == 0, "still unacknowledged: the next waits again"
+
+
+def test_a_backlog_does_not_wait_for_acks():
+    p = Pair()
+    p.send(3, more=True)
+    assert p.m.room(p.now) > 0
+    p.send(3, more=True, first=4)
+    assert p.m.room(p.now) > 0, "backlog batches go back to back within the credit"
 
 
 def test_a_batch_holds_at_most_the_send_limit_and_the_credit():

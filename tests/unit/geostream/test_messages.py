@@ -91,11 +91,13 @@ def test_revision_2_keys_out_of_bounds_are_malformed(message, expected):
 
 
 @pytest.mark.parametrize("ranges", [(), ((3, 3),), ((3, 5), (8, 8), (10, 2**32))])
-def test_the_gateways_ack_encoder_writes_the_ack_message_byte_for_byte(ranges):
+@pytest.mark.parametrize("number", [1, 23, 24, 255, 256, 65535, 65536, 2**32 - 1, 2**32,
+                                    2**63 - 1])
+def test_the_gateways_ack_encoder_writes_the_ack_message_byte_for_byte(ranges, number):
     from geostream.codec import encode_ack
     from geostream.messages import Ack
 
-    got = encode_ack(7, 1, RangeSet(ranges), 512)
-    assert got == encode(Ack(epoch=7, through=1, ranges=ranges, credit=512))
-    assert cbor2.loads(got[4:]) == {"t": "ack", "epoch": 7, "through": 1,
-                                    "ranges": [list(r) for r in ranges], "credit": 512}
+    got = encode_ack(number, number, RangeSet(ranges), number)
+    assert got == encode(Ack(epoch=number, through=number, ranges=ranges, credit=number))
+    assert cbor2.loads(got[4:]) == {"t": "ack", "epoch": number, "through": number,
+                                    "ranges": [list(r) for r in ranges], "credit": number}

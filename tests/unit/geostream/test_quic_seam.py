@@ -106,8 +106,8 @@ def test_every_adapter_has_the_seams_names(name):
                  "ConnectionTerminated", "PingAcknowledged", "ConnectionIdIssued",
                  "SessionTicket", "CipherSuite", "destination_cid", "ack_with_data",
                  "advertise_max_ack_delay", "delay_acks_up_to", "ack_delays", "issue_routable_cids",
-                 "host_cids", "ROUTABLE_NEW_CIDS", "smoothed_rtt", "peer_address",
-                 "peer_certificate_der", "ticket_time",
+                 "host_cids", "ROUTABLE_NEW_CIDS", "smoothed_rtt", "recovery_counts",
+                 "peer_address", "peer_certificate_der", "ticket_time",
                  "trim_new_connection", "trim_after_handshake"):
         assert hasattr(lib, attr), f"{name} lacks {attr}"
 

@@ -58,6 +58,12 @@ def signals(draw):
 def test_a_position_passes_the_fast_check_exactly_when_the_full_one_finds_nothing(r):
     assert schema._position_ok(r) == (schema._position_problem(r) is None)
     assert schema.content_problem(r) == schema._position_problem(r)
+    # the gateway's one look: the row's values exactly when valid
+    values = schema.position_values(r)
+    if schema._position_problem(r) is None:
+        assert values == schema.row_values(r)[:-1]
+    else:
+        assert values is None
 
 
 @settings(max_examples=600, deadline=None)
