@@ -62,9 +62,14 @@ RECEIVE_FLUSH_DELAY_S = ACK_DELAY_S
 # retransmits what is lost, and memory stays bounded (~1,500 bytes each).
 SEND_QUEUE_MAX = 8192
 # Linux's SO_TIMESTAMP (asm-generic, x86-64 and arm64; Python does not name it): every datagram
-# carries its arrival time, read for the first datagram of each wakeup only (`UdpEdge`), which
-# tells how long the oldest waiting datagram waited: the gateway's lag (`Admission`).
+# carries its arrival time, read for the first datagram of a wakeup only (`UdpEdge`, at most
+# every `LAG_SAMPLE_INTERVAL_S`), which tells how long the oldest waiting datagram waited: the
+# gateway's lag (`Admission`).
 SO_TIMESTAMP = 29
+# At most one wakeup in this long reads its first datagram with its arrival time (a
+# `recvmsg` and its control message, against a plain `recvfrom`): the lag it samples matters
+# above `SHED_QUEUE_DELAY_S` (2 s), so a sample every 50 ms answers as fast as one per wakeup.
+LAG_SAMPLE_INTERVAL_S = 0.05
 _TIMEVAL = struct.Struct("@ll")
 
 
@@ -295,6 +300,9 @@ class EdgeServer:
         # a `--reuseport` worker's CID relay (backend/cluster/relay_edge.py), else None: told
         # of the CIDs issued and retired here, handed the datagrams of CIDs not here
         self.relay = None
+        # the library's poll of a connection's datagrams to one address (qh3: its core
+        # straight into the list sent), else the generic poll and readdressing
+        self._datagrams_to = getattr(lib, "datagrams_to", None) or _datagrams_to
 
     # --- asyncio face (as the library's QuicServer) -------------------------------------
 
@@ -445,13 +453,17 @@ class EdgeServer:
         quic = conn._quic
         conn._flush_at = None  # whatever it received leaves now (or waits for its timer)
         out: list = []
+        settled = conn._settled_address
         try:
-            out = quic.datagrams_to_send(now=now)
+            if settled is not None:  # to the peer's validated address: no budget to keep
+                out = self._datagrams_to(quic, settled, now)
+            else:
+                out = conn.outgoing(quic.datagrams_to_send(now=now))
         except Exception as exc:
             self.stats["transmit_errors"] += 1
             log.info("transmit of a connection failed (%s); it goes on", exc)
         self.timers.set(conn, quic.get_timer())
-        return conn.outgoing(out) if conn._owns_address else out
+        return out
 
     def flush_soon(self) -> None:
         if self._flush_handle is None and self._dirty and not self._closed:
@@ -535,6 +547,11 @@ class EdgeServer:
             self.arm()
 
 
+def _datagrams_to(quic, addr, now: float) -> list:
+    """A connection's datagrams to send now, each addressed to `addr`."""
+    return [(data, addr) for data, _ in quic.datagrams_to_send(now=now)]
+
+
 _TIMESTAMP_SPACE = socket.CMSG_SPACE(_TIMEVAL.size) if hasattr(socket, "CMSG_SPACE") else 0
 
 
@@ -565,6 +582,7 @@ class UdpEdge:
         # kernel's and which counts the datagrams its own reads see
         self._admission = getattr(server, "admission", None)
         self._stamped = wrap is None and self._admission is not None and _enable_timestamps(sock)
+        self._next_stamp = float("-inf")  # the next wakeup that reads its first one stamped
         self._closing = False
         self._backlog: collections.deque = collections.deque()
         self._loop.add_reader(sock.fileno(), self._readable)
@@ -586,9 +604,13 @@ class UdpEdge:
 
     def _readable(self) -> None:
         recv, server, clock = self._sock.recvfrom, self._server, self._loop.time
-        if self._stamped and not self._read_stamped():
-            return
-        for _ in range(MAX_DATAGRAMS_PER_WAKEUP - self._stamped):
+        stamped = False
+        if self._stamped and (now := clock()) >= self._next_stamp:
+            self._next_stamp = now + LAG_SAMPLE_INTERVAL_S
+            if not self._read_stamped():
+                return
+            stamped = True
+        for _ in range(MAX_DATAGRAMS_PER_WAKEUP - stamped):
             try:
                 data, addr = recv(MAX_DATAGRAM_BYTES)
             except (BlockingIOError, InterruptedError):
