@@ -476,11 +476,15 @@ class ServerSession(_Session):
             self.set_credit(credit)
         self._ack_due = True
 
-    def _queue_ack(self) -> None:
-        """The owed ack, in its place: before any message queued after the commits it covers."""
+    def _ack(self) -> bytes:
+        """The owed ack's frame, no longer owed."""
         self._ack_due = False
         assert self.hello is not None, "acks only after the hello"
-        self._out += encode_ack(self.hello.epoch, self.through, self._committed, self.credit)
+        return encode_ack(self.hello.epoch, self.through, self._committed, self.credit)
+
+    def _queue_ack(self) -> None:
+        """The owed ack, in its place: before any message queued after the commits it covers."""
+        self._out += self._ack()
 
     def _send(self, msg) -> None:
         if self._ack_due:
@@ -493,6 +497,8 @@ class ServerSession(_Session):
     def data_to_send(self) -> bytes:
         """What is queued, the owed ack included (one for all commits since the last)."""
         if self._ack_due:
+            if not self._out:  # the usual: the ack alone, not copied through the outbox
+                return self._ack()
             self._queue_ack()
         return super().data_to_send()
 
