@@ -223,13 +223,15 @@ class GatewayProtocol(EdgeConnection):
         if not self._closing:
             self.gateway.ingest.batch(self, batch, good, dead)
 
-    def acknowledge(self, batch: Batch, flush: bool = True) -> bool:
-        """The ack for a committed batch, with the credit of the moment; False if closing.
-        `flush=False`: queued only; the caller sends it (`flush_acks`) with the others of the
-        same commit, so a drain's several batches per connection leave in one transmit."""
+    def acknowledge(self, batch: Batch, flush: bool = True, credit: int | None = None) -> bool:
+        """The ack for a committed batch, with the credit of the moment (`credit`: the
+        caller's, computed once for a commit's batches); False if closing. `flush=False`:
+        queued only; the caller sends it (`flush_acks`) with the others of the same commit,
+        so a drain's several batches per connection leave in one transmit."""
         if self._closing:
             return False
-        self.session.committed([r["q"] for r in batch.readings], credit=self.gateway.credit())
+        self.session.committed([r["q"] for r in batch.readings],
+                               credit=self.gateway.credit() if credit is None else credit)
         if flush:
             self._flush()
         return True

@@ -196,6 +196,7 @@ class ClientSession(_Session):
         super().__init__()
         self.epoch = epoch
         self._opened = False
+        self.ready = False
         self.credit = 0
         self.max_batch_bytes = DEFAULT_MAX_BATCH_BYTES
         # how batches are compressed, once the welcome said: against its preset dictionary
@@ -210,10 +211,11 @@ class ClientSession(_Session):
         self.features: tuple[str, ...] = ()  # the welcome's (revision 2)
         self._send(self._hello)
 
-    @property
-    def ready(self) -> bool:
-        """The welcome came (stays True once the session closed)."""
-        return self._opened
+    def _open(self) -> None:
+        super()._open()
+        # the welcome came (stays True once the session closed): an attribute, not a
+        # property, as the agent's uplink asks it before every batch it might send
+        self.ready = True
 
     @property
     def acked_through(self) -> int:
@@ -473,11 +475,15 @@ class ServerSession(_Session):
             self.set_credit(credit)
         self._ack_due = True
 
-    def _queue_ack(self) -> None:
-        """The owed ack, in its place: before any message queued after the commits it covers."""
+    def _ack(self) -> bytes:
+        """The owed ack's frame, no longer owed."""
         self._ack_due = False
         assert self.hello is not None, "acks only after the hello"
-        self._out += encode_ack(self.hello.epoch, self.through, self._committed, self.credit)
+        return encode_ack(self.hello.epoch, self.through, self._committed, self.credit)
+
+    def _queue_ack(self) -> None:
+        """The owed ack, in its place: before any message queued after the commits it covers."""
+        self._out += self._ack()
 
     def _send(self, msg) -> None:
         if self._ack_due:
@@ -490,6 +496,8 @@ class ServerSession(_Session):
     def data_to_send(self) -> bytes:
         """What is queued, the owed ack included (one for all commits since the last)."""
         if self._ack_due:
+            if not self._out:  # the usual: the ack alone, not copied through the outbox
+                return self._ack()
             self._queue_ack()
         return super().data_to_send()
 

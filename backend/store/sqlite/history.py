@@ -53,7 +53,7 @@ class SqliteHistory(SqliteDb):
         def rows():
             cur = self._db.execute(
                 "SELECT t.vehicle_id, t.fix, t.sats, t.hdop FROM last_position p "
-                "JOIN vehicle_telemetry t USING (vehicle_id, epoch, seq)")
+                "JOIN vehicle_telemetry t USING (vehicle_id, time_ms, epoch, seq)")
             return {r[0]: {"fix": r[1], "sats": r[2], "hdop": r[3]} for r in cur}
 
         return await self._run(rows)
@@ -117,7 +117,7 @@ class SqliteHistory(SqliteDb):
         return await self._run(rows)
 
     async def readings_fingerprint(self, vehicle_id: str, start_ms: int, end_ms: int) -> str:
-        def row():  # the (vehicle, time) index holds epoch and seq: no table row is read
+        def row():  # one range of the table's key (vehicle, time, epoch, seq)
             return self._rdb.execute(
                 "SELECT count(*), coalesce(max(epoch), 0), coalesce(sum(seq), 0) FROM "
                 "vehicle_telemetry WHERE vehicle_id=? AND time_ms >= ? AND time_ms < ?",

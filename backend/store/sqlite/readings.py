@@ -10,11 +10,13 @@ import math
 from ..base import DeadLetter, StoredReading, newest_positions, newest_signals
 from .db import SqliteDb, transaction
 
+# The table's key is (vehicle, time, epoch, seq) (sql/sqlite/0029): a re-sent reading is the
+# same journal row, time included, so it conflicts and is skipped.
 _INSERT = """INSERT INTO vehicle_telemetry
     (vehicle_id, epoch, seq, time_ms, kind, lat, lon, alt_m, speed_kmh, course_deg, fix, sats, hdop,
      data, received_ms)
     VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
-    ON CONFLICT (vehicle_id, epoch, seq) DO NOTHING"""
+    ON CONFLICT DO NOTHING"""
 _LAST = """INSERT INTO last_position VALUES (?,?,?,?,?,?,?,?)
     ON CONFLICT (vehicle_id) DO UPDATE SET time_ms=excluded.time_ms, lat=excluded.lat,
         lon=excluded.lon, speed_kmh=excluded.speed_kmh, course_deg=excluded.course_deg,

@@ -1,0 +1,153 @@
+"""The SQLite store's write path per reading, sans IO: today's layout against the one before.
+
+    .venv/bin/python bench/bench_store_write.py [--vehicles 10000] [--history-s 200]
+        [--seconds 6] [--batch-ms 20]
+
+No gateway, no event loop: `SqliteReadings._write` (what the store thread runs per commit)
+called directly on two store files side by side, each durable (WAL, synchronous=FULL, on
+the disk the temporary directory is on):
+- "before": the readings layout before sql/sqlite/0029 (the table keyed by (vehicle, epoch,
+  seq) and its (vehicle, time) index) with the connection settings SQLite has by default for
+  what `connect` sets since (cache size, checkpoint interval);
+- "now": every migration and `connect`'s settings.
+Both first get `--history-s` seconds of every vehicle's readings (vehicle after vehicle, so
+each vehicle's rows fill pages of their own as a long-running fleet's do), then the measured
+seconds: every vehicle's reading of that second (3 positions to 1 CAN snapshot of 8 signals,
+as the load tester's fleet), the vehicles in a fixed random phase order, cut into the commits
+the writer makes at 1 Hz (`--batch-ms` of readings each; 20 ms is the writer's pacing). The
+two files take turns second by second, so a busy machine slows both alike. Per reading: the
+store thread's CPU (user + system: binding, B-tree work, WAL writes, fsync, checkpoints),
+and the bytes it wrote (WAL frames and checkpoints).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from backend.store.base import sql_dir  # noqa: E402
+from backend.store.rows import StoredReading  # noqa: E402
+from backend.store.sqlite.store import SqliteStore  # noqa: E402
+from loadtest.fleet import CAN_EVERY, CAN_SIGNALS  # noqa: E402
+
+T0 = 1_790_000_000_000
+EPOCH = 4_611_686_018_427_387_000  # a journal's 62-bit epoch
+# the first migration of today's layout: "before" stops short of it
+LAYOUT_MIGRATION = "0029_telemetry_by_time"
+# what `connect` did not set before 0029 (SQLite's defaults): 2 MB of page cache, a
+# checkpoint every 1,000 WAL frames
+BEFORE_PRAGMAS = ("PRAGMA cache_size=-2000", "PRAGMA wal_autocheckpoint=1000")
+# readings per prefill transaction
+PREFILL_ROWS = 100_000
+
+
+def reading(v: int, q: int, rnd) -> StoredReading:
+    """Vehicle `v`'s reading number `q` (a second apart), as the load tester's fleet sends."""
+    vid, t = f"veh-{v:05d}", T0 + q * 1000
+    if q % CAN_EVERY == 0:
+        return StoredReading(vid, EPOCH, q, t, "can", data={
+            "bus": "can0", **{s: round(rnd() * 1000, 1) for s in CAN_SIGNALS}},
+            received_ms=t + 30)
+    return StoredReading(vid, EPOCH, q, t, "pos", 52 + rnd(), 13 + rnd(), 12.5, rnd() * 90,
+                         rnd() * 360, 1, 9, 0.9, None, t + 30)
+
+
+class Side:
+    """One store file and what its measured seconds cost."""
+
+    def __init__(self, name: str, tmp: Path, before: bool):
+        self.name = name
+        self.path = tmp / f"{name}.db"
+        sql = tmp / f"sql-{name}"
+        shutil.copytree(sql_dir(), sql)
+        if before:
+            for f in sql.glob(f"*/{LAYOUT_MIGRATION}.sql"):
+                f.unlink()
+        os.environ["FLEET_SQL_DIR"] = str(sql)
+        try:
+            self.store = SqliteStore(str(self.path))
+            self.store._open(True)  # on this thread: the bench calls `_write` itself
+        finally:
+            del os.environ["FLEET_SQL_DIR"]
+        if before:
+            for pragma in BEFORE_PRAGMAS:
+                self.store._db.execute(pragma)
+        self.cpu_s = 0.0
+        self.written = 0
+        self.readings = 0
+
+    def write(self, batches: list[list[StoredReading]]) -> None:
+        w0, c0 = _written(), time.thread_time()
+        for batch in batches:
+            self.store._write(batch, [])
+            self.readings += len(batch)
+        self.cpu_s += time.thread_time() - c0
+        self.written += _written() - w0
+
+    def close(self) -> None:
+        self.store._db.close()
+
+
+def _written() -> int:
+    """Bytes this process passed to write(2) and friends so far."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("wchar:"):
+            return int(line.split()[1])
+    return 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--vehicles", type=int, default=10_000)
+    ap.add_argument("--history-s", type=int, default=200,
+                    help="seconds of every vehicle's readings stored before measuring")
+    ap.add_argument("--seconds", type=int, default=6, help="measured seconds (each side)")
+    ap.add_argument("--batch-ms", type=int, default=20,
+                    help="readings per commit: this many ms of the fleet's 1 Hz readings")
+    a = ap.parse_args()
+    rnd = random.Random(1).random
+    order = list(range(a.vehicles))
+    random.Random(2).shuffle(order)
+    per_commit = max(1, a.vehicles * a.batch_ms // 1000)
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        sides = [Side("before", tmp, True), Side("now", tmp, False)]
+        for side in sides:
+            rows: list[StoredReading] = []
+            for v in range(a.vehicles):
+                rows += [reading(v, q, rnd) for q in range(1, a.history_s + 1)]
+                if len(rows) >= PREFILL_ROWS or v == a.vehicles - 1:
+                    side.store._write(rows, [])
+                    rows = []
+            side.store._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        for q in range(a.history_s + 1, a.history_s + 1 + a.seconds):
+            second = [reading(v, q, rnd) for v in order]
+            batches = [second[i:i + per_commit] for i in range(0, len(second), per_commit)]
+            for side in (sides if q % 2 else sides[::-1]):
+                side.write(batches)
+        for side in sides:
+            side.close()
+        print(f"{a.vehicles} vehicles × 1 Hz, {a.history_s} s stored before, {a.seconds} s "
+              f"measured, {per_commit} readings per commit, SQLite {sqlite3.sqlite_version}; "
+              "per reading:")
+        base = sides[0]
+        for side in sides:
+            n = max(1, side.readings)
+            print(f"  {side.name:<7} store thread CPU {side.cpu_s / n * 1e6:5.1f} µs "
+                  f"({side.cpu_s / base.cpu_s:.2f}×), written {side.written / n / 1024:4.1f} KiB "
+                  "(WAL and checkpoints)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
