@@ -72,7 +72,7 @@ def encoded_rows(rows: list[tuple[int, bytes]]) -> EncodedReadings:
             wire = cbor2.loads(payload)
             wire["q"] = seq
             parts.append(cbor2.dumps(wire))
-    return EncodedReadings(tuple(seq for seq, _ in rows), b"".join(parts))
+    return EncodedReadings(tuple([seq for seq, _ in rows]), b"".join(parts))
 
 
 # the batch when nothing is pending (an empty readings array)

@@ -101,25 +101,25 @@ class GatewayProtocol(EdgeConnection):
             self._fail(ProtocolError(ErrorCode.UNEXPECTED, "one session stream per connection"))
             return
         events = self.session.receive(event.data)
-        if events and isinstance(events[-1], Failed):
+        if events and type(events[-1]) is Failed:
             # a chunk that breaks the protocol is dropped whole; the session queued the error
             self._count_failure(events[-1].reason, events[-1].code)
             self._flush()
             return
         for ev in events:
-            if isinstance(ev, HelloReceived):
-                # the deadline is for a peer that sends no hello: this one is answered however
-                # long the store takes (under load its queue outlasted the deadline, and
-                # vehicles that had sent a hello were refused and reconnected from scratch)
-                self._hello_timer.cancel()
-                self._spawn(self._authenticate(ev.hello))
-            elif isinstance(ev, BatchReceived):
+            if type(ev) is BatchReceived:  # nearly every event
                 now = wall_ms()
                 good, dead, actions = self._validate(ev.batch, now)
                 if actions and self.gateway.driver_actions is not None:  # rare: own task
                     self._spawn(self._with_actions(ev.batch, good, dead, now))
                 else:
                     self.gateway.ingest.batch(self, ev.batch, good, dead)
+            elif isinstance(ev, HelloReceived):
+                # the deadline is for a peer that sends no hello: this one is answered however
+                # long the store takes (under load its queue outlasted the deadline, and
+                # vehicles that had sent a hello were refused and reconnected from scratch)
+                self._hello_timer.cancel()
+                self._spawn(self._authenticate(ev.hello))
             elif isinstance(ev, CommandAcked):
                 self._spawn(self.gateway.downlink.answered(self.vehicle_id, ev.ack.id,
                                                            ev.ack.ok, ev.ack.detail,
@@ -223,13 +223,15 @@ class GatewayProtocol(EdgeConnection):
         if not self._closing:
             self.gateway.ingest.batch(self, batch, good, dead)
 
-    def acknowledge(self, batch: Batch, flush: bool = True) -> bool:
-        """The ack for a committed batch, with the credit of the moment; False if closing.
-        `flush=False`: queued only; the caller sends it (`flush_acks`) with the others of the
-        same commit, so a drain's several batches per connection leave in one transmit."""
+    def acknowledge(self, batch: Batch, flush: bool = True, credit: int | None = None) -> bool:
+        """The ack for a committed batch, with the credit of the moment (`credit`: the
+        caller's, computed once for a commit's batches); False if closing. `flush=False`:
+        queued only; the caller sends it (`flush_acks`) with the others of the same commit,
+        so a drain's several batches per connection leave in one transmit."""
         if self._closing:
             return False
-        self.session.committed([r["q"] for r in batch.readings], credit=self.gateway.credit())
+        self.session.committed([r["q"] for r in batch.readings],
+                               credit=self.gateway.credit() if credit is None else credit)
         if flush:
             self._flush()
         return True

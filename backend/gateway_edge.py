@@ -62,9 +62,14 @@ RECEIVE_FLUSH_DELAY_S = ACK_DELAY_S
 # retransmits what is lost, and memory stays bounded (~1,500 bytes each).
 SEND_QUEUE_MAX = 8192
 # Linux's SO_TIMESTAMP (asm-generic, x86-64 and arm64; Python does not name it): every datagram
-# carries its arrival time, read for the first datagram of each wakeup only (`UdpEdge`), which
-# tells how long the oldest waiting datagram waited: the gateway's lag (`Admission`).
+# carries its arrival time, read for the first datagram of a wakeup only (`UdpEdge`, at most
+# every `LAG_SAMPLE_INTERVAL_S`), which tells how long the oldest waiting datagram waited: the
+# gateway's lag (`Admission`).
 SO_TIMESTAMP = 29
+# At most one wakeup in this long reads its first datagram with its arrival time (a
+# `recvmsg` and its control message, against a plain `recvfrom`): the lag it samples matters
+# above `SHED_QUEUE_DELAY_S` (2 s), so a sample every 50 ms answers as fast as one per wakeup.
+LAG_SAMPLE_INTERVAL_S = 0.05
 _TIMEVAL = struct.Struct("@ll")
 
 
@@ -86,6 +91,12 @@ class EdgeConnection:
         # the CIDs the edge routes to this connection: forgotten with it without a walk over
         # every connection's (at 20,000 connections that walk took milliseconds per close)
         self._cids: set[bytes] = set()
+        # the time this connection's receive-flush is due (`EdgeServer.flush_later`), if any
+        self._flush_at: float | None = None
+        # the library's receive for an established connection, and the one address it is
+        # taken for (the peer's, validated, no probe in flight): see `datagram_received`
+        self._receive_established = getattr(edge.lib, "receive_established", None)
+        self._settled_address = None
 
     def peer_address(self):
         """Where the connection sends now (after a migration: the peer's new address)."""
@@ -112,6 +123,22 @@ class EdgeConnection:
         self.transmit()
 
     def datagram_received(self, data: bytes, addr, now: float) -> None:
+        if addr == self._settled_address and not self._terminated:
+            # the common case: an established connection, its peer where it was; the library's
+            # receive hands the stream data back at once (one Python frame for the datagram,
+            # no event queue; docs/benchmarks.md, "The gateway's transport path, session 11")
+            events = self._receive_established(self._quic, data, self._peer.library_address,
+                                               now)
+            if events is not None:
+                data_event = self._lib.StreamDataReceived
+                for event in events:
+                    if type(event) is data_event:
+                        self.quic_event_received(event)
+                    else:
+                        self._event(event)
+                if not self._dirty and self._flush_at is None and not self._terminated:
+                    self._edge.flush_later(self, now)
+                return
         if self._terminated:
             return
         quic = self._quic
@@ -121,12 +148,22 @@ class EdgeConnection:
             quic.receive_datagram(data, addr, now=now)
         before = self._handshaken
         self._process_events()
+        self._settle_address()
         if before and self._handshaken:  # the ACK waits; a commit's ack will carry it
-            if not self._dirty:
-                self._edge.timers.set_earlier(self, now + RECEIVE_FLUSH_DELAY_S)
-                self._edge.arm()
+            if not self._dirty and self._flush_at is None:
+                self._edge.flush_later(self, now)
         else:  # handshake flights leave at once, each after the datagram that asked for it
             self._edge.transmit_now(self)
+
+    def _settle_address(self) -> None:
+        """Whether the next datagram from the peer's address may take the established path:
+        handshake done, the edge owns the address and the library receives without it, the
+        address validated and no probe of it in flight."""
+        peer = self._peer
+        self._settled_address = (
+            peer.current if (peer is not None and self._handshaken and not self._terminated
+                             and self._receive_established is not None
+                             and peer.probe is None and peer.validated) else None)
 
     def _receive_following(self, data: bytes, addr, now: float) -> None:
         """Receive with the edge owning the peer's address (`PeerAddress`): the library
@@ -202,25 +239,32 @@ class EdgeConnection:
         self.transmit()
 
     def _process_events(self) -> None:
-        quic, lib, edge = self._quic, self._lib, self._edge
-        data_event = lib.StreamDataReceived  # most events: the edge has nothing to do for them
+        quic, event_received = self._quic, self.quic_event_received
+        data_event = self._lib.StreamDataReceived  # most events: the edge has nothing to do
         while (event := quic.next_event()) is not None:
             if type(event) is data_event:
-                pass
-            elif isinstance(event, lib.ConnectionIdIssued):
-                edge.register_cid(event.connection_id, self)
-            elif isinstance(event, lib.ConnectionIdRetired):
-                edge.retire_cid(event.connection_id, self)
-            elif isinstance(event, lib.HandshakeCompleted):
-                if not self._handshaken:
-                    edge.admission.ended()
-                self._handshaken = True
-            elif isinstance(event, lib.ConnectionTerminated):
-                if not self._handshaken and not self._terminated:
-                    edge.admission.ended()
-                self._terminated = True
-                edge.forget(self)
-            self.quic_event_received(event)
+                event_received(event)
+            else:
+                self._event(event)
+
+    def _event(self, event) -> None:
+        """The edge's bookkeeping for an event other than stream data, then the subclass's."""
+        lib, edge = self._lib, self._edge
+        if isinstance(event, lib.ConnectionIdIssued):
+            edge.register_cid(event.connection_id, self)
+        elif isinstance(event, lib.ConnectionIdRetired):
+            edge.retire_cid(event.connection_id, self)
+        elif isinstance(event, lib.HandshakeCompleted):
+            if not self._handshaken:
+                edge.admission.ended()
+            self._handshaken = True
+        elif isinstance(event, lib.ConnectionTerminated):
+            if not self._handshaken and not self._terminated:
+                edge.admission.ended()
+            self._terminated = True
+            self._settled_address = None
+            edge.forget(self)
+        self.quic_event_received(event)
 
 
 class EdgeServer:
@@ -242,6 +286,10 @@ class EdgeServer:
         self._dirty: list[EdgeConnection] = []
         self._flush_handle: asyncio.Handle | None = None
         self.timers = Deadlines()
+        # receive-flushes in the order they are due (all `RECEIVE_FLUSH_DELAY_S` after their
+        # receive, so a FIFO): (when, connection); an entry is live while the connection's
+        # `_flush_at` is its time (a transmit clears it)
+        self._flush_queue: collections.deque = collections.deque()
         self._wake_handle: asyncio.TimerHandle | None = None
         self._wake_at: float | None = None
         self._closed = False
@@ -252,6 +300,9 @@ class EdgeServer:
         # a `--reuseport` worker's CID relay (backend/cluster/relay_edge.py), else None: told
         # of the CIDs issued and retired here, handed the datagrams of CIDs not here
         self.relay = None
+        # the library's poll of a connection's datagrams to one address (qh3: its core
+        # straight into the list sent), else the generic poll and readdressing
+        self._datagrams_to = getattr(lib, "datagrams_to", None) or _datagrams_to
 
     # --- asyncio face (as the library's QuicServer) -------------------------------------
 
@@ -382,6 +433,17 @@ class EdgeServer:
             self._send(out)
         self.arm()
 
+    def flush_later(self, conn: EdgeConnection, now: float) -> None:
+        """`conn` received something that needs no answer at once: it transmits at the
+        latest `RECEIVE_FLUSH_DELAY_S` from `now` (usually sooner: with its commit's ack).
+        A FIFO, not the deadline heap: every such delay is the same, and most of them never
+        come due (the ack leaves first), so a heap entry and a re-armed loop timer per
+        receive were wasted (docs/benchmarks.md, "The gateway's transport path, session 11")."""
+        when = conn._flush_at = now + RECEIVE_FLUSH_DELAY_S
+        self._flush_queue.append((when, conn))
+        if self._wake_at is None or when < self._wake_at:
+            self.arm()
+
     def _poll(self, conn: EdgeConnection, now: float) -> list:
         """`conn`'s datagrams to send now, and its next deadline. A library error stays that
         connection's: qh3's core raises "packet builder capacity exhausted" when its first
@@ -389,14 +451,19 @@ class EdgeServer:
         client's one Initial, and succeeds once the client's next datagram raised it (as
         under its own asyncio protocol, where the same error reached the loop's handler)."""
         quic = conn._quic
+        conn._flush_at = None  # whatever it received leaves now (or waits for its timer)
         out: list = []
+        settled = conn._settled_address
         try:
-            out = quic.datagrams_to_send(now=now)
+            if settled is not None:  # to the peer's validated address: no budget to keep
+                out = self._datagrams_to(quic, settled, now)
+            else:
+                out = conn.outgoing(quic.datagrams_to_send(now=now))
         except Exception as exc:
             self.stats["transmit_errors"] += 1
             log.info("transmit of a connection failed (%s); it goes on", exc)
         self.timers.set(conn, quic.get_timer())
-        return conn.outgoing(out) if conn._owns_address else out
+        return out
 
     def flush_soon(self) -> None:
         if self._flush_handle is None and self._dirty and not self._closed:
@@ -436,16 +503,29 @@ class EdgeServer:
     # --- the one timer ---------------------------------------------------------------------
 
     def arm(self) -> None:
-        """One loop timer for the earliest connection deadline."""
-        when = None if self._closed else self.timers.earliest()
-        if when == self._wake_at:
+        """One loop timer, at or before the earliest deadline or receive-flush. Re-armed only
+        when that moved earlier than the timer: a timer that fires early finds nothing due
+        and arms again (a cancelled loop timer stays in the loop's heap until it comes up,
+        and every `call_at` is a push there)."""
+        if self._closed:
+            when = None
+        else:
+            when = self.timers.earliest()
+            queue = self._flush_queue
+            while queue and queue[0][1]._flush_at != queue[0][0]:
+                queue.popleft()  # transmitted since: superseded
+            if queue and (when is None or queue[0][0] < when):
+                when = queue[0][0]
+        armed = self._wake_at
+        if when is None or armed is not None and armed <= when:
+            if when is None and self._wake_handle is not None:
+                self._wake_handle.cancel()
+                self._wake_handle = self._wake_at = None
             return
         if self._wake_handle is not None:
             self._wake_handle.cancel()
-            self._wake_handle = None
         self._wake_at = when
-        if when is not None:
-            self._wake_handle = self._loop.call_at(when, self._wake)
+        self._wake_handle = self._loop.call_at(when, self._wake)
 
     def _wake(self) -> None:
         # never before the deadline it was armed for (a loop may fire a handle a rounding
@@ -455,10 +535,21 @@ class EdgeServer:
         self._wake_at = None
         for conn in self.timers.pop_due(now):
             conn.wake(now)
+        queue = self._flush_queue
+        while queue and queue[0][0] <= now:
+            when, conn = queue.popleft()
+            if conn._flush_at == when:
+                conn._flush_at = None
+                conn.transmit()
         if self._dirty:
             self._flush(now)
         else:
             self.arm()
+
+
+def _datagrams_to(quic, addr, now: float) -> list:
+    """A connection's datagrams to send now, each addressed to `addr`."""
+    return [(data, addr) for data, _ in quic.datagrams_to_send(now=now)]
 
 
 _TIMESTAMP_SPACE = socket.CMSG_SPACE(_TIMEVAL.size) if hasattr(socket, "CMSG_SPACE") else 0
@@ -491,6 +582,7 @@ class UdpEdge:
         # kernel's and which counts the datagrams its own reads see
         self._admission = getattr(server, "admission", None)
         self._stamped = wrap is None and self._admission is not None and _enable_timestamps(sock)
+        self._next_stamp = float("-inf")  # the next wakeup that reads its first one stamped
         self._closing = False
         self._backlog: collections.deque = collections.deque()
         self._loop.add_reader(sock.fileno(), self._readable)
@@ -512,9 +604,13 @@ class UdpEdge:
 
     def _readable(self) -> None:
         recv, server, clock = self._sock.recvfrom, self._server, self._loop.time
-        if self._stamped and not self._read_stamped():
-            return
-        for _ in range(MAX_DATAGRAMS_PER_WAKEUP - self._stamped):
+        stamped = False
+        if self._stamped and (now := clock()) >= self._next_stamp:
+            self._next_stamp = now + LAG_SAMPLE_INTERVAL_S
+            if not self._read_stamped():
+                return
+            stamped = True
+        for _ in range(MAX_DATAGRAMS_PER_WAKEUP - stamped):
             try:
                 data, addr = recv(MAX_DATAGRAM_BYTES)
             except (BlockingIOError, InterruptedError):

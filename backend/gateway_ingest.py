@@ -25,24 +25,32 @@ from geostream.errors import ErrorCode
 from geostream.messages import Batch
 
 from .hub import Hub, position_feature
-from .store.base import DeadLetter, StoredReading, newest_positions
+from .store.base import DeadLetter, StoredReading
 from .writer import WriterStopped
 
 if TYPE_CHECKING:
+    from .fanout import NatsFanout
     from .gateway import Gateway
     from .gateway_conn import GatewayProtocol
 
 log = logging.getLogger("backend.gateway")
 
 
-def publish_positions(hub: Hub, rows: list[StoredReading]) -> None:
-    """The newest committed position of each vehicle among `rows`, to the live feed."""
-    for newest in newest_positions(rows).values():
-        if newest.lat is None or newest.lon is None:  # validated positions have both
-            continue
-        hub.position(newest.vehicle_id, newest.time_ms, position_feature(
-            newest.vehicle_id, newest.time_ms, newest.lat, newest.lon, newest.speed_kmh,
-            newest.course_deg, newest.seq))
+def publish_positions(hub: Hub | NatsFanout, rows: list[StoredReading]) -> None:
+    """The newest committed position of each vehicle among `rows` (`newest_positions`; a
+    validated position has lat and lon), to the live feed."""
+    newest: dict[str, StoredReading] = {}
+    get = newest.get
+    for r in rows:
+        if r.kind == "pos":
+            known = get(r.vehicle_id)
+            if known is None or r.time_ms > known.time_ms:
+                newest[r.vehicle_id] = r
+    position = hub.position
+    for r in newest.values():
+        if r.lat is not None and r.lon is not None:
+            position(r.vehicle_id, r.time_ms, position_feature(
+                r.vehicle_id, r.time_ms, r.lat, r.lon, r.speed_kmh, r.course_deg, r.seq))
 
 
 class _Waiting:
@@ -78,6 +86,7 @@ class Ingest:
         # committed in this tick: published and evaluated together at its end
         self._tick_rows: list[StoredReading] = []
         self._to_flush: set[GatewayProtocol] = set()  # connections with acks queued
+        self._credit: int | None = None  # the credit the tick's acks carry, once known
         self._tick_due = False
         self._alert_rows: list[StoredReading] = []  # for the alert consumer
         self._alert_task: asyncio.Task | None = None
@@ -129,7 +138,10 @@ class Ingest:
             proto.refuse(ErrorCode.INTERNAL, "internal error")
             return
         gw.stats.committed(len(w.good))
-        if proto.acknowledge(w.batch, flush=False):  # sent with the commit's others
+        credit = self._credit  # one for the commit's batches (the writer's backlog is settled)
+        if credit is None:
+            credit = self._credit = gw.credit()
+        if proto.acknowledge(w.batch, flush=False, credit=credit):  # sent with the others
             gw.ack_latency.observe(self._loop.time() - w.started)  # type: ignore[union-attr]
             self._to_flush.add(proto)
         # committed: published and evaluated also while the connection closes
@@ -150,6 +162,7 @@ class Ingest:
         """Send the tick's acks (once per connection), publish its newest positions once, hand
         its rows to the alert consumer."""
         rows, self._tick_rows, self._tick_due = self._tick_rows, [], False
+        self._credit = None
         flush, self._to_flush = self._to_flush, set()
         for proto in flush:  # one transmit per connection for all its acks of the commit
             proto.flush_acks()

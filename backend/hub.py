@@ -445,7 +445,15 @@ class Hub:
         if known is not None and time_ms <= known[0]:
             return False
         self.last[vehicle_id] = (time_ms, feature)
-        self.publish(feature, (ALL, vehicle_topic(vehicle_id)))
+        # `publish(feature, (ALL, vehicle_topic(vehicle_id)))` for the gateway's every vehicle
+        # and tick: its topics only made when a subscriber streams positions one by one
+        self.published += 1
+        if self._batching:
+            self._changed.pop(vehicle_id, None)  # re-inserted last: frames keep arrival order
+            self._changed[vehicle_id] = feature
+        if self._streaming:
+            self._deliver(vehicle_id, (ALL, vehicle_topic(vehicle_id)), "feature", feature,
+                          coalesce=True, subscribers=self._streaming)
         return True
 
     def publish(self, feature: dict, topics: tuple[str, ...]) -> None:

@@ -383,6 +383,8 @@ _READINGS_KEY = cbor2.dumps("readings")
 _VEHICLE_KEY = cbor2.dumps("vehicle")
 _MAP3, _MAP4 = b"\xa3", b"\xa4"  # a batch map without / with "vehicle"
 _BYTES = 0x40  # major type 2: a byte string
+_UINT, _UINT_END = 0x00, 1 << 64  # major type 0: an unsigned integer (below 2^64)
+_KEY_CBOR = {key: cbor2.dumps(key) for key in ("z", "zd")}  # the compressed readings' keys
 
 
 def batch_payload(epoch: int, readings_cbor: bytes,
@@ -394,11 +396,12 @@ def batch_payload(epoch: int, readings_cbor: bytes,
     the array, or around the array's DEFLATE piece, instead of encoding the readings again)."""
     if deflater is not None:
         z = deflater.piece(readings_cbor)
-        body = cbor2.dumps(deflater.KEY) + cbor_head(_BYTES, len(z)) + z
+        body = _KEY_CBOR[deflater.KEY] + cbor_head(_BYTES, len(z)) + z
     else:
         body = _READINGS_KEY + readings_cbor
     head = _MAP3 if vehicle is None else _MAP4
-    out = head + _BATCH_T + cbor2.dumps(epoch) + body
+    epoch_cbor = cbor_head(_UINT, epoch) if 0 <= epoch < _UINT_END else cbor2.dumps(epoch)
+    out = head + _BATCH_T + epoch_cbor + body
     return out if vehicle is None else out + _VEHICLE_KEY + cbor2.dumps(vehicle)
 
 

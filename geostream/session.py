@@ -122,11 +122,9 @@ class _Session:
         self._decoder = FrameDecoder()
         self._out = bytearray()
         self.state = SessionState.OPENING
+        # `state is CLOSED`, kept as an attribute: both ends ask it for every chunk received
+        self.closed = False
         self._close: tuple[int, str] | None = None
-
-    @property
-    def closed(self) -> bool:
-        return self.state is SessionState.CLOSED
 
     def _open(self) -> None:
         self.state = SessionState.OPEN
@@ -134,6 +132,7 @@ class _Session:
 
     def _closed_by_peer(self) -> None:
         self.state = SessionState.CLOSED
+        self.closed = True
 
     def receive(self, data: bytes) -> list:
         """Events for `data`; never raises: a violation is `fail`ed and ends the list as a
@@ -174,6 +173,7 @@ class _Session:
         self._send(Error(code=int(exc.code), reason=exc.reason[:256], fatal=exc.code.fatal))
         if exc.code.fatal:
             self.state = SessionState.CLOSED
+            self.closed = True
             self._close = (int(exc.code), exc.reason)
 
     def _messages(self, data: bytes):
@@ -196,6 +196,7 @@ class ClientSession(_Session):
         super().__init__()
         self.epoch = epoch
         self._opened = False
+        self.ready = False
         self.credit = 0
         self.max_batch_bytes = DEFAULT_MAX_BATCH_BYTES
         # how batches are compressed, once the welcome said: against its preset dictionary
@@ -210,10 +211,11 @@ class ClientSession(_Session):
         self.features: tuple[str, ...] = ()  # the welcome's (revision 2)
         self._send(self._hello)
 
-    @property
-    def ready(self) -> bool:
-        """The welcome came (stays True once the session closed)."""
-        return self._opened
+    def _open(self) -> None:
+        super()._open()
+        # the welcome came (stays True once the session closed): an attribute, not a
+        # property, as the agent's uplink asks it before every batch it might send
+        self.ready = True
 
     @property
     def acked_through(self) -> int:
@@ -281,7 +283,8 @@ class ClientSession(_Session):
         size. The caller keeps within credit and budget."""
         if not self.ready:
             raise RuntimeError("send_batch before welcome")
-        frame = self._frame(readings)
+        frame = self._frame(readings, plain=readings.cbor if type(readings) is EncodedReadings
+                            else None)
         self._out += frame
         if type(readings) is EncodedReadings:
             self.in_flight.update(readings.seqs)
@@ -473,11 +476,15 @@ class ServerSession(_Session):
             self.set_credit(credit)
         self._ack_due = True
 
-    def _queue_ack(self) -> None:
-        """The owed ack, in its place: before any message queued after the commits it covers."""
+    def _ack(self) -> bytes:
+        """The owed ack's frame, no longer owed."""
         self._ack_due = False
         assert self.hello is not None, "acks only after the hello"
-        self._out += encode_ack(self.hello.epoch, self.through, self._committed, self.credit)
+        return encode_ack(self.hello.epoch, self.through, self._committed, self.credit)
+
+    def _queue_ack(self) -> None:
+        """The owed ack, in its place: before any message queued after the commits it covers."""
+        self._out += self._ack()
 
     def _send(self, msg) -> None:
         if self._ack_due:
@@ -490,6 +497,8 @@ class ServerSession(_Session):
     def data_to_send(self) -> bytes:
         """What is queued, the owed ack included (one for all commits since the last)."""
         if self._ack_due:
+            if not self._out:  # the usual: the ack alone, not copied through the outbox
+                return self._ack()
             self._queue_ack()
         return super().data_to_send()
 

@@ -53,9 +53,11 @@ POLL_S = 0.1
 
 
 class Worker:
-    def __init__(self, spec: dict):
+    def __init__(self, spec: dict, loop=None, edge_class: type[ClientEdge] = ClientEdge):
+        """`loop`: the event loop (default the running one), `edge_class` the edge: a bench
+        gives an emulated loop and an edge without sockets."""
         self.spec = spec
-        self.loop = asyncio.get_running_loop()
+        self.loop = loop or asyncio.get_running_loop()
         # addresses to bind: a migration moves to the next one, as a vehicle's modem gets a new
         # address (every 127/8 address reaches the gateway on loopback; cluster tests in
         # namespaces give theirs)
@@ -70,7 +72,7 @@ class Worker:
             server_name="localhost", verify_mode=ssl.CERT_REQUIRED)
         cfg.load_verify_locations(cafile=spec["ca"])
         self.quic_config = cfg
-        self.edge = ClientEdge(self.quic, cfg.connection_id_length)
+        self.edge = edge_class(self.quic, cfg.connection_id_length, self.loop)
         self.errors: dict[str, int] = {}
         self.connects = self.migrations = self.reconnects = self.batches = self.acked = 0
         self.welcomed = 0  # vehicles welcomed at least once

@@ -57,6 +57,7 @@ class Driver:
 
     def __init__(self, worker: Worker, sim: SimVehicle, server: tuple[str, int]):
         self.w = worker
+        self.clock = worker.edge.now  # the worker's clock (`Worker.now`), one call shorter
         self.sim = sim
         self.server = server
         self.machine = UplinkMachine(worker.send_interval_s, random=worker.rng.random)
@@ -88,14 +89,14 @@ class Driver:
         self._filed_at = None  # the wheel let it go
         if self._connect_by is not None and now >= self._connect_by:
             self._connect_failed("connect: TimeoutError", "handshake timed out")
-        else:
-            self._do(self.machine.handle_timer(now))
+        elif actions := self.machine.handle_timer(now):
+            self._do(actions)
         self._after()
 
     def _on_data(self, link: EdgeLink, data: bytes, end: bool) -> None:
         if link is not self.link:
             return  # from a connection that is gone
-        m, now = self.machine, self.w.now()
+        m, now = self.machine, self.clock()
         before = m.state
         self._do(m.stream_data(now, data, end))
         if before is not State.CONNECTED and m.state is State.CONNECTED:
@@ -199,7 +200,7 @@ class Driver:
 
     def _after(self) -> None:
         """After every input, as the agent's loop: make what is due, fill, report, re-arm."""
-        m, sim, now = self.machine, self.sim, self.w.now()
+        m, sim, now = self.machine, self.sim, self.clock()
         sim.make_due(now)
         drain, link = self.drain, self.link
         session = m.session
@@ -224,10 +225,11 @@ class Driver:
         if at != self._filed_at:  # most inputs leave the deadline where it was
             self._filed_at = at
             edge.timers.set(self, at)
-        edge.arm()
+        if not edge.serving:  # else the edge's wakeup arms at its end
+            edge.arm()
 
     def _acked(self, through: int, ranges) -> None:
-        now = self.w.now()
+        now = self.clock()
         self.w.acked_now(self.sim.acknowledge(through, ranges, now), now)
         if (self.drained_after is None and self.drain_target
                 and self.sim.journal.acked_through() >= self.drain_target):

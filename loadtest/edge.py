@@ -284,8 +284,11 @@ class EdgeLink:
         log.debug("the QUIC core refused a connection's transmit or timer (%s)", exc)
 
     def _events(self) -> None:
-        conn, lib = self.conn, self.lib
-        while not self.closed and (event := conn.next_event()) is not None:
+        # the connection's event queue itself: `next_event()` is one more call per event
+        # around `popleft`, in both libraries (aioquic's and qh3's facades keep a deque)
+        conn, lib, events = self.conn, self.lib, self.conn._events
+        while events and not self.closed:
+            event = events.popleft()
             kind = type(event)
             if kind is lib.StreamDataReceived:
                 self._got_data = True
@@ -331,10 +334,11 @@ class ClientEdge:
     routing by destination CID, one transmit per dirty connection per tick, one timer heap
     for every owner with a `wake(now)` (connections here, vehicles in loadtest/driver.py)."""
 
-    def __init__(self, lib: ModuleType, cid_length: int):
+    def __init__(self, lib: ModuleType, cid_length: int, loop=None):
+        """`loop`: the event loop (default the running one; a bench gives an emulated one)."""
         self.lib = lib
         self._cid_length = cid_length
-        self._loop = asyncio.get_running_loop()
+        self._loop = loop or asyncio.get_running_loop()
         self._sockets: dict[str, socket.socket] = {}
         self._routes: dict[bytes, EdgeLink] = {}
         self._dirty: list[EdgeLink] = []
@@ -343,8 +347,9 @@ class ClientEdge:
         self._wake_handle: asyncio.TimerHandle | None = None
         self._wake_at: float | None = None
         self._closed = False
-        # in a wakeup of the edge's own, which flushes and arms at its end
-        self._serving = False
+        # in a wakeup of the edge's own, which flushes and arms at its end (read by owners:
+        # an `arm()` then has nothing to do)
+        self.serving = False
         self._now = 0.0
         # datagrams_sent / datagrams_received / unroutable / send_dropped / wakeups / …
         self.stats: collections.Counter = collections.Counter()
@@ -387,7 +392,7 @@ class ClientEdge:
         recv, routes, cid_length = sock.recvfrom, self._routes, self._cid_length
         clock = self.now
         n = 0
-        self._serving = True
+        self.serving = True
         try:
             for _ in range(MAX_DATAGRAMS_PER_WAKEUP):
                 try:
@@ -411,7 +416,7 @@ class ClientEdge:
                 # reports, and qh3's core closes the connection for that ("InvalidTime")
                 link.datagram_received(data, addr, clock())
         finally:
-            self._serving = False
+            self.serving = False
         self.stats["datagrams_received"] += n
         self.stats["reads"] += 1
         self._flush()
@@ -435,14 +440,14 @@ class ClientEdge:
     def dirty(self, link: EdgeLink) -> None:
         """`link` has something to send: one transmit for it at the end of this tick."""
         self._dirty.append(link)
-        if self._flush_handle is None and not self._closed and not self._serving:
+        if self._flush_handle is None and not self._closed and not self.serving:
             self._flush_handle = self._loop.call_soon(self._flush)
 
     def transmit_now(self, link: EdgeLink) -> None:
         """`link`'s datagrams now (its first flight, its CONNECTION_CLOSE, the answer to a
         datagram); the one timer is re-armed at the end of the tick."""
         self._send(link, link.poll(self.now()))
-        if self._flush_handle is None and not self._closed and not self._serving:
+        if self._flush_handle is None and not self._closed and not self.serving:
             self._flush_handle = self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
@@ -477,7 +482,7 @@ class ClientEdge:
     def arm(self) -> None:
         """One loop timer for the earliest deadline of any owner (within a wakeup of the
         edge's own, at its end)."""
-        if self._serving:
+        if self.serving:
             return
         when = None if self._closed else self.timers.earliest()
         if when == self._wake_at:
@@ -497,12 +502,12 @@ class ClientEdge:
         self.lag.add(now - due if now > due else 0.0)
         self._wake_handle = self._wake_at = None
         self.stats["wakeups"] += 1
-        self._serving = True
+        self.serving = True
         try:
             for owner in self.timers.pop_due(due):
                 owner.wake(now)
         finally:
-            self._serving = False
+            self.serving = False
         self._flush()
 
     def close(self) -> None:

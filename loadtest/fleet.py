@@ -206,12 +206,15 @@ class SimVehicle:
     def acknowledge(self, through: int, ranges, now: float) -> int:
         """Apply an ack to the journal and book its latencies; returns how many were new."""
         gone = self.journal.acknowledge(through, ranges)
+        sent_at, live_q = self.sent_at, self._live_q
+        counts, live_counts = self.latency.counts, self.live_latency.counts
         for q in gone:
-            sent = self.sent_at.pop(q, None)
-            if sent is not None:
-                self.latency.add(now - sent)
-                if q in self._live_q:
-                    self.live_latency.add(now - sent)
-            self._live_q.discard(q)
+            sent = sent_at.pop(q, None)
+            if sent is not None:  # `Histogram.add`, written out: once per acked reading
+                ms = min(HIST_MAX_MS, int((now - sent) * 1000))
+                counts[ms] = counts.get(ms, 0) + 1
+                if q in live_q:
+                    live_counts[ms] = live_counts.get(ms, 0) + 1
+                    live_q.discard(q)
         self.acked += len(gone)
         return len(gone)

@@ -59,19 +59,26 @@ class TimerWheel:
         """The owners due by `now` (each once); their deadlines are cleared. Owners filed in a
         slot that ended whose deadline moved later are filed again."""
         order, slots, filed, due = self._order, self._slots, self._filed, self._due
+        tick = self.tick_s
         out: list[Hashable] = []
-        while order and order[0] * self.tick_s <= now:
+        while order and order[0] * tick <= now:
             slot = heapq.heappop(order)
             for owner in slots.pop(slot):
                 if filed.get(owner) != slot:
                     continue  # filed earlier since; that entry served it
-                del filed[owner]
                 when = due.get(owner)
                 if when is None:
-                    continue
-                if when <= now:
+                    del filed[owner]
+                elif when <= now:
+                    del filed[owner]
                     del due[owner]
                     out.append(owner)
-                else:
-                    self.set(owner, when)
+                else:  # moved later: filed again in its slot (`set`, written out)
+                    later = filed[owner] = int(when / tick) + 1
+                    entries = slots.get(later)
+                    if entries is None:
+                        slots[later] = [owner]
+                        heapq.heappush(order, later)
+                    else:
+                        entries.append(owner)
         return out

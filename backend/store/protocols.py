@@ -9,7 +9,7 @@ lines to conformance.py.
 
 What an implementation needs from its host is declared by the host class every concern's mixin
 derives from: `sqlite.db.SqliteDb` (the connection `_db`, `_run` on the one worker thread) and
-`postgres.db.PostgresDb` (the pools `_pool` and `_write_pool`).
+`postgres.db.PostgresDb` (the pools `_pool` and `_write_pool`, the latter on the writer's own loop).
 """
 
 from __future__ import annotations
@@ -193,6 +193,23 @@ class Alerts(Protocol):
         `retract` keys retracted, and with `checkpoints = (vehicle, after_ms, [(time_ms,
         state)])` replace the vehicle's checkpoints after `after_ms`. Returns each changed
         alert and whether it is new."""
+    async def alert_readings_after(self, asks: Sequence[tuple[str, int | None]]
+                                   ) -> dict[str, list[StoredReading]]:
+        """`alert_readings` of many `(vehicle, after_ms)` at once (one query), by vehicle;
+        vehicles without any left out."""
+    async def alert_checkpoints_before(self, asks: Sequence[tuple[str, int | None]]
+                                       ) -> dict[str, tuple[int, dict]]:
+        """`alert_checkpoint` of many `(vehicle, before_ms)` at once (one query), by vehicle;
+        vehicles without one left out."""
+    async def alerts_in_windows(self, asks: Sequence[tuple[str, int | None]]
+                                ) -> dict[str, list[StoredAlert]]:
+        """`alerts_in_window` of many `(vehicle, after_ms)` at once (one query), by vehicle;
+        vehicles without any left out."""
+    async def save_alerts_many(self, saves: Sequence[tuple[list, list[tuple], tuple | None,
+                                                           Sequence]],
+                               now_ms: int) -> list[list[tuple[StoredAlert, bool]]]:
+        """`save_alerts` of many `(upserts, retract, checkpoints, moves)` in one transaction:
+        what each changed, in order."""
     async def save_alert_checkpoints(self, points: list[tuple[str, int, dict]]) -> None:
         """Checkpoints of many vehicles, (vehicle, time_ms, state) each, in one transaction."""
     async def prune_alert_checkpoints(self, before_ms: int) -> int:

@@ -235,7 +235,15 @@ def ack_with_data(quic) -> None:
     core = quic._core
     timer = None if core is None else core.get_timer()
     if timer is not None and timer[0] == _ACK_TIMER:
-        _Qh3Connection.handle_timer(quic, timer[1])  # the core's own, not the held one
+        # the core's own timer, not the held one; its events (none, as a rule: the ACK's
+        # timer produces none) through the facade's drain only when there is one (one call
+        # instead of the facade's three per reading)
+        try:
+            core.handle_timer(timer[1])
+        except RuntimeError as exc:  # as the facade's `_call_core`
+            raise QuicConnectionError(QuicErrorCode.INTERNAL_ERROR, None, str(exc)) from exc
+        if (native := core.next_event()) is not None:
+            _drain_from(quic, core, native)
         if isinstance(quic, QuicConnection):
             quic._seam_ack_until = None
 
@@ -341,6 +349,84 @@ def receive_authenticated(quic, data: bytes, addr, now: float) -> int:
     finally:
         del quic._call_core
     return accepted
+
+
+class _HeldEvent:
+    """A connection's core that returns one native event taken from it first, then its own:
+    the facade's event drain (`_drain_core`) sees the event it was not given."""
+
+    __slots__ = ("_core", "_held")
+
+    def __init__(self, core, held) -> None:
+        self._core = core
+        self._held = held
+
+    def next_event(self):
+        held, self._held = self._held, None
+        return held if held is not None else self._core.next_event()
+
+    def __getattr__(self, name: str):
+        return getattr(self._core, name)
+
+
+def _drain_from(quic, core, native) -> None:
+    """The facade's event drain from `native` (taken from `core` already) on."""
+    quic._core = _HeldEvent(core, native)
+    try:
+        quic._drain_core()
+    finally:
+        quic._core = core
+
+
+# the native core's event for stream data: ("stream_data", stream_id, data, end_stream)
+_STREAM_DATA = "stream_data"
+
+
+def receive_established(quic, data: bytes, addr, now: float) -> list | None:
+    """A short-header datagram of an established server connection (`delay_acks_up_to`
+    made it the seam's `QuicConnection`) straight into its core: the events it produced, in
+    order, or None when it is not one (the caller takes the general path). Stream data, the
+    common event, goes from the core's tuple to its event without the facade's event drain
+    and queue; the first event of another kind hands it and the rest to the facade
+    (`_HeldEvent`), as its own `receive_datagram` would have. The peer's address does not
+    change here: the caller owns it (`EDGE_OWNS_PEER_ADDRESS`) and passes the library's."""
+    core = quic._core
+    if (core is None or type(quic) is not QuicConnection or not quic._handshake_complete
+            or quic._quic_logger is not None or not data or data[0] & 0x80):
+        return None
+    if quic._seam_ack_until is None:
+        quic._seam_received_at = now
+    try:
+        core.receive_datagram(data, addr, now, len(data))
+    except RuntimeError as exc:  # as the facade's `_call_core`
+        raise QuicConnectionError(QuicErrorCode.INTERNAL_ERROR, None, str(exc)) from exc
+    events = []
+    next_event = core.next_event
+    while (native := next_event()) is not None:
+        if native[0] == _STREAM_DATA:
+            events.append(StreamDataReceived(native[2], native[3], native[1]))
+            continue
+        _drain_from(quic, core, native)
+        while (event := quic.next_event()) is not None:
+            events.append(event)
+        break
+    return events
+
+
+def datagrams_to(quic, addr, now: float) -> list:
+    """`quic.datagrams_to_send(now)`, each addressed to `addr` (the peer's address the edge
+    owns): the seam's `QuicConnection` polls its core into the list it returns."""
+    core = quic._core
+    if core is None or type(quic) is not QuicConnection or quic._quic_logger is not None:
+        return [(data, addr) for data, _ in quic.datagrams_to_send(now=now)]
+    datagrams = []
+    poll = core.poll_transmit
+    try:
+        while (transmit := poll(now)) is not None:
+            datagrams.append((transmit[0], addr))
+    except RuntimeError as exc:
+        raise QuicConnectionError(QuicErrorCode.INTERNAL_ERROR, None, str(exc)) from exc
+    return datagrams
 
 
 def newest_packet_sent(quic) -> int | None:

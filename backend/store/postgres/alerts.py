@@ -9,6 +9,8 @@ import json
 import struct
 from collections.abc import Sequence
 
+import asyncpg
+
 from ..base import TIME_RULES, AlertQuery, StoredAlert, StoredReading
 from ..rows import made
 from .db import EPOCH_MS as _EPOCH_MS
@@ -52,6 +54,38 @@ def _alert(r) -> StoredAlert:
 
 
 
+def _asks(asks: Sequence[tuple[str, int | None]], unbounded: int) -> tuple[list[str], list[int]]:
+    """(vehicles, bounds) arrays of `(vehicle, bound in ms or None)` pairs; None: `unbounded`."""
+    return [v for v, _ in asks], [unbounded if t is None else t for _, t in asks]
+
+
+async def _save_changes(conn: asyncpg.Connection, upserts: list, retract: list[tuple],
+                        moves: Sequence) -> list[tuple[StoredAlert, bool]]:
+    """One vehicle's alert changes of `save_alerts`, in the caller's transaction."""
+    out = []
+    for e in upserts:
+        r = await conn.fetchrow(_UPSERT, *e.key, e.end_ms, e.peak, e.state, e.lat, e.lon,
+                                json.dumps(e.detail, default=str), e.decided_ms)
+        out.append((_alert(r), r["inserted"]))
+    for old_key, e in moves:
+        await conn.execute(f"DELETE FROM alerts WHERE {_KEY} AND state = 'retracted'", *e.key)
+        r = await conn.fetchrow(
+            f"UPDATE alerts SET start_time = {_MS.format('$5::bigint')}, "
+            f"end_time = {_MS.format('$6::bigint')}, peak = $7, state = $8, lat = $9, "
+            f"lon = $10, detail = $11::jsonb, "
+            f"decided_time = {_MS.format('$12::bigint')}, updated_at = now() "
+            f"WHERE {_KEY} RETURNING {_ALERT_COLUMNS}", *old_key, e.start_ms, e.end_ms,
+            e.peak, e.state, e.lat, e.lon, json.dumps(e.detail, default=str), e.decided_ms)
+        out.append((_alert(r), False))
+    for key in retract:
+        r = await conn.fetchrow(
+            f"UPDATE alerts SET state = 'retracted', updated_at = now() WHERE {_KEY} "
+            f"RETURNING {_ALERT_COLUMNS}", *key)
+        if r is not None:
+            out.append((_alert(r), False))
+    return out
+
+
 class PostgresAlerts(PostgresDb):
     # a `real` quantity as the store reads it back (the alert engine's quiet check, on speeds)
     real_read_back = staticmethod(_real)
@@ -71,64 +105,80 @@ class PostgresAlerts(PostgresDb):
                     course, r.fix, r.sats, hdop, r.data, r.received_ms)
 
     async def alert_readings(self, vehicle_id: str, after_ms: int | None) -> list[StoredReading]:
-        rows = await self._pool.fetch(
-            f"SELECT {_READING_COLUMNS} FROM vehicle_telemetry WHERE vehicle_id = $1 "
-            f"AND time > {_MS.format('$2::bigint')} ORDER BY time, epoch, seq",
-            vehicle_id, _LOW if after_ms is None else after_ms)
-        return [StoredReading.from_row(r) for r in rows]
+        return (await self.alert_readings_after([(vehicle_id, after_ms)])).get(vehicle_id, [])
 
     async def alert_checkpoint(self, vehicle_id: str,
                                before_ms: int | None) -> tuple[int, dict] | None:
-        r = await self._pool.fetchrow(
-            "SELECT time_ms, state::text FROM alert_checkpoints WHERE vehicle_id = $1 "
-            "AND time_ms < $2 ORDER BY time_ms DESC LIMIT 1",
-            vehicle_id, _HIGH if before_ms is None else before_ms)
-        return None if r is None else (r[0], json.loads(r[1]))
+        return (await self.alert_checkpoints_before([(vehicle_id, before_ms)])).get(vehicle_id)
 
     async def alerts_in_window(self, vehicle_id: str, after_ms: int | None) -> list[StoredAlert]:
+        return (await self.alerts_in_windows([(vehicle_id, after_ms)])).get(vehicle_id, [])
+
+    async def alert_readings_after(self, asks: Sequence[tuple[str, int | None]]
+                                   ) -> dict[str, list[StoredReading]]:
+        vehicles, after = _asks(asks, _LOW)
         rows = await self._pool.fetch(
-            f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE vehicle_id = $1 AND {_NOT_TIMED} "
-            f"AND (end_time IS NULL OR decided_time > {_MS.format('$2::bigint')}) "
-            "ORDER BY start_time", vehicle_id, _LOW if after_ms is None else after_ms)
-        return [_alert(r) for r in rows]
+            f"SELECT {_READING_COLUMNS} FROM unnest($1::text[], $2::bigint[]) AS u(v, t) "
+            f"CROSS JOIN LATERAL (SELECT * FROM vehicle_telemetry WHERE vehicle_id = u.v "
+            f"AND time > {_MS.format('u.t')}) r ORDER BY vehicle_id, time, epoch, seq",
+            vehicles, after)
+        out: dict[str, list[StoredReading]] = {}
+        for r in rows:
+            reading = StoredReading.from_row(r)
+            out.setdefault(reading.vehicle_id, []).append(reading)
+        return out
+
+    async def alert_checkpoints_before(self, asks: Sequence[tuple[str, int | None]]
+                                       ) -> dict[str, tuple[int, dict]]:
+        vehicles, before = _asks(asks, _HIGH)
+        rows = await self._pool.fetch(
+            "SELECT u.v, c.time_ms, c.state::text FROM unnest($1::text[], $2::bigint[]) "
+            "AS u(v, t) CROSS JOIN LATERAL (SELECT time_ms, state FROM alert_checkpoints "
+            "WHERE vehicle_id = u.v AND time_ms < u.t ORDER BY time_ms DESC LIMIT 1) c",
+            vehicles, before)
+        return {r[0]: (r[1], json.loads(r[2])) for r in rows}
+
+    async def alerts_in_windows(self, asks: Sequence[tuple[str, int | None]]
+                                ) -> dict[str, list[StoredAlert]]:
+        vehicles, after = _asks(asks, _LOW)
+        rows = await self._pool.fetch(
+            f"SELECT {_ALERT_COLUMNS} FROM unnest($1::text[], $2::bigint[]) AS u(v, t) "
+            f"CROSS JOIN LATERAL (SELECT * FROM alerts WHERE vehicle_id = u.v AND {_NOT_TIMED} "
+            f"AND (end_time IS NULL OR decided_time > {_MS.format('u.t')})) a "
+            "ORDER BY vehicle_id, start_time", vehicles, after)
+        out: dict[str, list[StoredAlert]] = {}
+        for r in rows:
+            alert = _alert(r)
+            out.setdefault(alert.vehicle_id, []).append(alert)
+        return out
 
     async def save_alerts(self, upserts: list, retract: list[tuple], now_ms: int,
                           checkpoints: tuple | None = None,
                           moves: Sequence = ()) -> list[tuple[StoredAlert, bool]]:
-        out = []
+        return (await self.save_alerts_many([(upserts, retract, checkpoints, moves)],
+                                             now_ms))[0]
+
+    async def save_alerts_many(self, saves: Sequence[tuple[list, list[tuple], tuple | None,
+                                                           Sequence]],
+                               now_ms: int) -> list[list[tuple[StoredAlert, bool]]]:
+        outs = []
         async with self._pool.acquire() as conn, conn.transaction():
-            for e in upserts:
-                r = await conn.fetchrow(_UPSERT, *e.key, e.end_ms, e.peak, e.state, e.lat,
-                                        e.lon, json.dumps(e.detail, default=str), e.decided_ms)
-                out.append((_alert(r), r["inserted"]))
-            for old_key, e in moves:
-                await conn.execute(f"DELETE FROM alerts WHERE {_KEY} AND state = 'retracted'",
-                                   *e.key)
-                r = await conn.fetchrow(
-                    f"UPDATE alerts SET start_time = {_MS.format('$5::bigint')}, "
-                    f"end_time = {_MS.format('$6::bigint')}, peak = $7, state = $8, lat = $9, "
-                    f"lon = $10, detail = $11::jsonb, "
-                    f"decided_time = {_MS.format('$12::bigint')}, updated_at = now() "
-                    f"WHERE {_KEY} RETURNING {_ALERT_COLUMNS}", *old_key, e.start_ms, e.end_ms,
-                    e.peak, e.state, e.lat, e.lon, json.dumps(e.detail, default=str),
-                    e.decided_ms)
-                out.append((_alert(r), False))
-            for key in retract:
-                r = await conn.fetchrow(
-                    f"UPDATE alerts SET state = 'retracted', updated_at = now() WHERE {_KEY} "
-                    f"RETURNING {_ALERT_COLUMNS}", *key)
-                if r is not None:
-                    out.append((_alert(r), False))
-            if checkpoints is not None:
-                vehicle, after_ms, points = checkpoints
+            for upserts, retract, _, moves in saves:
+                outs.append(await _save_changes(conn, upserts, retract, moves))
+            replaced = [c for _, _, c, _ in saves if c is not None]
+            if replaced:  # every vehicle's checkpoints at once: two statements
                 await conn.execute(
-                    "DELETE FROM alert_checkpoints WHERE vehicle_id = $1 AND time_ms > $2",
-                    vehicle, _LOW if after_ms is None else after_ms)
-                await conn.executemany(
-                    "INSERT INTO alert_checkpoints VALUES ($1, $2, $3::jsonb) "
-                    "ON CONFLICT (vehicle_id, time_ms) DO UPDATE SET state = excluded.state",
-                    [(vehicle, t, json.dumps(state)) for t, state in points])
-        return out
+                    "DELETE FROM alert_checkpoints c USING unnest($1::text[], $2::bigint[]) "
+                    "AS u(v, t) WHERE c.vehicle_id = u.v AND c.time_ms > u.t",
+                    *_asks([(vehicle, after_ms) for vehicle, after_ms, _ in replaced], _LOW))
+                points = [(vehicle, t, json.dumps(state))
+                          for vehicle, _, cps in replaced for t, state in cps]
+                if points:
+                    await conn.executemany(
+                        "INSERT INTO alert_checkpoints VALUES ($1, $2, $3::jsonb) "
+                        "ON CONFLICT (vehicle_id, time_ms) DO UPDATE SET state = excluded.state",
+                        points)
+        return outs
 
     async def save_alert_checkpoints(self, points: list[tuple[str, int, dict]]) -> None:
         """Checkpoints of many vehicles, (vehicle, time_ms, state) each, in one transaction."""

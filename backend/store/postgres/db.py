@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg
 
 from ..base import migration_renames, pending_migrations
+from ..write_loop import WriteLoop
 
 log = logging.getLogger(__name__)
 
@@ -162,14 +163,15 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 class PostgresDb:
     """What every concern of the PostgreSQL store needs from its host: `_pool` (queries,
     authentication, alerts, the REST API) and `_write_pool` (the writer's own connection, None
-    until open).
+    until open, living on `_write_loop`: the writer's event loop on a thread of its own).
     Each concern's mixin derives from it; `PostgresStore` composes them."""
 
     def __init__(self, url: str, pool_max: int = POOL_MAX):
         self.url = url
         self.pool_max = pool_max
         self._query_pool: asyncpg.Pool | None = None
-        self._write_pool: asyncpg.Pool | None = None
+        self._write_pool: asyncpg.Pool | None = None  # on `_write_loop`, used only there
+        self._write_loop = WriteLoop()
 
     @property
     def _pool(self) -> asyncpg.Pool:
@@ -182,8 +184,16 @@ class PostgresDb:
         self._query_pool = await self._create_pool(1, self.pool_max)
         if migrate:
             await self.migrate()
-        self._write_pool = await self._create_pool(1, WRITE_CONNECTIONS,
-                                                   init=self._init_write_connection)
+        self._write_loop.start()
+        try:
+            self._write_pool = await self._write_loop.call(self._create_write_pool)
+        except BaseException:
+            self._write_loop.stop()
+            raise
+
+    async def _create_write_pool(self) -> asyncpg.Pool:
+        """The writer's pool, made on (and bound to) the writer's own loop."""
+        return await self._create_pool(1, WRITE_CONNECTIONS, init=self._init_write_connection)
 
     def _create_pool(self, min_size: int, max_size: int, init=None):
         dsn, options = pooled_url(self.url)
@@ -202,10 +212,15 @@ class PostgresDb:
         await self._init_connection(conn)
 
     async def _close_pools(self) -> None:
-        for pool in (self._write_pool, self._query_pool):
-            if pool is not None:
-                await pool.close()
-        self._query_pool = self._write_pool = None
+        write_pool, self._write_pool = self._write_pool, None
+        try:
+            if write_pool is not None:
+                await self._write_loop.call(write_pool.close)
+        finally:
+            self._write_loop.stop()
+            if self._query_pool is not None:
+                await self._query_pool.close()
+            self._query_pool = None
 
     def is_transient(self, exc: BaseException) -> bool:
         """True if retrying the same batch later can succeed (the database, not the data).

@@ -165,8 +165,8 @@ def _latest_args(readings: list[StoredReading]) -> tuple[list | str, ...]:
 
 
 class PostgresReadings(PostgresPartitions):
-    """`write` on the writer's own pool (`_write_pool`), after making sure the batch's days
-    have partitions."""
+    """`write` on the writer's own pool (`_write_pool`) and loop (`_write_loop`), after making
+    sure the batch's days have partitions."""
 
     _committed: CommittedRanges
 
@@ -184,6 +184,15 @@ class PostgresReadings(PostgresPartitions):
             pass
 
     async def write(self, readings: list[StoredReading], dead: list[DeadLetter]) -> None:
+        """One transaction on the writer's own loop (backend/store/write_loop.py: its round
+        trips do not wait for the gateway loop's turns)."""
+        if self._write_loop.running:
+            await self._write_loop.call(self._write_with_partitions, readings, dead)
+        else:  # not open: fails on the query pool as any other call would
+            await self._write_with_partitions(readings, dead)
+
+    async def _write_with_partitions(self, readings: list[StoredReading],
+                                     dead: list[DeadLetter]) -> None:
         try:
             await self._write(readings, dead)
         except asyncpg.CheckViolationError as exc:

@@ -40,6 +40,7 @@ class PostgresStore(PostgresVehicles, PostgresReadings, PostgresHistory, Postgre
         PostgresDb.__init__(self, url, pool_max)
         self._init_partitions(maintain_every_s)
         self._init_readings()
+        self._init_vehicles()
 
     async def open(self, migrate: bool = True) -> None:
         await self._open_pools(migrate)

@@ -21,6 +21,86 @@ def _alert(r: tuple) -> StoredAlert:
 
 
 
+def _readings_after(db, vehicle_id: str, after_ms: int | None) -> list[StoredReading]:
+    cur = db.execute(
+        f"SELECT {_READING_COLUMNS} FROM vehicle_telemetry WHERE vehicle_id=? "
+        "AND time_ms > ? ORDER BY time_ms, epoch, seq",
+        (vehicle_id, -(2**63) if after_ms is None else after_ms))
+    return [StoredReading.from_row(r) for r in cur]
+
+
+def _checkpoint_before(db, vehicle_id: str, before_ms: int | None) -> tuple[int, dict] | None:
+    r = db.execute(
+        "SELECT time_ms, state FROM alert_checkpoints WHERE vehicle_id=? AND time_ms < ? "
+        "ORDER BY time_ms DESC LIMIT 1",
+        (vehicle_id, 2**63 - 1 if before_ms is None else before_ms)).fetchone()
+    return None if r is None else (r[0], json.loads(r[1]))
+
+
+def _in_window(db, vehicle_id: str, after_ms: int | None) -> list[StoredAlert]:
+    cur = db.execute(
+        f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE vehicle_id=? AND {_NOT_TIMED} "
+        "AND (end_ms IS NULL OR decided_ms > ?) ORDER BY start_ms",
+        (vehicle_id, -(2**63) if after_ms is None else after_ms))
+    return [_alert(r) for r in cur]
+
+
+def _each(one, db, asks: Sequence[tuple[str, int | None]]) -> dict:
+    """`one(db, vehicle, bound)` of each ask, by vehicle, leaving out empty answers (the
+    many-vehicle reads: on the store's thread, one hand-off for all)."""
+    out = {}
+    for vehicle, bound in asks:
+        found = one(db, vehicle, bound)
+        if found:
+            out[vehicle] = found
+    return out
+
+
+def _save_changes(db, upserts: list, retract: list[tuple], now_ms: int,
+                  checkpoints: tuple | None, moves: Sequence) -> list[tuple[StoredAlert, bool]]:
+    """One vehicle's `save_alerts`, in the caller's transaction."""
+    out = []
+    for e in upserts:
+        old = db.execute(f"SELECT id FROM alerts WHERE {_KEY}", e.key).fetchone()
+        values = (e.end_ms, e.peak, e.state, e.lat, e.lon,
+                  json.dumps(e.detail, default=str), e.decided_ms, now_ms)
+        if old is None:
+            db.execute(
+                "INSERT INTO alerts (end_ms, peak, state, lat, lon, detail, "
+                "decided_ms, updated_ms, rule, vehicle_id, subject, start_ms, "
+                "created_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (*values, *e.key, now_ms))
+        else:
+            db.execute("UPDATE alerts SET end_ms=?, peak=?, state=?, lat=?, lon=?, "
+                       "detail=?, decided_ms=?, updated_ms=? WHERE id=?",
+                       (*values, old[0]))
+        out.append((_alert(db.execute(f"SELECT {_ALERT_COLUMNS} FROM alerts "
+                                      f"WHERE {_KEY}", e.key).fetchone()),
+                    old is None))
+    for old_key, e in moves:
+        db.execute(f"DELETE FROM alerts WHERE {_KEY} AND state='retracted'", e.key)
+        db.execute(
+            "UPDATE alerts SET start_ms=?, end_ms=?, peak=?, state=?, lat=?, lon=?, "
+            f"detail=?, decided_ms=?, updated_ms=? WHERE {_KEY}",
+            (e.start_ms, e.end_ms, e.peak, e.state, e.lat, e.lon,
+             json.dumps(e.detail, default=str), e.decided_ms, now_ms, *old_key))
+        out.append((_alert(db.execute(f"SELECT {_ALERT_COLUMNS} FROM alerts "
+                                      f"WHERE {_KEY}", e.key).fetchone()), False))
+    for key in retract:
+        db.execute(f"UPDATE alerts SET state='retracted', updated_ms=? WHERE {_KEY}",
+                   (now_ms, *key))
+        r = db.execute(f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE {_KEY}", key).fetchone()
+        if r is not None:
+            out.append((_alert(r), False))
+    if checkpoints is not None:
+        vehicle, after_ms, points = checkpoints
+        db.execute("DELETE FROM alert_checkpoints WHERE vehicle_id=? AND time_ms > ?",
+                   (vehicle, -(2**63) if after_ms is None else after_ms))
+        db.executemany("INSERT OR REPLACE INTO alert_checkpoints VALUES (?,?,?)",
+                       [(vehicle, t, json.dumps(state)) for t, state in points])
+    return out
+
+
 class SqliteAlerts(SqliteDb):
     @staticmethod
     def as_read_back(r: StoredReading) -> StoredReading:
@@ -31,84 +111,41 @@ class SqliteAlerts(SqliteDb):
     """Mixed into SqliteStore: every call runs on the store's one worker thread."""
 
     async def alert_readings(self, vehicle_id: str, after_ms: int | None) -> list[StoredReading]:
-        def rows():
-            cur = self._db.execute(
-                f"SELECT {_READING_COLUMNS} FROM vehicle_telemetry WHERE vehicle_id=? "
-                "AND time_ms > ? ORDER BY time_ms, epoch, seq",
-                (vehicle_id, -(2**63) if after_ms is None else after_ms))
-            return [StoredReading.from_row(r) for r in cur]
-
-        return await self._run(rows)
+        return await self._run(_readings_after, self._db, vehicle_id, after_ms)
 
     async def alert_checkpoint(self, vehicle_id: str,
                                before_ms: int | None) -> tuple[int, dict] | None:
-        def row():
-            r = self._db.execute(
-                "SELECT time_ms, state FROM alert_checkpoints WHERE vehicle_id=? AND time_ms < ? "
-                "ORDER BY time_ms DESC LIMIT 1",
-                (vehicle_id, 2**63 - 1 if before_ms is None else before_ms)).fetchone()
-            return None if r is None else (r[0], json.loads(r[1]))
-
-        return await self._run(row)
+        return await self._run(_checkpoint_before, self._db, vehicle_id, before_ms)
 
     async def alerts_in_window(self, vehicle_id: str, after_ms: int | None) -> list[StoredAlert]:
-        def rows():
-            cur = self._db.execute(
-                f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE vehicle_id=? AND {_NOT_TIMED} "
-                "AND (end_ms IS NULL OR decided_ms > ?) ORDER BY start_ms",
-                (vehicle_id, -(2**63) if after_ms is None else after_ms))
-            return [_alert(r) for r in cur]
+        return await self._run(_in_window, self._db, vehicle_id, after_ms)
 
-        return await self._run(rows)
+    async def alert_readings_after(self, asks: Sequence[tuple[str, int | None]]
+                                   ) -> dict[str, list[StoredReading]]:
+        return await self._run(_each, _readings_after, self._db, asks)
+
+    async def alert_checkpoints_before(self, asks: Sequence[tuple[str, int | None]]
+                                       ) -> dict[str, tuple[int, dict]]:
+        return await self._run(_each, _checkpoint_before, self._db, asks)
+
+    async def alerts_in_windows(self, asks: Sequence[tuple[str, int | None]]
+                                ) -> dict[str, list[StoredAlert]]:
+        return await self._run(_each, _in_window, self._db, asks)
 
     async def save_alerts(self, upserts: list, retract: list[tuple], now_ms: int,
                           checkpoints: tuple | None = None,
                           moves: Sequence = ()) -> list[tuple[StoredAlert, bool]]:
+        return (await self.save_alerts_many([(upserts, retract, checkpoints, moves)],
+                                            now_ms))[0]
+
+    async def save_alerts_many(self, saves: Sequence[tuple[list, list[tuple], tuple | None,
+                                                           Sequence]],
+                               now_ms: int) -> list[list[tuple[StoredAlert, bool]]]:
         def save():
             db = self._db
-            out = []
             with transaction(db):
-                for e in upserts:
-                    old = db.execute(f"SELECT id FROM alerts WHERE {_KEY}", e.key).fetchone()
-                    values = (e.end_ms, e.peak, e.state, e.lat, e.lon,
-                              json.dumps(e.detail, default=str), e.decided_ms, now_ms)
-                    if old is None:
-                        db.execute(
-                            "INSERT INTO alerts (end_ms, peak, state, lat, lon, detail, "
-                            "decided_ms, updated_ms, rule, vehicle_id, subject, start_ms, "
-                            "created_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                            (*values, *e.key, now_ms))
-                    else:
-                        db.execute("UPDATE alerts SET end_ms=?, peak=?, state=?, lat=?, lon=?, "
-                                   "detail=?, decided_ms=?, updated_ms=? WHERE id=?",
-                                   (*values, old[0]))
-                    out.append((_alert(db.execute(f"SELECT {_ALERT_COLUMNS} FROM alerts "
-                                                  f"WHERE {_KEY}", e.key).fetchone()),
-                                old is None))
-                for old_key, e in moves:
-                    db.execute(f"DELETE FROM alerts WHERE {_KEY} AND state='retracted'", e.key)
-                    db.execute(
-                        "UPDATE alerts SET start_ms=?, end_ms=?, peak=?, state=?, lat=?, lon=?, "
-                        f"detail=?, decided_ms=?, updated_ms=? WHERE {_KEY}",
-                        (e.start_ms, e.end_ms, e.peak, e.state, e.lat, e.lon,
-                         json.dumps(e.detail, default=str), e.decided_ms, now_ms, *old_key))
-                    out.append((_alert(db.execute(f"SELECT {_ALERT_COLUMNS} FROM alerts "
-                                                  f"WHERE {_KEY}", e.key).fetchone()), False))
-                for key in retract:
-                    db.execute(f"UPDATE alerts SET state='retracted', updated_ms=? WHERE {_KEY}",
-                               (now_ms, *key))
-                    r = db.execute(f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE {_KEY}",
-                                   key).fetchone()
-                    if r is not None:
-                        out.append((_alert(r), False))
-                if checkpoints is not None:
-                    vehicle, after_ms, points = checkpoints
-                    db.execute("DELETE FROM alert_checkpoints WHERE vehicle_id=? AND time_ms > ?",
-                               (vehicle, -(2**63) if after_ms is None else after_ms))
-                    db.executemany(
-                        "INSERT OR REPLACE INTO alert_checkpoints VALUES (?,?,?)",
-                        [(vehicle, t, json.dumps(state)) for t, state in points])
-            return out
+                return [_save_changes(db, upserts, retract, now_ms, checkpoints, moves)
+                        for upserts, retract, checkpoints, moves in saves]
 
         return await self._run(save)
 

@@ -128,12 +128,12 @@ async def test_readings_sent_again_after_a_lost_ack_are_not_evaluated_again(any_
     drive = [pos(s, s, 120 if 8 <= s <= 20 else 50, vehicle=v) for s in range(1, 31)]
     for i in range(0, 20, 5):
         await _commit(any_store, engine, drive[i:i + 5])
-    reads = counting.calls["alert_readings"]  # the first evaluation's
+    reads = counting.calls["alert_readings_after"]  # the first evaluation's
     engine.disconnected(v)  # the ack of 16..20 was lost
     engine.reconnected(v)
     await _commit(any_store, engine, drive[15:25])  # 16..20 again, then 21..25
     await _commit(any_store, engine, drive[20:30])  # 21..25 again (lost once more), 26..30
-    assert counting.calls["alert_readings"] == reads
+    assert counting.calls["alert_readings_after"] == reads
     assert engine.stats["replays"] == 1
     assert engine.stats["readings_evaluated"] == 30  # each reading once
     assert engine.stats["repeats"] == 10

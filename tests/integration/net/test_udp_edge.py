@@ -9,7 +9,13 @@ import socket
 
 import pytest
 
-from backend.edge_core import BUSY_REASON, CONNECTION_REFUSED, SHED_HOLD_S, SHED_QUEUE_DELAY_S
+from backend.edge_core import (
+    BUSY_REASON,
+    CONNECTION_REFUSED,
+    SHED_HOLD_S,
+    SHED_QUEUE_DELAY_S,
+    Admission,
+)
 from backend.gateway_edge import MAX_DATAGRAMS_PER_WAKEUP, EdgeConnection, EdgeServer, UdpEdge
 from geostream import ALPN
 from geostream.messages import Ack, Batch, Welcome
@@ -56,6 +62,33 @@ async def test_one_wakeup_reads_a_bounded_number_of_datagrams():
         edge.close()
     assert max(sink.per_wakeup) == MAX_DATAGRAMS_PER_WAKEUP, sink.per_wakeup
     assert len(sink.per_wakeup) >= 4, "the loop ran other work between the slices"
+
+
+async def test_the_lag_is_sampled_at_most_once_per_interval():
+    """The first datagram of a wakeup is read with its kernel arrival time and tells the
+    admission how long it waited, but not on every wakeup: at most every
+    LAG_SAMPLE_INTERVAL_S (each sample is a recvmsg and its control message)."""
+    sink = _Counting()
+    sink.admission = Admission()
+    edge = await UdpEdge.open(sink, "127.0.0.1", 0)
+    port = edge.get_extra_info("sockname")[1]
+    loop = asyncio.get_running_loop()
+    try:
+        if not edge._stamped:
+            pytest.skip("no SO_TIMESTAMP on this platform")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.sendto(b"x" * 40, ("127.0.0.1", port))  # on loopback: queued when sendto returns
+            edge._readable()
+            sampled_until = edge._next_stamp
+            assert sink.per_wakeup == [1] and sampled_until > loop.time()
+            assert 0.0 <= sink.admission.delay < SHED_QUEUE_DELAY_S
+            sink.admission.delay = -1.0  # a sample would overwrite it
+            s.sendto(b"x" * 40, ("127.0.0.1", port))
+            edge._readable()
+            assert sink.per_wakeup == [1, 1], "read without its time"
+            assert sink.admission.delay == -1.0 and edge._next_stamp == sampled_until
+    finally:
+        edge.close()
 
 
 async def test_a_flooding_vehicle_does_not_stall_another(gw, tmp_path):

@@ -2,7 +2,10 @@
 whichever way a reading and its repeat take, the same stored values both ways, and a poison
 row in a COPY'd batch costing only that row. Both flavours (partitions, hypertable)."""
 
+import asyncio
+import concurrent.futures
 import dataclasses
+import time
 
 import asyncpg
 import pytest
@@ -115,5 +118,35 @@ async def test_a_writer_connection_made_before_the_migrations_copies_after_them(
         await store.write(rows("late", 31, 30), [])  # now straight
         assert store.checked_rows == 30 and store.copy_conflicts == 0
         assert await stats(url, "late") == (60, 60)
+    finally:
+        await store.close()
+
+
+def _count_from_another_thread(url: str, vehicle: str, want: int, bound_s: float) -> int:
+    """The vehicle's stored rows, polled on a thread of its own until `want` or `bound_s`."""
+    async def poll() -> int:
+        deadline = time.monotonic() + bound_s
+        while True:
+            n = (await stats(url, vehicle))[0]
+            if n >= want or time.monotonic() > deadline:
+                return n
+            await asyncio.sleep(0.05)
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, poll()).result()
+
+
+async def test_a_write_commits_while_the_callers_loop_is_busy(pg_url):
+    """The writer's round trips run on its own loop (backend/store/write_loop.py):
+    a transaction commits while the gateway's loop is held by a long turn (a storm's decode),
+    instead of waiting one turn per round trip."""
+    store = await opened(pg_url)
+    try:
+        batch = rows("busy", 1, 500)
+        write = asyncio.ensure_future(store.write(batch, []))
+        await asyncio.sleep(0)  # handed over; now this loop turn does not end until the poll
+        assert _count_from_another_thread(pg_url, "busy", 500, bound_s=30) == 500
+        await write
+        assert await stats(pg_url, "busy") == (500, 500)
     finally:
         await store.close()

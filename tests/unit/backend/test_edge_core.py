@@ -55,6 +55,29 @@ def test_superseded_entries_stay_bounded():
     assert d.pop_due(1e9) == ["conn"]
 
 
+def test_a_deadline_moved_later_stays_filed_and_is_never_due_early():
+    d = Deadlines()
+    d.set("conn", 1.0)
+    for i in range(1, 100):  # a loss timer pushed on after every exchange
+        d.set("conn", 1.0 + i * 0.5)
+    assert len(d._heap) == 1, "a move later files nothing"
+    assert d.earliest() == 1.0  # the filed entry: may be earlier than the deadline
+    assert d.pop_due(1.0) == [] and d.pop_due(50.0) == [], "not due before 50.5"
+    assert d.earliest() == 50.5 and d.at("conn") == 50.5  # filed again at its deadline
+    d.set("conn", 2.0)  # earlier: filed anew, the 50.5 entry superseded
+    assert d.earliest() == 2.0 and d.pop_due(2.0) == ["conn"]
+    assert d.pop_due(60.0) == [] and d.earliest() is None and len(d) == 0
+
+
+def test_a_cleared_owner_is_never_due():
+    d = Deadlines()
+    d.set("a", 1.0)
+    d.set("a", 5.0)
+    d.set("a", None)
+    d.set("b", 3.0)
+    assert d.pop_due(10.0) == ["b"] and d.earliest() is None
+
+
 def test_short_and_long_headers():
     short = bytes([0x40]) + b"12345678" + b"payload"
     h = route_header(short, 8)
