@@ -21,6 +21,17 @@ from geostream.quic import library
 
 log = logging.getLogger(__name__)
 
+# How long an attempt that has heard nothing from the gateway lives on after its QUIC core
+# first refused to send. qh3 2.1.0 sends no Initial retransmission after its first probe on a
+# resumed attempt whose first flight was lost (docs/upstream/qh3-initial-retransmission.md), so
+# such an attempt would only wait for the uplink's 10 s connect timeout; it ends here and the
+# uplink starts a fresh one. Not at once: the gateway may have the first flight or the probe
+# and its answer be on the way (then it took the attempt's 0-RTT and spent its ticket, and a
+# fresh attempt could not resume). A gateway answers a datagram within 2 s of its arrival or
+# refuses it as busy (backend/edge_core.py SHED_QUEUE_DELAY_S); the rest is margin for the
+# round trip.
+UNANSWERED_AFTER_REFUSAL_S = 3.0
+
 def v6_address(addr: tuple) -> tuple:
     """Address tuple for a dual-stack AF_INET6 socket (IPv4 as ::ffff:a.b.c.d)."""
     host, port = addr[0], addr[1]
@@ -85,6 +96,7 @@ class QuicLink(asyncio.DatagramProtocol):
             lib.advertise_max_ack_delay(self.conn, ack_delay_s)
         self.datagrams_sent = self.datagrams_received = 0
         self.core_refusals = 0  # transmits or timers the QUIC core refused (_core_refused)
+        self._unanswered: asyncio.TimerHandle | None = None  # UNANSWERED_AFTER_REFUSAL_S
         self._keepalive_s = keepalive_s
         self._transport: asyncio.DatagramTransport | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -177,6 +189,8 @@ class QuicLink(asyncio.DatagramProtocol):
             self.connected.exception()  # mark retrieved: the caller may be gone already
         if self._timer:
             self._timer.cancel()
+        if self._unanswered:
+            self._unanswered.cancel()
         if self._keepalive_task:
             self._keepalive_task.cancel()
         if self._transport:
@@ -225,9 +239,22 @@ class QuicLink(asyncio.DatagramProtocol):
         key", and so does every later one. The error stays this connection's: the timer is
         re-armed and the receive path stays open, so a late answer from the gateway still
         completes the handshake (the gateway may already hold the attempt's 0-RTT); an attempt
-        that hears nothing ends at the uplink's connect timeout."""
+        that has heard nothing ends UNANSWERED_AFTER_REFUSAL_S later."""
         self.core_refusals += 1
         log.debug("the QUIC core refused to go on (%s); the connection stays", exc)
+        if (self._unanswered is None and not self.connected.done()
+                and self.datagrams_received == 0):
+            self._unanswered = self._loop.call_later(UNANSWERED_AFTER_REFUSAL_S,
+                                                     self._give_up_unanswered)
+
+    def _give_up_unanswered(self) -> None:
+        """UNANSWERED_AFTER_REFUSAL_S after the core's first refusal: an attempt that still
+        has heard nothing from the gateway ends (the uplink starts a fresh one)."""
+        self._unanswered = None
+        if not self.connected.done() and self.datagrams_received == 0:
+            log.info("no answer to the first flight and the QUIC core sends no more: "
+                     "a fresh attempt")
+            self._finish("no answer to the first flight")
 
     def datagram_received(self, data: bytes, addr: tuple) -> None:
         self.last_receive = self._loop.time()

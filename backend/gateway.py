@@ -13,8 +13,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from prometheus_client import Histogram
-
 from geostream import ALPN
 from geostream.clock import wall_ms
 from geostream.errors import ErrorCode
@@ -31,7 +29,7 @@ from .gateway_edge import EdgeServer, UdpEdge
 from .gateway_ingest import Ingest
 from .gateway_stats import GatewayStats
 from .hub import Hub
-from .metrics import ACK_BUCKETS_S
+from .metrics import ACK_BUCKETS_S, LoopHistogram
 from .quic_tuning import enlarge_socket_buffers
 from .store.protocols import Store
 from .tickets import TicketStore
@@ -109,8 +107,8 @@ class Gateway:
         # the batch path of all connections: commit, ack, publish, alerts (gateway_ingest)
         self.ingest = Ingest(self)
         # batch received → ack sent (GET /metrics); not in a global registry
-        self.ack_latency = Histogram("fleet_ack_latency_seconds", "Batch received to ack sent",
-                                     buckets=ACK_BUCKETS_S, registry=None)
+        self.ack_latency = LoopHistogram("fleet_ack_latency_seconds",
+                                         "Batch received to ack sent", ACK_BUCKETS_S)
         self._server: EdgeServer | None = None  # the UDP edge: every connection's datagrams
         self._revocation_task: asyncio.Task | None = None
         # session tickets for resumption / 0-RTT (docs/protocol.md §8), opened by start()

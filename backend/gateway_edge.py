@@ -13,8 +13,13 @@ connection one asyncio timer re-armed on each of them. Here:
   Initial), and transmits **once per dirty connection per event-loop tick**, all the tick's
   datagrams handed to the socket together; after a receive that does not need an answer at
   once, the transmit waits up to `RECEIVE_FLUSH_DELAY_S` for the geostream ack it will carry;
-- one `Deadlines` heap for all connections' timers (backend/edge_core.py) and one loop timer
-  for its earliest.
+- one `Deadlines` heap for all connections' timers (backend/edge_core.py, lazy: a timer that
+  moves later files nothing), the receive-flushes in a FIFO, and one loop timer for the
+  earliest of both, re-armed only when that moved earlier;
+- an established connection's datagram from its peer's validated address goes through the
+  library's `receive_established` (qh3) into `quic_event_received` in one frame, without the
+  library's event queue or the edge's address bookkeeping, which runs only when the address
+  is not that one (docs/benchmarks.md, "The gateway's transport path, session 11").
 
 The QUIC connection itself is the library's sans-IO `QuicConnection` (geostream/quic/), so
 path validation (migration, NAT rebinding), 0-RTT, CID issue and retirement and the ACK

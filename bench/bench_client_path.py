@@ -25,6 +25,7 @@ import argparse
 import collections
 import cProfile
 import heapq
+import math
 import pstats
 import sys
 import tempfile
@@ -106,6 +107,13 @@ class EmulatedLoop:
     def remove_reader(self, fd) -> None:
         pass
 
+    def due(self) -> bool:
+        return bool(self.ready) or bool(self.timers and self.timers[0][0] <= self.t)
+
+    def next_at(self) -> float:
+        """The next timer's time (a cancelled one's too: at worst an idle step)."""
+        return self.timers[0][0] if self.timers else math.inf
+
     def run_due(self) -> None:
         """Every callback due by now (ready ones, then timers due), until none is left."""
         while True:
@@ -182,6 +190,11 @@ class Wire:
         self.timers: list = []  # (when, n, conn)
         self._n = 0
         self.datagrams_up = self.datagrams_down = 0
+
+    def next_at(self) -> float:
+        """When the next datagram arrives or the next gateway timer is due."""
+        return min(self.in_flight[0][0] if self.in_flight else math.inf,
+                   self.timers[0][0] if self.timers else math.inf)
 
     def to_gateway(self, data: bytes, sock) -> None:
         self.datagrams_up += 1
@@ -286,12 +299,17 @@ def run_ours(lib, n: int, seconds: float, certs: dict, prof) -> dict:
     timed = Timed(prof)
     orig_run = loop.run_due
 
+    def read(socks) -> None:
+        for sock in socks:
+            w.edge._readable(sock)
+        orig_run()
+
     def step() -> None:
-        timed(orig_run)
-        for sock in wire.deliver():
-            timed(w.edge._readable, sock)
-        timed(orig_run)
-        loop.t += STEP_S
+        if loop.due():
+            timed(orig_run)
+        if woken := wire.deliver():
+            timed(read, woken)
+        loop.t = max(loop.t + STEP_S, min(loop.next_at(), wire.next_at()))
 
     for d in w.drivers:
         d.start()
@@ -372,22 +390,14 @@ def run_bare(lib, n: int, seconds: float, certs: dict) -> dict:
         v.quic.connect(wire.server, now=loop.t)
         v.pump(loop.t)
         vehicles.append(v)
-    def step() -> None:
-        now = loop.t
-        for sock in wire.deliver():
+    def receive(socks, now: float) -> None:
+        for sock in socks:
             v = by_sock[sock]
+            while sock.inbox:
+                v.quic.receive_datagram(sock.inbox.popleft(), wire.server, now=now)
+            v.pump(now)
 
-            def receive(v=v, sock=sock):
-                while sock.inbox:
-                    v.quic.receive_datagram(sock.inbox.popleft(), wire.server, now=now)
-                v.pump(now)
-            timed(receive)
-
-        def expire(v: _Bare) -> None:
-            t = v.quic.get_timer()
-            if t is not None and t <= now:
-                v.quic.handle_timer(now)
-            v.pump(now)  # files its next timer
+    def expire(now: float) -> None:
         due = set()
         while timers and timers[0][0] <= now:
             at, _, v = heapq.heappop(timers)
@@ -395,8 +405,19 @@ def run_bare(lib, n: int, seconds: float, certs: dict) -> dict:
                 v.timer_at = None
                 due.add(v)
         for v in due:
-            timed(expire, v)
-        loop.t += STEP_S
+            t = v.quic.get_timer()
+            if t is not None and t <= now:
+                v.quic.handle_timer(now)
+            v.pump(now)  # files its next timer
+
+    def step(next_send: float = math.inf) -> None:
+        now = loop.t
+        if woken := wire.deliver():
+            timed(receive, woken, now)
+        if timers and timers[0][0] <= now:
+            timed(expire, now)
+        loop.t = max(now + STEP_S, min(next_send, wire.next_at(),
+                                       timers[0][0] if timers else math.inf))
 
     until = loop.t + CONNECT_BOUND_S
     while not all(v.session.ready for v in vehicles) and loop.t < until:
@@ -417,14 +438,18 @@ def run_bare(lib, n: int, seconds: float, certs: dict) -> dict:
         v.session.send_batch(encoded_rows([(q, payload)]))
         v.pump(now)
 
+    def send_due(now: float) -> None:
+        while due and due[0][0] <= now:
+            at, i = heapq.heappop(due)
+            send(vehicles[i], now)
+            heapq.heappush(due, (at + 1.0, i))
+
     def run_for(seconds_: float) -> None:
         end = loop.t + seconds_
         while loop.t < end:
-            while due and due[0][0] <= loop.t:
-                at, i = heapq.heappop(due)
-                timed(send, vehicles[i], loop.t)
-                heapq.heappush(due, (at + 1.0, i))
-            step()
+            if due and due[0][0] <= loop.t:
+                timed(send_due, loop.t)
+            step(due[0][0] if due else math.inf)
 
     run_for(WARMUP_S)
     cpu0, acked0 = timed.cpu, sum(v.acked for v in vehicles)

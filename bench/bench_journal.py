@@ -9,7 +9,11 @@
 2. fsyncs/s at the default settings (200 ms / 2000 readings) for a 10 Hz GPS + 100 Hz CAN
    vehicle, counted with strace when it is installed (else the commit count, one WAL fsync
    per commit);
-3. journal bytes per reading (database file after a checkpoint, divided by readings).
+3. journal bytes per reading (database file after a checkpoint, divided by readings);
+4. the uplink's cost per reading to turn journal rows into a batch on the wire (a session with
+   the welcome's preset dictionary, batches of LIVE_BATCH readings): written around the stored
+   payloads (`encoded_rows`, what the agent does) against decoding them into reading maps and
+   encoding those again (`wire_rows`, what it did before), the same rows, same run.
 """
 
 from __future__ import annotations
@@ -29,13 +33,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agent.config import JournalConfig  # noqa: E402
 from agent.journal import Journal  # noqa: E402
+from agent.journal_drain import encoded_rows, wire_rows  # noqa: E402
 from agent.journal_file import _SCHEMA  # noqa: E402
 from agent.readings import Position, Signals  # noqa: E402
+from geostream.codec import encode as encode_message  # noqa: E402
+from geostream.messages import Welcome  # noqa: E402
+from geostream.session import ClientSession  # noqa: E402
+from geostream.zdict import DICTIONARIES  # noqa: E402
 
 N = 200_000
 T0 = 1_750_000_000_000
 PROBE_SECONDS = 10.0
 GPS_HZ, CAN_HZ = 10, 100
+# readings in one live batch: a second of 10 Hz GPS and the CAN snapshots recorded with it
+LIVE_BATCH = 15
+BATCH_ROUNDS = 5  # passes over the rows for each way, alternating (the best of each counts)
 
 
 def readings(n: int) -> list:
@@ -59,6 +71,29 @@ def bench_journal(path: str, data: list, group: int) -> float:
     elapsed = time.perf_counter() - t
     j.close()
     return elapsed
+
+
+def bench_batches(path: str) -> tuple[float, float]:
+    """Seconds per reading to frame the journal's rows as batches in a session: around the
+    stored payloads, and through reading maps (the best of BATCH_ROUNDS passes each)."""
+    db = sqlite3.connect(path)
+    rows = db.execute("SELECT seq, payload FROM readings ORDER BY seq LIMIT 30000").fetchall()
+    db.close()
+    chunks = [rows[i:i + LIVE_BATCH] for i in range(0, len(rows), LIVE_BATCH)]
+    welcome = encode_message(Welcome(credit=500, max_batch_bytes=65536, time=1,
+                             zdict=max(DICTIONARIES)))
+    best = {"encoded": float("inf"), "maps": float("inf")}
+    for _ in range(BATCH_ROUNDS):
+        for way, make in (("encoded", encoded_rows), ("maps", wire_rows)):
+            session = ClientSession("bench", "t", 1)
+            session.receive(welcome)
+            session.data_to_send()
+            t = time.perf_counter()
+            for chunk in chunks:
+                session.send_batch(make(chunk))
+                session.data_to_send()
+            best[way] = min(best[way], (time.perf_counter() - t) / len(rows))
+    return best["encoded"], best["maps"]
 
 
 def bench_raw(path: str, data: list, encode: bool) -> float:
@@ -144,6 +179,7 @@ def main() -> None:
         group = JournalConfig.commit_max_readings
         t_j = bench_journal(os.path.join(tmp, "j.sqlite"), data, group)
         size = os.path.getsize(os.path.join(tmp, "j.sqlite"))
+        t_enc, t_maps = bench_batches(os.path.join(tmp, "j.sqlite"))
         t_raw = bench_raw(os.path.join(tmp, "raw.sqlite"), data, encode=False)
         t_raw_enc = bench_raw(os.path.join(tmp, "raw2.sqlite"), data, encode=True)
         fsyncs, commits, how = fsyncs_per_second(tmp)
@@ -157,6 +193,10 @@ def main() -> None:
         (f"fsyncs/s at defaults, {GPS_HZ + CAN_HZ} readings/s", f"{fsyncs:.1f}",
          f"{commits:.1f} commits/s, by {how}"),
         ("journal bytes per reading", f"{size / N:.1f} B", f"{N:,} readings, file {size:,} B"),
+        (f"batch on the wire, around the payloads ({LIVE_BATCH}/batch)",
+         f"{t_enc * 1e6:.2f} µs/reading", f"{t_enc / t_maps:.2f}x the maps' cost"),
+        ("batch on the wire, through reading maps (before)", f"{t_maps * 1e6:.2f} µs/reading",
+         "decode + encode again"),
     ]
     w = max(len(r[0]) for r in results)
     print(f"{'measure':<{w}}  {'value':>22}  note")

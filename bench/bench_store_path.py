@@ -3,16 +3,16 @@
     .venv/bin/python bench/bench_store_path.py [--vehicles 400] [--seconds 6] [--rounds 2]
         [--quic qh3]
 
-bench_gateway_path's gateway round (sans-IO QUIC clients, the real UDP edge, sessions, writer,
-alert engine, hub; one reading per vehicle per second at its own phase), once with its SQLite
-store (a temporary file, durable commits; the store thread's CPU is part of the process's)
-and once with a PostgreSQL store on a throw-away durable server (tests/pgfixture.py, the load
-tester's settings), alternating `--rounds` times so a busy machine slows both alike. Per acked
-reading: the gateway process's CPU (clients' calls excluded), the PostgreSQL server's CPU (its
-postmaster's process tree: the backends, WAL writer, checkpointer) and their sum, the store's
-whole cost on the reading's path. Answers "where is PostgreSQL ingest slower than SQLite per
-reading" without the machine's scheduler in the figure, which the ladder rows
-(`python -m loadtest … --db sqlite|postgres`) on a shared machine cannot.
+The gateway round of bench_gateway_path (bench/gateway_round.py: sans-IO QUIC clients, the real
+UDP edge, sessions, writer, alert engine, hub; one reading per vehicle per second at its own
+phase), once with its SQLite store (a temporary file, durable commits; the store thread's CPU is
+part of the process's) and once with a PostgreSQL store on a throw-away durable server
+(tests/pgfixture.py, the load tester's settings), alternating `--rounds` times so a busy machine
+slows both alike. Per acked reading: the gateway process's CPU (clients' calls excluded), the
+PostgreSQL server's CPU (its postmaster's process tree: the backends, WAL writer, checkpointer)
+and their sum, the store's whole cost on the reading's path. Answers "where is PostgreSQL ingest
+slower than SQLite per reading" without the machine's scheduler in the figure, which the ladder
+rows (`python -m loadtest … --db sqlite|postgres`) on a shared machine cannot.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from pgfixture import PgServer  # noqa: E402
 
 from backend.pki import generate  # noqa: E402
 from backend.store.postgres import PostgresStore  # noqa: E402
-from bench import bench_gateway_path as gp  # noqa: E402
+from bench import gateway_round as gr  # noqa: E402
 from geostream.quic import GATEWAY_DEFAULT_LIBRARY, library  # noqa: E402
 from loadtest.report import ProcStats  # noqa: E402
 from loadtest.store import PG_DURABLE  # noqa: E402
@@ -40,24 +40,10 @@ from loadtest.store import PG_DURABLE  # noqa: E402
 WARMUP_MAX_S = 60
 
 
-class _PgRun(gp.Run):
-    """bench_gateway_path's gateway round with a PostgreSQL store at `url`."""
-
-    url = ""
-
-    async def setup(self, tmp: Path) -> None:
-        real = gp.SqliteStore
-        gp.SqliteStore = lambda _path: PostgresStore(self.url, maintain_every_s=0)
-        try:
-            await super().setup(tmp)
-        finally:
-            gp.SqliteStore = real
-
-
-async def _round(run: gp.Run, tmp: Path, seconds: int, server: ProcStats | None) -> dict:
+async def _round(run: gr.Run, tmp: Path, seconds: int, server: ProcStats | None) -> dict:
     await run.setup(tmp)
     # every vehicle's first alert evaluation replays from the store (four queries): on
-    # PostgreSQL they outlast bench_gateway_path's warm-up and would be measured as ingest
+    # PostgreSQL they outlast the round's own warm-up and would be measured as ingest
     for _ in range(WARMUP_MAX_S):
         if run.alerts.stats["replays"] >= run.n and run.gateway.ingest._alert_task is None:
             break
@@ -87,10 +73,11 @@ def main() -> int:
         postmaster = int((pg.data / "postmaster.pid").read_text().split()[0])
         server = ProcStats([postmaster], sample_rss=False)
         for i in range(a.rounds):
-            sqlite = asyncio.run(_round(gp.Run(lib, a.vehicles, certs, False, None), tmp,
+            sqlite = asyncio.run(_round(gr.Run(lib, a.vehicles, certs, False, None), tmp,
                                         a.seconds, None))
-            pg_run = _PgRun(lib, a.vehicles, certs, False, None)
-            pg_run.url = pg.create_database(f"path{i}")
+            url = pg.create_database(f"path{i}")
+            pg_run = gr.Run(lib, a.vehicles, certs, False, None, open_store=lambda _tmp, u=url:
+                            PostgresStore(u, maintain_every_s=0))
             postgres = asyncio.run(_round(pg_run, tmp, a.seconds, server))
             rows.append((sqlite, postgres))
     print(f"{a.vehicles} vehicles × 1 Hz for {a.seconds} s, {lib.NAME}, no sockets; CPU per "

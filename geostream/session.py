@@ -122,11 +122,9 @@ class _Session:
         self._decoder = FrameDecoder()
         self._out = bytearray()
         self.state = SessionState.OPENING
+        # `state is CLOSED`, kept as an attribute: both ends ask it for every chunk received
+        self.closed = False
         self._close: tuple[int, str] | None = None
-
-    @property
-    def closed(self) -> bool:
-        return self.state is SessionState.CLOSED
 
     def _open(self) -> None:
         self.state = SessionState.OPEN
@@ -134,6 +132,7 @@ class _Session:
 
     def _closed_by_peer(self) -> None:
         self.state = SessionState.CLOSED
+        self.closed = True
 
     def receive(self, data: bytes) -> list:
         """Events for `data`; never raises: a violation is `fail`ed and ends the list as a
@@ -174,6 +173,7 @@ class _Session:
         self._send(Error(code=int(exc.code), reason=exc.reason[:256], fatal=exc.code.fatal))
         if exc.code.fatal:
             self.state = SessionState.CLOSED
+            self.closed = True
             self._close = (int(exc.code), exc.reason)
 
     def _messages(self, data: bytes):
@@ -283,7 +283,8 @@ class ClientSession(_Session):
         size. The caller keeps within credit and budget."""
         if not self.ready:
             raise RuntimeError("send_batch before welcome")
-        frame = self._frame(readings)
+        frame = self._frame(readings, plain=readings.cbor if type(readings) is EncodedReadings
+                            else None)
         self._out += frame
         if type(readings) is EncodedReadings:
             self.in_flight.update(readings.seqs)

@@ -6,6 +6,7 @@ its owner (backend/cluster/relay.py). Loopback, real kernel, real QUIC (both lib
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 
@@ -84,6 +85,22 @@ def test_server_ids_of_another_host_and_foreign_cids_still_land_somewhere():
             s.close()
 
 
+@contextlib.asynccontextmanager
+async def _client(lib, pki, group: list[socket.socket]):
+    """The agent's link (QUIC library `lib`) connected to the group; yields it, its stream
+    and the answers it received, and closes it."""
+    cfg = client_config(pki["ca"], lib=lib)
+    cfg.alpn_protocols = ALPN
+    answers: list[bytes] = []
+    link = QuicLink(cfg, group[0].getsockname(), lambda sid, d, end: answers.append(d), lib=lib)
+    try:
+        await link.connect(HOST)
+        yield link, link.conn.get_next_available_stream_id(), answers
+    finally:
+        link.close()
+        link.abort()
+
+
 class _Node:
     """A gateway process's part: every connection it accepts issues CIDs with its server id
     and records what arrives."""
@@ -120,27 +137,20 @@ async def test_a_migrated_connection_stays_on_the_process_that_holds_it(pki):
         server = lib.QuicServer(configuration=cfg, create_protocol=node)
         await loop.create_datagram_endpoint(lambda s=server: s, sock=sock)
         nodes.append((node, server))
-    ccfg = client_config(pki["ca"], lib=lib)
-    ccfg.alpn_protocols = ALPN
-    answers: list[bytes] = []
-    link = QuicLink(ccfg, socks[0].getsockname(), lambda sid, d, end: answers.append(d), lib=lib)
     try:
-        await link.connect(HOST)
-        stream = link.conn.get_next_available_stream_id()
-        for i in range(20):
-            link.send(stream, b"m%02d" % i)
-            await until(lambda n=i: len(answers) > n, 5, f"answer {i}")
-            await link.migrate(f"127.0.0.{2 + i % 10}")
-        owner = [i for i, (node, _) in enumerate(nodes) if node.received]
-        assert len(owner) == 1, "one process holds the connection"
-        node = nodes[owner[0]][0]
-        assert node.received == [b"m%02d" % i for i in range(20)]
-        assert link.migrations == 20 and link.handshakes == 1
-        peer_cid = link.conn._peer_cid.cid  # the CID it uses now, after 20 changes
-        assert CidLayout().server_id(peer_cid) == owner[0]
+        async with _client(lib, pki, socks) as (link, stream, answers):
+            for i in range(20):
+                link.send(stream, b"m%02d" % i)
+                await until(lambda n=i: len(answers) > n, 5, f"answer {i}")
+                await link.migrate(f"127.0.0.{2 + i % 10}")
+            owner = [i for i, (node, _) in enumerate(nodes) if node.received]
+            assert len(owner) == 1, "one process holds the connection"
+            node = nodes[owner[0]][0]
+            assert node.received == [b"m%02d" % i for i in range(20)]
+            assert link.migrations == 20 and link.handshakes == 1
+            peer_cid = link.conn._peer_cid.cid  # the CID it uses now, after 20 changes
+            assert CidLayout().server_id(peer_cid) == owner[0]
     finally:
-        link.close()
-        link.abort()
         for _, server in nodes:
             server.close()
 
@@ -193,46 +203,39 @@ async def test_cids_without_the_server_id_are_relayed_to_their_owner(pki, name):
         server.relay = RelayEdge(RelayBook(sid, 2), channels[sid], server)
         servers.append(server)
         conns.append(conn)
-    ccfg = client_config(pki["ca"], lib=lib)
-    ccfg.alpn_protocols = ALPN
-    answers: list[bytes] = []
-    link = QuicLink(ccfg, socks[0].getsockname(), lambda sid, d, end: answers.append(d), lib=lib)
     try:
-        await link.connect(HOST)
-        stream = link.conn.get_next_available_stream_id()
-        owner, sent = None, 0
-        for i in range(MAX_MOVES + 1):
-            link.send(stream, b"m%02d" % i)
+        async with _client(lib, pki, socks) as (link, stream, answers):
+            owner, sent = None, 0
+            for i in range(MAX_MOVES + 1):
+                link.send(stream, b"m%02d" % i)
+                sent += 1
+                await until(lambda n=i: len(answers) > n, 10, f"answer {i}")
+                if owner is None:
+                    (owner,) = [sid for sid, c in enumerate(conns) if c.received]
+                if servers[1 - owner].stats["relay_out"] >= 3 or i == MAX_MOVES:
+                    break
+                await link.migrate(f"127.0.0.{2 + i % 10}")
+            moves = link.migrations
+            assert moves == sent - 1
+            # a NAT rebinding: a new source address with the same CID (the link's socket changes,
+            # its connection is not told): the datagrams still reach the owner
+            await link._bind("127.0.0.42")
+            link.send(stream, b"m%02d" % sent)
             sent += 1
-            await until(lambda n=i: len(answers) > n, 10, f"answer {i}")
-            if owner is None:
-                (owner,) = [sid for sid, c in enumerate(conns) if c.received]
-            if servers[1 - owner].stats["relay_out"] >= 3 or i == MAX_MOVES:
-                break
-            await link.migrate(f"127.0.0.{2 + i % 10}")
-        moves = link.migrations
-        assert moves == sent - 1
-        # a NAT rebinding: a new source address with the same CID (the link's socket changes,
-        # its connection is not told): the datagrams still reach the owner
-        await link._bind("127.0.0.42")
-        link.send(stream, b"m%02d" % sent)
-        sent += 1
-        await until(lambda: len(answers) >= sent, 10, "an answer after the rebinding")
-        assert link.migrations == moves
-        assert conns[owner].received == [b"m%02d" % i for i in range(sent)]
-        assert conns[1 - owner].received == [], "the other process never holds it"
-        assert link.handshakes == 1
-        out, into = servers[1 - owner].stats, servers[owner].stats
-        relayed = out["relay_out"]
-        if name == "qh3":
-            assert relayed >= 3, f"{moves} moves, nothing relayed"
-            # each one reaches the owner (a last ACK may still be in the channel)
-            await until(lambda: into["relay_in"] == out["relay_out"], 5, "relayed delivered")
-        else:
-            assert moves == MAX_MOVES and relayed == 0, "aioquic's CIDs carry the server id"
+            await until(lambda: len(answers) >= sent, 10, "an answer after the rebinding")
+            assert link.migrations == moves
+            assert conns[owner].received == [b"m%02d" % i for i in range(sent)]
+            assert conns[1 - owner].received == [], "the other process never holds it"
+            assert link.handshakes == 1
+            out, into = servers[1 - owner].stats, servers[owner].stats
+            relayed = out["relay_out"]
+            if name == "qh3":
+                assert relayed >= 3, f"{moves} moves, nothing relayed"
+                # each one reaches the owner (a last ACK may still be in the channel)
+                await until(lambda: into["relay_in"] == out["relay_out"], 5, "relayed delivered")
+            else:
+                assert moves == MAX_MOVES and relayed == 0, "aioquic's CIDs carry the server id"
     finally:
-        link.close()
-        link.abort()
         for server in servers:
             server.close()
         left.close()
