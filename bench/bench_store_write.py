@@ -10,14 +10,16 @@ the disk the temporary directory is on):
   seq) and its (vehicle, time) index) with the connection settings SQLite has by default for
   what `connect` sets since (cache size, checkpoint interval);
 - "now": every migration and `connect`'s settings.
-Both first get `--history-s` seconds of every vehicle's readings (vehicle after vehicle, so
-each vehicle's rows fill pages of their own as a long-running fleet's do), then the measured
-seconds: every vehicle's reading of that second (3 positions to 1 CAN snapshot of 8 signals,
-as the load tester's fleet), the vehicles in a fixed random phase order, cut into the commits
-the writer makes at 1 Hz (`--batch-ms` of readings each; 20 ms is the writer's pacing). The
-two files take turns second by second, so a busy machine slows both alike. Per reading: the
-store thread's CPU (user + system: binding, B-tree work, WAL writes, fsync, checkpoints),
-and the bytes it wrote (WAL frames and checkpoints).
+Both first get half to all of `--history-s` seconds of every vehicle's readings (vehicle
+after vehicle, so each vehicle's rows fill pages of their own as a long-running fleet's do,
+and fill them up at different seconds), then the measured seconds: every vehicle's next
+reading (3 positions to 1 CAN snapshot of 8 signals, as the load tester's fleet), the
+vehicles in a fixed random phase order, cut into the commits the writer makes at 1 Hz
+(`--batch-ms` of readings each; 20 ms is the writer's pacing). The two files take turns
+second by second, so a busy machine slows both alike. Per reading: the store thread's CPU
+(user + system: binding, B-tree work, WAL writes, fsync, checkpoints) and the bytes it wrote
+(WAL frames and checkpoints); then `WAL_SECONDS` more seconds without checkpoints, for the
+WAL pages (4 KB each) a reading adds.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ LAYOUT_MIGRATION = "0029_telemetry_by_time"
 # what `connect` did not set before 0029 (SQLite's defaults): 2 MB of page cache, a
 # checkpoint every 1,000 WAL frames
 BEFORE_PRAGMAS = ("PRAGMA cache_size=-2000", "PRAGMA wal_autocheckpoint=1000")
+# seconds written without checkpoints after the measured ones, for the WAL pages per reading
+WAL_SECONDS = 8
 # readings per prefill transaction
 PREFILL_ROWS = 100_000
 
@@ -94,6 +98,22 @@ class Side:
         self.cpu_s += time.thread_time() - c0
         self.written += _written() - w0
 
+    def wal_frames(self, seconds: list[list[list[StoredReading]]]) -> float:
+        """WAL frames (pages) per reading of more seconds, with no checkpoint meanwhile."""
+        db = self.store._db
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        auto = db.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+        db.execute("PRAGMA wal_autocheckpoint=0")
+        n = 0
+        for batches in seconds:
+            for batch in batches:
+                self.store._write(batch, [])
+                n += len(batch)
+        db.execute(f"PRAGMA wal_autocheckpoint={auto}")
+        page = db.execute("PRAGMA page_size").fetchone()[0]
+        size = Path(f"{self.path}-wal").stat().st_size - 32  # the WAL header
+        return size / (page + 24) / n  # a frame: its header + the page
+
     def close(self) -> None:
         self.store._db.close()
 
@@ -122,30 +142,40 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         sides = [Side("before", tmp, True), Side("now", tmp, False)]
+        # each vehicle's own number of readings so far (half to all of --history-s), so their
+        # newest leaf pages fill, and split, at different seconds as a real fleet's do
+        pick = random.Random(3).randint
+        stored = [pick(a.history_s // 2, a.history_s) for _ in range(a.vehicles)]
         for side in sides:
             rows: list[StoredReading] = []
             for v in range(a.vehicles):
-                rows += [reading(v, q, rnd) for q in range(1, a.history_s + 1)]
+                rows += [reading(v, q, rnd) for q in range(1, stored[v] + 1)]
                 if len(rows) >= PREFILL_ROWS or v == a.vehicles - 1:
                     side.store._write(rows, [])
                     rows = []
             side.store._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        for q in range(a.history_s + 1, a.history_s + 1 + a.seconds):
-            second = [reading(v, q, rnd) for v in order]
-            batches = [second[i:i + per_commit] for i in range(0, len(second), per_commit)]
-            for side in (sides if q % 2 else sides[::-1]):
+        def commits(k: int) -> list[list[StoredReading]]:
+            """The commits of measured second `k` (1, 2, …)."""
+            second = [reading(v, stored[v] + k, rnd) for v in order]
+            return [second[i:i + per_commit] for i in range(0, len(second), per_commit)]
+
+        for k in range(1, a.seconds + 1):
+            batches = commits(k)
+            for side in (sides if k % 2 else sides[::-1]):
                 side.write(batches)
+        more = [commits(k) for k in range(a.seconds + 1, a.seconds + 1 + WAL_SECONDS)]
+        frames = {side.name: side.wal_frames(more) for side in sides}
         for side in sides:
             side.close()
-        print(f"{a.vehicles} vehicles × 1 Hz, {a.history_s} s stored before, {a.seconds} s "
-              f"measured, {per_commit} readings per commit, SQLite {sqlite3.sqlite_version}; "
-              "per reading:")
+        print(f"{a.vehicles} vehicles × 1 Hz, {a.history_s // 2}–{a.history_s} s stored "
+              f"before, {a.seconds} s measured, {per_commit} readings per commit, SQLite "
+              f"{sqlite3.sqlite_version}; per reading:")
         base = sides[0]
         for side in sides:
             n = max(1, side.readings)
             print(f"  {side.name:<7} store thread CPU {side.cpu_s / n * 1e6:5.1f} µs "
                   f"({side.cpu_s / base.cpu_s:.2f}×), written {side.written / n / 1024:4.1f} KiB "
-                  "(WAL and checkpoints)")
+                  f"(WAL and checkpoints); WAL pages {frames[side.name]:.2f}")
     return 0
 
 
