@@ -17,6 +17,15 @@ log = logging.getLogger("agent.uplink")
 
 # silence (with data or a PING outstanding) that makes the agent probe
 PROBE_AFTER_S = 8.0
+# ... or this many times as long as the gateway took to answer last (the silence before the
+# latest datagram that came while something was outstanding), if longer: a gateway that is
+# behind answers seconds late, and a silence as long as its answers is no sign that it forgot
+# the connection; probing it anyway costs it a handshake (or a refusal) per vehicle, which
+# made the load tester's vehicles send 0.4-1.4 probe datagrams per acked reading to a
+# starved gateway (docs/benchmarks.md "Past the knee")
+PROBE_PER_ANSWER = 2.0
+# ... but never longer than this: a slow gateway that was then restarted is still found
+PROBE_AFTER_MAX_S = 60.0
 # after a probe that found the connection alive, wait this long before the next one
 PROBE_EVERY_S = 15.0
 # The tick; a tick SUSPEND_S late, or boot time running SUSPEND_S ahead of the monotonic clock
@@ -56,6 +65,7 @@ class _Phase(enum.Enum):
 class Liveness:
     def __init__(self) -> None:
         self.heard = 0.0  # when the last datagram came
+        self.answer_s = 0.0  # the silence before the latest datagram while one was awaited
         self.dead = False  # the connection is gone: reconnect
         self.deadline: float | None = None
         self._ping_since: float | None = None  # oldest PING sent since the last datagram
@@ -70,6 +80,7 @@ class Liveness:
     def reset(self, now: float) -> None:
         """A new connection: nothing heard yet, nothing outstanding, no ticking."""
         self.heard, self._ping_since, self.dead = now, None, False
+        self.answer_s = 0.0
         self.stop()
 
     def start(self, now: float, boot: float | None = None) -> None:
@@ -85,8 +96,15 @@ class Liveness:
         if boot is not None:
             self._offset = boot - now
 
-    def datagram(self, now: float) -> None:
+    def datagram(self, now: float, awaited: bool = False) -> None:
+        """A datagram came; `awaited`: data or a PING was outstanding (an answer)."""
+        if awaited or self._ping_since is not None:
+            self.answer_s = now - self.heard
         self.heard, self._ping_since = now, None
+
+    def probe_after(self) -> float:
+        """The silence with something outstanding after which the agent probes."""
+        return min(PROBE_AFTER_MAX_S, max(PROBE_AFTER_S, PROBE_PER_ANSWER * self.answer_s))
 
     def ping_sent(self, now: float) -> None:
         if self._ping_since is None:
@@ -103,8 +121,9 @@ class Liveness:
             ahead = (self._offset is not None and self._tick_offset is not None
                      and self._offset - self._tick_offset > SUSPEND_S)
             self._tick_at, self._tick_offset = now, self._offset
-            silent = ((self._ping_since is not None and now - self._ping_since > PROBE_AFTER_S)
-                      or (in_flight and now - self.heard > PROBE_AFTER_S))
+            after = self.probe_after()
+            silent = ((self._ping_since is not None and now - self._ping_since > after)
+                      or (in_flight and now - self.heard > after))
             actions: list = []
             if late or ahead:
                 log.info("suspend or stall detected: checking the connection now")

@@ -264,7 +264,7 @@ class UplinkMachine:
     # --- the path ----------------------------------------------------------------------
 
     def datagram_received(self, now: float) -> None:
-        self.liveness.datagram(now)
+        self.liveness.datagram(now, bool(self.session and self.session.in_flight))
 
     def ping_sent(self, now: float) -> None:
         self.liveness.ping_sent(now)

@@ -43,7 +43,7 @@ def parse_candump_line(line: str) -> can.Message | None:
         raise ValueError("id out of range")
     kw["arbitration_id"] = arb
     if rest.startswith("#"):
-        flags = int(rest[1], 16)
+        flags = int(rest[1:2], 16)  # ValueError, not IndexError, for a bare "#"
         data = bytes.fromhex(rest[2:])
         if len(data) not in FD_LENGTHS:
             raise ValueError("bad CAN FD length")

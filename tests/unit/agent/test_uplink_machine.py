@@ -5,7 +5,15 @@ The gateway's side is the real `ServerSession`; time is a number the test moves.
 
 from __future__ import annotations
 
-from agent.liveness import GRACE_PER_PROBE_RTT, GRACE_S, PROBE_AFTER_S, PROBE_EVERY_S, TICK_S
+from agent.liveness import (
+    GRACE_PER_PROBE_RTT,
+    GRACE_S,
+    PROBE_AFTER_MAX_S,
+    PROBE_AFTER_S,
+    PROBE_EVERY_S,
+    PROBE_PER_ANSWER,
+    TICK_S,
+)
 from agent.uplink_actions import (
     Abort,
     ApplyAck,
@@ -252,9 +260,35 @@ def test_probe_finds_the_old_connection_alive_then_waits_before_the_next():
     p.m.datagram_received(p.now + 0.1)  # the old connection answers
     assert p.advance(1.0) == []
     assert p.m.state is State.CONNECTED
-    # the gateway stays silent: the next probe comes only after PROBE_EVERY_S
+    # the gateway stays silent: the next probe comes only after PROBE_EVERY_S, and after
+    # twice the 9.1 s the old connection took to answer (PROBE_PER_ANSWER)
     assert p.advance(PROBE_EVERY_S - 0.5) == []
-    assert p.advance(1.5) == [Probe()]
+    assert p.now - p.m.liveness.heard < PROBE_PER_ANSWER * 9.1
+    assert p.advance(PROBE_PER_ANSWER * 9.1 - (p.now - p.m.liveness.heard) - 0.1) == []
+    assert p.advance(1.0) == [Probe()]
+
+
+def test_a_gateway_that_answers_late_is_probed_only_after_twice_that_silence():
+    """A gateway that is behind answers seconds late: probing it (a handshake or a refusal per
+    vehicle) would only add to its backlog. Twice its last answer's silence, at most
+    PROBE_AFTER_MAX_S; a gateway that answers at once is probed after PROBE_AFTER_S."""
+    p = Pair()
+    p.send(1)
+    p.advance(6.0)
+    p.ack([1])  # answered after 6 s with the batch outstanding
+    assert p.m.liveness.probe_after() == 12.0
+    p.send(1, first=2)
+    assert p.advance(12.0) == [], "silent 12 s: as slow as before, not gone"
+    assert p.advance(1.0) == [Probe()]
+    # a gateway that answers quickly again brings the threshold back down
+    q = Pair()
+    q.send(1)
+    q.advance(0.2)
+    q.ack([1])
+    assert q.m.liveness.probe_after() == PROBE_AFTER_S
+    # and one that took minutes is probed after PROBE_AFTER_MAX_S at the latest
+    q.m.liveness.datagram(q.now + 300.0, awaited=True)
+    assert q.m.liveness.probe_after() == PROBE_AFTER_MAX_S
 
 
 def test_a_slow_probe_gives_the_old_connection_as_long_to_answer():
