@@ -227,8 +227,11 @@ class ClientSession(_Session):
         return max(0, self.credit - len(self.in_flight)) if self.ready else 0
 
     def receive_data(self, data: bytes) -> list:
+        # `_messages` written out (one generator less per chunk: an agent gets one per batch)
+        if self.closed:
+            raise ProtocolError(ErrorCode.UNEXPECTED, "data after the session was closed")
         events: list = []
-        for msg in self._messages(data):
+        for msg in self._decoder.feed(data):
             if isinstance(msg, Welcome):
                 if self.ready:
                     raise ProtocolError(ErrorCode.UNEXPECTED, "second welcome")
@@ -265,6 +268,7 @@ class ClientSession(_Session):
                     self._closed_by_peer()
                 events.append(PeerError(msg.code, msg.reason, msg.fatal))
             elif isinstance(msg, Unknown):
+                self._send(Error(int(ErrorCode.UNKNOWN_TYPE), f"unknown type {msg.type!r}", False))
                 events.append(UnknownSkipped(msg.type))
             else:
                 raise ProtocolError(ErrorCode.UNEXPECTED, f"{type(msg).__name__} from a server")

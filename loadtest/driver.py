@@ -105,7 +105,7 @@ class Driver:
             if not self.welcomed:
                 self.welcomed = True
                 self.w.welcomed += 1
-        self._after()
+        self._after(now)
 
     def _on_handshake(self, link: EdgeLink) -> None:
         if link is not self.link:
@@ -198,9 +198,12 @@ class Driver:
             elif kind is Abort:
                 self._drop(tell_peer=False)
 
-    def _after(self) -> None:
-        """After every input, as the agent's loop: make what is due, fill, report, re-arm."""
-        m, sim, now = self.machine, self.sim, self.clock()
+    def _after(self, now: float | None = None) -> None:
+        """After every input, as the agent's loop: make what is due, fill, report, re-arm
+        (`now`: the input's time, when it has just been read)."""
+        m, sim = self.machine, self.sim
+        if now is None:
+            now = self.clock()
         sim.make_due(now)
         drain, link = self.drain, self.link
         session = m.session
