@@ -64,6 +64,9 @@ _LONG_HEADER = 0x80
 # lost (their data retransmitted); "data": new stream data (batches, status, answers).
 SENT_KINDS = ("ack", "timer", "ping", "pto", "loss", "data")
 _ACK, _TIMER, _PING, _PTO, _LOSS, _DATA = range(len(SENT_KINDS))
+_SENT_KEYS = tuple(f"sent_{kind}" for kind in SENT_KINDS)  # the edge's stats keys
+_SENT_KEY_OF = {kind: f"sent_{kind}" for kind in ("handshake", "resumed", "probe")}
+_RECEIVED_KEY_OF = {kind: f"received_{kind}" for kind in ("handshake", "resumed", "probe")}
 # A datagram from the gateway that carried no new stream data and is at most this long is
 # counted as ACK-only (a 1-RTT packet: 1 + 8-byte CID + packet number + an ACK frame + 16-byte
 # tag is ~30-45 bytes); a longer one repeats data (a retransmission or a probe).
@@ -116,6 +119,9 @@ class EdgeLink:
             else "handshake"
         self._why = _ACK
         self._got_data = False
+        # probe timeouts and losses at the last transmit that sent (`poll`; None: not yet, or
+        # a library without them)
+        self._counts: tuple[int, int] | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -184,14 +190,10 @@ class EdgeLink:
             return
         if self.on_datagram is not None:
             self.on_datagram(now)
-        counts = self.lib.recovery_counts(self.conn)
         self._got_data = False
         self.conn.receive_datagram(data, addr, now=now)
         self._events()
         self._count_received(data)
-        if counts is not None and self._why < _LOSS and (
-                self.lib.recovery_counts(self.conn)[1] > counts[1]):
-            self._why = _LOSS
         # what the datagram asks for leaves now, as the agent's link sends it: within qh3's
         # 1 ms a QUIC ACK still waits for the next batch to ride in; at the end of a long
         # drain it would go alone (one more datagram per reading than an agent sends)
@@ -208,13 +210,13 @@ class EdgeLink:
         conn = self.conn
         timer = conn.get_timer()
         if timer is not None and timer <= now:
-            counts = self.lib.recovery_counts(conn)
             try:
                 conn.handle_timer(now=now)
             except Exception as exc:  # noqa: BLE001 - that connection's
                 self._core_refused(exc)
             self._events()
-            self._timer_fired(counts)
+            if self._counts is None and self._why < _TIMER:
+                self._why = _TIMER  # a library without recovery counts: any timer's
         if not self.closed and now - self._last_send >= self._keepalive_s:
             self.ping()
         self.transmit()
@@ -233,9 +235,21 @@ class EdgeLink:
             out = []
         if out:
             self._last_send = now
-            kind = (SENT_KINDS[self._why] if self.handshaken and self.handshake_kind != "probe"
-                    else self.handshake_kind)
-            self.edge.stats["sent_" + kind] += len(out)
+            # the count by kind: its highest reason since the last transmit that sent; probe
+            # timeouts and losses are the library's counts, compared once per such transmit
+            # with their value at the last one (they rise only in a receive or a timer, so a
+            # rise is what made this one a probe's or a repair's): once per vehicle-second,
+            # not before and after every receive and timer
+            why = self._why
+            if (counts := self.lib.recovery_counts(conn)) is not None:
+                before, self._counts = self._counts, counts
+                if before is not None and why < _LOSS:
+                    if counts[1] > before[1]:
+                        why = _LOSS
+                    elif counts[0] > before[0] and why < _PTO:
+                        why = _PTO
+            self.edge.stats[_SENT_KEYS[why] if self.handshaken and self.handshake_kind != "probe"
+                            else _SENT_KEY_OF[self.handshake_kind]] += len(out)
         self._why = _ACK
         self._events()
         if not self.closed:
@@ -248,32 +262,18 @@ class EdgeLink:
                 self.edge.timers.set(self, at)
         return out
 
-    def _timer_fired(self, counts: tuple[int, int] | None) -> None:
-        """What a QUIC timer that fired asks to send (`recovery_counts` before it)."""
-        after = self.lib.recovery_counts(self.conn) if counts is not None else None
-        if after is None:
-            why = _TIMER
-        elif after[1] > counts[1]:
-            why = _LOSS
-        elif after[0] > counts[0]:
-            why = _PTO
-        else:
-            why = _ACK  # the held ACK's timer (the others send nothing of their own here)
-        if why > self._why:
-            self._why = why
-
     def _count_received(self, data: bytes) -> None:
         """Count a datagram from the gateway by kind: its handshake, new stream data, ACK-only,
         or a repeat (retransmitted data, a probe)."""
         if not self.handshaken or self.handshake_kind == "probe":
-            kind = self.handshake_kind
+            key = _RECEIVED_KEY_OF[self.handshake_kind]
         elif self._got_data:
-            kind = "data"
+            key = "received_data"
         elif len(data) <= ACK_ONLY_MAX_BYTES:
-            kind = "ack"
+            key = "received_ack"
         else:
-            kind = "repeat"
-        self.edge.stats["received_" + kind] += 1
+            key = "received_repeat"
+        self.edge.stats[key] += 1
 
     def _core_refused(self, exc: Exception) -> None:
         """The QUIC core refused a transmit or a timer of this connection: counted, and the
