@@ -106,8 +106,10 @@ async def _run(stream, quiet: bool):
 SEEN = {"quiet": 0}
 
 
+# derandomize: the same examples every run, so the floor on quiet readings is no matter of luck
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                            HealthCheck.large_base_example])
+                                                            HealthCheck.large_base_example],
+          derandomize=True, database=None)
 @given(stream=ticks())
 def _property(stream):
     *fast, stats = asyncio.run(_run(stream, quiet=True))
