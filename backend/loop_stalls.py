@@ -5,7 +5,8 @@ A stalled loop reads no datagram and sends no ack, so every vehicle's ack waits 
 to end; a stall longer than a vehicle's probe timeout also brings back resends. `StallRecorder`
 is pure (every call takes `now`): the edge (`watch`) reports each tick of a timer it asked for
 every `TICK_S` and the collector's pauses (`gc.callbacks`), and logs one summary per
-`SUMMARY_S` window that had stalls (docs/benchmarks.md, "Stalls below saturation, session 11").
+`SUMMARY_S` window that had stalls, at WARNING (an operator should see them;
+docs/benchmarks.md, "Stalls below saturation, session 11").
 """
 
 from __future__ import annotations
@@ -107,6 +108,6 @@ async def watch(recorder: StallRecorder) -> None:
                 summary_at = now + SUMMARY_S
                 if recorder.stalls > logged:
                     logged = recorder.stalls
-                    log.info("%s", recorder.summary())
+                    log.warning("%s", recorder.summary())
     finally:
         gc.callbacks.remove(on_gc)

@@ -388,5 +388,6 @@ async def run(config: BackendConfig, cluster=None) -> None:
         await stopping.wait()
     finally:
         stalls.cancel()
-        log.info("at stop: %s", recorder.summary())
+        if recorder.stalls:
+            log.warning("at stop: %s", recorder.summary())
         await backend.stop()
