@@ -8,7 +8,9 @@ per attribute, then `newest_positions` and `newest_signals` over the batch again
 No database: only the Python the store thread runs, holding the GIL, before its three
 `executemany` calls. The batches are the load tester's fleet at 1 Hz (3 positions to 1 CAN
 snapshot of 8 signals and its bus), `--batch-ms` of readings per commit (the writer's
-pacing); the two ways take turns round by round, so a busy machine slows both alike. Prints
+pacing), under the gateway's collector settings (`backend.gc_policy.after_start`: the
+store thread's garbage is collected on the gateway's schedule); the two ways take turns
+round by round, so a busy machine slows both alike. Prints
 the thread CPU per reading of each (the median round) and checks they give the same
 parameters.
 """
@@ -25,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from backend import gc_policy  # noqa: E402
 from backend.store.rows import newest_positions, newest_signals  # noqa: E402
 from backend.store.sqlite.readings import signal_json, write_rows  # noqa: E402
 from bench.bench_store_write import EPOCH, reading  # noqa: E402
@@ -58,6 +61,7 @@ def main() -> int:
     for b in batches:
         old, new = before(b), write_rows(b)
         assert old[0] == new[0] and old[1] == new[1] and sorted(old[2]) == sorted(new[2])
+    gc_policy.after_start()
     ways = {"before": before, "one pass": write_rows}
     cpu: dict[str, list[float]] = {name: [] for name in ways}
     for k in range(a.rounds):
