@@ -11,7 +11,7 @@ from aiohttp import web
 
 from geostream.clock import wall_ms
 
-from . import gc_policy
+from . import gc_policy, loop_stalls
 from .alerts import AlertEngine
 from .config import BackendConfig
 from .dbwatch import CHECK_EVERY_S, ReplicationWatch
@@ -382,7 +382,12 @@ async def run(config: BackendConfig, cluster=None) -> None:
         loop.add_signal_handler(sig, stopping.set)
     await backend.start()
     gc_policy.after_start()
+    recorder = loop_stalls.StallRecorder()
+    stalls = loop.create_task(loop_stalls.watch(recorder), name="loop-stalls")
     try:
         await stopping.wait()
     finally:
+        stalls.cancel()
+        if recorder.stalls:
+            log.warning("at stop: %s", recorder.summary())
         await backend.stop()

@@ -68,6 +68,7 @@ class Report:
     # --reuseport: datagrams one worker relayed to another (backend/cluster/relay.py) per
     # reading acked over the whole run (the workers' totals at stop)
     relay_hops_per_reading: float | None = None
+    loop_stalls: str = ""  # the first gateway's loop stalls, whole run (backend/loop_stalls.py)
     storm: dict | None = None
     ack_gap_s: float = 0.0        # longest time in the window no vehicle got an acknowledgement
 
@@ -159,6 +160,8 @@ class Report:
                f"still in the vehicles (not drained) {self.unacked}"]
         out.append(f"  ack gap            {self.ack_gap_s:.1f} s: the longest time in the window "
                    "without any acknowledgement")
+        if self.loop_stalls:
+            out.append(f"  gateway loop       {self.loop_stalls} (whole run, connecting included)")
         if self.storm:
             s = self.storm
             out.append(f"  outage storm       backlog {s['backlog']:,} readings, drained in "

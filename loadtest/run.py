@@ -279,6 +279,7 @@ def _run(opts: Options, tmp: Path, log_dir: Path, store: ThrowawayStore,
     if opts.reuseport > 1:
         rep.relay_hops_per_reading = relayed_out(log_dir / "gateway0.log",
                                                  opts.reuseport) / max(1, rep.acked)
+    rep.loop_stalls = stall_summary(log_dir / "gateway0.log")
     rep.machine_cores, rep.load_1m, rep.machine_idle_pct = machine.cores, machine.load_1m, idle_pct
     rep.store_cpu_pct = store_cpu
     rep.other_cpu_pct = split_cpu(busy_pct, gateway_cpu, client_cpu, store_cpu, router_cpu or 0.0)
@@ -326,6 +327,16 @@ def relayed_out(log: Path, workers: int) -> int:
     except OSError:
         return 0
     return sum(int(m.group(1)) for ln in lines if (m := re.search(r"relayed_out=(\d+)", ln)))
+
+
+def stall_summary(log: Path) -> str:
+    """The first gateway's event-loop stalls over its whole run, connecting included: the
+    summary it logs at stop (backend/loop_stalls.py), or "" when it had none."""
+    try:
+        lines = [ln for ln in log.read_text(errors="replace").splitlines() if " at stop: " in ln]
+    except OSError:
+        return ""
+    return lines[-1].split(" at stop: ", 1)[1] if lines else ""
 
 
 def _children(pid: int) -> list[int]:

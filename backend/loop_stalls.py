@@ -1,0 +1,113 @@
+"""The event loop's stalls: ticks that ran late by more than `STALL_S`, and how much of each was
+the cycle collector.
+
+A stalled loop reads no datagram and sends no ack, so every vehicle's ack waits for the stall
+to end; a stall longer than a vehicle's probe timeout also brings back resends. `StallRecorder`
+is pure (every call takes `now`): the edge (`watch`) reports each tick of a timer it asked for
+every `TICK_S` and the collector's pauses (`gc.callbacks`), and logs one summary per
+`SUMMARY_S` window that had stalls, at WARNING (an operator should see them;
+docs/benchmarks.md, "Stalls below saturation, session 11").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+from collections import deque
+from dataclasses import dataclass
+
+log = logging.getLogger("fleet.loop")
+
+# A tick this late is a stall: longer than one live batch's commit-and-ack at low load
+# (~10–60 ms), so a stall is time every connected vehicle's ack waited for nothing else.
+STALL_S = 0.05
+# How often the watcher asks for a tick: short against STALL_S so a stall is seen to ~10 ms,
+# long enough that the watcher itself costs the loop nothing measurable (100 wakeups/s).
+TICK_S = 0.01
+# Collector pauses remembered for attribution: more than can end within one stall.
+MAX_RECENT_PAUSES = 64
+# Seconds between two summary lines in the log (only windows with a stall log one).
+SUMMARY_S = 60.0
+
+
+@dataclass(frozen=True)
+class Stall:
+    late_s: float  # how late the tick ran
+    gc_s: float  # of which the collector paused the process (pauses that ended in the stall)
+    gc_generation: int  # the oldest generation collected in it; -1 when none
+
+
+class StallRecorder:
+    """Counts stalls and the collector's part in them; pure, every call takes `now` (s)."""
+
+    def __init__(self) -> None:
+        self.stalls = 0  # ticks late by more than STALL_S
+        self.gc_stalls = 0  # of which the collector took at least half
+        self.longest_s = 0.0
+        self.gc_pauses = [0, 0, 0]  # collections per generation
+        self.gc_longest_s = [0.0, 0.0, 0.0]  # the longest pause per generation
+        self._began: tuple[int, float] | None = None
+        self._recent: deque[tuple[float, float, int]] = deque(maxlen=MAX_RECENT_PAUSES)
+
+    def gc_began(self, generation: int, now: float) -> None:
+        self._began = (generation, now)
+
+    def gc_ended(self, now: float) -> None:
+        if self._began is None:
+            return
+        generation, began = self._began
+        self._began = None
+        pause = max(0.0, now - began)
+        self.gc_pauses[generation] += 1
+        self.gc_longest_s[generation] = max(self.gc_longest_s[generation], pause)
+        self._recent.append((now, pause, generation))
+
+    def tick(self, due: float, now: float) -> Stall | None:
+        """A tick asked for at `due` ran at `now`: the stall it ends, if it was one."""
+        late = now - due
+        if late <= STALL_S:
+            return None
+        in_stall = [(pause, gen) for end, pause, gen in self._recent if due < end <= now]
+        gc_s = min(late, sum(pause for pause, _ in in_stall))
+        stall = Stall(late, gc_s, max((gen for _, gen in in_stall), default=-1))
+        self.stalls += 1
+        self.longest_s = max(self.longest_s, late)
+        if gc_s * 2 >= late:
+            self.gc_stalls += 1
+        return stall
+
+    def summary(self) -> str:
+        return (f"{self.stalls} loop stalls > {STALL_S * 1000:.0f} ms (longest "
+                f"{self.longest_s * 1000:.0f} ms), {self.gc_stalls} mostly the collector; "
+                f"collections per generation {self.gc_pauses}, longest "
+                f"{[round(s * 1000) for s in self.gc_longest_s]} ms")
+
+
+async def watch(recorder: StallRecorder) -> None:
+    """Tick every TICK_S, report each tick and the collector's pauses to `recorder`, log a
+    summary per SUMMARY_S window that had a stall. Runs until cancelled."""
+    loop = asyncio.get_running_loop()
+
+    def on_gc(phase: str, info: dict) -> None:
+        if phase == "start":
+            recorder.gc_began(info["generation"], loop.time())
+        else:
+            recorder.gc_ended(loop.time())
+
+    gc.callbacks.append(on_gc)
+    try:
+        summary_at = loop.time() + SUMMARY_S
+        logged = 0
+        while True:
+            due = loop.time() + TICK_S
+            await asyncio.sleep(TICK_S)
+            now = loop.time()
+            recorder.tick(due, now)
+            if now >= summary_at:
+                summary_at = now + SUMMARY_S
+                if recorder.stalls > logged:
+                    logged = recorder.stalls
+                    log.warning("%s", recorder.summary())
+    finally:
+        gc.callbacks.remove(on_gc)

@@ -1,0 +1,73 @@
+"""The loop-stall recorder counts ticks later than STALL_S and the collector's part in each
+(pure, on given times), and its edge reports the collector's real pauses."""
+
+import asyncio
+import gc
+
+from backend.loop_stalls import STALL_S, StallRecorder, watch
+
+
+def test_a_tick_on_time_is_no_stall():
+    rec = StallRecorder()
+    assert rec.tick(10.0, 10.0 + STALL_S * 0.9) is None
+    assert rec.stalls == 0 and rec.longest_s == 0.0
+
+
+def test_a_stall_that_a_full_collection_filled_is_the_collectors():
+    rec = StallRecorder()
+    rec.gc_began(2, 10.01)
+    rec.gc_ended(10.31)
+    stall = rec.tick(10.0, 10.32)
+    assert stall is not None
+    assert abs(stall.late_s - 0.32) < 1e-9 and abs(stall.gc_s - 0.30) < 1e-9
+    assert stall.gc_generation == 2
+    assert (rec.stalls, rec.gc_stalls, rec.gc_pauses) == (1, 1, [0, 0, 1])
+    assert abs(rec.gc_longest_s[2] - 0.30) < 1e-9
+
+
+def test_a_pause_before_the_tick_was_asked_for_is_not_counted_in_its_stall():
+    rec = StallRecorder()
+    rec.gc_began(0, 9.0)
+    rec.gc_ended(9.5)
+    stall = rec.tick(10.0, 10.2)
+    assert stall is not None and stall.gc_s == 0.0 and stall.gc_generation == -1
+    assert (rec.stalls, rec.gc_stalls) == (1, 0)
+
+
+def test_a_short_pause_in_a_long_stall_leaves_it_to_something_else():
+    rec = StallRecorder()
+    rec.gc_began(0, 10.1)
+    rec.gc_ended(10.12)
+    rec.gc_began(1, 10.2)
+    rec.gc_ended(10.25)
+    stall = rec.tick(10.0, 10.5)
+    assert stall is not None and abs(stall.gc_s - 0.07) < 1e-9 and stall.gc_generation == 1
+    assert (rec.stalls, rec.gc_stalls) == (1, 0)
+    assert abs(rec.longest_s - 0.5) < 1e-9
+    assert "1 loop stalls" in rec.summary()
+
+
+def test_an_end_without_a_start_is_ignored():
+    rec = StallRecorder()
+    rec.gc_ended(5.0)
+    assert rec.gc_pauses == [0, 0, 0]
+
+
+def test_the_watcher_reports_real_collections_and_unhooks_when_cancelled():
+    rec = StallRecorder()
+    before = list(gc.callbacks)
+
+    async def main():
+        task = asyncio.get_running_loop().create_task(watch(rec))
+        await asyncio.sleep(0)  # the watcher hooks the collector
+        assert len(gc.callbacks) == len(before) + 1
+        gc.collect(2)
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+
+    asyncio.run(main())
+    assert rec.gc_pauses[2] >= 1
+    assert gc.callbacks == before
