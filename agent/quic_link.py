@@ -18,6 +18,7 @@ from types import ModuleType
 
 from geostream.limits import KEEPALIVE_S
 from geostream.quic import library
+from geostream.quic_acks import PROBE_TIMEOUT_FLOOR_S
 
 log = logging.getLogger(__name__)
 
@@ -278,6 +279,8 @@ class QuicLink(asyncio.DatagramProtocol):
             self.handshakes += 1
             if self._ack_delay_s:
                 lib.delay_acks_up_to(self.conn, self._ack_delay_s)
+            # no probe of data the gateway may have queued sooner than the floor (quic_acks)
+            lib.floor_probe_timeout(self.conn, PROBE_TIMEOUT_FLOOR_S)
             self.session_resumed = event.session_resumed
             self.early_data_accepted = event.early_data_accepted
             log.info("handshake completed (resumed=%s, early data=%s)", event.session_resumed,

@@ -29,6 +29,13 @@ MAX_ACK_DELAY_LIMIT_MS = 2**14 - 1
 # The agent's next paced batch leaves within one send interval plus a journal commit (~0.2 s)
 # of the previous one: wait that long for it, with margin.
 ACK_DELAY_PER_INTERVAL = 1.5
+# The least probe timeout of a vehicle (as TCP's minimum RTO, RFC 6298 §2.4): a gateway that
+# is behind reads its socket queue seconds late, past the vehicle's srtt + 4·rttvar + its
+# max_ack_delay, and each probe then is a copy of a batch already queued there, one more
+# decrypt, ACK and syscall for a gateway that has too much to do (docs/benchmarks.md, "ACKs and
+# probe timeouts past the knee"). A batch lost on the radio waits for it before it is sent
+# again: one send interval at 1 Hz, while the next batch waits for the ack anyway.
+PROBE_TIMEOUT_FLOOR_S = 1.0
 
 
 def ack_delay_for(send_interval_s: float) -> float | None:

@@ -34,6 +34,7 @@ from types import ModuleType
 from agent.quic_link import v6_address
 from backend.edge_core import route_header
 from geostream.limits import KEEPALIVE_S
+from geostream.quic_acks import PROBE_TIMEOUT_FLOOR_S
 
 from .fleet import Histogram
 from .timer_wheel import TimerWheel
@@ -303,6 +304,8 @@ class EdgeLink:
                 stats["early_data_accepted"] += event.early_data_accepted
                 if self._ack_delay_s:
                     lib.delay_acks_up_to(conn, self._ack_delay_s)
+                # no probe of data the gateway may have queued sooner than the floor
+                lib.floor_probe_timeout(conn, PROBE_TIMEOUT_FLOOR_S)
                 self._on_handshake(self)
             elif kind is lib.ConnectionIdIssued:
                 self._route(event.connection_id)

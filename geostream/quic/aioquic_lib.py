@@ -101,6 +101,23 @@ def delay_acks_up_to(quic, delay_s: float) -> None:
         quic._ack_delay = delay_s
 
 
+def floor_probe_timeout(quic, floor_s: float) -> None:
+    """Send no probe (PTO) sooner than floor_s after the newest ack-eliciting packet (doubling
+    with each unanswered probe, as aioquic's own): a peer that is only slow gets no copy of
+    data it has queued already. aioquic's loss recovery takes its PTO period from
+    `get_probe_timeout`, which is floored here per connection; a loss by time threshold does
+    not use it. Its closing period (3 PTOs) grows with it."""
+    loss = getattr(quic, "_loss", None)
+    if loss is None:
+        return
+    probe_timeout = type(loss).get_probe_timeout.__get__(loss)
+
+    def floored(**kwargs) -> float:
+        return max(floor_s, probe_timeout(**kwargs))
+
+    loss.get_probe_timeout = floored
+
+
 def ack_delays(quic) -> tuple[float | None, float | None]:
     """(how long `quic` holds an ACK, the peer's advertised max_ack_delay) in seconds."""
     loss = getattr(quic, "_loss", None)

@@ -92,6 +92,12 @@ def destination_cid(datagram: bytes, cid_length: int) -> bytes | None:
 
 # the name of the native core's timer that sends a pending 1-RTT ACK (`get_timer`'s tuple)
 _ACK_TIMER = "ack_application"
+# the native core's timer of loss detection: a probe timeout, or a loss by time threshold
+_LOSS_TIMER = "loss_detection"
+# A floored probe timeout doubles with each probe that went unanswered, as the core's own
+# (RFC 9002 §6.2.1), up to 2^6 times the floor: past that the connection's idle timeout and the
+# agent's liveness probe decide, not QUIC's probes.
+_PTO_BACKOFF_MAX = 6
 
 
 class QuicConnection(_Qh3Connection):
@@ -115,10 +121,15 @@ class QuicConnection(_Qh3Connection):
     _seam_ack_hold: float | None = None  # seconds an ACK may wait (None: qh3's own 1 ms)
     _seam_ack_until: float | None = None  # the held ACK's deadline
     _seam_received_at = 0.0  # when the oldest packet the held ACK acknowledges arrived
+    _seam_pto_floor: float | None = None  # the least probe timeout (None: the core's own)
+    _seam_loss_until: float | None = None  # the floored probe timeout's deadline
+    _seam_sent_at = 0.0  # when the newest datagram left
+    _seam_heard_at = 0.0  # when the newest datagram arrived
 
     def receive_datagram(self, data: bytes, addr, now: float) -> None:
         if self._seam_ack_until is None:
             self._seam_received_at = now
+        self._seam_heard_at = now
         if self._receive_short(data, addr, now) is None:
             super().receive_datagram(data, addr, now)
 
@@ -145,25 +156,33 @@ class QuicConnection(_Qh3Connection):
 
     def datagrams_to_send(self, now: float) -> list:
         core = self._core
+        # bytes in flight before: more after means an ack-eliciting packet left (an ACK-only
+        # one counts for nothing), which restarts the floored probe timeout
+        before = None if core is None or self._seam_pto_floor is None else core.bytes_in_flight
         if core is None or self._quic_logger is not None:
-            return super().datagrams_to_send(now)
-        datagrams = []
-        poll = core.poll_transmit
-        try:
-            while (transmit := poll(now)) is not None:
-                datagrams.append((transmit[0], transmit[1]))
-        except RuntimeError as exc:
-            raise QuicConnectionError(QuicErrorCode.INTERNAL_ERROR, None, str(exc)) from exc
+            datagrams = super().datagrams_to_send(now)
+        else:
+            datagrams = []
+            poll = core.poll_transmit
+            try:
+                while (transmit := poll(now)) is not None:
+                    datagrams.append((transmit[0], transmit[1]))
+            except RuntimeError as exc:
+                raise QuicConnectionError(QuicErrorCode.INTERNAL_ERROR, None, str(exc)) from exc
+        if before is not None and datagrams and core.bytes_in_flight > before:
+            self._seam_sent_at = now
         return datagrams
 
     def receive_many_datagrams(self, datagrams: list[bytes], addr, now: float) -> None:
         if self._seam_ack_until is None:
             self._seam_received_at = now
+        self._seam_heard_at = now
         super().receive_many_datagrams(datagrams, addr, now)
 
     def receive_gro_buffer(self, buffer: bytes, segment_size: int, addr, now: float) -> None:
         if self._seam_ack_until is None:
             self._seam_received_at = now
+        self._seam_heard_at = now
         super().receive_gro_buffer(buffer, segment_size, addr, now)
 
     def get_timer(self) -> float | None:
@@ -173,6 +192,18 @@ class QuicConnection(_Qh3Connection):
             self._seam_ack_until = None
             return None
         name, at = timer
+        self._seam_loss_until = None
+        if name == _LOSS_TIMER and self._seam_pto_floor is not None:
+            self._seam_ack_until = None
+            if self._seam_heard_at > self._seam_sent_at:
+                return at  # heard since the newest send: a loss by time threshold, or a probe
+            # nothing heard since the newest send: a probe timeout, floored (with its backoff)
+            floor_at = self._seam_sent_at + self._seam_pto_floor * (
+                2 ** min(core.pto_count, _PTO_BACKOFF_MAX))
+            if floor_at > at:
+                self._seam_loss_until = floor_at
+                return floor_at
+            return at
         if self._seam_ack_hold is None or name != _ACK_TIMER:
             self._seam_ack_until = None
             return at
@@ -185,6 +216,8 @@ class QuicConnection(_Qh3Connection):
     def handle_timer(self, now: float) -> None:
         if self._seam_ack_until is not None and now < self._seam_ack_until:
             return  # the only timer due is the held ACK's
+        if self._seam_loss_until is not None and now < self._seam_loss_until:
+            return  # the core's earliest timer is the floored probe timeout
         super().handle_timer(now)
 
     # --- sending on a closed connection: nothing, as on aioquic -------------------------------
@@ -284,6 +317,19 @@ def delay_acks_up_to(quic, delay_s: float) -> None:
         quic.__class__ = QuicConnection  # adds behaviour only, no state of its own
     if isinstance(quic, QuicConnection):
         quic._seam_ack_hold = delay_s
+
+
+def floor_probe_timeout(quic, floor_s: float) -> None:
+    """Send no probe (PTO) sooner than floor_s after the newest datagram while nothing was
+    heard since it (doubling with each unanswered probe): a peer that is only slow, its
+    socket queue longer than our RTT estimate allows, gets no copy of data it has queued
+    already. A loss by time threshold (something sent later was acknowledged: the peer is
+    answering) is left to the core. qh3's core has no setting; the seam's `QuicConnection`
+    reports the later deadline from `get_timer` and fires nothing before it."""
+    if type(quic) is _Qh3Connection:
+        quic.__class__ = QuicConnection  # adds behaviour only, no state of its own
+    if isinstance(quic, QuicConnection):
+        quic._seam_pto_floor = floor_s
 
 
 def ack_delays(quic) -> tuple[float | None, float | None]:

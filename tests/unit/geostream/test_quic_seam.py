@@ -105,7 +105,8 @@ def test_every_adapter_has_the_seams_names(name):
                  "serve", "connect", "QuicEvent", "HandshakeCompleted", "StreamDataReceived",
                  "ConnectionTerminated", "PingAcknowledged", "ConnectionIdIssued",
                  "SessionTicket", "CipherSuite", "destination_cid", "ack_with_data",
-                 "advertise_max_ack_delay", "delay_acks_up_to", "ack_delays", "issue_routable_cids",
+                 "advertise_max_ack_delay", "delay_acks_up_to", "floor_probe_timeout", "ack_delays",
+                 "issue_routable_cids",
                  "host_cids", "ROUTABLE_NEW_CIDS", "smoothed_rtt", "recovery_counts",
                  "peer_address", "peer_certificate_der", "ticket_time",
                  "trim_new_connection", "trim_after_handshake"):
