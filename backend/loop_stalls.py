@@ -4,7 +4,9 @@ the cycle collector.
 A stalled loop reads no datagram and sends no ack, so every vehicle's ack waits for the stall
 to end; a stall longer than a vehicle's probe timeout also brings back resends. `StallRecorder`
 is pure (every call takes `now`): the edge (`watch`) reports each tick of a timer it asked for
-every `TICK_S` and the collector's pauses (`gc.callbacks`), and logs one summary per
+every `TICK_S` with the CPU time its thread used meanwhile (a stall the thread mostly ran is
+a long callback; one it mostly did not is a wait for a core or the GIL) and the collector's
+pauses (`gc.callbacks`), and logs one summary per
 `SUMMARY_S` window that had stalls, at WARNING (an operator should see them;
 docs/benchmarks.md, "Stalls below saturation, session 11").
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import time
 from collections import deque
 from dataclasses import dataclass
 
@@ -36,6 +39,8 @@ class Stall:
     late_s: float  # how late the tick ran
     gc_s: float  # of which the collector paused the process (pauses that ended in the stall)
     gc_generation: int  # the oldest generation collected in it; -1 when none
+    cpu_s: float = 0.0  # CPU time the loop's thread used meanwhile (less: it waited for a core
+    # or the GIL)
 
 
 class StallRecorder:
@@ -44,6 +49,7 @@ class StallRecorder:
     def __init__(self) -> None:
         self.stalls = 0  # ticks late by more than STALL_S
         self.gc_stalls = 0  # of which the collector took at least half
+        self.busy_stalls = 0  # of which the loop's thread ran (used CPU) at least half
         self.longest_s = 0.0
         self.gc_pauses = [0, 0, 0]  # collections per generation
         self.gc_longest_s = [0.0, 0.0, 0.0]  # the longest pause per generation
@@ -63,23 +69,27 @@ class StallRecorder:
         self.gc_longest_s[generation] = max(self.gc_longest_s[generation], pause)
         self._recent.append((now, pause, generation))
 
-    def tick(self, due: float, now: float) -> Stall | None:
-        """A tick asked for at `due` ran at `now`: the stall it ends, if it was one."""
+    def tick(self, due: float, now: float, cpu_s: float = 0.0) -> Stall | None:
+        """A tick asked for at `due` ran at `now`, the loop's thread having used `cpu_s` of
+        CPU since the tick before: the stall it ends, if it was one."""
         late = now - due
         if late <= STALL_S:
             return None
         in_stall = [(pause, gen) for end, pause, gen in self._recent if due < end <= now]
         gc_s = min(late, sum(pause for pause, _ in in_stall))
-        stall = Stall(late, gc_s, max((gen for _, gen in in_stall), default=-1))
+        stall = Stall(late, gc_s, max((gen for _, gen in in_stall), default=-1), cpu_s)
         self.stalls += 1
         self.longest_s = max(self.longest_s, late)
         if gc_s * 2 >= late:
             self.gc_stalls += 1
+        if cpu_s * 2 >= late:
+            self.busy_stalls += 1
         return stall
 
     def summary(self) -> str:
         return (f"{self.stalls} loop stalls > {STALL_S * 1000:.0f} ms (longest "
-                f"{self.longest_s * 1000:.0f} ms), {self.gc_stalls} mostly the collector; "
+                f"{self.longest_s * 1000:.0f} ms), {self.busy_stalls} mostly running, "
+                f"{self.gc_stalls} mostly the collector; "
                 f"collections per generation {self.gc_pauses}, longest "
                 f"{[round(s * 1000) for s in self.gc_longest_s]} ms")
 
@@ -100,10 +110,10 @@ async def watch(recorder: StallRecorder) -> None:
         summary_at = loop.time() + SUMMARY_S
         logged = 0
         while True:
-            due = loop.time() + TICK_S
+            due, cpu = loop.time() + TICK_S, time.thread_time()
             await asyncio.sleep(TICK_S)
             now = loop.time()
-            recorder.tick(due, now)
+            recorder.tick(due, now, time.thread_time() - cpu)
             if now >= summary_at:
                 summary_at = now + SUMMARY_S
                 if recorder.stalls > logged:

@@ -71,3 +71,12 @@ def test_the_watcher_reports_real_collections_and_unhooks_when_cancelled():
     asyncio.run(main())
     assert rec.gc_pauses[2] >= 1
     assert gc.callbacks == before
+
+
+def test_a_stall_the_loop_spent_running_is_told_from_one_it_spent_waiting():
+    rec = StallRecorder()
+    running = rec.tick(10.0, 10.2, cpu_s=0.18)
+    waiting = rec.tick(11.0, 11.2, cpu_s=0.01)
+    assert running is not None and waiting is not None and abs(running.cpu_s - 0.18) < 1e-9
+    assert (rec.stalls, rec.busy_stalls) == (2, 1)
+    assert "1 mostly running" in rec.summary()
