@@ -34,11 +34,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
 from agent.journal_drain import encoded_rows  # noqa: E402
 from agent.quic_link import v6_address  # noqa: E402
 from backend.pki import generate  # noqa: E402
 from backend.quic_tuning import delay_acks  # noqa: E402
+from bench.profile_table import print_profile  # noqa: E402
 from geostream import ALPN  # noqa: E402
 from geostream.limits import IDLE_TIMEOUT_S  # noqa: E402
 from geostream.quic import AGENT_DEFAULT_LIBRARY, library  # noqa: E402
@@ -492,12 +492,7 @@ def main() -> int:
         vs = a.vehicles * a.seconds * a.rounds
         stats = pstats.Stats(prof)
         print(f"\ncProfile, client side, per vehicle-second ({vs:.0f}):")
-        print(f"  {'self µs':>8} {'cum µs':>8} {'calls':>6}  function")
-        for (file, line, func), (_, nc, tt, ct, _) in sorted(
-                stats.stats.items(), key=lambda kv: -kv[1][2])[:a.top]:
-            short = file.split("site-packages/")[-1].removeprefix(f"{ROOT}/")
-            print(f"  {tt * 1e6 / vs:8.2f} {ct * 1e6 / vs:8.2f} {nc / vs:6.2f}  "
-                  f"{func} ({short}:{line})")
+        print_profile(stats, vs, "calls", a.top)
     return 0
 
 

@@ -36,10 +36,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
 from backend.gateway_edge import EdgeConnection, EdgeServer  # noqa: E402
 from backend.pki import generate  # noqa: E402
 from backend.quic_tuning import delay_acks  # noqa: E402
+from bench.profile_table import print_profile  # noqa: E402
 from geostream import ALPN  # noqa: E402
 from geostream.limits import IDLE_TIMEOUT_S  # noqa: E402
 from geostream.quic import library  # noqa: E402
@@ -338,12 +338,7 @@ def main() -> int:
         print(f"\ncProfile of the last edge round, per exchange ({sent}): "
               f"{stats.total_calls / sent:.1f} function calls, "
               f"{stats.total_tt * 1e6 / sent:.1f} µs profiled")
-        items = sorted(stats.stats.items(), key=lambda kv: -kv[1][2])[:a.top]
-        print(f"  {'self µs':>8} {'cum µs':>8} {'calls/x':>7}  function")
-        for (file, line, func), (_, nc, tt, ct, _) in items:
-            short = file.split("site-packages/")[-1].removeprefix(f"{ROOT}/")
-            print(f"  {tt * 1e6 / sent:8.2f} {ct * 1e6 / sent:8.2f} {nc / sent:7.2f}  "
-                  f"{func} ({short}:{line})")
+        print_profile(stats, sent, "calls/x", a.top)
     return 0
 
 

@@ -34,10 +34,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
 from backend.pki import generate  # noqa: E402
 from backend.writer import DEFAULT_INTERVAL_S  # noqa: E402
 from bench.gateway_round import one  # noqa: E402
+from bench.profile_table import print_profile  # noqa: E402
 from geostream.quic import library  # noqa: E402
 
 
@@ -87,12 +87,7 @@ def main() -> int:
             stats.dump_stats(a.profile_out)
         stats.sort_stats("tottime")
         print(f"\ncProfile, gateway main thread, per acked reading ({ours['acked']}):")
-        rows = sorted(stats.stats.items(), key=lambda kv: -kv[1][2])[:a.top]
-        print(f"  {'self µs':>8} {'cum µs':>8} {'calls/r':>7}  function")
-        for (file, line, func), (_, nc, tt, ct, _) in rows:
-            short = file.split("site-packages/")[-1].removeprefix(f"{ROOT}/")
-            print(f"  {tt * 1e6 / ours['acked']:8.1f} {ct * 1e6 / ours['acked']:8.1f} "
-                  f"{nc / ours['acked']:7.2f}  {func} ({short}:{line})")
+        print_profile(stats, ours["acked"], "calls/r", a.top)
     return 0
 
 
