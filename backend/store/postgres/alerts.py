@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import TypeVar
 
 import asyncpg
 
@@ -16,6 +17,8 @@ from ..rows import made
 from .db import EPOCH_MS as _EPOCH_MS
 from .db import MS as _MS
 from .db import PostgresDb
+
+T = TypeVar("T", StoredReading, StoredAlert)
 
 _READING_COLUMNS = (f"vehicle_id, epoch, seq, {_EPOCH_MS.format('time')}, kind, "
                     "ST_Y(location), ST_X(location), alt_m, speed_kmh, course_deg, fix, sats, "
@@ -57,6 +60,14 @@ def _alert(r) -> StoredAlert:
 def _asks(asks: Sequence[tuple[str, int | None]], unbounded: int) -> tuple[list[str], list[int]]:
     """(vehicles, bounds) arrays of `(vehicle, bound in ms or None)` pairs; None: `unbounded`."""
     return [v for v, _ in asks], [unbounded if t is None else t for _, t in asks]
+
+
+def _by_vehicle(items: Iterable[T]) -> dict[str, list[T]]:
+    """Readings or alerts (each with a `vehicle_id`) grouped by vehicle, in their order."""
+    out: dict[str, list[T]] = {}
+    for item in items:
+        out.setdefault(item.vehicle_id, []).append(item)
+    return out
 
 
 async def _save_changes(conn: asyncpg.Connection, upserts: list, retract: list[tuple],
@@ -122,11 +133,7 @@ class PostgresAlerts(PostgresDb):
             f"CROSS JOIN LATERAL (SELECT * FROM vehicle_telemetry WHERE vehicle_id = u.v "
             f"AND time > {_MS.format('u.t')}) r ORDER BY vehicle_id, time, epoch, seq",
             vehicles, after)
-        out: dict[str, list[StoredReading]] = {}
-        for r in rows:
-            reading = StoredReading.from_row(r)
-            out.setdefault(reading.vehicle_id, []).append(reading)
-        return out
+        return _by_vehicle(map(StoredReading.from_row, rows))
 
     async def alert_checkpoints_before(self, asks: Sequence[tuple[str, int | None]]
                                        ) -> dict[str, tuple[int, dict]]:
@@ -146,11 +153,7 @@ class PostgresAlerts(PostgresDb):
             f"CROSS JOIN LATERAL (SELECT * FROM alerts WHERE vehicle_id = u.v AND {_NOT_TIMED} "
             f"AND (end_time IS NULL OR decided_time > {_MS.format('u.t')})) a "
             "ORDER BY vehicle_id, start_time", vehicles, after)
-        out: dict[str, list[StoredAlert]] = {}
-        for r in rows:
-            alert = _alert(r)
-            out.setdefault(alert.vehicle_id, []).append(alert)
-        return out
+        return _by_vehicle(map(_alert, rows))
 
     async def save_alerts(self, upserts: list, retract: list[tuple], now_ms: int,
                           checkpoints: tuple | None = None,
