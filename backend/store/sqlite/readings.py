@@ -12,10 +12,12 @@ vehicle; appended, it writes a few pages, and a move writes each vehicle's leaf 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from operator import attrgetter, itemgetter
 
 from ..base import DeadLetter, StoredReading
@@ -32,13 +34,17 @@ PARTS = 16
 PART = ("(coalesce(unicode(substr({v}, -1)), 0) * 7 "
         "+ coalesce(unicode(substr({v}, -2, 1)), 0) * 3) % 16")
 # Seconds between two moves of one part: each part moves once in this time, one part every
-# MOVE_EVERY_S / PARTS, and the pending `last_position`/`last_signal` rows are written with
-# each move. Longer moves more of a vehicle's readings per leaf of the clustered table (its
-# leaf, its siblings and their parent are rewritten per move whatever it carries: at 10,000
-# vehicles × 1 Hz, 5 s cost 9–12 µs of the store thread per reading moved, 10 s 6 µs, 20 s
-# 4 µs) but keeps more rows in arrival order, which a question about one vehicle's last
-# seconds reads its part of (1/16 of the fleet's readings of the last MOVE_EVERY_S).
-MOVE_EVERY_S = 10.0
+# MOVE_EVERY_S / PARTS, with the pending `last_position`/`last_signal` rows of its vehicles
+# (so every reading whose rows there are not written yet is still among the arrivals, where
+# a restart finds them). Longer moves more of a vehicle's readings per leaf of the clustered
+# table (its leaf, its siblings and their parent are rewritten per move whatever it
+# carries) and writes its newest position and signals once for more readings, but keeps more
+# rows in arrival order, which a question about one vehicle's last seconds reads its part of
+# (1/16 of the fleet's readings of the last MOVE_EVERY_S), and makes each move longer (at
+# 10,000 vehicles × 1 Hz, 20 s is ~12,500 readings, ~0.1 s of the store thread, which the
+# acks of the commits behind it wait for). Measured: docs/benchmarks.md "The SQLite store
+# path, session 12".
+MOVE_EVERY_S = 20.0
 
 _COLUMN_LIST = ("vehicle_id, epoch, seq, time_ms, kind, lat, lon, alt_m, speed_kmh, course_deg, "
                 "fix, sats, hdop, data, received_ms")
@@ -59,11 +65,16 @@ _DEAD = """INSERT INTO dead_letter (vehicle_id, epoch, seq, reading, error, rece
     VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING"""
 
 
+@functools.lru_cache(maxsize=65_536)  # a fleet's ids; beyond, the oldest are computed again
 def part_of(vehicle_id: str) -> int:
-    """`PART` of a vehicle id, in Python."""
+    """`PART` of a vehicle id, in Python (a test checks they agree)."""
     last = ord(vehicle_id[-1]) if vehicle_id else 0
     before = ord(vehicle_id[-2]) if len(vehicle_id) > 1 else 0
     return (last * 7 + before * 3) % PARTS
+
+
+def _in_part(part: int) -> Callable[[str], bool]:
+    return lambda vehicle_id: part_of(vehicle_id) == part
 
 
 def signal_json(value) -> str:
@@ -215,11 +226,11 @@ class SqliteReadings(SqliteDb):
         pending `last_position`/`last_signal` rows, in one transaction."""
         where, args = ("true", ()) if part is None else ("part=?", (part,))
         pending = self._pending_last
-        with transaction(self._db) as db:
-            pending.write(db)
+        with transaction(self._db) as db:  # the moved readings' newest, at least
+            written = pending.write(db, None if part is None else _in_part(part))
             db.execute(_MOVE.format(where=where), args)
             db.execute(_MOVED.format(where=where), args)
-        pending.clear()
+        pending.forget(written)
 
     def _move_quietly(self, part: int) -> None:
         """`_move` for the cadence (nobody awaits it): a failure is logged and the readings

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from backend.store import open_store
 from backend.store.rows import StoredReading
-from backend.store.sqlite.readings import PART
+from backend.store.sqlite.readings import PART, part_of
 
 T0 = 1_790_000_000_000
 # ids whose last characters span ASCII, digits, one character, non-BMP code points
@@ -79,6 +79,7 @@ async def test_the_view_and_the_writer_place_a_vehicle_in_the_same_part(tmp_path
                      for v in IDS}
         assert " ".join(PART.format(v="vehicle_id").split()) in " ".join(view.split())
         assert len(set(parts.values())) > 5  # they spread over the parts
+        assert parts == {v: part_of(v) for v in IDS}  # the pending rows' moves
         assert _counts(tmp_path / "fleet.db") == (30, 30, 0, 30)  # all still arriving
         for v in IDS:
             assert await store.count_readings(v) == 3, v
@@ -174,8 +175,8 @@ CHILD = textwrap.dedent("""
             seqs = range(1 + 10 * k, 11 + 10 * k)
             await store.write([r for v in IDS[:5] for r in readings(v, seqs)], [])
             print("acked", k, flush=True)
-            if k == 1:
-                await store._run(store._move, 3)  # one part moved along the way
+            if k == 1:  # one part moved along the way: the first vehicle's
+                await store._run(store._move, R.part_of(IDS[0]))
         if where == "after_write":
             die()
         await store._run(move_then_die, store, where)
@@ -203,17 +204,18 @@ async def test_a_kill_minus_9_around_a_move_loses_and_duplicates_nothing(tmp_pat
     expected = await _answers(reference, IDS[:5])
     await reference.close()
     assert expected[-1] == 200
-    with sqlite3.connect(":memory:") as db:  # the vehicles of the part moved along the way
-        in_3 = sum(db.execute(f"SELECT {PART.format(v='?1')}", (v,)).fetchone()[0] == 3
-                   for v in IDS[:5])
+    moved = [v for v in IDS[:5] if part_of(v) == part_of(IDS[0])]  # along the way
     for where in ("after_write", "before_commit", "after_commit"):
         path = await _killed_run(tmp_path, where)
         with sqlite3.connect(path) as db:  # before the restart: as the kill left it
             arriving = db.execute("SELECT count(*) FROM telemetry_arrivals").fetchone()[0]
             newest = db.execute("SELECT max(seq) FROM last_position").fetchone()[0]
-        assert arriving == (0 if where == "after_commit" else 200 - 20 * in_3), where
+            seen = [v for v in IDS[:5] if db.execute(
+                "SELECT 1 FROM last_position WHERE vehicle_id=?", (v,)).fetchone()]
+        assert arriving == (0 if where == "after_commit" else 200 - 20 * len(moved)), where
         # the positions of the commits after the move along the way were pending
         assert newest == (40 if where == "after_commit" else 20), where
+        assert seen == (IDS[:5] if where == "after_commit" else moved), where
         store = opened(path)
         await store.open()
         try:
