@@ -113,12 +113,12 @@ async def test_backfill_that_disproves_an_alert_retracts_it(any_store):
     engine = await new_engine(any_store, published)
     # 0..19 s, numbered in time order as the agent's journal numbers them: above the limit at
     # even seconds, below it at odd ones
-    drive = [pos(t + 1, t, 100 if t % 2 == 0 else 40) for t in range(20)]
-    first = drive[::4]  # 0, 4, 8, 12, 16 s arrive first: all fast, an episode
+    seconds = [pos(t + 1, t, 100 if t % 2 == 0 else 40) for t in range(20)]
+    first = seconds[::4]  # 0, 4, 8, 12, 16 s arrive first: all fast, an episode
     await deliver(any_store, engine, [first])
     assert [a["state"] for a in published] == ["open"]
     # the backfill of the rest: the slow odd seconds break every 4 s gap into 1 s pieces
-    await deliver(any_store, engine, [[r for r in drive if r not in first]])
+    await deliver(any_store, engine, [[r for r in seconds if r not in first]])
     assert await alert_spans(any_store) == set()
     assert published[-1]["state"] == "retracted"
 
