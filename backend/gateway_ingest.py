@@ -29,7 +29,7 @@ from geostream.clock import wall_ms
 from geostream.errors import ErrorCode
 from geostream.messages import Batch
 
-from .hub import Hub, position_feature
+from .hub import Hub, row_feature
 from .store.base import DeadLetter, StoredReading
 from .writer import WriterStopped
 
@@ -86,8 +86,15 @@ class AckQueue:
 
 
 def publish_positions(hub: Hub | NatsFanout, rows: list[StoredReading]) -> None:
-    """The newest committed position of each vehicle among `rows` (`newest_positions`; a
-    validated position has lat and lon), to the live feed."""
+    """The newest committed position of each vehicle among `rows` (a validated position has
+    lat and lon), to the live feed: row by row while the hub has no subscriber for positions
+    (`Hub.position_row` keeps the newest, no feature made), else each vehicle's newest once."""
+    if type(hub) is Hub and not hub.takes_positions:
+        position_row = hub.position_row
+        for r in rows:
+            if r.kind == "pos" and r.lat is not None and r.lon is not None:
+                position_row(r)
+        return
     newest: dict[str, StoredReading] = {}
     get = newest.get
     for r in rows:
@@ -98,8 +105,7 @@ def publish_positions(hub: Hub | NatsFanout, rows: list[StoredReading]) -> None:
     position = hub.position
     for r in newest.values():
         if r.lat is not None and r.lon is not None:
-            position(r.vehicle_id, r.time_ms, position_feature(
-                r.vehicle_id, r.time_ms, r.lat, r.lon, r.speed_kmh, r.course_deg, r.seq))
+            position(r.vehicle_id, r.time_ms, row_feature(r))
 
 
 class _Waiting:
