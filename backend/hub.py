@@ -419,8 +419,9 @@ class Hub:
         (sub.deflated.add if deflate and topic in sub.batched else sub.deflated.discard)(topic)
         self._sort(sub)
         sub.put({"topic": topic, "event": "subscribed"}, now)
-        known = [(vehicle, self.last_feature(vehicle)) for vehicle in sorted(self.last)
-                 if topic in (ALL, vehicle_topic(vehicle)) and sub.may_see(vehicle)]
+        known = [(vehicle, feature) for vehicle in sorted(self.last)
+                 if topic in (ALL, vehicle_topic(vehicle)) and sub.may_see(vehicle)
+                 and (feature := self.last_feature(vehicle)) is not None]
         if topic in sub.batched:
             if known:
                 sub.put_frame(batch_frame(topic, [f for _, f in known]), now)
