@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
 import cbor2
@@ -445,6 +445,9 @@ class ServerSession(_Session):
         self._open()
         if credit is not None:
             self.set_credit(credit)
+        # the session reads the hello's vehicle and epoch from now on, never its token (a
+        # secret) or the agent's name: not kept for the connection's life (~150 bytes each)
+        self.hello = replace(self.hello, token="", agent="")
         zdict = pick_dictionary(self.hello.zdict)
         if zdict is not None:  # §3.2: batches on their own; no inflater for this session
             self._decoder.inflater, self._decoder.zdict = None, zdict

@@ -620,14 +620,44 @@ for _name, _value in _SPENT_SHARED.items():
 QuicConnection._state = _connection_module.QuicConnectionState.CONNECTED
 _SPENT_SHARED["_state"] = QuicConnection._state
 QuicConnection._remote_addr = None  # a spent connection's (`spend_facade`)
+# read by TLS only, as it is built (`_create_tls`): a spent connection's are gone
+QuicConnection._session_ticket_fetcher = QuicConnection._session_ticket_handler = None
 _MISSING = object()
+
+
+class _NoLocalStreams(frozenset):
+    """A spent server connection's `_created_local_stream_ids` while it opened no stream of
+    its own (a gateway never does): one shared empty set instead of an empty `set` per
+    connection (216 bytes). The facade forgets a finished stream with `discard` (nothing to
+    forget here); a stream the server opens goes through `_record_local_stream`, which gives
+    the connection a set of its own first (`QuicConnection._record_local_stream`)."""
+
+    __slots__ = ()
+
+    def discard(self, stream_id: int) -> None:
+        """Nothing to forget: no stream of this connection's was ever recorded here."""
+
+
+QuicConnection._created_local_stream_ids = _NoLocalStreams()
+
+
+def _record_local_stream(self, stream_id: int) -> None:
+    """The facade's `_record_local_stream`, on a set of the connection's own once its shared
+    empty one (`_NoLocalStreams`) would have to take a stream."""
+    if "_created_local_stream_ids" not in self.__dict__:
+        self._created_local_stream_ids = set()
+    _Qh3Connection._record_local_stream(self, stream_id)
+
+
+QuicConnection._record_local_stream = _record_local_stream
 
 
 def spend_facade(quic) -> int:
     """Shrink a server connection's Python facade once its handshake and TLS are done: the
-    seam's per-connection closure that builds TLS (`advertise_max_ack_delay`: it ran), the
-    peer's transport parameters but the one still read, the event deque, and the attributes
-    every such connection shares (`_SPENT_SHARED`), the dict rebuilt to its remaining size.
+    seam's per-connection closure that builds TLS (`advertise_max_ack_delay`: it ran) and the
+    session-ticket callbacks TLS read, the peer's transport parameters but the one still read,
+    the event deque, an empty set of locally opened streams (`_NoLocalStreams`), and the
+    attributes every such connection shares (`_SPENT_SHARED`), the dict rebuilt to its size.
     Returns the attributes dropped (0: left alone)."""
     if (getattr(quic, "_is_client", True) or not getattr(quic, "_handshake_complete", False)
             or not isinstance(getattr(quic, "_tls", None), _SpentServerTls)
@@ -640,8 +670,12 @@ def spend_facade(quic) -> int:
     state = quic.__dict__
     # the closure, and the first datagram's address (read only until the core is built:
     # the core keeps the peer's address, the edge its own)
-    dropped = [name for name in ("_create_tls", "_remote_addr")
-               if state.pop(name, None)]
+    dropped = [name for name in ("_create_tls", "_remote_addr", "_session_ticket_fetcher",
+                                 "_session_ticket_handler")
+               if state.pop(name, _MISSING) is not _MISSING]
+    if not state.get("_created_local_stream_ids", True):  # empty: the shared one reads the same
+        del state["_created_local_stream_ids"]
+        dropped.append("_created_local_stream_ids")
     params = state.get("_applied_transport_parameters")
     if params is not None and not isinstance(params, _SpentTransportParameters):
         state["_applied_transport_parameters"] = _SpentTransportParameters(params.max_ack_delay)

@@ -1,9 +1,13 @@
 """What the real gateway keeps per connected vehicle once its session runs (docs/benchmarks.md,
 "Where a qh3 gateway connection's bytes go"): the seam's trims reach the gateway's own
-connections on each library (TLS context gone, FIFO queues as lists; on qh3 the facade spent)
-and a connection with no task running holds no task set."""
+connections on each library (TLS context gone, FIFO queues as lists; on qh3 the facade spent),
+a connection with no task running holds no task set, its spent hello deadline is no timer
+handle, and its session keeps no token; on qh3 the facade shares its empty set of
+locally opened streams."""
 
 from __future__ import annotations
+
+import asyncio
 
 import pytest
 
@@ -27,8 +31,11 @@ async def test_a_connected_vehicle_keeps_only_its_spent_state(name, tmp_path, pk
         quic = proto._quic
         assert isinstance(quic._events, ListQueue)
         assert type(quic.tls if name == "aioquic" else quic._tls).__name__ == "_SpentServerTls"
+        assert not isinstance(proto._hello_timer, asyncio.TimerHandle)
+        assert proto.session.hello.token == ""
         if name == "qh3":
-            assert not {"_remote_addr", "_create_core", "_handshake_complete"} & set(vars(quic))
+            assert not {"_remote_addr", "_create_core", "_handshake_complete",
+                        "_created_local_stream_ids", "_session_ticket_handler"} & set(vars(quic))
         client.close()
     finally:
         await rig.stop()
