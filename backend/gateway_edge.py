@@ -56,6 +56,13 @@ log = logging.getLogger("backend.gateway")
 # timers, other sockets): at ~0.1–0.3 ms of work each, ~10–20 ms per wakeup at most, so one
 # sender's flood delays everyone else's work by one such slice, never until it stops.
 MAX_DATAGRAMS_PER_WAKEUP = 64
+# Connections transmitted per loop callback (`EdgeServer._flush`, and the deadlines and
+# receive-flushes one `_wake` handles): at ~20–40 µs each (a packet built and handed to the
+# socket), ~5–10 ms per callback. The rest go in the next callback, after what the loop has
+# ready meanwhile (a socket drain, a commit's acks), first come first served: a backlog of
+# thousands (a commit's acks, the receive-flushes that came due in a stall) is never one
+# callback of hundreds of ms that every other vehicle waits for.
+MAX_TRANSMITS_PER_CALLBACK = 256
 # Largest datagram read: QUIC's maximum UDP payload (RFC 9000 §18.2 max_udp_payload_size).
 MAX_DATAGRAM_BYTES = 65527
 # A receive after the handshake that needs no answer at once (the QUIC ACK waits for the
@@ -293,7 +300,7 @@ class EdgeServer:
         self._loop = asyncio.get_running_loop()
         self._transport: Any = None
         self._connections: dict[bytes, EdgeConnection] = {}
-        self._dirty: list[EdgeConnection] = []
+        self._dirty: collections.deque[EdgeConnection] = collections.deque()  # FIFO
         self._flush_handle: asyncio.Handle | None = None
         self.timers = Deadlines()
         # receive-flushes in the order they are due (all `RECEIVE_FLUSH_DELAY_S` after their
@@ -343,7 +350,7 @@ class EdgeServer:
         for conn in set(self._connections.values()):
             if not conn._terminated:
                 conn.close()
-        self._flush()
+        self._flush(limit=sys.maxsize)
         self._closed = True
         self._connections.clear()
         if self.relay is not None:
@@ -479,21 +486,27 @@ class EdgeServer:
         if self._flush_handle is None and self._dirty and not self._closed:
             self._flush_handle = self._loop.call_soon(self._flush)
 
-    def _flush(self, now: float | None = None) -> None:
-        """Transmit every dirty connection once; re-arm their deadlines; send it all."""
+    def _flush(self, now: float | None = None,
+               limit: int = MAX_TRANSMITS_PER_CALLBACK) -> None:
+        """Transmit the dirty connections once each, at most `limit` of them, first dirtied
+        first; re-arm their deadlines; send it all. The rest: in another callback."""
         self._flush_handle = None
         now = self.clock(now)
         out: list = []
-        while self._dirty:
-            dirty, self._dirty = self._dirty, []
-            for conn in dirty:
-                conn._dirty = False
-                if conn._terminated:
-                    continue
-                out.extend(self._poll(conn, now))
+        dirty, poll = self._dirty, self._poll
+        while dirty and limit > 0:
+            conn = dirty.popleft()
+            conn._dirty = False
+            if conn._terminated:
+                continue
+            limit -= 1
+            out.extend(poll(conn, now))
         self.stats["transmits"] += 1
         if out:
             self._send(out)
+        if dirty:
+            self.stats["transmits_deferred"] += 1
+            self.flush_soon()
         self.arm()
 
     def _send(self, datagrams: list) -> None:
@@ -543,14 +556,19 @@ class EdgeServer:
         now = self.clock(max(self._loop.time(), self._wake_at or 0.0))
         self._wake_handle = None
         self._wake_at = None
-        for conn in self.timers.pop_due(now):
+        # at most MAX_TRANSMITS_PER_CALLBACK deadlines and receive-flushes: those still due
+        # re-arm the timer at once (`arm`), for the loop's next turn
+        due = self.timers.pop_due(now, MAX_TRANSMITS_PER_CALLBACK)
+        for conn in due:
             conn.wake(now)
+        budget = MAX_TRANSMITS_PER_CALLBACK - len(due)
         queue = self._flush_queue
-        while queue and queue[0][0] <= now:
+        while queue and queue[0][0] <= now and budget > 0:
             when, conn = queue.popleft()
             if conn._flush_at == when:
                 conn._flush_at = None
                 conn.transmit()
+                budget -= 1
         if self._dirty:
             self._flush(now)
         else:

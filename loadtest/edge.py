@@ -526,7 +526,9 @@ class ClientEdge:
         self.stats["wakeups"] += 1
         self.serving = True
         try:
-            for owner in self.timers.pop_due(due):
+            owners = self.timers.pop_due(due)
+            self.stats["owner_wakes"] += len(owners)
+            for owner in owners:
                 owner.wake(now)
         finally:
             self.serving = False

@@ -80,3 +80,37 @@ def test_a_stall_the_loop_spent_running_is_told_from_one_it_spent_waiting():
     assert running is not None and waiting is not None and abs(running.cpu_s - 0.18) < 1e-9
     assert (rec.stalls, rec.busy_stalls) == (2, 1)
     assert "1 mostly running" in rec.summary()
+
+
+def test_the_watcher_times_a_long_callback_as_one_stall_on_its_own_timer():
+    """On an emulated clock: a callback that takes 200 ms is one stall of ~200 ms, and the
+    watcher's ticks meanwhile are one loop timer each, never a stall on their own."""
+    from tests.emuclock import run
+
+    rec = StallRecorder()
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(watch(rec))
+        await asyncio.sleep(1.0)  # ~100 ticks on time
+        assert rec.stalls == 0
+        timers_before = len(loop._scheduled)
+
+        def long_callback():
+            loop._now += 0.2  # the callback ran 200 ms
+
+        loop.call_soon(long_callback)
+        await asyncio.sleep(0.5)
+        # the watcher keeps one timer in the loop's heap, however many ticks ran
+        assert len(loop._scheduled) == timers_before
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        return len(loop._scheduled)
+
+    left, _ = run(main())
+    assert rec.stalls == 1
+    assert 0.19 - STALL_S < rec.longest_s <= 0.2 + 1e-6
+    assert left == 0  # cancelled: its timer is gone
