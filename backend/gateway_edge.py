@@ -200,6 +200,11 @@ class EdgeConnection:
                 self._edge.stats["peer_moved"] += 1
                 if not peer.validated:
                     self._new_destination_cid()
+                # the ACK of the packet that moved the peer is not held for a commit: the
+                # vehicle learns its new path works (and the edge's validation probe, the
+                # next ack-eliciting packet sent there, goes with it) within this tick
+                lib.ack_with_data(quic)
+                self.transmit()
 
     def _settle_probe(self) -> None:
         peer = self._peer
