@@ -31,7 +31,7 @@ import socket
 from collections.abc import Callable
 from types import ModuleType
 
-from agent.quic_link import v6_address
+from agent.quic_link import UNANSWERED_AFTER_REFUSAL_S, v6_address
 from backend.edge_core import route_header
 from geostream.limits import KEEPALIVE_S
 from geostream.quic_acks import PROBE_TIMEOUT_FLOOR_S
@@ -77,6 +77,11 @@ ACK_ONLY_MAX_BYTES = 48
 class EdgeLink:
     """One client connection at the edge: its sans-IO `QuicConnection`, keepalive, and the
     callbacks its vehicle gets (stream data, handshake done, closed)."""
+
+    # the deadline of an attempt the QUIC core refused to go on with before anything was
+    # heard from the gateway (`_core_refused`); None: no such refusal
+    _give_up_at: float | None = None
+    _heard = False  # a datagram came from the gateway
 
     def __init__(self, edge: ClientEdge, configuration, server_addr: tuple, *,
                  on_stream_data: Callable[[EdgeLink, bytes, bool], None],
@@ -192,6 +197,7 @@ class EdgeLink:
         if self.on_datagram is not None:
             self.on_datagram(now)
         self._got_data = False
+        self._heard = True
         self.conn.receive_datagram(data, addr, now=now)
         self._events()
         self._count_received(data)
@@ -218,6 +224,11 @@ class EdgeLink:
             self._events()
             if self._counts is None and self._why < _TIMER:
                 self._why = _TIMER  # a library without recovery counts: any timer's
+        if (self._give_up_at is not None and now >= self._give_up_at and not self._heard
+                and not self.handshaken):
+            log.debug("no answer to the first flight and the QUIC core sends no more")
+            self._finish("no answer to the first flight")
+            return
         if not self.closed and now - self._last_send >= self._keepalive_s:
             self.ping()
         self.transmit()
@@ -258,6 +269,8 @@ class EdgeLink:
             at = self._last_send + self._keepalive_s
             if timer is not None and timer < at:
                 at = timer
+            if self._give_up_at is not None and self._give_up_at < at:
+                at = self._give_up_at
             if at != self._filed_at:
                 self._filed_at = at
                 self.edge.timers.set(self, at)
@@ -280,9 +293,15 @@ class EdgeLink:
         """The QUIC core refused a transmit or a timer of this connection: counted, and the
         connection goes on. qh3's core raises "missing OneRtt packet key" on a resumed
         connection asked to send before its 1-RTT keys exist; left to rise, it ended the
-        worker's flush before its one timer was re-armed, and every vehicle stopped."""
+        worker's flush before its one timer was re-armed, and every vehicle stopped. As the
+        agent's link (agent/quic_link.py `_core_refused`): an attempt that has heard nothing
+        from the gateway ends UNANSWERED_AFTER_REFUSAL_S after the first refusal (qh3 sends
+        nothing more on it), and its vehicle starts a fresh one instead of waiting out the
+        connect timeout; a late answer before then still completes it."""
         self.edge.stats["transmit_errors"] += 1
         log.debug("the QUIC core refused a connection's transmit or timer (%s)", exc)
+        if self._give_up_at is None and not self._heard and not self.handshaken:
+            self._give_up_at = self.edge.now() + UNANSWERED_AFTER_REFUSAL_S
 
     def _events(self) -> None:
         # the connection's event queue itself: `next_event()` is one more call per event

@@ -12,19 +12,24 @@ import ssl
 
 import pytest
 
+from backend.quic_tuning import ACK_DELAY_S as GATEWAY_ACK_DELAY_S
 from geostream.quic import LIBRARIES, library
 
 ADDR_C, ADDR_S = ("127.0.0.1", 50000), ("127.0.0.1", 4433)
 RTT_S = 0.02  # the emulated path's round trip
 FLOOR_S = 1.0
-GATEWAY_ACK_DELAY_S = 0.1  # what the gateway advertises and holds (backend/quic_tuning.py)
 EXCHANGES = 8  # batches acked before the one that goes unanswered: the RTT estimate settles
 
 
 class Pair:
     """A client and a server connection of one library, datagrams carried by hand."""
 
-    def __init__(self, name: str, pki: dict[str, str]) -> None:
+    def __init__(self, name: str, pki: dict[str, str],
+                 gateway_ack_delay_s: float = GATEWAY_ACK_DELAY_S,
+                 agent_ack_delay_s: float | None = None) -> None:
+        """`gateway_ack_delay_s`: what the server advertises and holds (the gateway's,
+        backend/quic_tuning.py); `agent_ack_delay_s`: what the client advertises and holds
+        after its handshake (a paced agent's, geostream/quic_acks.py; None: the library's)."""
         self.lib = lib = library(name)
         scfg = lib.QuicConfiguration(is_client=False, alpn_protocols=["c"])
         scfg.load_cert_chain(pki["cert"], pki["key"])
@@ -33,18 +38,22 @@ class Pair:
         ccfg.load_verify_locations(cafile=pki["ca"])
         self.now = 1.0
         self.client = lib.QuicConnection(configuration=ccfg)
+        if agent_ack_delay_s:
+            lib.advertise_max_ack_delay(self.client, agent_ack_delay_s)
         self.client.connect(ADDR_S, now=self.now)
         out = self.client.datagrams_to_send(now=self.now)
         self.server = lib.QuicConnection(configuration=scfg, original_destination_connection_id=(
             lib.destination_cid(out[0][0], 8)))
-        lib.advertise_max_ack_delay(self.server, GATEWAY_ACK_DELAY_S)
-        lib.delay_acks_up_to(self.server, GATEWAY_ACK_DELAY_S)
+        lib.advertise_max_ack_delay(self.server, gateway_ack_delay_s)
+        lib.delay_acks_up_to(self.server, gateway_ack_delay_s)
         for _ in range(10):  # bounded: the handshake takes two or three flights
             back = self.to_server(out)
             out = self.to_client(back)
             if not out and not back:
                 break
         self.drain()
+        if agent_ack_delay_s:
+            lib.delay_acks_up_to(self.client, agent_ack_delay_s)
         self.stream = self.client.get_next_available_stream_id()
 
     def to_server(self, datagrams) -> list:
