@@ -35,6 +35,7 @@ from .codec import (
     encode_ack,
     encode_batch,
     framed_size,
+    plain_ack,
 )
 from .deflate import Deflater, DictionaryDeflater, Inflater, pick_dictionary
 from .errors import ErrorCode, ProtocolError
@@ -226,6 +227,34 @@ class ClientSession(_Session):
     def credit_available(self) -> int:
         return max(0, self.credit - len(self.in_flight)) if self.ready else 0
 
+    def receive(self, data: bytes) -> list:
+        """`_Session.receive`; an ack without ranges in one whole frame (a 1 Hz agent's every
+        ack) is read at fixed offsets (`plain_ack`) and takes the same checks, without the
+        decoder's CBOR and message loop."""
+        if self.ready and not self.closed and not self._decoder.buffered:
+            ack = plain_ack(data)
+            if ack is not None:
+                try:
+                    return [self._acknowledged(ack[0], ack[1], (), ack[2])]
+                except ProtocolError as exc:
+                    self.fail(exc)
+                    return [Failed(int(exc.code), exc.reason, exc.code.fatal)]
+        return super().receive(data)
+
+    def _acknowledged(self, epoch: int, through: int, ranges: tuple[tuple[int, int], ...],
+                      credit: int) -> Acknowledged:
+        """An ack applied to the in-flight set (after the welcome); raises ProtocolError."""
+        if epoch != self.epoch:
+            raise ProtocolError(ErrorCode.FORBIDDEN, f"ack for epoch {epoch}")
+        if ranges:
+            acked = RangeSet(ranges)
+            done = {q for q in self.in_flight if q <= through or q in acked}
+        else:  # the common ack: everything through one sequence number
+            done = {q for q in self.in_flight if q <= through}
+        self.in_flight -= done
+        self.credit = credit
+        return Acknowledged(epoch, through, ranges, len(done))
+
     def receive_data(self, data: bytes) -> list:
         # `_messages` written out (one generator less per chunk: an agent gets one per batch)
         if self.closed:
@@ -246,17 +275,8 @@ class ClientSession(_Session):
             elif isinstance(msg, Ack):
                 if not self.ready:
                     raise ProtocolError(ErrorCode.UNEXPECTED, "ack before welcome")
-                if msg.epoch != self.epoch:
-                    raise ProtocolError(ErrorCode.FORBIDDEN, f"ack for epoch {msg.epoch}")
-                through = msg.through
-                if msg.ranges:
-                    acked = RangeSet(msg.ranges)
-                    done = {q for q in self.in_flight if q <= through or q in acked}
-                else:  # the common ack: everything through one sequence number
-                    done = {q for q in self.in_flight if q <= through}
-                self.in_flight -= done
-                self.credit = msg.credit
-                events.append(Acknowledged(msg.epoch, msg.through, msg.ranges, len(done)))
+                events.append(self._acknowledged(msg.epoch, msg.through, msg.ranges,
+                                                 msg.credit))
             elif isinstance(msg, Command):
                 answer = self._answered.get(msg.id)
                 if answer is not None:  # a re-sent command: answer again, never run it twice
