@@ -28,6 +28,7 @@ import collections
 import ipaddress
 import logging
 import socket
+import time
 from collections.abc import Callable
 from types import ModuleType
 
@@ -279,7 +280,8 @@ class EdgeLink:
             self.edge.stats[_SENT_KEYS[why] if self.handshaken and self.handshake_kind != "probe"
                             else _SENT_KEY_OF[self.handshake_kind]] += len(out)
         self._why = _ACK
-        self._events()
+        if conn._events:
+            self._events()
         if not self.closed:
             timer = conn.get_timer()
             at = self._last_send + self._keepalive_s
@@ -383,6 +385,10 @@ class ClientEdge:
         self.lib = lib
         self._cid_length = cid_length
         self._loop = loop or asyncio.get_running_loop()
+        # the loop's clock: asyncio's own `time()` is `time.monotonic()` behind one more
+        # Python call, asked ~5 times per vehicle-second; an emulated loop's is its own
+        self._time = (time.monotonic if type(self._loop).time is asyncio.BaseEventLoop.time
+                      else self._loop.time)
         self._sockets: dict[str, socket.socket] = {}
         self._routes: dict[bytes, EdgeLink] = {}
         self._dirty: list[EdgeLink] = []
@@ -405,7 +411,7 @@ class ClientEdge:
         """The time for a QUIC connection: the loop's, never earlier than one already given
         (a send stamped later than the receive of its ACK is a negative RTT, which qh3's core
         answers by closing the connection, "InvalidTime")."""
-        now = self._loop.time()
+        now = self._time()
         if now < self._now:
             return self._now
         self._now = now
