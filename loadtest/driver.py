@@ -98,7 +98,7 @@ class Driver:
             return  # from a connection that is gone
         m, now = self.machine, self.clock()
         before = m.state
-        self._do(m.stream_data(now, data, end))
+        self._do(m.stream_data(now, data, end), now)
         if before is not State.CONNECTED and m.state is State.CONNECTED:
             self._release()
             self.w.connects += 1
@@ -171,14 +171,16 @@ class Driver:
 
     # --- actions -------------------------------------------------------------------------
 
-    def _do(self, actions: list) -> None:
+    def _do(self, actions: list, now: float | None = None) -> None:
+        """Carry out the machine's actions (`now`: the input's time, when it has just been
+        read)."""
         for a in actions:
             kind = type(a)
             if kind is SendData:
                 if self.link is not None:
                     self.link.send(self.stream_id, a.data)
             elif kind is ApplyAck:
-                self._acked(a.ack.through, a.ack.ranges)
+                self._acked(a.ack.through, a.ack.ranges, self.clock() if now is None else now)
             elif kind is Connect:
                 if self.online:
                     self.w.request_connect(self)
@@ -231,8 +233,7 @@ class Driver:
         if not edge.serving:  # else the edge's wakeup arms at its end
             edge.arm()
 
-    def _acked(self, through: int, ranges) -> None:
-        now = self.clock()
+    def _acked(self, through: int, ranges, now: float) -> None:
         self.w.acked_now(self.sim.acknowledge(through, ranges, now), now)
         if (self.drained_after is None and self.drain_target
                 and self.sim.journal.acked_through() >= self.drain_target):

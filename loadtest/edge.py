@@ -28,6 +28,7 @@ import collections
 import ipaddress
 import logging
 import socket
+import time
 from collections.abc import Callable
 from types import ModuleType
 
@@ -128,6 +129,9 @@ class EdgeLink:
         # probe timeouts and losses at the last transmit that sent (`poll`; None: not yet, or
         # a library without them)
         self._counts: tuple[int, int] | None = None
+        # the library's receive of an established connection's datagram that hands its events
+        # back without the facade's event queue (qh3: `receive_on_client`; None: the general)
+        self._receive_fast = getattr(lib, "receive_on_client", None)
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -198,8 +202,21 @@ class EdgeLink:
             self.on_datagram(now)
         self._got_data = False
         self._heard = True
-        self.conn.receive_datagram(data, addr, now=now)
-        self._events()
+        events = None if self._receive_fast is None else self._receive_fast(self.conn, data,
+                                                                            addr, now)
+        if events is None:  # the library's general path (a long header, the handshake)
+            self.conn.receive_datagram(data, addr, now=now)
+            self._events()
+        else:  # an established connection's datagram: its events straight from the core
+            stream_data = self.lib.StreamDataReceived
+            for event in events:
+                if self.closed:
+                    break
+                if type(event) is stream_data:
+                    self._got_data = True
+                    self._on_stream_data(self, event.data, event.end_stream)
+                else:
+                    self._event(event)
         self._count_received(data)
         # what the datagram asks for leaves now, as the agent's link sends it: within qh3's
         # 1 ms a QUIC ACK still waits for the next batch to ride in; at the end of a long
@@ -263,7 +280,8 @@ class EdgeLink:
             self.edge.stats[_SENT_KEYS[why] if self.handshaken and self.handshake_kind != "probe"
                             else _SENT_KEY_OF[self.handshake_kind]] += len(out)
         self._why = _ACK
-        self._events()
+        if conn._events:
+            self._events()
         if not self.closed:
             timer = conn.get_timer()
             at = self._last_send + self._keepalive_s
@@ -306,33 +324,39 @@ class EdgeLink:
     def _events(self) -> None:
         # the connection's event queue itself: `next_event()` is one more call per event
         # around `popleft`, in both libraries (aioquic's and qh3's facades keep a deque)
-        conn, lib, events = self.conn, self.lib, self.conn._events
+        events, stream_data = self.conn._events, self.lib.StreamDataReceived
         while events and not self.closed:
             event = events.popleft()
-            kind = type(event)
-            if kind is lib.StreamDataReceived:
+            if type(event) is stream_data:
                 self._got_data = True
                 self._on_stream_data(self, event.data, event.end_stream)
-            elif kind is lib.HandshakeCompleted:
-                self.handshaken = True
-                self.session_resumed = event.session_resumed
-                self.early_data_accepted = event.early_data_accepted
-                stats = self.edge.stats
-                stats["handshakes"] += 1
-                stats["resumed"] += event.session_resumed
-                stats["early_data_accepted"] += event.early_data_accepted
-                if self._ack_delay_s:
-                    lib.delay_acks_up_to(conn, self._ack_delay_s)
-                # no probe of data the gateway may have queued sooner than the floor
-                lib.floor_probe_timeout(conn, PROBE_TIMEOUT_FLOOR_S)
-                self._on_handshake(self)
-            elif kind is lib.ConnectionIdIssued:
-                self._route(event.connection_id)
-            elif kind is lib.ConnectionIdRetired:
-                self._cids.discard(event.connection_id)
-                self.edge.unroute(event.connection_id, self)
-            elif kind is lib.ConnectionTerminated:
-                self._finish(f"{event.reason_phrase or 'closed'} (code {event.error_code})")
+            else:
+                self._event(event)
+
+    def _event(self, event) -> None:
+        """An event other than stream data."""
+        conn, lib = self.conn, self.lib
+        kind = type(event)
+        if kind is lib.HandshakeCompleted:
+            self.handshaken = True
+            self.session_resumed = event.session_resumed
+            self.early_data_accepted = event.early_data_accepted
+            stats = self.edge.stats
+            stats["handshakes"] += 1
+            stats["resumed"] += event.session_resumed
+            stats["early_data_accepted"] += event.early_data_accepted
+            if self._ack_delay_s:
+                lib.delay_acks_up_to(conn, self._ack_delay_s)
+            # no probe of data the gateway may have queued sooner than the floor
+            lib.floor_probe_timeout(conn, PROBE_TIMEOUT_FLOOR_S)
+            self._on_handshake(self)
+        elif kind is lib.ConnectionIdIssued:
+            self._route(event.connection_id)
+        elif kind is lib.ConnectionIdRetired:
+            self._cids.discard(event.connection_id)
+            self.edge.unroute(event.connection_id, self)
+        elif kind is lib.ConnectionTerminated:
+            self._finish(f"{event.reason_phrase or 'closed'} (code {event.error_code})")
 
     def _route(self, cid: bytes) -> None:
         self._cids.add(cid)
@@ -361,6 +385,10 @@ class ClientEdge:
         self.lib = lib
         self._cid_length = cid_length
         self._loop = loop or asyncio.get_running_loop()
+        # the loop's clock: asyncio's own `time()` is `time.monotonic()` behind one more
+        # Python call, asked ~5 times per vehicle-second; an emulated loop's is its own
+        self._time = (time.monotonic if type(self._loop).time is asyncio.BaseEventLoop.time
+                      else self._loop.time)
         self._sockets: dict[str, socket.socket] = {}
         self._routes: dict[bytes, EdgeLink] = {}
         self._dirty: list[EdgeLink] = []
@@ -383,7 +411,7 @@ class ClientEdge:
         """The time for a QUIC connection: the loop's, never earlier than one already given
         (a send stamped later than the receive of its ACK is a negative RTT, which qh3's core
         answers by closing the connection, "InvalidTime")."""
-        now = self._loop.time()
+        now = self._time()
         if now < self._now:
             return self._now
         self._now = now

@@ -487,6 +487,17 @@ def receive_established(quic, data: bytes, addr, now: float) -> list | None:
     return events
 
 
+def receive_on_client(quic, data: bytes, addr, now: float) -> list | None:
+    """`receive_established` for a client connection (the seam's `QuicConnection`, as
+    `connect` builds it here): also keeps when the newest datagram arrived, which the floored
+    probe timeout reads (`floor_probe_timeout`), as `QuicConnection.receive_datagram` does.
+    The load tester's edge takes each vehicle's datagrams this way (loadtest/edge.py)."""
+    events = receive_established(quic, data, addr, now)
+    if events is not None:
+        quic._seam_heard_at = now
+    return events
+
+
 def datagrams_to(quic, addr, now: float) -> list:
     """`quic.datagrams_to_send(now)`, each addressed to `addr` (the peer's address the edge
     owns): the seam's `QuicConnection` polls its core into the list it returns."""

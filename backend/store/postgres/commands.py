@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from geostream.clock import wall_ms
 
 from ..base import StoredCommand, command_id_floor
-from ..coalesce import CoalescedPuts
+from ..coalesce import Coalesced, CoalescedPuts
 from .db import EPOCH_MS as _EPOCH_MS
 from .db import MS as _MS
 from .db import PostgresDb
@@ -18,10 +19,11 @@ _COMMAND_LOCK = 0x666C65657463  # advisory lock id serialising command id alloca
 _COMMAND_COLUMNS = (f"id, vehicle_id, name, args, {_EPOCH_MS.format('created_at')}, "
                     f"sent_count, {_EPOCH_MS.format('last_sent_at')}, "
                     f"{_EPOCH_MS.format('answered_at')}, ok, detail, result")
-# Vehicles one status (or command list) statement writes at most: each vehicle reports its
-# status every 30 s and its commands at every hello, so 10,000 vehicles made ~333 statements a
-# second, each a pool connection, a commit and ~140 µs of the gateway loop's CPU (measured,
-# docs/benchmarks.md "PostgreSQL, session 12"); 1,000 rows are a few hundred KB of parameters.
+# Vehicles one status (or command list) statement writes, or one pending-commands query asks
+# for, at most: each vehicle reports its status every 30 s, and its commands and the question
+# what is pending at every hello, so 10,000 vehicles made ~333 statements a second and 20,000
+# at a fleet's reconnect, each a pool connection (a commit) and ~140 µs of the gateway loop's
+# CPU (measured, docs/benchmarks.md "PostgreSQL, session 12"); 1,000 rows are a few hundred KB.
 PUT_BATCH_MAX = 1000
 _PUT_STATUS = f"""INSERT INTO vehicle_status (vehicle_id, time, status)
     SELECT v, {_MS.format('t')}, s::jsonb FROM unnest($1::text[], $2::bigint[], $3::text[])
@@ -36,12 +38,15 @@ _PUT_COMMANDS = f"""INSERT INTO vehicle_commands (vehicle_id, names, time)
 class PostgresCommands(PostgresDb):
     _statuses: CoalescedPuts[str, tuple[int, str]]
     _command_lists: CoalescedPuts[str, tuple[str, int]]
+    _pending: Coalesced[str, list[StoredCommand]]
 
     def _init_commands(self) -> None:
-        """Status reports and command lists of vehicles reporting meanwhile share a statement
+        """Status reports and command lists of vehicles reporting meanwhile share a statement,
+        and the pending commands asked for meanwhile (every hello asks) share a query
         (coalesce.py)."""
         self._statuses = CoalescedPuts(self._put_statuses, PUT_BATCH_MAX)
         self._command_lists = CoalescedPuts(self._put_command_lists, PUT_BATCH_MAX)
+        self._pending = Coalesced(self._pending_of, PUT_BATCH_MAX)
 
     async def _put_statuses(self, items: list[tuple[str, tuple[int, str]]]) -> None:
         await self._pool.execute(_PUT_STATUS, [v for v, _ in items],
@@ -72,10 +77,15 @@ class PostgresCommands(PostgresDb):
                 *([request_key] if key else []))
 
     async def pending_commands(self, vehicle_id: str) -> list[StoredCommand]:
-        rows = await self._pool.fetch(
-            f"SELECT {_COMMAND_COLUMNS} FROM commands WHERE vehicle_id = $1 "
-            "AND answered_at IS NULL ORDER BY id", vehicle_id)
-        return [StoredCommand.from_row(r) for r in rows]
+        return await self._pending.get(vehicle_id) or []
+
+    async def _pending_of(self, vehicles: Sequence[str]) -> dict[str, list[StoredCommand]]:
+        out: dict[str, list[StoredCommand]] = {}
+        for r in await self._pool.fetch(
+                f"SELECT {_COMMAND_COLUMNS} FROM commands WHERE vehicle_id = ANY($1::text[]) "
+                "AND answered_at IS NULL ORDER BY id", vehicles):
+            out.setdefault(r[1], []).append(StoredCommand.from_row(r))
+        return out
 
     async def commands_sent(self, ids: list[int], now_ms: int) -> None:
         await self._pool.execute(

@@ -1,4 +1,5 @@
-"""The backend keeps each vehicle's latest agent status (protocol.md §3 status) on both stores."""
+"""The backend keeps each vehicle's latest agent status (protocol.md §3 status), its command list
+and what is pending for it, on both stores."""
 
 from __future__ import annotations
 
@@ -45,3 +46,21 @@ async def test_reports_of_many_vehicles_at_once_keep_each_ones_newest(any_store)
         ["ping", "c0"], ["ping", "c299"]]
     if hasattr(store, "_pool"):  # PostgreSQL
         assert store._statuses.rounds < 10 and store._command_lists.rounds < 10
+
+
+async def test_pending_commands_asked_at_once_are_each_vehicles_own(any_store):
+    """A fleet's hellos ask what is pending at once: each vehicle gets its own unanswered
+    commands, oldest first; on PostgreSQL the questions share queries."""
+    store = any_store
+    ids = {}
+    for i in range(40):
+        ids[i] = await store.add_command(f"v{i % 4}", "ping", {"n": i})
+    for i in (5, 6):  # answered: no longer pending
+        await store.answer_command(f"v{i % 4}", ids[i], True, "ok", 1_700_000_000_000)
+    asked = [f"v{i % 5}" for i in range(50)]  # v4 has none
+    got = await asyncio.gather(*(store.pending_commands(v) for v in asked))
+    for v, commands in zip(asked, got, strict=True):
+        want = [ids[i] for i in range(40) if f"v{i % 4}" == v and i not in (5, 6)]
+        assert [c.id for c in commands] == want and all(c.vehicle_id == v for c in commands)
+    if hasattr(store, "_pool"):  # PostgreSQL
+        assert store._pending.rounds < 5

@@ -179,3 +179,23 @@ def test_a_probe_after_the_floor_repairs_a_lost_batch(name, pki):
     probes = pair.lib.recovery_counts(pair.client)
     assert len(pair.sends_until(5 * FLOOR_S)) <= 1
     assert pair.lib.recovery_counts(pair.client) == probes
+
+
+def test_the_client_receive_without_the_event_queue_keeps_what_the_floor_reads(pki):
+    """qh3's `receive_on_client` (the load tester's vehicles): the gateway's answer comes back
+    as the facade's events would, and counts as heard, so the floor's rule (a peer heard since
+    the newest send is left to the library's timers) sees it as `receive_datagram` does."""
+    pair = _connected("qh3", pki, floor=True)
+    lib = pair.lib
+    pair.to_server(pair.batch())
+    pair.drain()
+    pair.server.send_stream_data(pair.stream, b"ack")
+    lib.ack_with_data(pair.server)
+    [(answer, _)] = pair.server.datagrams_to_send(now=pair.now)
+    pair.now += RTT_S / 2
+    assert pair.client._seam_heard_at < pair.client._seam_sent_at < pair.now
+    events = lib.receive_on_client(pair.client, answer, ADDR_S, pair.now)
+    assert events == [lib.StreamDataReceived(b"ack", False, pair.stream)]
+    assert pair.client._seam_heard_at == pair.now
+    assert lib.receive_on_client(pair.client, b"\xc0" + answer[1:], ADDR_S, pair.now) is None, \
+        "a long header: the general path"
