@@ -376,6 +376,7 @@ class ServerSession(_Session):
         self.max_batch_bytes = max_batch_bytes
         self.through = 0
         self._committed = RangeSet()
+        self._holding = False  # `_committed` is not empty (asked per batch: no __len__ call)
         self.max_credit_granted = credit
         self.pending = 0  # readings received and not yet acknowledged (§3 batch, §6)
         # an ack owed for commits since the last one queued: one `ack` message, with the state
@@ -487,17 +488,20 @@ class ServerSession(_Session):
         The `ack` is queued once for all batches committed before the next `data_to_send()`
         (or the next other message): a drain's batches of one commit cost one ack."""
         n = 0
-        through, committed = self.through, self._committed
+        through, committed, holding = self.through, self._committed, self._holding
         for q in seqs:
             n += 1
-            if q == through + 1 and not committed:  # in order, nothing held: the usual case
+            if q == through + 1 and not holding:  # in order, nothing held: the usual case
                 through = q
             elif q > through:
                 committed.add(q)
-        self.pending = max(0, self.pending - n)
-        if committed:
+                holding = True
+        pending = self.pending - n
+        self.pending = pending if pending > 0 else 0
+        if holding:
             through = committed.contiguous_from(through)
             committed.discard_through(through)
+            self._holding = len(committed) > 0
         self.through = through
         if credit is not None:
             self.set_credit(credit)
@@ -507,7 +511,8 @@ class ServerSession(_Session):
         """The owed ack's frame, no longer owed."""
         self._ack_due = False
         assert self.hello is not None, "acks only after the hello"
-        return encode_ack(self.hello.epoch, self.through, self._committed, self.credit)
+        return encode_ack(self.hello.epoch, self.through,
+                          self._committed if self._holding else (), self.credit)
 
     def _queue_ack(self) -> None:
         """The owed ack, in its place: before any message queued after the commits it covers."""
