@@ -232,6 +232,7 @@ class UplinkMachine:
                 due = max(due, self._last_send + HOLD_FOR_ACK_INTERVALS * self.send_interval_s)
             if due > now:
                 self._pace_at = due
+                self.liveness.align(due)  # one wakeup for the pacing and the liveness tick
                 return 0
         return min(room, SEND_BATCH_READINGS)
 

@@ -97,12 +97,15 @@ class Deadlines:
             heapq.heappop(heap)
         return None
 
-    def pop_due(self, now: float) -> list[Hashable]:
-        """The owners due at `now` (each once, earliest filed first); their deadlines are
-        cleared. An owner whose deadline moved later is filed again at it."""
+    def pop_due(self, now: float, limit: int | None = None) -> list[Hashable]:
+        """The owners due at `now` (each once, earliest filed first; at most `limit`, the
+        others stay due); their deadlines are cleared. An owner whose deadline moved later
+        is filed again at it."""
         heap, filed, due = self._heap, self._filed, self._due
-        out = []
-        while heap and heap[0][0] <= now:
+        out: list[Hashable] = []
+        if limit is None:
+            limit = len(due)
+        while heap and heap[0][0] <= now and len(out) < limit:
             _, seq, owner = heapq.heappop(heap)
             if filed.get(owner) != seq:
                 continue  # superseded: filed earlier since, or cleared

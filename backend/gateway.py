@@ -89,7 +89,9 @@ class Gateway:
         # arrival detection for vehicles on a live route, and the dispatch API's service
         self.dispatch = dispatch if dispatch is not None else Dispatcher(
             store, getattr(hub, "publish_dispatch", None))
-        self.connections: dict[str, set[GatewayProtocol]] = {}
+        # each connected vehicle's connections: one as a rule, two while a reconnect overlaps
+        # the old one's end (a list: an empty set is 216 bytes per connected vehicle)
+        self.connections: dict[str, list[GatewayProtocol]] = {}
         # in a cluster, the store's record of which process owns each vehicle (set by the
         # Backend; backend/cluster/owners.py): told of every connection and disconnection
         self.owners = None
@@ -206,7 +208,9 @@ class Gateway:
                     proto.refuse(ErrorCode.REVOKED, "credential revoked")
 
     def register(self, vehicle: str, proto: GatewayProtocol) -> None:
-        self.connections.setdefault(vehicle, set()).add(proto)
+        conns = self.connections.setdefault(vehicle, [])
+        if proto not in conns:
+            conns.append(proto)
         self.alerts.reconnected(vehicle)  # its cached alert state carries on (or is checked)
         self.dispatch.forget(vehicle)  # its arrival detector starts from the store
         if self.owners is not None:  # this process owns it now (backend/cluster/owners.py)
@@ -214,8 +218,10 @@ class Gateway:
 
     def unregister(self, vehicle: str | None, proto: GatewayProtocol) -> None:
         if vehicle and vehicle in self.connections:
-            self.connections[vehicle].discard(proto)
-            if not self.connections[vehicle]:
+            conns = self.connections[vehicle]
+            if proto in conns:
+                conns.remove(proto)
+            if not conns:
                 del self.connections[vehicle]
                 self.alerts.disconnected(vehicle)  # its cached state kept, within a bound
                 if self.owners is not None:

@@ -50,6 +50,19 @@ HELLO_TIMEOUT_S = 10.0
 HANDSHAKE_TIMEOUT_S = 60.0
 
 
+class _NoTimer:
+    """The hello deadline once it is spent (the hello came): a cancelled `TimerHandle` kept
+    for the connection's life is ~200 bytes per connected vehicle; this one is shared."""
+
+    __slots__ = ()
+
+    def cancel(self) -> None:
+        """Nothing is armed."""
+
+
+_NO_TIMER = _NoTimer()
+
+
 class GatewayProtocol(EdgeConnection):
     """One vehicle's connection: its session stream and the pipeline of its batches, on the
     gateway's UDP edge (backend/gateway_edge.py: `transmit` sends at the end of the tick)."""
@@ -70,8 +83,8 @@ class GatewayProtocol(EdgeConnection):
         self._tasks: set[asyncio.Task] | None = None
         self._closing = False
         gateway.stats.connections += 1
-        self._hello_timer = asyncio.get_running_loop().call_later(
-            HANDSHAKE_TIMEOUT_S, self._hello_timeout)
+        self._hello_timer: asyncio.TimerHandle | _NoTimer = (
+            asyncio.get_running_loop().call_later(HANDSHAKE_TIMEOUT_S, self._hello_timeout))
 
     # --- QUIC library callback -----------------------------------------------------------------
 
@@ -119,6 +132,7 @@ class GatewayProtocol(EdgeConnection):
                 # long the store takes (under load its queue outlasted the deadline, and
                 # vehicles that had sent a hello were refused and reconnected from scratch)
                 self._hello_timer.cancel()
+                self._hello_timer = _NO_TIMER
                 self._spawn(self._authenticate(ev.hello))
             elif isinstance(ev, CommandAcked):
                 self._spawn(self.gateway.downlink.answered(self.vehicle_id, ev.ack.id,
@@ -161,6 +175,7 @@ class GatewayProtocol(EdgeConnection):
     async def _authenticate(self, hello) -> None:
         result = await self.gateway.store.authenticate(hello.vehicle, hello.token)
         self._hello_timer.cancel()
+        self._hello_timer = _NO_TIMER
         if result is not AuthResult.OK:
             self.gateway.stats.auth_failures += 1
             log.warning("vehicle %r refused: %s", hello.vehicle, result.value)

@@ -56,6 +56,13 @@ log = logging.getLogger("backend.gateway")
 # timers, other sockets): at ~0.1–0.3 ms of work each, ~10–20 ms per wakeup at most, so one
 # sender's flood delays everyone else's work by one such slice, never until it stops.
 MAX_DATAGRAMS_PER_WAKEUP = 64
+# Connections transmitted per loop callback (`EdgeServer._flush`, and the deadlines and
+# receive-flushes one `_wake` handles): at ~20–40 µs each (a packet built and handed to the
+# socket), ~5–10 ms per callback. The rest go in the next callback, after what the loop has
+# ready meanwhile (a socket drain, a commit's acks), first come first served: a backlog of
+# thousands (a commit's acks, the receive-flushes that came due in a stall) is never one
+# callback of hundreds of ms that every other vehicle waits for.
+MAX_TRANSMITS_PER_CALLBACK = 256
 # Largest datagram read: QUIC's maximum UDP payload (RFC 9000 §18.2 max_udp_payload_size).
 MAX_DATAGRAM_BYTES = 65527
 # A receive after the handshake that needs no answer at once (the QUIC ACK waits for the
@@ -94,8 +101,10 @@ class EdgeConnection:
         self._peer: PeerAddress | None = None
         self._owns_address = edge.lib.EDGE_OWNS_PEER_ADDRESS
         # the CIDs the edge routes to this connection: forgotten with it without a walk over
-        # every connection's (at 20,000 connections that walk took milliseconds per close)
-        self._cids: set[bytes] = set()
+        # every connection's (at 20,000 connections that walk took milliseconds per close);
+        # a list: it holds 2 to ~10 and changes only when a CID is issued or retired (an
+        # empty set is 216 bytes per connected vehicle, a list of two 72)
+        self._cids: list[bytes] = []
         # the time this connection's receive-flush is due (`EdgeServer.flush_later`), if any
         self._flush_at: float | None = None
         # the library's receive for an established connection, and the one address it is
@@ -191,6 +200,11 @@ class EdgeConnection:
                 self._edge.stats["peer_moved"] += 1
                 if not peer.validated:
                     self._new_destination_cid()
+                # the ACK of the packet that moved the peer is not held for a commit: the
+                # vehicle learns its new path works (and the edge's validation probe, the
+                # next ack-eliciting packet sent there, goes with it) within this tick
+                lib.ack_with_data(quic)
+                self.transmit()
 
     def _settle_probe(self) -> None:
         peer = self._peer
@@ -288,13 +302,16 @@ class EdgeServer:
         self._loop = asyncio.get_running_loop()
         self._transport: Any = None
         self._connections: dict[bytes, EdgeConnection] = {}
-        self._dirty: list[EdgeConnection] = []
+        self._dirty: collections.deque[EdgeConnection] = collections.deque()  # FIFO
         self._flush_handle: asyncio.Handle | None = None
         self.timers = Deadlines()
         # receive-flushes in the order they are due (all `RECEIVE_FLUSH_DELAY_S` after their
         # receive, so a FIFO): (when, connection); an entry is live while the connection's
         # `_flush_at` is its time (a transmit clears it)
         self._flush_queue: collections.deque = collections.deque()
+        # the bound of one callback's transmits (bench/bench_edge_backlog.py compares it with
+        # none)
+        self.transmits_per_callback = MAX_TRANSMITS_PER_CALLBACK
         self._wake_handle: asyncio.TimerHandle | None = None
         self._wake_at: float | None = None
         self._closed = False
@@ -338,7 +355,7 @@ class EdgeServer:
         for conn in set(self._connections.values()):
             if not conn._terminated:
                 conn.close()
-        self._flush()
+        self._flush(limit=sys.maxsize)
         self._closed = True
         self._connections.clear()
         if self.relay is not None:
@@ -396,18 +413,21 @@ class EdgeServer:
         conn = self._create_protocol(quic, self)
         for cid in (original_dcid, quic.host_cid):
             self._connections[cid] = conn
-            conn._cids.add(cid)
+            if cid not in conn._cids:
+                conn._cids.append(cid)
         self.admission.begun()
         return conn
 
     def register_cid(self, cid: bytes, conn: EdgeConnection) -> None:
         self._connections[cid] = conn
-        conn._cids.add(cid)
+        if cid not in conn._cids:
+            conn._cids.append(cid)
         if self.relay is not None:
             self.relay.issued(cid)
 
     def retire_cid(self, cid: bytes, conn: EdgeConnection) -> None:
-        conn._cids.discard(cid)
+        if cid in conn._cids:
+            conn._cids.remove(cid)
         if self._connections.get(cid) is conn:
             del self._connections[cid]
             if self.relay is not None:
@@ -474,21 +494,29 @@ class EdgeServer:
         if self._flush_handle is None and self._dirty and not self._closed:
             self._flush_handle = self._loop.call_soon(self._flush)
 
-    def _flush(self, now: float | None = None) -> None:
-        """Transmit every dirty connection once; re-arm their deadlines; send it all."""
+    def _flush(self, now: float | None = None, limit: int | None = None) -> None:
+        """Transmit the dirty connections once each, at most `limit` of them (default
+        `transmits_per_callback`), first dirtied first; re-arm their deadlines; send it all.
+        The rest: in another callback."""
         self._flush_handle = None
         now = self.clock(now)
+        if limit is None:
+            limit = self.transmits_per_callback
         out: list = []
-        while self._dirty:
-            dirty, self._dirty = self._dirty, []
-            for conn in dirty:
-                conn._dirty = False
-                if conn._terminated:
-                    continue
-                out.extend(self._poll(conn, now))
+        dirty, poll = self._dirty, self._poll
+        while dirty and limit > 0:
+            conn = dirty.popleft()
+            conn._dirty = False
+            if conn._terminated:
+                continue
+            limit -= 1
+            out.extend(poll(conn, now))
         self.stats["transmits"] += 1
         if out:
             self._send(out)
+        if dirty:
+            self.stats["transmits_deferred"] += 1
+            self.flush_soon()
         self.arm()
 
     def _send(self, datagrams: list) -> None:
@@ -538,14 +566,20 @@ class EdgeServer:
         now = self.clock(max(self._loop.time(), self._wake_at or 0.0))
         self._wake_handle = None
         self._wake_at = None
-        for conn in self.timers.pop_due(now):
+        # at most `transmits_per_callback` deadlines and receive-flushes: those still due
+        # re-arm the timer at once (`arm`), for the loop's next turn
+        budget = self.transmits_per_callback
+        due = self.timers.pop_due(now, budget)
+        for conn in due:
             conn.wake(now)
+        budget -= len(due)
         queue = self._flush_queue
-        while queue and queue[0][0] <= now:
+        while queue and queue[0][0] <= now and budget > 0:
             when, conn = queue.popleft()
             if conn._flush_at == when:
                 conn._flush_at = None
                 conn.transmit()
+                budget -= 1
         if self._dirty:
             self._flush(now)
         else:

@@ -175,6 +175,12 @@ def position_feature(vehicle_id: str, time_ms: int, lat: float, lon: float,
     }
 
 
+def row_feature(r) -> dict:
+    """`position_feature` of a committed position row (`StoredReading`)."""
+    return position_feature(r.vehicle_id, r.time_ms, r.lat, r.lon, r.speed_kmh, r.course_deg,
+                            r.seq)
+
+
 def batch_frame(topic: str, features: list[dict]) -> Message:
     """One batch frame: a GeoJSON FeatureCollection (RFC 7946) with the topic as a member."""
     return Message(topic=topic, type="FeatureCollection", features=features)
@@ -355,7 +361,9 @@ class Hub:
         self.limits: dict[str, Any] = {"max_positions": max_positions,
                                        "max_messages": max_messages, "hopeless_s": hopeless_s}
         self.subscribers: set[Subscriber] = set()
-        self.last: dict[str, tuple[int, dict]] = {}  # vehicle → (time_ms, feature)
+        # vehicle → (time_ms, its feature, or the committed row it is made from when asked:
+        # `position_row` while nobody takes positions; `last_feature` reads either)
+        self.last: dict[str, tuple[int, Any]] = {}
         self.published = 0
         self.alerts_published = 0
         self.dispatch_published = 0
@@ -411,8 +419,9 @@ class Hub:
         (sub.deflated.add if deflate and topic in sub.batched else sub.deflated.discard)(topic)
         self._sort(sub)
         sub.put({"topic": topic, "event": "subscribed"}, now)
-        known = [(vehicle, feature) for vehicle, (_, feature) in sorted(self.last.items())
-                 if topic in (ALL, vehicle_topic(vehicle)) and sub.may_see(vehicle)]
+        known = [(vehicle, feature) for vehicle in sorted(self.last)
+                 if topic in (ALL, vehicle_topic(vehicle)) and sub.may_see(vehicle)
+                 and (feature := self.last_feature(vehicle)) is not None]
         if topic in sub.batched:
             if known:
                 sub.put_frame(batch_frame(topic, [f for _, f in known]), now)
@@ -455,6 +464,39 @@ class Hub:
             self._deliver(vehicle_id, (ALL, vehicle_topic(vehicle_id)), "feature", feature,
                           coalesce=True, subscribers=self._streaming)
         return True
+
+    @property
+    def takes_positions(self) -> bool:
+        """A subscriber takes positions now (one by one or in batch frames)."""
+        return bool(self._batching or self._streaming)
+
+    def position_row(self, r) -> bool:
+        """`position` of a committed position row (a `StoredReading` with lat and lon): while
+        no subscriber takes positions, the row is kept as the vehicle's last, its feature
+        made only if one asks (`last_feature`): a fleet's every position, every second,
+        without a subscriber made four containers and a time text each, for nobody."""
+        if self._batching or self._streaming:
+            known = self.last.get(r.vehicle_id)
+            if known is not None and r.time_ms <= known[0]:
+                return False  # (no feature made for nothing)
+            return self.position(r.vehicle_id, r.time_ms, row_feature(r))
+        known = self.last.get(r.vehicle_id)
+        if known is not None and r.time_ms <= known[0]:
+            return False
+        self.last[r.vehicle_id] = (r.time_ms, r)
+        self.published += 1
+        return True
+
+    def last_feature(self, vehicle_id: str) -> dict | None:
+        """The vehicle's last known position as a feature (None: none known)."""
+        known = self.last.get(vehicle_id)
+        if known is None:
+            return None
+        time_ms, value = known
+        if type(value) is not dict:  # a row kept by `position_row`: made once, when asked
+            value = row_feature(value)
+            self.last[vehicle_id] = (time_ms, value)
+        return value
 
     def publish(self, feature: dict, topics: tuple[str, ...]) -> None:
         self.published += 1

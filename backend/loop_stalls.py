@@ -3,12 +3,12 @@ the cycle collector.
 
 A stalled loop reads no datagram and sends no ack, so every vehicle's ack waits for the stall
 to end; a stall longer than a vehicle's probe timeout also brings back resends. `StallRecorder`
-is pure (every call takes `now`): the edge (`watch`) reports each tick of a timer it asked for
+is pure (every call takes `now`): the edge (`watch`) reports each tick of a loop timer it arms
 every `TICK_S` with the CPU time its thread used meanwhile (a stall the thread mostly ran is
 a long callback; one it mostly did not is a wait for a core or the GIL) and the collector's
-pauses (`gc.callbacks`), and logs one summary per
-`SUMMARY_S` window that had stalls, at WARNING (an operator should see them;
-docs/benchmarks.md, "Stalls below saturation, session 11").
+pauses (`gc.callbacks`), and logs one summary per `SUMMARY_S` window that had stalls, at
+WARNING (an operator should see them; docs/benchmarks.md, "Stalls below saturation, session
+11").
 """
 
 from __future__ import annotations
@@ -28,6 +28,12 @@ STALL_S = 0.05
 # How often the watcher asks for a tick: short against STALL_S so a stall is seen to ~10 ms,
 # long enough that the watcher itself costs the loop nothing measurable (100 wakeups/s).
 TICK_S = 0.01
+# Ticks between two reads of the loop thread's CPU clock when none is late (a late one reads it
+# at once): the read is a system call, and on a busy machine one at which the kernel may take
+# the core from the thread while it holds the GIL (a profile of the gateway at 3,000 vehicles
+# put 8-9 % of its GIL-holding samples on that one line at 100 reads per second). A stall's
+# share of running is then measured over at most this many ticks more than the stall.
+CPU_SAMPLE_TICKS = 5
 # Collector pauses remembered for attribution: more than can end within one stall.
 MAX_RECENT_PAUSES = 64
 # Seconds between two summary lines in the log (only windows with a stall log one).
@@ -69,14 +75,19 @@ class StallRecorder:
         self.gc_longest_s[generation] = max(self.gc_longest_s[generation], pause)
         self._recent.append((now, pause, generation))
 
-    def tick(self, due: float, now: float, cpu_s: float = 0.0) -> Stall | None:
+    def tick(self, due: float, now: float, cpu_s: float = 0.0,
+             window_s: float | None = None) -> Stall | None:
         """A tick asked for at `due` ran at `now`, the loop's thread having used `cpu_s` of
-        CPU since the tick before: the stall it ends, if it was one."""
+        CPU in the `window_s` seconds before `now` (default: the stall's own length): the
+        stall it ends, if it was one. Its CPU is that window's share of running times its
+        length."""
         late = now - due
         if late <= STALL_S:
             return None
         in_stall = [(pause, gen) for end, pause, gen in self._recent if due < end <= now]
         gc_s = min(late, sum(pause for pause, _ in in_stall))
+        if window_s is not None and window_s > late:
+            cpu_s *= late / window_s
         stall = Stall(late, gc_s, max((gen for _, gen in in_stall), default=-1), cpu_s)
         self.stalls += 1
         self.longest_s = max(self.longest_s, late)
@@ -94,6 +105,45 @@ class StallRecorder:
                 f"{[round(s * 1000) for s in self.gc_longest_s]} ms")
 
 
+class _Ticker:
+    """The watcher's tick: a plain loop timer (`call_at`) re-armed from its own callback; the
+    thread's CPU clock read at a late tick and otherwise every `CPU_SAMPLE_TICKS`. A task
+    sleeping in a loop cost a future, a timer and a task wakeup per tick, and two CPU-clock
+    reads (docs/benchmarks.md, "The gateway's transport edge, session 12")."""
+
+    __slots__ = ("_loop", "_recorder", "_due", "_cpu", "_cpu_at", "_ticks", "_summary_at",
+                 "_logged", "handle")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, recorder: StallRecorder) -> None:
+        self._loop = loop
+        self._recorder = recorder
+        now = loop.time()
+        self._summary_at = now + SUMMARY_S
+        self._logged = 0
+        self._cpu, self._cpu_at, self._ticks = time.thread_time(), now, 0
+        self._due = now + TICK_S
+        self.handle = loop.call_at(self._due, self._tick)
+
+    def _tick(self) -> None:
+        loop = self._loop
+        now = loop.time()
+        self._ticks += 1
+        if now - self._due > STALL_S:
+            cpu = time.thread_time()
+            self._recorder.tick(self._due, now, cpu - self._cpu, now - self._cpu_at)
+            self._cpu, self._cpu_at, self._ticks = cpu, now, 0
+        elif self._ticks >= CPU_SAMPLE_TICKS:
+            self._cpu, self._cpu_at, self._ticks = time.thread_time(), now, 0
+        if now >= self._summary_at:
+            self._summary_at = now + SUMMARY_S
+            recorder = self._recorder
+            if recorder.stalls > self._logged:
+                self._logged = recorder.stalls
+                log.warning("%s", recorder.summary())
+        self._due = now + TICK_S
+        self.handle = loop.call_at(self._due, self._tick)
+
+
 async def watch(recorder: StallRecorder) -> None:
     """Tick every TICK_S, report each tick and the collector's pauses to `recorder`, log a
     summary per SUMMARY_S window that had a stall. Runs until cancelled."""
@@ -106,18 +156,9 @@ async def watch(recorder: StallRecorder) -> None:
             recorder.gc_ended(loop.time())
 
     gc.callbacks.append(on_gc)
+    ticker = _Ticker(loop, recorder)
     try:
-        summary_at = loop.time() + SUMMARY_S
-        logged = 0
-        while True:
-            due, cpu = loop.time() + TICK_S, time.thread_time()
-            await asyncio.sleep(TICK_S)
-            now = loop.time()
-            recorder.tick(due, now, time.thread_time() - cpu)
-            if now >= summary_at:
-                summary_at = now + SUMMARY_S
-                if recorder.stalls > logged:
-                    logged = recorder.stalls
-                    log.warning("%s", recorder.summary())
+        await loop.create_future()  # never done: the ticker runs until this is cancelled
     finally:
+        ticker.handle.cancel()
         gc.callbacks.remove(on_gc)

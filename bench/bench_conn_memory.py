@@ -1,6 +1,7 @@
 """Gateway memory per connected vehicle, by where it goes (Python heap, tracemalloc).
 
     .venv/bin/python bench/bench_conn_memory.py [--connections 500] [--quic aioquic,qh3]
+        [--breakdown | --gateway]
 
 The load tester measures the gateway's RSS growth per connected vehicle, which includes what
 tracemalloc cannot see (OpenSSL's AEAD and header-protection contexts) and allocator slack.
@@ -19,6 +20,15 @@ the native core object itself (PyO3 keeps the Rust connection inline in the Pyth
 its `__basicsize__`), the rest of the Python heap (tracemalloc), what native code keeps in
 malloc (glibc's in-use bytes minus the Python objects big enough to be malloc'd), and the
 allocator's slack (RSS minus all of that), with what `malloc_trim(0)` hands back.
+
+`--gateway` measures the real gateway instead of a stand-in: bench/gateway_round.py's edge,
+`GatewayProtocol`s, ingest, writer, SQLite store, alert engine and hub, N vehicles through
+handshake, hello, welcome and two seconds of readings at 1 Hz, then the client ends dropped;
+what the serving side still holds is its Python heap per connection (tracemalloc), by owner.
+Baseline in the same run (a fresh process): the same N clients against the library's own
+`QuicConnectionProtocol` (bare=True: no session, an ack-sized reply per batch). The native
+part outside the Python heap is the breakdown's (the same core object), added for the
+estimate of RSS per connected vehicle.
 """
 
 from __future__ import annotations
@@ -226,6 +236,141 @@ def breakdown(n: int) -> None:
     print(f"  {native['rss_trimmed'] / kb:6.1f}  RSS growth after malloc_trim(0)")
 
 
+# tracemalloc's frames per allocation for --gateway: deep enough to see which side made it
+GATEWAY_TRACE_DEPTH = 16
+# seconds of 1 Hz readings before the snapshot: every vehicle's first batches committed, acked,
+# evaluated and published (the per-vehicle state of each stage exists)
+GATEWAY_DRIVE_S = 2
+
+
+def _client_lines() -> list[tuple[int, int]]:
+    """Line ranges of bench/gateway_round.py that run client ends only: what they allocate is
+    not the gateway's (the client ends are dropped before the snapshot; caches of theirs that
+    outlive them, e.g. the agent's primed DEFLATE compressor, are left out by this)."""
+    import inspect
+
+    from bench import gateway_round
+
+    spans = []
+    for fn in (gateway_round._Vehicle, gateway_round.Run._send_one):
+        lines, first = inspect.getsourcelines(fn)
+        spans.append((first, first + len(lines)))
+    return spans
+
+
+def _owner(frames, client_spans, core_line: int) -> str | None:
+    """Who holds an allocation, by its traceback (outermost first): None for a client end's;
+    the QUIC core object; else the innermost frame's module in the repo or the library."""
+    names = []
+    for f in frames:
+        name = f.filename.replace(os.sep, "/")
+        if name.endswith("bench/gateway_round.py") and any(
+                a <= f.lineno < b for a, b in client_spans):
+            return None
+        names.append((name, f.lineno))
+    for name, line in names:
+        if name.endswith("qh3/quic/connection.py") and line == core_line:
+            return "qh3 native core object (inline)"
+    for name, _ in reversed(names):
+        for marker in ("aioquic/", "qh3/", "geostream/", "backend/", "asyncio/"):
+            if marker in name:
+                return marker + name.split(marker, 1)[1]
+    return "other"
+
+
+def _core_line() -> int:
+    """The line of qh3's facade that builds its native core (`self._core = QuicConnectionCore(`):
+    the allocation of the core object, whose Rust state PyO3 keeps inline."""
+    import inspect
+
+    facade = [k for k in LIB.QuicConnection.__mro__ if k.__module__ == "qh3.quic.connection"]
+    if not facade:
+        return -1
+    for i, text in enumerate(Path(inspect.getsourcefile(facade[0])).read_text().splitlines(), 1):
+        if "self._core = QuicConnectionCore(" in text:
+            return i
+    return -1
+
+
+
+
+async def _gateway_heap(n: int, bare: bool, certs: dict) -> dict[str, float]:
+    """The serving side's Python heap per connection, by owner (see the module docstring)."""
+    import asyncio
+
+    from bench.gateway_round import Run
+
+    with tempfile.TemporaryDirectory() as d:
+        spans, core_line = _client_lines(), _core_line()
+        gc.collect()
+        tracemalloc.start(GATEWAY_TRACE_DEPTH)
+        before = tracemalloc.take_snapshot()
+        run = Run(LIB, n, certs, bare, None)
+        await run.setup(Path(d))
+        await run._drive(GATEWAY_DRIVE_S)
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(0.5)  # the last batches' commits and acks
+        for v in run.vehicles:
+            v.pump(loop.time())
+        if not bare:
+            await run.gateway.ingest.settled(10)
+        servers = [v.proto for v in run.vehicles]  # the bare ones; None for the gateway's
+        run.vehicles = []  # the client ends go
+        gc.collect()
+        after = tracemalloc.take_snapshot()
+        tracemalloc.stop()
+        owners: dict[str, float] = defaultdict(float)
+        for stat in after.compare_to(before, "traceback"):
+            owner = _owner(stat.traceback, spans, core_line)
+            if owner is not None:
+                owners[owner] += stat.size_diff / n
+        assert len(servers) == n
+        if bare:
+            run.vehicles = []
+        else:
+            await run.close()
+    return dict(owners)
+
+
+def _gateway_in_child(n: int, lib: str, shape: str) -> dict[str, float]:
+    """`_gateway_heap` in a fresh process of its own."""
+    import subprocess
+
+    out = subprocess.run([sys.executable, __file__, "--connections", str(n), "--quic", lib,
+                          "--gateway-of", shape], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def gateway(n: int) -> None:
+    """Print the real gateway's memory per connection against the bare library's (same run)."""
+    kb = 1024
+    bare, gw = (_gateway_in_child(n, LIB.NAME, shape) for shape in ("bare", "gateway"))
+    native = None
+    if LIB.NAME == "qh3":  # what the core keeps outside the Python heap (the breakdown's)
+        import subprocess
+
+        parts = []
+        for part in ("native", "python"):
+            out = subprocess.run([sys.executable, __file__, "--connections", str(n), "--quic",
+                                  LIB.NAME, "--part-of", part], check=True,
+                                 capture_output=True, text=True)
+            parts.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        native = parts[0]["malloc_used"] - parts[1]["heap_malloced"]
+    total_bare, total_gw = sum(bare.values()), sum(gw.values())
+    print(f"{n} {LIB.NAME} connections, serving side after the client ends went, KB per "
+          "connection (Python heap, tracemalloc)")
+    print(f"  {total_bare / kb:6.1f}  bare library (its own protocol, no session: baseline)")
+    print(f"  {total_gw / kb:6.1f}  gateway (edge, session, ingest, alerts, hub)   ratio "
+          f"{total_gw / total_bare:.2f}")
+    for owner, size in sorted(gw.items(), key=lambda kv: -kv[1]):
+        if abs(size) >= 8:
+            print(f"    {size / kb:6.2f}  {owner}")
+    if native is not None:
+        print(f"  {native / kb:6.1f}  + the core's native heap outside Python (breakdown)")
+        print(f"  {(total_gw + native) / kb:6.1f}  gateway held in total (before allocator "
+              "slack)")
+
+
 def _rss_in_child(n: int, lib: str, shape: str) -> float:
     """`measure_rss` in a fresh process of its own."""
     import subprocess
@@ -275,6 +420,9 @@ def main() -> int:
                          "the process's)")
     ap.add_argument("--breakdown", action="store_true",
                     help="split one gateway connection's RSS by owner (module docstring)")
+    ap.add_argument("--gateway", action="store_true",
+                    help="the real gateway's memory per connection (module docstring)")
+    ap.add_argument("--gateway-of", choices=("bare", "gateway"), help=argparse.SUPPRESS)
     ap.add_argument("--rss-of", choices=("old", "new"), help=argparse.SUPPRESS)  # a child's
     ap.add_argument("--part-of", choices=("native", "python"), help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -284,7 +432,8 @@ def main() -> int:
 
         for name in names:
             subprocess.run([sys.executable, __file__, "--connections", str(a.connections),
-                            "--quic", name, *(["--breakdown"] if a.breakdown else [])],
+                            "--quic", name, *(["--breakdown"] if a.breakdown else []),
+                            *(["--gateway"] if a.gateway else [])],
                            check=True)
         return 0
     global LIB
@@ -292,8 +441,17 @@ def main() -> int:
     if a.breakdown and a.part_of is None:
         breakdown(a.connections)
         return 0
+    if a.gateway and a.gateway_of is None:
+        gateway(a.connections)
+        return 0
     with tempfile.TemporaryDirectory() as d:
         certs = generate(d, ["localhost", "127.0.0.1"])
+        if a.gateway_of is not None:  # a child measuring one gateway shape
+            import asyncio
+
+            print(json.dumps(asyncio.run(_gateway_heap(a.connections, a.gateway_of == "bare",
+                                                       certs))))
+            return 0
         if a.part_of is not None:  # a child measuring one part of the breakdown
             part = measure_native if a.part_of == "native" else measure_python
             print(json.dumps(part(a.connections, certs)))

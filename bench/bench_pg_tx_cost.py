@@ -1,12 +1,14 @@
 """The PostgreSQL writer's cost per reading at the transaction sizes of the 1 Hz ladder.
 
-    .venv/bin/python bench/bench_pg_tx_cost.py [--rows 40] [--transactions 300] [--rounds 2]
+    .venv/bin/python bench/bench_pg_tx_cost.py [--vehicles 2000] [--rows 40] [--transactions 300]
+        [--rounds 2]
 
 At 1 Hz the writer's 20 ms pacing makes transactions of ~(vehicles / 50) readings (40 at
 2,000 vehicles), so what a transaction costs whatever its size (BEGIN, the COPY statement, the
 newest-position upsert, COMMIT and its WAL flush) is paid every few dozen readings. Each round
-writes `--transactions` transactions of `--rows` readings (half positions, half CAN snapshots
-of 2,000 vehicles) through `PostgresStore.write` into a fresh database on a throw-away durable
+writes `--transactions` transactions of `--rows` readings (the load tester's: of `--vehicles`
+vehicles at 1 Hz, a reading each per transaction, one in four a CAN snapshot of 8 signals)
+through `PostgresStore.write` into a fresh database on a throw-away durable
 server (the load tester's settings), and reports per reading the server's CPU (its
 postmaster's tree), this process's CPU (the writer's Python and asyncpg, both threads) and the
 wall time per transaction; then the same without the newest-position/signal upsert (its share,
@@ -31,51 +33,54 @@ from backend.store.base import StoredReading  # noqa: E402
 from backend.store.postgres import PostgresStore  # noqa: E402
 from backend.store.postgres import readings as pg_readings  # noqa: E402
 from geostream.clock import wall_ms  # noqa: E402
+from loadtest.fleet import SimVehicle  # noqa: E402
 from loadtest.report import ProcStats  # noqa: E402
 from loadtest.store import PG_DURABLE  # noqa: E402
 
-VEHICLES = 2000
+
+def transactions(vehicles: int, rows: int, count: int, t0: int) -> list[list[StoredReading]]:
+    """`count` transactions of `rows` readings: each vehicle's next reading in turn."""
+    sims = [SimVehicle(f"v{v:05d}", "", 1, 1.0, 0.0, t0, seed=v) for v in range(vehicles)]
+    made = []
+    for k in range(count * rows):
+        sim = sims[k % vehicles]
+        made.append(StoredReading.from_wire(sim.vehicle_id, 1,
+                                            sim.wire_reading(k // vehicles + 1), t0))
+    return [made[i:i + rows] for i in range(0, len(made), rows)]
 
 
-def transaction(n: int, k: int, t0: int) -> list[StoredReading]:
-    out = []
-    for i in range(n):
-        q = k * n + i + 1
-        v = f"v{q % VEHICLES:05d}"
-        if i % 2:
-            out.append(StoredReading(v, 1, q, t0 + q, "can", received_ms=t0,
-                                     data={"rpm": 900 + i, "EngCoolantTemp": 90.5,
-                                           "bus": "can0"}))
-        else:
-            out.append(StoredReading(v, 1, q, t0 + q, "pos", lat=53.5, lon=9.9, speed_kmh=40.0,
-                                     course_deg=90.0, fix=1, sats=9, hdop=0.9, received_ms=t0))
-    return out
+def _no_upsert(write_plan):
+    return lambda readings, maybe_stored: write_plan(readings, maybe_stored)._replace(
+        latest=None)
 
 
-async def one(url: str, rows: int, count: int, server: ProcStats,
+async def one(url: str, vehicles: int, rows: int, count: int, server: ProcStats,
               upsert: bool) -> tuple[float, float, float]:
     store = PostgresStore(url, maintain_every_s=0)
     await store.open()
-    kept = pg_readings._latest_args
+    kept = pg_readings.write_plan
     try:
         t0 = wall_ms()
-        batches = [transaction(rows, k, t0) for k in range(count + 1)]
-        await store.write(batches[0], [])  # partitions, prepared statements
+        batches = transactions(vehicles, rows, count + vehicles // rows, t0)
+        for batch in batches[:vehicles // rows]:  # every vehicle's rows, partitions, statements
+            await store.write(batch, [])
+        batches = batches[vehicles // rows:]
         if not upsert:
-            pg_readings._latest_args = lambda readings: ([],) * 12
+            pg_readings.write_plan = _no_upsert(kept)
         s, c, w = server.cpu_s(), time.process_time(), time.perf_counter()
-        for batch in batches[1:]:
+        for batch in batches:
             await store.write(batch, [])
         n = rows * count
         return ((server.cpu_s() - s) / n * 1e6, (time.process_time() - c) / n * 1e6,
                 (time.perf_counter() - w) / count * 1e3)
     finally:
-        pg_readings._latest_args = kept
+        pg_readings.write_plan = kept
         await store.close()
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--vehicles", type=int, default=2000)
     ap.add_argument("--rows", type=int, default=40)
     ap.add_argument("--transactions", type=int, default=300)
     ap.add_argument("--rounds", type=int, default=2)
@@ -87,7 +92,8 @@ def main() -> None:
         for r in range(a.rounds):
             for name, upsert in (("as written", True), ("no upsert", False)):
                 url = pg.create_database(f"tx{r}{int(upsert)}")
-                srv, cpu, wall = asyncio.run(one(url, a.rows, a.transactions, server, upsert))
+                srv, cpu, wall = asyncio.run(one(url, a.vehicles, a.rows, a.transactions, server,
+                                                  upsert))
                 print(f"  {name:10s} server {srv:5.1f} µs  writer process {cpu:5.1f} µs  "
                       f"wall {wall:5.2f} ms per transaction", flush=True)
 

@@ -108,11 +108,9 @@ def stage_alerts(rows: list[list[StoredReading]]) -> AlertEngine:
 def stage_writer(rows: list[list[StoredReading]]) -> None:
     committed = CommittedRanges()
     for good in rows:
-        for r in good:
-            committed.maybe_stored(r.vehicle_id, r.epoch, r.seq)
-        [pg_readings._copy_record(r) for r in good]
-        pg_readings._latest_args(good)
-        committed.add(good[0].vehicle_id, good[0].epoch, [r.seq for r in good])
+        plan = pg_readings.write_plan(good, committed.maybe_stored)
+        for (vehicle, epoch), seqs in plan.committed.items():
+            committed.add(vehicle, epoch, seqs)
 
 
 def main() -> None:

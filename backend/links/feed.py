@@ -55,11 +55,11 @@ class TooMany(Exception):
 
 
 def _position(hub: Hub, vehicle: str | None) -> views.Position | None:
-    known = hub.last.get(vehicle) if vehicle else None
-    if known is None:
+    feature = hub.last_feature(vehicle) if vehicle else None
+    if feature is None:
         return None
-    lon, lat = known[1]["geometry"]["coordinates"][:2]
-    return views.Position(known[0], lat, lon)
+    lon, lat = feature["geometry"]["coordinates"][:2]
+    return views.Position(hub.last[vehicle][0], lat, lon)
 
 
 async def proof_of_delivery(store, job_id: str) -> dict | None:

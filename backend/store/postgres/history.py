@@ -50,12 +50,13 @@ class PostgresHistory(PostgresDb):
                 for r in rows}
 
     async def last_signals(self) -> dict[str, dict[str, dict]]:
-        """{vehicle: {signal: {"value", "time_ms"}}}: the newest value of each CAN signal."""
+        """{vehicle: {signal: {"value", "time_ms"}}}: the newest value of each CAN signal
+        (`last_can`: a vehicle's values in one row, {signal: [value, time_ms]})."""
         out: dict[str, dict[str, dict]] = {}
-        for r in await self._pool.fetch(
-                f"SELECT vehicle_id, signal, value, {_EPOCH_MS.format('time')} FROM last_signal "
-                "ORDER BY 1, 2"):  # device time as ms: a stored year 10000 is no datetime
-            out.setdefault(r[0], {})[r[1]] = {"value": json.loads(r[2]), "time_ms": r[3]}
+        for vehicle, signals in await self._pool.fetch(
+                "SELECT vehicle_id, signals::text FROM last_can ORDER BY 1"):
+            out[vehicle] = {name: {"value": value, "time_ms": t}
+                            for name, (value, t) in sorted(json.loads(signals).items())}
         return out
 
     async def signal_series(self, vehicle_id: str, signal: str, start_ms: int, end_ms: int,

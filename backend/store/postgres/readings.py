@@ -8,14 +8,14 @@ way; when the straight COPY hits the table's unique key (someone else stored one
 gateway process, or this one before a restart), the transaction is rolled back (nothing but
 that COPY was in it) and done again with all rows the checking way. No savepoint: it cost
 two round trips per transaction (SAVEPOINT, RELEASE), each a turn of the gateway's event loop.
-The checking way: COPY into a temporary staging table made in that
-transaction (`ON COMMIT DROP`: nothing outlives the transaction, so it works behind a
-transaction-pooling PgBouncer, where the next transaction may run on another server
-connection), then `INSERT … SELECT … ON CONFLICT DO NOTHING` (exactly once: a re-sent reading
-is a no-op). Then one statement upserts each vehicle's newest position and CAN signals (never
-backwards in device time; picked in Python, so the statement touches one row per vehicle and
-signal instead of re-reading the batch), then dead letters. A row the database refuses fails
-the transaction either way, and the writer isolates it (dead letter).
+The checking way: COPY into a temporary staging table made in that transaction (`ON COMMIT
+DROP`: nothing outlives the transaction, so it works behind a transaction-pooling PgBouncer,
+where the next transaction may run on another server connection), then `INSERT … SELECT … ON
+CONFLICT DO NOTHING` (exactly once: a re-sent reading is a no-op). Then one statement upserts
+each vehicle's newest position and CAN signals (never backwards in device time; picked in
+Python, so the statement touches one `last_position` and one `last_can` row per vehicle instead
+of re-reading the batch), then dead letters. A row the database refuses fails the transaction
+either way, and the writer isolates it (dead letter).
 
 Both ways store the same values: time as `epoch + ms`, the position as the EWKB point that
 `ST_SetSRID(ST_MakePoint(lon, lat), 4326)` makes, so a reading re-sent through the other way
@@ -26,18 +26,23 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 import asyncpg
 
-from ..base import DeadLetter, StoredReading, newest_signals
+from ..base import DeadLetter, StoredReading
 from ..committed import CommittedRanges
 from ..rows import json_text
+from ..sqlite.readings import can_json
 from .db import MS as _MS
 from .partitions import PostgresPartitions
 
-_COLUMNS = ("time", "vehicle_id", "epoch", "seq", "kind", "location", "speed_kmh", "course_deg",
-            "alt_m", "fix", "sats", "hdop", "signals", "received_at")
+# in StoredReading's field order (`write_plan` makes a record from its fields in one C call;
+# `lat`, `lon` become `location`)
+_COLUMNS = ("vehicle_id", "epoch", "seq", "time", "kind", "location", "alt_m", "speed_kmh",
+            "course_deg", "fix", "sats", "hdop", "signals", "received_at")
 _STAGING_COLUMNS = ("time_ms", "vehicle_id", "epoch", "seq", "kind", "lon", "lat", "speed_kmh",
                     "course_deg", "alt_m", "fix", "sats", "hdop", "signals", "received_ms")
 # signals arrive as jsonb (COPY parses each once; as text they were parsed again per use)
@@ -53,9 +58,12 @@ _INSERT = f"""INSERT INTO vehicle_telemetry (time, vehicle_id, epoch, seq, kind,
         speed_kmh, course_deg, alt_m, fix, sats, hdop, signals, {_MS.format('received_ms')}
     FROM telemetry_staging
     ON CONFLICT DO NOTHING"""
-# $1–$8: one newest position per vehicle; $9–$12: one newest value per (vehicle, signal), the
-# values as one JSON array ($11: one encoder call per transaction; a call per value cost
-# ~2 µs each, 8 per CAN snapshot)
+# $1–$8: one newest position per vehicle; $9–$11: each vehicle's newest CAN values as one
+# object {signal: [value, time_ms]} (one row per vehicle, not per signal: migration 0030), the
+# objects as one JSON array (one text for the transaction, made without the encoder). When
+# every incoming value is newer than every stored one (a vehicle's next snapshot: the common
+# case) the objects merge with `||`; otherwise signal by signal, the newer time winning and the
+# stored value on a tie (backfill never moves a value backwards).
 _LATEST = f"""WITH pos AS (
     INSERT INTO last_position AS p (vehicle_id, time, location, speed_kmh, course_deg, epoch, seq)
     SELECT v, {_MS.format('t')}, ST_SetSRID(ST_MakePoint(lon, lat), 4326), spd, crs, e, q
@@ -66,12 +74,21 @@ _LATEST = f"""WITH pos AS (
         seq = excluded.seq
     WHERE excluded.time > p.time
     RETURNING 1)
-INSERT INTO last_signal AS s (vehicle_id, signal, value, time)
-    SELECT v, k, val, {_MS.format('t')}
-    FROM ROWS FROM (unnest($9::text[]), unnest($10::text[]), jsonb_array_elements($11::jsonb),
-                    unnest($12::bigint[])) AS u(v, k, val, t)
-    ON CONFLICT (vehicle_id, signal) DO UPDATE SET value = excluded.value, time = excluded.time
-    WHERE excluded.time > s.time"""
+INSERT INTO last_can AS c (vehicle_id, newest_ms, signals)
+    SELECT v, n, s FROM ROWS FROM (unnest($9::text[]), unnest($10::bigint[]),
+                                   jsonb_array_elements($11::jsonb)) AS u(v, n, s)
+    ON CONFLICT (vehicle_id) DO UPDATE SET
+        signals = CASE
+            WHEN NOT EXISTS (SELECT FROM jsonb_each(excluded.signals) e
+                             WHERE (e.value->>1)::bigint <= c.newest_ms)
+            THEN c.signals || excluded.signals
+            ELSE (SELECT jsonb_object_agg(k, x) FROM (
+                SELECT DISTINCT ON (k) k, x FROM (
+                    SELECT key, value, 0 FROM jsonb_each(c.signals)
+                    UNION ALL SELECT key, value, 1 FROM jsonb_each(excluded.signals))
+                    AS e(k, x, incoming)
+                ORDER BY k, (x->>1)::bigint DESC, incoming) newest) END,
+        newest_ms = greatest(c.newest_ms, excluded.newest_ms)"""
 _DEAD = f"""INSERT INTO dead_letter (vehicle_id, epoch, seq, reading, error, received_at)
     VALUES ($1, $2, $3, $4::jsonb, $5, {_MS.format('$6::bigint')})
     ON CONFLICT DO NOTHING"""
@@ -84,14 +101,6 @@ _US = timedelta(microseconds=1)
 _POINT = struct.Struct("<BIIdd")
 _POINT_TYPE = 0x20000001
 _SRID = 4326
-
-
-def _copy_record(r: StoredReading) -> tuple:
-    """`r` as a row of vehicle_telemetry for binary COPY (`_COLUMNS`)."""
-    loc = (None if r.lon is None or r.lat is None
-           else _POINT.pack(1, _POINT_TYPE, _SRID, r.lon, r.lat))
-    return (r.time_ms, r.vehicle_id, r.epoch, r.seq, r.kind, loc, r.speed_kmh,
-            r.course_deg, r.alt_m, r.fix, r.sats, r.hdop, r.data_json(), r.received_ms)
 
 
 def _staging_record(r: StoredReading) -> tuple:
@@ -121,20 +130,17 @@ _ROW_BYTES = 200
 
 
 async def _copy(conn: asyncpg.Connection, table: str, columns: tuple[str, ...],
-                readings: list[StoredReading], record) -> None:
-    """COPY `record(r)` of every reading into `table`, in pieces of ≤ COPY_PIECE_BYTES."""
-    piece: list[tuple] = []
-    size = 0
+                records: list[tuple]) -> None:
+    """COPY `records` into `table`, in pieces of ≤ COPY_PIECE_BYTES."""
     signals = columns.index("signals")
-    for r in readings:
-        row = record(r)
-        piece.append(row)
+    start = size = 0
+    for i, row in enumerate(records):
         size += _ROW_BYTES + len(row[signals] or "")
         if size >= COPY_PIECE_BYTES:
-            await conn.copy_records_to_table(table, columns=columns, records=piece)
-            piece, size = [], 0
-    if piece:
-        await conn.copy_records_to_table(table, columns=columns, records=piece)
+            await conn.copy_records_to_table(table, columns=columns, records=records[start:i + 1])
+            start, size = i + 1, 0
+    if start < len(records):
+        await conn.copy_records_to_table(table, columns=columns, records=records[start:])
 
 
 async def _ewkb_codec(conn: asyncpg.Connection) -> None:
@@ -145,23 +151,124 @@ async def _ewkb_codec(conn: asyncpg.Connection) -> None:
                               decoder=_decode_time, format="tuple")
 
 
-def _latest_args(readings: list[StoredReading]) -> tuple[list | str, ...]:
-    """The arrays of `_LATEST`: each vehicle's newest position (by time, epoch, seq, as the
-    table's order) and each vehicle's newest value of every CAN signal (`bus` is not one)."""
-    pos: dict[str, StoredReading] = {}
+# The JSON of signal names seen, with its colon (a fleet's CAN names are a few dozen); at most
+# this many, so names a vehicle makes up cannot grow it without bound.
+_NAME_JSON_MAX = 4096
+_name_json: dict[str, str] = {}
+
+
+class WritePlan(NamedTuple):
+    """What one transaction writes, from `write_plan`."""
+
+    straight: list[tuple]  # COPY records (_COLUMNS) of rows that cannot be stored yet
+    check: list[StoredReading]  # rows that may be stored already: the checking way
+    latest: tuple | None  # _LATEST's arguments (None: no position or signal in the batch)
+    committed: dict[tuple[str, int], list[int]]  # (vehicle, epoch) → seqs, once committed
+
+
+def write_plan(readings: list[StoredReading],
+               maybe_stored: Callable[[str, int, int], bool]) -> WritePlan:
+    """One pass over a transaction's readings: which go straight (not stored by this process
+    before, `maybe_stored`, nor repeated within the batch) as their COPY records, which the
+    checking way; each vehicle's newest position (by time, epoch, seq, as the table's order)
+    and its newest value of every CAN signal (`bus` is not one; a later device time wins, the
+    first of equal times stays), as `_LATEST`'s arguments; the sequence numbers to remember
+    once committed.
+
+    Why one pass and hand-made JSON: the writer's thread holds the GIL for all of it, against
+    the gateway's event loop; a record, the newest-value arguments and the routing took
+    1.83 + 1.43 µs per reading and more in three passes (docs/benchmarks.md, "PostgreSQL,
+    session 12"). A CAN snapshot's numbers are written once each (`can_json`), for its row's
+    JSON and for `last_can` alike."""
+    straight: list[tuple] = []
+    check: list[StoredReading] = []
+    keys: set[tuple] = set()
+    committed: dict[tuple[str, int], list[int]] = {}
+    positions: dict[str, tuple] = {}
+    cans: dict[str, list[tuple[int, list[tuple[str, str]]]]] = {}
+    pack = _POINT.pack
     for r in readings:
-        if r.kind == "pos" and r.lon is not None and r.lat is not None:
-            best = pos.get(r.vehicle_id)
-            if best is None or (r.time_ms, r.epoch, r.seq) > (best.time_ms, best.epoch, best.seq):
-                pos[r.vehicle_id] = r
-    signals = newest_signals(readings)
-    return ([r.vehicle_id for r in pos.values()], [r.time_ms for r in pos.values()],
-            [r.lon for r in pos.values()], [r.lat for r in pos.values()],
-            [r.speed_kmh for r in pos.values()], [r.course_deg for r in pos.values()],
-            [r.epoch for r in pos.values()], [r.seq for r in pos.values()],
-            [v for v, _ in signals], [k for _, k in signals],
-            json_text([value for value, _ in signals.values()]),
-            [t for _, t in signals.values()])
+        v, e, q, t, kind, lat, lon, data = (r.vehicle_id, r.epoch, r.seq, r.time_ms, r.kind,
+                                            r.lat, r.lon, r.data)
+        seqs = committed.get((v, e))
+        if seqs is None:
+            committed[(v, e)] = [q]
+        else:
+            seqs.append(q)
+        if lat is None or lon is None:
+            point = None
+        else:
+            point = pack(1, _POINT_TYPE, _SRID, lon, lat)
+            if kind == "pos":
+                best = positions.get(v)
+                if best is None or t > best[1] or (t == best[1] and (e, q) > (best[6], best[7])):
+                    positions[v] = (v, t, lon, lat, r.speed_kmh, r.course_deg, e, q)
+        text = None
+        if data is not None:
+            if kind == "can" and isinstance(data, dict):
+                text, values = can_json(data)
+                if values:
+                    same = cans.get(v)
+                    if same is None:
+                        cans[v] = [(t, values)]
+                    else:
+                        same.append((t, values))
+            else:
+                text = json_text(data)
+        key = (v, e, q, t)
+        if key in keys or maybe_stored(v, e, q):
+            check.append(r)  # a repeat within the transaction, or committed here before
+            continue
+        keys.add(key)
+        straight.append((v, e, q, t, kind, point, r.alt_m, r.speed_kmh, r.course_deg, r.fix,
+                         r.sats, r.hdop, text, r.received_ms))
+    if not positions and not cans:
+        return WritePlan(straight, check, None, committed)
+    return WritePlan(straight, check, (
+        [p[0] for p in positions.values()], [p[1] for p in positions.values()],
+        [p[2] for p in positions.values()], [p[3] for p in positions.values()],
+        [p[4] for p in positions.values()], [p[5] for p in positions.values()],
+        [p[6] for p in positions.values()], [p[7] for p in positions.values()],
+        *_can_args(cans)), committed)
+
+
+def _can_args(cans: dict[str, list[tuple[int, list[tuple[str, str]]]]]) -> tuple[list, list,
+                                                                                 str]:
+    """_LATEST's $9–$11: vehicles, the newest time of each one's values, and their objects
+    {signal: [value, time_ms]} as one JSON array, from (time, [(signal, value JSON)]) of each
+    vehicle's snapshots."""
+    vehicles: list[str] = []
+    newest: list[int] = []
+    objects: list[str] = []
+    for vehicle, snapshots in cans.items():
+        if len(snapshots) == 1:
+            t, values = snapshots[0]
+            tail = f",{t}]"
+            parts = [_name(name) + "[" + value + tail for name, value in values]
+        else:
+            by_name: dict[str, tuple[str, int]] = {}
+            t = snapshots[0][0]
+            for when, values in snapshots:
+                t = max(t, when)
+                for name, value in values:
+                    if name not in by_name or when > by_name[name][1]:
+                        by_name[name] = (value, when)
+            parts = [f"{_name(name)}[{value},{when}]"
+                     for name, (value, when) in by_name.items()]
+        vehicles.append(vehicle)
+        newest.append(t)
+        objects.append("{" + ",".join(parts) + "}")
+    return vehicles, newest, "[" + ",".join(objects) + "]"
+
+
+def _name(name: str) -> str:
+    """A signal's name as a JSON object key with its colon."""
+    key = _name_json.get(name)
+    if key is None:
+        key = json_text(str(name)) + ":"
+        if len(_name_json) < _NAME_JSON_MAX:
+            _name_json[name] = key
+    return key
 
 
 class PostgresReadings(PostgresPartitions):
@@ -204,59 +311,38 @@ class PostgresReadings(PostgresPartitions):
     async def _write(self, readings: list[StoredReading], dead: list[DeadLetter]) -> None:
         async with (self._write_pool or self._pool).acquire() as conn:
             await self._ensure_partitions(conn, readings)
-            straight, check = self._route(readings)
+            plan = write_plan(readings, self._committed.maybe_stored)
             done = False
-            if straight and self._write_pool is not None:
+            if plan.straight and self._write_pool is not None:
                 try:
-                    await self._transaction(conn, readings, dead, straight, check)
+                    await self._transaction(conn, plan.straight, plan.check, plan.latest, dead)
                     done = True
                 except asyncpg.UniqueViolationError:
                     self.copy_conflicts += 1  # stored by someone this process does not know of
                 except asyncpg.InternalClientError:  # "no binary format encoder for geometry"
                     await _ewkb_codec(conn)  # migrated after this connection was made
             if not done:  # every row the checking way
-                await self._transaction(conn, readings, dead, [], readings)
-        committed: dict[tuple[str, int], list[int]] = {}
-        for r in readings:
-            committed.setdefault((r.vehicle_id, r.epoch), []).append(r.seq)
-        for (vehicle, epoch), seqs in committed.items():
+                await self._transaction(conn, [], readings, plan.latest, dead)
+        for (vehicle, epoch), seqs in plan.committed.items():
             self._committed.add(vehicle, epoch, seqs)
 
-    def _route(self, readings: list[StoredReading]) -> tuple[list[StoredReading],
-                                                             list[StoredReading]]:
-        """(rows that cannot be stored yet: the straight COPY's, rows that may be: checked)."""
-        fresh: list[StoredReading] = []
-        check: list[StoredReading] = []
-        keys: set[tuple] = set()
-        maybe_stored = self._committed.maybe_stored
-        for r in readings:
-            key = (r.vehicle_id, r.epoch, r.seq, r.time_ms)
-            if key in keys or maybe_stored(r.vehicle_id, r.epoch, r.seq):
-                check.append(r)  # a repeat within the transaction, or committed here before
-            else:
-                keys.add(key)
-                fresh.append(r)
-        return fresh, check
-
-    async def _transaction(self, conn: asyncpg.Connection, readings: list[StoredReading],
-                           dead: list[DeadLetter], straight: list[StoredReading],
-                           check: list[StoredReading]) -> None:
-        """One transaction: `straight` by COPY into the table (first: a conflict there undoes
-        nothing else), `check` the checking way (each at most once), the newest position and
-        signals of `readings`, the dead letters."""
+    async def _transaction(self, conn: asyncpg.Connection, straight: list[tuple],
+                           check: list[StoredReading], latest: tuple | None,
+                           dead: list[DeadLetter]) -> None:
+        """One transaction: `straight` (COPY records) into the table (first: a conflict there
+        undoes nothing else), `check` the checking way (each at most once), the newest
+        position and signals (`latest`: `_LATEST`'s arguments), the dead letters."""
         async with conn.transaction():
             if straight:
-                await _copy(conn, "vehicle_telemetry", _COLUMNS, straight, _copy_record)
+                await _copy(conn, "vehicle_telemetry", _COLUMNS, straight)
             if check:
                 self.checked_rows += len(check)
                 await conn.execute(_CREATE_STAGING)
-                await _copy(conn, "telemetry_staging", _STAGING_COLUMNS, check,
-                            _staging_record)
+                await _copy(conn, "telemetry_staging", _STAGING_COLUMNS,
+                            list(map(_staging_record, check)))
                 await conn.execute(_INSERT)
-            if readings:
-                latest = _latest_args(readings)
-                if latest[0] or latest[8]:
-                    await conn.execute(_LATEST, *latest)
+            if latest is not None:
+                await conn.execute(_LATEST, *latest)
             if dead:
                 await conn.executemany(_DEAD, [
                     (d.vehicle_id, d.epoch, d.seq, json.dumps(d.reading, default=str),

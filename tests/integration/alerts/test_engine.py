@@ -111,11 +111,14 @@ async def test_redelivery_and_restart_mid_episode_open_no_second_alert(any_store
 async def test_backfill_that_disproves_an_alert_retracts_it(any_store):
     published = []
     engine = await new_engine(any_store, published)
-    fast = [pos(i + 1, i * 2, 100) for i in range(10)]  # 0..18 s above the limit
-    await deliver(any_store, engine, [fast[::2]])  # 0, 4, 8, 12, 16 s: an episode
+    # 0..19 s, numbered in time order as the agent's journal numbers them: above the limit at
+    # even seconds, below it at odd ones
+    seconds = [pos(t + 1, t, 100 if t % 2 == 0 else 40) for t in range(20)]
+    first = seconds[::4]  # 0, 4, 8, 12, 16 s arrive first: all fast, an episode
+    await deliver(any_store, engine, [first])
     assert [a["state"] for a in published] == ["open"]
-    slow = [pos(100 + i, i * 2 + 1, 40) for i in range(10)]  # 1, 3, … s: below, 1 s apart
-    await deliver(any_store, engine, [fast[1::2] + slow])
+    # the backfill of the rest: the slow odd seconds break every 4 s gap into 1 s pieces
+    await deliver(any_store, engine, [[r for r in seconds if r not in first]])
     assert await alert_spans(any_store) == set()
     assert published[-1]["state"] == "retracted"
 

@@ -132,6 +132,29 @@ def test_a_spent_connection_carries_data_follows_a_move_and_closes(name, certs):
     assert closed and closed[0].reason_phrase == "bye", closed
 
 
+def test_a_spent_qh3_connection_shares_its_empty_stream_set_and_can_still_open_one(certs):
+    """qh3's facade keeps a set of the streams the server opened; a spent gateway connection,
+    which opens none, shares one empty set (`_NoLocalStreams`) and drops the session-ticket
+    callbacks only TLS read. A stream the server opens afterwards gets a set of its own and
+    carries data; the vehicle's stream finishing forgets nothing it should not."""
+    lib = library("qh3")
+    client, server, now = trimmed_pair(lib, certs, [])
+    mine = vars(server)
+    assert not {"_created_local_stream_ids", "_session_ticket_handler",
+                "_session_ticket_fetcher"} & set(mine)
+    assert type(server._created_local_stream_ids).__name__ == "_NoLocalStreams"
+    exchange(client, server, lib, now + 0.1, b"batch 1")
+    sid = server.get_next_available_stream_id()
+    server.send_stream_data(sid, b"from the gateway", end_stream=True)
+    assert server._created_local_stream_ids == {sid}  # its own set now
+    assert "_created_local_stream_ids" in vars(server)
+    pump(server, client, SERVER, now + 0.2)
+    got = [(e.stream_id, e.data) for e in events(client) if isinstance(e, lib.StreamDataReceived)]
+    assert got == [(sid, b"from the gateway")]
+    other = lib.QuicConnection.__dict__["_created_local_stream_ids"]
+    assert not other  # the shared one took nothing
+
+
 def test_a_tls_message_after_the_handshake_closes_that_connection(certs):
     lib = aioquic_lib
     client, server, now = trimmed_pair(lib, certs, [])

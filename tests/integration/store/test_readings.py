@@ -89,3 +89,21 @@ async def test_group_commit_of_many_vehicles_stores_once_and_keeps_the_newest(an
             if k != "bus":
                 newest_sig.setdefault(r.vehicle_id, {})[k] = {"value": value, "time_ms": r.time_ms}
     assert await store.last_signals() == newest_sig
+
+
+async def test_signals_merge_value_by_value_whatever_order_they_come_in(any_store):
+    """Each CAN signal keeps its own newest value: a snapshot older than some stored values
+    and newer than others moves only the older ones forward, a signal seen once stays, an
+    equal time keeps the value stored first, and values of any JSON type survive."""
+    store = any_store
+    await store.write([can(5, T0 + 5_000, "v1", rpm=1500, temp=80.5, gear="D")], [])
+    await store.write([can(3, T0 + 3_000, "v1", rpm=900, fuel=40, temp=70.0)], [])  # backfill
+    await store.write([can(6, T0 + 6_000, "v1", rpm=1600),
+                       can(4, T0 + 4_000, "v1", fuel=41, door=None)], [])
+    await store.write([can(7, T0 + 6_000, "v1", rpm=1700, temp=81.0)], [])  # rpm: same time
+    assert await store.last_signals() == {"v1": {
+        "rpm": {"value": 1600, "time_ms": T0 + 6_000},
+        "temp": {"value": 81.0, "time_ms": T0 + 6_000},
+        "gear": {"value": "D", "time_ms": T0 + 5_000},
+        "fuel": {"value": 41, "time_ms": T0 + 4_000},
+        "door": {"value": None, "time_ms": T0 + 4_000}}}

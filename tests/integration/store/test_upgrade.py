@@ -76,6 +76,8 @@ SQLITE_ROWS = [
      (T0,)),
     ("INSERT INTO maintenance_services (vehicle_id, interval, done_ms, odometer_km) "
      "VALUES ('truck-1', 'oil', ?, 1000)", (T0,)),
+    ("INSERT INTO last_signal VALUES ('truck-1', 'rpm', '1500', ?), "
+     "('truck-1', 'gear', '\"D\"', ?)", (T0, T0 - 1000)),
 ]
 _T = "to_timestamp($1::bigint / 1000.0)"
 POSTGRES_ROWS = [
@@ -94,6 +96,9 @@ POSTGRES_ROWS = [
     ("INSERT INTO users (name, role, password_hash) VALUES ('ada', 'admin', 'h')", ()),
     ("INSERT INTO maintenance_services (vehicle_id, interval, done_time, odometer_km) "
      f"VALUES ('truck-1', 'oil', {_T}, 1000)", (T0,)),
+    ("INSERT INTO last_signal VALUES ('truck-1', 'rpm', '1500', "
+     f"{_T}), ('truck-1', 'gear', '\"D\"', to_timestamp($2::bigint / 1000.0))",
+     (T0, T0 - 1000)),
 ]
 
 
@@ -119,6 +124,8 @@ async def _check(store) -> None:
     assert (await store.user("ada"))["role"] == "admin"
     assert await store.authenticate("truck-1", "wrong") is AuthResult.UNKNOWN
     assert (await store.last_services("truck-1"))["oil"]["done_ms"] == T0
+    assert await store.last_signals() == {"truck-1": {  # PostgreSQL: one row per vehicle now
+        "gear": {"value": "D", "time_ms": T0 - 1000}, "rpm": {"value": 1500, "time_ms": T0}}}
     # and it keeps working: a new reading lands
     await store.write([StoredReading("truck-1", 1, 3, T0 + 1, "pos", lat=50.1, lon=10.0,
                                      received_ms=T0)], [])

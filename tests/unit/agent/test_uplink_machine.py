@@ -12,6 +12,7 @@ from agent.liveness import (
     PROBE_AFTER_S,
     PROBE_EVERY_S,
     PROBE_PER_ANSWER,
+    TICK_ALIGN_LATE_S,
     TICK_S,
 )
 from agent.uplink_actions import (
@@ -234,6 +235,54 @@ def test_route_change_migrates_once_and_sends_what_waits():
     p.m.migrated(p.now, "10.0.9.9", 1)
     assert p.m.room(p.now) > 0, "after a handover what waits goes at once"
     assert p.m.stats.extra["migrations"] == 1 and p.m.local_host == "10.0.9.9"
+
+
+def live_wakes(p: Pair, seconds: float) -> list[float]:
+    """Run a healthy live link for `seconds`, as the agent's shell: at each deadline a batch
+    goes if pacing allows, its ack comes 20 ms later; returns the times the machine woke."""
+    end, wakes, q = p.now + seconds, [], 1
+    while (at := p.m.get_timer()) is not None and at <= end:
+        p.now = max(p.now, at)
+        wakes.append(p.now)
+        p.m.handle_timer(p.now, boot=p.now)
+        if p.m.room(p.now) > 0:
+            p.send(1, first=q)
+            p.now += 0.02
+            p.ack([q])
+            q += 1
+            p.m.room(p.now)  # the shell fills after every input: the pacing deadline
+    return wakes
+
+
+def test_the_liveness_tick_goes_with_the_pacing_of_a_live_link():
+    """A link that sends every second wakes once a second: its liveness tick moves to the
+    pacing deadline (before the tick is due, or at most TICK_ALIGN_LATE_S after)."""
+    for first_send in (0.1, 0.6):  # pacing after the tick (late), far before the next (early)
+        p = Pair()  # its tick is due at TICK_S
+        p.now = first_send
+        p.send(1)
+        p.advance(0.02)
+        p.ack([1])
+        p.m.room(p.now)
+        wakes = live_wakes(p, 10.0)
+        assert len(wakes) <= 11, f"one wakeup a second, from the first ({first_send}): {wakes}"
+        gaps = [b - a for a, b in zip(wakes, wakes[1:], strict=False)]
+        assert all(0.9 < g < 1.1 for g in gaps[1:]), gaps
+
+
+def test_a_tick_moves_at_most_its_bound_late():
+    p = Pair()  # its tick is due at TICK_S
+    p.now = TICK_ALIGN_LATE_S + 0.05
+    p.send(1)  # not acked: the next live batch waits up to HOLD_FOR_ACK_INTERVALS
+    assert p.m.room(p.now) == 0
+    assert p.m.get_timer() == TICK_S, "the pacing deadline is too far: the tick keeps its time"
+    q = Pair()
+    q.now = TICK_ALIGN_LATE_S - 0.05
+    q.send(1)
+    q.advance(0.02)
+    q.ack([1])
+    assert q.m.room(q.now) == 0
+    assert q.m.get_timer() == q.m._pace_at == TICK_ALIGN_LATE_S - 0.05 + INTERVAL_S
 
 
 def test_a_quiet_healthy_link_is_never_probed():

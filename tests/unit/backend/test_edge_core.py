@@ -78,6 +78,18 @@ def test_a_cleared_owner_is_never_due():
     assert d.pop_due(10.0) == ["b"] and d.earliest() is None
 
 
+def test_a_limited_pop_leaves_the_rest_due_in_order():
+    d = Deadlines()
+    for i in range(10):
+        d.set(f"c{i}", 1.0 + i * 0.01)
+    d.set("late", 5.0)
+    assert d.pop_due(2.0, limit=4) == ["c0", "c1", "c2", "c3"]
+    assert d.earliest() == 1.04, "the rest are still due: the caller arms for them"
+    assert d.pop_due(2.0, limit=4) == ["c4", "c5", "c6", "c7"]
+    assert d.pop_due(2.0) == ["c8", "c9"]
+    assert d.at("late") == 5.0 and d.pop_due(2.0, limit=4) == []
+
+
 def test_short_and_long_headers():
     short = bytes([0x40]) + b"12345678" + b"payload"
     h = route_header(short, 8)

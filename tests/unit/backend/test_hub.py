@@ -374,3 +374,30 @@ def test_a_queued_proposal_goes_when_its_vehicles_are_no_longer_all_visible():
     assert len(sub) == 2
     sub.refilter(lambda v: v == "a", hub.clock())
     assert [m["proposal"]["id"] for m in sub.drain()] == ["p-a"]
+
+
+def _row(vehicle: str, t: int):
+    from backend.store.rows import made
+    return made(vehicle, 1, t, t, "pos", 53.5, 9.9 + t / 1e6, None, 30.0, 90.0, 1, 9, None,
+                None, t)
+
+
+def test_a_row_without_subscribers_is_kept_and_its_feature_made_when_asked():
+    hub = Hub(clock=Clock())
+    assert hub.position_row(_row("v", 2000)) and not hub.position_row(_row("v", 1000))
+    assert hub.last["v"][0] == 2000 and hub.published == 1
+    assert hub.last_feature("v") == feature("v", 2000)
+    assert hub.last_feature("w") is None
+    sub = Subscriber()
+    hub.add(sub)
+    hub.subscribe(sub, ALL)  # the snapshot: the same feature as a published one
+    assert sub.drain(0)[-1] == {"topic": ALL, "feature": feature("v", 2000)}
+
+
+def test_a_row_with_a_subscriber_is_published_as_its_feature():
+    sub = Subscriber()
+    hub, clock = hub_with(sub, topics=(ALL,))
+    assert hub.takes_positions
+    assert hub.position_row(_row("v", 3000)) and not hub.position_row(_row("v", 3000))
+    assert sub.drain(clock()) == [{"topic": ALL, "feature": feature("v", 3000)}]
+    assert hub.last["v"] == (3000, feature("v", 3000))

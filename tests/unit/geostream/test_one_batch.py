@@ -1,7 +1,8 @@
 """The gateway's direct path for a §3.2 batch in one whole frame (`FrameDecoder.one_batch`)
 answers every frame as the strict decoder does: the same batch, or the same refusal, or it
 declines and the strict decoder answers. Frames: the agent's own, the hostile `zd` pieces, and
-generated mutations of both."""
+generated mutations of both. The reference is the strict decoder alone: its readings without
+the learned layouts (`geostream.reading_shapes`), which the direct path uses."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from geostream import codec
 from geostream.codec import FrameDecoder, decode_payload
 from geostream.deflate import WINDOW_BITS
 from geostream.errors import ProtocolError
@@ -64,8 +66,22 @@ def answer(decode, frame: bytes):
         return (exc.code, exc.reason)
 
 
+class _NoShapes:
+    """No learned layout: every readings array through `strict_cbor`."""
+
+    def decode(self, raw: bytes) -> None:
+        return None
+
+    def learn(self, raw: bytes, value) -> bool:
+        return False
+
+
 def strict(frame: bytes):
-    return decode_payload(frame[4:], None, len(frame), 1)
+    kept, codec._SHAPES = codec._SHAPES, _NoShapes()
+    try:
+        return decode_payload(frame[4:], None, len(frame), 1)
+    finally:
+        codec._SHAPES = kept
 
 
 def check(frame: bytes) -> bool:
@@ -82,6 +98,10 @@ def check(frame: bytes) -> bool:
 def test_the_agents_frames_take_the_direct_path_and_decode_as_strictly():
     frames = agent_frames(12)
     assert all(check(f) for f in frames)
+    assert all(check(f) for f in frames)  # the one-reading ones now by their learned layout
+    one = decoder().one_batch(frames[0]).readings
+    raw = cbor2.dumps(list(one))
+    assert codec._SHAPES.decode(raw) == list(one)
     assert [len(decoder().one_batch(f).readings) for f in frames[:3]] == [1, 2, 3]
 
 

@@ -123,6 +123,18 @@ def handshake(acked: int = 0) -> tuple[ClientSession, ServerSession]:
     return client, server
 
 
+def test_an_accepted_session_keeps_no_token():
+    """After the welcome the gateway's session holds the hello's vehicle and epoch, not the
+    vehicle's secret token nor the agent's name (memory per connected vehicle, and a secret
+    not kept longer than authentication needs it)."""
+    client, server = handshake()
+    assert (server.hello.vehicle, server.hello.epoch) == ("truck-1", 9)
+    assert server.hello.token == "" and server.hello.agent == ""
+    client.send_batch([pos(1)])
+    [ev] = server.receive_data(client.data_to_send())  # batches still checked against it
+    assert isinstance(ev, BatchReceived)
+
+
 def test_credit_bounds_what_is_in_flight_and_acks_release_it():
     client, server = handshake()
     assert client.credit_available == 3
