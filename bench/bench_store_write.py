@@ -6,7 +6,7 @@
 No gateway, no event loop: `SqliteReadings._write` (what the store thread runs per commit)
 called directly on two store files side by side, each durable (WAL, synchronous=FULL, on
 the disk the temporary directory is on):
-- "before": the migrations before sql/sqlite/0030, each commit inserting straight into the
+- "before": the migrations before sql/sqlite/0031, each commit inserting straight into the
   table clustered by (vehicle, time, epoch, seq) (the write path of session 11);
 - "now": every migration: each commit appends to `telemetry_arrivals`, and one of its parts
   moves into the clustered table every `MOVE_EVERY_S / PARTS` seconds of the fleet's time
@@ -54,8 +54,8 @@ from loadtest.fleet import CAN_EVERY, CAN_SIGNALS  # noqa: E402
 T0 = 1_790_000_000_000
 EPOCH = 4_611_686_018_427_387_000  # a journal's 62-bit epoch
 # the first migration of today's layout: "before" stops short of it
-LAYOUT_MIGRATION = "0030_telemetry_arrivals"
-# the insert of session 11's write path (before 0030): straight into the clustered table
+LAYOUT_MIGRATION = "0031_telemetry_arrivals"
+# the insert of session 11's write path (before 0031): straight into the clustered table
 BEFORE_INSERT = f"""INSERT INTO vehicle_telemetry ({sqlite_readings._COLUMN_LIST})
     VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING"""
 # seconds written without checkpoints after the measured ones, for the WAL pages per reading

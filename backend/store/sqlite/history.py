@@ -9,7 +9,7 @@ import json
 from .db import SqliteDb
 from .readings import PART
 
-# The reading of each last position, moved or not (sql/sqlite/0030), each found by its key:
+# The reading of each last position, moved or not (sql/sqlite/0031), each found by its key:
 # the view would scan the arrivals for this join. A reading in both (re-sent after its move,
 # not moved again yet) gives the same columns twice.
 _LAST_FIXES = (

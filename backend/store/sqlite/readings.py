@@ -5,7 +5,7 @@ vehicle's newest position and CAN signals never go backwards in device time.
 Readings land in `telemetry_arrivals`, in order of arrival within 16 parts by vehicle, and
 every `MOVE_EVERY_S` each part's readings move into `telemetry_by_vehicle`, the table
 clustered by (vehicle, time, epoch, seq), in one transaction of one statement each (sql/sqlite/
-0030; the view `vehicle_telemetry`, which every reader reads, holds both). Why: at 10,000
+0031; the view `vehicle_telemetry`, which every reader reads, holds both). Why: at 10,000
 vehicles a commit of 200 readings rewrote ~200 leaves of the clustered table, one per
 vehicle; appended, it writes a few pages, and a move writes each vehicle's leaf once for
 ~10 s of its readings (docs/benchmarks.md "The SQLite store path, session 12")."""
@@ -27,7 +27,7 @@ from .db import SqliteDb, transaction
 log = logging.getLogger(__name__)
 
 # Parts of `telemetry_arrivals`; a vehicle's part is this SQL expression of its id (the view
-# `vehicle_telemetry` in sql/sqlite/0030 holds the same text, which a test checks; `part_of`
+# `vehicle_telemetry` in sql/sqlite/0031 holds the same text, which a test checks; `part_of`
 # is the same in Python): the last two characters' code points, so every id maps without a
 # function of our own that a plain `sqlite3` shell would lack.
 PARTS = 16

@@ -1,5 +1,5 @@
 """The embedded store's readings land in arrival order and move into the clustered table
-(sql/sqlite/0030): every reader sees them before and after their move, exactly once; a
+(sql/sqlite/0031): every reader sees them before and after their move, exactly once; a
 re-sent reading stays a no-op on either side of its move; a kill -9 between a move's
 statements and its COMMIT (or after it) loses, duplicates and misplaces nothing, and the
 newest positions and signals of the last commits before it are in their tables after the

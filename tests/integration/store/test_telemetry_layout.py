@@ -1,5 +1,5 @@
 """The embedded store's readings clustered by (vehicle, device time, epoch, seq)
-(sql/sqlite/0029), landing first in arrival order (0030): a database of the layout before
+(sql/sqlite/0029), landing first in arrival order (0031): a database of the layout before
 0029 upgrades with every reading carried over and gives the answers a store written today
 gives, each stored reading updates one B-tree (no index beside the tables), a re-sent reading
 is still a no-op, and every per-vehicle question seeks the keys instead of scanning. Real
