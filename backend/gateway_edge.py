@@ -200,6 +200,11 @@ class EdgeConnection:
                 self._edge.stats["peer_moved"] += 1
                 if not peer.validated:
                     self._new_destination_cid()
+                # the ACK of the packet that moved the peer is not held for a commit: the
+                # vehicle learns its new path works (and the edge's validation probe, the
+                # next ack-eliciting packet sent there, goes with it) within this tick
+                lib.ack_with_data(quic)
+                self.transmit()
 
     def _settle_probe(self) -> None:
         peer = self._peer
@@ -304,6 +309,9 @@ class EdgeServer:
         # receive, so a FIFO): (when, connection); an entry is live while the connection's
         # `_flush_at` is its time (a transmit clears it)
         self._flush_queue: collections.deque = collections.deque()
+        # the bound of one callback's transmits (bench/bench_edge_backlog.py compares it with
+        # none)
+        self.transmits_per_callback = MAX_TRANSMITS_PER_CALLBACK
         self._wake_handle: asyncio.TimerHandle | None = None
         self._wake_at: float | None = None
         self._closed = False
@@ -486,12 +494,14 @@ class EdgeServer:
         if self._flush_handle is None and self._dirty and not self._closed:
             self._flush_handle = self._loop.call_soon(self._flush)
 
-    def _flush(self, now: float | None = None,
-               limit: int = MAX_TRANSMITS_PER_CALLBACK) -> None:
-        """Transmit the dirty connections once each, at most `limit` of them, first dirtied
-        first; re-arm their deadlines; send it all. The rest: in another callback."""
+    def _flush(self, now: float | None = None, limit: int | None = None) -> None:
+        """Transmit the dirty connections once each, at most `limit` of them (default
+        `transmits_per_callback`), first dirtied first; re-arm their deadlines; send it all.
+        The rest: in another callback."""
         self._flush_handle = None
         now = self.clock(now)
+        if limit is None:
+            limit = self.transmits_per_callback
         out: list = []
         dirty, poll = self._dirty, self._poll
         while dirty and limit > 0:
@@ -556,12 +566,13 @@ class EdgeServer:
         now = self.clock(max(self._loop.time(), self._wake_at or 0.0))
         self._wake_handle = None
         self._wake_at = None
-        # at most MAX_TRANSMITS_PER_CALLBACK deadlines and receive-flushes: those still due
+        # at most `transmits_per_callback` deadlines and receive-flushes: those still due
         # re-arm the timer at once (`arm`), for the loop's next turn
-        due = self.timers.pop_due(now, MAX_TRANSMITS_PER_CALLBACK)
+        budget = self.transmits_per_callback
+        due = self.timers.pop_due(now, budget)
         for conn in due:
             conn.wake(now)
-        budget = MAX_TRANSMITS_PER_CALLBACK - len(due)
+        budget -= len(due)
         queue = self._flush_queue
         while queue and queue[0][0] <= now and budget > 0:
             when, conn = queue.popleft()

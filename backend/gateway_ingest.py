@@ -31,7 +31,7 @@ from geostream.messages import Batch
 
 from .hub import Hub, row_feature
 from .store.base import DeadLetter, StoredReading
-from .writer import WriterStopped
+from .writer import Submission, WriterStopped
 
 if TYPE_CHECKING:
     from .fanout import NatsFanout
@@ -108,22 +108,25 @@ def publish_positions(hub: Hub | NatsFanout, rows: list[StoredReading]) -> None:
             position(r.vehicle_id, r.time_ms, row_feature(r))
 
 
-class _Waiting:
-    """One batch between its validation and its commit; called with the writer's answer
-    (itself the writer's `settled` callback: no closure per batch)."""
+class _Waiting(Submission):
+    """One batch between its validation and its commit: the writer's submission itself (its
+    rows are `readings` and `dead`), told the writer's answer once (`settle`)."""
 
-    __slots__ = ("batch", "dead", "deadline", "good", "ingest", "proto", "settled", "started")
+    __slots__ = ("batch", "deadline", "ingest", "proto", "settled", "started")
 
     def __init__(self, ingest: Ingest, proto: GatewayProtocol, batch: Batch,
                  good: list[StoredReading], dead: list[DeadLetter], started: float,
                  deadline: float):
-        self.ingest, self.proto, self.batch, self.good, self.dead = (
-            ingest, proto, batch, good, dead)
+        self.readings, self.dead, self.since = good, dead, started
+        self.ingest, self.proto, self.batch = ingest, proto, batch
         self.started, self.deadline = started, deadline
         self.settled = False
 
-    def __call__(self, error: BaseException | None) -> None:
-        self.ingest._settled(self, error)
+    def settle(self, error: BaseException | None) -> None:
+        try:
+            self.ingest._settled(self, error)
+        except Exception:  # a bug here must not stop the writer for everyone
+            log.exception("a committed batch's ack failed")
 
 
 class Ingest:
@@ -167,7 +170,7 @@ class Ingest:
 
     def _enqueue(self, w: _Waiting) -> None:
         try:
-            self.gateway.writer.enqueue(w.good, w.dead, w)
+            self.gateway.writer.add(w)
         except WriterStopped as exc:
             self._settled(w, exc)
 
@@ -176,6 +179,7 @@ class Ingest:
         while self._parked and not writer.full:
             w = self._parked.popleft()
             if not w.settled:
+                w.since = self._loop.time()  # type: ignore[union-attr]  # queued now
                 self._enqueue(w)
         if not self._parked:
             writer.on_space = None
@@ -193,7 +197,7 @@ class Ingest:
             log.error("batch of %s not storable: %s", proto.vehicle, error)
             proto.refuse(ErrorCode.INTERNAL, "internal error")
             return
-        gw.stats.committed(len(w.good))
+        gw.stats.committed(len(w.readings))
         credit = self._credit  # one for the commit's batches (the writer's backlog is settled)
         if credit is None:
             credit = self._credit = gw.credit()
@@ -201,7 +205,7 @@ class Ingest:
             gw.ack_latency.observe(self._loop.time() - w.started)  # type: ignore[union-attr]
             self._to_flush.add(proto)
         # committed: published and evaluated also while the connection closes
-        self._tick_rows.extend(w.good)
+        self._tick_rows.extend(w.readings)
         if not self._tick_due:
             self._tick_due = True
             self._loop.call_soon(self._end_tick)  # type: ignore[union-attr]

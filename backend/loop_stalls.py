@@ -28,6 +28,12 @@ STALL_S = 0.05
 # How often the watcher asks for a tick: short against STALL_S so a stall is seen to ~10 ms,
 # long enough that the watcher itself costs the loop nothing measurable (100 wakeups/s).
 TICK_S = 0.01
+# Ticks between two reads of the loop thread's CPU clock when none is late (a late one reads it
+# at once): the read is a system call, and on a busy machine one at which the kernel may take
+# the core from the thread while it holds the GIL (a profile of the gateway at 3,000 vehicles
+# put 8-9 % of its GIL-holding samples on that one line at 100 reads per second). A stall's
+# share of running is then measured over at most this many ticks more than the stall.
+CPU_SAMPLE_TICKS = 5
 # Collector pauses remembered for attribution: more than can end within one stall.
 MAX_RECENT_PAUSES = 64
 # Seconds between two summary lines in the log (only windows with a stall log one).
@@ -69,14 +75,19 @@ class StallRecorder:
         self.gc_longest_s[generation] = max(self.gc_longest_s[generation], pause)
         self._recent.append((now, pause, generation))
 
-    def tick(self, due: float, now: float, cpu_s: float = 0.0) -> Stall | None:
+    def tick(self, due: float, now: float, cpu_s: float = 0.0,
+             window_s: float | None = None) -> Stall | None:
         """A tick asked for at `due` ran at `now`, the loop's thread having used `cpu_s` of
-        CPU since the tick before: the stall it ends, if it was one."""
+        CPU in the `window_s` seconds before `now` (default: the stall's own length): the
+        stall it ends, if it was one. Its CPU is that window's share of running times its
+        length."""
         late = now - due
         if late <= STALL_S:
             return None
         in_stall = [(pause, gen) for end, pause, gen in self._recent if due < end <= now]
         gc_s = min(late, sum(pause for pause, _ in in_stall))
+        if window_s is not None and window_s > late:
+            cpu_s *= late / window_s
         stall = Stall(late, gc_s, max((gen for _, gen in in_stall), default=-1), cpu_s)
         self.stalls += 1
         self.longest_s = max(self.longest_s, late)
@@ -95,13 +106,13 @@ class StallRecorder:
 
 
 class _Ticker:
-    """The watcher's tick: a plain loop timer (`call_at`) re-armed from its own callback, one
-    CPU-clock read per tick (the end of one interval is the start of the next). A task
+    """The watcher's tick: a plain loop timer (`call_at`) re-armed from its own callback; the
+    thread's CPU clock read at a late tick and otherwise every `CPU_SAMPLE_TICKS`. A task
     sleeping in a loop cost a future, a timer and a task wakeup per tick, and two CPU-clock
-    reads (a system call each): the gateway's profile at 10,000 vehicles put 2.8 % of its
-    samples in the watcher (docs/benchmarks.md, "Stalls below saturation, session 11")."""
+    reads (docs/benchmarks.md, "The gateway's transport edge, session 12")."""
 
-    __slots__ = ("_loop", "_recorder", "_due", "_cpu", "_summary_at", "_logged", "handle")
+    __slots__ = ("_loop", "_recorder", "_due", "_cpu", "_cpu_at", "_ticks", "_summary_at",
+                 "_logged", "handle")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, recorder: StallRecorder) -> None:
         self._loop = loop
@@ -109,20 +120,26 @@ class _Ticker:
         now = loop.time()
         self._summary_at = now + SUMMARY_S
         self._logged = 0
-        self._cpu = time.thread_time()
+        self._cpu, self._cpu_at, self._ticks = time.thread_time(), now, 0
         self._due = now + TICK_S
         self.handle = loop.call_at(self._due, self._tick)
 
     def _tick(self) -> None:
-        loop, recorder = self._loop, self._recorder
-        now, cpu = loop.time(), time.thread_time()
-        recorder.tick(self._due, now, cpu - self._cpu)
+        loop = self._loop
+        now = loop.time()
+        self._ticks += 1
+        if now - self._due > STALL_S:
+            cpu = time.thread_time()
+            self._recorder.tick(self._due, now, cpu - self._cpu, now - self._cpu_at)
+            self._cpu, self._cpu_at, self._ticks = cpu, now, 0
+        elif self._ticks >= CPU_SAMPLE_TICKS:
+            self._cpu, self._cpu_at, self._ticks = time.thread_time(), now, 0
         if now >= self._summary_at:
             self._summary_at = now + SUMMARY_S
+            recorder = self._recorder
             if recorder.stalls > self._logged:
                 self._logged = recorder.stalls
                 log.warning("%s", recorder.summary())
-        self._cpu = cpu
         self._due = now + TICK_S
         self.handle = loop.call_at(self._due, self._tick)
 

@@ -43,9 +43,13 @@ log = logging.getLogger(__name__)
 
 # 4 MiB: a second of 4,000 full-size datagrams; Debian's rmem_max/wmem_max default is 208 KiB.
 SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
-# A group commit on SQLite (fsync) or PostgreSQL takes 5-50 ms under load; the vehicle's probe
-# timeout grows by as much, which delays only the re-sending of a lost batch.
-ACK_DELAY_S = 0.100
+# A group commit on SQLite (fsync) or PostgreSQL takes 5-50 ms, and 0.1-0.4 s on a gateway that
+# is behind (p50 305 ms at 8,000 vehicles × 1 Hz): the ACK waits for the commit's `ack` that
+# long instead of leaving alone. The vehicle's probe timeout includes it (qh3's about twice:
+# 2 × 0.4 s + srtt + 4·rttvar), which stays under the 1 s floor of its probe timeout
+# (geostream/quic_acks.py PROBE_TIMEOUT_FLOOR_S) while srtt + 4·rttvar < 0.2 s; RFC 9000 §18.2
+# allows up to 16 s. docs/protocol.md §1 (ACK timing) has the price.
+ACK_DELAY_S = 0.400
 
 
 def enlarge_socket_buffers(server) -> int:

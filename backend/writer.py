@@ -78,14 +78,31 @@ class Unstorable(RuntimeError):
 Settled = Callable[[BaseException | None], None]
 
 
-class _Submission:
-    """Rows waiting for a transaction, and whom to tell when it is settled (once)."""
+class Submission:
+    """Rows waiting for a transaction (`readings`, `dead`, queued at `since` on the loop's
+    clock), told once how it was settled: `settle(None)` when committed, else
+    `settle(error)`. The writer may call `settle` again after the first (a refused dead
+    letter settles a submission before its commit ends): only the first counts. The gateway
+    queues its own kind (backend/gateway_ingest.py `_Waiting`: one object per batch from its
+    validation to its ack, no callback object besides); `enqueue` wraps a callback."""
 
-    __slots__ = ("dead", "readings", "settled", "since")
+    __slots__ = ("dead", "readings", "since")
+
+    def __init__(self, readings: list[StoredReading], dead: list[DeadLetter], since: float):
+        self.readings, self.dead, self.since = readings, dead, since
+
+    def settle(self, error: BaseException | None) -> None:
+        raise NotImplementedError
+
+
+class _Submission(Submission):
+    """A submission whose owner is a `Settled` callback."""
+
+    __slots__ = ("settled",)
 
     def __init__(self, readings: list[StoredReading], dead: list[DeadLetter], since: float,
                  settled: Settled):
-        self.readings, self.dead, self.since = readings, dead, since
+        super().__init__(readings, dead, since)
         self.settled: Settled | None = settled
 
     def settle(self, error: BaseException | None) -> None:
@@ -95,9 +112,6 @@ class _Submission:
                 tell(error)
             except Exception:  # the owner's bug must not stop the writer for everyone
                 log.exception("a submission's owner failed on its result")
-
-    def done(self) -> bool:
-        return self.settled is None
 
 
 @dataclass
@@ -125,7 +139,7 @@ class BatchWriter:
         self.interval_s = interval_s
         self.max_backlog_rows = max_backlog_rows
         self.stats = WriterStats()
-        self._pending: collections.deque[_Submission] = collections.deque()
+        self._pending: collections.deque[Submission] = collections.deque()
         self._wakeup = asyncio.Event()
         self._space = asyncio.Event()
         self._space.set()
@@ -134,7 +148,7 @@ class BatchWriter:
         self._stopping = False
         self._task: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._committing: list[_Submission] = []  # what the loop is committing right now
+        self._committing: list[Submission] = []  # what the loop is committing right now
         self._last_start = float("-inf")  # the loop's time the last transaction started
         self._pacing: asyncio.Future | None = None  # resolved to end the pause early
 
@@ -200,12 +214,17 @@ class BatchWriter:
     def enqueue(self, readings: list[StoredReading], dead: list[DeadLetter],
                 settled: Settled) -> None:
         """Queue rows for the next transaction; `settled(None)` once they committed, or
-        `settled(error)`. No task or future: the gateway's path for every batch. Raises
-        WriterStopped if the writer is not running; the caller checks `full` first."""
+        `settled(error)`. No task or future (the gateway queues its batches with `add`).
+        Raises WriterStopped if the writer is not running; the caller checks `full` first."""
+        self.add(_Submission(readings, dead, self._now(), settled))
+
+    def add(self, sub: Submission) -> None:
+        """`enqueue` of a submission the caller made (its `since`: now, on the loop's clock):
+        no callback object besides it, for the gateway's every batch."""
         if self._stopping or self._task is None:
             raise WriterStopped("writer is not running")
-        self.stats.backlog_rows += len(readings)
-        self._pending.append(_Submission(readings, dead, self._now(), settled))
+        self.stats.backlog_rows += len(sub.readings)
+        self._pending.append(sub)
         self._wakeup.set()
         if self._pacing is not None and self.stats.backlog_rows >= self.max_rows:
             self._end_pause()  # a full transaction waits: no reason to pause
@@ -265,7 +284,7 @@ class BatchWriter:
                 await self._linger()
             if self.interval_s and not self._stopping:
                 await self._pace()
-            subs: list[_Submission] = []
+            subs: list[Submission] = []
             rows = 0
             for sub in self._pending:  # they stay queued while committing, for lag_s
                 if subs and rows + len(sub.readings) > self.max_rows:
@@ -355,7 +374,7 @@ class BatchWriter:
             self.stats.last_commit_s = time.perf_counter() - t0
             return None
 
-    async def _commit(self, subs: list[_Submission]) -> None:
+    async def _commit(self, subs: list[Submission]) -> None:
         readings = [r for s in subs for r in s.readings]
         dead = [d for s in subs for d in s.dead]
         error = await self._write(readings, dead)

@@ -1,6 +1,6 @@
 """A fleet's first alert evaluations on PostgreSQL: together against one vehicle at a time.
 
-    .venv/bin/python bench/bench_alert_first.py [--vehicles 1000] [--rounds 2]
+    .venv/bin/python bench/bench_alert_first.py [--vehicles 1000] [--rounds 2] [--batches 200,1]
 
 Every vehicle of a tick that the alert engine has no state for (a fleet connecting, a restart)
 is evaluated from the store: its newest checkpoint, its readings after it, the alerts in its
@@ -11,6 +11,7 @@ fresh database on a throw-away durable server (the load tester's settings), `--v
 vehicles with 5 stored positions each, then one `on_committed` of their newest readings.
 Reported per vehicle: wall time, this process's CPU and the PostgreSQL server's CPU (its
 postmaster's tree), alternating the two ways `--rounds` times so a busy machine slows both.
+`--batches` compares other group sizes (e.g. `--vehicles 10000 --batches 100,200,1000`).
 """
 
 from __future__ import annotations
@@ -74,16 +75,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--vehicles", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--batches", default=f"{engine_mod.REPLAY_BATCH},1",
+                    help="REPLAY_BATCH values to compare (1: one vehicle at a time)")
     a = ap.parse_args()
+    batches = [int(b) for b in a.batches.split(",")]
     with PgServer(dict(PG_DURABLE)) as pg:
         postmaster = int((pg.data / "postmaster.pid").read_text().split()[0])
         server = ProcStats([postmaster], sample_rss=False)
         print(f"{a.vehicles} vehicles' first alert evaluation in one tick, per vehicle")
         for r in range(a.rounds):
-            for name, batch in (("together", engine_mod.REPLAY_BATCH), ("one by one", 1)):
-                url = pg.create_database(f"first{r}{batch}")
+            for batch in batches:
+                name = "one by one" if batch == 1 else f"{batch} at once"
+                url = pg.create_database(f"first{r}_{batch}")
                 m = asyncio.run(one(url, a.vehicles, batch, server))
-                print(f"  {name:10s} wall {m['wall_ms']:6.2f} ms  gateway CPU "
+                print(f"  {name:13s} wall {m['wall_ms']:6.2f} ms  gateway CPU "
                       f"{m['cpu_us']:6.0f} µs  server CPU {m['server_us']:6.0f} µs", flush=True)
 
 

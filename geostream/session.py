@@ -35,6 +35,7 @@ from .codec import (
     encode_ack,
     encode_batch,
     framed_size,
+    plain_ack,
 )
 from .deflate import Deflater, DictionaryDeflater, Inflater, pick_dictionary
 from .errors import ErrorCode, ProtocolError
@@ -226,6 +227,34 @@ class ClientSession(_Session):
     def credit_available(self) -> int:
         return max(0, self.credit - len(self.in_flight)) if self.ready else 0
 
+    def receive(self, data: bytes) -> list:
+        """`_Session.receive`; an ack without ranges in one whole frame (a 1 Hz agent's every
+        ack) is read at fixed offsets (`plain_ack`) and takes the same checks, without the
+        decoder's CBOR and message loop."""
+        if self.ready and not self.closed and not self._decoder.buffered:
+            ack = plain_ack(data)
+            if ack is not None:
+                try:
+                    return [self._acknowledged(ack[0], ack[1], (), ack[2])]
+                except ProtocolError as exc:
+                    self.fail(exc)
+                    return [Failed(int(exc.code), exc.reason, exc.code.fatal)]
+        return super().receive(data)
+
+    def _acknowledged(self, epoch: int, through: int, ranges: tuple[tuple[int, int], ...],
+                      credit: int) -> Acknowledged:
+        """An ack applied to the in-flight set (after the welcome); raises ProtocolError."""
+        if epoch != self.epoch:
+            raise ProtocolError(ErrorCode.FORBIDDEN, f"ack for epoch {epoch}")
+        if ranges:
+            acked = RangeSet(ranges)
+            done = {q for q in self.in_flight if q <= through or q in acked}
+        else:  # the common ack: everything through one sequence number
+            done = {q for q in self.in_flight if q <= through}
+        self.in_flight -= done
+        self.credit = credit
+        return Acknowledged(epoch, through, ranges, len(done))
+
     def receive_data(self, data: bytes) -> list:
         # `_messages` written out (one generator less per chunk: an agent gets one per batch)
         if self.closed:
@@ -246,17 +275,8 @@ class ClientSession(_Session):
             elif isinstance(msg, Ack):
                 if not self.ready:
                     raise ProtocolError(ErrorCode.UNEXPECTED, "ack before welcome")
-                if msg.epoch != self.epoch:
-                    raise ProtocolError(ErrorCode.FORBIDDEN, f"ack for epoch {msg.epoch}")
-                through = msg.through
-                if msg.ranges:
-                    acked = RangeSet(msg.ranges)
-                    done = {q for q in self.in_flight if q <= through or q in acked}
-                else:  # the common ack: everything through one sequence number
-                    done = {q for q in self.in_flight if q <= through}
-                self.in_flight -= done
-                self.credit = msg.credit
-                events.append(Acknowledged(msg.epoch, msg.through, msg.ranges, len(done)))
+                events.append(self._acknowledged(msg.epoch, msg.through, msg.ranges,
+                                                 msg.credit))
             elif isinstance(msg, Command):
                 answer = self._answered.get(msg.id)
                 if answer is not None:  # a re-sent command: answer again, never run it twice
@@ -356,6 +376,7 @@ class ServerSession(_Session):
         self.max_batch_bytes = max_batch_bytes
         self.through = 0
         self._committed = RangeSet()
+        self._holding = False  # `_committed` is not empty (asked per batch: no __len__ call)
         self.max_credit_granted = credit
         self.pending = 0  # readings received and not yet acknowledged (§3 batch, §6)
         # an ack owed for commits since the last one queued: one `ack` message, with the state
@@ -467,17 +488,20 @@ class ServerSession(_Session):
         The `ack` is queued once for all batches committed before the next `data_to_send()`
         (or the next other message): a drain's batches of one commit cost one ack."""
         n = 0
-        through, committed = self.through, self._committed
+        through, committed, holding = self.through, self._committed, self._holding
         for q in seqs:
             n += 1
-            if q == through + 1 and not committed:  # in order, nothing held: the usual case
+            if q == through + 1 and not holding:  # in order, nothing held: the usual case
                 through = q
             elif q > through:
                 committed.add(q)
-        self.pending = max(0, self.pending - n)
-        if committed:
+                holding = True
+        pending = self.pending - n
+        self.pending = pending if pending > 0 else 0
+        if holding:
             through = committed.contiguous_from(through)
             committed.discard_through(through)
+            self._holding = len(committed) > 0
         self.through = through
         if credit is not None:
             self.set_credit(credit)
@@ -487,7 +511,8 @@ class ServerSession(_Session):
         """The owed ack's frame, no longer owed."""
         self._ack_due = False
         assert self.hello is not None, "acks only after the hello"
-        return encode_ack(self.hello.epoch, self.through, self._committed, self.credit)
+        return encode_ack(self.hello.epoch, self.through,
+                          self._committed if self._holding else (), self.credit)
 
     def _queue_ack(self) -> None:
         """The owed ack, in its place: before any message queued after the commits it covers."""

@@ -98,7 +98,7 @@ class Driver:
             return  # from a connection that is gone
         m, now = self.machine, self.clock()
         before = m.state
-        self._do(m.stream_data(now, data, end))
+        self._do(m.stream_data(now, data, end), now)
         if before is not State.CONNECTED and m.state is State.CONNECTED:
             self._release()
             self.w.connects += 1
@@ -171,14 +171,16 @@ class Driver:
 
     # --- actions -------------------------------------------------------------------------
 
-    def _do(self, actions: list) -> None:
+    def _do(self, actions: list, now: float | None = None) -> None:
+        """Carry out the machine's actions (`now`: the input's time, when it has just been
+        read)."""
         for a in actions:
             kind = type(a)
             if kind is SendData:
                 if self.link is not None:
                     self.link.send(self.stream_id, a.data)
             elif kind is ApplyAck:
-                self._acked(a.ack.through, a.ack.ranges)
+                self._acked(a.ack.through, a.ack.ranges, self.clock() if now is None else now)
             elif kind is Connect:
                 if self.online:
                     self.w.request_connect(self)
@@ -212,7 +214,7 @@ class Driver:
                and (room := m.room(now)) > 0):
             batch = sim.next_batch(drain, room, session.max_batch_bytes - BATCH_FRAMING_BYTES,
                                    now)
-            if not batch:
+            if not batch.seqs:  # `EncodedReadings`' own length, without its __len__ call
                 starved = True
                 break
             self.w.batches += 1
@@ -221,9 +223,10 @@ class Driver:
             self._do(m.status_report(now, Status(
                 time=wall_ms(), backlog=sim.journal.pending, journal_bytes=0, sources=SOURCES)))
         at = m.get_timer()
-        for also in (self._connect_by, sim.next_due() if starved else None):
-            if also is not None and (at is None or also < at):
-                at = also
+        if (also := self._connect_by) is not None and (at is None or also < at):
+            at = also
+        if starved and (also := sim.next_due()) is not None and (at is None or also < at):
+            at = also
         edge = self.w.edge
         if at != self._filed_at:  # most inputs leave the deadline where it was
             self._filed_at = at
@@ -231,8 +234,7 @@ class Driver:
         if not edge.serving:  # else the edge's wakeup arms at its end
             edge.arm()
 
-    def _acked(self, through: int, ranges) -> None:
-        now = self.clock()
+    def _acked(self, through: int, ranges, now: float) -> None:
         self.w.acked_now(self.sim.acknowledge(through, ranges, now), now)
         if (self.drained_after is None and self.drain_target
                 and self.sim.journal.acked_through() >= self.drain_target):

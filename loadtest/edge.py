@@ -28,10 +28,11 @@ import collections
 import ipaddress
 import logging
 import socket
+import time
 from collections.abc import Callable
 from types import ModuleType
 
-from agent.quic_link import v6_address
+from agent.quic_link import UNANSWERED_AFTER_REFUSAL_S, v6_address
 from backend.edge_core import route_header
 from geostream.limits import KEEPALIVE_S
 from geostream.quic_acks import PROBE_TIMEOUT_FLOOR_S
@@ -78,6 +79,11 @@ class EdgeLink:
     """One client connection at the edge: its sans-IO `QuicConnection`, keepalive, and the
     callbacks its vehicle gets (stream data, handshake done, closed)."""
 
+    # the deadline of an attempt the QUIC core refused to go on with before anything was
+    # heard from the gateway (`_core_refused`); None: no such refusal
+    _give_up_at: float | None = None
+    _heard = False  # a datagram came from the gateway
+
     def __init__(self, edge: ClientEdge, configuration, server_addr: tuple, *,
                  on_stream_data: Callable[[EdgeLink, bytes, bool], None],
                  on_handshake: Callable[[EdgeLink], None] = lambda link: None,
@@ -123,6 +129,9 @@ class EdgeLink:
         # probe timeouts and losses at the last transmit that sent (`poll`; None: not yet, or
         # a library without them)
         self._counts: tuple[int, int] | None = None
+        # the library's receive of an established connection's datagram that hands its events
+        # back without the facade's event queue (qh3: `receive_on_client`; None: the general)
+        self._receive_fast = getattr(lib, "receive_on_client", None)
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -192,8 +201,22 @@ class EdgeLink:
         if self.on_datagram is not None:
             self.on_datagram(now)
         self._got_data = False
-        self.conn.receive_datagram(data, addr, now=now)
-        self._events()
+        self._heard = True
+        events = None if self._receive_fast is None else self._receive_fast(self.conn, data,
+                                                                            addr, now)
+        if events is None:  # the library's general path (a long header, the handshake)
+            self.conn.receive_datagram(data, addr, now=now)
+            self._events()
+        else:  # an established connection's datagram: its events straight from the core
+            stream_data = self.lib.StreamDataReceived
+            for event in events:
+                if self.closed:
+                    break
+                if type(event) is stream_data:
+                    self._got_data = True
+                    self._on_stream_data(self, event.data, event.end_stream)
+                else:
+                    self._event(event)
         self._count_received(data)
         # what the datagram asks for leaves now, as the agent's link sends it: within qh3's
         # 1 ms a QUIC ACK still waits for the next batch to ride in; at the end of a long
@@ -218,6 +241,11 @@ class EdgeLink:
             self._events()
             if self._counts is None and self._why < _TIMER:
                 self._why = _TIMER  # a library without recovery counts: any timer's
+        if (self._give_up_at is not None and now >= self._give_up_at and not self._heard
+                and not self.handshaken):
+            log.debug("no answer to the first flight and the QUIC core sends no more")
+            self._finish("no answer to the first flight")
+            return
         if not self.closed and now - self._last_send >= self._keepalive_s:
             self.ping()
         self.transmit()
@@ -252,12 +280,15 @@ class EdgeLink:
             self.edge.stats[_SENT_KEYS[why] if self.handshaken and self.handshake_kind != "probe"
                             else _SENT_KEY_OF[self.handshake_kind]] += len(out)
         self._why = _ACK
-        self._events()
+        if conn._events:
+            self._events()
         if not self.closed:
             timer = conn.get_timer()
             at = self._last_send + self._keepalive_s
             if timer is not None and timer < at:
                 at = timer
+            if self._give_up_at is not None and self._give_up_at < at:
+                at = self._give_up_at
             if at != self._filed_at:
                 self._filed_at = at
                 self.edge.timers.set(self, at)
@@ -280,40 +311,52 @@ class EdgeLink:
         """The QUIC core refused a transmit or a timer of this connection: counted, and the
         connection goes on. qh3's core raises "missing OneRtt packet key" on a resumed
         connection asked to send before its 1-RTT keys exist; left to rise, it ended the
-        worker's flush before its one timer was re-armed, and every vehicle stopped."""
+        worker's flush before its one timer was re-armed, and every vehicle stopped. As the
+        agent's link (agent/quic_link.py `_core_refused`): an attempt that has heard nothing
+        from the gateway ends UNANSWERED_AFTER_REFUSAL_S after the first refusal (qh3 sends
+        nothing more on it), and its vehicle starts a fresh one instead of waiting out the
+        connect timeout; a late answer before then still completes it."""
         self.edge.stats["transmit_errors"] += 1
         log.debug("the QUIC core refused a connection's transmit or timer (%s)", exc)
+        if self._give_up_at is None and not self._heard and not self.handshaken:
+            self._give_up_at = self.edge.now() + UNANSWERED_AFTER_REFUSAL_S
 
     def _events(self) -> None:
         # the connection's event queue itself: `next_event()` is one more call per event
         # around `popleft`, in both libraries (aioquic's and qh3's facades keep a deque)
-        conn, lib, events = self.conn, self.lib, self.conn._events
+        events, stream_data = self.conn._events, self.lib.StreamDataReceived
         while events and not self.closed:
             event = events.popleft()
-            kind = type(event)
-            if kind is lib.StreamDataReceived:
+            if type(event) is stream_data:
                 self._got_data = True
                 self._on_stream_data(self, event.data, event.end_stream)
-            elif kind is lib.HandshakeCompleted:
-                self.handshaken = True
-                self.session_resumed = event.session_resumed
-                self.early_data_accepted = event.early_data_accepted
-                stats = self.edge.stats
-                stats["handshakes"] += 1
-                stats["resumed"] += event.session_resumed
-                stats["early_data_accepted"] += event.early_data_accepted
-                if self._ack_delay_s:
-                    lib.delay_acks_up_to(conn, self._ack_delay_s)
-                # no probe of data the gateway may have queued sooner than the floor
-                lib.floor_probe_timeout(conn, PROBE_TIMEOUT_FLOOR_S)
-                self._on_handshake(self)
-            elif kind is lib.ConnectionIdIssued:
-                self._route(event.connection_id)
-            elif kind is lib.ConnectionIdRetired:
-                self._cids.discard(event.connection_id)
-                self.edge.unroute(event.connection_id, self)
-            elif kind is lib.ConnectionTerminated:
-                self._finish(f"{event.reason_phrase or 'closed'} (code {event.error_code})")
+            else:
+                self._event(event)
+
+    def _event(self, event) -> None:
+        """An event other than stream data."""
+        conn, lib = self.conn, self.lib
+        kind = type(event)
+        if kind is lib.HandshakeCompleted:
+            self.handshaken = True
+            self.session_resumed = event.session_resumed
+            self.early_data_accepted = event.early_data_accepted
+            stats = self.edge.stats
+            stats["handshakes"] += 1
+            stats["resumed"] += event.session_resumed
+            stats["early_data_accepted"] += event.early_data_accepted
+            if self._ack_delay_s:
+                lib.delay_acks_up_to(conn, self._ack_delay_s)
+            # no probe of data the gateway may have queued sooner than the floor
+            lib.floor_probe_timeout(conn, PROBE_TIMEOUT_FLOOR_S)
+            self._on_handshake(self)
+        elif kind is lib.ConnectionIdIssued:
+            self._route(event.connection_id)
+        elif kind is lib.ConnectionIdRetired:
+            self._cids.discard(event.connection_id)
+            self.edge.unroute(event.connection_id, self)
+        elif kind is lib.ConnectionTerminated:
+            self._finish(f"{event.reason_phrase or 'closed'} (code {event.error_code})")
 
     def _route(self, cid: bytes) -> None:
         self._cids.add(cid)
@@ -342,6 +385,10 @@ class ClientEdge:
         self.lib = lib
         self._cid_length = cid_length
         self._loop = loop or asyncio.get_running_loop()
+        # the loop's clock: asyncio's own `time()` is `time.monotonic()` behind one more
+        # Python call, asked ~5 times per vehicle-second; an emulated loop's is its own
+        self._time = (time.monotonic if type(self._loop).time is asyncio.BaseEventLoop.time
+                      else self._loop.time)
         self._sockets: dict[str, socket.socket] = {}
         self._routes: dict[bytes, EdgeLink] = {}
         self._dirty: list[EdgeLink] = []
@@ -364,7 +411,7 @@ class ClientEdge:
         """The time for a QUIC connection: the loop's, never earlier than one already given
         (a send stamped later than the receive of its ACK is a negative RTT, which qh3's core
         answers by closing the connection, "InvalidTime")."""
-        now = self._loop.time()
+        now = self._time()
         if now < self._now:
             return self._now
         self._now = now

@@ -6,6 +6,10 @@ gateway's event loop per query, one after another, behind the alert engine's que
 100 vehicles reconnecting at once the last one was authenticated 1.9–2.2 s after the radio
 came back, and drained only after that (docs/benchmarks.md, "PostgreSQL, session 11"). Here
 the keys asked while a round's query runs are the next round's: one query, one connection.
+
+`CoalescedPuts` does the same for writes where the newest value per key is all that counts
+(a vehicle's status report, its command list): one statement per round for every key put
+meanwhile, instead of a statement, a pool connection and a commit per call.
 """
 
 from __future__ import annotations
@@ -61,6 +65,32 @@ class Coalesced(Generic[K, V]):
                             f.set_result(value)
         finally:
             self._task = None
+
+
+class CoalescedPuts(Generic[K, V]):
+    """`await put(key, value)`: returns once `write(items)` committed `key`'s newest value (a
+    value put while an earlier round runs goes in the next one; of values put before a round
+    starts, only the newest is written); raises that round's error."""
+
+    def __init__(self, write: Callable[[list[tuple[K, V]]], Awaitable[None]], max_keys: int):
+        self._write = write
+        self._values: dict[K, V] = {}
+        self._rounds: Coalesced[K, None] = Coalesced(self._write_round, max_keys)
+
+    @property
+    def rounds(self) -> int:
+        """Statements written (tests, benchmarks)."""
+        return self._rounds.rounds
+
+    async def put(self, key: K, value: V) -> None:
+        self._values[key] = value
+        await self._rounds.get(key)
+
+    async def _write_round(self, keys: Sequence[K]) -> dict[K, None]:
+        items = [(k, self._values.pop(k)) for k in keys if k in self._values]
+        if items:
+            await self._write(items)
+        return {}
 
 
 def _fail(asked: dict, exc: BaseException) -> None:

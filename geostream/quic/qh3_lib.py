@@ -156,6 +156,8 @@ class QuicConnection(_Qh3Connection):
 
     def datagrams_to_send(self, now: float) -> list:
         core = self._core
+        if self._seam_ack_until is _WITH_DATA:
+            _ack_rides(self, core, now)
         # bytes in flight before: more after means an ack-eliciting packet left (an ACK-only
         # one counts for nothing), which restarts the floored probe timeout
         before = None if core is None or self._seam_pto_floor is None else core.bytes_in_flight
@@ -194,7 +196,8 @@ class QuicConnection(_Qh3Connection):
         name, at = timer
         self._seam_loss_until = None
         if name == _LOSS_TIMER and self._seam_pto_floor is not None:
-            self._seam_ack_until = None
+            if self._seam_ack_until is not _WITH_DATA:  # that stays until the data's poll
+                self._seam_ack_until = None
             if self._seam_heard_at > self._seam_sent_at:
                 return at  # heard since the newest send: a loss by time threshold, or a probe
             # nothing heard since the newest send: a probe timeout, floored (with its backoff)
@@ -205,7 +208,8 @@ class QuicConnection(_Qh3Connection):
                 return floor_at
             return at
         if self._seam_ack_hold is None or name != _ACK_TIMER:
-            self._seam_ack_until = None
+            if self._seam_ack_until is not _WITH_DATA:
+                self._seam_ack_until = None
             return at
         if self._seam_ack_until is None:
             if core.outstanding_application_packets:  # a loss timer may hide behind the ACK's
@@ -257,28 +261,52 @@ class QuicConnection(_Qh3Connection):
             log.debug("no unused peer CID yet: the move keeps the current one")
 
 
+# `_seam_ack_until` while stream data waits to carry the pending ACK (`ack_with_data`): the
+# next poll decides how, knowing the time
+_WITH_DATA = -1.0
+
+
 def ack_with_data(quic) -> None:
     """Let the next packet carry any pending 1-RTT ACK (call before sending stream data).
     qh3's core writes an ACK frame into a packet only once its `ack_application` timer
     (1 ms after the packet it acknowledges) is due, so stream data sent sooner (a commit
-    under 1 ms) left without it, and the ACK followed alone: that timer is fired now, at
-    its own deadline. The ACK's ack_delay field then says at most 1 ms more than it waited
-    (RFC 9000 §19.3: the peer subtracts it from an RTT sample only up to its max_ack_delay);
-    nothing else is due by then (it is the core's earliest timer)."""
+    under 1 ms) left without it, and the ACK followed alone. On the seam's `QuicConnection`
+    the next poll (`datagrams_to_send`, `datagrams_to`), which knows the time, fires that
+    timer at its own deadline only while the deadline is still ahead (the ACK's ack_delay
+    field then overstates the wait by under 1 ms); past it, the core writes the pending ACK
+    into the packet by itself, with the true wait in its ack_delay field. Firing the timer
+    there at its old deadline made the field say ~1 ms whatever the ACK had waited (a slow
+    commit, a vehicle's next batch a second later), and the peer took that wait for round
+    trip (RFC 9002 §5.3 subtracts ack_delay up to max_ack_delay from an RTT sample; measured:
+    a 300 ms commit made the vehicle's smoothed RTT 0.17-0.19 s on a 20 ms path, docs/link.md).
+    Another qh3 connection has its timer fired at once, at its deadline."""
+    if isinstance(quic, QuicConnection):
+        quic._seam_ack_until = _WITH_DATA  # the held ACK is due: it leaves with the data
+        return
     core = quic._core
     timer = None if core is None else core.get_timer()
     if timer is not None and timer[0] == _ACK_TIMER:
-        # the core's own timer, not the held one; its events (none, as a rule: the ACK's
-        # timer produces none) through the facade's drain only when there is one (one call
-        # instead of the facade's three per reading)
-        try:
-            core.handle_timer(timer[1])
-        except RuntimeError as exc:  # as the facade's `_call_core`
-            raise QuicConnectionError(QuicErrorCode.INTERNAL_ERROR, None, str(exc)) from exc
-        if (native := core.next_event()) is not None:
-            _drain_from(quic, core, native)
-        if isinstance(quic, QuicConnection):
-            quic._seam_ack_until = None
+        _fire_ack_timer(quic, core, timer[1])
+
+
+def _fire_ack_timer(quic, core, at: float) -> None:
+    """The core's ACK timer, fired at its own deadline `at`; its events (none, as a rule: the
+    ACK's timer produces none) through the facade's drain only when there is one."""
+    try:
+        core.handle_timer(at)
+    except RuntimeError as exc:  # as the facade's `_call_core`
+        raise QuicConnectionError(QuicErrorCode.INTERNAL_ERROR, None, str(exc)) from exc
+    if (native := core.next_event()) is not None:
+        _drain_from(quic, core, native)
+
+
+def _ack_rides(quic, core, now: float) -> None:
+    """Before a poll after `ack_with_data`: a pending ACK whose 1 ms has not passed by `now`
+    is made due (its timer fired at its deadline); one past it the core writes itself."""
+    quic._seam_ack_until = None
+    timer = None if core is None else core.get_timer()
+    if timer is not None and timer[0] == _ACK_TIMER and timer[1] > now:
+        _fire_ack_timer(quic, core, timer[1])
 
 
 def advertise_max_ack_delay(quic, delay_s: float) -> None:
@@ -459,12 +487,25 @@ def receive_established(quic, data: bytes, addr, now: float) -> list | None:
     return events
 
 
+def receive_on_client(quic, data: bytes, addr, now: float) -> list | None:
+    """`receive_established` for a client connection (the seam's `QuicConnection`, as
+    `connect` builds it here): also keeps when the newest datagram arrived, which the floored
+    probe timeout reads (`floor_probe_timeout`), as `QuicConnection.receive_datagram` does.
+    The load tester's edge takes each vehicle's datagrams this way (loadtest/edge.py)."""
+    events = receive_established(quic, data, addr, now)
+    if events is not None:
+        quic._seam_heard_at = now
+    return events
+
+
 def datagrams_to(quic, addr, now: float) -> list:
     """`quic.datagrams_to_send(now)`, each addressed to `addr` (the peer's address the edge
     owns): the seam's `QuicConnection` polls its core into the list it returns."""
     core = quic._core
     if core is None or type(quic) is not QuicConnection or quic._quic_logger is not None:
         return [(data, addr) for data, _ in quic.datagrams_to_send(now=now)]
+    if quic._seam_ack_until is _WITH_DATA:
+        _ack_rides(quic, core, now)
     datagrams = []
     poll = core.poll_transmit
     try:

@@ -41,6 +41,7 @@ class PostgresStore(PostgresVehicles, PostgresReadings, PostgresHistory, Postgre
         self._init_partitions(maintain_every_s)
         self._init_readings()
         self._init_vehicles()
+        self._init_commands()
 
     async def open(self, migrate: bool = True) -> None:
         await self._open_pools(migrate)

@@ -8,12 +8,16 @@ import ssl
 
 import pytest
 
+from agent.quic_link import UNANSWERED_AFTER_REFUSAL_S
 from backend.gateway_edge import EdgeConnection, EdgeServer, UdpEdge
 from backend.pki import generate
 from geostream import ALPN
 from geostream.quic import LIBRARIES, library
+from loadtest.driver import CONNECT_TIMEOUT_S
 from loadtest.edge import ClientEdge, EdgeLink
+from tests import emuclock
 from tests.integration.net.rig import until
+from tests.integration.net.test_quic_tls_trim import certs, trimmed_pair  # noqa: F401
 
 CONNECTIONS = 12
 
@@ -125,3 +129,44 @@ async def test_a_connection_whose_transmit_fails_leaves_the_others_and_the_timer
         assert edge._wake_handle is not None  # the one timer is still armed
     finally:
         await close_fleet(server, edge, links)
+
+
+async def _unanswered_resumed_attempt(certs) -> tuple[str, float, int]:  # noqa: F811
+    """A resumed attempt of the load tester's link to a socket that never answers: (why it
+    closed, emulated seconds from its start, the core's refusals)."""
+    lib = library("qh3")
+    tickets: list = []
+    trimmed_pair(lib, certs, tickets)
+    assert tickets
+    hole = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    hole.bind(("127.0.0.1", 0))  # bound, never read: everything sent to it is lost
+    loop = asyncio.get_running_loop()
+    cfg = lib.QuicConfiguration(is_client=True, alpn_protocols=[ALPN], server_name="localhost")
+    cfg.load_verify_locations(cafile=certs["ca"])
+    cfg.session_ticket = tickets[0]
+    edge = ClientEdge(lib, cfg.connection_id_length)
+    closed = loop.create_future()
+    link = EdgeLink(edge, cfg, hole.getsockname(), on_stream_data=lambda *a: None,
+                    on_closed=lambda lk: closed.done() or closed.set_result(loop.time()),
+                    session_ticket_handler=tickets.append)
+    start = loop.time()
+    try:
+        link.start("127.0.0.1")
+        link.send(link.conn.get_next_available_stream_id(), b"hello as 0-RTT")
+        at = await asyncio.wait_for(closed, CONNECT_TIMEOUT_S)
+        return link.close_reason, at - start, edge.stats["transmit_errors"]
+    finally:
+        link.abort()
+        edge.close()
+        hole.close()
+
+
+def test_an_unanswered_resumed_attempt_ends_before_the_connect_timeout(certs):  # noqa: F811
+    """qh3 sends one probe of a resumed attempt's lost first flight, then refuses every later
+    one: the link ends the attempt UNANSWERED_AFTER_REFUSAL_S after the first refusal (the
+    agent's rule, agent/quic_link.py), so its vehicle tries a fresh one instead of waiting out
+    the 10 s connect timeout (loadtest/driver.py CONNECT_TIMEOUT_S)."""
+    (reason, took, refusals), _ = emuclock.run(_unanswered_resumed_attempt(certs))
+    assert reason == "no answer to the first flight", reason
+    assert refusals >= 1
+    assert UNANSWERED_AFTER_REFUSAL_S < took < CONNECT_TIMEOUT_S, took

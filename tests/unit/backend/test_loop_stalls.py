@@ -114,3 +114,51 @@ def test_the_watcher_times_a_long_callback_as_one_stall_on_its_own_timer():
     assert rec.stalls == 1
     assert 0.19 - STALL_S < rec.longest_s <= 0.2 + 1e-6
     assert left == 0  # cancelled: its timer is gone
+
+
+def test_a_stall_measured_over_a_longer_window_counts_its_share_of_running():
+    """The watcher reads the CPU clock every few ticks: a stall's CPU is then known over a
+    window longer than the stall, and its share of running over that window decides."""
+    rec = StallRecorder()
+    running = rec.tick(10.0, 10.1, cpu_s=0.14, window_s=0.14)  # ran throughout
+    waiting = rec.tick(11.0, 11.1, cpu_s=0.05, window_s=0.14)  # ran a third of it
+    assert running is not None and abs(running.cpu_s - 0.1) < 1e-9
+    assert waiting is not None and waiting.cpu_s < 0.05
+    assert (rec.stalls, rec.busy_stalls) == (2, 1)
+
+
+def test_the_watcher_reads_the_cpu_clock_every_few_ticks_and_at_a_stall(monkeypatch):
+    """On an emulated clock: on-time ticks read the thread's CPU clock once per
+    CPU_SAMPLE_TICKS, a late tick at once (a system call each: not one per tick)."""
+    import time as time_module
+
+    from backend import loop_stalls
+    from tests.emuclock import run
+
+    reads = []
+    real = time_module.thread_time
+    monkeypatch.setattr(loop_stalls.time, "thread_time", lambda: reads.append(1) or real())
+    rec = StallRecorder()
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(watch(rec))
+        await asyncio.sleep(1.0)  # ~100 ticks on time
+        on_time = len(reads)
+
+        def long_callback():
+            loop._now += 0.2
+
+        loop.call_soon(long_callback)
+        await asyncio.sleep(0.005)
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        return on_time
+
+    on_time, _ = run(main())
+    expected = round(1.0 / loop_stalls.TICK_S) // loop_stalls.CPU_SAMPLE_TICKS
+    assert expected - 1 <= on_time <= expected + 2, on_time
+    assert rec.stalls == 1 and len(reads) == on_time + 1, "the late tick read it at once"

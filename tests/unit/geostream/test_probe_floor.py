@@ -12,19 +12,24 @@ import ssl
 
 import pytest
 
+from backend.quic_tuning import ACK_DELAY_S as GATEWAY_ACK_DELAY_S
 from geostream.quic import LIBRARIES, library
 
 ADDR_C, ADDR_S = ("127.0.0.1", 50000), ("127.0.0.1", 4433)
 RTT_S = 0.02  # the emulated path's round trip
 FLOOR_S = 1.0
-GATEWAY_ACK_DELAY_S = 0.1  # what the gateway advertises and holds (backend/quic_tuning.py)
 EXCHANGES = 8  # batches acked before the one that goes unanswered: the RTT estimate settles
 
 
 class Pair:
     """A client and a server connection of one library, datagrams carried by hand."""
 
-    def __init__(self, name: str, pki: dict[str, str]) -> None:
+    def __init__(self, name: str, pki: dict[str, str],
+                 gateway_ack_delay_s: float = GATEWAY_ACK_DELAY_S,
+                 agent_ack_delay_s: float | None = None) -> None:
+        """`gateway_ack_delay_s`: what the server advertises and holds (the gateway's,
+        backend/quic_tuning.py); `agent_ack_delay_s`: what the client advertises and holds
+        after its handshake (a paced agent's, geostream/quic_acks.py; None: the library's)."""
         self.lib = lib = library(name)
         scfg = lib.QuicConfiguration(is_client=False, alpn_protocols=["c"])
         scfg.load_cert_chain(pki["cert"], pki["key"])
@@ -33,18 +38,22 @@ class Pair:
         ccfg.load_verify_locations(cafile=pki["ca"])
         self.now = 1.0
         self.client = lib.QuicConnection(configuration=ccfg)
+        if agent_ack_delay_s:
+            lib.advertise_max_ack_delay(self.client, agent_ack_delay_s)
         self.client.connect(ADDR_S, now=self.now)
         out = self.client.datagrams_to_send(now=self.now)
         self.server = lib.QuicConnection(configuration=scfg, original_destination_connection_id=(
             lib.destination_cid(out[0][0], 8)))
-        lib.advertise_max_ack_delay(self.server, GATEWAY_ACK_DELAY_S)
-        lib.delay_acks_up_to(self.server, GATEWAY_ACK_DELAY_S)
+        lib.advertise_max_ack_delay(self.server, gateway_ack_delay_s)
+        lib.delay_acks_up_to(self.server, gateway_ack_delay_s)
         for _ in range(10):  # bounded: the handshake takes two or three flights
             back = self.to_server(out)
             out = self.to_client(back)
             if not out and not back:
                 break
         self.drain()
+        if agent_ack_delay_s:
+            lib.delay_acks_up_to(self.client, agent_ack_delay_s)
         self.stream = self.client.get_next_available_stream_id()
 
     def to_server(self, datagrams) -> list:
@@ -170,3 +179,23 @@ def test_a_probe_after_the_floor_repairs_a_lost_batch(name, pki):
     probes = pair.lib.recovery_counts(pair.client)
     assert len(pair.sends_until(5 * FLOOR_S)) <= 1
     assert pair.lib.recovery_counts(pair.client) == probes
+
+
+def test_the_client_receive_without_the_event_queue_keeps_what_the_floor_reads(pki):
+    """qh3's `receive_on_client` (the load tester's vehicles): the gateway's answer comes back
+    as the facade's events would, and counts as heard, so the floor's rule (a peer heard since
+    the newest send is left to the library's timers) sees it as `receive_datagram` does."""
+    pair = _connected("qh3", pki, floor=True)
+    lib = pair.lib
+    pair.to_server(pair.batch())
+    pair.drain()
+    pair.server.send_stream_data(pair.stream, b"ack")
+    lib.ack_with_data(pair.server)
+    [(answer, _)] = pair.server.datagrams_to_send(now=pair.now)
+    pair.now += RTT_S / 2
+    assert pair.client._seam_heard_at < pair.client._seam_sent_at < pair.now
+    events = lib.receive_on_client(pair.client, answer, ADDR_S, pair.now)
+    assert events == [lib.StreamDataReceived(b"ack", False, pair.stream)]
+    assert pair.client._seam_heard_at == pair.now
+    assert lib.receive_on_client(pair.client, b"\xc0" + answer[1:], ADDR_S, pair.now) is None, \
+        "a long header: the general path"

@@ -1,10 +1,11 @@
-"""`Coalesced` (backend/store/coalesce.py): lookups asked together share a query."""
+"""`Coalesced` (backend/store/coalesce.py): lookups asked together share a query;
+`CoalescedPuts`: writes put together share a statement, the newest value per key."""
 
 import asyncio
 
 import pytest
 
-from backend.store.coalesce import Coalesced
+from backend.store.coalesce import Coalesced, CoalescedPuts
 
 
 class Table:
@@ -81,3 +82,51 @@ async def test_an_asker_that_gave_up_costs_the_others_nothing():
     table.gate.set()
     assert await b == 2
     assert a.cancelled()
+
+
+class Writes:
+    """A write that records each round's items and commits once `gate` is set."""
+
+    def __init__(self):
+        self.rounds: list[list] = []
+        self.table: dict = {}
+        self.gate = asyncio.Event()
+        self.fail: Exception | None = None
+
+    async def write(self, items):
+        self.rounds.append(list(items))
+        await self.gate.wait()
+        if self.fail is not None:  # once
+            fail, self.fail = self.fail, None
+            raise fail
+        self.table.update(items)
+
+
+async def test_puts_together_share_a_round_and_the_newest_value_is_written():
+    writes = Writes()
+    puts = CoalescedPuts(writes.write, max_keys=100)
+    first = [asyncio.ensure_future(puts.put(k, v)) for k, v in (("a", 1), ("b", 1), ("a", 2))]
+    for _ in range(3):  # the round starts and waits on its statement
+        await asyncio.sleep(0)
+    assert writes.rounds == [[("a", 2), ("b", 1)]]  # a's older value never written
+    later = [asyncio.ensure_future(puts.put(k, v)) for k, v in (("a", 3), ("c", 1))]
+    writes.gate.set()
+    await asyncio.gather(*first, *later)
+    assert writes.rounds == [[("a", 2), ("b", 1)], [("a", 3), ("c", 1)]]
+    assert writes.table == {"a": 3, "b": 1, "c": 1} and puts.rounds == 2
+
+
+async def test_a_failed_write_fails_its_round_and_the_next_round_runs():
+    writes = Writes()
+    writes.fail = ConnectionError("database away")
+    puts = CoalescedPuts(writes.write, max_keys=1)
+    a, b = asyncio.ensure_future(puts.put("a", 1)), asyncio.ensure_future(puts.put("b", 1))
+    for _ in range(3):
+        await asyncio.sleep(0)
+    writes.gate.set()
+    with pytest.raises(ConnectionError):
+        await a
+    await b
+    assert writes.table == {"b": 1}
+    await puts.put("a", 2)  # put again (the next report): written
+    assert writes.table == {"a": 2, "b": 1}
