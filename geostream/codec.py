@@ -498,6 +498,10 @@ def encode_ack(epoch: int, through: int, ranges, credit: int) -> bytes:
 # the least value of each longer CBOR uint head (24: 1 byte follows, 25: 2, 26: 4, 27: 8):
 # smaller ones have a shorter form, which is the only one `encode_ack` writes
 _UINT_LEAST = {24: (1, 24), 25: (2, 256), 26: (4, 65536), 27: (8, 4294967296)}
+# where an ack's epoch begins, and the key bytes (with their length) after each of its numbers
+_ACK_FIRST = _HEADER.size + len(_ACK_EPOCH)
+_ACK_AFTER = ((_ACK_THROUGH, len(_ACK_THROUGH)),
+              (_ACK_NO_RANGES_CREDIT, len(_ACK_NO_RANGES_CREDIT)), (b"", 0))
 
 
 def plain_ack(frame: bytes) -> tuple[int, int, int] | None:
@@ -508,27 +512,27 @@ def plain_ack(frame: bytes) -> tuple[int, int, int] | None:
     the frame's length as its header says, not a byte more."""
     if not frame.startswith(_ACK_EPOCH, _HEADER.size):
         return None
-    p, values = _HEADER.size + len(_ACK_EPOCH), []
+    p, end, values = _ACK_FIRST, len(frame), []
     try:
-        for key in (_ACK_THROUGH, _ACK_NO_RANGES_CREDIT, None):
+        for key, key_len in _ACK_AFTER:
             head = frame[p]
             if head < 24:
                 value, p = head, p + 1
             else:
                 width, least = _UINT_LEAST[head]
                 value = int.from_bytes(frame[p + 1:p + 1 + width])
-                if value < least or p + 1 + width > len(frame):
-                    return None
                 p += 1 + width
+                if value < least or p > end:
+                    return None
             values.append(value)
-            if key is not None:
+            if key_len:
                 if not frame.startswith(key, p):
                     return None
-                p += len(key)
+                p += key_len
     except (IndexError, KeyError):
         return None
     epoch, through, credit = values
-    if (p != len(frame) or _HEADER.unpack_from(frame)[0] != p - _HEADER.size
+    if (p != end or _HEADER.unpack_from(frame)[0] != end - _HEADER.size
             or epoch > MAX_UINT or through > MAX_UINT or credit > MAX_UINT):
         return None
     return epoch, through, credit

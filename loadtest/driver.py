@@ -214,7 +214,7 @@ class Driver:
                and (room := m.room(now)) > 0):
             batch = sim.next_batch(drain, room, session.max_batch_bytes - BATCH_FRAMING_BYTES,
                                    now)
-            if not batch:
+            if not batch.seqs:  # `EncodedReadings`' own length, without its __len__ call
                 starved = True
                 break
             self.w.batches += 1
@@ -223,9 +223,10 @@ class Driver:
             self._do(m.status_report(now, Status(
                 time=wall_ms(), backlog=sim.journal.pending, journal_bytes=0, sources=SOURCES)))
         at = m.get_timer()
-        for also in (self._connect_by, sim.next_due() if starved else None):
-            if also is not None and (at is None or also < at):
-                at = also
+        if (also := self._connect_by) is not None and (at is None or also < at):
+            at = also
+        if starved and (also := sim.next_due()) is not None and (at is None or also < at):
+            at = also
         edge = self.w.edge
         if at != self._filed_at:  # most inputs leave the deadline where it was
             self._filed_at = at
