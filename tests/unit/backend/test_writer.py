@@ -209,3 +209,36 @@ async def _paused_then(store: FakeStore, full: bool) -> float:
 def test_a_full_transaction_or_a_stop_ends_the_pause(store, full):
     waited, _ = emuclock.run(_paused_then(store, full))
     assert waited < 1 and sum(store.transactions) == (4 if full else 2)
+
+
+async def test_a_large_commit_is_settled_in_steps_the_loop_runs_between(store):
+    """The owners of one commit hear `SETTLES_PER_STEP` at a time: a callback the first owner
+    schedules runs before the last owner hears (a commit of thousands is not one step)."""
+    from backend.writer import SETTLES_PER_STEP
+
+    n = 2 * SETTLES_PER_STEP + 1
+    w = BatchWriter(store, max_rows=n, interval_s=0)
+    w.start()
+    store.gate = asyncio.Event()
+    heard: list[int] = []
+    between: list[int] = []
+    loop = asyncio.get_running_loop()
+
+    def owner(i):
+        def settled(error):
+            assert error is None
+            if i == 0:
+                loop.call_soon(lambda: between.append(len(heard)))
+            heard.append(i)
+        return settled
+
+    for i in range(n):
+        w.enqueue([reading(i + 1)], [], owner(i))
+    store.gate.set()
+    for _ in range(100):
+        if len(heard) == n:
+            break
+        await asyncio.sleep(0)
+    await w.stop()
+    assert heard == list(range(n)) and store.transactions == [n]
+    assert between and between[0] < n  # the loop ran before the commit's last owner heard
