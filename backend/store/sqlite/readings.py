@@ -191,7 +191,10 @@ class SqliteReadings(SqliteDb):
         if now >= self._move_due:  # after this batch's ack, before the next batch's commit
             self._move_due = now + MOVE_EVERY_S / PARTS
             part, self._next_part = self._next_part, (self._next_part + 1) % PARTS
-            self._executor.submit(self._move_quietly, part)
+            try:
+                self._executor.submit(self._move_quietly, part)
+            except RuntimeError:  # closing: the readings are stored, and move at the next open
+                pass
 
     def _write(self, readings: list[StoredReading], dead: list[DeadLetter]) -> None:
         db = self._db
