@@ -23,7 +23,7 @@ allocator's slack (RSS minus all of that), with what `malloc_trim(0)` hands back
 
 `--gateway` measures the real gateway instead of a stand-in: bench/gateway_round.py's edge,
 `GatewayProtocol`s, ingest, writer, SQLite store, alert engine and hub, N vehicles through
-handshake, hello, welcome and two seconds of readings at 1 Hz, then the client ends dropped;
+handshake, hello, welcome and four seconds of readings at 1 Hz, then the client ends dropped;
 what the serving side still holds is its Python heap per connection (tracemalloc), by owner.
 Baseline in the same run (a fresh process): the same N clients against the library's own
 `QuicConnectionProtocol` (bare=True: no session, an ack-sized reply per batch). The native
@@ -240,7 +240,9 @@ def breakdown(n: int) -> None:
 GATEWAY_TRACE_DEPTH = 16
 # seconds of 1 Hz readings before the snapshot: every vehicle's first batches committed, acked,
 # evaluated and published (the per-vehicle state of each stage exists)
-GATEWAY_DRIVE_S = 2
+GATEWAY_DRIVE_S = 4
+# polls (0.1 s apart) for the gateway to go quiet after the last readings: bounded
+QUIET_POLLS = 100
 
 
 def _client_lines() -> list[tuple[int, int]]:
@@ -312,8 +314,14 @@ async def _gateway_heap(n: int, bare: bool, certs: dict) -> dict[str, float]:
         await asyncio.sleep(0.5)  # the last batches' commits and acks
         for v in run.vehicles:
             v.pump(loop.time())
-        if not bare:
-            await run.gateway.ingest.settled(10)
+        if not bare:  # quiet: every batch committed and acked, its alerts evaluated
+            ingest = run.gateway.ingest
+            await ingest.settled(10)
+            for _ in range(QUIET_POLLS):
+                if (ingest._alert_task is None and not ingest._alert_rows
+                        and not ingest._tick_rows and run.writer.stats.backlog_rows == 0):
+                    break
+                await asyncio.sleep(0.1)
         servers = [v.proto for v in run.vehicles]  # the bare ones; None for the gateway's
         run.vehicles = []  # the client ends go
         gc.collect()

@@ -1,4 +1,4 @@
-"""The SQLite store's write path per reading, sans IO: today's layout against the one before.
+"""The SQLite store's write path per reading, sans IO: today's path against the one before.
 
     .venv/bin/python bench/bench_store_write.py [--vehicles 10000] [--history-s 200]
         [--seconds 6] [--batch-ms 20]
@@ -6,17 +6,20 @@
 No gateway, no event loop: `SqliteReadings._write` (what the store thread runs per commit)
 called directly on two store files side by side, each durable (WAL, synchronous=FULL, on
 the disk the temporary directory is on):
-- "before": the readings layout before sql/sqlite/0029 (the table keyed by (vehicle, epoch,
-  seq) and its (vehicle, time) index) with the connection settings SQLite has by default for
-  what `connect` sets since (cache size, checkpoint interval);
-- "now": every migration and `connect`'s settings.
+- "before": the migrations before sql/sqlite/0031, each commit inserting straight into the
+  table clustered by (vehicle, time, epoch, seq) (the write path of session 11);
+- "now": every migration: each commit appends to `telemetry_arrivals`, and one of its parts
+  moves into the clustered table every `MOVE_EVERY_S / PARTS` seconds of the fleet's time
+  (on this thread, counted with the commits: the store thread does both).
 Both first get half to all of `--history-s` seconds of every vehicle's readings (vehicle
 after vehicle, so each vehicle's rows fill pages of their own as a long-running fleet's do,
 and fill them up at different seconds), then the measured seconds: every vehicle's next
-reading (3 positions to 1 CAN snapshot of 8 signals, as the load tester's fleet), the
+reading, its device time the fleet's second (as live readings arrive)
+(3 positions to 1 CAN snapshot of 8 signals, as the load tester's fleet), the
 vehicles in a fixed random phase order, cut into the commits the writer makes at 1 Hz
 (`--batch-ms` of readings each; 20 ms is the writer's pacing). The two files take turns
-second by second, so a busy machine slows both alike. Per reading: the store thread's CPU
+second by second, so a busy machine slows both alike; the first `MOVE_EVERY_S` seconds are
+not measured (until each part holds its full turn of readings). Per reading: the store thread's CPU
 (user + system: binding, B-tree work, WAL writes, fsync, checkpoints) and the bytes it wrote
 (WAL frames and checkpoints); then `WAL_SECONDS` more seconds without checkpoints, for the
 WAL pages (4 KB each) a reading adds.
@@ -39,25 +42,32 @@ sys.path.insert(0, str(ROOT))
 
 from backend.store.base import sql_dir  # noqa: E402
 from backend.store.rows import StoredReading  # noqa: E402
+from backend.store.sqlite import readings as sqlite_readings  # noqa: E402
+from backend.store.sqlite.db import (  # noqa: E402
+    LAST_POSITION_UPSERT,
+    LAST_SIGNAL_UPSERT,
+    transaction,
+)
 from backend.store.sqlite.store import SqliteStore  # noqa: E402
 from loadtest.fleet import CAN_EVERY, CAN_SIGNALS  # noqa: E402
 
 T0 = 1_790_000_000_000
 EPOCH = 4_611_686_018_427_387_000  # a journal's 62-bit epoch
 # the first migration of today's layout: "before" stops short of it
-LAYOUT_MIGRATION = "0029_telemetry_by_time"
-# what `connect` did not set before 0029 (SQLite's defaults): 2 MB of page cache, a
-# checkpoint every 1,000 WAL frames
-BEFORE_PRAGMAS = ("PRAGMA cache_size=-2000", "PRAGMA wal_autocheckpoint=1000")
+LAYOUT_MIGRATION = "0031_telemetry_arrivals"
+# the insert of session 11's write path (before 0031): straight into the clustered table
+BEFORE_INSERT = f"""INSERT INTO vehicle_telemetry ({sqlite_readings._COLUMN_LIST})
+    VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING"""
 # seconds written without checkpoints after the measured ones, for the WAL pages per reading
 WAL_SECONDS = 8
 # readings per prefill transaction
 PREFILL_ROWS = 100_000
 
 
-def reading(v: int, q: int, rnd) -> StoredReading:
-    """Vehicle `v`'s reading number `q` (a second apart), as the load tester's fleet sends."""
-    vid, t = f"veh-{v:05d}", T0 + q * 1000
+def reading(v: int, q: int, rnd, t: int | None = None) -> StoredReading:
+    """Vehicle `v`'s reading number `q` (a second apart, or at device time `t`), as the load
+    tester's fleet sends."""
+    vid, t = f"veh-{v:05d}", T0 + q * 1000 if t is None else t
     if q % CAN_EVERY == 0:
         return StoredReading(vid, EPOCH, q, t, "can", data={
             "bus": "can0", **{s: round(rnd() * 1000, 1) for s in CAN_SIGNALS}},
@@ -83,18 +93,32 @@ class Side:
             self.store._open(True)  # on this thread: the bench calls `_write` itself
         finally:
             del os.environ["FLEET_SQL_DIR"]
-        if before:
-            for pragma in BEFORE_PRAGMAS:
-                self.store._db.execute(pragma)
+        self.before = before
         self.cpu_s = 0.0
         self.written = 0
         self.readings = 0
 
-    def write(self, batches: list[list[StoredReading]]) -> None:
-        w0, c0 = _written(), time.thread_time()
-        for batch in batches:
+    def commit(self, batch: list[StoredReading]) -> None:
+        """One commit of the side's write path."""
+        if not self.before:
             self.store._write(batch, [])
+            return
+        db = self.store._db
+        rows, last, signals = sqlite_readings.write_rows(batch)
+        with transaction(db):
+            db.executemany(BEFORE_INSERT, rows)
+            db.executemany(LAST_POSITION_UPSERT, last)
+            db.executemany(LAST_SIGNAL_UPSERT, signals)
+
+    def write(self, batches: list[list[StoredReading]], moves: list[list[int]]) -> None:
+        """The commits of one second, each followed by the parts due to move after it."""
+        w0, c0 = _written(), time.thread_time()
+        for batch, parts in zip(batches, moves, strict=True):
+            self.commit(batch)
             self.readings += len(batch)
+            if not self.before:
+                for part in parts:
+                    self.store._move(part)
         self.cpu_s += time.thread_time() - c0
         self.written += _written() - w0
 
@@ -105,10 +129,13 @@ class Side:
         auto = db.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
         db.execute("PRAGMA wal_autocheckpoint=0")
         n = 0
-        for batches in seconds:
-            for batch in batches:
-                self.store._write(batch, [])
+        for batches, moves in seconds:
+            for batch, parts in zip(batches, moves, strict=True):
+                self.commit(batch)
                 n += len(batch)
+                if not self.before:
+                    for part in parts:
+                        self.store._move(part)
         db.execute(f"PRAGMA wal_autocheckpoint={auto}")
         page = db.execute("PRAGMA page_size").fetchone()[0]
         size = Path(f"{self.path}-wal").stat().st_size - 32  # the WAL header
@@ -149,21 +176,43 @@ def main() -> int:
         for side in sides:
             rows: list[StoredReading] = []
             for v in range(a.vehicles):
-                rows += [reading(v, q, rnd) for q in range(1, stored[v] + 1)]
+                rows += [reading(v, q, rnd, T0 + (q - stored[v]) * 1000)
+                         for q in range(1, stored[v] + 1)]
                 if len(rows) >= PREFILL_ROWS or v == a.vehicles - 1:
-                    side.store._write(rows, [])
+                    side.commit(rows)
                     rows = []
+            if not side.before:
+                side.store._move(None)
             side.store._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        def commits(k: int) -> list[list[StoredReading]]:
-            """The commits of measured second `k` (1, 2, …)."""
-            second = [reading(v, stored[v] + k, rnd) for v in order]
-            return [second[i:i + per_commit] for i in range(0, len(second), per_commit)]
+        move_s = sqlite_readings.MOVE_EVERY_S / sqlite_readings.PARTS
+        moved = [0]  # parts moved so far
 
-        for k in range(1, a.seconds + 1):
+        def commits(k: int) -> tuple[list[list[StoredReading]], list[list[int]]]:
+            """The commits of measured second `k` (1, 2, …) and the parts that move after
+            each (by the fleet's time: one every MOVE_EVERY_S / PARTS seconds)."""
+            second = [reading(v, stored[v] + k, rnd, T0 + k * 1000 + int(i * 1000 / a.vehicles))
+                      for i, v in enumerate(order)]
+            batches = [second[i:i + per_commit] for i in range(0, len(second), per_commit)]
+            moves: list[list[int]] = []
+            for b in range(len(batches)):
+                end_s = k - 1 + (b + 1) / len(batches)
+                parts = []
+                while (moved[0] + 1) * move_s <= end_s:
+                    parts.append(moved[0] % sqlite_readings.PARTS)
+                    moved[0] += 1
+                moves.append(parts)
+            return batches, moves
+
+        warm = int(sqlite_readings.MOVE_EVERY_S)  # until every part has had a full turn
+        for k in range(1, warm + a.seconds + 1):
             batches = commits(k)
             for side in (sides if k % 2 else sides[::-1]):
-                side.write(batches)
-        more = [commits(k) for k in range(a.seconds + 1, a.seconds + 1 + WAL_SECONDS)]
+                side.write(*batches)
+            if k == warm:
+                for side in sides:
+                    side.cpu_s, side.written, side.readings = 0.0, 0, 0
+        last = warm + a.seconds + 1
+        more = [commits(k) for k in range(last, last + WAL_SECONDS)]
         frames = {side.name: side.wal_frames(more) for side in sides}
         for side in sides:
             side.close()

@@ -6,16 +6,15 @@ transaction's first statement: the database's own bulk path, the same as loading
 Rows this process may have stored already (a batch re-sent after a lost ack) go the checking
 way; when the straight COPY hits the table's unique key (someone else stored one: another
 gateway process, or this one before a restart), the transaction is rolled back (nothing but
-that COPY was in it) and done again with all rows the checking way. No savepoint: it cost
-two round trips per transaction (SAVEPOINT, RELEASE), each a turn of the gateway's event loop.
-The checking way: COPY into a temporary staging table made in that transaction (`ON COMMIT
-DROP`: nothing outlives the transaction, so it works behind a transaction-pooling PgBouncer,
-where the next transaction may run on another server connection), then `INSERT … SELECT … ON
-CONFLICT DO NOTHING` (exactly once: a re-sent reading is a no-op). Then one statement upserts
-each vehicle's newest position and CAN signals (never backwards in device time; picked in
-Python, so the statement touches one `last_position` and one `last_can` row per vehicle instead
-of re-reading the batch), then dead letters. A row the database refuses fails the transaction
-either way, and the writer isolates it (dead letter).
+that COPY was in it) and done again with all rows the checking way. No savepoint: it cost two
+round trips per transaction (SAVEPOINT, RELEASE), each a turn of the gateway's event loop. The
+checking way: one `INSERT … SELECT … FROM unnest(…) ON CONFLICT DO NOTHING` of the rows as
+arrays (exactly once: a re-sent reading is a no-op; no session state, so it works behind a
+transaction-pooling PgBouncer). Then one statement upserts each vehicle's newest position and
+CAN signals (never backwards in device time; picked in Python, so the statement touches one
+`last_position` and one `last_can` row per vehicle instead of re-reading the batch), then dead
+letters. A row the database refuses fails the transaction either way, and the writer isolates
+it (dead letter).
 
 Both ways store the same values: time as `epoch + ms`, the position as the EWKB point that
 `ST_SetSRID(ST_MakePoint(lon, lat), 4326)` makes, so a reading re-sent through the other way
@@ -43,20 +42,22 @@ from .partitions import PostgresPartitions
 # `lat`, `lon` become `location`)
 _COLUMNS = ("vehicle_id", "epoch", "seq", "time", "kind", "location", "alt_m", "speed_kmh",
             "course_deg", "fix", "sats", "hdop", "signals", "received_at")
-_STAGING_COLUMNS = ("time_ms", "vehicle_id", "epoch", "seq", "kind", "lon", "lat", "speed_kmh",
-                    "course_deg", "alt_m", "fix", "sats", "hdop", "signals", "received_ms")
-# signals arrive as jsonb (COPY parses each once; as text they were parsed again per use)
-_CREATE_STAGING = """CREATE TEMP TABLE telemetry_staging (
-    time_ms bigint, vehicle_id text, epoch bigint, seq bigint, kind text,
-    lon float8, lat float8, speed_kmh real, course_deg real, alt_m real, fix smallint,
-    sats smallint, hdop real, signals jsonb, received_ms bigint) ON COMMIT DROP"""
-_INSERT = f"""INSERT INTO vehicle_telemetry (time, vehicle_id, epoch, seq, kind, location,
-        speed_kmh, course_deg, alt_m, fix, sats, hdop, signals, received_at)
-    SELECT {_MS.format('time_ms')}, vehicle_id, epoch, seq, kind,
+# The checking way, one statement: the rows as one array per column, each inserted unless its
+# key is stored (exactly once: a re-sent reading is a no-op). Before, the rows went by COPY
+# into a temporary table made by the transaction and then `INSERT … SELECT`: three round trips
+# and a table created and dropped in the catalog per transaction, ~4 ms of the server's CPU
+# for a transaction of 40 rows (100 µs a row, against ~15 µs the straight way), paid by every
+# transaction holding one re-sent reading (docs/benchmarks.md, "PostgreSQL, session 12").
+_INSERT_CHECKED = f"""INSERT INTO vehicle_telemetry (time, vehicle_id, epoch, seq, kind,
+        location, speed_kmh, course_deg, alt_m, fix, sats, hdop, signals, received_at)
+    SELECT {_MS.format('t')}, v, e, q, k,
         CASE WHEN lon IS NULL OR lat IS NULL THEN NULL
              ELSE ST_SetSRID(ST_MakePoint(lon, lat), 4326) END,
-        speed_kmh, course_deg, alt_m, fix, sats, hdop, signals, {_MS.format('received_ms')}
-    FROM telemetry_staging
+        spd, crs, alt, fix, sats, hdop, sig::jsonb, {_MS.format('rcv')}
+    FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::text[],
+                $6::float8[], $7::float8[], $8::real[], $9::real[], $10::real[],
+                $11::smallint[], $12::smallint[], $13::real[], $14::text[], $15::bigint[])
+        AS u(t, v, e, q, k, lon, lat, spd, crs, alt, fix, sats, hdop, sig, rcv)
     ON CONFLICT DO NOTHING"""
 # $1–$8: one newest position per vehicle; $9–$11: each vehicle's newest CAN values as one
 # object {signal: [value, time_ms]} (one row per vehicle, not per signal: migration 0030), the
@@ -103,9 +104,12 @@ _POINT_TYPE = 0x20000001
 _SRID = 4326
 
 
-def _staging_record(r: StoredReading) -> tuple:
-    return (r.time_ms, r.vehicle_id, r.epoch, r.seq, r.kind, r.lon, r.lat, r.speed_kmh,
-            r.course_deg, r.alt_m, r.fix, r.sats, r.hdop, r.data_json(), r.received_ms)
+def _checked_args(readings: list[StoredReading]) -> list[list]:
+    """`_INSERT_CHECKED`'s arrays: one list per column."""
+    return [list(column) for column in zip(*[
+        (r.time_ms, r.vehicle_id, r.epoch, r.seq, r.kind, r.lon, r.lat, r.speed_kmh,
+         r.course_deg, r.alt_m, r.fix, r.sats, r.hdop, r.data_json(), r.received_ms)
+        for r in readings], strict=True)]
 
 
 def _encode_time(value: int | datetime) -> tuple[int]:
@@ -337,10 +341,7 @@ class PostgresReadings(PostgresPartitions):
                 await _copy(conn, "vehicle_telemetry", _COLUMNS, straight)
             if check:
                 self.checked_rows += len(check)
-                await conn.execute(_CREATE_STAGING)
-                await _copy(conn, "telemetry_staging", _STAGING_COLUMNS,
-                            list(map(_staging_record, check)))
-                await conn.execute(_INSERT)
+                await conn.execute(_INSERT_CHECKED, *_checked_args(check))
             if latest is not None:
                 await conn.execute(_LATEST, *latest)
             if dead:

@@ -30,6 +30,72 @@ CACHE_KIB = 65_536
 # written several times between checkpoints be copied once.
 WAL_AUTOCHECKPOINT_PAGES = 10_000
 
+# Each vehicle's newest position and each (vehicle, signal)'s newest CAN value never move
+# backwards in device time; of equal times the first stored stays.
+LAST_POSITION_UPSERT = """INSERT INTO last_position VALUES (?,?,?,?,?,?,?,?)
+    ON CONFLICT (vehicle_id) DO UPDATE SET time_ms=excluded.time_ms, lat=excluded.lat,
+        lon=excluded.lon, speed_kmh=excluded.speed_kmh, course_deg=excluded.course_deg,
+        epoch=excluded.epoch, seq=excluded.seq
+    WHERE excluded.time_ms > last_position.time_ms"""
+LAST_SIGNAL_UPSERT = """INSERT INTO last_signal VALUES (?,?,?,?)
+    ON CONFLICT (vehicle_id, signal) DO UPDATE SET value=excluded.value, time_ms=excluded.time_ms
+    WHERE excluded.time_ms > last_signal.time_ms"""
+
+
+class PendingLast:
+    """The `last_position` and `last_signal` rows of committed readings not yet written to
+    those tables: the newest per vehicle and per (vehicle, signal), by the tables' own rule
+    (a later device time wins, the first of equal times stays), so writing them later gives
+    the tables what writing each commit's would have. Pure; the store thread's alone.
+
+    Why: at 10,000 vehicles a commit of 200 readings updated ~150 vehicles' rows spread over
+    most of `last_position`'s ~170 pages and ~50 vehicles' `last_signal` pages (~0.8 WAL pages
+    and ~6 µs of the store thread per reading); written with their part's move (readings.py),
+    each vehicle's rows are written once per move instead of once per reading."""
+
+    __slots__ = ("positions", "signals")
+
+    def __init__(self) -> None:
+        self.positions: dict[str, tuple] = {}  # vehicle → LAST_POSITION_UPSERT's row
+        self.signals: dict[tuple[str, str], tuple] = {}  # (vehicle, signal) → its row
+
+    def add(self, positions: list[tuple], signals: list[tuple]) -> None:
+        """One commit's rows (each batch's newest already: readings.write_rows)."""
+        have = self.positions
+        for row in positions:
+            old = have.get(row[0])
+            if old is None or row[1] > old[1]:
+                have[row[0]] = row
+        sigs = self.signals
+        for row in signals:
+            key = (row[0], row[1])
+            old = sigs.get(key)
+            if old is None or row[3] > old[3]:
+                sigs[key] = row
+
+    def __bool__(self) -> bool:
+        return bool(self.positions or self.signals)
+
+    def write(self, db: sqlite3.Connection,
+              only: Callable[[str], bool] | None = None) -> tuple[list[tuple], list[tuple]]:
+        """Upsert those of the vehicles `only` takes (all without it) in the caller's
+        transaction; `forget` what this returns once it commits."""
+        if only is None:
+            positions, signals = list(self.positions.values()), list(self.signals.values())
+        else:
+            positions = [r for v, r in self.positions.items() if only(v)]
+            signals = [r for k, r in self.signals.items() if only(k[0])]
+        db.executemany(LAST_POSITION_UPSERT, positions)
+        db.executemany(LAST_SIGNAL_UPSERT, signals)
+        return positions, signals
+
+    def forget(self, written: tuple[list[tuple], list[tuple]]) -> None:
+        positions, signals = written
+        for row in positions:
+            del self.positions[row[0]]
+        for row in signals:
+            del self.signals[row[0], row[1]]
+
 
 def connect(path: str) -> sqlite3.Connection:
     """The store's connection: autocommit (transactions are explicit), WAL, durable commits."""
@@ -92,6 +158,9 @@ class SqliteDb:
         # hold up the acknowledgements of every vehicle)
         self._reader = StoreThread("sqlite-read")
         self._rconn: sqlite3.Connection | None = None
+        # committed readings' newest positions and signals not in their tables yet: every
+        # question of `last_position` or `last_signal` calls `_last_written()` first
+        self._pending_last = PendingLast()
 
     @property
     def _db(self) -> sqlite3.Connection:
@@ -109,6 +178,15 @@ class SqliteDb:
         if self._rconn is None:
             raise RuntimeError("the store is not open")
         return self._rconn
+
+    def _last_written(self) -> None:
+        """Write the pending `last_position` and `last_signal` rows (on the store's thread,
+        before reading either table)."""
+        pending = self._pending_last
+        if pending:
+            with transaction(self._db) as db:
+                written = pending.write(db)
+            pending.forget(written)
 
     async def _read(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a read-only `fn` (using `_rdb`) on the reader thread; an in-memory database
@@ -139,6 +217,7 @@ class SqliteDb:
             await self._reader.run(self._rconn.close)
         self._rconn = None
         if self._conn is not None:
+            await self._run(self._last_written)
             await self._run(self._conn.close)
             self._conn = None
         self._executor.shutdown(wait=True)

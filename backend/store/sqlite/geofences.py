@@ -89,6 +89,7 @@ class SqliteGeofences(SqliteDb):
             if g is None:
                 return None
             area = shapely.geometry.shape(json.loads(g[0]))
+            self._last_written()
             last = [_position(r) for r in self._db.execute(
                 f"SELECT {_POSITION_COLUMNS} FROM last_position ORDER BY vehicle_id")]
             flags = shapely.intersects_xy(area, [p["lon"] for p in last],

@@ -7,6 +7,19 @@ from __future__ import annotations
 import json
 
 from .db import SqliteDb
+from .readings import PART
+
+# The reading of each last position, moved or not (sql/sqlite/0031), each found by its key:
+# the view would scan the arrivals for this join. A reading in both (re-sent after its move,
+# not moved again yet) gives the same columns twice.
+_LAST_FIXES = (
+    "SELECT p.vehicle_id, t.fix, t.sats, t.hdop FROM last_position p "
+    "CROSS JOIN telemetry_by_vehicle t USING (vehicle_id, time_ms, epoch, seq) "
+    "UNION ALL "
+    "SELECT p.vehicle_id, a.fix, a.sats, a.hdop FROM last_position p "
+    f"CROSS JOIN telemetry_arrivals a ON a.part = {PART.format(v='p.vehicle_id')} "
+    "AND a.time_ms = p.time_ms AND a.vehicle_id = p.vehicle_id AND a.epoch = p.epoch "
+    "AND a.seq = p.seq")
 
 # a position's columns as the queries return them
 _POINT = "time_ms, lat, lon, speed_kmh, course_deg, epoch, seq"
@@ -19,6 +32,7 @@ def _path(name: str) -> str:
 class SqliteHistory(SqliteDb):
     async def last_positions(self) -> list[dict]:
         def rows():
+            self._last_written()
             cur = self._db.execute(
                 f"SELECT vehicle_id, {_POINT} FROM last_position ORDER BY vehicle_id")
             keys = ("vehicle_id", *_POINT.split(", "))
@@ -51,9 +65,8 @@ class SqliteHistory(SqliteDb):
     async def last_fixes(self) -> dict[str, dict]:
         """{vehicle: {"fix", "sats", "hdop"}}: the quality of each vehicle's last position."""
         def rows():
-            cur = self._db.execute(
-                "SELECT t.vehicle_id, t.fix, t.sats, t.hdop FROM last_position p "
-                "JOIN vehicle_telemetry t USING (vehicle_id, time_ms, epoch, seq)")
+            self._last_written()
+            cur = self._db.execute(_LAST_FIXES)
             return {r[0]: {"fix": r[1], "sats": r[2], "hdop": r[3]} for r in cur}
 
         return await self._run(rows)
@@ -61,6 +74,7 @@ class SqliteHistory(SqliteDb):
     async def last_signals(self) -> dict[str, dict[str, dict]]:
         """{vehicle: {signal: {"value", "time_ms"}}}: the newest value of each CAN signal."""
         def rows():
+            self._last_written()
             out: dict[str, dict[str, dict]] = {}
             for v, s, value, t in self._db.execute(
                     "SELECT vehicle_id, signal, value, time_ms FROM last_signal ORDER BY 1, 2"):

@@ -1,34 +1,80 @@
 """The embedded store's write path: one batch of readings and dead letters in one
 `BEGIN IMMEDIATE` transaction; a re-sent reading is a no-op (exactly once), and each
-vehicle's newest position and CAN signals never go backwards in device time."""
+vehicle's newest position and CAN signals never go backwards in device time.
+
+Readings land in `telemetry_arrivals`, in order of arrival within 16 parts by vehicle, and
+every `MOVE_EVERY_S` each part's readings move into `telemetry_by_vehicle`, the table
+clustered by (vehicle, time, epoch, seq), in one transaction of one statement each (sql/sqlite/
+0031; the view `vehicle_telemetry`, which every reader reads, holds both). Why: at 10,000
+vehicles a commit of 200 readings rewrote ~200 leaves of the clustered table, one per
+vehicle; appended, it writes a few pages, and a move writes each vehicle's leaf once for
+~10 s of its readings (docs/benchmarks.md "The SQLite store path, session 12")."""
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 import math
+import time
+from collections.abc import Callable
 from operator import attrgetter, itemgetter
 
 from ..base import DeadLetter, StoredReading
 from ..rows import json_text
 from .db import SqliteDb, transaction
 
-# The table's key is (vehicle, time, epoch, seq) (sql/sqlite/0029): a re-sent reading is the
-# same journal row, time included, so it conflicts and is skipped.
-_INSERT = """INSERT INTO vehicle_telemetry
-    (vehicle_id, epoch, seq, time_ms, kind, lat, lon, alt_m, speed_kmh, course_deg, fix, sats, hdop,
-     data, received_ms)
-    VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+log = logging.getLogger(__name__)
+
+# Parts of `telemetry_arrivals`; a vehicle's part is this SQL expression of its id (the view
+# `vehicle_telemetry` in sql/sqlite/0031 holds the same text, which a test checks; `part_of`
+# is the same in Python): the last two characters' code points, so every id maps without a
+# function of our own that a plain `sqlite3` shell would lack.
+PARTS = 16
+PART = ("(coalesce(unicode(substr({v}, -1)), 0) * 7 "
+        "+ coalesce(unicode(substr({v}, -2, 1)), 0) * 3) % 16")
+# Seconds between two moves of one part: each part moves once in this time, one part every
+# MOVE_EVERY_S / PARTS, with the pending `last_position`/`last_signal` rows of its vehicles
+# (so every reading whose rows there are not written yet is still among the arrivals, where
+# a restart finds them). Longer moves more of a vehicle's readings per leaf of the clustered
+# table (its leaf, its siblings and their parent are rewritten per move whatever it
+# carries) and writes its newest position and signals once for more readings, but keeps more
+# rows in arrival order, which a question about one vehicle's last seconds reads its part of
+# (1/16 of the fleet's readings of the last MOVE_EVERY_S), and makes each move longer (at
+# 10,000 vehicles × 1 Hz, 20 s is ~12,500 readings, ~0.1 s of the store thread, which the
+# acks of the commits behind it wait for). Measured: docs/benchmarks.md "The SQLite store
+# path, session 12".
+MOVE_EVERY_S = 20.0
+
+_COLUMN_LIST = ("vehicle_id, epoch, seq, time_ms, kind, lat, lon, alt_m, speed_kmh, course_deg, "
+                "fix, sats, hdop, data, received_ms")
+# A re-sent reading is the same journal row, time included: among the arrivals it conflicts
+# with its own row; one moved already is hidden by the view and dropped by its move.
+_INSERT = f"""INSERT INTO telemetry_arrivals (part, {_COLUMN_LIST})
+    VALUES ({PART.format(v="?1")}, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,
+            ?15)
     ON CONFLICT DO NOTHING"""
-_LAST = """INSERT INTO last_position VALUES (?,?,?,?,?,?,?,?)
-    ON CONFLICT (vehicle_id) DO UPDATE SET time_ms=excluded.time_ms, lat=excluded.lat,
-        lon=excluded.lon, speed_kmh=excluded.speed_kmh, course_deg=excluded.course_deg,
-        epoch=excluded.epoch, seq=excluded.seq
-    WHERE excluded.time_ms > last_position.time_ms"""
-_SIGNAL = """INSERT INTO last_signal VALUES (?,?,?,?)
-    ON CONFLICT (vehicle_id, signal) DO UPDATE SET value=excluded.value, time_ms=excluded.time_ms
-    WHERE excluded.time_ms > last_signal.time_ms"""
+# One part's readings (all of them without a part) into the clustered table in its key order,
+# then out of the arrivals, in one transaction: a crash before its COMMIT leaves them where
+# they were. A reading that was re-sent after its first copy moved conflicts, and stays once.
+_MOVE = f"""INSERT INTO telemetry_by_vehicle ({_COLUMN_LIST})
+    SELECT {_COLUMN_LIST} FROM telemetry_arrivals WHERE {{where}}
+    ORDER BY vehicle_id, time_ms, epoch, seq ON CONFLICT DO NOTHING"""
+_MOVED = "DELETE FROM telemetry_arrivals WHERE {where}"
 _DEAD = """INSERT INTO dead_letter (vehicle_id, epoch, seq, reading, error, received_ms)
     VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING"""
+
+
+@functools.lru_cache(maxsize=65_536)  # a fleet's ids; beyond, the oldest are computed again
+def part_of(vehicle_id: str) -> int:
+    """`PART` of a vehicle id, in Python (a test checks they agree)."""
+    last = ord(vehicle_id[-1]) if vehicle_id else 0
+    before = ord(vehicle_id[-2]) if len(vehicle_id) > 1 else 0
+    return (last * 7 + before * 3) % PARTS
+
+
+def _in_part(part: int) -> Callable[[str], bool]:
+    return lambda vehicle_id: part_of(vehicle_id) == part
 
 
 def signal_json(value) -> str:
@@ -44,7 +90,8 @@ def signal_json(value) -> str:
 # A reading's columns as one tuple, in C: StoredReading's fields are _INSERT's columns in
 # order (backend/store/rows.py checks the field order), `data` still the decoded map.
 _COLUMNS = attrgetter(*StoredReading.__dataclass_fields__)
-# _LAST's values from such a tuple: vehicle, time, lat, lon, speed, course, epoch, seq
+# LAST_POSITION_UPSERT's values from such a tuple: vehicle, time, lat, lon, speed, course,
+# epoch, seq
 _LAST_COLUMNS = itemgetter(0, 3, 5, 6, 8, 9, 1, 2)
 # The JSON of signal names seen, with its colon (a fleet's CAN names are a few dozen); at most
 # this many, so names a vehicle makes up cannot grow it without bound.
@@ -53,10 +100,11 @@ _name_json: dict[str, str] = {}
 
 
 def write_rows(readings: list[StoredReading]) -> tuple[list[tuple], list[tuple], list[tuple]]:
-    """The parameters of `_INSERT`, `_LAST` and `_SIGNAL` for a batch, in one pass over it:
-    every reading's row (its data as JSON text), each vehicle's newest position and each
-    (vehicle, signal)'s newest CAN value (`bus` is not a signal; a later device time wins,
-    the first of equal times stays), as `newest_positions` and `newest_signals` derive them.
+    """The parameters of `_INSERT`, `LAST_POSITION_UPSERT` and `LAST_SIGNAL_UPSERT` for a
+    batch, in one pass over it: every reading's row (its data as JSON text), each vehicle's
+    newest position and each (vehicle, signal)'s newest CAN value (`bus` is not a signal; a
+    later device time wins, the first of equal times stays), as `newest_positions` and
+    `newest_signals` derive them.
 
     Why not those two and a row per attribute: the store thread holds the GIL for all of it,
     against the gateway's event loop (issue 29 profile at 8,000 vehicles: the row list 5.4 %,
@@ -133,17 +181,61 @@ def can_json(data: dict) -> tuple[str, list[tuple[str, str]]]:
 
 
 class SqliteReadings(SqliteDb):
+    # the next part to move, and when (time.monotonic(), on the event loop)
+    _next_part = 0
+    _move_due = 0.0
+
     async def write(self, readings: list[StoredReading], dead: list[DeadLetter]) -> None:
         await self._run(self._write, readings, dead)
+        now = time.monotonic()
+        if now >= self._move_due:  # after this batch's ack, before the next batch's commit
+            self._move_due = now + MOVE_EVERY_S / PARTS
+            part, self._next_part = self._next_part, (self._next_part + 1) % PARTS
+            self._executor.submit(self._move_quietly, part)
 
     def _write(self, readings: list[StoredReading], dead: list[DeadLetter]) -> None:
         db = self._db
         rows, last, signals = write_rows(readings)
         with transaction(db):
             db.executemany(_INSERT, rows)
-            db.executemany(_LAST, last)
-            db.executemany(_SIGNAL, signals)
             db.executemany(_DEAD, [
                 (d.vehicle_id, d.epoch, d.seq, json.dumps(d.reading, default=str), d.error,
                  d.received_ms) for d in dead
             ])
+        self._pending_last.add(last, signals)  # committed: theirs are due
+
+    def _open(self, migrate: bool) -> None:
+        super()._open(migrate)
+        if self._db.execute("SELECT 1 FROM sqlite_master WHERE name='telemetry_arrivals'"
+                            ).fetchone():
+            self._recover()
+
+    def _recover(self) -> None:
+        """After a stop or a crash: the arrivals' newest positions and signals into their
+        tables (those of a crash's last commits were pending), then every part moved, so the
+        parts start empty."""
+        readings = [StoredReading.from_row(r) for r in self._db.execute(
+            f"SELECT {_COLUMN_LIST} FROM telemetry_arrivals")]  # key order: of two positions
+        # of one vehicle at one device time, both pending at a crash, the lower (epoch, seq)
+        _, last, signals = write_rows(readings)  # stays (not the first stored, as otherwise)
+        self._pending_last.add(last, signals)
+        self._move(None)
+
+    def _move(self, part: int | None) -> None:
+        """Move one part's readings (None: all) into the clustered table, and write the
+        pending `last_position`/`last_signal` rows, in one transaction."""
+        where, args = ("true", ()) if part is None else ("part=?", (part,))
+        pending = self._pending_last
+        with transaction(self._db) as db:  # the moved readings' newest, at least
+            written = pending.write(db, None if part is None else _in_part(part))
+            db.execute(_MOVE.format(where=where), args)
+            db.execute(_MOVED.format(where=where), args)
+        pending.forget(written)
+
+    def _move_quietly(self, part: int) -> None:
+        """`_move` for the cadence (nobody awaits it): a failure is logged and the readings
+        stay where the readers see them, to move with the part's next turn."""
+        try:
+            self._move(part)
+        except Exception as exc:
+            log.warning("moving part %d of the readings failed: %s", part, exc)

@@ -35,6 +35,7 @@ class SqliteVehicles(SqliteDb):
 
     async def list_vehicles(self) -> list[dict]:
         def rows():
+            self._last_written()
             cur = self._db.execute(
                 "SELECT v.vehicle_id, v.created_ms, v.revoked_ms, p.time_ms FROM vehicles v "
                 "LEFT JOIN last_position p USING (vehicle_id) ORDER BY v.vehicle_id")

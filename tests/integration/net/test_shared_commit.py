@@ -42,7 +42,7 @@ async def test_a_poison_row_costs_only_itself_in_a_shared_transaction(tmp_path, 
     await rig.start()
     try:
         with sqlite3.connect(rig.db_path) as db:  # the database refuses one row: a real refusal
-            db.execute("CREATE TRIGGER poison BEFORE INSERT ON vehicle_telemetry "
+            db.execute("CREATE TRIGGER poison BEFORE INSERT ON telemetry_arrivals "
                        "WHEN NEW.vehicle_id = 'attacker' AND NEW.seq = 3 "
                        "BEGIN SELECT RAISE(ABORT, 'poison row'); END")
         attacker = await welcomed(rig, "attacker")

@@ -164,7 +164,8 @@ async def test_postgres_crash_during_a_large_batch_commits_it_exactly_once(
             for _ in range(200):
                 busy = await conn.fetchval(
                     "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
-                    "'fleet-backend' AND state = 'active' AND (query ILIKE '%telemetry_staging%' "
+                    "'fleet-backend' AND state = 'active' AND "
+                    "(query ILIKE 'INSERT INTO vehicle_telemetry%' "
                     "OR query ILIKE 'COPY%vehicle_telemetry%')")
                 if busy:
                     return True

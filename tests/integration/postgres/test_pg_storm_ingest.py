@@ -1,4 +1,4 @@
-"""The write path's two ways (straight binary COPY, and staging + ON CONFLICT): exactly once
+"""The write path's two ways (straight binary COPY, and unnest + ON CONFLICT): exactly once
 whichever way a reading and its repeat take, the same stored values both ways, and a poison
 row in a COPY'd batch costing only that row. Both flavours (partitions, hypertable)."""
 

@@ -1,8 +1,9 @@
 """The embedded store's readings clustered by (vehicle, device time, epoch, seq)
-(sql/sqlite/0029): a database of the layout before upgrades with every reading carried over,
-each stored reading updates one B-tree (no index beside the table), a re-sent reading is
-still a no-op, and every per-vehicle question seeks the key instead of scanning. Real SQLite.
-"""
+(sql/sqlite/0029), landing first in arrival order (0031): a database of the layout before
+0029 upgrades with every reading carried over and gives the answers a store written today
+gives, each stored reading updates one B-tree (no index beside the tables), a re-sent reading
+is still a no-op, and every per-vehicle question seeks the keys instead of scanning. Real
+SQLite."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import sqlite3
 from backend.store import open_store
 from backend.store.base import sql_dir
 from backend.store.rows import StoredReading
+from backend.store.sqlite.db import LAST_POSITION_UPSERT, LAST_SIGNAL_UPSERT
+from backend.store.sqlite.readings import write_rows
 
 T0 = 1_790_000_000_000
 LAYOUT = "0029_telemetry_by_time"
@@ -44,7 +47,21 @@ def _before_layout(tmp_path):
 def _indexes(path) -> list[str]:
     with sqlite3.connect(path) as db:
         return [r[0] for r in db.execute(
-            "SELECT name FROM sqlite_master WHERE type='index' AND tbl_name='vehicle_telemetry'")]
+            "SELECT name FROM sqlite_master WHERE type='index' AND tbl_name IN "
+            "('vehicle_telemetry', 'telemetry_by_vehicle', 'telemetry_arrivals')")]
+
+
+def _write_before(path, rows: list[StoredReading]) -> None:
+    """`rows` as the write path before 0029 stored them: into the table, and the newest
+    position and signals upserted."""
+    table, last, signals = write_rows(rows)
+    with sqlite3.connect(path) as db:
+        db.executemany(
+            "INSERT INTO vehicle_telemetry (vehicle_id, epoch, seq, time_ms, kind, lat, lon, "
+            "alt_m, speed_kmh, course_deg, fix, sats, hdop, data, received_ms) VALUES "
+            "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING", table)
+        db.executemany(LAST_POSITION_UPSERT, last)
+        db.executemany(LAST_SIGNAL_UPSERT, signals)
 
 
 async def _answers(store) -> tuple:
@@ -58,13 +75,18 @@ async def _answers(store) -> tuple:
 async def test_a_database_of_the_layout_before_upgrades_with_every_reading(tmp_path,
                                                                           monkeypatch):
     path = tmp_path / "fleet.db"
+    # out of order and interleaved, as backfill and many vehicles write them
+    rows = readings("a", range(40, 0, -1)) + readings("b", range(1, 30))
+    fresh = open_store(f"sqlite://{tmp_path / 'fresh.db'}")  # today's, written today
+    await fresh.open()
+    await fresh.write(rows, [])
+    before = await _answers(fresh)
+    await fresh.close()
     monkeypatch.setenv("FLEET_SQL_DIR", str(_before_layout(tmp_path)))
     old = open_store(f"sqlite://{path}")
     await old.open()
-    # out of order and interleaved, as backfill and many vehicles write them
-    await old.write(readings("a", range(40, 0, -1)) + readings("b", range(1, 30)), [])
-    before = await _answers(old)
     await old.close()
+    _write_before(path, rows)
     assert _indexes(path) == ["vehicle_telemetry_vehicle_time"]
     monkeypatch.delenv("FLEET_SQL_DIR")
 
@@ -83,15 +105,19 @@ async def test_a_database_of_the_layout_before_upgrades_with_every_reading(tmp_p
         await store.close()
 
 
-def _plans(db: sqlite3.Connection, statements: list[str]) -> list[tuple[str, str]]:
-    """(statement, its plan's lines on vehicle_telemetry) of each traced statement."""
+# the plan's lines on the two tables under the view (`a` and `t` are their aliases there)
+_TABLES = ("telemetry_by_vehicle", "telemetry_arrivals", "a", "t")
+
+
+def _plans(db: sqlite3.Connection, statements: list[str]) -> list[tuple[str, list[str]]]:
+    """(statement, its plan's lines on the readings' tables) of each traced statement."""
     out = []
     for sql in statements:
-        if "vehicle_telemetry" not in sql or not sql.lstrip().upper().startswith("SELECT"):
+        if "telemetry" not in sql or not sql.lstrip().upper().startswith("SELECT"):
             continue
         lines = [r[3] for r in db.execute(f"EXPLAIN QUERY PLAN {sql}")]
-        out.append((sql, " | ".join(x for x in lines if "vehicle_telemetry" in x
-                                    or x.startswith(("SEARCH t ", "SCAN t")))))
+        out.append((sql, [x for x in lines
+                          if x.startswith(("SEARCH ", "SCAN ")) and x.split()[1] in _TABLES]))
     return out
 
 
@@ -122,5 +148,10 @@ async def test_each_question_about_one_vehicle_seeks_its_span_of_time(tmp_path):
         await store.close()
     assert len(plans) >= 9
     for sql, plan in plans:
-        assert plan.startswith("SEARCH") and "PRIMARY KEY (vehicle_id=? AND time_ms" in plan, (
-            sql, plan)
+        assert plan, sql
+        for line in plan:  # the clustered table by vehicle and time, the arrivals by part
+            assert line.startswith("SEARCH") and "USING PRIMARY KEY (" in line, (sql, line)
+            if " a " not in line:
+                assert "(vehicle_id=? AND time_ms" in line, (sql, line)
+            elif "last_position" not in sql:  # last_fixes: each last position's own key
+                assert "(part=? AND time_ms" in line, (sql, line)
