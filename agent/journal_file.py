@@ -80,8 +80,10 @@ def open_db(path: str, quick_check: bool = True) -> sqlite3.Connection:
             result = db.execute("PRAGMA quick_check").fetchone()[0]
             if result != "ok":
                 raise JournalCorrupt(result)
-        db.executescript(_SCHEMA)
-        db.execute("BEGIN IMMEDIATE")
+        db.execute("BEGIN IMMEDIATE")  # tables and meta rows appear together or not at all
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                db.execute(statement)
         db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
         db.execute("INSERT OR IGNORE INTO meta VALUES ('epoch', ?)", (new_epoch(),))
         db.execute("INSERT OR IGNORE INTO meta VALUES ('next_seq', 1)")

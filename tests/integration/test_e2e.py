@@ -40,8 +40,8 @@ def journal_state(path) -> tuple[int, int]:
     if not path.exists():
         return 0, 0
     with sqlite3.connect(path, timeout=10) as db:
-        if not db.execute("SELECT 1 FROM sqlite_master WHERE name='meta'").fetchone():
-            return 0, 0
+        if not db.execute("SELECT 1 FROM sqlite_master WHERE name='readings'").fetchone():
+            return 0, 0  # the journal creates its tables and meta rows in one transaction
         pending = db.execute("SELECT count(*) FROM readings").fetchone()[0]
         next_seq = db.execute("SELECT value FROM meta WHERE key='next_seq'").fetchone()[0]
     return pending, next_seq
