@@ -17,7 +17,7 @@ from loadtest.driver import CONNECT_TIMEOUT_S
 from loadtest.edge import ClientEdge, EdgeLink
 from tests import emuclock
 from tests.integration.net.rig import until
-from tests.integration.net.test_quic_tls_trim import certs, trimmed_pair  # noqa: F401
+from tests.integration.net.test_quic_tls_trim import certs, ticket_and_hole  # noqa: F401
 
 CONNECTIONS = 12
 
@@ -135,11 +135,7 @@ async def _unanswered_resumed_attempt(certs) -> tuple[str, float, int]:  # noqa:
     """A resumed attempt of the load tester's link to a socket that never answers: (why it
     closed, emulated seconds from its start, the core's refusals)."""
     lib = library("qh3")
-    tickets: list = []
-    trimmed_pair(lib, certs, tickets)
-    assert tickets
-    hole = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    hole.bind(("127.0.0.1", 0))  # bound, never read: everything sent to it is lost
+    tickets, hole = ticket_and_hole(lib, certs)
     loop = asyncio.get_running_loop()
     cfg = lib.QuicConfiguration(is_client=True, alpn_protocols=[ALPN], server_name="localhost")
     cfg.load_verify_locations(cafile=certs["ca"])

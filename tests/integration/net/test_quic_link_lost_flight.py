@@ -13,7 +13,6 @@ in-process gateway through `hil/linkemu` on the emulated clock (tests/emuclock.p
 from __future__ import annotations
 
 import asyncio
-import socket
 
 from agent.quic_link import UNANSWERED_AFTER_REFUSAL_S, QuicLink
 from agent.uplink import CONNECT_TIMEOUT_S
@@ -22,18 +21,14 @@ from geostream.quic import library
 from hil.linkemu import LinkEmulator, LinkModel
 from tests import emuclock
 from tests.integration.net.rig import AgentRig, GatewayRig, until
-from tests.integration.net.test_quic_tls_trim import certs, trimmed_pair  # noqa: F401
+from tests.integration.net.test_quic_tls_trim import certs, ticket_and_hole  # noqa: F401
 
 PAST_SECOND_PROBE_S = 2.5  # qh3's probes come at ~0.9 s and ~1.5 s, the next at ~2.9 s
 
 
 async def test_a_resumed_attempt_that_hears_nothing_keeps_its_timer(certs):  # noqa: F811
     lib = library("qh3")
-    tickets: list = []
-    trimmed_pair(lib, certs, tickets)
-    assert tickets
-    hole = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    hole.bind(("127.0.0.1", 0))  # bound, never read: everything sent to it is lost
+    tickets, hole = ticket_and_hole(lib, certs)
     errors: list = []
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(lambda _loop, ctx: errors.append(ctx))

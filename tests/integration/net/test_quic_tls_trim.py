@@ -7,6 +7,8 @@ and for qh3 handed to its bridge's stand-in the way its connection hands CRYPTO 
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from backend.pki import generate
@@ -33,6 +35,18 @@ def events(conn):
     while (ev := conn.next_event()) is not None:
         out.append(ev)
     return out
+
+
+def ticket_and_hole(lib, certs) -> tuple[list, socket.socket]:
+    """A session ticket from a trimmed server of `lib` (for a resumed attempt with 0-RTT), and
+    a UDP socket bound on loopback and never read: everything sent to it is lost. The caller
+    closes the socket."""
+    tickets: list = []
+    trimmed_pair(lib, certs, tickets)
+    assert tickets
+    hole = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    hole.bind(("127.0.0.1", 0))
+    return tickets, hole
 
 
 def trimmed_pair(server_lib, certs, tickets: list, now=100.0, client_ack_delay=None):
