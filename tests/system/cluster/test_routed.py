@@ -83,7 +83,7 @@ async def test_migrating_agent_stays_on_its_node_through_the_router(tmp_path, pk
                         "an ack on the new path")
         assert link.migrations == MIGRATIONS and link.handshakes == 1
         assert agent.uplink.link is link and _holder(nodes, "mover") == sid
-        assert nodes[sid].connections["mover"] == {proto}, "the same connection on its node"
+        assert nodes[sid].connections["mover"] == [proto], "the same connection on its node"
         assert sum(g.stats.connections for g in nodes.values()) == 1
         # the node saw the vehicle's real (migrated) address through the tunnel
         assert proto.peer_address()[0] != HOST
