@@ -46,17 +46,12 @@ class Exchange(Pair):
             receiver.receive_datagram(data, addr, now=self.now)
         self.drain()
 
+    def after_timer(self, conn) -> None:
+        """What `conn` sends once its timer fired goes to the peer (counted), no more."""
+        self.deliver(conn, conn.datagrams_to_send(now=self.now))
+
     def run_timers_until(self, end: float) -> None:
-        for _ in range(50):  # bounded
-            timers = [(at, conn) for conn in (self.client, self.server)
-                      if (at := conn.get_timer()) is not None and at <= end]
-            if not timers:
-                break
-            at, conn = min(timers, key=lambda timer: timer[0])
-            self.now = max(self.now, at)
-            conn.handle_timer(now=self.now)
-            self.deliver(conn, conn.datagrams_to_send(now=self.now))
-        self.now = max(self.now, end)
+        self.timers_until(end, 50)
 
     def one(self, commit_s: float) -> None:
         start = self.now

@@ -92,8 +92,12 @@ class Pair:
     def quiet(self, seconds: float) -> None:
         """Let `seconds` pass, both sides' timers firing as they come due and what they send
         delivered (bounded)."""
-        end = self.now + seconds
-        for _ in range(100):
+        self.timers_until(self.now + seconds, 100)
+
+    def timers_until(self, end: float, at_most: int) -> None:
+        """Both sides' timers fire as they come due until `end` (at most `at_most` of them),
+        what each sends handed on by `after_timer`."""
+        for _ in range(at_most):
             timers = [(at, conn) for conn in (self.client, self.server)
                       if (at := conn.get_timer()) is not None and at <= end]
             if not timers:
@@ -101,12 +105,16 @@ class Pair:
             at, conn = min(timers, key=lambda timer: timer[0])
             self.now = max(self.now, at)
             conn.handle_timer(now=self.now)
-            if conn is self.client:
-                self.to_client(self.to_server(self.client.datagrams_to_send(now=self.now)))
-            else:
-                self.to_server(self.to_client(self.server.datagrams_to_send(now=self.now)))
-            self.drain()
+            self.after_timer(conn)
         self.now = max(self.now, end)
+
+    def after_timer(self, conn) -> None:
+        """What `conn` sends once its timer fired goes to the peer, the answer back."""
+        if conn is self.client:
+            self.to_client(self.to_server(self.client.datagrams_to_send(now=self.now)))
+        else:
+            self.to_server(self.to_client(self.server.datagrams_to_send(now=self.now)))
+        self.drain()
 
     def sends_until(self, seconds: float) -> list[float]:
         """When the client sent something in the next `seconds` (its timers fired as due;
