@@ -31,6 +31,7 @@ from geostream.quic import AGENT_DEFAULT_LIBRARY, library
 from .driver import Driver
 from .edge import ClientEdge
 from .fleet import Histogram, SimVehicle
+from .report import drain_times
 
 # Connections in flight per process while the fleet connects, each from its first packet to
 # its welcome (not only its handshake: the gateway's hello, authentication and welcome are
@@ -224,6 +225,9 @@ class Worker:
         while (self.loop.time() < drain_until
                and any(d.sim.journal.pending for d in self.drivers)):
             await asyncio.sleep(POLL_S)
+        drain = drain_times(
+            [(d.sim.journal.pending, d.sim.last_ack_at) for d in self.drivers], end,
+            self.loop.time())
         for d in self.drivers:
             d.stop()
         await asyncio.sleep(0.2)
@@ -240,7 +244,7 @@ class Worker:
             "live_latency": live.to_json(), "errors": self.errors, "connects": self.connects,
             "migrations": self.migrations, "reconnects": self.reconnects,
             "batches": self.batches, "storm": storm, "edge": dict(self.edge.stats),
-            "ack_ticks": sorted(self.ack_ticks), "timer_lag": timer_lag,
+            "ack_ticks": sorted(self.ack_ticks), "timer_lag": timer_lag, "drain": drain,
             "datagrams": [dg1[0] - dg0[0], dg1[1] - dg0[1]],
             "datagram_kinds": {k: v - kinds0.get(k, 0) for k, v in kinds1.items()
                                if v > kinds0.get(k, 0)},

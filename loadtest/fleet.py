@@ -128,6 +128,7 @@ class SimVehicle:
         # readings that went out in a live batch
         self.live_latency = live_latency if live_latency is not None else Histogram()
         self.making = True
+        self.last_ack_at: float | None = None  # the loop's time of the latest ack with news
 
     # --- readings ---------------------------------------------------------------------
 
@@ -217,4 +218,6 @@ class SimVehicle:
                     live_counts[ms] = live_counts.get(ms, 0) + 1
                     live_q.discard(q)
         self.acked += len(gone)
+        if gone:
+            self.last_ack_at = now
         return len(gone)

@@ -4,8 +4,10 @@ the `Report` with its verdict and printed lines."""
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,6 +73,22 @@ class Report:
     loop_stalls: str = ""  # the first gateway's loop stalls, whole run (backend/loop_stalls.py)
     storm: dict | None = None
     ack_gap_s: float = 0.0        # longest time in the window no vehicle got an acknowledgement
+    # after the load stopped: how long until each vehicle's journal was empty (max, p99 over
+    # the drained ones), how many were not, and the longest any of those had gone without an
+    # ack when the drain timed out (`drain_summary`)
+    drain_max_s: float | None = None
+    drain_p99_s: float | None = None
+    undrained_vehicles: int = 0
+    undrained_silent_max_s: float | None = None
+    # user and system CPU apart, % of one core over the window (`ProcStats.cpu_times`)
+    gateway_user_pct: float = 0.0
+    gateway_sys_pct: float = 0.0
+    client_user_pct: float = 0.0
+    client_sys_pct: float = 0.0
+    # the machine yardstick just before the run: ms for YARDSTICK_ADDITIONS additions in a
+    # pure-Python loop in the load tester's process (best of YARDSTICK_ROUNDS), to compare
+    # runs on different machines or minutes
+    yardstick_ms: float | None = None
 
     def projected_vehicles(self, cores: float, with_clients: bool = False) -> float:
         """Vehicles the measured CPU per reading allows on `cores` at the run's rate."""
@@ -125,14 +143,16 @@ class Report:
                f"(offered {self.vehicles * o['rate_hz']:,.0f}/s)",
                f"  ack latency        p50 {_ms(self.ack_p50_ms)}  p95 {_ms(self.ack_p95_ms)}  "
                f"p99 {_ms(self.ack_p99_ms)}  (live batches p99 {_ms(self.live_p99_ms)})",
-               f"  gateway            {self.gateway_cpu_pct:.0f} % CPU, "
+               f"  gateway            {self.gateway_cpu_pct:.0f} % CPU "
+               f"(user {self.gateway_user_pct:.0f}, system {self.gateway_sys_pct:.0f}), "
                f"{self.gateway_rss_mb:.0f} MB RSS, "
                f"{self.gateway_kb_per_vehicle:.1f} KB per connected vehicle, "
                f"{self.gateway_cpu_ms_per_reading:.2f} ms CPU per acked reading",
                *([f"  router             {self.router_cpu_pct:.0f} % CPU, "
                   f"{self.router_cpu_ms_per_reading():.2f} ms CPU per acked reading"]
                  if self.router_cpu_pct is not None else []),
-               f"  clients            {self.client_cpu_pct:.0f} % CPU, "
+               f"  clients            {self.client_cpu_pct:.0f} % CPU "
+               f"(user {self.client_user_pct:.0f}, system {self.client_sys_pct:.0f}), "
                f"{self.client_cpu_ms_per_reading:.2f} ms CPU per acked reading, "
                f"{self.client_us_per_vehicle_s:.0f} µs CPU per vehicle-second; busiest "
                f"process {self.client_cpu_max_pct:.0f} %, its timers late by p50 "
@@ -142,6 +162,8 @@ class Report:
                f"idle, store server {self.store_cpu_pct:.0f} % CPU, other processes "
                f"{self.other_cpu_pct:.0f} % CPU, load "
                f"{self.load_1m:.1f} at the start; bottleneck: {self.bottleneck()}",
+               f"  yardstick          {_ms(self.yardstick_ms)} for "
+               f"{YARDSTICK_ADDITIONS / 1e6:.0f}M additions in Python before the run",
                f"  projection         {self.projected_vehicles(1.0):,.0f} vehicles at "
                f"{o['rate_hz']} Hz on one gateway core, "
                f"{self.projected_vehicles(PROJECTION_CORES, with_clients=True):,.0f} with the "
@@ -160,6 +182,7 @@ class Report:
                f"still in the vehicles (not drained) {self.unacked}"]
         out.append(f"  ack gap            {self.ack_gap_s:.1f} s: the longest time in the window "
                    "without any acknowledgement")
+        out.append(f"  drain              {self.drain_line()}")
         if self.loop_stalls:
             out.append(f"  gateway loop       {self.loop_stalls} (whole run, connecting included)")
         if self.storm:
@@ -169,6 +192,58 @@ class Report:
                        f"{s['drained']} of {self.vehicles} vehicles")
         out.append("  RESULT " + self.verdict())
         return out
+
+
+    def drain_line(self) -> str:
+        """How the drain after the load went, in one line."""
+        done = (f"drained in max {_s(self.drain_max_s)} (p99 {_s(self.drain_p99_s)}) after the "
+                "load stopped")
+        if not self.undrained_vehicles:
+            return done
+        return (f"{self.undrained_vehicles} vehicles not drained, the longest without an ack "
+                f"{_s(self.undrained_silent_max_s)}; the others {done}")
+
+
+def drain_times(vehicles: list[tuple[int, float | None]], end: float,
+                now: float) -> dict[str, list[float]]:
+    """Each vehicle's drain from (readings still pending, when its latest ack came), the load
+    having stopped at `end` and the drain at `now`: "drained_s", how long after `end` a
+    drained vehicle got its last ack (0: drained before), and "silent_s", how long each
+    vehicle not drained had gone without an ack (since `end` if it never had one)."""
+    drained, silent = [], []
+    for pending, last_ack in vehicles:
+        if pending:
+            silent.append(round(now - (end if last_ack is None else last_ack), 3))
+        else:
+            drained.append(round(max(0.0, (last_ack or end) - end), 3))
+    return {"drained_s": drained, "silent_s": silent}
+
+
+def drain_summary(drained_s: list[float], silent_s: list[float]
+                  ) -> tuple[float | None, float | None, int, float | None]:
+    """(max, p99 of `drained_s`, vehicles not drained, the longest of `silent_s`); None where
+    there is nothing to measure. p99 is the nearest rank."""
+    done = sorted(drained_s)
+    p99 = done[max(0, math.ceil(0.99 * len(done)) - 1)] if done else None
+    return (done[-1] if done else None, p99, len(silent_s),
+            max(silent_s) if silent_s else None)
+
+
+# The machine yardstick (`Report.yardstick_ms`): a few hundred ms at most on a slow machine.
+YARDSTICK_ADDITIONS = 1_000_000
+YARDSTICK_ROUNDS = 3
+
+
+def yardstick_ms(additions: int = YARDSTICK_ADDITIONS, rounds: int = YARDSTICK_ROUNDS) -> float:
+    """The best of `rounds` times of a fixed pure-Python loop of `additions` additions, ms."""
+    best = math.inf
+    for _ in range(rounds):
+        t = time.perf_counter()
+        x = 0
+        for i in range(additions):
+            x += i
+        best = min(best, time.perf_counter() - t)
+    return best * 1000
 
 
 def ack_gap_s(ticks: set[int], window_ticks: int, tick_s: float) -> float:
@@ -197,6 +272,7 @@ def _ms(v: float | None) -> str:
 
 def _s(v: float | None) -> str:
     return "-" if v is None else f"{v:.1f} s"
+
 
 
 class MachineCpu:
@@ -274,13 +350,19 @@ class ProcStats:
         return process_tree(self.pids) if self.tree else list(self.pids)
 
     def cpu_s(self) -> float:
+        return sum(self.cpu_times())
+
+    def cpu_times(self) -> tuple[float, float]:
+        """(user, system) CPU seconds of the tree, reaped children's included."""
         tick = os.sysconf("SC_CLK_TCK")
-        total = 0
+        user = system = 0
         for pid in self._members():
             fields = _stat(pid)
             if fields is not None:  # utime, stime, cutime, cstime
-                total += sum(int(f) for f in fields[11:15])
-        return total / tick
+                utime, stime, cutime, cstime = (int(f) for f in fields[11:15])
+                user += utime + cutime
+                system += stime + cstime
+        return user / tick, system / tick
 
     def rss_kb(self) -> int:
         total = 0

@@ -31,7 +31,15 @@ from geostream.quic import AGENT_DEFAULT_LIBRARY, gateway_library_name, library_
 
 from .client import ACK_TICK_S
 from .fleet import Histogram
-from .report import MachineCpu, ProcStats, Report, ack_gap_s, split_cpu
+from .report import (
+    MachineCpu,
+    ProcStats,
+    Report,
+    ack_gap_s,
+    drain_summary,
+    split_cpu,
+    yardstick_ms,
+)
 from .store import ThrowawayStore
 
 REPO = Path(__file__).resolve().parents[1]
@@ -225,6 +233,7 @@ def _run(opts: Options, tmp: Path, log_dir: Path, store: ThrowawayStore,
         connected += int(line.split()[1])
     connect_s = time.monotonic() - t
     rss_connected_kb = gstats.rss_kb()
+    yardstick = yardstick_ms()  # the machine, just before the run
     go = time.time() + 1.0
     for p in workers:
         p.stdin.write(f"go {go}\n".encode())
@@ -236,7 +245,8 @@ def _run(opts: Options, tmp: Path, log_dir: Path, store: ThrowawayStore,
     spid = store.server_pid()
     sstats = ProcStats([spid] if spid else [], sample_rss=False)
     machine = MachineCpu()
-    cpu0, wcpu0, scpu0, c0 = gstats.cpu_s(), wstats.cpu_s(), sstats.cpu_s(), time.monotonic()
+    gtimes0, wtimes0 = gstats.cpu_times(), wstats.cpu_times()
+    cpu0, wcpu0, scpu0, c0 = sum(gtimes0), sum(wtimes0), sstats.cpu_s(), time.monotonic()
     rcpu0 = rstats.cpu_s() if rstats else 0.0
     spies = _profile(opts, log_dir, {"gateway0": gpids[-1], "client0": workers[0].pid})
     fired = [_at(go + at, fn) for at, fn in events]
@@ -249,8 +259,9 @@ def _run(opts: Options, tmp: Path, log_dir: Path, store: ThrowawayStore,
         spy.wait(30)
     idle_pct, busy_pct = machine.idle_and_busy()
     window = time.monotonic() - c0
-    gateway_cpu = (gstats.cpu_s() - cpu0) / window * 100
-    client_cpu = (wstats.cpu_s() - wcpu0) / window * 100
+    gtimes, wtimes = gstats.cpu_times(), wstats.cpu_times()
+    gateway_cpu = (sum(gtimes) - cpu0) / window * 100
+    client_cpu = (sum(wtimes) - wcpu0) / window * 100
     store_cpu = (sstats.cpu_s() - scpu0) / window * 100
     router_cpu = (rstats.cpu_s() - rcpu0) / window * 100 if rstats else None
     wstats.stop()
@@ -275,6 +286,14 @@ def _run(opts: Options, tmp: Path, log_dir: Path, store: ThrowawayStore,
     rep = _report(opts, store.counts(prefix), store.seqs(pending), results, gstats,
                   rss_idle_kb, rss_connected_kb, connect_s, gateway_cpu, client_cpu)
     rep.connected = connected
+    rep.yardstick_ms = yardstick
+    rep.gateway_user_pct, rep.gateway_sys_pct = (
+        (now - then) / window * 100 for now, then in zip(gtimes, gtimes0, strict=True))
+    rep.client_user_pct, rep.client_sys_pct = (
+        (now - then) / window * 100 for now, then in zip(wtimes, wtimes0, strict=True))
+    rep.drain_max_s, rep.drain_p99_s, rep.undrained_vehicles, rep.undrained_silent_max_s = (
+        drain_summary([s for r in results for s in r.get("drain", {}).get("drained_s", ())],
+                      [s for r in results for s in r.get("drain", {}).get("silent_s", ())]))
     rep.router_cpu_pct = router_cpu
     if opts.reuseport > 1:
         rep.relay_hops_per_reading = relayed_out(log_dir / "gateway0.log",

@@ -1,6 +1,7 @@
-"""The load test report's CPU split: the machine's busy CPU less the run's own process trees."""
+"""The load test report: the CPU split (the machine's busy CPU less the run's own process
+trees, user and system apart), the drain after the load, the machine yardstick."""
 
-from loadtest.report import Report, split_cpu
+from loadtest.report import Report, drain_summary, drain_times, split_cpu, yardstick_ms
 
 
 def test_other_cpu_is_what_the_run_did_not_use():
@@ -37,3 +38,38 @@ def test_one_saturated_client_process_is_the_bottleneck_and_its_lag_is_shown():
     assert "busiest process 97 %, its timers late by p50 41 ms p99 380 ms" in text
     rep.client_cpu_max_pct = 65.0
     assert rep.bottleneck() == "none (CPU to spare)"
+
+
+def test_drain_times_from_each_vehicles_latest_ack():
+    """The load stopped at 100 s, the drain ended at 160 s: a vehicle drained before the stop
+    counts 0, one whose last ack came at 112.5 s 12.5 s; one still pending had gone 58 s
+    without an ack (its latest at 102 s), one never acked since the stop at least."""
+    figures = drain_times([(0, 99.0), (0, 112.5), (0, None), (3, 102.0), (1, None)],
+                          end=100.0, now=160.0)
+    assert figures == {"drained_s": [0.0, 12.5, 0.0], "silent_s": [58.0, 60.0]}
+
+
+def test_drain_summary_max_p99_and_the_longest_silence():
+    drained = [0.1 * i for i in range(1, 201)]  # 0.1 … 20.0 s
+    longest, p99, undrained, silent = drain_summary(drained, [])
+    assert longest == 20.0 and p99 == 0.1 * 198 and undrained == 0 and silent is None
+    assert drain_summary([], [61.0, 75.5]) == (None, None, 2, 75.5)
+
+
+def test_the_report_prints_the_drain_the_cpu_split_and_the_yardstick():
+    rep = Report(options={"rate_hz": 1.0, "mode": "steady", "duration_s": 20.0, "db": "sqlite",
+                          "gateways": 1, "workers": 2},
+                 vehicles=1000, gateway_cpu_pct=95.0, gateway_user_pct=80.0,
+                 gateway_sys_pct=15.0, client_cpu_pct=60.0, client_user_pct=45.0,
+                 client_sys_pct=15.0, drain_max_s=4.2, drain_p99_s=1.3, yardstick_ms=123.4)
+    text = "\n".join(rep.lines())
+    assert "gateway            95 % CPU (user 80, system 15)" in text
+    assert "clients            60 % CPU (user 45, system 15)" in text
+    assert "yardstick          123 ms for 1M additions" in text
+    assert "drain              drained in max 4.2 s (p99 1.3 s) after the load stopped" in text
+    rep.undrained_vehicles, rep.undrained_silent_max_s = 7, 66.0
+    assert "7 vehicles not drained, the longest without an ack 66.0 s" in rep.drain_line()
+
+
+def test_the_yardstick_times_its_loop():
+    assert 0 < yardstick_ms(additions=10_000, rounds=2) < 10_000
