@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 
 from ..store.base import TIME_RULES, AlertQuery, StoredAlert, StoredReading
 from .evaluate import Evaluator, Fence, reading_order
-from .evaluated import NOTHING, Span, includes, noted
+from .evaluated import NOTHING, Span, includes, longest_run, noted
 from .fences import fences_from_rows
 from .quiet import QuietRules
 from .reconcile import reconcile
@@ -495,7 +495,7 @@ class AlertEngine:
     async def _evaluate_together(self, vehicles: list[str], t0, now_ms: int) -> None:
         """`_evaluate` of vehicles whose locks the caller holds: the live ones each at once,
         the replays with their store state loaded for all of them (`_replay_together`)."""
-        replays: list[tuple[str, int | None, Cached | None]] = []
+        replays: list[tuple[str, int | None, Cached | None, list[StoredReading]]] = []
         for vehicle in vehicles:
             taken = self._take(vehicle, t0)
             if taken is None:
@@ -503,7 +503,7 @@ class AlertEngine:
             start, fresh = taken
             cached = self._cache.get(vehicle)
             if cached is None or start is None or start <= cached.end:
-                replays.append((vehicle, start, cached))
+                replays.append((vehicle, start, cached, fresh))
                 continue
             try:
                 await self._live(vehicle, cached, fresh, now_ms)
@@ -514,7 +514,7 @@ class AlertEngine:
         try:
             await self._replay_together(replays, now_ms)
         except BaseException as exc:
-            for vehicle, _, _ in replays:
+            for vehicle, _, _, _ in replays:
                 self._cache.pop(vehicle, None)
             if not isinstance(exc, Exception):
                 raise
@@ -522,21 +522,23 @@ class AlertEngine:
             log.warning("alert evaluation for %d vehicles (%s, …) failed: %s", len(replays),
                         replays[0][0], exc)
 
-    async def _replay_together(self, replays: list[tuple[str, int | None, Cached | None]],
+    async def _replay_together(self, replays: list[tuple[str, int | None, Cached | None,
+                                                         list[StoredReading]]],
                                now_ms: int) -> None:
         """The replay part of `_evaluate` for many vehicles: one store read per kind for all
-        of them, one transaction for what they changed."""
+        of them, one transaction for what they changed. The committed rows the engine holds
+        (`fresh`) are not read back: the store returns the others (`_replay_reads`)."""
         store = self.store
-        cps = await store.alert_checkpoints_before([(v, t) for v, t, _ in replays])
-        todo = [(v, cps.get(v), cached) for v, t, cached in replays
+        cps = await store.alert_checkpoints_before([(v, t) for v, t, _, _ in replays])
+        todo = [(v, cps.get(v), cached, fresh) for v, t, cached, fresh in replays
                 if cps.get(v) is not None or t is not None]  # catch-up, never evaluated: the
         if not todo:                                        # next batch evaluates everything
             return
-        bases = [(v, cp[0] if cp else None) for v, cp, _ in todo]
-        readings_of = await store.alert_readings_after(bases)
+        bases = [(v, cp[0] if cp else None) for v, cp, _, _ in todo]
+        readings_of = await self._replay_reads(bases, {v: fresh for v, _, _, fresh in todo})
         windows = await store.alerts_in_windows(bases)
         steps: list[tuple[str, _Step, set[tuple[int, int]]]] = []
-        for vehicle, cp, cached in todo:
+        for vehicle, cp, cached, _ in todo:
             base, state = cp if cp else (None, None)
             self.stats["replays"] += 1
             readings = readings_of.get(vehicle, [])
@@ -563,6 +565,40 @@ class AlertEngine:
                                               step.span)
                 self._replayed[vehicle] = replayed
             self._published(changed)
+
+    async def _replay_reads(self, bases: list[tuple[str, int | None]],
+                            fresh: dict[str, list[StoredReading]]
+                            ) -> dict[str, list[StoredReading]]:
+        """Each vehicle's readings after its base, by `(time, epoch, seq)`: what the store
+        holds after it, where the longest run of sequence numbers among the vehicle's `fresh`
+        rows (committed, handed to `on_committed`, so stored) is not read back but taken from
+        them (`as_read_back`: as the store would return them). A fleet's first evaluations
+        read back only what they do not hold (on PostgreSQL that read cost the server as much
+        as the COPY of the same rows in a storm). Rows outside the run come from the store, so
+        the readings are those of a full read."""
+        runs = {}
+        for vehicle, _ in bases:
+            run = longest_run((r.epoch, r.seq) for r in fresh.get(vehicle, ()))
+            if run is not None:
+                runs[vehicle] = run
+        stored = await self.store.alert_readings_after(bases, runs) if runs else (
+            await self.store.alert_readings_after(bases))
+        if not runs:
+            return stored
+        read_back = self._read_back
+        out = {}
+        for vehicle, base in bases:
+            readings = stored.get(vehicle, [])
+            run = runs.get(vehicle)
+            if run is not None:
+                e, low, high = run
+                readings = readings + [
+                    read_back(r) for r in fresh[vehicle]
+                    if r.epoch == e and low <= r.seq <= high and (base is None or r.time_ms > base)]
+                readings.sort(key=reading_order)
+            if readings:
+                out[vehicle] = readings
+        return out
 
     async def _live(self, vehicle: str, cached: Cached, fresh: list[StoredReading],
                     now_ms: int) -> None:
@@ -591,7 +627,8 @@ class AlertEngine:
             return  # catch-up, but never evaluated: its next batch evaluates everything
         base, state = cp if cp else (None, None)
         self.stats["replays"] += 1
-        readings = await self.store.alert_readings(vehicle, base)
+        readings = (await self._replay_reads([(vehicle, base)], {vehicle: list(fresh)})
+                    ).get(vehicle, [])
         self._drop_evaluated(vehicle, readings)
         replayed = {(r.epoch, r.seq) for r in readings[-REPLAYED_KEYS:]}
         if not readings and cached is not None:

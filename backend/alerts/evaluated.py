@@ -55,3 +55,19 @@ def noted(span: Span, keys: Iterable[tuple[int, int]]) -> Span:
         low = dropped[-1] + 1
         holes.difference_update(dropped)
     return epoch, low, high, frozenset(holes) if holes else None
+
+
+def longest_run(keys: Iterable[tuple[int, int]]) -> tuple[int, int, int] | None:
+    """The longest run of consecutive sequence numbers of one epoch among `keys` ((epoch,
+    seq)), as (epoch, low, high); None without keys. Every reading of the run is among `keys`:
+    a replay leaves those out of its store read (the engine holds them already)."""
+    best: tuple[int, int, int] | None = None
+    run: tuple[int, int, int] | None = None
+    for e, s in sorted(set(keys)):
+        if run is not None and e == run[0] and s == run[2] + 1:
+            run = (e, run[1], s)
+        else:
+            run = (e, s, s)
+        if best is None or run[2] - run[1] > best[2] - best[1]:
+            best = run
+    return best

@@ -14,7 +14,7 @@ derives from: `sqlite.db.SqliteDb` (the connection `_db`, `_run` on the one work
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from .base import AuthResult
@@ -193,10 +193,13 @@ class Alerts(Protocol):
         `retract` keys retracted, and with `checkpoints = (vehicle, after_ms, [(time_ms,
         state)])` replace the vehicle's checkpoints after `after_ms`. Returns each changed
         alert and whether it is new."""
-    async def alert_readings_after(self, asks: Sequence[tuple[str, int | None]]
+    async def alert_readings_after(self, asks: Sequence[tuple[str, int | None]],
+                                   held: Mapping[str, tuple[int, int, int]] | None = None
                                    ) -> dict[str, list[StoredReading]]:
         """`alert_readings` of many `(vehicle, after_ms)` at once (one query), by vehicle;
-        vehicles without any left out."""
+        vehicles without any left out. `held`: per vehicle, a run `(epoch, low, high)` of
+        readings the caller holds already (committed rows, as `as_read_back` makes them), left
+        out of the answer."""
     async def alert_checkpoints_before(self, asks: Sequence[tuple[str, int | None]]
                                        ) -> dict[str, tuple[int, dict]]:
         """`alert_checkpoint` of many `(vehicle, before_ms)` at once (one query), by vehicle;

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TypeVar
 
 import asyncpg
@@ -125,14 +125,26 @@ class PostgresAlerts(PostgresDb):
     async def alerts_in_window(self, vehicle_id: str, after_ms: int | None) -> list[StoredAlert]:
         return (await self.alerts_in_windows([(vehicle_id, after_ms)])).get(vehicle_id, [])
 
-    async def alert_readings_after(self, asks: Sequence[tuple[str, int | None]]
+    async def alert_readings_after(self, asks: Sequence[tuple[str, int | None]],
+                                   held: Mapping[str, tuple[int, int, int]] | None = None
                                    ) -> dict[str, list[StoredReading]]:
         vehicles, after = _asks(asks, _LOW)
+        if not held:
+            rows = await self._pool.fetch(
+                f"SELECT {_READING_COLUMNS} FROM unnest($1::text[], $2::bigint[]) AS u(v, t) "
+                f"CROSS JOIN LATERAL (SELECT * FROM vehicle_telemetry WHERE vehicle_id = u.v "
+                f"AND time > {_MS.format('u.t')}) r ORDER BY vehicle_id, time, epoch, seq",
+                vehicles, after)
+            return _by_vehicle(map(StoredReading.from_row, rows))
+        runs = [held.get(v) for v in vehicles]  # a vehicle without one: NULLs, nothing left out
         rows = await self._pool.fetch(
-            f"SELECT {_READING_COLUMNS} FROM unnest($1::text[], $2::bigint[]) AS u(v, t) "
+            f"SELECT {_READING_COLUMNS} FROM unnest($1::text[], $2::bigint[], $3::bigint[], "
+            "$4::bigint[], $5::bigint[]) AS u(v, t, e, lo, hi) "
             f"CROSS JOIN LATERAL (SELECT * FROM vehicle_telemetry WHERE vehicle_id = u.v "
-            f"AND time > {_MS.format('u.t')}) r ORDER BY vehicle_id, time, epoch, seq",
-            vehicles, after)
+            f"AND time > {_MS.format('u.t')} "
+            "AND (epoch = u.e AND seq BETWEEN u.lo AND u.hi) IS NOT TRUE) r "
+            "ORDER BY vehicle_id, time, epoch, seq", vehicles, after,
+            *([None if r is None else r[i] for r in runs] for i in range(3)))
         return _by_vehicle(map(StoredReading.from_row, rows))
 
     async def alert_checkpoints_before(self, asks: Sequence[tuple[str, int | None]]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from ..base import TIME_RULES, AlertQuery, StoredAlert, StoredReading
 from .db import SqliteDb, transaction
@@ -21,12 +21,31 @@ def _alert(r: tuple) -> StoredAlert:
 
 
 
-def _readings_after(db, vehicle_id: str, after_ms: int | None) -> list[StoredReading]:
-    cur = db.execute(
-        f"SELECT {_READING_COLUMNS} FROM vehicle_telemetry WHERE vehicle_id=? "
-        "AND time_ms > ? ORDER BY time_ms, epoch, seq",
-        (vehicle_id, -(2**63) if after_ms is None else after_ms))
+_AFTER = f"SELECT {_READING_COLUMNS} FROM vehicle_telemetry WHERE vehicle_id=? AND time_ms > ?"
+_ORDER = " ORDER BY time_ms, epoch, seq"
+
+
+def _readings_after(db, vehicle_id: str, after_ms: int | None,
+                    held: tuple[int, int, int] | None = None) -> list[StoredReading]:
+    """The vehicle's readings after `after_ms`, less those of `held` = (epoch, low, high)."""
+    bound = -(2**63) if after_ms is None else after_ms
+    if held is None:
+        cur = db.execute(_AFTER + _ORDER, (vehicle_id, bound))
+    else:
+        cur = db.execute(_AFTER + " AND NOT (epoch=? AND seq BETWEEN ? AND ?)" + _ORDER,
+                         (vehicle_id, bound, *held))
     return [StoredReading.from_row(r) for r in cur]
+
+
+def _readings_of(db, asks: Sequence[tuple[str, int | None]],
+                 held: Mapping[str, tuple[int, int, int]]) -> dict[str, list[StoredReading]]:
+    """`_readings_after` of each ask, by vehicle, leaving out empty answers."""
+    out = {}
+    for vehicle, after_ms in asks:
+        found = _readings_after(db, vehicle, after_ms, held.get(vehicle))
+        if found:
+            out[vehicle] = found
+    return out
 
 
 def _checkpoint_before(db, vehicle_id: str, before_ms: int | None) -> tuple[int, dict] | None:
@@ -120,9 +139,10 @@ class SqliteAlerts(SqliteDb):
     async def alerts_in_window(self, vehicle_id: str, after_ms: int | None) -> list[StoredAlert]:
         return await self._run(_in_window, self._db, vehicle_id, after_ms)
 
-    async def alert_readings_after(self, asks: Sequence[tuple[str, int | None]]
+    async def alert_readings_after(self, asks: Sequence[tuple[str, int | None]],
+                                   held: Mapping[str, tuple[int, int, int]] | None = None
                                    ) -> dict[str, list[StoredReading]]:
-        return await self._run(_each, _readings_after, self._db, asks)
+        return await self._run(_readings_of, self._db, asks, held or {})
 
     async def alert_checkpoints_before(self, asks: Sequence[tuple[str, int | None]]
                                        ) -> dict[str, tuple[int, dict]]:

@@ -151,13 +151,13 @@ class CommitDuringReplay(Counting):
         super().__init__(store)
         self.late, self.engine, self.task = late, None, None
 
-    async def alert_readings_after(self, asks):
+    async def alert_readings_after(self, asks, held=None):
         if self.task is None:
             await self.store.write(self.late, [])
             self.task = asyncio.get_running_loop().create_task(
                 self.engine.on_committed(self.late, NOW))
             await asyncio.sleep(0)  # it books the rows, then waits for the vehicle's lock
-        return await self.store.alert_readings_after(asks)
+        return await self.store.alert_readings_after(asks, held)
 
 
 async def test_rows_a_replay_read_are_not_replayed_again(any_store):
@@ -181,11 +181,11 @@ class CommitBeforeReplayRead(Counting):
         super().__init__(store)
         self.late, self.written = late, False
 
-    async def alert_readings_after(self, asks):
+    async def alert_readings_after(self, asks, held=None):
         if not self.written:
             self.written = True
             await self.store.write(self.late, [])
-        return await self.store.alert_readings_after(asks)
+        return await self.store.alert_readings_after(asks, held)
 
 
 async def test_rows_a_replay_read_that_arrive_after_it_are_not_evaluated_again(any_store):

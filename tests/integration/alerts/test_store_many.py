@@ -29,6 +29,13 @@ async def test_many_vehicles_each_with_its_own_bound(any_store):
     got = await store.alert_readings_after([("a", 8_000), ("b", None), ("c", 9_500)])
     assert {v: [r.seq for r in rows] for v, rows in got.items()} == {
         "a": [9, 10], "b": list(range(1, 11)), "c": [10]}
+    # less the runs the caller holds (another epoch, or a vehicle without one: nothing)
+    got = await store.alert_readings_after([("a", 8_000), ("b", None), ("c", 9_500)],
+                                           {"a": (7, 9, 9), "b": (7, 3, 7), "c": (8, 1, 10)})
+    assert {v: [r.seq for r in rows] for v, rows in got.items()} == {
+        "a": [10], "b": [1, 2, 8, 9, 10], "c": [10]}
+    got = await store.alert_readings_after([("a", None), ("b", 5_000)], {"a": (7, 1, 10)})
+    assert {v: [r.seq for r in rows] for v, rows in got.items()} == {"b": [6, 7, 8, 9, 10]}
     windows = await store.alerts_in_windows([("a", 3_000), ("b", 9_000), ("c", None)])
     # a's closed episode was decided at 4 s (after 3 s); b's is open
     assert {v: [a.start_ms for a in alerts] for v, alerts in windows.items()} == {

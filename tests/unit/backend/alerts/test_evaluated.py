@@ -5,7 +5,7 @@ a run the agent numbers one by one, with the few holes a live-first drain leaves
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backend.alerts.evaluated import MAX_HOLES, NOTHING, includes, noted
+from backend.alerts.evaluated import MAX_HOLES, NOTHING, includes, longest_run, noted
 
 batches = st.lists(st.lists(st.tuples(st.sampled_from([3, 7, 9]), st.integers(1, 300)),
                             max_size=40), max_size=12)
@@ -41,3 +41,27 @@ def test_far_ahead_forgets_what_came_before():
     # a newer epoch starts over; an older one's readings are not known
     span = noted(span, [(8, 1), (7, 200)])
     assert span == (8, 1, 1, None)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([3, 7]), st.integers(1, 40)), max_size=60))
+def test_the_longest_run_holds_only_given_keys_and_none_is_longer(keys):
+    """A replay leaves the run out of its store read: a key in it that was not given would be
+    a reading lost to the evaluation."""
+    run = longest_run(keys)
+    given_ = set(keys)
+    if not given_:
+        assert run is None
+        return
+    e, low, high = run
+    assert all((e, s) in given_ for s in range(low, high + 1))
+    for e2, s in given_:  # no run of the keys is longer
+        n = 1
+        while (e2, s + n) in given_:
+            n += 1
+        assert n <= high - low + 1
+
+
+def test_the_longest_run_of_a_batch():
+    assert longest_run([(7, 5), (7, 3), (7, 4), (7, 9), (8, 1), (8, 2)]) == (7, 3, 5)
+    assert longest_run([(7, 1)]) == (7, 1, 1)
