@@ -30,6 +30,11 @@ DICTIONARY_BYTES = 1 << WINDOW_BITS
 # the agent's compressor per dictionary batch: memLevel 8 is zlib's default (memLevel only
 # sizes the compressor's own tables, never what the inflater needs)
 MEM_LEVEL = 8
+# ... and for a batch of at most SMALL_BYTES (a live batch: one to a few readings), memLevel 4:
+# its tables (~30 KiB against memLevel 8's ~150 KiB) are what each batch's copy of the primed
+# compressor allocates and writes, and 1 << (4 + 6) symbols hold any such batch in one block
+SMALL_MEM_LEVEL = 4
+SMALL_BYTES = 1 << (SMALL_MEM_LEVEL + 6)
 
 
 class Deflater:
@@ -75,36 +80,53 @@ class Inflater:
         return raw
 
 
-_PRIMED: dict[int, object] = {}  # dictionary id → a compressor that has taken it, never used
+# (dictionary id, memLevel) → a compressor that has taken the dictionary, never used
+_PRIMED: dict[tuple[int, int], object] = {}
 
 
-def _primed(dict_id: int):
+def _primed(dict_id: int, mem_level: int = MEM_LEVEL):
     """A compressor with dictionary `dict_id` set and nothing compressed, made once per
     process: each batch starts from a copy of it. Setting a 4 KiB dictionary hashes all of it
     (11 µs of a fresh compressor's 17 µs per one-reading batch, measured with the load
     tester's readings); a copy is the same state, so the same bytes come out, for ~7 µs. One
-    such compressor is ~150 KiB (memLevel 8's tables), held for the process's life."""
-    z = _PRIMED.get(dict_id)
+    such compressor is ~150 KiB at memLevel 8 (~30 KiB at 4), held for the process's life."""
+    z = _PRIMED.get((dict_id, mem_level))
     if z is None:
-        z = _PRIMED[dict_id] = zlib.compressobj(LEVEL, zlib.DEFLATED, -WINDOW_BITS, MEM_LEVEL,
-                                                zdict=DICTIONARIES[dict_id])
+        z = _PRIMED[dict_id, mem_level] = zlib.compressobj(
+            LEVEL, zlib.DEFLATED, -WINDOW_BITS, mem_level, zdict=DICTIONARIES[dict_id])
     return z
+
+
+def mem_level_for(size: int) -> int:
+    """The memLevel a §3.2 batch of `size` bytes is compressed with."""
+    return SMALL_MEM_LEVEL if size <= SMALL_BYTES else MEM_LEVEL
 
 
 class DictionaryDeflater:
     """The agent's end of §3.2: each `piece(data)` is a complete raw DEFLATE stream begun with
-    preset dictionary `dict_id` as its history. Stateless between batches."""
+    preset dictionary `dict_id` as its history. Stateless between batches.
+
+    A batch of at most SMALL_BYTES starts from a memLevel-4 compressor (`mem_level_for`): a
+    one-reading batch took 11.5-12.0 µs from memLevel 8's copy against 8.3-8.7 from memLevel
+    4's (least of 7 rounds each, interleaved, 1,000 of the load tester's one-reading batches;
+    docs/benchmarks.md "The load generator, session 13"), most of the difference the copy's
+    ~150 KiB of tables, allocated and written per batch, which also push the caller's own
+    data out of the cache. The bytes are the same but where zlib's hash chains are cut short
+    (level 6 walks at most 128 entries; memLevel 4 has 2^11 hash buckets against 2^15): 10
+    of 2,096 random batches of ≤ 1 KiB came out different, 3 bytes longer in all; the
+    inflater cannot tell (memLevel never reaches the stream's format)."""
 
     KEY = "zd"
 
-    __slots__ = ("dict_id", "_primed")
+    __slots__ = ("dict_id", "_primed", "_small")
 
     def __init__(self, dict_id: int):
         self.dict_id = dict_id
         self._primed = _primed(dict_id)
+        self._small = _primed(dict_id, SMALL_MEM_LEVEL)
 
     def piece(self, data: bytes) -> bytes:
-        z = self._primed.copy()
+        z = (self._small if len(data) <= SMALL_BYTES else self._primed).copy()
         return z.compress(data) + z.flush(zlib.Z_FINISH)
 
     def copy(self) -> DictionaryDeflater:
