@@ -5,6 +5,7 @@ migrations)."""
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -30,6 +31,23 @@ CACHE_KIB = 65_536
 # written several times between checkpoints be copied once.
 WAL_AUTOCHECKPOINT_PAGES = 10_000
 
+# Parts of `telemetry_arrivals` (sql/sqlite/0031); a vehicle's part is this SQL expression of its
+# id (the view `vehicle_telemetry` holds the same text, which a test checks; `part_of` is the
+# same in Python): the last two characters' code points, so every id maps without a function
+# of our own that a plain `sqlite3` shell would lack.
+PARTS = 16
+PART = ("(coalesce(unicode(substr({v}, -1)), 0) * 7 "
+        "+ coalesce(unicode(substr({v}, -2, 1)), 0) * 3) % 16")
+
+
+@functools.lru_cache(maxsize=65_536)  # a fleet's ids; beyond, the oldest are computed again
+def part_of(vehicle_id: str) -> int:
+    """`PART` of a vehicle id, in Python (a test checks they agree)."""
+    last = ord(vehicle_id[-1]) if vehicle_id else 0
+    before = ord(vehicle_id[-2]) if len(vehicle_id) > 1 else 0
+    return (last * 7 + before * 3) % PARTS
+
+
 # Each vehicle's newest position and each (vehicle, signal)'s newest CAN value never move
 # backwards in device time; of equal times the first stored stays.
 LAST_POSITION_UPSERT = """INSERT INTO last_position VALUES (?,?,?,?,?,?,?,?)
@@ -46,55 +64,62 @@ class PendingLast:
     """The `last_position` and `last_signal` rows of committed readings not yet written to
     those tables: the newest per vehicle and per (vehicle, signal), by the tables' own rule
     (a later device time wins, the first of equal times stays), so writing them later gives
-    the tables what writing each commit's would have. Pure; the store thread's alone.
+    the tables what writing each commit's would have. Kept by the vehicle's part of the
+    arrivals (`part_of`), which a move writes alone. Pure; the store thread's alone.
 
     Why: at 10,000 vehicles a commit of 200 readings updated ~150 vehicles' rows spread over
     most of `last_position`'s ~170 pages and ~50 vehicles' `last_signal` pages (~0.8 WAL pages
     and ~6 µs of the store thread per reading); written with their part's move (readings.py),
-    each vehicle's rows are written once per move instead of once per reading."""
+    each vehicle's rows are written once per move instead of once per reading. By part: a
+    move took its part's rows out of all of them, a test of every pending row each time
+    (~35,000 at 10,000 vehicles, every 1.25 s; no difference beyond a loaded machine's noise
+    measured: docs/benchmarks.md "The SQLite store thread's GIL, session 13")."""
 
     __slots__ = ("positions", "signals")
 
     def __init__(self) -> None:
-        self.positions: dict[str, tuple] = {}  # vehicle → LAST_POSITION_UPSERT's row
-        self.signals: dict[tuple[str, str], tuple] = {}  # (vehicle, signal) → its row
+        # [part] vehicle → LAST_POSITION_UPSERT's row
+        self.positions: list[dict[str, tuple]] = [{} for _ in range(PARTS)]
+        # [part] (vehicle, signal) → LAST_SIGNAL_UPSERT's row
+        self.signals: list[dict[tuple[str, str], tuple]] = [{} for _ in range(PARTS)]
 
     def add(self, positions: list[tuple], signals: list[tuple]) -> None:
-        """One commit's rows (each batch's newest already: readings.write_rows)."""
-        have = self.positions
+        """One commit's rows (each batch's newest already, a vehicle's signals one after
+        another: readings.write_rows)."""
+        position_parts = self.positions
         for row in positions:
+            have = position_parts[part_of(row[0])]
             old = have.get(row[0])
             if old is None or row[1] > old[1]:
                 have[row[0]] = row
-        sigs = self.signals
+        signal_parts = self.signals
+        vehicle: str | None = None
+        sigs: dict[tuple[str, str], tuple] = {}
         for row in signals:
+            if row[0] != vehicle:
+                vehicle = row[0]
+                sigs = signal_parts[part_of(row[0])]
             key = (row[0], row[1])
             old = sigs.get(key)
             if old is None or row[3] > old[3]:
                 sigs[key] = row
 
     def __bool__(self) -> bool:
-        return bool(self.positions or self.signals)
+        return any(self.positions) or any(self.signals)
 
-    def write(self, db: sqlite3.Connection,
-              only: Callable[[str], bool] | None = None) -> tuple[list[tuple], list[tuple]]:
-        """Upsert those of the vehicles `only` takes (all without it) in the caller's
-        transaction; `forget` what this returns once it commits."""
-        if only is None:
-            positions, signals = list(self.positions.values()), list(self.signals.values())
-        else:
-            positions = [r for v, r in self.positions.items() if only(v)]
-            signals = [r for k, r in self.signals.items() if only(k[0])]
-        db.executemany(LAST_POSITION_UPSERT, positions)
-        db.executemany(LAST_SIGNAL_UPSERT, signals)
-        return positions, signals
+    def write(self, db: sqlite3.Connection, part: int | None = None) -> range | tuple[int]:
+        """Upsert those of `part`'s vehicles (all without it) in the caller's transaction;
+        `forget` the parts this returns once it commits."""
+        parts = range(PARTS) if part is None else (part,)
+        db.executemany(LAST_POSITION_UPSERT,
+                       [r for p in parts for r in self.positions[p].values()])
+        db.executemany(LAST_SIGNAL_UPSERT, [r for p in parts for r in self.signals[p].values()])
+        return parts
 
-    def forget(self, written: tuple[list[tuple], list[tuple]]) -> None:
-        positions, signals = written
-        for row in positions:
-            del self.positions[row[0]]
-        for row in signals:
-            del self.signals[row[0], row[1]]
+    def forget(self, parts: range | tuple[int]) -> None:
+        for p in parts:
+            self.positions[p] = {}
+            self.signals[p] = {}
 
 
 def connect(path: str) -> sqlite3.Connection:

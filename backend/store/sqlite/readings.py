@@ -12,27 +12,18 @@ vehicle; appended, it writes a few pages, and a move writes each vehicle's leaf 
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import math
 import time
-from collections.abc import Callable
 from operator import attrgetter, itemgetter
 
 from ..base import DeadLetter, StoredReading
 from ..rows import json_text
-from .db import SqliteDb, transaction
+from .db import PART, PARTS, SqliteDb, part_of, transaction  # noqa: F401 (part_of: tests)
 
 log = logging.getLogger(__name__)
 
-# Parts of `telemetry_arrivals`; a vehicle's part is this SQL expression of its id (the view
-# `vehicle_telemetry` in sql/sqlite/0031 holds the same text, which a test checks; `part_of`
-# is the same in Python): the last two characters' code points, so every id maps without a
-# function of our own that a plain `sqlite3` shell would lack.
-PARTS = 16
-PART = ("(coalesce(unicode(substr({v}, -1)), 0) * 7 "
-        "+ coalesce(unicode(substr({v}, -2, 1)), 0) * 3) % 16")
 # Seconds between two moves of one part: each part moves once in this time, one part every
 # MOVE_EVERY_S / PARTS, with the pending `last_position`/`last_signal` rows of its vehicles
 # (so every reading whose rows there are not written yet is still among the arrivals, where
@@ -42,8 +33,12 @@ PART = ("(coalesce(unicode(substr({v}, -1)), 0) * 7 "
 # rows in arrival order, which a question about one vehicle's last seconds reads its part of
 # (1/16 of the fleet's readings of the last MOVE_EVERY_S), and makes each move longer (at
 # 10,000 vehicles × 1 Hz, 20 s is ~12,500 readings, ~0.1 s of the store thread, which the
-# acks of the commits behind it wait for). Measured: docs/benchmarks.md "The SQLite store
-# path, session 12".
+# acks of the commits behind it wait for). More parts, each moved as often, make each move
+# shorter but write more: 64 parts wrote 1.32 WAL pages per reading against 0.72 (the pages of
+# `last_position`, `last_signal` and the clustered table's upper levels are shared by the
+# vehicles of every part, so a move of 1/64 of them writes nearly as many as one of 1/16).
+# Measured: docs/benchmarks.md "The SQLite store path, session 12" and "The SQLite store
+# thread's GIL, session 13".
 MOVE_EVERY_S = 20.0
 
 _COLUMN_LIST = ("vehicle_id, epoch, seq, time_ms, kind, lat, lon, alt_m, speed_kmh, course_deg, "
@@ -63,18 +58,6 @@ _MOVE = f"""INSERT INTO telemetry_by_vehicle ({_COLUMN_LIST})
 _MOVED = "DELETE FROM telemetry_arrivals WHERE {where}"
 _DEAD = """INSERT INTO dead_letter (vehicle_id, epoch, seq, reading, error, received_ms)
     VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING"""
-
-
-@functools.lru_cache(maxsize=65_536)  # a fleet's ids; beyond, the oldest are computed again
-def part_of(vehicle_id: str) -> int:
-    """`PART` of a vehicle id, in Python (a test checks they agree)."""
-    last = ord(vehicle_id[-1]) if vehicle_id else 0
-    before = ord(vehicle_id[-2]) if len(vehicle_id) > 1 else 0
-    return (last * 7 + before * 3) % PARTS
-
-
-def _in_part(part: int) -> Callable[[str], bool]:
-    return lambda vehicle_id: part_of(vehicle_id) == part
 
 
 def signal_json(value) -> str:
@@ -201,10 +184,11 @@ class SqliteReadings(SqliteDb):
         rows, last, signals = write_rows(readings)
         with transaction(db):
             db.executemany(_INSERT, rows)
-            db.executemany(_DEAD, [
-                (d.vehicle_id, d.epoch, d.seq, json.dumps(d.reading, default=str), d.error,
-                 d.received_ms) for d in dead
-            ])
+            if dead:
+                db.executemany(_DEAD, [
+                    (d.vehicle_id, d.epoch, d.seq, json.dumps(d.reading, default=str), d.error,
+                     d.received_ms) for d in dead
+                ])
         self._pending_last.add(last, signals)  # committed: theirs are due
 
     def _open(self, migrate: bool) -> None:
@@ -230,7 +214,7 @@ class SqliteReadings(SqliteDb):
         where, args = ("true", ()) if part is None else ("part=?", (part,))
         pending = self._pending_last
         with transaction(self._db) as db:  # the moved readings' newest, at least
-            written = pending.write(db, None if part is None else _in_part(part))
+            written = pending.write(db, part)
             db.execute(_MOVE.format(where=where), args)
             db.execute(_MOVED.format(where=where), args)
         pending.forget(written)

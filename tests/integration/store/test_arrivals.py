@@ -17,7 +17,7 @@ from pathlib import Path
 
 from backend.store import open_store
 from backend.store.rows import StoredReading
-from backend.store.sqlite.readings import PART, part_of
+from backend.store.sqlite.readings import PART, PARTS, part_of
 
 T0 = 1_790_000_000_000
 # ids whose last characters span ASCII, digits, one character, non-BMP code points
@@ -105,7 +105,7 @@ async def test_readers_see_each_reading_once_before_and_after_its_move(tmp_path)
         await store.write([r for v in IDS[:4] for r in readings(v, range(20, 26))], [])
         assert _counts(path)[:2] == (100, 100)
         both = await _answers(store, IDS[:4])
-        for part in range(16):
+        for part in range(PARTS):
             await store._run(store._move, part)
         assert _counts(path) == (100, 100, 100, 0)
         assert await _answers(store, IDS[:4]) == both
