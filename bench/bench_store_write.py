@@ -1,12 +1,12 @@
 """The SQLite store's write path per reading, sans IO: today's path against the one before.
 
     .venv/bin/python bench/bench_store_write.py [--vehicles 10000] [--history-s 200]
-        [--seconds 6] [--batch-ms 20]
+        [--seconds 6] [--batch-ms 20] [--gil]
 
 No gateway, no event loop: `SqliteReadings._write` (what the store thread runs per commit)
 called directly on two store files side by side, each durable (WAL, synchronous=FULL, on
 the disk the temporary directory is on):
-- "before": the migrations before sql/sqlite/0031, each commit inserting straight into the
+- "before": the migrations but sql/sqlite/0031, each commit inserting straight into the
   table clustered by (vehicle, time, epoch, seq) (the write path of session 11);
 - "now": every migration: each commit appends to `telemetry_arrivals`, and one of its parts
   moves into the clustered table every `MOVE_EVERY_S / PARTS` seconds of the fleet's time
@@ -22,7 +22,8 @@ second by second, so a busy machine slows both alike; the first `MOVE_EVERY_S` s
 not measured (until each part holds its full turn of readings). Per reading: the store thread's CPU
 (user + system: binding, B-tree work, WAL writes, fsync, checkpoints) and the bytes it wrote
 (WAL frames and checkpoints); then `WAL_SECONDS` more seconds without checkpoints, for the
-WAL pages (4 KB each) a reading adds.
+WAL pages (4 KB each) a reading adds. With `--gil`, also the time each side held the GIL
+per reading (`GilSamples`): what the store thread takes from the gateway's event loop.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ import argparse
 import os
 import random
 import shutil
+import signal
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
@@ -40,6 +43,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from backend import gc_policy  # noqa: E402
 from backend.store.base import sql_dir  # noqa: E402
 from backend.store.rows import StoredReading  # noqa: E402
 from backend.store.sqlite import readings as sqlite_readings  # noqa: E402
@@ -53,8 +57,8 @@ from loadtest.fleet import CAN_EVERY, CAN_SIGNALS  # noqa: E402
 
 T0 = 1_790_000_000_000
 EPOCH = 4_611_686_018_427_387_000  # a journal's 62-bit epoch
-# the first migration of today's layout: "before" stops short of it
-LAYOUT_MIGRATION = "0031_telemetry_arrivals"
+# the migrations of today's layout: "before" stops short of them
+LAYOUT_MIGRATIONS = ("0031_telemetry_arrivals",)
 # the insert of session 11's write path (before 0031): straight into the clustered table
 BEFORE_INSERT = f"""INSERT INTO vehicle_telemetry ({sqlite_readings._COLUMN_LIST})
     VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING"""
@@ -85,8 +89,9 @@ class Side:
         sql = tmp / f"sql-{name}"
         shutil.copytree(sql_dir(), sql)
         if before:
-            for f in sql.glob(f"*/{LAYOUT_MIGRATION}.sql"):
-                f.unlink()
+            for name in LAYOUT_MIGRATIONS:
+                for f in sql.glob(f"*/{name}.sql"):
+                    f.unlink()
         os.environ["FLEET_SQL_DIR"] = str(sql)
         try:
             self.store = SqliteStore(str(self.path))
@@ -113,12 +118,7 @@ class Side:
     def write(self, batches: list[list[StoredReading]], moves: list[list[int]]) -> None:
         """The commits of one second, each followed by the parts due to move after it."""
         w0, c0 = _written(), time.thread_time()
-        for batch, parts in zip(batches, moves, strict=True):
-            self.commit(batch)
-            self.readings += len(batch)
-            if not self.before:
-                for part in parts:
-                    self.store._move(part)
+        (_before_second if self.before else _now_second)(self, batches, moves)
         self.cpu_s += time.thread_time() - c0
         self.written += _written() - w0
 
@@ -145,6 +145,68 @@ class Side:
         self.store._db.close()
 
 
+def _before_second(side: Side, batches: list[list[StoredReading]],
+                   moves: list[list[int]]) -> None:
+    """`Side.write` of "before" (its own name, for the GIL samples: `GilSamples`)."""
+    for batch in batches:
+        side.commit(batch)
+        side.readings += len(batch)
+
+
+def _now_second(side: Side, batches: list[list[StoredReading]], moves: list[list[int]]) -> None:
+    """`Side.write` of "now", each commit followed by the parts due to move after it."""
+    for batch, parts in zip(batches, moves, strict=True):
+        side.commit(batch)
+        side.readings += len(batch)
+        for part in parts:
+            side.store._move(part)
+
+
+class GilSamples:
+    """The GIL-held time of each side's measured seconds, by sampling (`--gil`): py-spy
+    attached to this process (`--gil`: only a thread holding the GIL is sampled;
+    `--nonblocking`: the process is not paused) from the end of the warm-up to the end of the
+    measured seconds; a sample whose stack holds `_before_second` or `_now_second` counts for
+    that side, at 1/rate s each.
+
+    Why sampling: the store thread lets go of the GIL inside each sqlite3 step (SQLite's own
+    work, its writes and fsyncs), so its CPU is not what it takes from the event loop; the
+    thread's own state is not visible from Python (a sampler thread of ours would run only
+    when the GIL is free). A sampler that falls behind on a busy machine loses samples of both
+    sides alike (they take turns second by second): the ratio holds, the µs are a floor.
+    `GIL_STACKS=FILE` in the environment keeps the samples (py-spy's raw stacks) there."""
+
+    RATE = 1000
+
+    def __init__(self, py_spy: str, out: Path):
+        self.out, self.log = out, out.with_suffix(".log")
+        with self.log.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [py_spy, "record", "--pid", str(os.getpid()), "--gil", "--nonblocking",
+                 "--rate", str(self.RATE), "--format", "raw", "--output", str(out)],
+                stdout=log, stderr=subprocess.STDOUT)
+        for _ in range(300):  # until it samples (its first line), at most ~30 s
+            if self.log.read_bytes() or self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+
+    def stop(self) -> dict[str, float]:
+        """Seconds of GIL-held samples per side."""
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(timeout=120)
+        if not self.out.exists():
+            raise RuntimeError(f"py-spy wrote nothing: {self.log.read_text()[-500:]}")
+        held = {"before": 0, "now": 0}
+        for line in self.out.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            for name, fn in (("before", "_before_second"), ("now", "_now_second")):
+                if fn + " (" in stack:
+                    held[name] += int(count)
+        if os.environ.get("GIL_STACKS"):
+            shutil.copy(self.out, os.environ["GIL_STACKS"])
+        return {name: n / self.RATE for name, n in held.items()}
+
+
 def _written() -> int:
     """Bytes this process passed to write(2) and friends so far."""
     for line in Path("/proc/self/io").read_text().splitlines():
@@ -161,7 +223,10 @@ def main() -> int:
     ap.add_argument("--seconds", type=int, default=6, help="measured seconds (each side)")
     ap.add_argument("--batch-ms", type=int, default=20,
                     help="readings per commit: this many ms of the fleet's 1 Hz readings")
+    ap.add_argument("--gil", action="store_true",
+                    help="also the GIL-held time per reading, sampled by py-spy (GilSamples)")
     a = ap.parse_args()
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     rnd = random.Random(1).random
     order = list(range(a.vehicles))
     random.Random(2).shuffle(order)
@@ -184,6 +249,7 @@ def main() -> int:
             if not side.before:
                 side.store._move(None)
             side.store._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        gc_policy.after_start()  # the gateway's collector settings from here on
         move_s = sqlite_readings.MOVE_EVERY_S / sqlite_readings.PARTS
         moved = [0]  # parts moved so far
 
@@ -204,6 +270,7 @@ def main() -> int:
             return batches, moves
 
         warm = int(sqlite_readings.MOVE_EVERY_S)  # until every part has had a full turn
+        gil: GilSamples | None = None
         for k in range(1, warm + a.seconds + 1):
             batches = commits(k)
             for side in (sides if k % 2 else sides[::-1]):
@@ -211,6 +278,8 @@ def main() -> int:
             if k == warm:
                 for side in sides:
                     side.cpu_s, side.written, side.readings = 0.0, 0, 0
+                gil = GilSamples(py_spy, tmp / "gil.txt") if a.gil else None
+        held = gil.stop() if gil is not None else None
         last = warm + a.seconds + 1
         more = [commits(k) for k in range(last, last + WAL_SECONDS)]
         frames = {side.name: side.wal_frames(more) for side in sides}
@@ -225,6 +294,11 @@ def main() -> int:
             print(f"  {side.name:<7} store thread CPU {side.cpu_s / n * 1e6:5.1f} µs "
                   f"({side.cpu_s / base.cpu_s:.2f}×), written {side.written / n / 1024:4.1f} KiB "
                   f"(WAL and checkpoints); WAL pages {frames[side.name]:.2f}")
+        if held is not None:
+            print("  GIL held (py-spy samples): " + ", ".join(
+                f"{side.name} {held[side.name] / max(1, side.readings) * 1e6:.2f} µs "
+                f"({held[side.name] / max(held['before'], 1e-9):.2f}×, "
+                f"{held[side.name] / max(side.cpu_s, 1e-9):.0%} of its CPU)" for side in sides))
     return 0
 
 
