@@ -126,7 +126,7 @@ class AlertEngine:
         self.fences: list[Fence] = []
         self.stats: dict = {"alerts_opened": Counter(), "evaluations": 0, "replays": 0,
                             "readings_evaluated": 0, "quiet_readings": 0, "held": 0,
-                            "repeats": 0, "failures": 0}
+                            "repeats": 0, "failures": 0, "read_back": 0}
         self._cache: dict[str, Cached] = {}
         self.max_idle_states = max_idle_states
         self.hold_gap = hold_gap
@@ -583,6 +583,7 @@ class AlertEngine:
                 runs[vehicle] = run
         stored = await self.store.alert_readings_after(bases, runs) if runs else (
             await self.store.alert_readings_after(bases))
+        self.stats["read_back"] += sum(map(len, stored.values()))
         if not runs:
             return stored
         read_back = self._read_back
