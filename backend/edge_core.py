@@ -1,21 +1,17 @@
-"""Sans-IO parts of the gateway's UDP edge (backend/gateway_edge.py): one timer structure for
-every connection, the QUIC invariant header fields the edge routes by, and the admission of new
-connections under overload (`Admission`, `initial_refusal`).
+"""Sans-IO parts of the gateway's UDP edge (backend/gateway_edge.py): the QUIC invariant header
+fields the edge routes by, where a connection's peer is (`PeerAddress`), and the admission of
+new connections under overload (`Admission`, `initial_refusal`). The connections' timers are
+one `TimerWheel` (geostream/timer_wheel.py), shared with the load generator.
 
-`Deadlines` replaces one asyncio TimerHandle per connection (each re-armed on every transmit:
-a `call_at` and a `cancel`, and a heap entry in the event loop per change) by one heap for all
-connections and one loop timer for its earliest entry. `route_header` reads only what RFC 8999
-(QUIC's version-independent invariants) fixes: the form bit, the version, the connection IDs,
-so the edge can hand a datagram to its connection without the library's full header parse.
+`route_header` reads only what RFC 8999 (QUIC's version-independent invariants) fixes: the form
+bit, the version, the connection IDs, so the edge can hand a datagram to its connection without
+the library's full header parse.
 """
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import os
 import struct
-from collections.abc import Hashable
 from typing import NamedTuple
 
 from cryptography.hazmat.primitives import hashes
@@ -23,104 +19,6 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.hmac import HMAC
 from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
-
-# The heap keeps an entry whose owner's deadline moved earlier (deleting from the middle of a
-# heap is O(n)) until it reaches the top; once such entries outnumber live ones by this much plus
-# the live count, it is rebuilt from the live ones, so its size stays within 2× the owners plus
-# this slack.
-COMPACT_SLACK = 1024
-
-
-class Deadlines:
-    """The next deadline of many owners (connections) in one heap; setting an owner's deadline
-    replaces its previous one. Pure: the caller passes `now` and arms one timer for
-    `earliest()`.
-
-    Lazy: a deadline that moves later (a connection's loss or idle timer after each exchange,
-    the common move) stays filed where it was, at no cost but a dict write; when that entry
-    comes up, the owner is filed again at its deadline of then. Only a move earlier files a
-    new entry. So `earliest()` may be earlier than any owner's deadline (an owner is never due
-    before its deadline: `pop_due` checks). At 1,000 connections × 1 Hz the gateway's edge
-    filed 2.0 entries per exchange with an entry per move (docs/benchmarks.md, "The gateway's
-    transport path, session 11")."""
-
-    __slots__ = ("_heap", "_due", "_filed", "_seq")
-
-    def __init__(self) -> None:
-        self._heap: list[tuple[float, int, Hashable]] = []
-        self._due: dict[Hashable, float] = {}  # owner → its deadline
-        self._filed: dict[Hashable, int] = {}  # owner → the sequence number of its live entry
-        self._seq = itertools.count()  # ties: first filed, first due; owners never compared
-
-    def __len__(self) -> int:
-        return len(self._due)
-
-    def at(self, owner: Hashable) -> float | None:
-        """`owner`'s deadline, None if it has none."""
-        return self._due.get(owner)
-
-    def set(self, owner: Hashable, when: float | None) -> None:
-        """`owner` is due at `when` (None: never), whatever it was due at before."""
-        due = self._due
-        if when is None:
-            if due.pop(owner, None) is not None:
-                del self._filed[owner]  # its entry is skipped when it comes up
-            return
-        before = due.get(owner)
-        due[owner] = when
-        if before is not None and before <= when:
-            return  # filed at or before `when`: filed again then
-        self._file(owner, when)
-
-    def set_earlier(self, owner: Hashable, when: float) -> None:
-        """`owner` is due at `when` unless it is due earlier already."""
-        current = self._due.get(owner)
-        if current is None or when < current:
-            self.set(owner, when)
-
-    def _file(self, owner: Hashable, when: float) -> None:
-        seq = next(self._seq)
-        self._filed[owner] = seq
-        heapq.heappush(self._heap, (when, seq, owner))
-        if len(self._heap) > 2 * len(self._due) + COMPACT_SLACK:
-            self._compact()
-
-    def earliest(self) -> float | None:
-        """No owner is due before this (None: none has a deadline). Superseded entries on top
-        are dropped on the way; an owner's deadline that moved later since it was filed may
-        make this earlier than any deadline."""
-        heap, filed = self._heap, self._filed
-        while heap:
-            when, seq, owner = heap[0]
-            if filed.get(owner) == seq:
-                return when
-            heapq.heappop(heap)
-        return None
-
-    def pop_due(self, now: float, limit: int | None = None) -> list[Hashable]:
-        """The owners due at `now` (each once, earliest filed first; at most `limit`, the
-        others stay due); their deadlines are cleared. An owner whose deadline moved later
-        is filed again at it."""
-        heap, filed, due = self._heap, self._filed, self._due
-        out: list[Hashable] = []
-        if limit is None:
-            limit = len(due)
-        while heap and heap[0][0] <= now and len(out) < limit:
-            _, seq, owner = heapq.heappop(heap)
-            if filed.get(owner) != seq:
-                continue  # superseded: filed earlier since, or cleared
-            when = due[owner]
-            if when <= now:
-                del due[owner], filed[owner]
-                out.append(owner)
-            else:
-                self._file(owner, when)
-        return out
-
-    def _compact(self) -> None:
-        self._filed = {owner: next(self._seq) for owner in self._due}
-        self._heap = [(when, self._filed[owner], owner) for owner, when in self._due.items()]
-        heapq.heapify(self._heap)
 
 
 class RouteHeader(NamedTuple):

@@ -13,9 +13,9 @@ connection one asyncio timer re-armed on each of them. Here:
   Initial), and transmits **once per dirty connection per event-loop tick**, all the tick's
   datagrams handed to the socket together; after a receive that does not need an answer at
   once, the transmit waits up to `RECEIVE_FLUSH_DELAY_S` for the geostream ack it will carry;
-- one `Deadlines` heap for all connections' timers (backend/edge_core.py, lazy: a timer that
-  moves later files nothing), the receive-flushes in a FIFO, and one loop timer for the
-  earliest of both, re-armed only when that moved earlier;
+- one `TimerWheel` for all connections' timers (geostream/timer_wheel.py, slots of
+  `TIMER_TICK_S`: a timer that moves later files nothing), the receive-flushes in a FIFO, and
+  one loop timer for the earliest of both, re-armed only when that moved earlier;
 - an established connection's datagram from its peer's validated address goes through the
   library's `receive_established` (qh3) into `quic_event_received` in one frame, without the
   library's event queue or the edge's address bookkeeping, which runs only when the address
@@ -40,9 +40,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from geostream.timer_wheel import TimerWheel
+
 from .edge_core import (
     Admission,
-    Deadlines,
     PeerAddress,
     initial_refusal,
     route_header,
@@ -63,6 +64,13 @@ MAX_DATAGRAMS_PER_WAKEUP = 64
 # thousands (a commit's acks, the receive-flushes that came due in a stall) is never one
 # callback of hundreds of ms that every other vehicle waits for.
 MAX_TRANSMITS_PER_CALLBACK = 256
+# The connections' timers are served in slots this long (`TimerWheel`): a QUIC timer fires at
+# most this much late, never early (below what any of them is: the gateway's probe timeouts
+# include its vehicles' max_ack_delay, ≥ 25 ms; its ACKs are held 400 ms), and the deadlines
+# of a slot, however many connections, are one loop-timer wakeup (at most 1 / TIMER_TICK_S a
+# second). A heap per deadline cost 2–3× as much per move, and rebuilds (docs/benchmarks.md,
+# "The gateway's transport edge, session 13").
+TIMER_TICK_S = 0.005
 # Largest datagram read: QUIC's maximum UDP payload (RFC 9000 §18.2 max_udp_payload_size).
 MAX_DATAGRAM_BYTES = 65527
 # A receive after the handshake that needs no answer at once (the QUIC ACK waits for the
@@ -288,7 +296,7 @@ class EdgeConnection:
 
 class EdgeServer:
     """All connections of one gateway socket: routing by destination CID, new connections,
-    the per-tick transmit of dirty connections, one timer heap."""
+    the per-tick transmit of dirty connections, one timer wheel."""
 
     def __init__(self, lib, *, configuration, create_protocol: Callable[..., EdgeConnection],
                  session_ticket_fetcher=None, session_ticket_handler=None):
@@ -304,7 +312,7 @@ class EdgeServer:
         self._connections: dict[bytes, EdgeConnection] = {}
         self._dirty: collections.deque[EdgeConnection] = collections.deque()  # FIFO
         self._flush_handle: asyncio.Handle | None = None
-        self.timers = Deadlines()
+        self.timers = TimerWheel(TIMER_TICK_S)
         # receive-flushes in the order they are due (all `RECEIVE_FLUSH_DELAY_S` after their
         # receive, so a FIFO): (when, connection); an entry is live while the connection's
         # `_flush_at` is its time (a transmit clears it)
@@ -461,8 +469,8 @@ class EdgeServer:
     def flush_later(self, conn: EdgeConnection, now: float) -> None:
         """`conn` received something that needs no answer at once: it transmits at the
         latest `RECEIVE_FLUSH_DELAY_S` from `now` (usually sooner: with its commit's ack).
-        A FIFO, not the deadline heap: every such delay is the same, and most of them never
-        come due (the ack leaves first), so a heap entry and a re-armed loop timer per
+        A FIFO, not the timer wheel: every such delay is the same, and most of them never
+        come due (the ack leaves first), so a timer entry and a re-armed loop timer per
         receive were wasted (docs/benchmarks.md, "The gateway's transport path, session 11")."""
         when = conn._flush_at = now + RECEIVE_FLUSH_DELAY_S
         self._flush_queue.append((when, conn))

@@ -36,9 +36,9 @@ from agent.quic_link import UNANSWERED_AFTER_REFUSAL_S, v6_address
 from backend.edge_core import route_header
 from geostream.limits import KEEPALIVE_S
 from geostream.quic_acks import PROBE_TIMEOUT_FLOOR_S
+from geostream.timer_wheel import TimerWheel
 
 from .fleet import Histogram
-from .timer_wheel import TimerWheel
 
 log = logging.getLogger("loadtest.edge")
 

@@ -1,5 +1,5 @@
-"""The UDP edge's pure parts: one deadline heap for all connections, the invariant header,
-the admission of new connections and their refusal."""
+"""The UDP edge's pure parts: the invariant header, the peer's address, the admission of new
+connections and their refusal."""
 
 from __future__ import annotations
 
@@ -7,87 +7,18 @@ import pytest
 
 from backend.edge_core import (
     AMPLIFICATION_FACTOR,
-    COMPACT_SLACK,
     CONNECTION_REFUSED,
     MAX_HANDSHAKES_IN_PROGRESS,
     MAX_VALIDATED_ADDRESSES,
     SHED_HOLD_S,
     SHED_QUEUE_DELAY_S,
     Admission,
-    Deadlines,
     PeerAddress,
     initial_refusal,
     route_header,
     version_negotiation,
 )
 from geostream.quic import library
-
-
-def test_a_newer_deadline_replaces_the_older_one():
-    d = Deadlines()
-    d.set("a", 5.0)
-    d.set("b", 3.0)
-    d.set("a", 1.0)  # earlier
-    d.set("b", 9.0)  # later
-    assert d.earliest() == 1.0
-    assert d.pop_due(4.0) == ["a"], "b's superseded 3.0 is not due"
-    assert d.earliest() == 9.0 and d.at("b") == 9.0 and d.at("a") is None
-    assert d.pop_due(9.0) == ["b"] and d.earliest() is None
-
-
-def test_cancelled_and_equal_deadlines():
-    d = Deadlines()
-    d.set("a", 2.0)
-    d.set("a", 2.0)  # the same deadline again: due once
-    d.set("c", 2.0)
-    d.set("c", None)
-    assert d.pop_due(2.0) == ["a"]
-    d.set_earlier("a", 4.0)
-    d.set_earlier("a", 6.0)  # later: ignored
-    assert d.at("a") == 4.0 and len(d) == 1
-
-
-def test_superseded_entries_stay_bounded():
-    d = Deadlines()
-    for i in range(20_000):  # one connection re-armed on every transmit, its deadline moving
-        d.set("conn", 100.0 + i)
-    assert len(d._heap) <= 2 * len(d) + COMPACT_SLACK + 1
-    assert d.pop_due(1e9) == ["conn"]
-
-
-def test_a_deadline_moved_later_stays_filed_and_is_never_due_early():
-    d = Deadlines()
-    d.set("conn", 1.0)
-    for i in range(1, 100):  # a loss timer pushed on after every exchange
-        d.set("conn", 1.0 + i * 0.5)
-    assert len(d._heap) == 1, "a move later files nothing"
-    assert d.earliest() == 1.0  # the filed entry: may be earlier than the deadline
-    assert d.pop_due(1.0) == [] and d.pop_due(50.0) == [], "not due before 50.5"
-    assert d.earliest() == 50.5 and d.at("conn") == 50.5  # filed again at its deadline
-    d.set("conn", 2.0)  # earlier: filed anew, the 50.5 entry superseded
-    assert d.earliest() == 2.0 and d.pop_due(2.0) == ["conn"]
-    assert d.pop_due(60.0) == [] and d.earliest() is None and len(d) == 0
-
-
-def test_a_cleared_owner_is_never_due():
-    d = Deadlines()
-    d.set("a", 1.0)
-    d.set("a", 5.0)
-    d.set("a", None)
-    d.set("b", 3.0)
-    assert d.pop_due(10.0) == ["b"] and d.earliest() is None
-
-
-def test_a_limited_pop_leaves_the_rest_due_in_order():
-    d = Deadlines()
-    for i in range(10):
-        d.set(f"c{i}", 1.0 + i * 0.01)
-    d.set("late", 5.0)
-    assert d.pop_due(2.0, limit=4) == ["c0", "c1", "c2", "c3"]
-    assert d.earliest() == 1.04, "the rest are still due: the caller arms for them"
-    assert d.pop_due(2.0, limit=4) == ["c4", "c5", "c6", "c7"]
-    assert d.pop_due(2.0) == ["c8", "c9"]
-    assert d.at("late") == 5.0 and d.pop_due(2.0, limit=4) == []
 
 
 def test_short_and_long_headers():

@@ -1,9 +1,10 @@
-"""The load generator's timer wheel (sans-IO): deadlines served a slot at a time, never
-early, at most a slot late, each owner once, moves later and earlier and cancels honoured."""
+"""The timer wheel of the gateway's edge and the load generator (sans-IO): deadlines served a
+slot at a time, never early, at most a slot late, each owner once, moves later and earlier and
+cancels honoured, a bounded pop leaving the rest due."""
 
 import random
 
-from loadtest.timer_wheel import TimerWheel
+from geostream.timer_wheel import TimerWheel
 
 TICK = 0.01
 
@@ -33,6 +34,36 @@ def test_moves_later_earlier_and_cancels():
     assert w.earliest() is None and len(w) == 0
 
 
+def test_a_limited_pop_leaves_the_rest_due():
+    """The gateway's edge handles at most so many deadlines per callback: the rest stay due,
+    `earliest` still says so, and the next pops serve them, each once."""
+    w = TimerWheel(TICK)
+    for i in range(10):
+        w.set(f"c{i}", 1.0 + i * 0.001)  # one slot
+    w.set("next-slot", 1.05)
+    w.set("late", 5.0)
+    first = w.pop_due(2.0, limit=4)
+    assert len(first) == 4
+    assert w.earliest() is not None and w.earliest() <= 2.0, "the rest are still due"
+    second = w.pop_due(2.0, limit=4)
+    third = w.pop_due(2.0)
+    assert len(second) == 4 and len(third) == 3
+    assert sorted(first + second + third) == sorted([f"c{i}" for i in range(10)] + ["next-slot"])
+    assert w.at("late") == 5.0 and w.pop_due(2.0, limit=4) == []
+    assert len(w) == 1
+
+
+def test_a_limit_reached_on_a_superseded_entry_loses_nothing():
+    """Entries skipped in a bounded pop (moved later, cleared) do not count against it."""
+    w = TimerWheel(TICK)
+    for i in range(6):
+        w.set(i, 1.0)
+    for i in range(0, 6, 2):
+        w.set(i, 3.0 if i else None)  # 0 cleared, 2 and 4 moved later
+    assert sorted(w.pop_due(1.5, limit=2) + w.pop_due(1.5, limit=2)) == [1, 3, 5]
+    assert w.pop_due(1.5) == [] and sorted(w.pop_due(3.5)) == [2, 4] and len(w) == 0
+
+
 def test_random_deadlines_match_a_plain_reference():
     """Against a dict of deadlines and a sort: every owner due by `now` comes out exactly
     once, the others stay."""
@@ -50,7 +81,8 @@ def test_random_deadlines_match_a_plain_reference():
             else:
                 ref[owner] = when
         now += rng.uniform(0.0, 0.1)
-        got = w.pop_due(now)
+        got = w.pop_due(now, limit=rng.choice((None, 1, 3)))
+        got += w.pop_due(now)  # what a bounded pop left
         assert len(got) == len(set(got))
         for owner in got:
             assert ref.pop(owner) <= now
