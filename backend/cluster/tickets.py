@@ -65,6 +65,9 @@ class SharedTicketStore:
         self._syncs = 0
         self._db = None
         self._task: asyncio.Task | None = None
+        # one sync at a time: the loop's and a caller's would share the one connection, which
+        # asyncpg refuses ("another operation is in progress")
+        self._syncing = asyncio.Lock()
 
     async def start(self) -> SharedTicketStore:
         import asyncpg
@@ -96,7 +99,12 @@ class SharedTicketStore:
         return len(self._tickets)
 
     async def sync(self) -> None:
-        """Write this node's news, then read the other nodes'."""
+        """Write this node's news, then read the other nodes'; a sync called while another runs
+        waits for it, then does its own."""
+        async with self._syncing:
+            await self._sync()
+
+    async def _sync(self) -> None:
         new, used, now = self._new, self._used, wall_ms()
         self._syncs += 1
         if self._syncs % PRUNE_EVERY == 0:

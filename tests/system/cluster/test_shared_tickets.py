@@ -4,6 +4,7 @@ resumes with 0-RTT on the next one through the router."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 
 import pytest
@@ -42,6 +43,23 @@ async def test_a_ticket_of_one_node_resumes_on_another_once(pg_url):
         await a.sync()
         assert a.pop(b"t1") is None, "used on b: gone on a"
         assert a.pop(b"t2") is not None
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.postgres
+async def test_a_sync_called_while_the_loops_sync_runs_waits_for_it(pg_url):
+    """The node's sync loop and a caller (the test below, an operator) share one connection:
+    two syncs at once must not meet on it (asyncpg: "another operation is in progress")."""
+    a = await SharedTicketStore(pg_url, sync_s=3600).start()
+    b = await SharedTicketStore(pg_url, sync_s=3600).start()
+    try:
+        for k in range(20):
+            a.add(_ticket(b"c%d" % k))
+            await asyncio.gather(a.sync(), a.sync(), a.sync())
+        await b.sync()
+        assert all(b.pop(b"c%d" % k) is not None for k in range(20))
     finally:
         a.close()
         b.close()
