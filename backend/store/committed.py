@@ -65,7 +65,11 @@ class CommittedRanges:
             los, his = found
             ranges.move_to_end(key)  # the most recently committed are forgotten last
         if len(seqs) == 1:  # at 1 Hz, a vehicle's one reading of the transaction
-            _merge(los, his, seqs[0], seqs[0])
+            seq = seqs[0]
+            if his and his[-1] + 1 == seq:  # its next number: the newest range grows
+                his[-1] = seq
+                return
+            _merge(los, his, seq, seq)
         else:
             ordered = sorted(seqs)
             lo = hi = ordered[0]

@@ -5,6 +5,8 @@ row in a COPY'd batch costing only that row. Both flavours (partitions, hypertab
 import asyncio
 import concurrent.futures
 import dataclasses
+import json
+import struct
 import time
 
 import asyncpg
@@ -82,6 +84,45 @@ async def test_both_ways_store_the_same_time_and_point(pg_url):
             await conn.close()
         assert len(a) == 20 and a == b
         assert a[0][3] is not None and a[3][3] is not None
+    finally:
+        await store.close()
+
+
+def f4(x: float | None) -> float | None:
+    """`x` as a float4 column gives it back."""
+    return None if x is None else struct.unpack("f", struct.pack("f", x))[0]
+
+
+async def test_the_newest_values_arrive_exactly_whatever_the_ids_and_numbers(pg_url):
+    """The newest-value statement's arrays go as text literals: ids that need quoting, absent
+    speeds (NULL), and numbers that only their shortest `repr` gives back exactly are stored
+    as the values themselves (times, epochs, seqs exact; speeds as the float4 they round to)."""
+    odd = ['q"uote', "back\\slash", "com,ma {brace}", " space ", "ümlaut", "NULL", ""]
+    store = await opened(pg_url)
+    try:
+        batch = []
+        for i, v in enumerate(odd):
+            batch.append(StoredReading(
+                vehicle_id=v, epoch=2**40 + i, seq=2**50 + i, time_ms=T0 + i, kind="pos",
+                lat=-(0.1 + 0.2) * (i + 1), lon=1e-7 * (i + 1) - 179.5, speed_kmh=None if i % 2
+                else 0.1 + i / 3, course_deg=359.99999 if i % 3 else None, received_ms=T0))
+            batch.append(StoredReading(vehicle_id=v, epoch=1, seq=1, time_ms=T0 + 10 + i,
+                                       kind="can", data={"rpm": 900.5 + i, "gear": i}))
+        await store.write(batch, [])
+        conn = await asyncpg.connect(pg_url)
+        try:
+            stored = {r[0]: tuple(r[1:]) for r in await conn.fetch(
+                "SELECT vehicle_id, (extract(epoch FROM time) * 1000)::bigint, ST_Y(location), "
+                "ST_X(location), speed_kmh, course_deg, epoch, seq FROM last_position")}
+            cans = {r[0]: (r[1], json.loads(r[2])) for r in await conn.fetch(
+                "SELECT vehicle_id, newest_ms, signals::text FROM last_can")}
+        finally:
+            await conn.close()
+        assert stored == {r.vehicle_id: (r.time_ms, r.lat, r.lon, f4(r.speed_kmh),
+                                         f4(r.course_deg), r.epoch, r.seq)
+                          for r in batch if r.kind == "pos"}
+        assert cans == {r.vehicle_id: (r.time_ms, {k: [x, r.time_ms] for k, x in r.data.items()})
+                        for r in batch if r.kind == "can"}
     finally:
         await store.close()
 

@@ -48,3 +48,22 @@ def test_bounded_ranges_forget_the_lowest_and_keys_the_oldest():
     assert len(c) == 2
     assert not c.maybe_stored("w", 1, 1) and c.maybe_stored("x", 1, 1)
     assert c.maybe_stored("v", 1, 7)
+
+
+def test_one_number_at_a_time_against_a_set():
+    """At 1 Hz a vehicle's transactions add one number each, mostly the next one (the newest
+    range grows in place); gaps, repeats and older numbers between them keep the ranges right."""
+    rng = random.Random(7)
+    c, truth = CommittedRanges(max_ranges=10_000), set()
+    q = 100
+    for _ in range(2000):
+        r = rng.random()
+        q = q + 1 if r < 0.8 else q + rng.randrange(2, 5) if r < 0.9 else rng.randrange(1, q + 1)
+        c.add("v", 1, [q])
+        truth.add(q)
+        assert [c.maybe_stored("v", 1, n) for n in range(q - 2, q + 3)] == [
+            n in truth for n in range(q - 2, q + 3)]
+    assert {n for n in range(0, max(truth) + 10) if c.maybe_stored("v", 1, n)} == truth
+    los, his = c._ranges[("v", 1)]
+    assert all(lo <= hi for lo, hi in zip(los, his, strict=True))
+    assert all(h + 1 < lo for h, lo in zip(his, los[1:], strict=False))  # disjoint, not touching
