@@ -78,7 +78,7 @@ async def storm_rate(store: PostgresStore, backlogs: list[list[StoredReading]], 
     """(readings/s, CPU µs per reading of this process, its transactions and how many rows
     went the checking way) for the storm through the writer."""
     async with store._pool.acquire() as conn:
-        await conn.execute("TRUNCATE vehicle_telemetry, last_position, last_signal")
+        await conn.execute("TRUNCATE vehicle_telemetry, last_position, last_can")
         await conn.execute("CHECKPOINT")
     rng = random.Random(seed)
     batches = []

@@ -27,14 +27,14 @@ import json
 import struct
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import asyncpg
 
 from ..base import DeadLetter, StoredReading
 from ..committed import CommittedRanges
 from ..rows import json_text
-from ..sqlite.readings import can_json
+from ..sqlite.readings import can_json, signal_json
 from .db import MS as _MS
 from .partitions import PostgresPartitions
 
@@ -188,14 +188,19 @@ def write_plan(readings: list[StoredReading],
     Why one pass and hand-made JSON: the writer's thread holds the GIL for all of it, against
     the gateway's event loop; a record, the newest-value arguments and the routing took
     1.83 + 1.43 µs per reading and more in three passes (docs/benchmarks.md, "PostgreSQL,
-    session 12"). A CAN snapshot's numbers are written once each (`can_json`), for its row's
-    JSON and for `last_can` alike."""
+    session 12"). A vehicle's first CAN snapshot has its numbers written once each
+    (`can_json`), for its row's JSON and for `last_can` alike; its later ones (a drained
+    backlog: ~50 per vehicle in a batch of 200) are written by the JSON encoder in C, and only
+    the newest value of each signal once more (`_can_args`): `can_json` of every snapshot was
+    a third of the writer's thread in a storm (docs/benchmarks.md, "PostgreSQL, session 13")."""
     straight: list[tuple] = []
     check: list[StoredReading] = []
     keys: set[tuple] = set()
     committed: dict[tuple[str, int], list[int]] = {}
     positions: dict[str, tuple] = {}
-    cans: dict[str, list[tuple[int, list[tuple[str, str]]]]] = {}
+    # each vehicle's snapshots: the first as (time, [(signal, value JSON)]), later ones as
+    # (time, the snapshot itself), their values' JSON made only for the values that win
+    cans: dict[str, list[tuple[int, Any]]] = {}
     pack = _POINT.pack
     for r in readings:
         v, e, q, t, kind, lat, lon, data = (r.vehicle_id, r.epoch, r.seq, r.time_ms, r.kind,
@@ -216,13 +221,15 @@ def write_plan(readings: list[StoredReading],
         text = None
         if data is not None:
             if kind == "can" and isinstance(data, dict):
-                text, values = can_json(data)
-                if values:
-                    same = cans.get(v)
-                    if same is None:
+                same = cans.get(v)
+                if same is None:  # a vehicle's first snapshot: its values' JSON in one pass
+                    text, values = can_json(data)
+                    if values:
                         cans[v] = [(t, values)]
-                    else:
-                        same.append((t, values))
+                else:  # a later one (a backlog): the row's JSON in C, its values if they win
+                    text = json_text(data)
+                    if len(data) > ("bus" in data):
+                        same.append((t, data))
             else:
                 text = json_text(data)
         key = (v, e, q, t)
@@ -263,11 +270,11 @@ def _texts(values: Sequence[str]) -> str:
     return '{"' + '","'.join(values) + '"}'
 
 
-def _can_args(cans: dict[str, list[tuple[int, list[tuple[str, str]]]]]) -> tuple[list, list,
-                                                                                 str]:
+def _can_args(cans: dict[str, list[tuple[int, Any]]]) -> tuple[list, list, str]:
     """_LATEST's $9–$11: vehicles, the newest time of each one's values, and their objects
-    {signal: [value, time_ms]} as one JSON array, from (time, [(signal, value JSON)]) of each
-    vehicle's snapshots."""
+    {signal: [value, time_ms]} as one JSON array, from each vehicle's snapshots: the first as
+    (time, [(signal, value JSON)]), later ones as (time, the snapshot); a later device time
+    wins, the first of equal times stays."""
     vehicles: list[str] = []
     newest: list[int] = []
     objects: list[str] = []
@@ -277,15 +284,16 @@ def _can_args(cans: dict[str, list[tuple[int, list[tuple[str, str]]]]]) -> tuple
             tail = f",{t}]"
             parts = [_name(name) + "[" + value + tail for name, value in values]
         else:
-            by_name: dict[str, tuple[str, int]] = {}
-            t = snapshots[0][0]
-            for when, values in snapshots:
+            t, values = snapshots[0]
+            by_name: dict[str, tuple[Any, int, bool]] = {
+                name: (value, t, True) for name, value in values}
+            for when, data in snapshots[1:]:
                 t = max(t, when)
-                for name, value in values:
-                    if name not in by_name or when > by_name[name][1]:
-                        by_name[name] = (value, when)
-            parts = [f"{_name(name)}[{value},{when}]"
-                     for name, (value, when) in by_name.items()]
+                for name, value in data.items():
+                    if name != "bus" and (name not in by_name or when > by_name[name][1]):
+                        by_name[name] = (value, when, False)
+            parts = [f"{_name(name)}[{value if text else signal_json(value)},{when}]"
+                     for name, (value, when, text) in by_name.items()]
         vehicles.append(vehicle)
         newest.append(t)
         objects.append("{" + ",".join(parts) + "}")

@@ -14,6 +14,7 @@ import pytest
 
 from backend.store.base import StoredReading
 from backend.store.postgres import PostgresStore
+from backend.store.rows import newest_signals
 from backend.writer import BatchWriter
 
 pytestmark = pytest.mark.postgres
@@ -125,6 +126,29 @@ async def test_the_newest_values_arrive_exactly_whatever_the_ids_and_numbers(pg_
                         for r in batch if r.kind == "can"}
     finally:
         await store.close()
+
+
+async def test_a_backlogs_snapshots_leave_each_signals_newest_value(pg_url):
+    """A vehicle's later snapshots in one transaction (a drained backlog) have their values'
+    JSON made only for the values that win: each signal's newest value, the first of equal
+    times, whatever the order and the signals each snapshot holds (rows.newest_signals)."""
+    def can(seq: int, t: int, data: dict) -> StoredReading:
+        return StoredReading(vehicle_id="bk", epoch=1, seq=seq, time_ms=T0 + t, kind="can",
+                             data=data)
+    batch = [can(1, 50, {"rpm": 800, "gear": 2, "bus": "can0"}),
+             can(2, 90, {"rpm": 950.25, "note": 'a "b"', "bus": "can0"}),
+             can(3, 70, {"rpm": 1.0, "gear": 3, "temp": -4.5e-7}),
+             can(4, 90, {"rpm": 2.0, "gear": 4}),
+             can(5, 20, {"bus": "can1"})]
+    store = await opened(pg_url)
+    try:
+        await store.write(batch, [])
+        got = (await store.last_signals())["bk"]
+    finally:
+        await store.close()
+    assert got == {name: {"value": value, "time_ms": t}
+                   for (_, name), (value, t) in newest_signals(batch).items()}
+    assert got["temp"] == {"value": -4.5e-7, "time_ms": T0 + 70} and got["gear"]["value"] == 4
 
 
 async def test_a_poison_row_in_a_copied_batch_costs_only_that_row(pg_url):
