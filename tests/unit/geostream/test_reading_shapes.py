@@ -1,6 +1,7 @@
 """A readings array decoded by a learned layout (`geostream.reading_shapes`) is exactly what the
 strict decoder builds (values, their types, the keys' order), or the layout declines: for the
-agents' positions, for every one-byte change of one, and for generated readings."""
+agents' positions and CAN snapshots, for every one-byte change of one, and for generated
+readings."""
 
 from __future__ import annotations
 
@@ -43,10 +44,14 @@ def same(got, want) -> bool:
     return got == want
 
 
-def agent_positions(n: int, seed: int = 1) -> list[bytes]:
+def agent_readings(n: int, kind: str, seed: int = 1) -> list[bytes]:
     sim = SimVehicle("v", "t", 1, 1.0, 0.0, 1_765_000_000_000, seed=seed)
     out = [cbor2.dumps([sim.wire_reading(q)]) for q in range(1, n + 1)]
-    return [raw for raw in out if strict(raw)[0]["k"] == "pos"]
+    return [raw for raw in out if strict(raw)[0]["k"] == kind]
+
+
+def agent_positions(n: int, seed: int = 1) -> list[bytes]:
+    return agent_readings(n, "pos", seed)
 
 
 def learned(raw: bytes) -> ReadingShapes:
@@ -55,8 +60,9 @@ def learned(raw: bytes) -> ReadingShapes:
     return shapes
 
 
-def test_the_agents_positions_decode_by_layout_as_strictly():
-    raws = agent_positions(40)
+@pytest.mark.parametrize("kind", ["pos", "can"])
+def test_the_agents_readings_decode_by_layout_as_strictly(kind):
+    raws = agent_readings(40, kind)
     shapes = learned(raws[0])
     hits = 0
     for raw in raws:
@@ -69,8 +75,9 @@ def test_the_agents_positions_decode_by_layout_as_strictly():
     assert hits == len(raws) and len(shapes) <= 3
 
 
-def test_every_one_byte_change_decodes_as_strictly_or_declines():
-    raw = agent_positions(1)[0]
+@pytest.mark.parametrize("kind", ["pos", "can"])
+def test_every_one_byte_change_decodes_as_strictly_or_declines(kind):
+    raw = agent_readings(8, kind)[0]
     shapes = learned(raw)
     declined = decoded = 0
     for i in range(len(raw)):
@@ -100,14 +107,31 @@ def test_a_layout_declines_what_it_does_not_hold():
     assert same(shapes.decode(wide), strict(wide))
     beyond = raw[:sat] + b"\x18" + raw[sat + 1:]  # a head that needs a byte after it
     assert shapes.decode(beyond) is None
+    negative = raw[:sat] + b"\x29" + raw[sat + 1:]  # -10: another major type
+    assert shapes.decode(negative) is None and strict(negative)[0]["sat"] == -10
+
+
+def test_nested_maps_and_negative_integers_are_learned():
+    raw = cbor2.dumps([{"ts": 5, "k": "can", "bus": "can0", "sig": {"a": 1.5, "b": -3,
+                                                                   "c": -300, "d": "on"},
+                        "q": 1}])
+    shapes = learned(raw)
+    later = cbor2.dumps([{"ts": 6, "k": "can", "bus": "can0", "sig": {"a": -2.5, "b": -20,
+                                                                     "c": -1000, "d": "on"},
+                          "q": 2}])
+    assert same(shapes.decode(later), strict(later))
+    other_text = later.replace(b"bon", b"bof")
+    assert shapes.decode(other_text) is None
 
 
 def test_only_one_map_arrays_of_plain_values_are_learned():
     shapes = ReadingShapes()
-    can = cbor2.dumps([{"ts": 1, "k": "can", "sig": {"a": 1.5}, "q": 1}])
+    deeper = cbor2.dumps([{"ts": 1, "k": "can", "sig": {"a": {"b": 1.5}}, "q": 1}])
     two = cbor2.dumps([{"q": 1, "k": "pos"}, {"q": 2, "k": "pos"}])
-    negative = cbor2.dumps([{"q": 1, "k": "pos", "alt": -3}])
-    for raw in (can, two, negative, cbor2.dumps({"q": 1}), cbor2.dumps([1])):
+    array = cbor2.dumps([{"q": 1, "k": "pos", "alt": [3]}])
+    nan = cbor2.dumps([{"q": 1, "k": "pos", "alt": math.nan}])
+    data = cbor2.dumps([{"q": 1, "k": "pos", "alt": b"x"}])
+    for raw in (deeper, two, array, nan, data, cbor2.dumps({"q": 1}), cbor2.dumps([1])):
         assert not shapes.learn(raw, strict(raw))
     assert len(shapes) == 0
     big = cbor2.dumps([{"q": 1, "k": "pos", "note": "x" * MAX_SHAPE_BYTES}])
@@ -121,30 +145,38 @@ def test_learning_is_bounded():
         shapes.learn(raw, strict(raw))
     assert len(shapes) == MAX_SHAPES
     misses = ReadingShapes()
-    raw = cbor2.dumps([{"q": 1, "k": "pos", "alt": -3}])
+    raw = cbor2.dumps([{"q": 1, "k": "pos", "alt": [3]}])
     for _ in range(MAX_MISSES_PER_LENGTH):
         assert not misses.learn(raw, strict(raw))
-    ok = cbor2.dumps([{"q": 1, "k": "pos", "alt": 3}])
+    ok = cbor2.dumps([{"q": 1, "k": "pos", "alt": 30}])
     assert len(ok) == len(raw)
     assert not misses.learn(ok, strict(ok))  # that length is no longer tried
 
 
-values = st.one_of(
-    st.floats(allow_nan=True, allow_infinity=True), st.integers(0, 2**64 - 1),
-    st.integers(-2**63, -1), st.booleans(), st.none(), st.text(max_size=30))
+plain = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True, width=64),
+    st.floats(width=32), st.floats(width=16), st.integers(0, 2**64 - 1),
+    st.integers(-2**64, -1), st.booleans(), st.none(), st.text(max_size=30))
+values = st.one_of(plain, st.dictionaries(st.text(min_size=1, max_size=12), plain, max_size=4))
 
 
 @settings(max_examples=300, deadline=None)
-@given(m=st.dictionaries(st.text(min_size=1, max_size=25), values, min_size=1, max_size=14),
-       other=st.lists(values, min_size=14, max_size=14))
-def test_generated_readings_decode_as_strictly(m, other):
-    """Learned from one map, decoding a map of the same keys with other values: the same
-    answer as the strict decoder whenever the layout matches."""
-    raw = cbor2.dumps([m])
+@given(m=st.dictionaries(st.text(min_size=1, max_size=25), values, min_size=1, max_size=10),
+       other=st.lists(plain, min_size=40, max_size=40), canonical=st.booleans())
+def test_generated_readings_decode_as_strictly(m, other, canonical):
+    """Learned from one map, decoding a map of the same keys (its nested maps' too) with other
+    values: the same answer as the strict decoder whenever the layout matches (`canonical`:
+    floats in their shortest width, keys sorted)."""
+    raw = cbor2.dumps([m], canonical=canonical)
     shapes = ReadingShapes()
     if shapes.learn(raw, strict(raw)):
         assert same(shapes.decode(raw), strict(raw))
-    again = cbor2.dumps([dict(zip(m, other, strict=False))])
+    values = iter(other)
+
+    def like(v):
+        return {k: next(values) for k in v} if type(v) is dict else next(values)
+
+    again = cbor2.dumps([{k: like(v) for k, v in m.items()}], canonical=canonical)
     got = shapes.decode(again)
     if got is not None:
         assert same(got, strict(again))
