@@ -140,22 +140,29 @@ def _zd_batch(frame: bytes, start: int, zdict: int | None, epoch: int) -> Batch 
     with `zd_batch_prefix(epoch)`) is a byte string that ends the frame, else None. The
     map's three keys are distinct text and its values a uint and that byte string: the
     strict decoder would build the same map, so the same checks follow (the readings'
-    strictly)."""
-    try:
-        head = frame[start]
-        if 0x40 <= head <= 0x57:  # the length in the head: up to 23 bytes
-            size, start = head - 0x40, start + 1
-        elif head == 0x58:  # one length byte: a 1 Hz reading's 40..120 bytes
-            size, start = frame[start + 1], start + 2
-        elif head == 0x59:
-            size, start = (frame[start + 1] << 8) | frame[start + 2], start + 3
-        else:
-            return None
-    except IndexError:
+    strictly, or by a layout that gives the strict decoder's answer: `_inflate_alone`)."""
+    end = len(frame)
+    if start >= end or zdict is None:
+        return None  # `feed` refuses it as the strict path does
+    head = frame[start]
+    if 0x40 <= head <= 0x57:  # the length in the head: up to 23 bytes
+        start, size = start + 1, head - 0x40
+    elif head == 0x58 and start + 1 < end:  # one length byte: a 1 Hz reading's 40..120 bytes
+        start, size = start + 2, frame[start + 1]
+    elif head == 0x59 and start + 2 < end:
+        start, size = start + 3, (frame[start + 1] << 8) | frame[start + 2]
+    else:
         return None
-    if start + size != len(frame):
+    if start + size != end:
         return None
-    return _batch(epoch, _checked_readings(_inflate_alone(frame[start:], zdict)), len(frame))
+    raw = inflate_alone(frame[start:], zdict, MAX_MESSAGE_BYTES)
+    readings = _SHAPES.decode(raw)
+    if readings is None:
+        readings = strict_cbor.loads(raw, "'zd'")
+        _SHAPES.learn(raw, readings)
+        return _batch(epoch, _checked_readings(readings), end)
+    # a layout's answer: a list of one map, as `_checked_readings` would take it
+    return _batch(epoch, (check_reading(readings[0]),), end)
 
 
 class _BatchSlots:
@@ -569,6 +576,7 @@ class FrameDecoder:
         self.zdict: int | None = None
         self._batch_prefix: bytes | None = None  # `expect_batches`
         self._batch_epoch = 0
+        self._zd_at = 0  # where a batch's `zd` byte string begins in its frame
 
     @property
     def buffered(self) -> int:
@@ -579,6 +587,7 @@ class FrameDecoder:
         recognises theirs by the payload's first bytes."""
         self._batch_prefix = zd_batch_prefix(epoch)
         self._batch_epoch = epoch
+        self._zd_at = _HEADER.size + len(self._batch_prefix)
 
     def one_batch(self, data: bytes) -> Batch | None:
         """The batch if `data` is exactly one whole frame of a §3.2 batch of the expected
@@ -587,10 +596,10 @@ class FrameDecoder:
         prefix = self._batch_prefix
         if prefix is None or self._buf or not data.startswith(prefix, _HEADER.size):
             return None
-        (n,) = _HEADER.unpack_from(data)
-        if len(data) != _HEADER.size + n or n > self._max:
+        n = len(data) - _HEADER.size
+        if _HEADER.unpack_from(data)[0] != n or n > self._max:
             return None
-        return _zd_batch(data, _HEADER.size + len(prefix), self.zdict, self._batch_epoch)
+        return _zd_batch(data, self._zd_at, self.zdict, self._batch_epoch)
 
     def feed(self, data: bytes) -> list[Message]:
         if not self._buf and len(data) > _HEADER.size:
