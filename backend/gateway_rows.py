@@ -28,7 +28,7 @@ from geostream.schema import (
     position_values,
 )
 
-from .store.rows import DeadLetter, StoredReading, made
+from .store.rows import DeadLetter, StoredReading, made_position
 
 
 def validate_batch(batch: Batch, vehicle: str, now_ms: int, window: TimeWindow, images: bool,
@@ -46,7 +46,7 @@ def validate_batch(batch: Batch, vehicle: str, now_ms: int, window: TimeWindow, 
         ts = r[TIME]
         if (r[KIND] == POSITION and low <= ts <= high
                 and (values := position_values(r)) is not None):  # most readings: one look
-            good.append(made(vehicle, epoch, r[SEQ], ts, POSITION, *values, None, now_ms))
+            good.append(made_position(vehicle, epoch, r[SEQ], ts, values, now_ms))
             continue
         problem = content_problem(r, now_ms, window)
         if r[KIND] == ACTION:

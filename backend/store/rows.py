@@ -101,6 +101,22 @@ def made(vehicle_id: str, epoch: int, seq: int, time_ms: int, kind: str, lat: fl
     return r  # type: ignore[return-value]
 
 
+_new_unfrozen = object.__new__
+
+
+def made_position(vehicle_id: str, epoch: int, seq: int, time_ms: int, values: tuple,
+                  received_ms: int) -> StoredReading:
+    """`made(vehicle_id, epoch, seq, time_ms, "pos", *values, None, received_ms)` for the
+    gateway's every position (`values`: `geostream.schema.position_values`' eight), in one
+    call instead of two and without unpacking `values` into arguments."""
+    r = _new_unfrozen(_Unfrozen)
+    r.vehicle_id, r.epoch, r.seq, r.time_ms, r.kind = vehicle_id, epoch, seq, time_ms, "pos"
+    (r.lat, r.lon, r.alt_m, r.speed_kmh, r.course_deg, r.fix, r.sats, r.hdop) = values
+    r.data, r.received_ms = None, received_ms
+    r.__class__ = StoredReading  # type: ignore[assignment]
+    return r  # type: ignore[return-value]
+
+
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
     vehicle_id: str

@@ -1,5 +1,5 @@
-"""Rows built in bulk (`made`, `from_wire`, `from_row`, PostgreSQL's read-back view) are the
-same objects the dataclass builds: equal, hashed alike, frozen."""
+"""Rows built in bulk (`made`, `made_position`, `from_wire`, `from_row`, PostgreSQL's read-back
+view) are the same objects the dataclass builds: equal, hashed alike, frozen."""
 
 import dataclasses
 import json
@@ -8,7 +8,7 @@ import struct
 import pytest
 
 from backend.store.postgres.alerts import PostgresAlerts
-from backend.store.rows import StoredReading, made
+from backend.store.rows import StoredReading, made, made_position
 
 FIELDS = ("v1", 7, 3, 1_765_000_000_000, "pos", 53.5, 9.9, 12.5, 50.1, 90.3, 1, 9, 0.9, None, 11)
 
@@ -21,6 +21,15 @@ def test_made_is_the_dataclass_object():
     with pytest.raises(dataclasses.FrozenInstanceError):
         r.seq = 4  # type: ignore[misc]
     assert dataclasses.replace(r, seq=4) == StoredReading(*FIELDS[:2], 4, *FIELDS[3:])
+
+
+def test_made_position_is_made_of_its_values():
+    r = made_position(*FIELDS[:4], FIELDS[5:13], FIELDS[14])
+    plain = StoredReading(*FIELDS)
+    assert type(r) is StoredReading
+    assert r == plain and hash(r) == hash(plain) and repr(r) == repr(plain)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        r.lat = 4.0  # type: ignore[misc]
 
 
 @pytest.mark.parametrize("wire, kwargs", [
