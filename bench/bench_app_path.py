@@ -17,7 +17,7 @@ The baseline in the same run: the libraries' floor for the same frames, `zlib` i
 each frame's readings against the dictionary and `cbor2.loads` (no checks) of the frame and
 of the readings. The process's garbage collector runs as the gateway's does
 (`backend.gc_policy.after_start` once the fleet is built: without it, the youngest
-generation's collections every 700 allocations made ~0.6 of the path's ratio to the floor,
+generation's collections every 700 allocations made 0.3-0.4 of the path's ratio to the floor,
 which the gateway does not pay). Rounds are interleaved (floor, ours, floor, …) and the best
 of each is printed, in µs of the thread's CPU time per reading, so a busy machine slows both
 alike; the ratio is the figure.
