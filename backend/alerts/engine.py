@@ -581,8 +581,7 @@ class AlertEngine:
             run = longest_run((r.epoch, r.seq) for r in fresh.get(vehicle, ()))
             if run is not None:
                 runs[vehicle] = run
-        stored = await self.store.alert_readings_after(bases, runs) if runs else (
-            await self.store.alert_readings_after(bases))
+        stored = await self.store.alert_readings_after(bases, runs)
         self.stats["read_back"] += sum(map(len, stored.values()))
         if not runs:
             return stored
