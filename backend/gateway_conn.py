@@ -119,14 +119,19 @@ class GatewayProtocol(EdgeConnection):
             self._count_failure(events[-1].reason, events[-1].code)
             self._flush()
             return
+        gw = self.gateway
         for ev in events:
             if type(ev) is BatchReceived:  # nearly every event
-                now = wall_ms()
-                good, dead, actions = self._validate(ev.batch, now)
-                if actions and self.gateway.driver_actions is not None:  # rare: own task
-                    self._spawn(self._with_actions(ev.batch, good, dead, now))
+                batch, now, applier = ev.batch, wall_ms(), gw.driver_actions
+                good, dead, actions = validate_batch(batch, self.vehicle_id, now, gw.ts_window,
+                                                     applier is not None, gw.stats.invalid)
+                if dead:  # answered invalid-reading (and acknowledged: stored apart)
+                    self.session.fail(ProtocolError(ErrorCode.INVALID_READING,
+                                                    f"{len(dead)} invalid: {dead[0].error}"))
+                if actions and applier is not None:  # rare: own task
+                    self._spawn(self._with_actions(batch, good, dead, now))
                 else:
-                    self.gateway.ingest.batch(self, ev.batch, good, dead)
+                    gw.ingest.batch(self, batch, good, dead)
             elif isinstance(ev, HelloReceived):
                 # the deadline is for a peer that sends no hello: this one is answered however
                 # long the store takes (under load its queue outlasted the deadline, and
@@ -199,17 +204,6 @@ class GatewayProtocol(EdgeConnection):
         await self.gateway.downlink.advertised_by(hello.vehicle, hello.commands)
         await self.gateway.downlink.send_pending(hello.vehicle, self)
 
-    def _validate(self, batch: Batch,
-                  now: int) -> tuple[list[StoredReading], list[DeadLetter], bool]:
-        """`validate_batch` for this session; any dead letter is answered invalid-reading."""
-        gw = self.gateway
-        good, dead, actions = validate_batch(batch, self.vehicle_id, now, gw.ts_window,
-                                             gw.driver_actions is not None, gw.stats.invalid)
-        if dead:
-            self.session.fail(ProtocolError(ErrorCode.INVALID_READING,
-                                            f"{len(dead)} invalid: {dead[0].error}"))
-        return good, dead, actions
-
     async def _with_actions(self, batch: Batch, good: list[StoredReading],
                             dead: list[DeadLetter], now: int) -> None:
         """A batch holding driver actions (docs/protocol.md §4 "act"): the gateway's applier
@@ -238,17 +232,14 @@ class GatewayProtocol(EdgeConnection):
         if not self._closing:
             self.gateway.ingest.batch(self, batch, good, dead)
 
-    def acknowledge(self, batch: Batch, flush: bool = True, credit: int | None = None) -> bool:
-        """The ack for a committed batch, with the credit of the moment (`credit`: the
-        caller's, computed once for a commit's batches); False if closing. `flush=False`:
-        queued only; the caller sends it (`flush_acks`) with the others of the same commit,
-        so a drain's several batches per connection leave in one transmit."""
+    def committed(self, batch: Batch, credit: int) -> bool:
+        """Queue the ack for a committed batch, with the credit of the moment (the caller's,
+        computed once for a commit's batches); False if closing. The caller sends it
+        (`flush_acks`) with the others of the same commit, so a drain's several batches per
+        connection leave in one transmit."""
         if self._closing:
             return False
-        self.session.committed([r["q"] for r in batch.readings],
-                               credit=self.gateway.credit() if credit is None else credit)
-        if flush:
-            self._flush()
+        self.session.committed_batch(batch, credit)
         return True
 
     def flush_acks(self) -> None:

@@ -124,7 +124,10 @@ class _Waiting(Submission):
 
     def settle(self, error: BaseException | None) -> None:
         try:
-            self.ingest._settled(self, error)
+            if error is None and not self.settled:  # committed: nearly every batch
+                self.ingest._committed(self)
+            else:
+                self.ingest._settled(self, error)
         except Exception:  # a bug here must not stop the writer for everyone
             log.exception("a committed batch's ack failed")
 
@@ -145,7 +148,10 @@ class Ingest:
         self._tick_rows: list[StoredReading] = []
         self._to_flush = AckQueue()  # connections with acks queued, oldest first
         self._flush_due = False  # `_flush_acks` is scheduled
-        self._credit: int | None = None  # the credit the tick's acks carry, once known
+        self._credit = 0  # the credit the tick's acks carry (set by its first commit)
+        self._now = 0.0  # the loop's time at the tick's first commit (its acks' latency)
+        self._latencies: list[float] = []  # the tick's acks' latencies, for the histogram
+        self._tick_batches = self._tick_readings = 0  # committed in the tick, for the stats
         self._tick_due = False
         self._alert_rows: list[StoredReading] = []  # for the alert consumer
         self._alert_task: asyncio.Task | None = None
@@ -156,19 +162,28 @@ class Ingest:
     def batch(self, proto: GatewayProtocol, batch: Batch, good: list[StoredReading],
               dead: list[DeadLetter]) -> None:
         """A validated batch of `proto`'s: to the writer (or parked while it is full)."""
-        loop = self._loop = self._loop or asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
         now = loop.time()
-        w = _Waiting(self, proto, batch, good, dead, now, now + self.gateway.ack_wait_s)
+        gw = self.gateway
+        w = _Waiting(self, proto, batch, good, dead, now, now + gw.ack_wait_s)
         self._waiting.append(w)
         self._unsettled += 1
-        if self._parked or self.gateway.writer.full:
+        writer = gw.writer
+        if self._parked or writer.full:
             self._parked.append(w)
-            self.gateway.writer.on_space = self._unpark
+            writer.on_space = self._unpark
         else:
-            self._enqueue(w)
-        self._arm()
+            try:
+                writer.add(w)
+            except WriterStopped as exc:
+                self._settled(w, exc)
+        if self._timer is None:  # else armed for an older batch: its firing looks further
+            self._arm()
 
     def _enqueue(self, w: _Waiting) -> None:
+        """`w` to the writer (`batch` does the same inline)."""
         try:
             self.gateway.writer.add(w)
         except WriterStopped as exc:
@@ -187,28 +202,44 @@ class Ingest:
     # --- the writer's answer ---------------------------------------------------------------
 
     def _settled(self, w: _Waiting, error: BaseException | None) -> None:
+        """The writer's answer for `w`, whatever it is (`_committed`: the usual one)."""
         if w.settled:  # timed out before: the late commit only lets a re-send be acked
             return
+        if error is None:
+            self._committed(w)
+            return
         self._done(w)
-        gw, proto = self.gateway, w.proto
         if isinstance(error, WriterStopped):
             return  # not acknowledged: the agent re-sends
-        if error is not None:  # Unstorable: not even a dead letter was accepted
-            log.error("batch of %s not storable: %s", proto.vehicle, error)
-            proto.refuse(ErrorCode.INTERNAL, "internal error")
-            return
-        gw.stats.committed(len(w.readings))
-        credit = self._credit  # one for the commit's batches (the writer's backlog is settled)
-        if credit is None:
-            credit = self._credit = gw.credit()
-        if proto.acknowledge(w.batch, flush=False, credit=credit):  # sent with the others
-            gw.ack_latency.observe(self._loop.time() - w.started)  # type: ignore[union-attr]
+        # Unstorable: not even a dead letter was accepted
+        log.error("batch of %s not storable: %s", w.proto.vehicle, error)
+        w.proto.refuse(ErrorCode.INTERNAL, "internal error")
+
+    def _committed(self, w: _Waiting) -> None:
+        """`w` (not settled before) committed: its ack queued on its connection, sent at the
+        tick's end with the others; its rows kept for the tick's end. The commit's batches
+        share what is the same for all of them: the credit (the writer's backlog is settled
+        before its owners hear), the loop's time for the ack latency, the counters (added to
+        the gateway's at the tick's end)."""
+        w.settled = True
+        self._unsettled -= 1
+        if self._unsettled == 0 and self._idle is not None:
+            self._idle.set()
+        self._tick_batches += 1
+        self._tick_readings += len(w.readings)
+        if self._tick_due:
+            credit, now = self._credit, self._now
+        else:  # the first of the tick's commits
+            self._tick_due = True
+            credit = self._credit = self.gateway.credit()
+            now = self._now = self._loop.time()  # type: ignore[union-attr]
+            self._loop.call_soon(self._end_tick)  # type: ignore[union-attr]
+        proto = w.proto
+        if proto.committed(w.batch, credit):  # False: closing (no ack)
+            self._latencies.append(now - w.started)
             self._to_flush.add(proto)
         # committed: published and evaluated also while the connection closes
-        self._tick_rows.extend(w.readings)
-        if not self._tick_due:
-            self._tick_due = True
-            self._loop.call_soon(self._end_tick)  # type: ignore[union-attr]
+        self._tick_rows += w.readings
 
     def _done(self, w: _Waiting) -> None:
         w.settled = True
@@ -222,10 +253,19 @@ class Ingest:
         """Send the tick's acks (once per connection, `ACKS_PER_CALLBACK` at a time), publish
         its newest positions once, hand its rows to the alert consumer."""
         rows, self._tick_rows, self._tick_due = self._tick_rows, [], False
-        self._credit = None
+        gw = self.gateway
+        gw.stats.committed(self._tick_batches, self._tick_readings)
+        self._tick_batches = self._tick_readings = 0
+        observe = gw.ack_latency.observe
+        for latency in self._latencies:
+            observe(latency)
+        self._latencies.clear()
+        waiting = self._waiting  # the settled ones in front (most of them: commits are in
+        while waiting and waiting[0].settled:  # arrival order), not kept until the timer
+            waiting.popleft()
         if not self._flush_due:  # else the acks of this tick wait behind the older ones
             self._flush_acks()
-        publish_positions(self.gateway.hub, rows)
+        publish_positions(gw.hub, rows)
         self._alert_rows.extend(rows)
         if self._alert_task is None and self._alert_rows:
             self._alert_task = self._loop.create_task(self._alerts())  # type: ignore[union-attr]

@@ -38,9 +38,9 @@ class GatewayStats:
         self.invalid_readings += 1
         self.invalid_by_rule[rule] += 1
 
-    def committed(self, readings: int) -> None:
-        """A batch of `readings` committed and acknowledged."""
-        self.batches += 1
+    def committed(self, batches: int, readings: int) -> None:
+        """`batches` holding `readings` committed and acknowledged (a tick's, at its end)."""
+        self.batches += batches
         self.readings += readings
 
     def as_dict(self) -> dict:

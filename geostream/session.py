@@ -532,6 +532,22 @@ class ServerSession(_Session):
             self.set_credit(credit)
         self._ack_due = True
 
+    def committed_batch(self, batch: Batch, credit: int) -> None:
+        """`committed` of one received batch's sequence numbers: a one-reading batch next in
+        order with nothing held (a 1 Hz vehicle's every batch) without the loop."""
+        readings = batch.readings
+        if len(readings) == 1 and not self._holding:
+            q = readings[0]["q"]
+            if q == self.through + 1:
+                self.through = q
+                self.pending = self.pending - 1 if self.pending > 1 else 0
+                self.credit = credit
+                if credit > self.max_credit_granted:
+                    self.max_credit_granted = credit
+                self._ack_due = True
+                return
+        self.committed([r["q"] for r in readings], credit)
+
     def _ack(self) -> bytes:
         """The owed ack's frame, no longer owed."""
         self._ack_due = False
@@ -549,7 +565,7 @@ class ServerSession(_Session):
         super()._send(msg)
 
     def has_output(self) -> bool:
-        return self._ack_due or super().has_output()
+        return self._ack_due or bool(self._out) or self._close is not None
 
     def data_to_send(self) -> bytes:
         """What is queued, the owed ack included (one for all commits since the last)."""

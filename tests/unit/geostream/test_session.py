@@ -162,6 +162,25 @@ def test_live_first_reading_is_acked_selectively_then_cumulatively():
     assert client.in_flight == set()
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.integers(1, 12), min_size=1, max_size=3, unique=True),
+                min_size=1, max_size=12),
+       st.lists(st.integers(1, 64), min_size=12, max_size=12))
+def test_a_committed_batch_is_acked_as_its_sequence_numbers_are(batches, credits):
+    """`committed_batch` (the gateway's call, with a path of its own for a one-reading batch
+    next in order) leaves the session and its acks as `committed` of the batch's numbers:
+    in order, out of order, again after their ack, with and without numbers held."""
+    fast, slow = handshake(acked=2)[1], handshake(acked=2)[1]
+    for seqs, credit in zip(batches, credits, strict=False):
+        batch = Batch(epoch=9, readings=tuple(pos(q) for q in seqs))
+        fast.pending = slow.pending = len(seqs) + 1
+        fast.committed_batch(batch, credit)
+        slow.committed(seqs, credit)
+        assert fast.data_to_send() == slow.data_to_send()
+        assert ((fast.through, fast.pending, fast.credit, fast.max_credit_granted)
+                == (slow.through, slow.pending, slow.credit, slow.max_credit_granted))
+
+
 def test_unknown_message_type_is_answered_and_the_session_goes_on():
     client, server = handshake()
     payload = cbor2.dumps({"t": "future-thing", "x": 1})
