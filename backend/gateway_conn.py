@@ -113,25 +113,42 @@ class GatewayProtocol(EdgeConnection):
         elif event.stream_id != self.stream_id:
             self._fail(ProtocolError(ErrorCode.UNEXPECTED, "one session stream per connection"))
             return
-        events = self.session.receive(event.data)
+        session = self.session
+        batch = session.one_batch(event.data)
+        if batch is not None:  # a 1 Hz vehicle's every chunk: one whole batch
+            self._batch(batch)
+        elif not self._events(session.receive(event.data)):
+            return
+        if session.has_output():  # a batch's ack waits for its commit: usually nothing
+            self._flush()
+        if event.end_stream:
+            self.close_connection(0, "session ended by agent")
+
+    def _batch(self, batch: Batch) -> None:
+        """A received batch validated (its invalid readings answered invalid-reading, kept
+        as dead letters and acknowledged), on its way to its commit."""
+        gw = self.gateway
+        now, applier = wall_ms(), gw.driver_actions
+        good, dead, actions = validate_batch(batch, self.vehicle_id, now, gw.ts_window,
+                                             applier is not None, gw.stats.invalid)
+        if dead:
+            self.session.fail(ProtocolError(ErrorCode.INVALID_READING,
+                                            f"{len(dead)} invalid: {dead[0].error}"))
+        if actions and applier is not None:  # rare: own task
+            self._spawn(self._with_actions(batch, good, dead, now))
+        else:
+            gw.ingest.batch(self, batch, good, dead)
+
+    def _events(self, events: list) -> bool:
+        """The session's events for a chunk; False if it broke the protocol (dropped whole:
+        the session queued the error, sent here)."""
         if events and type(events[-1]) is Failed:
-            # a chunk that breaks the protocol is dropped whole; the session queued the error
             self._count_failure(events[-1].reason, events[-1].code)
             self._flush()
-            return
-        gw = self.gateway
+            return False
         for ev in events:
-            if type(ev) is BatchReceived:  # nearly every event
-                batch, now, applier = ev.batch, wall_ms(), gw.driver_actions
-                good, dead, actions = validate_batch(batch, self.vehicle_id, now, gw.ts_window,
-                                                     applier is not None, gw.stats.invalid)
-                if dead:  # answered invalid-reading (and acknowledged: stored apart)
-                    self.session.fail(ProtocolError(ErrorCode.INVALID_READING,
-                                                    f"{len(dead)} invalid: {dead[0].error}"))
-                if actions and applier is not None:  # rare: own task
-                    self._spawn(self._with_actions(batch, good, dead, now))
-                else:
-                    gw.ingest.batch(self, batch, good, dead)
+            if type(ev) is BatchReceived:
+                self._batch(ev.batch)
             elif isinstance(ev, HelloReceived):
                 # the deadline is for a peer that sends no hello: this one is answered however
                 # long the store takes (under load its queue outlasted the deadline, and
@@ -149,10 +166,7 @@ class GatewayProtocol(EdgeConnection):
                 log.info("%s reports error %d: %s", self.vehicle, ev.code, ev.reason)
             elif isinstance(ev, UnknownSkipped):  # answered unknown-type (not fatal)
                 self.gateway.stats.unknown_type_skipped()
-        if self.session.has_output():  # a batch's ack waits for its commit: usually nothing
-            self._flush()
-        if event.end_stream:
-            self.close_connection(0, "session ended by agent")
+        return True
 
     def in_flight(self) -> set[asyncio.Task]:
         """This connection's running tasks (hellos, status reports, command answers; its

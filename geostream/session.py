@@ -448,19 +448,35 @@ class ServerSession(_Session):
             try:
                 batch = self._decoder.one_batch(data)
                 if batch is not None:
-                    # the decoder's batches name no vehicle and carry the hello's epoch
-                    # (`expect_batches`): `_admit`'s other two checks, then its count
-                    n = len(batch.readings)
-                    if (batch.wire_size <= self.max_batch_bytes
-                            and self.pending + n <= self.max_credit_granted):
-                        self.pending += n
-                    else:
-                        self._admit(batch)  # refuses it
-                    return [_batch_received(batch)]
+                    return [_batch_received(self._admit_direct(batch))]
             except ProtocolError as exc:
                 self.fail(exc)
                 return [Failed(int(exc.code), exc.reason, exc.code.fatal)]
         return super().receive(data)
+
+    def one_batch(self, data: bytes) -> Batch | None:
+        """The batch `receive` would report for `data` when `data` is one whole §3.2 batch
+        frame that passes every check (a 1 Hz vehicle's every chunk), counted as `receive`
+        counts it, without an event or a list; None for anything else, with nothing
+        consumed or counted: then `receive` (which fails a batch that breaks the protocol,
+        decoding it again: the decoder keeps nothing of a frame it refused)."""
+        if self.state is not SessionState.OPEN:
+            return None
+        try:
+            batch = self._decoder.one_batch(data)
+            return None if batch is None else self._admit_direct(batch)
+        except ProtocolError:
+            return None
+
+    def _admit_direct(self, batch: Batch) -> Batch:
+        """`_admit` of a batch from the decoder's direct path: its batches name no vehicle
+        and carry the hello's epoch (`expect_batches`), so `_admit`'s other two checks, then
+        its count; raises ProtocolError."""
+        n = len(batch.readings)
+        if batch.wire_size <= self.max_batch_bytes and self.pending + n <= self.max_credit_granted:
+            self.pending += n
+            return batch
+        return self._admit(batch)  # refuses it
 
     def _admit(self, msg: Batch) -> Batch:
         """A decoded batch checked against the session (its vehicle, epoch, size and the

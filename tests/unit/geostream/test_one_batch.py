@@ -182,3 +182,38 @@ def test_the_gateway_session_fails_a_refused_direct_batch_and_counts_a_good_one(
     events = server.receive(client.data_to_send())
     assert isinstance(events[-1], Failed) and server.closed
     assert server.receive(agent_frames(1)[0]) == []  # nothing is parsed once closed
+
+
+def _opened(credit: int) -> tuple[ClientSession, ServerSession]:
+    client, server = ClientSession("v", "t", EPOCH), ServerSession(credit=credit)
+    server.receive(client.data_to_send())
+    server.accept(0)
+    client.receive(server.data_to_send())
+    return client, server
+
+
+@pytest.mark.parametrize("piece", HOSTILE_PIECES[::3], ids=range(len(HOSTILE_PIECES[::3])))
+def test_the_sessions_one_batch_is_receives_batch_or_leaves_all_to_receive(piece):
+    """`ServerSession.one_batch` (the gateway's call for each chunk) gives the batch
+    `receive` gives, counted alike; for a batch beyond the credit, a refused piece, or before
+    the welcome it consumes and counts nothing, and `receive` then fails it."""
+    client, server = _opened(credit=3)
+    twin = _opened(credit=3)[1]
+    client.send_batch(readings(1, 2))
+    frame = client.data_to_send()
+    batch = server.one_batch(frame)
+    (event,) = twin.receive(frame)
+    assert batch == event.batch and server.pending == twin.pending == 2
+    assert not server.has_output()
+    client.send_batch(readings(3, 2))  # beyond the credit granted
+    beyond = client.data_to_send()
+    hostile = framed(cbor2.dumps({"t": "batch", "epoch": EPOCH, "zd": piece}))
+    for frame in (beyond, hostile):
+        fresh = _opened(credit=3)[1]
+        fresh.pending = server.pending
+        assert fresh.one_batch(frame) is None
+        assert fresh.pending == 2 and not fresh.has_output() and not fresh.closed
+        assert isinstance(fresh.receive(frame)[-1], Failed) and fresh.closed
+    hello_only = ServerSession()
+    hello_only.receive(ClientSession("v", "t", EPOCH).data_to_send())
+    assert hello_only.one_batch(agent_frames(1)[0]) is None  # no welcome yet
