@@ -11,8 +11,9 @@
   (`ack_with_data`, `advertise_max_ack_delay`, `delay_acks_up_to`, `ack_delays`), routable
   connection IDs (`issue_routable_cids`, `host_cids`, `ROUTABLE_NEW_CIDS`), `smoothed_rtt`,
   `recovery_counts`,
-  `peer_address`, `peer_certificate_der`, `ticket_time`, and a gateway's memory trims
-  (`trim_new_connection`, `trim_after_handshake`).
+  `peer_address`, `peer_certificate_der`, `ticket_time`, a gateway's memory trims
+  (`trim_new_connection`, `trim_after_handshake`) and its socket's batch read
+  (`batch_receiver`: None where the library has none).
 
 Which library a process uses is configuration (the backend's `quic_library`, the agent's
 `[server] quic_library`), else $FLEET_QUIC_LIBRARY, else the side's default:

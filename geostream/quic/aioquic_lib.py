@@ -161,6 +161,11 @@ def host_cids(quic) -> list[bytes]:
 EDGE_OWNS_PEER_ADDRESS = False
 
 
+def batch_receiver(sock) -> Callable[[], list] | None:
+    """None: aioquic has no batch read (the edge reads with a `recvfrom` per datagram)."""
+    return None
+
+
 def receive_authenticated(quic, data: bytes, addr, now: float) -> int:
     raise NotImplementedError("aioquic follows its peer's address itself")
 

@@ -109,7 +109,7 @@ def test_every_adapter_has_the_seams_names(name):
                  "issue_routable_cids",
                  "host_cids", "ROUTABLE_NEW_CIDS", "smoothed_rtt", "recovery_counts",
                  "peer_address", "peer_certificate_der", "ticket_time",
-                 "trim_new_connection", "trim_after_handshake"):
+                 "trim_new_connection", "trim_after_handshake", "batch_receiver"):
         assert hasattr(lib, attr), f"{name} lacks {attr}"
 
 
