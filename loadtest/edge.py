@@ -7,9 +7,11 @@ of a client process showed that machinery, not the vehicles, as its largest part
 the gateway's edge (backend/gateway_edge.py):
 
 - `ClientEdge`: one UDP socket per local address (a migration moves a connection to the
-  next address's socket), read in a loop per wakeup (at most `MAX_DATAGRAMS_PER_WAKEUP`);
-  each datagram goes to its connection by destination connection ID (the IDs the client
-  issued; `route_header` of backend/edge_core.py);
+  next address's socket), read in a loop per wakeup (at most `MAX_DATAGRAMS_PER_WAKEUP`), a
+  batch per system call where the library has a batch read (qh3: `recvmmsg`, the seam's
+  `batch_receiver`), else a `recvfrom` per datagram; each datagram goes to its connection by
+  destination connection ID (the IDs the client issued; `route_header` of
+  backend/edge_core.py);
 - one `TimerWheel` for every timer of the process (QUIC timers and keepalives here, the
   vehicles' uplink machines in loadtest/driver.py), served a tick at a time, and one loop
   timer for its earliest slot;
@@ -390,6 +392,8 @@ class ClientEdge:
         self._time = (time.monotonic if type(self._loop).time is asyncio.BaseEventLoop.time
                       else self._loop.time)
         self._sockets: dict[str, socket.socket] = {}
+        # each socket's read: a list of (datagram, address) per call, [] when none waits
+        self._reads: dict[socket.socket, Callable[[], list]] = {}
         self._routes: dict[bytes, EdgeLink] = {}
         self._dirty: list[EdgeLink] = []
         self._flush_handle: asyncio.Handle | None = None
@@ -434,37 +438,45 @@ class ClientEdge:
             except OSError:
                 sock.close()
                 raise
+            self._reads[sock] = self.lib.batch_receiver(sock) or _one_datagram(sock)
             self._loop.add_reader(sock.fileno(), self._readable, sock)
             self._sockets[local_host] = sock
         return sock
 
     def _readable(self, sock: socket.socket) -> None:
-        recv, routes, cid_length = sock.recvfrom, self._routes, self._cid_length
+        read, routes, cid_length = self._reads[sock], self._routes, self._cid_length
         clock = self.now
         n = 0
         self.serving = True
         try:
+            # each read gives at least one datagram or stops the loop: ≤ the bound's reads
             for _ in range(MAX_DATAGRAMS_PER_WAKEUP):
                 try:
-                    data, addr = recv(MAX_DATAGRAM_BYTES)
+                    got = read()
                 except (BlockingIOError, InterruptedError):
                     break
                 except OSError as exc:  # an ICMP error of an earlier send
                     log.debug("udp receive: %s", exc)
                     continue
-                n += 1
-                if data and not data[0] & _LONG_HEADER:  # 1-RTT: our CID follows the byte
-                    link = routes.get(data[1:1 + cid_length])
-                else:
-                    header = route_header(data, cid_length)
-                    link = routes.get(header.destination_cid) if header is not None else None
-                if link is None:
-                    self.stats["unroutable"] += 1
-                    continue
-                # stamped as read, never earlier: a receive time before the datagram's
-                # arrival makes the RTT sample smaller than the ACK delay the gateway
-                # reports, and qh3's core closes the connection for that ("InvalidTime")
-                link.datagram_received(data, addr, clock())
+                if not got:
+                    break
+                n += len(got)
+                for data, addr in got:
+                    if data and not data[0] & _LONG_HEADER:  # 1-RTT: our CID follows the byte
+                        link = routes.get(data[1:1 + cid_length])
+                    else:
+                        header = route_header(data, cid_length)
+                        link = (routes.get(header.destination_cid) if header is not None
+                                else None)
+                    if link is None:
+                        self.stats["unroutable"] += 1
+                        continue
+                    # stamped as read, never earlier: a receive time before the datagram's
+                    # arrival makes the RTT sample smaller than the ACK delay the gateway
+                    # reports, and qh3's core closes the connection for that ("InvalidTime")
+                    link.datagram_received(data, addr, clock())
+                if n >= MAX_DATAGRAMS_PER_WAKEUP:
+                    break
         finally:
             self.serving = False
         self.stats["datagrams_received"] += n
@@ -571,3 +583,11 @@ class ClientEdge:
             self._loop.remove_reader(sock.fileno())
             sock.close()
         self._sockets.clear()
+        self._reads.clear()
+
+
+def _one_datagram(sock: socket.socket) -> Callable[[], list]:
+    """A socket's read where the library has no batch read: one `recvfrom` a call (raises
+    BlockingIOError when none waits)."""
+    recv = sock.recvfrom
+    return lambda: [recv(MAX_DATAGRAM_BYTES)]
