@@ -14,7 +14,7 @@ from backend.pki import generate
 from geostream import ALPN
 from geostream.quic import LIBRARIES, library
 from loadtest.driver import CONNECT_TIMEOUT_S
-from loadtest.edge import ClientEdge, EdgeLink
+from loadtest.edge import MAX_DATAGRAMS_PER_WAKEUP, ClientEdge, EdgeLink
 from tests import emuclock
 from tests.integration.net.rig import until
 from tests.integration.net.test_quic_tls_trim import certs, ticket_and_hole  # noqa: F401
@@ -166,3 +166,60 @@ def test_an_unanswered_resumed_attempt_ends_before_the_connect_timeout(certs):  
     assert reason == "no answer to the first flight", reason
     assert refusals >= 1
     assert UNANSWERED_AFTER_REFUSAL_S < took < CONNECT_TIMEOUT_S, took
+
+
+
+class _Counted:
+    """A connection stand-in that keeps the datagrams routed to it."""
+
+    def __init__(self) -> None:
+        self.got: list[bytes] = []
+
+    def datagram_received(self, data: bytes, addr, now: float) -> None:
+        self.got.append(data)
+
+
+def _queued_bytes(sock: socket.socket) -> int:
+    """The memory `sock`'s receive queue holds (/proc/net/udp6's rx_queue)."""
+    port = sock.getsockname()[1]
+    with open("/proc/net/udp6") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if int(fields[1].split(":")[1], 16) == port:
+                return int(fields[4].split(":")[1], 16)
+    return 0
+
+
+@pytest.mark.parametrize("name", sorted(LIBRARIES))
+async def test_a_wakeup_reads_in_batches_where_the_library_can_and_stops_at_its_bound(name):
+    """qh3's edge reads the waiting datagrams several per system call (`batch_receiver`);
+    either library's edge hands each to its connection once, in order, and a wakeup reads at
+    most MAX_DATAGRAMS_PER_WAKEUP, leaving the rest for the next."""
+    edge = ClientEdge(library(name), 8)
+    try:
+        sock = edge.socket_for("127.0.0.1")
+        reads = []
+        read = edge._reads[sock]
+        edge._reads[sock] = lambda: reads.append(1) or read()
+        link = _Counted()
+        edge.route(b"\x07" * 8, link)  # type: ignore[arg-type]
+        sent = [b"\x40" + b"\x07" * 8 + i.to_bytes(2, "big")
+                for i in range(MAX_DATAGRAMS_PER_WAKEUP + 40)]
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            to = sock.getsockname()[:2]
+            s.sendto(sent[0], to)  # one first: what one datagram takes in the queue
+            await until(lambda: _queued_bytes(sock) > 0, 10, "the first datagram queued")
+            each = _queued_bytes(sock)
+            for data in sent[1:]:
+                s.sendto(data, to)
+            await until(lambda: _queued_bytes(sock) >= each * len(sent), 10, "all queued")
+        edge._readable(sock)
+        assert link.got == sent[:MAX_DATAGRAMS_PER_WAKEUP]
+        if name == "qh3":
+            assert len(reads) <= MAX_DATAGRAMS_PER_WAKEUP // 8  # batches, not one a call
+        else:
+            assert len(reads) == MAX_DATAGRAMS_PER_WAKEUP
+        edge._readable(sock)
+        assert link.got == sent and edge.stats["datagrams_received"] == len(sent)
+    finally:
+        edge.close()
