@@ -52,7 +52,7 @@ from geostream.session import (  # noqa: E402
     ServerSession,
 )
 from loadtest.client import Worker  # noqa: E402
-from loadtest.edge import ClientEdge, _one_datagram  # noqa: E402
+from loadtest.edge import ClientEdge, _recvfrom_batch  # noqa: E402
 from loadtest.fleet import SimVehicle  # noqa: E402
 
 SERVER = ("127.0.0.1", 4433)
@@ -169,7 +169,7 @@ class BenchEdge(ClientEdge):
             # as the library gives it: a batch read (qh3), else a `recvfrom` a datagram
             with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as real:
                 batch = self.lib.batch_receiver(real) is not None
-            self._reads[sock] = sock.recv_batch if batch else _one_datagram(sock)
+            self._reads[sock] = sock.recv_batch if batch else _recvfrom_batch(sock)
         return sock
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from geostream.quic import library  # noqa: E402
-from loadtest.edge import ClientEdge, _one_datagram  # noqa: E402
+from loadtest.edge import ClientEdge, _recvfrom_batch  # noqa: E402
 
 CONNECTIONS = 64
 CID_LENGTH = 8
@@ -65,7 +65,7 @@ def main() -> int:
         if lib.batch_receiver(probe) is None:
             print("qh3 has no batch read here")
             return 1
-    single = _one_datagram(sock)
+    single = _recvfrom_batch(sock)
     cids = [bytes([i]) * CID_LENGTH for i in range(CONNECTIONS)]
     for cid in cids:
         edge.route(cid, _Counted())  # type: ignore[arg-type]

@@ -49,6 +49,10 @@ log = logging.getLogger("loadtest.edge")
 MAX_DATAGRAMS_PER_WAKEUP = 256
 # Largest datagram read: QUIC's maximum UDP payload (RFC 9000 §18.2 max_udp_payload_size).
 MAX_DATAGRAM_BYTES = 65527
+# Datagrams one read returns at most (the seam's `batch_receiver`: qh3's `recvmmsg` of 32; the
+# plain reader's `recvfrom` loop the same): a shorter read found the socket empty, and the
+# wakeup ends there without one more read that would find nothing.
+READ_BATCH = 32
 # Socket buffers asked for (the gateway's, backend/quic_tuning.py): thousands of connections
 # share one socket, and a burst of their datagrams must not overflow the kernel's default
 # 208 KiB while the process is busy with a tick; the kernel caps it at net.core.rmem_max.
@@ -438,7 +442,7 @@ class ClientEdge:
             except OSError:
                 sock.close()
                 raise
-            self._reads[sock] = self.lib.batch_receiver(sock) or _one_datagram(sock)
+            self._reads[sock] = self.lib.batch_receiver(sock) or _recvfrom_batch(sock)
             self._loop.add_reader(sock.fileno(), self._readable, sock)
             self._sockets[local_host] = sock
         return sock
@@ -461,6 +465,7 @@ class ClientEdge:
                 if not got:
                     break
                 n += len(got)
+                empty = len(got) < READ_BATCH  # the socket had no more
                 for data, addr in got:
                     if data and not data[0] & _LONG_HEADER:  # 1-RTT: our CID follows the byte
                         link = routes.get(data[1:1 + cid_length])
@@ -475,7 +480,7 @@ class ClientEdge:
                     # arrival makes the RTT sample smaller than the ACK delay the gateway
                     # reports, and qh3's core closes the connection for that ("InvalidTime")
                     link.datagram_received(data, addr, clock())
-                if n >= MAX_DATAGRAMS_PER_WAKEUP:
+                if empty or n >= MAX_DATAGRAMS_PER_WAKEUP:
                     break
         finally:
             self.serving = False
@@ -586,8 +591,19 @@ class ClientEdge:
         self._reads.clear()
 
 
-def _one_datagram(sock: socket.socket) -> Callable[[], list]:
-    """A socket's read where the library has no batch read: one `recvfrom` a call (raises
-    BlockingIOError when none waits)."""
+def _recvfrom_batch(sock: socket.socket) -> Callable[[], list]:
+    """A socket's read where the library has no batch read: up to READ_BATCH datagrams by a
+    `recvfrom` each, [] when none waits (an ICMP error of an earlier send skips that call)."""
     recv = sock.recvfrom
-    return lambda: [recv(MAX_DATAGRAM_BYTES)]
+
+    def read() -> list:
+        got = []
+        for _ in range(READ_BATCH):
+            try:
+                got.append(recv(MAX_DATAGRAM_BYTES))
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                log.debug("udp receive: %s", exc)
+        return got
+    return read
