@@ -8,8 +8,8 @@ first, untimed), each routed by connection ID to a stand-in connection that only
 is the process's CPU inside `_readable` (the reads, the routing, the edge's end-of-wakeup
 flush), per datagram read. The two reads alternate on the same socket in the same run: the
 seam's `batch_receiver` (qh3: `recvmmsg`) and the fallback, a `recvfrom` per datagram (what
-every library got before). A client process at 2,000 × 1 Hz reads ~13 datagrams per socket
-wakeup (docs/benchmarks.md, the load generator, session 13); fewer when it is idle.
+every library got before). A client process at 600 × 1 Hz read 13–14 datagrams per socket
+wakeup (docs/benchmarks.md, the load generator, session 13); fewer when it has idle CPU.
 """
 
 from __future__ import annotations
