@@ -142,6 +142,7 @@ class AlertEngine:
                                                                      None)
         self._quiet: tuple[list[Fence], RuleSet, QuietRules] | None = None
         self._locks: dict[str, asyncio.Lock] = {}
+        self._busy: set[str] = set()  # vehicles whose lock is held (under evaluation)
         self._pending: dict[str, int] = {}  # earliest committed, not yet evaluated, reading
         self._replayed: dict[str, set[tuple[int, int]]] = {}  # (epoch, seq) the last replay read
         self._seen: dict[str, int] = {}  # newest device time per vehicle
@@ -243,11 +244,14 @@ class AlertEngine:
         """A tick's live step that changes alerts: written under the vehicle's lock (its cache
         was taken out with the step, so nothing evaluates from a state not yet saved)."""
         async with self._locks.setdefault(vehicle, asyncio.Lock()):
+            self._busy.add(vehicle)
             try:
                 await self._settle(vehicle, step, now_ms)
             except Exception as exc:
                 self.stats["failures"] += 1
                 log.warning("alert evaluation for %s failed: %s", vehicle, exc)
+            finally:
+                self._busy.discard(vehicle)
 
     def _quiet_tick(self, rows: Iterable[StoredReading], now_ms: int
                     ) -> tuple[list[str], list[tuple[str, _Step]]]:
@@ -258,13 +262,19 @@ class AlertEngine:
         the vehicles left for `_evaluate_safely` (a replay, or one being evaluated), their
         rows waiting in `_rows` (no await between the commit and this mark), and the live
         steps that change alerts (to save)."""
-        by_vehicle: dict[str, list[StoredReading]] = {}
-        for r in rows:
-            mine = by_vehicle.get(r.vehicle_id)
-            if mine is None:
-                by_vehicle[r.vehicle_id] = [r]
-            else:
-                mine.append(r)
+        rows = rows if isinstance(rows, list) else list(rows)
+        # at 1 Hz nearly every vehicle has one row in a tick: then no lists are made
+        one: dict[str, StoredReading] = {r.vehicle_id: r for r in rows}
+        by_vehicle: dict[str, list[StoredReading]] | dict[str, StoredReading] = one
+        grouped = len(one) != len(rows)
+        if grouped:
+            by_vehicle = {}
+            for r in rows:
+                mine = by_vehicle.get(r.vehicle_id)
+                if mine is None:
+                    by_vehicle[r.vehicle_id] = [r]
+                else:
+                    mine.append(r)
         cache, pending, waiting, replayed, locks = (self._cache, self._pending, self._rows,
                                                     self._replayed, self._locks)
         seen, speeds, stats, every = self._seen, self._speed, self.stats, self.checkpoint_every_ms
@@ -272,7 +282,48 @@ class AlertEngine:
         slow: list[str] = []
         saves: list[tuple[str, _Step]] = []
         held = self._held
-        for vehicle, mine in by_vehicle.items():
+        # the common case first: a cached vehicle's next reading, quiet (`QuietRules.feed_one`);
+        # vehicles in any other bookkeeping, or under evaluation, take the full path below
+        special = self._busy
+        if pending or waiting or replayed or held or self._verify:
+            special = set(special)
+            special.update(pending, waiting, replayed, held, self._verify)
+        feed_one = quiet.feed_one
+        gap_ok = self.hold_gap is None or self.hold_gap >= 1
+        inside_of = None
+        if quiet.fences and not grouped:  # the tick's positions tested together per geofence
+            points = [r for r in rows if r.kind == "pos" and r.lat is not None
+                      and r.lon is not None]
+            inside_of = dict(zip([r.vehicle_id for r in points], quiet.inside_many(
+                [r.lat for r in points], [r.lon for r in points]), strict=True))
+        settled = 0
+        for vehicle, mine in by_vehicle.items():  # type: ignore[assignment]
+            r = mine if not grouped else mine[0] if len(mine) == 1 else None
+            if r is not None:
+                c = cache.get(vehicle)
+                if (c is not None and r.epoch == c.epoch and r.seq == c.seq + 1 and gap_ok
+                        and r.time_ms > c.end and c.last_cp is not None
+                        and vehicle not in special):
+                    try:
+                        done = feed_one(c.state, r, c.last_cp + every,
+                                        None if inside_of is None else inside_of.get(vehicle))
+                    except Exception:  # the evaluator meets it again, and reports it
+                        done = False
+                    t = r.time_ms
+                    last = seen.get(vehicle)
+                    if last is None or t > last:
+                        seen[vehicle] = t
+                    if r.kind == "pos" and r.lat is not None:
+                        known = speeds.get(vehicle)
+                        if known is None or t > known[0]:
+                            speeds[vehicle] = (t, r.speed_kmh, r.lat, r.lon)
+                    if done:
+                        c.end, c.seq = t, r.seq
+                        settled += 1
+                    else:  # it might change an alert: the evaluator decides
+                        self._live_in_tick(vehicle, c, [r], now_ms, saves)
+                    continue
+                mine = [r]
             if len(mine) == 1:
                 top = mine[0]
                 t0 = newest = top.time_ms
@@ -341,21 +392,31 @@ class AlertEngine:
                         stats["readings_evaluated"] += len(mine)
                         stats["quiet_readings"] += len(mine)
                         continue
-                    del cache[vehicle]  # its state changes in place: cached again once settled
-                    try:
-                        step = self._live_step(vehicle, c, mine)
-                    except Exception as exc:  # the next evaluation starts from the store
-                        stats["failures"] += 1
-                        log.warning("alert evaluation for %s failed: %s", vehicle, exc)
-                        continue
-                    if step is not None and not self._settle_quietly(vehicle, step, now_ms):
-                        saves.append((vehicle, step))
+                    self._live_in_tick(vehicle, c, mine, now_ms, saves)
                     continue
             # keyed like the table: a re-delivered reading is evaluated once
             waiting.setdefault(vehicle, {}).update({(r.epoch, r.seq): r for r in mine})
             pending[vehicle] = min(t0, pending.get(vehicle, t0))
             slow.append(vehicle)
+        if settled:
+            stats["evaluations"] += settled
+            stats["readings_evaluated"] += settled
+            stats["quiet_readings"] += settled
         return slow, saves
+
+    def _live_in_tick(self, vehicle: str, c: Cached, mine: list[StoredReading], now_ms: int,
+                      saves: list[tuple[str, _Step]]) -> None:
+        """A tick's live vehicle whose readings might change an alert: the evaluator's step
+        from its cached state, cached at once when it changes no alert, else to save."""
+        del self._cache[vehicle]  # its state changes in place: cached again once settled
+        try:
+            step = self._live_step(vehicle, c, mine)
+        except Exception as exc:  # the next evaluation starts from the store
+            self.stats["failures"] += 1
+            log.warning("alert evaluation for %s failed: %s", vehicle, exc)
+            return
+        if step is not None and not self._settle_quietly(vehicle, step, now_ms):
+            saves.append((vehicle, step))
 
     def _hold(self, vehicle: str, c: Cached, mine: list[StoredReading], now_ms: int
               ) -> list[StoredReading]:
@@ -443,13 +504,17 @@ class AlertEngine:
         for i in range(0, len(together), REPLAY_BATCH):
             group = together[i:i + REPLAY_BATCH]
             held = [locks.setdefault(v, asyncio.Lock()) for v in group]
-            for lock in held:  # an earlier group's evaluation may have let another start
-                await lock.acquire()
+            busy = self._busy
             try:
+                for v, lock in zip(group, held, strict=True):  # an earlier group's evaluation
+                    await lock.acquire()  # may have let another start
+                    busy.add(v)
                 await self._evaluate_together(group, t0, now_ms)
             finally:
-                for lock in held:
-                    lock.release()
+                for v, lock in zip(group, held, strict=True):
+                    if v in busy:
+                        busy.discard(v)
+                        lock.release()
         for v in alone:
             await self._evaluate_safely(v, t0, now_ms)
 
@@ -484,6 +549,7 @@ class AlertEngine:
             if taken is None:
                 return
             t0, fresh = taken
+            self._busy.add(vehicle)
             try:
                 await self._evaluate(vehicle, t0, now_ms, fresh)
             except Exception as exc:
@@ -491,6 +557,8 @@ class AlertEngine:
             except BaseException:
                 self._cache.pop(vehicle, None)
                 raise
+            finally:
+                self._busy.discard(vehicle)
 
     async def _evaluate_together(self, vehicles: list[str], t0, now_ms: int) -> None:
         """`_evaluate` of vehicles whose locks the caller holds: the live ones each at once,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
 
@@ -26,6 +26,16 @@ class Fence:
     id: str
     contains: Callable[[float, float], bool]  # (lat, lon) → inside
     speed_limit_kmh: float | None = None
+    # (lats, lons) → inside, each point as `contains` decides it, in one call (None: `contains`
+    # point by point)
+    contains_many: Callable[[Sequence[float], Sequence[float]], Sequence[bool]] | None = None
+
+    def many(self) -> Callable[[Sequence[float], Sequence[float]], Sequence[bool]]:
+        """The test of many points at once: `contains_many`, else `contains` of each."""
+        if self.contains_many is not None:
+            return self.contains_many
+        contains = self.contains
+        return lambda lats, lons: list(map(contains, lats, lons))
 
 
 @dataclass(frozen=True)

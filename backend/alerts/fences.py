@@ -25,9 +25,12 @@ def _circle(center: list, radius_m: float):
 
 
 def _area(geojson: dict):
+    """(one point's test, many points' test): the same prepared predicate, per point or over
+    arrays (a tick's positions tested together: ~40x less per point)."""
     shape = shapely.geometry.shape(geojson)
     shapely.prepare(shape)
-    return lambda lat, lon: bool(shapely.intersects_xy(shape, lon, lat))
+    return (lambda lat, lon: bool(shapely.intersects_xy(shape, lon, lat)),
+            lambda lats, lons: shapely.intersects_xy(shape, lons, lats).tolist())
 
 
 def fences_from_rows(rows: list[dict]) -> list[Fence]:
@@ -36,11 +39,12 @@ def fences_from_rows(rows: list[dict]) -> list[Fence]:
     out = []
     for row in rows:
         circle = row.get("circle")
+        many = None
         if isinstance(circle, dict) and "center" in circle and "radius_m" in circle:
             contains = _circle(circle["center"], float(circle["radius_m"]))
         else:
-            contains = _area(row["area"])
+            contains, many = _area(row["area"])
         limit = row.get("speed_limit_kmh")
         out.append(Fence(str(row["geofence_id"]), contains,
-                         None if limit is None else float(limit)))
+                         None if limit is None else float(limit), many))
     return out

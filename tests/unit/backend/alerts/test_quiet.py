@@ -140,3 +140,64 @@ def test_a_town_limit_above_the_rules_is_the_limit_inside():
                       received_ms=1)
     assert QuietRules(rules, town).feed(state, [r], 10**6)
     assert state["over"] is None and state["pos"] == [53.55, 9.99]
+
+
+ONE = {"quiet": 0, "not": 0}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+          derandomize=True, database=None)
+@given(rs=drives(), rules=rule_sets, before=fence_sets, other=fence_sets, view=st.booleans(),
+       lat=st.sampled_from([53.45, 53.55, 53.565, 53.58, None]),
+       speed=st.sampled_from(SPEEDS[:7] * 3 + SPEEDS), kind=st.sampled_from(["pos"] * 8 + ["can"]),
+       data=st.data())
+def _one_property(rs, rules, before, other, view, lat, speed, kind, data):
+    after = other if data.draw(st.integers(0, 4)) == 0 else before  # geofences changed
+    prior = Evaluator(V, rules, before)
+    prior.feed_all(rs)
+    state = prior.take_state()
+    t = (rs[-1].time_ms if rs else 0) + data.draw(st.sampled_from([0, 1000, 1000]))
+    r = (StoredReading(V, 1, len(rs) + 1, t, "pos", lat=lat, lon=9.99, speed_kmh=speed,
+                       received_ms=1) if kind == "pos" else
+         StoredReading(V, 1, len(rs) + 1, t, "can", data={"Coolant": speed}, received_ms=1))
+    before_ms = t + data.draw(st.sampled_from([0, 1, 10**6, 10**6]))
+    q = QuietRules(rules, after, _float4 if view else None)
+    alone = copy.deepcopy(state)
+    expected = q.feed(alone, [r], before_ms)
+    ONE["quiet" if expected else "not"] += 1
+    inside = q.inside_many([r.lat], [r.lon])[0] if kind == "pos" and lat is not None else None
+    for given_inside in (None, inside):
+        mine = copy.deepcopy(state)
+        assert q.feed_one(mine, r, before_ms, given_inside) == expected
+        assert repr(mine) == repr(alone)
+
+
+def test_one_reading_is_decided_as_feed_decides_it():
+    """`feed_one` (a tick's one reading, its geofences tested here or together beforehand)
+    answers and changes the state as `feed` of that reading does (held equal to the evaluator
+    above), on both sides of every limit."""
+    ONE.update(dict.fromkeys(ONE, 0))
+    _one_property()
+    assert ONE["quiet"] >= 40 and ONE["not"] >= 40, ONE  # 49 and 101 of the 150
+
+
+def test_many_points_are_inside_as_one_by_one():
+    """A polygon geofence's test of many points at once (`Fence.contains_many`, the tick's
+    positions together) answers as its test of each point, on and near the boundary."""
+    from backend.alerts.fences import fences_from_rows
+
+    square = {"type": "Polygon", "coordinates": [[[9.9, 53.5], [10.1, 53.5], [10.1, 53.6],
+                                                  [9.9, 53.6], [9.9, 53.5]]]}
+    fence, circle = fences_from_rows([
+        {"geofence_id": "sq", "area": square},
+        {"geofence_id": "c", "circle": {"center": [10.0, 53.55], "radius_m": 3000.0}}])
+    assert fence.contains_many is not None
+    lats = [53.5, 53.6, 53.55, 53.4999999, 53.5000001, 53.55, 53.55, 53.7]
+    lons = [10.0, 10.0, 9.9, 10.0, 10.0, 10.1000001, 10.0999999, 10.0]
+    points = list(zip(lats, lons, strict=True))
+    for f in (fence, circle):
+        assert list(f.many()(lats, lons)) == [f.contains(a, b) for a, b in points]
+    assert [fence.contains(a, b) for a, b in points].count(True) >= 3
+    q = QuietRules(RuleSet(), [fence, circle])
+    assert q.inside_many(lats, lons) == [(fence.contains(a, b), circle.contains(a, b))
+                                         for a, b in points]
