@@ -490,9 +490,10 @@ def encode_ack(epoch: int, through: int, ranges, credit: int) -> bytes:
     """`encode(Ack(...))` without building the message object first: the same bytes, for
     the gateway's one ack per commit and connection. The usual one (no ranges: everything
     through one sequence number) is written around its three numbers, 1.3 → 0.5 µs."""
-    if not ranges:
-        payload = (_ACK_EPOCH + _uint(epoch) + _ACK_THROUGH + _uint(through)
-                   + _ACK_NO_RANGES_CREDIT + _uint(credit))
+    if not ranges:  # the epoch and the credit are small: their one-byte forms looked up here
+        payload = (_ACK_EPOCH + (_UINT8[epoch] if 0 <= epoch < 256 else _uint(epoch))
+                   + _ACK_THROUGH + _uint(through) + _ACK_NO_RANGES_CREDIT
+                   + (_UINT8[credit] if 0 <= credit < 256 else _uint(credit)))
         return _HEADER.pack(len(payload)) + payload
     payload = cbor2.dumps({"t": "ack", "epoch": epoch, "through": through,
                            "ranges": [[first, last] for first, last in ranges],

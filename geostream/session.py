@@ -587,7 +587,10 @@ class ServerSession(_Session):
         """What is queued, the owed ack included (one for all commits since the last)."""
         if self._ack_due:
             if not self._out:  # the usual: the ack alone, not copied through the outbox
-                return self._ack()
+                self._ack_due = False  # `_ack` written out (a connection's every ack)
+                assert self.hello is not None, "acks only after the hello"
+                return encode_ack(self.hello.epoch, self.through,
+                                  self._committed if self._holding else (), self.credit)
             self._queue_ack()
         return super().data_to_send()
 
