@@ -51,6 +51,9 @@ LOOPBACK_HOSTS = ("127.0.0.1", "127.0.0.2")
 ACK_TICK_S = 0.1
 # How often the ramp and the drain look whether every vehicle is welcomed / drained.
 POLL_S = 0.1
+# The edge's counts of its loop wakeups (`Worker.wakeups`): socket reads and the datagrams they
+# read, timer wakeups and the owners woken in them.
+WAKEUP_KEYS = ("reads", "datagrams_received", "wakeups", "owner_wakes")
 
 
 class Worker:
@@ -173,6 +176,12 @@ class Worker:
         stats = self.edge.stats
         return stats["datagrams_sent"], stats["datagrams_received"]
 
+    def wakeups(self) -> dict[str, int]:
+        """The edge's loop wakeups so far (loadtest/edge.py): socket reads and the datagrams
+        they read, timer wakeups and the owners (vehicles, connections) woken in them."""
+        stats = self.edge.stats
+        return {k: stats[k] for k in WAKEUP_KEYS}
+
     def datagram_kinds(self) -> dict[str, int]:
         """Datagrams so far by kind (loadtest/edge.py `SENT_KINDS`): `sent_*` reached the
         gateway, `received_*` came from it."""
@@ -194,7 +203,7 @@ class Worker:
         await asyncio.sleep(max(0.0, t0 - self.loop.time()))
         self.edge.lag = Histogram()  # the window's only
         cpu0 = resource.getrusage(resource.RUSAGE_SELF)
-        dg0, kinds0 = self.datagrams(), self.datagram_kinds()
+        dg0, kinds0, wakes0 = self.datagrams(), self.datagram_kinds(), self.wakeups()
         if self.mode in ("churn", "migrate"):
             self.loop.call_later(self.send_interval_s, self.churn_tick)
         storm = None
@@ -215,7 +224,7 @@ class Worker:
         acked_in_window = self.acked
         timer_lag = self.edge.lag.to_json()
         cpu1 = resource.getrusage(resource.RUSAGE_SELF)
-        dg1, kinds1 = self.datagrams(), self.datagram_kinds()
+        dg1, kinds1, wakes1 = self.datagrams(), self.datagram_kinds(), self.wakeups()
         end = t0 + spec["duration_s"]
         self.stopping = True  # no more churn
         for d in self.drivers:
@@ -248,6 +257,7 @@ class Worker:
             "datagrams": [dg1[0] - dg0[0], dg1[1] - dg0[1]],
             "datagram_kinds": {k: v - kinds0.get(k, 0) for k, v in kinds1.items()
                                if v > kinds0.get(k, 0)},
+            "wakeups": {k: wakes1[k] - wakes0[k] for k in WAKEUP_KEYS},
             "cpu_s": (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime),
             "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         }

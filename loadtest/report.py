@@ -53,6 +53,8 @@ class Report:
     client_cpu_ms_per_reading: float = 0.0   # load generator CPU time / readings acked
     client_us_per_vehicle_s: float = 0.0     # load generator CPU µs per vehicle per second
     client_cpu_max_pct: float = 0.0   # of one core: the busiest client process (each has one)
+    # the client processes' loop wakeups in the window, summed (`Worker.wakeups`)
+    client_wakeups: dict = field(default_factory=dict)
     client_lag_p50_ms: float | None = None  # how late the client processes' timers fired
     client_lag_p99_ms: float | None = None
     store_cpu_pct: float = 0.0        # of one core: the throw-away PostgreSQL server's tree
@@ -158,6 +160,9 @@ class Report:
                f"process {self.client_cpu_max_pct:.0f} %, its timers late by p50 "
                f"{_ms(self.client_lag_p50_ms)} p99 {_ms(self.client_lag_p99_ms)} (a client "
                "behind books its acks that much late)",
+               *([f"  client wakeups     {self.client_wakeups_line()}"]
+                 if self.client_wakeups.get("reads") or self.client_wakeups.get("wakeups")
+                 else []),
                f"  machine            {self.machine_cores} cores, {self.machine_idle_pct:.0f} % "
                f"idle, store server {self.store_cpu_pct:.0f} % CPU, other processes "
                f"{self.other_cpu_pct:.0f} % CPU, load "
@@ -193,6 +198,16 @@ class Report:
         out.append("  RESULT " + self.verdict())
         return out
 
+
+    def client_wakeups_line(self) -> str:
+        """The clients' loop wakeups per vehicle-second and what each served: the fixed cost
+        of a wakeup is shared by that many datagrams or vehicles."""
+        w, vs = self.client_wakeups, max(1.0, self.vehicles * self.options["duration_s"])
+        reads, timers = w.get("reads", 0), w.get("wakeups", 0)
+        return (f"socket reads {reads / vs:.3f} per vehicle-second "
+                f"({w.get('datagrams_received', 0) / max(1, reads):.1f} datagrams each), "
+                f"timer wakeups {timers / vs:.3f} "
+                f"({w.get('owner_wakes', 0) / max(1, timers):.1f} owners each)")
 
     def drain_line(self) -> str:
         """How the drain after the load went, in one line."""

@@ -406,6 +406,8 @@ def _report(opts, counts, pending_seqs, results, gstats, rss_idle_kb, rss_connec
         dg_out += r["datagrams"][1]
         for kind, n in r.get("datagram_kinds", {}).items():
             kinds[kind] = kinds.get(kind, 0) + n
+        for key, n in r.get("wakeups", {}).items():
+            rep.client_wakeups[key] = rep.client_wakeups.get(key, 0) + n
         for vid, (m, a, u) in r["vehicles"].items():
             made[vid] = m
             unacked[vid] = u
