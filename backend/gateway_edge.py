@@ -8,7 +8,8 @@ ACKs wait for the geostream ack), every other send a `transmit` of its own, and 
 connection one asyncio timer re-armed on each of them. Here:
 
 - `UdpEdge`: one `add_reader` callback drains the socket until EAGAIN, at most
-  `MAX_DATAGRAMS_PER_WAKEUP` per wakeup so that one flood cannot starve the loop;
+  `MAX_DATAGRAMS_PER_WAKEUP` per wakeup so that one flood cannot starve the loop, by batch
+  reads where the library has one (qh3: `recvmmsg`), else a `recvfrom` per datagram;
 - `EdgeServer`: routes each datagram to its connection by destination CID (new ones by their
   Initial), and transmits **once per dirty connection per event-loop tick**, all the tick's
   datagrams handed to the socket together; after a receive that does not need an answer at
@@ -57,6 +58,10 @@ log = logging.getLogger("backend.gateway")
 # timers, other sockets): at ~0.1–0.3 ms of work each, ~10–20 ms per wakeup at most, so one
 # sender's flood delays everyone else's work by one such slice, never until it stops.
 MAX_DATAGRAMS_PER_WAKEUP = 64
+# Datagrams one read returns at most: qh3's `recvmmsg` batch (`UdpSocketState.recv`), and
+# the plain reader's. A shorter read found the socket empty: the wakeup ends there, without
+# the read that would only say so (the socket's next datagram wakes the loop again).
+READ_BATCH = 32
 # Connections transmitted per loop callback (`EdgeServer._flush`, and the deadlines and
 # receive-flushes one `_wake` handles): at ~20–40 µs each (a packet built and handed to the
 # socket), ~5–10 ms per callback. The rest go in the next callback, after what the loop has
@@ -91,6 +96,9 @@ SO_TIMESTAMP = 29
 # above `SHED_QUEUE_DELAY_S` (2 s), so a sample every 50 ms answers as fast as one per wakeup.
 LAG_SAMPLE_INTERVAL_S = 0.05
 _TIMEVAL = struct.Struct("@ll")
+# Room for a stamped read's control messages: the timestamp, and those a batch reader's socket
+# options add to every `recvmsg` (qh3's: packet info, TOS), so the timestamp is never cut off.
+_CONTROL_SPACE = 256
 
 
 class EdgeConnection:
@@ -145,7 +153,7 @@ class EdgeConnection:
         self.transmit()
 
     def datagram_received(self, data: bytes, addr, now: float) -> None:
-        if addr == self._settled_address and not self._terminated:
+        if addr == self._settled_address:  # None once terminated (`_event`)
             # the common case: an established connection, its peer where it was; the library's
             # receive hands the stream data back at once (one Python frame for the datagram,
             # no event queue; docs/benchmarks.md, "The gateway's transport path, session 11")
@@ -387,6 +395,29 @@ class EdgeServer:
             if conn is not None:
                 conn.datagram_received(data, addr, now)
                 return
+        self._route(data, addr, now)
+
+    def receive_many(self, datagrams: list, now: float) -> None:
+        """`receive` for each `(data, addr)` of one socket read, all of which had arrived by
+        `now` (the read's time; a connection's receive that sent meanwhile moves the time on,
+        `clock`)."""
+        stats = self.stats
+        stats["datagrams_in"] += len(datagrams)
+        now = self.clock(now)
+        get, end = self._connections.get, 1 + self._cid_length
+        for data, addr in datagrams:
+            if now < self._now:
+                now = self._now
+            # a short header (most): routed by its DCID alone
+            if (len(data) >= end and not data[0] & 0x80
+                    and (conn := get(data[1:end])) is not None):
+                conn.datagram_received(data, addr, now)
+            else:
+                self._route(data, addr, now)
+
+    def _route(self, data: bytes, addr, now: float) -> None:
+        """A datagram that is not a short header of a known CID: its invariant header read,
+        a new connection for a valid Initial, the rest answered or dropped (counted)."""
         header = route_header(data, self._cid_length)
         if header is None:
             self.stats["malformed"] += 1
@@ -599,12 +630,29 @@ def _datagrams_to(quic, addr, now: float) -> list:
     return [(data, addr) for data, _ in quic.datagrams_to_send(now=now)]
 
 
-_TIMESTAMP_SPACE = socket.CMSG_SPACE(_TIMEVAL.size) if hasattr(socket, "CMSG_SPACE") else 0
+def _plain_reader(sock) -> Callable[[], list]:
+    """A read of up to `READ_BATCH` of `sock`'s waiting datagrams by a `recvfrom` each:
+    where the library has no batch read (aioquic), or a loop wraps the socket and counts
+    every `recvfrom` (tests/emuclock.py)."""
+    recv = sock.recvfrom
+
+    def read() -> list:
+        datagrams: list = []
+        for _ in range(READ_BATCH):
+            try:
+                datagrams.append(recv(MAX_DATAGRAM_BYTES))
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:  # an ICMP error of an earlier send: not this socket's end
+                log.debug("udp receive: %s", exc)
+        return datagrams
+
+    return read
 
 
 def _enable_timestamps(sock: socket.socket) -> bool:
     """Ask Linux to stamp every datagram `sock` receives with its arrival time."""
-    if not sys.platform.startswith("linux") or not _TIMESTAMP_SPACE:
+    if not sys.platform.startswith("linux") or not hasattr(socket, "CMSG_SPACE"):
         return False
     try:
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMP, 1)
@@ -616,8 +664,11 @@ def _enable_timestamps(sock: socket.socket) -> bool:
 class UdpEdge:
     """The gateway's UDP socket under an `EdgeServer`: an `add_reader` drain and batched
     sends (a DatagramTransport's `sendto`, `get_extra_info`, `close` for the rest of the
-    gateway). GSO (UDP_SEGMENT) is not used: it joins datagrams to one destination, and at
-    1 Hz a tick holds one datagram per connection."""
+    gateway). It reads by batches (the library's `batch_receiver`: qh3's `recvmmsg`, up to
+    `READ_BATCH` datagrams a system call), else a `recvfrom` per datagram; a `sendto` per
+    datagram: GSO (UDP_SEGMENT, qh3's `UdpSocketState.send`) joins datagrams to one
+    destination, and at 1 Hz a tick holds one datagram per connection (measured, with the
+    reads: docs/benchmarks.md, "The gateway's transport edge, session 14")."""
 
     def __init__(self, sock: socket.socket, server: EdgeServer):
         self._loop = asyncio.get_running_loop()
@@ -625,6 +676,9 @@ class UdpEdge:
         wrap = getattr(self._loop, "wrap_datagram_socket", None)
         self._sock = wrap(sock) if wrap is not None else sock
         self._server = server
+        lib = getattr(server, "lib", None)
+        batch = None if wrap is not None or lib is None else lib.batch_receiver(sock)
+        self._read = batch if batch is not None else _plain_reader(self._sock)
         # the lag sample (SO_TIMESTAMP): not under a wrapping loop, whose clock is not the
         # kernel's and which counts the datagrams its own reads see
         self._admission = getattr(server, "admission", None)
@@ -650,31 +704,37 @@ class UdpEdge:
         return cls(sock, server)
 
     def _readable(self) -> None:
-        recv, server, clock = self._sock.recvfrom, self._server, self._loop.time
-        stamped = False
+        server, clock = self._server, self._loop.time
+        budget = MAX_DATAGRAMS_PER_WAKEUP
         if self._stamped and (now := clock()) >= self._next_stamp:
             self._next_stamp = now + LAG_SAMPLE_INTERVAL_S
             if not self._read_stamped():
                 return
-            stamped = True
-        for _ in range(MAX_DATAGRAMS_PER_WAKEUP - stamped):
+            budget -= 1
+        read, receive_many = self._read, server.receive_many
+        while budget > 0:
             try:
-                data, addr = recv(MAX_DATAGRAM_BYTES)
+                datagrams = read()
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:  # an ICMP error of an earlier send: not this socket's end
                 log.debug("udp receive: %s", exc)
+                budget -= 1
                 continue
-            # each datagram's own arrival time: a drain of 64 takes milliseconds, and an RTT
-            # sample must not count that as network time
-            server.receive(data, addr, clock())
+            if datagrams:
+                # the read's time for each of its datagrams: all had arrived by then, and an
+                # RTT sample must not count the work on the ones before it as network time
+                receive_many(datagrams, clock())
+            if len(datagrams) < READ_BATCH:
+                break  # the socket was empty
+            budget -= len(datagrams)
         server.flush_soon()
 
     def _read_stamped(self) -> bool:
         """Read the wakeup's first datagram with its arrival time, and tell the admission how
         long it waited (the gateway's lag); False when there was none."""
         try:
-            data, ancdata, _, addr = self._sock.recvmsg(MAX_DATAGRAM_BYTES, _TIMESTAMP_SPACE)
+            data, ancdata, _, addr = self._sock.recvmsg(MAX_DATAGRAM_BYTES, _CONTROL_SPACE)
         except (BlockingIOError, InterruptedError):
             return False
         except OSError as exc:  # an ICMP error of an earlier send: read on

@@ -20,8 +20,11 @@ from backend.gateway_edge import MAX_DATAGRAMS_PER_WAKEUP, EdgeConnection, EdgeS
 from geostream import ALPN
 from geostream.messages import Ack, Batch, Welcome
 from geostream.quic import library
+from tests import emuclock
 from tests.integration.net.rig import AgentRig, RawClient, client_config, until
 
+# Linux's UDP_GRO socket option (SOL_UDP)
+UDP_GRO = 104
 # Enough batches for the exchange to overlap the flood for many loop turns.
 BATCHES = 20
 # The flooding vehicle's journal (the agent keeps up to 20,000 in memory): more than the
@@ -30,11 +33,15 @@ FLOOD_READINGS = 20_000
 
 
 class _Counting:
-    """Stands where the EdgeServer sits: counts datagrams per socket wakeup."""
+    """Stands where the EdgeServer sits: counts datagrams per socket wakeup, keeps what
+    arrived (data, address, time). Its QUIC library decides how the edge reads: qh3 by
+    batches (`recvmmsg`), aioquic by a `recvfrom` each."""
 
-    def __init__(self):
+    def __init__(self, lib=None):
+        self.lib = lib or library("qh3")
         self.stats = collections.Counter()
         self.per_wakeup: list[int] = []
+        self.got: list = []
         self._now = 0
 
     def connection_made(self, transport) -> None:
@@ -42,14 +49,20 @@ class _Counting:
 
     def receive(self, data, addr, now) -> None:
         self._now += 1
+        self.got.append((data, addr, now))
+
+    def receive_many(self, datagrams, now) -> None:
+        for data, addr in datagrams:
+            self.receive(data, addr, now)
 
     def flush_soon(self) -> None:
         self.per_wakeup.append(self._now)
         self._now = 0
 
 
-async def test_one_wakeup_reads_a_bounded_number_of_datagrams():
-    sink = _Counting()
+@pytest.mark.parametrize("quic", ["qh3", "aioquic"])
+async def test_one_wakeup_reads_a_bounded_number_of_datagrams(quic):
+    sink = _Counting(library(quic))
     edge = await UdpEdge.open(sink, "127.0.0.1", 0)
     port = edge.get_extra_info("sockname")[1]
     total = 3 * MAX_DATAGRAMS_PER_WAKEUP + 5
@@ -62,6 +75,91 @@ async def test_one_wakeup_reads_a_bounded_number_of_datagrams():
         edge.close()
     assert max(sink.per_wakeup) == MAX_DATAGRAMS_PER_WAKEUP, sink.per_wakeup
     assert len(sink.per_wakeup) >= 4, "the loop ran other work between the slices"
+    assert [d for d, _, _ in sink.got] == [b"x" * 40] * total
+
+
+@pytest.mark.parametrize("quic", ["qh3", "aioquic"])
+@pytest.mark.parametrize(("family", "host", "sender_family", "sender_host"), [
+    (socket.AF_INET, "127.0.0.1", socket.AF_INET, "127.0.0.1"),
+    (socket.AF_INET6, "::1", socket.AF_INET6, "::1"),
+    (socket.AF_INET6, "::", socket.AF_INET, "127.0.0.1"),  # dual stack: an IPv4-mapped peer
+])
+async def test_a_read_gives_each_datagram_with_its_senders_address_as_recvfrom_does(
+        quic, family, host, sender_family, sender_host):
+    """Whichever way the edge reads (a batch or a datagram per call), it hands on each
+    datagram whole, in order, with the address `recvfrom` gives (what the edge compares
+    with a connection's peer and sends to); a datagram of near UDP's largest size too."""
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    sink = _Counting(library(quic))
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    if family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    sock.setblocking(False)
+    sock.bind((host, 0))
+    edge = UdpEdge(sock, sink)
+    port = sock.getsockname()[1]
+    sizes = [1, 40, 1200, 1500, 65_000, 3]
+    try:
+        with socket.socket(sender_family, socket.SOCK_DGRAM) as s, \
+                socket.socket(family, socket.SOCK_DGRAM) as probe:
+            s.bind((sender_host, 0))
+            for i, size in enumerate(sizes):
+                s.sendto(bytes([i]) * size, (sender_host, port))
+            # where a plain recvfrom on such a socket says the sender is
+            if family == socket.AF_INET6:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            probe.bind((host, 0))
+            s.sendto(b"p", (sender_host, probe.getsockname()[1]))
+            expected = probe.recvfrom(16)[1]
+            await until(lambda: len(sink.got) == len(sizes), 10, "every datagram read")
+    finally:
+        edge.close()
+    assert [d for d, _, _ in sink.got] == [bytes([i]) * n for i, n in enumerate(sizes)]
+    assert {a for _, a, _ in sink.got} == {expected}
+    assert type(sink.got[0][1]) is type(expected)
+
+
+def test_qh3s_batch_read_leaves_the_socket_without_gro():
+    """qh3's batch read (`recvmmsg`) turns UDP GRO off again after its socket state turned
+    it on: with GRO, a plain `recvmsg` of the socket (the edge's timestamped read) would
+    hand several datagrams of one sender on as one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        sock.bind(("127.0.0.1", 0))
+        sock.setblocking(False)
+        read = library("qh3").batch_receiver(sock)
+        assert read is not None and read() == []
+        assert sock.getsockopt(socket.IPPROTO_UDP, UDP_GRO) == 0
+        for i in range(3):
+            s.sendto(b"%d" % i, sock.getsockname())
+        assert [d for d, _ in read()] == [b"0", b"1", b"2"]
+    assert library("aioquic").batch_receiver(sock) is None
+
+
+def test_under_a_loop_that_counts_its_sockets_reads_the_edge_reads_each_datagram_through_it():
+    """Under the emulated clock (tests/emuclock.py), which wraps the edge's socket to count
+    what arrives, the edge reads through the wrapped socket (a `recvfrom` each, not the
+    library's batch read past it): every datagram is counted as arrived, none written off,
+    and the clock does not jump over them."""
+    async def main():
+        loop = asyncio.get_running_loop()
+        sink = _Counting(library("qh3"))
+        edge = await UdpEdge.open(sink, "127.0.0.1", 0)
+        tx, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol,
+                                                    local_addr=("127.0.0.1", 0))
+        t0 = loop.time()
+        for i in range(100):
+            tx.sendto(b"%d" % i, edge.get_extra_info("sockname"))
+        await asyncio.sleep(30)
+        tx.close()
+        edge.close()
+        return sink.got, t0
+
+    (got, t0), loop = emuclock.run(main())
+    assert [d for d, _, _ in got] == [b"%d" % i for i in range(100)]
+    assert {now - t0 for _, _, now in got} == {0.0}
+    assert loop.written_off == 0
 
 
 async def test_the_lag_is_sampled_at_most_once_per_interval():
