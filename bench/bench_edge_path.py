@@ -12,8 +12,9 @@ The server side answers every chunk with a 20-byte reply (an `ack`'s size) at th
 
 - **edge**: the gateway's real `EdgeServer` (backend/gateway_edge.py: routing by CID, the
   receive path, the per-tick transmit, the deadlines, the loop timer) with a connection whose
-  `quic_event_received` only queues the chunk for the commit; each delivery is one socket
-  wakeup (`receive` per datagram, then `flush_soon`);
+  `quic_event_received` only queues the chunk for the commit; the datagrams of one slice
+  of the drive are one socket wakeup's read (`receive_many`, or `receive` per datagram on
+  an edge without it, then `flush_soon`);
 - **bare** (the baseline, same run): the library's sans-IO calls alone per exchange
   (`receive_datagram`, `next_event`, `send_stream_data`, `ack_with_data`,
   `datagrams_to_send`, `get_timer`), with no routing, no timers and no loop timer.
@@ -198,9 +199,18 @@ class Run:
                 self.prof.enable()
 
     def _deliver(self, c: _Client, datagrams: list[bytes], now: float) -> None:
+        self._deliver_read([(d, c.addr) for d in datagrams], now)
+
+    def _deliver_read(self, read: list, now: float) -> None:
+        """One socket wakeup's read: the edge's `receive_many` (else `receive` each, as an
+        edge without it read), then one `flush_soon`."""
         server = self.server
-        for d in datagrams:
-            server.receive(d, c.addr, now)
+        receive_many = getattr(server, "receive_many", None)
+        if receive_many is not None:
+            receive_many(read, now)
+        else:
+            for d, addr in read:
+                server.receive(d, addr, now)
         server.flush_soon()
 
     async def setup(self) -> None:
@@ -259,12 +269,15 @@ class Run:
         sent, i, n = 0, 0, self.n
         end = start + seconds
         while (now := loop.time()) < end:
+            read: list = []
             while phase[i] <= now:
                 c = self.clients[i]
-                self._deliver(c, self._client(c, now, True), now)
+                read += [(d, c.addr) for d in self._client(c, now, True)]
                 phase[i] += 1.0
                 sent += 1
                 i = (i + 1) % n
+            if read:
+                self._deliver_read(read, now)
             # the next slice (the commits' timer runs meanwhile): the sends due in one slice
             # arrive in one wakeup, as several datagrams per socket wakeup do under load
             await asyncio.sleep(max(0.0, min(phase[i], now + SLICE_S) - loop.time()))

@@ -8,7 +8,7 @@ geostream/quic/; default: the process's) with a geostream `ClientSession`, send 
 reading per second at their own phase (as the load tester's do) into the gateway's real UDP
 edge (backend/gateway_edge.py: routing by connection ID, the per-tick transmit, the timer heap)
 and its `GatewayProtocol` objects, whose datagrams go to an in-memory transport instead of a
-socket; each delivery is one socket wakeup (the edge's `receive`, then `flush_soon`). Behind
+socket; each delivery is one socket wakeup (the edge's `receive_many`, then `flush_soon`). Behind
 them the real writer, SQLite store (a temporary file, durable commits), alert engine with the
 default rules, and hub (the writer paced as the backend's, `--writer-interval-ms`). The
 baseline in the same run: the same clients and exchange against the library's own

@@ -155,9 +155,15 @@ class Run:
                 v.proto.datagram_received(d, v.addr)
             return
         now = self.loop.time()
-        for d in datagrams:  # one socket wakeup: receive each, one flush at the tick's end
-            self.datagrams_in += 1
-            self.edge.receive(d, v.addr, now)
+        # one socket wakeup: one read (the edge's `receive_many`, else `receive` each, as an
+        # edge without it read), one flush at the tick's end
+        self.datagrams_in += len(datagrams)
+        receive_many = getattr(self.edge, "receive_many", None)
+        if receive_many is not None:
+            receive_many([(d, v.addr) for d in datagrams], now)
+        else:
+            for d in datagrams:
+                self.edge.receive(d, v.addr, now)
         self.edge.flush_soon()
 
     def _sent(self) -> int:
