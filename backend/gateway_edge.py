@@ -60,7 +60,8 @@ log = logging.getLogger("backend.gateway")
 MAX_DATAGRAMS_PER_WAKEUP = 64
 # Datagrams one read returns at most: qh3's `recvmmsg` batch (`UdpSocketState.recv`), and
 # the plain reader's. A shorter read found the socket empty: the wakeup ends there, without
-# the read that would only say so (the socket's next datagram wakes the loop again).
+# the read that would only say so (the socket's next datagram wakes the loop again). A wakeup
+# reads again only while a whole batch fits in what is left of MAX_DATAGRAMS_PER_WAKEUP.
 READ_BATCH = 32
 # Connections transmitted per loop callback (`EdgeServer._flush`, and the deadlines and
 # receive-flushes one `_wake` handles): at ~20–40 µs each (a packet built and handed to the
@@ -712,7 +713,7 @@ class UdpEdge:
                 return
             budget -= 1
         read, receive_many = self._read, server.receive_many
-        while budget > 0:
+        while budget >= READ_BATCH:  # a read may fill a batch: never past the bound
             try:
                 datagrams = read()
             except (BlockingIOError, InterruptedError):

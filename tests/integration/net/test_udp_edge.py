@@ -60,9 +60,14 @@ class _Counting:
         self._now = 0
 
 
+@pytest.mark.parametrize("stamped", [False, True])
 @pytest.mark.parametrize("quic", ["qh3", "aioquic"])
-async def test_one_wakeup_reads_a_bounded_number_of_datagrams(quic):
+async def test_one_wakeup_reads_a_bounded_number_of_datagrams(quic, stamped):
+    """At most MAX_DATAGRAMS_PER_WAKEUP per wakeup, whichever reader, the wakeup that reads
+    its first datagram stamped (the lag sample, then whole batches) included."""
     sink = _Counting(library(quic))
+    if stamped:
+        sink.admission = Admission()
     edge = await UdpEdge.open(sink, "127.0.0.1", 0)
     port = edge.get_extra_info("sockname")[1]
     total = 3 * MAX_DATAGRAMS_PER_WAKEUP + 5
@@ -76,6 +81,8 @@ async def test_one_wakeup_reads_a_bounded_number_of_datagrams(quic):
     assert max(sink.per_wakeup) == MAX_DATAGRAMS_PER_WAKEUP, sink.per_wakeup
     assert len(sink.per_wakeup) >= 4, "the loop ran other work between the slices"
     assert [d for d, _, _ in sink.got] == [b"x" * 40] * total
+    if stamped and edge._stamped:
+        assert sink.per_wakeup[0] < MAX_DATAGRAMS_PER_WAKEUP, sink.per_wakeup
 
 
 @pytest.mark.parametrize("quic", ["qh3", "aioquic"])
