@@ -830,7 +830,7 @@ class AlertEngine:
                 await self.store.prune_alert_checkpoints(now_ms - CHECKPOINT_RETAIN_MS))
         await self._release_held(now_ms)
         if self.owners is None:  # one process: every vehicle is its own
-            seen, vehicles = self._seen, sorted(self._known | connected)
+            seen, vehicles = self._seen, self._known | connected
         else:
             seen, vehicles, connected = await self._owned(now_ms, connected)
         changes = stale_changes(self.rules.stale, now_ms, seen, self._speed, self._timed)
@@ -853,7 +853,7 @@ class AlertEngine:
         self._published(saved)
 
     async def _owned(self, now_ms: int, holding: set[str]
-                     ) -> tuple[dict[str, int], list[str], set[str]]:
+                     ) -> tuple[dict[str, int], set[str], set[str]]:
         """The cluster's part of a timer round: this process's vehicles by the store
         (backend/cluster/owners.py) → (newest reading time, vehicles, connected) of the
         vehicles it owns. A lost vehicle's state here stops; a gained one resumes from the
@@ -871,7 +871,7 @@ class AlertEngine:
             if not c:
                 self._connected_ms[v] = since  # the store's: survives a hand-over
         seen = {v: t for v, t in self._seen.items() if v in owned}
-        vehicles = sorted((owned.keys() & self._known) | connected)
+        vehicles = (owned.keys() & self._known) | connected
         return seen, vehicles, connected
 
     async def _resume(self, vehicles: set[str]) -> None:
