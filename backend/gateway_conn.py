@@ -270,7 +270,8 @@ class GatewayProtocol(EdgeConnection):
             self._quic.send_stream_data(self.stream_id, data)
             self._lib.ack_with_data(self._quic)  # the batch's QUIC ACK rides with its geostream ack
             self.transmit()
-        if (close := self.session.close_expected()) is not None:
+        # only a closed session expects a close (asked thus: a connection's every ack)
+        if self.session.closed and (close := self.session.close_expected()) is not None:
             self.close_connection(*close)
 
     def _fail(self, exc: ProtocolError) -> None:

@@ -464,9 +464,15 @@ class ServerSession(_Session):
             return None
         try:
             batch = self._decoder.one_batch(data)
-            return None if batch is None else self._admit_direct(batch)
         except ProtocolError:
             return None
+        if batch is None:
+            return None
+        n = len(batch.readings)  # `_admit_direct`'s checks and count, written out
+        if batch.wire_size <= self.max_batch_bytes and self.pending + n <= self.max_credit_granted:
+            self.pending += n
+            return batch
+        return None
 
     def _admit_direct(self, batch: Batch) -> Batch:
         """`_admit` of a batch from the decoder's direct path: its batches name no vehicle
