@@ -85,3 +85,28 @@ def test_feed_all_is_feed_of_each_reading(rs, rules, before, after, data):
     for a, b in zip([0, *cuts], [*cuts, len(rest)], strict=True):
         bulk.feed_all(rest[a:b])
     assert repr(_shape(bulk)) == repr(_shape(one_by_one))  # repr: NaN peaks compare equal
+
+
+def _containers(v, out: list) -> list:
+    if isinstance(v, dict | list):
+        out.append(v)
+        for x in v.values() if isinstance(v, dict) else v:
+            _containers(x, out)
+    return out
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+          derandomize=True, database=None)
+@given(rs=readings(), rules=rule_sets, fences=fence_sets)
+def test_a_states_copy_is_a_deep_copy(rs, rules, fences):
+    """`state()` (a checkpoint's copy, not `copy.deepcopy`) equals the state and shares no
+    dict or list with it: feeding on changes no checkpoint taken before."""
+    import copy
+
+    rs.sort(key=reading_order)
+    ev = Evaluator(V, rules, fences)
+    ev.feed_all(rs)
+    live = ev.take_state()
+    taken = ev.state()
+    assert repr(taken) == repr(copy.deepcopy(live))
+    assert not {id(c) for c in _containers(taken, [])} & {id(c) for c in _containers(live, [])}
