@@ -1,6 +1,9 @@
 """The SQLite store thread's Python per reading, sans IO: the parameters of one commit built
-by `backend.store.sqlite.readings.write_rows` (one pass) against the way before it (a row
-per attribute, then `newest_positions` and `newest_signals` over the batch again).
+by `backend.store.sqlite.readings.write_rows` (the rows, the newest positions, the CAN
+readings whose signals SQLite reads at the move since session 14: `db.PendingLast`), by
+sessions 11–13's one pass (`bench.store_before.session13_rows`: the rows, the newest
+positions and every signal's row) and by the way before that (a row per attribute, then
+`newest_positions` and `newest_signals` over the batch again).
 
     .venv/bin/python bench/bench_store_rows.py [--vehicles 10000] [--batch-ms 20]
         [--rounds 7]
@@ -28,9 +31,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from backend import gc_policy  # noqa: E402
-from backend.store.rows import newest_positions, newest_signals  # noqa: E402
-from backend.store.sqlite.readings import signal_json, write_rows  # noqa: E402
+from backend.store.rows import newest_positions, newest_signals, signal_json  # noqa: E402
+from backend.store.sqlite.readings import write_rows  # noqa: E402
 from bench.bench_store_write import EPOCH, reading  # noqa: E402
+from bench.store_before import session13_rows  # noqa: E402
 
 
 def before(readings):
@@ -59,10 +63,11 @@ def main() -> int:
     batches = [s[i:i + per_commit] for s in seconds for i in range(0, len(s), per_commit)]
     n = sum(map(len, batches))
     for b in batches:
-        old, new = before(b), write_rows(b)
+        old, new = before(b), session13_rows(b)
         assert old[0] == new[0] and old[1] == new[1] and sorted(old[2]) == sorted(new[2])
+        assert write_rows(b)[0] == old[0]
     gc_policy.after_start()
-    ways = {"before": before, "one pass": write_rows}
+    ways = {"before": before, "one pass": session13_rows, "session 14": write_rows}
     cpu: dict[str, list[float]] = {name: [] for name in ways}
     for k in range(a.rounds):
         for name, way in (ways.items() if k % 2 else reversed(ways.items())):
@@ -76,7 +81,7 @@ def main() -> int:
     base = statistics.median(cpu["before"])
     for name, xs in cpu.items():
         m = statistics.median(xs)
-        print(f"  {name:<9} {m * 1e6:5.2f} µs ({m / base:.2f}×)")
+        print(f"  {name:<10} {m * 1e6:5.2f} µs ({m / base:.2f}×)")
     return 0
 
 

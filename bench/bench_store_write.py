@@ -50,9 +50,10 @@ from backend.store.sqlite import readings as sqlite_readings  # noqa: E402
 from backend.store.sqlite.db import (  # noqa: E402
     LAST_POSITION_UPSERT,
     LAST_SIGNAL_UPSERT,
-    transaction,
+    transaction,  # noqa: E402
 )
 from backend.store.sqlite.store import SqliteStore  # noqa: E402
+from bench.store_before import session13_rows  # noqa: E402
 from loadtest.fleet import CAN_EVERY, CAN_SIGNALS  # noqa: E402
 
 T0 = 1_790_000_000_000
@@ -109,7 +110,7 @@ class Side:
             self.store._write(batch, [])
             return
         db = self.store._db
-        rows, last, signals = sqlite_readings.write_rows(batch)
+        rows, last, signals = session13_rows(batch)
         with transaction(db):
             db.executemany(BEFORE_INSERT, rows)
             db.executemany(LAST_POSITION_UPSERT, last)

@@ -5,6 +5,7 @@ batch, which every store derives the same way. Pure: no I/O."""
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,6 +81,55 @@ class _Unfrozen:
 # (json.dumps makes one whenever an argument is not its default: ~40 % of a CAN snapshot's
 # encoding, measured); the encoder keeps no state between calls, so threads may share it.
 json_text = json.JSONEncoder(separators=(",", ":"), default=str).encode
+
+
+def signal_json(value) -> str:
+    """`json.dumps(value, default=str)` of a CAN signal's value, numbers without the encoder
+    (`repr` is what it writes for a finite float or an int): a CAN reading holds ~8 of them,
+    and the encoder's call costs more than the number."""
+    t = type(value)
+    if t is int or (t is float and math.isfinite(value)):
+        return repr(value)
+    return json.dumps(value, default=str)
+
+
+# The JSON of signal names seen, with its colon (a fleet's CAN names are a few dozen); at most
+# this many, so names a vehicle makes up cannot grow it without bound.
+_NAME_JSON_MAX = 4096
+_name_json: dict[str, str] = {}
+
+
+def can_json(data: dict) -> tuple[str, list[tuple[str, str]]]:
+    """(`json_text(data)`, [(signal, `signal_json(value)`)]) of a CAN snapshot (`bus` is not
+    a signal). A snapshot of names and numbers or text (what CAN decoding makes) is encoded
+    value by value, each number's text (`repr`, the encoders' own, and most of their time)
+    used in both; anything else goes to the encoders."""
+    parts: list[str] = []
+    values: list[tuple[str, str]] = []
+    for name, value in data.items():
+        t = type(value)
+        if t is float:
+            text = repr(value) if math.isfinite(value) else json_text(value)
+        elif t is int:
+            text = repr(value)
+        elif t is str:
+            text = json_text(value)
+        else:
+            break
+        key = _name_json.get(name)
+        if key is None:
+            if type(name) is not str:
+                break
+            key = json_text(name) + ":"
+            if len(_name_json) < _NAME_JSON_MAX:
+                _name_json[name] = key
+        parts.append(key + text)
+        if name != "bus":
+            values.append((name, text))
+    else:
+        return "{" + ",".join(parts) + "}", values
+    return json_text(data), [(name, signal_json(value)) for name, value in data.items()
+                             if name != "bus"]
 
 
 def made(vehicle_id: str, epoch: int, seq: int, time_ms: int, kind: str, lat: float | None,

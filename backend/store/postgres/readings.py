@@ -33,8 +33,7 @@ import asyncpg
 
 from ..base import DeadLetter, StoredReading
 from ..committed import CommittedRanges
-from ..rows import json_text
-from ..sqlite.readings import can_json, signal_json
+from ..rows import can_json, json_text, signal_json
 from .db import MS as _MS
 from .partitions import PostgresPartitions
 

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from geostream.clock import wall_ms
 
 from ..base import migration_renames, pending_migrations
+from ..rows import signal_json
 from ..store_thread import StoreThread
 
 T = TypeVar("T")
@@ -58,61 +59,120 @@ LAST_POSITION_UPSERT = """INSERT INTO last_position VALUES (?,?,?,?,?,?,?,?)
 LAST_SIGNAL_UPSERT = """INSERT INTO last_signal VALUES (?,?,?,?)
     ON CONFLICT (vehicle_id, signal) DO UPDATE SET value=excluded.value, time_ms=excluded.time_ms
     WHERE excluded.time_ms > last_signal.time_ms"""
+# Every signal of one CAN reading among the arrivals (found by its key: vehicle, time, epoch,
+# seq), upserted by the same rule, its value the JSON text the reading's `data` holds (SQLite
+# keeps a number's text as written: the text `signal_json` writes). Only for data our encoder
+# wrote without `\"`, NaN or Infinity (`plain_can`): SQLite's JSON path cannot name a key
+# holding a quote (its label ends at the first one), and SQLite 3.40 refuses NaN in JSON.
+SNAPSHOT_SIGNALS_UPSERT = f"""INSERT INTO last_signal (vehicle_id, signal, value, time_ms)
+    SELECT a.vehicle_id, j.key, a.data -> j.fullkey, a.time_ms
+    FROM telemetry_arrivals a, json_each(a.data) j
+    WHERE a.part = {PART.format(v="?1")} AND a.time_ms = ?2 AND a.vehicle_id = ?1
+        AND a.epoch = ?3 AND a.seq = ?4 AND j.key <> 'bus'
+    ON CONFLICT (vehicle_id, signal) DO UPDATE SET value=excluded.value, time_ms=excluded.time_ms
+    WHERE excluded.time_ms > last_signal.time_ms"""
+
+
+def _snapshot_order(kept: tuple) -> tuple:
+    return kept[:3]  # (time, epoch, seq)
+
+
+def plain_can(text: str) -> bool:
+    """Whether SQLite reads every signal of a CAN reading's data JSON (`text`, our encoder's:
+    a map's text starts with `{`) by `SNAPSHOT_SIGNALS_UPSERT`."""
+    return (text[:1] == "{" and '\\"' not in text and "NaN" not in text
+            and "Infinity" not in text)
 
 
 class PendingLast:
     """The `last_position` and `last_signal` rows of committed readings not yet written to
-    those tables: the newest per vehicle and per (vehicle, signal), by the tables' own rule
-    (a later device time wins, the first of equal times stays), so writing them later gives
-    the tables what writing each commit's would have. Kept by the vehicle's part of the
-    arrivals (`part_of`), which a move writes alone. Pure; the store thread's alone.
+    those tables: the newest per vehicle, and per vehicle the CAN readings whose signals are
+    the newest per (vehicle, signal), by the tables' own rule (a later device time wins, the
+    first of equal times stays), so writing them later gives the tables what writing each
+    commit's would have. Kept by the vehicle's part of the arrivals (`part_of`), which a move
+    writes alone. Pure; the store thread's alone.
 
     Why: at 10,000 vehicles a commit of 200 readings updated ~150 vehicles' rows spread over
     most of `last_position`'s ~170 pages and ~50 vehicles' `last_signal` pages (~0.8 WAL pages
     and ~6 µs of the store thread per reading); written with their part's move (readings.py),
-    each vehicle's rows are written once per move instead of once per reading. By part: a
-    move took its part's rows out of all of them, a test of every pending row each time
-    (~35,000 at 10,000 vehicles, every 1.25 s; no difference beyond a loaded machine's noise
-    measured: docs/benchmarks.md "The SQLite store thread's GIL, session 13")."""
+    each vehicle's rows are written once per move instead of once per reading.
 
-    __slots__ = ("positions", "signals")
+    A CAN reading's signals are not taken apart here: a vehicle's snapshot of the same signals
+    as its newest kept one replaces it if newer (and is dropped if not), one of other signals
+    is kept beside it; the move has SQLite read the kept snapshots' values from the arrivals
+    (`SNAPSHOT_SIGNALS_UPSERT`, in device-time order). Why: the store thread holds the GIL for
+    the Python, against the gateway's event loop, and a snapshot's 8 signals as rows (their
+    values' text, a tuple each, a dict entry each) were ~40 % of its GIL-held time per
+    reading (docs/benchmarks.md "The SQLite store thread's GIL, session 13"); SQLite's step
+    runs without the GIL, and reads one snapshot per vehicle per move, not every one
+    (deriving every reading's signals in SQL at the move instead cost 1.7× the store
+    thread's CPU for the moves, session 14). Data SQLite cannot read that way (`plain_can`;
+    none from a validated reading) is kept as signal rows, as before."""
+
+    __slots__ = ("positions", "signals", "snapshots")
 
     def __init__(self) -> None:
         # [part] vehicle → LAST_POSITION_UPSERT's row
         self.positions: list[dict[str, tuple]] = [{} for _ in range(PARTS)]
-        # [part] (vehicle, signal) → LAST_SIGNAL_UPSERT's row
+        # [part] (vehicle, signal) → LAST_SIGNAL_UPSERT's row (data `plain_can` refuses)
         self.signals: list[dict[tuple[str, str], tuple]] = [{} for _ in range(PARTS)]
+        # [part] vehicle → [(time, epoch, seq, data)] its CAN readings to read signals from
+        # (empty: the vehicle's signals are in `signals`, a reading `plain_can` refused came)
+        self.snapshots: list[dict[str, list[tuple]]] = [{} for _ in range(PARTS)]
 
-    def add(self, positions: list[tuple], signals: list[tuple]) -> None:
-        """One commit's rows (each batch's newest already, a vehicle's signals one after
-        another: readings.write_rows)."""
+    def add(self, positions: list[tuple], cans: list[tuple]) -> None:
+        """One commit's rows: each vehicle's newest position (a batch's newest already) and
+        every CAN reading with map data as (its `_INSERT` row, its data map)
+        (readings.write_rows)."""
         position_parts = self.positions
         for row in positions:
             have = position_parts[part_of(row[0])]
             old = have.get(row[0])
             if old is None or row[1] > old[1]:
                 have[row[0]] = row
-        signal_parts = self.signals
-        vehicle: str | None = None
-        sigs: dict[tuple[str, str], tuple] = {}
-        for row in signals:
-            if row[0] != vehicle:
-                vehicle = row[0]
-                sigs = signal_parts[part_of(row[0])]
-            key = (row[0], row[1])
+        snapshot_parts = self.snapshots
+        for row, data in cans:
+            vehicle, t = row[0], row[3]
+            part = snapshot_parts[part_of(vehicle)]
+            kept = part.get(vehicle)
+            if kept is None:
+                if plain_can(row[13]):
+                    part[vehicle] = [(t, row[1], row[2], data)]
+                    continue
+                part[vehicle] = kept = []
+            if not kept:  # this vehicle's signals are rows here (until the move)
+                self._add_signals(vehicle, t, data)
+            elif not plain_can(row[13]):  # from now on: its kept snapshots as rows first
+                for old in sorted(kept, key=_snapshot_order):
+                    self._add_signals(vehicle, old[0], old[3])
+                kept.clear()
+                self._add_signals(vehicle, t, data)
+            elif data.keys() != kept[-1][3].keys():
+                kept.append((t, row[1], row[2], data))
+            elif t > kept[-1][0]:  # the same signals, newer: theirs are newest
+                kept[-1] = (t, row[1], row[2], data)
+
+    def _add_signals(self, vehicle: str, t: int, data: dict) -> None:
+        sigs = self.signals[part_of(vehicle)]
+        for name, value in data.items():
+            key = (vehicle, name)
             old = sigs.get(key)
-            if old is None or row[3] > old[3]:
-                sigs[key] = row
+            if name != "bus" and (old is None or t > old[3]):
+                sigs[key] = (vehicle, name, signal_json(value), t)
 
     def __bool__(self) -> bool:
-        return any(self.positions) or any(self.signals)
+        return any(self.positions) or any(self.signals) or any(self.snapshots)
 
     def write(self, db: sqlite3.Connection, part: int | None = None) -> range | tuple[int]:
-        """Upsert those of `part`'s vehicles (all without it) in the caller's transaction;
-        `forget` the parts this returns once it commits."""
+        """Upsert those of `part`'s vehicles (all without it) in the caller's transaction,
+        while their readings are among the arrivals; `forget` the parts this returns once it
+        commits."""
         parts = range(PARTS) if part is None else (part,)
         db.executemany(LAST_POSITION_UPSERT,
                        [r for p in parts for r in self.positions[p].values()])
+        db.executemany(SNAPSHOT_SIGNALS_UPSERT, sorted(
+            (vehicle, t, epoch, seq) for p in parts
+            for vehicle, kept in self.snapshots[p].items() for t, epoch, seq, _ in kept))
         db.executemany(LAST_SIGNAL_UPSERT, [r for p in parts for r in self.signals[p].values()])
         return parts
 
@@ -120,6 +180,7 @@ class PendingLast:
         for p in parts:
             self.positions[p] = {}
             self.signals[p] = {}
+            self.snapshots[p] = {}
 
 
 def connect(path: str) -> sqlite3.Connection:

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
+from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from operator import attrgetter, itemgetter
 
 from ..base import DeadLetter, StoredReading
@@ -60,107 +60,59 @@ _DEAD = """INSERT INTO dead_letter (vehicle_id, epoch, seq, reading, error, rece
     VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING"""
 
 
-def signal_json(value) -> str:
-    """`json.dumps(value, default=str)` of a CAN signal's value, numbers without the encoder
-    (`repr` is what it writes for a finite float or an int): a CAN reading holds ~8 of them,
-    each upserted into `last_signal`, and the encoder's call costs more than the number."""
-    t = type(value)
-    if t is int or (t is float and math.isfinite(value)):
-        return repr(value)
-    return json.dumps(value, default=str)
-
-
 # A reading's columns as one tuple, in C: StoredReading's fields are _INSERT's columns in
 # order (backend/store/rows.py checks the field order), `data` still the decoded map.
 _COLUMNS = attrgetter(*StoredReading.__dataclass_fields__)
+# `rows.json_text` of a reading's data, by the C encoder that `json.JSONEncoder.encode` makes
+# anew at each call (with its own map of the containers under way, against cycles). Why: one
+# CAN snapshot of 8 signals took 3.4 µs this way against 4.5 through `encode` (this project's
+# machine, session 14); the data of a validated reading is a decoded CBOR tree, acyclic and
+# bounded in depth (geostream/schema.py), and anything deeper fails its commit as before
+# (RecursionError instead of ValueError). The encoder keeps no state between calls.
+_data_json = c_make_encoder(None, str, encode_basestring_ascii, None, ":", ",", False, False,
+                            True) if c_make_encoder is not None else None
+
+
+def data_json(data) -> str:
+    """`json_text(data)`, the text stored as a reading's `data` (the same text)."""
+    if _data_json is None:
+        return json_text(data)
+    return "".join(_data_json(data, 0))
+
+
 # LAST_POSITION_UPSERT's values from such a tuple: vehicle, time, lat, lon, speed, course,
 # epoch, seq
 _LAST_COLUMNS = itemgetter(0, 3, 5, 6, 8, 9, 1, 2)
-# The JSON of signal names seen, with its colon (a fleet's CAN names are a few dozen); at most
-# this many, so names a vehicle makes up cannot grow it without bound.
-_NAME_JSON_MAX = 4096
-_name_json: dict[str, str] = {}
 
 
 def write_rows(readings: list[StoredReading]) -> tuple[list[tuple], list[tuple], list[tuple]]:
-    """The parameters of `_INSERT`, `LAST_POSITION_UPSERT` and `LAST_SIGNAL_UPSERT` for a
-    batch, in one pass over it: every reading's row (its data as JSON text), each vehicle's
-    newest position and each (vehicle, signal)'s newest CAN value (`bus` is not a signal; a
-    later device time wins, the first of equal times stays), as `newest_positions` and
-    `newest_signals` derive them.
+    """For a batch, in one pass: the parameters of `_INSERT` (every reading's columns, its
+    data as JSON text, `data_json`), `LAST_POSITION_UPSERT`'s of each vehicle's newest
+    position (a later device time wins, the first of equal times stays), and every CAN
+    reading with map data as (its row, its map), for `PendingLast.add`.
 
-    Why not those two and a row per attribute: the store thread holds the GIL for all of it,
-    against the gateway's event loop (issue 29 profile at 8,000 vehicles: the row list 5.4 %,
-    `newest_signals` 3.9 %, JSON ~3 % of the gateway's samples). Here the columns come from
-    one C call per reading, and a CAN snapshot's numbers are written once each
-    (`can_json`), for its row's JSON and for `last_signal` alike."""
+    Why one pass and no more: the store thread holds the GIL for all of it, against the
+    gateway's event loop. The columns come from one C call per reading; a CAN reading's
+    signals are SQLite's to read at the move (`PendingLast`), not made into rows here."""
     rows = list(map(_COLUMNS, readings))
     positions: dict[str, tuple] = {}
-    cans: dict[str, list[tuple[int, list[tuple[str, str]]]]] = {}
+    cans: list[tuple] = []
     for i, row in enumerate(rows):
-        kind, data = row[4], row[13]
-        if kind == "pos":
+        data = row[13]
+        if data is None:
+            if row[4] == "pos":
+                old = positions.get(row[0])
+                if old is None or row[3] > old[3]:
+                    positions[row[0]] = row
+            continue
+        rows[i] = new = (*row[:13], data_json(data), row[14])
+        if row[4] == "can" and isinstance(data, dict):
+            cans.append((new, data))
+        elif row[4] == "pos":
             old = positions.get(row[0])
             if old is None or row[3] > old[3]:
                 positions[row[0]] = row
-        if data is None:
-            continue
-        if kind == "can" and isinstance(data, dict):
-            text, values = can_json(data)
-            same = cans.get(row[0])
-            if same is None:
-                cans[row[0]] = [(row[3], values)]
-            else:
-                same.append((row[3], values))
-        else:
-            text = json_text(data)
-        rows[i] = (*row[:13], text, row[14])
-    signals: list[tuple] = []
-    for vehicle, snapshots in cans.items():
-        if len(snapshots) == 1:
-            t, values = snapshots[0]
-            signals += [(vehicle, name, value, t) for name, value in values]
-            continue
-        newest: dict[str, tuple[str, int]] = {}
-        for t, values in snapshots:
-            for name, value in values:
-                if name not in newest or t > newest[name][1]:
-                    newest[name] = (value, t)
-        signals += [(vehicle, name, value, t) for name, (value, t) in newest.items()]
-    return rows, list(map(_LAST_COLUMNS, positions.values())), signals
-
-
-def can_json(data: dict) -> tuple[str, list[tuple[str, str]]]:
-    """(`json_text(data)`, [(signal, `signal_json(value)`)]) of a CAN snapshot (`bus` is not
-    a signal). A snapshot of names and numbers or text (what CAN decoding makes) is encoded
-    value by value, each number's text (`repr`, the encoders' own, and most of their time)
-    used in both; anything else goes to the encoders."""
-    parts: list[str] = []
-    values: list[tuple[str, str]] = []
-    for name, value in data.items():
-        t = type(value)
-        if t is float:
-            text = repr(value) if math.isfinite(value) else json_text(value)
-        elif t is int:
-            text = repr(value)
-        elif t is str:
-            text = json_text(value)
-        else:
-            break
-        key = _name_json.get(name)
-        if key is None:
-            if type(name) is not str:
-                break
-            key = json_text(name) + ":"
-            if len(_name_json) < _NAME_JSON_MAX:
-                _name_json[name] = key
-        parts.append(key + text)
-        if name != "bus":
-            values.append((name, text))
-    else:
-        return "{" + ",".join(parts) + "}", values
-    return json_text(data), [(name, signal_json(value)) for name, value in data.items()
-                             if name != "bus"]
+    return rows, list(map(_LAST_COLUMNS, positions.values())), cans
 
 
 class SqliteReadings(SqliteDb):
@@ -181,7 +133,7 @@ class SqliteReadings(SqliteDb):
 
     def _write(self, readings: list[StoredReading], dead: list[DeadLetter]) -> None:
         db = self._db
-        rows, last, signals = write_rows(readings)
+        rows, last, cans = write_rows(readings)
         with transaction(db):
             db.executemany(_INSERT, rows)
             if dead:
@@ -189,7 +141,7 @@ class SqliteReadings(SqliteDb):
                     (d.vehicle_id, d.epoch, d.seq, json.dumps(d.reading, default=str), d.error,
                      d.received_ms) for d in dead
                 ])
-        self._pending_last.add(last, signals)  # committed: theirs are due
+        self._pending_last.add(last, cans)  # committed: theirs are due
 
     def _open(self, migrate: bool) -> None:
         super()._open(migrate)
@@ -204,13 +156,14 @@ class SqliteReadings(SqliteDb):
         readings = [StoredReading.from_row(r) for r in self._db.execute(
             f"SELECT {_COLUMN_LIST} FROM telemetry_arrivals")]  # key order: of two positions
         # of one vehicle at one device time, both pending at a crash, the lower (epoch, seq)
-        _, last, signals = write_rows(readings)  # stays (not the first stored, as otherwise)
-        self._pending_last.add(last, signals)
+        _, last, cans = write_rows(readings)  # stays (not the first stored, as otherwise)
+        self._pending_last.add(last, cans)
         self._move(None)
 
     def _move(self, part: int | None) -> None:
         """Move one part's readings (None: all) into the clustered table, and write the
-        pending `last_position`/`last_signal` rows, in one transaction."""
+        pending `last_position`/`last_signal` rows, in one transaction (the signals first:
+        SQLite reads them from the arrivals)."""
         where, args = ("true", ()) if part is None else ("part=?", (part,))
         pending = self._pending_last
         with transaction(self._db) as db:  # the moved readings' newest, at least

@@ -11,7 +11,7 @@ import sqlite3
 
 from backend.store import open_store
 from backend.store.base import sql_dir
-from backend.store.rows import StoredReading
+from backend.store.rows import StoredReading, newest_positions, newest_signals, signal_json
 from backend.store.sqlite.db import LAST_POSITION_UPSERT, LAST_SIGNAL_UPSERT
 from backend.store.sqlite.readings import write_rows
 
@@ -54,7 +54,11 @@ def _indexes(path) -> list[str]:
 def _write_before(path, rows: list[StoredReading]) -> None:
     """`rows` as the write path before 0029 stored them: into the table, and the newest
     position and signals upserted."""
-    table, last, signals = write_rows(rows)
+    table, _, _ = write_rows(rows)
+    last = [(r.vehicle_id, r.time_ms, r.lat, r.lon, r.speed_kmh, r.course_deg, r.epoch, r.seq)
+            for r in newest_positions(rows).values()]
+    signals = [(v, name, signal_json(value), t)
+               for (v, name), (value, t) in newest_signals(rows).items()]
     with sqlite3.connect(path) as db:
         db.executemany(
             "INSERT INTO vehicle_telemetry (vehicle_id, epoch, seq, time_ms, kind, lat, lon, "

@@ -72,7 +72,7 @@ def test_postgres_read_back_rounds_each_real_column_to_float4(quantities):
 
 
 def test_a_signals_json_is_what_the_json_encoder_writes():
-    from backend.store.sqlite.readings import signal_json
+    from backend.store.rows import signal_json
 
     values = [0, -1, 2**63, -(2**80), 0.0, -0.0, 1.5, 1234.5678, 1e300, 5e-324,
               float("nan"), float("inf"), -float("inf"), True, False, None, "rpm", [1, 2.5],

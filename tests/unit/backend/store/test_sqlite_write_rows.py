@@ -1,12 +1,15 @@
 """The SQLite store's one-pass parameters (`write_rows`) are, value for value, what the
-batch's readings give through `json.dumps`, `newest_positions` and `newest_signals`: the
-stored rows stay byte-identical to the straightforward derivation."""
+batch's readings give through `json.dumps` and `newest_positions`, and its CAN readings with
+map data: the stored rows stay byte-identical to the straightforward derivation (the data by
+the C encoder made once, `readings.data_json`)."""
 
 import json
 import random
 
-from backend.store.rows import StoredReading, newest_positions, newest_signals
-from backend.store.sqlite.readings import write_rows
+import pytest
+
+from backend.store.rows import StoredReading, newest_positions
+from backend.store.sqlite.readings import data_json, write_rows
 
 # values a CAN snapshot may hold after strict CBOR (and a few it should not: the store must
 # still write them as the encoders do)
@@ -25,9 +28,9 @@ def _expected(readings):
              None if r.data is None else text(r.data), r.received_ms) for r in readings]
     last = [(r.vehicle_id, r.time_ms, r.lat, r.lon, r.speed_kmh, r.course_deg, r.epoch, r.seq)
             for r in newest_positions(readings).values()]
-    signals = [(v, name, json.dumps(value, default=str), t)
-               for (v, name), (value, t) in newest_signals(readings).items()]
-    return rows, last, signals
+    cans = [(row, r.data) for row, r in zip(rows, readings, strict=True)
+            if r.kind == "can" and isinstance(r.data, dict)]
+    return rows, last, cans
 
 
 def _batch(rnd: random.Random, n: int) -> list[StoredReading]:
@@ -51,25 +54,26 @@ def _batch(rnd: random.Random, n: int) -> list[StoredReading]:
     return out
 
 
-def _same(a, b):
-    # repr: NaN (a float column) is not equal to itself
-    assert repr(a[0]) == repr(b[0])
-    assert repr(a[1]) == repr(b[1])
-    assert sorted(map(repr, a[2])) == sorted(map(repr, b[2]))
-
-
 def test_the_parameters_are_the_straightforward_ones():
     rnd = random.Random(29)
     for n in (0, 1, 2, 5, 40, 200):
         for _ in range(60):
             batch = _batch(rnd, n)
-            _same(write_rows(batch), _expected(batch))
+            # repr: NaN (a float column) is not equal to itself
+            rows, last, cans = write_rows(batch)
+            expected = _expected(batch)
+            assert repr(rows) == repr(expected[0]) and repr(last) == repr(expected[1])
+            assert [(repr(row), id(data)) for row, data in cans] == [
+                (repr(row), id(data)) for row, data in expected[2]]
 
 
-def test_a_vehicles_signals_come_from_its_newest_snapshot_per_signal():
-    a = StoredReading("v", 1, 1, 20, "can", data={"bus": "b", "A": 1.5, "B": 2})
-    b = StoredReading("v", 1, 2, 10, "can", data={"bus": "b", "A": 9.5, "C": "x"})
-    c = StoredReading("v", 1, 3, 20, "can", data={"A": 7.0})  # equal time: the first stays
-    _, _, signals = write_rows([a, b, c])
-    assert sorted(signals) == [("v", "A", "1.5", 20), ("v", "B", "2", 20),
-                               ("v", "C", '"x"', 10)]
+def test_data_json_is_the_encoders_text_and_refuses_what_it_refuses():
+    for value in VALUES + [{"k": VALUES}, {1: 2, None: 3, 2.5: 4, False: 5}, "text", 7]:
+        assert data_json(value) == json.dumps(value, separators=(",", ":"), default=str)
+    with pytest.raises(TypeError):
+        data_json({(1, 2): 3})  # a key JSON has no text for, as json.dumps
+    deep: list = []
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(RecursionError):
+        data_json(deep)
