@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import logging
 import os
 import random
 import resource
@@ -49,6 +50,10 @@ LOOPBACK_HOSTS = ("127.0.0.1", "127.0.0.2")
 # Resolution of the acknowledgement timeline (ticks with at least one new ack, after "go"):
 # the longest run of empty ticks is the run's gap without acknowledgements (a failover's).
 ACK_TICK_S = 0.1
+log = logging.getLogger("loadtest.client")
+
+# Vehicles not drained whose state a worker logs at the drain's end (`Driver.describe`).
+UNDRAINED_LOGGED = 20
 # How often the ramp and the drain look whether every vehicle is welcomed / drained.
 POLL_S = 0.1
 # The edge's counts of its loop wakeups (`Worker.wakeups`): socket reads and the datagrams they
@@ -237,6 +242,9 @@ class Worker:
         drain = drain_times(
             [(d.sim.journal.pending, d.sim.last_ack_at) for d in self.drivers], end,
             self.loop.time())
+        stuck = [d for d in self.drivers if d.sim.journal.pending]
+        for d in stuck[:UNDRAINED_LOGGED]:
+            log.warning("not drained: %s", d.describe(self.loop.time()))
         for d in self.drivers:
             d.stop()
         await asyncio.sleep(0.2)

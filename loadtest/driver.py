@@ -234,6 +234,33 @@ class Driver:
         if not edge.serving:  # else the edge's wakeup arms at its end
             edge.arm()
 
+    def describe(self, now: float) -> str:
+        """What a vehicle left with readings pending is waiting for (the load tester logs it
+        for each vehicle not drained): its journal, the machine's state and deadlines, the
+        session's credit and readings in flight, the liveness phase and silences, the QUIC
+        connection's recovery state."""
+        m, sim, link = self.machine, self.sim, self.link
+        s, lv = m.session, m.liveness
+        parts = [f"{sim.vehicle_id}: pending {sim.journal.pending}",
+                 f"last ack {_ago(now, sim.last_ack_at)}", f"state {m.state.name}",
+                 f"timer in {_ahead(now, m.get_timer())}",
+                 f"filed in {_ahead(now, self._filed_at)}",
+                 f"connect by {_ahead(now, self._connect_by)}", f"online {self.online}",
+                 f"parked {self._parked} queued {self._queued} slot {self._slot}"]
+        if s is not None:
+            parts.append(f"session ready {s.ready} credit {s.credit} in flight {len(s.in_flight)}")
+        parts.append(f"liveness {lv._phase.name} heard {_ago(now, lv.heard)} "
+                     f"answer {lv.answer_s:.1f} s deadline in {_ahead(now, lv.deadline)}")
+        if link is not None:
+            conn = link.conn
+            core = getattr(conn, "_core", None)
+            parts.append(f"link handshaken {link.handshaken} closed {link.closed} "
+                         f"({link.close_reason or '-'}) timer in {_ahead(now, conn.get_timer())}")
+            if core is not None:
+                parts.append(f"quic pto {core.pto_count} in flight {core.bytes_in_flight} B "
+                             f"srtt {core.smoothed_rtt} lost {core.loss_total}")
+        return "; ".join(parts)
+
     def _acked(self, through: int, ranges, now: float) -> None:
         self.w.acked_now(self.sim.acknowledge(through, ranges, now), now)
         if (self.drained_after is None and self.drain_target
@@ -353,3 +380,11 @@ class _Probe:
         if self.for_link is d.link:
             d._do(d.machine.probe_done(d.w.now(), ok))
             d._after()
+
+
+def _ago(now: float, then: float | None) -> str:
+    return "never" if then is None else f"{now - then:.1f} s ago"
+
+
+def _ahead(now: float, at: float | None) -> str:
+    return "-" if at is None else f"{at - now:.1f} s"
