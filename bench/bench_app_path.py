@@ -86,6 +86,17 @@ NOW_MS = 1_765_000_000_000
 CREDIT = 64
 
 
+def _frames(client: ClientSession, vid: str, seed: int, seconds: int) -> list[bytes]:
+    """A vehicle's `seconds` one-reading batches (the load tester's readings), framed by its
+    welcomed `client` session."""
+    sim = SimVehicle(vid, "token", 1, 1.0, 0.0, NOW_MS - 60_000, seed=seed)
+    out = []
+    for q in range(1, seconds + 1):
+        client.send_batch([sim.wire_reading(q)])
+        out.append(client.data_to_send())
+    return out
+
+
 def _fleet(vehicles: int, seconds: int) -> tuple[list[ServerSession], list[list[bytes]], int]:
     """Each vehicle's server session after the welcome, and its frames, second by second."""
     sessions, frames = [], []
@@ -98,13 +109,8 @@ def _fleet(vehicles: int, seconds: int) -> tuple[list[ServerSession], list[list[
         server.accept(NOW_MS, credit=CREDIT)
         client.receive(server.data_to_send())
         zdict = server._decoder.zdict
-        sim = SimVehicle(vid, "token", 1, 1.0, 0.0, NOW_MS - 60_000, seed=i)
-        mine = []
-        for q in range(1, seconds + 1):
-            client.send_batch([sim.wire_reading(q)])
-            mine.append(client.data_to_send())
         sessions.append(server)
-        frames.append(mine)
+        frames.append(_frames(client, vid, i, seconds))
     assert zdict is not None, "the sessions agreed a preset dictionary"
     return sessions, frames, zdict
 
@@ -264,13 +270,8 @@ async def _open_whole(vehicles: int, seconds: int):
         client.receive(b"".join(quic.sent))
         quic.sent.clear()
         assert client.ready, "the connection welcomed its vehicle"
-        sim = SimVehicle(vid, "token", 1, 1.0, 0.0, NOW_MS - 60_000, seed=i)
-        mine = []
-        for q in range(1, seconds + 1):
-            client.send_batch([sim.wire_reading(q)])
-            mine.append(client.data_to_send())
         conns.append(proto)
-        frames.append(mine)
+        frames.append(_frames(client, vid, i, seconds))
     edge.flushed()
     return gw, writer, edge, conns, frames
 
