@@ -243,6 +243,8 @@ class Worker:
             [(d.sim.journal.pending, d.sim.last_ack_at) for d in self.drivers], end,
             self.loop.time())
         stuck = [d for d in self.drivers if d.sim.journal.pending]
+        if stuck:
+            log.warning("%d not drained; %s", len(stuck), self.edge.describe(self.loop.time()))
         for d in stuck[:UNDRAINED_LOGGED]:
             log.warning("not drained: %s", d.describe(self.loop.time()))
         for d in self.drivers:
@@ -258,7 +260,8 @@ class Worker:
             "vehicles": {d.sim.vehicle_id: [d.sim.made, d.sim.acked, d.sim.unacked]
                          for d in self.drivers},
             "acked_in_window": acked_in_window, "latency": lat.to_json(),
-            "live_latency": live.to_json(), "errors": self.errors, "connects": self.connects,
+            "live_latency": live.to_json(), "errors": {**self.errors, **self.edge.errors},
+            "connects": self.connects,
             "migrations": self.migrations, "reconnects": self.reconnects,
             "batches": self.batches, "storm": storm, "edge": dict(self.edge.stats),
             "ack_ticks": sorted(self.ack_ticks), "timer_lag": timer_lag, "drain": drain,

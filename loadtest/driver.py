@@ -36,7 +36,7 @@ from geostream.clock import wall_ms
 from geostream.messages import Status
 from geostream.quic_acks import ack_delay_for
 
-from .edge import EdgeLink
+from .edge import EdgeLink, _ago, _ahead
 from .fleet import SimVehicle
 
 if TYPE_CHECKING:
@@ -57,6 +57,7 @@ class Driver:
 
     def __init__(self, worker: Worker, sim: SimVehicle, server: tuple[str, int]):
         self.w = worker
+        self.name = sim.vehicle_id  # in the edge's log (`ClientEdge.owner_failed`)
         self.clock = worker.edge.now  # the worker's clock (`Worker.now`), one call shorter
         self.sim = sim
         self.server = server
@@ -77,6 +78,7 @@ class Driver:
         # the TLS session ticket the gateway gave last (the agent's ticket file, in memory): a
         # reconnect resumes with it and sends its hello as 0-RTT, as the agent does
         self.ticket = None
+        self.probe: _Probe | None = None  # the liveness probe under way (`describe`)
 
     # --- inputs --------------------------------------------------------------------------
 
@@ -245,8 +247,14 @@ class Driver:
                  f"last ack {_ago(now, sim.last_ack_at)}", f"state {m.state.name}",
                  f"timer in {_ahead(now, m.get_timer())}",
                  f"filed in {_ahead(now, self._filed_at)}",
+                 f"wheel in {_ahead(now, self.w.edge.timers.at(self))}",
                  f"connect by {_ahead(now, self._connect_by)}", f"online {self.online}",
                  f"parked {self._parked} queued {self._queued} slot {self._slot}"]
+        if self.probe is not None:
+            p = self.probe
+            parts.append(f"probe wheel in {_ahead(now, self.w.edge.timers.at(p))} handshaken "
+                         f"{p.probe.handshaken} closed {p.probe.closed} for this link "
+                         f"{p.for_link is link}")
         if s is not None:
             parts.append(f"session ready {s.ready} credit {s.credit} in flight {len(s.in_flight)}")
         parts.append(f"liveness {lv._phase.name} heard {_ago(now, lv.heard)} "
@@ -284,6 +292,7 @@ class Driver:
                         on_closed=self._closed, ack_delay_s=ack_delay_for(m.send_interval_s),
                         session_ticket_handler=self._ticket_issued)
         link.on_datagram = m.datagram_received
+        link.name = sim.vehicle_id
         link.on_ping = m.ping_sent
         self.link = link
         self._connect_by = now + CONNECT_TIMEOUT_S
@@ -352,6 +361,7 @@ class _Probe:
 
     def __init__(self, driver: Driver, link: EdgeLink | None):
         self.d, self.for_link = driver, link
+        self.name = f"{driver.name} probe"
         w = driver.w
         self.done = False
         self.probe = EdgeLink(w.edge, driver.quic_configuration(), driver.server,
@@ -360,6 +370,8 @@ class _Probe:
                               on_closed=lambda _: self._end(False),
                               session_ticket_handler=driver._ticket_issued)
         self.probe.handshake_kind = "probe"  # all its datagrams count as the probe's
+        self.probe.name = self.name
+        driver.probe = self
         w.edge.timers.set(self, w.now() + CONNECT_TIMEOUT_S)
         try:
             self.probe.start(w.local_host)
@@ -374,6 +386,8 @@ class _Probe:
             return
         self.done = True
         d = self.d
+        if d.probe is self:
+            d.probe = None
         d.w.edge.timers.set(self, None)
         self.probe.close()
         self.probe.abort()
@@ -381,10 +395,3 @@ class _Probe:
             d._do(d.machine.probe_done(d.w.now(), ok))
             d._after()
 
-
-def _ago(now: float, then: float | None) -> str:
-    return "never" if then is None else f"{now - then:.1f} s ago"
-
-
-def _ahead(now: float, at: float | None) -> str:
-    return "-" if at is None else f"{at - now:.1f} s"

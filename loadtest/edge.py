@@ -62,6 +62,14 @@ SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
 # of paid per vehicle; each fires at most this late (the agent's pacing is 1 s, QUIC's ACK
 # delay 25 ms or more).
 TICK_S = 0.010
+# A keepalive PING that could not leave (the congestion window full of unacknowledged
+# packets: nothing goes before an ACK or the probe timeout) is tried again this much later,
+# as the agent's link does (agent/quic_link.py `_keepalive`); filed at its overdue deadline, the
+# connection was woken again in every wakeup of the process, each one a PING queued for nothing.
+KEEPALIVE_RETRY_S = 0.5
+# An owner whose wake, receive or transmit raised is woken again this much later
+# (`ClientEdge.owner_failed`): never left out of the wheel, never woken in a loop.
+OWNER_RETRY_S = 1.0
 # RFC 9000 §17.2: the first byte's top bit is set in a long header, clear in a short one
 _LONG_HEADER = 0x80
 # What a datagram to the gateway was sent for (`EdgeLink`'s count, docs/benchmarks.md "Past the
@@ -89,6 +97,7 @@ class EdgeLink:
     # heard from the gateway (`_core_refused`); None: no such refusal
     _give_up_at: float | None = None
     _heard = False  # a datagram came from the gateway
+    name = "a connection"  # whose it is, in the edge's log (its vehicle sets it)
 
     def __init__(self, edge: ClientEdge, configuration, server_addr: tuple, *,
                  on_stream_data: Callable[[EdgeLink, bytes, bool], None],
@@ -291,6 +300,8 @@ class EdgeLink:
         if not self.closed:
             timer = conn.get_timer()
             at = self._last_send + self._keepalive_s
+            if at <= now:  # a PING was due and nothing left (a full congestion window)
+                at = now + KEEPALIVE_RETRY_S  # as the agent's link: not again at once
             if timer is not None and timer < at:
                 at = timer
             if self._give_up_at is not None and self._give_up_at < at:
@@ -409,8 +420,13 @@ class ClientEdge:
         # an `arm()` then has nothing to do)
         self.serving = False
         self._now = 0.0
+        # when the one timer last fired and a socket was last read (`describe`)
+        self._woke_at: float | None = None
+        self._read_at: float | None = None
         # datagrams_sent / datagrams_received / unroutable / send_dropped / wakeups / …
         self.stats: collections.Counter = collections.Counter()
+        # owners' exceptions by kind (`owner_failed`): the worker reports them with its errors
+        self.errors: collections.Counter = collections.Counter()
         # how late the one timer fired past its slot's end: the process's own backlog (a
         # client that is behind delays every ack it books by as much)
         self.lag = Histogram()
@@ -452,6 +468,7 @@ class ClientEdge:
         clock = self.now
         n = 0
         self.serving = True
+        self._read_at = self._time()
         try:
             # each read gives at least one datagram or stops the loop: ≤ the bound's reads
             for _ in range(MAX_DATAGRAMS_PER_WAKEUP):
@@ -479,7 +496,10 @@ class ClientEdge:
                     # stamped as read, never earlier: a receive time before the datagram's
                     # arrival makes the RTT sample smaller than the ACK delay the gateway
                     # reports, and qh3's core closes the connection for that ("InvalidTime")
-                    link.datagram_received(data, addr, clock())
+                    try:
+                        link.datagram_received(data, addr, clock())
+                    except Exception as exc:  # noqa: BLE001 - that link's: the batch goes on
+                        self.owner_failed(link, "receive", exc)
                 if empty or n >= MAX_DATAGRAMS_PER_WAKEUP:
                     break
         finally:
@@ -528,7 +548,10 @@ class ClientEdge:
             dirty, self._dirty = self._dirty, []
             for link in dirty:
                 if link._dirty:
-                    self._send(link, link.poll(now))
+                    try:
+                        self._send(link, link.poll(now))
+                    except Exception as exc:  # noqa: BLE001 - that link's: the others send
+                        self.owner_failed(link, "transmit", exc)
         self.arm()
 
     def _send(self, link: EdgeLink, datagrams: list[tuple[bytes, tuple]]) -> None:
@@ -565,19 +588,53 @@ class ClientEdge:
         # the loop may fire a handle up to its clock resolution early: what was armed for is
         # due, but every owner gets the true time (QUIC cores refuse a clock that goes back)
         now = self._loop.time()
-        due = max(now, self._wake_at or 0.0)
-        self.lag.add(now - due if now > due else 0.0)
+        armed = self._wake_at or now
+        due = max(now, armed)
+        # how late past its slot's end the timer fired (`due` is never before `now`: measured
+        # against it, every report said 0 ms however far behind the process was)
+        self.lag.add(now - armed if now > armed else 0.0)
         self._wake_handle = self._wake_at = None
+        self._woke_at = now
         self.stats["wakeups"] += 1
         self.serving = True
         try:
             owners = self.timers.pop_due(due)
             self.stats["owner_wakes"] += len(owners)
             for owner in owners:
-                owner.wake(now)
+                try:
+                    owner.wake(now)
+                except Exception as exc:  # noqa: BLE001 - that owner's: the others still wake
+                    self.owner_failed(owner, "wake", exc)
         finally:
             self.serving = False
         self._flush()
+
+    def owner_failed(self, owner, what: str, exc: Exception) -> None:
+        """An owner (a vehicle, a connection, a probe) raised in its `what` (wake, receive,
+        transmit): logged with its name and traceback, counted by kind (`errors`, in the
+        worker's result), and the owner woken again OWNER_RETRY_S later, so that it is not
+        left out of the wheel (the wheel let it go before its wake; nothing else files it
+        again when its own bookkeeping thinks it is filed); the owners after it in the same
+        wakeup were woken as usual."""
+        kind = f"{what} raised {type(exc).__name__}"
+        self.errors[kind] += 1
+        name = getattr(owner, "name", None) or type(owner).__name__
+        log.warning("%s: %s: %s", name, kind, exc, exc_info=exc)
+        if not self._closed:
+            self.timers.set(owner, self.now() + OWNER_RETRY_S)
+
+    def describe(self, now: float) -> str:
+        """The one timer's state (the load tester logs it with the vehicles not drained): when
+        it is armed for and whether its handle is live, the wheel's earliest slot, when it last
+        fired and a socket was last read, connections waiting for a transmit."""
+        handle = self._wake_handle
+        live = "none" if handle is None else ("cancelled" if handle.cancelled() else "live")
+        return (f"edge: armed in {_ahead(now, self._wake_at)} ({live}); wheel {len(self.timers)}"
+                f" owners, earliest in {_ahead(now, self.timers.earliest())}; last fired "
+                f"{_ago(now, self._woke_at)}, last read {_ago(now, self._read_at)}; serving "
+                f"{self.serving}; {len(self._dirty)} dirty, flush "
+                f"{'pending' if self._flush_handle is not None else 'none'}; "
+                f"{self.stats['wakeups']} wakeups")
 
     def close(self) -> None:
         self._closed = True
@@ -589,6 +646,14 @@ class ClientEdge:
             sock.close()
         self._sockets.clear()
         self._reads.clear()
+
+
+def _ago(now: float, then: float | None) -> str:
+    return "never" if then is None else f"{now - then:.1f} s ago"
+
+
+def _ahead(now: float, at: float | None) -> str:
+    return "-" if at is None else f"{at - now:.1f} s"
 
 
 def _recvfrom_batch(sock: socket.socket) -> Callable[[], list]:
