@@ -243,10 +243,14 @@ class Worker:
             [(d.sim.journal.pending, d.sim.last_ack_at) for d in self.drivers], end,
             self.loop.time())
         stuck = [d for d in self.drivers if d.sim.journal.pending]
+        now = self.loop.time()
+        undrained = collections.Counter(d.stall_kind(now) for d in stuck)
+        oldest = max((now - d.sim.made_at(min(d.sim.journal.rows)) for d in stuck), default=None)
         if stuck:
-            log.warning("%d not drained; %s", len(stuck), self.edge.describe(self.loop.time()))
+            log.warning("%d not drained (%s); %s", len(stuck), dict(undrained),
+                        self.edge.describe(now))
         for d in stuck[:UNDRAINED_LOGGED]:
-            log.warning("not drained: %s", d.describe(self.loop.time()))
+            log.warning("not drained: %s", d.describe(now))
         for d in self.drivers:
             d.stop()
         await asyncio.sleep(0.2)
@@ -265,6 +269,7 @@ class Worker:
             "migrations": self.migrations, "reconnects": self.reconnects,
             "batches": self.batches, "storm": storm, "edge": dict(self.edge.stats),
             "ack_ticks": sorted(self.ack_ticks), "timer_lag": timer_lag, "drain": drain,
+            "undrained": dict(undrained), "unacked_oldest_s": oldest,
             "datagrams": [dg1[0] - dg0[0], dg1[1] - dg0[1]],
             "datagram_kinds": {k: v - kinds0.get(k, 0) for k, v in kinds1.items()
                                if v > kinds0.get(k, 0)},

@@ -47,6 +47,9 @@ CONNECT_TIMEOUT_S = 10.0
 # The journal's byte budget is the welcome's max_batch_bytes less this much for the batch's
 # own framing (agent/uplink.py asks with the same margin).
 BATCH_FRAMING_BYTES = 64
+# A vehicle's own deadline this far past is a wake that never came (`stall_kind`): the
+# edge's slot is 10 ms, a busy client process a second or two behind.
+LATE_S = 5.0
 # The status report's source states: every simulated vehicle has a healthy GPS and CAN bus.
 SOURCES = (("gps", "ok"), ("can0", "ok"))
 
@@ -235,6 +238,26 @@ class Driver:
             edge.timers.set(self, at)
         if not edge.serving:  # else the edge's wakeup arms at its end
             edge.arm()
+
+    def stall_kind(self, now: float) -> str:
+        """What a vehicle left with readings pending waits for, in a few words (the report
+        counts the vehicles not drained by it): its machine's state and liveness phase,
+        whether readings are in flight (waiting for the gateway's ack) or none (not sending),
+        and a deadline of its own that is overdue by more than LATE_S (a wake that never
+        came) or missing."""
+        m = self.machine
+        words = [m.state.name]
+        if m.state is State.CONNECTED:
+            s = m.session
+            words.append(f"liveness {m.liveness._phase.name}")
+            words.append("readings in flight" if s is not None and s.in_flight
+                         else "nothing in flight")
+        at = self._filed_at
+        if at is None and self.probe is None:
+            words.append("no deadline")
+        elif at is not None and at < now - LATE_S:
+            words.append("deadline overdue")
+        return ", ".join(words)
 
     def describe(self, now: float) -> str:
         """What a vehicle left with readings pending is waiting for (the load tester logs it

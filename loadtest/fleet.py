@@ -149,6 +149,10 @@ class SimVehicle:
             append(payload, is_position)
         return max(0, n)
 
+    def made_at(self, q: int) -> float:
+        """When reading number `q` was due (the caller's clock)."""
+        return self.start + (q - 1) / self.rate_hz
+
     def next_due(self) -> float | None:
         """When the next reading is due (None while nothing is made)."""
         return self.start + self.made / self.rate_hz if self.making else None

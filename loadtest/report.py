@@ -82,6 +82,11 @@ class Report:
     drain_p99_s: float | None = None
     undrained_vehicles: int = 0
     undrained_silent_max_s: float | None = None
+    # the vehicles not drained by what each waited for (`Driver.stall_kind`), and how long
+    # before the drain gave up the oldest reading never acked was made: readings never acked
+    # are in no latency percentile, so a vehicle that stalled cannot hide in p99 unsaid
+    undrained_kinds: dict = field(default_factory=dict)
+    unacked_oldest_s: float | None = None
     # user and system CPU apart, % of one core over the window (`ProcStats.cpu_times`)
     gateway_user_pct: float = 0.0
     gateway_sys_pct: float = 0.0
@@ -121,7 +126,7 @@ class Report:
     def ok(self) -> bool:
         """Exactly once for everything acknowledged, and the run drained."""
         return (self.lost == 0 and self.duplicated == 0 and self.unexpected == 0
-                and self.unacked == 0)
+                and self.unacked == 0 and self.undrained_vehicles == 0)
 
     def verdict(self) -> str:
         if self.ok:
@@ -129,7 +134,8 @@ class Report:
         if self.lost or self.duplicated or self.unexpected:
             return (f"FAILED: lost {self.lost}, duplicated {self.duplicated}, "
                     f"unexpected {self.unexpected}")
-        return f"NOT DRAINED: 0 lost, 0 duplicated, {self.unacked} still in the vehicles"
+        return (f"NOT DRAINED: 0 lost, 0 duplicated, {self.unacked} still in the vehicles, "
+                f"{self.undrained_vehicles} vehicles not drained")
 
     def lines(self) -> list[str]:
         o = self.options
@@ -144,7 +150,8 @@ class Report:
                f"  acknowledged       {self.acked_per_s:,.0f} readings/s "
                f"(offered {self.vehicles * o['rate_hz']:,.0f}/s)",
                f"  ack latency        p50 {_ms(self.ack_p50_ms)}  p95 {_ms(self.ack_p95_ms)}  "
-               f"p99 {_ms(self.ack_p99_ms)}  (live batches p99 {_ms(self.live_p99_ms)})",
+               f"p99 {_ms(self.ack_p99_ms)}  (live batches p99 {_ms(self.live_p99_ms)})"
+               + self.never_acked_note(),
                f"  gateway            {self.gateway_cpu_pct:.0f} % CPU "
                f"(user {self.gateway_user_pct:.0f}, system {self.gateway_sys_pct:.0f}), "
                f"{self.gateway_rss_mb:.0f} MB RSS, "
@@ -210,13 +217,26 @@ class Report:
                 f"({w.get('owner_wakes', 0) / max(1, timers):.1f} owners each)")
 
     def drain_line(self) -> str:
-        """How the drain after the load went, in one line."""
+        """How the drain after the load went, in one line: with the vehicles not drained, by
+        what each waited for."""
         done = (f"drained in max {_s(self.drain_max_s)} (p99 {_s(self.drain_p99_s)}) after the "
                 "load stopped")
         if not self.undrained_vehicles:
             return done
-        return (f"{self.undrained_vehicles} vehicles not drained, the longest without an ack "
-                f"{_s(self.undrained_silent_max_s)}; the others {done}")
+        kinds = "; ".join(f"{n} {kind}" for kind, n in sorted(
+            self.undrained_kinds.items(), key=lambda kv: (-kv[1], kv[0])))
+        return (f"{self.undrained_vehicles} vehicles not drained"
+                + (f" ({kinds})" if kinds else "")
+                + f", the longest without an ack {_s(self.undrained_silent_max_s)}; "
+                  f"the others {done}")
+
+    def never_acked_note(self) -> str:
+        """What the percentiles leave out: readings never acked (a stalled vehicle's)."""
+        never = self.made - self.acked
+        if never <= 0:
+            return ""
+        return (f"; not in them: {never:,} readings never acked, the oldest made "
+                f"{_s(self.unacked_oldest_s)} before the drain gave up")
 
 
 def drain_times(vehicles: list[tuple[int, float | None]], end: float,

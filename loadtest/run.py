@@ -294,6 +294,11 @@ def _run(opts: Options, tmp: Path, log_dir: Path, store: ThrowawayStore,
     rep.drain_max_s, rep.drain_p99_s, rep.undrained_vehicles, rep.undrained_silent_max_s = (
         drain_summary([s for r in results for s in r.get("drain", {}).get("drained_s", ())],
                       [s for r in results for s in r.get("drain", {}).get("silent_s", ())]))
+    for r in results:
+        for kind, n in r.get("undrained", {}).items():
+            rep.undrained_kinds[kind] = rep.undrained_kinds.get(kind, 0) + n
+        if (oldest := r.get("unacked_oldest_s")) is not None:
+            rep.unacked_oldest_s = max(oldest, rep.unacked_oldest_s or 0.0)
     rep.router_cpu_pct = router_cpu
     if opts.reuseport > 1:
         rep.relay_hops_per_reading = relayed_out(log_dir / "gateway0.log",

@@ -86,3 +86,29 @@ def test_the_report_prints_the_clients_wakeups_per_vehicle_second_and_what_each_
 
 def test_the_yardstick_times_its_loop():
     assert 0 < yardstick_ms(additions=10_000, rounds=2) < 10_000
+
+
+def test_vehicles_not_drained_are_counted_by_what_they_wait_for_and_fail_the_verdict():
+    """Three vehicles stalled from the window's start (57 readings never acked, the oldest
+    made 79.6 s before the drain gave up): the percentiles of the acked readings do not show
+    them, so the latency line says what they leave out and the verdict is not OK, whether
+    the store holds their readings or not."""
+    rep = Report(options={"rate_hz": 1.0, "mode": "steady", "duration_s": 20.0, "db": "sqlite",
+                          "gateways": 1, "workers": 2},
+                 vehicles=4000, made=80000, acked=79943, ack_p99_ms=412.0,
+                 drain_max_s=0.9, drain_p99_s=0.9, undrained_vehicles=3,
+                 undrained_silent_max_s=79.9, unacked_oldest_s=79.6,
+                 undrained_kinds={
+                     "CONNECTED, liveness TICK, nothing in flight, deadline overdue": 2,
+                     "CONNECTED, liveness PROBING, readings in flight": 1})
+    text = "\n".join(rep.lines())
+    assert ("p99 412 ms  (live batches p99 -); not in them: 57 readings never acked, the "
+            "oldest made 79.6 s before the drain gave up") in text
+    assert ("3 vehicles not drained (2 CONNECTED, liveness TICK, nothing in flight, deadline "
+            "overdue; 1 CONNECTED, liveness PROBING, readings in flight), the longest without "
+            "an ack 79.9 s") in text
+    assert not rep.ok  # unacked 0: the store holds them, the vehicles still wait
+    assert rep.verdict() == ("NOT DRAINED: 0 lost, 0 duplicated, 0 still in the vehicles, "
+                             "3 vehicles not drained")
+    rep.undrained_vehicles, rep.acked = 0, 80000
+    assert rep.ok and "never acked" not in "\n".join(rep.lines())
