@@ -6,22 +6,28 @@ requests pass the backend's own access middleware first: the resource's handler 
 resolved principal travels to the tools in the ASGI scope. Tools check stricter roles
 themselves (send_command, acknowledge_alert: dispatcher). Stateless JSON mode: each POST
 stands alone, so no MCP session outlives its token's check.
+
+The SDK and what it brings (pydantic, starlette: 1.7 s of imports on a 2-core host, tens of
+seconds in an emulated VM, paid with the event loop blocked) load on the first request that
+passed the access check, not when the backend starts: a fleet that never asks pays nothing.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Callable
+from typing import Any, cast
 
 from aiohttp import web
 from aiohttp_asgi import ASGIResource
 from aiohttp_asgi.resource import ASGIContext, ASGIMatchInfo
-from mcp.server.transport_security import TransportSecuritySettings
 
 from ..authz import PRINCIPAL, Role, requires
-from .server import SCOPE_KEY, build_server
 from .tools import FleetTools
 
 PATH = "/mcp"
+SCOPE_KEY = "fleet.principal"  # where the principal travels to the tools in the ASGI scope
 # Stateless JSON mode takes only POSTs (no SSE stream to GET, no session to DELETE).
 METHODS = ("POST",)
 
@@ -54,12 +60,65 @@ class _Context(ASGIContext):
     @property
     def scope(self):
         scope = super().scope
-        scope[SCOPE_KEY] = self.request[PRINCIPAL]
+        cast(dict, scope)[SCOPE_KEY] = self.request[PRINCIPAL]  # our key beside ASGI's own
         return scope
 
     async def on_receive(self):
         """The body, read and checked by `_handle` already, in one message."""
         return {"type": "http.request", "body": self._body, "more_body": False}
+
+
+class LazyAsgi:
+    """An ASGI app standing for the SDK's: the real one is built by `build` and started (its
+    lifespan: the session manager) on the first request, and stopped with the backend if it
+    was ever started."""
+
+    def __init__(self, build: Callable[[], Any]):
+        self._build = build
+        self._app: Any = None
+        self._lock = asyncio.Lock()
+        self._receives: asyncio.Queue = asyncio.Queue()
+        self._sends: asyncio.Queue = asyncio.Queue()
+        self._task: asyncio.Task | None = None
+
+    @property
+    def started(self) -> bool:
+        return self._app is not None
+
+    async def __call__(self, scope, receive, send) -> None:
+        if self._app is None:
+            async with self._lock:
+                if self._app is None:
+                    app = self._build()
+                    self._task = asyncio.get_running_loop().create_task(
+                        app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}},
+                            self._receives.get, self._sends.put), name="mcp-lifespan")
+                    await self._lifespan("startup")
+                    self._app = app
+        await self._app(scope, receive, send)
+
+    async def _lifespan(self, event: str) -> None:
+        """Send lifespan.`event` and wait for its `.complete` (the ASGI lifespan protocol)."""
+        assert self._task is not None
+        await self._receives.put({"type": f"lifespan.{event}"})
+        reply = asyncio.ensure_future(self._sends.get())
+        await asyncio.wait((reply, self._task), return_when=asyncio.FIRST_COMPLETED)
+        if not reply.done():
+            reply.cancel()
+            self._task.result()  # the app's own error, if it raised
+            raise RuntimeError(f"the MCP app ended during {event}")
+        message = reply.result()
+        if message["type"] != f"lifespan.{event}.complete":
+            raise RuntimeError(f"the MCP app's {event} failed: {message.get('message', '')}")
+
+    async def close(self, _app: web.Application | None = None) -> None:
+        if self._app is None or self._task is None:
+            return
+        try:
+            await self._lifespan("shutdown")
+            await asyncio.wait_for(self._task, 10)
+        finally:
+            self._app = None
 
 
 class _Resource(ASGIResource):
@@ -90,14 +149,22 @@ def _refuse(text: str) -> web.Response:
                               "error": {"code": -32600, "message": text}}, status=400)
 
 
-def add_mcp_routes(app: web.Application, tools: FleetTools) -> None:
-    server = build_server(tools)
-    # DNS-rebinding protection guards servers that trust ambient credentials (cookies, a
-    # loopback address); this endpoint trusts only the Bearer token, which a rebinding page
-    # cannot know, and the backend may sit behind any host name.
-    asgi = server.streamable_http_app(
-        streamable_http_path=PATH, stateless_http=True, json_response=True,
-        transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False))
-    resource = _Resource(asgi, root_path=PATH)
-    app.router.register_resource(resource)
-    resource.lifespan_mount(app)
+def add_mcp_routes(app: web.Application, tools: FleetTools) -> LazyAsgi:
+    """/mcp in `app`; the SDK loads on its first request (`LazyAsgi`)."""
+
+    def build():
+        from mcp.server.transport_security import TransportSecuritySettings
+
+        from .server import build_server
+
+        # DNS-rebinding protection guards servers that trust ambient credentials (cookies, a
+        # loopback address); this endpoint trusts only the Bearer token, which a rebinding
+        # page cannot know, and the backend may sit behind any host name.
+        return build_server(tools).streamable_http_app(
+            streamable_http_path=PATH, stateless_http=True, json_response=True,
+            transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False))
+
+    lazy = LazyAsgi(build)
+    app.router.register_resource(_Resource(lazy, root_path=PATH))
+    app.on_cleanup.append(lazy.close)
+    return lazy

@@ -16,9 +16,8 @@ from pydantic import Field
 
 from ..authz import Principal
 from . import schemas
+from .http import SCOPE_KEY
 from .tools import DAY_WORDS, MAX_ALERTS, MAX_BUCKETS, MAX_ROUTE_POINTS, FleetTools, Refused
-
-SCOPE_KEY = "fleet.principal"  # where http.py leaves the principal in the ASGI scope
 
 Vehicle = Annotated[str, Field(description="vehicle id, as list_vehicles shows it")]
 Since = Annotated[str | None, Field(description="window start: epoch ms or ISO 8601 (UTC "
