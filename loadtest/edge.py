@@ -415,6 +415,7 @@ class ClientEdge:
         self.timers = TimerWheel(TICK_S)
         self._wake_handle: asyncio.TimerHandle | None = None
         self._wake_at: float | None = None
+        self._lag_from = 0.0  # when the armed wakeup was due, or armed if later (`lag`)
         self._closed = False
         # in a wakeup of the edge's own, which flushes and arms at its end (read by owners:
         # an `arm()` then has nothing to do)
@@ -583,16 +584,19 @@ class ClientEdge:
         self._wake_at = when
         if when is not None:
             self._wake_handle = self._loop.call_at(when, self._wake)
+            # the loop's own delay is counted from here when the slot had ended already
+            self._lag_from = max(when, self._time())
 
     def _wake(self) -> None:
         # the loop may fire a handle up to its clock resolution early: what was armed for is
         # due, but every owner gets the true time (QUIC cores refuse a clock that goes back)
         now = self._loop.time()
-        armed = self._wake_at or now
-        due = max(now, armed)
-        # how late past its slot's end the timer fired (`due` is never before `now`: measured
-        # against it, every report said 0 ms however far behind the process was)
-        self.lag.add(now - armed if now > armed else 0.0)
+        due = max(now, self._wake_at or now)
+        # how late the loop fired it, past its slot's end or past its arming if that came
+        # later (a deadline filed overdue is not the loop's delay); measured against `due`,
+        # which is never before `now`, every report said 0 ms however far behind it was
+        late = now - self._lag_from
+        self.lag.add(late if late > 0.0 else 0.0)
         self._wake_handle = self._wake_at = None
         self._woke_at = now
         self.stats["wakeups"] += 1

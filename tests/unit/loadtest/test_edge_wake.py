@@ -126,3 +126,9 @@ def test_the_edge_describes_its_one_timer_for_the_vehicles_not_drained():
     line = edge.describe(1003.0)
     assert "armed in - (none); wheel 0 owners, earliest in -; last fired 0.0 s ago" in line
     assert edge.lag.percentile(100) == 2491.0  # late past the slot's end (1000.51)
+    # a deadline filed when it was overdue already: the lag is the loop's, from the arming
+    edge.timers.set(Owner("v3"), 990.0)
+    edge.arm()
+    loop.now = 1003.2
+    edge._wake()
+    assert sorted(edge.lag.counts) == [200, 2490]
