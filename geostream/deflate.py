@@ -63,19 +63,20 @@ class Inflater:
     __slots__ = ("_z", "_limit")
 
     def __init__(self, limit: int):
-        self._z = None
+        self._z: zlib._Decompress | None = None
         self._limit = limit
 
     def piece(self, z: bytes) -> bytes:
-        if self._z is None:
-            self._z = zlib.decompressobj(-WINDOW_BITS)
+        d = self._z
+        if d is None:
+            d = self._z = zlib.decompressobj(-WINDOW_BITS)
         try:
-            raw = self._z.decompress(z + SYNC_TAIL, self._limit + 1)
+            raw = d.decompress(z + SYNC_TAIL, self._limit + 1)
         except zlib.error as exc:
             raise ProtocolError(ErrorCode.MALFORMED, f"bad DEFLATE data: {exc}") from None
-        if len(raw) > self._limit or self._z.unconsumed_tail:
+        if len(raw) > self._limit or d.unconsumed_tail:
             raise ProtocolError(ErrorCode.TOO_LARGE, f"'z' inflates beyond {self._limit} bytes")
-        if self._z.eof:
+        if d.eof:
             raise ProtocolError(ErrorCode.MALFORMED, "'z' ended the session's DEFLATE stream")
         return raw
 

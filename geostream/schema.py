@@ -52,8 +52,8 @@ class Quantity:
     wire: str  # the short key on the wire
     column: str | None  # the store's column (`StoredReading` attribute); None: not stored
     type: type  # float: any finite number; int: an integer
-    low: float  # the range accepted
-    high: float
+    low: int | float  # the range accepted (an int quantity's bounds stay ints: a compiled
+    high: int | float  # build would store `float` as a double, and 2**63 - 1 is not one)
 
 
 # A float quantity's magnitude bound: far beyond any altitude (m), speed (km/h), course or
@@ -79,7 +79,7 @@ _FLOAT_KEYS = tuple(q.wire for q in POSITION_QUANTITIES if q.type is float)
 _CHECKS = tuple((q.wire, q.type is float, q.low, q.high) for q in POSITION_QUANTITIES)
 _STORED = tuple((q.column, q.wire) for q in POSITION_QUANTITIES if q.column is not None)
 # The store's columns of a reading besides its envelope, in the order `row_values` gives them.
-ROW_COLUMNS = ("lat", "lon", *(column for column, _ in _STORED), "data")
+ROW_COLUMNS: tuple[str, ...] = ("lat", "lon", *(column for column, _ in _STORED), "data")
 _ROW_KEYS = ("lat", "lon", *(wire for _, wire in _STORED))
 
 
@@ -174,6 +174,8 @@ def value_problem(v: Any, max_text: int = MAX_TEXT_CHARS) -> str | None:
 
 
 def _position_problem(r: dict) -> Invalid | None:
+    lat: Any
+    lon: Any
     lat, lon = r.get(LAT), r.get(LON)
     if not (_number(lat) and _number(lon)):
         return Invalid("position", "position without finite lat/lon")
@@ -270,6 +272,8 @@ def position_values(r: dict) -> tuple | None:
     else None: the gateway's one look at each field of a 1 Hz position (each key read once,
     the checks of `_CHECKS` unrolled)."""
     g = r.get
+    lat: Any
+    lon: Any
     lat, lon = g(LAT), g(LON)
     if not (type(lat) in _NUMERIC and type(lon) in _NUMERIC
             and -90 <= lat <= 90 and -180 <= lon <= 180):

@@ -111,18 +111,31 @@ class BatchReceived:
 class _BatchReceivedSlots:
     """BatchReceived's slot without the frozen check, for `_batch_received`."""
 
-    __slots__ = BatchReceived.__slots__
+    __slots__ = ("batch",)
 
     def __init__(self, batch: Batch):
         self.batch = batch  # type: ignore[misc]
 
 
-def _batch_received(batch: Batch) -> BatchReceived:
+def _batch_received_by_class(batch: Batch) -> BatchReceived:
     """`BatchReceived(batch)` for a 1 Hz vehicle's every batch, without the frozen
     dataclass's `object.__setattr__` (as `codec._batch` makes its Batch)."""
     ev = _BatchReceivedSlots(batch)
     ev.__class__ = BatchReceived  # type: ignore[assignment]
     return ev  # type: ignore[return-value]
+
+
+def _batch_received_by_init(batch: Batch) -> BatchReceived:
+    """The same event by its own constructor, where `__class__` assignment is refused (a
+    compiled build: `make compiled`)."""
+    return BatchReceived(batch)
+
+
+try:  # `_batch_received`: the first of the two this build allows (one trial at import)
+    _batch_received_by_class(Batch(0, ()))
+    _batch_received = _batch_received_by_class
+except TypeError:
+    _batch_received = _batch_received_by_init
 
 
 @dataclass(frozen=True, slots=True)

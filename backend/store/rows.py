@@ -132,10 +132,11 @@ def can_json(data: dict) -> tuple[str, list[tuple[str, str]]]:
                              if name != "bus"]
 
 
-def made(vehicle_id: str, epoch: int, seq: int, time_ms: int, kind: str, lat: float | None,
-         lon: float | None, alt_m: float | None, speed_kmh: float | None,
-         course_deg: float | None, fix: int | None, sats: int | None, hdop: float | None,
-         data: dict | None, received_ms: int) -> StoredReading:
+def _made_by_class(vehicle_id: str, epoch: int, seq: int, time_ms: int, kind: str,
+                   lat: float | None, lon: float | None, alt_m: float | None,
+                   speed_kmh: float | None, course_deg: float | None, fix: int | None,
+                   sats: int | None, hdop: float | None, data: dict | None,
+                   received_ms: int) -> StoredReading:
     """`StoredReading(...)` of all fields, positionally, built for the rows a gateway makes in
     bulk (every reading it accepts, every row an alert replay reads back).
 
@@ -154,8 +155,8 @@ def made(vehicle_id: str, epoch: int, seq: int, time_ms: int, kind: str, lat: fl
 _new_unfrozen = object.__new__
 
 
-def made_position(vehicle_id: str, epoch: int, seq: int, time_ms: int, values: tuple,
-                  received_ms: int) -> StoredReading:
+def _made_position_by_class(vehicle_id: str, epoch: int, seq: int, time_ms: int,
+                            values: tuple, received_ms: int) -> StoredReading:
     """`made(vehicle_id, epoch, seq, time_ms, "pos", *values, None, received_ms)` for the
     gateway's every position (`values`: `geostream.schema.position_values`' eight), in one
     call instead of two and without unpacking `values` into arguments."""
@@ -165,6 +166,32 @@ def made_position(vehicle_id: str, epoch: int, seq: int, time_ms: int, values: t
     r.data, r.received_ms = None, received_ms
     r.__class__ = StoredReading  # type: ignore[assignment]
     return r  # type: ignore[return-value]
+
+
+def _made_by_init(vehicle_id: str, epoch: int, seq: int, time_ms: int, kind: str,
+                  lat: float | None, lon: float | None, alt_m: float | None,
+                  speed_kmh: float | None, course_deg: float | None, fix: int | None,
+                  sats: int | None, hdop: float | None, data: dict | None,
+                  received_ms: int) -> StoredReading:
+    """`made` by the class's own constructor, where `__class__` assignment is refused: a
+    compiled build (`make compiled`), whose classes have their own layouts."""
+    return StoredReading(vehicle_id, epoch, seq, time_ms, kind, lat, lon, alt_m, speed_kmh,
+                         course_deg, fix, sats, hdop, data, received_ms)
+
+
+def _made_position_by_init(vehicle_id: str, epoch: int, seq: int, time_ms: int,
+                           values: tuple, received_ms: int) -> StoredReading:
+    """`made_position` by the class's own constructor (a compiled build, as `_made_by_init`)."""
+    lat, lon, alt_m, speed_kmh, course_deg, fix, sats, hdop = values
+    return StoredReading(vehicle_id, epoch, seq, time_ms, "pos", lat, lon, alt_m, speed_kmh,
+                         course_deg, fix, sats, hdop, None, received_ms)
+
+
+try:  # `made` and `made_position`: the first of the two this build allows (one trial)
+    _made_by_class("", 0, 0, 0, "", None, None, None, None, None, None, None, None, None, 0)
+    made, made_position = _made_by_class, _made_position_by_class
+except TypeError:
+    made, made_position = _made_by_init, _made_position_by_init
 
 
 @dataclass(frozen=True, slots=True)

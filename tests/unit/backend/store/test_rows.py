@@ -79,3 +79,20 @@ def test_a_signals_json_is_what_the_json_encoder_writes():
               {"a": 1}, b"\x01"]
     for v in values:
         assert signal_json(v) == json.dumps(v, default=str), v
+
+
+def test_the_constructor_fallbacks_build_the_same_rows():
+    """A build that refuses `__class__` assignment (compiled) takes `_made_by_init` and
+    `_made_position_by_init`: the same rows as the plain build's."""
+    from backend.store import rows
+
+    assert (rows.made, rows.made_position) in (
+        (rows._made_by_class, rows._made_position_by_class),
+        (rows._made_by_init, rows._made_position_by_init))
+    plain = StoredReading(*FIELDS)
+    args = (*FIELDS[:4], FIELDS[5:13], FIELDS[14])
+    for make, make_position in {(rows._made_by_init, rows._made_position_by_init),
+                                (rows.made, rows.made_position)}:
+        r, p = make(*FIELDS), make_position(*args)
+        assert type(r) is type(p) is StoredReading
+        assert r == p == plain and hash(r) == hash(p) == hash(plain)
