@@ -56,6 +56,12 @@ class TimerWheel:
         else:
             entries.append(owner)
 
+    def overdue(self, before: float, n: int) -> list[tuple[Hashable, float]]:
+        """Up to `n` owners due before `before`, earliest first, with their deadlines (a
+        diagnostic: it looks at every owner)."""
+        return heapq.nsmallest(n, ((o, t) for o, t in self._due.items() if t < before),
+                               key=lambda ot: ot[1])
+
     def earliest(self) -> float | None:
         """When the earliest slot with entries ends (None: nothing filed). An owner whose
         deadline moved later, or was cleared, may leave this earlier than any deadline."""

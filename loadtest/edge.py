@@ -67,6 +67,9 @@ TICK_S = 0.010
 # as the agent's link does (agent/quic_link.py `_keepalive`); filed at its overdue deadline, the
 # connection was woken again in every wakeup of the process, each one a PING queued for nothing.
 KEEPALIVE_RETRY_S = 0.5
+# Owners due long ago that `ClientEdge.describe` names (a wheel that does not serve them, or
+# owners filing themselves in the past, woken in every wakeup)
+DESCRIBED_OVERDUE = 5
 # An owner whose wake, receive or transmit raised is woken again this much later
 # (`ClientEdge.owner_failed`): never left out of the wheel, never woken in a loop.
 OWNER_RETRY_S = 1.0
@@ -633,12 +636,16 @@ class ClientEdge:
         fired and a socket was last read, connections waiting for a transmit."""
         handle = self._wake_handle
         live = "none" if handle is None else ("cancelled" if handle.cancelled() else "live")
+        overdue = self.timers.overdue(now - 1.0, DESCRIBED_OVERDUE)
         return (f"edge: armed in {_ahead(now, self._wake_at)} ({live}); wheel {len(self.timers)}"
                 f" owners, earliest in {_ahead(now, self.timers.earliest())}; last fired "
                 f"{_ago(now, self._woke_at)}, last read {_ago(now, self._read_at)}; serving "
                 f"{self.serving}; {len(self._dirty)} dirty, flush "
                 f"{'pending' if self._flush_handle is not None else 'none'}; "
-                f"{self.stats['wakeups']} wakeups")
+                f"{self.stats['wakeups']} wakeups; due over 1 s ago: "
+                + (", ".join(f"{getattr(o, 'name', None) or type(o).__name__} "
+                             f"({type(o).__name__}) in {_ahead(now, at)}" for o, at in overdue)
+                   or "none"))
 
     def close(self) -> None:
         self._closed = True

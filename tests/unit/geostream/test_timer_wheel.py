@@ -90,3 +90,11 @@ def test_random_deadlines_match_a_plain_reference():
         assert all(when > now or (int(when / TICK) + 1) * TICK > now
                    for when in ref.values())
     assert len(w) == len(ref)
+
+
+def test_overdue_names_the_owners_due_longest_ago():
+    w = TimerWheel(TICK)
+    for owner, when in (("a", 5.0), ("b", 1.0), ("c", 3.0), ("d", 9.0)):
+        w.set(owner, when)
+    assert w.overdue(6.0, 2) == [("b", 1.0), ("c", 3.0)]
+    assert w.overdue(0.5, 2) == []

@@ -125,6 +125,9 @@ def test_the_edge_describes_its_one_timer_for_the_vehicles_not_drained():
     edge._wake()
     line = edge.describe(1003.0)
     assert "armed in - (none); wheel 0 owners, earliest in -; last fired 0.0 s ago" in line
+    assert line.endswith("due over 1 s ago: none")
+    edge.timers.set(Owner("v5"), 1001.0)
+    assert edge.describe(1003.0).endswith("due over 1 s ago: v5 (Owner) in -2.0 s")
     assert edge.lag.percentile(100) == 2491.0  # late past the slot's end (1000.51)
     # a deadline filed when it was overdue already: the lag is the loop's, from the arming
     edge.timers.set(Owner("v3"), 990.0)
