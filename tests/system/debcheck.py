@@ -23,11 +23,28 @@ def control_of(deb: Path) -> str:
                           check=True).stdout
 
 
+def download_size(deb: Path) -> int:
+    """The .deb's size as released: its file size when its files are xz-compressed (dpkg-deb's
+    default), else with the files recompressed as xz -6 (the suite builds zstd for speed,
+    tests/conftest.py), which a vehicle would download."""
+    members = subprocess.run(["ar", "t", str(deb)], capture_output=True, text=True,
+                             check=True).stdout.split()
+    data = next(m for m in members if m.startswith("data.tar"))
+    if data == "data.tar.xz":
+        return deb.stat().st_size
+    packed = subprocess.run(["ar", "p", str(deb), data], capture_output=True, check=True).stdout
+    tar = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(deb)], capture_output=True,
+                         check=True).stdout
+    xz = subprocess.run(["xz", "-6", "-T2", "-c"], input=tar, capture_output=True,
+                        check=True).stdout
+    return deb.stat().st_size - len(packed) + len(xz)
+
+
 def agent_package_problems(deb: Path) -> list[str]:
     """What is wrong with a fleet-agent .deb (any architecture): its size against the
     ceilings, and anything of the backend in it."""
     problems = []
-    size = deb.stat().st_size
+    size = download_size(deb)
     if size > AGENT_DEB_MAX_BYTES:
         problems.append(f"{deb.name}: {size / 1e6:.1f} MB to download")
     installed = int(re.search(r"Installed-Size: (\d+)", control_of(deb))[1])
