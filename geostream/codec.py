@@ -190,7 +190,8 @@ def _batch_by_class(epoch: int, readings: tuple, wire_size: int) -> Batch:
 
 def _batch_by_init(epoch: int, readings: tuple, wire_size: int) -> Batch:
     """The same Batch by its own constructor, where `__class__` assignment is refused: a
-    compiled build (`make compiled`), whose classes have their own layouts."""
+    compiled (mypyc) build, whose classes have their own layouts: docs/benchmarks.md,
+    "Compiled modules (mypyc), session 15"."""
     return Batch(epoch, readings, None, wire_size)
 
 

@@ -127,7 +127,7 @@ def _batch_received_by_class(batch: Batch) -> BatchReceived:
 
 def _batch_received_by_init(batch: Batch) -> BatchReceived:
     """The same event by its own constructor, where `__class__` assignment is refused (a
-    compiled build: `make compiled`)."""
+    compiled (mypyc) build, as `codec._batch_by_init`)."""
     return BatchReceived(batch)
 
 

@@ -1,5 +1,6 @@
-"""The constructors a compiled build takes instead of `__class__` assignment (`make compiled`:
-its classes have their own layouts) build the objects the plain build's do."""
+"""The constructors a compiled build takes instead of `__class__` assignment (a mypyc build:
+its classes have their own layouts; there is no build step, see docs/benchmarks.md) build
+the objects the plain build's do."""
 
 import dataclasses
 
