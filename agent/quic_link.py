@@ -285,6 +285,11 @@ class QuicLink(asyncio.DatagramProtocol):
             self.early_data_accepted = event.early_data_accepted
             log.info("handshake completed (resumed=%s, early data=%s)", event.session_resumed,
                      event.early_data_accepted)
+            # 0-RTT the gateway rejected (a ticket it no longer holds): its stream data, the
+            # hello, goes again in 1-RTT now (this runs after a transmit: the next one sends it)
+            if (not event.early_data_accepted
+                    and lib.resend_rejected_early_data(self.conn, self._loop.time())):
+                self._loop.call_soon(self.transmit)
             if not self.connected.done():
                 self.connected.set_result(event.session_resumed)
         elif isinstance(event, lib.StreamDataReceived):

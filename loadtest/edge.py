@@ -369,6 +369,8 @@ class EdgeLink:
                 lib.delay_acks_up_to(conn, self._ack_delay_s)
             # no probe of data the gateway may have queued sooner than the floor
             lib.floor_probe_timeout(conn, PROBE_TIMEOUT_FLOOR_S)
+            if not event.early_data_accepted:  # rejected 0-RTT goes again now (the agent's)
+                lib.resend_rejected_early_data(conn, self.edge.now())
             self._on_handshake(self)
         elif kind is lib.ConnectionIdIssued:
             self._route(event.connection_id)

@@ -10,7 +10,7 @@
 - the hooks the libraries do not offer publicly, one function each: ACKs riding with data
   (`ack_with_data`, `advertise_max_ack_delay`, `delay_acks_up_to`, `ack_delays`), routable
   connection IDs (`issue_routable_cids`, `host_cids`, `ROUTABLE_NEW_CIDS`), `smoothed_rtt`,
-  `recovery_counts`,
+  `recovery_counts`, a client's rejected 0-RTT sent again at once (`resend_rejected_early_data`),
   `peer_address`, `peer_certificate_der`, `ticket_time`, a gateway's memory trims
   (`trim_new_connection`, `trim_after_handshake`) and its socket's batch read
   (`batch_receiver`: None where the library has none).

@@ -28,6 +28,7 @@ from aioquic.quic.events import (
     StreamDataReceived,
 )
 from aioquic.quic.packet import (
+    QuicPacketType,
     pull_quic_header,
     pull_quic_transport_parameters,
     push_quic_transport_parameters,
@@ -116,6 +117,24 @@ def floor_probe_timeout(quic, floor_s: float) -> None:
         return max(floor_s, probe_timeout(**kwargs))
 
     loss.get_probe_timeout = floored
+
+
+def resend_rejected_early_data(quic, now: float) -> int:
+    """On a client whose 0-RTT the server rejected (its handshake completed with
+    `early_data_accepted` False): declare the 0-RTT packets still unacknowledged lost now, so
+    their stream data (the agent's hello) goes again in 1-RTT with the next transmit, at the
+    same stream offsets (RFC 9001 §4.6.2; RFC 9002 §6.4: they are no longer in flight).
+    aioquic itself keeps them in flight until its loss detection gives up on them: the hello
+    went again 0.5 s after the handshake over a 100 ms RTT, as a congestion event. Not one: a
+    rejection says nothing of the path. Returns how many packets it declared lost."""
+    loss, spaces = getattr(quic, "_loss", None), getattr(quic, "_spaces", None)
+    space = spaces.get(Epoch.ONE_RTT) if isinstance(spaces, dict) else None
+    if loss is None or space is None:
+        return 0
+    early = [p for p in space.sent_packets.values() if p.packet_type == QuicPacketType.ZERO_RTT]
+    if early:
+        loss._on_packets_lost(congestion_event=False, now=now, packets=early, space=space)
+    return len(early)
 
 
 def ack_delays(quic) -> tuple[float | None, float | None]:

@@ -360,6 +360,13 @@ def floor_probe_timeout(quic, floor_s: float) -> None:
         quic._seam_pto_floor = floor_s
 
 
+def resend_rejected_early_data(quic, now: float) -> int:
+    """Nothing to do: when the server's EncryptedExtensions lack early_data, qh3's facade tells
+    its core (`reject_zero_rtt`), which queues the 0-RTT stream data again for 1-RTT; it goes
+    with the client's Finished (aioquic_lib's twin says why aioquic needs help)."""
+    return 0
+
+
 def ack_delays(quic) -> tuple[float | None, float | None]:
     """(how long `quic` holds an ACK, the peer's advertised max_ack_delay) in seconds."""
     local = getattr(quic, "_seam_ack_hold", None) or _CORE_ACK_DELAY_S

@@ -16,10 +16,12 @@ from agent.uplink_machine import BACKOFF_MAX_S
 from backend.cli import _parser, build_config
 from backend.config import BackendConfig
 from backend.tickets import TicketStore
+from geostream import ALPN
 from geostream.quic import library
 from geostream.tickets import ticket_from_json, ticket_to_json
 from hil.linkemu import LinkEmulator, LinkModel
 from tests.integration.net.rig import AgentRig, QuicLink, client_config, until
+from tests.integration.net.test_quic_tls_trim import CLIENT, SERVER, events, pump, trimmed_pair
 
 _lib = library("aioquic")  # the tickets made here; the round trip test crosses to qh3
 CipherSuite, SessionTicket = _lib.CipherSuite, _lib.SessionTicket
@@ -252,3 +254,40 @@ async def test_ticket_is_good_once_across_restarts(quic_library, procs):
     fresh = await connect(procs, issued[-2], issued)
     assert fresh.session_resumed
     close(fresh)
+
+
+@pytest.mark.parametrize("name", ["aioquic", "qh3"])
+def test_rejected_early_data_goes_with_the_clients_finished(name, pki):
+    """Sans-IO, in memory: a client resumes with a ticket the server does not hold and sends
+    stream data as 0-RTT; the server completes a full handshake without it. Once the client's
+    handshake completed (and the seam's `resend_rejected_early_data`, which the agent's link
+    and the load tester's call there), its next flight (the Finished) brings that data to the
+    server in 1-RTT. aioquic without the hook kept it back until its loss detection; qh3's core
+    queues it again itself."""
+    lib = library(name)
+    tickets: list = []
+    trimmed_pair(lib, pki, tickets)  # a ticket from a server that is gone
+    cfg = lib.QuicConfiguration(is_client=True, alpn_protocols=[ALPN], server_name="localhost")
+    cfg.load_verify_locations(cafile=pki["ca"])
+    cfg.session_ticket = tickets[0]
+    client = lib.QuicConnection(configuration=cfg)
+    now = 200.0
+    client.connect(SERVER, now=now)
+    client.send_stream_data(client.get_next_available_stream_id(), b"hello as 0-RTT")
+    first = client.datagrams_to_send(now=now)
+    server_cfg = lib.QuicConfiguration(is_client=False, alpn_protocols=[ALPN])
+    server_cfg.load_cert_chain(pki["cert"], pki["key"])  # holds no ticket
+    server = lib.QuicConnection(
+        configuration=server_cfg,
+        original_destination_connection_id=lib.destination_cid(first[0][0], 8))
+    for data, _ in first:
+        server.receive_datagram(data, CLIENT, now=now)
+    assert not [e for e in events(server) if isinstance(e, lib.StreamDataReceived)]
+    now += 0.05
+    pump(server, client, SERVER, now)  # the server's whole handshake flight
+    done = [e for e in events(client) if isinstance(e, lib.HandshakeCompleted)]
+    assert [(e.session_resumed, e.early_data_accepted) for e in done] == [(False, False)]
+    lib.resend_rejected_early_data(client, now)
+    pump(client, server, CLIENT, now)  # the client's Finished, at the same instant
+    got = [e.data for e in events(server) if isinstance(e, lib.StreamDataReceived)]
+    assert b"".join(got) == b"hello as 0-RTT"

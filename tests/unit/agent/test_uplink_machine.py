@@ -31,7 +31,7 @@ from geostream.codec import FrameDecoder, encode
 from geostream.errors import ErrorCode
 from geostream.limits import SEND_BATCH_READINGS, STALL_S
 from geostream.messages import Command, Error
-from geostream.session import ServerSession
+from geostream.session import Failed, ServerSession
 
 INTERVAL_S = 1.0
 
@@ -95,6 +95,26 @@ def test_welcome_counts_and_clock_offset():
     assert p.m.stats.connects == 1 and p.m.stats.state == "connected"
     assert p.m.stats.server_clock_offset_ms == 4_000
     assert p.m.status(p.now)["state"] == "connected"
+
+
+def test_the_hello_goes_once_whether_its_0rtt_was_accepted_or_rejected():
+    """The hello is queued at `connecting` (0-RTT when a ticket was offered); `handshake_done`
+    adds nothing, accepted or not: rejected 0-RTT is the QUIC stream's to send again, at the
+    same offsets (the seam's `resend_rejected_early_data`), and a second hello on the session
+    would be the gateway's protocol error."""
+    for accepted in (True, False):
+        m = UplinkMachine(INTERVAL_S, random=lambda: 1.0, wall_ms=lambda: 5_000)
+        m.start(0.0)
+        hello = sent(m.connecting(0.0, vehicle="v", token="t", epoch=7, acked_through=0,
+                                  agent="test"))
+        assert hello
+        assert m.handshake_done(0.1, local_host="10.0.0.2", resumed=accepted,
+                                early_data_accepted=accepted) == []
+        assert m.stats.extra["early_data_accepted"] is accepted
+        server = ServerSession(credit=100)
+        assert len(server.receive(hello)) == 1  # HelloReceived
+        [failed] = server.receive(hello)
+        assert isinstance(failed, Failed) and failed.reason == "second hello"
 
 
 def test_acks_go_to_the_journal_in_order():
