@@ -196,8 +196,15 @@ class EdgeLink:
         self.ping()
 
     def close(self, error_code: int = 0, reason: str = "") -> None:
-        """CONNECTION_CLOSE, sent now (the caller usually drops the link right after)."""
+        """CONNECTION_CLOSE, sent now (the caller usually drops the link right after), after
+        what the connection already has to send. The agent's link sends before it handles
+        the events of a datagram; this one handles them first, so a liveness probe that
+        closes on its handshake's completion (driver.py `_Probe`) still holds its TLS
+        Finished here: qh3 sends a close then in 1-RTT alone, which the gateway cannot read
+        without that Finished, and the gateway kept the half-open connection as a handshake
+        in progress (`Admission`) until its handshake timeout."""
         if not self.closed:
+            self.edge.transmit_now(self)
             self.conn.close(error_code=error_code, reason_phrase=reason)
             self.edge.transmit_now(self)
 

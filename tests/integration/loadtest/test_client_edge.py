@@ -223,3 +223,34 @@ async def test_a_wakeup_reads_in_batches_where_the_library_can_and_stops_at_its_
         assert (read.__qualname__ == "_recvfrom_batch.<locals>.read") == (name != "qh3")
     finally:
         edge.close()
+
+
+
+async def _probe_closed_on_its_handshake(tmp_path, name: str) -> tuple[int, int]:
+    """A link closed and dropped as soon as its handshake completes, as the liveness probe
+    does (driver.py `_Probe`): (the gateway's handshakes in progress, its connections) two
+    seconds later."""
+    server, edge, (link,), _, _ = await echo_fleet(tmp_path, library(name), 1)
+
+    def probe_done(lk) -> None:
+        lk.close()
+        lk.abort()
+
+    link._on_handshake = probe_done
+    try:
+        await until(lambda: link.closed, CONNECT_TIMEOUT_S, "the probe's handshake")
+        await asyncio.sleep(2.0)
+        return server.admission.handshaking, len(set(server._connections.values()))
+    finally:
+        await close_fleet(server, edge, [])
+
+
+@pytest.mark.parametrize("name", sorted(LIBRARIES))
+def test_a_probe_closed_on_its_handshake_leaves_no_handshake_at_the_gateway(tmp_path, name):
+    """The probe's TLS Finished leaves before its CONNECTION_CLOSE: the gateway completes the
+    handshake, reads the close and forgets the connection. Without the Finished a qh3
+    probe's close (1-RTT alone) was unreadable to the gateway, whose half-open connection
+    held one of its MAX_HANDSHAKES_IN_PROGRESS for a minute: 512 such probes made it refuse
+    every vehicle's reconnect as busy (docs/benchmarks.md, session 16)."""
+    (handshaking, connections), _ = emuclock.run(_probe_closed_on_its_handshake(tmp_path, name))
+    assert (handshaking, connections) == (0, 0)
