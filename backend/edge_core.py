@@ -10,6 +10,7 @@ the library's full header parse.
 
 from __future__ import annotations
 
+import collections
 import os
 import struct
 from typing import NamedTuple
@@ -186,20 +187,45 @@ SHED_QUEUE_DELAY_S = 2.0
 # After a sample above SHED_QUEUE_DELAY_S, refuse for at least this long: one quiet wakeup
 # in a backlog does not open the door to a burst of handshakes.
 SHED_HOLD_S = 1.0
+# A handshake stops counting toward MAX_HANDSHAKES_IN_PROGRESS this long after it began: an
+# agent gives up a connect after 10 s (agent/uplink.py CONNECT_TIMEOUT_S), so an older one
+# is abandoned (its client's last flight or CONNECTION_CLOSE lost, a peer that never
+# finishes) and only held the door shut; its connection lives on to its handshake timeout
+# (backend/gateway_conn.py HANDSHAKE_TIMEOUT_S) and may still complete. Counted until then,
+# 512 abandoned liveness probes made a gateway refuse every reconnect as busy for a minute
+# (docs/benchmarks.md, "The vehicles left not drained, session 16").
+ABANDONED_AFTER_S = 10.0
+
+
+class Handshake:
+    """One handshake the admission counts (`Admission.begun`): when it began, and whether
+    it still counts."""
+
+    __slots__ = ("began", "counting")
+
+    def __init__(self, began: float) -> None:
+        self.began = began
+        self.counting = True
 
 
 class Admission:
     """Whether the gateway takes a new connection now: not while `MAX_HANDSHAKES_IN_PROGRESS`
     handshakes are under way, nor while datagrams wait in its socket longer than
-    `SHED_QUEUE_DELAY_S` (and `SHED_HOLD_S` after). Pure: the edge reports handshakes begun
-    and ended, and the queue delay it measured, each with `now`."""
+    `SHED_QUEUE_DELAY_S` (and `SHED_HOLD_S` after). A handshake stops counting when it
+    completes, when its connection ends, or `ABANDONED_AFTER_S` after it began. Pure: the
+    edge reports handshakes begun and ended, and the queue delay it measured, each with
+    `now`."""
 
-    __slots__ = ("handshaking", "_refuse_until", "refused", "delay")
+    __slots__ = ("handshaking", "_counted", "_refuse_until", "refused", "abandoned", "delay")
 
     def __init__(self) -> None:
-        self.handshaking = 0  # connections opened whose handshake neither completed nor failed
+        self.handshaking = 0  # handshakes that count: begun, not ended, not abandoned
+        # the counted handshakes in the order they began (ended ones until they reach the
+        # front): the oldest is the next to be abandoned
+        self._counted: collections.deque[Handshake] = collections.deque()
         self._refuse_until = float("-inf")
         self.refused = 0  # new connections refused so far
+        self.abandoned = 0  # handshakes that stopped counting at ABANDONED_AFTER_S
         self.delay = 0.0  # the latest queue delay measured (seconds)
 
     def queue_delay(self, delay: float, now: float) -> None:
@@ -210,17 +236,37 @@ class Admission:
 
     def admit(self, now: float) -> bool:
         """Whether a new connection may open at `now` (counted as refused if not)."""
+        if self.handshaking >= MAX_HANDSHAKES_IN_PROGRESS:
+            self._expire(now)
         if self.handshaking < MAX_HANDSHAKES_IN_PROGRESS and now >= self._refuse_until:
             return True
         self.refused += 1
         return False
 
-    def begun(self) -> None:
+    def begun(self, now: float) -> Handshake:
+        """A new connection's handshake began at `now` (times never decrease)."""
+        self._expire(now)
+        handshake = Handshake(now)
+        self._counted.append(handshake)
         self.handshaking += 1
+        return handshake
 
-    def ended(self) -> None:
-        """A handshake completed, or its connection ended before it did."""
-        self.handshaking = max(0, self.handshaking - 1)
+    def ended(self, handshake: Handshake) -> None:
+        """`handshake` completed, or its connection ended before it did."""
+        if handshake.counting:
+            handshake.counting = False
+            self.handshaking -= 1
+
+    def _expire(self, now: float) -> None:
+        """Drop the ended handshakes at the front, and stop counting those older than
+        ABANDONED_AFTER_S."""
+        counted, horizon = self._counted, now - ABANDONED_AFTER_S
+        while counted and (not counted[0].counting or counted[0].began <= horizon):
+            handshake = counted.popleft()
+            if handshake.counting:
+                handshake.counting = False
+                self.handshaking -= 1
+                self.abandoned += 1
 
 
 # RFC 9000 §20.1: the server refuses to accept a new connection

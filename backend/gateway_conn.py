@@ -309,7 +309,12 @@ class GatewayProtocol(EdgeConnection):
         self._fail(ProtocolError(code, reason))
 
     def _hello_timeout(self) -> None:
-        if not self.session.authenticated:
+        if self.session.authenticated:
+            return
+        if not self._handshaken:  # a peer that never finished: not one that sent no hello
+            self.refuse(ErrorCode.UNEXPECTED,
+                        f"handshake not complete within {HANDSHAKE_TIMEOUT_S:.0f}s")
+        else:
             self.refuse(ErrorCode.UNEXPECTED, f"no hello within {HELLO_TIMEOUT_S:.0f}s")
 
     def close_connection(self, code: int, reason: str) -> None:

@@ -45,6 +45,7 @@ from geostream.timer_wheel import TimerWheel
 
 from .edge_core import (
     Admission,
+    Handshake,
     PeerAddress,
     initial_refusal,
     route_header,
@@ -111,6 +112,8 @@ class EdgeConnection:
         self._edge = edge
         self._lib = edge.lib
         self._handshaken = False
+        # its handshake as the admission counts it (`EdgeServer._open`), until it ends
+        self._admitted: Handshake | None = None
         self._terminated = False
         self._dirty = False
         # the peer's address when the edge owns it (the library's adapter says whether):
@@ -291,12 +294,14 @@ class EdgeConnection:
         elif isinstance(event, lib.ConnectionIdRetired):
             edge.retire_cid(event.connection_id, self)
         elif isinstance(event, lib.HandshakeCompleted):
-            if not self._handshaken:
-                edge.admission.ended()
             self._handshaken = True
+            if self._admitted is not None:
+                edge.admission.ended(self._admitted)
+                self._admitted = None
         elif isinstance(event, lib.ConnectionTerminated):
-            if not self._handshaken and not self._terminated:
-                edge.admission.ended()
+            if self._admitted is not None:
+                edge.admission.ended(self._admitted)
+                self._admitted = None
             self._terminated = True
             self._settled_address = None
             edge.forget(self)
@@ -436,7 +441,7 @@ class EdgeServer:
                     self.stats["refused_busy"] += 1
                     self._send([(initial_refusal(header), addr)])
                     return
-                conn = self._open(header.destination_cid)
+                conn = self._open(header.destination_cid, now)
         if conn is None:
             if not (self.relay is not None and not header.long
                     and self.relay.forward(data, header.destination_cid, addr, now)):
@@ -444,7 +449,7 @@ class EdgeServer:
             return
         conn.datagram_received(data, addr, now)
 
-    def _open(self, original_dcid: bytes) -> EdgeConnection:
+    def _open(self, original_dcid: bytes, now: float) -> EdgeConnection:
         quic = self.lib.QuicConnection(
             configuration=self._configuration,
             original_destination_connection_id=original_dcid,
@@ -455,7 +460,7 @@ class EdgeServer:
             self._connections[cid] = conn
             if cid not in conn._cids:
                 conn._cids.append(cid)
-        self.admission.begun()
+        conn._admitted = self.admission.begun(now)
         return conn
 
     def register_cid(self, cid: bytes, conn: EdgeConnection) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from backend.edge_core import (
+    ABANDONED_AFTER_S,
     AMPLIFICATION_FACTOR,
     CONNECTION_REFUSED,
     MAX_HANDSHAKES_IN_PROGRESS,
@@ -101,11 +102,28 @@ def test_admission_refuses_while_behind_and_while_too_many_handshake():
     a.queue_delay(0.0, 10.5)  # one quiet wakeup: still held
     assert not a.admit(10.5)
     assert a.admit(10.0 + SHED_HOLD_S)
-    for _ in range(MAX_HANDSHAKES_IN_PROGRESS):
-        a.begun()
+    handshakes = [a.begun(20.0) for _ in range(MAX_HANDSHAKES_IN_PROGRESS)]
     assert not a.admit(20.0), "too many handshakes under way"
-    a.ended()
-    assert a.admit(20.0)
+    a.ended(handshakes[5])
+    a.ended(handshakes[5])  # its connection ends after its handshake completed: once
+    assert a.admit(20.0) and a.handshaking == MAX_HANDSHAKES_IN_PROGRESS - 1
+
+
+def test_a_handshake_abandoned_by_its_client_stops_counting():
+    """A handshake that neither completes nor ends (its client's Finished or CONNECTION_CLOSE
+    lost: a liveness probe's, session 16) counts until ABANDONED_AFTER_S after it began, the
+    agent's connect timeout; then it no longer holds the door shut."""
+    a = Admission()
+    old = [a.begun(100.0) for _ in range(MAX_HANDSHAKES_IN_PROGRESS)]
+    assert not a.admit(100.0 + ABANDONED_AFTER_S - 0.1), "still counted: the client may wait"
+    a.ended(old[-1])
+    young = a.begun(100.0 + ABANDONED_AFTER_S - 0.1)
+    assert not a.admit(100.0 + ABANDONED_AFTER_S - 0.1)
+    assert a.admit(100.0 + ABANDONED_AFTER_S + 0.2), "the abandoned ones no longer count"
+    assert a.handshaking == 1 and a.abandoned == MAX_HANDSHAKES_IN_PROGRESS - 1
+    a.ended(old[0])  # an abandoned one's connection ends at last: counted off once only
+    a.ended(young)
+    assert a.handshaking == 0
 
 
 @pytest.mark.parametrize("lib_name", ["aioquic", "qh3"])
