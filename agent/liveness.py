@@ -117,9 +117,6 @@ class Liveness:
         if self._ping_since is None:
             self._ping_since = now
 
-    def quiet_for(self, now: float) -> float:
-        return now - self.heard
-
     def on_timer(self, now: float, in_flight: bool) -> list:
         """The deadline passed; returns actions (Ping, Probe), or sets `dead`."""
         self.deadline = None
@@ -128,9 +125,10 @@ class Liveness:
             ahead = (self._offset is not None and self._tick_offset is not None
                      and self._offset - self._tick_offset > SUSPEND_S)
             self._tick_at, self._tick_offset = now, self._offset
-            after = self.probe_after()
-            silent = ((self._ping_since is not None and now - self._ping_since > after)
-                      or (in_flight and now - self.heard > after))
+            # nothing outstanding (the usual tick of a link whose batch was acked): not
+            # silent, without working out how long a silence would have to be
+            silent = (self._ping_since is not None or in_flight) and self._silent(now,
+                                                                                   in_flight)
             actions: list = []
             if late or ahead:
                 log.info("suspend or stall detected: checking the connection now")
@@ -152,6 +150,12 @@ class Liveness:
         elif self._phase is _Phase.HOLDOFF:
             self._tick(now)
         return []
+
+    def _silent(self, now: float, in_flight: bool) -> bool:
+        """A PING, or data in flight, has waited longer than `probe_after()`."""
+        after = self.probe_after()
+        return ((self._ping_since is not None and now - self._ping_since > after)
+                or (in_flight and now - self.heard > after))
 
     def probe_done(self, now: float, reachable: bool) -> list:
         """A fresh handshake with the gateway did (or did not) complete."""

@@ -167,7 +167,11 @@ class UplinkMachine:
             return []
         actions: list = []
         for event in self.session.receive(data):
-            if isinstance(event, Welcomed):
+            if isinstance(event, Acknowledged):  # the usual event: tested first
+                self.stats.readings_acked += event.newly_acked
+                self.stats.last_ack_monotonic = now
+                actions.append(ApplyAck(event))
+            elif isinstance(event, Welcomed):
                 self._set(State.CONNECTED)
                 self.backoff.reset()
                 self._next_status, self._status_refused = 0.0, False  # report once at once
@@ -175,10 +179,6 @@ class UplinkMachine:
                 self.stats.extra["welcome_after_s"] = now - self._started
                 self.stats.extra["welcomes"] = self.stats.extra.get("welcomes", 0) + 1
                 self.stats.server_clock_offset_ms = self._wall_ms() - event.server_time_ms
-            elif isinstance(event, Acknowledged):
-                self.stats.readings_acked += event.newly_acked
-                self.stats.last_ack_monotonic = now
-                actions.append(ApplyAck(event))
             elif isinstance(event, CommandReceived):
                 if self.commands.runner is not None:  # the daemon's: recorded, maybe slow
                     actions.append(RunCommand(event.command))
@@ -224,17 +224,20 @@ class UplinkMachine:
         in_flight = s.in_flight
         if (room := s.credit - len(in_flight)) <= 0 or not s.ready:
             return 0
-        if in_flight and self.liveness.quiet_for(now) > STALL_S:
+        # (asked 3 times per batch: the liveness silence, max and min written out)
+        if in_flight and now - self.liveness.heard > STALL_S:
             return 0  # stall rule (docs/protocol.md §1): keep the window for keepalives
         if self._live:  # live pacing: one batch per send interval once caught up,
             due = self._last_send + self.send_interval_s
             if in_flight:  # ... and after the ack of the one in flight (bounded)
-                due = max(due, self._last_send + HOLD_FOR_ACK_INTERVALS * self.send_interval_s)
+                held = self._last_send + HOLD_FOR_ACK_INTERVALS * self.send_interval_s
+                if held > due:
+                    due = held
             if due > now:
                 self._pace_at = due
                 self.liveness.align(due)  # one wakeup for the pacing and the liveness tick
                 return 0
-        return min(room, SEND_BATCH_READINGS)
+        return room if room < SEND_BATCH_READINGS else SEND_BATCH_READINGS
 
     def batch_sent(self, now: float, readings: list[dict] | EncodedReadings,
                    more: bool) -> list:
@@ -297,9 +300,10 @@ class UplinkMachine:
     def get_timer(self) -> float | None:
         """The next deadline (monotonic seconds), or None."""
         at = self._reconnect_at
-        for t in (self._pace_at, self.liveness.deadline):
-            if t is not None and (at is None or t < at):
-                at = t
+        if (t := self._pace_at) is not None and (at is None or t < at):
+            at = t
+        if (t := self.liveness.deadline) is not None and (at is None or t < at):
+            at = t
         return at
 
     def handle_timer(self, now: float, boot: float | None = None) -> list:
@@ -312,7 +316,8 @@ class UplinkMachine:
             self._pace_at = None  # the shell fills after every input
         live = self.liveness
         if live.deadline is not None and live.deadline <= due:
-            actions += live.on_timer(now, bool(self.session and self.session.in_flight))
+            s = self.session
+            actions = live.on_timer(now, s is not None and bool(s.in_flight))  # a new list
             if live.dead:
                 self.stats.extra["dead_connections"] = (
                     self.stats.extra.get("dead_connections", 0) + 1)

@@ -242,7 +242,17 @@ class EdgeLink:
                     self._on_stream_data(self, event.data, event.end_stream)
                 else:
                     self._event(event)
-        self._count_received(data)
+        # the count by kind: its handshake, new stream data, ACK-only, or a repeat
+        # (retransmitted data, a probe); written here, not in a method: once per datagram
+        if not self.handshaken or self.handshake_kind == "probe":
+            key = _RECEIVED_KEY_OF[self.handshake_kind]
+        elif self._got_data:
+            key = "received_data"
+        elif len(data) <= ACK_ONLY_MAX_BYTES:
+            key = "received_ack"
+        else:
+            key = "received_repeat"
+        self.edge.stats[key] += 1
         # what the datagram asks for leaves now, as the agent's link sends it: within qh3's
         # 1 ms a QUIC ACK still waits for the next batch to ride in; at the end of a long
         # drain it would go alone (one more datagram per reading than an agent sends)
@@ -320,19 +330,6 @@ class EdgeLink:
                 self._filed_at = at
                 self.edge.timers.set(self, at)
         return out
-
-    def _count_received(self, data: bytes) -> None:
-        """Count a datagram from the gateway by kind: its handshake, new stream data, ACK-only,
-        or a repeat (retransmitted data, a probe)."""
-        if not self.handshaken or self.handshake_kind == "probe":
-            key = _RECEIVED_KEY_OF[self.handshake_kind]
-        elif self._got_data:
-            key = "received_data"
-        elif len(data) <= ACK_ONLY_MAX_BYTES:
-            key = "received_ack"
-        else:
-            key = "received_repeat"
-        self.edge.stats[key] += 1
 
     def _core_refused(self, exc: Exception) -> None:
         """The QUIC core refused a transmit or a timer of this connection: counted, and the
@@ -546,7 +543,8 @@ class ClientEdge:
     def transmit_now(self, link: EdgeLink) -> None:
         """`link`'s datagrams now (its first flight, its CONNECTION_CLOSE, the answer to a
         datagram); the one timer is re-armed at the end of the tick."""
-        self._send(link, link.poll(self.now()))
+        if datagrams := link.poll(self.now()):  # after a receive, as a rule, none
+            self._send(link, datagrams)
         if self._flush_handle is None and not self._closed and not self.serving:
             self._flush_handle = self._loop.call_soon(self._flush)
 

@@ -321,6 +321,16 @@ def test_silent_gateway_with_data_in_flight_is_probed_then_dropped():
     assert p.m.state is State.DISCONNECTED and p.m.stats.extra["dead_connections"] == 1
 
 
+def test_an_unanswered_ping_with_nothing_in_flight_is_probed():
+    # the tick's silence check is skipped when nothing is outstanding; a keepalive PING is
+    p = Pair()
+    p.advance(TICK_S)  # a quiet tick first: nothing outstanding, no probe
+    p.m.ping_sent(p.now)
+    assert p.advance(PROBE_AFTER_S - TICK_S / 2) == []
+    assert p.advance(2 * TICK_S) == [Probe()]
+    assert not p.m.session.in_flight
+
+
 def test_probe_finds_the_old_connection_alive_then_waits_before_the_next():
     p = Pair()
     p.send(2, more=True)
