@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -25,6 +26,8 @@ from aiohttp_asgi.resource import ASGIContext, ASGIMatchInfo
 
 from ..authz import PRINCIPAL, Role, requires
 from .tools import FleetTools
+
+log = logging.getLogger("backend.mcp")
 
 PATH = "/mcp"
 SCOPE_KEY = "fleet.principal"  # where the principal travels to the tools in the ASGI scope
@@ -71,7 +74,9 @@ class _Context(ASGIContext):
 class LazyAsgi:
     """An ASGI app standing for the SDK's: the real one is built by `build` and started (its
     lifespan: the session manager) on the first request, and stopped with the backend if it
-    was ever started."""
+    was ever started. A start that fails (or whose request is cancelled meanwhile) leaves
+    nothing behind: its lifespan task is cancelled and awaited, and the next request builds
+    and starts afresh, on queues of its own."""
 
     def __init__(self, build: Callable[[], Any]):
         self._build = build
@@ -89,22 +94,42 @@ class LazyAsgi:
         if self._app is None:
             async with self._lock:
                 if self._app is None:
-                    app = self._build()
-                    self._task = asyncio.get_running_loop().create_task(
-                        app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}},
-                            self._receives.get, self._sends.put), name="mcp-lifespan")
-                    await self._lifespan("startup")
-                    self._app = app
+                    await self._start()
         await self._app(scope, receive, send)
+
+    async def _start(self) -> None:
+        """Build the app and run its lifespan's startup; on failure, undo both and raise (the
+        request is answered 500 and aiohttp logs the traceback)."""
+        self._receives, self._sends = asyncio.Queue(), asyncio.Queue()
+        try:
+            app = self._build()
+            self._task = asyncio.get_running_loop().create_task(
+                app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}},
+                    self._receives.get, self._sends.put), name="mcp-lifespan")
+            await self._lifespan("startup")
+        except BaseException as exc:
+            task, self._task = self._task, None
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+            if not isinstance(exc, asyncio.CancelledError):
+                log.error("the MCP app failed to start (%s); the next /mcp request tries "
+                          "again", exc)
+            raise
+        self._app = app
 
     async def _lifespan(self, event: str) -> None:
         """Send lifespan.`event` and wait for its `.complete` (the ASGI lifespan protocol)."""
         assert self._task is not None
         await self._receives.put({"type": f"lifespan.{event}"})
         reply = asyncio.ensure_future(self._sends.get())
-        await asyncio.wait((reply, self._task), return_when=asyncio.FIRST_COMPLETED)
-        if not reply.done():
-            reply.cancel()
+        try:
+            await asyncio.wait((reply, self._task), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            answered = reply.done()
+            if not answered:
+                reply.cancel()  # no getter left behind on the queue
+        if not answered:
             self._task.result()  # the app's own error, if it raised
             raise RuntimeError(f"the MCP app ended during {event}")
         message = reply.result()
