@@ -29,7 +29,7 @@ class BackendConfig:
     writer_linger_ms: int = 0
     # shortest time between two transactions' starts (backend/writer.py DEFAULT_INTERVAL_S):
     # the one-reading batches of 1 Hz vehicles share a commit; 0: each commit right after the last
-    writer_interval_ms: int = 20
+    writer_interval_ms: int = 50
     # the sane window of a reading's device time (docs/protocol.md §4): readings before
     # `reading_min_time` (ISO date or date-time, UTC) or more than `reading_max_ahead_s` ahead
     # of the gateway's clock are dead-lettered, never a vehicle's position

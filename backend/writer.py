@@ -49,10 +49,15 @@ DEFAULT_MAX_ROWS = 5000
 # Shortest time between the starts of two transactions. At 1 Hz a vehicle's batch arrives alone
 # in its event-loop tick; committed one by one, each reading paid a transaction, an fsync, the
 # store thread's hand-off and a tick of acks: 505 against 312 µs of gateway CPU per reading at
-# 300 vehicles (bench_gateway_path, docs/benchmarks.md "The gateway's batch path"). 20 ms adds
-# at most that to an ack (the budget is a p99 of 500 ms) and groups ~6 batches at 300 readings/s,
-# ~200 at 10,000/s; a commit that takes longer than this is followed at once.
-DEFAULT_INTERVAL_S = 0.020
+# 300 vehicles (bench_gateway_path, docs/benchmarks.md "The gateway's batch path"). A commit
+# also has a cost of its own whatever it holds (SQLite: the WAL pages of the 16 arrival parts'
+# tails and their fsync, 1.2-2.2 ms of the store thread; on the loop: the hand-off, a tick of acks,
+# the alert consumer's tick), so 50 ms, not 20: ~200 readings per commit at 4,000 readings/s
+# instead of ~80, ~500 at 10,000/s instead of ~200 (the store thread's CPU per reading
+# 0.75-0.95× at 4,000 vehicles, 0.81-0.82× at 10,000: docs/benchmarks.md "Where the gateway's
+# CPU per acked reading goes, in place", session 16). It adds at most that to an ack (the
+# budget is a p99 of 500 ms); a commit that takes longer than this is followed at once.
+DEFAULT_INTERVAL_S = 0.050
 # Submissions settled per step of the loop after a commit before the event loop runs again:
 # the gateway's settle of a batch (its ack queued, its rows kept for the tick) is a few µs, so
 # a commit of `DEFAULT_MAX_ROWS` one-reading batches settled at once held the loop ~25 ms.
