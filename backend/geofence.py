@@ -11,8 +11,6 @@ import math
 import re
 from dataclasses import dataclass
 
-import shapely.geometry
-
 # 64 vertices: the chord falls at most 0.12 % of the radius inside the circle (1.2 m at 1 km).
 CIRCLE_VERTICES = 64
 MAX_RADIUS_M = 100_000  # bigger than any depot or city zone; the spherical formula still holds
@@ -59,6 +57,8 @@ def check_area(area) -> dict:
     """A valid GeoJSON Polygon or MultiPolygon in lon/lat range, or ValueError."""
     if not isinstance(area, dict) or area.get("type") not in ("Polygon", "MultiPolygon"):
         raise ValueError("geometry must be a GeoJSON Polygon or MultiPolygon")
+    import shapely.geometry  # here: a backend or command starts without shapely and numpy
+
     try:
         shape = shapely.geometry.shape(area)
     except Exception as exc:  # shapely raises several types for malformed coordinates

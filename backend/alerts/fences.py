@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import math
 
-import shapely
-import shapely.geometry
-
 from .evaluate import Fence
 
 EARTH_R_M = 6_371_000.0
@@ -27,6 +24,9 @@ def _circle(center: list, radius_m: float):
 def _area(geojson: dict):
     """(one point's test, many points' test): the same prepared predicate, per point or over
     arrays (a tick's positions tested together: ~40x less per point)."""
+    import shapely.geometry  # here: a backend whose fences are all circles, or none, starts
+    # without shapely and numpy
+
     shape = shapely.geometry.shape(geojson)
     shapely.prepare(shape)
     return (lambda lat, lon: bool(shapely.intersects_xy(shape, lon, lat)),

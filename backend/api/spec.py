@@ -6,7 +6,6 @@ import functools
 import json
 from pathlib import Path
 
-import yaml
 from aiohttp import web
 
 from ..authz import Role, requires
@@ -17,6 +16,8 @@ SPEC_FILE = Path(__file__).resolve().parent.parent / "openapi.yaml"
 @functools.cache
 def document() -> dict:
     """The spec as a dict (parsed once; it ships inside the package)."""
+    import yaml  # here: a backend starts without the YAML parser
+
     with SPEC_FILE.open(encoding="utf-8") as f:
         return yaml.safe_load(f)
 

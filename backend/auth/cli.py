@@ -13,8 +13,6 @@ import sys
 
 from geostream.clock import wall_ms
 
-from . import accounts
-
 CLI_USER = "cli"
 
 
@@ -88,6 +86,8 @@ def audited(action_fn, action: str, target: str):
 
 async def run(args: argparse.Namespace, store) -> int:
     """Carry out one `users`/`groups` command; the exit status."""
+    from . import accounts  # here: `vehicles add` (audited) runs without the HTTP side
+
     if args.command == "groups":
         return await _groups(args, store)
     a = args.action
@@ -138,6 +138,8 @@ async def run(args: argparse.Namespace, store) -> int:
 
 
 async def _groups(args: argparse.Namespace, store) -> int:
+    from . import accounts
+
     if args.action == "list":
         for group in await store.groups():
             print(json.dumps(group))

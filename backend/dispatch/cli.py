@@ -9,11 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import codec
-from .csvimport import MAX_IMPORT_BYTES, ImportRefused
 from .model import JobState
-from .service import Dispatcher
-from .storage import MAX_JOBS_PAGE, JobExists, JobQuery
 
 
 def jobs_parser(sub) -> None:
@@ -34,6 +30,12 @@ def jobs_parser(sub) -> None:
 
 
 async def run_jobs(args, store, now_ms: int, out=None, err=None) -> int:
+    # here, not at the top: every command builds the parser (`jobs_parser`)
+    from . import codec
+    from .csvimport import MAX_IMPORT_BYTES, ImportRefused
+    from .service import Dispatcher
+    from .storage import MAX_JOBS_PAGE, JobExists, JobQuery
+
     out, err = out or sys.stdout, err or sys.stderr
     if args.action == "plan":
         from .plan_cli import run_plan

@@ -7,14 +7,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .codec import parse_time
-from .matrix import SnapError
-from .model import Actor, ActorKind, Shift
-from .planner import PlanError
-from .planning import PlanningError, PlanningService, ProposalStale, proposal_json
-from .service import Dispatcher
-from .solver_worker import SolverWorker
-
 
 def add_plan_parser(jsub) -> None:
     p = jsub.add_parser("plan", help="plan a shift's routes (and approve them with --approve)")
@@ -28,6 +20,16 @@ def add_plan_parser(jsub) -> None:
 
 
 async def run_plan(args, store, now_ms: int, out, err) -> int:
+    # here, not at the top: every command builds the parser, only `jobs plan` needs the
+    # planner (numpy, the road graph)
+    from .codec import parse_time
+    from .matrix import SnapError
+    from .model import Actor, ActorKind, Shift
+    from .planner import PlanError
+    from .planning import PlanningError, PlanningService, ProposalStale, proposal_json
+    from .service import Dispatcher
+    from .solver_worker import SolverWorker
+
     try:
         shift = Shift(parse_time(args.shift_from, "--from"), parse_time(args.shift_to, "--to"))
     except ValueError as exc:

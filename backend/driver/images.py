@@ -17,8 +17,6 @@ import io
 import warnings
 from dataclasses import dataclass
 
-from PIL import Image, ImageOps
-
 KINDS = ("photo", "signature")
 # An upload as the phone sends it: a 12-megapixel JPEG is 3–6 MB; the app scales photos down
 # before it queues them, so this only bounds what a hostile client may make us read.
@@ -53,6 +51,8 @@ class StoredImage:
 def clean_image(raw: bytes, kind: str) -> StoredImage:
     """The image re-encoded from its pixels only: a photo as JPEG (at most PHOTO_MAX_SIDE), a
     signature as PNG (at most SIGNATURE_MAX_SIDE, on white where it was transparent)."""
+    from PIL import Image, ImageOps  # here: a backend starts without Pillow
+
     if kind not in KINDS:
         raise ImageRefused(f"kind: one of {', '.join(KINDS)}")
     if not raw:

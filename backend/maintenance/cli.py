@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import TYPE_CHECKING
 
 from geostream.clock import wall_ms
 
-from .config import MaintenanceConfig
-from .monitor import MaintenanceMonitor
-from .records import parse_service, record_json, row_of
+if TYPE_CHECKING:
+    from .config import MaintenanceConfig
 
 DEFAULT_HISTORY = 100
 
@@ -35,6 +35,10 @@ def service_parser(sub) -> None:
 
 
 async def run_service(args, store, cfg: MaintenanceConfig, who: str) -> int:
+    # here, not at the top: every command builds the parser (`service_parser`)
+    from .monitor import MaintenanceMonitor
+    from .records import parse_service, record_json, row_of
+
     vehicles = {v["vehicle_id"]: v for v in await store.list_vehicles()}
     vehicle = vehicles.get(args.vehicle_id)
     if vehicle is None:

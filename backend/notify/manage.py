@@ -7,7 +7,7 @@ its owner and by admins (to others it does not exist)."""
 from __future__ import annotations
 
 from ..authz import Principal, Role
-from .egress import EgressPolicy
+from .egress_policy import EgressPolicy
 from .settings import NotifySettings
 from .signing import new_secret
 from .subscriptions import CUSTOMER, Subscription, SubscriptionError, body_of, parse_subscription

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .egress import EgressPolicy, parse_networks
+from .egress_policy import EgressPolicy, parse_networks
 
 # Where the outbox looks for work when nothing woke it: new job transitions and alerts are
 # read at this pace too (a delivery is at most this late plus the receiver's time).

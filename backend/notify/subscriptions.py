@@ -11,7 +11,7 @@ from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..emailaddr import is_plain_email
-from .egress import EgressPolicy, check_http_url
+from .egress_policy import EgressPolicy, check_http_url
 from .events import ALERT, ETA_CHANGED, EVENT_TYPES, Event
 
 # `customer`: the job's dispatch mail to its customer's contact address with its tracking

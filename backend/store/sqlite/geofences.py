@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import json
 
-import shapely
-import shapely.geometry
-
 from geostream.clock import wall_ms
 
 from ..base import entry_indexes
@@ -35,6 +32,8 @@ class SqliteGeofences(SqliteDb):
         """Create or replace a geofence (`area`: GeoJSON Polygon or MultiPolygon, lon/lat) of
         `group` (None: fleet-wide). True if it was created; with `create_only` an existing one
         is left alone (False)."""
+        import shapely.geometry  # here: the store opens without shapely and numpy
+
         shape = shapely.geometry.shape(area)
         if shape.geom_type not in ("Polygon", "MultiPolygon") or not shape.is_valid:
             raise ValueError("geofence must be a valid GeoJSON Polygon or MultiPolygon")
@@ -88,6 +87,8 @@ class SqliteGeofences(SqliteDb):
                                  (geofence_id,)).fetchone()
             if g is None:
                 return None
+            import shapely.geometry
+
             area = shapely.geometry.shape(json.loads(g[0]))
             self._last_written()
             last = [_position(r) for r in self._db.execute(
@@ -117,6 +118,8 @@ class SqliteGeofences(SqliteDb):
             out: list[dict] = []
             if not pts:
                 return out
+            import shapely.geometry
+
             for gid, area in db.execute("SELECT geofence_id, area FROM geofences ORDER BY 1"):
                 shape = shapely.geometry.shape(json.loads(area))
                 flags = shapely.intersects_xy(shape, [p[2] for p in pts], [p[1] for p in pts])
@@ -138,6 +141,8 @@ class SqliteGeofences(SqliteDb):
                                    (geofence_id,)).fetchone()
             if row is None:
                 return []
+            import shapely.geometry
+
             area = shapely.geometry.shape(json.loads(row[0]))
             shapely.prepare(area)
             out = []

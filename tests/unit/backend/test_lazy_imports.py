@@ -1,7 +1,11 @@
 """What a backend process does not load until it is needed: the MCP SDK (with pydantic and
-starlette) until the first /mcp request, and no Argon2id hash until the first password check.
-Each import costs every backend start and command (seconds in the emulated VM of
-tests/system/test_deb_vm.py), so a module that starts importing them at the top fails here."""
+starlette) until the first /mcp request, and no Argon2id hash until the first password check;
+a command that needs neither HTTP nor geometry (`vehicles add`, which migrates, and the
+parser of every command) without aiohttp, numpy, shapely or Pillow; a backend's start without
+shapely (geofences), Pillow (proof-of-delivery images), cantools (CAN units) or PyYAML (the
+spec) until a request needs them. Each import costs every backend start and command (seconds
+in the emulated VM of tests/system/test_deb_vm.py), so a module that starts importing them at
+the top fails here."""
 
 from __future__ import annotations
 
@@ -38,3 +42,23 @@ def test_a_backend_loads_the_mcp_sdk_and_hashes_only_when_asked():
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.splitlines() == [
         "sdk []", "started False", "dummy made 0", "dummy made after a check 1"]
+
+
+_COMMAND_PROBE = """
+import sys, tempfile
+from backend.cli import main
+
+HEAVY = ("aiohttp", "numpy", "shapely", "PIL")
+with tempfile.TemporaryDirectory() as d:
+    assert main(["--db", f"sqlite://{d}/fleet.db", "vehicles", "add", "v1"]) == 0  # migrates
+print("command", sorted(m for m in HEAVY if m in sys.modules))
+import backend.service, backend.web
+print("serve", sorted(m for m in ("shapely", "PIL", "cantools", "yaml") if m in sys.modules))
+"""
+
+
+def test_a_command_loads_neither_http_nor_geometry_and_a_start_no_shapes_or_images():
+    out = subprocess.run([sys.executable, "-c", _COMMAND_PROBE], cwd=REPO, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.splitlines()[-2:] == ["command []", "serve []"]
