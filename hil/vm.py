@@ -48,7 +48,13 @@ PACKAGES = (
 )
 BASE_DISK_SIZE = "2G"
 # bump when the guest-side files below change, so the cached image is rebuilt
-BASE_LAYOUT_VERSION = 3
+BASE_LAYOUT_VERSION = 4
+# What the guest's initramfs loads: only what mounts its root file system (virtio PCI and
+# block, ext4). Debian's generic one (MODULES=most: 35 MB, ~750 modules, the floppy, IDE and
+# CD-ROM drivers probed by udev) took a third of each boot under emulation: the power-cut
+# payload's first accepted reading came after 63 and 43 s against 90 and 69 s with it
+# (2026-12-07, interleaved, load 7-9). The root's own udev loads the other modules.
+INITRAMFS_MODULES = ("virtio_pci", "virtio_blk", "ext4")
 SERIAL_PREFIX = "HIL:"  # guest lines meant for the host start with this
 
 _RUNNER = """#!/bin/sh
@@ -143,7 +149,8 @@ def _rootfs_key() -> str:
 
 
 def _image_key() -> str:
-    text = f"{_rootfs_key()} {BASE_LAYOUT_VERSION} {_RUNNER} {_SERVICE} {_FAST_INIT}"
+    text = (f"{_rootfs_key()} {BASE_LAYOUT_VERSION} {_RUNNER} {_SERVICE} {_FAST_INIT} "
+            f"{' '.join(INITRAMFS_MODULES)}")
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -214,12 +221,32 @@ def _build_base(root: Path, image: BaseImage, log) -> None:
     link = wants / "fleet-hil.service"
     if not link.is_symlink():
         link.symlink_to("/etc/systemd/system/fleet-hil.service")
-    shutil.copy(sorted(glob.glob(str(rootfs / "boot/vmlinuz-*")))[-1], image.kernel)
-    shutil.copy(sorted(glob.glob(str(rootfs / "boot/initrd.img-*")))[-1], image.initrd)
+    kernel = sorted(glob.glob(str(rootfs / "boot/vmlinuz-*")))[-1]
+    shutil.copy(kernel, image.kernel)
+    _small_initrd(rootfs, Path(kernel).name.removeprefix("vmlinuz-"), image.initrd)
     subprocess.run(["truncate", "-s", BASE_DISK_SIZE, str(image.disk)], check=True)
     subprocess.run([_sbin("mkfs.ext4"), "-q", "-F", "-d", str(rootfs), str(image.disk)],
                    check=True, capture_output=True)
     (root / "ready").write_text(time.strftime("%Y-%m-%dT%H:%M:%S\n"))
+
+
+def _small_initrd(rootfs: Path, kernel_version: str, out: Path) -> None:
+    """An initramfs with only `INITRAMFS_MODULES` (mkinitramfs inside the root file system,
+    with a copy of its configuration that says MODULES=list)."""
+    conf = rootfs / "tmp/fleet-hil-initramfs"
+    shutil.rmtree(conf, ignore_errors=True)
+    shutil.copytree(rootfs / "etc/initramfs-tools", conf)
+    settings = conf / "initramfs.conf"
+    settings.write_text(re.sub(r"(?m)^MODULES=.*$", "MODULES=list", settings.read_text()))
+    with open(conf / "modules", "a") as f:
+        f.write("\n".join(INITRAMFS_MODULES) + "\n")
+    try:
+        subprocess.run(["chroot", str(rootfs), "mkinitramfs", "-d", "/tmp/fleet-hil-initramfs",
+                        "-o", "/tmp/fleet-hil-initramfs/initrd.img", kernel_version],
+                       check=True, capture_output=True)
+        shutil.copy(conf / "initrd.img", out)
+    finally:
+        shutil.rmtree(conf, ignore_errors=True)
 
 
 def make_payload_disk(src_dir: Path, out: Path, size_mb: int = 64) -> Path:
