@@ -242,3 +242,13 @@ async def test_a_large_commit_is_settled_in_steps_the_loop_runs_between(store):
     await w.stop()
     assert heard == list(range(n)) and store.transactions == [n]
     assert between and between[0] < n  # the loop ran before the commit's last owner heard
+
+
+def test_the_configured_pacing_default_is_the_writers():
+    """backend/config.py's `writer_interval_ms` default and the writer's own DEFAULT_INTERVAL_S
+    are one figure written twice (the configuration module stays free of the writer's
+    imports): a change to one must be made to the other (session 16 moved both 20 -> 50 ms)."""
+    from backend.config import BackendConfig
+    from backend.writer import DEFAULT_INTERVAL_S
+
+    assert BackendConfig().writer_interval_ms == round(DEFAULT_INTERVAL_S * 1000)
