@@ -13,6 +13,8 @@ import asyncio
 import json
 import logging
 
+import nats.errors
+
 from geostream.clock import wall_ms
 
 from . import fanout_messages as messages
@@ -81,9 +83,21 @@ class NatsFanout:
         return self
 
     async def stop(self) -> None:
-        if self.nc is not None:
-            await self.nc.drain()
-            self.nc = None
+        """Drain: what was published leaves, the subscriptions end. A client that is not
+        connected (NATS restarting) cannot drain; it is closed (the fan-out is live display:
+        nothing stored waits on it)."""
+        nc, self.nc = self.nc, None
+        if nc is None:
+            return
+        if nc.is_connected:
+            try:
+                await nc.drain()
+                return
+            except nats.errors.Error as exc:  # the connection went during the drain
+                log.warning("NATS: %s at stop; closing without draining", exc)
+        else:
+            log.warning("NATS not connected at stop; closing without draining")
+        await nc.close()
 
     # --- publishing (called synchronously by the gateway and the alert engine) ------------
 

@@ -1,9 +1,10 @@
 """The router's decision, sans-IO: which node a QUIC datagram goes to (docs/scaling.md §4).
 
-A CID of our layout naming a live node goes to that node; a CID a live node announced (one
-its QUIC library drew without the server id: qh3's NEW_CONNECTION_ID CIDs, relay.py) goes to
-that node; any other destination CID (the client's random first one) goes to the live node
-with the highest rendezvous hash of it, so every packet of one handshake lands on the same
+A CID a live node announced (one its QUIC library drew without the server id: qh3's
+NEW_CONNECTION_ID CIDs, relay.py) goes to that node, even when its random first byte makes
+it look like one of our layout; a CID of our layout naming a live node goes to that node;
+any other destination CID (the client's random first one) goes to the live node with the
+highest rendezvous hash of it, so every packet of one handshake lands on the same
 node and a node's death moves only the handshakes that hashed to it. Node liveness comes from
 heartbeats, passed in with `now`.
 """
@@ -121,12 +122,14 @@ class Router:
         if dcid is None:
             self.stats["dropped"] += 1
             return None
-        sid = self.layout.server_id(dcid)
-        key = "by_cid"
-        if sid is None:
-            entry = self._announced.get(dcid)
-            if entry is not None and now - entry[1] <= ANNOUNCED_TTL_S:
-                sid, key = entry[0], "by_announced"
+        # an announcement first: a random CID whose first byte is our layout's (1 in 256 of
+        # qh3's) parses as one with a made-up server id, usually no node's, and went by hash
+        # to a node that did not have the connection (the vehicle's move onto it was lost)
+        entry = self._announced.get(dcid)
+        if entry is not None and now - entry[1] <= ANNOUNCED_TTL_S:
+            sid, key = entry[0], "by_announced"
+        else:
+            sid, key = self.layout.server_id(dcid), "by_cid"
         node = self._nodes.get(sid) if sid is not None else None
         if node is not None and now - node[1] <= self.dead_after_s:
             self.stats[key] += 1

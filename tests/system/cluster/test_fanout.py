@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import nats
@@ -106,6 +107,19 @@ async def test_nats_restart_fan_out_resumes(nats_server):
     finally:
         await gw.stop()
         await node.stop()
+
+
+async def test_stop_while_nats_is_down_closes_the_client_and_returns(nats_server):
+    """A node stopped while nats-server restarts: the client cannot drain (it raised
+    ConnectionReconnectingError out of the backend's stop, which then skipped its HTTP
+    runner and the store's close); it closes instead."""
+    gw = await NatsFanout(nats_server.url, Hub()).start()
+    nc = gw.nc
+    nats_server.kill()
+    await until(lambda: nc.is_reconnecting, 20, "the client noticed the server gone")
+    await asyncio.wait_for(gw.stop(), 10)
+    assert nc.is_closed and gw.nc is None
+    await gw.stop()  # again: nothing to do
 
 
 # --- credentials, TLS and hostile messages (docs/scaling.md §5) -------------------------------

@@ -140,6 +140,21 @@ def test_announced_cids_go_to_their_node_while_it_lives():
         "not announced again: expired"
 
 
+def test_an_announced_cid_that_looks_like_our_layout_goes_to_its_announcer():
+    """1 in 256 of qh3's random CIDs begins with our layout's first byte: read as a layout CID
+    its made-up server id is no node's (or another node's), and its connection was lost."""
+    r = _router()
+    layout = CidLayout()
+    lookalikes = [layout.encode(sid, os.urandom(5)) for sid in (52200, 2)]
+    for cid in lookalikes:
+        r.announced(3, encode_cids([(ISSUED, cid)])[0], 0.1)
+    for _ in range(20):  # by hash, each would go to node 3 only half of the time or never
+        assert [r.route(short(c), 0.2) for c in lookalikes] == [C, C]
+    assert r.stats["by_announced"] == 40
+    r.announced(3, encode_cids([(RETIRED, lookalikes[1])])[0], 0.3)
+    assert r.route(short(lookalikes[1]), 0.3) == B, "retired: its server id's node again"
+
+
 def test_announcements_are_bounded_and_malformed_ones_change_nothing():
     r = _router()
     r.max_announced = 2
