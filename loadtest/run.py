@@ -75,6 +75,9 @@ class Options:
     # default (the gateway's, and the agent's for the simulated vehicles)
     quic_clients: str = ""
     quic_gateway: str = ""
+    # the checkout whose `backend` the gateways run ("" is this one; the clients are always
+    # this one's): bench/bench_gateway_process.py's baseline tree
+    gateway_tree: str = ""
 
 
 def _ready_ports(line: str) -> list[int]:
@@ -83,14 +86,15 @@ def _ready_ports(line: str) -> list[int]:
     return [int(p) for p in re.findall(r":(\d+)\b", line)]
 
 
-def _env() -> dict:
+def _env(tree: Path = REPO) -> dict:
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = str(tree) + os.pathsep + env.get("PYTHONPATH", "")
     return env
 
 
 def _start_gateway(store_url: str, certs: dict, tmp: Path, k: int,
-                   log_dir: Path, router: list[str] = (), quic: str = "") -> subprocess.Popen:
+                   log_dir: Path, router: list[str] = (), quic: str = "",
+                   tree: Path = REPO) -> subprocess.Popen:
     log = open(log_dir / f"gateway{k}.log", "ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "backend", *(["--quic-library", quic] if quic else []),
@@ -98,7 +102,7 @@ def _start_gateway(store_url: str, certs: dict, tmp: Path, k: int,
          "--key", certs["key"], "--quic-host", "127.0.0.1", "--quic-port", "0",
          "--http-port", "0", "--ticket-file", str(tmp / f"tickets{k}.sqlite"),
          "--log-level", "WARNING", *router],
-        stdout=subprocess.PIPE, stderr=log, env=_env(), cwd=REPO)
+        stdout=subprocess.PIPE, stderr=log, env=_env(tree), cwd=tree)
     return proc
 
 
@@ -194,7 +198,8 @@ def _run(opts: Options, tmp: Path, log_dir: Path, store: ThrowawayStore,
         gateways, ports, gpids = _start_reuseport(opts, dbs[0], certs, log_dir, nats[0], procs)
     else:
         gateways = [_start_gateway(dbs[k % len(dbs)], certs, tmp, k, log_dir,
-                                   node_args[k] + nats[k % len(nats)], opts.quic_gateway)
+                                   node_args[k] + nats[k % len(nats)], opts.quic_gateway,
+                                   Path(opts.gateway_tree or REPO))
                     for k in range(opts.gateways)]
         procs += gateways
         ports = []
