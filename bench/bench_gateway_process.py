@@ -12,7 +12,9 @@ process's main thread) together with the readings its store holds; again `--wind
 later. Printed per run: CPU per stored reading (µs; user, system; the loop's thread and the
 others), the share of a core, voluntary context switches per reading (the loop's wakeups: a
 switch is a sleep in epoll or on the GIL), and the load test's own figures (acked/s, ack
-p99, datagrams per acked reading, lost, duplicated, the yardstick).
+p99, datagrams per acked reading, handshakes over the whole run (connects, reconnects and the
+clients' liveness probes, which are connections of their own: below ~0.2 Hz they dominate),
+lost, duplicated, the yardstick).
 
 With `--baseline DIR` (another checkout, e.g. a worktree of main), each round runs both
 gateways in turn, the order alternating; the clients are this tree's in both. The ratio
@@ -126,7 +128,8 @@ def one_run(tree: str, opts: argparse.Namespace, seed: int, profile: str = "") -
             "lost": rep.lost, "duplicated": rep.duplicated, "ok": rep.ok,
             "yardstick_ms": rep.yardstick_ms, "load": rep.load_1m,
             "report_ms": rep.gateway_cpu_ms_per_reading,
-            "dg_in": rep.datagrams_in_per_reading, "dg_out": rep.datagrams_out_per_reading,
+            "handshakes": rep.handshakes, "dg_in": rep.datagrams_in_per_reading,
+            "dg_out": rep.datagrams_out_per_reading,
             "kinds": rep.datagram_kinds}
 
 
@@ -137,7 +140,8 @@ def line(name: str, f: dict) -> str:
             f"{f['readings_per_s']:.0f} stored/s, {f['core_pct']:.1f} % of a core, "
             f"acked {f['acked_per_s']:.0f}/s, "
             f"p99 {f['p99_ms']:.0f} ms, datagrams/reading in {f['dg_in']:.2f} out "
-            f"{f['dg_out']:.2f}, lost {f['lost']} dup {f['duplicated']}, "
+            f"{f['dg_out']:.2f}, handshakes {f['handshakes']}, "
+            f"lost {f['lost']} dup {f['duplicated']}, "
             f"yardstick {f['yardstick_ms']:.1f} ms, load {f['load']:.1f}")
 
 
