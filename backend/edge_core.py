@@ -13,8 +13,10 @@ from __future__ import annotations
 import collections
 import os
 import struct
+from collections.abc import Callable
 from typing import NamedTuple
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -197,36 +199,73 @@ SHED_HOLD_S = 1.0
 ABANDONED_AFTER_S = 10.0
 
 
+# Above this many handshakes in progress, a new connection's Initial without a valid token
+# is answered with a Retry (RFC 9000 §8.1.2) instead of a connection: only a client that
+# receives at its address comes back, with the token, so spoofed sources take no slot past
+# here and the other half stays for validated clients. Half: below it a Retry would only
+# cost every connect a round trip (the load tester's ramp keeps ≤ 64 connects in flight, a
+# gateway past its knee refuses on its queue delay first); above it the door can still
+# fill, but only with clients that prove their address.
+RETRY_ABOVE = MAX_HANDSHAKES_IN_PROGRESS // 2
+# Handshakes in progress one client address (IP, any port) may hold, for each kind (address
+# validated by a Retry token, or not): a host or a NAT that opens handshakes and never
+# finishes them holds at most 2 × 64 = 128 of the 512 slots, a quarter. A depot's NAT with
+# many vehicles is not hurt: a handshake lasts one to a few round trips (~0.1–0.5 s), so 64
+# at once is ~100 connects per second from one address, a whole depot reconnecting within
+# seconds; past it its vehicles get a Retry (unvalidated) or `busy` and back off (§8).
+MAX_HANDSHAKES_PER_ADDRESS = 64
+# The answers to a new connection's Initial (`Admission.decide`).
+ADMIT, RETRY, REFUSE = "admit", "retry", "refuse"
+
+
+def _exempt_loopback(host) -> bool:
+    """Loopback peers are exempt from the per-address bound: the gateway's own host (the
+    load tester's thousands of vehicles on 127.0.0.1, tests); a hostile peer there has won."""
+    return isinstance(host, str) and (host.startswith(("127.", "::ffff:127.")) or host == "::1")
+
+
 class Handshake:
-    """One handshake the admission counts (`Admission.begun`): when it began, and whether
-    it still counts."""
+    """One handshake the admission counts (`Admission.begun`): when it began, whether it
+    still counts, and the (address, validated) it counts under."""
 
-    __slots__ = ("began", "counting")
+    __slots__ = ("began", "counting", "key")
 
-    def __init__(self, began: float) -> None:
+    def __init__(self, began: float, key=None) -> None:
         self.began = began
         self.counting = True
+        self.key = key
 
 
 class Admission:
-    """Whether the gateway takes a new connection now: not while `MAX_HANDSHAKES_IN_PROGRESS`
-    handshakes are under way, nor while datagrams wait in its socket longer than
-    `SHED_QUEUE_DELAY_S` (and `SHED_HOLD_S` after). A handshake stops counting when it
-    completes, when its connection ends, or `ABANDONED_AFTER_S` after it began. Pure: the
-    edge reports handshakes begun and ended, and the queue delay it measured, each with
-    `now`."""
+    """Whether the gateway takes a new connection now (`decide`): not while
+    `MAX_HANDSHAKES_IN_PROGRESS` handshakes are under way, nor while datagrams wait in its
+    socket longer than `SHED_QUEUE_DELAY_S` (and `SHED_HOLD_S` after); past `RETRY_ABOVE`
+    (or its address's `MAX_HANDSHAKES_PER_ADDRESS` unvalidated ones) only with a validated
+    address (else a Retry); never past its address's `MAX_HANDSHAKES_PER_ADDRESS` validated
+    ones. A handshake stops counting when it completes, when its connection ends, or
+    `ABANDONED_AFTER_S` after it began. Pure: the edge reports handshakes begun and ended,
+    and the queue delay it measured, each with `now`."""
 
-    __slots__ = ("handshaking", "_counted", "_refuse_until", "refused", "abandoned", "delay")
+    __slots__ = ("handshaking", "_counted", "_refuse_until", "refused", "abandoned", "delay",
+                 "retried", "retry_above", "per_address", "exempt", "_per_key")
 
-    def __init__(self) -> None:
+    def __init__(self, retry_above: int = RETRY_ABOVE,
+                 per_address: int = MAX_HANDSHAKES_PER_ADDRESS,
+                 exempt: Callable[[object], bool] = _exempt_loopback) -> None:
         self.handshaking = 0  # handshakes that count: begun, not ended, not abandoned
         # the counted handshakes in the order they began (ended ones until they reach the
         # front): the oldest is the next to be abandoned
         self._counted: collections.deque[Handshake] = collections.deque()
         self._refuse_until = float("-inf")
         self.refused = 0  # new connections refused so far
+        self.retried = 0  # Initials answered with a Retry so far
         self.abandoned = 0  # handshakes that stopped counting at ABANDONED_AFTER_S
         self.delay = 0.0  # the latest queue delay measured (seconds)
+        self.retry_above = retry_above
+        self.per_address = per_address
+        self.exempt = exempt  # hosts the per-address bound does not apply to
+        # handshakes counting per (host, validated); a key leaves at 0 (≤ 512 keys)
+        self._per_key: dict[tuple, int] = {}
 
     def queue_delay(self, delay: float, now: float) -> None:
         """The oldest datagram waiting at a wakeup at `now` had waited `delay` seconds."""
@@ -234,19 +273,39 @@ class Admission:
         if delay > SHED_QUEUE_DELAY_S:
             self._refuse_until = now + SHED_HOLD_S
 
-    def admit(self, now: float) -> bool:
-        """Whether a new connection may open at `now` (counted as refused if not)."""
-        if self.handshaking >= MAX_HANDSHAKES_IN_PROGRESS:
-            self._expire(now)
-        if self.handshaking < MAX_HANDSHAKES_IN_PROGRESS and now >= self._refuse_until:
-            return True
-        self.refused += 1
-        return False
-
-    def begun(self, now: float) -> Handshake:
-        """A new connection's handshake began at `now` (times never decrease)."""
+    def decide(self, now: float, host=None, validated: bool = True) -> str:
+        """What to answer at `now` a new connection's Initial from `host` (None: no
+        per-address bound), `validated` if it brought a valid Retry token: `ADMIT`, `RETRY`
+        or `REFUSE` (busy); a refusal and a Retry are counted."""
         self._expire(now)
-        handshake = Handshake(now)
+        if self.handshaking >= MAX_HANDSHAKES_IN_PROGRESS or now < self._refuse_until:
+            self.refused += 1
+            return REFUSE
+        bounded = host is not None and not self.exempt(host)
+        if validated:
+            if bounded and self._per_key.get((host, True), 0) >= self.per_address:
+                self.refused += 1
+                return REFUSE
+            return ADMIT
+        if self.handshaking >= self.retry_above or (
+                bounded and self._per_key.get((host, False), 0) >= self.per_address):
+            self.retried += 1
+            return RETRY
+        return ADMIT
+
+    def admit(self, now: float) -> bool:
+        """Whether a new connection with a validated address may open at `now`, without a
+        per-address bound (counted as refused if not)."""
+        return self.decide(now) == ADMIT
+
+    def begun(self, now: float, host=None, validated: bool = True) -> Handshake:
+        """A new connection's handshake from `host` began at `now` (times never decrease)."""
+        self._expire(now)
+        key = None
+        if host is not None and not self.exempt(host):
+            key = (host, validated)
+            self._per_key[key] = self._per_key.get(key, 0) + 1
+        handshake = Handshake(now, key)
         self._counted.append(handshake)
         self.handshaking += 1
         return handshake
@@ -254,8 +313,18 @@ class Admission:
     def ended(self, handshake: Handshake) -> None:
         """`handshake` completed, or its connection ended before it did."""
         if handshake.counting:
-            handshake.counting = False
-            self.handshaking -= 1
+            self._uncount(handshake)
+
+    def _uncount(self, handshake: Handshake) -> None:
+        handshake.counting = False
+        self.handshaking -= 1
+        key = handshake.key
+        if key is not None:
+            left = self._per_key[key] - 1
+            if left:
+                self._per_key[key] = left
+            else:
+                del self._per_key[key]
 
     def _expire(self, now: float) -> None:
         """Drop the ended handshakes at the front, and stop counting those older than
@@ -264,9 +333,66 @@ class Admission:
         while counted and (not counted[0].counting or counted[0].began <= horizon):
             handshake = counted.popleft()
             if handshake.counting:
-                handshake.counting = False
-                self.handshaking -= 1
+                self._uncount(handshake)
                 self.abandoned += 1
+
+
+# --- address validation: Retry tokens (RFC 9000 §8.1.2–8.1.4) ----------------------------
+
+# A Retry token is accepted this long after it was issued: the client answers a Retry at
+# once (one round trip), but a gateway that is behind reads its socket up to
+# SHED_QUEUE_DELAY_S late before it sheds, and the client's Initial may be lost once and
+# sent again (its first probe timeout, ~1 s). Short: a captured token is worth little.
+RETRY_TOKEN_LIFETIME_S = 5.0
+# RFC 9000 §20.1: INVALID_TOKEN, the close of an Initial whose token is not valid (§8.1.3)
+INVALID_TOKEN = 0x0B
+INVALID_TOKEN_REASON = b"invalid token"
+_TOKEN_NONCE = 12
+_TOKEN_TIME = struct.Struct("!d")
+_TOKEN_TAG = 16
+
+
+class RetryTokens:
+    """Stateless Retry tokens of one gateway process: sealed (AES-128-GCM under a key drawn
+    at start) over the time issued and the original destination CID, bound to the client's
+    IP address and to the Retry's source CID (the DCID of the client's next Initial), so a
+    token is worth nothing from another address, for another connection or after
+    `RETRY_TOKEN_LIFETIME_S`. 56 bytes with an 8-byte CID. Pure: the caller gives `now` (the
+    edge's clock, one per process: a Retry's answer comes back to the process that sent it,
+    since its source CID routes there)."""
+
+    __slots__ = ("_aead", "lifetime")
+
+    def __init__(self, key: bytes | None = None, lifetime: float = RETRY_TOKEN_LIFETIME_S):
+        self._aead = AESGCM(key or AESGCM.generate_key(bit_length=128))
+        self.lifetime = lifetime
+
+    @staticmethod
+    def _bound(host, retry_cid: bytes) -> bytes:
+        return str(host).encode() + b"\x00" + retry_cid
+
+    def seal(self, host, original_dcid: bytes, retry_cid: bytes, now: float) -> bytes:
+        """The token of a Retry from `retry_cid` to `host`, for the connection the client
+        opened with `original_dcid`, issued at `now`."""
+        nonce = os.urandom(_TOKEN_NONCE)
+        return nonce + self._aead.encrypt(nonce, _TOKEN_TIME.pack(now) + original_dcid,
+                                          self._bound(host, retry_cid))
+
+    def open(self, token: bytes, host, dcid: bytes, now: float) -> bytes | None:
+        """The original destination CID of a valid `token` in an Initial from `host` to
+        `dcid` at `now`; None if it is not one (forged, another address or connection,
+        expired)."""
+        if len(token) < _TOKEN_NONCE + _TOKEN_TIME.size + _TOKEN_TAG:
+            return None
+        try:
+            plain = self._aead.decrypt(token[:_TOKEN_NONCE], token[_TOKEN_NONCE:],
+                                       self._bound(host, dcid))
+        except InvalidTag:
+            return None
+        (issued,) = _TOKEN_TIME.unpack_from(plain)
+        if not issued <= now <= issued + self.lifetime:
+            return None
+        return plain[_TOKEN_TIME.size:]
 
 
 # RFC 9000 §20.1: the server refuses to accept a new connection
@@ -300,7 +426,8 @@ def _varint(value: int) -> bytes:
     return struct.pack("!I", 0x80000000 | value)
 
 
-def initial_refusal(header: RouteHeader, reason: bytes = BUSY_REASON) -> bytes:
+def initial_refusal(header: RouteHeader, reason: bytes = BUSY_REASON,
+                    error_code: int = CONNECTION_REFUSED) -> bytes:
     """A server Initial packet that refuses the connection `header`'s Initial opens:
     CONNECTION_CLOSE with CONNECTION_REFUSED (RFC 9000 §10.2.3, §20.1), protected with the
     Initial keys both ends derive from the client's destination CID (RFC 9001 §5.2), so the
@@ -316,7 +443,7 @@ def initial_refusal(header: RouteHeader, reason: bytes = BUSY_REASON) -> bytes:
     key = _hkdf_expand_label(secret, b"quic key", 16)
     iv = _hkdf_expand_label(secret, b"quic iv", 12)
     hp = _hkdf_expand_label(secret, b"quic hp", 16)
-    frame = (bytes([_CONNECTION_CLOSE]) + _varint(CONNECTION_REFUSED) + _varint(0)
+    frame = (bytes([_CONNECTION_CLOSE]) + _varint(error_code) + _varint(0)
              + _varint(len(reason)) + reason)
     scid = os.urandom(_REFUSAL_SCID_LENGTH)
     length = _PN_LENGTH + len(frame) + 16  # packet number, payload, AEAD tag

@@ -154,6 +154,8 @@ class Gateway:
         if self.cluster is None:
             await UdpEdge.open(server, host, port)
         else:
+            cluster = self.cluster  # a Retry's CID routes back here (its server id)
+            server.retry_cid = lambda: cluster.layout.encode(cluster.server_id)
             await self.cluster.serve(self.quic, host, port, server=server)
         self._server = server
         enlarge_socket_buffers(server)

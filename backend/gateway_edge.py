@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import os
 import socket
 import struct
 import sys
@@ -44,9 +45,14 @@ from typing import Any
 from geostream.timer_wheel import TimerWheel
 
 from .edge_core import (
+    INVALID_TOKEN,
+    INVALID_TOKEN_REASON,
+    REFUSE,
+    RETRY,
     Admission,
     Handshake,
     PeerAddress,
+    RetryTokens,
     initial_refusal,
     route_header,
     version_negotiation,
@@ -341,6 +347,11 @@ class EdgeServer:
         self.stats = collections.Counter()  # datagrams in/out, transmits, unroutable, …
         # new connections refused while the gateway is behind (docs/protocol.md §1, overload)
         self.admission = Admission()
+        # address validation under pressure: the Retry tokens, and the source CID of a Retry
+        # (a cluster node's and a `--reuseport` worker's carry their server id, so the
+        # client's next Initial routes back here: backend/gateway.py)
+        self.tokens = RetryTokens()
+        self.retry_cid: Callable[[], bytes] = lambda: os.urandom(self._cid_length)
         # a `--reuseport` worker's CID relay (backend/cluster/relay_edge.py), else None: told
         # of the CIDs issued and retired here, handed the datagrams of CIDs not here
         self.relay = None
@@ -437,11 +448,9 @@ class EdgeServer:
                 return
             # RFC 9000 §14.1: an Initial opening a connection fills at least 1,200 bytes
             if header.initial and len(data) >= 1200:
-                if not self.admission.admit(now):
-                    self.stats["refused_busy"] += 1
-                    self._send([(initial_refusal(header), addr)])
+                conn = self._intake(data, header, addr, now)
+                if conn is None:
                     return
-                conn = self._open(header.destination_cid, now)
         if conn is None:
             if not (self.relay is not None and not header.long
                     and self.relay.forward(data, header.destination_cid, addr, now)):
@@ -449,18 +458,51 @@ class EdgeServer:
             return
         conn.datagram_received(data, addr, now)
 
-    def _open(self, original_dcid: bytes, now: float) -> EdgeConnection:
+    def _intake(self, data: bytes, header, addr, now: float) -> EdgeConnection | None:
+        """A new connection's Initial: a connection if the admission takes it, else a Retry
+        or a refusal sent (docs/protocol.md §1, overload; backend/edge_core.py
+        `Admission`, `RetryTokens`)."""
+        host, retry_cid = addr[0], None
+        token = self.lib.initial_token(data, self._cid_length)
+        original_dcid = header.destination_cid
+        if token:
+            original_dcid = self.tokens.open(token, host, header.destination_cid, now)
+            if original_dcid is None:
+                self.stats["invalid_token"] += 1
+                self._send([(initial_refusal(header, INVALID_TOKEN_REASON, INVALID_TOKEN),
+                             addr)])
+                return None
+            retry_cid = header.destination_cid
+        decision = self.admission.decide(now, host, validated=retry_cid is not None)
+        if decision == RETRY:
+            self.stats["retry"] += 1
+            cid = self.retry_cid()
+            self._send([(self.lib.retry_packet(
+                header.version, cid, header.source_cid, header.destination_cid,
+                self.tokens.seal(host, header.destination_cid, cid, now)), addr)])
+            return None
+        if decision == REFUSE:
+            self.stats["refused_busy"] += 1
+            self._send([(initial_refusal(header), addr)])
+            return None
+        return self._open(original_dcid, now, host, retry_cid)
+
+    def _open(self, original_dcid: bytes, now: float, host=None,
+              retry_cid: bytes | None = None) -> EdgeConnection:
+        """A new connection; `retry_cid`: the source CID of the Retry its client followed
+        (then its Initials come to that CID, not to `original_dcid`)."""
         quic = self.lib.QuicConnection(
             configuration=self._configuration,
             original_destination_connection_id=original_dcid,
+            retry_source_connection_id=retry_cid,
             session_ticket_fetcher=self._ticket_fetcher,
             session_ticket_handler=self._ticket_handler)
         conn = self._create_protocol(quic, self)
-        for cid in (original_dcid, quic.host_cid):
+        for cid in (retry_cid or original_dcid, quic.host_cid):
             self._connections[cid] = conn
             if cid not in conn._cids:
                 conn._cids.append(cid)
-        conn._admitted = self.admission.begun(now)
+        conn._admitted = self.admission.begun(now, host, retry_cid is not None)
         return conn
 
     def register_cid(self, cid: bytes, conn: EdgeConnection) -> None:

@@ -29,10 +29,12 @@ from aioquic.quic.events import (
 )
 from aioquic.quic.packet import (
     QuicPacketType,
+    encode_quic_retry,
     pull_quic_header,
     pull_quic_transport_parameters,
     push_quic_transport_parameters,
 )
+from aioquic.quic.packet_builder import QuicDeliveryState
 from aioquic.tls import AlertUnexpectedMessage, CipherSuite, Epoch, SessionTicket, State
 
 from geostream.quic.spent import ListQueue
@@ -64,6 +66,25 @@ def destination_cid(datagram: bytes, cid_length: int) -> bytes | None:
         return pull_quic_header(Buffer(data=datagram), host_cid_length=cid_length).destination_cid
     except ValueError:
         return None
+
+
+def initial_token(datagram: bytes, cid_length: int) -> bytes | None:
+    """The token of the Initial packet that begins `datagram` (empty: none; None: not an
+    Initial, or it does not parse)."""
+    try:
+        header = pull_quic_header(Buffer(data=datagram), host_cid_length=cid_length)
+    except ValueError:
+        return None
+    return header.token if header.packet_type == QuicPacketType.INITIAL else None
+
+
+def retry_packet(version: int, source_cid: bytes, destination_cid: bytes,
+                 original_destination_cid: bytes, token: bytes) -> bytes:
+    """A Retry packet (RFC 9000 §17.2.5) with its integrity tag (RFC 9001 §5.8)."""
+    return encode_quic_retry(version=version, source_cid=source_cid,
+                             destination_cid=destination_cid,
+                             original_destination_cid=original_destination_cid,
+                             retry_token=token)
 
 
 # --- ACKs that ride with data (geostream/quic_acks.py says why) ----------------------------
@@ -135,6 +156,33 @@ def resend_rejected_early_data(quic, now: float) -> int:
     if early:
         loss._on_packets_lost(congestion_event=False, now=now, packets=early, space=space)
     return len(early)
+
+
+_receive_retry_packet = QuicConnection._receive_retry_packet
+
+
+def _retry_resends_early_data(self, header, packet_without_tag, now: float) -> None:
+    """aioquic's Retry handling, then the stream data of its 0-RTT packets sent before the
+    Retry handed back as lost: they went to the destination CID the server answered with a
+    Retry, which opened no connection there, so their data (the agent's hello) goes again,
+    to the Retry's CID, with the next transmit. aioquic starts new packet spaces at a Retry
+    and forgets those packets with their data still counted as sent; the server accepts the
+    early data of the new ClientHello, so nothing rejects it either, and the hello never
+    came (the gateway's 'no hello within 10s': tests/integration/net/test_handshake_flood.py).
+    qh3 sends them again itself."""
+    retries = self._retry_count
+    spaces = getattr(self, "_spaces", None)
+    space = spaces.get(Epoch.ONE_RTT) if isinstance(spaces, dict) else None
+    early = [] if space is None else [
+        p for p in space.sent_packets.values() if p.packet_type == QuicPacketType.ZERO_RTT]
+    _receive_retry_packet(self, header, packet_without_tag, now)
+    if self._retry_count != retries:
+        for packet in early:
+            for handler, args in packet.delivery_handlers:
+                handler(QuicDeliveryState.LOST, *args)
+
+
+QuicConnection._receive_retry_packet = _retry_resends_early_data
 
 
 def ack_delays(quic) -> tuple[float | None, float | None]:

@@ -32,7 +32,12 @@ from qh3.quic.events import (
     QuicEvent,
     StreamDataReceived,
 )
-from qh3.quic.packet import pull_quic_transport_parameters, push_quic_transport_parameters
+from qh3.quic.packet import (
+    QuicPacketType,
+    encode_quic_retry,
+    pull_quic_transport_parameters,
+    push_quic_transport_parameters,
+)
 from qh3.quic.tls_bridge import QuicTlsBridgeError
 from qh3.tls import CipherSuite, ExtensionType, SessionTicket
 
@@ -86,6 +91,25 @@ def destination_cid(datagram: bytes, cid_length: int) -> bytes | None:
         return _pull_quic_header(datagram, 0, cid_length)[3]
     except ValueError:
         return None
+
+
+def initial_token(datagram: bytes, cid_length: int) -> bytes | None:
+    """The token of the Initial packet that begins `datagram` (empty: none; None: not an
+    Initial, or it does not parse)."""
+    try:
+        header = _pull_quic_header(datagram, 0, cid_length)
+    except ValueError:
+        return None
+    return header[5] if header[1] == int(QuicPacketType.INITIAL) else None
+
+
+def retry_packet(version: int, source_cid: bytes, destination_cid: bytes,
+                 original_destination_cid: bytes, token: bytes) -> bytes:
+    """A Retry packet (RFC 9000 §17.2.5) with its integrity tag (RFC 9001 §5.8)."""
+    return encode_quic_retry(version=version, source_cid=source_cid,
+                             destination_cid=destination_cid,
+                             original_destination_cid=original_destination_cid,
+                             retry_token=token)
 
 
 # --- ACKs that ride with data (geostream/quic_acks.py says why) ----------------------------

@@ -72,10 +72,14 @@ def test_rejected_0rtt_hello_goes_again_in_1rtt(quic_library, tmp_path, pki):
 
 
 async def _restart_twice(tmp_path, pki, agent_lib: str = "", gateway_lib: str | None = None,
-                         forget_tickets: bool = False) -> tuple[list[float], list[int]]:
+                         forget_tickets: bool = False,
+                         retry: bool = False) -> tuple[list[float], list[int]]:
     """Two agent runs on one state directory; `forget_tickets`: the gateway restarts between
-    them with an empty ticket store (the agent's ticket is unknown to it)."""
+    them with an empty ticket store (the agent's ticket is unknown to it); `retry`: the
+    gateway answers every new connection's first Initial with a Retry (docs/protocol.md §1)."""
     gw = await GatewayRig(tmp_path, pki, quic_library=gateway_lib).start()
+    if retry:
+        gw.gateway._server.admission.retry_above = 0
     token = await gw.provision("resumer")
     emu = await LinkEmulator((gw.host, gw.port), LinkModel(delay_s=RTT_S / 2)).start()
     loop = asyncio.get_running_loop()

@@ -7,14 +7,21 @@ import pytest
 
 from backend.edge_core import (
     ABANDONED_AFTER_S,
+    ADMIT,
     AMPLIFICATION_FACTOR,
     CONNECTION_REFUSED,
     MAX_HANDSHAKES_IN_PROGRESS,
+    MAX_HANDSHAKES_PER_ADDRESS,
     MAX_VALIDATED_ADDRESSES,
+    REFUSE,
+    RETRY,
+    RETRY_ABOVE,
+    RETRY_TOKEN_LIFETIME_S,
     SHED_HOLD_S,
     SHED_QUEUE_DELAY_S,
     Admission,
     PeerAddress,
+    RetryTokens,
     initial_refusal,
     route_header,
     version_negotiation,
@@ -107,6 +114,59 @@ def test_admission_refuses_while_behind_and_while_too_many_handshake():
     a.ended(handshakes[5])
     a.ended(handshakes[5])  # its connection ends after its handshake completed: once
     assert a.admit(20.0) and a.handshaking == MAX_HANDSHAKES_IN_PROGRESS - 1
+
+
+def test_past_half_the_slots_only_validated_addresses_are_admitted():
+    """Below RETRY_ABOVE handshakes a new connection is admitted as it comes; past it one
+    without a valid token gets a Retry (no slot), one with a token is admitted up to
+    MAX_HANDSHAKES_IN_PROGRESS; a gateway behind refuses both."""
+    a = Admission()
+    for i in range(RETRY_ABOVE):
+        assert a.decide(1.0, f"10.0.{i // 250}.{i % 250}", validated=False) == ADMIT
+        a.begun(1.0, f"10.0.{i // 250}.{i % 250}", validated=False)
+    assert a.decide(1.0, "192.0.2.1", validated=False) == RETRY and a.retried == 1
+    assert a.decide(1.0, "192.0.2.1", validated=True) == ADMIT
+    a.queue_delay(SHED_QUEUE_DELAY_S + 0.1, 2.0)
+    assert a.decide(2.0, "192.0.2.1", validated=False) == REFUSE
+    assert a.decide(2.0, "192.0.2.1", validated=True) == REFUSE
+
+
+def test_one_address_holds_at_most_its_share_of_each_kind():
+    """One address (a host, a NAT) holds at most MAX_HANDSHAKES_PER_ADDRESS handshakes
+    without a validated address (then a Retry) and as many with one (then busy); one that
+    ends frees its place; other addresses and loopback are not bound by it."""
+    a = Admission()
+    held = [a.begun(1.0, "192.0.2.7", validated=False) for _ in range(MAX_HANDSHAKES_PER_ADDRESS)]
+    assert a.decide(1.0, "192.0.2.7", validated=False) == RETRY
+    for _ in range(MAX_HANDSHAKES_PER_ADDRESS):
+        assert a.decide(1.0, "192.0.2.7", validated=True) == ADMIT
+        a.begun(1.0, "192.0.2.7", validated=True)
+    assert a.decide(1.0, "192.0.2.7", validated=True) == REFUSE
+    assert a.decide(1.0, "192.0.2.8", validated=False) == ADMIT
+    for _ in range(MAX_HANDSHAKES_PER_ADDRESS + 1):
+        a.begun(1.0, "127.0.0.1", validated=False)
+    assert a.decide(1.0, "127.0.0.1", validated=False) == ADMIT, "loopback is exempt"
+    a.ended(held[0])
+    assert a.decide(1.0, "192.0.2.7", validated=False) == ADMIT
+    assert a.decide(1.0 + ABANDONED_AFTER_S, "192.0.2.7", validated=True) == ADMIT
+    assert a.handshaking == 0 and a._per_key == {}, "abandoned: no count, no key left"
+
+
+def test_a_retry_token_is_valid_only_from_its_address_for_its_cid_and_briefly():
+    tokens = RetryTokens()
+    odcid, cid = bytes(range(8)), bytes(range(8, 16))
+    token = tokens.seal("192.0.2.1", odcid, cid, now=100.0)
+    assert len(token) == 12 + 8 + 8 + 16
+    assert tokens.open(token, "192.0.2.1", cid, now=100.5) == odcid
+    assert tokens.open(token, "192.0.2.1", cid, now=100.0 + RETRY_TOKEN_LIFETIME_S) == odcid
+    assert tokens.open(token, "192.0.2.2", cid, now=100.5) is None, "another address"
+    assert tokens.open(token, "192.0.2.1", odcid, now=100.5) is None, "another connection"
+    assert tokens.open(token, "192.0.2.1", cid, now=100.1 + RETRY_TOKEN_LIFETIME_S) is None
+    assert tokens.open(token, "192.0.2.1", cid, now=99.0) is None, "from the future"
+    garbled = token[:-1] + bytes([token[-1] ^ 1])
+    assert tokens.open(garbled, "192.0.2.1", cid, now=100.5) is None
+    assert tokens.open(b"short", "192.0.2.1", cid, now=100.5) is None
+    assert RetryTokens().open(token, "192.0.2.1", cid, now=100.5) is None, "another process"
 
 
 def test_a_handshake_abandoned_by_its_client_stops_counting():
