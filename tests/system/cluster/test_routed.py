@@ -166,3 +166,34 @@ async def test_command_reaches_the_vehicle_through_the_node_holding_it(tmp_path,
             await f.stop()
         await _stop(edge, rig, nodes)
         server.close()
+
+
+@pytest.mark.parametrize("library", ["qh3", "aioquic"])
+async def test_a_retry_brings_the_vehicle_back_to_the_node_that_sent_it(tmp_path, pki,
+                                                                          cluster_key, library):
+    """Nodes asking every new connection to validate its address (docs/protocol.md §1): the
+    Retry's connection ID carries the node's server id, so the router brings the vehicle's
+    next Initial, with the token, back to the node whose key sealed it. With a CID of no
+    node's the router hashed it, mostly to another node, which refused the token."""
+    edge, rig, nodes, public = await _cluster(tmp_path, pki, cluster_key[1],
+                                              quic_library=library)
+    for g in nodes.values():
+        g._server.admission.retry_above = 0
+    agents = []
+    try:
+        for i in range(6):
+            token = await rig.provision(f"v{i}")
+            agents.append(AgentRig(tmp_path / f"a{i}", f"v{i}", token, HOST, public,
+                                   pki["ca"]).start())
+        for agent in agents:
+            await agent.add(3)
+        for agent in agents:
+            await until(lambda a=agent: a.uplink.stats.readings_acked >= 3, 20, "acked")
+        stats = [g._server.stats for g in nodes.values()]
+        assert sum(s["retry"] for s in stats) >= len(agents)
+        assert sum(s["invalid_token"] for s in stats) == 0
+        assert all(a.uplink.link.handshakes == 1 for a in agents)
+    finally:
+        for agent in agents:
+            await agent.stop()
+        await _stop(edge, rig, nodes)
