@@ -13,11 +13,11 @@ import math
 from aiohttp import web
 
 from ..authz import Role, requires
-from ..dispatch.matrix import SnapError
 from ..dispatch.model import Actor, ActorKind, Shift
 from ..dispatch.planner import MAX_PLAN_VEHICLES, PlanError
 from ..dispatch.planning import PlanningError, ProposalStale, proposal_json, proposal_vehicles
 from ..dispatch.service import DispatchError
+from ..dispatch.snap import SnapError
 from ..dispatch.solver_worker import PlanCancelled, PlannerBusy, PlanTimeout
 from ..dispatch.storage import StaleVersion
 from .common import audit, error, principal, read_json

@@ -15,13 +15,22 @@ from geostream.clock import wall_ms
 
 from ..store.base import AlertQuery
 from .live_eta import RULE, LiveEta, RouteEtaTracker, late_risk_changes
-from .matrix import SnapError, StraightLineMatrix
 from .model import Job, JobState, Route, Transition
+from .snap import SnapError
 
 log = logging.getLogger(__name__)
 
 # Open late-risk alerts loaded at start (one per stop at most).
 OPEN_LIMIT = 100_000
+
+
+def _straight_line():
+    """The travel-time source without roads; imported here, at the first live route, since
+    the matrices need numpy, which a backend's start does not (tests/unit/backend/
+    test_lazy_imports.py)."""
+    from .matrix import StraightLineMatrix
+
+    return StraightLineMatrix()
 
 
 class EtaService:
@@ -36,9 +45,9 @@ class EtaService:
                  clock: Callable[[], int] = wall_ms):
         self.store = store
         self.clock = clock
-        self._travel_factory = travel or StraightLineMatrix
+        self._travel_factory = travel or _straight_line
         self._travel = None
-        self._fallback = StraightLineMatrix()
+        self._fallback_matrix = None
         self.publish = publish or (lambda field, payload, vehicle, route_id=None: None)
         self.publish_alert = publish_alert or (lambda alert: None)
         self._trackers: dict[str, RouteEtaTracker] = {}  # vehicle → its live route's
@@ -47,6 +56,13 @@ class EtaService:
         self.stats: Counter = Counter()
         # notifications' ETA-change watch (backend/notify/service.py): `await on_eta(message)`
         self.on_eta: Callable | None = None
+
+    @property
+    def _fallback(self):
+        """The straight line, for a route or vehicle off the roads (made at the first)."""
+        if self._fallback_matrix is None:
+            self._fallback_matrix = _straight_line()
+        return self._fallback_matrix
 
     @property
     def travel(self):

@@ -26,9 +26,10 @@ from backend.dispatch.roads import (
     haversine_m,
 )
 
-# A point farther than this from any drivable road is not a stop a vehicle can serve
-# (in the sea, in a park, outside the extract): a clear error beats a silent 5-km walk.
-MAX_SNAP_M = 250.0
+# (their own module, so that what only catches the error need not load numpy; kept here too)
+from backend.dispatch.snap import MAX_SNAP_M as MAX_SNAP_M
+from backend.dispatch.snap import SnapError as SnapError
+
 # Between the point and the road (yard, car park, kerb) a vehicle moves at walking-ish speed.
 ACCESS_SPEED_KMH = 10.0
 # A snapped point this close to a segment's end counts as on that node (float noise of the
@@ -46,17 +47,6 @@ MAX_MATRIX_POINTS = 2000
 # each (central Helsinki: 13 KB; a million-node country: 8 MB), bounded in bytes so that a
 # large graph keeps fewer: 10,000 vehicles' next stops on central Helsinki fit.
 TREE_CACHE_BYTES = 256 * 1024**2
-
-
-class SnapError(ValueError):
-    """A point cannot be placed on the road network; `index` says which one."""
-
-    def __init__(self, index: int, lon: float, lat: float, distance_m: float):
-        self.index, self.lon, self.lat, self.distance_m = index, lon, lat, distance_m
-        where = ("no drivable road within the extract" if not math.isfinite(distance_m)
-                 else f"nearest drivable road is {distance_m:.0f} m away")
-        super().__init__(f"point {index} ({lat:.6f}, {lon:.6f}): {where} "
-                         f"(limit {MAX_SNAP_M:.0f} m: in the sea, off the map or off-road?)")
 
 
 @dataclass(frozen=True)

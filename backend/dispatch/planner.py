@@ -21,12 +21,12 @@ import random
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import numpy as np
-
-from backend.dispatch.matrix import Matrix
 from backend.dispatch.model import Amounts, Job, JobKind, Point, Shift, check_pairs
+
+if TYPE_CHECKING:
+    from backend.dispatch.matrix import Matrix
 
 # VROOM's search effort (0–5). Measured on 1,000 jobs / 50 vehicles (docs/benchmarks.md):
 # 0 meets the time goal, higher levels gain a few % of cost for several times the time.
@@ -126,6 +126,8 @@ class Plan:
 def plan(request: PlanRequest, travel: TravelTimes) -> Plan:
     """Solve one plan. Raises `PlanError` for an inconsistent request, `SnapError` (from the
     matrix) for a place that is not on the road network."""
+    import numpy as np  # here, not at the top: a backend's start needs no numpy
+
     started = time.perf_counter()
     problem = _Problem(request)
     m = travel.matrix(problem.points)

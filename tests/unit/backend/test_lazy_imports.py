@@ -2,10 +2,10 @@
 starlette) until the first /mcp request, and no Argon2id hash until the first password check;
 a command that needs neither HTTP nor geometry (`vehicles add`, which migrates, and the
 parser of every command) without aiohttp, numpy, shapely or Pillow; a backend's start without
-shapely (geofences), Pillow (proof-of-delivery images), cantools (CAN units) or PyYAML (the
-spec) until a request needs them. Each import costs every backend start and command (seconds
-in the emulated VM of tests/system/test_deb_vm.py), so a module that starts importing them at
-the top fails here."""
+numpy (the planner's and live ETAs' matrices), shapely (geofences), Pillow (proof-of-delivery
+images), cantools (CAN units) or PyYAML (the spec) until a request or a live route needs
+them. Each import costs every backend start and command (seconds in the emulated VM of
+tests/system/test_deb_vm.py), so a module that starts importing them at the top fails here."""
 
 from __future__ import annotations
 
@@ -53,7 +53,10 @@ with tempfile.TemporaryDirectory() as d:
     assert main(["--db", f"sqlite://{d}/fleet.db", "vehicles", "add", "v1"]) == 0  # migrates
 print("command", sorted(m for m in HEAVY if m in sys.modules))
 import backend.service, backend.web
-print("serve", sorted(m for m in ("shapely", "PIL", "cantools", "yaml") if m in sys.modules))
+from backend.dispatch.eta_service import EtaService
+EtaService(None)  # what a start makes: live ETAs load their matrices at the first route
+print("serve", sorted(m for m in ("numpy", "shapely", "PIL", "cantools", "yaml")
+                      if m in sys.modules))
 """
 
 
