@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
 
-from geostream.codec import EncodedReadings
+from geostream.encoded import EncodedReadings
 
 from .journal_drain import (
     NO_READINGS,

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import cbor2
 
-from geostream.codec import EncodedReadings, cbor_head
+from geostream.encoded import EncodedReadings, cbor_head
 
 from .journal_file import rollback
 

@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import re
 import struct
-from dataclasses import dataclass
-from typing import Any, final
+from typing import Any
 
 import cbor2
 
 from . import strict_cbor
 from .commands import MAX_ARG_TEXT_CHARS, MAX_RESULT_BYTES, advertised_problem
 from .deflate import Deflater, DictionaryDeflater, Inflater, inflate_alone
+from .encoded import EncodedReadings as EncodedReadings  # (the journal imports them alone)
+from .encoded import cbor_head as cbor_head
 from .errors import ErrorCode, ProtocolError
 from .limits import MAX_BATCH_READINGS, MAX_MESSAGE_BYTES
 from .messages import (
@@ -405,32 +406,6 @@ def _to_map(msg: Message, deflater: Deflater | DictionaryDeflater | None = None)
 
 def encode_payload(msg: Message, deflater: Deflater | DictionaryDeflater | None = None) -> bytes:
     return cbor2.dumps(_to_map(msg, deflater))
-
-
-@final  # no subclass: `type(r) is EncodedReadings` tells the two forms apart (and types)
-@dataclass(frozen=True, slots=True)
-class EncodedReadings:
-    """A batch's readings already in wire form: `cbor`, the CBOR array of the reading maps
-    (each with its "q"), and their sequence numbers `seqs` in the same order. The journal's
-    stored payloads become one without a decode and re-encode (agent/journal_drain.py
-    `encoded_rows`); a session sends it as it sends the maps (`ClientSession.send_batch`)."""
-
-    seqs: tuple[int, ...]
-    cbor: bytes
-
-    def __len__(self) -> int:
-        return len(self.seqs)
-
-
-def cbor_head(major: int, n: int) -> bytes:
-    """A CBOR item's head: major type `major` (its top 3 bits, e.g. 0x40 a byte string) with
-    argument `n` in the shortest form (RFC 8949 §4.2.1, as cbor2 writes it)."""
-    if n <= 23:
-        return bytes((major | n,))
-    for info, fmt, top in ((24, ">BB", 0xFF), (25, ">BH", 0xFFFF), (26, ">BI", 0xFFFFFFFF)):
-        if n <= top:
-            return struct.pack(fmt, major | info, n)
-    return struct.pack(">BQ", major | 27, n)
 
 
 _BATCH_T = cbor2.dumps("t") + cbor2.dumps("batch") + cbor2.dumps("epoch")
