@@ -39,15 +39,29 @@ SUSPEND_S = 2.0
 # each costs a wakeup of its own (the load tester's vehicles woke 1.9 times per second instead
 # of once). A tick is never more than this late, well within SUSPEND_S.
 TICK_ALIGN_LATE_S = 0.25
-# time the old connection gets to answer a last PING once a fresh handshake succeeded
+# Time the old connection gets to answer a last PING once a fresh handshake succeeded; it is
+# dead only if nothing at all came on it since the probe began (any datagram on it shows the
+# gateway still has it: a restarted one sends nothing there).
 GRACE_S = 1.0
-GRACE_AFTER_SUSPEND_S = 0.5
-# ... plus (except after a suspend) this many times what the fresh handshake took: a gateway
-# that is behind answers the old connection's PING as late as it answered the handshake (a
-# round trip through the same queue); with only GRACE_S, a busy gateway's vehicles all took
-# it for dead and reconnected together (the load tester saw 899 such reconnects in 20 s at
-# 20,000 vehicles), which made it busier
+# ... after a suspend or stall (the old connection is most likely gone: back in < 2 s, issue 7)
+GRACE_AFTER_SUSPEND_S = 0.1
+# ... plus (except after a suspend) this many times what the fresh handshake took: a gateway that
+# is behind answers the old connection's PING as late as it answered the handshake (a round
+# trip through the same queue); with only GRACE_S, a busy gateway's vehicles all took it for
+# dead and reconnected together (the load tester saw 899 such reconnects in 20 s at 20,000
+# vehicles), which made it busier
 GRACE_PER_PROBE_RTT = 2.0
+# ... plus the gateway's max_ack_delay (its transport parameter; this until the handshake
+# told it): the ACK of a PING may wait that long by design (RFC 9000 §13.2.1; the gateway
+# holds it 400 ms for a commit's `ack` to carry, docs/protocol.md §1), while the probe's
+# handshake flight leaves at once (after a suspend: 0.1 + 0.4 s, the 0.5 s it always was, for
+# a gateway that holds its ACKs longer as long as it does).
+PEER_ACK_DELAY_S = 0.4
+# ... and (except after a suspend) at least PROBE_PER_ANSWER times as long as the connection's
+# latest answer took (`answer_s`), at most PROBE_AFTER_MAX_S: a gateway past its knee answers
+# new handshakes at once but its connections' data and PINGs from queues seconds long (the load
+# tester saw answers 10-16 s after the data, and the PING's 15 s after it, with the probe's
+# handshake done in 0.5-1.7 s).
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +97,7 @@ class Liveness:
         self._resumed = False
         self._probe_at = 0.0  # when the probe began
         self._grace_s = GRACE_S  # the old connection's time to answer, once the probe is done
+        self._peer_ack_delay_s = PEER_ACK_DELAY_S  # the gateway's max_ack_delay
 
     def reset(self, now: float) -> None:
         """A new connection: nothing heard yet, nothing outstanding, no ticking."""
@@ -90,9 +105,13 @@ class Liveness:
         self.answer_s = 0.0
         self.stop()
 
-    def start(self, now: float, boot: float | None = None) -> None:
-        """The connection is up: tick."""
+    def start(self, now: float, boot: float | None = None,
+              peer_ack_delay_s: float | None = None) -> None:
+        """The connection is up: tick. `peer_ack_delay_s`: the gateway's max_ack_delay, when
+        its transport parameters are known."""
         self.clock(now, boot)
+        if peer_ack_delay_s is not None:
+            self._peer_ack_delay_s = peer_ack_delay_s
         self._tick(now)
 
     def stop(self) -> None:
@@ -140,7 +159,13 @@ class Liveness:
             self._phase, self._probe_at = _Phase.PROBING, now
             return actions + [Probe()]
         if self._phase is _Phase.GRACE:
-            if now - self.heard > self._grace_s:
+            # nothing at all since the probe began, not "silent for the grace at the time this
+            # timer runs", which a process behind runs seconds late (the load tester's vehicles
+            # aborted connections that had answered 1 s after the PING, 3 s before); after a
+            # suspend or stop, what waited in the socket meanwhile came after the probe began
+            # and proves nothing: silent for the grace then
+            if (now - self.heard > self._grace_s if self._resumed
+                    else self.heard < self._probe_at):
                 log.warning("gateway answers new handshakes but not this connection "
                             "(restarted, or dropped it during a suspend): reconnecting")
                 self.dead = True
@@ -161,10 +186,15 @@ class Liveness:
         """A fresh handshake with the gateway did (or did not) complete."""
         if self._phase is not _Phase.PROBING:
             return []
-        # after a suspend the old connection is most likely gone: back in < 2 s (issue 7)
-        self._grace_s = (GRACE_AFTER_SUSPEND_S if self._resumed
-                         else GRACE_S + GRACE_PER_PROBE_RTT * max(0.0, now - self._probe_at))
-        if reachable and now - self.heard > self._grace_s:
+        if self._resumed:  # back in < 2 s (issue 7): its PING left as the probe began
+            grace = GRACE_AFTER_SUSPEND_S + self._peer_ack_delay_s
+        else:  # and as long as this connection's own answers took lately
+            grace = max(GRACE_S + self._peer_ack_delay_s
+                        + GRACE_PER_PROBE_RTT * max(0.0, now - self._probe_at),
+                        min(PROBE_AFTER_MAX_S, PROBE_PER_ANSWER * self.answer_s))
+        self._grace_s = grace
+        if reachable and now - self.heard > grace and (self._resumed
+                                                       or self.heard < self._probe_at):
             self._phase, self.deadline = _Phase.GRACE, now + self._grace_s
             return [Ping()]  # one last chance for the old connection
         self._probe_over(now)

@@ -322,8 +322,15 @@ class Uplink:
             epoch=self.journal.epoch, acked_through=acked_through,
             agent=f"fleet-agent/{__version__}", early=not pins))
         self._drain = DrainState(acked_through, epoch=self.journal.epoch)  # live-first
-        async with asyncio.timeout(CONNECT_TIMEOUT_S):
-            await asyncio.shield(link.connected)
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                await asyncio.shield(link.connected)
+        except TimeoutError:
+            # an attempt given up is closed, not dropped: before its handshake completes that
+            # is an Initial-level CONNECTION_CLOSE, so the gateway ends it now instead of
+            # keeping it (its flight re-sent) to its 60 s handshake deadline (§1)
+            link.close(0, "connect timed out")
+            raise
         if pins and not link.session_resumed and link.peer_pin() not in pins:
             link.close(0, "certificate pin mismatch")
             raise ConnectionError(f"gateway key {link.peer_pin()} is not pinned")
@@ -334,7 +341,8 @@ class Uplink:
                 self.route_check_s))
         await self._do(m.handshake_done(
             loop.time(), local_host=link.local_host, resumed=link.session_resumed,
-            early_data_accepted=link.early_data_accepted, boot=self._boottime()))
+            early_data_accepted=link.early_data_accepted, boot=self._boottime(),
+            peer_ack_delay_s=link.lib.ack_delays(link.conn)[1]))
 
     async def _closed(self, link: QuicLink) -> None:
         await link.closed.wait()

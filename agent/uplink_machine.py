@@ -142,14 +142,16 @@ class UplinkMachine:
         return [SendData(self.session.data_to_send())] if early else []
 
     def handshake_done(self, now: float, *, local_host: str, resumed: bool = False,
-                       early_data_accepted: bool = False, boot: float | None = None) -> list:
-        """The QUIC handshake completed (and the key pin, if any, matched)."""
+                       early_data_accepted: bool = False, boot: float | None = None,
+                       peer_ack_delay_s: float | None = None) -> list:
+        """The QUIC handshake completed (and the key pin, if any, matched); `peer_ack_delay_s`:
+        the gateway's max_ack_delay (its transport parameter), when the library tells it."""
         self.stats.connects += 1
         self.stats.extra["session_resumed"] = resumed
         self.stats.extra["early_data_accepted"] = early_data_accepted
         self.local_host = local_host
         self._linked = True
-        self.liveness.start(now, boot)
+        self.liveness.start(now, boot, peer_ack_delay_s)
         return [] if self._early else [SendData(self.session.data_to_send())]
 
     def disconnected(self, now: float, error: str) -> list:

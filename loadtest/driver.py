@@ -93,7 +93,9 @@ class Driver:
         """Its deadline came (the timer heap): the connect timeout, the machine's timer."""
         self._filed_at = None  # the wheel let it go
         if self._connect_by is not None and now >= self._connect_by:
-            self._connect_failed("connect: TimeoutError", "handshake timed out")
+            # closed, not dropped (as the agent's attempt): an Initial-level CONNECTION_CLOSE
+            # ends the gateway's half-open connection now, not at its 60 s deadline
+            self._connect_failed("connect: TimeoutError", "handshake timed out", tell_peer=True)
         elif actions := self.machine.handle_timer(now):
             self._do(actions)
         self._after()
@@ -118,7 +120,8 @@ class Driver:
         self._connect_by = None
         self._do(self.machine.handshake_done(self.w.now(), local_host=link.local_host,
                                              resumed=link.session_resumed,
-                                             early_data_accepted=link.early_data_accepted))
+                                             early_data_accepted=link.early_data_accepted,
+                                             peer_ack_delay_s=link.lib.ack_delays(link.conn)[1]))
         self._after()
 
     def _closed(self, link: EdgeLink) -> None:
@@ -341,12 +344,13 @@ class Driver:
         """The gateway issued a session ticket (each is good once): keep the newest."""
         self.ticket = ticket
 
-    def _connect_failed(self, kind: str, detail: str) -> None:
-        """The handshake failed or timed out: the machine backs off and reconnects."""
+    def _connect_failed(self, kind: str, detail: str, tell_peer: bool = False) -> None:
+        """The handshake failed or timed out: the machine backs off and reconnects;
+        `tell_peer`: the attempt is given up, not ended by the gateway (close it)."""
         self._connect_by = None
         self._release()
         self.w.error(kind)
-        self._drop(tell_peer=False)
+        self._drop(tell_peer=tell_peer)
         self._do(self.machine.disconnected(self.w.now(), detail or kind))
 
     def _release(self) -> None:

@@ -254,3 +254,48 @@ def test_a_probe_closed_on_its_handshake_leaves_no_handshake_at_the_gateway(tmp_
     every vehicle's reconnect as busy (docs/benchmarks.md, session 16)."""
     (handshaking, connections), _ = emuclock.run(_probe_closed_on_its_handshake(tmp_path, name))
     assert (handshaking, connections) == (0, 0)
+
+
+@pytest.mark.parametrize("name", sorted(LIBRARIES))
+def test_a_connect_given_up_is_closed_and_the_gateway_ends_it_at_once(tmp_path, name):
+    """A simulated vehicle whose handshake does not complete within its connect timeout (the
+    gateway's answers never reach it) closes the attempt, an Initial-level CONNECTION_CLOSE,
+    as the agent does: the gateway ends that half-open connection within its draining period.
+    Dropped without one, the gateway kept it to its handshake deadline (a minute)."""
+    (still_open, seen), _ = emuclock.run(_connect_never_answered(tmp_path, name))
+    assert seen == 1 and still_open == 0, (still_open, seen)
+
+
+async def _connect_never_answered(tmp_path, name: str) -> tuple[int, int]:
+    """(the gateway's connections of the one attempt still open CONNECT_TIMEOUT_S + 5 s after
+    it began, those it had)."""
+    import random
+    from types import SimpleNamespace
+
+    from loadtest.driver import Driver
+    from loadtest.fleet import SimVehicle
+
+    server, edge, _, _, _ = await echo_fleet(tmp_path, library(name), 0)
+    port = server._transport.get_extra_info("sockname")[1]
+    cfg = library(name).QuicConfiguration(is_client=True, alpn_protocols=[ALPN],
+                                          server_name="localhost", verify_mode=ssl.CERT_NONE)
+    opens: list = []
+    worker = SimpleNamespace(edge=edge, quic_config=cfg, local_host="127.0.0.1", now=edge.now,
+                             rng=random.Random(1), send_interval_s=1.0, stopping=False,
+                             request_connect=opens.append, slot_freed=lambda: None,
+                             error=lambda kind: None)
+    sim = SimVehicle("v1", "tok", epoch=1, rate_hz=1.0, start=edge.now(),
+                     wall_ms_at_start=1_790_000_000_000)
+    driver = Driver(worker, sim, ("127.0.0.1", port))
+    try:
+        driver.start()
+        assert opens == [driver]  # the machine's Connect: a ramp slot, given at once here
+        driver.open()
+        driver.link.datagram_received = lambda *a: None  # the gateway's answers are lost
+        first = await until(lambda: set(server._connections.values()), 5, "the first Initial")
+        await asyncio.sleep(CONNECT_TIMEOUT_S + 5.0)
+        assert driver.link is None and len(opens) == 2  # given up, a reconnect asked for
+        return len(first & set(server._connections.values())), len(first)
+    finally:
+        driver.stop()
+        await close_fleet(server, edge, [])

@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from hil.linkemu import LinkEmulator, LinkModel
+from hil.linkemu import DOWN, LinkEmulator, LinkModel
 from tests import emuclock
 from tests.conftest import wait_for
 from tests.integration.net.rig import AgentRig, GatewayRig, until
@@ -169,3 +169,42 @@ def test_resume_after_suspend_reconnects_within_2s(procs):
     print(f"data flowed again {took:.2f} s after resume")
     assert took < 2.0, f"{took:.2f}s after resume"
     assert "suspend or stall detected" in agent.text()
+
+
+class _NoAnswers(LinkModel):
+    """A link on which the gateway's answers never reach the agent (its datagrams do)."""
+
+    def decide(self, now: float, direction: str, size: int) -> float | None:
+        return None if direction == DOWN else super().decide(now, direction, size)
+
+
+def test_a_connect_given_up_is_closed_and_the_gateway_ends_it_at_once(quic_library, tmp_path,
+                                                                      pki):
+    """The agent gives up a handshake that did not complete within its connect timeout with
+    an Initial-level CONNECTION_CLOSE, so the gateway ends that half-open connection within
+    its draining period; dropped without one, the gateway kept it (its flight re-sent) to its
+    60 s handshake deadline. Emulated clock: (the gateway's connections of the first attempt
+    still open CONNECT_TIMEOUT_S + 5 s after it began, every attempt's connections)."""
+    (still_open, seen), _ = emuclock.run(_connect_never_answered(tmp_path, pki))
+    assert seen >= 1 and still_open == 0, (still_open, seen)
+
+
+async def _connect_never_answered(tmp_path, pki) -> tuple[int, int]:
+    from agent.uplink import CONNECT_TIMEOUT_S
+
+    gw = await GatewayRig(tmp_path, pki).start()
+    token = await gw.provision("unanswered")
+    emu = await LinkEmulator((gw.host, gw.port), _NoAnswers(delay_s=0.02)).start()
+    loop = asyncio.get_running_loop()
+    edge = gw.gateway._server
+    agent = AgentRig(tmp_path / "state", "unanswered", token, *emu.address, gw.pki["ca"],
+                     boottime=loop.time).start()
+    try:
+        first = await until(lambda: set(edge._connections.values()), 5, "the first Initial")
+        await asyncio.sleep(CONNECT_TIMEOUT_S + 5.0)
+        alive = set(edge._connections.values())
+        return len(first & alive), len(first | alive)
+    finally:
+        await agent.stop()
+        emu.close()
+        await gw.stop()
