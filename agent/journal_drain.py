@@ -55,6 +55,7 @@ def wire_rows(rows: list[tuple[int, bytes]]) -> list[dict]:
 _MAP, _ARRAY, _UINT = 0xA0, 0x80, 0x00  # CBOR major types (top 3 bits of a head byte)
 _DIRECT_MAX = 23  # a map of at most this many pairs has its count in its head byte
 _Q_KEY = cbor2.dumps("q")
+_ARRAY_OF_ONE = cbor_head(_ARRAY, 1)
 # a map head of n pairs → the head of n + 1 (for the maps whose count is in the head byte)
 _ONE_MORE = {_MAP | n: cbor_head(_MAP, n + 1) for n in range(_DIRECT_MAX + 1)}
 
@@ -63,6 +64,12 @@ def encoded_rows(rows: list[tuple[int, bytes]]) -> EncodedReadings:
     """Stored payloads → the batch's readings array in CBOR, each map with its "q" last: byte
     for byte `cbor2.dumps(wire_rows(rows))` (a payload is a reading map without "q",
     docs/journal.md), written around the payloads instead of decoding and re-encoding them."""
+    if len(rows) == 1:  # a live batch: one reading
+        seq, payload = rows[0]
+        head = _ONE_MORE.get(payload[0])
+        if head is not None:
+            return EncodedReadings((seq,), b"".join(
+                (_ARRAY_OF_ONE, head, payload[1:], _Q_KEY, cbor_head(_UINT, seq))))
     parts = [cbor_head(_ARRAY, len(rows))]
     for seq, payload in rows:
         head = _ONE_MORE.get(payload[0])

@@ -411,7 +411,8 @@ def encode_payload(msg: Message, deflater: Deflater | DictionaryDeflater | None 
 _BATCH_T = cbor2.dumps("t") + cbor2.dumps("batch") + cbor2.dumps("epoch")
 _READINGS_KEY = cbor2.dumps("readings")
 _VEHICLE_KEY = cbor2.dumps("vehicle")
-_MAP3, _MAP4 = b"\xa3", b"\xa4"  # a batch map without / with "vehicle"
+# a batch map's head, without / with "vehicle", and its first key and value
+_BATCH3, _BATCH4 = b"\xa3" + _BATCH_T, b"\xa4" + _BATCH_T
 _BYTES = 0x40  # major type 2: a byte string
 _UINT, _UINT_END = 0x00, 1 << 64  # major type 0: an unsigned integer (below 2^64)
 _KEY_CBOR = {key: cbor2.dumps(key) for key in ("z", "zd")}  # the compressed readings' keys
@@ -424,15 +425,16 @@ def batch_payload(epoch: int, readings_cbor: bytes,
     `encode_payload(Batch(epoch, readings, vehicle), deflater)` when `readings_cbor` is
     `cbor2.dumps(list(readings))` (CBOR items nest as they are: the map is written around
     the array, or around the array's DEFLATE piece, instead of encoding the readings again)."""
+    epoch_cbor = cbor_head(_UINT, epoch) if 0 <= epoch < _UINT_END else cbor2.dumps(epoch)
+    head = _BATCH3 if vehicle is None else _BATCH4
     if deflater is not None:
         z = deflater.piece(readings_cbor)
-        body = _KEY_CBOR[deflater.KEY] + cbor_head(_BYTES, len(z)) + z
+        parts = [head, epoch_cbor, _KEY_CBOR[deflater.KEY], cbor_head(_BYTES, len(z)), z]
     else:
-        body = _READINGS_KEY + readings_cbor
-    head = _MAP3 if vehicle is None else _MAP4
-    epoch_cbor = cbor_head(_UINT, epoch) if 0 <= epoch < _UINT_END else cbor2.dumps(epoch)
-    out = head + _BATCH_T + epoch_cbor + body
-    return out if vehicle is None else out + _VEHICLE_KEY + cbor2.dumps(vehicle)
+        parts = [head, epoch_cbor, _READINGS_KEY, readings_cbor]
+    if vehicle is not None:
+        parts += (_VEHICLE_KEY, cbor2.dumps(vehicle))
+    return b"".join(parts)
 
 
 def encode_batch(epoch: int, readings_cbor: bytes,

@@ -15,7 +15,14 @@ import pytest
 from agent.journal_drain import encoded_rows, wire_rows
 from agent.readings import Event, Position, Signals
 from agent.wire_encode import encode as encode_reading
-from geostream.codec import EncodedReadings, batch_payload, encode, encode_batch, encode_payload
+from geostream.codec import (
+    EncodedReadings,
+    batch_payload,
+    cbor_head,
+    encode,
+    encode_batch,
+    encode_payload,
+)
 from geostream.deflate import (
     LEVEL,
     SMALL_BYTES,
@@ -136,3 +143,24 @@ def test_a_session_sends_encoded_readings_as_it_sends_their_maps(welcome):
         assert encoded.data_to_send() == maps.data_to_send()
         assert encoded.in_flight == maps.in_flight
     assert isinstance(enc, EncodedReadings)
+
+
+_EDGES = (0, 1, 23, 24, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**64 - 1)
+
+
+def test_a_cbor_head_is_the_head_cbor2_writes_at_every_length_edge():
+    # each major type's argument at the edges of its 1-, 2-, 3-, 5- and 9-byte forms
+    for n in _EDGES:
+        assert cbor_head(0x00, n) == cbor2.dumps(n)
+        assert cbor_head(0x20, n) == cbor2.dumps(-1 - n)
+        if n <= 65536:
+            assert cbor_head(0x40, n) == cbor2.dumps(bytes(n))[:-n or None]
+            assert cbor_head(0x80, n) == cbor2.dumps([0] * n)[:-n or None]
+
+
+def test_one_row_is_the_wire_map_encoded_at_every_sequence_edge():
+    # a live batch (one row) is written by its own shortcut in `encoded_rows`
+    payload = encode_reading(Position(1_790_000_000_000, 53.5, 9.9, speed_kmh=12.5))
+    for seq in _EDGES:
+        enc = encoded_rows([(seq, payload)])
+        assert enc.cbor == cbor2.dumps(wire_rows([(seq, payload)])) and enc.seqs == (seq,)
