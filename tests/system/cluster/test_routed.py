@@ -48,6 +48,15 @@ async def _stop(edge, rig, nodes):
     edge.close()
 
 
+async def _start_agents(agents, rig, tmp_path, public, pki, count=6):
+    """`count` provisioned agents v0, v1, … through the router's `public` address, appended
+    to `agents` as each starts (so the caller's cleanup stops those that did)."""
+    for i in range(count):
+        token = await rig.provision(f"v{i}")
+        agents.append(AgentRig(tmp_path / f"a{i}", f"v{i}", token, HOST, public,
+                               pki["ca"]).start())
+
+
 def _holder(nodes, vehicle, dead=None):
     """The one node holding the vehicle's connection (a dead node's memory does not count:
     in-process, its connections live on until their idle timeout)."""
@@ -106,10 +115,7 @@ async def test_dead_node_vehicles_reconnect_to_a_live_one(tmp_path, pki, cluster
     edge, rig, nodes, public = await _cluster(tmp_path, pki, cluster_key[1])
     agents = []
     try:
-        for i in range(6):
-            token = await rig.provision(f"v{i}")
-            agents.append(AgentRig(tmp_path / f"a{i}", f"v{i}", token, HOST, public,
-                                   pki["ca"]).start())
+        await _start_agents(agents, rig, tmp_path, public, pki)
         await until(lambda: all(_holder(nodes, f"v{i}") for i in range(6)), 20, "all connected")
         for a in agents:
             await a.add(20)
@@ -181,10 +187,7 @@ async def test_a_retry_brings_the_vehicle_back_to_the_node_that_sent_it(tmp_path
         g._server.admission.retry_above = 0
     agents = []
     try:
-        for i in range(6):
-            token = await rig.provision(f"v{i}")
-            agents.append(AgentRig(tmp_path / f"a{i}", f"v{i}", token, HOST, public,
-                                   pki["ca"]).start())
+        await _start_agents(agents, rig, tmp_path, public, pki)
         for agent in agents:
             await agent.add(3)
         for agent in agents:
