@@ -239,21 +239,29 @@ def open_pty() -> tuple[int, str]:
     return master, path
 
 
-def write_lawicel(master: int, msg: can.Message) -> None:
+def write_lawicel(master: int, msg: can.Message, cut: int | None = None) -> None:
     """Write one frame as an slcan adapter would, waiting (bounded) if the pty buffer is full;
-    a line once begun is finished, so a slow reader loses whole frames, never gets torn ones."""
+    a line once begun is finished, so a slow reader loses whole frames, never gets torn ones.
+    `cut`: the line goes in two writes split there, a moment apart (an adapter's USB packets
+    end mid-line)."""
     line = to_lawicel(msg)
-    rest = memoryview(line)
-    for tries in range(400):
-        try:
-            rest = rest[os.write(master, rest):]  # a full pty may take part of a line
-        except BlockingIOError:
-            pass
-        if not rest:
-            return
-        if tries >= 200 and len(rest) == len(line):
-            return  # the reader stayed a second behind: the frame is lost, as on a bus
-        time.sleep(0.005)
+    pieces = (line,) if cut is None else (line[:cut], line[cut:])
+    written = 0
+    for piece in pieces:
+        if written:
+            time.sleep(0.0005)
+        rest = memoryview(piece)
+        for tries in range(400):
+            try:
+                n = os.write(master, rest)  # a full pty may take part of a line
+                rest, written = rest[n:], written + n
+            except BlockingIOError:
+                pass
+            if not rest:
+                break
+            if tries >= 200 and not written:
+                return  # the reader stayed a second behind: the frame is lost, as on a bus
+            time.sleep(0.005)
 
 
 def wait_for_open(master: int, timeout_s: float) -> bool:
