@@ -3,8 +3,10 @@
 A gateway restarted after kill -9 silently ignores packets of the connection it forgot, which
 looks like a dead zone; so does one that dropped us while the vehicle's computer was suspended.
 When the gateway has been silent with data or a PING unanswered, or a suspend is detected, the
-agent tries a fresh handshake (`Probe`): if that succeeds while the old connection still hears
-nothing, the old one is gone (`dead`) and the agent reconnects at once.
+agent probes the gateway's process (`Probe`: a QUIC version negotiation, agent/version_probe.py,
+no handshake): if it answers while the old connection still hears nothing, the old one is gone
+(`dead`) and the agent reconnects at once. Only the probe's transport is the I/O edge's; the
+verdict is here.
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ PROBE_AFTER_S = 8.0
 # ... or this many times as long as the gateway took to answer last (the silence before the
 # latest datagram that came while something was outstanding), if longer: a gateway that is
 # behind answers seconds late, and a silence as long as its answers is no sign that it forgot
-# the connection; probing it anyway costs it a handshake (or a refusal) per vehicle, which
-# made the load tester's vehicles send 0.4-1.4 probe datagrams per acked reading to a
-# starved gateway (docs/benchmarks.md "Past the knee")
+# the connection; probing it anyway (a handshake per vehicle then, before revision 6) made the
+# load tester's vehicles send 0.4-1.4 probe datagrams per acked reading to a starved gateway
+# (docs/benchmarks.md "Past the knee")
 PROBE_PER_ANSWER = 2.0
 # ... but never longer than this: a slow gateway that was then restarted is still found
 PROBE_AFTER_MAX_S = 60.0
@@ -39,29 +41,29 @@ SUSPEND_S = 2.0
 # each costs a wakeup of its own (the load tester's vehicles woke 1.9 times per second instead
 # of once). A tick is never more than this late, well within SUSPEND_S.
 TICK_ALIGN_LATE_S = 0.25
-# Time the old connection gets to answer a last PING once a fresh handshake succeeded; it is
+# Time the old connection gets to answer a last PING once the probe was answered; it is
 # dead only if nothing at all came on it since the probe began (any datagram on it shows the
 # gateway still has it: a restarted one sends nothing there).
 GRACE_S = 1.0
 # ... after a suspend or stall (the old connection is most likely gone: back in < 2 s, issue 7)
 GRACE_AFTER_SUSPEND_S = 0.1
-# ... plus (except after a suspend) this many times what the fresh handshake took: a gateway that
-# is behind answers the old connection's PING as late as it answered the handshake (a round
-# trip through the same queue); with only GRACE_S, a busy gateway's vehicles all took it for
+# ... plus (except after a suspend) this many times what the probe took: a gateway that is
+# behind answers the old connection's PING as late as it answered the probe (a round trip
+# through the same queue); with only GRACE_S, a busy gateway's vehicles all took it for
 # dead and reconnected together (the load tester saw 899 such reconnects in 20 s at 20,000
 # vehicles), which made it busier
 GRACE_PER_PROBE_RTT = 2.0
 # ... plus the gateway's max_ack_delay (its transport parameter; this until the handshake
 # told it): the ACK of a PING may wait that long by design (RFC 9000 §13.2.1; the gateway
 # holds it 400 ms for a commit's `ack` to carry, docs/protocol.md §1), while the probe's
-# handshake flight leaves at once (after a suspend: 0.1 + 0.4 s, the 0.5 s it always was, for
+# answer leaves at once (after a suspend: 0.1 + 0.4 s, the 0.5 s it always was, for
 # a gateway that holds its ACKs longer as long as it does).
 PEER_ACK_DELAY_S = 0.4
 # ... and (except after a suspend) at least PROBE_PER_ANSWER times as long as the connection's
-# latest answer took (`answer_s`), at most PROBE_AFTER_MAX_S: a gateway past its knee answers
-# new handshakes at once but its connections' data and PINGs from queues seconds long (the load
-# tester saw answers 10-16 s after the data, and the PING's 15 s after it, with the probe's
-# handshake done in 0.5-1.7 s).
+# latest answer took (`answer_s`), at most PROBE_AFTER_MAX_S: a gateway past its knee may answer
+# the probe at once but its connections' data and PINGs from queues seconds long (the load
+# tester saw answers 10-16 s after the data, and the PING's 15 s after it, with the probe, a
+# handshake then, done in 0.5-1.7 s).
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,13 +73,14 @@ class Ping:
 
 @dataclass(frozen=True, slots=True)
 class Probe:
-    """Try a fresh handshake with the gateway; report with `probe_done()`."""
+    """Ask whether the gateway's process answers a new packet (docs/protocol.md §8, the
+    probe); report with `probe_done()`."""
 
 
 class _Phase(enum.Enum):
     OFF = 0
     TICK = 1  # ticking every TICK_S
-    PROBING = 2  # a fresh handshake is under way
+    PROBING = 2  # the probe is under way
     GRACE = 3  # the old connection has its grace to answer a last PING
     HOLDOFF = 4  # PROBE_EVERY_S before the next probe
 
@@ -166,7 +169,7 @@ class Liveness:
             # and proves nothing: silent for the grace then
             if (now - self.heard > self._grace_s if self._resumed
                     else self.heard < self._probe_at):
-                log.warning("gateway answers new handshakes but not this connection "
+                log.warning("gateway answers new packets but not this connection "
                             "(restarted, or dropped it during a suspend): reconnecting")
                 self.dead = True
                 self.stop()
@@ -183,7 +186,7 @@ class Liveness:
                 or (in_flight and now - self.heard > after))
 
     def probe_done(self, now: float, reachable: bool) -> list:
-        """A fresh handshake with the gateway did (or did not) complete."""
+        """The probe was (`reachable`) or was not answered."""
         if self._phase is not _Phase.PROBING:
             return []
         if self._resumed:  # back in < 2 s (issue 7): its PING left as the probe began

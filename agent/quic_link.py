@@ -20,6 +20,8 @@ from geostream.limits import KEEPALIVE_S
 from geostream.quic import library
 from geostream.quic_acks import PROBE_TIMEOUT_FLOOR_S
 
+from .version_probe import VersionProbe
+
 log = logging.getLogger(__name__)
 
 # How long an attempt that has heard nothing from the gateway lives on after its QUIC core
@@ -32,6 +34,10 @@ log = logging.getLogger(__name__)
 # refuses it as busy (backend/edge_core.py SHED_QUEUE_DELAY_S); the rest is margin for the
 # round trip.
 UNANSWERED_AFTER_REFUSAL_S = 3.0
+# The liveness probe (`probe_version`, docs/protocol.md §8) is sent again this long after it
+# went unanswered, doubling, as a handshake's first flight is (RFC 9002's initial probe timeout
+# of ~1 s): a probe lost on the radio is not yet "not reachable".
+PROBE_RESEND_S = 1.0
 
 def v6_address(addr: tuple) -> tuple:
     """Address tuple for a dual-stack AF_INET6 socket (IPv4 as ::ffff:a.b.c.d)."""
@@ -67,6 +73,47 @@ def _udp_socket(local_host: str = "::") -> socket.socket:
     host = f"::ffff:{local_host}" if ipaddress.ip_address(local_host).version == 4 else local_host
     sock.bind((host, 0, 0, 0))
     return sock
+
+
+class _VersionProbeProtocol(asyncio.DatagramProtocol):
+    """Resolves `answered` on the first datagram that answers the probe; others are ignored."""
+
+    def __init__(self, probe: VersionProbe, answered: asyncio.Future):
+        self._probe, self._answered = probe, answered
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        if self._probe.answered_by(data) and not self._answered.done():
+            self._answered.set_result(None)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("probe: udp error: %s", exc)  # ICMP: the timeout decides
+
+
+async def probe_version(server_addr: tuple, local_host: str, timeout_s: float,
+                        resend_s: float = PROBE_RESEND_S) -> bool:
+    """The liveness probe (docs/protocol.md §8): whether the gateway's process answers a
+    `VersionProbe` from a fresh UDP socket on `local_host` within `timeout_s`; the probe goes
+    again `resend_s` after, doubling, while unanswered. No handshake, no state at the gateway."""
+    loop = asyncio.get_running_loop()
+    probe, answered = VersionProbe(), loop.create_future()
+    addr = v6_address(server_addr)
+    transport, _ = await loop.create_datagram_endpoint(
+        lambda: _VersionProbeProtocol(probe, answered), sock=_udp_socket(local_host))
+    try:
+        async with asyncio.timeout(timeout_s):
+            wait = resend_s
+            while True:  # bounded by the timeout
+                transport.sendto(probe.datagram, addr)
+                done, _ = await asyncio.wait((answered,), timeout=wait)
+                if done:
+                    return True
+                wait *= 2
+    except TimeoutError:
+        return False
+    finally:
+        transport.close()
+        if not answered.done():
+            answered.cancel()
 
 
 class QuicLink(asyncio.DatagramProtocol):

@@ -32,7 +32,7 @@ from .commands import Answer
 from .config import AgentConfig, ServerConfig
 from .journal import DrainState
 from .journal_worker import JournalWorker
-from .quic_link import QuicLink
+from .quic_link import QuicLink, probe_version
 from .routes import ROUTE_CHECK_S, route_source, watch_routes
 from .ticket_file import TICKET_FILE_NAME, TicketFile
 from .uplink_actions import (
@@ -391,20 +391,15 @@ class Uplink:
         self.notify()  # what waits goes at once
 
     async def _probe(self, link: QuicLink | None) -> None:
-        """Does a fresh QUIC handshake with the gateway complete now?"""
+        """Does the gateway's process answer a new packet now? A Version Negotiation probe
+        from a fresh socket (agent/version_probe.py), not a handshake: it costs the gateway
+        no crypto and no handshake slot."""
         addr = self._addr
         assert addr is not None, "a probe follows a connection, which resolved the address"
-        probe = QuicLink(self.quic_configuration(), addr, lambda *a: None,
-                         session_ticket_handler=self.tickets.save, lib=self.quic)
         try:
-            async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                await probe.connect(route_source(addr) or "::")
-            ok = True
-        except (OSError, ConnectionError, TimeoutError):
+            ok = await probe_version(addr, route_source(addr) or "::", CONNECT_TIMEOUT_S)
+        except OSError:
             ok = False
-        finally:
-            probe.close()
-            probe.abort()
         self._inbox.put_nowait(ProbeDone(link, ok))
 
     # --- sending -----------------------------------------------------------------------

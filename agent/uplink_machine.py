@@ -294,7 +294,7 @@ class UplinkMachine:
     # --- liveness ----------------------------------------------------------------------
 
     def probe_done(self, now: float, reachable: bool) -> list:
-        """A fresh handshake with the gateway (a `Probe`) did (or did not) complete."""
+        """The liveness probe (a `Probe`) was (`reachable`) or was not answered."""
         return self.liveness.probe_done(now, reachable)
 
     # --- timers ------------------------------------------------------------------------

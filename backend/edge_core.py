@@ -37,6 +37,9 @@ class RouteHeader(NamedTuple):
 # RFC 9000 §17.2: version 1's long-header packet type Initial, bits 4–5 of the first byte
 _INITIAL_TYPE = 0
 QUIC_V1 = 0x00000001
+# RFC 9000 §14.1: a datagram that may open a connection (an Initial, or a packet of another
+# version that a Version Negotiation answers) carries at least this many bytes
+MIN_INITIAL_BYTES = 1200
 # RFC 9000 §17.2: connection IDs in version 1 are at most 20 bytes; RFC 8999 allows 255
 MAX_CID_LENGTH = 255
 

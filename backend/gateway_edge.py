@@ -47,6 +47,7 @@ from geostream.timer_wheel import TimerWheel
 from .edge_core import (
     INVALID_TOKEN,
     INVALID_TOKEN_REASON,
+    MIN_INITIAL_BYTES,
     REFUSE,
     RETRY,
     Admission,
@@ -444,10 +445,17 @@ class EdgeServer:
             if header.version == 0:  # a Version Negotiation packet: never answered
                 return
             if header.version not in self._versions:
-                self._send([(version_negotiation(header, self._versions), addr)])
+                # RFC 9000 §6.1, §14.1: only a datagram that could open a connection gets
+                # one, so a spoofed source is sent far less than was sent in its name (an
+                # agent's liveness probe, docs/protocol.md §8, is such a datagram)
+                if len(data) >= MIN_INITIAL_BYTES:
+                    self.stats["version_negotiation"] += 1
+                    self._send([(version_negotiation(header, self._versions), addr)])
+                else:
+                    self.stats["version_negotiation_too_short"] += 1
                 return
             # RFC 9000 §14.1: an Initial opening a connection fills at least 1,200 bytes
-            if header.initial and len(data) >= 1200:
+            if header.initial and len(data) >= MIN_INITIAL_BYTES:
                 conn = self._intake(data, header, addr, now)
                 if conn is None:
                     return

@@ -20,6 +20,7 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from agent.journal_drain import DrainState
+from agent.quic_link import PROBE_RESEND_S, v6_address
 from agent.uplink_actions import (
     Abort,
     ApplyAck,
@@ -31,6 +32,7 @@ from agent.uplink_actions import (
     SendData,
 )
 from agent.uplink_machine import State, UplinkMachine
+from agent.version_probe import VersionProbe
 from backend.edge_core import BUSY_REASON
 from geostream.clock import wall_ms
 from geostream.messages import Status
@@ -278,9 +280,8 @@ class Driver:
                  f"parked {self._parked} queued {self._queued} slot {self._slot}"]
         if self.probe is not None:
             p = self.probe
-            parts.append(f"probe wheel in {_ahead(now, self.w.edge.timers.at(p))} handshaken "
-                         f"{p.probe.handshaken} closed {p.probe.closed} for this link "
-                         f"{p.for_link is link}")
+            parts.append(f"probe wheel in {_ahead(now, self.w.edge.timers.at(p))} answered "
+                         f"{p.answered} done {p.done} for this link {p.for_link is link}")
         if s is not None:
             parts.append(f"session ready {s.ready} credit {s.credit} in flight {len(s.in_flight)}")
         parts.append(f"liveness {lv._phase.name} heard {_ago(now, lv.heard)} "
@@ -382,31 +383,48 @@ class Driver:
 
 
 class _Probe:
-    """Does a fresh handshake with the gateway complete now? (agent/uplink.py `_probe`): a
-    second connection that is closed as soon as it is up, or given up after the connect
-    timeout; the answer goes to the vehicle's machine if its connection is still `link`."""
+    """Does the gateway's process answer a new packet now? (agent/uplink.py `_probe`): the
+    agent's Version Negotiation probe (agent/version_probe.py) from the vehicle's socket, sent
+    again as the agent's is (agent/quic_link.py `probe_version`) and given up after the
+    connect timeout; the answer goes to the vehicle's machine if its connection is still
+    `link`. Its datagrams count as "probe" in the edge's stats."""
 
     def __init__(self, driver: Driver, link: EdgeLink | None):
         self.d, self.for_link = driver, link
         self.name = f"{driver.name} probe"
         w = driver.w
         self.done = False
-        self.probe = EdgeLink(w.edge, driver.quic_configuration(), driver.server,
-                              on_stream_data=lambda *a: None,
-                              on_handshake=lambda _: self._end(True),
-                              on_closed=lambda _: self._end(False),
-                              session_ticket_handler=driver._ticket_issued)
-        self.probe.handshake_kind = "probe"  # all its datagrams count as the probe's
-        self.probe.name = self.name
+        self.answered = False
+        self.vn = VersionProbe()
+        self._resend_s = PROBE_RESEND_S
+        now = w.now()
+        self._give_up_at = now + CONNECT_TIMEOUT_S
         driver.probe = self
-        w.edge.timers.set(self, w.now() + CONNECT_TIMEOUT_S)
+        w.edge.route(self.vn.scid, self)  # the answer's DCID is the probe's SCID
+        self._send(now)
+
+    def _send(self, now: float) -> None:
         try:
-            self.probe.start(w.local_host)
+            self.d.w.edge.send_raw(self.d.w.local_host, self.vn.datagram,
+                                   v6_address(self.d.server), "sent_probe")
         except OSError:
             self._end(False)
+            return
+        at = min(now + self._resend_s, self._give_up_at)
+        self._resend_s *= 2
+        self.d.w.edge.timers.set(self, at)
+
+    def datagram_received(self, data: bytes, addr, now: float) -> None:
+        self.d.w.edge.stats["received_probe"] += 1
+        if self.vn.answered_by(data):
+            self.answered = True
+            self._end(True)
 
     def wake(self, now: float) -> None:
-        self._end(False)
+        if now >= self._give_up_at:
+            self._end(False)
+        else:
+            self._send(now)
 
     def _end(self, ok: bool) -> None:
         if self.done:
@@ -416,9 +434,7 @@ class _Probe:
         if d.probe is self:
             d.probe = None
         d.w.edge.timers.set(self, None)
-        self.probe.close()
-        self.probe.abort()
+        d.w.edge.unroute(self.vn.scid, self)
         if self.for_link is d.link:
             d._do(d.machine.probe_done(d.w.now(), ok))
             d._after()
-

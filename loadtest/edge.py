@@ -33,6 +33,7 @@ import socket
 import time
 from collections.abc import Callable
 from types import ModuleType
+from typing import Protocol
 
 from agent.quic_link import UNANSWERED_AFTER_REFUSAL_S, v6_address
 from backend.edge_core import route_header
@@ -90,6 +91,12 @@ _RECEIVED_KEY_OF = {kind: f"received_{kind}" for kind in ("handshake", "resumed"
 # counted as ACK-only (a 1-RTT packet: 1 + 8-byte CID + packet number + an ACK frame + 16-byte
 # tag is ~30-45 bytes); a longer one repeats data (a retransmission or a probe).
 ACK_ONLY_MAX_BYTES = 48
+
+
+class Receiver(Protocol):
+    """What a destination CID routes to: a connection (`EdgeLink`) or a liveness probe."""
+
+    def datagram_received(self, data: bytes, addr, now: float) -> None: ...
 
 
 class EdgeLink:
@@ -418,7 +425,7 @@ class ClientEdge:
         self._sockets: dict[str, socket.socket] = {}
         # each socket's read: a list of (datagram, address) per call, [] when none waits
         self._reads: dict[socket.socket, Callable[[], list]] = {}
-        self._routes: dict[bytes, EdgeLink] = {}
+        self._routes: dict[bytes, Receiver] = {}
         self._dirty: list[EdgeLink] = []
         self._flush_handle: asyncio.Handle | None = None
         self.timers = TimerWheel(TICK_S)
@@ -520,17 +527,17 @@ class ClientEdge:
 
     # --- routing ---------------------------------------------------------------------------
 
-    def route(self, cid: bytes, link: EdgeLink) -> None:
+    def route(self, cid: bytes, link: Receiver) -> None:
         self._routes[cid] = link
 
-    def unroute(self, cid: bytes, link: EdgeLink) -> None:
+    def unroute(self, cid: bytes, link: Receiver) -> None:
         if self._routes.get(cid) is link:
             del self._routes[cid]
 
     @property
     def connections(self) -> int:
-        """Connections that can receive (those with at least one routed CID)."""
-        return len(set(self._routes.values()))
+        """Connections that can receive (those with at least one routed CID; not probes)."""
+        return len({r for r in self._routes.values() if type(r) is EdgeLink})
 
     # --- out -------------------------------------------------------------------------------
 
@@ -564,6 +571,16 @@ class ClientEdge:
                     except Exception as exc:  # noqa: BLE001 - that link's: the others send
                         self.owner_failed(link, "transmit", exc)
         self.arm()
+
+    def send_raw(self, local_host: str, data: bytes, addr: tuple, kind: str) -> None:
+        """One datagram that is no connection's (a liveness probe's) from `local_host`'s
+        socket, counted as `kind` in the stats."""
+        try:
+            self.socket_for(local_host).sendto(data, addr)
+        except (BlockingIOError, InterruptedError):
+            self.stats["send_dropped"] += 1
+        self.stats["datagrams_sent"] += 1
+        self.stats[kind] += 1
 
     def _send(self, link: EdgeLink, datagrams: list[tuple[bytes, tuple]]) -> None:
         sock, addr = link.sock, link.server_addr

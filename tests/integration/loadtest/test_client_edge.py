@@ -5,6 +5,7 @@ the gateway's own UDP edge on loopback; a connection moved to another address ke
 import asyncio
 import socket
 import ssl
+from types import SimpleNamespace
 
 import pytest
 
@@ -13,7 +14,7 @@ from backend.gateway_edge import EdgeConnection, EdgeServer, UdpEdge
 from backend.pki import generate
 from geostream import ALPN
 from geostream.quic import LIBRARIES, library
-from loadtest.driver import CONNECT_TIMEOUT_S
+from loadtest.driver import CONNECT_TIMEOUT_S, _Probe
 from loadtest.edge import MAX_DATAGRAMS_PER_WAKEUP, READ_BATCH, ClientEdge, EdgeLink
 from tests import emuclock
 from tests.integration.net.rig import until
@@ -227,9 +228,9 @@ async def test_a_wakeup_reads_in_batches_where_the_library_can_and_stops_at_its_
 
 
 async def _probe_closed_on_its_handshake(tmp_path, name: str) -> tuple[int, int]:
-    """A link closed and dropped as soon as its handshake completes, as the liveness probe
-    does (driver.py `_Probe`): (the gateway's handshakes in progress, its connections) two
-    seconds later."""
+    """A link closed and dropped as soon as its handshake completes, as the liveness probe of
+    revision 5 and before did (docs/protocol.md §8): (the gateway's handshakes in progress,
+    its connections) two seconds later."""
     server, edge, (link,), _, _ = await echo_fleet(tmp_path, library(name), 1)
 
     def probe_done(lk) -> None:
@@ -254,6 +255,46 @@ def test_a_probe_closed_on_its_handshake_leaves_no_handshake_at_the_gateway(tmp_
     every vehicle's reconnect as busy (docs/benchmarks.md, session 16)."""
     (handshaking, connections), _ = emuclock.run(_probe_closed_on_its_handshake(tmp_path, name))
     assert (handshaking, connections) == (0, 0)
+
+
+class _ProbingVehicle:
+    """What the load tester's probe (driver.py `_Probe`) uses of its vehicle: its worker's
+    edge, clock and address, the gateway's address, and the machine told the verdict."""
+
+    def __init__(self, edge: ClientEdge, port: int):
+        self.w = SimpleNamespace(edge=edge, now=edge.now, local_host="127.0.0.1")
+        self.name, self.server, self.link, self.probe = "v1", ("127.0.0.1", port), None, None
+        self.verdicts: list[bool] = []
+        self.machine = SimpleNamespace(
+            probe_done=lambda now, ok: self.verdicts.append(ok) or [])
+
+    def _do(self, actions) -> None:
+        pass
+
+    def _after(self) -> None:
+        pass
+
+
+async def _load_tester_probe(tmp_path, name: str) -> tuple[list[bool], int, dict]:
+    server, edge, _, _, _ = await echo_fleet(tmp_path, library(name), 0)
+    port = server._transport.get_extra_info("sockname")[1]
+    vehicle = _ProbingVehicle(edge, port)
+    try:
+        _Probe(vehicle, None)  # type: ignore[arg-type]
+        await until(lambda: vehicle.verdicts, CONNECT_TIMEOUT_S, "the probe's verdict")
+        return (vehicle.verdicts, len(server._connections) + server.admission.handshaking,
+                {k: edge.stats[k] for k in ("sent_probe", "received_probe")})
+    finally:
+        await close_fleet(server, edge, [])
+
+
+@pytest.mark.parametrize("name", sorted(LIBRARIES))
+def test_the_load_testers_probe_is_answered_without_a_connection(tmp_path, name):
+    """The simulated vehicle's liveness probe is the agent's (a Version Negotiation, one
+    datagram each way, counted as the probe's): the gateway answers it and opens nothing."""
+    (verdicts, opened, stats), _ = emuclock.run(_load_tester_probe(tmp_path, name))
+    assert verdicts == [True] and opened == 0
+    assert stats == {"sent_probe": 1, "received_probe": 1}
 
 
 @pytest.mark.parametrize("name", sorted(LIBRARIES))
