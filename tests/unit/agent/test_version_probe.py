@@ -7,7 +7,7 @@ import struct
 import pytest
 
 from agent.version_probe import CID_BYTES, PROBE_BYTES, VersionProbe, reserved_version
-from backend.cluster.router import destination_cid
+from backend.cluster.router import Router, destination_cid
 from backend.edge_core import MIN_INITIAL_BYTES, QUIC_V1, route_header, version_negotiation
 
 
@@ -80,3 +80,11 @@ def test_what_is_not_a_version_negotiation_is_not():
 def test_an_answer_that_lists_the_probes_own_version_is_discarded():
     probe = VersionProbe()
     assert not probe.answered_by(_answer(probe, (QUIC_V1, probe.version)))
+
+
+def test_a_clusters_router_forwards_the_probe_to_a_live_node():
+    """Behind `python -m backend router` the probe goes to a node like a new connection's
+    first Initial (by its DCID's hash), and that node's edge answers it."""
+    router = Router()
+    router.heartbeat(3, ("10.0.0.3", 4433), now=1.0)
+    assert router.route(VersionProbe().datagram, now=1.5) == ("10.0.0.3", 4433)
