@@ -196,8 +196,12 @@ class Liveness:
                         + GRACE_PER_PROBE_RTT * max(0.0, now - self._probe_at),
                         min(PROBE_AFTER_MAX_S, PROBE_PER_ANSWER * self.answer_s))
         self._grace_s = grace
-        if reachable and now - self.heard > grace and (self._resumed
-                                                       or self.heard < self._probe_at):
+        # after a suspend only the grace's end decides (nothing heard within the grace before
+        # it): what was read as the agent resumed (it waited in the socket) may come just
+        # before the probe's answer, which on a near gateway takes a millisecond, and taken
+        # for life here it sent the agent back to ticking, the next probe PROBE_AFTER_S later
+        if reachable and (self._resumed or (now - self.heard > grace
+                                            and self.heard < self._probe_at)):
             self._phase, self.deadline = _Phase.GRACE, now + self._grace_s
             return [Ping()]  # one last chance for the old connection
         self._probe_over(now)

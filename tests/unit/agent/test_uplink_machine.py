@@ -412,6 +412,29 @@ def test_suspend_seen_in_boot_time_checks_at_once():
         "after a suspend the grace is shorter"
 
 
+def test_what_waited_in_the_socket_during_a_suspend_does_not_keep_a_dead_connection():
+    """The gateway's last datagrams before it forgot the connection waited in the socket during
+    the suspend and are read as the agent resumes, just before the probe's answer (a Version
+    Negotiation on loopback comes back in a millisecond). After a suspend nothing heard within
+    the grace before its end keeps the connection (docs/protocol.md §8), so it is dead at the
+    grace's end; the check at the probe's answer took the backlog for life and went back to
+    ticking: the next probe came 8 s later (the SIGSTOP test's data came > 10 s after resume).
+    A connection that answers the last PING within the grace stays."""
+    for answered, verdict in ((False, [Abort()]), (True, [])):
+        p = Pair()
+        p.send(2, more=True)
+        p.advance(1.0)
+        actions = p.advance(1.0, boot_extra=30.0)  # the system slept
+        assert actions == [Ping(), Probe()]
+        p.m.datagram_received(p.now + 0.0005)  # the backlog, read as the agent resumed
+        p.now += 0.001
+        assert p.m.probe_done(p.now, True) == [Ping()], "the last chance, as documented"
+        if answered:
+            p.advance(0.2)
+            p.m.datagram_received(p.now)
+        assert p.advance(GRACE_AFTER_SUSPEND_S + PEER_ACK_DELAY_S + 0.01) == verdict
+
+
 def test_after_a_stall_the_old_connection_has_the_gateways_ack_delay():
     """A process that fell 3 s behind (a late tick) probes at once; the gateway may hold the
     ACK of the PING up to the max_ack_delay it advertised (RFC 9000 §13.2.1) while the
