@@ -145,7 +145,8 @@ class EdgeLink:
         self.on_datagram: Callable[[float], None] | None = None
         self.on_ping: Callable[[float], None] | None = None
         # the count of datagrams by kind: what the next transmit is for (`SENT_KINDS`), how
-        # this connection's handshake datagrams count ("probe" for a liveness probe's), and
+        # this connection's handshake datagrams count (a liveness probe's count as "probe":
+        # driver.py `_Probe`, which is no connection since revision 6), and
         # whether the datagram being received carried new stream data
         self.handshake_kind = "resumed" if getattr(configuration, "session_ticket", None) \
             else "handshake"
@@ -205,8 +206,8 @@ class EdgeLink:
     def close(self, error_code: int = 0, reason: str = "") -> None:
         """CONNECTION_CLOSE, sent now (the caller usually drops the link right after), after
         what the connection already has to send. The agent's link sends before it handles
-        the events of a datagram; this one handles them first, so a liveness probe that
-        closes on its handshake's completion (driver.py `_Probe`) still holds its TLS
+        the events of a datagram; this one handles them first, so a link that closes on its
+        handshake's completion (the liveness probe of revisions 1-5 did) still holds its TLS
         Finished here: qh3 sends a close then in 1-RTT alone, which the gateway cannot read
         without that Finished, and the gateway kept the half-open connection as a handshake
         in progress (`Admission`) until its handshake timeout."""

@@ -373,7 +373,7 @@ def test_a_gateway_that_answers_late_is_probed_only_after_twice_that_silence():
 
 
 def test_a_slow_probe_gives_the_old_connection_as_long_to_answer():
-    # a gateway that took 3 s to answer the fresh handshake answers the old connection's PING
+    # a gateway that took 3 s to answer the probe answers the old connection's PING
     # about as late: that is a busy gateway, not a dead connection
     p = Pair()
     p.send(2, more=True)
