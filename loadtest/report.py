@@ -96,6 +96,9 @@ class Report:
     # pure-Python loop in the load tester's process (best of YARDSTICK_ROUNDS), to compare
     # runs on different machines or minutes
     yardstick_ms: float | None = None
+    # the memory yardstick, same moment: ns per step of `memory_walk_ns`, what a miss to
+    # memory costs a Python program now (the additions above stay in the CPU's caches)
+    memory_ns: float | None = None
 
     def projected_vehicles(self, cores: float, with_clients: bool = False) -> float:
         """Vehicles the measured CPU per reading allows on `cores` at the run's rate."""
@@ -175,7 +178,10 @@ class Report:
                f"{self.other_cpu_pct:.0f} % CPU, load "
                f"{self.load_1m:.1f} at the start; bottleneck: {self.bottleneck()}",
                f"  yardstick          {_ms(self.yardstick_ms)} for "
-               f"{YARDSTICK_ADDITIONS / 1e6:.0f}M additions in Python before the run",
+               f"{YARDSTICK_ADDITIONS / 1e6:.0f}M additions in Python before the run"
+               + ("" if self.memory_ns is None else
+                  f"; {self.memory_ns:,.0f} ns a step of a walk through "
+                  f"{MEMORY_ENTRIES / 2**20:.0f}M list entries"),
                f"  projection         {self.projected_vehicles(1.0):,.0f} vehicles at "
                f"{o['rate_hz']} Hz on one gateway core, "
                f"{self.projected_vehicles(PROJECTION_CORES, with_clients=True):,.0f} with the "
@@ -279,6 +285,47 @@ def yardstick_ms(additions: int = YARDSTICK_ADDITIONS, rounds: int = YARDSTICK_R
             x += i
         best = min(best, time.perf_counter() - t)
     return best * 1000
+
+
+# The memory yardstick (`Report.memory_ns`): a list of 2M ints (~80 MB with their objects),
+# well beyond any cache, walked for 200,000 steps (a second or two on a slow machine).
+MEMORY_ENTRIES = 1 << 21
+MEMORY_STEPS = 200_000
+# i -> (A·i + C) mod 2^k is one cycle through every entry (Hull–Dobell: C odd, A ≡ 1 mod 4), in
+# an order no prefetcher follows
+_WALK_A, _WALK_C = 0x5DEECE66D, 11
+
+
+def memory_walk(entries: int) -> list[int]:
+    """The walk's list: entry i holds the next index; `entries` a power of two."""
+    mask = entries - 1
+    return [(_WALK_A * i + _WALK_C) & mask for i in range(entries)]
+
+
+def memory_walk_ns(entries: int = MEMORY_ENTRIES, steps: int = MEMORY_STEPS,
+                   rounds: int = YARDSTICK_ROUNDS) -> float:
+    """The best of `rounds` times per step of a dependent walk (`i = walk[i]`) through
+    `memory_walk(entries)`, less the same loop over 1,024 entries that stay cached, in ns: two
+    misses to memory a step (the list's slot, then the int). Timed in the thread's CPU time,
+    which counts a stall on memory but not a wait for a core. The 1M additions of
+    `yardstick_ms` miss what this sees: they read a fast 40 ms in the minutes when this VM's
+    gateway cost 3–4× its CPU per reading of another hour (docs/benchmarks.md, session 18)."""
+    walk = memory_walk(entries)
+    cached = walk[:1024]
+    best = math.inf
+    for _ in range(rounds):
+        t = time.thread_time()
+        i = 0
+        for _ in range(steps):
+            i = walk[i]
+        far = time.thread_time() - t
+        t = time.thread_time()
+        j = 0
+        for _ in range(steps):
+            j = cached[j & 1023]
+        near = time.thread_time() - t
+        best = min(best, (far - near) / steps)
+    return max(best, 0.0) * 1e9
 
 
 def ack_gap_s(ticks: set[int], window_ticks: int, tick_s: float) -> float:

@@ -37,6 +37,7 @@ from .report import (
     Report,
     ack_gap_s,
     drain_summary,
+    memory_walk_ns,
     split_cpu,
     yardstick_ms,
 )
@@ -239,6 +240,7 @@ def _run(opts: Options, tmp: Path, log_dir: Path, store: ThrowawayStore,
     connect_s = time.monotonic() - t
     rss_connected_kb = gstats.rss_kb()
     yardstick = yardstick_ms()  # the machine, just before the run
+    memory_ns = memory_walk_ns()
     go = time.time() + 1.0
     for p in workers:
         p.stdin.write(f"go {go}\n".encode())
@@ -292,6 +294,7 @@ def _run(opts: Options, tmp: Path, log_dir: Path, store: ThrowawayStore,
                   rss_idle_kb, rss_connected_kb, connect_s, gateway_cpu, client_cpu)
     rep.connected = connected
     rep.yardstick_ms = yardstick
+    rep.memory_ns = memory_ns
     rep.gateway_user_pct, rep.gateway_sys_pct = (
         (now - then) / window * 100 for now, then in zip(gtimes, gtimes0, strict=True))
     rep.client_user_pct, rep.client_sys_pct = (

@@ -1,7 +1,15 @@
 """The load test report: the CPU split (the machine's busy CPU less the run's own process
 trees, user and system apart), the drain after the load, the machine yardstick."""
 
-from loadtest.report import Report, drain_summary, drain_times, split_cpu, yardstick_ms
+from loadtest.report import (
+    Report,
+    drain_summary,
+    drain_times,
+    memory_walk,
+    memory_walk_ns,
+    split_cpu,
+    yardstick_ms,
+)
 
 
 def test_other_cpu_is_what_the_run_did_not_use():
@@ -112,3 +120,27 @@ def test_vehicles_not_drained_are_counted_by_what_they_wait_for_and_fail_the_ver
                              "3 vehicles not drained")
     rep.undrained_vehicles, rep.acked = 0, 80000
     assert rep.ok and "never acked" not in "\n".join(rep.lines())
+
+
+def test_the_memory_walk_is_one_cycle_through_every_entry():
+    # a shorter cycle would keep the walk in the caches and read the machine as fast
+    entries = 1 << 14
+    walk = memory_walk(entries)
+    seen, i = set(), 0
+    for _ in range(entries):
+        seen.add(i)
+        i = walk[i]
+    assert i == 0 and len(seen) == entries
+    # consecutive steps land far apart: no cache line or prefetch stream follows them
+    gaps = [abs(walk[i] - i) for i in range(1, 1000)]
+    assert sorted(gaps)[len(gaps) // 2] > entries // 16
+
+
+def test_the_memory_yardstick_is_printed_with_the_additions():
+    rep = Report(options={"rate_hz": 1.0, "mode": "steady", "duration_s": 20.0, "db": "sqlite",
+                          "gateways": 1, "workers": 2},
+                 vehicles=1000, yardstick_ms=40.2, memory_ns=1333.4)
+    text = "\n".join(rep.lines())
+    assert "yardstick          40 ms for 1M additions in Python before the run; 1,333 ns a step " \
+           "of a walk through 2M list entries" in text
+    assert memory_walk_ns(entries=1 << 12, steps=2000, rounds=1) >= 0
