@@ -85,8 +85,7 @@ def test_ticket_file_is_private(tmp_path):
     path = tmp_path / "new-dir" / "tickets.sqlite"
     store = TicketStore(str(path))
     store.add(ticket(b"x"))
-    for f in (path, path.with_name(path.name + "-wal")):
-        assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     store.close()
     path.chmod(0o644)  # loosened by hand: tightened again at the next start
@@ -113,6 +112,83 @@ def test_count_is_bounded_oldest_dropped(tmp_path):
     assert len(store) == 3
     assert [store.pop(b"t%d" % i) is not None for i in range(5)] == [False, False, True, True,
                                                                       True]
+
+
+def test_a_file_sqlite_wrote_is_converted_and_keeps_its_tickets(tmp_path):
+    """A gateway upgraded from the SQLite ticket file (schema 1: JSON rows, before session 18)
+    keeps the tickets its vehicles hold: they still resume once, and the bounds still apply."""
+    import json
+    import sqlite3
+
+    path = str(tmp_path / "t.sqlite")
+    old = sqlite3.connect(path, isolation_level=None)
+    old.executescript("""CREATE TABLE session_tickets (id INTEGER PRIMARY KEY,
+        label BLOB NOT NULL UNIQUE, not_valid_after_ms INTEGER NOT NULL, ticket TEXT NOT NULL);
+        CREATE INDEX session_tickets_expiry ON session_tickets (not_valid_after_ms);
+        PRAGMA user_version=1;""")
+    kept = [ticket(b"v1-%d" % i) for i in range(3)]
+    for t in kept:
+        old.execute("INSERT INTO session_tickets (label, not_valid_after_ms, ticket) "
+                    "VALUES (?, ?, ?)", (t.ticket, int(t.not_valid_after.timestamp() * 1000),
+                                         json.dumps(ticket_to_json(t))))
+    old.execute("INSERT INTO session_tickets (label, not_valid_after_ms, ticket) "
+                "VALUES (?, 1, ?)", (b"torn", "{}"))
+    old.close()
+    store = TicketStore(path, limit=3, lib=_lib)
+    assert len(store) == 3  # the unreadable row dropped
+    store.close()
+    store = TicketStore(path, limit=3, lib=_lib)  # a log now, not SQLite's file
+    assert not os.path.exists(path + "-wal") and len(store) == 3
+    assert ticket_to_json(store.pop(b"v1-1")) == ticket_to_json(kept[1])
+    assert store.pop(b"v1-1") is None
+    for i in range(2):
+        store.add(ticket(b"new-%d" % i))
+    assert len(store) == 3 and store.pop(b"v1-0") is None  # the oldest went past the limit
+    store.close()
+
+
+def test_a_torn_last_record_is_cut_off_and_the_log_goes_on(tmp_path):
+    """A power cut in the middle of an append leaves part of a record: the tickets before it
+    stay, the part is cut off, and what is appended after it reads back."""
+    path = tmp_path / "t.sqlite"
+    store = TicketStore(str(path), lib=_lib)
+    store.add(ticket(b"whole"))
+    store.add(ticket(b"torn"))
+    store.close()
+    data = path.read_bytes()
+    path.write_bytes(data[:-7])
+    store = TicketStore(str(path), lib=_lib)
+    assert len(store) == 1
+    store.add(ticket(b"after"))
+    store.close()
+    store = TicketStore(str(path), lib=_lib)
+    assert store.pop(b"torn") is None
+    assert store.pop(b"whole") is not None and store.pop(b"after") is not None
+    store.close()
+
+
+def test_the_log_is_rewritten_with_its_live_tickets(tmp_path, monkeypatch):
+    """Used and dropped tickets' records go when they outnumber the live ones; the live
+    tickets, their order (the oldest go first past the limit) and their uses survive it."""
+    import backend.tickets
+
+    monkeypatch.setattr(backend.tickets, "COMPACT_SLACK", 10)
+    path = tmp_path / "t.sqlite"
+    store = TicketStore(str(path), limit=5, lib=_lib)
+    for i in range(40):
+        store.add(ticket(b"t%d" % i))
+        if i % 2:
+            assert store.pop(b"t%d" % i) is not None
+    assert store._records <= 2 * len(store) + 10
+    assert len(store) == 4  # t39 pushed t30 out, then was used
+    store.close()
+    store = TicketStore(str(path), limit=5, lib=_lib)
+    assert len(store) == 4
+    assert [store.pop(b"t%d" % i) is not None for i in range(30, 40)] == [
+        False, False] + [True, False] * 4
+    store.add(ticket(b"new"))
+    store.close()
+    assert len(TicketStore(str(path), limit=5, lib=_lib)) == 1
 
 
 def test_unreadable_file_is_replaced(tmp_path):
