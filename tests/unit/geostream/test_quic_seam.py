@@ -166,3 +166,19 @@ def test_a_peer_close_is_not_logged_as_a_warning(caplog):
         quic_log.warning("Native peer close: %r", ("peer_closed", True, 0, None, b""))
         quic_log.warning("Native protocol error: %r", ("protocol_error", 10, 0, "x"))
     assert [r.getMessage().split(":")[0] for r in caplog.records] == ["Native protocol error"]
+
+
+def test_qh3_max_ack_delay_is_rewritten_in_the_encoded_parameters():
+    """`advertise_max_ack_delay` on qh3 edits the one transport parameter in the encoded
+    extension (RFC 9000 §18: id, length, value, all varints): in place, appended when absent,
+    every other byte as it was; a truncated extension is refused."""
+    rewrite = library("qh3").with_max_ack_delay
+    idle = bytes([0x01, 0x04, 0x80, 0x03, 0xA9, 0x80])  # max_idle_timeout 240,000 ms
+    ack_25 = bytes([0x0B, 0x01, 0x19])  # max_ack_delay 25 ms
+    cid = bytes([0x0F, 0x02, 0xAB, 0xCD])  # initial_source_connection_id
+    ack_400 = bytes([0x0B, 0x02, 0x41, 0x90])  # 400 ms, a two-byte varint
+    assert rewrite(idle + ack_25 + cid, 400) == idle + ack_400 + cid
+    assert rewrite(idle + cid, 400) == idle + cid + ack_400
+    assert rewrite(b"", 25) == ack_25
+    with pytest.raises(ValueError):
+        rewrite(idle + bytes([0x0F, 0x05, 0xAB]), 400)
