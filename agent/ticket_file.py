@@ -1,6 +1,7 @@
 """The agent's stored TLS session ticket (docs/protocol.md §8): 0-RTT after a restart.
 
-One JSON file, written atomically with mode 0600; an unusable or expired one is ignored.
+One JSON file, written atomically with mode 0600 (not fsynced: a cache, see `save`); an
+unusable or expired one is ignored.
 """
 
 from __future__ import annotations
@@ -26,10 +27,14 @@ class TicketFile:
         self.lib = lib
 
     def save(self, ticket) -> None:
-        """Store `ticket` (the QUIC library's session_ticket_handler); a failure is logged,
-        not raised."""
+        """Store `ticket` (the QUIC library's session_ticket_handler, called inside the
+        handshake on the event loop); a failure is logged, not raised. Atomic but not fsynced:
+        the ticket is a cache (a power cut that leaves the file old or empty costs one full
+        handshake, `load` ignores what it cannot read), and an fsync per connect blocked the
+        loop for as long as the storage took to flush (an SD card: tens of ms) and cost ~1 ms
+        of CPU here (docs/benchmarks.md, "What a handshake costs each side, session 18")."""
         try:
-            write_private(self.path, json.dumps(ticket_to_json(ticket)).encode())
+            write_private(self.path, json.dumps(ticket_to_json(ticket)).encode(), durable=False)
         except OSError as exc:
             log.warning("cannot store session ticket in %s: %s", self.path, exc)
 

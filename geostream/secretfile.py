@@ -16,9 +16,10 @@ PRIVATE_MODE = 0o600
 MAX_SECRET_BYTES = 1024 * 1024
 
 
-def write_private(path: str | os.PathLike, data: bytes) -> None:
+def write_private(path: str | os.PathLike, data: bytes, durable: bool = True) -> None:
     """Write `data` to `path` with mode 0600: a temporary file in the same directory, created
-    with that mode (O_EXCL, O_NOFOLLOW), fsynced, then renamed over `path`."""
+    with that mode (O_EXCL, O_NOFOLLOW), fsynced (unless not `durable`: a file that is only a
+    cache, which a power cut may leave old or empty), then renamed over `path`."""
     path = os.fspath(path)
     tmp = f"{path}.{os.getpid()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
@@ -27,7 +28,8 @@ def write_private(path: str | os.PathLike, data: bytes) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:

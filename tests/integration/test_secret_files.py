@@ -81,6 +81,24 @@ def test_agent_session_ticket_is_0600(tmp_path, no_chmod_open_umask):
     assert TicketFile(tmp_path / "session-ticket.json").load(now).ticket == b"t" * 16
 
 
+def test_only_the_agents_ticket_is_written_without_fsync(tmp_path, monkeypatch):
+    """A secret file is fsynced before its rename; the agent's session ticket, a cache written
+    inside every handshake on its event loop, is not (a lost one costs a full handshake)."""
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd) or real_fsync(fd))
+    write_private(tmp_path / "key", b"k")
+    assert len(synced) == 1
+    now = dt.datetime.now(dt.UTC)
+    ticket = SessionTicket(
+        age_add=1, cipher_suite=0x1301, not_valid_after=now + dt.timedelta(hours=1),
+        not_valid_before=now, resumption_secret=b"s" * 32, server_name="localhost",
+        ticket=b"t" * 16)
+    TicketFile(tmp_path / "session-ticket.json").save(ticket)
+    assert len(synced) == 1
+    assert TicketFile(tmp_path / "session-ticket.json").load(now).ticket == b"t" * 16
+
+
 def test_gateway_ticket_store_is_0600(tmp_path, monkeypatch):
     from backend.tickets import TicketStore
 
