@@ -250,7 +250,7 @@ class Admission:
     and the queue delay it measured, each with `now`."""
 
     __slots__ = ("handshaking", "_counted", "_refuse_until", "refused", "abandoned", "delay",
-                 "retried", "retry_above", "per_address", "exempt", "_per_key")
+                 "retried", "retry_above", "per_address", "exempt", "_per_key", "longest_delay")
 
     def __init__(self, retry_above: int = RETRY_ABOVE,
                  per_address: int = MAX_HANDSHAKES_PER_ADDRESS,
@@ -264,6 +264,7 @@ class Admission:
         self.retried = 0  # Initials answered with a Retry so far
         self.abandoned = 0  # handshakes that stopped counting at ABANDONED_AFTER_S
         self.delay = 0.0  # the latest queue delay measured (seconds)
+        self.longest_delay = 0.0  # the longest measured so far
         self.retry_above = retry_above
         self.per_address = per_address
         self.exempt = exempt  # hosts the per-address bound does not apply to
@@ -273,6 +274,8 @@ class Admission:
     def queue_delay(self, delay: float, now: float) -> None:
         """The oldest datagram waiting at a wakeup at `now` had waited `delay` seconds."""
         self.delay = delay
+        if delay > self.longest_delay:
+            self.longest_delay = delay
         if delay > SHED_QUEUE_DELAY_S:
             self._refuse_until = now + SHED_HOLD_S
 

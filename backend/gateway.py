@@ -188,6 +188,8 @@ class Gateway:
     async def stop(self) -> None:
         if self._revocation_task:
             self._revocation_task.cancel()
+        if self._server is not None:
+            self._log_totals(self._server)
         for conns in list(self.connections.values()):
             for proto in list(conns):
                 proto.close_connection(0, "server shutting down")
@@ -196,6 +198,16 @@ class Gateway:
         if self.tickets is not None:
             self.tickets.close()
             self.tickets = None
+
+    @staticmethod
+    def _log_totals(server: EdgeServer) -> None:
+        """One line of the edge's counts at stop, a warning when it shed or refused anything
+        (docs/protocol.md §1, overload: the load tester's report quotes it)."""
+        s, a = server.stats, server.admission
+        shed = (s["retry"] + s["refused_busy"] + s["refused_intake_wait"]
+                + s["refused_intake_full"] + s["invalid_token"] + a.abandoned)
+        log.log(logging.WARNING if shed else logging.INFO, "gateway edge totals: %s",
+                server.totals())
 
     async def _watch_revocations(self) -> None:
         while True:

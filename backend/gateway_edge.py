@@ -45,6 +45,8 @@ from typing import Any
 from geostream.timer_wheel import TimerWheel
 
 from .edge_core import (
+    BUSY_REASON,
+    CONNECTION_REFUSED,
     INVALID_TOKEN,
     INVALID_TOKEN_REASON,
     MIN_INITIAL_BYTES,
@@ -58,6 +60,7 @@ from .edge_core import (
     route_header,
     version_negotiation,
 )
+from .edge_intake import HandshakeIntake, RefusalCache
 from .quic_tuning import ACK_DELAY_S
 
 log = logging.getLogger("backend.gateway")
@@ -359,6 +362,14 @@ class EdgeServer:
         # the library's poll of a connection's datagrams to one address (qh3: its core
         # straight into the list sent), else the generic poll and readdressing
         self._datagrams_to = getattr(lib, "datagrams_to", None) or _datagrams_to
+        # the Initials of new connections a socket read found, handshaken after the read's
+        # established datagrams, within a share of the loop while it is behind
+        # (backend/edge_intake.py); whether the latest read left datagrams in the socket
+        self.intake = HandshakeIntake()
+        self._behind = False
+        self._intake_handle: asyncio.Handle | None = None
+        # refusals by connection attempt: a retransmitted Initial gets the same bytes
+        self.refusals = RefusalCache()
 
     # --- asyncio face (as the library's QuicServer) -------------------------------------
 
@@ -394,7 +405,7 @@ class EdgeServer:
         self._connections.clear()
         if self.relay is not None:
             self.relay.close()
-        for handle in (self._flush_handle, self._wake_handle):
+        for handle in (self._flush_handle, self._wake_handle, self._intake_handle):
             if handle is not None:
                 handle.cancel()
         if self._transport is not None:
@@ -431,17 +442,21 @@ class EdgeServer:
                     and (conn := get(data[1:end])) is not None):
                 conn.datagram_received(data, addr, now)
             else:
-                self._route(data, addr, now)
+                self._route(data, addr, now, True)
 
-    def _route(self, data: bytes, addr, now: float) -> None:
+    def _route(self, data: bytes, addr, now: float, defer: bool = False) -> None:
         """A datagram that is not a short header of a known CID: its invariant header read,
-        a new connection for a valid Initial, the rest answered or dropped (counted)."""
+        a new connection for a valid Initial (`defer`: after the read's other datagrams, by
+        the intake), the rest answered or dropped (counted)."""
         header = route_header(data, self._cid_length)
         if header is None:
             self.stats["malformed"] += 1
             return
         conn = self._connections.get(header.destination_cid)
         if conn is None and header.long:
+            if header.destination_cid in self.intake:  # its connection's Initial waits there
+                self.intake.offer((data, header, addr), header.destination_cid, now)
+                return
             if header.version == 0:  # a Version Negotiation packet: never answered
                 return
             if header.version not in self._versions:
@@ -456,6 +471,18 @@ class EdgeServer:
                 return
             # RFC 9000 §14.1: an Initial opening a connection fills at least 1,200 bytes
             if header.initial and len(data) >= MIN_INITIAL_BYTES:
+                refusal = self.refusals.refused(
+                    (header.destination_cid, header.source_cid, BUSY_REASON))
+                if refusal is not None:  # an attempt refused busy: its Initial again
+                    self.stats["refused_busy"] += 1
+                    self._send([(refusal, addr)])
+                    return
+                if defer:
+                    pushed = self.intake.offer((data, header, addr), header.destination_cid, now)
+                    if pushed is not None:
+                        self.stats["refused_intake_full"] += 1
+                        self._refuse(pushed[0][1], pushed[0][2])
+                    return
                 conn = self._intake(data, header, addr, now)
                 if conn is None:
                     return
@@ -477,8 +504,7 @@ class EdgeServer:
             original_dcid = self.tokens.open(token, host, header.destination_cid, now)
             if original_dcid is None:
                 self.stats["invalid_token"] += 1
-                self._send([(initial_refusal(header, INVALID_TOKEN_REASON, INVALID_TOKEN),
-                             addr)])
+                self._refuse(header, addr, INVALID_TOKEN_REASON, INVALID_TOKEN)
                 return None
             retry_cid = header.destination_cid
         decision = self.admission.decide(now, host, validated=retry_cid is not None)
@@ -491,9 +517,65 @@ class EdgeServer:
             return None
         if decision == REFUSE:
             self.stats["refused_busy"] += 1
-            self._send([(initial_refusal(header), addr)])
+            self._refuse(header, addr)
             return None
         return self._open(original_dcid, now, host, retry_cid)
+
+    def _refuse(self, header, addr, reason: bytes = BUSY_REASON,
+                error_code: int = CONNECTION_REFUSED) -> None:
+        """Refuse the connection attempt `header`'s Initial opens (the same bytes for its
+        retransmitted Initials: `RefusalCache`)."""
+        packet = self.refusals.get(
+            (header.destination_cid, header.source_cid, reason),
+            lambda: initial_refusal(header, reason, error_code))
+        self._send([(packet, addr)])
+
+    def reads_done(self, behind: bool) -> None:
+        """A socket wakeup's reads are over; `behind`: datagrams still wait in the socket.
+        The Initials they found are handshaken after what the loop has ready (the transmits
+        of the datagrams read)."""
+        self._behind = behind
+        if self.intake and not self._closed:
+            if self._intake_handle is not None:
+                self._intake_handle.cancel()
+            self._intake_handle = self._loop.call_soon(self._serve_intake)
+
+    def _serve_intake(self) -> None:
+        """The intake's Initials: those that waited too long refused `busy`, then handshakes
+        while the intake's budget allows (all when the gateway is not behind); the rest at
+        the intake's next moment, or with the next read."""
+        self._intake_handle = None
+        intake, stats = self.intake, self.stats
+        now = self.clock()
+        for (_, header, addr), *_ in intake.expired(now):
+            stats["refused_intake_wait"] += 1
+            self._refuse(header, addr)
+        clock = time.perf_counter
+        while (items := intake.take(now, self._behind)) is not None:
+            began = clock()
+            for data, _, addr in items:  # the opening Initial first, then the rest of its flight
+                self._route(data, addr, now)
+            intake.spent(clock() - began)
+            now = self.clock()
+        self.flush_soon()
+        when = intake.ready_at(now)
+        if when is not None and not self._closed:
+            self._intake_handle = self._loop.call_at(max(when, now), self._serve_intake)
+
+    def totals(self) -> str:
+        """The edge's counts so far, for one line at stop: what came in, what new
+        connections were answered, what was shed (docs/protocol.md §1, overload)."""
+        s, a, i = self.stats, self.admission, self.intake
+        return (f"datagrams in {s['datagrams_in']} out {s['datagrams_out']}; "
+                f"new connections {s['opened']} opened, {s['retry']} Retry, "
+                f"{s['refused_busy']} refused busy by the admission, "
+                f"{s['refused_intake_wait']} busy after {i.max_wait:.0f} s in the intake, "
+                f"{s['refused_intake_full']} busy from a full intake, "
+                f"{s['invalid_token']} invalid token, {self.refusals.reused} refusals repeated; "
+                f"{a.abandoned} handshakes abandoned; intake longest wait {i.longest_wait:.2f} s, "
+                f"{i.repeated} repeated Initials dropped; longest queue delay sampled "
+                f"{a.longest_delay:.2f} s; unroutable {s['unroutable']}, send dropped "
+                f"{s['send_dropped']}, amplification dropped {s['amplification_dropped']}")
 
     def _open(self, original_dcid: bytes, now: float, host=None,
               retry_cid: bytes | None = None) -> EdgeConnection:
@@ -511,6 +593,7 @@ class EdgeServer:
             if cid not in conn._cids:
                 conn._cids.append(cid)
         conn._admitted = self.admission.begun(now, host, retry_cid is not None)
+        self.stats["opened"] += 1
         return conn
 
     def register_cid(self, cid: bytes, conn: EdgeConnection) -> None:
@@ -742,6 +825,8 @@ class UdpEdge:
         self._next_stamp = float("-inf")  # the next wakeup that reads its first one stamped
         self._closing = False
         self._backlog: collections.deque = collections.deque()
+        # the server's intake of new connections, told when a wakeup's reads are over
+        self._reads_done = getattr(server, "reads_done", None)
         self._loop.add_reader(sock.fileno(), self._readable)
         server.connection_made(self)
 
@@ -768,10 +853,12 @@ class UdpEdge:
                 return
             budget -= 1
         read, receive_many = self._read, server.receive_many
+        drained = False
         while budget >= READ_BATCH:  # a read may fill a batch: never past the bound
             try:
                 datagrams = read()
             except (BlockingIOError, InterruptedError):
+                drained = True
                 break
             except OSError as exc:  # an ICMP error of an earlier send: not this socket's end
                 log.debug("udp receive: %s", exc)
@@ -782,9 +869,12 @@ class UdpEdge:
                 # RTT sample must not count the work on the ones before it as network time
                 receive_many(datagrams, clock())
             if len(datagrams) < READ_BATCH:
+                drained = True
                 break  # the socket was empty
             budget -= len(datagrams)
         server.flush_soon()
+        if self._reads_done is not None:
+            self._reads_done(not drained)
 
     def _read_stamped(self) -> bool:
         """Read the wakeup's first datagram with its arrival time, and tell the admission how

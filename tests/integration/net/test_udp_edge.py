@@ -413,3 +413,55 @@ async def test_a_closed_connection_leaves_no_route_and_the_others_keep_theirs(li
     assert gone not in server._connections.values()
     assert {cid for cid, c in server._connections.items() if c is stays} == routes_of_stays
     server.close()
+
+
+@pytest.mark.parametrize("lib_name", ["aioquic", "qh3"])
+async def test_a_read_serves_its_established_datagrams_before_a_new_handshake(lib_name, pki):
+    """A socket read holding a new connection's Initial and an established connection's
+    batch: the batch is taken first, the handshake after the read (docs/protocol.md §1,
+    overload; backend/edge_intake.py); while the gateway is behind with no handshake time
+    left, the Initial waits, and past its bound it is answered `busy`, without a connection."""
+    lib = library(lib_name)
+    server, wire, client = _edge_and_client(lib, pki)
+    loop = asyncio.get_running_loop()
+    client.connect(SERVER_ADDR, now=loop.time())
+    _exchange(server, wire, client, ("127.0.0.1", 40000))
+    (conn,) = set(server._connections.values())
+    events: list = []
+    conn.quic_event_received = events.append
+
+    def read(new_addr):
+        """A read: a new client's first flight, then a batch of the established client."""
+        new = lib.QuicConnection(configuration=client_config(pki["ca"], lib=lib))
+        new.connect(SERVER_ADDR, now=loop.time())
+        client.send_stream_data(0, b"batch")
+        datagrams = [(d, new_addr) for d, _ in new.datagrams_to_send(now=loop.time())]
+        datagrams += [(d, ("127.0.0.1", 40000)) for d, _ in client.datagrams_to_send(
+            now=loop.time())]
+        server.receive_many(datagrams, loop.time())
+        return new
+
+    read(("127.0.0.1", 40001))
+    assert [e.data for e in events if isinstance(e, lib.StreamDataReceived)] == [b"batch"]
+    assert set(server._connections.values()) == {conn}, "handshaken before the batch"
+    server.reads_done(behind=False)
+    await asyncio.sleep(0)  # the loop's next turn: the handshake
+    assert len(set(server._connections.values())) == 2
+    assert {addr for _, addr in wire.datagrams} >= {("127.0.0.1", 40001)}, "no first flight"
+
+    events.clear()
+    server.intake.spent(1.0)  # behind, no handshake time left
+    server.intake.max_wait = 0.0  # and the Initial's wait is over at the next turn
+    late = read(("127.0.0.1", 40002))
+    assert [e.data for e in events if isinstance(e, lib.StreamDataReceived)] == [b"batch"]
+    wire.datagrams = []
+    server.reads_done(behind=True)
+    await asyncio.sleep(0)
+    assert len(set(server._connections.values())) == 2, "a connection was opened"
+    assert server.stats["refused_intake_wait"] == 1
+    for data, _ in wire.datagrams:
+        late.receive_datagram(data, SERVER_ADDR, now=loop.time())
+    late.handle_timer(now=late.get_timer())  # the end of its draining period
+    (end,) = [e for e in iter(late.next_event, None) if isinstance(e, lib.ConnectionTerminated)]
+    assert end.error_code == CONNECTION_REFUSED and end.reason_phrase == BUSY_REASON.decode()
+    server.close()
