@@ -73,6 +73,9 @@ class Report:
     # reading acked over the whole run (the workers' totals at stop)
     relay_hops_per_reading: float | None = None
     loop_stalls: str = ""  # the first gateway's loop stalls, whole run (backend/loop_stalls.py)
+    # the first gateway's edge counts at stop when it shed or refused anything: new connections
+    # opened, Retry, refused busy, handshakes abandoned, … (backend/gateway.py `_log_totals`)
+    edge_totals: str = ""
     storm: dict | None = None
     ack_gap_s: float = 0.0        # longest time in the window no vehicle got an acknowledgement
     # after the load stopped: how long until each vehicle's journal was empty (max, p99 over
@@ -203,6 +206,8 @@ class Report:
         out.append(f"  drain              {self.drain_line()}")
         if self.loop_stalls:
             out.append(f"  gateway loop       {self.loop_stalls} (whole run, connecting included)")
+        if self.edge_totals:
+            out.append(f"  gateway edge       {self.edge_totals} (whole run)")
         if self.storm:
             s = self.storm
             out.append(f"  outage storm       backlog {s['backlog']:,} readings, drained in "

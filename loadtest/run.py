@@ -312,6 +312,7 @@ def _run(opts: Options, tmp: Path, log_dir: Path, store: ThrowawayStore,
         rep.relay_hops_per_reading = relayed_out(log_dir / "gateway0.log",
                                                  opts.reuseport) / max(1, rep.acked)
     rep.loop_stalls = stall_summary(log_dir / "gateway0.log")
+    rep.edge_totals = edge_totals(log_dir / "gateway0.log")
     rep.machine_cores, rep.load_1m, rep.machine_idle_pct = machine.cores, machine.load_1m, idle_pct
     rep.store_cpu_pct = store_cpu
     rep.other_cpu_pct = split_cpu(busy_pct, gateway_cpu, client_cpu, store_cpu, router_cpu or 0.0)
@@ -369,6 +370,17 @@ def stall_summary(log: Path) -> str:
     except OSError:
         return ""
     return lines[-1].split(" at stop: ", 1)[1] if lines else ""
+
+
+def edge_totals(log: Path) -> str:
+    """The first gateway's edge counts at stop (backend/gateway.py `_log_totals`: logged
+    when it shed or refused anything), or ""."""
+    try:
+        lines = [ln for ln in log.read_text(errors="replace").splitlines()
+                 if "gateway edge totals: " in ln]
+    except OSError:
+        return ""
+    return lines[-1].split("gateway edge totals: ", 1)[1] if lines else ""
 
 
 def _children(pid: int) -> list[int]:
