@@ -464,4 +464,6 @@ async def test_a_read_serves_its_established_datagrams_before_a_new_handshake(li
     late.handle_timer(now=late.get_timer())  # the end of its draining period
     (end,) = [e for e in iter(late.next_event, None) if isinstance(e, lib.ConnectionTerminated)]
     assert end.error_code == CONNECTION_REFUSED and end.reason_phrase == BUSY_REASON.decode()
+    totals = server.totals()  # the line the gateway logs at stop
+    assert "new connections 2 opened" in totals and "1 busy after 0 s in the intake" in totals
     server.close()
