@@ -8,6 +8,7 @@ import signal
 
 import pytest
 
+from agent.liveness import PROBE_AFTER_S
 from hil.linkemu import DOWN, LinkEmulator, LinkModel
 from tests import emuclock
 from tests.conftest import wait_for
@@ -144,9 +145,17 @@ async def test_certificate_pinning(quic_library, gw, tmp_path):
             await agent.stop()
 
 
-def test_resume_after_suspend_reconnects_within_2s(procs):
+# Between the suspend rule's ~1-1.5 s and the silence rule's 8 s of silence before its probe
+SUSPEND_RULE_BOUND_S = PROBE_AFTER_S / 2
+
+
+def test_resume_after_suspend_reconnects_before_the_silence_rule(procs):
     """The agent is stopped (SIGSTOP, as a suspended machine) while the gateway restarts and so
-    forgets the connection; after SIGCONT new readings flow again in < 2 s."""
+    forgets the connection; after SIGCONT new readings flow again by the suspend rule
+    (docs/protocol.md §8: probe at once, a grace of 0.1 s plus the gateway's max_ack_delay;
+    ~1-1.5 s on a quiet machine), not by the silence rule, which would wait 8 s before its
+    probe. The bound tells the two apart; it is not a timing promise (2.46 s was seen under a
+    load of 12, and a CI machine runs the suite at full load)."""
     import time
 
     procs.provision("truck-s")
@@ -167,7 +176,7 @@ def test_resume_after_suspend_reconnects_within_2s(procs):
              interval=0.02)
     took = time.monotonic() - t0
     print(f"data flowed again {took:.2f} s after resume")
-    assert took < 2.0, f"{took:.2f}s after resume"
+    assert took < SUSPEND_RULE_BOUND_S, f"{took:.2f}s after resume: not the suspend rule"
     assert "suspend or stall detected" in agent.text()
 
 
