@@ -28,6 +28,7 @@ import glob
 import hashlib
 import os
 import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -48,7 +49,7 @@ PACKAGES = (
 )
 BASE_DISK_SIZE = "2G"
 # bump when the guest-side files below change, so the cached image is rebuilt
-BASE_LAYOUT_VERSION = 4
+BASE_LAYOUT_VERSION = 5
 # What the guest's initramfs loads: only what mounts its root file system (virtio PCI and
 # block, ext4). Debian's generic one (MODULES=most: 35 MB, ~750 modules, the floppy, IDE and
 # CD-ROM drivers probed by udev) took a third of each boot under emulation: the power-cut
@@ -82,6 +83,37 @@ mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev 2>/dev/null
 mkdir -p /hil
+if mount -o data=ordered /dev/vdb /hil; then
+    echo "HIL:BOOT" > /dev/ttyS0
+    cd /hil && ./run > /dev/ttyS0 2>&1
+    echo "HIL:EXIT $?" > /dev/ttyS0
+    cd /
+    umount /hil
+else
+    echo "HIL:ERROR no payload disk" > /dev/ttyS0
+fi
+sync
+echo o > /proc/sysrq-trigger
+sleep 30
+"""
+
+# PID 1 for restored boots (`Vm(restore=True)`): the root stays read-only (a restored machine
+# must find its root disk as its saved memory left it), /tmp is a tmpfs, and the script waits
+# for the payload disk, which the host plugs in only after it has restored the saved machine:
+# the kernel has never read that disk before, so nothing of it is cached from an earlier boot.
+# The clock is set from the RTC (the saved machine's clock is the saving's).
+_RESTORE_INIT = """#!/bin/sh
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev 2>/dev/null
+mount -t tmpfs tmp /tmp
+echo "HIL:WAITING" > /dev/ttyS0
+n=0
+while [ ! -b /dev/vdb ] && [ $n -lt 36000 ]; do
+    n=$((n + 1))
+    sleep 0.05
+done
+date -s "@$(cat /sys/class/rtc/rtc0/since_epoch)" > /dev/null
 if mount -o data=ordered /dev/vdb /hil; then
     echo "HIL:BOOT" > /dev/ttyS0
     cd /hil && ./run > /dev/ttyS0 2>&1
@@ -150,7 +182,7 @@ def _rootfs_key() -> str:
 
 def _image_key() -> str:
     text = (f"{_rootfs_key()} {BASE_LAYOUT_VERSION} {_RUNNER} {_SERVICE} {_FAST_INIT} "
-            f"{' '.join(INITRAMFS_MODULES)}")
+            f"{_RESTORE_INIT} {' '.join(INITRAMFS_MODULES)}")
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -206,10 +238,12 @@ def _build_base(root: Path, image: BaseImage, log) -> None:
     root.mkdir(parents=True)
     (rootfs / "etc/fstab").write_text("/dev/vda / ext4 defaults 0 1\n")
     (rootfs / "etc/hostname").write_text("fleet-hil\n")
-    for name, text in (("fleet-hil-run", _RUNNER), ("fleet-hil-init", _FAST_INIT)):
+    for name, text in (("fleet-hil-run", _RUNNER), ("fleet-hil-init", _FAST_INIT),
+                       ("fleet-hil-restore-init", _RESTORE_INIT)):
         script = rootfs / "usr/local/sbin" / name
         script.write_text(text)
         script.chmod(0o755)
+    (rootfs / "hil").mkdir(exist_ok=True)  # the payload's mount point on a read-only root
     (rootfs / "etc/systemd/system/fleet-hil.service").write_text(_SERVICE)
     # the serial console belongs to the test: a getty there would hang the line up (vhangup)
     # while the runner writes to it, and every later write would fail with EIO
@@ -268,7 +302,8 @@ class Vm:
 
     def __init__(self, base: BaseImage, payload: Path, workdir: Path, *,
                  memory_mb: int = 512, cpus: int = 1, fast_init: bool = False,
-                 uart_socket: Path | None = None, cpu_model: str | None = None):
+                 uart_socket: Path | None = None, cpu_model: str | None = None,
+                 restore: bool = False):
         self.base = base
         self.payload = payload
         self.workdir = workdir
@@ -283,6 +318,13 @@ class Vm:
         # qemu's default model (qemu64) is older than x86-64-v2: binary wheels built for it
         # (numpy >= 2.4, which shapely needs) die with SIGILL; "max" is all TCG can emulate
         self.cpu_model = cpu_model
+        # restore: `start()` boots once to the restore init's wait for the payload disk and
+        # saves the machine there (`state_path`); that boot and every `power_cut()` then start
+        # qemu from the saved state and plug the payload disk in (see `start`)
+        self.restore = restore
+        self.state_path = workdir / "machine.state"
+        self._incoming = False  # the next qemu starts from state_path
+        self.saved_after_cpu_s = 0.0  # qemu's CPU seconds from its start to the saved point
         self.proc: subprocess.Popen | None = None
         self._pos = 0
         self._partial = ""
@@ -293,35 +335,125 @@ class Vm:
             # wait=off: the guest boots without a peer; bytes it sends before one connects drop
             uart = ["-chardev", f"socket,id=uart1,path={self.uart_socket},server=on,wait=off",
                     "-serial", "chardev:uart1"]
+        if self.restore:  # plugged in after the restore (`_restore`); read-only root
+            payload, root, init = [], "ro", " init=/usr/local/sbin/fleet-hil-restore-init"
+        else:
+            # the payload disk carries the test's data: flushes reach the host file honestly
+            payload = ["-drive", f"{self._payload_drive()},if=virtio"]
+            root = "rw"
+            init = " init=/usr/local/sbin/fleet-hil-init" if self.fast_init else ""
         return [
             "qemu-system-x86_64", "-accel", "tcg", "-m", str(self.memory_mb),
             *(["-cpu", self.cpu_model] if self.cpu_model else []),
             "-smp", str(self.cpus), "-nic", "none", "-display", "none", "-no-user-config",
-            "-serial", f"file:{self.serial_log}", *uart,
+            # restore: each boot's qemu appends to what the one before it wrote
+            *(["-chardev", f"file,id=console,path={self.serial_log},append=on",
+                "-serial", "chardev:console"] if self.restore
+              else ["-serial", f"file:{self.serial_log}"]),
+            *uart,
             "-monitor", f"unix:{self.monitor_path},server,nowait",
             "-kernel", str(self.base.kernel), "-initrd", str(self.base.initrd),
             # the root disk is never changed: writes go to a throw-away snapshot
             "-drive", f"file={self.base.disk},format=raw,if=virtio,snapshot=on",
-            # the payload disk carries the test's data: flushes reach the host file honestly
-            "-drive", f"file={self.payload},format=raw,if=virtio,cache=writethrough",
+            *payload,
             # mitigations=off: the guest runs only the test's code, with no network, and the
             # kernel's Spectre defences (retpolines) cost emulated time: the backend .deb's
             # 10,000 files unpacked in 32 s against 77 s without it (2026-12-07, one run each,
             # the host at load 3 against 5.5, so part of it is the load)
-            "-append", "root=/dev/vda rw console=ttyS0 quiet panic=-1 mitigations=off"
-            + (" init=/usr/local/sbin/fleet-hil-init" if self.fast_init else ""),
+            "-append", f"root=/dev/vda {root} console=ttyS0 quiet panic=-1 mitigations=off"
+            + init,
+            *(["-incoming", f"exec:cat {shlex.quote(str(self.state_path))}"]
+              if self._incoming else []),
         ]
 
-    def start(self) -> None:
+    def _payload_drive(self) -> str:
+        return f"file={self.payload},format=raw,cache=writethrough"
+
+    def start(self, save_cpu_s: float = 300.0) -> None:
+        """Start qemu. With `restore`, first boot to the restore init's wait (it prints
+        HIL:WAITING) and save the machine there, then start from the saved state and plug the
+        payload disk in: a boot that has the kernel's start behind it already. The saving
+        boot may use `save_cpu_s` seconds of qemu's CPU (about 20 s on a quiet machine):
+        a budget of emulated work, which a loaded host stretches in time but not in amount."""
         self.serial_log.write_bytes(b"")
+        self._pos = 0
+        self._partial = ""
+        self._incoming = False
+        self._spawn()
+        if self.restore:
+            self._save(save_cpu_s)
+            self._restore()
+
+    def _spawn(self) -> None:
         self.monitor_path.unlink(missing_ok=True)
         if self.uart_socket is not None:
             self.uart_socket.unlink(missing_ok=True)
-        self._pos = 0
-        self._partial = ""
-        self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL,
-                                     stderr=open(self.workdir / "qemu.stderr", "wb"))
+        with open(self.workdir / "qemu.stderr", "ab") as stderr:
+            self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.DEVNULL, stderr=stderr)
+
+    def cpu_seconds(self) -> float:
+        """CPU time qemu has used (all its threads, user + system), 0 if it is not running:
+        the emulated work done, whatever the host's load."""
+        if self.proc is None:
+            return 0.0
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def _save(self, cpu_budget_s: float) -> None:
+        """Wait for HIL:WAITING, then stop the guest and write its state to `state_path`."""
+        seen: list[str] = []
+        while "WAITING" not in seen:
+            if not self.alive():
+                raise RuntimeError(f"qemu exited before the restore point:\n{serial_tail(self)}")
+            if self.cpu_seconds() > cpu_budget_s:
+                raise TimeoutError(f"no restore point within {cpu_budget_s:.0f} s of qemu's "
+                                   f"CPU:\n{serial_tail(self)}")
+            time.sleep(0.1)
+            seen += self.lines()
+        self.monitor("stop")
+        self.state_path.unlink(missing_ok=True)
+        # the state is whole once its name appears (the writer renames it when done)
+        part = shlex.quote(f"{self.state_path}.part")
+        self.monitor(f'migrate "exec:cat > {part} && mv {part} '
+                     f'{shlex.quote(str(self.state_path))}"')
+        # a stopped guest's 512 MB, mostly zero pages: ~1 s
+        deadline = time.monotonic() + 300.0
+        while not self.state_path.exists():
+            status = self.monitor("info migrate")
+            if "failed" in status or not self.alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"saving the machine failed: {status}")
+            time.sleep(0.1)
+        self.saved_after_cpu_s = self.cpu_seconds()
+        self.kill()
+
+    def _restore(self) -> None:
+        """A new qemu from the saved state, running, with the payload disk plugged in."""
+        self._incoming = True
+        self._spawn()
+        # the machine was saved stopped, so it comes back stopped ("paused (inmigrate)" while
+        # the state is read: ~1 s)
+        deadline = time.monotonic() + 300.0
+        while (status := self.monitor("info status", 120.0).strip().split("\n")[-1].strip()
+               ) != "VM status: paused":
+            if not self.alive() or "running" in status or time.monotonic() > deadline:
+                raise RuntimeError(f"restoring the machine: {status!r}\n{serial_tail(self)}")
+            time.sleep(0.05)
+        self.monitor(f"drive_add 0 {self._payload_drive()},if=none,id=payload")
+        self.monitor("device_add virtio-blk-pci,drive=payload,id=payload-disk")
+        self.monitor("cont")
+
+    def power_cut(self) -> None:
+        """Power cut of a `restore` machine: qemu is killed (its memory, so the guest's page
+        cache and everything the guest had not written, is gone; the payload disk keeps what
+        qemu had written to it), then the machine boots again from the saved state. What
+        the dying guest printed stays readable through `lines()`."""
+        assert self.restore, "power_cut() is for Vm(restore=True); reset() otherwise"
+        self.kill()
+        self._restore()
 
     def lines(self) -> list[str]:
         """New complete serial lines that start with SERIAL_PREFIX (prefix removed)."""
