@@ -287,6 +287,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="drive FOR_S seconds at KMH at the end of every EVERY_S (alert demo)")
     p.add_argument("--count", type=int, default=0, help="stop after N fixes (0: run forever)")
     p.add_argument("--record", help="append one JSON line per fix sent")
+    p.add_argument("--pause-after", type=int, default=0, metavar="N",
+                   help="after the N-th fix stop itself (SIGSTOP) until continued (SIGCONT): "
+                   "a test holds the drive at a known fix; the drive goes on at its pace")
     p.add_argument("--wait-reader", action="store_true",
                    help="start the route only once a reader is taking the bytes")
     p.add_argument("--garbage-every", type=int, default=0,
@@ -339,6 +342,10 @@ def main(argv: list[str] | None = None) -> int:
                 data = os.urandom(40) + b"\r\n$GPGGA,123519,4807.038,N,01131.000,E*00\r\n" + data
             if gps.write(data) and record:
                 record.write(json.dumps(rec) + "\n")
+            if n + 1 == args.pause_after:
+                held = time.monotonic()
+                os.kill(os.getpid(), signal.SIGSTOP)  # returns once continued
+                t0 += time.monotonic() - held  # on at the receiver's pace, no burst
             delay = t0 + (n + 1) * step - time.monotonic()
             if delay > 0:
                 time.sleep(delay)

@@ -2,11 +2,18 @@
 alert: agent and GPS simulator as processes, SIGTERM (or kill -9, which loses the engine's
 deferred checkpoints) and a new `python -m backend`."""
 
+import signal
 import sqlite3
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import wait_for
+
+# the simulator holds the drive after this many fixes (2 Hz: GNSS 19.0 s), inside the stretch
+# of 120 km/h (8 s to 20 s) and after the alert opened (10 s of it, at 18 s), so the restart
+# happens mid-episode whatever the machine's speed: nothing the backend receives can close it
+HOLD_AFTER = 39
 
 
 def _overspeed(db_path) -> list[tuple]:
@@ -15,28 +22,40 @@ def _overspeed(db_path) -> list[tuple]:
                           "WHERE rule='overspeed' ORDER BY id").fetchall()
 
 
+def _stopped(pid: int) -> bool:
+    """The process is stopped (SIGSTOP): state T in /proc/PID/stat."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
+
+
 @pytest.mark.parametrize("stop", ["sigterm", "kill9"])
 def test_backend_restart_mid_episode(procs, stop):
     procs.provision("truck-1")
     backend = procs.backend()
-    # base 30 km/h (at most 48), 120 km/h from 15 s to 45 s of the run, once: the overspeed
-    # comes round every 45 s (again from 60 s), so the run ends at 59.5 s (120 fixes at 2 Hz).
-    # Else a late look at what was sent (the close seen 10+ s after the simulator's 50 s fix,
-    # as after a slow restart under load) counted the second stretch's fast fixes into the
-    # expected end; GNSS times are the simulator's own (start + n/rate), never wall-clock gaps
-    procs._spawn(["-m", "hil.gps_sim", "--link", str(procs.tty("truck-1")), "--rate", "2",
-                  "--speed", "30", "--overspeed", "120:45:30", "--count", "120",
-                  "--record", str(procs.record("truck-1")), "--wait-reader"], "truck-1.sim")
-    wait_for(lambda: procs.tty("truck-1").exists(), 10, "simulator pty")
-    agent = procs.agent("truck-1")
-    wait_for(lambda: any(state == "open" for *_, state in _overspeed(procs.db_path)), 60,
-             "an open overspeed alert")
-    [(first_id, start, _, _)] = _overspeed(procs.db_path)
-    if stop == "kill9":  # checkpoints since the open are only in that process's memory
-        backend.kill9()
-    else:
-        assert backend.stop() == 0
-    procs.backend()  # the agent journals meanwhile and drains into the new process
+    # base 30 km/h (at most 48), 120 km/h from 8 s to 20 s of the run, once: the overspeed
+    # comes round every 20 s (again from 28 s), so the run ends at 26.5 s (54 fixes at 2 Hz),
+    # after the close (5 s below the limit, at 25 s). Else a late look at what was sent
+    # counted the second stretch's fast fixes into the expected end; GNSS times are the
+    # simulator's own (start + n/rate), never wall-clock gaps
+    sim = procs._spawn(["-m", "hil.gps_sim", "--link", str(procs.tty("truck-1")), "--rate", "2",
+                        "--speed", "30", "--overspeed", "120:20:12", "--count", "54",
+                        "--pause-after", str(HOLD_AFTER), "--record",
+                        str(procs.record("truck-1")), "--wait-reader"], "truck-1.sim")
+    try:
+        wait_for(lambda: procs.tty("truck-1").exists(), 10, "simulator pty")
+        agent = procs.agent("truck-1")
+        wait_for(lambda: _stopped(sim.popen.pid), 60, f"the simulator holding after "
+                 f"{HOLD_AFTER} fixes")
+        wait_for(lambda: any(state == "open" for *_, state in _overspeed(procs.db_path)), 60,
+                 "an open overspeed alert")
+        [(first_id, start, _, _)] = _overspeed(procs.db_path)
+        if stop == "kill9":  # checkpoints since the open are only in that process's memory
+            backend.kill9()
+        else:
+            assert backend.stop() == 0
+        procs.backend()  # the agent journals meanwhile and drains into the new process
+        assert _overspeed(procs.db_path) == [(first_id, start, None, "open")]
+    finally:
+        sim.popen.send_signal(signal.SIGCONT)  # the drive goes on
     wait_for(lambda: any(state == "closed" for *_, state in _overspeed(procs.db_path)), 60,
              "the overspeed alert closed")
     sent = procs.sent("truck-1")
