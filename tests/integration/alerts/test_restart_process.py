@@ -11,8 +11,10 @@ import pytest
 from tests.conftest import wait_for
 
 # the simulator holds the drive after this many fixes (2 Hz: GNSS 19.0 s), inside the stretch
-# of 120 km/h (8 s to 20 s) and after the alert opened (10 s of it, at 18 s), so the restart
-# happens mid-episode whatever the machine's speed: nothing the backend receives can close it
+# of 120 km/h (8 s to 32 s) and after the alert opened (10 s of it, at 18 s), so the restart
+# happens mid-episode whatever the machine's speed: nothing the backend receives can close it.
+# 12.5 s of the stretch come after the hold: a new process that forgot the open episode would
+# open a second alert within them (10 s at 120 km/h)
 HOLD_AFTER = 39
 
 
@@ -31,13 +33,13 @@ def _stopped(pid: int) -> bool:
 def test_backend_restart_mid_episode(procs, stop):
     procs.provision("truck-1")
     backend = procs.backend()
-    # base 30 km/h (at most 48), 120 km/h from 8 s to 20 s of the run, once: the overspeed
-    # comes round every 20 s (again from 28 s), so the run ends at 26.5 s (54 fixes at 2 Hz),
-    # after the close (5 s below the limit, at 25 s). Else a late look at what was sent
+    # base 30 km/h (at most 48), 120 km/h from 8 s to 32 s of the run, once: the overspeed
+    # comes round every 32 s (again from 40 s), so the run ends at 38.5 s (78 fixes at 2 Hz),
+    # after the close (5 s below the limit, at 37 s). Else a late look at what was sent
     # counted the second stretch's fast fixes into the expected end; GNSS times are the
     # simulator's own (start + n/rate), never wall-clock gaps
     sim = procs._spawn(["-m", "hil.gps_sim", "--link", str(procs.tty("truck-1")), "--rate", "2",
-                        "--speed", "30", "--overspeed", "120:20:12", "--count", "54",
+                        "--speed", "30", "--overspeed", "120:32:24", "--count", "78",
                         "--pause-after", str(HOLD_AFTER), "--record",
                         str(procs.record("truck-1")), "--wait-reader"], "truck-1.sim")
     try:
