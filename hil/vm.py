@@ -76,14 +76,9 @@ sync
 systemctl poweroff
 """
 
-# PID 1 for quick boots (kernel `init=`): no systemd, ~2x faster under TCG; for tests that
-# need only the kernel, a file system and Python (power cuts), not services
-_FAST_INIT = """#!/bin/sh
-mount -t proc proc /proc
-mount -t sysfs sys /sys
-mount -t devtmpfs dev /dev 2>/dev/null
-mkdir -p /hil
-if mount -o data=ordered /dev/vdb /hil; then
+# Both fast inits end alike: run the payload disk's `run`, its output and exit status on the
+# serial console, then power off
+_RUN_PAYLOAD = """if mount -o data=ordered /dev/vdb /hil; then
     echo "HIL:BOOT" > /dev/ttyS0
     cd /hil && ./run > /dev/ttyS0 2>&1
     echo "HIL:EXIT $?" > /dev/ttyS0
@@ -96,6 +91,15 @@ sync
 echo o > /proc/sysrq-trigger
 sleep 30
 """
+
+# PID 1 for quick boots (kernel `init=`): no systemd, ~2x faster under TCG; for tests that
+# need only the kernel, a file system and Python (power cuts), not services
+_FAST_INIT = """#!/bin/sh
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev 2>/dev/null
+mkdir -p /hil
+""" + _RUN_PAYLOAD
 
 # PID 1 for restored boots (`Vm(restore=True)`): the root stays read-only (a restored machine
 # must find its root disk as its saved memory left it), /tmp is a tmpfs, and the script waits
@@ -114,19 +118,7 @@ while [ ! -b /dev/vdb ] && [ $n -lt 36000 ]; do
     sleep 0.05
 done
 date -s "@$(cat /sys/class/rtc/rtc0/since_epoch)" > /dev/null
-if mount -o data=ordered /dev/vdb /hil; then
-    echo "HIL:BOOT" > /dev/ttyS0
-    cd /hil && ./run > /dev/ttyS0 2>&1
-    echo "HIL:EXIT $?" > /dev/ttyS0
-    cd /
-    umount /hil
-else
-    echo "HIL:ERROR no payload disk" > /dev/ttyS0
-fi
-sync
-echo o > /proc/sysrq-trigger
-sleep 30
-"""
+""" + _RUN_PAYLOAD
 
 _SERVICE = """[Unit]
 Description=fleet-agent HIL test runner (payload disk /dev/vdb)

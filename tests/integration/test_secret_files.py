@@ -70,12 +70,17 @@ def test_cluster_key_is_0600(tmp_path, no_chmod_open_umask):
     assert len(load_key(str(tmp_path / "cluster.key"))) == 32
 
 
-def test_agent_session_ticket_is_0600(tmp_path, no_chmod_open_umask):
-    now = dt.datetime.now(dt.UTC)
-    ticket = SessionTicket(
+def _ticket(now: dt.datetime) -> SessionTicket:
+    """A session ticket valid for the next hour."""
+    return SessionTicket(
         age_add=1, cipher_suite=0x1301, not_valid_after=now + dt.timedelta(hours=1),
         not_valid_before=now, resumption_secret=b"s" * 32, server_name="localhost",
         ticket=b"t" * 16)
+
+
+def test_agent_session_ticket_is_0600(tmp_path, no_chmod_open_umask):
+    now = dt.datetime.now(dt.UTC)
+    ticket = _ticket(now)
     TicketFile(tmp_path / "session-ticket.json").save(ticket)
     assert _mode(tmp_path / "session-ticket.json") == 0o600
     assert TicketFile(tmp_path / "session-ticket.json").load(now).ticket == b"t" * 16
@@ -90,10 +95,7 @@ def test_only_the_agents_ticket_is_written_without_fsync(tmp_path, monkeypatch):
     write_private(tmp_path / "key", b"k")
     assert len(synced) == 1
     now = dt.datetime.now(dt.UTC)
-    ticket = SessionTicket(
-        age_add=1, cipher_suite=0x1301, not_valid_after=now + dt.timedelta(hours=1),
-        not_valid_before=now, resumption_secret=b"s" * 32, server_name="localhost",
-        ticket=b"t" * 16)
+    ticket = _ticket(now)
     TicketFile(tmp_path / "session-ticket.json").save(ticket)
     assert len(synced) == 1
     assert TicketFile(tmp_path / "session-ticket.json").load(now).ticket == b"t" * 16
